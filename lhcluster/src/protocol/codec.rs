@@ -1,0 +1,440 @@
+//! Encoding and (total) decoding of protocol v1 messages.
+
+use prost::Message as _;
+
+use super::pb;
+use super::types::*;
+use super::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+
+/// The frames of an encoded message besides its header.
+#[derive(Debug)]
+pub struct Encoded {
+    /// Topic frame (notifications only); it goes before the header frame.
+    pub topic: Option<Vec<u8>>,
+    /// Payload frames; they go after the header frame.
+    pub payload: Payload,
+}
+
+impl Message {
+    /// Encodes the header into `header` (which is cleared first) and returns
+    /// the other frames, moved out of `self`.
+    pub fn encode(self, header: &mut Vec<u8>) -> Encoded {
+        let mut h = pb::Header {
+            major: PROTOCOL_MAJOR,
+            minor: PROTOCOL_MINOR,
+            ..Default::default()
+        };
+        let mut topic = None;
+        let payload = match self {
+            Message::Hello(hello) => {
+                h.kind = pb::Kind::Hello as i32;
+                h.heartbeat_ms = hello.heartbeat_ms;
+                h.name = hello.name.unwrap_or_default();
+                h.route = hello.route;
+                Payload::new()
+            }
+            Message::Welcome { heartbeat_ms } => {
+                h.kind = pb::Kind::Welcome as i32;
+                h.heartbeat_ms = heartbeat_ms;
+                Payload::new()
+            }
+            Message::Request(r) => {
+                h.kind = pb::Kind::Request as i32;
+                h.request_type = r.request_type;
+                h.request_id = r.request_id;
+                h.flags = r.flags.bits();
+                h.route = r.route;
+                h.reply_to = r.reply_to.unwrap_or_default();
+                r.payload
+            }
+            Message::Dispatch(d) => {
+                h.kind = pb::Kind::Dispatch as i32;
+                h.request_type = d.request_type;
+                h.request_id = d.request_id;
+                h.flags = d.flags.bits();
+                h.attempt = d.attempt;
+                d.payload
+            }
+            Message::Result(r) => {
+                h.kind = pb::Kind::Result as i32;
+                h.request_type = r.request_type;
+                h.request_id = r.request_id;
+                h.status = status_to_pb(r.status) as i32;
+                h.error = r.error.unwrap_or_default();
+                r.payload
+            }
+            Message::Response(r) => {
+                h.kind = pb::Kind::Response as i32;
+                h.request_type = r.request_type;
+                h.request_id = r.request_id;
+                h.status = status_to_pb(r.status) as i32;
+                h.error = r.error.unwrap_or_default();
+                h.route = r.route;
+                r.payload
+            }
+            Message::ReceiptSent(r) => {
+                h.kind = pb::Kind::ReceiptSent as i32;
+                set_ref(&mut h, r);
+                Payload::new()
+            }
+            Message::ReceiptReceived(r) => {
+                h.kind = pb::Kind::ReceiptReceived as i32;
+                set_ref(&mut h, r);
+                Payload::new()
+            }
+            Message::Ready(r) => {
+                h.kind = pb::Kind::Ready as i32;
+                h.heartbeat_ms = r.heartbeat_ms;
+                h.capacity = r.capacity;
+                h.request_types = r.request_types;
+                h.name = r.name.unwrap_or_default();
+                Payload::new()
+            }
+            Message::Heartbeat { heartbeat_ms } => {
+                h.kind = pb::Kind::Heartbeat as i32;
+                h.heartbeat_ms = heartbeat_ms;
+                Payload::new()
+            }
+            Message::Disconnect { route } => {
+                h.kind = pb::Kind::Disconnect as i32;
+                h.route = route;
+                Payload::new()
+            }
+            Message::Shutdown => {
+                h.kind = pb::Kind::Shutdown as i32;
+                Payload::new()
+            }
+            Message::Reregister => {
+                h.kind = pb::Kind::Reregister as i32;
+                Payload::new()
+            }
+            Message::Error(e) => {
+                h.kind = pb::Kind::Error as i32;
+                h.error = e.error;
+                if let Some(r) = e.request {
+                    set_ref(&mut h, r);
+                }
+                Payload::new()
+            }
+            Message::Notification(n) => {
+                h.kind = pb::Kind::Notification as i32;
+                h.notify_id = n.notify_id.unwrap_or(0);
+                topic = Some(topic_frame(&n.topic));
+                n.payload
+            }
+        };
+        header.clear();
+        h.encode(header)
+            .expect("a Vec<u8> grows to fit any header, so encoding cannot fail");
+        Encoded { topic, payload }
+    }
+
+    /// Encodes into the complete list of frames, in wire order.
+    pub fn into_frames(self) -> Vec<Frame> {
+        let mut header = Vec::new();
+        let Encoded { topic, payload } = self.encode(&mut header);
+        let mut frames = Vec::with_capacity(2 + payload.len());
+        if let Some(topic) = topic {
+            frames.push(Frame::from(topic));
+        }
+        frames.push(Frame::from(header));
+        frames.extend(payload);
+        frames
+    }
+}
+
+/// The topic frame of a notification: the UTF-8 topic followed by one NUL
+/// byte, so that a ZeroMQ prefix subscription to the same bytes matches this
+/// topic exactly and nothing longer.
+pub fn topic_frame(topic: &str) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(topic.len() + 1);
+    frame.extend_from_slice(topic.as_bytes());
+    frame.push(0);
+    frame
+}
+
+fn set_ref(h: &mut pb::Header, r: RequestRef) {
+    h.request_type = r.request_type;
+    h.request_id = r.request_id;
+    h.route = r.route;
+}
+
+fn status_to_pb(s: Status) -> pb::Status {
+    match s {
+        Status::Ok => pb::Status::Ok,
+        Status::Failed => pb::Status::Failed,
+        Status::BadRequest => pb::Status::BadRequest,
+        Status::Rejected => pb::Status::Rejected,
+        Status::WorkerDeath => pb::Status::WorkerDeath,
+        Status::Redirected => pb::Status::Redirected,
+        Status::Overloaded => pb::Status::Overloaded,
+        Status::NoWorkers => pb::Status::NoWorkers,
+        Status::UnknownReplyTo => pb::Status::UnknownReplyTo,
+    }
+}
+
+fn status_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError> {
+    let status = match pb::Status::try_from(value) {
+        Ok(pb::Status::Ok) => Status::Ok,
+        Ok(pb::Status::Failed) => Status::Failed,
+        Ok(pb::Status::BadRequest) => Status::BadRequest,
+        Ok(pb::Status::Rejected) => Status::Rejected,
+        Ok(pb::Status::WorkerDeath) => Status::WorkerDeath,
+        Ok(pb::Status::Redirected) => Status::Redirected,
+        Ok(pb::Status::Overloaded) => Status::Overloaded,
+        Ok(pb::Status::NoWorkers) => Status::NoWorkers,
+        Ok(pb::Status::UnknownReplyTo) => Status::UnknownReplyTo,
+        Ok(pb::Status::Unspecified) | Err(_) => {
+            return Err(DecodeError::InvalidStatus { kind, value });
+        }
+    };
+    Ok(status)
+}
+
+/// Decodes a message from its complete list of frames (no routing identity).
+/// Notifications have their own entry point, [`decode_notification`].
+pub fn decode(mut frames: Vec<Frame>) -> Result<Message, DecodeError> {
+    if frames.is_empty() {
+        return Err(DecodeError::NoHeader);
+    }
+    let header = frames.remove(0);
+    decode_parts(&header, frames)
+}
+
+/// Decodes a notification from `[topic | header | payload…]`.
+pub fn decode_notification(mut frames: Vec<Frame>) -> Result<Message, DecodeError> {
+    if frames.is_empty() {
+        return Err(DecodeError::InvalidTopic("no topic frame"));
+    }
+    let topic = parse_topic(&frames.remove(0))?;
+    if frames.is_empty() {
+        return Err(DecodeError::NoHeader);
+    }
+    let header = frames.remove(0);
+    let h = decode_header(&header)?;
+    match kind_of(&h)? {
+        pb::Kind::Notification => Ok(Message::Notification(Notification {
+            topic,
+            notify_id: (h.notify_id != 0).then_some(h.notify_id),
+            payload: frames,
+        })),
+        _ => Err(DecodeError::UnexpectedKind(kind_name(h.kind))),
+    }
+}
+
+/// Parses the topic frame written by [`topic_frame`].
+pub fn parse_topic(frame: &[u8]) -> Result<String, DecodeError> {
+    let Some((&0, text)) = frame.split_last() else {
+        return Err(DecodeError::InvalidTopic("missing NUL terminator"));
+    };
+    if text.is_empty() {
+        return Err(DecodeError::InvalidTopic("empty topic"));
+    }
+    if text.contains(&0) {
+        return Err(DecodeError::InvalidTopic("NUL inside topic"));
+    }
+    std::str::from_utf8(text)
+        .map(str::to_owned)
+        .map_err(|_| DecodeError::InvalidTopic("topic is not UTF-8"))
+}
+
+/// Identifies the request a (possibly invalid) header talks about, so that a
+/// receiver can address an error reply about it. `None` when the header does
+/// not parse or names no request type.
+pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
+    let h = pb::Header::decode(header).ok()?;
+    (h.request_type != 0).then_some(RequestRef {
+        request_type: h.request_type,
+        request_id: h.request_id,
+        route: h.route,
+    })
+}
+
+fn decode_header(bytes: &[u8]) -> Result<pb::Header, DecodeError> {
+    let h = pb::Header::decode(bytes)?;
+    if h.major != PROTOCOL_MAJOR {
+        return Err(DecodeError::UnsupportedVersion {
+            major: h.major,
+            minor: h.minor,
+        });
+    }
+    Ok(h)
+}
+
+fn kind_of(h: &pb::Header) -> Result<pb::Kind, DecodeError> {
+    match pb::Kind::try_from(h.kind) {
+        Ok(pb::Kind::Unspecified) => Err(DecodeError::UnexpectedKind("KIND_UNSPECIFIED")),
+        Ok(kind) => Ok(kind),
+        Err(_) => Err(DecodeError::UnknownKind(h.kind)),
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    pb::Kind::try_from(kind).map_or("UNKNOWN", |k| k.as_str_name())
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Decodes a message from its header frame and the frames after it.
+pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeError> {
+    let h = decode_header(header)?;
+    let kind = kind_of(&h)?;
+    let name = kind.as_str_name();
+    let require = |ok: bool, field: &'static str| -> Result<(), DecodeError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(DecodeError::MissingField { kind: name, field })
+        }
+    };
+    let no_payload = |payload: &Payload| -> Result<(), DecodeError> {
+        if payload.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::UnexpectedPayload {
+                kind: name,
+                frames: payload.len(),
+            })
+        }
+    };
+    let request_ref = |h: pb::Header| -> Result<RequestRef, DecodeError> {
+        require(h.request_type != 0, "request_type")?;
+        Ok(RequestRef {
+            request_type: h.request_type,
+            request_id: h.request_id,
+            route: h.route,
+        })
+    };
+    let message = match kind {
+        pb::Kind::Unspecified => return Err(DecodeError::UnexpectedKind(name)),
+        pb::Kind::Hello => {
+            no_payload(&payload)?;
+            require(h.heartbeat_ms != 0, "heartbeat_ms")?;
+            Message::Hello(Hello {
+                heartbeat_ms: h.heartbeat_ms,
+                name: non_empty(h.name),
+                route: h.route,
+            })
+        }
+        pb::Kind::Welcome => {
+            no_payload(&payload)?;
+            require(h.heartbeat_ms != 0, "heartbeat_ms")?;
+            Message::Welcome {
+                heartbeat_ms: h.heartbeat_ms,
+            }
+        }
+        pb::Kind::Request => {
+            require(h.request_type != 0, "request_type")?;
+            Message::Request(Request {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                flags: Flags::from_bits_retain(h.flags),
+                route: h.route,
+                reply_to: non_empty(h.reply_to),
+                payload,
+            })
+        }
+        pb::Kind::Dispatch => {
+            require(h.request_type != 0, "request_type")?;
+            require(h.attempt != 0, "attempt")?;
+            Message::Dispatch(Dispatch {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                flags: Flags::from_bits_retain(h.flags),
+                attempt: h.attempt,
+                payload,
+            })
+        }
+        pb::Kind::Result => {
+            require(h.request_type != 0, "request_type")?;
+            let status = status_from_pb(name, h.status)?;
+            if !status.is_worker_status() {
+                return Err(DecodeError::InvalidStatus {
+                    kind: name,
+                    value: h.status,
+                });
+            }
+            Message::Result(WorkResult {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                status,
+                error: non_empty(h.error),
+                payload,
+            })
+        }
+        pb::Kind::Response => {
+            require(h.request_type != 0, "request_type")?;
+            let status = status_from_pb(name, h.status)?;
+            Message::Response(Response {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                status,
+                error: non_empty(h.error),
+                route: h.route,
+                payload,
+            })
+        }
+        pb::Kind::ReceiptSent => {
+            no_payload(&payload)?;
+            Message::ReceiptSent(request_ref(h)?)
+        }
+        pb::Kind::ReceiptReceived => {
+            no_payload(&payload)?;
+            Message::ReceiptReceived(request_ref(h)?)
+        }
+        pb::Kind::Ready => {
+            no_payload(&payload)?;
+            require(h.heartbeat_ms != 0, "heartbeat_ms")?;
+            require(h.capacity != 0, "capacity")?;
+            require(!h.request_types.is_empty(), "request_types")?;
+            if h.request_types.contains(&0) {
+                return Err(DecodeError::InvalidField {
+                    kind: name,
+                    field: "request_types",
+                    reason: "request type 0 is reserved",
+                });
+            }
+            Message::Ready(Ready {
+                heartbeat_ms: h.heartbeat_ms,
+                capacity: h.capacity,
+                request_types: h.request_types,
+                name: non_empty(h.name),
+            })
+        }
+        pb::Kind::Heartbeat => {
+            no_payload(&payload)?;
+            Message::Heartbeat {
+                heartbeat_ms: h.heartbeat_ms,
+            }
+        }
+        pb::Kind::Disconnect => {
+            no_payload(&payload)?;
+            Message::Disconnect { route: h.route }
+        }
+        pb::Kind::Shutdown => {
+            no_payload(&payload)?;
+            Message::Shutdown
+        }
+        pb::Kind::Reregister => {
+            no_payload(&payload)?;
+            Message::Reregister
+        }
+        pb::Kind::Error => {
+            no_payload(&payload)?;
+            let request = (h.request_type != 0).then(|| RequestRef {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                route: h.route,
+            });
+            Message::Error(ErrorReply {
+                error: h.error,
+                request,
+            })
+        }
+        // A notification is only valid behind its topic frame.
+        pb::Kind::Notification => return Err(DecodeError::UnexpectedKind(name)),
+    };
+    Ok(message)
+}

@@ -1,0 +1,358 @@
+//! The typed messages of protocol v1 and their building blocks.
+
+use std::fmt;
+
+/// One ZeroMQ frame. Payload frames are carried as owned frames so that they
+/// move from socket to socket without a copy.
+pub type Frame = zmq::Message;
+
+/// The application-defined frames of a request, response or notification.
+pub type Payload = Vec<Frame>;
+
+/// Identifies the kind of work a request asks for. `0` is reserved.
+pub type RequestType = u32;
+
+/// Identifies one request within its [`RequestType`]; together they form the
+/// dedupe key.
+pub type RequestId = u64;
+
+bitflags::bitflags! {
+    /// Per-request delivery flags (header field `flags`).
+    ///
+    /// Unknown bits are kept when decoding and ignored by this version.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Flags: u64 {
+        /// One-way request: no response is routed back to the client.
+        const ONE_WAY = 1 << 0;
+        /// The worker reports (through the broker) when it accepted the request.
+        const RECEIPT_ON_RECEIVE = 1 << 1;
+        /// The broker reports when it handed the request to a worker (once).
+        const RECEIPT_ON_SEND = 1 << 2;
+        /// If the worker dies, the client gets `WORKER_DEATH`.
+        const NOTIFY_ON_DEATH = 1 << 3;
+        /// If the worker dies, the broker re-dispatches the request (bounded tries).
+        const RETRY_ON_DEATH = 1 << 4;
+        /// A later request with the same (type, id) may take over the response.
+        const ALLOW_REDIRECT = 1 << 5;
+        /// When taken over, this requester gets `REDIRECTED`.
+        const NOTIFY_ON_REDIRECT = 1 << 6;
+        /// Answer `NO_WORKERS` at once when no worker serves the type.
+        const FAIL_FAST = 1 << 7;
+        // Keep unknown bits: a newer peer may set flags this version ignores.
+        const _ = !0;
+    }
+}
+
+impl Flags {
+    /// Whether a response is routed back for this request.
+    pub fn is_two_way(self) -> bool {
+        !self.contains(Flags::ONE_WAY)
+    }
+}
+
+/// The outcome carried by `RESULT` (worker statuses) and `RESPONSE` (any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// The handler succeeded; the payload is its response.
+    Ok,
+    /// The handler returned an error or panicked.
+    Failed,
+    /// The request could not be decoded or is invalid.
+    BadRequest,
+    /// (type, id) is already pending or in progress.
+    Rejected,
+    /// The worker running the request died and no retry is left.
+    WorkerDeath,
+    /// Another requester took over the response.
+    Redirected,
+    /// A queue bound is reached.
+    Overloaded,
+    /// Fail-fast: no worker serves the request type.
+    NoWorkers,
+    /// The named reply-to client is not connected to the broker.
+    UnknownReplyTo,
+}
+
+impl Status {
+    /// Statuses a worker may report in `RESULT`.
+    pub fn is_worker_status(self) -> bool {
+        matches!(self, Status::Ok | Status::Failed | Status::BadRequest)
+    }
+
+    /// Stable lower-case name, as used in logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::BadRequest => "bad_request",
+            Status::Rejected => "rejected",
+            Status::WorkerDeath => "worker_death",
+            Status::Redirected => "redirected",
+            Status::Overloaded => "overloaded",
+            Status::NoWorkers => "no_workers",
+            Status::UnknownReplyTo => "unknown_reply_to",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Opaque return route a proxy adds to what it forwards (the client's
+/// identity at the proxy). Empty for a client talking to the broker directly.
+pub type Route = Vec<u8>;
+
+/// A client's request, as sent to a broker frontend (or a proxy).
+#[derive(Debug)]
+pub struct Request {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// Delivery flags.
+    pub flags: Flags,
+    /// Return route added by a proxy; empty from a direct client.
+    pub route: Route,
+    /// Another client that receives the response instead of the sender.
+    pub reply_to: Option<String>,
+    /// Application frames.
+    pub payload: Payload,
+}
+
+/// A request handed by the broker to a worker.
+#[derive(Debug)]
+pub struct Dispatch {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// Delivery flags of the request.
+    pub flags: Flags,
+    /// 1-based attempt number (greater than 1 after a retry on worker death).
+    pub attempt: u32,
+    /// Application frames.
+    pub payload: Payload,
+}
+
+/// A worker's outcome for a dispatched request.
+#[derive(Debug)]
+pub struct WorkResult {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// `Ok`, `Failed` or `BadRequest`.
+    pub status: Status,
+    /// Error text for `Failed` / `BadRequest`.
+    pub error: Option<String>,
+    /// Response frames.
+    pub payload: Payload,
+}
+
+/// The single terminal outcome of a two-way request, sent by the broker.
+#[derive(Debug)]
+pub struct Response {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// Worker or broker status.
+    pub status: Status,
+    /// Error text, if any.
+    pub error: Option<String>,
+    /// Return route (echoed from the request).
+    pub route: Route,
+    /// Response frames (empty for broker statuses).
+    pub payload: Payload,
+}
+
+/// Identifies a request in receipts and errors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RequestRef {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// Return route (echoed from the request).
+    pub route: Route,
+}
+
+/// A worker's registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// Interval at which the worker sends heartbeats, in ms (> 0).
+    pub heartbeat_ms: u32,
+    /// How many requests the worker runs at once (> 0).
+    pub capacity: u32,
+    /// Request types served (non-empty, no `0`).
+    pub request_types: Vec<RequestType>,
+    /// Optional stable name, for logs and stats.
+    pub name: Option<String>,
+}
+
+/// A client's (or proxy's) greeting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Interval at which the client sends heartbeats, in ms (> 0).
+    pub heartbeat_ms: u32,
+    /// Optional stable name, the target of explicit reply-to.
+    pub name: Option<String>,
+    /// Set by a proxy greeting on behalf of one of its clients.
+    pub route: Route,
+}
+
+/// A protocol error report about a message that could not be processed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: String,
+    /// The request concerned, when it could be identified.
+    pub request: Option<RequestRef>,
+}
+
+/// A notification, as published and as delivered.
+#[derive(Debug)]
+pub struct Notification {
+    /// Notification type (topic). Any UTF-8 text without NUL characters.
+    pub topic: String,
+    /// Optional publisher-chosen id.
+    pub notify_id: Option<u64>,
+    /// Application frames.
+    pub payload: Payload,
+}
+
+/// Every message of protocol v1.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Message {
+    /// Client/proxy → broker: greeting.
+    Hello(Hello),
+    /// Broker → client/proxy/worker: greeting answer with the broker's heartbeat interval.
+    Welcome {
+        /// The broker's heartbeat interval in ms.
+        heartbeat_ms: u32,
+    },
+    /// Client/proxy → broker: a request.
+    Request(Request),
+    /// Broker → worker: a request to run.
+    Dispatch(Dispatch),
+    /// Worker → broker: a request's outcome.
+    Result(WorkResult),
+    /// Broker → client/proxy: a two-way request's terminal outcome.
+    Response(Response),
+    /// Broker → client/proxy: the request was handed to a worker.
+    ReceiptSent(RequestRef),
+    /// Worker → broker → client/proxy: the worker accepted the request.
+    ReceiptReceived(RequestRef),
+    /// Worker → broker: registration.
+    Ready(Ready),
+    /// Any peer: liveness; `heartbeat_ms` is the sender's interval, or 0 for "unchanged".
+    Heartbeat {
+        /// The sender's heartbeat interval in ms, 0 if unchanged.
+        heartbeat_ms: u32,
+    },
+    /// Worker/client → broker: orderly goodbye. A proxy sets `route` to say
+    /// goodbye for one of its clients.
+    Disconnect {
+        /// Set by a proxy on behalf of one of its clients.
+        route: Route,
+    },
+    /// Broker → peers: the broker is stopping.
+    Shutdown,
+    /// Broker → peer: unknown peer, register again.
+    Reregister,
+    /// Any → peer: the received message could not be processed.
+    Error(ErrorReply),
+    /// Publisher → notify broker → subscriber.
+    Notification(Notification),
+}
+
+impl Message {
+    /// The header kind name, for logs and errors.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "HELLO",
+            Message::Welcome { .. } => "WELCOME",
+            Message::Request(_) => "REQUEST",
+            Message::Dispatch(_) => "DISPATCH",
+            Message::Result(_) => "RESULT",
+            Message::Response(_) => "RESPONSE",
+            Message::ReceiptSent(_) => "RECEIPT_SENT",
+            Message::ReceiptReceived(_) => "RECEIPT_RECEIVED",
+            Message::Ready(_) => "READY",
+            Message::Heartbeat { .. } => "HEARTBEAT",
+            Message::Disconnect { .. } => "DISCONNECT",
+            Message::Shutdown => "SHUTDOWN",
+            Message::Reregister => "REREGISTER",
+            Message::Error(_) => "ERROR",
+            Message::Notification(_) => "NOTIFICATION",
+        }
+    }
+}
+
+/// Why a sequence of frames is not a valid protocol v1 message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The message has no frames at all (or no header frame after the topic).
+    #[error("message has no header frame")]
+    NoHeader,
+    /// The header frame is not a valid Protobuf `Header`.
+    #[error("header frame is not a valid protobuf Header: {0}")]
+    Header(#[from] prost::DecodeError),
+    /// The header's major version is not the one this crate speaks.
+    #[error("unsupported protocol version {major}.{minor} (this peer speaks 1.x)")]
+    UnsupportedVersion {
+        /// Major version received (0 when absent).
+        major: u32,
+        /// Minor version received.
+        minor: u32,
+    },
+    /// The header's kind is not a known kind.
+    #[error("unknown message kind {0}")]
+    UnknownKind(i32),
+    /// The kind is known but never valid on the wire here (e.g. unspecified).
+    #[error("message kind {0} is not valid in this position")]
+    UnexpectedKind(&'static str),
+    /// The header's status is not a known status, or not valid for the kind.
+    #[error("{kind}: invalid status value {value}")]
+    InvalidStatus {
+        /// Message kind.
+        kind: &'static str,
+        /// Status value received.
+        value: i32,
+    },
+    /// A field the kind requires is absent or zero.
+    #[error("{kind}: missing or zero field `{field}`")]
+    MissingField {
+        /// Message kind.
+        kind: &'static str,
+        /// Field name.
+        field: &'static str,
+    },
+    /// A field has a value the protocol does not allow.
+    #[error("{kind}: invalid field `{field}`: {reason}")]
+    InvalidField {
+        /// Message kind.
+        kind: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The kind carries no payload, yet payload frames follow the header.
+    #[error("{kind}: unexpected {frames} payload frame(s)")]
+    UnexpectedPayload {
+        /// Message kind.
+        kind: &'static str,
+        /// Number of extra frames.
+        frames: usize,
+    },
+    /// The topic frame of a notification is invalid.
+    #[error("invalid notification topic frame: {0}")]
+    InvalidTopic(&'static str),
+}
