@@ -1,0 +1,1036 @@
+//! The broker's sans-IO state machine.
+//!
+//! Inputs are decoded frames from the two ROUTER sockets, ticks and a stop
+//! request, each with `now`; outputs are messages addressed to a peer on one
+//! of the sockets, collected in an outbox that the driver drains. No socket,
+//! no clock read: every behaviour is unit-tested with a fake clock.
+//!
+//! Data model (docs/architecture.md, "Broker"):
+//! - `requests`: the dedupe index, (type, id) → request state, pending or in flight;
+//! - per type: a FIFO of pending ids and the count of registered workers;
+//! - `free_workers`: workers with free credits, least recently used first;
+//! - `nonempty_types`: types with queued work, for round-robin service.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::config::BrokerConfig;
+use super::stats::{BrokerStats, TypeStats};
+use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::protocol::{
+    self, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId,
+    RequestRef, RequestType, Response, Route, Status, WorkResult,
+};
+use crate::slab::{Key, Slab};
+
+/// Which broker socket a message arrives on or leaves by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Clients and proxies.
+    Frontend,
+    /// Workers.
+    Backend,
+}
+
+/// A message for the driver to send.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) side: Side,
+    pub(crate) peer: PeerId,
+    pub(crate) msg: Message,
+}
+
+type ReqKey = (RequestType, RequestId);
+
+/// Where a response (or receipt) goes: a client, and the route behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Dest {
+    client: Key,
+    route: Route,
+}
+
+#[derive(Debug)]
+enum ReqState {
+    Pending(Payload),
+    InFlight {
+        /// Kept only for `RETRY_ON_DEATH` requests with tries left.
+        retry_copy: Option<Payload>,
+    },
+}
+
+#[derive(Debug)]
+struct Req {
+    /// The requester: receipts go here, and the response unless `reply_to`.
+    origin: Dest,
+    reply_to: Option<Dest>,
+    flags: Flags,
+    /// Dispatches so far.
+    attempts: u32,
+    receipt_sent: bool,
+    state: ReqState,
+}
+
+impl Req {
+    fn response_dest(&self) -> &Dest {
+        self.reply_to.as_ref().unwrap_or(&self.origin)
+    }
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    id: PeerId,
+    name: Option<String>,
+    capacity: u32,
+    /// Sorted, deduplicated.
+    types: Vec<RequestType>,
+    assigned: HashSet<ReqKey>,
+    /// Round-robin cursor: the type served last.
+    last_type: RequestType,
+    /// Position in `free_workers`, when the worker has free credits.
+    lru_seq: Option<u64>,
+    live: Liveness,
+}
+
+impl WorkerEntry {
+    fn free(&self) -> u32 {
+        self.capacity
+            .saturating_sub(u32::try_from(self.assigned.len()).unwrap_or(u32::MAX))
+    }
+
+    fn serves(&self, t: RequestType) -> bool {
+        self.types.binary_search(&t).is_ok()
+    }
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    id: PeerId,
+    names: Vec<String>,
+    live: Liveness,
+}
+
+#[derive(Debug, Default)]
+struct TypeEntry {
+    pending: VecDeque<RequestId>,
+    in_flight: u64,
+    workers: u32,
+    received: u64,
+    dispatched: u64,
+    completed: u64,
+}
+
+impl TypeEntry {
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.in_flight == 0 && self.workers == 0
+    }
+}
+
+/// The broker state machine.
+#[derive(Debug)]
+pub(crate) struct BrokerCore {
+    heartbeat: Duration,
+    liveness: u32,
+    max_pending_per_type: usize,
+    max_pending_total: usize,
+    max_tries: u32,
+
+    workers: Slab<WorkerEntry>,
+    worker_ids: HashMap<PeerId, Key>,
+    clients: Slab<ClientEntry>,
+    client_ids: HashMap<PeerId, Key>,
+    names: HashMap<String, Dest>,
+    requests: HashMap<ReqKey, Req>,
+    types: HashMap<RequestType, TypeEntry>,
+    nonempty_types: BTreeSet<RequestType>,
+    free_workers: BTreeMap<u64, Key>,
+    next_seq: u64,
+    total_pending: usize,
+    next_tick: Instant,
+    stats: BrokerStats,
+    out: Vec<Outgoing>,
+}
+
+impl BrokerCore {
+    pub(crate) fn new(config: &BrokerConfig, now: Instant) -> Self {
+        Self {
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            max_pending_per_type: config.max_pending_per_type,
+            max_pending_total: config.max_pending_total,
+            max_tries: config.max_tries,
+            workers: Slab::default(),
+            worker_ids: HashMap::new(),
+            clients: Slab::default(),
+            client_ids: HashMap::new(),
+            names: HashMap::new(),
+            requests: HashMap::new(),
+            types: HashMap::new(),
+            nonempty_types: BTreeSet::new(),
+            free_workers: BTreeMap::new(),
+            next_seq: 0,
+            total_pending: 0,
+            next_tick: now + config.heartbeat / 2,
+            stats: BrokerStats::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Messages to send, in order. The driver drains this after every input.
+    pub(crate) fn outbox(&mut self) -> &mut Vec<Outgoing> {
+        &mut self.out
+    }
+
+    /// When [`BrokerCore::on_tick`] should run next.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// The driver could not deliver a message.
+    pub(crate) fn count_undeliverable(&mut self) {
+        self.stats.undeliverable += 1;
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A message from a client or proxy.
+    pub(crate) fn on_frontend(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        payload: Payload,
+    ) {
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => return self.malformed(Side::Frontend, peer, header, &e.to_string()),
+        };
+        match msg {
+            Message::Request(req) => self.on_request(now, peer, req),
+            Message::Hello(hello) => self.on_hello(now, peer, hello),
+            Message::Heartbeat { heartbeat_ms } => {
+                self.stats.heartbeats_received += 1;
+                let client = self.touch_client(now, peer);
+                if heartbeat_ms != 0 {
+                    if let Some(c) = self.clients.get_mut(client) {
+                        c.live.peer_interval = interval_from_ms(heartbeat_ms);
+                    }
+                }
+            }
+            Message::Disconnect { route } => self.on_client_disconnect(peer, route),
+            Message::Error(e) => {
+                // Never answer an error with an error: that could loop.
+                debug!(error = %e.error, "client reported an error");
+            }
+            other => {
+                let text = format!("unexpected {} on the broker frontend", other.kind_name());
+                self.malformed(Side::Frontend, peer, header, &text);
+            }
+        }
+    }
+
+    /// A message from a worker.
+    pub(crate) fn on_backend(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => return self.malformed(Side::Backend, peer, header, &e.to_string()),
+        };
+        if let Message::Ready(ready) = msg {
+            return self.on_ready(now, peer, ready);
+        }
+        if let Message::Error(e) = &msg {
+            debug!(error = %e.error, "worker reported an error");
+            return;
+        }
+        let Some(&wk) = self.worker_ids.get(peer) else {
+            if matches!(
+                msg,
+                Message::Heartbeat { .. }
+                    | Message::Result(_)
+                    | Message::ReceiptReceived(_)
+                    | Message::Disconnect { .. }
+            ) {
+                if !matches!(msg, Message::Disconnect { .. }) {
+                    self.stats.unknown_workers += 1;
+                    debug!("message from an unknown worker: asking it to re-register");
+                    self.send(Side::Backend, peer.into(), Message::Reregister);
+                }
+            } else {
+                let text = format!("unexpected {} on the broker backend", msg.kind_name());
+                self.malformed(Side::Backend, peer, header, &text);
+            }
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(wk) {
+            w.live.last_heard = now;
+        }
+        match msg {
+            Message::Heartbeat { heartbeat_ms } => {
+                self.stats.heartbeats_received += 1;
+                if heartbeat_ms != 0 {
+                    if let Some(w) = self.workers.get_mut(wk) {
+                        w.live.peer_interval = interval_from_ms(heartbeat_ms);
+                    }
+                }
+            }
+            Message::Result(result) => self.on_result(now, wk, result),
+            Message::ReceiptReceived(r) => self.on_receipt_received(wk, r),
+            Message::Disconnect { .. } => {
+                info!(worker = ?self.worker_label(wk), "worker disconnected");
+                self.remove_worker(now, wk);
+            }
+            other => {
+                let text = format!("unexpected {} on the broker backend", other.kind_name());
+                self.malformed(Side::Backend, peer, header, &text);
+            }
+        }
+    }
+
+    /// Periodic work: liveness checks and heartbeats.
+    pub(crate) fn on_tick(&mut self, now: Instant) {
+        let mut shortest = self.heartbeat;
+        let dead: Vec<Key> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.live.is_dead(now, self.liveness))
+            .map(|(k, _)| k)
+            .collect();
+        for wk in dead {
+            warn!(worker = ?self.worker_label(wk), "worker missed its heartbeats: declaring it dead");
+            self.stats.worker_deaths += 1;
+            self.remove_worker(now, wk);
+        }
+        let dead: Vec<Key> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.live.is_dead(now, self.liveness))
+            .map(|(k, _)| k)
+            .collect();
+        for ck in dead {
+            warn!("client missed its heartbeats: forgetting it");
+            self.stats.client_deaths += 1;
+            self.remove_client(ck);
+        }
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        let mut due = Vec::new();
+        for (_, w) in self.workers.iter() {
+            shortest = shortest.min(w.live.peer_interval);
+            if w.live.heartbeat_due(now, self.heartbeat) {
+                due.push((Side::Backend, w.id.clone()));
+            }
+        }
+        for (_, c) in self.clients.iter() {
+            shortest = shortest.min(c.live.peer_interval);
+            if c.live.heartbeat_due(now, self.heartbeat) {
+                due.push((Side::Frontend, c.id.clone()));
+            }
+        }
+        for (side, peer) in due {
+            self.stats.heartbeats_sent += 1;
+            self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
+        }
+        self.next_tick = now + (shortest / 2).max(Duration::from_millis(1));
+    }
+
+    /// The broker is stopping: tell every peer.
+    pub(crate) fn on_stop(&mut self) {
+        let peers: Vec<(Side, PeerId)> = self
+            .workers
+            .iter()
+            .map(|(_, w)| (Side::Backend, w.id.clone()))
+            .chain(self.clients.iter().map(|(_, c)| (Side::Frontend, c.id.clone())))
+            .collect();
+        for (side, peer) in peers {
+            self.send(side, peer, Message::Shutdown);
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub(crate) fn stats(&self) -> BrokerStats {
+        let mut stats = self.stats.clone();
+        stats.pending = self.total_pending as u64;
+        stats.in_flight = self.types.values().map(|t| t.in_flight).sum();
+        stats.workers = self.workers.len() as u64;
+        stats.clients = self.clients.len() as u64;
+        stats.types = self
+            .types
+            .iter()
+            .map(|(&t, e)| {
+                let ts = TypeStats {
+                    received: e.received,
+                    dispatched: e.dispatched,
+                    completed: e.completed,
+                    pending: e.pending.len() as u64,
+                    in_flight: e.in_flight,
+                    workers: u64::from(e.workers),
+                };
+                (t, ts)
+            })
+            .collect();
+        stats
+    }
+
+    // ----- frontend -----------------------------------------------------
+
+    fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
+        let client = self.touch_client_quiet(now, peer);
+        if hello.route.is_empty() {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.live.peer_interval = interval_from_ms(hello.heartbeat_ms);
+            }
+            let heartbeat_ms = interval_to_ms(self.heartbeat);
+            self.send_tracked(
+                now,
+                Side::Frontend,
+                peer.into(),
+                Message::Welcome { heartbeat_ms },
+            );
+        }
+        if let Some(name) = hello.name {
+            debug!(%name, "client registered its name");
+            let dest = Dest {
+                client,
+                route: hello.route,
+            };
+            if let Some(old) = self.names.insert(name.clone(), dest) {
+                if old.client != client {
+                    if let Some(c) = self.clients.get_mut(old.client) {
+                        c.names.retain(|n| *n != name);
+                    }
+                }
+            }
+            if let Some(c) = self.clients.get_mut(client) {
+                if !c.names.contains(&name) {
+                    c.names.push(name);
+                }
+            }
+        }
+    }
+
+    fn on_client_disconnect(&mut self, peer: &[u8], route: Route) {
+        let Some(&ck) = self.client_ids.get(peer) else {
+            return;
+        };
+        if route.is_empty() {
+            debug!("client disconnected");
+            self.remove_client(ck);
+            return;
+        }
+        // A proxy says goodbye for one of its clients: forget its names.
+        let names = &mut self.names;
+        if let Some(c) = self.clients.get_mut(ck) {
+            c.names.retain(|n| {
+                let behind_route = names.get(n).is_some_and(|d| d.route == route);
+                if behind_route {
+                    names.remove(n);
+                }
+                !behind_route
+            });
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, peer: &[u8], req: Request) {
+        let client = self.touch_client(now, peer);
+        self.stats.requests_received += 1;
+        let key = (req.request_type, req.request_id);
+        self.types.entry(key.0).or_default().received += 1;
+        let origin = Dest {
+            client,
+            route: req.route,
+        };
+        let reply_to = match &req.reply_to {
+            None => None,
+            Some(name) => match self.names.get(name) {
+                Some(dest) => Some(dest.clone()),
+                None => {
+                    self.stats.requests_unknown_reply_to += 1;
+                    let error = format!("no client named {name:?} is connected");
+                    self.respond(&origin, key, Status::UnknownReplyTo, Some(error));
+                    return self.drop_type_if_idle(key.0);
+                }
+            },
+        };
+        if self.requests.contains_key(&key) {
+            return self.on_duplicate(key, origin, reply_to, req.flags, req.payload);
+        }
+        let entry = self.types.entry(key.0).or_default();
+        let (type_workers, type_pending) = (entry.workers, entry.pending.len());
+        if req.flags.contains(Flags::FAIL_FAST) && type_workers == 0 {
+            self.stats.requests_no_workers += 1;
+            let error = format!("no worker serves request type {}", key.0);
+            self.respond(&origin, key, Status::NoWorkers, Some(error));
+            return self.drop_type_if_idle(key.0);
+        }
+        // Invariant: a type with queued work has no free worker, so only
+        // look for one when its queue is empty.
+        let worker = if type_pending == 0 {
+            self.find_free_worker(key.0)
+        } else {
+            None
+        };
+        if worker.is_none()
+            && (type_pending >= self.max_pending_per_type
+                || self.total_pending >= self.max_pending_total)
+        {
+            self.stats.requests_overloaded += 1;
+            let error = format!(
+                "queue bound reached for request type {} ({} queued, {} in total)",
+                key.0, type_pending, self.total_pending
+            );
+            self.respond(&origin, key, Status::Overloaded, Some(error));
+            return self.drop_type_if_idle(key.0);
+        }
+        self.requests.insert(
+            key,
+            Req {
+                origin,
+                reply_to,
+                flags: req.flags,
+                attempts: 0,
+                receipt_sent: false,
+                state: ReqState::Pending(req.payload),
+            },
+        );
+        match worker {
+            Some(wk) => self.dispatch(now, wk, key),
+            None => self.push_pending(key, false),
+        }
+    }
+
+    fn on_duplicate(
+        &mut self,
+        key: ReqKey,
+        origin: Dest,
+        reply_to: Option<Dest>,
+        flags: Flags,
+        payload: Payload,
+    ) {
+        let Some(existing) = self.requests.get_mut(&key) else {
+            return;
+        };
+        if existing.origin == origin {
+            // An idempotent re-send (a proxy does this until confirmed).
+            self.stats.requests_resent += 1;
+            let in_flight = matches!(existing.state, ReqState::InFlight { .. });
+            if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
+                let origin = existing.origin.clone();
+                self.send_receipt_sent(&origin, key);
+            }
+            return;
+        }
+        if !existing.flags.contains(Flags::ALLOW_REDIRECT) {
+            self.stats.requests_rejected += 1;
+            let error = format!(
+                "request {}/{} is already pending or in progress",
+                key.0, key.1
+            );
+            return self.respond(&origin, key, Status::Rejected, Some(error));
+        }
+        // Takeover: the newer requester gets the response.
+        self.stats.requests_redirected += 1;
+        let previous = std::mem::replace(&mut existing.origin, origin);
+        let previous_flags = std::mem::replace(&mut existing.flags, flags);
+        existing.reply_to = reply_to;
+        let mut receipt_for_new = None;
+        match &mut existing.state {
+            ReqState::Pending(stored) => *stored = payload,
+            ReqState::InFlight { retry_copy, .. } => {
+                let tries_left = existing.attempts < self.max_tries;
+                *retry_copy = (flags.contains(Flags::RETRY_ON_DEATH) && tries_left)
+                    .then_some(payload);
+                if flags.contains(Flags::RECEIPT_ON_SEND) {
+                    receipt_for_new = Some(existing.origin.clone());
+                }
+            }
+        }
+        debug!(
+            request_type = key.0,
+            request_id = key.1,
+            "response taken over by a newer requester"
+        );
+        if previous_flags.contains(Flags::NOTIFY_ON_REDIRECT) {
+            let error = "another requester took over the response".to_owned();
+            self.respond(&previous, key, Status::Redirected, Some(error));
+        }
+        if let Some(dest) = receipt_for_new {
+            self.send_receipt_sent(&dest, key);
+        }
+    }
+
+    // ----- backend ------------------------------------------------------
+
+    fn on_ready(&mut self, now: Instant, peer: &[u8], ready: Ready) {
+        let mut types = ready.request_types;
+        types.sort_unstable();
+        types.dedup();
+        let interval = interval_from_ms(ready.heartbeat_ms);
+        let wk = match self.worker_ids.get(peer) {
+            Some(&wk) => {
+                let w = self.workers.get_mut(wk).expect("worker_ids and workers agree");
+                let old_types = std::mem::replace(&mut w.types, types.clone());
+                w.capacity = ready.capacity;
+                w.name = ready.name;
+                w.live.peer_interval = interval;
+                w.live.last_heard = now;
+                for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
+                    if let Some(e) = self.types.get_mut(t) {
+                        e.workers -= 1;
+                    }
+                    self.drop_type_if_idle(*t);
+                }
+                for &t in types.iter().filter(|t| old_types.binary_search(t).is_err()) {
+                    self.types.entry(t).or_default().workers += 1;
+                }
+                debug!(worker = ?self.worker_label(wk), "worker re-registered");
+                wk
+            }
+            None => {
+                for &t in &types {
+                    self.types.entry(t).or_default().workers += 1;
+                }
+                let wk = self.workers.insert(WorkerEntry {
+                    id: peer.into(),
+                    name: ready.name,
+                    capacity: ready.capacity,
+                    types,
+                    assigned: HashSet::new(),
+                    last_type: 0,
+                    lru_seq: None,
+                    live: Liveness::new(now, interval),
+                });
+                self.worker_ids.insert(peer.into(), wk);
+                self.stats.workers_registered += 1;
+                info!(worker = ?self.worker_label(wk), capacity = ready.capacity, "worker registered");
+                wk
+            }
+        };
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        self.send_tracked(
+            now,
+            Side::Backend,
+            peer.into(),
+            Message::Welcome { heartbeat_ms },
+        );
+        self.serve_worker(now, wk);
+    }
+
+    fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
+        let key = (result.request_type, result.request_id);
+        let assigned = self
+            .workers
+            .get_mut(wk)
+            .is_some_and(|w| w.assigned.remove(&key));
+        if !assigned {
+            // Exact credits: only completions of work we assigned count.
+            self.stats.unknown_results += 1;
+            debug!(
+                request_type = key.0,
+                request_id = key.1,
+                "result for a request not assigned to this worker: dropped"
+            );
+            return;
+        }
+        self.stats.requests_completed += 1;
+        if let Some(e) = self.types.get_mut(&key.0) {
+            e.in_flight -= 1;
+            e.completed += 1;
+        }
+        if let Some(req) = self.requests.remove(&key) {
+            if req.flags.is_two_way() {
+                let dest = req.response_dest().clone();
+                self.send_response(
+                    &dest,
+                    key,
+                    result.status,
+                    result.error,
+                    result.payload,
+                );
+            }
+        }
+        self.drop_type_if_idle(key.0);
+        self.serve_worker(now, wk);
+    }
+
+    fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {
+        let key = (r.request_type, r.request_id);
+        let assigned = self.workers.get(wk).is_some_and(|w| w.assigned.contains(&key));
+        let origin = self
+            .requests
+            .get(&key)
+            .filter(|req| assigned && req.flags.contains(Flags::RECEIPT_ON_RECEIVE))
+            .map(|req| req.origin.clone());
+        match origin {
+            Some(origin) => {
+                let msg = Message::ReceiptReceived(RequestRef {
+                    request_type: key.0,
+                    request_id: key.1,
+                    route: origin.route.clone(),
+                });
+                self.send_to_client(origin.client, msg);
+            }
+            None => self.stats.unknown_results += 1,
+        }
+    }
+
+    // ----- dispatch -----------------------------------------------------
+
+    /// The least recently used worker with free credits that serves `t`.
+    fn find_free_worker(&self, t: RequestType) -> Option<Key> {
+        self.free_workers
+            .values()
+            .copied()
+            .find(|&wk| self.workers.get(wk).is_some_and(|w| w.serves(t)))
+    }
+
+    /// Moves a worker to the back of the LRU order (or out of it when it has
+    /// no free credit).
+    fn refresh_lru(&mut self, wk: Key) {
+        let Some(w) = self.workers.get_mut(wk) else {
+            return;
+        };
+        if let Some(seq) = w.lru_seq.take() {
+            self.free_workers.remove(&seq);
+        }
+        if w.free() > 0 {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            w.lru_seq = Some(seq);
+            self.free_workers.insert(seq, wk);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, wk: Key, key: ReqKey) {
+        let Some(req) = self.requests.get_mut(&key) else {
+            return;
+        };
+        let payload = match std::mem::replace(&mut req.state, ReqState::Pending(Payload::new())) {
+            ReqState::Pending(p) => p,
+            ReqState::InFlight { retry_copy, .. } => retry_copy.unwrap_or_default(),
+        };
+        req.attempts += 1;
+        let retry_copy = (req.flags.contains(Flags::RETRY_ON_DEATH)
+            && req.attempts < self.max_tries)
+            .then(|| copy_payload(&payload));
+        req.state = ReqState::InFlight { retry_copy };
+        let receipt = req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
+        req.receipt_sent |= receipt;
+        let origin = receipt.then(|| req.origin.clone());
+        let msg = Message::Dispatch(protocol::Dispatch {
+            request_type: key.0,
+            request_id: key.1,
+            flags: req.flags,
+            attempt: req.attempts,
+            payload,
+        });
+        let Some(w) = self.workers.get_mut(wk) else {
+            return;
+        };
+        w.assigned.insert(key);
+        w.last_type = key.0;
+        let peer = w.id.clone();
+        if let Some(e) = self.types.get_mut(&key.0) {
+            e.in_flight += 1;
+            e.dispatched += 1;
+        }
+        self.stats.requests_dispatched += 1;
+        self.send_tracked(now, Side::Backend, peer, msg);
+        if let Some(origin) = origin {
+            self.send_receipt_sent(&origin, key);
+        }
+        self.refresh_lru(wk);
+    }
+
+    /// Gives a worker queued work from its types, round-robin, while it has
+    /// free credits.
+    fn serve_worker(&mut self, now: Instant, wk: Key) {
+        while self.total_pending > 0 {
+            let Some(w) = self.workers.get(wk) else {
+                return;
+            };
+            if w.free() == 0 {
+                break;
+            }
+            let Some(t) = self.next_type_with_pending(w) else {
+                break;
+            };
+            let Some(id) = self.pop_pending(t) else {
+                break;
+            };
+            self.dispatch(now, wk, (t, id));
+        }
+        self.refresh_lru(wk);
+    }
+
+    /// The next type after the worker's cursor that has queued work. Walks
+    /// whichever list is shorter: the worker's types or the busy types.
+    fn next_type_with_pending(&self, w: &WorkerEntry) -> Option<RequestType> {
+        let after = w.last_type;
+        if w.types.len() <= self.nonempty_types.len() {
+            let start = w.types.partition_point(|&t| t <= after);
+            let (head, tail) = w.types.split_at(start);
+            tail.iter()
+                .chain(head)
+                .copied()
+                .find(|t| self.nonempty_types.contains(t))
+        } else {
+            self.nonempty_types
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .chain(self.nonempty_types.range(..=after))
+                .copied()
+                .find(|&t| w.serves(t))
+        }
+    }
+
+    /// Dispatches queued work of type `t` while a free worker serves it.
+    fn drain_type(&mut self, now: Instant, t: RequestType) {
+        while self.types.get(&t).is_some_and(|e| !e.pending.is_empty()) {
+            let Some(wk) = self.find_free_worker(t) else {
+                return;
+            };
+            let Some(id) = self.pop_pending(t) else {
+                return;
+            };
+            self.dispatch(now, wk, (t, id));
+        }
+    }
+
+    fn push_pending(&mut self, key: ReqKey, front: bool) {
+        let e = self.types.entry(key.0).or_default();
+        if front {
+            e.pending.push_front(key.1);
+        } else {
+            e.pending.push_back(key.1);
+        }
+        self.total_pending += 1;
+        self.nonempty_types.insert(key.0);
+    }
+
+    fn pop_pending(&mut self, t: RequestType) -> Option<RequestId> {
+        let e = self.types.get_mut(&t)?;
+        let id = e.pending.pop_front()?;
+        self.total_pending -= 1;
+        if e.pending.is_empty() {
+            self.nonempty_types.remove(&t);
+        }
+        Some(id)
+    }
+
+    fn drop_type_if_idle(&mut self, t: RequestType) {
+        if self.types.get(&t).is_some_and(TypeEntry::is_idle) {
+            self.types.remove(&t);
+        }
+    }
+
+    // ----- peers --------------------------------------------------------
+
+    /// Removes a worker; its in-flight requests are retried or reported.
+    fn remove_worker(&mut self, now: Instant, wk: Key) {
+        let Some(w) = self.workers.remove(wk) else {
+            return;
+        };
+        self.worker_ids.remove(&w.id);
+        if let Some(seq) = w.lru_seq {
+            self.free_workers.remove(&seq);
+        }
+        for t in &w.types {
+            if let Some(e) = self.types.get_mut(t) {
+                e.workers -= 1;
+            }
+        }
+        let mut retried_types = BTreeSet::new();
+        for key in w.assigned {
+            if let Some(e) = self.types.get_mut(&key.0) {
+                e.in_flight -= 1;
+            }
+            let Some(req) = self.requests.get_mut(&key) else {
+                continue;
+            };
+            let retry = match &mut req.state {
+                ReqState::InFlight { retry_copy, .. } => retry_copy.take(),
+                ReqState::Pending(_) => None,
+            };
+            if let Some(payload) = retry {
+                req.state = ReqState::Pending(payload);
+                self.stats.requests_retried += 1;
+                self.push_pending(key, true);
+                retried_types.insert(key.0);
+                continue;
+            }
+            let Some(req) = self.requests.remove(&key) else {
+                continue;
+            };
+            if req.flags.is_two_way() || req.flags.contains(Flags::NOTIFY_ON_DEATH) {
+                self.stats.requests_worker_death += 1;
+                let error = "the worker running the request died".to_owned();
+                self.respond(req.response_dest(), key, Status::WorkerDeath, Some(error));
+            } else {
+                self.stats.requests_dropped_on_death += 1;
+            }
+        }
+        for t in retried_types {
+            self.drain_type(now, t);
+        }
+        for t in &w.types {
+            self.drop_type_if_idle(*t);
+        }
+    }
+
+    fn remove_client(&mut self, ck: Key) {
+        let Some(c) = self.clients.remove(ck) else {
+            return;
+        };
+        self.client_ids.remove(&c.id);
+        for name in c.names {
+            if self.names.get(&name).is_some_and(|d| d.client == ck) {
+                self.names.remove(&name);
+            }
+        }
+    }
+
+    /// Marks a client as heard from, registering it (quietly) if new.
+    fn touch_client_quiet(&mut self, now: Instant, peer: &[u8]) -> Key {
+        if let Some(&ck) = self.client_ids.get(peer) {
+            if let Some(c) = self.clients.get_mut(ck) {
+                c.live.last_heard = now;
+            }
+            return ck;
+        }
+        let ck = self.clients.insert(ClientEntry {
+            id: peer.into(),
+            names: Vec::new(),
+            live: Liveness::new(now, self.heartbeat),
+        });
+        self.client_ids.insert(peer.into(), ck);
+        ck
+    }
+
+    /// Like [`Self::touch_client_quiet`], and asks an unknown client to greet
+    /// again (it may have a name to register, and its interval is unknown).
+    fn touch_client(&mut self, now: Instant, peer: &[u8]) -> Key {
+        let known = self.client_ids.contains_key(peer);
+        let ck = self.touch_client_quiet(now, peer);
+        if !known {
+            debug!("message from an unknown client: asking it to greet again");
+            self.send(Side::Frontend, peer.into(), Message::Reregister);
+        }
+        ck
+    }
+
+    fn worker_label(&self, wk: Key) -> String {
+        match self.workers.get(wk) {
+            Some(w) => w.name.clone().unwrap_or_else(|| hex(&w.id)),
+            None => "?".to_owned(),
+        }
+    }
+
+    // ----- output -------------------------------------------------------
+
+    fn malformed(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
+        match side {
+            Side::Frontend => self.stats.malformed_frontend += 1,
+            Side::Backend => self.stats.malformed_backend += 1,
+        }
+        warn!(?side, peer = %hex(peer), %error, "malformed message");
+        let reply = match protocol::peek_request_ref(header) {
+            Some(r) if side == Side::Frontend => Message::Response(Response {
+                request_type: r.request_type,
+                request_id: r.request_id,
+                status: Status::BadRequest,
+                error: Some(error.to_owned()),
+                route: r.route,
+                payload: Payload::new(),
+            }),
+            request => Message::Error(ErrorReply {
+                error: error.to_owned(),
+                request,
+            }),
+        };
+        self.send(side, peer.into(), reply);
+    }
+
+    /// A broker status for a request (no payload).
+    fn respond(&mut self, dest: &Dest, key: ReqKey, status: Status, error: Option<String>) {
+        self.send_response(dest, key, status, error, Payload::new());
+    }
+
+    fn send_response(
+        &mut self,
+        dest: &Dest,
+        key: ReqKey,
+        status: Status,
+        error: Option<String>,
+        payload: Payload,
+    ) {
+        let msg = Message::Response(Response {
+            request_type: key.0,
+            request_id: key.1,
+            status,
+            error,
+            route: dest.route.clone(),
+            payload,
+        });
+        self.send_to_client(dest.client, msg);
+    }
+
+    fn send_receipt_sent(&mut self, dest: &Dest, key: ReqKey) {
+        let msg = Message::ReceiptSent(RequestRef {
+            request_type: key.0,
+            request_id: key.1,
+            route: dest.route.clone(),
+        });
+        self.send_to_client(dest.client, msg);
+    }
+
+    fn send_to_client(&mut self, ck: Key, msg: Message) {
+        match self.clients.get_mut(ck) {
+            Some(c) => {
+                let peer = c.id.clone();
+                self.out.push(Outgoing {
+                    side: Side::Frontend,
+                    peer,
+                    msg,
+                });
+            }
+            None => {
+                // The client is gone (dead or disconnected): nobody to tell.
+                self.stats.undeliverable += 1;
+            }
+        }
+    }
+
+    /// Sends and records the time, so heartbeats are only sent on silence.
+    fn send_tracked(&mut self, now: Instant, side: Side, peer: PeerId, msg: Message) {
+        let live = match side {
+            Side::Backend => self
+                .worker_ids
+                .get(&peer)
+                .and_then(|&k| self.workers.get_mut(k))
+                .map(|w| &mut w.live),
+            Side::Frontend => self
+                .client_ids
+                .get(&peer)
+                .and_then(|&k| self.clients.get_mut(k))
+                .map(|c| &mut c.live),
+        };
+        if let Some(live) = live {
+            live.last_sent = now;
+        }
+        self.send(side, peer, msg);
+    }
+
+    fn send(&mut self, side: Side, peer: PeerId, msg: Message) {
+        self.out.push(Outgoing { side, peer, msg });
+    }
+}
+
+/// Copies payload frames (only for `RETRY_ON_DEATH`, which needs the request
+/// again if the worker dies).
+fn copy_payload(payload: &Payload) -> Payload {
+    payload.iter().map(|f| protocol::Frame::from(&f[..])).collect()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,227 @@
+//! The broker's driver thread: owns the two ROUTER sockets, moves frames
+//! between them and the state machine, and runs its ticks.
+
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use tracing::{error, info, warn};
+
+use super::config::BrokerConfig;
+use super::core::{BrokerCore, Side};
+use super::stats::BrokerStats;
+use crate::error::{Error, zmq_err};
+use crate::io;
+use crate::role::{DriverInbox, RoleHandle};
+
+/// Most messages read from one socket before looking at the other, so that
+/// a flood on one side cannot starve the other.
+const READ_BATCH: usize = 256;
+
+/// High-water mark of the broker sockets, per peer. Messages beyond it are
+/// refused (counted as undeliverable), never dropped silently.
+const BROKER_HWM: i32 = 100_000;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Stats(Sender<BrokerStats>),
+    Stop,
+}
+
+pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String, String), Error> {
+    let ctx = crate::context();
+    let frontend = router(ctx, &config.frontend)?;
+    let backend = router(ctx, &config.backend)?;
+    let frontend_ep = last_endpoint(&frontend, &config.frontend);
+    let backend_ep = last_endpoint(&backend, &config.backend);
+    let (tx, bell, inbox) = crate::role::channel()?;
+    info!(frontend = %frontend_ep, backend = %backend_ep, "broker started");
+    let handle = RoleHandle::spawn(
+        "lhcluster-broker",
+        tx,
+        bell,
+        || Command::Stop,
+        config.shutdown_timeout,
+        move || {
+            let mut driver = Driver {
+                core: BrokerCore::new(&config, Instant::now()),
+                frontend,
+                backend,
+                inbox,
+                header_buf: Vec::with_capacity(64),
+                stats_log_interval: config.stats_log_interval,
+            };
+            driver.run();
+        },
+    )?;
+    Ok((handle, frontend_ep, backend_ep))
+}
+
+fn router(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, Error> {
+    let socket = ctx
+        .socket(zmq::ROUTER)
+        .map_err(zmq_err("creating a ROUTER socket"))?;
+    // A peer that reconnects with the same routing id takes its place.
+    socket
+        .set_router_handover(true)
+        .map_err(zmq_err("setting ZMQ_ROUTER_HANDOVER"))?;
+    // Report unroutable messages instead of dropping them silently.
+    socket
+        .set_router_mandatory(true)
+        .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
+    socket
+        .set_sndhwm(BROKER_HWM)
+        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+    socket
+        .set_rcvhwm(BROKER_HWM)
+        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+    socket
+        .set_linger(1000)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    socket.bind(endpoint).map_err(|source| Error::Bind {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    Ok(socket)
+}
+
+/// The endpoint actually bound (resolves `tcp://…:0` and `*`).
+pub(crate) fn last_endpoint(socket: &zmq::Socket, configured: &str) -> String {
+    match socket.get_last_endpoint() {
+        Ok(Ok(ep)) if !ep.is_empty() => ep.replace("0.0.0.0", "127.0.0.1"),
+        _ => configured.to_owned(),
+    }
+}
+
+struct Driver {
+    core: BrokerCore,
+    frontend: zmq::Socket,
+    backend: zmq::Socket,
+    inbox: DriverInbox<Command>,
+    header_buf: Vec<u8>,
+    stats_log_interval: Option<std::time::Duration>,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
+        loop {
+            let now = Instant::now();
+            let mut wake_at = self.core.next_tick();
+            if let Some(at) = next_stats_log {
+                wake_at = wake_at.min(at);
+            }
+            let timeout = wake_at.saturating_duration_since(now).as_millis();
+            let timeout = i64::try_from(timeout).unwrap_or(i64::MAX);
+            let (front_ready, back_ready, commands_ready) = {
+                let mut items = [
+                    self.frontend.as_poll_item(zmq::POLLIN),
+                    self.backend.as_poll_item(zmq::POLLIN),
+                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
+                ];
+                if let Err(e) = zmq::poll(&mut items, timeout) {
+                    if e != zmq::Error::EINTR {
+                        error!(error = %e, "broker poll failed: stopping");
+                        return;
+                    }
+                }
+                (
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                )
+            };
+            if front_ready {
+                self.read(Side::Frontend);
+            }
+            if back_ready {
+                self.read(Side::Backend);
+            }
+            if commands_ready && self.handle_commands() {
+                self.core.on_stop();
+                self.flush();
+                info!("broker stopped");
+                return;
+            }
+            let now = Instant::now();
+            if now >= self.core.next_tick() {
+                self.core.on_tick(now);
+            }
+            if let Some(at) = next_stats_log {
+                if now >= at {
+                    info!(stats = %self.core.stats(), "broker stats");
+                    next_stats_log = self.stats_log_interval.map(|d| now + d);
+                }
+            }
+            self.flush();
+        }
+    }
+
+    /// Reads a batch of messages from one socket into the state machine.
+    fn read(&mut self, side: Side) {
+        for _ in 0..READ_BATCH {
+            let socket = match side {
+                Side::Frontend => &self.frontend,
+                Side::Backend => &self.backend,
+            };
+            let incoming = match io::try_recv(socket, true) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(?side, error = %e, "receive failed");
+                    break;
+                }
+            };
+            let now = Instant::now();
+            let io::Incoming {
+                identity,
+                header,
+                payload,
+            } = incoming;
+            let peer = identity.as_deref().unwrap_or(&[]);
+            let header = header.as_deref().unwrap_or(&[]);
+            match side {
+                Side::Frontend => self.core.on_frontend(now, peer, header, payload),
+                Side::Backend => self.core.on_backend(now, peer, header, payload),
+            }
+            // Keep the outbox short so responses leave while we read.
+            if self.core.outbox().len() >= READ_BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    /// Handles queued commands; `true` when asked to stop.
+    fn handle_commands(&mut self) -> bool {
+        self.inbox.listener.reset();
+        while let Ok(command) = self.inbox.commands.try_recv() {
+            match command {
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.core.stats());
+                }
+                Command::Stop => return true,
+            }
+        }
+        false
+    }
+
+    fn flush(&mut self) {
+        let mut out = std::mem::take(self.core.outbox());
+        for o in out.drain(..) {
+            let socket = match o.side {
+                Side::Frontend => &self.frontend,
+                Side::Backend => &self.backend,
+            };
+            if let Err(e) = io::send(socket, Some(&o.peer), o.msg, &mut self.header_buf) {
+                tracing::debug!(side = ?o.side, error = %e, "message undeliverable");
+                self.core.count_undeliverable();
+            }
+        }
+        // Give the (now empty) buffer back to reuse its allocation.
+        let outbox = self.core.outbox();
+        if outbox.is_empty() {
+            *outbox = out;
+        } else {
+            outbox.append(&mut out);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The broker: routes requests from clients to workers by request type,
+//! queues them while no worker is free, and routes outcomes back.
+//!
+//! ```no_run
+//! use lhcluster::{Broker, BrokerConfig};
+//!
+//! let broker = Broker::start(BrokerConfig::new("tcp://*:5555", "tcp://*:5556"))?;
+//! println!("{}", broker.stats()?);
+//! broker.stop()?;
+//! # Ok::<(), lhcluster::Error>(())
+//! ```
+
+mod config;
+pub(crate) mod core;
+mod driver;
+mod stats;
+
+use std::sync::Arc;
+
+pub use config::BrokerConfig;
+pub use stats::{BrokerStats, TypeStats};
+
+use crate::error::Error;
+use crate::role::RoleHandle;
+
+/// A running broker. Cheap to clone; every clone controls the same broker.
+/// The broker stops when [`Broker::stop`] is called or the last clone is
+/// dropped.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    role: Arc<RoleHandle<driver::Command>>,
+    frontend: String,
+    backend: String,
+}
+
+impl Broker {
+    /// Binds both sockets and starts the driver thread. Bind errors (address
+    /// in use, bad endpoint) are reported here.
+    pub fn start(config: BrokerConfig) -> Result<Broker, Error> {
+        config.validate()?;
+        let (role, frontend, backend) = driver::spawn(config)?;
+        Ok(Broker {
+            role: Arc::new(role),
+            frontend,
+            backend,
+        })
+    }
+
+    /// The frontend endpoint actually bound (a `tcp://…:0` port resolved).
+    pub fn frontend(&self) -> &str {
+        &self.frontend
+    }
+
+    /// The backend endpoint actually bound.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// A snapshot of the broker's statistics.
+    pub fn stats(&self) -> Result<BrokerStats, Error> {
+        self.role.request(driver::Command::Stats)
+    }
+
+    /// Tells every worker and client that the broker is going away, closes
+    /// the sockets and waits for the driver thread (up to the configured
+    /// shutdown timeout). Idempotent.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.role.stop(driver::Command::Stop)
+    }
+}

@@ -1,0 +1,109 @@
+//! Broker statistics: counters since start and current gauges.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::protocol::RequestType;
+
+/// Counters and gauges of one request type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TypeStats {
+    /// Requests received for this type.
+    pub received: u64,
+    /// Dispatches to workers (retries included).
+    pub dispatched: u64,
+    /// Results received from workers.
+    pub completed: u64,
+    /// Requests queued now.
+    pub pending: u64,
+    /// Requests running on workers now.
+    pub in_flight: u64,
+    /// Workers registered for the type now.
+    pub workers: u64,
+}
+
+/// A snapshot of a broker's statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// Valid requests received.
+    pub requests_received: u64,
+    /// Dispatches to workers (retries included).
+    pub requests_dispatched: u64,
+    /// Results received for requests the broker assigned.
+    pub requests_completed: u64,
+    /// Duplicates answered `REJECTED`.
+    pub requests_rejected: u64,
+    /// Requests answered `OVERLOADED`.
+    pub requests_overloaded: u64,
+    /// Requests answered `NO_WORKERS`.
+    pub requests_no_workers: u64,
+    /// Requests answered `UNKNOWN_REPLY_TO`.
+    pub requests_unknown_reply_to: u64,
+    /// Re-sends of a request the same origin already had pending or in flight.
+    pub requests_resent: u64,
+    /// Takeovers of a response by another requester (`ALLOW_REDIRECT`).
+    pub requests_redirected: u64,
+    /// Re-dispatches after a worker death (`RETRY_ON_DEATH`).
+    pub requests_retried: u64,
+    /// Requests answered `WORKER_DEATH`.
+    pub requests_worker_death: u64,
+    /// One-way requests lost with a dead worker (no `NOTIFY_ON_DEATH`).
+    pub requests_dropped_on_death: u64,
+    /// Messages the broker could not deliver (peer gone or not writable).
+    pub undeliverable: u64,
+    /// Malformed or unexpected messages on the frontend.
+    pub malformed_frontend: u64,
+    /// Malformed or unexpected messages on the backend.
+    pub malformed_backend: u64,
+    /// Results for requests not assigned to the sending worker.
+    pub unknown_results: u64,
+    /// Messages from unknown workers (answered `REREGISTER`).
+    pub unknown_workers: u64,
+    /// Heartbeats received.
+    pub heartbeats_received: u64,
+    /// Heartbeats sent.
+    pub heartbeats_sent: u64,
+    /// Workers that registered.
+    pub workers_registered: u64,
+    /// Workers declared dead (missed heartbeats or gone with work in flight).
+    pub worker_deaths: u64,
+    /// Clients declared dead.
+    pub client_deaths: u64,
+    /// Requests queued now.
+    pub pending: u64,
+    /// Requests running on workers now.
+    pub in_flight: u64,
+    /// Workers connected now.
+    pub workers: u64,
+    /// Clients (and proxies) connected now.
+    pub clients: u64,
+    /// Per request type, for the types the broker knows now.
+    pub types: BTreeMap<RequestType, TypeStats>,
+}
+
+impl fmt::Display for BrokerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received={} dispatched={} completed={} rejected={} overloaded={} no_workers={} \
+             worker_death={} retried={} pending={} in_flight={} workers={} clients={} \
+             malformed={} undeliverable={}",
+            self.requests_received,
+            self.requests_dispatched,
+            self.requests_completed,
+            self.requests_rejected,
+            self.requests_overloaded,
+            self.requests_no_workers,
+            self.requests_worker_death,
+            self.requests_retried,
+            self.pending,
+            self.in_flight,
+            self.workers,
+            self.clients,
+            self.malformed_frontend + self.malformed_backend,
+            self.undeliverable,
+        )
+    }
+}

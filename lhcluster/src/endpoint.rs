@@ -1,0 +1,32 @@
+//! Endpoint strings (`tcp://`, `ipc://`, `inproc://`).
+
+use crate::error::ConfigError;
+
+const SCHEMES: [&str; 3] = ["tcp://", "ipc://", "inproc://"];
+
+/// Checks that an endpoint uses a supported transport and names something.
+pub(crate) fn validate(endpoint: &str) -> Result<(), ConfigError> {
+    match SCHEMES.iter().find(|s| endpoint.starts_with(*s)) {
+        Some(scheme) if endpoint.len() > scheme.len() => Ok(()),
+        Some(_) => Err(ConfigError::invalid("endpoint", format!("{endpoint:?} names no address"))),
+        None => Err(ConfigError::invalid(
+            "endpoint",
+            format!("{endpoint:?} must start with tcp://, ipc:// or inproc://"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_three_transports_only() {
+        assert!(validate("tcp://127.0.0.1:5555").is_ok());
+        assert!(validate("ipc:///tmp/x.sock").is_ok());
+        assert!(validate("inproc://broker").is_ok());
+        assert!(validate("inproc://").is_err());
+        assert!(validate("udp://1.2.3.4:5").is_err());
+        assert!(validate("broker").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! Moving whole protocol messages between ZeroMQ sockets and the codec.
+
+use crate::protocol::{Encoded, Frame, Message, Payload};
+
+/// One multipart message as received.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    /// The routing id (ROUTER sockets only).
+    pub(crate) identity: Option<Frame>,
+    /// The header frame, if the message has one.
+    pub(crate) header: Option<Frame>,
+    /// The frames after the header.
+    pub(crate) payload: Payload,
+}
+
+/// Receives one whole multipart message without blocking; `Ok(None)` when
+/// nothing is waiting.
+pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {
+    let first = match socket.recv_msg(zmq::DONTWAIT) {
+        Ok(m) => m,
+        Err(zmq::Error::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut more = first.get_more();
+    let (identity, header) = if routed {
+        let header = if more {
+            let h = socket.recv_msg(0)?;
+            more = h.get_more();
+            Some(h)
+        } else {
+            None
+        };
+        (Some(first), header)
+    } else {
+        (None, Some(first))
+    };
+    let mut payload = Payload::new();
+    while more {
+        let frame = socket.recv_msg(0)?;
+        more = frame.get_more();
+        payload.push(frame);
+    }
+    Ok(Some(Incoming {
+        identity,
+        header,
+        payload,
+    }))
+}
+
+/// Sends one message, prefixed by `identity` on a ROUTER socket, without
+/// blocking. `header_buf` is reused between calls to avoid an allocation.
+pub(crate) fn send(
+    socket: &zmq::Socket,
+    identity: Option<&[u8]>,
+    msg: Message,
+    header_buf: &mut Vec<u8>,
+) -> zmq::Result<()> {
+    let Encoded { topic, payload } = msg.encode(header_buf);
+    if let Some(identity) = identity {
+        socket.send(identity, zmq::SNDMORE | zmq::DONTWAIT)?;
+    }
+    if let Some(topic) = topic {
+        socket.send(topic, zmq::SNDMORE | zmq::DONTWAIT)?;
+    }
+    let last = payload.len();
+    let flag = |more: bool| if more { zmq::SNDMORE } else { 0 };
+    socket.send(&header_buf[..], flag(last > 0) | zmq::DONTWAIT)?;
+    for (i, frame) in payload.into_iter().enumerate() {
+        // Only the first frame can fail with EAGAIN: the rest of a started
+        // multipart message is always queued.
+        socket.send(frame, flag(i + 1 < last))?;
+    }
+    Ok(())
+}
