@@ -1,5 +1,6 @@
 //! Moving whole protocol messages between ZeroMQ sockets and the codec.
 
+use crate::error::{Error, zmq_err};
 use crate::protocol::{Encoded, Frame, Message, Payload};
 
 /// One multipart message as received.
@@ -71,4 +72,34 @@ pub(crate) fn send(
         socket.send(frame, flag(i + 1 < last))?;
     }
     Ok(())
+}
+
+/// A DEALER with our stable routing id, connected to `endpoint`.
+pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, Error> {
+    let socket = crate::context()
+        .socket(zmq::DEALER)
+        .map_err(zmq_err("creating a DEALER socket"))?;
+    socket
+        .set_identity(routing_id)
+        .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;
+    socket
+        .set_sndhwm(100_000)
+        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+    socket
+        .set_rcvhwm(100_000)
+        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+    socket
+        .set_linger(200)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    socket
+        .set_reconnect_ivl(50)
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
+    socket
+        .set_reconnect_ivl_max(1000)
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    socket.connect(endpoint).map_err(|source| Error::Connect {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    Ok(socket)
 }

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod client;
 mod context;
 mod endpoint;
 mod error;
@@ -12,8 +13,11 @@ pub mod protocol;
 mod role;
 mod slab;
 mod wake;
+pub mod worker;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, TypeStats};
+pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use context::context;
 pub use error::{ConfigError, Error};
+pub use worker::{Worker, WorkerConfig};
 pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};

@@ -91,11 +91,17 @@ struct WorkerEntry {
     last_type: RequestType,
     /// Position in `free_workers`, when the worker has free credits.
     lru_seq: Option<u64>,
+    /// Said DISCONNECT with work in flight: gets no more work, and goes
+    /// when its last result arrives.
+    draining: bool,
     live: Liveness,
 }
 
 impl WorkerEntry {
     fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
         self.capacity
             .saturating_sub(u32::try_from(self.assigned.len()).unwrap_or(u32::MAX))
     }
@@ -279,7 +285,15 @@ impl BrokerCore {
             Message::ReceiptReceived(r) => self.on_receipt_received(wk, r),
             Message::Disconnect { .. } => {
                 info!(worker = ?self.worker_label(wk), "worker disconnected");
-                self.remove_worker(now, wk);
+                let idle = self.workers.get_mut(wk).is_some_and(|w| {
+                    w.draining = true;
+                    w.assigned.is_empty()
+                });
+                if idle {
+                    self.remove_worker(now, wk);
+                } else {
+                    self.refresh_lru(wk);
+                }
             }
             other => {
                 let text = format!("unexpected {} on the broker backend", other.kind_name());
@@ -572,6 +586,7 @@ impl BrokerCore {
                 let old_types = std::mem::replace(&mut w.types, types.clone());
                 w.capacity = ready.capacity;
                 w.name = ready.name;
+                w.draining = false;
                 w.live.peer_interval = interval;
                 w.live.last_heard = now;
                 for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
@@ -598,6 +613,7 @@ impl BrokerCore {
                     assigned: HashSet::new(),
                     last_type: 0,
                     lru_seq: None,
+                    draining: false,
                     live: Liveness::new(now, interval),
                 });
                 self.worker_ids.insert(peer.into(), wk);
@@ -650,7 +666,15 @@ impl BrokerCore {
             }
         }
         self.drop_type_if_idle(key.0);
-        self.serve_worker(now, wk);
+        let drained = self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.draining && w.assigned.is_empty());
+        if drained {
+            self.remove_worker(now, wk);
+        } else {
+            self.serve_worker(now, wk);
+        }
     }
 
     fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {

@@ -14,6 +14,8 @@ mod config;
 pub(crate) mod core;
 mod driver;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -1,0 +1,1 @@
+//! Unit tests of the broker state machine (fake clock, no sockets).

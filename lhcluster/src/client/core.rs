@@ -1,0 +1,424 @@
+//! The client's sans-IO state machine: the session with the broker (greet,
+//! heartbeats, broker death, reconnect with backoff) and the outstanding
+//! requests, each of which ends in exactly one outcome.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use tracing::{debug, info, warn};
+
+use super::ClientEvent;
+use super::config::ClientConfig;
+use super::response::{ReceiptKind, Reply, RequestError, Shared};
+use super::stats::ClientStats;
+use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
+use crate::protocol::{
+    self, ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
+    Response, Status,
+};
+
+/// What the driver must do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Send(Message),
+    Close,
+    Connect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    Disconnected { retry_at: Instant },
+    /// HELLO sent, waiting for WELCOME.
+    Greeting,
+    Ready,
+}
+
+type ReqKey = (RequestType, RequestId);
+
+/// A request the caller asked to send.
+#[derive(Debug)]
+pub(crate) struct Submit {
+    pub(crate) request_type: RequestType,
+    pub(crate) request_id: RequestId,
+    pub(crate) flags: Flags,
+    pub(crate) payload: Payload,
+    pub(crate) reply_to: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    shared: Arc<Shared>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    /// For a one-way request: the receipt that completes it.
+    one_way_until: Option<ReceiptKind>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientCore {
+    name: Option<String>,
+    heartbeat: Duration,
+    liveness: u32,
+    default_timeout: Option<Duration>,
+    session: Session,
+    broker: Liveness,
+    outstanding: HashMap<ReqKey, Outstanding>,
+    deadlines: BinaryHeap<Reverse<(Instant, ReqKey)>>,
+    backoff: Backoff,
+    events: Option<Sender<ClientEvent>>,
+    stopped: bool,
+    stats: ClientStats,
+    actions: Vec<Action>,
+}
+
+impl ClientCore {
+    pub(crate) fn new(
+        config: &ClientConfig,
+        events: Option<Sender<ClientEvent>>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            name: config.name.clone(),
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            default_timeout: config.request_timeout,
+            session: Session::Disconnected { retry_at: now },
+            broker: Liveness::new(now, config.heartbeat),
+            outstanding: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            events,
+            stopped: false,
+            stats: ClientStats::default(),
+            actions: vec![Action::Connect],
+        }
+    }
+
+    pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
+        &mut self.actions
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.session == Session::Ready
+    }
+
+    pub(crate) fn stats(&self) -> ClientStats {
+        let mut stats = self.stats.clone();
+        stats.outstanding = self.outstanding.len() as u64;
+        stats.connected = self.is_ready();
+        stats
+    }
+
+    pub(crate) fn next_tick(&self, now: Instant) -> Instant {
+        let session = match self.session {
+            Session::Disconnected { retry_at } => retry_at,
+            _ => {
+                now + (self.heartbeat.min(self.broker.peer_interval) / 2)
+                    .max(Duration::from_millis(1))
+            }
+        };
+        match self.deadlines.peek() {
+            Some(Reverse((at, _))) => session.min(*at),
+            None => session,
+        }
+    }
+
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        self.broker = Liveness::new(now, self.broker.peer_interval);
+        self.session = Session::Greeting;
+        self.send_hello(now);
+    }
+
+    pub(crate) fn on_connect_failed(&mut self, now: Instant) {
+        self.session = Session::Disconnected {
+            retry_at: now + self.backoff.next_delay(),
+        };
+    }
+
+    /// The caller sends a request.
+    pub(crate) fn on_submit(&mut self, now: Instant, s: Submit) {
+        let key = (s.request_type, s.request_id);
+        if self.stopped {
+            s.shared.complete(Err(RequestError::Stopped));
+            return;
+        }
+        if matches!(self.session, Session::Disconnected { .. }) {
+            self.stats.requests_failed_disconnected += 1;
+            s.shared.complete(Err(RequestError::Disconnected(
+                "not connected to the broker (reconnecting)".to_owned(),
+            )));
+            return;
+        }
+        if self.outstanding.contains_key(&key) {
+            self.stats.requests_rejected_locally += 1;
+            s.shared.complete(Err(RequestError::Status {
+                status: Status::Rejected,
+                message: format!(
+                    "request {}/{} is already outstanding on this client",
+                    key.0, key.1
+                ),
+            }));
+            return;
+        }
+        self.stats.requests_sent += 1;
+        let one_way = s.flags.contains(Flags::ONE_WAY);
+        let one_way_until = if s.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+            Some(ReceiptKind::Received)
+        } else if s.flags.contains(Flags::RECEIPT_ON_SEND) {
+            Some(ReceiptKind::Sent)
+        } else {
+            None
+        };
+        self.send(
+            now,
+            Message::Request(Request {
+                request_type: s.request_type,
+                request_id: s.request_id,
+                flags: s.flags,
+                route: Vec::new(),
+                reply_to: s.reply_to,
+                payload: s.payload,
+            }),
+        );
+        if one_way && one_way_until.is_none() {
+            // Nothing more will come back unless the broker refuses it; a
+            // refusal then arrives as a `ClientEvent`.
+            s.shared.complete(Ok(Reply {
+                request_type: key.0,
+                request_id: key.1,
+                payload: Payload::new(),
+            }));
+            return;
+        }
+        let timeout = s.timeout.or(self.default_timeout);
+        let deadline = timeout.map(|t| now + t);
+        if let Some(at) = deadline {
+            self.deadlines.push(Reverse((at, key)));
+        }
+        self.outstanding.insert(
+            key,
+            Outstanding {
+                shared: s.shared,
+                deadline,
+                timeout: timeout.unwrap_or_default(),
+                one_way_until: if one_way { one_way_until } else { None },
+            },
+        );
+    }
+
+    /// A message from the broker.
+    pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        if matches!(self.session, Session::Disconnected { .. }) {
+            return;
+        }
+        self.broker.last_heard = now;
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                return self.malformed(now, e.to_string());
+            }
+        };
+        match msg {
+            Message::Welcome { heartbeat_ms } => {
+                self.broker.peer_interval = interval_from_ms(heartbeat_ms);
+                if self.session != Session::Ready {
+                    info!("connected to the broker");
+                    self.emit(ClientEvent::Connected);
+                }
+                self.session = Session::Ready;
+                self.backoff.reset();
+            }
+            Message::Response(r) => self.on_response(r),
+            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
+            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
+            Message::Heartbeat { heartbeat_ms } => {
+                self.stats.heartbeats_received += 1;
+                if heartbeat_ms != 0 {
+                    self.broker.peer_interval = interval_from_ms(heartbeat_ms);
+                }
+            }
+            Message::Reregister => {
+                debug!("the broker does not know this client: greeting again");
+                self.send_hello(now);
+            }
+            Message::Shutdown => {
+                info!("the broker is shutting down");
+                self.lose_broker(now, "the broker shut down");
+            }
+            Message::Error(e) => self.on_error(e),
+            other => {
+                self.malformed(now, format!("unexpected {} from the broker", other.kind_name()));
+            }
+        }
+    }
+
+    fn on_response(&mut self, r: Response) {
+        let key = (r.request_type, r.request_id);
+        let Some(entry) = self.outstanding.remove(&key) else {
+            if r.status != Status::Ok {
+                // A refusal of a one-way request that was not tracked.
+                self.emit(ClientEvent::Refused {
+                    request_type: key.0,
+                    request_id: key.1,
+                    status: r.status,
+                    message: r.error.unwrap_or_default(),
+                });
+            }
+            self.stats.responses_unmatched += 1;
+            return;
+        };
+        self.stats.responses_received += 1;
+        let outcome = match r.status {
+            Status::Ok => Ok(Reply {
+                request_type: key.0,
+                request_id: key.1,
+                payload: r.payload,
+            }),
+            status => Err(RequestError::Status {
+                status,
+                message: r.error.unwrap_or_default(),
+            }),
+        };
+        entry.shared.complete(outcome);
+    }
+
+    fn on_receipt(&mut self, r: RequestRef, kind: ReceiptKind) {
+        let key = (r.request_type, r.request_id);
+        self.stats.receipts_received += 1;
+        self.emit(ClientEvent::Receipt {
+            request_type: key.0,
+            request_id: key.1,
+            kind,
+        });
+        let Some(entry) = self.outstanding.get(&key) else {
+            return;
+        };
+        entry.shared.add_receipt(kind);
+        if entry.one_way_until == Some(kind) {
+            if let Some(entry) = self.outstanding.remove(&key) {
+                entry.shared.complete(Ok(Reply {
+                    request_type: key.0,
+                    request_id: key.1,
+                    payload: Payload::new(),
+                }));
+            }
+        }
+    }
+
+    fn on_error(&mut self, e: ErrorReply) {
+        warn!(error = %e.error, "the broker reported an error");
+        if let Some(r) = e.request {
+            if let Some(entry) = self.outstanding.remove(&(r.request_type, r.request_id)) {
+                entry.shared.complete(Err(RequestError::Protocol(e.error)));
+            }
+        }
+    }
+
+    pub(crate) fn on_tick(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let expired = self
+                .outstanding
+                .get(&key)
+                .is_some_and(|e| e.deadline == Some(at));
+            if expired {
+                if let Some(entry) = self.outstanding.remove(&key) {
+                    self.stats.requests_timed_out += 1;
+                    entry.shared.complete(Err(RequestError::Timeout(entry.timeout)));
+                }
+            }
+        }
+        match self.session {
+            Session::Disconnected { retry_at } => {
+                if now >= retry_at && !self.stopped {
+                    self.stats.reconnects += 1;
+                    self.actions.push(Action::Connect);
+                }
+            }
+            Session::Greeting | Session::Ready => {
+                if self.broker.is_dead(now, self.liveness) {
+                    warn!("the broker missed its heartbeats: reconnecting");
+                    self.stats.broker_deaths += 1;
+                    self.lose_broker(now, "the broker missed its heartbeats");
+                } else if self.broker.heartbeat_due(now, self.heartbeat) {
+                    if self.session == Session::Greeting {
+                        self.send_hello(now);
+                    } else {
+                        self.stats.heartbeats_sent += 1;
+                        let heartbeat_ms = interval_to_ms(self.heartbeat);
+                        self.send(now, Message::Heartbeat { heartbeat_ms });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_stop(&mut self, now: Instant) {
+        self.stopped = true;
+        if !matches!(self.session, Session::Disconnected { .. }) {
+            self.send(now, Message::Disconnect { route: Vec::new() });
+        }
+        self.fail_all(&RequestError::Stopped);
+    }
+
+    fn lose_broker(&mut self, now: Instant, why: &str) {
+        self.fail_all(&RequestError::Disconnected(why.to_owned()));
+        self.emit(ClientEvent::Disconnected);
+        self.actions.push(Action::Close);
+        self.session = Session::Disconnected {
+            retry_at: now + self.backoff.next_delay(),
+        };
+    }
+
+    fn fail_all(&mut self, error: &RequestError) {
+        for (_, entry) in self.outstanding.drain() {
+            entry.shared.complete(Err(error.clone()));
+        }
+        self.deadlines.clear();
+    }
+
+    fn send_hello(&mut self, now: Instant) {
+        let hello = Message::Hello(Hello {
+            heartbeat_ms: interval_to_ms(self.heartbeat),
+            name: self.name.clone(),
+            route: Vec::new(),
+        });
+        self.send(now, hello);
+    }
+
+    fn malformed(&mut self, now: Instant, error: String) {
+        self.stats.malformed += 1;
+        warn!(%error, "malformed message from the broker");
+        self.send(now, Message::Error(ErrorReply { error, request: None }));
+    }
+
+    fn emit(&mut self, event: ClientEvent) {
+        if let Some(events) = &self.events {
+            if events.try_send(event).is_err() {
+                self.stats.events_dropped += 1;
+            }
+        }
+    }
+
+    fn send(&mut self, now: Instant, msg: Message) {
+        self.broker.last_sent = now;
+        self.actions.push(Action::Send(msg));
+    }
+
+    /// The driver could not hand a request to the socket.
+    pub(crate) fn on_send_failed(&mut self, key: Option<ReqKey>, error: &str) {
+        if let Some(entry) = key.and_then(|k| self.outstanding.remove(&k)) {
+            entry
+                .shared
+                .complete(Err(RequestError::Disconnected(error.to_owned())));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The client's driver thread: owns the DEALER socket and feeds the state
+//! machine with broker messages, caller requests and ticks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use tracing::{error, info, warn};
+
+use super::config::ClientConfig;
+use super::core::{Action, ClientCore, Submit};
+use super::stats::ClientStats;
+use super::{ClientEvent, Readiness};
+use crate::error::Error;
+use crate::io;
+use crate::protocol::Message;
+use crate::role::{DriverInbox, RoleHandle};
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit(Submit),
+    Stats(Sender<ClientStats>),
+    Stop,
+}
+
+pub(super) fn spawn(
+    config: ClientConfig,
+    events: Sender<ClientEvent>,
+    readiness: Arc<Readiness>,
+) -> Result<RoleHandle<Command>, Error> {
+    let (tx, bell, inbox) = crate::role::channel()?;
+    let routing_id = crate::peer::random_routing_id();
+    let shutdown_timeout = config.shutdown_timeout;
+    RoleHandle::spawn(
+        "lhcluster-client",
+        tx,
+        bell,
+        || Command::Stop,
+        shutdown_timeout,
+        move || {
+            let mut driver = Driver {
+                core: ClientCore::new(&config, Some(events), Instant::now()),
+                endpoint: config.brokers[0].clone(),
+                routing_id,
+                socket: None,
+                inbox,
+                readiness,
+                header_buf: Vec::with_capacity(64),
+            };
+            driver.run();
+        },
+    )
+}
+
+struct Driver {
+    core: ClientCore,
+    endpoint: String,
+    routing_id: [u8; 16],
+    socket: Option<zmq::Socket>,
+    inbox: DriverInbox<Command>,
+    readiness: Arc<Readiness>,
+    header_buf: Vec<u8>,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        loop {
+            self.apply_actions();
+            self.readiness.set(self.core.is_ready());
+            let now = Instant::now();
+            let timeout = i64::try_from(self.core.next_tick(now).saturating_duration_since(now).as_millis())
+                .unwrap_or(i64::MAX);
+            let (socket_ready, commands_ready) = {
+                let listener = zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN);
+                let result = match &self.socket {
+                    Some(socket) => {
+                        let mut items = [listener, socket.as_poll_item(zmq::POLLIN)];
+                        zmq::poll(&mut items, timeout)
+                            .map(|_| (items[1].is_readable(), items[0].is_readable()))
+                    }
+                    None => {
+                        let mut items = [listener];
+                        zmq::poll(&mut items, timeout).map(|_| (false, items[0].is_readable()))
+                    }
+                };
+                match result {
+                    Ok(r) => r,
+                    Err(zmq::Error::EINTR) => (false, false),
+                    Err(e) => {
+                        error!(error = %e, "client poll failed: stopping");
+                        return;
+                    }
+                }
+            };
+            if socket_ready {
+                self.read();
+            }
+            if commands_ready {
+                self.inbox.listener.reset();
+                while let Ok(command) = self.inbox.commands.try_recv() {
+                    match command {
+                        Command::Submit(submit) => {
+                            self.core.on_submit(Instant::now(), submit);
+                            // Send in batches while the caller keeps submitting.
+                            if self.core.actions().len() >= 256 {
+                                self.apply_actions();
+                            }
+                        }
+                        Command::Stats(reply) => {
+                            let _ = reply.send(self.core.stats());
+                        }
+                        Command::Stop => {
+                            self.core.on_stop(Instant::now());
+                            self.apply_actions();
+                            self.readiness.set(false);
+                            info!("client stopped");
+                            return;
+                        }
+                    }
+                }
+            }
+            self.core.on_tick(Instant::now());
+        }
+    }
+
+    fn read(&mut self) {
+        for _ in 0..256 {
+            let Some(socket) = &self.socket else { return };
+            match io::try_recv(socket, false) {
+                Ok(Some(m)) => {
+                    let header = m.header.as_deref().unwrap_or(&[]);
+                    self.core.on_message(Instant::now(), header, m.payload);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply_actions(&mut self) {
+        let mut actions = std::mem::take(self.core.actions());
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(msg) => {
+                    let key = match &msg {
+                        Message::Request(r) => Some((r.request_type, r.request_id)),
+                        _ => None,
+                    };
+                    let result = match &self.socket {
+                        Some(socket) => io::send(socket, None, msg, &mut self.header_buf)
+                            .map_err(|e| e.to_string()),
+                        None => Err("no connection".to_owned()),
+                    };
+                    if let Err(e) = result {
+                        warn!(error = %e, "cannot send to the broker");
+                        self.core.on_send_failed(key, &format!("cannot send: {e}"));
+                    }
+                }
+                Action::Close => {
+                    if let Some(socket) = self.socket.take() {
+                        let _ = socket.set_linger(0);
+                    }
+                }
+                Action::Connect => {
+                    match io::dealer(&self.endpoint, &self.routing_id) {
+                        Ok(socket) => {
+                            self.socket = Some(socket);
+                            self.core.on_connected(Instant::now());
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot connect to the broker");
+                            self.core.on_connect_failed(Instant::now());
+                        }
+                    }
+                }
+            }
+        }
+        // `on_send_failed` pushes no actions, so nothing is lost here.
+        *self.core.actions() = actions;
+    }
+}

@@ -1,0 +1,258 @@
+//! The client: sends requests to a broker (or a client proxy) and gets
+//! their outcomes, receipts and broker statuses asynchronously.
+//!
+//! ```no_run
+//! use lhcluster::client::{Client, ClientConfig};
+//! use lhcluster::Flags;
+//!
+//! let client = Client::connect(ClientConfig::new("tcp://127.0.0.1:5555"))?;
+//! let handle = client.request(7).id(42).payload_bytes(b"hello").send()?;
+//! match handle.wait() {
+//!     Ok(reply) => println!("{} frame(s) back", reply.payload.len()),
+//!     Err(e) => println!("failed: {e}"),
+//! }
+//! # Ok::<(), lhcluster::Error>(())
+//! ```
+
+mod config;
+pub(crate) mod core;
+mod driver;
+mod response;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use config::ClientConfig;
+pub use response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle};
+pub use stats::ClientStats;
+
+use crate::error::Error;
+use crate::protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+use crate::role::RoleHandle;
+
+/// Something that happened to the client, for callers that stream events
+/// ([`Client::events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A session with the broker is established.
+    Connected,
+    /// The broker went away; outstanding requests failed.
+    Disconnected,
+    /// A receipt arrived.
+    Receipt {
+        /// Request type.
+        request_type: RequestType,
+        /// Request id.
+        request_id: RequestId,
+        /// Which receipt.
+        kind: ReceiptKind,
+    },
+    /// The broker refused a one-way request (there is no handle to tell).
+    Refused {
+        /// Request type.
+        request_type: RequestType,
+        /// Request id.
+        request_id: RequestId,
+        /// Why.
+        status: Status,
+        /// Error text.
+        message: String,
+    },
+}
+
+/// Whether the client has a session; waited on by [`Client::wait_connected`].
+#[derive(Debug, Default)]
+pub(crate) struct Readiness {
+    ready: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Readiness {
+    pub(crate) fn set(&self, ready: bool) {
+        let mut r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if *r != ready {
+            *r = ready;
+            self.cond.notify_all();
+        }
+    }
+
+    fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        while !*r {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            r = self
+                .cond
+                .wait_timeout(r, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// A running client. Cheap to clone and usable from any thread; it stops
+/// when [`Client::stop`] is called or the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Client {
+    role: Arc<RoleHandle<driver::Command>>,
+    readiness: Arc<Readiness>,
+    events: crossbeam_channel::Receiver<ClientEvent>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Client {
+    /// Starts the client; it connects and greets the broker in the
+    /// background. See [`Client::wait_connected`].
+    pub fn connect(config: ClientConfig) -> Result<Client, Error> {
+        config.validate()?;
+        let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
+        let readiness = Arc::new(Readiness::default());
+        let role = driver::spawn(config, events_tx, readiness.clone())?;
+        Ok(Client {
+            role: Arc::new(role),
+            readiness,
+            events,
+            next_id: Arc::new(AtomicU64::new(crate::peer::random_u64())),
+        })
+    }
+
+    /// Blocks until the client has a session with the broker, up to
+    /// `timeout`. Requests sent before that are queued by ZeroMQ and go out
+    /// on connect; this is for callers that want to know.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        self.readiness.wait(timeout)
+    }
+
+    /// Receipts, one-way refusals and connection changes, in order. Events
+    /// beyond [`ClientConfig::event_capacity`] are dropped and counted.
+    pub fn events(&self) -> &crossbeam_channel::Receiver<ClientEvent> {
+        &self.events
+    }
+
+    /// A fresh request id, unique to this client (random start, then
+    /// counting), for requests with no natural id.
+    pub fn next_id(&self) -> RequestId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Starts building a request of the given type.
+    pub fn request(&self, request_type: RequestType) -> RequestBuilder<'_> {
+        RequestBuilder {
+            client: self,
+            request_type,
+            request_id: None,
+            flags: Flags::empty(),
+            payload: Payload::new(),
+            reply_to: None,
+            timeout: None,
+        }
+    }
+
+    /// Sends a request with the given id, flags and payload frames.
+    pub fn send(
+        &self,
+        request_type: RequestType,
+        request_id: RequestId,
+        flags: Flags,
+        payload: Payload,
+    ) -> Result<ResponseHandle, Error> {
+        self.request(request_type)
+            .id(request_id)
+            .flags(flags)
+            .payload(payload)
+            .send()
+    }
+
+    /// A snapshot of the client's statistics.
+    pub fn stats(&self) -> Result<ClientStats, Error> {
+        self.role.request(driver::Command::Stats)
+    }
+
+    /// Says goodbye to the broker and stops; outstanding requests end with
+    /// [`RequestError::Stopped`]. Idempotent.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.role.stop(driver::Command::Stop)
+    }
+}
+
+/// A request being built; [`send`](Self::send) it.
+#[derive(Debug)]
+#[must_use = "a request is only sent by `send`"]
+pub struct RequestBuilder<'a> {
+    client: &'a Client,
+    request_type: RequestType,
+    request_id: Option<RequestId>,
+    flags: Flags,
+    payload: Payload,
+    reply_to: Option<String>,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder<'_> {
+    /// The request id (the dedupe key within the type). Without one, the
+    /// client assigns a fresh id ([`Client::next_id`]).
+    pub fn id(mut self, request_id: RequestId) -> Self {
+        self.request_id = Some(request_id);
+        self
+    }
+
+    /// Delivery flags (default: none, a two-way request).
+    pub fn flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Payload frames.
+    pub fn payload(mut self, payload: Payload) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// A single payload frame copied from `bytes`.
+    pub fn payload_bytes(mut self, bytes: &[u8]) -> Self {
+        self.payload = vec![Frame::from(bytes)];
+        self
+    }
+
+    /// Another client (by name) receives the response instead of this one.
+    pub fn reply_to(mut self, name: impl Into<String>) -> Self {
+        self.reply_to = Some(name.into());
+        self
+    }
+
+    /// Overrides the client's default timeout for this request.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the request. The error is only for a stopped client; every
+    /// other failure arrives through the handle.
+    pub fn send(self) -> Result<ResponseHandle, Error> {
+        let request_id = self.request_id.unwrap_or_else(|| self.client.next_id());
+        let shared = Arc::new(response::Shared::default());
+        let submit = core::Submit {
+            request_type: self.request_type,
+            request_id,
+            flags: self.flags,
+            payload: self.payload,
+            reply_to: self.reply_to,
+            timeout: self.timeout,
+            shared: shared.clone(),
+        };
+        self.client
+            .role
+            .send(driver::Command::Submit(submit))
+            .map_err(|_| Error::Stopped)?;
+        Ok(ResponseHandle::new(shared, self.request_type, request_id))
+    }
+}

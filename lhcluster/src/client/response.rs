@@ -1,0 +1,249 @@
+//! Response handles: the eventual outcome of one request, usable by
+//! blocking code (`wait`, `wait_timeout`) and by async code (`.await`),
+//! with no runtime required.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Payload, RequestId, RequestType, Status};
+
+/// A successful outcome.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The request type.
+    pub request_type: RequestType,
+    /// The request id.
+    pub request_id: RequestId,
+    /// The handler's response frames (empty for a one-way request, whose
+    /// outcome is its delivery).
+    pub payload: Payload,
+}
+
+/// Why a request did not succeed. Every request ends in exactly one
+/// outcome: a [`Reply`] or one of these.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The broker or the worker answered with a status other than `OK`:
+    /// `FAILED` (handler error), `BAD_REQUEST`, `REJECTED` (duplicate),
+    /// `WORKER_DEATH`, `REDIRECTED`, `OVERLOADED`, `NO_WORKERS`,
+    /// `UNKNOWN_REPLY_TO`.
+    #[error("{status}: {message}")]
+    Status {
+        /// The status received.
+        status: Status,
+        /// The error text that came with it.
+        message: String,
+    },
+    /// No outcome within the request's timeout.
+    #[error("no outcome within {0:?}")]
+    Timeout(Duration),
+    /// The broker went away (stopped, or missed its heartbeats) before the
+    /// outcome arrived.
+    #[error("disconnected from the broker: {0}")]
+    Disconnected(String),
+    /// The client stopped before the outcome arrived.
+    #[error("the client has stopped")]
+    Stopped,
+    /// The broker reported a protocol error about this request.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl RequestError {
+    /// The protocol status, for [`RequestError::Status`].
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            RequestError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a request.
+pub type Outcome = Result<Reply, RequestError>;
+
+/// A delivery receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReceiptKind {
+    /// The broker handed the request to a worker (`RECEIPT_ON_SEND`).
+    Sent,
+    /// The worker accepted the request (`RECEIPT_ON_RECEIVE`).
+    Received,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    outcome: Option<Outcome>,
+    done: bool,
+    receipts: Vec<ReceiptKind>,
+    waker: Option<Waker>,
+}
+
+/// The state shared by a handle and the client driver.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    state: Mutex<SlotState>,
+    cond: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the outcome; later calls are ignored (exactly one outcome).
+    pub(crate) fn complete(&self, outcome: Outcome) -> bool {
+        let waker = {
+            let mut s = self.lock();
+            if s.done {
+                return false;
+            }
+            s.done = true;
+            s.outcome = Some(outcome);
+            s.waker.take()
+        };
+        self.cond.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    pub(crate) fn add_receipt(&self, kind: ReceiptKind) {
+        let mut s = self.lock();
+        if !s.receipts.contains(&kind) {
+            s.receipts.push(kind);
+        }
+        drop(s);
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.lock().done
+    }
+}
+
+/// The eventual outcome of one request.
+///
+/// Block with [`wait`](Self::wait) / [`wait_timeout`](Self::wait_timeout),
+/// or `.await` it (it implements [`Future`]). Dropping the handle does not
+/// cancel the request.
+#[derive(Debug)]
+#[must_use = "a response handle does nothing unless waited on"]
+pub struct ResponseHandle {
+    shared: Arc<Shared>,
+    request_type: RequestType,
+    request_id: RequestId,
+}
+
+impl ResponseHandle {
+    pub(crate) fn new(shared: Arc<Shared>, request_type: RequestType, request_id: RequestId) -> Self {
+        Self {
+            shared,
+            request_type,
+            request_id,
+        }
+    }
+
+    /// The request type.
+    pub fn request_type(&self) -> RequestType {
+        self.request_type
+    }
+
+    /// The request id (assigned by the client for anonymous requests).
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+
+    /// Blocks until the outcome arrives. This always ends: the client fails
+    /// requests on timeout, broker death and stop.
+    pub fn wait(self) -> Outcome {
+        let mut s = self.shared.lock();
+        while !s.done {
+            s = self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        take(&mut s)
+    }
+
+    /// Blocks until the outcome arrives or `timeout` passes
+    /// ([`RequestError::Timeout`]; the request itself goes on).
+    pub fn wait_timeout(self, timeout: Duration) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.shared.lock();
+        while !s.done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RequestError::Timeout(timeout));
+            }
+            s = self
+                .shared
+                .cond
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        take(&mut s)
+    }
+
+    /// The outcome if it has arrived, without blocking.
+    pub fn try_take(&mut self) -> Option<Outcome> {
+        let mut s = self.shared.lock();
+        s.done.then(|| take(&mut s))
+    }
+
+    /// Whether the outcome has arrived.
+    pub fn is_done(&self) -> bool {
+        self.shared.is_done()
+    }
+
+    /// The receipts received so far, in arrival order.
+    pub fn receipts(&self) -> Vec<ReceiptKind> {
+        self.shared.lock().receipts.clone()
+    }
+
+    /// Blocks until the receipt `kind` arrives (`true`), or the outcome
+    /// arrives without it or `timeout` passes (`false`).
+    pub fn wait_receipt(&self, kind: ReceiptKind, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.shared.lock();
+        loop {
+            if s.receipts.contains(&kind) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if s.done || left.is_zero() {
+                return false;
+            }
+            s = self
+                .shared
+                .cond
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn take(s: &mut SlotState) -> Outcome {
+    s.outcome
+        .take()
+        .unwrap_or_else(|| Err(RequestError::Protocol("outcome already taken".to_owned())))
+}
+
+impl Future for ResponseHandle {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut s = self.shared.lock();
+        if s.done {
+            return Poll::Ready(take(&mut s));
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the client state machine (fake clock, no sockets).

@@ -1,0 +1,66 @@
+//! Worker configuration.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// How a [`Worker`](super::Worker) runs. Fields default as documented on
+/// [`WorkerConfig::new`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// Broker backend endpoints. One is used today; the list leaves room for
+    /// failover without an API change.
+    pub brokers: Vec<String>,
+    /// Optional name, shown in the broker's logs and stats.
+    pub name: Option<String>,
+    /// How many requests run at once, on as many handler threads. Default: 1.
+    pub capacity: u32,
+    /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
+    pub heartbeat: Duration,
+    /// The broker is dead after this many of its intervals without a
+    /// message. Default: 3.
+    pub liveness: u32,
+    /// First delay before reconnecting; doubles up to `reconnect_max`.
+    /// Default: 100 ms.
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect delay. Default: 5 s.
+    pub reconnect_max: Duration,
+    /// How long [`Worker::stop`](super::Worker::stop) lets running handlers
+    /// finish. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl WorkerConfig {
+    /// A configuration connecting to one broker backend, defaults elsewhere.
+    pub fn new(broker: impl Into<String>) -> Self {
+        Self {
+            brokers: vec![broker.into()],
+            name: None,
+            capacity: 1,
+            heartbeat: Duration::from_secs(1),
+            liveness: 3,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the values that no worker can run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Some(first) = self.brokers.first() else {
+            return Err(ConfigError::invalid("brokers", "must name at least one endpoint"));
+        };
+        crate::endpoint::validate(first)?;
+        if self.capacity == 0 {
+            return Err(ConfigError::invalid("capacity", "must be > 0"));
+        }
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError::invalid("heartbeat", "must be > 0"));
+        }
+        if self.liveness == 0 {
+            return Err(ConfigError::invalid("liveness", "must be > 0"));
+        }
+        Ok(())
+    }
+}

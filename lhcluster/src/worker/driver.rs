@@ -1,0 +1,203 @@
+//! The worker's driver thread: owns the DEALER socket, feeds the state
+//! machine, submits requests to the handler pool and sends their results.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use tracing::{error, info, warn};
+
+use super::config::WorkerConfig;
+use super::core::{Action, WorkerCore};
+use super::pool::{Done, Handlers, Pool};
+use super::stats::WorkerStats;
+use crate::error::Error;
+use crate::io;
+use crate::protocol::RequestType;
+use crate::role::{DriverInbox, RoleHandle};
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Stats(Sender<WorkerStats>),
+    /// Graceful: let running handlers finish, then say goodbye.
+    Stop,
+    /// Crash-like: close at once without a word to the broker.
+    Abort,
+}
+
+pub(super) fn spawn(config: WorkerConfig, handlers: Handlers) -> Result<RoleHandle<Command>, Error> {
+    let types: Vec<RequestType> = handlers.keys().copied().collect();
+    let (tx, bell, inbox) = crate::role::channel()?;
+    let (pool, done) = Pool::start(config.capacity, Arc::new(handlers), bell.clone())
+        .map_err(Error::Spawn)?;
+    let routing_id = crate::peer::random_routing_id();
+    let shutdown_timeout = config.shutdown_timeout;
+    RoleHandle::spawn(
+        "lhcluster-worker",
+        tx,
+        bell,
+        || Command::Stop,
+        // The driver itself bounds the drain by `shutdown_timeout`.
+        shutdown_timeout + Duration::from_secs(1),
+        move || {
+            let mut driver = Driver {
+                core: WorkerCore::new(&config, types, Instant::now()),
+                endpoint: config.brokers[0].clone(),
+                routing_id,
+                socket: None,
+                inbox,
+                pool,
+                done,
+                header_buf: Vec::with_capacity(64),
+                shutdown_timeout,
+            };
+            driver.run();
+        },
+    )
+}
+
+struct Driver {
+    core: WorkerCore,
+    endpoint: String,
+    routing_id: [u8; 16],
+    socket: Option<zmq::Socket>,
+    inbox: DriverInbox<Command>,
+    pool: Pool,
+    done: Receiver<Done>,
+    header_buf: Vec<u8>,
+    shutdown_timeout: Duration,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            self.apply_actions();
+            let now = Instant::now();
+            if let Some(deadline) = stop_deadline {
+                if self.core.running() == 0 || now >= deadline {
+                    if self.core.running() > 0 {
+                        warn!(running = self.core.running(), "stopping with handlers still running");
+                    }
+                    break;
+                }
+            }
+            let wake_at = self.core.next_tick(now);
+            let wake_at = stop_deadline.map_or(wake_at, |d| wake_at.min(d));
+            let timeout = i64::try_from(wake_at.saturating_duration_since(now).as_millis())
+                .unwrap_or(i64::MAX);
+            let (socket_ready, commands_ready) = {
+                let listener = zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN);
+                let result = match &self.socket {
+                    Some(socket) => {
+                        let mut items = [listener, socket.as_poll_item(zmq::POLLIN)];
+                        zmq::poll(&mut items, timeout)
+                            .map(|_| (items[1].is_readable(), items[0].is_readable()))
+                    }
+                    None => {
+                        let mut items = [listener];
+                        zmq::poll(&mut items, timeout).map(|_| (false, items[0].is_readable()))
+                    }
+                };
+                match result {
+                    Ok(r) => r,
+                    Err(zmq::Error::EINTR) => (false, false),
+                    Err(e) => {
+                        error!(error = %e, "worker poll failed: stopping");
+                        return;
+                    }
+                }
+            };
+            if socket_ready {
+                self.read();
+            }
+            if commands_ready {
+                self.inbox.listener.reset();
+                while let Ok(command) = self.inbox.commands.try_recv() {
+                    match command {
+                        Command::Stats(reply) => {
+                            let _ = reply.send(self.core.stats());
+                        }
+                        Command::Stop => {
+                            if stop_deadline.is_none() {
+                                info!("worker stopping");
+                                self.core.on_stop(Instant::now());
+                                stop_deadline = Some(Instant::now() + self.shutdown_timeout);
+                            }
+                        }
+                        Command::Abort => {
+                            if let Some(socket) = self.socket.take() {
+                                let _ = socket.set_linger(0);
+                            }
+                            self.pool.close();
+                            return;
+                        }
+                    }
+                }
+                while let Ok(done) = self.done.try_recv() {
+                    self.core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
+                }
+            }
+            // Cheap and idempotent: it only acts on what is due.
+            self.core.on_tick(Instant::now());
+        }
+        self.apply_actions();
+        self.pool.close();
+        info!("worker stopped");
+    }
+
+    fn read(&mut self) {
+        for _ in 0..256 {
+            let Some(socket) = &self.socket else { return };
+            match io::try_recv(socket, false) {
+                Ok(Some(m)) => {
+                    let header = m.header.as_deref().unwrap_or(&[]);
+                    self.core.on_message(Instant::now(), header, m.payload);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    return;
+                }
+            }
+            self.apply_actions();
+        }
+    }
+
+    fn apply_actions(&mut self) {
+        let mut actions = std::mem::take(self.core.actions());
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(msg) => {
+                    if let Some(socket) = &self.socket {
+                        if let Err(e) = io::send(socket, None, msg, &mut self.header_buf) {
+                            warn!(error = %e, "cannot send to the broker");
+                        }
+                    }
+                }
+                Action::Run(dispatch) => self.pool.submit(dispatch),
+                Action::Close => {
+                    if let Some(socket) = self.socket.take() {
+                        let _ = socket.set_linger(0);
+                    }
+                }
+                Action::Connect => match self.connect() {
+                    Ok(socket) => {
+                        self.socket = Some(socket);
+                        self.core.on_connected(Instant::now());
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot connect to the broker");
+                        self.core.on_connect_failed(Instant::now());
+                    }
+                },
+            }
+        }
+        *self.core.actions() = actions;
+    }
+
+    fn connect(&self) -> Result<zmq::Socket, Error> {
+        io::dealer(&self.endpoint, &self.routing_id)
+    }
+}
+

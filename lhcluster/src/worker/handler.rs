@@ -1,0 +1,82 @@
+//! The raw handler API: request frames in, status and response frames out.
+
+use std::fmt;
+
+use crate::protocol::{Flags, Payload, RequestId, RequestType, Status};
+
+/// What a handler knows about the request it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// The request type.
+    pub request_type: RequestType,
+    /// The request id.
+    pub request_id: RequestId,
+    /// The request's delivery flags.
+    pub flags: Flags,
+    /// 1 on the first dispatch, more after a retry on worker death.
+    pub attempt: u32,
+}
+
+/// A handler's failure, sent back to the client as `FAILED` or `BAD_REQUEST`
+/// with its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError {
+    status: Status,
+    message: String,
+}
+
+impl HandlerError {
+    /// The handler could not do the work (`FAILED`).
+    pub fn failed(message: impl fmt::Display) -> Self {
+        Self {
+            status: Status::Failed,
+            message: message.to_string(),
+        }
+    }
+
+    /// The request itself is invalid (`BAD_REQUEST`).
+    pub fn bad_request(message: impl fmt::Display) -> Self {
+        Self {
+            status: Status::BadRequest,
+            message: message.to_string(),
+        }
+    }
+
+    /// `FAILED` or `BAD_REQUEST`.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The error text the client receives.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// Runs requests of the types it is registered for, on the worker's pool.
+///
+/// Closures `Fn(&RequestContext, Payload) -> Result<Payload, HandlerError>`
+/// implement it. A handler that panics produces a `FAILED` response; the
+/// worker keeps serving.
+pub trait RawHandler: Send + Sync + 'static {
+    /// Handles one request.
+    fn call(&self, context: &RequestContext, payload: Payload) -> Result<Payload, HandlerError>;
+}
+
+impl<F> RawHandler for F
+where
+    F: Fn(&RequestContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
+{
+    fn call(&self, context: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
+        self(context, payload)
+    }
+}

@@ -1,0 +1,31 @@
+//! Worker statistics.
+
+/// A snapshot of a worker's statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Dispatches received.
+    pub requests_received: u64,
+    /// Handlers that returned a response.
+    pub requests_succeeded: u64,
+    /// Handlers that failed or panicked, and requests for unserved types.
+    pub requests_failed: u64,
+    /// Handlers that panicked (also counted in `requests_failed`).
+    pub handler_panics: u64,
+    /// Dispatches of a request already running here (not run twice).
+    pub duplicates_ignored: u64,
+    /// Malformed or unexpected messages from the broker.
+    pub malformed: u64,
+    /// Heartbeats received.
+    pub heartbeats_received: u64,
+    /// Heartbeats sent.
+    pub heartbeats_sent: u64,
+    /// Times the broker was declared dead.
+    pub broker_deaths: u64,
+    /// Reconnect attempts.
+    pub reconnects: u64,
+    /// Requests running now.
+    pub running: u64,
+    /// Whether the worker is registered with a broker now.
+    pub registered: bool,
+}

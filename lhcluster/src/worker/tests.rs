@@ -1,0 +1,1 @@
+//! Unit tests of the worker state machine (fake clock, no sockets).
