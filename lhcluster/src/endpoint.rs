@@ -8,7 +8,10 @@ const SCHEMES: [&str; 3] = ["tcp://", "ipc://", "inproc://"];
 pub(crate) fn validate(endpoint: &str) -> Result<(), ConfigError> {
     match SCHEMES.iter().find(|s| endpoint.starts_with(*s)) {
         Some(scheme) if endpoint.len() > scheme.len() => Ok(()),
-        Some(_) => Err(ConfigError::invalid("endpoint", format!("{endpoint:?} names no address"))),
+        Some(_) => Err(ConfigError::invalid(
+            "endpoint",
+            format!("{endpoint:?} names no address"),
+        )),
         None => Err(ConfigError::invalid(
             "endpoint",
             format!("{endpoint:?} must start with tcp://, ipc:// or inproc://"),

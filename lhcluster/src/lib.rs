@@ -19,5 +19,5 @@ pub use broker::{Broker, BrokerConfig, BrokerStats, TypeStats};
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use context::context;
 pub use error::{ConfigError, Error};
-pub use worker::{Worker, WorkerConfig};
 pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+pub use worker::{Worker, WorkerConfig};

@@ -33,7 +33,8 @@ pub(crate) struct DriverInbox<C> {
     pub(crate) listener: Listener,
 }
 
-pub(crate) fn channel<C: Send + 'static>() -> Result<(Sender<C>, Arc<Doorbell>, DriverInbox<C>), Error> {
+pub(crate) fn channel<C: Send + 'static>()
+-> Result<(Sender<C>, Arc<Doorbell>, DriverInbox<C>), Error> {
     let (tx, rx) = bounded(COMMAND_CAPACITY);
     let (bell, listener) = wake::pair().map_err(Error::Spawn)?;
     Ok((

@@ -1,1 +1,158 @@
-//! test support
+//! Support for the integration tests: unique endpoints, time limits, fast
+//! heartbeat settings and a scripted raw peer.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use lhcluster::client::{Client, ClientConfig};
+use lhcluster::worker::WorkerConfig;
+use lhcluster::{Broker, BrokerConfig};
+
+/// A unique `inproc://` endpoint.
+pub fn inproc(name: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "inproc://{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Loopback TCP on a port the OS picks (read the bound one from the role).
+pub const TCP_ANY: &str = "tcp://127.0.0.1:0";
+
+/// Transports the tests run over.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// `inproc://`
+    Inproc,
+    /// `tcp://127.0.0.1`
+    Tcp,
+}
+
+impl Transport {
+    /// A fresh endpoint to bind.
+    pub fn endpoint(self, name: &str) -> String {
+        match self {
+            Transport::Inproc => inproc(name),
+            Transport::Tcp => TCP_ANY.to_owned(),
+        }
+    }
+}
+
+/// Heartbeat interval used by the tests: short, so deaths are noticed fast.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// A broker with fast heartbeats on fresh endpoints.
+pub fn broker(transport: Transport) -> Broker {
+    broker_with(transport, |_| {})
+}
+
+/// Like [`broker`], with a chance to adjust the configuration.
+pub fn broker_with(transport: Transport, adjust: impl FnOnce(&mut BrokerConfig)) -> Broker {
+    let mut config = BrokerConfig::new(transport.endpoint("front"), transport.endpoint("back"));
+    config.heartbeat = HEARTBEAT;
+    adjust(&mut config);
+    Broker::start(config).expect("broker starts")
+}
+
+/// A worker configuration with fast heartbeats.
+pub fn worker_config(broker: &Broker) -> WorkerConfig {
+    let mut config = WorkerConfig::new(broker.backend());
+    config.heartbeat = HEARTBEAT;
+    config.reconnect_min = Duration::from_millis(20);
+    config.reconnect_max = Duration::from_millis(200);
+    config
+}
+
+/// A client configuration with fast heartbeats.
+pub fn client_config(endpoint: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(endpoint);
+    config.heartbeat = HEARTBEAT;
+    config.reconnect_min = Duration::from_millis(20);
+    config.reconnect_max = Duration::from_millis(200);
+    config.request_timeout = Some(Duration::from_secs(10));
+    config
+}
+
+/// A connected client with fast heartbeats.
+pub fn client(broker: &Broker) -> Client {
+    let client = Client::connect(client_config(broker.frontend())).expect("client starts");
+    assert!(
+        client.wait_connected(Duration::from_secs(5)),
+        "client connects"
+    );
+    client
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// `limit`, so that a hang fails in seconds instead of stalling CI.
+pub fn time_limit<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            let _ = thread.join();
+            v
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: re-raise its panic here.
+            match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the closure sends before returning"),
+            }
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            panic!("test exceeded its time limit of {limit:?}")
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes. For conditions
+/// that have no event to wait on (e.g. a stats counter); returns whether it
+/// held.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A minimal executor for `.await` in tests: the SDK needs no runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// A raw DEALER that speaks (or garbles) the protocol by hand.
+pub fn raw_dealer(endpoint: &str) -> zmq::Socket {
+    let socket = lhcluster::context().socket(zmq::DEALER).expect("socket");
+    socket.set_linger(0).expect("linger");
+    socket.set_rcvtimeo(5000).expect("rcvtimeo");
+    socket.connect(endpoint).expect("connect");
+    socket
+}

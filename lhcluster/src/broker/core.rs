@@ -21,8 +21,8 @@ use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
-    self, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId,
-    RequestRef, RequestType, Response, Route, Status, WorkResult,
+    self, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId, RequestRef,
+    RequestType, Response, Route, Status, WorkResult,
 };
 use crate::slab::{Key, Slab};
 
@@ -238,10 +238,20 @@ impl BrokerCore {
     }
 
     /// A message from a worker.
-    pub(crate) fn on_backend(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
+    pub(crate) fn on_backend(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        payload: Payload,
+    ) {
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
-            Err(e) => return self.malformed(Side::Backend, peer, header, &e.to_string()),
+            Err(e) => {
+                let error = e.to_string();
+                self.malformed(Side::Backend, peer, header, &error);
+                return self.fail_garbled_result(now, peer, header, error);
+            }
         };
         if let Message::Ready(ready) = msg {
             return self.on_ready(now, peer, ready);
@@ -354,7 +364,11 @@ impl BrokerCore {
             .workers
             .iter()
             .map(|(_, w)| (Side::Backend, w.id.clone()))
-            .chain(self.clients.iter().map(|(_, c)| (Side::Frontend, c.id.clone())))
+            .chain(
+                self.clients
+                    .iter()
+                    .map(|(_, c)| (Side::Frontend, c.id.clone())),
+            )
             .collect();
         for (side, peer) in peers {
             self.send(side, peer, Message::Shutdown);
@@ -552,8 +566,8 @@ impl BrokerCore {
             ReqState::Pending(stored) => *stored = payload,
             ReqState::InFlight { retry_copy, .. } => {
                 let tries_left = existing.attempts < self.max_tries;
-                *retry_copy = (flags.contains(Flags::RETRY_ON_DEATH) && tries_left)
-                    .then_some(payload);
+                *retry_copy =
+                    (flags.contains(Flags::RETRY_ON_DEATH) && tries_left).then_some(payload);
                 if flags.contains(Flags::RECEIPT_ON_SEND) {
                     receipt_for_new = Some(existing.origin.clone());
                 }
@@ -564,7 +578,9 @@ impl BrokerCore {
             request_id = key.1,
             "response taken over by a newer requester"
         );
-        if previous_flags.contains(Flags::NOTIFY_ON_REDIRECT) {
+        // A two-way requester always learns that its response went elsewhere
+        // (it must not wait forever); a one-way one only if it asked.
+        if previous_flags.is_two_way() || previous_flags.contains(Flags::NOTIFY_ON_REDIRECT) {
             let error = "another requester took over the response".to_owned();
             self.respond(&previous, key, Status::Redirected, Some(error));
         }
@@ -582,7 +598,10 @@ impl BrokerCore {
         let interval = interval_from_ms(ready.heartbeat_ms);
         let wk = match self.worker_ids.get(peer) {
             Some(&wk) => {
-                let w = self.workers.get_mut(wk).expect("worker_ids and workers agree");
+                let w = self
+                    .workers
+                    .get_mut(wk)
+                    .expect("worker_ids and workers agree");
                 let old_types = std::mem::replace(&mut w.types, types.clone());
                 w.capacity = ready.capacity;
                 w.name = ready.name;
@@ -656,13 +675,7 @@ impl BrokerCore {
         if let Some(req) = self.requests.remove(&key) {
             if req.flags.is_two_way() {
                 let dest = req.response_dest().clone();
-                self.send_response(
-                    &dest,
-                    key,
-                    result.status,
-                    result.error,
-                    result.payload,
-                );
+                self.send_response(&dest, key, result.status, result.error, result.payload);
             }
         }
         self.drop_type_if_idle(key.0);
@@ -677,9 +690,42 @@ impl BrokerCore {
         }
     }
 
+    /// A malformed message from a worker that names a request assigned to
+    /// it (say a RESULT with an invalid status) ends that request as
+    /// `FAILED`, instead of leaving it in flight until the worker dies.
+    fn fail_garbled_result(&mut self, now: Instant, peer: &[u8], header: &[u8], error: String) {
+        if protocol::peek_kind(header) != Some("RESULT") {
+            return;
+        }
+        let Some(r) = protocol::peek_request_ref(header) else {
+            return;
+        };
+        let Some(&wk) = self.worker_ids.get(peer) else {
+            return;
+        };
+        let key = (r.request_type, r.request_id);
+        if self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.assigned.contains(&key))
+        {
+            let result = WorkResult {
+                request_type: key.0,
+                request_id: key.1,
+                status: Status::Failed,
+                error: Some(format!("the worker sent a malformed result: {error}")),
+                payload: Payload::new(),
+            };
+            self.on_result(now, wk, result);
+        }
+    }
+
     fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {
         let key = (r.request_type, r.request_id);
-        let assigned = self.workers.get(wk).is_some_and(|w| w.assigned.contains(&key));
+        let assigned = self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.assigned.contains(&key));
         let origin = self
             .requests
             .get(&key)
@@ -1052,7 +1098,10 @@ impl BrokerCore {
 /// Copies payload frames (only for `RETRY_ON_DEATH`, which needs the request
 /// again if the worker dies).
 fn copy_payload(payload: &Payload) -> Payload {
-    payload.iter().map(|f| protocol::Frame::from(&f[..])).collect()
+    payload
+        .iter()
+        .map(|f| protocol::Frame::from(&f[..]))
+        .collect()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -34,6 +34,15 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
     let frontend_ep = last_endpoint(&frontend, &config.frontend);
     let backend_ep = last_endpoint(&backend, &config.backend);
     let (tx, bell, inbox) = crate::role::channel()?;
+    // The exact strings libzmq reports, which `unbind` needs.
+    let bound = |s: &zmq::Socket, configured: &str| match s.get_last_endpoint() {
+        Ok(Ok(ep)) if !ep.is_empty() => ep,
+        _ => configured.to_owned(),
+    };
+    let (frontend_bound, backend_bound) = (
+        bound(&frontend, &config.frontend),
+        bound(&backend, &config.backend),
+    );
     info!(frontend = %frontend_ep, backend = %backend_ep, "broker started");
     let handle = RoleHandle::spawn(
         "lhcluster-broker",
@@ -46,6 +55,8 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
                 core: BrokerCore::new(&config, Instant::now()),
                 frontend,
                 backend,
+                frontend_ep: frontend_bound,
+                backend_ep: backend_bound,
                 inbox,
                 header_buf: Vec::with_capacity(64),
                 stats_log_interval: config.stats_log_interval,
@@ -96,6 +107,8 @@ struct Driver {
     core: BrokerCore,
     frontend: zmq::Socket,
     backend: zmq::Socket,
+    frontend_ep: String,
+    backend_ep: String,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
     stats_log_interval: Option<std::time::Duration>,
@@ -139,6 +152,13 @@ impl Driver {
             if commands_ready && self.handle_commands() {
                 self.core.on_stop();
                 self.flush();
+                // Release the endpoints now, so a new broker can bind them.
+                for (socket, endpoint) in [
+                    (&self.frontend, &self.frontend_ep),
+                    (&self.backend, &self.backend_ep),
+                ] {
+                    let _ = socket.unbind(endpoint);
+                }
                 info!("broker stopped");
                 return;
             }

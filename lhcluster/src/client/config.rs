@@ -53,7 +53,10 @@ impl ClientConfig {
     /// Checks the values that no client can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let Some(first) = self.brokers.first() else {
-            return Err(ConfigError::invalid("brokers", "must name at least one endpoint"));
+            return Err(ConfigError::invalid(
+                "brokers",
+                "must name at least one endpoint",
+            ));
         };
         crate::endpoint::validate(first)?;
         if self.heartbeat.is_zero() {

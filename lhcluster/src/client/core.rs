@@ -30,7 +30,9 @@ pub(crate) enum Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Session {
-    Disconnected { retry_at: Instant },
+    Disconnected {
+        retry_at: Instant,
+    },
     /// HELLO sent, waiting for WELCOME.
     Greeting,
     Ready,
@@ -252,7 +254,10 @@ impl ClientCore {
             }
             Message::Error(e) => self.on_error(e),
             other => {
-                self.malformed(now, format!("unexpected {} from the broker", other.kind_name()));
+                self.malformed(
+                    now,
+                    format!("unexpected {} from the broker", other.kind_name()),
+                );
             }
         }
     }
@@ -332,7 +337,9 @@ impl ClientCore {
             if expired {
                 if let Some(entry) = self.outstanding.remove(&key) {
                     self.stats.requests_timed_out += 1;
-                    entry.shared.complete(Err(RequestError::Timeout(entry.timeout)));
+                    entry
+                        .shared
+                        .complete(Err(RequestError::Timeout(entry.timeout)));
                 }
             }
         }
@@ -397,7 +404,13 @@ impl ClientCore {
     fn malformed(&mut self, now: Instant, error: String) {
         self.stats.malformed += 1;
         warn!(%error, "malformed message from the broker");
-        self.send(now, Message::Error(ErrorReply { error, request: None }));
+        self.send(
+            now,
+            Message::Error(ErrorReply {
+                error,
+                request: None,
+            }),
+        );
     }
 
     fn emit(&mut self, event: ClientEvent) {

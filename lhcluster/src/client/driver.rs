@@ -68,8 +68,13 @@ impl Driver {
             self.apply_actions();
             self.readiness.set(self.core.is_ready());
             let now = Instant::now();
-            let timeout = i64::try_from(self.core.next_tick(now).saturating_duration_since(now).as_millis())
-                .unwrap_or(i64::MAX);
+            let timeout = i64::try_from(
+                self.core
+                    .next_tick(now)
+                    .saturating_duration_since(now)
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
             let (socket_ready, commands_ready) = {
                 let listener = zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN);
                 let result = match &self.socket {
@@ -164,18 +169,16 @@ impl Driver {
                         let _ = socket.set_linger(0);
                     }
                 }
-                Action::Connect => {
-                    match io::dealer(&self.endpoint, &self.routing_id) {
-                        Ok(socket) => {
-                            self.socket = Some(socket);
-                            self.core.on_connected(Instant::now());
-                        }
-                        Err(e) => {
-                            error!(error = %e, "cannot connect to the broker");
-                            self.core.on_connect_failed(Instant::now());
-                        }
+                Action::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
+                    Ok(socket) => {
+                        self.socket = Some(socket);
+                        self.core.on_connected(Instant::now());
                     }
-                }
+                    Err(e) => {
+                        error!(error = %e, "cannot connect to the broker");
+                        self.core.on_connect_failed(Instant::now());
+                    }
+                },
             }
         }
         // `on_send_failed` pushes no actions, so nothing is lost here.

@@ -142,7 +142,11 @@ pub struct ResponseHandle {
 }
 
 impl ResponseHandle {
-    pub(crate) fn new(shared: Arc<Shared>, request_type: RequestType, request_id: RequestId) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        request_type: RequestType,
+        request_id: RequestId,
+    ) -> Self {
         Self {
             shared,
             request_type,

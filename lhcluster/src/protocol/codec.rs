@@ -250,6 +250,12 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
     })
 }
 
+/// The kind name a (possibly invalid) header claims, e.g. `"RESULT"`.
+pub fn peek_kind(header: &[u8]) -> Option<&'static str> {
+    let h = pb::Header::decode(header).ok()?;
+    pb::Kind::try_from(h.kind).ok().map(|k| k.as_str_name())
+}
+
 fn decode_header(bytes: &[u8]) -> Result<pb::Header, DecodeError> {
     let h = pb::Header::decode(bytes)?;
     if h.major != PROTOCOL_MAJOR {

@@ -16,7 +16,8 @@ mod codec;
 mod types;
 
 pub use codec::{
-    Encoded, decode, decode_notification, decode_parts, parse_topic, peek_request_ref, topic_frame,
+    Encoded, decode, decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref,
+    topic_frame,
 };
 pub use types::*;
 

@@ -49,7 +49,10 @@ impl WorkerConfig {
     /// Checks the values that no worker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let Some(first) = self.brokers.first() else {
-            return Err(ConfigError::invalid("brokers", "must name at least one endpoint"));
+            return Err(ConfigError::invalid(
+                "brokers",
+                "must name at least one endpoint",
+            ));
         };
         crate::endpoint::validate(first)?;
         if self.capacity == 0 {

@@ -11,8 +11,8 @@ use super::config::WorkerConfig;
 use super::stats::WorkerStats;
 use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
 use crate::protocol::{
-    self, Dispatch, ErrorReply, Flags, Message, Payload, Ready, RequestId, RequestRef,
-    RequestType, Status, WorkResult,
+    self, Dispatch, ErrorReply, Flags, Message, Payload, Ready, RequestId, RequestRef, RequestType,
+    Status, WorkResult,
 };
 
 /// What the driver must do.
@@ -99,7 +99,10 @@ impl WorkerCore {
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
         match self.session {
             Session::Disconnected { retry_at } => retry_at,
-            _ => now + (self.heartbeat.min(self.broker.peer_interval) / 2).max(Duration::from_millis(1)),
+            _ => {
+                now + (self.heartbeat.min(self.broker.peer_interval) / 2)
+                    .max(Duration::from_millis(1))
+            }
         }
     }
 
@@ -149,7 +152,10 @@ impl WorkerCore {
                 self.lose_broker(now);
             }
             Message::Error(e) => warn!(error = %e.error, "the broker reported an error"),
-            other => self.malformed(now, format!("unexpected {} from the broker", other.kind_name())),
+            other => self.malformed(
+                now,
+                format!("unexpected {} from the broker", other.kind_name()),
+            ),
         }
     }
 
@@ -158,7 +164,10 @@ impl WorkerCore {
         let key = (d.request_type, d.request_id);
         if self.types.binary_search(&d.request_type).is_err() {
             self.stats.requests_failed += 1;
-            let error = format!("request type {} is not served by this worker", d.request_type);
+            let error = format!(
+                "request type {} is not served by this worker",
+                d.request_type
+            );
             let msg = result_message(key, Status::BadRequest, Some(error), Payload::new());
             return self.send_or_keep(now, msg);
         }
@@ -200,7 +209,12 @@ impl WorkerCore {
             }
             Err(e) => {
                 self.stats.requests_failed += 1;
-                result_message(key, e.status(), Some(e.message().to_owned()), Payload::new())
+                result_message(
+                    key,
+                    e.status(),
+                    Some(e.message().to_owned()),
+                    Payload::new(),
+                )
             }
         };
         self.send_or_keep(now, msg);
@@ -271,7 +285,13 @@ impl WorkerCore {
     fn malformed(&mut self, now: Instant, error: String) {
         self.stats.malformed += 1;
         warn!(%error, "malformed message from the broker");
-        self.send(now, Message::Error(ErrorReply { error, request: None }));
+        self.send(
+            now,
+            Message::Error(ErrorReply {
+                error,
+                request: None,
+            }),
+        );
     }
 
     /// Sends now if registered, else keeps it for the next session.

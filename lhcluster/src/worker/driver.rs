@@ -25,11 +25,14 @@ pub(crate) enum Command {
     Abort,
 }
 
-pub(super) fn spawn(config: WorkerConfig, handlers: Handlers) -> Result<RoleHandle<Command>, Error> {
+pub(super) fn spawn(
+    config: WorkerConfig,
+    handlers: Handlers,
+) -> Result<RoleHandle<Command>, Error> {
     let types: Vec<RequestType> = handlers.keys().copied().collect();
     let (tx, bell, inbox) = crate::role::channel()?;
-    let (pool, done) = Pool::start(config.capacity, Arc::new(handlers), bell.clone())
-        .map_err(Error::Spawn)?;
+    let (pool, done) =
+        Pool::start(config.capacity, Arc::new(handlers), bell.clone()).map_err(Error::Spawn)?;
     let routing_id = crate::peer::random_routing_id();
     let shutdown_timeout = config.shutdown_timeout;
     RoleHandle::spawn(
@@ -77,7 +80,10 @@ impl Driver {
             if let Some(deadline) = stop_deadline {
                 if self.core.running() == 0 || now >= deadline {
                     if self.core.running() > 0 {
-                        warn!(running = self.core.running(), "stopping with handlers still running");
+                        warn!(
+                            running = self.core.running(),
+                            "stopping with handlers still running"
+                        );
                     }
                     break;
                 }
@@ -135,7 +141,8 @@ impl Driver {
                     }
                 }
                 while let Ok(done) = self.done.try_recv() {
-                    self.core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
+                    self.core
+                        .on_done(Instant::now(), done.key, done.outcome, done.panicked);
                 }
             }
             // Cheap and idempotent: it only acts on what is due.
@@ -200,4 +207,3 @@ impl Driver {
         io::dealer(&self.endpoint, &self.routing_id)
     }
 }
-

@@ -66,8 +66,10 @@ impl WorkerBuilder {
 
     pub(crate) fn add(&mut self, request_type: RequestType, handler: Arc<dyn RawHandler>) {
         if request_type == 0 {
-            self.errors
-                .push(ConfigError::invalid("handlers", "request type 0 is reserved"));
+            self.errors.push(ConfigError::invalid(
+                "handlers",
+                "request type 0 is reserved",
+            ));
         } else if self.handlers.insert(request_type, handler).is_some() {
             self.errors.push(ConfigError::invalid(
                 "handlers",
@@ -85,7 +87,9 @@ impl WorkerBuilder {
             return Err(e.into());
         }
         if self.handlers.is_empty() {
-            return Err(ConfigError::invalid("handlers", "a worker needs at least one handler").into());
+            return Err(
+                ConfigError::invalid("handlers", "a worker needs at least one handler").into(),
+            );
         }
         let role = driver::spawn(self.config, self.handlers)?;
         Ok(Worker {

@@ -86,10 +86,8 @@ fn run(handlers: &Handlers, job: Dispatch) -> Done {
         attempt: job.attempt,
     };
     let Some(handler) = handlers.get(&job.request_type) else {
-        let error = HandlerError::bad_request(format!(
-            "no handler for request type {}",
-            job.request_type
-        ));
+        let error =
+            HandlerError::bad_request(format!("no handler for request type {}", job.request_type));
         return Done {
             key,
             outcome: Err(error),

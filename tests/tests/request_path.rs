@@ -1,0 +1,528 @@
+//! The request path end to end: broker, workers and clients in one process
+//! over inproc and loopback TCP, each test under a time limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lhcluster::client::{ClientEvent, ReceiptKind};
+use lhcluster::protocol::{self, Hello, Message, Ready, Request};
+use lhcluster::worker::{HandlerError, RequestContext, Worker};
+use lhcluster::{Flags, Payload, RequestError, Status};
+use lhcluster_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn echo(_: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
+    Ok(payload)
+}
+
+fn echo_worker(broker: &lhcluster::Broker, types: &[u32]) -> Worker {
+    let mut builder = Worker::builder(worker_config(broker));
+    for &t in types {
+        builder = builder.handle_raw(t, echo);
+    }
+    builder.start().expect("worker starts")
+}
+
+fn text(reply: &lhcluster::client::Reply) -> String {
+    reply
+        .payload
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn request_response(transport: Transport) {
+    let broker = broker(transport);
+    let _worker = echo_worker(&broker, &[1]);
+    let client = client(&broker);
+    for i in 0..20u64 {
+        let payload = vec![
+            format!("hello-{i}").as_bytes().into(),
+            (&b"second"[..]).into(),
+        ];
+        let reply = client
+            .send(1, i, Flags::empty(), payload)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(text(&reply), format!("hello-{i}|second"));
+        assert_eq!((reply.request_type, reply.request_id), (1, i));
+    }
+    let stats = broker.stats().unwrap();
+    assert_eq!(stats.requests_received, 20);
+    assert_eq!(stats.requests_completed, 20);
+    assert_eq!(stats.malformed_frontend + stats.malformed_backend, 0);
+}
+
+#[test]
+fn request_response_inproc() {
+    time_limit(LIMIT, || request_response(Transport::Inproc));
+}
+
+#[test]
+fn request_response_tcp() {
+    time_limit(LIMIT, || request_response(Transport::Tcp));
+}
+
+#[test]
+fn response_handle_is_a_future() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let handle = client.request(1).payload_bytes(b"async").send().unwrap();
+        let reply = block_on(handle).unwrap();
+        assert_eq!(text(&reply), "async");
+    });
+}
+
+#[test]
+fn anonymous_requests_get_distinct_ids() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let a = client.request(1).send().unwrap();
+        let b = client.request(1).send().unwrap();
+        assert_ne!(a.request_id(), b.request_id());
+        a.wait().unwrap();
+        b.wait().unwrap();
+    });
+}
+
+#[test]
+fn one_way_requests_run_and_send_nothing_back() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let ran = Arc::new(AtomicU64::new(0));
+        let counter = ran.clone();
+        let _worker = Worker::builder(worker_config(&broker))
+            .handle_raw(5, move |_: &RequestContext, _: Payload| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![(&b"ignored"[..]).into()])
+            })
+            .start()
+            .unwrap();
+        let client = client(&broker);
+        for i in 0..10 {
+            let reply = client
+                .send(5, i, Flags::ONE_WAY, Payload::new())
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert!(reply.payload.is_empty());
+        }
+        assert!(eventually(Duration::from_secs(5), || ran
+            .load(Ordering::SeqCst)
+            == 10));
+        assert!(eventually(Duration::from_secs(5), || {
+            broker.stats().unwrap().requests_completed == 10
+        }));
+        // The workers' responses to one-way requests are not routed back.
+        assert_eq!(client.stats().unwrap().responses_unmatched, 0);
+    });
+}
+
+#[test]
+fn two_workers_share_the_load() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let _workers: Vec<Worker> = counts
+            .iter()
+            .map(|count| {
+                let count = count.clone();
+                Worker::builder(worker_config(&broker))
+                    .handle_raw(3, move |_: &RequestContext, p: Payload| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        Ok(p)
+                    })
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        assert!(eventually(Duration::from_secs(5), || broker
+            .stats()
+            .unwrap()
+            .workers
+            == 2));
+        let client = client(&broker);
+        let handles: Vec<_> = (0..40)
+            .map(|i| client.send(3, i, Flags::empty(), Payload::new()).unwrap())
+            .collect();
+        for h in handles {
+            h.wait().unwrap();
+        }
+        let (a, b) = (
+            counts[0].load(Ordering::SeqCst),
+            counts[1].load(Ordering::SeqCst),
+        );
+        assert_eq!(a + b, 40);
+        // Capacity-1 workers and 40 queued requests: LRU dispatch alternates.
+        assert!(a >= 10 && b >= 10, "unbalanced: {a} vs {b}");
+    });
+}
+
+/// A worker whose handler for type 9 blocks until released.
+fn blocking_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Sender<()>) {
+    let (release, gate) = crossbeam_channel::unbounded::<()>();
+    let worker = Worker::builder(worker_config(broker))
+        .handle_raw(9, move |_: &RequestContext, p: Payload| {
+            let _ = gate.recv_timeout(Duration::from_secs(20));
+            Ok(p)
+        })
+        .start()
+        .unwrap();
+    (worker, release)
+}
+
+#[test]
+fn duplicate_while_in_progress_is_rejected_and_runs_once() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (_worker, release) = blocking_worker(&broker);
+        let first_client = client(&broker);
+        let second_client = client(&broker);
+        let first = first_client
+            .request(9)
+            .id(77)
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(first.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let duplicate = second_client.request(9).id(77).send().unwrap().wait();
+        assert_eq!(duplicate.unwrap_err().status(), Some(Status::Rejected));
+        // The same client sending it again is refused locally.
+        let again = first_client.request(9).id(77).send().unwrap().wait();
+        assert_eq!(again.unwrap_err().status(), Some(Status::Rejected));
+        release.send(()).unwrap();
+        first.wait().unwrap();
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.requests_dispatched, 1);
+        assert_eq!(stats.requests_rejected, 1);
+        // Once done, the same (type, id) runs again.
+        release.send(()).unwrap();
+        second_client
+            .request(9)
+            .id(77)
+            .send()
+            .unwrap()
+            .wait()
+            .unwrap();
+    });
+}
+
+#[test]
+fn queue_bounds_answer_overloaded() {
+    time_limit(LIMIT, || {
+        let broker = broker_with(Transport::Inproc, |c| {
+            c.max_pending_per_type = 2;
+            c.max_pending_total = 3;
+        });
+        let client = client(&broker);
+        let queued: Vec<_> = (0..2)
+            .map(|i| client.send(1, i, Flags::empty(), Payload::new()).unwrap())
+            .collect();
+        let third = client
+            .send(1, 2, Flags::empty(), Payload::new())
+            .unwrap()
+            .wait();
+        assert_eq!(third.unwrap_err().status(), Some(Status::Overloaded));
+        let other_type = client.send(2, 0, Flags::empty(), Payload::new()).unwrap();
+        let over_total = client
+            .send(3, 0, Flags::empty(), Payload::new())
+            .unwrap()
+            .wait();
+        assert_eq!(over_total.unwrap_err().status(), Some(Status::Overloaded));
+        assert_eq!(broker.stats().unwrap().requests_overloaded, 2);
+        // A worker drains the queue; the queued requests complete.
+        let _worker = echo_worker(&broker, &[1, 2]);
+        for h in queued {
+            h.wait().unwrap();
+        }
+        other_type.wait().unwrap();
+    });
+}
+
+#[test]
+fn fail_fast_answers_no_workers() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let client = client(&broker);
+        let outcome = client
+            .request(42)
+            .flags(Flags::FAIL_FAST)
+            .send()
+            .unwrap()
+            .wait();
+        assert_eq!(outcome.unwrap_err().status(), Some(Status::NoWorkers));
+        // The type leaves no trace behind.
+        assert!(broker.stats().unwrap().types.is_empty());
+    });
+}
+
+#[test]
+fn handler_errors_and_panics_become_failed_and_the_worker_keeps_serving() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = Worker::builder(worker_config(&broker))
+            .handle_raw(1, |_: &RequestContext, _: Payload| {
+                Err(HandlerError::failed("no luck"))
+            })
+            .handle_raw(
+                2,
+                |_: &RequestContext, _: Payload| -> Result<Payload, HandlerError> {
+                    panic!("boom")
+                },
+            )
+            .handle_raw(3, echo)
+            .start()
+            .unwrap();
+        let client = client(&broker);
+        let failed = client.request(1).send().unwrap().wait().unwrap_err();
+        assert_eq!(
+            failed,
+            RequestError::Status {
+                status: Status::Failed,
+                message: "no luck".into()
+            }
+        );
+        let panicked = client.request(2).send().unwrap().wait().unwrap_err();
+        assert_eq!(panicked.status(), Some(Status::Failed));
+        assert!(panicked.to_string().contains("boom"), "{panicked}");
+        client
+            .request(3)
+            .payload_bytes(b"ok")
+            .send()
+            .unwrap()
+            .wait()
+            .unwrap();
+    });
+}
+
+#[test]
+fn worker_killed_mid_request_gives_worker_death_within_the_liveness_bound() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let (worker, _release) = blocking_worker(&broker);
+        let client = client(&broker);
+        let handle = client
+            .request(9)
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let killed_at = Instant::now();
+        worker.abort().unwrap();
+        let outcome = handle.wait();
+        assert_eq!(outcome.unwrap_err().status(), Some(Status::WorkerDeath));
+        // liveness (3) × heartbeat (100 ms), plus tick and scheduling slack.
+        assert!(killed_at.elapsed() < Duration::from_secs(5));
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.worker_deaths, 1);
+        assert_eq!(stats.workers, 0);
+        assert_eq!(stats.in_flight, 0);
+    });
+}
+
+#[test]
+fn graceful_worker_stop_finishes_running_requests() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (worker, release) = blocking_worker(&broker);
+        let client = client(&broker);
+        let handle = client
+            .request(9)
+            .payload_bytes(b"x")
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let stopper = std::thread::spawn(move || worker.stop());
+        // The broker stops sending work to a draining worker...
+        assert!(eventually(Duration::from_secs(5), || broker
+            .stats()
+            .unwrap()
+            .requests_received
+            == 1));
+        release.send(()).unwrap();
+        // ...and the running request still completes.
+        assert_eq!(text(&handle.wait().unwrap()), "x");
+        stopper.join().unwrap().unwrap();
+        assert!(eventually(Duration::from_secs(5), || broker
+            .stats()
+            .unwrap()
+            .workers
+            == 0));
+        assert_eq!(broker.stats().unwrap().worker_deaths, 0);
+    });
+}
+
+#[test]
+fn broker_stop_is_noticed_by_workers_and_clients() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let (worker, _release) = blocking_worker(&broker);
+        let client = client(&broker);
+        let handle = client
+            .request(9)
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        broker.stop().unwrap();
+        let outcome = handle.wait();
+        assert!(
+            matches!(outcome, Err(RequestError::Disconnected(_))),
+            "{outcome:?}"
+        );
+        assert!(eventually(Duration::from_secs(5), || !worker
+            .stats()
+            .unwrap()
+            .registered));
+        assert!(
+            client
+                .events()
+                .iter()
+                .any(|e| e == ClientEvent::Disconnected)
+        );
+    });
+}
+
+#[test]
+fn broker_restart_workers_reregister_and_serve() {
+    time_limit(LIMIT, || {
+        let first = broker(Transport::Tcp);
+        let (front, back) = (first.frontend().to_owned(), first.backend().to_owned());
+        let worker = echo_worker(&first, &[1]);
+        let client = client(&first);
+        client.request(1).send().unwrap().wait().unwrap();
+        first.stop().unwrap();
+        drop(first);
+        let mut config = lhcluster::BrokerConfig::new(front, back);
+        config.heartbeat = HEARTBEAT;
+        let second = restart(config);
+        assert!(eventually(Duration::from_secs(10), || second
+            .stats()
+            .unwrap()
+            .workers
+            == 1));
+        assert!(client.wait_connected(Duration::from_secs(10)));
+        // Requests sent while the client was still reconnecting may fail
+        // with Disconnected; once connected they succeed.
+        let ok = eventually(Duration::from_secs(10), || {
+            client
+                .request(1)
+                .payload_bytes(b"again")
+                .send()
+                .unwrap()
+                .wait()
+                .is_ok()
+        });
+        assert!(ok, "requests succeed through the restarted broker");
+        assert!(worker.stats().unwrap().registered);
+    });
+}
+
+/// Starts a broker on endpoints a stopped one just released. libzmq closes
+/// listeners on its I/O thread, so the port can stay busy for a moment.
+fn restart(config: lhcluster::BrokerConfig) -> lhcluster::Broker {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match lhcluster::Broker::start(config.clone()) {
+            Ok(broker) => return broker,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("rebinding: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot rebind the broker endpoints: {e}"),
+        }
+    }
+}
+
+/// Sends raw frames and reads the reply, if any.
+fn exchange(socket: &zmq::Socket, frames: &[&[u8]]) -> Option<Message> {
+    socket.send_multipart(frames.iter().copied(), 0).unwrap();
+    let reply = socket.recv_multipart(0).ok()?;
+    let frames = reply.into_iter().map(|f| f.into()).collect();
+    protocol::decode(frames).ok()
+}
+
+fn header(msg: Message) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let encoded = msg.encode(&mut buf);
+    assert!(encoded.payload.is_empty());
+    buf
+}
+
+#[test]
+fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let front = raw_dealer(broker.frontend());
+        let back = raw_dealer(broker.backend());
+        let garbage: [&[&[u8]]; 4] = [
+            &[b"\xff\xff\xff"],
+            &[b""],
+            &[b"\x08\x02\x18\x03"],
+            &[b"\x08\x01\x18\x63", b"x"],
+        ];
+        for frames in garbage {
+            for socket in [&front, &back] {
+                match exchange(socket, frames) {
+                    Some(Message::Error(e)) => assert!(!e.error.is_empty()),
+                    other => panic!("expected an ERROR reply, got {other:?}"),
+                }
+            }
+            // Valid traffic keeps flowing in between.
+            client
+                .request(1)
+                .payload_bytes(b"still fine")
+                .send()
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        // A request with type 0 is refused with an error naming the problem.
+        let bad = header(Message::Request(Request {
+            request_type: 0,
+            request_id: 1,
+            flags: Flags::empty(),
+            route: Vec::new(),
+            reply_to: None,
+            payload: Payload::new(),
+        }));
+        assert!(matches!(exchange(&front, &[&bad]), Some(Message::Error(_))));
+        // A READY on the frontend is the wrong socket.
+        let ready = header(Message::Ready(Ready {
+            heartbeat_ms: 100,
+            capacity: 1,
+            request_types: vec![1],
+            name: None,
+        }));
+        assert!(matches!(
+            exchange(&front, &[&ready]),
+            Some(Message::Error(_))
+        ));
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.malformed_frontend, 6);
+        assert_eq!(stats.malformed_backend, 4);
+        assert_eq!(stats.requests_completed, 4);
+        // And a well-formed raw client is served normally.
+        let hello = header(Message::Hello(Hello {
+            heartbeat_ms: 1000,
+            name: None,
+            route: Vec::new(),
+        }));
+        assert!(matches!(
+            exchange(&front, &[&hello]),
+            Some(Message::Welcome { .. })
+        ));
+    });
+}
