@@ -20,14 +20,17 @@ const SLOW: u32 = 3;
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
 
     // Loopback TCP on ports the OS picks; `inproc://` works the same way.
     let broker = Broker::start(BrokerConfig::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0"))?;
-    println!("broker: frontend {} backend {}", broker.frontend(), broker.backend());
+    println!(
+        "broker: frontend {} backend {}",
+        broker.frontend(),
+        broker.backend()
+    );
 
     let logged = Arc::new(AtomicU64::new(0));
     let workers = (1..=2)
@@ -38,7 +41,10 @@ fn main() -> anyhow::Result<()> {
             config.capacity = 2;
             Worker::builder(config)
                 .handle_raw(UPPERCASE, move |_: &RequestContext, payload: Payload| {
-                    let text = payload.first().map(|f| f.to_ascii_uppercase()).unwrap_or_default();
+                    let text = payload
+                        .first()
+                        .map(|f| f.to_ascii_uppercase())
+                        .unwrap_or_default();
                     Ok(vec![text.into()])
                 })
                 .handle_raw(LOG_LINE, move |ctx: &RequestContext, payload: Payload| {
@@ -77,7 +83,12 @@ fn main() -> anyhow::Result<()> {
     println!("one-way requests:");
     for (i, line) in ["started", "working", "done"].iter().enumerate() {
         client
-            .send(LOG_LINE, i as u64, Flags::ONE_WAY, vec![line.as_bytes().into()])?
+            .send(
+                LOG_LINE,
+                i as u64,
+                Flags::ONE_WAY,
+                vec![line.as_bytes().into()],
+            )?
             .wait()?;
     }
 
@@ -94,7 +105,10 @@ fn main() -> anyhow::Result<()> {
     let other = Client::connect(ClientConfig::new(broker.frontend()))?;
     let duplicate = other.request(SLOW).id(7).send()?;
     match duplicate.wait() {
-        Err(RequestError::Status { status: Status::Rejected, message }) => println!("  rejected: {message}"),
+        Err(RequestError::Status {
+            status: Status::Rejected,
+            message,
+        }) => println!("  rejected: {message}"),
         other => bail!("expected a rejection, got {other:?}"),
     }
     match first.wait() {
