@@ -33,8 +33,10 @@ pub(crate) struct DriverInbox<C> {
     pub(crate) listener: Listener,
 }
 
-pub(crate) fn channel<C: Send + 'static>()
--> Result<(Sender<C>, Arc<Doorbell>, DriverInbox<C>), Error> {
+/// The handle's ends of a new role's plumbing, plus the driver's end.
+pub(crate) type Plumbing<C> = (Sender<C>, Arc<Doorbell>, DriverInbox<C>);
+
+pub(crate) fn channel<C: Send + 'static>() -> Result<Plumbing<C>, Error> {
     let (tx, rx) = bounded(COMMAND_CAPACITY);
     let (bell, listener) = wake::pair().map_err(Error::Spawn)?;
     Ok((

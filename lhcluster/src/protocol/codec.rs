@@ -429,7 +429,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
         }
         pb::Kind::Error => {
             no_payload(&payload)?;
-            let request = (h.request_type != 0).then(|| RequestRef {
+            let request = (h.request_type != 0).then_some(RequestRef {
                 request_type: h.request_type,
                 request_id: h.request_id,
                 route: h.route,
