@@ -83,10 +83,10 @@ pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, E
         .set_identity(routing_id)
         .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;
     socket
-        .set_sndhwm(100_000)
+        .set_sndhwm(HWM)
         .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
     socket
-        .set_rcvhwm(100_000)
+        .set_rcvhwm(HWM)
         .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
     socket
         .set_linger(200)
@@ -102,4 +102,47 @@ pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, E
         source,
     })?;
     Ok(socket)
+}
+
+/// High-water mark of our sockets, per peer. A ROUTER refuses messages
+/// beyond it (counted as undeliverable), it never drops them silently.
+const HWM: i32 = 100_000;
+
+/// A bound ROUTER as the broker and the proxy use it.
+pub(crate) fn router(endpoint: &str) -> Result<zmq::Socket, Error> {
+    let socket = crate::context()
+        .socket(zmq::ROUTER)
+        .map_err(zmq_err("creating a ROUTER socket"))?;
+    // A peer that reconnects with the same routing id takes its place.
+    socket
+        .set_router_handover(true)
+        .map_err(zmq_err("setting ZMQ_ROUTER_HANDOVER"))?;
+    // Report unroutable messages instead of dropping them silently.
+    socket
+        .set_router_mandatory(true)
+        .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
+    socket
+        .set_sndhwm(HWM)
+        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+    socket
+        .set_rcvhwm(HWM)
+        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+    socket
+        .set_linger(1000)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    socket.bind(endpoint).map_err(|source| Error::Bind {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    Ok(socket)
+}
+
+/// The endpoint a bound socket actually listens on: one to connect to
+/// (`tcp://…:0` resolved, a wildcard address shown as 127.0.0.1), and the
+/// exact string libzmq reports, which `unbind` needs.
+pub(crate) fn bound_endpoints(socket: &zmq::Socket, configured: &str) -> (String, String) {
+    match socket.get_last_endpoint() {
+        Ok(Ok(ep)) if !ep.is_empty() => (ep.replace("0.0.0.0", "127.0.0.1"), ep),
+        _ => (configured.to_owned(), configured.to_owned()),
+    }
 }

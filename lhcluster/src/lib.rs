@@ -62,6 +62,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod client_proxy;
 mod context;
 mod endpoint;
 mod error;
@@ -76,6 +77,7 @@ pub mod worker;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, TypeStats};
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
+pub use client_proxy::{ClientProxy, ClientProxyConfig};
 pub use context::context;
 pub use error::{ConfigError, Error};
 pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};

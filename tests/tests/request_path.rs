@@ -388,7 +388,7 @@ fn broker_stop_is_noticed_by_workers_and_clients() {
             client
                 .events()
                 .iter()
-                .any(|e| e == ClientEvent::Disconnected)
+                .any(|e| matches!(e, ClientEvent::Disconnected))
         );
     });
 }

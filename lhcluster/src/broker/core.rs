@@ -70,6 +70,8 @@ struct Req {
     /// Dispatches so far.
     attempts: u32,
     receipt_sent: bool,
+    /// The worker's RECEIPT_RECEIVED came for the current dispatch.
+    received: bool,
     state: ReqState,
 }
 
@@ -518,6 +520,7 @@ impl BrokerCore {
                 flags: req.flags,
                 attempts: 0,
                 receipt_sent: false,
+                received: false,
                 state: ReqState::Pending(req.payload),
             },
         );
@@ -541,10 +544,15 @@ impl BrokerCore {
         if existing.origin == origin {
             // An idempotent re-send (a proxy does this until confirmed).
             self.stats.requests_resent += 1;
+            // Confirm again what was already confirmed: the earlier receipt
+            // may be what the re-sender missed.
             let in_flight = matches!(existing.state, ReqState::InFlight { .. });
+            let (origin, received) = (existing.origin.clone(), existing.received);
             if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
-                let origin = existing.origin.clone();
                 self.send_receipt_sent(&origin, key);
+            }
+            if in_flight && received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+                self.send_receipt_received(&origin, key);
             }
             return;
         }
@@ -568,9 +576,12 @@ impl BrokerCore {
                 let tries_left = existing.attempts < self.max_tries;
                 *retry_copy =
                     (flags.contains(Flags::RETRY_ON_DEATH) && tries_left).then_some(payload);
-                if flags.contains(Flags::RECEIPT_ON_SEND) {
-                    receipt_for_new = Some(existing.origin.clone());
-                }
+                let received = existing.received && flags.contains(Flags::RECEIPT_ON_RECEIVE);
+                receipt_for_new = Some((
+                    existing.origin.clone(),
+                    flags.contains(Flags::RECEIPT_ON_SEND),
+                    received,
+                ));
             }
         }
         debug!(
@@ -584,8 +595,14 @@ impl BrokerCore {
             let error = "another requester took over the response".to_owned();
             self.respond(&previous, key, Status::Redirected, Some(error));
         }
-        if let Some(dest) = receipt_for_new {
-            self.send_receipt_sent(&dest, key);
+        // The new requester gets the receipts the request already earned.
+        if let Some((dest, sent, received)) = receipt_for_new {
+            if sent {
+                self.send_receipt_sent(&dest, key);
+            }
+            if received {
+                self.send_receipt_received(&dest, key);
+            }
         }
     }
 
@@ -726,21 +743,20 @@ impl BrokerCore {
             .workers
             .get(wk)
             .is_some_and(|w| w.assigned.contains(&key));
-        let origin = self
-            .requests
-            .get(&key)
-            .filter(|req| assigned && req.flags.contains(Flags::RECEIPT_ON_RECEIVE))
-            .map(|req| req.origin.clone());
-        match origin {
-            Some(origin) => {
-                let msg = Message::ReceiptReceived(RequestRef {
-                    request_type: key.0,
-                    request_id: key.1,
-                    route: origin.route.clone(),
-                });
-                self.send_to_client(origin.client, msg);
+        let origin = match self.requests.get_mut(&key) {
+            Some(req) if assigned => {
+                req.received = true;
+                req.flags
+                    .contains(Flags::RECEIPT_ON_RECEIVE)
+                    .then(|| req.origin.clone())
             }
-            None => self.stats.unknown_results += 1,
+            _ => {
+                self.stats.unknown_results += 1;
+                None
+            }
+        };
+        if let Some(origin) = origin {
+            self.send_receipt_received(&origin, key);
         }
     }
 
@@ -780,6 +796,7 @@ impl BrokerCore {
             ReqState::InFlight { retry_copy, .. } => retry_copy.unwrap_or_default(),
         };
         req.attempts += 1;
+        req.received = false;
         let retry_copy = (req.flags.contains(Flags::RETRY_ON_DEATH)
             && req.attempts < self.max_tries)
             .then(|| copy_payload(&payload));
@@ -1040,6 +1057,15 @@ impl BrokerCore {
             error,
             route: dest.route.clone(),
             payload,
+        });
+        self.send_to_client(dest.client, msg);
+    }
+
+    fn send_receipt_received(&mut self, dest: &Dest, key: ReqKey) {
+        let msg = Message::ReceiptReceived(RequestRef {
+            request_type: key.0,
+            request_id: key.1,
+            route: dest.route.clone(),
         });
         self.send_to_client(dest.client, msg);
     }

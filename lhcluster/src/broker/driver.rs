@@ -9,17 +9,13 @@ use tracing::{error, info, warn};
 use super::config::BrokerConfig;
 use super::core::{BrokerCore, Side};
 use super::stats::BrokerStats;
-use crate::error::{Error, zmq_err};
+use crate::error::Error;
 use crate::io;
 use crate::role::{DriverInbox, RoleHandle};
 
 /// Most messages read from one socket before looking at the other, so that
 /// a flood on one side cannot starve the other.
 const READ_BATCH: usize = 256;
-
-/// High-water mark of the broker sockets, per peer. Messages beyond it are
-/// refused (counted as undeliverable), never dropped silently.
-const BROKER_HWM: i32 = 100_000;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -28,21 +24,11 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String, String), Error> {
-    let ctx = crate::context();
-    let frontend = router(ctx, &config.frontend)?;
-    let backend = router(ctx, &config.backend)?;
-    let frontend_ep = last_endpoint(&frontend, &config.frontend);
-    let backend_ep = last_endpoint(&backend, &config.backend);
+    let frontend = io::router(&config.frontend)?;
+    let backend = io::router(&config.backend)?;
+    let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
+    let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let (tx, bell, inbox) = crate::role::channel()?;
-    // The exact strings libzmq reports, which `unbind` needs.
-    let bound = |s: &zmq::Socket, configured: &str| match s.get_last_endpoint() {
-        Ok(Ok(ep)) if !ep.is_empty() => ep,
-        _ => configured.to_owned(),
-    };
-    let (frontend_bound, backend_bound) = (
-        bound(&frontend, &config.frontend),
-        bound(&backend, &config.backend),
-    );
     info!(frontend = %frontend_ep, backend = %backend_ep, "broker started");
     let handle = RoleHandle::spawn(
         "lhcluster-broker",
@@ -65,42 +51,6 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
         },
     )?;
     Ok((handle, frontend_ep, backend_ep))
-}
-
-fn router(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, Error> {
-    let socket = ctx
-        .socket(zmq::ROUTER)
-        .map_err(zmq_err("creating a ROUTER socket"))?;
-    // A peer that reconnects with the same routing id takes its place.
-    socket
-        .set_router_handover(true)
-        .map_err(zmq_err("setting ZMQ_ROUTER_HANDOVER"))?;
-    // Report unroutable messages instead of dropping them silently.
-    socket
-        .set_router_mandatory(true)
-        .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
-    socket
-        .set_sndhwm(BROKER_HWM)
-        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
-    socket
-        .set_rcvhwm(BROKER_HWM)
-        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-    socket
-        .set_linger(1000)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
-    socket.bind(endpoint).map_err(|source| Error::Bind {
-        endpoint: endpoint.to_owned(),
-        source,
-    })?;
-    Ok(socket)
-}
-
-/// The endpoint actually bound (resolves `tcp://…:0` and `*`).
-pub(crate) fn last_endpoint(socket: &zmq::Socket, configured: &str) -> String {
-    match socket.get_last_endpoint() {
-        Ok(Ok(ep)) if !ep.is_empty() => ep.replace("0.0.0.0", "127.0.0.1"),
-        _ => configured.to_owned(),
-    }
 }
 
 struct Driver {

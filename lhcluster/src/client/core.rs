@@ -246,6 +246,7 @@ impl ClientCore {
             }
             Message::Reregister => {
                 debug!("the broker does not know this client: greeting again");
+                self.session = Session::Greeting;
                 self.send_hello(now);
             }
             Message::Shutdown => {
@@ -264,20 +265,6 @@ impl ClientCore {
 
     fn on_response(&mut self, r: Response) {
         let key = (r.request_type, r.request_id);
-        let Some(entry) = self.outstanding.remove(&key) else {
-            if r.status != Status::Ok {
-                // A refusal of a one-way request that was not tracked.
-                self.emit(ClientEvent::Refused {
-                    request_type: key.0,
-                    request_id: key.1,
-                    status: r.status,
-                    message: r.error.unwrap_or_default(),
-                });
-            }
-            self.stats.responses_unmatched += 1;
-            return;
-        };
-        self.stats.responses_received += 1;
         let outcome = match r.status {
             Status::Ok => Ok(Reply {
                 request_type: key.0,
@@ -289,7 +276,22 @@ impl ClientCore {
                 message: r.error.unwrap_or_default(),
             }),
         };
-        entry.shared.complete(outcome);
+        match self.outstanding.remove(&key) {
+            Some(entry) => {
+                self.stats.responses_received += 1;
+                entry.shared.complete(outcome);
+            }
+            None => {
+                // Sent here by another client's reply-to, a one-way
+                // refusal, or late after a timeout: nobody waits on it.
+                self.stats.responses_unmatched += 1;
+                self.emit(ClientEvent::Response {
+                    request_type: key.0,
+                    request_id: key.1,
+                    outcome,
+                });
+            }
+        }
     }
 
     fn on_receipt(&mut self, r: RequestRef, kind: ReceiptKind) {

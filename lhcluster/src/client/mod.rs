@@ -36,7 +36,7 @@ use crate::role::RoleHandle;
 
 /// Something that happened to the client, for callers that stream events
 /// ([`Client::events`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ClientEvent {
     /// A session with the broker is established.
@@ -52,16 +52,17 @@ pub enum ClientEvent {
         /// Which receipt.
         kind: ReceiptKind,
     },
-    /// The broker refused a one-way request (there is no handle to tell).
-    Refused {
+    /// An outcome for which no handle is waiting on this client: the
+    /// response to another client's request that named this one as
+    /// `reply_to`, the broker's refusal of a one-way request, or an outcome
+    /// that came after its request timed out here.
+    Response {
         /// Request type.
         request_type: RequestType,
         /// Request id.
         request_id: RequestId,
-        /// Why.
-        status: Status,
-        /// Error text.
-        message: String,
+        /// The outcome.
+        outcome: Outcome,
     },
 }
 

@@ -23,6 +23,19 @@ pub struct Reply {
     pub payload: Payload,
 }
 
+impl PartialEq for Reply {
+    fn eq(&self, other: &Self) -> bool {
+        self.request_type == other.request_type
+            && self.request_id == other.request_id
+            && self.payload.len() == other.payload.len()
+            && self
+                .payload
+                .iter()
+                .zip(&other.payload)
+                .all(|(a, b)| a[..] == b[..])
+    }
+}
+
 /// Why a request did not succeed. Every request ends in exactly one
 /// outcome: a [`Reply`] or one of these.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,1 +1,1115 @@
 //! Unit tests of the client state machine (fake clock, no sockets).
+//!
+//! Every test drives a [`ClientCore`] by hand: broker messages are encoded
+//! with the real codec and fed as header bytes + payload frames, time is
+//! `t0 + n ms`, requests are submitted with a fresh [`Shared`] slot and
+//! observed through a [`ResponseHandle`], and events through a channel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, bounded};
+
+use super::ClientEvent;
+use super::config::ClientConfig;
+use super::core::{Action, ClientCore, Submit};
+use super::response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle, Shared};
+use crate::protocol::{
+    ErrorReply, Flags, Frame, Message, Payload, RequestId, RequestRef, RequestType, Response,
+    Status,
+};
+
+/// The client's own heartbeat interval (ms).
+const HB: u64 = 100;
+/// The broker's interval, announced in WELCOME (ms).
+const BROKER_HB: u32 = 200;
+/// Broker death after `LIVENESS × BROKER_HB` = 600 ms of silence.
+const LIVENESS: u32 = 3;
+/// The configured default request timeout (ms).
+const DEFAULT_TIMEOUT: u64 = 1000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new("tcp://127.0.0.1:5555");
+    c.name = Some("c1".to_owned());
+    c.heartbeat = ms(HB);
+    c.liveness = LIVENESS;
+    c.request_timeout = Some(ms(DEFAULT_TIMEOUT));
+    c.reconnect_min = ms(100);
+    c.reconnect_max = ms(400);
+    c
+}
+
+fn payload(frames: &[&[u8]]) -> Payload {
+    frames.iter().map(|f| Frame::from(*f)).collect()
+}
+
+fn bytes(p: &Payload) -> Vec<Vec<u8>> {
+    p.iter().map(|f| f.to_vec()).collect()
+}
+
+/// One short name per action, to assert on sequences.
+fn kinds(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Send(m) => m.kind_name().to_owned(),
+            Action::Close => "CLOSE".to_owned(),
+            Action::Connect => "CONNECT".to_owned(),
+        })
+        .collect()
+}
+
+fn has(actions: &[Action], kind: &str) -> bool {
+    kinds(actions).iter().any(|k| k == kind)
+}
+
+fn response(
+    request_type: RequestType,
+    request_id: RequestId,
+    status: Status,
+    error: Option<&str>,
+    frames: &[&[u8]],
+) -> Message {
+    Message::Response(Response {
+        request_type,
+        request_id,
+        status,
+        error: error.map(str::to_owned),
+        route: Vec::new(),
+        payload: payload(frames),
+    })
+}
+
+fn ok(request_type: RequestType, request_id: RequestId) -> Message {
+    response(request_type, request_id, Status::Ok, None, &[])
+}
+
+fn rref(request_type: RequestType, request_id: RequestId) -> RequestRef {
+    RequestRef {
+        request_type,
+        request_id,
+        route: Vec::new(),
+    }
+}
+
+fn outcome(h: &mut ResponseHandle) -> Option<Outcome> {
+    h.try_take()
+}
+
+fn expect_ok(h: &mut ResponseHandle) -> Reply {
+    match h.try_take() {
+        Some(Ok(reply)) => reply,
+        other => panic!("expected Ok, got {other:?}"),
+    }
+}
+
+fn expect_err(h: &mut ResponseHandle) -> RequestError {
+    match h.try_take() {
+        Some(Err(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn receipt_event(
+    request_type: RequestType,
+    request_id: RequestId,
+    kind: ReceiptKind,
+) -> ClientEvent {
+    ClientEvent::Receipt {
+        request_type,
+        request_id,
+        kind,
+    }
+}
+
+struct Harness {
+    core: ClientCore,
+    t0: Instant,
+    events: Receiver<ClientEvent>,
+}
+
+impl Harness {
+    fn with(config: &ClientConfig, event_capacity: usize) -> Self {
+        let t0 = Instant::now();
+        let (tx, events) = bounded(event_capacity);
+        Self {
+            core: ClientCore::new(config, Some(tx), t0),
+            t0,
+            events,
+        }
+    }
+
+    /// A fresh client, nothing drained yet.
+    fn new() -> Self {
+        Self::with(&config(), 64)
+    }
+
+    /// Connected at 0 and WELCOMEd (broker interval `BROKER_HB`) at 0, with
+    /// every action and event drained.
+    fn ready() -> Self {
+        Self::ready_with(&config())
+    }
+
+    fn ready_with(config: &ClientConfig) -> Self {
+        let mut h = Self::with(config, 64);
+        assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+        h.connected(0);
+        h.feed(
+            0,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB,
+            },
+        );
+        assert!(h.drain().is_empty());
+        assert_eq!(h.events(), [ClientEvent::Connected]);
+        h
+    }
+
+    fn at(&self, n: u64) -> Instant {
+        self.t0 + ms(n)
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        std::mem::take(self.core.actions())
+    }
+
+    fn events(&self) -> Vec<ClientEvent> {
+        self.events.try_iter().collect()
+    }
+
+    /// The driver connected the socket at `n`: the HELLO it sends is
+    /// checked and drained.
+    fn connected(&mut self, n: u64) {
+        self.core.on_connected(self.at(n));
+        assert_eq!(kinds(&self.drain()), ["HELLO"]);
+    }
+
+    fn feed_raw(&mut self, n: u64, header: &[u8], payload: Payload) -> Vec<Action> {
+        let now = self.at(n);
+        self.core.on_message(now, header, payload);
+        self.drain()
+    }
+
+    /// Feeds a broker message (encoded by the real codec) at `n` ms.
+    fn feed(&mut self, n: u64, msg: Message) -> Vec<Action> {
+        let mut header = Vec::new();
+        let encoded = msg.encode(&mut header);
+        self.feed_raw(n, &header, encoded.payload)
+    }
+
+    fn tick(&mut self, n: u64) -> Vec<Action> {
+        let now = self.at(n);
+        self.core.on_tick(now);
+        self.drain()
+    }
+
+    fn submit_full(
+        &mut self,
+        n: u64,
+        key: (RequestType, RequestId),
+        flags: Flags,
+        timeout: Option<Duration>,
+        reply_to: Option<&str>,
+        frames: &[&[u8]],
+    ) -> (ResponseHandle, Vec<Action>) {
+        let shared = Arc::new(Shared::default());
+        let now = self.at(n);
+        self.core.on_submit(
+            now,
+            Submit {
+                request_type: key.0,
+                request_id: key.1,
+                flags,
+                payload: payload(frames),
+                reply_to: reply_to.map(str::to_owned),
+                timeout,
+                shared: shared.clone(),
+            },
+        );
+        (ResponseHandle::new(shared, key.0, key.1), self.drain())
+    }
+
+    /// Submits with the default timeout, no reply_to and one payload frame;
+    /// returns the handle and the actions.
+    fn submit(
+        &mut self,
+        n: u64,
+        key: (RequestType, RequestId),
+        flags: Flags,
+    ) -> (ResponseHandle, Vec<Action>) {
+        self.submit_full(n, key, flags, None, None, &[b"req"])
+    }
+
+    /// Submits a request that must be sent as one REQUEST.
+    fn send(&mut self, n: u64, key: (RequestType, RequestId), flags: Flags) -> ResponseHandle {
+        let (handle, actions) = self.submit(n, key, flags);
+        assert_eq!(kinds(&actions), ["REQUEST"]);
+        handle
+    }
+}
+
+// ---------------------------------------------------------------- session
+
+#[test]
+fn start_connects_says_hello_and_is_connected_on_welcome() {
+    let mut h = Harness::new();
+    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+    assert!(!h.core.stats().connected);
+
+    h.core.on_connected(h.at(0));
+    let actions = h.drain();
+    let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
+        panic!("expected HELLO, got {:?}", kinds(&actions));
+    };
+    assert_eq!(hello.heartbeat_ms, 100);
+    assert_eq!(hello.name.as_deref(), Some("c1"));
+    assert!(hello.route.is_empty());
+    assert!(!h.core.stats().connected, "not connected before WELCOME");
+    assert!(h.events().is_empty());
+
+    assert!(
+        h.feed(
+            10,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+    assert!(h.core.stats().connected);
+    assert_eq!(h.events(), [ClientEvent::Connected]);
+    // A repeated WELCOME is not a new connection.
+    assert!(
+        h.feed(
+            20,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn hello_without_a_name_carries_none() {
+    let mut c = config();
+    c.name = None;
+    let mut h = Harness::with(&c, 4);
+    h.drain();
+    h.core.on_connected(h.at(0));
+    let actions = h.drain();
+    let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
+        panic!("expected HELLO, got {:?}", kinds(&actions));
+    };
+    assert_eq!(hello.name, None);
+}
+
+#[test]
+fn messages_before_the_socket_connects_are_ignored() {
+    let mut h = Harness::new();
+    h.drain();
+    assert!(
+        h.feed(
+            0,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+    assert!(!h.core.stats().connected);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
+    let mut h = Harness::new();
+    h.drain();
+    h.connected(0);
+    assert!(h.tick(99).is_empty());
+    assert_eq!(kinds(&h.tick(100)), ["HELLO"]);
+    assert!(h.tick(199).is_empty());
+    assert_eq!(kinds(&h.tick(200)), ["HELLO"]);
+    assert_eq!(
+        h.core.stats().heartbeats_sent,
+        0,
+        "HELLO is not a heartbeat"
+    );
+    h.feed(
+        250,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert!(h.tick(299).is_empty());
+    let actions = h.tick(300);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Send(Message::Heartbeat { heartbeat_ms: 100 })]
+        ),
+        "got {:?}",
+        kinds(&actions)
+    );
+    assert_eq!(h.core.stats().heartbeats_sent, 1);
+}
+
+#[test]
+fn requests_may_be_sent_before_welcome() {
+    let mut h = Harness::new();
+    h.drain();
+    h.connected(0);
+    let mut handle = h.send(10, (7, 1), Flags::empty());
+    h.feed(
+        20,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    h.feed(30, ok(7, 1));
+    expect_ok(&mut handle);
+}
+
+#[test]
+fn heartbeat_only_after_own_interval_of_silence() {
+    let mut h = Harness::ready();
+    // A REQUEST at 50 is a sign of life: the heartbeat is due at 150.
+    let _handle = h.send(50, (7, 1), Flags::empty());
+    assert!(h.tick(149).is_empty());
+    assert_eq!(kinds(&h.tick(150)), ["HEARTBEAT"]);
+    // Hearing from the broker does not count as sending to it.
+    assert!(
+        h.feed(200, Message::Heartbeat { heartbeat_ms: 0 })
+            .is_empty()
+    );
+    assert!(h.tick(249).is_empty());
+    assert_eq!(kinds(&h.tick(250)), ["HEARTBEAT"]);
+    let stats = h.core.stats();
+    assert_eq!(stats.heartbeats_sent, 2);
+    assert_eq!(stats.heartbeats_received, 1);
+}
+
+#[test]
+fn next_tick_is_the_nearest_of_session_work_and_deadlines() {
+    let mut h = Harness::new();
+    h.drain();
+    assert_eq!(h.core.next_tick(h.at(0)), h.at(0), "reconnect due at start");
+    h.connected(0);
+    h.feed(
+        0,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    // Half the shorter interval (100 ms, ours).
+    assert_eq!(h.core.next_tick(h.at(0)), h.at(50));
+    let _handle = h.submit_full(0, (7, 1), Flags::empty(), Some(ms(20)), None, &[]);
+    assert_eq!(
+        h.core.next_tick(h.at(0)),
+        h.at(20),
+        "the deadline is nearer"
+    );
+}
+
+// ---------------------------------------------------------------- requests and outcomes
+
+#[test]
+fn two_way_submit_sends_request_and_ok_response_resolves_with_payload() {
+    let mut h = Harness::ready();
+    let flags = Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40);
+    let (mut handle, actions) =
+        h.submit_full(10, (7, 42), flags, None, Some("audit"), &[b"hello", b""]);
+    let [Action::Send(Message::Request(r))] = actions.as_slice() else {
+        panic!("expected REQUEST, got {:?}", kinds(&actions));
+    };
+    assert_eq!((r.request_type, r.request_id, r.flags), (7, 42, flags));
+    assert!(r.route.is_empty());
+    assert_eq!(r.reply_to.as_deref(), Some("audit"));
+    assert_eq!(bytes(&r.payload), [b"hello".to_vec(), vec![]]);
+    assert_eq!((handle.request_type(), handle.request_id()), (7, 42));
+    assert!(!handle.is_done());
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_sent, 1);
+    assert_eq!(stats.outstanding, 1);
+
+    assert!(
+        h.feed(20, response(7, 42, Status::Ok, None, &[b"world", b""]))
+            .is_empty()
+    );
+    assert!(handle.is_done());
+    let reply = expect_ok(&mut handle);
+    assert_eq!((reply.request_type, reply.request_id), (7, 42));
+    assert_eq!(bytes(&reply.payload), [b"world".to_vec(), vec![]]);
+    let stats = h.core.stats();
+    assert_eq!(stats.responses_received, 1);
+    assert_eq!(stats.outstanding, 0);
+}
+
+#[test]
+fn request_without_reply_to_sends_none() {
+    let mut h = Harness::ready();
+    let (_handle, actions) = h.submit(10, (7, 1), Flags::empty());
+    let [Action::Send(Message::Request(r))] = actions.as_slice() else {
+        panic!("expected REQUEST, got {:?}", kinds(&actions));
+    };
+    assert_eq!(r.reply_to, None);
+    assert_eq!(r.flags, Flags::empty());
+}
+
+#[test]
+fn every_non_ok_status_fails_the_request_with_its_message() {
+    let statuses = [
+        Status::Failed,
+        Status::BadRequest,
+        Status::Rejected,
+        Status::WorkerDeath,
+        Status::Redirected,
+        Status::Overloaded,
+        Status::NoWorkers,
+        Status::UnknownReplyTo,
+    ];
+    let mut h = Harness::ready();
+    for (id, status) in (1..).zip(statuses) {
+        let mut handle = h.send(10, (7, id), Flags::empty());
+        let text = format!("because {status}");
+        h.feed(20, response(7, id, status, Some(&text), &[]));
+        assert_eq!(
+            expect_err(&mut handle),
+            RequestError::Status {
+                status,
+                message: text
+            }
+        );
+    }
+    // No error text: an empty message.
+    let mut handle = h.send(30, (7, 100), Flags::empty());
+    h.feed(40, response(7, 100, Status::Overloaded, None, &[]));
+    let e = expect_err(&mut handle);
+    assert_eq!(e.status(), Some(Status::Overloaded));
+    assert_eq!(
+        e,
+        RequestError::Status {
+            status: Status::Overloaded,
+            message: String::new()
+        }
+    );
+    assert_eq!(h.core.stats().responses_received, 9);
+    assert!(h.events().is_empty(), "tracked refusals are not events");
+}
+
+#[test]
+fn a_request_has_exactly_one_outcome() {
+    let mut h = Harness::ready();
+    let mut handle = h.send(10, (7, 1), Flags::empty());
+    h.feed(20, response(7, 1, Status::Ok, None, &[b"first"]));
+    // A second RESPONSE for the same request is ignored.
+    assert!(
+        h.feed(30, response(7, 1, Status::Ok, None, &[b"second"]))
+            .is_empty()
+    );
+    let reply = expect_ok(&mut handle);
+    assert_eq!(bytes(&reply.payload), [b"first".to_vec()]);
+    let stats = h.core.stats();
+    assert_eq!(stats.responses_received, 1);
+    assert_eq!(stats.responses_unmatched, 1);
+}
+
+#[test]
+fn same_key_while_outstanding_is_rejected_locally() {
+    let mut h = Harness::ready();
+    let mut first = h.send(10, (7, 1), Flags::empty());
+    let (mut second, actions) = h.submit(20, (7, 1), Flags::ONE_WAY | Flags::RECEIPT_ON_SEND);
+    assert!(
+        actions.is_empty(),
+        "only one REQUEST goes out: {:?}",
+        kinds(&actions)
+    );
+    match expect_err(&mut second) {
+        RequestError::Status {
+            status: Status::Rejected,
+            message,
+        } => assert!(message.contains("7/1"), "{message:?}"),
+        other => panic!("expected a local REJECTED, got {other:?}"),
+    }
+    // Same id, another type: another request.
+    let _other = h.send(20, (8, 1), Flags::empty());
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_rejected_locally, 1);
+    assert_eq!(stats.requests_sent, 2);
+    assert_eq!(stats.outstanding, 2);
+
+    // The first one is untouched, and once it is done the key is free.
+    assert!(outcome(&mut first).is_none());
+    h.feed(30, ok(7, 1));
+    expect_ok(&mut first);
+    let _again = h.send(40, (7, 1), Flags::empty());
+}
+
+// ---------------------------------------------------------------- timeouts
+
+#[test]
+fn per_request_timeout_fires_at_the_deadline_not_before() {
+    let mut h = Harness::ready();
+    let (mut handle, _) = h.submit_full(10, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
+    h.tick(200);
+    h.tick(309);
+    assert!(outcome(&mut handle).is_none());
+    h.tick(310);
+    assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_timed_out, 1);
+    assert_eq!(stats.outstanding, 0);
+
+    // A late RESPONSE is unmatched: it only surfaces as an event.
+    assert!(h.feed(400, ok(7, 1)).is_empty());
+    let stats = h.core.stats();
+    assert_eq!(stats.responses_unmatched, 1);
+    assert_eq!(stats.responses_received, 0);
+    assert!(matches!(
+        h.events().as_slice(),
+        [ClientEvent::Response {
+            request_type: 7,
+            request_id: 1,
+            outcome: Ok(_)
+        }]
+    ));
+}
+
+#[test]
+fn default_timeout_applies_without_a_per_request_one() {
+    let mut h = Harness::ready();
+    let mut handle = h.send(0, (7, 1), Flags::empty());
+    // Keep the broker alive meanwhile.
+    h.feed(500, Message::Heartbeat { heartbeat_ms: 0 });
+    h.feed(900, Message::Heartbeat { heartbeat_ms: 0 });
+    h.tick(999);
+    assert!(outcome(&mut handle).is_none());
+    h.tick(1000);
+    assert_eq!(
+        expect_err(&mut handle),
+        RequestError::Timeout(ms(DEFAULT_TIMEOUT))
+    );
+}
+
+#[test]
+fn no_timeout_at_all_when_none_is_configured() {
+    let mut c = config();
+    c.request_timeout = None;
+    let mut h = Harness::ready_with(&c);
+    let mut handle = h.send(0, (7, 1), Flags::empty());
+    for n in (500..=10_000).step_by(500) {
+        h.feed(n, Message::Heartbeat { heartbeat_ms: 0 });
+        h.tick(n);
+    }
+    assert!(outcome(&mut handle).is_none());
+    assert_eq!(h.core.stats().outstanding, 1);
+}
+
+#[test]
+fn a_stale_deadline_does_not_expire_a_resubmitted_request() {
+    let mut h = Harness::ready();
+    let (mut first, _) = h.submit_full(0, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
+    h.feed(100, ok(7, 1));
+    expect_ok(&mut first);
+    // Same key again, deadline 500; the first one's (300) is stale.
+    let (mut second, _) = h.submit_full(200, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
+    h.tick(300);
+    assert!(outcome(&mut second).is_none());
+    h.tick(499);
+    assert!(outcome(&mut second).is_none());
+    h.tick(500);
+    assert_eq!(expect_err(&mut second), RequestError::Timeout(ms(300)));
+    assert_eq!(h.core.stats().requests_timed_out, 1);
+}
+
+#[test]
+fn a_late_outcome_after_a_timeout_is_an_unmatched_response_event() {
+    let mut h = Harness::ready();
+    let (mut handle, _) = h.submit_full(10, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
+    h.tick(310);
+    assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
+    h.feed(400, response(7, 1, Status::Failed, Some("boom"), &[]));
+    assert_eq!(h.core.stats().responses_unmatched, 1);
+    assert_eq!(
+        h.events(),
+        [ClientEvent::Response {
+            request_type: 7,
+            request_id: 1,
+            outcome: Err(RequestError::Status {
+                status: Status::Failed,
+                message: "boom".to_owned(),
+            }),
+        }]
+    );
+}
+
+// ---------------------------------------------------------------- receipts and one-way
+
+#[test]
+fn receipts_are_recorded_in_arrival_order_and_emitted_as_events() {
+    let mut h = Harness::ready();
+    let flags = Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
+    let mut a = h.send(10, (7, 1), flags);
+    let mut b = h.send(10, (7, 2), flags);
+
+    h.feed(20, Message::ReceiptSent(rref(7, 1)));
+    h.feed(30, Message::ReceiptReceived(rref(7, 1)));
+    // Arrival order, whatever it is.
+    h.feed(40, Message::ReceiptReceived(rref(7, 2)));
+    h.feed(50, Message::ReceiptSent(rref(7, 2)));
+    // A repeated receipt is an event again but recorded once.
+    h.feed(60, Message::ReceiptSent(rref(7, 1)));
+
+    assert_eq!(a.receipts(), [ReceiptKind::Sent, ReceiptKind::Received]);
+    assert_eq!(b.receipts(), [ReceiptKind::Received, ReceiptKind::Sent]);
+    assert!(
+        !a.is_done() && !b.is_done(),
+        "receipts do not end a two-way request"
+    );
+    assert_eq!(
+        h.events(),
+        [
+            receipt_event(7, 1, ReceiptKind::Sent),
+            receipt_event(7, 1, ReceiptKind::Received),
+            receipt_event(7, 2, ReceiptKind::Received),
+            receipt_event(7, 2, ReceiptKind::Sent),
+            receipt_event(7, 1, ReceiptKind::Sent),
+        ]
+    );
+    assert_eq!(h.core.stats().receipts_received, 5);
+
+    h.feed(70, ok(7, 1));
+    h.feed(70, ok(7, 2));
+    expect_ok(&mut a);
+    expect_ok(&mut b);
+}
+
+#[test]
+fn a_receipt_for_an_unknown_request_is_still_an_event() {
+    let mut h = Harness::ready();
+    assert!(h.feed(10, Message::ReceiptSent(rref(9, 9))).is_empty());
+    assert_eq!(h.events(), [receipt_event(9, 9, ReceiptKind::Sent)]);
+    assert_eq!(h.core.stats().receipts_received, 1);
+}
+
+#[test]
+fn one_way_without_receipts_completes_ok_at_submit() {
+    let mut h = Harness::ready();
+    let (mut handle, actions) = h.submit_full(10, (7, 1), Flags::ONE_WAY, None, None, &[b"fire"]);
+    let [Action::Send(Message::Request(r))] = actions.as_slice() else {
+        panic!("expected REQUEST, got {:?}", kinds(&actions));
+    };
+    assert_eq!(r.flags, Flags::ONE_WAY);
+    assert_eq!(bytes(&r.payload), [b"fire".to_vec()]);
+    let reply = expect_ok(&mut handle);
+    assert_eq!((reply.request_type, reply.request_id), (7, 1));
+    assert!(reply.payload.is_empty());
+    assert_eq!(h.core.stats().outstanding, 0);
+    // Not tracked: the same key can go again at once.
+    let _again = h.send(20, (7, 1), Flags::ONE_WAY);
+}
+
+#[test]
+fn one_way_with_receipt_on_receive_completes_on_receipt_received_only() {
+    let mut h = Harness::ready();
+    let flags = Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE | Flags::RECEIPT_ON_SEND;
+    let mut handle = h.send(10, (7, 1), flags);
+    assert!(!handle.is_done());
+    h.feed(20, Message::ReceiptSent(rref(7, 1)));
+    assert!(!handle.is_done(), "RECEIPT_SENT alone does not complete it");
+    assert_eq!(handle.receipts(), [ReceiptKind::Sent]);
+    h.feed(30, Message::ReceiptReceived(rref(7, 1)));
+    assert_eq!(
+        handle.receipts(),
+        [ReceiptKind::Sent, ReceiptKind::Received]
+    );
+    let reply = expect_ok(&mut handle);
+    assert!(reply.payload.is_empty());
+    assert_eq!(h.core.stats().outstanding, 0);
+}
+
+#[test]
+fn one_way_with_receipt_on_send_completes_on_receipt_sent() {
+    let mut h = Harness::ready();
+    let mut handle = h.send(10, (7, 1), Flags::ONE_WAY | Flags::RECEIPT_ON_SEND);
+    h.feed(20, Message::ReceiptSent(rref(7, 1)));
+    expect_ok(&mut handle);
+}
+
+#[test]
+fn a_tracked_one_way_request_gets_its_refusal_on_the_handle() {
+    let mut h = Harness::ready();
+    let mut handle = h.send(10, (7, 1), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
+    h.feed(
+        20,
+        response(7, 1, Status::Overloaded, Some("queue full"), &[]),
+    );
+    assert_eq!(
+        expect_err(&mut handle),
+        RequestError::Status {
+            status: Status::Overloaded,
+            message: "queue full".to_owned()
+        }
+    );
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn a_tracked_one_way_request_times_out_without_its_receipt() {
+    let mut h = Harness::ready();
+    let flags = Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE;
+    let (mut handle, _) = h.submit_full(10, (7, 1), flags, Some(ms(100)), None, &[]);
+    h.feed(20, Message::ReceiptSent(rref(7, 1)));
+    h.tick(110);
+    assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(100)));
+}
+
+#[test]
+fn refusal_of_an_untracked_one_way_request_is_an_event() {
+    let mut h = Harness::ready();
+    let (mut handle, _) = h.submit(10, (7, 1), Flags::ONE_WAY);
+    expect_ok(&mut handle);
+    assert!(
+        h.feed(20, response(7, 1, Status::NoWorkers, Some("nobody"), &[]))
+            .is_empty()
+    );
+    assert_eq!(
+        h.events(),
+        [ClientEvent::Response {
+            request_type: 7,
+            request_id: 1,
+            outcome: Err(RequestError::Status {
+                status: Status::NoWorkers,
+                message: "nobody".to_owned(),
+            }),
+        }]
+    );
+    assert_eq!(h.core.stats().responses_unmatched, 1);
+}
+
+#[test]
+fn events_beyond_the_channel_capacity_are_dropped_and_counted() {
+    let mut h = Harness::with(&config(), 1);
+    h.drain();
+    h.connected(0);
+    h.feed(
+        0,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    // The channel now holds Connected: the receipt event does not fit.
+    h.feed(10, Message::ReceiptSent(rref(7, 1)));
+    assert_eq!(h.events(), [ClientEvent::Connected]);
+    assert_eq!(h.core.stats().events_dropped, 1);
+}
+
+// ---------------------------------------------------------------- broker death, shutdown
+
+#[test]
+fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    let mut b = h.send(20, (7, 2), Flags::RECEIPT_ON_SEND);
+    h.feed(100, Message::Heartbeat { heartbeat_ms: 0 });
+    // 600 ms (3 × 200) of silence is still alive; 601 is dead.
+    assert!(!has(&h.tick(700), "CLOSE"));
+    assert!(!a.is_done());
+    assert_eq!(kinds(&h.tick(701)), ["CLOSE"]);
+    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
+    assert!(matches!(expect_err(&mut b), RequestError::Disconnected(_)));
+    assert_eq!(h.events(), [ClientEvent::Disconnected]);
+    let stats = h.core.stats();
+    assert_eq!(stats.broker_deaths, 1);
+    assert!(!stats.connected);
+    assert_eq!(stats.outstanding, 0);
+
+    // Submits while disconnected fail at once, nothing is sent.
+    let (mut c, actions) = h.submit(750, (7, 3), Flags::empty());
+    assert!(actions.is_empty());
+    assert!(matches!(expect_err(&mut c), RequestError::Disconnected(_)));
+    assert_eq!(h.core.stats().requests_failed_disconnected, 1);
+    // What is still read is ignored.
+    assert!(h.feed(760, ok(7, 1)).is_empty());
+    assert_eq!(h.core.stats().responses_unmatched, 0);
+
+    // Reconnect after reconnect_min (100 ms), not before.
+    assert_eq!(h.core.next_tick(h.at(701)), h.at(801));
+    assert!(h.tick(800).is_empty());
+    assert_eq!(kinds(&h.tick(801)), ["CONNECT"]);
+    assert_eq!(h.core.stats().reconnects, 1);
+    h.connected(801);
+    h.feed(
+        810,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert_eq!(h.events(), [ClientEvent::Connected]);
+    let _d = h.send(820, (7, 3), Flags::empty());
+}
+
+#[test]
+fn broker_heartbeat_interval_change_moves_the_death_deadline() {
+    let mut h = Harness::ready();
+    h.feed(100, Message::Heartbeat { heartbeat_ms: 500 });
+    assert!(!has(&h.tick(1600), "CLOSE"));
+    assert_eq!(kinds(&h.tick(1601)), ["CLOSE"]);
+}
+
+#[test]
+fn reconnect_backoff_doubles_up_to_the_cap_and_resets_after_welcome() {
+    let mut h = Harness::ready();
+    assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
+    assert!(h.tick(700).is_empty());
+    assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(701));
+    assert!(h.tick(900).is_empty());
+    assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(901));
+    assert!(h.tick(1300).is_empty());
+    assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(1301));
+    assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701), "capped at 400 ms");
+    assert_eq!(kinds(&h.tick(1701)), ["CONNECT"]);
+    h.connected(1701);
+    h.feed(
+        1710,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert_eq!(kinds(&h.feed(1720, Message::Shutdown)), ["CLOSE"]);
+    assert!(h.tick(1819).is_empty());
+    assert_eq!(
+        kinds(&h.tick(1820)),
+        ["CONNECT"],
+        "back to 100 ms after WELCOME"
+    );
+}
+
+#[test]
+fn a_broker_that_never_welcomes_is_given_up_and_retried() {
+    // Before WELCOME the broker's interval is taken as the client's own
+    // (100 ms): 3 × 100 ms without an answer and the socket is recycled.
+    let mut h = Harness::new();
+    h.drain();
+    h.connected(0);
+    let mut handle = h.send(10, (7, 1), Flags::empty());
+    assert_eq!(kinds(&h.tick(300)), ["HELLO"]);
+    assert_eq!(kinds(&h.tick(311)), ["CLOSE"]);
+    assert!(matches!(
+        expect_err(&mut handle),
+        RequestError::Disconnected(_)
+    ));
+    assert_eq!(kinds(&h.tick(411)), ["CONNECT"]);
+}
+
+#[test]
+fn shutdown_fails_outstanding_requests_and_reconnects_later() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
+    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
+    assert_eq!(h.events(), [ClientEvent::Disconnected]);
+    let stats = h.core.stats();
+    assert!(!stats.connected);
+    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
+    assert!(h.tick(149).is_empty());
+    assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
+}
+
+#[test]
+fn reregister_sends_hello_again_and_keeps_outstanding_requests() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    let actions = h.feed(50, Message::Reregister);
+    let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
+        panic!("expected HELLO, got {:?}", kinds(&actions));
+    };
+    assert_eq!(hello.name.as_deref(), Some("c1"));
+    assert_eq!(hello.heartbeat_ms, 100);
+    assert!(!a.is_done());
+    h.feed(
+        60,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    h.feed(70, ok(7, 1));
+    expect_ok(&mut a);
+}
+
+#[test]
+fn reregister_goes_back_to_greeting_until_welcome() {
+    let mut h = Harness::ready();
+    h.feed(50, Message::Reregister);
+    h.drain();
+    assert!(!h.core.stats().connected, "not connected until WELCOME");
+    assert_eq!(kinds(&h.tick(150)), ["HELLO"], "the greeting is repeated");
+}
+
+// ---------------------------------------------------------------- errors and malformed input
+
+#[test]
+fn error_naming_an_outstanding_request_fails_it_with_protocol() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    let mut b = h.send(10, (7, 2), Flags::empty());
+    let actions = h.feed(
+        20,
+        Message::Error(ErrorReply {
+            error: "bad header".to_owned(),
+            request: Some(rref(7, 1)),
+        }),
+    );
+    assert!(actions.is_empty(), "an ERROR is never answered");
+    assert_eq!(
+        expect_err(&mut a),
+        RequestError::Protocol("bad header".to_owned())
+    );
+    assert!(!b.is_done());
+
+    // An ERROR about nothing or about an unknown request affects nothing.
+    h.feed(
+        30,
+        Message::Error(ErrorReply {
+            error: "general".to_owned(),
+            request: None,
+        }),
+    );
+    h.feed(
+        30,
+        Message::Error(ErrorReply {
+            error: "other".to_owned(),
+            request: Some(rref(9, 9)),
+        }),
+    );
+    assert!(!b.is_done());
+    let stats = h.core.stats();
+    assert_eq!(stats.malformed, 0);
+    assert_eq!(stats.outstanding, 1);
+    assert!(stats.connected);
+    h.feed(40, ok(7, 2));
+    expect_ok(&mut b);
+}
+
+#[test]
+fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working() {
+    // NOTE: docs/protocol.md §10.1, §12 and §16 say a client drops malformed
+    // messages and never sends ERROR; the core (and this test) answers them.
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+
+    let actions = h.feed_raw(20, b"\xff\xff\xff", Payload::new());
+    let [
+        Action::Send(Message::Error(ErrorReply {
+            error,
+            request: None,
+        })),
+    ] = actions.as_slice()
+    else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert!(error.contains("protobuf"), "{error:?}");
+
+    // Major version 2 RESPONSE for the outstanding request: refused, and
+    // the request is not completed by it.
+    let actions = h.feed_raw(
+        30,
+        &[0x08, 0x02, 0x18, 0x06, 0x28, 0x07, 0x30, 0x01, 0x38, 0x01],
+        Payload::new(),
+    );
+    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert_eq!(
+        e.error,
+        "unsupported protocol version 2.0 (this peer speaks 1.x)"
+    );
+    assert!(!a.is_done());
+
+    // A RESPONSE with status 0 (unspecified).
+    let actions = h.feed_raw(
+        40,
+        &[0x08, 0x01, 0x18, 0x06, 0x28, 0x07, 0x30, 0x01],
+        Payload::new(),
+    );
+    assert_eq!(kinds(&actions), ["ERROR"]);
+    assert!(!a.is_done());
+
+    // A valid message of a kind a client never receives.
+    let actions = h.feed(
+        50,
+        Message::Dispatch(crate::protocol::Dispatch {
+            request_type: 7,
+            request_id: 1,
+            flags: Flags::empty(),
+            attempt: 1,
+            payload: Payload::new(),
+        }),
+    );
+    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert_eq!(e.error, "unexpected DISPATCH from the broker");
+
+    let stats = h.core.stats();
+    assert_eq!(stats.malformed, 4);
+    assert!(stats.connected);
+    assert!(h.events().is_empty());
+
+    // Still works.
+    h.feed(60, response(7, 1, Status::Ok, None, &[b"fine"]));
+    assert_eq!(bytes(&expect_ok(&mut a).payload), [b"fine".to_vec()]);
+}
+
+// ---------------------------------------------------------------- stop
+
+#[test]
+fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    let mut b = h.send(10, (7, 2), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
+    h.core.on_stop(h.at(20));
+    let actions = h.drain();
+    assert!(
+        matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
+        "got {:?}",
+        kinds(&actions)
+    );
+    assert_eq!(expect_err(&mut a), RequestError::Stopped);
+    assert_eq!(expect_err(&mut b), RequestError::Stopped);
+    assert_eq!(h.core.stats().outstanding, 0);
+
+    let (mut c, actions) = h.submit(30, (7, 3), Flags::empty());
+    assert!(actions.is_empty());
+    assert_eq!(expect_err(&mut c), RequestError::Stopped);
+    // One-way requests too (they would otherwise complete Ok at submit).
+    let (mut d, actions) = h.submit(30, (7, 4), Flags::ONE_WAY);
+    assert!(actions.is_empty());
+    assert_eq!(expect_err(&mut d), RequestError::Stopped);
+    assert_eq!(h.core.stats().requests_sent, 2);
+}
+
+#[test]
+fn stop_while_disconnected_sends_nothing_and_never_reconnects() {
+    let mut h = Harness::ready();
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
+    h.core.on_stop(h.at(20));
+    assert!(h.drain().is_empty());
+    assert!(h.tick(110).is_empty());
+    assert!(h.tick(10_000).is_empty());
+    assert_eq!(h.core.stats().reconnects, 0);
+    let (mut c, _) = h.submit(10_001, (7, 1), Flags::empty());
+    assert_eq!(
+        expect_err(&mut c),
+        RequestError::Stopped,
+        "stopped wins over disconnected"
+    );
+}

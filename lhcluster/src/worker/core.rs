@@ -134,6 +134,10 @@ impl WorkerCore {
                 while let Some(msg) = self.unsent.pop_front() {
                     self.send(now, msg);
                 }
+                if self.stopping {
+                    // Stopped while re-registering: say goodbye now.
+                    self.send(now, Message::Disconnect { route: Vec::new() });
+                }
             }
             Message::Dispatch(d) => self.on_dispatch(now, d),
             Message::Heartbeat { heartbeat_ms } => {

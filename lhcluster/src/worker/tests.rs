@@ -1,1 +1,886 @@
 //! Unit tests of the worker state machine (fake clock, no sockets).
+//!
+//! Every test drives a [`WorkerCore`] by hand: broker messages are encoded
+//! with the real codec and fed as header bytes + payload frames, time is
+//! `t0 + n ms`, and the queued [`Action`]s are drained and matched.
+
+use std::time::{Duration, Instant};
+
+use super::HandlerError;
+use super::config::WorkerConfig;
+use super::core::{Action, WorkerCore};
+use crate::protocol::{
+    Dispatch, ErrorReply, Flags, Frame, Message, Payload, RequestId, RequestRef, RequestType,
+    Status, WorkResult,
+};
+
+/// The worker's own heartbeat interval (ms).
+const HB: u64 = 100;
+/// The broker's interval, announced in WELCOME (ms).
+const BROKER_HB: u32 = 200;
+/// Broker death after `LIVENESS × BROKER_HB` = 600 ms of silence.
+const LIVENESS: u32 = 3;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config() -> WorkerConfig {
+    let mut c = WorkerConfig::new("tcp://127.0.0.1:5556");
+    c.name = Some("w1".to_owned());
+    c.capacity = 4;
+    c.heartbeat = ms(HB);
+    c.liveness = LIVENESS;
+    c.reconnect_min = ms(100);
+    c.reconnect_max = ms(400);
+    c
+}
+
+fn payload(frames: &[&[u8]]) -> Payload {
+    frames.iter().map(|f| Frame::from(*f)).collect()
+}
+
+fn bytes(p: &Payload) -> Vec<Vec<u8>> {
+    p.iter().map(|f| f.to_vec()).collect()
+}
+
+/// One short name per action, to assert on sequences.
+fn kinds(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Send(m) => m.kind_name().to_owned(),
+            Action::Run(d) => format!("RUN {}/{}", d.request_type, d.request_id),
+            Action::Close => "CLOSE".to_owned(),
+            Action::Connect => "CONNECT".to_owned(),
+        })
+        .collect()
+}
+
+fn has(actions: &[Action], kind: &str) -> bool {
+    kinds(actions).iter().any(|k| k == kind)
+}
+
+fn results(actions: &[Action]) -> Vec<&WorkResult> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Message::Result(r)) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn only_result(actions: &[Action]) -> &WorkResult {
+    let r = results(actions);
+    assert_eq!(
+        r.len(),
+        1,
+        "expected exactly one RESULT in {:?}",
+        kinds(actions)
+    );
+    assert_eq!(
+        actions.len(),
+        1,
+        "expected only a RESULT in {:?}",
+        kinds(actions)
+    );
+    r[0]
+}
+
+fn only_run(actions: &[Action]) -> &Dispatch {
+    match actions {
+        [Action::Run(d)] => d,
+        other => panic!("expected one Run, got {:?}", kinds(other)),
+    }
+}
+
+fn dispatch(request_type: RequestType, request_id: RequestId, flags: Flags) -> Message {
+    Message::Dispatch(Dispatch {
+        request_type,
+        request_id,
+        flags,
+        attempt: 1,
+        payload: payload(&[b"req"]),
+    })
+}
+
+struct Harness {
+    core: WorkerCore,
+    t0: Instant,
+}
+
+impl Harness {
+    /// A fresh worker serving types 30, 10 and 20 (given unsorted), nothing
+    /// drained yet.
+    fn new() -> Self {
+        let t0 = Instant::now();
+        Self {
+            core: WorkerCore::new(&config(), vec![30, 10, 20], t0),
+            t0,
+        }
+    }
+
+    /// Connected at 0 and WELCOMEd (broker interval `BROKER_HB`) at 0, with
+    /// every action drained.
+    fn registered() -> Self {
+        let mut h = Self::new();
+        assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+        h.connected(0);
+        h.feed(
+            0,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB,
+            },
+        );
+        assert!(h.drain().is_empty());
+        assert!(h.core.stats().registered);
+        h
+    }
+
+    fn at(&self, n: u64) -> Instant {
+        self.t0 + ms(n)
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        std::mem::take(self.core.actions())
+    }
+
+    /// The driver connected the socket at `n`: the READY it sends is checked
+    /// and drained.
+    fn connected(&mut self, n: u64) {
+        self.core.on_connected(self.at(n));
+        assert_eq!(kinds(&self.drain()), ["READY"]);
+    }
+
+    fn feed_raw(&mut self, n: u64, header: &[u8], payload: Payload) -> Vec<Action> {
+        let now = self.at(n);
+        self.core.on_message(now, header, payload);
+        self.drain()
+    }
+
+    /// Feeds a broker message (encoded by the real codec) at `n` ms.
+    fn feed(&mut self, n: u64, msg: Message) -> Vec<Action> {
+        let mut header = Vec::new();
+        let encoded = msg.encode(&mut header);
+        self.feed_raw(n, &header, encoded.payload)
+    }
+
+    fn tick(&mut self, n: u64) -> Vec<Action> {
+        let now = self.at(n);
+        self.core.on_tick(now);
+        self.drain()
+    }
+
+    fn done(
+        &mut self,
+        n: u64,
+        key: (RequestType, RequestId),
+        outcome: Result<Payload, HandlerError>,
+    ) -> Vec<Action> {
+        let now = self.at(n);
+        self.core.on_done(now, key, outcome, false);
+        self.drain()
+    }
+}
+
+// ---------------------------------------------------------------- session
+
+#[test]
+fn start_connects_sends_ready_and_registers_on_welcome() {
+    let mut h = Harness::new();
+    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+    assert!(!h.core.stats().registered);
+
+    h.core.on_connected(h.at(0));
+    let actions = h.drain();
+    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+        panic!("expected READY, got {:?}", kinds(&actions));
+    };
+    assert_eq!(ready.capacity, 4);
+    assert_eq!(ready.request_types, [10, 20, 30], "types are sorted");
+    assert_eq!(ready.heartbeat_ms, 100);
+    assert_eq!(ready.name.as_deref(), Some("w1"));
+    assert!(!h.core.stats().registered, "not registered before WELCOME");
+
+    assert!(
+        h.feed(
+            10,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+    let stats = h.core.stats();
+    assert!(stats.registered);
+    assert_eq!(stats.running, 0);
+    assert_eq!(stats.malformed, 0);
+}
+
+#[test]
+fn ready_without_a_name_carries_none() {
+    let mut c = config();
+    c.name = None;
+    let t0 = Instant::now();
+    let mut core = WorkerCore::new(&c, vec![5], t0);
+    core.actions().clear();
+    core.on_connected(t0);
+    let actions = std::mem::take(core.actions());
+    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+        panic!("expected READY, got {:?}", kinds(&actions));
+    };
+    assert_eq!(ready.name, None);
+    assert_eq!(ready.request_types, [5]);
+}
+
+#[test]
+fn messages_before_the_socket_connects_are_ignored() {
+    let mut h = Harness::new();
+    h.drain();
+    assert!(
+        h.feed(
+            0,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+    assert!(h.feed(1, dispatch(10, 1, Flags::empty())).is_empty());
+    let stats = h.core.stats();
+    assert!(!stats.registered);
+    assert_eq!(stats.requests_received, 0);
+    assert_eq!(stats.running, 0);
+}
+
+#[test]
+fn ready_is_repeated_every_heartbeat_until_welcome() {
+    let mut h = Harness::new();
+    h.drain();
+    h.connected(0);
+    assert!(h.tick(50).is_empty());
+    assert!(h.tick(99).is_empty());
+    assert_eq!(kinds(&h.tick(100)), ["READY"]);
+    assert!(h.tick(150).is_empty());
+    assert!(h.tick(199).is_empty());
+    assert_eq!(kinds(&h.tick(200)), ["READY"]);
+    assert_eq!(
+        h.core.stats().heartbeats_sent,
+        0,
+        "READY is not a heartbeat"
+    );
+
+    h.feed(
+        210,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert!(h.core.stats().registered);
+    // Registered now: silence is filled with HEARTBEAT, not READY.
+    assert!(h.tick(299).is_empty());
+    let actions = h.tick(300);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Send(Message::Heartbeat { heartbeat_ms: 100 })]
+        ),
+        "got {:?}",
+        kinds(&actions)
+    );
+    assert_eq!(h.core.stats().heartbeats_sent, 1);
+}
+
+#[test]
+fn heartbeat_only_after_own_interval_of_silence() {
+    let mut h = Harness::registered();
+    // Sending anything counts: a RESULT at 80 pushes the heartbeat to 180.
+    assert_eq!(
+        kinds(&h.feed(50, dispatch(10, 1, Flags::empty()))),
+        ["RUN 10/1"]
+    );
+    assert_eq!(kinds(&h.done(80, (10, 1), Ok(Payload::new()))), ["RESULT"]);
+    assert!(h.tick(90).is_empty());
+    assert!(h.tick(179).is_empty());
+    assert_eq!(kinds(&h.tick(180)), ["HEARTBEAT"]);
+    assert!(h.tick(200).is_empty());
+    // Hearing from the broker does not count as sending to it.
+    assert!(
+        h.feed(250, Message::Heartbeat { heartbeat_ms: 0 })
+            .is_empty()
+    );
+    assert!(h.tick(279).is_empty());
+    assert_eq!(kinds(&h.tick(280)), ["HEARTBEAT"]);
+    let stats = h.core.stats();
+    assert_eq!(stats.heartbeats_sent, 2);
+    assert_eq!(stats.heartbeats_received, 1);
+}
+
+#[test]
+fn next_tick_follows_the_session() {
+    let mut h = Harness::new();
+    h.drain();
+    // Disconnected: the reconnect time (now, at start).
+    assert_eq!(h.core.next_tick(h.at(0)), h.at(0));
+    h.connected(0);
+    // Registering: half the worker's own interval (the broker's is unknown
+    // and taken as ours).
+    assert_eq!(h.core.next_tick(h.at(10)), h.at(60));
+    h.feed(10, Message::Welcome { heartbeat_ms: 60 });
+    // Half the shorter of the two intervals.
+    assert_eq!(h.core.next_tick(h.at(10)), h.at(40));
+    h.feed(20, Message::Shutdown);
+    // Disconnected again: the reconnect time.
+    assert_eq!(h.core.next_tick(h.at(30)), h.at(120));
+}
+
+// ---------------------------------------------------------------- requests
+
+#[test]
+fn dispatch_runs_and_ok_result_carries_the_payload() {
+    let mut h = Harness::registered();
+    let actions = h.feed(
+        10,
+        Message::Dispatch(Dispatch {
+            request_type: 20,
+            request_id: 7,
+            flags: Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40),
+            attempt: 2,
+            payload: payload(&[b"a", b"", b"bc"]),
+        }),
+    );
+    let d = only_run(&actions);
+    assert_eq!((d.request_type, d.request_id, d.attempt), (20, 7, 2));
+    assert_eq!(
+        d.flags,
+        Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40)
+    );
+    assert_eq!(bytes(&d.payload), [b"a".to_vec(), vec![], b"bc".to_vec()]);
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_received, 1);
+    assert_eq!(stats.running, 1);
+
+    let actions = h.done(20, (20, 7), Ok(payload(&[b"out", b"put"])));
+    let r = only_result(&actions);
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (20, 7, Status::Ok)
+    );
+    assert_eq!(r.error, None);
+    assert_eq!(bytes(&r.payload), [b"out".to_vec(), b"put".to_vec()]);
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_succeeded, 1);
+    assert_eq!(stats.requests_failed, 0);
+    assert_eq!(stats.running, 0);
+}
+
+#[test]
+fn receipt_on_receive_is_sent_before_the_run() {
+    let mut h = Harness::registered();
+    let actions = h.feed(10, dispatch(10, 3, Flags::RECEIPT_ON_RECEIVE));
+    assert_eq!(kinds(&actions), ["RECEIPT_RECEIVED", "RUN 10/3"]);
+    let Action::Send(Message::ReceiptReceived(r)) = &actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        *r,
+        RequestRef {
+            request_type: 10,
+            request_id: 3,
+            route: Vec::new(),
+        }
+    );
+    // RECEIPT_ON_SEND is the broker's business: the worker sends nothing.
+    let actions = h.feed(20, dispatch(10, 4, Flags::RECEIPT_ON_SEND));
+    assert_eq!(kinds(&actions), ["RUN 10/4"]);
+}
+
+#[test]
+fn handler_error_gives_failed_or_bad_request_with_its_text() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    h.feed(10, dispatch(10, 2, Flags::empty()));
+
+    let actions = h.done(20, (10, 1), Err(HandlerError::failed("disk full")));
+    let r = only_result(&actions);
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (10, 1, Status::Failed)
+    );
+    assert_eq!(r.error.as_deref(), Some("disk full"));
+    assert!(r.payload.is_empty());
+
+    let actions = h.done(30, (10, 2), Err(HandlerError::bad_request("no such sku")));
+    let r = only_result(&actions);
+    assert_eq!(r.status, Status::BadRequest);
+    assert_eq!(r.error.as_deref(), Some("no such sku"));
+
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_failed, 2);
+    assert_eq!(stats.requests_succeeded, 0);
+    assert_eq!(stats.handler_panics, 0);
+}
+
+#[test]
+fn panicked_handler_is_failed_and_counted() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    h.core.on_done(
+        h.at(20),
+        (10, 1),
+        Err(HandlerError::failed("handler panicked: boom")),
+        true,
+    );
+    let actions = h.drain();
+    let r = only_result(&actions);
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.error.as_deref(), Some("handler panicked: boom"));
+    let stats = h.core.stats();
+    assert_eq!(stats.handler_panics, 1);
+    assert_eq!(stats.requests_failed, 1);
+    assert_eq!(stats.running, 0);
+}
+
+#[test]
+fn one_way_requests_get_a_result_too() {
+    let mut h = Harness::registered();
+    assert_eq!(
+        kinds(&h.feed(10, dispatch(10, 1, Flags::ONE_WAY))),
+        ["RUN 10/1"]
+    );
+    let actions = h.done(20, (10, 1), Ok(Payload::new()));
+    assert_eq!(only_result(&actions).status, Status::Ok);
+}
+
+#[test]
+fn unserved_type_is_answered_bad_request_and_not_run() {
+    let mut h = Harness::registered();
+    let actions = h.feed(10, dispatch(99, 5, Flags::RECEIPT_ON_RECEIVE));
+    let r = only_result(&actions);
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (99, 5, Status::BadRequest)
+    );
+    let error = r.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("99"),
+        "error should name the type: {error:?}"
+    );
+    assert!(r.payload.is_empty());
+    let stats = h.core.stats();
+    assert_eq!(stats.requests_received, 1);
+    assert_eq!(stats.requests_failed, 1);
+    assert_eq!(stats.running, 0);
+}
+
+#[test]
+fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
+    let mut h = Harness::registered();
+    assert_eq!(
+        kinds(&h.feed(10, dispatch(10, 1, Flags::empty()))),
+        ["RUN 10/1"]
+    );
+    // Same (type, id) again, e.g. re-sent after a reconnect, with a receipt
+    // flag: nothing at all happens.
+    assert!(
+        h.feed(20, dispatch(10, 1, Flags::RECEIPT_ON_RECEIVE))
+            .is_empty()
+    );
+    // Same id, another type: a different request.
+    assert_eq!(
+        kinds(&h.feed(20, dispatch(20, 1, Flags::empty()))),
+        ["RUN 20/1"]
+    );
+    let stats = h.core.stats();
+    assert_eq!(stats.duplicates_ignored, 1);
+    assert_eq!(stats.requests_received, 3);
+    assert_eq!(stats.running, 2);
+
+    // One RESULT answers it; a second completion of the key is ignored.
+    assert_eq!(results(&h.done(30, (10, 1), Ok(Payload::new()))).len(), 1);
+    assert!(h.done(31, (10, 1), Ok(Payload::new())).is_empty());
+    assert!(
+        h.done(31, (10, 77), Ok(Payload::new())).is_empty(),
+        "unknown key"
+    );
+    assert_eq!(h.core.stats().requests_succeeded, 1);
+
+    // Once done, the same key is a new request and runs again.
+    assert_eq!(
+        kinds(&h.feed(40, dispatch(10, 1, Flags::empty()))),
+        ["RUN 10/1"]
+    );
+}
+
+// ---------------------------------------------------------------- broker death and reconnect
+
+#[test]
+fn silent_broker_is_declared_dead_then_reconnected_after_backoff() {
+    let mut h = Harness::registered();
+    h.feed(100, Message::Heartbeat { heartbeat_ms: 0 });
+    // 600 ms (3 × 200) of silence is still alive; 601 is dead.
+    assert!(!has(&h.tick(700), "CLOSE"));
+    assert_eq!(kinds(&h.tick(701)), ["CLOSE"]);
+    let stats = h.core.stats();
+    assert_eq!(stats.broker_deaths, 1);
+    assert!(!stats.registered);
+
+    // While disconnected, whatever is still read is ignored.
+    assert!(h.feed(720, dispatch(10, 1, Flags::empty())).is_empty());
+    assert_eq!(h.core.stats().requests_received, 0);
+
+    // Reconnect after reconnect_min (100 ms), not before.
+    assert_eq!(h.core.next_tick(h.at(701)), h.at(801));
+    assert!(h.tick(750).is_empty());
+    assert!(h.tick(800).is_empty());
+    assert_eq!(kinds(&h.tick(801)), ["CONNECT"]);
+    assert_eq!(h.core.stats().reconnects, 1);
+    h.connected(801);
+    h.feed(
+        810,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert!(h.core.stats().registered);
+}
+
+#[test]
+fn broker_heartbeat_interval_change_moves_the_death_deadline() {
+    let mut h = Harness::registered();
+    // The broker now announces 500 ms: dead after 1500 ms of silence.
+    h.feed(100, Message::Heartbeat { heartbeat_ms: 500 });
+    assert!(!has(&h.tick(1600), "CLOSE"));
+    assert_eq!(kinds(&h.tick(1601)), ["CLOSE"]);
+}
+
+#[test]
+fn backoff_doubles_on_failures_up_to_the_cap_and_resets_after_welcome() {
+    let mut h = Harness::registered();
+    assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
+    // Delay 100 ms.
+    assert!(h.tick(700).is_empty());
+    assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(701));
+    // Delay 200 ms.
+    assert!(h.tick(900).is_empty());
+    assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(901));
+    // Delay 400 ms (the cap).
+    assert!(h.tick(1300).is_empty());
+    assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
+    h.core.on_connect_failed(h.at(1301));
+    // Still 400 ms.
+    assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701));
+    assert!(h.tick(1700).is_empty());
+    assert_eq!(kinds(&h.tick(1701)), ["CONNECT"]);
+    h.connected(1701);
+    h.feed(
+        1710,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+
+    // WELCOME reset the backoff: the next loss waits 100 ms again.
+    assert!(!has(&h.tick(2310), "CLOSE"));
+    assert_eq!(kinds(&h.tick(2311)), ["CLOSE"]);
+    assert!(h.tick(2410).is_empty());
+    assert_eq!(kinds(&h.tick(2411)), ["CONNECT"]);
+    let stats = h.core.stats();
+    assert_eq!(stats.reconnects, 5);
+    assert_eq!(stats.broker_deaths, 2);
+}
+
+#[test]
+fn a_broker_that_never_welcomes_is_given_up_and_retried_with_backoff() {
+    // Before WELCOME the broker's interval is unknown and taken as the
+    // worker's own (100 ms): 3 × 100 ms without WELCOME and the socket is
+    // recycled, with growing delays since no WELCOME resets the backoff.
+    let mut h = Harness::new();
+    h.drain();
+    h.connected(0);
+    assert_eq!(kinds(&h.tick(300)), ["READY"]);
+    assert_eq!(kinds(&h.tick(301)), ["CLOSE"]);
+    assert_eq!(kinds(&h.tick(401)), ["CONNECT"]);
+    h.connected(401);
+    assert_eq!(kinds(&h.tick(702)), ["CLOSE"]);
+    assert!(h.tick(901).is_empty());
+    assert_eq!(kinds(&h.tick(902)), ["CONNECT"]);
+}
+
+#[test]
+fn results_finished_while_disconnected_are_sent_after_the_next_welcome_in_order() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    h.feed(10, dispatch(10, 2, Flags::empty()));
+    h.feed(10, dispatch(20, 3, Flags::empty()));
+    assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
+    assert_eq!(h.core.stats().running, 3, "handlers keep running");
+
+    assert!(h.done(620, (10, 2), Ok(payload(&[b"two"]))).is_empty());
+    assert!(
+        h.done(630, (10, 1), Err(HandlerError::failed("one failed")))
+            .is_empty()
+    );
+    assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
+    // READY only: the results wait for WELCOME.
+    h.connected(711);
+    assert!(h.done(720, (20, 3), Ok(payload(&[b"three"]))).is_empty());
+    assert!(h.tick(750).is_empty());
+
+    let actions = h.feed(
+        760,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    let got: Vec<_> = results(&actions)
+        .iter()
+        .map(|r| (r.request_type, r.request_id, r.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (10, 2, Status::Ok),
+            (10, 1, Status::Failed),
+            (20, 3, Status::Ok)
+        ]
+    );
+    assert_eq!(actions.len(), 3);
+    assert_eq!(bytes(&results(&actions)[0].payload), [b"two".to_vec()]);
+    assert_eq!(results(&actions)[1].error.as_deref(), Some("one failed"));
+    // Nothing is sent twice.
+    assert!(
+        h.feed(
+            770,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn receipt_for_a_dispatch_while_registering_waits_for_welcome() {
+    let mut h = Harness::registered();
+    h.feed(10, Message::Reregister);
+    h.drain();
+    // A DISPATCH still arrives (sent before the broker forgot us).
+    let actions = h.feed(20, dispatch(10, 1, Flags::RECEIPT_ON_RECEIVE));
+    assert_eq!(kinds(&actions), ["RUN 10/1"]);
+    assert!(h.done(30, (10, 1), Ok(Payload::new())).is_empty());
+    let actions = h.feed(
+        40,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert_eq!(kinds(&actions), ["RECEIPT_RECEIVED", "RESULT"]);
+}
+
+#[test]
+fn reregister_sends_ready_again_and_keeps_running_handlers() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let actions = h.feed(50, Message::Reregister);
+    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+        panic!("expected READY, got {:?}", kinds(&actions));
+    };
+    assert_eq!(ready.request_types, [10, 20, 30]);
+    let stats = h.core.stats();
+    assert!(!stats.registered);
+    assert_eq!(stats.running, 1);
+
+    // The broker does not know us: the result waits for WELCOME.
+    assert!(h.done(60, (10, 1), Ok(Payload::new())).is_empty());
+    // No WELCOME yet: READY again after one interval.
+    assert_eq!(kinds(&h.tick(150)), ["READY"]);
+    let actions = h.feed(
+        160,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert_eq!(kinds(&actions), ["RESULT"]);
+    assert!(h.core.stats().registered);
+}
+
+#[test]
+fn shutdown_closes_and_reconnects_after_backoff() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
+    let stats = h.core.stats();
+    assert!(!stats.registered);
+    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
+    assert_eq!(stats.running, 1);
+    assert!(h.tick(149).is_empty());
+    assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
+    h.connected(150);
+    assert!(h.done(160, (10, 1), Ok(Payload::new())).is_empty());
+    assert_eq!(
+        kinds(&h.feed(
+            170,
+            Message::Welcome {
+                heartbeat_ms: BROKER_HB
+            }
+        )),
+        ["RESULT"]
+    );
+}
+
+// ---------------------------------------------------------------- stop
+
+#[test]
+fn stop_when_registered_sends_disconnect_and_never_reconnects() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let actions = {
+        h.core.on_stop(h.at(50));
+        h.drain()
+    };
+    assert!(
+        matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
+        "got {:?}",
+        kinds(&actions)
+    );
+    // The running handler's result still goes out.
+    assert_eq!(kinds(&h.done(60, (10, 1), Ok(Payload::new()))), ["RESULT"]);
+    // The broker goes away: no reconnect, ever.
+    assert_eq!(kinds(&h.feed(70, Message::Shutdown)), ["CLOSE"]);
+    assert!(h.tick(170).is_empty());
+    assert!(h.tick(10_000).is_empty());
+    assert_eq!(h.core.stats().reconnects, 0);
+}
+
+#[test]
+fn stop_when_disconnected_sends_nothing_and_cancels_the_reconnect() {
+    let mut h = Harness::registered();
+    assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
+    h.core.on_stop(h.at(610));
+    assert!(h.drain().is_empty());
+    assert!(h.tick(701).is_empty());
+    assert!(h.tick(5_000).is_empty());
+    assert_eq!(h.core.stats().reconnects, 0);
+}
+
+#[test]
+fn stop_while_registering_says_goodbye_once_welcomed() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    h.feed(20, Message::Reregister);
+    h.drain();
+    h.core.on_stop(h.at(30));
+    h.drain();
+    let actions = h.feed(
+        40,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    assert!(
+        has(&actions, "DISCONNECT"),
+        "a stopping worker must not stay registered: {:?}",
+        kinds(&actions)
+    );
+}
+
+// ---------------------------------------------------------------- malformed input
+
+#[test]
+fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working() {
+    // NOTE: docs/protocol.md §9 and §12 say a worker drops malformed
+    // messages and never answers them; the core (and this test) sends an
+    // ERROR back.
+    let mut h = Harness::registered();
+
+    let actions = h.feed_raw(10, b"\xff\xff\xff", Payload::new());
+    let [
+        Action::Send(Message::Error(ErrorReply {
+            error,
+            request: None,
+        })),
+    ] = actions.as_slice()
+    else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert!(error.contains("protobuf"), "{error:?}");
+
+    // Major version 2.
+    let actions = h.feed_raw(
+        20,
+        &[0x08, 0x02, 0x18, 0x04, 0x28, 0x0A, 0x78, 0x01],
+        Payload::new(),
+    );
+    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert_eq!(
+        e.error,
+        "unsupported protocol version 2.0 (this peer speaks 1.x)"
+    );
+
+    // Empty header frame (major absent).
+    let actions = h.feed_raw(30, &[], Payload::new());
+    assert_eq!(kinds(&actions), ["ERROR"]);
+
+    // A payload frame on a kind that has none.
+    let mut header = Vec::new();
+    let _ = Message::Welcome { heartbeat_ms: 50 }.encode(&mut header);
+    let actions = h.feed_raw(40, &header, payload(&[b"x"]));
+    assert_eq!(kinds(&actions), ["ERROR"]);
+
+    // A valid message of a kind a worker never receives.
+    let actions = h.feed(
+        50,
+        Message::Response(crate::protocol::Response {
+            request_type: 10,
+            request_id: 1,
+            status: Status::Ok,
+            error: None,
+            route: Vec::new(),
+            payload: Payload::new(),
+        }),
+    );
+    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+        panic!("expected ERROR, got {:?}", kinds(&actions));
+    };
+    assert_eq!(e.error, "unexpected RESPONSE from the broker");
+
+    let stats = h.core.stats();
+    assert_eq!(stats.malformed, 5);
+    assert!(stats.registered, "malformed input changes no session state");
+    // The refused WELCOME did not change the broker's interval (still 200 ms:
+    // dead after 600 ms of silence, counted from the last message at 50).
+    assert!(!has(&h.tick(650), "CLOSE"));
+
+    // Still works.
+    assert_eq!(
+        kinds(&h.feed(660, dispatch(10, 1, Flags::empty()))),
+        ["RUN 10/1"]
+    );
+    assert_eq!(kinds(&h.done(670, (10, 1), Ok(Payload::new()))), ["RESULT"]);
+}
+
+#[test]
+fn an_error_from_the_broker_is_never_answered() {
+    let mut h = Harness::registered();
+    let actions = h.feed(
+        10,
+        Message::Error(ErrorReply {
+            error: "unexpected RESULT".to_owned(),
+            request: Some(RequestRef {
+                request_type: 10,
+                request_id: 1,
+                route: Vec::new(),
+            }),
+        }),
+    );
+    assert!(actions.is_empty());
+    let stats = h.core.stats();
+    assert_eq!(stats.malformed, 0);
+    assert!(stats.registered);
+}

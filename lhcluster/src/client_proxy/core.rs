@@ -1,0 +1,677 @@
+//! The client proxy's sans-IO state machine.
+//!
+//! Towards clients it behaves as a broker (HELLO → WELCOME, heartbeats,
+//! requests in, outcomes out). Towards the broker it is one client that
+//! multiplexes all of its clients with the `route` header field. It keeps
+//! every request whose flags ask for a response or a receipt in a bounded
+//! buffer, keyed by content (client, type, id), until that level is
+//! confirmed, and re-sends it on every new broker session and on a timer
+//! with backoff; the broker's dedupe of same-origin re-sends makes that
+//! harmless.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::config::ClientProxyConfig;
+use super::stats::ClientProxyStats;
+use crate::client::ReceiptKind;
+use crate::peer::{Backoff, Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::protocol::{
+    self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
+    RequestType, Response, Status,
+};
+
+/// What the driver must do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    ToClient(PeerId, Message),
+    ToBroker(Message),
+    Close,
+    Connect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    Disconnected { retry_at: Instant },
+    Greeting,
+    Ready,
+}
+
+type EntryKey = (PeerId, RequestType, RequestId);
+
+/// The confirmation that ends a buffered request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    /// Two-way: the response (whatever its status).
+    Response,
+    /// One-way with receipts: the requested receipt.
+    Receipt(ReceiptKind),
+}
+
+#[derive(Debug)]
+struct Entry {
+    flags: Flags,
+    reply_to: Option<String>,
+    payload: Payload,
+    bytes: usize,
+    confirm: Confirm,
+    resend_interval: Duration,
+    next_resend: Instant,
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    live: Liveness,
+    name: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ProxyCore {
+    heartbeat: Duration,
+    liveness: u32,
+    max_buffered: usize,
+    max_buffered_bytes: usize,
+    resend_initial: Duration,
+    resend_max: Duration,
+    session: Session,
+    broker: Liveness,
+    backoff: Backoff,
+    clients: HashMap<PeerId, ClientEntry>,
+    buffer: HashMap<EntryKey, Entry>,
+    timers: BinaryHeap<Reverse<(Instant, EntryKey)>>,
+    buffered_bytes: usize,
+    stopped: bool,
+    /// The time of the input being handled (for heartbeat bookkeeping).
+    now: Instant,
+    stats: ClientProxyStats,
+    actions: Vec<Action>,
+}
+
+impl ProxyCore {
+    pub(crate) fn new(config: &ClientProxyConfig, now: Instant) -> Self {
+        Self {
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            max_buffered: config.max_buffered,
+            max_buffered_bytes: config.max_buffered_bytes,
+            resend_initial: config.resend_initial,
+            resend_max: config.resend_max.max(config.resend_initial),
+            session: Session::Disconnected { retry_at: now },
+            broker: Liveness::new(now, config.heartbeat),
+            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            clients: HashMap::new(),
+            buffer: HashMap::new(),
+            timers: BinaryHeap::new(),
+            buffered_bytes: 0,
+            stopped: false,
+            now,
+            stats: ClientProxyStats::default(),
+            actions: vec![Action::Connect],
+        }
+    }
+
+    pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
+        &mut self.actions
+    }
+
+    pub(crate) fn stats(&self) -> ClientProxyStats {
+        let mut stats = self.stats.clone();
+        stats.buffered = self.buffer.len() as u64;
+        stats.buffered_bytes = self.buffered_bytes as u64;
+        stats.clients = self.clients.len() as u64;
+        stats.connected = self.session == Session::Ready;
+        stats
+    }
+
+    pub(crate) fn next_tick(&self, now: Instant) -> Instant {
+        let mut at =
+            now + (self.heartbeat.min(self.broker.peer_interval) / 2).max(Duration::from_millis(1));
+        if let Session::Disconnected { retry_at } = self.session {
+            at = at.min(retry_at);
+        }
+        if let Some(Reverse((t, _))) = self.timers.peek() {
+            at = at.min(*t);
+        }
+        at
+    }
+
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        self.broker = Liveness::new(now, self.broker.peer_interval);
+        self.session = Session::Greeting;
+        self.send_hello(now);
+    }
+
+    pub(crate) fn on_connect_failed(&mut self, now: Instant) {
+        self.session = Session::Disconnected {
+            retry_at: now + self.backoff.next_delay(),
+        };
+    }
+
+    // ----- client side --------------------------------------------------
+
+    pub(crate) fn on_client(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
+        self.now = now;
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => return self.client_malformed(peer, header, e.to_string()),
+        };
+        match msg {
+            Message::Hello(hello) => self.on_hello(now, peer, hello),
+            Message::Heartbeat { heartbeat_ms } => {
+                self.touch_client(now, peer);
+                if let Some(c) = self.clients.get_mut(peer) {
+                    if heartbeat_ms != 0 {
+                        c.live.peer_interval = interval_from_ms(heartbeat_ms);
+                    }
+                }
+            }
+            Message::Request(r) => self.on_request(now, peer, r),
+            Message::Disconnect { .. } => {
+                debug!("client disconnected");
+                self.remove_client(now, peer);
+            }
+            Message::Error(e) => debug!(error = %e.error, "client reported an error"),
+            other => {
+                let error = format!("unexpected {} on the proxy", other.kind_name());
+                self.client_malformed(peer, header, error);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
+        let known = self.clients.contains_key(peer);
+        if !known {
+            self.clients.insert(
+                peer.into(),
+                ClientEntry {
+                    live: Liveness::new(now, interval_from_ms(hello.heartbeat_ms)),
+                    name: None,
+                },
+            );
+        }
+        if let Some(c) = self.clients.get_mut(peer) {
+            c.live.last_heard = now;
+            c.live.peer_interval = interval_from_ms(hello.heartbeat_ms);
+            c.name = hello.name.clone();
+        }
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        self.to_client(peer.into(), Message::Welcome { heartbeat_ms });
+        if let Some(name) = hello.name {
+            if self.session == Session::Ready {
+                self.forward_hello(now, peer, name);
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, peer: &[u8], r: Request) {
+        self.touch_client(now, peer);
+        self.stats.requests_received += 1;
+        let key: EntryKey = (peer.into(), r.request_type, r.request_id);
+        let confirm = if r.flags.is_two_way() {
+            Some(Confirm::Response)
+        } else if r.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+            Some(Confirm::Receipt(ReceiptKind::Received))
+        } else if r.flags.contains(Flags::RECEIPT_ON_SEND) {
+            Some(Confirm::Receipt(ReceiptKind::Sent))
+        } else {
+            None
+        };
+        if self.buffer.contains_key(&key) {
+            // The client sent it again: re-send it now.
+            return self.resend(now, &key);
+        }
+        let bytes: usize = r.payload.iter().map(|f| f.len()).sum();
+        if self.buffer.len() >= self.max_buffered
+            || self.buffered_bytes + bytes > self.max_buffered_bytes
+        {
+            self.stats.requests_overloaded += 1;
+            let error = format!(
+                "the client proxy buffer is full ({} requests, {} bytes)",
+                self.buffer.len(),
+                self.buffered_bytes
+            );
+            let response = Message::Response(Response {
+                request_type: r.request_type,
+                request_id: r.request_id,
+                status: Status::Overloaded,
+                error: Some(error),
+                route: Vec::new(),
+                payload: Payload::new(),
+            });
+            return self.to_client(peer.into(), response);
+        }
+        let ready = self.session == Session::Ready;
+        let Some(confirm) = confirm else {
+            // Fire-and-forget one-way request: forwarded when possible, kept
+            // only until it could be sent once.
+            if ready {
+                self.stats.requests_forwarded += 1;
+                self.forward(
+                    now,
+                    peer,
+                    r.request_type,
+                    r.request_id,
+                    r.flags,
+                    r.reply_to,
+                    r.payload,
+                );
+                return;
+            }
+            return self.buffer_entry(now, key, r.flags, r.reply_to, r.payload, bytes, None);
+        };
+        if ready {
+            self.stats.requests_forwarded += 1;
+            let copy = copy_payload(&r.payload);
+            self.forward(now, peer, key.1, key.2, r.flags, r.reply_to.clone(), copy);
+        }
+        self.buffer_entry(
+            now,
+            key,
+            r.flags,
+            r.reply_to,
+            r.payload,
+            bytes,
+            Some(confirm),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn buffer_entry(
+        &mut self,
+        now: Instant,
+        key: EntryKey,
+        flags: Flags,
+        reply_to: Option<String>,
+        payload: Payload,
+        bytes: usize,
+        confirm: Option<Confirm>,
+    ) {
+        let next_resend = now + self.resend_initial;
+        self.buffered_bytes += bytes;
+        self.timers.push(Reverse((next_resend, key.clone())));
+        self.buffer.insert(
+            key,
+            Entry {
+                flags,
+                reply_to,
+                payload,
+                bytes,
+                // A fire-and-forget request is done once sent: see `resend`.
+                confirm: confirm.unwrap_or(Confirm::Receipt(ReceiptKind::Sent)),
+                resend_interval: self.resend_initial,
+                next_resend,
+            },
+        );
+    }
+
+    fn remove_client(&mut self, now: Instant, peer: &[u8]) {
+        let Some(client) = self.clients.remove(peer) else {
+            return;
+        };
+        let gone: Vec<EntryKey> = self
+            .buffer
+            .keys()
+            .filter(|k| k.0.as_slice() == peer)
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove_entry(&key);
+        }
+        if client.name.is_some() && self.session == Session::Ready {
+            self.to_broker(
+                now,
+                Message::Disconnect {
+                    route: peer.to_vec(),
+                },
+            );
+        }
+    }
+
+    fn touch_client(&mut self, now: Instant, peer: &[u8]) {
+        match self.clients.get_mut(peer) {
+            Some(c) => c.live.last_heard = now,
+            None => {
+                self.clients.insert(
+                    peer.into(),
+                    ClientEntry {
+                        live: Liveness::new(now, self.heartbeat),
+                        name: None,
+                    },
+                );
+                self.to_client(peer.into(), Message::Reregister);
+            }
+        }
+    }
+
+    fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
+        self.stats.malformed_clients += 1;
+        warn!(%error, "malformed message from a client");
+        let request = protocol::peek_request_ref(header).map(|mut r| {
+            r.route.clear();
+            r
+        });
+        self.to_client(peer.into(), Message::Error(ErrorReply { error, request }));
+    }
+
+    // ----- broker side --------------------------------------------------
+
+    pub(crate) fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        self.now = now;
+        if matches!(self.session, Session::Disconnected { .. }) {
+            return;
+        }
+        self.broker.last_heard = now;
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => return self.broker_malformed(now, e.to_string()),
+        };
+        match msg {
+            Message::Welcome { heartbeat_ms } => {
+                self.broker.peer_interval = interval_from_ms(heartbeat_ms);
+                if self.session != Session::Ready {
+                    info!(
+                        buffered = self.buffer.len(),
+                        "connected to the broker: re-sending the buffer"
+                    );
+                    self.session = Session::Ready;
+                    self.backoff.reset();
+                    self.on_new_session(now);
+                }
+            }
+            Message::Response(r) => self.on_response(r),
+            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
+            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
+            Message::Heartbeat { heartbeat_ms } => {
+                if heartbeat_ms != 0 {
+                    self.broker.peer_interval = interval_from_ms(heartbeat_ms);
+                }
+            }
+            Message::Reregister => {
+                // The broker does not know us: it restarted, and lost what
+                // we had sent it. Greet again; the WELCOME re-sends all.
+                info!("the broker does not know this proxy: greeting again");
+                self.session = Session::Greeting;
+                self.send_hello(now);
+            }
+            Message::Shutdown => {
+                info!("the broker is shutting down: keeping the buffer, reconnecting later");
+                self.lose_broker(now);
+            }
+            Message::Error(e) => self.on_broker_error(e),
+            other => {
+                self.broker_malformed(
+                    now,
+                    format!("unexpected {} from the broker", other.kind_name()),
+                );
+            }
+        }
+    }
+
+    /// A new broker session: greet for named clients, re-send everything.
+    fn on_new_session(&mut self, now: Instant) {
+        let named: Vec<(PeerId, String)> = self
+            .clients
+            .iter()
+            .filter_map(|(p, c)| c.name.clone().map(|n| (p.clone(), n)))
+            .collect();
+        for (peer, name) in named {
+            self.forward_hello(now, &peer, name);
+        }
+        let keys: Vec<EntryKey> = self.buffer.keys().cloned().collect();
+        for key in keys {
+            self.resend(now, &key);
+        }
+    }
+
+    fn on_response(&mut self, r: Response) {
+        let peer: PeerId = r.route.as_slice().into();
+        self.remove_entry(&(peer.clone(), r.request_type, r.request_id));
+        self.stats.responses_forwarded += 1;
+        let response = Message::Response(Response {
+            route: Vec::new(),
+            ..r
+        });
+        self.to_client(peer, response);
+    }
+
+    fn on_receipt(&mut self, r: RequestRef, kind: ReceiptKind) {
+        let peer: PeerId = r.route.as_slice().into();
+        let key = (peer.clone(), r.request_type, r.request_id);
+        if self
+            .buffer
+            .get(&key)
+            .is_some_and(|e| e.confirm == Confirm::Receipt(kind))
+        {
+            self.remove_entry(&key);
+        }
+        self.stats.receipts_forwarded += 1;
+        let receipt = RequestRef {
+            route: Vec::new(),
+            ..r
+        };
+        let msg = match kind {
+            ReceiptKind::Sent => Message::ReceiptSent(receipt),
+            ReceiptKind::Received => Message::ReceiptReceived(receipt),
+        };
+        self.to_client(peer, msg);
+    }
+
+    fn on_broker_error(&mut self, e: ErrorReply) {
+        warn!(error = %e.error, "the broker reported an error");
+        if let Some(r) = e.request {
+            let peer: PeerId = r.route.as_slice().into();
+            self.remove_entry(&(peer.clone(), r.request_type, r.request_id));
+            let request = Some(RequestRef {
+                route: Vec::new(),
+                ..r
+            });
+            self.to_client(
+                peer,
+                Message::Error(ErrorReply {
+                    error: e.error,
+                    request,
+                }),
+            );
+        }
+    }
+
+    fn broker_malformed(&mut self, now: Instant, error: String) {
+        self.stats.malformed_broker += 1;
+        warn!(%error, "malformed message from the broker");
+        self.to_broker(
+            now,
+            Message::Error(ErrorReply {
+                error,
+                request: None,
+            }),
+        );
+    }
+
+    // ----- time ---------------------------------------------------------
+
+    pub(crate) fn on_tick(&mut self, now: Instant) {
+        self.now = now;
+        let dead: Vec<PeerId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.live.is_dead(now, self.liveness))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in dead {
+            warn!("client missed its heartbeats: dropping its buffered requests");
+            self.stats.client_deaths += 1;
+            self.remove_client(now, &peer);
+        }
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        let due: Vec<PeerId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.live.heartbeat_due(now, self.heartbeat))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in due {
+            self.to_client(peer, Message::Heartbeat { heartbeat_ms });
+        }
+        match self.session {
+            Session::Disconnected { retry_at } => {
+                if now >= retry_at && !self.stopped {
+                    self.actions.push(Action::Connect);
+                }
+            }
+            Session::Greeting | Session::Ready => {
+                if self.broker.is_dead(now, self.liveness) {
+                    warn!("the broker missed its heartbeats: reconnecting");
+                    self.lose_broker(now);
+                } else if self.broker.heartbeat_due(now, self.heartbeat) {
+                    if self.session == Session::Greeting {
+                        self.send_hello(now);
+                    } else {
+                        self.to_broker(now, Message::Heartbeat { heartbeat_ms });
+                    }
+                }
+            }
+        }
+        while let Some(Reverse((at, key))) = self.timers.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let due = self.buffer.get(&key).is_some_and(|e| e.next_resend == at);
+            if !due {
+                continue;
+            }
+            if self.session == Session::Ready {
+                self.resend(now, &key);
+            } else if let Some(e) = self.buffer.get_mut(&key) {
+                // Not connected: the new session re-sends it anyway.
+                e.next_resend = now + e.resend_interval;
+                self.timers.push(Reverse((e.next_resend, key)));
+            }
+        }
+    }
+
+    pub(crate) fn on_stop(&mut self, now: Instant) {
+        self.stopped = true;
+        let peers: Vec<PeerId> = self.clients.keys().cloned().collect();
+        for peer in peers {
+            self.to_client(peer, Message::Shutdown);
+        }
+        if !matches!(self.session, Session::Disconnected { .. }) {
+            self.to_broker(now, Message::Disconnect { route: Vec::new() });
+        }
+    }
+
+    // ----- helpers ------------------------------------------------------
+
+    /// Sends (a copy of) a buffered request again and re-arms its timer with
+    /// backoff. A fire-and-forget entry is dropped once sent.
+    fn resend(&mut self, now: Instant, key: &EntryKey) {
+        if self.session != Session::Ready {
+            return;
+        }
+        let resend_max = self.resend_max;
+        let Some(e) = self.buffer.get_mut(key) else {
+            return;
+        };
+        let (flags, reply_to) = (e.flags, e.reply_to.clone());
+        let fire_and_forget = !flags.is_two_way()
+            && !flags.intersects(Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE);
+        let payload = if fire_and_forget {
+            std::mem::take(&mut e.payload)
+        } else {
+            copy_payload(&e.payload)
+        };
+        e.resend_interval = (e.resend_interval * 2).min(resend_max);
+        e.next_resend = now + e.resend_interval;
+        let next = e.next_resend;
+        self.stats.requests_resent += 1;
+        self.forward(now, &key.0, key.1, key.2, flags, reply_to, payload);
+        if fire_and_forget {
+            self.remove_entry(key);
+        } else {
+            self.timers.push(Reverse((next, key.clone())));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        request_type: RequestType,
+        request_id: RequestId,
+        flags: Flags,
+        reply_to: Option<String>,
+        payload: Payload,
+    ) {
+        let request = Message::Request(Request {
+            request_type,
+            request_id,
+            flags,
+            route: peer.to_vec(),
+            reply_to,
+            payload,
+        });
+        self.to_broker(now, request);
+    }
+
+    fn forward_hello(&mut self, now: Instant, peer: &[u8], name: String) {
+        let hello = Message::Hello(Hello {
+            heartbeat_ms: interval_to_ms(self.heartbeat),
+            name: Some(name),
+            route: peer.to_vec(),
+        });
+        self.to_broker(now, hello);
+    }
+
+    fn remove_entry(&mut self, key: &EntryKey) {
+        if let Some(e) = self.buffer.remove(key) {
+            self.buffered_bytes -= e.bytes;
+        }
+        if self.buffer.is_empty() {
+            self.timers.clear();
+        }
+    }
+
+    fn lose_broker(&mut self, now: Instant) {
+        self.stats.broker_losses += 1;
+        self.actions.push(Action::Close);
+        self.session = Session::Disconnected {
+            retry_at: now + self.backoff.next_delay(),
+        };
+    }
+
+    fn send_hello(&mut self, now: Instant) {
+        let hello = Message::Hello(Hello {
+            heartbeat_ms: interval_to_ms(self.heartbeat),
+            name: None,
+            route: Vec::new(),
+        });
+        self.to_broker(now, hello);
+    }
+
+    fn to_client(&mut self, peer: PeerId, msg: Message) {
+        match self.clients.get_mut(&peer) {
+            Some(c) => c.live.last_sent = self.now,
+            None => {
+                if !matches!(msg, Message::Reregister | Message::Error(_)) {
+                    self.stats.unroutable += 1;
+                    return;
+                }
+            }
+        }
+        self.actions.push(Action::ToClient(peer, msg));
+    }
+
+    fn to_broker(&mut self, now: Instant, msg: Message) {
+        self.broker.last_sent = now;
+        self.actions.push(Action::ToBroker(msg));
+    }
+}
+
+fn copy_payload(payload: &Payload) -> Payload {
+    payload.iter().map(|f| Frame::from(&f[..])).collect()
+}

@@ -1,0 +1,37 @@
+//! Client proxy statistics.
+
+/// A snapshot of a client proxy's statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientProxyStats {
+    /// Requests received from clients.
+    pub requests_received: u64,
+    /// Requests sent to the broker (first sends).
+    pub requests_forwarded: u64,
+    /// Re-sends of unconfirmed requests (timer or broker reconnect).
+    pub requests_resent: u64,
+    /// Requests answered `OVERLOADED` by the proxy (buffer bound).
+    pub requests_overloaded: u64,
+    /// Responses forwarded to clients.
+    pub responses_forwarded: u64,
+    /// Receipts forwarded to clients.
+    pub receipts_forwarded: u64,
+    /// Messages for a client that is gone.
+    pub unroutable: u64,
+    /// Malformed or unexpected messages from clients.
+    pub malformed_clients: u64,
+    /// Malformed or unexpected messages from the broker.
+    pub malformed_broker: u64,
+    /// Clients declared dead.
+    pub client_deaths: u64,
+    /// Times the broker was declared dead or said it was shutting down.
+    pub broker_losses: u64,
+    /// Requests buffered now.
+    pub buffered: u64,
+    /// Payload bytes buffered now.
+    pub buffered_bytes: u64,
+    /// Clients connected now.
+    pub clients: u64,
+    /// Whether the proxy has a session with the broker now.
+    pub connected: bool,
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the client proxy state machine (fake clock, no sockets).
