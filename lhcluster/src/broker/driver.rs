@@ -99,7 +99,7 @@ impl Driver {
             if back_ready {
                 self.read(Side::Backend);
             }
-            if commands_ready && self.handle_commands() {
+            if self.handle_commands(commands_ready) {
                 self.core.on_stop();
                 self.flush();
                 // Release the endpoints now, so a new broker can bind them.
@@ -160,9 +160,12 @@ impl Driver {
         }
     }
 
-    /// Handles queued commands; `true` when asked to stop.
-    fn handle_commands(&mut self) -> bool {
-        self.inbox.listener.reset();
+    /// Handles queued commands (on every pass: an empty channel costs an
+    /// atomic load); `true` when asked to stop.
+    fn handle_commands(&mut self, rung: bool) -> bool {
+        if rung {
+            self.inbox.listener.reset();
+        }
         while let Ok(command) = self.inbox.commands.try_recv() {
             match command {
                 Command::Stats(reply) => {

@@ -168,7 +168,9 @@ impl ClientCore {
             return;
         }
         self.stats.requests_sent += 1;
-        let one_way = s.flags.contains(Flags::ONE_WAY);
+        // With reply-to, the response goes to another client: here, as for a
+        // one-way request, the outcome is the delivery (see `one_way_until`).
+        let one_way = s.flags.contains(Flags::ONE_WAY) || s.reply_to.is_some();
         let one_way_until = if s.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
             Some(ReceiptKind::Received)
         } else if s.flags.contains(Flags::RECEIPT_ON_SEND) {

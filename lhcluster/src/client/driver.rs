@@ -100,8 +100,12 @@ impl Driver {
             if socket_ready {
                 self.read();
             }
-            if commands_ready {
-                self.inbox.listener.reset();
+            // Commands are drained on every pass (an empty channel costs an
+            // atomic load), the doorbell only cuts the wait short.
+            {
+                if commands_ready {
+                    self.inbox.listener.reset();
+                }
                 while let Ok(command) = self.inbox.commands.try_recv() {
                     match command {
                         Command::Submit(submit) => {
@@ -146,42 +150,52 @@ impl Driver {
     }
 
     fn apply_actions(&mut self) {
-        let mut actions = std::mem::take(self.core.actions());
-        for action in actions.drain(..) {
-            match action {
-                Action::Send(msg) => {
-                    let key = match &msg {
-                        Message::Request(r) => Some((r.request_type, r.request_id)),
-                        _ => None,
-                    };
-                    let result = match &self.socket {
-                        Some(socket) => io::send(socket, None, msg, &mut self.header_buf)
-                            .map_err(|e| e.to_string()),
-                        None => Err("no connection".to_owned()),
-                    };
-                    if let Err(e) = result {
-                        warn!(error = %e, "cannot send to the broker");
-                        self.core.on_send_failed(key, &format!("cannot send: {e}"));
+        // Handling an action can queue more (a connect queues the
+        // greeting): loop until none is left.
+        loop {
+            let mut actions = std::mem::take(self.core.actions());
+            if actions.is_empty() {
+                *self.core.actions() = actions;
+                return;
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send(msg) => {
+                        let key = match &msg {
+                            Message::Request(r) => Some((r.request_type, r.request_id)),
+                            _ => None,
+                        };
+                        let result = match &self.socket {
+                            Some(socket) => io::send(socket, None, msg, &mut self.header_buf)
+                                .map_err(|e| e.to_string()),
+                            None => Err("no connection".to_owned()),
+                        };
+                        if let Err(e) = result {
+                            warn!(error = %e, "cannot send to the broker");
+                            self.core.on_send_failed(key, &format!("cannot send: {e}"));
+                        }
                     }
+                    Action::Close => {
+                        if let Some(socket) = self.socket.take() {
+                            let _ = socket.set_linger(0);
+                        }
+                    }
+                    Action::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
+                        Ok(socket) => {
+                            self.socket = Some(socket);
+                            self.core.on_connected(Instant::now());
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot connect to the broker");
+                            self.core.on_connect_failed(Instant::now());
+                        }
+                    },
                 }
-                Action::Close => {
-                    if let Some(socket) = self.socket.take() {
-                        let _ = socket.set_linger(0);
-                    }
-                }
-                Action::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
-                    Ok(socket) => {
-                        self.socket = Some(socket);
-                        self.core.on_connected(Instant::now());
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot connect to the broker");
-                        self.core.on_connect_failed(Instant::now());
-                    }
-                },
+            }
+            if self.core.actions().is_empty() {
+                // Keep the allocation for next time.
+                *self.core.actions() = actions;
             }
         }
-        // `on_send_failed` pushes no actions, so nothing is lost here.
-        *self.core.actions() = actions;
     }
 }

@@ -31,7 +31,7 @@ pub use response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle};
 pub use stats::ClientStats;
 
 use crate::error::Error;
-use crate::protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+use crate::protocol::{Flags, Frame, Payload, RequestId, RequestType};
 use crate::role::RoleHandle;
 
 /// Something that happened to the client, for callers that stream events
@@ -224,7 +224,12 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Another client (by name) receives the response instead of this one.
+    /// Another client (by name) receives the response instead of this one,
+    /// as a [`ClientEvent::Response`]. This client's handle then resolves
+    /// like a one-way request's: at the receipt its flags ask for
+    /// (`RECEIPT_ON_SEND` / `RECEIPT_ON_RECEIVE`), or at once without one;
+    /// refusals (say `UNKNOWN_REPLY_TO`) reach the handle while it waits, or
+    /// the events stream after.
     pub fn reply_to(mut self, name: impl Into<String>) -> Self {
         self.reply_to = Some(name.into());
         self

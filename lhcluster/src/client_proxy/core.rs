@@ -198,7 +198,7 @@ impl ProxyCore {
             c.name = hello.name.clone();
         }
         let heartbeat_ms = interval_to_ms(self.heartbeat);
-        self.to_client(peer.into(), Message::Welcome { heartbeat_ms });
+        self.send_client(peer.into(), Message::Welcome { heartbeat_ms });
         if let Some(name) = hello.name {
             if self.session == Session::Ready {
                 self.forward_hello(now, peer, name);
@@ -241,7 +241,7 @@ impl ProxyCore {
                 route: Vec::new(),
                 payload: Payload::new(),
             });
-            return self.to_client(peer.into(), response);
+            return self.send_client(peer.into(), response);
         }
         let ready = self.session == Session::Ready;
         let Some(confirm) = confirm else {
@@ -321,7 +321,7 @@ impl ProxyCore {
             self.remove_entry(&key);
         }
         if client.name.is_some() && self.session == Session::Ready {
-            self.to_broker(
+            self.send_broker(
                 now,
                 Message::Disconnect {
                     route: peer.to_vec(),
@@ -341,7 +341,7 @@ impl ProxyCore {
                         name: None,
                     },
                 );
-                self.to_client(peer.into(), Message::Reregister);
+                self.send_client(peer.into(), Message::Reregister);
             }
         }
     }
@@ -353,7 +353,7 @@ impl ProxyCore {
             r.route.clear();
             r
         });
-        self.to_client(peer.into(), Message::Error(ErrorReply { error, request }));
+        self.send_client(peer.into(), Message::Error(ErrorReply { error, request }));
     }
 
     // ----- broker side --------------------------------------------------
@@ -434,7 +434,7 @@ impl ProxyCore {
             route: Vec::new(),
             ..r
         });
-        self.to_client(peer, response);
+        self.send_client(peer, response);
     }
 
     fn on_receipt(&mut self, r: RequestRef, kind: ReceiptKind) {
@@ -456,7 +456,7 @@ impl ProxyCore {
             ReceiptKind::Sent => Message::ReceiptSent(receipt),
             ReceiptKind::Received => Message::ReceiptReceived(receipt),
         };
-        self.to_client(peer, msg);
+        self.send_client(peer, msg);
     }
 
     fn on_broker_error(&mut self, e: ErrorReply) {
@@ -468,7 +468,7 @@ impl ProxyCore {
                 route: Vec::new(),
                 ..r
             });
-            self.to_client(
+            self.send_client(
                 peer,
                 Message::Error(ErrorReply {
                     error: e.error,
@@ -481,7 +481,7 @@ impl ProxyCore {
     fn broker_malformed(&mut self, now: Instant, error: String) {
         self.stats.malformed_broker += 1;
         warn!(%error, "malformed message from the broker");
-        self.to_broker(
+        self.send_broker(
             now,
             Message::Error(ErrorReply {
                 error,
@@ -513,7 +513,7 @@ impl ProxyCore {
             .map(|(p, _)| p.clone())
             .collect();
         for peer in due {
-            self.to_client(peer, Message::Heartbeat { heartbeat_ms });
+            self.send_client(peer, Message::Heartbeat { heartbeat_ms });
         }
         match self.session {
             Session::Disconnected { retry_at } => {
@@ -529,7 +529,7 @@ impl ProxyCore {
                     if self.session == Session::Greeting {
                         self.send_hello(now);
                     } else {
-                        self.to_broker(now, Message::Heartbeat { heartbeat_ms });
+                        self.send_broker(now, Message::Heartbeat { heartbeat_ms });
                     }
                 }
             }
@@ -557,10 +557,10 @@ impl ProxyCore {
         self.stopped = true;
         let peers: Vec<PeerId> = self.clients.keys().cloned().collect();
         for peer in peers {
-            self.to_client(peer, Message::Shutdown);
+            self.send_client(peer, Message::Shutdown);
         }
         if !matches!(self.session, Session::Disconnected { .. }) {
-            self.to_broker(now, Message::Disconnect { route: Vec::new() });
+            self.send_broker(now, Message::Disconnect { route: Vec::new() });
         }
     }
 
@@ -615,7 +615,7 @@ impl ProxyCore {
             reply_to,
             payload,
         });
-        self.to_broker(now, request);
+        self.send_broker(now, request);
     }
 
     fn forward_hello(&mut self, now: Instant, peer: &[u8], name: String) {
@@ -624,7 +624,7 @@ impl ProxyCore {
             name: Some(name),
             route: peer.to_vec(),
         });
-        self.to_broker(now, hello);
+        self.send_broker(now, hello);
     }
 
     fn remove_entry(&mut self, key: &EntryKey) {
@@ -650,10 +650,10 @@ impl ProxyCore {
             name: None,
             route: Vec::new(),
         });
-        self.to_broker(now, hello);
+        self.send_broker(now, hello);
     }
 
-    fn to_client(&mut self, peer: PeerId, msg: Message) {
+    fn send_client(&mut self, peer: PeerId, msg: Message) {
         match self.clients.get_mut(&peer) {
             Some(c) => c.live.last_sent = self.now,
             None => {
@@ -666,7 +666,7 @@ impl ProxyCore {
         self.actions.push(Action::ToClient(peer, msg));
     }
 
-    fn to_broker(&mut self, now: Instant, msg: Message) {
+    fn send_broker(&mut self, now: Instant, msg: Message) {
         self.broker.last_sent = now;
         self.actions.push(Action::ToBroker(msg));
     }

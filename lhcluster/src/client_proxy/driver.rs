@@ -110,8 +110,12 @@ impl Driver {
             if broker_ready {
                 self.read_broker();
             }
-            if commands_ready {
-                self.inbox.listener.reset();
+            // Commands are drained on every pass (an empty channel costs an
+            // atomic load), the doorbell only cuts the wait short.
+            {
+                if commands_ready {
+                    self.inbox.listener.reset();
+                }
                 while let Ok(command) = self.inbox.commands.try_recv() {
                     match command {
                         Command::Stats(reply) => {
@@ -179,39 +183,51 @@ impl Driver {
     }
 
     fn apply_actions(&mut self) {
-        let mut actions = std::mem::take(self.core.actions());
-        for action in actions.drain(..) {
-            match action {
-                Action::ToClient(peer, msg) => {
-                    if let Err(e) = io::send(&self.clients, Some(&peer), msg, &mut self.header_buf)
-                    {
-                        tracing::debug!(error = %e, "message to a client undeliverable");
-                    }
-                }
-                Action::ToBroker(msg) => {
-                    if let Some(broker) = &self.broker {
-                        if let Err(e) = io::send(broker, None, msg, &mut self.header_buf) {
-                            warn!(error = %e, "cannot send to the broker (the buffer re-sends)");
+        // Handling an action can queue more (a connect queues the
+        // greeting): loop until none is left.
+        loop {
+            let mut actions = std::mem::take(self.core.actions());
+            if actions.is_empty() {
+                *self.core.actions() = actions;
+                return;
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::ToClient(peer, msg) => {
+                        if let Err(e) =
+                            io::send(&self.clients, Some(&peer), msg, &mut self.header_buf)
+                        {
+                            tracing::debug!(error = %e, "message to a client undeliverable");
                         }
                     }
+                    Action::ToBroker(msg) => {
+                        if let Some(broker) = &self.broker {
+                            if let Err(e) = io::send(broker, None, msg, &mut self.header_buf) {
+                                warn!(error = %e, "cannot send to the broker (the buffer re-sends)");
+                            }
+                        }
+                    }
+                    Action::Close => {
+                        if let Some(socket) = self.broker.take() {
+                            let _ = socket.set_linger(0);
+                        }
+                    }
+                    Action::Connect => match io::dealer(&self.broker_endpoint, &self.routing_id) {
+                        Ok(socket) => {
+                            self.broker = Some(socket);
+                            self.core.on_connected(Instant::now());
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot connect to the broker");
+                            self.core.on_connect_failed(Instant::now());
+                        }
+                    },
                 }
-                Action::Close => {
-                    if let Some(socket) = self.broker.take() {
-                        let _ = socket.set_linger(0);
-                    }
-                }
-                Action::Connect => match io::dealer(&self.broker_endpoint, &self.routing_id) {
-                    Ok(socket) => {
-                        self.broker = Some(socket);
-                        self.core.on_connected(Instant::now());
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot connect to the broker");
-                        self.core.on_connect_failed(Instant::now());
-                    }
-                },
+            }
+            if self.core.actions().is_empty() {
+                // Keep the allocation for next time.
+                *self.core.actions() = actions;
             }
         }
-        *self.core.actions() = actions;
     }
 }

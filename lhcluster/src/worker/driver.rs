@@ -117,8 +117,12 @@ impl Driver {
             if socket_ready {
                 self.read();
             }
-            if commands_ready {
-                self.inbox.listener.reset();
+            // Commands are drained on every pass (an empty channel costs an
+            // atomic load), the doorbell only cuts the wait short.
+            {
+                if commands_ready {
+                    self.inbox.listener.reset();
+                }
                 while let Ok(command) = self.inbox.commands.try_recv() {
                     match command {
                         Command::Stats(reply) => {
@@ -172,35 +176,46 @@ impl Driver {
     }
 
     fn apply_actions(&mut self) {
-        let mut actions = std::mem::take(self.core.actions());
-        for action in actions.drain(..) {
-            match action {
-                Action::Send(msg) => {
-                    if let Some(socket) = &self.socket {
-                        if let Err(e) = io::send(socket, None, msg, &mut self.header_buf) {
-                            warn!(error = %e, "cannot send to the broker");
+        // Handling an action can queue more (a connect queues the
+        // greeting): loop until none is left.
+        loop {
+            let mut actions = std::mem::take(self.core.actions());
+            if actions.is_empty() {
+                *self.core.actions() = actions;
+                return;
+            }
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send(msg) => {
+                        if let Some(socket) = &self.socket {
+                            if let Err(e) = io::send(socket, None, msg, &mut self.header_buf) {
+                                warn!(error = %e, "cannot send to the broker");
+                            }
                         }
                     }
+                    Action::Run(dispatch) => self.pool.submit(dispatch),
+                    Action::Close => {
+                        if let Some(socket) = self.socket.take() {
+                            let _ = socket.set_linger(0);
+                        }
+                    }
+                    Action::Connect => match self.connect() {
+                        Ok(socket) => {
+                            self.socket = Some(socket);
+                            self.core.on_connected(Instant::now());
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot connect to the broker");
+                            self.core.on_connect_failed(Instant::now());
+                        }
+                    },
                 }
-                Action::Run(dispatch) => self.pool.submit(dispatch),
-                Action::Close => {
-                    if let Some(socket) = self.socket.take() {
-                        let _ = socket.set_linger(0);
-                    }
-                }
-                Action::Connect => match self.connect() {
-                    Ok(socket) => {
-                        self.socket = Some(socket);
-                        self.core.on_connected(Instant::now());
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot connect to the broker");
-                        self.core.on_connect_failed(Instant::now());
-                    }
-                },
+            }
+            if self.core.actions().is_empty() {
+                // Keep the allocation for next time.
+                *self.core.actions() = actions;
             }
         }
-        *self.core.actions() = actions;
     }
 
     fn connect(&self) -> Result<zmq::Socket, Error> {

@@ -1,0 +1,1637 @@
+//! Byte-level examples of protocol v1 (`proto/lhcluster.proto`).
+//!
+//! For every message kind: a concrete message, its exact header bytes and
+//! frame layout, and the fields read back by the decoder. Then malformed
+//! variants of every kind with the exact [`DecodeError`] they produce.
+//!
+//! Malformed headers are built by hand with a tiny Protobuf writer ([`Pb`])
+//! rather than through the crate's private generated code, so these examples
+//! also pin the wire format itself: field numbers, wire types and the
+//! encoding of enums.
+
+use lhcluster::protocol::{
+    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, PROTOCOL_MAJOR,
+    Ready, Request, RequestRef, Response, Status, WorkResult, decode, decode_notification,
+    decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
+};
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Header field numbers of `proto/lhcluster.proto`.
+mod field {
+    pub(crate) const MAJOR: u32 = 1;
+    pub(crate) const MINOR: u32 = 2;
+    pub(crate) const KIND: u32 = 3;
+    pub(crate) const FLAGS: u32 = 4;
+    pub(crate) const REQUEST_TYPE: u32 = 5;
+    pub(crate) const REQUEST_ID: u32 = 6;
+    pub(crate) const STATUS: u32 = 7;
+    pub(crate) const HEARTBEAT_MS: u32 = 8;
+    pub(crate) const CAPACITY: u32 = 9;
+    pub(crate) const REQUEST_TYPES: u32 = 10;
+    pub(crate) const ROUTE: u32 = 11;
+    pub(crate) const REPLY_TO: u32 = 12;
+    pub(crate) const NAME: u32 = 13;
+    pub(crate) const ERROR: u32 = 14;
+    pub(crate) const ATTEMPT: u32 = 15;
+    pub(crate) const NOTIFY_ID: u32 = 16;
+}
+
+/// `Kind` enum values of `proto/lhcluster.proto`.
+mod kind {
+    pub(crate) const UNSPECIFIED: i32 = 0;
+    pub(crate) const HELLO: i32 = 1;
+    pub(crate) const WELCOME: i32 = 2;
+    pub(crate) const REQUEST: i32 = 3;
+    pub(crate) const DISPATCH: i32 = 4;
+    pub(crate) const RESULT: i32 = 5;
+    pub(crate) const RESPONSE: i32 = 6;
+    pub(crate) const RECEIPT_SENT: i32 = 7;
+    pub(crate) const RECEIPT_RECEIVED: i32 = 8;
+    pub(crate) const READY: i32 = 9;
+    pub(crate) const HEARTBEAT: i32 = 10;
+    pub(crate) const DISCONNECT: i32 = 11;
+    pub(crate) const SHUTDOWN: i32 = 12;
+    pub(crate) const REREGISTER: i32 = 13;
+    pub(crate) const ERROR: i32 = 14;
+    pub(crate) const NOTIFICATION: i32 = 15;
+}
+
+/// A minimal Protobuf writer for hand-made (possibly invalid) headers.
+#[derive(Debug, Default, Clone)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    /// An empty message (no field at all).
+    fn empty() -> Self {
+        Pb::default()
+    }
+
+    /// A header with `major = 1` and the given kind, like the encoder writes.
+    fn header(kind: i32) -> Self {
+        Pb::empty()
+            .uint(field::MAJOR, u64::from(PROTOCOL_MAJOR))
+            .int32(field::KIND, kind)
+    }
+
+    fn put_varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire_type: u8) {
+        self.put_varint(u64::from(field) << 3 | u64::from(wire_type));
+    }
+
+    /// A varint field (uint32 / uint64).
+    fn uint(mut self, field: u32, v: u64) -> Self {
+        self.key(field, 0);
+        self.put_varint(v);
+        self
+    }
+
+    /// An enum / int32 field: negative values are sign-extended to 64 bits.
+    fn int32(self, field: u32, v: i32) -> Self {
+        self.uint(field, i64::from(v) as u64)
+    }
+
+    /// A length-delimited field (bytes / string / packed repeated).
+    fn bytes(mut self, field: u32, v: &[u8]) -> Self {
+        self.key(field, 2);
+        self.put_varint(v.len() as u64);
+        self.0.extend_from_slice(v);
+        self
+    }
+
+    /// A packed repeated varint field.
+    fn packed(self, field: u32, values: &[u64]) -> Self {
+        let mut inner = Pb::empty();
+        for &v in values {
+            inner.put_varint(v);
+        }
+        self.bytes(field, &inner.0)
+    }
+
+    /// Raw bytes appended as they are.
+    fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    fn build(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses hex text, ignoring spaces (used to group header fields).
+fn unhex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    assert!(
+        digits.len() % 2 == 0,
+        "odd number of hex digits in {text:?}"
+    );
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+fn frame(bytes: &[u8]) -> Frame {
+    Frame::from(bytes)
+}
+
+fn frames(parts: &[&[u8]]) -> Vec<Frame> {
+    parts.iter().map(|p| frame(p)).collect()
+}
+
+fn bytes_of(frames: &[Frame]) -> Vec<Vec<u8>> {
+    frames.iter().map(|f| f.to_vec()).collect()
+}
+
+fn payload(parts: &[&[u8]]) -> Vec<Frame> {
+    frames(parts)
+}
+
+/// Decodes `[header | payload…]` given as byte slices.
+fn decode_bytes(header: &[u8], payload: &[&[u8]]) -> Result<Message, DecodeError> {
+    let mut all = vec![frame(header)];
+    all.extend(frames(payload));
+    decode(all)
+}
+
+fn decode_err(header: &[u8], payload: &[&[u8]]) -> DecodeError {
+    match decode_bytes(header, payload) {
+        Ok(m) => panic!("expected a decode error, got {m:?}"),
+        Err(e) => e,
+    }
+}
+
+fn notification_err(parts: &[&[u8]]) -> DecodeError {
+    match decode_notification(frames(parts)) {
+        Ok(m) => panic!("expected a decode error, got {m:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Encodes the message built by `make` both ways (`encode` into a dirty,
+/// reused buffer, and `into_frames`), checks the header bytes and the frame
+/// layout `[header | payload…]`, and returns the frames.
+fn check_encoding(
+    make: impl Fn() -> Message,
+    header_hex: &str,
+    expected_payload: &[&[u8]],
+) -> Vec<Frame> {
+    let expected_header = unhex(header_hex);
+    let expected_payload: Vec<Vec<u8>> = expected_payload.iter().map(|p| p.to_vec()).collect();
+
+    let mut buf = b"stale bytes from a previous message".to_vec();
+    let encoded = make().encode(&mut buf);
+    assert_eq!(hex(&buf), hex(&expected_header), "header bytes");
+    assert_eq!(encoded.topic, None, "only notifications have a topic frame");
+    assert_eq!(bytes_of(&encoded.payload), expected_payload, "payload");
+
+    let frames = make().into_frames();
+    let mut expected = vec![expected_header];
+    expected.extend(expected_payload);
+    assert_eq!(bytes_of(&frames), expected, "frame layout");
+    frames
+}
+
+fn missing(kind: &'static str, field: &'static str) -> DecodeError {
+    DecodeError::MissingField { kind, field }
+}
+
+fn unexpected_payload(kind: &'static str, frames: usize) -> DecodeError {
+    DecodeError::UnexpectedPayload { kind, frames }
+}
+
+fn assert_prost_error(result: Result<Message, DecodeError>) {
+    match result {
+        Err(DecodeError::Header(_)) => {}
+        other => panic!("expected DecodeError::Header, got {other:?}"),
+    }
+}
+
+#[test]
+fn hand_written_headers_match_the_encoder() {
+    // Sanity check of the helper: the same fields give the same bytes.
+    let ours = Pb::header(kind::REQUEST)
+        .uint(field::FLAGS, 0x81)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::REQUEST_ID, 300)
+        .bytes(field::ROUTE, b"r1")
+        .bytes(field::REPLY_TO, b"bob")
+        .build();
+    let mut theirs = Vec::new();
+    let _ = Message::Request(Request {
+        request_type: 7,
+        request_id: 300,
+        flags: Flags::ONE_WAY | Flags::FAIL_FAST,
+        route: b"r1".to_vec(),
+        reply_to: Some("bob".into()),
+        payload: vec![],
+    })
+    .encode(&mut theirs);
+    assert_eq!(hex(&ours), hex(&theirs));
+    assert_eq!(
+        hex(&Pb::header(-1).build()),
+        "0801 18ffffffffffffffffff01".replace(' ', "")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// One example per kind: exact bytes, then decoded fields
+// ---------------------------------------------------------------------------
+
+#[test]
+fn hello() {
+    let make = || {
+        Message::Hello(Hello {
+            heartbeat_ms: 1000,
+            name: Some("client-a".into()),
+            route: vec![0x00, 0x01],
+        })
+    };
+    // major=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    let frames = check_encoding(make, "0801 1801 40e807 5a020001 6a08636c69656e742d61", &[]);
+    let Message::Hello(h) = decode(frames).unwrap() else {
+        panic!("not a HELLO")
+    };
+    assert_eq!(
+        h,
+        Hello {
+            heartbeat_ms: 1000,
+            name: Some("client-a".into()),
+            route: vec![0x00, 0x01],
+        }
+    );
+
+    // Minimal HELLO: no name, no route.
+    let make = || {
+        Message::Hello(Hello {
+            heartbeat_ms: 1,
+            name: None,
+            route: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1801 4001", &[]);
+    let Message::Hello(h) = decode(frames).unwrap() else {
+        panic!("not a HELLO")
+    };
+    assert_eq!(h.name, None, "an empty name decodes as None");
+    assert!(h.route.is_empty());
+}
+
+#[test]
+fn welcome() {
+    let frames = check_encoding(
+        || Message::Welcome { heartbeat_ms: 2500 },
+        "0801 1802 40c413",
+        &[],
+    );
+    let Message::Welcome { heartbeat_ms } = decode(frames).unwrap() else {
+        panic!("not a WELCOME")
+    };
+    assert_eq!(heartbeat_ms, 2500);
+}
+
+#[test]
+fn request() {
+    let make = || {
+        Message::Request(Request {
+            request_type: 7,
+            request_id: 300,
+            flags: Flags::ONE_WAY | Flags::FAIL_FAST,
+            route: b"r1".to_vec(),
+            reply_to: Some("bob".into()),
+            payload: payload(&[b"hello", b""]),
+        })
+    };
+    // major=1 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    let frames = check_encoding(
+        make,
+        "0801 1803 208101 2807 30ac02 5a027231 6203626f62",
+        &[b"hello", b""],
+    );
+    let Message::Request(r) = decode(frames).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.request_type, 7);
+    assert_eq!(r.request_id, 300);
+    assert_eq!(r.flags, Flags::ONE_WAY | Flags::FAIL_FAST);
+    assert!(!r.flags.is_two_way());
+    assert_eq!(r.route, b"r1");
+    assert_eq!(r.reply_to.as_deref(), Some("bob"));
+    assert_eq!(bytes_of(&r.payload), vec![b"hello".to_vec(), vec![]]);
+
+    // Minimal REQUEST: id 0, no flags, no payload frame at all.
+    let make = || {
+        Message::Request(Request {
+            request_type: 1,
+            request_id: 0,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            payload: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1803 2801", &[]);
+    let Message::Request(r) = decode(frames).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!((r.request_type, r.request_id), (1, 0));
+    assert!(r.flags.is_empty() && r.flags.is_two_way());
+    assert_eq!(r.reply_to, None);
+    assert!(r.payload.is_empty() && r.route.is_empty());
+}
+
+#[test]
+fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
+    let header = Pb::header(kind::REQUEST)
+        .uint(field::FLAGS, 1 << 40 | 1 << 63 | 0b1)
+        .uint(field::REQUEST_TYPE, u64::from(u32::MAX))
+        .uint(field::REQUEST_ID, u64::MAX)
+        .uint(field::MINOR, 7)
+        // A field this version does not know (a newer minor version may add it).
+        .uint(99, 12345)
+        .bytes(100, b"future")
+        .build();
+    let Message::Request(r) = decode_bytes(&header, &[b"p"]).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.flags.bits(), 1 << 40 | 1 << 63 | 0b1);
+    assert!(r.flags.contains(Flags::ONE_WAY));
+    assert_eq!(r.request_type, u32::MAX);
+    assert_eq!(r.request_id, u64::MAX);
+    // Unknown bits survive a re-encode.
+    let mut again = Vec::new();
+    let _ = Message::Request(r).encode(&mut again);
+    assert_eq!(
+        hex(&again),
+        "0801 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01".replace(' ', "")
+    );
+}
+
+#[test]
+fn dispatch() {
+    let make = || {
+        Message::Dispatch(Dispatch {
+            request_type: 7,
+            request_id: 1,
+            flags: Flags::RETRY_ON_DEATH,
+            attempt: 2,
+            payload: payload(&[b"x"]),
+        })
+    };
+    // major=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    let frames = check_encoding(make, "0801 1804 2010 2807 3001 7802", &[b"x"]);
+    let Message::Dispatch(d) = decode(frames).unwrap() else {
+        panic!("not a DISPATCH")
+    };
+    assert_eq!(d.request_type, 7);
+    assert_eq!(d.request_id, 1);
+    assert_eq!(d.flags, Flags::RETRY_ON_DEATH);
+    assert_eq!(d.attempt, 2);
+    assert_eq!(bytes_of(&d.payload), vec![b"x".to_vec()]);
+}
+
+#[test]
+fn result() {
+    let make = || {
+        Message::Result(WorkResult {
+            request_type: 7,
+            request_id: 1,
+            status: Status::Failed,
+            error: Some("boom".into()),
+            payload: payload(&[b"partial"]),
+        })
+    };
+    // major=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED | error="boom"
+    let frames = check_encoding(make, "0801 1805 2807 3001 3802 7204626f6f6d", &[b"partial"]);
+    let Message::Result(r) = decode(frames).unwrap() else {
+        panic!("not a RESULT")
+    };
+    assert_eq!(r.request_type, 7);
+    assert_eq!(r.request_id, 1);
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.error.as_deref(), Some("boom"));
+    assert_eq!(bytes_of(&r.payload), vec![b"partial".to_vec()]);
+
+    // Every worker status is accepted.
+    for (value, status) in [
+        (1, Status::Ok),
+        (2, Status::Failed),
+        (3, Status::BadRequest),
+    ] {
+        let header = Pb::header(kind::RESULT)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, value)
+            .build();
+        let Message::Result(r) = decode_bytes(&header, &[]).unwrap() else {
+            panic!("not a RESULT")
+        };
+        assert_eq!(r.status, status);
+        assert!(r.status.is_worker_status());
+        assert_eq!(r.error, None);
+    }
+}
+
+#[test]
+fn response() {
+    let make = || {
+        Message::Response(Response {
+            request_type: 7,
+            request_id: 1 << 32,
+            status: Status::Ok,
+            error: None,
+            route: b"rt".to_vec(),
+            payload: payload(&[b"a", b"b", b"c"]),
+        })
+    };
+    // major=1 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    let frames = check_encoding(
+        make,
+        "0801 1806 2807 308080808010 3801 5a027274",
+        &[b"a", b"b", b"c"],
+    );
+    let Message::Response(r) = decode(frames).unwrap() else {
+        panic!("not a RESPONSE")
+    };
+    assert_eq!(r.request_type, 7);
+    assert_eq!(r.request_id, 1 << 32);
+    assert_eq!(r.status, Status::Ok);
+    assert_eq!(r.error, None);
+    assert_eq!(r.route, b"rt");
+    assert_eq!(
+        bytes_of(&r.payload),
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+
+    // A broker status with an error text.
+    let make = || {
+        Message::Response(Response {
+            request_type: 3,
+            request_id: 9,
+            status: Status::UnknownReplyTo,
+            error: Some("no bob".into()),
+            route: vec![],
+            payload: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let Message::Response(r) = decode(frames).unwrap() else {
+        panic!("not a RESPONSE")
+    };
+    assert_eq!(r.status, Status::UnknownReplyTo);
+    assert_eq!(r.error.as_deref(), Some("no bob"));
+
+    // Every status, worker or broker, is accepted in a RESPONSE.
+    let all = [
+        (1, Status::Ok),
+        (2, Status::Failed),
+        (3, Status::BadRequest),
+        (4, Status::Rejected),
+        (5, Status::WorkerDeath),
+        (6, Status::Redirected),
+        (7, Status::Overloaded),
+        (8, Status::NoWorkers),
+        (9, Status::UnknownReplyTo),
+    ];
+    for (value, status) in all {
+        let header = Pb::header(kind::RESPONSE)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, value)
+            .build();
+        let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
+            panic!("not a RESPONSE")
+        };
+        assert_eq!(r.status, status, "status value {value}");
+        // Encoding gives the same status number back.
+        let mut again = Vec::new();
+        let _ = Message::Response(r).encode(&mut again);
+        assert_eq!(hex(&again), hex(&header));
+    }
+}
+
+#[test]
+fn receipt_sent() {
+    let make = || {
+        Message::ReceiptSent(RequestRef {
+            request_type: 7,
+            request_id: 42,
+            route: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1807 2807 302a", &[]);
+    let Message::ReceiptSent(r) = decode(frames).unwrap() else {
+        panic!("not a RECEIPT_SENT")
+    };
+    assert_eq!(
+        r,
+        RequestRef {
+            request_type: 7,
+            request_id: 42,
+            route: vec![],
+        }
+    );
+}
+
+#[test]
+fn receipt_received() {
+    let make = || {
+        Message::ReceiptReceived(RequestRef {
+            request_type: 7,
+            request_id: 42,
+            route: vec![0xff],
+        })
+    };
+    let frames = check_encoding(make, "0801 1808 2807 302a 5a01ff", &[]);
+    let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
+        panic!("not a RECEIPT_RECEIVED")
+    };
+    assert_eq!(
+        r,
+        RequestRef {
+            request_type: 7,
+            request_id: 42,
+            route: vec![0xff],
+        }
+    );
+}
+
+#[test]
+fn ready() {
+    let make = || {
+        Message::Ready(Ready {
+            heartbeat_ms: 500,
+            capacity: 4,
+            request_types: vec![1, 7, 300],
+            name: Some("w1".into()),
+        })
+    };
+    // major=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    let frames = check_encoding(make, "0801 1809 40f403 4804 5204 01 07 ac02 6a027731", &[]);
+    let Message::Ready(r) = decode(frames).unwrap() else {
+        panic!("not a READY")
+    };
+    assert_eq!(
+        r,
+        Ready {
+            heartbeat_ms: 500,
+            capacity: 4,
+            request_types: vec![1, 7, 300],
+            name: Some("w1".into()),
+        }
+    );
+
+    // A sender that does not pack the repeated field is understood too.
+    let unpacked = Pb::header(kind::READY)
+        .uint(field::HEARTBEAT_MS, 500)
+        .uint(field::CAPACITY, 4)
+        .uint(field::REQUEST_TYPES, 1)
+        .uint(field::REQUEST_TYPES, 7)
+        .uint(field::REQUEST_TYPES, 300)
+        .build();
+    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
+        panic!("not a READY")
+    };
+    assert_eq!(r.request_types, vec![1, 7, 300]);
+    assert_eq!(r.name, None);
+}
+
+#[test]
+fn heartbeat() {
+    let frames = check_encoding(
+        || Message::Heartbeat { heartbeat_ms: 1000 },
+        "0801 180a 40e807",
+        &[],
+    );
+    let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
+        panic!("not a HEARTBEAT")
+    };
+    assert_eq!(heartbeat_ms, 1000);
+
+    // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
+    let frames = check_encoding(|| Message::Heartbeat { heartbeat_ms: 0 }, "0801 180a", &[]);
+    let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
+        panic!("not a HEARTBEAT")
+    };
+    assert_eq!(heartbeat_ms, 0);
+}
+
+#[test]
+fn disconnect() {
+    let frames = check_encoding(|| Message::Disconnect { route: vec![] }, "0801 180b", &[]);
+    let Message::Disconnect { route } = decode(frames).unwrap() else {
+        panic!("not a DISCONNECT")
+    };
+    assert!(route.is_empty());
+
+    let frames = check_encoding(
+        || Message::Disconnect {
+            route: b"p".to_vec(),
+        },
+        "0801 180b 5a0170",
+        &[],
+    );
+    let Message::Disconnect { route } = decode(frames).unwrap() else {
+        panic!("not a DISCONNECT")
+    };
+    assert_eq!(route, b"p");
+}
+
+#[test]
+fn shutdown() {
+    let frames = check_encoding(|| Message::Shutdown, "0801 180c", &[]);
+    assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
+}
+
+#[test]
+fn reregister() {
+    let frames = check_encoding(|| Message::Reregister, "0801 180d", &[]);
+    assert!(matches!(decode(frames).unwrap(), Message::Reregister));
+}
+
+#[test]
+fn error() {
+    let make = || {
+        Message::Error(ErrorReply {
+            error: "bad".into(),
+            request: Some(RequestRef {
+                request_type: 7,
+                request_id: 3,
+                route: vec![],
+            }),
+        })
+    };
+    // major=1 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 180e 2807 3003 7203626164", &[]);
+    let Message::Error(e) = decode(frames).unwrap() else {
+        panic!("not an ERROR")
+    };
+    assert_eq!(
+        e,
+        ErrorReply {
+            error: "bad".into(),
+            request: Some(RequestRef {
+                request_type: 7,
+                request_id: 3,
+                route: vec![],
+            }),
+        }
+    );
+
+    // About no particular request.
+    let make = || {
+        Message::Error(ErrorReply {
+            error: "who?".into(),
+            request: None,
+        })
+    };
+    let frames = check_encoding(make, "0801 180e 720477686f3f", &[]);
+    let Message::Error(e) = decode(frames).unwrap() else {
+        panic!("not an ERROR")
+    };
+    assert_eq!(e.error, "who?");
+    assert_eq!(e.request, None);
+
+    // Empty error text: still an ERROR (the text is not required).
+    let Message::Error(e) = decode_bytes(&unhex("0801 180e"), &[]).unwrap() else {
+        panic!("not an ERROR")
+    };
+    assert_eq!(e.error, "");
+    assert_eq!(e.request, None);
+
+    // Without a request type there is no request reference: id and route
+    // alone are dropped.
+    let header = Pb::header(kind::ERROR)
+        .uint(field::REQUEST_ID, 5)
+        .bytes(field::ROUTE, b"r")
+        .bytes(field::ERROR, b"x")
+        .build();
+    let Message::Error(e) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not an ERROR")
+    };
+    assert_eq!(e.request, None);
+}
+
+#[test]
+fn notification() {
+    let make = || {
+        Message::Notification(Notification {
+            topic: "orders.new".into(),
+            notify_id: Some(99),
+            payload: payload(&[b"{}"]),
+        })
+    };
+    // The topic frame is the topic plus one NUL byte.
+    assert_eq!(topic_frame("orders.new"), b"orders.new\0");
+
+    let mut buf = vec![1, 2, 3];
+    let encoded = make().encode(&mut buf);
+    // major=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    assert_eq!(hex(&buf), "0801180f800163");
+    assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
+    assert_eq!(bytes_of(&encoded.payload), vec![b"{}".to_vec()]);
+
+    let frames = make().into_frames();
+    assert_eq!(
+        bytes_of(&frames),
+        vec![
+            b"orders.new\0".to_vec(),
+            unhex("0801 180f 800163"),
+            b"{}".to_vec()
+        ],
+        "[topic | header | payload…]"
+    );
+    let Message::Notification(n) = decode_notification(frames).unwrap() else {
+        panic!("not a NOTIFICATION")
+    };
+    assert_eq!(n.topic, "orders.new");
+    assert_eq!(n.notify_id, Some(99));
+    assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec()]);
+
+    // No id, no payload, a non-ASCII topic.
+    let make = || {
+        Message::Notification(Notification {
+            topic: "prix/é".into(),
+            notify_id: None,
+            payload: vec![],
+        })
+    };
+    let frames = make().into_frames();
+    assert_eq!(
+        bytes_of(&frames),
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 180f")]
+    );
+    let Message::Notification(n) = decode_notification(frames).unwrap() else {
+        panic!("not a NOTIFICATION")
+    };
+    assert_eq!(n.topic, "prix/é");
+    assert_eq!(n.notify_id, None);
+    assert!(n.payload.is_empty());
+}
+
+#[test]
+fn decode_parts_takes_the_header_apart_from_the_payload() {
+    let header = unhex("0801 1803 2807 3001");
+    let Message::Request(r) = decode_parts(&header, payload(&[b"a", b"bc"])).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!((r.request_type, r.request_id), (7, 1));
+    assert_eq!(bytes_of(&r.payload), vec![b"a".to_vec(), b"bc".to_vec()]);
+}
+
+/// The worked examples of `docs/protocol.md` §14, byte for byte.
+#[test]
+fn protocol_md_worked_examples() {
+    let req = |request_type, request_id, flags: u64| {
+        Message::Request(Request {
+            request_type,
+            request_id,
+            flags: Flags::from_bits_retain(flags),
+            route: vec![],
+            reply_to: None,
+            payload: vec![],
+        })
+    };
+    let rr = |request_type, request_id| RequestRef {
+        request_type,
+        request_id,
+        route: vec![],
+    };
+    let examples: Vec<(Message, &str)> = vec![
+        (
+            Message::Hello(Hello {
+                heartbeat_ms: 1000,
+                name: Some("billing".into()),
+                route: vec![],
+            }),
+            "08 01 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+        ),
+        (
+            Message::Welcome { heartbeat_ms: 2500 },
+            "08 01 18 02 40 C4 13",
+        ),
+        (req(42, 300, 0x14), "08 01 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 18 03 28 2A"),
+        (
+            Message::Dispatch(Dispatch {
+                request_type: 42,
+                request_id: 300,
+                flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+                attempt: 2,
+                payload: vec![],
+            }),
+            "08 01 18 04 20 14 28 2A 30 AC 02 78 02",
+        ),
+        (
+            Message::Result(WorkResult {
+                request_type: 42,
+                request_id: 300,
+                status: Status::Failed,
+                error: Some("boom".into()),
+                payload: vec![],
+            }),
+            "08 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D",
+        ),
+        (
+            Message::Response(Response {
+                request_type: 42,
+                request_id: 300,
+                status: Status::Ok,
+                error: None,
+                route: vec![],
+                payload: vec![],
+            }),
+            "08 01 18 06 28 2A 30 AC 02 38 01",
+        ),
+        (
+            Message::ReceiptSent(rr(42, 300)),
+            "08 01 18 07 28 2A 30 AC 02",
+        ),
+        (
+            Message::Ready(Ready {
+                heartbeat_ms: 1000,
+                capacity: 4,
+                request_types: vec![42, 300],
+                name: Some("w1".into()),
+            }),
+            "08 01 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+        ),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 18 0A"),
+        (
+            Message::Heartbeat { heartbeat_ms: 500 },
+            "08 01 18 0A 40 F4 03",
+        ),
+        (Message::Shutdown, "08 01 18 0C"),
+        (
+            Message::Request(Request {
+                request_type: 42,
+                request_id: 7,
+                flags: Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT,
+                route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
+                reply_to: Some("audit".into()),
+                payload: vec![],
+            }),
+            "08 01 18 03 20 60 28 2A 30 07
+             5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
+             62 05 61 75 64 69 74",
+        ),
+        (
+            Message::Response(Response {
+                request_type: 42,
+                request_id: 7,
+                status: Status::Rejected,
+                error: None,
+                route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
+                payload: vec![],
+            }),
+            "08 01 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+        ),
+    ];
+    for (message, expected) in examples {
+        let name = message.kind_name();
+        let expected = unhex(expected);
+        let mut header = Vec::new();
+        let _ = message.encode(&mut header);
+        assert_eq!(hex(&header), hex(&expected), "{name}");
+        assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
+    }
+
+    // A notification on topic `orders` with id 5.
+    let frames = Message::Notification(Notification {
+        topic: "orders".into(),
+        notify_id: Some(5),
+        payload: payload(&[b"p"]),
+    })
+    .into_frames();
+    assert_eq!(
+        bytes_of(&frames),
+        vec![
+            unhex("6F 72 64 65 72 73 00"),
+            unhex("08 01 18 0F 80 01 05"),
+            b"p".to_vec()
+        ]
+    );
+
+    // Refused headers: major 2, no major, empty frame.
+    assert_eq!(
+        decode_err(&unhex("08 02 18 03 28 2A"), &[]),
+        DecodeError::UnsupportedVersion { major: 2, minor: 0 }
+    );
+    assert_eq!(
+        decode_err(&unhex("18 03 28 2A"), &[]),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    assert_eq!(
+        decode_err(b"", &[]),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    // ... and the broker's ERROR about the first one.
+    let text = DecodeError::UnsupportedVersion { major: 2, minor: 0 }.to_string();
+    assert_eq!(text.len(), 55);
+    let mut header = Vec::new();
+    let _ = Message::Error(ErrorReply {
+        error: text.clone(),
+        request: None,
+    })
+    .encode(&mut header);
+    let mut expected = unhex("08 01 18 0E 72 37");
+    expected.extend_from_slice(text.as_bytes());
+    assert_eq!(hex(&header), hex(&expected));
+}
+
+/// Receivers accept fields in any order and repeated scalars (last wins),
+/// as protobuf requires (`docs/protocol.md` §3.1).
+#[test]
+fn field_order_and_repeated_scalars() {
+    let header = Pb::empty()
+        .uint(field::REQUEST_ID, 1)
+        .bytes(field::REPLY_TO, b"bob")
+        .uint(field::REQUEST_TYPE, 99)
+        .int32(field::KIND, kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 42)
+        .uint(field::MAJOR, 1)
+        .uint(field::REQUEST_ID, 300)
+        .build();
+    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!((r.request_type, r.request_id), (42, 300));
+    assert_eq!(r.reply_to.as_deref(), Some("bob"));
+    // A later major field overrides an earlier one, both ways.
+    let header = Pb::header(kind::SHUTDOWN).uint(field::MAJOR, 2).build();
+    assert_eq!(
+        decode_err(&header, &[]),
+        DecodeError::UnsupportedVersion { major: 2, minor: 0 }
+    );
+    let header = Pb::empty()
+        .uint(field::MAJOR, 2)
+        .int32(field::KIND, kind::SHUTDOWN)
+        .uint(field::MAJOR, 1)
+        .build();
+    assert!(matches!(decode_bytes(&header, &[]), Ok(Message::Shutdown)));
+    // Packed and unpacked request_types mixed in one header are concatenated.
+    let header = Pb::header(kind::READY)
+        .uint(field::HEARTBEAT_MS, 1)
+        .uint(field::CAPACITY, 1)
+        .packed(field::REQUEST_TYPES, &[1, 2])
+        .uint(field::REQUEST_TYPES, 3)
+        .build();
+    let Message::Ready(r) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a READY")
+    };
+    assert_eq!(r.request_types, vec![1, 2, 3]);
+}
+
+// ---------------------------------------------------------------------------
+// Malformed variants, kind by kind
+// ---------------------------------------------------------------------------
+
+#[test]
+fn hello_malformed() {
+    let no_heartbeat = Pb::header(kind::HELLO).bytes(field::NAME, b"c").build();
+    assert_eq!(
+        decode_err(&no_heartbeat, &[]),
+        missing("HELLO", "heartbeat_ms")
+    );
+    let explicit_zero = Pb::header(kind::HELLO).uint(field::HEARTBEAT_MS, 0).build();
+    assert_eq!(
+        decode_err(&explicit_zero, &[]),
+        missing("HELLO", "heartbeat_ms")
+    );
+    let ok = Pb::header(kind::HELLO)
+        .uint(field::HEARTBEAT_MS, 10)
+        .build();
+    assert_eq!(decode_err(&ok, &[b"x"]), unexpected_payload("HELLO", 1));
+    // Invalid UTF-8 in a string field is a Protobuf error.
+    let bad_name = Pb::header(kind::HELLO)
+        .uint(field::HEARTBEAT_MS, 10)
+        .bytes(field::NAME, b"\xff\xfe")
+        .build();
+    assert_prost_error(decode_bytes(&bad_name, &[]));
+}
+
+#[test]
+fn welcome_malformed() {
+    assert_eq!(
+        decode_err(&Pb::header(kind::WELCOME).build(), &[]),
+        missing("WELCOME", "heartbeat_ms")
+    );
+    let ok = Pb::header(kind::WELCOME)
+        .uint(field::HEARTBEAT_MS, 10)
+        .build();
+    assert_eq!(
+        decode_err(&ok, &[b"", b""]),
+        unexpected_payload("WELCOME", 2)
+    );
+}
+
+#[test]
+fn request_malformed() {
+    let no_type = Pb::header(kind::REQUEST).uint(field::REQUEST_ID, 5).build();
+    assert_eq!(
+        decode_err(&no_type, &[b"p"]),
+        missing("REQUEST", "request_type")
+    );
+    let zero_type = Pb::header(kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 0)
+        .uint(field::REQUEST_ID, 5)
+        .build();
+    assert_eq!(
+        decode_err(&zero_type, &[]),
+        missing("REQUEST", "request_type")
+    );
+    // request_type is a uint32: a value beyond 32 bits is truncated by
+    // Protobuf, so 2^32 reads as 0 and is refused.
+    let wide_type = Pb::header(kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 1 << 32)
+        .build();
+    assert_eq!(
+        decode_err(&wide_type, &[]),
+        missing("REQUEST", "request_type")
+    );
+    let bad_reply_to = Pb::header(kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 1)
+        .bytes(field::REPLY_TO, b"\xc3")
+        .build();
+    assert_prost_error(decode_bytes(&bad_reply_to, &[]));
+}
+
+#[test]
+fn dispatch_malformed() {
+    let no_type = Pb::header(kind::DISPATCH).uint(field::ATTEMPT, 1).build();
+    assert_eq!(
+        decode_err(&no_type, &[]),
+        missing("DISPATCH", "request_type")
+    );
+    let no_attempt = Pb::header(kind::DISPATCH)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::REQUEST_ID, 1)
+        .build();
+    assert_eq!(
+        decode_err(&no_attempt, &[b"p"]),
+        missing("DISPATCH", "attempt")
+    );
+}
+
+#[test]
+fn result_malformed() {
+    let no_type = Pb::header(kind::RESULT).int32(field::STATUS, 1).build();
+    assert_eq!(decode_err(&no_type, &[]), missing("RESULT", "request_type"));
+
+    let with_status = |status: i32| {
+        Pb::header(kind::RESULT)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, status)
+            .build()
+    };
+    // STATUS_UNSPECIFIED (explicit, or absent).
+    assert_eq!(
+        decode_err(&with_status(0), &[]),
+        DecodeError::InvalidStatus {
+            kind: "RESULT",
+            value: 0
+        }
+    );
+    let absent = Pb::header(kind::RESULT)
+        .uint(field::REQUEST_TYPE, 7)
+        .build();
+    assert_eq!(
+        decode_err(&absent, &[]),
+        DecodeError::InvalidStatus {
+            kind: "RESULT",
+            value: 0
+        }
+    );
+    // Broker statuses are not a worker's to report.
+    for value in 4..=9 {
+        assert_eq!(
+            decode_err(&with_status(value), &[b"p"]),
+            DecodeError::InvalidStatus {
+                kind: "RESULT",
+                value
+            },
+            "status {value}"
+        );
+    }
+    // Unknown statuses.
+    for value in [10, 99, -1, i32::MAX, i32::MIN] {
+        assert_eq!(
+            decode_err(&with_status(value), &[]),
+            DecodeError::InvalidStatus {
+                kind: "RESULT",
+                value
+            },
+            "status {value}"
+        );
+    }
+}
+
+#[test]
+fn response_malformed() {
+    let no_type = Pb::header(kind::RESPONSE).int32(field::STATUS, 1).build();
+    assert_eq!(
+        decode_err(&no_type, &[]),
+        missing("RESPONSE", "request_type")
+    );
+    for value in [0, 10, 1000, -5] {
+        let header = Pb::header(kind::RESPONSE)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, value)
+            .build();
+        assert_eq!(
+            decode_err(&header, &[]),
+            DecodeError::InvalidStatus {
+                kind: "RESPONSE",
+                value
+            },
+            "status {value}"
+        );
+    }
+}
+
+#[test]
+fn receipts_malformed() {
+    for (k, name) in [
+        (kind::RECEIPT_SENT, "RECEIPT_SENT"),
+        (kind::RECEIPT_RECEIVED, "RECEIPT_RECEIVED"),
+    ] {
+        let no_type = Pb::header(k).uint(field::REQUEST_ID, 42).build();
+        assert_eq!(decode_err(&no_type, &[]), missing(name, "request_type"));
+        let ok = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
+        assert_eq!(decode_err(&ok, &[b"p"]), unexpected_payload(name, 1));
+    }
+}
+
+#[test]
+fn ready_malformed() {
+    let ready = |heartbeat_ms: u64, capacity: u64, types: &[u64]| {
+        let mut pb = Pb::header(kind::READY)
+            .uint(field::HEARTBEAT_MS, heartbeat_ms)
+            .uint(field::CAPACITY, capacity);
+        if !types.is_empty() {
+            pb = pb.packed(field::REQUEST_TYPES, types);
+        }
+        pb.build()
+    };
+    assert!(decode_bytes(&ready(500, 4, &[1]), &[]).is_ok());
+    assert_eq!(
+        decode_err(&ready(0, 4, &[1]), &[]),
+        missing("READY", "heartbeat_ms")
+    );
+    assert_eq!(
+        decode_err(&ready(500, 0, &[1]), &[]),
+        missing("READY", "capacity")
+    );
+    assert_eq!(
+        decode_err(&ready(500, 4, &[]), &[]),
+        missing("READY", "request_types")
+    );
+    // An empty packed field is an empty list too.
+    let empty_packed = Pb::header(kind::READY)
+        .uint(field::HEARTBEAT_MS, 500)
+        .uint(field::CAPACITY, 4)
+        .bytes(field::REQUEST_TYPES, b"")
+        .build();
+    assert_eq!(
+        decode_err(&empty_packed, &[]),
+        missing("READY", "request_types")
+    );
+    let reserved = DecodeError::InvalidField {
+        kind: "READY",
+        field: "request_types",
+        reason: "request type 0 is reserved",
+    };
+    assert_eq!(decode_err(&ready(500, 4, &[0]), &[]), reserved);
+    assert_eq!(decode_err(&ready(500, 4, &[3, 0, 5]), &[]), reserved);
+    assert_eq!(
+        decode_err(&ready(500, 4, &[1]), &[b"p", b"q", b"r"]),
+        unexpected_payload("READY", 3)
+    );
+    // A packed field whose length runs past the end of the header.
+    let truncated = Pb::header(kind::READY)
+        .uint(field::HEARTBEAT_MS, 500)
+        .uint(field::CAPACITY, 4)
+        .raw(&[0x52, 0x05, 0x01])
+        .build();
+    assert_prost_error(decode_bytes(&truncated, &[]));
+}
+
+#[test]
+fn heartbeat_malformed() {
+    let header = Pb::header(kind::HEARTBEAT).build();
+    assert_eq!(
+        decode_err(&header, &[b""]),
+        unexpected_payload("HEARTBEAT", 1)
+    );
+}
+
+#[test]
+fn payload_free_kinds_refuse_payload() {
+    for (k, name) in [
+        (kind::DISCONNECT, "DISCONNECT"),
+        (kind::SHUTDOWN, "SHUTDOWN"),
+        (kind::REREGISTER, "REREGISTER"),
+        (kind::ERROR, "ERROR"),
+    ] {
+        let header = Pb::header(k).build();
+        assert!(decode_bytes(&header, &[]).is_ok(), "{name} without payload");
+        assert_eq!(
+            decode_err(&header, &[b"x"]),
+            unexpected_payload(name, 1),
+            "{name}"
+        );
+        assert_eq!(
+            decode_err(&header, &[b"", b"", b"", b""]),
+            unexpected_payload(name, 4),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn notification_header_is_refused_by_decode() {
+    let header = Pb::header(kind::NOTIFICATION)
+        .uint(field::NOTIFY_ID, 1)
+        .build();
+    assert_eq!(
+        decode_err(&header, &[]),
+        DecodeError::UnexpectedKind("NOTIFICATION")
+    );
+    assert_eq!(
+        decode_parts(&header, payload(&[b"p"])).unwrap_err(),
+        DecodeError::UnexpectedKind("NOTIFICATION")
+    );
+    // The frames of a real notification are not a valid `decode` input
+    // either: the topic frame is not a header.
+    let frames = Message::Notification(Notification {
+        topic: "t".into(),
+        notify_id: None,
+        payload: vec![],
+    })
+    .into_frames();
+    assert!(decode(frames).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Malformed headers, whatever the kind
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unknown_kind_numbers() {
+    for k in [16, 17, 1000, i32::MAX, -1, i32::MIN] {
+        let header = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
+        assert_eq!(
+            decode_err(&header, &[]),
+            DecodeError::UnknownKind(k),
+            "kind {k}"
+        );
+        // Same answer behind a valid topic frame.
+        assert_eq!(
+            notification_err(&[b"t\0", &header]),
+            DecodeError::UnknownKind(k),
+            "kind {k}"
+        );
+    }
+}
+
+#[test]
+fn kind_unspecified() {
+    // Kind absent (the Protobuf default), then explicitly 0.
+    let absent = Pb::empty()
+        .uint(field::MAJOR, 1)
+        .uint(field::HEARTBEAT_MS, 5)
+        .build();
+    let explicit = Pb::header(kind::UNSPECIFIED).build();
+    for header in [absent, explicit] {
+        assert_eq!(
+            decode_err(&header, &[]),
+            DecodeError::UnexpectedKind("KIND_UNSPECIFIED")
+        );
+        assert_eq!(
+            notification_err(&[b"t\0", &header]),
+            DecodeError::UnexpectedKind("KIND_UNSPECIFIED")
+        );
+    }
+}
+
+#[test]
+fn unsupported_major_versions() {
+    // Major 0: the field is absent (an empty header is exactly that).
+    let v0 = Pb::empty().int32(field::KIND, kind::SHUTDOWN).build();
+    assert_eq!(
+        decode_err(&v0, &[]),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    let v0_explicit = Pb::empty()
+        .uint(field::MAJOR, 0)
+        .uint(field::MINOR, 3)
+        .int32(field::KIND, kind::SHUTDOWN)
+        .build();
+    assert_eq!(
+        decode_err(&v0_explicit, &[]),
+        DecodeError::UnsupportedVersion { major: 0, minor: 3 }
+    );
+    // Major 2.
+    let v2 = Pb::empty()
+        .uint(field::MAJOR, 2)
+        .uint(field::MINOR, 5)
+        .int32(field::KIND, kind::SHUTDOWN)
+        .build();
+    let err = decode_err(&v2, &[]);
+    assert_eq!(err, DecodeError::UnsupportedVersion { major: 2, minor: 5 });
+    assert_eq!(
+        err.to_string(),
+        "unsupported protocol version 2.5 (this peer speaks 1.x)"
+    );
+    // The version is checked before anything else in the header, so a newer
+    // peer using kinds or fields unknown here gets the version error.
+    let v2_new_kind = Pb::empty()
+        .uint(field::MAJOR, 2)
+        .int32(field::KIND, 77)
+        .build();
+    assert_eq!(
+        decode_err(&v2_new_kind, &[b"p"]),
+        DecodeError::UnsupportedVersion { major: 2, minor: 0 }
+    );
+    // Same rule behind a topic frame.
+    assert_eq!(
+        notification_err(&[b"t\0", &v2]),
+        DecodeError::UnsupportedVersion { major: 2, minor: 5 }
+    );
+    // Same rule for decode_parts.
+    assert_eq!(
+        decode_parts(&v0, vec![]).unwrap_err(),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    // And a big major number.
+    let huge = Pb::empty().uint(field::MAJOR, u64::from(u32::MAX)).build();
+    assert_eq!(
+        decode_err(&huge, &[]),
+        DecodeError::UnsupportedVersion {
+            major: u32::MAX,
+            minor: 0
+        }
+    );
+}
+
+#[test]
+fn garbage_headers_are_protobuf_errors() {
+    let cases: &[&[u8]] = &[
+        // A varint that never ends.
+        &[0xff, 0xff, 0xff, 0xff],
+        // Field 1 as a length-delimited field whose length is missing.
+        &[0x0a],
+        // Field 1 (uint32) with the wrong wire type (length-delimited).
+        &[0x0a, 0x01, 0x01],
+        // Wire type 7 does not exist.
+        &[0x0f, 0x00],
+        // Field number 0 is invalid.
+        &[0x00, 0x01],
+        // A valid header followed by a truncated field.
+        &unhex("0801 180c 28"),
+        // A length-delimited unknown field running past the end.
+        &unhex("0801 180c a20610"),
+        // Plain text.
+        b"hello world",
+    ];
+    for &header in cases {
+        assert_prost_error(decode_bytes(header, &[]));
+        assert_prost_error(decode_parts(header, vec![]));
+        // Behind a valid topic frame.
+        assert_prost_error(decode_notification(frames(&[b"t\0", header])));
+        assert_eq!(peek_request_ref(header), None, "{}", hex(header));
+    }
+    let err = decode_err(&[0xff], &[]);
+    assert!(
+        err.to_string()
+            .starts_with("header frame is not a valid protobuf Header"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_frames_and_empty_header() {
+    assert_eq!(decode(vec![]).unwrap_err(), DecodeError::NoHeader);
+    // An empty header frame is a valid (all-default) Protobuf message, so it
+    // reads as major version 0.
+    assert_eq!(
+        decode(frames(&[b""])).unwrap_err(),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    assert_eq!(
+        decode(frames(&[b"", b"payload"])).unwrap_err(),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    assert_eq!(
+        decode_parts(b"", vec![]).unwrap_err(),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    assert_eq!(
+        notification_err(&[b"t\0", b""]),
+        DecodeError::UnsupportedVersion { major: 0, minor: 0 }
+    );
+    assert_eq!(peek_request_ref(b""), None);
+}
+
+// ---------------------------------------------------------------------------
+// Notification topic frames
+// ---------------------------------------------------------------------------
+
+#[test]
+fn notification_topic_malformed() {
+    let header = unhex("0801 180f");
+    let cases: &[(&[u8], &str)] = &[
+        (b"orders", "missing NUL terminator"),
+        (b"", "missing NUL terminator"),
+        (b"orders\0x", "missing NUL terminator"),
+        (b"\0", "empty topic"),
+        (b"ord\0ers\0", "NUL inside topic"),
+        (b"\0\0", "NUL inside topic"),
+        (b"\xff\xfe\0", "topic is not UTF-8"),
+        (b"caf\xc3\0", "topic is not UTF-8"),
+    ];
+    for &(topic, reason) in cases {
+        assert_eq!(
+            parse_topic(topic).unwrap_err(),
+            DecodeError::InvalidTopic(reason),
+            "{}",
+            hex(topic)
+        );
+        assert_eq!(
+            notification_err(&[topic, &header]),
+            DecodeError::InvalidTopic(reason),
+            "{}",
+            hex(topic)
+        );
+        // The topic is checked before the header.
+        assert_eq!(
+            notification_err(&[topic, b"\xff"]),
+            DecodeError::InvalidTopic(reason),
+            "{}",
+            hex(topic)
+        );
+    }
+    assert_eq!(parse_topic(b"a.b\0").unwrap(), "a.b");
+}
+
+#[test]
+fn notification_frames_missing() {
+    assert_eq!(
+        decode_notification(vec![]).unwrap_err(),
+        DecodeError::InvalidTopic("no topic frame")
+    );
+    // A topic frame but no header frame.
+    assert_eq!(notification_err(&[b"orders\0"]), DecodeError::NoHeader);
+}
+
+#[test]
+fn non_notification_header_behind_a_topic() {
+    let cases = [
+        (unhex("0801 1803 2807"), "REQUEST"),
+        (unhex("0801 180c"), "SHUTDOWN"),
+        (unhex("0801 180a"), "HEARTBEAT"),
+        (unhex("0801 1801 4001"), "HELLO"),
+    ];
+    for (header, name) in cases {
+        assert_eq!(
+            notification_err(&[b"orders\0", &header, b"p"]),
+            DecodeError::UnexpectedKind(name)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// peek_request_ref
+// ---------------------------------------------------------------------------
+
+#[test]
+fn peek_request_ref_on_valid_headers() {
+    let header = unhex("0801 1803 208101 2807 30ac02 5a027231 6203626f62");
+    assert_eq!(
+        peek_request_ref(&header),
+        Some(RequestRef {
+            request_type: 7,
+            request_id: 300,
+            route: b"r1".to_vec(),
+        })
+    );
+    // Kinds that name no request type.
+    assert_eq!(peek_request_ref(&unhex("0801 1801 4001")), None);
+    assert_eq!(peek_request_ref(&unhex("0801 180c")), None);
+    // READY has request *types*, not a request.
+    assert_eq!(
+        peek_request_ref(&unhex("0801 1809 40f403 4804 5204 01 07 ac02")),
+        None
+    );
+}
+
+#[test]
+fn peek_request_ref_on_headers_that_fail_validation() {
+    let expected = |request_type, request_id, route: &[u8]| {
+        Some(RequestRef {
+            request_type,
+            request_id,
+            route: route.to_vec(),
+        })
+    };
+    // RESULT with a broker status: decode refuses it, peek still names the
+    // request so that the broker can address an ERROR about it.
+    let result = Pb::header(kind::RESULT)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::REQUEST_ID, 11)
+        .int32(field::STATUS, 4)
+        .build();
+    assert!(matches!(
+        decode_bytes(&result, &[]),
+        Err(DecodeError::InvalidStatus { .. })
+    ));
+    assert_eq!(peek_request_ref(&result), expected(7, 11, b""));
+
+    // DISPATCH without attempt.
+    let dispatch = Pb::header(kind::DISPATCH)
+        .uint(field::REQUEST_TYPE, 3)
+        .uint(field::REQUEST_ID, 4)
+        .build();
+    assert!(matches!(
+        decode_bytes(&dispatch, &[]),
+        Err(DecodeError::MissingField { .. })
+    ));
+    assert_eq!(peek_request_ref(&dispatch), expected(3, 4, b""));
+
+    // RECEIPT_SENT with a payload frame.
+    let receipt = Pb::header(kind::RECEIPT_SENT)
+        .uint(field::REQUEST_TYPE, 2)
+        .bytes(field::ROUTE, b"via")
+        .build();
+    assert!(matches!(
+        decode_bytes(&receipt, &[b"p"]),
+        Err(DecodeError::UnexpectedPayload { .. })
+    ));
+    assert_eq!(peek_request_ref(&receipt), expected(2, 0, b"via"));
+
+    // Unknown kind, KIND_UNSPECIFIED, unsupported version: still peeked.
+    let unknown_kind = Pb::header(99).uint(field::REQUEST_TYPE, 5).build();
+    assert_eq!(decode_err(&unknown_kind, &[]), DecodeError::UnknownKind(99));
+    assert_eq!(peek_request_ref(&unknown_kind), expected(5, 0, b""));
+    let unspecified = Pb::empty()
+        .uint(field::MAJOR, 1)
+        .uint(field::REQUEST_TYPE, 5)
+        .uint(field::REQUEST_ID, 6)
+        .build();
+    assert_eq!(peek_request_ref(&unspecified), expected(5, 6, b""));
+    let v2 = Pb::empty()
+        .uint(field::MAJOR, 2)
+        .int32(field::KIND, kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 8)
+        .build();
+    assert!(matches!(
+        decode_bytes(&v2, &[]),
+        Err(DecodeError::UnsupportedVersion { .. })
+    ));
+    assert_eq!(peek_request_ref(&v2), expected(8, 0, b""));
+
+    // A REQUEST header without request type: nothing to peek.
+    let no_type = Pb::header(kind::REQUEST).uint(field::REQUEST_ID, 9).build();
+    assert_eq!(peek_request_ref(&no_type), None);
+    // A header that is not Protobuf: nothing to peek.
+    assert_eq!(peek_request_ref(b"\xff\xff"), None);
+}
+
+// ---------------------------------------------------------------------------
+// peek_kind
+// ---------------------------------------------------------------------------
+
+#[test]
+fn peek_kind_names_what_a_header_claims() {
+    assert_eq!(peek_kind(&unhex("0801 1803 2807")), Some("REQUEST"));
+    assert_eq!(peek_kind(&unhex("0801 180f 800105")), Some("NOTIFICATION"));
+    // Headers that fail validation still name their kind.
+    let result = Pb::header(kind::RESULT)
+        .uint(field::REQUEST_TYPE, 7)
+        .int32(field::STATUS, 4)
+        .build();
+    assert_eq!(peek_kind(&result), Some("RESULT"));
+    let v2 = Pb::empty()
+        .uint(field::MAJOR, 2)
+        .int32(field::KIND, kind::READY)
+        .build();
+    assert_eq!(peek_kind(&v2), Some("READY"));
+    // No kind (an empty header included) reads as KIND_UNSPECIFIED.
+    assert_eq!(peek_kind(b""), Some("KIND_UNSPECIFIED"));
+    // Unknown kinds and non-Protobuf bytes name nothing.
+    assert_eq!(peek_kind(&Pb::header(99).build()), None);
+    assert_eq!(peek_kind(&Pb::header(-1).build()), None);
+    assert_eq!(peek_kind(b"\xff\xff"), None);
+}

@@ -1,0 +1,621 @@
+//! Property tests of the protocol v1 codec.
+//!
+//! 1. Every valid [`Message`] survives `into_frames` → `decode` (or
+//!    `decode_notification`) unchanged, field by field and payload byte by
+//!    payload byte.
+//! 2. The decoders are total: arbitrary frames, and valid encodings with
+//!    flipped, truncated or appended bytes, give a value or a
+//!    [`DecodeError`], never a panic.
+
+use lhcluster::protocol::{
+    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, Ready, Request,
+    RequestRef, Response, Status, WorkResult, decode, decode_notification, decode_parts,
+    parse_topic, peek_kind, peek_request_ref,
+};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+// ---------------------------------------------------------------------------
+// Comparable representation of a message
+// ---------------------------------------------------------------------------
+
+/// A [`Message`] with its payload frames as plain bytes, so that two
+/// messages can be compared with `==` and printed on failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Repr {
+    Hello(Hello),
+    Welcome {
+        heartbeat_ms: u32,
+    },
+    Request {
+        request_type: u32,
+        request_id: u64,
+        flags: u64,
+        route: Vec<u8>,
+        reply_to: Option<String>,
+        payload: Vec<Vec<u8>>,
+    },
+    Dispatch {
+        request_type: u32,
+        request_id: u64,
+        flags: u64,
+        attempt: u32,
+        payload: Vec<Vec<u8>>,
+    },
+    Result {
+        request_type: u32,
+        request_id: u64,
+        status: Status,
+        error: Option<String>,
+        payload: Vec<Vec<u8>>,
+    },
+    Response {
+        request_type: u32,
+        request_id: u64,
+        status: Status,
+        error: Option<String>,
+        route: Vec<u8>,
+        payload: Vec<Vec<u8>>,
+    },
+    ReceiptSent(RequestRef),
+    ReceiptReceived(RequestRef),
+    Ready(Ready),
+    Heartbeat {
+        heartbeat_ms: u32,
+    },
+    Disconnect {
+        route: Vec<u8>,
+    },
+    Shutdown,
+    Reregister,
+    Error(ErrorReply),
+    Notification {
+        topic: String,
+        notify_id: Option<u64>,
+        payload: Vec<Vec<u8>>,
+    },
+}
+
+fn bytes_of(frames: &[Frame]) -> Vec<Vec<u8>> {
+    frames.iter().map(|f| f.to_vec()).collect()
+}
+
+fn repr(message: &Message) -> Repr {
+    match message {
+        Message::Hello(h) => Repr::Hello(h.clone()),
+        Message::Welcome { heartbeat_ms } => Repr::Welcome {
+            heartbeat_ms: *heartbeat_ms,
+        },
+        Message::Request(r) => Repr::Request {
+            request_type: r.request_type,
+            request_id: r.request_id,
+            flags: r.flags.bits(),
+            route: r.route.clone(),
+            reply_to: r.reply_to.clone(),
+            payload: bytes_of(&r.payload),
+        },
+        Message::Dispatch(d) => Repr::Dispatch {
+            request_type: d.request_type,
+            request_id: d.request_id,
+            flags: d.flags.bits(),
+            attempt: d.attempt,
+            payload: bytes_of(&d.payload),
+        },
+        Message::Result(r) => Repr::Result {
+            request_type: r.request_type,
+            request_id: r.request_id,
+            status: r.status,
+            error: r.error.clone(),
+            payload: bytes_of(&r.payload),
+        },
+        Message::Response(r) => Repr::Response {
+            request_type: r.request_type,
+            request_id: r.request_id,
+            status: r.status,
+            error: r.error.clone(),
+            route: r.route.clone(),
+            payload: bytes_of(&r.payload),
+        },
+        Message::ReceiptSent(r) => Repr::ReceiptSent(r.clone()),
+        Message::ReceiptReceived(r) => Repr::ReceiptReceived(r.clone()),
+        Message::Ready(r) => Repr::Ready(r.clone()),
+        Message::Heartbeat { heartbeat_ms } => Repr::Heartbeat {
+            heartbeat_ms: *heartbeat_ms,
+        },
+        Message::Disconnect { route } => Repr::Disconnect {
+            route: route.clone(),
+        },
+        Message::Shutdown => Repr::Shutdown,
+        Message::Reregister => Repr::Reregister,
+        Message::Error(e) => Repr::Error(e.clone()),
+        Message::Notification(n) => Repr::Notification {
+            topic: n.topic.clone(),
+            notify_id: n.notify_id,
+            payload: bytes_of(&n.payload),
+        },
+        other => panic!("Message variant unknown to this test: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Strategies for valid messages
+// ---------------------------------------------------------------------------
+
+fn payload() -> impl Strategy<Value = Vec<Frame>> {
+    vec(vec(any::<u8>(), 0..=300), 0..=4)
+        .prop_map(|frames| frames.into_iter().map(Frame::from).collect())
+}
+
+/// Request types are non-zero (0 is reserved).
+fn request_type() -> impl Strategy<Value = u32> {
+    prop_oneof![1..=16u32, 1..=u32::MAX]
+}
+
+fn request_id() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), 0..=1000u64, any::<u64>()]
+}
+
+/// Any bit set, known bits or not.
+fn flags() -> impl Strategy<Value = Flags> {
+    prop_oneof![
+        (0..=0xffu64).prop_map(Flags::from_bits_retain),
+        any::<u64>().prop_map(Flags::from_bits_retain),
+    ]
+}
+
+fn route() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![Just(Vec::new()), vec(any::<u8>(), 1..=32)]
+}
+
+/// Optional texts are `None` rather than empty (the wire cannot tell them apart).
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    option::of(any::<String>().prop_filter("non-empty", |s| !s.is_empty()))
+}
+
+fn heartbeat_ms() -> impl Strategy<Value = u32> {
+    prop_oneof![1..=60_000u32, 1..=u32::MAX]
+}
+
+fn worker_status() -> impl Strategy<Value = Status> {
+    prop_oneof![
+        Just(Status::Ok),
+        Just(Status::Failed),
+        Just(Status::BadRequest)
+    ]
+}
+
+fn any_status() -> impl Strategy<Value = Status> {
+    prop_oneof![
+        worker_status(),
+        Just(Status::Rejected),
+        Just(Status::WorkerDeath),
+        Just(Status::Redirected),
+        Just(Status::Overloaded),
+        Just(Status::NoWorkers),
+        Just(Status::UnknownReplyTo),
+    ]
+}
+
+fn request_ref() -> impl Strategy<Value = RequestRef> {
+    (request_type(), request_id(), route()).prop_map(|(request_type, request_id, route)| {
+        RequestRef {
+            request_type,
+            request_id,
+            route,
+        }
+    })
+}
+
+/// A notification topic: non-empty UTF-8 without NUL.
+fn topic() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9./_-]{0,30}",
+        any::<String>().prop_map(|s| s.replace('\0', "")),
+    ]
+    .prop_filter("non-empty", |s| !s.is_empty())
+}
+
+/// A valid notification.
+fn notification() -> impl Strategy<Value = Message> {
+    (topic(), option::of(1..=u64::MAX), payload()).prop_map(|(topic, notify_id, payload)| {
+        Message::Notification(Notification {
+            topic,
+            notify_id,
+            payload,
+        })
+    })
+}
+
+/// Every variant of [`Message`], with arbitrary valid field values.
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (heartbeat_ms(), opt_text(), route()).prop_map(|(heartbeat_ms, name, route)| {
+            Message::Hello(Hello {
+                heartbeat_ms,
+                name,
+                route,
+            })
+        }),
+        heartbeat_ms().prop_map(|heartbeat_ms| Message::Welcome { heartbeat_ms }),
+        (
+            request_type(),
+            request_id(),
+            flags(),
+            route(),
+            opt_text(),
+            payload()
+        )
+            .prop_map(
+                |(request_type, request_id, flags, route, reply_to, payload)| {
+                    Message::Request(Request {
+                        request_type,
+                        request_id,
+                        flags,
+                        route,
+                        reply_to,
+                        payload,
+                    })
+                }
+            ),
+        (
+            request_type(),
+            request_id(),
+            flags(),
+            prop_oneof![1..=5u32, 1..=u32::MAX],
+            payload()
+        )
+            .prop_map(|(request_type, request_id, flags, attempt, payload)| {
+                Message::Dispatch(Dispatch {
+                    request_type,
+                    request_id,
+                    flags,
+                    attempt,
+                    payload,
+                })
+            }),
+        (
+            request_type(),
+            request_id(),
+            worker_status(),
+            opt_text(),
+            payload()
+        )
+            .prop_map(|(request_type, request_id, status, error, payload)| {
+                Message::Result(WorkResult {
+                    request_type,
+                    request_id,
+                    status,
+                    error,
+                    payload,
+                })
+            }),
+        (
+            request_type(),
+            request_id(),
+            any_status(),
+            opt_text(),
+            route(),
+            payload()
+        )
+            .prop_map(
+                |(request_type, request_id, status, error, route, payload)| {
+                    Message::Response(Response {
+                        request_type,
+                        request_id,
+                        status,
+                        error,
+                        route,
+                        payload,
+                    })
+                }
+            ),
+        request_ref().prop_map(Message::ReceiptSent),
+        request_ref().prop_map(Message::ReceiptReceived),
+        (
+            heartbeat_ms(),
+            1..=1024u32,
+            vec(request_type(), 1..=8),
+            opt_text()
+        )
+            .prop_map(|(heartbeat_ms, capacity, request_types, name)| {
+                Message::Ready(Ready {
+                    heartbeat_ms,
+                    capacity,
+                    request_types,
+                    name,
+                })
+            }),
+        prop_oneof![Just(0u32), heartbeat_ms()]
+            .prop_map(|heartbeat_ms| Message::Heartbeat { heartbeat_ms }),
+        route().prop_map(|route| Message::Disconnect { route }),
+        Just(()).prop_map(|()| Message::Shutdown),
+        Just(()).prop_map(|()| Message::Reregister),
+        (any::<String>(), option::of(request_ref()))
+            .prop_map(|(error, request)| Message::Error(ErrorReply { error, request })),
+        notification(),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// Strategies for arbitrary and corrupted frames
+// ---------------------------------------------------------------------------
+
+/// One change to a list of frames.
+#[derive(Clone, Debug)]
+enum Mutation {
+    /// XOR one byte of one frame with a non-zero mask.
+    Flip { frame: Index, byte: Index, mask: u8 },
+    /// Cut one frame at some length.
+    Truncate { frame: Index, at: Index },
+    /// Append bytes to one frame.
+    Append { frame: Index, bytes: Vec<u8> },
+    /// Remove one frame.
+    DropFrame { frame: Index },
+    /// Insert a frame before another one (or at the end).
+    InsertFrame { at: Index, bytes: Vec<u8> },
+    /// Swap two frames.
+    Swap { a: Index, b: Index },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        4 => (any::<Index>(), any::<Index>(), 1..=255u8)
+            .prop_map(|(frame, byte, mask)| Mutation::Flip { frame, byte, mask }),
+        2 => (any::<Index>(), any::<Index>())
+            .prop_map(|(frame, at)| Mutation::Truncate { frame, at }),
+        2 => (any::<Index>(), vec(any::<u8>(), 1..=16))
+            .prop_map(|(frame, bytes)| Mutation::Append { frame, bytes }),
+        1 => any::<Index>().prop_map(|frame| Mutation::DropFrame { frame }),
+        1 => (any::<Index>(), vec(any::<u8>(), 0..=16))
+            .prop_map(|(at, bytes)| Mutation::InsertFrame { at, bytes }),
+        1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::Swap { a, b }),
+    ]
+}
+
+fn apply(frames: &mut Vec<Vec<u8>>, mutation: &Mutation) {
+    let n = frames.len();
+    match mutation {
+        Mutation::Flip { frame, byte, mask } if n > 0 => {
+            let f = &mut frames[frame.index(n)];
+            if !f.is_empty() {
+                let i = byte.index(f.len());
+                f[i] ^= mask;
+            }
+        }
+        Mutation::Truncate { frame, at } if n > 0 => {
+            let f = &mut frames[frame.index(n)];
+            let len = at.index(f.len() + 1);
+            f.truncate(len);
+        }
+        Mutation::Append { frame, bytes } if n > 0 => {
+            frames[frame.index(n)].extend_from_slice(bytes);
+        }
+        Mutation::DropFrame { frame } if n > 0 => {
+            frames.remove(frame.index(n));
+        }
+        Mutation::InsertFrame { at, bytes } => frames.insert(at.index(n + 1), bytes.clone()),
+        Mutation::Swap { a, b } if n > 0 => frames.swap(a.index(n), b.index(n)),
+        _ => {}
+    }
+}
+
+/// The frames of a valid message, changed by a few mutations.
+fn mutated_encoding() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    (
+        prop_oneof![3 => message(), 1 => notification()],
+        vec(mutation(), 1..=3),
+    )
+        .prop_map(|(message, mutations)| {
+            let mut frames = bytes_of(&message.into_frames());
+            for m in &mutations {
+                apply(&mut frames, m);
+            }
+            frames
+        })
+}
+
+/// Frames that are mostly, but not only, invalid.
+fn any_frames() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop_oneof![
+        1 => vec(vec(any::<u8>(), 0..=64), 0..=6),
+        1 => vec(vec(any::<u8>(), 0..=300), 0..=6),
+        4 => mutated_encoding(),
+    ]
+}
+
+fn to_frames(bytes: &[Vec<u8>]) -> Vec<Frame> {
+    bytes.iter().map(|b| Frame::from(&b[..])).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+fn decode_any(frames: Vec<Frame>, notification: bool) -> Result<Message, DecodeError> {
+    if notification {
+        decode_notification(frames)
+    } else {
+        decode(frames)
+    }
+}
+
+proptest! {
+    /// `into_frames` then `decode` / `decode_notification` is the identity.
+    #[test]
+    fn round_trip_is_identity(message in message()) {
+        let expected = repr(&message);
+        let is_notification = matches!(message, Message::Notification(_));
+        let frames = message.into_frames();
+        let decoded = decode_any(frames, is_notification);
+        prop_assert!(decoded.is_ok(), "decode failed: {:?} for {:?}", decoded, expected);
+        prop_assert_eq!(repr(&decoded.unwrap()), expected);
+    }
+
+    /// `encode` into a reused buffer + `decode_parts` is the identity too,
+    /// and writes the same header bytes as `into_frames`.
+    #[test]
+    fn encode_and_decode_parts_agree_with_into_frames(
+        first in message(),
+        second in message(),
+    ) {
+        let mut header = Vec::new();
+        // A first message leaves bytes in the buffer; `encode` clears it.
+        let _ = first.encode(&mut header);
+        let expected = repr(&second);
+        let is_notification = matches!(second, Message::Notification(_));
+        let frames_header = {
+            // Rebuild the same message from its representation to compare headers.
+            let frames = message_from(&expected).into_frames();
+            frames[usize::from(is_notification)].to_vec()
+        };
+        let encoded = second.encode(&mut header);
+        prop_assert_eq!(&header, &frames_header);
+        prop_assert_eq!(encoded.topic.is_some(), is_notification);
+        if is_notification {
+            let topic = parse_topic(encoded.topic.as_deref().unwrap_or_default());
+            prop_assert!(topic.is_ok());
+            let mut frames = vec![Frame::from(encoded.topic.unwrap()), Frame::from(&header[..])];
+            frames.extend(encoded.payload);
+            let decoded = decode_notification(frames);
+            prop_assert!(decoded.is_ok(), "decode failed: {:?}", decoded);
+            prop_assert_eq!(repr(&decoded.unwrap()), expected);
+        } else {
+            let decoded = decode_parts(&header, encoded.payload);
+            prop_assert!(decoded.is_ok(), "decode failed: {:?}", decoded);
+            prop_assert_eq!(repr(&decoded.unwrap()), expected);
+        }
+    }
+}
+
+proptest! {
+    // Cheap cases, and mostly invalid ones: run more of them.
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The decoders never panic, whatever the frames.
+    #[test]
+    fn decoders_never_panic(frames in any_frames()) {
+        let _ = decode(to_frames(&frames));
+        let _ = decode_notification(to_frames(&frames));
+        if let Some((header, rest)) = frames.split_first() {
+            let _ = decode_parts(header, to_frames(rest));
+        }
+        for frame in &frames {
+            let _ = peek_request_ref(frame);
+            let _ = peek_kind(frame);
+            let _ = parse_topic(frame);
+        }
+    }
+
+    /// Whatever decodes re-encodes to something that decodes to the same
+    /// message: decoding normalises (drops unknown fields, absent optional
+    /// texts, the minor version), and normal forms are fixed points.
+    #[test]
+    fn decoded_messages_re_encode_to_themselves(frames in any_frames()) {
+        for notification in [false, true] {
+            if let Ok(message) = decode_any(to_frames(&frames), notification) {
+                let expected = repr(&message);
+                let again = decode_any(message.into_frames(), notification);
+                prop_assert!(again.is_ok(), "re-decode failed: {:?} for {:?}", again, expected);
+                prop_assert_eq!(repr(&again.unwrap()), expected);
+            }
+        }
+    }
+}
+
+/// Builds a [`Message`] back from its representation.
+fn message_from(r: &Repr) -> Message {
+    let frames = |p: &[Vec<u8>]| -> Vec<Frame> { to_frames(p) };
+    match r.clone() {
+        Repr::Hello(h) => Message::Hello(h),
+        Repr::Welcome { heartbeat_ms } => Message::Welcome { heartbeat_ms },
+        Repr::Request {
+            request_type,
+            request_id,
+            flags,
+            route,
+            reply_to,
+            payload,
+        } => Message::Request(Request {
+            request_type,
+            request_id,
+            flags: Flags::from_bits_retain(flags),
+            route,
+            reply_to,
+            payload: frames(&payload),
+        }),
+        Repr::Dispatch {
+            request_type,
+            request_id,
+            flags,
+            attempt,
+            payload,
+        } => Message::Dispatch(Dispatch {
+            request_type,
+            request_id,
+            flags: Flags::from_bits_retain(flags),
+            attempt,
+            payload: frames(&payload),
+        }),
+        Repr::Result {
+            request_type,
+            request_id,
+            status,
+            error,
+            payload,
+        } => Message::Result(WorkResult {
+            request_type,
+            request_id,
+            status,
+            error,
+            payload: frames(&payload),
+        }),
+        Repr::Response {
+            request_type,
+            request_id,
+            status,
+            error,
+            route,
+            payload,
+        } => Message::Response(Response {
+            request_type,
+            request_id,
+            status,
+            error,
+            route,
+            payload: frames(&payload),
+        }),
+        Repr::ReceiptSent(r) => Message::ReceiptSent(r),
+        Repr::ReceiptReceived(r) => Message::ReceiptReceived(r),
+        Repr::Ready(r) => Message::Ready(r),
+        Repr::Heartbeat { heartbeat_ms } => Message::Heartbeat { heartbeat_ms },
+        Repr::Disconnect { route } => Message::Disconnect { route },
+        Repr::Shutdown => Message::Shutdown,
+        Repr::Reregister => Message::Reregister,
+        Repr::Error(e) => Message::Error(e),
+        Repr::Notification {
+            topic,
+            notify_id,
+            payload,
+        } => Message::Notification(Notification {
+            topic,
+            notify_id,
+            payload: frames(&payload),
+        }),
+    }
+}
+
+#[test]
+fn repr_round_trips_through_message_from() {
+    // Guard for the helpers above: Repr -> Message -> Repr is the identity.
+    let r = Repr::Request {
+        request_type: 1,
+        request_id: 2,
+        flags: 3,
+        route: vec![4],
+        reply_to: Some("five".into()),
+        payload: vec![vec![6], vec![]],
+    };
+    assert_eq!(repr(&message_from(&r)), r);
+}
