@@ -21,8 +21,8 @@ use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
-    self, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId, RequestRef,
-    RequestType, Response, Route, Status, WorkResult,
+    self, DecodeError, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId,
+    RequestRef, RequestType, Response, Route, Status, WorkResult,
 };
 use crate::slab::{Key, Slab};
 
@@ -45,10 +45,14 @@ pub(crate) struct Outgoing {
 
 type ReqKey = (RequestType, RequestId);
 
-/// Where a response (or receipt) goes: a client, and the route behind it.
+/// Where a response (or receipt) goes: a client's routing id, and the
+/// route behind it (set by a proxy). Kept by routing id, not by client
+/// record, so that a client that reconnects with the same id (or a proxy
+/// re-sending for its clients) is the same origin and still gets its
+/// responses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Dest {
-    client: Key,
+    peer: PeerId,
     route: Route,
 }
 
@@ -157,6 +161,8 @@ pub(crate) struct BrokerCore {
     next_seq: u64,
     total_pending: usize,
     next_tick: Instant,
+    /// The time of the input being handled.
+    now: Instant,
     stats: BrokerStats,
     out: Vec<Outgoing>,
 }
@@ -181,6 +187,7 @@ impl BrokerCore {
             next_seq: 0,
             total_pending: 0,
             next_tick: now + config.heartbeat / 2,
+            now,
             stats: BrokerStats::default(),
             out: Vec::new(),
         }
@@ -211,9 +218,10 @@ impl BrokerCore {
         header: &[u8],
         payload: Payload,
     ) {
+        self.now = now;
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
-            Err(e) => return self.malformed(Side::Frontend, peer, header, &e.to_string()),
+            Err(e) => return self.malformed(Side::Frontend, peer, header, &e),
         };
         match msg {
             Message::Request(req) => self.on_request(now, peer, req),
@@ -234,7 +242,7 @@ impl BrokerCore {
             }
             other => {
                 let text = format!("unexpected {} on the broker frontend", other.kind_name());
-                self.malformed(Side::Frontend, peer, header, &text);
+                self.unexpected(Side::Frontend, peer, header, &text);
             }
         }
     }
@@ -247,12 +255,12 @@ impl BrokerCore {
         header: &[u8],
         payload: Payload,
     ) {
+        self.now = now;
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
             Err(e) => {
-                let error = e.to_string();
-                self.malformed(Side::Backend, peer, header, &error);
-                return self.fail_garbled_result(now, peer, header, error);
+                self.malformed(Side::Backend, peer, header, &e);
+                return self.fail_garbled_result(now, peer, header, e.to_string());
             }
         };
         if let Message::Ready(ready) = msg {
@@ -277,7 +285,7 @@ impl BrokerCore {
                 }
             } else {
                 let text = format!("unexpected {} on the broker backend", msg.kind_name());
-                self.malformed(Side::Backend, peer, header, &text);
+                self.unexpected(Side::Backend, peer, header, &text);
             }
             return;
         };
@@ -309,13 +317,14 @@ impl BrokerCore {
             }
             other => {
                 let text = format!("unexpected {} on the broker backend", other.kind_name());
-                self.malformed(Side::Backend, peer, header, &text);
+                self.unexpected(Side::Backend, peer, header, &text);
             }
         }
     }
 
     /// Periodic work: liveness checks and heartbeats.
     pub(crate) fn on_tick(&mut self, now: Instant) {
+        self.now = now;
         let mut shortest = self.heartbeat;
         let dead: Vec<Key> = self
             .workers
@@ -421,12 +430,13 @@ impl BrokerCore {
         if let Some(name) = hello.name {
             debug!(%name, "client registered its name");
             let dest = Dest {
-                client,
+                peer: peer.into(),
                 route: hello.route,
             };
             if let Some(old) = self.names.insert(name.clone(), dest) {
-                if old.client != client {
-                    if let Some(c) = self.clients.get_mut(old.client) {
+                if old.peer.as_slice() != peer {
+                    let previous = self.client_ids.get(&old.peer).copied();
+                    if let Some(c) = previous.and_then(|k| self.clients.get_mut(k)) {
                         c.names.retain(|n| *n != name);
                     }
                 }
@@ -462,12 +472,12 @@ impl BrokerCore {
     }
 
     fn on_request(&mut self, now: Instant, peer: &[u8], req: Request) {
-        let client = self.touch_client(now, peer);
+        self.touch_client(now, peer);
         self.stats.requests_received += 1;
         let key = (req.request_type, req.request_id);
         self.types.entry(key.0).or_default().received += 1;
         let origin = Dest {
-            client,
+            peer: peer.into(),
             route: req.route,
         };
         let reply_to = match &req.reply_to {
@@ -571,12 +581,18 @@ impl BrokerCore {
         existing.reply_to = reply_to;
         let mut receipt_for_new = None;
         match &mut existing.state {
-            ReqState::Pending(stored) => *stored = payload,
+            ReqState::Pending(stored) => {
+                *stored = payload;
+                // The new requester gets RECEIPT_SENT when it is dispatched.
+                existing.receipt_sent = false;
+            }
             ReqState::InFlight { retry_copy, .. } => {
                 let tries_left = existing.attempts < self.max_tries;
                 *retry_copy =
                     (flags.contains(Flags::RETRY_ON_DEATH) && tries_left).then_some(payload);
                 let received = existing.received && flags.contains(Flags::RECEIPT_ON_RECEIVE);
+                // Sent below if asked; a retry must not send it again.
+                existing.receipt_sent = true;
                 receipt_for_new = Some((
                     existing.origin.clone(),
                     flags.contains(Flags::RECEIPT_ON_SEND),
@@ -970,7 +986,7 @@ impl BrokerCore {
         };
         self.client_ids.remove(&c.id);
         for name in c.names {
-            if self.names.get(&name).is_some_and(|d| d.client == ck) {
+            if self.names.get(&name).is_some_and(|d| d.peer == c.id) {
                 self.names.remove(&name);
             }
         }
@@ -1014,21 +1030,42 @@ impl BrokerCore {
 
     // ----- output -------------------------------------------------------
 
-    fn malformed(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
+    /// A message that does not decode. A REQUEST of the right version that
+    /// names a request is refused with `RESPONSE BAD_REQUEST`; anything else
+    /// gets an `ERROR` (naming the request when the header does). An ERROR
+    /// is never answered, so two peers cannot loop.
+    fn malformed(&mut self, side: Side, peer: &[u8], header: &[u8], error: &DecodeError) {
+        let version_ok = !matches!(error, DecodeError::UnsupportedVersion { .. });
+        self.reject(side, peer, header, &error.to_string(), version_ok);
+    }
+
+    /// A valid message of a kind this socket does not take.
+    fn unexpected(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
+        self.reject(side, peer, header, error, false);
+    }
+
+    fn reject(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str, bad_request: bool) {
         match side {
             Side::Frontend => self.stats.malformed_frontend += 1,
             Side::Backend => self.stats.malformed_backend += 1,
         }
         warn!(?side, peer = %hex(peer), %error, "malformed message");
-        let reply = match protocol::peek_request_ref(header) {
-            Some(r) if side == Side::Frontend => Message::Response(Response {
-                request_type: r.request_type,
-                request_id: r.request_id,
-                status: Status::BadRequest,
-                error: Some(error.to_owned()),
-                route: r.route,
-                payload: Payload::new(),
-            }),
+        let kind = protocol::peek_kind(header);
+        if kind == Some("ERROR") {
+            return;
+        }
+        let request = protocol::peek_request_ref(header);
+        let reply = match request {
+            Some(r) if bad_request && side == Side::Frontend && kind == Some("REQUEST") => {
+                Message::Response(Response {
+                    request_type: r.request_type,
+                    request_id: r.request_id,
+                    status: Status::BadRequest,
+                    error: Some(error.to_owned()),
+                    route: r.route,
+                    payload: Payload::new(),
+                })
+            }
             request => Message::Error(ErrorReply {
                 error: error.to_owned(),
                 request,
@@ -1058,7 +1095,7 @@ impl BrokerCore {
             route: dest.route.clone(),
             payload,
         });
-        self.send_to_client(dest.client, msg);
+        self.send_to_client(&dest.peer, msg);
     }
 
     fn send_receipt_received(&mut self, dest: &Dest, key: ReqKey) {
@@ -1067,7 +1104,7 @@ impl BrokerCore {
             request_id: key.1,
             route: dest.route.clone(),
         });
-        self.send_to_client(dest.client, msg);
+        self.send_to_client(&dest.peer, msg);
     }
 
     fn send_receipt_sent(&mut self, dest: &Dest, key: ReqKey) {
@@ -1076,24 +1113,14 @@ impl BrokerCore {
             request_id: key.1,
             route: dest.route.clone(),
         });
-        self.send_to_client(dest.client, msg);
+        self.send_to_client(&dest.peer, msg);
     }
 
-    fn send_to_client(&mut self, ck: Key, msg: Message) {
-        match self.clients.get_mut(ck) {
-            Some(c) => {
-                let peer = c.id.clone();
-                self.out.push(Outgoing {
-                    side: Side::Frontend,
-                    peer,
-                    msg,
-                });
-            }
-            None => {
-                // The client is gone (dead or disconnected): nobody to tell.
-                self.stats.undeliverable += 1;
-            }
-        }
+    /// Sends to a client by routing id. A client that is gone is noticed by
+    /// the driver (the ROUTER refuses the message) and counted there.
+    fn send_to_client(&mut self, peer: &PeerId, msg: Message) {
+        let now = self.now;
+        self.send_tracked(now, Side::Frontend, peer.clone(), msg);
     }
 
     /// Sends and records the time, so heartbeats are only sent on silence.

@@ -1177,9 +1177,6 @@ fn broker_heartbeats_a_silent_client_after_its_own_interval() {
 }
 
 #[test]
-#[ignore = "BUG: RESPONSE/RECEIPT_* to a client go through send_to_client, which does not \
-            update last_sent, so a client receiving a steady stream of RESPONSEs still \
-            gets a HEARTBEAT every broker interval (protocol.md §7.2)"]
 fn no_heartbeat_to_a_client_while_responses_flow() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -1786,17 +1783,14 @@ fn client_disconnect_forgets_it_and_its_name() {
         }),
     );
     h.expect_status(CB, 7, 2, Status::UnknownReplyTo);
-    // The admitted request is not cancelled; its response is undeliverable.
+    // The admitted request is not cancelled; its response is still
+    // addressed to the routing id (the ROUTER delivers it if the client
+    // comes back, or refuses it and the driver counts it undeliverable).
     h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_nothing();
-    assert_eq!(h.stats().undeliverable, 1);
+    h.expect_status(CA, 7, 1, Status::Ok);
 }
 
 #[test]
-#[ignore = "BUG: Dest stores the client's slab Key, not its routing id; a client forgotten \
-            (DISCONNECT or liveness) that greets again gets a new Key, so responses to \
-            requests admitted before are dropped as undeliverable instead of delivered \
-            to the same routing id (protocol.md §7.4, §15.2)"]
 fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -1812,10 +1806,6 @@ fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
 }
 
 #[test]
-#[ignore = "BUG: same root cause as above: after a client is forgotten by liveness and \
-            sends the same REQUEST again (a proxy re-send), the stored request's origin \
-            Key is stale, so the re-send is answered REJECTED instead of being treated \
-            as the same origin (protocol.md §8.2 step 3, §10.2 buffering)"]
 fn resend_after_the_client_was_forgotten_is_still_the_same_origin() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -1968,11 +1958,6 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 }
 
 #[test]
-#[ignore = "BUG: RECEIPT_SENT is lost for a new requester that takes over a request \
-            pending again after a RETRY_ON_DEATH: Req::receipt_sent stays true from the \
-            first requester's dispatch, so the re-dispatch after the takeover sends no \
-            RECEIPT_SENT to the new origin, which asked RECEIPT_ON_SEND (protocol.md §5, \
-            §8.2 step 5; an in-flight takeover does get it at once, §15.3)"]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -1996,11 +1981,6 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
 }
 
 #[test]
-#[ignore = "BUG: RECEIPT_SENT twice to one requester: an in-flight takeover sends \
-            RECEIPT_SENT to the new origin at once but does not set Req::receipt_sent \
-            (the first requester had no RECEIPT_ON_SEND), so after a worker death the \
-            RETRY_ON_DEATH re-dispatch sends it a second RECEIPT_SENT (protocol.md §5: \
-            once per request, not again on a retry)"]
 fn takeover_then_retry_sends_receipt_sent_once() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -2559,10 +2539,6 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
 }
 
 #[test]
-#[ignore = "BUG: a wrong-major header that names a request (e.g. REQUEST major 2, type 42) \
-            is answered RESPONSE BAD_REQUEST, because malformed() uses peek_request_ref \
-            without checking major/kind; protocol.md §12 row 1 and §8.2 step 1 require \
-            ERROR{unsupported protocol version ...} with the request fields"]
 fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -2618,10 +2594,6 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
 }
 
 #[test]
-#[ignore = "BUG: a valid message of a kind not accepted on the frontend that names a \
-            request (e.g. a client sends RESULT{type 7, id 1}) is answered RESPONSE \
-            BAD_REQUEST; protocol.md §12 reserves BAD_REQUEST for a refused REQUEST and \
-            requires ERROR{error, request_type, request_id, route} for other kinds"]
 fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -2704,9 +2676,6 @@ fn an_error_from_a_peer_is_never_answered() {
 }
 
 #[test]
-#[ignore = "BUG: an ERROR header that fails validation (here: followed by a payload frame) \
-            is answered with an ERROR; malformed() does not check the kind, while \
-            protocol.md §4/§12 say no peer ever answers an ERROR with an ERROR (loop risk)"]
 fn a_malformed_error_is_not_answered_either() {
     let mut h = Harness::new();
     h.connect(CA);
@@ -2940,8 +2909,8 @@ struct MReq {
     payload: Vec<Vec<u8>>,
     attempts: u32,
     /// Mirrors the broker's "RECEIPT_SENT already sent" bit: set on the
-    /// dispatch that sent one, never by a takeover (see the ignored BUG tests
-    /// `takeover_*_receipt_sent_*`).
+    /// dispatch that sent one; a takeover resets it for the new requester
+    /// (`takeover_*_receipt_sent_*`).
     receipt_sent: bool,
     /// The assigned worker sent RECEIPT_RECEIVED for the current dispatch.
     received: bool,
@@ -3359,6 +3328,10 @@ impl Sim {
                 }
                 r.origin = c;
                 r.flags = flags;
+                // The new requester is owed RECEIPT_SENT at the next dispatch
+                // if pending; if in flight it got it just now (if asked), and
+                // a retry must not send it again.
+                r.receipt_sent = in_flight;
                 // Pending: the payload to dispatch; in flight: the retry copy.
                 r.payload = body.clone();
                 r.instance = instance;

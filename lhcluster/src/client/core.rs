@@ -223,9 +223,7 @@ impl ClientCore {
         self.broker.last_heard = now;
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
-            Err(e) => {
-                return self.malformed(now, e.to_string());
-            }
+            Err(e) => return self.malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
@@ -259,6 +257,7 @@ impl ClientCore {
             other => {
                 self.malformed(
                     now,
+                    &[],
                     format!("unexpected {} from the broker", other.kind_name()),
                 );
             }
@@ -405,9 +404,12 @@ impl ClientCore {
         self.send(now, hello);
     }
 
-    fn malformed(&mut self, now: Instant, error: String) {
+    fn malformed(&mut self, now: Instant, header: &[u8], error: String) {
         self.stats.malformed += 1;
         warn!(%error, "malformed message from the broker");
+        if protocol::peek_kind(header) == Some("ERROR") {
+            return; // never answer an error with an error
+        }
         self.send(
             now,
             Message::Error(ErrorReply {

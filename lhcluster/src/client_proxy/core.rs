@@ -349,6 +349,9 @@ impl ProxyCore {
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
         self.stats.malformed_clients += 1;
         warn!(%error, "malformed message from a client");
+        if protocol::peek_kind(header) == Some("ERROR") {
+            return; // never answer an error with an error
+        }
         let request = protocol::peek_request_ref(header).map(|mut r| {
             r.route.clear();
             r
@@ -366,7 +369,7 @@ impl ProxyCore {
         self.broker.last_heard = now;
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
-            Err(e) => return self.broker_malformed(now, e.to_string()),
+            Err(e) => return self.broker_malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
@@ -404,6 +407,7 @@ impl ProxyCore {
             other => {
                 self.broker_malformed(
                     now,
+                    &[],
                     format!("unexpected {} from the broker", other.kind_name()),
                 );
             }
@@ -478,9 +482,12 @@ impl ProxyCore {
         }
     }
 
-    fn broker_malformed(&mut self, now: Instant, error: String) {
+    fn broker_malformed(&mut self, now: Instant, header: &[u8], error: String) {
         self.stats.malformed_broker += 1;
         warn!(%error, "malformed message from the broker");
+        if protocol::peek_kind(header) == Some("ERROR") {
+            return; // never answer an error with an error
+        }
         self.send_broker(
             now,
             Message::Error(ErrorReply {

@@ -121,7 +121,7 @@ impl WorkerCore {
         self.broker.last_heard = now;
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
-            Err(e) => return self.malformed(now, e.to_string()),
+            Err(e) => return self.malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
@@ -158,6 +158,7 @@ impl WorkerCore {
             Message::Error(e) => warn!(error = %e.error, "the broker reported an error"),
             other => self.malformed(
                 now,
+                &[],
                 format!("unexpected {} from the broker", other.kind_name()),
             ),
         }
@@ -286,9 +287,12 @@ impl WorkerCore {
         self.send(now, ready);
     }
 
-    fn malformed(&mut self, now: Instant, error: String) {
+    fn malformed(&mut self, now: Instant, header: &[u8], error: String) {
         self.stats.malformed += 1;
         warn!(%error, "malformed message from the broker");
+        if protocol::peek_kind(header) == Some("ERROR") {
+            return; // never answer an error with an error
+        }
         self.send(
             now,
             Message::Error(ErrorReply {
