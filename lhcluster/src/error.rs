@@ -58,6 +58,12 @@ pub enum Error {
     /// The role has stopped; the command was not carried out.
     #[error("the role has stopped")]
     Stopped,
+    /// No answer within the given time.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The peer answered something this version cannot understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
 }
 
 pub(crate) fn zmq_err(context: &'static str) -> impl FnOnce(zmq::Error) -> Error {

@@ -1290,7 +1290,7 @@ fn notification_header_is_refused_by_decode() {
 
 #[test]
 fn unknown_kind_numbers() {
-    for k in [16, 17, 1000, i32::MAX, -1, i32::MIN] {
+    for k in [18, 1000, i32::MAX, -1, i32::MIN] {
         let header = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
         assert_eq!(
             decode_err(&header, &[]),
@@ -1634,4 +1634,32 @@ fn peek_kind_names_what_a_header_claims() {
     assert_eq!(peek_kind(&Pb::header(99).build()), None);
     assert_eq!(peek_kind(&Pb::header(-1).build()), None);
     assert_eq!(peek_kind(b"\xff\xff"), None);
+}
+
+#[test]
+fn stats_query_and_reply() {
+    let frames = Message::StatsQuery.into_frames();
+    assert_eq!(frames.len(), 1);
+    // major 1, kind 16
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x18, 0x10]);
+    assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
+    let reply = Message::StatsReply {
+        payload: vec![(&b"{\"pending\":1}"[..]).into()],
+    };
+    let frames = reply.into_frames();
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x18, 0x11]);
+    match decode(frames) {
+        Ok(Message::StatsReply { payload }) => assert_eq!(&payload[0][..], b"{\"pending\":1}"),
+        other => panic!("{other:?}"),
+    }
+    // A query carries no payload.
+    let mut frames = Message::StatsQuery.into_frames();
+    frames.push((&b"x"[..]).into());
+    assert!(matches!(
+        decode(frames),
+        Err(DecodeError::UnexpectedPayload {
+            kind: "STATS_QUERY",
+            frames: 1
+        })
+    ));
 }

@@ -526,3 +526,27 @@ fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
         ));
     });
 }
+
+#[test]
+fn stats_can_be_queried_over_the_protocol() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let _worker = echo_worker(&broker, &[4]);
+        let client = client(&broker);
+        client.request(4).send().unwrap().wait().unwrap();
+        let remote =
+            lhcluster::broker::query_stats(broker.frontend(), Duration::from_secs(5)).unwrap();
+        assert_eq!(remote.requests_completed, 1);
+        assert_eq!(remote.workers, 1);
+        assert_eq!(remote.types[&4].completed, 1);
+        // A stats query is not a client.
+        assert_eq!(remote.clients, 1);
+        // Nobody listening: a timeout, not a hang.
+        let silent =
+            lhcluster::broker::query_stats("tcp://127.0.0.1:1", Duration::from_millis(200));
+        assert!(
+            matches!(silent, Err(lhcluster::Error::Timeout(_))),
+            "{silent:?}"
+        );
+    });
+}

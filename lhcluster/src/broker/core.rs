@@ -236,6 +236,11 @@ impl BrokerCore {
                 }
             }
             Message::Disconnect { route } => self.on_client_disconnect(peer, route),
+            Message::StatsQuery => {
+                let json = serde_json::to_vec(&self.stats()).unwrap_or_default();
+                let payload = vec![protocol::Frame::from(json)];
+                self.send(Side::Frontend, peer.into(), Message::StatsReply { payload });
+            }
             Message::Error(e) => {
                 // Never answer an error with an error: that could loop.
                 debug!(error = %e.error, "client reported an error");

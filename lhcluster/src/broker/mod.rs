@@ -70,3 +70,39 @@ impl Broker {
         self.role.stop(driver::Command::Stop)
     }
 }
+
+/// Asks a running broker for its statistics over the protocol
+/// (`STATS_QUERY` on its frontend), as `lhcluster stats` does.
+pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<BrokerStats, Error> {
+    use crate::error::zmq_err;
+    use crate::protocol::{self, Message};
+
+    crate::endpoint::validate(frontend)?;
+    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id())?;
+    socket
+        .set_linger(0)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    let mut header = Vec::new();
+    crate::io::send(&socket, None, Message::StatsQuery, &mut header)
+        .map_err(zmq_err("sending STATS_QUERY"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        if left.is_zero() || socket.poll(zmq::POLLIN, ms).map_err(zmq_err("polling"))? == 0 {
+            return Err(Error::Timeout(timeout));
+        }
+        let Some(incoming) = crate::io::try_recv(&socket, false).map_err(zmq_err("receiving"))?
+        else {
+            continue;
+        };
+        let header = incoming.header.as_deref().unwrap_or(&[]);
+        // The broker may first ask us to greet (REREGISTER): skip that.
+        if let Ok(Message::StatsReply { payload }) =
+            protocol::decode_parts(header, incoming.payload)
+        {
+            let json = payload.first().map(|f| f.to_vec()).unwrap_or_default();
+            return serde_json::from_slice(&json).map_err(|e| Error::Protocol(e.to_string()));
+        }
+    }
+}

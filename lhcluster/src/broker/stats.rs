@@ -6,7 +6,8 @@ use std::fmt;
 use crate::protocol::RequestType;
 
 /// Counters and gauges of one request type.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct TypeStats {
     /// Requests received for this type.
@@ -23,8 +24,11 @@ pub struct TypeStats {
     pub workers: u64,
 }
 
-/// A snapshot of a broker's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A snapshot of a broker's statistics. Serialized as JSON in the
+/// protocol's `STATS_REPLY` (field names as here; unknown fields ignored,
+/// missing ones 0, so the format can grow).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct BrokerStats {
     /// Valid requests received.

@@ -116,6 +116,14 @@ impl Message {
                 }
                 Payload::new()
             }
+            Message::StatsQuery => {
+                h.kind = pb::Kind::StatsQuery as i32;
+                Payload::new()
+            }
+            Message::StatsReply { payload } => {
+                h.kind = pb::Kind::StatsReply as i32;
+                payload
+            }
             Message::Notification(n) => {
                 h.kind = pb::Kind::Notification as i32;
                 h.notify_id = n.notify_id.unwrap_or(0);
@@ -439,6 +447,11 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 request,
             })
         }
+        pb::Kind::StatsQuery => {
+            no_payload(&payload)?;
+            Message::StatsQuery
+        }
+        pb::Kind::StatsReply => Message::StatsReply { payload },
         // A notification is only valid behind its topic frame.
         pb::Kind::Notification => return Err(DecodeError::UnexpectedKind(name)),
     };

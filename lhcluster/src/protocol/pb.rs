@@ -84,6 +84,10 @@ pub enum Kind {
     Error = 14,
     /// publisher -> notify broker -> subscriber: a notification.
     Notification = 15,
+    /// operator tool -> broker frontend: "send me your statistics".
+    StatsQuery = 16,
+    /// broker -> operator tool: statistics as one JSON payload frame.
+    StatsReply = 17,
 }
 impl Kind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -108,6 +112,8 @@ impl Kind {
             Self::Reregister => "REREGISTER",
             Self::Error => "ERROR",
             Self::Notification => "NOTIFICATION",
+            Self::StatsQuery => "STATS_QUERY",
+            Self::StatsReply => "STATS_REPLY",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -129,6 +135,8 @@ impl Kind {
             "REREGISTER" => Some(Self::Reregister),
             "ERROR" => Some(Self::Error),
             "NOTIFICATION" => Some(Self::Notification),
+            "STATS_QUERY" => Some(Self::StatsQuery),
+            "STATS_REPLY" => Some(Self::StatsReply),
             _ => None,
         }
     }

@@ -269,6 +269,13 @@ pub enum Message {
     Error(ErrorReply),
     /// Publisher → notify broker → subscriber.
     Notification(Notification),
+    /// Operator tool → broker: asks for statistics.
+    StatsQuery,
+    /// Broker → operator tool: statistics, one JSON payload frame.
+    StatsReply {
+        /// The JSON document (see `docs/protocol.md`).
+        payload: Payload,
+    },
 }
 
 impl Message {
@@ -290,6 +297,8 @@ impl Message {
             Message::Reregister => "REREGISTER",
             Message::Error(_) => "ERROR",
             Message::Notification(_) => "NOTIFICATION",
+            Message::StatsQuery => "STATS_QUERY",
+            Message::StatsReply { .. } => "STATS_REPLY",
         }
     }
 }
