@@ -434,6 +434,20 @@ impl BrokerCore {
         }
         if let Some(name) = hello.name {
             debug!(%name, "client registered its name");
+            // One name per client (per route behind a proxy): a new name
+            // replaces the old one.
+            let previous: Vec<String> = self
+                .names
+                .iter()
+                .filter(|(n, d)| d.peer.as_slice() == peer && d.route == hello.route && **n != name)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for old in previous {
+                self.names.remove(&old);
+                if let Some(c) = self.clients.get_mut(client) {
+                    c.names.retain(|n| *n != old);
+                }
+            }
             let dest = Dest {
                 peer: peer.into(),
                 route: hello.route,

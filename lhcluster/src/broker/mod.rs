@@ -97,12 +97,15 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
             continue;
         };
         let header = incoming.header.as_deref().unwrap_or(&[]);
-        // The broker may first ask us to greet (REREGISTER): skip that.
-        if let Ok(Message::StatsReply { payload }) =
-            protocol::decode_parts(header, incoming.payload)
-        {
-            let json = payload.first().map(|f| f.to_vec()).unwrap_or_default();
-            return serde_json::from_slice(&json).map_err(|e| Error::Protocol(e.to_string()));
+        match protocol::decode_parts(header, incoming.payload) {
+            Ok(Message::StatsReply { payload }) => {
+                let json = payload.first().map(|f| f.to_vec()).unwrap_or_default();
+                return serde_json::from_slice(&json).map_err(|e| Error::Protocol(e.to_string()));
+            }
+            // Not a broker (a proxy says so), or one that does not know the query.
+            Ok(Message::Error(e)) => return Err(Error::Protocol(e.error)),
+            // Anything else (say a REREGISTER) is not our answer.
+            _ => {}
         }
     }
 }

@@ -71,7 +71,7 @@ pub struct BrokerStats {
     pub heartbeats_sent: u64,
     /// Workers that registered.
     pub workers_registered: u64,
-    /// Workers declared dead (missed heartbeats or gone with work in flight).
+    /// Workers declared dead (missed heartbeats).
     pub worker_deaths: u64,
     /// Clients declared dead.
     pub client_deaths: u64,

@@ -138,6 +138,11 @@ impl ProxyCore {
         at
     }
 
+    /// The driver could not hand a message to a client's socket.
+    pub(crate) fn count_unroutable(&mut self) {
+        self.stats.unroutable += 1;
+    }
+
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.broker = Liveness::new(now, self.broker.peer_interval);
         self.session = Session::Greeting;

@@ -198,6 +198,7 @@ impl Driver {
                             io::send(&self.clients, Some(&peer), msg, &mut self.header_buf)
                         {
                             tracing::debug!(error = %e, "message to a client undeliverable");
+                            self.core.count_unroutable();
                         }
                     }
                     Action::ToBroker(msg) => {

@@ -240,8 +240,11 @@ impl WorkerCore {
                     self.lose_broker(now);
                 } else if self.broker.heartbeat_due(now, self.heartbeat) {
                     if self.session == Session::Registering {
-                        // The READY (or its WELCOME) may have been lost.
-                        self.send_ready(now);
+                        // The READY (or its WELCOME) may have been lost; a
+                        // stopping worker does not ask for work again.
+                        if !self.stopping {
+                            self.send_ready(now);
+                        }
                     } else {
                         self.stats.heartbeats_sent += 1;
                         let heartbeat_ms = interval_to_ms(self.heartbeat);
@@ -256,7 +259,9 @@ impl WorkerCore {
     /// waits for running handlers (bounded) before closing.
     pub(crate) fn on_stop(&mut self, now: Instant) {
         self.stopping = true;
-        if self.session == Session::Registered {
+        // Also while registering: the broker reads our READY first, so the
+        // DISCONNECT that follows it is understood.
+        if !matches!(self.session, Session::Disconnected { .. }) {
             self.send(now, Message::Disconnect { route: Vec::new() });
         }
     }
