@@ -1,4 +1,5 @@
-//! Quick start: a broker, two workers and a client in one process.
+//! Quick start: a broker, two workers and a client in one process, with
+//! typed requests.
 //!
 //! Run with `cargo run --release --example quickstart`. It sends a mix of
 //! two-way and one-way requests, shows a duplicate being rejected, prints
@@ -10,12 +11,33 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lhcluster::client::{Client, ClientConfig, ReceiptKind};
-use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, BrokerConfig, Flags, Payload, RequestError, Status};
+use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+use lhcluster::{Broker, BrokerConfig, Flags, Request, Status, TypedRequestError};
+use serde::{Deserialize, Serialize};
 
-const UPPERCASE: u32 = 1;
-const LOG_LINE: u32 = 2;
-const SLOW: u32 = 3;
+/// Two-way: the worker answers with the text in capitals.
+#[derive(Serialize, Deserialize, Request)]
+#[request_type(name = "quickstart.uppercase", response = String)]
+struct Uppercase {
+    text: String,
+}
+
+/// One-way: the client only learns that it was delivered.
+#[derive(Serialize, Deserialize, Request)]
+#[request_type(name = "quickstart.log", one_way)]
+struct LogLine {
+    #[request_id]
+    seq: u64,
+    line: String,
+}
+
+/// A job with a natural id: while job 7 runs, another job 7 is rejected.
+#[derive(Serialize, Deserialize, Request)]
+#[request_type(name = "quickstart.slow")]
+struct SlowJob {
+    #[request_id]
+    job: u64,
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -40,25 +62,17 @@ fn main() -> anyhow::Result<()> {
             config.name = Some(format!("worker-{n}"));
             config.capacity = 2;
             Worker::builder(config)
-                .handle_raw(UPPERCASE, move |_: &RequestContext, payload: Payload| {
-                    let text = payload
-                        .first()
-                        .map(|f| f.to_ascii_uppercase())
-                        .unwrap_or_default();
-                    Ok(vec![text.into()])
+                .handle::<Uppercase>(|req: Uppercase, _: &RequestContext| {
+                    Ok::<_, String>(req.text.to_uppercase())
                 })
-                .handle_raw(LOG_LINE, move |ctx: &RequestContext, payload: Payload| {
+                .handle::<LogLine>(move |req: LogLine, ctx: &RequestContext| {
                     logged.fetch_add(1, Ordering::Relaxed);
-                    println!(
-                        "  worker-{n} logged #{}: {}",
-                        ctx.request_id,
-                        String::from_utf8_lossy(payload.first().map_or(&[][..], |f| &f[..]))
-                    );
-                    Ok(Payload::new())
+                    println!("  worker-{n} logged #{}: {}", ctx.request_id, req.line);
+                    Ok::<_, String>(())
                 })
-                .handle_raw(SLOW, |_: &RequestContext, _payload: Payload| {
+                .handle::<SlowJob>(|_: SlowJob, _: &RequestContext| {
                     std::thread::sleep(Duration::from_millis(300));
-                    Err(HandlerError::failed("slow job gave up"))
+                    Err::<(), _>("slow job gave up")
                 })
                 .start()
         })
@@ -73,29 +87,30 @@ fn main() -> anyhow::Result<()> {
     let words = ["alpha", "bravo", "charlie", "delta"];
     let handles = words
         .iter()
-        .map(|w| client.request(UPPERCASE).payload_bytes(w.as_bytes()).send())
+        .map(|w| {
+            client.send_typed(&Uppercase {
+                text: w.to_string(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for (word, handle) in words.iter().zip(handles) {
-        let reply = handle.wait().context("uppercase request")?;
-        println!("  {word} -> {}", String::from_utf8_lossy(&reply.payload[0]));
+        let upper = handle.wait().context("uppercase request")?;
+        println!("  {word} -> {upper}");
     }
 
     println!("one-way requests:");
-    for (i, line) in ["started", "working", "done"].iter().enumerate() {
+    for (seq, line) in ["started", "working", "done"].iter().enumerate() {
         client
-            .send(
-                LOG_LINE,
-                i as u64,
-                Flags::ONE_WAY,
-                vec![line.as_bytes().into()],
-            )?
+            .send_typed(&LogLine {
+                seq: seq as u64,
+                line: line.to_string(),
+            })?
             .wait()?;
     }
 
     println!("a duplicate (same type and id while the first runs) is rejected:");
     let first = client
-        .request(SLOW)
-        .id(7)
+        .request_typed(&SlowJob { job: 7 })
         .flags(Flags::RECEIPT_ON_SEND)
         .send()?;
     // Wait until a worker has it, so the duplicate surely comes second.
@@ -103,9 +118,8 @@ fn main() -> anyhow::Result<()> {
         bail!("the slow request was not dispatched");
     }
     let other = Client::connect(ClientConfig::new(broker.frontend()))?;
-    let duplicate = other.request(SLOW).id(7).send()?;
-    match duplicate.wait() {
-        Err(RequestError::Status {
+    match other.send_typed(&SlowJob { job: 7 })?.wait() {
+        Err(TypedRequestError::Broker {
             status: Status::Rejected,
             message,
         }) => println!("  rejected: {message}"),
@@ -113,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     }
     match first.wait() {
         Err(e) => println!("  the original ran once and failed as designed: {e}"),
-        Ok(_) => bail!("the slow job should fail"),
+        Ok(()) => bail!("the slow job should fail"),
     }
 
     // One-way requests complete on the workers in the background.

@@ -1,6 +1,9 @@
 //! # lhcluster
 //!
-//! Brokered request queuing and notifications over ZeroMQ.
+//! Brokered request queuing and notifications over ZeroMQ: typed requests
+//! routed from clients to workers through a broker, with deduplication,
+//! receipts, retries and a guaranteed outcome for every request, and
+//! topic-based notifications.
 //!
 //! ## Roles
 //!
@@ -12,46 +15,224 @@
 //! - [`Worker`]: registers request types with a capacity, runs handlers on a
 //!   pool of that many threads, reconnects and re-registers by itself.
 //! - [`Client`]: sends one-way or two-way requests and gets every outcome
-//!   through a [`ResponseHandle`] (`wait`, `wait_timeout` or `.await`).
+//!   through a handle ([`TypedResponse`], or [`ResponseHandle`] for raw
+//!   requests: `wait`, `wait_timeout` or `.await`).
+//! - [`ClientProxy`]: sits between clients and a broker, buffers requests and
+//!   re-sends them until the delivery they asked for is confirmed, across
+//!   broker restarts.
+//! - [`NotifyBroker`], [`NotifyPublisher`], [`NotifySubscriber`]: fan-out of
+//!   notifications by topic ([`notify`]).
 //!
 //! Every role runs in-process on its own driver thread; its handle is
-//! `Clone + Send + Sync`. See `docs/architecture.md` for the design and
-//! `docs/protocol.md` for the wire protocol.
+//! `Clone + Send + Sync`. Each can run in its own process, on its own
+//! machine, over `tcp://`, `ipc://` or `inproc://` endpoints. See
+//! `docs/architecture.md` for the design and `docs/protocol.md` for the wire
+//! protocol; `docs/guide.md` is this guide outside rustdoc.
 //!
 //! ## Quick start
 //!
+//! A request type is a serde struct with `#[derive(Request)]`; a worker
+//! serves it with a closure, a client sends it and gets the typed response.
+//!
 //! ```
-//! use std::time::Duration;
 //! use lhcluster::client::{Client, ClientConfig};
 //! use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
-//! use lhcluster::{Broker, BrokerConfig, Payload};
+//! use lhcluster::{Broker, BrokerConfig, Request};
+//! use serde::{Deserialize, Serialize};
 //!
-//! let broker = Broker::start(BrokerConfig::new("inproc://doc-front", "inproc://doc-back"))?;
+//! #[derive(Serialize, Deserialize, Request)]
+//! #[request_type(name = "greeter.hello", response = Greeting)]
+//! struct Hello {
+//!     name: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greeting {
+//!     text: String,
+//! }
+//!
+//! let broker = Broker::start(BrokerConfig::new("inproc://guide-front", "inproc://guide-back"))?;
 //! let worker = Worker::builder(WorkerConfig::new(broker.backend()))
-//!     .handle_raw(1, |_ctx: &RequestContext, payload: Payload| Ok(payload)) // echo
+//!     .handle::<Hello>(|req: Hello, _: &RequestContext| {
+//!         Ok::<_, std::convert::Infallible>(Greeting { text: format!("hello, {}", req.name) })
+//!     })
 //!     .start()?;
 //! let client = Client::connect(ClientConfig::new(broker.frontend()))?;
-//! let reply = client.request(1).payload_bytes(b"hello").send()?.wait()?;
-//! assert_eq!(&reply.payload[0][..], b"hello");
+//! let greeting = client.send_typed(&Hello { name: "world".into() })?.wait()?;
+//! assert_eq!(greeting.text, "hello, world");
 //! # client.stop()?; worker.stop()?; broker.stop()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! ## Outcomes
+//! ## Typed requests
 //!
-//! A two-way request ends in exactly one outcome: the worker's response
-//! (`Ok`), a status from the worker or the broker
-//! ([`RequestError::Status`]: `FAILED`, `BAD_REQUEST`, `REJECTED`,
-//! `OVERLOADED`, `NO_WORKERS`, `WORKER_DEATH`, `REDIRECTED`,
-//! `UNKNOWN_REPLY_TO`), a timeout, or a disconnection. Nothing waits
+//! `#[derive(Request)]` implements [`trait@Request`] for a struct or enum
+//! that is also `Serialize + Deserialize`. Options, all optional, go in
+//! `#[request_type(...)]`:
+//!
+//! | option | meaning | default |
+//! |---|---|---|
+//! | `name = "orders.create"` | the name, hashed into the id | the type's name |
+//! | `id = 1234` | an explicit request type id (not 0) | [`request_type_id(name)`](request_type_id) |
+//! | `response = T` | the response type | `()` |
+//! | `one_way` | the client learns of delivery, never a response | two-way |
+//! | `crate = "path"` | the path to this crate, if renamed in `Cargo.toml` | `::lhcluster` |
+//!
+//! A field marked `#[request_id]` (a `u64`, or a `Copy` type that converts
+//! into one) is the request's natural id: the broker's dedupe key, so a
+//! duplicate sent while the first is pending is `REJECTED`. Without it the
+//! client assigns a fresh id to each send.
+//!
+//! ```
+//! use lhcluster::Request;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Request)]
+//! #[request_type(name = "orders.create", response = OrderCreated)]
+//! struct CreateOrder {
+//!     #[request_id]
+//!     order_no: u64,
+//!     item: String,
+//!     /// Added in version 2: older peers ignore it, newer ones see `None`
+//!     /// from older peers.
+//!     gift_wrap: Option<bool>,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct OrderCreated {
+//!     eta_days: u32,
+//! }
+//!
+//! assert_eq!(CreateOrder::REQUEST_TYPE, 0x1D4F_B242);
+//! ```
+//!
+//! **Ids.** A generated id is the 32-bit FNV-1a hash of the name's UTF-8
+//! bytes, 0 mapped to 1 ([`request_type_id`]); a Python or C peer computes
+//! the same. Pick names unique across the system (`"orders.create"` rather
+//! than the default type name). Two handlers for one id in a worker make
+//! [`WorkerBuilder::start`](worker::WorkerBuilder::start) fail.
+//!
+//! **Payloads.** Requests, responses and notifications travel as one
+//! MessagePack payload frame, structs as maps keyed by field name
+//! ([`typed::encode`]). Adding an `Option` field (or one with
+//! `#[serde(default)]`) keeps old and new peers compatible both ways.
+//!
+//! **Workers** serve a type with
+//! [`WorkerBuilder::handle`](worker::WorkerBuilder::handle) and a
+//! [`typed::Handler`]: a closure `Fn(R, &RequestContext) -> Result<R::Response, E>`
+//! for any `E: Display` (write its argument types), or a type implementing
+//! the trait. The [`RequestContext`](worker::RequestContext) has the type,
+//! id, flags and attempt number.
+//!
+//! **Clients** send with [`Client::send_typed`], or
+//! [`Client::request_typed`] to set flags, an id, a timeout, `one_way()` or
+//! `reply_to(name)` first. The [`TypedResponse`] resolves to
+//! `Result<R::Response, TypedRequestError>`:
+//!
+//! | outcome | error |
+//! |---|---|
+//! | the payload does not decode as the worker's type | [`TypedRequestError::BadRequest`], with the decode error |
+//! | the handler returns `Err(e)` or panics | [`TypedRequestError::Failed`], with `e`'s text |
+//! | the broker answers: `REJECTED`, `OVERLOADED`, `NO_WORKERS`, `WORKER_DEATH`, `REDIRECTED`, `UNKNOWN_REPLY_TO` | [`TypedRequestError::Broker`] with the status |
+//! | the response does not decode as `R::Response` | [`TypedRequestError::Decode`] |
+//! | no outcome within the timeout, the broker went away, the client stopped | `Timeout`, `Disconnected`, `Stopped` |
+//!
+//! A two-way request ends in exactly one of these outcomes; nothing waits
 //! forever.
+//!
+//! **Raw requests.** The untyped API stays complete, for payloads that are
+//! not serde values and for bindings to other languages:
+//! [`WorkerBuilder::handle_raw`](worker::WorkerBuilder::handle_raw) and
+//! [`Client::request`] carry payload frames as they are, and
+//! [`RequestError::Status`] holds the status.
 //!
 //! ## Delivery flags
 //!
-//! [`Flags`] ask for receipts (`RECEIPT_ON_SEND`, `RECEIPT_ON_RECEIVE`),
-//! death handling (`NOTIFY_ON_DEATH`, `RETRY_ON_DEATH`), response takeover
-//! (`ALLOW_REDIRECT`, `NOTIFY_ON_REDIRECT`), one-way delivery (`ONE_WAY`) and
-//! fail-fast (`FAIL_FAST`). Their exact promises are in `docs/protocol.md`.
+//! [`Flags`] ask for receipts (`RECEIPT_ON_SEND`: the broker handed the
+//! request to a worker; `RECEIPT_ON_RECEIVE`: the worker accepted it), death
+//! handling (`NOTIFY_ON_DEATH`, `RETRY_ON_DEATH` with a bounded number of
+//! tries), response takeover by a later duplicate (`ALLOW_REDIRECT`,
+//! `NOTIFY_ON_REDIRECT`), one-way delivery (`ONE_WAY`) and fail-fast when no
+//! worker serves the type (`FAIL_FAST`). Their exact promises are in
+//! `docs/protocol.md`; a [`ClientProxy`] extends them across broker
+//! restarts (`docs/guarantees.md`).
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use lhcluster::client::{Client, ClientConfig, ReceiptKind};
+//! # use lhcluster::Flags;
+//! # #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+//! # #[request_type(name = "orders.create", response = u32)]
+//! # struct CreateOrder { #[request_id] order_no: u64 }
+//! # let client = Client::connect(ClientConfig::new("tcp://127.0.0.1:5555"))?;
+//! let handle = client
+//!     .request_typed(&CreateOrder { order_no: 7 })
+//!     .flags(Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH | Flags::FAIL_FAST)
+//!     .timeout(Duration::from_secs(30))
+//!     .send()?;
+//! if handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)) {
+//!     println!("a worker has order 7");
+//! }
+//! let eta = handle.wait()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Notifications
+//!
+//! `#[derive(Notification)]` with `#[notification(name = "topic")]` makes
+//! a serde type a [`trait@Notification`] published on that topic.
+//! [`NotifyPublisher::publish_typed`] publishes one (it never blocks); a
+//! [`typed::NotifyRouter`] subscribes to the topics of the types it has
+//! handlers for and calls the right one. Topics match exactly unless a
+//! prefix subscription is asked for; `docs/notifications.md` has the
+//! promises.
+//!
+//! ```
+//! use std::time::Duration;
+//! use lhcluster::notify::*;
+//! use lhcluster::typed::NotifyRouter;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, lhcluster::Notification)]
+//! #[notification(name = "orders.shipped")]
+//! struct Shipped {
+//!     order_no: u64,
+//! }
+//!
+//! let broker = NotifyBroker::start(NotifyBrokerConfig::new(
+//!     "inproc://guide-notify-front",
+//!     "inproc://guide-notify-back",
+//! ))?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let subscriber = NotifyRouter::new()
+//!     .on::<Shipped>(move |n| {
+//!         let _ = tx.send(n.order_no);
+//!         NotifyOutcome::Continue
+//!     })
+//!     .connect(NotifySubscriberConfig::new(broker.frontend()))?;
+//! let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend()))?;
+//! publisher.publish_typed(&Shipped { order_no: 7 })?;
+//! assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, 7);
+//! # subscriber.stop()?; publisher.stop()?; broker.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Running the daemon
+//!
+//! The roles run in any process that links this crate. To run them as
+//! daemons, the `lhcluster` binary (crate `lhcluster-cli`) has
+//! `lhcluster broker --frontend tcp://*:5555 --backend tcp://*:5556`,
+//! `lhcluster proxy`, `lhcluster notify-broker`, and `lhcluster up
+//! cluster.toml` for a whole cluster from one TOML file, plus operator tools
+//! (`request`, `worker`, `publish`, `subscribe`, `stats`, `bench`). Request
+//! types are given by number or by name, hashed like the derive does.
+//! `docs/operations.md` is the reference.
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `derive` | on | `#[derive(Request)]` and `#[derive(Notification)]` (the `lhcluster-derive` crate); without it, implement [`trait@Request`] and [`trait@Notification`] by hand |
 //!
 //! ## Logging
 //!
@@ -60,18 +241,23 @@
 //! for state changes.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod broker;
 pub mod client;
 pub mod client_proxy;
 mod context;
 mod endpoint;
 mod error;
+mod ids;
 mod io;
+pub mod notify;
 mod peer;
 #[doc(hidden)]
 pub mod protocol;
 mod role;
 mod slab;
+pub mod typed;
 mod wake;
 pub mod worker;
 
@@ -80,5 +266,27 @@ pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use client_proxy::{ClientProxy, ClientProxyConfig};
 pub use context::context;
 pub use error::{ConfigError, Error};
+pub use ids::request_type_id;
+pub use notify::{
+    NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+    NotifySubscriber, NotifySubscriberConfig,
+};
 pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+pub use typed::{Notification, Request, TypedRequestError, TypedResponse};
 pub use worker::{Worker, WorkerConfig};
+
+/// `#[derive(Request)]` and `#[derive(Notification)]`: see the
+/// [`Request`](trait@Request) and [`Notification`](trait@Notification)
+/// traits, and the [typed requests](crate#typed-requests) section.
+#[cfg(feature = "derive")]
+pub use lhcluster_derive::{Notification, Request};
+
+/// What code generated by `lhcluster-derive` refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::ids::request_type_id;
+    pub use crate::protocol::{RequestId, RequestType};
+    pub use crate::typed::request::request_id_of;
+    pub use crate::typed::{Notification, Request};
+    pub use ::core::option::Option;
+}

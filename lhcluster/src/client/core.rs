@@ -245,7 +245,13 @@ impl ClientCore {
                 }
             }
             Message::Reregister => {
+                // The broker lost our session: most likely it restarted and
+                // lost what we had sent it (a proxy would re-send; a direct
+                // client cannot), so nothing outstanding will be answered.
                 debug!("the broker does not know this client: greeting again");
+                self.fail_all(&RequestError::Disconnected(
+                    "the broker lost this client's session (restarted?)".to_owned(),
+                ));
                 self.session = Session::Greeting;
                 self.send_hello(now);
             }

@@ -173,6 +173,29 @@ impl Client {
             .send()
     }
 
+    /// Sends a typed request: encoded as MessagePack, with its type's
+    /// request type id, its natural id ([`Request::request_id`]) or a fresh
+    /// one, and `ONE_WAY` if the type is one-way. The handle resolves to the
+    /// decoded response. For flags, an explicit id, a timeout or reply-to,
+    /// use [`request_typed`](Self::request_typed).
+    ///
+    /// [`Request::request_id`]: crate::typed::Request::request_id
+    pub fn send_typed<R: crate::typed::Request>(
+        &self,
+        request: &R,
+    ) -> Result<crate::typed::TypedResponse<R>, crate::typed::TypedRequestError> {
+        self.request_typed(request).send()
+    }
+
+    /// Starts building a typed request, to set options before
+    /// [`send`](crate::typed::TypedRequestBuilder::send).
+    pub fn request_typed<'a, R: crate::typed::Request>(
+        &'a self,
+        request: &'a R,
+    ) -> crate::typed::TypedRequestBuilder<'a, R> {
+        crate::typed::TypedRequestBuilder::new(self, request)
+    }
+
     /// A snapshot of the client's statistics.
     pub fn stats(&self) -> Result<ClientStats, Error> {
         self.role.request(driver::Command::Stats)

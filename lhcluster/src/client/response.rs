@@ -95,6 +95,9 @@ struct SlotState {
     done: bool,
     receipts: Vec<ReceiptKind>,
     waker: Option<Waker>,
+    /// Threads blocked on the condition variable. Notifying costs a
+    /// syscall even when nobody waits, so it is skipped then.
+    waiters: usize,
 }
 
 /// The state shared by a handle and the client driver.
@@ -111,16 +114,18 @@ impl Shared {
 
     /// Sets the outcome; later calls are ignored (exactly one outcome).
     pub(crate) fn complete(&self, outcome: Outcome) -> bool {
-        let waker = {
+        let (waker, waiters) = {
             let mut s = self.lock();
             if s.done {
                 return false;
             }
             s.done = true;
             s.outcome = Some(outcome);
-            s.waker.take()
+            (s.waker.take(), s.waiters)
         };
-        self.cond.notify_all();
+        if waiters > 0 {
+            self.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -132,8 +137,32 @@ impl Shared {
         if !s.receipts.contains(&kind) {
             s.receipts.push(kind);
         }
+        let waiters = s.waiters;
         drop(s);
-        self.cond.notify_all();
+        if waiters > 0 {
+            self.cond.notify_all();
+        }
+    }
+
+    /// Blocks on the condition variable (at most `timeout`), counted as a
+    /// waiter meanwhile.
+    fn wait_on<'a>(
+        &self,
+        mut s: MutexGuard<'a, SlotState>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, SlotState> {
+        s.waiters += 1;
+        let mut s = match timeout {
+            None => self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+            Some(t) => {
+                self.cond
+                    .wait_timeout(s, t)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+        s.waiters -= 1;
+        s
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -182,7 +211,7 @@ impl ResponseHandle {
     pub fn wait(self) -> Outcome {
         let mut s = self.shared.lock();
         while !s.done {
-            s = self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = self.shared.wait_on(s, None);
         }
         take(&mut s)
     }
@@ -197,12 +226,7 @@ impl ResponseHandle {
             if left.is_zero() {
                 return Err(RequestError::Timeout(timeout));
             }
-            s = self
-                .shared
-                .cond
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            s = self.shared.wait_on(s, Some(left));
         }
         take(&mut s)
     }
@@ -236,12 +260,7 @@ impl ResponseHandle {
             if s.done || left.is_zero() {
                 return false;
             }
-            s = self
-                .shared
-                .cond
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            s = self.shared.wait_on(s, Some(left));
         }
     }
 }

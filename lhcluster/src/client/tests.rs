@@ -925,7 +925,7 @@ fn shutdown_fails_outstanding_requests_and_reconnects_later() {
 }
 
 #[test]
-fn reregister_sends_hello_again_and_keeps_outstanding_requests() {
+fn reregister_sends_hello_again_and_fails_outstanding_requests() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     let actions = h.feed(50, Message::Reregister);
@@ -934,15 +934,18 @@ fn reregister_sends_hello_again_and_keeps_outstanding_requests() {
     };
     assert_eq!(hello.name.as_deref(), Some("c1"));
     assert_eq!(hello.heartbeat_ms, 100);
-    assert!(!a.is_done());
+    // The broker lost our session (a restart): nothing outstanding will be
+    // answered, so the caller learns it now rather than at its timeout.
+    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
     h.feed(
         60,
         Message::Welcome {
             heartbeat_ms: BROKER_HB,
         },
     );
+    // A late answer (the broker had only forgotten us) is an event.
     h.feed(70, ok(7, 1));
-    expect_ok(&mut a);
+    assert_eq!(h.core.stats().responses_unmatched, 1);
 }
 
 #[test]

@@ -215,15 +215,7 @@ impl ProxyCore {
         self.touch_client(now, peer);
         self.stats.requests_received += 1;
         let key: EntryKey = (peer.into(), r.request_type, r.request_id);
-        let confirm = if r.flags.is_two_way() {
-            Some(Confirm::Response)
-        } else if r.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
-            Some(Confirm::Receipt(ReceiptKind::Received))
-        } else if r.flags.contains(Flags::RECEIPT_ON_SEND) {
-            Some(Confirm::Receipt(ReceiptKind::Sent))
-        } else {
-            None
-        };
+        let confirm = confirmation(r.flags, r.reply_to.is_some());
         if self.buffer.contains_key(&key) {
             // The client sent it again: re-send it now.
             return self.resend(now, &key);
@@ -589,8 +581,7 @@ impl ProxyCore {
             return;
         };
         let (flags, reply_to) = (e.flags, e.reply_to.clone());
-        let fire_and_forget = !flags.is_two_way()
-            && !flags.intersects(Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE);
+        let fire_and_forget = confirmation(flags, reply_to.is_some()).is_none();
         let payload = if fire_and_forget {
             std::mem::take(&mut e.payload)
         } else {
@@ -681,6 +672,23 @@ impl ProxyCore {
     fn send_broker(&mut self, now: Instant, msg: Message) {
         self.broker.last_sent = now;
         self.actions.push(Action::ToBroker(msg));
+    }
+}
+
+/// What confirms a request, so it can leave the buffer: its response when
+/// it comes back here (two-way, no reply-to), else the receipt its flags ask
+/// for; `None` for fire-and-forget (sent once, then forgotten). A reply-to
+/// request's response goes to another client, so it is confirmed like a
+/// one-way request.
+fn confirmation(flags: Flags, has_reply_to: bool) -> Option<Confirm> {
+    if flags.is_two_way() && !has_reply_to {
+        Some(Confirm::Response)
+    } else if flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+        Some(Confirm::Receipt(ReceiptKind::Received))
+    } else if flags.contains(Flags::RECEIPT_ON_SEND) {
+        Some(Confirm::Receipt(ReceiptKind::Sent))
+    } else {
+        None
     }
 }
 

@@ -27,6 +27,8 @@ pub use config::WorkerConfig;
 pub use handler::{HandlerError, RawHandler, RequestContext};
 pub use stats::WorkerStats;
 
+pub use crate::typed::Handler;
+
 use crate::error::{ConfigError, Error};
 use crate::protocol::RequestType;
 use crate::role::RoleHandle;
@@ -61,6 +63,40 @@ impl WorkerBuilder {
     /// fail.
     pub fn handle_raw(mut self, request_type: RequestType, handler: impl RawHandler) -> Self {
         self.add(request_type, Arc::new(handler));
+        self
+    }
+
+    /// Serves the typed request `R` (at `R::REQUEST_TYPE`) with `handler`:
+    /// the payload is decoded into `R` (`BAD_REQUEST` with the decode error
+    /// if it does not decode), the handler runs, and its response is
+    /// encoded back (its error becomes `FAILED` with the error's text).
+    /// Registering one request type twice, typed or raw, makes
+    /// [`start`](Self::start) fail.
+    ///
+    /// ```no_run
+    /// use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+    /// #[request_type(name = "text.upper", response = String)]
+    /// struct Upper {
+    ///     text: String,
+    /// }
+    ///
+    /// let worker = Worker::builder(WorkerConfig::new("tcp://127.0.0.1:5556"))
+    ///     .handle::<Upper>(|req: Upper, _: &RequestContext| {
+    ///         Ok::<_, std::convert::Infallible>(req.text.to_uppercase())
+    ///     })
+    ///     .start()?;
+    /// # Ok::<(), lhcluster::Error>(())
+    /// ```
+    pub fn handle<R: crate::typed::Request + 'static>(
+        mut self,
+        handler: impl crate::typed::Handler<R>,
+    ) -> Self {
+        self.add(
+            R::REQUEST_TYPE,
+            Arc::new(crate::typed::Typed::<R, _>::new(handler)),
+        );
         self
     }
 

@@ -1,10 +1,19 @@
 //! The handler pool: `capacity` threads running handlers off the driver
 //! thread. A panic becomes a `FAILED` outcome; the thread keeps serving.
+//!
+//! Waking a thread costs a context switch, which is far more than a cheap
+//! handler, so the pool wakes as few as it can without ever leaving a job
+//! queued while a thread sleeps: at most one idle thread is kept *searching*
+//! (awake, not running a handler). A submitted job wakes a sleeping thread
+//! only when no thread is searching; a searcher that takes a job while more
+//! are queued wakes the next one before running it. Slow handlers thus
+//! still run `capacity` at a time (each new job finds a searcher, or wakes
+//! one), while a burst of fast ones is served by the threads already awake.
+//! Sleeping threads are woken last-in first-out, so the warmest runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
@@ -22,10 +31,91 @@ pub(crate) struct Done {
 
 pub(crate) type Handlers = HashMap<RequestType, Arc<dyn RawHandler>>;
 
+#[derive(Debug, Default)]
+struct State {
+    jobs: VecDeque<Dispatch>,
+    /// Sleeping threads, the most recently idle last.
+    idle: Vec<usize>,
+    /// Per thread: woken on purpose (and already counted as searching).
+    woken: Vec<bool>,
+    /// Threads awake and not running a handler.
+    searching: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<State>,
+    /// One per thread, so that a chosen thread is woken.
+    conds: Vec<Condvar>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes one sleeping thread if none is searching; returns the thread
+    /// to notify once the lock is released.
+    fn want_searcher(s: &mut State) -> Option<usize> {
+        if s.searching > 0 {
+            return None;
+        }
+        let i = s.idle.pop()?;
+        s.woken[i] = true;
+        s.searching += 1;
+        Some(i)
+    }
+
+    fn notify(&self, i: Option<usize>) {
+        if let Some(i) = i {
+            self.conds[i].notify_one();
+        }
+    }
+
+    /// The next job for thread `i`, sleeping while there is none; `None`
+    /// when the pool is closed and drained. `finished`: the thread comes
+    /// back from a job (else it was already counted as searching).
+    fn next(&self, i: usize, finished: bool) -> Option<Dispatch> {
+        let mut s = self.lock();
+        if finished {
+            s.searching += 1;
+        }
+        loop {
+            if let Some(job) = s.jobs.pop_front() {
+                s.searching -= 1;
+                let wake = if s.jobs.is_empty() {
+                    None
+                } else {
+                    Self::want_searcher(&mut s)
+                };
+                drop(s);
+                self.notify(wake);
+                return Some(job);
+            }
+            if s.closed {
+                s.searching -= 1;
+                return None;
+            }
+            s.searching -= 1;
+            s.idle.push(i);
+            while !s.woken[i] && !s.closed {
+                s = self.conds[i].wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.woken[i] {
+                s.woken[i] = false;
+            } else {
+                // Closed while asleep: leave the idle list, search once more.
+                s.idle.retain(|&t| t != i);
+                s.searching += 1;
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Pool {
-    jobs: Option<Sender<Dispatch>>,
-    threads: Vec<JoinHandle<()>>,
+    queue: Arc<Queue>,
 }
 
 impl Pool {
@@ -34,49 +124,82 @@ impl Pool {
         handlers: Arc<Handlers>,
         bell: Arc<Doorbell>,
     ) -> std::io::Result<(Pool, Receiver<Done>)> {
-        let (jobs_tx, jobs_rx) = unbounded::<Dispatch>();
+        let size = size as usize;
         let (done_tx, done_rx) = unbounded::<Done>();
-        let mut threads = Vec::new();
+        let queue = Arc::new(Queue {
+            state: Mutex::new(State {
+                woken: vec![false; size],
+                // Every thread starts awake, searching.
+                searching: size,
+                ..State::default()
+            }),
+            conds: (0..size).map(|_| Condvar::new()).collect(),
+        });
+        let pool = Pool {
+            queue: queue.clone(),
+        };
         for i in 0..size {
-            let jobs = jobs_rx.clone();
+            let thread_queue = queue.clone();
             let done = done_tx.clone();
             let handlers = handlers.clone();
             let bell = bell.clone();
-            let thread = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("lhcluster-handler-{i}"))
-                .spawn(move || {
-                    for job in jobs {
-                        let result = run(&handlers, job);
-                        if done.send(result).is_err() {
-                            return;
-                        }
-                        bell.ring();
-                    }
-                })?;
-            threads.push(thread);
+                .spawn(move || serve(&thread_queue, i, &handlers, &done, &bell));
+            if let Err(e) = spawned {
+                // Threads already started exit once they see the pool closed;
+                // account for the ones that never will.
+                let mut s = queue.lock();
+                s.searching -= size - i;
+                drop(s);
+                pool.close_queue();
+                return Err(e);
+            }
         }
-        Ok((
-            Pool {
-                jobs: Some(jobs_tx),
-                threads,
-            },
-            done_rx,
-        ))
+        Ok((pool, done_rx))
     }
 
     pub(crate) fn submit(&self, job: Dispatch) {
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+        let mut s = self.queue.lock();
+        if s.closed {
+            return;
         }
+        s.jobs.push_back(job);
+        let wake = Queue::want_searcher(&mut s);
+        drop(s);
+        self.queue.notify(wake);
     }
 
-    /// Lets the threads finish their current job and exit, without waiting.
+    /// Lets the threads finish the queued jobs and exit, without waiting.
     pub(crate) fn close(&mut self) {
-        self.jobs = None;
-        self.threads.clear();
+        self.close_queue();
+    }
+
+    fn close_queue(&self) {
+        self.queue.lock().closed = true;
+        for c in &self.queue.conds {
+            c.notify_one();
+        }
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_queue();
+    }
+}
+
+fn serve(queue: &Queue, i: usize, handlers: &Handlers, done: &Sender<Done>, bell: &Doorbell) {
+    let mut finished = false;
+    while let Some(job) = queue.next(i, finished) {
+        let result = run(handlers, job);
+        if done.send(result).is_err() {
+            return;
+        }
+        bell.ring();
+        finished = true;
+    }
+}
 fn run(handlers: &Handlers, job: Dispatch) -> Done {
     let key = (job.request_type, job.request_id);
     let context = RequestContext {

@@ -1,0 +1,443 @@
+//! lhcluster under load: a broker (in-process, or external), optionally a
+//! client proxy, W echo workers of capacity C, optional idle workers, and
+//! K clients, each driven by one thread.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use lhcluster::client::{Client, ClientConfig};
+use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
+use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
+use lhcluster::{Broker, BrokerConfig, Flags, Frame, Payload, RequestType, ResponseHandle};
+
+use super::load::{self, Control, DRAIN_TIMEOUT, LoadSpec, RunResult};
+use super::transport::{self, Transport};
+
+/// How the lhcluster side of a run is set up.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub transport: Transport,
+    /// An external broker's (frontend, backend); `None` starts one here.
+    pub external: Option<(String, String)>,
+    pub proxy: bool,
+    pub workers: usize,
+    pub capacity: u32,
+    /// Request types each worker registers (1..=types); requests cycle.
+    pub types: u32,
+    /// Registered workers that serve other types and never get work.
+    pub idle_workers: usize,
+    pub flags: Flags,
+}
+
+impl Setup {
+    /// One-way without a receipt: the handle resolves at once, so the
+    /// window is enforced by the workers acknowledging arrivals.
+    fn gated(&self) -> bool {
+        self.flags.contains(Flags::ONE_WAY)
+            && !self
+                .flags
+                .intersects(Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE)
+    }
+
+    pub fn label(&self) -> &'static str {
+        if self.proxy {
+            "lhcluster+proxy"
+        } else {
+            "lhcluster"
+        }
+    }
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running roles of one measured interval.
+struct Cluster {
+    broker: Option<Broker>,
+    proxy: Option<ClientProxy>,
+    workers: Vec<Worker>,
+    idle: Option<IdleWorkers>,
+    clients: Vec<Client>,
+    endpoints: Vec<String>,
+}
+
+impl Cluster {
+    fn start(setup: &Setup, clients: usize, control: &Arc<Control>) -> anyhow::Result<Self> {
+        let mut endpoints = Vec::new();
+        let (broker, frontend, backend) = match &setup.external {
+            Some((front, back)) => (None, front.clone(), back.clone()),
+            None => {
+                let mut config = BrokerConfig::new(
+                    setup.transport.bind_endpoint("front"),
+                    setup.transport.bind_endpoint("back"),
+                );
+                config.max_pending_per_type = 1_000_000;
+                let broker = Broker::start(config).context("starting the broker")?;
+                let (f, b) = (broker.frontend().to_owned(), broker.backend().to_owned());
+                endpoints.push(f.clone());
+                endpoints.push(b.clone());
+                (Some(broker), f, b)
+            }
+        };
+        let proxy = if setup.proxy {
+            let bind = setup.transport.bind_endpoint("proxy");
+            let proxy = ClientProxy::start(ClientProxyConfig::new(bind, frontend.clone()))
+                .context("starting the proxy")?;
+            endpoints.push(proxy.endpoint().to_owned());
+            Some(proxy)
+        } else {
+            None
+        };
+        let mut workers = Vec::new();
+        for i in 0..setup.workers {
+            let mut config = WorkerConfig::new(backend.clone());
+            config.capacity = setup.capacity;
+            config.name = Some(format!("bench-{i}"));
+            let mut builder = Worker::builder(config);
+            let handler = handler(setup.gated(), control.clone());
+            for t in 1..=setup.types {
+                builder = builder.handle_raw(t, handler.clone());
+            }
+            workers.push(builder.start().context("starting a worker")?);
+        }
+        let idle = (setup.idle_workers > 0)
+            .then(|| IdleWorkers::start(&backend, setup.idle_workers, setup.transport))
+            .transpose()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for w in &workers {
+            while !w.stats()?.registered {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "workers did not register within {READY_TIMEOUT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(broker) = &broker {
+            let expected = (setup.workers + setup.idle_workers) as u64;
+            while broker.stats()?.workers < expected {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "idle workers did not register within {READY_TIMEOUT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else if idle.is_some() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let client_endpoint = proxy
+            .as_ref()
+            .map_or(frontend, |p| p.endpoint().to_owned());
+        let mut started = Vec::new();
+        for _ in 0..clients {
+            let client = Client::connect(ClientConfig::new(client_endpoint.clone()))?;
+            anyhow::ensure!(
+                client.wait_connected(READY_TIMEOUT),
+                "client did not connect to {client_endpoint} within {READY_TIMEOUT:?}"
+            );
+            started.push(client);
+        }
+        Ok(Self {
+            broker,
+            proxy,
+            workers,
+            idle,
+            clients: started,
+            endpoints,
+        })
+    }
+
+    fn stop(self) {
+        for c in &self.clients {
+            let _ = c.stop();
+        }
+        for w in &self.workers {
+            let _ = w.stop();
+        }
+        drop(self.idle);
+        if let Some(p) = &self.proxy {
+            let _ = p.stop();
+        }
+        if let Some(b) = &self.broker {
+            let _ = b.stop();
+        }
+        for ep in &self.endpoints {
+            transport::cleanup(ep);
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(Payload) -> Payload + Send + Sync>;
+
+/// The echo handler; for gated one-way runs, it records the one-way latency
+/// from the payload's timestamp and opens the sender's window.
+fn handler(
+    gated: bool,
+    control: Arc<Control>,
+) -> impl Fn(&RequestContext, Payload) -> Result<Payload, HandlerError> + Clone + Send + Sync + 'static
+{
+    let f: Handler = if gated {
+        Arc::new(move |payload: Payload| {
+            if let Some((latency, idx)) = payload.first().and_then(|f| control.read_stamp(f)) {
+                control.record(idx, latency);
+                control.release(idx);
+            }
+            Payload::new()
+        })
+    } else {
+        Arc::new(|payload| payload)
+    };
+    move |_ctx: &RequestContext, payload: Payload| Ok(f(payload))
+}
+
+/// Runs one measured interval.
+pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
+    let control = Control::new(spec.clients);
+    let cluster = Cluster::start(setup, spec.clients, &control)?;
+    let result = load::run(setup.label(), spec, control, |idx, control| {
+        let client = cluster.clients[idx].clone();
+        let (setup, spec) = (setup.clone(), spec.clone());
+        std::thread::Builder::new()
+            .name("bench-client".to_owned())
+            .spawn(move || {
+                if setup.gated() {
+                    one_way_loop(&client, &control, idx, &setup, &spec);
+                } else {
+                    handle_loop(&client, &control, idx, &setup, &spec);
+                }
+            })
+    });
+    cluster.stop();
+    result
+}
+
+fn request_type(seq: u64, types: u32) -> RequestType {
+    1 + (seq % u64::from(types.max(1))) as RequestType
+}
+
+/// Slots whose handle resolved, for the client thread (which parks while
+/// there is none: an unpark costs a syscall only when it sleeps).
+struct Completions {
+    ready: Mutex<Vec<usize>>,
+    thread: Thread,
+}
+
+/// Tells the client thread which slot's handle resolved.
+struct SlotWaker {
+    slot: usize,
+    completions: Arc<Completions>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.completions
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.slot);
+        self.completions.thread.unpark();
+    }
+}
+
+/// Keeps `window` requests in flight through response handles (polled as
+/// futures, so completions are seen in any order, at once).
+fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, spec: &LoadSpec) {
+    let window = spec.window.max(1);
+    let completions = Arc::new(Completions {
+        ready: Mutex::new(Vec::with_capacity(window)),
+        thread: std::thread::current(),
+    });
+    let wakers: Vec<Waker> = (0..window)
+        .map(|slot| {
+            Waker::from(Arc::new(SlotWaker {
+                slot,
+                completions: completions.clone(),
+            }))
+        })
+        .collect();
+    let mut slots: Vec<Option<(ResponseHandle, Instant)>> = (0..window).map(|_| None).collect();
+    let mut ready = Vec::with_capacity(window);
+    let mut in_flight = 0_usize;
+    let mut buf = vec![0xa5_u8; spec.size];
+    let mut seq = 0_u64;
+    let mut start = |slot: usize,
+                     slots: &mut Vec<Option<(ResponseHandle, Instant)>>,
+                     ready: &mut Vec<usize>,
+                     in_flight: &mut usize| {
+        control.stamp_payload(&mut buf, idx);
+        let t = request_type(seq, setup.types);
+        seq += 1;
+        let sent = Instant::now();
+        match client
+            .request(t)
+            .flags(setup.flags)
+            .payload(vec![Frame::from(&buf[..])])
+            .send()
+        {
+            Ok(handle) => {
+                slots[slot] = Some((handle, sent));
+                *in_flight += 1;
+                // Poll once now: registers the waker (or finds it done).
+                ready.push(slot);
+            }
+            Err(_) => control.error(idx),
+        }
+    };
+    for slot in 0..window {
+        if !control.sending() {
+            break;
+        }
+        start(slot, &mut slots, &mut ready, &mut in_flight);
+    }
+    let mut deadline = None;
+    loop {
+        let slot = match ready.pop() {
+            Some(slot) => slot,
+            None => {
+                if !control.sending() {
+                    if in_flight == 0 {
+                        return;
+                    }
+                    let at = *deadline.get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+                    if Instant::now() >= at {
+                        return;
+                    }
+                }
+                std::mem::swap(
+                    &mut ready,
+                    &mut completions.ready.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                if ready.is_empty() {
+                    std::thread::park_timeout(Duration::from_millis(100));
+                }
+                continue;
+            }
+        };
+        let Some((handle, sent)) = slots[slot].as_mut() else {
+            continue;
+        };
+        let sent = *sent;
+        let mut cx = Context::from_waker(&wakers[slot]);
+        let Poll::Ready(outcome) = Pin::new(handle).poll(&mut cx) else {
+            continue;
+        };
+        let latency = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        slots[slot] = None;
+        in_flight -= 1;
+        match outcome {
+            Ok(_) => control.record(idx, latency),
+            Err(e) => {
+                tracing::debug!(error = %e, "request failed");
+                control.error(idx);
+            }
+        }
+        if control.sending() {
+            start(slot, &mut slots, &mut ready, &mut in_flight);
+        }
+    }
+}
+
+/// One-way without receipts: send while fewer than `window` requests have
+/// not reached a worker yet.
+fn one_way_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, spec: &LoadSpec) {
+    let mut buf = vec![0xa5_u8; spec.size];
+    let mut seq = 0_u64;
+    while control.acquire(idx, spec.window.max(1)) {
+        control.stamp_payload(&mut buf, idx);
+        let t = request_type(seq, setup.types);
+        seq += 1;
+        let sent = client
+            .request(t)
+            .flags(setup.flags)
+            .payload(vec![Frame::from(&buf[..])])
+            .send();
+        match sent {
+            Ok(handle) => drop(handle),
+            Err(_) => {
+                control.error(idx);
+                control.release(idx);
+            }
+        }
+    }
+    control.drain_one_way(idx);
+}
+
+/// Registered workers that never get work: raw DEALERs that say READY for
+/// a type of their own (`1_000_000 + i`) and keep heartbeating.
+struct IdleWorkers {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl IdleWorkers {
+    const FIRST_TYPE: RequestType = 1_000_000;
+
+    fn start(backend: &str, n: usize, transport: Transport) -> anyhow::Result<Self> {
+        use lhcluster::protocol::{Message, Ready};
+        // inproc only connects within one context; elsewhere use our own
+        // (a context holds at most 1023 sockets).
+        let own = (transport != Transport::Inproc).then(zmq::Context::new);
+        let ctx = own.clone().unwrap_or_else(|| lhcluster::context().clone());
+        let mut sockets = Vec::with_capacity(n);
+        let mut header = Vec::new();
+        for i in 0..n {
+            let s = ctx.socket(zmq::DEALER)?;
+            s.set_identity(format!("bench-idle-{i:06}").as_bytes())?;
+            s.set_linger(0)?;
+            s.connect(backend)?;
+            let _ = Message::Ready(Ready {
+                heartbeat_ms: 1000,
+                capacity: 1,
+                request_types: vec![Self::FIRST_TYPE + i as RequestType],
+                name: None,
+            })
+            .encode(&mut header);
+            s.send(&header[..], 0)?;
+            sockets.push(s);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-idle-workers".to_owned())
+            .spawn(move || {
+                let mut header = Vec::new();
+                let _ = Message::Heartbeat { heartbeat_ms: 1000 }.encode(&mut header);
+                let mut next_beat = Instant::now();
+                while !stop_thread.load(Ordering::Relaxed) {
+                    for s in &sockets {
+                        while s.recv_msg(zmq::DONTWAIT).is_ok() {}
+                    }
+                    if Instant::now() >= next_beat {
+                        for s in &sockets {
+                            let _ = s.send(&header[..], zmq::DONTWAIT);
+                        }
+                        next_beat = Instant::now() + Duration::from_millis(300);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(sockets);
+                drop(own);
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for IdleWorkers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

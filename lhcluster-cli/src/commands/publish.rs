@@ -1,0 +1,48 @@
+//! `lhcluster publish`: publishes one notification.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
+
+use crate::common::parse_duration;
+
+/// Publish one notification to a notify broker.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  lhcluster publish --to tcp://127.0.0.1:5561 orders '{\"id\": 7}'"
+)]
+pub struct Args {
+    /// The notify broker's backend endpoint.
+    #[arg(long)]
+    to: String,
+    /// Notification type (topic).
+    topic: String,
+    /// Payload text.
+    payload: Option<String>,
+    /// Optional notification id.
+    #[arg(long)]
+    id: Option<u64>,
+    /// How long to wait for the connection.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    timeout: Duration,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(&args.to))?;
+    if !publisher.wait_connected(args.timeout) {
+        anyhow::bail!("could not connect to {} within {:?}", args.to, args.timeout);
+    }
+    let payload = args
+        .payload
+        .as_deref()
+        .map(|p| vec![p.as_bytes().into()])
+        .unwrap_or_default();
+    match args.id {
+        Some(id) => publisher.publish_with_id(&args.topic, id, payload)?,
+        None => publisher.publish(&args.topic, payload)?,
+    }
+    // Let the message leave before the socket closes.
+    publisher.stop()?;
+    Ok(ExitCode::SUCCESS)
+}

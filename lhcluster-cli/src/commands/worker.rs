@@ -1,0 +1,190 @@
+//! `lhcluster worker`: a generic worker (echo, or a shell command per
+//! request).
+
+use std::io::Write;
+use std::process::{Command, ExitCode, Stdio};
+
+use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
+use lhcluster::{Payload, RequestType};
+use serde::Deserialize;
+
+use crate::common::{parse_duration, parse_request_type, shutdown_signal};
+
+/// Run a generic worker for one or more request types.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "With --exec, each request runs `sh -c CMD` with the payload on stdin and \
+LHCLUSTER_REQUEST_TYPE, LHCLUSTER_REQUEST_ID and LHCLUSTER_ATTEMPT in the environment; stdout is \
+the response; a non-zero exit is FAILED with stderr as the error text.\n\nExample:\n  lhcluster worker --broker tcp://127.0.0.1:5556 --type echo --echo --capacity 4"
+)]
+pub struct Args {
+    /// The broker's backend endpoint.
+    #[arg(long)]
+    broker: String,
+    /// Request type served (repeatable): a number or a name.
+    #[arg(long = "type", value_parser = parse_request_type, required = true)]
+    types: Vec<RequestType>,
+    /// Answer each request with its own payload.
+    #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
+    echo: bool,
+    /// Run this shell command per request.
+    #[arg(long)]
+    exec: Option<String>,
+    /// Requests run at once.
+    #[arg(long, default_value_t = 1)]
+    capacity: u32,
+    /// The worker's heartbeat interval.
+    #[arg(long, value_parser = parse_duration)]
+    heartbeat: Option<std::time::Duration>,
+    /// Name shown in the broker's logs.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// A generic worker in a cluster file (`[[worker]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Broker backend endpoint.
+    pub broker: String,
+    /// Request types: numbers or names.
+    pub types: Vec<TypeName>,
+    /// Echo handler.
+    #[serde(default)]
+    pub echo: bool,
+    /// Shell command handler.
+    pub exec: Option<String>,
+    /// Concurrency.
+    pub capacity: Option<u32>,
+    /// Heartbeat interval.
+    pub heartbeat: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// A request type in a config file: a number or a name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TypeName {
+    /// A number.
+    Id(u32),
+    /// A name.
+    Name(String),
+}
+
+impl TypeName {
+    fn resolve(&self) -> anyhow::Result<RequestType> {
+        match self {
+            TypeName::Id(id) => parse_request_type(&id.to_string()),
+            TypeName::Name(name) => parse_request_type(name),
+        }
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+/// What a generic worker does with a request.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// Answer with the payload.
+    Echo,
+    /// Run `sh -c` with this command.
+    Exec(String),
+}
+
+impl WorkerSection {
+    /// Starts the worker this section describes.
+    pub fn start(&self) -> anyhow::Result<Worker> {
+        let behaviour = match (&self.exec, self.echo) {
+            (Some(cmd), false) => Behaviour::Exec(cmd.clone()),
+            (None, true) => Behaviour::Echo,
+            _ => anyhow::bail!("a worker needs exactly one of `echo = true` or `exec = \"...\"`"),
+        };
+        let types = self
+            .types
+            .iter()
+            .map(TypeName::resolve)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut config = WorkerConfig::new(&self.broker);
+        config.capacity = self.capacity.unwrap_or(1);
+        config.name = self.name.clone();
+        if let Some(h) = &self.heartbeat {
+            config.heartbeat = parse_duration(h).map_err(anyhow::Error::msg)?;
+        }
+        start(config, &types, &behaviour)
+    }
+}
+
+/// Starts a generic worker.
+pub fn start(
+    config: WorkerConfig,
+    types: &[RequestType],
+    behaviour: &Behaviour,
+) -> anyhow::Result<Worker> {
+    let mut builder = Worker::builder(config);
+    for &t in types {
+        builder = match behaviour.clone() {
+            Behaviour::Echo => {
+                builder.handle_raw(t, |_: &RequestContext, payload: Payload| Ok(payload))
+            }
+            Behaviour::Exec(cmd) => builder
+                .handle_raw(t, move |ctx: &RequestContext, payload: Payload| {
+                    exec(&cmd, ctx, &payload)
+                }),
+        };
+    }
+    Ok(builder.start()?)
+}
+
+fn exec(cmd: &str, ctx: &RequestContext, payload: &Payload) -> Result<Payload, HandlerError> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("LHCLUSTER_REQUEST_TYPE", ctx.request_type.to_string())
+        .env("LHCLUSTER_REQUEST_ID", ctx.request_id.to_string())
+        .env("LHCLUSTER_ATTEMPT", ctx.attempt.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| HandlerError::failed(format!("cannot run sh: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        for frame in payload {
+            // A command that does not read its input is not an error.
+            if stdin.write_all(frame).is_err() {
+                break;
+            }
+        }
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| HandlerError::failed(format!("waiting for the command: {e}")))?;
+    if output.status.success() {
+        Ok(vec![output.stdout.into()])
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        Err(HandlerError::failed(format!(
+            "command exited with {}: {stderr}",
+            output.status
+        )))
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let behaviour = match args.exec {
+        Some(cmd) => Behaviour::Exec(cmd),
+        None => Behaviour::Echo,
+    };
+    let mut config = WorkerConfig::new(&args.broker);
+    config.capacity = args.capacity;
+    config.name = args.name;
+    if let Some(h) = args.heartbeat {
+        config.heartbeat = h;
+    }
+    let signal = shutdown_signal()?;
+    let worker = start(config, &args.types, &behaviour)?;
+    println!("worker serving types {:?}", args.types);
+    let _ = signal.recv();
+    tracing::info!("signal received: stopping");
+    worker.stop()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,264 @@
+//! What the commands share: argument parsers, exit codes, signals, metrics.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use crossbeam_channel::Receiver;
+use lhcluster::RequestType;
+
+/// Generic failure (bad flag value, endpoint, config…).
+pub const EXIT_ERROR: u8 = 1;
+
+/// Parses `5s`, `200ms`, `1m30s`… (humantime); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Parses a request type: a number, or a name mapped to the same id as
+/// `#[derive(Request)]` computes ([`lhcluster::request_type_id`]).
+pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
+    match text.parse::<RequestType>() {
+        Ok(0) => Err("request type 0 is reserved".to_owned()),
+        Ok(t) => Ok(t),
+        Err(_) if !text.is_empty() => Ok(lhcluster::request_type_id(text)),
+        Err(_) => Err("empty request type".to_owned()),
+    }
+}
+
+/// A channel that yields once on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    })
+    .context("installing the SIGINT/SIGTERM handler")?;
+    Ok(rx)
+}
+
+/// Serves Prometheus text exposition on `addr` (`GET /metrics`), rendering
+/// `render()` on each scrape, on a background thread.
+pub fn serve_metrics(
+    addr: &str,
+    render: impl Fn() -> String + Send + 'static,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .context("metrics listener has no IP address")?;
+    std::thread::Builder::new()
+        .name("lhcluster-metrics".to_owned())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response = if request.url() == "/metrics" {
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                    )
+                    .expect("a valid static header");
+                    tiny_http::Response::from_string(render()).with_header(header)
+                } else {
+                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
+                };
+                let _ = request.respond(response);
+            }
+        })
+        .context("spawning the metrics thread")?;
+    tracing::info!(%bound, "serving metrics at /metrics");
+    Ok(bound)
+}
+
+/// Renders broker and proxy statistics as OpenMetrics text.
+pub mod metrics {
+    use lhcluster::BrokerStats;
+    use lhcluster::client_proxy::ClientProxyStats;
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        registry.register(name, help, c);
+    }
+
+    fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, g);
+    }
+
+    /// Adds a broker's statistics to `registry` under `prefix`.
+    pub fn add_broker(registry: &mut Registry, s: &BrokerStats) {
+        let r = registry.sub_registry_with_prefix("lhcluster_broker");
+        counter(
+            r,
+            "requests_received",
+            "Valid requests received",
+            s.requests_received,
+        );
+        counter(
+            r,
+            "requests_dispatched",
+            "Dispatches to workers",
+            s.requests_dispatched,
+        );
+        counter(
+            r,
+            "requests_completed",
+            "Results received",
+            s.requests_completed,
+        );
+        counter(
+            r,
+            "requests_rejected",
+            "Duplicates answered REJECTED",
+            s.requests_rejected,
+        );
+        counter(
+            r,
+            "requests_overloaded",
+            "Requests answered OVERLOADED",
+            s.requests_overloaded,
+        );
+        counter(
+            r,
+            "requests_no_workers",
+            "Requests answered NO_WORKERS",
+            s.requests_no_workers,
+        );
+        counter(
+            r,
+            "requests_retried",
+            "Re-dispatches after a worker death",
+            s.requests_retried,
+        );
+        counter(
+            r,
+            "requests_worker_death",
+            "Requests answered WORKER_DEATH",
+            s.requests_worker_death,
+        );
+        counter(
+            r,
+            "malformed_frontend",
+            "Malformed messages on the frontend",
+            s.malformed_frontend,
+        );
+        counter(
+            r,
+            "malformed_backend",
+            "Malformed messages on the backend",
+            s.malformed_backend,
+        );
+        counter(
+            r,
+            "undeliverable",
+            "Messages that could not be delivered",
+            s.undeliverable,
+        );
+        counter(r, "worker_deaths", "Workers declared dead", s.worker_deaths);
+        gauge(r, "pending", "Requests queued now", s.pending);
+        gauge(r, "in_flight", "Requests running now", s.in_flight);
+        gauge(r, "workers", "Workers connected now", s.workers);
+        gauge(r, "clients", "Clients connected now", s.clients);
+        let pending = Family::<Vec<(String, String)>, Gauge>::default();
+        let in_flight = Family::<Vec<(String, String)>, Gauge>::default();
+        let workers = Family::<Vec<(String, String)>, Gauge>::default();
+        for (t, ts) in &s.types {
+            let labels = vec![("request_type".to_owned(), t.to_string())];
+            pending.get_or_create(&labels).set(ts.pending as i64);
+            in_flight.get_or_create(&labels).set(ts.in_flight as i64);
+            workers.get_or_create(&labels).set(ts.workers as i64);
+        }
+        r.register("type_pending", "Requests queued now, per type", pending);
+        r.register(
+            "type_in_flight",
+            "Requests running now, per type",
+            in_flight,
+        );
+        r.register("type_workers", "Workers registered now, per type", workers);
+    }
+
+    /// Adds a client proxy's statistics to `registry`.
+    pub fn add_proxy(registry: &mut Registry, s: &ClientProxyStats) {
+        let r = registry.sub_registry_with_prefix("lhcluster_proxy");
+        counter(
+            r,
+            "requests_received",
+            "Requests received from clients",
+            s.requests_received,
+        );
+        counter(
+            r,
+            "requests_resent",
+            "Re-sends of unconfirmed requests",
+            s.requests_resent,
+        );
+        counter(
+            r,
+            "requests_overloaded",
+            "Requests answered OVERLOADED",
+            s.requests_overloaded,
+        );
+        counter(
+            r,
+            "responses_forwarded",
+            "Responses forwarded to clients",
+            s.responses_forwarded,
+        );
+        counter(
+            r,
+            "broker_losses",
+            "Broker deaths or shutdowns seen",
+            s.broker_losses,
+        );
+        gauge(r, "buffered", "Requests buffered now", s.buffered);
+        gauge(
+            r,
+            "buffered_bytes",
+            "Payload bytes buffered now",
+            s.buffered_bytes,
+        );
+        gauge(r, "clients", "Clients connected now", s.clients);
+    }
+
+    /// Encodes a registry as OpenMetrics text.
+    pub fn render(registry: &Registry) -> String {
+        let mut out = String::new();
+        if encode(&mut out, registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn request_types_are_numbers_or_names() {
+        assert_eq!(parse_request_type("7"), Ok(7));
+        assert_eq!(
+            parse_request_type("orders.create"),
+            Ok(lhcluster::request_type_id("orders.create"))
+        );
+        assert!(parse_request_type("0").is_err());
+        assert!(parse_request_type("").is_err());
+    }
+}

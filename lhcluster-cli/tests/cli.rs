@@ -1,0 +1,627 @@
+//! The `lhcluster` binary as an operator uses it: separate processes on
+//! loopback TCP, checking outputs and exit codes. Every test has a time
+//! limit and kills its processes on the way out.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lhcluster");
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A free TCP port on loopback (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ep(port: u16) -> String {
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// A child process killed when dropped, with its stdout lines on a channel.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lhcluster starts");
+        let lines = pipe_lines(child.stdout.take().unwrap());
+        let stderr = pipe_lines(child.stderr.take().unwrap());
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    fn expect_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("no line containing {needle:?} within {LIMIT:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (bounded).
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pipe_lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs a short-lived command to completion: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let mut p = Proc::start(args);
+    let status = p.wait();
+    // The pipes close with the process; collect what they said.
+    std::thread::sleep(Duration::from_millis(20));
+    let out = p.lines.try_iter().collect::<Vec<_>>().join("\n");
+    (status.code().unwrap_or(-1), out, p.stderr_text())
+}
+
+/// A broker with fast heartbeats on fresh ports.
+struct Cluster {
+    front: String,
+    back: String,
+    broker: Proc,
+}
+
+fn broker(extra: &[&str]) -> Cluster {
+    let (front, back) = (ep(free_port()), ep(free_port()));
+    let mut args = vec![
+        "broker",
+        "--frontend",
+        &front,
+        "--backend",
+        &back,
+        "--heartbeat",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let broker = Proc::start(&args);
+    broker.expect_line("broker frontend=");
+    Cluster {
+        front: front.clone(),
+        back: back.clone(),
+        broker,
+    }
+}
+
+fn worker(back: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["worker", "--broker", back, "--heartbeat", "100ms"];
+    args.extend_from_slice(extra);
+    let w = Proc::start(&args);
+    w.expect_line("worker serving");
+    w
+}
+
+/// Waits until the broker reports `n` workers.
+fn wait_workers(front: &str, n: u64) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (code, out, _) = run(&["stats", "--broker", front, "--json"]);
+        if code == 0 {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if v["workers"] == n {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "broker never had {n} workers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn limited(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(LIMIT * 2) {
+        Ok(()) => t.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its time limit"),
+    }
+}
+
+#[test]
+fn echo_round_trip_with_receipts() {
+    limited(|| {
+        let c = broker(&[]);
+        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        let (code, out, err) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "echo",
+            "--payload",
+            "hello",
+            "--receipt",
+            "sent",
+            "--receipt",
+            "received",
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(out, "receipt: sent\nreceipt: received\nstatus: ok\nhello");
+        let (code, out, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "echo",
+            "--id",
+            "5",
+            "--payload",
+            "x",
+            "--json",
+        ]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["payload"], "x");
+        assert_eq!(v["request_id"], 5);
+    });
+}
+
+#[test]
+fn exec_worker_success_and_failure() {
+    limited(|| {
+        let c = broker(&[]);
+        let _w = worker(
+            &c.back,
+            &[
+                "--type",
+                "upper",
+                "--exec",
+                "tr a-z A-Z; printf ' %s' \"$LHCLUSTER_REQUEST_ID\"",
+            ],
+        );
+        let _f = worker(
+            &c.back,
+            &["--type", "fail", "--exec", "echo 'disk full' >&2; exit 3"],
+        );
+        wait_workers(&c.front, 2);
+        let (code, out, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "upper",
+            "--id",
+            "9",
+            "--payload",
+            "shout",
+        ]);
+        assert_eq!(code, 0);
+        assert_eq!(out, "status: ok\nSHOUT 9");
+        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "fail"]);
+        assert_eq!(code, 3, "{out}");
+        assert!(
+            out.contains("status: failed") && out.contains("disk full"),
+            "{out}"
+        );
+    });
+}
+
+#[test]
+fn one_way_request_runs() {
+    limited(|| {
+        let c = broker(&[]);
+        let dir = std::env::temp_dir().join(format!("lhc-cli-oneway-{}", free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("ran");
+        let cmd = format!("cat > {}", marker.display());
+        let _w = worker(&c.back, &["--type", "log", "--exec", &cmd]);
+        wait_workers(&c.front, 1);
+        let (code, out, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "log",
+            "--one-way",
+            "--payload",
+            "line",
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let deadline = Instant::now() + LIMIT;
+        while std::fs::read_to_string(&marker).unwrap_or_default() != "line" {
+            assert!(Instant::now() < deadline, "the one-way request never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+#[test]
+fn duplicate_is_rejected_and_overload_and_no_workers_have_their_codes() {
+    limited(|| {
+        let c = broker(&["--max-pending-per-type", "1"]);
+        let _w = worker(&c.back, &["--type", "slow", "--exec", "sleep 5; cat"]);
+        wait_workers(&c.front, 1);
+        let first = Proc::start(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "slow",
+            "--id",
+            "1",
+            "--receipt",
+            "sent",
+        ]);
+        first.expect_line("receipt: sent");
+        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "slow", "--id", "1"]);
+        assert_eq!(code, 5, "{out}");
+        assert!(out.contains("status: rejected"));
+        // One queued (the worker is busy), the next is over the bound.
+        let _queued = Proc::start(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "slow",
+            "--id",
+            "2",
+            "--timeout",
+            "10s",
+        ]);
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let (_, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if v["pending"] == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the second request was never queued"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "slow", "--id", "3"]);
+        assert_eq!(code, 6, "{out}");
+        assert!(out.contains("status: overloaded"));
+        let (code, _, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "nobody",
+            "--fail-fast",
+        ]);
+        assert_eq!(code, 9);
+        let (code, _, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "nobody",
+            "--timeout",
+            "300ms",
+        ]);
+        assert_eq!(code, 11);
+    });
+}
+
+#[test]
+fn worker_killed_mid_request_is_retried_on_another() {
+    limited(|| {
+        let c = broker(&[]);
+        let doomed = worker(&c.back, &["--type", "job", "--exec", "sleep 20; cat"]);
+        wait_workers(&c.front, 1);
+        let request = Proc::start(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "job",
+            "--payload",
+            "rescued",
+            "--retry-on-death",
+            "--receipt",
+            "sent",
+        ]);
+        request.expect_line("receipt: sent");
+        let _rescuer = worker(&c.back, &["--type", "job", "--echo"]);
+        wait_workers(&c.front, 2);
+        doomed.signal("KILL");
+        request.expect_line("status: ok");
+        request.expect_line("rescued");
+    });
+}
+
+#[test]
+fn broker_killed_and_restarted_under_a_proxy() {
+    limited(|| {
+        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
+        let broker_args = [
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &back,
+            "--heartbeat",
+            "100ms",
+        ];
+        let first = Proc::start(&broker_args);
+        first.expect_line("broker frontend=");
+        let proxy = Proc::start(&[
+            "proxy",
+            "--broker",
+            &front,
+            "--bind",
+            &bind,
+            "--heartbeat",
+            "100ms",
+            "--resend",
+            "300ms",
+        ]);
+        proxy.expect_line("proxy bind=");
+        // No worker yet: the request waits in the broker (and the proxy).
+        let request = Proc::start(&[
+            "request",
+            "--to",
+            &bind,
+            "--type",
+            "echo",
+            "--payload",
+            "survives",
+            "--receipt",
+            "received",
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+        first.signal("KILL");
+        drop(first);
+        let second = Proc::start(&broker_args);
+        second.expect_line("broker frontend=");
+        let _w = worker(&back, &["--type", "echo", "--echo"]);
+        request.expect_line("receipt: received");
+        request.expect_line("status: ok");
+        request.expect_line("survives");
+    });
+}
+
+#[test]
+fn publish_and_subscribe() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        nb.expect_line("notify-broker frontend=");
+        let sub = Proc::start(&[
+            "subscribe",
+            "--to",
+            &front,
+            "orders",
+            "--count",
+            "2",
+            "--json",
+        ]);
+        // `subscribe` returns once the subscription is in force.
+        let deadline = Instant::now() + LIMIT;
+        while !sub.stderr_text().contains("subscribed") {
+            assert!(Instant::now() < deadline, "subscribe never confirmed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for payload in ["one", "two"] {
+            let (code, _, err) = run(&["publish", "--to", &back, "orders", payload]);
+            assert_eq!(code, 0, "{err}");
+        }
+        let (code, _, _) = run(&["publish", "--to", &back, "orders-archive", "not for us"]);
+        assert_eq!(code, 0);
+        let first: serde_json::Value = serde_json::from_str(&sub.expect_line("orders")).unwrap();
+        assert_eq!(first["payload"], "one");
+        let second: serde_json::Value = serde_json::from_str(&sub.expect_line("orders")).unwrap();
+        assert_eq!(second["payload"], "two");
+        let mut sub = sub;
+        assert_eq!(sub.wait().code(), Some(0));
+    });
+}
+
+#[test]
+fn stats_json_and_metrics_scrape() {
+    limited(|| {
+        let metrics_port = free_port();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let c = broker(&["--metrics", &addr]);
+        let _w = worker(&c.back, &["--type", "7", "--echo"]);
+        wait_workers(&c.front, 1);
+        let (code, _, _) = run(&["request", "--to", &c.front, "--type", "7"]);
+        assert_eq!(code, 0);
+        let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["requests_completed"], 1);
+        assert_eq!(v["types"]["7"]["completed"], 1);
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        assert!(
+            body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+            "{body}"
+        );
+        assert!(
+            body.contains("lhcluster_broker_requests_completed_total 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("lhcluster_broker_type_workers{request_type=\"7\"} 1"),
+            "{body}"
+        );
+    });
+}
+
+#[test]
+fn up_runs_the_example_cluster_file() {
+    limited(|| {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.toml");
+        let text = std::fs::read_to_string(file).unwrap();
+        // Same file, on ports free now, so parallel runs do not collide.
+        let mut text = text;
+        for port in ["5555", "5556", "5550", "5560", "5561", "9100"] {
+            text = text.replace(&format!(":{port}"), &format!(":{}", free_port()));
+        }
+        let path = std::env::temp_dir().join(format!("lhc-cluster-{}.toml", free_port()));
+        std::fs::write(&path, &text).unwrap();
+        // The first `key = "value"` line of the file.
+        let value = |key: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(&format!("{key} = ")))
+                .and_then(|l| l.split('"').nth(1))
+                .unwrap()
+                .replace('*', "127.0.0.1")
+        };
+        let (front, proxy_bind) = (value("frontend"), value("bind"));
+        let mut up = Proc::start(&["up", path.to_str().unwrap()]);
+        up.expect_line("cluster up");
+        wait_workers(&front, 2);
+        for to in [&front, &proxy_bind] {
+            let (code, out, _) = run(&[
+                "request",
+                "--to",
+                to,
+                "--type",
+                "echo",
+                "--payload",
+                "via up",
+            ]);
+            assert_eq!(code, 0, "{out}");
+            assert!(out.ends_with("via up"));
+        }
+        up.signal("TERM");
+        assert_eq!(up.wait().code(), Some(0));
+    });
+}
+
+#[test]
+fn sigterm_stops_the_broker_gracefully() {
+    limited(|| {
+        let mut c = broker(&[]);
+        let w = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        c.broker.signal("TERM");
+        assert_eq!(c.broker.wait().code(), Some(0));
+        // The worker was told and lives on, waiting to reconnect.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut w = w;
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "the worker should keep running"
+        );
+        w.signal("TERM");
+        assert_eq!(w.wait().code(), Some(0));
+    });
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
+    limited(|| {
+        let (code, _, err) = run(&["broker", "--frontend"]);
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = run(&[
+            "broker",
+            "--frontend",
+            "udp://x",
+            "--backend",
+            "tcp://127.0.0.1:1",
+        ]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "udp://x");
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        let (code, _, err) = run(&[
+            "broker",
+            "--frontend",
+            &ep(port),
+            "--backend",
+            &ep(free_port()),
+        ]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "cannot bind");
+        let (code, _, err) = run(&["broker", "--config", "/nonexistent/broker.toml"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "cannot read");
+        let (code, _, err) = run(&["request", "--to", "tcp://127.0.0.1:1", "--type", "0"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("reserved"), "{err}");
+    });
+}
+
+fn assert_single_error_line(stderr: &str, needle: &str) {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(needle), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,165 @@
+//! Cost of the broker state machine per dispatched request: one cycle is a
+//! REQUEST in (decoded), a DISPATCH out (encoded), the worker's RESULT in
+//! (decoded) and the RESPONSE out (encoded), as the driver would do it,
+//! without sockets (`lhcluster::bench_support`).
+//!
+//! Scenarios: 1 request type and 1 worker; 10 000 request types served by
+//! one worker (requests cycle over all of them); 1 000 workers serving the
+//! type (least recently used first); 1 000 idle workers registered for
+//! other types next to the one worker serving the type.
+//!
+//! The 64-byte payload frame is built in the untimed setup of
+//! `iter_batched`; it is moved through the cycle, never copied.
+//!
+//! Run: `cargo bench -p lhcluster --bench broker -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use lhcluster::bench_support::BrokerBench;
+use lhcluster::protocol::{Flags, Frame, Hello, Message, Ready, Request, Status, WorkResult};
+use lhcluster::{BrokerConfig, Payload, RequestId, RequestType};
+
+const CLIENT: &[u8] = b"bench-client-000";
+/// Distinct request ids cycled through (so the dedupe index sees fresh keys).
+const IDS: u64 = 4096;
+
+struct Scenario {
+    broker: BrokerBench,
+    now: Instant,
+    /// Pre-encoded REQUEST and RESULT headers, cycled through.
+    requests: Vec<Vec<u8>>,
+    results: Vec<Vec<u8>>,
+    next: usize,
+    out_header: Vec<u8>,
+    dispatched_to: Vec<u8>,
+}
+
+fn encode(msg: Message) -> Vec<u8> {
+    let mut header = Vec::new();
+    let _ = msg.encode(&mut header);
+    header
+}
+
+fn worker_id(i: usize) -> Vec<u8> {
+    format!("bench-worker{i:04}").into_bytes()
+}
+
+impl Scenario {
+    /// `workers[i]` lists the types worker `i` registers; requests cycle
+    /// over `request_types`.
+    fn new(workers: &[Vec<RequestType>], request_types: &[RequestType]) -> Self {
+        let now = Instant::now();
+        let config = BrokerConfig::new("inproc://bench-front", "inproc://bench-back");
+        let mut broker = BrokerBench::new(&config, now);
+        for (i, types) in workers.iter().enumerate() {
+            let ready = encode(Message::Ready(Ready {
+                heartbeat_ms: 1000,
+                capacity: 1,
+                request_types: types.clone(),
+                name: None,
+            }));
+            broker.backend(now, &worker_id(i), &ready, Payload::new());
+        }
+        let hello = encode(Message::Hello(Hello {
+            heartbeat_ms: 1000,
+            name: None,
+            route: Vec::new(),
+        }));
+        broker.frontend(now, CLIENT, &hello, Payload::new());
+        broker.drain(|_, _, _| {});
+        let count = request_types.len().max(IDS as usize);
+        let mut requests = Vec::with_capacity(count);
+        let mut results = Vec::with_capacity(count);
+        for i in 0..count {
+            let request_type = request_types[i % request_types.len()];
+            let request_id = i as RequestId + 1;
+            requests.push(encode(Message::Request(Request {
+                request_type,
+                request_id,
+                flags: Flags::empty(),
+                route: Vec::new(),
+                reply_to: None,
+                payload: Payload::new(),
+            })));
+            results.push(encode(Message::Result(WorkResult {
+                request_type,
+                request_id,
+                status: Status::Ok,
+                error: None,
+                payload: Payload::new(),
+            })));
+        }
+        Self {
+            broker,
+            now,
+            requests,
+            results,
+            next: 0,
+            out_header: Vec::with_capacity(64),
+            dispatched_to: Vec::with_capacity(16),
+        }
+    }
+
+    /// One request through the broker; panics if it is not dispatched and
+    /// answered (the scenario would be measuring something else).
+    fn cycle(&mut self, payload: Payload) {
+        let i = self.next;
+        self.next = (i + 1) % self.requests.len();
+        self.broker
+            .frontend(self.now, CLIENT, &self.requests[i], payload);
+        let mut returned = None;
+        let (out_header, dispatched_to) = (&mut self.out_header, &mut self.dispatched_to);
+        self.broker.drain(|frontend, peer, msg| {
+            let dispatch = !frontend && matches!(msg, Message::Dispatch(_));
+            let encoded = msg.encode(out_header);
+            if dispatch {
+                dispatched_to.clear();
+                dispatched_to.extend_from_slice(peer);
+                returned = Some(encoded.payload);
+            }
+        });
+        let payload = returned.expect("the request is dispatched at once");
+        self.broker
+            .backend(self.now, &self.dispatched_to, &self.results[i], payload);
+        let mut responses = 0;
+        self.broker.drain(|frontend, _, msg| {
+            responses += usize::from(frontend && matches!(msg, Message::Response(_)));
+            black_box(msg.encode(out_header));
+        });
+        assert_eq!(responses, 1, "one response per request");
+    }
+}
+
+fn bench_broker(c: &mut Criterion) {
+    let bytes = [0xa5_u8; 64];
+    let ten_k: Vec<RequestType> = (1..=10_000).collect();
+    let scenarios: Vec<(&str, Vec<Vec<RequestType>>, Vec<RequestType>)> = vec![
+        ("1_type_1_worker", vec![vec![1]], vec![1]),
+        ("10k_types_1_worker", vec![ten_k.clone()], ten_k),
+        ("1k_workers_same_type", vec![vec![1]; 1000], vec![1]),
+        (
+            "1k_idle_workers_other_types",
+            (0..=1000u32)
+                .map(|i| vec![if i == 1000 { 1 } else { 2 + i }])
+                .collect(),
+            vec![1],
+        ),
+    ];
+    let mut group = c.benchmark_group("broker_dispatch_cycle");
+    for (name, workers, types) in scenarios {
+        let mut scenario = Scenario::new(&workers, &types);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || vec![Frame::from(&bytes[..])],
+                |payload| scenario.cycle(payload),
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_broker);
+criterion_main!(benches);

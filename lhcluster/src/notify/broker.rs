@@ -1,0 +1,329 @@
+//! The NotifyBroker: an XSUB backend for publishers, an XPUB frontend for
+//! subscribers, and a driver thread that validates and forwards.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use tracing::{error, info, warn};
+
+use super::config::NotifyBrokerConfig;
+use super::stats::{NotifyBrokerStats, TopicStats};
+use super::{READ_BATCH, Upstream};
+use crate::error::{Error, zmq_err};
+use crate::protocol::{DecodeError, Frame, Message, decode_notification};
+use crate::role::{DriverInbox, RoleHandle};
+
+/// A running NotifyBroker. Cheap to clone; every clone controls the same
+/// broker. It stops when [`NotifyBroker::stop`] is called or the last clone
+/// is dropped.
+///
+/// Publishers connect to the [`backend`](Self::backend) (XSUB), subscribers
+/// to the [`frontend`](Self::frontend) (XPUB). The broker subscribes to
+/// every notification at every publisher and filters towards subscribers,
+/// validating each notification on the way: a malformed one is counted,
+/// logged at warn and dropped. It answers subscribers' probes, which is how
+/// a subscriber knows its subscription is in force (`docs/notifications.md`).
+#[derive(Clone, Debug)]
+pub struct NotifyBroker {
+    role: Arc<RoleHandle<Command>>,
+    frontend: String,
+    backend: String,
+}
+
+impl NotifyBroker {
+    /// Binds both sockets and starts the driver thread. Bind errors (address
+    /// in use, bad endpoint) are reported here.
+    pub fn start(config: NotifyBrokerConfig) -> Result<NotifyBroker, Error> {
+        config.validate()?;
+        let ctx = crate::context();
+        let frontend = ctx
+            .socket(zmq::XPUB)
+            .map_err(zmq_err("creating an XPUB socket"))?;
+        // Every subscribe message reaches us, not only the first per
+        // subscription: counted, and each probe is answered.
+        frontend
+            .set_xpub_verbose(true)
+            .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
+        frontend
+            .set_sndhwm(config.hwm)
+            .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+        let backend = ctx
+            .socket(zmq::XSUB)
+            .map_err(zmq_err("creating an XSUB socket"))?;
+        backend
+            .set_rcvhwm(config.hwm)
+            .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+        for socket in [&frontend, &backend] {
+            super::set_heartbeats(socket, config.heartbeat, config.liveness)?;
+            socket
+                .set_linger(1000)
+                .map_err(zmq_err("setting ZMQ_LINGER"))?;
+        }
+        // Subscribe to everything at every publisher, present and future
+        // (XSUB replays its subscriptions to each new connection), so that
+        // a publisher never waits for a subscription to travel upstream.
+        backend
+            .send(&[1u8][..], 0)
+            .map_err(zmq_err("subscribing the backend to everything"))?;
+        for (socket, endpoint) in [(&frontend, &config.frontend), (&backend, &config.backend)] {
+            socket.bind(endpoint).map_err(|source| Error::Bind {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        }
+        let frontend_bound = super::bound_endpoint(&frontend, &config.frontend);
+        let backend_bound = super::bound_endpoint(&backend, &config.backend);
+        let (frontend_ep, backend_ep) = (
+            super::connectable(&frontend_bound),
+            super::connectable(&backend_bound),
+        );
+        let (tx, bell, inbox) = crate::role::channel()?;
+        info!(frontend = %frontend_ep, backend = %backend_ep, "notify broker started");
+        let role = RoleHandle::spawn(
+            "lhcluster-notify-broker",
+            tx,
+            bell,
+            || Command::Stop,
+            config.shutdown_timeout,
+            move || {
+                let mut driver = Driver {
+                    frontend,
+                    backend,
+                    frontend_ep: frontend_bound,
+                    backend_ep: backend_bound,
+                    inbox,
+                    stats: NotifyBrokerStats::default(),
+                    topics: HashMap::new(),
+                    active: HashSet::new(),
+                    max_tracked_topics: config.max_tracked_topics,
+                    stats_log_interval: config.stats_log_interval,
+                };
+                driver.run();
+            },
+        )?;
+        Ok(NotifyBroker {
+            role: Arc::new(role),
+            frontend: frontend_ep,
+            backend: backend_ep,
+        })
+    }
+
+    /// The frontend endpoint actually bound, for subscribers (a
+    /// `tcp://…:0` port resolved).
+    pub fn frontend(&self) -> &str {
+        &self.frontend
+    }
+
+    /// The backend endpoint actually bound, for publishers.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// A snapshot of the broker's statistics.
+    pub fn stats(&self) -> Result<NotifyBrokerStats, Error> {
+        self.role.request(Command::Stats)
+    }
+
+    /// Forwards a last batch of the notifications publishers already sent,
+    /// unbinds both endpoints (so that a new broker can bind them), closes
+    /// the sockets and waits for the driver thread (up to the configured
+    /// shutdown timeout). Idempotent.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.role.stop(Command::Stop)
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Stats(Sender<NotifyBrokerStats>),
+    Stop,
+}
+
+struct Driver {
+    frontend: zmq::Socket,
+    backend: zmq::Socket,
+    frontend_ep: String,
+    backend_ep: String,
+    inbox: DriverInbox<Command>,
+    stats: NotifyBrokerStats,
+    /// Forwarded per topic, for up to `max_tracked_topics` topics.
+    topics: HashMap<String, u64>,
+    /// Subscription filters that at least one subscriber holds.
+    active: HashSet<Vec<u8>>,
+    max_tracked_topics: usize,
+    stats_log_interval: Option<Duration>,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
+        loop {
+            let timeout = super::poll_timeout(Instant::now(), next_stats_log);
+            let (front_ready, back_ready, commands_ready) = {
+                let mut items = [
+                    self.frontend.as_poll_item(zmq::POLLIN),
+                    self.backend.as_poll_item(zmq::POLLIN),
+                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
+                ];
+                if let Err(e) = zmq::poll(&mut items, timeout) {
+                    if e != zmq::Error::EINTR {
+                        error!(error = %e, "notify broker poll failed: stopping");
+                        return;
+                    }
+                }
+                (
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                )
+            };
+            // Subscriptions first: a subscription and a notification that
+            // arrive together are applied in that order.
+            if front_ready {
+                self.read_frontend();
+            }
+            if back_ready {
+                self.read_backend();
+            }
+            if self.handle_commands(commands_ready) {
+                // Forward what publishers already sent us, then release the
+                // endpoints so a new broker can bind them.
+                self.read_backend();
+                for (socket, endpoint) in [
+                    (&self.frontend, &self.frontend_ep),
+                    (&self.backend, &self.backend_ep),
+                ] {
+                    let _ = socket.unbind(endpoint);
+                }
+                info!(stats = %self.snapshot(), "notify broker stopped");
+                return;
+            }
+            if let Some(at) = next_stats_log {
+                let now = Instant::now();
+                if now >= at {
+                    info!(stats = %self.snapshot(), "notify broker stats");
+                    next_stats_log = self.stats_log_interval.map(|d| now + d);
+                }
+            }
+        }
+    }
+
+    /// Subscriptions, unsubscriptions and probes from subscribers.
+    fn read_frontend(&mut self) {
+        for _ in 0..READ_BATCH {
+            let frames = match super::recv_all(&self.frontend) {
+                Ok(Some(frames)) => frames,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "receive from subscribers failed");
+                    break;
+                }
+            };
+            match super::upstream(&frames[0]) {
+                Upstream::Subscribe(filter) if super::is_probe(filter) => {
+                    if super::answer_probe(&self.frontend, filter) {
+                        self.stats.probes_answered += 1;
+                    }
+                }
+                Upstream::Subscribe(filter) => {
+                    self.stats.subscribes += 1;
+                    self.active.insert(filter.to_vec());
+                }
+                // A probe's unsubscription needs nothing.
+                Upstream::Unsubscribe(filter) if super::is_probe(filter) => {}
+                Upstream::Unsubscribe(filter) => {
+                    self.stats.unsubscribes += 1;
+                    self.active.remove(filter);
+                }
+                Upstream::Invalid => {
+                    self.stats.malformed_subscriptions += 1;
+                    warn!(
+                        frames = frames.len(),
+                        "message from a subscriber is not a subscription: ignored"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Notifications from publishers: validated, then forwarded verbatim.
+    fn read_backend(&mut self) {
+        for _ in 0..READ_BATCH {
+            let frames = match super::recv_all(&self.backend) {
+                Ok(Some(frames)) => frames,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "receive from publishers failed");
+                    break;
+                }
+            };
+            match validate(&frames) {
+                Ok(topic) => {
+                    if let Err(e) = super::send_all(&self.frontend, frames) {
+                        warn!(error = %e, %topic, "cannot forward a notification");
+                        continue;
+                    }
+                    self.stats.forwarded += 1;
+                    self.count_topic(topic);
+                }
+                Err(error) => {
+                    self.stats.malformed += 1;
+                    warn!(%error, frames = frames.len(), "malformed notification dropped");
+                }
+            }
+        }
+    }
+
+    fn count_topic(&mut self, topic: String) {
+        if let Some(n) = self.topics.get_mut(&topic) {
+            *n += 1;
+        } else if self.topics.len() < self.max_tracked_topics {
+            self.topics.insert(topic, 1);
+        } else {
+            self.stats.untracked_forwarded += 1;
+        }
+    }
+
+    /// Handles queued commands (on every pass: an empty channel costs an
+    /// atomic load, the doorbell only cuts the wait short); `true` when
+    /// asked to stop.
+    fn handle_commands(&mut self, rung: bool) -> bool {
+        if rung {
+            self.inbox.listener.reset();
+        }
+        while let Ok(command) = self.inbox.commands.try_recv() {
+            match command {
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                Command::Stop => return true,
+            }
+        }
+        false
+    }
+
+    fn snapshot(&self) -> NotifyBrokerStats {
+        let mut stats = self.stats.clone();
+        stats.active_subscriptions = self.active.len() as u64;
+        stats.topics = self
+            .topics
+            .iter()
+            .map(|(topic, &forwarded)| (topic.clone(), TopicStats { forwarded }))
+            .collect();
+        stats
+    }
+}
+
+/// Validates a notification (topic frame, header, version, kind) without
+/// touching its payload, and returns its topic.
+pub(crate) fn validate(frames: &[Frame]) -> Result<String, DecodeError> {
+    // Small copies of the topic and header frames: the originals are
+    // forwarded verbatim, unknown header fields included.
+    let head = frames.iter().take(2).map(|f| Frame::from(&f[..])).collect();
+    match decode_notification(head)? {
+        Message::Notification(n) => Ok(n.topic),
+        other => Err(DecodeError::UnexpectedKind(other.kind_name())),
+    }
+}

@@ -1,0 +1,245 @@
+//! Configuration of the notification roles.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+fn check_common(heartbeat: Duration, liveness: u32, hwm: i32) -> Result<(), ConfigError> {
+    if heartbeat.is_zero() {
+        return Err(ConfigError::invalid("heartbeat", "must be > 0"));
+    }
+    if liveness == 0 {
+        return Err(ConfigError::invalid("liveness", "must be > 0"));
+    }
+    if hwm <= 0 {
+        return Err(ConfigError::invalid("hwm", "must be > 0"));
+    }
+    Ok(())
+}
+
+/// How a [`NotifyBroker`](super::NotifyBroker) runs. Every field has a
+/// documented default ([`NotifyBrokerConfig::new`]); change fields directly,
+/// then start the broker.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NotifyBrokerConfig {
+    /// Endpoint the frontend (XPUB) binds, where subscribers connect.
+    pub frontend: String,
+    /// Endpoint the backend (XSUB) binds, where publishers connect.
+    pub backend: String,
+    /// High-water mark per connection, in notifications: a subscriber that
+    /// falls this far behind loses the notifications beyond it (ZeroMQ
+    /// PUB semantics), and a publisher's connection buffers at most this
+    /// many. Default: 100 000.
+    pub hwm: i32,
+    /// Interval of the ZeroMQ (ZMTP) heartbeats on every connection.
+    /// Default: 1 s.
+    pub heartbeat: Duration,
+    /// A connection is closed after this many heartbeat intervals without
+    /// traffic. Default: 3.
+    pub liveness: u32,
+    /// Most distinct topics with their own counters in
+    /// [`NotifyBrokerStats::topics`](super::NotifyBrokerStats::topics);
+    /// notifications on further topics are counted in
+    /// `untracked_forwarded`. Default: 10 000.
+    pub max_tracked_topics: usize,
+    /// Period of the stats log line at info level; `None` turns it off.
+    /// Default: `None`.
+    pub stats_log_interval: Option<Duration>,
+    /// How long [`NotifyBroker::stop`](super::NotifyBroker::stop) waits for
+    /// the driver thread. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl NotifyBrokerConfig {
+    /// A configuration with the given endpoints and every other field at its
+    /// default.
+    pub fn new(frontend: impl Into<String>, backend: impl Into<String>) -> Self {
+        Self {
+            frontend: frontend.into(),
+            backend: backend.into(),
+            hwm: 100_000,
+            heartbeat: Duration::from_secs(1),
+            liveness: 3,
+            max_tracked_topics: 10_000,
+            stats_log_interval: None,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the values that no broker can run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::endpoint::validate(&self.frontend)?;
+        crate::endpoint::validate(&self.backend)?;
+        check_common(self.heartbeat, self.liveness, self.hwm)
+    }
+}
+
+/// How a [`NotifyPublisher`](super::NotifyPublisher) runs. Fields default as
+/// documented on [`NotifyPublisherConfig::new`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NotifyPublisherConfig {
+    /// The NotifyBroker backend to connect to
+    /// ([`NotifyPublisher::connect`](super::NotifyPublisher::connect)), or
+    /// the endpoint to bind for direct subscribers
+    /// ([`NotifyPublisher::bind`](super::NotifyPublisher::bind)).
+    pub endpoint: String,
+    /// How long [`NotifyPublisher::connect`](super::NotifyPublisher::connect)
+    /// waits for the broker to be ready to take notifications; past it,
+    /// `connect` fails. `None`: do not wait (notifications published before
+    /// the connection is up are dropped and counted). Default: 5 s.
+    pub connect_timeout: Option<Duration>,
+    /// Most notifications waiting between `publish` and the socket; when it
+    /// is full, `publish` drops the notification and returns
+    /// [`PublishError::QueueFull`](super::PublishError::QueueFull).
+    /// Default: 10 000.
+    pub queue_capacity: usize,
+    /// High-water mark of the socket, per connection, in notifications:
+    /// beyond it ZeroMQ drops notifications for that peer. Default: 100 000.
+    pub hwm: i32,
+    /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
+    pub heartbeat: Duration,
+    /// A connection is closed (and re-established) after this many heartbeat
+    /// intervals without traffic. Default: 3.
+    pub liveness: u32,
+    /// First delay before reconnecting to the broker; doubles up to
+    /// `reconnect_max`. Default: 100 ms.
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect delay. Default: 2 s.
+    pub reconnect_max: Duration,
+    /// How long notifications already handed to the socket may still be
+    /// sent after [`stop`](super::NotifyPublisher::stop). Default: 1 s.
+    pub linger: Duration,
+    /// Period of the stats log line at info level; `None` turns it off.
+    /// Default: `None`.
+    pub stats_log_interval: Option<Duration>,
+    /// How long `stop` waits for the driver thread. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl NotifyPublisherConfig {
+    /// A configuration for `endpoint`, defaults elsewhere.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            connect_timeout: Some(Duration::from_secs(5)),
+            queue_capacity: 10_000,
+            hwm: 100_000,
+            heartbeat: Duration::from_secs(1),
+            liveness: 3,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+            linger: Duration::from_secs(1),
+            stats_log_interval: None,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the values that no publisher can run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::endpoint::validate(&self.endpoint)?;
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::invalid("queue_capacity", "must be > 0"));
+        }
+        if self.reconnect_min.is_zero() {
+            return Err(ConfigError::invalid("reconnect_min", "must be > 0"));
+        }
+        check_common(self.heartbeat, self.liveness, self.hwm)
+    }
+}
+
+/// How a [`NotifySubscriber`](super::NotifySubscriber) runs. Fields default
+/// as documented on [`NotifySubscriberConfig::new`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NotifySubscriberConfig {
+    /// The NotifyBroker frontend, or a publisher's bound endpoint, to
+    /// connect to.
+    pub endpoint: String,
+    /// Topics subscribed exactly from the start.
+    pub topics: Vec<String>,
+    /// Prefixes subscribed from the start (every topic starting with one).
+    pub prefixes: Vec<String>,
+    /// How long `connect`, `subscribe` and `subscribe_prefix` wait for the
+    /// broker (or publisher) to confirm that the subscriptions are in force.
+    /// Past it, they fail (the subscriptions stay registered and take effect
+    /// when the connection comes up). `None`: do not wait, for peers that do
+    /// not answer probes (a plain ZeroMQ PUB). Default: 5 s.
+    pub confirm_timeout: Option<Duration>,
+    /// Most notifications waiting for the handler; beyond it, notifications
+    /// are dropped and counted. Default: 10 000.
+    pub queue_capacity: usize,
+    /// Receive high-water mark of the socket, in notifications. Default:
+    /// 100 000.
+    pub hwm: i32,
+    /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
+    pub heartbeat: Duration,
+    /// A connection is closed (and re-established) after this many heartbeat
+    /// intervals without traffic. Default: 3.
+    pub liveness: u32,
+    /// First delay before reconnecting; doubles up to `reconnect_max`.
+    /// Default: 100 ms.
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect delay. Default: 2 s.
+    pub reconnect_max: Duration,
+    /// Period of the stats log line at info level; `None` turns it off.
+    /// Default: `None`.
+    pub stats_log_interval: Option<Duration>,
+    /// How long `stop` waits for the driver thread, and for a running
+    /// handler to return. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl NotifySubscriberConfig {
+    /// A configuration for `endpoint` with no subscription yet, defaults
+    /// elsewhere.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            topics: Vec::new(),
+            prefixes: Vec::new(),
+            confirm_timeout: Some(Duration::from_secs(5)),
+            queue_capacity: 10_000,
+            hwm: 100_000,
+            heartbeat: Duration::from_secs(1),
+            liveness: 3,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+            stats_log_interval: None,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Adds an exact subscription to `topic`.
+    #[must_use]
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Adds a prefix subscription.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefixes.push(prefix.into());
+        self
+    }
+
+    /// Checks the values that no subscriber can run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::endpoint::validate(&self.endpoint)?;
+        for topic in &self.topics {
+            super::validate_topic(topic)?;
+        }
+        for prefix in &self.prefixes {
+            super::validate_prefix(prefix)?;
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::invalid("queue_capacity", "must be > 0"));
+        }
+        if self.reconnect_min.is_zero() {
+            return Err(ConfigError::invalid("reconnect_min", "must be > 0"));
+        }
+        check_common(self.heartbeat, self.liveness, self.hwm)
+    }
+}

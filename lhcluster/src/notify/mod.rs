@@ -1,0 +1,221 @@
+//! Notifications: fan-out of notifications by topic (NotifyType).
+//!
+//! - [`NotifyBroker`] binds a backend for publishers (XSUB) and a frontend
+//!   for subscribers (XPUB), validates every notification and forwards it to
+//!   the subscribers whose subscriptions match.
+//! - [`NotifyPublisher`] connects to a broker backend, or binds its own
+//!   endpoint for subscribers that connect to it directly ("direct mode").
+//!   Publishing never blocks.
+//! - [`NotifySubscriber`] connects to a broker frontend or to a publisher,
+//!   and runs a handler for every notification on its own thread.
+//!
+//! Subscriptions are **exact** ([`NotifySubscriber::subscribe`]: `orders`
+//! does not receive `orders-archive`) or **prefix** subscriptions
+//! ([`NotifySubscriber::subscribe_prefix`]). When `subscribe` returns, the
+//! subscription is in force at the broker (or direct publisher): a
+//! notification published after that is delivered. `docs/notifications.md`
+//! explains how, and `docs/protocol.md` (section "Notifications") is the
+//! wire format.
+//!
+//! ```
+//! use std::time::Duration;
+//! use lhcluster::notify::*;
+//!
+//! let broker = NotifyBroker::start(NotifyBrokerConfig::new(
+//!     "inproc://doc-notify-front",
+//!     "inproc://doc-notify-back",
+//! ))?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let subscriber = NotifySubscriber::connect(
+//!     NotifySubscriberConfig::new(broker.frontend()).topic("orders"),
+//!     move |n: Notification| {
+//!         let _ = tx.send(n.topic);
+//!         NotifyOutcome::Continue
+//!     },
+//! )?;
+//! let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend()))?;
+//! publisher.publish("orders-archive", Vec::new())?; // not subscribed
+//! publisher.publish("orders", vec![b"42".as_slice().into()])?;
+//! assert_eq!(rx.recv_timeout(Duration::from_secs(5))?, "orders");
+//! # subscriber.stop()?; publisher.stop()?; broker.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod broker;
+mod config;
+mod publisher;
+mod stats;
+mod subscriber;
+mod subscriptions;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use broker::NotifyBroker;
+pub use config::{NotifyBrokerConfig, NotifyPublisherConfig, NotifySubscriberConfig};
+pub use publisher::{NotifyPublisher, PublishError};
+pub use stats::{NotifyBrokerStats, NotifyPublisherStats, NotifySubscriberStats, TopicStats};
+pub use subscriber::{NotifyHandler, NotifyOutcome, NotifySubscriber};
+
+/// A notification as delivered to a [`NotifyHandler`]: its topic, the
+/// publisher's optional id, and the payload frames.
+pub use crate::protocol::Notification;
+
+use crate::error::{ConfigError, Error, zmq_err};
+use crate::protocol::Frame;
+
+/// Most messages read from one socket before looking at the others.
+const READ_BATCH: usize = 256;
+
+/// Longest probe subscription a broker or publisher answers (the reference
+/// subscriber uses 18 bytes).
+const MAX_PROBE_LEN: usize = 64;
+
+/// Checks a topic for an exact subscription or a publication: non-empty,
+/// no NUL character (any other UTF-8 text is fine, spaces included).
+pub(crate) fn validate_topic(topic: &str) -> Result<(), ConfigError> {
+    if topic.is_empty() {
+        return Err(ConfigError::invalid("topic", "must not be empty"));
+    }
+    validate_prefix(topic)
+}
+
+/// Checks a prefix subscription: no NUL character; empty means everything.
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    if prefix.contains('\0') {
+        return Err(ConfigError::invalid(
+            "topic",
+            format!("{prefix:?} contains a NUL character"),
+        ));
+    }
+    Ok(())
+}
+
+/// A message read from an XPUB socket: what a subscriber (or the broker's
+/// XSUB) asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Upstream<'a> {
+    /// `0x01` + filter bytes.
+    Subscribe(&'a [u8]),
+    /// `0x00` + filter bytes.
+    Unsubscribe(&'a [u8]),
+    /// Anything else (a raw XSUB may send any message upstream).
+    Invalid,
+}
+
+pub(crate) fn upstream(frame: &[u8]) -> Upstream<'_> {
+    match frame.split_first() {
+        Some((1, filter)) => Upstream::Subscribe(filter),
+        Some((0, filter)) => Upstream::Unsubscribe(filter),
+        _ => Upstream::Invalid,
+    }
+}
+
+/// Whether subscription filter bytes are a probe (they start with 0x00, so
+/// no notification topic frame can ever match them).
+pub(crate) fn is_probe(filter: &[u8]) -> bool {
+    filter.first() == Some(&0)
+}
+
+/// Answers a probe subscription on an XPUB socket: one frame holding the
+/// probe bytes, which only the prober (and catch-all subscribers, which
+/// ignore it) receives. Returns whether it was answered.
+pub(crate) fn answer_probe(socket: &zmq::Socket, filter: &[u8]) -> bool {
+    if filter.len() > MAX_PROBE_LEN {
+        tracing::warn!(len = filter.len(), "probe subscription too long: ignored");
+        return false;
+    }
+    match socket.send(filter, zmq::DONTWAIT) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot answer a probe");
+            false
+        }
+    }
+}
+
+/// Receives one whole multipart message without blocking.
+pub(crate) fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
+    let first = match socket.recv_msg(zmq::DONTWAIT) {
+        Ok(m) => m,
+        Err(zmq::Error::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut more = first.get_more();
+    let mut frames = vec![first];
+    while more {
+        let frame = socket.recv_msg(0)?;
+        more = frame.get_more();
+        frames.push(frame);
+    }
+    Ok(Some(frames))
+}
+
+/// Sends a whole multipart message without blocking (PUB-like sockets
+/// never refuse: they drop for a peer whose queue is full).
+pub(crate) fn send_all(socket: &zmq::Socket, frames: Vec<Frame>) -> zmq::Result<()> {
+    let last = frames.len();
+    for (i, frame) in frames.into_iter().enumerate() {
+        let more = if i + 1 < last { zmq::SNDMORE } else { 0 };
+        socket.send(frame, more | zmq::DONTWAIT)?;
+    }
+    Ok(())
+}
+
+/// Liveness of ZeroMQ connections (ZMTP heartbeats): a PING every
+/// `heartbeat`, the connection is dropped (and, on the connecting side,
+/// re-established) after `liveness` intervals without traffic.
+pub(crate) fn set_heartbeats(
+    socket: &zmq::Socket,
+    heartbeat: Duration,
+    liveness: u32,
+) -> Result<(), Error> {
+    let ivl = i32::try_from(crate::peer::interval_to_ms(heartbeat)).unwrap_or(i32::MAX);
+    let timeout = ivl.saturating_mul(i32::try_from(liveness).unwrap_or(i32::MAX));
+    socket
+        .set_heartbeat_ivl(ivl)
+        .map_err(zmq_err("setting ZMQ_HEARTBEAT_IVL"))?;
+    socket
+        .set_heartbeat_timeout(timeout)
+        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TIMEOUT"))?;
+    // The TTL travels in deciseconds in a 16-bit field.
+    socket
+        .set_heartbeat_ttl(timeout.min(6_553_500))
+        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TTL"))?;
+    Ok(())
+}
+
+/// The endpoint actually bound, as libzmq reports it (what `unbind` needs).
+pub(crate) fn bound_endpoint(socket: &zmq::Socket, configured: &str) -> String {
+    match socket.get_last_endpoint() {
+        Ok(Ok(ep)) if !ep.is_empty() => ep,
+        _ => configured.to_owned(),
+    }
+}
+
+/// A bound endpoint in a form peers can connect to (`0.0.0.0` becomes
+/// `127.0.0.1`).
+pub(crate) fn connectable(bound: &str) -> String {
+    bound.replace("0.0.0.0", "127.0.0.1")
+}
+
+/// Milliseconds for `zmq::poll` until `at` (0 if past), or -1 (forever).
+pub(crate) fn poll_timeout(now: std::time::Instant, at: Option<std::time::Instant>) -> i64 {
+    match at {
+        None => -1,
+        Some(at) => {
+            let ms = at.saturating_duration_since(now).as_millis();
+            // Round up so that we do not wake a little early and spin.
+            i64::try_from(ms).unwrap_or(i64::MAX).saturating_add(1)
+        }
+    }
+}
+
+/// The error of a bounded wait for a connection or a confirmation.
+pub(crate) fn not_connected(endpoint: &str) -> Error {
+    Error::Connect {
+        endpoint: endpoint.to_owned(),
+        source: zmq::Error::ENOTCONN,
+    }
+}

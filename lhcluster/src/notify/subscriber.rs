@@ -1,0 +1,665 @@
+//! The NotifySubscriber: a driver thread that owns the SUB socket, and a
+//! handler thread that runs the application's handler in order.
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tracing::{debug, error, info, warn};
+
+use super::READ_BATCH;
+use super::config::NotifySubscriberConfig;
+use super::stats::NotifySubscriberStats;
+use super::subscriptions::{FilterChange, Prober, SubscriptionSet, reconcile};
+use crate::error::{Error, zmq_err};
+use crate::protocol::{Message, Notification, decode_notification};
+use crate::role::{DriverInbox, RoleHandle};
+use crate::wake::Doorbell;
+
+/// An unanswered probe is replaced by a new one after this long.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
+
+/// What a [`NotifyHandler`] wants after handling a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifyOutcome {
+    /// Keep going.
+    Continue,
+    /// Stop receiving this notification's topic: remove the subscriptions
+    /// it came through (its exact subscription, and the prefix
+    /// subscriptions it starts with). Notifications on it that are already
+    /// queued are not handled.
+    Unsubscribe,
+    /// Stop the subscriber: no further notification is handled.
+    Stop,
+}
+
+/// Handles the notifications of a [`NotifySubscriber`], one at a time and in
+/// the order received, on the subscriber's handler thread.
+///
+/// Closures `FnMut(Notification) -> NotifyOutcome` implement it. A handler
+/// that panics is counted (`handler_panics`) and the subscriber carries on.
+pub trait NotifyHandler: Send + 'static {
+    /// Handles one notification.
+    fn handle(&mut self, notification: Notification) -> NotifyOutcome;
+}
+
+impl<F> NotifyHandler for F
+where
+    F: FnMut(Notification) -> NotifyOutcome + Send + 'static,
+{
+    fn handle(&mut self, notification: Notification) -> NotifyOutcome {
+        self(notification)
+    }
+}
+
+/// A running notification subscriber. Cheap to clone and usable from any
+/// thread; it stops when [`NotifySubscriber::stop`] is called, when its
+/// handler returns [`NotifyOutcome::Stop`], or when the last clone is
+/// dropped. (A handler that holds a clone keeps it alive until one of the
+/// first two.)
+///
+/// # Guarantees
+///
+/// - When [`connect`](Self::connect), [`subscribe`](Self::subscribe) or
+///   [`subscribe_prefix`](Self::subscribe_prefix) returns `Ok`, the
+///   subscriptions are in force at the broker (or the direct publisher): a
+///   notification published after that is delivered (unless a high-water
+///   mark overflows or the connection breaks). This needs a
+///   [`confirm_timeout`](NotifySubscriberConfig::confirm_timeout).
+/// - After [`unsubscribe`](Self::unsubscribe) (or the handler's
+///   [`NotifyOutcome::Unsubscribe`]), no further notification on that
+///   topic reaches the handler, even one already queued.
+/// - Exact subscriptions match the whole topic only.
+/// - After a broker restart, ZeroMQ reconnects and this subscriber's
+///   subscriptions (all of them, added at runtime too) are sent again.
+#[derive(Clone, Debug)]
+pub struct NotifySubscriber {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    role: RoleHandle<Command>,
+    shared: Arc<Shared>,
+    handler_thread: Mutex<Option<JoinHandle<()>>>,
+    handler_thread_id: ThreadId,
+    /// Disconnected when the handler thread ends.
+    handler_finished: Receiver<()>,
+    /// For the queue length in stats.
+    queue: Receiver<Notification>,
+    endpoint: String,
+    confirm_timeout: Option<Duration>,
+    shutdown_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Command {
+    /// Apply the subscription set to the socket; with a waiter, confirm.
+    Sync(Option<(Instant, Sender<()>)>),
+    Stop,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    subscriptions: Mutex<SubscriptionSet>,
+    /// Set by `stop` and by a handler's `Stop`: handle nothing more.
+    stopping: AtomicBool,
+    /// Set when the driver thread has ended.
+    stopped: Mutex<bool>,
+    stopped_changed: Condvar,
+    received: AtomicU64,
+    handled: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    filtered: AtomicU64,
+    malformed: AtomicU64,
+    handler_panics: AtomicU64,
+    probes_sent: AtomicU64,
+}
+
+impl Shared {
+    fn subscriptions(&self) -> MutexGuard<'_, SubscriptionSet> {
+        self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_stopped(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stopped_changed.notify_all();
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_stopped(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        while !*stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            stopped = self
+                .stopped_changed
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl NotifySubscriber {
+    /// Connects to a NotifyBroker frontend (or a publisher's bound
+    /// endpoint), subscribes to the configured topics and prefixes, and
+    /// starts running `handler`. With a
+    /// [`confirm_timeout`](NotifySubscriberConfig::confirm_timeout), returns
+    /// only once the subscriptions are in force there, and fails with
+    /// [`Error::Connect`] if they are not by then.
+    pub fn connect(
+        config: NotifySubscriberConfig,
+        handler: impl NotifyHandler,
+    ) -> Result<NotifySubscriber, Error> {
+        config.validate()?;
+        let socket = crate::context()
+            .socket(zmq::SUB)
+            .map_err(zmq_err("creating a SUB socket"))?;
+        socket
+            .set_rcvhwm(config.hwm)
+            .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+        socket
+            .set_linger(0)
+            .map_err(zmq_err("setting ZMQ_LINGER"))?;
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        socket
+            .set_reconnect_ivl(ms(config.reconnect_min))
+            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
+        socket
+            .set_reconnect_ivl_max(ms(config.reconnect_max.max(config.reconnect_min)))
+            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+        super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
+        socket
+            .connect(&config.endpoint)
+            .map_err(|source| Error::Connect {
+                endpoint: config.endpoint.clone(),
+                source,
+            })?;
+
+        let shared = Arc::new(Shared::default());
+        {
+            let mut subscriptions = shared.subscriptions();
+            subscriptions.exact.extend(config.topics.iter().cloned());
+            subscriptions
+                .prefixes
+                .extend(config.prefixes.iter().cloned());
+        }
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let (tx, bell, inbox) = crate::role::channel()?;
+
+        let (finished_tx, handler_finished) = crossbeam_channel::bounded::<()>(0);
+        let handler_thread = {
+            let (queue, shared, commands, bell) =
+                (queue_rx.clone(), shared.clone(), tx.clone(), bell.clone());
+            std::thread::Builder::new()
+                .name("lhcluster-notify-handler".to_owned())
+                .spawn(move || {
+                    let _finished = finished_tx;
+                    run_handler(Box::new(handler), &queue, &shared, &commands, &bell);
+                })
+                .map_err(Error::Spawn)?
+        };
+        let handler_thread_id = handler_thread.thread().id();
+
+        let endpoint = config.endpoint.clone();
+        let probe_id = crate::peer::random_u64().to_le_bytes();
+        let driver_shared = shared.clone();
+        let stats_log_interval = config.stats_log_interval;
+        info!(%endpoint, "notify subscriber started");
+        let role = RoleHandle::spawn(
+            "lhcluster-notify-subscriber",
+            tx,
+            bell,
+            || Command::Stop,
+            config.shutdown_timeout,
+            move || {
+                let mut driver = Driver {
+                    socket,
+                    inbox,
+                    shared: driver_shared.clone(),
+                    queue: queue_tx,
+                    applied: BTreeSet::new(),
+                    prober: Prober::new(probe_id, PROBE_RETRY),
+                    changes: Vec::new(),
+                    dropping: false,
+                    stats_log_interval,
+                };
+                driver.run();
+                drop(driver);
+                driver_shared.set_stopped();
+            },
+        );
+        let role = match role {
+            Ok(role) => role,
+            Err(e) => {
+                // The handler thread ends with its queue's last sender.
+                shared.stopping.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let subscriber = NotifySubscriber {
+            inner: Arc::new(Inner {
+                role,
+                shared,
+                handler_thread: Mutex::new(Some(handler_thread)),
+                handler_thread_id,
+                handler_finished,
+                queue: queue_rx,
+                endpoint,
+                confirm_timeout: config.confirm_timeout,
+                shutdown_timeout: config.shutdown_timeout,
+            }),
+        };
+        if let Err(e) = subscriber.sync() {
+            let _ = subscriber.stop();
+            return Err(e);
+        }
+        Ok(subscriber)
+    }
+
+    /// Subscribes to `topic` exactly (`orders` does not receive
+    /// `orders-archive`). The topic is any UTF-8 text without NUL, not
+    /// empty. Returns once the subscription is in force upstream (see the
+    /// type's guarantees); on [`Error::Connect`] (not confirmed in time)
+    /// the subscription stays registered and takes effect when the
+    /// connection comes up.
+    pub fn subscribe(&self, topic: &str) -> Result<(), Error> {
+        super::validate_topic(topic)?;
+        self.check_running()?;
+        self.inner
+            .shared
+            .subscriptions()
+            .exact
+            .insert(topic.to_owned());
+        self.sync()
+    }
+
+    /// Subscribes to every topic starting with `prefix` (the empty prefix
+    /// receives everything). Confirmed like [`subscribe`](Self::subscribe).
+    pub fn subscribe_prefix(&self, prefix: &str) -> Result<(), Error> {
+        super::validate_prefix(prefix)?;
+        self.check_running()?;
+        self.inner
+            .shared
+            .subscriptions()
+            .prefixes
+            .insert(prefix.to_owned());
+        self.sync()
+    }
+
+    /// Removes the exact subscription to `topic` (a no-op if there is
+    /// none). When it returns, no further notification on `topic` reaches
+    /// the handler unless a prefix subscription covers it.
+    pub fn unsubscribe(&self, topic: &str) -> Result<(), Error> {
+        super::validate_topic(topic)?;
+        self.check_running()?;
+        self.inner.shared.subscriptions().exact.remove(topic);
+        self.send(Command::Sync(None))
+    }
+
+    /// Removes the prefix subscription `prefix` (a no-op if there is none).
+    pub fn unsubscribe_prefix(&self, prefix: &str) -> Result<(), Error> {
+        super::validate_prefix(prefix)?;
+        self.check_running()?;
+        self.inner.shared.subscriptions().prefixes.remove(prefix);
+        self.send(Command::Sync(None))
+    }
+
+    /// The exact subscriptions now, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let subscriptions = self.inner.shared.subscriptions();
+        subscriptions.exact.iter().cloned().collect()
+    }
+
+    /// The prefix subscriptions now, sorted.
+    pub fn prefixes(&self) -> Vec<String> {
+        let subscriptions = self.inner.shared.subscriptions();
+        subscriptions.prefixes.iter().cloned().collect()
+    }
+
+    /// The endpoint connected to.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// A snapshot of the subscriber's statistics (available after it
+    /// stopped too).
+    pub fn stats(&self) -> NotifySubscriberStats {
+        let s = &self.inner.shared;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (topics, prefixes) = {
+            let subscriptions = s.subscriptions();
+            (subscriptions.exact.len(), subscriptions.prefixes.len())
+        };
+        NotifySubscriberStats {
+            received: load(&s.received),
+            handled: load(&s.handled),
+            dropped_queue_full: load(&s.dropped_queue_full),
+            filtered: load(&s.filtered),
+            malformed: load(&s.malformed),
+            handler_panics: load(&s.handler_panics),
+            probes_sent: load(&s.probes_sent),
+            queued: self.inner.queue.len() as u64,
+            topics: topics as u64,
+            prefixes: prefixes as u64,
+        }
+    }
+
+    /// Whether the subscriber has stopped (by [`stop`](Self::stop) or its
+    /// handler's [`NotifyOutcome::Stop`]).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.shared.is_stopped()
+    }
+
+    /// Blocks until the subscriber has stopped, up to `timeout`; returns
+    /// whether it has.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        self.inner.shared.wait_stopped(timeout)
+    }
+
+    /// Stops: no further notification is handled (queued ones are
+    /// dropped), the socket is closed, and the call waits for the driver
+    /// thread and for a running handler to return (each up to the
+    /// shutdown timeout; not for the handler when called from it).
+    /// Idempotent.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.inner.shutdown()
+    }
+
+    fn check_running(&self) -> Result<(), Error> {
+        if self.inner.shared.stopping.load(Ordering::Acquire) || self.is_stopped() {
+            return Err(Error::Stopped);
+        }
+        Ok(())
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.inner.role.send(command).map_err(|_| Error::Stopped)
+    }
+
+    /// Applies the subscription set and, with a confirm timeout, waits
+    /// until the broker confirms it.
+    fn sync(&self) -> Result<(), Error> {
+        let Some(timeout) = self.inner.confirm_timeout else {
+            return self.send(Command::Sync(None));
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Sync(Some((Instant::now() + timeout, tx))))?;
+        match rx.recv_timeout(timeout) {
+            Ok(()) => Ok(()),
+            // The driver forgets a waiter at its deadline, which may come
+            // a moment before ours.
+            Err(RecvTimeoutError::Disconnected) if self.check_running().is_err() => {
+                Err(Error::Stopped)
+            }
+            Err(_) => Err(super::not_connected(&self.inner.endpoint)),
+        }
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) -> Result<(), Error> {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.role.stop(Command::Stop)?;
+        if std::thread::current().id() == self.handler_thread_id {
+            // Called from the handler: it returns to a loop that ends.
+            return Ok(());
+        }
+        let thread = self
+            .handler_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            match self.handler_finished.recv_timeout(self.shutdown_timeout) {
+                Err(RecvTimeoutError::Timeout) => {
+                    error!("notification handler did not return within the shutdown timeout");
+                }
+                _ => {
+                    let _ = thread.join();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The handler thread: runs the handler on each queued notification that
+/// is still subscribed to.
+fn run_handler(
+    mut handler: Box<dyn NotifyHandler>,
+    queue: &Receiver<Notification>,
+    shared: &Shared,
+    commands: &Sender<Command>,
+    bell: &Doorbell,
+) {
+    let command = |c: Command| {
+        if commands.send(c).is_ok() {
+            bell.ring();
+        }
+    };
+    for notification in queue.iter() {
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        if !shared.subscriptions().matches(&notification.topic) {
+            shared.filtered.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let topic = notification.topic.clone();
+        let span = tracing::debug_span!("notification", %topic);
+        let _entered = span.enter();
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(notification)));
+        shared.handled.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(NotifyOutcome::Continue) => {}
+            Ok(NotifyOutcome::Unsubscribe) => {
+                debug!("handler unsubscribed its topic");
+                shared.subscriptions().remove_matching(&topic);
+                command(Command::Sync(None));
+            }
+            Ok(NotifyOutcome::Stop) => {
+                info!("handler asked to stop the subscriber");
+                shared.stopping.store(true, Ordering::Release);
+                command(Command::Stop);
+                break;
+            }
+            Err(panic) => {
+                shared.handler_panics.fetch_add(1, Ordering::Relaxed);
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                warn!(panic = %text, "notification handler panicked");
+            }
+        }
+    }
+}
+
+struct Driver {
+    socket: zmq::Socket,
+    inbox: DriverInbox<Command>,
+    shared: Arc<Shared>,
+    queue: Sender<Notification>,
+    /// Filters set on the socket now (probes aside).
+    applied: BTreeSet<Vec<u8>>,
+    prober: Prober,
+    changes: Vec<FilterChange>,
+    /// Whether the last notification was dropped (to warn once per burst).
+    dropping: bool,
+    stats_log_interval: Option<Duration>,
+}
+
+impl Driver {
+    fn run(&mut self) {
+        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
+        loop {
+            let now = Instant::now();
+            let wake_at = match (self.prober.next_tick(), next_stats_log) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let (socket_ready, commands_ready) = {
+                let mut items = [
+                    self.socket.as_poll_item(zmq::POLLIN),
+                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
+                ];
+                if let Err(e) = zmq::poll(&mut items, super::poll_timeout(now, wake_at)) {
+                    if e != zmq::Error::EINTR {
+                        error!(error = %e, "notify subscriber poll failed: stopping");
+                        return;
+                    }
+                }
+                (items[0].is_readable(), items[1].is_readable())
+            };
+            if socket_ready {
+                self.read();
+            }
+            if self.handle_commands(commands_ready) {
+                info!("notify subscriber stopped");
+                return;
+            }
+            let now = Instant::now();
+            let probes = self.prober.on_tick(now, &mut self.changes);
+            self.count_probes(probes);
+            self.apply_changes();
+            if let Some(at) = next_stats_log {
+                if now >= at {
+                    info!(
+                        received = self.shared.received.load(Ordering::Relaxed),
+                        dropped = self.shared.dropped_queue_full.load(Ordering::Relaxed),
+                        malformed = self.shared.malformed.load(Ordering::Relaxed),
+                        handled = self.shared.handled.load(Ordering::Relaxed),
+                        "notify subscriber stats"
+                    );
+                    next_stats_log = self.stats_log_interval.map(|d| now + d);
+                }
+            }
+        }
+    }
+
+    /// Handles queued commands (on every pass: an empty channel costs an
+    /// atomic load, the doorbell only cuts the wait short); `true` when
+    /// asked to stop.
+    fn handle_commands(&mut self, rung: bool) -> bool {
+        if rung {
+            self.inbox.listener.reset();
+        }
+        let mut sync = false;
+        let mut waiters = Vec::new();
+        let mut stop = false;
+        while let Ok(command) = self.inbox.commands.try_recv() {
+            match command {
+                Command::Sync(waiter) => {
+                    sync = true;
+                    waiters.extend(waiter);
+                }
+                Command::Stop => stop = true,
+            }
+        }
+        if stop {
+            return true;
+        }
+        if sync {
+            let desired = self.shared.subscriptions().filters();
+            reconcile(&mut self.applied, desired, &mut self.changes);
+            // The probe goes after the filter changes it confirms.
+            let probes = self
+                .prober
+                .request(Instant::now(), waiters, &mut self.changes);
+            self.count_probes(probes);
+            self.apply_changes();
+        }
+        false
+    }
+
+    fn count_probes(&self, probes: usize) {
+        self.shared
+            .probes_sent
+            .fetch_add(probes as u64, Ordering::Relaxed);
+    }
+
+    fn apply_changes(&mut self) {
+        for change in self.changes.drain(..) {
+            let result = match &change {
+                FilterChange::Subscribe(filter) => self.socket.set_subscribe(filter),
+                FilterChange::Unsubscribe(filter) => self.socket.set_unsubscribe(filter),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, ?change, "cannot change a subscription");
+            }
+        }
+    }
+
+    fn read(&mut self) {
+        for _ in 0..READ_BATCH {
+            let frames = match super::recv_all(&self.socket) {
+                Ok(Some(frames)) => frames,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    break;
+                }
+            };
+            if super::is_probe(&frames[0]) {
+                // A probe answer, ours or (with a catch-all prefix) another
+                // subscriber's.
+                self.prober.on_answer(&frames[0], &mut self.changes);
+                self.apply_changes();
+                continue;
+            }
+            match decode_notification(frames) {
+                Ok(Message::Notification(notification)) => {
+                    self.shared.received.fetch_add(1, Ordering::Relaxed);
+                    self.deliver(notification);
+                }
+                Ok(other) => {
+                    // decode_notification only returns notifications.
+                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(kind = other.kind_name(), "unexpected message dropped");
+                }
+                Err(error) => {
+                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(%error, "malformed notification dropped");
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, notification: Notification) {
+        match self.queue.try_send(notification) {
+            Ok(()) => self.dropping = false,
+            Err(TrySendError::Full(n)) => {
+                self.shared
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.dropping {
+                    warn!(topic = %n.topic, "handler queue full: dropping notifications");
+                    self.dropping = true;
+                }
+            }
+            // The handler thread is gone (it asked to stop).
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
