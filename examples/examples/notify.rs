@@ -3,8 +3,10 @@
 //!
 //! Run with `cargo run --example notify`. One subscriber follows the topic
 //! `orders` exactly; the other follows every topic starting with `orders`
-//! and stops after the archive's last entry. It prints what each received
-//! and the broker's stats, and exits on its own.
+//! and stops after the archive's last entry. A third one receives typed
+//! `PriceChanged` notifications (`#[derive(Notification)]`, MessagePack
+//! payload). It prints what each received and the broker's stats, and exits
+//! on its own.
 
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
@@ -14,6 +16,16 @@ use lhcluster::notify::{
     Notification, NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher,
     NotifyPublisherConfig, NotifySubscriber, NotifySubscriberConfig,
 };
+use lhcluster::typed::NotifyRouter;
+use serde::{Deserialize, Serialize};
+
+/// A typed notification: its topic is its name, its payload MessagePack.
+#[derive(Debug, Serialize, Deserialize, lhcluster::Notification)]
+#[notification(name = "prices")]
+struct PriceChanged {
+    item: String,
+    cents: u64,
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -59,7 +71,16 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
 
-    // Both `connect` calls returned: their subscriptions are in force at the
+    // Typed: a router subscribes to each type's topic and decodes for it.
+    let (typed_tx, typed_rx) = channel();
+    let typed = NotifyRouter::new()
+        .on::<PriceChanged>(move |p| {
+            let _ = typed_tx.send(format!("{} now costs {} cents", p.item, p.cents));
+            NotifyOutcome::Continue
+        })
+        .connect(NotifySubscriberConfig::new(broker.frontend()))?;
+
+    // All `connect` calls returned: their subscriptions are in force at the
     // broker, so nothing published from here on is lost to a slow join.
     let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend()))?;
     for (i, item) in ["apples", "pears", "plums"].iter().enumerate() {
@@ -69,6 +90,10 @@ fn main() -> anyhow::Result<()> {
     publisher.publish("invoices", vec![b"nobody listens".as_slice().into()])?;
     publisher.publish("orders", vec![b"figs".as_slice().into()])?;
     publisher.publish_with_id("orders-archive", 99, vec![b"the end".as_slice().into()])?;
+    publisher.publish_typed(&PriceChanged {
+        item: "plums".into(),
+        cents: 349,
+    })?;
 
     println!("exact subscriber (orders):");
     for line in take(&exact_rx, 4)? {
@@ -82,10 +107,15 @@ fn main() -> anyhow::Result<()> {
         bail!("the prefix subscriber's handler should have stopped it");
     }
     println!("prefix subscriber stopped by its handler");
+    println!("typed subscriber (PriceChanged):");
+    for line in take(&typed_rx, 1)? {
+        println!("  {line}");
+    }
 
     println!("broker stats: {}", broker.stats()?);
     println!("publisher stats: {}", publisher.stats());
     exact.stop()?;
+    typed.stop()?;
     publisher.stop()?;
     broker.stop()?;
     Ok(())

@@ -76,6 +76,10 @@ enum Repr {
         notify_id: Option<u64>,
         payload: Vec<Vec<u8>>,
     },
+    StatsQuery,
+    StatsReply {
+        payload: Vec<Vec<u8>>,
+    },
 }
 
 fn bytes_of(frames: &[Frame]) -> Vec<Vec<u8>> {
@@ -134,6 +138,10 @@ fn repr(message: &Message) -> Repr {
             topic: n.topic.clone(),
             notify_id: n.notify_id,
             payload: bytes_of(&n.payload),
+        },
+        Message::StatsQuery => Repr::StatsQuery,
+        Message::StatsReply { payload } => Repr::StatsReply {
+            payload: bytes_of(payload),
         },
         other => panic!("Message variant unknown to this test: {other:?}"),
     }
@@ -231,6 +239,8 @@ fn notification() -> impl Strategy<Value = Message> {
 /// Every variant of [`Message`], with arbitrary valid field values.
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
+        Just(()).prop_map(|()| Message::StatsQuery),
+        payload().prop_map(|payload| Message::StatsReply { payload }),
         (heartbeat_ms(), opt_text(), route()).prop_map(|(heartbeat_ms, name, route)| {
             Message::Hello(Hello {
                 heartbeat_ms,
@@ -603,6 +613,10 @@ fn message_from(r: &Repr) -> Message {
             notify_id,
             payload: frames(&payload),
         }),
+        Repr::StatsQuery => Message::StatsQuery,
+        Repr::StatsReply { payload } => Message::StatsReply {
+            payload: frames(&payload),
+        },
     }
 }
 
