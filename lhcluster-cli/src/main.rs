@@ -58,6 +58,9 @@ fn main() -> ExitCode {
         Command::Stats(args) => commands::stats::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
+    // Every role is stopped by now: let what they queued (a notification,
+    // a goodbye to peers) leave before the process exits.
+    lhcluster::terminate_context(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => code,
         Err(e) => {

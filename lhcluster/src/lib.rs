@@ -264,7 +264,7 @@ pub mod worker;
 pub use broker::{Broker, BrokerConfig, BrokerStats, TypeStats};
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use client_proxy::{ClientProxy, ClientProxyConfig};
-pub use context::context;
+pub use context::{context, terminate_context};
 pub use error::{ConfigError, Error};
 pub use ids::request_type_id;
 pub use notify::{
