@@ -256,6 +256,7 @@ mod peer;
 #[doc(hidden)]
 pub mod protocol;
 mod role;
+mod session;
 mod slab;
 pub mod typed;
 mod wake;

@@ -3,9 +3,11 @@
 //! requests, each of which ends in exactly one outcome.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crossbeam_channel::Sender;
 use tracing::{debug, info, warn};
@@ -14,11 +16,12 @@ use super::ClientEvent;
 use super::config::ClientConfig;
 use super::response::{ReceiptKind, Reply, RequestError, Shared};
 use super::stats::ClientStats;
-use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
+use crate::peer::interval_to_ms;
 use crate::protocol::{
     self, ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
     Response, Status,
 };
+use crate::session::{BrokerSession, Due};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -26,16 +29,6 @@ pub(crate) enum Action {
     Send(Message),
     Close,
     Connect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Session {
-    Disconnected {
-        retry_at: Instant,
-    },
-    /// HELLO sent, waiting for WELCOME.
-    Greeting,
-    Ready,
 }
 
 type ReqKey = (RequestType, RequestId);
@@ -65,13 +58,10 @@ struct Outstanding {
 pub(crate) struct ClientCore {
     name: Option<String>,
     heartbeat: Duration,
-    liveness: u32,
     default_timeout: Option<Duration>,
-    session: Session,
-    broker: Liveness,
+    session: BrokerSession,
     outstanding: HashMap<ReqKey, Outstanding>,
     deadlines: BinaryHeap<Reverse<(Instant, ReqKey)>>,
-    backoff: Backoff,
     events: Option<Sender<ClientEvent>>,
     stopped: bool,
     stats: ClientStats,
@@ -87,13 +77,16 @@ impl ClientCore {
         Self {
             name: config.name.clone(),
             heartbeat: config.heartbeat,
-            liveness: config.liveness,
             default_timeout: config.request_timeout,
-            session: Session::Disconnected { retry_at: now },
-            broker: Liveness::new(now, config.heartbeat),
+            session: BrokerSession::new(
+                now,
+                config.heartbeat,
+                config.liveness,
+                config.reconnect_min,
+                config.reconnect_max,
+            ),
             outstanding: HashMap::new(),
             deadlines: BinaryHeap::new(),
-            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             events,
             stopped: false,
             stats: ClientStats::default(),
@@ -106,7 +99,7 @@ impl ClientCore {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
-        self.session == Session::Ready
+        self.session.is_ready()
     }
 
     pub(crate) fn stats(&self) -> ClientStats {
@@ -117,13 +110,7 @@ impl ClientCore {
     }
 
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
-        let session = match self.session {
-            Session::Disconnected { retry_at } => retry_at,
-            _ => {
-                now + (self.heartbeat.min(self.broker.peer_interval) / 2)
-                    .max(Duration::from_millis(1))
-            }
-        };
+        let session = self.session.next_tick(now);
         match self.deadlines.peek() {
             Some(Reverse((at, _))) => session.min(*at),
             None => session,
@@ -131,15 +118,12 @@ impl ClientCore {
     }
 
     pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.broker = Liveness::new(now, self.broker.peer_interval);
-        self.session = Session::Greeting;
+        self.session.connected(now);
         self.send_hello(now);
     }
 
     pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        self.session = Session::Disconnected {
-            retry_at: now + self.backoff.next_delay(),
-        };
+        self.session.connect_failed(now);
     }
 
     /// The caller sends a request.
@@ -149,7 +133,7 @@ impl ClientCore {
             s.shared.complete(Err(RequestError::Stopped));
             return;
         }
-        if matches!(self.session, Session::Disconnected { .. }) {
+        if !self.session.is_connected() {
             self.stats.requests_failed_disconnected += 1;
             s.shared.complete(Err(RequestError::Disconnected(
                 "not connected to the broker (reconnecting)".to_owned(),
@@ -217,32 +201,27 @@ impl ClientCore {
 
     /// A message from the broker.
     pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        if matches!(self.session, Session::Disconnected { .. }) {
+        if !self.session.is_connected() {
             return;
         }
-        self.broker.last_heard = now;
+        self.session.heard(now);
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
             Err(e) => return self.malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
-                self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                if self.session != Session::Ready {
+                if self.session.welcome(heartbeat_ms) {
                     info!("connected to the broker");
                     self.emit(ClientEvent::Connected);
                 }
-                self.session = Session::Ready;
-                self.backoff.reset();
             }
             Message::Response(r) => self.on_response(r),
             Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
             Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
             Message::Heartbeat { heartbeat_ms } => {
                 self.stats.heartbeats_received += 1;
-                if heartbeat_ms != 0 {
-                    self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                }
+                self.session.broker_interval(heartbeat_ms);
             }
             Message::Reregister => {
                 // The broker lost our session: most likely it restarted and
@@ -252,7 +231,7 @@ impl ClientCore {
                 self.fail_all(&RequestError::Disconnected(
                     "the broker lost this client's session (restarted?)".to_owned(),
                 ));
-                self.session = Session::Greeting;
+                self.session.regreet();
                 self.send_hello(now);
             }
             Message::Shutdown => {
@@ -352,34 +331,29 @@ impl ClientCore {
                 }
             }
         }
-        match self.session {
-            Session::Disconnected { retry_at } => {
-                if now >= retry_at && !self.stopped {
-                    self.stats.reconnects += 1;
-                    self.actions.push(Action::Connect);
-                }
+        match self.session.due(now, self.stopped) {
+            Due::Nothing => {}
+            Due::Connect => {
+                self.stats.reconnects += 1;
+                self.actions.push(Action::Connect);
             }
-            Session::Greeting | Session::Ready => {
-                if self.broker.is_dead(now, self.liveness) {
-                    warn!("the broker missed its heartbeats: reconnecting");
-                    self.stats.broker_deaths += 1;
-                    self.lose_broker(now, "the broker missed its heartbeats");
-                } else if self.broker.heartbeat_due(now, self.heartbeat) {
-                    if self.session == Session::Greeting {
-                        self.send_hello(now);
-                    } else {
-                        self.stats.heartbeats_sent += 1;
-                        let heartbeat_ms = interval_to_ms(self.heartbeat);
-                        self.send(now, Message::Heartbeat { heartbeat_ms });
-                    }
-                }
+            Due::Lost => {
+                warn!("the broker missed its heartbeats: reconnecting");
+                self.stats.broker_deaths += 1;
+                self.lose_broker(now, "the broker missed its heartbeats");
+            }
+            Due::Greet => self.send_hello(now),
+            Due::Heartbeat => {
+                self.stats.heartbeats_sent += 1;
+                let heartbeat_ms = interval_to_ms(self.heartbeat);
+                self.send(now, Message::Heartbeat { heartbeat_ms });
             }
         }
     }
 
     pub(crate) fn on_stop(&mut self, now: Instant) {
         self.stopped = true;
-        if !matches!(self.session, Session::Disconnected { .. }) {
+        if self.session.is_connected() {
             self.send(now, Message::Disconnect { route: Vec::new() });
         }
         self.fail_all(&RequestError::Stopped);
@@ -389,9 +363,7 @@ impl ClientCore {
         self.fail_all(&RequestError::Disconnected(why.to_owned()));
         self.emit(ClientEvent::Disconnected);
         self.actions.push(Action::Close);
-        self.session = Session::Disconnected {
-            retry_at: now + self.backoff.next_delay(),
-        };
+        self.session.lose(now);
     }
 
     fn fail_all(&mut self, error: &RequestError) {
@@ -434,7 +406,7 @@ impl ClientCore {
     }
 
     fn send(&mut self, now: Instant, msg: Message) {
-        self.broker.last_sent = now;
+        self.session.sent(now);
         self.actions.push(Action::Send(msg));
     }
 

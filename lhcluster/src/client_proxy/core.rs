@@ -18,11 +18,12 @@ use tracing::{debug, info, warn};
 use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use crate::client::ReceiptKind;
-use crate::peer::{Backoff, Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
     RequestType, Response, Status,
 };
+use crate::session::{BrokerSession, Due};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -31,13 +32,6 @@ pub(crate) enum Action {
     ToBroker(Message),
     Close,
     Connect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Session {
-    Disconnected { retry_at: Instant },
-    Greeting,
-    Ready,
 }
 
 type EntryKey = (PeerId, RequestType, RequestId);
@@ -76,9 +70,7 @@ pub(crate) struct ProxyCore {
     max_buffered_bytes: usize,
     resend_initial: Duration,
     resend_max: Duration,
-    session: Session,
-    broker: Liveness,
-    backoff: Backoff,
+    session: BrokerSession,
     clients: HashMap<PeerId, ClientEntry>,
     buffer: HashMap<EntryKey, Entry>,
     timers: BinaryHeap<Reverse<(Instant, EntryKey)>>,
@@ -99,9 +91,13 @@ impl ProxyCore {
             max_buffered_bytes: config.max_buffered_bytes,
             resend_initial: config.resend_initial,
             resend_max: config.resend_max.max(config.resend_initial),
-            session: Session::Disconnected { retry_at: now },
-            broker: Liveness::new(now, config.heartbeat),
-            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            session: BrokerSession::new(
+                now,
+                config.heartbeat,
+                config.liveness,
+                config.reconnect_min,
+                config.reconnect_max,
+            ),
             clients: HashMap::new(),
             buffer: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -122,16 +118,14 @@ impl ProxyCore {
         stats.buffered = self.buffer.len() as u64;
         stats.buffered_bytes = self.buffered_bytes as u64;
         stats.clients = self.clients.len() as u64;
-        stats.connected = self.session == Session::Ready;
+        stats.connected = self.session.is_ready();
         stats
     }
 
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
-        let mut at =
-            now + (self.heartbeat.min(self.broker.peer_interval) / 2).max(Duration::from_millis(1));
-        if let Session::Disconnected { retry_at } = self.session {
-            at = at.min(retry_at);
-        }
+        // Clients are heartbeaten whether the broker is there or not.
+        let clients = now + (self.heartbeat / 2).max(Duration::from_millis(1));
+        let mut at = clients.min(self.session.next_tick(now));
         if let Some(Reverse((t, _))) = self.timers.peek() {
             at = at.min(*t);
         }
@@ -144,15 +138,12 @@ impl ProxyCore {
     }
 
     pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.broker = Liveness::new(now, self.broker.peer_interval);
-        self.session = Session::Greeting;
+        self.session.connected(now);
         self.send_hello(now);
     }
 
     pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        self.session = Session::Disconnected {
-            retry_at: now + self.backoff.next_delay(),
-        };
+        self.session.connect_failed(now);
     }
 
     // ----- client side --------------------------------------------------
@@ -205,7 +196,7 @@ impl ProxyCore {
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         self.send_client(peer.into(), Message::Welcome { heartbeat_ms });
         if let Some(name) = hello.name {
-            if self.session == Session::Ready {
+            if self.session.is_ready() {
                 self.forward_hello(now, peer, name);
             }
         }
@@ -240,7 +231,7 @@ impl ProxyCore {
             });
             return self.send_client(peer.into(), response);
         }
-        let ready = self.session == Session::Ready;
+        let ready = self.session.is_ready();
         let Some(confirm) = confirm else {
             // Fire-and-forget one-way request: forwarded when possible, kept
             // only until it could be sent once.
@@ -317,7 +308,7 @@ impl ProxyCore {
         for key in gone {
             self.remove_entry(&key);
         }
-        if client.name.is_some() && self.session == Session::Ready {
+        if client.name.is_some() && self.session.is_ready() {
             self.send_broker(
                 now,
                 Message::Disconnect {
@@ -360,40 +351,33 @@ impl ProxyCore {
 
     pub(crate) fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
         self.now = now;
-        if matches!(self.session, Session::Disconnected { .. }) {
+        if !self.session.is_connected() {
             return;
         }
-        self.broker.last_heard = now;
+        self.session.heard(now);
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
             Err(e) => return self.broker_malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
-                self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                if self.session != Session::Ready {
+                if self.session.welcome(heartbeat_ms) {
                     info!(
                         buffered = self.buffer.len(),
                         "connected to the broker: re-sending the buffer"
                     );
-                    self.session = Session::Ready;
-                    self.backoff.reset();
                     self.on_new_session(now);
                 }
             }
             Message::Response(r) => self.on_response(r),
             Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
             Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
-            Message::Heartbeat { heartbeat_ms } => {
-                if heartbeat_ms != 0 {
-                    self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                }
-            }
+            Message::Heartbeat { heartbeat_ms } => self.session.broker_interval(heartbeat_ms),
             Message::Reregister => {
                 // The broker does not know us: it restarted, and lost what
                 // we had sent it. Greet again; the WELCOME re-sends all.
                 info!("the broker does not know this proxy: greeting again");
-                self.session = Session::Greeting;
+                self.session.regreet();
                 self.send_hello(now);
             }
             Message::Shutdown => {
@@ -519,24 +503,15 @@ impl ProxyCore {
         for peer in due {
             self.send_client(peer, Message::Heartbeat { heartbeat_ms });
         }
-        match self.session {
-            Session::Disconnected { retry_at } => {
-                if now >= retry_at && !self.stopped {
-                    self.actions.push(Action::Connect);
-                }
+        match self.session.due(now, self.stopped) {
+            Due::Nothing => {}
+            Due::Connect => self.actions.push(Action::Connect),
+            Due::Lost => {
+                warn!("the broker missed its heartbeats: reconnecting");
+                self.lose_broker(now);
             }
-            Session::Greeting | Session::Ready => {
-                if self.broker.is_dead(now, self.liveness) {
-                    warn!("the broker missed its heartbeats: reconnecting");
-                    self.lose_broker(now);
-                } else if self.broker.heartbeat_due(now, self.heartbeat) {
-                    if self.session == Session::Greeting {
-                        self.send_hello(now);
-                    } else {
-                        self.send_broker(now, Message::Heartbeat { heartbeat_ms });
-                    }
-                }
-            }
+            Due::Greet => self.send_hello(now),
+            Due::Heartbeat => self.send_broker(now, Message::Heartbeat { heartbeat_ms }),
         }
         while let Some(Reverse((at, key))) = self.timers.peek().cloned() {
             if at > now {
@@ -547,7 +522,7 @@ impl ProxyCore {
             if !due {
                 continue;
             }
-            if self.session == Session::Ready {
+            if self.session.is_ready() {
                 self.resend(now, &key);
             } else if let Some(e) = self.buffer.get_mut(&key) {
                 // Not connected: the new session re-sends it anyway.
@@ -563,7 +538,7 @@ impl ProxyCore {
         for peer in peers {
             self.send_client(peer, Message::Shutdown);
         }
-        if !matches!(self.session, Session::Disconnected { .. }) {
+        if self.session.is_connected() {
             self.send_broker(now, Message::Disconnect { route: Vec::new() });
         }
     }
@@ -573,7 +548,7 @@ impl ProxyCore {
     /// Sends (a copy of) a buffered request again and re-arms its timer with
     /// backoff. A fire-and-forget entry is dropped once sent.
     fn resend(&mut self, now: Instant, key: &EntryKey) {
-        if self.session != Session::Ready {
+        if !self.session.is_ready() {
             return;
         }
         let resend_max = self.resend_max;
@@ -642,9 +617,7 @@ impl ProxyCore {
     fn lose_broker(&mut self, now: Instant) {
         self.stats.broker_losses += 1;
         self.actions.push(Action::Close);
-        self.session = Session::Disconnected {
-            retry_at: now + self.backoff.next_delay(),
-        };
+        self.session.lose(now);
     }
 
     fn send_hello(&mut self, now: Instant) {
@@ -670,7 +643,7 @@ impl ProxyCore {
     }
 
     fn send_broker(&mut self, now: Instant, msg: Message) {
-        self.broker.last_sent = now;
+        self.session.sent(now);
         self.actions.push(Action::ToBroker(msg));
     }
 }

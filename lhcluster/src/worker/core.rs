@@ -2,18 +2,21 @@
 //! (register, heartbeats, broker death, reconnect with backoff) and the set
 //! of requests running on the pool.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use tracing::{debug, info, warn};
 
 use super::config::WorkerConfig;
 use super::stats::WorkerStats;
-use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
+use crate::peer::interval_to_ms;
 use crate::protocol::{
     self, Dispatch, ErrorReply, Flags, Message, Payload, Ready, RequestId, RequestRef, RequestType,
     Status, WorkResult,
 };
+use crate::session::{BrokerSession, Due};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -28,16 +31,6 @@ pub(crate) enum Action {
     Connect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Session {
-    /// No socket; reconnect at the given time.
-    Disconnected { retry_at: Instant },
-    /// READY sent, waiting for WELCOME.
-    Registering,
-    /// WELCOME received.
-    Registered,
-}
-
 type ReqKey = (RequestType, RequestId);
 
 #[derive(Debug)]
@@ -45,14 +38,12 @@ pub(crate) struct WorkerCore {
     types: Vec<RequestType>,
     capacity: u32,
     heartbeat: Duration,
-    liveness: u32,
     name: Option<String>,
-    session: Session,
-    broker: Liveness,
+    /// Registered = the session is ready (WELCOME after READY).
+    session: BrokerSession,
     running: HashMap<ReqKey, u32>,
     /// Results waiting for a session with the broker.
     unsent: VecDeque<Message>,
-    backoff: Backoff,
     stopping: bool,
     stats: WorkerStats,
     actions: Vec<Action>,
@@ -64,13 +55,16 @@ impl WorkerCore {
             types,
             capacity: config.capacity,
             heartbeat: config.heartbeat,
-            liveness: config.liveness,
             name: config.name.clone(),
-            session: Session::Disconnected { retry_at: now },
-            broker: Liveness::new(now, config.heartbeat),
+            session: BrokerSession::new(
+                now,
+                config.heartbeat,
+                config.liveness,
+                config.reconnect_min,
+                config.reconnect_max,
+            ),
             running: HashMap::new(),
             unsent: VecDeque::new(),
-            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             stopping: false,
             stats: WorkerStats::default(),
             actions: Vec::new(),
@@ -87,7 +81,7 @@ impl WorkerCore {
     pub(crate) fn stats(&self) -> WorkerStats {
         let mut stats = self.stats.clone();
         stats.running = self.running.len() as u64;
-        stats.registered = self.session == Session::Registered;
+        stats.registered = self.session.is_ready();
         stats
     }
 
@@ -97,40 +91,30 @@ impl WorkerCore {
 
     /// When [`WorkerCore::on_tick`] should run next.
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
-        match self.session {
-            Session::Disconnected { retry_at } => retry_at,
-            _ => {
-                now + (self.heartbeat.min(self.broker.peer_interval) / 2)
-                    .max(Duration::from_millis(1))
-            }
-        }
+        self.session.next_tick(now)
     }
 
     /// The driver has a fresh socket connected to the broker.
     pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.broker = Liveness::new(now, self.broker.peer_interval);
-        self.session = Session::Registering;
+        self.session.connected(now);
         self.send_ready(now);
     }
 
     /// A message from the broker.
     pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        if matches!(self.session, Session::Disconnected { .. }) {
+        if !self.session.is_connected() {
             return;
         }
-        self.broker.last_heard = now;
+        self.session.heard(now);
         let msg = match protocol::decode_parts(header, payload) {
             Ok(msg) => msg,
             Err(e) => return self.malformed(now, header, e.to_string()),
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
-                self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                if self.session != Session::Registered {
+                if self.session.welcome(heartbeat_ms) {
                     info!("registered with the broker");
                 }
-                self.session = Session::Registered;
-                self.backoff.reset();
                 while let Some(msg) = self.unsent.pop_front() {
                     self.send(now, msg);
                 }
@@ -142,13 +126,11 @@ impl WorkerCore {
             Message::Dispatch(d) => self.on_dispatch(now, d),
             Message::Heartbeat { heartbeat_ms } => {
                 self.stats.heartbeats_received += 1;
-                if heartbeat_ms != 0 {
-                    self.broker.peer_interval = interval_from_ms(heartbeat_ms);
-                }
+                self.session.broker_interval(heartbeat_ms);
             }
             Message::Reregister => {
                 debug!("the broker does not know this worker: registering again");
-                self.session = Session::Registering;
+                self.session.regreet();
                 self.send_ready(now);
             }
             Message::Shutdown => {
@@ -226,31 +208,24 @@ impl WorkerCore {
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
-        match self.session {
-            Session::Disconnected { retry_at } => {
-                if now >= retry_at && !self.stopping {
-                    self.stats.reconnects += 1;
-                    self.actions.push(Action::Connect);
-                }
+        match self.session.due(now, self.stopping) {
+            Due::Nothing => {}
+            Due::Connect => {
+                self.stats.reconnects += 1;
+                self.actions.push(Action::Connect);
             }
-            Session::Registering | Session::Registered => {
-                if self.broker.is_dead(now, self.liveness) {
-                    warn!("the broker missed its heartbeats: reconnecting");
-                    self.stats.broker_deaths += 1;
-                    self.lose_broker(now);
-                } else if self.broker.heartbeat_due(now, self.heartbeat) {
-                    if self.session == Session::Registering {
-                        // The READY (or its WELCOME) may have been lost; a
-                        // stopping worker does not ask for work again.
-                        if !self.stopping {
-                            self.send_ready(now);
-                        }
-                    } else {
-                        self.stats.heartbeats_sent += 1;
-                        let heartbeat_ms = interval_to_ms(self.heartbeat);
-                        self.send(now, Message::Heartbeat { heartbeat_ms });
-                    }
-                }
+            Due::Lost => {
+                warn!("the broker missed its heartbeats: reconnecting");
+                self.stats.broker_deaths += 1;
+                self.lose_broker(now);
+            }
+            // A stopping worker does not ask for work again.
+            Due::Greet if self.stopping => {}
+            Due::Greet => self.send_ready(now),
+            Due::Heartbeat => {
+                self.stats.heartbeats_sent += 1;
+                let heartbeat_ms = interval_to_ms(self.heartbeat);
+                self.send(now, Message::Heartbeat { heartbeat_ms });
             }
         }
     }
@@ -261,25 +236,19 @@ impl WorkerCore {
         self.stopping = true;
         // Also while registering: the broker reads our READY first, so the
         // DISCONNECT that follows it is understood.
-        if !matches!(self.session, Session::Disconnected { .. }) {
+        if self.session.is_connected() {
             self.send(now, Message::Disconnect { route: Vec::new() });
         }
     }
 
     /// The socket could not be created or connected: try again later.
     pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        let delay = self.backoff.next_delay();
-        self.session = Session::Disconnected {
-            retry_at: now + delay,
-        };
+        self.session.connect_failed(now);
     }
 
     fn lose_broker(&mut self, now: Instant) {
         self.actions.push(Action::Close);
-        let delay = self.backoff.next_delay();
-        self.session = Session::Disconnected {
-            retry_at: now + delay,
-        };
+        self.session.lose(now);
     }
 
     fn send_ready(&mut self, now: Instant) {
@@ -309,7 +278,7 @@ impl WorkerCore {
 
     /// Sends now if registered, else keeps it for the next session.
     fn send_or_keep(&mut self, now: Instant, msg: Message) {
-        if self.session == Session::Registered {
+        if self.session.is_ready() {
             self.send(now, msg);
         } else {
             self.unsent.push_back(msg);
@@ -317,7 +286,7 @@ impl WorkerCore {
     }
 
     fn send(&mut self, now: Instant, msg: Message) {
-        self.broker.last_sent = now;
+        self.session.sent(now);
         self.actions.push(Action::Send(msg));
     }
 }
