@@ -146,3 +146,49 @@ pub(crate) fn bound_endpoints(socket: &zmq::Socket, configured: &str) -> (String
         _ => (configured.to_owned(), configured.to_owned()),
     }
 }
+
+/// What [`wait`] found readable.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ready {
+    /// The doorbell rang (commands, or finished work, are waiting).
+    pub(crate) doorbell: bool,
+    /// Each socket passed in, in order (`false` for an absent one).
+    pub(crate) sockets: [bool; 2],
+}
+
+/// Sleeps in `zmq::poll` until the doorbell or one of (up to two) sockets is
+/// readable, or `until` passes. An interrupted poll (EINTR) is a plain
+/// wake-up; any other error is returned, and ends the driver.
+pub(crate) fn wait(
+    doorbell: &crate::wake::Listener,
+    sockets: [Option<&zmq::Socket>; 2],
+    until: std::time::Instant,
+) -> zmq::Result<Ready> {
+    let left = until.saturating_duration_since(std::time::Instant::now());
+    let timeout = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+    let mut items = Vec::with_capacity(3);
+    items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
+    items.extend(
+        sockets
+            .iter()
+            .flatten()
+            .map(|s| s.as_poll_item(zmq::POLLIN)),
+    );
+    match zmq::poll(&mut items, timeout) {
+        Ok(_) => {}
+        Err(zmq::Error::EINTR) => return Ok(Ready::default()),
+        Err(e) => return Err(e),
+    }
+    let mut ready = Ready {
+        doorbell: items[0].is_readable(),
+        sockets: [false; 2],
+    };
+    let mut next = 1;
+    for (i, socket) in sockets.iter().enumerate() {
+        if socket.is_some() {
+            ready.sockets[i] = items[next].is_readable();
+            next += 1;
+        }
+    }
+    Ok(ready)
+}

@@ -64,41 +64,28 @@ struct Driver {
 
 impl Driver {
     fn run(&mut self) {
+        // Whether the last pass found work. While work flows, the socket is
+        // read again at once instead of polled: a poll costs several
+        // syscalls in libzmq, and a read that finds nothing costs one.
+        let mut busy = false;
         loop {
             self.apply_actions();
             self.readiness.set(self.core.is_ready());
-            let now = Instant::now();
-            let timeout = i64::try_from(
-                self.core
-                    .next_tick(now)
-                    .saturating_duration_since(now)
-                    .as_millis(),
-            )
-            .unwrap_or(i64::MAX);
-            let (socket_ready, commands_ready) = {
-                let listener = zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN);
-                let result = match &self.socket {
-                    Some(socket) => {
-                        let mut items = [listener, socket.as_poll_item(zmq::POLLIN)];
-                        zmq::poll(&mut items, timeout)
-                            .map(|_| (items[1].is_readable(), items[0].is_readable()))
-                    }
-                    None => {
-                        let mut items = [listener];
-                        zmq::poll(&mut items, timeout).map(|_| (false, items[0].is_readable()))
-                    }
-                };
-                match result {
-                    Ok(r) => r,
-                    Err(zmq::Error::EINTR) => (false, false),
+            let until = self.core.next_tick(Instant::now());
+            let (socket_ready, commands_ready) = if busy {
+                (true, false)
+            } else {
+                match io::wait(&self.inbox.listener, [self.socket.as_ref(), None], until) {
+                    Ok(ready) => (ready.sockets[0], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "client poll failed: stopping");
                         return;
                     }
                 }
             };
+            let mut work = 0;
             if socket_ready {
-                self.read();
+                work += self.read();
             }
             // Commands are drained on every pass (an empty channel costs an
             // atomic load), the doorbell only cuts the wait short.
@@ -107,6 +94,7 @@ impl Driver {
                     self.inbox.listener.reset();
                 }
                 while let Ok(command) = self.inbox.commands.try_recv() {
+                    work += 1;
                     match command {
                         Command::Submit(submit) => {
                             self.core.on_submit(Instant::now(), submit);
@@ -129,24 +117,29 @@ impl Driver {
                 }
             }
             self.core.on_tick(Instant::now());
+            busy = work > 0;
         }
     }
 
-    fn read(&mut self) {
+    /// Reads a batch of messages; returns how many.
+    fn read(&mut self) -> usize {
+        let mut read = 0;
         for _ in 0..256 {
-            let Some(socket) = &self.socket else { return };
+            let Some(socket) = &self.socket else { break };
             match io::try_recv(socket, false) {
                 Ok(Some(m)) => {
+                    read += 1;
                     let header = m.header.as_deref().unwrap_or(&[]);
                     self.core.on_message(Instant::now(), header, m.payload);
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     warn!(error = %e, "receive failed");
-                    return;
+                    break;
                 }
             }
         }
+        read
     }
 
     fn apply_actions(&mut self) {

@@ -73,37 +73,15 @@ impl Driver {
             if let Some(at) = next_stats_log {
                 wake_at = wake_at.min(at);
             }
-            let timeout = i64::try_from(wake_at.saturating_duration_since(now).as_millis())
-                .unwrap_or(i64::MAX);
-            let (clients_ready, broker_ready, commands_ready) = {
-                let listener = zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN);
-                let clients = self.clients.as_poll_item(zmq::POLLIN);
-                let result = match &self.broker {
-                    Some(broker) => {
-                        let mut items = [listener, clients, broker.as_poll_item(zmq::POLLIN)];
-                        zmq::poll(&mut items, timeout).map(|_| {
-                            (
-                                items[1].is_readable(),
-                                items[2].is_readable(),
-                                items[0].is_readable(),
-                            )
-                        })
-                    }
-                    None => {
-                        let mut items = [listener, clients];
-                        zmq::poll(&mut items, timeout)
-                            .map(|_| (items[1].is_readable(), false, items[0].is_readable()))
-                    }
-                };
-                match result {
-                    Ok(r) => r,
-                    Err(zmq::Error::EINTR) => (false, false, false),
+            let sockets = [Some(&self.clients), self.broker.as_ref()];
+            let (clients_ready, broker_ready, commands_ready) =
+                match io::wait(&self.inbox.listener, sockets, wake_at) {
+                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "proxy poll failed: stopping");
                         return;
                     }
-                }
-            };
+                };
             if clients_ready {
                 self.read_clients();
             }
