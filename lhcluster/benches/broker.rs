@@ -12,11 +12,20 @@
 //! `iter_batched`; it is moved through the cycle, never copied.
 //!
 //! Run: `cargo bench -p lhcluster --bench broker -- --warm-up-time 1 --measurement-time 3`
+//!
+//! For repeatable instruction counts, run a fixed number of cycles of one
+//! scenario under callgrind instead of criterion (the difference between
+//! two counts over the difference of cycles is the cost of one cycle):
+//!
+//! ```sh
+//! BROKER_BENCH_CYCLES=100000 BROKER_BENCH_SCENARIO=1_type_1_worker \
+//!   valgrind --tool=callgrind target/release/deps/broker-<hash>
+//! ```
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use lhcluster::bench_support::BrokerBench;
 use lhcluster::protocol::{Flags, Frame, Hello, Message, Ready, Request, Status, WorkResult};
 use lhcluster::{BrokerConfig, Payload, RequestId, RequestType};
@@ -132,10 +141,11 @@ impl Scenario {
     }
 }
 
-fn bench_broker(c: &mut Criterion) {
-    let bytes = [0xa5_u8; 64];
+type ScenarioSpec = (&'static str, Vec<Vec<RequestType>>, Vec<RequestType>);
+
+fn scenarios() -> Vec<ScenarioSpec> {
     let ten_k: Vec<RequestType> = (1..=10_000).collect();
-    let scenarios: Vec<(&str, Vec<Vec<RequestType>>, Vec<RequestType>)> = vec![
+    vec![
         ("1_type_1_worker", vec![vec![1]], vec![1]),
         ("10k_types_1_worker", vec![ten_k.clone()], ten_k),
         ("1k_workers_same_type", vec![vec![1]; 1000], vec![1]),
@@ -146,9 +156,13 @@ fn bench_broker(c: &mut Criterion) {
                 .collect(),
             vec![1],
         ),
-    ];
+    ]
+}
+
+fn bench_broker(c: &mut Criterion) {
+    let bytes = [0xa5_u8; 64];
     let mut group = c.benchmark_group("broker_dispatch_cycle");
-    for (name, workers, types) in scenarios {
+    for (name, workers, types) in scenarios() {
         let mut scenario = Scenario::new(&workers, &types);
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -161,5 +175,30 @@ fn bench_broker(c: &mut Criterion) {
     group.finish();
 }
 
+/// A fixed number of cycles of one scenario, for callgrind.
+fn fixed_cycles(cycles: u64, name: &str) {
+    let Some((_, workers, types)) = scenarios().into_iter().find(|s| s.0 == name) else {
+        panic!("unknown scenario {name:?}");
+    };
+    let bytes = [0xa5_u8; 64];
+    let mut scenario = Scenario::new(&workers, &types);
+    for _ in 0..cycles {
+        scenario.cycle(vec![Frame::from(&bytes[..])]);
+    }
+}
+
 criterion_group!(benches, bench_broker);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("BROKER_BENCH_CYCLES") {
+        Ok(cycles) => {
+            let scenario = std::env::var("BROKER_BENCH_SCENARIO")
+                .unwrap_or_else(|_| "1_type_1_worker".to_owned());
+            fixed_cycles(cycles.parse().expect("a cycle count"), &scenario);
+        }
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

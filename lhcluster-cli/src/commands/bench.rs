@@ -73,8 +73,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Capacity of each worker (requests it runs at once, on as many
-    /// handler threads).
-    #[arg(long, default_value_t = 16)]
+    /// handler threads). The default takes the default window of one
+    /// client: the broker forwards at once, as the baselines do.
+    #[arg(long, default_value_t = 64)]
     capacity: u32,
     /// Client threads, each with its own client (connection).
     #[arg(long, default_value_t = 1)]
@@ -154,7 +155,11 @@ fn parse_size(text: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(format!("invalid size unit in {text:?} (use k, KiB, M, MiB)")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {text:?} (use k, KiB, M, MiB)"
+            ));
+        }
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("size {text:?} is too large"))
@@ -242,7 +247,7 @@ impl Config {
             clients: args.clients.max(1),
             size: args.size,
             window,
-            duration_s: args.count.is_none().then(|| args.duration.as_secs_f64()),
+            duration_s: args.count.is_none().then_some(args.duration.as_secs_f64()),
             count: args.count,
             warmup_s: args.warmup.as_secs_f64(),
             runs: args.runs.max(1),

@@ -8,12 +8,15 @@
 //! Data model (docs/architecture.md, "Broker"):
 //! - `requests`: the dedupe index, (type, id) → request state, pending or in flight;
 //! - per type: a FIFO of pending ids and the count of registered workers;
-//! - `free_workers`: workers with free credits, least recently used first;
+//! - free workers (with credits left), least recently used first: per type
+//!   for workers serving few types, in one list for those serving many;
 //! - `nonempty_types`: types with queued work, for round-robin service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use tracing::{debug, info, warn};
 
@@ -21,8 +24,8 @@ use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
-    self, DecodeError, ErrorReply, Flags, Hello, Message, Payload, Ready, Request, RequestId,
-    RequestRef, RequestType, Response, Route, Status, WorkResult,
+    self, DecodeError, ErrorReply, Flags, Frame, Hello, Message, Payload, Ready, Request,
+    RequestId, RequestRef, RequestType, Response, Route, Status, WorkResult,
 };
 use crate::slab::{Key, Slab};
 
@@ -50,38 +53,124 @@ type ReqKey = (RequestType, RequestId);
 /// record, so that a client that reconnects with the same id (or a proxy
 /// re-sending for its clients) is the same origin and still gets its
 /// responses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Dest {
     peer: PeerId,
     route: Route,
 }
 
-#[derive(Debug)]
-enum ReqState {
-    Pending(Payload),
-    InFlight {
-        /// Kept only for `RETRY_ON_DEATH` requests with tries left.
-        retry_copy: Option<Payload>,
-    },
+impl Clone for Dest {
+    fn clone(&self) -> Self {
+        Self {
+            peer: peer_id(&self.peer),
+            route: self.route.clone(),
+        }
+    }
+}
+
+/// A routing id as an owned [`PeerId`], copied in one go (`SmallVec`'s
+/// `From<&[u8]>` and `Clone` copy byte by byte).
+fn peer_id(bytes: &[u8]) -> PeerId {
+    PeerId::from_slice(bytes)
+}
+
+/// Frames at most this long are copied out of libzmq's receive buffers when
+/// a request is queued behind many others (see [`Stored::compact`]).
+const COMPACT_MAX: usize = 8 * 1024;
+
+/// Requests queued (in total) before new ones are stored compactly.
+const COMPACT_AFTER: usize = 1024;
+
+/// A request's payload while the broker holds it.
+///
+/// libzmq receives small messages (up to its 8 KiB batch) by reference into
+/// a shared receive buffer, with bookkeeping for each message it could hold:
+/// a frame kept for long pins about 18 KiB per 8 KiB of traffic. A long
+/// queue therefore stores its small frames copied out (one allocation of
+/// the frame's size), and a lone frame as plain bytes. Short queues (the
+/// common case under load) and large frames keep the frames as received:
+/// nothing is copied on the way through.
+#[derive(Debug, Default)]
+enum Stored {
+    /// Nothing held (in flight without a retry copy).
+    #[default]
+    Nothing,
+    /// Frames as received (or copied out, frame by frame).
+    Frames(Payload),
+    /// A single frame's bytes.
+    Bytes(Box<[u8]>),
+}
+
+impl Stored {
+    /// Holds `payload`, compacting it when the queue is long.
+    fn new(payload: Payload, compact: bool) -> Self {
+        if !compact {
+            return Stored::Frames(payload);
+        }
+        match <[Frame; 1]>::try_from(payload) {
+            Ok([frame]) if frame.len() <= COMPACT_MAX => Stored::Bytes(Box::from(&frame[..])),
+            Ok([frame]) => Stored::Frames(vec![frame]),
+            Err(frames) => Stored::Frames(
+                frames
+                    .into_iter()
+                    .map(|f| {
+                        if f.len() <= COMPACT_MAX {
+                            Frame::from(&f[..])
+                        } else {
+                            f
+                        }
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A copy (for `RETRY_ON_DEATH`, which needs the request again if the
+    /// worker dies).
+    fn copy_of(payload: &Payload) -> Self {
+        match payload.as_slice() {
+            [frame] => Stored::Bytes(Box::from(&frame[..])),
+            frames => Stored::Frames(frames.iter().map(|f| Frame::from(&f[..])).collect()),
+        }
+    }
+
+    fn is_held(&self) -> bool {
+        !matches!(self, Stored::Nothing)
+    }
+
+    /// The payload, for sending; leaves nothing held.
+    fn take(&mut self) -> Payload {
+        match std::mem::take(self) {
+            Stored::Nothing => Payload::new(),
+            Stored::Frames(frames) => frames,
+            // Handed to libzmq without a copy.
+            Stored::Bytes(bytes) => vec![Frame::from(bytes)],
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Req {
     /// The requester: receipts go here, and the response unless `reply_to`.
     origin: Dest,
-    reply_to: Option<Dest>,
+    /// Boxed: rarely set, and a queued request should stay small.
+    reply_to: Option<Box<Dest>>,
     flags: Flags,
     /// Dispatches so far.
     attempts: u32,
     receipt_sent: bool,
     /// The worker's RECEIPT_RECEIVED came for the current dispatch.
     received: bool,
-    state: ReqState,
+    /// Dispatched to a worker (else queued).
+    in_flight: bool,
+    /// Queued: the payload. In flight: a copy, kept only for
+    /// `RETRY_ON_DEATH` requests with tries left.
+    payload: Stored,
 }
 
 impl Req {
     fn response_dest(&self) -> &Dest {
-        self.reply_to.as_ref().unwrap_or(&self.origin)
+        self.reply_to.as_deref().unwrap_or(&self.origin)
     }
 }
 
@@ -95,7 +184,8 @@ struct WorkerEntry {
     assigned: HashSet<ReqKey>,
     /// Round-robin cursor: the type served last.
     last_type: RequestType,
-    /// Position in `free_workers`, when the worker has free credits.
+    /// Position in the free-worker lists (see [`INDEXED_TYPES`]), when the
+    /// worker has free credits.
     lru_seq: Option<u64>,
     /// Said DISCONNECT with work in flight: gets no more work, and goes
     /// when its last result arrives.
@@ -115,7 +205,19 @@ impl WorkerEntry {
     fn serves(&self, t: RequestType) -> bool {
         self.types.binary_search(&t).is_ok()
     }
+
+    /// Listed in the free list of each of its types (else in `free_wide`).
+    fn indexed(&self) -> bool {
+        self.types.len() <= INDEXED_TYPES
+    }
 }
+
+/// A free worker serving at most this many types is listed under each of
+/// them, so finding the least recently used free worker of a type is one
+/// lookup, however many workers serve other types. One serving more types
+/// (listing it would cost that many updates per dispatch) goes in a single
+/// list that is searched.
+const INDEXED_TYPES: usize = 16;
 
 #[derive(Debug)]
 struct ClientEntry {
@@ -127,6 +229,8 @@ struct ClientEntry {
 #[derive(Debug, Default)]
 struct TypeEntry {
     pending: VecDeque<RequestId>,
+    /// Free workers serving the type and few others, by LRU position.
+    free: BTreeMap<u64, Key>,
     in_flight: u64,
     workers: u32,
     received: u64,
@@ -154,10 +258,15 @@ pub(crate) struct BrokerCore {
     clients: Slab<ClientEntry>,
     client_ids: HashMap<PeerId, Key>,
     names: HashMap<String, Dest>,
-    requests: HashMap<ReqKey, Req>,
+    /// The dedupe index: where each pending or in-flight request is in
+    /// `reqs` (a map of small values, so that a large queue costs little).
+    requests: HashMap<ReqKey, Key>,
+    reqs: Slab<Req>,
     types: HashMap<RequestType, TypeEntry>,
     nonempty_types: BTreeSet<RequestType>,
-    free_workers: BTreeMap<u64, Key>,
+    /// Free workers serving more than [`INDEXED_TYPES`] types, by LRU
+    /// position.
+    free_wide: BTreeMap<u64, Key>,
     next_seq: u64,
     total_pending: usize,
     next_tick: Instant,
@@ -181,9 +290,10 @@ impl BrokerCore {
             client_ids: HashMap::new(),
             names: HashMap::new(),
             requests: HashMap::new(),
+            reqs: Slab::default(),
             types: HashMap::new(),
             nonempty_types: BTreeSet::new(),
-            free_workers: BTreeMap::new(),
+            free_wide: BTreeMap::new(),
             next_seq: 0,
             total_pending: 0,
             next_tick: now + config.heartbeat / 2,
@@ -239,7 +349,11 @@ impl BrokerCore {
             Message::StatsQuery => {
                 let json = serde_json::to_vec(&self.stats()).unwrap_or_default();
                 let payload = vec![protocol::Frame::from(json)];
-                self.send(Side::Frontend, peer.into(), Message::StatsReply { payload });
+                self.send(
+                    Side::Frontend,
+                    peer_id(peer),
+                    Message::StatsReply { payload },
+                );
             }
             Message::Error(e) => {
                 // Never answer an error with an error: that could loop.
@@ -286,7 +400,7 @@ impl BrokerCore {
                 if !matches!(msg, Message::Disconnect { .. }) {
                     self.stats.unknown_workers += 1;
                     debug!("message from an unknown worker: asking it to re-register");
-                    self.send(Side::Backend, peer.into(), Message::Reregister);
+                    self.send(Side::Backend, peer_id(peer), Message::Reregister);
                 }
             } else {
                 let text = format!("unexpected {} on the broker backend", msg.kind_name());
@@ -358,13 +472,13 @@ impl BrokerCore {
         for (_, w) in self.workers.iter() {
             shortest = shortest.min(w.live.peer_interval);
             if w.live.heartbeat_due(now, self.heartbeat) {
-                due.push((Side::Backend, w.id.clone()));
+                due.push((Side::Backend, peer_id(&w.id)));
             }
         }
         for (_, c) in self.clients.iter() {
             shortest = shortest.min(c.live.peer_interval);
             if c.live.heartbeat_due(now, self.heartbeat) {
-                due.push((Side::Frontend, c.id.clone()));
+                due.push((Side::Frontend, peer_id(&c.id)));
             }
         }
         for (side, peer) in due {
@@ -379,11 +493,11 @@ impl BrokerCore {
         let peers: Vec<(Side, PeerId)> = self
             .workers
             .iter()
-            .map(|(_, w)| (Side::Backend, w.id.clone()))
+            .map(|(_, w)| (Side::Backend, peer_id(&w.id)))
             .chain(
                 self.clients
                     .iter()
-                    .map(|(_, c)| (Side::Frontend, c.id.clone())),
+                    .map(|(_, c)| (Side::Frontend, peer_id(&c.id))),
             )
             .collect();
         for (side, peer) in peers {
@@ -428,7 +542,7 @@ impl BrokerCore {
             self.send_tracked(
                 now,
                 Side::Frontend,
-                peer.into(),
+                peer_id(peer),
                 Message::Welcome { heartbeat_ms },
             );
         }
@@ -449,7 +563,7 @@ impl BrokerCore {
                 }
             }
             let dest = Dest {
-                peer: peer.into(),
+                peer: peer_id(peer),
                 route: hello.route,
             };
             if let Some(old) = self.names.insert(name.clone(), dest) {
@@ -496,7 +610,7 @@ impl BrokerCore {
         let key = (req.request_type, req.request_id);
         self.types.entry(key.0).or_default().received += 1;
         let origin = Dest {
-            peer: peer.into(),
+            peer: peer_id(peer),
             route: req.route,
         };
         let reply_to = match &req.reply_to {
@@ -541,22 +655,47 @@ impl BrokerCore {
             self.respond(&origin, key, Status::Overloaded, Some(error));
             return self.drop_type_if_idle(key.0);
         }
-        self.requests.insert(
-            key,
-            Req {
-                origin,
-                reply_to,
-                flags: req.flags,
-                attempts: 0,
-                receipt_sent: false,
-                received: false,
-                state: ReqState::Pending(req.payload),
-            },
-        );
+        let (payload, stored) = match worker {
+            Some(_) => (req.payload, Stored::Nothing),
+            None => (Payload::new(), self.store(req.payload)),
+        };
+        let slot = self.reqs.insert(Req {
+            origin,
+            reply_to: reply_to.map(Box::new),
+            flags: req.flags,
+            attempts: 0,
+            receipt_sent: false,
+            received: false,
+            in_flight: false,
+            payload: stored,
+        });
+        self.requests.insert(key, slot);
         match worker {
-            Some(wk) => self.dispatch(now, wk, key),
+            Some(wk) => self.dispatch(now, wk, key, payload),
             None => self.push_pending(key, false),
         }
+    }
+
+    /// Holds a queued payload, compactly once the queue is long.
+    fn store(&self, payload: Payload) -> Stored {
+        Stored::new(payload, self.total_pending >= COMPACT_AFTER)
+    }
+
+    fn req_mut(&mut self, key: &ReqKey) -> Option<&mut Req> {
+        let slot = *self.requests.get(key)?;
+        self.reqs.get_mut(slot)
+    }
+
+    fn remove_req(&mut self, key: &ReqKey) -> Option<Req> {
+        let slot = self.requests.remove(key)?;
+        self.reqs.remove(slot)
+    }
+
+    /// A queued request's payload, to dispatch it.
+    fn take_payload(&mut self, key: &ReqKey) -> Payload {
+        self.req_mut(key)
+            .map(|r| r.payload.take())
+            .unwrap_or_default()
     }
 
     fn on_duplicate(
@@ -567,7 +706,11 @@ impl BrokerCore {
         flags: Flags,
         payload: Payload,
     ) {
-        let Some(existing) = self.requests.get_mut(&key) else {
+        let compact = self.total_pending >= COMPACT_AFTER;
+        let max_tries = self.max_tries;
+        // Borrow the slab only: the counters are updated meanwhile.
+        let slot = self.requests.get(&key).copied();
+        let Some(existing) = slot.and_then(|slot| self.reqs.get_mut(slot)) else {
             return;
         };
         if existing.origin == origin {
@@ -575,7 +718,7 @@ impl BrokerCore {
             self.stats.requests_resent += 1;
             // Confirm again what was already confirmed: the earlier receipt
             // may be what the re-sender missed.
-            let in_flight = matches!(existing.state, ReqState::InFlight { .. });
+            let in_flight = existing.in_flight;
             let (origin, received) = (existing.origin.clone(), existing.received);
             if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
                 self.send_receipt_sent(&origin, key);
@@ -597,18 +740,21 @@ impl BrokerCore {
         self.stats.requests_redirected += 1;
         let previous = std::mem::replace(&mut existing.origin, origin);
         let previous_flags = std::mem::replace(&mut existing.flags, flags);
-        existing.reply_to = reply_to;
+        existing.reply_to = reply_to.map(Box::new);
         let mut receipt_for_new = None;
-        match &mut existing.state {
-            ReqState::Pending(stored) => {
-                *stored = payload;
+        match existing.in_flight {
+            false => {
+                existing.payload = Stored::new(payload, compact);
                 // The new requester gets RECEIPT_SENT when it is dispatched.
                 existing.receipt_sent = false;
             }
-            ReqState::InFlight { retry_copy, .. } => {
-                let tries_left = existing.attempts < self.max_tries;
-                *retry_copy =
-                    (flags.contains(Flags::RETRY_ON_DEATH) && tries_left).then_some(payload);
+            true => {
+                let tries_left = existing.attempts < max_tries;
+                existing.payload = if flags.contains(Flags::RETRY_ON_DEATH) && tries_left {
+                    Stored::new(payload, compact)
+                } else {
+                    Stored::Nothing
+                };
                 let received = existing.received && flags.contains(Flags::RECEIPT_ON_RECEIVE);
                 // Sent below if asked; a retry must not send it again.
                 existing.receipt_sent = true;
@@ -648,8 +794,10 @@ impl BrokerCore {
         types.sort_unstable();
         types.dedup();
         let interval = interval_from_ms(ready.heartbeat_ms);
-        let wk = match self.worker_ids.get(peer) {
-            Some(&wk) => {
+        let wk = match self.worker_ids.get(peer).copied() {
+            Some(wk) => {
+                // Its types may change: off the free lists until served.
+                self.unlist(wk);
                 let w = self
                     .workers
                     .get_mut(wk)
@@ -677,7 +825,7 @@ impl BrokerCore {
                     self.types.entry(t).or_default().workers += 1;
                 }
                 let wk = self.workers.insert(WorkerEntry {
-                    id: peer.into(),
+                    id: peer_id(peer),
                     name: ready.name,
                     capacity: ready.capacity,
                     types,
@@ -687,7 +835,7 @@ impl BrokerCore {
                     draining: false,
                     live: Liveness::new(now, interval),
                 });
-                self.worker_ids.insert(peer.into(), wk);
+                self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;
                 info!(worker = ?self.worker_label(wk), capacity = ready.capacity, "worker registered");
                 wk
@@ -697,7 +845,7 @@ impl BrokerCore {
         self.send_tracked(
             now,
             Side::Backend,
-            peer.into(),
+            peer_id(peer),
             Message::Welcome { heartbeat_ms },
         );
         self.serve_worker(now, wk);
@@ -724,7 +872,7 @@ impl BrokerCore {
             e.in_flight -= 1;
             e.completed += 1;
         }
-        if let Some(req) = self.requests.remove(&key) {
+        if let Some(req) = self.remove_req(&key) {
             if req.flags.is_two_way() {
                 let dest = req.response_dest().clone();
                 self.send_response(&dest, key, result.status, result.error, result.payload);
@@ -778,7 +926,7 @@ impl BrokerCore {
             .workers
             .get(wk)
             .is_some_and(|w| w.assigned.contains(&key));
-        let origin = match self.requests.get_mut(&key) {
+        let origin = match self.req_mut(&key) {
             Some(req) if assigned => {
                 req.received = true;
                 req.flags
@@ -799,43 +947,84 @@ impl BrokerCore {
 
     /// The least recently used worker with free credits that serves `t`.
     fn find_free_worker(&self, t: RequestType) -> Option<Key> {
-        self.free_workers
-            .values()
-            .copied()
-            .find(|&wk| self.workers.get(wk).is_some_and(|w| w.serves(t)))
+        let indexed = self
+            .types
+            .get(&t)
+            .and_then(|e| e.free.first_key_value())
+            .map(|(&seq, &wk)| (seq, wk));
+        let wide = self
+            .free_wide
+            .iter()
+            .find(|&(_, &wk)| self.workers.get(wk).is_some_and(|w| w.serves(t)))
+            .map(|(&seq, &wk)| (seq, wk));
+        match (indexed, wide) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
+            (a, b) => a.or(b).map(|(_, wk)| wk),
+        }
     }
 
     /// Moves a worker to the back of the LRU order (or out of it when it has
     /// no free credit).
     fn refresh_lru(&mut self, wk: Key) {
+        let Some(w) = self.workers.get(wk) else {
+            return;
+        };
+        let seq = (w.free() > 0).then(|| {
+            self.next_seq += 1;
+            self.next_seq
+        });
+        self.relist(wk, seq);
+    }
+
+    /// Takes a worker off the free lists.
+    fn unlist(&mut self, wk: Key) {
+        self.relist(wk, None);
+    }
+
+    /// Puts a worker at position `seq` of the free lists of its types (or
+    /// the wide list), or takes it off them (`None`).
+    fn relist(&mut self, wk: Key, seq: Option<u64>) {
         let Some(w) = self.workers.get_mut(wk) else {
             return;
         };
-        if let Some(seq) = w.lru_seq.take() {
-            self.free_workers.remove(&seq);
+        let old = std::mem::replace(&mut w.lru_seq, seq);
+        if old.is_none() && seq.is_none() {
+            return;
         }
-        if w.free() > 0 {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            w.lru_seq = Some(seq);
-            self.free_workers.insert(seq, wk);
+        if w.indexed() {
+            for t in &w.types {
+                if let Some(e) = self.types.get_mut(t) {
+                    if let Some(old) = old {
+                        e.free.remove(&old);
+                    }
+                    if let Some(seq) = seq {
+                        e.free.insert(seq, wk);
+                    }
+                }
+            }
+        } else {
+            if let Some(old) = old {
+                self.free_wide.remove(&old);
+            }
+            if let Some(seq) = seq {
+                self.free_wide.insert(seq, wk);
+            }
         }
     }
 
-    fn dispatch(&mut self, now: Instant, wk: Key, key: ReqKey) {
-        let Some(req) = self.requests.get_mut(&key) else {
+    fn dispatch(&mut self, now: Instant, wk: Key, key: ReqKey, payload: Payload) {
+        let max_tries = self.max_tries;
+        let Some(req) = self.req_mut(&key) else {
             return;
-        };
-        let payload = match std::mem::replace(&mut req.state, ReqState::Pending(Payload::new())) {
-            ReqState::Pending(p) => p,
-            ReqState::InFlight { retry_copy, .. } => retry_copy.unwrap_or_default(),
         };
         req.attempts += 1;
         req.received = false;
-        let retry_copy = (req.flags.contains(Flags::RETRY_ON_DEATH)
-            && req.attempts < self.max_tries)
-            .then(|| copy_payload(&payload));
-        req.state = ReqState::InFlight { retry_copy };
+        req.in_flight = true;
+        req.payload = if req.flags.contains(Flags::RETRY_ON_DEATH) && req.attempts < max_tries {
+            Stored::copy_of(&payload)
+        } else {
+            Stored::Nothing
+        };
         let receipt = req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
         req.receipt_sent |= receipt;
         let origin = receipt.then(|| req.origin.clone());
@@ -851,7 +1040,7 @@ impl BrokerCore {
         };
         w.assigned.insert(key);
         w.last_type = key.0;
-        let peer = w.id.clone();
+        let peer = peer_id(&w.id);
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight += 1;
             e.dispatched += 1;
@@ -880,7 +1069,8 @@ impl BrokerCore {
             let Some(id) = self.pop_pending(t) else {
                 break;
             };
-            self.dispatch(now, wk, (t, id));
+            let payload = self.take_payload(&(t, id));
+            self.dispatch(now, wk, (t, id), payload);
         }
         self.refresh_lru(wk);
     }
@@ -914,7 +1104,8 @@ impl BrokerCore {
             let Some(id) = self.pop_pending(t) else {
                 return;
             };
-            self.dispatch(now, wk, (t, id));
+            let payload = self.take_payload(&(t, id));
+            self.dispatch(now, wk, (t, id), payload);
         }
     }
 
@@ -949,13 +1140,11 @@ impl BrokerCore {
 
     /// Removes a worker; its in-flight requests are retried or reported.
     fn remove_worker(&mut self, now: Instant, wk: Key) {
+        self.unlist(wk);
         let Some(w) = self.workers.remove(wk) else {
             return;
         };
         self.worker_ids.remove(&w.id);
-        if let Some(seq) = w.lru_seq {
-            self.free_workers.remove(&seq);
-        }
         for t in &w.types {
             if let Some(e) = self.types.get_mut(t) {
                 e.workers -= 1;
@@ -966,21 +1155,18 @@ impl BrokerCore {
             if let Some(e) = self.types.get_mut(&key.0) {
                 e.in_flight -= 1;
             }
-            let Some(req) = self.requests.get_mut(&key) else {
+            let Some(req) = self.req_mut(&key) else {
                 continue;
             };
-            let retry = match &mut req.state {
-                ReqState::InFlight { retry_copy, .. } => retry_copy.take(),
-                ReqState::Pending(_) => None,
-            };
-            if let Some(payload) = retry {
-                req.state = ReqState::Pending(payload);
+            if req.in_flight && req.payload.is_held() {
+                // The retry copy becomes the queued payload.
+                req.in_flight = false;
                 self.stats.requests_retried += 1;
                 self.push_pending(key, true);
                 retried_types.insert(key.0);
                 continue;
             }
-            let Some(req) = self.requests.remove(&key) else {
+            let Some(req) = self.remove_req(&key) else {
                 continue;
             };
             if req.flags.is_two_way() || req.flags.contains(Flags::NOTIFY_ON_DEATH) {
@@ -1020,11 +1206,11 @@ impl BrokerCore {
             return ck;
         }
         let ck = self.clients.insert(ClientEntry {
-            id: peer.into(),
+            id: peer_id(peer),
             names: Vec::new(),
             live: Liveness::new(now, self.heartbeat),
         });
-        self.client_ids.insert(peer.into(), ck);
+        self.client_ids.insert(peer_id(peer), ck);
         ck
     }
 
@@ -1035,7 +1221,7 @@ impl BrokerCore {
         let ck = self.touch_client_quiet(now, peer);
         if !known {
             debug!("message from an unknown client: asking it to greet again");
-            self.send(Side::Frontend, peer.into(), Message::Reregister);
+            self.send(Side::Frontend, peer_id(peer), Message::Reregister);
         }
         ck
     }
@@ -1090,7 +1276,7 @@ impl BrokerCore {
                 request,
             }),
         };
-        self.send(side, peer.into(), reply);
+        self.send(side, peer_id(peer), reply);
     }
 
     /// A broker status for a request (no payload).
@@ -1139,7 +1325,7 @@ impl BrokerCore {
     /// the driver (the ROUTER refuses the message) and counted there.
     fn send_to_client(&mut self, peer: &PeerId, msg: Message) {
         let now = self.now;
-        self.send_tracked(now, Side::Frontend, peer.clone(), msg);
+        self.send_tracked(now, Side::Frontend, peer_id(peer), msg);
     }
 
     /// Sends and records the time, so heartbeats are only sent on silence.
@@ -1165,15 +1351,6 @@ impl BrokerCore {
     fn send(&mut self, side: Side, peer: PeerId, msg: Message) {
         self.out.push(Outgoing { side, peer, msg });
     }
-}
-
-/// Copies payload frames (only for `RETRY_ON_DEATH`, which needs the request
-/// again if the worker dies).
-fn copy_payload(payload: &Payload) -> Payload {
-    payload
-        .iter()
-        .map(|f| protocol::Frame::from(&f[..]))
-        .collect()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -130,9 +130,7 @@ impl Cluster {
         } else if idle.is_some() {
             std::thread::sleep(Duration::from_millis(500));
         }
-        let client_endpoint = proxy
-            .as_ref()
-            .map_or(frontend, |p| p.endpoint().to_owned());
+        let client_endpoint = proxy.as_ref().map_or(frontend, |p| p.endpoint().to_owned());
         let mut started = Vec::new();
         for _ in 0..clients {
             let client = Client::connect(ClientConfig::new(client_endpoint.clone()))?;

@@ -87,12 +87,7 @@ impl Control {
         }
         let slot = &self.slots[idx];
         slot.completed.fetch_add(1, Ordering::Relaxed);
-        if let Some(h) = slot
-            .hist
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some(h) = slot.hist.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             h.saturating_record(latency_ns.max(100));
         }
     }

@@ -22,9 +22,7 @@ const COLORS: [RGBColor; 4] = [
 pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(plot_err)?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(plot_err)?;
     let (top, bottom) = root.split_vertically(450);
 
     let windows = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
@@ -66,7 +64,11 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
             .map_err(plot_err)?;
     }
     chart
@@ -102,7 +104,11 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
             .map_err(plot_err)?;
     }
     chart

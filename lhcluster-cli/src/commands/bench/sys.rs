@@ -21,7 +21,11 @@ impl CpuSnapshot {
             return Self { threads, switches };
         };
         for entry in dir.flatten() {
-            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
                 continue;
             };
             let path = entry.path();
@@ -46,7 +50,6 @@ impl CpuSnapshot {
         }
         Self { threads, switches }
     }
-
 
     /// CPU time spent since `earlier`, in ns, by thread group (thread names
     /// without their numeric suffix: `lhcluster-handler-3` counts as
