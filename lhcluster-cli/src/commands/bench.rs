@@ -131,6 +131,10 @@ pub struct Args {
     /// latency against it into this SVG file.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// With --plot: draw from the JSON of an earlier sweep (`--plot FILE
+    /// --json` output) instead of measuring again.
+    #[arg(long, value_name = "JSON", requires = "plot")]
+    replot: Option<PathBuf>,
     /// Windows of the --plot sweep.
     #[arg(
         long,
@@ -287,6 +291,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--size must be at least 16 bytes (a timestamp and the client index travel in the payload)"
     );
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    // libzmq starts its I/O threads with the first socket of a context, and
+    // a thread inherits its creator's name: start them from this thread, so
+    // that the CPU breakdown counts them as `zmq-io`, not as whichever role
+    // happened to open the first socket.
+    drop(lhcluster::context().socket(zmq::PAIR)?);
     if let Some(n) = args.pending {
         anyhow::ensure!(
             args.frontend.is_none(),
@@ -574,7 +583,51 @@ fn run_pending(args: &Args, n: u64) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The plot's series from the JSON of an earlier sweep.
+fn series_from_json(path: &std::path::Path) -> anyhow::Result<Vec<plot::Series>> {
+    let text = std::fs::read_to_string(path)?;
+    let reports: serde_json::Value = serde_json::from_str(&text)?;
+    let mut series: Vec<plot::Series> = Vec::new();
+    for report in reports.as_array().into_iter().flatten() {
+        let window = report["config"]["window"].as_u64().unwrap_or(0) as usize;
+        for s in report["systems"].as_array().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap_or("?").to_owned();
+            let point = (
+                window,
+                s["median"]["req_per_s"].as_f64().unwrap_or(0.0),
+                s["median"]["latency_us"]["p99"].as_f64().unwrap_or(0.0),
+            );
+            match series.iter_mut().find(|x| x.label == name) {
+                Some(x) => x.points.push(point),
+                None => series.push(plot::Series {
+                    label: name,
+                    points: vec![point],
+                }),
+            }
+        }
+    }
+    anyhow::ensure!(!series.is_empty(), "no sweep results in {}", path.display());
+    Ok(series)
+}
+
+fn sweep_title(args: &Args) -> String {
+    format!(
+        "{} {} over {}, {} client(s), {} worker(s) × capacity {}",
+        human_bytes(args.size),
+        args.mode(),
+        args.transport.name(),
+        args.clients.max(1),
+        args.workers.max(1),
+        args.capacity.max(1)
+    )
+}
+
 fn run_sweep(args: &Args, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if let Some(json) = &args.replot {
+        plot::draw(path, &sweep_title(args), &series_from_json(json)?)?;
+        println!("plot written to {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     anyhow::ensure!(!args.windows.is_empty(), "--windows is empty");
     let mut reports = Vec::new();
     for &window in &args.windows {
@@ -611,16 +664,7 @@ fn run_sweep(args: &Args, path: &std::path::Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let title = format!(
-        "{} {} over {}, {} client(s), {} worker(s) × capacity {}",
-        human_bytes(args.size),
-        args.mode(),
-        args.transport.name(),
-        args.clients.max(1),
-        args.workers.max(1),
-        args.capacity.max(1)
-    );
-    plot::draw(path, &title, &series)?;
+    plot::draw(path, &sweep_title(args), &series)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {

@@ -6,7 +6,8 @@
 //! no clock read: every behaviour is unit-tested with a fake clock.
 //!
 //! Data model (docs/architecture.md, "Broker"):
-//! - `requests`: the dedupe index, (type, id) → request state, pending or in flight;
+//! - `requests`: the dedupe index, (type, id) → the request's slot in `reqs`
+//!   (its state, pending or in flight), so that the index stays small;
 //! - per type: a FIFO of pending ids and the count of registered workers;
 //! - free workers (with credits left), least recently used first: per type
 //!   for workers serving few types, in one list for those serving many;

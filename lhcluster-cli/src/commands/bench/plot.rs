@@ -47,6 +47,7 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
         .x_desc("requests in flight per client (window)")
         .y_desc("throughput (k req/s)")
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(plot_err)?;
     for (i, s) in series.iter().enumerate() {
@@ -83,7 +84,12 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x_range, (min_p99 * 0.8..max_p99 * 1.25).log_scale())
+        .build_cartesian_2d(
+            x_range,
+            (min_p99 * 0.8..max_p99 * 1.25)
+                .log_scale()
+                .with_key_points(one_two_five(min_p99 * 0.8, max_p99 * 1.25)),
+        )
         .map_err(plot_err)?;
     chart
         .configure_mesh()
@@ -120,6 +126,22 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
         .map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// 1, 2, 5, 10, 20, 50… within `lo..hi`: labels for a log axis.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut points = Vec::new();
+    let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if v >= lo && v <= hi {
+                points.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    points
 }
 
 fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
