@@ -76,21 +76,10 @@ pub(crate) fn send(
 
 /// A DEALER with our stable routing id, connected to `endpoint`.
 pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, Error> {
-    let socket = crate::context()
-        .socket(zmq::DEALER)
-        .map_err(zmq_err("creating a DEALER socket"))?;
+    let socket = new_socket(zmq::DEALER, "creating a DEALER socket", 200)?;
     socket
         .set_identity(routing_id)
         .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;
-    socket
-        .set_sndhwm(HWM)
-        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
-    socket
-        .set_rcvhwm(HWM)
-        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-    socket
-        .set_linger(200)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
     socket
         .set_reconnect_ivl(50)
         .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
@@ -108,11 +97,29 @@ pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, E
 /// beyond it (counted as undeliverable), it never drops them silently.
 const HWM: i32 = 100_000;
 
+/// A socket of the shared context with our high-water marks and `linger_ms`
+/// (how long queued messages may still leave after it is closed).
+fn new_socket(
+    kind: zmq::SocketType,
+    creating: &'static str,
+    linger_ms: i32,
+) -> Result<zmq::Socket, Error> {
+    let socket = crate::context().socket(kind).map_err(zmq_err(creating))?;
+    socket
+        .set_sndhwm(HWM)
+        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+    socket
+        .set_rcvhwm(HWM)
+        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+    socket
+        .set_linger(linger_ms)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    Ok(socket)
+}
+
 /// A bound ROUTER as the broker and the proxy use it.
 pub(crate) fn router(endpoint: &str) -> Result<zmq::Socket, Error> {
-    let socket = crate::context()
-        .socket(zmq::ROUTER)
-        .map_err(zmq_err("creating a ROUTER socket"))?;
+    let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000)?;
     // A peer that reconnects with the same routing id takes its place.
     socket
         .set_router_handover(true)
@@ -121,15 +128,6 @@ pub(crate) fn router(endpoint: &str) -> Result<zmq::Socket, Error> {
     socket
         .set_router_mandatory(true)
         .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
-    socket
-        .set_sndhwm(HWM)
-        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
-    socket
-        .set_rcvhwm(HWM)
-        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-    socket
-        .set_linger(1000)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
     socket.bind(endpoint).map_err(|source| Error::Bind {
         endpoint: endpoint.to_owned(),
         source,
