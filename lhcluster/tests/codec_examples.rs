@@ -37,6 +37,7 @@ mod field {
     pub(crate) const ERROR: u32 = 14;
     pub(crate) const ATTEMPT: u32 = 15;
     pub(crate) const NOTIFY_ID: u32 = 16;
+    pub(crate) const INLINE_PAYLOAD: u32 = 17;
 }
 
 /// `Kind` enum values of `proto/lhcluster.proto`.
@@ -372,12 +373,13 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     assert!(r.flags.contains(Flags::ONE_WAY));
     assert_eq!(r.request_type, u32::MAX);
     assert_eq!(r.request_id, u64::MAX);
-    // Unknown bits survive a re-encode.
+    // Unknown bits survive a re-encode (the lone payload frame goes inline).
     let mut again = Vec::new();
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01".replace(' ', "")
+        "0801 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+            .replace(' ', "")
     );
 }
 
@@ -393,7 +395,8 @@ fn dispatch() {
         })
     };
     // major=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
-    let frames = check_encoding(make, "0801 1804 2010 2807 3001 7802", &[b"x"]);
+    // | inline_payload="x" (a lone small payload frame travels in the header)
+    let frames = check_encoding(make, "0801 1804 2010 2807 3001 7802 8a010178", &[]);
     let Message::Dispatch(d) = decode(frames).unwrap() else {
         panic!("not a DISPATCH")
     };
@@ -416,7 +419,12 @@ fn result() {
         })
     };
     // major=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED | error="boom"
-    let frames = check_encoding(make, "0801 1805 2807 3001 3802 7204626f6f6d", &[b"partial"]);
+    // | inline_payload="partial"
+    let frames = check_encoding(
+        make,
+        "0801 1805 2807 3001 3802 7204626f6f6d 8a0107 7061727469616c",
+        &[],
+    );
     let Message::Result(r) = decode(frames).unwrap() else {
         panic!("not a RESULT")
     };
@@ -739,19 +747,19 @@ fn notification() {
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
     // major=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
-    assert_eq!(hex(&buf), "0801180f800163");
+    // | inline_payload="{}" (field 17: two-byte key)
+    assert_eq!(hex(&buf), "0801180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
-    assert_eq!(bytes_of(&encoded.payload), vec![b"{}".to_vec()]);
+    assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 180f 800163"),
-            b"{}".to_vec()
+            unhex("0801 180f 800163 8a01027b7d")
         ],
-        "[topic | header | payload…]"
+        "[topic | header]"
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -759,6 +767,27 @@ fn notification() {
     assert_eq!(n.topic, "orders.new");
     assert_eq!(n.notify_id, Some(99));
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec()]);
+
+    // Two payload frames stay frames: [topic | header | payload…].
+    let frames = Message::Notification(Notification {
+        topic: "orders.new".into(),
+        notify_id: None,
+        payload: payload(&[b"{}", b""]),
+    })
+    .into_frames();
+    assert_eq!(
+        bytes_of(&frames),
+        vec![
+            b"orders.new\0".to_vec(),
+            unhex("0801 180f"),
+            b"{}".to_vec(),
+            vec![]
+        ]
+    );
+    let Message::Notification(n) = decode_notification(frames).unwrap() else {
+        panic!("not a NOTIFICATION")
+    };
+    assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec(), vec![]]);
 
     // No id, no payload, a non-ASCII topic.
     let make = || {
@@ -779,6 +808,85 @@ fn notification() {
     assert_eq!(n.topic, "prix/é");
     assert_eq!(n.notify_id, None);
     assert!(n.payload.is_empty());
+}
+
+#[test]
+fn inline_payload() {
+    use lhcluster::protocol::INLINE_PAYLOAD_MAX;
+    let request = |frames: &[&[u8]]| {
+        Message::Request(Request {
+            request_type: 7,
+            request_id: 1,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            payload: payload(frames),
+        })
+    };
+    let layout = |m: Message| {
+        let frames = m.into_frames();
+        (frames.len(), frames.iter().map(|f| f.len()).sum::<usize>())
+    };
+    // A lone frame up to the limit goes inline: one frame on the wire, the
+    // header growing by the field key (2 bytes), its length and the bytes.
+    let at_limit = vec![1u8; INLINE_PAYLOAD_MAX];
+    assert_eq!(layout(request(&[&at_limit])), (1, 8 + 2 + 2 + 1024));
+    // One byte more, or two frames, or none: frames as they are.
+    let over = vec![1u8; INLINE_PAYLOAD_MAX + 1];
+    assert_eq!(layout(request(&[&over])), (2, 8 + 1025));
+    assert_eq!(layout(request(&[b"a", b"b"])), (3, 8 + 2));
+    assert_eq!(layout(request(&[])), (1, 8));
+    // An empty lone frame is inline too, and decodes back as one empty frame.
+    let frames = request(&[b""]).into_frames();
+    assert_eq!(bytes_of(&frames), vec![unhex("0801 1803 2807 3001 8a0100")]);
+    let Message::Request(r) = decode(frames).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(bytes_of(&r.payload), vec![Vec::<u8>::new()]);
+    // Round trips, both forms.
+    for frames in [&[&at_limit[..]][..], &[&over[..]], &[b"a", b"b"], &[]] {
+        let Message::Request(r) = decode(request(frames).into_frames()).unwrap() else {
+            panic!("not a REQUEST")
+        };
+        let expected: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
+        assert_eq!(bytes_of(&r.payload), expected);
+    }
+
+    // Hand-written: inline payload and frames together are refused.
+    let header = Pb::header(kind::RESPONSE)
+        .uint(field::REQUEST_TYPE, 7)
+        .int32(field::STATUS, 1)
+        .bytes(field::INLINE_PAYLOAD, b"in")
+        .build();
+    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a RESPONSE")
+    };
+    assert_eq!(bytes_of(&r.payload), vec![b"in".to_vec()]);
+    assert_eq!(
+        decode_err(&header, &[b"out"]),
+        DecodeError::InvalidField {
+            kind: "RESPONSE",
+            field: "inline_payload",
+            reason: "payload frames follow a header that carries the payload inline",
+        }
+    );
+    // On a kind without payload it is an unexpected payload frame.
+    let header = Pb::header(kind::HEARTBEAT)
+        .bytes(field::INLINE_PAYLOAD, b"")
+        .build();
+    assert_eq!(decode_err(&header, &[]), unexpected_payload("HEARTBEAT", 1));
+    // Behind a topic as well.
+    let header = Pb::header(kind::NOTIFICATION)
+        .bytes(field::INLINE_PAYLOAD, b"n")
+        .build();
+    assert!(matches!(
+        notification_err(&[b"t\0", &header, b"more"]),
+        DecodeError::InvalidField {
+            kind: "NOTIFICATION",
+            field: "inline_payload",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -908,7 +1016,40 @@ fn protocol_md_worked_examples() {
         assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
     }
 
-    // A notification on topic `orders` with id 5.
+    // The complete exchange: a payload "hi" travels inline, a 2 KiB one as
+    // a frame after the header.
+    let request = |payload| {
+        Message::Request(Request {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            route: vec![],
+            reply_to: None,
+            payload,
+        })
+    };
+    assert_eq!(
+        bytes_of(&request(payload(&[b"hi"])).into_frames()),
+        vec![unhex("08 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69")]
+    );
+    let big = vec![0x5a; 2048];
+    assert_eq!(
+        bytes_of(&request(payload(&[&big])).into_frames()),
+        vec![unhex("08 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+    );
+    let result = Message::Result(WorkResult {
+        request_type: 42,
+        request_id: 300,
+        status: Status::Ok,
+        error: None,
+        payload: payload(&[b"ok"]),
+    });
+    assert_eq!(
+        bytes_of(&result.into_frames()),
+        vec![unhex("08 01 18 05 28 2A 30 AC 02 38 01 8A 01 02 6F 6B")]
+    );
+
+    // A notification on topic `orders` with id 5 and payload "p".
     let frames = Message::Notification(Notification {
         topic: "orders".into(),
         notify_id: Some(5),
@@ -919,8 +1060,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 18 0F 80 01 05"),
-            b"p".to_vec()
+            unhex("08 01 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1647,7 +1787,10 @@ fn stats_query_and_reply() {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
     };
     let frames = reply.into_frames();
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x18, 0x11]);
+    // major 1, kind 17, the JSON inline (field 17, 13 bytes)
+    assert_eq!(frames.len(), 1);
+    assert_eq!(&frames[0][..7], &[0x08, 0x01, 0x18, 0x11, 0x8a, 0x01, 13]);
+    assert_eq!(&frames[0][7..], b"{\"pending\":1}");
     match decode(frames) {
         Ok(Message::StatsReply { payload }) => assert_eq!(&payload[0][..], b"{\"pending\":1}"),
         other => panic!("{other:?}"),

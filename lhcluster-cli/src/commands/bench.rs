@@ -77,6 +77,11 @@ pub struct Args {
     /// client: the broker forwards at once, as the baselines do.
     #[arg(long, default_value_t = 64)]
     capacity: u32,
+    /// Run the echo handlers inline, on each worker's I/O thread
+    /// (`WorkerConfig::inline`), instead of on a pool of `capacity`
+    /// handler threads.
+    #[arg(long)]
+    inline: bool,
     /// Client threads, each with its own client (connection).
     #[arg(long, default_value_t = 1)]
     clients: usize,
@@ -203,6 +208,7 @@ impl Args {
             proxy: self.proxy,
             workers: self.workers.max(1),
             capacity: self.capacity.max(1),
+            inline: self.inline,
             types: self.types.max(1),
             idle_workers: self.idle_workers,
             flags: self.flags(),
@@ -228,6 +234,7 @@ struct Config {
     proxy: bool,
     workers: usize,
     capacity: u32,
+    inline: bool,
     clients: usize,
     size: usize,
     window: usize,
@@ -248,6 +255,7 @@ impl Config {
             proxy: args.proxy,
             workers: args.workers.max(1),
             capacity: args.capacity.max(1),
+            inline: args.inline,
             clients: args.clients.max(1),
             size: args.size,
             window,
@@ -463,6 +471,9 @@ fn header_line(args: &Args, window: usize) -> String {
     }
     if args.idle_workers > 0 {
         extra.push_str(&format!(", {} idle workers", args.idle_workers));
+    }
+    if args.inline {
+        extra.push_str(", inline handlers");
     }
     format!(
         "{broker}{extra}: {}, {}, {} client(s) × window {window}, {} worker(s) × capacity {}; \

@@ -9,14 +9,14 @@
 //! with backoff; the broker's dedupe of same-origin re-sends makes that
 //! harmless.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info, warn};
 
 use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
+use super::timers::ResendTimers;
 use crate::client::ReceiptKind;
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
@@ -73,7 +73,7 @@ pub(crate) struct ProxyCore {
     session: BrokerSession,
     clients: HashMap<PeerId, ClientEntry>,
     buffer: HashMap<EntryKey, Entry>,
-    timers: BinaryHeap<Reverse<(Instant, EntryKey)>>,
+    timers: ResendTimers<EntryKey>,
     buffered_bytes: usize,
     stopped: bool,
     /// The time of the input being handled (for heartbeat bookkeeping).
@@ -100,7 +100,7 @@ impl ProxyCore {
             ),
             clients: HashMap::new(),
             buffer: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: ResendTimers::new(),
             buffered_bytes: 0,
             stopped: false,
             now,
@@ -126,8 +126,8 @@ impl ProxyCore {
         // Clients are heartbeaten whether the broker is there or not.
         let clients = now + (self.heartbeat / 2).max(Duration::from_millis(1));
         let mut at = clients.min(self.session.next_tick(now));
-        if let Some(Reverse((t, _))) = self.timers.peek() {
-            at = at.min(*t);
+        if let Some(t) = self.timers.next() {
+            at = at.min(t);
         }
         at
     }
@@ -277,9 +277,8 @@ impl ProxyCore {
         bytes: usize,
         confirm: Option<Confirm>,
     ) {
-        let next_resend = now + self.resend_initial;
         self.buffered_bytes += bytes;
-        self.timers.push(Reverse((next_resend, key.clone())));
+        let next_resend = self.timers.arm(now, self.resend_initial, key.clone());
         self.buffer.insert(
             key,
             Entry {
@@ -513,11 +512,7 @@ impl ProxyCore {
             Due::Greet => self.send_hello(now),
             Due::Heartbeat => self.send_broker(now, Message::Heartbeat { heartbeat_ms }),
         }
-        while let Some(Reverse((at, key))) = self.timers.peek().cloned() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key)) = self.timers.pop_due(now) {
             let due = self.buffer.get(&key).is_some_and(|e| e.next_resend == at);
             if !due {
                 continue;
@@ -526,8 +521,7 @@ impl ProxyCore {
                 self.resend(now, &key);
             } else if let Some(e) = self.buffer.get_mut(&key) {
                 // Not connected: the new session re-sends it anyway.
-                e.next_resend = now + e.resend_interval;
-                self.timers.push(Reverse((e.next_resend, key)));
+                e.next_resend = self.timers.arm(now, e.resend_interval, key);
             }
         }
     }
@@ -563,14 +557,13 @@ impl ProxyCore {
             copy_payload(&e.payload)
         };
         e.resend_interval = (e.resend_interval * 2).min(resend_max);
-        e.next_resend = now + e.resend_interval;
-        let next = e.next_resend;
+        if !fire_and_forget {
+            e.next_resend = self.timers.arm(now, e.resend_interval, key.clone());
+        }
         self.stats.requests_resent += 1;
         self.forward(now, &key.0, key.1, key.2, flags, reply_to, payload);
         if fire_and_forget {
             self.remove_entry(key);
-        } else {
-            self.timers.push(Reverse((next, key.clone())));
         }
     }
 

@@ -26,6 +26,7 @@ mod driver;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::sync::Arc;
 

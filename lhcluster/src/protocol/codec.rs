@@ -6,18 +6,33 @@ use super::pb;
 use super::types::*;
 use super::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
+/// A lone payload frame of at most this many bytes travels inside the
+/// header frame (`inline_payload`, docs/protocol.md §2) instead of after it.
+///
+/// Each frame costs every hop a fixed amount of work (libzmq's per-frame
+/// bookkeeping in the sending thread, its I/O threads and the receiving
+/// thread), worth about a kilobyte of copying; larger payloads are moved as
+/// frames, never copied.
+pub const INLINE_PAYLOAD_MAX: usize = 1024;
+
+/// Field number of `Header.inline_payload` in proto/lhcluster.proto.
+const INLINE_PAYLOAD_TAG: u32 = 17;
+
 /// The frames of an encoded message besides its header.
 #[derive(Debug)]
 pub struct Encoded {
     /// Topic frame (notifications only); it goes before the header frame.
     pub topic: Option<Vec<u8>>,
-    /// Payload frames; they go after the header frame.
+    /// Payload frames; they go after the header frame. Empty when the
+    /// payload went into the header (a lone frame of at most
+    /// [`INLINE_PAYLOAD_MAX`] bytes).
     pub payload: Payload,
 }
 
 impl Message {
     /// Encodes the header into `header` (which is cleared first) and returns
-    /// the other frames, moved out of `self`.
+    /// the other frames, moved out of `self`. A lone payload frame of at most
+    /// [`INLINE_PAYLOAD_MAX`] bytes is copied into the header instead.
     pub fn encode(self, header: &mut Vec<u8>) -> Encoded {
         let mut h = pb::Header {
             major: PROTOCOL_MAJOR,
@@ -134,6 +149,7 @@ impl Message {
         header.clear();
         h.encode(header)
             .expect("a Vec<u8> grows to fit any header, so encoding cannot fail");
+        let payload = inline_lone_frame(payload, header);
         Encoded { topic, payload }
     }
 
@@ -148,6 +164,41 @@ impl Message {
         frames.push(Frame::from(header));
         frames.extend(payload);
         frames
+    }
+}
+
+/// Appends a lone small payload frame to the encoded header as its
+/// `inline_payload` field (protobuf fields may come in any order, so this is
+/// the encoding of the header with the field set, without copying the frame
+/// into the `Header` first); returns what still goes as frames.
+fn inline_lone_frame(payload: Payload, header: &mut Vec<u8>) -> Payload {
+    match payload.as_slice() {
+        [frame] if frame.len() <= INLINE_PAYLOAD_MAX => {
+            use prost::encoding::{WireType, encode_key, encode_varint};
+            encode_key(INLINE_PAYLOAD_TAG, WireType::LengthDelimited, header);
+            encode_varint(frame.len() as u64, header);
+            header.extend_from_slice(frame);
+            Payload::new()
+        }
+        _ => payload,
+    }
+}
+
+/// The payload of a decoded header and the frames that followed it: the
+/// inline payload as one frame, else the frames.
+fn take_payload(
+    h: &mut pb::Header,
+    frames: Payload,
+    kind: &'static str,
+) -> Result<Payload, DecodeError> {
+    match h.inline_payload.take() {
+        None => Ok(frames),
+        Some(_) if !frames.is_empty() => Err(DecodeError::InvalidField {
+            kind,
+            field: "inline_payload",
+            reason: "payload frames follow a header that carries the payload inline",
+        }),
+        Some(bytes) => Ok(vec![Frame::from(&bytes[..])]),
     }
 }
 
@@ -219,12 +270,12 @@ pub fn decode_notification(mut frames: Vec<Frame>) -> Result<Message, DecodeErro
         return Err(DecodeError::NoHeader);
     }
     let header = frames.remove(0);
-    let h = decode_header(&header)?;
+    let mut h = decode_header(&header)?;
     match kind_of(&h)? {
         pb::Kind::Notification => Ok(Message::Notification(Notification {
             topic,
             notify_id: (h.notify_id != 0).then_some(h.notify_id),
-            payload: frames,
+            payload: take_payload(&mut h, frames, "NOTIFICATION")?,
         })),
         _ => Err(DecodeError::UnexpectedKind(kind_name(h.kind))),
     }
@@ -293,9 +344,10 @@ fn non_empty(s: String) -> Option<String> {
 
 /// Decodes a message from its header frame and the frames after it.
 pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeError> {
-    let h = decode_header(header)?;
+    let mut h = decode_header(header)?;
     let kind = kind_of(&h)?;
     let name = kind.as_str_name();
+    let payload = take_payload(&mut h, payload, name)?;
     let require = |ok: bool, field: &'static str| -> Result<(), DecodeError> {
         if ok {
             Ok(())

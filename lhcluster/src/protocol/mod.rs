@@ -16,8 +16,8 @@ mod codec;
 mod types;
 
 pub use codec::{
-    Encoded, decode, decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref,
-    topic_frame,
+    Encoded, INLINE_PAYLOAD_MAX, decode, decode_notification, decode_parts, parse_topic, peek_kind,
+    peek_request_ref, topic_frame,
 };
 pub use types::*;
 

@@ -47,6 +47,12 @@ pub struct Header {
     /// Notification id (NOTIFICATION), optional.
     #[prost(uint64, tag = "16")]
     pub notify_id: u64,
+    /// A lone payload frame carried inside the header instead of after it
+    /// (kinds with payload only). Present, even empty, it stands for exactly one
+    /// payload frame with these bytes, and no frame may follow the header.
+    /// Saves a frame per message for small payloads; see docs/protocol.md §2.
+    #[prost(bytes = "vec", optional, tag = "17")]
+    pub inline_payload: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).

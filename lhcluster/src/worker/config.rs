@@ -15,7 +15,20 @@ pub struct WorkerConfig {
     /// Optional name, shown in the broker's logs and stats.
     pub name: Option<String>,
     /// How many requests run at once, on as many handler threads. Default: 1.
+    /// With [`inline`](Self::inline), how many the broker may hand this
+    /// worker at once: they queue here and run one after the other.
     pub capacity: u32,
+    /// Runs handlers on the worker's own I/O thread, one at a time, instead
+    /// of on a pool of `capacity` threads. Default: `false`.
+    ///
+    /// This saves two thread hand-offs per request (to a handler thread and
+    /// back), which is most of a request's cost when handlers take
+    /// microseconds. Only for handlers that are quick and never block: while
+    /// one runs, the worker reads nothing, so it answers no heartbeat, and a
+    /// handler running longer than the broker's `liveness` × heartbeat gets
+    /// the worker declared dead (its requests then fail or are retried
+    /// elsewhere, as after a crash).
+    pub inline: bool,
     /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
     pub heartbeat: Duration,
     /// The broker is dead after this many of its intervals without a
@@ -38,6 +51,7 @@ impl WorkerConfig {
             brokers: vec![broker.into()],
             name: None,
             capacity: 1,
+            inline: false,
             heartbeat: Duration::from_secs(1),
             liveness: 3,
             reconnect_min: Duration::from_millis(100),

@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
-use super::pool::{Done, Handlers, Pool};
+use super::pool::{self, Done, Handlers, Pool};
 use super::stats::WorkerStats;
 use crate::error::Error;
 use crate::io;
@@ -31,8 +31,14 @@ pub(super) fn spawn(
 ) -> Result<RoleHandle<Command>, Error> {
     let types: Vec<RequestType> = handlers.keys().copied().collect();
     let (tx, bell, inbox) = crate::role::channel()?;
-    let (pool, done) =
-        Pool::start(config.capacity, Arc::new(handlers), bell.clone()).map_err(Error::Spawn)?;
+    let handlers = Arc::new(handlers);
+    let executor = if config.inline {
+        Executor::Inline(handlers)
+    } else {
+        let (pool, done) =
+            Pool::start(config.capacity, handlers, bell.clone()).map_err(Error::Spawn)?;
+        Executor::Pool { pool, done }
+    };
     let routing_id = crate::peer::random_routing_id();
     let shutdown_timeout = config.shutdown_timeout;
     RoleHandle::spawn(
@@ -49,8 +55,7 @@ pub(super) fn spawn(
                 routing_id,
                 socket: None,
                 inbox,
-                pool,
-                done,
+                executor,
                 header_buf: Vec::with_capacity(64),
                 shutdown_timeout,
             };
@@ -59,14 +64,29 @@ pub(super) fn spawn(
     )
 }
 
+/// Where handlers run.
+enum Executor {
+    /// On a pool of `capacity` threads; results come back on `done`.
+    Pool { pool: Pool, done: Receiver<Done> },
+    /// On the driver thread, as each request arrives.
+    Inline(Arc<Handlers>),
+}
+
+impl Executor {
+    fn close(&mut self) {
+        if let Executor::Pool { pool, .. } = self {
+            pool.close();
+        }
+    }
+}
+
 struct Driver {
     core: WorkerCore,
     endpoint: String,
     routing_id: [u8; 16],
     socket: Option<zmq::Socket>,
     inbox: DriverInbox<Command>,
-    pool: Pool,
-    done: Receiver<Done>,
+    executor: Executor,
     header_buf: Vec<u8>,
     shutdown_timeout: Duration,
 }
@@ -132,15 +152,17 @@ impl Driver {
                             if let Some(socket) = self.socket.take() {
                                 let _ = socket.set_linger(0);
                             }
-                            self.pool.close();
+                            self.executor.close();
                             return;
                         }
                     }
                 }
-                while let Ok(done) = self.done.try_recv() {
-                    work += 1;
-                    self.core
-                        .on_done(Instant::now(), done.key, done.outcome, done.panicked);
+                if let Executor::Pool { done, .. } = &self.executor {
+                    while let Ok(done) = done.try_recv() {
+                        work += 1;
+                        self.core
+                            .on_done(Instant::now(), done.key, done.outcome, done.panicked);
+                    }
                 }
             }
             // Cheap and idempotent: it only acts on what is due.
@@ -148,7 +170,7 @@ impl Driver {
             busy = work > 0;
         }
         self.apply_actions();
-        self.pool.close();
+        self.executor.close();
         info!("worker stopped");
     }
 
@@ -192,7 +214,20 @@ impl Driver {
                             }
                         }
                     }
-                    Action::Run(dispatch) => self.pool.submit(dispatch),
+                    Action::Run(dispatch) => match &self.executor {
+                        Executor::Pool { pool, .. } => pool.submit(dispatch),
+                        Executor::Inline(handlers) => {
+                            // The result's actions are handled by the next
+                            // turn of the enclosing loop.
+                            let done = pool::run(handlers, dispatch);
+                            self.core.on_done(
+                                Instant::now(),
+                                done.key,
+                                done.outcome,
+                                done.panicked,
+                            );
+                        }
+                    },
                     Action::Close => {
                         if let Some(socket) = self.socket.take() {
                             let _ = socket.set_linger(0);

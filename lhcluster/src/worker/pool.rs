@@ -200,7 +200,9 @@ fn serve(queue: &Queue, i: usize, handlers: &Handlers, done: &Sender<Done>, bell
         finished = true;
     }
 }
-fn run(handlers: &Handlers, job: Dispatch) -> Done {
+
+/// Runs `job`'s handler on this thread, a panic becoming `FAILED`.
+pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
     let key = (job.request_type, job.request_id);
     let context = RequestContext {
         request_type: job.request_type,

@@ -28,6 +28,8 @@ pub struct Setup {
     pub proxy: bool,
     pub workers: usize,
     pub capacity: u32,
+    /// Handlers on the workers' I/O threads (`WorkerConfig::inline`).
+    pub inline: bool,
     /// Request types each worker registers (1..=types); requests cycle.
     pub types: u32,
     /// Registered workers that serve other types and never get work.
@@ -97,6 +99,7 @@ impl Cluster {
         for i in 0..setup.workers {
             let mut config = WorkerConfig::new(backend.clone());
             config.capacity = setup.capacity;
+            config.inline = setup.inline;
             config.name = Some(format!("bench-{i}"));
             let mut builder = Worker::builder(config);
             let handler = handler(setup.gated(), control.clone());
