@@ -550,3 +550,99 @@ fn stats_can_be_queried_over_the_protocol() {
         );
     });
 }
+
+#[test]
+fn inline_handlers_run_on_the_worker_thread_in_turn() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let mut config = worker_config(&broker);
+        config.inline = true;
+        config.capacity = 8;
+        let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let running = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let seen = threads.clone();
+        let (now, max) = (running.clone(), most.clone());
+        let _worker = Worker::builder(config)
+            .handle_raw(1, move |_: &RequestContext, payload: Payload| {
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(at_once, Ordering::SeqCst);
+                let name = std::thread::current().name().map(str::to_owned);
+                seen.lock().unwrap().insert(name);
+                std::thread::sleep(Duration::from_millis(2));
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(payload)
+            })
+            .handle_raw(
+                2,
+                |_: &RequestContext, _: Payload| -> Result<Payload, HandlerError> {
+                    panic!("inline boom")
+                },
+            )
+            .start()
+            .unwrap();
+        let client = client(&broker);
+        // A window of 8 outstanding requests: the broker hands all 8 to the
+        // worker at once (capacity 8), which runs them one after the other.
+        let handles: Vec<_> = (0..32u64)
+            .map(|i| {
+                client
+                    .request(1)
+                    .id(i)
+                    .payload_bytes(format!("n{i}").as_bytes())
+                    .send()
+                    .unwrap()
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(text(&handle.wait().unwrap()), format!("n{i}"));
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "inline handlers never overlap"
+        );
+        let threads = threads.lock().unwrap().clone();
+        assert_eq!(
+            threads,
+            [Some("lhcluster-worker".to_owned())].into_iter().collect(),
+            "every handler ran on the worker's own thread"
+        );
+        // A panic is FAILED, and the worker keeps serving.
+        let panicked = client.request(2).send().unwrap().wait().unwrap_err();
+        assert_eq!(panicked.status(), Some(Status::Failed));
+        assert!(panicked.to_string().contains("inline boom"), "{panicked}");
+        let again = client.request(1).payload_bytes(b"after").send().unwrap();
+        assert_eq!(text(&again.wait().unwrap()), "after");
+    });
+}
+
+#[test]
+fn small_and_large_payloads_cross_intact() {
+    // Payloads of one frame up to 1 KiB travel inside the header frame,
+    // larger ones and multi-frame payloads as frames: both must arrive as
+    // sent, on both legs.
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let limit = lhcluster::protocol::INLINE_PAYLOAD_MAX;
+        let cases: Vec<Payload> = vec![
+            vec![],
+            vec![(&b""[..]).into()],
+            vec![vec![7u8; limit].into()],
+            vec![vec![8u8; limit + 1].into()],
+            vec![(&b"a"[..]).into(), vec![9u8; 3 * limit].into()],
+        ];
+        for (i, payload) in cases.into_iter().enumerate() {
+            let sent: Vec<Vec<u8>> = payload.iter().map(|f| f.to_vec()).collect();
+            let reply = client
+                .send(1, i as u64, Flags::empty(), payload)
+                .unwrap()
+                .wait()
+                .unwrap();
+            let got: Vec<Vec<u8>> = reply.payload.iter().map(|f| f.to_vec()).collect();
+            assert_eq!(got, sent, "case {i}");
+        }
+    });
+}

@@ -321,9 +321,47 @@ impl Driver {
 pub(crate) fn validate(frames: &[Frame]) -> Result<String, DecodeError> {
     // Small copies of the topic and header frames: the originals are
     // forwarded verbatim, unknown header fields included.
-    let head = frames.iter().take(2).map(|f| Frame::from(&f[..])).collect();
+    let mut head: Vec<Frame> = frames.iter().take(2).map(|f| Frame::from(&f[..])).collect();
+    // Whether payload frames follow matters (a header carrying its payload
+    // inline must have none): an empty stand-in tells the decoder so
+    // without copying the payload.
+    if frames.len() > 2 {
+        head.push(Frame::new());
+    }
     match decode_notification(head)? {
         Message::Notification(n) => Ok(n.topic),
         other => Err(DecodeError::UnexpectedKind(other.kind_name())),
+    }
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+    use crate::protocol::Notification;
+
+    fn notification(payload: Vec<&[u8]>) -> Vec<Frame> {
+        Message::Notification(Notification {
+            topic: "t".into(),
+            notify_id: None,
+            payload: payload.into_iter().map(Frame::from).collect(),
+        })
+        .into_frames()
+    }
+
+    #[test]
+    fn accepts_inline_and_framed_payloads_and_refuses_both_at_once() {
+        assert_eq!(validate(&notification(vec![b"small"])).unwrap(), "t");
+        assert_eq!(validate(&notification(vec![b"a", b"b"])).unwrap(), "t");
+        assert_eq!(validate(&notification(vec![])).unwrap(), "t");
+        let mut both = notification(vec![b"inline"]);
+        assert_eq!(both.len(), 2, "the lone small frame went inline");
+        both.push(Frame::from(&b"extra"[..]));
+        assert!(matches!(
+            validate(&both),
+            Err(DecodeError::InvalidField {
+                field: "inline_payload",
+                ..
+            })
+        ));
     }
 }

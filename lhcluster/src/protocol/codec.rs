@@ -1,7 +1,10 @@
 //! Encoding and (total) decoding of protocol v1 messages.
 
+use std::borrow::Cow;
+
 use prost::Message as _;
 
+use super::header::{self, DecodedHeader};
 use super::pb;
 use super::types::*;
 use super::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
@@ -147,8 +150,7 @@ impl Message {
             }
         };
         header.clear();
-        h.encode(header)
-            .expect("a Vec<u8> grows to fit any header, so encoding cannot fail");
+        header::encode(&h, header);
         let payload = inline_lone_frame(payload, header);
         Encoded { topic, payload }
     }
@@ -174,10 +176,7 @@ impl Message {
 fn inline_lone_frame(payload: Payload, header: &mut Vec<u8>) -> Payload {
     match payload.as_slice() {
         [frame] if frame.len() <= INLINE_PAYLOAD_MAX => {
-            use prost::encoding::{WireType, encode_key, encode_varint};
-            encode_key(INLINE_PAYLOAD_TAG, WireType::LengthDelimited, header);
-            encode_varint(frame.len() as u64, header);
-            header.extend_from_slice(frame);
+            header::delimited_field(header, INLINE_PAYLOAD_TAG, frame);
             Payload::new()
         }
         _ => payload,
@@ -187,11 +186,11 @@ fn inline_lone_frame(payload: Payload, header: &mut Vec<u8>) -> Payload {
 /// The payload of a decoded header and the frames that followed it: the
 /// inline payload as one frame, else the frames.
 fn take_payload(
-    h: &mut pb::Header,
+    inline: Option<Cow<'_, [u8]>>,
     frames: Payload,
     kind: &'static str,
 ) -> Result<Payload, DecodeError> {
-    match h.inline_payload.take() {
+    match inline {
         None => Ok(frames),
         Some(_) if !frames.is_empty() => Err(DecodeError::InvalidField {
             kind,
@@ -270,12 +269,12 @@ pub fn decode_notification(mut frames: Vec<Frame>) -> Result<Message, DecodeErro
         return Err(DecodeError::NoHeader);
     }
     let header = frames.remove(0);
-    let mut h = decode_header(&header)?;
+    let (h, inline) = decode_header(&header)?;
     match kind_of(&h)? {
         pb::Kind::Notification => Ok(Message::Notification(Notification {
             topic,
             notify_id: (h.notify_id != 0).then_some(h.notify_id),
-            payload: take_payload(&mut h, frames, "NOTIFICATION")?,
+            payload: take_payload(inline, frames, "NOTIFICATION")?,
         })),
         _ => Err(DecodeError::UnexpectedKind(kind_name(h.kind))),
     }
@@ -315,15 +314,24 @@ pub fn peek_kind(header: &[u8]) -> Option<&'static str> {
     pb::Kind::try_from(h.kind).ok().map(|k| k.as_str_name())
 }
 
-fn decode_header(bytes: &[u8]) -> Result<pb::Header, DecodeError> {
-    let h = pb::Header::decode(bytes)?;
+/// Decodes a header frame: the fast path for the usual encodings, `prost`
+/// for anything else (and for the error of a malformed one).
+fn decode_header(bytes: &[u8]) -> Result<DecodedHeader<'_>, DecodeError> {
+    let (h, inline) = match header::decode(bytes) {
+        Some(decoded) => decoded,
+        None => {
+            let mut h = pb::Header::decode(bytes)?;
+            let inline = h.inline_payload.take().map(Cow::Owned);
+            (h, inline)
+        }
+    };
     if h.major != PROTOCOL_MAJOR {
         return Err(DecodeError::UnsupportedVersion {
             major: h.major,
             minor: h.minor,
         });
     }
-    Ok(h)
+    Ok((h, inline))
 }
 
 fn kind_of(h: &pb::Header) -> Result<pb::Kind, DecodeError> {
@@ -344,10 +352,10 @@ fn non_empty(s: String) -> Option<String> {
 
 /// Decodes a message from its header frame and the frames after it.
 pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeError> {
-    let mut h = decode_header(header)?;
+    let (h, inline) = decode_header(header)?;
     let kind = kind_of(&h)?;
     let name = kind.as_str_name();
-    let payload = take_payload(&mut h, payload, name)?;
+    let payload = take_payload(inline, payload, name)?;
     let require = |ok: bool, field: &'static str| -> Result<(), DecodeError> {
         if ok {
             Ok(())

@@ -13,6 +13,7 @@
 mod pb;
 
 mod codec;
+mod header;
 mod types;
 
 pub use codec::{
