@@ -625,3 +625,44 @@ fn assert_single_error_line(stderr: &str, needle: &str) {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_runs_each_client_and_worker_mode_to_completion() {
+    // Smoke test of the load generator itself (figures are not asserted:
+    // timing belongs to benchmarks): every mode completes its requests
+    // without errors and reports them.
+    limited(|| {
+        for mode in [
+            &[][..],
+            &["--inline", "--local-client"][..],
+            &["--proxy", "--local-client"][..],
+            &["--one-way", "--receipt", "received", "--local-client"][..],
+        ] {
+            let mut args = vec![
+                "bench",
+                "--systems",
+                "lhcluster",
+                "--count",
+                "300",
+                "--warmup",
+                "0s",
+                "--window",
+                "8",
+                "--capacity",
+                "8",
+                "--json",
+            ];
+            args.extend_from_slice(mode);
+            let (code, out, err) = run(&args);
+            assert_eq!(code, 0, "{mode:?}: {err}");
+            let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+            let run = &report["systems"][0]["median"];
+            assert!(run["completed"].as_u64().unwrap() >= 300, "{mode:?}: {run}");
+            assert_eq!(run["errors"].as_u64(), Some(0), "{mode:?}: {run}");
+        }
+        // One-way without a receipt gives a local client nothing to poll for.
+        let (code, _, err) = run(&["bench", "--one-way", "--local-client", "--count", "10"]);
+        assert_ne!(code, 0);
+        assert!(err.contains("--local-client needs"), "{err}");
+    });
+}

@@ -82,6 +82,11 @@ pub struct Args {
     /// handler threads.
     #[arg(long)]
     inline: bool,
+    /// Each client thread drives its own `LocalClient` (socket I/O on that
+    /// thread, no client driver thread) instead of using a `Client`.
+    /// Two-way requests, or one-way with a receipt.
+    #[arg(long)]
+    local_client: bool,
     /// Client threads, each with its own client (connection).
     #[arg(long, default_value_t = 1)]
     clients: usize,
@@ -209,6 +214,7 @@ impl Args {
             workers: self.workers.max(1),
             capacity: self.capacity.max(1),
             inline: self.inline,
+            local_client: self.local_client,
             types: self.types.max(1),
             idle_workers: self.idle_workers,
             flags: self.flags(),
@@ -235,6 +241,7 @@ struct Config {
     workers: usize,
     capacity: u32,
     inline: bool,
+    local_client: bool,
     clients: usize,
     size: usize,
     window: usize,
@@ -256,6 +263,7 @@ impl Config {
             workers: args.workers.max(1),
             capacity: args.capacity.max(1),
             inline: args.inline,
+            local_client: args.local_client,
             clients: args.clients.max(1),
             size: args.size,
             window,
@@ -299,6 +307,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--size must be at least 16 bytes (a timestamp and the client index travel in the payload)"
     );
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(
+        !(args.local_client && args.one_way && args.receipt.is_empty()),
+        "--local-client needs two-way requests or a --receipt (a local client must be polled \
+         to make progress; one-way requests without a receipt give it nothing to wait for)"
+    );
     // libzmq starts its I/O threads with the first socket of a context, and
     // a thread inherits its creator's name: start them from this thread, so
     // that the CPU breakdown counts them as `zmq-io`, not as whichever role
@@ -474,6 +487,9 @@ fn header_line(args: &Args, window: usize) -> String {
     }
     if args.inline {
         extra.push_str(", inline handlers");
+    }
+    if args.local_client {
+        extra.push_str(", local clients");
     }
     format!(
         "{broker}{extra}: {}, {}, {} client(s) × window {window}, {} worker(s) × capacity {}; \

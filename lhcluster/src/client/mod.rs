@@ -17,6 +17,8 @@
 mod config;
 pub(crate) mod core;
 mod driver;
+mod link;
+mod local;
 mod response;
 mod stats;
 #[cfg(test)]
@@ -27,6 +29,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use config::ClientConfig;
+pub use local::LocalClient;
 pub use response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle};
 pub use stats::ClientStats;
 
@@ -147,15 +150,7 @@ impl Client {
 
     /// Starts building a request of the given type.
     pub fn request(&self, request_type: RequestType) -> RequestBuilder<'_> {
-        RequestBuilder {
-            client: self,
-            request_type,
-            request_id: None,
-            flags: Flags::empty(),
-            payload: Payload::new(),
-            reply_to: None,
-            timeout: None,
-        }
+        RequestBuilder::new(Target::Client(self), request_type)
     }
 
     /// Sends a request with the given id, flags and payload frames.
@@ -212,7 +207,7 @@ impl Client {
 #[derive(Debug)]
 #[must_use = "a request is only sent by `send`"]
 pub struct RequestBuilder<'a> {
-    client: &'a Client,
+    target: Target<'a>,
     request_type: RequestType,
     request_id: Option<RequestId>,
     flags: Flags,
@@ -221,7 +216,27 @@ pub struct RequestBuilder<'a> {
     timeout: Option<Duration>,
 }
 
-impl RequestBuilder<'_> {
+/// Where a request goes: through a client's driver thread, or straight to
+/// a local client's socket.
+#[derive(Debug)]
+enum Target<'a> {
+    Client(&'a Client),
+    Local(&'a mut LocalClient),
+}
+
+impl<'a> RequestBuilder<'a> {
+    fn new(target: Target<'a>, request_type: RequestType) -> Self {
+        RequestBuilder {
+            target,
+            request_type,
+            request_id: None,
+            flags: Flags::empty(),
+            payload: Payload::new(),
+            reply_to: None,
+            timeout: None,
+        }
+    }
+
     /// The request id (the dedupe key within the type). Without one, the
     /// client assigns a fresh id ([`Client::next_id`]).
     pub fn id(mut self, request_id: RequestId) -> Self {
@@ -266,8 +281,12 @@ impl RequestBuilder<'_> {
 
     /// Sends the request. The error is only for a stopped client; every
     /// other failure arrives through the handle.
-    pub fn send(self) -> Result<ResponseHandle, Error> {
-        let request_id = self.request_id.unwrap_or_else(|| self.client.next_id());
+    pub fn send(mut self) -> Result<ResponseHandle, Error> {
+        let request_id = match (self.request_id, &mut self.target) {
+            (Some(id), _) => id,
+            (None, Target::Client(client)) => client.next_id(),
+            (None, Target::Local(local)) => local.next_id(),
+        };
         let shared = Arc::new(response::Shared::default());
         let submit = core::Submit {
             request_type: self.request_type,
@@ -278,10 +297,13 @@ impl RequestBuilder<'_> {
             timeout: self.timeout,
             shared: shared.clone(),
         };
-        self.client
-            .role
-            .send(driver::Command::Submit(submit))
-            .map_err(|_| Error::Stopped)?;
+        match self.target {
+            Target::Client(client) => client
+                .role
+                .send(driver::Command::Submit(submit))
+                .map_err(|_| Error::Stopped)?,
+            Target::Local(local) => local.submit(submit),
+        }
         Ok(ResponseHandle::new(shared, self.request_type, request_id))
     }
 }

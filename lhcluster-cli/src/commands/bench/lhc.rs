@@ -11,7 +11,7 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use lhcluster::client::{Client, ClientConfig};
+use lhcluster::client::{Client, ClientConfig, LocalClient, RequestBuilder};
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, BrokerConfig, Flags, Frame, Payload, RequestType, ResponseHandle};
@@ -30,6 +30,9 @@ pub struct Setup {
     pub capacity: u32,
     /// Handlers on the workers' I/O threads (`WorkerConfig::inline`).
     pub inline: bool,
+    /// Each client thread drives a `LocalClient` itself instead of using a
+    /// `Client` and its driver thread.
+    pub local_client: bool,
     /// Request types each worker registers (1..=types); requests cycle.
     pub types: u32,
     /// Registered workers that serve other types and never get work.
@@ -65,6 +68,8 @@ struct Cluster {
     workers: Vec<Worker>,
     idle: Option<IdleWorkers>,
     clients: Vec<Client>,
+    /// Where clients connect (the proxy or the broker's frontend).
+    client_endpoint: String,
     endpoints: Vec<String>,
 }
 
@@ -135,7 +140,9 @@ impl Cluster {
         }
         let client_endpoint = proxy.as_ref().map_or(frontend, |p| p.endpoint().to_owned());
         let mut started = Vec::new();
-        for _ in 0..clients {
+        // Local clients are made by their own threads, in `run`.
+        let shared_clients = if setup.local_client { 0 } else { clients };
+        for _ in 0..shared_clients {
             let client = Client::connect(ClientConfig::new(client_endpoint.clone()))?;
             anyhow::ensure!(
                 client.wait_connected(READY_TIMEOUT),
@@ -149,6 +156,7 @@ impl Cluster {
             workers,
             idle,
             clients: started,
+            client_endpoint,
             endpoints,
         })
     }
@@ -201,20 +209,75 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
     let control = Control::new(spec.clients);
     let cluster = Cluster::start(setup, spec.clients, &control)?;
     let result = load::run(setup.label(), spec, control, |idx, control| {
-        let client = cluster.clients[idx].clone();
+        let shared = cluster.clients.get(idx).cloned();
+        let endpoint = cluster.client_endpoint.clone();
         let (setup, spec) = (setup.clone(), spec.clone());
         std::thread::Builder::new()
             .name("bench-client".to_owned())
             .spawn(move || {
-                if setup.gated() {
-                    one_way_loop(&client, &control, idx, &setup, &spec);
-                } else {
-                    handle_loop(&client, &control, idx, &setup, &spec);
+                let mut client = match shared {
+                    Some(client) => BenchClient::Shared(client),
+                    None => match connect_local(&endpoint) {
+                        Ok(local) => BenchClient::Local(Box::new(local)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "local client");
+                            control.error(idx);
+                            return;
+                        }
+                    },
+                };
+                match &client {
+                    BenchClient::Shared(shared) if setup.gated() => {
+                        one_way_loop(shared, &control, idx, &setup, &spec);
+                    }
+                    _ => handle_loop(&mut client, &control, idx, &setup, &spec),
                 }
             })
     });
     cluster.stop();
     result
+}
+
+/// A client thread's client: a shared `Client` (its driver thread does the
+/// I/O and wakes this thread) or a `LocalClient` (this thread does it).
+enum BenchClient {
+    Shared(Client),
+    Local(Box<LocalClient>),
+}
+
+impl BenchClient {
+    fn request(&mut self, request_type: RequestType) -> RequestBuilder<'_> {
+        match self {
+            BenchClient::Shared(c) => c.request(request_type),
+            BenchClient::Local(c) => c.request(request_type),
+        }
+    }
+
+    /// Waits for completions: sleeps until the driver thread wakes this
+    /// one, or drives the local client's socket.
+    fn idle(&mut self, timeout: Duration) {
+        match self {
+            BenchClient::Shared(_) => std::thread::park_timeout(timeout),
+            BenchClient::Local(c) => {
+                if let Err(e) = c.poll(timeout) {
+                    tracing::warn!(error = %e, "local client poll failed");
+                }
+            }
+        }
+    }
+}
+
+fn connect_local(endpoint: &str) -> anyhow::Result<LocalClient> {
+    let mut client = LocalClient::connect(ClientConfig::new(endpoint))?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !client.is_connected() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "local client did not connect to {endpoint} within {READY_TIMEOUT:?}"
+        );
+        client.poll(Duration::from_millis(10))?;
+    }
+    Ok(client)
 }
 
 fn request_type(seq: u64, types: u32) -> RequestType {
@@ -250,7 +313,13 @@ impl Wake for SlotWaker {
 
 /// Keeps `window` requests in flight through response handles (polled as
 /// futures, so completions are seen in any order, at once).
-fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, spec: &LoadSpec) {
+fn handle_loop(
+    client: &mut BenchClient,
+    control: &Control,
+    idx: usize,
+    setup: &Setup,
+    spec: &LoadSpec,
+) {
     let window = spec.window.max(1);
     let completions = Arc::new(Completions {
         ready: Mutex::new(Vec::with_capacity(window)),
@@ -269,7 +338,8 @@ fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, sp
     let mut in_flight = 0_usize;
     let mut buf = vec![0xa5_u8; spec.size];
     let mut seq = 0_u64;
-    let mut start = |slot: usize,
+    let mut start = |client: &mut BenchClient,
+                     slot: usize,
                      slots: &mut Vec<Option<(ResponseHandle, Instant)>>,
                      ready: &mut Vec<usize>,
                      in_flight: &mut usize| {
@@ -296,7 +366,7 @@ fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, sp
         if !control.sending() {
             break;
         }
-        start(slot, &mut slots, &mut ready, &mut in_flight);
+        start(client, slot, &mut slots, &mut ready, &mut in_flight);
     }
     let mut deadline = None;
     loop {
@@ -317,7 +387,7 @@ fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, sp
                     &mut completions.ready.lock().unwrap_or_else(|p| p.into_inner()),
                 );
                 if ready.is_empty() {
-                    std::thread::park_timeout(Duration::from_millis(100));
+                    client.idle(Duration::from_millis(100));
                 }
                 continue;
             }
@@ -341,7 +411,7 @@ fn handle_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, sp
             }
         }
         if control.sending() {
-            start(slot, &mut slots, &mut ready, &mut in_flight);
+            start(client, slot, &mut slots, &mut ready, &mut in_flight);
         }
     }
 }

@@ -1,0 +1,188 @@
+//! A client without a background thread: the caller's thread does its I/O.
+
+use std::time::{Duration, Instant};
+
+use super::core::{ClientCore, Submit};
+use super::link::Link;
+use super::{ClientConfig, ClientEvent, ClientStats, Outcome, RequestBuilder, ResponseHandle};
+use crate::error::Error;
+use crate::protocol::{Flags, Payload, RequestId, RequestType};
+
+/// A client that lives on one thread: it has no driver thread, and does its
+/// socket I/O (sending, receiving, heartbeats, reconnecting) only while its
+/// owner calls into it: in [`send`](RequestBuilder::send),
+/// [`poll`](Self::poll) and [`wait`](Self::wait).
+///
+/// This is the ZeroMQ way (a socket per thread), and the cheapest client
+/// there is: a request crosses no thread boundary on its way out, and its
+/// response none on its way in. The price is that nothing happens between
+/// calls: a thread that stops calling for longer than the broker's liveness
+/// bound (its `liveness` × heartbeat, 3 s by default) loses its session, and
+/// its outstanding requests fail with
+/// [`RequestError::Disconnected`](super::RequestError::Disconnected) the
+/// next time it polls. Use a [`Client`](super::Client) (cheap to clone,
+/// usable from any thread, always driven) unless one thread sends and waits
+/// in a loop.
+///
+/// Handles work as with a [`Client`](super::Client), but only resolve while
+/// this client is polled: wait for one with [`LocalClient::wait`], not
+/// [`ResponseHandle::wait`].
+///
+/// ```no_run
+/// use lhcluster::client::{ClientConfig, LocalClient};
+///
+/// let mut client = LocalClient::connect(ClientConfig::new("tcp://127.0.0.1:5555"))?;
+/// let handles: Vec<_> = (0..10u64)
+///     .map(|i| client.request(7).id(i).payload_bytes(b"hello").send())
+///     .collect::<Result<_, _>>()?;
+/// for handle in handles {
+///     println!("{:?}", client.wait(handle).map(|reply| reply.payload.len()));
+/// }
+/// # Ok::<(), lhcluster::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct LocalClient {
+    core: ClientCore,
+    link: Link,
+    events: crossbeam_channel::Receiver<ClientEvent>,
+    next_id: RequestId,
+}
+
+impl LocalClient {
+    /// Creates the client and starts connecting (the greeting completes
+    /// while it is polled). Fails only on an invalid configuration.
+    pub fn connect(config: ClientConfig) -> Result<LocalClient, Error> {
+        config.validate()?;
+        let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
+        let mut client = LocalClient {
+            core: ClientCore::new(&config, Some(events_tx), Instant::now()),
+            link: Link::new(config.brokers[0].clone()),
+            events,
+            next_id: crate::peer::random_u64(),
+        };
+        // Open the socket and queue the greeting now, so that requests sent
+        // at once are accepted (ZeroMQ queues them until it connects).
+        client.link.apply_actions(&mut client.core);
+        Ok(client)
+    }
+
+    /// Starts building a request of the given type; its
+    /// [`send`](RequestBuilder::send) hands it to the socket at once.
+    pub fn request(&mut self, request_type: RequestType) -> RequestBuilder<'_> {
+        RequestBuilder::new(super::Target::Local(self), request_type)
+    }
+
+    /// Sends a request with the given id, flags and payload.
+    pub fn send(
+        &mut self,
+        request_type: RequestType,
+        request_id: RequestId,
+        flags: Flags,
+        payload: Payload,
+    ) -> Result<ResponseHandle, Error> {
+        self.request(request_type)
+            .id(request_id)
+            .flags(flags)
+            .payload(payload)
+            .send()
+    }
+
+    /// A fresh request id, unique to this client (random start, then
+    /// counting).
+    pub fn next_id(&mut self) -> RequestId {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    /// Does the client's I/O for up to `timeout`: reads what the broker
+    /// sent (resolving handles), sends heartbeats, reconnects. Returns once
+    /// it has handled at least one message, or when `timeout` has passed;
+    /// `Duration::ZERO` only does what is ready.
+    pub fn poll(&mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.link.apply_actions(&mut self.core);
+            let mut handled = self.link.read(&mut self.core);
+            let now = Instant::now();
+            if handled == 0 && now < deadline {
+                let until = self.core.next_tick(now).min(deadline);
+                if self.wait_readable(until)? {
+                    handled = self.link.read(&mut self.core);
+                }
+            }
+            self.core.on_tick(Instant::now());
+            self.link.apply_actions(&mut self.core);
+            if handled > 0 || Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Polls until `handle` resolves, and returns its outcome. A request
+    /// without a timeout waits as long as it takes (the client's default
+    /// timeout, [`ClientConfig::request_timeout`], applies as usual).
+    pub fn wait(&mut self, mut handle: ResponseHandle) -> Outcome {
+        loop {
+            if let Some(outcome) = handle.try_take() {
+                return outcome;
+            }
+            // Wakes at least at each tick, so timeouts and liveness are
+            // handled; an error here is a failed poll, which only a closed
+            // context produces: keep the request's own outcome coming.
+            if let Err(e) = self.poll(Duration::from_millis(100)) {
+                tracing::warn!(error = %e, "local client poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Whether the client has a session with the broker (as of its last
+    /// poll).
+    pub fn is_connected(&self) -> bool {
+        self.core.is_ready()
+    }
+
+    /// Receipts, one-way refusals and connection changes, as for
+    /// [`Client::events`](super::Client::events); they arrive while the
+    /// client is polled.
+    pub fn events(&self) -> &crossbeam_channel::Receiver<ClientEvent> {
+        &self.events
+    }
+
+    /// A snapshot of the client's statistics.
+    pub fn stats(&self) -> ClientStats {
+        self.core.stats()
+    }
+
+    pub(super) fn submit(&mut self, submit: Submit) {
+        self.core.on_submit(Instant::now(), submit);
+        self.link.apply_actions(&mut self.core);
+    }
+
+    /// Sleeps until the socket is readable or `until`; `true` if readable.
+    fn wait_readable(&mut self, until: Instant) -> Result<bool, Error> {
+        let left = until.saturating_duration_since(Instant::now());
+        let Some(socket) = self.link.socket() else {
+            // Reconnecting: nothing to read until the backoff ends.
+            std::thread::sleep(left);
+            return Ok(false);
+        };
+        let timeout = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        let mut items = [socket.as_poll_item(zmq::POLLIN)];
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) => Ok(items[0].is_readable()),
+            Err(zmq::Error::EINTR) => Ok(false),
+            Err(e) => Err(crate::error::zmq_err("polling the client socket")(e)),
+        }
+    }
+}
+
+impl Drop for LocalClient {
+    /// Says goodbye to the broker; outstanding requests end with
+    /// [`RequestError::Stopped`](super::RequestError::Stopped).
+    fn drop(&mut self) {
+        self.core.on_stop(Instant::now());
+        self.link.apply_actions(&mut self.core);
+    }
+}
