@@ -699,3 +699,37 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         std::thread::park();
     }
 }
+
+#[test]
+fn a_local_client_sends_typed_requests() {
+    time_limit(|| {
+        let broker = Broker::start(BrokerConfig::new(
+            inproc("local-front"),
+            inproc("local-back"),
+        ))
+        .expect("broker starts");
+        let _worker = Worker::builder(worker_config(&broker))
+            .handle::<Divide>(|req: Divide, _: &RequestContext| {
+                if req.b == 0 {
+                    return Err(HandlerError::bad_request("division by zero"));
+                }
+                Ok(req.a / req.b)
+            })
+            .start()
+            .expect("worker starts");
+        let mut client =
+            lhcluster::client::LocalClient::connect(ClientConfig::new(broker.frontend()))
+                .expect("client starts");
+        let quotient = client.send_typed(&Divide { a: 84, b: 2 }).unwrap();
+        assert_eq!(client.wait_typed(quotient).unwrap(), 42);
+        let refused = client
+            .request_typed(&Divide { a: 1, b: 0 })
+            .timeout(WAIT)
+            .send()
+            .unwrap();
+        assert!(matches!(
+            client.wait_typed(refused),
+            Err(TypedRequestError::BadRequest(m)) if m == "division by zero"
+        ));
+    });
+}

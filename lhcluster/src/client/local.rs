@@ -87,6 +87,41 @@ impl LocalClient {
             .send()
     }
 
+    /// Sends a typed request, as [`Client::send_typed`](super::Client::send_typed)
+    /// does; wait for its outcome with [`wait_typed`](Self::wait_typed).
+    pub fn send_typed<R: crate::typed::Request>(
+        &mut self,
+        request: &R,
+    ) -> Result<crate::typed::TypedResponse<R>, crate::typed::TypedRequestError> {
+        self.request_typed(request).send()
+    }
+
+    /// Starts building a typed request, to set options before
+    /// [`send`](crate::typed::TypedRequestBuilder::send).
+    pub fn request_typed<'a, R: crate::typed::Request>(
+        &'a mut self,
+        request: &'a R,
+    ) -> crate::typed::TypedRequestBuilder<'a, R> {
+        crate::typed::TypedRequestBuilder::new(super::Target::Local(self), request)
+    }
+
+    /// Polls until a typed response resolves, and returns its outcome.
+    pub fn wait_typed<R, O>(
+        &mut self,
+        mut response: crate::typed::TypedResponse<R, O>,
+    ) -> Result<O, crate::typed::TypedRequestError>
+    where
+        R: crate::typed::Request,
+        O: serde::de::DeserializeOwned,
+    {
+        loop {
+            if let Some(outcome) = response.try_take() {
+                return outcome;
+            }
+            self.poll_a_while();
+        }
+    }
+
     /// A fresh request id, unique to this client (random start, then
     /// counting).
     pub fn next_id(&mut self) -> RequestId {
@@ -127,13 +162,18 @@ impl LocalClient {
             if let Some(outcome) = handle.try_take() {
                 return outcome;
             }
-            // Wakes at least at each tick, so timeouts and liveness are
-            // handled; an error here is a failed poll, which only a closed
-            // context produces: keep the request's own outcome coming.
-            if let Err(e) = self.poll(Duration::from_millis(100)) {
-                tracing::warn!(error = %e, "local client poll failed");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            self.poll_a_while();
+        }
+    }
+
+    /// One poll while waiting for a handle. It returns at least at each
+    /// tick, so timeouts and liveness are handled; a failed poll (only a
+    /// terminated context fails one) is logged, and the request's own
+    /// outcome (its timeout at the latest) still comes.
+    fn poll_a_while(&mut self) {
+        if let Err(e) = self.poll(Duration::from_millis(100)) {
+            tracing::warn!(error = %e, "local client poll failed");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

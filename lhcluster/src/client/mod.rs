@@ -188,7 +188,7 @@ impl Client {
         &'a self,
         request: &'a R,
     ) -> crate::typed::TypedRequestBuilder<'a, R> {
-        crate::typed::TypedRequestBuilder::new(self, request)
+        crate::typed::TypedRequestBuilder::new(Target::Client(self), request)
     }
 
     /// A snapshot of the client's statistics.
@@ -219,13 +219,13 @@ pub struct RequestBuilder<'a> {
 /// Where a request goes: through a client's driver thread, or straight to
 /// a local client's socket.
 #[derive(Debug)]
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Client(&'a Client),
     Local(&'a mut LocalClient),
 }
 
 impl<'a> RequestBuilder<'a> {
-    fn new(target: Target<'a>, request_type: RequestType) -> Self {
+    pub(crate) fn new(target: Target<'a>, request_type: RequestType) -> Self {
         RequestBuilder {
             target,
             request_type,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec::{self, PayloadError};
 use super::request::Request;
-use crate::client::{Client, Outcome, ReceiptKind, RequestError, ResponseHandle};
+use crate::client::{Outcome, ReceiptKind, RequestBuilder, RequestError, ResponseHandle, Target};
 use crate::protocol::{Flags, RequestId, RequestType, Status};
 
 /// Why a typed request did not produce its response. Every request ends in
@@ -93,14 +93,16 @@ impl From<RequestError> for TypedRequestError {
     }
 }
 
-/// A typed request being built: [`Client::request_typed`]; [`send`](Self::send) it.
+/// A typed request being built: [`Client::request_typed`](crate::Client::request_typed)
+/// or [`LocalClient::request_typed`](crate::client::LocalClient::request_typed);
+/// [`send`](Self::send) it.
 ///
 /// `O` is what the handle resolves to: the request's response type, or `()`
 /// once the response is not for this client ([`one_way`](Self::one_way),
 /// [`reply_to`](Self::reply_to)).
 #[must_use = "a request is only sent by `send`"]
 pub struct TypedRequestBuilder<'a, R: Request, O = <R as Request>::Response> {
-    client: &'a Client,
+    target: Target<'a>,
     request: &'a R,
     request_id: Option<RequestId>,
     flags: Flags,
@@ -125,9 +127,9 @@ impl<R: Request, O> fmt::Debug for TypedRequestBuilder<'_, R, O> {
 }
 
 impl<'a, R: Request> TypedRequestBuilder<'a, R> {
-    pub(crate) fn new(client: &'a Client, request: &'a R) -> Self {
+    pub(crate) fn new(target: Target<'a>, request: &'a R) -> Self {
         TypedRequestBuilder {
-            client,
+            target,
             request,
             request_id: None,
             flags: Flags::empty(),
@@ -142,7 +144,7 @@ impl<'a, R: Request> TypedRequestBuilder<'a, R> {
 impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     /// The request id, overriding the request's natural id
     /// ([`Request::request_id`]). Without either, the client assigns a
-    /// fresh one ([`Client::next_id`]).
+    /// fresh one ([`Client::next_id`](crate::Client::next_id)).
     pub fn id(mut self, request_id: RequestId) -> Self {
         self.request_id = Some(request_id);
         self
@@ -188,7 +190,7 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
 
     fn retarget<P>(self) -> TypedRequestBuilder<'a, R, P> {
         TypedRequestBuilder {
-            client: self.client,
+            target: self.target,
             request: self.request,
             request_id: self.request_id,
             flags: self.flags,
@@ -208,9 +210,7 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
         if R::ONE_WAY || self.one_way {
             flags |= Flags::ONE_WAY;
         }
-        let mut builder = self
-            .client
-            .request(R::REQUEST_TYPE)
+        let mut builder = RequestBuilder::new(self.target, R::REQUEST_TYPE)
             .flags(flags)
             .payload(payload);
         if let Some(id) = self.request_id.or_else(|| self.request.request_id()) {
