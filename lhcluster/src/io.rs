@@ -145,6 +145,13 @@ pub(crate) fn bound_endpoints(socket: &zmq::Socket, configured: &str) -> (String
     }
 }
 
+/// A `zmq::poll` timeout for `left`, in milliseconds rounded up: rounded
+/// down, the last millisecond before a deadline would be a string of
+/// zero-timeout polls (a busy loop).
+pub(crate) fn poll_timeout_ms(left: std::time::Duration) -> i64 {
+    i64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
 /// What [`wait`] found readable.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Ready {
@@ -163,7 +170,7 @@ pub(crate) fn wait(
     until: std::time::Instant,
 ) -> zmq::Result<Ready> {
     let left = until.saturating_duration_since(std::time::Instant::now());
-    let timeout = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+    let timeout = poll_timeout_ms(left);
     let mut items = Vec::with_capacity(3);
     items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
     items.extend(

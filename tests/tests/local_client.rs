@@ -140,6 +140,8 @@ fn dropping_it_says_goodbye() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Inproc);
         let mut client = LocalClient::connect(client_config(broker.frontend())).unwrap();
+        // "Forever" returns as soon as a message (WELCOME, a heartbeat) is in.
+        client.poll(Duration::MAX).unwrap();
         assert!(eventually(Duration::from_secs(5), || {
             client.poll(Duration::from_millis(20)).unwrap();
             client.is_connected()

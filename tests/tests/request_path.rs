@@ -646,3 +646,34 @@ fn small_and_large_payloads_cross_intact() {
         }
     });
 }
+
+#[test]
+fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let mut config = worker_config(&broker);
+        config.inline = true;
+        config.capacity = 8;
+        let worker = Worker::builder(config)
+            .handle_raw(1, |_: &RequestContext, p: Payload| {
+                std::thread::sleep(Duration::from_millis(5));
+                Ok(p)
+            })
+            .start()
+            .unwrap();
+        let client = client(&broker);
+        let mut handles: Vec<_> = (0..8u64)
+            .map(|i| client.request(1).id(i).send().unwrap())
+            .collect();
+        // The broker handed all 8 over at once (capacity 8); stop while
+        // they run one after the other.
+        assert!(eventually(Duration::from_secs(10), || handles[0].is_done()));
+        worker.stop().unwrap();
+        for (i, handle) in handles.drain(..).enumerate() {
+            assert!(handle.wait().is_ok(), "request {i} ran to completion");
+        }
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.requests_completed, 8);
+        assert_eq!(stats.worker_deaths, 0, "a graceful stop, not a death");
+    });
+}

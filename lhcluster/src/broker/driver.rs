@@ -73,8 +73,7 @@ impl Driver {
             if let Some(at) = next_stats_log {
                 wake_at = wake_at.min(at);
             }
-            let timeout = wake_at.saturating_duration_since(now).as_millis();
-            let timeout = i64::try_from(timeout).unwrap_or(i64::MAX);
+            let timeout = io::poll_timeout_ms(wake_at.saturating_duration_since(now));
             let (front_ready, back_ready, commands_ready) = {
                 let mut items = [
                     self.frontend.as_poll_item(zmq::POLLIN),

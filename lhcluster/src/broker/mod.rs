@@ -88,7 +88,7 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        let ms = crate::io::poll_timeout_ms(left);
         if left.is_zero() || socket.poll(zmq::POLLIN, ms).map_err(zmq_err("polling"))? == 0 {
             return Err(Error::Timeout(timeout));
         }

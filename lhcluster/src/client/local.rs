@@ -135,28 +135,40 @@ impl LocalClient {
     /// it has handled at least one message, or when `timeout` has passed;
     /// `Duration::ZERO` only does what is ready.
     pub fn poll(&mut self, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        // `Duration::MAX` and the like: as good as forever.
+        let deadline = start
+            .checked_add(timeout)
+            .unwrap_or_else(|| start + Duration::from_secs(365 * 24 * 3600));
         loop {
             self.link.apply_actions(&mut self.core);
             let mut handled = self.link.read(&mut self.core);
             let now = Instant::now();
+            let mut failed = None;
             if handled == 0 && now < deadline {
                 let until = self.core.next_tick(now).min(deadline);
-                if self.wait_readable(until)? {
-                    handled = self.link.read(&mut self.core);
+                match self.wait_readable(until) {
+                    Ok(true) => handled = self.link.read(&mut self.core),
+                    Ok(false) => {}
+                    Err(e) => failed = Some(e),
                 }
             }
+            // Ticks even after a failed wait, so that timeouts still fire.
             self.core.on_tick(Instant::now());
             self.link.apply_actions(&mut self.core);
+            if let Some(e) = failed {
+                return Err(e);
+            }
             if handled > 0 || Instant::now() >= deadline {
                 return Ok(());
             }
         }
     }
 
-    /// Polls until `handle` resolves, and returns its outcome. A request
-    /// without a timeout waits as long as it takes (the client's default
-    /// timeout, [`ClientConfig::request_timeout`], applies as usual).
+    /// Polls until `handle` (a handle of this client's) resolves, and
+    /// returns its outcome. A request without a timeout waits as long as it
+    /// takes (the client's default timeout,
+    /// [`ClientConfig::request_timeout`], applies as usual).
     pub fn wait(&mut self, mut handle: ResponseHandle) -> Outcome {
         loop {
             if let Some(outcome) = handle.try_take() {
@@ -208,7 +220,7 @@ impl LocalClient {
             std::thread::sleep(left);
             return Ok(false);
         };
-        let timeout = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        let timeout = crate::io::poll_timeout_ms(left);
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
         match zmq::poll(&mut items, timeout) {
             Ok(_) => Ok(items[0].is_readable()),

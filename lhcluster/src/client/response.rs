@@ -206,8 +206,12 @@ impl ResponseHandle {
         self.request_id
     }
 
-    /// Blocks until the outcome arrives. This always ends: the client fails
-    /// requests on timeout, broker death and stop.
+    /// Blocks until the outcome arrives. With a [`Client`](super::Client)
+    /// this always ends: the client fails requests on timeout, broker death
+    /// and stop. A [`LocalClient`](super::LocalClient)'s handle only
+    /// resolves while that client is polled: wait for it with
+    /// [`LocalClient::wait`](super::LocalClient::wait) instead (this, or
+    /// `.await`, on the thread that owns the client would block forever).
     pub fn wait(self) -> Outcome {
         let mut s = self.shared.lock();
         while !s.done {

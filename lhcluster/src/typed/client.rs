@@ -272,8 +272,12 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
         self.raw.request_id()
     }
 
-    /// Blocks until the outcome arrives. This always ends: the client fails
-    /// requests on timeout, broker death and stop.
+    /// Blocks until the outcome arrives. With a [`Client`](crate::Client)
+    /// this always ends: the client fails requests on timeout, broker death
+    /// and stop. For a [`LocalClient`](crate::client::LocalClient)'s
+    /// request use
+    /// [`LocalClient::wait_typed`](crate::client::LocalClient::wait_typed):
+    /// its handles only resolve while it is polled.
     pub fn wait(self) -> Result<O, TypedRequestError> {
         typed(self.raw.wait())
     }

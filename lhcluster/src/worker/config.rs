@@ -27,7 +27,9 @@ pub struct WorkerConfig {
     /// one runs, the worker reads nothing, so it answers no heartbeat, and a
     /// handler running longer than the broker's `liveness` × heartbeat gets
     /// the worker declared dead (its requests then fail or are retried
-    /// elsewhere, as after a crash).
+    /// elsewhere, as after a crash). An inline handler must not call its own
+    /// [`Worker`](super::Worker) (`stats`, `stop`): that waits for the very
+    /// thread running the handler.
     pub inline: bool,
     /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
     pub heartbeat: Duration,

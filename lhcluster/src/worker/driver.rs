@@ -16,6 +16,12 @@ use crate::io;
 use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
 
+/// After a graceful stop, the worker goes on reading until nothing has
+/// arrived for this long (and nothing runs): dispatches the broker sent
+/// before it read our DISCONNECT are still on their way, and are run rather
+/// than left for the broker to give up on when it declares us dead.
+const STOP_QUIET: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 pub(crate) enum Command {
     Stats(Sender<WorkerStats>),
@@ -98,11 +104,14 @@ impl Driver {
         // read again at once instead of polled: a poll costs several
         // syscalls in libzmq, and a read that finds nothing costs one.
         let mut busy = false;
+        // When a message last arrived (or the stop began): see STOP_QUIET.
+        let mut last_read = Instant::now();
         loop {
             self.apply_actions();
             let now = Instant::now();
+            let quiet_at = last_read + STOP_QUIET;
             if let Some(deadline) = stop_deadline {
-                if self.core.running() == 0 || now >= deadline {
+                if (self.core.running() == 0 && now >= quiet_at) || now >= deadline {
                     if self.core.running() > 0 {
                         warn!(
                             running = self.core.running(),
@@ -112,8 +121,13 @@ impl Driver {
                     break;
                 }
             }
-            let wake_at = self.core.next_tick(now);
-            let wake_at = stop_deadline.map_or(wake_at, |d| wake_at.min(d));
+            let mut wake_at = self.core.next_tick(now);
+            if let Some(deadline) = stop_deadline {
+                wake_at = wake_at.min(deadline);
+                if quiet_at > now {
+                    wake_at = wake_at.min(quiet_at);
+                }
+            }
             let (socket_ready, commands_ready) = if busy {
                 (true, false)
             } else {
@@ -127,7 +141,11 @@ impl Driver {
             };
             let mut work = 0;
             if socket_ready {
-                work += self.read();
+                let read = self.read();
+                if read > 0 {
+                    last_read = Instant::now();
+                }
+                work += read;
             }
             // Commands are drained on every pass (an empty channel costs an
             // atomic load), the doorbell only cuts the wait short.
@@ -145,6 +163,7 @@ impl Driver {
                             if stop_deadline.is_none() {
                                 info!("worker stopping");
                                 self.core.on_stop(Instant::now());
+                                last_read = Instant::now();
                                 stop_deadline = Some(Instant::now() + self.shutdown_timeout);
                             }
                         }

@@ -150,8 +150,9 @@ impl Worker {
     }
 
     /// Graceful stop: asks the broker for no more work, lets running
-    /// handlers finish (up to the shutdown timeout), sends their results,
-    /// and closes. Idempotent.
+    /// handlers finish and runs what the broker had already sent (up to the
+    /// shutdown timeout; it waits until nothing has arrived for 100 ms),
+    /// sends their results, and closes. Idempotent.
     pub fn stop(&self) -> Result<(), Error> {
         self.role.stop(driver::Command::Stop)
     }
