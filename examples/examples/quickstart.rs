@@ -1,16 +1,24 @@
 //! Quick start: a broker, two workers and a client in one process, with
-//! typed requests.
+//! typed requests, and a notify broker fanning out notifications.
 //!
 //! Run with `cargo run --release --example quickstart`. It sends a mix of
-//! two-way and one-way requests, shows a duplicate being rejected, prints
-//! the responses and the broker's stats, and exits on its own.
+//! two-way and one-way requests, shows a duplicate being rejected, publishes
+//! a notification for every answer it got to a subscriber, prints the
+//! responses, the notifications and the brokers' stats, and exits on its
+//! own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lhcluster::client::{Client, ClientConfig, ReceiptKind};
+use lhcluster::notify::{
+    NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+    NotifySubscriberConfig,
+};
+use lhcluster::typed::NotifyRouter;
 use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, BrokerConfig, Flags, Request, Status, TypedRequestError};
 use serde::{Deserialize, Serialize};
@@ -29,6 +37,14 @@ struct LogLine {
     #[request_id]
     seq: u64,
     line: String,
+}
+
+/// A notification, published for every answer: its topic is its name.
+#[derive(Serialize, Deserialize, lhcluster::Notification)]
+#[notification(name = "quickstart.answered")]
+struct Answered {
+    word: String,
+    answer: String,
 }
 
 /// A job with a natural id: while job 7 runs, another job 7 is rejected.
@@ -83,6 +99,22 @@ fn main() -> anyhow::Result<()> {
         bail!("the client did not connect to the broker");
     }
 
+    // Notifications: a notify broker, a subscriber to `Answered`, and a
+    // publisher. Once `connect` returns, the subscription is in force at the
+    // broker: nothing published after it is lost to a slow join.
+    let notify = NotifyBroker::start(NotifyBrokerConfig::new(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+    ))?;
+    let (answered_tx, answered_rx) = channel();
+    let subscriber = NotifyRouter::new()
+        .on::<Answered>(move |a| {
+            let _ = answered_tx.send(format!("{} was answered {}", a.word, a.answer));
+            NotifyOutcome::Continue
+        })
+        .connect(NotifySubscriberConfig::new(notify.frontend()))?;
+    let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(notify.backend()))?;
+
     println!("two-way requests:");
     let words = ["alpha", "bravo", "charlie", "delta"];
     let handles = words
@@ -96,6 +128,17 @@ fn main() -> anyhow::Result<()> {
     for (word, handle) in words.iter().zip(handles) {
         let upper = handle.wait().context("uppercase request")?;
         println!("  {word} -> {upper}");
+        publisher.publish_typed(&Answered {
+            word: word.to_string(),
+            answer: upper,
+        })?;
+    }
+    println!("notifications received by the subscriber:");
+    for _ in &words {
+        let line = answered_rx
+            .recv_timeout(Duration::from_secs(5))
+            .context("a notification did not arrive")?;
+        println!("  {line}");
     }
 
     println!("one-way requests:");
@@ -106,6 +149,13 @@ fn main() -> anyhow::Result<()> {
                 line: line.to_string(),
             })?
             .wait()?;
+    }
+
+    // One-way requests complete on the workers in the background: their
+    // handles resolved at submission. Let them print before going on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while logged.load(Ordering::Relaxed) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 
     println!("a duplicate (same type and id while the first runs) is rejected:");
@@ -130,13 +180,11 @@ fn main() -> anyhow::Result<()> {
         Ok(()) => bail!("the slow job should fail"),
     }
 
-    // One-way requests complete on the workers in the background.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while logged.load(Ordering::Relaxed) < 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-
     println!("broker stats: {}", broker.stats()?);
+    println!("notify broker stats: {}", notify.stats()?);
+    subscriber.stop()?;
+    publisher.stop()?;
+    notify.stop()?;
     client.stop()?;
     other.stop()?;
     for w in &workers {
