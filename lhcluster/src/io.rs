@@ -161,18 +161,23 @@ pub(crate) struct Ready {
     pub(crate) sockets: [bool; 2],
 }
 
-/// Sleeps in `zmq::poll` until the doorbell or one of (up to two) sockets is
-/// readable, or `until` passes. An interrupted poll (EINTR) is a plain
-/// wake-up; any other error is returned, and ends the driver.
+/// Sleeps in `zmq::poll` until the doorbell (if any) or one of (up to two)
+/// sockets is readable, or `until` passes (`None`: no deadline). An
+/// interrupted poll (EINTR) is a plain wake-up; any other error is
+/// returned, and ends the driver.
 pub(crate) fn wait(
-    doorbell: &crate::wake::Listener,
+    doorbell: Option<&crate::wake::Listener>,
     sockets: [Option<&zmq::Socket>; 2],
-    until: std::time::Instant,
+    until: Option<std::time::Instant>,
 ) -> zmq::Result<Ready> {
-    let left = until.saturating_duration_since(std::time::Instant::now());
-    let timeout = poll_timeout_ms(left);
-    let mut items = Vec::with_capacity(3);
-    items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
+    let timeout = until.map_or(-1, |until| {
+        poll_timeout_ms(until.saturating_duration_since(std::time::Instant::now()))
+    });
+    // On the stack: this runs once per wake-up of every driver.
+    let mut items: smallvec::SmallVec<[zmq::PollItem<'_>; 3]> = smallvec::SmallVec::new();
+    if let Some(doorbell) = doorbell {
+        items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
+    }
     items.extend(
         sockets
             .iter()
@@ -184,11 +189,12 @@ pub(crate) fn wait(
         Err(zmq::Error::EINTR) => return Ok(Ready::default()),
         Err(e) => return Err(e),
     }
-    let mut ready = Ready {
-        doorbell: items[0].is_readable(),
-        sockets: [false; 2],
-    };
-    let mut next = 1;
+    let mut next = 0;
+    let mut ready = Ready::default();
+    if doorbell.is_some() {
+        ready.doorbell = items[0].is_readable();
+        next = 1;
+    }
     for (i, socket) in sockets.iter().enumerate() {
         if socket.is_some() {
             ready.sockets[i] = items[next].is_readable();

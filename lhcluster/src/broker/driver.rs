@@ -68,30 +68,19 @@ impl Driver {
     fn run(&mut self) {
         let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let now = Instant::now();
             let mut wake_at = self.core.next_tick();
             if let Some(at) = next_stats_log {
                 wake_at = wake_at.min(at);
             }
-            let timeout = io::poll_timeout_ms(wake_at.saturating_duration_since(now));
-            let (front_ready, back_ready, commands_ready) = {
-                let mut items = [
-                    self.frontend.as_poll_item(zmq::POLLIN),
-                    self.backend.as_poll_item(zmq::POLLIN),
-                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
-                ];
-                if let Err(e) = zmq::poll(&mut items, timeout) {
-                    if e != zmq::Error::EINTR {
+            let sockets = [Some(&self.frontend), Some(&self.backend)];
+            let (front_ready, back_ready, commands_ready) =
+                match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
+                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
+                    Err(e) => {
                         error!(error = %e, "broker poll failed: stopping");
                         return;
                     }
-                }
-                (
-                    items[0].is_readable(),
-                    items[1].is_readable(),
-                    items[2].is_readable(),
-                )
-            };
+                };
             if front_ready {
                 self.read(Side::Frontend);
             }

@@ -68,7 +68,11 @@ impl Driver {
             let (socket_ready, commands_ready) = if busy {
                 (true, false)
             } else {
-                match io::wait(&self.inbox.listener, [self.link.socket(), None], until) {
+                match io::wait(
+                    Some(&self.inbox.listener),
+                    [self.link.socket(), None],
+                    Some(until),
+                ) {
                     Ok(ready) => (ready.sockets[0], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "client poll failed: stopping");

@@ -214,19 +214,14 @@ impl LocalClient {
 
     /// Sleeps until the socket is readable or `until`; `true` if readable.
     fn wait_readable(&mut self, until: Instant) -> Result<bool, Error> {
-        let left = until.saturating_duration_since(Instant::now());
         let Some(socket) = self.link.socket() else {
             // Reconnecting: nothing to read until the backoff ends.
-            std::thread::sleep(left);
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
             return Ok(false);
         };
-        let timeout = crate::io::poll_timeout_ms(left);
-        let mut items = [socket.as_poll_item(zmq::POLLIN)];
-        match zmq::poll(&mut items, timeout) {
-            Ok(_) => Ok(items[0].is_readable()),
-            Err(zmq::Error::EINTR) => Ok(false),
-            Err(e) => Err(crate::error::zmq_err("polling the client socket")(e)),
-        }
+        crate::io::wait(None, [Some(socket), None], Some(until))
+            .map(|ready| ready.sockets[0])
+            .map_err(crate::error::zmq_err("polling the client socket"))
     }
 }
 

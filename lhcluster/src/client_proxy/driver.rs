@@ -75,7 +75,7 @@ impl Driver {
             }
             let sockets = [Some(&self.clients), self.broker.as_ref()];
             let (clients_ready, broker_ready, commands_ready) =
-                match io::wait(&self.inbox.listener, sockets, wake_at) {
+                match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
                     Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "proxy poll failed: stopping");

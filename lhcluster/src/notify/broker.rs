@@ -12,7 +12,7 @@ use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{READ_BATCH, Upstream};
 use crate::error::{Error, zmq_err};
-use crate::protocol::{DecodeError, Frame, Message, decode_notification};
+use crate::protocol::{DecodeError, Frame};
 use crate::role::{DriverInbox, RoleHandle};
 
 /// A running NotifyBroker. Cheap to clone; every clone controls the same
@@ -160,25 +160,15 @@ impl Driver {
     fn run(&mut self) {
         let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let timeout = super::poll_timeout(Instant::now(), next_stats_log);
-            let (front_ready, back_ready, commands_ready) = {
-                let mut items = [
-                    self.frontend.as_poll_item(zmq::POLLIN),
-                    self.backend.as_poll_item(zmq::POLLIN),
-                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
-                ];
-                if let Err(e) = zmq::poll(&mut items, timeout) {
-                    if e != zmq::Error::EINTR {
+            let sockets = [Some(&self.frontend), Some(&self.backend)];
+            let (front_ready, back_ready, commands_ready) =
+                match crate::io::wait(Some(&self.inbox.listener), sockets, next_stats_log) {
+                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
+                    Err(e) => {
                         error!(error = %e, "notify broker poll failed: stopping");
                         return;
                     }
-                }
-                (
-                    items[0].is_readable(),
-                    items[1].is_readable(),
-                    items[2].is_readable(),
-                )
-            };
+                };
             // Subscriptions first: a subscription and a notification that
             // arrive together are applied in that order.
             if front_ready {
@@ -319,25 +309,15 @@ impl Driver {
 /// Validates a notification (topic frame, header, version, kind) without
 /// touching its payload, and returns its topic.
 pub(crate) fn validate(frames: &[Frame]) -> Result<String, DecodeError> {
-    // Small copies of the topic and header frames: the originals are
-    // forwarded verbatim, unknown header fields included.
-    let mut head: Vec<Frame> = frames.iter().take(2).map(|f| Frame::from(&f[..])).collect();
-    // Whether payload frames follow matters (a header carrying its payload
-    // inline must have none): an empty stand-in tells the decoder so
-    // without copying the payload.
-    if frames.len() > 2 {
-        head.push(Frame::new());
-    }
-    match decode_notification(head)? {
-        Message::Notification(n) => Ok(n.topic),
-        other => Err(DecodeError::UnexpectedKind(other.kind_name())),
-    }
+    // Checked in place: the frames are forwarded verbatim, unknown header
+    // fields included.
+    crate::protocol::check_notification(frames)
 }
 
 #[cfg(test)]
 mod validate_tests {
     use super::*;
-    use crate::protocol::Notification;
+    use crate::protocol::{Message, Notification};
 
     fn notification(payload: Vec<&[u8]>) -> Vec<Frame> {
         Message::Notification(Notification {

@@ -200,18 +200,6 @@ pub(crate) fn connectable(bound: &str) -> String {
     bound.replace("0.0.0.0", "127.0.0.1")
 }
 
-/// Milliseconds for `zmq::poll` until `at` (0 if past), or -1 (forever).
-pub(crate) fn poll_timeout(now: std::time::Instant, at: Option<std::time::Instant>) -> i64 {
-    match at {
-        None => -1,
-        Some(at) => {
-            let ms = at.saturating_duration_since(now).as_millis();
-            // Round up so that we do not wake a little early and spin.
-            i64::try_from(ms).unwrap_or(i64::MAX).saturating_add(1)
-        }
-    }
-}
-
 /// The error of a bounded wait for a connection or a confirmation.
 pub(crate) fn not_connected(endpoint: &str) -> Error {
     Error::Connect {

@@ -366,23 +366,21 @@ impl Driver {
         let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
             // More queued than one batch: look at the socket, then go on.
-            let timeout = if self.queue.is_empty() {
-                super::poll_timeout(Instant::now(), next_stats_log)
+            let until = if self.queue.is_empty() {
+                next_stats_log
             } else {
-                0
+                Some(Instant::now())
             };
-            let (socket_ready, commands_ready) = {
-                let mut items = [
-                    self.socket.as_poll_item(zmq::POLLIN),
-                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
-                ];
-                if let Err(e) = zmq::poll(&mut items, timeout) {
-                    if e != zmq::Error::EINTR {
-                        error!(error = %e, "notify publisher poll failed: stopping");
-                        return;
-                    }
+            let (socket_ready, commands_ready) = match crate::io::wait(
+                Some(&self.inbox.listener),
+                [Some(&self.socket), None],
+                until,
+            ) {
+                Ok(ready) => (ready.sockets[0], ready.doorbell),
+                Err(e) => {
+                    error!(error = %e, "notify publisher poll failed: stopping");
+                    return;
                 }
-                (items[0].is_readable(), items[1].is_readable())
             };
             if socket_ready {
                 self.read_subscriptions();

@@ -514,23 +514,20 @@ impl Driver {
     fn run(&mut self) {
         let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let now = Instant::now();
             let wake_at = match (self.prober.next_tick(), next_stats_log) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let (socket_ready, commands_ready) = {
-                let mut items = [
-                    self.socket.as_poll_item(zmq::POLLIN),
-                    zmq::PollItem::from_fd(self.inbox.listener.fd(), zmq::POLLIN),
-                ];
-                if let Err(e) = zmq::poll(&mut items, super::poll_timeout(now, wake_at)) {
-                    if e != zmq::Error::EINTR {
-                        error!(error = %e, "notify subscriber poll failed: stopping");
-                        return;
-                    }
+            let (socket_ready, commands_ready) = match crate::io::wait(
+                Some(&self.inbox.listener),
+                [Some(&self.socket), None],
+                wake_at,
+            ) {
+                Ok(ready) => (ready.sockets[0], ready.doorbell),
+                Err(e) => {
+                    error!(error = %e, "notify subscriber poll failed: stopping");
+                    return;
                 }
-                (items[0].is_readable(), items[1].is_readable())
             };
             if socket_ready {
                 self.read();

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use prost::Message as _;
 
-use super::header::{self, DecodedHeader};
+use super::header::{self, DecodedHeader, InlinePayload};
 use super::pb;
 use super::types::*;
 use super::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
@@ -186,18 +186,23 @@ fn inline_lone_frame(payload: Payload, header: &mut Vec<u8>) -> Payload {
 /// The payload of a decoded header and the frames that followed it: the
 /// inline payload as one frame, else the frames.
 fn take_payload(
-    inline: Option<Cow<'_, [u8]>>,
+    inline: InlinePayload<'_>,
     frames: Payload,
     kind: &'static str,
 ) -> Result<Payload, DecodeError> {
     match inline {
         None => Ok(frames),
-        Some(_) if !frames.is_empty() => Err(DecodeError::InvalidField {
-            kind,
-            field: "inline_payload",
-            reason: "payload frames follow a header that carries the payload inline",
-        }),
+        Some(_) if !frames.is_empty() => Err(inline_with_frames(kind)),
         Some(bytes) => Ok(vec![Frame::from(&bytes[..])]),
+    }
+}
+
+/// A header carrying its payload inline, followed by payload frames.
+fn inline_with_frames(kind: &'static str) -> DecodeError {
+    DecodeError::InvalidField {
+        kind,
+        field: "inline_payload",
+        reason: "payload frames follow a header that carries the payload inline",
     }
 }
 
@@ -261,21 +266,43 @@ pub fn decode(mut frames: Vec<Frame>) -> Result<Message, DecodeError> {
 
 /// Decodes a notification from `[topic | header | payload…]`.
 pub fn decode_notification(mut frames: Vec<Frame>) -> Result<Message, DecodeError> {
-    if frames.is_empty() {
-        return Err(DecodeError::InvalidTopic("no topic frame"));
+    let payload = if frames.len() > 2 {
+        frames.split_off(2)
+    } else {
+        Payload::new()
+    };
+    let (topic, h, inline) = notification_head(&frames)?;
+    Ok(Message::Notification(Notification {
+        topic,
+        notify_id: (h.notify_id != 0).then_some(h.notify_id),
+        payload: take_payload(inline, payload, "NOTIFICATION")?,
+    }))
+}
+
+/// Validates a notification `[topic | header | payload…]` as
+/// [`decode_notification`] would, without copying or taking apart any frame
+/// (for a broker that forwards it verbatim); returns its topic.
+pub(crate) fn check_notification(frames: &[Frame]) -> Result<String, DecodeError> {
+    let (topic, _, inline) = notification_head(frames)?;
+    if inline.is_some() && frames.len() > 2 {
+        return Err(inline_with_frames("NOTIFICATION"));
     }
-    let topic = parse_topic(&frames.remove(0))?;
-    if frames.is_empty() {
-        return Err(DecodeError::NoHeader);
-    }
-    let header = frames.remove(0);
-    let (h, inline) = decode_header(&header)?;
+    Ok(topic)
+}
+
+/// The topic and header of `[topic | header | …]`, the header checked to be
+/// a NOTIFICATION.
+fn notification_head(
+    frames: &[Frame],
+) -> Result<(String, pb::Header, InlinePayload<'_>), DecodeError> {
+    let topic = frames
+        .first()
+        .ok_or(DecodeError::InvalidTopic("no topic frame"))?;
+    let topic = parse_topic(topic)?;
+    let header = frames.get(1).ok_or(DecodeError::NoHeader)?;
+    let (h, inline) = decode_header(header)?;
     match kind_of(&h)? {
-        pb::Kind::Notification => Ok(Message::Notification(Notification {
-            topic,
-            notify_id: (h.notify_id != 0).then_some(h.notify_id),
-            payload: take_payload(inline, frames, "NOTIFICATION")?,
-        })),
+        pb::Kind::Notification => Ok((topic, h, inline)),
         _ => Err(DecodeError::UnexpectedKind(kind_name(h.kind))),
     }
 }

@@ -22,9 +22,12 @@ use std::borrow::Cow;
 
 use super::pb;
 
-/// A decoded header and its inline payload, borrowed from the frame when
-/// the fast path decoded it.
-pub(super) type DecodedHeader<'a> = (pb::Header, Option<Cow<'a, [u8]>>);
+/// A header's inline payload, borrowed from the frame when the fast path
+/// decoded it.
+pub(super) type InlinePayload<'a> = Option<Cow<'a, [u8]>>;
+
+/// A decoded header and its inline payload.
+pub(super) type DecodedHeader<'a> = (pb::Header, InlinePayload<'a>);
 
 /// Decodes a header the fast way; `None` when the fast path does not apply
 /// (decode with `prost` instead).

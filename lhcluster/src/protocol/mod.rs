@@ -16,6 +16,7 @@ mod codec;
 mod header;
 mod types;
 
+pub(crate) use codec::check_notification;
 pub use codec::{
     Encoded, INLINE_PAYLOAD_MAX, decode, decode_notification, decode_parts, parse_topic, peek_kind,
     peek_request_ref, topic_frame,

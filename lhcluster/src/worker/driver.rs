@@ -131,7 +131,11 @@ impl Driver {
             let (socket_ready, commands_ready) = if busy {
                 (true, false)
             } else {
-                match io::wait(&self.inbox.listener, [self.socket.as_ref(), None], wake_at) {
+                match io::wait(
+                    Some(&self.inbox.listener),
+                    [self.socket.as_ref(), None],
+                    Some(wake_at),
+                ) {
                     Ok(ready) => (ready.sockets[0], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "worker poll failed: stopping");
