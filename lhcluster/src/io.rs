@@ -14,6 +14,20 @@ pub(crate) struct Incoming {
     pub(crate) payload: Payload,
 }
 
+/// Most messages read from one socket in one go, so that a flood on one
+/// socket cannot starve the other sockets, the commands or the ticks, and
+/// the actions queued meanwhile stay few.
+pub(crate) const READ_BATCH: usize = 256;
+
+/// The next waiting message: `None` when nothing waits, or when receiving
+/// failed (logged; the caller's batch ends, and its next poll tries again).
+pub(crate) fn recv_next(socket: &zmq::Socket, routed: bool) -> Option<Incoming> {
+    try_recv(socket, routed).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "receive failed");
+        None
+    })
+}
+
 /// Receives one whole multipart message without blocking; `Ok(None)` when
 /// nothing is waiting.
 pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {

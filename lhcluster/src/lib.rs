@@ -242,6 +242,7 @@
 #![warn(missing_docs)]
 
 #[doc(hidden)]
+mod accept;
 pub mod bench_support;
 pub mod broker;
 pub mod client;
@@ -251,6 +252,7 @@ mod endpoint;
 mod error;
 mod ids;
 mod io;
+mod link;
 pub mod notify;
 mod peer;
 #[doc(hidden)]
@@ -258,6 +260,8 @@ pub mod protocol;
 mod role;
 mod session;
 mod slab;
+#[cfg(test)]
+mod testing;
 pub mod typed;
 mod wake;
 pub mod worker;

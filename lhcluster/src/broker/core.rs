@@ -28,6 +28,7 @@ use crate::protocol::{
     self, DecodeError, ErrorReply, Flags, Frame, Hello, Message, Payload, Ready, Request,
     RequestId, RequestRef, RequestType, Response, Route, Status, WorkResult,
 };
+use crate::accept::Peers;
 use crate::slab::{Key, Slab};
 
 /// Which broker socket a message arrives on or leaves by.
@@ -220,11 +221,11 @@ impl WorkerEntry {
 /// list that is searched.
 const INDEXED_TYPES: usize = 16;
 
-#[derive(Debug)]
-struct ClientEntry {
-    id: PeerId,
+/// What the broker keeps about a client (besides its liveness).
+#[derive(Debug, Default)]
+struct ClientInfo {
+    /// The names it registered.
     names: Vec<String>,
-    live: Liveness,
 }
 
 #[derive(Debug, Default)]
@@ -256,8 +257,7 @@ pub(crate) struct BrokerCore {
 
     workers: Slab<WorkerEntry>,
     worker_ids: HashMap<PeerId, Key>,
-    clients: Slab<ClientEntry>,
-    client_ids: HashMap<PeerId, Key>,
+    clients: Peers<ClientInfo>,
     names: HashMap<String, Dest>,
     /// The dedupe index: where each pending or in-flight request is in
     /// `reqs` (a map of small values, so that a large queue costs little).
@@ -287,8 +287,7 @@ impl BrokerCore {
             max_tries: config.max_tries,
             workers: Slab::default(),
             worker_ids: HashMap::new(),
-            clients: Slab::default(),
-            client_ids: HashMap::new(),
+            clients: Peers::new(config.heartbeat, config.liveness),
             names: HashMap::new(),
             requests: HashMap::new(),
             reqs: Slab::default(),
@@ -340,11 +339,7 @@ impl BrokerCore {
             Message::Heartbeat { heartbeat_ms } => {
                 self.stats.heartbeats_received += 1;
                 let client = self.touch_client(now, peer);
-                if heartbeat_ms != 0 {
-                    if let Some(c) = self.clients.get_mut(client) {
-                        c.live.peer_interval = interval_from_ms(heartbeat_ms);
-                    }
-                }
+                self.clients.set_interval(client, heartbeat_ms);
             }
             Message::Disconnect { route } => self.on_client_disconnect(peer, route),
             Message::StatsQuery => {
@@ -457,13 +452,7 @@ impl BrokerCore {
             self.stats.worker_deaths += 1;
             self.remove_worker(now, wk);
         }
-        let dead: Vec<Key> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.live.is_dead(now, self.liveness))
-            .map(|(k, _)| k)
-            .collect();
-        for ck in dead {
+        for ck in self.clients.dead(now) {
             warn!("client missed its heartbeats: forgetting it");
             self.stats.client_deaths += 1;
             self.remove_client(ck);
@@ -476,12 +465,9 @@ impl BrokerCore {
                 due.push((Side::Backend, peer_id(&w.id)));
             }
         }
-        for (_, c) in self.clients.iter() {
-            shortest = shortest.min(c.live.peer_interval);
-            if c.live.heartbeat_due(now, self.heartbeat) {
-                due.push((Side::Frontend, peer_id(&c.id)));
-            }
-        }
+        let mut clients_due = Vec::new();
+        shortest = shortest.min(self.clients.heartbeats_due(now, &mut clients_due));
+        due.extend(clients_due.into_iter().map(|c| (Side::Frontend, c)));
         for (side, peer) in due {
             self.stats.heartbeats_sent += 1;
             self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
@@ -536,9 +522,7 @@ impl BrokerCore {
     fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
         let client = self.touch_client_quiet(now, peer);
         if hello.route.is_empty() {
-            if let Some(c) = self.clients.get_mut(client) {
-                c.live.peer_interval = interval_from_ms(hello.heartbeat_ms);
-            }
+            self.clients.set_interval(client, hello.heartbeat_ms);
             let heartbeat_ms = interval_to_ms(self.heartbeat);
             self.send_tracked(
                 now,
@@ -560,7 +544,7 @@ impl BrokerCore {
             for old in previous {
                 self.names.remove(&old);
                 if let Some(c) = self.clients.get_mut(client) {
-                    c.names.retain(|n| *n != old);
+                    c.data.names.retain(|n| *n != old);
                 }
             }
             let dest = Dest {
@@ -569,22 +553,21 @@ impl BrokerCore {
             };
             if let Some(old) = self.names.insert(name.clone(), dest) {
                 if old.peer.as_slice() != peer {
-                    let previous = self.client_ids.get(&old.peer).copied();
-                    if let Some(c) = previous.and_then(|k| self.clients.get_mut(k)) {
-                        c.names.retain(|n| *n != name);
+                    if let Some(c) = self.clients.find_mut(&old.peer) {
+                        c.data.names.retain(|n| *n != name);
                     }
                 }
             }
             if let Some(c) = self.clients.get_mut(client) {
-                if !c.names.contains(&name) {
-                    c.names.push(name);
+                if !c.data.names.contains(&name) {
+                    c.data.names.push(name);
                 }
             }
         }
     }
 
     fn on_client_disconnect(&mut self, peer: &[u8], route: Route) {
-        let Some(&ck) = self.client_ids.get(peer) else {
+        let Some(ck) = self.clients.key(peer) else {
             return;
         };
         if route.is_empty() {
@@ -595,7 +578,7 @@ impl BrokerCore {
         // A proxy says goodbye for one of its clients: forget its names.
         let names = &mut self.names;
         if let Some(c) = self.clients.get_mut(ck) {
-            c.names.retain(|n| {
+            c.data.names.retain(|n| {
                 let behind_route = names.get(n).is_some_and(|d| d.route == route);
                 if behind_route {
                     names.remove(n);
@@ -1190,8 +1173,7 @@ impl BrokerCore {
         let Some(c) = self.clients.remove(ck) else {
             return;
         };
-        self.client_ids.remove(&c.id);
-        for name in c.names {
+        for name in c.data.names {
             if self.names.get(&name).is_some_and(|d| d.peer == c.id) {
                 self.names.remove(&name);
             }
@@ -1200,26 +1182,13 @@ impl BrokerCore {
 
     /// Marks a client as heard from, registering it (quietly) if new.
     fn touch_client_quiet(&mut self, now: Instant, peer: &[u8]) -> Key {
-        if let Some(&ck) = self.client_ids.get(peer) {
-            if let Some(c) = self.clients.get_mut(ck) {
-                c.live.last_heard = now;
-            }
-            return ck;
-        }
-        let ck = self.clients.insert(ClientEntry {
-            id: peer_id(peer),
-            names: Vec::new(),
-            live: Liveness::new(now, self.heartbeat),
-        });
-        self.client_ids.insert(peer_id(peer), ck);
-        ck
+        self.clients.touch(now, peer, ClientInfo::default).0
     }
 
     /// Like [`Self::touch_client_quiet`], and asks an unknown client to greet
     /// again (it may have a name to register, and its interval is unknown).
     fn touch_client(&mut self, now: Instant, peer: &[u8]) -> Key {
-        let known = self.client_ids.contains_key(peer);
-        let ck = self.touch_client_quiet(now, peer);
+        let (ck, known) = self.clients.touch(now, peer, ClientInfo::default);
         if !known {
             debug!("message from an unknown client: asking it to greet again");
             self.send(Side::Frontend, peer_id(peer), Message::Reregister);
@@ -1337,11 +1306,7 @@ impl BrokerCore {
                 .get(&peer)
                 .and_then(|&k| self.workers.get_mut(k))
                 .map(|w| &mut w.live),
-            Side::Frontend => self
-                .client_ids
-                .get(&peer)
-                .and_then(|&k| self.clients.get_mut(k))
-                .map(|c| &mut c.live),
+            Side::Frontend => self.clients.find_mut(&peer).map(|c| &mut c.live),
         };
         if let Some(live) = live {
             live.last_sent = now;

@@ -4,18 +4,15 @@
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::config::BrokerConfig;
 use super::core::{BrokerCore, Side};
 use super::stats::BrokerStats;
+use crate::accept;
 use crate::error::Error;
-use crate::io;
-use crate::role::{DriverInbox, RoleHandle};
-
-/// Most messages read from one socket before looking at the other, so that
-/// a flood on one side cannot starve the other.
-const READ_BATCH: usize = 256;
+use crate::io::{self, READ_BATCH};
+use crate::role::{DriverInbox, RoleHandle, StatsLog};
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -37,15 +34,16 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
         || Command::Stop,
         config.shutdown_timeout,
         move || {
+            let now = Instant::now();
             let mut driver = Driver {
-                core: BrokerCore::new(&config, Instant::now()),
+                core: BrokerCore::new(&config, now),
                 frontend,
                 backend,
                 frontend_ep: frontend_bound,
                 backend_ep: backend_bound,
                 inbox,
                 header_buf: Vec::with_capacity(64),
-                stats_log_interval: config.stats_log_interval,
+                stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
         },
@@ -61,17 +59,13 @@ struct Driver {
     backend_ep: String,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
-    stats_log_interval: Option<std::time::Duration>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
-        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let mut wake_at = self.core.next_tick();
-            if let Some(at) = next_stats_log {
-                wake_at = wake_at.min(at);
-            }
+            let wake_at = self.stats_log.wake_at(self.core.next_tick());
             let sockets = [Some(&self.frontend), Some(&self.backend)];
             let (front_ready, back_ready, commands_ready) =
                 match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
@@ -104,11 +98,8 @@ impl Driver {
             if now >= self.core.next_tick() {
                 self.core.on_tick(now);
             }
-            if let Some(at) = next_stats_log {
-                if now >= at {
-                    info!(stats = %self.core.stats(), "broker stats");
-                    next_stats_log = self.stats_log_interval.map(|d| now + d);
-                }
+            if self.stats_log.due(now) {
+                info!(stats = %self.core.stats(), "broker stats");
             }
             self.flush();
         }
@@ -119,35 +110,24 @@ impl Driver {
         // One clock read per batch: a batch takes microseconds, far below
         // any liveness interval, and reading the clock is not free.
         let now = Instant::now();
-        for _ in 0..READ_BATCH {
-            let socket = match side {
-                Side::Frontend => &self.frontend,
-                Side::Backend => &self.backend,
-            };
-            let incoming = match io::try_recv(socket, true) {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(?side, error = %e, "receive failed");
-                    break;
-                }
-            };
-            let io::Incoming {
-                identity,
-                header,
-                payload,
-            } = incoming;
-            let peer = identity.as_deref().unwrap_or(&[]);
-            let header = header.as_deref().unwrap_or(&[]);
+        let socket = match side {
+            Side::Frontend => &self.frontend,
+            Side::Backend => &self.backend,
+        };
+        accept::read(socket, |peer, header, payload| {
             match side {
                 Side::Frontend => self.core.on_frontend(now, peer, header, payload),
                 Side::Backend => self.core.on_backend(now, peer, header, payload),
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
-                self.flush();
+                flush(
+                    &mut self.core,
+                    [&self.frontend, &self.backend],
+                    &mut self.header_buf,
+                );
             }
-        }
+        });
     }
 
     /// Handles queued commands (on every pass: an empty channel costs an
@@ -168,23 +148,31 @@ impl Driver {
     }
 
     fn flush(&mut self) {
-        let mut out = std::mem::take(self.core.outbox());
-        for o in out.drain(..) {
-            let socket = match o.side {
-                Side::Frontend => &self.frontend,
-                Side::Backend => &self.backend,
-            };
-            if let Err(e) = io::send(socket, Some(&o.peer), o.msg, &mut self.header_buf) {
-                tracing::debug!(side = ?o.side, error = %e, "message undeliverable");
-                self.core.count_undeliverable();
-            }
+        flush(
+            &mut self.core,
+            [&self.frontend, &self.backend],
+            &mut self.header_buf,
+        );
+    }
+}
+
+/// Sends what the core queued, on the frontend and backend sockets.
+fn flush(core: &mut BrokerCore, [frontend, backend]: [&zmq::Socket; 2], header_buf: &mut Vec<u8>) {
+    let mut out = std::mem::take(core.outbox());
+    for o in out.drain(..) {
+        let socket = match o.side {
+            Side::Frontend => frontend,
+            Side::Backend => backend,
+        };
+        if !accept::send(socket, &o.peer, o.msg, header_buf) {
+            core.count_undeliverable();
         }
-        // Give the (now empty) buffer back to reuse its allocation.
-        let outbox = self.core.outbox();
-        if outbox.is_empty() {
-            *outbox = out;
-        } else {
-            outbox.append(&mut out);
-        }
+    }
+    // Give the (now empty) buffer back to reuse its allocation.
+    let outbox = core.outbox();
+    if outbox.is_empty() {
+        *outbox = out;
+    } else {
+        outbox.append(&mut out);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 
 use crossbeam_channel::Sender;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::ClientEvent;
 use super::config::ClientConfig;
@@ -18,18 +18,13 @@ use super::response::{ReceiptKind, Reply, RequestError, Shared};
 use super::stats::ClientStats;
 use crate::peer::interval_to_ms;
 use crate::protocol::{
-    self, ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
+    ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
     Response, Status,
 };
-use crate::session::{BrokerSession, Due};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, Timing};
 
-/// What the driver must do.
-#[derive(Debug)]
-pub(crate) enum Action {
-    Send(Message),
-    Close,
-    Connect,
-}
+/// What the driver must do: a client's actions are all its link's.
+pub(crate) type Action = LinkAction;
 
 type ReqKey = (RequestType, RequestId);
 
@@ -56,8 +51,6 @@ struct Outstanding {
 
 #[derive(Debug)]
 pub(crate) struct ClientCore {
-    name: Option<String>,
-    heartbeat: Duration,
     default_timeout: Option<Duration>,
     session: BrokerSession,
     outstanding: HashMap<ReqKey, Outstanding>,
@@ -74,17 +67,20 @@ impl ClientCore {
         events: Option<Sender<ClientEvent>>,
         now: Instant,
     ) -> Self {
-        Self {
-            name: config.name.clone(),
+        let timing = Timing {
             heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            reconnect_min: config.reconnect_min,
+            reconnect_max: config.reconnect_max,
+        };
+        let hello = Hello {
+            heartbeat_ms: interval_to_ms(config.heartbeat),
+            name: config.name.clone(),
+            route: Vec::new(),
+        };
+        Self {
             default_timeout: config.request_timeout,
-            session: BrokerSession::new(
-                now,
-                config.heartbeat,
-                config.liveness,
-                config.reconnect_min,
-                config.reconnect_max,
-            ),
+            session: BrokerSession::new(now, timing, Greeting::Hello(hello)),
             outstanding: HashMap::new(),
             deadlines: BinaryHeap::new(),
             events,
@@ -104,6 +100,12 @@ impl ClientCore {
 
     pub(crate) fn stats(&self) -> ClientStats {
         let mut stats = self.stats.clone();
+        let counts = self.session.counts();
+        stats.malformed = counts.malformed;
+        stats.heartbeats_received = counts.heartbeats_received;
+        stats.heartbeats_sent = counts.heartbeats_sent;
+        stats.broker_deaths = counts.deaths;
+        stats.reconnects = counts.reconnects;
         stats.outstanding = self.outstanding.len() as u64;
         stats.connected = self.is_ready();
         stats
@@ -115,15 +117,6 @@ impl ClientCore {
             Some(Reverse((at, _))) => session.min(*at),
             None => session,
         }
-    }
-
-    pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.session.connected(now);
-        self.send_hello(now);
-    }
-
-    pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        self.session.connect_failed(now);
     }
 
     /// The caller sends a request.
@@ -201,51 +194,35 @@ impl ClientCore {
 
     /// A message from the broker.
     pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        if !self.session.is_connected() {
-            return;
-        }
-        self.session.heard(now);
-        let msg = match protocol::decode_parts(header, payload) {
-            Ok(msg) => msg,
-            Err(e) => return self.malformed(now, header, e.to_string()),
-        };
-        match msg {
-            Message::Welcome { heartbeat_ms } => {
-                if self.session.welcome(heartbeat_ms) {
+        let msg = match self
+            .session
+            .on_message(now, header, payload, &mut self.actions)
+        {
+            Inbound::Handled => return,
+            Inbound::Welcome { newly } => {
+                if newly {
                     info!("connected to the broker");
                     self.emit(ClientEvent::Connected);
                 }
+                return;
             }
-            Message::Response(r) => self.on_response(r),
-            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
-            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
-            Message::Heartbeat { heartbeat_ms } => {
-                self.stats.heartbeats_received += 1;
-                self.session.broker_interval(heartbeat_ms);
-            }
-            Message::Reregister => {
+            Inbound::Reregister => {
                 // The broker lost our session: most likely it restarted and
                 // lost what we had sent it (a proxy would re-send; a direct
                 // client cannot), so nothing outstanding will be answered.
-                debug!("the broker does not know this client: greeting again");
-                self.fail_all(&RequestError::Disconnected(
+                return self.fail_all(&RequestError::Disconnected(
                     "the broker lost this client's session (restarted?)".to_owned(),
                 ));
-                self.session.regreet();
-                self.send_hello(now);
             }
-            Message::Shutdown => {
-                info!("the broker is shutting down");
-                self.lose_broker(now, "the broker shut down");
-            }
+            Inbound::Lost(lost) => return self.lost_broker(lost),
+            Inbound::Message(msg) => msg,
+        };
+        match msg {
+            Message::Response(r) => self.on_response(r),
+            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
+            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
             Message::Error(e) => self.on_error(e),
-            other => {
-                self.malformed(
-                    now,
-                    &[],
-                    format!("unexpected {} from the broker", other.kind_name()),
-                );
-            }
+            other => self.session.unexpected(now, &other, &mut self.actions),
         }
     }
 
@@ -331,39 +308,25 @@ impl ClientCore {
                 }
             }
         }
-        match self.session.due(now, self.stopped) {
-            Due::Nothing => {}
-            Due::Connect => {
-                self.stats.reconnects += 1;
-                self.actions.push(Action::Connect);
-            }
-            Due::Lost => {
-                warn!("the broker missed its heartbeats: reconnecting");
-                self.stats.broker_deaths += 1;
-                self.lose_broker(now, "the broker missed its heartbeats");
-            }
-            Due::Greet => self.send_hello(now),
-            Due::Heartbeat => {
-                self.stats.heartbeats_sent += 1;
-                let heartbeat_ms = interval_to_ms(self.heartbeat);
-                self.send(now, Message::Heartbeat { heartbeat_ms });
-            }
+        if let Some(lost) = self.session.on_tick(now, &mut self.actions) {
+            self.lost_broker(lost);
         }
     }
 
     pub(crate) fn on_stop(&mut self, now: Instant) {
         self.stopped = true;
-        if self.session.is_connected() {
-            self.send(now, Message::Disconnect { route: Vec::new() });
-        }
+        self.session.stop(now, &mut self.actions);
         self.fail_all(&RequestError::Stopped);
     }
 
-    fn lose_broker(&mut self, now: Instant, why: &str) {
+    /// The session gave the broker up: nothing outstanding will be answered.
+    fn lost_broker(&mut self, lost: Lost) {
+        let why = match lost {
+            Lost::Silent => "the broker missed its heartbeats",
+            Lost::Shutdown => "the broker shut down",
+        };
         self.fail_all(&RequestError::Disconnected(why.to_owned()));
         self.emit(ClientEvent::Disconnected);
-        self.actions.push(Action::Close);
-        self.session.lose(now);
     }
 
     fn fail_all(&mut self, error: &RequestError) {
@@ -371,30 +334,6 @@ impl ClientCore {
             entry.shared.complete(Err(error.clone()));
         }
         self.deadlines.clear();
-    }
-
-    fn send_hello(&mut self, now: Instant) {
-        let hello = Message::Hello(Hello {
-            heartbeat_ms: interval_to_ms(self.heartbeat),
-            name: self.name.clone(),
-            route: Vec::new(),
-        });
-        self.send(now, hello);
-    }
-
-    fn malformed(&mut self, now: Instant, header: &[u8], error: String) {
-        self.stats.malformed += 1;
-        warn!(%error, "malformed message from the broker");
-        if protocol::peek_kind(header) == Some("ERROR") {
-            return; // never answer an error with an error
-        }
-        self.send(
-            now,
-            Message::Error(ErrorReply {
-                error,
-                request: None,
-            }),
-        );
     }
 
     fn emit(&mut self, event: ClientEvent) {
@@ -406,12 +345,23 @@ impl ClientCore {
     }
 
     fn send(&mut self, now: Instant, msg: Message) {
-        self.session.sent(now);
-        self.actions.push(Action::Send(msg));
+        self.session.send(now, msg, &mut self.actions);
+    }
+}
+
+impl crate::link::Connecting for ClientCore {
+    type Action = Action;
+
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
     }
 
-    /// The driver could not hand a request to the socket.
-    pub(crate) fn on_send_failed(&mut self, key: Option<ReqKey>, error: &str) {
+    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        self.on_message(now, header, payload);
+    }
+
+    /// A request that could not be sent fails at once.
+    fn on_send_failed(&mut self, key: Option<ReqKey>, error: &str) {
         if let Some(entry) = key.and_then(|k| self.outstanding.remove(&k)) {
             entry
                 .shared

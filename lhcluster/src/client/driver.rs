@@ -9,11 +9,11 @@ use tracing::{error, info};
 
 use super::config::ClientConfig;
 use super::core::{ClientCore, Submit};
-use super::link::Link;
 use super::stats::ClientStats;
 use super::{ClientEvent, Readiness};
 use crate::error::Error;
 use crate::io;
+use crate::link::Link;
 use crate::role::{DriverInbox, RoleHandle};
 
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl Driver {
         // syscalls in libzmq, and a read that finds nothing costs one.
         let mut busy = false;
         loop {
-            self.link.apply_actions(&mut self.core);
+            self.link.flush(&mut self.core);
             self.readiness.set(self.core.is_ready());
             let until = self.core.next_tick(Instant::now());
             let (socket_ready, commands_ready) = if busy {
@@ -82,7 +82,7 @@ impl Driver {
             };
             let mut work = 0;
             if socket_ready {
-                work += self.link.read(&mut self.core);
+                work += self.link.read(&mut self.core, |_, _| {});
             }
             // Commands are drained on every pass (an empty channel costs an
             // atomic load), the doorbell only cuts the wait short.
@@ -96,8 +96,8 @@ impl Driver {
                         Command::Submit(submit) => {
                             self.core.on_submit(Instant::now(), submit);
                             // Send in batches while the caller keeps submitting.
-                            if self.core.actions().len() >= 256 {
-                                self.link.apply_actions(&mut self.core);
+                            if self.core.actions().len() >= io::READ_BATCH {
+                                self.link.flush(&mut self.core);
                             }
                         }
                         Command::Stats(reply) => {
@@ -105,7 +105,7 @@ impl Driver {
                         }
                         Command::Stop => {
                             self.core.on_stop(Instant::now());
-                            self.link.apply_actions(&mut self.core);
+                            self.link.flush(&mut self.core);
                             self.readiness.set(false);
                             info!("client stopped");
                             return;

@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::core::{ClientCore, Submit};
-use super::link::Link;
 use super::{ClientConfig, ClientEvent, ClientStats, Outcome, RequestBuilder, ResponseHandle};
 use crate::error::Error;
+use crate::link::Link;
 use crate::protocol::{Flags, Payload, RequestId, RequestType};
 
 /// A client that lives on one thread: it has no driver thread, and does its
@@ -62,7 +62,7 @@ impl LocalClient {
         };
         // Open the socket and queue the greeting now, so that requests sent
         // at once are accepted (ZeroMQ queues them until it connects).
-        client.link.apply_actions(&mut client.core);
+        client.link.flush(&mut client.core);
         Ok(client)
     }
 
@@ -141,21 +141,21 @@ impl LocalClient {
             .checked_add(timeout)
             .unwrap_or_else(|| start + Duration::from_secs(365 * 24 * 3600));
         loop {
-            self.link.apply_actions(&mut self.core);
-            let mut handled = self.link.read(&mut self.core);
+            self.link.flush(&mut self.core);
+            let mut handled = self.link.read(&mut self.core, |_, _| {});
             let now = Instant::now();
             let mut failed = None;
             if handled == 0 && now < deadline {
                 let until = self.core.next_tick(now).min(deadline);
                 match self.wait_readable(until) {
-                    Ok(true) => handled = self.link.read(&mut self.core),
+                    Ok(true) => handled = self.link.read(&mut self.core, |_, _| {}),
                     Ok(false) => {}
                     Err(e) => failed = Some(e),
                 }
             }
             // Ticks even after a failed wait, so that timeouts still fire.
             self.core.on_tick(Instant::now());
-            self.link.apply_actions(&mut self.core);
+            self.link.flush(&mut self.core);
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -209,7 +209,7 @@ impl LocalClient {
 
     pub(super) fn submit(&mut self, submit: Submit) {
         self.core.on_submit(Instant::now(), submit);
-        self.link.apply_actions(&mut self.core);
+        self.link.flush(&mut self.core);
     }
 
     /// Sleeps until the socket is readable or `until`; `true` if readable.
@@ -230,6 +230,6 @@ impl Drop for LocalClient {
     /// [`RequestError::Stopped`](super::RequestError::Stopped).
     fn drop(&mut self) {
         self.core.on_stop(Instant::now());
-        self.link.apply_actions(&mut self.core);
+        self.link.flush(&mut self.core);
     }
 }

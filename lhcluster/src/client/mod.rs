@@ -17,7 +17,6 @@
 mod config;
 pub(crate) mod core;
 mod driver;
-mod link;
 mod local;
 mod response;
 mod stats;

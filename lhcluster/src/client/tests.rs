@@ -5,6 +5,7 @@
 //! `t0 + n ms`, requests are submitted with a fresh [`Shared`] slot and
 //! observed through a [`ResponseHandle`], and events through a channel.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,9 @@ use super::config::ClientConfig;
 use super::core::{Action, ClientCore, Submit};
 use super::response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle, Shared};
 use crate::protocol::{
-    ErrorReply, Flags, Frame, Message, Payload, RequestId, RequestRef, RequestType, Response,
-    Status,
+    ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Response, Status,
 };
+use crate::testing::{Driven, Ticks, bytes, link_kind, ms, payload};
 
 /// The client's own heartbeat interval (ms).
 const HB: u64 = 100;
@@ -27,10 +28,6 @@ const BROKER_HB: u32 = 200;
 const LIVENESS: u32 = 3;
 /// The configured default request timeout (ms).
 const DEFAULT_TIMEOUT: u64 = 1000;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 fn config() -> ClientConfig {
     let mut c = ClientConfig::new("tcp://127.0.0.1:5555");
@@ -43,24 +40,9 @@ fn config() -> ClientConfig {
     c
 }
 
-fn payload(frames: &[&[u8]]) -> Payload {
-    frames.iter().map(|f| Frame::from(*f)).collect()
-}
-
-fn bytes(p: &Payload) -> Vec<Vec<u8>> {
-    p.iter().map(|f| f.to_vec()).collect()
-}
-
 /// One short name per action, to assert on sequences.
 fn kinds(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
-            Action::Send(m) => m.kind_name().to_owned(),
-            Action::Close => "CLOSE".to_owned(),
-            Action::Connect => "CONNECT".to_owned(),
-        })
-        .collect()
+    actions.iter().map(link_kind).collect()
 }
 
 fn has(actions: &[Action], kind: &str) -> bool {
@@ -126,10 +108,29 @@ fn receipt_event(
     }
 }
 
+impl Ticks for ClientCore {
+    fn tick_at(&mut self, now: Instant) {
+        self.on_tick(now);
+    }
+}
+
+/// A client core driven by hand, and its events.
 struct Harness {
-    core: ClientCore,
-    t0: Instant,
+    driven: Driven<ClientCore>,
     events: Receiver<ClientEvent>,
+}
+
+impl Deref for Harness {
+    type Target = Driven<ClientCore>;
+    fn deref(&self) -> &Self::Target {
+        &self.driven
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.driven
+    }
 }
 
 impl Harness {
@@ -137,8 +138,7 @@ impl Harness {
         let t0 = Instant::now();
         let (tx, events) = bounded(event_capacity);
         Self {
-            core: ClientCore::new(config, Some(tx), t0),
-            t0,
+            driven: Driven::new(ClientCore::new(config, Some(tx), t0), t0),
             events,
         }
     }
@@ -169,14 +169,6 @@ impl Harness {
         h
     }
 
-    fn at(&self, n: u64) -> Instant {
-        self.t0 + ms(n)
-    }
-
-    fn drain(&mut self) -> Vec<Action> {
-        std::mem::take(self.core.actions())
-    }
-
     fn events(&self) -> Vec<ClientEvent> {
         self.events.try_iter().collect()
     }
@@ -184,27 +176,7 @@ impl Harness {
     /// The driver connected the socket at `n`: the HELLO it sends is
     /// checked and drained.
     fn connected(&mut self, n: u64) {
-        self.core.on_connected(self.at(n));
-        assert_eq!(kinds(&self.drain()), ["HELLO"]);
-    }
-
-    fn feed_raw(&mut self, n: u64, header: &[u8], payload: Payload) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_message(now, header, payload);
-        self.drain()
-    }
-
-    /// Feeds a broker message (encoded by the real codec) at `n` ms.
-    fn feed(&mut self, n: u64, msg: Message) -> Vec<Action> {
-        let mut header = Vec::new();
-        let encoded = msg.encode(&mut header);
-        self.feed_raw(n, &header, encoded.payload)
-    }
-
-    fn tick(&mut self, n: u64) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_tick(now);
-        self.drain()
+        assert_eq!(kinds(&self.connect_at(n)), ["HELLO"]);
     }
 
     fn submit_full(
@@ -260,8 +232,7 @@ fn start_connects_says_hello_and_is_connected_on_welcome() {
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
     assert!(!h.core.stats().connected);
 
-    h.core.on_connected(h.at(0));
-    let actions = h.drain();
+    let actions = h.connect_at(0);
     let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
         panic!("expected HELLO, got {:?}", kinds(&actions));
     };
@@ -301,8 +272,7 @@ fn hello_without_a_name_carries_none() {
     c.name = None;
     let mut h = Harness::with(&c, 4);
     h.drain();
-    h.core.on_connected(h.at(0));
-    let actions = h.drain();
+    let actions = h.connect_at(0);
     let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
         panic!("expected HELLO, got {:?}", kinds(&actions));
     };
@@ -868,13 +838,13 @@ fn reconnect_backoff_doubles_up_to_the_cap_and_resets_after_welcome() {
     assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
     assert!(h.tick(700).is_empty());
     assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(701));
+    h.connect_failed(701);
     assert!(h.tick(900).is_empty());
     assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(901));
+    h.connect_failed(901);
     assert!(h.tick(1300).is_empty());
     assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(1301));
+    h.connect_failed(1301);
     assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701), "capped at 400 ms");
     assert_eq!(kinds(&h.tick(1701)), ["CONNECT"]);
     h.connected(1701);
@@ -1079,7 +1049,8 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     let mut b = h.send(10, (7, 2), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
-    h.core.on_stop(h.at(20));
+    let now = h.at(20);
+    h.core.on_stop(now);
     let actions = h.drain();
     assert!(
         matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
@@ -1104,7 +1075,8 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
 fn stop_while_disconnected_sends_nothing_and_never_reconnects() {
     let mut h = Harness::ready();
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    h.core.on_stop(h.at(20));
+    let now = h.at(20);
+    h.core.on_stop(now);
     assert!(h.drain().is_empty());
     assert!(h.tick(110).is_empty());
     assert!(h.tick(10_000).is_empty());

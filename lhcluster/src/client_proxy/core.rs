@@ -17,21 +17,28 @@ use tracing::{debug, info, warn};
 use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
+use crate::accept::Peers;
 use crate::client::ReceiptKind;
-use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
     RequestType, Response, Status,
 };
-use crate::session::{BrokerSession, Due};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Timing};
+use crate::slab::Key;
 
 /// What the driver must do.
 #[derive(Debug)]
 pub(crate) enum Action {
     ToClient(PeerId, Message),
-    ToBroker(Message),
-    Close,
-    Connect,
+    /// What the session asks of the link to the broker.
+    Link(LinkAction),
+}
+
+impl From<LinkAction> for Action {
+    fn from(action: LinkAction) -> Self {
+        Action::Link(action)
+    }
 }
 
 type EntryKey = (PeerId, RequestType, RequestId);
@@ -56,26 +63,25 @@ struct Entry {
     next_resend: Instant,
 }
 
-#[derive(Debug)]
-struct ClientEntry {
-    live: Liveness,
+/// What the proxy keeps about a client (besides its liveness).
+#[derive(Debug, Default)]
+struct ClientInfo {
+    /// The name it registered, greeted for it on every broker session.
     name: Option<String>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ProxyCore {
     heartbeat: Duration,
-    liveness: u32,
     max_buffered: usize,
     max_buffered_bytes: usize,
     resend_initial: Duration,
     resend_max: Duration,
     session: BrokerSession,
-    clients: HashMap<PeerId, ClientEntry>,
+    clients: Peers<ClientInfo>,
     buffer: HashMap<EntryKey, Entry>,
     timers: ResendTimers<EntryKey>,
     buffered_bytes: usize,
-    stopped: bool,
     /// The time of the input being handled (for heartbeat bookkeeping).
     now: Instant,
     stats: ClientProxyStats,
@@ -84,28 +90,31 @@ pub(crate) struct ProxyCore {
 
 impl ProxyCore {
     pub(crate) fn new(config: &ClientProxyConfig, now: Instant) -> Self {
-        Self {
+        let timing = Timing {
             heartbeat: config.heartbeat,
             liveness: config.liveness,
+            reconnect_min: config.reconnect_min,
+            reconnect_max: config.reconnect_max,
+        };
+        let hello = Hello {
+            heartbeat_ms: interval_to_ms(config.heartbeat),
+            name: None,
+            route: Vec::new(),
+        };
+        Self {
+            heartbeat: config.heartbeat,
             max_buffered: config.max_buffered,
             max_buffered_bytes: config.max_buffered_bytes,
             resend_initial: config.resend_initial,
             resend_max: config.resend_max.max(config.resend_initial),
-            session: BrokerSession::new(
-                now,
-                config.heartbeat,
-                config.liveness,
-                config.reconnect_min,
-                config.reconnect_max,
-            ),
-            clients: HashMap::new(),
+            session: BrokerSession::new(now, timing, Greeting::Hello(hello)),
+            clients: Peers::new(config.heartbeat, config.liveness),
             buffer: HashMap::new(),
             timers: ResendTimers::new(),
             buffered_bytes: 0,
-            stopped: false,
             now,
             stats: ClientProxyStats::default(),
-            actions: vec![Action::Connect],
+            actions: vec![LinkAction::Connect.into()],
         }
     }
 
@@ -119,6 +128,9 @@ impl ProxyCore {
         stats.buffered_bytes = self.buffered_bytes as u64;
         stats.clients = self.clients.len() as u64;
         stats.connected = self.session.is_ready();
+        let counts = self.session.counts();
+        stats.malformed_broker = counts.malformed;
+        stats.broker_losses = counts.deaths + counts.shutdowns;
         stats
     }
 
@@ -137,15 +149,6 @@ impl ProxyCore {
         self.stats.unroutable += 1;
     }
 
-    pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.session.connected(now);
-        self.send_hello(now);
-    }
-
-    pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        self.session.connect_failed(now);
-    }
-
     // ----- client side --------------------------------------------------
 
     pub(crate) fn on_client(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
@@ -157,17 +160,15 @@ impl ProxyCore {
         match msg {
             Message::Hello(hello) => self.on_hello(now, peer, hello),
             Message::Heartbeat { heartbeat_ms } => {
-                self.touch_client(now, peer);
-                if let Some(c) = self.clients.get_mut(peer) {
-                    if heartbeat_ms != 0 {
-                        c.live.peer_interval = interval_from_ms(heartbeat_ms);
-                    }
-                }
+                let client = self.touch_client(now, peer);
+                self.clients.set_interval(client, heartbeat_ms);
             }
             Message::Request(r) => self.on_request(now, peer, r),
             Message::Disconnect { .. } => {
                 debug!("client disconnected");
-                self.remove_client(now, peer);
+                if let Some(client) = self.clients.key(peer) {
+                    self.remove_client(now, client);
+                }
             }
             Message::Error(e) => debug!(error = %e.error, "client reported an error"),
             other => {
@@ -178,20 +179,10 @@ impl ProxyCore {
     }
 
     fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
-        let known = self.clients.contains_key(peer);
-        if !known {
-            self.clients.insert(
-                peer.into(),
-                ClientEntry {
-                    live: Liveness::new(now, interval_from_ms(hello.heartbeat_ms)),
-                    name: None,
-                },
-            );
-        }
-        if let Some(c) = self.clients.get_mut(peer) {
-            c.live.last_heard = now;
-            c.live.peer_interval = interval_from_ms(hello.heartbeat_ms);
-            c.name = hello.name.clone();
+        let (client, _) = self.clients.touch(now, peer, ClientInfo::default);
+        self.clients.set_interval(client, hello.heartbeat_ms);
+        if let Some(c) = self.clients.get_mut(client) {
+            c.data.name = hello.name.clone();
         }
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         self.send_client(peer.into(), Message::Welcome { heartbeat_ms });
@@ -294,10 +285,11 @@ impl ProxyCore {
         );
     }
 
-    fn remove_client(&mut self, now: Instant, peer: &[u8]) {
-        let Some(client) = self.clients.remove(peer) else {
+    fn remove_client(&mut self, now: Instant, client: Key) {
+        let Some(client) = self.clients.remove(client) else {
             return;
         };
+        let peer = client.id.as_slice();
         let gone: Vec<EntryKey> = self
             .buffer
             .keys()
@@ -307,7 +299,7 @@ impl ProxyCore {
         for key in gone {
             self.remove_entry(&key);
         }
-        if client.name.is_some() && self.session.is_ready() {
+        if client.data.name.is_some() && self.session.is_ready() {
             self.send_broker(
                 now,
                 Message::Disconnect {
@@ -317,20 +309,14 @@ impl ProxyCore {
         }
     }
 
-    fn touch_client(&mut self, now: Instant, peer: &[u8]) {
-        match self.clients.get_mut(peer) {
-            Some(c) => c.live.last_heard = now,
-            None => {
-                self.clients.insert(
-                    peer.into(),
-                    ClientEntry {
-                        live: Liveness::new(now, self.heartbeat),
-                        name: None,
-                    },
-                );
-                self.send_client(peer.into(), Message::Reregister);
-            }
+    /// Marks a client as heard from; one unknown is asked to greet again
+    /// (it may have a name to register, and its interval is unknown).
+    fn touch_client(&mut self, now: Instant, peer: &[u8]) -> Key {
+        let (client, known) = self.clients.touch(now, peer, ClientInfo::default);
+        if !known {
+            self.send_client(peer.into(), Message::Reregister);
         }
+        client
     }
 
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
@@ -350,47 +336,32 @@ impl ProxyCore {
 
     pub(crate) fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
         self.now = now;
-        if !self.session.is_connected() {
-            return;
-        }
-        self.session.heard(now);
-        let msg = match protocol::decode_parts(header, payload) {
-            Ok(msg) => msg,
-            Err(e) => return self.broker_malformed(now, header, e.to_string()),
-        };
-        match msg {
-            Message::Welcome { heartbeat_ms } => {
-                if self.session.welcome(heartbeat_ms) {
+        let msg = match self
+            .session
+            .on_message(now, header, payload, &mut self.actions)
+        {
+            Inbound::Welcome { newly } => {
+                if newly {
                     info!(
                         buffered = self.buffer.len(),
                         "connected to the broker: re-sending the buffer"
                     );
                     self.on_new_session(now);
                 }
+                return;
             }
+            // A broker that lost us (it restarted) lost what we had sent it,
+            // and one that is gone gets it again too: the next WELCOME
+            // re-sends the buffer, which is kept.
+            Inbound::Handled | Inbound::Reregister | Inbound::Lost(_) => return,
+            Inbound::Message(msg) => msg,
+        };
+        match msg {
             Message::Response(r) => self.on_response(r),
             Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
             Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
-            Message::Heartbeat { heartbeat_ms } => self.session.broker_interval(heartbeat_ms),
-            Message::Reregister => {
-                // The broker does not know us: it restarted, and lost what
-                // we had sent it. Greet again; the WELCOME re-sends all.
-                info!("the broker does not know this proxy: greeting again");
-                self.session.regreet();
-                self.send_hello(now);
-            }
-            Message::Shutdown => {
-                info!("the broker is shutting down: keeping the buffer, reconnecting later");
-                self.lose_broker(now);
-            }
             Message::Error(e) => self.on_broker_error(e),
-            other => {
-                self.broker_malformed(
-                    now,
-                    &[],
-                    format!("unexpected {} from the broker", other.kind_name()),
-                );
-            }
+            other => self.session.unexpected(now, &other, &mut self.actions),
         }
     }
 
@@ -399,7 +370,7 @@ impl ProxyCore {
         let named: Vec<(PeerId, String)> = self
             .clients
             .iter()
-            .filter_map(|(p, c)| c.name.clone().map(|n| (p.clone(), n)))
+            .filter_map(|(_, c)| c.data.name.clone().map(|n| (c.id.clone(), n)))
             .collect();
         for (peer, name) in named {
             self.forward_hello(now, &peer, name);
@@ -462,56 +433,23 @@ impl ProxyCore {
         }
     }
 
-    fn broker_malformed(&mut self, now: Instant, header: &[u8], error: String) {
-        self.stats.malformed_broker += 1;
-        warn!(%error, "malformed message from the broker");
-        if protocol::peek_kind(header) == Some("ERROR") {
-            return; // never answer an error with an error
-        }
-        self.send_broker(
-            now,
-            Message::Error(ErrorReply {
-                error,
-                request: None,
-            }),
-        );
-    }
-
     // ----- time ---------------------------------------------------------
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
         self.now = now;
-        let dead: Vec<PeerId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.live.is_dead(now, self.liveness))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for peer in dead {
+        for client in self.clients.dead(now) {
             warn!("client missed its heartbeats: dropping its buffered requests");
             self.stats.client_deaths += 1;
-            self.remove_client(now, &peer);
+            self.remove_client(now, client);
         }
         let heartbeat_ms = interval_to_ms(self.heartbeat);
-        let due: Vec<PeerId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.live.heartbeat_due(now, self.heartbeat))
-            .map(|(p, _)| p.clone())
-            .collect();
+        let mut due = Vec::new();
+        self.clients.heartbeats_due(now, &mut due);
         for peer in due {
             self.send_client(peer, Message::Heartbeat { heartbeat_ms });
         }
-        match self.session.due(now, self.stopped) {
-            Due::Nothing => {}
-            Due::Connect => self.actions.push(Action::Connect),
-            Due::Lost => {
-                warn!("the broker missed its heartbeats: reconnecting");
-                self.lose_broker(now);
-            }
-            Due::Greet => self.send_hello(now),
-            Due::Heartbeat => self.send_broker(now, Message::Heartbeat { heartbeat_ms }),
-        }
+        // The buffer is kept whatever happens to the broker.
+        self.session.on_tick(now, &mut self.actions);
         while let Some((at, key)) = self.timers.pop_due(now) {
             let due = self.buffer.get(&key).is_some_and(|e| e.next_resend == at);
             if !due {
@@ -527,14 +465,11 @@ impl ProxyCore {
     }
 
     pub(crate) fn on_stop(&mut self, now: Instant) {
-        self.stopped = true;
-        let peers: Vec<PeerId> = self.clients.keys().cloned().collect();
+        let peers: Vec<PeerId> = self.clients.iter().map(|(_, c)| c.id.clone()).collect();
         for peer in peers {
             self.send_client(peer, Message::Shutdown);
         }
-        if self.session.is_connected() {
-            self.send_broker(now, Message::Disconnect { route: Vec::new() });
-        }
+        self.session.stop(now, &mut self.actions);
     }
 
     // ----- helpers ------------------------------------------------------
@@ -607,37 +542,30 @@ impl ProxyCore {
         }
     }
 
-    fn lose_broker(&mut self, now: Instant) {
-        self.stats.broker_losses += 1;
-        self.actions.push(Action::Close);
-        self.session.lose(now);
-    }
-
-    fn send_hello(&mut self, now: Instant) {
-        let hello = Message::Hello(Hello {
-            heartbeat_ms: interval_to_ms(self.heartbeat),
-            name: None,
-            route: Vec::new(),
-        });
-        self.send_broker(now, hello);
-    }
-
     fn send_client(&mut self, peer: PeerId, msg: Message) {
-        match self.clients.get_mut(&peer) {
-            Some(c) => c.live.last_sent = self.now,
-            None => {
-                if !matches!(msg, Message::Reregister | Message::Error(_)) {
-                    self.stats.unroutable += 1;
-                    return;
-                }
-            }
+        // A REREGISTER or an ERROR may go to a client we do not know.
+        let known = self.clients.sent(&peer, self.now);
+        if !known && !matches!(msg, Message::Reregister | Message::Error(_)) {
+            self.stats.unroutable += 1;
+            return;
         }
         self.actions.push(Action::ToClient(peer, msg));
     }
 
     fn send_broker(&mut self, now: Instant, msg: Message) {
-        self.session.sent(now);
-        self.actions.push(Action::ToBroker(msg));
+        self.session.send(now, msg, &mut self.actions);
+    }
+}
+
+impl crate::link::Connecting for ProxyCore {
+    type Action = Action;
+
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
+    }
+
+    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        self.on_broker(now, header, payload);
     }
 }
 

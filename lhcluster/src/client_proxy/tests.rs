@@ -6,15 +6,18 @@
 //! The last section is a seeded randomized run against a small broker model.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
 
 use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
 use crate::protocol::{
-    ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
+    ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
     Response, Status,
 };
+use crate::session::LinkAction;
+use crate::testing::{Driven, Ticks, bytes, encode, link_kind, ms, payload};
 
 /// The proxy's own heartbeat interval (ms), announced to clients and broker.
 const HB: u64 = 100;
@@ -36,10 +39,6 @@ const A: &[u8] = b"a";
 const B: &[u8] = b"b";
 const C: &[u8] = b"c";
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn config() -> ClientProxyConfig {
     let mut c = ClientProxyConfig::new("tcp://127.0.0.1:5550", "tcp://127.0.0.1:5555");
     c.heartbeat = ms(HB);
@@ -49,14 +48,6 @@ fn config() -> ClientProxyConfig {
     c.reconnect_min = ms(RECONNECT_MIN);
     c.reconnect_max = ms(RECONNECT_MAX);
     c
-}
-
-fn payload(frames: &[&[u8]]) -> Payload {
-    frames.iter().map(|f| Frame::from(*f)).collect()
-}
-
-fn bytes(p: &Payload) -> Vec<Vec<u8>> {
-    p.iter().map(|f| f.to_vec()).collect()
 }
 
 fn label(peer: &[u8]) -> String {
@@ -70,9 +61,8 @@ fn kinds(actions: &[Action]) -> Vec<String> {
         .iter()
         .map(|a| match a {
             Action::ToClient(p, m) => format!("{}>{}", label(p), m.kind_name()),
-            Action::ToBroker(m) => format!("B>{}", m.kind_name()),
-            Action::Close => "CLOSE".to_owned(),
-            Action::Connect => "CONNECT".to_owned(),
+            Action::Link(LinkAction::Send(m)) => format!("B>{}", m.kind_name()),
+            Action::Link(a) => link_kind(a),
         })
         .collect()
 }
@@ -99,7 +89,7 @@ fn requests(actions: &[Action]) -> Vec<&Request> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::ToBroker(Message::Request(r)) => Some(r),
+            Action::Link(LinkAction::Send(Message::Request(r))) => Some(r),
             _ => None,
         })
         .collect()
@@ -107,14 +97,14 @@ fn requests(actions: &[Action]) -> Vec<&Request> {
 
 fn only_request(actions: &[Action]) -> &Request {
     match actions {
-        [Action::ToBroker(Message::Request(r))] => r,
+        [Action::Link(LinkAction::Send(Message::Request(r)))] => r,
         other => panic!("expected one REQUEST to the broker, got {:?}", kinds(other)),
     }
 }
 
 fn only_to_broker(actions: &[Action]) -> &Message {
     match actions {
-        [Action::ToBroker(m)] => m,
+        [Action::Link(LinkAction::Send(m))] => m,
         other => panic!("expected one message to the broker, got {:?}", kinds(other)),
     }
 }
@@ -197,12 +187,6 @@ fn hello(name: Option<&str>, heartbeat_ms: u32) -> Message {
     })
 }
 
-fn encode(msg: Message) -> (Vec<u8>, Payload) {
-    let mut header = Vec::new();
-    let encoded = msg.encode(&mut header);
-    (header, encoded.payload)
-}
-
 /// The header of `msg` with another protocol major version.
 fn with_major(msg: Message, major: u8) -> Vec<u8> {
     let (mut header, _) = encode(msg);
@@ -211,11 +195,30 @@ fn with_major(msg: Message, major: u8) -> Vec<u8> {
     header
 }
 
+impl Ticks for ProxyCore {
+    fn tick_at(&mut self, now: Instant) {
+        self.on_tick(now);
+    }
+}
+
+/// A proxy core driven by hand; [`Driven::feed`] is input from the broker.
 struct Harness {
-    core: ProxyCore,
-    t0: Instant,
+    driven: Driven<ProxyCore>,
     /// The proxy's configured heartbeat interval (ms).
     hb: u64,
+}
+
+impl Deref for Harness {
+    type Target = Driven<ProxyCore>;
+    fn deref(&self) -> &Self::Target {
+        &self.driven
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.driven
+    }
 }
 
 impl Harness {
@@ -223,8 +226,7 @@ impl Harness {
     fn with(config: &ClientProxyConfig) -> Self {
         let t0 = Instant::now();
         Self {
-            core: ProxyCore::new(config, t0),
-            t0,
+            driven: Driven::new(ProxyCore::new(config, t0), t0),
             hb: config.heartbeat.as_millis() as u64,
         }
     }
@@ -239,21 +241,13 @@ impl Harness {
         let mut h = Self::with(config);
         assert_eq!(kinds(&h.drain()), ["CONNECT"]);
         h.connected(0);
-        assert!(h.broker(0, welcome()).is_empty());
+        assert!(h.feed(0, welcome()).is_empty());
         assert!(h.stats().connected);
         h
     }
 
     fn ready() -> Self {
         Self::ready_with(&config())
-    }
-
-    fn at(&self, n: u64) -> Instant {
-        self.t0 + ms(n)
-    }
-
-    fn drain(&mut self) -> Vec<Action> {
-        std::mem::take(self.core.actions())
     }
 
     fn stats(&self) -> ClientProxyStats {
@@ -263,28 +257,15 @@ impl Harness {
     /// The driver connected the broker socket at `n`: the proxy's own HELLO
     /// is checked and drained.
     fn connected(&mut self, n: u64) {
-        self.core.on_connected(self.at(n));
-        let actions = self.drain();
+        let actions = self.connect_at(n);
         match actions.as_slice() {
-            [Action::ToBroker(Message::Hello(hello))] => {
+            [Action::Link(LinkAction::Send(Message::Hello(hello)))] => {
                 assert!(hello.route.is_empty(), "the proxy's own HELLO has no route");
                 assert_eq!(hello.name, None);
                 assert_eq!(u64::from(hello.heartbeat_ms), self.hb);
             }
             other => panic!("expected the proxy's HELLO, got {:?}", kinds(other)),
         }
-    }
-
-    fn broker_raw(&mut self, n: u64, header: &[u8], payload: Payload) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_broker(now, header, payload);
-        self.drain()
-    }
-
-    /// Feeds a broker message (encoded by the real codec) at `n` ms.
-    fn broker(&mut self, n: u64, msg: Message) -> Vec<Action> {
-        let (header, payload) = encode(msg);
-        self.broker_raw(n, &header, payload)
     }
 
     fn client_raw(&mut self, n: u64, peer: &[u8], header: &[u8], payload: Payload) -> Vec<Action> {
@@ -326,15 +307,9 @@ impl Harness {
         self.client(n, peer, request_msg(key.0, key.1, flags, None, frames))
     }
 
-    fn tick(&mut self, n: u64) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_tick(now);
-        self.drain()
-    }
-
     /// A broker HEARTBEAT at `n` (keeps the session alive), then a tick.
     fn tick_alive(&mut self, n: u64) -> Vec<Action> {
-        assert!(self.broker(n, heartbeat()).is_empty());
+        assert!(self.feed(n, heartbeat()).is_empty());
         self.tick(n)
     }
 
@@ -376,7 +351,7 @@ fn start_connects_greets_the_broker_and_is_connected_on_welcome() {
     assert!(!h.stats().connected);
     h.connected(0);
     assert!(!h.stats().connected, "not before WELCOME");
-    assert!(h.broker(10, welcome()).is_empty());
+    assert!(h.feed(10, welcome()).is_empty());
     let stats = h.stats();
     assert!(stats.connected);
     assert_eq!(
@@ -392,7 +367,7 @@ fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
     h.connected(0);
     assert!(h.tick(99).is_empty());
     assert_eq!(kinds(&h.tick(100)), ["B>HELLO"]);
-    assert!(h.broker(150, welcome()).is_empty());
+    assert!(h.feed(150, welcome()).is_empty());
     assert!(h.tick(199).is_empty());
     let actions = h.tick(200);
     assert!(matches!(
@@ -411,14 +386,14 @@ fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
 fn a_failed_connect_is_retried_with_doubling_backoff() {
     let mut h = Harness::new();
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(0));
+    h.connect_failed(0);
     assert!(h.tick(99).is_empty());
     assert_eq!(kinds(&h.tick(100)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(100));
+    h.connect_failed(100);
     assert!(h.tick(299).is_empty());
     assert_eq!(kinds(&h.tick(300)), ["CONNECT"]);
     h.connected(300);
-    assert!(h.broker(300, welcome()).is_empty());
+    assert!(h.feed(300, welcome()).is_empty());
     assert!(h.stats().connected);
 }
 
@@ -429,7 +404,7 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
     c.resend_initial = ms(300);
     let mut h = Harness::ready_with(&c);
     assert!(
-        h.broker(0, Message::Welcome { heartbeat_ms: 2000 })
+        h.feed(0, Message::Welcome { heartbeat_ms: 2000 })
             .is_empty()
     );
     // Half the shorter of the two intervals.
@@ -437,7 +412,7 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     assert_eq!(h.core.next_tick(h.at(0)), h.at(300), "the re-send timer");
-    assert_eq!(kinds(&h.broker(10, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     assert_eq!(h.core.next_tick(h.at(10)), h.at(110), "the reconnect");
 }
 
@@ -446,7 +421,7 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
     let mut h = Harness::ready();
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
-    assert_eq!(kinds(&h.broker(10, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     let stats = h.stats();
     assert!(!stats.connected);
     assert_eq!(
@@ -458,13 +433,13 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
     assert_eq!(no_heartbeats(&h.tick(110)), ["CONNECT"]);
     // Lost again before WELCOME: the delay doubles.
     h.connected(110);
-    assert_eq!(kinds(&h.broker(120, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(120, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(319), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(320)), ["CONNECT"]);
     h.connected(320);
-    assert_eq!(kinds(&h.broker(330, welcome())), ["B>REQUEST"]);
+    assert_eq!(kinds(&h.feed(330, welcome())), ["B>REQUEST"]);
     // A WELCOME resets the backoff.
-    assert_eq!(kinds(&h.broker(340, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(340, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(439), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(440)), ["CONNECT"]);
     assert_eq!(h.stats().broker_losses, 3);
@@ -487,7 +462,7 @@ fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
     assert_eq!((stats.broker_losses, stats.buffered), (1, 1));
     assert_eq!(no_heartbeats(&h.tick(701)), ["CONNECT"]);
     h.connected(701);
-    let actions = h.broker(710, welcome());
+    let actions = h.feed(710, welcome());
     assert_forwarded(only_request(&actions), A, (1, 1), Flags::empty(), &[b"x"]);
 }
 
@@ -496,10 +471,10 @@ fn broker_messages_while_disconnected_are_ignored() {
     let mut h = Harness::ready();
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    assert_eq!(kinds(&h.broker(10, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     // Late frames from the old socket change nothing.
-    assert!(h.broker(20, response(A, 1, 1, Status::Ok, &[])).is_empty());
-    assert!(h.broker(20, welcome()).is_empty());
+    assert!(h.feed(20, response(A, 1, 1, Status::Ok, &[])).is_empty());
+    assert!(h.feed(20, welcome()).is_empty());
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.responses_forwarded), (1, 0));
     assert!(!stats.connected);
@@ -527,17 +502,17 @@ fn a_named_client_is_announced_with_its_route_and_again_after_a_new_session() {
     let mut h = Harness::ready();
     let actions = h.greet(0, A, Some("alice"));
     assert_eq!(kinds(&actions), ["a>WELCOME", "B>HELLO"]);
-    let Action::ToBroker(Message::Hello(hello)) = &actions[1] else {
+    let Action::Link(LinkAction::Send(Message::Hello(hello))) = &actions[1] else {
         unreachable!()
     };
     assert_eq!(hello.name.as_deref(), Some("alice"));
     assert_eq!(hello.route, A);
     assert_ne!(hello.heartbeat_ms, 0, "the codec requires an interval");
     // A new broker session: the proxy's own HELLO, then alice's again.
-    assert_eq!(kinds(&h.broker(10, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     assert!(has(&h.tick(110), "CONNECT"));
     h.connected(110);
-    let actions = h.broker(120, welcome());
+    let actions = h.feed(120, welcome());
     match only_to_broker(&actions) {
         Message::Hello(hello) => {
             assert_eq!(hello.name.as_deref(), Some("alice"));
@@ -555,11 +530,11 @@ fn a_named_client_greeting_while_disconnected_is_announced_at_welcome() {
     h.connected(10);
     // Greeting is not a session yet.
     assert_eq!(kinds(&h.greet(20, B, Some("bob"))), ["b>WELCOME"]);
-    let actions = h.broker(30, welcome());
+    let actions = h.feed(30, welcome());
     let mut names: Vec<(String, Vec<u8>)> = actions
         .iter()
         .map(|a| match a {
-            Action::ToBroker(Message::Hello(h)) => (h.name.clone().unwrap(), h.route.clone()),
+            Action::Link(LinkAction::Send(Message::Hello(h))) => (h.name.clone().unwrap(), h.route.clone()),
             _ => panic!("expected routed HELLOs, got {:?}", kinds(&actions)),
         })
         .collect();
@@ -696,16 +671,16 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
     h.send(0, B, (1, 1), Flags::empty(), &[b"b"]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (3, 6));
 
-    let actions = h.broker(10, response(A, 1, 1, Status::Ok, &[b"r1", b""]));
+    let actions = h.feed(10, response(A, 1, 1, Status::Ok, &[b"r1", b""]));
     let r = only_response(&actions, A);
     assert!(r.route.is_empty(), "the route is cleared for the client");
     assert_eq!((r.request_type, r.request_id, r.status), (1, 1, Status::Ok));
     assert_eq!(bytes(&r.payload), [b"r1".to_vec(), Vec::new()]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (2, 4));
 
-    let actions = h.broker(11, response(B, 1, 2, Status::Ok, &[]));
+    let actions = h.feed(11, response(B, 1, 2, Status::Ok, &[]));
     only_response(&actions, B);
-    let actions = h.broker(12, response(B, 1, 1, Status::Ok, &[]));
+    let actions = h.feed(12, response(B, 1, 1, Status::Ok, &[]));
     only_response(&actions, B);
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
@@ -739,7 +714,7 @@ fn every_response_status_ends_the_entry_and_reaches_the_client() {
             route: A.to_vec(),
             payload: Payload::new(),
         });
-        let actions = h.broker(1, msg);
+        let actions = h.feed(1, msg);
         let r = only_response(&actions, A);
         assert_eq!(r.status, status);
         assert_eq!(r.error.as_deref(), Some(format!("text {id}").as_str()));
@@ -751,11 +726,11 @@ fn every_response_status_ends_the_entry_and_reaches_the_client() {
 fn a_response_for_a_gone_client_is_counted_unroutable() {
     let mut h = Harness::ready();
     assert!(
-        h.broker(0, response(b"zz", 1, 1, Status::Ok, &[]))
+        h.feed(0, response(b"zz", 1, 1, Status::Ok, &[]))
             .is_empty()
     );
     assert!(
-        h.broker(0, Message::ReceiptSent(rref(b"zz", 1, 1)))
+        h.feed(0, Message::ReceiptSent(rref(b"zz", 1, 1)))
             .is_empty()
     );
     assert_eq!(h.stats().unroutable, 2);
@@ -769,19 +744,19 @@ fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
     h.greet(0, A, None);
     let flags = Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
-    let actions = h.broker(10, Message::ReceiptSent(rref(A, 1, 7)));
+    let actions = h.feed(10, Message::ReceiptSent(rref(A, 1, 7)));
     match only_for(&actions, A) {
         Message::ReceiptSent(r) => assert_eq!(*r, rref(&[], 1, 7), "route cleared"),
         other => panic!("expected RECEIPT_SENT, got {}", other.kind_name()),
     }
     assert_eq!(h.stats().buffered, 1);
-    let actions = h.broker(20, Message::ReceiptReceived(rref(A, 1, 7)));
+    let actions = h.feed(20, Message::ReceiptReceived(rref(A, 1, 7)));
     match only_for(&actions, A) {
         Message::ReceiptReceived(r) => assert_eq!(*r, rref(&[], 1, 7)),
         other => panic!("expected RECEIPT_RECEIVED, got {}", other.kind_name()),
     }
     assert_eq!(h.stats().buffered, 1, "two-way: only the response ends it");
-    h.broker(30, response(A, 1, 7, Status::Ok, &[]));
+    h.feed(30, response(A, 1, 7, Status::Ok, &[]));
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.receipts_forwarded), (0, 2));
 }
@@ -793,14 +768,14 @@ fn a_one_way_receipt_on_receive_entry_ends_only_at_receipt_received() {
     let flags = Flags::ONE_WAY | Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
     assert_eq!(
-        kinds(&h.broker(10, Message::ReceiptSent(rref(A, 1, 7)))),
+        kinds(&h.feed(10, Message::ReceiptSent(rref(A, 1, 7)))),
         ["a>RECEIPT_SENT"]
     );
     assert_eq!(h.stats().buffered, 1, "RECEIPT_SENT alone does not end it");
     // Still re-sent on its timer.
     assert_eq!(h.resend_times(11, 100), [100]);
     assert_eq!(
-        kinds(&h.broker(150, Message::ReceiptReceived(rref(A, 1, 7)))),
+        kinds(&h.feed(150, Message::ReceiptReceived(rref(A, 1, 7)))),
         ["a>RECEIPT_RECEIVED"]
     );
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (0, 0));
@@ -819,13 +794,13 @@ fn a_one_way_receipt_on_send_entry_ends_at_receipt_sent() {
         &[b"x"],
     );
     assert_eq!(
-        kinds(&h.broker(10, Message::ReceiptSent(rref(A, 1, 7)))),
+        kinds(&h.feed(10, Message::ReceiptSent(rref(A, 1, 7)))),
         ["a>RECEIPT_SENT"]
     );
     assert_eq!(h.stats().buffered, 0);
     // A repeated receipt (answer to a re-send) still reaches the client.
     assert_eq!(
-        kinds(&h.broker(20, Message::ReceiptSent(rref(A, 1, 7)))),
+        kinds(&h.feed(20, Message::ReceiptSent(rref(A, 1, 7)))),
         ["a>RECEIPT_SENT"]
     );
     assert!(h.resend_times(21, 1000).is_empty());
@@ -840,9 +815,9 @@ fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
     // client resolves such a request at that receipt).
     let msg = request_msg(1, 7, Flags::RECEIPT_ON_RECEIVE, Some("bob"), &[b"x"]);
     assert_eq!(requests(&h.client(1, A, msg)).len(), 1);
-    let actions = h.broker(10, Message::ReceiptReceived(rref(A, 1, 7)));
+    let actions = h.feed(10, Message::ReceiptReceived(rref(A, 1, 7)));
     assert_eq!(kinds(&actions), ["a>RECEIPT_RECEIVED"]);
-    let actions = h.broker(20, response(B, 1, 7, Status::Ok, &[b"for bob"]));
+    let actions = h.feed(20, response(B, 1, 7, Status::Ok, &[b"for bob"]));
     assert_eq!(only_response(&actions, B).status, Status::Ok);
     // The broker is done with it: a re-send now would run it again.
     assert_eq!(
@@ -903,7 +878,7 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
         Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE,
         &[b"two"],
     );
-    assert_eq!(kinds(&h.broker(50, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
     for n in 51..=149 {
         let actions = h.tick(n);
         assert!(
@@ -923,7 +898,7 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
             kinds(&actions)
         );
     }
-    let actions = h.broker(400, welcome());
+    let actions = h.feed(400, welcome());
     let mut sent: Vec<(Vec<u8>, RequestId, Vec<Vec<u8>>)> = requests(&actions)
         .into_iter()
         .map(|r| (r.route.clone(), r.request_id, bytes(&r.payload)))
@@ -971,7 +946,7 @@ fn requests_received_while_disconnected_are_buffered_and_sent_after_welcome() {
         ),
         (4, 7, 0)
     );
-    let actions = h.broker(30, welcome());
+    let actions = h.feed(30, welcome());
     let mut ids: Vec<RequestId> = requests(&actions).iter().map(|r| r.request_id).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2, 3, 4]);
@@ -995,7 +970,7 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
     let mut h = Harness::ready();
     h.greet(0, A, Some("alice"));
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
-    let actions = h.broker(10, Message::Reregister);
+    let actions = h.feed(10, Message::Reregister);
     let Message::Hello(hello) = only_to_broker(&actions) else {
         panic!("expected HELLO, got {:?}", kinds(&actions));
     };
@@ -1009,9 +984,9 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
     for n in 11..=150 {
         assert!(requests(&h.tick_alive(n)).is_empty());
     }
-    let actions = h.broker(160, welcome());
+    let actions = h.feed(160, welcome());
     assert_eq!(kinds(&actions), ["B>HELLO", "B>REQUEST"]);
-    let Action::ToBroker(Message::Hello(hello)) = &actions[0] else {
+    let Action::Link(LinkAction::Send(Message::Hello(hello))) = &actions[0] else {
         unreachable!()
     };
     assert_eq!(
@@ -1062,7 +1037,7 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
         1
     );
     // Room again once one is confirmed.
-    h.broker(3, response(A, 1, 1, Status::Ok, &[]));
+    h.feed(3, response(A, 1, 1, Status::Ok, &[]));
     assert_eq!(
         requests(&h.send(4, A, (1, 3), Flags::empty(), &[b"abc"])).len(),
         1
@@ -1097,7 +1072,7 @@ fn max_buffered_bytes_answers_overloaded() {
         (2, 10, 1)
     );
     // Also while disconnected.
-    assert_eq!(kinds(&h.broker(1, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(1, Message::Shutdown)), ["CLOSE"]);
     let actions = h.send(2, A, (1, 4), Flags::empty(), &[b"1"]);
     assert_eq!(only_response(&actions, A).status, Status::Overloaded);
 }
@@ -1131,7 +1106,7 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
     let disconnects: Vec<&Message> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::ToBroker(m @ Message::Disconnect { .. }) => Some(m),
+            Action::Link(LinkAction::Send(m @ Message::Disconnect { .. })) => Some(m),
             _ => None,
         })
         .collect();
@@ -1155,7 +1130,7 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
         ids.extend(requests(&h.tick_alive(n)).iter().map(|r| r.request_id));
     }
     assert!(ids.iter().all(|&id| id == 2), "{ids:?}");
-    assert!(h.broker(801, response(A, 1, 1, Status::Ok, &[])).is_empty());
+    assert!(h.feed(801, response(A, 1, 1, Status::Ok, &[])).is_empty());
     assert_eq!(h.stats().unroutable, 1);
 }
 
@@ -1202,7 +1177,7 @@ fn client_disconnect_drops_its_entries_and_says_goodbye_for_named_clients() {
 fn a_named_client_leaving_while_disconnected_sends_no_goodbye() {
     let mut h = Harness::ready();
     h.greet(0, A, Some("alice"));
-    assert_eq!(kinds(&h.broker(10, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     assert!(
         h.client(20, A, Message::Disconnect { route: Vec::new() })
             .is_empty()
@@ -1210,7 +1185,7 @@ fn a_named_client_leaving_while_disconnected_sends_no_goodbye() {
     // Nor is it announced in the next session.
     h.tick(110);
     h.connected(110);
-    assert!(h.broker(120, welcome()).is_empty());
+    assert!(h.feed(120, welcome()).is_empty());
 }
 
 // ---------------------------------------------------------------- errors and malformed input
@@ -1226,13 +1201,13 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
         error: "general".into(),
         request: None,
     });
-    assert!(h.broker(5, general).is_empty());
+    assert!(h.feed(5, general).is_empty());
     assert_eq!(h.stats().buffered, 2);
     let about = Message::Error(ErrorReply {
         error: "bad".into(),
         request: Some(rref(A, 1, 7)),
     });
-    let actions = h.broker(10, about);
+    let actions = h.feed(10, about);
     match only_for(&actions, A) {
         Message::Error(e) => {
             assert_eq!(e.error, "bad");
@@ -1289,7 +1264,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         1
     );
     assert_eq!(
-        kinds(&h.broker(6, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(6, response(A, 1, 1, Status::Ok, &[]))),
         ["a>RESPONSE"]
     );
 }
@@ -1299,14 +1274,14 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
     let mut h = Harness::ready();
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
-    let actions = h.broker_raw(1, &[0xff, 0xff], Payload::new());
+    let actions = h.feed_raw(1, &[0xff, 0xff], Payload::new());
     match only_to_broker(&actions) {
         Message::Error(e) => assert_eq!(e.request, None),
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A kind the broker must not send to a client.
     let unexpected = request_msg(1, 1, Flags::empty(), None, &[]);
-    let actions = h.broker(2, unexpected);
+    let actions = h.feed(2, unexpected);
     match only_to_broker(&actions) {
         Message::Error(e) => assert!(e.error.contains("REQUEST"), "{}", e.error),
         other => panic!("expected ERROR, got {}", other.kind_name()),
@@ -1314,14 +1289,14 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
     // A RESPONSE of another major version is not taken as the outcome.
     let header = with_major(response(A, 1, 1, Status::Ok, &[]), 3);
     assert_eq!(
-        kinds(&h.broker_raw(3, &header, Payload::new())),
+        kinds(&h.feed_raw(3, &header, Payload::new())),
         ["B>ERROR"]
     );
     let stats = h.stats();
     assert_eq!((stats.malformed_broker, stats.buffered), (3, 1));
     assert!(stats.connected, "malformed input changes no session state");
     assert_eq!(
-        kinds(&h.broker(4, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(4, response(A, 1, 1, Status::Ok, &[]))),
         ["a>RESPONSE"]
     );
     assert_eq!(h.stats().buffered, 0);
@@ -1342,11 +1317,11 @@ fn an_error_is_never_answered_with_an_error() {
     let (header, _) = encode(error());
     // Malformed ERRORs (a payload frame where none is allowed): counted only.
     assert!(h.client_raw(2, A, &header, payload(&[b"junk"])).is_empty());
-    assert!(h.broker_raw(3, &header, payload(&[b"junk"])).is_empty());
+    assert!(h.feed_raw(3, &header, payload(&[b"junk"])).is_empty());
     // An ERROR of another major version, likewise.
     let header = with_major(error(), 2);
     assert!(h.client_raw(4, A, &header, Payload::new()).is_empty());
-    assert!(h.broker_raw(5, &header, Payload::new()).is_empty());
+    assert!(h.feed_raw(5, &header, Payload::new()).is_empty());
     let stats = h.stats();
     assert_eq!((stats.malformed_clients, stats.malformed_broker), (2, 2));
 }
@@ -1359,7 +1334,8 @@ fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
     h.greet(0, A, None);
     h.greet(0, B, Some("bob"));
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    h.core.on_stop(h.at(10));
+    let now = h.at(10);
+    h.core.on_stop(now);
     let actions = h.drain();
     assert_eq!(
         sorted_kinds(&actions),
@@ -1367,7 +1343,7 @@ fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
     );
     assert!(
         actions.iter().any(
-            |a| matches!(a, Action::ToBroker(Message::Disconnect { route }) if route.is_empty())
+            |a| matches!(a, Action::Link(LinkAction::Send(Message::Disconnect { route })) if route.is_empty())
         )
     );
 }
@@ -1376,9 +1352,10 @@ fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
 fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
     let mut h = Harness::new();
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(0));
+    h.connect_failed(0);
     h.greet(0, A, None);
-    h.core.on_stop(h.at(10));
+    let now = h.at(10);
+    h.core.on_stop(now);
     assert_eq!(kinds(&h.drain()), ["a>SHUTDOWN"]);
     for n in [100, 500, 5000] {
         assert!(!has(&h.tick(n), "CONNECT"));
@@ -1394,7 +1371,7 @@ fn idle_clients_get_heartbeats_and_busy_ones_do_not() {
     h.greet(0, B, None);
     h.send(0, B, (1, 1), Flags::empty(), &[]);
     // Something for b at 60: b is not idle until 160.
-    h.broker(60, response(B, 1, 1, Status::Ok, &[]));
+    h.feed(60, response(B, 1, 1, Status::Ok, &[]));
     assert!(h.tick_alive(99).is_empty());
     let actions = h.tick_alive(100);
     assert_eq!(sorted_kinds(&actions), ["B>HEARTBEAT", "a>HEARTBEAT"]);
@@ -1544,24 +1521,23 @@ impl Sim {
     fn process(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Connect => {
+                Action::Link(LinkAction::Connect) => {
                     assert!(!self.socket, "CONNECT with a socket");
                     self.socket = true;
-                    self.h.core.on_connected(self.h.at(self.now));
-                    let more = self.h.drain();
+                    let more = self.h.connect_at(self.now);
                     self.process(more);
                 }
-                Action::Close => {
+                Action::Link(LinkAction::Close) => {
                     assert!(self.socket, "CLOSE without a socket");
                     self.socket = false;
                     self.greeting = false;
                 }
-                Action::ToBroker(Message::Hello(hello)) => {
+                Action::Link(LinkAction::Send(Message::Hello(hello))) => {
                     assert!(hello.route.is_empty(), "no named clients here");
                     self.greeting = true;
                 }
-                Action::ToBroker(Message::Heartbeat { .. }) => {}
-                Action::ToBroker(Message::Request(r)) => {
+                Action::Link(LinkAction::Send(Message::Heartbeat { .. })) => {}
+                Action::Link(LinkAction::Send(Message::Request(r))) => {
                     assert!(self.socket);
                     let key: Key = (r.route.clone(), r.request_type, r.request_id);
                     let expected = self
@@ -1703,7 +1679,7 @@ impl Sim {
         } else {
             Message::ReceiptSent(rref(&key.0, key.1, key.2))
         };
-        let actions = self.h.broker(self.now, msg);
+        let actions = self.h.feed(self.now, msg);
         self.process(actions);
     }
 
@@ -1722,7 +1698,7 @@ impl Sim {
         if final_receipt(flags) == Some(msg.kind_name()) {
             self.known.remove(key);
         }
-        let actions = self.h.broker(self.now, msg);
+        let actions = self.h.feed(self.now, msg);
         self.process(actions);
     }
 
@@ -1746,25 +1722,25 @@ impl Sim {
                 self.process(actions);
             }
             70..=84 if self.socket => {
-                let actions = self.h.broker(self.now, heartbeat());
+                let actions = self.h.feed(self.now, heartbeat());
                 self.process(actions);
             }
             85..=92 if self.socket && self.greeting => {
                 self.greeting = false;
-                let actions = self.h.broker(self.now, welcome());
+                let actions = self.h.feed(self.now, welcome());
                 self.process(actions);
             }
             93..=94 if self.socket => {
                 // The broker stops (and comes back empty).
                 self.known.clear();
-                let actions = self.h.broker(self.now, Message::Shutdown);
+                let actions = self.h.feed(self.now, Message::Shutdown);
                 assert!(has(&actions, "CLOSE"));
                 self.process(actions);
             }
             95..=96 if self.socket => {
                 // The broker restarted behind the same socket.
                 self.known.clear();
-                let actions = self.h.broker(self.now, Message::Reregister);
+                let actions = self.h.feed(self.now, Message::Reregister);
                 self.process(actions);
             }
             _ => {}
@@ -1780,11 +1756,11 @@ impl Sim {
             }
             self.now += 20;
             if self.socket {
-                let actions = self.h.broker(self.now, heartbeat());
+                let actions = self.h.feed(self.now, heartbeat());
                 self.process(actions);
                 if self.greeting {
                     self.greeting = false;
-                    let actions = self.h.broker(self.now, welcome());
+                    let actions = self.h.feed(self.now, welcome());
                     self.process(actions);
                 }
                 while let Some(key) = self.known.keys().next().cloned() {

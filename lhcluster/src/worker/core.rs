@@ -3,42 +3,42 @@
 //! of requests running on the pool.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use foldhash::{HashMap, HashMapExt};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::config::WorkerConfig;
 use super::stats::WorkerStats;
 use crate::peer::interval_to_ms;
 use crate::protocol::{
-    self, Dispatch, ErrorReply, Flags, Message, Payload, Ready, RequestId, RequestRef, RequestType,
-    Status, WorkResult,
+    Dispatch, Flags, Message, Payload, Ready, RequestId, RequestRef, RequestType, Status,
+    WorkResult,
 };
-use crate::session::{BrokerSession, Due};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Timing};
 
 /// What the driver must do.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Send a message to the broker.
-    Send(Message),
+    /// What the session asks of the link.
+    Link(LinkAction),
     /// Run a request on the handler pool.
     Run(Dispatch),
-    /// Drop the socket (the broker is gone).
-    Close,
-    /// Create a socket, connect it, then call [`WorkerCore::on_connected`].
-    Connect,
+}
+
+impl From<LinkAction> for Action {
+    fn from(action: LinkAction) -> Self {
+        Action::Link(action)
+    }
 }
 
 type ReqKey = (RequestType, RequestId);
 
 #[derive(Debug)]
 pub(crate) struct WorkerCore {
+    /// Sorted, for a binary search per dispatch.
     types: Vec<RequestType>,
-    capacity: u32,
-    heartbeat: Duration,
-    name: Option<String>,
     /// Registered = the session is ready (WELCOME after READY).
     session: BrokerSession,
     running: HashMap<ReqKey, u32>,
@@ -50,36 +50,44 @@ pub(crate) struct WorkerCore {
 }
 
 impl WorkerCore {
-    pub(crate) fn new(config: &WorkerConfig, types: Vec<RequestType>, now: Instant) -> Self {
-        let mut core = Self {
-            types,
-            capacity: config.capacity,
+    pub(crate) fn new(config: &WorkerConfig, mut types: Vec<RequestType>, now: Instant) -> Self {
+        types.sort_unstable();
+        let timing = Timing {
             heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            reconnect_min: config.reconnect_min,
+            reconnect_max: config.reconnect_max,
+        };
+        let ready = Ready {
+            heartbeat_ms: interval_to_ms(config.heartbeat),
+            capacity: config.capacity,
+            request_types: types.clone(),
             name: config.name.clone(),
-            session: BrokerSession::new(
-                now,
-                config.heartbeat,
-                config.liveness,
-                config.reconnect_min,
-                config.reconnect_max,
-            ),
+        };
+        Self {
+            types,
+            session: BrokerSession::new(now, timing, Greeting::Ready(ready)),
             running: HashMap::new(),
             unsent: VecDeque::new(),
             stopping: false,
             stats: WorkerStats::default(),
-            actions: Vec::new(),
-        };
-        core.types.sort_unstable();
-        core.actions.push(Action::Connect);
-        core
+            actions: vec![LinkAction::Connect.into()],
+        }
     }
 
+    #[cfg(test)]
     pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
         &mut self.actions
     }
 
     pub(crate) fn stats(&self) -> WorkerStats {
         let mut stats = self.stats.clone();
+        let counts = self.session.counts();
+        stats.malformed = counts.malformed;
+        stats.heartbeats_received = counts.heartbeats_received;
+        stats.heartbeats_sent = counts.heartbeats_sent;
+        stats.broker_deaths = counts.deaths;
+        stats.reconnects = counts.reconnects;
         stats.running = self.running.len() as u64;
         stats.registered = self.session.is_ready();
         stats
@@ -94,25 +102,14 @@ impl WorkerCore {
         self.session.next_tick(now)
     }
 
-    /// The driver has a fresh socket connected to the broker.
-    pub(crate) fn on_connected(&mut self, now: Instant) {
-        self.session.connected(now);
-        self.send_ready(now);
-    }
-
     /// A message from the broker.
     pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        if !self.session.is_connected() {
-            return;
-        }
-        self.session.heard(now);
-        let msg = match protocol::decode_parts(header, payload) {
-            Ok(msg) => msg,
-            Err(e) => return self.malformed(now, header, e.to_string()),
-        };
-        match msg {
-            Message::Welcome { heartbeat_ms } => {
-                if self.session.welcome(heartbeat_ms) {
+        let msg = match self
+            .session
+            .on_message(now, header, payload, &mut self.actions)
+        {
+            Inbound::Welcome { newly } => {
+                if newly {
                     info!("registered with the broker");
                 }
                 while let Some(msg) = self.unsent.pop_front() {
@@ -122,27 +119,17 @@ impl WorkerCore {
                     // Stopped while re-registering: say goodbye now.
                     self.send(now, Message::Disconnect { route: Vec::new() });
                 }
+                return;
             }
+            // Results wait in `unsent` for the next session; the broker
+            // re-dispatches what it had given us.
+            Inbound::Handled | Inbound::Reregister | Inbound::Lost(_) => return,
+            Inbound::Message(msg) => msg,
+        };
+        match msg {
             Message::Dispatch(d) => self.on_dispatch(now, d),
-            Message::Heartbeat { heartbeat_ms } => {
-                self.stats.heartbeats_received += 1;
-                self.session.broker_interval(heartbeat_ms);
-            }
-            Message::Reregister => {
-                debug!("the broker does not know this worker: registering again");
-                self.session.regreet();
-                self.send_ready(now);
-            }
-            Message::Shutdown => {
-                info!("the broker is shutting down: reconnecting later");
-                self.lose_broker(now);
-            }
             Message::Error(e) => warn!(error = %e.error, "the broker reported an error"),
-            other => self.malformed(
-                now,
-                &[],
-                format!("unexpected {} from the broker", other.kind_name()),
-            ),
+            other => self.session.unexpected(now, &other, &mut self.actions),
         }
     }
 
@@ -208,72 +195,17 @@ impl WorkerCore {
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
-        match self.session.due(now, self.stopping) {
-            Due::Nothing => {}
-            Due::Connect => {
-                self.stats.reconnects += 1;
-                self.actions.push(Action::Connect);
-            }
-            Due::Lost => {
-                warn!("the broker missed its heartbeats: reconnecting");
-                self.stats.broker_deaths += 1;
-                self.lose_broker(now);
-            }
-            // A stopping worker does not ask for work again.
-            Due::Greet if self.stopping => {}
-            Due::Greet => self.send_ready(now),
-            Due::Heartbeat => {
-                self.stats.heartbeats_sent += 1;
-                let heartbeat_ms = interval_to_ms(self.heartbeat);
-                self.send(now, Message::Heartbeat { heartbeat_ms });
-            }
-        }
+        // A lost broker asks nothing of the worker: running handlers finish,
+        // and their results wait for the next session.
+        self.session.on_tick(now, &mut self.actions);
     }
 
-    /// Graceful stop: tell the broker to send nothing more. The driver then
-    /// waits for running handlers (bounded) before closing.
+    /// Graceful stop: tell the broker to send nothing more (a stopping
+    /// worker does not ask for work again). The driver then waits for
+    /// running handlers (bounded) before closing.
     pub(crate) fn on_stop(&mut self, now: Instant) {
         self.stopping = true;
-        // Also while registering: the broker reads our READY first, so the
-        // DISCONNECT that follows it is understood.
-        if self.session.is_connected() {
-            self.send(now, Message::Disconnect { route: Vec::new() });
-        }
-    }
-
-    /// The socket could not be created or connected: try again later.
-    pub(crate) fn on_connect_failed(&mut self, now: Instant) {
-        self.session.connect_failed(now);
-    }
-
-    fn lose_broker(&mut self, now: Instant) {
-        self.actions.push(Action::Close);
-        self.session.lose(now);
-    }
-
-    fn send_ready(&mut self, now: Instant) {
-        let ready = Message::Ready(Ready {
-            heartbeat_ms: interval_to_ms(self.heartbeat),
-            capacity: self.capacity,
-            request_types: self.types.clone(),
-            name: self.name.clone(),
-        });
-        self.send(now, ready);
-    }
-
-    fn malformed(&mut self, now: Instant, header: &[u8], error: String) {
-        self.stats.malformed += 1;
-        warn!(%error, "malformed message from the broker");
-        if protocol::peek_kind(header) == Some("ERROR") {
-            return; // never answer an error with an error
-        }
-        self.send(
-            now,
-            Message::Error(ErrorReply {
-                error,
-                request: None,
-            }),
-        );
+        self.session.stop(now, &mut self.actions);
     }
 
     /// Sends now if registered, else keeps it for the next session.
@@ -286,8 +218,19 @@ impl WorkerCore {
     }
 
     fn send(&mut self, now: Instant, msg: Message) {
-        self.session.sent(now);
-        self.actions.push(Action::Send(msg));
+        self.session.send(now, msg, &mut self.actions);
+    }
+}
+
+impl crate::link::Connecting for WorkerCore {
+    type Action = Action;
+
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
+    }
+
+    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        self.on_message(now, header, payload);
     }
 }
 

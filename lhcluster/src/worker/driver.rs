@@ -13,6 +13,7 @@ use super::pool::{self, Done, Handlers, Pool};
 use super::stats::WorkerStats;
 use crate::error::Error;
 use crate::io;
+use crate::link::{self, Link};
 use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
 
@@ -45,7 +46,6 @@ pub(super) fn spawn(
             Pool::start(config.capacity, handlers, bell.clone()).map_err(Error::Spawn)?;
         Executor::Pool { pool, done }
     };
-    let routing_id = crate::peer::random_routing_id();
     let shutdown_timeout = config.shutdown_timeout;
     RoleHandle::spawn(
         "lhcluster-worker",
@@ -57,12 +57,9 @@ pub(super) fn spawn(
         move || {
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
-                endpoint: config.brokers[0].clone(),
-                routing_id,
-                socket: None,
+                link: Link::new(config.brokers[0].clone()),
                 inbox,
                 executor,
-                header_buf: Vec::with_capacity(64),
                 shutdown_timeout,
             };
             driver.run();
@@ -84,16 +81,30 @@ impl Executor {
             pool.close();
         }
     }
+
+    /// Carries out the core's actions: the session's on the link, the runs
+    /// here.
+    fn apply(&self, link: &mut Link, core: &mut WorkerCore) {
+        link::drain(core, |core, action| match action {
+            Action::Link(action) => link.apply(action, core),
+            Action::Run(dispatch) => match self {
+                Executor::Pool { pool, .. } => pool.submit(dispatch),
+                Executor::Inline(handlers) => {
+                    // The result's actions are handled by the next turn of
+                    // the drain.
+                    let done = pool::run(handlers, dispatch);
+                    core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
+                }
+            },
+        });
+    }
 }
 
 struct Driver {
     core: WorkerCore,
-    endpoint: String,
-    routing_id: [u8; 16],
-    socket: Option<zmq::Socket>,
+    link: Link,
     inbox: DriverInbox<Command>,
     executor: Executor,
-    header_buf: Vec<u8>,
     shutdown_timeout: Duration,
 }
 
@@ -133,7 +144,7 @@ impl Driver {
             } else {
                 match io::wait(
                     Some(&self.inbox.listener),
-                    [self.socket.as_ref(), None],
+                    [self.link.socket(), None],
                     Some(wake_at),
                 ) {
                     Ok(ready) => (ready.sockets[0], ready.doorbell),
@@ -145,7 +156,12 @@ impl Driver {
             };
             let mut work = 0;
             if socket_ready {
-                let read = self.read();
+                // Each message's actions at once: a dispatch starts
+                // running while the rest of the batch is read.
+                let executor = &self.executor;
+                let read = self
+                    .link
+                    .read(&mut self.core, |link, core| executor.apply(link, core));
                 if read > 0 {
                     last_read = Instant::now();
                 }
@@ -172,9 +188,7 @@ impl Driver {
                             }
                         }
                         Command::Abort => {
-                            if let Some(socket) = self.socket.take() {
-                                let _ = socket.set_linger(0);
-                            }
+                            self.link.close();
                             self.executor.close();
                             return;
                         }
@@ -197,85 +211,7 @@ impl Driver {
         info!("worker stopped");
     }
 
-    /// Reads a batch of messages; returns how many.
-    fn read(&mut self) -> usize {
-        let mut read = 0;
-        for _ in 0..256 {
-            let Some(socket) = &self.socket else { break };
-            match io::try_recv(socket, false) {
-                Ok(Some(m)) => {
-                    read += 1;
-                    let header = m.header.as_deref().unwrap_or(&[]);
-                    self.core.on_message(Instant::now(), header, m.payload);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive failed");
-                    break;
-                }
-            }
-            self.apply_actions();
-        }
-        read
-    }
-
     fn apply_actions(&mut self) {
-        // Handling an action can queue more (a connect queues the
-        // greeting): loop until none is left.
-        loop {
-            let mut actions = std::mem::take(self.core.actions());
-            if actions.is_empty() {
-                *self.core.actions() = actions;
-                return;
-            }
-            for action in actions.drain(..) {
-                match action {
-                    Action::Send(msg) => {
-                        if let Some(socket) = &self.socket {
-                            if let Err(e) = io::send(socket, None, msg, &mut self.header_buf) {
-                                warn!(error = %e, "cannot send to the broker");
-                            }
-                        }
-                    }
-                    Action::Run(dispatch) => match &self.executor {
-                        Executor::Pool { pool, .. } => pool.submit(dispatch),
-                        Executor::Inline(handlers) => {
-                            // The result's actions are handled by the next
-                            // turn of the enclosing loop.
-                            let done = pool::run(handlers, dispatch);
-                            self.core.on_done(
-                                Instant::now(),
-                                done.key,
-                                done.outcome,
-                                done.panicked,
-                            );
-                        }
-                    },
-                    Action::Close => {
-                        if let Some(socket) = self.socket.take() {
-                            let _ = socket.set_linger(0);
-                        }
-                    }
-                    Action::Connect => match self.connect() {
-                        Ok(socket) => {
-                            self.socket = Some(socket);
-                            self.core.on_connected(Instant::now());
-                        }
-                        Err(e) => {
-                            error!(error = %e, "cannot connect to the broker");
-                            self.core.on_connect_failed(Instant::now());
-                        }
-                    },
-                }
-            }
-            if self.core.actions().is_empty() {
-                // Keep the allocation for next time.
-                *self.core.actions() = actions;
-            }
-        }
-    }
-
-    fn connect(&self) -> Result<zmq::Socket, Error> {
-        io::dealer(&self.endpoint, &self.routing_id)
+        self.executor.apply(&mut self.link, &mut self.core);
     }
 }

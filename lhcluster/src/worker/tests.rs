@@ -4,15 +4,19 @@
 //! with the real codec and fed as header bytes + payload frames, time is
 //! `t0 + n ms`, and the queued [`Action`]s are drained and matched.
 
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
 
 use super::HandlerError;
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
+use crate::link::Connecting;
 use crate::protocol::{
-    Dispatch, ErrorReply, Flags, Frame, Message, Payload, RequestId, RequestRef, RequestType,
-    Status, WorkResult,
+    Dispatch, ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status,
+    WorkResult,
 };
+use crate::session::LinkAction;
+use crate::testing::{Driven, Ticks, bytes, link_kind, ms, payload};
 
 /// The worker's own heartbeat interval (ms).
 const HB: u64 = 100;
@@ -20,10 +24,6 @@ const HB: u64 = 100;
 const BROKER_HB: u32 = 200;
 /// Broker death after `LIVENESS × BROKER_HB` = 600 ms of silence.
 const LIVENESS: u32 = 3;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 fn config() -> WorkerConfig {
     let mut c = WorkerConfig::new("tcp://127.0.0.1:5556");
@@ -36,23 +36,13 @@ fn config() -> WorkerConfig {
     c
 }
 
-fn payload(frames: &[&[u8]]) -> Payload {
-    frames.iter().map(|f| Frame::from(*f)).collect()
-}
-
-fn bytes(p: &Payload) -> Vec<Vec<u8>> {
-    p.iter().map(|f| f.to_vec()).collect()
-}
-
 /// One short name per action, to assert on sequences.
 fn kinds(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .map(|a| match a {
-            Action::Send(m) => m.kind_name().to_owned(),
+            Action::Link(a) => link_kind(a),
             Action::Run(d) => format!("RUN {}/{}", d.request_type, d.request_id),
-            Action::Close => "CLOSE".to_owned(),
-            Action::Connect => "CONNECT".to_owned(),
         })
         .collect()
 }
@@ -65,7 +55,7 @@ fn results(actions: &[Action]) -> Vec<&WorkResult> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send(Message::Result(r)) => Some(r),
+            Action::Link(LinkAction::Send(Message::Result(r))) => Some(r),
             _ => None,
         })
         .collect()
@@ -105,9 +95,26 @@ fn dispatch(request_type: RequestType, request_id: RequestId, flags: Flags) -> M
     })
 }
 
-struct Harness {
-    core: WorkerCore,
-    t0: Instant,
+impl Ticks for WorkerCore {
+    fn tick_at(&mut self, now: Instant) {
+        self.on_tick(now);
+    }
+}
+
+/// A worker core driven by hand.
+struct Harness(Driven<WorkerCore>);
+
+impl Deref for Harness {
+    type Target = Driven<WorkerCore>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Harness {
@@ -115,10 +122,10 @@ impl Harness {
     /// drained yet.
     fn new() -> Self {
         let t0 = Instant::now();
-        Self {
-            core: WorkerCore::new(&config(), vec![30, 10, 20], t0),
+        Self(Driven::new(
+            WorkerCore::new(&config(), vec![30, 10, 20], t0),
             t0,
-        }
+        ))
     }
 
     /// Connected at 0 and WELCOMEd (broker interval `BROKER_HB`) at 0, with
@@ -138,38 +145,10 @@ impl Harness {
         h
     }
 
-    fn at(&self, n: u64) -> Instant {
-        self.t0 + ms(n)
-    }
-
-    fn drain(&mut self) -> Vec<Action> {
-        std::mem::take(self.core.actions())
-    }
-
     /// The driver connected the socket at `n`: the READY it sends is checked
     /// and drained.
     fn connected(&mut self, n: u64) {
-        self.core.on_connected(self.at(n));
-        assert_eq!(kinds(&self.drain()), ["READY"]);
-    }
-
-    fn feed_raw(&mut self, n: u64, header: &[u8], payload: Payload) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_message(now, header, payload);
-        self.drain()
-    }
-
-    /// Feeds a broker message (encoded by the real codec) at `n` ms.
-    fn feed(&mut self, n: u64, msg: Message) -> Vec<Action> {
-        let mut header = Vec::new();
-        let encoded = msg.encode(&mut header);
-        self.feed_raw(n, &header, encoded.payload)
-    }
-
-    fn tick(&mut self, n: u64) -> Vec<Action> {
-        let now = self.at(n);
-        self.core.on_tick(now);
-        self.drain()
+        assert_eq!(kinds(&self.connect_at(n)), ["READY"]);
     }
 
     fn done(
@@ -192,9 +171,8 @@ fn start_connects_sends_ready_and_registers_on_welcome() {
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
     assert!(!h.core.stats().registered);
 
-    h.core.on_connected(h.at(0));
-    let actions = h.drain();
-    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+    let actions = h.connect_at(0);
+    let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
     assert_eq!(ready.capacity, 4);
@@ -227,7 +205,7 @@ fn ready_without_a_name_carries_none() {
     core.actions().clear();
     core.on_connected(t0);
     let actions = std::mem::take(core.actions());
-    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+    let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
     assert_eq!(ready.name, None);
@@ -284,7 +262,7 @@ fn ready_is_repeated_every_heartbeat_until_welcome() {
     assert!(
         matches!(
             actions.as_slice(),
-            [Action::Send(Message::Heartbeat { heartbeat_ms: 100 })]
+            [Action::Link(LinkAction::Send(Message::Heartbeat { heartbeat_ms: 100 }))]
         ),
         "got {:?}",
         kinds(&actions)
@@ -380,7 +358,7 @@ fn receipt_on_receive_is_sent_before_the_run() {
     let mut h = Harness::registered();
     let actions = h.feed(10, dispatch(10, 3, Flags::RECEIPT_ON_RECEIVE));
     assert_eq!(kinds(&actions), ["RECEIPT_RECEIVED", "RUN 10/3"]);
-    let Action::Send(Message::ReceiptReceived(r)) = &actions[0] else {
+    let Action::Link(LinkAction::Send(Message::ReceiptReceived(r))) = &actions[0] else {
         unreachable!()
     };
     assert_eq!(
@@ -426,8 +404,9 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
 fn panicked_handler_is_failed_and_counted() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
+    let now = h.at(20);
     h.core.on_done(
-        h.at(20),
+        now,
         (10, 1),
         Err(HandlerError::failed("handler panicked: boom")),
         true,
@@ -562,15 +541,15 @@ fn backoff_doubles_on_failures_up_to_the_cap_and_resets_after_welcome() {
     // Delay 100 ms.
     assert!(h.tick(700).is_empty());
     assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(701));
+    h.connect_failed(701);
     // Delay 200 ms.
     assert!(h.tick(900).is_empty());
     assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(901));
+    h.connect_failed(901);
     // Delay 400 ms (the cap).
     assert!(h.tick(1300).is_empty());
     assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
-    h.core.on_connect_failed(h.at(1301));
+    h.connect_failed(1301);
     // Still 400 ms.
     assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701));
     assert!(h.tick(1700).is_empty());
@@ -686,7 +665,7 @@ fn reregister_sends_ready_again_and_keeps_running_handlers() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
     let actions = h.feed(50, Message::Reregister);
-    let [Action::Send(Message::Ready(ready))] = actions.as_slice() else {
+    let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
     assert_eq!(ready.request_types, [10, 20, 30]);
@@ -739,11 +718,12 @@ fn stop_when_registered_sends_disconnect_and_never_reconnects() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
     let actions = {
-        h.core.on_stop(h.at(50));
+        let now = h.at(50);
+        h.core.on_stop(now);
         h.drain()
     };
     assert!(
-        matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
+        matches!(actions.as_slice(), [Action::Link(LinkAction::Send(Message::Disconnect { route }))] if route.is_empty()),
         "got {:?}",
         kinds(&actions)
     );
@@ -760,7 +740,8 @@ fn stop_when_registered_sends_disconnect_and_never_reconnects() {
 fn stop_when_disconnected_sends_nothing_and_cancels_the_reconnect() {
     let mut h = Harness::registered();
     assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
-    h.core.on_stop(h.at(610));
+    let now = h.at(610);
+    h.core.on_stop(now);
     assert!(h.drain().is_empty());
     assert!(h.tick(701).is_empty());
     assert!(h.tick(5_000).is_empty());
@@ -773,7 +754,8 @@ fn stop_while_registering_says_goodbye_once_welcomed() {
     h.feed(10, dispatch(10, 1, Flags::empty()));
     h.feed(20, Message::Reregister);
     h.drain();
-    h.core.on_stop(h.at(30));
+    let now = h.at(30);
+    h.core.on_stop(now);
     h.drain();
     let actions = h.feed(
         40,
@@ -799,10 +781,10 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
 
     let actions = h.feed_raw(10, b"\xff\xff\xff", Payload::new());
     let [
-        Action::Send(Message::Error(ErrorReply {
+        Action::Link(LinkAction::Send(Message::Error(ErrorReply {
             error,
             request: None,
-        })),
+        }))),
     ] = actions.as_slice()
     else {
         panic!("expected ERROR, got {:?}", kinds(&actions));
@@ -815,7 +797,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
         &[0x08, 0x02, 0x18, 0x04, 0x28, 0x0A, 0x78, 0x01],
         Payload::new(),
     );
-    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+    let [Action::Link(LinkAction::Send(Message::Error(e)))] = actions.as_slice() else {
         panic!("expected ERROR, got {:?}", kinds(&actions));
     };
     assert_eq!(
@@ -845,7 +827,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
             payload: Payload::new(),
         }),
     );
-    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
+    let [Action::Link(LinkAction::Send(Message::Error(e)))] = actions.as_slice() else {
         panic!("expected ERROR, got {:?}", kinds(&actions));
     };
     assert_eq!(e.error, "unexpected RESPONSE from the broker");

@@ -1,0 +1,211 @@
+//! The accepting side, shared by the broker and the client proxy (towards
+//! their clients): who is connected, and their liveness (sans-IO,
+//! [`Peers`]); and reading a ROUTER in batches ([`read`]).
+//!
+//! A peer is registered by its first message. One that speaks before it
+//! greets (it was forgotten, or we restarted) is registered with our own
+//! interval as its own, and the caller asks it to greet again.
+
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
+
+use crate::io;
+use crate::peer::{Liveness, PeerId, interval_from_ms};
+use crate::protocol::{Message, Payload};
+use crate::slab::{Key, Slab};
+
+/// A connected peer.
+#[derive(Debug)]
+pub(crate) struct Accepted<T> {
+    pub(crate) id: PeerId,
+    pub(crate) live: Liveness,
+    /// What the role keeps about it.
+    pub(crate) data: T,
+}
+
+/// The connected peers, by stable key and by routing id.
+#[derive(Debug)]
+pub(crate) struct Peers<T> {
+    slab: Slab<Accepted<T>>,
+    ids: HashMap<PeerId, Key>,
+    /// Our own heartbeat interval.
+    heartbeat: Duration,
+    liveness: u32,
+}
+
+impl<T> Peers<T> {
+    /// `heartbeat`: our own interval; `liveness`: how many of its own
+    /// intervals a peer may miss.
+    pub(crate) fn new(heartbeat: Duration, liveness: u32) -> Self {
+        Self {
+            slab: Slab::default(),
+            ids: HashMap::new(),
+            heartbeat,
+            liveness,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn key(&self, peer: &[u8]) -> Option<Key> {
+        self.ids.get(peer).copied()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut Accepted<T>> {
+        self.slab.get_mut(key)
+    }
+
+    /// By routing id.
+    pub(crate) fn find_mut(&mut self, peer: &[u8]) -> Option<&mut Accepted<T>> {
+        let key = self.key(peer)?;
+        self.slab.get_mut(key)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &Accepted<T>)> {
+        self.slab.iter()
+    }
+
+    /// Marks a peer as heard from, registering it with `data()` if new;
+    /// returns its key, and whether it was known.
+    pub(crate) fn touch(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        data: impl FnOnce() -> T,
+    ) -> (Key, bool) {
+        if let Some(key) = self.key(peer) {
+            if let Some(p) = self.slab.get_mut(key) {
+                p.live.last_heard = now;
+            }
+            return (key, true);
+        }
+        let key = self.slab.insert(Accepted {
+            id: PeerId::from_slice(peer),
+            live: Liveness::new(now, self.heartbeat),
+            data: data(),
+        });
+        // In one go: `SmallVec`'s `From<&[u8]>` copies byte by byte.
+        self.ids.insert(PeerId::from_slice(peer), key);
+        (key, false)
+    }
+
+    /// A peer announced its interval (in a greeting or a heartbeat; 0
+    /// leaves it unchanged).
+    pub(crate) fn set_interval(&mut self, key: Key, heartbeat_ms: u32) {
+        if heartbeat_ms != 0 {
+            if let Some(p) = self.slab.get_mut(key) {
+                p.live.peer_interval = interval_from_ms(heartbeat_ms);
+            }
+        }
+    }
+
+    /// We sent the peer something at `now`: no heartbeat due for a while.
+    /// `false` for an unknown peer.
+    pub(crate) fn sent(&mut self, peer: &[u8], now: Instant) -> bool {
+        match self.find_mut(peer) {
+            Some(p) => {
+                p.live.last_sent = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Accepted<T>> {
+        let p = self.slab.remove(key)?;
+        self.ids.remove(&p.id);
+        Some(p)
+    }
+
+    /// The peers that missed `liveness` of their own intervals.
+    pub(crate) fn dead(&self, now: Instant) -> Vec<Key> {
+        self.slab
+            .iter()
+            .filter(|(_, p)| p.live.is_dead(now, self.liveness))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Adds to `due` the peers we owe a heartbeat (silent towards them for
+    /// one of our intervals); returns the shortest interval among ours and
+    /// the peers', for when to look again.
+    pub(crate) fn heartbeats_due(&self, now: Instant, due: &mut Vec<PeerId>) -> Duration {
+        let mut shortest = self.heartbeat;
+        for (_, p) in self.slab.iter() {
+            shortest = shortest.min(p.live.peer_interval);
+            if p.live.heartbeat_due(now, self.heartbeat) {
+                due.push(PeerId::from_slice(&p.id));
+            }
+        }
+        shortest
+    }
+}
+
+/// Reads a batch of messages from a ROUTER, handing each to `each` as
+/// (routing id, header, payload); returns how many were read.
+pub(crate) fn read(socket: &zmq::Socket, mut each: impl FnMut(&[u8], &[u8], Payload)) -> usize {
+    let mut read = 0;
+    while read < io::READ_BATCH {
+        let Some(m) = io::recv_next(socket, true) else {
+            break;
+        };
+        read += 1;
+        let peer = m.identity.as_deref().unwrap_or(&[]);
+        let header = m.header.as_deref().unwrap_or(&[]);
+        each(peer, header, m.payload);
+    }
+    read
+}
+
+/// Sends to a peer by routing id; `false` when the ROUTER refuses it (the
+/// peer is gone, or its queue is full), for the caller to count.
+pub(crate) fn send(
+    socket: &zmq::Socket,
+    peer: &[u8],
+    msg: Message,
+    header_buf: &mut Vec<u8>,
+) -> bool {
+    match io::send(socket, Some(peer), msg, header_buf) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "message undeliverable");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn registers_on_first_word_and_sweeps_the_silent() {
+        let t0 = Instant::now();
+        let mut peers = Peers::new(ms(100), 3);
+        let (a, known) = peers.touch(t0, b"a", || "a");
+        assert!(!known);
+        assert_eq!(peers.touch(t0 + ms(50), b"a", || "again"), (a, true));
+        assert_eq!(peers.get_mut(a).map(|p| p.data), Some("a"));
+        let (b, _) = peers.touch(t0, b"b", || "b");
+        peers.set_interval(b, 1000);
+        peers.set_interval(b, 0);
+        assert!(peers.dead(t0 + ms(350)).is_empty());
+        assert_eq!(peers.dead(t0 + ms(351)), [a], "3 × 100 ms after 50");
+        assert_eq!(peers.dead(t0 + ms(3000)), [a], "b announced 1000 ms");
+        assert_eq!(peers.dead(t0 + ms(3001)), [a, b]);
+        let mut due = Vec::new();
+        assert!(peers.sent(b"a", t0 + ms(60)));
+        assert!(!peers.sent(b"z", t0));
+        assert_eq!(peers.heartbeats_due(t0 + ms(100), &mut due), ms(100));
+        assert_eq!(due, [PeerId::from_slice(b"b")]);
+        assert!(peers.remove(a).is_some());
+        assert_eq!((peers.len(), peers.key(b"a")), (1, None));
+    }
+}

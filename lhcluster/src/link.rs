@@ -1,0 +1,168 @@
+//! The connecting side's socket half, one for every role that connects to a
+//! broker: the worker, the client (in its driver thread or, as a
+//! [`LocalClient`](crate::client::LocalClient), on the caller's thread) and
+//! the client proxy's upstream. It owns the DEALER, carries out the
+//! session's [`LinkAction`]s and feeds what the broker sends to the role's
+//! state machine, through [`Connecting`] (generic: no dynamic dispatch on
+//! the hot path).
+
+use std::time::Instant;
+
+use tracing::{error, warn};
+
+use crate::io;
+use crate::protocol::{Message, Payload, RequestId, RequestType};
+use crate::session::{BrokerSession, LinkAction};
+
+/// A role's state machine, as its link sees it.
+pub(crate) trait Connecting {
+    /// The role's actions: the link's, and the role's own.
+    type Action: From<LinkAction>;
+
+    /// The session with the broker and the queue of actions.
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Self::Action>);
+
+    /// A message from the broker.
+    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload);
+
+    /// A fresh socket is connected: greet.
+    fn on_connected(&mut self, now: Instant) {
+        let (session, actions) = self.parts();
+        session.connected(now, actions);
+    }
+
+    /// The socket could not be created or connected: try again later.
+    fn on_connect_failed(&mut self, now: Instant) {
+        self.parts().0.connect_failed(now);
+    }
+
+    /// A message could not be handed to the socket (`request`: the request
+    /// it carried); it is gone.
+    fn on_send_failed(&mut self, request: Option<(RequestType, RequestId)>, error: &str) {
+        let _ = (request, error);
+    }
+}
+
+/// Hands every queued action of `core` to `each`, also those queued while
+/// it runs (a connect queues the greeting), in order; the queue keeps its
+/// allocation.
+pub(crate) fn drain<C: Connecting>(core: &mut C, mut each: impl FnMut(&mut C, C::Action)) {
+    loop {
+        let mut actions = std::mem::take(core.parts().1);
+        if actions.is_empty() {
+            *core.parts().1 = actions;
+            return;
+        }
+        for action in actions.drain(..) {
+            each(core, action);
+        }
+        let queue = core.parts().1;
+        if queue.is_empty() {
+            // Keep the allocation for next time.
+            *queue = actions;
+        }
+    }
+}
+
+pub(crate) struct Link {
+    endpoint: String,
+    /// Kept across reconnects, so the broker recognises us.
+    routing_id: [u8; 16],
+    socket: Option<zmq::Socket>,
+    /// Reused by every send (no allocation per message).
+    header_buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("endpoint", &self.endpoint)
+            .field("connected", &self.socket.is_some())
+            .finish()
+    }
+}
+
+impl Link {
+    /// Not connected yet: the session's first action connects.
+    pub(crate) fn new(endpoint: String) -> Self {
+        Self {
+            endpoint,
+            routing_id: crate::peer::random_routing_id(),
+            socket: None,
+            header_buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// The socket, to poll (none while reconnecting).
+    pub(crate) fn socket(&self) -> Option<&zmq::Socket> {
+        self.socket.as_ref()
+    }
+
+    /// Drops the socket at once, queued messages and all.
+    pub(crate) fn close(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            let _ = socket.set_linger(0);
+        }
+    }
+
+    /// Carries out one action of the session.
+    pub(crate) fn apply<C: Connecting>(&mut self, action: LinkAction, core: &mut C) {
+        match action {
+            LinkAction::Send(msg) => self.send(msg, core),
+            LinkAction::Close => self.close(),
+            LinkAction::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
+                Ok(socket) => {
+                    self.socket = Some(socket);
+                    core.on_connected(Instant::now());
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot connect to the broker");
+                    core.on_connect_failed(Instant::now());
+                }
+            },
+        }
+    }
+
+    fn send<C: Connecting>(&mut self, msg: Message, core: &mut C) {
+        let request = match &msg {
+            Message::Request(r) => Some((r.request_type, r.request_id)),
+            _ => None,
+        };
+        let error = match &self.socket {
+            Some(socket) => match io::send(socket, None, msg, &mut self.header_buf) {
+                Ok(()) => return,
+                Err(e) => e.to_string(),
+            },
+            None => "no connection".to_owned(),
+        };
+        warn!(%error, "cannot send to the broker");
+        core.on_send_failed(request, &format!("cannot send: {error}"));
+    }
+
+    /// Carries out every queued action of a role that has no others.
+    pub(crate) fn flush<C: Connecting<Action = LinkAction>>(&mut self, core: &mut C) {
+        drain(core, |core, action| self.apply(action, core));
+    }
+
+    /// Reads a batch of messages into the state machine, calling `after`
+    /// after each (it may carry out the actions queued meanwhile, and close
+    /// the socket); returns how many were read.
+    pub(crate) fn read<C: Connecting>(
+        &mut self,
+        core: &mut C,
+        mut after: impl FnMut(&mut Self, &mut C),
+    ) -> usize {
+        let mut read = 0;
+        while read < io::READ_BATCH {
+            let Some(socket) = &self.socket else { break };
+            let Some(m) = io::recv_next(socket, false) else {
+                break;
+            };
+            read += 1;
+            let header = m.header.as_deref().unwrap_or(&[]);
+            core.on_broker(Instant::now(), header, m.payload);
+            after(self, core);
+        }
+        read
+    }
+}
