@@ -12,18 +12,29 @@ use tracing::{error, warn};
 
 use crate::io;
 use crate::protocol::{Message, Payload, RequestId, RequestType};
-use crate::session::{BrokerSession, LinkAction};
+use crate::session::{BrokerSession, Inbound, LinkAction};
 
 /// A role's state machine, as its link sees it.
 pub(crate) trait Connecting {
     /// The role's actions: the link's, and the role's own.
     type Action: From<LinkAction>;
 
+    /// What of a broker message the session passes on, for the role to
+    /// react to (never [`Inbound::Handled`]).
+    fn on_inbound(&mut self, now: Instant, inbound: Inbound);
+
     /// The session with the broker and the queue of actions.
     fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Self::Action>);
 
-    /// A message from the broker.
-    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload);
+    /// A message from the broker: the session takes its part, the role
+    /// reacts to the rest.
+    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
+        let (session, actions) = self.parts();
+        match session.on_message(now, header, payload, actions) {
+            Inbound::Handled => {}
+            inbound => self.on_inbound(now, inbound),
+        }
+    }
 
     /// A fresh socket is connected: greet.
     fn on_connected(&mut self, now: Instant) {
@@ -96,6 +107,29 @@ impl Link {
     /// The socket, to poll (none while reconnecting).
     pub(crate) fn socket(&self) -> Option<&zmq::Socket> {
         self.socket.as_ref()
+    }
+
+    /// Sleeps until the socket or the doorbell is readable, or `until`. A
+    /// `busy` driver (its last pass found work) does not sleep: it reads
+    /// again at once, as a poll costs several syscalls in libzmq and a read
+    /// that finds nothing one. `None`: the poll failed (logged), and the
+    /// `role`'s driver stops.
+    pub(crate) fn wait(
+        &self,
+        doorbell: &crate::wake::Listener,
+        busy: bool,
+        until: Instant,
+        role: &str,
+    ) -> Option<io::Ready> {
+        if busy {
+            return Some(io::Ready {
+                doorbell: false,
+                sockets: [true, false],
+            });
+        }
+        io::wait(Some(doorbell), [self.socket(), None], Some(until))
+            .inspect_err(|e| error!(error = %e, "{role} poll failed: stopping"))
+            .ok()
     }
 
     /// Drops the socket at once, queued messages and all.

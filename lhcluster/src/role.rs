@@ -33,6 +33,18 @@ pub(crate) struct DriverInbox<C> {
     pub(crate) listener: Listener,
 }
 
+impl<C> DriverInbox<C> {
+    /// The commands waiting, drained on every pass of a driver (an empty
+    /// channel costs an atomic load; the doorbell only cuts its wait
+    /// short). `rung`: the doorbell woke the driver, and is re-armed first.
+    pub(crate) fn pending(&self, rung: bool) -> crossbeam_channel::TryIter<'_, C> {
+        if rung {
+            self.listener.reset();
+        }
+        self.commands.try_iter()
+    }
+}
+
 /// The handle's ends of a new role's plumbing, plus the driver's end.
 pub(crate) type Plumbing<C> = (Sender<C>, Arc<Doorbell>, DriverInbox<C>);
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
-use crate::protocol::{self, ErrorReply, Hello, Message, Payload, Ready};
+use crate::protocol::{self, ErrorReply, Hello, Message, Payload, Ready, RequestType};
 
 /// What the session asks of the link (the DEALER to the broker).
 #[derive(Debug)]
@@ -41,6 +41,39 @@ pub(crate) enum Greeting {
 }
 
 impl Greeting {
+    /// A HELLO (`name`: none for a proxy's own).
+    pub(crate) fn hello(name: Option<String>) -> Self {
+        Greeting::Hello(Hello {
+            heartbeat_ms: 0,
+            name,
+            route: Vec::new(),
+        })
+    }
+
+    /// A worker's READY.
+    pub(crate) fn ready(
+        capacity: u32,
+        request_types: Vec<RequestType>,
+        name: Option<String>,
+    ) -> Self {
+        Greeting::Ready(Ready {
+            heartbeat_ms: 0,
+            capacity,
+            request_types,
+            name,
+        })
+    }
+
+    /// Announces our own interval.
+    fn with_interval(mut self, heartbeat: Duration) -> Self {
+        let heartbeat_ms = interval_to_ms(heartbeat);
+        match &mut self {
+            Greeting::Hello(hello) => hello.heartbeat_ms = heartbeat_ms,
+            Greeting::Ready(ready) => ready.heartbeat_ms = heartbeat_ms,
+        }
+        self
+    }
+
     fn message(&self) -> Message {
         match self {
             Greeting::Hello(hello) => Message::Hello(hello.clone()),
@@ -117,7 +150,7 @@ enum Due {
     Heartbeat,
 }
 
-/// The session's timing, from a role's configuration.
+/// The session's timing, from a role's configuration (see [`timing!`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     /// Our own heartbeat interval.
@@ -127,6 +160,20 @@ pub(crate) struct Timing {
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
 }
+
+/// The [`Timing`] of a role's configuration: the client's, the worker's and
+/// the proxy's each have these four fields.
+macro_rules! timing {
+    ($config:expr) => {
+        $crate::session::Timing {
+            heartbeat: $config.heartbeat,
+            liveness: $config.liveness,
+            reconnect_min: $config.reconnect_min,
+            reconnect_max: $config.reconnect_max,
+        }
+    };
+}
+pub(crate) use timing;
 
 #[derive(Debug)]
 pub(crate) struct BrokerSession {
@@ -152,7 +199,7 @@ impl BrokerSession {
             backoff: Backoff::new(timing.reconnect_min, timing.reconnect_max),
             heartbeat: timing.heartbeat,
             liveness: timing.liveness,
-            greeting,
+            greeting: greeting.with_interval(timing.heartbeat),
             stopped: false,
             counts: SessionCounts::default(),
         }
@@ -382,12 +429,7 @@ mod tests {
             reconnect_min: ms(10),
             reconnect_max: ms(40),
         };
-        let hello = Hello {
-            heartbeat_ms: 100,
-            name: None,
-            route: Vec::new(),
-        };
-        BrokerSession::new(t0, timing, Greeting::Hello(hello))
+        BrokerSession::new(t0, timing, Greeting::hello(None))
     }
 
     fn feed(s: &mut BrokerSession, now: Instant, msg: Message) -> (Inbound, Vec<String>) {
@@ -439,7 +481,11 @@ mod tests {
             "only the first WELCOME makes it ready"
         );
         let mut out: Vec<LinkAction> = Vec::new();
-        s.send(t0 + ms(150), Message::Heartbeat { heartbeat_ms: 1 }, &mut out);
+        s.send(
+            t0 + ms(150),
+            Message::Heartbeat { heartbeat_ms: 1 },
+            &mut out,
+        );
         assert_eq!(tick(&mut s, t0 + ms(249)), (None, vec![]));
         assert_eq!(
             tick(&mut s, t0 + ms(250)),

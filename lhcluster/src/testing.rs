@@ -42,16 +42,18 @@ pub(crate) trait Ticks {
     fn tick_at(&mut self, now: Instant);
 }
 
-/// A core and its fake clock.
+/// A core, its fake clock, and what else a role's tests keep (`extra`);
+/// each role's tests add their own methods to their instance.
 #[derive(Debug)]
-pub(crate) struct Driven<C> {
+pub(crate) struct Driven<C, X = ()> {
     pub(crate) core: C,
     pub(crate) t0: Instant,
+    pub(crate) extra: X,
 }
 
-impl<C: Connecting + Ticks> Driven<C> {
-    pub(crate) fn new(core: C, t0: Instant) -> Self {
-        Self { core, t0 }
+impl<C: Connecting + Ticks, X> Driven<C, X> {
+    pub(crate) fn start(core: C, t0: Instant, extra: X) -> Self {
+        Self { core, t0, extra }
     }
 
     pub(crate) fn at(&self, n: u64) -> Instant {

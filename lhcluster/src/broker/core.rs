@@ -23,12 +23,12 @@ use tracing::{debug, info, warn};
 
 use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
+use crate::accept::Peers;
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{
     self, DecodeError, ErrorReply, Flags, Frame, Hello, Message, Payload, Ready, Request,
     RequestId, RequestRef, RequestType, Response, Route, Status, WorkResult,
 };
-use crate::accept::Peers;
 use crate::slab::{Key, Slab};
 
 /// Which broker socket a message arrives on or leaves by.

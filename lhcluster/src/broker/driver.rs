@@ -133,10 +133,7 @@ impl Driver {
     /// Handles queued commands (on every pass: an empty channel costs an
     /// atomic load); `true` when asked to stop.
     fn handle_commands(&mut self, rung: bool) -> bool {
-        if rung {
-            self.inbox.listener.reset();
-        }
-        while let Ok(command) = self.inbox.commands.try_recv() {
+        for command in self.inbox.pending(rung) {
             match command {
                 Command::Stats(reply) => {
                     let _ = reply.send(self.core.stats());

@@ -16,12 +16,11 @@ use super::ClientEvent;
 use super::config::ClientConfig;
 use super::response::{ReceiptKind, Reply, RequestError, Shared};
 use super::stats::ClientStats;
-use crate::peer::interval_to_ms;
 use crate::protocol::{
-    ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
-    Response, Status,
+    ErrorReply, Flags, Message, Payload, Request, RequestId, RequestRef, RequestType, Response,
+    Status,
 };
-use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, Timing};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, timing};
 
 /// What the driver must do: a client's actions are all its link's.
 pub(crate) type Action = LinkAction;
@@ -67,20 +66,9 @@ impl ClientCore {
         events: Option<Sender<ClientEvent>>,
         now: Instant,
     ) -> Self {
-        let timing = Timing {
-            heartbeat: config.heartbeat,
-            liveness: config.liveness,
-            reconnect_min: config.reconnect_min,
-            reconnect_max: config.reconnect_max,
-        };
-        let hello = Hello {
-            heartbeat_ms: interval_to_ms(config.heartbeat),
-            name: config.name.clone(),
-            route: Vec::new(),
-        };
         Self {
             default_timeout: config.request_timeout,
-            session: BrokerSession::new(now, timing, Greeting::Hello(hello)),
+            session: BrokerSession::new(now, timing!(config), Greeting::hello(config.name.clone())),
             outstanding: HashMap::new(),
             deadlines: BinaryHeap::new(),
             events,
@@ -190,40 +178,6 @@ impl ClientCore {
                 one_way_until: if one_way { one_way_until } else { None },
             },
         );
-    }
-
-    /// A message from the broker.
-    pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        let msg = match self
-            .session
-            .on_message(now, header, payload, &mut self.actions)
-        {
-            Inbound::Handled => return,
-            Inbound::Welcome { newly } => {
-                if newly {
-                    info!("connected to the broker");
-                    self.emit(ClientEvent::Connected);
-                }
-                return;
-            }
-            Inbound::Reregister => {
-                // The broker lost our session: most likely it restarted and
-                // lost what we had sent it (a proxy would re-send; a direct
-                // client cannot), so nothing outstanding will be answered.
-                return self.fail_all(&RequestError::Disconnected(
-                    "the broker lost this client's session (restarted?)".to_owned(),
-                ));
-            }
-            Inbound::Lost(lost) => return self.lost_broker(lost),
-            Inbound::Message(msg) => msg,
-        };
-        match msg {
-            Message::Response(r) => self.on_response(r),
-            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
-            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
-            Message::Error(e) => self.on_error(e),
-            other => self.session.unexpected(now, &other, &mut self.actions),
-        }
     }
 
     fn on_response(&mut self, r: Response) {
@@ -352,12 +306,30 @@ impl ClientCore {
 impl crate::link::Connecting for ClientCore {
     type Action = Action;
 
-    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
-        (&mut self.session, &mut self.actions)
-    }
-
-    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        self.on_message(now, header, payload);
+    fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
+        match inbound {
+            Inbound::Welcome { newly: true } => {
+                info!("connected to the broker");
+                self.emit(ClientEvent::Connected);
+            }
+            Inbound::Reregister => {
+                // The broker lost our session: most likely it restarted and
+                // lost what we had sent it (a proxy would re-send; a direct
+                // client cannot), so nothing outstanding will be answered.
+                self.fail_all(&RequestError::Disconnected(
+                    "the broker lost this client's session (restarted?)".to_owned(),
+                ));
+            }
+            Inbound::Lost(lost) => self.lost_broker(lost),
+            Inbound::Message(Message::Response(r)) => self.on_response(r),
+            Inbound::Message(Message::ReceiptSent(r)) => self.on_receipt(r, ReceiptKind::Sent),
+            Inbound::Message(Message::ReceiptReceived(r)) => {
+                self.on_receipt(r, ReceiptKind::Received);
+            }
+            Inbound::Message(Message::Error(e)) => self.on_error(e),
+            Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
+            Inbound::Welcome { newly: false } | Inbound::Handled => {}
+        }
     }
 
     /// A request that could not be sent fails at once.
@@ -367,5 +339,9 @@ impl crate::link::Connecting for ClientCore {
                 .shared
                 .complete(Err(RequestError::Disconnected(error.to_owned())));
         }
+    }
+
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
     }
 }

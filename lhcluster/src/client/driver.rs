@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use tracing::{error, info};
+use tracing::info;
 
 use super::config::ClientConfig;
 use super::core::{ClientCore, Submit};
@@ -57,59 +57,38 @@ struct Driver {
 
 impl Driver {
     fn run(&mut self) {
-        // Whether the last pass found work. While work flows, the socket is
-        // read again at once instead of polled: a poll costs several
-        // syscalls in libzmq, and a read that finds nothing costs one.
+        // Whether the last pass found work (see `Link::wait`).
         let mut busy = false;
         loop {
             self.link.flush(&mut self.core);
             self.readiness.set(self.core.is_ready());
             let until = self.core.next_tick(Instant::now());
-            let (socket_ready, commands_ready) = if busy {
-                (true, false)
-            } else {
-                match io::wait(
-                    Some(&self.inbox.listener),
-                    [self.link.socket(), None],
-                    Some(until),
-                ) {
-                    Ok(ready) => (ready.sockets[0], ready.doorbell),
-                    Err(e) => {
-                        error!(error = %e, "client poll failed: stopping");
-                        return;
-                    }
-                }
+            let Some(ready) = self.link.wait(&self.inbox.listener, busy, until, "client") else {
+                return;
             };
             let mut work = 0;
-            if socket_ready {
+            if ready.sockets[0] {
                 work += self.link.read(&mut self.core, |_, _| {});
             }
-            // Commands are drained on every pass (an empty channel costs an
-            // atomic load), the doorbell only cuts the wait short.
-            {
-                if commands_ready {
-                    self.inbox.listener.reset();
-                }
-                while let Ok(command) = self.inbox.commands.try_recv() {
-                    work += 1;
-                    match command {
-                        Command::Submit(submit) => {
-                            self.core.on_submit(Instant::now(), submit);
-                            // Send in batches while the caller keeps submitting.
-                            if self.core.actions().len() >= io::READ_BATCH {
-                                self.link.flush(&mut self.core);
-                            }
-                        }
-                        Command::Stats(reply) => {
-                            let _ = reply.send(self.core.stats());
-                        }
-                        Command::Stop => {
-                            self.core.on_stop(Instant::now());
+            for command in self.inbox.pending(ready.doorbell) {
+                work += 1;
+                match command {
+                    Command::Submit(submit) => {
+                        self.core.on_submit(Instant::now(), submit);
+                        // Send in batches while the caller keeps submitting.
+                        if self.core.actions().len() >= io::READ_BATCH {
                             self.link.flush(&mut self.core);
-                            self.readiness.set(false);
-                            info!("client stopped");
-                            return;
                         }
+                    }
+                    Command::Stats(reply) => {
+                        let _ = reply.send(self.core.stats());
+                    }
+                    Command::Stop => {
+                        self.core.on_stop(Instant::now());
+                        self.link.flush(&mut self.core);
+                        self.readiness.set(false);
+                        info!("client stopped");
+                        return;
                     }
                 }
             }

@@ -5,7 +5,6 @@
 //! `t0 + n ms`, requests are submitted with a fresh [`Shared`] slot and
 //! observed through a [`ResponseHandle`], and events through a channel.
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,32 +114,13 @@ impl Ticks for ClientCore {
 }
 
 /// A client core driven by hand, and its events.
-struct Harness {
-    driven: Driven<ClientCore>,
-    events: Receiver<ClientEvent>,
-}
-
-impl Deref for Harness {
-    type Target = Driven<ClientCore>;
-    fn deref(&self) -> &Self::Target {
-        &self.driven
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.driven
-    }
-}
+type Harness = Driven<ClientCore, Receiver<ClientEvent>>;
 
 impl Harness {
     fn with(config: &ClientConfig, event_capacity: usize) -> Self {
         let t0 = Instant::now();
         let (tx, events) = bounded(event_capacity);
-        Self {
-            driven: Driven::new(ClientCore::new(config, Some(tx), t0), t0),
-            events,
-        }
+        Self::start(ClientCore::new(config, Some(tx), t0), t0, events)
     }
 
     /// A fresh client, nothing drained yet.
@@ -170,7 +150,7 @@ impl Harness {
     }
 
     fn events(&self) -> Vec<ClientEvent> {
-        self.events.try_iter().collect()
+        self.extra.try_iter().collect()
     }
 
     /// The driver connected the socket at `n`: the HELLO it sends is
@@ -1049,8 +1029,7 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     let mut b = h.send(10, (7, 2), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
-    let now = h.at(20);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(20));
     let actions = h.drain();
     assert!(
         matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
@@ -1075,8 +1054,7 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
 fn stop_while_disconnected_sends_nothing_and_never_reconnects() {
     let mut h = Harness::ready();
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    let now = h.at(20);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(20));
     assert!(h.drain().is_empty());
     assert!(h.tick(110).is_empty());
     assert!(h.tick(10_000).is_empty());

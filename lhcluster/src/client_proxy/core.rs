@@ -24,7 +24,7 @@ use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
     RequestType, Response, Status,
 };
-use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Timing};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
 use crate::slab::Key;
 
 /// What the driver must do.
@@ -90,24 +90,13 @@ pub(crate) struct ProxyCore {
 
 impl ProxyCore {
     pub(crate) fn new(config: &ClientProxyConfig, now: Instant) -> Self {
-        let timing = Timing {
-            heartbeat: config.heartbeat,
-            liveness: config.liveness,
-            reconnect_min: config.reconnect_min,
-            reconnect_max: config.reconnect_max,
-        };
-        let hello = Hello {
-            heartbeat_ms: interval_to_ms(config.heartbeat),
-            name: None,
-            route: Vec::new(),
-        };
         Self {
             heartbeat: config.heartbeat,
             max_buffered: config.max_buffered,
             max_buffered_bytes: config.max_buffered_bytes,
             resend_initial: config.resend_initial,
             resend_max: config.resend_max.max(config.resend_initial),
-            session: BrokerSession::new(now, timing, Greeting::Hello(hello)),
+            session: BrokerSession::new(now, timing!(config), Greeting::hello(None)),
             clients: Peers::new(config.heartbeat, config.liveness),
             buffer: HashMap::new(),
             timers: ResendTimers::new(),
@@ -334,37 +323,6 @@ impl ProxyCore {
 
     // ----- broker side --------------------------------------------------
 
-    pub(crate) fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        self.now = now;
-        let msg = match self
-            .session
-            .on_message(now, header, payload, &mut self.actions)
-        {
-            Inbound::Welcome { newly } => {
-                if newly {
-                    info!(
-                        buffered = self.buffer.len(),
-                        "connected to the broker: re-sending the buffer"
-                    );
-                    self.on_new_session(now);
-                }
-                return;
-            }
-            // A broker that lost us (it restarted) lost what we had sent it,
-            // and one that is gone gets it again too: the next WELCOME
-            // re-sends the buffer, which is kept.
-            Inbound::Handled | Inbound::Reregister | Inbound::Lost(_) => return,
-            Inbound::Message(msg) => msg,
-        };
-        match msg {
-            Message::Response(r) => self.on_response(r),
-            Message::ReceiptSent(r) => self.on_receipt(r, ReceiptKind::Sent),
-            Message::ReceiptReceived(r) => self.on_receipt(r, ReceiptKind::Received),
-            Message::Error(e) => self.on_broker_error(e),
-            other => self.session.unexpected(now, &other, &mut self.actions),
-        }
-    }
-
     /// A new broker session: greet for named clients, re-send everything.
     fn on_new_session(&mut self, now: Instant) {
         let named: Vec<(PeerId, String)> = self
@@ -560,12 +518,33 @@ impl ProxyCore {
 impl crate::link::Connecting for ProxyCore {
     type Action = Action;
 
-    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
-        (&mut self.session, &mut self.actions)
+    fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
+        self.now = now;
+        match inbound {
+            Inbound::Welcome { newly: true } => {
+                info!(
+                    buffered = self.buffer.len(),
+                    "connected to the broker: re-sending the buffer"
+                );
+                self.on_new_session(now);
+            }
+            Inbound::Message(Message::Error(e)) => self.on_broker_error(e),
+            Inbound::Message(Message::Response(r)) => self.on_response(r),
+            Inbound::Message(Message::ReceiptSent(r)) => self.on_receipt(r, ReceiptKind::Sent),
+            Inbound::Message(Message::ReceiptReceived(r)) => {
+                self.on_receipt(r, ReceiptKind::Received);
+            }
+            Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
+            // A broker that lost us (it restarted) lost what we had sent it,
+            // and one that is gone gets it again too: the next WELCOME
+            // re-sends the buffer, which is kept.
+            Inbound::Reregister | Inbound::Lost(_) => {}
+            Inbound::Welcome { newly: false } | Inbound::Handled => {}
+        }
     }
 
-    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        self.on_broker(now, header, payload);
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
     }
 }
 

@@ -26,25 +26,25 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(bind = %endpoint, broker = %config.brokers[0], "client proxy started");
+    let now = Instant::now();
+    let mut driver = Driver {
+        core: ProxyCore::new(&config, now),
+        link: Link::new(config.brokers[0].clone()),
+        clients,
+        bound,
+        inbox,
+        header_buf: Vec::with_capacity(64),
+        stats_log: StatsLog::new(config.stats_log_interval, now),
+    };
+    let stop = || Command::Stop;
+    let run = move || driver.run();
     let handle = RoleHandle::spawn(
         "lhcluster-proxy",
         tx,
         bell,
-        || Command::Stop,
+        stop,
         config.shutdown_timeout,
-        move || {
-            let now = Instant::now();
-            let mut driver = Driver {
-                core: ProxyCore::new(&config, now),
-                link: Link::new(config.brokers[0].clone()),
-                clients,
-                bound,
-                inbox,
-                header_buf: Vec::with_capacity(64),
-                stats_log: StatsLog::new(config.stats_log_interval, now),
-            };
-            driver.run();
-        },
+        run,
     )?;
     Ok((handle, endpoint))
 }
@@ -63,48 +63,44 @@ struct Driver {
 }
 
 impl Driver {
+    fn apply_actions(&mut self) {
+        apply(
+            &mut self.core,
+            &mut self.link,
+            &self.clients,
+            &mut self.header_buf,
+        );
+    }
+
     fn run(&mut self) {
         loop {
             self.apply_actions();
             let wake_at = self.stats_log.wake_at(self.core.next_tick(Instant::now()));
             let sockets = [Some(&self.clients), self.link.socket()];
-            let ready = match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
-                Ok(ready) => ready,
-                Err(e) => {
-                    error!(error = %e, "proxy poll failed: stopping");
-                    return;
-                }
+            let Ok(ready) = io::wait(Some(&self.inbox.listener), sockets, Some(wake_at))
+                .inspect_err(|e| error!(error = %e, "proxy poll failed: stopping"))
+            else {
+                return;
             };
             if ready.sockets[0] {
-                self.read_clients();
+                self.read(true);
             }
             if ready.sockets[1] {
-                let Self {
-                    core,
-                    link,
-                    clients,
-                    header_buf,
-                    ..
-                } = self;
-                link.read(core, |link, core| {
-                    if core.actions().len() >= io::READ_BATCH {
-                        apply(core, link, clients, header_buf);
-                    }
-                });
+                self.read(false);
             }
-            // Commands are drained on every pass (an empty channel costs an
-            // atomic load), the doorbell only cuts the wait short.
-            if ready.doorbell {
-                self.inbox.listener.reset();
-            }
-            while let Ok(command) = self.inbox.commands.try_recv() {
+            for command in self.inbox.pending(ready.doorbell) {
                 match command {
                     Command::Stats(reply) => {
                         let _ = reply.send(self.core.stats());
                     }
                     Command::Stop => {
                         self.core.on_stop(Instant::now());
-                        self.apply_actions();
+                        apply(
+                            &mut self.core,
+                            &mut self.link,
+                            &self.clients,
+                            &mut self.header_buf,
+                        );
                         let _ = self.clients.unbind(&self.bound);
                         info!("client proxy stopped");
                         return;
@@ -119,7 +115,8 @@ impl Driver {
         }
     }
 
-    fn read_clients(&mut self) {
+    /// Reads a batch from the clients, or from the broker.
+    fn read(&mut self, from_clients: bool) {
         let Self {
             core,
             link,
@@ -127,21 +124,20 @@ impl Driver {
             header_buf,
             ..
         } = self;
-        accept::read(clients, |peer, header, payload| {
-            core.on_client(Instant::now(), peer, header, payload);
+        // Keep the queue short, so that messages leave while we read.
+        let mut flush = |core: &mut ProxyCore, link: &mut Link| {
             if core.actions().len() >= io::READ_BATCH {
                 apply(core, link, clients, header_buf);
             }
-        });
-    }
-
-    fn apply_actions(&mut self) {
-        apply(
-            &mut self.core,
-            &mut self.link,
-            &self.clients,
-            &mut self.header_buf,
-        );
+        };
+        if from_clients {
+            accept::read(clients, |peer, header, payload| {
+                core.on_client(Instant::now(), peer, header, payload);
+                flush(core, link);
+            });
+        } else {
+            link.read(core, |link, core| flush(core, link));
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! The last section is a seeded randomized run against a small broker model.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use super::config::ClientProxyConfig;
@@ -201,34 +200,16 @@ impl Ticks for ProxyCore {
     }
 }
 
-/// A proxy core driven by hand; [`Driven::feed`] is input from the broker.
-struct Harness {
-    driven: Driven<ProxyCore>,
-    /// The proxy's configured heartbeat interval (ms).
-    hb: u64,
-}
-
-impl Deref for Harness {
-    type Target = Driven<ProxyCore>;
-    fn deref(&self) -> &Self::Target {
-        &self.driven
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.driven
-    }
-}
+/// A proxy core driven by hand, and its configured heartbeat interval (ms);
+/// [`Driven::feed`] is input from the broker.
+type Harness = Driven<ProxyCore, u64>;
 
 impl Harness {
     /// A fresh proxy, nothing drained yet.
     fn with(config: &ClientProxyConfig) -> Self {
         let t0 = Instant::now();
-        Self {
-            driven: Driven::new(ProxyCore::new(config, t0), t0),
-            hb: config.heartbeat.as_millis() as u64,
-        }
+        let hb = config.heartbeat.as_millis() as u64;
+        Self::start(ProxyCore::new(config, t0), t0, hb)
     }
 
     fn new() -> Self {
@@ -262,7 +243,7 @@ impl Harness {
             [Action::Link(LinkAction::Send(Message::Hello(hello)))] => {
                 assert!(hello.route.is_empty(), "the proxy's own HELLO has no route");
                 assert_eq!(hello.name, None);
-                assert_eq!(u64::from(hello.heartbeat_ms), self.hb);
+                assert_eq!(u64::from(hello.heartbeat_ms), self.extra);
             }
             other => panic!("expected the proxy's HELLO, got {:?}", kinds(other)),
         }
@@ -288,7 +269,7 @@ impl Harness {
             Some(Action::ToClient(p, Message::Welcome { heartbeat_ms }))
                 if p.as_slice() == peer =>
             {
-                assert_eq!(u64::from(*heartbeat_ms), self.hb);
+                assert_eq!(u64::from(*heartbeat_ms), self.extra);
             }
             _ => panic!("expected a WELCOME first, got {:?}", kinds(&actions)),
         }
@@ -534,7 +515,9 @@ fn a_named_client_greeting_while_disconnected_is_announced_at_welcome() {
     let mut names: Vec<(String, Vec<u8>)> = actions
         .iter()
         .map(|a| match a {
-            Action::Link(LinkAction::Send(Message::Hello(h))) => (h.name.clone().unwrap(), h.route.clone()),
+            Action::Link(LinkAction::Send(Message::Hello(h))) => {
+                (h.name.clone().unwrap(), h.route.clone())
+            }
             _ => panic!("expected routed HELLOs, got {:?}", kinds(&actions)),
         })
         .collect();
@@ -725,10 +708,7 @@ fn every_response_status_ends_the_entry_and_reaches_the_client() {
 #[test]
 fn a_response_for_a_gone_client_is_counted_unroutable() {
     let mut h = Harness::ready();
-    assert!(
-        h.feed(0, response(b"zz", 1, 1, Status::Ok, &[]))
-            .is_empty()
-    );
+    assert!(h.feed(0, response(b"zz", 1, 1, Status::Ok, &[])).is_empty());
     assert!(
         h.feed(0, Message::ReceiptSent(rref(b"zz", 1, 1)))
             .is_empty()
@@ -1288,10 +1268,7 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
     }
     // A RESPONSE of another major version is not taken as the outcome.
     let header = with_major(response(A, 1, 1, Status::Ok, &[]), 3);
-    assert_eq!(
-        kinds(&h.feed_raw(3, &header, Payload::new())),
-        ["B>ERROR"]
-    );
+    assert_eq!(kinds(&h.feed_raw(3, &header, Payload::new())), ["B>ERROR"]);
     let stats = h.stats();
     assert_eq!((stats.malformed_broker, stats.buffered), (3, 1));
     assert!(stats.connected, "malformed input changes no session state");
@@ -1334,8 +1311,7 @@ fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
     h.greet(0, A, None);
     h.greet(0, B, Some("bob"));
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    let now = h.at(10);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(10));
     let actions = h.drain();
     assert_eq!(
         sorted_kinds(&actions),
@@ -1354,8 +1330,7 @@ fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
     h.connect_failed(0);
     h.greet(0, A, None);
-    let now = h.at(10);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(10));
     assert_eq!(kinds(&h.drain()), ["a>SHUTDOWN"]);
     for n in [100, 500, 5000] {
         assert!(!has(&h.tick(n), "CONNECT"));

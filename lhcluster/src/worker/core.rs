@@ -11,12 +11,10 @@ use tracing::{info, warn};
 
 use super::config::WorkerConfig;
 use super::stats::WorkerStats;
-use crate::peer::interval_to_ms;
 use crate::protocol::{
-    Dispatch, Flags, Message, Payload, Ready, RequestId, RequestRef, RequestType, Status,
-    WorkResult,
+    Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status, WorkResult,
 };
-use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Timing};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -52,21 +50,10 @@ pub(crate) struct WorkerCore {
 impl WorkerCore {
     pub(crate) fn new(config: &WorkerConfig, mut types: Vec<RequestType>, now: Instant) -> Self {
         types.sort_unstable();
-        let timing = Timing {
-            heartbeat: config.heartbeat,
-            liveness: config.liveness,
-            reconnect_min: config.reconnect_min,
-            reconnect_max: config.reconnect_max,
-        };
-        let ready = Ready {
-            heartbeat_ms: interval_to_ms(config.heartbeat),
-            capacity: config.capacity,
-            request_types: types.clone(),
-            name: config.name.clone(),
-        };
+        let ready = Greeting::ready(config.capacity, types.clone(), config.name.clone());
         Self {
             types,
-            session: BrokerSession::new(now, timing, Greeting::Ready(ready)),
+            session: BrokerSession::new(now, timing!(config), ready),
             running: HashMap::new(),
             unsent: VecDeque::new(),
             stopping: false,
@@ -100,37 +87,6 @@ impl WorkerCore {
     /// When [`WorkerCore::on_tick`] should run next.
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
         self.session.next_tick(now)
-    }
-
-    /// A message from the broker.
-    pub(crate) fn on_message(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        let msg = match self
-            .session
-            .on_message(now, header, payload, &mut self.actions)
-        {
-            Inbound::Welcome { newly } => {
-                if newly {
-                    info!("registered with the broker");
-                }
-                while let Some(msg) = self.unsent.pop_front() {
-                    self.send(now, msg);
-                }
-                if self.stopping {
-                    // Stopped while re-registering: say goodbye now.
-                    self.send(now, Message::Disconnect { route: Vec::new() });
-                }
-                return;
-            }
-            // Results wait in `unsent` for the next session; the broker
-            // re-dispatches what it had given us.
-            Inbound::Handled | Inbound::Reregister | Inbound::Lost(_) => return,
-            Inbound::Message(msg) => msg,
-        };
-        match msg {
-            Message::Dispatch(d) => self.on_dispatch(now, d),
-            Message::Error(e) => warn!(error = %e.error, "the broker reported an error"),
-            other => self.session.unexpected(now, &other, &mut self.actions),
-        }
     }
 
     fn on_dispatch(&mut self, now: Instant, d: Dispatch) {
@@ -208,6 +164,10 @@ impl WorkerCore {
         self.session.stop(now, &mut self.actions);
     }
 
+    fn send(&mut self, now: Instant, msg: Message) {
+        self.session.send(now, msg, &mut self.actions);
+    }
+
     /// Sends now if registered, else keeps it for the next session.
     fn send_or_keep(&mut self, now: Instant, msg: Message) {
         if self.session.is_ready() {
@@ -216,21 +176,38 @@ impl WorkerCore {
             self.unsent.push_back(msg);
         }
     }
-
-    fn send(&mut self, now: Instant, msg: Message) {
-        self.session.send(now, msg, &mut self.actions);
-    }
 }
 
 impl crate::link::Connecting for WorkerCore {
     type Action = Action;
 
-    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
-        (&mut self.session, &mut self.actions)
+    fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
+        match inbound {
+            Inbound::Welcome { newly } => {
+                if newly {
+                    info!("registered with the broker");
+                }
+                while let Some(msg) = self.unsent.pop_front() {
+                    self.send(now, msg);
+                }
+                if self.stopping {
+                    // Stopped while re-registering: say goodbye now.
+                    self.send(now, Message::Disconnect { route: Vec::new() });
+                }
+            }
+            Inbound::Message(Message::Dispatch(d)) => self.on_dispatch(now, d),
+            Inbound::Message(Message::Error(e)) => {
+                warn!(error = %e.error, "the broker reported an error");
+            }
+            Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
+            // Results wait in `unsent` for the next session; the broker
+            // re-dispatches what it had given us.
+            Inbound::Reregister | Inbound::Lost(_) | Inbound::Handled => {}
+        }
     }
 
-    fn on_broker(&mut self, now: Instant, header: &[u8], payload: Payload) {
-        self.on_message(now, header, payload);
+    fn parts(&mut self) -> (&mut BrokerSession, &mut Vec<Action>) {
+        (&mut self.session, &mut self.actions)
     }
 }
 

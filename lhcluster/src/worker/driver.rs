@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
 use super::pool::{self, Done, Handlers, Pool};
 use super::stats::WorkerStats;
 use crate::error::Error;
-use crate::io;
 use crate::link::{self, Link};
 use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
@@ -111,9 +110,7 @@ struct Driver {
 impl Driver {
     fn run(&mut self) {
         let mut stop_deadline: Option<Instant> = None;
-        // Whether the last pass found work. While work flows, the socket is
-        // read again at once instead of polled: a poll costs several
-        // syscalls in libzmq, and a read that finds nothing costs one.
+        // Whether the last pass found work (see `Link::wait`).
         let mut busy = false;
         // When a message last arrived (or the stop began): see STOP_QUIET.
         let mut last_read = Instant::now();
@@ -139,23 +136,14 @@ impl Driver {
                     wake_at = wake_at.min(quiet_at);
                 }
             }
-            let (socket_ready, commands_ready) = if busy {
-                (true, false)
-            } else {
-                match io::wait(
-                    Some(&self.inbox.listener),
-                    [self.link.socket(), None],
-                    Some(wake_at),
-                ) {
-                    Ok(ready) => (ready.sockets[0], ready.doorbell),
-                    Err(e) => {
-                        error!(error = %e, "worker poll failed: stopping");
-                        return;
-                    }
-                }
+            let Some(ready) = self
+                .link
+                .wait(&self.inbox.listener, busy, wake_at, "worker")
+            else {
+                return;
             };
             let mut work = 0;
-            if socket_ready {
+            if ready.sockets[0] {
                 // Each message's actions at once: a dispatch starts
                 // running while the rest of the batch is read.
                 let executor = &self.executor;
@@ -167,13 +155,8 @@ impl Driver {
                 }
                 work += read;
             }
-            // Commands are drained on every pass (an empty channel costs an
-            // atomic load), the doorbell only cuts the wait short.
             {
-                if commands_ready {
-                    self.inbox.listener.reset();
-                }
-                while let Ok(command) = self.inbox.commands.try_recv() {
+                for command in self.inbox.pending(ready.doorbell) {
                     work += 1;
                     match command {
                         Command::Stats(reply) => {

@@ -4,7 +4,6 @@
 //! with the real codec and fed as header bytes + payload frames, time is
 //! `t0 + n ms`, and the queued [`Action`]s are drained and matched.
 
-use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use super::HandlerError;
@@ -102,30 +101,14 @@ impl Ticks for WorkerCore {
 }
 
 /// A worker core driven by hand.
-struct Harness(Driven<WorkerCore>);
-
-impl Deref for Harness {
-    type Target = Driven<WorkerCore>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+type Harness = Driven<WorkerCore>;
 
 impl Harness {
     /// A fresh worker serving types 30, 10 and 20 (given unsorted), nothing
     /// drained yet.
     fn new() -> Self {
         let t0 = Instant::now();
-        Self(Driven::new(
-            WorkerCore::new(&config(), vec![30, 10, 20], t0),
-            t0,
-        ))
+        Self::start(WorkerCore::new(&config(), vec![30, 10, 20], t0), t0, ())
     }
 
     /// Connected at 0 and WELCOMEd (broker interval `BROKER_HB`) at 0, with
@@ -262,7 +245,9 @@ fn ready_is_repeated_every_heartbeat_until_welcome() {
     assert!(
         matches!(
             actions.as_slice(),
-            [Action::Link(LinkAction::Send(Message::Heartbeat { heartbeat_ms: 100 }))]
+            [Action::Link(LinkAction::Send(Message::Heartbeat {
+                heartbeat_ms: 100
+            }))]
         ),
         "got {:?}",
         kinds(&actions)
@@ -404,9 +389,8 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
 fn panicked_handler_is_failed_and_counted() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
-    let now = h.at(20);
     h.core.on_done(
-        now,
+        h.at(20),
         (10, 1),
         Err(HandlerError::failed("handler panicked: boom")),
         true,
@@ -718,8 +702,7 @@ fn stop_when_registered_sends_disconnect_and_never_reconnects() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
     let actions = {
-        let now = h.at(50);
-        h.core.on_stop(now);
+        h.core.on_stop(h.at(50));
         h.drain()
     };
     assert!(
@@ -740,8 +723,7 @@ fn stop_when_registered_sends_disconnect_and_never_reconnects() {
 fn stop_when_disconnected_sends_nothing_and_cancels_the_reconnect() {
     let mut h = Harness::registered();
     assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
-    let now = h.at(610);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(610));
     assert!(h.drain().is_empty());
     assert!(h.tick(701).is_empty());
     assert!(h.tick(5_000).is_empty());
@@ -754,8 +736,7 @@ fn stop_while_registering_says_goodbye_once_welcomed() {
     h.feed(10, dispatch(10, 1, Flags::empty()));
     h.feed(20, Message::Reregister);
     h.drain();
-    let now = h.at(30);
-    h.core.on_stop(now);
+    h.core.on_stop(h.at(30));
     h.drain();
     let actions = h.feed(
         40,
