@@ -175,6 +175,20 @@ macro_rules! timing {
 }
 pub(crate) use timing;
 
+/// Reports a session's counts in a client's or a worker's stats (their
+/// fields have the same names).
+macro_rules! report_counts {
+    ($stats:expr, $session:expr) => {{
+        let counts = $session.counts();
+        $stats.malformed = counts.malformed;
+        $stats.heartbeats_received = counts.heartbeats_received;
+        $stats.heartbeats_sent = counts.heartbeats_sent;
+        $stats.broker_deaths = counts.deaths;
+        $stats.reconnects = counts.reconnects;
+    }};
+}
+pub(crate) use report_counts;
+
 #[derive(Debug)]
 pub(crate) struct BrokerSession {
     state: State,

@@ -20,7 +20,7 @@ use crate::protocol::{
     ErrorReply, Flags, Message, Payload, Request, RequestId, RequestRef, RequestType, Response,
     Status,
 };
-use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, timing};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, report_counts, timing};
 
 /// What the driver must do: a client's actions are all its link's.
 pub(crate) type Action = LinkAction;
@@ -88,12 +88,7 @@ impl ClientCore {
 
     pub(crate) fn stats(&self) -> ClientStats {
         let mut stats = self.stats.clone();
-        let counts = self.session.counts();
-        stats.malformed = counts.malformed;
-        stats.heartbeats_received = counts.heartbeats_received;
-        stats.heartbeats_sent = counts.heartbeats_sent;
-        stats.broker_deaths = counts.deaths;
-        stats.reconnects = counts.reconnects;
+        report_counts!(stats, self.session);
         stats.outstanding = self.outstanding.len() as u64;
         stats.connected = self.is_ready();
         stats

@@ -14,7 +14,7 @@ use super::stats::WorkerStats;
 use crate::protocol::{
     Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status, WorkResult,
 };
-use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
+use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, report_counts, timing};
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -69,12 +69,7 @@ impl WorkerCore {
 
     pub(crate) fn stats(&self) -> WorkerStats {
         let mut stats = self.stats.clone();
-        let counts = self.session.counts();
-        stats.malformed = counts.malformed;
-        stats.heartbeats_received = counts.heartbeats_received;
-        stats.heartbeats_sent = counts.heartbeats_sent;
-        stats.broker_deaths = counts.deaths;
-        stats.reconnects = counts.reconnects;
+        report_counts!(stats, self.session);
         stats.running = self.running.len() as u64;
         stats.registered = self.session.is_ready();
         stats
