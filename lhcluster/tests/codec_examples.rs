@@ -1089,6 +1089,25 @@ fn protocol_md_worked_examples() {
     let mut expected = unhex("08 01 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
+
+    // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
+    // refused, and answered with an ERROR naming it (never a RESPONSE).
+    let error = decode_err(&unhex("08 01 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let text = error.to_string();
+    assert_eq!(
+        text,
+        "REQUEST: invalid field `inline_payload`: payload frames follow a header that \
+         carries the payload inline"
+    );
+    assert_eq!(text.len(), 0x67);
+    let _ = Message::Error(ErrorReply {
+        error: text.clone(),
+        request: Some(rr(42, 7)),
+    })
+    .encode(&mut header);
+    let mut expected = unhex("08 01 18 0E 28 2A 30 07 72 67");
+    expected.extend_from_slice(text.as_bytes());
+    assert_eq!(hex(&header), hex(&expected));
 }
 
 /// Receivers accept fields in any order and repeated scalars (last wins),
@@ -1422,6 +1441,158 @@ fn notification_header_is_refused_by_decode() {
     })
     .into_frames();
     assert!(decode(frames).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Protobuf corner cases (protocol.md §3.1)
+// ---------------------------------------------------------------------------
+//
+// Keys of the unknown fields used below: field 99 is `99 << 3 = 792`, varint
+// `98 06` plus the wire type (`98 06` varint, `99 06` fixed64, `9a 06`
+// length-delimited, `9b 06` start group, `9c 06` end group, `9d 06` fixed32);
+// field 100 is `a0 06` plus the wire type.
+
+/// HEARTBEAT{heartbeat_ms 500}, split after its major so that a field can
+/// go before, between or after its fields.
+const HEARTBEAT_500: [&str; 2] = ["08 01", "18 0a 40 f4 03"];
+
+fn heartbeat_500_with(field: &str) -> [Vec<u8>; 3] {
+    let [head, tail] = HEARTBEAT_500;
+    [
+        unhex(&format!("{field} {head} {tail}")),
+        unhex(&format!("{head} {field} {tail}")),
+        unhex(&format!("{head} {tail} {field}")),
+    ]
+}
+
+#[test]
+fn unknown_fields_of_every_wire_type_are_skipped() {
+    let unknown = [
+        ("varint", "98 06 96 01"),
+        ("fixed64", "99 06 01 02 03 04 05 06 07 08"),
+        ("length-delimited", "9a 06 03 61 62 63"),
+        // A group: its fields (here a varint and a length-delimited one) up
+        // to the end-group key of the same field number.
+        ("group", "9b 06 08 01 9c 06"),
+        ("longer group", "9b 06 08 01 12 01 78 9c 06"),
+        ("nested groups", "9b 06 a3 06 a4 06 9c 06"),
+        ("fixed32", "9d 06 01 02 03 04"),
+        // The highest field number, 2^29 - 1.
+        ("field 536870911", "f8 ff ff ff 0f 00"),
+    ];
+    for (what, field) in unknown {
+        for header in heartbeat_500_with(field) {
+            assert!(
+                matches!(
+                    decode_bytes(&header, &[]),
+                    Ok(Message::Heartbeat { heartbeat_ms: 500 })
+                ),
+                "{what}: {}",
+                hex(&header)
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_protobuf_structure_is_refused() {
+    let broken = [
+        ("an end group without its start", "9c 06"),
+        ("a group that never ends", "9b 06 08 01"),
+        ("a group closed by another field's end", "9b 06 a4 06"),
+        ("wire type 6", "9e 06 00"),
+        ("wire type 7", "9f 06 00"),
+        ("a fixed64 cut short", "99 06 01 02 03"),
+        ("a fixed32 cut short", "9d 06 01"),
+        ("field number 0", "00 00"),
+        ("a key wider than 32 bits", "80 80 80 80 10 00"),
+        (
+            "a varint of 11 bytes",
+            "98 06 80 80 80 80 80 80 80 80 80 80 01",
+        ),
+        (
+            "a 10-byte varint over 64 bits",
+            "98 06 80 80 80 80 80 80 80 80 80 02",
+        ),
+    ];
+    for (what, field) in broken {
+        // At the end of the header only: anywhere else the bytes after it
+        // would be read as part of it.
+        let header = heartbeat_500_with(field)[2].clone();
+        assert!(
+            matches!(decode_bytes(&header, &[]), Err(DecodeError::Header(_))),
+            "{what}: {}",
+            hex(&header)
+        );
+    }
+}
+
+#[test]
+fn a_known_field_with_another_wire_type_is_refused() {
+    // Not skipped as an unknown field would be: the header does not parse.
+    let cases = [
+        ("major as length-delimited", "0a 01 01 18 0a 40 f4 03"),
+        ("kind as fixed32", "08 01 1d 0a 00 00 00"),
+        (
+            "heartbeat_ms as fixed64",
+            "08 01 18 0a 41 f4 01 00 00 00 00 00 00",
+        ),
+        ("route as varint", "08 01 18 0a 58 01"),
+        ("name as fixed32", "08 01 18 0a 6d 61 62 63 64"),
+        ("inline_payload as varint", "08 01 18 03 28 2a 88 01 05"),
+        (
+            "request_types as fixed32",
+            "08 01 18 09 40 e8 07 48 04 55 2a 00 00 00",
+        ),
+    ];
+    for (what, header) in cases {
+        assert_prost_error(decode_bytes(&unhex(header), &[]));
+        assert_eq!(peek_kind(&unhex(header)), None, "{what}");
+    }
+    // The one field with two wire types: request_types, packed (2) or not (0).
+    let unpacked = unhex("08 01 18 09 40 e8 07 48 04 50 2a 50 ac 02");
+    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
+        panic!("not a READY")
+    };
+    assert_eq!(r.request_types, vec![42, 300]);
+}
+
+#[test]
+fn integers_wider_than_their_field_keep_their_low_bits() {
+    // uint32 fields take the low 32 bits of a wider varint, as protobuf
+    // does: major 2^32 + 1 is major 1, heartbeat_ms 2^32 + 500 is 500.
+    let header = unhex("08 81 80 80 80 10 18 0a 40 f4 83 80 80 10");
+    assert!(matches!(
+        decode_bytes(&header, &[]),
+        Ok(Message::Heartbeat { heartbeat_ms: 500 })
+    ));
+    // request_type 2^32 is request type 0: missing.
+    let header = unhex("08 01 18 03 28 80 80 80 80 10");
+    assert_eq!(decode_err(&header, &[]), missing("REQUEST", "request_type"));
+    // Enums (kind, status) take the low 32 bits as a signed int32: kind
+    // 2^32 + 12 is SHUTDOWN, kind 2^31 is i32::MIN (unknown), and -1 is
+    // written in 10 bytes.
+    let header = unhex("08 01 18 8c 80 80 80 10");
+    assert!(matches!(decode_bytes(&header, &[]), Ok(Message::Shutdown)));
+    let header = unhex("08 01 18 80 80 80 80 08");
+    assert_eq!(decode_err(&header, &[]), DecodeError::UnknownKind(i32::MIN));
+    let header = unhex("08 01 18 ff ff ff ff ff ff ff ff ff 01");
+    assert_eq!(decode_err(&header, &[]), DecodeError::UnknownKind(-1));
+    // A RESPONSE with status 2^32 + 1 is OK.
+    let header = unhex("08 01 18 06 28 2a 38 81 80 80 80 10");
+    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a RESPONSE")
+    };
+    assert_eq!(r.status, Status::Ok);
+    // uint64 fields keep all 64 bits (10 bytes, the last one 01).
+    let header = unhex("08 01 18 03 28 2a 30 ff ff ff ff ff ff ff ff ff 01");
+    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.request_id, u64::MAX);
+    // Redundant continuation bytes are accepted: 81 80 00 is 1.
+    let header = unhex("08 81 80 00 18 0c");
+    assert!(matches!(decode_bytes(&header, &[]), Ok(Message::Shutdown)));
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,10 @@
 //! 2. The decoders are total: arbitrary frames, and valid encodings with
 //!    flipped, truncated or appended bytes, give a value or a
 //!    [`DecodeError`], never a panic.
+//! 3. The protobuf rules of protocol.md §3.1 hold for every message: an
+//!    unknown field of any wire type is skipped, and a uint32 field written
+//!    wider than 32 bits keeps its low 32 bits, on the fast path and on the
+//!    `prost` fallback alike.
 
 use lhcluster::protocol::{
     DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, Ready, Request,
@@ -531,6 +535,87 @@ proptest! {
                 prop_assert_eq!(repr(&again.unwrap()), expected);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Protobuf rules (protocol.md §3.1)
+// ---------------------------------------------------------------------------
+
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+/// A well-formed header field this version does not know (number 18 to
+/// 2^29 - 1), of any wire type: varint, fixed64, length-delimited, a group
+/// of varint fields, fixed32.
+fn unknown_field() -> impl Strategy<Value = Vec<u8>> {
+    let number = prop_oneof![18u64..40, 18u64..(1 << 29)];
+    let value = prop_oneof![
+        any::<u64>().prop_map(|v| (0u64, varint(v))),
+        any::<[u8; 8]>().prop_map(|b| (1, b.to_vec())),
+        vec(any::<u8>(), 0..16).prop_map(|b| (2, [varint(b.len() as u64), b].concat())),
+        vec((1u64..20, any::<u64>()), 0..3).prop_map(|fields| {
+            let inner = fields
+                .iter()
+                .flat_map(|&(n, v)| [varint(n << 3), varint(v)].concat());
+            (3, inner.collect())
+        }),
+        any::<[u8; 4]>().prop_map(|b| (5, b.to_vec())),
+    ];
+    (number, value).prop_map(|(number, (wire_type, body))| {
+        let mut field = varint(number << 3 | wire_type);
+        field.extend(body);
+        if wire_type == 3 {
+            field.extend(varint(number << 3 | 4));
+        }
+        field
+    })
+}
+
+proptest! {
+    /// An unknown field of any wire type, before or after the known ones,
+    /// changes nothing (and sends the header to the `prost` fallback).
+    #[test]
+    fn unknown_fields_of_any_wire_type_are_skipped(
+        message in message(),
+        field in unknown_field(),
+        first in any::<bool>(),
+    ) {
+        let expected = repr(&message);
+        let is_notification = matches!(message, Message::Notification(_));
+        let mut frames = bytes_of(&message.into_frames());
+        let header = &mut frames[usize::from(is_notification)];
+        if first {
+            header.splice(0..0, field);
+        } else {
+            header.extend(field);
+        }
+        let decoded = decode_any(to_frames(&frames), is_notification);
+        prop_assert!(decoded.is_ok(), "decode failed: {:?} for {:?}", decoded, expected);
+        prop_assert_eq!(repr(&decoded.unwrap()), expected);
+    }
+
+    /// A uint32 field written as any 64-bit varint reads as its low 32 bits,
+    /// with or without an unknown field (fast path or `prost`).
+    #[test]
+    fn wide_uint32_fields_keep_their_low_32_bits(value in any::<u64>(), unknown in any::<bool>()) {
+        let mut header = vec![0x08, 0x01, 0x18, 0x0a, 0x40];
+        header.extend(varint(value));
+        if unknown {
+            header.extend([0x98, 0x06, 0x00]);
+        }
+        let decoded = decode_parts(&header, vec![]);
+        prop_assert!(
+            matches!(decoded, Ok(Message::Heartbeat { heartbeat_ms }) if heartbeat_ms == value as u32),
+            "{:?}", decoded
+        );
     }
 }
 

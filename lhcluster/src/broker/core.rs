@@ -404,7 +404,17 @@ impl BrokerCore {
             }
             return;
         };
-        if let Some(w) = self.workers.get_mut(wk) {
+        // Only a message the backend takes is a sign of life (protocol.md
+        // §7.2): a worker that sends nothing but kinds it must not send is
+        // broken, and its requests must not wait on it forever.
+        let takes = matches!(
+            msg,
+            Message::Heartbeat { .. }
+                | Message::Result(_)
+                | Message::ReceiptReceived(_)
+                | Message::Disconnect { .. }
+        );
+        if let Some(w) = self.workers.get_mut(wk).filter(|_| takes) {
             w.live.last_heard = now;
         }
         match msg {
@@ -1205,47 +1215,32 @@ impl BrokerCore {
 
     // ----- output -------------------------------------------------------
 
-    /// A message that does not decode. A REQUEST of the right version that
-    /// names a request is refused with `RESPONSE BAD_REQUEST`; anything else
-    /// gets an `ERROR` (naming the request when the header does). An ERROR
-    /// is never answered, so two peers cannot loop.
+    /// A message that does not decode: answered with an `ERROR` naming the
+    /// request when the header does, never with a `RESPONSE` (a malformed
+    /// REQUEST was not processed, so it has no outcome; protocol.md §12).
+    /// An ERROR is never answered, so two peers cannot loop.
     fn malformed(&mut self, side: Side, peer: &[u8], header: &[u8], error: &DecodeError) {
-        let version_ok = !matches!(error, DecodeError::UnsupportedVersion { .. });
-        self.reject(side, peer, header, &error.to_string(), version_ok);
+        self.reject(side, peer, header, &error.to_string());
     }
 
     /// A valid message of a kind this socket does not take.
     fn unexpected(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
-        self.reject(side, peer, header, error, false);
+        self.reject(side, peer, header, error);
     }
 
-    fn reject(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str, bad_request: bool) {
+    fn reject(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
         match side {
             Side::Frontend => self.stats.malformed_frontend += 1,
             Side::Backend => self.stats.malformed_backend += 1,
         }
         warn!(?side, peer = %hex(peer), %error, "malformed message");
-        let kind = protocol::peek_kind(header);
-        if kind == Some("ERROR") {
+        if protocol::peek_kind(header) == Some("ERROR") {
             return;
         }
-        let request = protocol::peek_request_ref(header);
-        let reply = match request {
-            Some(r) if bad_request && side == Side::Frontend && kind == Some("REQUEST") => {
-                Message::Response(Response {
-                    request_type: r.request_type,
-                    request_id: r.request_id,
-                    status: Status::BadRequest,
-                    error: Some(error.to_owned()),
-                    route: r.route,
-                    payload: Payload::new(),
-                })
-            }
-            request => Message::Error(ErrorReply {
-                error: error.to_owned(),
-                request,
-            }),
-        };
+        let reply = Message::Error(ErrorReply {
+            error: error.to_owned(),
+            request: protocol::peek_request_ref(header),
+        });
         self.send(side, peer_id(peer), reply);
     }
 

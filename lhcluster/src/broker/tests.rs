@@ -1232,7 +1232,7 @@ fn a_silent_worker_is_declared_dead_after_liveness_times_its_interval() {
 }
 
 #[test]
-fn any_message_from_a_worker_refreshes_its_liveness() {
+fn a_result_from_a_worker_refreshes_its_liveness() {
     let mut h = Harness::new();
     h.connect_worker(W1, &[7], 1);
     h.connect(CA);
@@ -1251,6 +1251,80 @@ fn any_message_from_a_worker_refreshes_its_liveness() {
     h.tick_at(5901);
     let _ = h.take();
     assert_eq!(h.stats().workers, 0);
+}
+
+/// What a peer sends that is not a sign of life (protocol.md §7.2): a header
+/// that does not parse, a wrong major version, an ERROR, and a valid message
+/// of a kind the socket does not take. `other_kind` is that last one.
+fn no_sign_of_life(other_kind: Message) -> Vec<(Vec<u8>, Payload)> {
+    vec![
+        (vec![0xFF, 0xFF], Payload::new()),
+        (
+            with_major(Message::Heartbeat { heartbeat_ms: 0 }, 2),
+            Payload::new(),
+        ),
+        encode(Message::Error(ErrorReply {
+            error: "cannot read that".into(),
+            request: None,
+        })),
+        encode(other_kind),
+    ]
+}
+
+#[test]
+fn only_valid_messages_the_backend_takes_keep_a_worker_alive() {
+    let mut h = Harness::new();
+    h.connect_worker(W1, &[7], 1);
+    h.connect(CA);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    // From 1000 ms on, W1 sends only what is no sign of life: it was last
+    // heard at 0 (READY), so it is dead after 3 x 1000 ms all the same.
+    let welcome = Message::Welcome { heartbeat_ms: HB };
+    for (i, (header, body)) in no_sign_of_life(welcome).into_iter().enumerate() {
+        h.at(1000 + 500 * i as u64);
+        h.backend_raw(W1, &header, body);
+    }
+    h.client_heartbeat(CA);
+    let answers = h.take();
+    assert_eq!(answers.len(), 3, "the ERROR is not answered");
+    assert!(answers.iter().all(|o| matches!(o.2, Message::Error(_))));
+    h.tick_at(3000);
+    let _ = h.take();
+    assert_eq!(h.stats().workers, 1);
+    h.tick_at(3001);
+    h.expect_status(CA, 7, 1, Status::WorkerDeath);
+    assert_eq!(h.stats().worker_deaths, 1);
+}
+
+#[test]
+fn only_valid_messages_the_frontend_takes_keep_a_client_alive() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    let ready = Message::Ready(Ready {
+        heartbeat_ms: HB,
+        capacity: 1,
+        request_types: vec![7],
+        name: None,
+    });
+    let mut inputs = no_sign_of_life(ready);
+    // STATS_QUERY is outside any session (§4), and a REQUEST whose payload
+    // is both inline and in a frame is malformed.
+    inputs.push(encode(Message::StatsQuery));
+    let (header, _) = encode(Message::Request(req(7, 1, Flags::empty(), &[b"a"])));
+    inputs.push((header, payload(&[b"b"])));
+    for (i, (header, body)) in inputs.into_iter().enumerate() {
+        h.at(1000 + 300 * i as u64);
+        h.frontend_raw(CA, &header, body);
+    }
+    let _ = h.take();
+    h.tick_at(3000);
+    let _ = h.take();
+    assert_eq!(h.stats().clients, 1);
+    h.tick_at(3001);
+    let _ = h.take();
+    let s = h.stats();
+    assert_eq!((s.clients, s.client_deaths), (0, 1));
 }
 
 #[test]
@@ -2649,6 +2723,52 @@ fn frontend_refusals_of_request_shaped_headers() {
     let s = h.stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (3, 0));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
+}
+
+#[test]
+fn a_request_with_its_payload_both_inline_and_in_frames_gets_an_error_naming_it() {
+    let mut h = Harness::new();
+    h.connect(PROXY);
+    h.connect_worker(W1, &[7], 1);
+    // The header carries "a" inline (field 17); a frame "b" follows it.
+    let (header, rest) = encode(Message::Request(Request {
+        route: b"route-1".to_vec(),
+        ..req(7, 1, Flags::empty(), &[b"a"])
+    }));
+    assert!(rest.is_empty(), "a lone small frame goes inline");
+    h.frontend_raw(PROXY, &header, payload(&[b"b"]));
+    // An ERROR with the request fields (route included), not a RESPONSE:
+    // the request was never processed, so it has no outcome.
+    let e = h.expect_error(Side::Frontend, PROXY);
+    assert!(e.error.contains("inline_payload"), "{}", e.error);
+    assert_eq!(
+        e.request,
+        Some(RequestRef {
+            request_type: 7,
+            request_id: 1,
+            route: b"route-1".to_vec()
+        })
+    );
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.malformed_frontend, s.requests_received), (1, 0));
+    // Nothing was admitted: (7, 1) is free.
+    assert_traffic_flows(&mut h, PROXY, W1, 7, 1);
+}
+
+#[test]
+fn routing_ids_are_opaque_whatever_their_length_or_first_byte() {
+    // Ids a conforming peer would not choose (16 bytes, first byte not 0):
+    // one as ZeroMQ generates them (5 bytes, starting with 0) and a 1-byte
+    // one. They are served like any other.
+    let client: &[u8] = &[0x00, 0x80, 0x00, 0x41, 0xA7];
+    let worker: &[u8] = &[0x00];
+    let mut h = Harness::new();
+    h.connect(client);
+    h.connect_worker(worker, &[7], 1);
+    assert_traffic_flows(&mut h, client, worker, 7, 1);
+    let s = h.stats();
+    assert_eq!((s.clients, s.workers, s.malformed_frontend), (1, 1, 0));
 }
 
 #[test]

@@ -17,6 +17,10 @@
 //!   order, proto3 defaults omitted).
 //!
 //! The tests below hold both to `prost`: same bytes out, same header in.
+//! What the two accept together is the protobuf behaviour docs/protocol.md
+//! §3.1 specifies (every wire type, groups, wrong wire types, varint limits,
+//! values wider than their field), pinned byte by byte in
+//! tests/codec_examples.rs and by property in tests/codec_proptest.rs.
 
 use std::borrow::Cow;
 
