@@ -13,6 +13,7 @@ use crate::protocol::Message;
 
 pub(super) struct Link {
     endpoint: String,
+    hwm: i32,
     routing_id: [u8; 16],
     socket: Option<zmq::Socket>,
     header_buf: Vec<u8>,
@@ -28,9 +29,10 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    pub(super) fn new(endpoint: String) -> Self {
+    pub(super) fn new(endpoint: String, hwm: i32) -> Self {
         Self {
             endpoint,
+            hwm,
             routing_id: crate::peer::random_routing_id(),
             socket: None,
             header_buf: Vec::with_capacity(64),
@@ -94,7 +96,7 @@ impl Link {
                             let _ = socket.set_linger(0);
                         }
                     }
-                    Action::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
+                    Action::Connect => match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
                         Ok(socket) => {
                             self.socket = Some(socket);
                             core.on_connected(Instant::now());

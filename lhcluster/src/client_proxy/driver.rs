@@ -22,7 +22,7 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
-    let clients = io::router(&config.bind)?;
+    let clients = io::router(&config.bind, config.hwm)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     let routing_id = crate::peer::random_routing_id();
@@ -37,6 +37,7 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
             let mut driver = Driver {
                 core: ProxyCore::new(&config, Instant::now()),
                 broker_endpoint: config.brokers[0].clone(),
+                hwm: config.hwm,
                 routing_id,
                 clients,
                 bound,
@@ -54,6 +55,7 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
 struct Driver {
     core: ProxyCore,
     broker_endpoint: String,
+    hwm: i32,
     routing_id: [u8; 16],
     clients: zmq::Socket,
     bound: String,
@@ -191,7 +193,7 @@ impl Driver {
                             let _ = socket.set_linger(0);
                         }
                     }
-                    Action::Connect => match io::dealer(&self.broker_endpoint, &self.routing_id) {
+                    Action::Connect => match io::dealer(&self.broker_endpoint, &self.routing_id, self.hwm) {
                         Ok(socket) => {
                             self.broker = Some(socket);
                             self.core.on_connected(Instant::now());

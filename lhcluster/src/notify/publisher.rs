@@ -333,10 +333,11 @@ impl NotifyPublisher {
         &self.inner.endpoint
     }
 
-    /// A snapshot of the publisher's statistics (available after `stop`
-    /// too).
-    pub fn stats(&self) -> NotifyPublisherStats {
-        self.inner.shared.snapshot()
+    /// A snapshot of the publisher's statistics. Never fails, after `stop`
+    /// too (the counters are shared with the driver thread); a `Result` like
+    /// every role's `stats`, most of which ask their driver thread.
+    pub fn stats(&self) -> Result<NotifyPublisherStats, Error> {
+        Ok(self.inner.shared.snapshot())
     }
 
     /// Sends what is already queued, closes the socket (notifications

@@ -335,16 +335,17 @@ impl NotifySubscriber {
         &self.inner.endpoint
     }
 
-    /// A snapshot of the subscriber's statistics (available after it
-    /// stopped too).
-    pub fn stats(&self) -> NotifySubscriberStats {
+    /// A snapshot of the subscriber's statistics. Never fails, after `stop`
+    /// too (the counters are shared with the driver thread); a `Result` like
+    /// every role's `stats`, most of which ask their driver thread.
+    pub fn stats(&self) -> Result<NotifySubscriberStats, Error> {
         let s = &self.inner.shared;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (topics, prefixes) = {
             let subscriptions = s.subscriptions();
             (subscriptions.exact.len(), subscriptions.prefixes.len())
         };
-        NotifySubscriberStats {
+        Ok(NotifySubscriberStats {
             received: load(&s.received),
             handled: load(&s.handled),
             dropped_queue_full: load(&s.dropped_queue_full),
@@ -355,7 +356,7 @@ impl NotifySubscriber {
             queued: self.inner.queue.len() as u64,
             topics: topics as u64,
             prefixes: prefixes as u64,
-        }
+        })
     }
 
     /// Whether the subscriber has stopped (by [`stop`](Self::stop) or its

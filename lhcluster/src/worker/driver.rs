@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::io;
 use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 /// After a graceful stop, the worker goes on reading until nothing has
 /// arrived for this long (and nothing runs): dispatches the broker sent
@@ -58,12 +59,14 @@ pub(super) fn spawn(
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
                 endpoint: config.brokers[0].clone(),
+                hwm: config.hwm,
                 routing_id,
                 socket: None,
                 inbox,
                 executor,
                 header_buf: Vec::with_capacity(64),
                 shutdown_timeout,
+                stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
             driver.run();
         },
@@ -89,12 +92,14 @@ impl Executor {
 struct Driver {
     core: WorkerCore,
     endpoint: String,
+    hwm: i32,
     routing_id: [u8; 16],
     socket: Option<zmq::Socket>,
     inbox: DriverInbox<Command>,
     executor: Executor,
     header_buf: Vec<u8>,
     shutdown_timeout: Duration,
+    stats_log: StatsLog,
 }
 
 impl Driver {
@@ -121,7 +126,7 @@ impl Driver {
                     break;
                 }
             }
-            let mut wake_at = self.core.next_tick(now);
+            let mut wake_at = self.stats_log.wake_at(self.core.next_tick(now));
             if let Some(deadline) = stop_deadline {
                 wake_at = wake_at.min(deadline);
                 if quiet_at > now {
@@ -189,7 +194,11 @@ impl Driver {
                 }
             }
             // Cheap and idempotent: it only acts on what is due.
-            self.core.on_tick(Instant::now());
+            let now = Instant::now();
+            self.core.on_tick(now);
+            if self.stats_log.due(now) {
+                info!(stats = ?self.core.stats(), "worker stats");
+            }
             busy = work > 0;
         }
         self.apply_actions();
@@ -276,6 +285,6 @@ impl Driver {
     }
 
     fn connect(&self) -> Result<zmq::Socket, Error> {
-        io::dealer(&self.endpoint, &self.routing_id)
+        io::dealer(&self.endpoint, &self.routing_id, self.hwm)
     }
 }
