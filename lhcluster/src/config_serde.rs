@@ -140,7 +140,11 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_on_every_config() {
         let typo = r#"{"heartbeet": "1s"}"#;
-        assert!(json::<BrokerConfig>(typo).unwrap_err().contains("heartbeet"));
+        assert!(
+            json::<BrokerConfig>(typo)
+                .unwrap_err()
+                .contains("heartbeet")
+        );
         assert!(json::<ClientConfig>(typo).is_err());
         assert!(json::<ClientProxyConfig>(typo).is_err());
         assert!(json::<WorkerConfig>(typo).is_err());
@@ -160,7 +164,10 @@ mod tests {
         assert_eq!(p.resend_initial, Duration::from_secs(1));
         assert_eq!(p.stats_log_interval, Some(Duration::from_secs(5)));
         let w: WorkerConfig = json(r#"{"broker": "tcp://b:2", "capacity": 3}"#).unwrap();
-        assert_eq!((w.brokers.as_slice(), w.capacity), (&["tcp://b:2".to_owned()][..], 3));
+        assert_eq!(
+            (w.brokers.as_slice(), w.capacity),
+            (&["tcp://b:2".to_owned()][..], 3)
+        );
         let w: WorkerConfig = json(r#"{"brokers": ["tcp://b:2", "tcp://b:3"]}"#).unwrap();
         assert_eq!(w.brokers.len(), 2);
     }

@@ -20,6 +20,11 @@ impl StatsLog {
         }
     }
 
+    /// When the next line is due (`None`: never).
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
     /// `wake_at`, or the next line's time if that comes first.
     pub(crate) fn wake_at(&self, wake_at: Instant) -> Instant {
         self.next.map_or(wake_at, |next| next.min(wake_at))
@@ -48,6 +53,7 @@ mod tests {
         let s = Duration::from_secs(1);
         let mut log = StatsLog::new(Some(s), t0);
         assert!(!log.due(t0));
+        assert_eq!(log.next(), Some(t0 + s));
         assert_eq!(log.wake_at(t0 + 5 * s), t0 + s);
         assert_eq!(log.wake_at(t0), t0);
         // Late by 2.5 intervals: one line, the next an interval later.
@@ -62,5 +68,6 @@ mod tests {
         let mut log = StatsLog::new(None, t0);
         assert!(!log.due(t0 + Duration::from_secs(3600)));
         assert_eq!(log.wake_at(t0), t0);
+        assert_eq!(log.next(), None);
     }
 }

@@ -33,7 +33,7 @@ fn blocking_worker(broker: &Broker, t: u32) -> (Worker, crossbeam_channel::Sende
     let worker = Worker::builder(worker_config(broker))
         .handle_raw(t, move |p: Payload, ctx: &RequestContext| {
             let _ = gate.recv_timeout(Duration::from_secs(20));
-            echo_attempt(ctx, p)
+            echo_attempt(p, ctx)
         })
         .start()
         .unwrap();

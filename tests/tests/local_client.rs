@@ -63,7 +63,7 @@ fn requests_and_outcomes(transport: Transport) {
             message: "nope".into()
         }
     );
-    let stats = client.stats();
+    let stats = client.stats().unwrap();
     assert_eq!(stats.outstanding, 0);
     assert!(stats.connected);
 }

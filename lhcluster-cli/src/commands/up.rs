@@ -139,10 +139,16 @@ mod tests {
     /// Every value of examples/cluster.toml reaches the library's configs.
     fn assert_example_values(file: &ClusterFile) {
         let b = &file.broker[0];
-        assert_eq!((b.frontend.as_str(), b.backend.as_str()), ("tcp://*:5555", "tcp://*:5556"));
+        assert_eq!(
+            (b.frontend.as_str(), b.backend.as_str()),
+            ("tcp://*:5555", "tcp://*:5556")
+        );
         assert_eq!(b.heartbeat, Duration::from_secs(1));
         assert_eq!((b.liveness, b.max_tries), (3, 2));
-        assert_eq!((b.max_pending_per_type, b.max_pending_total), (100_000, 1_000_000));
+        assert_eq!(
+            (b.max_pending_per_type, b.max_pending_total),
+            (100_000, 1_000_000)
+        );
         assert_eq!(b.stats_log_interval, Some(Duration::from_secs(60)));
         let p = &file.proxy[0];
         assert_eq!(p.bind, "tcp://*:5550");
@@ -219,9 +225,15 @@ capacity = 2
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_their_name() {
         for (text, needle) in [
-            ("[[broker]]\nfrontend = \"tcp://*:1\"\nbakend = \"x\"", "bakend"),
+            (
+                "[[broker]]\nfrontend = \"tcp://*:1\"\nbakend = \"x\"",
+                "bakend",
+            ),
             ("[[proxy]]\nresnd = \"1s\"", "resnd"),
-            ("[[worker]]\ntypes = [1]\necho = true\ncapacty = 2", "capacty"),
+            (
+                "[[worker]]\ntypes = [1]\necho = true\ncapacty = 2",
+                "capacty",
+            ),
             ("[[broker]]\nheartbeat = \"soon\"", "soon"),
             ("[[notify_broker]]\nhwm = \"many\"", "hwm"),
         ] {

@@ -25,7 +25,10 @@ pub struct BrokerConfig {
     pub backend: String,
     /// The broker's own heartbeat interval, announced to every peer.
     /// Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A peer is dead after this many of its own announced intervals without
     /// a message. Default: 3.
@@ -59,7 +62,10 @@ pub struct BrokerConfig {
     pub stats_log_interval: Option<Duration>,
     /// How long [`Broker::stop`](super::Broker::stop) waits for the driver
     /// thread. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 

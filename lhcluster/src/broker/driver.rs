@@ -12,6 +12,7 @@ use super::stats::BrokerStats;
 use crate::error::Error;
 use crate::io;
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 /// Most messages read from one socket before looking at the other, so that
 /// a flood on one side cannot starve the other.
@@ -45,7 +46,7 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
                 backend_ep: backend_bound,
                 inbox,
                 header_buf: Vec::with_capacity(64),
-                stats_log_interval: config.stats_log_interval,
+                stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
             driver.run();
         },
@@ -61,17 +62,13 @@ struct Driver {
     backend_ep: String,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
-    stats_log_interval: Option<std::time::Duration>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
-        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let mut wake_at = self.core.next_tick();
-            if let Some(at) = next_stats_log {
-                wake_at = wake_at.min(at);
-            }
+            let wake_at = self.stats_log.wake_at(self.core.next_tick());
             let sockets = [Some(&self.frontend), Some(&self.backend)];
             let (front_ready, back_ready, commands_ready) =
                 match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
@@ -104,11 +101,8 @@ impl Driver {
             if now >= self.core.next_tick() {
                 self.core.on_tick(now);
             }
-            if let Some(at) = next_stats_log {
-                if now >= at {
-                    info!(stats = %self.core.stats(), "broker stats");
-                    next_stats_log = self.stats_log_interval.map(|d| now + d);
-                }
+            if self.stats_log.due(now) {
+                info!(stats = %self.core.stats(), "broker stats");
             }
             self.flush();
         }

@@ -30,7 +30,10 @@ pub struct ClientConfig {
     /// Optional stable name: other clients can name it as `reply_to`.
     pub name: Option<String>,
     /// The client's heartbeat interval, announced to the broker. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// The broker is dead after this many of its intervals without a
     /// message. Default: 3.
@@ -44,10 +47,16 @@ pub struct ClientConfig {
     pub request_timeout: Option<Duration>,
     /// First delay before reconnecting; doubles up to `reconnect_max`.
     /// Default: 100 ms.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// Capacity of the [`events`](super::Client::events) channel; events
     /// beyond it are dropped and counted. Default: 1024.
@@ -64,7 +73,10 @@ pub struct ClientConfig {
     )]
     pub stats_log_interval: Option<Duration>,
     /// How long [`Client::stop`](super::Client::stop) waits. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 

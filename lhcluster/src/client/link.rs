@@ -96,7 +96,8 @@ impl Link {
                             let _ = socket.set_linger(0);
                         }
                     }
-                    Action::Connect => match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
+                    Action::Connect => match io::dealer(&self.endpoint, &self.routing_id, self.hwm)
+                    {
                         Ok(socket) => {
                             self.socket = Some(socket);
                             core.on_connected(Instant::now());

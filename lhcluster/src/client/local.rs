@@ -148,7 +148,10 @@ impl LocalClient {
             let now = Instant::now();
             let mut failed = None;
             if handled == 0 && now < deadline {
-                let until = self.stats_log.wake_at(self.core.next_tick(now)).min(deadline);
+                let until = self
+                    .stats_log
+                    .wake_at(self.core.next_tick(now))
+                    .min(deadline);
                 match self.wait_readable(until) {
                     Ok(true) => handled = self.link.read(&mut self.core),
                     Ok(false) => {}

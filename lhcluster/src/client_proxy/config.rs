@@ -31,7 +31,10 @@ pub struct ClientProxyConfig {
     pub brokers: Vec<String>,
     /// The proxy's heartbeat interval, announced to clients and the broker.
     /// Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A peer is dead after this many of its intervals without a message.
     /// Default: 3.
@@ -50,14 +53,23 @@ pub struct ClientProxyConfig {
     )]
     pub resend_initial: Duration,
     /// Cap of the re-send interval. Default: 30 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub resend_max: Duration,
     /// First delay before reconnecting to the broker; doubles up to
     /// `reconnect_max`. Default: 100 ms.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// High-water mark of each socket, per peer, in messages: beyond it the
     /// proxy queues nothing more for that peer (a request it cannot pass on
@@ -77,7 +89,10 @@ pub struct ClientProxyConfig {
     pub stats_log_interval: Option<Duration>,
     /// How long [`ClientProxy::stop`](super::ClientProxy::stop) waits.
     /// Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 

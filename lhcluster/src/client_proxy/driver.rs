@@ -193,16 +193,18 @@ impl Driver {
                             let _ = socket.set_linger(0);
                         }
                     }
-                    Action::Connect => match io::dealer(&self.broker_endpoint, &self.routing_id, self.hwm) {
-                        Ok(socket) => {
-                            self.broker = Some(socket);
-                            self.core.on_connected(Instant::now());
+                    Action::Connect => {
+                        match io::dealer(&self.broker_endpoint, &self.routing_id, self.hwm) {
+                            Ok(socket) => {
+                                self.broker = Some(socket);
+                                self.core.on_connected(Instant::now());
+                            }
+                            Err(e) => {
+                                error!(error = %e, "cannot connect to the broker");
+                                self.core.on_connect_failed(Instant::now());
+                            }
                         }
-                        Err(e) => {
-                            error!(error = %e, "cannot connect to the broker");
-                            self.core.on_connect_failed(Instant::now());
-                        }
-                    },
+                    }
                 }
             }
             if self.core.actions().is_empty() {

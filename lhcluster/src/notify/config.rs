@@ -43,7 +43,10 @@ pub struct NotifyBrokerConfig {
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats on every connection.
     /// Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed after this many heartbeat intervals without
     /// traffic. Default: 3.
@@ -67,7 +70,10 @@ pub struct NotifyBrokerConfig {
     pub stats_log_interval: Option<Duration>,
     /// How long [`NotifyBroker::stop`](super::NotifyBroker::stop) waits for
     /// the driver thread. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -138,21 +144,33 @@ pub struct NotifyPublisherConfig {
     /// beyond it ZeroMQ drops notifications for that peer. Default: 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting to the broker; doubles up to
     /// `reconnect_max`. Default: 100 ms.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// How long notifications already handed to the socket may still be
     /// sent after [`stop`](super::NotifyPublisher::stop). Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub linger: Duration,
     /// Period of the stats log line at info level; `None` turns it off.
     /// Default: `None`.
@@ -162,7 +180,10 @@ pub struct NotifyPublisherConfig {
     )]
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -241,17 +262,26 @@ pub struct NotifySubscriberConfig {
     /// 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting; doubles up to `reconnect_max`.
     /// Default: 100 ms.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// Period of the stats log line at info level; `None` turns it off.
     /// Default: `None`.
@@ -262,7 +292,10 @@ pub struct NotifySubscriberConfig {
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread, and for a running
     /// handler to return. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 

@@ -47,17 +47,26 @@ pub struct WorkerConfig {
     /// thread running the handler.
     pub inline: bool,
     /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// The broker is dead after this many of its intervals without a
     /// message. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting; doubles up to `reconnect_max`.
     /// Default: 100 ms.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// High-water mark of the socket, in messages: while this many results
     /// wait for the broker to read them, a further one is dropped with a
@@ -72,7 +81,10 @@ pub struct WorkerConfig {
     pub stats_log_interval: Option<Duration>,
     /// How long [`Worker::stop`](super::Worker::stop) lets running handlers
     /// finish. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
