@@ -44,6 +44,9 @@ pub struct Args {
     /// Name shown in the broker's logs.
     #[arg(long)]
     name: Option<String>,
+    /// Log the stats at info level this often.
+    #[arg(long, value_parser = parse_duration)]
+    stats_log_interval: Option<std::time::Duration>,
 }
 
 /// A generic worker in a cluster file (`[[worker]]`): what it serves and
@@ -178,6 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.inline = args.inline;
     config.name = args.name;
     set(&mut config.heartbeat, &args.heartbeat);
+    config.stats_log_interval = args.stats_log_interval;
     let signal = shutdown_signal()?;
     let worker = start(config, &args.types, &behaviour)?;
     println!("worker serving types {:?}", args.types);
