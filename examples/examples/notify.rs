@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("broker stats: {}", broker.stats()?);
-    println!("publisher stats: {}", publisher.stats());
+    println!("publisher stats: {}", publisher.stats()?);
     exact.stop()?;
     typed.stop()?;
     publisher.stop()?;

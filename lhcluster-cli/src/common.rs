@@ -17,6 +17,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
+/// Reads a TOML file into a config type (the library's configs read their
+/// tables directly: `lhcluster` enables its `serde` feature).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// A flag overrides what the file (or the default) set, when given.
+pub fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+    if let Some(value) = flag {
+        *field = value.clone();
+    }
+}
+
 /// Parses a request type: a number, or a name mapped to the same id as
 /// `#[derive(Request)]` computes ([`lhcluster::request_type_id`]).
 pub fn parse_request_type(text: &str) -> Result<RequestType, String> {

@@ -52,15 +52,12 @@ impl Proc {
 
     /// Waits for a stdout line containing `needle`.
     fn expect_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(_) => panic!("no line containing {needle:?} within {LIMIT:?}"),
-            }
-        }
+        expect_in(&self.lines, needle)
+    }
+
+    /// Waits for a stderr (log) line containing `needle`.
+    fn expect_log(&self, needle: &str) -> String {
+        expect_in(&self.stderr, needle)
     }
 
     fn signal(&self, signal: &str) {
@@ -95,6 +92,19 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits for a line containing `needle` on `lines`.
+fn expect_in(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(_) => panic!("no line containing {needle:?} within {LIMIT:?}"),
+        }
     }
 }
 
@@ -559,6 +569,57 @@ fn up_runs_the_example_cluster_file() {
         }
         up.signal("TERM");
         assert_eq!(up.wait().code(), Some(0));
+    });
+}
+
+#[test]
+fn stats_log_lines_come_from_the_broker_and_the_worker() {
+    limited(|| {
+        // The broker under the flag's older name, the worker under its new.
+        let c = broker(&["--stats-interval", "100ms"]);
+        let w = worker(
+            &c.back,
+            &["--type", "echo", "--echo", "--stats-log-interval", "100ms"],
+        );
+        c.broker.expect_log("broker stats");
+        w.expect_log("worker stats");
+    });
+}
+
+#[test]
+fn a_config_file_takes_the_library_keys_and_flags_win_over_it() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let path = std::env::temp_dir().join(format!("lhc-broker-{}.toml", free_port()));
+        // The file's frontend is overridden by the flag.
+        std::fs::write(
+            &path,
+            format!(
+                "frontend = \"tcp://127.0.0.1:1\"\nbackend = \"{back}\"\n\
+                 heartbeat = \"100ms\"\nhwm = 1000\nstats_log_interval = \"100ms\"\n"
+            ),
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let b = Proc::start(&["broker", "--config", config, "--frontend", &front]);
+        b.expect_line(&format!("broker frontend={front} backend={back}"));
+        b.expect_log("broker stats");
+        wait_workers(&front, 0);
+        // A misspelt key is an error naming it, not a setting ignored.
+        std::fs::write(
+            &path,
+            format!("frontend = \"{front}\"\nbakend = \"{back}\"\n"),
+        )
+        .unwrap();
+        let (code, _, err) = run(&["broker", "--config", config]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("unknown field `bakend`"), "{err}");
+        // A missing endpoint is named.
+        std::fs::write(&path, format!("frontend = \"{front}\"\n")).unwrap();
+        let (code, _, err) = run(&["broker", "--config", config]);
+        assert_eq!(code, 1, "{err}");
+        assert_single_error_line(&err, "`backend` must name an endpoint");
+        let _ = std::fs::remove_file(&path);
     });
 }
 

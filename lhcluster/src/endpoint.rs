@@ -19,6 +19,14 @@ pub(crate) fn validate(endpoint: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Checks the endpoint of config field `field`: set, and valid.
+pub(crate) fn require(field: &'static str, endpoint: &str) -> Result<(), ConfigError> {
+    if endpoint.is_empty() {
+        return Err(ConfigError::invalid(field, "must name an endpoint"));
+    }
+    validate(endpoint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,9 +88,10 @@ pub(crate) fn send(
     Ok(())
 }
 
-/// A DEALER with our stable routing id, connected to `endpoint`.
-pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, Error> {
-    let socket = new_socket(zmq::DEALER, "creating a DEALER socket", 200)?;
+/// A DEALER with our stable routing id and high-water mark `hwm` (the
+/// role's config), connected to `endpoint`.
+pub(crate) fn dealer(endpoint: &str, routing_id: &[u8], hwm: i32) -> Result<zmq::Socket, Error> {
+    let socket = new_socket(zmq::DEALER, "creating a DEALER socket", 200, hwm)?;
     socket
         .set_identity(routing_id)
         .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;
@@ -107,23 +108,22 @@ pub(crate) fn dealer(endpoint: &str, routing_id: &[u8]) -> Result<zmq::Socket, E
     Ok(socket)
 }
 
-/// High-water mark of our sockets, per peer. A ROUTER refuses messages
-/// beyond it (counted as undeliverable), it never drops them silently.
-const HWM: i32 = 100_000;
-
-/// A socket of the shared context with our high-water marks and `linger_ms`
-/// (how long queued messages may still leave after it is closed).
+/// A socket of the shared context with high-water marks `hwm`, per peer
+/// (a ROUTER refuses messages beyond it, counted as undeliverable; it
+/// never drops them silently), and `linger_ms` (how long queued messages
+/// may still leave after it is closed).
 fn new_socket(
     kind: zmq::SocketType,
     creating: &'static str,
     linger_ms: i32,
+    hwm: i32,
 ) -> Result<zmq::Socket, Error> {
     let socket = crate::context().socket(kind).map_err(zmq_err(creating))?;
     socket
-        .set_sndhwm(HWM)
+        .set_sndhwm(hwm)
         .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
     socket
-        .set_rcvhwm(HWM)
+        .set_rcvhwm(hwm)
         .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
     socket
         .set_linger(linger_ms)
@@ -131,9 +131,10 @@ fn new_socket(
     Ok(socket)
 }
 
-/// A bound ROUTER as the broker and the proxy use it.
-pub(crate) fn router(endpoint: &str) -> Result<zmq::Socket, Error> {
-    let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000)?;
+/// A bound ROUTER as the broker and the proxy use it, with high-water mark
+/// `hwm` (the role's config).
+pub(crate) fn router(endpoint: &str, hwm: i32) -> Result<zmq::Socket, Error> {
+    let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
     // A peer that reconnects with the same routing id takes its place.
     socket
         .set_router_handover(true)

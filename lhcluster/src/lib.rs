@@ -233,6 +233,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `derive` | on | `#[derive(Request)]` and `#[derive(Notification)]` (the `lhcluster-derive` crate); without it, implement [`trait@Request`] and [`trait@Notification`] by hand |
+//! | `serde` | off | `Deserialize` for every role's config, to read them from files: keys named as the fields, durations as `"100ms"`/`"5s"` (`"off"` for an optional one), missing fields at their `new` defaults, unknown keys refused; `validate()` still checks the values at start |
 //!
 //! ## Logging
 //!
@@ -247,6 +248,8 @@ pub mod bench_support;
 pub mod broker;
 pub mod client;
 pub mod client_proxy;
+#[cfg(feature = "serde")]
+mod config_serde;
 mod context;
 mod endpoint;
 mod error;
@@ -260,6 +263,7 @@ pub mod protocol;
 mod role;
 mod session;
 mod slab;
+mod stats_log;
 #[cfg(test)]
 mod testing;
 pub mod typed;

@@ -79,6 +79,8 @@ pub(crate) struct Link {
     endpoint: String,
     /// Kept across reconnects, so the broker recognises us.
     routing_id: [u8; 16],
+    /// The socket's high-water mark (the role's `hwm`).
+    hwm: i32,
     socket: Option<zmq::Socket>,
     /// Reused by every send (no allocation per message).
     header_buf: Vec<u8>,
@@ -95,9 +97,10 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// Not connected yet: the session's first action connects.
-    pub(crate) fn new(endpoint: String) -> Self {
+    pub(crate) fn new(endpoint: String, hwm: i32) -> Self {
         Self {
             endpoint,
+            hwm,
             routing_id: crate::peer::random_routing_id(),
             socket: None,
             header_buf: Vec::with_capacity(64),
@@ -144,7 +147,7 @@ impl Link {
         match action {
             LinkAction::Send(msg) => self.send(msg, core),
             LinkAction::Close => self.close(),
-            LinkAction::Connect => match io::dealer(&self.endpoint, &self.routing_id) {
+            LinkAction::Connect => match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
                 Ok(socket) => {
                     self.socket = Some(socket);
                     core.on_connected(Instant::now());

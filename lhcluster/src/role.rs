@@ -126,33 +126,3 @@ impl<C: Send + 'static> Drop for RoleHandle<C> {
         let _ = self.stop((self.stop_command)());
     }
 }
-
-/// When a driver next logs its statistics, every `interval` (none: never).
-#[derive(Debug)]
-pub(crate) struct StatsLog {
-    interval: Option<Duration>,
-    next: Option<std::time::Instant>,
-}
-
-impl StatsLog {
-    pub(crate) fn new(interval: Option<Duration>, now: std::time::Instant) -> Self {
-        Self {
-            interval,
-            next: interval.map(|d| now + d),
-        }
-    }
-
-    /// `at`, or the next log if that comes sooner: when to wake up.
-    pub(crate) fn wake_at(&self, at: std::time::Instant) -> std::time::Instant {
-        self.next.map_or(at, |next| next.min(at))
-    }
-
-    /// Whether to log now (then not again for an interval).
-    pub(crate) fn due(&mut self, now: std::time::Instant) -> bool {
-        let due = self.next.is_some_and(|next| now >= next);
-        if due {
-            self.next = self.interval.map(|d| now + d);
-        }
-        due
-    }
-}

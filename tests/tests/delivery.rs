@@ -13,7 +13,7 @@ use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn echo_attempt(ctx: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
+fn echo_attempt(payload: Payload, ctx: &RequestContext) -> Result<Payload, HandlerError> {
     let mut out = payload;
     out.push(format!("attempt={}", ctx.attempt).as_bytes().into());
     Ok(out)
@@ -31,9 +31,9 @@ fn start_echo(broker: &Broker, types: &[u32]) -> Worker {
 fn blocking_worker(broker: &Broker, t: u32) -> (Worker, crossbeam_channel::Sender<()>) {
     let (release, gate) = crossbeam_channel::unbounded::<()>();
     let worker = Worker::builder(worker_config(broker))
-        .handle_raw(t, move |ctx: &RequestContext, p: Payload| {
+        .handle_raw(t, move |p: Payload, ctx: &RequestContext| {
             let _ = gate.recv_timeout(Duration::from_secs(20));
-            echo_attempt(ctx, p)
+            echo_attempt(p, ctx)
         })
         .start()
         .unwrap();
@@ -368,7 +368,7 @@ fn broker_restart_through_a_proxy(downtime: Duration) {
         let mut config = worker_config(&first);
         config.capacity = 4;
         Worker::builder(config)
-            .handle_raw(1, move |ctx: &RequestContext, p: Payload| {
+            .handle_raw(1, move |p: Payload, ctx: &RequestContext| {
                 *runs.lock().unwrap().entry(ctx.request_id).or_default() += 1;
                 std::thread::sleep(Duration::from_millis(2));
                 Ok(p)
@@ -500,7 +500,7 @@ fn statuses_reach_clients_through_the_proxy() {
         release.send(()).unwrap();
         first.wait().unwrap();
         let failing = Worker::builder(worker_config(&broker))
-            .handle_raw(2, |_: &RequestContext, _: Payload| {
+            .handle_raw(2, |_: Payload, _: &RequestContext| {
                 Err(HandlerError::failed("nope"))
             })
             .start()

@@ -11,10 +11,10 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn echo_worker(broker: &lhcluster::Broker) -> Worker {
     Worker::builder(worker_config(broker))
-        .handle_raw(1, |_: &RequestContext, p: Payload| Ok(p))
+        .handle_raw(1, |p: Payload, _: &RequestContext| Ok(p))
         .handle_raw(
             2,
-            |_: &RequestContext, _: Payload| -> Result<Payload, HandlerError> {
+            |_: Payload, _: &RequestContext| -> Result<Payload, HandlerError> {
                 Err(HandlerError::failed("nope"))
             },
         )
@@ -63,7 +63,7 @@ fn requests_and_outcomes(transport: Transport) {
             message: "nope".into()
         }
     );
-    let stats = client.stats();
+    let stats = client.stats().unwrap();
     assert_eq!(stats.outstanding, 0);
     assert!(stats.connected);
 }

@@ -13,7 +13,7 @@ use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn echo(_: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
+fn echo(payload: Payload, _: &RequestContext) -> Result<Payload, HandlerError> {
     Ok(payload)
 }
 
@@ -100,7 +100,7 @@ fn one_way_requests_run_and_send_nothing_back() {
         let ran = Arc::new(AtomicU64::new(0));
         let counter = ran.clone();
         let _worker = Worker::builder(worker_config(&broker))
-            .handle_raw(5, move |_: &RequestContext, _: Payload| {
+            .handle_raw(5, move |_: Payload, _: &RequestContext| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 Ok(vec![(&b"ignored"[..]).into()])
             })
@@ -136,7 +136,7 @@ fn two_workers_share_the_load() {
             .map(|count| {
                 let count = count.clone();
                 Worker::builder(worker_config(&broker))
-                    .handle_raw(3, move |_: &RequestContext, p: Payload| {
+                    .handle_raw(3, move |p: Payload, _: &RequestContext| {
                         count.fetch_add(1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(5));
                         Ok(p)
@@ -171,7 +171,7 @@ fn two_workers_share_the_load() {
 fn blocking_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Sender<()>) {
     let (release, gate) = crossbeam_channel::unbounded::<()>();
     let worker = Worker::builder(worker_config(broker))
-        .handle_raw(9, move |_: &RequestContext, p: Payload| {
+        .handle_raw(9, move |p: Payload, _: &RequestContext| {
             let _ = gate.recv_timeout(Duration::from_secs(20));
             Ok(p)
         })
@@ -270,12 +270,12 @@ fn handler_errors_and_panics_become_failed_and_the_worker_keeps_serving() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Inproc);
         let _worker = Worker::builder(worker_config(&broker))
-            .handle_raw(1, |_: &RequestContext, _: Payload| {
+            .handle_raw(1, |_: Payload, _: &RequestContext| {
                 Err(HandlerError::failed("no luck"))
             })
             .handle_raw(
                 2,
-                |_: &RequestContext, _: Payload| -> Result<Payload, HandlerError> {
+                |_: Payload, _: &RequestContext| -> Result<Payload, HandlerError> {
                     panic!("boom")
                 },
             )
@@ -564,7 +564,7 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
         let seen = threads.clone();
         let (now, max) = (running.clone(), most.clone());
         let _worker = Worker::builder(config)
-            .handle_raw(1, move |_: &RequestContext, payload: Payload| {
+            .handle_raw(1, move |payload: Payload, _: &RequestContext| {
                 let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
                 max.fetch_max(at_once, Ordering::SeqCst);
                 let name = std::thread::current().name().map(str::to_owned);
@@ -575,7 +575,7 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
             })
             .handle_raw(
                 2,
-                |_: &RequestContext, _: Payload| -> Result<Payload, HandlerError> {
+                |_: Payload, _: &RequestContext| -> Result<Payload, HandlerError> {
                     panic!("inline boom")
                 },
             )
@@ -655,7 +655,7 @@ fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
         config.inline = true;
         config.capacity = 8;
         let worker = Worker::builder(config)
-            .handle_raw(1, |_: &RequestContext, p: Payload| {
+            .handle_raw(1, |p: Payload, _: &RequestContext| {
                 std::thread::sleep(Duration::from_millis(5));
                 Ok(p)
             })

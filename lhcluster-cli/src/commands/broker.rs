@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use lhcluster::{Broker, BrokerConfig};
-use serde::Deserialize;
 
-use crate::common::{metrics, parse_duration, serve_metrics, shutdown_signal};
+use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
 
 /// Run a broker: clients and proxies connect to the frontend, workers to
 /// the backend.
@@ -23,15 +21,16 @@ pub struct Args {
     /// Endpoint for workers.
     #[arg(long)]
     backend: Option<String>,
-    /// TOML file with these settings (flags win over the file).
+    /// TOML file with the broker's settings, keys as a `[[broker]]` table of
+    /// a cluster file (flags win over the file).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most requests queued per request type.
     #[arg(long)]
     max_pending_per_type: Option<usize>,
     /// Most requests queued in total.
-    #[arg(long)]
-    max_pending: Option<usize>,
+    #[arg(long, visible_alias = "max-pending")]
+    max_pending_total: Option<usize>,
     /// The broker's heartbeat interval (e.g. 1s, 500ms).
     #[arg(long, value_parser = parse_duration)]
     heartbeat: Option<Duration>,
@@ -42,107 +41,36 @@ pub struct Args {
     #[arg(long)]
     max_tries: Option<u32>,
     /// Log the stats at info level this often (e.g. 30s).
-    #[arg(long, value_parser = parse_duration)]
-    stats_interval: Option<Duration>,
+    #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
+    stats_log_interval: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<String>,
 }
 
-/// The broker settings of a config file (`broker --config`, or a
-/// `[[broker]]` table of a cluster file).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerSection {
-    /// Frontend endpoint.
-    pub frontend: Option<String>,
-    /// Backend endpoint.
-    pub backend: Option<String>,
-    /// Heartbeat interval, e.g. "1s".
-    pub heartbeat: Option<String>,
-    /// Liveness (missed intervals).
-    pub liveness: Option<u32>,
-    /// Queue bound per type.
-    pub max_pending_per_type: Option<usize>,
-    /// Queue bound in total.
-    pub max_pending: Option<usize>,
-    /// Dispatches of a RETRY_ON_DEATH request.
-    pub max_tries: Option<u32>,
-    /// Stats log period, e.g. "30s".
-    pub stats_interval: Option<String>,
-}
-
-impl BrokerSection {
-    /// A broker configuration from this section (endpoints required).
-    pub fn to_config(&self) -> anyhow::Result<BrokerConfig> {
-        let frontend = self
-            .frontend
-            .clone()
-            .context("the broker needs a frontend endpoint")?;
-        let backend = self
-            .backend
-            .clone()
-            .context("the broker needs a backend endpoint")?;
-        let mut config = BrokerConfig::new(frontend, backend);
-        if let Some(h) = &self.heartbeat {
-            config.heartbeat = parse_duration(h).map_err(anyhow::Error::msg)?;
-        }
-        if let Some(s) = &self.stats_interval {
-            config.stats_log_interval = Some(parse_duration(s).map_err(anyhow::Error::msg)?);
-        }
-        if let Some(v) = self.liveness {
-            config.liveness = v;
-        }
-        if let Some(v) = self.max_pending_per_type {
-            config.max_pending_per_type = v;
-        }
-        if let Some(v) = self.max_pending {
-            config.max_pending_total = v;
-        }
-        if let Some(v) = self.max_tries {
-            config.max_tries = v;
+impl Args {
+    /// The file's configuration (or the defaults), with the flags applied.
+    fn config(&self) -> anyhow::Result<BrokerConfig> {
+        let mut config = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => BrokerConfig::new("", ""),
+        };
+        set(&mut config.frontend, &self.frontend);
+        set(&mut config.backend, &self.backend);
+        set(&mut config.max_pending_per_type, &self.max_pending_per_type);
+        set(&mut config.max_pending_total, &self.max_pending_total);
+        set(&mut config.heartbeat, &self.heartbeat);
+        set(&mut config.liveness, &self.liveness);
+        set(&mut config.max_tries, &self.max_tries);
+        if self.stats_log_interval.is_some() {
+            config.stats_log_interval = self.stats_log_interval;
         }
         Ok(config)
     }
 }
 
-/// Reads a TOML file into a section type.
-pub fn read_toml<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> anyhow::Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut section: BrokerSection = match &args.config {
-        Some(path) => read_toml(path)?,
-        None => BrokerSection::default(),
-    };
-    if args.frontend.is_some() {
-        section.frontend = args.frontend.clone();
-    }
-    if args.backend.is_some() {
-        section.backend = args.backend.clone();
-    }
-    let mut config = section.to_config()?;
-    if let Some(v) = args.max_pending_per_type {
-        config.max_pending_per_type = v;
-    }
-    if let Some(v) = args.max_pending {
-        config.max_pending_total = v;
-    }
-    if let Some(v) = args.heartbeat {
-        config.heartbeat = v;
-    }
-    if let Some(v) = args.liveness {
-        config.liveness = v;
-    }
-    if let Some(v) = args.max_tries {
-        config.max_tries = v;
-    }
-    if args.stats_interval.is_some() {
-        config.stats_log_interval = args.stats_interval;
-    }
+    let config = args.config()?;
     let signal = shutdown_signal()?;
     let broker = Broker::start(config)?;
     println!(

@@ -1,14 +1,13 @@
 //! `lhcluster notify-broker`: runs a notification broker until SIGINT /
 //! SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
-use serde::Deserialize;
 
-use crate::common::{parse_duration, shutdown_signal};
+use crate::common::{parse_duration, read_toml, set, shutdown_signal};
 
 /// Run a notify broker: subscribers connect to the frontend, publishers to
 /// the backend.
@@ -19,46 +18,39 @@ use crate::common::{parse_duration, shutdown_signal};
 pub struct Args {
     /// Endpoint for subscribers.
     #[arg(long)]
-    frontend: String,
+    frontend: Option<String>,
     /// Endpoint for publishers.
     #[arg(long)]
-    backend: String,
+    backend: Option<String>,
+    /// TOML file with the notify broker's settings, keys as a
+    /// `[[notify_broker]]` table of a cluster file (flags win over the file).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Log the stats at info level this often.
-    #[arg(long, value_parser = parse_duration)]
-    stats_interval: Option<Duration>,
+    #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
+    stats_log_interval: Option<Duration>,
 }
 
-/// A notify broker in a cluster file (`[[notify_broker]]`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyBrokerSection {
-    /// Subscribers' endpoint.
-    pub frontend: String,
-    /// Publishers' endpoint.
-    pub backend: String,
-    /// Stats log period.
-    pub stats_interval: Option<String>,
-}
-
-impl NotifyBrokerSection {
-    /// Starts the notify broker this section describes.
-    pub fn start(&self) -> anyhow::Result<NotifyBroker> {
-        let mut config = NotifyBrokerConfig::new(&self.frontend, &self.backend);
-        if let Some(s) = &self.stats_interval {
-            config.stats_log_interval = Some(parse_duration(s).map_err(anyhow::Error::msg)?);
+impl Args {
+    /// The file's configuration (or the defaults), with the flags applied.
+    fn config(&self) -> anyhow::Result<NotifyBrokerConfig> {
+        let mut config = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => NotifyBrokerConfig::new("", ""),
+        };
+        set(&mut config.frontend, &self.frontend);
+        set(&mut config.backend, &self.backend);
+        if self.stats_log_interval.is_some() {
+            config.stats_log_interval = self.stats_log_interval;
         }
-        NotifyBroker::start(config).context("starting the notify broker")
+        Ok(config)
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
     let signal = shutdown_signal()?;
-    let section = NotifyBrokerSection {
-        frontend: args.frontend,
-        backend: args.backend,
-        stats_interval: args.stats_interval.map(|d| format!("{}ms", d.as_millis())),
-    };
-    let broker = section.start()?;
+    let broker = NotifyBroker::start(config)?;
     println!(
         "notify-broker frontend={} backend={}",
         broker.frontend(),

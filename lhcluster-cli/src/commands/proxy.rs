@@ -4,12 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
-use serde::Deserialize;
 
-use super::broker::read_toml;
-use crate::common::{metrics, parse_duration, serve_metrics, shutdown_signal};
+use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
 
 /// Run a client proxy: clients connect to it as to a broker; it buffers
 /// their requests until confirmed and re-sends them across broker restarts.
@@ -24,7 +21,8 @@ pub struct Args {
     /// Endpoint clients connect to.
     #[arg(long)]
     bind: Option<String>,
-    /// TOML file with these settings (flags win over the file).
+    /// TOML file with the proxy's settings, keys as a `[[proxy]]` table of
+    /// a cluster file (flags win over the file).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Most requests buffered.
@@ -34,91 +32,39 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     heartbeat: Option<Duration>,
     /// First re-send delay of an unconfirmed request.
-    #[arg(long, value_parser = parse_duration)]
-    resend: Option<Duration>,
+    #[arg(long, visible_alias = "resend", value_parser = parse_duration)]
+    resend_initial: Option<Duration>,
     /// Log the stats at info level this often.
-    #[arg(long, value_parser = parse_duration)]
-    stats_interval: Option<Duration>,
+    #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
+    stats_log_interval: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<String>,
 }
 
-/// The proxy settings of a config file.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxySection {
-    /// Broker frontend endpoint.
-    pub broker: Option<String>,
-    /// Client-facing endpoint.
-    pub bind: Option<String>,
-    /// Heartbeat interval.
-    pub heartbeat: Option<String>,
-    /// Buffer bound (requests).
-    pub max_buffered: Option<usize>,
-    /// Buffer bound (bytes).
-    pub max_buffered_bytes: Option<usize>,
-    /// First re-send delay.
-    pub resend: Option<String>,
-    /// Stats log period.
-    pub stats_interval: Option<String>,
-}
-
-impl ProxySection {
-    /// A proxy configuration from this section.
-    pub fn to_config(&self) -> anyhow::Result<ClientProxyConfig> {
-        let bind = self
-            .bind
-            .clone()
-            .context("the proxy needs a bind endpoint")?;
-        let broker = self
-            .broker
-            .clone()
-            .context("the proxy needs a broker endpoint")?;
-        let mut config = ClientProxyConfig::new(bind, broker);
-        if let Some(h) = &self.heartbeat {
-            config.heartbeat = parse_duration(h).map_err(anyhow::Error::msg)?;
+impl Args {
+    /// The file's configuration (or the defaults), with the flags applied.
+    fn config(&self) -> anyhow::Result<ClientProxyConfig> {
+        let mut config = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => ClientProxyConfig::new("", ""),
+        };
+        set(&mut config.bind, &self.bind);
+        if let Some(broker) = &self.broker {
+            config.brokers = vec![broker.clone()];
         }
-        if let Some(v) = &self.resend {
-            config.resend_initial = parse_duration(v).map_err(anyhow::Error::msg)?;
-        }
-        if let Some(s) = &self.stats_interval {
-            config.stats_log_interval = Some(parse_duration(s).map_err(anyhow::Error::msg)?);
-        }
-        if let Some(v) = self.max_buffered {
-            config.max_buffered = v;
-        }
-        if let Some(v) = self.max_buffered_bytes {
-            config.max_buffered_bytes = v;
+        set(&mut config.max_buffered, &self.max_buffered);
+        set(&mut config.heartbeat, &self.heartbeat);
+        set(&mut config.resend_initial, &self.resend_initial);
+        if self.stats_log_interval.is_some() {
+            config.stats_log_interval = self.stats_log_interval;
         }
         Ok(config)
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut section: ProxySection = match &args.config {
-        Some(path) => read_toml(path)?,
-        None => ProxySection::default(),
-    };
-    if args.broker.is_some() {
-        section.broker = args.broker.clone();
-    }
-    if args.bind.is_some() {
-        section.bind = args.bind.clone();
-    }
-    let mut config = section.to_config()?;
-    if let Some(v) = args.max_buffered {
-        config.max_buffered = v;
-    }
-    if let Some(v) = args.heartbeat {
-        config.heartbeat = v;
-    }
-    if let Some(v) = args.resend {
-        config.resend_initial = v;
-    }
-    if args.stats_interval.is_some() {
-        config.stats_log_interval = args.stats_interval;
-    }
+    let config = args.config()?;
     let signal = shutdown_signal()?;
     let proxy = ClientProxy::start(config)?;
     println!("proxy bind={}", proxy.endpoint());

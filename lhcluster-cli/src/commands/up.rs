@@ -7,15 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lhcluster::Broker;
-use lhcluster::client_proxy::ClientProxy;
+use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
+use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
+use lhcluster::{Broker, BrokerConfig};
 use serde::Deserialize;
 
-use super::broker::{BrokerSection, read_toml};
-use super::notify_broker::NotifyBrokerSection;
-use super::proxy::ProxySection;
-use super::worker::WorkerSection;
-use crate::common::{metrics, serve_metrics, shutdown_signal};
+use super::worker::WorkerTable;
+use crate::common::{metrics, read_toml, serve_metrics, shutdown_signal};
 
 /// Run all the roles of a cluster file in one process.
 #[derive(Debug, clap::Args)]
@@ -28,7 +26,8 @@ pub struct Args {
     metrics: Option<String>,
 }
 
-/// A cluster file.
+/// A cluster file: each table is read straight into the library's config
+/// of that role (keys as its fields: docs/operations.md).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
@@ -36,16 +35,16 @@ pub struct ClusterFile {
     pub metrics: Option<String>,
     /// Brokers.
     #[serde(default)]
-    pub broker: Vec<BrokerSection>,
+    pub broker: Vec<BrokerConfig>,
     /// Client proxies.
     #[serde(default)]
-    pub proxy: Vec<ProxySection>,
+    pub proxy: Vec<ClientProxyConfig>,
     /// Notify brokers.
     #[serde(default)]
-    pub notify_broker: Vec<NotifyBrokerSection>,
+    pub notify_broker: Vec<NotifyBrokerConfig>,
     /// Generic workers.
     #[serde(default)]
-    pub worker: Vec<WorkerSection>,
+    pub worker: Vec<WorkerTable>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -59,8 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let signal = shutdown_signal()?;
     let mut brokers: Vec<Broker> = Vec::new();
-    for (i, section) in file.broker.iter().enumerate() {
-        let broker = Broker::start(section.to_config()?).with_context(|| format!("broker #{i}"))?;
+    for (i, config) in file.broker.into_iter().enumerate() {
+        let broker = Broker::start(config).with_context(|| format!("broker #{i}"))?;
         println!(
             "broker #{i} frontend={} backend={}",
             broker.frontend(),
@@ -69,10 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         brokers.push(broker);
     }
     let mut notify_brokers = Vec::new();
-    for (i, section) in file.notify_broker.iter().enumerate() {
-        let nb = section
-            .start()
-            .with_context(|| format!("notify broker #{i}"))?;
+    for (i, config) in file.notify_broker.into_iter().enumerate() {
+        let nb = NotifyBroker::start(config).with_context(|| format!("notify broker #{i}"))?;
         println!(
             "notify-broker #{i} frontend={} backend={}",
             nb.frontend(),
@@ -81,15 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         notify_brokers.push(nb);
     }
     let mut proxies: Vec<ClientProxy> = Vec::new();
-    for (i, section) in file.proxy.iter().enumerate() {
-        let proxy =
-            ClientProxy::start(section.to_config()?).with_context(|| format!("proxy #{i}"))?;
+    for (i, config) in file.proxy.into_iter().enumerate() {
+        let proxy = ClientProxy::start(config).with_context(|| format!("proxy #{i}"))?;
         println!("proxy #{i} bind={}", proxy.endpoint());
         proxies.push(proxy);
     }
     let mut workers = Vec::new();
-    for (i, section) in file.worker.iter().enumerate() {
-        workers.push(section.start().with_context(|| format!("worker #{i}"))?);
+    for (i, table) in file.worker.iter().enumerate() {
+        workers.push(table.start().with_context(|| format!("worker #{i}"))?);
         println!("worker #{i} started");
     }
     if let Some(addr) = args.metrics.as_deref().or(file.metrics.as_deref()) {
@@ -128,4 +124,121 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = b.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(text: &str) -> ClusterFile {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every value of examples/cluster.toml reaches the library's configs.
+    fn assert_example_values(file: &ClusterFile) {
+        let b = &file.broker[0];
+        assert_eq!(
+            (b.frontend.as_str(), b.backend.as_str()),
+            ("tcp://*:5555", "tcp://*:5556")
+        );
+        assert_eq!(b.heartbeat, Duration::from_secs(1));
+        assert_eq!((b.liveness, b.max_tries), (3, 2));
+        assert_eq!(
+            (b.max_pending_per_type, b.max_pending_total),
+            (100_000, 1_000_000)
+        );
+        assert_eq!(b.stats_log_interval, Some(Duration::from_secs(60)));
+        let p = &file.proxy[0];
+        assert_eq!(p.bind, "tcp://*:5550");
+        assert_eq!(p.brokers, ["tcp://127.0.0.1:5555"]);
+        assert_eq!(p.resend_initial, Duration::from_secs(2));
+        assert_eq!(p.max_buffered, 100_000);
+        assert_eq!(file.notify_broker[0].backend, "tcp://*:5561");
+        let w = &file.worker[1];
+        assert_eq!(w.config.brokers, ["tcp://127.0.0.1:5556"]);
+        assert_eq!(w.config.capacity, 2);
+        assert_eq!(w.exec.as_deref(), Some("tr a-z A-Z"));
+        assert!(file.worker[0].echo);
+        for config in &file.broker {
+            config.validate().unwrap();
+        }
+        for config in &file.proxy {
+            config.validate().unwrap();
+        }
+        for table in &file.worker {
+            table.config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_example_file_reads_into_the_library_configs() {
+        let text = include_str!("../../../examples/cluster.toml");
+        assert_example_values(&parse(text));
+    }
+
+    /// The keys cluster files were written with before they were renamed to
+    /// the library's names (`max_pending`, `stats_interval`, `resend`,
+    /// `broker = "…"`) still read the same.
+    #[test]
+    fn files_with_the_older_key_names_still_read() {
+        let text = r#"
+metrics = "127.0.0.1:9100"
+
+[[broker]]
+frontend = "tcp://*:5555"
+backend = "tcp://*:5556"
+heartbeat = "1s"
+liveness = 3
+max_pending_per_type = 100000
+max_pending = 1000000
+max_tries = 2
+stats_interval = "60s"
+
+[[proxy]]
+bind = "tcp://*:5550"
+broker = "tcp://127.0.0.1:5555"
+heartbeat = "1s"
+max_buffered = 100000
+resend = "2s"
+
+[[notify_broker]]
+frontend = "tcp://*:5560"
+backend = "tcp://*:5561"
+
+[[worker]]
+broker = "tcp://127.0.0.1:5556"
+types = ["echo"]
+echo = true
+capacity = 4
+
+[[worker]]
+broker = "tcp://127.0.0.1:5556"
+types = ["upper", 42]
+exec = "tr a-z A-Z"
+capacity = 2
+"#;
+        assert_example_values(&parse(text));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_name() {
+        for (text, needle) in [
+            (
+                "[[broker]]\nfrontend = \"tcp://*:1\"\nbakend = \"x\"",
+                "bakend",
+            ),
+            ("[[proxy]]\nresnd = \"1s\"", "resnd"),
+            (
+                "[[worker]]\ntypes = [1]\necho = true\ncapacty = 2",
+                "capacty",
+            ),
+            ("[[broker]]\nheartbeat = \"soon\"", "soon"),
+            ("[[notify_broker]]\nhwm = \"many\"", "hwm"),
+        ] {
+            let e = toml::from_str::<ClusterFile>(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Payload, RequestType};
 use serde::Deserialize;
 
-use crate::common::{parse_duration, parse_request_type, shutdown_signal};
+use crate::common::{parse_duration, parse_request_type, set, shutdown_signal};
 
 /// Run a generic worker for one or more request types.
 #[derive(Debug, clap::Args)]
@@ -30,9 +30,9 @@ pub struct Args {
     /// Run this shell command per request.
     #[arg(long)]
     exec: Option<String>,
-    /// Requests run at once.
-    #[arg(long, default_value_t = 1)]
-    capacity: u32,
+    /// Requests run at once (default 1).
+    #[arg(long)]
+    capacity: Option<u32>,
     /// Run the handler on the worker's own thread, one request at a time
     /// (for quick handlers: saves two thread hand-offs per request);
     /// `--capacity` then bounds how many requests wait here.
@@ -44,14 +44,17 @@ pub struct Args {
     /// Name shown in the broker's logs.
     #[arg(long)]
     name: Option<String>,
+    /// Log the stats at info level this often.
+    #[arg(long, value_parser = parse_duration)]
+    stats_log_interval: Option<std::time::Duration>,
 }
 
-/// A generic worker in a cluster file (`[[worker]]`).
+/// A generic worker in a cluster file (`[[worker]]`): what it serves and
+/// how, beside the library's worker settings (`broker`, `capacity`,
+/// `inline`, `heartbeat`, `name`…, read straight into [`WorkerConfig`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkerSection {
-    /// Broker backend endpoint.
-    pub broker: String,
+pub struct WorkerTable {
     /// Request types: numbers or names.
     pub types: Vec<TypeName>,
     /// Echo handler.
@@ -59,15 +62,9 @@ pub struct WorkerSection {
     pub echo: bool,
     /// Shell command handler.
     pub exec: Option<String>,
-    /// Concurrency.
-    pub capacity: Option<u32>,
-    /// Handler on the worker's own thread (echo only).
-    #[serde(default)]
-    pub inline: bool,
-    /// Heartbeat interval.
-    pub heartbeat: Option<String>,
-    /// Name.
-    pub name: Option<String>,
+    /// The worker's own settings.
+    #[serde(flatten)]
+    pub config: WorkerConfig,
 }
 
 /// A request type in a config file: a number or a name.
@@ -99,30 +96,23 @@ pub enum Behaviour {
     Exec(String),
 }
 
-impl WorkerSection {
-    /// Starts the worker this section describes.
+impl WorkerTable {
+    /// Starts the worker this table describes.
     pub fn start(&self) -> anyhow::Result<Worker> {
         let behaviour = match (&self.exec, self.echo) {
             (Some(cmd), false) => Behaviour::Exec(cmd.clone()),
             (None, true) => Behaviour::Echo,
             _ => anyhow::bail!("a worker needs exactly one of `echo = true` or `exec = \"...\"`"),
         };
+        if self.config.inline && !self.echo {
+            anyhow::bail!("`inline = true` is for the echo handler only");
+        }
         let types = self
             .types
             .iter()
             .map(TypeName::resolve)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut config = WorkerConfig::new(&self.broker);
-        if self.inline && !self.echo {
-            anyhow::bail!("`inline = true` is for the echo handler only");
-        }
-        config.capacity = self.capacity.unwrap_or(1);
-        config.inline = self.inline;
-        config.name = self.name.clone();
-        if let Some(h) = &self.heartbeat {
-            config.heartbeat = parse_duration(h).map_err(anyhow::Error::msg)?;
-        }
-        start(config, &types, &behaviour)
+        start(self.config.clone(), &types, &behaviour)
     }
 }
 
@@ -136,18 +126,18 @@ pub fn start(
     for &t in types {
         builder = match behaviour.clone() {
             Behaviour::Echo => {
-                builder.handle_raw(t, |_: &RequestContext, payload: Payload| Ok(payload))
+                builder.handle_raw(t, |payload: Payload, _: &RequestContext| Ok(payload))
             }
             Behaviour::Exec(cmd) => builder
-                .handle_raw(t, move |ctx: &RequestContext, payload: Payload| {
-                    exec(&cmd, ctx, &payload)
+                .handle_raw(t, move |payload: Payload, ctx: &RequestContext| {
+                    exec(&cmd, &payload, ctx)
                 }),
         };
     }
     Ok(builder.start()?)
 }
 
-fn exec(cmd: &str, ctx: &RequestContext, payload: &Payload) -> Result<Payload, HandlerError> {
+fn exec(cmd: &str, payload: &Payload, ctx: &RequestContext) -> Result<Payload, HandlerError> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -187,12 +177,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Behaviour::Echo,
     };
     let mut config = WorkerConfig::new(&args.broker);
-    config.capacity = args.capacity;
+    set(&mut config.capacity, &args.capacity);
     config.inline = args.inline;
     config.name = args.name;
-    if let Some(h) = args.heartbeat {
-        config.heartbeat = h;
-    }
+    set(&mut config.heartbeat, &args.heartbeat);
+    config.stats_log_interval = args.stats_log_interval;
     let signal = shutdown_signal()?;
     let worker = start(config, &args.types, &behaviour)?;
     println!("worker serving types {:?}", args.types);

@@ -12,7 +12,8 @@ use super::stats::BrokerStats;
 use crate::accept;
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
-use crate::role::{DriverInbox, RoleHandle, StatsLog};
+use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -21,8 +22,8 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String, String), Error> {
-    let frontend = io::router(&config.frontend)?;
-    let backend = io::router(&config.backend)?;
+    let frontend = io::router(&config.frontend, config.hwm)?;
+    let backend = io::router(&config.backend, config.hwm)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let (tx, bell, inbox) = crate::role::channel()?;

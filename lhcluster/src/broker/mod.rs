@@ -78,7 +78,8 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
     use crate::protocol::{self, Message};
 
     crate::endpoint::validate(frontend)?;
-    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id())?;
+    // One query out, one answer in: no queue to bound.
+    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id(), 16)?;
     socket
         .set_linger(0)
         .map_err(zmq_err("setting ZMQ_LINGER"))?;

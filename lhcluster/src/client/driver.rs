@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::io;
 use crate::link::Link;
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -39,9 +40,10 @@ pub(super) fn spawn(
         move || {
             let mut driver = Driver {
                 core: ClientCore::new(&config, Some(events), Instant::now()),
-                link: Link::new(config.brokers[0].clone()),
+                link: Link::new(config.brokers[0].clone(), config.hwm),
                 inbox,
                 readiness,
+                stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
             driver.run();
         },
@@ -53,6 +55,7 @@ struct Driver {
     link: Link,
     inbox: DriverInbox<Command>,
     readiness: Arc<Readiness>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
@@ -62,7 +65,7 @@ impl Driver {
         loop {
             self.link.flush(&mut self.core);
             self.readiness.set(self.core.is_ready());
-            let until = self.core.next_tick(Instant::now());
+            let until = self.stats_log.wake_at(self.core.next_tick(Instant::now()));
             let Some(ready) = self.link.wait(&self.inbox.listener, busy, until, "client") else {
                 return;
             };
@@ -92,7 +95,11 @@ impl Driver {
                     }
                 }
             }
-            self.core.on_tick(Instant::now());
+            let now = Instant::now();
+            self.core.on_tick(now);
+            if self.stats_log.due(now) {
+                info!(stats = ?self.core.stats(), "client stats");
+            }
             busy = work > 0;
         }
     }

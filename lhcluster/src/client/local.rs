@@ -46,6 +46,7 @@ pub struct LocalClient {
     link: Link,
     events: crossbeam_channel::Receiver<ClientEvent>,
     next_id: RequestId,
+    stats_log: crate::stats_log::StatsLog,
 }
 
 impl LocalClient {
@@ -56,9 +57,10 @@ impl LocalClient {
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let mut client = LocalClient {
             core: ClientCore::new(&config, Some(events_tx), Instant::now()),
-            link: Link::new(config.brokers[0].clone()),
+            link: Link::new(config.brokers[0].clone(), config.hwm),
             events,
             next_id: crate::peer::random_u64(),
+            stats_log: crate::stats_log::StatsLog::new(config.stats_log_interval, Instant::now()),
         };
         // Open the socket and queue the greeting now, so that requests sent
         // at once are accepted (ZeroMQ queues them until it connects).
@@ -146,7 +148,10 @@ impl LocalClient {
             let now = Instant::now();
             let mut failed = None;
             if handled == 0 && now < deadline {
-                let until = self.core.next_tick(now).min(deadline);
+                let until = self
+                    .stats_log
+                    .wake_at(self.core.next_tick(now))
+                    .min(deadline);
                 match self.wait_readable(until) {
                     Ok(true) => handled = self.link.read(&mut self.core, |_, _| {}),
                     Ok(false) => {}
@@ -154,7 +159,11 @@ impl LocalClient {
                 }
             }
             // Ticks even after a failed wait, so that timeouts still fire.
-            self.core.on_tick(Instant::now());
+            let now = Instant::now();
+            self.core.on_tick(now);
+            if self.stats_log.due(now) {
+                tracing::info!(stats = ?self.core.stats(), "local client stats");
+            }
             self.link.flush(&mut self.core);
             if let Some(e) = failed {
                 return Err(e);
@@ -202,9 +211,11 @@ impl LocalClient {
         &self.events
     }
 
-    /// A snapshot of the client's statistics.
-    pub fn stats(&self) -> ClientStats {
-        self.core.stats()
+    /// A snapshot of the client's statistics. Never fails (the client is
+    /// right here); a `Result` like every role's `stats`, whose driver
+    /// thread may be gone.
+    pub fn stats(&self) -> Result<ClientStats, Error> {
+        Ok(self.core.stats())
     }
 
     pub(super) fn submit(&mut self, submit: Submit) {

@@ -13,7 +13,8 @@ use crate::accept;
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
-use crate::role::{DriverInbox, RoleHandle, StatsLog};
+use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -22,14 +23,14 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
-    let clients = io::router(&config.bind)?;
+    let clients = io::router(&config.bind, config.hwm)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(bind = %endpoint, broker = %config.brokers[0], "client proxy started");
     let now = Instant::now();
     let mut driver = Driver {
         core: ProxyCore::new(&config, now),
-        link: Link::new(config.brokers[0].clone()),
+        link: Link::new(config.brokers[0].clone(), config.hwm),
         clients,
         bound,
         inbox,

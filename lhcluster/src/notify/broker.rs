@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use tracing::{error, info, warn};
@@ -14,6 +14,7 @@ use super::{READ_BATCH, Upstream};
 use crate::error::{Error, zmq_err};
 use crate::protocol::{DecodeError, Frame};
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 /// A running NotifyBroker. Cheap to clone; every clone controls the same
 /// broker. It stops when [`NotifyBroker::stop`] is called or the last clone
@@ -98,7 +99,7 @@ impl NotifyBroker {
                     topics: HashMap::new(),
                     active: HashSet::new(),
                     max_tracked_topics: config.max_tracked_topics,
-                    stats_log_interval: config.stats_log_interval,
+                    stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
                 };
                 driver.run();
             },
@@ -153,16 +154,15 @@ struct Driver {
     /// Subscription filters that at least one subscriber holds.
     active: HashSet<Vec<u8>>,
     max_tracked_topics: usize,
-    stats_log_interval: Option<Duration>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
-        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
             let sockets = [Some(&self.frontend), Some(&self.backend)];
             let (front_ready, back_ready, commands_ready) =
-                match crate::io::wait(Some(&self.inbox.listener), sockets, next_stats_log) {
+                match crate::io::wait(Some(&self.inbox.listener), sockets, self.stats_log.next()) {
                     Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "notify broker poll failed: stopping");
@@ -190,12 +190,8 @@ impl Driver {
                 info!(stats = %self.snapshot(), "notify broker stopped");
                 return;
             }
-            if let Some(at) = next_stats_log {
-                let now = Instant::now();
-                if now >= at {
-                    info!(stats = %self.snapshot(), "notify broker stats");
-                    next_stats_log = self.stats_log_interval.map(|d| now + d);
-                }
+            if self.stats_log.due(Instant::now()) {
+                info!(stats = %self.snapshot(), "notify broker stats");
             }
         }
     }

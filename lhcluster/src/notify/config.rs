@@ -20,7 +20,16 @@ fn check_common(heartbeat: Duration, liveness: u32, hwm: i32) -> Result<(), Conf
 /// How a [`NotifyBroker`](super::NotifyBroker) runs. Every field has a
 /// documented default ([`NotifyBrokerConfig::new`]); change fields directly,
 /// then start the broker.
+///
+/// With the `serde` feature it reads from a file (keys as the fields,
+/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
+/// keys refused); see docs/operations.md.
 #[derive(Clone, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default = "NotifyBrokerConfig::unset", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct NotifyBrokerConfig {
     /// Endpoint the frontend (XPUB) binds, where subscribers connect.
@@ -34,6 +43,10 @@ pub struct NotifyBrokerConfig {
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats on every connection.
     /// Default: 1 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed after this many heartbeat intervals without
     /// traffic. Default: 3.
@@ -44,10 +57,23 @@ pub struct NotifyBrokerConfig {
     /// `untracked_forwarded`. Default: 10 000.
     pub max_tracked_topics: usize,
     /// Period of the stats log line at info level; `None` turns it off.
-    /// Default: `None`.
+    /// Default: `None` (`"off"` in a file).
+    ///
+    /// Files may also call it `stats_interval` (the CLI's older name).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            alias = "stats_interval",
+            deserialize_with = "crate::config_serde::optional_duration"
+        )
+    )]
     pub stats_log_interval: Option<Duration>,
     /// How long [`NotifyBroker::stop`](super::NotifyBroker::stop) waits for
     /// the driver thread. Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -67,17 +93,32 @@ impl NotifyBrokerConfig {
         }
     }
 
+    /// What a file starts from: the defaults, no endpoint yet.
+    #[cfg(feature = "serde")]
+    fn unset() -> Self {
+        Self::new("", "")
+    }
+
     /// Checks the values that no broker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::endpoint::validate(&self.frontend)?;
-        crate::endpoint::validate(&self.backend)?;
+        crate::endpoint::require("frontend", &self.frontend)?;
+        crate::endpoint::require("backend", &self.backend)?;
         check_common(self.heartbeat, self.liveness, self.hwm)
     }
 }
 
 /// How a [`NotifyPublisher`](super::NotifyPublisher) runs. Fields default as
 /// documented on [`NotifyPublisherConfig::new`].
+///
+/// With the `serde` feature it reads from a file (keys as the fields,
+/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
+/// keys refused); see docs/operations.md.
 #[derive(Clone, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default = "NotifyPublisherConfig::unset", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct NotifyPublisherConfig {
     /// The NotifyBroker backend to connect to
@@ -89,6 +130,10 @@ pub struct NotifyPublisherConfig {
     /// waits for the broker to be ready to take notifications; past it,
     /// `connect` fails. `None`: do not wait (notifications published before
     /// the connection is up are dropped and counted). Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::optional_duration")
+    )]
     pub connect_timeout: Option<Duration>,
     /// Most notifications waiting between `publish` and the socket; when it
     /// is full, `publish` drops the notification and returns
@@ -99,22 +144,46 @@ pub struct NotifyPublisherConfig {
     /// beyond it ZeroMQ drops notifications for that peer. Default: 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting to the broker; doubles up to
     /// `reconnect_max`. Default: 100 ms.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// How long notifications already handed to the socket may still be
     /// sent after [`stop`](super::NotifyPublisher::stop). Default: 1 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub linger: Duration,
     /// Period of the stats log line at info level; `None` turns it off.
     /// Default: `None`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::optional_duration")
+    )]
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread. Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -136,9 +205,15 @@ impl NotifyPublisherConfig {
         }
     }
 
+    /// What a file starts from: the defaults, no endpoint yet.
+    #[cfg(feature = "serde")]
+    fn unset() -> Self {
+        Self::new("")
+    }
+
     /// Checks the values that no publisher can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::endpoint::validate(&self.endpoint)?;
+        crate::endpoint::require("endpoint", &self.endpoint)?;
         if self.queue_capacity == 0 {
             return Err(ConfigError::invalid("queue_capacity", "must be > 0"));
         }
@@ -151,7 +226,16 @@ impl NotifyPublisherConfig {
 
 /// How a [`NotifySubscriber`](super::NotifySubscriber) runs. Fields default
 /// as documented on [`NotifySubscriberConfig::new`].
+///
+/// With the `serde` feature it reads from a file (keys as the fields,
+/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
+/// keys refused); see docs/operations.md.
 #[derive(Clone, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default = "NotifySubscriberConfig::unset", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct NotifySubscriberConfig {
     /// The NotifyBroker frontend, or a publisher's bound endpoint, to
@@ -166,6 +250,10 @@ pub struct NotifySubscriberConfig {
     /// Past it, they fail (the subscriptions stay registered and take effect
     /// when the connection comes up). `None`: do not wait, for peers that do
     /// not answer probes (a plain ZeroMQ PUB). Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::optional_duration")
+    )]
     pub confirm_timeout: Option<Duration>,
     /// Most notifications waiting for the handler; beyond it, notifications
     /// are dropped and counted. Default: 10 000.
@@ -174,20 +262,40 @@ pub struct NotifySubscriberConfig {
     /// 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting; doubles up to `reconnect_max`.
     /// Default: 100 ms.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
     /// Period of the stats log line at info level; `None` turns it off.
     /// Default: `None`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::optional_duration")
+    )]
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread, and for a running
     /// handler to return. Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -211,6 +319,12 @@ impl NotifySubscriberConfig {
         }
     }
 
+    /// What a file starts from: the defaults, no endpoint yet.
+    #[cfg(feature = "serde")]
+    fn unset() -> Self {
+        Self::new("")
+    }
+
     /// Adds an exact subscription to `topic`.
     #[must_use]
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
@@ -227,7 +341,7 @@ impl NotifySubscriberConfig {
 
     /// Checks the values that no subscriber can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::endpoint::validate(&self.endpoint)?;
+        crate::endpoint::require("endpoint", &self.endpoint)?;
         for topic in &self.topics {
             super::validate_topic(topic)?;
         }

@@ -21,6 +21,7 @@ use super::{READ_BATCH, Upstream};
 use crate::error::{ConfigError, Error, zmq_err};
 use crate::protocol::{Message, Notification, Payload};
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 use crate::wake::Doorbell;
 
 /// Why [`NotifyPublisher::publish`] did not take a notification.
@@ -250,7 +251,7 @@ impl NotifyPublisher {
                     queue: queue_rx,
                     shared: driver_shared,
                     header_buf: Vec::with_capacity(32),
-                    stats_log_interval,
+                    stats_log: StatsLog::new(stats_log_interval, Instant::now()),
                 };
                 driver.run();
             },
@@ -333,10 +334,11 @@ impl NotifyPublisher {
         &self.inner.endpoint
     }
 
-    /// A snapshot of the publisher's statistics (available after `stop`
-    /// too).
-    pub fn stats(&self) -> NotifyPublisherStats {
-        self.inner.shared.snapshot()
+    /// A snapshot of the publisher's statistics. Never fails, after `stop`
+    /// too (the counters are shared with the driver thread); a `Result` like
+    /// every role's `stats`, most of which ask their driver thread.
+    pub fn stats(&self) -> Result<NotifyPublisherStats, Error> {
+        Ok(self.inner.shared.snapshot())
     }
 
     /// Sends what is already queued, closes the socket (notifications
@@ -358,16 +360,15 @@ struct Driver {
     queue: Receiver<Notification>,
     shared: Arc<Shared>,
     header_buf: Vec<u8>,
-    stats_log_interval: Option<Duration>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
-        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
             // More queued than one batch: look at the socket, then go on.
             let until = if self.queue.is_empty() {
-                next_stats_log
+                self.stats_log.next()
             } else {
                 Some(Instant::now())
             };
@@ -399,12 +400,8 @@ impl Driver {
                 return;
             }
             self.publish_batch();
-            if let Some(at) = next_stats_log {
-                let now = Instant::now();
-                if now >= at {
-                    info!(stats = %self.shared.snapshot(), "notify publisher stats");
-                    next_stats_log = self.stats_log_interval.map(|d| now + d);
-                }
+            if self.stats_log.due(Instant::now()) {
+                info!(stats = %self.shared.snapshot(), "notify publisher stats");
             }
         }
     }

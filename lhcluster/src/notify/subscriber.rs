@@ -18,6 +18,7 @@ use super::subscriptions::{FilterChange, Prober, SubscriptionSet, reconcile};
 use crate::error::{Error, zmq_err};
 use crate::protocol::{Message, Notification, decode_notification};
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 use crate::wake::Doorbell;
 
 /// An unanswered probe is replaced by a new one after this long.
@@ -235,7 +236,7 @@ impl NotifySubscriber {
                     prober: Prober::new(probe_id, PROBE_RETRY),
                     changes: Vec::new(),
                     dropping: false,
-                    stats_log_interval,
+                    stats_log: StatsLog::new(stats_log_interval, Instant::now()),
                 };
                 driver.run();
                 drop(driver);
@@ -335,16 +336,17 @@ impl NotifySubscriber {
         &self.inner.endpoint
     }
 
-    /// A snapshot of the subscriber's statistics (available after it
-    /// stopped too).
-    pub fn stats(&self) -> NotifySubscriberStats {
+    /// A snapshot of the subscriber's statistics. Never fails, after `stop`
+    /// too (the counters are shared with the driver thread); a `Result` like
+    /// every role's `stats`, most of which ask their driver thread.
+    pub fn stats(&self) -> Result<NotifySubscriberStats, Error> {
         let s = &self.inner.shared;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (topics, prefixes) = {
             let subscriptions = s.subscriptions();
             (subscriptions.exact.len(), subscriptions.prefixes.len())
         };
-        NotifySubscriberStats {
+        Ok(NotifySubscriberStats {
             received: load(&s.received),
             handled: load(&s.handled),
             dropped_queue_full: load(&s.dropped_queue_full),
@@ -355,7 +357,7 @@ impl NotifySubscriber {
             queued: self.inner.queue.len() as u64,
             topics: topics as u64,
             prefixes: prefixes as u64,
-        }
+        })
     }
 
     /// Whether the subscriber has stopped (by [`stop`](Self::stop) or its
@@ -507,14 +509,13 @@ struct Driver {
     changes: Vec<FilterChange>,
     /// Whether the last notification was dropped (to warn once per burst).
     dropping: bool,
-    stats_log_interval: Option<Duration>,
+    stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
-        let mut next_stats_log = self.stats_log_interval.map(|d| Instant::now() + d);
         loop {
-            let wake_at = match (self.prober.next_tick(), next_stats_log) {
+            let wake_at = match (self.prober.next_tick(), self.stats_log.next()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -540,17 +541,14 @@ impl Driver {
             let probes = self.prober.on_tick(now, &mut self.changes);
             self.count_probes(probes);
             self.apply_changes();
-            if let Some(at) = next_stats_log {
-                if now >= at {
-                    info!(
-                        received = self.shared.received.load(Ordering::Relaxed),
-                        dropped = self.shared.dropped_queue_full.load(Ordering::Relaxed),
-                        malformed = self.shared.malformed.load(Ordering::Relaxed),
-                        handled = self.shared.handled.load(Ordering::Relaxed),
-                        "notify subscriber stats"
-                    );
-                    next_stats_log = self.stats_log_interval.map(|d| now + d);
-                }
+            if self.stats_log.due(now) {
+                info!(
+                    received = self.shared.received.load(Ordering::Relaxed),
+                    dropped = self.shared.dropped_queue_full.load(Ordering::Relaxed),
+                    malformed = self.shared.malformed.load(Ordering::Relaxed),
+                    handled = self.shared.handled.load(Ordering::Relaxed),
+                    "notify subscriber stats"
+                );
             }
         }
     }

@@ -88,7 +88,7 @@ where
     R: Request + 'static,
     H: Handler<R>,
 {
-    fn call(&self, context: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
+    fn call(&self, payload: Payload, context: &RequestContext) -> Result<Payload, HandlerError> {
         let request: R = codec::decode(&payload).map_err(|e| {
             HandlerError::bad_request(format_args!(
                 "the payload is not a valid `{}` request: {e}",
@@ -142,7 +142,7 @@ mod tests {
         let h =
             raw(|req: Add, _: &RequestContext| Ok::<_, std::convert::Infallible>(req.a + req.b));
         let out = h
-            .call(&context(), codec::encode(&Add { a: 2, b: 3 }).unwrap())
+            .call(codec::encode(&Add { a: 2, b: 3 }).unwrap(), &context())
             .unwrap();
         assert_eq!(codec::decode::<i32>(&out).unwrap(), 5);
     }
@@ -151,7 +151,7 @@ mod tests {
     fn undecodable_payload_is_bad_request() {
         let h = raw(|req: Add, _: &RequestContext| Ok::<_, String>(req.a));
         let e = h
-            .call(&context(), vec![Frame::from(&b"\x93\x01"[..])])
+            .call(vec![Frame::from(&b"\x93\x01"[..])], &context())
             .unwrap_err();
         assert_eq!(e.status(), Status::BadRequest);
         assert!(
@@ -165,7 +165,7 @@ mod tests {
     fn errors_are_failed_with_their_text_and_handler_errors_keep_their_status() {
         let h = raw(|_: Add, _: &RequestContext| Err::<i32, _>("no luck"));
         let e = h
-            .call(&context(), codec::encode(&Add { a: 1, b: 1 }).unwrap())
+            .call(codec::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
             .unwrap_err();
         assert_eq!((e.status(), e.message()), (Status::Failed, "no luck"));
 
@@ -173,7 +173,7 @@ mod tests {
             Err::<i32, _>(HandlerError::bad_request("b must be positive"))
         });
         let e = h
-            .call(&context(), codec::encode(&Add { a: 1, b: 1 }).unwrap())
+            .call(codec::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
             .unwrap_err();
         assert_eq!(
             (e.status(), e.message()),

@@ -6,11 +6,26 @@ use crate::error::ConfigError;
 
 /// How a [`Worker`](super::Worker) runs. Fields default as documented on
 /// [`WorkerConfig::new`].
+///
+/// With the `serde` feature it reads from a file (keys as the fields,
+/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
+/// keys refused); see docs/operations.md.
 #[derive(Clone, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default = "WorkerConfig::unset", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct WorkerConfig {
     /// Broker backend endpoints. One is used today; the list leaves room for
     /// failover without an API change.
+    ///
+    /// A file may give one endpoint as a string, and call it `broker`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(alias = "broker", deserialize_with = "crate::config_serde::endpoints")
+    )]
     pub brokers: Vec<String>,
     /// Optional name, shown in the broker's logs and stats.
     pub name: Option<String>,
@@ -32,17 +47,44 @@ pub struct WorkerConfig {
     /// thread running the handler.
     pub inline: bool,
     /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub heartbeat: Duration,
     /// The broker is dead after this many of its intervals without a
     /// message. Default: 3.
     pub liveness: u32,
     /// First delay before reconnecting; doubles up to `reconnect_max`.
     /// Default: 100 ms.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub reconnect_max: Duration,
+    /// High-water mark of the socket, in messages: while this many results
+    /// wait for the broker to read them, a further one is dropped with a
+    /// warning. Default: 100 000.
+    pub hwm: i32,
+    /// Period of the stats log line at info level; `None` (`"off"` in a
+    /// file) turns it off. Default: `None`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::optional_duration")
+    )]
+    pub stats_log_interval: Option<Duration>,
     /// How long [`Worker::stop`](super::Worker::stop) lets running handlers
     /// finish. Default: 5 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(deserialize_with = "crate::config_serde::duration")
+    )]
     pub shutdown_timeout: Duration,
 }
 
@@ -58,7 +100,18 @@ impl WorkerConfig {
             liveness: 3,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            hwm: 100_000,
+            stats_log_interval: None,
             shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// What a file starts from: the defaults, no broker yet.
+    #[cfg(feature = "serde")]
+    fn unset() -> Self {
+        Self {
+            brokers: Vec::new(),
+            ..Self::new("")
         }
     }
 
@@ -70,7 +123,7 @@ impl WorkerConfig {
                 "must name at least one endpoint",
             ));
         };
-        crate::endpoint::validate(first)?;
+        crate::endpoint::require("brokers", first)?;
         if self.capacity == 0 {
             return Err(ConfigError::invalid("capacity", "must be > 0"));
         }
@@ -79,6 +132,9 @@ impl WorkerConfig {
         }
         if self.liveness == 0 {
             return Err(ConfigError::invalid("liveness", "must be > 0"));
+        }
+        if self.hwm <= 0 {
+            return Err(ConfigError::invalid("hwm", "must be > 0"));
         }
         Ok(())
     }

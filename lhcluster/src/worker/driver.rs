@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::link::{self, Link};
 use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
+use crate::stats_log::StatsLog;
 
 /// After a graceful stop, the worker goes on reading until nothing has
 /// arrived for this long (and nothing runs): dispatches the broker sent
@@ -56,10 +57,11 @@ pub(super) fn spawn(
         move || {
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
-                link: Link::new(config.brokers[0].clone()),
+                link: Link::new(config.brokers[0].clone(), config.hwm),
                 inbox,
                 executor,
                 shutdown_timeout,
+                stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
             driver.run();
         },
@@ -105,6 +107,7 @@ struct Driver {
     inbox: DriverInbox<Command>,
     executor: Executor,
     shutdown_timeout: Duration,
+    stats_log: StatsLog,
 }
 
 impl Driver {
@@ -129,7 +132,7 @@ impl Driver {
                     break;
                 }
             }
-            let mut wake_at = self.core.next_tick(now);
+            let mut wake_at = self.stats_log.wake_at(self.core.next_tick(now));
             if let Some(deadline) = stop_deadline {
                 wake_at = wake_at.min(deadline);
                 if quiet_at > now {
@@ -186,7 +189,11 @@ impl Driver {
                 }
             }
             // Cheap and idempotent: it only acts on what is due.
-            self.core.on_tick(Instant::now());
+            let now = Instant::now();
+            self.core.on_tick(now);
+            if self.stats_log.due(now) {
+                info!(stats = ?self.core.stats(), "worker stats");
+            }
             busy = work > 0;
         }
         self.apply_actions();

@@ -64,19 +64,20 @@ impl std::error::Error for HandlerError {}
 
 /// Runs requests of the types it is registered for, on the worker's pool.
 ///
-/// Closures `Fn(&RequestContext, Payload) -> Result<Payload, HandlerError>`
-/// implement it. A handler that panics produces a `FAILED` response; the
-/// worker keeps serving.
+/// Closures `Fn(Payload, &RequestContext) -> Result<Payload, HandlerError>`
+/// implement it: the request first, its context second, as typed handlers
+/// take `(req, ctx)`. A handler that panics produces a `FAILED` response;
+/// the worker keeps serving.
 pub trait RawHandler: Send + Sync + 'static {
     /// Handles one request.
-    fn call(&self, context: &RequestContext, payload: Payload) -> Result<Payload, HandlerError>;
+    fn call(&self, payload: Payload, context: &RequestContext) -> Result<Payload, HandlerError>;
 }
 
 impl<F> RawHandler for F
 where
-    F: Fn(&RequestContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
+    F: Fn(Payload, &RequestContext) -> Result<Payload, HandlerError> + Send + Sync + 'static,
 {
-    fn call(&self, context: &RequestContext, payload: Payload) -> Result<Payload, HandlerError> {
-        self(context, payload)
+    fn call(&self, payload: Payload, context: &RequestContext) -> Result<Payload, HandlerError> {
+        self(payload, context)
     }
 }

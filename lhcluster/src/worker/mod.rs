@@ -2,10 +2,11 @@
 //! handlers on a pool of `capacity` threads.
 //!
 //! ```no_run
-//! use lhcluster::worker::{Worker, WorkerConfig};
+//! use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+//! use lhcluster::Payload;
 //!
 //! let worker = Worker::builder(WorkerConfig::new("tcp://127.0.0.1:5556"))
-//!     .handle_raw(7, |_ctx: &lhcluster::worker::RequestContext, payload| Ok(payload))
+//!     .handle_raw(7, |payload: Payload, _ctx: &RequestContext| Ok(payload))
 //!     .start()?;
 //! // … serve until told to stop …
 //! worker.stop()?;

@@ -221,7 +221,7 @@ pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
     };
     let span = tracing::debug_span!("request", request_type = key.0, request_id = key.1);
     let _entered = span.enter();
-    match catch_unwind(AssertUnwindSafe(|| handler.call(&context, job.payload))) {
+    match catch_unwind(AssertUnwindSafe(|| handler.call(job.payload, &context))) {
         Ok(outcome) => Done {
             key,
             outcome,

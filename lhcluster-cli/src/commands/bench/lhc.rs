@@ -188,7 +188,7 @@ type Handler = Arc<dyn Fn(Payload) -> Payload + Send + Sync>;
 fn handler(
     gated: bool,
     control: Arc<Control>,
-) -> impl Fn(&RequestContext, Payload) -> Result<Payload, HandlerError> + Clone + Send + Sync + 'static
+) -> impl Fn(Payload, &RequestContext) -> Result<Payload, HandlerError> + Clone + Send + Sync + 'static
 {
     let f: Handler = if gated {
         Arc::new(move |payload: Payload| {
@@ -201,7 +201,7 @@ fn handler(
     } else {
         Arc::new(|payload| payload)
     };
-    move |_ctx: &RequestContext, payload: Payload| Ok(f(payload))
+    move |payload: Payload, _ctx: &RequestContext| Ok(f(payload))
 }
 
 /// Runs one measured interval.
