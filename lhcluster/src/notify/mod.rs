@@ -186,6 +186,28 @@ pub(crate) fn set_heartbeats(
     Ok(())
 }
 
+/// Connects a publisher's or subscriber's socket to `endpoint`, retrying a
+/// lost connection after `min` and backing off to `max`
+/// (`ZMQ_RECONNECT_IVL`, `ZMQ_RECONNECT_IVL_MAX`).
+pub(crate) fn connect(
+    socket: &zmq::Socket,
+    endpoint: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<(), Error> {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    socket
+        .set_reconnect_ivl(ms(min))
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
+    socket
+        .set_reconnect_ivl_max(ms(max.max(min)))
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    socket.connect(endpoint).map_err(|source| Error::Connect {
+        endpoint: endpoint.to_owned(),
+        source,
+    })
+}
+
 /// The endpoint actually bound, as libzmq reports it (what `unbind` needs).
 pub(crate) fn bound_endpoint(socket: &zmq::Socket, configured: &str) -> String {
     match socket.get_last_endpoint() {

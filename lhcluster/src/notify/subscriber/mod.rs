@@ -143,20 +143,13 @@ impl NotifySubscriber {
         socket
             .set_linger(0)
             .map_err(zmq_err("setting ZMQ_LINGER"))?;
-        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-        socket
-            .set_reconnect_ivl(ms(config.reconnect_min))
-            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-        socket
-            .set_reconnect_ivl_max(ms(config.reconnect_max.max(config.reconnect_min)))
-            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
-        socket
-            .connect(&config.endpoint)
-            .map_err(|source| Error::Connect {
-                endpoint: config.endpoint.clone(),
-                source,
-            })?;
+        super::connect(
+            &socket,
+            &config.endpoint,
+            config.reconnect_min,
+            config.reconnect_max,
+        )?;
 
         let shared = Arc::new(Shared::default());
         {
