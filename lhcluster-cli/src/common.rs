@@ -1,7 +1,5 @@
 //! What the commands share: argument parsers, exit codes, signals, metrics.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use crossbeam_channel::Receiver;
 use lhcluster::RequestType;
@@ -9,13 +7,9 @@ use lhcluster::RequestType;
 /// Generic failure (bad flag value, endpoint, config…).
 pub const EXIT_ERROR: u8 = 1;
 
-/// Parses `5s`, `200ms`, `1m30s`… (humantime); a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
-}
+// In the library: `lhcluster bench`'s arguments, which the benchmark lab
+// shares, parse durations too.
+pub use lhcluster_cli::parse_duration;
 
 /// Reads a TOML file into a config type (the library's configs read their
 /// tables directly: `lhcluster` enables its `serde` feature).
@@ -257,14 +251,6 @@ pub mod metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_accept_units_and_bare_seconds() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn request_types_are_numbers_or_names() {

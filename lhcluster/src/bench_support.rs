@@ -1,5 +1,5 @@
 //! A thin wrapper around the broker state machine, for the criterion
-//! benchmarks (`lhcluster/benches/broker.rs`). Not part of the API: it may
+//! benchmarks (`bench/benches/broker.rs`). Not part of the API: it may
 //! change or go away with any release.
 
 use std::time::Instant;

@@ -65,8 +65,7 @@ pub use crate::protocol::Notification;
 use crate::error::{ConfigError, Error, zmq_err};
 use crate::protocol::Frame;
 
-/// Most messages read from one socket before looking at the others.
-const READ_BATCH: usize = 256;
+use crate::io::READ_BATCH;
 
 /// Longest probe subscription a broker or publisher answers (the reference
 /// subscriber uses 18 bytes).
@@ -184,6 +183,28 @@ pub(crate) fn set_heartbeats(
         .set_heartbeat_ttl(timeout.min(6_553_500))
         .map_err(zmq_err("setting ZMQ_HEARTBEAT_TTL"))?;
     Ok(())
+}
+
+/// Connects a publisher's or subscriber's socket to `endpoint`, retrying a
+/// lost connection after `min` and backing off to `max`
+/// (`ZMQ_RECONNECT_IVL`, `ZMQ_RECONNECT_IVL_MAX`).
+pub(crate) fn connect(
+    socket: &zmq::Socket,
+    endpoint: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<(), Error> {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    socket
+        .set_reconnect_ivl(ms(min))
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
+    socket
+        .set_reconnect_ivl_max(ms(max.max(min)))
+        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    socket.connect(endpoint).map_err(|source| Error::Connect {
+        endpoint: endpoint.to_owned(),
+        source,
+    })
 }
 
 /// The endpoint actually bound, as libzmq reports it (what `unbind` needs).

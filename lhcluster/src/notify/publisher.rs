@@ -203,19 +203,12 @@ impl NotifyPublisher {
                 socket
                     .set_immediate(true)
                     .map_err(zmq_err("setting ZMQ_IMMEDIATE"))?;
-                let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-                socket
-                    .set_reconnect_ivl(ms(config.reconnect_min))
-                    .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-                socket
-                    .set_reconnect_ivl_max(ms(config.reconnect_max.max(config.reconnect_min)))
-                    .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
-                socket
-                    .connect(&config.endpoint)
-                    .map_err(|source| Error::Connect {
-                        endpoint: config.endpoint.clone(),
-                        source,
-                    })?;
+                super::connect(
+                    &socket,
+                    &config.endpoint,
+                    config.reconnect_min,
+                    config.reconnect_max,
+                )?;
                 (config.endpoint.clone(), None)
             }
             Mode::Bind => {

@@ -9,7 +9,7 @@
 //! outputs are dropped outside the timed section, so only codec work is
 //! measured.
 //!
-//! Run: `cargo bench -p lhcluster --bench codec -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p lhcluster-bench --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 

@@ -13,7 +13,7 @@
 //! carry them, so each cycle decodes them out of the incoming headers and
 //! copies them into the outgoing ones.
 //!
-//! Run: `cargo bench -p lhcluster --bench broker -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p lhcluster-bench --bench broker -- --warm-up-time 1 --measurement-time 3`
 //!
 //! For repeatable instruction counts, run a fixed number of cycles of one
 //! scenario under callgrind instead of criterion (the difference between

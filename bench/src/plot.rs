@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 /// One system's points: (window, req/s, p99 µs).
@@ -42,43 +43,7 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
         .y_label_area_size(70)
         .build_cartesian_2d(x_range.clone(), 0.0..max_rate * 1.1)
         .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("requests in flight per client (window)")
-        .y_desc("throughput (k req/s)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()
-        .map_err(plot_err)?;
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .map(|p| (p.0 as f64, p.1 / 1000.0))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(plot_err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
+    draw_lines(&mut chart, series, "throughput (k req/s)", |p| p.1 / 1000.0)?;
 
     let mut chart = ChartBuilder::on(&bottom)
         .margin(15)
@@ -91,17 +56,33 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
                 .with_key_points(one_two_five(min_p99 * 0.8, max_p99 * 1.25)),
         )
         .map_err(plot_err)?;
+    draw_lines(&mut chart, series, "p99 latency (µs, log scale)", |p| p.2)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Draws the mesh, one line with points per series (y from `y_of`) and
+/// the legend.
+fn draw_lines<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<LogCoord<f64>, Y>>,
+    series: &[Series],
+    y_desc: &str,
+    y_of: impl Fn(&(usize, f64, f64)) -> f64,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_mesh()
         .x_desc("requests in flight per client (window)")
-        .y_desc("p99 latency (µs, log scale)")
+        .y_desc(y_desc)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(plot_err)?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 as f64, p.2)).collect();
+        let points: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 as f64, y_of(p))).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(plot_err)?
@@ -124,7 +105,6 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
     Ok(())
 }
 

@@ -7,16 +7,19 @@
 //! size, is the broker's cost per pending request (state, queue, frame
 //! bookkeeping, allocator overhead).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use lhcluster::client::{Client, ClientConfig};
 use lhcluster::{Broker, BrokerConfig, Flags, Frame};
+use lhcluster_cli::bench::Args;
+use lhcluster_cli::bench::report::{human_bytes, median_of};
+use lhcluster_cli::bench::sys;
+use lhcluster_cli::bench::transport::{self, Transport};
 use serde::Serialize;
 
-use super::sys;
-use super::transport::{self, Transport};
-
+/// One fill of the broker.
 #[derive(Clone, Debug, Serialize)]
 pub struct PendingResult {
     pub requests: u64,
@@ -31,10 +34,59 @@ pub struct PendingResult {
     pub fill_seconds: f64,
 }
 
+/// `--runs` fills of `n` requests, reported as text or JSON.
+pub fn report(args: &Args, n: u64) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.frontend.is_none(),
+        "--pending measures an in-process broker; it cannot use --frontend/--backend"
+    );
+    let mut runs = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        runs.push(run(n, args.size, args.transport)?);
+    }
+    let per = median_of(runs.iter().map(|r| r.bytes_per_request).collect());
+    let overhead = median_of(runs.iter().map(|r| r.overhead_bytes_per_request).collect());
+    if args.json {
+        let doc = serde_json::json!({
+            "pending": n,
+            "payload_bytes": args.size,
+            "transport": args.transport,
+            "median_bytes_per_request": per,
+            "median_overhead_bytes_per_request": overhead,
+            "runs": runs,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "broker with {n} pending requests of {} over {} ({} run(s){}):",
+            human_bytes(args.size),
+            args.transport.name(),
+            runs.len(),
+            if runs.len() > 1 { ", medians" } else { "" }
+        );
+        for r in &runs {
+            println!(
+                "  RSS {} → {} MB in {:.1} s: {:.0} bytes per request, {:.0} beyond the payload",
+                r.rss_before_kb / 1024,
+                r.rss_after_kb / 1024,
+                r.fill_seconds,
+                r.bytes_per_request,
+                r.overhead_bytes_per_request
+            );
+        }
+        println!(
+            "memory per pending request: {per:.0} bytes, {overhead:.0} beyond the {}-byte payload",
+            args.size
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 const BATCH: u64 = 10_000;
 /// A batch that was not taken in within this time means requests were lost.
 const STALL: Duration = Duration::from_secs(30);
 
+/// Fills a new broker with `n` requests of `size` bytes and measures it.
 pub fn run(n: u64, size: usize, transport: Transport) -> anyhow::Result<PendingResult> {
     let mut config = BrokerConfig::new(
         transport.bind_endpoint("front"),

@@ -1,62 +1,31 @@
 //! The NotifySubscriber: a driver thread that owns the SUB socket, and a
 //! handler thread that runs the application's handler in order.
 
+mod driver;
+mod handler;
+
 use std::collections::BTreeSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use tracing::{debug, error, info, warn};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tracing::{error, info};
 
-use super::READ_BATCH;
 use super::config::NotifySubscriberConfig;
 use super::stats::NotifySubscriberStats;
-use super::subscriptions::{FilterChange, Prober, SubscriptionSet, reconcile};
+use super::subscriptions::{Prober, SubscriptionSet};
 use crate::error::{Error, zmq_err};
-use crate::protocol::{Message, Notification, decode_notification};
-use crate::role::{DriverInbox, RoleHandle};
+use crate::protocol::Notification;
+use crate::role::RoleHandle;
 use crate::stats_log::StatsLog;
-use crate::wake::Doorbell;
+use driver::Driver;
+use handler::run_handler;
+pub use handler::{NotifyHandler, NotifyOutcome};
 
 /// An unanswered probe is replaced by a new one after this long.
 const PROBE_RETRY: Duration = Duration::from_millis(250);
-
-/// What a [`NotifyHandler`] wants after handling a notification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NotifyOutcome {
-    /// Keep going.
-    Continue,
-    /// Stop receiving this notification's topic: remove the subscriptions
-    /// it came through (its exact subscription, and the prefix
-    /// subscriptions it starts with). Notifications on it that are already
-    /// queued are not handled.
-    Unsubscribe,
-    /// Stop the subscriber: no further notification is handled.
-    Stop,
-}
-
-/// Handles the notifications of a [`NotifySubscriber`], one at a time and in
-/// the order received, on the subscriber's handler thread.
-///
-/// Closures `FnMut(Notification) -> NotifyOutcome` implement it. A handler
-/// that panics is counted (`handler_panics`) and the subscriber carries on.
-pub trait NotifyHandler: Send + 'static {
-    /// Handles one notification.
-    fn handle(&mut self, notification: Notification) -> NotifyOutcome;
-}
-
-impl<F> NotifyHandler for F
-where
-    F: FnMut(Notification) -> NotifyOutcome + Send + 'static,
-{
-    fn handle(&mut self, notification: Notification) -> NotifyOutcome {
-        self(notification)
-    }
-}
 
 /// A running notification subscriber. Cheap to clone and usable from any
 /// thread; it stops when [`NotifySubscriber::stop`] is called, when its
@@ -175,20 +144,13 @@ impl NotifySubscriber {
         socket
             .set_linger(0)
             .map_err(zmq_err("setting ZMQ_LINGER"))?;
-        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-        socket
-            .set_reconnect_ivl(ms(config.reconnect_min))
-            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-        socket
-            .set_reconnect_ivl_max(ms(config.reconnect_max.max(config.reconnect_min)))
-            .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
-        socket
-            .connect(&config.endpoint)
-            .map_err(|source| Error::Connect {
-                endpoint: config.endpoint.clone(),
-                source,
-            })?;
+        super::connect(
+            &socket,
+            &config.endpoint,
+            config.reconnect_min,
+            config.reconnect_max,
+        )?;
 
         let shared = Arc::new(Shared::default());
         {
@@ -442,219 +404,5 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// The handler thread: runs the handler on each queued notification that
-/// is still subscribed to.
-fn run_handler(
-    mut handler: Box<dyn NotifyHandler>,
-    queue: &Receiver<Notification>,
-    shared: &Shared,
-    commands: &Sender<Command>,
-    bell: &Doorbell,
-) {
-    let command = |c: Command| {
-        if commands.send(c).is_ok() {
-            bell.ring();
-        }
-    };
-    for notification in queue.iter() {
-        if shared.stopping.load(Ordering::Acquire) {
-            break;
-        }
-        if !shared.subscriptions().matches(&notification.topic) {
-            shared.filtered.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let topic = notification.topic.clone();
-        let span = tracing::debug_span!("notification", %topic);
-        let _entered = span.enter();
-        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(notification)));
-        shared.handled.fetch_add(1, Ordering::Relaxed);
-        match outcome {
-            Ok(NotifyOutcome::Continue) => {}
-            Ok(NotifyOutcome::Unsubscribe) => {
-                debug!("handler unsubscribed its topic");
-                shared.subscriptions().remove_matching(&topic);
-                command(Command::Sync(None));
-            }
-            Ok(NotifyOutcome::Stop) => {
-                info!("handler asked to stop the subscriber");
-                shared.stopping.store(true, Ordering::Release);
-                command(Command::Stop);
-                break;
-            }
-            Err(panic) => {
-                shared.handler_panics.fetch_add(1, Ordering::Relaxed);
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                warn!(panic = %text, "notification handler panicked");
-            }
-        }
-    }
-}
-
-struct Driver {
-    socket: zmq::Socket,
-    inbox: DriverInbox<Command>,
-    shared: Arc<Shared>,
-    queue: Sender<Notification>,
-    /// Filters set on the socket now (probes aside).
-    applied: BTreeSet<Vec<u8>>,
-    prober: Prober,
-    changes: Vec<FilterChange>,
-    /// Whether the last notification was dropped (to warn once per burst).
-    dropping: bool,
-    stats_log: StatsLog,
-}
-
-impl Driver {
-    fn run(&mut self) {
-        loop {
-            let wake_at = match (self.prober.next_tick(), self.stats_log.next()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let (socket_ready, commands_ready) = match crate::io::wait(
-                Some(&self.inbox.listener),
-                [Some(&self.socket), None],
-                wake_at,
-            ) {
-                Ok(ready) => (ready.sockets[0], ready.doorbell),
-                Err(e) => {
-                    error!(error = %e, "notify subscriber poll failed: stopping");
-                    return;
-                }
-            };
-            if socket_ready {
-                self.read();
-            }
-            if self.handle_commands(commands_ready) {
-                info!("notify subscriber stopped");
-                return;
-            }
-            let now = Instant::now();
-            let probes = self.prober.on_tick(now, &mut self.changes);
-            self.count_probes(probes);
-            self.apply_changes();
-            if self.stats_log.due(now) {
-                info!(
-                    received = self.shared.received.load(Ordering::Relaxed),
-                    dropped = self.shared.dropped_queue_full.load(Ordering::Relaxed),
-                    malformed = self.shared.malformed.load(Ordering::Relaxed),
-                    handled = self.shared.handled.load(Ordering::Relaxed),
-                    "notify subscriber stats"
-                );
-            }
-        }
-    }
-
-    /// Handles queued commands (on every pass: an empty channel costs an
-    /// atomic load, the doorbell only cuts the wait short); `true` when
-    /// asked to stop.
-    fn handle_commands(&mut self, rung: bool) -> bool {
-        if rung {
-            self.inbox.listener.reset();
-        }
-        let mut sync = false;
-        let mut waiters = Vec::new();
-        let mut stop = false;
-        while let Ok(command) = self.inbox.commands.try_recv() {
-            match command {
-                Command::Sync(waiter) => {
-                    sync = true;
-                    waiters.extend(waiter);
-                }
-                Command::Stop => stop = true,
-            }
-        }
-        if stop {
-            return true;
-        }
-        if sync {
-            let desired = self.shared.subscriptions().filters();
-            reconcile(&mut self.applied, desired, &mut self.changes);
-            // The probe goes after the filter changes it confirms.
-            let probes = self
-                .prober
-                .request(Instant::now(), waiters, &mut self.changes);
-            self.count_probes(probes);
-            self.apply_changes();
-        }
-        false
-    }
-
-    fn count_probes(&self, probes: usize) {
-        self.shared
-            .probes_sent
-            .fetch_add(probes as u64, Ordering::Relaxed);
-    }
-
-    fn apply_changes(&mut self) {
-        for change in self.changes.drain(..) {
-            let result = match &change {
-                FilterChange::Subscribe(filter) => self.socket.set_subscribe(filter),
-                FilterChange::Unsubscribe(filter) => self.socket.set_unsubscribe(filter),
-            };
-            if let Err(e) = result {
-                warn!(error = %e, ?change, "cannot change a subscription");
-            }
-        }
-    }
-
-    fn read(&mut self) {
-        for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.socket) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive failed");
-                    break;
-                }
-            };
-            if super::is_probe(&frames[0]) {
-                // A probe answer, ours or (with a catch-all prefix) another
-                // subscriber's.
-                self.prober.on_answer(&frames[0], &mut self.changes);
-                self.apply_changes();
-                continue;
-            }
-            match decode_notification(frames) {
-                Ok(Message::Notification(notification)) => {
-                    self.shared.received.fetch_add(1, Ordering::Relaxed);
-                    self.deliver(notification);
-                }
-                Ok(other) => {
-                    // decode_notification only returns notifications.
-                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                    warn!(kind = other.kind_name(), "unexpected message dropped");
-                }
-                Err(error) => {
-                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                    warn!(%error, "malformed notification dropped");
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self, notification: Notification) {
-        match self.queue.try_send(notification) {
-            Ok(()) => self.dropping = false,
-            Err(TrySendError::Full(n)) => {
-                self.shared
-                    .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-                if !self.dropping {
-                    warn!(topic = %n.topic, "handler queue full: dropping notifications");
-                    self.dropping = true;
-                }
-            }
-            // The handler thread is gone (it asked to stop).
-            Err(TrySendError::Disconnected(_)) => {}
-        }
     }
 }

@@ -1,0 +1,179 @@
+//! The subscriber's driver thread: owns the SUB socket, applies the
+//! subscription set, probes for confirmation and queues notifications for
+//! the handler thread.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
+use tracing::{error, info, warn};
+
+use super::{Command, Shared};
+use crate::notify::READ_BATCH;
+use crate::notify::subscriptions::{FilterChange, Prober, reconcile};
+use crate::protocol::{Message, Notification, decode_notification};
+use crate::role::DriverInbox;
+use crate::stats_log::StatsLog;
+
+pub(super) struct Driver {
+    pub(super) socket: zmq::Socket,
+    pub(super) inbox: DriverInbox<Command>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) queue: Sender<Notification>,
+    /// Filters set on the socket now (probes aside).
+    pub(super) applied: BTreeSet<Vec<u8>>,
+    pub(super) prober: Prober,
+    pub(super) changes: Vec<FilterChange>,
+    /// Whether the last notification was dropped (to warn once per burst).
+    pub(super) dropping: bool,
+    pub(super) stats_log: StatsLog,
+}
+
+impl Driver {
+    pub(super) fn run(&mut self) {
+        loop {
+            let wake_at = match (self.prober.next_tick(), self.stats_log.next()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let (socket_ready, commands_ready) = match crate::io::wait(
+                Some(&self.inbox.listener),
+                [Some(&self.socket), None],
+                wake_at,
+            ) {
+                Ok(ready) => (ready.sockets[0], ready.doorbell),
+                Err(e) => {
+                    error!(error = %e, "notify subscriber poll failed: stopping");
+                    return;
+                }
+            };
+            if socket_ready {
+                self.read();
+            }
+            if self.handle_commands(commands_ready) {
+                info!("notify subscriber stopped");
+                return;
+            }
+            let now = Instant::now();
+            let probes = self.prober.on_tick(now, &mut self.changes);
+            self.count_probes(probes);
+            self.apply_changes();
+            if self.stats_log.due(now) {
+                info!(
+                    received = self.shared.received.load(Ordering::Relaxed),
+                    dropped = self.shared.dropped_queue_full.load(Ordering::Relaxed),
+                    malformed = self.shared.malformed.load(Ordering::Relaxed),
+                    handled = self.shared.handled.load(Ordering::Relaxed),
+                    "notify subscriber stats"
+                );
+            }
+        }
+    }
+
+    /// Handles queued commands (on every pass: an empty channel costs an
+    /// atomic load, the doorbell only cuts the wait short); `true` when
+    /// asked to stop.
+    fn handle_commands(&mut self, rung: bool) -> bool {
+        if rung {
+            self.inbox.listener.reset();
+        }
+        let mut sync = false;
+        let mut waiters = Vec::new();
+        let mut stop = false;
+        while let Ok(command) = self.inbox.commands.try_recv() {
+            match command {
+                Command::Sync(waiter) => {
+                    sync = true;
+                    waiters.extend(waiter);
+                }
+                Command::Stop => stop = true,
+            }
+        }
+        if stop {
+            return true;
+        }
+        if sync {
+            let desired = self.shared.subscriptions().filters();
+            reconcile(&mut self.applied, desired, &mut self.changes);
+            // The probe goes after the filter changes it confirms.
+            let probes = self
+                .prober
+                .request(Instant::now(), waiters, &mut self.changes);
+            self.count_probes(probes);
+            self.apply_changes();
+        }
+        false
+    }
+
+    fn count_probes(&self, probes: usize) {
+        self.shared
+            .probes_sent
+            .fetch_add(probes as u64, Ordering::Relaxed);
+    }
+
+    fn apply_changes(&mut self) {
+        for change in self.changes.drain(..) {
+            let result = match &change {
+                FilterChange::Subscribe(filter) => self.socket.set_subscribe(filter),
+                FilterChange::Unsubscribe(filter) => self.socket.set_unsubscribe(filter),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, ?change, "cannot change a subscription");
+            }
+        }
+    }
+
+    fn read(&mut self) {
+        for _ in 0..READ_BATCH {
+            let frames = match crate::notify::recv_all(&self.socket) {
+                Ok(Some(frames)) => frames,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "receive failed");
+                    break;
+                }
+            };
+            if crate::notify::is_probe(&frames[0]) {
+                // A probe answer, ours or (with a catch-all prefix) another
+                // subscriber's.
+                self.prober.on_answer(&frames[0], &mut self.changes);
+                self.apply_changes();
+                continue;
+            }
+            match decode_notification(frames) {
+                Ok(Message::Notification(notification)) => {
+                    self.shared.received.fetch_add(1, Ordering::Relaxed);
+                    self.deliver(notification);
+                }
+                Ok(other) => {
+                    // decode_notification only returns notifications.
+                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(kind = other.kind_name(), "unexpected message dropped");
+                }
+                Err(error) => {
+                    self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                    warn!(%error, "malformed notification dropped");
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, notification: Notification) {
+        match self.queue.try_send(notification) {
+            Ok(()) => self.dropping = false,
+            Err(TrySendError::Full(n)) => {
+                self.shared
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.dropping {
+                    warn!(topic = %n.topic, "handler queue full: dropping notifications");
+                    self.dropping = true;
+                }
+            }
+            // The handler thread is gone (it asked to stop).
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
