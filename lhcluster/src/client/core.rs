@@ -14,12 +14,12 @@ use tracing::{debug, info, warn};
 
 use super::ClientEvent;
 use super::config::ClientConfig;
-use super::response::{ReceiptKind, Reply, RequestError, Shared};
+use super::response::{DisconnectReason, Reply, RequestError, Shared};
 use super::stats::ClientStats;
 use crate::peer::interval_to_ms;
 use crate::protocol::{
-    self, ErrorReply, Flags, Hello, Message, Payload, Request, RequestId, RequestRef, RequestType,
-    Response, Status,
+    self, ErrorReply, Flags, Hello, Message, Payload, ReceiptKind, Request, RequestId, RequestRef,
+    RequestType, Response, Status,
 };
 use crate::session::{BrokerSession, Due};
 
@@ -136,7 +136,7 @@ impl ClientCore {
         if !self.session.is_connected() {
             self.stats.requests_failed_disconnected += 1;
             s.shared.complete(Err(RequestError::Disconnected(
-                "not connected to the broker (reconnecting)".to_owned(),
+                DisconnectReason::NotConnected,
             )));
             return;
         }
@@ -228,15 +228,13 @@ impl ClientCore {
                 // lost what we had sent it (a proxy would re-send; a direct
                 // client cannot), so nothing outstanding will be answered.
                 debug!("the broker does not know this client: greeting again");
-                self.fail_all(&RequestError::Disconnected(
-                    "the broker lost this client's session (restarted?)".to_owned(),
-                ));
+                self.fail_all(&RequestError::Disconnected(DisconnectReason::SessionLost));
                 self.session.regreet();
                 self.send_hello(now);
             }
             Message::Shutdown => {
                 info!("the broker is shutting down");
-                self.lose_broker(now, "the broker shut down");
+                self.lose_broker(now, DisconnectReason::BrokerShutDown);
             }
             Message::Error(e) => self.on_error(e),
             other => {
@@ -340,7 +338,7 @@ impl ClientCore {
             Due::Lost => {
                 warn!("the broker missed its heartbeats: reconnecting");
                 self.stats.broker_deaths += 1;
-                self.lose_broker(now, "the broker missed its heartbeats");
+                self.lose_broker(now, DisconnectReason::HeartbeatsMissed);
             }
             Due::Greet => self.send_hello(now),
             Due::Heartbeat => {
@@ -359,8 +357,8 @@ impl ClientCore {
         self.fail_all(&RequestError::Stopped);
     }
 
-    fn lose_broker(&mut self, now: Instant, why: &str) {
-        self.fail_all(&RequestError::Disconnected(why.to_owned()));
+    fn lose_broker(&mut self, now: Instant, why: DisconnectReason) {
+        self.fail_all(&RequestError::Disconnected(why));
         self.emit(ClientEvent::Disconnected);
         self.actions.push(Action::Close);
         self.session.lose(now);
@@ -411,11 +409,11 @@ impl ClientCore {
     }
 
     /// The driver could not hand a request to the socket.
-    pub(crate) fn on_send_failed(&mut self, key: Option<ReqKey>, error: &str) {
+    pub(crate) fn on_send_failed(&mut self, key: Option<ReqKey>, error: DisconnectReason) {
         if let Some(entry) = key.and_then(|k| self.outstanding.remove(&k)) {
             entry
                 .shared
-                .complete(Err(RequestError::Disconnected(error.to_owned())));
+                .complete(Err(RequestError::Disconnected(error)));
         }
     }
 }

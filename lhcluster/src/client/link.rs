@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{error, warn};
 
 use super::core::{Action, ClientCore};
+use super::response::DisconnectReason;
 use crate::io;
 use crate::protocol::Message;
 
@@ -81,12 +82,12 @@ impl Link {
                         };
                         let result = match &self.socket {
                             Some(socket) => io::send(socket, None, msg, &mut self.header_buf)
-                                .map_err(|e| e.to_string()),
-                            None => Err("no connection".to_owned()),
+                                .map_err(DisconnectReason::Send),
+                            None => Err(DisconnectReason::NotConnected),
                         };
                         if let Err(e) = result {
                             warn!(error = %e, "cannot send to the broker");
-                            core.on_send_failed(key, &format!("cannot send: {e}"));
+                            core.on_send_failed(key, e);
                         }
                     }
                     Action::Close => {

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
-use crate::client::ReceiptKind;
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::protocol::ReceiptKind;
 use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
     RequestType, Response, Status,

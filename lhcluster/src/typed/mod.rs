@@ -35,26 +35,14 @@
 //! | the broker refuses or loses it (duplicate, overload, worker death …) | [`TypedRequestError::Broker`] with the status |
 //! | no outcome in time, broker gone, client stopped | `Timeout`, `Disconnected`, `Stopped` |
 
-mod client;
-mod codec;
-mod notify;
-pub(crate) mod request;
-mod worker;
+// The leaf: the frame codec over `lhcluster-types`, which the roles use.
+pub(crate) mod codec;
 
-pub use client::{TypedRequestBuilder, TypedRequestError, TypedResponse};
-pub use codec::{PayloadError, decode, encode};
-pub use notify::{NotifyRouter, TypedPublishError};
-pub use request::{Notification, Request};
-pub use worker::Handler;
+// The rest only gathers the typed API at one path; no role imports it.
+pub use codec::{decode, encode};
+pub use lhcluster_types::{Notification, PayloadError, Request};
 
-pub(crate) use worker::Typed;
-
-use crate::notify::NotifyOutcome;
-
-/// A [`NotifyRouter`] with one typed handler: `on::<N>(handler)` is
-/// `NotifyRouter::new().on::<N>(handler)`.
-pub fn on<N: Notification + 'static>(
-    handler: impl FnMut(N) -> NotifyOutcome + Send + 'static,
-) -> NotifyRouter {
-    NotifyRouter::new().on::<N>(handler)
-}
+pub use crate::client::{TypedRequestBuilder, TypedRequestError, TypedResponse};
+pub use crate::notify::typed::on;
+pub use crate::notify::{NotifyRouter, TypedPublishError};
+pub use crate::worker::Handler;
