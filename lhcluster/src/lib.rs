@@ -127,15 +127,33 @@
 //! **Clients** send with [`Client::send_typed`], or
 //! [`Client::request_typed`] to set flags, an id, a timeout, `one_way()` or
 //! `reply_to(name)` first. The [`TypedResponse`] resolves to
-//! `Result<R::Response, TypedRequestError>`:
+//! `Result<R::Response, TypedRequestError>`; a [`TypedRequestError`] is a
+//! [`RequestError`] (the request ended without a response, as a raw one
+//! would) or a codec error, and its
+//! [`status()`](TypedRequestError::status) is the status answered:
 //!
 //! | outcome | error |
 //! |---|---|
-//! | the payload does not decode as the worker's type | [`TypedRequestError::BadRequest`], with the decode error |
-//! | the handler returns `Err(e)` or panics | [`TypedRequestError::Failed`], with `e`'s text |
-//! | the broker answers: `REJECTED`, `OVERLOADED`, `NO_WORKERS`, `WORKER_DEATH`, `REDIRECTED`, `UNKNOWN_REPLY_TO` | [`TypedRequestError::Broker`] with the status |
+//! | the payload does not decode as the worker's type | [`RequestError::Status`] `BAD_REQUEST`, with the decode error |
+//! | the handler returns `Err(e)` or panics | [`RequestError::Status`] `FAILED`, with `e`'s text |
+//! | the broker answers: `REJECTED`, `OVERLOADED`, `NO_WORKERS`, `WORKER_DEATH`, `REDIRECTED`, `UNKNOWN_REPLY_TO` | [`RequestError::Status`] with the status |
+//! | no outcome within the timeout, the broker went away, the client stopped | [`RequestError`] `Timeout`, `Disconnected` (with a [`DisconnectReason`](client::DisconnectReason)), `Stopped` |
 //! | the response does not decode as `R::Response` | [`TypedRequestError::Decode`] |
-//! | no outcome within the timeout, the broker went away, the client stopped | `Timeout`, `Disconnected`, `Stopped` |
+//!
+//! ```
+//! # use lhcluster::{RequestError, Status, TypedRequestError};
+//! fn describe<T>(outcome: Result<T, TypedRequestError>) -> String {
+//!     match outcome {
+//!         Ok(_) => "done".into(),
+//!         Err(TypedRequestError::Request(RequestError::Status { status: Status::Rejected, .. })) => {
+//!             "already running".into()
+//!         }
+//!         Err(e) if e.status().is_some() => format!("refused: {e}"),
+//!         Err(e) => format!("no answer: {e}"),
+//!     }
+//! }
+//! # assert_eq!(describe::<()>(Err(RequestError::Stopped.into())), "no answer: the client has stopped");
+//! ```
 //!
 //! A two-way request ends in exactly one of these outcomes; nothing waits
 //! forever.

@@ -214,7 +214,8 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
     }
 
     /// Blocks until the outcome arrives or `timeout` passes
-    /// ([`TypedRequestError::Timeout`]; the request itself goes on).
+    /// ([`RequestError::Timeout`] in [`TypedRequestError::Request`]; the
+    /// request itself goes on).
     pub fn wait_timeout(self, timeout: Duration) -> Result<O, TypedRequestError> {
         typed(self.raw.wait_timeout(timeout))
     }
@@ -270,7 +271,7 @@ mod tests {
             message: "boom".to_owned(),
         });
         assert_eq!(failed.status(), Some(Status::Failed));
-        assert_eq!(failed.to_string(), "FAILED: boom");
+        assert_eq!(failed.to_string(), "failed: boom");
         let timeout = TypedRequestError::from(RequestError::Timeout(Duration::from_secs(1)));
         assert_eq!(timeout.status(), None);
         let decode = typed::<u32>(Ok(super::super::Reply {

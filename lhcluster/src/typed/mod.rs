@@ -26,14 +26,29 @@
 //!
 //! # Failures
 //!
+//! A [`TypedRequestError`] is a [`RequestError`](crate::RequestError) (the
+//! request ended without a response, as a raw one would) or a codec error
+//! on either side; [`status`](TypedRequestError::status) gives the status
+//! the worker or broker answered with.
+//!
 //! | what happens | the client gets |
 //! |---|---|
-//! | the payload does not decode as the worker's request type | [`TypedRequestError::BadRequest`] with the decode error |
-//! | the handler returns `Err(e)` | [`TypedRequestError::Failed`] with `e`'s text (or the status of a [`HandlerError`](crate::worker::HandlerError)) |
-//! | the handler panics | [`TypedRequestError::Failed`] |
+//! | the payload does not decode as the worker's request type | `Request(Status { status: BAD_REQUEST, .. })`, with the decode error's text |
+//! | the handler returns `Err(e)` | `Request(Status { status: FAILED, .. })` with `e`'s text (or the status of a [`HandlerError`](crate::worker::HandlerError)) |
+//! | the handler panics | `Request(Status { status: FAILED, .. })` |
+//! | the broker refuses or loses it (duplicate, overload, worker death …) | `Request(Status { .. })` with the broker's status |
+//! | no outcome in time, broker gone, client stopped | `Request(Timeout(_))`, `Request(Disconnected(_))`, `Request(Stopped)` |
+//! | the request does not encode (nothing is sent) | [`TypedRequestError::Encode`] |
 //! | the response does not decode as `R::Response` | [`TypedRequestError::Decode`] |
-//! | the broker refuses or loses it (duplicate, overload, worker death …) | [`TypedRequestError::Broker`] with the status |
-//! | no outcome in time, broker gone, client stopped | `Timeout`, `Disconnected`, `Stopped` |
+//!
+//! # Where it lives
+//!
+//! This module only gathers the typed API at one path. The traits, the ids
+//! and the MessagePack codec are the crate `lhcluster-types` (no ZeroMQ:
+//! what derived code needs); the typed client, worker and notification code
+//! sits beside its role (`client/typed.rs`, `worker/typed.rs`,
+//! `notify/typed.rs`), and [`encode`] / [`decode`] put the codec into
+//! frames.
 
 // The leaf: the frame codec over `lhcluster-types`, which the roles use.
 pub(crate) mod codec;
