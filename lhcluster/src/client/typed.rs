@@ -262,7 +262,58 @@ impl<R: Request, O: DeserializeOwned> Future for TypedResponse<R, O> {
 
 #[cfg(test)]
 mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::super::{ClientConfig, LocalClient};
     use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Order {
+        no: u64,
+    }
+
+    impl Request for Order {
+        const REQUEST_TYPE: RequestType = 7;
+        const NAME: &'static str = "order";
+        type Response = u32;
+        fn request_id(&self) -> Option<RequestId> {
+            Some(self.no)
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Signal;
+
+    impl Request for Signal {
+        const REQUEST_TYPE: RequestType = 8;
+        const NAME: &'static str = "signal";
+        const ONE_WAY: bool = true;
+        type Response = ();
+    }
+
+    #[test]
+    fn the_typed_builder_fills_in_the_raw_one() {
+        let mut client = LocalClient::connect(ClientConfig::new("inproc://typed-builder")).unwrap();
+        let flags = Flags::RECEIPT_ON_SEND | Flags::ONE_WAY;
+
+        let order = Order { no: 3 };
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &order);
+        assert_eq!((b.raw.request_type, b.raw.request_id), (7, Some(3)));
+        // `ONE_WAY` is not taken from the flags of a two-way request …
+        let b = b.id(4).flags(flags);
+        assert_eq!(
+            (b.raw.request_id, b.raw.flags),
+            (Some(4), Flags::RECEIPT_ON_SEND)
+        );
+        // … but kept, whatever the flags, once asked for by `one_way`.
+        let b = b.one_way().flags(Flags::RECEIPT_ON_SEND);
+        assert_eq!(b.raw.flags, flags);
+
+        // A one-way type is one-way from the start.
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &Signal);
+        assert_eq!(b.raw.request_id, None);
+        assert_eq!(b.flags(Flags::RECEIPT_ON_SEND).raw.flags, flags);
+    }
 
     #[test]
     fn status_is_the_raw_errors_and_none_for_codec_errors() {
