@@ -20,7 +20,7 @@ use lhcluster::notify::{
 };
 use lhcluster::typed::NotifyRouter;
 use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, BrokerConfig, Flags, Request, Status, TypedRequestError};
+use lhcluster::{Broker, BrokerConfig, Flags, Request, RequestError, Status, TypedRequestError};
 use serde::{Deserialize, Serialize};
 
 /// Two-way: the worker answers with the text in capitals.
@@ -169,10 +169,10 @@ fn main() -> anyhow::Result<()> {
     }
     let other = Client::connect(ClientConfig::new(broker.frontend()))?;
     match other.send_typed(&SlowJob { job: 7 })?.wait() {
-        Err(TypedRequestError::Broker {
+        Err(TypedRequestError::Request(RequestError::Status {
             status: Status::Rejected,
             message,
-        }) => println!("  rejected: {message}"),
+        })) => println!("  rejected: {message}"),
         other => bail!("expected a rejection, got {other:?}"),
     }
     match first.wait() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lhcluster::client::{Client, ClientConfig};
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, BrokerConfig, Flags, Request, TypedRequestError};
+use lhcluster::{Broker, BrokerConfig, Flags, Request, RequestError, Status, TypedRequestError};
 use serde::{Deserialize, Serialize};
 
 /// Echoes `text` back, shouted `times` times.
@@ -119,7 +119,10 @@ fn main() -> anyhow::Result<()> {
         })?
         .wait()
     {
-        Err(TypedRequestError::BadRequest(why)) => println!("  BAD_REQUEST: {why}"),
+        Err(TypedRequestError::Request(RequestError::Status {
+            status: Status::BadRequest,
+            message,
+        })) => println!("  BAD_REQUEST: {message}"),
         other => bail!("expected BAD_REQUEST, got {other:?}"),
     }
 
@@ -128,7 +131,10 @@ fn main() -> anyhow::Result<()> {
         .send_typed(&other_version::Echo { text: vec![1, 2] })?
         .wait()
     {
-        Err(TypedRequestError::BadRequest(why)) => println!("  BAD_REQUEST: {why}"),
+        Err(TypedRequestError::Request(RequestError::Status {
+            status: Status::BadRequest,
+            message,
+        })) => println!("  BAD_REQUEST: {message}"),
         other => bail!("expected BAD_REQUEST, got {other:?}"),
     }
 

@@ -30,7 +30,9 @@ use crate::errors::Errors;
 /// `serde::Deserialize`: the payload is MessagePack with named fields.
 ///
 /// ```
-/// # extern crate renamed_lhcluster as lhcluster;
+/// # // `lhcluster` re-exports the trait and the derive under one name; here
+/// # // `lhcluster` is `lhcluster-types` (the trait) and the derive is this crate.
+/// # use lhcluster_derive::Request;
 /// use lhcluster::Request;
 /// use serde::{Deserialize, Serialize};
 ///
@@ -94,7 +96,7 @@ pub fn derive_request(input: TokenStream) -> TokenStream {
 /// it a typed notification published on a fixed topic.
 ///
 /// ```
-/// # extern crate renamed_lhcluster as lhcluster;
+/// # use lhcluster_derive::Notification;
 /// use lhcluster::Notification;
 /// use serde::{Deserialize, Serialize};
 ///

@@ -1,5 +1,5 @@
 //! Unit tests of the pipeline, without a compiler run (the compile-fail
-//! tests with the real messages are `lhcluster/tests/ui/`).
+//! tests with the real messages are `tests/ui/`).
 
 use syn::{DeriveInput, parse_quote};
 

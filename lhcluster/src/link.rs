@@ -48,8 +48,13 @@ pub(crate) trait Connecting {
     }
 
     /// A message could not be handed to the socket (`request`: the request
-    /// it carried); it is gone.
-    fn on_send_failed(&mut self, request: Option<(RequestType, RequestId)>, error: &str) {
+    /// it carried; `error`: libzmq's refusal, `None` with no socket); it is
+    /// gone.
+    fn on_send_failed(
+        &mut self,
+        request: Option<(RequestType, RequestId)>,
+        error: Option<zmq::Error>,
+    ) {
         let _ = (request, error);
     }
 }
@@ -168,12 +173,15 @@ impl Link {
         let error = match &self.socket {
             Some(socket) => match io::send(socket, None, msg, &mut self.header_buf) {
                 Ok(()) => return,
-                Err(e) => e.to_string(),
+                Err(e) => Some(e),
             },
-            None => "no connection".to_owned(),
+            None => None,
         };
-        warn!(%error, "cannot send to the broker");
-        core.on_send_failed(request, &format!("cannot send: {error}"));
+        match error {
+            Some(e) => warn!(error = %e, "cannot send to the broker"),
+            None => warn!("cannot send to the broker: no connection"),
+        }
+        core.on_send_failed(request, error);
     }
 
     /// Carries out every queued action of a role that has no others.

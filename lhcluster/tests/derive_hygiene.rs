@@ -45,8 +45,8 @@ mod no_prelude {
 }
 
 /// The crate through a re-export of its private module, by a relative
-/// path (`lhcluster-derive/tests/renamed_crate.rs` tests a crate renamed
-/// in `Cargo.toml`, where `::lhcluster` does not resolve).
+/// path (`lhcluster-types/tests/renamed_crate.rs` tests the derive pointed
+/// at another crate name, where `::lhcluster` does not resolve).
 mod facade {
     pub(crate) mod reexport {
         pub(crate) use ::lhcluster::__private;

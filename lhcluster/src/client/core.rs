@@ -14,11 +14,11 @@ use tracing::{info, warn};
 
 use super::ClientEvent;
 use super::config::ClientConfig;
-use super::response::{ReceiptKind, Reply, RequestError, Shared};
+use super::response::{DisconnectReason, Reply, RequestError, Shared};
 use super::stats::ClientStats;
 use crate::protocol::{
-    ErrorReply, Flags, Message, Payload, Request, RequestId, RequestRef, RequestType, Response,
-    Status,
+    ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId, RequestRef, RequestType,
+    Response, Status,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, report_counts, timing};
 
@@ -112,7 +112,7 @@ impl ClientCore {
         if !self.session.is_connected() {
             self.stats.requests_failed_disconnected += 1;
             s.shared.complete(Err(RequestError::Disconnected(
-                "not connected to the broker (reconnecting)".to_owned(),
+                DisconnectReason::NotConnected,
             )));
             return;
         }
@@ -271,10 +271,10 @@ impl ClientCore {
     /// The session gave the broker up: nothing outstanding will be answered.
     fn lost_broker(&mut self, lost: Lost) {
         let why = match lost {
-            Lost::Silent => "the broker missed its heartbeats",
-            Lost::Shutdown => "the broker shut down",
+            Lost::Silent => DisconnectReason::HeartbeatsMissed,
+            Lost::Shutdown => DisconnectReason::BrokerShutDown,
         };
-        self.fail_all(&RequestError::Disconnected(why.to_owned()));
+        self.fail_all(&RequestError::Disconnected(why));
         self.emit(ClientEvent::Disconnected);
     }
 
@@ -311,9 +311,7 @@ impl crate::link::Connecting for ClientCore {
                 // The broker lost our session: most likely it restarted and
                 // lost what we had sent it (a proxy would re-send; a direct
                 // client cannot), so nothing outstanding will be answered.
-                self.fail_all(&RequestError::Disconnected(
-                    "the broker lost this client's session (restarted?)".to_owned(),
-                ));
+                self.fail_all(&RequestError::Disconnected(DisconnectReason::SessionLost));
             }
             Inbound::Lost(lost) => self.lost_broker(lost),
             Inbound::Message(Message::Response(r)) => self.on_response(r),
@@ -328,11 +326,10 @@ impl crate::link::Connecting for ClientCore {
     }
 
     /// A request that could not be sent fails at once.
-    fn on_send_failed(&mut self, key: Option<ReqKey>, error: &str) {
+    fn on_send_failed(&mut self, key: Option<ReqKey>, error: Option<zmq::Error>) {
         if let Some(entry) = key.and_then(|k| self.outstanding.remove(&k)) {
-            entry
-                .shared
-                .complete(Err(RequestError::Disconnected(error.to_owned())));
+            let why = error.map_or(DisconnectReason::NotConnected, DisconnectReason::Send);
+            entry.shared.complete(Err(RequestError::Disconnected(why)));
         }
     }
 

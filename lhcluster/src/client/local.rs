@@ -2,8 +2,14 @@
 
 use std::time::{Duration, Instant};
 
+use lhcluster_types::Request;
+use serde::de::DeserializeOwned;
+
 use super::core::{ClientCore, Submit};
-use super::{ClientConfig, ClientEvent, ClientStats, Outcome, RequestBuilder, ResponseHandle};
+use super::{
+    ClientConfig, ClientEvent, ClientStats, Outcome, RequestBuilder, ResponseHandle,
+    TypedRequestBuilder, TypedRequestError, TypedResponse,
+};
 use crate::error::Error;
 use crate::link::Link;
 use crate::protocol::{Flags, Payload, RequestId, RequestType};
@@ -91,31 +97,27 @@ impl LocalClient {
 
     /// Sends a typed request, as [`Client::send_typed`](super::Client::send_typed)
     /// does; wait for its outcome with [`wait_typed`](Self::wait_typed).
-    pub fn send_typed<R: crate::typed::Request>(
+    pub fn send_typed<R: Request>(
         &mut self,
         request: &R,
-    ) -> Result<crate::typed::TypedResponse<R>, crate::typed::TypedRequestError> {
+    ) -> Result<TypedResponse<R>, TypedRequestError> {
         self.request_typed(request).send()
     }
 
     /// Starts building a typed request, to set options before
-    /// [`send`](crate::typed::TypedRequestBuilder::send).
-    pub fn request_typed<'a, R: crate::typed::Request>(
+    /// [`send`](TypedRequestBuilder::send).
+    pub fn request_typed<'a, R: Request>(
         &'a mut self,
         request: &'a R,
-    ) -> crate::typed::TypedRequestBuilder<'a, R> {
-        crate::typed::TypedRequestBuilder::new(super::Target::Local(self), request)
+    ) -> TypedRequestBuilder<'a, R> {
+        TypedRequestBuilder::new(super::Target::Local(self), request)
     }
 
     /// Polls until a typed response resolves, and returns its outcome.
-    pub fn wait_typed<R, O>(
+    pub fn wait_typed<R: Request, O: DeserializeOwned>(
         &mut self,
-        mut response: crate::typed::TypedResponse<R, O>,
-    ) -> Result<O, crate::typed::TypedRequestError>
-    where
-        R: crate::typed::Request,
-        O: serde::de::DeserializeOwned,
-    {
+        mut response: TypedResponse<R, O>,
+    ) -> Result<O, TypedRequestError> {
         loop {
             if let Some(outcome) = response.try_take() {
                 return outcome;

@@ -22,6 +22,7 @@ mod response;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod typed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,8 +30,13 @@ use std::time::{Duration, Instant};
 
 pub use config::ClientConfig;
 pub use local::LocalClient;
-pub use response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle};
+pub use response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle};
 pub use stats::ClientStats;
+pub use typed::{TypedRequestBuilder, TypedRequestError, TypedResponse};
+
+pub use crate::protocol::ReceiptKind;
+
+use lhcluster_types::Request;
 
 use crate::error::Error;
 use crate::protocol::{Flags, Frame, Payload, RequestId, RequestType};
@@ -172,22 +178,17 @@ impl Client {
     /// one, and `ONE_WAY` if the type is one-way. The handle resolves to the
     /// decoded response. For flags, an explicit id, a timeout or reply-to,
     /// use [`request_typed`](Self::request_typed).
-    ///
-    /// [`Request::request_id`]: crate::typed::Request::request_id
-    pub fn send_typed<R: crate::typed::Request>(
+    pub fn send_typed<R: Request>(
         &self,
         request: &R,
-    ) -> Result<crate::typed::TypedResponse<R>, crate::typed::TypedRequestError> {
+    ) -> Result<TypedResponse<R>, TypedRequestError> {
         self.request_typed(request).send()
     }
 
     /// Starts building a typed request, to set options before
-    /// [`send`](crate::typed::TypedRequestBuilder::send).
-    pub fn request_typed<'a, R: crate::typed::Request>(
-        &'a self,
-        request: &'a R,
-    ) -> crate::typed::TypedRequestBuilder<'a, R> {
-        crate::typed::TypedRequestBuilder::new(Target::Client(self), request)
+    /// [`send`](TypedRequestBuilder::send).
+    pub fn request_typed<'a, R: Request>(&'a self, request: &'a R) -> TypedRequestBuilder<'a, R> {
+        TypedRequestBuilder::new(Target::Client(self), request)
     }
 
     /// A snapshot of the client's statistics.
@@ -280,7 +281,12 @@ impl<'a> RequestBuilder<'a> {
 
     /// Sends the request. The error is only for a stopped client; every
     /// other failure arrives through the handle.
-    pub fn send(mut self) -> Result<ResponseHandle, Error> {
+    pub fn send(self) -> Result<ResponseHandle, Error> {
+        self.submit().ok_or(Error::Stopped)
+    }
+
+    /// Sends the request; `None` if the client has stopped.
+    fn submit(mut self) -> Option<ResponseHandle> {
         let request_id = match (self.request_id, &mut self.target) {
             (Some(id), _) => id,
             (None, Target::Client(client)) => client.next_id(),
@@ -297,12 +303,9 @@ impl<'a> RequestBuilder<'a> {
             shared: shared.clone(),
         };
         match self.target {
-            Target::Client(client) => client
-                .role
-                .send(driver::Command::Submit(submit))
-                .map_err(|_| Error::Stopped)?,
+            Target::Client(client) => client.role.send(driver::Command::Submit(submit)).ok()?,
             Target::Local(local) => local.submit(submit),
         }
-        Ok(ResponseHandle::new(shared, self.request_type, request_id))
+        Some(ResponseHandle::new(shared, self.request_type, request_id))
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Payload, RequestId, RequestType, Status};
+use crate::protocol::{Payload, ReceiptKind, RequestId, RequestType, Status};
 
 /// A successful outcome.
 #[derive(Debug)]
@@ -56,9 +56,9 @@ pub enum RequestError {
     #[error("no outcome within {0:?}")]
     Timeout(Duration),
     /// The broker went away (stopped, or missed its heartbeats) before the
-    /// outcome arrived.
+    /// outcome arrived, or the client had no session when it was sent.
     #[error("disconnected from the broker: {0}")]
-    Disconnected(String),
+    Disconnected(#[source] DisconnectReason),
     /// The client stopped before the outcome arrived.
     #[error("the client has stopped")]
     Stopped,
@@ -77,17 +77,31 @@ impl RequestError {
     }
 }
 
+/// Why a request ended with [`RequestError::Disconnected`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client had no session when the request was sent (it is
+    /// reconnecting); nothing was sent.
+    #[error("not connected to the broker (reconnecting)")]
+    NotConnected,
+    /// The broker no longer knew this client's session (most likely it
+    /// restarted), so it will not answer what it had been sent.
+    #[error("the broker lost this client's session (restarted?)")]
+    SessionLost,
+    /// The broker said it is shutting down.
+    #[error("the broker shut down")]
+    BrokerShutDown,
+    /// The broker missed its heartbeats: it is gone, or unreachable.
+    #[error("the broker missed its heartbeats")]
+    HeartbeatsMissed,
+    /// The request could not be handed to the socket.
+    #[error("cannot send: {0}")]
+    Send(#[source] zmq::Error),
+}
+
 /// The outcome of a request.
 pub type Outcome = Result<Reply, RequestError>;
-
-/// A delivery receipt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReceiptKind {
-    /// The broker handed the request to a worker (`RECEIPT_ON_SEND`).
-    Sent,
-    /// The worker accepted the request (`RECEIPT_ON_RECEIVE`).
-    Received,
-}
 
 #[derive(Debug, Default)]
 struct SlotState {

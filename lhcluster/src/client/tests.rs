@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 
-use super::ClientEvent;
 use super::config::ClientConfig;
 use super::core::{Action, ClientCore, Submit};
-use super::response::{Outcome, ReceiptKind, Reply, RequestError, ResponseHandle, Shared};
+use super::response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle, Shared};
+use super::{ClientEvent, ReceiptKind};
 use crate::protocol::{
     ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Response, Status,
 };
@@ -771,8 +771,9 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
     assert!(!has(&h.tick(700), "CLOSE"));
     assert!(!a.is_done());
     assert_eq!(kinds(&h.tick(701)), ["CLOSE"]);
-    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
-    assert!(matches!(expect_err(&mut b), RequestError::Disconnected(_)));
+    let missed = RequestError::Disconnected(DisconnectReason::HeartbeatsMissed);
+    assert_eq!(expect_err(&mut a), missed);
+    assert_eq!(expect_err(&mut b), missed);
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
     let stats = h.core.stats();
     assert_eq!(stats.broker_deaths, 1);
@@ -782,7 +783,10 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
     // Submits while disconnected fail at once, nothing is sent.
     let (mut c, actions) = h.submit(750, (7, 3), Flags::empty());
     assert!(actions.is_empty());
-    assert!(matches!(expect_err(&mut c), RequestError::Disconnected(_)));
+    assert_eq!(
+        expect_err(&mut c),
+        RequestError::Disconnected(DisconnectReason::NotConnected)
+    );
     assert_eq!(h.core.stats().requests_failed_disconnected, 1);
     // What is still read is ignored.
     assert!(h.feed(760, ok(7, 1)).is_empty());
@@ -865,7 +869,10 @@ fn shutdown_fails_outstanding_requests_and_reconnects_later() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
-    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
+    assert_eq!(
+        expect_err(&mut a),
+        RequestError::Disconnected(DisconnectReason::BrokerShutDown)
+    );
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
     let stats = h.core.stats();
     assert!(!stats.connected);
@@ -886,7 +893,10 @@ fn reregister_sends_hello_again_and_fails_outstanding_requests() {
     assert_eq!(hello.heartbeat_ms, 100);
     // The broker lost our session (a restart): nothing outstanding will be
     // answered, so the caller learns it now rather than at its timeout.
-    assert!(matches!(expect_err(&mut a), RequestError::Disconnected(_)));
+    assert_eq!(
+        expect_err(&mut a),
+        RequestError::Disconnected(DisconnectReason::SessionLost)
+    );
     h.feed(
         60,
         Message::Welcome {

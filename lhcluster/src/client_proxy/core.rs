@@ -18,8 +18,8 @@ use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
 use crate::accept::Peers;
-use crate::client::ReceiptKind;
 use crate::peer::{PeerId, interval_to_ms};
+use crate::protocol::ReceiptKind;
 use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
     RequestType, Response, Status,

@@ -49,6 +49,7 @@ mod subscriber;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
+pub(crate) mod typed;
 
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ pub use config::{NotifyBrokerConfig, NotifyPublisherConfig, NotifySubscriberConf
 pub use publisher::{NotifyPublisher, PublishError};
 pub use stats::{NotifyBrokerStats, NotifyPublisherStats, NotifySubscriberStats, TopicStats};
 pub use subscriber::{NotifyHandler, NotifyOutcome, NotifySubscriber};
+pub use typed::{NotifyRouter, TypedPublishError};
 
 /// A notification as delivered to a [`NotifyHandler`]: its topic, the
 /// publisher's optional id, and the payload frames.

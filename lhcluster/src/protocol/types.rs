@@ -9,12 +9,19 @@ pub type Frame = zmq::Message;
 /// The application-defined frames of a request, response or notification.
 pub type Payload = Vec<Frame>;
 
-/// Identifies the kind of work a request asks for. `0` is reserved.
-pub type RequestType = u32;
+/// The request type id and request id: defined beside the typed layer's
+/// traits (crate `lhcluster-types`, which has no ZeroMQ), the same types.
+pub use lhcluster_types::{RequestId, RequestType};
 
-/// Identifies one request within its [`RequestType`]; together they form the
-/// dedupe key.
-pub type RequestId = u64;
+/// A delivery receipt: what a `RECEIPT_SENT` or `RECEIPT_RECEIVED` message
+/// reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReceiptKind {
+    /// The broker handed the request to a worker (`RECEIPT_ON_SEND`).
+    Sent,
+    /// The worker accepted the request (`RECEIPT_ON_RECEIVE`).
+    Received,
+}
 
 bitflags::bitflags! {
     /// Per-request delivery flags (header field `flags`).

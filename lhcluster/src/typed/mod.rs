@@ -26,35 +26,38 @@
 //!
 //! # Failures
 //!
+//! A [`TypedRequestError`] is a [`RequestError`](crate::RequestError) (the
+//! request ended without a response, as a raw one would) or a codec error
+//! on either side; [`status`](TypedRequestError::status) gives the status
+//! the worker or broker answered with.
+//!
 //! | what happens | the client gets |
 //! |---|---|
-//! | the payload does not decode as the worker's request type | [`TypedRequestError::BadRequest`] with the decode error |
-//! | the handler returns `Err(e)` | [`TypedRequestError::Failed`] with `e`'s text (or the status of a [`HandlerError`](crate::worker::HandlerError)) |
-//! | the handler panics | [`TypedRequestError::Failed`] |
+//! | the payload does not decode as the worker's request type | `Request(Status { status: BAD_REQUEST, .. })`, with the decode error's text |
+//! | the handler returns `Err(e)` | `Request(Status { status: FAILED, .. })` with `e`'s text (or the status of a [`HandlerError`](crate::worker::HandlerError)) |
+//! | the handler panics | `Request(Status { status: FAILED, .. })` |
+//! | the broker refuses or loses it (duplicate, overload, worker death …) | `Request(Status { .. })` with the broker's status |
+//! | no outcome in time, broker gone, client stopped | `Request(Timeout(_))`, `Request(Disconnected(_))`, `Request(Stopped)` |
+//! | the request does not encode (nothing is sent) | [`TypedRequestError::Encode`] |
 //! | the response does not decode as `R::Response` | [`TypedRequestError::Decode`] |
-//! | the broker refuses or loses it (duplicate, overload, worker death …) | [`TypedRequestError::Broker`] with the status |
-//! | no outcome in time, broker gone, client stopped | `Timeout`, `Disconnected`, `Stopped` |
+//!
+//! # Where it lives
+//!
+//! This module only gathers the typed API at one path. The traits, the ids
+//! and the MessagePack codec are the crate `lhcluster-types` (no ZeroMQ:
+//! what derived code needs); the typed client, worker and notification code
+//! sits beside its role (`client/typed.rs`, `worker/typed.rs`,
+//! `notify/typed.rs`), and [`encode`] / [`decode`] put the codec into
+//! frames.
 
-mod client;
-mod codec;
-mod notify;
-pub(crate) mod request;
-mod worker;
+// The leaf: the frame codec over `lhcluster-types`, which the roles use.
+pub(crate) mod codec;
 
-pub use client::{TypedRequestBuilder, TypedRequestError, TypedResponse};
-pub use codec::{PayloadError, decode, encode};
-pub use notify::{NotifyRouter, TypedPublishError};
-pub use request::{Notification, Request};
-pub use worker::Handler;
+// The rest only gathers the typed API at one path; no role imports it.
+pub use codec::{decode, encode};
+pub use lhcluster_types::{Notification, PayloadError, Request};
 
-pub(crate) use worker::Typed;
-
-use crate::notify::NotifyOutcome;
-
-/// A [`NotifyRouter`] with one typed handler: `on::<N>(handler)` is
-/// `NotifyRouter::new().on::<N>(handler)`.
-pub fn on<N: Notification + 'static>(
-    handler: impl FnMut(N) -> NotifyOutcome + Send + 'static,
-) -> NotifyRouter {
-    NotifyRouter::new().on::<N>(handler)
-}
+pub use crate::client::{TypedRequestBuilder, TypedRequestError, TypedResponse};
+pub use crate::notify::typed::on;
+pub use crate::notify::{NotifyRouter, TypedPublishError};
+pub use crate::worker::Handler;

@@ -21,14 +21,16 @@ mod pool;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod typed;
 
 use std::sync::Arc;
 
 pub use config::WorkerConfig;
 pub use handler::{HandlerError, RawHandler, RequestContext};
 pub use stats::WorkerStats;
+pub use typed::Handler;
 
-pub use crate::typed::Handler;
+use lhcluster_types::Request;
 
 use crate::error::{ConfigError, Error};
 use crate::protocol::RequestType;
@@ -90,13 +92,10 @@ impl WorkerBuilder {
     ///     .start()?;
     /// # Ok::<(), lhcluster::Error>(())
     /// ```
-    pub fn handle<R: crate::typed::Request + 'static>(
-        mut self,
-        handler: impl crate::typed::Handler<R>,
-    ) -> Self {
+    pub fn handle<R: Request + 'static>(mut self, handler: impl Handler<R>) -> Self {
         self.add(
             R::REQUEST_TYPE,
-            Arc::new(crate::typed::Typed::<R, _>::new(handler)),
+            Arc::new(typed::Typed::<R, _>::new(handler)),
         );
         self
     }

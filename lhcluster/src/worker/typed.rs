@@ -4,10 +4,11 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::codec;
-use super::request::Request;
+use lhcluster_types::Request;
+
+use super::{HandlerError, RawHandler, RequestContext};
 use crate::protocol::Payload;
-use crate::worker::{HandlerError, RawHandler, RequestContext};
+use crate::typed::codec;
 
 /// Runs requests of type `R` on a worker (see
 /// [`WorkerBuilder::handle`](crate::worker::WorkerBuilder::handle)).

@@ -1,5 +1,5 @@
 // `#[request_id]` fields that cannot be an id.
-use lhcluster::Request;
+use lhcluster_derive::Request;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

@@ -1,4 +1,5 @@
-//! Typed requests on the client: encode, send, and decode the outcome.
+//! Typed requests on the client: encode, send through a [`RequestBuilder`],
+//! and decode the outcome.
 
 use std::fmt;
 use std::future::Future;
@@ -7,88 +8,43 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use lhcluster_types::{PayloadError, Request};
 use serde::de::DeserializeOwned;
 
-use super::codec::{self, PayloadError};
-use super::request::Request;
-use crate::client::{Outcome, ReceiptKind, RequestBuilder, RequestError, ResponseHandle, Target};
-use crate::protocol::{Flags, RequestId, RequestType, Status};
+use super::{Outcome, RequestBuilder, RequestError, ResponseHandle, Target};
+use crate::protocol::{Flags, ReceiptKind, RequestId, RequestType, Status};
+use crate::typed::codec;
 
 /// Why a typed request did not produce its response. Every request ends in
 /// exactly one outcome: the decoded response or one of these.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TypedRequestError {
-    /// The worker's handler failed (`FAILED`): it returned an error or
-    /// panicked. The text is the handler's.
-    #[error("the handler failed: {0}")]
-    Failed(String),
-    /// The worker refused the request as invalid (`BAD_REQUEST`): its
-    /// payload did not decode as the worker's request type (the text says
-    /// why), or the handler said so.
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    /// The broker answered instead of a worker: `REJECTED` (a request with
-    /// this type and id is already pending), `OVERLOADED`, `NO_WORKERS`,
-    /// `WORKER_DEATH`, `REDIRECTED` or `UNKNOWN_REPLY_TO`.
-    #[error("{status}: {message}")]
-    Broker {
-        /// The status received.
-        status: Status,
-        /// The text that came with it.
-        message: String,
-    },
+    /// The request ended without a response, as a raw request would (see
+    /// [`RequestError`]): the worker answered `FAILED` (the handler
+    /// returned an error or panicked) or `BAD_REQUEST` (the payload did not
+    /// decode as the worker's request type, or the handler said so), the
+    /// broker answered (`REJECTED`, `OVERLOADED`, `NO_WORKERS`,
+    /// `WORKER_DEATH`, `REDIRECTED`, `UNKNOWN_REPLY_TO`), no outcome came
+    /// in time, the broker went away, or the client stopped.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The request could not be encoded; nothing was sent.
+    #[error("cannot encode the request: {0}")]
+    Encode(#[source] PayloadError),
     /// The response arrived but did not decode as the expected type (the
     /// worker runs an incompatible version of the response type).
     #[error("cannot decode the response: {0}")]
     Decode(#[source] PayloadError),
-    /// The request could not be encoded; nothing was sent.
-    #[error("cannot encode the request: {0}")]
-    Encode(#[source] PayloadError),
-    /// No outcome within the request's timeout.
-    #[error("no outcome within {0:?}")]
-    Timeout(Duration),
-    /// The broker went away before the outcome arrived.
-    #[error("disconnected from the broker: {0}")]
-    Disconnected(String),
-    /// The client has stopped.
-    #[error("the client has stopped")]
-    Stopped,
-    /// The broker reported a protocol error about this request.
-    #[error("protocol error: {0}")]
-    Protocol(String),
 }
 
 impl TypedRequestError {
-    /// The protocol status, for `Failed`, `BadRequest` and `Broker`.
+    /// The protocol status the worker or broker answered with, if it did
+    /// (`FAILED`, `BAD_REQUEST`, `REJECTED` …).
     pub fn status(&self) -> Option<Status> {
         match self {
-            TypedRequestError::Failed(_) => Some(Status::Failed),
-            TypedRequestError::BadRequest(_) => Some(Status::BadRequest),
-            TypedRequestError::Broker { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-impl From<RequestError> for TypedRequestError {
-    fn from(error: RequestError) -> Self {
-        match error {
-            RequestError::Status {
-                status: Status::Failed,
-                message,
-            } => TypedRequestError::Failed(message),
-            RequestError::Status {
-                status: Status::BadRequest,
-                message,
-            } => TypedRequestError::BadRequest(message),
-            RequestError::Status { status, message } => {
-                TypedRequestError::Broker { status, message }
-            }
-            RequestError::Timeout(d) => TypedRequestError::Timeout(d),
-            RequestError::Disconnected(why) => TypedRequestError::Disconnected(why),
-            RequestError::Stopped => TypedRequestError::Stopped,
-            RequestError::Protocol(why) => TypedRequestError::Protocol(why),
+            TypedRequestError::Request(e) => e.status(),
+            TypedRequestError::Encode(_) | TypedRequestError::Decode(_) => None,
         }
     }
 }
@@ -97,18 +53,14 @@ impl From<RequestError> for TypedRequestError {
 /// or [`LocalClient::request_typed`](crate::client::LocalClient::request_typed);
 /// [`send`](Self::send) it.
 ///
-/// `O` is what the handle resolves to: the request's response type, or `()`
-/// once the response is not for this client ([`one_way`](Self::one_way),
-/// [`reply_to`](Self::reply_to)).
+/// It is a [`RequestBuilder`] whose type, id and payload come from the
+/// request. `O` is what the handle resolves to: the request's response
+/// type, or `()` once the response is not for this client
+/// ([`one_way`](Self::one_way), [`reply_to`](Self::reply_to)).
 #[must_use = "a request is only sent by `send`"]
 pub struct TypedRequestBuilder<'a, R: Request, O = <R as Request>::Response> {
-    target: Target<'a>,
+    raw: RequestBuilder<'a>,
     request: &'a R,
-    request_id: Option<RequestId>,
-    flags: Flags,
-    one_way: bool,
-    reply_to: Option<String>,
-    timeout: Option<Duration>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -116,26 +68,21 @@ impl<R: Request, O> fmt::Debug for TypedRequestBuilder<'_, R, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedRequestBuilder")
             .field("name", &R::NAME)
-            .field("request_type", &R::REQUEST_TYPE)
-            .field("request_id", &self.request_id)
-            .field("flags", &self.flags)
-            .field("one_way", &(R::ONE_WAY || self.one_way))
-            .field("reply_to", &self.reply_to)
-            .field("timeout", &self.timeout)
+            .field("raw", &self.raw)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, R: Request> TypedRequestBuilder<'a, R> {
     pub(crate) fn new(target: Target<'a>, request: &'a R) -> Self {
+        let mut raw = RequestBuilder::new(target, R::REQUEST_TYPE);
+        raw.request_id = request.request_id();
+        if R::ONE_WAY {
+            raw.flags = Flags::ONE_WAY;
+        }
         TypedRequestBuilder {
-            target,
+            raw,
             request,
-            request_id: None,
-            flags: Flags::empty(),
-            one_way: false,
-            reply_to: None,
-            timeout: None,
             _output: PhantomData,
         }
     }
@@ -145,9 +92,8 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     /// The request id, overriding the request's natural id
     /// ([`Request::request_id`]). Without either, the client assigns a
     /// fresh one ([`Client::next_id`](crate::Client::next_id)).
-    pub fn id(mut self, request_id: RequestId) -> Self {
-        self.request_id = Some(request_id);
-        self
+    pub fn id(self, request_id: RequestId) -> Self {
+        self.map_raw(|raw| raw.id(request_id))
     }
 
     /// Delivery flags: receipts, death and redirect handling, fail-fast
@@ -155,48 +101,48 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     /// request is one-way when its type is ([`Request::ONE_WAY`]) or after
     /// [`one_way`](Self::one_way), which also changes what the handle
     /// resolves to.
-    pub fn flags(mut self, flags: Flags) -> Self {
-        self.flags = flags - Flags::ONE_WAY;
-        self
+    pub fn flags(self, flags: Flags) -> Self {
+        self.map_raw(|raw| {
+            let one_way = raw.flags & Flags::ONE_WAY;
+            raw.flags((flags - Flags::ONE_WAY) | one_way)
+        })
     }
 
     /// Overrides the client's default timeout for this request.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.map_raw(|raw| raw.timeout(timeout))
     }
 
     /// Sends a two-way request type one-way: the handler runs, its response
     /// goes nowhere, and the handle resolves to `()` when the request is
     /// delivered (at the receipt the flags ask for, or at once).
     pub fn one_way(self) -> TypedRequestBuilder<'a, R, ()> {
-        TypedRequestBuilder {
-            one_way: true,
-            ..self.retarget()
-        }
+        self.retarget(|mut raw| {
+            raw.flags |= Flags::ONE_WAY;
+            raw
+        })
     }
 
     /// Another client (by name) receives the response, as a raw
     /// [`ClientEvent::Response`](crate::client::ClientEvent::Response)
     /// (decode it with [`typed::decode`](crate::typed::decode)); this
     /// client's handle resolves to `()` on delivery, as for
-    /// [`RequestBuilder::reply_to`](crate::client::RequestBuilder::reply_to).
+    /// [`RequestBuilder::reply_to`].
     pub fn reply_to(self, name: impl Into<String>) -> TypedRequestBuilder<'a, R, ()> {
-        TypedRequestBuilder {
-            reply_to: Some(name.into()),
-            ..self.retarget()
-        }
+        self.retarget(|raw| raw.reply_to(name))
     }
 
-    fn retarget<P>(self) -> TypedRequestBuilder<'a, R, P> {
+    fn map_raw(self, f: impl FnOnce(RequestBuilder<'a>) -> RequestBuilder<'a>) -> Self {
+        self.retarget(f)
+    }
+
+    fn retarget<P>(
+        self,
+        f: impl FnOnce(RequestBuilder<'a>) -> RequestBuilder<'a>,
+    ) -> TypedRequestBuilder<'a, R, P> {
         TypedRequestBuilder {
-            target: self.target,
+            raw: f(self.raw),
             request: self.request,
-            request_id: self.request_id,
-            flags: self.flags,
-            one_way: self.one_way,
-            reply_to: self.reply_to,
-            timeout: self.timeout,
             _output: PhantomData,
         }
     }
@@ -206,26 +152,11 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     /// through the handle.
     pub fn send(self) -> Result<TypedResponse<R, O>, TypedRequestError> {
         let payload = codec::encode(self.request).map_err(TypedRequestError::Encode)?;
-        let mut flags = self.flags;
-        if R::ONE_WAY || self.one_way {
-            flags |= Flags::ONE_WAY;
-        }
-        let mut builder = RequestBuilder::new(self.target, R::REQUEST_TYPE)
-            .flags(flags)
-            .payload(payload);
-        if let Some(id) = self.request_id.or_else(|| self.request.request_id()) {
-            builder = builder.id(id);
-        }
-        if let Some(timeout) = self.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if let Some(name) = self.reply_to {
-            builder = builder.reply_to(name);
-        }
-        let raw = builder.send().map_err(|e| match e {
-            crate::Error::Stopped => TypedRequestError::Stopped,
-            other => TypedRequestError::Protocol(other.to_string()),
-        })?;
+        let raw = self
+            .raw
+            .payload(payload)
+            .submit()
+            .ok_or(RequestError::Stopped)?;
         Ok(TypedResponse::new(raw))
     }
 }
@@ -283,7 +214,8 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
     }
 
     /// Blocks until the outcome arrives or `timeout` passes
-    /// ([`TypedRequestError::Timeout`]; the request itself goes on).
+    /// ([`RequestError::Timeout`] in [`TypedRequestError::Request`]; the
+    /// request itself goes on).
     pub fn wait_timeout(self, timeout: Duration) -> Result<O, TypedRequestError> {
         typed(self.raw.wait_timeout(timeout))
     }
@@ -330,32 +262,80 @@ impl<R: Request, O: DeserializeOwned> Future for TypedResponse<R, O> {
 
 #[cfg(test)]
 mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::super::{ClientConfig, LocalClient};
     use super::*;
 
+    #[derive(Serialize, Deserialize)]
+    struct Order {
+        no: u64,
+    }
+
+    impl Request for Order {
+        const REQUEST_TYPE: RequestType = 7;
+        const NAME: &'static str = "order";
+        type Response = u32;
+        fn request_id(&self) -> Option<RequestId> {
+            Some(self.no)
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Signal;
+
+    impl Request for Signal {
+        const REQUEST_TYPE: RequestType = 8;
+        const NAME: &'static str = "signal";
+        const ONE_WAY: bool = true;
+        type Response = ();
+    }
+
     #[test]
-    fn request_errors_map_to_typed_ones() {
-        let status = |status, message: &str| RequestError::Status {
-            status,
-            message: message.to_owned(),
-        };
+    fn the_typed_builder_fills_in_the_raw_one() {
+        let mut client = LocalClient::connect(ClientConfig::new("inproc://typed-builder")).unwrap();
+        let flags = Flags::RECEIPT_ON_SEND | Flags::ONE_WAY;
+
+        let order = Order { no: 3 };
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &order);
+        assert_eq!((b.raw.request_type, b.raw.request_id), (7, Some(3)));
+        // `ONE_WAY` is not taken from the flags of a two-way request …
+        let b = b.id(4).flags(flags);
         assert_eq!(
-            TypedRequestError::from(status(Status::Failed, "boom")),
-            TypedRequestError::Failed("boom".into())
+            (b.raw.request_id, b.raw.flags),
+            (Some(4), Flags::RECEIPT_ON_SEND)
         );
-        assert_eq!(
-            TypedRequestError::from(status(Status::BadRequest, "bad")),
-            TypedRequestError::BadRequest("bad".into())
-        );
-        let rejected = TypedRequestError::from(status(Status::Rejected, "dup"));
-        assert_eq!(rejected.status(), Some(Status::Rejected));
-        assert!(matches!(rejected, TypedRequestError::Broker { .. }));
-        assert_eq!(
-            TypedRequestError::from(RequestError::Timeout(Duration::from_secs(1))),
-            TypedRequestError::Timeout(Duration::from_secs(1))
-        );
-        assert_eq!(
-            TypedRequestError::from(RequestError::Stopped),
-            TypedRequestError::Stopped
-        );
+        // … but kept, whatever the flags, once asked for by `one_way`.
+        let b = b.one_way().flags(Flags::RECEIPT_ON_SEND);
+        assert_eq!(b.raw.flags, flags);
+
+        // A one-way type is one-way from the start.
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &Signal);
+        assert_eq!(b.raw.request_id, None);
+        assert_eq!(b.flags(Flags::RECEIPT_ON_SEND).raw.flags, flags);
+    }
+
+    #[test]
+    fn status_is_the_raw_errors_and_none_for_codec_errors() {
+        let failed = TypedRequestError::from(RequestError::Status {
+            status: Status::Failed,
+            message: "boom".to_owned(),
+        });
+        assert_eq!(failed.status(), Some(Status::Failed));
+        assert_eq!(failed.to_string(), "failed: boom");
+        let timeout = TypedRequestError::from(RequestError::Timeout(Duration::from_secs(1)));
+        assert_eq!(timeout.status(), None);
+        let decode = typed::<u32>(Ok(super::super::Reply {
+            request_type: 1,
+            request_id: 1,
+            payload: vec![crate::protocol::Frame::from(&b"\xa1x"[..])],
+        }))
+        .unwrap_err();
+        assert!(matches!(decode, TypedRequestError::Decode(_)), "{decode:?}");
+        assert_eq!(decode.status(), None);
+        // The MessagePack error stays reachable as the source's source.
+        let payload = std::error::Error::source(&decode).expect("a source");
+        assert!(payload.is::<PayloadError>());
+        assert!(payload.source().is_some());
     }
 }

@@ -1,5 +1,5 @@
 // A key given twice, in one attribute or across two, and a doubled marker.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

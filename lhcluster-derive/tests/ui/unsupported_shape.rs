@@ -1,5 +1,5 @@
 // Generic types, unions and `#[request_id]` in an enum are refused.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

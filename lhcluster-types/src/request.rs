@@ -4,16 +4,18 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::protocol::{RequestId, RequestType};
+use crate::ids::{RequestId, RequestType};
 
 /// A typed request: a serde type sent as one MessagePack payload frame,
 /// routed by a fixed [`RequestType`], answered with a
 /// [`Response`](Request::Response).
 ///
-/// Derive it with `#[derive(Request)]` (see [`macro@crate::Request`] for the
-/// attributes), or implement it by hand:
+/// Derive it with `#[derive(Request)]` (see
+/// [`lhcluster::Request`](https://docs.rs/lhcluster/latest/lhcluster/derive.Request.html)
+/// for the attributes), or implement it by hand:
 ///
 /// ```
+/// # extern crate lhcluster_types as lhcluster;
 /// use lhcluster::{RequestId, RequestType, request_type_id};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -72,9 +74,12 @@ pub trait Request: Serialize + DeserializeOwned {
 /// frame on a fixed topic.
 ///
 /// Derive it with `#[derive(Notification)]`
-/// (`#[notification(name = "topic")]`), or implement it by hand:
+/// (`#[notification(name = "topic")]`, see
+/// [`lhcluster::Notification`](https://docs.rs/lhcluster/latest/lhcluster/derive.Notification.html)),
+/// or implement it by hand:
 ///
 /// ```
+/// # extern crate lhcluster_types as lhcluster;
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct PriceChanged {
 ///     sku: String,

@@ -1,5 +1,5 @@
 // A request has one id.
-use lhcluster::Request;
+use lhcluster_derive::Request;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

@@ -1,6 +1,6 @@
 // `crate = "..."` is followed: a path that does not exist is an error
 // there, not a silent fallback to `::lhcluster`.
-use lhcluster::Request;
+use lhcluster_derive::Request;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

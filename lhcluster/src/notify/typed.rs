@@ -6,14 +6,15 @@ use std::fmt;
 
 use tracing::{debug, warn};
 
-use super::codec::{self, PayloadError};
-use super::request::Notification;
-use crate::error::{ConfigError, Error};
-use crate::notify::{
+use lhcluster_types::{Notification, PayloadError};
+
+use super::{
     NotifyHandler, NotifyOutcome, NotifyPublisher, NotifySubscriber, NotifySubscriberConfig,
     PublishError,
 };
+use crate::error::{ConfigError, Error};
 use crate::protocol::Notification as RawNotification;
+use crate::typed::codec;
 
 /// Why [`NotifyPublisher::publish_typed`] did not take a notification.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,14 @@ impl NotifyPublisher {
         let payload = codec::encode(notification).map_err(TypedPublishError::Encode)?;
         Ok(self.publish_with_id(N::TOPIC, notify_id, payload)?)
     }
+}
+
+/// A [`NotifyRouter`] with one typed handler: `on::<N>(handler)` is
+/// `NotifyRouter::new().on::<N>(handler)`.
+pub fn on<N: Notification + 'static>(
+    handler: impl FnMut(N) -> NotifyOutcome + Send + 'static,
+) -> NotifyRouter {
+    NotifyRouter::new().on::<N>(handler)
 }
 
 /// Decodes a notification and runs its typed handler.

@@ -1,5 +1,5 @@
 // Well-formed attributes whose values make no sense.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

@@ -1,5 +1,5 @@
 // Attributes in the wrong place.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]

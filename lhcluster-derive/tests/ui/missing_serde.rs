@@ -1,5 +1,5 @@
 // A request type and a response type without serde impls.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 
 struct Reply {
     ok: bool,

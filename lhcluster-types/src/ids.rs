@@ -1,6 +1,12 @@
-//! Stable ids derived from names, so that any language computes the same.
+//! Request type ids and request ids, and the stable id of a name (so that
+//! any language computes the same).
 
-use crate::protocol::RequestType;
+/// Identifies the kind of work a request asks for. `0` is reserved.
+pub type RequestType = u32;
+
+/// Identifies one request within its [`RequestType`]; together they form the
+/// dedupe key.
+pub type RequestId = u64;
 
 /// The request type id of a name: the 32-bit FNV-1a hash of its UTF-8
 /// bytes, with `0` (reserved) mapped to `1`.
@@ -11,6 +17,7 @@ use crate::protocol::RequestType;
 /// uses for `--type NAME`.
 ///
 /// ```
+/// # extern crate lhcluster_types as lhcluster;
 /// assert_eq!(lhcluster::request_type_id("orders.create"), 0x1D4F_B242);
 /// ```
 pub const fn request_type_id(name: &str) -> RequestType {

@@ -1,6 +1,6 @@
 // Malformed `#[request_type]` / `#[notification]` attributes: every error is
 // reported in one compilation.
-use lhcluster::{Notification, Request};
+use lhcluster_derive::{Notification, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Request)]
