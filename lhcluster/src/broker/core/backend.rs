@@ -1,0 +1,174 @@
+//! Messages from workers: `READY` (registration and re-registration),
+//! results (a garbled one included) and `RECEIPT_RECEIVED`.
+
+use std::time::Instant;
+
+use foldhash::{HashSet, HashSetExt};
+use tracing::{debug, info};
+
+use super::{BrokerCore, Side, WorkerEntry, peer_id};
+use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
+use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
+use crate::slab::Key;
+
+impl BrokerCore {
+    pub(super) fn on_ready(&mut self, now: Instant, peer: &[u8], ready: Ready) {
+        let mut types = ready.request_types;
+        types.sort_unstable();
+        types.dedup();
+        let interval = interval_from_ms(ready.heartbeat_ms);
+        let wk = match self.worker_ids.get(peer).copied() {
+            Some(wk) => {
+                // Its types may change: off the free lists until served.
+                self.unlist(wk);
+                let w = self
+                    .workers
+                    .get_mut(wk)
+                    .expect("worker_ids and workers agree");
+                let old_types = std::mem::replace(&mut w.types, types.clone());
+                w.capacity = ready.capacity;
+                w.name = ready.name;
+                w.draining = false;
+                w.live.peer_interval = interval;
+                w.live.last_heard = now;
+                for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
+                    if let Some(e) = self.types.get_mut(t) {
+                        e.workers -= 1;
+                    }
+                    self.drop_type_if_idle(*t);
+                }
+                for &t in types.iter().filter(|t| old_types.binary_search(t).is_err()) {
+                    self.types.entry(t).or_default().workers += 1;
+                }
+                debug!(worker = ?self.worker_label(wk), "worker re-registered");
+                wk
+            }
+            None => {
+                for &t in &types {
+                    self.types.entry(t).or_default().workers += 1;
+                }
+                let wk = self.workers.insert(WorkerEntry {
+                    id: peer_id(peer),
+                    name: ready.name,
+                    capacity: ready.capacity,
+                    types,
+                    assigned: HashSet::new(),
+                    last_type: 0,
+                    lru_seq: None,
+                    draining: false,
+                    live: Liveness::new(now, interval),
+                });
+                self.worker_ids.insert(peer_id(peer), wk);
+                self.stats.workers_registered += 1;
+                info!(worker = ?self.worker_label(wk), capacity = ready.capacity, "worker registered");
+                wk
+            }
+        };
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        self.send_tracked(
+            now,
+            Side::Backend,
+            peer_id(peer),
+            Message::Welcome { heartbeat_ms },
+        );
+        self.serve_worker(now, wk);
+    }
+
+    pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
+        let key = (result.request_type, result.request_id);
+        let assigned = self
+            .workers
+            .get_mut(wk)
+            .is_some_and(|w| w.assigned.remove(&key));
+        if !assigned {
+            // Exact credits: only completions of work we assigned count.
+            self.stats.unknown_results += 1;
+            debug!(
+                request_type = key.0,
+                request_id = key.1,
+                "result for a request not assigned to this worker: dropped"
+            );
+            return;
+        }
+        self.stats.requests_completed += 1;
+        if let Some(e) = self.types.get_mut(&key.0) {
+            e.in_flight -= 1;
+            e.completed += 1;
+        }
+        if let Some(req) = self.remove_req(&key) {
+            if req.flags.is_two_way() {
+                let dest = req.response_dest().clone();
+                self.send_response(&dest, key, result.status, result.error, result.payload);
+            }
+        }
+        self.drop_type_if_idle(key.0);
+        let drained = self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.draining && w.assigned.is_empty());
+        if drained {
+            self.remove_worker(now, wk);
+        } else {
+            self.serve_worker(now, wk);
+        }
+    }
+
+    /// A malformed message from a worker that names a request assigned to
+    /// it (say a RESULT with an invalid status) ends that request as
+    /// `FAILED`, instead of leaving it in flight until the worker dies.
+    pub(super) fn fail_garbled_result(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        error: String,
+    ) {
+        if protocol::peek_kind(header) != Some("RESULT") {
+            return;
+        }
+        let Some(r) = protocol::peek_request_ref(header) else {
+            return;
+        };
+        let Some(&wk) = self.worker_ids.get(peer) else {
+            return;
+        };
+        let key = (r.request_type, r.request_id);
+        if self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.assigned.contains(&key))
+        {
+            let result = WorkResult {
+                request_type: key.0,
+                request_id: key.1,
+                status: Status::Failed,
+                error: Some(format!("the worker sent a malformed result: {error}")),
+                payload: Payload::new(),
+            };
+            self.on_result(now, wk, result);
+        }
+    }
+
+    pub(super) fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {
+        let key = (r.request_type, r.request_id);
+        let assigned = self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.assigned.contains(&key));
+        let origin = match self.req_mut(&key) {
+            Some(req) if assigned => {
+                req.received = true;
+                req.flags
+                    .contains(Flags::RECEIPT_ON_RECEIVE)
+                    .then(|| req.origin.clone())
+            }
+            _ => {
+                self.stats.unknown_results += 1;
+                None
+            }
+        };
+        if let Some(origin) = origin {
+            self.send_receipt_received(&origin, key);
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The broker's sans-IO state machine.
+//!
+//! Inputs are decoded frames from the two ROUTER sockets, ticks and a stop
+//! request, each with `now`; outputs are messages addressed to a peer on one
+//! of the sockets, collected in an outbox that the driver drains. No socket,
+//! no clock read: every behaviour is unit-tested with a fake clock.
+//!
+//! Data model (docs/architecture.md, "Broker"):
+//! - `requests`: the dedupe index, (type, id) → the request's slot in `reqs`
+//!   (its state, pending or in flight), so that the index stays small;
+//! - per type: a FIFO of pending ids and the count of registered workers;
+//! - free workers (with credits left), least recently used first: per type
+//!   for workers serving few types, in one list for those serving many;
+//! - `nonempty_types`: types with queued work, for round-robin service.
+//!
+//! This file holds the state and the entry points the driver calls; each
+//! section of the machine is an `impl BrokerCore` block beside it:
+//! `frontend` (clients and proxies, dedupe), `backend` (workers),
+//! `dispatch` (free lists, queues, round-robin), `peers` (workers and
+//! clients going away), `output` (what the broker sends); `stored` is how
+//! a held payload is kept.
+
+mod backend;
+mod dispatch;
+mod frontend;
+mod output;
+mod peers;
+mod stored;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
+
+use tracing::{debug, info, warn};
+
+use super::config::BrokerConfig;
+use super::stats::{BrokerStats, TypeStats};
+use crate::accept::Peers;
+use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
+use crate::protocol::{self, Flags, Message, Payload, RequestId, RequestType, Route};
+use crate::slab::{Key, Slab};
+use stored::Stored;
+
+/// Which broker socket a message arrives on or leaves by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Clients and proxies.
+    Frontend,
+    /// Workers.
+    Backend,
+}
+
+/// A message for the driver to send.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) side: Side,
+    pub(crate) peer: PeerId,
+    pub(crate) msg: Message,
+}
+
+type ReqKey = (RequestType, RequestId);
+
+/// Where a response (or receipt) goes: a client's routing id, and the
+/// route behind it (set by a proxy). Kept by routing id, not by client
+/// record, so that a client that reconnects with the same id (or a proxy
+/// re-sending for its clients) is the same origin and still gets its
+/// responses.
+#[derive(Debug, PartialEq, Eq)]
+struct Dest {
+    peer: PeerId,
+    route: Route,
+}
+
+impl Clone for Dest {
+    fn clone(&self) -> Self {
+        Self {
+            peer: peer_id(&self.peer),
+            route: self.route.clone(),
+        }
+    }
+}
+
+/// A routing id as an owned [`PeerId`], copied in one go (`SmallVec`'s
+/// `From<&[u8]>` and `Clone` copy byte by byte).
+fn peer_id(bytes: &[u8]) -> PeerId {
+    PeerId::from_slice(bytes)
+}
+
+#[derive(Debug)]
+struct Req {
+    /// The requester: receipts go here, and the response unless `reply_to`.
+    origin: Dest,
+    /// Boxed: rarely set, and a queued request should stay small.
+    reply_to: Option<Box<Dest>>,
+    flags: Flags,
+    /// Dispatches so far.
+    attempts: u32,
+    receipt_sent: bool,
+    /// The worker's RECEIPT_RECEIVED came for the current dispatch.
+    received: bool,
+    /// Dispatched to a worker (else queued).
+    in_flight: bool,
+    /// Queued: the payload. In flight: a copy, kept only for
+    /// `RETRY_ON_DEATH` requests with tries left.
+    payload: Stored,
+}
+
+impl Req {
+    fn response_dest(&self) -> &Dest {
+        self.reply_to.as_deref().unwrap_or(&self.origin)
+    }
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    id: PeerId,
+    name: Option<String>,
+    capacity: u32,
+    /// Sorted, deduplicated.
+    types: Vec<RequestType>,
+    assigned: HashSet<ReqKey>,
+    /// Round-robin cursor: the type served last.
+    last_type: RequestType,
+    /// Position in the free-worker lists (see [`INDEXED_TYPES`]), when the
+    /// worker has free credits.
+    lru_seq: Option<u64>,
+    /// Said DISCONNECT with work in flight: gets no more work, and goes
+    /// when its last result arrives.
+    draining: bool,
+    live: Liveness,
+}
+
+impl WorkerEntry {
+    fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
+        self.capacity
+            .saturating_sub(u32::try_from(self.assigned.len()).unwrap_or(u32::MAX))
+    }
+
+    fn serves(&self, t: RequestType) -> bool {
+        self.types.binary_search(&t).is_ok()
+    }
+
+    /// Listed in the free list of each of its types (else in `free_wide`).
+    fn indexed(&self) -> bool {
+        self.types.len() <= INDEXED_TYPES
+    }
+}
+
+/// A free worker serving at most this many types is listed under each of
+/// them, so finding the least recently used free worker of a type is one
+/// lookup, however many workers serve other types. One serving more types
+/// (listing it would cost that many updates per dispatch) goes in a single
+/// list that is searched.
+const INDEXED_TYPES: usize = 16;
+
+/// What the broker keeps about a client (besides its liveness).
+#[derive(Debug, Default)]
+struct ClientInfo {
+    /// The names it registered.
+    names: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct TypeEntry {
+    pending: VecDeque<RequestId>,
+    /// Free workers serving the type and few others, by LRU position.
+    free: BTreeMap<u64, Key>,
+    in_flight: u64,
+    workers: u32,
+    received: u64,
+    dispatched: u64,
+    completed: u64,
+}
+
+impl TypeEntry {
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.in_flight == 0 && self.workers == 0
+    }
+}
+
+/// The broker state machine.
+#[derive(Debug)]
+pub(crate) struct BrokerCore {
+    heartbeat: Duration,
+    liveness: u32,
+    max_pending_per_type: usize,
+    max_pending_total: usize,
+    max_tries: u32,
+
+    workers: Slab<WorkerEntry>,
+    worker_ids: HashMap<PeerId, Key>,
+    clients: Peers<ClientInfo>,
+    names: HashMap<String, Dest>,
+    /// The dedupe index: where each pending or in-flight request is in
+    /// `reqs` (a map of small values, so that a large queue costs little).
+    requests: HashMap<ReqKey, Key>,
+    reqs: Slab<Req>,
+    types: HashMap<RequestType, TypeEntry>,
+    nonempty_types: BTreeSet<RequestType>,
+    /// Free workers serving more than [`INDEXED_TYPES`] types, by LRU
+    /// position.
+    free_wide: BTreeMap<u64, Key>,
+    next_seq: u64,
+    total_pending: usize,
+    next_tick: Instant,
+    /// The time of the input being handled.
+    now: Instant,
+    stats: BrokerStats,
+    out: Vec<Outgoing>,
+}
+
+impl BrokerCore {
+    pub(crate) fn new(config: &BrokerConfig, now: Instant) -> Self {
+        Self {
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            max_pending_per_type: config.max_pending_per_type,
+            max_pending_total: config.max_pending_total,
+            max_tries: config.max_tries,
+            workers: Slab::default(),
+            worker_ids: HashMap::new(),
+            clients: Peers::new(config.heartbeat, config.liveness),
+            names: HashMap::new(),
+            requests: HashMap::new(),
+            reqs: Slab::default(),
+            types: HashMap::new(),
+            nonempty_types: BTreeSet::new(),
+            free_wide: BTreeMap::new(),
+            next_seq: 0,
+            total_pending: 0,
+            next_tick: now + config.heartbeat / 2,
+            now,
+            stats: BrokerStats::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Messages to send, in order. The driver drains this after every input.
+    pub(crate) fn outbox(&mut self) -> &mut Vec<Outgoing> {
+        &mut self.out
+    }
+
+    /// When [`BrokerCore::on_tick`] should run next.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// The driver could not deliver a message.
+    pub(crate) fn count_undeliverable(&mut self) {
+        self.stats.undeliverable += 1;
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A message from a client or proxy.
+    pub(crate) fn on_frontend(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        payload: Payload,
+    ) {
+        self.now = now;
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => return self.malformed(Side::Frontend, peer, header, &e),
+        };
+        match msg {
+            Message::Request(req) => self.on_request(now, peer, req),
+            Message::Hello(hello) => self.on_hello(now, peer, hello),
+            Message::Heartbeat { heartbeat_ms } => {
+                self.stats.heartbeats_received += 1;
+                let client = self.touch_client(now, peer);
+                self.clients.set_interval(client, heartbeat_ms);
+            }
+            Message::Disconnect { route } => self.on_client_disconnect(peer, route),
+            Message::StatsQuery => {
+                let json = serde_json::to_vec(&self.stats()).unwrap_or_default();
+                let payload = vec![protocol::Frame::from(json)];
+                self.send(
+                    Side::Frontend,
+                    peer_id(peer),
+                    Message::StatsReply { payload },
+                );
+            }
+            Message::Error(e) => {
+                // Never answer an error with an error: that could loop.
+                debug!(error = %e.error, "client reported an error");
+            }
+            other => {
+                let text = format!("unexpected {} on the broker frontend", other.kind_name());
+                self.unexpected(Side::Frontend, peer, header, &text);
+            }
+        }
+    }
+
+    /// A message from a worker.
+    pub(crate) fn on_backend(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        payload: Payload,
+    ) {
+        self.now = now;
+        let msg = match protocol::decode_parts(header, payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.malformed(Side::Backend, peer, header, &e);
+                return self.fail_garbled_result(now, peer, header, e.to_string());
+            }
+        };
+        if let Message::Ready(ready) = msg {
+            return self.on_ready(now, peer, ready);
+        }
+        if let Message::Error(e) = &msg {
+            debug!(error = %e.error, "worker reported an error");
+            return;
+        }
+        let Some(&wk) = self.worker_ids.get(peer) else {
+            if matches!(
+                msg,
+                Message::Heartbeat { .. }
+                    | Message::Result(_)
+                    | Message::ReceiptReceived(_)
+                    | Message::Disconnect { .. }
+            ) {
+                if !matches!(msg, Message::Disconnect { .. }) {
+                    self.stats.unknown_workers += 1;
+                    debug!("message from an unknown worker: asking it to re-register");
+                    self.send(Side::Backend, peer_id(peer), Message::Reregister);
+                }
+            } else {
+                let text = format!("unexpected {} on the broker backend", msg.kind_name());
+                self.unexpected(Side::Backend, peer, header, &text);
+            }
+            return;
+        };
+        // Only a message the backend takes is a sign of life (protocol.md
+        // §7.2): a worker that sends nothing but kinds it must not send is
+        // broken, and its requests must not wait on it forever.
+        let takes = matches!(
+            msg,
+            Message::Heartbeat { .. }
+                | Message::Result(_)
+                | Message::ReceiptReceived(_)
+                | Message::Disconnect { .. }
+        );
+        if let Some(w) = self.workers.get_mut(wk).filter(|_| takes) {
+            w.live.last_heard = now;
+        }
+        match msg {
+            Message::Heartbeat { heartbeat_ms } => {
+                self.stats.heartbeats_received += 1;
+                if heartbeat_ms != 0 {
+                    if let Some(w) = self.workers.get_mut(wk) {
+                        w.live.peer_interval = interval_from_ms(heartbeat_ms);
+                    }
+                }
+            }
+            Message::Result(result) => self.on_result(now, wk, result),
+            Message::ReceiptReceived(r) => self.on_receipt_received(wk, r),
+            Message::Disconnect { .. } => {
+                info!(worker = ?self.worker_label(wk), "worker disconnected");
+                let idle = self.workers.get_mut(wk).is_some_and(|w| {
+                    w.draining = true;
+                    w.assigned.is_empty()
+                });
+                if idle {
+                    self.remove_worker(now, wk);
+                } else {
+                    self.refresh_lru(wk);
+                }
+            }
+            other => {
+                let text = format!("unexpected {} on the broker backend", other.kind_name());
+                self.unexpected(Side::Backend, peer, header, &text);
+            }
+        }
+    }
+
+    /// Periodic work: liveness checks and heartbeats.
+    pub(crate) fn on_tick(&mut self, now: Instant) {
+        self.now = now;
+        let mut shortest = self.heartbeat;
+        let dead: Vec<Key> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.live.is_dead(now, self.liveness))
+            .map(|(k, _)| k)
+            .collect();
+        for wk in dead {
+            warn!(worker = ?self.worker_label(wk), "worker missed its heartbeats: declaring it dead");
+            self.stats.worker_deaths += 1;
+            self.remove_worker(now, wk);
+        }
+        for ck in self.clients.dead(now) {
+            warn!("client missed its heartbeats: forgetting it");
+            self.stats.client_deaths += 1;
+            self.remove_client(ck);
+        }
+        let heartbeat_ms = interval_to_ms(self.heartbeat);
+        let mut due = Vec::new();
+        for (_, w) in self.workers.iter() {
+            shortest = shortest.min(w.live.peer_interval);
+            if w.live.heartbeat_due(now, self.heartbeat) {
+                due.push((Side::Backend, peer_id(&w.id)));
+            }
+        }
+        let mut clients_due = Vec::new();
+        shortest = shortest.min(self.clients.heartbeats_due(now, &mut clients_due));
+        due.extend(clients_due.into_iter().map(|c| (Side::Frontend, c)));
+        for (side, peer) in due {
+            self.stats.heartbeats_sent += 1;
+            self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
+        }
+        self.next_tick = now + (shortest / 2).max(Duration::from_millis(1));
+    }
+
+    /// The broker is stopping: tell every peer.
+    pub(crate) fn on_stop(&mut self) {
+        let peers: Vec<(Side, PeerId)> = self
+            .workers
+            .iter()
+            .map(|(_, w)| (Side::Backend, peer_id(&w.id)))
+            .chain(
+                self.clients
+                    .iter()
+                    .map(|(_, c)| (Side::Frontend, peer_id(&c.id))),
+            )
+            .collect();
+        for (side, peer) in peers {
+            self.send(side, peer, Message::Shutdown);
+        }
+    }
+
+    /// A snapshot of the statistics.
+    pub(crate) fn stats(&self) -> BrokerStats {
+        let mut stats = self.stats.clone();
+        stats.pending = self.total_pending as u64;
+        stats.in_flight = self.types.values().map(|t| t.in_flight).sum();
+        stats.workers = self.workers.len() as u64;
+        stats.clients = self.clients.len() as u64;
+        stats.types = self
+            .types
+            .iter()
+            .map(|(&t, e)| {
+                let ts = TypeStats {
+                    received: e.received,
+                    dispatched: e.dispatched,
+                    completed: e.completed,
+                    pending: e.pending.len() as u64,
+                    in_flight: e.in_flight,
+                    workers: u64::from(e.workers),
+                };
+                (t, ts)
+            })
+            .collect();
+        stats
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

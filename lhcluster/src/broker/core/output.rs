@@ -1,0 +1,124 @@
+//! Everything the broker sends: refusals of malformed or unexpected
+//! messages, responses, receipts, and the outbox itself.
+
+use std::time::Instant;
+
+use tracing::warn;
+
+use super::{BrokerCore, Dest, Outgoing, ReqKey, Side, hex, peer_id};
+use crate::peer::PeerId;
+use crate::protocol::{
+    self, DecodeError, ErrorReply, Message, Payload, RequestRef, Response, Status,
+};
+
+impl BrokerCore {
+    /// A message that does not decode: answered with an `ERROR` naming the
+    /// request when the header does, never with a `RESPONSE` (a malformed
+    /// REQUEST was not processed, so it has no outcome; protocol.md §12).
+    /// An ERROR is never answered, so two peers cannot loop.
+    pub(super) fn malformed(
+        &mut self,
+        side: Side,
+        peer: &[u8],
+        header: &[u8],
+        error: &DecodeError,
+    ) {
+        self.reject(side, peer, header, &error.to_string());
+    }
+
+    /// A valid message of a kind this socket does not take.
+    pub(super) fn unexpected(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
+        self.reject(side, peer, header, error);
+    }
+
+    fn reject(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
+        match side {
+            Side::Frontend => self.stats.malformed_frontend += 1,
+            Side::Backend => self.stats.malformed_backend += 1,
+        }
+        warn!(?side, peer = %hex(peer), %error, "malformed message");
+        if protocol::peek_kind(header) == Some("ERROR") {
+            return;
+        }
+        let reply = Message::Error(ErrorReply {
+            error: error.to_owned(),
+            request: protocol::peek_request_ref(header),
+        });
+        self.send(side, peer_id(peer), reply);
+    }
+
+    /// A broker status for a request (no payload).
+    pub(super) fn respond(
+        &mut self,
+        dest: &Dest,
+        key: ReqKey,
+        status: Status,
+        error: Option<String>,
+    ) {
+        self.send_response(dest, key, status, error, Payload::new());
+    }
+
+    pub(super) fn send_response(
+        &mut self,
+        dest: &Dest,
+        key: ReqKey,
+        status: Status,
+        error: Option<String>,
+        payload: Payload,
+    ) {
+        let msg = Message::Response(Response {
+            request_type: key.0,
+            request_id: key.1,
+            status,
+            error,
+            route: dest.route.clone(),
+            payload,
+        });
+        self.send_to_client(&dest.peer, msg);
+    }
+
+    pub(super) fn send_receipt_received(&mut self, dest: &Dest, key: ReqKey) {
+        let msg = Message::ReceiptReceived(RequestRef {
+            request_type: key.0,
+            request_id: key.1,
+            route: dest.route.clone(),
+        });
+        self.send_to_client(&dest.peer, msg);
+    }
+
+    pub(super) fn send_receipt_sent(&mut self, dest: &Dest, key: ReqKey) {
+        let msg = Message::ReceiptSent(RequestRef {
+            request_type: key.0,
+            request_id: key.1,
+            route: dest.route.clone(),
+        });
+        self.send_to_client(&dest.peer, msg);
+    }
+
+    /// Sends to a client by routing id. A client that is gone is noticed by
+    /// the driver (the ROUTER refuses the message) and counted there.
+    fn send_to_client(&mut self, peer: &PeerId, msg: Message) {
+        let now = self.now;
+        self.send_tracked(now, Side::Frontend, peer_id(peer), msg);
+    }
+
+    /// Sends and records the time, so heartbeats are only sent on silence.
+    pub(super) fn send_tracked(&mut self, now: Instant, side: Side, peer: PeerId, msg: Message) {
+        let live = match side {
+            Side::Backend => self
+                .worker_ids
+                .get(&peer)
+                .and_then(|&k| self.workers.get_mut(k))
+                .map(|w| &mut w.live),
+            Side::Frontend => self.clients.find_mut(&peer).map(|c| &mut c.live),
+        };
+        if let Some(live) = live {
+            live.last_sent = now;
+        }
+        self.send(side, peer, msg);
+    }
+
+    pub(super) fn send(&mut self, side: Side, peer: PeerId, msg: Message) {
+        self.out.push(Outgoing { side, peer, msg });
+    }
+}
