@@ -1,0 +1,138 @@
+//! Requests with a (type, id) the broker already holds: rejected from
+//! another client, idempotent from the same one, released once completed.
+
+use super::*;
+
+#[test]
+fn duplicate_from_another_client_while_pending_is_rejected() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect(CB);
+    h.request(CA, 7, 1, Flags::empty(), &[b"from-a"]);
+    h.request(CB, 7, 1, Flags::empty(), &[b"from-b"]);
+    let r = h.expect_status(CB, 7, 1, Status::Rejected);
+    assert!(r.payload.is_empty());
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.requests_rejected, s.pending), (1, 1));
+
+    h.connect_worker(W1, &[7], 2);
+    let d = h.expect_dispatch(W1, 7, 1, 1);
+    assert_eq!(frames(&d.payload), owned(&[b"from-a"]));
+    h.expect_nothing();
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    h.expect_status(CA, 7, 1, Status::Ok);
+    h.expect_nothing();
+}
+
+#[test]
+fn duplicate_from_another_client_while_in_flight_is_rejected() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect(CB);
+    h.connect_worker(W1, &[7], 2);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    // Even a one-way duplicate gets its refusal.
+    h.request(CB, 7, 1, Flags::ONE_WAY, &[]);
+    h.expect_status(CB, 7, 1, Status::Rejected);
+    h.expect_nothing();
+    assert_eq!(h.stats().requests_dispatched, 1);
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    h.expect_status(CA, 7, 1, Status::Ok);
+    h.expect_nothing();
+}
+
+#[test]
+fn same_client_resend_while_pending_is_idempotent() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[b"original"]);
+    // Not handed to a worker yet: no RECEIPT_SENT for the re-send either.
+    h.request(
+        CA,
+        7,
+        1,
+        Flags::RECEIPT_ON_SEND | Flags::ONE_WAY,
+        &[b"changed"],
+    );
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!(
+        (s.requests_resent, s.requests_rejected, s.pending),
+        (1, 0, 1)
+    );
+
+    h.connect_worker(W1, &[7], 2);
+    let d = h.expect_dispatch(W1, 7, 1, 1);
+    // Payload and flags are not replaced by a re-send.
+    assert_eq!(frames(&d.payload), owned(&[b"original"]));
+    assert_eq!(d.flags, Flags::RECEIPT_ON_SEND);
+    h.expect_receipt_sent(CA, 7, 1);
+    h.expect_nothing();
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    // Still two-way: the original flags won.
+    h.expect_status(CA, 7, 1, Status::Ok);
+    h.expect_nothing();
+}
+
+#[test]
+fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 2);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    h.expect_nothing();
+    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
+    h.expect_receipt_sent(CA, 7, 1);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!(
+        (
+            s.requests_resent,
+            s.requests_dispatched,
+            s.requests_rejected
+        ),
+        (2, 1, 0)
+    );
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    h.expect_status(CA, 7, 1, Status::Ok);
+    h.expect_nothing();
+}
+
+#[test]
+fn a_completed_key_is_released_and_runs_again() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect(CB);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::empty(), &[b"one"]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    h.expect_status(CA, 7, 1, Status::Ok);
+    h.request(CA, 7, 1, Flags::empty(), &[b"two"]);
+    let d = h.expect_dispatch(W1, 7, 1, 1);
+    assert_eq!(frames(&d.payload), owned(&[b"two"]));
+    h.result(W1, 7, 1, Status::Ok, &[]);
+    h.expect_status(CA, 7, 1, Status::Ok);
+    // Another client may now use the key too.
+    h.request(CB, 7, 1, Flags::empty(), &[b"three"]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    h.expect_nothing();
+    assert_eq!(h.stats().requests_resent, 0);
+}
+
+#[test]
+fn same_id_with_another_type_is_another_request() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect(CB);
+    h.connect_worker(W1, &[7, 8], 2);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    h.request(CB, 8, 1, Flags::empty(), &[]);
+    h.expect_dispatch(W1, 8, 1, 1);
+    h.expect_nothing();
+}

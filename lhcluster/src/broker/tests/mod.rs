@@ -1,0 +1,448 @@
+//! Unit tests of the broker state machine (fake clock, no sockets).
+//!
+//! Every test drives a [`BrokerCore`] through a small [`Harness`]: inputs are
+//! typed messages encoded to real header bytes (so the codec runs too), time
+//! is `t0 + n ms` and never read from the system clock, and outputs are
+//! drained from the outbox and matched one by one, in order.
+//!
+//! This file is the harness (and the helpers several sections share); each
+//! section of tests is a file beside it, the randomized model check in
+//! `model_check.rs`.
+
+mod bounds;
+mod dedupe;
+mod liveness;
+mod malformed;
+mod model_check;
+mod one_way;
+mod proxies;
+mod queueing;
+mod receipts;
+mod redirect;
+mod registration;
+mod reply_to;
+mod request_response;
+mod scale;
+mod stop;
+mod unknown_peers;
+mod worker_death;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::config::BrokerConfig;
+use super::core::{BrokerCore, Side};
+use super::stats::{BrokerStats, TypeStats};
+use crate::protocol::{
+    Dispatch, ErrorReply, Flags, Frame, Hello, Message, Payload, Ready, Request, RequestRef,
+    Response, Status, WorkResult,
+};
+
+/// One output of the broker: socket, peer routing id, message.
+type Out = (Side, Vec<u8>, Message);
+
+/// The heartbeat interval the test peers announce, in ms.
+const HB: u32 = 1000;
+
+const CA: &[u8] = b"client-a";
+const CB: &[u8] = b"client-b";
+const CC: &[u8] = b"client-c";
+const PROXY: &[u8] = b"proxy-1";
+const W1: &[u8] = b"worker-1";
+const W2: &[u8] = b"worker-2";
+const W3: &[u8] = b"worker-3";
+
+fn payload(frames: &[&[u8]]) -> Payload {
+    frames.iter().map(|f| Frame::from(*f)).collect()
+}
+
+fn frames(p: &Payload) -> Vec<Vec<u8>> {
+    p.iter().map(|f| f.to_vec()).collect()
+}
+
+fn owned(frames: &[&[u8]]) -> Vec<Vec<u8>> {
+    frames.iter().map(|f| f.to_vec()).collect()
+}
+
+fn encode(msg: Message) -> (Vec<u8>, Payload) {
+    let mut header = Vec::new();
+    let encoded = msg.encode(&mut header);
+    (header, encoded.payload)
+}
+
+fn req(request_type: u32, request_id: u64, flags: Flags, body: &[&[u8]]) -> Request {
+    Request {
+        request_type,
+        request_id,
+        flags,
+        route: Vec::new(),
+        reply_to: None,
+        payload: payload(body),
+    }
+}
+
+fn show(o: &Out) -> String {
+    format!(
+        "{:?} to {:?}: {:?}",
+        o.0,
+        String::from_utf8_lossy(&o.1),
+        o.2
+    )
+}
+
+fn name(peer: &[u8]) -> String {
+    String::from_utf8_lossy(peer).into_owned()
+}
+
+fn ts(
+    received: u64,
+    dispatched: u64,
+    completed: u64,
+    pending: u64,
+    in_flight: u64,
+    workers: u64,
+) -> TypeStats {
+    TypeStats {
+        received,
+        dispatched,
+        completed,
+        pending,
+        in_flight,
+        workers,
+    }
+}
+
+struct Harness {
+    core: BrokerCore,
+    t0: Instant,
+    now_ms: u64,
+    queued: VecDeque<Out>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    fn with_config(f: impl FnOnce(&mut BrokerConfig)) -> Self {
+        let mut config = BrokerConfig::new("inproc://test-frontend", "inproc://test-backend");
+        f(&mut config);
+        let t0 = Instant::now();
+        Self {
+            core: BrokerCore::new(&config, t0),
+            t0,
+            now_ms: 0,
+            queued: VecDeque::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.t0 + Duration::from_millis(self.now_ms)
+    }
+
+    /// Moves the fake clock to `ms` after `t0` (no tick).
+    fn at(&mut self, ms: u64) {
+        assert!(ms >= self.now_ms, "the fake clock only moves forward");
+        self.now_ms = ms;
+    }
+
+    /// Moves the fake clock to `ms` after `t0` and runs a tick there.
+    fn tick_at(&mut self, ms: u64) {
+        self.at(ms);
+        let now = self.now();
+        self.core.on_tick(now);
+    }
+
+    /// Moves the fake clock forward by `ms` and runs a tick.
+    fn tick(&mut self, ms: u64) {
+        self.tick_at(self.now_ms + ms);
+    }
+
+    // --- inputs ---
+
+    fn frontend_raw(&mut self, peer: &[u8], header: &[u8], payload: Payload) {
+        let now = self.now();
+        self.core.on_frontend(now, peer, header, payload);
+    }
+
+    fn backend_raw(&mut self, peer: &[u8], header: &[u8], payload: Payload) {
+        let now = self.now();
+        self.core.on_backend(now, peer, header, payload);
+    }
+
+    fn client_sends(&mut self, peer: &[u8], msg: Message) {
+        let (header, payload) = encode(msg);
+        self.frontend_raw(peer, &header, payload);
+    }
+
+    fn worker_sends(&mut self, peer: &[u8], msg: Message) {
+        let (header, payload) = encode(msg);
+        self.backend_raw(peer, &header, payload);
+    }
+
+    fn hello(&mut self, client: &[u8], name: Option<&str>) {
+        self.client_sends(
+            client,
+            Message::Hello(Hello {
+                heartbeat_ms: HB,
+                name: name.map(str::to_owned),
+                route: Vec::new(),
+            }),
+        );
+    }
+
+    /// HELLO and its WELCOME.
+    fn connect(&mut self, client: &[u8]) {
+        self.hello(client, None);
+        self.expect_welcome(Side::Frontend, client);
+    }
+
+    fn ready_hb(&mut self, worker: &[u8], types: &[u32], capacity: u32, heartbeat_ms: u32) {
+        self.worker_sends(
+            worker,
+            Message::Ready(Ready {
+                heartbeat_ms,
+                capacity,
+                request_types: types.to_vec(),
+                name: None,
+            }),
+        );
+    }
+
+    fn ready(&mut self, worker: &[u8], types: &[u32], capacity: u32) {
+        self.ready_hb(worker, types, capacity, HB);
+    }
+
+    /// READY and its WELCOME (dispatches of queued work may follow).
+    fn connect_worker(&mut self, worker: &[u8], types: &[u32], capacity: u32) {
+        self.ready(worker, types, capacity);
+        self.expect_welcome(Side::Backend, worker);
+    }
+
+    fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
+        self.client_sends(client, Message::Request(req(t, id, flags, body)));
+    }
+
+    fn result(&mut self, worker: &[u8], t: u32, id: u64, status: Status, body: &[&[u8]]) {
+        self.worker_sends(
+            worker,
+            Message::Result(WorkResult {
+                request_type: t,
+                request_id: id,
+                status,
+                error: None,
+                payload: payload(body),
+            }),
+        );
+    }
+
+    fn receipt_received(&mut self, worker: &[u8], t: u32, id: u64) {
+        self.worker_sends(
+            worker,
+            Message::ReceiptReceived(RequestRef {
+                request_type: t,
+                request_id: id,
+                route: Vec::new(),
+            }),
+        );
+    }
+
+    fn worker_heartbeat(&mut self, worker: &[u8]) {
+        self.worker_sends(worker, Message::Heartbeat { heartbeat_ms: 0 });
+    }
+
+    fn client_heartbeat(&mut self, client: &[u8]) {
+        self.client_sends(client, Message::Heartbeat { heartbeat_ms: 0 });
+    }
+
+    // --- outputs ---
+
+    fn pull(&mut self) {
+        for o in self.core.outbox().drain(..) {
+            self.queued.push_back((o.side, o.peer.to_vec(), o.msg));
+        }
+    }
+
+    /// Drains every output not matched yet.
+    fn take(&mut self) -> Vec<Out> {
+        self.pull();
+        self.queued.drain(..).collect()
+    }
+
+    fn next_out(&mut self, what: &str) -> Out {
+        self.pull();
+        self.queued
+            .pop_front()
+            .unwrap_or_else(|| panic!("expected {what}, but the outbox is empty"))
+    }
+
+    fn expect_nothing(&mut self) {
+        self.pull();
+        let rest: Vec<String> = self.queued.iter().map(show).collect();
+        assert!(
+            rest.is_empty(),
+            "expected no output, got:\n{}",
+            rest.join("\n")
+        );
+    }
+
+    fn expect_dispatch_to(&mut self, worker: &[u8]) -> Dispatch {
+        match self.next_out("DISPATCH") {
+            (Side::Backend, p, Message::Dispatch(d)) if p == worker => d,
+            other => panic!(
+                "expected DISPATCH to {}, got {}",
+                name(worker),
+                show(&other)
+            ),
+        }
+    }
+
+    /// A DISPATCH to `worker` of `(t, id)` with attempt `attempt`.
+    fn expect_dispatch(&mut self, worker: &[u8], t: u32, id: u64, attempt: u32) -> Dispatch {
+        let d = self.expect_dispatch_to(worker);
+        assert_eq!(
+            (d.request_type, d.request_id, d.attempt),
+            (t, id, attempt),
+            "DISPATCH to {}",
+            name(worker)
+        );
+        d
+    }
+
+    fn expect_response(&mut self, client: &[u8]) -> Response {
+        match self.next_out("RESPONSE") {
+            (Side::Frontend, p, Message::Response(r)) if p == client => r,
+            other => panic!(
+                "expected RESPONSE to {}, got {}",
+                name(client),
+                show(&other)
+            ),
+        }
+    }
+
+    /// A RESPONSE to `client` about `(t, id)` with `status`.
+    fn expect_status(&mut self, client: &[u8], t: u32, id: u64, status: Status) -> Response {
+        let r = self.expect_response(client);
+        assert_eq!(
+            (r.request_type, r.request_id, r.status),
+            (t, id, status),
+            "RESPONSE to {} (error {:?})",
+            name(client),
+            r.error
+        );
+        r
+    }
+
+    fn expect_receipt_sent(&mut self, client: &[u8], t: u32, id: u64) -> RequestRef {
+        match self.next_out("RECEIPT_SENT") {
+            (Side::Frontend, p, Message::ReceiptSent(r)) if p == client => {
+                assert_eq!((r.request_type, r.request_id), (t, id));
+                r
+            }
+            other => panic!(
+                "expected RECEIPT_SENT to {}, got {}",
+                name(client),
+                show(&other)
+            ),
+        }
+    }
+
+    fn expect_receipt_received(&mut self, client: &[u8], t: u32, id: u64) -> RequestRef {
+        match self.next_out("RECEIPT_RECEIVED") {
+            (Side::Frontend, p, Message::ReceiptReceived(r)) if p == client => {
+                assert_eq!((r.request_type, r.request_id), (t, id));
+                r
+            }
+            other => panic!(
+                "expected RECEIPT_RECEIVED to {}, got {}",
+                name(client),
+                show(&other)
+            ),
+        }
+    }
+
+    fn expect_welcome(&mut self, side: Side, peer: &[u8]) {
+        match self.next_out("WELCOME") {
+            (s, p, Message::Welcome { heartbeat_ms }) if s == side && p == peer => {
+                assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
+            }
+            other => panic!("expected WELCOME to {}, got {}", name(peer), show(&other)),
+        }
+    }
+
+    fn expect_reregister(&mut self, side: Side, peer: &[u8]) {
+        match self.next_out("REREGISTER") {
+            (s, p, Message::Reregister) if s == side && p == peer => {}
+            other => panic!(
+                "expected REREGISTER to {}, got {}",
+                name(peer),
+                show(&other)
+            ),
+        }
+    }
+
+    fn expect_heartbeat(&mut self, side: Side, peer: &[u8]) {
+        match self.next_out("HEARTBEAT") {
+            (s, p, Message::Heartbeat { heartbeat_ms }) if s == side && p == peer => {
+                assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
+            }
+            other => panic!("expected HEARTBEAT to {}, got {}", name(peer), show(&other)),
+        }
+    }
+
+    fn expect_error(&mut self, side: Side, peer: &[u8]) -> ErrorReply {
+        match self.next_out("ERROR") {
+            (s, p, Message::Error(e)) if s == side && p == peer => e,
+            other => panic!("expected ERROR to {}, got {}", name(peer), show(&other)),
+        }
+    }
+
+    fn stats(&self) -> BrokerStats {
+        self.core.stats()
+    }
+
+    fn type_stats(&self, t: u32) -> TypeStats {
+        self.stats()
+            .types
+            .get(&t)
+            .cloned()
+            .unwrap_or_else(|| panic!("type {t} is not in the stats"))
+    }
+}
+
+/// Header bytes of `msg` with `major` rewritten (the first field is `08 01`).
+fn with_major(msg: Message, major: u8) -> Vec<u8> {
+    let (mut header, _) = encode(msg);
+    assert_eq!(&header[..2], &[0x08, 0x01]);
+    header[1] = major;
+    header
+}
+
+/// Kills `worker` by silence: the `others` workers and `clients` speak
+/// 2000 ms after now, the tick at 3001 ms after now declares `worker` (silent
+/// since now, interval 1000 ms, liveness 3) dead. Heartbeats the broker sends
+/// meanwhile are dropped; every other output stays queued, in order.
+fn kill_by_silence(h: &mut Harness, worker: &[u8], others: &[&[u8]], clients: &[&[u8]]) {
+    let deaths = h.stats().worker_deaths;
+    let from = h.now_ms;
+    h.at(from + 2000);
+    for w in others {
+        h.worker_heartbeat(w);
+    }
+    for c in clients {
+        h.client_heartbeat(c);
+    }
+    h.tick_at(from + 3001);
+    let rest: Vec<Out> = h
+        .take()
+        .into_iter()
+        .filter(|o| !matches!(o.2, Message::Heartbeat { .. }))
+        .collect();
+    h.queued.extend(rest);
+    assert_eq!(
+        h.stats().worker_deaths,
+        deaths + 1,
+        "{} should have died",
+        name(worker)
+    );
+}

@@ -1,0 +1,823 @@
+//! The randomized model check: seeded random interleavings of every input
+//! against a simple model of the broker, checking its invariants after
+//! each step.
+
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+
+/// xorshift64*: tiny, deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+type Key = (u32, u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MState {
+    Pending,
+    InFlight(usize),
+}
+
+#[derive(Debug)]
+struct MReq {
+    origin: usize,
+    flags: Flags,
+    payload: Vec<Vec<u8>>,
+    attempts: u32,
+    /// Mirrors the broker's "RECEIPT_SENT already sent" bit: set on the
+    /// dispatch that sent one; a takeover resets it for the new requester
+    /// (`takeover_*_receipt_sent_*`).
+    receipt_sent: bool,
+    /// The assigned worker sent RECEIPT_RECEIVED for the current dispatch.
+    received: bool,
+    state: MState,
+    /// The requester's [`Instance`] (changes on a takeover).
+    instance: usize,
+}
+
+#[derive(Debug)]
+struct MWorker {
+    peer: Vec<u8>,
+    registered: bool,
+    draining: bool,
+    types: Vec<u32>,
+    capacity: u32,
+    outstanding: HashSet<Key>,
+    last_heard: u64,
+}
+
+impl MWorker {
+    fn serves(&self, t: u32) -> bool {
+        self.types.contains(&t)
+    }
+
+    fn has_credit(&self) -> bool {
+        self.registered && !self.draining && self.outstanding.len() < self.capacity as usize
+    }
+}
+
+#[derive(Debug)]
+struct Instance {
+    key: Key,
+    origin: usize,
+    two_way: bool,
+    responses: u32,
+}
+
+/// An expected RESPONSE: client, key, status, payload frames when known.
+type ExpectedResponse = (usize, Key, Status, Option<Vec<Vec<u8>>>);
+
+/// What the model expects to see in the outputs of one step.
+#[derive(Debug, Default)]
+struct Expect {
+    responses: Vec<ExpectedResponse>,
+    /// RECEIPT_SENT (client, key).
+    receipts: Vec<(usize, Key)>,
+    /// RECEIPT_RECEIVED (client, key).
+    received: Vec<(usize, Key)>,
+    welcomes: Vec<usize>,
+}
+
+struct Sim {
+    h: Harness,
+    rng: Rng,
+    max_tries: u32,
+    per_type: usize,
+    total: usize,
+    workers: Vec<MWorker>,
+    clients: Vec<(Vec<u8>, u64)>,
+    reqs: HashMap<Key, MReq>,
+    instances: Vec<Instance>,
+    requests_sent: u64,
+    unknown_results: u64,
+    log: Vec<String>,
+}
+
+const TYPES: [u32; 3] = [1, 2, 3];
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let max_tries = 1 + rng.below(3) as u32;
+        let per_type = 2 + rng.below(6) as usize;
+        let total = 3 + rng.below(12) as usize;
+        let h = Harness::with_config(|c| {
+            c.max_tries = max_tries;
+            c.max_pending_per_type = per_type;
+            c.max_pending_total = total;
+        });
+        let workers = (0..3)
+            .map(|i| MWorker {
+                peer: format!("worker-{i}").into_bytes(),
+                registered: false,
+                draining: false,
+                types: Vec::new(),
+                capacity: 0,
+                outstanding: HashSet::new(),
+                last_heard: 0,
+            })
+            .collect();
+        let clients = (0..3)
+            .map(|i| (format!("client-{i}").into_bytes(), 0))
+            .collect();
+        let mut sim = Self {
+            h,
+            rng,
+            max_tries,
+            per_type,
+            total,
+            workers,
+            clients,
+            reqs: HashMap::new(),
+            instances: Vec::new(),
+            requests_sent: 0,
+            unknown_results: 0,
+            log: Vec::new(),
+        };
+        for c in 0..sim.clients.len() {
+            let peer = sim.clients[c].0.clone();
+            sim.h.connect(&peer);
+        }
+        sim
+    }
+
+    fn fail(&self, what: String) -> ! {
+        let tail: Vec<&String> = self.log.iter().rev().take(30).rev().collect();
+        panic!(
+            "{what}\nmax_tries={} per_type={} total={}\nlast steps:\n{}",
+            self.max_tries,
+            self.per_type,
+            self.total,
+            tail.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    fn client_index(&self, peer: &[u8]) -> usize {
+        self.clients
+            .iter()
+            .position(|c| c.0 == peer)
+            .unwrap_or_else(|| self.fail(format!("output to unknown client {}", name(peer))))
+    }
+
+    fn worker_index(&self, peer: &[u8]) -> usize {
+        self.workers
+            .iter()
+            .position(|w| w.peer == peer)
+            .unwrap_or_else(|| self.fail(format!("output to unknown worker {}", name(peer))))
+    }
+
+    fn pending_of(&self, t: u32) -> usize {
+        self.reqs
+            .iter()
+            .filter(|(k, r)| k.0 == t && r.state == MState::Pending)
+            .count()
+    }
+
+    fn total_pending(&self) -> usize {
+        self.reqs
+            .values()
+            .filter(|r| r.state == MState::Pending)
+            .count()
+    }
+
+    fn close(&mut self, key: Key) -> MReq {
+        self.reqs
+            .remove(&key)
+            .unwrap_or_else(|| self.fail(format!("closing unknown {key:?}")))
+    }
+
+    /// Checks every output of the step against the model.
+    fn check_outputs(&mut self, mut expect: Expect) {
+        let outs = self.h.take();
+        for o in outs {
+            let desc = show(&o);
+            match o {
+                (Side::Backend, peer, Message::Dispatch(d)) => {
+                    let w = self.worker_index(&peer);
+                    let key = (d.request_type, d.request_id);
+                    let worker = &self.workers[w];
+                    if !worker.has_credit() {
+                        self.fail(format!(
+                            "{desc}: worker without credit (registered {}, draining {}, {}/{})",
+                            worker.registered,
+                            worker.draining,
+                            worker.outstanding.len(),
+                            worker.capacity
+                        ));
+                    }
+                    if !worker.serves(key.0) {
+                        self.fail(format!("{desc}: type not served by the worker"));
+                    }
+                    if self.workers.iter().any(|w| w.outstanding.contains(&key)) {
+                        self.fail(format!("{desc}: already dispatched to a worker"));
+                    }
+                    let Some(r) = self.reqs.get_mut(&key) else {
+                        self.fail(format!("{desc}: not an open request"));
+                    };
+                    if r.state != MState::Pending {
+                        let state = r.state;
+                        self.fail(format!("{desc}: request is {state:?}"));
+                    }
+                    r.attempts += 1;
+                    r.received = false;
+                    let (attempts, flags, body) = (r.attempts, r.flags, r.payload.clone());
+                    r.state = MState::InFlight(w);
+                    let receipt = flags.contains(Flags::RECEIPT_ON_SEND) && !r.receipt_sent;
+                    r.receipt_sent |= receipt;
+                    let origin = r.origin;
+                    if d.attempt != attempts || d.flags != flags || frames(&d.payload) != body {
+                        self.fail(format!(
+                            "{desc}: want attempt {attempts}, flags {flags:?}, payload {body:?}"
+                        ));
+                    }
+                    if receipt {
+                        expect.receipts.push((origin, key));
+                    }
+                    self.workers[w].outstanding.insert(key);
+                }
+                (Side::Frontend, peer, Message::Response(r)) => {
+                    let c = self.client_index(&peer);
+                    let key = (r.request_type, r.request_id);
+                    let Some(i) = expect
+                        .responses
+                        .iter()
+                        .position(|e| e.0 == c && e.1 == key && e.2 == r.status)
+                    else {
+                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
+                    };
+                    let e = expect.responses.remove(i);
+                    if let Some(body) = e.3 {
+                        if frames(&r.payload) != body {
+                            self.fail(format!("{desc}: payload, want {body:?}"));
+                        }
+                    }
+                    if !r.route.is_empty() {
+                        self.fail(format!("{desc}: route"));
+                    }
+                }
+                (Side::Frontend, peer, Message::ReceiptSent(r)) => {
+                    let c = self.client_index(&peer);
+                    let key = (r.request_type, r.request_id);
+                    let Some(i) = expect.receipts.iter().position(|e| *e == (c, key)) else {
+                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
+                    };
+                    expect.receipts.remove(i);
+                }
+                (Side::Frontend, peer, Message::ReceiptReceived(r)) => {
+                    let c = self.client_index(&peer);
+                    let key = (r.request_type, r.request_id);
+                    let Some(i) = expect.received.iter().position(|e| *e == (c, key)) else {
+                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
+                    };
+                    expect.received.remove(i);
+                }
+                (Side::Backend, peer, Message::Welcome { .. }) => {
+                    let w = self.worker_index(&peer);
+                    let Some(i) = expect.welcomes.iter().position(|e| *e == w) else {
+                        self.fail(format!("{desc}: unexpected"));
+                    };
+                    expect.welcomes.remove(i);
+                }
+                (_, _, Message::Heartbeat { .. }) => {}
+                _ => self.fail(format!("{desc}: unexpected output")),
+            }
+        }
+        if !expect.responses.is_empty()
+            || !expect.receipts.is_empty()
+            || !expect.received.is_empty()
+            || !expect.welcomes.is_empty()
+        {
+            self.fail(format!("missing outputs: {expect:?}"));
+        }
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        let s = self.h.stats();
+        let pending = self.total_pending() as u64;
+        let in_flight = self.reqs.len() as u64 - pending;
+        if (s.pending, s.in_flight) != (pending, in_flight) {
+            self.fail(format!(
+                "stats pending/in_flight {}/{} vs model {pending}/{in_flight}",
+                s.pending, s.in_flight
+            ));
+        }
+        let registered = self.workers.iter().filter(|w| w.registered).count() as u64;
+        if s.workers != registered || s.clients != self.clients.len() as u64 {
+            self.fail(format!(
+                "stats workers/clients {}/{} vs model {registered}/{}",
+                s.workers,
+                s.clients,
+                self.clients.len()
+            ));
+        }
+        if s.requests_received != self.requests_sent || s.unknown_results != self.unknown_results {
+            self.fail(format!(
+                "stats received/unknown_results {}/{} vs model {}/{}",
+                s.requests_received, s.unknown_results, self.requests_sent, self.unknown_results
+            ));
+        }
+        for (t, e) in &s.types {
+            let p = self.pending_of(*t) as u64;
+            let f = self
+                .reqs
+                .iter()
+                .filter(|(k, r)| k.0 == *t && matches!(r.state, MState::InFlight(_)))
+                .count() as u64;
+            if (e.pending, e.in_flight) != (p, f) {
+                self.fail(format!(
+                    "type {t} stats {e:?} vs model pending {p} in flight {f}"
+                ));
+            }
+        }
+        for (k, r) in &self.reqs {
+            if !s.types.contains_key(&k.0) {
+                self.fail(format!("type of open request {k:?} missing from stats"));
+            }
+            // Work conservation: nothing waits while a worker could take it.
+            if r.state == MState::Pending {
+                if let Some(w) = self
+                    .workers
+                    .iter()
+                    .find(|w| w.has_credit() && w.serves(k.0))
+                {
+                    self.fail(format!("{k:?} pending while {} has credit", name(&w.peer)));
+                }
+            }
+        }
+        // A worker may hold more than its capacity only after announcing a
+        // lower one; it then gets nothing (checked on every DISPATCH).
+        for w in &self.workers {
+            for k in &w.outstanding {
+                match self.reqs.get(k) {
+                    Some(r) if matches!(r.state, MState::InFlight(_)) => {}
+                    _ => self.fail(format!("{} holds {k:?}, not in flight", name(&w.peer))),
+                }
+            }
+        }
+    }
+
+    fn keep_alive(&mut self) {
+        let now = self.h.now_ms;
+        for i in 0..self.clients.len() {
+            if self.clients[i].1 + 900 <= now {
+                let peer = self.clients[i].0.clone();
+                self.h.client_heartbeat(&peer);
+                self.clients[i].1 = now;
+            }
+        }
+        for i in 0..self.workers.len() {
+            if self.workers[i].registered && self.workers[i].last_heard + 900 <= now {
+                let peer = self.workers[i].peer.clone();
+                self.h.worker_heartbeat(&peer);
+                self.workers[i].last_heard = now;
+            }
+        }
+    }
+
+    fn op_request(&mut self) -> Expect {
+        let c = self.rng.below(self.clients.len() as u64) as usize;
+        let t = TYPES[self.rng.below(3) as usize];
+        let id = self.rng.below(6);
+        let key = (t, id);
+        let mut flags = Flags::empty();
+        for (flag, pct) in [
+            (Flags::ONE_WAY, 30),
+            (Flags::RECEIPT_ON_SEND, 30),
+            (Flags::RETRY_ON_DEATH, 40),
+            (Flags::NOTIFY_ON_DEATH, 30),
+            (Flags::FAIL_FAST, 15),
+            (Flags::RECEIPT_ON_RECEIVE, 30),
+            (Flags::ALLOW_REDIRECT, 25),
+            (Flags::NOTIFY_ON_REDIRECT, 25),
+        ] {
+            if self.rng.chance(pct) {
+                flags |= flag;
+            }
+        }
+        let body: Vec<Vec<u8>> = (0..self.rng.below(3))
+            .map(|i| format!("{t}/{id}/{}/{i}", self.requests_sent).into_bytes())
+            .collect();
+        self.log
+            .push(format!("request client-{c} {key:?} {flags:?} {body:?}"));
+        let mut expect = Expect::default();
+        self.requests_sent += 1;
+        let new_instance = |sim: &mut Self| {
+            sim.instances.push(Instance {
+                key,
+                origin: c,
+                two_way: flags.is_two_way(),
+                responses: 0,
+            });
+            sim.instances.len() - 1
+        };
+        if let Some(r) = self.reqs.get(&key) {
+            let in_flight = matches!(r.state, MState::InFlight(_));
+            if r.origin == c {
+                // Idempotent re-send: earned receipts again, nothing else.
+                if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
+                    expect.receipts.push((c, key));
+                }
+                if in_flight && r.received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+                    expect.received.push((c, key));
+                }
+            } else if r.flags.contains(Flags::ALLOW_REDIRECT) {
+                // Takeover.
+                let (previous, previous_flags, previous_instance) = (r.origin, r.flags, r.instance);
+                if previous_flags.is_two_way() || previous_flags.contains(Flags::NOTIFY_ON_REDIRECT)
+                {
+                    expect
+                        .responses
+                        .push((previous, key, Status::Redirected, None));
+                    self.instances[previous_instance].responses += 1;
+                }
+                let instance = new_instance(self);
+                let r = self.reqs.get_mut(&key).expect("open");
+                if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
+                    expect.receipts.push((c, key));
+                }
+                if in_flight && r.received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+                    expect.received.push((c, key));
+                }
+                r.origin = c;
+                r.flags = flags;
+                // The new requester is owed RECEIPT_SENT at the next dispatch
+                // if pending; if in flight it got it just now (if asked), and
+                // a retry must not send it again.
+                r.receipt_sent = in_flight;
+                // Pending: the payload to dispatch; in flight: the retry copy.
+                r.payload = body.clone();
+                r.instance = instance;
+            } else {
+                expect.responses.push((c, key, Status::Rejected, None));
+            }
+        } else if flags.contains(Flags::FAIL_FAST)
+            && !self.workers.iter().any(|w| w.registered && w.serves(t))
+        {
+            expect.responses.push((c, key, Status::NoWorkers, None));
+        } else {
+            let dispatchable = self.pending_of(t) == 0
+                && self.workers.iter().any(|w| w.has_credit() && w.serves(t));
+            if !dispatchable
+                && (self.pending_of(t) >= self.per_type || self.total_pending() >= self.total)
+            {
+                expect.responses.push((c, key, Status::Overloaded, None));
+            } else {
+                let instance = new_instance(self);
+                self.reqs.insert(
+                    key,
+                    MReq {
+                        origin: c,
+                        flags,
+                        payload: body.clone(),
+                        attempts: 0,
+                        receipt_sent: false,
+                        received: false,
+                        state: MState::Pending,
+                        instance,
+                    },
+                );
+            }
+        }
+        let peer = self.clients[c].0.clone();
+        let refs: Vec<&[u8]> = body.iter().map(Vec::as_slice).collect();
+        self.h.request(&peer, t, id, flags, &refs);
+        self.clients[c].1 = self.h.now_ms;
+        expect
+    }
+
+    /// A worker finishes one of its requests (or sends a bogus result).
+    fn op_result(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| self.workers[w].registered)
+            .collect();
+        if candidates.is_empty() {
+            return expect;
+        }
+        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let mut keys: Vec<Key> = self.workers[w].outstanding.iter().copied().collect();
+        keys.sort_unstable();
+        let status = [Status::Ok, Status::Failed, Status::BadRequest][self.rng.below(3) as usize];
+        let body = vec![format!("result-{}", self.rng.below(1000)).into_bytes()];
+        let peer = self.workers[w].peer.clone();
+        if keys.is_empty() || self.rng.chance(10) {
+            // Bogus: a key this worker does not hold.
+            let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
+            if self.workers[w].outstanding.contains(&key) {
+                return expect;
+            }
+            self.log
+                .push(format!("bogus result {} {key:?}", name(&peer)));
+            self.unknown_results += 1;
+            self.h.result(&peer, key.0, key.1, status, &[]);
+        } else {
+            let key = keys[self.rng.below(keys.len() as u64) as usize];
+            self.log
+                .push(format!("result {} {key:?} {status:?}", name(&peer)));
+            self.workers[w].outstanding.remove(&key);
+            let r = self.close(key);
+            if r.flags.is_two_way() {
+                expect
+                    .responses
+                    .push((r.origin, key, status, Some(body.clone())));
+                self.instances[r.instance].responses += 1;
+            }
+            if self.workers[w].draining && self.workers[w].outstanding.is_empty() {
+                self.workers[w].registered = false;
+                self.workers[w].draining = false;
+            }
+            let refs: Vec<&[u8]> = body.iter().map(Vec::as_slice).collect();
+            self.h.result(&peer, key.0, key.1, status, &refs);
+        }
+        self.workers[w].last_heard = self.h.now_ms;
+        expect
+    }
+
+    /// A worker says it received one of its requests (or a bogus one).
+    fn op_receipt(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| self.workers[w].registered)
+            .collect();
+        if candidates.is_empty() {
+            return expect;
+        }
+        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let mut keys: Vec<Key> = self.workers[w].outstanding.iter().copied().collect();
+        keys.sort_unstable();
+        let peer = self.workers[w].peer.clone();
+        let key = if keys.is_empty() || self.rng.chance(10) {
+            let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
+            if self.workers[w].outstanding.contains(&key) {
+                return expect;
+            }
+            self.log
+                .push(format!("bogus receipt {} {key:?}", name(&peer)));
+            self.unknown_results += 1;
+            key
+        } else {
+            let key = keys[self.rng.below(keys.len() as u64) as usize];
+            self.log.push(format!("receipt {} {key:?}", name(&peer)));
+            let r = self.reqs.get_mut(&key).expect("outstanding is open");
+            r.received = true;
+            if r.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+                expect.received.push((r.origin, key));
+            }
+            key
+        };
+        self.h.receipt_received(&peer, key.0, key.1);
+        self.workers[w].last_heard = self.h.now_ms;
+        expect
+    }
+
+    /// A worker's in-flight requests when it dies or is removed.
+    fn on_death(&mut self, w: usize, expect: &mut Expect) {
+        let mut keys: Vec<Key> = self.workers[w].outstanding.drain().collect();
+        keys.sort_unstable();
+        self.workers[w].registered = false;
+        self.workers[w].draining = false;
+        for key in keys {
+            let max_tries = self.max_tries;
+            let r = self.reqs.get_mut(&key).expect("outstanding is open");
+            if r.flags.contains(Flags::RETRY_ON_DEATH) && r.attempts < max_tries {
+                r.state = MState::Pending;
+                continue;
+            }
+            let r = self.close(key);
+            if r.flags.is_two_way() || r.flags.contains(Flags::NOTIFY_ON_DEATH) {
+                expect
+                    .responses
+                    .push((r.origin, key, Status::WorkerDeath, None));
+                self.instances[r.instance].responses += 1;
+            }
+        }
+    }
+
+    fn op_kill(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| self.workers[w].registered)
+            .collect();
+        if candidates.is_empty() {
+            return expect;
+        }
+        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        self.log
+            .push(format!("kill {}", name(&self.workers[w].peer)));
+        let from = self.h.now_ms;
+        self.h.at(from + 2000);
+        for i in 0..self.clients.len() {
+            let peer = self.clients[i].0.clone();
+            self.h.client_heartbeat(&peer);
+            self.clients[i].1 = from + 2000;
+        }
+        for i in 0..self.workers.len() {
+            if i != w && self.workers[i].registered {
+                let peer = self.workers[i].peer.clone();
+                self.h.worker_heartbeat(&peer);
+                self.workers[i].last_heard = from + 2000;
+            }
+        }
+        self.on_death(w, &mut expect);
+        self.h.tick_at(from + 3001);
+        expect
+    }
+
+    fn op_disconnect(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| self.workers[w].registered)
+            .collect();
+        if candidates.is_empty() {
+            return expect;
+        }
+        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let peer = self.workers[w].peer.clone();
+        self.log.push(format!("disconnect {}", name(&peer)));
+        if self.workers[w].outstanding.is_empty() {
+            self.on_death(w, &mut expect);
+        } else {
+            self.workers[w].draining = true;
+        }
+        self.h
+            .worker_sends(&peer, Message::Disconnect { route: Vec::new() });
+        self.workers[w].last_heard = self.h.now_ms;
+        expect
+    }
+
+    fn op_ready(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let w = self.rng.below(self.workers.len() as u64) as usize;
+        let mut types: Vec<u32> = TYPES
+            .iter()
+            .copied()
+            .filter(|_| self.rng.chance(50))
+            .collect();
+        if types.is_empty() {
+            types.push(TYPES[self.rng.below(3) as usize]);
+        }
+        let capacity = 1 + self.rng.below(3) as u32;
+        let peer = self.workers[w].peer.clone();
+        self.log.push(format!(
+            "ready {} {types:?} capacity {capacity}",
+            name(&peer)
+        ));
+        let worker = &mut self.workers[w];
+        worker.registered = true;
+        worker.draining = false;
+        worker.types = types.clone();
+        worker.capacity = capacity;
+        worker.last_heard = self.h.now_ms;
+        expect.welcomes.push(w);
+        self.h.ready(&peer, &types, capacity);
+        expect
+    }
+
+    fn op_tick(&mut self) -> Expect {
+        let ms = 1 + self.rng.below(400);
+        self.log.push(format!("tick +{ms}"));
+        self.h.at(self.h.now_ms + ms);
+        self.keep_alive();
+        self.h.tick(0);
+        Expect::default()
+    }
+
+    fn step(&mut self) {
+        let expect = match self.rng.below(100) {
+            0..=39 => self.op_request(),
+            40..=62 => self.op_result(),
+            63..=69 => self.op_receipt(),
+            70..=74 => self.op_kill(),
+            75..=79 => self.op_disconnect(),
+            80..=87 => self.op_ready(),
+            _ => self.op_tick(),
+        };
+        self.check_outputs(expect);
+    }
+
+    /// Gives every open request a way to finish, then finishes them.
+    fn drain(&mut self) {
+        let w = 0;
+        let expect = {
+            let peer = self.workers[w].peer.clone();
+            self.log.push("drain: ready worker-0 for all types".into());
+            let worker = &mut self.workers[w];
+            worker.registered = true;
+            worker.draining = false;
+            worker.types = TYPES.to_vec();
+            worker.capacity = 1000;
+            self.h.ready(&peer, &TYPES, 1000);
+            Expect {
+                welcomes: vec![w],
+                ..Expect::default()
+            }
+        };
+        self.check_outputs(expect);
+        for _ in 0..10_000 {
+            if self.reqs.is_empty() {
+                break;
+            }
+            let Some(w) =
+                (0..self.workers.len()).find(|&w| !self.workers[w].outstanding.is_empty())
+            else {
+                self.fail(format!("open requests but none in flight: {:?}", self.reqs));
+            };
+            let mut expect = Expect::default();
+            let key = *self.workers[w].outstanding.iter().min().expect("non-empty");
+            self.workers[w].outstanding.remove(&key);
+            let r = self.close(key);
+            if r.flags.is_two_way() {
+                expect
+                    .responses
+                    .push((r.origin, key, Status::Ok, Some(vec![b"final".to_vec()])));
+                self.instances[r.instance].responses += 1;
+            }
+            if self.workers[w].draining && self.workers[w].outstanding.is_empty() {
+                self.workers[w].registered = false;
+                self.workers[w].draining = false;
+            }
+            let peer = self.workers[w].peer.clone();
+            self.h.result(&peer, key.0, key.1, Status::Ok, &[b"final"]);
+            self.check_outputs(expect);
+        }
+        assert!(self.reqs.is_empty());
+        for i in &self.instances {
+            if i.two_way && i.responses != 1 {
+                self.fail(format!(
+                    "two-way {:?} from client-{} got {} responses",
+                    i.key, i.origin, i.responses
+                ));
+            }
+            if !i.two_way && i.responses > 1 {
+                self.fail(format!("one-way {:?} got {} responses", i.key, i.responses));
+            }
+        }
+        let s = self.h.stats();
+        assert_eq!((s.pending, s.in_flight), (0, 0));
+    }
+}
+
+#[test]
+fn randomized_interleavings_keep_the_invariants() {
+    let mut total = BrokerStats::default();
+    for seed in 1..=300 {
+        let mut sim = Sim::new(seed);
+        for _ in 0..250 {
+            sim.step();
+        }
+        sim.drain();
+        let s = sim.h.stats();
+        total.requests_dispatched += s.requests_dispatched;
+        total.requests_completed += s.requests_completed;
+        total.requests_rejected += s.requests_rejected;
+        total.requests_overloaded += s.requests_overloaded;
+        total.requests_no_workers += s.requests_no_workers;
+        total.requests_resent += s.requests_resent;
+        total.requests_redirected += s.requests_redirected;
+        total.requests_retried += s.requests_retried;
+        total.requests_worker_death += s.requests_worker_death;
+        total.requests_dropped_on_death += s.requests_dropped_on_death;
+        total.unknown_results += s.unknown_results;
+        total.worker_deaths += s.worker_deaths;
+    }
+    // The walk reaches every path it is meant to check.
+    let reached = [
+        ("dispatched", total.requests_dispatched),
+        ("completed", total.requests_completed),
+        ("rejected", total.requests_rejected),
+        ("overloaded", total.requests_overloaded),
+        ("no_workers", total.requests_no_workers),
+        ("resent", total.requests_resent),
+        ("redirected", total.requests_redirected),
+        ("retried", total.requests_retried),
+        ("worker_death", total.requests_worker_death),
+        ("dropped_on_death", total.requests_dropped_on_death),
+        ("unknown_results", total.unknown_results),
+        ("worker_deaths", total.worker_deaths),
+    ];
+    for (what, n) in reached {
+        assert!(n >= 20, "the random walk reached {what} only {n} times");
+    }
+}
