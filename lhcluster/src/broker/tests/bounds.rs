@@ -56,8 +56,7 @@ fn zero_bounds_still_dispatch_to_a_free_worker() {
     });
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     // The worker is busy now: nothing may be queued.
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_status(CA, 7, 2, Status::Overloaded);
@@ -94,13 +93,11 @@ fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::FAIL_FAST, &[]);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_nothing();
 }
@@ -110,10 +107,8 @@ fn idle_types_are_dropped_from_stats() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[5], 1);
-    h.request(CA, 5, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 5, 1, 1);
-    h.result(W1, 5, 1, Status::Ok, &[]);
-    h.expect_status(CA, 5, 1, Status::Ok);
+    h.request_dispatched(CA, W1, 5, 1);
+    h.result_answered(W1, CA, 5, 1);
     // Still listed while a worker serves it.
     assert_eq!(h.type_stats(5), ts(1, 1, 1, 0, 0, 1));
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
@@ -141,16 +136,14 @@ fn type_stays_listed_while_work_is_queued_or_in_flight() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[5], 1);
-    h.request(CA, 5, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 5, 1, 1);
+    h.request_dispatched(CA, W1, 5, 1);
     h.request(CA, 5, 2, Flags::empty(), &[]);
     // The worker re-registers without type 5: its request stays in flight.
     h.ready(W1, &[6], 1);
     h.expect_welcome(Side::Backend, W1);
     h.expect_nothing();
     assert_eq!(h.type_stats(5), ts(2, 1, 0, 1, 1, 0));
-    h.result(W1, 5, 1, Status::Ok, &[]);
-    h.expect_status(CA, 5, 1, Status::Ok);
+    h.result_answered(W1, CA, 5, 1);
     // Type 5 is not served any more: the queued one stays queued.
     h.expect_nothing();
     assert_eq!(h.type_stats(5), ts(2, 1, 1, 1, 0, 0));

@@ -20,8 +20,7 @@ fn duplicate_from_another_client_while_pending_is_rejected() {
     let d = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(frames(&d.payload), owned(&[b"from-a"]));
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
 }
 
@@ -31,15 +30,13 @@ fn duplicate_from_another_client_while_in_flight_is_rejected() {
     h.connect(CA);
     h.connect(CB);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     // Even a one-way duplicate gets its refusal.
     h.request(CB, 7, 1, Flags::ONE_WAY, &[]);
     h.expect_status(CB, 7, 1, Status::Rejected);
     h.expect_nothing();
     assert_eq!(h.stats().requests_dispatched, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
 }
 
@@ -81,8 +78,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.expect_nothing();
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
@@ -97,8 +93,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
         ),
         (2, 1, 0)
     );
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
 }
 
@@ -110,13 +105,11 @@ fn a_completed_key_is_released_and_runs_again() {
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::empty(), &[b"one"]);
     h.expect_dispatch(W1, 7, 1, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.request(CA, 7, 1, Flags::empty(), &[b"two"]);
     let d = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(frames(&d.payload), owned(&[b"two"]));
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     // Another client may now use the key too.
     h.request(CB, 7, 1, Flags::empty(), &[b"three"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -130,9 +123,7 @@ fn same_id_with_another_type_is_another_request() {
     h.connect(CA);
     h.connect(CB);
     h.connect_worker(W1, &[7, 8], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CB, 8, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 8, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CB, W1, 8, 1);
     h.expect_nothing();
 }

@@ -69,11 +69,9 @@ fn no_heartbeat_to_a_client_while_responses_flow() {
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
     h.at(100);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.at(900);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.tick_at(1000);
     // The worker got a DISPATCH at 100, the client a RESPONSE at 900.
     h.expect_nothing();
@@ -90,8 +88,7 @@ fn a_silent_worker_is_declared_dead_after_liveness_times_its_interval() {
     h.connect(CA);
     h.ready_hb(W1, &[7], 1, 500);
     h.expect_welcome(Side::Backend, W1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.at(1000);
     h.client_heartbeat(CA);
     // liveness 3 x 500 ms: alive at exactly 1500, dead just after.
@@ -125,11 +122,9 @@ fn a_result_from_a_worker_refreshes_its_liveness() {
     h.connect(CA);
     h.at(2000);
     h.client_heartbeat(CA);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.at(2900);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.at(4500);
     h.client_heartbeat(CA);
     h.tick_at(5900);
@@ -163,8 +158,7 @@ fn only_valid_messages_the_backend_takes_keep_a_worker_alive() {
     let mut h = Harness::new();
     h.connect_worker(W1, &[7], 1);
     h.connect(CA);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     // From 1000 ms on, W1 sends only what is no sign of life: it was last
     // heard at 0 (READY), so it is dead after 3 x 1000 ms all the same.
     let welcome = Message::Welcome { heartbeat_ms: HB };

@@ -18,8 +18,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
     h.connect(CA);
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
 
     h.frontend_raw(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
     let e = h.expect_error(Side::Frontend, CB);
@@ -41,8 +40,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
     assert_eq!(s.malformed_frontend, 2);
     assert_eq!(s.requests_received, 1);
     // CA's request is unaffected, and CB's traffic works.
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     assert_traffic_flows(&mut h, CB, W1, 7, 2);
 }
 
@@ -284,8 +282,7 @@ fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
 
     h.backend_raw(W2, &[0xFF, 0x01], Payload::new());
     let e = h.expect_error(Side::Backend, W2);
@@ -333,8 +330,7 @@ fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
     assert_eq!((s.malformed_backend, s.malformed_frontend), (7, 0));
     assert_eq!((s.workers, s.in_flight), (1, 1));
     // The in-flight request completes normally.
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     assert_traffic_flows(&mut h, CA, W1, 7, 2);
 }
 
@@ -364,8 +360,7 @@ fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_nothing();
     let header = result_header_with_status(7, 1, Status::Rejected);
@@ -385,16 +380,14 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
     h.connect_worker(W2, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_raw(W2, &header, Payload::new());
     h.expect_error(Side::Backend, W2);
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
 }
 

@@ -197,6 +197,12 @@ impl Harness {
         self.expect_welcome(Side::Frontend, client);
     }
 
+    /// HELLO registering `name`, and its WELCOME.
+    fn connect_named(&mut self, client: &[u8], name: &str) {
+        self.hello(client, Some(name));
+        self.expect_welcome(Side::Frontend, client);
+    }
+
     fn ready_hb(&mut self, worker: &[u8], types: &[u32], capacity: u32, heartbeat_ms: u32) {
         self.worker_sends(
             worker,
@@ -396,6 +402,24 @@ impl Harness {
             other => panic!("expected ERROR to {}, got {}", name(peer), show(&other)),
         }
     }
+
+    // --- round trips ---
+
+    /// `client` sends a plain request (no flags, no payload) that goes
+    /// straight to `worker` as attempt 1.
+    fn request_dispatched(&mut self, client: &[u8], worker: &[u8], t: u32, id: u64) {
+        self.request(client, t, id, Flags::empty(), &[]);
+        self.expect_dispatch(worker, t, id, 1);
+    }
+
+    /// `worker` sends an `OK` result (no payload) that is answered `OK` to
+    /// `client`.
+    fn result_answered(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
+        self.result(worker, t, id, Status::Ok, &[]);
+        self.expect_status(client, t, id, Status::Ok);
+    }
+
+    // --- state ---
 
     fn stats(&self) -> BrokerStats {
         self.core.stats()

@@ -507,18 +507,31 @@ impl Sim {
         expect
     }
 
-    /// A worker finishes one of its requests (or sends a bogus result).
-    fn op_result(&mut self) -> Expect {
-        let mut expect = Expect::default();
+    /// A registered worker drawn at random, if there is one.
+    fn pick_registered_worker(&mut self) -> Option<usize> {
         let candidates: Vec<usize> = (0..self.workers.len())
             .filter(|&w| self.workers[w].registered)
             .collect();
         if candidates.is_empty() {
-            return expect;
+            return None;
         }
-        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        Some(candidates[self.rng.below(candidates.len() as u64) as usize])
+    }
+
+    /// The requests worker `w` holds, in a fixed order (the set's is not).
+    fn outstanding_sorted(&self, w: usize) -> Vec<Key> {
         let mut keys: Vec<Key> = self.workers[w].outstanding.iter().copied().collect();
         keys.sort_unstable();
+        keys
+    }
+
+    /// A worker finishes one of its requests (or sends a bogus result).
+    fn op_result(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let Some(w) = self.pick_registered_worker() else {
+            return expect;
+        };
+        let keys = self.outstanding_sorted(w);
         let status = [Status::Ok, Status::Failed, Status::BadRequest][self.rng.below(3) as usize];
         let body = vec![format!("result-{}", self.rng.below(1000)).into_bytes()];
         let peer = self.workers[w].peer.clone();
@@ -558,15 +571,10 @@ impl Sim {
     /// A worker says it received one of its requests (or a bogus one).
     fn op_receipt(&mut self) -> Expect {
         let mut expect = Expect::default();
-        let candidates: Vec<usize> = (0..self.workers.len())
-            .filter(|&w| self.workers[w].registered)
-            .collect();
-        if candidates.is_empty() {
+        let Some(w) = self.pick_registered_worker() else {
             return expect;
-        }
-        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
-        let mut keys: Vec<Key> = self.workers[w].outstanding.iter().copied().collect();
-        keys.sort_unstable();
+        };
+        let keys = self.outstanding_sorted(w);
         let peer = self.workers[w].peer.clone();
         let key = if keys.is_empty() || self.rng.chance(10) {
             let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
@@ -617,13 +625,9 @@ impl Sim {
 
     fn op_kill(&mut self) -> Expect {
         let mut expect = Expect::default();
-        let candidates: Vec<usize> = (0..self.workers.len())
-            .filter(|&w| self.workers[w].registered)
-            .collect();
-        if candidates.is_empty() {
+        let Some(w) = self.pick_registered_worker() else {
             return expect;
-        }
-        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        };
         self.log
             .push(format!("kill {}", name(&self.workers[w].peer)));
         let from = self.h.now_ms;
@@ -647,13 +651,9 @@ impl Sim {
 
     fn op_disconnect(&mut self) -> Expect {
         let mut expect = Expect::default();
-        let candidates: Vec<usize> = (0..self.workers.len())
-            .filter(|&w| self.workers[w].registered)
-            .collect();
-        if candidates.is_empty() {
+        let Some(w) = self.pick_registered_worker() else {
             return expect;
-        }
-        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        };
         let peer = self.workers[w].peer.clone();
         self.log.push(format!("disconnect {}", name(&peer)));
         if self.workers[w].outstanding.is_empty() {

@@ -18,8 +18,7 @@ fn one_way_result_frees_capacity_and_sends_nothing_to_the_client() {
     let s = h.stats();
     assert_eq!((s.requests_completed, s.pending, s.in_flight), (1, 0, 1));
     // The key is released.
-    h.result(W1, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
+    h.result_answered(W1, CA, 7, 2);
     h.request(CA, 7, 1, Flags::ONE_WAY, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.expect_nothing();

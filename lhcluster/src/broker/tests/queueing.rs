@@ -52,8 +52,7 @@ fn queued_requests_of_other_types_are_not_given_to_a_worker() {
     h.request(CA, 8, 1, Flags::empty(), &[]);
     h.connect_worker(W1, &[7], 1);
     h.expect_nothing();
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
     assert_eq!(h.type_stats(8).pending, 1);
@@ -69,12 +68,10 @@ fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
     h.connect_worker(W1, &[7], 1);
     h.expect_dispatch(W1, 7, 1, 1);
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_nothing();
-    h.result(W1, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
+    h.result_answered(W1, CA, 7, 2);
     h.expect_dispatch(W1, 7, 3, 1);
     h.expect_nothing();
 }
@@ -87,26 +84,17 @@ fn least_recently_used_worker_gets_the_next_request() {
     h.connect_worker(W2, &[7], 1);
     h.connect_worker(W3, &[7], 1);
     // Registration order first.
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 2, 1);
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_dispatch(W3, 7, 3, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CA, W2, 7, 2);
+    h.request_dispatched(CA, W3, 7, 3);
     // Complete in the order 2, 3, 1: that is the new LRU order.
-    h.result(W2, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
-    h.result(W3, 7, 3, Status::Ok, &[]);
-    h.expect_status(CA, 7, 3, Status::Ok);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W2, CA, 7, 2);
+    h.result_answered(W3, CA, 7, 3);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
-    h.request(CA, 7, 4, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 4, 1);
-    h.request(CA, 7, 5, Flags::empty(), &[]);
-    h.expect_dispatch(W3, 7, 5, 1);
-    h.request(CA, 7, 6, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 6, 1);
+    h.request_dispatched(CA, W2, 7, 4);
+    h.request_dispatched(CA, W3, 7, 5);
+    h.request_dispatched(CA, W1, 7, 6);
     h.expect_nothing();
 }
 
@@ -117,10 +105,8 @@ fn lru_skips_workers_that_do_not_serve_the_type() {
     h.connect_worker(W1, &[8], 1);
     h.connect_worker(W2, &[7], 1);
     h.connect_worker(W3, &[7, 8], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W3, 7, 2, 1);
+    h.request_dispatched(CA, W2, 7, 1);
+    h.request_dispatched(CA, W3, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
@@ -135,8 +121,7 @@ fn capacity_two_worker_spreads_between_lru_workers() {
     h.connect_worker(W1, &[7], 2);
     h.connect_worker(W2, &[7], 2);
     for (id, w) in [(1, W1), (2, W2), (3, W1), (4, W2)] {
-        h.request(CA, 7, id, Flags::empty(), &[]);
-        h.expect_dispatch(w, 7, id, 1);
+        h.request_dispatched(CA, w, 7, id);
     }
     h.request(CA, 7, 5, Flags::empty(), &[]);
     h.expect_nothing();
@@ -186,20 +171,16 @@ fn round_robin_continues_after_the_type_taken_last() {
     h.connect(CA);
     h.connect_worker(W1, &[1, 2, 3], 1);
     // Direct dispatch of a type 2 request moves the cursor to 2.
-    h.request(CA, 2, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 2, 1, 1);
+    h.request_dispatched(CA, W1, 2, 1);
     h.request(CA, 1, 1, Flags::empty(), &[]);
     h.request(CA, 3, 1, Flags::empty(), &[]);
     h.request(CA, 2, 2, Flags::empty(), &[]);
     h.expect_nothing();
-    h.result(W1, 2, 1, Status::Ok, &[]);
-    h.expect_status(CA, 2, 1, Status::Ok);
+    h.result_answered(W1, CA, 2, 1);
     h.expect_dispatch(W1, 3, 1, 1);
-    h.result(W1, 3, 1, Status::Ok, &[]);
-    h.expect_status(CA, 3, 1, Status::Ok);
+    h.result_answered(W1, CA, 3, 1);
     h.expect_dispatch(W1, 1, 1, 1);
-    h.result(W1, 1, 1, Status::Ok, &[]);
-    h.expect_status(CA, 1, 1, Status::Ok);
+    h.result_answered(W1, CA, 1, 1);
     h.expect_dispatch(W1, 2, 2, 1);
     h.expect_nothing();
 }
@@ -209,18 +190,15 @@ fn a_worker_never_has_more_than_its_capacity_in_flight() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 2, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[b"third"]);
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.pending, s.in_flight), (1, 2));
     assert_eq!(h.type_stats(7), ts(3, 2, 0, 1, 2, 1));
 
-    h.result(W1, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
+    h.result_answered(W1, CA, 7, 2);
     let d = h.expect_dispatch(W1, 7, 3, 1);
     assert_eq!(frames(&d.payload), owned(&[b"third"]));
     h.expect_nothing();
@@ -234,12 +212,9 @@ fn results_not_assigned_to_the_worker_give_no_credit() {
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
     h.connect_worker(W2, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 2, 1);
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 3, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CA, W2, 7, 2);
+    h.request_dispatched(CA, W1, 7, 3);
     // Everyone is full now.
     h.request(CA, 7, 4, Flags::empty(), &[]);
     h.request(CA, 7, 5, Flags::empty(), &[]);
@@ -267,8 +242,7 @@ fn results_not_assigned_to_the_worker_give_no_credit() {
     h.expect_nothing();
 
     // A duplicate result is not a second completion either.
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 5, 1);
     h.result(W1, 7, 1, Status::Ok, &[]);
     h.expect_nothing();

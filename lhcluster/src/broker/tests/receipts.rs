@@ -16,8 +16,7 @@ fn receipt_sent_follows_the_dispatch() {
     // Queued: the receipt comes when it is dispatched, not before.
     h.request(CA, 7, 2, Flags::RECEIPT_ON_SEND | Flags::ONE_WAY, &[]);
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_receipt_sent(CA, 7, 2);
     h.expect_nothing();
@@ -31,8 +30,7 @@ fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() 
     h.connect_worker(W2, &[7], 1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 2, 1);
+    h.request_dispatched(CA, W2, 7, 2);
     h.expect_nothing();
     // From another worker: dropped.
     h.receipt_received(W2, 7, 1);
@@ -48,8 +46,7 @@ fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() 
     // Unknown request: dropped.
     h.receipt_received(W1, 7, 42);
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(s.requests_completed, 1);

@@ -22,8 +22,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     h.request(CC, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_receipt_received(CC, 7, 1);
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CC, 7, 1, Status::Ok);
+    h.result_answered(W1, CC, 7, 1);
     h.expect_nothing();
 }
 
@@ -171,8 +170,7 @@ fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
     h.request(CB, 7, 1, Flags::empty(), &[]);
     h.expect_nothing();
     assert_eq!(h.stats().requests_redirected, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CB, 7, 1, Status::Ok);
+    h.result_answered(W1, CB, 7, 1);
     h.expect_nothing();
 }
 
@@ -212,8 +210,7 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
     let d = h.expect_dispatch(W2, 7, 1, 2);
     assert_eq!(frames(&d.payload), owned(&[b"new"]));
     h.expect_nothing();
-    h.result(W2, 7, 1, Status::Ok, &[]);
-    h.expect_status(CB, 7, 1, Status::Ok);
+    h.result_answered(W2, CB, 7, 1);
     h.expect_nothing();
 }
 
@@ -221,10 +218,8 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
 fn redirected_goes_to_the_previous_origin_and_the_outcome_to_the_new_destination() {
     let mut h = Harness::new();
     h.connect(CA);
-    h.hello(CB, Some("bob"));
-    h.expect_welcome(Side::Frontend, CB);
-    h.hello(CC, Some("carol"));
-    h.expect_welcome(Side::Frontend, CC);
+    h.connect_named(CB, "bob");
+    h.connect_named(CC, "carol");
     h.connect_worker(W1, &[7], 1);
     h.client_sends(
         CA,

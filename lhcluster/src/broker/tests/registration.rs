@@ -8,10 +8,8 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 2, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]);
     h.request(CA, 7, 4, Flags::empty(), &[]);
@@ -43,13 +41,10 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.ready(W1, &[7, 8], 1);
     h.expect_welcome(Side::Backend, W1);
     h.expect_nothing();
-    h.result(W1, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
-    h.result(W1, 8, 1, Status::Ok, &[]);
-    h.expect_status(CA, 8, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 2);
+    h.result_answered(W1, CA, 8, 1);
     h.expect_nothing();
-    h.result(W1, 7, 3, Status::Ok, &[]);
-    h.expect_status(CA, 7, 3, Status::Ok);
+    h.result_answered(W1, CA, 7, 3);
     h.expect_dispatch(W1, 7, 4, 1);
     h.expect_nothing();
 }
@@ -59,8 +54,7 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::RETRY_ON_DEATH, &[]);
     h.expect_dispatch(W1, 7, 2, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
@@ -96,8 +90,7 @@ fn a_draining_worker_with_free_credit_gets_no_new_work() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 3);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_nothing();
@@ -109,13 +102,11 @@ fn a_draining_worker_with_free_credit_gets_no_new_work() {
     assert_eq!(h.stats().pending, 2);
     h.connect_worker(W2, &[7], 1);
     h.expect_dispatch(W2, 7, 2, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
     // W1 is gone; W2 carries on with the queue.
     assert_eq!(h.stats().workers, 1);
-    h.result(W2, 7, 2, Status::Ok, &[]);
-    h.expect_status(CA, 7, 2, Status::Ok);
+    h.result_answered(W2, CA, 7, 2);
     h.expect_dispatch(W2, 7, 3, 1);
     h.expect_nothing();
 }
@@ -125,8 +116,7 @@ fn a_draining_worker_that_goes_silent_dies() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     kill_by_silence(&mut h, W1, &[], &[CA]);
@@ -140,16 +130,14 @@ fn ready_after_disconnect_cancels_draining() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 2);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_nothing();
     h.ready(W1, &[7], 2);
     h.expect_welcome(Side::Backend, W1);
     h.expect_dispatch(W1, 7, 2, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_nothing();
     assert_eq!(h.stats().workers, 1);
 }
@@ -165,20 +153,17 @@ fn disconnect_from_an_idle_worker_removes_it_at_once() {
     let s = h.stats();
     assert_eq!((s.workers, s.worker_deaths), (1, 0));
     assert_eq!(h.type_stats(7).workers, 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 1, 1);
+    h.request_dispatched(CA, W2, 7, 1);
     h.expect_nothing();
 }
 
 #[test]
 fn client_disconnect_forgets_it_and_its_name() {
     let mut h = Harness::new();
-    h.hello(CA, Some("alice"));
-    h.expect_welcome(Side::Frontend, CA);
+    h.connect_named(CA, "alice");
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.client_sends(CA, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     assert_eq!(h.stats().clients, 1);
@@ -193,8 +178,7 @@ fn client_disconnect_forgets_it_and_its_name() {
     // The admitted request is not cancelled; its response is still
     // addressed to the routing id (the ROUTER delivers it if the client
     // comes back, or refuses it and the driver counts it undeliverable).
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
 }
 
 #[test]

@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
     let mut h = Harness::new();
-    h.hello(CA, Some("alice"));
-    h.expect_welcome(Side::Frontend, CA);
+    h.connect_named(CA, "alice");
     h.client_sends(
         CA,
         Message::Hello(Hello {
@@ -29,8 +28,7 @@ fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
         }),
     );
     h.expect_dispatch(W1, 7, 1, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     // The new interval (100 ms x 3) applies.
     h.at(250);
     h.client_heartbeat(CB);
@@ -45,8 +43,7 @@ fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
 fn reply_to_sends_the_response_to_the_named_client_and_receipts_to_the_sender() {
     let mut h = Harness::new();
     h.connect(CA);
-    h.hello(CB, Some("bob"));
-    h.expect_welcome(Side::Frontend, CB);
+    h.connect_named(CB, "bob");
     h.connect_worker(W1, &[7], 1);
     h.client_sends(
         CA,
@@ -93,10 +90,8 @@ fn unknown_reply_to_is_refused() {
 fn a_later_hello_with_the_same_name_rebinds_it() {
     let mut h = Harness::new();
     h.connect(CA);
-    h.hello(CB, Some("bob"));
-    h.expect_welcome(Side::Frontend, CB);
-    h.hello(CC, Some("bob"));
-    h.expect_welcome(Side::Frontend, CC);
+    h.connect_named(CB, "bob");
+    h.connect_named(CC, "bob");
     h.connect_worker(W1, &[7], 1);
     h.client_sends(
         CA,
@@ -106,8 +101,7 @@ fn a_later_hello_with_the_same_name_rebinds_it() {
         }),
     );
     h.expect_dispatch(W1, 7, 1, 1);
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CC, 7, 1, Status::Ok);
+    h.result_answered(W1, CC, 7, 1);
     h.expect_nothing();
     // CB leaving does not release the name CC now holds.
     h.client_sends(CB, Message::Disconnect { route: Vec::new() });

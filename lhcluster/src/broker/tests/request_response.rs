@@ -126,7 +126,6 @@ fn request_id_zero_is_a_valid_id() {
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 0, Flags::empty(), &[b"zero"]);
     h.expect_dispatch(W1, 7, 0, 1);
-    h.result(W1, 7, 0, Status::Ok, &[]);
-    h.expect_status(CA, 7, 0, Status::Ok);
+    h.result_answered(W1, CA, 7, 0);
     h.expect_nothing();
 }

@@ -63,25 +63,18 @@ fn lru_order_spans_workers_with_few_and_many_types() {
     h.connect_worker(W1, &[7], 1);
     h.connect_worker(W2, &many, 1);
     h.connect_worker(W3, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 7, 2, 1);
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_dispatch(W3, 7, 3, 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_dispatched(CA, W2, 7, 2);
+    h.request_dispatched(CA, W3, 7, 3);
     for (w, id) in [(W3, 3), (W1, 1), (W2, 2)] {
-        h.result(w, 7, id, Status::Ok, &[]);
-        h.expect_status(CA, 7, id, Status::Ok);
+        h.result_answered(w, CA, 7, id);
     }
     for (id, w) in [(4, W3), (5, W1), (6, W2)] {
-        h.request(CA, 7, id, Flags::empty(), &[]);
-        h.expect_dispatch(w, 7, id, 1);
+        h.request_dispatched(CA, w, 7, id);
     }
     // Only W2 serves type 30.
-    h.result(W2, 7, 6, Status::Ok, &[]);
-    h.expect_status(CA, 7, 6, Status::Ok);
-    h.request(CA, 30, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W2, 30, 1, 1);
+    h.result_answered(W2, CA, 7, 6);
+    h.request_dispatched(CA, W2, 30, 1);
     h.expect_nothing();
 }
 
@@ -96,8 +89,7 @@ fn many_idle_workers_of_other_types_are_skipped() {
     let wide: Vec<u32> = (1000..1100).collect();
     h.connect_worker(W2, &wide, 1);
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
@@ -111,15 +103,12 @@ fn a_worker_re_registering_with_other_types_moves_between_lists() {
     h.connect_worker(W1, &[7], 1);
     // Now many types (one list), then a single other one (per type).
     h.connect_worker(W1, &many, 1);
-    h.request(CA, 30, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 30, 1, 1);
-    h.result(W1, 30, 1, Status::Ok, &[]);
-    h.expect_status(CA, 30, 1, Status::Ok);
+    h.request_dispatched(CA, W1, 30, 1);
+    h.result_answered(W1, CA, 30, 1);
     h.connect_worker(W1, &[8], 1);
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.request(CA, 30, 2, Flags::empty(), &[]);
     h.expect_nothing();
-    h.request(CA, 8, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 8, 1, 1);
+    h.request_dispatched(CA, W1, 8, 1);
     h.expect_nothing();
 }

@@ -32,8 +32,7 @@ fn a_request_from_an_unknown_client_is_processed_and_reregister_sent() {
     // Known from now on: no second REREGISTER.
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.expect_nothing();
-    h.result(W1, 7, 1, Status::Ok, &[]);
-    h.expect_status(CA, 7, 1, Status::Ok);
+    h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_nothing();
 }

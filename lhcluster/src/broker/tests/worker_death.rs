@@ -8,8 +8,7 @@ fn worker_death_answers_two_way_requests_with_worker_death() {
     let mut h = Harness::new();
     h.connect(CA);
     h.connect_worker(W1, &[7], 3);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::ONE_WAY, &[]);
     h.expect_dispatch(W1, 7, 2, 1);
     h.request(CA, 7, 3, Flags::ONE_WAY | Flags::NOTIFY_ON_DEATH, &[]);
@@ -41,8 +40,7 @@ fn worker_death_answers_two_way_requests_with_worker_death() {
     // All three keys are released.
     h.connect_worker(W2, &[7], 3);
     for id in 1..=3 {
-        h.request(CA, 7, id, Flags::empty(), &[]);
-        h.expect_dispatch(W2, 7, id, 1);
+        h.request_dispatched(CA, W2, 7, id);
     }
     h.expect_nothing();
 }
@@ -170,8 +168,7 @@ fn a_retried_request_goes_to_the_head_of_its_queue() {
 fn worker_death_goes_to_the_reply_to_destination() {
     let mut h = Harness::new();
     h.connect(CA);
-    h.hello(CB, Some("bob"));
-    h.expect_welcome(Side::Frontend, CB);
+    h.connect_named(CB, "bob");
     h.connect_worker(W1, &[7], 1);
     h.client_sends(
         CA,
