@@ -12,8 +12,8 @@
 //! What applications need of it is re-exported by name at the crate root
 //! ([`Flags`], [`Frame`], [`Payload`], [`RequestId`], [`RequestType`],
 //! [`Status`]) and in `client` ([`ReceiptKind`]).
-// Without the feature the module is private, so its `pub` items are
-// reachable only inside the crate (the lint's point); with it they are API.
+// Without the feature the module is private and its items serve the crate
+// only; they stay `pub` so that the feature exposes them as they are.
 #![cfg_attr(not(feature = "unstable-internals"), allow(unreachable_pub))]
 
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
