@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lhcluster::notify::{
-    Notification, NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher,
-    NotifyPublisherConfig, NotifySubscriber, NotifySubscriberConfig,
+    NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+    NotifySubscriber, NotifySubscriberConfig, RawNotification,
 };
 use lhcluster::typed::NotifyRouter;
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let (exact_tx, exact_rx) = channel();
     let exact = NotifySubscriber::connect(
         NotifySubscriberConfig::new(broker.frontend()).topic("orders"),
-        move |n: Notification| {
+        move |n: RawNotification| {
             let _ = exact_tx.send(describe(&n));
             NotifyOutcome::Continue
         },
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     let (prefix_tx, prefix_rx) = channel();
     let prefix = NotifySubscriber::connect(
         NotifySubscriberConfig::new(broker.frontend()).prefix("orders"),
-        move |n: Notification| {
+        move |n: RawNotification| {
             let last = n.topic == "orders-archive" && n.notify_id == Some(99);
             let _ = prefix_tx.send(describe(&n));
             if last {
@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(n: &Notification) -> String {
+fn describe(n: &RawNotification) -> String {
     let payload: Vec<_> = n
         .payload
         .iter()

@@ -252,6 +252,7 @@
 //! |---|---|---|
 //! | `derive` | on | `#[derive(Request)]` and `#[derive(Notification)]` (the `lhcluster-derive` crate); without it, implement [`trait@Request`] and [`trait@Notification`] by hand |
 //! | `serde` | off | `Deserialize` for every role's config, to read them from files: keys named as the fields, durations as `"100ms"`/`"5s"` (`"off"` for an optional one), missing fields at their `new` defaults, unknown keys refused; `validate()` still checks the values at start |
+//! | `unstable-internals` | off | **no semver promise**: makes the wire codec (`protocol`) and the broker's state machine without sockets (`bench_support`) public, for this workspace's CLI, benchmarks, fuzz target and tests; they may change in any release, a patch release included. Applications need neither: what they use of the protocol is re-exported here by name |
 //!
 //! ## Logging
 //!
@@ -262,6 +263,7 @@
 
 #[doc(hidden)]
 mod accept;
+#[cfg(feature = "unstable-internals")]
 pub mod bench_support;
 pub mod broker;
 pub mod client;
@@ -275,8 +277,10 @@ mod io;
 mod link;
 pub mod notify;
 mod peer;
-#[doc(hidden)]
+#[cfg(feature = "unstable-internals")]
 pub mod protocol;
+#[cfg(not(feature = "unstable-internals"))]
+mod protocol;
 mod role;
 mod session;
 mod slab;
@@ -300,6 +304,12 @@ pub use notify::{
 pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
 pub use typed::{Notification, Request, TypedRequestError, TypedResponse};
 pub use worker::{Worker, WorkerConfig};
+
+/// The ZeroMQ binding this crate is built on (crate `zmq`), so that the
+/// types in this API are nameable without depending on it separately:
+/// a [`Frame`] is a [`zmq::Message`], a ZeroMQ failure in an [`Error`] is a
+/// [`zmq::Error`], and [`context()`] is a [`zmq::Context`].
+pub use zmq;
 
 /// `#[derive(Request)]` and `#[derive(Notification)]`: see the
 /// [`Request`](trait@Request) and [`Notification`](trait@Notification)

@@ -10,9 +10,9 @@
 //! encoding of enums.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, PROTOCOL_MAJOR,
-    Ready, Request, RequestRef, Response, Status, WorkResult, decode, decode_notification,
-    decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
+    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, PROTOCOL_MAJOR,
+    RawNotification, Ready, Request, RequestRef, Response, Status, WorkResult, decode,
+    decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
 };
 
 // ---------------------------------------------------------------------------
@@ -735,7 +735,7 @@ fn error() {
 #[test]
 fn notification() {
     let make = || {
-        Message::Notification(Notification {
+        Message::Notification(RawNotification {
             topic: "orders.new".into(),
             notify_id: Some(99),
             payload: payload(&[b"{}"]),
@@ -769,7 +769,7 @@ fn notification() {
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec()]);
 
     // Two payload frames stay frames: [topic | header | payload…].
-    let frames = Message::Notification(Notification {
+    let frames = Message::Notification(RawNotification {
         topic: "orders.new".into(),
         notify_id: None,
         payload: payload(&[b"{}", b""]),
@@ -791,7 +791,7 @@ fn notification() {
 
     // No id, no payload, a non-ASCII topic.
     let make = || {
-        Message::Notification(Notification {
+        Message::Notification(RawNotification {
             topic: "prix/é".into(),
             notify_id: None,
             payload: vec![],
@@ -1050,7 +1050,7 @@ fn protocol_md_worked_examples() {
     );
 
     // A notification on topic `orders` with id 5 and payload "p".
-    let frames = Message::Notification(Notification {
+    let frames = Message::Notification(RawNotification {
         topic: "orders".into(),
         notify_id: Some(5),
         payload: payload(&[b"p"]),
@@ -1434,7 +1434,7 @@ fn notification_header_is_refused_by_decode() {
     );
     // The frames of a real notification are not a valid `decode` input
     // either: the topic frame is not a header.
-    let frames = Message::Notification(Notification {
+    let frames = Message::Notification(RawNotification {
         topic: "t".into(),
         notify_id: None,
         payload: vec![],

@@ -12,8 +12,8 @@
 //!    `prost` fallback alike.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, Ready, Request,
-    RequestRef, Response, Status, WorkResult, decode, decode_notification, decode_parts,
+    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, RawNotification, Ready,
+    Request, RequestRef, Response, Status, WorkResult, decode, decode_notification, decode_parts,
     parse_topic, peek_kind, peek_request_ref,
 };
 use proptest::collection::vec;
@@ -232,7 +232,7 @@ fn topic() -> impl Strategy<Value = String> {
 /// A valid notification.
 fn notification() -> impl Strategy<Value = Message> {
     (topic(), option::of(1..=u64::MAX), payload()).prop_map(|(topic, notify_id, payload)| {
-        Message::Notification(Notification {
+        Message::Notification(RawNotification {
             topic,
             notify_id,
             payload,
@@ -693,7 +693,7 @@ fn message_from(r: &Repr) -> Message {
             topic,
             notify_id,
             payload,
-        } => Message::Notification(Notification {
+        } => Message::Notification(RawNotification {
             topic,
             notify_id,
             payload: frames(&payload),

@@ -619,7 +619,7 @@ fn typed_notifications() {
                 ));
                 NotifyOutcome::Continue
             })
-            .fallback(move |n: lhcluster::notify::Notification| {
+            .fallback(move |n: lhcluster::notify::RawNotification| {
                 let _ = other.send(format!("other {}", n.topic));
                 NotifyOutcome::Continue
             })

@@ -29,7 +29,7 @@ struct Got {
     payload: Vec<String>,
 }
 
-fn got(n: Notification) -> Got {
+fn got(n: RawNotification) -> Got {
     Got {
         topic: n.topic,
         notify_id: n.notify_id,
@@ -100,7 +100,7 @@ fn collector(
     (subscriber, rx)
 }
 
-fn forward(tx: Sender<Got>) -> impl FnMut(Notification) -> NotifyOutcome + Send + 'static {
+fn forward(tx: Sender<Got>) -> impl FnMut(RawNotification) -> NotifyOutcome + Send + 'static {
     move |n| {
         let _ = tx.send(got(n));
         NotifyOutcome::Continue
@@ -246,7 +246,7 @@ fn handler_unsubscribe_outcome_drops_the_topic() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let subscriber = NotifySubscriber::connect(
             subscriber_config(broker.frontend(), &["once", "always"], &[]),
-            move |n: Notification| {
+            move |n: RawNotification| {
                 let outcome = if n.topic == "once" {
                     NotifyOutcome::Unsubscribe
                 } else {
@@ -281,7 +281,7 @@ fn handler_stop_outcome_stops_the_subscriber() {
         let counter = handled.clone();
         let subscriber = NotifySubscriber::connect(
             subscriber_config(broker.frontend(), &["t"], &[]),
-            move |_: Notification| {
+            move |_: RawNotification| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 NotifyOutcome::Stop
             },
@@ -307,7 +307,7 @@ fn a_panicking_handler_is_counted_and_the_subscriber_carries_on() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let subscriber = NotifySubscriber::connect(
             subscriber_config(broker.frontend(), &["boom", "ok"], &[]),
-            move |n: Notification| {
+            move |n: RawNotification| {
                 assert_ne!(n.topic, "boom", "handler panics on purpose");
                 let _ = tx.send(got(n));
                 NotifyOutcome::Continue
@@ -477,7 +477,7 @@ fn subscribers_and_publishers_recover_after_a_broker_restart() {
 }
 
 fn raw_notification(topic: &str, body: &str) -> Vec<Vec<u8>> {
-    Message::Notification(protocol::Notification {
+    Message::Notification(protocol::RawNotification {
         topic: topic.to_owned(),
         notify_id: None,
         payload: text(body),
@@ -638,7 +638,7 @@ fn invalid_topics_are_refused() {
         ));
         let config = subscriber_config(broker.frontend(), &["ok", "bad\0"], &[]);
         assert!(matches!(
-            NotifySubscriber::connect(config, |_: Notification| NotifyOutcome::Continue),
+            NotifySubscriber::connect(config, |_: RawNotification| NotifyOutcome::Continue),
             Err(Error::Config(_))
         ));
     });
@@ -650,7 +650,8 @@ fn waits_are_bounded_when_no_broker_is_there() {
         let nobody = inproc("nobody");
         let mut config = subscriber_config(&nobody, &["t"], &[]);
         config.confirm_timeout = Some(Duration::from_millis(200));
-        let result = NotifySubscriber::connect(config, |_: Notification| NotifyOutcome::Continue);
+        let result =
+            NotifySubscriber::connect(config, |_: RawNotification| NotifyOutcome::Continue);
         assert!(matches!(result, Err(Error::Connect { .. })), "{result:?}");
 
         let mut config = publisher_config(&nobody);
@@ -709,7 +710,7 @@ fn a_slow_handler_drops_and_counts_beyond_its_queue() {
         let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
         let mut config = subscriber_config(broker.frontend(), &["t"], &[]);
         config.queue_capacity = 2;
-        let subscriber = NotifySubscriber::connect(config, move |_: Notification| {
+        let subscriber = NotifySubscriber::connect(config, move |_: RawNotification| {
             let _ = entered_tx.send(());
             // Blocks until the test drops the gate.
             let _ = gate_rx.recv();

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
     let (count, json, counter) = (args.count, args.json, seen.clone());
     let subscriber =
-        NotifySubscriber::connect(config, move |n: lhcluster::notify::Notification| {
+        NotifySubscriber::connect(config, move |n: lhcluster::notify::RawNotification| {
             let text: Vec<u8> = n.payload.iter().flat_map(|f| f.to_vec()).collect();
             let text = String::from_utf8_lossy(&text);
             if json {

@@ -313,10 +313,10 @@ pub(crate) fn validate(frames: &[Frame]) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod validate_tests {
     use super::*;
-    use crate::protocol::{Message, Notification};
+    use crate::protocol::{Message, RawNotification};
 
     fn notification(payload: Vec<&[u8]>) -> Vec<Frame> {
-        Message::Notification(Notification {
+        Message::Notification(RawNotification {
             topic: "t".into(),
             notify_id: None,
             payload: payload.into_iter().map(Frame::from).collect(),

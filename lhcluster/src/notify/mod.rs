@@ -28,7 +28,7 @@
 //! let (tx, rx) = std::sync::mpsc::channel();
 //! let subscriber = NotifySubscriber::connect(
 //!     NotifySubscriberConfig::new(broker.frontend()).topic("orders"),
-//!     move |n: Notification| {
+//!     move |n: RawNotification| {
 //!         let _ = tx.send(n.topic);
 //!         NotifyOutcome::Continue
 //!     },
@@ -60,9 +60,7 @@ pub use stats::{NotifyBrokerStats, NotifyPublisherStats, NotifySubscriberStats, 
 pub use subscriber::{NotifyHandler, NotifyOutcome, NotifySubscriber};
 pub use typed::{NotifyRouter, TypedPublishError};
 
-/// A notification as delivered to a [`NotifyHandler`]: its topic, the
-/// publisher's optional id, and the payload frames.
-pub use crate::protocol::Notification;
+pub use crate::protocol::RawNotification;
 
 use crate::error::{ConfigError, Error, zmq_err};
 use crate::protocol::Frame;

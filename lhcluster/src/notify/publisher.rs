@@ -19,7 +19,7 @@ use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
 use super::{READ_BATCH, Upstream};
 use crate::error::{ConfigError, Error, zmq_err};
-use crate::protocol::{Message, Notification, Payload};
+use crate::protocol::{Message, Payload, RawNotification};
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
 use crate::wake::Doorbell;
@@ -77,7 +77,7 @@ pub struct NotifyPublisher {
 #[derive(Debug)]
 struct Inner {
     role: RoleHandle<Command>,
-    queue: Sender<Notification>,
+    queue: Sender<RawNotification>,
     bell: Arc<Doorbell>,
     shared: Arc<Shared>,
     endpoint: String,
@@ -268,7 +268,7 @@ impl NotifyPublisher {
     }
 
     /// Publishes a notification with a publisher-chosen id, delivered to
-    /// subscribers as [`Notification::notify_id`]. Id 0 means "no id" on
+    /// subscribers as [`RawNotification::notify_id`]. Id 0 means "no id" on
     /// the wire (it is delivered as `None`).
     pub fn publish_with_id(
         &self,
@@ -286,7 +286,7 @@ impl NotifyPublisher {
         payload: Payload,
     ) -> Result<(), PublishError> {
         super::validate_topic(topic)?;
-        let notification = Notification {
+        let notification = RawNotification {
             topic: topic.to_owned(),
             notify_id: notify_id.filter(|&id| id != 0),
             payload,
@@ -350,7 +350,7 @@ struct Driver {
     /// The endpoint as bound (bind mode), for `unbind`.
     bound: Option<String>,
     inbox: DriverInbox<Command>,
-    queue: Receiver<Notification>,
+    queue: Receiver<RawNotification>,
     shared: Arc<Shared>,
     header_buf: Vec<u8>,
     stats_log: StatsLog,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::subscriptions::{FilterChange, Prober, SubscriptionSet, reconcile};
 use super::*;
-use crate::protocol::{Message, Notification as N};
+use crate::protocol::{Message, RawNotification as N};
 
 fn set(exact: &[&str], prefixes: &[&str]) -> SubscriptionSet {
     SubscriptionSet {

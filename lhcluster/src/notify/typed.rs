@@ -13,7 +13,7 @@ use super::{
     PublishError,
 };
 use crate::error::{ConfigError, Error};
-use crate::protocol::Notification as RawNotification;
+use crate::protocol::RawNotification;
 use crate::typed::codec;
 
 /// Why [`NotifyPublisher::publish_typed`] did not take a notification.

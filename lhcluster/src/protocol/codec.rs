@@ -155,7 +155,10 @@ impl Message {
         Encoded { topic, payload }
     }
 
-    /// Encodes into the complete list of frames, in wire order.
+    /// Encodes into the complete list of frames, in wire order. (The roles
+    /// encode into a reused header buffer, [`Message::encode`]: this is for
+    /// tests, benches and the fuzz target.)
+    #[cfg(any(test, feature = "unstable-internals"))]
     pub fn into_frames(self) -> Vec<Frame> {
         let mut header = Vec::new();
         let Encoded { topic, payload } = self.encode(&mut header);
@@ -256,6 +259,9 @@ fn status_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError>
 
 /// Decodes a message from its complete list of frames (no routing identity).
 /// Notifications have their own entry point, [`decode_notification`].
+/// (The roles decode header and payload apart, [`decode_parts`]: this is
+/// for tests, benches and the fuzz target.)
+#[cfg(any(test, feature = "unstable-internals"))]
 pub fn decode(mut frames: Vec<Frame>) -> Result<Message, DecodeError> {
     if frames.is_empty() {
         return Err(DecodeError::NoHeader);
@@ -272,7 +278,7 @@ pub fn decode_notification(mut frames: Vec<Frame>) -> Result<Message, DecodeErro
         Payload::new()
     };
     let (topic, h, inline) = notification_head(&frames)?;
-    Ok(Message::Notification(Notification {
+    Ok(Message::Notification(RawNotification {
         topic,
         notify_id: (h.notify_id != 0).then_some(h.notify_id),
         payload: take_payload(inline, payload, "NOTIFICATION")?,

@@ -6,8 +6,15 @@
 //! [`DecodeError`], never a panic, and payload frames are moved, never copied
 //! or inspected. `docs/protocol.md` is the normative description.
 //!
-//! This module is `#[doc(hidden)]`: roles use it internally, and it is public
-//! only so that tests, benchmarks and fuzz targets can reach it.
+//! **Not a stable API.** The roles use this module internally; it is
+//! public only with the `unstable-internals` feature, for this workspace's
+//! tests, benchmarks, fuzz target and CLI, and may change in any release.
+//! What applications need of it is re-exported by name at the crate root
+//! ([`Flags`], [`Frame`], [`Payload`], [`RequestId`], [`RequestType`],
+//! [`Status`]) and in `client` ([`ReceiptKind`]).
+// Without the feature the module is private and its items serve the crate
+// only; they stay `pub` so that the feature exposes them as they are.
+#![cfg_attr(not(feature = "unstable-internals"), allow(unreachable_pub))]
 
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 mod pb;
@@ -18,10 +25,16 @@ mod types;
 
 pub(crate) use codec::check_notification;
 pub use codec::{
-    Encoded, INLINE_PAYLOAD_MAX, decode, decode_notification, decode_parts, parse_topic, peek_kind,
-    peek_request_ref, topic_frame,
+    Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
-pub use types::*;
+// Only tests, benchmarks and the fuzz target use these.
+#[cfg(any(test, feature = "unstable-internals"))]
+pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
+pub use types::{
+    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Payload, RawNotification,
+    Ready, ReceiptKind, Request, RequestId, RequestRef, RequestType, Response, Route, Status,
+    WorkResult,
+};
 
 /// The protocol major version this crate speaks. A header with any other
 /// major version is refused with [`DecodeError::UnsupportedVersion`].

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-/// One ZeroMQ frame. Payload frames are carried as owned frames so that they
-/// move from socket to socket without a copy.
+/// One ZeroMQ frame ([`zmq::Message`], re-exported as `lhcluster::zmq`).
+/// Payload frames are carried as owned frames so that they move from socket
+/// to socket without a copy.
 pub type Frame = zmq::Message;
 
 /// The application-defined frames of a request, response or notification.
@@ -221,9 +222,12 @@ pub struct ErrorReply {
     pub request: Option<RequestRef>,
 }
 
-/// A notification, as published and as delivered.
+/// A notification, as published and as delivered: its topic, the
+/// publisher's optional id and the payload frames as they travel ("raw", as
+/// opposed to a typed [`Notification`](crate::Notification) value decoded
+/// from them).
 #[derive(Debug)]
-pub struct Notification {
+pub struct RawNotification {
     /// Notification type (topic). Any UTF-8 text without NUL characters.
     pub topic: String,
     /// Optional publisher-chosen id.
@@ -275,7 +279,7 @@ pub enum Message {
     /// Any → peer: the received message could not be processed.
     Error(ErrorReply),
     /// Publisher → notify broker → subscriber.
-    Notification(Notification),
+    Notification(RawNotification),
     /// Operator tool → broker: asks for statistics.
     StatsQuery,
     /// Broker → operator tool: statistics, one JSON payload frame.

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::{Command, Shared};
 use crate::notify::READ_BATCH;
 use crate::notify::subscriptions::{FilterChange, Prober, reconcile};
-use crate::protocol::{Message, Notification, decode_notification};
+use crate::protocol::{Message, RawNotification, decode_notification};
 use crate::role::DriverInbox;
 use crate::stats_log::StatsLog;
 
@@ -21,7 +21,7 @@ pub(super) struct Driver {
     pub(super) socket: zmq::Socket,
     pub(super) inbox: DriverInbox<Command>,
     pub(super) shared: Arc<Shared>,
-    pub(super) queue: Sender<Notification>,
+    pub(super) queue: Sender<RawNotification>,
     /// Filters set on the socket now (probes aside).
     pub(super) applied: BTreeSet<Vec<u8>>,
     pub(super) prober: Prober,
@@ -160,7 +160,7 @@ impl Driver {
         }
     }
 
-    fn deliver(&mut self, notification: Notification) {
+    fn deliver(&mut self, notification: RawNotification) {
         match self.queue.try_send(notification) {
             Ok(()) => self.dropping = false,
             Err(TrySendError::Full(n)) => {

@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tracing::{debug, info, warn};
 
 use super::{Command, Shared};
-use crate::protocol::Notification;
+use crate::protocol::RawNotification;
 use crate::wake::Doorbell;
 
 /// What a [`NotifyHandler`] wants after handling a notification.
@@ -30,18 +30,18 @@ pub enum NotifyOutcome {
 /// one at a time and in the order received, on the subscriber's handler
 /// thread.
 ///
-/// Closures `FnMut(Notification) -> NotifyOutcome` implement it. A handler
+/// Closures `FnMut(RawNotification) -> NotifyOutcome` implement it. A handler
 /// that panics is counted (`handler_panics`) and the subscriber carries on.
 pub trait NotifyHandler: Send + 'static {
     /// Handles one notification.
-    fn handle(&mut self, notification: Notification) -> NotifyOutcome;
+    fn handle(&mut self, notification: RawNotification) -> NotifyOutcome;
 }
 
 impl<F> NotifyHandler for F
 where
-    F: FnMut(Notification) -> NotifyOutcome + Send + 'static,
+    F: FnMut(RawNotification) -> NotifyOutcome + Send + 'static,
 {
-    fn handle(&mut self, notification: Notification) -> NotifyOutcome {
+    fn handle(&mut self, notification: RawNotification) -> NotifyOutcome {
         self(notification)
     }
 }
@@ -50,7 +50,7 @@ where
 /// is still subscribed to.
 pub(super) fn run_handler(
     mut handler: Box<dyn NotifyHandler>,
-    queue: &Receiver<Notification>,
+    queue: &Receiver<RawNotification>,
     shared: &Shared,
     commands: &Sender<Command>,
     bell: &Doorbell,

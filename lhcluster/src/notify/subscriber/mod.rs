@@ -17,7 +17,7 @@ use super::config::NotifySubscriberConfig;
 use super::stats::NotifySubscriberStats;
 use super::subscriptions::{Prober, SubscriptionSet};
 use crate::error::{Error, zmq_err};
-use crate::protocol::Notification;
+use crate::protocol::RawNotification;
 use crate::role::RoleHandle;
 use crate::stats_log::StatsLog;
 use driver::Driver;
@@ -61,7 +61,7 @@ struct Inner {
     /// Disconnected when the handler thread ends.
     handler_finished: Receiver<()>,
     /// For the queue length in stats.
-    queue: Receiver<Notification>,
+    queue: Receiver<RawNotification>,
     endpoint: String,
     confirm_timeout: Option<Duration>,
     shutdown_timeout: Duration,
