@@ -275,6 +275,7 @@ mod endpoint;
 mod error;
 mod io;
 mod link;
+mod log_limit;
 pub mod notify;
 mod peer;
 #[cfg(feature = "unstable-internals")]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::log_limit::LogLimiter;
 use crate::peer::{Backoff, Liveness, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, ErrorReply, Hello, Message, Payload, Ready, RequestType};
 
@@ -200,6 +201,9 @@ pub(crate) struct BrokerSession {
     /// A stopped session neither reconnects nor greets on its timer.
     stopped: bool,
     counts: SessionCounts,
+    /// Limits the warnings about malformed messages (the count stays
+    /// exact): a broken broker must not fill the disk either.
+    bad_input: LogLimiter,
 }
 
 impl BrokerSession {
@@ -216,6 +220,7 @@ impl BrokerSession {
             greeting: greeting.with_interval(timing.heartbeat),
             stopped: false,
             counts: SessionCounts::default(),
+            bad_input: LogLimiter::new("malformed messages from the broker"),
         }
     }
 
@@ -340,7 +345,9 @@ impl BrokerSession {
         out: &mut Vec<A>,
     ) {
         self.counts.malformed += 1;
-        warn!(%error, "malformed message from the broker");
+        if self.bad_input.admit(now, &[], &error) {
+            warn!(%error, "malformed message from the broker");
+        }
         if protocol::peek_kind(header) == Some("ERROR") {
             return;
         }
@@ -358,6 +365,7 @@ impl BrokerSession {
         now: Instant,
         out: &mut Vec<A>,
     ) -> Option<Lost> {
+        self.bad_input.on_tick(now);
         match self.due(now) {
             Due::Nothing => {}
             Due::Connect => {

@@ -18,6 +18,7 @@ use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
 use crate::accept::Peers;
+use crate::log_limit::LogLimiter;
 use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::ReceiptKind;
 use crate::protocol::{
@@ -85,6 +86,9 @@ pub(crate) struct ProxyCore {
     /// The time of the input being handled (for heartbeat bookkeeping).
     now: Instant,
     stats: ClientProxyStats,
+    /// Limits the warnings about malformed messages, per client (the
+    /// counter stays exact).
+    bad_input: LogLimiter,
     actions: Vec<Action>,
 }
 
@@ -103,6 +107,7 @@ impl ProxyCore {
             buffered_bytes: 0,
             now,
             stats: ClientProxyStats::default(),
+            bad_input: LogLimiter::new("malformed messages from clients"),
             actions: vec![LinkAction::Connect.into()],
         }
     }
@@ -310,7 +315,9 @@ impl ProxyCore {
 
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
         self.stats.malformed_clients += 1;
-        warn!(%error, "malformed message from a client");
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(%error, "malformed message from a client");
+        }
         if protocol::peek_kind(header) == Some("ERROR") {
             return; // never answer an error with an error
         }
@@ -395,6 +402,7 @@ impl ProxyCore {
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
         self.now = now;
+        self.bad_input.on_tick(now);
         for client in self.clients.dead(now) {
             warn!("client missed its heartbeats: dropping its buffered requests");
             self.stats.client_deaths += 1;

@@ -12,6 +12,7 @@ use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{READ_BATCH, Upstream};
 use crate::error::{Error, zmq_err};
+use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
@@ -100,6 +101,8 @@ impl NotifyBroker {
                     active: HashSet::new(),
                     max_tracked_topics: config.max_tracked_topics,
                     stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
+                    bad_notifications: LogLimiter::new("malformed notifications"),
+                    bad_subscriptions: LogLimiter::new("malformed messages from subscribers"),
                 };
                 driver.run();
             },
@@ -155,14 +158,26 @@ struct Driver {
     active: HashSet<Vec<u8>>,
     max_tracked_topics: usize,
     stats_log: StatsLog,
+    /// Limit the warnings about bad input from publishers and from
+    /// subscribers (the counters stay exact).
+    bad_notifications: LogLimiter,
+    bad_subscriptions: LogLimiter,
 }
 
 impl Driver {
     fn run(&mut self) {
         loop {
             let sockets = [Some(&self.frontend), Some(&self.backend)];
+            let wake_at = [
+                self.stats_log.next(),
+                self.bad_notifications.next_due(),
+                self.bad_subscriptions.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let (front_ready, back_ready, commands_ready) =
-                match crate::io::wait(Some(&self.inbox.listener), sockets, self.stats_log.next()) {
+                match crate::io::wait(Some(&self.inbox.listener), sockets, wake_at) {
                     Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
                     Err(e) => {
                         error!(error = %e, "notify broker poll failed: stopping");
@@ -190,7 +205,10 @@ impl Driver {
                 info!(stats = %self.snapshot(), "notify broker stopped");
                 return;
             }
-            if self.stats_log.due(Instant::now()) {
+            let now = Instant::now();
+            self.bad_notifications.on_tick(now);
+            self.bad_subscriptions.on_tick(now);
+            if self.stats_log.due(now) {
                 info!(stats = %self.snapshot(), "notify broker stats");
             }
         }
@@ -208,6 +226,17 @@ impl Driver {
                 }
             };
             match super::upstream(&frames[0]) {
+                Upstream::Subscribe(filter)
+                    if super::is_probe(filter) && filter.len() > super::MAX_PROBE_LEN =>
+                {
+                    // Checked here rather than left to `answer_probe`, so
+                    // that it is counted and its warning limited.
+                    self.stats.malformed_subscriptions += 1;
+                    let reason = format_args!("probe of {} bytes", filter.len());
+                    if self.bad_subscriptions.admit(Instant::now(), &[], &reason) {
+                        warn!(len = filter.len(), "probe subscription too long: ignored");
+                    }
+                }
                 Upstream::Subscribe(filter) if super::is_probe(filter) => {
                     if super::answer_probe(&self.frontend, filter) {
                         self.stats.probes_answered += 1;
@@ -225,10 +254,13 @@ impl Driver {
                 }
                 Upstream::Invalid => {
                     self.stats.malformed_subscriptions += 1;
-                    warn!(
-                        frames = frames.len(),
-                        "message from a subscriber is not a subscription: ignored"
-                    );
+                    let reason = format_args!("not a subscription ({} frames)", frames.len());
+                    if self.bad_subscriptions.admit(Instant::now(), &[], &reason) {
+                        warn!(
+                            frames = frames.len(),
+                            "message from a subscriber is not a subscription: ignored"
+                        );
+                    }
                 }
             }
         }
@@ -256,7 +288,9 @@ impl Driver {
                 }
                 Err(error) => {
                     self.stats.malformed += 1;
-                    warn!(%error, frames = frames.len(), "malformed notification dropped");
+                    if self.bad_notifications.admit(Instant::now(), &[], &error) {
+                        warn!(%error, frames = frames.len(), "malformed notification dropped");
+                    }
                 }
             }
         }

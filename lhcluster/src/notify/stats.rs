@@ -29,7 +29,7 @@ pub struct NotifyBrokerStats {
     /// `docs/notifications.md`).
     pub probes_answered: u64,
     /// Messages from subscribers that are neither a subscription nor an
-    /// unsubscription (ignored).
+    /// unsubscription, or probes too long to answer (ignored).
     pub malformed_subscriptions: u64,
     /// Distinct subscriptions (exact or prefix) that at least one subscriber
     /// holds now.

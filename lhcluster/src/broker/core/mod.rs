@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
 use crate::accept::Peers;
+use crate::log_limit::LogLimiter;
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, Flags, Message, Payload, RequestId, RequestType, Route};
 use crate::slab::{Key, Slab};
@@ -210,6 +211,9 @@ pub(crate) struct BrokerCore {
     /// The time of the input being handled.
     now: Instant,
     stats: BrokerStats,
+    /// Limits the warnings about malformed and unexpected messages, per
+    /// peer (the counters stay exact).
+    bad_input: LogLimiter,
     out: Vec<Outgoing>,
 }
 
@@ -235,6 +239,7 @@ impl BrokerCore {
             next_tick: now + config.heartbeat / 2,
             now,
             stats: BrokerStats::default(),
+            bad_input: LogLimiter::new("malformed messages"),
             out: Vec::new(),
         }
     }
@@ -386,6 +391,7 @@ impl BrokerCore {
     /// Periodic work: liveness checks and heartbeats.
     pub(crate) fn on_tick(&mut self, now: Instant) {
         self.now = now;
+        self.bad_input.on_tick(now);
         let mut shortest = self.heartbeat;
         let dead: Vec<Key> = self
             .workers

@@ -36,7 +36,9 @@ impl BrokerCore {
             Side::Frontend => self.stats.malformed_frontend += 1,
             Side::Backend => self.stats.malformed_backend += 1,
         }
-        warn!(?side, peer = %hex(peer), %error, "malformed message");
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(?side, peer = %hex(peer), %error, "malformed message");
+        }
         if protocol::peek_kind(header) == Some("ERROR") {
             return;
         }

@@ -11,6 +11,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use tracing::{error, info, warn};
 
 use super::{Command, Shared};
+use crate::log_limit::LogLimiter;
 use crate::notify::READ_BATCH;
 use crate::notify::subscriptions::{FilterChange, Prober, reconcile};
 use crate::protocol::{Message, RawNotification, decode_notification};
@@ -29,15 +30,22 @@ pub(super) struct Driver {
     /// Whether the last notification was dropped (to warn once per burst).
     pub(super) dropping: bool,
     pub(super) stats_log: StatsLog,
+    /// Limits the warnings about malformed notifications (the count stays
+    /// exact).
+    pub(super) bad_input: LogLimiter,
 }
 
 impl Driver {
     pub(super) fn run(&mut self) {
         loop {
-            let wake_at = match (self.prober.next_tick(), self.stats_log.next()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake_at = [
+                self.prober.next_tick(),
+                self.stats_log.next(),
+                self.bad_input.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let (socket_ready, commands_ready) = match crate::io::wait(
                 Some(&self.inbox.listener),
                 [Some(&self.socket), None],
@@ -57,6 +65,7 @@ impl Driver {
                 return;
             }
             let now = Instant::now();
+            self.bad_input.on_tick(now);
             let probes = self.prober.on_tick(now, &mut self.changes);
             self.count_probes(probes);
             self.apply_changes();
@@ -150,11 +159,16 @@ impl Driver {
                 Ok(other) => {
                     // decode_notification only returns notifications.
                     self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                    warn!(kind = other.kind_name(), "unexpected message dropped");
+                    let reason = format_args!("unexpected {}", other.kind_name());
+                    if self.bad_input.admit(Instant::now(), &[], &reason) {
+                        warn!(kind = other.kind_name(), "unexpected message dropped");
+                    }
                 }
                 Err(error) => {
                     self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                    warn!(%error, "malformed notification dropped");
+                    if self.bad_input.admit(Instant::now(), &[], &error) {
+                        warn!(%error, "malformed notification dropped");
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@ use super::config::NotifySubscriberConfig;
 use super::stats::NotifySubscriberStats;
 use super::subscriptions::{Prober, SubscriptionSet};
 use crate::error::{Error, zmq_err};
+use crate::log_limit::LogLimiter;
 use crate::protocol::RawNotification;
 use crate::role::RoleHandle;
 use crate::stats_log::StatsLog;
@@ -199,6 +200,7 @@ impl NotifySubscriber {
                     changes: Vec::new(),
                     dropping: false,
                     stats_log: StatsLog::new(stats_log_interval, Instant::now()),
+                    bad_input: LogLimiter::new("malformed notifications"),
                 };
                 driver.run();
                 drop(driver);
