@@ -221,7 +221,7 @@ fn summarize(
     }
     let summary = Summary {
         peer: match label {
-            Label::Peer(peer) if peer.is_empty() => "-".to_owned(),
+            Label::Peer([]) => "-".to_owned(),
             Label::Peer(peer) => peer.iter().map(|b| format!("{b:02x}")).collect(),
             Label::Others => "others".to_owned(),
         },

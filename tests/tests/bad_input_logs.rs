@@ -106,7 +106,10 @@ fn garbage_floods_are_logged_in_a_burst_then_summarised() {
         }
         wait_for("notify broker", || notify.stats().unwrap().malformed);
         let lines = warnings.take();
-        assert!(lines <= BURST + SUMMARIES, "notify broker: {lines} warnings");
+        assert!(
+            lines <= BURST + SUMMARIES,
+            "notify broker: {lines} warnings"
+        );
         notify.stop().unwrap();
     });
 }
