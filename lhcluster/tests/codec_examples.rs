@@ -11,9 +11,8 @@
 
 use lhcluster::protocol::{
     DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Notification, PROTOCOL_MAJOR,
-    PROTOCOL_MINOR,
-    Ready, Request, RequestRef, Response, Status, WorkResult, decode, decode_notification,
-    decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
+    PROTOCOL_MINOR, Ready, Request, RequestRef, Response, Status, WorkResult, decode,
+    decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
 };
 
 // ---------------------------------------------------------------------------
@@ -268,7 +267,11 @@ fn hello() {
         })
     };
     // major=1 | minor=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
-    let frames = check_encoding(make, "0801 1001 1801 40e807 5a020001 6a08636c69656e742d61", &[]);
+    let frames = check_encoding(
+        make,
+        "0801 1001 1801 40e807 5a020001 6a08636c69656e742d61",
+        &[],
+    );
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -597,7 +600,11 @@ fn ready() {
         })
     };
     // major=1 | minor=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
-    let frames = check_encoding(make, "0801 1001 1809 40f403 4804 5204 01 07 ac02 6a027731", &[]);
+    let frames = check_encoding(
+        make,
+        "0801 1001 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        &[],
+    );
     let Message::Ready(r) = decode(frames).unwrap() else {
         panic!("not a READY")
     };
@@ -639,7 +646,11 @@ fn heartbeat() {
     assert_eq!(heartbeat_ms, 1000);
 
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
-    let frames = check_encoding(|| Message::Heartbeat { heartbeat_ms: 0 }, "0801 1001 180a", &[]);
+    let frames = check_encoding(
+        || Message::Heartbeat { heartbeat_ms: 0 },
+        "0801 1001 180a",
+        &[],
+    );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
         panic!("not a HEARTBEAT")
     };
@@ -648,7 +659,11 @@ fn heartbeat() {
 
 #[test]
 fn disconnect() {
-    let frames = check_encoding(|| Message::Disconnect { route: vec![] }, "0801 1001 180b", &[]);
+    let frames = check_encoding(
+        || Message::Disconnect { route: vec![] },
+        "0801 1001 180b",
+        &[],
+    );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
         panic!("not a DISCONNECT")
     };
@@ -849,7 +864,10 @@ fn inline_payload() {
     assert_eq!(layout(request(&[])), (1, 10));
     // An empty lone frame is inline too, and decodes back as one empty frame.
     let frames = request(&[b""]).into_frames();
-    assert_eq!(bytes_of(&frames), vec![unhex("0801 1001 1803 2807 3001 8a0100")]);
+    assert_eq!(
+        bytes_of(&frames),
+        vec![unhex("0801 1001 1803 2807 3001 8a0100")]
+    );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -1042,7 +1060,9 @@ fn protocol_md_worked_examples() {
     };
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
-        vec![unhex("08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69")]
+        vec![unhex(
+            "08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+        )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
@@ -1059,7 +1079,9 @@ fn protocol_md_worked_examples() {
     });
     assert_eq!(
         bytes_of(&result.into_frames()),
-        vec![unhex("08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 8A 01 02 6F 6B")]
+        vec![unhex(
+            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 8A 01 02 6F 6B"
+        )]
     );
 
     // A 1.0 worker's RESULT carries no attempt (nor minor): read as attempt 0.

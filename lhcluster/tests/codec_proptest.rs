@@ -300,16 +300,18 @@ fn message() -> impl Strategy<Value = Message> {
             opt_text(),
             payload()
         )
-            .prop_map(|(request_type, request_id, attempt, status, error, payload)| {
-                Message::Result(WorkResult {
-                    request_type,
-                    request_id,
-                    attempt,
-                    status,
-                    error,
-                    payload,
-                })
-            }),
+            .prop_map(
+                |(request_type, request_id, attempt, status, error, payload)| {
+                    Message::Result(WorkResult {
+                        request_type,
+                        request_id,
+                        attempt,
+                        status,
+                        error,
+                        payload,
+                    })
+                }
+            ),
         (
             request_type(),
             request_id(),

@@ -706,7 +706,10 @@ impl Sim {
             Some(r) if self.workers[w].outstanding.contains(&key) => {
                 if r.attempts == ghost.attempt {
                     if r.serial == ghost.serial {
-                        self.fail(format!("{key:?} dispatched twice as attempt {}", r.attempts));
+                        self.fail(format!(
+                            "{key:?} dispatched twice as attempt {}",
+                            r.attempts
+                        ));
                     }
                     // Another request under the same key, at the same
                     // attempt, on the same worker: the one case a result's

@@ -98,7 +98,10 @@ fn a_result_without_attempt_answers_the_current_one() {
     assert_eq!(frames(&r.payload), owned(&[b"v1.0"]));
     h.expect_nothing();
     let s = h.stats();
-    assert_eq!((s.stale_results, s.requests_completed, s.in_flight), (0, 1, 0));
+    assert_eq!(
+        (s.stale_results, s.requests_completed, s.in_flight),
+        (0, 1, 0)
+    );
 }
 
 /// A malformed RESULT of an earlier attempt does not end the current one
