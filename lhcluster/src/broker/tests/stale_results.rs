@@ -85,14 +85,7 @@ fn a_result_of_a_future_attempt_is_stale() {
 /// to it, whatever the attempt (protocol.md §3.2, §8.3).
 #[test]
 fn a_result_without_attempt_answers_the_current_one() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    kill_by_silence(&mut h, W1, &[], &[CA]);
-    h.connect_worker(W1, &[7], 1);
-    h.expect_dispatch(W1, 7, 1, 2);
+    let mut h = retried_back_on_its_worker();
     h.result_attempt(W1, 7, 1, 0, Status::Ok, &[b"v1.0"]);
     let r = h.expect_status(CA, 7, 1, Status::Ok);
     assert_eq!(frames(&r.payload), owned(&[b"v1.0"]));
@@ -108,14 +101,7 @@ fn a_result_without_attempt_answers_the_current_one() {
 /// as `FAILED` (§8.4): it is stale before it is garbled.
 #[test]
 fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    kill_by_silence(&mut h, W1, &[], &[CA]);
-    h.connect_worker(W1, &[7], 1);
-    h.expect_dispatch(W1, 7, 1, 2);
+    let mut h = retried_back_on_its_worker();
     // RESULT{type 7, id 1, attempt 1} with status 0 (invalid).
     let header = [0x08, 0x01, 0x18, 0x05, 0x28, 0x07, 0x30, 0x01, 0x78, 0x01];
     h.backend_raw(W1, &header, Payload::new());
@@ -125,4 +111,19 @@ fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
     let s = h.stats();
     assert_eq!((s.stale_results, s.in_flight), (1, 1));
     h.result_answered(W1, CA, 7, 1);
+}
+
+/// The sequence of the first test up to attempt 2's DISPATCH: `W1`
+/// (capacity 1) declared dead while running attempt 1 of request 7/1 from
+/// `CA`, registered again, and given attempt 2.
+fn retried_back_on_its_worker() -> Harness {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.connect_worker(W1, &[7], 1);
+    h.expect_dispatch(W1, 7, 1, 2);
+    h
 }
