@@ -99,6 +99,8 @@ impl Scenario {
             results.push(encode(Message::Result(WorkResult {
                 request_type,
                 request_id,
+                // Every request here runs once: its first dispatch.
+                attempt: 1,
                 status: Status::Ok,
                 error: None,
                 payload: payload(),

@@ -173,6 +173,12 @@ pub mod metrics {
             s.undeliverable,
         );
         counter(r, "worker_deaths", "Workers declared dead", s.worker_deaths);
+        counter(
+            r,
+            "stale_results",
+            "Results of an attempt no longer current, dropped",
+            s.stale_results,
+        );
         gauge(r, "pending", "Requests queued now", s.pending);
         gauge(r, "in_flight", "Requests running now", s.in_flight);
         gauge(r, "workers", "Workers connected now", s.workers);

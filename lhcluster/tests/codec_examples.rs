@@ -11,8 +11,9 @@
 
 use lhcluster::protocol::{
     DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, PROTOCOL_MAJOR,
-    RawNotification, Ready, Request, RequestRef, Response, Status, WorkResult, decode,
-    decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
+    PROTOCOL_MINOR, RawNotification, Ready, Request, RequestRef, Response, Status, WorkResult,
+    decode, decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref,
+    topic_frame,
 };
 
 // ---------------------------------------------------------------------------
@@ -224,8 +225,12 @@ fn assert_prost_error(result: Result<Message, DecodeError>) {
 
 #[test]
 fn hand_written_headers_match_the_encoder() {
-    // Sanity check of the helper: the same fields give the same bytes.
-    let ours = Pb::header(kind::REQUEST)
+    // Sanity check of the helper: the same fields give the same bytes (the
+    // encoder writes its minor version after the major).
+    let ours = Pb::empty()
+        .uint(field::MAJOR, u64::from(PROTOCOL_MAJOR))
+        .uint(field::MINOR, u64::from(PROTOCOL_MINOR))
+        .int32(field::KIND, kind::REQUEST)
         .uint(field::FLAGS, 0x81)
         .uint(field::REQUEST_TYPE, 7)
         .uint(field::REQUEST_ID, 300)
@@ -262,8 +267,12 @@ fn hello() {
             route: vec![0x00, 0x01],
         })
     };
-    // major=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
-    let frames = check_encoding(make, "0801 1801 40e807 5a020001 6a08636c69656e742d61", &[]);
+    // major=1 | minor=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    let frames = check_encoding(
+        make,
+        "0801 1001 1801 40e807 5a020001 6a08636c69656e742d61",
+        &[],
+    );
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -284,7 +293,7 @@ fn hello() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1801 4001", &[]);
+    let frames = check_encoding(make, "0801 1001 1801 4001", &[]);
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -296,7 +305,7 @@ fn hello() {
 fn welcome() {
     let frames = check_encoding(
         || Message::Welcome { heartbeat_ms: 2500 },
-        "0801 1802 40c413",
+        "0801 1001 1802 40c413",
         &[],
     );
     let Message::Welcome { heartbeat_ms } = decode(frames).unwrap() else {
@@ -317,10 +326,10 @@ fn request() {
             payload: payload(&[b"hello", b""]),
         })
     };
-    // major=1 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    // major=1 | minor=1 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
     let frames = check_encoding(
         make,
-        "0801 1803 208101 2807 30ac02 5a027231 6203626f62",
+        "0801 1001 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
     let Message::Request(r) = decode(frames).unwrap() else {
@@ -345,7 +354,7 @@ fn request() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1803 2801", &[]);
+    let frames = check_encoding(make, "0801 1001 1803 2801", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -378,7 +387,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+        "0801 1001 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
             .replace(' ', "")
     );
 }
@@ -394,9 +403,9 @@ fn dispatch() {
             payload: payload(&[b"x"]),
         })
     };
-    // major=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    // major=1 | minor=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
     // | inline_payload="x" (a lone small payload frame travels in the header)
-    let frames = check_encoding(make, "0801 1804 2010 2807 3001 7802 8a010178", &[]);
+    let frames = check_encoding(make, "0801 1001 1804 2010 2807 3001 7802 8a010178", &[]);
     let Message::Dispatch(d) = decode(frames).unwrap() else {
         panic!("not a DISPATCH")
     };
@@ -413,16 +422,17 @@ fn result() {
         Message::Result(WorkResult {
             request_type: 7,
             request_id: 1,
+            attempt: 2,
             status: Status::Failed,
             error: Some("boom".into()),
             payload: payload(&[b"partial"]),
         })
     };
-    // major=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED | error="boom"
-    // | inline_payload="partial"
+    // major=1 | minor=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
+    // | error="boom" | attempt=2 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1805 2807 3001 3802 7204626f6f6d 8a0107 7061727469616c",
+        "0801 1001 1805 2807 3001 3802 7204626f6f6d 7802 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -465,10 +475,10 @@ fn response() {
             payload: payload(&[b"a", b"b", b"c"]),
         })
     };
-    // major=1 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    // major=1 | minor=1 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
     let frames = check_encoding(
         make,
-        "0801 1806 2807 308080808010 3801 5a027274",
+        "0801 1001 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
     let Message::Response(r) = decode(frames).unwrap() else {
@@ -495,7 +505,7 @@ fn response() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let frames = check_encoding(make, "0801 1001 1806 2803 3009 3809 72066e6f20626f62", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -523,10 +533,14 @@ fn response() {
             panic!("not a RESPONSE")
         };
         assert_eq!(r.status, status, "status value {value}");
-        // Encoding gives the same status number back.
+        // Encoding gives the same status number back (with the minor
+        // version the encoder writes, which `Pb::header` leaves out).
         let mut again = Vec::new();
         let _ = Message::Response(r).encode(&mut again);
-        assert_eq!(hex(&again), hex(&header));
+        let mut expected = header[..2].to_vec();
+        expected.extend([0x10, PROTOCOL_MINOR as u8]);
+        expected.extend(&header[2..]);
+        assert_eq!(hex(&again), hex(&expected));
     }
 }
 
@@ -539,7 +553,7 @@ fn receipt_sent() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1807 2807 302a", &[]);
+    let frames = check_encoding(make, "0801 1001 1807 2807 302a", &[]);
     let Message::ReceiptSent(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_SENT")
     };
@@ -562,7 +576,7 @@ fn receipt_received() {
             route: vec![0xff],
         })
     };
-    let frames = check_encoding(make, "0801 1808 2807 302a 5a01ff", &[]);
+    let frames = check_encoding(make, "0801 1001 1808 2807 302a 5a01ff", &[]);
     let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_RECEIVED")
     };
@@ -586,8 +600,12 @@ fn ready() {
             name: Some("w1".into()),
         })
     };
-    // major=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
-    let frames = check_encoding(make, "0801 1809 40f403 4804 5204 01 07 ac02 6a027731", &[]);
+    // major=1 | minor=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    let frames = check_encoding(
+        make,
+        "0801 1001 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        &[],
+    );
     let Message::Ready(r) = decode(frames).unwrap() else {
         panic!("not a READY")
     };
@@ -620,7 +638,7 @@ fn ready() {
 fn heartbeat() {
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 1000 },
-        "0801 180a 40e807",
+        "0801 1001 180a 40e807",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -629,7 +647,11 @@ fn heartbeat() {
     assert_eq!(heartbeat_ms, 1000);
 
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
-    let frames = check_encoding(|| Message::Heartbeat { heartbeat_ms: 0 }, "0801 180a", &[]);
+    let frames = check_encoding(
+        || Message::Heartbeat { heartbeat_ms: 0 },
+        "0801 1001 180a",
+        &[],
+    );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
         panic!("not a HEARTBEAT")
     };
@@ -638,7 +660,11 @@ fn heartbeat() {
 
 #[test]
 fn disconnect() {
-    let frames = check_encoding(|| Message::Disconnect { route: vec![] }, "0801 180b", &[]);
+    let frames = check_encoding(
+        || Message::Disconnect { route: vec![] },
+        "0801 1001 180b",
+        &[],
+    );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
         panic!("not a DISCONNECT")
     };
@@ -648,7 +674,7 @@ fn disconnect() {
         || Message::Disconnect {
             route: b"p".to_vec(),
         },
-        "0801 180b 5a0170",
+        "0801 1001 180b 5a0170",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -659,13 +685,13 @@ fn disconnect() {
 
 #[test]
 fn shutdown() {
-    let frames = check_encoding(|| Message::Shutdown, "0801 180c", &[]);
+    let frames = check_encoding(|| Message::Shutdown, "0801 1001 180c", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
 }
 
 #[test]
 fn reregister() {
-    let frames = check_encoding(|| Message::Reregister, "0801 180d", &[]);
+    let frames = check_encoding(|| Message::Reregister, "0801 1001 180d", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Reregister));
 }
 
@@ -681,8 +707,8 @@ fn error() {
             }),
         })
     };
-    // major=1 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
-    let frames = check_encoding(make, "0801 180e 2807 3003 7203626164", &[]);
+    // major=1 | minor=1 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 1001 180e 2807 3003 7203626164", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -705,7 +731,7 @@ fn error() {
             request: None,
         })
     };
-    let frames = check_encoding(make, "0801 180e 720477686f3f", &[]);
+    let frames = check_encoding(make, "0801 1001 180e 720477686f3f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -746,9 +772,9 @@ fn notification() {
 
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
-    // major=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    // major=1 | minor=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
     // | inline_payload="{}" (field 17: two-byte key)
-    assert_eq!(hex(&buf), "0801180f800163 8a01027b7d".replace(' ', ""));
+    assert_eq!(hex(&buf), "08011001180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
     assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
@@ -757,7 +783,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 180f 800163 8a01027b7d")
+            unhex("0801 1001 180f 800163 8a01027b7d")
         ],
         "[topic | header]"
     );
@@ -779,7 +805,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 180f"),
+            unhex("0801 1001 180f"),
             b"{}".to_vec(),
             vec![]
         ]
@@ -800,7 +826,7 @@ fn notification() {
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 180f")]
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1001 180f")]
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -830,15 +856,19 @@ fn inline_payload() {
     // A lone frame up to the limit goes inline: one frame on the wire, the
     // header growing by the field key (2 bytes), its length and the bytes.
     let at_limit = vec![1u8; INLINE_PAYLOAD_MAX];
-    assert_eq!(layout(request(&[&at_limit])), (1, 8 + 2 + 2 + 1024));
+    // (The header alone is 10 bytes: major, minor, kind, type, id.)
+    assert_eq!(layout(request(&[&at_limit])), (1, 10 + 2 + 2 + 1024));
     // One byte more, or two frames, or none: frames as they are.
     let over = vec![1u8; INLINE_PAYLOAD_MAX + 1];
-    assert_eq!(layout(request(&[&over])), (2, 8 + 1025));
-    assert_eq!(layout(request(&[b"a", b"b"])), (3, 8 + 2));
-    assert_eq!(layout(request(&[])), (1, 8));
+    assert_eq!(layout(request(&[&over])), (2, 10 + 1025));
+    assert_eq!(layout(request(&[b"a", b"b"])), (3, 10 + 2));
+    assert_eq!(layout(request(&[])), (1, 10));
     // An empty lone frame is inline too, and decodes back as one empty frame.
     let frames = request(&[b""]).into_frames();
-    assert_eq!(bytes_of(&frames), vec![unhex("0801 1803 2807 3001 8a0100")]);
+    assert_eq!(
+        bytes_of(&frames),
+        vec![unhex("0801 1001 1803 2807 3001 8a0100")]
+    );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -924,14 +954,14 @@ fn protocol_md_worked_examples() {
                 name: Some("billing".into()),
                 route: vec![],
             }),
-            "08 01 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+            "08 01 10 01 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
         ),
         (
             Message::Welcome { heartbeat_ms: 2500 },
-            "08 01 18 02 40 C4 13",
+            "08 01 10 01 18 02 40 C4 13",
         ),
-        (req(42, 300, 0x14), "08 01 18 03 20 14 28 2A 30 AC 02"),
-        (req(42, 0, 0), "08 01 18 03 28 2A"),
+        (req(42, 300, 0x14), "08 01 10 01 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 10 01 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
                 request_type: 42,
@@ -940,17 +970,18 @@ fn protocol_md_worked_examples() {
                 attempt: 2,
                 payload: vec![],
             }),
-            "08 01 18 04 20 14 28 2A 30 AC 02 78 02",
+            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 02",
         ),
         (
             Message::Result(WorkResult {
                 request_type: 42,
                 request_id: 300,
+                attempt: 2,
                 status: Status::Failed,
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D",
+            "08 01 10 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02",
         ),
         (
             Message::Response(Response {
@@ -961,11 +992,11 @@ fn protocol_md_worked_examples() {
                 route: vec![],
                 payload: vec![],
             }),
-            "08 01 18 06 28 2A 30 AC 02 38 01",
+            "08 01 10 01 18 06 28 2A 30 AC 02 38 01",
         ),
         (
             Message::ReceiptSent(rr(42, 300)),
-            "08 01 18 07 28 2A 30 AC 02",
+            "08 01 10 01 18 07 28 2A 30 AC 02",
         ),
         (
             Message::Ready(Ready {
@@ -974,14 +1005,14 @@ fn protocol_md_worked_examples() {
                 request_types: vec![42, 300],
                 name: Some("w1".into()),
             }),
-            "08 01 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+            "08 01 10 01 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
         ),
-        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 18 0A"),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 01 18 0A"),
         (
             Message::Heartbeat { heartbeat_ms: 500 },
-            "08 01 18 0A 40 F4 03",
+            "08 01 10 01 18 0A 40 F4 03",
         ),
-        (Message::Shutdown, "08 01 18 0C"),
+        (Message::Shutdown, "08 01 10 01 18 0C"),
         (
             Message::Request(Request {
                 request_type: 42,
@@ -991,7 +1022,7 @@ fn protocol_md_worked_examples() {
                 reply_to: Some("audit".into()),
                 payload: vec![],
             }),
-            "08 01 18 03 20 60 28 2A 30 07
+            "08 01 10 01 18 03 20 60 28 2A 30 07
              5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
              62 05 61 75 64 69 74",
         ),
@@ -1004,7 +1035,7 @@ fn protocol_md_worked_examples() {
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 payload: vec![],
             }),
-            "08 01 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+            "08 01 10 01 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
         ),
     ];
     for (message, expected) in examples {
@@ -1030,24 +1061,36 @@ fn protocol_md_worked_examples() {
     };
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
-        vec![unhex("08 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69")]
+        vec![unhex(
+            "08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+        )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
         bytes_of(&request(payload(&[&big])).into_frames()),
-        vec![unhex("08 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+        vec![unhex("08 01 10 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
     let result = Message::Result(WorkResult {
         request_type: 42,
         request_id: 300,
+        attempt: 1,
         status: Status::Ok,
         error: None,
         payload: payload(&[b"ok"]),
     });
     assert_eq!(
         bytes_of(&result.into_frames()),
-        vec![unhex("08 01 18 05 28 2A 30 AC 02 38 01 8A 01 02 6F 6B")]
+        vec![unhex(
+            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 8A 01 02 6F 6B"
+        )]
     );
+
+    // A 1.0 worker's RESULT carries no attempt (nor minor): read as attempt 0.
+    let Message::Result(r) = decode_bytes(&unhex("08 01 18 05 28 2A 30 AC 02 38 01"), &[]).unwrap()
+    else {
+        panic!("not a RESULT")
+    };
+    assert_eq!((r.request_type, r.request_id, r.attempt), (42, 300, 0));
 
     // A notification on topic `orders` with id 5 and payload "p".
     let frames = Message::Notification(RawNotification {
@@ -1060,7 +1103,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 18 0F 80 01 05 8A 01 01 70"),
+            unhex("08 01 10 01 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1086,13 +1129,13 @@ fn protocol_md_worked_examples() {
         request: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 18 0E 72 37");
+    let mut expected = unhex("08 01 10 01 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 
     // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
     // refused, and answered with an ERROR naming it (never a RESPONSE).
-    let error = decode_err(&unhex("08 01 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let error = decode_err(&unhex("08 01 10 01 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
     let text = error.to_string();
     assert_eq!(
         text,
@@ -1105,7 +1148,7 @@ fn protocol_md_worked_examples() {
         request: Some(rr(42, 7)),
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 18 0E 28 2A 30 07 72 67");
+    let mut expected = unhex("08 01 10 01 18 0E 28 2A 30 07 72 67");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 }
@@ -1951,17 +1994,20 @@ fn peek_kind_names_what_a_header_claims() {
 fn stats_query_and_reply() {
     let frames = Message::StatsQuery.into_frames();
     assert_eq!(frames.len(), 1);
-    // major 1, kind 16
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x18, 0x10]);
+    // major 1, minor 1, kind 16
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x10]);
     assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
     let reply = Message::StatsReply {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
     };
     let frames = reply.into_frames();
-    // major 1, kind 17, the JSON inline (field 17, 13 bytes)
+    // major 1, minor 1, kind 17, the JSON inline (field 17, 13 bytes)
     assert_eq!(frames.len(), 1);
-    assert_eq!(&frames[0][..7], &[0x08, 0x01, 0x18, 0x11, 0x8a, 0x01, 13]);
-    assert_eq!(&frames[0][7..], b"{\"pending\":1}");
+    assert_eq!(
+        &frames[0][..9],
+        &[0x08, 0x01, 0x10, 0x01, 0x18, 0x11, 0x8a, 0x01, 13]
+    );
+    assert_eq!(&frames[0][9..], b"{\"pending\":1}");
     match decode(frames) {
         Ok(Message::StatsReply { payload }) => assert_eq!(&payload[0][..], b"{\"pending\":1}"),
         other => panic!("{other:?}"),

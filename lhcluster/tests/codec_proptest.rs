@@ -51,6 +51,7 @@ enum Repr {
     Result {
         request_type: u32,
         request_id: u64,
+        attempt: u32,
         status: Status,
         error: Option<String>,
         payload: Vec<Vec<u8>>,
@@ -114,6 +115,7 @@ fn repr(message: &Message) -> Repr {
         Message::Result(r) => Repr::Result {
             request_type: r.request_type,
             request_id: r.request_id,
+            attempt: r.attempt,
             status: r.status,
             error: r.error.clone(),
             payload: bytes_of(&r.payload),
@@ -292,19 +294,24 @@ fn message() -> impl Strategy<Value = Message> {
         (
             request_type(),
             request_id(),
+            // 0: a 1.0 worker's RESULT, without attempt.
+            prop_oneof![Just(0u32), 1..=5u32, 1..=u32::MAX],
             worker_status(),
             opt_text(),
             payload()
         )
-            .prop_map(|(request_type, request_id, status, error, payload)| {
-                Message::Result(WorkResult {
-                    request_type,
-                    request_id,
-                    status,
-                    error,
-                    payload,
-                })
-            }),
+            .prop_map(
+                |(request_type, request_id, attempt, status, error, payload)| {
+                    Message::Result(WorkResult {
+                        request_type,
+                        request_id,
+                        attempt,
+                        status,
+                        error,
+                        payload,
+                    })
+                }
+            ),
         (
             request_type(),
             request_id(),
@@ -656,12 +663,14 @@ fn message_from(r: &Repr) -> Message {
         Repr::Result {
             request_type,
             request_id,
+            attempt,
             status,
             error,
             payload,
         } => Message::Result(WorkResult {
             request_type,
             request_id,
+            attempt,
             status,
             error,
             payload: frames(&payload),

@@ -63,6 +63,10 @@ pub struct BrokerStats {
     pub malformed_backend: u64,
     /// Results for requests not assigned to the sending worker.
     pub unknown_results: u64,
+    /// Results for a request assigned to the sending worker, but of another
+    /// attempt than the current one (a late result from before the worker
+    /// was declared dead): dropped, no credit given back.
+    pub stale_results: u64,
     /// Messages from unknown workers (answered `REREGISTER`).
     pub unknown_workers: u64,
     /// Heartbeats received.

@@ -77,6 +77,7 @@ impl Message {
                 h.kind = pb::Kind::Result as i32;
                 h.request_type = r.request_type;
                 h.request_id = r.request_id;
+                h.attempt = r.attempt;
                 h.status = status_to_pb(r.status) as i32;
                 h.error = r.error.unwrap_or_default();
                 r.payload
@@ -341,6 +342,12 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
     })
 }
 
+/// The `attempt` a (possibly invalid) header carries, 0 when absent or when
+/// the header does not parse (a RESULT's, to tell a stale one, §8.3).
+pub(crate) fn peek_attempt(header: &[u8]) -> u32 {
+    pb::Header::decode(header).map_or(0, |h| h.attempt)
+}
+
 /// The kind name a (possibly invalid) header claims, e.g. `"RESULT"`.
 pub fn peek_kind(header: &[u8]) -> Option<&'static str> {
     let h = pb::Header::decode(header).ok()?;
@@ -466,6 +473,8 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             Message::Result(WorkResult {
                 request_type: h.request_type,
                 request_id: h.request_id,
+                // Optional: absent (0) from a 1.0 worker.
+                attempt: h.attempt,
                 status,
                 error: non_empty(h.error),
                 payload,

@@ -24,6 +24,7 @@ mod header;
 mod types;
 
 pub(crate) use codec::check_notification;
+pub(crate) use codec::peek_attempt;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
@@ -39,5 +40,6 @@ pub use types::{
 /// The protocol major version this crate speaks. A header with any other
 /// major version is refused with [`DecodeError::UnsupportedVersion`].
 pub const PROTOCOL_MAJOR: u32 = 1;
-/// The protocol minor version this crate sends (informative only).
-pub const PROTOCOL_MINOR: u32 = 0;
+/// The protocol minor version this crate sends (informative only). Minor 1
+/// added the `attempt` of a RESULT (docs/protocol.md §17).
+pub const PROTOCOL_MINOR: u32 = 1;

@@ -3,7 +3,8 @@
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Header {
     /// Protocol version. `major` must be 1 for this schema; a receiver rejects
-    /// any other major version with a distinct error. `minor` is informative.
+    /// any other major version with a distinct error. `minor` is informative
+    /// (1 since RESULT carries `attempt`; see docs/protocol.md §17).
     #[prost(uint32, tag = "1")]
     pub major: u32,
     #[prost(uint32, tag = "2")]
@@ -41,7 +42,8 @@ pub struct Header {
     /// Human-readable error text (RESPONSE with FAILED / BAD_REQUEST, ERROR).
     #[prost(string, tag = "14")]
     pub error: ::prost::alloc::string::String,
-    /// 1-based attempt number of a dispatch (DISPATCH).
+    /// 1-based attempt number of a dispatch (DISPATCH), echoed by the worker
+    /// in the RESULT that answers it (since minor 1; absent from a 1.0 worker).
     #[prost(uint32, tag = "15")]
     pub attempt: u32,
     /// Notification id (NOTIFICATION), optional.

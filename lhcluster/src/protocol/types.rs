@@ -153,6 +153,10 @@ pub struct WorkResult {
     pub request_type: RequestType,
     /// Dedupe key within the type.
     pub request_id: RequestId,
+    /// The [`Dispatch::attempt`] this result answers (protocol 1.1), so that
+    /// a broker can tell a late result of an earlier attempt from the
+    /// current one; 0 from a 1.0 worker, which does not send it.
+    pub attempt: u32,
     /// `Ok`, `Failed` or `BadRequest`.
     pub status: Status,
     /// Error text for `Failed` / `BadRequest`.

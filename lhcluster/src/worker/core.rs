@@ -39,6 +39,8 @@ pub(crate) struct WorkerCore {
     types: Vec<RequestType>,
     /// Registered = the session is ready (WELCOME after READY).
     session: BrokerSession,
+    /// Requests running on the pool, with the attempt their RESULT answers:
+    /// that of the latest DISPATCH of the key (see [`Self::on_dispatch`]).
     running: HashMap<ReqKey, u32>,
     /// Results waiting for a session with the broker.
     unsent: VecDeque<Message>,
@@ -93,11 +95,24 @@ impl WorkerCore {
                 "request type {} is not served by this worker",
                 d.request_type
             );
-            let msg = result_message(key, Status::BadRequest, Some(error), Payload::new());
+            let msg = result_message(
+                key,
+                d.attempt,
+                Status::BadRequest,
+                Some(error),
+                Payload::new(),
+            );
             return self.send_or_keep(now, msg);
         }
-        if self.running.contains_key(&key) {
-            // Re-sent after a reconnect: it is already running here.
+        if let Some(attempt) = self.running.get_mut(&key) {
+            // Dispatched again while it runs here: the broker forgot the
+            // earlier dispatch (it declared this worker dead and retried the
+            // request, or ended it and took a new one with the same key),
+            // and waits for an answer to this one. The running handler is
+            // that answer: its RESULT carries this attempt, so the broker
+            // takes it (a RESULT of the earlier attempt it would drop as
+            // stale, and wait for nothing more from this worker).
+            *attempt = d.attempt;
             self.stats.duplicates_ignored += 1;
             return;
         }
@@ -121,21 +136,22 @@ impl WorkerCore {
         outcome: Result<Payload, super::HandlerError>,
         panicked: bool,
     ) {
-        if self.running.remove(&key).is_none() {
+        let Some(attempt) = self.running.remove(&key) else {
             return;
-        }
+        };
         if panicked {
             self.stats.handler_panics += 1;
         }
         let msg = match outcome {
             Ok(payload) => {
                 self.stats.requests_succeeded += 1;
-                result_message(key, Status::Ok, None, payload)
+                result_message(key, attempt, Status::Ok, None, payload)
             }
             Err(e) => {
                 self.stats.requests_failed += 1;
                 result_message(
                     key,
+                    attempt,
                     e.status(),
                     Some(e.message().to_owned()),
                     Payload::new(),
@@ -206,10 +222,19 @@ impl crate::link::Connecting for WorkerCore {
     }
 }
 
-fn result_message(key: ReqKey, status: Status, error: Option<String>, payload: Payload) -> Message {
+/// A RESULT for `key`, answering its DISPATCH `attempt` (echoed so that the
+/// broker can tell it from a result of an earlier attempt, protocol.md §8.3).
+fn result_message(
+    key: ReqKey,
+    attempt: u32,
+    status: Status,
+    error: Option<String>,
+    payload: Payload,
+) -> Message {
     Message::Result(WorkResult {
         request_type: key.0,
         request_id: key.1,
+        attempt,
         status,
         error,
         payload,

@@ -85,11 +85,20 @@ fn only_run(actions: &[Action]) -> &Dispatch {
 }
 
 fn dispatch(request_type: RequestType, request_id: RequestId, flags: Flags) -> Message {
+    dispatch_attempt(request_type, request_id, flags, 1)
+}
+
+fn dispatch_attempt(
+    request_type: RequestType,
+    request_id: RequestId,
+    flags: Flags,
+    attempt: u32,
+) -> Message {
     Message::Dispatch(Dispatch {
         request_type,
         request_id,
         flags,
-        attempt: 1,
+        attempt,
         payload: payload(&[b"req"]),
     })
 }
@@ -326,9 +335,10 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
 
     let actions = h.done(20, (20, 7), Ok(payload(&[b"out", b"put"])));
     let r = only_result(&actions);
+    // The attempt answered is echoed (protocol.md §8.3).
     assert_eq!(
-        (r.request_type, r.request_id, r.status),
-        (20, 7, Status::Ok)
+        (r.request_type, r.request_id, r.attempt, r.status),
+        (20, 7, 2, Status::Ok)
     );
     assert_eq!(r.error, None);
     assert_eq!(bytes(&r.payload), [b"out".to_vec(), b"put".to_vec()]);
@@ -474,6 +484,66 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
         kinds(&h.feed(40, dispatch(10, 1, Flags::empty()))),
         ["RUN 10/1"]
     );
+}
+
+/// Dispatched again while it runs (the broker declared this worker dead,
+/// retried the request and gave it back here): the one run answers the
+/// latest attempt, which is the only one the broker still waits for.
+#[test]
+fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
+    let mut h = Harness::registered();
+    assert_eq!(
+        kinds(&h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1))),
+        ["RUN 10/1"]
+    );
+    assert!(
+        h.feed(20, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))
+            .is_empty()
+    );
+    let actions = h.done(30, (10, 1), Ok(Payload::new()));
+    let r = only_result(&actions);
+    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 2));
+    assert_eq!(h.core.stats().running, 0);
+}
+
+/// The fault campaign's sequence, from the worker's side: attempt 1 finishes
+/// while the broker is unreachable; the worker reconnects, and after the
+/// WELCOME it is given attempt 2. Attempt 1's result goes out tagged
+/// attempt 1 (the broker drops it as stale), and attempt 2 runs and is
+/// answered as attempt 2: old work is never passed off as new work.
+#[test]
+fn a_result_held_across_a_reconnect_keeps_its_attempt() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
+    assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
+    assert!(h.done(620, (10, 1), Ok(payload(&[b"first"]))).is_empty());
+    assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
+    h.connected(711);
+    let actions = h.feed(
+        720,
+        Message::Welcome {
+            heartbeat_ms: BROKER_HB,
+        },
+    );
+    let r = only_result(&actions);
+    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 1));
+    assert_eq!(bytes(&r.payload), [b"first".to_vec()]);
+    let d = only_run(&h.feed(721, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))).attempt;
+    assert_eq!(d, 2);
+    let actions = h.done(730, (10, 1), Ok(payload(&[b"second"])));
+    let r = only_result(&actions);
+    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 2));
+    assert_eq!(bytes(&r.payload), [b"second".to_vec()]);
+}
+
+/// A DISPATCH of a type the worker does not serve is answered for its own
+/// attempt.
+#[test]
+fn bad_request_for_an_unserved_type_names_the_attempt() {
+    let mut h = Harness::registered();
+    let actions = h.feed(10, dispatch_attempt(99, 1, Flags::empty(), 3));
+    let r = only_result(&actions);
+    assert_eq!((r.status, r.attempt), (Status::BadRequest, 3));
 }
 
 // ---------------------------------------------------------------- broker death and reconnect

@@ -6,7 +6,7 @@ use std::time::Instant;
 use foldhash::{HashSet, HashSetExt};
 use tracing::{debug, info};
 
-use super::{BrokerCore, Side, WorkerEntry, peer_id};
+use super::{BrokerCore, ReqKey, Side, WorkerEntry, peer_id};
 use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
 use crate::slab::Key;
@@ -76,19 +76,32 @@ impl BrokerCore {
 
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
         let key = (result.request_type, result.request_id);
-        let assigned = self
-            .workers
-            .get_mut(wk)
-            .is_some_and(|w| w.assigned.remove(&key));
-        if !assigned {
-            // Exact credits: only completions of work we assigned count.
-            self.stats.unknown_results += 1;
-            debug!(
-                request_type = key.0,
-                request_id = key.1,
-                "result for a request not assigned to this worker: dropped"
-            );
-            return;
+        // Exact credits: only the completion of the dispatch we assigned
+        // gives one back.
+        match self.judge_result(wk, key, result.attempt) {
+            Verdict::Current => {}
+            Verdict::Unassigned => {
+                self.stats.unknown_results += 1;
+                debug!(
+                    request_type = key.0,
+                    request_id = key.1,
+                    "result for a request not assigned to this worker: dropped"
+                );
+                return;
+            }
+            Verdict::Stale => {
+                self.stats.stale_results += 1;
+                debug!(
+                    request_type = key.0,
+                    request_id = key.1,
+                    attempt = result.attempt,
+                    "result of an attempt that is no longer current: dropped"
+                );
+                return;
+            }
+        }
+        if let Some(w) = self.workers.get_mut(wk) {
+            w.assigned.remove(&key);
         }
         self.stats.requests_completed += 1;
         if let Some(e) = self.types.get_mut(&key.0) {
@@ -141,11 +154,38 @@ impl BrokerCore {
             let result = WorkResult {
                 request_type: key.0,
                 request_id: key.1,
+                // A garbled result of an earlier attempt is stale, and
+                // fails nothing.
+                attempt: protocol::peek_attempt(header),
                 status: Status::Failed,
                 error: Some(format!("the worker sent a malformed result: {error}")),
                 payload: Payload::new(),
             };
             self.on_result(now, wk, result);
+        }
+    }
+
+    /// Whether a RESULT from worker `wk` about `key`, naming `attempt`,
+    /// answers the request's current dispatch (protocol.md §8.3).
+    fn judge_result(&self, wk: Key, key: ReqKey, attempt: u32) -> Verdict {
+        if !self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.assigned.contains(&key))
+        {
+            return Verdict::Unassigned;
+        }
+        let current = self
+            .requests
+            .get(&key)
+            .and_then(|&slot| self.reqs.get(slot))
+            .map(|r| r.attempts);
+        // 0: a 1.0 worker, which does not say; the request is assigned to
+        // it, so its result is taken as the current attempt's (1.0 rules).
+        if attempt == 0 || current == Some(attempt) {
+            Verdict::Current
+        } else {
+            Verdict::Stale
         }
     }
 
@@ -171,4 +211,17 @@ impl BrokerCore {
             self.send_receipt_received(&origin, key);
         }
     }
+}
+
+/// What a RESULT is to the broker.
+enum Verdict {
+    /// The answer to the request's current dispatch, assigned to its sender.
+    Current,
+    /// About a request not assigned to its sender (unknown, done, or
+    /// retried on another worker).
+    Unassigned,
+    /// About a request assigned to its sender, but of another attempt: a
+    /// late result of a dispatch the broker gave up when it declared the
+    /// worker dead, which the worker finished meanwhile.
+    Stale,
 }

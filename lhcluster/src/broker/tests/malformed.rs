@@ -54,7 +54,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.0 (this peer speaks 1.x)"
+        "unsupported protocol version 2.1 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -70,7 +70,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.0"));
+    assert!(e.error.starts_with("unsupported protocol version 2.1"));
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -95,7 +95,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.0 (this peer speaks 1.x)"
+        "unsupported protocol version 2.1 (this peer speaks 1.x)"
     );
     assert_eq!(
         e.request,
@@ -143,6 +143,7 @@ fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
     let (header, body) = encode(Message::Result(WorkResult {
         request_type: 7,
         request_id: 1,
+        attempt: 1,
         status: Status::Ok,
         error: None,
         payload: payload(&[b"x"]),
@@ -344,10 +345,11 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         route: Vec::new(),
         payload: Payload::new(),
     }));
-    // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`.
-    assert_eq!(&header[2..4], &[0x18, 0x06]);
+    // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
+    // `08 01 10 01` (major 1, minor 1).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x06]);
     let mut header = header;
-    header[3] = 0x05;
+    header[5] = 0x05;
     header
 }
 

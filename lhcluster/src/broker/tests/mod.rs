@@ -23,11 +23,12 @@ mod registration;
 mod reply_to;
 mod request_response;
 mod scale;
+mod stale_results;
 mod stop;
 mod unknown_peers;
 mod worker_death;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::config::BrokerConfig;
@@ -117,6 +118,9 @@ struct Harness {
     t0: Instant,
     now_ms: u64,
     queued: VecDeque<Out>,
+    /// The attempt of the last DISPATCH of each (worker, type, id), which
+    /// [`Harness::result`] echoes as a worker does.
+    attempts: HashMap<(Vec<u8>, u32, u64), u32>,
 }
 
 impl Harness {
@@ -133,6 +137,7 @@ impl Harness {
             t0,
             now_ms: 0,
             queued: VecDeque::new(),
+            attempts: HashMap::new(),
         }
     }
 
@@ -229,12 +234,33 @@ impl Harness {
         self.client_sends(client, Message::Request(req(t, id, flags, body)));
     }
 
+    /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt
+    /// 1 if there was none), as a worker sends it.
     fn result(&mut self, worker: &[u8], t: u32, id: u64, status: Status, body: &[&[u8]]) {
+        let attempt = self
+            .attempts
+            .get(&(worker.to_vec(), t, id))
+            .copied()
+            .unwrap_or(1);
+        self.result_attempt(worker, t, id, attempt, status, body);
+    }
+
+    /// A RESULT with an explicit `attempt` (0: a 1.0 worker, which sends none).
+    fn result_attempt(
+        &mut self,
+        worker: &[u8],
+        t: u32,
+        id: u64,
+        attempt: u32,
+        status: Status,
+        body: &[&[u8]],
+    ) {
         self.worker_sends(
             worker,
             Message::Result(WorkResult {
                 request_type: t,
                 request_id: id,
+                attempt,
                 status,
                 error: None,
                 payload: payload(body),
@@ -265,6 +291,10 @@ impl Harness {
 
     fn pull(&mut self) {
         for o in self.core.outbox().drain(..) {
+            if let Message::Dispatch(d) = &o.msg {
+                let key = (o.peer.to_vec(), d.request_type, d.request_id);
+                self.attempts.insert(key, d.attempt);
+            }
             self.queued.push_back((o.side, o.peer.to_vec(), o.msg));
         }
     }

@@ -51,6 +51,18 @@ struct MReq {
     state: MState,
     /// The requester's [`Instance`] (changes on a takeover).
     instance: usize,
+    /// Which admission of its key this is (a takeover keeps it): a worker's
+    /// ghost of an earlier one is another request.
+    serial: u64,
+}
+
+/// A dispatch a worker was running when it was declared dead: the worker
+/// finishes it anyway and, once registered again, sends its result late.
+#[derive(Debug)]
+struct Ghost {
+    key: Key,
+    attempt: u32,
+    serial: u64,
 }
 
 #[derive(Debug)]
@@ -62,6 +74,7 @@ struct MWorker {
     capacity: u32,
     outstanding: HashSet<Key>,
     last_heard: u64,
+    ghosts: Vec<Ghost>,
 }
 
 impl MWorker {
@@ -108,6 +121,8 @@ struct Sim {
     instances: Vec<Instance>,
     requests_sent: u64,
     unknown_results: u64,
+    stale_results: u64,
+    serials: u64,
     log: Vec<String>,
 }
 
@@ -133,6 +148,7 @@ impl Sim {
                 capacity: 0,
                 outstanding: HashSet::new(),
                 last_heard: 0,
+                ghosts: Vec::new(),
             })
             .collect();
         let clients = (0..3)
@@ -150,6 +166,8 @@ impl Sim {
             instances: Vec::new(),
             requests_sent: 0,
             unknown_results: 0,
+            stale_results: 0,
+            serials: 0,
             log: Vec::new(),
         };
         for c in 0..sim.clients.len() {
@@ -332,10 +350,17 @@ impl Sim {
                 self.clients.len()
             ));
         }
-        if s.requests_received != self.requests_sent || s.unknown_results != self.unknown_results {
+        if (s.requests_received, s.unknown_results, s.stale_results)
+            != (self.requests_sent, self.unknown_results, self.stale_results)
+        {
             self.fail(format!(
-                "stats received/unknown_results {}/{} vs model {}/{}",
-                s.requests_received, s.unknown_results, self.requests_sent, self.unknown_results
+                "stats received/unknown_results/stale_results {}/{}/{} vs model {}/{}/{}",
+                s.requests_received,
+                s.unknown_results,
+                s.stale_results,
+                self.requests_sent,
+                self.unknown_results,
+                self.stale_results
             ));
         }
         for (t, e) in &s.types {
@@ -485,9 +510,12 @@ impl Sim {
                 expect.responses.push((c, key, Status::Overloaded, None));
             } else {
                 let instance = new_instance(self);
+                self.serials += 1;
+                let serial = self.serials;
                 self.reqs.insert(
                     key,
                     MReq {
+                        serial,
                         origin: c,
                         flags,
                         payload: body.clone(),
@@ -630,6 +658,16 @@ impl Sim {
         };
         self.log
             .push(format!("kill {}", name(&self.workers[w].peer)));
+        // Only partitioned, not gone: what it runs, it finishes.
+        for key in self.outstanding_sorted(w) {
+            let r = &self.reqs[&key];
+            let ghost = Ghost {
+                key,
+                attempt: r.attempts,
+                serial: r.serial,
+            };
+            self.workers[w].ghosts.push(ghost);
+        }
         let from = self.h.now_ms;
         self.h.at(from + 2000);
         for i in 0..self.clients.len() {
@@ -646,6 +684,52 @@ impl Sim {
         }
         self.on_death(w, &mut expect);
         self.h.tick_at(from + 3001);
+        expect
+    }
+
+    /// A worker declared dead, registered again, sends the result of a
+    /// dispatch it was running then: never an answer, never a credit.
+    fn op_ghost_result(&mut self) -> Expect {
+        let expect = Expect::default();
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| self.workers[w].registered && !self.workers[w].ghosts.is_empty())
+            .collect();
+        if candidates.is_empty() {
+            return expect;
+        }
+        let w = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let n = self.workers[w].ghosts.len() as u64;
+        let ghost = self.workers[w].ghosts.remove(self.rng.below(n) as usize);
+        let peer = self.workers[w].peer.clone();
+        let key = ghost.key;
+        match self.reqs.get(&key) {
+            Some(r) if self.workers[w].outstanding.contains(&key) => {
+                if r.attempts == ghost.attempt {
+                    if r.serial == ghost.serial {
+                        self.fail(format!(
+                            "{key:?} dispatched twice as attempt {}",
+                            r.attempts
+                        ));
+                    }
+                    // Another request under the same key, at the same
+                    // attempt, on the same worker: the one case a result's
+                    // attempt cannot tell apart (protocol.md §8.3); the
+                    // model does not send it.
+                    return expect;
+                }
+                self.stale_results += 1;
+            }
+            _ => self.unknown_results += 1,
+        }
+        self.log.push(format!(
+            "ghost result {} {key:?} attempt {}",
+            name(&peer),
+            ghost.attempt
+        ));
+        let status = [Status::Ok, Status::Failed, Status::BadRequest][self.rng.below(3) as usize];
+        self.h
+            .result_attempt(&peer, key.0, key.1, ghost.attempt, status, &[b"ghost"]);
+        self.workers[w].last_heard = self.h.now_ms;
         expect
     }
 
@@ -712,6 +796,7 @@ impl Sim {
             70..=74 => self.op_kill(),
             75..=79 => self.op_disconnect(),
             80..=87 => self.op_ready(),
+            88..=92 => self.op_ghost_result(),
             _ => self.op_tick(),
         };
         self.check_outputs(expect);
@@ -800,6 +885,7 @@ fn randomized_interleavings_keep_the_invariants() {
         total.requests_worker_death += s.requests_worker_death;
         total.requests_dropped_on_death += s.requests_dropped_on_death;
         total.unknown_results += s.unknown_results;
+        total.stale_results += s.stale_results;
         total.worker_deaths += s.worker_deaths;
     }
     // The walk reaches every path it is meant to check.
@@ -815,6 +901,7 @@ fn randomized_interleavings_keep_the_invariants() {
         ("worker_death", total.requests_worker_death),
         ("dropped_on_death", total.requests_dropped_on_death),
         ("unknown_results", total.unknown_results),
+        ("stale_results", total.stale_results),
         ("worker_deaths", total.worker_deaths),
     ];
     for (what, n) in reached {

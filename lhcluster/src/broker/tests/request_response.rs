@@ -63,6 +63,7 @@ fn failed_and_bad_request_results_keep_status_and_error() {
             Message::Result(WorkResult {
                 request_type: 7,
                 request_id: id,
+                attempt: 1,
                 status,
                 error: Some(format!("boom {id}")),
                 payload: payload(&[b"partial"]),
@@ -106,6 +107,7 @@ fn payload_frames_are_moved_not_copied() {
         Message::Result(WorkResult {
             request_type: 7,
             request_id: 1,
+            attempt: 1,
             status: Status::Ok,
             error: None,
             payload: vec![answer],

@@ -1,0 +1,129 @@
+//! Results of an attempt that is no longer current (protocol.md §8.3): a
+//! worker declared dead comes back, is given the retry of its own request,
+//! and then sends the result of the first attempt.
+
+use super::*;
+
+/// The fault campaign's sequence (issue 18, finding 4): `W1` (capacity 1)
+/// runs attempt 1 of a `RETRY_ON_DEATH` request, is partitioned and
+/// declared dead; the request is queued again; `W1` comes back, registers
+/// and is given attempt 2; then attempt 1's result, finished during the
+/// partition, arrives. It must not answer the request, nor free the slot
+/// attempt 2 holds.
+#[test]
+fn a_result_of_an_earlier_attempt_neither_answers_nor_frees_a_credit() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.expect_nothing();
+    assert_eq!((h.stats().pending, h.stats().requests_retried), (1, 1));
+
+    // The partition heals: W1 registers again and gets attempt 2.
+    h.connect_worker(W1, &[7], 1);
+    let d = h.expect_dispatch(W1, 7, 1, 2);
+    assert_eq!(frames(&d.payload), owned(&[b"job"]));
+
+    // Attempt 1's result: dropped and counted, nothing answered.
+    h.result_attempt(W1, 7, 1, 1, Status::Ok, &[b"stale"]);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.unknown_results), (1, 0));
+    assert_eq!((s.requests_completed, s.in_flight), (0, 1));
+
+    // W1's only slot is still taken by attempt 2: new work waits.
+    h.request(CA, 7, 2, Flags::empty(), &[]);
+    h.expect_nothing();
+    assert_eq!(h.type_stats(7), ts(2, 2, 0, 1, 1, 1));
+
+    // Attempt 2's result answers the request and frees the slot.
+    h.result_attempt(W1, 7, 1, 2, Status::Ok, &[b"fresh"]);
+    let r = h.expect_status(CA, 7, 1, Status::Ok);
+    assert_eq!(frames(&r.payload), owned(&[b"fresh"]));
+    h.expect_dispatch(W1, 7, 2, 1);
+    h.expect_nothing();
+    assert_eq!(h.stats().requests_completed, 1);
+}
+
+/// The same late result after attempt 2 went to another worker is not
+/// assigned to its sender at all: `unknown_results`, as before.
+#[test]
+fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    h.connect_worker(W2, &[7], 1);
+    kill_by_silence(&mut h, W1, &[W2], &[CA]);
+    h.expect_dispatch(W2, 7, 1, 2);
+    h.connect_worker(W1, &[7], 1);
+    h.result_attempt(W1, 7, 1, 1, Status::Ok, &[]);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.unknown_results), (0, 1));
+    h.result_answered(W2, CA, 7, 1);
+}
+
+/// A result naming an attempt the request never had (a later one) is no
+/// answer either.
+#[test]
+fn a_result_of_a_future_attempt_is_stale() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.result_attempt(W1, 7, 1, 2, Status::Ok, &[]);
+    h.expect_nothing();
+    assert_eq!(h.stats().stale_results, 1);
+    h.result_answered(W1, CA, 7, 1);
+}
+
+/// A 1.0 worker sends no attempt: its result answers the request assigned
+/// to it, whatever the attempt (protocol.md §3.2, §8.3).
+#[test]
+fn a_result_without_attempt_answers_the_current_one() {
+    let mut h = retried_back_on_its_worker();
+    h.result_attempt(W1, 7, 1, 0, Status::Ok, &[b"v1.0"]);
+    let r = h.expect_status(CA, 7, 1, Status::Ok);
+    assert_eq!(frames(&r.payload), owned(&[b"v1.0"]));
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!(
+        (s.stale_results, s.requests_completed, s.in_flight),
+        (0, 1, 0)
+    );
+}
+
+/// A malformed RESULT of an earlier attempt does not end the current one
+/// as `FAILED` (§8.4): it is stale before it is garbled.
+#[test]
+fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
+    let mut h = retried_back_on_its_worker();
+    // RESULT{type 7, id 1, attempt 1} with status 0 (invalid).
+    let header = [0x08, 0x01, 0x18, 0x05, 0x28, 0x07, 0x30, 0x01, 0x78, 0x01];
+    h.backend_raw(W1, &header, Payload::new());
+    let e = h.expect_error(Side::Backend, W1);
+    assert!(e.error.contains("invalid status"), "{}", e.error);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.in_flight), (1, 1));
+    h.result_answered(W1, CA, 7, 1);
+}
+
+/// The sequence of the first test up to attempt 2's DISPATCH: `W1`
+/// (capacity 1) declared dead while running attempt 1 of request 7/1 from
+/// `CA`, registered again, and given attempt 2.
+fn retried_back_on_its_worker() -> Harness {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
+    h.expect_dispatch(W1, 7, 1, 1);
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.connect_worker(W1, &[7], 1);
+    h.expect_dispatch(W1, 7, 1, 2);
+    h
+}
