@@ -677,3 +677,45 @@ fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
         assert_eq!(stats.worker_deaths, 0, "a graceful stop, not a death");
     });
 }
+
+#[test]
+fn far_timeouts_mean_no_deadline() {
+    // A timeout too far to add to the clock (`Duration::MAX`, or a huge
+    // default) means "no deadline": the request is answered as usual, and
+    // nothing panics (a panicking driver would leave the handle unresolved).
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let reply = client
+            .request(1)
+            .timeout(Duration::MAX)
+            .payload_bytes(b"per request")
+            .send()
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(text(&reply), "per request");
+
+        let mut config = client_config(broker.frontend());
+        config.request_timeout = Some(Duration::MAX);
+        let client = lhcluster::client::Client::connect(config).unwrap();
+        assert!(client.wait_connected(Duration::MAX), "client connects");
+        let handle = client
+            .request(1)
+            .payload_bytes(b"by default")
+            .send()
+            .unwrap();
+        assert_eq!(
+            text(&handle.wait_timeout(Duration::MAX).unwrap()),
+            "by default"
+        );
+        let handle = client
+            .request(1)
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::MAX));
+        assert!(handle.wait().is_ok());
+    });
+}
