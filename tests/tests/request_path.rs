@@ -558,6 +558,14 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
         let mut config = worker_config(&broker);
         config.inline = true;
         config.capacity = 8;
+        // The panicking handler below runs the process's panic hook on the
+        // worker thread, which reads nothing meanwhile (as documented for
+        // inline handlers). With RUST_BACKTRACE=1 (as in CI) the hook's
+        // first backtrace loads the binary's debug info: ~100 ms alone, and
+        // past the 300 ms liveness bound of the fast test heartbeat when
+        // several test processes share two cores. The default heartbeat
+        // (1 s, a 3 s bound) leaves the margin; nothing here is about it.
+        config.heartbeat = Duration::from_secs(1);
         let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let running = Arc::new(AtomicU64::new(0));
         let most = Arc::new(AtomicU64::new(0));
