@@ -271,6 +271,7 @@ pub mod client_proxy;
 #[cfg(feature = "serde")]
 mod config_serde;
 mod context;
+mod deadline;
 mod endpoint;
 mod error;
 mod io;

@@ -35,7 +35,8 @@ impl Liveness {
 
     /// Whether the peer missed `liveness` of its own intervals.
     pub(crate) fn is_dead(&self, now: Instant, liveness: u32) -> bool {
-        now.saturating_duration_since(self.last_heard) > self.peer_interval * liveness
+        // Saturating: the interval may be a configured one (any duration).
+        now.saturating_duration_since(self.last_heard) > self.peer_interval.saturating_mul(liveness)
     }
 
     /// Whether we owe the peer a heartbeat, given our own interval.
@@ -74,7 +75,7 @@ impl Backoff {
     /// The delay before the next attempt; each call doubles the following one.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.current;
-        self.current = (self.current * 2).min(self.max);
+        self.current = self.current.saturating_mul(2).min(self.max);
         delay
     }
 
@@ -131,6 +132,17 @@ mod tests {
         assert_eq!(delays, [10, 20, 35, 35]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn far_intervals_saturate_instead_of_overflowing() {
+        let t0 = Instant::now();
+        let live = Liveness::new(t0, Duration::MAX);
+        assert!(!live.is_dead(t0 + Duration::from_secs(3600), u32::MAX));
+        let mut b = Backoff::new(Duration::MAX / 2 + Duration::from_secs(1), Duration::MAX);
+        b.next_delay();
+        assert_eq!(b.next_delay(), Duration::MAX);
+        assert_eq!(b.next_delay(), Duration::MAX);
     }
 
     #[test]

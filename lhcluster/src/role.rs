@@ -1,11 +1,18 @@
 //! The handle ↔ driver plumbing every role shares: a command channel, a
 //! doorbell to wake the driver, and the driver thread to join on stop.
+//!
+//! A driver that panics (a bug) stops its role rather than its process: the
+//! panic is caught and logged here, and by then unwinding has dropped the
+//! driver's state, which resolves whatever callers wait on (a client's
+//! outstanding requests end with `RequestError::Internal`, a stats request
+//! or a command with `Error::Stopped`).
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+use tracing::error;
 
 use crate::error::Error;
 use crate::wake::{self, Doorbell, Listener};
@@ -31,6 +38,9 @@ pub(crate) struct RoleHandle<C: Send + 'static> {
 pub(crate) struct DriverInbox<C> {
     pub(crate) commands: Receiver<C>,
     pub(crate) listener: Listener,
+    /// The role's doorbell, which names it for [`RoleHandle::inject_panic`].
+    #[cfg(test)]
+    bell: Arc<Doorbell>,
 }
 
 impl<C> DriverInbox<C> {
@@ -41,7 +51,59 @@ impl<C> DriverInbox<C> {
         if rung {
             self.listener.reset();
         }
+        #[cfg(test)]
+        injected::take(&self.bell);
         self.commands.try_iter()
+    }
+}
+
+impl<C> Drop for DriverInbox<C> {
+    /// Drops the commands still queued when the driver ends (by a stop, or
+    /// unwinding from a panic). The channel would keep them until the last
+    /// handle goes, and with them what they carry: a request's response
+    /// slot (its drop resolves the handle) or the reply channel of a stats
+    /// request (its drop answers `Stopped`). A command sent in the instant
+    /// between this drain and the channel's disconnection stays queued
+    /// until the role's last handle is dropped.
+    fn drop(&mut self) {
+        for command in self.commands.try_iter() {
+            drop(command);
+        }
+    }
+}
+
+/// A panic on demand inside a running driver, for the tests of what callers
+/// see when a driver panics: the handle names its driver by their shared
+/// doorbell, and the driver panics at its next look at its commands.
+#[cfg(test)]
+mod injected {
+    use std::sync::{Arc, Mutex};
+
+    use crate::wake::Doorbell;
+
+    /// Doorbells (by address) whose drivers are to panic. A doorbell lives
+    /// as long as its driver's inbox, so an address is not reused meanwhile.
+    static DOOMED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+    fn key(bell: &Arc<Doorbell>) -> usize {
+        Arc::as_ptr(bell) as usize
+    }
+
+    pub(super) fn request(bell: &Arc<Doorbell>) {
+        DOOMED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key(bell));
+        bell.ring();
+    }
+
+    pub(super) fn take(bell: &Arc<Doorbell>) {
+        let mut doomed = DOOMED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = doomed.iter().position(|&k| k == key(bell)) {
+            doomed.swap_remove(i);
+            drop(doomed);
+            panic!("a panic injected by a test");
+        }
     }
 }
 
@@ -53,16 +115,21 @@ pub(crate) fn channel<C: Send + 'static>() -> Result<Plumbing<C>, Error> {
     let (bell, listener) = wake::pair().map_err(Error::Spawn)?;
     Ok((
         tx,
-        bell,
+        bell.clone(),
         DriverInbox {
             commands: rx,
             listener,
+            #[cfg(test)]
+            bell,
         },
     ))
 }
 
 impl<C: Send + 'static> RoleHandle<C> {
-    /// Spawns the driver thread running `run`.
+    /// Spawns the driver thread running `run`. Should `run` panic, the
+    /// panic is logged (error level, with the role's name) and the role
+    /// ends as if stopped: everything `run` owned has been dropped by then,
+    /// so commands answer `Stopped` and nothing waits on it forever.
     pub(crate) fn spawn(
         name: &str,
         commands: Sender<C>,
@@ -76,7 +143,16 @@ impl<C: Send + 'static> RoleHandle<C> {
             .name(name.to_owned())
             .spawn(move || {
                 let _finished = finished_tx;
-                run();
+                // Unwind safety: a panic drops everything `run` owned, and
+                // the caller's side only shares state behind poison-tolerant
+                // locks and channels, each left whole by the drops.
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                    error!(
+                        role = %std::thread::current().name().unwrap_or("driver"),
+                        panic = panic_message(&*panic),
+                        "the driver thread panicked (a bug): the role has stopped"
+                    );
+                }
             })
             .map_err(Error::Spawn)?;
         Ok(Self {
@@ -103,6 +179,14 @@ impl<C: Send + 'static> RoleHandle<C> {
         rx.recv().map_err(|_| Error::Stopped)
     }
 
+    /// Makes the driver panic at its next look at its commands, and waits
+    /// for its thread to end.
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        injected::request(&self.bell);
+        let _ = self.finished.recv();
+    }
+
     /// Asks the driver to stop and joins it (bounded by the shutdown timeout).
     pub(crate) fn stop(&self, command: C) -> Result<(), Error> {
         let _ = self.send(command);
@@ -121,8 +205,144 @@ impl<C: Send + 'static> RoleHandle<C> {
     }
 }
 
+/// The text a panic was raised with, if it was text.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
 impl<C: Send + 'static> Drop for RoleHandle<C> {
     fn drop(&mut self) {
         let _ = self.stop((self.stop_command)());
+    }
+}
+
+/// What callers see when a driver panics, for every role: handles and
+/// waiters resolve, commands answer `Stopped`, `stop` returns. Each test
+/// makes its role's driver panic with [`RoleHandle::inject_panic`].
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use crate::client::{Client, ClientConfig, RequestError};
+    use crate::notify::{
+        NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+        NotifySubscriber, NotifySubscriberConfig, PublishError,
+    };
+    use crate::{
+        Broker, BrokerConfig, ClientProxy, ClientProxyConfig, Error, Worker, WorkerConfig,
+    };
+
+    fn inproc(name: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("inproc://role-panic-{name}-{n}")
+    }
+
+    fn broker() -> Broker {
+        Broker::start(BrokerConfig::new(inproc("front"), inproc("back"))).unwrap()
+    }
+
+    fn client(endpoint: &str) -> Client {
+        let client = Client::connect(ClientConfig::new(endpoint)).unwrap();
+        assert!(client.wait_connected(Duration::from_secs(10)));
+        client
+    }
+
+    /// After the panic the role is as good as stopped.
+    fn stopped<T: std::fmt::Debug>(stats: Result<T, Error>, stop: Result<(), Error>) {
+        assert!(matches!(stats, Err(Error::Stopped)), "{stats:?}");
+        assert!(stop.is_ok(), "stop returns: {stop:?}");
+    }
+
+    #[test]
+    fn client_handles_resolve_with_internal() {
+        let broker = broker();
+        let client = client(broker.frontend());
+        // No worker serves type 9: the requests wait at the broker.
+        let handles: Vec<_> = (0..3u64)
+            .map(|i| client.request(9).id(i).send().unwrap())
+            .collect();
+        let mut receipt = client
+            .request(9)
+            .id(3)
+            .flags(crate::Flags::RECEIPT_ON_RECEIVE)
+            .send()
+            .unwrap();
+        client.inject_panic();
+        for handle in handles {
+            assert_eq!(handle.wait(), Err(RequestError::Internal));
+        }
+        assert_eq!(receipt.try_take(), Some(Err(RequestError::Internal)));
+        assert!(matches!(client.request(9).send(), Err(Error::Stopped)));
+        stopped(client.stats(), client.stop());
+    }
+
+    #[test]
+    fn broker_answers_stopped() {
+        let broker = broker();
+        broker.inject_panic();
+        stopped(broker.stats(), broker.stop());
+    }
+
+    #[test]
+    fn worker_answers_stopped() {
+        let broker = broker();
+        let worker = Worker::builder(WorkerConfig::new(broker.backend()))
+            .handle_raw(1, |payload, _: &crate::worker::RequestContext| Ok(payload))
+            .start()
+            .unwrap();
+        worker.inject_panic();
+        stopped(worker.stats(), worker.stop());
+        assert!(worker.abort().is_ok());
+    }
+
+    #[test]
+    fn client_proxy_answers_stopped() {
+        let broker = broker();
+        let proxy =
+            ClientProxy::start(ClientProxyConfig::new(inproc("proxy"), broker.frontend())).unwrap();
+        proxy.inject_panic();
+        stopped(proxy.stats(), proxy.stop());
+    }
+
+    fn notify_broker() -> NotifyBroker {
+        NotifyBroker::start(NotifyBrokerConfig::new(inproc("nfront"), inproc("nback"))).unwrap()
+    }
+
+    #[test]
+    fn publisher_refuses_to_publish() {
+        let broker = notify_broker();
+        let publisher =
+            NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend())).unwrap();
+        publisher.inject_panic();
+        let published = publisher.publish("t", Vec::new());
+        assert!(
+            matches!(published, Err(PublishError::Stopped)),
+            "{published:?}"
+        );
+        assert!(publisher.stats().is_ok(), "counters are shared, not asked");
+        assert!(publisher.stop().is_ok());
+    }
+
+    #[test]
+    fn subscriber_is_stopped_and_refuses_changes() {
+        let broker = notify_broker();
+        let subscriber =
+            NotifySubscriber::connect(NotifySubscriberConfig::new(broker.frontend()), |_| {
+                NotifyOutcome::Continue
+            })
+            .unwrap();
+        subscriber.inject_panic();
+        assert!(
+            subscriber.wait_stopped(Duration::MAX),
+            "the driver's end is seen"
+        );
+        assert!(matches!(subscriber.subscribe("t"), Err(Error::Stopped)));
+        assert!(subscriber.stop().is_ok());
     }
 }

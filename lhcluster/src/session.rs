@@ -402,7 +402,7 @@ impl BrokerSession {
 
     fn disconnect(&mut self, now: Instant) {
         self.state = State::Disconnected {
-            retry_at: now + self.backoff.next_delay(),
+            retry_at: crate::deadline::later(now, self.backoff.next_delay()),
         };
     }
 
@@ -429,8 +429,13 @@ impl BrokerSession {
         match self.state {
             State::Disconnected { retry_at } => retry_at,
             _ => {
-                now + (self.heartbeat.min(self.broker.peer_interval) / 2)
-                    .max(Duration::from_millis(1))
+                // Our heartbeat, and the broker's before its WELCOME, are
+                // the configured one: any duration.
+                crate::deadline::later(
+                    now,
+                    (self.heartbeat.min(self.broker.peer_interval) / 2)
+                        .max(Duration::from_millis(1)),
+                )
             }
         }
     }
@@ -521,6 +526,33 @@ mod tests {
         );
         let counts = s.counts();
         assert_eq!((counts.heartbeats_sent, counts.deaths), (2, 1));
+    }
+
+    #[test]
+    fn far_configured_durations_mean_never_not_a_panic() {
+        // A heartbeat or reconnect delay of `Duration::MAX` (the natural
+        // "forever") must not overflow the clock in any state.
+        let t0 = Instant::now();
+        let timing = Timing {
+            heartbeat: Duration::MAX,
+            liveness: u32::MAX,
+            reconnect_min: Duration::MAX,
+            reconnect_max: Duration::MAX,
+        };
+        let mut s = BrokerSession::new(t0, timing, Greeting::hello(None));
+        let year = Duration::from_secs(3600 * 24 * 365);
+        assert!(s.next_tick(t0) <= t0, "the first connect is due at once");
+        connected(&mut s, t0);
+        assert!(
+            s.next_tick(t0) > t0 + year,
+            "greeting: nothing due for long"
+        );
+        assert_eq!(tick(&mut s, t0 + ms(10)), (None, vec![]));
+        let (inbound, out) = feed(&mut s, t0, Message::Shutdown);
+        assert!(matches!(inbound, Inbound::Lost(Lost::Shutdown)));
+        assert_eq!(out, ["CLOSE"]);
+        assert!(s.next_tick(t0) > t0 + year, "the reconnect waits long");
+        assert_eq!(tick(&mut s, t0 + ms(10)), (None, vec![]));
     }
 
     #[test]

@@ -157,3 +157,30 @@ fn dropping_it_says_goodbye() {
         );
     });
 }
+
+#[test]
+fn far_timeouts_mean_no_deadline() {
+    // As with `Client`: `Duration::MAX` (per request, as the default, or as
+    // a poll's timeout) is no deadline, not a panic of the caller's thread.
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = echo_worker(&broker);
+        let mut config = client_config(broker.frontend());
+        config.request_timeout = Some(Duration::MAX);
+        let mut client = LocalClient::connect(config).unwrap();
+        let by_default = client.request(1).payload_bytes(b"default").send().unwrap();
+        assert_eq!(text(&client.wait(by_default).unwrap().payload), "default");
+        let mut explicit = client
+            .request(1)
+            .timeout(Duration::MAX)
+            .payload_bytes(b"explicit")
+            .send()
+            .unwrap();
+        // A poll without a deadline returns once a message is handled.
+        while !explicit.is_done() {
+            client.poll(Duration::MAX).unwrap();
+        }
+        let outcome = explicit.try_take().unwrap();
+        assert_eq!(text(&outcome.unwrap().payload), "explicit");
+    });
+}

@@ -558,6 +558,14 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
         let mut config = worker_config(&broker);
         config.inline = true;
         config.capacity = 8;
+        // The panicking handler below runs the process's panic hook on the
+        // worker thread, which reads nothing meanwhile (as documented for
+        // inline handlers). With RUST_BACKTRACE=1 (as in CI) the hook's
+        // first backtrace loads the binary's debug info: ~100 ms alone, and
+        // past the 300 ms liveness bound of the fast test heartbeat when
+        // several test processes share two cores. The default heartbeat
+        // (1 s, a 3 s bound) leaves the margin; nothing here is about it.
+        config.heartbeat = Duration::from_secs(1);
         let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let running = Arc::new(AtomicU64::new(0));
         let most = Arc::new(AtomicU64::new(0));
@@ -675,5 +683,47 @@ fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
         let stats = broker.stats().unwrap();
         assert_eq!(stats.requests_completed, 8);
         assert_eq!(stats.worker_deaths, 0, "a graceful stop, not a death");
+    });
+}
+
+#[test]
+fn far_timeouts_mean_no_deadline() {
+    // A timeout too far to add to the clock (`Duration::MAX`, or a huge
+    // default) means "no deadline": the request is answered as usual, and
+    // nothing panics (a panicking driver would leave the handle unresolved).
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let _worker = echo_worker(&broker, &[1]);
+        let client = client(&broker);
+        let reply = client
+            .request(1)
+            .timeout(Duration::MAX)
+            .payload_bytes(b"per request")
+            .send()
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(text(&reply), "per request");
+
+        let mut config = client_config(broker.frontend());
+        config.request_timeout = Some(Duration::MAX);
+        let client = lhcluster::client::Client::connect(config).unwrap();
+        assert!(client.wait_connected(Duration::MAX), "client connects");
+        let handle = client
+            .request(1)
+            .payload_bytes(b"by default")
+            .send()
+            .unwrap();
+        assert_eq!(
+            text(&handle.wait_timeout(Duration::MAX).unwrap()),
+            "by default"
+        );
+        let handle = client
+            .request(1)
+            .flags(Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap();
+        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::MAX));
+        assert!(handle.wait().is_ok());
     });
 }

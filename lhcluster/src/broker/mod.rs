@@ -63,6 +63,13 @@ impl Broker {
         self.role.request(driver::Command::Stats)
     }
 
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.role.inject_panic();
+    }
+
     /// Tells every worker and client that the broker is going away, closes
     /// the sockets and waits for the driver thread (up to the configured
     /// shutdown timeout). Idempotent.
@@ -86,11 +93,18 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
     let mut header = Vec::new();
     crate::io::send(&socket, None, Message::StatsQuery, &mut header)
         .map_err(zmq_err("sending STATS_QUERY"))?;
-    let deadline = std::time::Instant::now() + timeout;
+    // `Duration::MAX` and the like: no deadline.
+    let deadline = crate::deadline::deadline(std::time::Instant::now(), timeout);
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = crate::io::poll_timeout_ms(left);
-        if left.is_zero() || socket.poll(zmq::POLLIN, ms).map_err(zmq_err("polling"))? == 0 {
+        // -1: zmq_poll waits as long as it takes.
+        let ms = match deadline {
+            Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
+                left if left.is_zero() => return Err(Error::Timeout(timeout)),
+                left => crate::io::poll_timeout_ms(left),
+            },
+            None => -1,
+        };
+        if socket.poll(zmq::POLLIN, ms).map_err(zmq_err("polling"))? == 0 {
             return Err(Error::Timeout(timeout));
         }
         let Some(incoming) = crate::io::try_recv(&socket, false).map_err(zmq_err("receiving"))?

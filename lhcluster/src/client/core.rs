@@ -4,7 +4,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
@@ -14,7 +13,7 @@ use tracing::{info, warn};
 
 use super::ClientEvent;
 use super::config::ClientConfig;
-use super::response::{DisconnectReason, Reply, RequestError, Shared};
+use super::response::{DisconnectReason, Reply, RequestError, Slot};
 use super::stats::ClientStats;
 use crate::protocol::{
     ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId, RequestRef, RequestType,
@@ -36,12 +35,14 @@ pub(crate) struct Submit {
     pub(crate) payload: Payload,
     pub(crate) reply_to: Option<String>,
     pub(crate) timeout: Option<Duration>,
-    pub(crate) shared: Arc<Shared>,
+    /// Completes the handle, also if the request is lost on the way.
+    pub(crate) shared: Slot,
 }
 
 #[derive(Debug)]
 struct Outstanding {
-    shared: Arc<Shared>,
+    /// Completes the handle, also if the core is dropped while unwinding.
+    shared: Slot,
     deadline: Option<Instant>,
     timeout: Duration,
     /// For a one-way request: the receipt that completes it.
@@ -58,6 +59,10 @@ pub(crate) struct ClientCore {
     stopped: bool,
     stats: ClientStats,
     actions: Vec<Action>,
+    /// Panic at the next tick: what callers see when the state machine
+    /// fails half way (a bug) is tested with this.
+    #[cfg(test)]
+    pub(crate) panic_at_tick: bool,
 }
 
 impl ClientCore {
@@ -75,6 +80,8 @@ impl ClientCore {
             stopped: false,
             stats: ClientStats::default(),
             actions: vec![Action::Connect],
+            #[cfg(test)]
+            panic_at_tick: false,
         }
     }
 
@@ -160,7 +167,8 @@ impl ClientCore {
             return;
         }
         let timeout = s.timeout.or(self.default_timeout);
-        let deadline = timeout.map(|t| now + t);
+        // A timeout too far to add to the clock is no timeout.
+        let deadline = timeout.and_then(|t| crate::deadline::deadline(now, t));
         if let Some(at) = deadline {
             self.deadlines.push(Reverse((at, key)));
         }
@@ -239,6 +247,11 @@ impl ClientCore {
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
+        #[cfg(test)]
+        assert!(
+            !std::mem::take(&mut self.panic_at_tick),
+            "a panic injected by a test"
+        );
         while let Some(Reverse((at, key))) = self.deadlines.peek().copied() {
             if at > now {
                 break;

@@ -139,21 +139,17 @@ impl LocalClient {
     /// it has handled at least one message, or when `timeout` has passed;
     /// `Duration::ZERO` only does what is ready.
     pub fn poll(&mut self, timeout: Duration) -> Result<(), Error> {
-        let start = Instant::now();
-        // `Duration::MAX` and the like: as good as forever.
-        let deadline = start
-            .checked_add(timeout)
-            .unwrap_or_else(|| start + Duration::from_secs(365 * 24 * 3600));
+        // `Duration::MAX` and the like: no deadline (until a message).
+        let deadline = crate::deadline::deadline(Instant::now(), timeout);
+        let passed = |now: Instant| deadline.is_some_and(|d| now >= d);
         loop {
             self.link.flush(&mut self.core);
             let mut handled = self.link.read(&mut self.core, |_, _| {});
             let now = Instant::now();
             let mut failed = None;
-            if handled == 0 && now < deadline {
-                let until = self
-                    .stats_log
-                    .wake_at(self.core.next_tick(now))
-                    .min(deadline);
+            if handled == 0 && !passed(now) {
+                let tick = self.stats_log.wake_at(self.core.next_tick(now));
+                let until = deadline.map_or(tick, |d| tick.min(d));
                 match self.wait_readable(until) {
                     Ok(true) => handled = self.link.read(&mut self.core, |_, _| {}),
                     Ok(false) => {}
@@ -170,7 +166,7 @@ impl LocalClient {
             if let Some(e) = failed {
                 return Err(e);
             }
-            if handled > 0 || Instant::now() >= deadline {
+            if handled > 0 || passed(Instant::now()) {
                 return Ok(());
             }
         }
@@ -220,6 +216,12 @@ impl LocalClient {
         Ok(self.core.stats())
     }
 
+    /// Makes the next poll panic, as a bug in the state machine would.
+    #[cfg(test)]
+    pub(super) fn inject_panic(&mut self) {
+        self.core.panic_at_tick = true;
+    }
+
     pub(super) fn submit(&mut self, submit: Submit) {
         self.core.on_submit(Instant::now(), submit);
         self.link.flush(&mut self.core);
@@ -241,7 +243,17 @@ impl LocalClient {
 impl Drop for LocalClient {
     /// Says goodbye to the broker; outstanding requests end with
     /// [`RequestError::Stopped`](super::RequestError::Stopped).
+    ///
+    /// Dropped while a panic unwinds (one raised inside this client's own
+    /// `poll`, say), the client may be half way through a change: it says
+    /// nothing to the broker (a second panic would abort the process), and
+    /// its outstanding requests end with
+    /// [`RequestError::Internal`](super::RequestError::Internal) as the
+    /// state machine is dropped.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
         self.core.on_stop(Instant::now());
         self.link.flush(&mut self.core);
     }

@@ -26,7 +26,7 @@ mod typed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use config::ClientConfig;
 pub use local::LocalClient;
@@ -90,21 +90,15 @@ impl Readiness {
         }
     }
 
+    /// Waits for a session, up to `timeout` (measured, not added to the
+    /// clock: `Duration::MAX` waits as long as it takes).
     fn wait(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        while !*r {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            r = self
-                .cond
-                .wait_timeout(r, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let (r, _) = self
+            .cond
+            .wait_timeout_while(r, timeout, |ready| !*ready)
+            .unwrap_or_else(|p| p.into_inner());
+        *r
     }
 }
 
@@ -194,6 +188,13 @@ impl Client {
     /// A snapshot of the client's statistics.
     pub fn stats(&self) -> Result<ClientStats, Error> {
         self.role.request(driver::Command::Stats)
+    }
+
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.role.inject_panic();
     }
 
     /// Says goodbye to the broker and stops; outstanding requests end with
@@ -292,7 +293,7 @@ impl<'a> RequestBuilder<'a> {
             (None, Target::Client(client)) => client.next_id(),
             (None, Target::Local(local)) => local.next_id(),
         };
-        let shared = Arc::new(response::Shared::default());
+        let (slot, shared) = response::Slot::new();
         let submit = core::Submit {
             request_type: self.request_type,
             request_id,
@@ -300,7 +301,7 @@ impl<'a> RequestBuilder<'a> {
             payload: self.payload,
             reply_to: self.reply_to,
             timeout: self.timeout,
-            shared: shared.clone(),
+            shared: slot,
         };
         match self.target {
             Target::Client(client) => client.role.send(driver::Command::Submit(submit)).ok()?,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::protocol::{Payload, ReceiptKind, RequestId, RequestType, Status};
 
@@ -65,6 +65,13 @@ pub enum RequestError {
     /// The broker reported a protocol error about this request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The client failed before the outcome arrived: its driver thread
+    /// panicked (a bug, logged at error level with the panic's message), or
+    /// a [`LocalClient`](super::LocalClient) was dropped while a panic
+    /// unwound its thread. Whether the request ran is unknown; the client
+    /// has stopped.
+    #[error("the client failed (a panic) before the outcome arrived")]
+    Internal,
 }
 
 impl RequestError {
@@ -127,7 +134,7 @@ impl Shared {
     }
 
     /// Sets the outcome; later calls are ignored (exactly one outcome).
-    pub(crate) fn complete(&self, outcome: Outcome) -> bool {
+    fn complete(&self, outcome: Outcome) -> bool {
         let (waker, waiters) = {
             let mut s = self.lock();
             if s.done {
@@ -146,7 +153,7 @@ impl Shared {
         true
     }
 
-    pub(crate) fn add_receipt(&self, kind: ReceiptKind) {
+    fn add_receipt(&self, kind: ReceiptKind) {
         let mut s = self.lock();
         if !s.receipts.contains(&kind) {
             s.receipts.push(kind);
@@ -158,19 +165,26 @@ impl Shared {
         }
     }
 
-    /// Blocks on the condition variable (at most `timeout`), counted as a
-    /// waiter meanwhile.
-    fn wait_on<'a>(
+    /// Blocks on the condition variable while `pending` holds, at most
+    /// `timeout` (`None`: as long as it takes), counted as a waiter
+    /// meanwhile. The standard library's `wait_timeout_while` measures the
+    /// time spent instead of adding it to the clock, so a far timeout
+    /// (`Duration::MAX`) is simply a long one.
+    fn wait_while<'a>(
         &self,
         mut s: MutexGuard<'a, SlotState>,
         timeout: Option<Duration>,
+        mut pending: impl FnMut(&SlotState) -> bool,
     ) -> MutexGuard<'a, SlotState> {
         s.waiters += 1;
         let mut s = match timeout {
-            None => self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+            None => self
+                .cond
+                .wait_while(s, |s| pending(s))
+                .unwrap_or_else(|p| p.into_inner()),
             Some(t) => {
                 self.cond
-                    .wait_timeout(s, t)
+                    .wait_timeout_while(s, t, |s| pending(s))
                     .unwrap_or_else(|p| p.into_inner())
                     .0
             }
@@ -181,6 +195,46 @@ impl Shared {
 
     pub(crate) fn is_done(&self) -> bool {
         self.lock().done
+    }
+}
+
+/// The driver's side of one request's outcome, held by whoever owes the
+/// outcome (the client's state machine, or the command on its way there).
+///
+/// Dropped without an outcome, it completes the handle: with
+/// [`RequestError::Internal`] while unwinding (the driver panicked with the
+/// request outstanding), else with [`RequestError::Stopped`] (a request
+/// still in the command channel when the driver ended). Either way no
+/// handle waits forever.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// A slot and the state its handle shares.
+    pub(crate) fn new() -> (Slot, Arc<Shared>) {
+        let shared = Arc::new(Shared::default());
+        (Slot(shared.clone()), shared)
+    }
+
+    /// Sets the outcome; later calls are ignored (exactly one outcome).
+    pub(crate) fn complete(&self, outcome: Outcome) -> bool {
+        self.0.complete(outcome)
+    }
+
+    pub(crate) fn add_receipt(&self, kind: ReceiptKind) {
+        self.0.add_receipt(kind);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // `complete` ignores a second outcome: a completed slot is left as is.
+        let error = if std::thread::panicking() {
+            RequestError::Internal
+        } else {
+            RequestError::Stopped
+        };
+        self.0.complete(Err(error));
     }
 }
 
@@ -222,29 +276,24 @@ impl ResponseHandle {
 
     /// Blocks until the outcome arrives. With a [`Client`](super::Client)
     /// this always ends: the client fails requests on timeout, broker death
-    /// and stop. A [`LocalClient`](super::LocalClient)'s handle only
+    /// and stop, and should its driver thread panic,
+    /// with [`RequestError::Internal`]. A [`LocalClient`](super::LocalClient)'s handle only
     /// resolves while that client is polled: wait for it with
     /// [`LocalClient::wait`](super::LocalClient::wait) instead (this, or
     /// `.await`, on the thread that owns the client would block forever).
     pub fn wait(self) -> Outcome {
-        let mut s = self.shared.lock();
-        while !s.done {
-            s = self.shared.wait_on(s, None);
-        }
+        let s = self.shared.lock();
+        let mut s = self.shared.wait_while(s, None, |s| !s.done);
         take(&mut s)
     }
 
     /// Blocks until the outcome arrives or `timeout` passes
     /// ([`RequestError::Timeout`]; the request itself goes on).
     pub fn wait_timeout(self, timeout: Duration) -> Outcome {
-        let deadline = Instant::now() + timeout;
-        let mut s = self.shared.lock();
-        while !s.done {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(RequestError::Timeout(timeout));
-            }
-            s = self.shared.wait_on(s, Some(left));
+        let s = self.shared.lock();
+        let mut s = self.shared.wait_while(s, Some(timeout), |s| !s.done);
+        if !s.done {
+            return Err(RequestError::Timeout(timeout));
         }
         take(&mut s)
     }
@@ -268,18 +317,11 @@ impl ResponseHandle {
     /// Blocks until the receipt `kind` arrives (`true`), or the outcome
     /// arrives without it or `timeout` passes (`false`).
     pub fn wait_receipt(&self, kind: ReceiptKind, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut s = self.shared.lock();
-        loop {
-            if s.receipts.contains(&kind) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if s.done || left.is_zero() {
-                return false;
-            }
-            s = self.shared.wait_on(s, Some(left));
-        }
+        let s = self.shared.lock();
+        let s = self
+            .shared
+            .wait_while(s, Some(timeout), |s| !s.receipts.contains(&kind) && !s.done);
+        s.receipts.contains(&kind)
     }
 }
 

@@ -5,14 +5,13 @@
 //! `t0 + n ms`, requests are submitted with a fresh [`Shared`] slot and
 //! observed through a [`ResponseHandle`], and events through a channel.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 
 use super::config::ClientConfig;
 use super::core::{Action, ClientCore, Submit};
-use super::response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle, Shared};
+use super::response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle, Slot};
 use super::{ClientEvent, ReceiptKind};
 use crate::protocol::{
     ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Response, Status,
@@ -168,7 +167,7 @@ impl Harness {
         reply_to: Option<&str>,
         frames: &[&[u8]],
     ) -> (ResponseHandle, Vec<Action>) {
-        let shared = Arc::new(Shared::default());
+        let (slot, shared) = Slot::new();
         let now = self.at(n);
         self.core.on_submit(
             now,
@@ -179,7 +178,7 @@ impl Harness {
                 payload: payload(frames),
                 reply_to: reply_to.map(str::to_owned),
                 timeout,
-                shared: shared.clone(),
+                shared: slot,
             },
         );
         (ResponseHandle::new(shared, key.0, key.1), self.drain())
@@ -1075,4 +1074,71 @@ fn stop_while_disconnected_sends_nothing_and_never_reconnects() {
         RequestError::Stopped,
         "stopped wins over disconnected"
     );
+}
+
+// ------------------------------------------------------------ panics
+
+#[test]
+fn a_dropped_slot_resolves_its_handle() {
+    // A request lost on its way to the state machine (still in the command
+    // channel when the driver ended) ends as stopped, not in a hang.
+    let (slot, shared) = Slot::new();
+    let handle = ResponseHandle::new(shared, 1, 1);
+    drop(slot);
+    assert_eq!(handle.wait(), Err(RequestError::Stopped));
+    // One dropped by a panic: its handle knows the client failed.
+    let (slot, shared) = Slot::new();
+    let handle = ResponseHandle::new(shared, 1, 2);
+    let unwound = std::panic::catch_unwind(move || {
+        let _slot = slot;
+        panic!("a panic injected by a test");
+    });
+    assert!(unwound.is_err());
+    assert_eq!(handle.wait(), Err(RequestError::Internal));
+}
+
+/// A broker on fresh inproc endpoints, and a local client of it.
+fn local_client() -> (crate::Broker, super::LocalClient) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let broker = crate::Broker::start(crate::BrokerConfig::new(
+        format!("inproc://local-panic-front-{n}"),
+        format!("inproc://local-panic-back-{n}"),
+    ))
+    .unwrap();
+    let client = super::LocalClient::connect(ClientConfig::new(broker.frontend())).unwrap();
+    (broker, client)
+}
+
+#[test]
+fn a_panic_in_a_local_clients_poll_leaves_its_handles_resolvable() {
+    // The panic unwinds into the caller. A caller that catches it and keeps
+    // the client still gets every outcome; dropping it then stops them.
+    let (_broker, mut client) = local_client();
+    // No worker serves type 9: the request waits at the broker.
+    let handle = client.request(9).send().unwrap();
+    client.inject_panic();
+    let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.poll(Duration::from_millis(10))
+    }));
+    assert!(poll.is_err(), "the panic reaches the caller");
+    assert!(!handle.is_done(), "still outstanding, still resolvable");
+    client.poll(Duration::ZERO).unwrap();
+    drop(client);
+    assert_eq!(handle.wait(), Err(RequestError::Stopped));
+}
+
+#[test]
+fn a_local_client_dropped_by_a_panic_fails_its_handles() {
+    let (_broker, mut client) = local_client();
+    let handle = client.request(9).send().unwrap();
+    client.inject_panic();
+    // The client unwinds with the panic: nothing is said to the broker, and
+    // the handle learns that the client failed.
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        client.poll(Duration::from_millis(10))
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(handle.wait(), Err(RequestError::Internal));
 }

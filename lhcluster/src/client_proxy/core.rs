@@ -130,7 +130,8 @@ impl ProxyCore {
 
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
         // Clients are heartbeaten whether the broker is there or not.
-        let clients = now + (self.heartbeat / 2).max(Duration::from_millis(1));
+        let clients =
+            crate::deadline::later(now, (self.heartbeat / 2).max(Duration::from_millis(1)));
         let mut at = clients.min(self.session.next_tick(now));
         if let Some(t) = self.timers.next() {
             at = at.min(t);
@@ -457,7 +458,7 @@ impl ProxyCore {
         } else {
             copy_payload(&e.payload)
         };
-        e.resend_interval = (e.resend_interval * 2).min(resend_max);
+        e.resend_interval = e.resend_interval.saturating_mul(2).min(resend_max);
         if !fire_and_forget {
             e.next_resend = self.timers.arm(now, e.resend_interval, key.clone());
         }

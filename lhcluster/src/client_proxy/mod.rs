@@ -66,6 +66,13 @@ impl ClientProxy {
         self.role.request(driver::Command::Stats)
     }
 
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.role.inject_panic();
+    }
+
     /// Tells clients the proxy is going away and stops. Buffered requests
     /// are lost (the proxy keeps them in memory only). Idempotent.
     pub fn stop(&self) -> Result<(), Error> {

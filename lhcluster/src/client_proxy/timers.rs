@@ -31,7 +31,8 @@ impl<K> ResendTimers<K> {
     /// Arms a timer for `key` at `now + interval`; returns the deadline.
     /// `now` must not be earlier than that of a previous call.
     pub(super) fn arm(&mut self, now: Instant, interval: Duration, key: K) -> Instant {
-        let at = now + interval;
+        // The intervals are configured: any duration, far ones capped.
+        let at = crate::deadline::later(now, interval);
         let queue = match self.queues.iter_mut().position(|(i, _)| *i == interval) {
             Some(q) => &mut self.queues[q].1,
             None => {
@@ -112,6 +113,17 @@ mod tests {
         timers.clear();
         assert_eq!(timers.next(), None);
         assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn a_far_interval_is_armed_without_overflow_and_never_due() {
+        let t0 = Instant::now();
+        let mut timers = ResendTimers::new();
+        let at = timers.arm(t0, Duration::MAX, 1u32);
+        assert!(at > t0 + Duration::from_secs(3600 * 24 * 365));
+        timers.arm(t0 + MS, Duration::MAX, 2u32);
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(3600)), None);
+        assert_eq!(timers.len(), 2);
     }
 
     #[test]

@@ -120,21 +120,15 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Waits up to `timeout` (measured, not added to the clock:
+    /// `Duration::MAX` waits as long as it takes).
     fn wait_connected(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut c = self.connected.lock().unwrap_or_else(|p| p.into_inner());
-        while !*c {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            c = self
-                .changed
-                .wait_timeout(c, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let c = self.connected.lock().unwrap_or_else(|p| p.into_inner());
+        let (c, _) = self
+            .changed
+            .wait_timeout_while(c, timeout, |connected| !*connected)
+            .unwrap_or_else(|p| p.into_inner());
+        *c
     }
 
     fn snapshot(&self) -> NotifyPublisherStats {
@@ -334,6 +328,13 @@ impl NotifyPublisher {
         Ok(self.inner.shared.snapshot())
     }
 
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.inner.role.inject_panic();
+    }
+
     /// Sends what is already queued, closes the socket (notifications
     /// handed to it may still go out for up to
     /// [`linger`](NotifyPublisherConfig::linger)) and waits for the driver
@@ -381,10 +382,7 @@ impl Driver {
             }
             // The doorbell only cuts the wait short: the command channel and
             // the queue are looked at on every pass.
-            if commands_ready {
-                self.inbox.listener.reset();
-            }
-            if self.stop_requested() {
+            if self.stop_requested(commands_ready) {
                 while self.publish_batch() {}
                 if let Some(bound) = &self.bound {
                     let _ = self.socket.unbind(bound);
@@ -399,9 +397,9 @@ impl Driver {
         }
     }
 
-    fn stop_requested(&self) -> bool {
+    fn stop_requested(&self, rung: bool) -> bool {
         let mut stop = false;
-        while let Ok(command) = self.inbox.commands.try_recv() {
+        for command in self.inbox.pending(rung) {
             match command {
                 Command::Stop => stop = true,
             }

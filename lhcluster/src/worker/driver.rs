@@ -53,7 +53,7 @@ pub(super) fn spawn(
         bell,
         || Command::Stop,
         // The driver itself bounds the drain by `shutdown_timeout`.
-        shutdown_timeout + Duration::from_secs(1),
+        shutdown_timeout.saturating_add(Duration::from_secs(1)),
         move || {
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
@@ -170,7 +170,10 @@ impl Driver {
                                 info!("worker stopping");
                                 self.core.on_stop(Instant::now());
                                 last_read = Instant::now();
-                                stop_deadline = Some(Instant::now() + self.shutdown_timeout);
+                                stop_deadline = Some(crate::deadline::later(
+                                    Instant::now(),
+                                    self.shutdown_timeout,
+                                ));
                             }
                         }
                         Command::Abort => {

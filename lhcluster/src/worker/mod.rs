@@ -149,6 +149,13 @@ impl Worker {
         self.role.request(driver::Command::Stats)
     }
 
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.role.inject_panic();
+    }
+
     /// Graceful stop: asks the broker for no more work, lets running
     /// handlers finish and runs what the broker had already sent (up to the
     /// shutdown timeout; it waits until nothing has arrived for 100 ms),

@@ -85,13 +85,10 @@ impl Driver {
     /// atomic load, the doorbell only cuts the wait short); `true` when
     /// asked to stop.
     fn handle_commands(&mut self, rung: bool) -> bool {
-        if rung {
-            self.inbox.listener.reset();
-        }
         let mut sync = false;
         let mut waiters = Vec::new();
         let mut stop = false;
-        while let Ok(command) = self.inbox.commands.try_recv() {
+        for command in self.inbox.pending(rung) {
             match command {
                 Command::Sync(waiter) => {
                     sync = true;

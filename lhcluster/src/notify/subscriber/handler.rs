@@ -88,11 +88,7 @@ pub(super) fn run_handler(
             }
             Err(panic) => {
                 shared.handler_panics.fetch_add(1, Ordering::Relaxed);
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                let text = crate::role::panic_message(&*panic);
                 warn!(panic = %text, "notification handler panicked");
             }
         }

@@ -106,21 +106,25 @@ impl Shared {
         *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits up to `timeout` (measured, not added to the clock:
+    /// `Duration::MAX` waits as long as it takes).
     fn wait_stopped(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        while !*stopped {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            stopped = self
-                .stopped_changed
-                .wait_timeout(stopped, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopped, _) = self
+            .stopped_changed
+            .wait_timeout_while(stopped, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *stopped
+    }
+}
+
+/// Marks the subscriber stopped when dropped: held by the driver thread, so
+/// that `wait_stopped` returns however the driver ends (a panic included).
+struct StoppedOnDrop(Arc<Shared>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.set_stopped();
     }
 }
 
@@ -190,10 +194,13 @@ impl NotifySubscriber {
             || Command::Stop,
             config.shutdown_timeout,
             move || {
+                // Marks the subscriber stopped when the driver ends, also by
+                // a panic (the role catches it once this has run).
+                let _stopped = StoppedOnDrop(driver_shared.clone());
                 let mut driver = Driver {
                     socket,
                     inbox,
-                    shared: driver_shared.clone(),
+                    shared: driver_shared,
                     queue: queue_tx,
                     applied: BTreeSet::new(),
                     prober: Prober::new(probe_id, PROBE_RETRY),
@@ -203,8 +210,8 @@ impl NotifySubscriber {
                     bad_input: LogLimiter::new("malformed notifications"),
                 };
                 driver.run();
+                // The socket closes before `wait_stopped` returns.
                 drop(driver);
-                driver_shared.set_stopped();
             },
         );
         let role = match role {
@@ -336,6 +343,13 @@ impl NotifySubscriber {
         self.inner.shared.wait_stopped(timeout)
     }
 
+    /// Makes the driver thread panic, as a bug would, and waits for it to
+    /// end (see `RoleHandle::inject_panic`).
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        self.inner.role.inject_panic();
+    }
+
     /// Stops: no further notification is handled (queued ones are
     /// dropped), the socket is closed, and the call waits for the driver
     /// thread and for a running handler to return (each up to the
@@ -363,7 +377,8 @@ impl NotifySubscriber {
             return self.send(Command::Sync(None));
         };
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Command::Sync(Some((Instant::now() + timeout, tx))))?;
+        let deadline = crate::deadline::later(Instant::now(), timeout);
+        self.send(Command::Sync(Some((deadline, tx))))?;
         match rx.recv_timeout(timeout) {
             Ok(()) => Ok(()),
             // The driver forgets a waiter at its deadline, which may come
