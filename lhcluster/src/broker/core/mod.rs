@@ -236,7 +236,7 @@ impl BrokerCore {
             free_wide: BTreeMap::new(),
             next_seq: 0,
             total_pending: 0,
-            next_tick: now + config.heartbeat / 2,
+            next_tick: crate::deadline::later(now, config.heartbeat / 2),
             now,
             stats: BrokerStats::default(),
             bad_input: LogLimiter::new("malformed messages"),
@@ -424,7 +424,7 @@ impl BrokerCore {
             self.stats.heartbeats_sent += 1;
             self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
         }
-        self.next_tick = now + (shortest / 2).max(Duration::from_millis(1));
+        self.next_tick = crate::deadline::later(now, (shortest / 2).max(Duration::from_millis(1)));
     }
 
     /// The broker is stopping: tell every peer.

@@ -280,3 +280,12 @@ fn a_client_heartbeat_can_announce_a_new_interval() {
     let _ = h.take();
     assert_eq!(h.stats().clients, 0);
 }
+
+#[test]
+fn a_heartbeat_too_long_for_the_clock_means_never_not_a_panic() {
+    // `Duration::MAX` is how a user says "never"; `now + heartbeat` would
+    // overflow the clock and panic the driver thread.
+    let mut h = Harness::with_config(|c| c.heartbeat = Duration::MAX);
+    h.tick_at(3_600_000);
+    h.expect_nothing();
+}
