@@ -89,14 +89,22 @@ pub(crate) fn drive(
     tally
 }
 
-/// Asserts that no request of `client` had a second outcome: one that
-/// arrives after its handle resolved goes to the events as a `Response`.
-pub(crate) fn assert_no_second_outcome(client: &Client) {
-    let late: Vec<_> = client
+/// The requests of `client` that had a second outcome: one that arrives
+/// after its handle resolved goes to the events as a `Response`.
+pub(crate) fn late_outcomes(client: &Client) -> Vec<RequestId> {
+    client
         .events()
         .try_iter()
-        .filter(|e| matches!(e, ClientEvent::Response { .. }))
-        .collect();
+        .filter_map(|e| match e {
+            ClientEvent::Response { request_id, .. } => Some(request_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that no request of `client` had a second outcome.
+pub(crate) fn assert_no_second_outcome(client: &Client) {
+    let late = late_outcomes(client);
     assert!(
         late.is_empty(),
         "outcomes after the handle resolved: {late:?}"
