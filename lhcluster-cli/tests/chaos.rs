@@ -1027,7 +1027,18 @@ fn soak() {
             "soak: notifications published {published}, received {}",
             received.load(Ordering::Relaxed)
         );
-        println!("soak: broker {s}");
+        println!(
+            "soak: broker received {}, completed {}, retried {}, worker deaths {}, malformed {}, \
+             undeliverable {}, pending {}, in flight {}",
+            u64_of(&s, "requests_received"),
+            u64_of(&s, "requests_completed"),
+            u64_of(&s, "requests_retried"),
+            u64_of(&s, "worker_deaths"),
+            u64_of(&s, "malformed_frontend") + u64_of(&s, "malformed_backend"),
+            u64_of(&s, "undeliverable"),
+            u64_of(&s, "pending"),
+            u64_of(&s, "in_flight"),
+        );
         for t in &tracks {
             println!("soak: {}", t.summary());
         }
