@@ -24,7 +24,8 @@ use support::load::{assert_no_second_outcome, client, drive, label, late_outcome
 use support::netns::Netns;
 use support::rss::{RssTrack, mib, rss};
 use support::{
-    BIN, LIMIT, Proc, broker, ep, free_port, limited_for, stats, wait_stats, wait_workers, worker,
+    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, proxy, stats, wait_stats,
+    wait_workers, worker,
 };
 
 /// The time limit of one scenario (the soak adds its own duration).
@@ -216,37 +217,13 @@ fn broker_killed_under_load_behind_a_proxy_answers_every_request() {
         const KILLS: usize = 3;
         let dir = TempDir::new("broker-kill");
         let log = dir.file("executions");
-        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
-        let broker_args = [
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &back,
-            "--heartbeat",
-            "100ms",
-        ];
-        let start_broker = || {
-            let b = Proc::start(&broker_args);
-            b.expect_line("broker frontend=");
-            b
-        };
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let start_broker = || broker_on(&front, &back, &[]);
         let mut broker = Some(start_broker());
         // The per-request re-send timer is set beyond the test's length:
         // every re-send is then one after a new broker session, so every
         // second execution is one a broker kill explains.
-        let proxy = Proc::start(&[
-            "proxy",
-            "--broker",
-            &front,
-            "--bind",
-            &bind,
-            "--heartbeat",
-            "100ms",
-            "--resend-initial",
-            "10min",
-        ]);
-        proxy.expect_line("proxy bind=");
+        let (proxy, bind) = proxy(&front, &["--resend-initial", "10min"]);
         let cmd = recording_echo(&log);
         let job = JOB.to_string();
         let w = ["--type", &job, "--exec", &cmd, "--capacity", "4"];
@@ -547,21 +524,11 @@ fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
             &c.back,
             &["--type", &JOB.to_string(), "--echo", "--capacity", "4"],
         );
-        let (bind, metrics) = (ep(free_port()), format!("127.0.0.1:{}", free_port()));
-        let proxy = Proc::start(&[
-            "proxy",
-            "--broker",
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let (proxy, bind) = proxy(
             &c.front,
-            "--bind",
-            &bind,
-            "--heartbeat",
-            "100ms",
-            "--stats-log-interval",
-            "100ms",
-            "--metrics",
-            &metrics,
-        ]);
-        proxy.expect_line("proxy bind=");
+            &["--stats-log-interval", "100ms", "--metrics", &metrics],
+        );
         wait_workers(&c.front, 1);
         let client = client(&bind, REQUEST_TIMEOUT);
         let mut rng = Rng::new(seed);
@@ -606,16 +573,7 @@ fn garbage_at_the_notify_broker_is_counted_and_notifications_flow() {
             "100ms",
         ]);
         nb.expect_line("notify-broker frontend=");
-        let received = Arc::new(AtomicU64::new(0));
-        let r = received.clone();
-        let _subscriber = NotifySubscriber::connect(
-            NotifySubscriberConfig::new(front.as_str()).topic("orders"),
-            move |_| {
-                r.fetch_add(1, Ordering::Relaxed);
-                NotifyOutcome::Continue
-            },
-        )
-        .unwrap();
+        let (_subscriber, received) = counting_subscriber(&front, "orders");
         let publisher =
             NotifyPublisher::connect(NotifyPublisherConfig::new(back.as_str())).unwrap();
         assert!(publisher.wait_connected(LIMIT));
@@ -669,6 +627,22 @@ fn garbage_at_the_notify_broker_is_counted_and_notifications_flow() {
     });
 }
 
+/// A subscriber to `topic` at `endpoint`, its subscription in force,
+/// counting what it receives.
+fn counting_subscriber(endpoint: &str, topic: &str) -> (NotifySubscriber, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let r = received.clone();
+    let subscriber = NotifySubscriber::connect(
+        NotifySubscriberConfig::new(endpoint).topic(topic),
+        move |_| {
+            r.fetch_add(1, Ordering::Relaxed);
+            NotifyOutcome::Continue
+        },
+    )
+    .unwrap();
+    (subscriber, received)
+}
+
 // --------------------------------------------------------------- partition
 
 #[test]
@@ -683,16 +657,7 @@ fn a_partitioned_worker_is_declared_dead_its_work_rerun_and_it_comes_back() {
             }
         };
         let (front, port) = (ep(free_port()), free_port());
-        let b = Proc::start(&[
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &format!("tcp://0.0.0.0:{port}"),
-            "--heartbeat",
-            "100ms",
-        ]);
-        b.expect_line("broker frontend=");
+        let _broker = broker_on(&front, &format!("tcp://0.0.0.0:{port}"), &[]);
         // The payload is how long to work; the answer says which attempt.
         let cmd = "d=$(cat); sleep \"$d\"; printf '%s %s' \"$d\" \"$LHCLUSTER_ATTEMPT\"";
         let job = JOB.to_string();
@@ -916,31 +881,12 @@ fn soak() {
                 &["--type", &job, "--exec", "cat", "--capacity", "2"],
             ),
         ];
-        let bind = ep(free_port());
-        let proxy = Proc::start(&[
-            "proxy",
-            "--broker",
-            &c.front,
-            "--bind",
-            &bind,
-            "--heartbeat",
-            "100ms",
-        ]);
-        proxy.expect_line("proxy bind=");
+        let (proxy, bind) = proxy(&c.front, &[]);
         let (nfront, nback) = (ep(free_port()), ep(free_port()));
         let nb = Proc::start(&["notify-broker", "--frontend", &nfront, "--backend", &nback]);
         nb.expect_line("notify-broker frontend=");
         wait_workers(&c.front, 2);
-        let received = Arc::new(AtomicU64::new(0));
-        let r = received.clone();
-        let _subscriber = NotifySubscriber::connect(
-            NotifySubscriberConfig::new(nfront.as_str()).topic("soak"),
-            move |_| {
-                r.fetch_add(1, Ordering::Relaxed);
-                NotifyOutcome::Continue
-            },
-        )
-        .unwrap();
+        let (_subscriber, received) = counting_subscriber(&nfront, "soak");
         let publisher =
             NotifyPublisher::connect(NotifyPublisherConfig::new(nback.as_str())).unwrap();
         assert!(publisher.wait_connected(LIMIT));

@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{LIMIT, Proc, broker, ep, free_port, limited, run, wait_workers, worker};
+use support::{
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, wait_workers, worker,
+};
 
 #[test]
 fn echo_round_trip_with_receipts() {
@@ -221,30 +223,9 @@ fn worker_killed_mid_request_is_retried_on_another() {
 #[test]
 fn broker_killed_and_restarted_under_a_proxy() {
     limited(|| {
-        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
-        let broker_args = [
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &back,
-            "--heartbeat",
-            "100ms",
-        ];
-        let first = Proc::start(&broker_args);
-        first.expect_line("broker frontend=");
-        let proxy = Proc::start(&[
-            "proxy",
-            "--broker",
-            &front,
-            "--bind",
-            &bind,
-            "--heartbeat",
-            "100ms",
-            "--resend",
-            "300ms",
-        ]);
-        proxy.expect_line("proxy bind=");
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let first = broker_on(&front, &back, &[]);
+        let (_proxy, bind) = proxy(&front, &["--resend", "300ms"]);
         // No worker yet: the request waits in the broker (and the proxy).
         let request = Proc::start(&[
             "request",
@@ -260,8 +241,7 @@ fn broker_killed_and_restarted_under_a_proxy() {
         std::thread::sleep(Duration::from_millis(300));
         first.signal("KILL");
         drop(first);
-        let second = Proc::start(&broker_args);
-        second.expect_line("broker frontend=");
+        let _second = broker_on(&front, &back, &[]);
         let _w = worker(&back, &["--type", "echo", "--echo"]);
         request.expect_line("receipt: received");
         request.expect_line("status: ok");

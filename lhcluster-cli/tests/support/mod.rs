@@ -160,23 +160,48 @@ pub(crate) struct Cluster {
 
 pub(crate) fn broker(extra: &[&str]) -> Cluster {
     let (front, back) = (ep(free_port()), ep(free_port()));
+    let broker = broker_on(&front, &back, extra);
+    Cluster {
+        front,
+        back,
+        broker,
+    }
+}
+
+/// A broker with fast heartbeats on the given endpoints, once it is up.
+pub(crate) fn broker_on(front: &str, back: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "broker",
         "--frontend",
-        &front,
+        front,
         "--backend",
-        &back,
+        back,
         "--heartbeat",
         "100ms",
     ];
     args.extend_from_slice(extra);
     let broker = Proc::start(&args);
     broker.expect_line("broker frontend=");
-    Cluster {
-        front: front.clone(),
-        back: back.clone(),
-        broker,
-    }
+    broker
+}
+
+/// A client proxy with fast heartbeats in front of the broker at `front`,
+/// on a fresh endpoint (returned), once it is up.
+pub(crate) fn proxy(front: &str, extra: &[&str]) -> (Proc, String) {
+    let bind = ep(free_port());
+    let mut args = vec![
+        "proxy",
+        "--broker",
+        front,
+        "--bind",
+        &bind,
+        "--heartbeat",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let proxy = Proc::start(&args);
+    proxy.expect_line("proxy bind=");
+    (proxy, bind)
 }
 
 pub(crate) fn worker(back: &str, extra: &[&str]) -> Proc {

@@ -77,7 +77,9 @@ fn sweep_stale() {
 
 impl Netns {
     /// Makes the namespace and its link, or says why it cannot (not root,
-    /// no `ip`, not permitted): the caller skips its test with that reason.
+    /// no `ip`, namespaces not permitted): the caller skips its test with
+    /// that reason. Failing to set up the link once the namespace exists
+    /// is a failure, not a reason to skip.
     pub(crate) fn create() -> Result<Netns, String> {
         if !is_root() {
             return Err("not running as root".into());
@@ -126,8 +128,10 @@ impl Netns {
             inside(&["link", "set", &inner, "up"])?;
             inside(&["link", "set", "lo", "up"])
         })();
-        // On failure the guard, dropped here, removes what was made.
-        made.map_err(|e| format!("cannot set up the namespace {net}/30: {e}"))?;
+        // On failure the guard, dropped by the panic, removes what was made.
+        if let Err(e) = made {
+            panic!("cannot set up the link {net}/30 of {}: {e}", ns.name);
+        }
         Ok(ns)
     }
 
