@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use lhcluster::protocol::{Message, Notification, Request};
+use lhcluster::protocol::{Message, Request};
 
 /// How much framed garbage was sent.
 #[derive(Clone, Copy, Debug, Default)]
@@ -225,17 +225,6 @@ fn notification_garbage(i: u64, rng: &mut Rng) -> (Vec<Vec<u8>>, bool) {
             let mut frames = vec![topic];
             frames.extend(encoded(Message::Shutdown));
             (frames, true)
-        }
-        // A valid notification under a random topic frame, or random
-        // frames.
-        _ if rng.below(2) == 0 => {
-            let mut frames = encoded(Message::Notification(Notification {
-                topic: "garbage".into(),
-                notify_id: None,
-                payload: Vec::new(),
-            }));
-            frames[0] = rng.bytes(32);
-            (frames, false)
         }
         _ => (random_frames(rng), false),
     }
