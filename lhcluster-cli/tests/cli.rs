@@ -2,202 +2,15 @@
 //! loopback TCP, checking outputs and exit codes. Every test has a time
 //! limit and kills its processes on the way out.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lhcluster");
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// A free TCP port on loopback (bound then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ep(port: u16) -> String {
-    format!("tcp://127.0.0.1:{port}")
-}
-
-/// A child process killed when dropped, with its stdout lines on a channel.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lhcluster starts");
-        let lines = pipe_lines(child.stdout.take().unwrap());
-        let stderr = pipe_lines(child.stderr.take().unwrap());
-        Proc {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// Waits for a stdout line containing `needle`.
-    fn expect_line(&self, needle: &str) -> String {
-        expect_in(&self.lines, needle)
-    }
-
-    /// Waits for a stderr (log) line containing `needle`.
-    fn expect_log(&self, needle: &str) -> String {
-        expect_in(&self.stderr, needle)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit (bounded).
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit within {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits for a line containing `needle` on `lines`.
-fn expect_in(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(_) => panic!("no line containing {needle:?} within {LIMIT:?}"),
-        }
-    }
-}
-
-fn pipe_lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Runs a short-lived command to completion: (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let mut p = Proc::start(args);
-    let status = p.wait();
-    // The pipes close with the process; collect what they said.
-    std::thread::sleep(Duration::from_millis(20));
-    let out = p.lines.try_iter().collect::<Vec<_>>().join("\n");
-    (status.code().unwrap_or(-1), out, p.stderr_text())
-}
-
-/// A broker with fast heartbeats on fresh ports.
-struct Cluster {
-    front: String,
-    back: String,
-    broker: Proc,
-}
-
-fn broker(extra: &[&str]) -> Cluster {
-    let (front, back) = (ep(free_port()), ep(free_port()));
-    let mut args = vec![
-        "broker",
-        "--frontend",
-        &front,
-        "--backend",
-        &back,
-        "--heartbeat",
-        "100ms",
-    ];
-    args.extend_from_slice(extra);
-    let broker = Proc::start(&args);
-    broker.expect_line("broker frontend=");
-    Cluster {
-        front: front.clone(),
-        back: back.clone(),
-        broker,
-    }
-}
-
-fn worker(back: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["worker", "--broker", back, "--heartbeat", "100ms"];
-    args.extend_from_slice(extra);
-    let w = Proc::start(&args);
-    w.expect_line("worker serving");
-    w
-}
-
-/// Waits until the broker reports `n` workers.
-fn wait_workers(front: &str, n: u64) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (code, out, _) = run(&["stats", "--broker", front, "--json"]);
-        if code == 0 {
-            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-            if v["workers"] == n {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "broker never had {n} workers");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn limited(f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(LIMIT * 2) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = t.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its time limit"),
-    }
-}
+use support::{
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, wait_workers, worker,
+};
 
 #[test]
 fn echo_round_trip_with_receipts() {
@@ -410,30 +223,9 @@ fn worker_killed_mid_request_is_retried_on_another() {
 #[test]
 fn broker_killed_and_restarted_under_a_proxy() {
     limited(|| {
-        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
-        let broker_args = [
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &back,
-            "--heartbeat",
-            "100ms",
-        ];
-        let first = Proc::start(&broker_args);
-        first.expect_line("broker frontend=");
-        let proxy = Proc::start(&[
-            "proxy",
-            "--broker",
-            &front,
-            "--bind",
-            &bind,
-            "--heartbeat",
-            "100ms",
-            "--resend",
-            "300ms",
-        ]);
-        proxy.expect_line("proxy bind=");
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let first = broker_on(&front, &back, &[]);
+        let (_proxy, bind) = proxy(&front, &["--resend", "300ms"]);
         // No worker yet: the request waits in the broker (and the proxy).
         let request = Proc::start(&[
             "request",
@@ -449,8 +241,7 @@ fn broker_killed_and_restarted_under_a_proxy() {
         std::thread::sleep(Duration::from_millis(300));
         first.signal("KILL");
         drop(first);
-        let second = Proc::start(&broker_args);
-        second.expect_line("broker frontend=");
+        let _second = broker_on(&front, &back, &[]);
         let _w = worker(&back, &["--type", "echo", "--echo"]);
         request.expect_line("receipt: received");
         request.expect_line("status: ok");

@@ -1,0 +1,352 @@
+//! Process helpers shared by the test targets that drive the `lhcluster`
+//! binary (`cli`, `chaos`): children killed on drop, their output lines on
+//! channels, every wait bounded, and a time limit per test that also cleans
+//! up what a hung test leaves behind.
+
+// Each test target uses its own subset of these helpers.
+#![allow(dead_code)]
+
+pub(crate) mod garbage;
+pub(crate) mod load;
+pub(crate) mod netns;
+pub(crate) mod rss;
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_lhcluster");
+/// The bound of every single wait.
+pub(crate) const LIMIT: Duration = Duration::from_secs(30);
+
+/// A free TCP port on loopback (bound then released).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) fn ep(port: u16) -> String {
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// A child process killed when dropped, with its stdout lines on a channel.
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) lines: mpsc::Receiver<String>,
+    pub(crate) stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub(crate) fn start(args: &[&str]) -> Proc {
+        Proc::spawn(Command::new(BIN).args(args))
+    }
+
+    /// Starts `command` (any program) with the same plumbing as
+    /// [`Proc::start`]: piped output, `RUST_LOG=info`, killed on drop.
+    pub(crate) fn spawn(command: &mut Command) -> Proc {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the process starts");
+        cleanup::add_pid(child.id());
+        let lines = pipe_lines(child.stdout.take().unwrap());
+        let stderr = pipe_lines(child.stderr.take().unwrap());
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    pub(crate) fn expect_line(&self, needle: &str) -> String {
+        expect_in(&self.lines, needle)
+    }
+
+    /// Waits for a stderr (log) line containing `needle`.
+    pub(crate) fn expect_log(&self, needle: &str) -> String {
+        expect_in(&self.stderr, needle)
+    }
+
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (bounded).
+    pub(crate) fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub(crate) fn stderr_text(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        cleanup::remove_pid(self.child.id());
+    }
+}
+
+/// Waits for a line containing `needle` on `lines`.
+pub(crate) fn expect_in(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(_) => panic!("no line containing {needle:?} within {LIMIT:?}"),
+        }
+    }
+}
+
+fn pipe_lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs a short-lived command to completion: (exit code, stdout, stderr).
+pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
+    let mut p = Proc::start(args);
+    let status = p.wait();
+    // The pipes close with the process; collect what they said.
+    std::thread::sleep(Duration::from_millis(20));
+    let out = p.lines.try_iter().collect::<Vec<_>>().join("\n");
+    (status.code().unwrap_or(-1), out, p.stderr_text())
+}
+
+/// A broker with fast heartbeats on fresh ports.
+pub(crate) struct Cluster {
+    pub(crate) front: String,
+    pub(crate) back: String,
+    pub(crate) broker: Proc,
+}
+
+pub(crate) fn broker(extra: &[&str]) -> Cluster {
+    let (front, back) = (ep(free_port()), ep(free_port()));
+    let broker = broker_on(&front, &back, extra);
+    Cluster {
+        front,
+        back,
+        broker,
+    }
+}
+
+/// A broker with fast heartbeats on the given endpoints, once it is up.
+pub(crate) fn broker_on(front: &str, back: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "broker",
+        "--frontend",
+        front,
+        "--backend",
+        back,
+        "--heartbeat",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let broker = Proc::start(&args);
+    broker.expect_line("broker frontend=");
+    broker
+}
+
+/// A client proxy with fast heartbeats in front of the broker at `front`,
+/// on a fresh endpoint (returned), once it is up.
+pub(crate) fn proxy(front: &str, extra: &[&str]) -> (Proc, String) {
+    let bind = ep(free_port());
+    let mut args = vec![
+        "proxy",
+        "--broker",
+        front,
+        "--bind",
+        &bind,
+        "--heartbeat",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let proxy = Proc::start(&args);
+    proxy.expect_line("proxy bind=");
+    (proxy, bind)
+}
+
+pub(crate) fn worker(back: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["worker", "--broker", back, "--heartbeat", "100ms"];
+    args.extend_from_slice(extra);
+    let w = Proc::start(&args);
+    w.expect_line("worker serving");
+    w
+}
+
+/// The broker's statistics as `lhcluster stats --json` prints them, or
+/// `None` if it did not answer.
+pub(crate) fn stats(front: &str) -> Option<serde_json::Value> {
+    let (code, out, _) = run(&["stats", "--broker", front, "--json"]);
+    if code != 0 {
+        return None;
+    }
+    Some(serde_json::from_str(&out).unwrap())
+}
+
+/// Waits until the broker's statistics satisfy `done` (polled: the
+/// broker has no way to push them), and returns them.
+pub(crate) fn wait_stats(
+    front: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + LIMIT;
+    let mut last = None;
+    loop {
+        if let Some(v) = stats(front) {
+            if done(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker never reached: {what}; last stats: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the broker reports `n` workers.
+pub(crate) fn wait_workers(front: &str, n: u64) {
+    wait_stats(front, &format!("{n} workers"), |v| v["workers"] == n);
+}
+
+/// Runs `f` with the default time limit; see [`limited_for`].
+pub(crate) fn limited(f: impl FnOnce() + Send + 'static) {
+    limited_for(LIMIT * 2, f)
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// `limit`. A test that hangs never reaches its destructors, so what it
+/// registered with [`cleanup`] (its processes, its network namespaces) is
+/// removed here instead.
+pub(crate) fn limited_for(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let registry = Arc::new(Mutex::new(cleanup::Registry::default()));
+    let (tx, rx) = mpsc::channel();
+    let theirs = registry.clone();
+    let t = std::thread::spawn(move || {
+        cleanup::install(theirs);
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => t.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            registry.lock().unwrap().run();
+            panic!("test exceeded its time limit of {limit:?}")
+        }
+    }
+}
+
+/// What a test thread leaves to clean up if it hangs: the processes it
+/// started and the commands that undo its other side effects. Each test
+/// thread has its own registry (tests run in parallel in one process).
+pub(crate) mod cleanup {
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Registry {
+        pids: Vec<u32>,
+        commands: Vec<Vec<String>>,
+    }
+
+    impl Registry {
+        /// Kills the processes first: a network namespace goes away only
+        /// once nothing runs in it.
+        pub(crate) fn run(&mut self) {
+            for pid in self.pids.drain(..) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            for command in self.commands.drain(..) {
+                let _ = Command::new(&command[0])
+                    .args(&command[1..])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+
+    thread_local! {
+        static CURRENT: RefCell<Option<Arc<Mutex<Registry>>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn install(registry: Arc<Mutex<Registry>>) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(registry));
+    }
+
+    fn with(f: impl FnOnce(&mut Registry)) {
+        CURRENT.with(|c| {
+            if let Some(r) = &*c.borrow() {
+                f(&mut r.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        });
+    }
+
+    pub(super) fn add_pid(pid: u32) {
+        with(|r| r.pids.push(pid));
+    }
+
+    pub(super) fn remove_pid(pid: u32) {
+        with(|r| r.pids.retain(|&p| p != pid));
+    }
+
+    /// Registers a command to run if the test hangs.
+    pub(crate) fn add_command(command: &[&str]) {
+        with(|r| {
+            r.commands
+                .push(command.iter().map(|s| s.to_string()).collect())
+        });
+    }
+
+    /// Forgets a command registered with [`add_command`] (its owner ran it).
+    pub(crate) fn remove_command(command: &[&str]) {
+        with(|r| r.commands.retain(|c| c != command));
+    }
+}
