@@ -47,11 +47,12 @@ pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     Ok(rx)
 }
 
-/// Serves Prometheus text exposition on `addr` (`GET /metrics`), rendering
-/// `render()` on each scrape, on a background thread.
+/// Serves Prometheus text exposition on `addr` (`GET /metrics`), on a
+/// background thread: each scrape renders a fresh registry that `fill` adds
+/// the current statistics to.
 pub fn serve_metrics(
     addr: &str,
-    render: impl Fn() -> String + Send + 'static,
+    fill: impl Fn(&mut prometheus_client::registry::Registry) + Send + 'static,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
@@ -69,7 +70,9 @@ pub fn serve_metrics(
                         &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
                     )
                     .expect("a valid static header");
-                    tiny_http::Response::from_string(render()).with_header(header)
+                    let mut registry = prometheus_client::registry::Registry::default();
+                    fill(&mut registry);
+                    tiny_http::Response::from_string(metrics::render(&registry)).with_header(header)
                 } else {
                     tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
                 };
@@ -83,106 +86,74 @@ pub fn serve_metrics(
 
 /// Renders broker and proxy statistics as OpenMetrics text.
 pub mod metrics {
-    use lhcluster::BrokerStats;
-    use lhcluster::client_proxy::ClientProxyStats;
+    use lhcluster::client_proxy::{ClientProxy, ClientProxyStats};
+    use lhcluster::{Broker, BrokerStats};
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::registry::Registry;
 
-    fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
-        let c = Counter::<u64>::default();
-        c.inc_by(value);
-        registry.register(name, help, c);
+    /// A metric: its name, its help text and its value.
+    type Metric<'a> = (&'a str, &'a str, u64);
+
+    /// Registers counters and gauges (a gauge saturates at `i64::MAX`).
+    fn register(registry: &mut Registry, counters: &[Metric<'_>], gauges: &[Metric<'_>]) {
+        for &(name, help, value) in counters {
+            let c = Counter::<u64>::default();
+            c.inc_by(value);
+            registry.register(name, help, c);
+        }
+        for &(name, help, value) in gauges {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(name, help, g);
+        }
     }
 
-    fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
-        let g = Gauge::<i64>::default();
-        g.set(i64::try_from(value).unwrap_or(i64::MAX));
-        registry.register(name, help, g);
+    /// Adds a broker's current statistics to `registry` (none if it does
+    /// not answer: it is stopping).
+    pub fn add_broker(registry: &mut Registry, broker: &Broker) {
+        if let Ok(stats) = broker.stats() {
+            add_broker_stats(registry, &stats);
+        }
     }
 
-    /// Adds a broker's statistics to `registry` under `prefix`.
-    pub fn add_broker(registry: &mut Registry, s: &BrokerStats) {
+    /// Adds a client proxy's current statistics to `registry` (none if it
+    /// does not answer: it is stopping).
+    pub fn add_proxy(registry: &mut Registry, proxy: &ClientProxy) {
+        if let Ok(stats) = proxy.stats() {
+            add_proxy_stats(registry, &stats);
+        }
+    }
+
+    fn add_broker_stats(registry: &mut Registry, s: &BrokerStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_broker");
-        counter(
-            r,
-            "requests_received",
-            "Valid requests received",
-            s.requests_received,
-        );
-        counter(
-            r,
-            "requests_dispatched",
-            "Dispatches to workers",
-            s.requests_dispatched,
-        );
-        counter(
-            r,
-            "requests_completed",
-            "Results received",
-            s.requests_completed,
-        );
-        counter(
-            r,
-            "requests_rejected",
-            "Duplicates answered REJECTED",
-            s.requests_rejected,
-        );
-        counter(
-            r,
-            "requests_overloaded",
-            "Requests answered OVERLOADED",
-            s.requests_overloaded,
-        );
-        counter(
-            r,
-            "requests_no_workers",
-            "Requests answered NO_WORKERS",
-            s.requests_no_workers,
-        );
-        counter(
-            r,
-            "requests_retried",
-            "Re-dispatches after a worker death",
-            s.requests_retried,
-        );
-        counter(
-            r,
-            "requests_worker_death",
-            "Requests answered WORKER_DEATH",
-            s.requests_worker_death,
-        );
-        counter(
-            r,
-            "malformed_frontend",
-            "Malformed messages on the frontend",
-            s.malformed_frontend,
-        );
-        counter(
-            r,
-            "malformed_backend",
-            "Malformed messages on the backend",
-            s.malformed_backend,
-        );
-        counter(
-            r,
-            "undeliverable",
-            "Messages that could not be delivered",
-            s.undeliverable,
-        );
-        counter(r, "worker_deaths", "Workers declared dead", s.worker_deaths);
-        counter(
-            r,
-            "stale_results",
-            "Results of an attempt no longer current, dropped",
-            s.stale_results,
-        );
-        gauge(r, "pending", "Requests queued now", s.pending);
-        gauge(r, "in_flight", "Requests running now", s.in_flight);
-        gauge(r, "workers", "Workers connected now", s.workers);
-        gauge(r, "clients", "Clients connected now", s.clients);
+        // One metric a line: a table, as rustfmt would spread it over five.
+        #[rustfmt::skip]
+        let counters = [
+            ("requests_received", "Valid requests received", s.requests_received),
+            ("requests_dispatched", "Dispatches to workers", s.requests_dispatched),
+            ("requests_completed", "Results received", s.requests_completed),
+            ("requests_rejected", "Duplicates answered REJECTED", s.requests_rejected),
+            ("requests_overloaded", "Requests answered OVERLOADED", s.requests_overloaded),
+            ("requests_no_workers", "Requests answered NO_WORKERS", s.requests_no_workers),
+            ("requests_retried", "Re-dispatches after a worker death", s.requests_retried),
+            ("requests_worker_death", "Requests answered WORKER_DEATH", s.requests_worker_death),
+            ("malformed_frontend", "Malformed messages on the frontend", s.malformed_frontend),
+            ("malformed_backend", "Malformed messages on the backend", s.malformed_backend),
+            ("undeliverable", "Messages that could not be delivered", s.undeliverable),
+            ("worker_deaths", "Workers declared dead", s.worker_deaths),
+            ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
+        ];
+        #[rustfmt::skip]
+        let gauges = [
+            ("pending", "Requests queued now", s.pending),
+            ("in_flight", "Requests running now", s.in_flight),
+            ("workers", "Workers connected now", s.workers),
+            ("clients", "Clients connected now", s.clients),
+        ];
+        register(r, &counters, &gauges);
         let pending = Family::<Vec<(String, String)>, Gauge>::default();
         let in_flight = Family::<Vec<(String, String)>, Gauge>::default();
         let workers = Family::<Vec<(String, String)>, Gauge>::default();
@@ -201,47 +172,23 @@ pub mod metrics {
         r.register("type_workers", "Workers registered now, per type", workers);
     }
 
-    /// Adds a client proxy's statistics to `registry`.
-    pub fn add_proxy(registry: &mut Registry, s: &ClientProxyStats) {
+    fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_proxy");
-        counter(
-            r,
-            "requests_received",
-            "Requests received from clients",
-            s.requests_received,
-        );
-        counter(
-            r,
-            "requests_resent",
-            "Re-sends of unconfirmed requests",
-            s.requests_resent,
-        );
-        counter(
-            r,
-            "requests_overloaded",
-            "Requests answered OVERLOADED",
-            s.requests_overloaded,
-        );
-        counter(
-            r,
-            "responses_forwarded",
-            "Responses forwarded to clients",
-            s.responses_forwarded,
-        );
-        counter(
-            r,
-            "broker_losses",
-            "Broker deaths or shutdowns seen",
-            s.broker_losses,
-        );
-        gauge(r, "buffered", "Requests buffered now", s.buffered);
-        gauge(
-            r,
-            "buffered_bytes",
-            "Payload bytes buffered now",
-            s.buffered_bytes,
-        );
-        gauge(r, "clients", "Clients connected now", s.clients);
+        #[rustfmt::skip]
+        let counters = [
+            ("requests_received", "Requests received from clients", s.requests_received),
+            ("requests_resent", "Re-sends of unconfirmed requests", s.requests_resent),
+            ("requests_overloaded", "Requests answered OVERLOADED", s.requests_overloaded),
+            ("responses_forwarded", "Responses forwarded to clients", s.responses_forwarded),
+            ("broker_losses", "Broker deaths or shutdowns seen", s.broker_losses),
+        ];
+        #[rustfmt::skip]
+        let gauges = [
+            ("buffered", "Requests buffered now", s.buffered),
+            ("buffered_bytes", "Payload bytes buffered now", s.buffered_bytes),
+            ("clients", "Clients connected now", s.clients),
+        ];
+        register(r, &counters, &gauges);
     }
 
     /// Encodes a registry as OpenMetrics text.

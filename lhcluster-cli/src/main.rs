@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
 mod common;
+mod daemon;
 
 /// Brokered request queuing and notifications over ZeroMQ.
 #[derive(Debug, Parser)]

@@ -268,6 +268,7 @@ pub mod bench_support;
 pub mod broker;
 pub mod client;
 pub mod client_proxy;
+mod config_common;
 #[cfg(feature = "serde")]
 mod config_serde;
 mod context;

@@ -10,10 +10,12 @@ use anyhow::Context;
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
 use lhcluster::{Broker, BrokerConfig};
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use super::worker::WorkerTable;
-use crate::common::{metrics, read_toml, serve_metrics, shutdown_signal};
+use crate::common::{read_toml, serve_metrics, shutdown_signal};
+use crate::daemon::Daemon;
 
 /// Run all the roles of a cluster file in one process.
 #[derive(Debug, clap::Args)]
@@ -57,54 +59,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} declares no role", args.file.display());
     }
     let signal = shutdown_signal()?;
-    let mut brokers: Vec<Broker> = Vec::new();
-    for (i, config) in file.broker.into_iter().enumerate() {
-        let broker = Broker::start(config).with_context(|| format!("broker #{i}"))?;
-        println!(
-            "broker #{i} frontend={} backend={}",
-            broker.frontend(),
-            broker.backend()
-        );
-        brokers.push(broker);
-    }
-    let mut notify_brokers = Vec::new();
-    for (i, config) in file.notify_broker.into_iter().enumerate() {
-        let nb = NotifyBroker::start(config).with_context(|| format!("notify broker #{i}"))?;
-        println!(
-            "notify-broker #{i} frontend={} backend={}",
-            nb.frontend(),
-            nb.backend()
-        );
-        notify_brokers.push(nb);
-    }
-    let mut proxies: Vec<ClientProxy> = Vec::new();
-    for (i, config) in file.proxy.into_iter().enumerate() {
-        let proxy = ClientProxy::start(config).with_context(|| format!("proxy #{i}"))?;
-        println!("proxy #{i} bind={}", proxy.endpoint());
-        proxies.push(proxy);
-    }
-    let mut workers = Vec::new();
-    for (i, table) in file.worker.iter().enumerate() {
-        workers.push(table.start().with_context(|| format!("worker #{i}"))?);
-        println!("worker #{i} started");
-    }
+    let brokers = start_each("broker", file.broker, Broker::start, Daemon::ready)?;
+    let notify_brokers = start_each(
+        "notify-broker",
+        file.notify_broker,
+        NotifyBroker::start,
+        Daemon::ready,
+    )?;
+    let proxies = start_each("proxy", file.proxy, ClientProxy::start, Daemon::ready)?;
+    let workers = start_each(
+        "worker",
+        file.worker,
+        |table| table.start(),
+        |_| "started".to_owned(),
+    )?;
     if let Some(addr) = args.metrics.as_deref().or(file.metrics.as_deref()) {
         let (b, p) = (brokers.clone(), proxies.clone());
-        serve_metrics(addr, move || {
-            let mut registry = prometheus_client::registry::Registry::default();
-            for (i, broker) in b.iter().enumerate() {
-                let label = (Cow::Borrowed("instance"), Cow::Owned(i.to_string()));
-                if let Ok(stats) = broker.stats() {
-                    metrics::add_broker(registry.sub_registry_with_label(label), &stats);
-                }
-            }
-            for (i, proxy) in p.iter().enumerate() {
-                let label = (Cow::Borrowed("instance"), Cow::Owned(i.to_string()));
-                if let Ok(stats) = proxy.stats() {
-                    metrics::add_proxy(registry.sub_registry_with_label(label), &stats);
-                }
-            }
-            metrics::render(&registry)
+        serve_metrics(addr, move |registry| {
+            add_numbered(registry, &b);
+            add_numbered(registry, &p);
         })?;
     }
     println!("cluster up");
@@ -124,6 +97,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = b.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds the metrics of each role, labelled with its number in the file.
+fn add_numbered(registry: &mut Registry, roles: &[impl Daemon]) {
+    for (i, role) in roles.iter().enumerate() {
+        let label = (Cow::Borrowed("instance"), Cow::Owned(i.to_string()));
+        role.add_metrics(registry.sub_registry_with_label(label));
+    }
+}
+
+/// Starts the roles of one kind in the file's order, each with its ready
+/// line, numbered (`broker #0 frontend=… backend=…`).
+fn start_each<C, R, E>(
+    kind: &str,
+    configs: Vec<C>,
+    start: impl Fn(C) -> Result<R, E>,
+    ready: impl Fn(&R) -> String,
+) -> anyhow::Result<Vec<R>>
+where
+    anyhow::Error: From<E>,
+{
+    let mut started = Vec::with_capacity(configs.len());
+    for (i, config) in configs.into_iter().enumerate() {
+        let role = start(config)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{kind} #{i}"))?;
+        println!("{kind} #{i} {}", ready(&role));
+        started.push(role);
+    }
+    Ok(started)
 }
 
 #[cfg(test)]

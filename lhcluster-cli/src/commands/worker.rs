@@ -8,7 +8,8 @@ use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Payload, RequestType};
 use serde::Deserialize;
 
-use crate::common::{parse_duration, parse_request_type, set, shutdown_signal};
+use crate::common::{parse_request_type, set, shutdown_signal};
+use crate::daemon::{SharedFlags, SharedOptions, until_signal};
 
 /// Run a generic worker for one or more request types.
 #[derive(Debug, clap::Args)]
@@ -38,15 +39,11 @@ pub struct Args {
     /// `--capacity` then bounds how many requests wait here.
     #[arg(long, conflicts_with = "exec")]
     inline: bool,
-    /// The worker's heartbeat interval.
-    #[arg(long, value_parser = parse_duration)]
-    heartbeat: Option<std::time::Duration>,
     /// Name shown in the broker's logs.
     #[arg(long)]
     name: Option<String>,
-    /// Log the stats at info level this often.
-    #[arg(long, value_parser = parse_duration)]
-    stats_log_interval: Option<std::time::Duration>,
+    #[command(flatten)]
+    shared: SharedFlags,
 }
 
 /// A generic worker in a cluster file (`[[worker]]`): what it serves and
@@ -180,13 +177,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     set(&mut config.capacity, &args.capacity);
     config.inline = args.inline;
     config.name = args.name;
-    set(&mut config.heartbeat, &args.heartbeat);
-    config.stats_log_interval = args.stats_log_interval;
+    config.apply(&args.shared);
     let signal = shutdown_signal()?;
     let worker = start(config, &args.types, &behaviour)?;
     println!("worker serving types {:?}", args.types);
-    let _ = signal.recv();
-    tracing::info!("signal received: stopping");
-    worker.stop()?;
-    Ok(ExitCode::SUCCESS)
+    until_signal(&signal, || worker.stop())
 }

@@ -2,28 +2,23 @@
 
 use std::time::Duration;
 
+use crate::config_common::{check_reconnect, check_shared, defaults, positive};
+#[cfg(feature = "serde")]
+use crate::config_serde as de;
 use crate::error::ConfigError;
 
-fn check_common(heartbeat: Duration, liveness: u32, hwm: i32) -> Result<(), ConfigError> {
-    if heartbeat.is_zero() {
-        return Err(ConfigError::invalid("heartbeat", "must be > 0"));
-    }
-    if liveness == 0 {
-        return Err(ConfigError::invalid("liveness", "must be > 0"));
-    }
-    if hwm <= 0 {
-        return Err(ConfigError::invalid("hwm", "must be > 0"));
-    }
-    Ok(())
-}
+/// The reconnect cap of the publisher and the subscriber (ZeroMQ's
+/// `ZMQ_RECONNECT_IVL_MAX` on their socket): 2 s, not the request roles'
+/// 5 s, the default these roles have always had.
+const NOTIFY_RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// How a [`NotifyBroker`](super::NotifyBroker) runs. Every field has a
 /// documented default ([`NotifyBrokerConfig::new`]); change fields directly,
 /// then start the broker.
 ///
-/// With the `serde` feature it reads from a file (keys as the fields,
-/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
-/// keys refused); see docs/operations.md.
+/// With the [`serde` feature](crate#feature-flags) it reads from a file. The
+/// options every role has mean the same on each: docs/operations.md's
+/// configuration reference explains them.
 #[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
@@ -43,10 +38,7 @@ pub struct NotifyBrokerConfig {
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats on every connection.
     /// Default: 1 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub heartbeat: Duration,
     /// A connection is closed after this many heartbeat intervals without
     /// traffic. Default: 3.
@@ -56,24 +48,17 @@ pub struct NotifyBrokerConfig {
     /// notifications on further topics are counted in
     /// `untracked_forwarded`. Default: 10 000.
     pub max_tracked_topics: usize,
-    /// Period of the stats log line at info level; `None` turns it off.
-    /// Default: `None` (`"off"` in a file).
-    ///
-    /// Files may also call it `stats_interval` (the CLI's older name).
+    /// Period of the stats log line, at info level; `None` for none.
+    /// Default: `None`. Files may also call it `stats_interval` (the CLI's
+    /// older name).
     #[cfg_attr(
         feature = "serde",
-        serde(
-            alias = "stats_interval",
-            deserialize_with = "crate::config_serde::optional_duration"
-        )
+        serde(alias = "stats_interval", deserialize_with = "de::optional_duration")
     )]
     pub stats_log_interval: Option<Duration>,
     /// How long [`NotifyBroker::stop`](super::NotifyBroker::stop) waits for
     /// the driver thread. Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
 }
 
@@ -84,12 +69,12 @@ impl NotifyBrokerConfig {
         Self {
             frontend: frontend.into(),
             backend: backend.into(),
-            hwm: 100_000,
-            heartbeat: Duration::from_secs(1),
-            liveness: 3,
+            hwm: defaults::HWM,
+            heartbeat: defaults::HEARTBEAT,
+            liveness: defaults::LIVENESS,
             max_tracked_topics: 10_000,
             stats_log_interval: None,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -103,16 +88,16 @@ impl NotifyBrokerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
-        check_common(self.heartbeat, self.liveness, self.hwm)
+        check_shared(self.heartbeat, self.liveness, self.hwm)
     }
 }
 
 /// How a [`NotifyPublisher`](super::NotifyPublisher) runs. Fields default as
 /// documented on [`NotifyPublisherConfig::new`].
 ///
-/// With the `serde` feature it reads from a file (keys as the fields,
-/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
-/// keys refused); see docs/operations.md.
+/// With the [`serde` feature](crate#feature-flags) it reads from a file. The
+/// options every role has mean the same on each: docs/operations.md's
+/// configuration reference explains them.
 #[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
@@ -130,10 +115,7 @@ pub struct NotifyPublisherConfig {
     /// waits for the broker to be ready to take notifications; past it,
     /// `connect` fails. `None`: do not wait (notifications published before
     /// the connection is up are dropped and counted). Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::optional_duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub connect_timeout: Option<Duration>,
     /// Most notifications waiting between `publish` and the socket; when it
     /// is full, `publish` drops the notification and returns
@@ -144,46 +126,28 @@ pub struct NotifyPublisherConfig {
     /// beyond it ZeroMQ drops notifications for that peer. Default: 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
-    /// First delay before reconnecting to the broker; doubles up to
+    /// First delay before reconnecting to the broker (> 0); doubles up to
     /// `reconnect_max`. Default: 100 ms.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_max: Duration,
     /// How long notifications already handed to the socket may still be
     /// sent after [`stop`](super::NotifyPublisher::stop). Default: 1 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub linger: Duration,
-    /// Period of the stats log line at info level; `None` turns it off.
+    /// Period of the stats log line, at info level; `None` for none.
     /// Default: `None`.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::optional_duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread. Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
 }
 
@@ -194,14 +158,14 @@ impl NotifyPublisherConfig {
             endpoint: endpoint.into(),
             connect_timeout: Some(Duration::from_secs(5)),
             queue_capacity: 10_000,
-            hwm: 100_000,
-            heartbeat: Duration::from_secs(1),
-            liveness: 3,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(2),
+            hwm: defaults::HWM,
+            heartbeat: defaults::HEARTBEAT,
+            liveness: defaults::LIVENESS,
+            reconnect_min: defaults::RECONNECT_MIN,
+            reconnect_max: NOTIFY_RECONNECT_MAX,
             linger: Duration::from_secs(1),
             stats_log_interval: None,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -214,22 +178,18 @@ impl NotifyPublisherConfig {
     /// Checks the values that no publisher can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("endpoint", &self.endpoint)?;
-        if self.queue_capacity == 0 {
-            return Err(ConfigError::invalid("queue_capacity", "must be > 0"));
-        }
-        if self.reconnect_min.is_zero() {
-            return Err(ConfigError::invalid("reconnect_min", "must be > 0"));
-        }
-        check_common(self.heartbeat, self.liveness, self.hwm)
+        positive("queue_capacity", self.queue_capacity)?;
+        check_reconnect(self.reconnect_min)?;
+        check_shared(self.heartbeat, self.liveness, self.hwm)
     }
 }
 
 /// How a [`NotifySubscriber`](super::NotifySubscriber) runs. Fields default
 /// as documented on [`NotifySubscriberConfig::new`].
 ///
-/// With the `serde` feature it reads from a file (keys as the fields,
-/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
-/// keys refused); see docs/operations.md.
+/// With the [`serde` feature](crate#feature-flags) it reads from a file. The
+/// options every role has mean the same on each: docs/operations.md's
+/// configuration reference explains them.
 #[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
@@ -250,10 +210,7 @@ pub struct NotifySubscriberConfig {
     /// Past it, they fail (the subscriptions stay registered and take effect
     /// when the connection comes up). `None`: do not wait, for peers that do
     /// not answer probes (a plain ZeroMQ PUB). Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::optional_duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub confirm_timeout: Option<Duration>,
     /// Most notifications waiting for the handler; beyond it, notifications
     /// are dropped and counted. Default: 10 000.
@@ -262,40 +219,25 @@ pub struct NotifySubscriberConfig {
     /// 100 000.
     pub hwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats. Default: 1 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub heartbeat: Duration,
     /// A connection is closed (and re-established) after this many heartbeat
     /// intervals without traffic. Default: 3.
     pub liveness: u32,
-    /// First delay before reconnecting; doubles up to `reconnect_max`.
+    /// First delay before reconnecting (> 0); doubles up to `reconnect_max`.
     /// Default: 100 ms.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 2 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_max: Duration,
-    /// Period of the stats log line at info level; `None` turns it off.
+    /// Period of the stats log line, at info level; `None` for none.
     /// Default: `None`.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::optional_duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub stats_log_interval: Option<Duration>,
     /// How long `stop` waits for the driver thread, and for a running
     /// handler to return. Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
 }
 
@@ -309,13 +251,13 @@ impl NotifySubscriberConfig {
             prefixes: Vec::new(),
             confirm_timeout: Some(Duration::from_secs(5)),
             queue_capacity: 10_000,
-            hwm: 100_000,
-            heartbeat: Duration::from_secs(1),
-            liveness: 3,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(2),
+            hwm: defaults::HWM,
+            heartbeat: defaults::HEARTBEAT,
+            liveness: defaults::LIVENESS,
+            reconnect_min: defaults::RECONNECT_MIN,
+            reconnect_max: NOTIFY_RECONNECT_MAX,
             stats_log_interval: None,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -348,12 +290,8 @@ impl NotifySubscriberConfig {
         for prefix in &self.prefixes {
             super::validate_prefix(prefix)?;
         }
-        if self.queue_capacity == 0 {
-            return Err(ConfigError::invalid("queue_capacity", "must be > 0"));
-        }
-        if self.reconnect_min.is_zero() {
-            return Err(ConfigError::invalid("reconnect_min", "must be > 0"));
-        }
-        check_common(self.heartbeat, self.liveness, self.hwm)
+        positive("queue_capacity", self.queue_capacity)?;
+        check_reconnect(self.reconnect_min)?;
+        check_shared(self.heartbeat, self.liveness, self.hwm)
     }
 }

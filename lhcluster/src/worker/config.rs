@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
+use crate::config_common::{check_brokers, check_reconnect, check_shared, defaults, positive};
+#[cfg(feature = "serde")]
+use crate::config_serde as de;
 use crate::error::ConfigError;
 
 /// How a [`Worker`](super::Worker) runs. Fields default as documented on
-/// [`WorkerConfig::new`].
+/// each.
 ///
-/// With the `serde` feature it reads from a file (keys as the fields,
-/// durations as `"100ms"`/`"5s"`, missing fields at their defaults, unknown
-/// keys refused); see docs/operations.md.
+/// With the [`serde` feature](crate#feature-flags) it reads from a file. The
+/// options every role has mean the same on each: docs/operations.md's
+/// configuration reference explains them.
 #[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
@@ -19,12 +22,11 @@ use crate::error::ConfigError;
 #[non_exhaustive]
 pub struct WorkerConfig {
     /// Broker backend endpoints. One is used today; the list leaves room for
-    /// failover without an API change.
-    ///
-    /// A file may give one endpoint as a string, and call it `broker`.
+    /// failover without an API change. A file may give one endpoint as a
+    /// string, and call it `broker`.
     #[cfg_attr(
         feature = "serde",
-        serde(alias = "broker", deserialize_with = "crate::config_serde::endpoints")
+        serde(alias = "broker", deserialize_with = "de::endpoints")
     )]
     pub brokers: Vec<String>,
     /// Optional name, shown in the broker's logs and stats.
@@ -47,44 +49,29 @@ pub struct WorkerConfig {
     /// thread running the handler.
     pub inline: bool,
     /// The worker's heartbeat interval, announced to the broker. Default: 1 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub heartbeat: Duration,
     /// The broker is dead after this many of its intervals without a
     /// message. Default: 3.
     pub liveness: u32,
-    /// First delay before reconnecting; doubles up to `reconnect_max`.
+    /// First delay before reconnecting (> 0); doubles up to `reconnect_max`.
     /// Default: 100 ms.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_min: Duration,
     /// Cap of the reconnect delay. Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub reconnect_max: Duration,
-    /// High-water mark of the socket, in messages: while this many results
-    /// wait for the broker to read them, a further one is dropped with a
-    /// warning. Default: 100 000.
+    /// High-water mark of the socket: while this many results wait for the
+    /// broker to read them, a further one is dropped with a warning.
+    /// Default: 100 000.
     pub hwm: i32,
-    /// Period of the stats log line at info level; `None` (`"off"` in a
-    /// file) turns it off. Default: `None`.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::optional_duration")
-    )]
+    /// Period of the stats log line, at info level; `None` for none.
+    /// Default: `None`.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub stats_log_interval: Option<Duration>,
     /// How long [`Worker::stop`](super::Worker::stop) lets running handlers
     /// finish. Default: 5 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(deserialize_with = "crate::config_serde::duration")
-    )]
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
 }
 
@@ -96,13 +83,13 @@ impl WorkerConfig {
             name: None,
             capacity: 1,
             inline: false,
-            heartbeat: Duration::from_secs(1),
-            liveness: 3,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
-            hwm: 100_000,
+            heartbeat: defaults::HEARTBEAT,
+            liveness: defaults::LIVENESS,
+            reconnect_min: defaults::RECONNECT_MIN,
+            reconnect_max: defaults::RECONNECT_MAX,
+            hwm: defaults::HWM,
             stats_log_interval: None,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 
@@ -117,25 +104,9 @@ impl WorkerConfig {
 
     /// Checks the values that no worker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let Some(first) = self.brokers.first() else {
-            return Err(ConfigError::invalid(
-                "brokers",
-                "must name at least one endpoint",
-            ));
-        };
-        crate::endpoint::require("brokers", first)?;
-        if self.capacity == 0 {
-            return Err(ConfigError::invalid("capacity", "must be > 0"));
-        }
-        if self.heartbeat.is_zero() {
-            return Err(ConfigError::invalid("heartbeat", "must be > 0"));
-        }
-        if self.liveness == 0 {
-            return Err(ConfigError::invalid("liveness", "must be > 0"));
-        }
-        if self.hwm <= 0 {
-            return Err(ConfigError::invalid("hwm", "must be > 0"));
-        }
-        Ok(())
+        check_brokers(&self.brokers)?;
+        positive("capacity", self.capacity)?;
+        check_reconnect(self.reconnect_min)?;
+        check_shared(self.heartbeat, self.liveness, self.hwm)
     }
 }

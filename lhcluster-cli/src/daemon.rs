@@ -1,0 +1,210 @@
+//! What the daemons (`broker`, `proxy`, `notify-broker`, `worker`, and the
+//! roles of `up`) share: the flags of the options every role has, the
+//! config file, the ready line, metrics, and running until a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
+use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
+use lhcluster::worker::WorkerConfig;
+use lhcluster::{Broker, BrokerConfig};
+use prometheus_client::registry::Registry;
+
+use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
+
+/// The flags of the options every role has, named as its config's keys
+/// (docs/operations.md, configuration reference). A flag given wins over
+/// the file and the default.
+#[derive(Debug, clap::Args)]
+pub struct SharedFlags {
+    /// This role's heartbeat interval (e.g. 1s, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    heartbeat: Option<Duration>,
+    /// A peer is dead after this many of its intervals in silence.
+    #[arg(long)]
+    liveness: Option<u32>,
+    /// Log the stats at info level this often (e.g. 30s).
+    #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
+    stats_log_interval: Option<Duration>,
+}
+
+/// A daemon's configuration: a file, or the defaults, with the flags of the
+/// shared options over it.
+#[derive(Debug, clap::Args)]
+pub struct ConfigFlags {
+    /// TOML file with this role's settings, keys as its table in a cluster
+    /// file (`[[broker]]`, `[[proxy]]`, `[[notify_broker]]`); flags win over
+    /// the file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    shared: SharedFlags,
+}
+
+impl ConfigFlags {
+    /// The file's configuration (or the defaults), with the shared flags
+    /// applied; the caller applies its role's own flags.
+    pub fn load<C: SharedOptions + serde::de::DeserializeOwned>(&self) -> anyhow::Result<C> {
+        let mut config: C = match &self.config {
+            Some(path) => read_toml(path)?,
+            // No file reads as an empty one: every key at its default, no
+            // endpoint yet (the role's own flags give them).
+            None => toml::from_str("")?,
+        };
+        config.apply(&self.shared);
+        Ok(config)
+    }
+}
+
+/// A role's config, which the shared flags apply to.
+pub trait SharedOptions {
+    /// Sets the options whose flag is given.
+    fn apply(&mut self, flags: &SharedFlags);
+}
+
+/// Every role's config names the shared options alike (the library's
+/// rule), so one body serves them all.
+macro_rules! shared_options {
+    ($($config:ty),*) => {$(
+        impl SharedOptions for $config {
+            fn apply(&mut self, flags: &SharedFlags) {
+                set(&mut self.heartbeat, &flags.heartbeat);
+                set(&mut self.liveness, &flags.liveness);
+                if let Some(interval) = flags.stats_log_interval {
+                    self.stats_log_interval = Some(interval);
+                }
+            }
+        }
+    )*};
+}
+
+shared_options!(
+    BrokerConfig,
+    ClientProxyConfig,
+    NotifyBrokerConfig,
+    WorkerConfig
+);
+
+/// A role the CLI runs as a daemon.
+pub trait Daemon: Clone + Send + 'static {
+    /// What the role's ready line says after its name, once its sockets are
+    /// bound (docs/operations.md: scripts wait for it): the endpoints
+    /// actually bound.
+    fn ready(&self) -> String;
+    /// Adds the role's current statistics to a metrics registry (roles
+    /// without metrics add nothing).
+    fn add_metrics(&self, _registry: &mut Registry) {}
+}
+
+impl Daemon for Broker {
+    fn ready(&self) -> String {
+        format!("frontend={} backend={}", self.frontend(), self.backend())
+    }
+    fn add_metrics(&self, registry: &mut Registry) {
+        metrics::add_broker(registry, self);
+    }
+}
+
+impl Daemon for NotifyBroker {
+    fn ready(&self) -> String {
+        format!("frontend={} backend={}", self.frontend(), self.backend())
+    }
+}
+
+impl Daemon for ClientProxy {
+    fn ready(&self) -> String {
+        format!("bind={}", self.endpoint())
+    }
+    fn add_metrics(&self, registry: &mut Registry) {
+        metrics::add_proxy(registry, self);
+    }
+}
+
+/// Runs a role as a daemon: starts it, prints its ready line (`name …`),
+/// serves its metrics at `metrics` if given, and stops it on SIGINT or
+/// SIGTERM.
+pub fn run<D: Daemon>(
+    name: &str,
+    start: impl FnOnce() -> Result<D, lhcluster::Error>,
+    stop: impl FnOnce(&D) -> Result<(), lhcluster::Error>,
+    metrics: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    // Before starting: a signal from then on stops the role gracefully.
+    let signal = shutdown_signal()?;
+    let role = start()?;
+    println!("{name} {}", role.ready());
+    if let Some(addr) = metrics {
+        let r = role.clone();
+        serve_metrics(addr, move |registry| r.add_metrics(registry))?;
+    }
+    until_signal(&signal, || stop(&role))
+}
+
+/// Waits for SIGINT or SIGTERM on `signal`, then stops the role.
+pub fn until_signal(
+    signal: &Receiver<()>,
+    stop: impl FnOnce() -> Result<(), lhcluster::Error>,
+) -> anyhow::Result<ExitCode> {
+    let _ = signal.recv();
+    tracing::info!("signal received: stopping");
+    stop()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    }
+
+    fn load<C: SharedOptions + serde::de::DeserializeOwned>(args: &[&str]) -> C {
+        let cli = Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cli.flags.load().unwrap()
+    }
+
+    #[test]
+    fn without_flags_every_option_keeps_the_library_default() {
+        let b: BrokerConfig = load(&[]);
+        let d = BrokerConfig::new("", "");
+        assert_eq!(
+            (b.heartbeat, b.liveness, b.stats_log_interval, b.hwm),
+            (d.heartbeat, d.liveness, d.stats_log_interval, d.hwm)
+        );
+        assert_eq!((b.frontend.as_str(), b.backend.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn the_shared_flags_set_the_same_options_on_every_role() {
+        let args = [
+            "--heartbeat",
+            "250ms",
+            "--liveness",
+            "5",
+            "--stats-interval",
+            "30s",
+        ];
+        let expect = (Duration::from_millis(250), 5, Some(Duration::from_secs(30)));
+        let b: BrokerConfig = load(&args);
+        let p: ClientProxyConfig = load(&args);
+        let n: NotifyBrokerConfig = load(&args);
+        let w: WorkerConfig = load(&args);
+        for got in [
+            (b.heartbeat, b.liveness, b.stats_log_interval),
+            (p.heartbeat, p.liveness, p.stats_log_interval),
+            (n.heartbeat, n.liveness, n.stats_log_interval),
+            (w.heartbeat, w.liveness, w.stats_log_interval),
+        ] {
+            assert_eq!(got, expect);
+        }
+    }
+}

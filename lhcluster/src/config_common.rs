@@ -1,0 +1,142 @@
+//! What the roles' configurations share: the defaults of the options every
+//! role has, and the checks their `validate()` run.
+//!
+//! Every config names the same thing alike (`heartbeat`, `liveness`,
+//! `reconnect_min`, `reconnect_max`, `hwm`, `stats_log_interval`,
+//! `shutdown_timeout`) and gives it the same default; this module says each
+//! default and each check once. The fields themselves stay on each config,
+//! not in a shared struct: users read and set a flat struct of documented
+//! fields, and files are read with `deny_unknown_fields`, which serde does
+//! not combine with `#[serde(flatten)]`. What the shared options mean is
+//! explained once, in docs/operations.md ("Configuration reference"); each
+//! field's doc says what its role does with it, and its default.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// The defaults of the options every role has. Each config's field docs
+/// repeat the value for their readers; `new()` takes it from here.
+pub(crate) mod defaults {
+    use std::time::Duration;
+
+    /// A role's own heartbeat interval.
+    pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+    /// Missed intervals before a peer is dead.
+    pub(crate) const LIVENESS: u32 = 3;
+    /// The first reconnect delay: docs/protocol.md §7.4's SHOULD.
+    pub(crate) const RECONNECT_MIN: Duration = Duration::from_millis(100);
+    /// The cap of the reconnect delay: docs/protocol.md §7.4's SHOULD.
+    pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(5);
+    /// ZeroMQ high-water mark of each socket, per peer, in messages.
+    pub(crate) const HWM: i32 = 100_000;
+    /// How long stopping a role may take.
+    pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+/// Checks the options every role has: a heartbeat, a liveness and a
+/// high-water mark that are all > 0 (a zero heartbeat would flood the peer,
+/// a zero liveness declares it dead at once, a zero hwm means "no limit" to
+/// ZeroMQ).
+pub(crate) fn check_shared(
+    heartbeat: Duration,
+    liveness: u32,
+    hwm: i32,
+) -> Result<(), ConfigError> {
+    positive("heartbeat", heartbeat)?;
+    positive("liveness", liveness)?;
+    positive("hwm", hwm)
+}
+
+/// Checks the reconnect backoff of a connecting role: docs/protocol.md §7.4
+/// requires a minimum > 0 (the delay doubles from it, so a zero minimum
+/// would reconnect in a busy loop). The cap needs no check: a cap below the
+/// minimum counts as the minimum.
+pub(crate) fn check_reconnect(reconnect_min: Duration) -> Result<(), ConfigError> {
+    positive("reconnect_min", reconnect_min)
+}
+
+/// Checks a connecting role's `brokers`: at least one, and the one used
+/// today a valid endpoint.
+pub(crate) fn check_brokers(brokers: &[String]) -> Result<(), ConfigError> {
+    let Some(first) = brokers.first() else {
+        return Err(ConfigError::invalid(
+            "brokers",
+            "must name at least one endpoint",
+        ));
+    };
+    crate::endpoint::require("brokers", first)
+}
+
+/// Checks that `value` of config field `field` is > 0 (a count, a size, a
+/// duration).
+pub(crate) fn positive<T: PartialOrd + Default>(
+    field: &'static str,
+    value: T,
+) -> Result<(), ConfigError> {
+    if value > T::default() {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(field, "must be > 0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+    use crate::client_proxy::ClientProxyConfig;
+    use crate::notify::{NotifyPublisherConfig, NotifySubscriberConfig};
+    use crate::worker::WorkerConfig;
+
+    #[test]
+    fn positive_refuses_zero_and_negative_values_of_any_kind() {
+        assert!(positive("a", 1u32).is_ok());
+        assert!(positive("a", Duration::from_nanos(1)).is_ok());
+        assert_eq!(positive("a", 0usize).unwrap_err().field, "a");
+        assert!(positive("a", Duration::ZERO).is_err());
+        assert!(positive("a", -1i32).is_err());
+    }
+
+    #[test]
+    fn shared_checks_name_the_offending_field() {
+        let ok = (defaults::HEARTBEAT, defaults::LIVENESS, defaults::HWM);
+        assert!(check_shared(ok.0, ok.1, ok.2).is_ok());
+        let field = |r: Result<(), ConfigError>| r.unwrap_err().field;
+        assert_eq!(field(check_shared(Duration::ZERO, ok.1, ok.2)), "heartbeat");
+        assert_eq!(field(check_shared(ok.0, 0, ok.2)), "liveness");
+        assert_eq!(field(check_shared(ok.0, ok.1, 0)), "hwm");
+        assert_eq!(field(check_brokers(&[])), "brokers");
+        assert_eq!(field(check_brokers(&[String::new()])), "brokers");
+        assert!(check_brokers(&["tcp://b:1".to_owned()]).is_ok());
+    }
+
+    /// docs/protocol.md §7.4: the reconnect minimum MUST be > 0, for every
+    /// role that reconnects.
+    #[test]
+    fn every_connecting_role_refuses_a_zero_reconnect_minimum() {
+        macro_rules! validate_with {
+            ($config:expr, $reconnect_min:expr) => {{
+                let mut config = $config;
+                config.reconnect_min = $reconnect_min;
+                config.validate()
+            }};
+        }
+        let ep = "tcp://127.0.0.1:5555";
+        let every_role = |min: Duration| {
+            [
+                validate_with!(ClientConfig::new(ep), min),
+                validate_with!(WorkerConfig::new(ep), min),
+                validate_with!(ClientProxyConfig::new("tcp://*:5550", ep), min),
+                validate_with!(NotifyPublisherConfig::new(ep), min),
+                validate_with!(NotifySubscriberConfig::new(ep), min),
+            ]
+        };
+        for result in every_role(Duration::from_millis(1)) {
+            assert_eq!(result, Ok(()));
+        }
+        for result in every_role(Duration::ZERO) {
+            assert_eq!(result.unwrap_err().field, "reconnect_min");
+        }
+    }
+}
