@@ -1,6 +1,7 @@
-//! Results of an attempt that is no longer current (protocol.md §8.3): a
-//! worker declared dead comes back, is given the retry of its own request,
-//! and then sends the result of the first attempt.
+//! Results of a dispatch that is no longer current (protocol.md §8.3): a
+//! worker declared dead comes back, is given the retry of its own request
+//! (or a new request under the same key), and then sends the result of
+//! what it ran before.
 
 use super::*;
 
@@ -45,6 +46,114 @@ fn a_result_of_an_earlier_attempt_neither_answers_nor_frees_a_credit() {
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_nothing();
     assert_eq!(h.stats().requests_completed, 1);
+}
+
+/// The case the attempt cannot tell (protocol.md §8.3): request 7/1 ends
+/// by `WORKER_DEATH` while `W1` (capacity 1) is partitioned; `W1` comes
+/// back, and a *new* request 7/1 is dispatched to it, attempt 1 again; then
+/// the old run's result arrives, sent before `W1` received the new
+/// DISPATCH. Its tag names the old dispatch: dropped and counted, and the
+/// slot stays taken until the new run's result.
+#[test]
+fn a_result_of_an_ended_request_does_not_answer_a_new_one_under_its_key() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::empty(), &[b"old"]);
+    let old = h.expect_dispatch(W1, 7, 1, 1).dispatch_tag;
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.expect_status(CA, 7, 1, Status::WorkerDeath);
+    h.expect_nothing();
+
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::empty(), &[b"new"]);
+    let new = h.expect_dispatch(W1, 7, 1, 1);
+    assert_eq!(frames(&new.payload), owned(&[b"new"]));
+    assert_ne!(new.dispatch_tag, old, "each dispatch has its own tag");
+
+    // The old run's result: same key, same attempt, the old tag.
+    h.result_tagged(W1, 7, 1, (1, old), Status::Ok, &[b"old run"]);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.unknown_results), (1, 0));
+    assert_eq!((s.requests_completed, s.in_flight), (0, 1));
+
+    // W1's only slot is still taken by the new run: new work waits.
+    h.request(CA, 7, 2, Flags::empty(), &[]);
+    h.expect_nothing();
+    assert_eq!(h.type_stats(7).pending, 1);
+
+    // The new run's result answers the new request and frees the slot.
+    h.result_tagged(W1, 7, 1, (1, new.dispatch_tag), Status::Ok, &[b"new run"]);
+    let r = h.expect_status(CA, 7, 1, Status::Ok);
+    assert_eq!(frames(&r.payload), owned(&[b"new run"]));
+    h.expect_dispatch(W1, 7, 2, 1);
+    h.expect_nothing();
+    assert_eq!(h.stats().requests_completed, 1);
+}
+
+/// The same sequence with a worker that predates tags (attempt only): its
+/// old result cannot be told from the new run's, and is taken as the
+/// answer (the limit protocol.md §8.3 states for such workers).
+#[test]
+fn without_a_tag_a_result_of_an_ended_request_is_taken_for_the_new_one() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.expect_status(CA, 7, 1, Status::WorkerDeath);
+    h.connect_worker(W1, &[7], 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.result_attempt(W1, 7, 1, 1, Status::Ok, &[b"old run"]);
+    let r = h.expect_status(CA, 7, 1, Status::Ok);
+    assert_eq!(frames(&r.payload), owned(&[b"old run"]));
+    assert_eq!(h.stats().stale_results, 0);
+}
+
+/// A tagged result is judged by its tag alone: with the current tag it
+/// answers, whatever attempt it names.
+#[test]
+fn the_tag_decides_over_the_attempt() {
+    let mut h = retried_back_on_its_worker();
+    let tag = h.dispatches[&(W1.to_vec(), 7, 1)].1;
+    h.result_tagged(W1, 7, 1, (1, tag), Status::Ok, &[b"current"]);
+    let r = h.expect_status(CA, 7, 1, Status::Ok);
+    assert_eq!(frames(&r.payload), owned(&[b"current"]));
+    assert_eq!(h.stats().stale_results, 0);
+}
+
+/// A malformed RESULT carrying an old tag fails nothing (§8.4): stale
+/// before it is garbled, even at the current attempt.
+#[test]
+fn a_garbled_result_with_an_old_tag_fails_nothing() {
+    let mut h = Harness::new();
+    h.connect(CA);
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::empty(), &[]);
+    let old = h.expect_dispatch(W1, 7, 1, 1).dispatch_tag;
+    kill_by_silence(&mut h, W1, &[], &[CA]);
+    h.expect_status(CA, 7, 1, Status::WorkerDeath);
+    h.connect_worker(W1, &[7], 1);
+    h.request_dispatched(CA, W1, 7, 1);
+    let (mut header, _) = encode(Message::Result(WorkResult {
+        request_type: 7,
+        request_id: 1,
+        attempt: 1,
+        dispatch_tag: old,
+        status: Status::Ok,
+        error: None,
+        payload: Payload::new(),
+    }));
+    // A repeated field's last value wins: status 0, which is invalid.
+    header.extend([0x38, 0x00]);
+    h.backend_raw(W1, &header, Payload::new());
+    let e = h.expect_error(Side::Backend, W1);
+    assert!(e.error.contains("invalid status"), "{}", e.error);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.in_flight), (1, 1));
+    h.result_answered(W1, CA, 7, 1);
 }
 
 /// The same late result after attempt 2 went to another worker is not
