@@ -542,33 +542,12 @@ fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
 /// answered as attempt 2: old work is never passed off as new work.
 #[test]
 fn a_result_held_across_a_reconnect_keeps_its_attempt() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
-    assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
-    assert!(h.done(620, (10, 1), Ok(payload(&[b"first"]))).is_empty());
-    assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
-    h.connected(711);
-    let actions = h.feed(
-        720,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
+    let [held, fresh] = answers_across_a_reconnect(
+        dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1),
+        dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2),
     );
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.attempt, r.dispatch_tag),
-        (10, 1, 1, 101)
-    );
-    assert_eq!(bytes(&r.payload), [b"first".to_vec()]);
-    let d = only_run(&h.feed(721, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))).attempt;
-    assert_eq!(d, 2);
-    let actions = h.done(730, (10, 1), Ok(payload(&[b"second"])));
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.attempt, r.dispatch_tag),
-        (10, 1, 2, 102)
-    );
-    assert_eq!(bytes(&r.payload), [b"second".to_vec()]);
+    assert_eq!(held, (1, 101, vec![b"first".to_vec()]));
+    assert_eq!(fresh, (2, 102, vec![b"second".to_vec()]));
 }
 
 /// The same, but the broker ended the first request (WORKER_DEATH) and
@@ -576,26 +555,40 @@ fn a_result_held_across_a_reconnect_keeps_its_attempt() {
 /// tells the two results apart, and each keeps its own.
 #[test]
 fn a_result_held_across_a_reconnect_keeps_its_dispatch_tag() {
+    let [held, fresh] = answers_across_a_reconnect(
+        dispatch_tagged(10, 1, Flags::empty(), 1, 7),
+        dispatch_tagged(10, 1, Flags::empty(), 1, 8),
+    );
+    assert_eq!(held, (1, 7, vec![b"first".to_vec()]));
+    assert_eq!(fresh, (1, 8, vec![b"second".to_vec()]));
+}
+
+/// Runs `first` (request 10/1), which finishes ("first") while the broker
+/// is unreachable; reconnects; then is given `second`, the same key again,
+/// and runs it ("second"). Returns the attempt, tag and payload of the
+/// RESULT sent right after the WELCOME, and of the one of `second`'s run.
+fn answers_across_a_reconnect(first: Message, second: Message) -> [(u32, u64, Vec<Vec<u8>>); 2] {
     let mut h = Harness::registered();
-    h.feed(10, dispatch_tagged(10, 1, Flags::empty(), 1, 7));
+    h.feed(10, first);
     assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
-    assert!(h.done(620, (10, 1), Ok(payload(&[b"old"]))).is_empty());
+    assert!(h.done(620, (10, 1), Ok(payload(&[b"first"]))).is_empty());
     assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
     h.connected(711);
-    let actions = h.feed(
-        720,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
-    let r = only_result(&actions);
-    assert_eq!((r.attempt, r.dispatch_tag), (1, 7));
-    assert_eq!(bytes(&r.payload), [b"old".to_vec()]);
-    only_run(&h.feed(721, dispatch_tagged(10, 1, Flags::empty(), 1, 8)));
-    let actions = h.done(730, (10, 1), Ok(payload(&[b"new"])));
-    let r = only_result(&actions);
-    assert_eq!((r.attempt, r.dispatch_tag), (1, 8));
-    assert_eq!(bytes(&r.payload), [b"new".to_vec()]);
+    let welcome = Message::Welcome {
+        heartbeat_ms: BROKER_HB,
+    };
+    let answer = |r: &WorkResult| {
+        assert_eq!((r.request_type, r.request_id), (10, 1));
+        (r.attempt, r.dispatch_tag, bytes(&r.payload))
+    };
+    let held = answer(only_result(&h.feed(720, welcome)));
+    only_run(&h.feed(721, second));
+    let fresh = answer(only_result(&h.done(
+        730,
+        (10, 1),
+        Ok(payload(&[b"second"])),
+    )));
+    [held, fresh]
 }
 
 /// A DISPATCH of a type the worker does not serve is answered for its own
