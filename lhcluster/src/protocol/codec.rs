@@ -344,10 +344,10 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
     })
 }
 
-/// The `attempt` and `dispatch_tag` a (possibly invalid) header carries,
-/// each 0 when absent or when the header does not parse (a RESULT's, to
-/// tell a stale one, §8.3).
-pub(crate) fn peek_attempt(header: &[u8]) -> (u32, u64) {
+/// The dispatch a (possibly invalid) RESULT header says it answers: its
+/// `attempt` and `dispatch_tag`, each 0 when absent or when the header does
+/// not parse (to tell a stale one, §8.3).
+pub(crate) fn peek_answered(header: &[u8]) -> (u32, u64) {
     pb::Header::decode(header).map_or((0, 0), |h| (h.attempt, h.dispatch_tag))
 }
 

@@ -24,7 +24,7 @@ mod header;
 mod types;
 
 pub(crate) use codec::check_notification;
-pub(crate) use codec::peek_attempt;
+pub(crate) use codec::peek_answered;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };

@@ -154,7 +154,7 @@ impl BrokerCore {
         {
             // A garbled result of an earlier dispatch is stale, and fails
             // nothing.
-            let (attempt, dispatch_tag) = protocol::peek_attempt(header);
+            let (attempt, dispatch_tag) = protocol::peek_answered(header);
             let result = WorkResult {
                 request_type: key.0,
                 request_id: key.1,
