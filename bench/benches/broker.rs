@@ -40,11 +40,14 @@ struct Scenario {
     broker: BrokerBench,
     now: Instant,
     /// Pre-encoded REQUEST and RESULT headers (payload inline), cycled
-    /// through.
+    /// through. A RESULT lacks only the DISPATCH's tag, which the cycle
+    /// appends (fields may come in any order), as a worker echoes it.
     requests: Vec<Vec<u8>>,
     results: Vec<Vec<u8>>,
     next: usize,
     out_header: Vec<u8>,
+    /// The RESULT header being sent, reused.
+    result_header: Vec<u8>,
     dispatched_to: Vec<u8>,
 }
 
@@ -52,6 +55,16 @@ fn encode(msg: Message) -> Vec<u8> {
     let mut header = Vec::new();
     let _ = msg.encode(&mut header);
     header
+}
+
+/// Appends header field 18, `dispatch_tag`, as a varint.
+fn append_dispatch_tag(header: &mut Vec<u8>, mut tag: u64) {
+    header.extend_from_slice(&[0x90, 0x01]);
+    while tag >= 0x80 {
+        header.push(tag as u8 | 0x80);
+        tag >>= 7;
+    }
+    header.push(tag as u8);
 }
 
 fn worker_id(i: usize) -> Vec<u8> {
@@ -99,8 +112,10 @@ impl Scenario {
             results.push(encode(Message::Result(WorkResult {
                 request_type,
                 request_id,
-                // Every request here runs once: its first dispatch.
+                // Every request here runs once: its first dispatch. Its
+                // tag is appended when the DISPATCH is known.
                 attempt: 1,
+                dispatch_tag: 0,
                 status: Status::Ok,
                 error: None,
                 payload: payload(),
@@ -113,6 +128,7 @@ impl Scenario {
             results,
             next: 0,
             out_header: Vec::with_capacity(64),
+            result_header: Vec::with_capacity(128),
             dispatched_to: Vec::with_capacity(16),
         }
     }
@@ -124,22 +140,28 @@ impl Scenario {
         self.next = (i + 1) % self.requests.len();
         self.broker
             .frontend(self.now, CLIENT, &self.requests[i], Payload::new());
-        let mut dispatched = false;
+        let mut dispatch_tag = None;
         let (out_header, dispatched_to) = (&mut self.out_header, &mut self.dispatched_to);
         self.broker.drain(|frontend, peer, msg| {
-            let dispatch = !frontend && matches!(msg, Message::Dispatch(_));
+            let tag = match &msg {
+                Message::Dispatch(d) if !frontend => Some(d.dispatch_tag),
+                _ => None,
+            };
             black_box(msg.encode(out_header));
-            if dispatch {
+            if tag.is_some() {
                 dispatched_to.clear();
                 dispatched_to.extend_from_slice(peer);
-                dispatched = true;
+                dispatch_tag = tag;
             }
         });
-        assert!(dispatched, "the request is dispatched at once");
+        let dispatch_tag = dispatch_tag.expect("the request is dispatched at once");
+        self.result_header.clear();
+        self.result_header.extend_from_slice(&self.results[i]);
+        append_dispatch_tag(&mut self.result_header, dispatch_tag);
         self.broker.backend(
             self.now,
             &self.dispatched_to,
-            &self.results[i],
+            &self.result_header,
             Payload::new(),
         );
         let mut responses = 0;

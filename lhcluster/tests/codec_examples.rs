@@ -39,6 +39,7 @@ mod field {
     pub(crate) const ATTEMPT: u32 = 15;
     pub(crate) const NOTIFY_ID: u32 = 16;
     pub(crate) const INLINE_PAYLOAD: u32 = 17;
+    pub(crate) const DISPATCH_TAG: u32 = 18;
 }
 
 /// `Kind` enum values of `proto/lhcluster.proto`.
@@ -400,12 +401,18 @@ fn dispatch() {
             request_id: 1,
             flags: Flags::RETRY_ON_DEATH,
             attempt: 2,
+            dispatch_tag: 1000,
             payload: payload(&[b"x"]),
         })
     };
     // major=1 | minor=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
-    // | inline_payload="x" (a lone small payload frame travels in the header)
-    let frames = check_encoding(make, "0801 1001 1804 2010 2807 3001 7802 8a010178", &[]);
+    // | dispatch_tag=1000 (field 18: a two-byte key, 90 01)
+    // | inline_payload="x" (a lone small payload frame travels in the header, appended last)
+    let frames = check_encoding(
+        make,
+        "0801 1001 1804 2010 2807 3001 7802 9001e807 8a010178",
+        &[],
+    );
     let Message::Dispatch(d) = decode(frames).unwrap() else {
         panic!("not a DISPATCH")
     };
@@ -413,7 +420,36 @@ fn dispatch() {
     assert_eq!(d.request_id, 1);
     assert_eq!(d.flags, Flags::RETRY_ON_DEATH);
     assert_eq!(d.attempt, 2);
+    assert_eq!(d.dispatch_tag, 1000);
     assert_eq!(bytes_of(&d.payload), vec![b"x".to_vec()]);
+
+    // Without a tag (a broker that predates it): valid, read as 0.
+    let untagged = Pb::header(kind::DISPATCH)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::ATTEMPT, 1)
+        .build();
+    let Message::Dispatch(d) = decode_bytes(&untagged, &[]).unwrap() else {
+        panic!("not a DISPATCH")
+    };
+    assert_eq!((d.attempt, d.dispatch_tag), (1, 0));
+    // The whole uint64 range, as a 10-byte varint at the top.
+    let top = Pb::header(kind::DISPATCH)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::ATTEMPT, 1)
+        .uint(field::DISPATCH_TAG, u64::MAX)
+        .build();
+    assert_eq!(hex(&top[top.len() - 12..]), "9001ffffffffffffffffff01");
+    let Message::Dispatch(d) = decode_bytes(&top, &[]).unwrap() else {
+        panic!("not a DISPATCH")
+    };
+    assert_eq!(d.dispatch_tag, u64::MAX);
+    // A known field: with another wire type the header does not parse.
+    let wrong_wire_type = Pb::header(kind::DISPATCH)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::ATTEMPT, 1)
+        .bytes(field::DISPATCH_TAG, b"\x01")
+        .build();
+    assert_prost_error(decode_bytes(&wrong_wire_type, &[]));
 }
 
 #[test]
@@ -423,16 +459,17 @@ fn result() {
             request_type: 7,
             request_id: 1,
             attempt: 2,
+            dispatch_tag: 1000,
             status: Status::Failed,
             error: Some("boom".into()),
             payload: payload(&[b"partial"]),
         })
     };
     // major=1 | minor=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
-    // | error="boom" | attempt=2 | inline_payload="partial"
+    // | error="boom" | attempt=2 | dispatch_tag=1000 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1001 1805 2807 3001 3802 7204626f6f6d 7802 8a0107 7061727469616c",
+        "0801 1001 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -442,6 +479,7 @@ fn result() {
     assert_eq!(r.request_id, 1);
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.error.as_deref(), Some("boom"));
+    assert_eq!((r.attempt, r.dispatch_tag), (2, 1000));
     assert_eq!(bytes_of(&r.payload), vec![b"partial".to_vec()]);
 
     // Every worker status is accepted.
@@ -968,20 +1006,22 @@ fn protocol_md_worked_examples() {
                 request_id: 300,
                 flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
                 attempt: 2,
+                dispatch_tag: 1000,
                 payload: vec![],
             }),
-            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 02",
+            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
                 request_type: 42,
                 request_id: 300,
                 attempt: 2,
+                dispatch_tag: 1000,
                 status: Status::Failed,
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02",
+            "08 01 10 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Response(Response {
@@ -1070,10 +1110,25 @@ fn protocol_md_worked_examples() {
         bytes_of(&request(payload(&[&big])).into_frames()),
         vec![unhex("08 01 10 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
+    let dispatch = Message::Dispatch(Dispatch {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        attempt: 1,
+        dispatch_tag: 1000,
+        payload: payload(&[b"hi"]),
+    });
+    assert_eq!(
+        bytes_of(&dispatch.into_frames()),
+        vec![unhex(
+            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
+        )]
+    );
     let result = Message::Result(WorkResult {
         request_type: 42,
         request_id: 300,
         attempt: 1,
+        dispatch_tag: 1000,
         status: Status::Ok,
         error: None,
         payload: payload(&[b"ok"]),
@@ -1081,16 +1136,28 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 8A 01 02 6F 6B"
+            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
         )]
     );
+
+    // A RESULT without `dispatch_tag` (a 1.1 worker that predates it, or
+    // answering an untagged DISPATCH): read as tag 0, judged by its attempt.
+    let Message::Result(r) =
+        decode_bytes(&unhex("08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01"), &[]).unwrap()
+    else {
+        panic!("not a RESULT")
+    };
+    assert_eq!((r.attempt, r.dispatch_tag), (1, 0));
 
     // A 1.0 worker's RESULT carries no attempt (nor minor): read as attempt 0.
     let Message::Result(r) = decode_bytes(&unhex("08 01 18 05 28 2A 30 AC 02 38 01"), &[]).unwrap()
     else {
         panic!("not a RESULT")
     };
-    assert_eq!((r.request_type, r.request_id, r.attempt), (42, 300, 0));
+    assert_eq!(
+        (r.request_type, r.request_id, r.attempt, r.dispatch_tag),
+        (42, 300, 0, 0)
+    );
 
     // A notification on topic `orders` with id 5 and payload "p".
     let frames = Message::Notification(RawNotification {

@@ -46,12 +46,14 @@ enum Repr {
         request_id: u64,
         flags: u64,
         attempt: u32,
+        dispatch_tag: u64,
         payload: Vec<Vec<u8>>,
     },
     Result {
         request_type: u32,
         request_id: u64,
         attempt: u32,
+        dispatch_tag: u64,
         status: Status,
         error: Option<String>,
         payload: Vec<Vec<u8>>,
@@ -110,12 +112,14 @@ fn repr(message: &Message) -> Repr {
             request_id: d.request_id,
             flags: d.flags.bits(),
             attempt: d.attempt,
+            dispatch_tag: d.dispatch_tag,
             payload: bytes_of(&d.payload),
         },
         Message::Result(r) => Repr::Result {
             request_type: r.request_type,
             request_id: r.request_id,
             attempt: r.attempt,
+            dispatch_tag: r.dispatch_tag,
             status: r.status,
             error: r.error.clone(),
             payload: bytes_of(&r.payload),
@@ -165,6 +169,12 @@ fn payload() -> impl Strategy<Value = Vec<Frame>> {
 /// Request types are non-zero (0 is reserved).
 fn request_type() -> impl Strategy<Value = u32> {
     prop_oneof![1..=16u32, 1..=u32::MAX]
+}
+
+/// 0: no tag (a broker or worker that predates it); small, a 48-bit
+/// counter as the reference broker's, or any 64-bit value.
+fn dispatch_tag() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), 1..=5u64, 1..(1u64 << 48), any::<u64>()]
 }
 
 fn request_id() -> impl Strategy<Value = u64> {
@@ -280,32 +290,38 @@ fn message() -> impl Strategy<Value = Message> {
             request_id(),
             flags(),
             prop_oneof![1..=5u32, 1..=u32::MAX],
+            dispatch_tag(),
             payload()
         )
-            .prop_map(|(request_type, request_id, flags, attempt, payload)| {
-                Message::Dispatch(Dispatch {
-                    request_type,
-                    request_id,
-                    flags,
-                    attempt,
-                    payload,
-                })
-            }),
+            .prop_map(
+                |(request_type, request_id, flags, attempt, dispatch_tag, payload)| {
+                    Message::Dispatch(Dispatch {
+                        request_type,
+                        request_id,
+                        flags,
+                        attempt,
+                        dispatch_tag,
+                        payload,
+                    })
+                }
+            ),
         (
             request_type(),
             request_id(),
             // 0: a 1.0 worker's RESULT, without attempt.
             prop_oneof![Just(0u32), 1..=5u32, 1..=u32::MAX],
+            dispatch_tag(),
             worker_status(),
             opt_text(),
             payload()
         )
             .prop_map(
-                |(request_type, request_id, attempt, status, error, payload)| {
+                |(request_type, request_id, attempt, dispatch_tag, status, error, payload)| {
                     Message::Result(WorkResult {
                         request_type,
                         request_id,
                         attempt,
+                        dispatch_tag,
                         status,
                         error,
                         payload,
@@ -559,11 +575,11 @@ fn varint(mut v: u64) -> Vec<u8> {
     out
 }
 
-/// A well-formed header field this version does not know (number 18 to
+/// A well-formed header field this version does not know (number 19 to
 /// 2^29 - 1), of any wire type: varint, fixed64, length-delimited, a group
 /// of varint fields, fixed32.
 fn unknown_field() -> impl Strategy<Value = Vec<u8>> {
-    let number = prop_oneof![18u64..40, 18u64..(1 << 29)];
+    let number = prop_oneof![19u64..40, 19u64..(1 << 29)];
     let value = prop_oneof![
         any::<u64>().prop_map(|v| (0u64, varint(v))),
         any::<[u8; 8]>().prop_map(|b| (1, b.to_vec())),
@@ -652,18 +668,21 @@ fn message_from(r: &Repr) -> Message {
             request_id,
             flags,
             attempt,
+            dispatch_tag,
             payload,
         } => Message::Dispatch(Dispatch {
             request_type,
             request_id,
             flags: Flags::from_bits_retain(flags),
             attempt,
+            dispatch_tag,
             payload: frames(&payload),
         }),
         Repr::Result {
             request_type,
             request_id,
             attempt,
+            dispatch_tag,
             status,
             error,
             payload,
@@ -671,6 +690,7 @@ fn message_from(r: &Repr) -> Message {
             request_type,
             request_id,
             attempt,
+            dispatch_tag,
             status,
             error,
             payload: frames(&payload),

@@ -64,8 +64,9 @@ pub struct BrokerStats {
     /// Results for requests not assigned to the sending worker.
     pub unknown_results: u64,
     /// Results for a request assigned to the sending worker, but of another
-    /// attempt than the current one (a late result from before the worker
-    /// was declared dead): dropped, no credit given back.
+    /// dispatch than the current one (another tag, or without a tag another
+    /// attempt: a late result from before the worker was declared dead):
+    /// dropped, no credit given back.
     pub stale_results: u64,
     /// Messages from unknown workers (answered `REREGISTER`).
     pub unknown_workers: u64,

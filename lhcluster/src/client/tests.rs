@@ -1013,6 +1013,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working()
             request_id: 1,
             flags: Flags::empty(),
             attempt: 1,
+            dispatch_tag: 0,
             payload: Payload::new(),
         }),
     );

@@ -71,6 +71,7 @@ impl Message {
                 h.request_id = d.request_id;
                 h.flags = d.flags.bits();
                 h.attempt = d.attempt;
+                h.dispatch_tag = d.dispatch_tag;
                 d.payload
             }
             Message::Result(r) => {
@@ -78,6 +79,7 @@ impl Message {
                 h.request_type = r.request_type;
                 h.request_id = r.request_id;
                 h.attempt = r.attempt;
+                h.dispatch_tag = r.dispatch_tag;
                 h.status = status_to_pb(r.status) as i32;
                 h.error = r.error.unwrap_or_default();
                 r.payload
@@ -342,10 +344,11 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
     })
 }
 
-/// The `attempt` a (possibly invalid) header carries, 0 when absent or when
-/// the header does not parse (a RESULT's, to tell a stale one, §8.3).
-pub(crate) fn peek_attempt(header: &[u8]) -> u32 {
-    pb::Header::decode(header).map_or(0, |h| h.attempt)
+/// The dispatch a (possibly invalid) RESULT header says it answers: its
+/// `attempt` and `dispatch_tag`, each 0 when absent or when the header does
+/// not parse (to tell a stale one, §8.3).
+pub(crate) fn peek_answered(header: &[u8]) -> (u32, u64) {
+    pb::Header::decode(header).map_or((0, 0), |h| (h.attempt, h.dispatch_tag))
 }
 
 /// The kind name a (possibly invalid) header claims, e.g. `"RESULT"`.
@@ -458,6 +461,8 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 request_id: h.request_id,
                 flags: Flags::from_bits_retain(h.flags),
                 attempt: h.attempt,
+                // Optional: absent (0) from a broker that does not tag.
+                dispatch_tag: h.dispatch_tag,
                 payload,
             })
         }
@@ -475,6 +480,9 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 request_id: h.request_id,
                 // Optional: absent (0) from a 1.0 worker.
                 attempt: h.attempt,
+                // Optional: absent (0) from a worker that predates it, or
+                // answering an untagged DISPATCH.
+                dispatch_tag: h.dispatch_tag,
                 status,
                 error: non_empty(h.error),
                 payload,

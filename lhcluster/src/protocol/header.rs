@@ -63,6 +63,7 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
             (15, 0) => h.attempt = varint(&mut buf)? as u32,
             (16, 0) => h.notify_id = varint(&mut buf)?,
             (17, 2) => inline = Some(Cow::Borrowed(delimited(&mut buf)?)),
+            (18, 0) => h.dispatch_tag = varint(&mut buf)?,
             _ => return None,
         }
     }
@@ -97,6 +98,7 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
     if let Some(payload) = &h.inline_payload {
         delimited_field(buf, 17, payload);
     }
+    uint(buf, 18, h.dispatch_tag);
 }
 
 /// Appends field `field` as a length-delimited value (present even when
@@ -223,8 +225,9 @@ mod tests {
                 ".{0,8}",
                 ".{0,8}",
                 small.clone(),
-                small,
+                small.clone(),
                 prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+                small,
             ),
         )
             .prop_map(
@@ -240,6 +243,7 @@ mod tests {
                         attempt,
                         notify_id,
                         inline_payload,
+                        dispatch_tag,
                     ),
                 )| pb::Header {
                     major: major as u32,
@@ -259,6 +263,7 @@ mod tests {
                     attempt: attempt as u32,
                     notify_id,
                     inline_payload,
+                    dispatch_tag,
                 },
             )
     }

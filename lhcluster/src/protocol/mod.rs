@@ -24,7 +24,7 @@ mod header;
 mod types;
 
 pub(crate) use codec::check_notification;
-pub(crate) use codec::peek_attempt;
+pub(crate) use codec::peek_answered;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
@@ -41,5 +41,6 @@ pub use types::{
 /// major version is refused with [`DecodeError::UnsupportedVersion`].
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
-/// added the `attempt` of a RESULT (docs/protocol.md §17).
+/// added the `attempt` and `dispatch_tag` of a RESULT (docs/protocol.md
+/// §17).
 pub const PROTOCOL_MINOR: u32 = 1;

@@ -4,7 +4,8 @@
 pub struct Header {
     /// Protocol version. `major` must be 1 for this schema; a receiver rejects
     /// any other major version with a distinct error. `minor` is informative
-    /// (1 since RESULT carries `attempt`; see docs/protocol.md §17).
+    /// (1 since RESULT carries `attempt` and `dispatch_tag`; see
+    /// docs/protocol.md §17).
     #[prost(uint32, tag = "1")]
     pub major: u32,
     #[prost(uint32, tag = "2")]
@@ -55,6 +56,13 @@ pub struct Header {
     /// Saves a frame per message for small payloads; see docs/protocol.md §2.
     #[prost(bytes = "vec", optional, tag = "17")]
     pub inline_payload: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,
+    /// The broker's tag of a dispatch (DISPATCH), unique among the dispatches
+    /// of a broker's lifetime, echoed by the worker in the RESULT that answers
+    /// it (since minor 1; absent from a broker or worker that predates it), so
+    /// that the broker can tell which dispatch a result answers even when the
+    /// (type, id) and the attempt are the same.
+    #[prost(uint64, tag = "18")]
+    pub dispatch_tag: u64,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).

@@ -142,6 +142,11 @@ pub struct Dispatch {
     pub flags: Flags,
     /// 1-based attempt number (greater than 1 after a retry on worker death).
     pub attempt: u32,
+    /// The broker's tag of this dispatch (protocol 1.1), unique among the
+    /// dispatches of the broker's lifetime; a worker echoes it in
+    /// [`WorkResult::dispatch_tag`]. 0 (absent) from a broker that does not
+    /// tag its dispatches.
+    pub dispatch_tag: u64,
     /// Application frames.
     pub payload: Payload,
 }
@@ -157,6 +162,12 @@ pub struct WorkResult {
     /// a broker can tell a late result of an earlier attempt from the
     /// current one; 0 from a 1.0 worker, which does not send it.
     pub attempt: u32,
+    /// The [`Dispatch::dispatch_tag`] this result answers (protocol 1.1):
+    /// it names the dispatch exactly, even when a new request with the same
+    /// (type, id) is dispatched to the same worker at the same attempt. 0
+    /// (absent) when the dispatch had none, or from a worker that does not
+    /// send it; the broker then judges by `attempt`.
+    pub dispatch_tag: u64,
     /// `Ok`, `Failed` or `BadRequest`.
     pub status: Status,
     /// Error text for `Failed` / `BadRequest`.

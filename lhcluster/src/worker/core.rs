@@ -39,9 +39,9 @@ pub(crate) struct WorkerCore {
     types: Vec<RequestType>,
     /// Registered = the session is ready (WELCOME after READY).
     session: BrokerSession,
-    /// Requests running on the pool, with the attempt their RESULT answers:
-    /// that of the latest DISPATCH of the key (see [`Self::on_dispatch`]).
-    running: HashMap<ReqKey, u32>,
+    /// Requests running on the pool, with the dispatch their RESULT
+    /// answers: the latest DISPATCH of the key (see [`Self::on_dispatch`]).
+    running: HashMap<ReqKey, Answers>,
     /// Results waiting for a session with the broker.
     unsent: VecDeque<Message>,
     stopping: bool,
@@ -97,26 +97,27 @@ impl WorkerCore {
             );
             let msg = result_message(
                 key,
-                d.attempt,
+                Answers::of(&d),
                 Status::BadRequest,
                 Some(error),
                 Payload::new(),
             );
             return self.send_or_keep(now, msg);
         }
-        if let Some(attempt) = self.running.get_mut(&key) {
+        if let Some(answers) = self.running.get_mut(&key) {
             // Dispatched again while it runs here: the broker forgot the
             // earlier dispatch (it declared this worker dead and retried the
             // request, or ended it and took a new one with the same key),
             // and waits for an answer to this one. The running handler is
-            // that answer: its RESULT carries this attempt, so the broker
-            // takes it (a RESULT of the earlier attempt it would drop as
-            // stale, and wait for nothing more from this worker).
-            *attempt = d.attempt;
+            // that answer: its RESULT carries this dispatch's attempt and
+            // tag, so the broker takes it (a RESULT of the earlier dispatch
+            // it would drop as stale, and wait for nothing more from this
+            // worker).
+            *answers = Answers::of(&d);
             self.stats.duplicates_ignored += 1;
             return;
         }
-        self.running.insert(key, d.attempt);
+        self.running.insert(key, Answers::of(&d));
         if d.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
             let receipt = Message::ReceiptReceived(RequestRef {
                 request_type: key.0,
@@ -136,7 +137,7 @@ impl WorkerCore {
         outcome: Result<Payload, super::HandlerError>,
         panicked: bool,
     ) {
-        let Some(attempt) = self.running.remove(&key) else {
+        let Some(answers) = self.running.remove(&key) else {
             return;
         };
         if panicked {
@@ -145,13 +146,13 @@ impl WorkerCore {
         let msg = match outcome {
             Ok(payload) => {
                 self.stats.requests_succeeded += 1;
-                result_message(key, attempt, Status::Ok, None, payload)
+                result_message(key, answers, Status::Ok, None, payload)
             }
             Err(e) => {
                 self.stats.requests_failed += 1;
                 result_message(
                     key,
-                    attempt,
+                    answers,
                     e.status(),
                     Some(e.message().to_owned()),
                     Payload::new(),
@@ -222,11 +223,28 @@ impl crate::link::Connecting for WorkerCore {
     }
 }
 
-/// A RESULT for `key`, answering its DISPATCH `attempt` (echoed so that the
-/// broker can tell it from a result of an earlier attempt, protocol.md §8.3).
+/// Which DISPATCH a RESULT answers: its attempt and the broker's tag,
+/// echoed so that the broker can tell the result from one of an earlier
+/// dispatch of the same (type, id) (protocol.md §8.3).
+#[derive(Clone, Copy, Debug)]
+struct Answers {
+    attempt: u32,
+    dispatch_tag: u64,
+}
+
+impl Answers {
+    fn of(d: &Dispatch) -> Self {
+        Self {
+            attempt: d.attempt,
+            dispatch_tag: d.dispatch_tag,
+        }
+    }
+}
+
+/// A RESULT for `key`, answering the DISPATCH `answers` names.
 fn result_message(
     key: ReqKey,
-    attempt: u32,
+    answers: Answers,
     status: Status,
     error: Option<String>,
     payload: Payload,
@@ -234,7 +252,8 @@ fn result_message(
     Message::Result(WorkResult {
         request_type: key.0,
         request_id: key.1,
-        attempt,
+        attempt: answers.attempt,
+        dispatch_tag: answers.dispatch_tag,
         status,
         error,
         payload,

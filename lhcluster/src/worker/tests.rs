@@ -88,17 +88,36 @@ fn dispatch(request_type: RequestType, request_id: RequestId, flags: Flags) -> M
     dispatch_attempt(request_type, request_id, flags, 1)
 }
 
+/// A DISPATCH of `attempt`, tagged `100 + attempt` (a broker tags each
+/// dispatch anew).
 fn dispatch_attempt(
     request_type: RequestType,
     request_id: RequestId,
     flags: Flags,
     attempt: u32,
 ) -> Message {
+    dispatch_tagged(
+        request_type,
+        request_id,
+        flags,
+        attempt,
+        100 + u64::from(attempt),
+    )
+}
+
+fn dispatch_tagged(
+    request_type: RequestType,
+    request_id: RequestId,
+    flags: Flags,
+    attempt: u32,
+    dispatch_tag: u64,
+) -> Message {
     Message::Dispatch(Dispatch {
         request_type,
         request_id,
         flags,
         attempt,
+        dispatch_tag,
         payload: payload(&[b"req"]),
     })
 }
@@ -319,6 +338,7 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
             request_id: 7,
             flags: Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40),
             attempt: 2,
+            dispatch_tag: 1 << 40,
             payload: payload(&[b"a", b"", b"bc"]),
         }),
     );
@@ -335,10 +355,16 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
 
     let actions = h.done(20, (20, 7), Ok(payload(&[b"out", b"put"])));
     let r = only_result(&actions);
-    // The attempt answered is echoed (protocol.md §8.3).
+    // The dispatch answered is echoed (protocol.md §8.3).
     assert_eq!(
-        (r.request_type, r.request_id, r.attempt, r.status),
-        (20, 7, 2, Status::Ok)
+        (
+            r.request_type,
+            r.request_id,
+            r.attempt,
+            r.dispatch_tag,
+            r.status
+        ),
+        (20, 7, 2, 1 << 40, Status::Ok)
     );
     assert_eq!(r.error, None);
     assert_eq!(bytes(&r.payload), [b"out".to_vec(), b"put".to_vec()]);
@@ -502,7 +528,10 @@ fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
     );
     let actions = h.done(30, (10, 1), Ok(Payload::new()));
     let r = only_result(&actions);
-    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 2));
+    assert_eq!(
+        (r.request_type, r.request_id, r.attempt, r.dispatch_tag),
+        (10, 1, 2, 102)
+    );
     assert_eq!(h.core.stats().running, 0);
 }
 
@@ -513,27 +542,53 @@ fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
 /// answered as attempt 2: old work is never passed off as new work.
 #[test]
 fn a_result_held_across_a_reconnect_keeps_its_attempt() {
+    let [held, fresh] = answers_across_a_reconnect(
+        dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1),
+        dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2),
+    );
+    assert_eq!(held, (1, 101, vec![b"first".to_vec()]));
+    assert_eq!(fresh, (2, 102, vec![b"second".to_vec()]));
+}
+
+/// The same, but the broker ended the first request (WORKER_DEATH) and
+/// dispatches a new one under the same key: attempt 1 again. Only the tag
+/// tells the two results apart, and each keeps its own.
+#[test]
+fn a_result_held_across_a_reconnect_keeps_its_dispatch_tag() {
+    let [held, fresh] = answers_across_a_reconnect(
+        dispatch_tagged(10, 1, Flags::empty(), 1, 7),
+        dispatch_tagged(10, 1, Flags::empty(), 1, 8),
+    );
+    assert_eq!(held, (1, 7, vec![b"first".to_vec()]));
+    assert_eq!(fresh, (1, 8, vec![b"second".to_vec()]));
+}
+
+/// Runs `first` (request 10/1), which finishes ("first") while the broker
+/// is unreachable; reconnects; then is given `second`, the same key again,
+/// and runs it ("second"). Returns the attempt, tag and payload of the
+/// RESULT sent right after the WELCOME, and of the one of `second`'s run.
+fn answers_across_a_reconnect(first: Message, second: Message) -> [(u32, u64, Vec<Vec<u8>>); 2] {
     let mut h = Harness::registered();
-    h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
+    h.feed(10, first);
     assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
     assert!(h.done(620, (10, 1), Ok(payload(&[b"first"]))).is_empty());
     assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
     h.connected(711);
-    let actions = h.feed(
-        720,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
-    let r = only_result(&actions);
-    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 1));
-    assert_eq!(bytes(&r.payload), [b"first".to_vec()]);
-    let d = only_run(&h.feed(721, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))).attempt;
-    assert_eq!(d, 2);
-    let actions = h.done(730, (10, 1), Ok(payload(&[b"second"])));
-    let r = only_result(&actions);
-    assert_eq!((r.request_type, r.request_id, r.attempt), (10, 1, 2));
-    assert_eq!(bytes(&r.payload), [b"second".to_vec()]);
+    let welcome = Message::Welcome {
+        heartbeat_ms: BROKER_HB,
+    };
+    let answer = |r: &WorkResult| {
+        assert_eq!((r.request_type, r.request_id), (10, 1));
+        (r.attempt, r.dispatch_tag, bytes(&r.payload))
+    };
+    let held = answer(only_result(&h.feed(720, welcome)));
+    only_run(&h.feed(721, second));
+    let fresh = answer(only_result(&h.done(
+        730,
+        (10, 1),
+        Ok(payload(&[b"second"])),
+    )));
+    [held, fresh]
 }
 
 /// A DISPATCH of a type the worker does not serve is answered for its own
@@ -543,7 +598,21 @@ fn bad_request_for_an_unserved_type_names_the_attempt() {
     let mut h = Harness::registered();
     let actions = h.feed(10, dispatch_attempt(99, 1, Flags::empty(), 3));
     let r = only_result(&actions);
-    assert_eq!((r.status, r.attempt), (Status::BadRequest, 3));
+    assert_eq!(
+        (r.status, r.attempt, r.dispatch_tag),
+        (Status::BadRequest, 3, 103)
+    );
+}
+
+/// A broker that does not tag its dispatches (1.0, or 1.1 before tags) gets
+/// results without a tag, which it judges by their attempt.
+#[test]
+fn an_untagged_dispatch_is_answered_without_a_tag() {
+    let mut h = Harness::registered();
+    only_run(&h.feed(10, dispatch_tagged(10, 1, Flags::empty(), 1, 0)));
+    let actions = h.done(20, (10, 1), Ok(Payload::new()));
+    let r = only_result(&actions);
+    assert_eq!((r.attempt, r.dispatch_tag), (1, 0));
 }
 
 // ---------------------------------------------------------------- broker death and reconnect

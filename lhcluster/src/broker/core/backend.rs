@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use foldhash::{HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
 use super::{BrokerCore, ReqKey, Side, WorkerEntry, peer_id};
@@ -52,7 +52,7 @@ impl BrokerCore {
                     name: ready.name,
                     capacity: ready.capacity,
                     types,
-                    assigned: HashSet::new(),
+                    assigned: HashMap::new(),
                     last_type: 0,
                     lru_seq: None,
                     draining: false,
@@ -78,7 +78,7 @@ impl BrokerCore {
         let key = (result.request_type, result.request_id);
         // Exact credits: only the completion of the dispatch we assigned
         // gives one back.
-        match self.judge_result(wk, key, result.attempt) {
+        match self.judge_result(wk, key, result.attempt, result.dispatch_tag) {
             Verdict::Current => {}
             Verdict::Unassigned => {
                 self.stats.unknown_results += 1;
@@ -95,7 +95,8 @@ impl BrokerCore {
                     request_type = key.0,
                     request_id = key.1,
                     attempt = result.attempt,
-                    "result of an attempt that is no longer current: dropped"
+                    dispatch_tag = result.dispatch_tag,
+                    "result of a dispatch that is no longer current: dropped"
                 );
                 return;
             }
@@ -149,14 +150,16 @@ impl BrokerCore {
         if self
             .workers
             .get(wk)
-            .is_some_and(|w| w.assigned.contains(&key))
+            .is_some_and(|w| w.assigned.contains_key(&key))
         {
+            // A garbled result of an earlier dispatch is stale, and fails
+            // nothing.
+            let (attempt, dispatch_tag) = protocol::peek_answered(header);
             let result = WorkResult {
                 request_type: key.0,
                 request_id: key.1,
-                // A garbled result of an earlier attempt is stale, and
-                // fails nothing.
-                attempt: protocol::peek_attempt(header),
+                attempt,
+                dispatch_tag,
                 status: Status::Failed,
                 error: Some(format!("the worker sent a malformed result: {error}")),
                 payload: Payload::new(),
@@ -165,16 +168,23 @@ impl BrokerCore {
         }
     }
 
-    /// Whether a RESULT from worker `wk` about `key`, naming `attempt`,
-    /// answers the request's current dispatch (protocol.md §8.3).
-    fn judge_result(&self, wk: Key, key: ReqKey, attempt: u32) -> Verdict {
-        if !self
-            .workers
-            .get(wk)
-            .is_some_and(|w| w.assigned.contains(&key))
-        {
+    /// Whether a RESULT from worker `wk` about `key`, naming `attempt` and
+    /// `dispatch_tag`, answers the request's current dispatch (protocol.md
+    /// §8.3).
+    fn judge_result(&self, wk: Key, key: ReqKey, attempt: u32, dispatch_tag: u64) -> Verdict {
+        let Some(&current_tag) = self.workers.get(wk).and_then(|w| w.assigned.get(&key)) else {
             return Verdict::Unassigned;
+        };
+        // The tag names one dispatch of this broker's lifetime: exact, even
+        // for a new request under the key of one this worker still answers.
+        if dispatch_tag != 0 {
+            return if dispatch_tag == current_tag {
+                Verdict::Current
+            } else {
+                Verdict::Stale
+            };
         }
+        // No tag: a worker that predates it. Judged by the attempt.
         let current = self
             .requests
             .get(&key)
@@ -194,7 +204,7 @@ impl BrokerCore {
         let assigned = self
             .workers
             .get(wk)
-            .is_some_and(|w| w.assigned.contains(&key));
+            .is_some_and(|w| w.assigned.contains_key(&key));
         let origin = match self.req_mut(&key) {
             Some(req) if assigned => {
                 req.received = true;
@@ -220,8 +230,9 @@ enum Verdict {
     /// About a request not assigned to its sender (unknown, done, or
     /// retried on another worker).
     Unassigned,
-    /// About a request assigned to its sender, but of another attempt: a
-    /// late result of a dispatch the broker gave up when it declared the
-    /// worker dead, which the worker finished meanwhile.
+    /// About a request assigned to its sender, but of another dispatch
+    /// (another tag, or without a tag another attempt): a late result of a
+    /// dispatch the broker gave up when it declared the worker dead, which
+    /// the worker finished meanwhile.
     Stale,
 }

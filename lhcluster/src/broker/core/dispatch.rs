@@ -79,6 +79,7 @@ impl BrokerCore {
 
     pub(super) fn dispatch(&mut self, now: Instant, wk: Key, key: ReqKey, payload: Payload) {
         let max_tries = self.max_tries;
+        let dispatch_tag = self.new_dispatch_tag();
         let Some(req) = self.req_mut(&key) else {
             return;
         };
@@ -98,12 +99,13 @@ impl BrokerCore {
             request_id: key.1,
             flags: req.flags,
             attempt: req.attempts,
+            dispatch_tag,
             payload,
         });
         let Some(w) = self.workers.get_mut(wk) else {
             return;
         };
-        w.assigned.insert(key);
+        w.assigned.insert(key, dispatch_tag);
         w.last_type = key.0;
         let peer = peer_id(&w.id);
         if let Some(e) = self.types.get_mut(&key.0) {
@@ -116,6 +118,13 @@ impl BrokerCore {
             self.send_receipt_sent(&origin, key);
         }
         self.refresh_lru(wk);
+    }
+
+    /// A tag no earlier DISPATCH of this broker had (never 0, which on the
+    /// wire means "no tag").
+    fn new_dispatch_tag(&mut self) -> u64 {
+        self.last_dispatch_tag = self.last_dispatch_tag.wrapping_add(1).max(1);
+        self.last_dispatch_tag
     }
 
     /// Gives a worker queued work from its types, round-robin, while it has

@@ -30,7 +30,7 @@ mod stored;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashMapExt};
 
 use tracing::{debug, info, warn};
 
@@ -120,7 +120,11 @@ struct WorkerEntry {
     capacity: u32,
     /// Sorted, deduplicated.
     types: Vec<RequestType>,
-    assigned: HashSet<ReqKey>,
+    /// The requests in flight on it, each with the tag of the DISPATCH that
+    /// gave it (protocol.md §8.3): a RESULT echoing another tag answers an
+    /// earlier dispatch. Kept here, not in [`Req`], because only in-flight
+    /// requests have one, and queued requests are many.
+    assigned: HashMap<ReqKey, u64>,
     /// Round-robin cursor: the type served last.
     last_type: RequestType,
     /// Position in the free-worker lists (see [`INDEXED_TYPES`]), when the
@@ -206,6 +210,12 @@ pub(crate) struct BrokerCore {
     /// position.
     free_wide: BTreeMap<u64, Key>,
     next_seq: u64,
+    /// The tag of the last DISPATCH. Tags count up from a random start
+    /// (48 bits: a tag stays a 7-byte varint), so that they are unique
+    /// within this broker's lifetime and all but certainly unlike those of
+    /// an earlier broker, whose results a worker may still send after a
+    /// restart.
+    last_dispatch_tag: u64,
     total_pending: usize,
     next_tick: Instant,
     /// The time of the input being handled.
@@ -235,6 +245,7 @@ impl BrokerCore {
             nonempty_types: BTreeSet::new(),
             free_wide: BTreeMap::new(),
             next_seq: 0,
+            last_dispatch_tag: crate::peer::random_u64() >> 16,
             total_pending: 0,
             next_tick: crate::deadline::later(now, config.heartbeat / 2),
             now,

@@ -25,7 +25,7 @@ impl BrokerCore {
             }
         }
         let mut retried_types = BTreeSet::new();
-        for key in w.assigned {
+        for key in w.assigned.into_keys() {
             if let Some(e) = self.types.get_mut(&key.0) {
                 e.in_flight -= 1;
             }

@@ -144,6 +144,7 @@ fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
         request_type: 7,
         request_id: 1,
         attempt: 1,
+        dispatch_tag: 0,
         status: Status::Ok,
         error: None,
         payload: payload(&[b"x"]),

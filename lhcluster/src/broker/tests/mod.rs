@@ -118,9 +118,9 @@ struct Harness {
     t0: Instant,
     now_ms: u64,
     queued: VecDeque<Out>,
-    /// The attempt of the last DISPATCH of each (worker, type, id), which
-    /// [`Harness::result`] echoes as a worker does.
-    attempts: HashMap<(Vec<u8>, u32, u64), u32>,
+    /// The attempt and tag of the last DISPATCH of each (worker, type, id),
+    /// which [`Harness::result`] echoes as a worker does.
+    dispatches: HashMap<(Vec<u8>, u32, u64), (u32, u64)>,
 }
 
 impl Harness {
@@ -137,7 +137,7 @@ impl Harness {
             t0,
             now_ms: 0,
             queued: VecDeque::new(),
-            attempts: HashMap::new(),
+            dispatches: HashMap::new(),
         }
     }
 
@@ -235,17 +235,20 @@ impl Harness {
     }
 
     /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt
-    /// 1 if there was none), as a worker sends it.
+    /// 1 and no tag if there was none), echoing its attempt and tag as a
+    /// worker does.
     fn result(&mut self, worker: &[u8], t: u32, id: u64, status: Status, body: &[&[u8]]) {
-        let attempt = self
-            .attempts
+        let (attempt, tag) = self
+            .dispatches
             .get(&(worker.to_vec(), t, id))
             .copied()
-            .unwrap_or(1);
-        self.result_attempt(worker, t, id, attempt, status, body);
+            .unwrap_or((1, 0));
+        self.result_tagged(worker, t, id, (attempt, tag), status, body);
     }
 
-    /// A RESULT with an explicit `attempt` (0: a 1.0 worker, which sends none).
+    /// A RESULT with an explicit `attempt` and no tag, as a worker that
+    /// predates tags sends it (0: a 1.0 worker, which sends no attempt
+    /// either).
     fn result_attempt(
         &mut self,
         worker: &[u8],
@@ -255,12 +258,26 @@ impl Harness {
         status: Status,
         body: &[&[u8]],
     ) {
+        self.result_tagged(worker, t, id, (attempt, 0), status, body);
+    }
+
+    /// A RESULT naming the dispatch `(attempt, dispatch_tag)` explicitly.
+    fn result_tagged(
+        &mut self,
+        worker: &[u8],
+        t: u32,
+        id: u64,
+        (attempt, dispatch_tag): (u32, u64),
+        status: Status,
+        body: &[&[u8]],
+    ) {
         self.worker_sends(
             worker,
             Message::Result(WorkResult {
                 request_type: t,
                 request_id: id,
                 attempt,
+                dispatch_tag,
                 status,
                 error: None,
                 payload: payload(body),
@@ -293,7 +310,7 @@ impl Harness {
         for o in self.core.outbox().drain(..) {
             if let Message::Dispatch(d) = &o.msg {
                 let key = (o.peer.to_vec(), d.request_type, d.request_id);
-                self.attempts.insert(key, d.attempt);
+                self.dispatches.insert(key, (d.attempt, d.dispatch_tag));
             }
             self.queued.push_back((o.side, o.peer.to_vec(), o.msg));
         }

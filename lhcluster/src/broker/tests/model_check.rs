@@ -62,6 +62,7 @@ struct MReq {
 struct Ghost {
     key: Key,
     attempt: u32,
+    dispatch_tag: u64,
     serial: u64,
 }
 
@@ -72,7 +73,9 @@ struct MWorker {
     draining: bool,
     types: Vec<u32>,
     capacity: u32,
-    outstanding: HashSet<Key>,
+    /// What the broker has dispatched to it and not seen answered, with the
+    /// tag of each DISPATCH.
+    outstanding: HashMap<Key, u64>,
     last_heard: u64,
     ghosts: Vec<Ghost>,
 }
@@ -122,6 +125,11 @@ struct Sim {
     requests_sent: u64,
     unknown_results: u64,
     stale_results: u64,
+    /// Ghost results of an ended request whose key a new request on the
+    /// same worker has, at the same attempt: only the tag tells them apart.
+    reused_key_ghosts: u64,
+    /// Every tag the broker has put on a DISPATCH.
+    tags: HashSet<u64>,
     serials: u64,
     log: Vec<String>,
 }
@@ -146,7 +154,7 @@ impl Sim {
                 draining: false,
                 types: Vec::new(),
                 capacity: 0,
-                outstanding: HashSet::new(),
+                outstanding: HashMap::new(),
                 last_heard: 0,
                 ghosts: Vec::new(),
             })
@@ -167,6 +175,8 @@ impl Sim {
             requests_sent: 0,
             unknown_results: 0,
             stale_results: 0,
+            reused_key_ghosts: 0,
+            tags: HashSet::new(),
             serials: 0,
             log: Vec::new(),
         };
@@ -247,7 +257,11 @@ impl Sim {
                     if !worker.serves(key.0) {
                         self.fail(format!("{desc}: type not served by the worker"));
                     }
-                    if self.workers.iter().any(|w| w.outstanding.contains(&key)) {
+                    if self
+                        .workers
+                        .iter()
+                        .any(|w| w.outstanding.contains_key(&key))
+                    {
                         self.fail(format!("{desc}: already dispatched to a worker"));
                     }
                     let Some(r) = self.reqs.get_mut(&key) else {
@@ -269,10 +283,14 @@ impl Sim {
                             "{desc}: want attempt {attempts}, flags {flags:?}, payload {body:?}"
                         ));
                     }
+                    // Each dispatch has its own tag (protocol.md §8.3).
+                    if d.dispatch_tag == 0 || !self.tags.insert(d.dispatch_tag) {
+                        self.fail(format!("{desc}: tag missing or used before"));
+                    }
                     if receipt {
                         expect.receipts.push((origin, key));
                     }
-                    self.workers[w].outstanding.insert(key);
+                    self.workers[w].outstanding.insert(key, d.dispatch_tag);
                 }
                 (Side::Frontend, peer, Message::Response(r)) => {
                     let c = self.client_index(&peer);
@@ -394,7 +412,7 @@ impl Sim {
         // A worker may hold more than its capacity only after announcing a
         // lower one; it then gets nothing (checked on every DISPATCH).
         for w in &self.workers {
-            for k in &w.outstanding {
+            for k in w.outstanding.keys() {
                 match self.reqs.get(k) {
                     Some(r) if matches!(r.state, MState::InFlight(_)) => {}
                     _ => self.fail(format!("{} holds {k:?}, not in flight", name(&w.peer))),
@@ -548,9 +566,27 @@ impl Sim {
 
     /// The requests worker `w` holds, in a fixed order (the set's is not).
     fn outstanding_sorted(&self, w: usize) -> Vec<Key> {
-        let mut keys: Vec<Key> = self.workers[w].outstanding.iter().copied().collect();
+        let mut keys: Vec<Key> = self.workers[w].outstanding.keys().copied().collect();
         keys.sort_unstable();
         keys
+    }
+
+    /// Worker `w` sends the RESULT of its dispatch `key`: as a 1.1 worker
+    /// does, echoing attempt and tag, or now and then as a worker that
+    /// predates tags (the attempt only) or a 1.0 worker (neither); the
+    /// broker takes all three as the answer to the current dispatch.
+    fn send_result(&mut self, w: usize, key: Key, status: Status, body: &[Vec<u8>]) {
+        let tag = self.workers[w].outstanding[&key];
+        let attempt = self.reqs[&key].attempts;
+        let peer = self.workers[w].peer.clone();
+        let refs: Vec<&[u8]> = body.iter().map(Vec::as_slice).collect();
+        let (attempt, tag) = match self.rng.below(10) {
+            0 => (0, 0),
+            1 | 2 => (attempt, 0),
+            _ => (attempt, tag),
+        };
+        self.h
+            .result_tagged(&peer, key.0, key.1, (attempt, tag), status, &refs);
     }
 
     /// A worker finishes one of its requests (or sends a bogus result).
@@ -566,7 +602,7 @@ impl Sim {
         if keys.is_empty() || self.rng.chance(10) {
             // Bogus: a key this worker does not hold.
             let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
-            if self.workers[w].outstanding.contains(&key) {
+            if self.workers[w].outstanding.contains_key(&key) {
                 return expect;
             }
             self.log
@@ -577,6 +613,7 @@ impl Sim {
             let key = keys[self.rng.below(keys.len() as u64) as usize];
             self.log
                 .push(format!("result {} {key:?} {status:?}", name(&peer)));
+            self.send_result(w, key, status, &body);
             self.workers[w].outstanding.remove(&key);
             let r = self.close(key);
             if r.flags.is_two_way() {
@@ -589,8 +626,6 @@ impl Sim {
                 self.workers[w].registered = false;
                 self.workers[w].draining = false;
             }
-            let refs: Vec<&[u8]> = body.iter().map(Vec::as_slice).collect();
-            self.h.result(&peer, key.0, key.1, status, &refs);
         }
         self.workers[w].last_heard = self.h.now_ms;
         expect
@@ -606,7 +641,7 @@ impl Sim {
         let peer = self.workers[w].peer.clone();
         let key = if keys.is_empty() || self.rng.chance(10) {
             let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
-            if self.workers[w].outstanding.contains(&key) {
+            if self.workers[w].outstanding.contains_key(&key) {
                 return expect;
             }
             self.log
@@ -630,7 +665,11 @@ impl Sim {
 
     /// A worker's in-flight requests when it dies or is removed.
     fn on_death(&mut self, w: usize, expect: &mut Expect) {
-        let mut keys: Vec<Key> = self.workers[w].outstanding.drain().collect();
+        let mut keys: Vec<Key> = self.workers[w]
+            .outstanding
+            .drain()
+            .map(|(k, _)| k)
+            .collect();
         keys.sort_unstable();
         self.workers[w].registered = false;
         self.workers[w].draining = false;
@@ -664,6 +703,7 @@ impl Sim {
             let ghost = Ghost {
                 key,
                 attempt: r.attempts,
+                dispatch_tag: self.workers[w].outstanding[&key],
                 serial: r.serial,
             };
             self.workers[w].ghosts.push(ghost);
@@ -688,7 +728,9 @@ impl Sim {
     }
 
     /// A worker declared dead, registered again, sends the result of a
-    /// dispatch it was running then: never an answer, never a credit.
+    /// dispatch it was running then: never an answer, never a credit. It
+    /// echoes the dispatch's tag, or now and then (a worker that predates
+    /// tags) only its attempt.
     fn op_ghost_result(&mut self) -> Expect {
         let expect = Expect::default();
         let candidates: Vec<usize> = (0..self.workers.len())
@@ -702,33 +744,45 @@ impl Sim {
         let ghost = self.workers[w].ghosts.remove(self.rng.below(n) as usize);
         let peer = self.workers[w].peer.clone();
         let key = ghost.key;
-        match self.reqs.get(&key) {
-            Some(r) if self.workers[w].outstanding.contains(&key) => {
+        let mut tag = ghost.dispatch_tag;
+        match (self.reqs.get(&key), self.workers[w].outstanding.get(&key)) {
+            (Some(r), Some(&current)) => {
+                if current == ghost.dispatch_tag {
+                    self.fail(format!("{key:?}: one dispatch both lost and current"));
+                }
                 if r.attempts == ghost.attempt {
+                    // Another request under the same key, at the same
+                    // attempt, on the same worker: only the tag tells the
+                    // ghost from the current run (protocol.md §8.3).
                     if r.serial == ghost.serial {
                         self.fail(format!(
                             "{key:?} dispatched twice as attempt {}",
                             r.attempts
                         ));
                     }
-                    // Another request under the same key, at the same
-                    // attempt, on the same worker: the one case a result's
-                    // attempt cannot tell apart (protocol.md §8.3); the
-                    // model does not send it.
-                    return expect;
+                    self.reused_key_ghosts += 1;
+                } else if self.rng.chance(20) {
+                    // Another attempt: the attempt alone tells it.
+                    tag = 0;
                 }
                 self.stale_results += 1;
             }
             _ => self.unknown_results += 1,
         }
         self.log.push(format!(
-            "ghost result {} {key:?} attempt {}",
+            "ghost result {} {key:?} attempt {} tag {tag}",
             name(&peer),
             ghost.attempt
         ));
         let status = [Status::Ok, Status::Failed, Status::BadRequest][self.rng.below(3) as usize];
-        self.h
-            .result_attempt(&peer, key.0, key.1, ghost.attempt, status, &[b"ghost"]);
+        self.h.result_tagged(
+            &peer,
+            key.0,
+            key.1,
+            (ghost.attempt, tag),
+            status,
+            &[b"ghost"],
+        );
         self.workers[w].last_heard = self.h.now_ms;
         expect
     }
@@ -830,7 +884,8 @@ impl Sim {
                 self.fail(format!("open requests but none in flight: {:?}", self.reqs));
             };
             let mut expect = Expect::default();
-            let key = *self.workers[w].outstanding.iter().min().expect("non-empty");
+            let key = *self.workers[w].outstanding.keys().min().expect("non-empty");
+            self.send_result(w, key, Status::Ok, &[b"final".to_vec()]);
             self.workers[w].outstanding.remove(&key);
             let r = self.close(key);
             if r.flags.is_two_way() {
@@ -843,8 +898,6 @@ impl Sim {
                 self.workers[w].registered = false;
                 self.workers[w].draining = false;
             }
-            let peer = self.workers[w].peer.clone();
-            self.h.result(&peer, key.0, key.1, Status::Ok, &[b"final"]);
             self.check_outputs(expect);
         }
         assert!(self.reqs.is_empty());
@@ -867,12 +920,14 @@ impl Sim {
 #[test]
 fn randomized_interleavings_keep_the_invariants() {
     let mut total = BrokerStats::default();
+    let mut reused_key_ghosts = 0;
     for seed in 1..=300 {
         let mut sim = Sim::new(seed);
         for _ in 0..250 {
             sim.step();
         }
         sim.drain();
+        reused_key_ghosts += sim.reused_key_ghosts;
         let s = sim.h.stats();
         total.requests_dispatched += s.requests_dispatched;
         total.requests_completed += s.requests_completed;
@@ -903,6 +958,7 @@ fn randomized_interleavings_keep_the_invariants() {
         ("unknown_results", total.unknown_results),
         ("stale_results", total.stale_results),
         ("worker_deaths", total.worker_deaths),
+        ("reused-key ghost results", reused_key_ghosts),
     ];
     for (what, n) in reached {
         assert!(n >= 20, "the random walk reached {what} only {n} times");

@@ -55,15 +55,16 @@ fn failed_and_bad_request_results_keep_status_and_error() {
     h.connect_worker(W1, &[7], 2);
     h.request(CA, 7, 1, Flags::empty(), &[b"x"]);
     h.request(CA, 7, 2, Flags::empty(), &[b"y"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    for (id, status) in [(1, Status::Failed), (2, Status::BadRequest)] {
+    let tag1 = h.expect_dispatch(W1, 7, 1, 1).dispatch_tag;
+    let tag2 = h.expect_dispatch(W1, 7, 2, 1).dispatch_tag;
+    for (id, tag, status) in [(1, tag1, Status::Failed), (2, tag2, Status::BadRequest)] {
         h.worker_sends(
             W1,
             Message::Result(WorkResult {
                 request_type: 7,
                 request_id: id,
                 attempt: 1,
+                dispatch_tag: tag,
                 status,
                 error: Some(format!("boom {id}")),
                 payload: payload(&[b"partial"]),
@@ -108,6 +109,7 @@ fn payload_frames_are_moved_not_copied() {
             request_type: 7,
             request_id: 1,
             attempt: 1,
+            dispatch_tag: d.dispatch_tag,
             status: Status::Ok,
             error: None,
             payload: vec![answer],
