@@ -234,6 +234,18 @@ pub mod metrics {
             "Broker deaths or shutdowns seen",
             s.broker_losses,
         );
+        counter(
+            r,
+            "malformed_clients",
+            "Malformed or unexpected messages from clients",
+            s.malformed_clients,
+        );
+        counter(
+            r,
+            "malformed_broker",
+            "Malformed or unexpected messages from the broker",
+            s.malformed_broker,
+        );
         gauge(r, "buffered", "Requests buffered now", s.buffered);
         gauge(
             r,
@@ -267,5 +279,24 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+    }
+
+    /// The proxy exports its malformed input as the broker does.
+    #[test]
+    fn proxy_metrics_export_malformed_counts() {
+        let mut stats = lhcluster::client_proxy::ClientProxyStats::default();
+        stats.malformed_clients = 3;
+        stats.malformed_broker = 4;
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_proxy(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        assert!(
+            text.contains("lhcluster_proxy_malformed_clients_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lhcluster_proxy_malformed_broker_total 4"),
+            "{text}"
+        );
     }
 }

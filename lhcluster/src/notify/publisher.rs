@@ -17,8 +17,9 @@ use tracing::{error, info, warn};
 
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
-use super::{READ_BATCH, Upstream};
+use super::{Ignored, Probe, READ_BATCH, Upstream};
 use crate::error::{ConfigError, Error, zmq_err};
+use crate::log_limit::LogLimiter;
 use crate::protocol::{Message, Payload, RawNotification};
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
@@ -239,6 +240,7 @@ impl NotifyPublisher {
                     shared: driver_shared,
                     header_buf: Vec::with_capacity(32),
                     stats_log: StatsLog::new(stats_log_interval, Instant::now()),
+                    bad_subscriptions: LogLimiter::new("malformed messages from subscribers"),
                 };
                 driver.run();
             },
@@ -355,6 +357,9 @@ struct Driver {
     shared: Arc<Shared>,
     header_buf: Vec<u8>,
     stats_log: StatsLog,
+    /// Limits the warnings about bad messages from direct subscribers
+    /// (bind mode): whoever can connect must not fill a disk.
+    bad_subscriptions: LogLimiter,
 }
 
 impl Driver {
@@ -362,7 +367,10 @@ impl Driver {
         loop {
             // More queued than one batch: look at the socket, then go on.
             let until = if self.queue.is_empty() {
-                self.stats_log.next()
+                [self.stats_log.next(), self.bad_subscriptions.next_due()]
+                    .into_iter()
+                    .flatten()
+                    .min()
             } else {
                 Some(Instant::now())
             };
@@ -391,7 +399,9 @@ impl Driver {
                 return;
             }
             self.publish_batch();
-            if self.stats_log.due(Instant::now()) {
+            let now = Instant::now();
+            self.bad_subscriptions.on_tick(now);
+            if self.stats_log.due(now) {
                 info!(stats = %self.shared.snapshot(), "notify publisher stats");
             }
         }
@@ -454,8 +464,16 @@ impl Driver {
             };
             match super::upstream(&frames[0]) {
                 Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    if super::answer_probe(&self.socket, filter) {
-                        self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
+                    match super::answer_probe(&self.socket, filter) {
+                        Probe::Answered => {
+                            self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Probe::Unsent => {}
+                        Probe::TooLong => {
+                            let len = filter.len();
+                            Ignored::LongProbe { len }
+                                .warn(&mut self.bad_subscriptions, Instant::now());
+                        }
                     }
                 }
                 Upstream::Subscribe([]) if self.mode == Mode::Connect => {
@@ -470,7 +488,9 @@ impl Driver {
                 }
                 Upstream::Subscribe(_) | Upstream::Unsubscribe(_) => {}
                 Upstream::Invalid => {
-                    warn!("message from a subscriber is not a subscription: ignored");
+                    let frames = frames.len();
+                    Ignored::NotASubscription { frames }
+                        .warn(&mut self.bad_subscriptions, Instant::now());
                 }
             }
         }
