@@ -217,13 +217,9 @@ impl Driver {
     /// Subscriptions, unsubscriptions and probes from subscribers.
     fn read_frontend(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.frontend) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive from subscribers failed");
-                    break;
-                }
+            let Some(frames) = super::recv_next(&self.frontend, "receive from subscribers failed")
+            else {
+                break;
             };
             match super::upstream(&frames[0]) {
                 Upstream::Subscribe(filter) if super::is_probe(filter) => {
@@ -261,13 +257,9 @@ impl Driver {
     /// Notifications from publishers: validated, then forwarded verbatim.
     fn read_backend(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.backend) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive from publishers failed");
-                    break;
-                }
+            let Some(frames) = super::recv_next(&self.backend, "receive from publishers failed")
+            else {
+                break;
             };
             match validate(&frames) {
                 Ok(topic) => {

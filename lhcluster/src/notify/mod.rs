@@ -183,8 +183,18 @@ impl Ignored {
     }
 }
 
+/// The next message of a read batch: one whole multipart message, received
+/// without blocking. `None` ends the batch: nothing is waiting, or the
+/// receive failed (logged at warn as `failed`; the next poll tries again).
+pub(crate) fn recv_next(socket: &zmq::Socket, failed: &'static str) -> Option<Vec<Frame>> {
+    recv_all(socket).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "{failed}");
+        None
+    })
+}
+
 /// Receives one whole multipart message without blocking.
-pub(crate) fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
+fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
     let first = match socket.recv_msg(zmq::DONTWAIT) {
         Ok(m) => m,
         Err(zmq::Error::EAGAIN) => return Ok(None),
