@@ -172,7 +172,7 @@ pub mod metrics {
         r.register("type_workers", "Workers registered now, per type", workers);
     }
 
-    fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {
+    pub(super) fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_proxy");
         #[rustfmt::skip]
         let counters = [
@@ -181,6 +181,8 @@ pub mod metrics {
             ("requests_overloaded", "Requests answered OVERLOADED", s.requests_overloaded),
             ("responses_forwarded", "Responses forwarded to clients", s.responses_forwarded),
             ("broker_losses", "Broker deaths or shutdowns seen", s.broker_losses),
+            ("malformed_clients", "Malformed or unexpected messages from clients", s.malformed_clients),
+            ("malformed_broker", "Malformed or unexpected messages from the broker", s.malformed_broker),
         ];
         #[rustfmt::skip]
         let gauges = [
@@ -214,5 +216,24 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+    }
+
+    /// The proxy exports its malformed input as the broker does.
+    #[test]
+    fn proxy_metrics_export_malformed_counts() {
+        let mut stats = lhcluster::client_proxy::ClientProxyStats::default();
+        stats.malformed_clients = 3;
+        stats.malformed_broker = 4;
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_proxy_stats(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        assert!(
+            text.contains("lhcluster_proxy_malformed_clients_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lhcluster_proxy_malformed_broker_total 4"),
+            "{text}"
+        );
     }
 }

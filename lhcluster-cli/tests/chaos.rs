@@ -549,7 +549,7 @@ fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
             counted >= sent.invalid
         });
         echo_round(&client, 50);
-        scrape(&metrics);
+        assert!(scrape(&metrics).contains("lhcluster_proxy_malformed_clients_total"));
         println!(
             "proxy garbage: {} messages ({} invalid by construction), {counted} counted",
             sent.total, sent.invalid

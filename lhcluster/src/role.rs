@@ -7,7 +7,7 @@
 //! outstanding requests end with `RequestError::Internal`, a stats request
 //! or a command with `Error::Stopped`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -107,6 +107,24 @@ mod injected {
     }
 }
 
+/// Gives a role's public handle an `inject_panic` for the tests: it makes
+/// the driver thread panic, as a bug would, and waits for it to end (see
+/// [`RoleHandle::inject_panic`]). `inject_panic!(Type, path.to.role)`, the
+/// path from the handle to its `RoleHandle`.
+#[cfg(test)]
+macro_rules! inject_panic {
+    ($handle:ty, $($role:ident).+) => {
+        impl $handle {
+            /// Makes the driver thread panic and waits for it to end.
+            pub(crate) fn inject_panic(&self) {
+                self.$($role).+.inject_panic();
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use inject_panic;
+
 /// The handle's ends of a new role's plumbing, plus the driver's end.
 pub(crate) type Plumbing<C> = (Sender<C>, Arc<Doorbell>, DriverInbox<C>);
 
@@ -202,6 +220,40 @@ impl<C: Send + 'static> RoleHandle<C> {
             }
         }
         Ok(())
+    }
+}
+
+/// A yes/no state that a driver sets and handles read or wait for: a
+/// client's session, a publisher's broker, a subscriber's end.
+#[derive(Debug, Default)]
+pub(crate) struct WaitFlag {
+    value: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl WaitFlag {
+    pub(crate) fn get(&self) -> bool {
+        *self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets it, waking the waiters if it changed.
+    pub(crate) fn set(&self, value: bool) {
+        let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        if *v != value {
+            *v = value;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits for it to be set, up to `timeout` (measured, not added to the
+    /// clock: `Duration::MAX` waits as long as it takes); whether it is.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        let (v, _) = self
+            .changed
+            .wait_timeout_while(v, timeout, |value| !*value)
+            .unwrap_or_else(|p| p.into_inner());
+        *v
     }
 }
 

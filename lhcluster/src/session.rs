@@ -204,6 +204,10 @@ pub(crate) struct BrokerSession {
     /// Limits the warnings about malformed messages (the count stays
     /// exact): a broken broker must not fill the disk either.
     bad_input: LogLimiter,
+    /// Limits the warnings about ERRORs the broker sends: each says that a
+    /// message of ours was refused, and a confused role (or broker) could
+    /// cause one per message.
+    broker_errors: LogLimiter,
 }
 
 impl BrokerSession {
@@ -221,6 +225,7 @@ impl BrokerSession {
             stopped: false,
             counts: SessionCounts::default(),
             bad_input: LogLimiter::new("malformed messages from the broker"),
+            broker_errors: LogLimiter::new("errors reported by the broker"),
         }
     }
 
@@ -335,6 +340,14 @@ impl BrokerSession {
         self.malformed(now, &[], error, out);
     }
 
+    /// An ERROR from the broker, logged at warn through the limiter (the
+    /// role does what it means for its requests).
+    pub(crate) fn broker_error(&mut self, now: Instant, error: &str) {
+        if self.broker_errors.admit(now, &[], &error) {
+            warn!(%error, "the broker reported an error");
+        }
+    }
+
     /// Counts and answers a bad message with an ERROR, but never an ERROR
     /// with an error (two peers could loop).
     fn malformed<A: From<LinkAction>>(
@@ -366,6 +379,7 @@ impl BrokerSession {
         out: &mut Vec<A>,
     ) -> Option<Lost> {
         self.bad_input.on_tick(now);
+        self.broker_errors.on_tick(now);
         match self.due(now) {
             Due::Nothing => {}
             Due::Connect => {
@@ -616,6 +630,26 @@ mod tests {
         assert_eq!(kinds(&out), ["ERROR"]);
         let counts = s.counts();
         assert_eq!((counts.malformed, counts.heartbeats_received), (2, 1));
+    }
+
+    #[test]
+    fn broker_errors_are_logged_through_the_limiter() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        for _ in 0..20 {
+            s.broker_error(t0, "refused");
+        }
+        assert_eq!(
+            s.broker_errors.summaries(),
+            0,
+            "the burst is logged in full"
+        );
+        tick(&mut s, t0 + crate::log_limit::INTERVAL);
+        assert_eq!(
+            s.broker_errors.summaries(),
+            1,
+            "the rest is one summary line, written on the tick"
+        );
     }
 
     #[test]

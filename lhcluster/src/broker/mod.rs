@@ -35,6 +35,9 @@ pub struct Broker {
     backend: String,
 }
 
+#[cfg(test)]
+crate::role::inject_panic!(Broker, role);
+
 impl Broker {
     /// Binds both sockets and starts the driver thread. Bind errors (address
     /// in use, bad endpoint) are reported here.
@@ -61,13 +64,6 @@ impl Broker {
     /// A snapshot of the broker's statistics.
     pub fn stats(&self) -> Result<BrokerStats, Error> {
         self.role.request(driver::Command::Stats)
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.role.inject_panic();
     }
 
     /// Tells every worker and client that the broker is going away, closes

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 
 use crossbeam_channel::Sender;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::ClientEvent;
 use super::config::ClientConfig;
@@ -237,8 +237,8 @@ impl ClientCore {
         }
     }
 
-    fn on_error(&mut self, e: ErrorReply) {
-        warn!(error = %e.error, "the broker reported an error");
+    fn on_error(&mut self, now: Instant, e: ErrorReply) {
+        self.session.broker_error(now, &e.error);
         if let Some(r) = e.request {
             if let Some(entry) = self.outstanding.remove(&(r.request_type, r.request_id)) {
                 entry.shared.complete(Err(RequestError::Protocol(e.error)));
@@ -332,7 +332,7 @@ impl crate::link::Connecting for ClientCore {
             Inbound::Message(Message::ReceiptReceived(r)) => {
                 self.on_receipt(r, ReceiptKind::Received);
             }
-            Inbound::Message(Message::Error(e)) => self.on_error(e),
+            Inbound::Message(Message::Error(e)) => self.on_error(now, e),
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
             Inbound::Welcome { newly: false } | Inbound::Handled => {}
         }

@@ -88,11 +88,8 @@ impl LocalClient {
         flags: Flags,
         payload: Payload,
     ) -> Result<ResponseHandle, Error> {
-        self.request(request_type)
-            .id(request_id)
-            .flags(flags)
-            .payload(payload)
-            .send()
+        let target = super::Target::Local(self);
+        RequestBuilder::with_parts(target, request_type, request_id, flags, payload).send()
     }
 
     /// Sends a typed request, as [`Client::send_typed`](super::Client::send_typed)

@@ -24,8 +24,8 @@ mod stats;
 mod tests;
 mod typed;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 pub use config::ClientConfig;
@@ -74,33 +74,9 @@ pub enum ClientEvent {
     },
 }
 
-/// Whether the client has a session; waited on by [`Client::wait_connected`].
-#[derive(Debug, Default)]
-pub(crate) struct Readiness {
-    ready: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Readiness {
-    pub(crate) fn set(&self, ready: bool) {
-        let mut r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        if *r != ready {
-            *r = ready;
-            self.cond.notify_all();
-        }
-    }
-
-    /// Waits for a session, up to `timeout` (measured, not added to the
-    /// clock: `Duration::MAX` waits as long as it takes).
-    fn wait(&self, timeout: Duration) -> bool {
-        let r = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        let (r, _) = self
-            .cond
-            .wait_timeout_while(r, timeout, |ready| !*ready)
-            .unwrap_or_else(|p| p.into_inner());
-        *r
-    }
-}
+/// Whether the client has a session; set by the driver, waited on by
+/// [`Client::wait_connected`].
+pub(crate) type Readiness = crate::role::WaitFlag;
 
 /// A running client. Cheap to clone and usable from any thread; it stops
 /// when [`Client::stop`] is called or the last clone is dropped.
@@ -111,6 +87,9 @@ pub struct Client {
     events: crossbeam_channel::Receiver<ClientEvent>,
     next_id: Arc<AtomicU64>,
 }
+
+#[cfg(test)]
+crate::role::inject_panic!(Client, role);
 
 impl Client {
     /// Starts the client; it connects and greets the broker in the
@@ -160,11 +139,14 @@ impl Client {
         flags: Flags,
         payload: Payload,
     ) -> Result<ResponseHandle, Error> {
-        self.request(request_type)
-            .id(request_id)
-            .flags(flags)
-            .payload(payload)
-            .send()
+        RequestBuilder::with_parts(
+            Target::Client(self),
+            request_type,
+            request_id,
+            flags,
+            payload,
+        )
+        .send()
     }
 
     /// Sends a typed request: encoded as MessagePack, with its type's
@@ -188,13 +170,6 @@ impl Client {
     /// A snapshot of the client's statistics.
     pub fn stats(&self) -> Result<ClientStats, Error> {
         self.role.request(driver::Command::Stats)
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.role.inject_panic();
     }
 
     /// Says goodbye to the broker and stops; outstanding requests end with
@@ -235,6 +210,22 @@ impl<'a> RequestBuilder<'a> {
             payload: Payload::new(),
             reply_to: None,
             timeout: None,
+        }
+    }
+
+    /// A request with all its parts given: the `send` of both clients.
+    pub(crate) fn with_parts(
+        target: Target<'a>,
+        request_type: RequestType,
+        request_id: RequestId,
+        flags: Flags,
+        payload: Payload,
+    ) -> Self {
+        RequestBuilder {
+            request_id: Some(request_id),
+            flags,
+            payload,
+            ..Self::new(target, request_type)
         }
     }
 

@@ -381,7 +381,7 @@ impl ProxyCore {
     }
 
     fn on_broker_error(&mut self, e: ErrorReply) {
-        warn!(error = %e.error, "the broker reported an error");
+        self.session.broker_error(self.now, &e.error);
         if let Some(r) = e.request {
             let peer: PeerId = r.route.as_slice().into();
             self.remove_entry(&(peer.clone(), r.request_type, r.request_id));

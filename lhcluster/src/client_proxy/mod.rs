@@ -44,6 +44,9 @@ pub struct ClientProxy {
     endpoint: String,
 }
 
+#[cfg(test)]
+crate::role::inject_panic!(ClientProxy, role);
+
 impl ClientProxy {
     /// Binds the client-facing endpoint and starts the driver thread; it
     /// connects to the broker in the background.
@@ -64,13 +67,6 @@ impl ClientProxy {
     /// A snapshot of the proxy's statistics.
     pub fn stats(&self) -> Result<ClientProxyStats, Error> {
         self.role.request(driver::Command::Stats)
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.role.inject_panic();
     }
 
     /// Tells clients the proxy is going away and stops. Buffered requests

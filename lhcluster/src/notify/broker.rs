@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
-use super::{READ_BATCH, Upstream};
+use super::{Ignored, Probe, READ_BATCH, Upstream};
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
@@ -217,29 +217,21 @@ impl Driver {
     /// Subscriptions, unsubscriptions and probes from subscribers.
     fn read_frontend(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.frontend) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive from subscribers failed");
-                    break;
-                }
+            let Some(frames) = super::recv_next(&self.frontend, "receive from subscribers failed")
+            else {
+                break;
             };
             match super::upstream(&frames[0]) {
-                Upstream::Subscribe(filter)
-                    if super::is_probe(filter) && filter.len() > super::MAX_PROBE_LEN =>
-                {
-                    // Checked here rather than left to `answer_probe`, so
-                    // that it is counted and its warning limited.
-                    self.stats.malformed_subscriptions += 1;
-                    let reason = format_args!("probe of {} bytes", filter.len());
-                    if self.bad_subscriptions.admit(Instant::now(), &[], &reason) {
-                        warn!(len = filter.len(), "probe subscription too long: ignored");
-                    }
-                }
                 Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    if super::answer_probe(&self.frontend, filter) {
-                        self.stats.probes_answered += 1;
+                    match super::answer_probe(&self.frontend, filter) {
+                        Probe::Answered => self.stats.probes_answered += 1,
+                        Probe::Unsent => {}
+                        Probe::TooLong => {
+                            self.stats.malformed_subscriptions += 1;
+                            let len = filter.len();
+                            Ignored::LongProbe { len }
+                                .warn(&mut self.bad_subscriptions, Instant::now());
+                        }
                     }
                 }
                 Upstream::Subscribe(filter) => {
@@ -254,13 +246,9 @@ impl Driver {
                 }
                 Upstream::Invalid => {
                     self.stats.malformed_subscriptions += 1;
-                    let reason = format_args!("not a subscription ({} frames)", frames.len());
-                    if self.bad_subscriptions.admit(Instant::now(), &[], &reason) {
-                        warn!(
-                            frames = frames.len(),
-                            "message from a subscriber is not a subscription: ignored"
-                        );
-                    }
+                    let frames = frames.len();
+                    Ignored::NotASubscription { frames }
+                        .warn(&mut self.bad_subscriptions, Instant::now());
                 }
             }
         }
@@ -269,13 +257,9 @@ impl Driver {
     /// Notifications from publishers: validated, then forwarded verbatim.
     fn read_backend(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.backend) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive from publishers failed");
-                    break;
-                }
+            let Some(frames) = super::recv_next(&self.backend, "receive from publishers failed")
+            else {
+                break;
             };
             match validate(&frames) {
                 Ok(topic) => {

@@ -51,7 +51,7 @@ mod subscriptions;
 mod tests;
 pub(crate) mod typed;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use broker::NotifyBroker;
 pub use config::{NotifyBrokerConfig, NotifyPublisherConfig, NotifySubscriberConfig};
@@ -63,6 +63,7 @@ pub use typed::{NotifyRouter, TypedPublishError};
 pub use crate::protocol::RawNotification;
 
 use crate::error::{ConfigError, Error, zmq_err};
+use crate::log_limit::LogLimiter;
 use crate::protocol::Frame;
 
 use crate::io::READ_BATCH;
@@ -117,25 +118,83 @@ pub(crate) fn is_probe(filter: &[u8]) -> bool {
     filter.first() == Some(&0)
 }
 
+/// What became of a probe subscription handed to [`answer_probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The answer went out.
+    Answered,
+    /// The socket did not take the answer (logged at debug: the prober
+    /// probes again).
+    Unsent,
+    /// Longer than [`MAX_PROBE_LEN`]: not answered. Bad input, which the
+    /// caller counts and warns about through its limiter
+    /// ([`Ignored::warn`]).
+    TooLong,
+}
+
 /// Answers a probe subscription on an XPUB socket: one frame holding the
 /// probe bytes, which only the prober (and catch-all subscribers, which
-/// ignore it) receives. Returns whether it was answered.
-pub(crate) fn answer_probe(socket: &zmq::Socket, filter: &[u8]) -> bool {
+/// ignore it) receives.
+pub(crate) fn answer_probe(socket: &zmq::Socket, filter: &[u8]) -> Probe {
     if filter.len() > MAX_PROBE_LEN {
-        tracing::warn!(len = filter.len(), "probe subscription too long: ignored");
-        return false;
+        return Probe::TooLong;
     }
     match socket.send(filter, zmq::DONTWAIT) {
-        Ok(()) => true,
+        Ok(()) => Probe::Answered,
         Err(e) => {
             tracing::debug!(error = %e, "cannot answer a probe");
-            false
+            Probe::Unsent
         }
     }
 }
 
+/// A message from a subscriber that the broker or a direct publisher
+/// ignores: bad input, whose warnings go through a [`LogLimiter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ignored {
+    /// A probe longer than [`MAX_PROBE_LEN`] bytes.
+    LongProbe { len: usize },
+    /// Neither a subscription nor an unsubscription (a raw XSUB may send
+    /// any message upstream).
+    NotASubscription { frames: usize },
+}
+
+impl Ignored {
+    /// Logs it at warn, unless `limiter` holds the line back for its next
+    /// summary. Counting it is the caller's (the counts stay exact).
+    pub(crate) fn warn(self, limiter: &mut LogLimiter, now: Instant) {
+        match self {
+            Ignored::LongProbe { len } => {
+                let reason = format_args!("probe of {len} bytes");
+                if limiter.admit(now, &[], &reason) {
+                    tracing::warn!(len, "probe subscription too long: ignored");
+                }
+            }
+            Ignored::NotASubscription { frames } => {
+                let reason = format_args!("not a subscription ({frames} frames)");
+                if limiter.admit(now, &[], &reason) {
+                    tracing::warn!(
+                        frames,
+                        "message from a subscriber is not a subscription: ignored"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The next message of a read batch: one whole multipart message, received
+/// without blocking. `None` ends the batch: nothing is waiting, or the
+/// receive failed (logged at warn as `failed`; the next poll tries again).
+pub(crate) fn recv_next(socket: &zmq::Socket, failed: &'static str) -> Option<Vec<Frame>> {
+    recv_all(socket).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "{failed}");
+        None
+    })
+}
+
 /// Receives one whole multipart message without blocking.
-pub(crate) fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
+fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
     let first = match socket.recv_msg(zmq::DONTWAIT) {
         Ok(m) => m,
         Err(zmq::Error::EAGAIN) => return Ok(None),

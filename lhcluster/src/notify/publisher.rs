@@ -8,8 +8,8 @@
 //! does both, and `publish` stays a non-blocking push into a queue that any
 //! number of threads can share without contending on the socket.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -17,10 +17,11 @@ use tracing::{error, info, warn};
 
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
-use super::{READ_BATCH, Upstream};
+use super::{Ignored, Probe, READ_BATCH, Upstream};
 use crate::error::{ConfigError, Error, zmq_err};
+use crate::log_limit::LogLimiter;
 use crate::protocol::{Message, Payload, RawNotification};
-use crate::role::{DriverInbox, RoleHandle};
+use crate::role::{DriverInbox, RoleHandle, WaitFlag};
 use crate::stats_log::StatsLog;
 use crate::wake::Doorbell;
 
@@ -102,33 +103,21 @@ struct Shared {
     dropped_disconnected: AtomicU64,
     probes_answered: AtomicU64,
     connections: AtomicU64,
-    connected: Mutex<bool>,
-    changed: Condvar,
+    connected: WaitFlag,
 }
 
 impl Shared {
     fn is_connected(&self) -> bool {
-        *self.connected.lock().unwrap_or_else(|p| p.into_inner())
+        self.connected.get()
     }
 
+    /// Only the driver changes it (after `start`): a new connection is
+    /// counted before a waiter can see it.
     fn set_connected(&self, connected: bool) {
-        let mut c = self.connected.lock().unwrap_or_else(|p| p.into_inner());
-        if connected && !*c {
+        if connected && !self.connected.get() {
             self.connections.fetch_add(1, Ordering::Relaxed);
         }
-        *c = connected;
-        self.changed.notify_all();
-    }
-
-    /// Waits up to `timeout` (measured, not added to the clock:
-    /// `Duration::MAX` waits as long as it takes).
-    fn wait_connected(&self, timeout: Duration) -> bool {
-        let c = self.connected.lock().unwrap_or_else(|p| p.into_inner());
-        let (c, _) = self
-            .changed
-            .wait_timeout_while(c, timeout, |connected| !*connected)
-            .unwrap_or_else(|p| p.into_inner());
-        *c
+        self.connected.set(connected);
     }
 
     fn snapshot(&self) -> NotifyPublisherStats {
@@ -142,6 +131,9 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+crate::role::inject_panic!(NotifyPublisher, inner.role);
 
 impl NotifyPublisher {
     /// Connects to a NotifyBroker backend and waits (up to
@@ -239,6 +231,7 @@ impl NotifyPublisher {
                     shared: driver_shared,
                     header_buf: Vec::with_capacity(32),
                     stats_log: StatsLog::new(stats_log_interval, Instant::now()),
+                    bad_subscriptions: LogLimiter::new("malformed messages from subscribers"),
                 };
                 driver.run();
             },
@@ -306,7 +299,7 @@ impl NotifyPublisher {
     /// Blocks until the broker is ready to take notifications, up to
     /// `timeout`; returns whether it is. Always `true` in bind mode.
     pub fn wait_connected(&self, timeout: Duration) -> bool {
-        self.inner.shared.wait_connected(timeout)
+        self.inner.shared.connected.wait(timeout)
     }
 
     /// Whether the broker is ready to take notifications now (always `true`
@@ -326,13 +319,6 @@ impl NotifyPublisher {
     /// every role's `stats`, most of which ask their driver thread.
     pub fn stats(&self) -> Result<NotifyPublisherStats, Error> {
         Ok(self.inner.shared.snapshot())
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.inner.role.inject_panic();
     }
 
     /// Sends what is already queued, closes the socket (notifications
@@ -355,6 +341,9 @@ struct Driver {
     shared: Arc<Shared>,
     header_buf: Vec<u8>,
     stats_log: StatsLog,
+    /// Limits the warnings about bad messages from direct subscribers
+    /// (bind mode): whoever can connect must not fill a disk.
+    bad_subscriptions: LogLimiter,
 }
 
 impl Driver {
@@ -362,7 +351,10 @@ impl Driver {
         loop {
             // More queued than one batch: look at the socket, then go on.
             let until = if self.queue.is_empty() {
-                self.stats_log.next()
+                [self.stats_log.next(), self.bad_subscriptions.next_due()]
+                    .into_iter()
+                    .flatten()
+                    .min()
             } else {
                 Some(Instant::now())
             };
@@ -391,7 +383,9 @@ impl Driver {
                 return;
             }
             self.publish_batch();
-            if self.stats_log.due(Instant::now()) {
+            let now = Instant::now();
+            self.bad_subscriptions.on_tick(now);
+            if self.stats_log.due(now) {
                 info!(stats = %self.shared.snapshot(), "notify publisher stats");
             }
         }
@@ -444,18 +438,22 @@ impl Driver {
     /// direct subscribers' probes (bind mode).
     fn read_subscriptions(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match super::recv_all(&self.socket) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive of subscriptions failed");
-                    break;
-                }
+            let Some(frames) = super::recv_next(&self.socket, "receive of subscriptions failed")
+            else {
+                break;
             };
             match super::upstream(&frames[0]) {
                 Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    if super::answer_probe(&self.socket, filter) {
-                        self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
+                    match super::answer_probe(&self.socket, filter) {
+                        Probe::Answered => {
+                            self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Probe::Unsent => {}
+                        Probe::TooLong => {
+                            let len = filter.len();
+                            Ignored::LongProbe { len }
+                                .warn(&mut self.bad_subscriptions, Instant::now());
+                        }
                     }
                 }
                 Upstream::Subscribe([]) if self.mode == Mode::Connect => {
@@ -470,7 +468,9 @@ impl Driver {
                 }
                 Upstream::Subscribe(_) | Upstream::Unsubscribe(_) => {}
                 Upstream::Invalid => {
-                    warn!("message from a subscriber is not a subscription: ignored");
+                    let frames = frames.len();
+                    Ignored::NotASubscription { frames }
+                        .warn(&mut self.bad_subscriptions, Instant::now());
                 }
             }
         }

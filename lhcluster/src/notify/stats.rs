@@ -45,7 +45,7 @@ impl fmt::Display for NotifyBrokerStats {
         write!(
             f,
             "forwarded={} malformed={} topics={} active_subscriptions={} subscribes={} \
-             unsubscribes={} probes={}",
+             unsubscribes={} probes={} malformed_subscriptions={}",
             self.forwarded,
             self.malformed,
             self.topics.len(),
@@ -53,6 +53,7 @@ impl fmt::Display for NotifyBrokerStats {
             self.subscribes,
             self.unsubscribes,
             self.probes_answered,
+            self.malformed_subscriptions,
         )
     }
 }
@@ -145,5 +146,23 @@ impl fmt::Display for NotifySubscriberStats {
             self.topics,
             self.prefixes,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The periodic stats line shows every counter an operator can act on.
+    #[test]
+    fn broker_stats_line_shows_malformed_subscriptions() {
+        let stats = NotifyBrokerStats {
+            malformed: 2,
+            malformed_subscriptions: 7,
+            ..NotifyBrokerStats::default()
+        };
+        let line = stats.to_string();
+        assert!(line.contains(" malformed=2 "), "{line}");
+        assert!(line.ends_with(" malformed_subscriptions=7"), "{line}");
     }
 }

@@ -185,3 +185,45 @@ fn the_broker_validates_without_touching_the_payload() {
     wrong_kind.extend(request);
     assert!(broker::validate(&wrong_kind).is_err());
 }
+
+#[test]
+fn ignored_subscriptions_warn_through_the_limiter() {
+    let t0 = Instant::now();
+    let mut limiter = crate::log_limit::LogLimiter::new("malformed messages from subscribers");
+    for len in 65..85 {
+        Ignored::LongProbe { len }.warn(&mut limiter, t0);
+    }
+    Ignored::NotASubscription { frames: 2 }.warn(&mut limiter, t0);
+    assert_eq!(limiter.summaries(), 0, "the burst is logged in full");
+    limiter.on_tick(t0 + crate::log_limit::INTERVAL);
+    assert_eq!(
+        limiter.summaries(),
+        1,
+        "the other 16 are one summary line, not 16 warnings"
+    );
+}
+
+/// A direct-mode publisher answers probes up to the longest a broker
+/// answers, ignores longer ones (a warning through its limiter) and goes
+/// on answering.
+#[test]
+fn a_direct_publisher_ignores_too_long_probes_and_answers_the_rest() {
+    let publisher =
+        NotifyPublisher::bind(NotifyPublisherConfig::new("inproc://notify-long-probe")).unwrap();
+    let xsub = crate::context().socket(zmq::XSUB).unwrap();
+    xsub.set_rcvtimeo(10_000).unwrap();
+    xsub.connect(publisher.endpoint()).unwrap();
+    let subscribe = |filter: &[u8]| [&[1u8][..], filter].concat();
+    let long = [vec![0u8], vec![b'x'; MAX_PROBE_LEN]].concat();
+    let short = [&[0u8][..], b"probe-1"].concat();
+    xsub.send(subscribe(&long), 0).unwrap();
+    xsub.send(&[7u8, 7][..], 0).unwrap();
+    xsub.send(subscribe(&short), 0).unwrap();
+    assert_eq!(
+        xsub.recv_bytes(0).unwrap(),
+        short,
+        "the short probe is answered, and first"
+    );
+    assert_eq!(publisher.stats().unwrap().probes_answered, 1);
+    publisher.stop().unwrap();
+}

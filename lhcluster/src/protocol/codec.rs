@@ -57,39 +57,29 @@ impl Message {
                 Payload::new()
             }
             Message::Request(r) => {
-                h.kind = pb::Kind::Request as i32;
-                h.request_type = r.request_type;
-                h.request_id = r.request_id;
+                set_key(&mut h, pb::Kind::Request, r.request_type, r.request_id);
                 h.flags = r.flags.bits();
                 h.route = r.route;
                 h.reply_to = r.reply_to.unwrap_or_default();
                 r.payload
             }
             Message::Dispatch(d) => {
-                h.kind = pb::Kind::Dispatch as i32;
-                h.request_type = d.request_type;
-                h.request_id = d.request_id;
+                set_key(&mut h, pb::Kind::Dispatch, d.request_type, d.request_id);
                 h.flags = d.flags.bits();
                 h.attempt = d.attempt;
                 h.dispatch_tag = d.dispatch_tag;
                 d.payload
             }
             Message::Result(r) => {
-                h.kind = pb::Kind::Result as i32;
-                h.request_type = r.request_type;
-                h.request_id = r.request_id;
+                set_key(&mut h, pb::Kind::Result, r.request_type, r.request_id);
                 h.attempt = r.attempt;
                 h.dispatch_tag = r.dispatch_tag;
-                h.status = status_to_pb(r.status) as i32;
-                h.error = r.error.unwrap_or_default();
+                set_outcome(&mut h, r.status, r.error);
                 r.payload
             }
             Message::Response(r) => {
-                h.kind = pb::Kind::Response as i32;
-                h.request_type = r.request_type;
-                h.request_id = r.request_id;
-                h.status = status_to_pb(r.status) as i32;
-                h.error = r.error.unwrap_or_default();
+                set_key(&mut h, pb::Kind::Response, r.request_type, r.request_id);
+                set_outcome(&mut h, r.status, r.error);
                 h.route = r.route;
                 r.payload
             }
@@ -220,6 +210,19 @@ pub fn topic_frame(topic: &str) -> Vec<u8> {
     frame.extend_from_slice(topic.as_bytes());
     frame.push(0);
     frame
+}
+
+/// The kind and key of a message about one request.
+fn set_key(h: &mut pb::Header, kind: pb::Kind, request_type: RequestType, request_id: RequestId) {
+    h.kind = kind as i32;
+    h.request_type = request_type;
+    h.request_id = request_id;
+}
+
+/// An outcome's status and error text (none: empty, as on the wire).
+fn set_outcome(h: &mut pb::Header, status: Status, error: Option<String>) {
+    h.status = status_to_pb(status) as i32;
+    h.error = error.unwrap_or_default();
 }
 
 fn set_ref(h: &mut pb::Header, r: RequestRef) {

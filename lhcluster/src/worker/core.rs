@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use foldhash::{HashMap, HashMapExt};
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::config::WorkerConfig;
 use super::stats::WorkerStats;
@@ -208,9 +208,7 @@ impl crate::link::Connecting for WorkerCore {
                 }
             }
             Inbound::Message(Message::Dispatch(d)) => self.on_dispatch(now, d),
-            Inbound::Message(Message::Error(e)) => {
-                warn!(error = %e.error, "the broker reported an error");
-            }
+            Inbound::Message(Message::Error(e)) => self.session.broker_error(now, &e.error),
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
             // Results wait in `unsent` for the next session; the broker
             // re-dispatches what it had given us.

@@ -134,6 +134,9 @@ impl WorkerBuilder {
     }
 }
 
+#[cfg(test)]
+crate::role::inject_panic!(Worker, role);
+
 impl Worker {
     /// Starts building a worker.
     pub fn builder(config: WorkerConfig) -> WorkerBuilder {
@@ -147,13 +150,6 @@ impl Worker {
     /// A snapshot of the worker's statistics.
     pub fn stats(&self) -> Result<WorkerStats, Error> {
         self.role.request(driver::Command::Stats)
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.role.inject_panic();
     }
 
     /// Graceful stop: asks the broker for no more work, lets running

@@ -228,11 +228,7 @@ pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
             panicked: false,
         },
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            let text = crate::role::panic_message(&*panic);
             tracing::warn!(panic = %text, "handler panicked");
             Done {
                 key,

@@ -133,13 +133,8 @@ impl Driver {
 
     fn read(&mut self) {
         for _ in 0..READ_BATCH {
-            let frames = match crate::notify::recv_all(&self.socket) {
-                Ok(Some(frames)) => frames,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "receive failed");
-                    break;
-                }
+            let Some(frames) = crate::notify::recv_next(&self.socket, "receive failed") else {
+                break;
             };
             if crate::notify::is_probe(&frames[0]) {
                 // A probe answer, ours or (with a catch-all prefix) another

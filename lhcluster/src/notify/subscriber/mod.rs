@@ -6,7 +6,7 @@ mod handler;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use super::subscriptions::{Prober, SubscriptionSet};
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::RawNotification;
-use crate::role::RoleHandle;
+use crate::role::{RoleHandle, WaitFlag};
 use crate::stats_log::StatsLog;
 use driver::Driver;
 use handler::run_handler;
@@ -81,8 +81,7 @@ struct Shared {
     /// Set by `stop` and by a handler's `Stop`: handle nothing more.
     stopping: AtomicBool,
     /// Set when the driver thread has ended.
-    stopped: Mutex<bool>,
-    stopped_changed: Condvar,
+    stopped: WaitFlag,
     received: AtomicU64,
     handled: AtomicU64,
     dropped_queue_full: AtomicU64,
@@ -96,26 +95,6 @@ impl Shared {
     fn subscriptions(&self) -> MutexGuard<'_, SubscriptionSet> {
         self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn set_stopped(&self) {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.stopped_changed.notify_all();
-    }
-
-    fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits up to `timeout` (measured, not added to the clock:
-    /// `Duration::MAX` waits as long as it takes).
-    fn wait_stopped(&self, timeout: Duration) -> bool {
-        let stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (stopped, _) = self
-            .stopped_changed
-            .wait_timeout_while(stopped, timeout, |stopped| !*stopped)
-            .unwrap_or_else(|p| p.into_inner());
-        *stopped
-    }
 }
 
 /// Marks the subscriber stopped when dropped: held by the driver thread, so
@@ -124,9 +103,12 @@ struct StoppedOnDrop(Arc<Shared>);
 
 impl Drop for StoppedOnDrop {
     fn drop(&mut self) {
-        self.0.set_stopped();
+        self.0.stopped.set(true);
     }
 }
+
+#[cfg(test)]
+crate::role::inject_panic!(NotifySubscriber, inner.role);
 
 impl NotifySubscriber {
     /// Connects to a NotifyBroker frontend (or a publisher's bound
@@ -334,20 +316,13 @@ impl NotifySubscriber {
     /// Whether the subscriber has stopped (by [`stop`](Self::stop) or its
     /// handler's [`NotifyOutcome::Stop`]).
     pub fn is_stopped(&self) -> bool {
-        self.inner.shared.is_stopped()
+        self.inner.shared.stopped.get()
     }
 
     /// Blocks until the subscriber has stopped, up to `timeout`; returns
     /// whether it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
-        self.inner.shared.wait_stopped(timeout)
-    }
-
-    /// Makes the driver thread panic, as a bug would, and waits for it to
-    /// end (see `RoleHandle::inject_panic`).
-    #[cfg(test)]
-    pub(crate) fn inject_panic(&self) {
-        self.inner.role.inject_panic();
+        self.inner.shared.stopped.wait(timeout)
     }
 
     /// Stops: no further notification is handled (queued ones are
