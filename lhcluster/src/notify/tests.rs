@@ -224,6 +224,11 @@ fn a_direct_publisher_ignores_too_long_probes_and_answers_the_rest() {
         short,
         "the short probe is answered, and first"
     );
+    // The driver counts the answer after sending it: wait for the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while publisher.stats().unwrap().probes_answered == 0 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     assert_eq!(publisher.stats().unwrap().probes_answered, 1);
     publisher.stop().unwrap();
 }
