@@ -225,35 +225,88 @@ impl<C: Send + 'static> RoleHandle<C> {
 
 /// A yes/no state that a driver sets and handles read or wait for: a
 /// client's session, a publisher's broker, a subscriber's end.
+///
+/// A flag that tells whether the driver *has* something (a session, a
+/// broker) is also [ended](Self::end) when the driver ends, however it
+/// ends (see [`WaitFlag::end_on_drop`]): from then on it reads `false` and
+/// waiters return `false` at once, rather than waiting for a change no
+/// driver is left to make.
 #[derive(Debug, Default)]
 pub(crate) struct WaitFlag {
-    value: Mutex<bool>,
+    state: Mutex<FlagState>,
     changed: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct FlagState {
+    value: bool,
+    /// The driver that sets it has ended: nothing will change it again.
+    ended: bool,
+}
+
+impl FlagState {
+    fn get(&self) -> bool {
+        self.value && !self.ended
+    }
+}
+
 impl WaitFlag {
+    fn state(&self) -> std::sync::MutexGuard<'_, FlagState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether it is set (never, once ended).
     pub(crate) fn get(&self) -> bool {
-        *self.value.lock().unwrap_or_else(|p| p.into_inner())
+        self.state().get()
     }
 
     /// Sets it, waking the waiters if it changed.
     pub(crate) fn set(&self, value: bool) {
-        let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        if *v != value {
-            *v = value;
+        let mut state = self.state();
+        if state.value != value {
+            state.value = value;
             self.changed.notify_all();
         }
     }
 
+    /// Marks it ended: it reads `false` from now on, and every waiter
+    /// returns `false`.
+    pub(crate) fn end(&self) {
+        let mut state = self.state();
+        if !state.ended {
+            state.ended = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// A guard that [ends](Self::end) it when dropped: held by the driver
+    /// thread's closure, so that the flag ends however the driver does (a
+    /// stop, or the unwinding of a panic).
+    pub(crate) fn end_on_drop(self: &Arc<Self>) -> EndOnDrop {
+        EndOnDrop(self.clone())
+    }
+
     /// Waits for it to be set, up to `timeout` (measured, not added to the
     /// clock: `Duration::MAX` waits as long as it takes); whether it is.
+    /// Returns `false` at once when it has ended.
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        let (v, _) = self
+        let state = self.state();
+        let (state, _) = self
             .changed
-            .wait_timeout_while(v, timeout, |value| !*value)
+            .wait_timeout_while(state, timeout, |s| !s.value && !s.ended)
             .unwrap_or_else(|p| p.into_inner());
-        *v
+        state.get()
+    }
+}
+
+/// Ends a [`WaitFlag`] when dropped (see [`WaitFlag::end_on_drop`]).
+#[derive(Debug)]
+#[must_use = "the flag ends when the guard is dropped"]
+pub(crate) struct EndOnDrop(Arc<WaitFlag>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -362,6 +415,56 @@ mod tests {
         stopped(proxy.stats(), proxy.stop());
     }
 
+    /// `wait` (a `wait_connected(Duration::MAX)`) answers `false`, within
+    /// seconds rather than never.
+    fn waits_end_false(wait: impl FnOnce() -> bool + Send + 'static) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = tx.send(wait());
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(answer, Ok(false), "the waiter resolves, with `false`");
+    }
+
+    /// A client of an endpoint no one binds: it never has a session.
+    fn lonely_client() -> Client {
+        Client::connect(ClientConfig::new(inproc("nobody"))).unwrap()
+    }
+
+    #[test]
+    fn client_wait_connected_is_false_after_stop() {
+        let broker = broker();
+        for client in [client(broker.frontend()), lonely_client()] {
+            client.stop().unwrap();
+            let waiter = client.clone();
+            waits_end_false(move || waiter.wait_connected(Duration::MAX));
+        }
+    }
+
+    #[test]
+    fn client_wait_connected_is_false_after_a_panic() {
+        let broker = broker();
+        for client in [client(broker.frontend()), lonely_client()] {
+            let waiter = client.clone();
+            let (started_tx, started) = crossbeam_channel::bounded(0);
+            let lonely = !client.wait_connected(Duration::ZERO);
+            // A waiter already waiting when the driver dies is woken too.
+            let waiting = std::thread::spawn(move || {
+                started_tx.send(()).unwrap();
+                waiter.wait_connected(Duration::MAX)
+            });
+            started.recv().unwrap();
+            client.inject_panic();
+            if lonely {
+                assert!(!waiting.join().unwrap(), "no session, none to come");
+            } else {
+                waiting.join().unwrap();
+            }
+            let waiter = client.clone();
+            waits_end_false(move || waiter.wait_connected(Duration::MAX));
+        }
+    }
+
     fn notify_broker() -> NotifyBroker {
         NotifyBroker::start(NotifyBrokerConfig::new(inproc("nfront"), inproc("nback"))).unwrap()
     }
@@ -379,6 +482,41 @@ mod tests {
         );
         assert!(publisher.stats().is_ok(), "counters are shared, not asked");
         assert!(publisher.stop().is_ok());
+    }
+
+    /// A publisher of a broker no one binds, which does not wait for it.
+    fn lonely_publisher() -> NotifyPublisher {
+        let mut config = NotifyPublisherConfig::new(inproc("nobody"));
+        config.connect_timeout = None;
+        NotifyPublisher::connect(config).unwrap()
+    }
+
+    #[test]
+    fn publisher_is_not_connected_after_stop_or_a_panic() {
+        let broker = notify_broker();
+        for panic in [false, true] {
+            let connected =
+                NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend())).unwrap();
+            assert!(connected.is_connected());
+            for publisher in [connected, lonely_publisher()] {
+                if panic {
+                    publisher.inject_panic();
+                } else {
+                    publisher.stop().unwrap();
+                }
+                assert!(!publisher.is_connected());
+                assert!(!publisher.stats().unwrap().connected);
+                let waiter = publisher.clone();
+                waits_end_false(move || waiter.wait_connected(Duration::MAX));
+            }
+        }
+    }
+
+    #[test]
+    fn notify_broker_answers_stopped() {
+        let broker = notify_broker();
+        broker.inject_panic();
+        stopped(broker.stats(), broker.stop());
     }
 
     #[test]
