@@ -7,6 +7,7 @@
 //! outstanding requests end with `RequestError::Internal`, a stats request
 //! or a command with `Error::Stopped`).
 
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +26,12 @@ pub(crate) const COMMAND_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct RoleHandle<C: Send + 'static> {
     commands: Sender<C>,
+    /// The channel's other end, kept so that a command sent as the driver
+    /// ends is dropped here rather than left queued (see [`Self::send`]).
+    queued: Receiver<C>,
+    /// Set when the driver has returned (or unwound), before its thread
+    /// drops what is still queued.
+    ended: Arc<AtomicBool>,
     bell: Arc<Doorbell>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Disconnected when the driver thread ends.
@@ -59,16 +66,14 @@ impl<C> DriverInbox<C> {
 
 impl<C> Drop for DriverInbox<C> {
     /// Drops the commands still queued when the driver ends (by a stop, or
-    /// unwinding from a panic). The channel would keep them until the last
-    /// handle goes, and with them what they carry: a request's response
-    /// slot (its drop resolves the handle) or the reply channel of a stats
-    /// request (its drop answers `Stopped`). A command sent in the instant
-    /// between this drain and the channel's disconnection stays queued
-    /// until the role's last handle is dropped.
+    /// unwinding from a panic, when a client's request slot resolves with
+    /// `Internal`). The channel would keep them until the last handle goes,
+    /// and with them what they carry: a request's response slot (its drop
+    /// resolves the handle) or the reply channel of a stats request (its
+    /// drop answers `Stopped`). A command sent after this drain is dropped
+    /// by the driver thread or by its sender (see [`RoleHandle::send`]).
     fn drop(&mut self) {
-        for command in self.commands.try_iter() {
-            drop(command);
-        }
+        drain(&self.commands);
     }
 }
 
@@ -126,13 +131,38 @@ macro_rules! inject_panic {
 pub(crate) use inject_panic;
 
 /// The handle's ends of a new role's plumbing, plus the driver's end.
-pub(crate) type Plumbing<C> = (Sender<C>, Arc<Doorbell>, DriverInbox<C>);
+pub(crate) type Plumbing<C> = (Commands<C>, Arc<Doorbell>, DriverInbox<C>);
+
+/// The handle's end of a role's command channel, for [`RoleHandle::spawn`].
+#[derive(Debug)]
+pub(crate) struct Commands<C> {
+    sender: Sender<C>,
+    receiver: Receiver<C>,
+}
+
+impl<C> Commands<C> {
+    /// A sender of commands for another thread of the role (it bypasses
+    /// the handle: what it sends once the driver has ended stays queued).
+    pub(crate) fn sender(&self) -> Sender<C> {
+        self.sender.clone()
+    }
+}
+
+/// Drops every command queued (what each carries resolves its waiter).
+fn drain<C>(commands: &Receiver<C>) {
+    for command in commands.try_iter() {
+        drop(command);
+    }
+}
 
 pub(crate) fn channel<C: Send + 'static>() -> Result<Plumbing<C>, Error> {
     let (tx, rx) = bounded(COMMAND_CAPACITY);
     let (bell, listener) = wake::pair().map_err(Error::Spawn)?;
     Ok((
-        tx,
+        Commands {
+            sender: tx,
+            receiver: rx.clone(),
+        },
         bell.clone(),
         DriverInbox {
             commands: rx,
@@ -150,13 +180,15 @@ impl<C: Send + 'static> RoleHandle<C> {
     /// so commands answer `Stopped` and nothing waits on it forever.
     pub(crate) fn spawn(
         name: &str,
-        commands: Sender<C>,
+        commands: Commands<C>,
         bell: Arc<Doorbell>,
         stop_command: fn() -> C,
         shutdown_timeout: Duration,
         run: impl FnOnce() + Send + 'static,
     ) -> Result<Self, Error> {
         let (finished_tx, finished) = bounded::<()>(0);
+        let ended = Arc::new(AtomicBool::new(false));
+        let (driver_ended, queued) = (ended.clone(), commands.receiver.clone());
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -171,10 +203,20 @@ impl<C: Send + 'static> RoleHandle<C> {
                         "the driver thread panicked (a bug): the role has stopped"
                     );
                 }
+                // The driver dropped what was queued as it ended; a command
+                // sent since is dropped now, or by its sender if it comes
+                // after this drain (`send` looks at `ended` after sending:
+                // the fences order the flag and the queue between the two
+                // threads, so one of them sees the command).
+                driver_ended.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                drain(&queued);
             })
             .map_err(Error::Spawn)?;
         Ok(Self {
-            commands,
+            commands: commands.sender,
+            queued: commands.receiver,
+            ended,
             bell,
             thread: Mutex::new(Some(thread)),
             finished,
@@ -184,9 +226,21 @@ impl<C: Send + 'static> RoleHandle<C> {
     }
 
     /// Sends a command to the driver; gives it back if the driver is gone.
+    /// A command that meets the driver's end on its way is dropped (which
+    /// resolves its waiter: a request's slot with `Stopped`, a reply
+    /// channel with `Error::Stopped`), never left queued.
     pub(crate) fn send(&self, command: C) -> Result<(), C> {
+        if self.ended.load(Ordering::SeqCst) {
+            return Err(command);
+        }
         self.commands.send(command).map_err(|e| e.into_inner())?;
         self.bell.ring();
+        // The driver ended meanwhile, and its thread may have drained the
+        // channel before this command was in it (see `spawn`).
+        fence(Ordering::SeqCst);
+        if self.ended.load(Ordering::SeqCst) {
+            drain(&self.queued);
+        }
         Ok(())
     }
 
@@ -385,6 +439,45 @@ mod tests {
         assert_eq!(receipt.try_take(), Some(Err(RequestError::Internal)));
         assert!(matches!(client.request(9).send(), Err(Error::Stopped)));
         stopped(client.stats(), client.stop());
+    }
+
+    /// A command sent after the driver dropped its inbox, while its thread
+    /// is still ending, is dropped (resolving its waiter) though the handle
+    /// lives on; once the driver has ended, a command is given back.
+    #[test]
+    fn a_command_sent_as_the_driver_ends_is_dropped_not_left_queued() {
+        #[derive(Debug)]
+        enum Command {
+            Reply(#[allow(dead_code)] crossbeam_channel::Sender<()>),
+            Stop,
+        }
+        let (commands, bell, inbox) = super::channel::<Command>().unwrap();
+        let (inbox_gone_tx, inbox_gone) = crossbeam_channel::bounded(0);
+        let (go_on_tx, go_on) = crossbeam_channel::bounded::<()>(0);
+        let role = super::RoleHandle::spawn(
+            "lhcluster-test-role",
+            commands,
+            bell,
+            || Command::Stop,
+            Duration::from_secs(10),
+            move || {
+                drop(inbox);
+                inbox_gone_tx.send(()).unwrap();
+                // Still ending when the command comes.
+                let _ = go_on.recv();
+            },
+        )
+        .unwrap();
+        inbox_gone.recv().unwrap();
+        let (reply_tx, reply) = crossbeam_channel::bounded(1);
+        assert!(role.send(Command::Reply(reply_tx)).is_ok());
+        drop(go_on_tx);
+        assert_eq!(
+            reply.recv_timeout(Duration::from_secs(10)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected),
+            "dropped by the ending driver thread, not kept by the handle"
+        );
+        assert!(role.send(Command::Stop).is_err());
     }
 
     #[test]
