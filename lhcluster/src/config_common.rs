@@ -96,6 +96,15 @@ mod tests {
     use crate::notify::{NotifyPublisherConfig, NotifySubscriberConfig};
     use crate::worker::WorkerConfig;
 
+    /// `config` with `field` set to `value`, validated.
+    macro_rules! validate_with {
+        ($config:expr, $field:ident = $value:expr) => {{
+            let mut config = $config;
+            config.$field = $value;
+            config.validate()
+        }};
+    }
+
     #[test]
     fn positive_refuses_zero_and_negative_values_of_any_kind() {
         assert!(positive("a", 1u32).is_ok());
@@ -132,26 +141,31 @@ mod tests {
     /// `validate` refuses it (and takes "off", `None`).
     #[test]
     fn every_role_refuses_a_zero_stats_log_interval() {
-        macro_rules! validate_with {
-            ($config:expr, $interval:expr) => {{
-                let mut config = $config;
-                config.stats_log_interval = $interval;
-                config.validate()
-            }};
-        }
         let ep = "tcp://127.0.0.1:5555";
         let every_role = |interval: Option<Duration>| {
             [
-                validate_with!(crate::BrokerConfig::new("tcp://*:1", "tcp://*:2"), interval),
-                validate_with!(ClientConfig::new(ep), interval),
-                validate_with!(WorkerConfig::new(ep), interval),
-                validate_with!(ClientProxyConfig::new("tcp://*:5550", ep), interval),
+                validate_with!(
+                    crate::BrokerConfig::new("tcp://*:1", "tcp://*:2"),
+                    stats_log_interval = interval
+                ),
+                validate_with!(ClientConfig::new(ep), stats_log_interval = interval),
+                validate_with!(WorkerConfig::new(ep), stats_log_interval = interval),
+                validate_with!(
+                    ClientProxyConfig::new("tcp://*:5550", ep),
+                    stats_log_interval = interval
+                ),
                 validate_with!(
                     crate::notify::NotifyBrokerConfig::new("tcp://*:1", "tcp://*:2"),
-                    interval
+                    stats_log_interval = interval
                 ),
-                validate_with!(NotifyPublisherConfig::new(ep), interval),
-                validate_with!(NotifySubscriberConfig::new(ep), interval),
+                validate_with!(
+                    NotifyPublisherConfig::new(ep),
+                    stats_log_interval = interval
+                ),
+                validate_with!(
+                    NotifySubscriberConfig::new(ep),
+                    stats_log_interval = interval
+                ),
             ]
         };
         for interval in [None, Some(Duration::from_millis(1))] {
@@ -168,21 +182,17 @@ mod tests {
     /// role that reconnects.
     #[test]
     fn every_connecting_role_refuses_a_zero_reconnect_minimum() {
-        macro_rules! validate_with {
-            ($config:expr, $reconnect_min:expr) => {{
-                let mut config = $config;
-                config.reconnect_min = $reconnect_min;
-                config.validate()
-            }};
-        }
         let ep = "tcp://127.0.0.1:5555";
         let every_role = |min: Duration| {
             [
-                validate_with!(ClientConfig::new(ep), min),
-                validate_with!(WorkerConfig::new(ep), min),
-                validate_with!(ClientProxyConfig::new("tcp://*:5550", ep), min),
-                validate_with!(NotifyPublisherConfig::new(ep), min),
-                validate_with!(NotifySubscriberConfig::new(ep), min),
+                validate_with!(ClientConfig::new(ep), reconnect_min = min),
+                validate_with!(WorkerConfig::new(ep), reconnect_min = min),
+                validate_with!(
+                    ClientProxyConfig::new("tcp://*:5550", ep),
+                    reconnect_min = min
+                ),
+                validate_with!(NotifyPublisherConfig::new(ep), reconnect_min = min),
+                validate_with!(NotifySubscriberConfig::new(ep), reconnect_min = min),
             ]
         };
         for result in every_role(Duration::from_millis(1)) {
