@@ -34,18 +34,25 @@ pub(crate) mod defaults {
     pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
-/// Checks the options every role has: a heartbeat, a liveness and a
-/// high-water mark that are all > 0 (a zero heartbeat would flood the peer,
-/// a zero liveness declares it dead at once, a zero hwm means "no limit" to
-/// ZeroMQ).
+/// Checks the options every role has: a heartbeat, a liveness, a
+/// high-water mark and a stats log interval (when there is one) that are
+/// all > 0 (a zero heartbeat would flood the peer, a zero liveness declares
+/// it dead at once, a zero hwm means "no limit" to ZeroMQ, and a zero
+/// interval would spin the driver writing a stats line on every pass;
+/// "off" is `None`).
 pub(crate) fn check_shared(
     heartbeat: Duration,
     liveness: u32,
     hwm: i32,
+    stats_log_interval: Option<Duration>,
 ) -> Result<(), ConfigError> {
     positive("heartbeat", heartbeat)?;
     positive("liveness", liveness)?;
-    positive("hwm", hwm)
+    positive("hwm", hwm)?;
+    match stats_log_interval {
+        Some(interval) => positive("stats_log_interval", interval),
+        None => Ok(()),
+    }
 }
 
 /// Checks the reconnect backoff of a connecting role: docs/protocol.md §7.4
@@ -89,6 +96,15 @@ mod tests {
     use crate::notify::{NotifyPublisherConfig, NotifySubscriberConfig};
     use crate::worker::WorkerConfig;
 
+    /// `config` with `field` set to `value`, validated.
+    macro_rules! validate_with {
+        ($config:expr, $field:ident = $value:expr) => {{
+            let mut config = $config;
+            config.$field = $value;
+            config.validate()
+        }};
+    }
+
     #[test]
     fn positive_refuses_zero_and_negative_values_of_any_kind() {
         assert!(positive("a", 1u32).is_ok());
@@ -100,36 +116,83 @@ mod tests {
 
     #[test]
     fn shared_checks_name_the_offending_field() {
-        let ok = (defaults::HEARTBEAT, defaults::LIVENESS, defaults::HWM);
-        assert!(check_shared(ok.0, ok.1, ok.2).is_ok());
+        let ok = (defaults::HEARTBEAT, defaults::LIVENESS, defaults::HWM, None);
+        assert!(check_shared(ok.0, ok.1, ok.2, ok.3).is_ok());
+        let second = Some(Duration::from_secs(1));
+        assert!(check_shared(ok.0, ok.1, ok.2, second).is_ok());
         let field = |r: Result<(), ConfigError>| r.unwrap_err().field;
-        assert_eq!(field(check_shared(Duration::ZERO, ok.1, ok.2)), "heartbeat");
-        assert_eq!(field(check_shared(ok.0, 0, ok.2)), "liveness");
-        assert_eq!(field(check_shared(ok.0, ok.1, 0)), "hwm");
+        assert_eq!(
+            field(check_shared(Duration::ZERO, ok.1, ok.2, ok.3)),
+            "heartbeat"
+        );
+        assert_eq!(field(check_shared(ok.0, 0, ok.2, ok.3)), "liveness");
+        assert_eq!(field(check_shared(ok.0, ok.1, 0, ok.3)), "hwm");
+        let zero = Some(Duration::ZERO);
+        assert_eq!(
+            field(check_shared(ok.0, ok.1, ok.2, zero)),
+            "stats_log_interval"
+        );
         assert_eq!(field(check_brokers(&[])), "brokers");
         assert_eq!(field(check_brokers(&[String::new()])), "brokers");
         assert!(check_brokers(&["tcp://b:1".to_owned()]).is_ok());
+    }
+
+    /// A zero stats log interval would spin every driver; each role's
+    /// `validate` refuses it (and takes "off", `None`).
+    #[test]
+    fn every_role_refuses_a_zero_stats_log_interval() {
+        let ep = "tcp://127.0.0.1:5555";
+        let every_role = |interval: Option<Duration>| {
+            [
+                validate_with!(
+                    crate::BrokerConfig::new("tcp://*:1", "tcp://*:2"),
+                    stats_log_interval = interval
+                ),
+                validate_with!(ClientConfig::new(ep), stats_log_interval = interval),
+                validate_with!(WorkerConfig::new(ep), stats_log_interval = interval),
+                validate_with!(
+                    ClientProxyConfig::new("tcp://*:5550", ep),
+                    stats_log_interval = interval
+                ),
+                validate_with!(
+                    crate::notify::NotifyBrokerConfig::new("tcp://*:1", "tcp://*:2"),
+                    stats_log_interval = interval
+                ),
+                validate_with!(
+                    NotifyPublisherConfig::new(ep),
+                    stats_log_interval = interval
+                ),
+                validate_with!(
+                    NotifySubscriberConfig::new(ep),
+                    stats_log_interval = interval
+                ),
+            ]
+        };
+        for interval in [None, Some(Duration::from_millis(1))] {
+            for result in every_role(interval) {
+                assert_eq!(result, Ok(()));
+            }
+        }
+        for result in every_role(Some(Duration::ZERO)) {
+            assert_eq!(result.unwrap_err().field, "stats_log_interval");
+        }
     }
 
     /// docs/protocol.md §7.4: the reconnect minimum MUST be > 0, for every
     /// role that reconnects.
     #[test]
     fn every_connecting_role_refuses_a_zero_reconnect_minimum() {
-        macro_rules! validate_with {
-            ($config:expr, $reconnect_min:expr) => {{
-                let mut config = $config;
-                config.reconnect_min = $reconnect_min;
-                config.validate()
-            }};
-        }
         let ep = "tcp://127.0.0.1:5555";
         let every_role = |min: Duration| {
             [
-                validate_with!(ClientConfig::new(ep), min),
-                validate_with!(WorkerConfig::new(ep), min),
-                validate_with!(ClientProxyConfig::new("tcp://*:5550", ep), min),
-                validate_with!(NotifyPublisherConfig::new(ep), min),
-                validate_with!(NotifySubscriberConfig::new(ep), min),
+                validate_with!(ClientConfig::new(ep), reconnect_min = min),
+                validate_with!(WorkerConfig::new(ep), reconnect_min = min),
+                validate_with!(
+                    ClientProxyConfig::new("tcp://*:5550", ep),
+                    reconnect_min = min
+                ),
+                validate_with!(NotifyPublisherConfig::new(ep), reconnect_min = min),
+                validate_with!(NotifySubscriberConfig::new(ep), reconnect_min = min),
             ]
         };
         for result in every_role(Duration::from_millis(1)) {

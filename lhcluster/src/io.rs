@@ -31,10 +31,8 @@ pub(crate) fn recv_next(socket: &zmq::Socket, routed: bool) -> Option<Incoming> 
 /// Receives one whole multipart message without blocking; `Ok(None)` when
 /// nothing is waiting.
 pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {
-    let first = match socket.recv_msg(zmq::DONTWAIT) {
-        Ok(m) => m,
-        Err(zmq::Error::EAGAIN) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(first) = recv_first(socket)? else {
+        return Ok(None);
     };
     let mut more = first.get_more();
     let (identity, header) = if routed {
@@ -50,16 +48,37 @@ pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option
         (None, Some(first))
     };
     let mut payload = Payload::new();
-    while more {
-        let frame = socket.recv_msg(0)?;
-        more = frame.get_more();
-        payload.push(frame);
-    }
+    recv_rest(socket, more, &mut payload)?;
     Ok(Some(Incoming {
         identity,
         header,
         payload,
     }))
+}
+
+/// The first frame of the next message, without blocking; `Ok(None)` when
+/// nothing is waiting.
+pub(crate) fn recv_first(socket: &zmq::Socket) -> zmq::Result<Option<Frame>> {
+    match socket.recv_msg(zmq::DONTWAIT) {
+        Ok(m) => Ok(Some(m)),
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The rest of a message whose last frame received said `more`, appended
+/// to `frames` (ZeroMQ delivers a message whole: no waiting).
+pub(crate) fn recv_rest(
+    socket: &zmq::Socket,
+    mut more: bool,
+    frames: &mut Vec<Frame>,
+) -> zmq::Result<()> {
+    while more {
+        let frame = socket.recv_msg(0)?;
+        more = frame.get_more();
+        frames.push(frame);
+    }
+    Ok(())
 }
 
 /// Sends one message, prefixed by `identity` on a ROUTER socket, without

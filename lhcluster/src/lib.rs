@@ -279,6 +279,7 @@ mod io;
 mod link;
 mod log_limit;
 pub mod notify;
+mod payload;
 mod peer;
 #[cfg(feature = "unstable-internals")]
 pub mod protocol;

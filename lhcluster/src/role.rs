@@ -7,6 +7,7 @@
 //! outstanding requests end with `RequestError::Internal`, a stats request
 //! or a command with `Error::Stopped`).
 
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +26,12 @@ pub(crate) const COMMAND_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct RoleHandle<C: Send + 'static> {
     commands: Sender<C>,
+    /// The channel's other end, kept so that a command sent as the driver
+    /// ends is dropped here rather than left queued (see [`Self::send`]).
+    queued: Receiver<C>,
+    /// Set when the driver has returned (or unwound), before its thread
+    /// drops what is still queued.
+    ended: Arc<AtomicBool>,
     bell: Arc<Doorbell>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Disconnected when the driver thread ends.
@@ -59,16 +66,14 @@ impl<C> DriverInbox<C> {
 
 impl<C> Drop for DriverInbox<C> {
     /// Drops the commands still queued when the driver ends (by a stop, or
-    /// unwinding from a panic). The channel would keep them until the last
-    /// handle goes, and with them what they carry: a request's response
-    /// slot (its drop resolves the handle) or the reply channel of a stats
-    /// request (its drop answers `Stopped`). A command sent in the instant
-    /// between this drain and the channel's disconnection stays queued
-    /// until the role's last handle is dropped.
+    /// unwinding from a panic, when a client's request slot resolves with
+    /// `Internal`). The channel would keep them until the last handle goes,
+    /// and with them what they carry: a request's response slot (its drop
+    /// resolves the handle) or the reply channel of a stats request (its
+    /// drop answers `Stopped`). A command sent after this drain is dropped
+    /// by the driver thread or by its sender (see [`RoleHandle::send`]).
     fn drop(&mut self) {
-        for command in self.commands.try_iter() {
-            drop(command);
-        }
+        drain(&self.commands);
     }
 }
 
@@ -126,13 +131,38 @@ macro_rules! inject_panic {
 pub(crate) use inject_panic;
 
 /// The handle's ends of a new role's plumbing, plus the driver's end.
-pub(crate) type Plumbing<C> = (Sender<C>, Arc<Doorbell>, DriverInbox<C>);
+pub(crate) type Plumbing<C> = (Commands<C>, Arc<Doorbell>, DriverInbox<C>);
+
+/// The handle's end of a role's command channel, for [`RoleHandle::spawn`].
+#[derive(Debug)]
+pub(crate) struct Commands<C> {
+    sender: Sender<C>,
+    receiver: Receiver<C>,
+}
+
+impl<C> Commands<C> {
+    /// A sender of commands for another thread of the role (it bypasses
+    /// the handle: what it sends once the driver has ended stays queued).
+    pub(crate) fn sender(&self) -> Sender<C> {
+        self.sender.clone()
+    }
+}
+
+/// Drops every command queued (what each carries resolves its waiter).
+fn drain<C>(commands: &Receiver<C>) {
+    for command in commands.try_iter() {
+        drop(command);
+    }
+}
 
 pub(crate) fn channel<C: Send + 'static>() -> Result<Plumbing<C>, Error> {
     let (tx, rx) = bounded(COMMAND_CAPACITY);
     let (bell, listener) = wake::pair().map_err(Error::Spawn)?;
     Ok((
-        tx,
+        Commands {
+            sender: tx,
+            receiver: rx.clone(),
+        },
         bell.clone(),
         DriverInbox {
             commands: rx,
@@ -150,13 +180,15 @@ impl<C: Send + 'static> RoleHandle<C> {
     /// so commands answer `Stopped` and nothing waits on it forever.
     pub(crate) fn spawn(
         name: &str,
-        commands: Sender<C>,
+        commands: Commands<C>,
         bell: Arc<Doorbell>,
         stop_command: fn() -> C,
         shutdown_timeout: Duration,
         run: impl FnOnce() + Send + 'static,
     ) -> Result<Self, Error> {
         let (finished_tx, finished) = bounded::<()>(0);
+        let ended = Arc::new(AtomicBool::new(false));
+        let (driver_ended, queued) = (ended.clone(), commands.receiver.clone());
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -171,10 +203,20 @@ impl<C: Send + 'static> RoleHandle<C> {
                         "the driver thread panicked (a bug): the role has stopped"
                     );
                 }
+                // The driver dropped what was queued as it ended; a command
+                // sent since is dropped now, or by its sender if it comes
+                // after this drain (`send` looks at `ended` after sending:
+                // the fences order the flag and the queue between the two
+                // threads, so one of them sees the command).
+                driver_ended.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                drain(&queued);
             })
             .map_err(Error::Spawn)?;
         Ok(Self {
-            commands,
+            commands: commands.sender,
+            queued: commands.receiver,
+            ended,
             bell,
             thread: Mutex::new(Some(thread)),
             finished,
@@ -184,9 +226,21 @@ impl<C: Send + 'static> RoleHandle<C> {
     }
 
     /// Sends a command to the driver; gives it back if the driver is gone.
+    /// A command that meets the driver's end on its way is dropped (which
+    /// resolves its waiter: a request's slot with `Stopped`, a reply
+    /// channel with `Error::Stopped`), never left queued.
     pub(crate) fn send(&self, command: C) -> Result<(), C> {
+        if self.ended.load(Ordering::SeqCst) {
+            return Err(command);
+        }
         self.commands.send(command).map_err(|e| e.into_inner())?;
         self.bell.ring();
+        // The driver ended meanwhile, and its thread may have drained the
+        // channel before this command was in it (see `spawn`).
+        fence(Ordering::SeqCst);
+        if self.ended.load(Ordering::SeqCst) {
+            drain(&self.queued);
+        }
         Ok(())
     }
 
@@ -225,35 +279,88 @@ impl<C: Send + 'static> RoleHandle<C> {
 
 /// A yes/no state that a driver sets and handles read or wait for: a
 /// client's session, a publisher's broker, a subscriber's end.
+///
+/// A flag that tells whether the driver *has* something (a session, a
+/// broker) is also [ended](Self::end) when the driver ends, however it
+/// ends (see [`WaitFlag::end_on_drop`]): from then on it reads `false` and
+/// waiters return `false` at once, rather than waiting for a change no
+/// driver is left to make.
 #[derive(Debug, Default)]
 pub(crate) struct WaitFlag {
-    value: Mutex<bool>,
+    state: Mutex<FlagState>,
     changed: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct FlagState {
+    value: bool,
+    /// The driver that sets it has ended: nothing will change it again.
+    ended: bool,
+}
+
+impl FlagState {
+    fn get(&self) -> bool {
+        self.value && !self.ended
+    }
+}
+
 impl WaitFlag {
+    fn state(&self) -> std::sync::MutexGuard<'_, FlagState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether it is set (never, once ended).
     pub(crate) fn get(&self) -> bool {
-        *self.value.lock().unwrap_or_else(|p| p.into_inner())
+        self.state().get()
     }
 
     /// Sets it, waking the waiters if it changed.
     pub(crate) fn set(&self, value: bool) {
-        let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        if *v != value {
-            *v = value;
+        let mut state = self.state();
+        if state.value != value {
+            state.value = value;
             self.changed.notify_all();
         }
     }
 
+    /// Marks it ended: it reads `false` from now on, and every waiter
+    /// returns `false`.
+    pub(crate) fn end(&self) {
+        let mut state = self.state();
+        if !state.ended {
+            state.ended = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// A guard that [ends](Self::end) it when dropped: held by the driver
+    /// thread's closure, so that the flag ends however the driver does (a
+    /// stop, or the unwinding of a panic).
+    pub(crate) fn end_on_drop(self: &Arc<Self>) -> EndOnDrop {
+        EndOnDrop(self.clone())
+    }
+
     /// Waits for it to be set, up to `timeout` (measured, not added to the
     /// clock: `Duration::MAX` waits as long as it takes); whether it is.
+    /// Returns `false` at once when it has ended.
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        let (v, _) = self
+        let state = self.state();
+        let (state, _) = self
             .changed
-            .wait_timeout_while(v, timeout, |value| !*value)
+            .wait_timeout_while(state, timeout, |s| !s.value && !s.ended)
             .unwrap_or_else(|p| p.into_inner());
-        *v
+        state.get()
+    }
+}
+
+/// Ends a [`WaitFlag`] when dropped (see [`WaitFlag::end_on_drop`]).
+#[derive(Debug)]
+#[must_use = "the flag ends when the guard is dropped"]
+pub(crate) struct EndOnDrop(Arc<WaitFlag>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -334,6 +441,45 @@ mod tests {
         stopped(client.stats(), client.stop());
     }
 
+    /// A command sent after the driver dropped its inbox, while its thread
+    /// is still ending, is dropped (resolving its waiter) though the handle
+    /// lives on; once the driver has ended, a command is given back.
+    #[test]
+    fn a_command_sent_as_the_driver_ends_is_dropped_not_left_queued() {
+        #[derive(Debug)]
+        enum Command {
+            Reply(#[allow(dead_code)] crossbeam_channel::Sender<()>),
+            Stop,
+        }
+        let (commands, bell, inbox) = super::channel::<Command>().unwrap();
+        let (inbox_gone_tx, inbox_gone) = crossbeam_channel::bounded(0);
+        let (go_on_tx, go_on) = crossbeam_channel::bounded::<()>(0);
+        let role = super::RoleHandle::spawn(
+            "lhcluster-test-role",
+            commands,
+            bell,
+            || Command::Stop,
+            Duration::from_secs(10),
+            move || {
+                drop(inbox);
+                inbox_gone_tx.send(()).unwrap();
+                // Still ending when the command comes.
+                let _ = go_on.recv();
+            },
+        )
+        .unwrap();
+        inbox_gone.recv().unwrap();
+        let (reply_tx, reply) = crossbeam_channel::bounded(1);
+        assert!(role.send(Command::Reply(reply_tx)).is_ok());
+        drop(go_on_tx);
+        assert_eq!(
+            reply.recv_timeout(Duration::from_secs(10)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected),
+            "dropped by the ending driver thread, not kept by the handle"
+        );
+        assert!(role.send(Command::Stop).is_err());
+    }
+
     #[test]
     fn broker_answers_stopped() {
         let broker = broker();
@@ -362,6 +508,56 @@ mod tests {
         stopped(proxy.stats(), proxy.stop());
     }
 
+    /// `wait` (a `wait_connected(Duration::MAX)`) answers `false`, within
+    /// seconds rather than never.
+    fn waits_end_false(wait: impl FnOnce() -> bool + Send + 'static) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = tx.send(wait());
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(answer, Ok(false), "the waiter resolves, with `false`");
+    }
+
+    /// A client of an endpoint no one binds: it never has a session.
+    fn lonely_client() -> Client {
+        Client::connect(ClientConfig::new(inproc("nobody"))).unwrap()
+    }
+
+    #[test]
+    fn client_wait_connected_is_false_after_stop() {
+        let broker = broker();
+        for client in [client(broker.frontend()), lonely_client()] {
+            client.stop().unwrap();
+            let waiter = client.clone();
+            waits_end_false(move || waiter.wait_connected(Duration::MAX));
+        }
+    }
+
+    #[test]
+    fn client_wait_connected_is_false_after_a_panic() {
+        let broker = broker();
+        for client in [client(broker.frontend()), lonely_client()] {
+            let waiter = client.clone();
+            let (started_tx, started) = crossbeam_channel::bounded(0);
+            let lonely = !client.wait_connected(Duration::ZERO);
+            // A waiter already waiting when the driver dies is woken too.
+            let waiting = std::thread::spawn(move || {
+                started_tx.send(()).unwrap();
+                waiter.wait_connected(Duration::MAX)
+            });
+            started.recv().unwrap();
+            client.inject_panic();
+            if lonely {
+                assert!(!waiting.join().unwrap(), "no session, none to come");
+            } else {
+                waiting.join().unwrap();
+            }
+            let waiter = client.clone();
+            waits_end_false(move || waiter.wait_connected(Duration::MAX));
+        }
+    }
+
     fn notify_broker() -> NotifyBroker {
         NotifyBroker::start(NotifyBrokerConfig::new(inproc("nfront"), inproc("nback"))).unwrap()
     }
@@ -379,6 +575,41 @@ mod tests {
         );
         assert!(publisher.stats().is_ok(), "counters are shared, not asked");
         assert!(publisher.stop().is_ok());
+    }
+
+    /// A publisher of a broker no one binds, which does not wait for it.
+    fn lonely_publisher() -> NotifyPublisher {
+        let mut config = NotifyPublisherConfig::new(inproc("nobody"));
+        config.connect_timeout = None;
+        NotifyPublisher::connect(config).unwrap()
+    }
+
+    #[test]
+    fn publisher_is_not_connected_after_stop_or_a_panic() {
+        let broker = notify_broker();
+        for panic in [false, true] {
+            let connected =
+                NotifyPublisher::connect(NotifyPublisherConfig::new(broker.backend())).unwrap();
+            assert!(connected.is_connected());
+            for publisher in [connected, lonely_publisher()] {
+                if panic {
+                    publisher.inject_panic();
+                } else {
+                    publisher.stop().unwrap();
+                }
+                assert!(!publisher.is_connected());
+                assert!(!publisher.stats().unwrap().connected);
+                let waiter = publisher.clone();
+                waits_end_false(move || waiter.wait_connected(Duration::MAX));
+            }
+        }
+    }
+
+    #[test]
+    fn notify_broker_answers_stopped() {
+        let broker = notify_broker();
+        broker.inject_panic();
+        stopped(broker.stats(), broker.stop());
     }
 
     #[test]

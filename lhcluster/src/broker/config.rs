@@ -89,6 +89,11 @@ impl BrokerConfig {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
         positive("max_tries", self.max_tries)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }

@@ -92,16 +92,14 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
     // `Duration::MAX` and the like: no deadline.
     let deadline = crate::deadline::deadline(std::time::Instant::now(), timeout);
     loop {
-        // -1: zmq_poll waits as long as it takes.
-        let ms = match deadline {
-            Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
-                left if left.is_zero() => return Err(Error::Timeout(timeout)),
-                left => crate::io::poll_timeout_ms(left),
-            },
-            None => -1,
-        };
-        if socket.poll(zmq::POLLIN, ms).map_err(zmq_err("polling"))? == 0 {
-            return Err(Error::Timeout(timeout));
+        let ready =
+            crate::io::wait(None, [Some(&socket), None], deadline).map_err(zmq_err("polling"))?;
+        if !ready.sockets[0] {
+            // The deadline passed, or a signal cut the wait short.
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Error::Timeout(timeout));
+            }
+            continue;
         }
         let Some(incoming) = crate::io::try_recv(&socket, false).map_err(zmq_err("receiving"))?
         else {

@@ -98,7 +98,7 @@ impl fmt::Display for BrokerStats {
             f,
             "received={} dispatched={} completed={} rejected={} overloaded={} no_workers={} \
              worker_death={} retried={} pending={} in_flight={} workers={} clients={} \
-             malformed={} undeliverable={}",
+             malformed={} undeliverable={} stale_results={} unknown_results={}",
             self.requests_received,
             self.requests_dispatched,
             self.requests_completed,
@@ -113,6 +113,29 @@ impl fmt::Display for BrokerStats {
             self.clients,
             self.malformed_frontend + self.malformed_backend,
             self.undeliverable,
+            self.stale_results,
+            self.unknown_results,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stats line names the dropped results too: a worker answering
+    /// dispatches the broker gave up is worth seeing in the log.
+    #[test]
+    fn the_stats_line_counts_dropped_results() {
+        let stats = BrokerStats {
+            stale_results: 2,
+            unknown_results: 3,
+            ..BrokerStats::default()
+        };
+        let line = stats.to_string();
+        assert!(
+            line.ends_with(" stale_results=2 unknown_results=3"),
+            "{line}"
+        );
     }
 }

@@ -98,6 +98,11 @@ impl ClientConfig {
             return Err(ConfigError::invalid("name", "must not be empty"));
         }
         check_reconnect(self.reconnect_min)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }

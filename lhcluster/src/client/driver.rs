@@ -38,6 +38,9 @@ pub(super) fn spawn(
         || Command::Stop,
         shutdown_timeout,
         move || {
+            // Declared first, dropped last: `wait_connected` answers `false`
+            // once the driver has ended, by a stop or a panic.
+            let _ended = readiness.end_on_drop();
             let mut driver = Driver {
                 core: ClientCore::new(&config, Some(events), Instant::now()),
                 link: Link::new(config.brokers[0].clone(), config.hwm),

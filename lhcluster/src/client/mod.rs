@@ -109,7 +109,9 @@ impl Client {
 
     /// Blocks until the client has a session with the broker, up to
     /// `timeout`. Requests sent before that are queued by ZeroMQ and go out
-    /// on connect; this is for callers that want to know.
+    /// on connect; this is for callers that want to know. Returns `false`
+    /// at once after the client stopped (or its driver thread ended by a
+    /// bug), whatever the timeout.
     pub fn wait_connected(&self, timeout: Duration) -> bool {
         self.readiness.wait(timeout)
     }

@@ -12,8 +12,8 @@ use lhcluster_types::{PayloadError, Request};
 use serde::de::DeserializeOwned;
 
 use super::{Outcome, RequestBuilder, RequestError, ResponseHandle, Target};
+use crate::payload;
 use crate::protocol::{Flags, ReceiptKind, RequestId, RequestType, Status};
-use crate::typed::codec;
 
 /// Why a typed request did not produce its response. Every request ends in
 /// exactly one outcome: the decoded response or one of these.
@@ -151,7 +151,7 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     /// not be encoded or a stopped client; every other failure arrives
     /// through the handle.
     pub fn send(self) -> Result<TypedResponse<R, O>, TypedRequestError> {
-        let payload = codec::encode(self.request).map_err(TypedRequestError::Encode)?;
+        let payload = payload::encode(self.request).map_err(TypedRequestError::Encode)?;
         let raw = self
             .raw
             .payload(payload)
@@ -249,7 +249,7 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
 
 fn typed<O: DeserializeOwned>(outcome: Outcome) -> Result<O, TypedRequestError> {
     let reply = outcome?;
-    codec::decode(&reply.payload).map_err(TypedRequestError::Decode)
+    payload::decode(&reply.payload).map_err(TypedRequestError::Decode)
 }
 
 impl<R: Request, O: DeserializeOwned> Future for TypedResponse<R, O> {

@@ -113,6 +113,11 @@ impl ClientProxyConfig {
         check_brokers(&self.brokers)?;
         positive("resend_initial", self.resend_initial)?;
         check_reconnect(self.reconnect_min)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }

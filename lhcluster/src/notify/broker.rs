@@ -34,6 +34,9 @@ pub struct NotifyBroker {
     backend: String,
 }
 
+#[cfg(test)]
+crate::role::inject_panic!(NotifyBroker, role);
+
 impl NotifyBroker {
     /// Binds both sockets and starts the driver thread. Bind errors (address
     /// in use, bad endpoint) are reported here.
@@ -294,10 +297,7 @@ impl Driver {
     /// atomic load, the doorbell only cuts the wait short); `true` when
     /// asked to stop.
     fn handle_commands(&mut self, rung: bool) -> bool {
-        if rung {
-            self.inbox.listener.reset();
-        }
-        while let Ok(command) = self.inbox.commands.try_recv() {
+        for command in self.inbox.pending(rung) {
             match command {
                 Command::Stats(reply) => {
                     let _ = reply.send(self.snapshot());

@@ -88,7 +88,12 @@ impl NotifyBrokerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }
 
@@ -180,7 +185,12 @@ impl NotifyPublisherConfig {
         crate::endpoint::require("endpoint", &self.endpoint)?;
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }
 
@@ -292,6 +302,11 @@ impl NotifySubscriberConfig {
         }
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }

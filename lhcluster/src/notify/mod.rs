@@ -194,19 +194,14 @@ pub(crate) fn recv_next(socket: &zmq::Socket, failed: &'static str) -> Option<Ve
 }
 
 /// Receives one whole multipart message without blocking.
+/// (All its frames in one list: a notification is forwarded verbatim.)
 fn recv_all(socket: &zmq::Socket) -> zmq::Result<Option<Vec<Frame>>> {
-    let first = match socket.recv_msg(zmq::DONTWAIT) {
-        Ok(m) => m,
-        Err(zmq::Error::EAGAIN) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(first) = crate::io::recv_first(socket)? else {
+        return Ok(None);
     };
-    let mut more = first.get_more();
+    let more = first.get_more();
     let mut frames = vec![first];
-    while more {
-        let frame = socket.recv_msg(0)?;
-        more = frame.get_more();
-        frames.push(frame);
-    }
+    crate::io::recv_rest(socket, more, &mut frames)?;
     Ok(Some(frames))
 }
 

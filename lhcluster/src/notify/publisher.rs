@@ -103,7 +103,7 @@ struct Shared {
     dropped_disconnected: AtomicU64,
     probes_answered: AtomicU64,
     connections: AtomicU64,
-    connected: WaitFlag,
+    connected: Arc<WaitFlag>,
 }
 
 impl Shared {
@@ -222,6 +222,9 @@ impl NotifyPublisher {
             || Command::Stop,
             config.shutdown_timeout,
             move || {
+                // Declared first, dropped last: `wait_connected` answers
+                // `false` once the driver has ended, by a stop or a panic.
+                let _ended = driver_shared.connected.end_on_drop();
                 let mut driver = Driver {
                     socket,
                     mode,
@@ -297,13 +300,15 @@ impl NotifyPublisher {
     }
 
     /// Blocks until the broker is ready to take notifications, up to
-    /// `timeout`; returns whether it is. Always `true` in bind mode.
+    /// `timeout`; returns whether it is. Always `true` in bind mode while
+    /// the publisher runs; `false` at once after it stopped (or its driver
+    /// thread ended by a bug).
     pub fn wait_connected(&self, timeout: Duration) -> bool {
         self.inner.shared.connected.wait(timeout)
     }
 
     /// Whether the broker is ready to take notifications now (always `true`
-    /// in bind mode).
+    /// in bind mode while the publisher runs; `false` once it stopped).
     pub fn is_connected(&self) -> bool {
         self.inner.shared.is_connected()
     }

@@ -13,8 +13,8 @@ use super::{
     PublishError,
 };
 use crate::error::{ConfigError, Error};
+use crate::payload;
 use crate::protocol::RawNotification;
-use crate::typed::codec;
 
 /// Why [`NotifyPublisher::publish_typed`] did not take a notification.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ impl NotifyPublisher {
         &self,
         notification: &N,
     ) -> Result<(), TypedPublishError> {
-        let payload = codec::encode(notification).map_err(TypedPublishError::Encode)?;
+        let payload = payload::encode(notification).map_err(TypedPublishError::Encode)?;
         Ok(self.publish(N::TOPIC, payload)?)
     }
 
@@ -47,7 +47,7 @@ impl NotifyPublisher {
         notification: &N,
         notify_id: u64,
     ) -> Result<(), TypedPublishError> {
-        let payload = codec::encode(notification).map_err(TypedPublishError::Encode)?;
+        let payload = payload::encode(notification).map_err(TypedPublishError::Encode)?;
         Ok(self.publish_with_id(N::TOPIC, notify_id, payload)?)
     }
 }
@@ -153,7 +153,7 @@ impl NotifyRouter {
         mut handler: impl FnMut(N) -> NotifyOutcome + Send + 'static,
     ) -> Self {
         let route: Route = Box::new(move |raw: &RawNotification| {
-            codec::decode::<N>(&raw.payload).map(&mut handler)
+            payload::decode::<N>(&raw.payload).map(&mut handler)
         });
         if self.routes.insert(N::TOPIC, route).is_some() {
             self.duplicates.push(N::TOPIC);

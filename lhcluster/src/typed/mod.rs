@@ -47,14 +47,13 @@
 //! and the MessagePack codec are the crate `lhcluster-types` (no ZeroMQ:
 //! what derived code needs); the typed client, worker and notification code
 //! sits beside its role (`client/typed.rs`, `worker/typed.rs`,
-//! `notify/typed.rs`), and [`encode`] / [`decode`] put the codec into
+//! `notify/typed.rs`), and [`encode`] / [`decode`] (`payload.rs`, which
+//! those use) put the codec into
 //! frames.
 
-// The leaf: the frame codec over `lhcluster-types`, which the roles use.
-pub(crate) mod codec;
-
-// The rest only gathers the typed API at one path; no role imports it.
-pub use codec::{decode, encode};
+// A façade: it only gathers the typed API at one path, and no role imports
+// it (the roles' frame codec is `crate::payload`).
+pub use crate::payload::{decode, encode};
 pub use lhcluster_types::{Notification, PayloadError, Request};
 
 pub use crate::client::{TypedRequestBuilder, TypedRequestError, TypedResponse};

@@ -107,6 +107,11 @@ impl WorkerConfig {
         check_brokers(&self.brokers)?;
         positive("capacity", self.capacity)?;
         check_reconnect(self.reconnect_min)?;
-        check_shared(self.heartbeat, self.liveness, self.hwm)
+        check_shared(
+            self.heartbeat,
+            self.liveness,
+            self.hwm,
+            self.stats_log_interval,
+        )
     }
 }

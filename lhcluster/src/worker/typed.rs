@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use lhcluster_types::Request;
 
 use super::{HandlerError, RawHandler, RequestContext};
+use crate::payload;
 use crate::protocol::Payload;
-use crate::typed::codec;
 
 /// Runs requests of type `R` on a worker (see
 /// [`WorkerBuilder::handle`](crate::worker::WorkerBuilder::handle)).
@@ -90,14 +90,14 @@ where
     H: Handler<R>,
 {
     fn call(&self, payload: Payload, context: &RequestContext) -> Result<Payload, HandlerError> {
-        let request: R = codec::decode(&payload).map_err(|e| {
+        let request: R = payload::decode(&payload).map_err(|e| {
             HandlerError::bad_request(format_args!(
                 "the payload is not a valid `{}` request: {e}",
                 R::NAME
             ))
         })?;
         let response = self.handler.handle(request, context)?;
-        codec::encode(&response).map_err(|e| {
+        payload::encode(&response).map_err(|e| {
             HandlerError::failed(format_args!(
                 "cannot encode the `{}` response: {e}",
                 R::NAME
@@ -143,9 +143,9 @@ mod tests {
         let h =
             raw(|req: Add, _: &RequestContext| Ok::<_, std::convert::Infallible>(req.a + req.b));
         let out = h
-            .call(codec::encode(&Add { a: 2, b: 3 }).unwrap(), &context())
+            .call(payload::encode(&Add { a: 2, b: 3 }).unwrap(), &context())
             .unwrap();
-        assert_eq!(codec::decode::<i32>(&out).unwrap(), 5);
+        assert_eq!(payload::decode::<i32>(&out).unwrap(), 5);
     }
 
     #[test]
@@ -166,7 +166,7 @@ mod tests {
     fn errors_are_failed_with_their_text_and_handler_errors_keep_their_status() {
         let h = raw(|_: Add, _: &RequestContext| Err::<i32, _>("no luck"));
         let e = h
-            .call(codec::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
+            .call(payload::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
             .unwrap_err();
         assert_eq!((e.status(), e.message()), (Status::Failed, "no luck"));
 
@@ -174,7 +174,7 @@ mod tests {
             Err::<i32, _>(HandlerError::bad_request("b must be positive"))
         });
         let e = h
-            .call(codec::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
+            .call(payload::encode(&Add { a: 1, b: 1 }).unwrap(), &context())
             .unwrap_err();
         assert_eq!(
             (e.status(), e.message()),

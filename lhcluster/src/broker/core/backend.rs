@@ -1,12 +1,13 @@
 //! Messages from workers: `READY` (registration and re-registration),
 //! results (a garbled one included) and `RECEIPT_RECEIVED`.
 
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
-use super::{BrokerCore, ReqKey, Side, WorkerEntry, peer_id};
+use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
 use crate::slab::Key;
@@ -78,9 +79,9 @@ impl BrokerCore {
         let key = (result.request_type, result.request_id);
         // Exact credits: only the completion of the dispatch we assigned
         // gives one back.
-        match self.judge_result(wk, key, result.attempt, result.dispatch_tag) {
-            Verdict::Current => {}
-            Verdict::Unassigned => {
+        let req = match self.take_current(wk, key, result.attempt, result.dispatch_tag) {
+            Ok(req) => req,
+            Err(Dropped::Unassigned) => {
                 self.stats.unknown_results += 1;
                 debug!(
                     request_type = key.0,
@@ -89,7 +90,7 @@ impl BrokerCore {
                 );
                 return;
             }
-            Verdict::Stale => {
+            Err(Dropped::Stale) => {
                 self.stats.stale_results += 1;
                 debug!(
                     request_type = key.0,
@@ -100,16 +101,13 @@ impl BrokerCore {
                 );
                 return;
             }
-        }
-        if let Some(w) = self.workers.get_mut(wk) {
-            w.assigned.remove(&key);
-        }
+        };
         self.stats.requests_completed += 1;
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight -= 1;
             e.completed += 1;
         }
-        if let Some(req) = self.remove_req(&key) {
+        if let Some(req) = req {
             if req.flags.is_two_way() {
                 let dest = req.response_dest().clone();
                 self.send_response(&dest, key, result.status, result.error, result.payload);
@@ -168,35 +166,45 @@ impl BrokerCore {
         }
     }
 
-    /// Whether a RESULT from worker `wk` about `key`, naming `attempt` and
-    /// `dispatch_tag`, answers the request's current dispatch (protocol.md
-    /// §8.3).
-    fn judge_result(&self, wk: Key, key: ReqKey, attempt: u32, dispatch_tag: u64) -> Verdict {
-        let Some(&current_tag) = self.workers.get(wk).and_then(|w| w.assigned.get(&key)) else {
-            return Verdict::Unassigned;
+    /// Judges a RESULT from worker `wk` about `key`, naming `attempt` and
+    /// `dispatch_tag`: whether it answers the request's current dispatch
+    /// (protocol.md §8.3). If it does, takes the assignment off the worker
+    /// and the request out (`None` if it is gone already). The verdict is
+    /// reached on the map entries it then removes: one lookup of the
+    /// assignment, and of the request, per result on this hot path.
+    fn take_current(
+        &mut self,
+        wk: Key,
+        key: ReqKey,
+        attempt: u32,
+        dispatch_tag: u64,
+    ) -> Result<Option<Req>, Dropped> {
+        let Some(w) = self.workers.get_mut(wk) else {
+            return Err(Dropped::Unassigned);
+        };
+        let Entry::Occupied(assigned) = w.assigned.entry(key) else {
+            return Err(Dropped::Unassigned);
         };
         // The tag names one dispatch of this broker's lifetime: exact, even
         // for a new request under the key of one this worker still answers.
-        if dispatch_tag != 0 {
-            return if dispatch_tag == current_tag {
-                Verdict::Current
-            } else {
-                Verdict::Stale
-            };
-        }
-        // No tag: a worker that predates it. Judged by the attempt.
-        let current = self
-            .requests
-            .get(&key)
-            .and_then(|&slot| self.reqs.get(slot))
-            .map(|r| r.attempts);
+        // Without one (a worker that predates it), judged by the attempt;
         // 0: a 1.0 worker, which does not say; the request is assigned to
         // it, so its result is taken as the current attempt's (1.0 rules).
-        if attempt == 0 || current == Some(attempt) {
-            Verdict::Current
-        } else {
-            Verdict::Stale
+        if dispatch_tag != 0 || attempt == 0 {
+            if dispatch_tag != 0 && dispatch_tag != *assigned.get() {
+                return Err(Dropped::Stale);
+            }
+            assigned.remove();
+            return Ok(self.remove_req(&key));
         }
+        let Entry::Occupied(request) = self.requests.entry(key) else {
+            return Err(Dropped::Stale);
+        };
+        if self.reqs.get(*request.get()).map(|r| r.attempts) != Some(attempt) {
+            return Err(Dropped::Stale);
+        }
+        assigned.remove();
+        Ok(self.reqs.remove(request.remove()))
     }
 
     pub(super) fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {
@@ -223,10 +231,9 @@ impl BrokerCore {
     }
 }
 
-/// What a RESULT is to the broker.
-enum Verdict {
-    /// The answer to the request's current dispatch, assigned to its sender.
-    Current,
+/// Why a RESULT is dropped: it does not answer the request's current
+/// dispatch, assigned to its sender.
+enum Dropped {
     /// About a request not assigned to its sender (unknown, done, or
     /// retried on another worker).
     Unassigned,

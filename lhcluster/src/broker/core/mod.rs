@@ -260,9 +260,14 @@ impl BrokerCore {
         &mut self.out
     }
 
-    /// When [`BrokerCore::on_tick`] should run next.
+    /// When [`BrokerCore::on_tick`] should run next: the next heartbeat
+    /// and liveness check, or sooner the summary of a flood of bad input
+    /// (which would otherwise wait for a heartbeat tick).
     pub(crate) fn next_tick(&self) -> Instant {
-        self.next_tick
+        match self.bad_input.next_due() {
+            Some(due) => self.next_tick.min(due),
+            None => self.next_tick,
+        }
     }
 
     /// The driver could not deliver a message.
@@ -483,4 +488,29 @@ impl BrokerCore {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_limit::INTERVAL;
+
+    /// With a heartbeat longer than the limiter's interval, a flood's
+    /// summary still comes out on time.
+    #[test]
+    fn the_next_tick_comes_when_a_flood_summary_is_due() {
+        let t0 = Instant::now();
+        let mut config = BrokerConfig::new("tcp://*:1", "tcp://*:2");
+        config.heartbeat = Duration::from_secs(60);
+        let mut core = BrokerCore::new(&config, t0);
+        let heartbeat_tick = t0 + Duration::from_secs(30);
+        assert_eq!(core.next_tick(), heartbeat_tick);
+        for _ in 0..10 {
+            core.on_frontend(t0, b"flood", &[0xFF; 4], Payload::new());
+        }
+        assert_eq!(core.next_tick(), t0 + INTERVAL);
+        // The summary written, the heartbeat sets the pace again.
+        core.on_tick(t0 + INTERVAL);
+        assert_eq!(core.next_tick(), t0 + INTERVAL + Duration::from_secs(30));
+    }
 }

@@ -153,7 +153,7 @@ impl NotifySubscriber {
         let (finished_tx, handler_finished) = crossbeam_channel::bounded::<()>(0);
         let handler_thread = {
             let (queue, shared, commands, bell) =
-                (queue_rx.clone(), shared.clone(), tx.clone(), bell.clone());
+                (queue_rx.clone(), shared.clone(), tx.sender(), bell.clone());
             std::thread::Builder::new()
                 .name("lhcluster-notify-handler".to_owned())
                 .spawn(move || {

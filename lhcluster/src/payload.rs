@@ -1,5 +1,7 @@
 //! Typed payloads as frames: one MessagePack frame (the codec itself is
-//! `lhcluster-types`', which has no ZeroMQ).
+//! `lhcluster-types`', which has no ZeroMQ). The roles' typed APIs encode
+//! and decode through here; the public path is `lhcluster::typed::{encode,
+//! decode}`, re-exported by the `typed` façade.
 
 use lhcluster_types::PayloadError;
 use serde::Serialize;
