@@ -14,6 +14,11 @@ use super::LIMIT;
 pub(crate) fn client(endpoint: &str, request_timeout: Duration) -> Client {
     let mut config = ClientConfig::new(endpoint);
     config.heartbeat = Duration::from_millis(100);
+    // 2 s of silence before the client gives its broker up: on a loaded
+    // 2-core machine a daemon can stall for longer than the default three
+    // intervals (300 ms), and a client that gives up fails every request it
+    // has outstanding. No scenario relies on the client noticing a death.
+    config.liveness = 20;
     config.request_timeout = Some(request_timeout);
     let client = Client::connect(config).unwrap();
     assert!(
