@@ -16,22 +16,16 @@ use crate::protocol::{
     Response, Status,
 };
 use crate::session::LinkAction;
-use crate::testing::{Driven, Ticks, bytes, encode, link_kind, ms, payload};
+use crate::testing::{
+    ActionKind, BROKER_HB, Driven, HB, LIVENESS, NOT_OK, RECONNECT_MAX, RECONNECT_MIN, bytes,
+    encode, has, kinds, link_kind, ms, payload, response, sent, session_role,
+};
 
-/// The proxy's own heartbeat interval (ms), announced to clients and broker.
-const HB: u64 = 100;
-/// The broker's interval, announced in WELCOME (ms): the broker is dead
-/// after `LIVENESS × BROKER_HB` = 600 ms of silence.
-const BROKER_HB: u32 = 200;
 /// The clients' interval, announced in HELLO (ms): 3 s of silence at most.
 const CLIENT_HB: u32 = 1000;
-const LIVENESS: u32 = 3;
 /// Re-sends at +100, then +200, then every +400 ms.
 const RESEND_INITIAL: u64 = 100;
 const RESEND_MAX: u64 = 400;
-/// Reconnects after 100, 200, 400, 400… ms.
-const RECONNECT_MIN: u64 = 100;
-const RECONNECT_MAX: u64 = 400;
 
 /// Client routing ids at the proxy.
 const A: &[u8] = b"a";
@@ -53,27 +47,29 @@ fn label(peer: &[u8]) -> String {
     String::from_utf8_lossy(peer).into_owned()
 }
 
-/// One short name per action, to assert on sequences: `a>WELCOME` is a
-/// message to client `a`, `B>REQUEST` one to the broker.
-fn kinds(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
+impl ActionKind for Action {
+    /// `a>WELCOME` is a message to client `a`, `B>REQUEST` one to the
+    /// broker.
+    fn kind(&self) -> String {
+        match self {
             Action::ToClient(p, m) => format!("{}>{}", label(p), m.kind_name()),
             Action::Link(LinkAction::Send(m)) => format!("B>{}", m.kind_name()),
             Action::Link(a) => link_kind(a),
-        })
-        .collect()
+        }
+    }
+
+    fn sent(&self) -> Option<&Message> {
+        match self {
+            Action::Link(a) => a.sent(),
+            Action::ToClient(..) => None,
+        }
+    }
 }
 
 fn sorted_kinds(actions: &[Action]) -> Vec<String> {
     let mut k = kinds(actions);
     k.sort();
     k
-}
-
-fn has(actions: &[Action], kind: &str) -> bool {
-    kinds(actions).iter().any(|k| k == kind)
 }
 
 /// The kinds of an action list without the heartbeats.
@@ -85,10 +81,9 @@ fn no_heartbeats(actions: &[Action]) -> Vec<String> {
 }
 
 fn requests(actions: &[Action]) -> Vec<&Request> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Link(LinkAction::Send(Message::Request(r))) => Some(r),
+    sent(actions)
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
             _ => None,
         })
         .collect()
@@ -127,35 +122,17 @@ fn only_response<'a>(actions: &'a [Action], peer: &[u8]) -> &'a Response {
 }
 
 fn request_msg(
-    request_type: RequestType,
-    request_id: RequestId,
+    key: (RequestType, RequestId),
     flags: Flags,
     reply_to: Option<&str>,
     frames: &[&[u8]],
 ) -> Message {
     Message::Request(Request {
-        request_type,
-        request_id,
+        request_type: key.0,
+        request_id: key.1,
         flags,
         route: Vec::new(),
         reply_to: reply_to.map(str::to_owned),
-        payload: payload(frames),
-    })
-}
-
-fn response(
-    route: &[u8],
-    request_type: RequestType,
-    request_id: RequestId,
-    status: Status,
-    frames: &[&[u8]],
-) -> Message {
-    Message::Response(Response {
-        request_type,
-        request_id,
-        status,
-        error: None,
-        route: route.to_vec(),
         payload: payload(frames),
     })
 }
@@ -194,11 +171,7 @@ fn with_major(msg: Message, major: u8) -> Vec<u8> {
     header
 }
 
-impl Ticks for ProxyCore {
-    fn tick_at(&mut self, now: Instant) {
-        self.on_tick(now);
-    }
-}
+session_role!(ProxyCore, "B>HELLO", connected);
 
 /// A proxy core driven by hand, and its configured heartbeat interval (ms);
 /// [`Driven::feed`] is input from the broker.
@@ -221,8 +194,8 @@ impl Harness {
     fn ready_with(config: &ClientProxyConfig) -> Self {
         let mut h = Self::with(config);
         assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-        h.connected(0);
-        assert!(h.feed(0, welcome()).is_empty());
+        h.greeted_broker(0);
+        assert!(h.welcome(0).is_empty());
         assert!(h.stats().connected);
         h
     }
@@ -237,7 +210,7 @@ impl Harness {
 
     /// The driver connected the broker socket at `n`: the proxy's own HELLO
     /// is checked and drained.
-    fn connected(&mut self, n: u64) {
+    fn greeted_broker(&mut self, n: u64) {
         let actions = self.connect_at(n);
         match actions.as_slice() {
             [Action::Link(LinkAction::Send(Message::Hello(hello)))] => {
@@ -285,7 +258,7 @@ impl Harness {
         flags: Flags,
         frames: &[&[u8]],
     ) -> Vec<Action> {
-        self.client(n, peer, request_msg(key.0, key.1, flags, None, frames))
+        self.client(n, peer, request_msg(key, flags, None, frames))
     }
 
     /// A broker HEARTBEAT at `n` (keeps the session alive), then a tick.
@@ -328,11 +301,10 @@ fn assert_forwarded(
 #[test]
 fn start_connects_greets_the_broker_and_is_connected_on_welcome() {
     let mut h = Harness::new();
-    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    assert!(!h.stats().connected);
-    h.connected(0);
+    h.expect_connect_first();
+    h.greeted_broker(0);
     assert!(!h.stats().connected, "not before WELCOME");
-    assert!(h.feed(10, welcome()).is_empty());
+    assert!(h.welcome(10).is_empty());
     let stats = h.stats();
     assert!(stats.connected);
     assert_eq!(
@@ -345,10 +317,10 @@ fn start_connects_greets_the_broker_and_is_connected_on_welcome() {
 fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
     let mut h = Harness::new();
     h.drain();
-    h.connected(0);
+    h.greeted_broker(0);
     assert!(h.tick(99).is_empty());
     assert_eq!(kinds(&h.tick(100)), ["B>HELLO"]);
-    assert!(h.feed(150, welcome()).is_empty());
+    assert!(h.welcome(150).is_empty());
     assert!(h.tick(199).is_empty());
     let actions = h.tick(200);
     assert!(matches!(
@@ -373,8 +345,8 @@ fn a_failed_connect_is_retried_with_doubling_backoff() {
     h.connect_failed(100);
     assert!(h.tick(299).is_empty());
     assert_eq!(kinds(&h.tick(300)), ["CONNECT"]);
-    h.connected(300);
-    assert!(h.feed(300, welcome()).is_empty());
+    h.greeted_broker(300);
+    assert!(h.welcome(300).is_empty());
     assert!(h.stats().connected);
 }
 
@@ -389,12 +361,12 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
             .is_empty()
     );
     // Half the shorter of the two intervals.
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(500));
+    assert_eq!(h.next_tick(0), h.at(500));
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(300), "the re-send timer");
+    assert_eq!(h.next_tick(0), h.at(300), "the re-send timer");
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    assert_eq!(h.core.next_tick(h.at(10)), h.at(110), "the reconnect");
+    assert_eq!(h.next_tick(10), h.at(110), "the reconnect");
 }
 
 #[test]
@@ -413,12 +385,12 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
     assert!(!has(&h.tick(109), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(110)), ["CONNECT"]);
     // Lost again before WELCOME: the delay doubles.
-    h.connected(110);
+    h.greeted_broker(110);
     assert_eq!(kinds(&h.feed(120, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(319), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(320)), ["CONNECT"]);
-    h.connected(320);
-    assert_eq!(kinds(&h.feed(330, welcome())), ["B>REQUEST"]);
+    h.greeted_broker(320);
+    assert_eq!(kinds(&h.welcome(330)), ["B>REQUEST"]);
     // A WELCOME resets the backoff.
     assert_eq!(kinds(&h.feed(340, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(439), "CONNECT"));
@@ -442,8 +414,8 @@ fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
     assert!(!stats.connected);
     assert_eq!((stats.broker_losses, stats.buffered), (1, 1));
     assert_eq!(no_heartbeats(&h.tick(701)), ["CONNECT"]);
-    h.connected(701);
-    let actions = h.feed(710, welcome());
+    h.greeted_broker(701);
+    let actions = h.welcome(710);
     assert_forwarded(only_request(&actions), A, (1, 1), Flags::empty(), &[b"x"]);
 }
 
@@ -454,8 +426,11 @@ fn broker_messages_while_disconnected_are_ignored() {
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     // Late frames from the old socket change nothing.
-    assert!(h.feed(20, response(A, 1, 1, Status::Ok, &[])).is_empty());
-    assert!(h.feed(20, welcome()).is_empty());
+    assert!(
+        h.feed(20, response(A, 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
+    assert!(h.welcome(20).is_empty());
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.responses_forwarded), (1, 0));
     assert!(!stats.connected);
@@ -492,8 +467,8 @@ fn a_named_client_is_announced_with_its_route_and_again_after_a_new_session() {
     // A new broker session: the proxy's own HELLO, then alice's again.
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     assert!(has(&h.tick(110), "CONNECT"));
-    h.connected(110);
-    let actions = h.feed(120, welcome());
+    h.greeted_broker(110);
+    let actions = h.welcome(120);
     match only_to_broker(&actions) {
         Message::Hello(hello) => {
             assert_eq!(hello.name.as_deref(), Some("alice"));
@@ -508,10 +483,10 @@ fn a_named_client_greeting_while_disconnected_is_announced_at_welcome() {
     let mut h = Harness::new();
     h.drain();
     assert_eq!(kinds(&h.greet(0, A, Some("alice"))), ["a>WELCOME"]);
-    h.connected(10);
+    h.greeted_broker(10);
     // Greeting is not a session yet.
     assert_eq!(kinds(&h.greet(20, B, Some("bob"))), ["b>WELCOME"]);
-    let actions = h.feed(30, welcome());
+    let actions = h.welcome(30);
     let mut names: Vec<(String, Vec<u8>)> = actions
         .iter()
         .map(|a| match a {
@@ -608,7 +583,7 @@ fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
 fn reply_to_is_forwarded_unchanged() {
     let mut h = Harness::ready();
     h.greet(0, A, None);
-    let msg = request_msg(1, 7, Flags::RECEIPT_ON_SEND, Some("bob"), &[b"x"]);
+    let msg = request_msg((1, 7), Flags::RECEIPT_ON_SEND, Some("bob"), &[b"x"]);
     let actions = h.client(1, A, msg);
     let r = only_request(&actions);
     assert_eq!(r.reply_to.as_deref(), Some("bob"));
@@ -654,16 +629,16 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
     h.send(0, B, (1, 1), Flags::empty(), &[b"b"]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (3, 6));
 
-    let actions = h.feed(10, response(A, 1, 1, Status::Ok, &[b"r1", b""]));
+    let actions = h.feed(10, response(A, 1, 1, Status::Ok, None, &[b"r1", b""]));
     let r = only_response(&actions, A);
     assert!(r.route.is_empty(), "the route is cleared for the client");
     assert_eq!((r.request_type, r.request_id, r.status), (1, 1, Status::Ok));
     assert_eq!(bytes(&r.payload), [b"r1".to_vec(), Vec::new()]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (2, 4));
 
-    let actions = h.feed(11, response(B, 1, 2, Status::Ok, &[]));
+    let actions = h.feed(11, response(B, 1, 2, Status::Ok, None, &[]));
     only_response(&actions, B);
-    let actions = h.feed(12, response(B, 1, 1, Status::Ok, &[]));
+    let actions = h.feed(12, response(B, 1, 1, Status::Ok, None, &[]));
     only_response(&actions, B);
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
@@ -676,27 +651,9 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
 fn every_response_status_ends_the_entry_and_reaches_the_client() {
     let mut h = Harness::ready();
     h.greet(0, A, None);
-    let statuses = [
-        Status::Ok,
-        Status::Failed,
-        Status::BadRequest,
-        Status::Rejected,
-        Status::WorkerDeath,
-        Status::Redirected,
-        Status::Overloaded,
-        Status::NoWorkers,
-        Status::UnknownReplyTo,
-    ];
-    for (id, status) in statuses.into_iter().enumerate() {
+    for (id, status) in [Status::Ok].into_iter().chain(NOT_OK).enumerate() {
         h.send(0, A, (3, id as u64), Flags::empty(), &[b"p"]);
-        let msg = Message::Response(Response {
-            request_type: 3,
-            request_id: id as u64,
-            status,
-            error: Some(format!("text {id}")),
-            route: A.to_vec(),
-            payload: Payload::new(),
-        });
+        let msg = response(A, 3, id as u64, status, Some(&format!("text {id}")), &[]);
         let actions = h.feed(1, msg);
         let r = only_response(&actions, A);
         assert_eq!(r.status, status);
@@ -708,7 +665,10 @@ fn every_response_status_ends_the_entry_and_reaches_the_client() {
 #[test]
 fn a_response_for_a_gone_client_is_counted_unroutable() {
     let mut h = Harness::ready();
-    assert!(h.feed(0, response(b"zz", 1, 1, Status::Ok, &[])).is_empty());
+    assert!(
+        h.feed(0, response(b"zz", 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
     assert!(
         h.feed(0, Message::ReceiptSent(rref(b"zz", 1, 1)))
             .is_empty()
@@ -736,7 +696,7 @@ fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
         other => panic!("expected RECEIPT_RECEIVED, got {}", other.kind_name()),
     }
     assert_eq!(h.stats().buffered, 1, "two-way: only the response ends it");
-    h.feed(30, response(A, 1, 7, Status::Ok, &[]));
+    h.feed(30, response(A, 1, 7, Status::Ok, None, &[]));
     let stats = h.stats();
     assert_eq!((stats.buffered, stats.receipts_forwarded), (0, 2));
 }
@@ -793,11 +753,11 @@ fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
     h.greet(0, B, Some("bob"));
     // a asks for the response to go to bob, and for RECEIPT_ON_RECEIVE (the
     // client resolves such a request at that receipt).
-    let msg = request_msg(1, 7, Flags::RECEIPT_ON_RECEIVE, Some("bob"), &[b"x"]);
+    let msg = request_msg((1, 7), Flags::RECEIPT_ON_RECEIVE, Some("bob"), &[b"x"]);
     assert_eq!(requests(&h.client(1, A, msg)).len(), 1);
     let actions = h.feed(10, Message::ReceiptReceived(rref(A, 1, 7)));
     assert_eq!(kinds(&actions), ["a>RECEIPT_RECEIVED"]);
-    let actions = h.feed(20, response(B, 1, 7, Status::Ok, &[b"for bob"]));
+    let actions = h.feed(20, response(B, 1, 7, Status::Ok, None, &[b"for bob"]));
     assert_eq!(only_response(&actions, B).status, Status::Ok);
     // The broker is done with it: a re-send now would run it again.
     assert_eq!(
@@ -868,7 +828,7 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
         );
     }
     assert_eq!(no_heartbeats(&h.tick(150)), ["CONNECT"]);
-    h.connected(150);
+    h.greeted_broker(150);
     // Greeting is not a session: nothing is re-sent (HELLO is repeated).
     for n in 151..=399 {
         let actions = h.tick_alive(n);
@@ -878,7 +838,7 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
             kinds(&actions)
         );
     }
-    let actions = h.feed(400, welcome());
+    let actions = h.welcome(400);
     let mut sent: Vec<(Vec<u8>, RequestId, Vec<Vec<u8>>)> = requests(&actions)
         .into_iter()
         .map(|r| (r.route.clone(), r.request_id, bytes(&r.payload)))
@@ -914,7 +874,7 @@ fn requests_received_while_disconnected_are_buffered_and_sent_after_welcome() {
         .is_empty()
     );
     assert!(h.send(0, A, (1, 3), Flags::ONE_WAY, &[b"ff"]).is_empty());
-    h.connected(10);
+    h.greeted_broker(10);
     // Greeting: still buffered.
     assert!(h.send(20, A, (1, 4), Flags::ONE_WAY, &[b"f4"]).is_empty());
     let stats = h.stats();
@@ -926,7 +886,7 @@ fn requests_received_while_disconnected_are_buffered_and_sent_after_welcome() {
         ),
         (4, 7, 0)
     );
-    let actions = h.feed(30, welcome());
+    let actions = h.welcome(30);
     let mut ids: Vec<RequestId> = requests(&actions).iter().map(|r| r.request_id).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2, 3, 4]);
@@ -964,7 +924,7 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
     for n in 11..=150 {
         assert!(requests(&h.tick_alive(n)).is_empty());
     }
-    let actions = h.feed(160, welcome());
+    let actions = h.welcome(160);
     assert_eq!(kinds(&actions), ["B>HELLO", "B>REQUEST"]);
     let Action::Link(LinkAction::Send(Message::Hello(hello))) = &actions[0] else {
         unreachable!()
@@ -1017,7 +977,7 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
         1
     );
     // Room again once one is confirmed.
-    h.feed(3, response(A, 1, 1, Status::Ok, &[]));
+    h.feed(3, response(A, 1, 1, Status::Ok, None, &[]));
     assert_eq!(
         requests(&h.send(4, A, (1, 3), Flags::empty(), &[b"abc"])).len(),
         1
@@ -1110,7 +1070,10 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
         ids.extend(requests(&h.tick_alive(n)).iter().map(|r| r.request_id));
     }
     assert!(ids.iter().all(|&id| id == 2), "{ids:?}");
-    assert!(h.feed(801, response(A, 1, 1, Status::Ok, &[])).is_empty());
+    assert!(
+        h.feed(801, response(A, 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
     assert_eq!(h.stats().unroutable, 1);
 }
 
@@ -1164,8 +1127,8 @@ fn a_named_client_leaving_while_disconnected_sends_no_goodbye() {
     );
     // Nor is it announced in the next session.
     h.tick(110);
-    h.connected(110);
-    assert!(h.feed(120, welcome()).is_empty());
+    h.greeted_broker(110);
+    assert!(h.welcome(120).is_empty());
 }
 
 // ---------------------------------------------------------------- errors and malformed input
@@ -1212,7 +1175,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // Another major version, naming a request: the ERROR names it.
-    let header = with_major(request_msg(5, 9, Flags::empty(), None, &[]), 2);
+    let header = with_major(request_msg((5, 9), Flags::empty(), None, &[]), 2);
     let actions = h.client_raw(2, A, &header, payload(&[b"p"]));
     match only_for(&actions, A) {
         Message::Error(e) => {
@@ -1222,7 +1185,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A kind a client must not send.
-    let actions = h.client(3, A, response(&[], 1, 1, Status::Ok, &[]));
+    let actions = h.client(3, A, response(&[], 1, 1, Status::Ok, None, &[]));
     match only_for(&actions, A) {
         Message::Error(e) => {
             assert!(e.error.contains("RESPONSE"), "{}", e.error);
@@ -1244,7 +1207,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         1
     );
     assert_eq!(
-        kinds(&h.feed(6, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(6, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
     );
 }
@@ -1260,20 +1223,20 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A kind the broker must not send to a client.
-    let unexpected = request_msg(1, 1, Flags::empty(), None, &[]);
+    let unexpected = request_msg((1, 1), Flags::empty(), None, &[]);
     let actions = h.feed(2, unexpected);
     match only_to_broker(&actions) {
         Message::Error(e) => assert!(e.error.contains("REQUEST"), "{}", e.error),
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A RESPONSE of another major version is not taken as the outcome.
-    let header = with_major(response(A, 1, 1, Status::Ok, &[]), 3);
+    let header = with_major(response(A, 1, 1, Status::Ok, None, &[]), 3);
     assert_eq!(kinds(&h.feed_raw(3, &header, Payload::new())), ["B>ERROR"]);
     let stats = h.stats();
     assert_eq!((stats.malformed_broker, stats.buffered), (3, 1));
     assert!(stats.connected, "malformed input changes no session state");
     assert_eq!(
-        kinds(&h.feed(4, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(4, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
     );
     assert_eq!(h.stats().buffered, 0);
@@ -1311,8 +1274,7 @@ fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
     h.greet(0, A, None);
     h.greet(0, B, Some("bob"));
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    h.core.on_stop(h.at(10));
-    let actions = h.drain();
+    let actions = h.stop(10);
     assert_eq!(
         sorted_kinds(&actions),
         ["B>DISCONNECT", "a>SHUTDOWN", "b>SHUTDOWN"]
@@ -1330,8 +1292,7 @@ fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
     h.connect_failed(0);
     h.greet(0, A, None);
-    h.core.on_stop(h.at(10));
-    assert_eq!(kinds(&h.drain()), ["a>SHUTDOWN"]);
+    assert_eq!(kinds(&h.stop(10)), ["a>SHUTDOWN"]);
     for n in [100, 500, 5000] {
         assert!(!has(&h.tick(n), "CONNECT"));
     }
@@ -1346,7 +1307,7 @@ fn idle_clients_get_heartbeats_and_busy_ones_do_not() {
     h.greet(0, B, None);
     h.send(0, B, (1, 1), Flags::empty(), &[]);
     // Something for b at 60: b is not idle until 160.
-    h.feed(60, response(B, 1, 1, Status::Ok, &[]));
+    h.feed(60, response(B, 1, 1, Status::Ok, None, &[]));
     assert!(h.tick_alive(99).is_empty());
     let actions = h.tick_alive(100);
     assert_eq!(sorted_kinds(&actions), ["B>HEARTBEAT", "a>HEARTBEAT"]);
@@ -1648,7 +1609,7 @@ impl Sim {
                 Status::Overloaded,
             ];
             let status = statuses[self.rng.below(statuses.len() as u64) as usize];
-            response(&key.0, key.1, key.2, status, &[b"out"])
+            response(&key.0, key.1, key.2, status, None, &[b"out"])
         } else if final_receipt(flags) == Some("RECEIPT_RECEIVED") {
             Message::ReceiptReceived(rref(&key.0, key.1, key.2))
         } else {
