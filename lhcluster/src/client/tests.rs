@@ -65,6 +65,18 @@ fn expect_err(h: &mut ResponseHandle) -> RequestError {
     }
 }
 
+/// The event of an untracked request refused with `status`.
+fn refusal_event(request_id: RequestId, status: Status, message: &str) -> ClientEvent {
+    ClientEvent::Response {
+        request_type: 7,
+        request_id,
+        outcome: Err(RequestError::Status {
+            status,
+            message: message.to_owned(),
+        }),
+    }
+}
+
 fn receipt_event(
     request_type: RequestType,
     request_id: RequestId,
@@ -207,9 +219,7 @@ fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
 
 #[test]
 fn requests_may_be_sent_before_welcome() {
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     let mut handle = h.send(10, (7, 1), Flags::empty());
     h.welcome(20);
     h.feed(30, ok(7, 1));
@@ -224,9 +234,8 @@ fn heartbeat_only_after_own_interval_of_silence() {
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["HEARTBEAT"]);
     h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(200, 250);
-    let stats = h.core.stats();
-    assert_eq!(stats.heartbeats_sent, 2);
-    assert_eq!(stats.heartbeats_received, 1);
+    let s = h.core.stats();
+    assert_eq!((s.heartbeats_sent, s.heartbeats_received), (2, 1));
 }
 
 #[test]
@@ -259,9 +268,8 @@ fn two_way_submit_sends_request_and_ok_response_resolves_with_payload() {
     assert_eq!(bytes(&r.payload), [b"hello".to_vec(), vec![]]);
     assert_eq!((handle.request_type(), handle.request_id()), (7, 42));
     assert!(!handle.is_done());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_sent, 1);
-    assert_eq!(stats.outstanding, 1);
+    let s = h.core.stats();
+    assert_eq!((s.requests_sent, s.outstanding), (1, 1));
 
     assert!(
         h.feed(20, response(&[], 7, 42, Status::Ok, None, &[b"world", b""]))
@@ -271,9 +279,8 @@ fn two_way_submit_sends_request_and_ok_response_resolves_with_payload() {
     let reply = expect_ok(&mut handle);
     assert_eq!((reply.request_type, reply.request_id), (7, 42));
     assert_eq!(bytes(&reply.payload), [b"world".to_vec(), vec![]]);
-    let stats = h.core.stats();
-    assert_eq!(stats.responses_received, 1);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!((s.responses_received, s.outstanding), (1, 0));
 }
 
 #[test]
@@ -330,11 +337,8 @@ fn a_request_has_exactly_one_outcome() {
     );
     let reply = expect_ok(&mut handle);
     assert_eq!(bytes(&reply.payload), [b"first".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(
-        (stats.responses_received, stats.responses_unmatched),
-        (1, 1)
-    );
+    let s = h.core.stats();
+    assert_eq!((s.responses_received, s.responses_unmatched), (1, 1));
 }
 
 #[test]
@@ -356,10 +360,11 @@ fn same_key_while_outstanding_is_rejected_locally() {
     }
     // Same id, another type: another request.
     let _other = h.send(20, (8, 1), Flags::empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_rejected_locally, 1);
-    assert_eq!(stats.requests_sent, 2);
-    assert_eq!(stats.outstanding, 2);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_rejected_locally, s.requests_sent, s.outstanding),
+        (1, 2, 2)
+    );
 
     // The first one is untouched, and once it is done the key is free.
     assert!(outcome(&mut first).is_none());
@@ -379,15 +384,13 @@ fn per_request_timeout_fires_at_the_deadline_not_before() {
     assert!(outcome(&mut handle).is_none());
     h.tick(310);
     assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_timed_out, 1);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!((s.requests_timed_out, s.outstanding), (1, 0));
 
     // A late RESPONSE is unmatched: it only surfaces as an event.
     assert!(h.feed(400, ok(7, 1)).is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.responses_unmatched, 1);
-    assert_eq!(stats.responses_received, 0);
+    let s = h.core.stats();
+    assert_eq!((s.responses_unmatched, s.responses_received), (1, 0));
     assert!(matches!(
         h.events().as_slice(),
         [ClientEvent::Response {
@@ -453,17 +456,7 @@ fn a_late_outcome_after_a_timeout_is_an_unmatched_response_event() {
     assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
     h.feed(400, response(&[], 7, 1, Status::Failed, Some("boom"), &[]));
     assert_eq!(h.core.stats().responses_unmatched, 1);
-    assert_eq!(
-        h.events(),
-        [ClientEvent::Response {
-            request_type: 7,
-            request_id: 1,
-            outcome: Err(RequestError::Status {
-                status: Status::Failed,
-                message: "boom".to_owned(),
-            }),
-        }]
-    );
+    assert_eq!(h.events(), [refusal_event(1, Status::Failed, "boom")]);
 }
 
 // ---------------------------------------------------------------- receipts and one-way
@@ -599,17 +592,7 @@ fn refusal_of_an_untracked_one_way_request_is_an_event() {
         )
         .is_empty()
     );
-    assert_eq!(
-        h.events(),
-        [ClientEvent::Response {
-            request_type: 7,
-            request_id: 1,
-            outcome: Err(RequestError::Status {
-                status: Status::NoWorkers,
-                message: "nobody".to_owned(),
-            }),
-        }]
-    );
+    assert_eq!(h.events(), [refusal_event(1, Status::NoWorkers, "nobody")]);
     assert_eq!(h.core.stats().responses_unmatched, 1);
 }
 
@@ -637,10 +620,10 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
     assert_eq!(expect_err(&mut a), missed);
     assert_eq!(expect_err(&mut b), missed);
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
-    let stats = h.core.stats();
-    assert_eq!(stats.broker_deaths, 1);
-    assert!(!stats.connected);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!(s.broker_deaths, 1);
+    assert!(!s.connected);
+    assert_eq!(s.outstanding, 0);
 
     // Submits while disconnected fail at once, nothing is sent.
     let (mut c, actions) = h.submit(750, (7, 3), Flags::empty());
@@ -684,9 +667,7 @@ fn reconnect_backoff_doubles_up_to_the_cap_and_resets_after_welcome() {
 fn a_broker_that_never_welcomes_is_given_up_and_retried() {
     // Before WELCOME the broker's interval is taken as the client's own
     // (100 ms): 3 × 100 ms without an answer and the socket is recycled.
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     let mut handle = h.send(10, (7, 1), Flags::empty());
     assert_eq!(kinds(&h.tick(300)), ["HELLO"]);
     assert_eq!(kinds(&h.tick(311)), ["CLOSE"]);
@@ -707,9 +688,9 @@ fn shutdown_fails_outstanding_requests_and_reconnects_later() {
         RequestError::Disconnected(DisconnectReason::BrokerShutDown)
     );
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
-    let stats = h.core.stats();
-    assert!(!stats.connected);
-    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
+    let s = h.core.stats();
+    assert!(!s.connected);
+    assert_eq!(s.broker_deaths, 0, "a SHUTDOWN is not a death");
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
 }
@@ -782,10 +763,9 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         }),
     );
     assert!(!b.is_done());
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 0);
-    assert_eq!(stats.outstanding, 1);
-    assert!(stats.connected);
+    let s = h.core.stats();
+    assert_eq!((s.malformed, s.outstanding), (0, 1));
+    assert!(s.connected);
     h.feed(40, ok(7, 2));
     expect_ok(&mut b);
 }
@@ -836,9 +816,9 @@ fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working()
     let e = only_error(&actions);
     assert_eq!(e.error, "unexpected DISPATCH from the broker");
 
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 4);
-    assert!(stats.connected);
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 4);
+    assert!(s.connected);
     assert!(h.events().is_empty());
 
     // Still works.

@@ -305,12 +305,9 @@ fn start_connects_greets_the_broker_and_is_connected_on_welcome() {
     h.greeted_broker(0);
     assert!(!h.stats().connected, "not before WELCOME");
     assert!(h.welcome(10).is_empty());
-    let stats = h.stats();
-    assert!(stats.connected);
-    assert_eq!(
-        (stats.broker_losses, stats.buffered, stats.clients),
-        (0, 0, 0)
-    );
+    let s = h.stats();
+    assert!(s.connected);
+    assert_eq!((s.broker_losses, s.buffered, s.clients), (0, 0, 0));
 }
 
 #[test]
@@ -375,12 +372,9 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    let stats = h.stats();
-    assert!(!stats.connected);
-    assert_eq!(
-        (stats.broker_losses, stats.buffered, stats.buffered_bytes),
-        (1, 1, 1)
-    );
+    let s = h.stats();
+    assert!(!s.connected);
+    assert_eq!((s.broker_losses, s.buffered, s.buffered_bytes), (1, 1, 1));
     // Reconnect after reconnect_min, not before.
     assert!(!has(&h.tick(109), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(110)), ["CONNECT"]);
@@ -410,9 +404,9 @@ fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
         assert!(!has(&actions, "CLOSE"), "at {n}: {:?}", kinds(&actions));
     }
     assert_eq!(no_heartbeats(&h.tick(601)), ["CLOSE"]);
-    let stats = h.stats();
-    assert!(!stats.connected);
-    assert_eq!((stats.broker_losses, stats.buffered), (1, 1));
+    let s = h.stats();
+    assert!(!s.connected);
+    assert_eq!((s.broker_losses, s.buffered), (1, 1));
     assert_eq!(no_heartbeats(&h.tick(701)), ["CONNECT"]);
     h.greeted_broker(701);
     let actions = h.welcome(710);
@@ -431,9 +425,9 @@ fn broker_messages_while_disconnected_are_ignored() {
             .is_empty()
     );
     assert!(h.welcome(20).is_empty());
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.responses_forwarded), (1, 0));
-    assert!(!stats.connected);
+    let s = h.stats();
+    assert_eq!((s.buffered, s.responses_forwarded), (1, 0));
+    assert!(!s.connected);
 }
 
 // ---------------------------------------------------------------- client greeting
@@ -511,8 +505,8 @@ fn a_request_from_an_unknown_client_is_served_and_answered_reregister() {
     let mut h = Harness::ready();
     let actions = h.send(0, A, (1, 7), Flags::empty(), &[b"x"]);
     assert_eq!(kinds(&actions), ["a>REREGISTER", "B>REQUEST"]);
-    let stats = h.stats();
-    assert_eq!((stats.clients, stats.buffered), (1, 1));
+    let s = h.stats();
+    assert_eq!((s.clients, s.buffered), (1, 1));
     // Its HEARTBEAT too.
     assert_eq!(kinds(&h.client(10, B, heartbeat())), ["b>REREGISTER"]);
 }
@@ -531,13 +525,13 @@ fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
         Flags::empty(),
         &[b"x", b"", b"yz"],
     );
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
         (
-            stats.requests_received,
-            stats.requests_forwarded,
-            stats.buffered,
-            stats.buffered_bytes
+            s.requests_received,
+            s.requests_forwarded,
+            s.buffered,
+            s.buffered_bytes
         ),
         (1, 1, 1, 3)
     );
@@ -565,9 +559,9 @@ fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
         assert_forwarded(only_request(&actions), A, (1, id), flags, &[b"12"]);
         assert_eq!(h.stats().buffered, before + u64::from(kept), "{flags:?}");
     }
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.buffered_bytes), (4, 8));
-    assert_eq!(stats.requests_forwarded, 6);
+    let s = h.stats();
+    assert_eq!((s.buffered, s.buffered_bytes), (4, 8));
+    assert_eq!(s.requests_forwarded, 6);
     // Fire-and-forget requests are never re-sent.
     let mut resent = Vec::new();
     for n in 2..=101 {
@@ -597,16 +591,12 @@ fn a_client_resending_a_buffered_request_gets_a_resend_not_a_second_entry() {
     h.send(0, A, (1, 7), Flags::empty(), &[b"xyz"]);
     let actions = h.send(50, A, (1, 7), Flags::empty(), &[b"xyz"]);
     assert_forwarded(only_request(&actions), A, (1, 7), Flags::empty(), &[b"xyz"]);
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.requests_received,
-            stats.requests_forwarded,
-            stats.requests_resent
-        ),
+        (s.requests_received, s.requests_forwarded, s.requests_resent),
         (2, 1, 1)
     );
-    assert_eq!((stats.buffered, stats.buffered_bytes), (1, 3));
+    assert_eq!((s.buffered, s.buffered_bytes), (1, 3));
     // The same (type, id) from another client is another entry.
     h.greet(60, B, None);
     assert_eq!(
@@ -640,9 +630,9 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
     only_response(&actions, B);
     let actions = h.feed(12, response(B, 1, 1, Status::Ok, None, &[]));
     only_response(&actions, B);
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
-    assert_eq!(stats.responses_forwarded, 3);
+    let s = h.stats();
+    assert_eq!((s.buffered, s.buffered_bytes), (0, 0));
+    assert_eq!(s.responses_forwarded, 3);
     // Nothing is re-sent afterwards.
     assert!(h.resend_times(13, 1000).is_empty());
 }
@@ -697,8 +687,8 @@ fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
     }
     assert_eq!(h.stats().buffered, 1, "two-way: only the response ends it");
     h.feed(30, response(A, 1, 7, Status::Ok, None, &[]));
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.receipts_forwarded), (0, 2));
+    let s = h.stats();
+    assert_eq!((s.buffered, s.receipts_forwarded), (0, 2));
 }
 
 #[test]
@@ -786,8 +776,8 @@ fn resend_timer_starts_at_resend_initial_then_doubles_up_to_resend_max() {
         }
     }
     assert_eq!(seen, [100, 300, 700, 1100, 1500]);
-    let stats = h.stats();
-    assert_eq!((stats.requests_forwarded, stats.requests_resent), (1, 5));
+    let s = h.stats();
+    assert_eq!((s.requests_forwarded, s.requests_resent), (1, 5));
 }
 
 #[test]
@@ -877,13 +867,9 @@ fn requests_received_while_disconnected_are_buffered_and_sent_after_welcome() {
     h.greeted_broker(10);
     // Greeting: still buffered.
     assert!(h.send(20, A, (1, 4), Flags::ONE_WAY, &[b"f4"]).is_empty());
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_forwarded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_forwarded),
         (4, 7, 0)
     );
     let actions = h.welcome(30);
@@ -961,16 +947,12 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
     );
     assert!(r.route.is_empty() && r.payload.is_empty());
     assert!(r.error.is_some());
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_overloaded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_overloaded),
         (2, 6, 1)
     );
-    assert_eq!(stats.requests_forwarded, 2);
+    assert_eq!(s.requests_forwarded, 2);
     // A re-send of a buffered request is not refused.
     assert_eq!(
         requests(&h.send(2, A, (1, 1), Flags::empty(), &[b"abc"])).len(),
@@ -1002,13 +984,9 @@ fn max_buffered_bytes_answers_overloaded() {
         requests(&h.send(0, A, (1, 3), Flags::empty(), &[b"1234"])).len(),
         1
     );
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_overloaded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_overloaded),
         (2, 10, 1)
     );
     // Also while disconnected.
@@ -1055,12 +1033,9 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
         "a goodbye for the named client only: {:?}",
         kinds(&actions)
     );
-    let stats = h.stats();
-    assert_eq!(stats.client_deaths, 2);
-    assert_eq!(
-        (stats.clients, stats.buffered, stats.buffered_bytes),
-        (1, 1, 1)
-    );
+    let s = h.stats();
+    assert_eq!(s.client_deaths, 2);
+    assert_eq!((s.clients, s.buffered, s.buffered_bytes), (1, 1, 1));
     // Their entries are not re-sent; a late response is unroutable.
     let mut ids = Vec::new();
     for n in 302..=800 {
@@ -1107,12 +1082,9 @@ fn client_disconnect_drops_its_entries_and_says_goodbye_for_named_clients() {
         h.client(20, B, Message::Disconnect { route: Vec::new() })
             .is_empty()
     );
-    let stats = h.stats();
-    assert_eq!(
-        (stats.clients, stats.buffered, stats.buffered_bytes),
-        (0, 0, 0)
-    );
-    assert_eq!(stats.client_deaths, 0, "a goodbye is not a death");
+    let s = h.stats();
+    assert_eq!((s.clients, s.buffered, s.buffered_bytes), (0, 0, 0));
+    assert_eq!(s.client_deaths, 0, "a goodbye is not a death");
     assert!(h.resend_times(21, 500).is_empty());
 }
 
@@ -1198,10 +1170,10 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         kinds(&h.client_raw(4, b"zz", &[0xff], Payload::new())),
         ["zz>ERROR"]
     );
-    let stats = h.stats();
-    assert_eq!((stats.malformed_clients, stats.clients), (4, 2));
+    let s = h.stats();
+    assert_eq!((s.malformed_clients, s.clients), (4, 2));
     // Nothing else changed: a's entry is kept, b is served.
-    assert_eq!((stats.buffered, stats.requests_received), (1, 1));
+    assert_eq!((s.buffered, s.requests_received), (1, 1));
     assert_eq!(
         requests(&h.send(5, B, (1, 2), Flags::empty(), &[])).len(),
         1
@@ -1232,9 +1204,9 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
     // A RESPONSE of another major version is not taken as the outcome.
     let header = with_major(response(A, 1, 1, Status::Ok, None, &[]), 3);
     assert_eq!(kinds(&h.feed_raw(3, &header, Payload::new())), ["B>ERROR"]);
-    let stats = h.stats();
-    assert_eq!((stats.malformed_broker, stats.buffered), (3, 1));
-    assert!(stats.connected, "malformed input changes no session state");
+    let s = h.stats();
+    assert_eq!((s.malformed_broker, s.buffered), (3, 1));
+    assert!(s.connected, "malformed input changes no session state");
     assert_eq!(
         kinds(&h.feed(4, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
@@ -1262,8 +1234,8 @@ fn an_error_is_never_answered_with_an_error() {
     let header = with_major(error(), 2);
     assert!(h.client_raw(4, A, &header, Payload::new()).is_empty());
     assert!(h.feed_raw(5, &header, Payload::new()).is_empty());
-    let stats = h.stats();
-    assert_eq!((stats.malformed_clients, stats.malformed_broker), (2, 2));
+    let s = h.stats();
+    assert_eq!((s.malformed_clients, s.malformed_broker), (2, 2));
 }
 
 // ---------------------------------------------------------------- stop
@@ -1525,18 +1497,15 @@ impl Sim {
     }
 
     fn check(&self) {
-        let stats = self.h.stats();
+        let s = self.h.stats();
+        assert_eq!(s.buffered, self.buffer.len() as u64, "{:?}", self.buffer);
+        assert_eq!(s.buffered_bytes, self.buffered_bytes() as u64);
+        assert!(s.buffered as usize <= SIM_MAX_BUFFERED);
+        assert!(s.buffered_bytes as usize <= SIM_MAX_BYTES);
         assert_eq!(
-            stats.buffered,
-            self.buffer.len() as u64,
-            "{:?}",
-            self.buffer
+            (s.requests_overloaded, s.responses_forwarded),
+            (self.overloaded, self.answered)
         );
-        assert_eq!(stats.buffered_bytes, self.buffered_bytes() as u64);
-        assert!(stats.buffered as usize <= SIM_MAX_BUFFERED);
-        assert!(stats.buffered_bytes as usize <= SIM_MAX_BYTES);
-        assert_eq!(stats.requests_overloaded, self.overloaded);
-        assert_eq!(stats.responses_forwarded, self.answered);
     }
 
     fn client_request(&mut self) {
@@ -1712,8 +1681,8 @@ impl Sim {
             self.awaiting
         );
         assert!(self.buffer.is_empty(), "never confirmed: {:?}", self.buffer);
-        let stats = self.h.stats();
-        assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
+        let s = self.h.stats();
+        assert_eq!((s.buffered, s.buffered_bytes), (0, 0));
     }
 }
 
@@ -1726,10 +1695,10 @@ fn randomized_requests_losses_and_answers_keep_the_buffer_exact() {
             sim.step();
         }
         sim.settle();
-        let stats = sim.h.stats();
+        let s = sim.h.stats();
         totals.0 += sim.answered;
-        totals.1 += stats.broker_losses;
-        totals.2 += stats.requests_resent;
+        totals.1 += s.broker_losses;
+        totals.2 += s.requests_resent;
     }
     // The runs did exercise what they claim to.
     let (answered, losses, resent) = totals;

@@ -121,6 +121,15 @@ impl Harness {
         Self::new().welcomed()
     }
 
+    /// Feeds a DISPATCH at `n` ms: it must run, and do nothing else.
+    fn expect_run(&mut self, n: u64, dispatch: Message) {
+        let Message::Dispatch(d) = &dispatch else {
+            panic!("not a DISPATCH: {}", dispatch.kind_name());
+        };
+        let run = format!("RUN {}/{}", d.request_type, d.request_id);
+        assert_eq!(kinds(&self.feed(n, dispatch)), [run]);
+    }
+
     fn done(
         &mut self,
         n: u64,
@@ -151,10 +160,9 @@ fn start_connects_sends_ready_and_registers_on_welcome() {
     assert!(!h.core.stats().registered, "not registered before WELCOME");
 
     assert!(h.welcome(10).is_empty());
-    let stats = h.core.stats();
-    assert!(stats.registered);
-    assert_eq!(stats.running, 0);
-    assert_eq!(stats.malformed, 0);
+    let s = h.core.stats();
+    assert!(s.registered);
+    assert_eq!((s.running, s.malformed), (0, 0));
 }
 
 #[test]
@@ -169,42 +177,6 @@ fn ready_without_a_name_carries_none() {
     };
     assert_eq!(ready.name, None);
     assert_eq!(ready.request_types, [5]);
-}
-
-#[test]
-fn messages_before_the_socket_connects_are_ignored() {
-    let mut h = Harness::new();
-    h.check_welcome_before_connecting_is_ignored();
-    assert!(h.feed(1, dispatch(10, 1, Flags::empty())).is_empty());
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.requests_received, 0);
-    assert_eq!(stats.running, 0);
-}
-
-#[test]
-fn ready_is_repeated_every_heartbeat_until_welcome() {
-    let mut h = Harness::new();
-    h.check_greeting_repeats_until_welcome(210);
-    assert_eq!(h.core.stats().heartbeats_sent, 1);
-}
-
-#[test]
-fn heartbeat_only_after_own_interval_of_silence() {
-    let mut h = Harness::registered();
-    // Sending anything counts: a RESULT at 80 pushes the heartbeat to 180.
-    assert_eq!(
-        kinds(&h.feed(50, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
-    assert_eq!(kinds(&h.done(80, (10, 1), Ok(Payload::new()))), ["RESULT"]);
-    assert!(h.tick(90).is_empty());
-    assert!(h.tick(179).is_empty());
-    assert_eq!(kinds(&h.tick(180)), ["HEARTBEAT"]);
-    assert!(h.tick(200).is_empty());
-    h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(250, 280);
-    let stats = h.core.stats();
-    assert_eq!((stats.heartbeats_sent, stats.heartbeats_received), (2, 1));
 }
 
 #[test]
@@ -228,6 +200,38 @@ fn next_tick_follows_the_session() {
 // ---------------------------------------------------------------- requests
 
 #[test]
+fn messages_before_the_socket_connects_are_ignored() {
+    let mut h = Harness::new();
+    h.check_welcome_before_connecting_is_ignored();
+    assert!(h.feed(1, dispatch(10, 1, Flags::empty())).is_empty());
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!((s.requests_received, s.running), (0, 0));
+}
+
+#[test]
+fn ready_is_repeated_every_heartbeat_until_welcome() {
+    let mut h = Harness::new();
+    h.check_greeting_repeats_until_welcome(210);
+    assert_eq!(h.core.stats().heartbeats_sent, 1);
+}
+
+#[test]
+fn heartbeat_only_after_own_interval_of_silence() {
+    let mut h = Harness::registered();
+    // Sending anything counts: a RESULT at 80 pushes the heartbeat to 180.
+    h.expect_run(50, dispatch(10, 1, Flags::empty()));
+    assert_eq!(kinds(&h.done(80, (10, 1), Ok(Payload::new()))), ["RESULT"]);
+    assert!(h.tick(90).is_empty());
+    assert!(h.tick(179).is_empty());
+    assert_eq!(kinds(&h.tick(180)), ["HEARTBEAT"]);
+    assert!(h.tick(200).is_empty());
+    h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(250, 280);
+    let s = h.core.stats();
+    assert_eq!((s.heartbeats_sent, s.heartbeats_received), (2, 1));
+}
+
+#[test]
 fn dispatch_runs_and_ok_result_carries_the_payload() {
     let mut h = Harness::registered();
     let actions = h.feed(
@@ -247,9 +251,8 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
         Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40)
     );
     assert_eq!(bytes(&d.payload), [b"a".to_vec(), vec![], b"bc".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_received, 1);
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert_eq!((s.requests_received, s.running), (1, 1));
 
     let actions = h.done(20, (20, 7), Ok(payload(&[b"out", b"put"])));
     let r = only_result(&actions);
@@ -260,10 +263,11 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
     );
     assert_eq!(r.error, None);
     assert_eq!(bytes(&r.payload), [b"out".to_vec(), b"put".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_succeeded, 1);
-    assert_eq!(stats.requests_failed, 0);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_succeeded, s.requests_failed, s.running),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -307,10 +311,11 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
     assert_eq!(r.status, Status::BadRequest);
     assert_eq!(r.error.as_deref(), Some("no such sku"));
 
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_failed, 2);
-    assert_eq!(stats.requests_succeeded, 0);
-    assert_eq!(stats.handler_panics, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_failed, s.requests_succeeded, s.handler_panics),
+        (2, 0, 0)
+    );
 }
 
 #[test]
@@ -327,19 +332,14 @@ fn panicked_handler_is_failed_and_counted() {
     let r = only_result(&actions);
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.error.as_deref(), Some("handler panicked: boom"));
-    let stats = h.core.stats();
-    assert_eq!(stats.handler_panics, 1);
-    assert_eq!(stats.requests_failed, 1);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!((s.handler_panics, s.requests_failed, s.running), (1, 1, 0));
 }
 
 #[test]
 fn one_way_requests_get_a_result_too() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch(10, 1, Flags::ONE_WAY))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch(10, 1, Flags::ONE_WAY));
     let actions = h.done(20, (10, 1), Ok(Payload::new()));
     assert_eq!(only_result(&actions).status, Status::Ok);
 }
@@ -359,19 +359,17 @@ fn unserved_type_is_answered_bad_request_and_not_run() {
         "error should name the type: {error:?}"
     );
     assert!(r.payload.is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_received, 1);
-    assert_eq!(stats.requests_failed, 1);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_received, s.requests_failed, s.running),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch(10, 1, Flags::empty()));
     // Same (type, id) again, e.g. re-sent after a reconnect, with a receipt
     // flag: nothing at all happens.
     assert!(
@@ -379,14 +377,12 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
             .is_empty()
     );
     // Same id, another type: a different request.
+    h.expect_run(20, dispatch(20, 1, Flags::empty()));
+    let s = h.core.stats();
     assert_eq!(
-        kinds(&h.feed(20, dispatch(20, 1, Flags::empty()))),
-        ["RUN 20/1"]
+        (s.duplicates_ignored, s.requests_received, s.running),
+        (1, 3, 2)
     );
-    let stats = h.core.stats();
-    assert_eq!(stats.duplicates_ignored, 1);
-    assert_eq!(stats.requests_received, 3);
-    assert_eq!(stats.running, 2);
 
     // One RESULT answers it; a second completion of the key is ignored.
     assert_eq!(results(&h.done(30, (10, 1), Ok(Payload::new()))).len(), 1);
@@ -398,10 +394,7 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
     assert_eq!(h.core.stats().requests_succeeded, 1);
 
     // Once done, the same key is a new request and runs again.
-    assert_eq!(
-        kinds(&h.feed(40, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(40, dispatch(10, 1, Flags::empty()));
 }
 
 /// Dispatched again while it runs (the broker declared this worker dead,
@@ -410,10 +403,7 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
 #[test]
 fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
     assert!(
         h.feed(20, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))
             .is_empty()
@@ -486,9 +476,8 @@ fn backoff_doubles_on_failures_up_to_the_cap_and_resets_after_welcome() {
     assert_eq!(kinds(&h.tick(2311)), ["CLOSE"]);
     assert!(h.tick(2410).is_empty());
     assert_eq!(kinds(&h.tick(2411)), ["CONNECT"]);
-    let stats = h.core.stats();
-    assert_eq!(stats.reconnects, 5);
-    assert_eq!(stats.broker_deaths, 2);
+    let s = h.core.stats();
+    assert_eq!((s.reconnects, s.broker_deaths), (5, 2));
 }
 
 #[test]
@@ -501,9 +490,7 @@ fn a_broker_that_never_welcomes_is_given_up_and_retried_with_backoff() {
     // Before WELCOME the broker's interval is unknown and taken as the
     // worker's own (100 ms): 3 × 100 ms without WELCOME and the socket is
     // recycled, with growing delays since no WELCOME resets the backoff.
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     assert_eq!(kinds(&h.tick(300)), ["READY"]);
     assert_eq!(kinds(&h.tick(301)), ["CLOSE"]);
     assert_eq!(kinds(&h.tick(401)), ["CONNECT"]);
@@ -575,9 +562,9 @@ fn reregister_sends_ready_again_and_keeps_running_handlers() {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
     assert_eq!(ready.request_types, [10, 20, 30]);
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!(s.running, 1);
 
     // The broker does not know us: the result waits for WELCOME.
     assert!(h.done(60, (10, 1), Ok(Payload::new())).is_empty());
@@ -593,10 +580,10 @@ fn shutdown_closes_and_reconnects_after_backoff() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!(s.broker_deaths, 0, "a SHUTDOWN is not a death");
+    assert_eq!(s.running, 1);
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
     h.connected(150);
@@ -695,18 +682,15 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
     let e = only_error(&actions);
     assert_eq!(e.error, "unexpected RESPONSE from the broker");
 
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 5);
-    assert!(stats.registered, "malformed input changes no session state");
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 5);
+    assert!(s.registered, "malformed input changes no session state");
     // The refused WELCOME did not change the broker's interval (still 200 ms:
     // dead after 600 ms of silence, counted from the last message at 50).
     assert!(!has(&h.tick(650), "CLOSE"));
 
     // Still works.
-    assert_eq!(
-        kinds(&h.feed(660, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(660, dispatch(10, 1, Flags::empty()));
     assert_eq!(kinds(&h.done(670, (10, 1), Ok(Payload::new()))), ["RESULT"]);
 }
 
@@ -725,7 +709,7 @@ fn an_error_from_the_broker_is_never_answered() {
         }),
     );
     assert!(actions.is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 0);
-    assert!(stats.registered);
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 0);
+    assert!(s.registered);
 }
