@@ -67,8 +67,7 @@ fn zero_bounds_still_dispatch_to_a_free_worker() {
 
 #[test]
 fn fail_fast_without_worker_answers_no_workers() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::FAIL_FAST, &[]);
     let r = h.expect_status(CA, 7, 1, Status::NoWorkers);
     assert!(r.payload.is_empty());
@@ -90,9 +89,7 @@ fn fail_fast_without_worker_answers_no_workers() {
 
 #[test]
 fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::FAIL_FAST, &[]);
     h.expect_nothing();
@@ -104,8 +101,7 @@ fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
 
 #[test]
 fn idle_types_are_dropped_from_stats() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_worker(W1, &[5], 1);
     h.request_dispatched(CA, W1, 5, 1);
     h.result_answered(W1, CA, 5, 1);
@@ -120,21 +116,14 @@ fn idle_types_are_dropped_from_stats() {
     // A type that was only refused never lingers either.
     h.request(CA, 6, 1, Flags::FAIL_FAST, &[]);
     h.expect_status(CA, 6, 1, Status::NoWorkers);
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("nobody".into()),
-            ..req(9, 1, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CA, (9, 1), Flags::empty(), "nobody");
     h.expect_status(CA, 9, 1, Status::UnknownReplyTo);
     assert!(h.stats().types.is_empty());
 }
 
 #[test]
 fn type_stays_listed_while_work_is_queued_or_in_flight() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_worker(W1, &[5], 1);
     h.request_dispatched(CA, W1, 5, 1);
     h.request(CA, 5, 2, Flags::empty(), &[]);

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn duplicate_from_another_client_while_pending_is_rejected() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.request(CA, 7, 1, Flags::empty(), &[b"from-a"]);
     h.request(CB, 7, 1, Flags::empty(), &[b"from-b"]);
@@ -26,8 +25,7 @@ fn duplicate_from_another_client_while_pending_is_rejected() {
 
 #[test]
 fn duplicate_from_another_client_while_in_flight_is_rejected() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 2);
     h.request_dispatched(CA, W1, 7, 1);
@@ -42,8 +40,7 @@ fn duplicate_from_another_client_while_in_flight_is_rejected() {
 
 #[test]
 fn same_client_resend_while_pending_is_idempotent() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[b"original"]);
     // Not handed to a worker yet: no RECEIPT_SENT for the re-send either.
     h.request(
@@ -75,9 +72,7 @@ fn same_client_resend_while_pending_is_idempotent() {
 
 #[test]
 fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.expect_nothing();
@@ -99,8 +94,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
 
 #[test]
 fn a_completed_key_is_released_and_runs_again() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::empty(), &[b"one"]);
@@ -119,8 +113,7 @@ fn a_completed_key_is_released_and_runs_again() {
 
 #[test]
 fn same_id_with_another_type_is_another_request() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7, 8], 2);
     h.request_dispatched(CA, W1, 7, 1);

@@ -128,6 +128,20 @@ impl Harness {
         Self::with_config(|_| {})
     }
 
+    /// `CA` connected.
+    fn with_client() -> Self {
+        let mut h = Self::new();
+        h.connect(CA);
+        h
+    }
+
+    /// `CA` connected, and `W1` serving type 7 with `capacity` credits.
+    fn with_client_and_worker(capacity: u32) -> Self {
+        let mut h = Self::with_client();
+        h.connect_worker(W1, &[7], capacity);
+        h
+    }
+
     fn with_config(f: impl FnOnce(&mut BrokerConfig)) -> Self {
         let mut config = BrokerConfig::new("inproc://test-frontend", "inproc://test-backend");
         f(&mut config);
@@ -232,6 +246,22 @@ impl Harness {
 
     fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
         self.client_sends(client, Message::Request(req(t, id, flags, body)));
+    }
+
+    /// A request without payload whose response is to go to the client
+    /// registered as `reply_to`.
+    fn request_reply_to(
+        &mut self,
+        client: &[u8],
+        (t, id): (u32, u64),
+        flags: Flags,
+        reply_to: &str,
+    ) {
+        let request = Request {
+            reply_to: Some(reply_to.to_owned()),
+            ..req(t, id, flags, &[])
+        };
+        self.client_sends(client, Message::Request(request));
     }
 
     /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt

@@ -4,9 +4,7 @@ use super::*;
 
 #[test]
 fn one_way_result_frees_capacity_and_sends_nothing_to_the_client() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 1, Flags::ONE_WAY, &[b"fire"]);
     let d = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(d.flags, Flags::ONE_WAY);

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     // Ids in non-sorted order: the queue is FIFO, not by id.
     h.request(CA, 7, 30, Flags::empty(), &[b"first"]);
@@ -47,8 +46,7 @@ fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
 
 #[test]
 fn queued_requests_of_other_types_are_not_given_to_a_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 8, 1, Flags::empty(), &[]);
     h.connect_worker(W1, &[7], 1);
     h.expect_nothing();
@@ -60,8 +58,7 @@ fn queued_requests_of_other_types_are_not_given_to_a_worker() {
 
 #[test]
 fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     for id in 1..=3 {
         h.request(CA, 7, id, Flags::empty(), &[]);
     }
@@ -78,9 +75,7 @@ fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
 
 #[test]
 fn least_recently_used_worker_gets_the_next_request() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &[7], 1);
     h.connect_worker(W3, &[7], 1);
     // Registration order first.
@@ -100,8 +95,7 @@ fn least_recently_used_worker_gets_the_next_request() {
 
 #[test]
 fn lru_skips_workers_that_do_not_serve_the_type() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_worker(W1, &[8], 1);
     h.connect_worker(W2, &[7], 1);
     h.connect_worker(W3, &[7, 8], 1);
@@ -116,9 +110,7 @@ fn lru_skips_workers_that_do_not_serve_the_type() {
 fn capacity_two_worker_spreads_between_lru_workers() {
     // A worker with free credits goes to the back of the LRU order after
     // each dispatch, so two capacity-2 workers alternate.
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.connect_worker(W2, &[7], 2);
     for (id, w) in [(1, W1), (2, W2), (3, W1), (4, W2)] {
         h.request_dispatched(CA, w, 7, id);
@@ -129,8 +121,7 @@ fn capacity_two_worker_spreads_between_lru_workers() {
 
 #[test]
 fn a_worker_serving_several_types_is_served_round_robin() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     for t in [1, 2, 3] {
         for i in 0..3 {
             h.request(CA, t, u64::from(t) * 100 + i, Flags::empty(), &[]);
@@ -167,8 +158,7 @@ fn a_worker_serving_several_types_is_served_round_robin() {
 
 #[test]
 fn round_robin_continues_after_the_type_taken_last() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_worker(W1, &[1, 2, 3], 1);
     // Direct dispatch of a type 2 request moves the cursor to 2.
     h.request_dispatched(CA, W1, 2, 1);
@@ -187,9 +177,7 @@ fn round_robin_continues_after_the_type_taken_last() {
 
 #[test]
 fn a_worker_never_has_more_than_its_capacity_in_flight() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[b"third"]);
@@ -208,9 +196,7 @@ fn a_worker_never_has_more_than_its_capacity_in_flight() {
 
 #[test]
 fn results_not_assigned_to_the_worker_give_no_credit() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.connect_worker(W2, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W2, 7, 2);

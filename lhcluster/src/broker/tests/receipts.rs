@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn receipt_sent_follows_the_dispatch() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     let r = h.expect_receipt_sent(CA, 7, 1);
@@ -24,9 +22,7 @@ fn receipt_sent_follows_the_dispatch() {
 
 #[test]
 fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.connect_worker(W2, &[7], 1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -89,9 +85,7 @@ fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
 
 #[test]
 fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::RECEIPT_ON_RECEIVE | Flags::RETRY_ON_DEATH;
     h.request(CA, 7, 1, flags, &[]);
     h.expect_dispatch(W1, 7, 1, 1);

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect(CC);
     h.connect_worker(W1, &[7], 1);
@@ -28,8 +27,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 
 #[test]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
@@ -51,8 +49,7 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
 
 #[test]
 fn takeover_then_retry_sends_receipt_sent_once() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
@@ -75,8 +72,7 @@ fn takeover_then_retry_sends_receipt_sent_once() {
 
 #[test]
 fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.request(CA, 7, 0, Flags::empty(), &[b"before"]);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
@@ -111,8 +107,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
 
 #[test]
 fn takeover_of_an_in_flight_request_moves_the_response() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
@@ -140,8 +135,7 @@ fn takeover_of_an_in_flight_request_moves_the_response() {
 
 #[test]
 fn takeover_by_a_one_way_request_sends_no_outcome() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     h.request(
@@ -161,8 +155,7 @@ fn takeover_by_a_one_way_request_sends_no_outcome() {
 
 #[test]
 fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
@@ -181,8 +174,7 @@ fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
 #[test]
 fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
     for pending in [true, false] {
-        let mut h = Harness::new();
-        h.connect(CA);
+        let mut h = Harness::with_client();
         h.connect(CB);
         h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
         if !pending {
@@ -197,8 +189,7 @@ fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
 
 #[test]
 fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[b"old"]);
@@ -216,27 +207,19 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
 
 #[test]
 fn redirected_goes_to_the_previous_origin_and_the_outcome_to_the_new_destination() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_named(CB, "bob");
     h.connect_named(CC, "carol");
     h.connect_worker(W1, &[7], 1);
-    h.client_sends(
+    h.request_reply_to(
         CA,
-        Message::Request(Request {
-            reply_to: Some("bob".into()),
-            ..req(7, 1, Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT, &[])
-        }),
+        (7, 1),
+        Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT,
+        "bob",
     );
     h.expect_dispatch(W1, 7, 1, 1);
     // CB takes over, sending the response to carol.
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("carol".into()),
-            ..req(7, 1, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CB, (7, 1), Flags::empty(), "carol");
     h.expect_status(CA, 7, 1, Status::Redirected);
     h.expect_nothing();
     h.result(W1, 7, 1, Status::Ok, &[b"c"]);

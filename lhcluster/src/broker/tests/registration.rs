@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
@@ -51,9 +49,7 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
 
 #[test]
 fn disconnect_with_work_in_flight_drains_the_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::RETRY_ON_DEATH, &[]);
     h.expect_dispatch(W1, 7, 2, 1);
@@ -87,9 +83,7 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
 
 #[test]
 fn a_draining_worker_with_free_credit_gets_no_new_work() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 3);
+    let mut h = Harness::with_client_and_worker(3);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request(CA, 7, 2, Flags::empty(), &[]);
@@ -113,9 +107,7 @@ fn a_draining_worker_with_free_credit_gets_no_new_work() {
 
 #[test]
 fn a_draining_worker_that_goes_silent_dies() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
@@ -127,9 +119,7 @@ fn a_draining_worker_that_goes_silent_dies() {
 
 #[test]
 fn ready_after_disconnect_cancels_draining() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request(CA, 7, 2, Flags::empty(), &[]);
@@ -144,9 +134,7 @@ fn ready_after_disconnect_cancels_draining() {
 
 #[test]
 fn disconnect_from_an_idle_worker_removes_it_at_once() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &[7], 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
@@ -167,13 +155,7 @@ fn client_disconnect_forgets_it_and_its_name() {
     h.client_sends(CA, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     assert_eq!(h.stats().clients, 1);
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("alice".into()),
-            ..req(7, 2, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CB, (7, 2), Flags::empty(), "alice");
     h.expect_status(CB, 7, 2, Status::UnknownReplyTo);
     // The admitted request is not cancelled; its response is still
     // addressed to the routing id (the ROUTER delivers it if the client
@@ -183,8 +165,7 @@ fn client_disconnect_forgets_it_and_its_name() {
 
 #[test]
 fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.client_sends(CA, Message::Disconnect { route: Vec::new() });
     h.connect(CA);
@@ -198,8 +179,7 @@ fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
 
 #[test]
 fn resend_after_the_client_was_forgotten_is_still_the_same_origin() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.tick_at(3001);
     let _ = h.take();

@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     // Unknown flag bits are preserved into DISPATCH.
     let flags = Flags::from_bits_retain(1 << 40);
     h.request(CA, 7, 1, flags, &[b"hello", b"", b"world"]);
@@ -50,9 +48,7 @@ fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
 
 #[test]
 fn failed_and_bad_request_results_keep_status_and_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request(CA, 7, 1, Flags::empty(), &[b"x"]);
     h.request(CA, 7, 2, Flags::empty(), &[b"y"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -81,9 +77,7 @@ fn failed_and_bad_request_results_keep_status_and_error() {
 fn payload_frames_are_moved_not_copied() {
     // Large frames live on the heap inside the zmq message: moving the frame
     // keeps the data pointer, copying it would not.
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let body = Frame::from(&[0xAB_u8; 4096][..]);
     let body_ptr = body.as_ptr();
     h.client_sends(
@@ -123,9 +117,7 @@ fn payload_frames_are_moved_not_copied() {
 
 #[test]
 fn request_id_zero_is_a_valid_id() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 0, Flags::empty(), &[b"zero"]);
     h.expect_dispatch(W1, 7, 0, 1);
     h.result_answered(W1, CA, 7, 0);

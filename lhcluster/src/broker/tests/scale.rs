@@ -9,8 +9,7 @@ fn a_long_queue_keeps_every_payload_intact() {
     // compactly (copied out of the receive buffers): what is dispatched
     // must still be exactly what was sent, single or multi-frame, small or
     // large, empty or not.
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let big = vec![0x5A_u8; 16 * 1024];
     let body = |id: u64| -> Vec<Vec<u8>> {
         match id % 4 {
@@ -38,8 +37,7 @@ fn a_long_queue_keeps_every_payload_intact() {
 
 #[test]
 fn a_retried_request_from_a_long_queue_keeps_its_payload() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     for id in 0..1200 {
         h.request(CA, 7, id, Flags::RETRY_ON_DEATH, &[&id.to_le_bytes(), b"x"]);
     }
@@ -58,9 +56,7 @@ fn lru_order_spans_workers_with_few_and_many_types() {
     // W2 serves many types (it is kept in one list, not under each type);
     // the least recently used free worker still gets the next request.
     let many: Vec<u32> = (1..=40).collect();
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &many, 1);
     h.connect_worker(W3, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
@@ -80,8 +76,7 @@ fn lru_order_spans_workers_with_few_and_many_types() {
 
 #[test]
 fn many_idle_workers_of_other_types_are_skipped() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let ids: Vec<Vec<u8>> = (0..200).map(|i| format!("idle-{i}").into_bytes()).collect();
     for (i, id) in ids.iter().enumerate() {
         h.connect_worker(id, &[100 + u32::try_from(i).unwrap()], 1);
@@ -98,9 +93,7 @@ fn many_idle_workers_of_other_types_are_skipped() {
 #[test]
 fn a_worker_re_registering_with_other_types_moves_between_lists() {
     let many: Vec<u32> = (1..=40).collect();
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     // Now many types (one list), then a single other one (per type).
     h.connect_worker(W1, &many, 1);
     h.request_dispatched(CA, W1, 30, 1);
