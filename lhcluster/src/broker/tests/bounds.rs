@@ -8,8 +8,7 @@ fn per_type_queue_bound_answers_overloaded() {
     let mut h = Harness::with_config(|c| c.max_pending_per_type = 2);
     h.connect(CA);
     h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     h.request(CA, 7, 3, Flags::empty(), &[]);
     let r = h.expect_status(CA, 7, 3, Status::Overloaded);
     assert!(r.error.is_some());
@@ -17,8 +16,7 @@ fn per_type_queue_bound_answers_overloaded() {
     h.request(CA, 7, 4, Flags::ONE_WAY, &[]);
     h.expect_status(CA, 7, 4, Status::Overloaded);
     // Another type has its own bound.
-    h.request(CA, 8, 1, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 8, 1, Flags::empty());
     let s = h.stats();
     assert_eq!((s.requests_overloaded, s.pending), (2, 3));
     assert_eq!(h.type_stats(7).pending, 2);
@@ -26,8 +24,7 @@ fn per_type_queue_bound_answers_overloaded() {
     // The refused key was not stored: once there is room it is accepted.
     h.connect_worker(W1, &[7], 1);
     h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::empty());
     assert_eq!(h.type_stats(7).pending, 2);
 }
 
@@ -37,8 +34,7 @@ fn total_queue_bound_answers_overloaded() {
     h.connect(CA);
     h.request(CA, 1, 1, Flags::empty(), &[]);
     h.request(CA, 2, 1, Flags::empty(), &[]);
-    h.request(CA, 3, 1, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 3, 1, Flags::empty());
     h.request(CA, 4, 1, Flags::empty(), &[]);
     h.expect_status(CA, 4, 1, Status::Overloaded);
     h.expect_nothing();
@@ -82,8 +78,7 @@ fn fail_fast_without_worker_answers_no_workers() {
     assert!(s.types.is_empty(), "no type left behind: {:?}", s.types);
 
     // Without FAIL_FAST it queues.
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::empty());
     assert_eq!(h.stats().pending, 1);
 }
 
@@ -91,12 +86,10 @@ fn fail_fast_without_worker_answers_no_workers() {
 fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
     let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::FAIL_FAST, &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::FAIL_FAST);
     assert_eq!(h.stats().pending, 1);
     h.result_answered(W1, CA, 7, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
 }
 
 #[test]

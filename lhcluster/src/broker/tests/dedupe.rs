@@ -19,8 +19,7 @@ fn duplicate_from_another_client_while_pending_is_rejected() {
     let d = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(frames(&d.payload), owned(&[b"from-a"]));
     h.expect_nothing();
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
 }
 
 #[test]
@@ -34,8 +33,7 @@ fn duplicate_from_another_client_while_in_flight_is_rejected() {
     h.expect_status(CB, 7, 1, Status::Rejected);
     h.expect_nothing();
     assert_eq!(h.stats().requests_dispatched, 1);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
 }
 
 #[test]
@@ -74,8 +72,7 @@ fn same_client_resend_while_pending_is_idempotent() {
 fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
     let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 1, Flags::empty());
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
     h.expect_receipt_sent(CA, 7, 1);
     h.expect_nothing();
@@ -88,8 +85,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
         ),
         (2, 1, 0)
     );
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
 }
 
 #[test]
@@ -106,8 +102,7 @@ fn a_completed_key_is_released_and_runs_again() {
     h.result_answered(W1, CA, 7, 1);
     // Another client may now use the key too.
     h.request(CB, 7, 1, Flags::empty(), &[b"three"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 1, 1);
     assert_eq!(h.stats().requests_resent, 0);
 }
 

@@ -346,16 +346,14 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
 fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
     let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_raw(W1, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W1);
     assert!(e.error.contains("status"), "{}", e.error);
     let r = h.expect_status(CA, 7, 1, Status::Failed);
     assert!(r.error.is_some());
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
     assert_eq!(h.stats().malformed_backend, 1);
 }
 
@@ -370,8 +368,7 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
 }
 
 /// Only a malformed RESULT fails its request: a RECEIPT_RECEIVED with a stray

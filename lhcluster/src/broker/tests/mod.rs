@@ -479,6 +479,25 @@ impl Harness {
         self.expect_status(client, t, id, Status::Ok);
     }
 
+    /// `client` sends a request without payload that is held (queued,
+    /// refused quietly or deduplicated): nothing goes out.
+    fn request_held(&mut self, client: &[u8], t: u32, id: u64, flags: Flags) {
+        self.request(client, t, id, flags, &[]);
+        self.expect_nothing();
+    }
+
+    /// [`Harness::result_answered`], and nothing else goes out.
+    fn result_answered_alone(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
+        self.result_answered(worker, client, t, id);
+        self.expect_nothing();
+    }
+
+    /// [`Harness::expect_dispatch`], and nothing else goes out.
+    fn expect_dispatch_alone(&mut self, worker: &[u8], t: u32, id: u64, attempt: u32) {
+        self.expect_dispatch(worker, t, id, attempt);
+        self.expect_nothing();
+    }
+
     // --- state ---
 
     fn stats(&self) -> BrokerStats {

@@ -63,14 +63,11 @@ fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
         h.request(CA, 7, id, Flags::empty(), &[]);
     }
     h.connect_worker(W1, &[7], 1);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 1, 1);
     h.result_answered(W1, CA, 7, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
     h.result_answered(W1, CA, 7, 2);
-    h.expect_dispatch(W1, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 3, 1);
 }
 
 #[test]
@@ -85,8 +82,7 @@ fn least_recently_used_worker_gets_the_next_request() {
     // Complete in the order 2, 3, 1: that is the new LRU order.
     h.result_answered(W2, CA, 7, 2);
     h.result_answered(W3, CA, 7, 3);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     h.request_dispatched(CA, W2, 7, 4);
     h.request_dispatched(CA, W3, 7, 5);
     h.request_dispatched(CA, W1, 7, 6);
@@ -101,8 +97,7 @@ fn lru_skips_workers_that_do_not_serve_the_type() {
     h.connect_worker(W3, &[7, 8], 1);
     h.request_dispatched(CA, W2, 7, 1);
     h.request_dispatched(CA, W3, 7, 2);
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::empty());
     assert_eq!(h.stats().pending, 1);
 }
 
@@ -115,8 +110,7 @@ fn capacity_two_worker_spreads_between_lru_workers() {
     for (id, w) in [(1, W1), (2, W2), (3, W1), (4, W2)] {
         h.request_dispatched(CA, w, 7, id);
     }
-    h.request(CA, 7, 5, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 5, Flags::empty());
 }
 
 #[test]
@@ -164,15 +158,13 @@ fn round_robin_continues_after_the_type_taken_last() {
     h.request_dispatched(CA, W1, 2, 1);
     h.request(CA, 1, 1, Flags::empty(), &[]);
     h.request(CA, 3, 1, Flags::empty(), &[]);
-    h.request(CA, 2, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 2, 2, Flags::empty());
     h.result_answered(W1, CA, 2, 1);
     h.expect_dispatch(W1, 3, 1, 1);
     h.result_answered(W1, CA, 3, 1);
     h.expect_dispatch(W1, 1, 1, 1);
     h.result_answered(W1, CA, 1, 1);
-    h.expect_dispatch(W1, 2, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 2, 2, 1);
 }
 
 #[test]
@@ -203,8 +195,7 @@ fn results_not_assigned_to_the_worker_give_no_credit() {
     h.request_dispatched(CA, W1, 7, 3);
     // Everyone is full now.
     h.request(CA, 7, 4, Flags::empty(), &[]);
-    h.request(CA, 7, 5, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 5, Flags::empty());
 
     // Unknown (type, id).
     h.result(W1, 7, 999, Status::Ok, &[]);
@@ -224,16 +215,14 @@ fn results_not_assigned_to_the_worker_give_no_credit() {
     h.result(W2, 7, 2, Status::Ok, &[b"real"]);
     let r = h.expect_status(CA, 7, 2, Status::Ok);
     assert_eq!(frames(&r.payload), owned(&[b"real"]));
-    h.expect_dispatch(W2, 7, 4, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 4, 1);
 
     // A duplicate result is not a second completion either.
     h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 5, 1);
     h.result(W1, 7, 1, Status::Ok, &[]);
     h.expect_nothing();
-    h.request(CA, 7, 6, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 6, Flags::empty());
     let s = h.stats();
     assert_eq!(s.unknown_results, 4);
     assert_eq!((s.pending, s.in_flight, s.requests_completed), (1, 3, 2));

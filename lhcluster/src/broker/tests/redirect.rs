@@ -21,8 +21,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     h.request(CC, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_receipt_received(CC, 7, 1);
     h.expect_nothing();
-    h.result_answered(W1, CC, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CC, 7, 1);
 }
 
 #[test]
@@ -66,8 +65,7 @@ fn takeover_then_retry_sends_receipt_sent_once() {
     h.expect_nothing();
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA, CB]);
-    h.expect_dispatch(W2, 7, 1, 2);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 1, 2);
 }
 
 #[test]
@@ -96,8 +94,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
     assert_eq!(d.flags, flags_b);
     assert_eq!(frames(&d.payload), owned(&[b"from-b"]));
     h.expect_receipt_sent(CB, 7, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CB, 7, 1);
     h.result(W1, 7, 1, Status::Ok, &[b"answer"]);
@@ -160,11 +157,9 @@ fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
     h.connect_worker(W1, &[7], 1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CB, 7, 1, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CB, 7, 1, Flags::empty());
     assert_eq!(h.stats().requests_redirected, 1);
-    h.result_answered(W1, CB, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CB, 7, 1);
 }
 
 /// protocol.md §5/§6 say REDIRECTED goes to the previous requester only if
@@ -201,8 +196,7 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
     let d = h.expect_dispatch(W2, 7, 1, 2);
     assert_eq!(frames(&d.payload), owned(&[b"new"]));
     h.expect_nothing();
-    h.result_answered(W2, CB, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W2, CB, 7, 1);
 }
 
 #[test]

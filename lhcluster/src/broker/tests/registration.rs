@@ -10,8 +10,7 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]);
-    h.request(CA, 7, 4, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 4, Flags::empty());
 
     // Capacity 3 and one more type: exactly one free credit (3 - 2).
     h.ready(W1, &[7, 8, 8], 3);
@@ -31,8 +30,7 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.result(W1, 7, 1, Status::Ok, &[b"one"]);
     let r = h.expect_status(CA, 7, 1, Status::Ok);
     assert_eq!(frames(&r.payload), owned(&[b"one"]));
-    h.expect_dispatch(W1, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 3, 1);
     assert_eq!(h.stats().unknown_results, 0);
 
     // Capacity down to 1 with 3 in flight: no work until below 1.
@@ -40,11 +38,9 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.expect_welcome(Side::Backend, W1);
     h.expect_nothing();
     h.result_answered(W1, CA, 7, 2);
-    h.result_answered(W1, CA, 8, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 8, 1);
     h.result_answered(W1, CA, 7, 3);
-    h.expect_dispatch(W1, 7, 4, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 4, 1);
 }
 
 #[test]
@@ -57,8 +53,7 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     h.expect_nothing();
     assert_eq!(h.stats().workers, 1);
     // No new work for it, even once it has a free credit again.
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::empty());
     h.result(W1, 7, 1, Status::Ok, &[b"r1"]);
     h.expect_status(CA, 7, 1, Status::Ok);
     h.expect_nothing();
@@ -77,8 +72,7 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     h.expect_reregister(Side::Backend, W1);
     // Another worker picks up the queued request.
     h.connect_worker(W2, &[7], 1);
-    h.expect_dispatch(W2, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 3, 1);
 }
 
 #[test]
@@ -86,23 +80,19 @@ fn a_draining_worker_with_free_credit_gets_no_new_work() {
     let mut h = Harness::with_client_and_worker(3);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     assert_eq!(h.stats().pending, 1);
     // The draining worker still counts as serving the type for FAIL_FAST:
     // the request queues instead of getting NO_WORKERS.
-    h.request(CA, 7, 3, Flags::FAIL_FAST, &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::FAIL_FAST);
     assert_eq!(h.stats().pending, 2);
     h.connect_worker(W2, &[7], 1);
     h.expect_dispatch(W2, 7, 2, 1);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     // W1 is gone; W2 carries on with the queue.
     assert_eq!(h.stats().workers, 1);
     h.result_answered(W2, CA, 7, 2);
-    h.expect_dispatch(W2, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 3, 1);
 }
 
 #[test]
@@ -122,13 +112,11 @@ fn ready_after_disconnect_cancels_draining() {
     let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     h.ready(W1, &[7], 2);
     h.expect_welcome(Side::Backend, W1);
     h.expect_dispatch(W1, 7, 2, 1);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     assert_eq!(h.stats().workers, 1);
 }
 

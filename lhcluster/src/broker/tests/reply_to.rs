@@ -79,11 +79,9 @@ fn a_later_hello_with_the_same_name_rebinds_it() {
     h.connect_worker(W1, &[7], 1);
     h.request_reply_to(CA, (7, 1), Flags::empty(), "bob");
     h.expect_dispatch(W1, 7, 1, 1);
-    h.result_answered(W1, CC, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CC, 7, 1);
     // CB leaving does not release the name CC now holds.
     h.client_sends(CB, Message::Disconnect { route: Vec::new() });
     h.request_reply_to(CA, (7, 2), Flags::empty(), "bob");
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
 }

@@ -85,8 +85,7 @@ fn many_idle_workers_of_other_types_are_skipped() {
     h.connect_worker(W2, &wide, 1);
     h.connect_worker(W1, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     assert_eq!(h.stats().pending, 1);
 }
 
@@ -100,8 +99,7 @@ fn a_worker_re_registering_with_other_types_moves_between_lists() {
     h.result_answered(W1, CA, 30, 1);
     h.connect_worker(W1, &[8], 1);
     h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.request(CA, 30, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 30, 2, Flags::empty());
     h.request_dispatched(CA, W1, 8, 1);
     h.expect_nothing();
 }
