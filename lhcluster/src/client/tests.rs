@@ -233,9 +233,9 @@ fn heartbeat_only_after_own_interval_of_silence() {
     let _handle = h.send(50, (7, 1), Flags::empty());
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["HEARTBEAT"]);
+    assert_eq!(h.core.stats().heartbeats_sent, 1);
     h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(200, 250);
-    let s = h.core.stats();
-    assert_eq!((s.heartbeats_sent, s.heartbeats_received), (2, 1));
+    assert_eq!(h.core.stats().heartbeats_received, 1);
 }
 
 #[test]

@@ -204,6 +204,12 @@ impl Harness {
         Self::ready_with(&config())
     }
 
+    /// Client `a` greeted at 0.
+    fn with_a(mut self) -> Self {
+        self.greet(0, A, None);
+        self
+    }
+
     fn stats(&self) -> ClientProxyStats {
         self.core.stats()
     }
@@ -368,8 +374,7 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
 
 #[test]
 fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     let s = h.stats();
@@ -395,8 +400,7 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
 
 #[test]
 fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     // 3 × 200 ms without a word from the broker.
     for n in (50..=600).step_by(50) {
@@ -415,8 +419,7 @@ fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
 
 #[test]
 fn broker_messages_while_disconnected_are_ignored() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     // Late frames from the old socket change nothing.
@@ -515,8 +518,7 @@ fn a_request_from_an_unknown_client_is_served_and_answered_reregister() {
 
 #[test]
 fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let actions = h.send(5, A, (1, 7), Flags::empty(), &[b"x", b"", b"yz"]);
     assert_forwarded(
         only_request(&actions),
@@ -539,8 +541,7 @@ fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
 
 #[test]
 fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let cases = [
         (Flags::RECEIPT_ON_SEND, true),
         (Flags::RECEIPT_ON_RECEIVE | Flags::NOTIFY_ON_DEATH, true),
@@ -575,8 +576,7 @@ fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
 
 #[test]
 fn reply_to_is_forwarded_unchanged() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let msg = request_msg((1, 7), Flags::RECEIPT_ON_SEND, Some("bob"), &[b"x"]);
     let actions = h.client(1, A, msg);
     let r = only_request(&actions);
@@ -586,8 +586,7 @@ fn reply_to_is_forwarded_unchanged() {
 
 #[test]
 fn a_client_resending_a_buffered_request_gets_a_resend_not_a_second_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 7), Flags::empty(), &[b"xyz"]);
     let actions = h.send(50, A, (1, 7), Flags::empty(), &[b"xyz"]);
     assert_forwarded(only_request(&actions), A, (1, 7), Flags::empty(), &[b"xyz"]);
@@ -610,8 +609,7 @@ fn a_client_resending_a_buffered_request_gets_a_resend_not_a_second_entry() {
 
 #[test]
 fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"aa"]);
     h.send(0, B, (1, 2), Flags::empty(), &[b"bbb"]);
@@ -639,8 +637,7 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
 
 #[test]
 fn every_response_status_ends_the_entry_and_reaches_the_client() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     for (id, status) in [Status::Ok].into_iter().chain(NOT_OK).enumerate() {
         h.send(0, A, (3, id as u64), Flags::empty(), &[b"p"]);
         let msg = response(A, 3, id as u64, status, Some(&format!("text {id}")), &[]);
@@ -670,8 +667,7 @@ fn a_response_for_a_gone_client_is_counted_unroutable() {
 
 #[test]
 fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
     let actions = h.feed(10, Message::ReceiptSent(rref(A, 1, 7)));
@@ -693,8 +689,7 @@ fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
 
 #[test]
 fn a_one_way_receipt_on_receive_entry_ends_only_at_receipt_received() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::ONE_WAY | Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
     assert_eq!(
@@ -714,8 +709,7 @@ fn a_one_way_receipt_on_receive_entry_ends_only_at_receipt_received() {
 
 #[test]
 fn a_one_way_receipt_on_send_entry_ends_at_receipt_sent() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(
         0,
         A,
@@ -738,8 +732,7 @@ fn a_one_way_receipt_on_send_entry_ends_at_receipt_sent() {
 
 #[test]
 fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, Some("bob"));
     // a asks for the response to go to bob, and for RECEIPT_ON_RECEIVE (the
     // client resolves such a request at that receipt).
@@ -762,8 +755,7 @@ fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
 
 #[test]
 fn resend_timer_starts_at_resend_initial_then_doubles_up_to_resend_max() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::RECEIPT_ON_SEND;
     h.send(0, A, (1, 7), flags, &[b"p"]);
     // +100, +200, +400 (capped), +400, +400: never earlier.
@@ -782,8 +774,7 @@ fn resend_timer_starts_at_resend_initial_then_doubles_up_to_resend_max() {
 
 #[test]
 fn each_request_has_its_own_timer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     h.send(30, A, (1, 2), Flags::empty(), &[]);
     let mut seen = Vec::new();
@@ -797,17 +788,11 @@ fn each_request_has_its_own_timer() {
 
 #[test]
 fn no_resend_while_disconnected_then_everything_once_after_welcome() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"one"]);
-    h.send(
-        0,
-        B,
-        (2, 2),
-        Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE,
-        &[b"two"],
-    );
+    let one_way = Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE;
+    h.send(0, B, (2, 2), one_way, &[b"two"]);
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
     for n in 51..=149 {
         let actions = h.tick(n);
@@ -820,14 +805,10 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
     assert_eq!(no_heartbeats(&h.tick(150)), ["CONNECT"]);
     h.greeted_broker(150);
     // Greeting is not a session: nothing is re-sent (HELLO is repeated).
-    for n in 151..=399 {
-        let actions = h.tick_alive(n);
-        assert!(
-            requests(&actions).is_empty(),
-            "at {n}: {:?}",
-            kinds(&actions)
-        );
-    }
+    let resent: Vec<u64> = (151..=399)
+        .filter(|&n| !requests(&h.tick_alive(n)).is_empty())
+        .collect();
+    assert!(resent.is_empty(), "re-sent at {resent:?}");
     let actions = h.welcome(400);
     let mut sent: Vec<(Vec<u8>, RequestId, Vec<Vec<u8>>)> = requests(&actions)
         .into_iter()
@@ -929,16 +910,10 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
 fn max_buffered_answers_overloaded_and_forwards_nothing() {
     let mut c = config();
     c.max_buffered = 2;
-    let mut h = Harness::ready_with(&c);
-    h.greet(0, A, None);
+    let mut h = Harness::ready_with(&c).with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"abc"]);
-    h.send(
-        0,
-        A,
-        (1, 2),
-        Flags::ONE_WAY | Flags::RECEIPT_ON_SEND,
-        &[b"abc"],
-    );
+    let one_way = Flags::ONE_WAY | Flags::RECEIPT_ON_SEND;
+    h.send(0, A, (1, 2), one_way, &[b"abc"]);
     let actions = h.send(1, A, (1, 3), Flags::empty(), &[b"abc"]);
     let r = only_response(&actions, A);
     assert_eq!(
@@ -971,8 +946,7 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
 fn max_buffered_bytes_answers_overloaded() {
     let mut c = config();
     c.max_buffered_bytes = 10;
-    let mut h = Harness::ready_with(&c);
-    h.greet(0, A, None);
+    let mut h = Harness::ready_with(&c).with_a();
     assert_eq!(
         requests(&h.send(0, A, (1, 1), Flags::empty(), &[b"123", b"456"])).len(),
         1
@@ -1107,8 +1081,7 @@ fn a_named_client_leaving_while_disconnected_sends_no_goodbye() {
 
 #[test]
 fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 7), Flags::empty(), &[b"x"]);
     h.send(0, A, (1, 8), Flags::empty(), &[b"y"]);
     // Without a request: about the proxy itself, nothing to forward.
@@ -1136,8 +1109,7 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
 
 #[test]
 fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     // Not a header at all.
@@ -1186,8 +1158,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
 
 #[test]
 fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     let actions = h.feed_raw(1, &[0xff, 0xff], Payload::new());
     match only_to_broker(&actions) {
@@ -1216,8 +1187,7 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
 
 #[test]
 fn an_error_is_never_answered_with_an_error() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let error = || {
         Message::Error(ErrorReply {
             error: "yours".into(),
@@ -1242,8 +1212,7 @@ fn an_error_is_never_answered_with_an_error() {
 
 #[test]
 fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, Some("bob"));
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     let actions = h.stop(10);
@@ -1274,8 +1243,7 @@ fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
 
 #[test]
 fn idle_clients_get_heartbeats_and_busy_ones_do_not() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, B, (1, 1), Flags::empty(), &[]);
     // Something for b at 60: b is not idle until 160.

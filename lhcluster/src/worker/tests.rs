@@ -72,6 +72,20 @@ fn only_result(actions: &[Action]) -> &WorkResult {
     r[0]
 }
 
+/// The one RESULT of `actions`, which answers `key` with `status`.
+fn only_result_of(
+    actions: &[Action],
+    key: (RequestType, RequestId),
+    status: Status,
+) -> &WorkResult {
+    let r = only_result(actions);
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (key.0, key.1, status)
+    );
+    r
+}
+
 fn only_run(actions: &[Action]) -> &Dispatch {
     match actions {
         [Action::Run(d)] => d,
@@ -298,11 +312,7 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
     h.feed(10, dispatch(10, 2, Flags::empty()));
 
     let actions = h.done(20, (10, 1), Err(HandlerError::failed("disk full")));
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.status),
-        (10, 1, Status::Failed)
-    );
+    let r = only_result_of(&actions, (10, 1), Status::Failed);
     assert_eq!(r.error.as_deref(), Some("disk full"));
     assert!(r.payload.is_empty());
 
@@ -348,11 +358,7 @@ fn one_way_requests_get_a_result_too() {
 fn unserved_type_is_answered_bad_request_and_not_run() {
     let mut h = Harness::registered();
     let actions = h.feed(10, dispatch(99, 5, Flags::RECEIPT_ON_RECEIVE));
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.status),
-        (99, 5, Status::BadRequest)
-    );
+    let r = only_result_of(&actions, (99, 5), Status::BadRequest);
     let error = r.error.as_deref().unwrap_or_default();
     assert!(
         error.contains("99"),
