@@ -36,8 +36,7 @@ fn total_queue_bound_answers_overloaded() {
     h.request(CA, 2, 1, Flags::empty(), &[]);
     h.request_held(CA, 3, 1, Flags::empty());
     h.request(CA, 4, 1, Flags::empty(), &[]);
-    h.expect_status(CA, 4, 1, Status::Overloaded);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 4, 1, Status::Overloaded);
     let s = h.stats();
     assert_eq!((s.requests_overloaded, s.pending), (1, 3));
     // The refused request left no type behind.
@@ -55,8 +54,7 @@ fn zero_bounds_still_dispatch_to_a_free_worker() {
     h.request_dispatched(CA, W1, 7, 1);
     // The worker is busy now: nothing may be queued.
     h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_status(CA, 7, 2, Status::Overloaded);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 2, Status::Overloaded);
     let s = h.stats();
     assert_eq!((s.pending, s.in_flight, s.requests_overloaded), (0, 1, 1));
 }
@@ -68,8 +66,7 @@ fn fail_fast_without_worker_answers_no_workers() {
     let r = h.expect_status(CA, 7, 1, Status::NoWorkers);
     assert!(r.payload.is_empty());
     h.request(CA, 7, 2, Flags::FAIL_FAST | Flags::ONE_WAY, &[]);
-    h.expect_status(CA, 7, 2, Status::NoWorkers);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 2, Status::NoWorkers);
     let s = h.stats();
     assert_eq!(
         (s.requests_no_workers, s.pending, s.requests_received),

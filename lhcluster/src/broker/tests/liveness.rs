@@ -95,8 +95,7 @@ fn a_silent_worker_is_declared_dead_after_liveness_times_its_interval() {
     );
     assert_eq!((h.stats().workers, h.stats().worker_deaths), (1, 0));
     h.tick_at(1501);
-    h.expect_status(CA, 7, 1, Status::WorkerDeath);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::WorkerDeath);
     let s = h.stats();
     assert_eq!(
         (s.workers, s.worker_deaths, s.requests_worker_death),

@@ -135,6 +135,13 @@ impl Harness {
         h
     }
 
+    /// `CA` and `CB` connected.
+    fn with_two_clients() -> Self {
+        let mut h = Self::with_client();
+        h.connect(CB);
+        h
+    }
+
     /// `CA` connected, and `W1` serving type 7 with `capacity` credits.
     fn with_client_and_worker(capacity: u32) -> Self {
         let mut h = Self::with_client();
@@ -490,6 +497,25 @@ impl Harness {
     fn result_answered_alone(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
         self.result_answered(worker, client, t, id);
         self.expect_nothing();
+    }
+
+    /// [`Harness::expect_status`], and nothing else goes out.
+    fn expect_status_alone(&mut self, client: &[u8], t: u32, id: u64, status: Status) {
+        self.expect_status(client, t, id, status);
+        self.expect_nothing();
+    }
+
+    /// A DISPATCH to `worker` of `(t, id)`, attempt `attempt`, carrying
+    /// `body`.
+    fn expect_dispatch_of(
+        &mut self,
+        worker: &[u8],
+        (t, id): (u32, u64),
+        attempt: u32,
+        body: &[&[u8]],
+    ) {
+        let d = self.expect_dispatch(worker, t, id, attempt);
+        assert_eq!(frames(&d.payload), owned(body));
     }
 
     /// [`Harness::expect_dispatch`], and nothing else goes out.

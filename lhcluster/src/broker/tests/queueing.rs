@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
-    let mut h = Harness::with_client();
-    h.connect(CB);
+    let mut h = Harness::with_two_clients();
     // Ids in non-sorted order: the queue is FIFO, not by id.
     h.request(CA, 7, 30, Flags::empty(), &[b"first"]);
     h.request(CB, 7, 10, Flags::empty(), &[b"second"]);
@@ -40,8 +39,7 @@ fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
     h.result(W1, 7, 30, Status::Ok, &[b"r30"]);
     h.expect_status(CA, 7, 30, Status::Ok);
     h.result(W1, 7, 20, Status::Ok, &[b"r20"]);
-    h.expect_status(CA, 7, 20, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 20, Status::Ok);
 }
 
 #[test]
@@ -179,8 +177,7 @@ fn a_worker_never_has_more_than_its_capacity_in_flight() {
     assert_eq!(h.type_stats(7), ts(3, 2, 0, 1, 2, 1));
 
     h.result_answered(W1, CA, 7, 2);
-    let d = h.expect_dispatch(W1, 7, 3, 1);
-    assert_eq!(frames(&d.payload), owned(&[b"third"]));
+    h.expect_dispatch_of(W1, (7, 3), 1, &[b"third"]);
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.pending, s.in_flight), (0, 2));

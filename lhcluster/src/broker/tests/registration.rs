@@ -55,12 +55,10 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     // No new work for it, even once it has a free credit again.
     h.request_held(CA, 7, 3, Flags::empty());
     h.result(W1, 7, 1, Status::Ok, &[b"r1"]);
-    h.expect_status(CA, 7, 1, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::Ok);
     assert_eq!(h.stats().workers, 1);
     h.result(W1, 7, 2, Status::Failed, &[]);
-    h.expect_status(CA, 7, 2, Status::Failed);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 2, Status::Failed);
     let s = h.stats();
     assert_eq!(
         (s.workers, s.worker_deaths, s.requests_worker_death),
@@ -102,8 +100,7 @@ fn a_draining_worker_that_goes_silent_dies() {
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     kill_by_silence(&mut h, W1, &[], &[CA]);
-    h.expect_status(CA, 7, 1, Status::WorkerDeath);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::WorkerDeath);
     assert_eq!(h.stats().workers, 0);
 }
 

@@ -47,8 +47,7 @@ fn a_retried_request_from_a_long_queue_keeps_its_payload() {
     h.tick(3 * u64::from(HB) + 10);
     h.take();
     h.connect_worker(W2, &[7], 1);
-    let d = h.expect_dispatch(W2, 7, 0, 2);
-    assert_eq!(frames(&d.payload), owned(&[&0_u64.to_le_bytes(), b"x"]));
+    h.expect_dispatch_of(W2, (7, 0), 2, &[&0_u64.to_le_bytes(), b"x"]);
 }
 
 #[test]
