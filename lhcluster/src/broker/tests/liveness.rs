@@ -225,14 +225,7 @@ fn next_tick_follows_the_shortest_interval() {
 #[test]
 fn a_silent_client_is_forgotten_after_liveness_times_its_interval() {
     let mut h = Harness::new();
-    h.client_sends(
-        CA,
-        Message::Hello(Hello {
-            heartbeat_ms: 200,
-            name: Some("alice".into()),
-            route: Vec::new(),
-        }),
-    );
+    h.hello_every(CA, Some("alice"), 200);
     h.expect_welcome(Side::Frontend, CA);
     h.connect(CB);
     h.tick_at(600);

@@ -207,14 +207,17 @@ impl Harness {
     }
 
     fn hello(&mut self, client: &[u8], name: Option<&str>) {
-        self.client_sends(
-            client,
-            Message::Hello(Hello {
-                heartbeat_ms: HB,
-                name: name.map(str::to_owned),
-                route: Vec::new(),
-            }),
-        );
+        self.hello_every(client, name, HB);
+    }
+
+    /// A HELLO announcing the interval `heartbeat_ms`.
+    fn hello_every(&mut self, client: &[u8], name: Option<&str>, heartbeat_ms: u32) {
+        let hello = Hello {
+            heartbeat_ms,
+            name: name.map(str::to_owned),
+            route: Vec::new(),
+        };
+        self.client_sends(client, Message::Hello(hello));
     }
 
     /// HELLO and its WELCOME.
@@ -497,6 +500,29 @@ impl Harness {
     fn result_answered_alone(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
         self.result_answered(worker, client, t, id);
         self.expect_nothing();
+    }
+
+    /// `worker` sends an `OK` result carrying `body`, which reaches
+    /// `client` as an `OK` response with the same payload; nothing else
+    /// goes out.
+    fn result_relayed(
+        &mut self,
+        worker: &[u8],
+        client: &[u8],
+        (t, id): (u32, u64),
+        body: &[&[u8]],
+    ) {
+        self.result(worker, t, id, Status::Ok, body);
+        let r = self.expect_status(client, t, id, Status::Ok);
+        assert_eq!(frames(&r.payload), owned(body));
+        self.expect_nothing();
+    }
+
+    /// The queued `(t, id)` goes to `worker` as attempt 1, alone, and its
+    /// `OK` result is answered to `client`.
+    fn dispatch_answered(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
+        self.expect_dispatch_alone(worker, t, id, 1);
+        self.result_answered(worker, client, t, id);
     }
 
     /// [`Harness::expect_status`], and nothing else goes out.

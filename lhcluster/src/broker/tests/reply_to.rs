@@ -7,14 +7,7 @@ use super::*;
 fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
     let mut h = Harness::new();
     h.connect_named(CA, "alice");
-    h.client_sends(
-        CA,
-        Message::Hello(Hello {
-            heartbeat_ms: 100,
-            name: Some("alicia".into()),
-            route: Vec::new(),
-        }),
-    );
+    h.hello_every(CA, Some("alicia"), 100);
     h.expect_welcome(Side::Frontend, CA);
     h.expect_nothing();
     assert_eq!(h.stats().clients, 1);
@@ -54,10 +47,7 @@ fn reply_to_sends_the_response_to_the_named_client_and_receipts_to_the_sender() 
     h.expect_receipt_sent(CA, 7, 1);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
-    h.result(W1, 7, 1, Status::Ok, &[b"for-bob"]);
-    let r = h.expect_status(CB, 7, 1, Status::Ok);
-    assert_eq!(frames(&r.payload), owned(&[b"for-bob"]));
-    h.expect_nothing();
+    h.result_relayed(W1, CB, (7, 1), &[b"for-bob"]);
 }
 
 #[test]
