@@ -22,8 +22,7 @@ fn duplicate_from_another_client_while_pending_is_rejected() {
 
 #[test]
 fn duplicate_from_another_client_while_in_flight_is_rejected() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_two_clients().and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     // Even a one-way duplicate gets its refusal.
     h.request(CB, 7, 1, Flags::ONE_WAY, &[]);
@@ -85,8 +84,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
 
 #[test]
 fn a_completed_key_is_released_and_runs_again() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::empty(), &[b"one"]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.result_answered(W1, CA, 7, 1);

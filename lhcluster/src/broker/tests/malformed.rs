@@ -13,8 +13,7 @@ fn assert_traffic_flows(h: &mut Harness, client: &[u8], worker: &[u8], t: u32, i
 
 #[test]
 fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
 
     h.frontend_raw(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));

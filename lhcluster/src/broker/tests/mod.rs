@@ -144,9 +144,13 @@ impl Harness {
 
     /// `CA` connected, and `W1` serving type 7 with `capacity` credits.
     fn with_client_and_worker(capacity: u32) -> Self {
-        let mut h = Self::with_client();
-        h.connect_worker(W1, &[7], capacity);
-        h
+        Self::with_client().and_worker(capacity)
+    }
+
+    /// `W1` connected too, serving type 7 with `capacity` credits.
+    fn and_worker(mut self, capacity: u32) -> Self {
+        self.connect_worker(W1, &[7], capacity);
+        self
     }
 
     fn with_config(f: impl FnOnce(&mut BrokerConfig)) -> Self {
@@ -554,6 +558,16 @@ impl Harness {
 
     fn stats(&self) -> BrokerStats {
         self.core.stats()
+    }
+
+    /// The requests received, dispatched and completed.
+    fn request_counts(&self) -> (u64, u64, u64) {
+        let s = self.stats();
+        (
+            s.requests_received,
+            s.requests_dispatched,
+            s.requests_completed,
+        )
     }
 
     fn type_stats(&self, t: u32) -> TypeStats {

@@ -25,8 +25,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 
 #[test]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
     h.request(CA, 7, 1, flags, &[b"a"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -44,8 +43,7 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
 
 #[test]
 fn takeover_then_retry_sends_receipt_sent_once() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.request(
@@ -97,8 +95,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
 
 #[test]
 fn takeover_of_an_in_flight_request_moves_the_response() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
     h.request(CA, 7, 1, flags_a, &[b"a"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -121,8 +118,7 @@ fn takeover_of_an_in_flight_request_moves_the_response() {
 
 #[test]
 fn takeover_by_a_one_way_request_sends_no_outcome() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(
         CA,
         7,
@@ -139,8 +135,7 @@ fn takeover_by_a_one_way_request_sends_no_outcome() {
 
 #[test]
 fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.request_held(CB, 7, 1, Flags::empty());
@@ -168,8 +163,7 @@ fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
 
 #[test]
 fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
-    let mut h = Harness::with_two_clients();
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[b"old"]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.request(CB, 7, 1, Flags::RETRY_ON_DEATH, &[b"new"]);
