@@ -112,31 +112,15 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("the handler refuses an empty text:");
-    match client
-        .send_typed(&Echo {
-            text: String::new(),
-            times: 1,
-        })?
-        .wait()
-    {
-        Err(TypedRequestError::Request(RequestError::Status {
-            status: Status::BadRequest,
-            message,
-        })) => println!("  BAD_REQUEST: {message}"),
-        other => bail!("expected BAD_REQUEST, got {other:?}"),
-    }
+    let empty = Echo {
+        text: String::new(),
+        times: 1,
+    };
+    print_bad_request(client.send_typed(&empty)?.wait())?;
 
     println!("a payload the worker cannot decode:");
-    match client
-        .send_typed(&other_version::Echo { text: vec![1, 2] })?
-        .wait()
-    {
-        Err(TypedRequestError::Request(RequestError::Status {
-            status: Status::BadRequest,
-            message,
-        })) => println!("  BAD_REQUEST: {message}"),
-        other => bail!("expected BAD_REQUEST, got {other:?}"),
-    }
+    let undecodable = other_version::Echo { text: vec![1, 2] };
+    print_bad_request(client.send_typed(&undecodable)?.wait())?;
 
     println!("one-way, with a receipt when the worker takes it:");
     client
@@ -177,6 +161,23 @@ fn echo(req: Echo, ctx: &RequestContext) -> Result<EchoReply, HandlerError> {
         worker: "echo-worker".into(),
         attempt: ctx.attempt,
     })
+}
+
+/// Prints the message of a request refused with `BAD_REQUEST`; any other
+/// outcome is an error.
+fn print_bad_request<T: std::fmt::Debug>(
+    outcome: Result<T, TypedRequestError>,
+) -> anyhow::Result<()> {
+    match outcome {
+        Err(TypedRequestError::Request(RequestError::Status {
+            status: Status::BadRequest,
+            message,
+        })) => {
+            println!("  BAD_REQUEST: {message}");
+            Ok(())
+        }
+        other => bail!("expected BAD_REQUEST, got {other:?}"),
+    }
 }
 
 /// Polls a future to completion on this thread: the SDK needs no runtime.

@@ -12,39 +12,48 @@ use support::{
     LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, wait_workers, worker,
 };
 
+/// `lhcluster request --to <front> <args…>`.
+fn request_args<'a>(front: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["request", "--to", front];
+    all.extend_from_slice(args);
+    all
+}
+
+/// A request run to its end: exit code, stdout, stderr.
+fn request(front: &str, args: &[&str]) -> (i32, String, String) {
+    run(&request_args(front, args))
+}
+
+/// A request left running in the background.
+fn start_request(front: &str, args: &[&str]) -> Proc {
+    Proc::start(&request_args(front, args))
+}
+
 #[test]
 fn echo_round_trip_with_receipts() {
     limited(|| {
         let c = broker(&[]);
         let _w = worker(&c.back, &["--type", "echo", "--echo"]);
         wait_workers(&c.front, 1);
-        let (code, out, err) = run(&[
-            "request",
-            "--to",
+        let (code, out, err) = request(
             &c.front,
-            "--type",
-            "echo",
-            "--payload",
-            "hello",
-            "--receipt",
-            "sent",
-            "--receipt",
-            "received",
-        ]);
+            &[
+                "--type",
+                "echo",
+                "--payload",
+                "hello",
+                "--receipt",
+                "sent",
+                "--receipt",
+                "received",
+            ],
+        );
         assert_eq!(code, 0, "{out}\n{err}");
         assert_eq!(out, "receipt: sent\nreceipt: received\nstatus: ok\nhello");
-        let (code, out, _) = run(&[
-            "request",
-            "--to",
+        let (code, out, _) = request(
             &c.front,
-            "--type",
-            "echo",
-            "--id",
-            "5",
-            "--payload",
-            "x",
-            "--json",
-        ]);
+            &["--type", "echo", "--id", "5", "--payload", "x", "--json"],
+        );
         assert_eq!(code, 0);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "ok");
@@ -71,20 +80,13 @@ fn exec_worker_success_and_failure() {
             &["--type", "fail", "--exec", "echo 'disk full' >&2; exit 3"],
         );
         wait_workers(&c.front, 2);
-        let (code, out, _) = run(&[
-            "request",
-            "--to",
+        let (code, out, _) = request(
             &c.front,
-            "--type",
-            "upper",
-            "--id",
-            "9",
-            "--payload",
-            "shout",
-        ]);
+            &["--type", "upper", "--id", "9", "--payload", "shout"],
+        );
         assert_eq!(code, 0);
         assert_eq!(out, "status: ok\nSHOUT 9");
-        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "fail"]);
+        let (code, out, _) = request(&c.front, &["--type", "fail"]);
         assert_eq!(code, 3, "{out}");
         assert!(
             out.contains("status: failed") && out.contains("disk full"),
@@ -103,16 +105,10 @@ fn one_way_request_runs() {
         let cmd = format!("cat > {}", marker.display());
         let _w = worker(&c.back, &["--type", "log", "--exec", &cmd]);
         wait_workers(&c.front, 1);
-        let (code, out, _) = run(&[
-            "request",
-            "--to",
+        let (code, out, _) = request(
             &c.front,
-            "--type",
-            "log",
-            "--one-way",
-            "--payload",
-            "line",
-        ]);
+            &["--type", "log", "--one-way", "--payload", "line"],
+        );
         assert_eq!(code, 0, "{out}");
         let deadline = Instant::now() + LIMIT;
         while std::fs::read_to_string(&marker).unwrap_or_default() != "line" {
@@ -128,33 +124,19 @@ fn duplicate_is_rejected_and_overload_and_no_workers_have_their_codes() {
         let c = broker(&["--max-pending-per-type", "1"]);
         let _w = worker(&c.back, &["--type", "slow", "--exec", "sleep 5; cat"]);
         wait_workers(&c.front, 1);
-        let first = Proc::start(&[
-            "request",
-            "--to",
+        let first = start_request(
             &c.front,
-            "--type",
-            "slow",
-            "--id",
-            "1",
-            "--receipt",
-            "sent",
-        ]);
+            &["--type", "slow", "--id", "1", "--receipt", "sent"],
+        );
         first.expect_line("receipt: sent");
-        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "slow", "--id", "1"]);
+        let (code, out, _) = request(&c.front, &["--type", "slow", "--id", "1"]);
         assert_eq!(code, 5, "{out}");
         assert!(out.contains("status: rejected"));
         // One queued (the worker is busy), the next is over the bound.
-        let _queued = Proc::start(&[
-            "request",
-            "--to",
+        let _queued = start_request(
             &c.front,
-            "--type",
-            "slow",
-            "--id",
-            "2",
-            "--timeout",
-            "10s",
-        ]);
+            &["--type", "slow", "--id", "2", "--timeout", "10s"],
+        );
         let deadline = Instant::now() + LIMIT;
         loop {
             let (_, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
@@ -168,27 +150,12 @@ fn duplicate_is_rejected_and_overload_and_no_workers_have_their_codes() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let (code, out, _) = run(&["request", "--to", &c.front, "--type", "slow", "--id", "3"]);
+        let (code, out, _) = request(&c.front, &["--type", "slow", "--id", "3"]);
         assert_eq!(code, 6, "{out}");
         assert!(out.contains("status: overloaded"));
-        let (code, _, _) = run(&[
-            "request",
-            "--to",
-            &c.front,
-            "--type",
-            "nobody",
-            "--fail-fast",
-        ]);
+        let (code, _, _) = request(&c.front, &["--type", "nobody", "--fail-fast"]);
         assert_eq!(code, 9);
-        let (code, _, _) = run(&[
-            "request",
-            "--to",
-            &c.front,
-            "--type",
-            "nobody",
-            "--timeout",
-            "300ms",
-        ]);
+        let (code, _, _) = request(&c.front, &["--type", "nobody", "--timeout", "300ms"]);
         assert_eq!(code, 11);
     });
 }
@@ -199,18 +166,18 @@ fn worker_killed_mid_request_is_retried_on_another() {
         let c = broker(&[]);
         let doomed = worker(&c.back, &["--type", "job", "--exec", "sleep 20; cat"]);
         wait_workers(&c.front, 1);
-        let request = Proc::start(&[
-            "request",
-            "--to",
+        let request = start_request(
             &c.front,
-            "--type",
-            "job",
-            "--payload",
-            "rescued",
-            "--retry-on-death",
-            "--receipt",
-            "sent",
-        ]);
+            &[
+                "--type",
+                "job",
+                "--payload",
+                "rescued",
+                "--retry-on-death",
+                "--receipt",
+                "sent",
+            ],
+        );
         request.expect_line("receipt: sent");
         let _rescuer = worker(&c.back, &["--type", "job", "--echo"]);
         wait_workers(&c.front, 2);
@@ -227,17 +194,17 @@ fn broker_killed_and_restarted_under_a_proxy() {
         let first = broker_on(&front, &back, &[]);
         let (_proxy, bind) = proxy(&front, &["--resend", "300ms"]);
         // No worker yet: the request waits in the broker (and the proxy).
-        let request = Proc::start(&[
-            "request",
-            "--to",
+        let request = start_request(
             &bind,
-            "--type",
-            "echo",
-            "--payload",
-            "survives",
-            "--receipt",
-            "received",
-        ]);
+            &[
+                "--type",
+                "echo",
+                "--payload",
+                "survives",
+                "--receipt",
+                "received",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(300));
         first.signal("KILL");
         drop(first);

@@ -4,9 +4,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use lhcluster::client::{Client, ClientConfig};
-use lhcluster::worker::WorkerConfig;
-use lhcluster::{Broker, BrokerConfig};
+use lhcluster::client::{
+    Client, ClientConfig, ClientEvent, Outcome, ReceiptKind, RequestBuilder, ResponseHandle,
+};
+use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
+use lhcluster::{Broker, BrokerConfig, Flags, Payload};
 
 /// A unique `inproc://` endpoint.
 pub fn inproc(name: &str) -> String {
@@ -83,6 +85,94 @@ pub fn client(broker: &Broker) -> Client {
         "client connects"
     );
     client
+}
+
+/// A handler that answers with the request's payload.
+pub fn echo(payload: Payload, _: &RequestContext) -> Result<Payload, HandlerError> {
+    Ok(payload)
+}
+
+/// A worker of `broker` that echoes every type of `types`.
+pub fn echo_worker(broker: &Broker, types: &[u32]) -> Worker {
+    let mut builder = Worker::builder(worker_config(broker));
+    for &t in types {
+        builder = builder.handle_raw(t, echo);
+    }
+    builder.start().expect("worker starts")
+}
+
+/// A broker over `transport`, an echo worker of `types` and a connected
+/// client: the request path, ready to serve.
+pub fn served(transport: Transport, types: &[u32]) -> (Broker, Worker, Client) {
+    let broker = broker(transport);
+    let worker = echo_worker(&broker, types);
+    let client = client(&broker);
+    (broker, worker, client)
+}
+
+/// A payload's frames as text, joined by `|`.
+pub fn text(payload: &Payload) -> String {
+    payload
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// `request` with the id `i` and the payload `n{i}`: one of a numbered
+/// window of requests.
+pub fn numbered(request: RequestBuilder<'_>, i: u64) -> RequestBuilder<'_> {
+    request.id(i).payload_bytes(format!("n{i}").as_bytes())
+}
+
+/// Sends `request` with `flags` and `RECEIPT_ON_SEND`, and waits until the
+/// broker has handed it to a worker.
+pub fn send_until_dispatched(request: RequestBuilder<'_>, flags: Flags) -> ResponseHandle {
+    let handle = request
+        .flags(flags | Flags::RECEIPT_ON_SEND)
+        .send()
+        .expect("request sent");
+    let dispatched = handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5));
+    assert!(dispatched, "the request reaches a worker");
+    handle
+}
+
+/// The outcome of request `request_id` that an event of `client` reports
+/// (an untracked request's, or one sent to it by name), waiting for the
+/// events as they come; `None` if the client stops first.
+pub fn response_event(client: &Client, request_id: u64) -> Option<Outcome> {
+    client.events().iter().find_map(|e| match e {
+        ClientEvent::Response {
+            request_id: id,
+            outcome,
+            ..
+        } if id == request_id => Some(outcome),
+        _ => None,
+    })
+}
+
+/// Waits until `broker` counts `n` workers, and fails the test if it does
+/// not within `timeout`.
+pub fn expect_workers(broker: &Broker, n: u64, timeout: Duration) {
+    let counted = eventually(timeout, || broker.stats().unwrap().workers == n);
+    assert!(counted, "the broker should count {n} workers");
+}
+
+/// Two tests of `$body(transport)`, each under the time limit `$limit`:
+/// `$inproc` over `inproc://`, `$tcp` over loopback TCP.
+#[macro_export]
+macro_rules! inproc_and_tcp_tests {
+    ($limit:expr, $body:expr, $inproc:ident, $tcp:ident) => {
+        #[test]
+        fn $inproc() {
+            $crate::time_limit($limit, || ($body)($crate::Transport::Inproc));
+        }
+
+        #[test]
+        fn $tcp() {
+            $crate::time_limit($limit, || ($body)($crate::Transport::Tcp));
+        }
+    };
 }
 
 /// Runs `f` on its own thread and fails the test if it takes longer than

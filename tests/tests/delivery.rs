@@ -100,26 +100,21 @@ fn retry_on_death_completes_on_a_second_worker() {
         let broker = broker(Transport::Tcp);
         let (doomed, _release) = blocking_worker(&broker, 1);
         let client = client(&broker);
-        let handle = client
-            .request(1)
-            .payload_bytes(b"work")
-            .flags(Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let handle = send_until_dispatched(
+            client.request(1).payload_bytes(b"work"),
+            Flags::RETRY_ON_DEATH,
+        );
         let _rescuer = start_echo(&broker, &[1]);
-        assert!(eventually(Duration::from_secs(5), || broker
-            .stats()
-            .unwrap()
-            .workers
-            == 2));
+        expect_workers(&broker, 2, Duration::from_secs(5));
         doomed.abort().unwrap();
         let reply = handle.wait().unwrap();
         assert_eq!(last_frame(&reply), "attempt=2");
         assert_eq!(&reply.payload[0][..], b"work");
         let stats = broker.stats().unwrap();
-        assert_eq!(stats.requests_retried, 1);
-        assert_eq!(stats.requests_worker_death, 0);
+        assert_eq!(
+            (stats.requests_retried, stats.requests_worker_death),
+            (1, 0)
+        );
         // RECEIPT_ON_SEND is sent once, not again for the retry.
         assert_eq!(receipt_events(&client), [ReceiptKind::Sent]);
     });
@@ -131,18 +126,9 @@ fn retries_are_bounded_by_max_tries() {
         let broker = broker(Transport::Inproc);
         let client = client(&broker);
         let (first, _r1) = blocking_worker(&broker, 1);
-        let handle = client
-            .request(1)
-            .flags(Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let handle = send_until_dispatched(client.request(1), Flags::RETRY_ON_DEATH);
         let (second, _r2) = blocking_worker(&broker, 1);
-        assert!(eventually(Duration::from_secs(5), || broker
-            .stats()
-            .unwrap()
-            .workers
-            == 2));
+        expect_workers(&broker, 2, Duration::from_secs(5));
         first.abort().unwrap();
         assert!(eventually(Duration::from_secs(5), || {
             broker.stats().unwrap().requests_retried == 1
@@ -164,13 +150,7 @@ fn worker_death_policies() {
         let client = client(&broker);
         for (id, flags) in [(1, Flags::NOTIFY_ON_DEATH), (2, Flags::empty())] {
             let (worker, _release) = blocking_worker(&broker, 1);
-            let handle = client
-                .request(1)
-                .id(id)
-                .flags(flags | Flags::RECEIPT_ON_SEND)
-                .send()
-                .unwrap();
-            assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+            let handle = send_until_dispatched(client.request(1).id(id), flags);
             worker.abort().unwrap();
             // Two-way requests always learn of the death.
             assert_eq!(
@@ -189,14 +169,7 @@ fn worker_death_policies() {
             .unwrap();
         handle.wait().unwrap();
         worker.abort().unwrap();
-        let death = client.events().iter().find_map(|e| match e {
-            ClientEvent::Response {
-                request_id: 3,
-                outcome,
-                ..
-            } => Some(outcome),
-            _ => None,
-        });
+        let death = response_event(&client, 3);
         assert_eq!(
             death.unwrap().unwrap_err().status(),
             Some(Status::WorkerDeath)
@@ -254,17 +227,10 @@ fn takeover_redirect_while_pending() {
 fn takeover_redirect_while_in_progress() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Inproc);
+        let (first, second) = (client(&broker), client(&broker));
         let (_worker, release) = blocking_worker(&broker, 1);
-        let first = client(&broker);
-        let second = client(&broker);
         // One-way first requester without NOTIFY_ON_REDIRECT: not told.
-        let a = first
-            .request(1)
-            .id(6)
-            .flags(Flags::ALLOW_REDIRECT | Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(a.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let a = send_until_dispatched(first.request(1).id(6), Flags::ALLOW_REDIRECT);
         let b = second
             .request(1)
             .id(6)
@@ -278,8 +244,10 @@ fn takeover_redirect_while_in_progress() {
         release.send(()).unwrap();
         b.wait().unwrap();
         let stats = broker.stats().unwrap();
-        assert_eq!(stats.requests_dispatched, 1);
-        assert_eq!(stats.requests_redirected, 1);
+        assert_eq!(
+            (stats.requests_dispatched, stats.requests_redirected),
+            (1, 1)
+        );
     });
 }
 
@@ -302,14 +270,7 @@ fn explicit_reply_to_another_named_client() {
             .send()
             .unwrap();
         handle.wait().unwrap();
-        let delivered = bob.events().iter().find_map(|e| match e {
-            ClientEvent::Response {
-                request_id: 9,
-                outcome,
-                ..
-            } => Some(outcome),
-            _ => None,
-        });
+        let delivered = response_event(&bob, 9);
         assert_eq!(&delivered.unwrap().unwrap().payload[0][..], b"for bob");
         // Unknown names are refused.
         let unknown = alice
@@ -423,8 +384,7 @@ fn broker_restart_through_a_proxy(downtime: Duration) {
     let runs = runs.lock().unwrap();
     assert_eq!(runs.len() as u64, N);
     let stats = proxy.stats().unwrap();
-    assert_eq!(stats.buffered, 0);
-    assert_eq!(stats.buffered_bytes, 0);
+    assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
     assert!(stats.requests_resent > 0);
     for c in &clients {
         assert_eq!(c.stats().unwrap().responses_unmatched, 0);
@@ -485,13 +445,7 @@ fn statuses_reach_clients_through_the_proxy() {
         let proxy = proxy_for(&broker, |_| {});
         let a = proxied_client(&proxy);
         let b = proxied_client(&proxy);
-        let first = a
-            .request(1)
-            .id(1)
-            .flags(Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(first.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let first = send_until_dispatched(a.request(1).id(1), Flags::empty());
         // REJECTED, NO_WORKERS and WORKER_DEATH all make it through.
         let dup = b.request(1).id(1).send().unwrap().wait();
         assert_eq!(dup.unwrap_err().status(), Some(Status::Rejected));

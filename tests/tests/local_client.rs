@@ -9,9 +9,10 @@ use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Echoes type 1, fails type 2.
 fn echo_worker(broker: &lhcluster::Broker) -> Worker {
     Worker::builder(worker_config(broker))
-        .handle_raw(1, |p: Payload, _: &RequestContext| Ok(p))
+        .handle_raw(1, echo)
         .handle_raw(
             2,
             |_: Payload, _: &RequestContext| -> Result<Payload, HandlerError> {
@@ -20,14 +21,6 @@ fn echo_worker(broker: &lhcluster::Broker) -> Worker {
         )
         .start()
         .expect("worker starts")
-}
-
-fn text(payload: &Payload) -> String {
-    payload
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect::<Vec<_>>()
-        .join("|")
 }
 
 fn requests_and_outcomes(transport: Transport) {
@@ -40,14 +33,7 @@ fn requests_and_outcomes(transport: Transport) {
     assert!(client.is_connected());
     // A window of outstanding requests, answered in any order.
     let handles: Vec<_> = (0..50u64)
-        .map(|i| {
-            client
-                .request(1)
-                .id(i)
-                .payload_bytes(format!("n{i}").as_bytes())
-                .send()
-                .unwrap()
-        })
+        .map(|i| numbered(client.request(1), i).send().unwrap())
         .collect();
     for (i, handle) in handles.into_iter().enumerate() {
         let reply = client.wait(handle).unwrap();
@@ -68,15 +54,12 @@ fn requests_and_outcomes(transport: Transport) {
     assert!(stats.connected);
 }
 
-#[test]
-fn requests_and_outcomes_inproc() {
-    time_limit(LIMIT, || requests_and_outcomes(Transport::Inproc));
-}
-
-#[test]
-fn requests_and_outcomes_tcp() {
-    time_limit(LIMIT, || requests_and_outcomes(Transport::Tcp));
-}
+inproc_and_tcp_tests!(
+    LIMIT,
+    requests_and_outcomes,
+    requests_and_outcomes_inproc,
+    requests_and_outcomes_tcp
+);
 
 #[test]
 fn handles_resolve_only_while_polled() {

@@ -100,6 +100,42 @@ fn collector(
     (subscriber, rx)
 }
 
+/// A subscriber of `topics` whose handler decides with `outcome`, then
+/// forwards the notification to a channel.
+fn collector_answering(
+    endpoint: &str,
+    topics: &[&str],
+    mut outcome: impl FnMut(&RawNotification) -> NotifyOutcome + Send + 'static,
+) -> (NotifySubscriber, Receiver<Got>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handler = move |n: RawNotification| {
+        let answer = outcome(&n);
+        let _ = tx.send(got(n));
+        answer
+    };
+    let subscriber = NotifySubscriber::connect(subscriber_config(endpoint, topics, &[]), handler)
+        .expect("subscriber connects");
+    (subscriber, rx)
+}
+
+/// A notify broker over `transport`, a collector of `topics` and
+/// `prefixes` behind it, and a publisher in front of it.
+fn wired(
+    transport: Transport,
+    topics: &[&str],
+    prefixes: &[&str],
+) -> (
+    NotifyBroker,
+    NotifySubscriber,
+    Receiver<Got>,
+    NotifyPublisher,
+) {
+    let broker = notify_broker(transport);
+    let (subscriber, rx) = collector(broker.frontend(), topics, prefixes);
+    let publisher = publisher(broker.backend());
+    (broker, subscriber, rx, publisher)
+}
+
 fn forward(tx: Sender<Got>) -> impl FnMut(RawNotification) -> NotifyOutcome + Send + 'static {
     move |n| {
         let _ = tx.send(got(n));
@@ -159,15 +195,12 @@ fn fan_out(transport: Transport) {
     assert_eq!(publisher.stats().unwrap().dropped(), 0);
 }
 
-#[test]
-fn fan_out_to_several_subscribers_inproc() {
-    time_limit(LIMIT, || fan_out(Transport::Inproc));
-}
-
-#[test]
-fn fan_out_to_several_subscribers_tcp() {
-    time_limit(LIMIT, || fan_out(Transport::Tcp));
-}
+inproc_and_tcp_tests!(
+    LIMIT,
+    fan_out,
+    fan_out_to_several_subscribers_inproc,
+    fan_out_to_several_subscribers_tcp
+);
 
 #[test]
 fn exact_and_prefix_subscriptions() {
@@ -210,9 +243,7 @@ fn exact_and_prefix_subscriptions() {
 #[test]
 fn unsubscribe_at_runtime() {
     time_limit(LIMIT, || {
-        let broker = notify_broker(Transport::Inproc);
-        let (subscriber, rx) = collector(broker.frontend(), &["a", "b"], &["p-"]);
-        let publisher = publisher(broker.backend());
+        let (broker, subscriber, rx, publisher) = wired(Transport::Inproc, &["a", "b"], &["p-"]);
         for topic in ["a", "b", "p-1"] {
             publisher.publish(topic, Payload::new()).unwrap();
         }
@@ -243,20 +274,13 @@ fn unsubscribe_at_runtime() {
 fn handler_unsubscribe_outcome_drops_the_topic() {
     time_limit(LIMIT, || {
         let broker = notify_broker(Transport::Inproc);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let subscriber = NotifySubscriber::connect(
-            subscriber_config(broker.frontend(), &["once", "always"], &[]),
-            move |n: RawNotification| {
-                let outcome = if n.topic == "once" {
-                    NotifyOutcome::Unsubscribe
-                } else {
-                    NotifyOutcome::Continue
-                };
-                let _ = tx.send(got(n));
-                outcome
-            },
-        )
-        .unwrap();
+        let (subscriber, rx) = collector_answering(broker.frontend(), &["once", "always"], |n| {
+            if n.topic == "once" {
+                NotifyOutcome::Unsubscribe
+            } else {
+                NotifyOutcome::Continue
+            }
+        });
         let publisher = publisher(broker.backend());
         // Published back to back: the later "once" are already on their way
         // (or queued) when the handler unsubscribes, and still not handled.
@@ -304,16 +328,10 @@ fn handler_stop_outcome_stops_the_subscriber() {
 fn a_panicking_handler_is_counted_and_the_subscriber_carries_on() {
     time_limit(LIMIT, || {
         let broker = notify_broker(Transport::Inproc);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let subscriber = NotifySubscriber::connect(
-            subscriber_config(broker.frontend(), &["boom", "ok"], &[]),
-            move |n: RawNotification| {
-                assert_ne!(n.topic, "boom", "handler panics on purpose");
-                let _ = tx.send(got(n));
-                NotifyOutcome::Continue
-            },
-        )
-        .unwrap();
+        let (subscriber, rx) = collector_answering(broker.frontend(), &["boom", "ok"], |n| {
+            assert_ne!(n.topic, "boom", "handler panics on purpose");
+            NotifyOutcome::Continue
+        });
         let publisher = publisher(broker.backend());
         for topic in ["boom", "ok", "boom", "ok"] {
             publisher.publish(topic, Payload::new()).unwrap();
@@ -401,15 +419,7 @@ fn direct_mode(transport: Transport) {
     assert!(publisher.stats().unwrap().probes_answered >= 100);
 }
 
-#[test]
-fn direct_mode_inproc() {
-    time_limit(LIMIT, || direct_mode(Transport::Inproc));
-}
-
-#[test]
-fn direct_mode_tcp() {
-    time_limit(LIMIT, || direct_mode(Transport::Tcp));
-}
+inproc_and_tcp_tests!(LIMIT, direct_mode, direct_mode_inproc, direct_mode_tcp);
 
 /// Publishes `topic` until the subscriber gets it (bounded), for the
 /// moments when delivery is best-effort (a broker restarting).
@@ -495,9 +505,7 @@ fn send_raw(socket: &zmq::Socket, frames: &[Vec<u8>]) {
 #[test]
 fn malformed_notifications_are_counted_and_do_not_disturb_delivery() {
     time_limit(LIMIT, || {
-        let broker = notify_broker(Transport::Tcp);
-        let (subscriber, rx) = collector(broker.frontend(), &["t"], &[""]);
-        let publisher = publisher(broker.backend());
+        let (broker, subscriber, rx, publisher) = wired(Transport::Tcp, &["t"], &[""]);
         let raw = lhcluster::context().socket(zmq::PUB).unwrap();
         raw.set_linger(0).unwrap();
         raw.connect(broker.backend()).unwrap();
@@ -620,9 +628,7 @@ fn topics_with_spaces_and_any_utf8() {
 #[test]
 fn invalid_topics_are_refused() {
     time_limit(LIMIT, || {
-        let broker = notify_broker(Transport::Inproc);
-        let (subscriber, _rx) = collector(broker.frontend(), &[], &[]);
-        let publisher = publisher(broker.backend());
+        let (broker, subscriber, _rx, publisher) = wired(Transport::Inproc, &[], &[]);
         assert!(matches!(
             publisher.publish("", Payload::new()),
             Err(PublishError::InvalidTopic(_))
@@ -736,9 +742,7 @@ fn a_slow_handler_drops_and_counts_beyond_its_queue() {
 #[test]
 fn stats_are_reported_per_topic() {
     time_limit(LIMIT, || {
-        let broker = notify_broker(Transport::Inproc);
-        let (subscriber, rx) = collector(broker.frontend(), &["a"], &["b"]);
-        let publisher = publisher(broker.backend());
+        let (broker, subscriber, rx, publisher) = wired(Transport::Inproc, &["a"], &["b"]);
         for topic in ["a", "a", "b1", "b2", "c"] {
             publisher.publish(topic, Payload::new()).unwrap();
         }

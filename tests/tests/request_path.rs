@@ -13,31 +13,8 @@ use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn echo(payload: Payload, _: &RequestContext) -> Result<Payload, HandlerError> {
-    Ok(payload)
-}
-
-fn echo_worker(broker: &lhcluster::Broker, types: &[u32]) -> Worker {
-    let mut builder = Worker::builder(worker_config(broker));
-    for &t in types {
-        builder = builder.handle_raw(t, echo);
-    }
-    builder.start().expect("worker starts")
-}
-
-fn text(reply: &lhcluster::client::Reply) -> String {
-    reply
-        .payload
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect::<Vec<_>>()
-        .join("|")
-}
-
 fn request_response(transport: Transport) {
-    let broker = broker(transport);
-    let _worker = echo_worker(&broker, &[1]);
-    let client = client(&broker);
+    let (broker, _worker, client) = served(transport, &[1]);
     for i in 0..20u64 {
         let payload = vec![
             format!("hello-{i}").as_bytes().into(),
@@ -48,43 +25,38 @@ fn request_response(transport: Transport) {
             .unwrap()
             .wait()
             .unwrap();
-        assert_eq!(text(&reply), format!("hello-{i}|second"));
+        assert_eq!(text(&reply.payload), format!("hello-{i}|second"));
         assert_eq!((reply.request_type, reply.request_id), (1, i));
     }
     let stats = broker.stats().unwrap();
-    assert_eq!(stats.requests_received, 20);
-    assert_eq!(stats.requests_completed, 20);
+    assert_eq!(
+        (stats.requests_received, stats.requests_completed),
+        (20, 20)
+    );
     assert_eq!(stats.malformed_frontend + stats.malformed_backend, 0);
 }
 
-#[test]
-fn request_response_inproc() {
-    time_limit(LIMIT, || request_response(Transport::Inproc));
-}
-
-#[test]
-fn request_response_tcp() {
-    time_limit(LIMIT, || request_response(Transport::Tcp));
-}
+inproc_and_tcp_tests!(
+    LIMIT,
+    request_response,
+    request_response_inproc,
+    request_response_tcp
+);
 
 #[test]
 fn response_handle_is_a_future() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let _worker = echo_worker(&broker, &[1]);
-        let client = client(&broker);
+        let (_broker, _worker, client) = served(Transport::Inproc, &[1]);
         let handle = client.request(1).payload_bytes(b"async").send().unwrap();
         let reply = block_on(handle).unwrap();
-        assert_eq!(text(&reply), "async");
+        assert_eq!(text(&reply.payload), "async");
     });
 }
 
 #[test]
 fn anonymous_requests_get_distinct_ids() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let _worker = echo_worker(&broker, &[1]);
-        let client = client(&broker);
+        let (_broker, _worker, client) = served(Transport::Inproc, &[1]);
         let a = client.request(1).send().unwrap();
         let b = client.request(1).send().unwrap();
         assert_ne!(a.request_id(), b.request_id());
@@ -96,9 +68,9 @@ fn anonymous_requests_get_distinct_ids() {
 #[test]
 fn one_way_requests_run_and_send_nothing_back() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
         let ran = Arc::new(AtomicU64::new(0));
         let counter = ran.clone();
+        let broker = broker(Transport::Inproc);
         let _worker = Worker::builder(worker_config(&broker))
             .handle_raw(5, move |_: Payload, _: &RequestContext| {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -145,11 +117,7 @@ fn two_workers_share_the_load() {
                     .unwrap()
             })
             .collect();
-        assert!(eventually(Duration::from_secs(5), || broker
-            .stats()
-            .unwrap()
-            .workers
-            == 2));
+        expect_workers(&broker, 2, Duration::from_secs(5));
         let client = client(&broker);
         let handles: Vec<_> = (0..40)
             .map(|i| client.send(3, i, Flags::empty(), Payload::new()).unwrap())
@@ -180,6 +148,31 @@ fn blocking_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Se
     (worker, release)
 }
 
+/// A request of type 9 with the payload `x` that a blocking worker runs,
+/// and what it runs in.
+struct Running {
+    broker: lhcluster::Broker,
+    worker: Worker,
+    /// Lets the handler finish (dropped: at once).
+    release: crossbeam_channel::Sender<()>,
+    client: lhcluster::client::Client,
+    handle: lhcluster::client::ResponseHandle,
+}
+
+fn running_request(transport: Transport) -> Running {
+    let broker = broker(transport);
+    let (worker, release) = blocking_worker(&broker);
+    let client = client(&broker);
+    let handle = send_until_dispatched(client.request(9).payload_bytes(b"x"), Flags::empty());
+    Running {
+        broker,
+        worker,
+        release,
+        client,
+        handle,
+    }
+}
+
 #[test]
 fn duplicate_while_in_progress_is_rejected_and_runs_once() {
     time_limit(LIMIT, || {
@@ -187,13 +180,7 @@ fn duplicate_while_in_progress_is_rejected_and_runs_once() {
         let (_worker, release) = blocking_worker(&broker);
         let first_client = client(&broker);
         let second_client = client(&broker);
-        let first = first_client
-            .request(9)
-            .id(77)
-            .flags(Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(first.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let first = send_until_dispatched(first_client.request(9).id(77), Flags::empty());
         let duplicate = second_client.request(9).id(77).send().unwrap().wait();
         assert_eq!(duplicate.unwrap_err().status(), Some(Status::Rejected));
         // The same client sending it again is refused locally.
@@ -202,8 +189,7 @@ fn duplicate_while_in_progress_is_rejected_and_runs_once() {
         release.send(()).unwrap();
         first.wait().unwrap();
         let stats = broker.stats().unwrap();
-        assert_eq!(stats.requests_dispatched, 1);
-        assert_eq!(stats.requests_rejected, 1);
+        assert_eq!((stats.requests_dispatched, stats.requests_rejected), (1, 1));
         // Once done, the same (type, id) runs again.
         release.send(()).unwrap();
         second_client
@@ -307,41 +293,31 @@ fn handler_errors_and_panics_become_failed_and_the_worker_keeps_serving() {
 #[test]
 fn worker_killed_mid_request_gives_worker_death_within_the_liveness_bound() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Tcp);
-        let (worker, _release) = blocking_worker(&broker);
-        let client = client(&broker);
-        let handle = client
-            .request(9)
-            .flags(Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let r = running_request(Transport::Tcp);
         let killed_at = Instant::now();
-        worker.abort().unwrap();
-        let outcome = handle.wait();
+        r.worker.abort().unwrap();
+        let outcome = r.handle.wait();
         assert_eq!(outcome.unwrap_err().status(), Some(Status::WorkerDeath));
         // liveness (3) × heartbeat (100 ms), plus tick and scheduling slack.
         assert!(killed_at.elapsed() < Duration::from_secs(5));
-        let stats = broker.stats().unwrap();
-        assert_eq!(stats.worker_deaths, 1);
-        assert_eq!(stats.workers, 0);
-        assert_eq!(stats.in_flight, 0);
+        let stats = r.broker.stats().unwrap();
+        assert_eq!(
+            (stats.worker_deaths, stats.workers, stats.in_flight),
+            (1, 0, 0)
+        );
     });
 }
 
 #[test]
 fn graceful_worker_stop_finishes_running_requests() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let (worker, release) = blocking_worker(&broker);
-        let client = client(&broker);
-        let handle = client
-            .request(9)
-            .payload_bytes(b"x")
-            .flags(Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
+        let Running {
+            broker,
+            worker,
+            release,
+            client: _client,
+            handle,
+        } = running_request(Transport::Inproc);
         let stopper = std::thread::spawn(move || worker.stop());
         // The broker stops sending work to a draining worker...
         assert!(eventually(Duration::from_secs(5), || broker
@@ -351,13 +327,9 @@ fn graceful_worker_stop_finishes_running_requests() {
             == 1));
         release.send(()).unwrap();
         // ...and the running request still completes.
-        assert_eq!(text(&handle.wait().unwrap()), "x");
+        assert_eq!(text(&handle.wait().unwrap().payload), "x");
         stopper.join().unwrap().unwrap();
-        assert!(eventually(Duration::from_secs(5), || broker
-            .stats()
-            .unwrap()
-            .workers
-            == 0));
+        expect_workers(&broker, 0, Duration::from_secs(5));
         assert_eq!(broker.stats().unwrap().worker_deaths, 0);
     });
 }
@@ -365,27 +337,20 @@ fn graceful_worker_stop_finishes_running_requests() {
 #[test]
 fn broker_stop_is_noticed_by_workers_and_clients() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Tcp);
-        let (worker, _release) = blocking_worker(&broker);
-        let client = client(&broker);
-        let handle = client
-            .request(9)
-            .flags(Flags::RECEIPT_ON_SEND)
-            .send()
-            .unwrap();
-        assert!(handle.wait_receipt(ReceiptKind::Sent, Duration::from_secs(5)));
-        broker.stop().unwrap();
-        let outcome = handle.wait();
+        let r = running_request(Transport::Tcp);
+        r.broker.stop().unwrap();
+        let outcome = r.handle.wait();
         assert!(
             matches!(outcome, Err(RequestError::Disconnected(_))),
             "{outcome:?}"
         );
-        assert!(eventually(Duration::from_secs(5), || !worker
+        assert!(eventually(Duration::from_secs(5), || !r
+            .worker
             .stats()
             .unwrap()
             .registered));
         assert!(
-            client
+            r.client
                 .events()
                 .iter()
                 .any(|e| matches!(e, ClientEvent::Disconnected))
@@ -406,11 +371,7 @@ fn broker_restart_workers_reregister_and_serve() {
         let mut config = lhcluster::BrokerConfig::new(front, back);
         config.heartbeat = HEARTBEAT;
         let second = restart(config);
-        assert!(eventually(Duration::from_secs(10), || second
-            .stats()
-            .unwrap()
-            .workers
-            == 1));
+        expect_workers(&second, 1, Duration::from_secs(10));
         assert!(client.wait_connected(Duration::from_secs(10)));
         // Requests sent while the client was still reconnecting may fail
         // with Disconnected; once connected they succeed.
@@ -462,9 +423,7 @@ fn header(msg: Message) -> Vec<u8> {
 #[test]
 fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Tcp);
-        let _worker = echo_worker(&broker, &[1]);
-        let client = client(&broker);
+        let (broker, _worker, client) = served(Transport::Tcp, &[1]);
         let front = raw_dealer(broker.frontend());
         let back = raw_dealer(broker.backend());
         let garbage: [&[&[u8]]; 4] = [
@@ -511,9 +470,14 @@ fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
             Some(Message::Error(_))
         ));
         let stats = broker.stats().unwrap();
-        assert_eq!(stats.malformed_frontend, 6);
-        assert_eq!(stats.malformed_backend, 4);
-        assert_eq!(stats.requests_completed, 4);
+        assert_eq!(
+            (
+                stats.malformed_frontend,
+                stats.malformed_backend,
+                stats.requests_completed
+            ),
+            (6, 4, 4)
+        );
         // And a well-formed raw client is served normally.
         let hello = header(Message::Hello(Hello {
             heartbeat_ms: 1000,
@@ -530,9 +494,7 @@ fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
 #[test]
 fn stats_can_be_queried_over_the_protocol() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Tcp);
-        let _worker = echo_worker(&broker, &[4]);
-        let client = client(&broker);
+        let (broker, _worker, client) = served(Transport::Tcp, &[4]);
         client.request(4).send().unwrap().wait().unwrap();
         let remote =
             lhcluster::broker::query_stats(broker.frontend(), Duration::from_secs(5)).unwrap();
@@ -551,13 +513,19 @@ fn stats_can_be_queried_over_the_protocol() {
     });
 }
 
+/// A worker that runs its handlers on its own thread, 8 requests at a time.
+fn inline_config(broker: &lhcluster::Broker) -> lhcluster::worker::WorkerConfig {
+    let mut config = worker_config(broker);
+    config.inline = true;
+    config.capacity = 8;
+    config
+}
+
 #[test]
 fn inline_handlers_run_on_the_worker_thread_in_turn() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Tcp);
-        let mut config = worker_config(&broker);
-        config.inline = true;
-        config.capacity = 8;
+        let mut config = inline_config(&broker);
         // The panicking handler below runs the process's panic hook on the
         // worker thread, which reads nothing meanwhile (as documented for
         // inline handlers). With RUST_BACKTRACE=1 (as in CI) the hook's
@@ -593,17 +561,10 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
         // A window of 8 outstanding requests: the broker hands all 8 to the
         // worker at once (capacity 8), which runs them one after the other.
         let handles: Vec<_> = (0..32u64)
-            .map(|i| {
-                client
-                    .request(1)
-                    .id(i)
-                    .payload_bytes(format!("n{i}").as_bytes())
-                    .send()
-                    .unwrap()
-            })
+            .map(|i| numbered(client.request(1), i).send().unwrap())
             .collect();
         for (i, handle) in handles.into_iter().enumerate() {
-            assert_eq!(text(&handle.wait().unwrap()), format!("n{i}"));
+            assert_eq!(text(&handle.wait().unwrap().payload), format!("n{i}"));
         }
         assert_eq!(
             most.load(Ordering::SeqCst),
@@ -621,7 +582,7 @@ fn inline_handlers_run_on_the_worker_thread_in_turn() {
         assert_eq!(panicked.status(), Some(Status::Failed));
         assert!(panicked.to_string().contains("inline boom"), "{panicked}");
         let again = client.request(1).payload_bytes(b"after").send().unwrap();
-        assert_eq!(text(&again.wait().unwrap()), "after");
+        assert_eq!(text(&again.wait().unwrap().payload), "after");
     });
 }
 
@@ -631,9 +592,7 @@ fn small_and_large_payloads_cross_intact() {
     // larger ones and multi-frame payloads as frames: both must arrive as
     // sent, on both legs.
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Tcp);
-        let _worker = echo_worker(&broker, &[1]);
-        let client = client(&broker);
+        let (_broker, _worker, client) = served(Transport::Tcp, &[1]);
         let limit = lhcluster::protocol::INLINE_PAYLOAD_MAX;
         let cases: Vec<Payload> = vec![
             vec![],
@@ -659,9 +618,7 @@ fn small_and_large_payloads_cross_intact() {
 fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Tcp);
-        let mut config = worker_config(&broker);
-        config.inline = true;
-        config.capacity = 8;
+        let config = inline_config(&broker);
         let worker = Worker::builder(config)
             .handle_raw(1, |p: Payload, _: &RequestContext| {
                 std::thread::sleep(Duration::from_millis(5));
@@ -692,9 +649,7 @@ fn far_timeouts_mean_no_deadline() {
     // default) means "no deadline": the request is answered as usual, and
     // nothing panics (a panicking driver would leave the handle unresolved).
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let _worker = echo_worker(&broker, &[1]);
-        let client = client(&broker);
+        let (broker, _worker, client) = served(Transport::Inproc, &[1]);
         let reply = client
             .request(1)
             .timeout(Duration::MAX)
@@ -703,7 +658,7 @@ fn far_timeouts_mean_no_deadline() {
             .unwrap()
             .wait()
             .unwrap();
-        assert_eq!(text(&reply), "per request");
+        assert_eq!(text(&reply.payload), "per request");
 
         let mut config = client_config(broker.frontend());
         config.request_timeout = Some(Duration::MAX);
@@ -715,7 +670,7 @@ fn far_timeouts_mean_no_deadline() {
             .send()
             .unwrap();
         assert_eq!(
-            text(&handle.wait_timeout(Duration::MAX).unwrap()),
+            text(&handle.wait_timeout(Duration::MAX).unwrap().payload),
             "by default"
         );
         let handle = client

@@ -14,16 +14,13 @@ use super::core::{Action, ClientCore, Submit};
 use super::response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle, Slot};
 use super::{ClientEvent, ReceiptKind};
 use crate::protocol::{
-    ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Response, Status,
+    ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status,
 };
-use crate::testing::{Driven, Ticks, bytes, link_kind, ms, payload};
+use crate::testing::{
+    Driven, HB, LIVENESS, NOT_OK, RECONNECT_MAX, RECONNECT_MIN, bytes, kinds, ms, only_error,
+    payload, response, session_role,
+};
 
-/// The client's own heartbeat interval (ms).
-const HB: u64 = 100;
-/// The broker's interval, announced in WELCOME (ms).
-const BROKER_HB: u32 = 200;
-/// Broker death after `LIVENESS × BROKER_HB` = 600 ms of silence.
-const LIVENESS: u32 = 3;
 /// The configured default request timeout (ms).
 const DEFAULT_TIMEOUT: u64 = 1000;
 
@@ -33,39 +30,13 @@ fn config() -> ClientConfig {
     c.heartbeat = ms(HB);
     c.liveness = LIVENESS;
     c.request_timeout = Some(ms(DEFAULT_TIMEOUT));
-    c.reconnect_min = ms(100);
-    c.reconnect_max = ms(400);
+    c.reconnect_min = ms(RECONNECT_MIN);
+    c.reconnect_max = ms(RECONNECT_MAX);
     c
 }
 
-/// One short name per action, to assert on sequences.
-fn kinds(actions: &[Action]) -> Vec<String> {
-    actions.iter().map(link_kind).collect()
-}
-
-fn has(actions: &[Action], kind: &str) -> bool {
-    kinds(actions).iter().any(|k| k == kind)
-}
-
-fn response(
-    request_type: RequestType,
-    request_id: RequestId,
-    status: Status,
-    error: Option<&str>,
-    frames: &[&[u8]],
-) -> Message {
-    Message::Response(Response {
-        request_type,
-        request_id,
-        status,
-        error: error.map(str::to_owned),
-        route: Vec::new(),
-        payload: payload(frames),
-    })
-}
-
 fn ok(request_type: RequestType, request_id: RequestId) -> Message {
-    response(request_type, request_id, Status::Ok, None, &[])
+    response(&[], request_type, request_id, Status::Ok, None, &[])
 }
 
 fn rref(request_type: RequestType, request_id: RequestId) -> RequestRef {
@@ -94,6 +65,18 @@ fn expect_err(h: &mut ResponseHandle) -> RequestError {
     }
 }
 
+/// The event of an untracked request refused with `status`.
+fn refusal_event(request_id: RequestId, status: Status, message: &str) -> ClientEvent {
+    ClientEvent::Response {
+        request_type: 7,
+        request_id,
+        outcome: Err(RequestError::Status {
+            status,
+            message: message.to_owned(),
+        }),
+    }
+}
+
 fn receipt_event(
     request_type: RequestType,
     request_id: RequestId,
@@ -106,11 +89,7 @@ fn receipt_event(
     }
 }
 
-impl Ticks for ClientCore {
-    fn tick_at(&mut self, now: Instant) {
-        self.on_tick(now);
-    }
-}
+session_role!(ClientCore, "HELLO", connected);
 
 /// A client core driven by hand, and its events.
 type Harness = Driven<ClientCore, Receiver<ClientEvent>>;
@@ -134,28 +113,13 @@ impl Harness {
     }
 
     fn ready_with(config: &ClientConfig) -> Self {
-        let mut h = Self::with(config, 64);
-        assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-        h.connected(0);
-        h.feed(
-            0,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB,
-            },
-        );
-        assert!(h.drain().is_empty());
+        let h = Self::with(config, 64).welcomed();
         assert_eq!(h.events(), [ClientEvent::Connected]);
         h
     }
 
     fn events(&self) -> Vec<ClientEvent> {
         self.extra.try_iter().collect()
-    }
-
-    /// The driver connected the socket at `n`: the HELLO it sends is
-    /// checked and drained.
-    fn connected(&mut self, n: u64) {
-        assert_eq!(kinds(&self.connect_at(n)), ["HELLO"]);
     }
 
     fn submit_full(
@@ -208,8 +172,7 @@ impl Harness {
 #[test]
 fn start_connects_says_hello_and_is_connected_on_welcome() {
     let mut h = Harness::new();
-    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    assert!(!h.core.stats().connected);
+    h.expect_connect_first();
 
     let actions = h.connect_at(0);
     let [Action::Send(Message::Hello(hello))] = actions.as_slice() else {
@@ -221,27 +184,11 @@ fn start_connects_says_hello_and_is_connected_on_welcome() {
     assert!(!h.core.stats().connected, "not connected before WELCOME");
     assert!(h.events().is_empty());
 
-    assert!(
-        h.feed(
-            10,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
+    assert!(h.welcome(10).is_empty());
     assert!(h.core.stats().connected);
     assert_eq!(h.events(), [ClientEvent::Connected]);
     // A repeated WELCOME is not a new connection.
-    assert!(
-        h.feed(
-            20,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
+    assert!(h.welcome(20).is_empty());
     assert!(h.events().is_empty());
 }
 
@@ -261,65 +208,20 @@ fn hello_without_a_name_carries_none() {
 #[test]
 fn messages_before_the_socket_connects_are_ignored() {
     let mut h = Harness::new();
-    h.drain();
-    assert!(
-        h.feed(
-            0,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
-    assert!(!h.core.stats().connected);
+    h.check_welcome_before_connecting_is_ignored();
     assert!(h.events().is_empty());
 }
 
 #[test]
 fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
-    assert!(h.tick(99).is_empty());
-    assert_eq!(kinds(&h.tick(100)), ["HELLO"]);
-    assert!(h.tick(199).is_empty());
-    assert_eq!(kinds(&h.tick(200)), ["HELLO"]);
-    assert_eq!(
-        h.core.stats().heartbeats_sent,
-        0,
-        "HELLO is not a heartbeat"
-    );
-    h.feed(
-        250,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
-    assert!(h.tick(299).is_empty());
-    let actions = h.tick(300);
-    assert!(
-        matches!(
-            actions.as_slice(),
-            [Action::Send(Message::Heartbeat { heartbeat_ms: 100 })]
-        ),
-        "got {:?}",
-        kinds(&actions)
-    );
-    assert_eq!(h.core.stats().heartbeats_sent, 1);
+    Harness::new().check_greeting_repeats_until_welcome(250);
 }
 
 #[test]
 fn requests_may_be_sent_before_welcome() {
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     let mut handle = h.send(10, (7, 1), Flags::empty());
-    h.feed(
-        20,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.welcome(20);
     h.feed(30, ok(7, 1));
     expect_ok(&mut handle);
 }
@@ -331,38 +233,22 @@ fn heartbeat_only_after_own_interval_of_silence() {
     let _handle = h.send(50, (7, 1), Flags::empty());
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["HEARTBEAT"]);
-    // Hearing from the broker does not count as sending to it.
-    assert!(
-        h.feed(200, Message::Heartbeat { heartbeat_ms: 0 })
-            .is_empty()
-    );
-    assert!(h.tick(249).is_empty());
-    assert_eq!(kinds(&h.tick(250)), ["HEARTBEAT"]);
-    let stats = h.core.stats();
-    assert_eq!(stats.heartbeats_sent, 2);
-    assert_eq!(stats.heartbeats_received, 1);
+    assert_eq!(h.core.stats().heartbeats_sent, 1);
+    h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(200, 250);
+    assert_eq!(h.core.stats().heartbeats_received, 1);
 }
 
 #[test]
 fn next_tick_is_the_nearest_of_session_work_and_deadlines() {
     let mut h = Harness::new();
     h.drain();
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(0), "reconnect due at start");
+    assert_eq!(h.next_tick(0), h.at(0), "reconnect due at start");
     h.connected(0);
-    h.feed(
-        0,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.welcome(0);
     // Half the shorter interval (100 ms, ours).
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(50));
+    assert_eq!(h.next_tick(0), h.at(50));
     let _handle = h.submit_full(0, (7, 1), Flags::empty(), Some(ms(20)), None, &[]);
-    assert_eq!(
-        h.core.next_tick(h.at(0)),
-        h.at(20),
-        "the deadline is nearer"
-    );
+    assert_eq!(h.next_tick(0), h.at(20), "the deadline is nearer");
 }
 
 // ---------------------------------------------------------------- requests and outcomes
@@ -382,21 +268,19 @@ fn two_way_submit_sends_request_and_ok_response_resolves_with_payload() {
     assert_eq!(bytes(&r.payload), [b"hello".to_vec(), vec![]]);
     assert_eq!((handle.request_type(), handle.request_id()), (7, 42));
     assert!(!handle.is_done());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_sent, 1);
-    assert_eq!(stats.outstanding, 1);
+    let s = h.core.stats();
+    assert_eq!((s.requests_sent, s.outstanding), (1, 1));
 
     assert!(
-        h.feed(20, response(7, 42, Status::Ok, None, &[b"world", b""]))
+        h.feed(20, response(&[], 7, 42, Status::Ok, None, &[b"world", b""]))
             .is_empty()
     );
     assert!(handle.is_done());
     let reply = expect_ok(&mut handle);
     assert_eq!((reply.request_type, reply.request_id), (7, 42));
     assert_eq!(bytes(&reply.payload), [b"world".to_vec(), vec![]]);
-    let stats = h.core.stats();
-    assert_eq!(stats.responses_received, 1);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!((s.responses_received, s.outstanding), (1, 0));
 }
 
 #[test]
@@ -412,21 +296,11 @@ fn request_without_reply_to_sends_none() {
 
 #[test]
 fn every_non_ok_status_fails_the_request_with_its_message() {
-    let statuses = [
-        Status::Failed,
-        Status::BadRequest,
-        Status::Rejected,
-        Status::WorkerDeath,
-        Status::Redirected,
-        Status::Overloaded,
-        Status::NoWorkers,
-        Status::UnknownReplyTo,
-    ];
     let mut h = Harness::ready();
-    for (id, status) in (1..).zip(statuses) {
+    for (id, status) in (1..).zip(NOT_OK) {
         let mut handle = h.send(10, (7, id), Flags::empty());
         let text = format!("because {status}");
-        h.feed(20, response(7, id, status, Some(&text), &[]));
+        h.feed(20, response(&[], 7, id, status, Some(&text), &[]));
         assert_eq!(
             expect_err(&mut handle),
             RequestError::Status {
@@ -437,7 +311,7 @@ fn every_non_ok_status_fails_the_request_with_its_message() {
     }
     // No error text: an empty message.
     let mut handle = h.send(30, (7, 100), Flags::empty());
-    h.feed(40, response(7, 100, Status::Overloaded, None, &[]));
+    h.feed(40, response(&[], 7, 100, Status::Overloaded, None, &[]));
     let e = expect_err(&mut handle);
     assert_eq!(e.status(), Some(Status::Overloaded));
     assert_eq!(
@@ -455,17 +329,16 @@ fn every_non_ok_status_fails_the_request_with_its_message() {
 fn a_request_has_exactly_one_outcome() {
     let mut h = Harness::ready();
     let mut handle = h.send(10, (7, 1), Flags::empty());
-    h.feed(20, response(7, 1, Status::Ok, None, &[b"first"]));
+    h.feed(20, response(&[], 7, 1, Status::Ok, None, &[b"first"]));
     // A second RESPONSE for the same request is ignored.
     assert!(
-        h.feed(30, response(7, 1, Status::Ok, None, &[b"second"]))
+        h.feed(30, response(&[], 7, 1, Status::Ok, None, &[b"second"]))
             .is_empty()
     );
     let reply = expect_ok(&mut handle);
     assert_eq!(bytes(&reply.payload), [b"first".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(stats.responses_received, 1);
-    assert_eq!(stats.responses_unmatched, 1);
+    let s = h.core.stats();
+    assert_eq!((s.responses_received, s.responses_unmatched), (1, 1));
 }
 
 #[test]
@@ -487,10 +360,11 @@ fn same_key_while_outstanding_is_rejected_locally() {
     }
     // Same id, another type: another request.
     let _other = h.send(20, (8, 1), Flags::empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_rejected_locally, 1);
-    assert_eq!(stats.requests_sent, 2);
-    assert_eq!(stats.outstanding, 2);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_rejected_locally, s.requests_sent, s.outstanding),
+        (1, 2, 2)
+    );
 
     // The first one is untouched, and once it is done the key is free.
     assert!(outcome(&mut first).is_none());
@@ -510,15 +384,13 @@ fn per_request_timeout_fires_at_the_deadline_not_before() {
     assert!(outcome(&mut handle).is_none());
     h.tick(310);
     assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_timed_out, 1);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!((s.requests_timed_out, s.outstanding), (1, 0));
 
     // A late RESPONSE is unmatched: it only surfaces as an event.
     assert!(h.feed(400, ok(7, 1)).is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.responses_unmatched, 1);
-    assert_eq!(stats.responses_received, 0);
+    let s = h.core.stats();
+    assert_eq!((s.responses_unmatched, s.responses_received), (1, 0));
     assert!(matches!(
         h.events().as_slice(),
         [ClientEvent::Response {
@@ -582,19 +454,9 @@ fn a_late_outcome_after_a_timeout_is_an_unmatched_response_event() {
     let (mut handle, _) = h.submit_full(10, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
     h.tick(310);
     assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
-    h.feed(400, response(7, 1, Status::Failed, Some("boom"), &[]));
+    h.feed(400, response(&[], 7, 1, Status::Failed, Some("boom"), &[]));
     assert_eq!(h.core.stats().responses_unmatched, 1);
-    assert_eq!(
-        h.events(),
-        [ClientEvent::Response {
-            request_type: 7,
-            request_id: 1,
-            outcome: Err(RequestError::Status {
-                status: Status::Failed,
-                message: "boom".to_owned(),
-            }),
-        }]
-    );
+    assert_eq!(h.events(), [refusal_event(1, Status::Failed, "boom")]);
 }
 
 // ---------------------------------------------------------------- receipts and one-way
@@ -696,7 +558,7 @@ fn a_tracked_one_way_request_gets_its_refusal_on_the_handle() {
     let mut handle = h.send(10, (7, 1), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
     h.feed(
         20,
-        response(7, 1, Status::Overloaded, Some("queue full"), &[]),
+        response(&[], 7, 1, Status::Overloaded, Some("queue full"), &[]),
     );
     assert_eq!(
         expect_err(&mut handle),
@@ -724,20 +586,13 @@ fn refusal_of_an_untracked_one_way_request_is_an_event() {
     let (mut handle, _) = h.submit(10, (7, 1), Flags::ONE_WAY);
     expect_ok(&mut handle);
     assert!(
-        h.feed(20, response(7, 1, Status::NoWorkers, Some("nobody"), &[]))
-            .is_empty()
+        h.feed(
+            20,
+            response(&[], 7, 1, Status::NoWorkers, Some("nobody"), &[])
+        )
+        .is_empty()
     );
-    assert_eq!(
-        h.events(),
-        [ClientEvent::Response {
-            request_type: 7,
-            request_id: 1,
-            outcome: Err(RequestError::Status {
-                status: Status::NoWorkers,
-                message: "nobody".to_owned(),
-            }),
-        }]
-    );
+    assert_eq!(h.events(), [refusal_event(1, Status::NoWorkers, "nobody")]);
     assert_eq!(h.core.stats().responses_unmatched, 1);
 }
 
@@ -746,12 +601,7 @@ fn events_beyond_the_channel_capacity_are_dropped_and_counted() {
     let mut h = Harness::with(&config(), 1);
     h.drain();
     h.connected(0);
-    h.feed(
-        0,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.welcome(0);
     // The channel now holds Connected: the receipt event does not fit.
     h.feed(10, Message::ReceiptSent(rref(7, 1)));
     assert_eq!(h.events(), [ClientEvent::Connected]);
@@ -765,19 +615,15 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     let mut b = h.send(20, (7, 2), Flags::RECEIPT_ON_SEND);
-    h.feed(100, Message::Heartbeat { heartbeat_ms: 0 });
-    // 600 ms (3 × 200) of silence is still alive; 601 is dead.
-    assert!(!has(&h.tick(700), "CLOSE"));
-    assert!(!a.is_done());
-    assert_eq!(kinds(&h.tick(701)), ["CLOSE"]);
+    h.check_silent_broker_dies_at_701(|_| assert!(!a.is_done()));
     let missed = RequestError::Disconnected(DisconnectReason::HeartbeatsMissed);
     assert_eq!(expect_err(&mut a), missed);
     assert_eq!(expect_err(&mut b), missed);
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
-    let stats = h.core.stats();
-    assert_eq!(stats.broker_deaths, 1);
-    assert!(!stats.connected);
-    assert_eq!(stats.outstanding, 0);
+    let s = h.core.stats();
+    assert_eq!(s.broker_deaths, 1);
+    assert!(!s.connected);
+    assert_eq!(s.outstanding, 0);
 
     // Submits while disconnected fail at once, nothing is sent.
     let (mut c, actions) = h.submit(750, (7, 3), Flags::empty());
@@ -791,18 +637,8 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
     assert!(h.feed(760, ok(7, 1)).is_empty());
     assert_eq!(h.core.stats().responses_unmatched, 0);
 
-    // Reconnect after reconnect_min (100 ms), not before.
-    assert_eq!(h.core.next_tick(h.at(701)), h.at(801));
-    assert!(h.tick(800).is_empty());
-    assert_eq!(kinds(&h.tick(801)), ["CONNECT"]);
+    h.check_reconnects_after_the_minimum_backoff(701);
     assert_eq!(h.core.stats().reconnects, 1);
-    h.connected(801);
-    h.feed(
-        810,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
     assert_eq!(h.events(), [ClientEvent::Connected]);
     let _d = h.send(820, (7, 3), Flags::empty());
 }
@@ -810,33 +646,14 @@ fn silent_broker_fails_outstanding_requests_then_reconnects_after_backoff() {
 #[test]
 fn broker_heartbeat_interval_change_moves_the_death_deadline() {
     let mut h = Harness::ready();
-    h.feed(100, Message::Heartbeat { heartbeat_ms: 500 });
-    assert!(!has(&h.tick(1600), "CLOSE"));
-    assert_eq!(kinds(&h.tick(1601)), ["CLOSE"]);
+    h.check_broker_interval_change_moves_the_death_deadline();
 }
 
 #[test]
 fn reconnect_backoff_doubles_up_to_the_cap_and_resets_after_welcome() {
     let mut h = Harness::ready();
-    assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
-    assert!(h.tick(700).is_empty());
-    assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
-    h.connect_failed(701);
-    assert!(h.tick(900).is_empty());
-    assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
-    h.connect_failed(901);
-    assert!(h.tick(1300).is_empty());
-    assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
-    h.connect_failed(1301);
-    assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701), "capped at 400 ms");
-    assert_eq!(kinds(&h.tick(1701)), ["CONNECT"]);
-    h.connected(1701);
-    h.feed(
-        1710,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.check_backoff_doubles_up_to_the_cap();
+    // A SHUTDOWN after the WELCOME: the reconnect waits 100 ms again.
     assert_eq!(kinds(&h.feed(1720, Message::Shutdown)), ["CLOSE"]);
     assert!(h.tick(1819).is_empty());
     assert_eq!(
@@ -850,9 +667,7 @@ fn reconnect_backoff_doubles_up_to_the_cap_and_resets_after_welcome() {
 fn a_broker_that_never_welcomes_is_given_up_and_retried() {
     // Before WELCOME the broker's interval is taken as the client's own
     // (100 ms): 3 × 100 ms without an answer and the socket is recycled.
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     let mut handle = h.send(10, (7, 1), Flags::empty());
     assert_eq!(kinds(&h.tick(300)), ["HELLO"]);
     assert_eq!(kinds(&h.tick(311)), ["CLOSE"]);
@@ -873,9 +688,9 @@ fn shutdown_fails_outstanding_requests_and_reconnects_later() {
         RequestError::Disconnected(DisconnectReason::BrokerShutDown)
     );
     assert_eq!(h.events(), [ClientEvent::Disconnected]);
-    let stats = h.core.stats();
-    assert!(!stats.connected);
-    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
+    let s = h.core.stats();
+    assert!(!s.connected);
+    assert_eq!(s.broker_deaths, 0, "a SHUTDOWN is not a death");
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
 }
@@ -896,12 +711,7 @@ fn reregister_sends_hello_again_and_fails_outstanding_requests() {
         expect_err(&mut a),
         RequestError::Disconnected(DisconnectReason::SessionLost)
     );
-    h.feed(
-        60,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.welcome(60);
     // A late answer (the broker had only forgotten us) is an event.
     h.feed(70, ok(7, 1));
     assert_eq!(h.core.stats().responses_unmatched, 1);
@@ -953,10 +763,9 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         }),
     );
     assert!(!b.is_done());
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 0);
-    assert_eq!(stats.outstanding, 1);
-    assert!(stats.connected);
+    let s = h.core.stats();
+    assert_eq!((s.malformed, s.outstanding), (0, 1));
+    assert!(s.connected);
     h.feed(40, ok(7, 2));
     expect_ok(&mut b);
 }
@@ -968,17 +777,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working()
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
 
-    let actions = h.feed_raw(20, b"\xff\xff\xff", Payload::new());
-    let [
-        Action::Send(Message::Error(ErrorReply {
-            error,
-            request: None,
-        })),
-    ] = actions.as_slice()
-    else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
-    assert!(error.contains("protobuf"), "{error:?}");
+    h.check_garbage_is_answered_with_an_error(20);
 
     // Major version 2 RESPONSE for the outstanding request: refused, and
     // the request is not completed by it.
@@ -987,9 +786,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working()
         &[0x08, 0x02, 0x18, 0x06, 0x28, 0x07, 0x30, 0x01, 0x38, 0x01],
         Payload::new(),
     );
-    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
+    let e = only_error(&actions);
     assert_eq!(
         e.error,
         "unsupported protocol version 2.0 (this peer speaks 1.x)"
@@ -1017,18 +814,16 @@ fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working()
             payload: Payload::new(),
         }),
     );
-    let [Action::Send(Message::Error(e))] = actions.as_slice() else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
+    let e = only_error(&actions);
     assert_eq!(e.error, "unexpected DISPATCH from the broker");
 
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 4);
-    assert!(stats.connected);
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 4);
+    assert!(s.connected);
     assert!(h.events().is_empty());
 
     // Still works.
-    h.feed(60, response(7, 1, Status::Ok, None, &[b"fine"]));
+    h.feed(60, response(&[], 7, 1, Status::Ok, None, &[b"fine"]));
     assert_eq!(bytes(&expect_ok(&mut a).payload), [b"fine".to_vec()]);
 }
 
@@ -1039,8 +834,7 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
     let mut h = Harness::ready();
     let mut a = h.send(10, (7, 1), Flags::empty());
     let mut b = h.send(10, (7, 2), Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE);
-    h.core.on_stop(h.at(20));
-    let actions = h.drain();
+    let actions = h.stop(20);
     assert!(
         matches!(actions.as_slice(), [Action::Send(Message::Disconnect { route })] if route.is_empty()),
         "got {:?}",
@@ -1064,11 +858,7 @@ fn stop_says_goodbye_fails_outstanding_and_refuses_later_submits() {
 fn stop_while_disconnected_sends_nothing_and_never_reconnects() {
     let mut h = Harness::ready();
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    h.core.on_stop(h.at(20));
-    assert!(h.drain().is_empty());
-    assert!(h.tick(110).is_empty());
-    assert!(h.tick(10_000).is_empty());
-    assert_eq!(h.core.stats().reconnects, 0);
+    h.check_stop_while_disconnected_never_reconnects(10, 20);
     let (mut c, _) = h.submit(10_001, (7, 1), Flags::empty());
     assert_eq!(
         expect_err(&mut c),

@@ -16,22 +16,16 @@ use crate::protocol::{
     Response, Status,
 };
 use crate::session::LinkAction;
-use crate::testing::{Driven, Ticks, bytes, encode, link_kind, ms, payload};
+use crate::testing::{
+    ActionKind, BROKER_HB, Driven, HB, LIVENESS, NOT_OK, RECONNECT_MAX, RECONNECT_MIN, bytes,
+    encode, has, kinds, link_kind, ms, payload, response, sent, session_role,
+};
 
-/// The proxy's own heartbeat interval (ms), announced to clients and broker.
-const HB: u64 = 100;
-/// The broker's interval, announced in WELCOME (ms): the broker is dead
-/// after `LIVENESS × BROKER_HB` = 600 ms of silence.
-const BROKER_HB: u32 = 200;
 /// The clients' interval, announced in HELLO (ms): 3 s of silence at most.
 const CLIENT_HB: u32 = 1000;
-const LIVENESS: u32 = 3;
 /// Re-sends at +100, then +200, then every +400 ms.
 const RESEND_INITIAL: u64 = 100;
 const RESEND_MAX: u64 = 400;
-/// Reconnects after 100, 200, 400, 400… ms.
-const RECONNECT_MIN: u64 = 100;
-const RECONNECT_MAX: u64 = 400;
 
 /// Client routing ids at the proxy.
 const A: &[u8] = b"a";
@@ -53,27 +47,29 @@ fn label(peer: &[u8]) -> String {
     String::from_utf8_lossy(peer).into_owned()
 }
 
-/// One short name per action, to assert on sequences: `a>WELCOME` is a
-/// message to client `a`, `B>REQUEST` one to the broker.
-fn kinds(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
+impl ActionKind for Action {
+    /// `a>WELCOME` is a message to client `a`, `B>REQUEST` one to the
+    /// broker.
+    fn kind(&self) -> String {
+        match self {
             Action::ToClient(p, m) => format!("{}>{}", label(p), m.kind_name()),
             Action::Link(LinkAction::Send(m)) => format!("B>{}", m.kind_name()),
             Action::Link(a) => link_kind(a),
-        })
-        .collect()
+        }
+    }
+
+    fn sent(&self) -> Option<&Message> {
+        match self {
+            Action::Link(a) => a.sent(),
+            Action::ToClient(..) => None,
+        }
+    }
 }
 
 fn sorted_kinds(actions: &[Action]) -> Vec<String> {
     let mut k = kinds(actions);
     k.sort();
     k
-}
-
-fn has(actions: &[Action], kind: &str) -> bool {
-    kinds(actions).iter().any(|k| k == kind)
 }
 
 /// The kinds of an action list without the heartbeats.
@@ -85,10 +81,9 @@ fn no_heartbeats(actions: &[Action]) -> Vec<String> {
 }
 
 fn requests(actions: &[Action]) -> Vec<&Request> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Link(LinkAction::Send(Message::Request(r))) => Some(r),
+    sent(actions)
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r),
             _ => None,
         })
         .collect()
@@ -127,35 +122,17 @@ fn only_response<'a>(actions: &'a [Action], peer: &[u8]) -> &'a Response {
 }
 
 fn request_msg(
-    request_type: RequestType,
-    request_id: RequestId,
+    key: (RequestType, RequestId),
     flags: Flags,
     reply_to: Option<&str>,
     frames: &[&[u8]],
 ) -> Message {
     Message::Request(Request {
-        request_type,
-        request_id,
+        request_type: key.0,
+        request_id: key.1,
         flags,
         route: Vec::new(),
         reply_to: reply_to.map(str::to_owned),
-        payload: payload(frames),
-    })
-}
-
-fn response(
-    route: &[u8],
-    request_type: RequestType,
-    request_id: RequestId,
-    status: Status,
-    frames: &[&[u8]],
-) -> Message {
-    Message::Response(Response {
-        request_type,
-        request_id,
-        status,
-        error: None,
-        route: route.to_vec(),
         payload: payload(frames),
     })
 }
@@ -194,11 +171,7 @@ fn with_major(msg: Message, major: u8) -> Vec<u8> {
     header
 }
 
-impl Ticks for ProxyCore {
-    fn tick_at(&mut self, now: Instant) {
-        self.on_tick(now);
-    }
-}
+session_role!(ProxyCore, "B>HELLO", connected);
 
 /// A proxy core driven by hand, and its configured heartbeat interval (ms);
 /// [`Driven::feed`] is input from the broker.
@@ -221,8 +194,8 @@ impl Harness {
     fn ready_with(config: &ClientProxyConfig) -> Self {
         let mut h = Self::with(config);
         assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-        h.connected(0);
-        assert!(h.feed(0, welcome()).is_empty());
+        h.greeted_broker(0);
+        assert!(h.welcome(0).is_empty());
         assert!(h.stats().connected);
         h
     }
@@ -231,13 +204,19 @@ impl Harness {
         Self::ready_with(&config())
     }
 
+    /// Client `a` greeted at 0.
+    fn with_a(mut self) -> Self {
+        self.greet(0, A, None);
+        self
+    }
+
     fn stats(&self) -> ClientProxyStats {
         self.core.stats()
     }
 
     /// The driver connected the broker socket at `n`: the proxy's own HELLO
     /// is checked and drained.
-    fn connected(&mut self, n: u64) {
+    fn greeted_broker(&mut self, n: u64) {
         let actions = self.connect_at(n);
         match actions.as_slice() {
             [Action::Link(LinkAction::Send(Message::Hello(hello)))] => {
@@ -285,7 +264,7 @@ impl Harness {
         flags: Flags,
         frames: &[&[u8]],
     ) -> Vec<Action> {
-        self.client(n, peer, request_msg(key.0, key.1, flags, None, frames))
+        self.client(n, peer, request_msg(key, flags, None, frames))
     }
 
     /// A broker HEARTBEAT at `n` (keeps the session alive), then a tick.
@@ -328,27 +307,23 @@ fn assert_forwarded(
 #[test]
 fn start_connects_greets_the_broker_and_is_connected_on_welcome() {
     let mut h = Harness::new();
-    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    assert!(!h.stats().connected);
-    h.connected(0);
+    h.expect_connect_first();
+    h.greeted_broker(0);
     assert!(!h.stats().connected, "not before WELCOME");
-    assert!(h.feed(10, welcome()).is_empty());
-    let stats = h.stats();
-    assert!(stats.connected);
-    assert_eq!(
-        (stats.broker_losses, stats.buffered, stats.clients),
-        (0, 0, 0)
-    );
+    assert!(h.welcome(10).is_empty());
+    let s = h.stats();
+    assert!(s.connected);
+    assert_eq!((s.broker_losses, s.buffered, s.clients), (0, 0, 0));
 }
 
 #[test]
 fn hello_is_repeated_while_greeting_then_heartbeats_once_connected() {
     let mut h = Harness::new();
     h.drain();
-    h.connected(0);
+    h.greeted_broker(0);
     assert!(h.tick(99).is_empty());
     assert_eq!(kinds(&h.tick(100)), ["B>HELLO"]);
-    assert!(h.feed(150, welcome()).is_empty());
+    assert!(h.welcome(150).is_empty());
     assert!(h.tick(199).is_empty());
     let actions = h.tick(200);
     assert!(matches!(
@@ -373,8 +348,8 @@ fn a_failed_connect_is_retried_with_doubling_backoff() {
     h.connect_failed(100);
     assert!(h.tick(299).is_empty());
     assert_eq!(kinds(&h.tick(300)), ["CONNECT"]);
-    h.connected(300);
-    assert!(h.feed(300, welcome()).is_empty());
+    h.greeted_broker(300);
+    assert!(h.welcome(300).is_empty());
     assert!(h.stats().connected);
 }
 
@@ -389,36 +364,32 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
             .is_empty()
     );
     // Half the shorter of the two intervals.
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(500));
+    assert_eq!(h.next_tick(0), h.at(500));
     h.greet(0, A, None);
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(300), "the re-send timer");
+    assert_eq!(h.next_tick(0), h.at(300), "the re-send timer");
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    assert_eq!(h.core.next_tick(h.at(10)), h.at(110), "the reconnect");
+    assert_eq!(h.next_tick(10), h.at(110), "the reconnect");
 }
 
 #[test]
 fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
-    let stats = h.stats();
-    assert!(!stats.connected);
-    assert_eq!(
-        (stats.broker_losses, stats.buffered, stats.buffered_bytes),
-        (1, 1, 1)
-    );
+    let s = h.stats();
+    assert!(!s.connected);
+    assert_eq!((s.broker_losses, s.buffered, s.buffered_bytes), (1, 1, 1));
     // Reconnect after reconnect_min, not before.
     assert!(!has(&h.tick(109), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(110)), ["CONNECT"]);
     // Lost again before WELCOME: the delay doubles.
-    h.connected(110);
+    h.greeted_broker(110);
     assert_eq!(kinds(&h.feed(120, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(319), "CONNECT"));
     assert_eq!(no_heartbeats(&h.tick(320)), ["CONNECT"]);
-    h.connected(320);
-    assert_eq!(kinds(&h.feed(330, welcome())), ["B>REQUEST"]);
+    h.greeted_broker(320);
+    assert_eq!(kinds(&h.welcome(330)), ["B>REQUEST"]);
     // A WELCOME resets the backoff.
     assert_eq!(kinds(&h.feed(340, Message::Shutdown)), ["CLOSE"]);
     assert!(!has(&h.tick(439), "CONNECT"));
@@ -429,8 +400,7 @@ fn broker_shutdown_closes_reconnects_after_backoff_and_keeps_the_buffer() {
 
 #[test]
 fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     // 3 × 200 ms without a word from the broker.
     for n in (50..=600).step_by(50) {
@@ -438,27 +408,29 @@ fn broker_silence_beyond_liveness_closes_and_reconnects_keeping_the_buffer() {
         assert!(!has(&actions, "CLOSE"), "at {n}: {:?}", kinds(&actions));
     }
     assert_eq!(no_heartbeats(&h.tick(601)), ["CLOSE"]);
-    let stats = h.stats();
-    assert!(!stats.connected);
-    assert_eq!((stats.broker_losses, stats.buffered), (1, 1));
+    let s = h.stats();
+    assert!(!s.connected);
+    assert_eq!((s.broker_losses, s.buffered), (1, 1));
     assert_eq!(no_heartbeats(&h.tick(701)), ["CONNECT"]);
-    h.connected(701);
-    let actions = h.feed(710, welcome());
+    h.greeted_broker(701);
+    let actions = h.welcome(710);
     assert_forwarded(only_request(&actions), A, (1, 1), Flags::empty(), &[b"x"]);
 }
 
 #[test]
 fn broker_messages_while_disconnected_are_ignored() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     // Late frames from the old socket change nothing.
-    assert!(h.feed(20, response(A, 1, 1, Status::Ok, &[])).is_empty());
-    assert!(h.feed(20, welcome()).is_empty());
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.responses_forwarded), (1, 0));
-    assert!(!stats.connected);
+    assert!(
+        h.feed(20, response(A, 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
+    assert!(h.welcome(20).is_empty());
+    let s = h.stats();
+    assert_eq!((s.buffered, s.responses_forwarded), (1, 0));
+    assert!(!s.connected);
 }
 
 // ---------------------------------------------------------------- client greeting
@@ -492,8 +464,8 @@ fn a_named_client_is_announced_with_its_route_and_again_after_a_new_session() {
     // A new broker session: the proxy's own HELLO, then alice's again.
     assert_eq!(kinds(&h.feed(10, Message::Shutdown)), ["CLOSE"]);
     assert!(has(&h.tick(110), "CONNECT"));
-    h.connected(110);
-    let actions = h.feed(120, welcome());
+    h.greeted_broker(110);
+    let actions = h.welcome(120);
     match only_to_broker(&actions) {
         Message::Hello(hello) => {
             assert_eq!(hello.name.as_deref(), Some("alice"));
@@ -508,10 +480,10 @@ fn a_named_client_greeting_while_disconnected_is_announced_at_welcome() {
     let mut h = Harness::new();
     h.drain();
     assert_eq!(kinds(&h.greet(0, A, Some("alice"))), ["a>WELCOME"]);
-    h.connected(10);
+    h.greeted_broker(10);
     // Greeting is not a session yet.
     assert_eq!(kinds(&h.greet(20, B, Some("bob"))), ["b>WELCOME"]);
-    let actions = h.feed(30, welcome());
+    let actions = h.welcome(30);
     let mut names: Vec<(String, Vec<u8>)> = actions
         .iter()
         .map(|a| match a {
@@ -536,8 +508,8 @@ fn a_request_from_an_unknown_client_is_served_and_answered_reregister() {
     let mut h = Harness::ready();
     let actions = h.send(0, A, (1, 7), Flags::empty(), &[b"x"]);
     assert_eq!(kinds(&actions), ["a>REREGISTER", "B>REQUEST"]);
-    let stats = h.stats();
-    assert_eq!((stats.clients, stats.buffered), (1, 1));
+    let s = h.stats();
+    assert_eq!((s.clients, s.buffered), (1, 1));
     // Its HEARTBEAT too.
     assert_eq!(kinds(&h.client(10, B, heartbeat())), ["b>REREGISTER"]);
 }
@@ -546,8 +518,7 @@ fn a_request_from_an_unknown_client_is_served_and_answered_reregister() {
 
 #[test]
 fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let actions = h.send(5, A, (1, 7), Flags::empty(), &[b"x", b"", b"yz"]);
     assert_forwarded(
         only_request(&actions),
@@ -556,13 +527,13 @@ fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
         Flags::empty(),
         &[b"x", b"", b"yz"],
     );
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
         (
-            stats.requests_received,
-            stats.requests_forwarded,
-            stats.buffered,
-            stats.buffered_bytes
+            s.requests_received,
+            s.requests_forwarded,
+            s.buffered,
+            s.buffered_bytes
         ),
         (1, 1, 1, 3)
     );
@@ -570,8 +541,7 @@ fn a_two_way_request_is_forwarded_with_the_client_route_and_buffered() {
 
 #[test]
 fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let cases = [
         (Flags::RECEIPT_ON_SEND, true),
         (Flags::RECEIPT_ON_RECEIVE | Flags::NOTIFY_ON_DEATH, true),
@@ -590,9 +560,9 @@ fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
         assert_forwarded(only_request(&actions), A, (1, id), flags, &[b"12"]);
         assert_eq!(h.stats().buffered, before + u64::from(kept), "{flags:?}");
     }
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.buffered_bytes), (4, 8));
-    assert_eq!(stats.requests_forwarded, 6);
+    let s = h.stats();
+    assert_eq!((s.buffered, s.buffered_bytes), (4, 8));
+    assert_eq!(s.requests_forwarded, 6);
     // Fire-and-forget requests are never re-sent.
     let mut resent = Vec::new();
     for n in 2..=101 {
@@ -606,9 +576,8 @@ fn receipt_flagged_requests_are_buffered_and_fire_and_forget_is_not() {
 
 #[test]
 fn reply_to_is_forwarded_unchanged() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
-    let msg = request_msg(1, 7, Flags::RECEIPT_ON_SEND, Some("bob"), &[b"x"]);
+    let mut h = Harness::ready().with_a();
+    let msg = request_msg((1, 7), Flags::RECEIPT_ON_SEND, Some("bob"), &[b"x"]);
     let actions = h.client(1, A, msg);
     let r = only_request(&actions);
     assert_eq!(r.reply_to.as_deref(), Some("bob"));
@@ -617,21 +586,16 @@ fn reply_to_is_forwarded_unchanged() {
 
 #[test]
 fn a_client_resending_a_buffered_request_gets_a_resend_not_a_second_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 7), Flags::empty(), &[b"xyz"]);
     let actions = h.send(50, A, (1, 7), Flags::empty(), &[b"xyz"]);
     assert_forwarded(only_request(&actions), A, (1, 7), Flags::empty(), &[b"xyz"]);
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.requests_received,
-            stats.requests_forwarded,
-            stats.requests_resent
-        ),
+        (s.requests_received, s.requests_forwarded, s.requests_resent),
         (2, 1, 1)
     );
-    assert_eq!((stats.buffered, stats.buffered_bytes), (1, 3));
+    assert_eq!((s.buffered, s.buffered_bytes), (1, 3));
     // The same (type, id) from another client is another entry.
     h.greet(60, B, None);
     assert_eq!(
@@ -645,8 +609,7 @@ fn a_client_resending_a_buffered_request_gets_a_resend_not_a_second_entry() {
 
 #[test]
 fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"aa"]);
     h.send(0, B, (1, 2), Flags::empty(), &[b"bbb"]);
@@ -654,49 +617,30 @@ fn a_response_goes_to_its_client_with_the_route_cleared_and_ends_the_entry() {
     h.send(0, B, (1, 1), Flags::empty(), &[b"b"]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (3, 6));
 
-    let actions = h.feed(10, response(A, 1, 1, Status::Ok, &[b"r1", b""]));
+    let actions = h.feed(10, response(A, 1, 1, Status::Ok, None, &[b"r1", b""]));
     let r = only_response(&actions, A);
     assert!(r.route.is_empty(), "the route is cleared for the client");
     assert_eq!((r.request_type, r.request_id, r.status), (1, 1, Status::Ok));
     assert_eq!(bytes(&r.payload), [b"r1".to_vec(), Vec::new()]);
     assert_eq!((h.stats().buffered, h.stats().buffered_bytes), (2, 4));
 
-    let actions = h.feed(11, response(B, 1, 2, Status::Ok, &[]));
+    let actions = h.feed(11, response(B, 1, 2, Status::Ok, None, &[]));
     only_response(&actions, B);
-    let actions = h.feed(12, response(B, 1, 1, Status::Ok, &[]));
+    let actions = h.feed(12, response(B, 1, 1, Status::Ok, None, &[]));
     only_response(&actions, B);
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
-    assert_eq!(stats.responses_forwarded, 3);
+    let s = h.stats();
+    assert_eq!((s.buffered, s.buffered_bytes), (0, 0));
+    assert_eq!(s.responses_forwarded, 3);
     // Nothing is re-sent afterwards.
     assert!(h.resend_times(13, 1000).is_empty());
 }
 
 #[test]
 fn every_response_status_ends_the_entry_and_reaches_the_client() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
-    let statuses = [
-        Status::Ok,
-        Status::Failed,
-        Status::BadRequest,
-        Status::Rejected,
-        Status::WorkerDeath,
-        Status::Redirected,
-        Status::Overloaded,
-        Status::NoWorkers,
-        Status::UnknownReplyTo,
-    ];
-    for (id, status) in statuses.into_iter().enumerate() {
+    let mut h = Harness::ready().with_a();
+    for (id, status) in [Status::Ok].into_iter().chain(NOT_OK).enumerate() {
         h.send(0, A, (3, id as u64), Flags::empty(), &[b"p"]);
-        let msg = Message::Response(Response {
-            request_type: 3,
-            request_id: id as u64,
-            status,
-            error: Some(format!("text {id}")),
-            route: A.to_vec(),
-            payload: Payload::new(),
-        });
+        let msg = response(A, 3, id as u64, status, Some(&format!("text {id}")), &[]);
         let actions = h.feed(1, msg);
         let r = only_response(&actions, A);
         assert_eq!(r.status, status);
@@ -708,7 +652,10 @@ fn every_response_status_ends_the_entry_and_reaches_the_client() {
 #[test]
 fn a_response_for_a_gone_client_is_counted_unroutable() {
     let mut h = Harness::ready();
-    assert!(h.feed(0, response(b"zz", 1, 1, Status::Ok, &[])).is_empty());
+    assert!(
+        h.feed(0, response(b"zz", 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
     assert!(
         h.feed(0, Message::ReceiptSent(rref(b"zz", 1, 1)))
             .is_empty()
@@ -720,8 +667,7 @@ fn a_response_for_a_gone_client_is_counted_unroutable() {
 
 #[test]
 fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
     let actions = h.feed(10, Message::ReceiptSent(rref(A, 1, 7)));
@@ -736,15 +682,14 @@ fn receipts_are_forwarded_and_a_two_way_entry_stays_until_its_response() {
         other => panic!("expected RECEIPT_RECEIVED, got {}", other.kind_name()),
     }
     assert_eq!(h.stats().buffered, 1, "two-way: only the response ends it");
-    h.feed(30, response(A, 1, 7, Status::Ok, &[]));
-    let stats = h.stats();
-    assert_eq!((stats.buffered, stats.receipts_forwarded), (0, 2));
+    h.feed(30, response(A, 1, 7, Status::Ok, None, &[]));
+    let s = h.stats();
+    assert_eq!((s.buffered, s.receipts_forwarded), (0, 2));
 }
 
 #[test]
 fn a_one_way_receipt_on_receive_entry_ends_only_at_receipt_received() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::ONE_WAY | Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
     h.send(0, A, (1, 7), flags, &[b"x"]);
     assert_eq!(
@@ -764,8 +709,7 @@ fn a_one_way_receipt_on_receive_entry_ends_only_at_receipt_received() {
 
 #[test]
 fn a_one_way_receipt_on_send_entry_ends_at_receipt_sent() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(
         0,
         A,
@@ -788,16 +732,15 @@ fn a_one_way_receipt_on_send_entry_ends_at_receipt_sent() {
 
 #[test]
 fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, Some("bob"));
     // a asks for the response to go to bob, and for RECEIPT_ON_RECEIVE (the
     // client resolves such a request at that receipt).
-    let msg = request_msg(1, 7, Flags::RECEIPT_ON_RECEIVE, Some("bob"), &[b"x"]);
+    let msg = request_msg((1, 7), Flags::RECEIPT_ON_RECEIVE, Some("bob"), &[b"x"]);
     assert_eq!(requests(&h.client(1, A, msg)).len(), 1);
     let actions = h.feed(10, Message::ReceiptReceived(rref(A, 1, 7)));
     assert_eq!(kinds(&actions), ["a>RECEIPT_RECEIVED"]);
-    let actions = h.feed(20, response(B, 1, 7, Status::Ok, &[b"for bob"]));
+    let actions = h.feed(20, response(B, 1, 7, Status::Ok, None, &[b"for bob"]));
     assert_eq!(only_response(&actions, B).status, Status::Ok);
     // The broker is done with it: a re-send now would run it again.
     assert_eq!(
@@ -812,8 +755,7 @@ fn a_reply_to_request_is_confirmed_like_a_one_way_request() {
 
 #[test]
 fn resend_timer_starts_at_resend_initial_then_doubles_up_to_resend_max() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let flags = Flags::RECEIPT_ON_SEND;
     h.send(0, A, (1, 7), flags, &[b"p"]);
     // +100, +200, +400 (capped), +400, +400: never earlier.
@@ -826,14 +768,13 @@ fn resend_timer_starts_at_resend_initial_then_doubles_up_to_resend_max() {
         }
     }
     assert_eq!(seen, [100, 300, 700, 1100, 1500]);
-    let stats = h.stats();
-    assert_eq!((stats.requests_forwarded, stats.requests_resent), (1, 5));
+    let s = h.stats();
+    assert_eq!((s.requests_forwarded, s.requests_resent), (1, 5));
 }
 
 #[test]
 fn each_request_has_its_own_timer() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[]);
     h.send(30, A, (1, 2), Flags::empty(), &[]);
     let mut seen = Vec::new();
@@ -847,17 +788,11 @@ fn each_request_has_its_own_timer() {
 
 #[test]
 fn no_resend_while_disconnected_then_everything_once_after_welcome() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"one"]);
-    h.send(
-        0,
-        B,
-        (2, 2),
-        Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE,
-        &[b"two"],
-    );
+    let one_way = Flags::ONE_WAY | Flags::RECEIPT_ON_RECEIVE;
+    h.send(0, B, (2, 2), one_way, &[b"two"]);
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
     for n in 51..=149 {
         let actions = h.tick(n);
@@ -868,17 +803,13 @@ fn no_resend_while_disconnected_then_everything_once_after_welcome() {
         );
     }
     assert_eq!(no_heartbeats(&h.tick(150)), ["CONNECT"]);
-    h.connected(150);
+    h.greeted_broker(150);
     // Greeting is not a session: nothing is re-sent (HELLO is repeated).
-    for n in 151..=399 {
-        let actions = h.tick_alive(n);
-        assert!(
-            requests(&actions).is_empty(),
-            "at {n}: {:?}",
-            kinds(&actions)
-        );
-    }
-    let actions = h.feed(400, welcome());
+    let resent: Vec<u64> = (151..=399)
+        .filter(|&n| !requests(&h.tick_alive(n)).is_empty())
+        .collect();
+    assert!(resent.is_empty(), "re-sent at {resent:?}");
+    let actions = h.welcome(400);
     let mut sent: Vec<(Vec<u8>, RequestId, Vec<Vec<u8>>)> = requests(&actions)
         .into_iter()
         .map(|r| (r.route.clone(), r.request_id, bytes(&r.payload)))
@@ -914,19 +845,15 @@ fn requests_received_while_disconnected_are_buffered_and_sent_after_welcome() {
         .is_empty()
     );
     assert!(h.send(0, A, (1, 3), Flags::ONE_WAY, &[b"ff"]).is_empty());
-    h.connected(10);
+    h.greeted_broker(10);
     // Greeting: still buffered.
     assert!(h.send(20, A, (1, 4), Flags::ONE_WAY, &[b"f4"]).is_empty());
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_forwarded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_forwarded),
         (4, 7, 0)
     );
-    let actions = h.feed(30, welcome());
+    let actions = h.welcome(30);
     let mut ids: Vec<RequestId> = requests(&actions).iter().map(|r| r.request_id).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2, 3, 4]);
@@ -964,7 +891,7 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
     for n in 11..=150 {
         assert!(requests(&h.tick_alive(n)).is_empty());
     }
-    let actions = h.feed(160, welcome());
+    let actions = h.welcome(160);
     assert_eq!(kinds(&actions), ["B>HELLO", "B>REQUEST"]);
     let Action::Link(LinkAction::Send(Message::Hello(hello))) = &actions[0] else {
         unreachable!()
@@ -983,16 +910,10 @@ fn reregister_greets_again_and_resends_everything_after_welcome() {
 fn max_buffered_answers_overloaded_and_forwards_nothing() {
     let mut c = config();
     c.max_buffered = 2;
-    let mut h = Harness::ready_with(&c);
-    h.greet(0, A, None);
+    let mut h = Harness::ready_with(&c).with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"abc"]);
-    h.send(
-        0,
-        A,
-        (1, 2),
-        Flags::ONE_WAY | Flags::RECEIPT_ON_SEND,
-        &[b"abc"],
-    );
+    let one_way = Flags::ONE_WAY | Flags::RECEIPT_ON_SEND;
+    h.send(0, A, (1, 2), one_way, &[b"abc"]);
     let actions = h.send(1, A, (1, 3), Flags::empty(), &[b"abc"]);
     let r = only_response(&actions, A);
     assert_eq!(
@@ -1001,23 +922,19 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
     );
     assert!(r.route.is_empty() && r.payload.is_empty());
     assert!(r.error.is_some());
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_overloaded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_overloaded),
         (2, 6, 1)
     );
-    assert_eq!(stats.requests_forwarded, 2);
+    assert_eq!(s.requests_forwarded, 2);
     // A re-send of a buffered request is not refused.
     assert_eq!(
         requests(&h.send(2, A, (1, 1), Flags::empty(), &[b"abc"])).len(),
         1
     );
     // Room again once one is confirmed.
-    h.feed(3, response(A, 1, 1, Status::Ok, &[]));
+    h.feed(3, response(A, 1, 1, Status::Ok, None, &[]));
     assert_eq!(
         requests(&h.send(4, A, (1, 3), Flags::empty(), &[b"abc"])).len(),
         1
@@ -1029,8 +946,7 @@ fn max_buffered_answers_overloaded_and_forwards_nothing() {
 fn max_buffered_bytes_answers_overloaded() {
     let mut c = config();
     c.max_buffered_bytes = 10;
-    let mut h = Harness::ready_with(&c);
-    h.greet(0, A, None);
+    let mut h = Harness::ready_with(&c).with_a();
     assert_eq!(
         requests(&h.send(0, A, (1, 1), Flags::empty(), &[b"123", b"456"])).len(),
         1
@@ -1042,13 +958,9 @@ fn max_buffered_bytes_answers_overloaded() {
         requests(&h.send(0, A, (1, 3), Flags::empty(), &[b"1234"])).len(),
         1
     );
-    let stats = h.stats();
+    let s = h.stats();
     assert_eq!(
-        (
-            stats.buffered,
-            stats.buffered_bytes,
-            stats.requests_overloaded
-        ),
+        (s.buffered, s.buffered_bytes, s.requests_overloaded),
         (2, 10, 1)
     );
     // Also while disconnected.
@@ -1095,12 +1007,9 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
         "a goodbye for the named client only: {:?}",
         kinds(&actions)
     );
-    let stats = h.stats();
-    assert_eq!(stats.client_deaths, 2);
-    assert_eq!(
-        (stats.clients, stats.buffered, stats.buffered_bytes),
-        (1, 1, 1)
-    );
+    let s = h.stats();
+    assert_eq!(s.client_deaths, 2);
+    assert_eq!((s.clients, s.buffered, s.buffered_bytes), (1, 1, 1));
     // Their entries are not re-sent; a late response is unroutable.
     let mut ids = Vec::new();
     for n in 302..=800 {
@@ -1110,7 +1019,10 @@ fn a_silent_client_has_its_entries_dropped_after_its_liveness() {
         ids.extend(requests(&h.tick_alive(n)).iter().map(|r| r.request_id));
     }
     assert!(ids.iter().all(|&id| id == 2), "{ids:?}");
-    assert!(h.feed(801, response(A, 1, 1, Status::Ok, &[])).is_empty());
+    assert!(
+        h.feed(801, response(A, 1, 1, Status::Ok, None, &[]))
+            .is_empty()
+    );
     assert_eq!(h.stats().unroutable, 1);
 }
 
@@ -1144,12 +1056,9 @@ fn client_disconnect_drops_its_entries_and_says_goodbye_for_named_clients() {
         h.client(20, B, Message::Disconnect { route: Vec::new() })
             .is_empty()
     );
-    let stats = h.stats();
-    assert_eq!(
-        (stats.clients, stats.buffered, stats.buffered_bytes),
-        (0, 0, 0)
-    );
-    assert_eq!(stats.client_deaths, 0, "a goodbye is not a death");
+    let s = h.stats();
+    assert_eq!((s.clients, s.buffered, s.buffered_bytes), (0, 0, 0));
+    assert_eq!(s.client_deaths, 0, "a goodbye is not a death");
     assert!(h.resend_times(21, 500).is_empty());
 }
 
@@ -1164,16 +1073,15 @@ fn a_named_client_leaving_while_disconnected_sends_no_goodbye() {
     );
     // Nor is it announced in the next session.
     h.tick(110);
-    h.connected(110);
-    assert!(h.feed(120, welcome()).is_empty());
+    h.greeted_broker(110);
+    assert!(h.welcome(120).is_empty());
 }
 
 // ---------------------------------------------------------------- errors and malformed input
 
 #[test]
 fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 7), Flags::empty(), &[b"x"]);
     h.send(0, A, (1, 8), Flags::empty(), &[b"y"]);
     // Without a request: about the proxy itself, nothing to forward.
@@ -1201,8 +1109,7 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
 
 #[test]
 fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     // Not a header at all.
@@ -1212,7 +1119,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // Another major version, naming a request: the ERROR names it.
-    let header = with_major(request_msg(5, 9, Flags::empty(), None, &[]), 2);
+    let header = with_major(request_msg((5, 9), Flags::empty(), None, &[]), 2);
     let actions = h.client_raw(2, A, &header, payload(&[b"p"]));
     match only_for(&actions, A) {
         Message::Error(e) => {
@@ -1222,7 +1129,7 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A kind a client must not send.
-    let actions = h.client(3, A, response(&[], 1, 1, Status::Ok, &[]));
+    let actions = h.client(3, A, response(&[], 1, 1, Status::Ok, None, &[]));
     match only_for(&actions, A) {
         Message::Error(e) => {
             assert!(e.error.contains("RESPONSE"), "{}", e.error);
@@ -1235,24 +1142,23 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         kinds(&h.client_raw(4, b"zz", &[0xff], Payload::new())),
         ["zz>ERROR"]
     );
-    let stats = h.stats();
-    assert_eq!((stats.malformed_clients, stats.clients), (4, 2));
+    let s = h.stats();
+    assert_eq!((s.malformed_clients, s.clients), (4, 2));
     // Nothing else changed: a's entry is kept, b is served.
-    assert_eq!((stats.buffered, stats.requests_received), (1, 1));
+    assert_eq!((s.buffered, s.requests_received), (1, 1));
     assert_eq!(
         requests(&h.send(5, B, (1, 2), Flags::empty(), &[])).len(),
         1
     );
     assert_eq!(
-        kinds(&h.feed(6, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(6, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
     );
 }
 
 #[test]
 fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.send(0, A, (1, 1), Flags::empty(), &[b"x"]);
     let actions = h.feed_raw(1, &[0xff, 0xff], Payload::new());
     match only_to_broker(&actions) {
@@ -1260,20 +1166,20 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A kind the broker must not send to a client.
-    let unexpected = request_msg(1, 1, Flags::empty(), None, &[]);
+    let unexpected = request_msg((1, 1), Flags::empty(), None, &[]);
     let actions = h.feed(2, unexpected);
     match only_to_broker(&actions) {
         Message::Error(e) => assert!(e.error.contains("REQUEST"), "{}", e.error),
         other => panic!("expected ERROR, got {}", other.kind_name()),
     }
     // A RESPONSE of another major version is not taken as the outcome.
-    let header = with_major(response(A, 1, 1, Status::Ok, &[]), 3);
+    let header = with_major(response(A, 1, 1, Status::Ok, None, &[]), 3);
     assert_eq!(kinds(&h.feed_raw(3, &header, Payload::new())), ["B>ERROR"]);
-    let stats = h.stats();
-    assert_eq!((stats.malformed_broker, stats.buffered), (3, 1));
-    assert!(stats.connected, "malformed input changes no session state");
+    let s = h.stats();
+    assert_eq!((s.malformed_broker, s.buffered), (3, 1));
+    assert!(s.connected, "malformed input changes no session state");
     assert_eq!(
-        kinds(&h.feed(4, response(A, 1, 1, Status::Ok, &[]))),
+        kinds(&h.feed(4, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
     );
     assert_eq!(h.stats().buffered, 0);
@@ -1281,8 +1187,7 @@ fn malformed_broker_input_is_counted_answered_with_error_and_isolated() {
 
 #[test]
 fn an_error_is_never_answered_with_an_error() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     let error = || {
         Message::Error(ErrorReply {
             error: "yours".into(),
@@ -1299,20 +1204,18 @@ fn an_error_is_never_answered_with_an_error() {
     let header = with_major(error(), 2);
     assert!(h.client_raw(4, A, &header, Payload::new()).is_empty());
     assert!(h.feed_raw(5, &header, Payload::new()).is_empty());
-    let stats = h.stats();
-    assert_eq!((stats.malformed_clients, stats.malformed_broker), (2, 2));
+    let s = h.stats();
+    assert_eq!((s.malformed_clients, s.malformed_broker), (2, 2));
 }
 
 // ---------------------------------------------------------------- stop
 
 #[test]
 fn stop_says_shutdown_to_clients_and_disconnect_to_the_broker() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, Some("bob"));
     h.send(0, A, (1, 1), Flags::empty(), &[]);
-    h.core.on_stop(h.at(10));
-    let actions = h.drain();
+    let actions = h.stop(10);
     assert_eq!(
         sorted_kinds(&actions),
         ["B>DISCONNECT", "a>SHUTDOWN", "b>SHUTDOWN"]
@@ -1330,8 +1233,7 @@ fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
     assert_eq!(kinds(&h.drain()), ["CONNECT"]);
     h.connect_failed(0);
     h.greet(0, A, None);
-    h.core.on_stop(h.at(10));
-    assert_eq!(kinds(&h.drain()), ["a>SHUTDOWN"]);
+    assert_eq!(kinds(&h.stop(10)), ["a>SHUTDOWN"]);
     for n in [100, 500, 5000] {
         assert!(!has(&h.tick(n), "CONNECT"));
     }
@@ -1341,12 +1243,11 @@ fn stop_while_disconnected_tells_clients_only_and_never_reconnects() {
 
 #[test]
 fn idle_clients_get_heartbeats_and_busy_ones_do_not() {
-    let mut h = Harness::ready();
-    h.greet(0, A, None);
+    let mut h = Harness::ready().with_a();
     h.greet(0, B, None);
     h.send(0, B, (1, 1), Flags::empty(), &[]);
     // Something for b at 60: b is not idle until 160.
-    h.feed(60, response(B, 1, 1, Status::Ok, &[]));
+    h.feed(60, response(B, 1, 1, Status::Ok, None, &[]));
     assert!(h.tick_alive(99).is_empty());
     let actions = h.tick_alive(100);
     assert_eq!(sorted_kinds(&actions), ["B>HEARTBEAT", "a>HEARTBEAT"]);
@@ -1564,18 +1465,15 @@ impl Sim {
     }
 
     fn check(&self) {
-        let stats = self.h.stats();
+        let s = self.h.stats();
+        assert_eq!(s.buffered, self.buffer.len() as u64, "{:?}", self.buffer);
+        assert_eq!(s.buffered_bytes, self.buffered_bytes() as u64);
+        assert!(s.buffered as usize <= SIM_MAX_BUFFERED);
+        assert!(s.buffered_bytes as usize <= SIM_MAX_BYTES);
         assert_eq!(
-            stats.buffered,
-            self.buffer.len() as u64,
-            "{:?}",
-            self.buffer
+            (s.requests_overloaded, s.responses_forwarded),
+            (self.overloaded, self.answered)
         );
-        assert_eq!(stats.buffered_bytes, self.buffered_bytes() as u64);
-        assert!(stats.buffered as usize <= SIM_MAX_BUFFERED);
-        assert!(stats.buffered_bytes as usize <= SIM_MAX_BYTES);
-        assert_eq!(stats.requests_overloaded, self.overloaded);
-        assert_eq!(stats.responses_forwarded, self.answered);
     }
 
     fn client_request(&mut self) {
@@ -1648,7 +1546,7 @@ impl Sim {
                 Status::Overloaded,
             ];
             let status = statuses[self.rng.below(statuses.len() as u64) as usize];
-            response(&key.0, key.1, key.2, status, &[b"out"])
+            response(&key.0, key.1, key.2, status, None, &[b"out"])
         } else if final_receipt(flags) == Some("RECEIPT_RECEIVED") {
             Message::ReceiptReceived(rref(&key.0, key.1, key.2))
         } else {
@@ -1751,8 +1649,8 @@ impl Sim {
             self.awaiting
         );
         assert!(self.buffer.is_empty(), "never confirmed: {:?}", self.buffer);
-        let stats = self.h.stats();
-        assert_eq!((stats.buffered, stats.buffered_bytes), (0, 0));
+        let s = self.h.stats();
+        assert_eq!((s.buffered, s.buffered_bytes), (0, 0));
     }
 }
 
@@ -1765,10 +1663,10 @@ fn randomized_requests_losses_and_answers_keep_the_buffer_exact() {
             sim.step();
         }
         sim.settle();
-        let stats = sim.h.stats();
+        let s = sim.h.stats();
         totals.0 += sim.answered;
-        totals.1 += stats.broker_losses;
-        totals.2 += stats.requests_resent;
+        totals.1 += s.broker_losses;
+        totals.2 += s.requests_resent;
     }
     // The runs did exercise what they claim to.
     let (answered, losses, resent) = totals;

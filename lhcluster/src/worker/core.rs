@@ -64,11 +64,6 @@ impl WorkerCore {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
-        &mut self.actions
-    }
-
     pub(crate) fn stats(&self) -> WorkerStats {
         let mut stats = self.stats.clone();
         report_counts!(stats, self.session);

@@ -9,20 +9,15 @@ use std::time::Instant;
 use super::HandlerError;
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
-use crate::link::Connecting;
 use crate::protocol::{
     Dispatch, ErrorReply, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status,
     WorkResult,
 };
 use crate::session::LinkAction;
-use crate::testing::{Driven, Ticks, bytes, link_kind, ms, payload};
-
-/// The worker's own heartbeat interval (ms).
-const HB: u64 = 100;
-/// The broker's interval, announced in WELCOME (ms).
-const BROKER_HB: u32 = 200;
-/// Broker death after `LIVENESS × BROKER_HB` = 600 ms of silence.
-const LIVENESS: u32 = 3;
+use crate::testing::{
+    ActionKind, Driven, HB, LIVENESS, RECONNECT_MAX, RECONNECT_MIN, bytes, has, kinds, link_kind,
+    ms, only_error, payload, sent, session_role,
+};
 
 fn config() -> WorkerConfig {
     let mut c = WorkerConfig::new("tcp://127.0.0.1:5556");
@@ -30,34 +25,34 @@ fn config() -> WorkerConfig {
     c.capacity = 4;
     c.heartbeat = ms(HB);
     c.liveness = LIVENESS;
-    c.reconnect_min = ms(100);
-    c.reconnect_max = ms(400);
+    c.reconnect_min = ms(RECONNECT_MIN);
+    c.reconnect_max = ms(RECONNECT_MAX);
     c
 }
 
-/// One short name per action, to assert on sequences.
-fn kinds(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
+impl ActionKind for Action {
+    /// A link action's kind, or `RUN type/id`.
+    fn kind(&self) -> String {
+        match self {
             Action::Link(a) => link_kind(a),
             Action::Run(d) => format!("RUN {}/{}", d.request_type, d.request_id),
-        })
-        .collect()
+        }
+    }
+
+    fn sent(&self) -> Option<&Message> {
+        match self {
+            Action::Link(a) => a.sent(),
+            Action::Run(_) => None,
+        }
+    }
 }
 
-fn has(actions: &[Action], kind: &str) -> bool {
-    kinds(actions).iter().any(|k| k == kind)
-}
-
-fn results(actions: &[Action]) -> Vec<&WorkResult> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Link(LinkAction::Send(Message::Result(r))) => Some(r),
-            _ => None,
-        })
-        .collect()
+fn results<'a>(actions: &'a [Action]) -> Vec<&'a WorkResult> {
+    let result = |m: &'a Message| match m {
+        Message::Result(r) => Some(r),
+        _ => None,
+    };
+    sent(actions).filter_map(result).collect()
 }
 
 fn only_result(actions: &[Action]) -> &WorkResult {
@@ -75,6 +70,20 @@ fn only_result(actions: &[Action]) -> &WorkResult {
         kinds(actions)
     );
     r[0]
+}
+
+/// The one RESULT of `actions`, which answers `key` with `status`.
+fn only_result_of(
+    actions: &[Action],
+    key: (RequestType, RequestId),
+    status: Status,
+) -> &WorkResult {
+    let r = only_result(actions);
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (key.0, key.1, status)
+    );
+    r
 }
 
 fn only_run(actions: &[Action]) -> &Dispatch {
@@ -122,11 +131,7 @@ fn dispatch_tagged(
     })
 }
 
-impl Ticks for WorkerCore {
-    fn tick_at(&mut self, now: Instant) {
-        self.on_tick(now);
-    }
-}
+session_role!(WorkerCore, "READY", registered);
 
 /// A worker core driven by hand.
 type Harness = Driven<WorkerCore>;
@@ -135,31 +140,27 @@ impl Harness {
     /// A fresh worker serving types 30, 10 and 20 (given unsorted), nothing
     /// drained yet.
     fn new() -> Self {
+        Self::with(&config(), vec![30, 10, 20])
+    }
+
+    fn with(config: &WorkerConfig, types: Vec<RequestType>) -> Self {
         let t0 = Instant::now();
-        Self::start(WorkerCore::new(&config(), vec![30, 10, 20], t0), t0, ())
+        Self::start(WorkerCore::new(config, types, t0), t0, ())
     }
 
     /// Connected at 0 and WELCOMEd (broker interval `BROKER_HB`) at 0, with
     /// every action drained.
     fn registered() -> Self {
-        let mut h = Self::new();
-        assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-        h.connected(0);
-        h.feed(
-            0,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB,
-            },
-        );
-        assert!(h.drain().is_empty());
-        assert!(h.core.stats().registered);
-        h
+        Self::new().welcomed()
     }
 
-    /// The driver connected the socket at `n`: the READY it sends is checked
-    /// and drained.
-    fn connected(&mut self, n: u64) {
-        assert_eq!(kinds(&self.connect_at(n)), ["READY"]);
+    /// Feeds a DISPATCH at `n` ms: it must run, and do nothing else.
+    fn expect_run(&mut self, n: u64, dispatch: Message) {
+        let Message::Dispatch(d) = &dispatch else {
+            panic!("not a DISPATCH: {}", dispatch.kind_name());
+        };
+        let run = format!("RUN {}/{}", d.request_type, d.request_id);
+        assert_eq!(kinds(&self.feed(n, dispatch)), [run]);
     }
 
     fn done(
@@ -179,8 +180,7 @@ impl Harness {
 #[test]
 fn start_connects_sends_ready_and_registers_on_welcome() {
     let mut h = Harness::new();
-    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
-    assert!(!h.core.stats().registered);
+    h.expect_connect_first();
 
     let actions = h.connect_at(0);
     let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
@@ -192,30 +192,19 @@ fn start_connects_sends_ready_and_registers_on_welcome() {
     assert_eq!(ready.name.as_deref(), Some("w1"));
     assert!(!h.core.stats().registered, "not registered before WELCOME");
 
-    assert!(
-        h.feed(
-            10,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
-    let stats = h.core.stats();
-    assert!(stats.registered);
-    assert_eq!(stats.running, 0);
-    assert_eq!(stats.malformed, 0);
+    assert!(h.welcome(10).is_empty());
+    let s = h.core.stats();
+    assert!(s.registered);
+    assert_eq!((s.running, s.malformed), (0, 0));
 }
 
 #[test]
 fn ready_without_a_name_carries_none() {
     let mut c = config();
     c.name = None;
-    let t0 = Instant::now();
-    let mut core = WorkerCore::new(&c, vec![5], t0);
-    core.actions().clear();
-    core.on_connected(t0);
-    let actions = std::mem::take(core.actions());
+    let mut h = Harness::with(&c, vec![5]);
+    h.drain();
+    let actions = h.connect_at(0);
     let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
@@ -224,62 +213,39 @@ fn ready_without_a_name_carries_none() {
 }
 
 #[test]
-fn messages_before_the_socket_connects_are_ignored() {
+fn next_tick_follows_the_session() {
     let mut h = Harness::new();
     h.drain();
-    assert!(
-        h.feed(
-            0,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
+    // Disconnected: the reconnect time (now, at start).
+    assert_eq!(h.next_tick(0), h.at(0));
+    h.connected(0);
+    // Registering: half the worker's own interval (the broker's is unknown
+    // and taken as ours).
+    assert_eq!(h.next_tick(10), h.at(60));
+    h.feed(10, Message::Welcome { heartbeat_ms: 60 });
+    // Half the shorter of the two intervals.
+    assert_eq!(h.next_tick(10), h.at(40));
+    h.feed(20, Message::Shutdown);
+    // Disconnected again: the reconnect time.
+    assert_eq!(h.next_tick(30), h.at(120));
+}
+
+// ---------------------------------------------------------------- requests
+
+#[test]
+fn messages_before_the_socket_connects_are_ignored() {
+    let mut h = Harness::new();
+    h.check_welcome_before_connecting_is_ignored();
     assert!(h.feed(1, dispatch(10, 1, Flags::empty())).is_empty());
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.requests_received, 0);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!((s.requests_received, s.running), (0, 0));
 }
 
 #[test]
 fn ready_is_repeated_every_heartbeat_until_welcome() {
     let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
-    assert!(h.tick(50).is_empty());
-    assert!(h.tick(99).is_empty());
-    assert_eq!(kinds(&h.tick(100)), ["READY"]);
-    assert!(h.tick(150).is_empty());
-    assert!(h.tick(199).is_empty());
-    assert_eq!(kinds(&h.tick(200)), ["READY"]);
-    assert_eq!(
-        h.core.stats().heartbeats_sent,
-        0,
-        "READY is not a heartbeat"
-    );
-
-    h.feed(
-        210,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
-    assert!(h.core.stats().registered);
-    // Registered now: silence is filled with HEARTBEAT, not READY.
-    assert!(h.tick(299).is_empty());
-    let actions = h.tick(300);
-    assert!(
-        matches!(
-            actions.as_slice(),
-            [Action::Link(LinkAction::Send(Message::Heartbeat {
-                heartbeat_ms: 100
-            }))]
-        ),
-        "got {:?}",
-        kinds(&actions)
-    );
+    h.check_greeting_repeats_until_welcome(210);
     assert_eq!(h.core.stats().heartbeats_sent, 1);
 }
 
@@ -287,46 +253,16 @@ fn ready_is_repeated_every_heartbeat_until_welcome() {
 fn heartbeat_only_after_own_interval_of_silence() {
     let mut h = Harness::registered();
     // Sending anything counts: a RESULT at 80 pushes the heartbeat to 180.
-    assert_eq!(
-        kinds(&h.feed(50, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(50, dispatch(10, 1, Flags::empty()));
     assert_eq!(kinds(&h.done(80, (10, 1), Ok(Payload::new()))), ["RESULT"]);
     assert!(h.tick(90).is_empty());
     assert!(h.tick(179).is_empty());
     assert_eq!(kinds(&h.tick(180)), ["HEARTBEAT"]);
     assert!(h.tick(200).is_empty());
-    // Hearing from the broker does not count as sending to it.
-    assert!(
-        h.feed(250, Message::Heartbeat { heartbeat_ms: 0 })
-            .is_empty()
-    );
-    assert!(h.tick(279).is_empty());
-    assert_eq!(kinds(&h.tick(280)), ["HEARTBEAT"]);
-    let stats = h.core.stats();
-    assert_eq!(stats.heartbeats_sent, 2);
-    assert_eq!(stats.heartbeats_received, 1);
+    h.check_hearing_from_the_broker_does_not_delay_the_heartbeat(250, 280);
+    let s = h.core.stats();
+    assert_eq!((s.heartbeats_sent, s.heartbeats_received), (2, 1));
 }
-
-#[test]
-fn next_tick_follows_the_session() {
-    let mut h = Harness::new();
-    h.drain();
-    // Disconnected: the reconnect time (now, at start).
-    assert_eq!(h.core.next_tick(h.at(0)), h.at(0));
-    h.connected(0);
-    // Registering: half the worker's own interval (the broker's is unknown
-    // and taken as ours).
-    assert_eq!(h.core.next_tick(h.at(10)), h.at(60));
-    h.feed(10, Message::Welcome { heartbeat_ms: 60 });
-    // Half the shorter of the two intervals.
-    assert_eq!(h.core.next_tick(h.at(10)), h.at(40));
-    h.feed(20, Message::Shutdown);
-    // Disconnected again: the reconnect time.
-    assert_eq!(h.core.next_tick(h.at(30)), h.at(120));
-}
-
-// ---------------------------------------------------------------- requests
 
 #[test]
 fn dispatch_runs_and_ok_result_carries_the_payload() {
@@ -349,9 +285,8 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
         Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40)
     );
     assert_eq!(bytes(&d.payload), [b"a".to_vec(), vec![], b"bc".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_received, 1);
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert_eq!((s.requests_received, s.running), (1, 1));
 
     let actions = h.done(20, (20, 7), Ok(payload(&[b"out", b"put"])));
     let r = only_result(&actions);
@@ -368,10 +303,11 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
     );
     assert_eq!(r.error, None);
     assert_eq!(bytes(&r.payload), [b"out".to_vec(), b"put".to_vec()]);
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_succeeded, 1);
-    assert_eq!(stats.requests_failed, 0);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_succeeded, s.requests_failed, s.running),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -402,11 +338,7 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
     h.feed(10, dispatch(10, 2, Flags::empty()));
 
     let actions = h.done(20, (10, 1), Err(HandlerError::failed("disk full")));
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.status),
-        (10, 1, Status::Failed)
-    );
+    let r = only_result_of(&actions, (10, 1), Status::Failed);
     assert_eq!(r.error.as_deref(), Some("disk full"));
     assert!(r.payload.is_empty());
 
@@ -415,10 +347,11 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
     assert_eq!(r.status, Status::BadRequest);
     assert_eq!(r.error.as_deref(), Some("no such sku"));
 
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_failed, 2);
-    assert_eq!(stats.requests_succeeded, 0);
-    assert_eq!(stats.handler_panics, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_failed, s.requests_succeeded, s.handler_panics),
+        (2, 0, 0)
+    );
 }
 
 #[test]
@@ -435,19 +368,14 @@ fn panicked_handler_is_failed_and_counted() {
     let r = only_result(&actions);
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.error.as_deref(), Some("handler panicked: boom"));
-    let stats = h.core.stats();
-    assert_eq!(stats.handler_panics, 1);
-    assert_eq!(stats.requests_failed, 1);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!((s.handler_panics, s.requests_failed, s.running), (1, 1, 0));
 }
 
 #[test]
 fn one_way_requests_get_a_result_too() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch(10, 1, Flags::ONE_WAY))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch(10, 1, Flags::ONE_WAY));
     let actions = h.done(20, (10, 1), Ok(Payload::new()));
     assert_eq!(only_result(&actions).status, Status::Ok);
 }
@@ -456,30 +384,24 @@ fn one_way_requests_get_a_result_too() {
 fn unserved_type_is_answered_bad_request_and_not_run() {
     let mut h = Harness::registered();
     let actions = h.feed(10, dispatch(99, 5, Flags::RECEIPT_ON_RECEIVE));
-    let r = only_result(&actions);
-    assert_eq!(
-        (r.request_type, r.request_id, r.status),
-        (99, 5, Status::BadRequest)
-    );
+    let r = only_result_of(&actions, (99, 5), Status::BadRequest);
     let error = r.error.as_deref().unwrap_or_default();
     assert!(
         error.contains("99"),
         "error should name the type: {error:?}"
     );
     assert!(r.payload.is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.requests_received, 1);
-    assert_eq!(stats.requests_failed, 1);
-    assert_eq!(stats.running, 0);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_received, s.requests_failed, s.running),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch(10, 1, Flags::empty()));
     // Same (type, id) again, e.g. re-sent after a reconnect, with a receipt
     // flag: nothing at all happens.
     assert!(
@@ -487,14 +409,12 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
             .is_empty()
     );
     // Same id, another type: a different request.
+    h.expect_run(20, dispatch(20, 1, Flags::empty()));
+    let s = h.core.stats();
     assert_eq!(
-        kinds(&h.feed(20, dispatch(20, 1, Flags::empty()))),
-        ["RUN 20/1"]
+        (s.duplicates_ignored, s.requests_received, s.running),
+        (1, 3, 2)
     );
-    let stats = h.core.stats();
-    assert_eq!(stats.duplicates_ignored, 1);
-    assert_eq!(stats.requests_received, 3);
-    assert_eq!(stats.running, 2);
 
     // One RESULT answers it; a second completion of the key is ignored.
     assert_eq!(results(&h.done(30, (10, 1), Ok(Payload::new()))).len(), 1);
@@ -506,10 +426,7 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
     assert_eq!(h.core.stats().requests_succeeded, 1);
 
     // Once done, the same key is a new request and runs again.
-    assert_eq!(
-        kinds(&h.feed(40, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(40, dispatch(10, 1, Flags::empty()));
 }
 
 /// Dispatched again while it runs (the broker declared this worker dead,
@@ -518,10 +435,7 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
 #[test]
 fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
     let mut h = Harness::registered();
-    assert_eq!(
-        kinds(&h.feed(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
     assert!(
         h.feed(20, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))
             .is_empty()
@@ -574,14 +488,11 @@ fn answers_across_a_reconnect(first: Message, second: Message) -> [(u32, u64, Ve
     assert!(h.done(620, (10, 1), Ok(payload(&[b"first"]))).is_empty());
     assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
     h.connected(711);
-    let welcome = Message::Welcome {
-        heartbeat_ms: BROKER_HB,
-    };
     let answer = |r: &WorkResult| {
         assert_eq!((r.request_type, r.request_id), (10, 1));
         (r.attempt, r.dispatch_tag, bytes(&r.payload))
     };
-    let held = answer(only_result(&h.feed(720, welcome)));
+    let held = answer(only_result(&h.welcome(720)));
     only_run(&h.feed(721, second));
     let fresh = answer(only_result(&h.done(
         730,
@@ -620,79 +531,35 @@ fn an_untagged_dispatch_is_answered_without_a_tag() {
 #[test]
 fn silent_broker_is_declared_dead_then_reconnected_after_backoff() {
     let mut h = Harness::registered();
-    h.feed(100, Message::Heartbeat { heartbeat_ms: 0 });
-    // 600 ms (3 × 200) of silence is still alive; 601 is dead.
-    assert!(!has(&h.tick(700), "CLOSE"));
-    assert_eq!(kinds(&h.tick(701)), ["CLOSE"]);
-    let stats = h.core.stats();
-    assert_eq!(stats.broker_deaths, 1);
-    assert!(!stats.registered);
+    h.check_silent_broker_dies_at_701(|_| {});
+    assert_eq!(h.core.stats().broker_deaths, 1);
 
     // While disconnected, whatever is still read is ignored.
     assert!(h.feed(720, dispatch(10, 1, Flags::empty())).is_empty());
     assert_eq!(h.core.stats().requests_received, 0);
 
-    // Reconnect after reconnect_min (100 ms), not before.
-    assert_eq!(h.core.next_tick(h.at(701)), h.at(801));
     assert!(h.tick(750).is_empty());
-    assert!(h.tick(800).is_empty());
-    assert_eq!(kinds(&h.tick(801)), ["CONNECT"]);
+    h.check_reconnects_after_the_minimum_backoff(701);
     assert_eq!(h.core.stats().reconnects, 1);
-    h.connected(801);
-    h.feed(
-        810,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
-    assert!(h.core.stats().registered);
-}
-
-#[test]
-fn broker_heartbeat_interval_change_moves_the_death_deadline() {
-    let mut h = Harness::registered();
-    // The broker now announces 500 ms: dead after 1500 ms of silence.
-    h.feed(100, Message::Heartbeat { heartbeat_ms: 500 });
-    assert!(!has(&h.tick(1600), "CLOSE"));
-    assert_eq!(kinds(&h.tick(1601)), ["CLOSE"]);
 }
 
 #[test]
 fn backoff_doubles_on_failures_up_to_the_cap_and_resets_after_welcome() {
     let mut h = Harness::registered();
-    assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
-    // Delay 100 ms.
-    assert!(h.tick(700).is_empty());
-    assert_eq!(kinds(&h.tick(701)), ["CONNECT"]);
-    h.connect_failed(701);
-    // Delay 200 ms.
-    assert!(h.tick(900).is_empty());
-    assert_eq!(kinds(&h.tick(901)), ["CONNECT"]);
-    h.connect_failed(901);
-    // Delay 400 ms (the cap).
-    assert!(h.tick(1300).is_empty());
-    assert_eq!(kinds(&h.tick(1301)), ["CONNECT"]);
-    h.connect_failed(1301);
-    // Still 400 ms.
-    assert_eq!(h.core.next_tick(h.at(1301)), h.at(1701));
-    assert!(h.tick(1700).is_empty());
-    assert_eq!(kinds(&h.tick(1701)), ["CONNECT"]);
-    h.connected(1701);
-    h.feed(
-        1710,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.check_backoff_doubles_up_to_the_cap();
 
     // WELCOME reset the backoff: the next loss waits 100 ms again.
     assert!(!has(&h.tick(2310), "CLOSE"));
     assert_eq!(kinds(&h.tick(2311)), ["CLOSE"]);
     assert!(h.tick(2410).is_empty());
     assert_eq!(kinds(&h.tick(2411)), ["CONNECT"]);
-    let stats = h.core.stats();
-    assert_eq!(stats.reconnects, 5);
-    assert_eq!(stats.broker_deaths, 2);
+    let s = h.core.stats();
+    assert_eq!((s.reconnects, s.broker_deaths), (5, 2));
+}
+
+#[test]
+fn broker_heartbeat_interval_change_moves_the_death_deadline() {
+    Harness::registered().check_broker_interval_change_moves_the_death_deadline();
 }
 
 #[test]
@@ -700,9 +567,7 @@ fn a_broker_that_never_welcomes_is_given_up_and_retried_with_backoff() {
     // Before WELCOME the broker's interval is unknown and taken as the
     // worker's own (100 ms): 3 × 100 ms without WELCOME and the socket is
     // recycled, with growing delays since no WELCOME resets the backoff.
-    let mut h = Harness::new();
-    h.drain();
-    h.connected(0);
+    let mut h = Harness::new().greeting();
     assert_eq!(kinds(&h.tick(300)), ["READY"]);
     assert_eq!(kinds(&h.tick(301)), ["CLOSE"]);
     assert_eq!(kinds(&h.tick(401)), ["CONNECT"]);
@@ -732,12 +597,7 @@ fn results_finished_while_disconnected_are_sent_after_the_next_welcome_in_order(
     assert!(h.done(720, (20, 3), Ok(payload(&[b"three"]))).is_empty());
     assert!(h.tick(750).is_empty());
 
-    let actions = h.feed(
-        760,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    let actions = h.welcome(760);
     let got: Vec<_> = results(&actions)
         .iter()
         .map(|r| (r.request_type, r.request_id, r.status))
@@ -754,15 +614,7 @@ fn results_finished_while_disconnected_are_sent_after_the_next_welcome_in_order(
     assert_eq!(bytes(&results(&actions)[0].payload), [b"two".to_vec()]);
     assert_eq!(results(&actions)[1].error.as_deref(), Some("one failed"));
     // Nothing is sent twice.
-    assert!(
-        h.feed(
-            770,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )
-        .is_empty()
-    );
+    assert!(h.welcome(770).is_empty());
 }
 
 #[test]
@@ -774,12 +626,7 @@ fn receipt_for_a_dispatch_while_registering_waits_for_welcome() {
     let actions = h.feed(20, dispatch(10, 1, Flags::RECEIPT_ON_RECEIVE));
     assert_eq!(kinds(&actions), ["RUN 10/1"]);
     assert!(h.done(30, (10, 1), Ok(Payload::new())).is_empty());
-    let actions = h.feed(
-        40,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    let actions = h.welcome(40);
     assert_eq!(kinds(&actions), ["RECEIPT_RECEIVED", "RESULT"]);
 }
 
@@ -792,20 +639,15 @@ fn reregister_sends_ready_again_and_keeps_running_handlers() {
         panic!("expected READY, got {:?}", kinds(&actions));
     };
     assert_eq!(ready.request_types, [10, 20, 30]);
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!(s.running, 1);
 
     // The broker does not know us: the result waits for WELCOME.
     assert!(h.done(60, (10, 1), Ok(Payload::new())).is_empty());
     // No WELCOME yet: READY again after one interval.
     assert_eq!(kinds(&h.tick(150)), ["READY"]);
-    let actions = h.feed(
-        160,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    let actions = h.welcome(160);
     assert_eq!(kinds(&actions), ["RESULT"]);
     assert!(h.core.stats().registered);
 }
@@ -815,23 +657,15 @@ fn shutdown_closes_and_reconnects_after_backoff() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
-    let stats = h.core.stats();
-    assert!(!stats.registered);
-    assert_eq!(stats.broker_deaths, 0, "a SHUTDOWN is not a death");
-    assert_eq!(stats.running, 1);
+    let s = h.core.stats();
+    assert!(!s.registered);
+    assert_eq!(s.broker_deaths, 0, "a SHUTDOWN is not a death");
+    assert_eq!(s.running, 1);
     assert!(h.tick(149).is_empty());
     assert_eq!(kinds(&h.tick(150)), ["CONNECT"]);
     h.connected(150);
     assert!(h.done(160, (10, 1), Ok(Payload::new())).is_empty());
-    assert_eq!(
-        kinds(&h.feed(
-            170,
-            Message::Welcome {
-                heartbeat_ms: BROKER_HB
-            }
-        )),
-        ["RESULT"]
-    );
+    assert_eq!(kinds(&h.welcome(170)), ["RESULT"]);
 }
 
 // ---------------------------------------------------------------- stop
@@ -840,10 +674,7 @@ fn shutdown_closes_and_reconnects_after_backoff() {
 fn stop_when_registered_sends_disconnect_and_never_reconnects() {
     let mut h = Harness::registered();
     h.feed(10, dispatch(10, 1, Flags::empty()));
-    let actions = {
-        h.core.on_stop(h.at(50));
-        h.drain()
-    };
+    let actions = h.stop(50);
     assert!(
         matches!(actions.as_slice(), [Action::Link(LinkAction::Send(Message::Disconnect { route }))] if route.is_empty()),
         "got {:?}",
@@ -862,11 +693,7 @@ fn stop_when_registered_sends_disconnect_and_never_reconnects() {
 fn stop_when_disconnected_sends_nothing_and_cancels_the_reconnect() {
     let mut h = Harness::registered();
     assert_eq!(kinds(&h.tick(601)), ["CLOSE"]);
-    h.core.on_stop(h.at(610));
-    assert!(h.drain().is_empty());
-    assert!(h.tick(701).is_empty());
-    assert!(h.tick(5_000).is_empty());
-    assert_eq!(h.core.stats().reconnects, 0);
+    h.check_stop_while_disconnected_never_reconnects(601, 610);
 }
 
 #[test]
@@ -875,14 +702,8 @@ fn stop_while_registering_says_goodbye_once_welcomed() {
     h.feed(10, dispatch(10, 1, Flags::empty()));
     h.feed(20, Message::Reregister);
     h.drain();
-    h.core.on_stop(h.at(30));
-    h.drain();
-    let actions = h.feed(
-        40,
-        Message::Welcome {
-            heartbeat_ms: BROKER_HB,
-        },
-    );
+    h.stop(30);
+    let actions = h.welcome(40);
     assert!(
         has(&actions, "DISCONNECT"),
         "a stopping worker must not stay registered: {:?}",
@@ -899,17 +720,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
     // ERROR back.
     let mut h = Harness::registered();
 
-    let actions = h.feed_raw(10, b"\xff\xff\xff", Payload::new());
-    let [
-        Action::Link(LinkAction::Send(Message::Error(ErrorReply {
-            error,
-            request: None,
-        }))),
-    ] = actions.as_slice()
-    else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
-    assert!(error.contains("protobuf"), "{error:?}");
+    h.check_garbage_is_answered_with_an_error(10);
 
     // Major version 2.
     let actions = h.feed_raw(
@@ -917,9 +728,7 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
         &[0x08, 0x02, 0x18, 0x04, 0x28, 0x0A, 0x78, 0x01],
         Payload::new(),
     );
-    let [Action::Link(LinkAction::Send(Message::Error(e)))] = actions.as_slice() else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
+    let e = only_error(&actions);
     assert_eq!(
         e.error,
         "unsupported protocol version 2.0 (this peer speaks 1.x)"
@@ -947,23 +756,18 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
             payload: Payload::new(),
         }),
     );
-    let [Action::Link(LinkAction::Send(Message::Error(e)))] = actions.as_slice() else {
-        panic!("expected ERROR, got {:?}", kinds(&actions));
-    };
+    let e = only_error(&actions);
     assert_eq!(e.error, "unexpected RESPONSE from the broker");
 
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 5);
-    assert!(stats.registered, "malformed input changes no session state");
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 5);
+    assert!(s.registered, "malformed input changes no session state");
     // The refused WELCOME did not change the broker's interval (still 200 ms:
     // dead after 600 ms of silence, counted from the last message at 50).
     assert!(!has(&h.tick(650), "CLOSE"));
 
     // Still works.
-    assert_eq!(
-        kinds(&h.feed(660, dispatch(10, 1, Flags::empty()))),
-        ["RUN 10/1"]
-    );
+    h.expect_run(660, dispatch(10, 1, Flags::empty()));
     assert_eq!(kinds(&h.done(670, (10, 1), Ok(Payload::new()))), ["RESULT"]);
 }
 
@@ -982,7 +786,7 @@ fn an_error_from_the_broker_is_never_answered() {
         }),
     );
     assert!(actions.is_empty());
-    let stats = h.core.stats();
-    assert_eq!(stats.malformed, 0);
-    assert!(stats.registered);
+    let s = h.core.stats();
+    assert_eq!(s.malformed, 0);
+    assert!(s.registered);
 }

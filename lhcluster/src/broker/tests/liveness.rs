@@ -24,9 +24,7 @@ fn broker_heartbeats_a_silent_worker_after_its_own_interval() {
 
 #[test]
 fn no_heartbeat_to_a_worker_while_dispatches_flow() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 10);
+    let mut h = Harness::with_client_and_worker(10);
     for (i, at) in [600_u64, 1400, 2200, 3000].into_iter().enumerate() {
         h.at(at);
         h.worker_heartbeat(W1);
@@ -54,8 +52,7 @@ fn no_heartbeat_to_a_worker_while_dispatches_flow() {
 
 #[test]
 fn broker_heartbeats_a_silent_client_after_its_own_interval() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.tick_at(999);
     h.expect_nothing();
     h.tick_at(1000);
@@ -65,9 +62,7 @@ fn broker_heartbeats_a_silent_client_after_its_own_interval() {
 
 #[test]
 fn no_heartbeat_to_a_client_while_responses_flow() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.at(100);
     h.request_dispatched(CA, W1, 7, 1);
     h.at(900);
@@ -84,8 +79,7 @@ fn no_heartbeat_to_a_client_while_responses_flow() {
 
 #[test]
 fn a_silent_worker_is_declared_dead_after_liveness_times_its_interval() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.ready_hb(W1, &[7], 1, 500);
     h.expect_welcome(Side::Backend, W1);
     h.request_dispatched(CA, W1, 7, 1);
@@ -101,8 +95,7 @@ fn a_silent_worker_is_declared_dead_after_liveness_times_its_interval() {
     );
     assert_eq!((h.stats().workers, h.stats().worker_deaths), (1, 0));
     h.tick_at(1501);
-    h.expect_status(CA, 7, 1, Status::WorkerDeath);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::WorkerDeath);
     let s = h.stats();
     assert_eq!(
         (s.workers, s.worker_deaths, s.requests_worker_death),
@@ -180,8 +173,7 @@ fn only_valid_messages_the_backend_takes_keep_a_worker_alive() {
 
 #[test]
 fn only_valid_messages_the_frontend_takes_keep_a_client_alive() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let ready = Message::Ready(Ready {
         heartbeat_ms: HB,
         capacity: 1,
@@ -233,14 +225,7 @@ fn next_tick_follows_the_shortest_interval() {
 #[test]
 fn a_silent_client_is_forgotten_after_liveness_times_its_interval() {
     let mut h = Harness::new();
-    h.client_sends(
-        CA,
-        Message::Hello(Hello {
-            heartbeat_ms: 200,
-            name: Some("alice".into()),
-            route: Vec::new(),
-        }),
-    );
+    h.hello_every(CA, Some("alice"), 200);
     h.expect_welcome(Side::Frontend, CA);
     h.connect(CB);
     h.tick_at(600);
@@ -251,13 +236,7 @@ fn a_silent_client_is_forgotten_after_liveness_times_its_interval() {
     let s = h.stats();
     assert_eq!((s.clients, s.client_deaths), (1, 1));
     // Its name is released.
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("alice".into()),
-            ..req(7, 1, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CB, (7, 1), Flags::empty(), "alice");
     h.expect_status(CB, 7, 1, Status::UnknownReplyTo);
     // And it is unknown: a heartbeat asks it to greet again.
     h.client_heartbeat(CA);
@@ -266,8 +245,7 @@ fn a_silent_client_is_forgotten_after_liveness_times_its_interval() {
 
 #[test]
 fn a_client_heartbeat_can_announce_a_new_interval() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.client_sends(CA, Message::Heartbeat { heartbeat_ms: 5000 });
     h.tick_at(14_000);
     let _ = h.take();

@@ -8,16 +8,12 @@ fn assert_traffic_flows(h: &mut Harness, client: &[u8], worker: &[u8], t: u32, i
     h.request(client, t, id, Flags::empty(), &[b"ok?"]);
     h.expect_dispatch(worker, t, id, 1);
     h.result(worker, t, id, Status::Ok, &[b"ok!"]);
-    h.expect_status(client, t, id, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(client, t, id, Status::Ok);
 }
 
 #[test]
 fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
 
     h.frontend_raw(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
@@ -46,9 +42,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
 
 #[test]
 fn wrong_major_version_gets_an_unsupported_version_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let header = with_major(Message::Heartbeat { heartbeat_ms: 0 }, 2);
     h.frontend_raw(CA, &header, Payload::new());
     let e = h.expect_error(Side::Frontend, CA);
@@ -82,8 +76,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
 
 #[test]
 fn wrong_major_request_gets_an_error_with_the_request_fields() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let header = with_major(
         Message::Request(Request {
             route: b"r".to_vec(),
@@ -109,9 +102,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
 
 #[test]
 fn unexpected_kinds_on_the_frontend_get_an_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.client_sends(
         CA,
         Message::Ready(Ready {
@@ -137,8 +128,7 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
 
 #[test]
 fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     // A (valid) RESULT, sent on the frontend.
     let (header, body) = encode(Message::Result(WorkResult {
         request_type: 7,
@@ -163,9 +153,7 @@ fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
 
 #[test]
 fn frontend_refusals_of_request_shaped_headers() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     // A REQUEST with type 0 is missing its request_type: ERROR, no request.
     let (header, _) = encode(Message::Request(req(0, 5, Flags::empty(), &[])));
     h.frontend_raw(CA, &header, Payload::new());
@@ -243,9 +231,7 @@ fn routing_ids_are_opaque_whatever_their_length_or_first_byte() {
 
 #[test]
 fn an_error_from_a_peer_is_never_answered() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let err = || {
         Message::Error(ErrorReply {
             error: "something went wrong".into(),
@@ -267,9 +253,7 @@ fn an_error_from_a_peer_is_never_answered() {
 
 #[test]
 fn a_malformed_error_is_not_answered_either() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let (header, _) = encode(Message::Error(ErrorReply {
         error: "bad".into(),
         request: None,
@@ -281,9 +265,7 @@ fn a_malformed_error_is_not_answered_either() {
 
 #[test]
 fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
 
     h.backend_raw(W2, &[0xFF, 0x01], Payload::new());
@@ -360,28 +342,22 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
 /// "never changes any state": reported as a mismatch; this pins the code.
 #[test]
 fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_raw(W1, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W1);
     assert!(e.error.contains("status"), "{}", e.error);
     let r = h.expect_status(CA, 7, 1, Status::Failed);
     assert!(r.error.is_some());
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
     assert_eq!(h.stats().malformed_backend, 1);
 }
 
 #[test]
 fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
     let header = result_header_with_status(7, 1, Status::Rejected);
@@ -390,17 +366,14 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
 }
 
 /// Only a malformed RESULT fails its request: a RECEIPT_RECEIVED with a stray
 /// payload frame from the assigned worker is refused and changes nothing.
 #[test]
 fn a_malformed_receipt_received_does_not_fail_the_request() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     let (header, _) = encode(Message::ReceiptReceived(RequestRef {
@@ -412,6 +385,5 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
     h.expect_error(Side::Backend, W1);
     h.expect_nothing();
     h.result(W1, 7, 1, Status::Ok, &[b"real"]);
-    h.expect_status(CA, 7, 1, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::Ok);
 }

@@ -128,6 +128,31 @@ impl Harness {
         Self::with_config(|_| {})
     }
 
+    /// `CA` connected.
+    fn with_client() -> Self {
+        let mut h = Self::new();
+        h.connect(CA);
+        h
+    }
+
+    /// `CA` and `CB` connected.
+    fn with_two_clients() -> Self {
+        let mut h = Self::with_client();
+        h.connect(CB);
+        h
+    }
+
+    /// `CA` connected, and `W1` serving type 7 with `capacity` credits.
+    fn with_client_and_worker(capacity: u32) -> Self {
+        Self::with_client().and_worker(capacity)
+    }
+
+    /// `W1` connected too, serving type 7 with `capacity` credits.
+    fn and_worker(mut self, capacity: u32) -> Self {
+        self.connect_worker(W1, &[7], capacity);
+        self
+    }
+
     fn with_config(f: impl FnOnce(&mut BrokerConfig)) -> Self {
         let mut config = BrokerConfig::new("inproc://test-frontend", "inproc://test-backend");
         f(&mut config);
@@ -186,14 +211,17 @@ impl Harness {
     }
 
     fn hello(&mut self, client: &[u8], name: Option<&str>) {
-        self.client_sends(
-            client,
-            Message::Hello(Hello {
-                heartbeat_ms: HB,
-                name: name.map(str::to_owned),
-                route: Vec::new(),
-            }),
-        );
+        self.hello_every(client, name, HB);
+    }
+
+    /// A HELLO announcing the interval `heartbeat_ms`.
+    fn hello_every(&mut self, client: &[u8], name: Option<&str>, heartbeat_ms: u32) {
+        let hello = Hello {
+            heartbeat_ms,
+            name: name.map(str::to_owned),
+            route: Vec::new(),
+        };
+        self.client_sends(client, Message::Hello(hello));
     }
 
     /// HELLO and its WELCOME.
@@ -232,6 +260,22 @@ impl Harness {
 
     fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
         self.client_sends(client, Message::Request(req(t, id, flags, body)));
+    }
+
+    /// A request without payload whose response is to go to the client
+    /// registered as `reply_to`.
+    fn request_reply_to(
+        &mut self,
+        client: &[u8],
+        (t, id): (u32, u64),
+        flags: Flags,
+        reply_to: &str,
+    ) {
+        let request = Request {
+            reply_to: Some(reply_to.to_owned()),
+            ..req(t, id, flags, &[])
+        };
+        self.client_sends(client, Message::Request(request));
     }
 
     /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt
@@ -466,10 +510,81 @@ impl Harness {
         self.expect_status(client, t, id, Status::Ok);
     }
 
+    /// `client` sends a request without payload that is held (queued,
+    /// refused quietly or deduplicated): nothing goes out.
+    fn request_held(&mut self, client: &[u8], t: u32, id: u64, flags: Flags) {
+        self.request(client, t, id, flags, &[]);
+        self.expect_nothing();
+    }
+
+    /// [`Harness::result_answered`], and nothing else goes out.
+    fn result_answered_alone(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
+        self.result_answered(worker, client, t, id);
+        self.expect_nothing();
+    }
+
+    /// `worker` sends an `OK` result carrying `body`, which reaches
+    /// `client` as an `OK` response with the same payload; nothing else
+    /// goes out.
+    fn result_relayed(
+        &mut self,
+        worker: &[u8],
+        client: &[u8],
+        (t, id): (u32, u64),
+        body: &[&[u8]],
+    ) {
+        self.result(worker, t, id, Status::Ok, body);
+        let r = self.expect_status(client, t, id, Status::Ok);
+        assert_eq!(frames(&r.payload), owned(body));
+        self.expect_nothing();
+    }
+
+    /// The queued `(t, id)` goes to `worker` as attempt 1, alone, and its
+    /// `OK` result is answered to `client`.
+    fn dispatch_answered(&mut self, worker: &[u8], client: &[u8], t: u32, id: u64) {
+        self.expect_dispatch_alone(worker, t, id, 1);
+        self.result_answered(worker, client, t, id);
+    }
+
+    /// [`Harness::expect_status`], and nothing else goes out.
+    fn expect_status_alone(&mut self, client: &[u8], t: u32, id: u64, status: Status) {
+        self.expect_status(client, t, id, status);
+        self.expect_nothing();
+    }
+
+    /// A DISPATCH to `worker` of `(t, id)`, attempt `attempt`, carrying
+    /// `body`.
+    fn expect_dispatch_of(
+        &mut self,
+        worker: &[u8],
+        (t, id): (u32, u64),
+        attempt: u32,
+        body: &[&[u8]],
+    ) {
+        let d = self.expect_dispatch(worker, t, id, attempt);
+        assert_eq!(frames(&d.payload), owned(body));
+    }
+
+    /// [`Harness::expect_dispatch`], and nothing else goes out.
+    fn expect_dispatch_alone(&mut self, worker: &[u8], t: u32, id: u64, attempt: u32) {
+        self.expect_dispatch(worker, t, id, attempt);
+        self.expect_nothing();
+    }
+
     // --- state ---
 
     fn stats(&self) -> BrokerStats {
         self.core.stats()
+    }
+
+    /// The requests received, dispatched and completed.
+    fn request_counts(&self) -> (u64, u64, u64) {
+        let s = self.stats();
+        (
+            s.requests_received,
+            s.requests_dispatched,
+            s.requests_completed,
+        )
     }
 
     fn type_stats(&self, t: u32) -> TypeStats {

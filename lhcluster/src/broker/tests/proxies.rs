@@ -83,13 +83,7 @@ fn routed_hello_binds_a_name_without_welcome_and_routed_disconnect_releases_it()
     );
     h.expect_nothing();
     h.connect_worker(W1, &[7], 1);
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("dave".into()),
-            ..req(7, 1, Flags::RECEIPT_ON_SEND, &[])
-        }),
-    );
+    h.request_reply_to(CA, (7, 1), Flags::RECEIPT_ON_SEND, "dave");
     h.expect_dispatch(W1, 7, 1, 1);
     assert!(h.expect_receipt_sent(CA, 7, 1).route.is_empty());
     h.result(W1, 7, 1, Status::Ok, &[]);
@@ -107,15 +101,8 @@ fn routed_hello_binds_a_name_without_welcome_and_routed_disconnect_releases_it()
     );
     h.expect_nothing();
     assert_eq!(h.stats().clients, 2, "the proxy itself stays");
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("dave".into()),
-            ..req(7, 2, Flags::empty(), &[])
-        }),
-    );
-    h.expect_status(CA, 7, 2, Status::UnknownReplyTo);
-    h.expect_nothing();
+    h.request_reply_to(CA, (7, 2), Flags::empty(), "dave");
+    h.expect_status_alone(CA, 7, 2, Status::UnknownReplyTo);
 }
 
 #[test]

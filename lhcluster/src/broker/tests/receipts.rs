@@ -5,17 +5,14 @@ use super::*;
 
 #[test]
 fn receipt_sent_follows_the_dispatch() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     let r = h.expect_receipt_sent(CA, 7, 1);
     assert!(r.route.is_empty());
     h.expect_nothing();
     // Queued: the receipt comes when it is dispatched, not before.
-    h.request(CA, 7, 2, Flags::RECEIPT_ON_SEND | Flags::ONE_WAY, &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::RECEIPT_ON_SEND | Flags::ONE_WAY);
     h.result_answered(W1, CA, 7, 1);
     h.expect_dispatch(W1, 7, 2, 1);
     h.expect_receipt_sent(CA, 7, 2);
@@ -24,9 +21,7 @@ fn receipt_sent_follows_the_dispatch() {
 
 #[test]
 fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.connect_worker(W2, &[7], 1);
     h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -46,8 +41,7 @@ fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() 
     // Unknown request: dropped.
     h.receipt_received(W1, 7, 42);
     h.expect_nothing();
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     let s = h.stats();
     assert_eq!(s.requests_completed, 1);
     assert_eq!(s.malformed_backend, 0);
@@ -65,8 +59,7 @@ fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
         })
     };
     h.client_sends(PROXY, routed(Flags::RECEIPT_ON_RECEIVE));
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 1, 1);
     // Not received yet: a re-send earns nothing.
     h.client_sends(PROXY, routed(Flags::RECEIPT_ON_RECEIVE));
     h.expect_nothing();
@@ -89,9 +82,7 @@ fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
 
 #[test]
 fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::RECEIPT_ON_RECEIVE | Flags::RETRY_ON_DEATH;
     h.request(CA, 7, 1, flags, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -99,10 +90,8 @@ fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
     h.expect_receipt_received(CA, 7, 1);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
-    h.expect_nothing();
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 1, 2);
+    h.request_held(CA, 7, 1, flags);
     h.receipt_received(W2, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
     h.request(CA, 7, 1, flags, &[]);

@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
+    let mut h = Harness::with_two_clients();
     h.connect(CC);
     h.connect_worker(W1, &[7], 1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RECEIPT_ON_RECEIVE | Flags::ONE_WAY;
@@ -22,16 +20,12 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     h.request(CC, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
     h.expect_receipt_received(CC, 7, 1);
     h.expect_nothing();
-    h.result_answered(W1, CC, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CC, 7, 1);
 }
 
 #[test]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
     h.request(CA, 7, 1, flags, &[b"a"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -40,21 +34,16 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
     h.request(CB, 7, 1, Flags::RECEIPT_ON_SEND | Flags::ONE_WAY, &[b"b"]);
-    h.expect_status(CA, 7, 1, Status::Redirected);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::Redirected);
     h.connect_worker(W2, &[7], 1);
-    let d = h.expect_dispatch(W2, 7, 1, 2);
-    assert_eq!(frames(&d.payload), owned(&[b"b"]));
+    h.expect_dispatch_of(W2, (7, 1), 2, &[b"b"]);
     h.expect_receipt_sent(CB, 7, 1);
     h.expect_nothing();
 }
 
 #[test]
 fn takeover_then_retry_sends_receipt_sent_once() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.request(
@@ -69,15 +58,12 @@ fn takeover_then_retry_sends_receipt_sent_once() {
     h.expect_nothing();
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA, CB]);
-    h.expect_dispatch(W2, 7, 1, 2);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 1, 2);
 }
 
 #[test]
 fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
+    let mut h = Harness::with_two_clients();
     h.request(CA, 7, 0, Flags::empty(), &[b"before"]);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
     h.request(CA, 7, 1, flags_a, &[b"from-a"]);
@@ -100,21 +86,16 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
     assert_eq!(d.flags, flags_b);
     assert_eq!(frames(&d.payload), owned(&[b"from-b"]));
     h.expect_receipt_sent(CB, 7, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CB, 7, 1);
     h.result(W1, 7, 1, Status::Ok, &[b"answer"]);
-    h.expect_status(CB, 7, 1, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CB, 7, 1, Status::Ok);
 }
 
 #[test]
 fn takeover_of_an_in_flight_request_moves_the_response() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
     h.request(CA, 7, 1, flags_a, &[b"a"]);
     h.expect_dispatch(W1, 7, 1, 1);
@@ -132,18 +113,12 @@ fn takeover_of_an_in_flight_request_moves_the_response() {
     // A re-send from A is now "another origin" too.
     h.request(CA, 7, 1, flags_a, &[]);
     h.expect_status(CA, 7, 1, Status::Rejected);
-    h.result(W1, 7, 1, Status::Ok, &[b"r"]);
-    let r = h.expect_status(CB, 7, 1, Status::Ok);
-    assert_eq!(frames(&r.payload), owned(&[b"r"]));
-    h.expect_nothing();
+    h.result_relayed(W1, CB, (7, 1), &[b"r"]);
 }
 
 #[test]
 fn takeover_by_a_one_way_request_sends_no_outcome() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(
         CA,
         7,
@@ -153,25 +128,19 @@ fn takeover_by_a_one_way_request_sends_no_outcome() {
     );
     h.expect_dispatch(W1, 7, 1, 1);
     h.request(CB, 7, 1, Flags::ONE_WAY, &[]);
-    h.expect_status(CA, 7, 1, Status::Redirected);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::Redirected);
     h.result(W1, 7, 1, Status::Ok, &[]);
     h.expect_nothing();
 }
 
 #[test]
 fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
     h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CB, 7, 1, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CB, 7, 1, Flags::empty());
     assert_eq!(h.stats().requests_redirected, 1);
-    h.result_answered(W1, CB, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CB, 7, 1);
 }
 
 /// protocol.md §5/§6 say REDIRECTED goes to the previous requester only if
@@ -181,65 +150,47 @@ fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
 #[test]
 fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
     for pending in [true, false] {
-        let mut h = Harness::new();
-        h.connect(CA);
-        h.connect(CB);
+        let mut h = Harness::with_two_clients();
         h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
         if !pending {
             h.connect_worker(W1, &[7], 1);
             h.expect_dispatch(W1, 7, 1, 1);
         }
         h.request(CB, 7, 1, Flags::empty(), &[]);
-        h.expect_status(CA, 7, 1, Status::Redirected);
-        h.expect_nothing();
+        h.expect_status_alone(CA, 7, 1, Status::Redirected);
     }
 }
 
 #[test]
 fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect(CB);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_two_clients().and_worker(1);
     h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[b"old"]);
     h.expect_dispatch(W1, 7, 1, 1);
     h.request(CB, 7, 1, Flags::RETRY_ON_DEATH, &[b"new"]);
     h.expect_nothing();
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA, CB]);
-    let d = h.expect_dispatch(W2, 7, 1, 2);
-    assert_eq!(frames(&d.payload), owned(&[b"new"]));
+    h.expect_dispatch_of(W2, (7, 1), 2, &[b"new"]);
     h.expect_nothing();
-    h.result_answered(W2, CB, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W2, CB, 7, 1);
 }
 
 #[test]
 fn redirected_goes_to_the_previous_origin_and_the_outcome_to_the_new_destination() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_named(CB, "bob");
     h.connect_named(CC, "carol");
     h.connect_worker(W1, &[7], 1);
-    h.client_sends(
+    h.request_reply_to(
         CA,
-        Message::Request(Request {
-            reply_to: Some("bob".into()),
-            ..req(7, 1, Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT, &[])
-        }),
+        (7, 1),
+        Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT,
+        "bob",
     );
     h.expect_dispatch(W1, 7, 1, 1);
     // CB takes over, sending the response to carol.
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("carol".into()),
-            ..req(7, 1, Flags::empty(), &[])
-        }),
-    );
-    h.expect_status(CA, 7, 1, Status::Redirected);
-    h.expect_nothing();
+    h.request_reply_to(CB, (7, 1), Flags::empty(), "carol");
+    h.expect_status_alone(CA, 7, 1, Status::Redirected);
     h.result(W1, 7, 1, Status::Ok, &[b"c"]);
-    h.expect_status(CC, 7, 1, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CC, 7, 1, Status::Ok);
 }

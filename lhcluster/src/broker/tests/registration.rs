@@ -5,15 +5,12 @@ use super::*;
 
 #[test]
 fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]);
-    h.request(CA, 7, 4, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 4, Flags::empty());
 
     // Capacity 3 and one more type: exactly one free credit (3 - 2).
     h.ready(W1, &[7, 8, 8], 3);
@@ -33,8 +30,7 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.result(W1, 7, 1, Status::Ok, &[b"one"]);
     let r = h.expect_status(CA, 7, 1, Status::Ok);
     assert_eq!(frames(&r.payload), owned(&[b"one"]));
-    h.expect_dispatch(W1, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 3, 1);
     assert_eq!(h.stats().unknown_results, 0);
 
     // Capacity down to 1 with 3 in flight: no work until below 1.
@@ -42,18 +38,14 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.expect_welcome(Side::Backend, W1);
     h.expect_nothing();
     h.result_answered(W1, CA, 7, 2);
-    h.result_answered(W1, CA, 8, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 8, 1);
     h.result_answered(W1, CA, 7, 3);
-    h.expect_dispatch(W1, 7, 4, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 4, 1);
 }
 
 #[test]
 fn disconnect_with_work_in_flight_drains_the_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.request(CA, 7, 2, Flags::RETRY_ON_DEATH, &[]);
     h.expect_dispatch(W1, 7, 2, 1);
@@ -61,15 +53,12 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     h.expect_nothing();
     assert_eq!(h.stats().workers, 1);
     // No new work for it, even once it has a free credit again.
-    h.request(CA, 7, 3, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::empty());
     h.result(W1, 7, 1, Status::Ok, &[b"r1"]);
-    h.expect_status(CA, 7, 1, Status::Ok);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::Ok);
     assert_eq!(h.stats().workers, 1);
     h.result(W1, 7, 2, Status::Failed, &[]);
-    h.expect_status(CA, 7, 2, Status::Failed);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 2, Status::Failed);
     let s = h.stats();
     assert_eq!(
         (s.workers, s.worker_deaths, s.requests_worker_death),
@@ -81,72 +70,56 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
     h.expect_reregister(Side::Backend, W1);
     // Another worker picks up the queued request.
     h.connect_worker(W2, &[7], 1);
-    h.expect_dispatch(W2, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 3, 1);
 }
 
 #[test]
 fn a_draining_worker_with_free_credit_gets_no_new_work() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 3);
+    let mut h = Harness::with_client_and_worker(3);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     assert_eq!(h.stats().pending, 1);
     // The draining worker still counts as serving the type for FAIL_FAST:
     // the request queues instead of getting NO_WORKERS.
-    h.request(CA, 7, 3, Flags::FAIL_FAST, &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 3, Flags::FAIL_FAST);
     assert_eq!(h.stats().pending, 2);
     h.connect_worker(W2, &[7], 1);
     h.expect_dispatch(W2, 7, 2, 1);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     // W1 is gone; W2 carries on with the queue.
     assert_eq!(h.stats().workers, 1);
     h.result_answered(W2, CA, 7, 2);
-    h.expect_dispatch(W2, 7, 3, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W2, 7, 3, 1);
 }
 
 #[test]
 fn a_draining_worker_that_goes_silent_dies() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     kill_by_silence(&mut h, W1, &[], &[CA]);
-    h.expect_status(CA, 7, 1, Status::WorkerDeath);
-    h.expect_nothing();
+    h.expect_status_alone(CA, 7, 1, Status::WorkerDeath);
     assert_eq!(h.stats().workers, 0);
 }
 
 #[test]
 fn ready_after_disconnect_cancels_draining() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request_dispatched(CA, W1, 7, 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     h.ready(W1, &[7], 2);
     h.expect_welcome(Side::Backend, W1);
     h.expect_dispatch(W1, 7, 2, 1);
-    h.result_answered(W1, CA, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 1);
     assert_eq!(h.stats().workers, 1);
 }
 
 #[test]
 fn disconnect_from_an_idle_worker_removes_it_at_once() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &[7], 1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
@@ -167,13 +140,7 @@ fn client_disconnect_forgets_it_and_its_name() {
     h.client_sends(CA, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     assert_eq!(h.stats().clients, 1);
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("alice".into()),
-            ..req(7, 2, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CB, (7, 2), Flags::empty(), "alice");
     h.expect_status(CB, 7, 2, Status::UnknownReplyTo);
     // The admitted request is not cancelled; its response is still
     // addressed to the routing id (the ROUTER delivers it if the client
@@ -183,8 +150,7 @@ fn client_disconnect_forgets_it_and_its_name() {
 
 #[test]
 fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.client_sends(CA, Message::Disconnect { route: Vec::new() });
     h.connect(CA);
@@ -198,8 +164,7 @@ fn response_reaches_a_client_that_reconnected_with_the_same_routing_id() {
 
 #[test]
 fn resend_after_the_client_was_forgotten_is_still_the_same_origin() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.request(CA, 7, 1, Flags::empty(), &[]);
     h.tick_at(3001);
     let _ = h.take();

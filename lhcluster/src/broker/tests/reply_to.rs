@@ -7,26 +7,13 @@ use super::*;
 fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
     let mut h = Harness::new();
     h.connect_named(CA, "alice");
-    h.client_sends(
-        CA,
-        Message::Hello(Hello {
-            heartbeat_ms: 100,
-            name: Some("alicia".into()),
-            route: Vec::new(),
-        }),
-    );
+    h.hello_every(CA, Some("alicia"), 100);
     h.expect_welcome(Side::Frontend, CA);
     h.expect_nothing();
     assert_eq!(h.stats().clients, 1);
     h.connect(CB);
     h.connect_worker(W1, &[7], 1);
-    h.client_sends(
-        CB,
-        Message::Request(Request {
-            reply_to: Some("alicia".into()),
-            ..req(7, 1, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CB, (7, 1), Flags::empty(), "alicia");
     h.expect_dispatch(W1, 7, 1, 1);
     h.result_answered(W1, CA, 7, 1);
     // The new interval (100 ms x 3) applies.
@@ -41,8 +28,7 @@ fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
 
 #[test]
 fn reply_to_sends_the_response_to_the_named_client_and_receipts_to_the_sender() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_named(CB, "bob");
     h.connect_worker(W1, &[7], 1);
     h.client_sends(
@@ -61,24 +47,13 @@ fn reply_to_sends_the_response_to_the_named_client_and_receipts_to_the_sender() 
     h.expect_receipt_sent(CA, 7, 1);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
-    h.result(W1, 7, 1, Status::Ok, &[b"for-bob"]);
-    let r = h.expect_status(CB, 7, 1, Status::Ok);
-    assert_eq!(frames(&r.payload), owned(&[b"for-bob"]));
-    h.expect_nothing();
+    h.result_relayed(W1, CB, (7, 1), &[b"for-bob"]);
 }
 
 #[test]
 fn unknown_reply_to_is_refused() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("nobody".into()),
-            ..req(7, 1, Flags::ONE_WAY, &[])
-        }),
-    );
+    let mut h = Harness::with_client_and_worker(1);
+    h.request_reply_to(CA, (7, 1), Flags::ONE_WAY, "nobody");
     let r = h.expect_status(CA, 7, 1, Status::UnknownReplyTo);
     assert!(r.error.is_some());
     h.expect_nothing();
@@ -88,30 +63,15 @@ fn unknown_reply_to_is_refused() {
 
 #[test]
 fn a_later_hello_with_the_same_name_rebinds_it() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect_named(CB, "bob");
     h.connect_named(CC, "bob");
     h.connect_worker(W1, &[7], 1);
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("bob".into()),
-            ..req(7, 1, Flags::empty(), &[])
-        }),
-    );
+    h.request_reply_to(CA, (7, 1), Flags::empty(), "bob");
     h.expect_dispatch(W1, 7, 1, 1);
-    h.result_answered(W1, CC, 7, 1);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CC, 7, 1);
     // CB leaving does not release the name CC now holds.
     h.client_sends(CB, Message::Disconnect { route: Vec::new() });
-    h.client_sends(
-        CA,
-        Message::Request(Request {
-            reply_to: Some("bob".into()),
-            ..req(7, 2, Flags::empty(), &[])
-        }),
-    );
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.request_reply_to(CA, (7, 2), Flags::empty(), "bob");
+    h.expect_dispatch_alone(W1, 7, 2, 1);
 }

@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     // Unknown flag bits are preserved into DISPATCH.
     let flags = Flags::from_bits_retain(1 << 40);
     h.request(CA, 7, 1, flags, &[b"hello", b"", b"world"]);
@@ -16,15 +14,8 @@ fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
     assert_eq!(frames(&d.payload), owned(&[b"hello", b"", b"world"]));
     h.expect_nothing();
 
+    assert_eq!(h.request_counts(), (1, 1, 0));
     let s = h.stats();
-    assert_eq!(
-        (
-            s.requests_received,
-            s.requests_dispatched,
-            s.requests_completed
-        ),
-        (1, 1, 0)
-    );
     assert_eq!((s.pending, s.in_flight, s.workers, s.clients), (0, 1, 1, 1));
     assert_eq!(h.type_stats(7), ts(1, 1, 0, 0, 1, 1));
 
@@ -35,24 +26,15 @@ fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
     assert_eq!(r.error, None);
     h.expect_nothing();
 
+    assert_eq!(h.request_counts(), (1, 1, 1));
     let s = h.stats();
-    assert_eq!(
-        (
-            s.requests_received,
-            s.requests_dispatched,
-            s.requests_completed
-        ),
-        (1, 1, 1)
-    );
     assert_eq!((s.pending, s.in_flight), (0, 0));
     assert_eq!(h.type_stats(7), ts(1, 1, 1, 0, 0, 1));
 }
 
 #[test]
 fn failed_and_bad_request_results_keep_status_and_error() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2);
     h.request(CA, 7, 1, Flags::empty(), &[b"x"]);
     h.request(CA, 7, 2, Flags::empty(), &[b"y"]);
     let tag1 = h.expect_dispatch(W1, 7, 1, 1).dispatch_tag;
@@ -82,9 +64,7 @@ fn failed_and_bad_request_results_keep_status_and_error() {
 fn payload_frames_are_moved_not_copied() {
     // Large frames live on the heap inside the zmq message: moving the frame
     // keeps the data pointer, copying it would not.
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let body = Frame::from(&[0xAB_u8; 4096][..]);
     let body_ptr = body.as_ptr();
     h.client_sends(
@@ -125,11 +105,8 @@ fn payload_frames_are_moved_not_copied() {
 
 #[test]
 fn request_id_zero_is_a_valid_id() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 0, Flags::empty(), &[b"zero"]);
     h.expect_dispatch(W1, 7, 0, 1);
-    h.result_answered(W1, CA, 7, 0);
-    h.expect_nothing();
+    h.result_answered_alone(W1, CA, 7, 0);
 }

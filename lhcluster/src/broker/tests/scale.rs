@@ -9,8 +9,7 @@ fn a_long_queue_keeps_every_payload_intact() {
     // compactly (copied out of the receive buffers): what is dispatched
     // must still be exactly what was sent, single or multi-frame, small or
     // large, empty or not.
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let big = vec![0x5A_u8; 16 * 1024];
     let body = |id: u64| -> Vec<Vec<u8>> {
         match id % 4 {
@@ -38,8 +37,7 @@ fn a_long_queue_keeps_every_payload_intact() {
 
 #[test]
 fn a_retried_request_from_a_long_queue_keeps_its_payload() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     for id in 0..1200 {
         h.request(CA, 7, id, Flags::RETRY_ON_DEATH, &[&id.to_le_bytes(), b"x"]);
     }
@@ -49,8 +47,7 @@ fn a_retried_request_from_a_long_queue_keeps_its_payload() {
     h.tick(3 * u64::from(HB) + 10);
     h.take();
     h.connect_worker(W2, &[7], 1);
-    let d = h.expect_dispatch(W2, 7, 0, 2);
-    assert_eq!(frames(&d.payload), owned(&[&0_u64.to_le_bytes(), b"x"]));
+    h.expect_dispatch_of(W2, (7, 0), 2, &[&0_u64.to_le_bytes(), b"x"]);
 }
 
 #[test]
@@ -58,9 +55,7 @@ fn lru_order_spans_workers_with_few_and_many_types() {
     // W2 serves many types (it is kept in one list, not under each type);
     // the least recently used free worker still gets the next request.
     let many: Vec<u32> = (1..=40).collect();
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_worker(W2, &many, 1);
     h.connect_worker(W3, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
@@ -80,8 +75,7 @@ fn lru_order_spans_workers_with_few_and_many_types() {
 
 #[test]
 fn many_idle_workers_of_other_types_are_skipped() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     let ids: Vec<Vec<u8>> = (0..200).map(|i| format!("idle-{i}").into_bytes()).collect();
     for (i, id) in ids.iter().enumerate() {
         h.connect_worker(id, &[100 + u32::try_from(i).unwrap()], 1);
@@ -90,25 +84,21 @@ fn many_idle_workers_of_other_types_are_skipped() {
     h.connect_worker(W2, &wide, 1);
     h.connect_worker(W1, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     assert_eq!(h.stats().pending, 1);
 }
 
 #[test]
 fn a_worker_re_registering_with_other_types_moves_between_lists() {
     let many: Vec<u32> = (1..=40).collect();
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     // Now many types (one list), then a single other one (per type).
     h.connect_worker(W1, &many, 1);
     h.request_dispatched(CA, W1, 30, 1);
     h.result_answered(W1, CA, 30, 1);
     h.connect_worker(W1, &[8], 1);
     h.request(CA, 7, 1, Flags::empty(), &[]);
-    h.request(CA, 30, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 30, 2, Flags::empty());
     h.request_dispatched(CA, W1, 8, 1);
     h.expect_nothing();
 }

@@ -6,8 +6,7 @@ use super::*;
 
 #[test]
 fn on_stop_sends_shutdown_to_every_worker_and_client() {
-    let mut h = Harness::new();
-    h.connect(CA);
+    let mut h = Harness::with_client();
     h.connect(PROXY);
     h.request(CB, 7, 1, Flags::empty(), &[]); // unknown: registered by its request
     h.expect_reregister(Side::Frontend, CB);

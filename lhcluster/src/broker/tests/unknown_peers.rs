@@ -30,11 +30,9 @@ fn a_request_from_an_unknown_client_is_processed_and_reregister_sent() {
     h.expect_receipt_sent(CA, 7, 1);
     h.expect_nothing();
     // Known from now on: no second REREGISTER.
-    h.request(CA, 7, 2, Flags::empty(), &[]);
-    h.expect_nothing();
+    h.request_held(CA, 7, 2, Flags::empty());
     h.result_answered(W1, CA, 7, 1);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.expect_nothing();
+    h.expect_dispatch_alone(W1, 7, 2, 1);
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! failure, schema evolution, typed notifications, and the stability of
 //! generated ids.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use lhcluster::{
     Broker, BrokerConfig, Flags, Notification, Request, RequestError, Status, TypedRequestError,
     request_type_id,
 };
+use lhcluster_tests::{block_on, inproc, time_limit};
 use serde::{Deserialize, Serialize};
 
 /// Each test's hang fails it in seconds.
@@ -34,31 +34,6 @@ fn refusal<T: std::fmt::Debug>(outcome: Result<T, TypedRequestError>) -> (Status
         }
         other => panic!("expected a status, got {other:?}"),
     }
-}
-
-fn time_limit(f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(()) => thread.join().expect("test thread"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = thread.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test exceeded its time limit of {LIMIT:?}"),
-    }
-}
-
-fn inproc(name: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "inproc://typed-{name}-{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A broker and a connected client.
@@ -203,7 +178,7 @@ fn two_handlers_for_one_type_fail_at_start() {
 
 #[test]
 fn typed_request_response() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("echo");
         let worker = Worker::builder(worker_config(&broker))
             .handle::<Echo>(|req: Echo, ctx: &RequestContext| {
@@ -253,7 +228,7 @@ fn typed_request_response() {
 
 #[test]
 fn one_way_requests_are_delivered() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("oneway");
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
@@ -290,7 +265,7 @@ fn one_way_requests_are_delivered() {
 
 #[test]
 fn a_two_way_type_can_be_sent_one_way() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("oneway2");
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
@@ -318,7 +293,7 @@ fn a_two_way_type_can_be_sent_one_way() {
 
 #[test]
 fn handler_errors_reach_the_client() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("errors");
         let worker = Worker::builder(worker_config(&broker))
             .handle::<Divide>(|req: Divide, _: &RequestContext| {
@@ -379,7 +354,7 @@ mod incompatible {
 
 #[test]
 fn undecodable_requests_and_responses() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("decode");
         let worker = Worker::builder(worker_config(&broker))
             .handle::<incompatible::Divide>(|req: incompatible::Divide, _: &RequestContext| {
@@ -425,7 +400,7 @@ fn undecodable_requests_and_responses() {
 
 #[test]
 fn natural_ids_dedupe_and_timeouts() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("dedupe");
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = std::sync::Mutex::new(release_rx);
@@ -523,7 +498,7 @@ mod v2 {
 
 #[test]
 fn an_old_worker_serves_a_new_client() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("evolve-old");
         let worker = Worker::builder(worker_config(&broker))
             .handle::<v1::Create>(|req: v1::Create, _: &RequestContext| {
@@ -550,7 +525,7 @@ fn an_old_worker_serves_a_new_client() {
 
 #[test]
 fn a_new_worker_serves_an_old_client() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let (broker, client) = cluster("evolve-new");
         let worker = Worker::builder(worker_config(&broker))
             .handle::<v2::Create>(|req: v2::Create, _: &RequestContext| {
@@ -594,7 +569,7 @@ struct OrderCancelled {
 
 #[test]
 fn typed_notifications() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let broker = NotifyBroker::start(NotifyBrokerConfig::new(
             inproc("notify-front"),
             inproc("notify-back"),
@@ -677,33 +652,9 @@ fn one_handler_per_topic() {
     );
 }
 
-// ---------------------------------------------------------------- helpers
-
-/// A minimal executor: the SDK needs no runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
 #[test]
 fn a_local_client_sends_typed_requests() {
-    time_limit(|| {
+    time_limit(LIMIT, || {
         let broker = Broker::start(BrokerConfig::new(
             inproc("local-front"),
             inproc("local-back"),
