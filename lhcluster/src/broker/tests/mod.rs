@@ -258,10 +258,6 @@ impl Harness {
         self.expect_welcome(Side::Backend, worker);
     }
 
-    fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
-        self.client_sends(client, Message::Request(req(t, id, flags, body)));
-    }
-
     /// A request without payload whose response is to go to the client
     /// registered as `reply_to`.
     fn request_reply_to(
@@ -276,6 +272,10 @@ impl Harness {
             ..req(t, id, flags, &[])
         };
         self.client_sends(client, Message::Request(request));
+    }
+
+    fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
+        self.client_sends(client, Message::Request(req(t, id, flags, body)));
     }
 
     /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt
