@@ -258,10 +258,6 @@ impl Harness {
         self.expect_welcome(Side::Backend, worker);
     }
 
-    fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
-        self.client_sends(client, Message::Request(req(t, id, flags, body)));
-    }
-
     /// A request without payload whose response is to go to the client
     /// registered as `reply_to`.
     fn request_reply_to(
@@ -276,6 +272,10 @@ impl Harness {
             ..req(t, id, flags, &[])
         };
         self.client_sends(client, Message::Request(request));
+    }
+
+    fn request(&mut self, client: &[u8], t: u32, id: u64, flags: Flags, body: &[&[u8]]) {
+        self.client_sends(client, Message::Request(req(t, id, flags, body)));
     }
 
     /// A RESULT answering the last DISPATCH of `(t, id)` to `worker` (attempt
@@ -383,14 +383,18 @@ impl Harness {
         );
     }
 
+    /// The next output, which must be a `kind` message to `peer` on `side`.
+    fn expect_kind(&mut self, side: Side, peer: &[u8], kind: &str) -> Message {
+        match self.next_out(kind) {
+            (s, p, m) if s == side && p == peer && m.kind_name() == kind => m,
+            other => panic!("expected {kind} to {}, got {}", name(peer), show(&other)),
+        }
+    }
+
     fn expect_dispatch_to(&mut self, worker: &[u8]) -> Dispatch {
-        match self.next_out("DISPATCH") {
-            (Side::Backend, p, Message::Dispatch(d)) if p == worker => d,
-            other => panic!(
-                "expected DISPATCH to {}, got {}",
-                name(worker),
-                show(&other)
-            ),
+        match self.expect_kind(Side::Backend, worker, "DISPATCH") {
+            Message::Dispatch(d) => d,
+            _ => unreachable!("a DISPATCH"),
         }
     }
 
@@ -407,13 +411,9 @@ impl Harness {
     }
 
     fn expect_response(&mut self, client: &[u8]) -> Response {
-        match self.next_out("RESPONSE") {
-            (Side::Frontend, p, Message::Response(r)) if p == client => r,
-            other => panic!(
-                "expected RESPONSE to {}, got {}",
-                name(client),
-                show(&other)
-            ),
+        match self.expect_kind(Side::Frontend, client, "RESPONSE") {
+            Message::Response(r) => r,
+            _ => unreachable!("a RESPONSE"),
         }
     }
 
@@ -430,67 +430,52 @@ impl Harness {
         r
     }
 
+    /// A receipt of `kind` (`RECEIPT_SENT`, `RECEIPT_RECEIVED`) to `client`
+    /// about `(t, id)`.
+    fn expect_receipt(&mut self, client: &[u8], kind: &str, t: u32, id: u64) -> RequestRef {
+        let r = match self.expect_kind(Side::Frontend, client, kind) {
+            Message::ReceiptSent(r) | Message::ReceiptReceived(r) => r,
+            _ => unreachable!("a receipt"),
+        };
+        assert_eq!((r.request_type, r.request_id), (t, id), "{kind}");
+        r
+    }
+
     fn expect_receipt_sent(&mut self, client: &[u8], t: u32, id: u64) -> RequestRef {
-        match self.next_out("RECEIPT_SENT") {
-            (Side::Frontend, p, Message::ReceiptSent(r)) if p == client => {
-                assert_eq!((r.request_type, r.request_id), (t, id));
-                r
-            }
-            other => panic!(
-                "expected RECEIPT_SENT to {}, got {}",
-                name(client),
-                show(&other)
-            ),
-        }
+        self.expect_receipt(client, "RECEIPT_SENT", t, id)
     }
 
     fn expect_receipt_received(&mut self, client: &[u8], t: u32, id: u64) -> RequestRef {
-        match self.next_out("RECEIPT_RECEIVED") {
-            (Side::Frontend, p, Message::ReceiptReceived(r)) if p == client => {
-                assert_eq!((r.request_type, r.request_id), (t, id));
-                r
+        self.expect_receipt(client, "RECEIPT_RECEIVED", t, id)
+    }
+
+    /// A WELCOME or a HEARTBEAT (`kind`): the broker announces its own
+    /// interval.
+    fn expect_interval(&mut self, side: Side, peer: &[u8], kind: &str) {
+        match self.expect_kind(side, peer, kind) {
+            Message::Welcome { heartbeat_ms } | Message::Heartbeat { heartbeat_ms } => {
+                assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
             }
-            other => panic!(
-                "expected RECEIPT_RECEIVED to {}, got {}",
-                name(client),
-                show(&other)
-            ),
+            _ => unreachable!("a WELCOME or a HEARTBEAT"),
         }
     }
 
     fn expect_welcome(&mut self, side: Side, peer: &[u8]) {
-        match self.next_out("WELCOME") {
-            (s, p, Message::Welcome { heartbeat_ms }) if s == side && p == peer => {
-                assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
-            }
-            other => panic!("expected WELCOME to {}, got {}", name(peer), show(&other)),
-        }
+        self.expect_interval(side, peer, "WELCOME");
     }
 
     fn expect_reregister(&mut self, side: Side, peer: &[u8]) {
-        match self.next_out("REREGISTER") {
-            (s, p, Message::Reregister) if s == side && p == peer => {}
-            other => panic!(
-                "expected REREGISTER to {}, got {}",
-                name(peer),
-                show(&other)
-            ),
-        }
+        self.expect_kind(side, peer, "REREGISTER");
     }
 
     fn expect_heartbeat(&mut self, side: Side, peer: &[u8]) {
-        match self.next_out("HEARTBEAT") {
-            (s, p, Message::Heartbeat { heartbeat_ms }) if s == side && p == peer => {
-                assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
-            }
-            other => panic!("expected HEARTBEAT to {}, got {}", name(peer), show(&other)),
-        }
+        self.expect_interval(side, peer, "HEARTBEAT");
     }
 
     fn expect_error(&mut self, side: Side, peer: &[u8]) -> ErrorReply {
-        match self.next_out("ERROR") {
-            (s, p, Message::Error(e)) if s == side && p == peer => e,
-            other => panic!("expected ERROR to {}, got {}", name(peer), show(&other)),
+        match self.expect_kind(side, peer, "ERROR") {
+            Message::Error(e) => e,
+            _ => unreachable!("an ERROR"),
         }
     }
 

@@ -28,9 +28,8 @@ fn hello_again_updates_interval_and_name_and_is_welcomed_again() {
 
 #[test]
 fn reply_to_sends_the_response_to_the_named_client_and_receipts_to_the_sender() {
-    let mut h = Harness::with_client();
+    let mut h = Harness::with_client_and_worker(1);
     h.connect_named(CB, "bob");
-    h.connect_worker(W1, &[7], 1);
     h.client_sends(
         CA,
         Message::Request(Request {
