@@ -24,8 +24,8 @@ use support::load::{assert_no_second_outcome, client, drive, label, late_outcome
 use support::netns::Netns;
 use support::rss::{RssTrack, mib, rss};
 use support::{
-    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, proxy, stats, wait_stats,
-    wait_workers, worker,
+    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, one_at_a_time, proxy, stats,
+    wait_stats, wait_workers, worker,
 };
 
 /// The time limit of one scenario (the soak adds its own duration).
@@ -130,6 +130,7 @@ impl Gate {
 
 #[test]
 fn overload_at_ten_times_capacity_is_answered_overloaded_with_memory_flat() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         const CAPACITY: u64 = 4;
         const QUEUE: u64 = 20;
@@ -211,6 +212,7 @@ fn overload_at_ten_times_capacity_is_answered_overloaded_with_memory_flat() {
 
 #[test]
 fn broker_killed_under_load_behind_a_proxy_answers_every_request() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         const REQUESTS: usize = 5000;
         const WINDOW: usize = 32;
@@ -334,6 +336,7 @@ impl Exposure {
 
 #[test]
 fn workers_killed_with_retry_on_death_lose_nothing() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         const REQUESTS: usize = 420;
         const WINDOW: usize = 8;
@@ -469,6 +472,7 @@ fn scan_log(p: &Proc, what: &str, mut done: impl FnMut(&str) -> bool) {
 
 #[test]
 fn garbage_at_the_broker_is_counted_and_serving_goes_on() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
@@ -516,6 +520,7 @@ fn garbage_at_the_broker_is_counted_and_serving_goes_on() {
 
 #[test]
 fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
@@ -559,6 +564,7 @@ fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
 
 #[test]
 fn garbage_at_the_notify_broker_is_counted_and_notifications_flow() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
@@ -647,6 +653,7 @@ fn counting_subscriber(endpoint: &str, topic: &str) -> (NotifySubscriber, Arc<At
 
 #[test]
 fn a_partitioned_worker_is_declared_dead_its_work_rerun_and_it_comes_back() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         // Declared first, so dropped last: after the processes in it.
         let ns = match Netns::create() {
@@ -780,6 +787,7 @@ impl SlowConsumer {
 #[test]
 #[ignore = "needs the byte bounds of issue 18 item 1"]
 fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
+    let _one_at_a_time = one_at_a_time();
     limited_for(Duration::from_secs(300), || {
         const REQUESTS: u64 = 3000;
         // 192 MiB of responses the consumer never reads. What the broker
@@ -863,6 +871,7 @@ fn paced(until: Instant, period: Duration, mut one: impl FnMut() -> String) -> T
 
 #[test]
 fn soak() {
+    let _one_at_a_time = one_at_a_time();
     let Some(secs) = std::env::var("LHCLUSTER_SOAK")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
