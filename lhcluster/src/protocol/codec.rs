@@ -135,6 +135,58 @@ impl Message {
                 h.kind = pb::Kind::StatsReply as i32;
                 payload
             }
+            Message::PeerHello(hello) => {
+                h.kind = pb::Kind::PeerHello as i32;
+                h.broker_id = hello.broker_id;
+                h.heartbeat_ms = hello.heartbeat_ms;
+                h.name = hello.name.unwrap_or_default();
+                Payload::new()
+            }
+            Message::PeerWelcome {
+                broker_id,
+                heartbeat_ms,
+            } => {
+                h.kind = pb::Kind::PeerWelcome as i32;
+                h.broker_id = broker_id;
+                h.heartbeat_ms = heartbeat_ms;
+                Payload::new()
+            }
+            Message::Serves(table) => {
+                h.kind = pb::Kind::Serves as i32;
+                for t in table {
+                    h.request_types.push(t.request_type);
+                    h.type_capacity.push(t.capacity);
+                    h.type_free.push(t.free);
+                    h.type_pending.push(t.pending);
+                }
+                Payload::new()
+            }
+            Message::Forward(f) => {
+                let r = f.request;
+                set_key(&mut h, pb::Kind::Forward, r.request_type, r.request_id);
+                h.flags = r.flags.bits();
+                h.route = r.route;
+                h.hops = f.hops;
+                h.reply_route = f.reply_route.unwrap_or_default();
+                r.payload
+            }
+            Message::Execute(e) => {
+                let d = e.dispatch;
+                set_key(&mut h, pb::Kind::Execute, d.request_type, d.request_id);
+                h.flags = d.flags.bits();
+                h.attempt = d.attempt;
+                h.dispatch_tag = d.dispatch_tag;
+                h.hops = e.hops;
+                d.payload
+            }
+            Message::Executed(e) => {
+                let r = e.response;
+                set_key(&mut h, pb::Kind::Executed, r.request_type, r.request_id);
+                set_outcome(&mut h, r.status, r.error);
+                h.attempt = e.attempt;
+                h.dispatch_tag = e.dispatch_tag;
+                r.payload
+            }
             Message::Notification(n) => {
                 h.kind = pb::Kind::Notification as i32;
                 h.notify_id = n.notify_id.unwrap_or(0);
@@ -392,6 +444,62 @@ fn kind_name(kind: i32) -> &'static str {
     pb::Kind::try_from(kind).map_or("UNKNOWN", |k| k.as_str_name())
 }
 
+/// The most broker-to-broker hops a request may take: entry → owner →
+/// executor (docs/clustering.md §2).
+pub const MAX_HOPS: u32 = 2;
+
+/// A FORWARD or EXECUTE's `hops`: 1 or 2.
+fn check_hops(kind: &'static str, hops: u32) -> Result<(), DecodeError> {
+    match hops {
+        0 => Err(DecodeError::MissingField {
+            kind,
+            field: "hops",
+        }),
+        1..=MAX_HOPS => Ok(()),
+        _ => Err(DecodeError::InvalidField {
+            kind,
+            field: "hops",
+            reason: "hop limit (2) exceeded",
+        }),
+    }
+}
+
+/// A SERVES header's table: four parallel lists, one entry per type.
+fn serves_table(kind: &'static str, h: &pb::Header) -> Result<Vec<TypeServed>, DecodeError> {
+    let n = h.request_types.len();
+    let invalid = |field, reason| DecodeError::InvalidField {
+        kind,
+        field,
+        reason,
+    };
+    if h.type_capacity.len() != n {
+        return Err(invalid("type_capacity", "one entry per request type"));
+    }
+    // The informative lists may be left out altogether.
+    for (field, list) in [
+        ("type_free", &h.type_free),
+        ("type_pending", &h.type_pending),
+    ] {
+        if !list.is_empty() && list.len() != n {
+            return Err(invalid(field, "one entry per request type"));
+        }
+    }
+    if h.request_types.contains(&0) {
+        return Err(invalid("request_types", "request type 0 is reserved"));
+    }
+    if h.type_capacity.contains(&0) {
+        return Err(invalid("type_capacity", "a served type has capacity"));
+    }
+    Ok((0..n)
+        .map(|i| TypeServed {
+            request_type: h.request_types[i],
+            capacity: h.type_capacity[i],
+            free: h.type_free.get(i).copied().unwrap_or(0),
+            pending: h.type_pending.get(i).copied().unwrap_or(0),
+        })
+        .collect())
+}
+
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -565,6 +673,79 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             Message::StatsQuery
         }
         pb::Kind::StatsReply => Message::StatsReply { payload },
+        pb::Kind::PeerHello => {
+            no_payload(&payload)?;
+            require(h.broker_id != 0, "broker_id")?;
+            require(h.heartbeat_ms != 0, "heartbeat_ms")?;
+            Message::PeerHello(PeerHello {
+                broker_id: h.broker_id,
+                heartbeat_ms: h.heartbeat_ms,
+                name: non_empty(h.name),
+            })
+        }
+        pb::Kind::PeerWelcome => {
+            no_payload(&payload)?;
+            require(h.broker_id != 0, "broker_id")?;
+            require(h.heartbeat_ms != 0, "heartbeat_ms")?;
+            Message::PeerWelcome {
+                broker_id: h.broker_id,
+                heartbeat_ms: h.heartbeat_ms,
+            }
+        }
+        pb::Kind::Serves => {
+            no_payload(&payload)?;
+            Message::Serves(serves_table(name, &h)?)
+        }
+        pb::Kind::Forward => {
+            require(h.request_type != 0, "request_type")?;
+            check_hops(name, h.hops)?;
+            Message::Forward(Forward {
+                request: Request {
+                    request_type: h.request_type,
+                    request_id: h.request_id,
+                    flags: Flags::from_bits_retain(h.flags),
+                    route: h.route,
+                    reply_to: None,
+                    payload,
+                },
+                hops: h.hops,
+                reply_route: (!h.reply_route.is_empty()).then_some(h.reply_route),
+            })
+        }
+        pb::Kind::Execute => {
+            require(h.request_type != 0, "request_type")?;
+            require(h.attempt != 0, "attempt")?;
+            require(h.dispatch_tag != 0, "dispatch_tag")?;
+            check_hops(name, h.hops)?;
+            Message::Execute(Execute {
+                dispatch: Dispatch {
+                    request_type: h.request_type,
+                    request_id: h.request_id,
+                    flags: Flags::from_bits_retain(h.flags),
+                    attempt: h.attempt,
+                    dispatch_tag: h.dispatch_tag,
+                    payload,
+                },
+                hops: h.hops,
+            })
+        }
+        pb::Kind::Executed => {
+            require(h.request_type != 0, "request_type")?;
+            require(h.dispatch_tag != 0, "dispatch_tag")?;
+            let status = status_from_pb(name, h.status)?;
+            Message::Executed(Executed {
+                response: Response {
+                    request_type: h.request_type,
+                    request_id: h.request_id,
+                    status,
+                    error: non_empty(h.error),
+                    route: Route::new(),
+                    payload,
+                },
+                attempt: h.attempt,
+                dispatch_tag: h.dispatch_tag,
+            })
+        }
         // A notification is only valid behind its topic frame.
         pb::Kind::Notification => return Err(DecodeError::UnexpectedKind(name)),
     };

@@ -50,12 +50,7 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
             (7, 0) => h.status = varint(&mut buf)? as i32,
             (8, 0) => h.heartbeat_ms = varint(&mut buf)? as u32,
             (9, 0) => h.capacity = varint(&mut buf)? as u32,
-            (10, 2) => {
-                let mut packed = delimited(&mut buf)?;
-                while !packed.is_empty() {
-                    h.request_types.push(varint(&mut packed)? as u32);
-                }
-            }
+            (10, 2) => packed(&mut buf, &mut h.request_types)?,
             (11, 2) => h.route = delimited(&mut buf)?.to_vec(),
             (12, 2) => h.reply_to = text(&mut buf)?,
             (13, 2) => h.name = text(&mut buf)?,
@@ -64,6 +59,12 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
             (16, 0) => h.notify_id = varint(&mut buf)?,
             (17, 2) => inline = Some(Cow::Borrowed(delimited(&mut buf)?)),
             (18, 0) => h.dispatch_tag = varint(&mut buf)?,
+            (19, 0) => h.broker_id = varint(&mut buf)?,
+            (20, 0) => h.hops = varint(&mut buf)? as u32,
+            (21, 2) => h.reply_route = delimited(&mut buf)?.to_vec(),
+            (22, 2) => packed(&mut buf, &mut h.type_capacity)?,
+            (23, 2) => packed(&mut buf, &mut h.type_free)?,
+            (24, 2) => packed(&mut buf, &mut h.type_pending)?,
             _ => return None,
         }
     }
@@ -81,14 +82,7 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
     int32(buf, 7, h.status);
     uint(buf, 8, h.heartbeat_ms.into());
     uint(buf, 9, h.capacity.into());
-    if !h.request_types.is_empty() {
-        key(buf, 10, 2);
-        let len: usize = h.request_types.iter().map(|&t| varint_len(t.into())).sum();
-        put_varint(buf, len as u64);
-        for &t in &h.request_types {
-            put_varint(buf, t.into());
-        }
-    }
+    packed_field(buf, 10, &h.request_types);
     bytes(buf, 11, &h.route);
     bytes(buf, 12, h.reply_to.as_bytes());
     bytes(buf, 13, h.name.as_bytes());
@@ -99,6 +93,35 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
         delimited_field(buf, 17, payload);
     }
     uint(buf, 18, h.dispatch_tag);
+    uint(buf, 19, h.broker_id);
+    uint(buf, 20, h.hops.into());
+    bytes(buf, 21, &h.reply_route);
+    packed_field(buf, 22, &h.type_capacity);
+    packed_field(buf, 23, &h.type_free);
+    packed_field(buf, 24, &h.type_pending);
+}
+
+/// A packed `repeated uint32` field (absent when empty, as proto3 writes it).
+fn packed_field(buf: &mut Vec<u8>, field: u32, values: &[u32]) {
+    if values.is_empty() {
+        return;
+    }
+    key(buf, field, 2);
+    let len: usize = values.iter().map(|&v| varint_len(v.into())).sum();
+    put_varint(buf, len as u64);
+    for &v in values {
+        put_varint(buf, v.into());
+    }
+}
+
+/// Appends the values of a packed `repeated uint32` field (each varint's low
+/// 32 bits, as for any `uint32`).
+fn packed(buf: &mut &[u8], into: &mut Vec<u32>) -> Option<()> {
+    let mut values = delimited(buf)?;
+    while !values.is_empty() {
+        into.push(varint(&mut values)? as u32);
+    }
+    Some(())
 }
 
 /// Appends field `field` as a length-delimited value (present even when
@@ -227,7 +250,15 @@ mod tests {
                 small.clone(),
                 small.clone(),
                 prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+                small.clone(),
+            ),
+            (
+                small.clone(),
                 small,
+                prop::collection::vec(any::<u8>(), 0..20),
+                prop::collection::vec(any::<u32>(), 0..4),
+                prop::collection::vec(any::<u32>(), 0..4),
+                prop::collection::vec(any::<u32>(), 0..4),
             ),
         )
             .prop_map(
@@ -245,6 +276,7 @@ mod tests {
                         inline_payload,
                         dispatch_tag,
                     ),
+                    (broker_id, hops, reply_route, type_capacity, type_free, type_pending),
                 )| pb::Header {
                     major: major as u32,
                     minor: minor as u32,
@@ -264,6 +296,12 @@ mod tests {
                     notify_id,
                     inline_payload,
                     dispatch_tag,
+                    broker_id,
+                    hops: hops as u32,
+                    reply_route,
+                    type_capacity,
+                    type_free,
+                    type_pending,
                 },
             )
     }

@@ -29,18 +29,19 @@ pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
 // Only tests, benchmarks and the fuzz target use these.
+pub use codec::MAX_HOPS;
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
 pub use types::{
-    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, Payload, RawNotification,
-    Ready, ReceiptKind, Request, RequestId, RequestRef, RequestType, Response, Route, Status,
-    WorkResult,
+    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, Message,
+    Payload, PeerHello, RawNotification, Ready, ReceiptKind, Request, RequestId, RequestRef,
+    RequestType, Response, Route, Status, TypeServed, WorkResult,
 };
 
 /// The protocol major version this crate speaks. A header with any other
 /// major version is refused with [`DecodeError::UnsupportedVersion`].
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
-/// added the `attempt` and `dispatch_tag` of a RESULT (docs/protocol.md
-/// §17).
+/// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
+/// broker-to-broker kinds of a cluster (docs/protocol.md §17, §18).
 pub const PROTOCOL_MINOR: u32 = 1;

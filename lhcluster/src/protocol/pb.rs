@@ -63,6 +63,30 @@ pub struct Header {
     /// (type, id) and the attempt are the same.
     #[prost(uint64, tag = "18")]
     pub dispatch_tag: u64,
+    /// The sending broker's id: random, non-zero, drawn at start (PEER_HELLO,
+    /// PEER_WELCOME; since minor 2).
+    #[prost(uint64, tag = "19")]
+    pub broker_id: u64,
+    /// Broker-to-broker hops so far, this one included (FORWARD, EXECUTE; since
+    /// minor 2). A receiver refuses more than 2.
+    #[prost(uint32, tag = "20")]
+    pub hops: u32,
+    /// The encoded route of the client that gets the response, when the
+    /// original request named one with reply_to (FORWARD; since minor 2).
+    #[prost(bytes = "vec", tag = "21")]
+    pub reply_route: ::prost::alloc::vec::Vec<u8>,
+    /// Per entry of request_types: the total capacity of the sender's live
+    /// workers serving it (SERVES; since minor 2).
+    #[prost(uint32, repeated, tag = "22")]
+    pub type_capacity: ::prost::alloc::vec::Vec<u32>,
+    /// Per entry of request_types: how many of those slots are free
+    /// (SERVES, informative; since minor 2).
+    #[prost(uint32, repeated, tag = "23")]
+    pub type_free: ::prost::alloc::vec::Vec<u32>,
+    /// Per entry of request_types: how many requests of the type the sender has
+    /// queued (SERVES, informative; since minor 2).
+    #[prost(uint32, repeated, tag = "24")]
+    pub type_pending: ::prost::alloc::vec::Vec<u32>,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).
@@ -104,6 +128,25 @@ pub enum Kind {
     StatsQuery = 16,
     /// broker -> operator tool: statistics as one JSON payload frame.
     StatsReply = 17,
+    /// Broker-to-broker kinds (since minor 2), on the cluster endpoint only;
+    /// see docs/clustering.md.
+    /// broker -> broker: route greeting (broker_id, heartbeat_ms, name).
+    PeerHello = 18,
+    /// broker -> broker: answer to PEER_HELLO (broker_id, heartbeat_ms).
+    PeerWelcome = 19,
+    /// broker -> broker: the request types it has live workers for, with their
+    /// total capacity (request_types + type_capacity, and informative
+    /// type_free, type_pending); a whole table, replacing the previous one.
+    Serves = 20,
+    /// entry broker -> owner broker: a client's request (REQUEST fields + hops,
+    /// reply_route).
+    Forward = 21,
+    /// owner broker -> executor broker: run this on one of your workers
+    /// (DISPATCH fields + hops).
+    Execute = 22,
+    /// executor broker -> owner broker: the outcome of an EXECUTE (RESPONSE
+    /// fields + attempt, dispatch_tag).
+    Executed = 23,
 }
 impl Kind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -130,6 +173,12 @@ impl Kind {
             Self::Notification => "NOTIFICATION",
             Self::StatsQuery => "STATS_QUERY",
             Self::StatsReply => "STATS_REPLY",
+            Self::PeerHello => "PEER_HELLO",
+            Self::PeerWelcome => "PEER_WELCOME",
+            Self::Serves => "SERVES",
+            Self::Forward => "FORWARD",
+            Self::Execute => "EXECUTE",
+            Self::Executed => "EXECUTED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -153,6 +202,12 @@ impl Kind {
             "NOTIFICATION" => Some(Self::Notification),
             "STATS_QUERY" => Some(Self::StatsQuery),
             "STATS_REPLY" => Some(Self::StatsReply),
+            "PEER_HELLO" => Some(Self::PeerHello),
+            "PEER_WELCOME" => Some(Self::PeerWelcome),
+            "SERVES" => Some(Self::Serves),
+            "FORWARD" => Some(Self::Forward),
+            "EXECUTE" => Some(Self::Execute),
+            "EXECUTED" => Some(Self::Executed),
             _ => None,
         }
     }

@@ -251,6 +251,67 @@ pub struct RawNotification {
     pub payload: Payload,
 }
 
+/// A broker's greeting to another broker of its cluster (protocol 1.2),
+/// sent on a route's DEALER until [`Message::PeerWelcome`] answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerHello {
+    /// The sender's broker id: random, non-zero, drawn at start.
+    pub broker_id: u64,
+    /// Interval at which the sender heartbeats the route, in ms (> 0).
+    pub heartbeat_ms: u32,
+    /// The sender's name, for logs and stats.
+    pub name: Option<String>,
+}
+
+/// What one request type is served with at a broker (an entry of
+/// [`Message::Serves`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypeServed {
+    /// The request type.
+    pub request_type: RequestType,
+    /// Total capacity of the broker's live workers serving the type (> 0).
+    pub capacity: u32,
+    /// How many of those slots are free (informative).
+    pub free: u32,
+    /// How many requests of the type the broker has queued (informative).
+    pub pending: u32,
+}
+
+/// A request forwarded by the broker a client sent it to (the entry
+/// broker) to the request's owner (protocol 1.2, docs/clustering.md).
+#[derive(Debug)]
+pub struct Forward {
+    /// The request; its `route` encodes the client at the entry broker, and
+    /// its `reply_to` is unset (resolved into `reply_route`).
+    pub request: Request,
+    /// Broker-to-broker hops so far, this one included (1).
+    pub hops: u32,
+    /// The encoded route of the client named by the original `reply_to`,
+    /// at the entry broker.
+    pub reply_route: Option<Route>,
+}
+
+/// A request an owner broker gives another broker to run on one of its
+/// workers (protocol 1.2).
+#[derive(Debug)]
+pub struct Execute {
+    /// As a DISPATCH to a worker: type, id, flags, attempt, tag, payload.
+    pub dispatch: Dispatch,
+    /// Broker-to-broker hops so far, this one included (1 or 2).
+    pub hops: u32,
+}
+
+/// An executor broker's outcome for an [`Execute`] (protocol 1.2).
+#[derive(Debug)]
+pub struct Executed {
+    /// The outcome, any status; `route` is empty.
+    pub response: Response,
+    /// The `attempt` of the EXECUTE it answers.
+    pub attempt: u32,
+    /// The `dispatch_tag` of the EXECUTE it answers.
+    pub dispatch_tag: u64,
+}
+
 /// Every message of protocol v1.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -302,6 +363,24 @@ pub enum Message {
         /// The JSON document (see `docs/protocol.md`).
         payload: Payload,
     },
+    /// Broker → broker: route greeting (1.2).
+    PeerHello(PeerHello),
+    /// Broker → broker: answer to [`Message::PeerHello`] (1.2).
+    PeerWelcome {
+        /// The answering broker's id.
+        broker_id: u64,
+        /// The answering broker's heartbeat interval in ms.
+        heartbeat_ms: u32,
+    },
+    /// Broker → broker: the request types the sender has live workers for
+    /// (1.2); the whole table, replacing the previous one.
+    Serves(Vec<TypeServed>),
+    /// Entry broker → owner broker: a client's request (1.2).
+    Forward(Forward),
+    /// Owner broker → executor broker: run this on one of your workers (1.2).
+    Execute(Execute),
+    /// Executor broker → owner broker: the outcome of an EXECUTE (1.2).
+    Executed(Executed),
 }
 
 impl Message {
@@ -325,6 +404,12 @@ impl Message {
             Message::Notification(_) => "NOTIFICATION",
             Message::StatsQuery => "STATS_QUERY",
             Message::StatsReply { .. } => "STATS_REPLY",
+            Message::PeerHello(_) => "PEER_HELLO",
+            Message::PeerWelcome { .. } => "PEER_WELCOME",
+            Message::Serves(_) => "SERVES",
+            Message::Forward(_) => "FORWARD",
+            Message::Execute(_) => "EXECUTE",
+            Message::Executed(_) => "EXECUTED",
         }
     }
 }
