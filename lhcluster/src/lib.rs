@@ -295,7 +295,9 @@ pub mod typed;
 mod wake;
 pub mod worker;
 
-pub use broker::{Broker, BrokerConfig, BrokerStats, TypeStats};
+pub use broker::{
+    Broker, BrokerConfig, BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats,
+};
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use client_proxy::{ClientProxy, ClientProxyConfig};
 pub use context::{context, terminate_context};

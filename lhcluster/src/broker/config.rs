@@ -58,6 +58,16 @@ pub struct BrokerConfig {
     /// thread. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// Endpoint the cluster ROUTER binds, where the other brokers of a
+    /// cluster connect (docs/clustering.md). `None` (the default): not
+    /// reachable by other brokers.
+    pub cluster_bind: Option<String>,
+    /// Cluster endpoints of the other brokers, which this broker dials.
+    /// Every broker of a cluster should list every other (a full mesh); an
+    /// endpoint listed twice is dialled once. Default: none.
+    pub cluster_peers: Vec<String>,
+    /// This broker's name in the cluster, for logs and stats. Default: none.
+    pub name: Option<String>,
 }
 
 impl BrokerConfig {
@@ -75,6 +85,9 @@ impl BrokerConfig {
             hwm: defaults::HWM,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            cluster_bind: None,
+            cluster_peers: Vec::new(),
+            name: None,
         }
     }
 
@@ -89,6 +102,12 @@ impl BrokerConfig {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
         positive("max_tries", self.max_tries)?;
+        if let Some(bind) = &self.cluster_bind {
+            crate::endpoint::require("cluster_bind", bind)?;
+        }
+        for peer in &self.cluster_peers {
+            crate::endpoint::require("cluster_peers", peer)?;
+        }
         check_shared(
             self.heartbeat,
             self.liveness,

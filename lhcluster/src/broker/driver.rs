@@ -1,4 +1,5 @@
-//! The broker's driver thread: owns the two ROUTER sockets, moves frames
+//! The broker's driver thread: owns the two ROUTER sockets (and, in a
+//! cluster, the cluster ROUTER and one DEALER per peer), moves frames
 //! between them and the state machine, and runs its ticks.
 
 use std::time::Instant;
@@ -7,7 +8,7 @@ use crossbeam_channel::Sender;
 use tracing::{error, info};
 
 use super::config::BrokerConfig;
-use super::core::{BrokerCore, Side};
+use super::core::{BrokerCore, ClusterFrom, Side};
 use super::stats::BrokerStats;
 use crate::accept;
 use crate::error::Error;
@@ -21,13 +22,23 @@ pub(crate) enum Command {
     Stop,
 }
 
-pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String, String), Error> {
+/// The endpoints a started broker bound: frontend, backend and cluster.
+pub(super) struct Bound {
+    pub(super) frontend: String,
+    pub(super) backend: String,
+    pub(super) cluster: Option<String>,
+}
+
+pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
     let frontend = io::router(&config.frontend, config.hwm)?;
     let backend = io::router(&config.backend, config.hwm)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
+    let core = BrokerCore::new(&config, Instant::now());
+    let cluster = ClusterSockets::open(&config, &core)?;
+    let cluster_ep = cluster.as_ref().and_then(|c| c.router_ep.clone());
     let (tx, bell, inbox) = crate::role::channel()?;
-    info!(frontend = %frontend_ep, backend = %backend_ep, "broker started");
+    info!(frontend = %frontend_ep, backend = %backend_ep, cluster = cluster_ep.as_deref().unwrap_or("-"), "broker started");
     let handle = RoleHandle::spawn(
         "lhcluster-broker",
         tx,
@@ -37,9 +48,10 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
         move || {
             let now = Instant::now();
             let mut driver = Driver {
-                core: BrokerCore::new(&config, now),
+                core,
                 frontend,
                 backend,
+                cluster,
                 frontend_ep: frontend_bound,
                 backend_ep: backend_bound,
                 inbox,
@@ -49,13 +61,87 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
             driver.run();
         },
     )?;
-    Ok((handle, frontend_ep, backend_ep))
+    let bound = Bound {
+        frontend: frontend_ep,
+        backend: backend_ep,
+        cluster: cluster_ep,
+    };
+    Ok((handle, bound))
+}
+
+/// The sockets of a broker in a cluster: the bound ROUTER other brokers
+/// dial, and one DEALER per configured peer.
+struct ClusterSockets {
+    router: Option<zmq::Socket>,
+    router_ep: Option<String>,
+    router_bound: Option<String>,
+    dials: Vec<zmq::Socket>,
+}
+
+impl ClusterSockets {
+    fn open(config: &BrokerConfig, core: &BrokerCore) -> Result<Option<Self>, Error> {
+        let Some(id) = core.cluster_id() else {
+            return Ok(None);
+        };
+        let (router, router_ep, router_bound) = match &config.cluster_bind {
+            Some(bind) => {
+                let router = io::router(bind, config.hwm)?;
+                let (ep, bound) = io::bound_endpoints(&router, bind);
+                (Some(router), Some(ep), Some(bound))
+            }
+            None => (None, None, None),
+        };
+        let dials = core
+            .dial_endpoints()
+            .iter()
+            .enumerate()
+            .map(|(i, endpoint)| {
+                let rid = super::core::dial_routing_id(id, i as u32);
+                io::dealer(endpoint, &rid, config.hwm)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Some(Self {
+            router,
+            router_ep,
+            router_bound,
+            dials,
+        }))
+    }
+
+    /// Polls every socket of the broker; which are readable.
+    fn wait(
+        &self,
+        doorbell: &crate::wake::Listener,
+        frontend: &zmq::Socket,
+        backend: &zmq::Socket,
+        until: Instant,
+    ) -> zmq::Result<(bool, Vec<bool>)> {
+        let timeout = io::poll_timeout_ms(until.saturating_duration_since(Instant::now()));
+        let mut items = vec![
+            zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN),
+            frontend.as_poll_item(zmq::POLLIN),
+            backend.as_poll_item(zmq::POLLIN),
+        ];
+        items.extend(self.router.iter().map(|s| s.as_poll_item(zmq::POLLIN)));
+        items.extend(self.dials.iter().map(|s| s.as_poll_item(zmq::POLLIN)));
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) => {}
+            Err(zmq::Error::EINTR) => return Ok((false, vec![false; items.len() - 1])),
+            Err(e) => return Err(e),
+        }
+        let ready = items
+            .iter()
+            .map(zmq::PollItem::is_readable)
+            .collect::<Vec<_>>();
+        Ok((ready[0], ready[1..].to_vec()))
+    }
 }
 
 struct Driver {
     core: BrokerCore,
     frontend: zmq::Socket,
     backend: zmq::Socket,
+    cluster: Option<ClusterSockets>,
     frontend_ep: String,
     backend_ep: String,
     inbox: DriverInbox<Command>,
@@ -65,22 +151,44 @@ struct Driver {
 
 impl Driver {
     fn run(&mut self) {
+        // The first greetings of a broker that dials peers.
+        self.flush();
         loop {
             let wake_at = self.stats_log.wake_at(self.core.next_tick());
-            let sockets = [Some(&self.frontend), Some(&self.backend)];
-            let (front_ready, back_ready, commands_ready) =
-                match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
-                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
-                    Err(e) => {
-                        error!(error = %e, "broker poll failed: stopping");
-                        return;
+            let (front_ready, back_ready, commands_ready, cluster_ready) = match &self.cluster {
+                None => {
+                    let sockets = [Some(&self.frontend), Some(&self.backend)];
+                    match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
+                        Ok(ready) => (
+                            ready.sockets[0],
+                            ready.sockets[1],
+                            ready.doorbell,
+                            Vec::new(),
+                        ),
+                        Err(e) => {
+                            error!(error = %e, "broker poll failed: stopping");
+                            return;
+                        }
                     }
-                };
+                }
+                Some(c) => {
+                    match c.wait(&self.inbox.listener, &self.frontend, &self.backend, wake_at) {
+                        Ok((bell, ready)) => (ready[0], ready[1], bell, ready[2..].to_vec()),
+                        Err(e) => {
+                            error!(error = %e, "broker poll failed: stopping");
+                            return;
+                        }
+                    }
+                }
+            };
             if front_ready {
                 self.read(Side::Frontend);
             }
             if back_ready {
                 self.read(Side::Backend);
+            }
+            if cluster_ready.iter().any(|&r| r) {
+                self.read_cluster(&cluster_ready);
             }
             if self.handle_commands(commands_ready) {
                 self.core.on_stop();
@@ -91,6 +199,11 @@ impl Driver {
                     (&self.backend, &self.backend_ep),
                 ] {
                     let _ = socket.unbind(endpoint);
+                }
+                if let Some(c) = &self.cluster {
+                    if let (Some(router), Some(bound)) = (&c.router, &c.router_bound) {
+                        let _ = router.unbind(bound);
+                    }
                 }
                 info!("broker stopped");
                 return;
@@ -112,23 +225,61 @@ impl Driver {
         // any liveness interval, and reading the clock is not free.
         let now = Instant::now();
         let socket = match side {
-            Side::Frontend => &self.frontend,
             Side::Backend => &self.backend,
+            _ => &self.frontend,
         };
         accept::read(socket, |peer, header, payload| {
             match side {
-                Side::Frontend => self.core.on_frontend(now, peer, header, payload),
                 Side::Backend => self.core.on_backend(now, peer, header, payload),
+                _ => self.core.on_frontend(now, peer, header, payload),
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
                 flush(
                     &mut self.core,
                     [&self.frontend, &self.backend],
+                    self.cluster.as_ref(),
                     &mut self.header_buf,
                 );
             }
         });
+    }
+
+    /// Reads a batch from each readable cluster socket: `ready` is the
+    /// cluster ROUTER's readiness (if bound), then each DEALER's.
+    fn read_cluster(&mut self, ready: &[bool]) {
+        let now = Instant::now();
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let mut ready = ready.iter().copied();
+        if let Some(router) = &c.router {
+            if ready.next().unwrap_or(false) {
+                accept::read(router, |peer, header, payload| {
+                    self.core
+                        .on_cluster(now, ClusterFrom::Router(peer), header, payload);
+                });
+            }
+        }
+        for (i, dial) in c.dials.iter().enumerate() {
+            if !ready.next().unwrap_or(false) {
+                continue;
+            }
+            for _ in 0..READ_BATCH {
+                let Some(m) = io::recv_next(dial, false) else {
+                    break;
+                };
+                let header = m.header.as_deref().unwrap_or(&[]);
+                self.core
+                    .on_cluster(now, ClusterFrom::Dial(i as u32), header, m.payload);
+            }
+        }
+        flush(
+            &mut self.core,
+            [&self.frontend, &self.backend],
+            self.cluster.as_ref(),
+            &mut self.header_buf,
+        );
     }
 
     /// Handles queued commands (on every pass: an empty channel costs an
@@ -149,20 +300,35 @@ impl Driver {
         flush(
             &mut self.core,
             [&self.frontend, &self.backend],
+            self.cluster.as_ref(),
             &mut self.header_buf,
         );
     }
 }
 
-/// Sends what the core queued, on the frontend and backend sockets.
-fn flush(core: &mut BrokerCore, [frontend, backend]: [&zmq::Socket; 2], header_buf: &mut Vec<u8>) {
+/// Sends what the core queued, on the frontend, backend and cluster
+/// sockets.
+fn flush(
+    core: &mut BrokerCore,
+    [frontend, backend]: [&zmq::Socket; 2],
+    cluster: Option<&ClusterSockets>,
+    header_buf: &mut Vec<u8>,
+) {
     let mut out = std::mem::take(core.outbox());
     for o in out.drain(..) {
-        let socket = match o.side {
-            Side::Frontend => frontend,
-            Side::Backend => backend,
+        let sent = match o.side {
+            Side::Frontend => accept::send(frontend, &o.peer, o.msg, header_buf),
+            Side::Backend => accept::send(backend, &o.peer, o.msg, header_buf),
+            Side::Cluster => match cluster.and_then(|c| c.router.as_ref()) {
+                Some(router) => accept::send(router, &o.peer, o.msg, header_buf),
+                None => false,
+            },
+            Side::Dial(i) => match cluster.and_then(|c| c.dials.get(i as usize)) {
+                Some(dial) => io::send(dial, None, o.msg, header_buf).is_ok(),
+                None => false,
+            },
         };
-        if !accept::send(socket, &o.peer, o.msg, header_buf) {
+        if !sent {
             core.count_undeliverable();
         }
     }

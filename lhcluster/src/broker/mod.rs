@@ -20,7 +20,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use config::BrokerConfig;
-pub use stats::{BrokerStats, TypeStats};
+pub use stats::{BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats};
 
 use crate::error::Error;
 use crate::role::RoleHandle;
@@ -33,6 +33,7 @@ pub struct Broker {
     role: Arc<RoleHandle<driver::Command>>,
     frontend: String,
     backend: String,
+    cluster: Option<String>,
 }
 
 #[cfg(test)]
@@ -43,17 +44,24 @@ impl Broker {
     /// in use, bad endpoint) are reported here.
     pub fn start(config: BrokerConfig) -> Result<Broker, Error> {
         config.validate()?;
-        let (role, frontend, backend) = driver::spawn(config)?;
+        let (role, bound) = driver::spawn(config)?;
         Ok(Broker {
             role: Arc::new(role),
-            frontend,
-            backend,
+            frontend: bound.frontend,
+            backend: bound.backend,
+            cluster: bound.cluster,
         })
     }
 
     /// The frontend endpoint actually bound (a `tcp://…:0` port resolved).
     pub fn frontend(&self) -> &str {
         &self.frontend
+    }
+
+    /// The cluster endpoint actually bound, if
+    /// [`cluster_bind`](BrokerConfig::cluster_bind) is set.
+    pub fn cluster_endpoint(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// The backend endpoint actually bound.

@@ -90,6 +90,85 @@ pub struct BrokerStats {
     pub clients: u64,
     /// Per request type, for the types the broker knows now.
     pub types: BTreeMap<RequestType, TypeStats>,
+    /// The broker's cluster, when it is in one (docs/clustering.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStats>,
+}
+
+/// A broker's view of its cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// This broker's id (random, drawn at start), in hex.
+    pub id: String,
+    /// This broker's name, if configured.
+    pub name: Option<String>,
+    /// Requests this broker forwarded to their owner.
+    pub forwarded_out: u64,
+    /// Requests other brokers forwarded to this one as their owner.
+    pub forwarded_in: u64,
+    /// Requests this broker gave other brokers to run (EXECUTE sent).
+    pub executed_out: u64,
+    /// Requests other brokers gave this one to run (EXECUTE received).
+    pub executed_in: u64,
+    /// EXECUTEs given back `NO_WORKERS` and queued again here.
+    pub executions_returned: u64,
+    /// Forwarded requests whose owner left the cluster: sent again to the
+    /// new owner (`RETRY_ON_DEATH`) or answered `WORKER_DEATH`.
+    pub owner_lost: u64,
+    /// Answers from an owner for a client this broker no longer knows, or
+    /// with a route it cannot read.
+    pub unroutable: u64,
+    /// Malformed or unexpected messages on the cluster sockets.
+    pub malformed: u64,
+    /// Routes declared dead (missed heartbeats) or ended by SHUTDOWN.
+    pub peer_losses: u64,
+    /// Two-way requests this broker forwarded whose answer has not come
+    /// back yet (its relay records).
+    pub relayed: u64,
+    /// The configured peers and the members with a route up.
+    pub peers: Vec<PeerStats>,
+}
+
+/// One route of a broker's cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The endpoint this broker dials, if it dials this peer.
+    pub endpoint: Option<String>,
+    /// `up`, `greeting` or `self` (an endpoint that reaches this broker).
+    pub state: String,
+    /// The member's id in hex, once greeted.
+    pub id: Option<String>,
+    /// The member's name, if it has one.
+    pub name: Option<String>,
+    /// What the member serves: per request type, the total capacity of its
+    /// workers and (informative, as of its last SERVES) free slots and
+    /// queued requests.
+    pub serves: BTreeMap<RequestType, ServedStats>,
+    /// Requests forwarded to it as their owner.
+    pub forwarded_to: u64,
+    /// Requests it forwarded to this broker.
+    pub forwarded_from: u64,
+    /// Requests this broker gave it to run.
+    pub executed_to: u64,
+    /// Requests it gave this broker to run.
+    pub executed_from: u64,
+}
+
+/// What a cluster member serves of one request type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ServedStats {
+    /// Total capacity of its workers of the type.
+    pub capacity: u32,
+    /// Free slots (informative).
+    pub free: u32,
+    /// Queued requests (informative).
+    pub pending: u32,
 }
 
 impl fmt::Display for BrokerStats {

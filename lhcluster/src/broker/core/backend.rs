@@ -36,6 +36,7 @@ impl BrokerCore {
                     if let Some(e) = self.types.get_mut(t) {
                         e.workers -= 1;
                     }
+                    self.return_executions(*t);
                     self.drop_type_if_idle(*t);
                 }
                 for &t in types.iter().filter(|t| old_types.binary_search(t).is_err()) {
@@ -58,6 +59,7 @@ impl BrokerCore {
                     lru_seq: None,
                     draining: false,
                     live: Liveness::new(now, interval),
+                    remote: None,
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;
@@ -73,6 +75,7 @@ impl BrokerCore {
             Message::Welcome { heartbeat_ms },
         );
         self.serve_worker(now, wk);
+        self.send_serves_if_changed(true);
     }
 
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {

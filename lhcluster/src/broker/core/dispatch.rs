@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::stored::Stored;
 use super::{BrokerCore, ReqKey, Side, TypeEntry, WorkerEntry, peer_id};
-use crate::protocol::{self, Flags, Message, Payload, RequestId, RequestType};
+use crate::protocol::{self, Flags, MAX_HOPS, Message, Payload, RequestId, RequestType};
 use crate::slab::Key;
 
 impl BrokerCore {
@@ -26,6 +26,25 @@ impl BrokerCore {
             (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
             (a, b) => a.or(b).map(|(_, wk)| wk),
         }
+    }
+
+    /// The least recently used remote worker of `t` with room: used only
+    /// when no local worker is free.
+    pub(super) fn find_free_remote(&self, t: RequestType) -> Option<Key> {
+        let e = self.types.get(&t)?;
+        e.free_remote.first_key_value().map(|(_, &wk)| wk)
+    }
+
+    /// Whether the request at the head of `t`'s queue may still cross to
+    /// another broker.
+    fn head_may_hop(&self, t: RequestType) -> bool {
+        let Some(&id) = self.types.get(&t).and_then(|e| e.pending.front()) else {
+            return false;
+        };
+        self.requests
+            .get(&(t, id))
+            .and_then(|&slot| self.reqs.get(slot))
+            .is_some_and(|r| u32::from(r.hops) < MAX_HOPS)
     }
 
     /// Moves a worker to the back of the LRU order (or out of it when it has
@@ -56,7 +75,16 @@ impl BrokerCore {
         if old.is_none() && seq.is_none() {
             return;
         }
-        if w.indexed() {
+        if !w.is_local() {
+            if let Some(e) = self.types.get_mut(&w.types[0]) {
+                if let Some(old) = old {
+                    e.free_remote.remove(&old);
+                }
+                if let Some(seq) = seq {
+                    e.free_remote.insert(seq, wk);
+                }
+            }
+        } else if w.indexed() {
             for t in &w.types {
                 if let Some(e) = self.types.get_mut(t) {
                     if let Some(old) = old {
@@ -80,6 +108,7 @@ impl BrokerCore {
     pub(super) fn dispatch(&mut self, now: Instant, wk: Key, key: ReqKey, payload: Payload) {
         let max_tries = self.max_tries;
         let dispatch_tag = self.new_dispatch_tag();
+        let remote = self.workers.get(wk).and_then(|w| w.remote);
         let Some(req) = self.req_mut(&key) else {
             return;
         };
@@ -91,17 +120,30 @@ impl BrokerCore {
         } else {
             Stored::Nothing
         };
-        let receipt = req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
+        // Through a remote worker, RECEIPT_SENT comes from the executor
+        // when one of its workers gets the request.
+        let receipt =
+            remote.is_none() && req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
         req.receipt_sent |= receipt;
         let origin = receipt.then(|| req.origin.clone());
-        let msg = Message::Dispatch(protocol::Dispatch {
-            request_type: key.0,
-            request_id: key.1,
-            flags: req.flags,
-            attempt: req.attempts,
-            dispatch_tag,
-            payload,
-        });
+        let msg = match remote {
+            None => Message::Dispatch(protocol::Dispatch {
+                request_type: key.0,
+                request_id: key.1,
+                flags: req.flags,
+                attempt: req.attempts,
+                dispatch_tag,
+                payload,
+            }),
+            Some(_) => Self::execute_message(
+                key,
+                req.flags,
+                req.attempts,
+                dispatch_tag,
+                req.hops,
+                payload,
+            ),
+        };
         let Some(w) = self.workers.get_mut(wk) else {
             return;
         };
@@ -113,7 +155,13 @@ impl BrokerCore {
             e.dispatched += 1;
         }
         self.stats.requests_dispatched += 1;
-        self.send_tracked(now, Side::Backend, peer, msg);
+        match remote {
+            None => self.send_tracked(now, Side::Backend, peer, msg),
+            Some(member) => {
+                self.count_executed_to(member);
+                self.send_to_member(member, msg);
+            }
+        }
         if let Some(origin) = origin {
             self.send_receipt_sent(&origin, key);
         }
@@ -140,6 +188,11 @@ impl BrokerCore {
             let Some(t) = self.next_type_with_pending(w) else {
                 break;
             };
+            // A request that has taken its last hop waits for a local
+            // worker (it is at the head: the local workers are busy).
+            if !w.is_local() && !self.head_may_hop(t) {
+                break;
+            }
             let Some(id) = self.pop_pending(t) else {
                 break;
             };
@@ -172,7 +225,13 @@ impl BrokerCore {
     /// Dispatches queued work of type `t` while a free worker serves it.
     pub(super) fn drain_type(&mut self, now: Instant, t: RequestType) {
         while self.types.get(&t).is_some_and(|e| !e.pending.is_empty()) {
-            let Some(wk) = self.find_free_worker(t) else {
+            let local = self.find_free_worker(t);
+            let worker = local.or_else(|| {
+                self.head_may_hop(t)
+                    .then(|| self.find_free_remote(t))
+                    .flatten()
+            });
+            let Some(wk) = worker else {
                 return;
             };
             let Some(id) = self.pop_pending(t) else {

@@ -9,6 +9,7 @@ use tracing::debug;
 use super::stored::{COMPACT_AFTER, Stored};
 use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
 use crate::peer::interval_to_ms;
+use crate::protocol::MAX_HOPS;
 use crate::protocol::{Flags, Hello, Message, Payload, Request, Route, Status};
 
 impl BrokerCore {
@@ -40,10 +41,7 @@ impl BrokerCore {
                     c.data.names.retain(|n| *n != old);
                 }
             }
-            let dest = Dest {
-                peer: peer_id(peer),
-                route: hello.route,
-            };
+            let dest = Dest::local(peer, hello.route);
             if let Some(old) = self.names.insert(name.clone(), dest) {
                 if old.peer.as_slice() != peer {
                     if let Some(c) = self.clients.find_mut(&old.peer) {
@@ -86,10 +84,7 @@ impl BrokerCore {
         self.stats.requests_received += 1;
         let key = (req.request_type, req.request_id);
         self.types.entry(key.0).or_default().received += 1;
-        let origin = Dest {
-            peer: peer_id(peer),
-            route: req.route,
-        };
+        let origin = Dest::local(peer, req.route);
         let reply_to = match &req.reply_to {
             None => None,
             Some(name) => match self.names.get(name) {
@@ -102,12 +97,33 @@ impl BrokerCore {
                 }
             },
         };
+        if let Some(owner) = self.remote_owner(key) {
+            return self.forward_to_owner(owner, key, origin, reply_to, req.flags, req.payload);
+        }
+        self.admit(now, key, origin, reply_to, req.flags, req.payload, 0);
+    }
+
+    /// Admits a request this broker owns (protocol.md §8.2 from step 3):
+    /// dedupe, fail-fast, then dispatch or queue. `hops` is how many
+    /// brokers it crossed to get here ([`MAX_HOPS`]: run it here only).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        key: ReqKey,
+        origin: Dest,
+        reply_to: Option<Dest>,
+        flags: Flags,
+        payload: Payload,
+        hops: u8,
+    ) {
         if self.requests.contains_key(&key) {
-            return self.on_duplicate(key, origin, reply_to, req.flags, req.payload);
+            return self.on_duplicate(key, origin, reply_to, flags, payload);
         }
         let entry = self.types.entry(key.0).or_default();
-        let (type_workers, type_pending) = (entry.workers, entry.pending.len());
-        if req.flags.contains(Flags::FAIL_FAST) && type_workers == 0 {
+        let (type_workers, type_pending) =
+            (entry.workers + entry.remote_workers, entry.pending.len());
+        if flags.contains(Flags::FAIL_FAST) && type_workers == 0 {
             self.stats.requests_no_workers += 1;
             let error = format!("no worker serves request type {}", key.0);
             self.respond(&origin, key, Status::NoWorkers, Some(error));
@@ -115,8 +131,10 @@ impl BrokerCore {
         }
         // Invariant: a type with queued work has no free worker, so only
         // look for one when its queue is empty.
+        let may_hop = u32::from(hops) < MAX_HOPS;
         let worker = if type_pending == 0 {
             self.find_free_worker(key.0)
+                .or_else(|| may_hop.then(|| self.find_free_remote(key.0)).flatten())
         } else {
             None
         };
@@ -133,17 +151,18 @@ impl BrokerCore {
             return self.drop_type_if_idle(key.0);
         }
         let (payload, stored) = match worker {
-            Some(_) => (req.payload, Stored::Nothing),
-            None => (Payload::new(), self.store(req.payload)),
+            Some(_) => (payload, Stored::Nothing),
+            None => (Payload::new(), self.store(payload)),
         };
         let slot = self.reqs.insert(Req {
             origin,
             reply_to: reply_to.map(Box::new),
-            flags: req.flags,
+            flags,
             attempts: 0,
             receipt_sent: false,
             received: false,
             in_flight: false,
+            hops,
             payload: stored,
         });
         self.requests.insert(key, slot);
@@ -190,8 +209,11 @@ impl BrokerCore {
         let Some(existing) = slot.and_then(|slot| self.reqs.get_mut(slot)) else {
             return;
         };
-        if existing.origin == origin {
-            // An idempotent re-send (a proxy does this until confirmed).
+        if existing.origin.same_requester(&origin) {
+            // An idempotent re-send (a proxy does this until confirmed),
+            // maybe through another entry broker, or a new EXECUTE from
+            // the owner: what is sent about it now goes that way.
+            existing.origin = origin;
             self.stats.requests_resent += 1;
             // Confirm again what was already confirmed: the earlier receipt
             // may be what the re-sender missed.

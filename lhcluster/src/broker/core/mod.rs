@@ -18,13 +18,19 @@
 //! `frontend` (clients and proxies, dedupe), `backend` (workers),
 //! `dispatch` (free lists, queues, round-robin), `peers` (workers and
 //! clients going away), `output` (what the broker sends); `stored` is how
-//! a held payload is kept.
+//! a held payload is kept. A broker in a cluster (docs/clustering.md) also
+//! has `cluster` (routes to the other brokers and membership), `relay` (the
+//! entry broker's side: forwarding to the owner, relaying answers back) and
+//! `remote` (the owner's and the executor's side: remote workers, EXECUTE).
 
 mod backend;
+mod cluster;
 mod dispatch;
 mod frontend;
 mod output;
 mod peers;
+mod relay;
+mod remote;
 mod stored;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -50,7 +56,14 @@ pub(crate) enum Side {
     Frontend,
     /// Workers.
     Backend,
+    /// Other brokers, on the bound cluster ROUTER (the peer is the routing
+    /// id of the member's DEALER).
+    Cluster,
+    /// Another broker, on the DEALER this broker dialled (its index).
+    Dial(u32),
 }
+
+pub(crate) use cluster::{ClusterFrom, dial_routing_id};
 
 /// A message for the driver to send.
 #[derive(Debug)]
@@ -67,10 +80,55 @@ type ReqKey = (RequestType, RequestId);
 /// record, so that a client that reconnects with the same id (or a proxy
 /// re-sending for its clients) is the same origin and still gets its
 /// responses.
+///
+/// In a cluster, a requester may be reached through another broker
+/// ([`Via`]): then `peer` is empty and `route` is the encoded route that
+/// broker gave (docs/clustering.md §6).
 #[derive(Debug, PartialEq, Eq)]
 struct Dest {
     peer: PeerId,
     route: Route,
+    via: Via,
+}
+
+/// How a [`Dest`] is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// A client or proxy on this broker's frontend.
+    Local,
+    /// A client of the entry broker with this id (a forwarded request).
+    Member(u64),
+    /// The owner broker with this id, which gave us the request to run
+    /// with this EXECUTE's attempt and tag (answered with EXECUTED).
+    Owner { member: u64, attempt: u32, tag: u64 },
+}
+
+impl Dest {
+    fn local(peer: &[u8], route: Route) -> Self {
+        Self {
+            peer: peer_id(peer),
+            route,
+            via: Via::Local,
+        }
+    }
+
+    /// The same requester, whichever broker it was reached through (a
+    /// client that moved to another entry broker is still the origin of
+    /// what it sent before).
+    fn same_requester(&self, other: &Dest) -> bool {
+        match (self.via, other.via) {
+            (Via::Local, Via::Local) => self.peer == other.peer && self.route == other.route,
+            (Via::Member(_), Via::Member(_)) => self.route == other.route,
+            (Via::Local, Via::Member(_)) => {
+                relay::is_encoded(&other.route, &self.peer, &self.route)
+            }
+            (Via::Member(_), Via::Local) => {
+                relay::is_encoded(&self.route, &other.peer, &other.route)
+            }
+            (Via::Owner { member: a, .. }, Via::Owner { member: b, .. }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Clone for Dest {
@@ -78,6 +136,7 @@ impl Clone for Dest {
         Self {
             peer: peer_id(&self.peer),
             route: self.route.clone(),
+            via: self.via,
         }
     }
 }
@@ -102,6 +161,10 @@ struct Req {
     received: bool,
     /// Dispatched to a worker (else queued).
     in_flight: bool,
+    /// Broker-to-broker hops it took to get here: 0 from a client, 1
+    /// forwarded by an entry broker, up to 2 given to run by an owner. A
+    /// request that cannot take another hop is only served by local workers.
+    hops: u8,
     /// Queued: the payload. In flight: a copy, kept only for
     /// `RETRY_ON_DEATH` requests with tries left.
     payload: Stored,
@@ -134,6 +197,10 @@ struct WorkerEntry {
     /// when its last result arrives.
     draining: bool,
     live: Liveness,
+    /// A remote worker: the workers of type `types[0]` of the cluster
+    /// member with this id, as one worker whose capacity is their total
+    /// (docs/clustering.md §5). Its liveness is the member's route.
+    remote: Option<u64>,
 }
 
 impl WorkerEntry {
@@ -152,6 +219,10 @@ impl WorkerEntry {
     /// Listed in the free list of each of its types (else in `free_wide`).
     fn indexed(&self) -> bool {
         self.types.len() <= INDEXED_TYPES
+    }
+
+    fn is_local(&self) -> bool {
+        self.remote.is_none()
     }
 }
 
@@ -174,8 +245,14 @@ struct TypeEntry {
     pending: VecDeque<RequestId>,
     /// Free workers serving the type and few others, by LRU position.
     free: BTreeMap<u64, Key>,
+    /// Remote workers of the type with room, by LRU position: used only
+    /// when no local worker is free.
+    free_remote: BTreeMap<u64, Key>,
     in_flight: u64,
+    /// Local workers registered for the type.
     workers: u32,
+    /// Cluster members serving the type.
+    remote_workers: u32,
     received: u64,
     dispatched: u64,
     completed: u64,
@@ -183,7 +260,10 @@ struct TypeEntry {
 
 impl TypeEntry {
     fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.in_flight == 0 && self.workers == 0
+        self.pending.is_empty()
+            && self.in_flight == 0
+            && self.workers == 0
+            && self.remote_workers == 0
     }
 }
 
@@ -224,6 +304,12 @@ pub(crate) struct BrokerCore {
     /// Limits the warnings about malformed and unexpected messages, per
     /// peer (the counters stay exact).
     bad_input: LogLimiter,
+    /// Routes to the other brokers of a cluster; `None` for a lone broker.
+    cluster: Option<cluster::Cluster>,
+    /// Remote workers by (member, type).
+    remote_ids: HashMap<(u64, RequestType), Key>,
+    /// The entry broker's records of the two-way requests it forwarded.
+    relays: relay::Relays,
     out: Vec<Outgoing>,
 }
 
@@ -251,8 +337,12 @@ impl BrokerCore {
             now,
             stats: BrokerStats::default(),
             bad_input: LogLimiter::new("malformed messages"),
+            cluster: cluster::Cluster::new(config, now),
+            remote_ids: HashMap::new(),
+            relays: relay::Relays::default(),
             out: Vec::new(),
         }
+        .greeting_peers(now)
     }
 
     /// Messages to send, in order. The driver drains this after every input.
@@ -396,6 +486,7 @@ impl BrokerCore {
                 } else {
                     self.refresh_lru(wk);
                 }
+                self.send_serves_if_changed(true);
             }
             other => {
                 let text = format!("unexpected {} on the broker backend", other.kind_name());
@@ -412,7 +503,7 @@ impl BrokerCore {
         let dead: Vec<Key> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.live.is_dead(now, self.liveness))
+            .filter(|(_, w)| w.is_local() && w.live.is_dead(now, self.liveness))
             .map(|(k, _)| k)
             .collect();
         for wk in dead {
@@ -427,7 +518,7 @@ impl BrokerCore {
         }
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         let mut due = Vec::new();
-        for (_, w) in self.workers.iter() {
+        for (_, w) in self.workers.iter().filter(|(_, w)| w.is_local()) {
             shortest = shortest.min(w.live.peer_interval);
             if w.live.heartbeat_due(now, self.heartbeat) {
                 due.push((Side::Backend, peer_id(&w.id)));
@@ -440,14 +531,17 @@ impl BrokerCore {
             self.stats.heartbeats_sent += 1;
             self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
         }
+        shortest = shortest.min(self.cluster_tick(now));
         self.next_tick = crate::deadline::later(now, (shortest / 2).max(Duration::from_millis(1)));
     }
 
     /// The broker is stopping: tell every peer.
     pub(crate) fn on_stop(&mut self) {
+        self.cluster_stop();
         let peers: Vec<(Side, PeerId)> = self
             .workers
             .iter()
+            .filter(|(_, w)| w.is_local())
             .map(|(_, w)| (Side::Backend, peer_id(&w.id)))
             .chain(
                 self.clients
@@ -465,7 +559,7 @@ impl BrokerCore {
         let mut stats = self.stats.clone();
         stats.pending = self.total_pending as u64;
         stats.in_flight = self.types.values().map(|t| t.in_flight).sum();
-        stats.workers = self.workers.len() as u64;
+        stats.workers = self.workers.iter().filter(|(_, w)| w.is_local()).count() as u64;
         stats.clients = self.clients.len() as u64;
         stats.types = self
             .types
@@ -482,6 +576,7 @@ impl BrokerCore {
                 (t, ts)
             })
             .collect();
+        stats.cluster = self.cluster_stats();
         stats
     }
 }

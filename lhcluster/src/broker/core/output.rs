@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::{BrokerCore, Dest, Outgoing, ReqKey, Side, hex, peer_id};
+use super::{BrokerCore, Dest, Outgoing, ReqKey, Side, Via, hex, peer_id};
 use crate::peer::PeerId;
 use crate::protocol::{
     self, DecodeError, ErrorReply, Message, Payload, RequestRef, Response, Status,
@@ -35,6 +35,11 @@ impl BrokerCore {
         match side {
             Side::Frontend => self.stats.malformed_frontend += 1,
             Side::Backend => self.stats.malformed_backend += 1,
+            Side::Cluster | Side::Dial(_) => {
+                if let Some(k) = self.cluster_counters() {
+                    k.malformed += 1;
+                }
+            }
         }
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(?side, peer = %hex(peer), %error, "malformed message");
@@ -68,15 +73,20 @@ impl BrokerCore {
         error: Option<String>,
         payload: Payload,
     ) {
-        let msg = Message::Response(Response {
-            request_type: key.0,
-            request_id: key.1,
-            status,
-            error,
-            route: dest.route.clone(),
-            payload,
-        });
-        self.send_to_client(&dest.peer, msg);
+        let msg = match dest.via {
+            Via::Owner { attempt, tag, .. } => {
+                Self::executed_message(key, attempt, tag, status, error, payload)
+            }
+            Via::Local | Via::Member(_) => Message::Response(Response {
+                request_type: key.0,
+                request_id: key.1,
+                status,
+                error,
+                route: dest.route.clone(),
+                payload,
+            }),
+        };
+        self.send_to_dest(dest, msg);
     }
 
     pub(super) fn send_receipt_received(&mut self, dest: &Dest, key: ReqKey) {
@@ -85,7 +95,7 @@ impl BrokerCore {
             request_id: key.1,
             route: dest.route.clone(),
         });
-        self.send_to_client(&dest.peer, msg);
+        self.send_to_dest(dest, msg);
     }
 
     pub(super) fn send_receipt_sent(&mut self, dest: &Dest, key: ReqKey) {
@@ -94,14 +104,22 @@ impl BrokerCore {
             request_id: key.1,
             route: dest.route.clone(),
         });
-        self.send_to_client(&dest.peer, msg);
+        self.send_to_dest(dest, msg);
     }
 
-    /// Sends to a client by routing id. A client that is gone is noticed by
-    /// the driver (the ROUTER refuses the message) and counted there.
-    fn send_to_client(&mut self, peer: &PeerId, msg: Message) {
-        let now = self.now;
-        self.send_tracked(now, Side::Frontend, peer_id(peer), msg);
+    /// Sends to a requester: a client by routing id (one that is gone is
+    /// noticed by the driver, the ROUTER refusing the message, and counted
+    /// there), or the broker it is reached through.
+    fn send_to_dest(&mut self, dest: &Dest, msg: Message) {
+        match dest.via {
+            Via::Local => {
+                let now = self.now;
+                self.send_tracked(now, Side::Frontend, peer_id(&dest.peer), msg);
+            }
+            Via::Member(member) | Via::Owner { member, .. } => {
+                self.send_to_member(member, msg);
+            }
+        }
     }
 
     /// Sends and records the time, so heartbeats are only sent on silence.
@@ -113,6 +131,7 @@ impl BrokerCore {
                 .and_then(|&k| self.workers.get_mut(k))
                 .map(|w| &mut w.live),
             Side::Frontend => self.clients.find_mut(&peer).map(|c| &mut c.live),
+            Side::Cluster | Side::Dial(_) => None,
         };
         if let Some(live) = live {
             live.last_sent = now;

@@ -18,10 +18,20 @@ impl BrokerCore {
         let Some(w) = self.workers.remove(wk) else {
             return;
         };
-        self.worker_ids.remove(&w.id);
+        match w.remote {
+            None => {
+                self.worker_ids.remove(&w.id);
+            }
+            Some(member) => {
+                self.remote_ids.remove(&(member, w.types[0]));
+            }
+        }
         for t in &w.types {
             if let Some(e) = self.types.get_mut(t) {
-                e.workers -= 1;
+                match w.remote {
+                    None => e.workers -= 1,
+                    Some(_) => e.remote_workers -= 1,
+                }
             }
         }
         let mut retried_types = BTreeSet::new();
@@ -55,6 +65,9 @@ impl BrokerCore {
             self.drain_type(now, t);
         }
         for t in &w.types {
+            if w.remote.is_none() {
+                self.return_executions(*t);
+            }
             self.drop_type_if_idle(*t);
         }
     }
