@@ -199,6 +199,14 @@ impl BrokerCore {
         self
     }
 
+    /// The owner of a request key in this broker's view.
+    #[cfg(test)]
+    pub(crate) fn owner_of(&self, request_type: RequestType, request_id: RequestId) -> Option<u64> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.owner(request_type, request_id))
+    }
+
     pub(crate) fn cluster_id(&self) -> Option<u64> {
         self.cluster.as_ref().map(|c| c.id)
     }

@@ -10,6 +10,7 @@
 //! `model_check.rs`.
 
 mod bounds;
+mod cluster;
 mod dedupe;
 mod liveness;
 mod malformed;

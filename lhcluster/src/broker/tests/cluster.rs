@@ -1,0 +1,778 @@
+//! Several broker cores joined into a cluster by a fake network (no
+//! sockets, a fake clock): routes, membership, ownership, forwarding,
+//! remote workers, and what happens when a member leaves
+//! (docs/clustering.md). The randomized model check of a cluster is at the
+//! end.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::{HB, encode, payload, req};
+use crate::broker::config::BrokerConfig;
+use crate::broker::core::{BrokerCore, ClusterFrom, Side, dial_routing_id};
+use crate::protocol::{
+    self, Dispatch, Flags, Hello, Message, Ready, RequestRef, Response, Status, WorkResult,
+};
+
+/// What a broker sent to one of its clients or workers.
+#[derive(Debug)]
+struct Local {
+    side: Side,
+    peer: Vec<u8>,
+    msg: Message,
+}
+
+/// A cluster message in flight: to broker `to`, from `from`.
+struct Wire {
+    to: usize,
+    from_router: Option<Vec<u8>>,
+    from_dial: Option<u32>,
+    from: usize,
+    header: Vec<u8>,
+    payload: protocol::Payload,
+}
+
+/// (broker, worker, type, id).
+type DispatchKey = (usize, Vec<u8>, u32, u64);
+
+struct Net {
+    cores: Vec<BrokerCore>,
+    ids: Vec<u64>,
+    /// dials[b][i]: the broker that broker b's dial i reaches.
+    dials: Vec<Vec<usize>>,
+    /// Brokers that are down (stopped taking input, sending nothing).
+    down: HashSet<usize>,
+    /// Pairs that cannot reach each other.
+    cut: HashSet<(usize, usize)>,
+    wire: VecDeque<Wire>,
+    local: Vec<VecDeque<Local>>,
+    t0: Instant,
+    now_ms: u64,
+    /// The attempt and tag of the last DISPATCH per (broker, worker, key).
+    dispatches: HashMap<DispatchKey, (u32, u64)>,
+}
+
+impl Net {
+    /// `n` brokers, each dialling every other (a full mesh).
+    fn new(n: usize) -> Self {
+        Self::with(n, |_, _| {})
+    }
+
+    fn with(n: usize, f: impl Fn(usize, &mut BrokerConfig)) -> Self {
+        let t0 = Instant::now();
+        let mut cores = Vec::new();
+        let mut dials = Vec::new();
+        for b in 0..n {
+            let mut config = BrokerConfig::new("inproc://f", "inproc://b");
+            config.cluster_bind = Some(format!("inproc://cluster-{b}"));
+            config.cluster_peers = (0..n)
+                .filter(|&o| o != b)
+                .map(|o| format!("inproc://cluster-{o}"))
+                .collect();
+            f(b, &mut config);
+            let core = BrokerCore::new(&config, t0);
+            let targets = core
+                .dial_endpoints()
+                .iter()
+                .map(|e| {
+                    e.trim_start_matches("inproc://cluster-")
+                        .parse::<usize>()
+                        .expect("test endpoints name a broker")
+                })
+                .collect();
+            dials.push(targets);
+            cores.push(core);
+        }
+        let ids = cores
+            .iter()
+            .map(|c| c.cluster_id().expect("clustered"))
+            .collect();
+        let mut net = Self {
+            cores,
+            ids,
+            dials,
+            down: HashSet::new(),
+            cut: HashSet::new(),
+            wire: VecDeque::new(),
+            local: (0..n).map(|_| VecDeque::new()).collect(),
+            t0,
+            now_ms: 0,
+            dispatches: HashMap::new(),
+        };
+        for b in 0..n {
+            net.collect(b);
+        }
+        net.settle();
+        net
+    }
+
+    fn now(&self) -> Instant {
+        self.t0 + Duration::from_millis(self.now_ms)
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.down.contains(&a)
+            && !self.down.contains(&b)
+            && !self.cut.contains(&(a, b))
+            && !self.cut.contains(&(b, a))
+    }
+
+    /// Moves broker `b`'s outbox onto the wire or into its local queue.
+    fn collect(&mut self, b: usize) {
+        let out = std::mem::take(self.cores[b].outbox());
+        for o in out {
+            match o.side {
+                Side::Dial(i) => {
+                    let to = self.dials[b][i as usize];
+                    let (header, payload) = encode(o.msg);
+                    self.wire.push_back(Wire {
+                        to,
+                        from_router: Some(dial_routing_id(self.ids[b], i)),
+                        from_dial: None,
+                        from: b,
+                        header,
+                        payload,
+                    });
+                }
+                Side::Cluster => {
+                    // Back to the broker whose dial has that routing id.
+                    let rid = o.peer.to_vec();
+                    let Some((to, index)) = self.dial_of(&rid) else {
+                        continue;
+                    };
+                    let (header, payload) = encode(o.msg);
+                    self.wire.push_back(Wire {
+                        to,
+                        from_router: None,
+                        from_dial: Some(index),
+                        from: b,
+                        header,
+                        payload,
+                    });
+                }
+                side => self.local[b].push_back(Local {
+                    side,
+                    peer: o.peer.to_vec(),
+                    msg: o.msg,
+                }),
+            }
+        }
+    }
+
+    fn dial_of(&self, rid: &[u8]) -> Option<(usize, u32)> {
+        (0..self.cores.len()).find_map(|b| {
+            (0..self.dials[b].len() as u32)
+                .find(|&i| dial_routing_id(self.ids[b], i) == rid)
+                .map(|i| (b, i))
+        })
+    }
+
+    /// Delivers cluster messages until none is left.
+    fn settle(&mut self) {
+        let mut steps = 0;
+        while let Some(w) = self.wire.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the cluster does not settle");
+            if !self.reachable(w.from, w.to) {
+                continue;
+            }
+            let now = self.now();
+            let from = match (&w.from_router, w.from_dial) {
+                (Some(rid), _) => ClusterFrom::Router(rid),
+                (None, Some(i)) => ClusterFrom::Dial(i),
+                (None, None) => continue,
+            };
+            self.cores[w.to].on_cluster(now, from, &w.header, w.payload);
+            self.collect(w.to);
+        }
+    }
+
+    /// Moves the clock forward by `ms` and ticks every live broker.
+    fn tick(&mut self, ms: u64) {
+        self.now_ms += ms;
+        let now = self.now();
+        for b in 0..self.cores.len() {
+            if !self.down.contains(&b) {
+                self.cores[b].on_tick(now);
+                self.collect(b);
+            }
+        }
+        self.settle();
+    }
+
+    /// Lets `total` ms pass in steps of `step`, with heartbeats flowing.
+    fn run_for(&mut self, total: u64, step: u64) {
+        let mut t = 0;
+        while t < total {
+            self.tick(step);
+            t += step;
+        }
+    }
+
+    // --- clients and workers ---
+
+    fn client_sends(&mut self, b: usize, client: &[u8], msg: Message) {
+        let (header, payload) = encode(msg);
+        let now = self.now();
+        self.cores[b].on_frontend(now, client, &header, payload);
+        self.collect(b);
+        self.settle();
+    }
+
+    fn worker_sends(&mut self, b: usize, worker: &[u8], msg: Message) {
+        let (header, payload) = encode(msg);
+        let now = self.now();
+        self.cores[b].on_backend(now, worker, &header, payload);
+        self.collect(b);
+        self.settle();
+    }
+
+    fn connect(&mut self, b: usize, client: &[u8]) {
+        let hello = Hello {
+            heartbeat_ms: HB,
+            name: None,
+            route: Vec::new(),
+        };
+        self.client_sends(b, client, Message::Hello(hello));
+        self.drain_local(b);
+    }
+
+    fn connect_worker(&mut self, b: usize, worker: &[u8], types: &[u32], capacity: u32) {
+        let ready = Ready {
+            heartbeat_ms: HB,
+            capacity,
+            request_types: types.to_vec(),
+            name: None,
+        };
+        self.worker_sends(b, worker, Message::Ready(ready));
+    }
+
+    fn request(&mut self, b: usize, client: &[u8], t: u32, id: u64, flags: Flags) {
+        let msg = Message::Request(req(t, id, flags, &[b"body"]));
+        self.client_sends(b, client, msg);
+    }
+
+    fn result(&mut self, b: usize, worker: &[u8], t: u32, id: u64, body: &[u8]) {
+        let (attempt, dispatch_tag) = self.dispatches[&(b, worker.to_vec(), t, id)];
+        let msg = Message::Result(WorkResult {
+            request_type: t,
+            request_id: id,
+            attempt,
+            dispatch_tag,
+            status: Status::Ok,
+            error: None,
+            payload: payload(&[body]),
+        });
+        self.worker_sends(b, worker, msg);
+    }
+
+    fn receipt_received(&mut self, b: usize, worker: &[u8], t: u32, id: u64) {
+        let msg = Message::ReceiptReceived(RequestRef {
+            request_type: t,
+            request_id: id,
+            route: Vec::new(),
+        });
+        self.worker_sends(b, worker, msg);
+    }
+
+    /// Everything broker `b` sent its clients and workers, WELCOMEs and
+    /// heartbeats left out.
+    fn drain_local(&mut self, b: usize) -> Vec<Local> {
+        let mut out = Vec::new();
+        while let Some(l) = self.local[b].pop_front() {
+            if matches!(l.msg, Message::Welcome { .. } | Message::Heartbeat { .. }) {
+                continue;
+            }
+            if let Message::Dispatch(d) = &l.msg {
+                self.dispatches.insert(
+                    (b, l.peer.clone(), d.request_type, d.request_id),
+                    (d.attempt, d.dispatch_tag),
+                );
+            }
+            out.push(l);
+        }
+        out
+    }
+
+    fn expect_dispatch(&mut self, b: usize, worker: &[u8], t: u32, id: u64) -> Dispatch {
+        let out = self.drain_local(b);
+        match out.as_slice() {
+            [
+                Local {
+                    side: Side::Backend,
+                    peer,
+                    msg: Message::Dispatch(_),
+                },
+            ] if peer == worker => {}
+            other => panic!("broker {b}: expected one DISPATCH to {worker:?}, got {other:?}"),
+        }
+        let Some(Local {
+            msg: Message::Dispatch(d),
+            ..
+        }) = out.into_iter().next()
+        else {
+            unreachable!()
+        };
+        assert_eq!((d.request_type, d.request_id), (t, id));
+        d
+    }
+
+    fn expect_response(
+        &mut self,
+        b: usize,
+        client: &[u8],
+        t: u32,
+        id: u64,
+        status: Status,
+    ) -> Response {
+        let out = self.drain_local(b);
+        let mut responses: Vec<Response> = out
+            .into_iter()
+            .filter_map(|l| match l.msg {
+                Message::Response(r) if l.peer == client => Some(r),
+                Message::Response(r) => panic!("response to another client: {r:?}"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(responses.len(), 1, "broker {b}: one RESPONSE to {client:?}");
+        let r = responses.remove(0);
+        assert_eq!(
+            (r.request_type, r.request_id, r.status),
+            (t, id, status),
+            "{r:?}"
+        );
+        r
+    }
+
+    fn expect_nothing(&mut self, b: usize) {
+        let out = self.drain_local(b);
+        assert!(out.is_empty(), "broker {b} sent {out:?}");
+    }
+
+    /// A request id of type `t` that broker `owner` owns.
+    fn id_owned_by(&self, owner: usize, t: u32) -> u64 {
+        (1..)
+            .find(|&id| self.cores[0].owner_of(t, id) == Some(self.ids[owner]))
+            .expect("some id is owned by every member")
+    }
+
+    fn stats(&self, b: usize) -> crate::broker::BrokerStats {
+        self.cores[b].stats()
+    }
+}
+
+const T: u32 = 7;
+
+#[test]
+fn three_brokers_form_a_full_mesh_and_agree_on_owners() {
+    let net = Net::new(3);
+    for b in 0..3 {
+        let c = net.stats(b).cluster.expect("clustered");
+        let up: Vec<_> = c.peers.iter().filter(|p| p.state == "up").collect();
+        assert_eq!(up.len(), 2, "broker {b}: {:?}", c.peers);
+        assert_eq!(c.malformed, 0);
+    }
+    for id in 0..200 {
+        let owners: HashSet<_> = (0..3).map(|b| net.cores[b].owner_of(T, id)).collect();
+        assert_eq!(owners.len(), 1, "every member picks the same owner");
+    }
+}
+
+/// A client on A, a worker on C only: served, whichever broker owns the
+/// key, receipts included.
+#[test]
+fn a_request_reaches_a_worker_on_another_broker_whoever_owns_it() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"worker", &[T], 4);
+    net.expect_nothing(2);
+    for owner in 0..3 {
+        let id = net.id_owned_by(owner, T);
+        let flags = Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE;
+        net.request(0, b"client", T, id, flags);
+        let d = net.expect_dispatch(2, b"worker", T, id);
+        assert_eq!(d.payload.len(), 1);
+        let sent = net.drain_local(0);
+        assert!(
+            matches!(sent.as_slice(), [Local { msg: Message::ReceiptSent(r), .. }] if r.request_id == id && r.route.is_empty()),
+            "owner {owner}: {sent:?}"
+        );
+        net.receipt_received(2, b"worker", T, id);
+        let received = net.drain_local(0);
+        assert!(
+            matches!(received.as_slice(), [Local { msg: Message::ReceiptReceived(r), .. }] if r.request_id == id),
+            "owner {owner}: {received:?}"
+        );
+        net.result(2, b"worker", T, id, b"done");
+        let r = net.expect_response(0, b"client", T, id, Status::Ok);
+        assert_eq!(r.payload.len(), 1);
+        assert_eq!(&r.payload[0][..], b"done");
+        assert!(r.route.is_empty());
+    }
+    let a = net.stats(0).cluster.expect("clustered");
+    assert_eq!(a.relayed, 0, "every relay record answered");
+    assert!(a.forwarded_out >= 2 && a.executed_out >= 1, "{a:?}");
+}
+
+/// The same (type, id) through two brokers while the first is pending is
+/// rejected, as on one broker.
+#[test]
+fn dedupe_is_exact_across_brokers() {
+    let mut net = Net::new(3);
+    net.connect(0, b"ca");
+    net.connect(1, b"cb");
+    for owner in 0..3 {
+        let id = net.id_owned_by(owner, T);
+        net.request(0, b"ca", T, id, Flags::empty());
+        net.expect_nothing(0);
+        net.request(1, b"cb", T, id, Flags::empty());
+        net.expect_response(1, b"cb", T, id, Status::Rejected);
+        net.expect_nothing(0);
+    }
+    // A worker anywhere then serves the three queued requests, once each.
+    net.connect_worker(2, b"w", &[T], 8);
+    let out = net.drain_local(2);
+    assert_eq!(out.len(), 3, "{out:?}");
+}
+
+/// A client that moves to another entry broker and re-sends is the same
+/// requester: no second run, and the response comes through the new one.
+#[test]
+fn a_resend_through_another_entry_broker_is_idempotent() {
+    let mut net = Net::new(3);
+    net.connect_worker(2, b"w", &[T], 1);
+    net.connect(0, b"client");
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_dispatch(2, b"w", T, id);
+    // The client moves to broker 2 (same routing id) and re-sends.
+    net.connect(2, b"client");
+    net.request(2, b"client", T, id, Flags::empty());
+    net.expect_nothing(2);
+    assert_eq!(net.stats(1).requests_resent, 1);
+    net.result(2, b"w", T, id, b"once");
+    net.expect_response(2, b"client", T, id, Status::Ok);
+    net.expect_nothing(0);
+}
+
+/// Local workers first: a request owned by a broker with a free worker of
+/// its own never crosses to another.
+#[test]
+fn an_owner_serves_with_its_own_workers_first() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect_worker(0, b"w0", &[T], 1);
+    net.connect_worker(1, b"w1", &[T], 1);
+    let id = net.id_owned_by(0, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_dispatch(0, b"w0", T, id);
+    net.expect_nothing(1);
+    // Its worker busy, the next goes to the other broker's.
+    let id2 = (id + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[0]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, id2, Flags::empty());
+    net.expect_dispatch(1, b"w1", T, id2);
+}
+
+/// The worker's broker dies: its owners treat it as a worker death.
+#[test]
+fn an_executor_that_dies_is_a_worker_death_to_the_owner() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w2", &[T], 4);
+    let retried = net.id_owned_by(0, T);
+    let plain = (retried + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[0]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, retried, Flags::RETRY_ON_DEATH);
+    net.request(0, b"client", T, plain, Flags::empty());
+    net.drain_local(2);
+    net.down.insert(2);
+    // Missed heartbeats: 3 intervals of 1 s.
+    net.run_for(3500, 250);
+    net.expect_response(0, b"client", T, plain, Status::WorkerDeath);
+    // The retried one waits at its owner; a worker on broker 1 gets it.
+    net.connect_worker(1, b"w1", &[T], 4);
+    net.expect_dispatch(1, b"w1", T, retried);
+    net.result(1, b"w1", T, retried, b"second");
+    net.expect_response(0, b"client", T, retried, Status::Ok);
+}
+
+/// The owner dies: the entry broker sends `RETRY_ON_DEATH` requests to the
+/// new owner and answers the others.
+#[test]
+fn an_owner_that_dies_leaves_no_request_without_an_outcome() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    let retried = net.id_owned_by(1, T);
+    let plain = (retried + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, retried, Flags::RETRY_ON_DEATH);
+    net.request(0, b"client", T, plain, Flags::empty());
+    net.expect_nothing(0);
+    net.down.insert(1);
+    net.run_for(3500, 250);
+    net.expect_response(0, b"client", T, plain, Status::WorkerDeath);
+    assert_eq!(net.stats(0).cluster.map(|c| c.owner_lost), Some(2));
+    // The retried one is held by a live owner now, and served.
+    net.connect_worker(2, b"w", &[T], 1);
+    net.expect_dispatch(2, b"w", T, retried);
+    net.result(2, b"w", T, retried, b"ok");
+    net.expect_response(0, b"client", T, retried, Status::Ok);
+}
+
+/// Requests an executor queued for an owner go back when its last worker
+/// of the type leaves, and are served elsewhere.
+#[test]
+fn an_executor_returns_what_it_queued_when_its_workers_leave() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w2", &[T], 1);
+    // Two owners each fill broker 2's capacity of 1: the second request
+    // waits in broker 2's queue.
+    let first = net.id_owned_by(0, T);
+    let second = net.id_owned_by(1, T);
+    net.request(0, b"client", T, first, Flags::empty());
+    net.expect_dispatch(2, b"w2", T, first);
+    net.request(0, b"client", T, second, Flags::empty());
+    net.expect_nothing(2);
+    assert_eq!(net.stats(2).pending, 1);
+    // Its worker leaves: the queued one goes back to its owner unrun.
+    net.worker_sends(2, b"w2", Message::Disconnect { route: Vec::new() });
+    net.result(2, b"w2", T, first, b"first");
+    net.expect_response(0, b"client", T, first, Status::Ok);
+    assert_eq!(net.stats(2).pending, 0);
+    assert_eq!(net.stats(1).cluster.map(|c| c.executions_returned), Some(1));
+    assert_eq!(net.stats(1).pending, 1, "back in its owner's queue");
+    // It runs on the next worker of the cluster, as its first attempt.
+    net.connect_worker(0, b"w0", &[T], 1);
+    let d = net.expect_dispatch(0, b"w0", T, second);
+    assert_eq!(d.attempt, 1);
+    net.result(0, b"w0", T, second, b"second");
+    net.expect_response(0, b"client", T, second, Status::Ok);
+}
+
+#[test]
+fn a_broker_listed_as_its_own_peer_ignores_itself() {
+    let net = Net::with(2, |b, c| {
+        if b == 0 {
+            c.cluster_peers.push("inproc://cluster-0".to_owned());
+        }
+    });
+    let c = net.stats(0).cluster.expect("clustered");
+    assert!(c.peers.iter().any(|p| p.state == "self"), "{:?}", c.peers);
+    assert_eq!(c.peers.iter().filter(|p| p.state == "up").count(), 1);
+}
+
+#[test]
+fn a_peer_speaking_another_major_version_is_refused_and_counted() {
+    let mut net = Net::new(2);
+    let now = net.now();
+    let mut header = Vec::new();
+    let hello = Message::PeerHello(protocol::PeerHello {
+        broker_id: 99,
+        heartbeat_ms: HB,
+        name: None,
+    });
+    let _ = hello.encode(&mut header);
+    header[1] = 2; // major 2
+    net.cores[0].on_cluster(now, ClusterFrom::Router(b"stranger"), &header, Vec::new());
+    let out = std::mem::take(net.cores[0].outbox());
+    assert!(
+        matches!(out.as_slice(), [o] if matches!(&o.msg, Message::Error(e) if e.error.contains("unsupported protocol version"))),
+        "{out:?}"
+    );
+    // Garbage too, and a hop limit beyond 2: counted, never a member.
+    net.cores[0].on_cluster(
+        now,
+        ClusterFrom::Router(b"stranger"),
+        &[0xFF, 0x01],
+        Vec::new(),
+    );
+    let c = net.stats(0).cluster.expect("clustered");
+    assert_eq!(c.malformed, 2);
+    assert_eq!(c.peers.iter().filter(|p| p.state == "up").count(), 1);
+}
+
+/// A partition: each side goes on alone; after the heal the routes come
+/// back and requests cross again.
+#[test]
+fn a_partition_heals() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect_worker(1, b"w", &[T], 1);
+    net.cut.insert((0, 1));
+    net.run_for(4000, 250);
+    assert_eq!(net.stats(0).cluster.map(|c| c.peer_losses), Some(1));
+    // The client was silent all along: it greets again. Alone, broker 0
+    // owns every key and queues the request (no worker on its side).
+    net.connect(0, b"client");
+    let id = 5;
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_nothing(0);
+    assert_eq!(net.stats(0).pending, 1);
+    net.cut.clear();
+    net.run_for(2000, 250);
+    assert_eq!(
+        net.stats(0)
+            .cluster
+            .map(|c| c.peers.iter().filter(|p| p.state == "up").count()),
+        Some(1)
+    );
+    // The worker was silent too, and registers again.
+    net.connect_worker(1, b"w", &[T], 1);
+    net.expect_dispatch(1, b"w", T, id);
+    net.result(1, b"w", T, id, b"healed");
+    net.expect_response(0, b"client", T, id, Status::Ok);
+}
+
+// ----- the randomized model check --------------------------------------
+
+/// Seeded random traffic on a stable three-broker cluster: clients and
+/// workers on random brokers, keys shared between clients, results in any
+/// order. Invariants: no request runs twice at once, no worker runs more
+/// than its capacity, and once everything is done every two-way request
+/// sent has exactly one RESPONSE.
+#[test]
+fn model_check_no_request_is_lost_or_run_twice_while_membership_is_stable() {
+    for seed in 1..=40u64 {
+        run_model(seed);
+    }
+}
+
+fn run_model(seed: u64) {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut net = Net::new(3);
+    let clients: Vec<(usize, Vec<u8>)> = (0..4)
+        .map(|i| ((i % 3) as usize, format!("c{i}").into_bytes()))
+        .collect();
+    for (b, c) in &clients {
+        net.connect(*b, c);
+    }
+    let workers: Vec<(usize, Vec<u8>, u32)> = (0..3)
+        .map(|i| {
+            (
+                next(3) as usize,
+                format!("w{i}").into_bytes(),
+                1 + next(3) as u32,
+            )
+        })
+        .collect();
+    for (b, w, cap) in &workers {
+        net.connect_worker(*b, w, &[T], *cap);
+    }
+    // key -> the client that got it admitted (None: rejected).
+    let mut sent: Vec<(usize, u64)> = Vec::new();
+    let mut running: HashMap<(usize, Vec<u8>), Vec<u64>> = HashMap::new();
+    let mut responses: HashMap<(Vec<u8>, u64), Vec<Status>> = HashMap::new();
+    let mut executed: HashMap<u64, u32> = HashMap::new();
+    let collect = |net: &mut Net,
+                   running: &mut HashMap<(usize, Vec<u8>), Vec<u64>>,
+                   responses: &mut HashMap<(Vec<u8>, u64), Vec<Status>>,
+                   executed: &mut HashMap<u64, u32>| {
+        for b in 0..3 {
+            for l in net.drain_local(b) {
+                match l.msg {
+                    Message::Dispatch(d) => {
+                        *executed.entry(d.request_id).or_default() += 1;
+                        let list = running.entry((b, l.peer.clone())).or_default();
+                        assert!(
+                            !list.contains(&d.request_id),
+                            "seed {seed}: run twice at once"
+                        );
+                        list.push(d.request_id);
+                    }
+                    Message::Response(r) => {
+                        responses
+                            .entry((l.peer, r.request_id))
+                            .or_default()
+                            .push(r.status);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    for _ in 0..300 {
+        if next(100) < 55 {
+            let c = next(clients.len() as u64) as usize;
+            let id = 1 + next(40);
+            let (b, client) = clients[c].clone();
+            // A client does not reuse a key it still waits on (that would
+            // be an idempotent re-send, answered once).
+            let waiting = sent.iter().filter(|&&s| s == (c, id)).count();
+            let answered = responses.get(&(client.clone(), id)).map_or(0, Vec::len);
+            if waiting > answered {
+                continue;
+            }
+            net.request(b, &client, T, id, Flags::empty());
+            sent.push((c, id));
+        } else {
+            let w = next(workers.len() as u64) as usize;
+            let (b, worker, _) = workers[w].clone();
+            let list = running.entry((b, worker.clone())).or_default();
+            if !list.is_empty() {
+                let id = list.remove(next(list.len() as u64) as usize);
+                net.result(b, &worker, T, id, b"r");
+            }
+        }
+        collect(&mut net, &mut running, &mut responses, &mut executed);
+        for (b, w, cap) in &workers {
+            let n = running.get(&(*b, w.clone())).map_or(0, Vec::len);
+            assert!(n <= *cap as usize, "seed {seed}: worker over capacity");
+        }
+    }
+    // Finish everything.
+    for _ in 0..10_000 {
+        let busy: Vec<_> = running
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let Some((b, worker)) = busy.first().cloned() else {
+            break;
+        };
+        let id = running
+            .get_mut(&(b, worker.clone()))
+            .map(|l| l.remove(0))
+            .unwrap_or(0);
+        net.result(b, &worker, T, id, b"r");
+        collect(&mut net, &mut running, &mut responses, &mut executed);
+    }
+    for (c, id) in &sent {
+        let client = &clients[*c].1;
+        assert!(
+            responses
+                .get(&(client.clone(), *id))
+                .is_some_and(|s| !s.is_empty()),
+            "seed {seed}: request {id} of {client:?} has no outcome"
+        );
+    }
+    let total: usize = responses.values().map(Vec::len).sum();
+    assert_eq!(
+        total,
+        sent.len(),
+        "seed {seed}: one RESPONSE per request sent"
+    );
+    let ok: usize = responses
+        .values()
+        .flatten()
+        .filter(|s| **s == Status::Ok)
+        .count();
+    let runs: u32 = executed.values().sum();
+    assert_eq!(
+        ok as u32, runs,
+        "seed {seed}: each run answers exactly one request"
+    );
+    for b in 0..3 {
+        assert_eq!(net.stats(b).cluster.map(|c| c.relayed), Some(0));
+    }
+}
