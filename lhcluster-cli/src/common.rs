@@ -170,6 +170,64 @@ pub mod metrics {
             in_flight,
         );
         r.register("type_workers", "Workers registered now, per type", workers);
+        if let Some(c) = &s.cluster {
+            add_cluster_stats(r, c);
+        }
+    }
+
+    /// A clustered broker's routes: totals, and per peer what was forwarded
+    /// and whether its route is up.
+    fn add_cluster_stats(r: &mut Registry, c: &lhcluster::ClusterStats) {
+        let r = r.sub_registry_with_prefix("cluster");
+        #[rustfmt::skip]
+        let counters = [
+            ("forwarded_out", "Requests forwarded to their owner", c.forwarded_out),
+            ("forwarded_in", "Requests received from an entry broker as their owner", c.forwarded_in),
+            ("executed_out", "Requests given to another broker to run", c.executed_out),
+            ("executed_in", "Requests run for another broker", c.executed_in),
+            ("executions_returned", "Requests given back unrun and queued again", c.executions_returned),
+            ("owner_lost", "Forwarded requests whose owner left the cluster", c.owner_lost),
+            ("malformed", "Malformed or unexpected messages on the cluster sockets", c.malformed),
+            ("peer_losses", "Routes lost (missed heartbeats or SHUTDOWN)", c.peer_losses),
+        ];
+        let up = c.peers.iter().filter(|p| p.state == "up").count() as u64;
+        let gauges = [
+            ("peers_up", "Cluster routes up now", up),
+            (
+                "relayed",
+                "Forwarded two-way requests not yet answered",
+                c.relayed,
+            ),
+        ];
+        register(r, &counters, &gauges);
+        let forwarded_to = Family::<Vec<(String, String)>, Counter>::default();
+        let executed_to = Family::<Vec<(String, String)>, Counter>::default();
+        let peer_up = Family::<Vec<(String, String)>, Gauge>::default();
+        for p in &c.peers {
+            let peer = p
+                .name
+                .clone()
+                .or_else(|| p.id.clone())
+                .or_else(|| p.endpoint.clone())
+                .unwrap_or_default();
+            let labels = vec![("peer".to_owned(), peer)];
+            forwarded_to.get_or_create(&labels).inc_by(p.forwarded_to);
+            executed_to.get_or_create(&labels).inc_by(p.executed_to);
+            peer_up
+                .get_or_create(&labels)
+                .set(i64::from(p.state == "up"));
+        }
+        r.register(
+            "peer_forwarded_to",
+            "Requests forwarded to the peer as owner",
+            forwarded_to,
+        );
+        r.register(
+            "peer_executed_to",
+            "Requests given to the peer to run",
+            executed_to,
+        );
+        r.register("peer_up", "1 while the route to the peer is up", peer_up);
     }
 
     pub(super) fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {

@@ -101,7 +101,14 @@ pub trait Daemon: Clone + Send + 'static {
 
 impl Daemon for Broker {
     fn ready(&self) -> String {
-        format!("frontend={} backend={}", self.frontend(), self.backend())
+        match self.cluster_endpoint() {
+            Some(cluster) => format!(
+                "frontend={} backend={} cluster={cluster}",
+                self.frontend(),
+                self.backend()
+            ),
+            None => format!("frontend={} backend={}", self.frontend(), self.backend()),
+        }
     }
     fn add_metrics(&self, registry: &mut Registry) {
         metrics::add_broker(registry, self);

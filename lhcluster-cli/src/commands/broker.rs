@@ -11,7 +11,7 @@ use crate::daemon::{self, ConfigFlags};
 /// the backend.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lhcluster broker --frontend tcp://*:5555 --backend tcp://*:5556 --metrics 127.0.0.1:9100"
+    after_help = "Examples:\n  lhcluster broker --frontend tcp://*:5555 --backend tcp://*:5556 --metrics 127.0.0.1:9100\n  lhcluster broker --cluster tcp://*:5557 --peer tcp://b2:5557 --peer tcp://b3:5557   (one of three; docs/clustering.md)"
 )]
 pub struct Args {
     /// Endpoint for clients and proxies (tcp://, ipc://, inproc://).
@@ -34,6 +34,16 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<String>,
+    /// Endpoint where the other brokers of a cluster connect.
+    #[arg(long, value_name = "ENDPOINT")]
+    cluster: Option<String>,
+    /// Cluster endpoint of another broker of the cluster (repeat for each;
+    /// every broker should list every other).
+    #[arg(long = "peer", value_name = "ENDPOINT")]
+    peers: Vec<String>,
+    /// This broker's name in the cluster (logs and stats).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 impl Args {
@@ -45,6 +55,15 @@ impl Args {
         set(&mut config.max_pending_per_type, &self.max_pending_per_type);
         set(&mut config.max_pending_total, &self.max_pending_total);
         set(&mut config.max_tries, &self.max_tries);
+        if self.cluster.is_some() {
+            config.cluster_bind = self.cluster.clone();
+        }
+        if !self.peers.is_empty() {
+            config.cluster_peers = self.peers.clone();
+        }
+        if self.name.is_some() {
+            config.name = self.name.clone();
+        }
         Ok(config)
     }
 }

@@ -37,5 +37,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             s.pending, s.in_flight, s.workers, s.received, s.completed
         );
     }
+    if let Some(c) = &stats.cluster {
+        print_cluster(c);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A clustered broker's routes: one line per peer, with what it serves.
+fn print_cluster(c: &lhcluster::ClusterStats) {
+    let name = c
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    println!(
+        "cluster: this broker {}{name}; forwarded out={} in={}, executed out={} in={}, \
+         relayed={} owner_lost={} peer_losses={} malformed={}",
+        c.id,
+        c.forwarded_out,
+        c.forwarded_in,
+        c.executed_out,
+        c.executed_in,
+        c.relayed,
+        c.owner_lost,
+        c.peer_losses,
+        c.malformed
+    );
+    println!(
+        "{:>18} {:>9} {:>24} {:>10} {:>10}  serves (type: capacity/free/pending)",
+        "peer", "state", "endpoint", "fwd_to", "exec_to"
+    );
+    for p in &c.peers {
+        let peer = p
+            .name
+            .clone()
+            .or_else(|| p.id.clone())
+            .unwrap_or_else(|| "-".to_owned());
+        let serves: Vec<String> = p
+            .serves
+            .iter()
+            .map(|(t, s)| format!("{t}: {}/{}/{}", s.capacity, s.free, s.pending))
+            .collect();
+        println!(
+            "{peer:>18} {:>9} {:>24} {:>10} {:>10}  {}",
+            p.state,
+            p.endpoint.as_deref().unwrap_or("-"),
+            p.forwarded_to,
+            p.executed_to,
+            serves.join(", ")
+        );
+    }
 }
