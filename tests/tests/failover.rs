@@ -273,3 +273,90 @@ fn a_proxy_resends_its_whole_buffer_to_the_next_broker() {
         assert_eq!(worker.stats().unwrap().requests_succeeded, N);
     });
 }
+
+// ---------------------------------------------------------------- notifications
+
+mod notify {
+    use super::*;
+    use lhcluster::notify::{
+        NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+        NotifySubscriber, NotifySubscriberConfig, RawNotification,
+    };
+
+    fn notify_broker() -> NotifyBroker {
+        let mut config = NotifyBrokerConfig::new(TCP_ANY, TCP_ANY);
+        config.heartbeat = HEARTBEAT;
+        NotifyBroker::start(config).expect("notify broker starts")
+    }
+
+    /// A subscriber of topic `t` on `endpoints`, and what it receives.
+    fn subscriber(endpoints: Vec<String>) -> (NotifySubscriber, Receiver<String>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut config = NotifySubscriberConfig::new(&endpoints[0]).topic("t");
+        config.endpoints = endpoints;
+        config.heartbeat = HEARTBEAT;
+        let subscriber = NotifySubscriber::connect(config, move |n: RawNotification| {
+            let _ = tx.send(String::from_utf8_lossy(&n.payload[0]).into_owned());
+            NotifyOutcome::Continue
+        })
+        .expect("subscriber connects");
+        (subscriber, rx)
+    }
+
+    /// Publishes pings until `got` receives one: the path from the
+    /// publisher to that subscriber is up.
+    fn until_received(publisher: &NotifyPublisher, got: &Receiver<String>) {
+        loop {
+            publisher.publish("t", vec![b"ping".as_slice().into()]).unwrap();
+            if got.recv_timeout(Duration::from_millis(50)).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// The next notification of `got` that is not a ping.
+    fn next(got: &Receiver<String>, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match got.recv_timeout(left) {
+                Ok(text) if text == "ping" => {}
+                Ok(text) => return Some(text),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    #[test]
+    fn a_publisher_reaches_every_notify_broker_and_a_subscriber_fails_over() {
+        time_limit(LIMIT, || {
+            let (nb1, nb2) = (notify_broker(), notify_broker());
+            let mut config = NotifyPublisherConfig::new(nb1.backend());
+            config.endpoints = vec![nb1.backend().to_owned(), nb2.backend().to_owned()];
+            config.heartbeat = HEARTBEAT;
+            let publisher = NotifyPublisher::connect(config).unwrap();
+            let (moving, got) =
+                subscriber(vec![nb1.frontend().to_owned(), nb2.frontend().to_owned()]);
+            let (on_nb2, got_nb2) = subscriber(vec![nb2.frontend().to_owned()]);
+            until_received(&publisher, &got);
+            until_received(&publisher, &got_nb2);
+            // Each broker forwards it (the subscriber on nb1, and the one on
+            // nb2, get it); each subscriber gets it once.
+            publisher.publish("t", vec![b"one".as_slice().into()]).unwrap();
+            assert_eq!(next(&got, WAIT).as_deref(), Some("one"));
+            assert_eq!(next(&got_nb2, WAIT).as_deref(), Some("one"));
+            assert_eq!(next(&got, Duration::from_millis(200)), None, "no copy");
+
+            nb1.stop().unwrap();
+            // Silent for 3 × 100 ms: the subscriber moves to nb2, and its
+            // subscription is confirmed there.
+            assert!(eventually(WAIT, || moving.stats().unwrap().failovers == 1));
+            moving.subscribe("t").unwrap();
+            assert!(publisher.is_connected(), "nb2 still takes notifications");
+            publisher.publish("t", vec![b"two".as_slice().into()]).unwrap();
+            assert_eq!(next(&got, WAIT).as_deref(), Some("two"));
+            assert_eq!(next(&got_nb2, WAIT).as_deref(), Some("two"));
+            assert_eq!(on_nb2.stats().unwrap().failovers, 0);
+        });
+    }
+}
