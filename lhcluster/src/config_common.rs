@@ -71,7 +71,10 @@ pub(crate) fn check_brokers(brokers: &[String]) -> Result<(), ConfigError> {
 
 /// Checks a list of endpoints, config field `field`: at least one, each
 /// valid.
-pub(crate) fn check_endpoints(field: &'static str, endpoints: &[String]) -> Result<(), ConfigError> {
+pub(crate) fn check_endpoints(
+    field: &'static str,
+    endpoints: &[String],
+) -> Result<(), ConfigError> {
     if endpoints.is_empty() {
         return Err(ConfigError::invalid(
             field,
@@ -144,7 +147,11 @@ mod tests {
         assert_eq!(field(check_brokers(&[String::new()])), "brokers");
         assert!(check_brokers(&["tcp://b:1".to_owned()]).is_ok());
         let second_bad = ["tcp://b:1".to_owned(), String::new()];
-        assert_eq!(field(check_brokers(&second_bad)), "brokers", "every one is used");
+        assert_eq!(
+            field(check_brokers(&second_bad)),
+            "brokers",
+            "every one is used"
+        );
         assert!(check_brokers(&["tcp://b:1".to_owned(), "ipc:///b".to_owned()]).is_ok());
     }
 

@@ -515,7 +515,10 @@ impl BrokerSession {
         if !self.move_on(why) {
             match why {
                 GaveUp::Shutdown => info!("the broker is shutting down: reconnecting later"),
-                _ => warn!(reason = why.describe(), "the broker missed its heartbeats: reconnecting"),
+                _ => warn!(
+                    reason = why.describe(),
+                    "the broker missed its heartbeats: reconnecting"
+                ),
             }
         }
         self.disconnect(now);
@@ -602,7 +605,12 @@ mod tests {
             reconnect_min: ms(10),
             reconnect_max: ms(40),
         };
-        BrokerSession::new(t0, timing, vec!["tcp://b1:1".to_owned()], Greeting::hello(None))
+        BrokerSession::new(
+            t0,
+            timing,
+            vec!["tcp://b1:1".to_owned()],
+            Greeting::hello(None),
+        )
     }
 
     fn feed(s: &mut BrokerSession, now: Instant, msg: Message) -> (Inbound, Vec<String>) {
@@ -685,7 +693,12 @@ mod tests {
             reconnect_min: Duration::MAX,
             reconnect_max: Duration::MAX,
         };
-        let mut s = BrokerSession::new(t0, timing, vec!["tcp://b1:1".to_owned()], Greeting::hello(None));
+        let mut s = BrokerSession::new(
+            t0,
+            timing,
+            vec!["tcp://b1:1".to_owned()],
+            Greeting::hello(None),
+        );
         let year = Duration::from_secs(3600 * 24 * 365);
         assert!(s.next_tick(t0) <= t0, "the first connect is due at once");
         connected(&mut s, t0);
@@ -799,7 +812,11 @@ mod tests {
     fn every_way_of_losing_a_broker_moves_to_the_next_one_wrapping_round() {
         let t0 = Instant::now();
         let mut s = sessions_over(t0, &["b1", "b2", "b3"]);
-        assert_eq!((s.endpoint(), s.generation()), ("b1", 0), "the first starts");
+        assert_eq!(
+            (s.endpoint(), s.generation()),
+            ("b1", 0),
+            "the first starts"
+        );
         // b1 never answers: given up at the liveness bound (3 × our own
         // 100 ms, as no WELCOME announced another), and b2 is next.
         connected(&mut s, t0);
@@ -830,7 +847,10 @@ mod tests {
         assert_eq!(tick(&mut s, t0 + ms(661)).0, Some(Lost::Silent));
         assert_eq!(s.endpoint(), "b2");
         let counts = s.counts();
-        assert_eq!((counts.failovers, counts.deaths, counts.shutdowns), (4, 2, 1));
+        assert_eq!(
+            (counts.failovers, counts.deaths, counts.shutdowns),
+            (4, 2, 1)
+        );
     }
 
     #[test]
@@ -856,7 +876,13 @@ mod tests {
         let mut s = sessions_over(t0, &["b1", "b2"]);
         connected(&mut s, t0);
         // b1 announced a slow interval, then shut down.
-        feed(&mut s, t0, Message::Welcome { heartbeat_ms: 10_000 });
+        feed(
+            &mut s,
+            t0,
+            Message::Welcome {
+                heartbeat_ms: 10_000,
+            },
+        );
         feed(&mut s, t0 + ms(10), Message::Shutdown);
         assert_eq!(s.endpoint(), "b2");
         // b2 says nothing: given up after 3 × our own 100 ms, not 3 × 10 s.

@@ -220,7 +220,11 @@ fn a_client_and_a_worker_on_a_stopped_broker_both_move_to_the_next() {
         assert!(eventually(WAIT, || worker.stats().unwrap().stale_dropped == 1));
         let s = worker.stats().unwrap();
         assert_eq!((s.failovers, s.requests_succeeded), (1, 3));
-        assert_eq!(b2.stats().unwrap().stale_results, 0, "nothing stale reached b2");
+        assert_eq!(
+            b2.stats().unwrap().stale_results,
+            0,
+            "nothing stale reached b2"
+        );
         assert_eq!(client.stats().unwrap().failovers, 1);
     });
 }
@@ -307,7 +311,9 @@ mod notify {
     /// publisher to that subscriber is up.
     fn until_received(publisher: &NotifyPublisher, got: &Receiver<String>) {
         loop {
-            publisher.publish("t", vec![b"ping".as_slice().into()]).unwrap();
+            publisher
+                .publish("t", vec![b"ping".as_slice().into()])
+                .unwrap();
             if got.recv_timeout(Duration::from_millis(50)).is_ok() {
                 return;
             }
@@ -342,7 +348,9 @@ mod notify {
             until_received(&publisher, &got_nb2);
             // Each broker forwards it (the subscriber on nb1, and the one on
             // nb2, get it); each subscriber gets it once.
-            publisher.publish("t", vec![b"one".as_slice().into()]).unwrap();
+            publisher
+                .publish("t", vec![b"one".as_slice().into()])
+                .unwrap();
             assert_eq!(next(&got, WAIT).as_deref(), Some("one"));
             assert_eq!(next(&got_nb2, WAIT).as_deref(), Some("one"));
             assert_eq!(next(&got, Duration::from_millis(200)), None, "no copy");
@@ -353,7 +361,9 @@ mod notify {
             assert!(eventually(WAIT, || moving.stats().unwrap().failovers == 1));
             moving.subscribe("t").unwrap();
             assert!(publisher.is_connected(), "nb2 still takes notifications");
-            publisher.publish("t", vec![b"two".as_slice().into()]).unwrap();
+            publisher
+                .publish("t", vec![b"two".as_slice().into()])
+                .unwrap();
             assert_eq!(next(&got, WAIT).as_deref(), Some("two"));
             assert_eq!(next(&got_nb2, WAIT).as_deref(), Some("two"));
             assert_eq!(on_nb2.stats().unwrap().failovers, 0);

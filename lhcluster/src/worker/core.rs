@@ -92,7 +92,13 @@ impl WorkerCore {
                 d.request_type
             );
             let answers = self.answers(&d);
-            let msg = result_message(key, answers, Status::BadRequest, Some(error), Payload::new());
+            let msg = result_message(
+                key,
+                answers,
+                Status::BadRequest,
+                Some(error),
+                Payload::new(),
+            );
             return self.send_or_keep(now, answers.generation, msg);
         }
         if let Some(answers) = self.running.get_mut(&key) {
@@ -197,7 +203,10 @@ impl WorkerCore {
     /// the new broker never dispatched the request (protocol.md §9).
     fn drop_stale(&mut self, msg: &Message) {
         self.stats.stale_dropped += 1;
-        debug!(kind = msg.kind_name(), "dropping the answer to a broker left since");
+        debug!(
+            kind = msg.kind_name(),
+            "dropping the answer to a broker left since"
+        );
     }
 }
 

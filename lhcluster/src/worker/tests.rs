@@ -828,7 +828,11 @@ fn results_for_a_broker_left_for_another_are_dropped_not_sent_there() {
     assert_eq!((s.stale_dropped, s.failovers, s.running), (3, 1, 0));
     // b2's own work is answered as usual.
     h.expect_run(750, dispatch(10, 4, Flags::empty()));
-    only_result_of(&h.done(760, (10, 4), Ok(Payload::new())), (10, 4), Status::Ok);
+    only_result_of(
+        &h.done(760, (10, 4), Ok(Payload::new())),
+        (10, 4),
+        Status::Ok,
+    );
 }
 
 #[test]
@@ -841,7 +845,10 @@ fn a_request_still_running_for_the_old_broker_answers_the_new_one_if_it_dispatch
     assert_eq!(kinds(&h.tick(120)), ["CONNECT"]);
     h.connected(120);
     h.welcome(120);
-    assert!(h.feed(130, dispatch_tagged(10, 1, Flags::empty(), 1, 99)).is_empty());
+    assert!(
+        h.feed(130, dispatch_tagged(10, 1, Flags::empty(), 1, 99))
+            .is_empty()
+    );
     let actions = h.done(140, (10, 1), Ok(Payload::new()));
     let r = only_result_of(&actions, (10, 1), Status::Ok);
     assert_eq!(r.dispatch_tag, 99, "b2's dispatch is the one answered");

@@ -23,9 +23,9 @@ use crate::protocol::RawNotification;
 use crate::role::{RoleHandle, WaitFlag};
 use crate::stats_log::StatsLog;
 use driver::Driver;
-use watch::BrokerWatch;
 use handler::run_handler;
 pub use handler::{NotifyHandler, NotifyOutcome};
+use watch::BrokerWatch;
 
 /// An unanswered probe is replaced by a new one after this long.
 const PROBE_RETRY: Duration = Duration::from_millis(250);

@@ -147,8 +147,8 @@ impl BrokerWatch {
         if !self.watching() {
             return None;
         }
-        let dead = crate::deadline::later(self.last_heard, self.dead_after)
-            + Duration::from_millis(1);
+        let dead =
+            crate::deadline::later(self.last_heard, self.dead_after) + Duration::from_millis(1);
         let probe = match self.probe {
             Some((_, sent)) => crate::deadline::later(sent, self.heartbeat),
             None => crate::deadline::later(self.last_heard, self.heartbeat),
@@ -234,7 +234,8 @@ mod tests {
             })
         );
         assert!(
-            out.iter().all(|c| matches!(c, FilterChange::Unsubscribe(_))),
+            out.iter()
+                .all(|c| matches!(c, FilterChange::Unsubscribe(_))),
             "the last probe is withdrawn, nothing new: {out:?}"
         );
         // b gets a full grace period, then c, then a again.
