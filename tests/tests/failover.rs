@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use lhcluster::client::{
-    Client, ClientConfig, ClientEvent, DisconnectReason, RequestError, ResponseHandle,
+    Client, ClientConfig, ClientEvent, DisconnectReason, LocalClient, RequestError, ResponseHandle,
 };
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::protocol::{self, Message};
@@ -89,6 +89,27 @@ fn a_client_whose_first_broker_is_dead_is_served_by_the_next() {
         // The dead one is given up within the liveness bound (3 × 100 ms).
         assert!(client.wait_connected(WAIT), "moves on to the live broker");
         assert_eq!(echo(&client, 1, "hi").unwrap(), "hi");
+        assert_eq!(client.stats().unwrap().failovers, 1);
+    });
+}
+
+#[test]
+fn a_local_client_moves_past_a_dead_broker_while_polled() {
+    time_limit(LIMIT, || {
+        let alive = broker(Transport::Inproc);
+        let _worker = echo_worker_of(backends(&[&alive]), 1);
+        let mut config: ClientConfig = client_config(alive.frontend());
+        config.brokers = vec![inproc("nobody-home"), alive.frontend().to_owned()];
+        let mut client = LocalClient::connect(config).unwrap();
+        // Its I/O happens while it is polled: poll until the session is up.
+        let deadline = std::time::Instant::now() + WAIT;
+        while !client.is_connected() {
+            assert!(std::time::Instant::now() < deadline, "never connected");
+            client.poll(Duration::from_millis(50)).unwrap();
+        }
+        let handle = client.request(1).payload_bytes(b"local").send().unwrap();
+        let reply = client.wait(handle).unwrap();
+        assert_eq!(&reply.payload[0][..], b"local");
         assert_eq!(client.stats().unwrap().failovers, 1);
     });
 }
