@@ -217,6 +217,35 @@ fn broker_killed_and_restarted_under_a_proxy() {
 }
 
 #[test]
+fn a_worker_and_a_request_given_two_brokers_move_past_a_killed_one() {
+    limited(|| {
+        let (b1, b2) = (broker(&[]), broker(&[]));
+        let _w = worker(
+            &b1.back,
+            &["--broker", &b2.back, "--type", "echo", "--echo"],
+        );
+        wait_workers(&b1.front, 1);
+        b1.broker.signal("KILL");
+        // Given up within the liveness bound (3 × 100 ms), then READY at b2.
+        wait_workers(&b2.front, 1);
+        // The request tries the dead one first, and moves on by itself.
+        let (code, out, err) = run(&[
+            "request",
+            "--to",
+            &b1.front,
+            "--to",
+            &b2.front,
+            "--type",
+            "echo",
+            "--payload",
+            "moved",
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(out, "status: ok\nmoved");
+    });
+}
+
+#[test]
 fn publish_and_subscribe() {
     limited(|| {
         let (front, back) = (ep(free_port()), ep(free_port()));

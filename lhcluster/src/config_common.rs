@@ -63,16 +63,27 @@ pub(crate) fn check_reconnect(reconnect_min: Duration) -> Result<(), ConfigError
     positive("reconnect_min", reconnect_min)
 }
 
-/// Checks a connecting role's `brokers`: at least one, and the one used
-/// today a valid endpoint.
+/// Checks a connecting role's `brokers`: at least one, each a valid
+/// endpoint (every one is used, in turn).
 pub(crate) fn check_brokers(brokers: &[String]) -> Result<(), ConfigError> {
-    let Some(first) = brokers.first() else {
+    check_endpoints("brokers", brokers)
+}
+
+/// Checks a list of endpoints, config field `field`: at least one, each
+/// valid.
+pub(crate) fn check_endpoints(
+    field: &'static str,
+    endpoints: &[String],
+) -> Result<(), ConfigError> {
+    if endpoints.is_empty() {
         return Err(ConfigError::invalid(
-            "brokers",
+            field,
             "must name at least one endpoint",
         ));
-    };
-    crate::endpoint::require("brokers", first)
+    }
+    endpoints
+        .iter()
+        .try_for_each(|endpoint| crate::endpoint::require(field, endpoint))
 }
 
 /// Checks that `value` of config field `field` is > 0 (a count, a size, a
@@ -135,6 +146,13 @@ mod tests {
         assert_eq!(field(check_brokers(&[])), "brokers");
         assert_eq!(field(check_brokers(&[String::new()])), "brokers");
         assert!(check_brokers(&["tcp://b:1".to_owned()]).is_ok());
+        let second_bad = ["tcp://b:1".to_owned(), String::new()];
+        assert_eq!(
+            field(check_brokers(&second_bad)),
+            "brokers",
+            "every one is used"
+        );
+        assert!(check_brokers(&["tcp://b:1".to_owned(), "ipc:///b".to_owned()]).is_ok());
     }
 
     /// A zero stats log interval would spin every driver; each role's

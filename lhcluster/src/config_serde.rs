@@ -178,5 +178,11 @@ mod tests {
         );
         let w: WorkerConfig = json(r#"{"brokers": ["tcp://b:2", "tcp://b:3"]}"#).unwrap();
         assert_eq!(w.brokers.len(), 2);
+        // The notification roles' `endpoint` became the list `endpoints`.
+        let p: NotifyPublisherConfig = json(r#"{"endpoint": "tcp://n:1"}"#).unwrap();
+        assert_eq!(p.endpoints, ["tcp://n:1"]);
+        let s: NotifySubscriberConfig =
+            json(r#"{"endpoints": ["tcp://n:1", "tcp://n:2"]}"#).unwrap();
+        assert_eq!(s.endpoints, ["tcp://n:1", "tcp://n:2"]);
     }
 }

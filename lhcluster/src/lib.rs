@@ -235,6 +235,30 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Several brokers (failover)
+//!
+//! Every role that connects to a broker takes a list (`brokers` in
+//! [`ClientConfig`], [`WorkerConfig`]
+//! and [`ClientProxyConfig`]; `endpoints`
+//! for the notification roles). A client, worker or proxy uses one broker at
+//! a time, the first at start, and moves to the next of the list (round
+//! robin) when it loses its own: missed heartbeats, `SHUTDOWN`, no `WELCOME`
+//! within the liveness bound, or a failed connect. A direct client's requests
+//! in flight then end with a "broker gone" error, a proxy re-sends its buffer
+//! to the next broker, and a worker registers there and drops the results it
+//! owed the broker it left. A notify publisher connects to all of its notify
+//! brokers; a subscriber to one at a time. `docs/guide.md` ("Several
+//! brokers") has the details.
+//!
+//! ```no_run
+//! use lhcluster::client::{Client, ClientConfig};
+//!
+//! let mut config = ClientConfig::new("tcp://b1:5555");
+//! config.brokers.push("tcp://b2:5555".to_owned());
+//! let client = Client::connect(config)?;
+//! # Ok::<(), lhcluster::Error>(())
+//! ```
+//!
 //! ## Running the daemon
 //!
 //! The roles run in any process that links this crate. To run them as

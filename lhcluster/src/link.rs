@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::io;
 use crate::protocol::{Message, Payload, RequestId, RequestType};
@@ -80,7 +80,10 @@ pub(crate) fn drain<C: Connecting>(core: &mut C, mut each: impl FnMut(&mut C, C:
     }
 }
 
+/// The connection to one broker at a time: which one is the session's
+/// choice ([`BrokerSession::endpoint`]), asked at each connect.
 pub(crate) struct Link {
+    /// The broker connected to (or last connected to).
     endpoint: String,
     /// Kept across reconnects, so the broker recognises us.
     routing_id: [u8; 16],
@@ -102,9 +105,9 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// Not connected yet: the session's first action connects.
-    pub(crate) fn new(endpoint: String, hwm: i32) -> Self {
+    pub(crate) fn new(hwm: i32) -> Self {
         Self {
-            endpoint,
+            endpoint: String::new(),
             hwm,
             routing_id: crate::peer::random_routing_id(),
             socket: None,
@@ -152,16 +155,21 @@ impl Link {
         match action {
             LinkAction::Send(msg) => self.send(msg, core),
             LinkAction::Close => self.close(),
-            LinkAction::Connect => match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
-                Ok(socket) => {
-                    self.socket = Some(socket);
-                    core.on_connected(Instant::now());
+            LinkAction::Connect => {
+                // The same routing id at every broker: each sees one peer.
+                core.parts().0.endpoint().clone_into(&mut self.endpoint);
+                match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
+                    Ok(socket) => {
+                        debug!(broker = %self.endpoint, "connecting to the broker");
+                        self.socket = Some(socket);
+                        core.on_connected(Instant::now());
+                    }
+                    Err(e) => {
+                        error!(error = %e, broker = %self.endpoint, "cannot connect to the broker");
+                        core.on_connect_failed(Instant::now());
+                    }
                 }
-                Err(e) => {
-                    error!(error = %e, "cannot connect to the broker");
-                    core.on_connect_failed(Instant::now());
-                }
-            },
+            }
         }
     }
 

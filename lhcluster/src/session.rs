@@ -4,6 +4,13 @@
 //! liveness from the moment we connect; reconnect with capped exponential
 //! backoff when it goes silent or says it is shutting down.
 //!
+//! A role may be given several brokers ([`Rotation`]): it has a session with
+//! one at a time, and each time it gives one up (silent, SHUTDOWN, no
+//! WELCOME within the liveness bound, or the connect failed) the next
+//! attempt goes to the next broker of the list, wrapping round. One session
+//! at a time keeps what a role promises a broker (a worker's capacity) a
+//! promise to one broker only; see docs/guide.md, "Several brokers".
+//!
 //! The session decides *when*; each role decides *what*. The session sends
 //! the greeting, heartbeats and answers to malformed input, counts them, and
 //! closes and reopens the link; it hands the role only what the role must
@@ -111,6 +118,74 @@ pub(crate) enum Inbound {
     Message(Message),
 }
 
+/// The brokers a role may use, in the order it tries them, and the one it
+/// uses now. A fresh role starts with the first: a predictable choice
+/// (spread load by giving processes their lists in different orders).
+#[derive(Debug)]
+pub(crate) struct Rotation {
+    endpoints: Vec<String>,
+    current: usize,
+    /// Moves to another endpoint so far: what was done for one broker
+    /// belongs to the generation it was done in.
+    generation: u64,
+}
+
+impl Rotation {
+    /// `endpoints` in the order they are tried (a validated config has at
+    /// least one; with none, every connect fails and is retried).
+    pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            current: 0,
+            generation: 0,
+        }
+    }
+
+    /// The endpoint to connect to now.
+    pub(crate) fn current(&self) -> &str {
+        self.endpoints.get(self.current).map_or("", String::as_str)
+    }
+
+    /// How many times the role moved to another broker.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Gives the current broker up for the next one; `false` when there is
+    /// no other (a single broker is simply reconnected to).
+    fn advance(&mut self) -> bool {
+        if self.endpoints.len() < 2 {
+            return false;
+        }
+        self.current = (self.current + 1) % self.endpoints.len();
+        self.generation += 1;
+        true
+    }
+}
+
+/// Why the session gave a broker up, as the move line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GaveUp {
+    /// A session that had its WELCOME went silent.
+    Silent,
+    /// Connected, but no WELCOME (nor anything else) within the liveness
+    /// bound: most likely nothing listens there.
+    NeverWelcomed,
+    Shutdown,
+    ConnectFailed,
+}
+
+impl GaveUp {
+    fn describe(self) -> &'static str {
+        match self {
+            GaveUp::Silent => "missed heartbeats",
+            GaveUp::NeverWelcomed => "no WELCOME within the liveness bound",
+            GaveUp::Shutdown => "SHUTDOWN",
+            GaveUp::ConnectFailed => "a failed connect",
+        }
+    }
+}
+
 /// What the session counted; each role reports these in its own stats.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SessionCounts {
@@ -124,6 +199,8 @@ pub(crate) struct SessionCounts {
     pub(crate) shutdowns: u64,
     /// Malformed or unexpected messages from the broker.
     pub(crate) malformed: u64,
+    /// Moves to another broker of the list.
+    pub(crate) failovers: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +263,7 @@ macro_rules! report_counts {
         $stats.heartbeats_sent = counts.heartbeats_sent;
         $stats.broker_deaths = counts.deaths;
         $stats.reconnects = counts.reconnects;
+        $stats.failovers = counts.failovers;
     }};
 }
 pub(crate) use report_counts;
@@ -193,6 +271,7 @@ pub(crate) use report_counts;
 #[derive(Debug)]
 pub(crate) struct BrokerSession {
     state: State,
+    brokers: Rotation,
     broker: Liveness,
     backoff: Backoff,
     heartbeat: Duration,
@@ -211,12 +290,18 @@ pub(crate) struct BrokerSession {
 }
 
 impl BrokerSession {
-    /// Disconnected, due to connect at once: the role queues the first
-    /// [`LinkAction::Connect`] itself. Until a WELCOME announces the
-    /// broker's interval, our own stands in for it.
-    pub(crate) fn new(now: Instant, timing: Timing, greeting: Greeting) -> Self {
+    /// Disconnected, due to connect at once to the first of `brokers`: the
+    /// role queues the first [`LinkAction::Connect`] itself. Until a
+    /// WELCOME announces the broker's interval, our own stands in for it.
+    pub(crate) fn new(
+        now: Instant,
+        timing: Timing,
+        brokers: Vec<String>,
+        greeting: Greeting,
+    ) -> Self {
         Self {
             state: State::Disconnected { retry_at: now },
+            brokers: Rotation::new(brokers),
             broker: Liveness::new(now, timing.heartbeat),
             backoff: Backoff::new(timing.reconnect_min, timing.reconnect_max),
             heartbeat: timing.heartbeat,
@@ -242,6 +327,17 @@ impl BrokerSession {
         self.counts
     }
 
+    /// The broker to connect to (now, or at the next connect).
+    pub(crate) fn endpoint(&self) -> &str {
+        self.brokers.current()
+    }
+
+    /// Changes each time the session moves to another broker: work done
+    /// for the broker of one generation is never reported to another.
+    pub(crate) fn generation(&self) -> u64 {
+        self.brokers.generation()
+    }
+
     /// Sends `msg` to the broker: no heartbeat is due for a while.
     pub(crate) fn send<A: From<LinkAction>>(
         &mut self,
@@ -260,8 +356,10 @@ impl BrokerSession {
         self.greet(now, out);
     }
 
-    /// The socket could not be created or connected: try again later.
+    /// The socket could not be created or connected: try again later (the
+    /// next broker, if there are several).
     pub(crate) fn connect_failed(&mut self, now: Instant) {
+        self.move_on(GaveUp::ConnectFailed);
         self.disconnect(now);
     }
 
@@ -320,9 +418,8 @@ impl BrokerSession {
                 Inbound::Reregister
             }
             Message::Shutdown => {
-                info!("the broker is shutting down: reconnecting later");
                 self.counts.shutdowns += 1;
-                self.lose(now, out);
+                self.lose(now, GaveUp::Shutdown, out);
                 Inbound::Lost(Lost::Shutdown)
             }
             other => Inbound::Message(other),
@@ -387,9 +484,13 @@ impl BrokerSession {
                 out.push(LinkAction::Connect.into());
             }
             Due::Lost => {
-                warn!("the broker missed its heartbeats: reconnecting");
                 self.counts.deaths += 1;
-                self.lose(now, out);
+                let why = if self.state == State::Ready {
+                    GaveUp::Silent
+                } else {
+                    GaveUp::NeverWelcomed
+                };
+                self.lose(now, why, out);
                 return Some(Lost::Silent);
             }
             Due::Greet => self.greet(now, out),
@@ -407,11 +508,45 @@ impl BrokerSession {
         self.send(now, greeting, out);
     }
 
-    /// The broker is gone: close, and reconnect after the next backoff
-    /// delay.
-    fn lose<A: From<LinkAction>>(&mut self, now: Instant, out: &mut Vec<A>) {
+    /// The broker is gone: close, and reconnect (to the next broker, if
+    /// there are several) after the next backoff delay.
+    fn lose<A: From<LinkAction>>(&mut self, now: Instant, why: GaveUp, out: &mut Vec<A>) {
         out.push(LinkAction::Close.into());
+        if !self.move_on(why) {
+            match why {
+                GaveUp::Shutdown => info!("the broker is shutting down: reconnecting later"),
+                _ => warn!(
+                    reason = why.describe(),
+                    "the broker missed its heartbeats: reconnecting"
+                ),
+            }
+        }
         self.disconnect(now);
+    }
+
+    /// Leaves the current broker for the next of the list, logging the
+    /// move; `false` with a single broker (it is reconnected to).
+    fn move_on(&mut self, why: GaveUp) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let from = self.brokers.current().to_owned();
+        if !self.brokers.advance() {
+            return false;
+        }
+        self.counts.failovers += 1;
+        // The next broker's interval is unknown until its WELCOME: ours
+        // stands in for it, as at the first connect.
+        self.broker.peer_interval = self.heartbeat;
+        let to = self.brokers.current();
+        info!(
+            broker = to,
+            from = %from,
+            reason = why.describe(),
+            "moving to broker {to} after {}",
+            why.describe()
+        );
+        true
     }
 
     fn disconnect(&mut self, now: Instant) {
@@ -470,7 +605,12 @@ mod tests {
             reconnect_min: ms(10),
             reconnect_max: ms(40),
         };
-        BrokerSession::new(t0, timing, Greeting::hello(None))
+        BrokerSession::new(
+            t0,
+            timing,
+            vec!["tcp://b1:1".to_owned()],
+            Greeting::hello(None),
+        )
     }
 
     fn feed(s: &mut BrokerSession, now: Instant, msg: Message) -> (Inbound, Vec<String>) {
@@ -553,7 +693,12 @@ mod tests {
             reconnect_min: Duration::MAX,
             reconnect_max: Duration::MAX,
         };
-        let mut s = BrokerSession::new(t0, timing, Greeting::hello(None));
+        let mut s = BrokerSession::new(
+            t0,
+            timing,
+            vec!["tcp://b1:1".to_owned()],
+            Greeting::hello(None),
+        );
         let year = Duration::from_secs(3600 * 24 * 365);
         assert!(s.next_tick(t0) <= t0, "the first connect is due at once");
         connected(&mut s, t0);
@@ -650,6 +795,111 @@ mod tests {
             1,
             "the rest is one summary line, written on the tick"
         );
+    }
+
+    fn sessions_over(t0: Instant, brokers: &[&str]) -> BrokerSession {
+        let timing = Timing {
+            heartbeat: ms(100),
+            liveness: 3,
+            reconnect_min: ms(10),
+            reconnect_max: ms(40),
+        };
+        let brokers = brokers.iter().map(|b| (*b).to_owned()).collect();
+        BrokerSession::new(t0, timing, brokers, Greeting::hello(None))
+    }
+
+    #[test]
+    fn every_way_of_losing_a_broker_moves_to_the_next_one_wrapping_round() {
+        let t0 = Instant::now();
+        let mut s = sessions_over(t0, &["b1", "b2", "b3"]);
+        assert_eq!(
+            (s.endpoint(), s.generation()),
+            ("b1", 0),
+            "the first starts"
+        );
+        // b1 never answers: given up at the liveness bound (3 × our own
+        // 100 ms, as no WELCOME announced another), and b2 is next.
+        connected(&mut s, t0);
+        assert_eq!(tick(&mut s, t0 + ms(300)).0, None);
+        assert_eq!(
+            tick(&mut s, t0 + ms(301)),
+            (Some(Lost::Silent), vec!["CLOSE".to_owned()])
+        );
+        assert_eq!((s.endpoint(), s.generation()), ("b2", 1));
+        // The move waits the backoff like any reconnect.
+        assert_eq!(tick(&mut s, t0 + ms(310)).1, Vec::<String>::new());
+        assert_eq!(tick(&mut s, t0 + ms(311)).1, ["CONNECT"]);
+        // b2 cannot even be connected to: b3.
+        s.connect_failed(t0 + ms(311));
+        assert_eq!((s.endpoint(), s.generation()), ("b3", 2));
+        // b3 welcomes, then shuts down: back to b1.
+        connected(&mut s, t0 + ms(340));
+        feed(&mut s, t0 + ms(340), Message::Welcome { heartbeat_ms: 100 });
+        let (inbound, out) = feed(&mut s, t0 + ms(350), Message::Shutdown);
+        assert!(matches!(inbound, Inbound::Lost(Lost::Shutdown)));
+        assert_eq!(out, ["CLOSE"]);
+        assert_eq!((s.endpoint(), s.generation()), ("b1", 3));
+        // b1 is back: welcomed, and silent later: b2 again.
+        assert_eq!(tick(&mut s, t0 + ms(360)).1, ["CONNECT"]);
+        connected(&mut s, t0 + ms(360));
+        feed(&mut s, t0 + ms(360), Message::Welcome { heartbeat_ms: 100 });
+        assert!(s.is_ready());
+        assert_eq!(tick(&mut s, t0 + ms(661)).0, Some(Lost::Silent));
+        assert_eq!(s.endpoint(), "b2");
+        let counts = s.counts();
+        assert_eq!(
+            (counts.failovers, counts.deaths, counts.shutdowns),
+            (4, 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_single_broker_is_reconnected_to_as_before() {
+        let t0 = Instant::now();
+        let mut s = sessions_over(t0, &["b1"]);
+        connected(&mut s, t0);
+        feed(&mut s, t0, Message::Welcome { heartbeat_ms: 500 });
+        feed(&mut s, t0 + ms(10), Message::Shutdown);
+        s.connect_failed(t0 + ms(20));
+        assert_eq!((s.endpoint(), s.generation()), ("b1", 0));
+        assert_eq!(s.counts().failovers, 0);
+        // Its interval is remembered across the reconnect (§7.2): dead
+        // after 3 × 500 ms, not 3 × our 100.
+        connected(&mut s, t0 + ms(100));
+        assert_eq!(tick(&mut s, t0 + ms(1600)).0, None);
+        assert_eq!(tick(&mut s, t0 + ms(1601)).0, Some(Lost::Silent));
+    }
+
+    #[test]
+    fn the_next_broker_is_watched_with_our_interval_until_its_welcome() {
+        let t0 = Instant::now();
+        let mut s = sessions_over(t0, &["b1", "b2"]);
+        connected(&mut s, t0);
+        // b1 announced a slow interval, then shut down.
+        feed(
+            &mut s,
+            t0,
+            Message::Welcome {
+                heartbeat_ms: 10_000,
+            },
+        );
+        feed(&mut s, t0 + ms(10), Message::Shutdown);
+        assert_eq!(s.endpoint(), "b2");
+        // b2 says nothing: given up after 3 × our own 100 ms, not 3 × 10 s.
+        connected(&mut s, t0 + ms(20));
+        assert_eq!(tick(&mut s, t0 + ms(321)).0, Some(Lost::Silent));
+        assert_eq!(s.endpoint(), "b1");
+    }
+
+    #[test]
+    fn a_stopped_session_does_not_move() {
+        let t0 = Instant::now();
+        let mut s = sessions_over(t0, &["b1", "b2"]);
+        connected(&mut s, t0);
+        let mut out: Vec<LinkAction> = Vec::new();
+        s.stop(t0, &mut out);
+        feed(&mut s, t0 + ms(10), Message::Shutdown);
+        assert_eq!((s.endpoint(), s.counts().failovers), ("b1", 0));
     }
 
     #[test]

@@ -15,9 +15,10 @@ use crate::daemon::{self, ConfigFlags};
     after_help = "Example:\n  lhcluster proxy --broker tcp://127.0.0.1:5555 --bind tcp://*:5550"
 )]
 pub struct Args {
-    /// The broker's frontend endpoint.
+    /// The broker's frontend endpoint; repeat it to give several (one is
+    /// used at a time, the next when it is gone).
     #[arg(long)]
-    broker: Option<String>,
+    broker: Vec<String>,
     /// Endpoint clients connect to.
     #[arg(long)]
     bind: Option<String>,
@@ -39,8 +40,8 @@ impl Args {
     fn config(&self) -> anyhow::Result<ClientProxyConfig> {
         let mut config: ClientProxyConfig = self.config.load()?;
         set(&mut config.bind, &self.bind);
-        if let Some(broker) = &self.broker {
-            config.brokers = vec![broker.clone()];
+        if !self.broker.is_empty() {
+            config.brokers.clone_from(&self.broker);
         }
         set(&mut config.max_buffered, &self.max_buffered);
         set(&mut config.resend_initial, &self.resend_initial);

@@ -13,9 +13,10 @@ use crate::common::parse_duration;
     after_help = "Example:\n  lhcluster publish --to tcp://127.0.0.1:5561 orders '{\"id\": 7}'"
 )]
 pub struct Args {
-    /// The notify broker's backend endpoint.
-    #[arg(long)]
-    to: String,
+    /// The notify broker's backend endpoint; repeat it to publish to
+    /// several at once.
+    #[arg(long, required = true)]
+    to: Vec<String>,
     /// Notification type (topic).
     topic: String,
     /// Payload text.
@@ -29,9 +30,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let publisher = NotifyPublisher::connect(NotifyPublisherConfig::new(&args.to))?;
+    let mut config = NotifyPublisherConfig::new(&args.to[0]);
+    config.endpoints.clone_from(&args.to);
+    let publisher = NotifyPublisher::connect(config)?;
     if !publisher.wait_connected(args.timeout) {
-        anyhow::bail!("could not connect to {} within {:?}", args.to, args.timeout);
+        anyhow::bail!(
+            "could not connect to {} within {:?}",
+            args.to.join(", "),
+            args.timeout
+        );
     }
     let payload = args
         .payload

@@ -52,9 +52,10 @@ enum Receipt {
 12 connection.\n\nExample:\n  lhcluster request --to tcp://127.0.0.1:5555 --type echo --payload hello --receipt received"
 )]
 pub struct Args {
-    /// Broker frontend or proxy endpoint.
-    #[arg(long)]
-    to: String,
+    /// Broker frontend or proxy endpoint; repeat it to give several (the
+    /// request goes to the first that answers, in order).
+    #[arg(long, required = true)]
+    to: Vec<String>,
     /// Request type: a number, or a name (hashed as #[derive(Request)] does).
     #[arg(long = "type", value_parser = parse_request_type)]
     request_type: RequestType,
@@ -138,10 +139,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => Vec::new(),
     };
-    let mut config = ClientConfig::new(&args.to);
+    let mut config = ClientConfig::new(&args.to[0]);
+    config.brokers.clone_from(&args.to);
     config.name = args.name.clone();
     config.request_timeout = Some(args.timeout);
     let client = Client::connect(config)?;
+    // With several, the first may be down: a request sent while greeting
+    // it would end with it. Wait for a session (within the timeout, which
+    // the request then shares): the client moves on to the next by itself.
+    if args.to.len() > 1 {
+        client.wait_connected(args.timeout);
+    }
     let mut builder = client
         .request(args.request_type)
         .flags(args.flags())

@@ -14,9 +14,11 @@ use crate::common::shutdown_signal;
     after_help = "Example:\n  lhcluster subscribe --to tcp://127.0.0.1:5560 orders payments --count 10 --json"
 )]
 pub struct Args {
-    /// The notify broker's frontend (or a publisher's bound endpoint).
-    #[arg(long)]
-    to: String,
+    /// The notify broker's frontend (or a publisher's bound endpoint);
+    /// repeat it to give several (one is used at a time, the next when it
+    /// goes silent).
+    #[arg(long, required = true)]
+    to: Vec<String>,
     /// Notification types (topics).
     #[arg(required = true)]
     topics: Vec<String>,
@@ -33,7 +35,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = shutdown_signal()?;
-    let mut config = NotifySubscriberConfig::new(&args.to);
+    let mut config = NotifySubscriberConfig::new(&args.to[0]);
+    config.endpoints.clone_from(&args.to);
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)

@@ -19,9 +19,10 @@ LHCLUSTER_REQUEST_TYPE, LHCLUSTER_REQUEST_ID and LHCLUSTER_ATTEMPT in the enviro
 the response; a non-zero exit is FAILED with stderr as the error text.\n\nExample:\n  lhcluster worker --broker tcp://127.0.0.1:5556 --type echo --echo --capacity 4"
 )]
 pub struct Args {
-    /// The broker's backend endpoint.
-    #[arg(long)]
-    broker: String,
+    /// The broker's backend endpoint; repeat it to give several (one is
+    /// used at a time, the next when it is gone).
+    #[arg(long, required = true)]
+    broker: Vec<String>,
     /// Request type served (repeatable): a number or a name.
     #[arg(long = "type", value_parser = parse_request_type, required = true)]
     types: Vec<RequestType>,
@@ -173,7 +174,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(cmd) => Behaviour::Exec(cmd),
         None => Behaviour::Echo,
     };
-    let mut config = WorkerConfig::new(&args.broker);
+    let mut config = WorkerConfig::new(&args.broker[0]);
+    config.brokers.clone_from(&args.broker);
     set(&mut config.capacity, &args.capacity);
     config.inline = args.inline;
     config.name = args.name;

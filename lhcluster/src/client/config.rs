@@ -21,9 +21,10 @@ use crate::error::ConfigError;
 )]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Broker frontend (or client proxy) endpoints. One is used today; the
-    /// list leaves room for failover and sharding without an API change.
-    /// A file may give one endpoint as a string, and call it `broker`.
+    /// Broker frontend (or client proxy) endpoints, used one at a time: the
+    /// first, then the next when the client loses its broker (the guide's
+    /// "Several brokers"). A file may give one endpoint as a string, and
+    /// call it `broker`.
     #[cfg_attr(
         feature = "serde",
         serde(alias = "broker", deserialize_with = "de::endpoints")

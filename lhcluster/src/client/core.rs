@@ -73,7 +73,12 @@ impl ClientCore {
     ) -> Self {
         Self {
             default_timeout: config.request_timeout,
-            session: BrokerSession::new(now, timing!(config), Greeting::hello(config.name.clone())),
+            session: BrokerSession::new(
+                now,
+                timing!(config),
+                config.brokers.clone(),
+                Greeting::hello(config.name.clone()),
+            ),
             outstanding: HashMap::new(),
             deadlines: BinaryHeap::new(),
             events,

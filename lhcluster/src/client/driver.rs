@@ -43,7 +43,7 @@ pub(super) fn spawn(
             let _ended = readiness.end_on_drop();
             let mut driver = Driver {
                 core: ClientCore::new(&config, Some(events), Instant::now()),
-                link: Link::new(config.brokers[0].clone(), config.hwm),
+                link: Link::new(config.hwm),
                 inbox,
                 readiness,
                 stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),

@@ -29,6 +29,9 @@ pub struct ClientStats {
     pub broker_deaths: u64,
     /// Reconnect attempts.
     pub reconnects: u64,
+    /// Moves to the next broker of the list (one broker lost, the next
+    /// tried): see docs/guide.md, "Several brokers".
+    pub failovers: u64,
     /// Events dropped because the events channel was full.
     pub events_dropped: u64,
     /// Requests waiting for their outcome now.

@@ -23,9 +23,9 @@ use crate::error::ConfigError;
 pub struct ClientProxyConfig {
     /// Endpoint the client-facing ROUTER binds.
     pub bind: String,
-    /// Broker frontend endpoints. One is used today; the list leaves room
-    /// for failover without an API change. A file may give one endpoint as a
-    /// string, and call it `broker`.
+    /// Broker frontend endpoints, used one at a time: the first, then the
+    /// next when the proxy loses its broker (it re-sends its buffer there).
+    /// A file may give one endpoint as a string, and call it `broker`.
     #[cfg_attr(
         feature = "serde",
         serde(alias = "broker", deserialize_with = "de::endpoints")

@@ -100,7 +100,12 @@ impl ProxyCore {
             max_buffered_bytes: config.max_buffered_bytes,
             resend_initial: config.resend_initial,
             resend_max: config.resend_max.max(config.resend_initial),
-            session: BrokerSession::new(now, timing!(config), Greeting::hello(None)),
+            session: BrokerSession::new(
+                now,
+                timing!(config),
+                config.brokers.clone(),
+                Greeting::hello(None),
+            ),
             clients: Peers::new(config.heartbeat, config.liveness),
             buffer: HashMap::new(),
             timers: ResendTimers::new(),

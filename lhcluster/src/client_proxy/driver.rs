@@ -26,11 +26,11 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
     let clients = io::router(&config.bind, config.hwm)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
-    info!(bind = %endpoint, broker = %config.brokers[0], "client proxy started");
+    info!(bind = %endpoint, brokers = ?config.brokers, "client proxy started");
     let now = Instant::now();
     let mut driver = Driver {
         core: ProxyCore::new(&config, now),
-        link: Link::new(config.brokers[0].clone(), config.hwm),
+        link: Link::new(config.hwm),
         clients,
         bound,
         inbox,

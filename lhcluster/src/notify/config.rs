@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config_common::{check_reconnect, check_shared, defaults, positive};
+use crate::config_common::{check_endpoints, check_reconnect, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
 use crate::error::ConfigError;
@@ -111,11 +111,17 @@ impl NotifyBrokerConfig {
 )]
 #[non_exhaustive]
 pub struct NotifyPublisherConfig {
-    /// The NotifyBroker backend to connect to
-    /// ([`NotifyPublisher::connect`](super::NotifyPublisher::connect)), or
-    /// the endpoint to bind for direct subscribers
-    /// ([`NotifyPublisher::bind`](super::NotifyPublisher::bind)).
-    pub endpoint: String,
+    /// The NotifyBroker backends to connect to, all of them at once
+    /// ([`NotifyPublisher::connect`](super::NotifyPublisher::connect): each
+    /// notification goes to every broker connected), or the endpoints to
+    /// bind for direct subscribers
+    /// ([`NotifyPublisher::bind`](super::NotifyPublisher::bind)). A file
+    /// may give one endpoint as a string, and call it `endpoint`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(alias = "endpoint", deserialize_with = "de::endpoints")
+    )]
+    pub endpoints: Vec<String>,
     /// How long [`NotifyPublisher::connect`](super::NotifyPublisher::connect)
     /// waits for the broker to be ready to take notifications; past it,
     /// `connect` fails. `None`: do not wait (notifications published before
@@ -160,7 +166,7 @@ impl NotifyPublisherConfig {
     /// A configuration for `endpoint`, defaults elsewhere.
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
+            endpoints: vec![endpoint.into()],
             connect_timeout: Some(Duration::from_secs(5)),
             queue_capacity: 10_000,
             hwm: defaults::HWM,
@@ -177,12 +183,15 @@ impl NotifyPublisherConfig {
     /// What a file starts from: the defaults, no endpoint yet.
     #[cfg(feature = "serde")]
     fn unset() -> Self {
-        Self::new("")
+        Self {
+            endpoints: Vec::new(),
+            ..Self::new("")
+        }
     }
 
     /// Checks the values that no publisher can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::endpoint::require("endpoint", &self.endpoint)?;
+        check_endpoints("endpoints", &self.endpoints)?;
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
         check_shared(
@@ -208,9 +217,16 @@ impl NotifyPublisherConfig {
 )]
 #[non_exhaustive]
 pub struct NotifySubscriberConfig {
-    /// The NotifyBroker frontend, or a publisher's bound endpoint, to
-    /// connect to.
-    pub endpoint: String,
+    /// The NotifyBroker frontends (or publishers' bound endpoints) to
+    /// connect to, one at a time: with several, the subscriber moves to the
+    /// next when its own stops answering (docs/notifications.md,
+    /// "Several notify brokers"). A file may give one endpoint as a
+    /// string, and call it `endpoint`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(alias = "endpoint", deserialize_with = "de::endpoints")
+    )]
+    pub endpoints: Vec<String>,
     /// Topics subscribed exactly from the start.
     pub topics: Vec<String>,
     /// Prefixes subscribed from the start (every topic starting with one).
@@ -256,7 +272,7 @@ impl NotifySubscriberConfig {
     /// elsewhere.
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
+            endpoints: vec![endpoint.into()],
             topics: Vec::new(),
             prefixes: Vec::new(),
             confirm_timeout: Some(Duration::from_secs(5)),
@@ -274,7 +290,10 @@ impl NotifySubscriberConfig {
     /// What a file starts from: the defaults, no endpoint yet.
     #[cfg(feature = "serde")]
     fn unset() -> Self {
-        Self::new("")
+        Self {
+            endpoints: Vec::new(),
+            ..Self::new("")
+        }
     }
 
     /// Adds an exact subscription to `topic`.
@@ -293,7 +312,7 @@ impl NotifySubscriberConfig {
 
     /// Checks the values that no subscriber can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::endpoint::require("endpoint", &self.endpoint)?;
+        check_endpoints("endpoints", &self.endpoints)?;
         for topic in &self.topics {
             super::validate_topic(topic)?;
         }

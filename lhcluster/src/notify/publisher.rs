@@ -68,6 +68,10 @@ pub enum PublishError {
 ///   reconnects by itself and [`wait_connected`](Self::wait_connected)
 ///   tells when it is back. Notifications in flight when a broker dies
 ///   are lost.
+/// - Given several notify brokers, it is connected to all of them, and is
+///   connected (ready) while any one is: each notification goes to every
+///   broker ready at that moment; one that is away misses it, without a
+///   count (docs/notifications.md, "Several notify brokers").
 /// - Notifications from one publisher reach each subscriber in publish
 ///   order (or not at all).
 #[derive(Clone, Debug)]
@@ -136,10 +140,11 @@ impl Shared {
 crate::role::inject_panic!(NotifyPublisher, inner.role);
 
 impl NotifyPublisher {
-    /// Connects to a NotifyBroker backend and waits (up to
+    /// Connects to every NotifyBroker backend of
+    /// [`endpoints`](NotifyPublisherConfig::endpoints) and waits (up to
     /// [`connect_timeout`](NotifyPublisherConfig::connect_timeout)) until
-    /// the broker is ready to take notifications; fails with
-    /// [`Error::Connect`] if it is not by then.
+    /// one broker is ready to take notifications; fails with
+    /// [`Error::Connect`] if none is by then.
     pub fn connect(config: NotifyPublisherConfig) -> Result<NotifyPublisher, Error> {
         let timeout = config.connect_timeout;
         let publisher = Self::start(config, Mode::Connect)?;
@@ -152,7 +157,7 @@ impl NotifyPublisher {
         Ok(publisher)
     }
 
-    /// Binds [`endpoint`](NotifyPublisherConfig::endpoint) for subscribers
+    /// Binds [`endpoints`](NotifyPublisherConfig::endpoints) for subscribers
     /// that connect directly, without a broker. A subscriber's
     /// subscription is in force here when its `subscribe` returns, as with
     /// a broker.
@@ -189,25 +194,31 @@ impl NotifyPublisher {
                 socket
                     .set_immediate(true)
                     .map_err(zmq_err("setting ZMQ_IMMEDIATE"))?;
-                super::connect(
-                    &socket,
-                    &config.endpoint,
-                    config.reconnect_min,
-                    config.reconnect_max,
-                )?;
-                (config.endpoint.clone(), None)
+                // Every broker at once: each gets every notification (the
+                // XPUB sends to each connection that subscribed to all),
+                // so a subscriber of any one of them misses none.
+                for endpoint in &config.endpoints {
+                    super::connect(
+                        &socket,
+                        endpoint,
+                        config.reconnect_min,
+                        config.reconnect_max,
+                    )?;
+                }
+                (config.endpoints[0].clone(), Vec::new())
             }
             Mode::Bind => {
-                socket
-                    .bind(&config.endpoint)
-                    .map_err(|source| Error::Bind {
-                        endpoint: config.endpoint.clone(),
+                let mut bound = Vec::with_capacity(config.endpoints.len());
+                for endpoint in &config.endpoints {
+                    socket.bind(endpoint).map_err(|source| Error::Bind {
+                        endpoint: endpoint.clone(),
                         source,
                     })?;
+                    bound.push(super::bound_endpoint(&socket, endpoint));
+                }
                 // Direct subscribers filter here; nothing to wait for.
                 shared.set_connected(true);
-                let bound = super::bound_endpoint(&socket, &config.endpoint);
-                (super::connectable(&bound), Some(bound))
+                (super::connectable(&bound[0]), bound)
             }
         };
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(config.queue_capacity);
@@ -313,8 +324,9 @@ impl NotifyPublisher {
         self.inner.shared.is_connected()
     }
 
-    /// The endpoint: the broker backend connected to, or the endpoint bound
-    /// (a `tcp://…:0` port resolved) for direct subscribers.
+    /// The endpoint: the (first) broker backend connected to, or the
+    /// (first) endpoint bound (a `tcp://…:0` port resolved) for direct
+    /// subscribers.
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
     }
@@ -339,8 +351,8 @@ impl NotifyPublisher {
 struct Driver {
     socket: zmq::Socket,
     mode: Mode,
-    /// The endpoint as bound (bind mode), for `unbind`.
-    bound: Option<String>,
+    /// The endpoints as bound (bind mode), for `unbind`.
+    bound: Vec<String>,
     inbox: DriverInbox<Command>,
     queue: Receiver<RawNotification>,
     shared: Arc<Shared>,
@@ -381,7 +393,7 @@ impl Driver {
             // the queue are looked at on every pass.
             if self.stop_requested(commands_ready) {
                 while self.publish_batch() {}
-                if let Some(bound) = &self.bound {
+                for bound in &self.bound {
                     let _ = self.socket.unbind(bound);
                 }
                 info!(stats = %self.shared.snapshot(), "notify publisher stopped");

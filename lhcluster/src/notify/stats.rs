@@ -122,6 +122,9 @@ pub struct NotifySubscriberStats {
     pub handler_panics: u64,
     /// Probes sent to confirm subscriptions.
     pub probes_sent: u64,
+    /// Moves to the next notify broker of the list (the one used went
+    /// silent): see docs/notifications.md, "Several notify brokers".
+    pub failovers: u64,
     /// Notifications waiting for the handler now.
     pub queued: u64,
     /// Exact subscriptions now.

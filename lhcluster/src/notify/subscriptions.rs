@@ -163,6 +163,22 @@ impl Prober {
         1
     }
 
+    /// The connection was moved to another peer: what the outstanding
+    /// probes would confirm is not known to be in force there (ZeroMQ
+    /// replays the subscriptions in its own order, a probe maybe first),
+    /// so every waiter waits for a fresh probe, sent after the replay.
+    /// Returns the number of probes sent.
+    pub(crate) fn renew(&mut self, now: Instant, out: &mut Vec<FilterChange>) -> usize {
+        if self.waiters.is_empty() {
+            return 0;
+        }
+        let seq = self.probe(now, out);
+        for waiter in &mut self.waiters {
+            waiter.seq = seq;
+        }
+        1
+    }
+
     /// Handles a message whose first frame starts with NUL (a probe answer,
     /// ours or another subscriber's); returns whether it was ours.
     pub(crate) fn on_answer(&mut self, frame: &[u8], out: &mut Vec<FilterChange>) -> bool {

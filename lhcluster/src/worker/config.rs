@@ -21,9 +21,10 @@ use crate::error::ConfigError;
 )]
 #[non_exhaustive]
 pub struct WorkerConfig {
-    /// Broker backend endpoints. One is used today; the list leaves room for
-    /// failover without an API change. A file may give one endpoint as a
-    /// string, and call it `broker`.
+    /// Broker backend endpoints, used one at a time: the first, then the
+    /// next when the worker loses its broker (the guide's "Several
+    /// brokers"). A file may give one endpoint as a string, and call it
+    /// `broker`.
     #[cfg_attr(
         feature = "serde",
         serde(alias = "broker", deserialize_with = "de::endpoints")

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use foldhash::{HashMap, HashMapExt};
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::config::WorkerConfig;
 use super::stats::WorkerStats;
@@ -42,8 +42,9 @@ pub(crate) struct WorkerCore {
     /// Requests running on the pool, with the dispatch their RESULT
     /// answers: the latest DISPATCH of the key (see [`Self::on_dispatch`]).
     running: HashMap<ReqKey, Answers>,
-    /// Results waiting for a session with the broker.
-    unsent: VecDeque<Message>,
+    /// Results waiting for a session with the broker, each with the
+    /// session generation of the broker it is for.
+    unsent: VecDeque<(u64, Message)>,
     stopping: bool,
     stats: WorkerStats,
     actions: Vec<Action>,
@@ -55,7 +56,7 @@ impl WorkerCore {
         let ready = Greeting::ready(config.capacity, types.clone(), config.name.clone());
         Self {
             types,
-            session: BrokerSession::new(now, timing!(config), ready),
+            session: BrokerSession::new(now, timing!(config), config.brokers.clone(), ready),
             running: HashMap::new(),
             unsent: VecDeque::new(),
             stopping: false,
@@ -90,14 +91,15 @@ impl WorkerCore {
                 "request type {} is not served by this worker",
                 d.request_type
             );
+            let answers = self.answers(&d);
             let msg = result_message(
                 key,
-                Answers::of(&d),
+                answers,
                 Status::BadRequest,
                 Some(error),
                 Payload::new(),
             );
-            return self.send_or_keep(now, msg);
+            return self.send_or_keep(now, answers.generation, msg);
         }
         if let Some(answers) = self.running.get_mut(&key) {
             // Dispatched again while it runs here: the broker forgot the
@@ -108,18 +110,21 @@ impl WorkerCore {
             // tag, so the broker takes it (a RESULT of the earlier dispatch
             // it would drop as stale, and wait for nothing more from this
             // worker).
-            *answers = Answers::of(&d);
+            // (Also when the earlier dispatch came from a broker left
+            // since: the result now answers the current one.)
+            *answers = Answers::of(&d, self.session.generation());
             self.stats.duplicates_ignored += 1;
             return;
         }
-        self.running.insert(key, Answers::of(&d));
+        let answers = self.answers(&d);
+        self.running.insert(key, answers);
         if d.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
             let receipt = Message::ReceiptReceived(RequestRef {
                 request_type: key.0,
                 request_id: key.1,
                 route: Vec::new(),
             });
-            self.send_or_keep(now, receipt);
+            self.send_or_keep(now, answers.generation, receipt);
         }
         self.actions.push(Action::Run(d));
     }
@@ -138,6 +143,7 @@ impl WorkerCore {
         if panicked {
             self.stats.handler_panics += 1;
         }
+        let generation = answers.generation;
         let msg = match outcome {
             Ok(payload) => {
                 self.stats.requests_succeeded += 1;
@@ -154,7 +160,12 @@ impl WorkerCore {
                 )
             }
         };
-        self.send_or_keep(now, msg);
+        self.send_or_keep(now, generation, msg);
+    }
+
+    /// What a RESULT for `d` must echo, in the current session generation.
+    fn answers(&self, d: &Dispatch) -> Answers {
+        Answers::of(d, self.session.generation())
     }
 
     pub(crate) fn on_tick(&mut self, now: Instant) {
@@ -175,13 +186,27 @@ impl WorkerCore {
         self.session.send(now, msg, &mut self.actions);
     }
 
-    /// Sends now if registered, else keeps it for the next session.
-    fn send_or_keep(&mut self, now: Instant, msg: Message) {
-        if self.session.is_ready() {
+    /// Sends now if registered, else keeps it for the next session; drops
+    /// it if it answers a broker (`generation`) the worker has left since.
+    fn send_or_keep(&mut self, now: Instant, generation: u64, msg: Message) {
+        if generation != self.session.generation() {
+            self.drop_stale(&msg);
+        } else if self.session.is_ready() {
             self.send(now, msg);
         } else {
-            self.unsent.push_back(msg);
+            self.unsent.push_back((generation, msg));
         }
+    }
+
+    /// A result or receipt for a broker left for another: that broker's
+    /// session is gone (it has declared us dead, or is dead itself), and
+    /// the new broker never dispatched the request (protocol.md §9).
+    fn drop_stale(&mut self, msg: &Message) {
+        self.stats.stale_dropped += 1;
+        debug!(
+            kind = msg.kind_name(),
+            "dropping the answer to a broker left since"
+        );
     }
 }
 
@@ -194,8 +219,12 @@ impl crate::link::Connecting for WorkerCore {
                 if newly {
                     info!("registered with the broker");
                 }
-                while let Some(msg) = self.unsent.pop_front() {
-                    self.send(now, msg);
+                while let Some((generation, msg)) = self.unsent.pop_front() {
+                    if generation == self.session.generation() {
+                        self.send(now, msg);
+                    } else {
+                        self.drop_stale(&msg);
+                    }
                 }
                 if self.stopping {
                     // Stopped while re-registering: say goodbye now.
@@ -205,8 +234,9 @@ impl crate::link::Connecting for WorkerCore {
             Inbound::Message(Message::Dispatch(d)) => self.on_dispatch(now, d),
             Inbound::Message(Message::Error(e)) => self.session.broker_error(now, &e.error),
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
-            // Results wait in `unsent` for the next session; the broker
-            // re-dispatches what it had given us.
+            // Results wait in `unsent` for the next session with the same
+            // broker (one left for another drops them: `send_or_keep`);
+            // the broker re-dispatches what it had given us.
             Inbound::Reregister | Inbound::Lost(_) | Inbound::Handled => {}
         }
     }
@@ -219,17 +249,20 @@ impl crate::link::Connecting for WorkerCore {
 /// Which DISPATCH a RESULT answers: its attempt and the broker's tag,
 /// echoed so that the broker can tell the result from one of an earlier
 /// dispatch of the same (type, id) (protocol.md §8.3).
+/// Also which broker sent it, as the session generation it came in.
 #[derive(Clone, Copy, Debug)]
 struct Answers {
     attempt: u32,
     dispatch_tag: u64,
+    generation: u64,
 }
 
 impl Answers {
-    fn of(d: &Dispatch) -> Self {
+    fn of(d: &Dispatch, generation: u64) -> Self {
         Self {
             attempt: d.attempt,
             dispatch_tag: d.dispatch_tag,
+            generation,
         }
     }
 }

@@ -57,7 +57,7 @@ pub(super) fn spawn(
         move || {
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
-                link: Link::new(config.brokers[0].clone(), config.hwm),
+                link: Link::new(config.hwm),
                 inbox,
                 executor,
                 shutdown_timeout,

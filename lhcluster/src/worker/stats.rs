@@ -24,6 +24,13 @@ pub struct WorkerStats {
     pub broker_deaths: u64,
     /// Reconnect attempts.
     pub reconnects: u64,
+    /// Moves to the next broker of the list (one broker lost, the next
+    /// tried): see docs/guide.md, "Several brokers".
+    pub failovers: u64,
+    /// Results and receipts of requests dispatched by a broker the worker
+    /// has since left for another of its list: dropped, as they answer a
+    /// session that no longer exists (never sent to the new broker).
+    pub stale_dropped: u64,
     /// Requests running now.
     pub running: u64,
     /// Whether the worker is registered with a broker now.

@@ -790,3 +790,67 @@ fn an_error_from_the_broker_is_never_answered() {
     assert_eq!(s.malformed, 0);
     assert!(s.registered);
 }
+
+// ---------------------------------------------------------------- failover
+
+/// A registered worker with two brokers, on the first.
+fn registered_with_two_brokers() -> Harness {
+    let mut c = config();
+    c.brokers = vec!["tcp://b1:1".to_owned(), "tcp://b2:1".to_owned()];
+    Harness::with(&c, vec![10]).welcomed()
+}
+
+#[test]
+fn results_for_a_broker_left_for_another_are_dropped_not_sent_there() {
+    let mut h = registered_with_two_brokers();
+    h.expect_run(10, dispatch(10, 1, Flags::empty()));
+    h.expect_run(10, dispatch(10, 2, Flags::empty()));
+    h.expect_run(10, dispatch(10, 3, Flags::empty()));
+    // b1 forgets us: 10/1 finishes while we greet again; its result waits
+    // for b1's WELCOME.
+    h.feed(20, Message::Reregister);
+    assert!(h.done(30, (10, 1), Ok(Payload::new())).is_empty());
+    // b1 goes silent (600 ms after the REREGISTER): the worker moves to b2.
+    assert_eq!(kinds(&h.tick(622)), ["CLOSE"]);
+    assert_eq!(
+        crate::link::Connecting::parts(&mut h.core).0.endpoint(),
+        "tcp://b2:1"
+    );
+    // 10/2 finishes on the way: it answers b1, not b2.
+    assert!(h.done(650, (10, 2), Ok(Payload::new())).is_empty());
+    assert_eq!(kinds(&h.tick(722)), ["CONNECT"]);
+    h.connected(722);
+    // b2 welcomes: neither result is sent (it never dispatched them), nor
+    // is 10/3's when it finishes.
+    assert!(h.welcome(730).is_empty());
+    assert!(h.done(740, (10, 3), Ok(Payload::new())).is_empty());
+    let s = h.core.stats();
+    assert_eq!((s.stale_dropped, s.failovers, s.running), (3, 1, 0));
+    // b2's own work is answered as usual.
+    h.expect_run(750, dispatch(10, 4, Flags::empty()));
+    only_result_of(
+        &h.done(760, (10, 4), Ok(Payload::new())),
+        (10, 4),
+        Status::Ok,
+    );
+}
+
+#[test]
+fn a_request_still_running_for_the_old_broker_answers_the_new_one_if_it_dispatches_it() {
+    // A proxy re-sent it to b2 after b1 died: b2 dispatches the same key,
+    // and the handler already running answers b2's dispatch.
+    let mut h = registered_with_two_brokers();
+    h.expect_run(10, dispatch_tagged(10, 1, Flags::empty(), 1, 7));
+    assert_eq!(kinds(&h.feed(20, Message::Shutdown)), ["CLOSE"]);
+    assert_eq!(kinds(&h.tick(120)), ["CONNECT"]);
+    h.connected(120);
+    h.welcome(120);
+    assert!(
+        h.feed(130, dispatch_tagged(10, 1, Flags::empty(), 1, 99))
+            .is_empty()
+    );
+    let actions = h.done(140, (10, 1), Ok(Payload::new()));
+    let r = only_result_of(&actions, (10, 1), Status::Ok);
+    assert_eq!(r.dispatch_tag, 99, "b2's dispatch is the one answered");
+    assert_eq!(h.core.stats().stale_dropped, 0);
+}

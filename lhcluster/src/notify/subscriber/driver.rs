@@ -10,6 +10,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError};
 use tracing::{error, info, warn};
 
+use super::watch::{BrokerWatch, Move};
 use super::{Command, Shared};
 use crate::log_limit::LogLimiter;
 use crate::notify::READ_BATCH;
@@ -26,6 +27,8 @@ pub(super) struct Driver {
     /// Filters set on the socket now (probes aside).
     pub(super) applied: BTreeSet<Vec<u8>>,
     pub(super) prober: Prober,
+    /// Which notify broker is used, and when to leave it.
+    pub(super) watch: BrokerWatch,
     pub(super) changes: Vec<FilterChange>,
     /// Whether the last notification was dropped (to warn once per burst).
     pub(super) dropping: bool,
@@ -40,6 +43,7 @@ impl Driver {
         loop {
             let wake_at = [
                 self.prober.next_tick(),
+                self.watch.next_tick(),
                 self.stats_log.next(),
                 self.bad_input.next_due(),
             ]
@@ -68,6 +72,9 @@ impl Driver {
             self.bad_input.on_tick(now);
             let probes = self.prober.on_tick(now, &mut self.changes);
             self.count_probes(probes);
+            if let Some(to) = self.watch.on_tick(now, &mut self.changes) {
+                self.move_to(now, to);
+            }
             self.apply_changes();
             if self.stats_log.due(now) {
                 info!(
@@ -131,11 +138,41 @@ impl Driver {
         }
     }
 
+    /// Leaves a silent notify broker for the next: the socket's
+    /// subscriptions go with it (ZeroMQ sends them all on the new
+    /// connection), and waiting confirmations are asked of the new broker.
+    fn move_to(&mut self, now: Instant, to: Move) {
+        // The withdrawn liveness probe, on the old connection.
+        self.apply_changes();
+        if let Err(e) = self.socket.disconnect(&to.from) {
+            warn!(error = %e, broker = %to.from, "cannot disconnect from the notify broker");
+        }
+        if let Err(e) = self.socket.connect(&to.to) {
+            // Left unconnected: the watch moves on again in its turn.
+            error!(error = %e, broker = %to.to, "cannot connect to the notify broker");
+        }
+        info!(
+            broker = %to.to,
+            from = %to.from,
+            "moving to notify broker {} after its silence",
+            to.to
+        );
+        self.shared.failovers.fetch_add(1, Ordering::Relaxed);
+        let probes = self.prober.renew(now, &mut self.changes);
+        self.count_probes(probes);
+    }
+
     fn read(&mut self) {
+        let now = Instant::now();
         for _ in 0..READ_BATCH {
             let Some(frames) = crate::notify::recv_next(&self.socket, "receive failed") else {
                 break;
             };
+            // Anything at all is a sign of life of the broker.
+            if self.watch.on_message(now, &frames[0], &mut self.changes) {
+                self.apply_changes();
+                continue;
+            }
             if crate::notify::is_probe(&frames[0]) {
                 // A probe answer, ours or (with a catch-all prefix) another
                 // subscriber's.

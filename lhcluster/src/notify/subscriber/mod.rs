@@ -3,6 +3,7 @@
 
 mod driver;
 mod handler;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use crate::stats_log::StatsLog;
 use driver::Driver;
 use handler::run_handler;
 pub use handler::{NotifyHandler, NotifyOutcome};
+use watch::BrokerWatch;
 
 /// An unanswered probe is replaced by a new one after this long.
 const PROBE_RETRY: Duration = Duration::from_millis(250);
@@ -48,6 +50,11 @@ const PROBE_RETRY: Duration = Duration::from_millis(250);
 /// - Exact subscriptions match the whole topic only.
 /// - After a broker restart, ZeroMQ reconnects and this subscriber's
 ///   subscriptions (all of them, added at runtime too) are sent again.
+/// - Given several notify brokers, it uses one at a time and moves to the
+///   next when its own has been silent for `liveness` × `heartbeat` (it
+///   probes a quiet one), subscribing there again; notifications published
+///   meanwhile are lost (docs/notifications.md, "Several notify
+///   brokers").
 #[derive(Clone, Debug)]
 pub struct NotifySubscriber {
     inner: Arc<Inner>,
@@ -89,6 +96,7 @@ struct Shared {
     malformed: AtomicU64,
     handler_panics: AtomicU64,
     probes_sent: AtomicU64,
+    failovers: AtomicU64,
 }
 
 impl Shared {
@@ -132,9 +140,12 @@ impl NotifySubscriber {
             .set_linger(0)
             .map_err(zmq_err("setting ZMQ_LINGER"))?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
+        // One at a time: the watch moves the socket to the next (a
+        // subscriber connected to several would get each notification
+        // from each of them).
         super::connect(
             &socket,
-            &config.endpoint,
+            &config.endpoints[0],
             config.reconnect_min,
             config.reconnect_max,
         )?;
@@ -164,8 +175,15 @@ impl NotifySubscriber {
         };
         let handler_thread_id = handler_thread.thread().id();
 
-        let endpoint = config.endpoint.clone();
+        let endpoint = config.endpoints[0].clone();
         let probe_id = crate::peer::random_u64().to_le_bytes();
+        let watch = BrokerWatch::new(
+            config.endpoints.clone(),
+            probe_id,
+            config.heartbeat,
+            config.liveness,
+            Instant::now(),
+        );
         let driver_shared = shared.clone();
         let stats_log_interval = config.stats_log_interval;
         info!(%endpoint, "notify subscriber started");
@@ -186,6 +204,7 @@ impl NotifySubscriber {
                     queue: queue_tx,
                     applied: BTreeSet::new(),
                     prober: Prober::new(probe_id, PROBE_RETRY),
+                    watch,
                     changes: Vec::new(),
                     dropping: false,
                     stats_log: StatsLog::new(stats_log_interval, Instant::now()),
@@ -284,7 +303,8 @@ impl NotifySubscriber {
         subscriptions.prefixes.iter().cloned().collect()
     }
 
-    /// The endpoint connected to.
+    /// The endpoint configured first (with several, the one used now may
+    /// be another: see [`NotifySubscriberStats::failovers`]).
     pub fn endpoint(&self) -> &str {
         &self.inner.endpoint
     }
@@ -307,6 +327,7 @@ impl NotifySubscriber {
             malformed: load(&s.malformed),
             handler_panics: load(&s.handler_panics),
             probes_sent: load(&s.probes_sent),
+            failovers: load(&s.failovers),
             queued: self.inner.queue.len() as u64,
             topics: topics as u64,
             prefixes: prefixes as u64,
