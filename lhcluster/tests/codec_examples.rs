@@ -268,10 +268,10 @@ fn hello() {
             route: vec![0x00, 0x01],
         })
     };
-    // major=1 | minor=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    // major=1 | minor=2 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
     let frames = check_encoding(
         make,
-        "0801 1001 1801 40e807 5a020001 6a08636c69656e742d61",
+        "0801 1002 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
     let Message::Hello(h) = decode(frames).unwrap() else {
@@ -294,7 +294,7 @@ fn hello() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1801 4001", &[]);
+    let frames = check_encoding(make, "0801 1002 1801 4001", &[]);
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -306,7 +306,7 @@ fn hello() {
 fn welcome() {
     let frames = check_encoding(
         || Message::Welcome { heartbeat_ms: 2500 },
-        "0801 1001 1802 40c413",
+        "0801 1002 1802 40c413",
         &[],
     );
     let Message::Welcome { heartbeat_ms } = decode(frames).unwrap() else {
@@ -327,10 +327,10 @@ fn request() {
             payload: payload(&[b"hello", b""]),
         })
     };
-    // major=1 | minor=1 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    // major=1 | minor=2 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
     let frames = check_encoding(
         make,
-        "0801 1001 1803 208101 2807 30ac02 5a027231 6203626f62",
+        "0801 1002 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
     let Message::Request(r) = decode(frames).unwrap() else {
@@ -355,7 +355,7 @@ fn request() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1803 2801", &[]);
+    let frames = check_encoding(make, "0801 1002 1803 2801", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -388,7 +388,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1001 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+        "0801 1002 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
             .replace(' ', "")
     );
 }
@@ -405,12 +405,12 @@ fn dispatch() {
             payload: payload(&[b"x"]),
         })
     };
-    // major=1 | minor=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    // major=1 | minor=2 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
     // | dispatch_tag=1000 (field 18: a two-byte key, 90 01)
     // | inline_payload="x" (a lone small payload frame travels in the header, appended last)
     let frames = check_encoding(
         make,
-        "0801 1001 1804 2010 2807 3001 7802 9001e807 8a010178",
+        "0801 1002 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
     let Message::Dispatch(d) = decode(frames).unwrap() else {
@@ -465,11 +465,11 @@ fn result() {
             payload: payload(&[b"partial"]),
         })
     };
-    // major=1 | minor=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
+    // major=1 | minor=2 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
     // | error="boom" | attempt=2 | dispatch_tag=1000 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1001 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
+        "0801 1002 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -513,10 +513,10 @@ fn response() {
             payload: payload(&[b"a", b"b", b"c"]),
         })
     };
-    // major=1 | minor=1 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    // major=1 | minor=2 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
     let frames = check_encoding(
         make,
-        "0801 1001 1806 2807 308080808010 3801 5a027274",
+        "0801 1002 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
     let Message::Response(r) = decode(frames).unwrap() else {
@@ -543,7 +543,7 @@ fn response() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let frames = check_encoding(make, "0801 1002 1806 2803 3009 3809 72066e6f20626f62", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -591,7 +591,7 @@ fn receipt_sent() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1807 2807 302a", &[]);
+    let frames = check_encoding(make, "0801 1002 1807 2807 302a", &[]);
     let Message::ReceiptSent(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_SENT")
     };
@@ -614,7 +614,7 @@ fn receipt_received() {
             route: vec![0xff],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1808 2807 302a 5a01ff", &[]);
+    let frames = check_encoding(make, "0801 1002 1808 2807 302a 5a01ff", &[]);
     let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_RECEIVED")
     };
@@ -638,10 +638,10 @@ fn ready() {
             name: Some("w1".into()),
         })
     };
-    // major=1 | minor=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    // major=1 | minor=2 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
     let frames = check_encoding(
         make,
-        "0801 1001 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        "0801 1002 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
     let Message::Ready(r) = decode(frames).unwrap() else {
@@ -676,7 +676,7 @@ fn ready() {
 fn heartbeat() {
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 1000 },
-        "0801 1001 180a 40e807",
+        "0801 1002 180a 40e807",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -687,7 +687,7 @@ fn heartbeat() {
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 0 },
-        "0801 1001 180a",
+        "0801 1002 180a",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -700,7 +700,7 @@ fn heartbeat() {
 fn disconnect() {
     let frames = check_encoding(
         || Message::Disconnect { route: vec![] },
-        "0801 1001 180b",
+        "0801 1002 180b",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -712,7 +712,7 @@ fn disconnect() {
         || Message::Disconnect {
             route: b"p".to_vec(),
         },
-        "0801 1001 180b 5a0170",
+        "0801 1002 180b 5a0170",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -723,13 +723,13 @@ fn disconnect() {
 
 #[test]
 fn shutdown() {
-    let frames = check_encoding(|| Message::Shutdown, "0801 1001 180c", &[]);
+    let frames = check_encoding(|| Message::Shutdown, "0801 1002 180c", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
 }
 
 #[test]
 fn reregister() {
-    let frames = check_encoding(|| Message::Reregister, "0801 1001 180d", &[]);
+    let frames = check_encoding(|| Message::Reregister, "0801 1002 180d", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Reregister));
 }
 
@@ -745,8 +745,8 @@ fn error() {
             }),
         })
     };
-    // major=1 | minor=1 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
-    let frames = check_encoding(make, "0801 1001 180e 2807 3003 7203626164", &[]);
+    // major=1 | minor=2 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 1002 180e 2807 3003 7203626164", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -769,7 +769,7 @@ fn error() {
             request: None,
         })
     };
-    let frames = check_encoding(make, "0801 1001 180e 720477686f3f", &[]);
+    let frames = check_encoding(make, "0801 1002 180e 720477686f3f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -810,9 +810,9 @@ fn notification() {
 
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
-    // major=1 | minor=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    // major=1 | minor=2 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
     // | inline_payload="{}" (field 17: two-byte key)
-    assert_eq!(hex(&buf), "08011001180f800163 8a01027b7d".replace(' ', ""));
+    assert_eq!(hex(&buf), "08011002180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
     assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
@@ -821,7 +821,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1001 180f 800163 8a01027b7d")
+            unhex("0801 1002 180f 800163 8a01027b7d")
         ],
         "[topic | header]"
     );
@@ -843,7 +843,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1001 180f"),
+            unhex("0801 1002 180f"),
             b"{}".to_vec(),
             vec![]
         ]
@@ -864,7 +864,7 @@ fn notification() {
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1001 180f")]
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1002 180f")]
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -905,7 +905,7 @@ fn inline_payload() {
     let frames = request(&[b""]).into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![unhex("0801 1001 1803 2807 3001 8a0100")]
+        vec![unhex("0801 1002 1803 2807 3001 8a0100")]
     );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
@@ -992,14 +992,14 @@ fn protocol_md_worked_examples() {
                 name: Some("billing".into()),
                 route: vec![],
             }),
-            "08 01 10 01 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+            "08 01 10 02 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
         ),
         (
             Message::Welcome { heartbeat_ms: 2500 },
-            "08 01 10 01 18 02 40 C4 13",
+            "08 01 10 02 18 02 40 C4 13",
         ),
-        (req(42, 300, 0x14), "08 01 10 01 18 03 20 14 28 2A 30 AC 02"),
-        (req(42, 0, 0), "08 01 10 01 18 03 28 2A"),
+        (req(42, 300, 0x14), "08 01 10 02 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 10 02 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
                 request_type: 42,
@@ -1009,7 +1009,7 @@ fn protocol_md_worked_examples() {
                 dispatch_tag: 1000,
                 payload: vec![],
             }),
-            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
+            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
@@ -1021,7 +1021,7 @@ fn protocol_md_worked_examples() {
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
+            "08 01 10 02 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Response(Response {
@@ -1032,11 +1032,11 @@ fn protocol_md_worked_examples() {
                 route: vec![],
                 payload: vec![],
             }),
-            "08 01 10 01 18 06 28 2A 30 AC 02 38 01",
+            "08 01 10 02 18 06 28 2A 30 AC 02 38 01",
         ),
         (
             Message::ReceiptSent(rr(42, 300)),
-            "08 01 10 01 18 07 28 2A 30 AC 02",
+            "08 01 10 02 18 07 28 2A 30 AC 02",
         ),
         (
             Message::Ready(Ready {
@@ -1045,14 +1045,14 @@ fn protocol_md_worked_examples() {
                 request_types: vec![42, 300],
                 name: Some("w1".into()),
             }),
-            "08 01 10 01 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+            "08 01 10 02 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
         ),
-        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 01 18 0A"),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 02 18 0A"),
         (
             Message::Heartbeat { heartbeat_ms: 500 },
-            "08 01 10 01 18 0A 40 F4 03",
+            "08 01 10 02 18 0A 40 F4 03",
         ),
-        (Message::Shutdown, "08 01 10 01 18 0C"),
+        (Message::Shutdown, "08 01 10 02 18 0C"),
         (
             Message::Request(Request {
                 request_type: 42,
@@ -1062,7 +1062,7 @@ fn protocol_md_worked_examples() {
                 reply_to: Some("audit".into()),
                 payload: vec![],
             }),
-            "08 01 10 01 18 03 20 60 28 2A 30 07
+            "08 01 10 02 18 03 20 60 28 2A 30 07
              5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
              62 05 61 75 64 69 74",
         ),
@@ -1075,7 +1075,7 @@ fn protocol_md_worked_examples() {
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 payload: vec![],
             }),
-            "08 01 10 01 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+            "08 01 10 02 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
         ),
     ];
     for (message, expected) in examples {
@@ -1102,13 +1102,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
         vec![unhex(
-            "08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+            "08 01 10 02 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
         )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
         bytes_of(&request(payload(&[&big])).into_frames()),
-        vec![unhex("08 01 10 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+        vec![unhex("08 01 10 02 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
     let dispatch = Message::Dispatch(Dispatch {
         request_type: 42,
@@ -1121,7 +1121,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
-            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
+            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
     let result = Message::Result(WorkResult {
@@ -1136,12 +1136,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
+            "08 01 10 02 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
         )]
     );
 
-    // A RESULT without `dispatch_tag` (a 1.1 worker that predates it, or
-    // answering an untagged DISPATCH): read as tag 0, judged by its attempt.
+    // A RESULT without `dispatch_tag` from a 1.1 worker (minor 1: older
+    // minors are accepted), one that predates the tag or answers an untagged
+    // DISPATCH: read as tag 0, judged by its attempt.
     let Message::Result(r) =
         decode_bytes(&unhex("08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01"), &[]).unwrap()
     else {
@@ -1170,7 +1171,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 10 01 18 0F 80 01 05 8A 01 01 70"),
+            unhex("08 01 10 02 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1196,13 +1197,13 @@ fn protocol_md_worked_examples() {
         request: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 01 18 0E 72 37");
+    let mut expected = unhex("08 01 10 02 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 
     // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
     // refused, and answered with an ERROR naming it (never a RESPONSE).
-    let error = decode_err(&unhex("08 01 10 01 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let error = decode_err(&unhex("08 01 10 02 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
     let text = error.to_string();
     assert_eq!(
         text,
@@ -1215,7 +1216,7 @@ fn protocol_md_worked_examples() {
         request: Some(rr(42, 7)),
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 01 18 0E 28 2A 30 07 72 67");
+    let mut expected = unhex("08 01 10 02 18 0E 28 2A 30 07 72 67");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 }
@@ -2061,18 +2062,18 @@ fn peek_kind_names_what_a_header_claims() {
 fn stats_query_and_reply() {
     let frames = Message::StatsQuery.into_frames();
     assert_eq!(frames.len(), 1);
-    // major 1, minor 1, kind 16
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x10]);
+    // major 1, minor 2, kind 16
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x02, 0x18, 0x10]);
     assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
     let reply = Message::StatsReply {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
     };
     let frames = reply.into_frames();
-    // major 1, minor 1, kind 17, the JSON inline (field 17, 13 bytes)
+    // major 1, minor 2, kind 17, the JSON inline (field 17, 13 bytes)
     assert_eq!(frames.len(), 1);
     assert_eq!(
         &frames[0][..9],
-        &[0x08, 0x01, 0x10, 0x01, 0x18, 0x11, 0x8a, 0x01, 13]
+        &[0x08, 0x01, 0x10, 0x02, 0x18, 0x11, 0x8a, 0x01, 13]
     );
     assert_eq!(&frames[0][9..], b"{\"pending\":1}");
     match decode(frames) {

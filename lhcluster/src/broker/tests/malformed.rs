@@ -329,8 +329,8 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 01` (major 1, minor 1).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x06]);
+    // `08 01 10 02` (major 1, minor 2).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x02, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
