@@ -23,12 +23,12 @@ mod codec;
 mod header;
 mod types;
 
+pub use codec::MAX_HOPS;
 pub(crate) use codec::check_notification;
 pub(crate) use codec::peek_answered;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
-pub use codec::MAX_HOPS;
 // Only tests, benchmarks and the fuzz target use these.
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
