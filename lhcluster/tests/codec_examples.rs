@@ -2128,15 +2128,90 @@ fn invalid(kind: &'static str, field: &'static str, reason: &'static str) -> Dec
     }
 }
 
+/// The examples of protocol.md §18.9, shared by the tests of each kind.
+fn example_peer_hello() -> Message {
+    Message::PeerHello(PeerHello {
+        broker_id: 1,
+        heartbeat_ms: 1000,
+        name: Some("b1".into()),
+    })
+}
+
+fn example_peer_welcome() -> Message {
+    Message::PeerWelcome {
+        broker_id: 2,
+        heartbeat_ms: 1000,
+    }
+}
+
+fn example_serves_table() -> Vec<TypeServed> {
+    vec![
+        TypeServed {
+            request_type: 42,
+            capacity: 4,
+            free: 1,
+            pending: 0,
+        },
+        TypeServed {
+            request_type: 300,
+            capacity: 2,
+            free: 0,
+            pending: 5,
+        },
+    ]
+}
+
+/// The REQUEST of §14's exchange (42/300, flags 0x14, payload "hi"),
+/// forwarded by its entry broker.
+fn example_forward() -> Message {
+    Message::Forward(Forward {
+        request: Request {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            route: client_route(),
+            reply_to: None,
+            payload: payload(&[b"hi"]),
+        },
+        hops: 1,
+        reply_route: None,
+    })
+}
+
+/// The same request, given by its owner to an executor (second hop).
+fn example_execute() -> Message {
+    Message::Execute(Execute {
+        dispatch: Dispatch {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            attempt: 1,
+            dispatch_tag: 1000,
+            payload: payload(&[b"hi"]),
+        },
+        hops: 2,
+    })
+}
+
+/// The executor's outcome for it: OK, payload "ok".
+fn example_executed() -> Message {
+    Message::Executed(Executed {
+        response: Response {
+            request_type: 42,
+            request_id: 300,
+            status: Status::Ok,
+            error: None,
+            route: Vec::new(),
+            payload: payload(&[b"ok"]),
+        },
+        attempt: 1,
+        dispatch_tag: 1000,
+    })
+}
+
 #[test]
 fn peer_hello() {
-    let make = || {
-        Message::PeerHello(PeerHello {
-            broker_id: 1,
-            heartbeat_ms: 1000,
-            name: Some("b1".into()),
-        })
-    };
+    let make = example_peer_hello;
     // major=1 | minor=2 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
     // | broker_id=1 (field 19: a two-byte key, 98 01)
     let frames = check_encoding(make, "0801 1002 1812 40e807 6a026231 980101", &[]);
@@ -2168,12 +2243,8 @@ fn peer_hello() {
 
 #[test]
 fn peer_welcome() {
-    let make = || Message::PeerWelcome {
-        broker_id: 2,
-        heartbeat_ms: 2500,
-    };
-    // major=1 | minor=2 | kind=PEER_WELCOME (19) | heartbeat_ms=2500 | broker_id=2
-    let frames = check_encoding(make, "0801 1002 1813 40c413 980102", &[]);
+    // major=1 | minor=2 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
+    let frames = check_encoding(example_peer_welcome, "0801 1002 1813 40e807 980102", &[]);
     let Message::PeerWelcome {
         broker_id,
         heartbeat_ms,
@@ -2181,25 +2252,12 @@ fn peer_welcome() {
     else {
         panic!("not a PEER_WELCOME")
     };
-    assert_eq!((broker_id, heartbeat_ms), (2, 2500));
+    assert_eq!((broker_id, heartbeat_ms), (2, 1000));
 }
 
 #[test]
 fn serves() {
-    let table = vec![
-        TypeServed {
-            request_type: 42,
-            capacity: 4,
-            free: 1,
-            pending: 0,
-        },
-        TypeServed {
-            request_type: 300,
-            capacity: 2,
-            free: 0,
-            pending: 5,
-        },
-    ];
+    let table = example_serves_table();
     // major=1 | minor=2 | kind=SERVES (20) | request_types=[42,300] (packed)
     // | type_capacity=[4,2] (B2 01) | type_free=[1,0] (BA 01)
     // | type_pending=[0,5] (C2 01): four parallel lists
@@ -2256,20 +2314,7 @@ fn serves() {
 
 #[test]
 fn forward() {
-    let make = || {
-        Message::Forward(Forward {
-            request: Request {
-                request_type: 42,
-                request_id: 300,
-                flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-                route: client_route(),
-                reply_to: None,
-                payload: payload(&[b"hi"]),
-            },
-            hops: 1,
-            reply_route: None,
-        })
-    };
+    let make = example_forward;
     // major=1 | minor=2 | kind=FORWARD (21) | flags=0x14 | request_type=42
     // | request_id=300 | route=[16][client id] | hops=1 (A0 01)
     // | inline_payload="hi"
@@ -2320,19 +2365,7 @@ fn forward() {
 
 #[test]
 fn execute() {
-    let make = || {
-        Message::Execute(Execute {
-            dispatch: Dispatch {
-                request_type: 42,
-                request_id: 300,
-                flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-                attempt: 1,
-                dispatch_tag: 1000,
-                payload: payload(&[b"hi"]),
-            },
-            hops: 2,
-        })
-    };
+    let make = example_execute;
     // major=1 | minor=2 | kind=EXECUTE (22) | flags=0x14 | request_type=42
     // | request_id=300 | attempt=1 | dispatch_tag=1000 | hops=2
     // | inline_payload="hi"
@@ -2355,20 +2388,7 @@ fn execute() {
 
 #[test]
 fn executed() {
-    let make = || {
-        Message::Executed(Executed {
-            response: Response {
-                request_type: 42,
-                request_id: 300,
-                status: Status::Ok,
-                error: None,
-                route: Vec::new(),
-                payload: payload(&[b"ok"]),
-            },
-            attempt: 1,
-            dispatch_tag: 1000,
-        })
-    };
+    let make = example_executed;
     // major=1 | minor=2 | kind=EXECUTED (23) | request_type=42 | request_id=300
     // | status=OK | attempt=1 | dispatch_tag=1000 | inline_payload="ok"
     let frames = check_encoding(
@@ -2634,67 +2654,26 @@ fn protocol_md_cluster_examples() {
     let route = client_route();
     let examples: Vec<(Message, String)> = vec![
         (
-            Message::PeerHello(PeerHello {
-                broker_id: 1,
-                heartbeat_ms: 1000,
-                name: Some("b1".into()),
-            }),
+            example_peer_hello(),
             "08 01 10 02 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
         ),
         (
-            Message::PeerWelcome {
-                broker_id: 2,
-                heartbeat_ms: 1000,
-            },
+            example_peer_welcome(),
             "08 01 10 02 18 13 40 E8 07 98 01 02".into(),
         ),
         (
-            Message::Serves(vec![
-                TypeServed {
-                    request_type: 42,
-                    capacity: 4,
-                    free: 1,
-                    pending: 0,
-                },
-                TypeServed {
-                    request_type: 300,
-                    capacity: 2,
-                    free: 0,
-                    pending: 5,
-                },
-            ]),
+            Message::Serves(example_serves_table()),
             "08 01 10 02 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
         ),
         (Message::Serves(Vec::new()), "08 01 10 02 18 14".into()),
         (
-            Message::Forward(Forward {
-                request: Request {
-                    request_type: 42,
-                    request_id: 300,
-                    flags: Flags::from_bits_retain(0x14),
-                    route: route.clone(),
-                    reply_to: None,
-                    payload: payload(&[b"hi"]),
-                },
-                hops: 1,
-                reply_route: None,
-            }),
+            example_forward(),
             format!(
                 "08 01 10 02 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
             ),
         ),
         (
-            Message::Execute(Execute {
-                dispatch: Dispatch {
-                    request_type: 42,
-                    request_id: 300,
-                    flags: Flags::from_bits_retain(0x14),
-                    attempt: 1,
-                    dispatch_tag: 1000,
-                    payload: payload(&[b"hi"]),
-                },
-                hops: 2,
-            }),
+            example_execute(),
             "08 01 10 02 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
                 .into(),
         ),
@@ -2715,18 +2694,7 @@ fn protocol_md_cluster_examples() {
             format!("08 01 10 02 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
         ),
         (
-            Message::Executed(Executed {
-                response: Response {
-                    request_type: 42,
-                    request_id: 300,
-                    status: Status::Ok,
-                    error: None,
-                    route: Vec::new(),
-                    payload: payload(&[b"ok"]),
-                },
-                attempt: 1,
-                dispatch_tag: 1000,
-            }),
+            example_executed(),
             "08 01 10 02 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
         ),
         (
@@ -2735,7 +2703,7 @@ fn protocol_md_cluster_examples() {
                 request_id: 300,
                 status: Status::Ok,
                 error: None,
-                route: route.clone(),
+                route,
                 payload: payload(&[b"ok"]),
             }),
             format!("08 01 10 02 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
