@@ -2718,3 +2718,47 @@ fn protocol_md_cluster_examples() {
         assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
     }
 }
+
+/// The fuzz target's dictionary (fuzz/decode.dict) names the key of every
+/// header field, in each wire type the field takes, and every kind: a field
+/// or kind added to the schema must be added there too.
+#[test]
+fn fuzz_dictionary_covers_every_field_and_kind() {
+    // Read at run time, as tests/generated_protocol.rs reads proto/: the
+    // file is outside the crate.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/decode.dict");
+    let dict = std::fs::read_to_string(&path).expect("fuzz/decode.dict");
+    let escaped =
+        |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("\\x{b:02X}")).collect() };
+    let key = |field: u32, wire_type: u8| {
+        let mut pb = Pb::empty();
+        pb.key(field, wire_type);
+        format!("=\"{}\"", escaped(&pb.0))
+    };
+    let repeated = [
+        field::REQUEST_TYPES,
+        field::TYPE_CAPACITY,
+        field::TYPE_FREE,
+        field::TYPE_PENDING,
+    ];
+    let length_delimited = [field::ROUTE, field::REPLY_TO, field::NAME, field::ERROR]
+        .into_iter()
+        .chain([field::INLINE_PAYLOAD, field::REPLY_ROUTE])
+        .chain(repeated);
+    let length_delimited: Vec<u32> = length_delimited.collect();
+    for f in field::MAJOR..=field::TYPE_PENDING {
+        let wire_type = if length_delimited.contains(&f) { 2 } else { 0 };
+        assert!(dict.contains(&key(f, wire_type)), "field {f}");
+        if repeated.contains(&f) {
+            assert!(dict.contains(&key(f, 0)), "field {f}, unpacked");
+        }
+    }
+    for k in kind::HELLO..=kind::EXECUTED {
+        let value = Pb::header(k).build();
+        let kind_bytes = &value[2..];
+        assert!(
+            dict.contains(&format!("=\"{}\"", escaped(kind_bytes))),
+            "kind {k}"
+        );
+    }
+}
