@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::link::Connecting;
 use crate::protocol::{
-    ErrorReply, Frame, Message, Payload, RequestId, RequestType, Response, Status,
+    Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Message, Payload, PeerHello,
+    Request, RequestId, RequestType, Response, Status, TypeServed,
 };
 use crate::session::{LinkAction, SessionCounts};
 
@@ -64,6 +65,63 @@ pub(crate) fn response(
         route: route.to_vec(),
         payload: payload(frames),
     })
+}
+
+/// One valid message of each broker-to-broker kind (protocol 1.2): only a
+/// broker's cluster endpoint takes them, so every other socket answers them
+/// as unexpected (protocol.md §12). The ones about a request name 7/1.
+pub(crate) fn cluster_messages() -> Vec<Message> {
+    let request = Request {
+        request_type: 7,
+        request_id: 1,
+        flags: Flags::empty(),
+        route: vec![1, 0xAA],
+        reply_to: None,
+        payload: payload(&[b"x"]),
+    };
+    let dispatch = Dispatch {
+        request_type: 7,
+        request_id: 1,
+        flags: Flags::empty(),
+        attempt: 1,
+        dispatch_tag: 9,
+        payload: payload(&[b"x"]),
+    };
+    vec![
+        Message::PeerHello(PeerHello {
+            broker_id: 1,
+            heartbeat_ms: 100,
+            name: None,
+        }),
+        Message::PeerWelcome {
+            broker_id: 2,
+            heartbeat_ms: 100,
+        },
+        Message::Serves(vec![TypeServed {
+            request_type: 7,
+            capacity: 1,
+            free: 1,
+            pending: 0,
+        }]),
+        Message::Forward(Forward {
+            request,
+            hops: 1,
+            reply_route: None,
+        }),
+        Message::Execute(Execute { dispatch, hops: 2 }),
+        Message::Executed(Executed {
+            response: Response {
+                request_type: 7,
+                request_id: 1,
+                status: Status::Ok,
+                error: None,
+                route: Vec::new(),
+                payload: Payload::new(),
+            },
+            attempt: 1,
+            dispatch_tag: 9,
+        }),
+    ]
 }
 
 /// `msg` as the wire has it: header bytes and payload frames.
@@ -373,6 +431,23 @@ impl<C: SessionRole, X> Driven<C, X> {
         let e = only_error(&actions);
         assert_eq!(e.request, None);
         assert!(e.error.contains("protobuf"), "{:?}", e.error);
+    }
+
+    /// Each broker-to-broker kind from the broker, at `n`: a kind no
+    /// connecting role takes, answered with an ERROR without request fields
+    /// and counted malformed (protocol.md §12, §18).
+    pub(crate) fn check_cluster_kinds_are_unexpected(&mut self, n: u64) {
+        let before = self.counts().malformed;
+        let messages = cluster_messages();
+        let count = messages.len() as u64;
+        for msg in messages {
+            let name = msg.kind_name();
+            let actions = self.feed(n, msg);
+            let e = only_error(&actions);
+            assert_eq!(e.error, format!("unexpected {name} from the broker"));
+            assert_eq!(e.request, None, "{name}");
+        }
+        assert_eq!(self.counts().malformed, before + count);
     }
 
     /// A WELCOMEd core: the broker now announces 500 ms, so it is dead

@@ -10,10 +10,10 @@
 //! encoding of enums.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, PROTOCOL_MAJOR,
-    PROTOCOL_MINOR, RawNotification, Ready, Request, RequestRef, Response, Status, WorkResult,
-    decode, decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref,
-    topic_frame,
+    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, MAX_HOPS,
+    Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, PeerHello, RawNotification, Ready, Request,
+    RequestRef, Response, Status, TypeServed, WorkResult, decode, decode_notification,
+    decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
 };
 
 // ---------------------------------------------------------------------------
@@ -40,6 +40,12 @@ mod field {
     pub(crate) const NOTIFY_ID: u32 = 16;
     pub(crate) const INLINE_PAYLOAD: u32 = 17;
     pub(crate) const DISPATCH_TAG: u32 = 18;
+    pub(crate) const BROKER_ID: u32 = 19;
+    pub(crate) const HOPS: u32 = 20;
+    pub(crate) const REPLY_ROUTE: u32 = 21;
+    pub(crate) const TYPE_CAPACITY: u32 = 22;
+    pub(crate) const TYPE_FREE: u32 = 23;
+    pub(crate) const TYPE_PENDING: u32 = 24;
 }
 
 /// `Kind` enum values of `proto/lhcluster.proto`.
@@ -60,6 +66,12 @@ mod kind {
     pub(crate) const REREGISTER: i32 = 13;
     pub(crate) const ERROR: i32 = 14;
     pub(crate) const NOTIFICATION: i32 = 15;
+    pub(crate) const PEER_HELLO: i32 = 18;
+    pub(crate) const PEER_WELCOME: i32 = 19;
+    pub(crate) const SERVES: i32 = 20;
+    pub(crate) const FORWARD: i32 = 21;
+    pub(crate) const EXECUTE: i32 = 22;
+    pub(crate) const EXECUTED: i32 = 23;
 }
 
 /// A minimal Protobuf writer for hand-made (possibly invalid) headers.
@@ -268,10 +280,10 @@ fn hello() {
             route: vec![0x00, 0x01],
         })
     };
-    // major=1 | minor=1 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    // major=1 | minor=2 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
     let frames = check_encoding(
         make,
-        "0801 1001 1801 40e807 5a020001 6a08636c69656e742d61",
+        "0801 1002 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
     let Message::Hello(h) = decode(frames).unwrap() else {
@@ -294,7 +306,7 @@ fn hello() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1801 4001", &[]);
+    let frames = check_encoding(make, "0801 1002 1801 4001", &[]);
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -306,7 +318,7 @@ fn hello() {
 fn welcome() {
     let frames = check_encoding(
         || Message::Welcome { heartbeat_ms: 2500 },
-        "0801 1001 1802 40c413",
+        "0801 1002 1802 40c413",
         &[],
     );
     let Message::Welcome { heartbeat_ms } = decode(frames).unwrap() else {
@@ -327,10 +339,10 @@ fn request() {
             payload: payload(&[b"hello", b""]),
         })
     };
-    // major=1 | minor=1 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    // major=1 | minor=2 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
     let frames = check_encoding(
         make,
-        "0801 1001 1803 208101 2807 30ac02 5a027231 6203626f62",
+        "0801 1002 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
     let Message::Request(r) = decode(frames).unwrap() else {
@@ -355,7 +367,7 @@ fn request() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1803 2801", &[]);
+    let frames = check_encoding(make, "0801 1002 1803 2801", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -388,7 +400,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1001 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+        "0801 1002 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
             .replace(' ', "")
     );
 }
@@ -405,12 +417,12 @@ fn dispatch() {
             payload: payload(&[b"x"]),
         })
     };
-    // major=1 | minor=1 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    // major=1 | minor=2 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
     // | dispatch_tag=1000 (field 18: a two-byte key, 90 01)
     // | inline_payload="x" (a lone small payload frame travels in the header, appended last)
     let frames = check_encoding(
         make,
-        "0801 1001 1804 2010 2807 3001 7802 9001e807 8a010178",
+        "0801 1002 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
     let Message::Dispatch(d) = decode(frames).unwrap() else {
@@ -465,11 +477,11 @@ fn result() {
             payload: payload(&[b"partial"]),
         })
     };
-    // major=1 | minor=1 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
+    // major=1 | minor=2 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
     // | error="boom" | attempt=2 | dispatch_tag=1000 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1001 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
+        "0801 1002 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -513,10 +525,10 @@ fn response() {
             payload: payload(&[b"a", b"b", b"c"]),
         })
     };
-    // major=1 | minor=1 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    // major=1 | minor=2 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
     let frames = check_encoding(
         make,
-        "0801 1001 1806 2807 308080808010 3801 5a027274",
+        "0801 1002 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
     let Message::Response(r) = decode(frames).unwrap() else {
@@ -543,7 +555,7 @@ fn response() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let frames = check_encoding(make, "0801 1002 1806 2803 3009 3809 72066e6f20626f62", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -591,7 +603,7 @@ fn receipt_sent() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1807 2807 302a", &[]);
+    let frames = check_encoding(make, "0801 1002 1807 2807 302a", &[]);
     let Message::ReceiptSent(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_SENT")
     };
@@ -614,7 +626,7 @@ fn receipt_received() {
             route: vec![0xff],
         })
     };
-    let frames = check_encoding(make, "0801 1001 1808 2807 302a 5a01ff", &[]);
+    let frames = check_encoding(make, "0801 1002 1808 2807 302a 5a01ff", &[]);
     let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_RECEIVED")
     };
@@ -638,10 +650,10 @@ fn ready() {
             name: Some("w1".into()),
         })
     };
-    // major=1 | minor=1 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    // major=1 | minor=2 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
     let frames = check_encoding(
         make,
-        "0801 1001 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        "0801 1002 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
     let Message::Ready(r) = decode(frames).unwrap() else {
@@ -676,7 +688,7 @@ fn ready() {
 fn heartbeat() {
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 1000 },
-        "0801 1001 180a 40e807",
+        "0801 1002 180a 40e807",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -687,7 +699,7 @@ fn heartbeat() {
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 0 },
-        "0801 1001 180a",
+        "0801 1002 180a",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -700,7 +712,7 @@ fn heartbeat() {
 fn disconnect() {
     let frames = check_encoding(
         || Message::Disconnect { route: vec![] },
-        "0801 1001 180b",
+        "0801 1002 180b",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -712,7 +724,7 @@ fn disconnect() {
         || Message::Disconnect {
             route: b"p".to_vec(),
         },
-        "0801 1001 180b 5a0170",
+        "0801 1002 180b 5a0170",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -723,13 +735,13 @@ fn disconnect() {
 
 #[test]
 fn shutdown() {
-    let frames = check_encoding(|| Message::Shutdown, "0801 1001 180c", &[]);
+    let frames = check_encoding(|| Message::Shutdown, "0801 1002 180c", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
 }
 
 #[test]
 fn reregister() {
-    let frames = check_encoding(|| Message::Reregister, "0801 1001 180d", &[]);
+    let frames = check_encoding(|| Message::Reregister, "0801 1002 180d", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Reregister));
 }
 
@@ -745,8 +757,8 @@ fn error() {
             }),
         })
     };
-    // major=1 | minor=1 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
-    let frames = check_encoding(make, "0801 1001 180e 2807 3003 7203626164", &[]);
+    // major=1 | minor=2 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 1002 180e 2807 3003 7203626164", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -769,7 +781,7 @@ fn error() {
             request: None,
         })
     };
-    let frames = check_encoding(make, "0801 1001 180e 720477686f3f", &[]);
+    let frames = check_encoding(make, "0801 1002 180e 720477686f3f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -810,9 +822,9 @@ fn notification() {
 
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
-    // major=1 | minor=1 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    // major=1 | minor=2 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
     // | inline_payload="{}" (field 17: two-byte key)
-    assert_eq!(hex(&buf), "08011001180f800163 8a01027b7d".replace(' ', ""));
+    assert_eq!(hex(&buf), "08011002180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
     assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
@@ -821,7 +833,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1001 180f 800163 8a01027b7d")
+            unhex("0801 1002 180f 800163 8a01027b7d")
         ],
         "[topic | header]"
     );
@@ -843,7 +855,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1001 180f"),
+            unhex("0801 1002 180f"),
             b"{}".to_vec(),
             vec![]
         ]
@@ -864,7 +876,7 @@ fn notification() {
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1001 180f")]
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1002 180f")]
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -905,7 +917,7 @@ fn inline_payload() {
     let frames = request(&[b""]).into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![unhex("0801 1001 1803 2807 3001 8a0100")]
+        vec![unhex("0801 1002 1803 2807 3001 8a0100")]
     );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
@@ -992,14 +1004,14 @@ fn protocol_md_worked_examples() {
                 name: Some("billing".into()),
                 route: vec![],
             }),
-            "08 01 10 01 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+            "08 01 10 02 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
         ),
         (
             Message::Welcome { heartbeat_ms: 2500 },
-            "08 01 10 01 18 02 40 C4 13",
+            "08 01 10 02 18 02 40 C4 13",
         ),
-        (req(42, 300, 0x14), "08 01 10 01 18 03 20 14 28 2A 30 AC 02"),
-        (req(42, 0, 0), "08 01 10 01 18 03 28 2A"),
+        (req(42, 300, 0x14), "08 01 10 02 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 10 02 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
                 request_type: 42,
@@ -1009,7 +1021,7 @@ fn protocol_md_worked_examples() {
                 dispatch_tag: 1000,
                 payload: vec![],
             }),
-            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
+            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
@@ -1021,7 +1033,7 @@ fn protocol_md_worked_examples() {
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
+            "08 01 10 02 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Response(Response {
@@ -1032,11 +1044,11 @@ fn protocol_md_worked_examples() {
                 route: vec![],
                 payload: vec![],
             }),
-            "08 01 10 01 18 06 28 2A 30 AC 02 38 01",
+            "08 01 10 02 18 06 28 2A 30 AC 02 38 01",
         ),
         (
             Message::ReceiptSent(rr(42, 300)),
-            "08 01 10 01 18 07 28 2A 30 AC 02",
+            "08 01 10 02 18 07 28 2A 30 AC 02",
         ),
         (
             Message::Ready(Ready {
@@ -1045,14 +1057,14 @@ fn protocol_md_worked_examples() {
                 request_types: vec![42, 300],
                 name: Some("w1".into()),
             }),
-            "08 01 10 01 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+            "08 01 10 02 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
         ),
-        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 01 18 0A"),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 02 18 0A"),
         (
             Message::Heartbeat { heartbeat_ms: 500 },
-            "08 01 10 01 18 0A 40 F4 03",
+            "08 01 10 02 18 0A 40 F4 03",
         ),
-        (Message::Shutdown, "08 01 10 01 18 0C"),
+        (Message::Shutdown, "08 01 10 02 18 0C"),
         (
             Message::Request(Request {
                 request_type: 42,
@@ -1062,7 +1074,7 @@ fn protocol_md_worked_examples() {
                 reply_to: Some("audit".into()),
                 payload: vec![],
             }),
-            "08 01 10 01 18 03 20 60 28 2A 30 07
+            "08 01 10 02 18 03 20 60 28 2A 30 07
              5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
              62 05 61 75 64 69 74",
         ),
@@ -1075,7 +1087,7 @@ fn protocol_md_worked_examples() {
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 payload: vec![],
             }),
-            "08 01 10 01 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+            "08 01 10 02 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
         ),
     ];
     for (message, expected) in examples {
@@ -1102,13 +1114,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
         vec![unhex(
-            "08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+            "08 01 10 02 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
         )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
         bytes_of(&request(payload(&[&big])).into_frames()),
-        vec![unhex("08 01 10 01 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+        vec![unhex("08 01 10 02 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
     let dispatch = Message::Dispatch(Dispatch {
         request_type: 42,
@@ -1121,7 +1133,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
-            "08 01 10 01 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
+            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
     let result = Message::Result(WorkResult {
@@ -1136,12 +1148,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
-            "08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
+            "08 01 10 02 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
         )]
     );
 
-    // A RESULT without `dispatch_tag` (a 1.1 worker that predates it, or
-    // answering an untagged DISPATCH): read as tag 0, judged by its attempt.
+    // A RESULT without `dispatch_tag` from a 1.1 worker (minor 1: older
+    // minors are accepted), one that predates the tag or answers an untagged
+    // DISPATCH: read as tag 0, judged by its attempt.
     let Message::Result(r) =
         decode_bytes(&unhex("08 01 10 01 18 05 28 2A 30 AC 02 38 01 78 01"), &[]).unwrap()
     else {
@@ -1170,7 +1183,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 10 01 18 0F 80 01 05 8A 01 01 70"),
+            unhex("08 01 10 02 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1196,13 +1209,13 @@ fn protocol_md_worked_examples() {
         request: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 01 18 0E 72 37");
+    let mut expected = unhex("08 01 10 02 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 
     // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
     // refused, and answered with an ERROR naming it (never a RESPONSE).
-    let error = decode_err(&unhex("08 01 10 01 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let error = decode_err(&unhex("08 01 10 02 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
     let text = error.to_string();
     assert_eq!(
         text,
@@ -1215,7 +1228,7 @@ fn protocol_md_worked_examples() {
         request: Some(rr(42, 7)),
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 01 18 0E 28 2A 30 07 72 67");
+    let mut expected = unhex("08 01 10 02 18 0E 28 2A 30 07 72 67");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 }
@@ -2061,18 +2074,18 @@ fn peek_kind_names_what_a_header_claims() {
 fn stats_query_and_reply() {
     let frames = Message::StatsQuery.into_frames();
     assert_eq!(frames.len(), 1);
-    // major 1, minor 1, kind 16
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x10]);
+    // major 1, minor 2, kind 16
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x02, 0x18, 0x10]);
     assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
     let reply = Message::StatsReply {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
     };
     let frames = reply.into_frames();
-    // major 1, minor 1, kind 17, the JSON inline (field 17, 13 bytes)
+    // major 1, minor 2, kind 17, the JSON inline (field 17, 13 bytes)
     assert_eq!(frames.len(), 1);
     assert_eq!(
         &frames[0][..9],
-        &[0x08, 0x01, 0x10, 0x01, 0x18, 0x11, 0x8a, 0x01, 13]
+        &[0x08, 0x01, 0x10, 0x02, 0x18, 0x11, 0x8a, 0x01, 13]
     );
     assert_eq!(&frames[0][9..], b"{\"pending\":1}");
     match decode(frames) {
@@ -2089,4 +2102,663 @@ fn stats_query_and_reply() {
             frames: 1
         })
     ));
+}
+
+// ---------------------------------------------------------------------------
+// Broker to broker (protocol 1.2, docs/protocol.md §18)
+// ---------------------------------------------------------------------------
+
+/// The 16-byte routing id of the client in the examples of protocol.md.
+const CLIENT_ID: &str = "8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9";
+
+/// A client's route on a cluster link (protocol.md §18.5): `[n][routing id:
+/// n bytes][the client's own route]`, here a direct client (no route).
+fn client_route() -> Vec<u8> {
+    let id = unhex(CLIENT_ID);
+    let mut route = vec![id.len() as u8];
+    route.extend(id);
+    route
+}
+
+fn invalid(kind: &'static str, field: &'static str, reason: &'static str) -> DecodeError {
+    DecodeError::InvalidField {
+        kind,
+        field,
+        reason,
+    }
+}
+
+/// The examples of protocol.md §18.9, shared by the tests of each kind.
+fn example_peer_hello() -> Message {
+    Message::PeerHello(PeerHello {
+        broker_id: 1,
+        heartbeat_ms: 1000,
+        name: Some("b1".into()),
+    })
+}
+
+fn example_peer_welcome() -> Message {
+    Message::PeerWelcome {
+        broker_id: 2,
+        heartbeat_ms: 1000,
+    }
+}
+
+fn example_serves_table() -> Vec<TypeServed> {
+    vec![
+        TypeServed {
+            request_type: 42,
+            capacity: 4,
+            free: 1,
+            pending: 0,
+        },
+        TypeServed {
+            request_type: 300,
+            capacity: 2,
+            free: 0,
+            pending: 5,
+        },
+    ]
+}
+
+/// The REQUEST of §14's exchange (42/300, flags 0x14, payload "hi"),
+/// forwarded by its entry broker.
+fn example_forward() -> Message {
+    Message::Forward(Forward {
+        request: Request {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            route: client_route(),
+            reply_to: None,
+            payload: payload(&[b"hi"]),
+        },
+        hops: 1,
+        reply_route: None,
+    })
+}
+
+/// The same request, given by its owner to an executor (second hop).
+fn example_execute() -> Message {
+    Message::Execute(Execute {
+        dispatch: Dispatch {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            attempt: 1,
+            dispatch_tag: 1000,
+            payload: payload(&[b"hi"]),
+        },
+        hops: 2,
+    })
+}
+
+/// The executor's outcome for it: OK, payload "ok".
+fn example_executed() -> Message {
+    Message::Executed(Executed {
+        response: Response {
+            request_type: 42,
+            request_id: 300,
+            status: Status::Ok,
+            error: None,
+            route: Vec::new(),
+            payload: payload(&[b"ok"]),
+        },
+        attempt: 1,
+        dispatch_tag: 1000,
+    })
+}
+
+#[test]
+fn peer_hello() {
+    let make = example_peer_hello;
+    // major=1 | minor=2 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
+    // | broker_id=1 (field 19: a two-byte key, 98 01)
+    let frames = check_encoding(make, "0801 1002 1812 40e807 6a026231 980101", &[]);
+    let Message::PeerHello(h) = decode(frames).unwrap() else {
+        panic!("not a PEER_HELLO")
+    };
+    assert_eq!(
+        h,
+        PeerHello {
+            broker_id: 1,
+            heartbeat_ms: 1000,
+            name: Some("b1".into()),
+        }
+    );
+    // A broker id takes all 64 bits; the name is optional.
+    let make = || {
+        Message::PeerHello(PeerHello {
+            broker_id: u64::MAX,
+            heartbeat_ms: 1,
+            name: None,
+        })
+    };
+    let frames = check_encoding(make, "0801 1002 1812 4001 9801ffffffffffffffffff01", &[]);
+    let Message::PeerHello(h) = decode(frames).unwrap() else {
+        panic!("not a PEER_HELLO")
+    };
+    assert_eq!((h.broker_id, h.name), (u64::MAX, None));
+}
+
+#[test]
+fn peer_welcome() {
+    // major=1 | minor=2 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
+    let frames = check_encoding(example_peer_welcome, "0801 1002 1813 40e807 980102", &[]);
+    let Message::PeerWelcome {
+        broker_id,
+        heartbeat_ms,
+    } = decode(frames).unwrap()
+    else {
+        panic!("not a PEER_WELCOME")
+    };
+    assert_eq!((broker_id, heartbeat_ms), (2, 1000));
+}
+
+#[test]
+fn serves() {
+    let table = example_serves_table();
+    // major=1 | minor=2 | kind=SERVES (20) | request_types=[42,300] (packed)
+    // | type_capacity=[4,2] (B2 01) | type_free=[1,0] (BA 01)
+    // | type_pending=[0,5] (C2 01): four parallel lists
+    let frames = check_encoding(
+        || Message::Serves(table.clone()),
+        "0801 1002 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
+        &[],
+    );
+    let Message::Serves(t) = decode(frames).unwrap() else {
+        panic!("not a SERVES")
+    };
+    assert_eq!(t, table);
+
+    // The empty table (the sender serves nothing) is a SERVES of its own.
+    let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1002 1814", &[]);
+    assert!(matches!(decode(frames), Ok(Message::Serves(t)) if t.is_empty()));
+
+    // The informative lists may be left out: read as 0.
+    let header = Pb::header(kind::SERVES)
+        .packed(field::REQUEST_TYPES, &[42, 300])
+        .packed(field::TYPE_CAPACITY, &[4, 2])
+        .build();
+    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a SERVES")
+    };
+    assert_eq!(
+        t.iter()
+            .map(|e| (e.request_type, e.capacity, e.free, e.pending))
+            .collect::<Vec<_>>(),
+        [(42, 4, 0, 0), (300, 2, 0, 0)]
+    );
+    // Like request_types, the lists may come unpacked (wire type 0), or
+    // split in several fields: their values accumulate.
+    let header = Pb::header(kind::SERVES)
+        .uint(field::REQUEST_TYPES, 42)
+        .uint(field::TYPE_CAPACITY, 4)
+        .uint(field::TYPE_FREE, 3)
+        .uint(field::REQUEST_TYPES, 300)
+        .packed(field::TYPE_CAPACITY, &[2])
+        .uint(field::TYPE_FREE, 1)
+        .uint(field::TYPE_PENDING, 7)
+        .uint(field::TYPE_PENDING, 8)
+        .build();
+    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not a SERVES")
+    };
+    assert_eq!(
+        t.iter()
+            .map(|e| (e.request_type, e.capacity, e.free, e.pending))
+            .collect::<Vec<_>>(),
+        [(42, 4, 3, 7), (300, 2, 1, 8)]
+    );
+}
+
+#[test]
+fn forward() {
+    let make = example_forward;
+    // major=1 | minor=2 | kind=FORWARD (21) | flags=0x14 | request_type=42
+    // | request_id=300 | route=[16][client id] | hops=1 (A0 01)
+    // | inline_payload="hi"
+    let frames = check_encoding(
+        make,
+        &format!("0801 1002 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
+        &[],
+    );
+    let Message::Forward(f) = decode(frames).unwrap() else {
+        panic!("not a FORWARD")
+    };
+    let r = &f.request;
+    assert_eq!(
+        (r.request_type, r.request_id, r.flags),
+        (42, 300, Flags::from_bits_retain(0x14))
+    );
+    assert_eq!(r.route, client_route());
+    assert_eq!(r.reply_to, None);
+    assert_eq!(bytes_of(&r.payload), vec![b"hi".to_vec()]);
+    assert_eq!((f.hops, f.reply_route), (1, None));
+
+    // With the route of the client named by reply_to, and a payload of two
+    // frames (after the header). A reply_to name on a FORWARD is a field the
+    // kind does not use: ignored.
+    let header = Pb::header(kind::FORWARD)
+        .uint(field::REQUEST_TYPE, 7)
+        .bytes(field::ROUTE, &[1, 0xAA])
+        .bytes(field::REPLY_TO, b"audit")
+        .uint(field::HOPS, 1)
+        .bytes(field::REPLY_ROUTE, &[1, 0xBB, b'r'])
+        .build();
+    let Message::Forward(f) = decode_bytes(&header, &[b"a", b""]).unwrap() else {
+        panic!("not a FORWARD")
+    };
+    assert_eq!(f.request.reply_to, None);
+    assert_eq!(f.reply_route, Some(vec![1, 0xBB, b'r']));
+    assert_eq!(
+        bytes_of(&f.request.payload),
+        vec![b"a".to_vec(), Vec::new()]
+    );
+    let frames = Message::Forward(f).into_frames();
+    assert_eq!(
+        hex(&frames[0]),
+        hex(&unhex("0801 1002 1815 2807 5a0201aa a00101 aa010301bb72"))
+    );
+    assert_eq!(frames.len(), 3);
+}
+
+#[test]
+fn execute() {
+    let make = example_execute;
+    // major=1 | minor=2 | kind=EXECUTE (22) | flags=0x14 | request_type=42
+    // | request_id=300 | attempt=1 | dispatch_tag=1000 | hops=2
+    // | inline_payload="hi"
+    let frames = check_encoding(
+        make,
+        "0801 1002 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
+        &[],
+    );
+    let Message::Execute(e) = decode(frames).unwrap() else {
+        panic!("not an EXECUTE")
+    };
+    let d = &e.dispatch;
+    assert_eq!(
+        (d.request_type, d.request_id, d.flags.bits()),
+        (42, 300, 0x14)
+    );
+    assert_eq!((d.attempt, d.dispatch_tag, e.hops), (1, 1000, 2));
+    assert_eq!(bytes_of(&d.payload), vec![b"hi".to_vec()]);
+}
+
+#[test]
+fn executed() {
+    let make = example_executed;
+    // major=1 | minor=2 | kind=EXECUTED (23) | request_type=42 | request_id=300
+    // | status=OK | attempt=1 | dispatch_tag=1000 | inline_payload="ok"
+    let frames = check_encoding(
+        make,
+        "0801 1002 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
+        &[],
+    );
+    let Message::Executed(e) = decode(frames).unwrap() else {
+        panic!("not an EXECUTED")
+    };
+    let r = &e.response;
+    assert_eq!(
+        (r.request_type, r.request_id, r.status),
+        (42, 300, Status::Ok)
+    );
+    assert_eq!((e.attempt, e.dispatch_tag), (1, 1000));
+    assert_eq!(bytes_of(&r.payload), vec![b"ok".to_vec()]);
+
+    // Any status (the executor's own refusals included); a route is a field
+    // the kind does not use: neither sent nor read.
+    let header = Pb::header(kind::EXECUTED)
+        .uint(field::REQUEST_TYPE, 7)
+        .int32(field::STATUS, 8)
+        .bytes(field::ERROR, b"no workers")
+        .bytes(field::ROUTE, b"ignored")
+        .uint(field::DISPATCH_TAG, 5)
+        .build();
+    let Message::Executed(e) = decode_bytes(&header, &[]).unwrap() else {
+        panic!("not an EXECUTED")
+    };
+    assert_eq!(e.response.status, Status::NoWorkers);
+    assert_eq!(e.response.error.as_deref(), Some("no workers"));
+    assert!(e.response.route.is_empty());
+    assert_eq!((e.attempt, e.dispatch_tag), (0, 5), "attempt is optional");
+}
+
+#[test]
+fn peer_greetings_malformed() {
+    for (k, name) in [
+        (kind::PEER_HELLO, "PEER_HELLO"),
+        (kind::PEER_WELCOME, "PEER_WELCOME"),
+    ] {
+        let no_id = Pb::header(k).uint(field::HEARTBEAT_MS, 10).build();
+        assert_eq!(decode_err(&no_id, &[]), missing(name, "broker_id"));
+        let zero_id = Pb::header(k)
+            .uint(field::HEARTBEAT_MS, 10)
+            .uint(field::BROKER_ID, 0)
+            .build();
+        assert_eq!(decode_err(&zero_id, &[]), missing(name, "broker_id"));
+        let no_interval = Pb::header(k).uint(field::BROKER_ID, 1).build();
+        assert_eq!(decode_err(&no_interval, &[]), missing(name, "heartbeat_ms"));
+        let ok = Pb::header(k)
+            .uint(field::HEARTBEAT_MS, 10)
+            .uint(field::BROKER_ID, 1)
+            .build();
+        assert!(decode_bytes(&ok, &[]).is_ok(), "{name}");
+        assert_eq!(decode_err(&ok, &[b"x"]), unexpected_payload(name, 1));
+        // broker_id is a varint field: length-delimited, it does not parse.
+        let wrong = Pb::header(k)
+            .uint(field::HEARTBEAT_MS, 10)
+            .bytes(field::BROKER_ID, &[1])
+            .build();
+        assert_prost_error(decode_bytes(&wrong, &[]));
+    }
+}
+
+#[test]
+fn serves_malformed() {
+    let serves = |types: &[u64], capacity: &[u64], free: &[u64], pending: &[u64]| {
+        let mut pb = Pb::header(kind::SERVES).packed(field::REQUEST_TYPES, types);
+        for (f, list) in [
+            (field::TYPE_CAPACITY, capacity),
+            (field::TYPE_FREE, free),
+            (field::TYPE_PENDING, pending),
+        ] {
+            if !list.is_empty() {
+                pb = pb.packed(f, list);
+            }
+        }
+        pb.build()
+    };
+    let per_type = "one entry per request type";
+    let cases: [(Vec<u8>, DecodeError); 8] = [
+        // The capacity list is not informative: it must match.
+        (
+            serves(&[42, 300], &[4], &[], &[]),
+            invalid("SERVES", "type_capacity", per_type),
+        ),
+        (
+            serves(&[42], &[], &[], &[]),
+            invalid("SERVES", "type_capacity", per_type),
+        ),
+        (
+            serves(&[], &[4], &[], &[]),
+            invalid("SERVES", "type_capacity", per_type),
+        ),
+        // An informative list is either absent or complete.
+        (
+            serves(&[42, 300], &[4, 2], &[1], &[]),
+            invalid("SERVES", "type_free", per_type),
+        ),
+        (
+            serves(&[42], &[4], &[1], &[0, 0]),
+            invalid("SERVES", "type_pending", per_type),
+        ),
+        (
+            serves(&[42, 0], &[4, 2], &[], &[]),
+            invalid("SERVES", "request_types", "request type 0 is reserved"),
+        ),
+        (
+            serves(&[42, 300, 42], &[4, 2, 1], &[], &[]),
+            invalid("SERVES", "request_types", "a type is listed twice"),
+        ),
+        (
+            serves(&[42, 300], &[4, 0], &[], &[]),
+            invalid("SERVES", "type_capacity", "a served type has capacity"),
+        ),
+    ];
+    for (header, expected) in cases {
+        assert_eq!(decode_err(&header, &[]), expected, "{}", hex(&header));
+    }
+    let ok = serves(&[42], &[4], &[], &[]);
+    assert_eq!(decode_err(&ok, &[b""]), unexpected_payload("SERVES", 1));
+}
+
+#[test]
+fn forward_malformed() {
+    let forward = |request_type: u64, route: &[u8], hops: u64| {
+        Pb::header(kind::FORWARD)
+            .uint(field::REQUEST_TYPE, request_type)
+            .bytes(field::ROUTE, route)
+            .uint(field::HOPS, hops)
+            .build()
+    };
+    let route = client_route();
+    assert!(decode_bytes(&forward(42, &route, 1), &[b"p"]).is_ok());
+    assert_eq!(
+        decode_err(&forward(0, &route, 1), &[]),
+        missing("FORWARD", "request_type")
+    );
+    assert_eq!(
+        decode_err(&forward(42, &[], 1), &[]),
+        missing("FORWARD", "route")
+    );
+    assert_eq!(
+        decode_err(&forward(42, &route, 0), &[]),
+        missing("FORWARD", "hops")
+    );
+    // A FORWARD is always the first hop: an owner never forwards again.
+    for hops in [2, u64::from(MAX_HOPS) + 1, 1 << 32 | 2] {
+        assert_eq!(
+            decode_err(&forward(42, &route, hops), &[]),
+            invalid("FORWARD", "hops", "a FORWARD is the first hop (1)"),
+            "hops {hops}"
+        );
+    }
+    // hops is a uint32: 2^32 + 1 is 1.
+    assert!(decode_bytes(&forward(42, &route, 1 << 32 | 1), &[]).is_ok());
+    // The refusal names the request, for the ERROR that answers it.
+    assert_eq!(
+        peek_request_ref(&forward(42, &route, 3)),
+        Some(RequestRef {
+            request_type: 42,
+            request_id: 0,
+            route,
+        })
+    );
+}
+
+#[test]
+fn execute_malformed() {
+    let execute = |request_type: u64, attempt: u64, tag: u64, hops: u64| {
+        Pb::header(kind::EXECUTE)
+            .uint(field::REQUEST_TYPE, request_type)
+            .uint(field::ATTEMPT, attempt)
+            .uint(field::DISPATCH_TAG, tag)
+            .uint(field::HOPS, hops)
+            .build()
+    };
+    for hops in 1..=MAX_HOPS {
+        assert!(decode_bytes(&execute(42, 1, 9, hops.into()), &[]).is_ok());
+    }
+    let cases = [
+        (execute(0, 1, 9, 1), missing("EXECUTE", "request_type")),
+        (execute(42, 0, 9, 1), missing("EXECUTE", "attempt")),
+        (execute(42, 1, 0, 1), missing("EXECUTE", "dispatch_tag")),
+        (execute(42, 1, 9, 0), missing("EXECUTE", "hops")),
+        (
+            execute(42, 1, 9, 3),
+            invalid("EXECUTE", "hops", "hop limit (2) exceeded"),
+        ),
+        (
+            execute(42, 1, 9, u64::from(u32::MAX)),
+            invalid("EXECUTE", "hops", "hop limit (2) exceeded"),
+        ),
+    ];
+    for (header, expected) in cases {
+        assert_eq!(decode_err(&header, &[b"p"]), expected, "{}", hex(&header));
+    }
+}
+
+#[test]
+fn executed_malformed() {
+    let executed = |request_type: u64, status: i32, tag: u64| {
+        Pb::header(kind::EXECUTED)
+            .uint(field::REQUEST_TYPE, request_type)
+            .int32(field::STATUS, status)
+            .uint(field::ATTEMPT, 1)
+            .uint(field::DISPATCH_TAG, tag)
+            .build()
+    };
+    for status in 1..=9 {
+        assert!(
+            decode_bytes(&executed(42, status, 9), &[]).is_ok(),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        decode_err(&executed(0, 1, 9), &[]),
+        missing("EXECUTED", "request_type")
+    );
+    assert_eq!(
+        decode_err(&executed(42, 1, 0), &[]),
+        missing("EXECUTED", "dispatch_tag")
+    );
+    for status in [0, 10, -1] {
+        assert_eq!(
+            decode_err(&executed(42, status, 9), &[]),
+            DecodeError::InvalidStatus {
+                kind: "EXECUTED",
+                value: status
+            }
+        );
+    }
+}
+
+/// The cluster kinds are known kinds of 1.2, valid only on a cluster
+/// endpoint: the codec takes them anywhere, each role refuses what its
+/// socket does not take (protocol.md §12). Behind a topic frame they are
+/// refused like any other kind.
+#[test]
+fn cluster_kinds_are_known_and_named() {
+    for (k, name) in [
+        (kind::PEER_HELLO, "PEER_HELLO"),
+        (kind::PEER_WELCOME, "PEER_WELCOME"),
+        (kind::SERVES, "SERVES"),
+        (kind::FORWARD, "FORWARD"),
+        (kind::EXECUTE, "EXECUTE"),
+        (kind::EXECUTED, "EXECUTED"),
+    ] {
+        let header = Pb::header(k).build();
+        assert_eq!(peek_kind(&header), Some(name));
+        assert_eq!(
+            notification_err(&[b"t\0", &header]),
+            DecodeError::UnexpectedKind(name)
+        );
+    }
+}
+
+/// The byte examples of `docs/protocol.md` §18.9, byte for byte.
+#[test]
+fn protocol_md_cluster_examples() {
+    let route = client_route();
+    let examples: Vec<(Message, String)> = vec![
+        (
+            example_peer_hello(),
+            "08 01 10 02 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
+        ),
+        (
+            example_peer_welcome(),
+            "08 01 10 02 18 13 40 E8 07 98 01 02".into(),
+        ),
+        (
+            Message::Serves(example_serves_table()),
+            "08 01 10 02 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
+        ),
+        (Message::Serves(Vec::new()), "08 01 10 02 18 14".into()),
+        (
+            example_forward(),
+            format!(
+                "08 01 10 02 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
+            ),
+        ),
+        (
+            example_execute(),
+            "08 01 10 02 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
+                .into(),
+        ),
+        (
+            Message::ReceiptSent(RequestRef {
+                request_type: 42,
+                request_id: 300,
+                route: Vec::new(),
+            }),
+            "08 01 10 02 18 07 28 2A 30 AC 02".into(),
+        ),
+        (
+            Message::ReceiptSent(RequestRef {
+                request_type: 42,
+                request_id: 300,
+                route: route.clone(),
+            }),
+            format!("08 01 10 02 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
+        ),
+        (
+            example_executed(),
+            "08 01 10 02 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
+        ),
+        (
+            Message::Response(Response {
+                request_type: 42,
+                request_id: 300,
+                status: Status::Ok,
+                error: None,
+                route,
+                payload: payload(&[b"ok"]),
+            }),
+            format!("08 01 10 02 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
+        ),
+    ];
+    for (message, expected) in examples {
+        let name = message.kind_name();
+        let expected = unhex(&expected);
+        let frames = message.into_frames();
+        assert_eq!(frames.len(), 1, "{name}: the payload travels inline");
+        assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
+        assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
+    }
+}
+
+/// The fuzz target's dictionary (fuzz/decode.dict) names the key of every
+/// header field, in each wire type the field takes, and every kind: a field
+/// or kind added to the schema must be added there too.
+#[test]
+fn fuzz_dictionary_covers_every_field_and_kind() {
+    // Read at run time, as tests/generated_protocol.rs reads proto/: the
+    // file is outside the crate.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/decode.dict");
+    let dict = std::fs::read_to_string(&path).expect("fuzz/decode.dict");
+    let escaped =
+        |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("\\x{b:02X}")).collect() };
+    let key = |field: u32, wire_type: u8| {
+        let mut pb = Pb::empty();
+        pb.key(field, wire_type);
+        format!("=\"{}\"", escaped(&pb.0))
+    };
+    let repeated = [
+        field::REQUEST_TYPES,
+        field::TYPE_CAPACITY,
+        field::TYPE_FREE,
+        field::TYPE_PENDING,
+    ];
+    let length_delimited = [field::ROUTE, field::REPLY_TO, field::NAME, field::ERROR]
+        .into_iter()
+        .chain([field::INLINE_PAYLOAD, field::REPLY_ROUTE])
+        .chain(repeated);
+    let length_delimited: Vec<u32> = length_delimited.collect();
+    for f in field::MAJOR..=field::TYPE_PENDING {
+        let wire_type = if length_delimited.contains(&f) { 2 } else { 0 };
+        assert!(dict.contains(&key(f, wire_type)), "field {f}");
+        if repeated.contains(&f) {
+            assert!(dict.contains(&key(f, 0)), "field {f}, unpacked");
+        }
+    }
+    for k in kind::HELLO..=kind::EXECUTED {
+        let value = Pb::header(k).build();
+        let kind_bytes = &value[2..];
+        assert!(
+            dict.contains(&format!("=\"{}\"", escaped(kind_bytes))),
+            "kind {k}"
+        );
+    }
 }

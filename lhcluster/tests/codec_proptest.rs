@@ -12,9 +12,10 @@
 //!    `prost` fallback alike.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Flags, Frame, Hello, Message, RawNotification, Ready,
-    Request, RequestRef, Response, Status, WorkResult, decode, decode_notification, decode_parts,
-    parse_topic, peek_kind, peek_request_ref,
+    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, MAX_HOPS,
+    Message, PeerHello, RawNotification, Ready, Request, RequestRef, Response, Status, TypeServed,
+    WorkResult, decode, decode_notification, decode_parts, parse_topic, peek_kind,
+    peek_request_ref,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -87,10 +88,66 @@ enum Repr {
     StatsReply {
         payload: Vec<Vec<u8>>,
     },
+    PeerHello(PeerHello),
+    PeerWelcome {
+        broker_id: u64,
+        heartbeat_ms: u32,
+    },
+    Serves(Vec<TypeServed>),
+    /// `request` is a [`Repr::Request`].
+    Forward {
+        request: Box<Repr>,
+        hops: u32,
+        reply_route: Option<Vec<u8>>,
+    },
+    /// `dispatch` is a [`Repr::Dispatch`].
+    Execute {
+        dispatch: Box<Repr>,
+        hops: u32,
+    },
+    /// `response` is a [`Repr::Response`].
+    Executed {
+        response: Box<Repr>,
+        attempt: u32,
+        dispatch_tag: u64,
+    },
 }
 
 fn bytes_of(frames: &[Frame]) -> Vec<Vec<u8>> {
     frames.iter().map(|f| f.to_vec()).collect()
+}
+
+fn request_repr(r: &Request) -> Repr {
+    Repr::Request {
+        request_type: r.request_type,
+        request_id: r.request_id,
+        flags: r.flags.bits(),
+        route: r.route.clone(),
+        reply_to: r.reply_to.clone(),
+        payload: bytes_of(&r.payload),
+    }
+}
+
+fn dispatch_repr(d: &Dispatch) -> Repr {
+    Repr::Dispatch {
+        request_type: d.request_type,
+        request_id: d.request_id,
+        flags: d.flags.bits(),
+        attempt: d.attempt,
+        dispatch_tag: d.dispatch_tag,
+        payload: bytes_of(&d.payload),
+    }
+}
+
+fn response_repr(r: &Response) -> Repr {
+    Repr::Response {
+        request_type: r.request_type,
+        request_id: r.request_id,
+        status: r.status,
+        error: r.error.clone(),
+        route: r.route.clone(),
+        payload: bytes_of(&r.payload),
+    }
 }
 
 fn repr(message: &Message) -> Repr {
@@ -99,22 +156,8 @@ fn repr(message: &Message) -> Repr {
         Message::Welcome { heartbeat_ms } => Repr::Welcome {
             heartbeat_ms: *heartbeat_ms,
         },
-        Message::Request(r) => Repr::Request {
-            request_type: r.request_type,
-            request_id: r.request_id,
-            flags: r.flags.bits(),
-            route: r.route.clone(),
-            reply_to: r.reply_to.clone(),
-            payload: bytes_of(&r.payload),
-        },
-        Message::Dispatch(d) => Repr::Dispatch {
-            request_type: d.request_type,
-            request_id: d.request_id,
-            flags: d.flags.bits(),
-            attempt: d.attempt,
-            dispatch_tag: d.dispatch_tag,
-            payload: bytes_of(&d.payload),
-        },
+        Message::Request(r) => request_repr(r),
+        Message::Dispatch(d) => dispatch_repr(d),
         Message::Result(r) => Repr::Result {
             request_type: r.request_type,
             request_id: r.request_id,
@@ -124,14 +167,7 @@ fn repr(message: &Message) -> Repr {
             error: r.error.clone(),
             payload: bytes_of(&r.payload),
         },
-        Message::Response(r) => Repr::Response {
-            request_type: r.request_type,
-            request_id: r.request_id,
-            status: r.status,
-            error: r.error.clone(),
-            route: r.route.clone(),
-            payload: bytes_of(&r.payload),
-        },
+        Message::Response(r) => response_repr(r),
         Message::ReceiptSent(r) => Repr::ReceiptSent(r.clone()),
         Message::ReceiptReceived(r) => Repr::ReceiptReceived(r.clone()),
         Message::Ready(r) => Repr::Ready(r.clone()),
@@ -152,6 +188,29 @@ fn repr(message: &Message) -> Repr {
         Message::StatsQuery => Repr::StatsQuery,
         Message::StatsReply { payload } => Repr::StatsReply {
             payload: bytes_of(payload),
+        },
+        Message::PeerHello(h) => Repr::PeerHello(h.clone()),
+        Message::PeerWelcome {
+            broker_id,
+            heartbeat_ms,
+        } => Repr::PeerWelcome {
+            broker_id: *broker_id,
+            heartbeat_ms: *heartbeat_ms,
+        },
+        Message::Serves(table) => Repr::Serves(table.clone()),
+        Message::Forward(f) => Repr::Forward {
+            request: Box::new(request_repr(&f.request)),
+            hops: f.hops,
+            reply_route: f.reply_route.clone(),
+        },
+        Message::Execute(e) => Repr::Execute {
+            dispatch: Box::new(dispatch_repr(&e.dispatch)),
+            hops: e.hops,
+        },
+        Message::Executed(e) => Repr::Executed {
+            response: Box::new(response_repr(&e.response)),
+            attempt: e.attempt,
+            dispatch_tag: e.dispatch_tag,
         },
         other => panic!("Message variant unknown to this test: {other:?}"),
     }
@@ -265,46 +324,8 @@ fn message() -> impl Strategy<Value = Message> {
             })
         }),
         heartbeat_ms().prop_map(|heartbeat_ms| Message::Welcome { heartbeat_ms }),
-        (
-            request_type(),
-            request_id(),
-            flags(),
-            route(),
-            opt_text(),
-            payload()
-        )
-            .prop_map(
-                |(request_type, request_id, flags, route, reply_to, payload)| {
-                    Message::Request(Request {
-                        request_type,
-                        request_id,
-                        flags,
-                        route,
-                        reply_to,
-                        payload,
-                    })
-                }
-            ),
-        (
-            request_type(),
-            request_id(),
-            flags(),
-            prop_oneof![1..=5u32, 1..=u32::MAX],
-            dispatch_tag(),
-            payload()
-        )
-            .prop_map(
-                |(request_type, request_id, flags, attempt, dispatch_tag, payload)| {
-                    Message::Dispatch(Dispatch {
-                        request_type,
-                        request_id,
-                        flags,
-                        attempt,
-                        dispatch_tag,
-                        payload,
-                    })
-                }
-            ),
+        request(route(), opt_text()).prop_map(Message::Request),
+        dispatch(dispatch_tag()).prop_map(Message::Dispatch),
         (
             request_type(),
             request_id(),
@@ -328,26 +349,7 @@ fn message() -> impl Strategy<Value = Message> {
                     })
                 }
             ),
-        (
-            request_type(),
-            request_id(),
-            any_status(),
-            opt_text(),
-            route(),
-            payload()
-        )
-            .prop_map(
-                |(request_type, request_id, status, error, route, payload)| {
-                    Message::Response(Response {
-                        request_type,
-                        request_id,
-                        status,
-                        error,
-                        route,
-                        payload,
-                    })
-                }
-            ),
+        response(route()).prop_map(Message::Response),
         request_ref().prop_map(Message::ReceiptSent),
         request_ref().prop_map(Message::ReceiptReceived),
         (
@@ -372,6 +374,144 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<String>(), option::of(request_ref()))
             .prop_map(|(error, request)| Message::Error(ErrorReply { error, request })),
         notification(),
+        cluster_message(),
+    ]
+}
+
+fn request(
+    route: impl Strategy<Value = Vec<u8>>,
+    reply_to: impl Strategy<Value = Option<String>>,
+) -> impl Strategy<Value = Request> {
+    (
+        request_type(),
+        request_id(),
+        flags(),
+        route,
+        reply_to,
+        payload(),
+    )
+        .prop_map(
+            |(request_type, request_id, flags, route, reply_to, payload)| Request {
+                request_type,
+                request_id,
+                flags,
+                route,
+                reply_to,
+                payload,
+            },
+        )
+}
+
+fn dispatch(dispatch_tag: impl Strategy<Value = u64>) -> impl Strategy<Value = Dispatch> {
+    (
+        request_type(),
+        request_id(),
+        flags(),
+        prop_oneof![1..=5u32, 1..=u32::MAX],
+        dispatch_tag,
+        payload(),
+    )
+        .prop_map(
+            |(request_type, request_id, flags, attempt, dispatch_tag, payload)| Dispatch {
+                request_type,
+                request_id,
+                flags,
+                attempt,
+                dispatch_tag,
+                payload,
+            },
+        )
+}
+
+fn response(route: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Response> {
+    (
+        request_type(),
+        request_id(),
+        any_status(),
+        opt_text(),
+        route,
+        payload(),
+    )
+        .prop_map(
+            |(request_type, request_id, status, error, route, payload)| Response {
+                request_type,
+                request_id,
+                status,
+                error,
+                route,
+                payload,
+            },
+        )
+}
+
+/// A broker id: never 0.
+fn broker_id() -> impl Strategy<Value = u64> {
+    prop_oneof![1..=5u64, 1..=u64::MAX]
+}
+
+/// A SERVES table: each type once, with a non-zero capacity.
+fn serves_table() -> impl Strategy<Value = Vec<TypeServed>> {
+    vec(
+        (request_type(), 1..=u32::MAX, any::<u32>(), any::<u32>()),
+        0..=6,
+    )
+    .prop_map(|entries| {
+        let mut table: Vec<TypeServed> = Vec::new();
+        for (request_type, capacity, free, pending) in entries {
+            if table.iter().all(|t| t.request_type != request_type) {
+                table.push(TypeServed {
+                    request_type,
+                    capacity,
+                    free,
+                    pending,
+                });
+            }
+        }
+        table
+    })
+}
+
+/// The broker-to-broker kinds of 1.2, valid as the codec requires them.
+fn cluster_message() -> impl Strategy<Value = Message> {
+    let client_route = vec(any::<u8>(), 1..=40);
+    prop_oneof![
+        (broker_id(), heartbeat_ms(), opt_text()).prop_map(|(broker_id, heartbeat_ms, name)| {
+            Message::PeerHello(PeerHello {
+                broker_id,
+                heartbeat_ms,
+                name,
+            })
+        }),
+        (broker_id(), heartbeat_ms()).prop_map(|(broker_id, heartbeat_ms)| {
+            Message::PeerWelcome {
+                broker_id,
+                heartbeat_ms,
+            }
+        }),
+        serves_table().prop_map(Message::Serves),
+        (
+            // Always routed; its reply_to is resolved into reply_route.
+            request(client_route.clone(), Just(None)),
+            option::of(client_route),
+        )
+            .prop_map(|(request, reply_route)| {
+                Message::Forward(Forward {
+                    request,
+                    hops: 1,
+                    reply_route,
+                })
+            }),
+        (dispatch(1..=u64::MAX), 1..=MAX_HOPS)
+            .prop_map(|(dispatch, hops)| Message::Execute(Execute { dispatch, hops })),
+        (response(Just(Vec::new())), any::<u32>(), 1..=u64::MAX).prop_map(
+            |(response, attempt, dispatch_tag)| {
+                Message::Executed(Executed {
+                    response,
+                    attempt,
+                    dispatch_tag,
+                })
+            }
+        ),
     ]
 }
 
@@ -486,6 +626,16 @@ proptest! {
         let is_notification = matches!(message, Message::Notification(_));
         let frames = message.into_frames();
         let decoded = decode_any(frames, is_notification);
+        prop_assert!(decoded.is_ok(), "decode failed: {:?} for {:?}", decoded, expected);
+        prop_assert_eq!(repr(&decoded.unwrap()), expected);
+    }
+
+    /// The same for the broker-to-broker kinds alone (one arm of
+    /// [`message`], so rarer there).
+    #[test]
+    fn cluster_round_trip_is_identity(message in cluster_message()) {
+        let expected = repr(&message);
+        let decoded = decode(message.into_frames());
         prop_assert!(decoded.is_ok(), "decode failed: {:?} for {:?}", decoded, expected);
         prop_assert_eq!(repr(&decoded.unwrap()), expected);
     }
@@ -731,6 +881,49 @@ fn message_from(r: &Repr) -> Message {
         Repr::StatsReply { payload } => Message::StatsReply {
             payload: frames(&payload),
         },
+        Repr::PeerHello(h) => Message::PeerHello(h),
+        Repr::PeerWelcome {
+            broker_id,
+            heartbeat_ms,
+        } => Message::PeerWelcome {
+            broker_id,
+            heartbeat_ms,
+        },
+        Repr::Serves(table) => Message::Serves(table),
+        Repr::Forward {
+            request,
+            hops,
+            reply_route,
+        } => {
+            let Message::Request(request) = message_from(&request) else {
+                unreachable!("a FORWARD's request is a REQUEST")
+            };
+            Message::Forward(Forward {
+                request,
+                hops,
+                reply_route,
+            })
+        }
+        Repr::Execute { dispatch, hops } => {
+            let Message::Dispatch(dispatch) = message_from(&dispatch) else {
+                unreachable!("an EXECUTE's dispatch is a DISPATCH")
+            };
+            Message::Execute(Execute { dispatch, hops })
+        }
+        Repr::Executed {
+            response,
+            attempt,
+            dispatch_tag,
+        } => {
+            let Message::Response(response) = message_from(&response) else {
+                unreachable!("an EXECUTED's response is a RESPONSE")
+            };
+            Message::Executed(Executed {
+                response,
+                attempt,
+                dispatch_tag,
+            })
+        }
     }
 }
 
@@ -746,4 +939,10 @@ fn repr_round_trips_through_message_from() {
         payload: vec![vec![6], vec![]],
     };
     assert_eq!(repr(&message_from(&r)), r);
+    let f = Repr::Forward {
+        request: Box::new(r),
+        hops: 1,
+        reply_route: Some(vec![7]),
+    };
+    assert_eq!(repr(&message_from(&f)), f);
 }

@@ -771,6 +771,13 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
 }
 
 #[test]
+fn cluster_kinds_from_the_broker_are_unexpected() {
+    let mut h = Harness::ready();
+    h.check_cluster_kinds_are_unexpected(10);
+    assert!(h.core.stats().connected, "malformed input changes no state");
+}
+
+#[test]
 fn malformed_input_is_counted_answered_with_error_and_the_client_keeps_working() {
     // NOTE: docs/protocol.md §10.1, §12 and §16 say a client drops malformed
     // messages and never sends ERROR; the core (and this test) answers them.

@@ -18,7 +18,7 @@ use crate::protocol::{
 use crate::session::LinkAction;
 use crate::testing::{
     ActionKind, BROKER_HB, Driven, HB, LIVENESS, NOT_OK, RECONNECT_MAX, RECONNECT_MIN, bytes,
-    encode, has, kinds, link_kind, ms, payload, response, sent, session_role,
+    cluster_messages, encode, has, kinds, link_kind, ms, payload, response, sent, session_role,
 };
 
 /// The clients' interval, announced in HELLO (ms): 3 s of silence at most.
@@ -1154,6 +1154,35 @@ fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
         kinds(&h.feed(6, response(A, 1, 1, Status::Ok, None, &[]))),
         ["a>RESPONSE"]
     );
+}
+
+/// The broker-to-broker kinds (1.2) are for a broker's cluster endpoint:
+/// on either side of a proxy they are unexpected, answered with ERROR
+/// (naming the request, route cleared, when the header names one).
+#[test]
+fn cluster_kinds_are_unexpected_on_both_sides() {
+    let mut h = Harness::ready().with_a();
+    h.check_cluster_kinds_are_unexpected(1);
+    assert_eq!(h.stats().malformed_broker, 6);
+    for msg in cluster_messages() {
+        let name = msg.kind_name();
+        let names_request = matches!(
+            msg,
+            Message::Forward(_) | Message::Execute(_) | Message::Executed(_)
+        );
+        let actions = h.client(2, A, msg);
+        match only_for(&actions, A) {
+            Message::Error(e) => {
+                assert_eq!(e.error, format!("unexpected {name} on the proxy"));
+                let named = names_request.then(|| rref(&[], 7, 1));
+                assert_eq!(e.request, named, "{name}");
+            }
+            other => panic!("expected ERROR, got {}", other.kind_name()),
+        }
+    }
+    let s = h.stats();
+    assert_eq!((s.malformed_clients, s.requests_received), (6, 0));
+    assert!(s.connected);
 }
 
 #[test]

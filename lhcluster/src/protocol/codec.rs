@@ -448,18 +448,25 @@ fn kind_name(kind: i32) -> &'static str {
 /// executor (docs/clustering.md §2).
 pub const MAX_HOPS: u32 = 2;
 
-/// A FORWARD or EXECUTE's `hops`: 1 or 2.
-fn check_hops(kind: &'static str, hops: u32) -> Result<(), DecodeError> {
+/// A FORWARD or EXECUTE's `hops`: from 1 to `most`. A FORWARD is always
+/// the first hop (entry → owner: an owner never forwards again), so it may
+/// only carry 1; an EXECUTE is the first or the second (MAX_HOPS).
+fn check_hops(kind: &'static str, hops: u32, most: u32) -> Result<(), DecodeError> {
+    let reason = if most < MAX_HOPS {
+        "a FORWARD is the first hop (1)"
+    } else {
+        "hop limit (2) exceeded"
+    };
     match hops {
         0 => Err(DecodeError::MissingField {
             kind,
             field: "hops",
         }),
-        1..=MAX_HOPS => Ok(()),
+        h if h <= most => Ok(()),
         _ => Err(DecodeError::InvalidField {
             kind,
             field: "hops",
-            reason: "hop limit (2) exceeded",
+            reason,
         }),
     }
 }
@@ -486,6 +493,12 @@ fn serves_table(kind: &'static str, h: &pb::Header) -> Result<Vec<TypeServed>, D
     }
     if h.request_types.contains(&0) {
         return Err(invalid("request_types", "request type 0 is reserved"));
+    }
+    // One entry per type: a type listed twice would have two capacities.
+    let mut types = h.request_types.clone();
+    types.sort_unstable();
+    if types.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid("request_types", "a type is listed twice"));
     }
     if h.type_capacity.contains(&0) {
         return Err(invalid("type_capacity", "a served type has capacity"));
@@ -698,7 +711,11 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
         }
         pb::Kind::Forward => {
             require(h.request_type != 0, "request_type")?;
-            check_hops(name, h.hops)?;
+            // The client at the entry broker: what the owner's answers are
+            // addressed to (an empty route on a route means "about an
+            // EXECUTE you sent", protocol.md §18).
+            require(!h.route.is_empty(), "route")?;
+            check_hops(name, h.hops, 1)?;
             Message::Forward(Forward {
                 request: Request {
                     request_type: h.request_type,
@@ -716,7 +733,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             require(h.request_type != 0, "request_type")?;
             require(h.attempt != 0, "attempt")?;
             require(h.dispatch_tag != 0, "dispatch_tag")?;
-            check_hops(name, h.hops)?;
+            check_hops(name, h.hops, MAX_HOPS)?;
             Message::Execute(Execute {
                 dispatch: Dispatch {
                     request_type: h.request_type,

@@ -23,13 +23,13 @@ mod codec;
 mod header;
 mod types;
 
+pub use codec::MAX_HOPS;
 pub(crate) use codec::check_notification;
 pub(crate) use codec::peek_answered;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
 // Only tests, benchmarks and the fuzz target use these.
-pub use codec::MAX_HOPS;
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
 pub use types::{
@@ -44,4 +44,4 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster (docs/protocol.md §17, §18).
-pub const PROTOCOL_MINOR: u32 = 1;
+pub const PROTOCOL_MINOR: u32 = 2;

@@ -281,10 +281,12 @@ pub struct TypeServed {
 /// broker) to the request's owner (protocol 1.2, docs/clustering.md).
 #[derive(Debug)]
 pub struct Forward {
-    /// The request; its `route` encodes the client at the entry broker, and
-    /// its `reply_to` is unset (resolved into `reply_route`).
+    /// The request; its `route` (required, non-empty) encodes the client at
+    /// the entry broker, and its `reply_to` is unset (resolved into
+    /// `reply_route`).
     pub request: Request,
-    /// Broker-to-broker hops so far, this one included (1).
+    /// Broker-to-broker hops so far, this one included: always 1 (a
+    /// receiver refuses anything else).
     pub hops: u32,
     /// The encoded route of the client named by the original `reply_to`,
     /// at the entry broker.

@@ -714,6 +714,18 @@ fn stop_while_registering_says_goodbye_once_welcomed() {
 // ---------------------------------------------------------------- malformed input
 
 #[test]
+fn cluster_kinds_from_the_broker_are_unexpected() {
+    let mut h = Harness::registered();
+    // An EXECUTE is not a DISPATCH: nothing runs.
+    h.check_cluster_kinds_are_unexpected(10);
+    assert!(
+        h.core.stats().registered,
+        "malformed input changes no state"
+    );
+    h.expect_run(20, dispatch(10, 1, Flags::empty()));
+}
+
+#[test]
 fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working() {
     // NOTE: docs/protocol.md §9 and §12 say a worker drops malformed
     // messages and never answers them; the core (and this test) sends an

@@ -48,7 +48,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.1 (this peer speaks 1.x)"
+        "unsupported protocol version 2.2 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -64,7 +64,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.1"));
+    assert!(e.error.starts_with("unsupported protocol version 2.2"));
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -88,7 +88,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.1 (this peer speaks 1.x)"
+        "unsupported protocol version 2.2 (this peer speaks 1.x)"
     );
     assert_eq!(
         e.request,
@@ -123,6 +123,46 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
     h.expect_nothing();
     let s = h.stats();
     assert_eq!((s.malformed_frontend, s.workers), (3, 1));
+    assert_traffic_flows(&mut h, CA, W1, 7, 1);
+}
+
+/// The broker-to-broker kinds (1.2) belong on the cluster endpoint: on the
+/// frontend and the backend they are kinds the socket does not take
+/// (protocol.md §12, §18), answered with ERROR naming the request if the
+/// header names one, whoever sends them.
+#[test]
+fn cluster_kinds_on_the_frontend_and_backend_get_an_error() {
+    let mut h = Harness::with_client_and_worker(1);
+    let sockets = [
+        (Side::Frontend, CA, "frontend"),
+        (Side::Backend, W1, "backend"),
+        (Side::Backend, W2, "backend"),
+    ];
+    for (side, peer, socket) in sockets {
+        for msg in crate::testing::cluster_messages() {
+            let name = msg.kind_name();
+            let names_request = matches!(
+                msg,
+                Message::Forward(_) | Message::Execute(_) | Message::Executed(_)
+            );
+            let (header, body) = encode(msg);
+            match side {
+                Side::Frontend => h.frontend_raw(peer, &header, body),
+                Side::Backend => h.backend_raw(peer, &header, body),
+            }
+            let e = h.expect_error(side, peer);
+            assert_eq!(e.error, format!("unexpected {name} on the broker {socket}"));
+            assert_eq!(
+                e.request.map(|r| (r.request_type, r.request_id)),
+                names_request.then_some((7, 1)),
+                "{name}"
+            );
+        }
+    }
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.malformed_frontend, s.malformed_backend), (6, 12));
+    assert_eq!((s.requests_received, s.workers, s.clients), (0, 1, 1));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
 }
 
@@ -329,8 +369,8 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 01` (major 1, minor 1).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x01, 0x18, 0x06]);
+    // `08 01 10 02` (major 1, minor 2).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x02, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
