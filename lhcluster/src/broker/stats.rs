@@ -122,6 +122,8 @@ pub struct ClusterStats {
     pub unroutable: u64,
     /// Malformed or unexpected messages on the cluster sockets.
     pub malformed: u64,
+    /// ERRORs other brokers sent (refusals of what this broker sent).
+    pub errors: u64,
     /// Routes declared dead (missed heartbeats) or ended by SHUTDOWN.
     pub peer_losses: u64,
     /// Two-way requests this broker forwarded whose answer has not come

@@ -79,6 +79,7 @@ pub(super) struct Counters {
     pub(super) owner_lost: u64,
     pub(super) unroutable: u64,
     pub(super) malformed: u64,
+    pub(super) errors: u64,
     pub(super) peer_losses: u64,
 }
 
@@ -300,8 +301,25 @@ impl BrokerCore {
                 ClusterFrom::Router(_) => {}
             },
             Message::Error(e) => {
-                // Never answer an error with an error.
-                debug!(error = %e.error, "cluster peer reported an error");
+                // Never answered: an error for an error could loop.
+                if let Some(k) = self.cluster_counters() {
+                    k.errors += 1;
+                }
+                let member = self.cluster.as_ref().and_then(|c| c.member_of(from));
+                match (e.request, member) {
+                    (Some(r), Some(member)) => {
+                        return self.on_request_error(now, member, r, e.error);
+                    }
+                    (_, _) => {
+                        let peer = match from {
+                            ClusterFrom::Router(rid) => peer_id(rid),
+                            ClusterFrom::Dial(i) => PeerId::from_slice(&i.to_be_bytes()),
+                        };
+                        if self.bad_input.admit(now, &peer, &e.error) {
+                            warn!(error = %e.error, "a cluster peer refused a message");
+                        }
+                    }
+                }
                 return;
             }
             msg => {
@@ -400,7 +418,10 @@ impl BrokerCore {
             broker_id: c.id,
             heartbeat_ms,
         };
-        c.inbound.insert(peer_id(rid), hello.broker_id);
+        let restarted = c
+            .inbound
+            .insert(peer_id(rid), hello.broker_id)
+            .filter(|&old| old != hello.broker_id);
         let interval = interval_from_ms(hello.heartbeat_ms);
         let new = match c.members.get_mut(&hello.broker_id) {
             Some(m) => {
@@ -421,6 +442,11 @@ impl BrokerCore {
                 true
             }
         };
+        if let Some(old) = restarted {
+            // Another broker id on the same connection: that member restarted.
+            info!(member = %hex(&old.to_be_bytes()), "cluster peer restarted");
+            self.member_down(now, old);
+        }
         // The WELCOME goes back on the connection the greeting came on.
         self.send(Side::Cluster, peer_id(rid), welcome);
         if new {
@@ -711,6 +737,7 @@ impl BrokerCore {
             owner_lost: k.owner_lost,
             unroutable: k.unroutable,
             malformed: k.malformed,
+            errors: k.errors,
             peer_losses: k.peer_losses,
             relayed: self.relays.len() as u64,
             peers,

@@ -163,6 +163,29 @@ impl BrokerCore {
         self.send_tracked(now, Side::Frontend, client, msg);
     }
 
+    /// An ERROR from an owner about a request of one of this broker's
+    /// clients: it ends the request there (the relay record goes too).
+    pub(super) fn relay_error(&mut self, mut r: crate::protocol::RequestRef, error: String) {
+        let key = (r.request_type, r.request_id);
+        let Some((client, route)) = decode_route(&r.route) else {
+            return self.count_unroutable();
+        };
+        let (client, route) = (peer_id(client), route.to_vec());
+        if let Some(list) = self.relays.by_key.get_mut(&key) {
+            list.retain(|rel| !(rel.origin.peer == client && rel.origin.route == route));
+            if list.is_empty() {
+                self.relays.by_key.remove(&key);
+            }
+        }
+        r.route = route;
+        let msg = Message::Error(crate::protocol::ErrorReply {
+            error,
+            request: Some(r),
+        });
+        let now = self.now;
+        self.send_tracked(now, Side::Frontend, client, msg);
+    }
+
     fn count_unroutable(&mut self) {
         debug!("answer from a cluster peer with a route this broker cannot read: dropped");
         if let Some(k) = self.cluster_counters() {

@@ -226,6 +226,40 @@ impl BrokerCore {
         self.drain_type(now, key.0);
     }
 
+    /// An ERROR from a member naming a request: for one of this broker's
+    /// clients (a route), passed on to it; for an EXECUTE this broker sent
+    /// (no route), that execution ends as a malformed result would
+    /// (FAILED), so the request does not wait for an answer that will not
+    /// come.
+    pub(super) fn on_request_error(
+        &mut self,
+        now: Instant,
+        member: u64,
+        r: RequestRef,
+        error: String,
+    ) {
+        if !r.route.is_empty() {
+            return self.relay_error(r, error);
+        }
+        let key = (r.request_type, r.request_id);
+        let Some(&wk) = self.remote_ids.get(&(member, key.0)) else {
+            return;
+        };
+        let Some(&tag) = self.workers.get(wk).and_then(|w| w.assigned.get(&key)) else {
+            return;
+        };
+        let result = WorkResult {
+            request_type: key.0,
+            request_id: key.1,
+            attempt: 0,
+            dispatch_tag: tag,
+            status: Status::Failed,
+            error: Some(format!("the executing broker refused the request: {error}")),
+            payload: Payload::new(),
+        };
+        self.on_result(now, wk, result);
+    }
+
     /// RECEIPT_SENT from an executor: the request reached one of its
     /// workers; the requester learns it once.
     pub(super) fn on_remote_receipt_sent(&mut self, member: u64, r: RequestRef) {

@@ -776,3 +776,30 @@ fn run_model(seed: u64) {
         assert_eq!(net.stats(b).cluster.map(|c| c.relayed), Some(0));
     }
 }
+
+/// An executor that refuses an EXECUTE with an ERROR naming it: the owner
+/// ends that execution FAILED instead of waiting for an answer.
+#[test]
+fn an_error_for_an_execute_ends_it_failed() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(0, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.drain_local(2);
+    let dial_to_2 = net.dials[0].iter().position(|&b| b == 2).unwrap_or(0) as u32;
+    let (header, body) = encode(Message::Error(protocol::ErrorReply {
+        error: "refused".to_owned(),
+        request: Some(RequestRef {
+            request_type: T,
+            request_id: id,
+            route: Vec::new(),
+        }),
+    }));
+    let now = net.now();
+    net.cores[0].on_cluster(now, ClusterFrom::Dial(dial_to_2), &header, body);
+    net.collect(0);
+    let r = net.expect_response(0, b"client", T, id, Status::Failed);
+    assert!(r.error.unwrap_or_default().contains("refused"));
+    assert_eq!(net.stats(0).cluster.map(|c| c.errors), Some(1));
+}

@@ -147,8 +147,8 @@ fn cluster_kinds_on_the_frontend_and_backend_get_an_error() {
             );
             let (header, body) = encode(msg);
             match side {
-                Side::Frontend => h.frontend_raw(peer, &header, body),
                 Side::Backend => h.backend_raw(peer, &header, body),
+                _ => h.frontend_raw(peer, &header, body),
             }
             let e = h.expect_error(side, peer);
             assert_eq!(e.error, format!("unexpected {name} on the broker {socket}"));
