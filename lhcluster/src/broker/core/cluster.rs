@@ -427,6 +427,11 @@ impl BrokerCore {
             Some(m) => {
                 m.live.peer_interval = interval;
                 m.live.last_heard = now;
+                // A route that came up on our DEALER learns the name here
+                // (PEER_WELCOME carries none).
+                if hello.name.is_some() {
+                    m.name.clone_from(&hello.name);
+                }
                 false
             }
             None => {
