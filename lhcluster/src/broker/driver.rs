@@ -315,7 +315,10 @@ fn flush(
     header_buf: &mut Vec<u8>,
 ) {
     let mut out = std::mem::take(core.outbox());
+    let mut routes_failed = Vec::new();
     for o in out.drain(..) {
+        let route =
+            matches!(o.side, Side::Cluster | Side::Dial(_)).then(|| (o.side, o.peer.clone()));
         let sent = match o.side {
             Side::Frontend => accept::send(frontend, &o.peer, o.msg, header_buf),
             Side::Backend => accept::send(backend, &o.peer, o.msg, header_buf),
@@ -330,6 +333,7 @@ fn flush(
         };
         if !sent {
             core.count_undeliverable();
+            routes_failed.extend(route);
         }
     }
     // Give the (now empty) buffer back to reuse its allocation.
@@ -339,4 +343,14 @@ fn flush(
     } else {
         outbox.append(&mut out);
     }
+    if routes_failed.is_empty() {
+        return;
+    }
+    // A route that refuses a message has lost it: the core ends the route
+    // (its requests are retried or answered), then what that produced is
+    // sent too.
+    for (side, peer) in routes_failed {
+        core.cluster_send_failed(side, &peer);
+    }
+    flush(core, [frontend, backend], cluster, header_buf);
 }

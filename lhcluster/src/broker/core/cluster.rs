@@ -267,6 +267,40 @@ impl BrokerCore {
         true
     }
 
+    /// The driver could not send a message on a route's connection (the
+    /// member's DEALER is gone, or its queue is full): the message is lost,
+    /// so the route is declared down, as if the member had missed its
+    /// heartbeats; what it held is retried or answered
+    /// (docs/clustering.md §8), and the route comes back with a greeting.
+    pub(crate) fn cluster_send_failed(&mut self, side: Side, peer: &[u8]) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let member = match side {
+            Side::Dial(i) => match c.dials.get(i as usize).map(|d| d.state) {
+                Some(DialState::Up(m)) => Some(m),
+                _ => None,
+            },
+            Side::Cluster => c.inbound.get(peer).copied(),
+            _ => None,
+        };
+        // Only the connection the route sends on: a WELCOME lost on the
+        // idle one loses nothing.
+        let on_path =
+            member
+                .and_then(|m| c.members.get(&m))
+                .is_some_and(|m| match (&m.path, side) {
+                    (Path::Dial(a), Side::Dial(b)) => *a == b,
+                    (Path::Router(rid), Side::Cluster) => rid.as_slice() == peer,
+                    _ => false,
+                });
+        if let (Some(member), true) = (member, on_path) {
+            warn!(member = %hex(&member.to_be_bytes()), "a message to a cluster peer could not be sent: route down");
+            let now = self.now;
+            self.member_down(now, member);
+        }
+    }
+
     /// A message on a cluster socket.
     pub(crate) fn on_cluster(
         &mut self,

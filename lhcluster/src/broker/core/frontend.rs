@@ -206,10 +206,16 @@ impl BrokerCore {
         let max_tries = self.max_tries;
         // Borrow the slab only: the counters are updated meanwhile.
         let slot = self.requests.get(&key).copied();
+        let orphan = slot
+            .and_then(|slot| self.reqs.get(slot))
+            .is_some_and(|r| self.owner_left(&r.origin));
         let Some(existing) = slot.and_then(|slot| self.reqs.get_mut(slot)) else {
             return;
         };
-        if existing.origin.same_requester(&origin) {
+        // A request run here for an owner that left the cluster belongs to
+        // whoever holds its key now: the entry broker sent it to the new
+        // owner (docs/clustering.md §7), which asks for it again.
+        if existing.origin.same_requester(&origin) || orphan {
             // An idempotent re-send (a proxy does this until confirmed),
             // maybe through another entry broker, or a new EXECUTE from
             // the owner: what is sent about it now goes that way.

@@ -39,6 +39,14 @@ impl BrokerCore {
         self.admit(now, key, origin, reply_to, req.flags, req.payload, hops);
     }
 
+    /// Whether `origin` is an owner that is no longer in this broker's view.
+    pub(super) fn owner_left(&self, origin: &Dest) -> bool {
+        match (origin.via, &self.cluster) {
+            (Via::Owner { member, .. }, Some(c)) => !c.members.contains_key(&member),
+            _ => false,
+        }
+    }
+
     /// A member's table of what it serves: its remote workers follow it.
     pub(super) fn on_serves(&mut self, now: Instant, member: u64, table: Vec<TypeServed>) {
         self.remember_serves(member, &table);

@@ -50,6 +50,8 @@ struct Net {
     now_ms: u64,
     /// The attempt and tag of the last DISPATCH per (broker, worker, key).
     dispatches: HashMap<DispatchKey, (u32, u64)>,
+    /// Clients and workers that heartbeat their broker on every tick.
+    alive: Vec<(usize, Side, Vec<u8>)>,
 }
 
 impl Net {
@@ -98,6 +100,7 @@ impl Net {
             t0,
             now_ms: 0,
             dispatches: HashMap::new(),
+            alive: Vec::new(),
         };
         for b in 0..n {
             net.collect(b);
@@ -187,10 +190,21 @@ impl Net {
         }
     }
 
-    /// Moves the clock forward by `ms` and ticks every live broker.
+    /// Moves the clock forward by `ms` and ticks every live broker, after
+    /// a heartbeat from each client and worker (as theirs would).
     fn tick(&mut self, ms: u64) {
         self.now_ms += ms;
         let now = self.now();
+        let (header, _) = encode(Message::Heartbeat { heartbeat_ms: 0 });
+        for (b, side, peer) in self.alive.clone() {
+            if self.down.contains(&b) {
+                continue;
+            }
+            match side {
+                Side::Backend => self.cores[b].on_backend(now, &peer, &header, Vec::new()),
+                _ => self.cores[b].on_frontend(now, &peer, &header, Vec::new()),
+            }
+        }
         for b in 0..self.cores.len() {
             if !self.down.contains(&b) {
                 self.cores[b].on_tick(now);
@@ -235,6 +249,9 @@ impl Net {
         };
         self.client_sends(b, client, Message::Hello(hello));
         self.drain_local(b);
+        self.alive
+            .retain(|(_, side, p)| !(*side == Side::Frontend && p == client));
+        self.alive.push((b, Side::Frontend, client.to_vec()));
     }
 
     fn connect_worker(&mut self, b: usize, worker: &[u8], types: &[u32], capacity: u32) {
@@ -245,6 +262,9 @@ impl Net {
             name: None,
         };
         self.worker_sends(b, worker, Message::Ready(ready));
+        self.alive
+            .retain(|(_, side, p)| !(*side == Side::Backend && p == worker));
+        self.alive.push((b, Side::Backend, worker.to_vec()));
     }
 
     fn request(&mut self, b: usize, client: &[u8], t: u32, id: u64, flags: Flags) {
@@ -802,4 +822,54 @@ fn an_error_for_an_execute_ends_it_failed() {
     let r = net.expect_response(0, b"client", T, id, Status::Failed);
     assert!(r.error.unwrap_or_default().contains("refused"));
     assert_eq!(net.stats(0).cluster.map(|c| c.errors), Some(1));
+}
+
+/// The owner dies while an executor runs its request: the entry broker
+/// sends it to the new owner, whose request for it the executor takes as
+/// the same one (no REJECTED, no second run), and the result reaches the
+/// client.
+#[test]
+fn a_new_owner_takes_over_a_request_running_for_a_dead_one() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    net.expect_dispatch(2, b"w", T, id);
+    net.down.insert(1);
+    net.run_for(3500, 250);
+    // Re-sent to the new owner; the executor keeps the one run it has.
+    net.expect_nothing(2);
+    assert_eq!(net.stats(2).requests_resent, 1);
+    net.result(2, b"w", T, id, b"once");
+    net.expect_response(0, b"client", T, id, Status::Ok);
+}
+
+/// A message the driver could not send on a route is lost: the route goes
+/// down at once (what it held is sent again elsewhere), and comes back
+/// with the next greeting.
+#[test]
+fn a_route_that_refuses_a_message_goes_down_and_comes_back() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    net.drain_local(2);
+    // Say that FORWARD to broker 1 was refused by the socket.
+    // (On whichever connection the route sends: broker 0's DEALER to 1,
+    // or broker 1's DEALER to 0 seen from 0's ROUTER.)
+    let dial_to_1 = net.dials[0].iter().position(|&b| b == 1).unwrap_or(0) as u32;
+    let dial_1_to_0 = net.dials[1].iter().position(|&b| b == 0).unwrap_or(0) as u32;
+    let rid = dial_routing_id(net.ids[1], dial_1_to_0);
+    net.cores[0].cluster_send_failed(Side::Dial(dial_to_1), &[]);
+    net.cores[0].cluster_send_failed(Side::Cluster, &rid);
+    net.collect(0);
+    net.settle();
+    let c = net.stats(0).cluster.expect("clustered");
+    assert_eq!((c.peer_losses, c.owner_lost), (1, 1));
+    // The route greets again and comes back.
+    net.run_for(1500, 250);
+    let c = net.stats(0).cluster.expect("clustered");
+    assert_eq!(c.peers.iter().filter(|p| p.state == "up").count(), 2);
 }
