@@ -107,6 +107,7 @@ impl Scenario {
                 flags: Flags::empty(),
                 route: Vec::new(),
                 reply_to: None,
+                deadline_ms: 0,
                 payload: payload(),
             })));
             results.push(encode(Message::Result(WorkResult {

@@ -26,6 +26,7 @@ fn request(payload: Frame) -> Message {
         flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH | Flags::ALLOW_REDIRECT,
         route: b"\x00\x6b\x8b\x45\x67".to_vec(),
         reply_to: None,
+        deadline_ms: 0,
         payload: vec![payload],
     })
 }

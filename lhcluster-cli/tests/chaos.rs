@@ -778,6 +778,7 @@ impl SlowConsumer {
                 flags: Flags::empty(),
                 route: Vec::new(),
                 reply_to: None,
+                deadline_ms: 0,
                 payload: vec![Frame::from(body)],
             },
         ));

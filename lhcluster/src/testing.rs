@@ -25,7 +25,7 @@ pub(crate) const RECONNECT_MIN: u64 = 100;
 pub(crate) const RECONNECT_MAX: u64 = 400;
 
 /// Every status but `OK`: each ends a request as refused or failed.
-pub(crate) const NOT_OK: [Status; 8] = [
+pub(crate) const NOT_OK: [Status; 9] = [
     Status::Failed,
     Status::BadRequest,
     Status::Rejected,
@@ -34,6 +34,7 @@ pub(crate) const NOT_OK: [Status; 8] = [
     Status::Overloaded,
     Status::NoWorkers,
     Status::UnknownReplyTo,
+    Status::Expired,
 ];
 
 pub(crate) fn ms(n: u64) -> Duration {
@@ -77,6 +78,7 @@ pub(crate) fn cluster_messages() -> Vec<Message> {
         flags: Flags::empty(),
         route: vec![1, 0xAA],
         reply_to: None,
+        deadline_ms: 0,
         payload: payload(&[b"x"]),
     };
     let dispatch = Dispatch {
@@ -85,6 +87,7 @@ pub(crate) fn cluster_messages() -> Vec<Message> {
         flags: Flags::empty(),
         attempt: 1,
         dispatch_tag: 9,
+        deadline_ms: 0,
         payload: payload(&[b"x"]),
     };
     vec![

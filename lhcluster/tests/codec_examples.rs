@@ -257,6 +257,7 @@ fn hand_written_headers_match_the_encoder() {
         flags: Flags::ONE_WAY | Flags::FAIL_FAST,
         route: b"r1".to_vec(),
         reply_to: Some("bob".into()),
+        deadline_ms: 0,
         payload: vec![],
     })
     .encode(&mut theirs);
@@ -336,6 +337,7 @@ fn request() {
             flags: Flags::ONE_WAY | Flags::FAIL_FAST,
             route: b"r1".to_vec(),
             reply_to: Some("bob".into()),
+            deadline_ms: 0,
             payload: payload(&[b"hello", b""]),
         })
     };
@@ -364,6 +366,7 @@ fn request() {
             flags: Flags::empty(),
             route: vec![],
             reply_to: None,
+            deadline_ms: 0,
             payload: vec![],
         })
     };
@@ -414,6 +417,7 @@ fn dispatch() {
             flags: Flags::RETRY_ON_DEATH,
             attempt: 2,
             dispatch_tag: 1000,
+            deadline_ms: 0,
             payload: payload(&[b"x"]),
         })
     };
@@ -573,6 +577,7 @@ fn response() {
         (7, Status::Overloaded),
         (8, Status::NoWorkers),
         (9, Status::UnknownReplyTo),
+        (10, Status::Expired),
     ];
     for (value, status) in all {
         let header = Pb::header(kind::RESPONSE)
@@ -896,6 +901,7 @@ fn inline_payload() {
             flags: Flags::empty(),
             route: vec![],
             reply_to: None,
+            deadline_ms: 0,
             payload: payload(frames),
         })
     };
@@ -989,6 +995,7 @@ fn protocol_md_worked_examples() {
             flags: Flags::from_bits_retain(flags),
             route: vec![],
             reply_to: None,
+            deadline_ms: 0,
             payload: vec![],
         })
     };
@@ -1019,6 +1026,7 @@ fn protocol_md_worked_examples() {
                 flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
                 attempt: 2,
                 dispatch_tag: 1000,
+                deadline_ms: 0,
                 payload: vec![],
             }),
             "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
@@ -1072,6 +1080,7 @@ fn protocol_md_worked_examples() {
                 flags: Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT,
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 reply_to: Some("audit".into()),
+                deadline_ms: 0,
                 payload: vec![],
             }),
             "08 01 10 02 18 03 20 60 28 2A 30 07
@@ -1108,6 +1117,7 @@ fn protocol_md_worked_examples() {
             flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
             route: vec![],
             reply_to: None,
+            deadline_ms: 0,
             payload,
         })
     };
@@ -1128,6 +1138,7 @@ fn protocol_md_worked_examples() {
         flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
         attempt: 1,
         dispatch_tag: 1000,
+        deadline_ms: 0,
         payload: payload(&[b"hi"]),
     });
     assert_eq!(
@@ -1427,7 +1438,7 @@ fn response_malformed() {
         decode_err(&no_type, &[]),
         missing("RESPONSE", "request_type")
     );
-    for value in [0, 10, 1000, -5] {
+    for value in [0, 11, 1000, -5] {
         let header = Pb::header(kind::RESPONSE)
             .uint(field::REQUEST_TYPE, 7)
             .int32(field::STATUS, value)
@@ -2171,6 +2182,7 @@ fn example_forward() -> Message {
             flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
             route: client_route(),
             reply_to: None,
+            deadline_ms: 0,
             payload: payload(&[b"hi"]),
         },
         hops: 1,
@@ -2187,6 +2199,7 @@ fn example_execute() -> Message {
             flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
             attempt: 1,
             dispatch_tag: 1000,
+            deadline_ms: 0,
             payload: payload(&[b"hi"]),
         },
         hops: 2,
@@ -2614,7 +2627,7 @@ fn executed_malformed() {
         decode_err(&executed(42, 1, 0), &[]),
         missing("EXECUTED", "dispatch_tag")
     );
-    for status in [0, 10, -1] {
+    for status in [0, 11, -1] {
         assert_eq!(
             decode_err(&executed(42, status, 9), &[]),
             DecodeError::InvalidStatus {

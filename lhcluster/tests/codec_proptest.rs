@@ -40,6 +40,7 @@ enum Repr {
         flags: u64,
         route: Vec<u8>,
         reply_to: Option<String>,
+        deadline_ms: u32,
         payload: Vec<Vec<u8>>,
     },
     Dispatch {
@@ -48,6 +49,7 @@ enum Repr {
         flags: u64,
         attempt: u32,
         dispatch_tag: u64,
+        deadline_ms: u32,
         payload: Vec<Vec<u8>>,
     },
     Result {
@@ -124,6 +126,7 @@ fn request_repr(r: &Request) -> Repr {
         flags: r.flags.bits(),
         route: r.route.clone(),
         reply_to: r.reply_to.clone(),
+        deadline_ms: r.deadline_ms,
         payload: bytes_of(&r.payload),
     }
 }
@@ -135,6 +138,7 @@ fn dispatch_repr(d: &Dispatch) -> Repr {
         flags: d.flags.bits(),
         attempt: d.attempt,
         dispatch_tag: d.dispatch_tag,
+        deadline_ms: d.deadline_ms,
         payload: bytes_of(&d.payload),
     }
 }
@@ -278,6 +282,7 @@ fn any_status() -> impl Strategy<Value = Status> {
         Just(Status::Overloaded),
         Just(Status::NoWorkers),
         Just(Status::UnknownReplyTo),
+        Just(Status::Expired),
     ]
 }
 
@@ -388,15 +393,16 @@ fn request(
         flags(),
         route,
         reply_to,
-        payload(),
+        (prop_oneof![Just(0u32), 1..=u32::MAX], payload()),
     )
         .prop_map(
-            |(request_type, request_id, flags, route, reply_to, payload)| Request {
+            |(request_type, request_id, flags, route, reply_to, (deadline_ms, payload))| Request {
                 request_type,
                 request_id,
                 flags,
                 route,
                 reply_to,
+                deadline_ms,
                 payload,
             },
         )
@@ -409,16 +415,19 @@ fn dispatch(dispatch_tag: impl Strategy<Value = u64>) -> impl Strategy<Value = D
         flags(),
         prop_oneof![1..=5u32, 1..=u32::MAX],
         dispatch_tag,
-        payload(),
+        (prop_oneof![Just(0u32), 1..=u32::MAX], payload()),
     )
         .prop_map(
-            |(request_type, request_id, flags, attempt, dispatch_tag, payload)| Dispatch {
-                request_type,
-                request_id,
-                flags,
-                attempt,
-                dispatch_tag,
-                payload,
+            |(request_type, request_id, flags, attempt, dispatch_tag, (deadline_ms, payload))| {
+                Dispatch {
+                    request_type,
+                    request_id,
+                    flags,
+                    attempt,
+                    dispatch_tag,
+                    deadline_ms,
+                    payload,
+                }
             },
         )
 }
@@ -729,7 +738,7 @@ fn varint(mut v: u64) -> Vec<u8> {
 /// 2^29 - 1), of any wire type: varint, fixed64, length-delimited, a group
 /// of varint fields, fixed32.
 fn unknown_field() -> impl Strategy<Value = Vec<u8>> {
-    let number = prop_oneof![25u64..40, 25u64..(1 << 29)];
+    let number = prop_oneof![26u64..40, 26u64..(1 << 29)];
     let value = prop_oneof![
         any::<u64>().prop_map(|v| (0u64, varint(v))),
         any::<[u8; 8]>().prop_map(|b| (1, b.to_vec())),
@@ -804,6 +813,7 @@ fn message_from(r: &Repr) -> Message {
             flags,
             route,
             reply_to,
+            deadline_ms,
             payload,
         } => Message::Request(Request {
             request_type,
@@ -811,6 +821,7 @@ fn message_from(r: &Repr) -> Message {
             flags: Flags::from_bits_retain(flags),
             route,
             reply_to,
+            deadline_ms,
             payload: frames(&payload),
         }),
         Repr::Dispatch {
@@ -819,6 +830,7 @@ fn message_from(r: &Repr) -> Message {
             flags,
             attempt,
             dispatch_tag,
+            deadline_ms,
             payload,
         } => Message::Dispatch(Dispatch {
             request_type,
@@ -826,6 +838,7 @@ fn message_from(r: &Repr) -> Message {
             flags: Flags::from_bits_retain(flags),
             attempt,
             dispatch_tag,
+            deadline_ms,
             payload: frames(&payload),
         }),
         Repr::Result {
@@ -936,6 +949,7 @@ fn repr_round_trips_through_message_from() {
         flags: 3,
         route: vec![4],
         reply_to: Some("five".into()),
+        deadline_ms: 8,
         payload: vec![vec![6], vec![]],
     };
     assert_eq!(repr(&message_from(&r)), r);

@@ -455,6 +455,7 @@ fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
             flags: Flags::empty(),
             route: Vec::new(),
             reply_to: None,
+            deadline_ms: 0,
             payload: Payload::new(),
         }));
         assert!(matches!(exchange(&front, &[&bad]), Some(Message::Error(_))));

@@ -218,6 +218,8 @@ fn report(args: &Args, id: u64, outcome: lhcluster::client::Outcome) -> u8 {
                 Status::Redirected => exit::REDIRECTED,
                 Status::NoWorkers => exit::NO_WORKERS,
                 Status::UnknownReplyTo => exit::UNKNOWN_REPLY_TO,
+                // The broker gave up when the caller's timeout ran out.
+                Status::Expired => exit::TIMEOUT,
                 _ => crate::common::EXIT_ERROR,
             };
             (status.as_str(), code, message)

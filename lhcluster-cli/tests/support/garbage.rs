@@ -204,6 +204,7 @@ fn protocol_garbage(i: u64, rng: &mut Rng) -> (Vec<Vec<u8>>, bool) {
                 flags: lhcluster::Flags::empty(),
                 route: Vec::new(),
                 reply_to: None,
+                deadline_ms: 0,
                 payload: vec![lhcluster::Frame::from(&b"inline"[..])],
             }));
             frames.push(b"and a frame".to_vec());

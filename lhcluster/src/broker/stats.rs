@@ -55,6 +55,9 @@ pub struct BrokerStats {
     pub requests_worker_death: u64,
     /// One-way requests lost with a dead worker (no `NOTIFY_ON_DEATH`).
     pub requests_dropped_on_death: u64,
+    /// Requests whose deadline passed while they were queued: answered
+    /// `EXPIRED` (two-way) or dropped (one-way), never run.
+    pub requests_expired: u64,
     /// Messages the broker could not deliver (peer gone or not writable).
     pub undeliverable: u64,
     /// Malformed or unexpected messages on the frontend.

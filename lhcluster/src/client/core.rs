@@ -150,6 +150,9 @@ impl ClientCore {
         } else {
             None
         };
+        // The caller's timeout travels as the request's deadline, so the
+        // broker gives up when the caller does (docs/deadlines.md).
+        let timeout = s.timeout.or(self.default_timeout);
         self.send(
             now,
             Message::Request(Request {
@@ -158,6 +161,7 @@ impl ClientCore {
                 flags: s.flags,
                 route: Vec::new(),
                 reply_to: s.reply_to,
+                deadline_ms: timeout.map_or(0, crate::deadline::wire_ms),
                 payload: s.payload,
             }),
         );

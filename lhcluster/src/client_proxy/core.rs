@@ -57,12 +57,19 @@ enum Confirm {
 struct Entry {
     flags: Flags,
     reply_to: Option<String>,
+    /// The request's deadline, read when the client sent it: re-sends
+    /// carry the time left, and one past it is answered `EXPIRED` here.
+    deadline: Option<Instant>,
     payload: Payload,
     bytes: usize,
     confirm: Confirm,
     resend_interval: Duration,
     next_resend: Instant,
 }
+
+/// What a forwarded request carries besides its key and payload: flags,
+/// reply-to and deadline.
+type Forwarded = (Flags, Option<String>, Option<Instant>);
 
 /// What the proxy keeps about a client (besides its liveness).
 #[derive(Debug, Default)]
@@ -198,6 +205,7 @@ impl ProxyCore {
         self.stats.requests_received += 1;
         let key: EntryKey = (peer.into(), r.request_type, r.request_id);
         let confirm = confirmation(r.flags, r.reply_to.is_some());
+        let deadline = crate::deadline::from_wire_ms(now, r.deadline_ms);
         if self.buffer.contains_key(&key) {
             // The client sent it again: re-send it now.
             return self.resend(now, &key);
@@ -228,42 +236,35 @@ impl ProxyCore {
             // only until it could be sent once.
             if ready {
                 self.stats.requests_forwarded += 1;
+                let (flags, reply_to) = (r.flags, r.reply_to);
                 self.forward(
                     now,
                     peer,
-                    r.request_type,
-                    r.request_id,
-                    r.flags,
-                    r.reply_to,
+                    key.1,
+                    key.2,
+                    (flags, reply_to, deadline),
                     r.payload,
                 );
                 return;
             }
-            return self.buffer_entry(now, key, r.flags, r.reply_to, r.payload, bytes, None);
+            let what = (r.flags, r.reply_to, deadline);
+            return self.buffer_entry(now, key, what, r.payload, bytes, None);
         };
         if ready {
             self.stats.requests_forwarded += 1;
             let copy = copy_payload(&r.payload);
-            self.forward(now, peer, key.1, key.2, r.flags, r.reply_to.clone(), copy);
+            let what = (r.flags, r.reply_to.clone(), deadline);
+            self.forward(now, peer, key.1, key.2, what, copy);
         }
-        self.buffer_entry(
-            now,
-            key,
-            r.flags,
-            r.reply_to,
-            r.payload,
-            bytes,
-            Some(confirm),
-        );
+        let what = (r.flags, r.reply_to, deadline);
+        self.buffer_entry(now, key, what, r.payload, bytes, Some(confirm));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn buffer_entry(
         &mut self,
         now: Instant,
         key: EntryKey,
-        flags: Flags,
-        reply_to: Option<String>,
+        (flags, reply_to, deadline): Forwarded,
         payload: Payload,
         bytes: usize,
         confirm: Option<Confirm>,
@@ -275,6 +276,7 @@ impl ProxyCore {
             Entry {
                 flags,
                 reply_to,
+                deadline,
                 payload,
                 bytes,
                 // A fire-and-forget request is done once sent: see `resend`.
@@ -456,7 +458,11 @@ impl ProxyCore {
         let Some(e) = self.buffer.get_mut(key) else {
             return;
         };
-        let (flags, reply_to) = (e.flags, e.reply_to.clone());
+        if e.deadline.is_some_and(|d| d <= now) {
+            // Its requester has stopped waiting: not sent again.
+            return self.expire_entry(key);
+        }
+        let (flags, reply_to, deadline) = (e.flags, e.reply_to.clone(), e.deadline);
         let fire_and_forget = confirmation(flags, reply_to.is_some()).is_none();
         let payload = if fire_and_forget {
             std::mem::take(&mut e.payload)
@@ -468,21 +474,48 @@ impl ProxyCore {
             e.next_resend = self.timers.arm(now, e.resend_interval, key.clone());
         }
         self.stats.requests_resent += 1;
-        self.forward(now, &key.0, key.1, key.2, flags, reply_to, payload);
+        self.forward(
+            now,
+            &key.0,
+            key.1,
+            key.2,
+            (flags, reply_to, deadline),
+            payload,
+        );
         if fire_and_forget {
             self.remove_entry(key);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A buffered request whose deadline passed: `EXPIRED` to a two-way
+    /// client (docs/deadlines.md), and the buffer lets it go.
+    fn expire_entry(&mut self, key: &EntryKey) {
+        let two_way = self
+            .buffer
+            .get(key)
+            .is_some_and(|e| e.flags.is_two_way() && e.reply_to.is_none());
+        self.stats.requests_expired += 1;
+        self.remove_entry(key);
+        if two_way {
+            let response = Message::Response(Response {
+                request_type: key.1,
+                request_id: key.2,
+                status: Status::Expired,
+                error: Some("the request's deadline passed while the proxy held it".to_owned()),
+                route: Vec::new(),
+                payload: Payload::new(),
+            });
+            self.send_client(key.0.clone(), response);
+        }
+    }
+
     fn forward(
         &mut self,
         now: Instant,
         peer: &[u8],
         request_type: RequestType,
         request_id: RequestId,
-        flags: Flags,
-        reply_to: Option<String>,
+        (flags, reply_to, deadline): Forwarded,
         payload: Payload,
     ) {
         let request = Message::Request(Request {
@@ -491,6 +524,7 @@ impl ProxyCore {
             flags,
             route: peer.to_vec(),
             reply_to,
+            deadline_ms: crate::deadline::wire_ms_until(now, deadline),
             payload,
         });
         self.send_broker(now, request);

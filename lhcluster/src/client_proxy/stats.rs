@@ -12,6 +12,9 @@ pub struct ClientProxyStats {
     pub requests_resent: u64,
     /// Requests answered `OVERLOADED` by the proxy (buffer bound).
     pub requests_overloaded: u64,
+    /// Buffered requests whose deadline passed before they were confirmed:
+    /// not sent again, answered `EXPIRED` (two-way).
+    pub requests_expired: u64,
     /// Responses forwarded to clients.
     pub responses_forwarded: u64,
     /// Receipts forwarded to clients.

@@ -133,6 +133,7 @@ fn request_msg(
         flags,
         route: Vec::new(),
         reply_to: reply_to.map(str::to_owned),
+        deadline_ms: 0,
         payload: payload(frames),
     })
 }

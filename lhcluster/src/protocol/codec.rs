@@ -61,6 +61,7 @@ impl Message {
                 h.flags = r.flags.bits();
                 h.route = r.route;
                 h.reply_to = r.reply_to.unwrap_or_default();
+                h.deadline_ms = r.deadline_ms;
                 r.payload
             }
             Message::Dispatch(d) => {
@@ -68,6 +69,7 @@ impl Message {
                 h.flags = d.flags.bits();
                 h.attempt = d.attempt;
                 h.dispatch_tag = d.dispatch_tag;
+                h.deadline_ms = d.deadline_ms;
                 d.payload
             }
             Message::Result(r) => {
@@ -166,6 +168,7 @@ impl Message {
                 set_key(&mut h, pb::Kind::Forward, r.request_type, r.request_id);
                 h.flags = r.flags.bits();
                 h.route = r.route;
+                h.deadline_ms = r.deadline_ms;
                 h.hops = f.hops;
                 h.reply_route = f.reply_route.unwrap_or_default();
                 r.payload
@@ -176,6 +179,7 @@ impl Message {
                 h.flags = d.flags.bits();
                 h.attempt = d.attempt;
                 h.dispatch_tag = d.dispatch_tag;
+                h.deadline_ms = d.deadline_ms;
                 h.hops = e.hops;
                 d.payload
             }
@@ -294,6 +298,7 @@ fn status_to_pb(s: Status) -> pb::Status {
         Status::Overloaded => pb::Status::Overloaded,
         Status::NoWorkers => pb::Status::NoWorkers,
         Status::UnknownReplyTo => pb::Status::UnknownReplyTo,
+        Status::Expired => pb::Status::Expired,
     }
 }
 
@@ -308,6 +313,7 @@ fn status_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError>
         Ok(pb::Status::Overloaded) => Status::Overloaded,
         Ok(pb::Status::NoWorkers) => Status::NoWorkers,
         Ok(pb::Status::UnknownReplyTo) => Status::UnknownReplyTo,
+        Ok(pb::Status::Expired) => Status::Expired,
         Ok(pb::Status::Unspecified) | Err(_) => {
             return Err(DecodeError::InvalidStatus { kind, value });
         }
@@ -574,6 +580,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 flags: Flags::from_bits_retain(h.flags),
                 route: h.route,
                 reply_to: non_empty(h.reply_to),
+                deadline_ms: h.deadline_ms,
                 payload,
             })
         }
@@ -587,6 +594,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 attempt: h.attempt,
                 // Optional: absent (0) from a broker that does not tag.
                 dispatch_tag: h.dispatch_tag,
+                deadline_ms: h.deadline_ms,
                 payload,
             })
         }
@@ -723,6 +731,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                     flags: Flags::from_bits_retain(h.flags),
                     route: h.route,
                     reply_to: None,
+                    deadline_ms: h.deadline_ms,
                     payload,
                 },
                 hops: h.hops,
@@ -741,6 +750,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                     flags: Flags::from_bits_retain(h.flags),
                     attempt: h.attempt,
                     dispatch_tag: h.dispatch_tag,
+                    deadline_ms: h.deadline_ms,
                     payload,
                 },
                 hops: h.hops,

@@ -65,6 +65,7 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
             (22, 2) => packed(&mut buf, &mut h.type_capacity)?,
             (23, 2) => packed(&mut buf, &mut h.type_free)?,
             (24, 2) => packed(&mut buf, &mut h.type_pending)?,
+            (25, 0) => h.deadline_ms = varint(&mut buf)? as u32,
             _ => return None,
         }
     }
@@ -99,6 +100,7 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
     packed_field(buf, 22, &h.type_capacity);
     packed_field(buf, 23, &h.type_free);
     packed_field(buf, 24, &h.type_pending);
+    uint(buf, 25, h.deadline_ms.into());
 }
 
 /// A packed `repeated uint32` field (absent when empty, as proto3 writes it).
@@ -254,7 +256,7 @@ mod tests {
             ),
             (
                 small.clone(),
-                small,
+                (small.clone(), small),
                 prop::collection::vec(any::<u8>(), 0..20),
                 prop::collection::vec(any::<u32>(), 0..4),
                 prop::collection::vec(any::<u32>(), 0..4),
@@ -276,7 +278,14 @@ mod tests {
                         inline_payload,
                         dispatch_tag,
                     ),
-                    (broker_id, hops, reply_route, type_capacity, type_free, type_pending),
+                    (
+                        broker_id,
+                        (hops, deadline_ms),
+                        reply_route,
+                        type_capacity,
+                        type_free,
+                        type_pending,
+                    ),
                 )| pb::Header {
                     major: major as u32,
                     minor: minor as u32,
@@ -302,6 +311,7 @@ mod tests {
                     type_capacity,
                     type_free,
                     type_pending,
+                    deadline_ms: deadline_ms as u32,
                 },
             )
     }

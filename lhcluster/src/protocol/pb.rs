@@ -87,6 +87,11 @@ pub struct Header {
     /// queued (SERVES, informative; since minor 2).
     #[prost(uint32, repeated, tag = "24")]
     pub type_pending: ::prost::alloc::vec::Vec<u32>,
+    /// The time left for the request when the message was sent, in ms; 0 = no
+    /// deadline (REQUEST, FORWARD, EXECUTE, DISPATCH; since minor 3). Relative,
+    /// so that clocks need not agree: each hop reads it against its own clock.
+    #[prost(uint32, tag = "25")]
+    pub deadline_ms: u32,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).
@@ -239,6 +244,8 @@ pub enum Status {
     NoWorkers = 8,
     /// the named reply-to client is not connected
     UnknownReplyTo = 9,
+    /// its deadline passed before a worker took it (since minor 3)
+    Expired = 10,
 }
 impl Status {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -257,6 +264,7 @@ impl Status {
             Self::Overloaded => "OVERLOADED",
             Self::NoWorkers => "NO_WORKERS",
             Self::UnknownReplyTo => "UNKNOWN_REPLY_TO",
+            Self::Expired => "EXPIRED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -272,6 +280,7 @@ impl Status {
             "OVERLOADED" => Some(Self::Overloaded),
             "NO_WORKERS" => Some(Self::NoWorkers),
             "UNKNOWN_REPLY_TO" => Some(Self::UnknownReplyTo),
+            "EXPIRED" => Some(Self::Expired),
             _ => None,
         }
     }

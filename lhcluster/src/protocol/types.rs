@@ -80,6 +80,9 @@ pub enum Status {
     NoWorkers,
     /// The named reply-to client is not connected to the broker.
     UnknownReplyTo,
+    /// The request's deadline passed before a worker took it: it was not
+    /// run (protocol 1.3).
+    Expired,
 }
 
 impl Status {
@@ -100,6 +103,7 @@ impl Status {
             Status::Overloaded => "overloaded",
             Status::NoWorkers => "no_workers",
             Status::UnknownReplyTo => "unknown_reply_to",
+            Status::Expired => "expired",
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct Request {
     pub route: Route,
     /// Another client that receives the response instead of the sender.
     pub reply_to: Option<String>,
+    /// The time left for the request when it was sent, in ms (protocol
+    /// 1.3); 0 for no deadline. The broker never dispatches it later.
+    pub deadline_ms: u32,
     /// Application frames.
     pub payload: Payload,
 }
@@ -147,6 +154,9 @@ pub struct Dispatch {
     /// [`WorkResult::dispatch_tag`]. 0 (absent) from a broker that does not
     /// tag its dispatches.
     pub dispatch_tag: u64,
+    /// The time left for the request when it was dispatched, in ms
+    /// (protocol 1.3); 0 for no deadline.
+    pub deadline_ms: u32,
     /// Application frames.
     pub payload: Payload,
 }

@@ -16,6 +16,27 @@ pub struct RequestContext {
     pub flags: Flags,
     /// 1 on the first dispatch, more after a retry on worker death.
     pub attempt: u32,
+    /// When the requester stops waiting (its timeout, sent with the
+    /// request and read against this worker's clock when the handler
+    /// started; docs/deadlines.md); `None` if it set none. The broker never
+    /// dispatches a request past its deadline, but a handler that runs past
+    /// it works for nobody: check [`RequestContext::remaining`] before long
+    /// work.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl RequestContext {
+    /// The time left until the deadline (zero once it has passed), or
+    /// `None` without one.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    /// Whether the deadline has passed (never, without one).
+    pub fn is_expired(&self) -> bool {
+        self.remaining().is_some_and(|left| left.is_zero())
+    }
 }
 
 /// A handler's failure, sent back to the client as `FAILED` or `BAD_REQUEST`

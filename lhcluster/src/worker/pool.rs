@@ -209,6 +209,7 @@ pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
         request_id: job.request_id,
         flags: job.flags,
         attempt: job.attempt,
+        deadline: crate::deadline::from_wire_ms(std::time::Instant::now(), job.deadline_ms),
     };
     let Some(handler) = handlers.get(&job.request_type) else {
         let error =

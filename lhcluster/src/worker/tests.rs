@@ -127,6 +127,7 @@ fn dispatch_tagged(
         flags,
         attempt,
         dispatch_tag,
+        deadline_ms: 0,
         payload: payload(&[b"req"]),
     })
 }
@@ -275,6 +276,7 @@ fn dispatch_runs_and_ok_result_carries_the_payload() {
             flags: Flags::RETRY_ON_DEATH | Flags::from_bits_retain(1 << 40),
             attempt: 2,
             dispatch_tag: 1 << 40,
+            deadline_ms: 0,
             payload: payload(&[b"a", b"", b"bc"]),
         }),
     );

@@ -131,6 +131,7 @@ mod tests {
             request_id: 1,
             flags: Flags::empty(),
             attempt: 1,
+            deadline: None,
         }
     }
 

@@ -126,6 +126,7 @@ impl BrokerCore {
             remote.is_none() && req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
         req.receipt_sent |= receipt;
         let origin = receipt.then(|| req.origin.clone());
+        let deadline_ms = crate::deadline::wire_ms_until(now, req.deadline);
         let msg = match remote {
             None => Message::Dispatch(protocol::Dispatch {
                 request_type: key.0,
@@ -133,14 +134,15 @@ impl BrokerCore {
                 flags: req.flags,
                 attempt: req.attempts,
                 dispatch_tag,
+                deadline_ms,
                 payload,
             }),
             Some(_) => Self::execute_message(
                 key,
                 req.flags,
-                req.attempts,
-                dispatch_tag,
+                (req.attempts, dispatch_tag),
                 req.hops,
+                deadline_ms,
                 payload,
             ),
         };
@@ -196,6 +198,9 @@ impl BrokerCore {
             let Some(id) = self.pop_pending(t) else {
                 break;
             };
+            if self.expire_if_due(now, (t, id)) {
+                continue;
+            }
             let payload = self.take_payload(&(t, id));
             self.dispatch(now, wk, (t, id), payload);
         }
@@ -237,12 +242,25 @@ impl BrokerCore {
             let Some(id) = self.pop_pending(t) else {
                 return;
             };
+            if self.expire_if_due(now, (t, id)) {
+                continue;
+            }
             let payload = self.take_payload(&(t, id));
             self.dispatch(now, wk, (t, id), payload);
         }
     }
 
     pub(super) fn push_pending(&mut self, key: ReqKey, front: bool) {
+        // Queued (again): its deadline is watched (again; the entry of an
+        // earlier wait may be gone).
+        let deadline = self
+            .requests
+            .get(&key)
+            .and_then(|&slot| self.reqs.get(slot))
+            .and_then(|r| r.deadline);
+        if let Some(at) = deadline {
+            self.expiries.insert((at, key));
+        }
         let e = self.types.entry(key.0).or_default();
         if front {
             e.pending.push_front(key.1);
@@ -253,7 +271,7 @@ impl BrokerCore {
         self.nonempty_types.insert(key.0);
     }
 
-    fn pop_pending(&mut self, t: RequestType) -> Option<RequestId> {
+    pub(super) fn pop_pending(&mut self, t: RequestType) -> Option<RequestId> {
         let e = self.types.get_mut(&t)?;
         let id = e.pending.pop_front()?;
         self.total_pending -= 1;

@@ -97,15 +97,26 @@ impl BrokerCore {
                 }
             },
         };
+        let deadline = crate::deadline::from_wire_ms(now, req.deadline_ms);
         if let Some(owner) = self.remote_owner(key) {
-            return self.forward_to_owner(owner, key, origin, reply_to, req.flags, req.payload);
+            let (flags, payload) = (req.flags, req.payload);
+            return self.forward_to_owner(owner, key, origin, reply_to, flags, deadline, payload);
         }
-        self.admit(now, key, origin, reply_to, req.flags, req.payload, 0);
+        self.admit(
+            now,
+            key,
+            origin,
+            reply_to,
+            req.flags,
+            req.payload,
+            (0, deadline),
+        );
     }
 
     /// Admits a request this broker owns (protocol.md §8.2 from step 3):
     /// dedupe, fail-fast, then dispatch or queue. `hops` is how many
-    /// brokers it crossed to get here ([`MAX_HOPS`]: run it here only).
+    /// brokers it crossed to get here ([`MAX_HOPS`]: run it here only);
+    /// `deadline`, when it must be dispatched by (docs/deadlines.md).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn admit(
         &mut self,
@@ -115,10 +126,10 @@ impl BrokerCore {
         reply_to: Option<Dest>,
         flags: Flags,
         payload: Payload,
-        hops: u8,
+        (hops, deadline): (u8, Option<Instant>),
     ) {
         if self.requests.contains_key(&key) {
-            return self.on_duplicate(key, origin, reply_to, flags, payload);
+            return self.on_duplicate(key, origin, reply_to, (flags, deadline), payload);
         }
         let entry = self.types.entry(key.0).or_default();
         let (type_workers, type_pending) =
@@ -163,6 +174,7 @@ impl BrokerCore {
             received: false,
             in_flight: false,
             hops,
+            deadline,
             payload: stored,
         });
         self.requests.insert(key, slot);
@@ -199,7 +211,7 @@ impl BrokerCore {
         key: ReqKey,
         origin: Dest,
         reply_to: Option<Dest>,
-        flags: Flags,
+        (flags, deadline): (Flags, Option<Instant>),
         payload: Payload,
     ) {
         let compact = self.total_pending >= COMPACT_AFTER;
@@ -245,6 +257,9 @@ impl BrokerCore {
         self.stats.requests_redirected += 1;
         let previous = std::mem::replace(&mut existing.origin, origin);
         let previous_flags = std::mem::replace(&mut existing.flags, flags);
+        // The new requester's deadline (or none) is the request's now.
+        existing.deadline = deadline;
+        let new_deadline = deadline;
         existing.reply_to = reply_to.map(Box::new);
         let mut receipt_for_new = None;
         match existing.in_flight {
@@ -269,6 +284,9 @@ impl BrokerCore {
                     received,
                 ));
             }
+        }
+        if let Some(at) = new_deadline {
+            self.expiries.insert((at, key));
         }
         debug!(
             request_type = key.0,

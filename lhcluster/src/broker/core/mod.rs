@@ -26,6 +26,7 @@
 mod backend;
 mod cluster;
 mod dispatch;
+mod expiry;
 mod frontend;
 mod output;
 mod peers;
@@ -165,6 +166,9 @@ struct Req {
     /// forwarded by an entry broker, up to 2 given to run by an owner. A
     /// request that cannot take another hop is only served by local workers.
     hops: u8,
+    /// When it must have left for a worker (docs/deadlines.md); `None`:
+    /// no deadline.
+    deadline: Option<Instant>,
     /// Queued: the payload. In flight: a copy, kept only for
     /// `RETRY_ON_DEATH` requests with tries left.
     payload: Stored,
@@ -308,6 +312,9 @@ pub(crate) struct BrokerCore {
     cluster: Option<cluster::Cluster>,
     /// Remote workers by (member, type).
     remote_ids: HashMap<(u64, RequestType), Key>,
+    /// Deadlines of admitted requests, soonest first (an entry outlives
+    /// its request, and is dropped when its time comes).
+    expiries: BTreeSet<(Instant, ReqKey)>,
     /// The entry broker's records of the two-way requests it forwarded.
     relays: relay::Relays,
     out: Vec<Outgoing>,
@@ -339,6 +346,7 @@ impl BrokerCore {
             bad_input: LogLimiter::new("malformed messages"),
             cluster: cluster::Cluster::new(config, now),
             remote_ids: HashMap::new(),
+            expiries: BTreeSet::new(),
             relays: relay::Relays::default(),
             out: Vec::new(),
         }
@@ -354,9 +362,13 @@ impl BrokerCore {
     /// and liveness check, or sooner the summary of a flood of bad input
     /// (which would otherwise wait for a heartbeat tick).
     pub(crate) fn next_tick(&self) -> Instant {
-        match self.bad_input.next_due() {
+        let tick = match self.bad_input.next_due() {
             Some(due) => self.next_tick.min(due),
             None => self.next_tick,
+        };
+        match self.expiries.first() {
+            Some(&(at, _)) => tick.min(at),
+            None => tick,
         }
     }
 
@@ -532,6 +544,8 @@ impl BrokerCore {
             self.send_tracked(now, side, peer, Message::Heartbeat { heartbeat_ms });
         }
         shortest = shortest.min(self.cluster_tick(now));
+        // Last: requests queued again above (a retry) are judged too.
+        self.expire_due(now);
         self.next_tick = crate::deadline::later(now, (shortest / 2).max(Duration::from_millis(1)));
     }
 

@@ -47,6 +47,7 @@ struct Relay {
     reply_to: Option<Dest>,
     owner: u64,
     flags: Flags,
+    deadline: Option<Instant>,
     /// A `RETRY_ON_DEATH` request's payload, to send it to the next owner
     /// should this one leave.
     payload: Stored,
@@ -83,6 +84,7 @@ impl BrokerCore {
     }
 
     /// Forwards a client's request to its owner.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_to_owner(
         &mut self,
         owner: u64,
@@ -90,6 +92,7 @@ impl BrokerCore {
         origin: Dest,
         reply_to: Option<Dest>,
         flags: Flags,
+        deadline: Option<Instant>,
         payload: Payload,
     ) {
         let route = encode_route(&origin.peer, &origin.route);
@@ -105,6 +108,7 @@ impl BrokerCore {
                 reply_to,
                 owner,
                 flags,
+                deadline,
                 payload: kept,
             });
         }
@@ -115,6 +119,7 @@ impl BrokerCore {
                 flags,
                 route,
                 reply_to: None,
+                deadline_ms: crate::deadline::wire_ms_until(self.now, deadline),
                 payload,
             },
             hops: 1,
@@ -216,24 +221,12 @@ impl BrokerCore {
             if relay.flags.contains(Flags::RETRY_ON_DEATH) && relay.payload.is_held() {
                 self.stats.requests_retried += 1;
                 let payload = relay.payload.take();
+                let (origin, reply_to, flags, deadline) =
+                    (relay.origin, relay.reply_to, relay.flags, relay.deadline);
                 match self.remote_owner(key) {
-                    Some(owner) => self.forward_to_owner(
-                        owner,
-                        key,
-                        relay.origin,
-                        relay.reply_to,
-                        relay.flags,
-                        payload,
-                    ),
-                    None => self.admit(
-                        now,
-                        key,
-                        relay.origin,
-                        relay.reply_to,
-                        relay.flags,
-                        payload,
-                        0,
-                    ),
+                    Some(owner) => self
+                        .forward_to_owner(owner, key, origin, reply_to, flags, deadline, payload),
+                    None => self.admit(now, key, origin, reply_to, flags, payload, (0, deadline)),
                 }
                 continue;
             }

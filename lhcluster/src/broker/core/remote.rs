@@ -36,7 +36,16 @@ impl BrokerCore {
             via: Via::Member(member),
         });
         let hops = u8::try_from(f.hops).unwrap_or(u8::MAX);
-        self.admit(now, key, origin, reply_to, req.flags, req.payload, hops);
+        let deadline = crate::deadline::from_wire_ms(now, req.deadline_ms);
+        self.admit(
+            now,
+            key,
+            origin,
+            reply_to,
+            req.flags,
+            req.payload,
+            (hops, deadline),
+        );
     }
 
     /// Whether `origin` is an owner that is no longer in this broker's view.
@@ -126,7 +135,16 @@ impl BrokerCore {
             self.send_response(&origin, key, Status::NoWorkers, Some(error), d.payload);
             return self.drop_type_if_idle(key.0);
         }
-        self.admit(now, key, origin, None, d.flags, d.payload, MAX_HOPS as u8);
+        let deadline = crate::deadline::from_wire_ms(now, d.deadline_ms);
+        self.admit(
+            now,
+            key,
+            origin,
+            None,
+            d.flags,
+            d.payload,
+            (MAX_HOPS as u8, deadline),
+        );
     }
 
     /// The last local worker of `t` left: the requests queued here for
@@ -307,9 +325,9 @@ impl BrokerCore {
     pub(super) fn execute_message(
         key: super::ReqKey,
         flags: crate::protocol::Flags,
-        attempt: u32,
-        dispatch_tag: u64,
+        (attempt, dispatch_tag): (u32, u64),
         hops: u8,
+        deadline_ms: u32,
         payload: Payload,
     ) -> Message {
         Message::Execute(Execute {
@@ -319,6 +337,7 @@ impl BrokerCore {
                 flags,
                 attempt,
                 dispatch_tag,
+                deadline_ms,
                 payload,
             },
             hops: u32::from(hops) + 1,

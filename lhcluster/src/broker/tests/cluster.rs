@@ -873,3 +873,20 @@ fn a_route_that_refuses_a_message_goes_down_and_comes_back() {
     let c = net.stats(0).cluster.expect("clustered");
     assert_eq!(c.peers.iter().filter(|p| p.state == "up").count(), 2);
 }
+
+/// A deadline travels with a forwarded request: its owner ends it
+/// `EXPIRED` when it passes, and the client hears it through its broker.
+#[test]
+fn a_forwarded_request_expires_at_its_owner() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    let id = net.id_owned_by(1, T);
+    let mut r = req(T, id, Flags::empty(), &[b"late"]);
+    r.deadline_ms = 400;
+    net.client_sends(0, b"client", Message::Request(r));
+    assert_eq!(net.stats(1).pending, 1);
+    net.run_for(500, 100);
+    net.expect_response(0, b"client", T, id, Status::Expired);
+    assert_eq!(net.stats(1).requests_expired, 1);
+    assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(0));
+}

@@ -11,6 +11,7 @@
 
 mod bounds;
 mod cluster;
+mod deadlines;
 mod dedupe;
 mod liveness;
 mod malformed;
@@ -79,6 +80,7 @@ fn req(request_type: u32, request_id: u64, flags: Flags, body: &[&[u8]]) -> Requ
         flags,
         route: Vec::new(),
         reply_to: None,
+        deadline_ms: 0,
         payload: payload(body),
     }
 }
