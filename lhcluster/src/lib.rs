@@ -278,6 +278,7 @@ mod error;
 mod io;
 mod link;
 mod log_limit;
+mod outbox;
 pub mod notify;
 mod payload;
 mod peer;
