@@ -32,6 +32,36 @@ pub(crate) mod defaults {
     pub(crate) const HWM: i32 = 100_000;
     /// How long stopping a role may take.
     pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `ZMQ_SNDHWM` of a bound ROUTER, per peer, in messages: small, since
+    /// libzmq counts messages, not bytes (docs/bounds.md §2).
+    pub(crate) const PEER_SNDHWM: i32 = 64;
+    /// Outbox bytes per peer (NATS's `max_pending` order of magnitude).
+    pub(crate) const MAX_OUTBOX_BYTES_PER_PEER: usize = 32 << 20;
+    /// Outbox bytes across a role's peers.
+    pub(crate) const MAX_OUTBOX_BYTES_TOTAL: usize = 512 << 20;
+    /// Over its outbox limit this long, a peer is cut (NATS's
+    /// `write_deadline` order of magnitude).
+    pub(crate) const SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// Checks the outbox options of a role with a bound ROUTER (the broker and
+/// the proxy): all > 0, and a total that holds at least one peer's bound.
+pub(crate) fn check_outbox(
+    peer_sndhwm: i32,
+    per_peer: usize,
+    total: usize,
+    slow_consumer_timeout: Duration,
+) -> Result<(), ConfigError> {
+    positive("peer_sndhwm", peer_sndhwm)?;
+    positive("max_outbox_bytes_per_peer", per_peer)?;
+    positive("slow_consumer_timeout", slow_consumer_timeout)?;
+    if total < per_peer {
+        return Err(ConfigError::invalid(
+            "max_outbox_bytes_total",
+            "must be >= max_outbox_bytes_per_peer",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the options every role has: a heartbeat, a liveness, a

@@ -151,6 +151,8 @@ pub(crate) struct Outbox<T> {
     total: usize,
     stats: OutboxStats,
     events: Vec<(PeerId, PeerEvent)>,
+    /// Something counted changed since [`Outbox::take_changed`].
+    changed: bool,
 }
 
 impl<T: Queued> Outbox<T> {
@@ -161,6 +163,7 @@ impl<T: Queued> Outbox<T> {
             total: 0,
             stats: OutboxStats::default(),
             events: Vec::new(),
+            changed: false,
         }
     }
 
@@ -175,6 +178,7 @@ impl<T: Queued> Outbox<T> {
     /// unless it would break a bound: then it is dropped and the peer is
     /// over the limit.
     pub(crate) fn push(&mut self, now: Instant, peer: &[u8], item: T) -> Pushed {
+        self.changed = true;
         let bytes = item.bytes();
         let fits_total = self.total + bytes <= self.limits.total;
         let backlog = self
@@ -214,6 +218,7 @@ impl<T: Queued> Outbox<T> {
         if self.backlogs.is_empty() {
             return;
         }
+        self.changed = true;
         let limits = self.limits;
         let mut finished: Vec<PeerId> = Vec::new();
         for (peer, b) in &mut self.backlogs {
@@ -303,6 +308,12 @@ impl<T: Queued> Outbox<T> {
     /// Whether events wait for [`Outbox::take_events`].
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
+    }
+
+    /// Whether the stats changed since the last call (never while no peer
+    /// has a backlog: the role copies them only then).
+    pub(crate) fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     pub(crate) fn stats(&self) -> OutboxStats {

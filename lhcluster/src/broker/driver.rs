@@ -9,7 +9,7 @@ use tracing::{error, info};
 use super::config::BrokerConfig;
 use super::core::{BrokerCore, Side};
 use super::stats::BrokerStats;
-use crate::accept;
+use crate::accept::{self, Delivery, RouterOutbox};
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
@@ -22,8 +22,8 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String, String), Error> {
-    let frontend = io::router(&config.frontend, config.hwm)?;
-    let backend = io::router(&config.backend, config.hwm)?;
+    let frontend = io::router(&config.frontend, config.hwm, config.peer_sndhwm)?;
+    let backend = io::router(&config.backend, config.hwm, config.peer_sndhwm)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let (tx, bell, inbox) = crate::role::channel()?;
@@ -44,6 +44,10 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, String
                 backend_ep: backend_bound,
                 inbox,
                 header_buf: Vec::with_capacity(64),
+                outboxes: [
+                    RouterOutbox::new(config.outbox_limits()),
+                    RouterOutbox::new(config.outbox_limits()),
+                ],
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -60,13 +64,20 @@ struct Driver {
     backend_ep: String,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
+    /// What waits for peers whose pipe is full, frontend and backend.
+    outboxes: [RouterOutbox; 2],
     stats_log: StatsLog,
 }
 
 impl Driver {
     fn run(&mut self) {
         loop {
-            let wake_at = self.stats_log.wake_at(self.core.next_tick());
+            let mut wake_at = self.stats_log.wake_at(self.core.next_tick());
+            for outbox in &self.outboxes {
+                if let Some(due) = outbox.next_due() {
+                    wake_at = wake_at.min(due);
+                }
+            }
             let sockets = [Some(&self.frontend), Some(&self.backend)];
             let (front_ready, back_ready, commands_ready) =
                 match io::wait(Some(&self.inbox.listener), sockets, Some(wake_at)) {
@@ -122,9 +133,10 @@ impl Driver {
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
-                flush(
+                send_queued(
                     &mut self.core,
                     [&self.frontend, &self.backend],
+                    &mut self.outboxes,
                     &mut self.header_buf,
                 );
             }
@@ -145,24 +157,59 @@ impl Driver {
         false
     }
 
+    /// Sends what the core queued, then what is due in the outboxes, and
+    /// tells the core about peers that do not read (which may queue more).
     fn flush(&mut self) {
-        flush(
-            &mut self.core,
-            [&self.frontend, &self.backend],
-            &mut self.header_buf,
-        );
+        let sockets = [&self.frontend, &self.backend];
+        loop {
+            send_queued(
+                &mut self.core,
+                sockets,
+                &mut self.outboxes,
+                &mut self.header_buf,
+            );
+            let mut events = false;
+            for (i, outbox) in self.outboxes.iter_mut().enumerate() {
+                if outbox.next_due().is_some() {
+                    accept::retry(sockets[i], outbox, Instant::now());
+                }
+                if outbox.has_events() {
+                    events = true;
+                    let now = Instant::now();
+                    for (peer, event) in outbox.take_events() {
+                        self.core.on_peer_event(now, SIDES[i], &peer, event);
+                    }
+                }
+                if outbox.take_changed() {
+                    self.core.set_outbox_stats(SIDES[i], outbox.stats());
+                }
+            }
+            if !events {
+                return;
+            }
+        }
     }
 }
 
-/// Sends what the core queued, on the frontend and backend sockets.
-fn flush(core: &mut BrokerCore, [frontend, backend]: [&zmq::Socket; 2], header_buf: &mut Vec<u8>) {
+/// The sides of the outboxes, in order.
+const SIDES: [Side; 2] = [Side::Frontend, Side::Backend];
+
+/// Sends what the core queued, on the frontend and backend sockets, each
+/// through its outbox.
+fn send_queued(
+    core: &mut BrokerCore,
+    sockets: [&zmq::Socket; 2],
+    outboxes: &mut [RouterOutbox; 2],
+    header_buf: &mut Vec<u8>,
+) {
     let mut out = std::mem::take(core.outbox());
     for o in out.drain(..) {
-        let socket = match o.side {
-            Side::Frontend => frontend,
-            Side::Backend => backend,
+        let i = match o.side {
+            Side::Frontend => 0,
+            Side::Backend => 1,
         };
-        if !accept::send(socket, &o.peer, o.msg, header_buf) {
+        let sent = accept::deliver(sockets[i], &mut outboxes[i], &o.peer, o.msg, header_buf);
+        if sent == Delivery::Gone {
             core.count_undeliverable();
         }
     }

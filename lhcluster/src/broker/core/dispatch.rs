@@ -91,6 +91,7 @@ impl BrokerCore {
         } else {
             Stored::Nothing
         };
+        let retry_copy = req.payload.len();
         let receipt = req.flags.contains(Flags::RECEIPT_ON_SEND) && !req.receipt_sent;
         req.receipt_sent |= receipt;
         let origin = receipt.then(|| req.origin.clone());
@@ -102,6 +103,7 @@ impl BrokerCore {
             dispatch_tag,
             payload,
         });
+        self.bounds.hold(retry_copy);
         let Some(w) = self.workers.get_mut(wk) else {
             return;
         };

@@ -21,6 +21,7 @@
 //! a held payload is kept.
 
 mod backend;
+mod bounds;
 mod dispatch;
 mod frontend;
 mod output;
@@ -224,6 +225,8 @@ pub(crate) struct BrokerCore {
     /// Limits the warnings about malformed and unexpected messages, per
     /// peer (the counters stay exact).
     bad_input: LogLimiter,
+    /// Pending bytes and peers that do not read (docs/bounds.md).
+    bounds: bounds::Bounds,
     out: Vec<Outgoing>,
 }
 
@@ -251,6 +254,7 @@ impl BrokerCore {
             now,
             stats: BrokerStats::default(),
             bad_input: LogLimiter::new("malformed messages"),
+            bounds: bounds::Bounds::new(config.max_pending_bytes),
             out: Vec::new(),
         }
     }
@@ -482,6 +486,7 @@ impl BrokerCore {
                 (t, ts)
             })
             .collect();
+        self.fill_bound_stats(&mut stats);
         stats
     }
 }
