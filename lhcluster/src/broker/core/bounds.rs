@@ -57,11 +57,6 @@ impl Bounds {
     pub(super) fn release(&mut self, bytes: usize) {
         self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
     }
-
-    #[cfg(test)]
-    pub(super) fn pending_bytes(&self) -> usize {
-        self.pending_bytes
-    }
 }
 
 impl BrokerCore {
