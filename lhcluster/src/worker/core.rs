@@ -44,6 +44,9 @@ pub(crate) struct WorkerCore {
     running: HashMap<ReqKey, Answers>,
     /// Results waiting for a session with the broker.
     unsent: VecDeque<Message>,
+    /// Their payload bytes, at most `max_unsent_bytes`.
+    unsent_bytes: usize,
+    max_unsent_bytes: usize,
     stopping: bool,
     stats: WorkerStats,
     actions: Vec<Action>,
@@ -58,6 +61,8 @@ impl WorkerCore {
             session: BrokerSession::new(now, timing!(config), ready),
             running: HashMap::new(),
             unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            max_unsent_bytes: config.max_unsent_bytes,
             stopping: false,
             stats: WorkerStats::default(),
             actions: vec![LinkAction::Connect.into()],
@@ -68,6 +73,7 @@ impl WorkerCore {
         let mut stats = self.stats.clone();
         report_counts!(stats, self.session);
         stats.running = self.running.len() as u64;
+        stats.unsent_bytes = self.unsent_bytes as u64;
         stats.registered = self.session.is_ready();
         stats
     }
@@ -175,13 +181,30 @@ impl WorkerCore {
         self.session.send(now, msg, &mut self.actions);
     }
 
-    /// Sends now if registered, else keeps it for the next session.
-    fn send_or_keep(&mut self, now: Instant, msg: Message) {
+    /// Sends now if registered, else keeps it for the next session, within
+    /// `max_unsent_bytes`: a result whose payload does not fit is kept as a
+    /// `FAILED` result without it, so the request still ends once and its
+    /// credit comes back.
+    fn send_or_keep(&mut self, now: Instant, mut msg: Message) {
         if self.session.is_ready() {
-            self.send(now, msg);
-        } else {
-            self.unsent.push_back(msg);
+            return self.send(now, msg);
         }
+        if let Message::Result(r) = &mut msg {
+            let bytes: usize = r.payload.iter().map(|f| f.len()).sum();
+            if self.unsent_bytes + bytes > self.max_unsent_bytes {
+                self.stats.results_truncated += 1;
+                r.payload = Payload::new();
+                r.status = Status::Failed;
+                r.error = Some(format!(
+                    "result of {bytes} bytes dropped: more than max_unsent_bytes \
+                     ({}) held while disconnected",
+                    self.max_unsent_bytes
+                ));
+            } else {
+                self.unsent_bytes += bytes;
+            }
+        }
+        self.unsent.push_back(msg);
     }
 }
 
@@ -194,6 +217,7 @@ impl crate::link::Connecting for WorkerCore {
                 if newly {
                     info!("registered with the broker");
                 }
+                self.unsent_bytes = 0;
                 while let Some(msg) = self.unsent.pop_front() {
                     self.send(now, msg);
                 }

@@ -24,6 +24,11 @@ pub struct WorkerStats {
     pub broker_deaths: u64,
     /// Reconnect attempts.
     pub reconnects: u64,
+    /// Results kept while disconnected as `FAILED` without their payload,
+    /// which did not fit in `max_unsent_bytes`.
+    pub results_truncated: u64,
+    /// Payload bytes of results kept for the next session now.
+    pub unsent_bytes: u64,
     /// Requests running now.
     pub running: u64,
     /// Whether the worker is registered with a broker now.
