@@ -839,10 +839,14 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
             slow.heartbeat();
             peak = peak.max(rss(c.broker.pid()).unwrap());
             let s = stats(&c.front).unwrap();
-            let ended = ["requests_completed", "requests_overloaded", "requests_dropped_slow"]
-                .iter()
-                .map(|k| delta(&s, k))
-                .sum::<u64>();
+            let ended = [
+                "requests_completed",
+                "requests_overloaded",
+                "requests_dropped_slow",
+            ]
+            .iter()
+            .map(|k| delta(&s, k))
+            .sum::<u64>();
             if ended >= REQUESTS && u64_of(&s, "in_flight") == 0 && u64_of(&s, "pending") == 0 {
                 assert_eq!(ended, REQUESTS, "a request ended twice: {s}");
                 break s;
@@ -862,7 +866,10 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
             if delta(&s2, "slow_consumers") >= 1 {
                 break s2;
             }
-            assert!(Instant::now() < cut_after, "the slow consumer was never cut: {s2}");
+            assert!(
+                Instant::now() < cut_after,
+                "the slow consumer was never cut: {s2}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         };
         assert!(delta(&s, "outcomes_dropped_slow") > 0, "{s}");

@@ -278,8 +278,8 @@ mod error;
 mod io;
 mod link;
 mod log_limit;
-mod outbox;
 pub mod notify;
+mod outbox;
 mod payload;
 mod peer;
 #[cfg(feature = "unstable-internals")]

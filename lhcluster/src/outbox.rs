@@ -214,7 +214,11 @@ impl<T: Queued> Outbox<T> {
     /// long, drops the backlogs of cut peers past their grace, and tries to
     /// send the backlogs whose retry time came, each from its head until
     /// its pipe refuses.
-    pub(crate) fn run(&mut self, now: Instant, mut try_send: impl FnMut(&[u8], T) -> Result<(), Refused<T>>) {
+    pub(crate) fn run(
+        &mut self,
+        now: Instant,
+        mut try_send: impl FnMut(&[u8], T) -> Result<(), Refused<T>>,
+    ) {
         if self.backlogs.is_empty() {
             return;
         }
@@ -222,7 +226,9 @@ impl<T: Queued> Outbox<T> {
         let limits = self.limits;
         let mut finished: Vec<PeerId> = Vec::new();
         for (peer, b) in &mut self.backlogs {
-            if b.over_since.is_some_and(|since| now >= since + limits.slow_timeout) {
+            if b.over_since
+                .is_some_and(|since| now >= since + limits.slow_timeout)
+            {
                 // Cut: free what it holds; what the role sends it next (a
                 // SHUTDOWN first) queues behind nothing, kept for a grace.
                 for item in b.queue.drain(..) {
@@ -394,7 +400,13 @@ mod tests {
         }
 
         /// As a driver does: behind a backlog, or tried, then queued.
-        fn deliver(&mut self, o: &mut Outbox<M>, now: Instant, peer: &[u8], m: M) -> Option<Pushed> {
+        fn deliver(
+            &mut self,
+            o: &mut Outbox<M>,
+            now: Instant,
+            peer: &[u8],
+            m: M,
+        ) -> Option<Pushed> {
             if o.holds(peer) {
                 return Some(o.push(now, peer, m));
             }
@@ -478,21 +490,45 @@ mod tests {
             p.set(peer, Some(0));
         }
         // a: 900 fits, 200 more does not (per peer 1000).
-        assert_eq!(p.deliver(&mut o, t0, b"a", M(1, 900, true)), Some(Pushed::Queued));
-        assert_eq!(p.deliver(&mut o, t0, b"a", M(2, 200, true)), Some(Pushed::Dropped));
-        assert_eq!(p.deliver(&mut o, t0, b"a", M(3, 100, false)), Some(Pushed::Queued));
-        assert_eq!(o.take_events(), [(PeerId::from_slice(b"a"), PeerEvent::OverLimit)]);
+        assert_eq!(
+            p.deliver(&mut o, t0, b"a", M(1, 900, true)),
+            Some(Pushed::Queued)
+        );
+        assert_eq!(
+            p.deliver(&mut o, t0, b"a", M(2, 200, true)),
+            Some(Pushed::Dropped)
+        );
+        assert_eq!(
+            p.deliver(&mut o, t0, b"a", M(3, 100, false)),
+            Some(Pushed::Queued)
+        );
+        assert_eq!(
+            o.take_events(),
+            [(PeerId::from_slice(b"a"), PeerEvent::OverLimit)]
+        );
         // b takes 1000; c finds the total (2500) nearly full.
         p.deliver(&mut o, t0, b"b", M(4, 1000, true));
-        assert_eq!(p.deliver(&mut o, t0, b"c", M(5, 600, true)), Some(Pushed::Dropped));
-        assert_eq!(o.take_events(), [(PeerId::from_slice(b"c"), PeerEvent::OverLimit)]);
+        assert_eq!(
+            p.deliver(&mut o, t0, b"c", M(5, 600, true)),
+            Some(Pushed::Dropped)
+        );
+        assert_eq!(
+            o.take_events(),
+            [(PeerId::from_slice(b"c"), PeerEvent::OverLimit)]
+        );
         let s = o.stats();
-        assert_eq!((s.bytes, s.outcomes_dropped, s.others_dropped), (2000, 2, 0));
+        assert_eq!(
+            (s.bytes, s.outcomes_dropped, s.others_dropped),
+            (2000, 2, 0)
+        );
         assert!(s.bytes <= 2500);
         // c's message fits once the total has room: c held nothing, so it
         // is back under half of its bound at its first retry.
         p.run(&mut o, t0 + ms(1));
-        assert_eq!(o.take_events(), [(PeerId::from_slice(b"c"), PeerEvent::CaughtUp)]);
+        assert_eq!(
+            o.take_events(),
+            [(PeerId::from_slice(b"c"), PeerEvent::CaughtUp)]
+        );
         assert!(!o.holds(b"c"));
     }
 
@@ -530,7 +566,10 @@ mod tests {
         p.run(&mut o, t0 + ms(509));
         assert!(o.take_events().is_empty(), "not before the timeout");
         p.run(&mut o, t0 + ms(510));
-        assert_eq!(o.take_events(), [(PeerId::from_slice(b"a"), PeerEvent::Cut)]);
+        assert_eq!(
+            o.take_events(),
+            [(PeerId::from_slice(b"a"), PeerEvent::Cut)]
+        );
         let s = o.stats();
         assert_eq!((s.cuts, s.bytes, s.outcomes_dropped), (1, 0, 2));
         // What comes next for it (the SHUTDOWN) queues and is retried
@@ -583,7 +622,12 @@ mod tests {
                 }
             }
             let held: usize = o.backlogs.values().map(|b| b.bytes).sum();
-            let queued: usize = o.backlogs.values().flat_map(|b| &b.queue).map(|m| m.1).sum();
+            let queued: usize = o
+                .backlogs
+                .values()
+                .flat_map(|b| &b.queue)
+                .map(|m| m.1)
+                .sum();
             assert_eq!((held, queued), (o.total, o.total));
             assert!(o.total <= 2500 && o.backlogs.values().all(|b| b.bytes <= 1000));
         }

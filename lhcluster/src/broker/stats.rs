@@ -164,6 +164,9 @@ mod tests {
             ..BrokerStats::default()
         };
         let line = stats.to_string();
-        assert!(line.contains(" stale_results=2 unknown_results=3 "), "{line}");
+        assert!(
+            line.contains(" stale_results=2 unknown_results=3 "),
+            "{line}"
+        );
     }
 }

@@ -628,7 +628,10 @@ fn results_beyond_max_unsent_bytes_are_kept_as_failed_without_payload() {
     assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
     // 6 bytes fit, 6 more do not, 4 more do.
     assert!(h.done(620, (10, 1), Ok(payload(&[b"123456"]))).is_empty());
-    assert!(h.done(621, (10, 2), Ok(payload(&[b"abc", b"def"]))).is_empty());
+    assert!(
+        h.done(621, (10, 2), Ok(payload(&[b"abc", b"def"])))
+            .is_empty()
+    );
     assert!(h.done(622, (10, 3), Ok(payload(&[b"wxyz"]))).is_empty());
     let s = h.core.stats();
     assert_eq!((s.results_truncated, s.unsent_bytes), (1, 10));

@@ -76,7 +76,13 @@ impl BrokerCore {
     }
 
     /// The driver's outbox reports a peer that does not read.
-    pub(crate) fn on_peer_event(&mut self, now: Instant, side: Side, peer: &[u8], event: PeerEvent) {
+    pub(crate) fn on_peer_event(
+        &mut self,
+        now: Instant,
+        side: Side,
+        peer: &[u8],
+        event: PeerEvent,
+    ) {
         self.now = now;
         self.bounds.log.on_tick(now);
         match (side, event) {

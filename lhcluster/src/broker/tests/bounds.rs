@@ -211,7 +211,12 @@ fn a_cut_client_is_sent_shutdown_forgotten_and_its_queued_requests_end() {
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
-        (s.slow_consumers, s.requests_dropped_slow, s.pending, s.clients),
+        (
+            s.slow_consumers,
+            s.requests_dropped_slow,
+            s.pending,
+            s.clients
+        ),
         (1, 2, 1, 1)
     );
     // Type 8 had nothing else: gone from the stats.
