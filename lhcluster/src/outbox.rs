@@ -5,8 +5,9 @@
 //! fit in a peer's pipe waits here, in order, counted in bytes, instead of
 //! being lost; while a peer has a backlog, everything new for it is
 //! appended behind it. A ROUTER has no per-peer writability event, so
-//! backlogs are retried by time: 1 ms after the first refusal, doubling to
-//! 64 ms while tries fail, back to 1 ms once one sends something.
+//! backlogs are retried by time: on the driver's next pass after the first
+//! refusal, then 1 ms later, doubling to 64 ms while tries fail, back to
+//! 1 ms once one sends something.
 //!
 //! Bounds: `per_peer` bytes per backlog and `total` across them. A message
 //! that does not fit is dropped (counted) and its peer is *over the limit*
@@ -123,8 +124,12 @@ impl<T> Backlog<T> {
         Self {
             queue: VecDeque::new(),
             bytes: 0,
-            next_try: now + RETRY_MIN,
-            backoff: RETRY_MIN,
+            // The first retry comes on the driver's next pass, after a poll
+            // (which lets libzmq see what its I/O thread has written out
+            // since): a burst beyond a fast peer's small pipe usually finds
+            // it drained by then.
+            next_try: now,
+            backoff: Duration::ZERO,
             over_since: None,
             cut_at: None,
         }
@@ -172,6 +177,12 @@ impl<T: Queued> Outbox<T> {
     #[inline]
     pub(crate) fn holds(&self, peer: &[u8]) -> bool {
         !self.backlogs.is_empty() && self.backlogs.contains_key(peer)
+    }
+
+    /// Whether no peer has a backlog (nothing to retry, nothing due).
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.backlogs.is_empty()
     }
 
     /// Appends a message its pipe refused (or one behind a backlog),
@@ -297,7 +308,7 @@ impl<T: Queued> Outbox<T> {
             b.backoff = if sent {
                 RETRY_MIN
             } else {
-                (b.backoff * 2).min(RETRY_MAX)
+                (b.backoff * 2).clamp(RETRY_MIN, RETRY_MAX)
             };
             b.next_try = now + b.backoff;
         }
@@ -449,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn retries_back_off_from_1_to_64_ms_and_reset_after_a_send() {
+    fn retries_come_at_once_then_back_off_from_1_to_64_ms_and_reset_after_a_send() {
         let t0 = Instant::now();
         let mut o = Outbox::new(limits());
         let mut p = Pipes::default();
@@ -469,16 +480,16 @@ mod tests {
             now = due;
             p.run(&mut o, now);
         }
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
+        assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 64, 64]);
         // One goes out: the next try comes 1 ms later.
         p.set(b"a", Some(1));
         now += ms(64);
         p.run(&mut o, now);
         assert_eq!(o.next_due(), Some(now + ms(1)));
-        // The earliest of two peers is due.
+        // The earliest of two peers is due: a new backlog, at once.
         p.set(b"b", Some(0));
         p.deliver(&mut o, now, b"b", M(3, 10, true));
-        assert_eq!(o.next_due(), Some(now + ms(1)));
+        assert_eq!(o.next_due(), Some(now));
     }
 
     #[test]

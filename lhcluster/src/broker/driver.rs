@@ -162,6 +162,10 @@ impl Driver {
     fn flush(&mut self) {
         let sockets = [&self.frontend, &self.backend];
         loop {
+            // The time is read before sending, and only with a backlog: a
+            // backlog this flush makes is first retried on the next pass,
+            // after a poll (see `outbox.rs`).
+            let now = (!self.outboxes.iter().all(RouterOutbox::is_idle)).then(Instant::now);
             send_queued(
                 &mut self.core,
                 sockets,
@@ -170,8 +174,8 @@ impl Driver {
             );
             let mut events = false;
             for (i, outbox) in self.outboxes.iter_mut().enumerate() {
-                if outbox.next_due().is_some() {
-                    accept::retry(sockets[i], outbox, Instant::now());
+                if let Some(now) = now {
+                    accept::retry(sockets[i], outbox, now);
                 }
                 if outbox.has_events() {
                     events = true;

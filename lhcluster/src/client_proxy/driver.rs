@@ -72,6 +72,9 @@ impl Driver {
     /// more actions).
     fn apply_actions(&mut self) {
         loop {
+            // Read before sending, and only with a backlog: one this pass
+            // makes is first retried on the next, after a poll.
+            let now = (!self.outbox.is_idle()).then(Instant::now);
             apply(
                 &mut self.core,
                 &mut self.link,
@@ -79,8 +82,8 @@ impl Driver {
                 &mut self.outbox,
                 &mut self.header_buf,
             );
-            if self.outbox.next_due().is_some() {
-                accept::retry(&self.clients, &mut self.outbox, Instant::now());
+            if let Some(now) = now {
+                accept::retry(&self.clients, &mut self.outbox, now);
             }
             if self.outbox.take_changed() {
                 self.core.set_outbox_stats(self.outbox.stats());
