@@ -33,8 +33,10 @@ pub(crate) mod defaults {
     /// How long stopping a role may take.
     pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     /// `ZMQ_SNDHWM` of a bound ROUTER, per peer, in messages: small, since
-    /// libzmq counts messages, not bytes (docs/bounds.md §2).
-    pub(crate) const PEER_SNDHWM: i32 = 64;
+    /// libzmq counts messages, not bytes, yet above the bursts a fast peer
+    /// gets (a client's window of 64 in flight overflowed 64: docs/bounds.md
+    /// §7).
+    pub(crate) const PEER_SNDHWM: i32 = 256;
     /// Outbox bytes per peer (NATS's `max_pending` order of magnitude).
     pub(crate) const MAX_OUTBOX_BYTES_PER_PEER: usize = 32 << 20;
     /// Outbox bytes across a role's peers.

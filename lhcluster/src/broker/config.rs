@@ -50,7 +50,7 @@ pub struct BrokerConfig {
     /// broker has not read yet). Default: 100 000.
     pub hwm: i32,
     /// ZeroMQ's outbound queue per peer, in messages; what does not fit
-    /// waits in the broker's outbox, counted in bytes. Default: 64.
+    /// waits in the broker's outbox, counted in bytes. Default: 256.
     pub peer_sndhwm: i32,
     /// Most bytes the outbox holds for one peer (a client, proxy or worker
     /// that does not read); what does not fit is dropped and counted, and

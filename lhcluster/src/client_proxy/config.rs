@@ -68,7 +68,7 @@ pub struct ClientProxyConfig {
     /// inbound queue only (see `peer_sndhwm`). Default: 100 000.
     pub hwm: i32,
     /// ZeroMQ's outbound queue per client, in messages; what does not fit
-    /// waits in the proxy's outbox, counted in bytes. Default: 64.
+    /// waits in the proxy's outbox, counted in bytes. Default: 256.
     pub peer_sndhwm: i32,
     /// Most bytes the outbox holds for one client that does not read;
     /// what does not fit is dropped and counted, and the client is over
