@@ -906,6 +906,83 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
     });
 }
 
+/// The same slow consumer behind a proxy: the proxy holds at most its
+/// per-client outbox bound (and its request buffer's byte bound) for it,
+/// and cuts it; the broker never cuts the proxy, which keeps reading.
+#[test]
+fn a_slow_consumer_behind_a_proxy_does_not_grow_the_proxy_beyond_its_byte_bound() {
+    let _one_at_a_time = one_at_a_time();
+    limited_for(Duration::from_secs(300), || {
+        const REQUESTS: u64 = 3000;
+        const MIB: u64 = 1024 * 1024;
+        // Outbox (16 MiB) and request buffer (8 MiB), owned; libzmq's
+        // share, (peer_sndhwm + 1) × 64 KiB; 16 MiB of slack.
+        const ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 16 * MIB;
+        let dir = TempDir::new("slow-proxy");
+        let config = dir.file("proxy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "max_outbox_bytes_per_peer = {}\nmax_buffered_bytes = {}\n\
+                 slow_consumer_timeout = \"2s\"\n",
+                16 * MIB,
+                8 * MIB
+            ),
+        )
+        .unwrap();
+        let c = broker(&[]);
+        let _w = worker(
+            &c.back,
+            &["--type", &JOB.to_string(), "--echo", "--capacity", "4"],
+        );
+        let (proxy, bind) = proxy(
+            &c.front,
+            &["--config", &config, "--stats-log-interval", "100ms"],
+        );
+        wait_workers(&c.front, 1);
+        let base = rss(proxy.pid()).unwrap();
+        let mut slow = SlowConsumer::connect(&bind);
+        let body = vec![b's'; 64 * 1024];
+        let mut peak = base;
+        for id in 1..=REQUESTS {
+            slow.request(id, &body);
+            if id % 100 == 0 {
+                slow.heartbeat();
+                peak = peak.max(rss(proxy.pid()).unwrap());
+            }
+        }
+        let (mut cuts, mut dropped, mut refused) = (0, 0, 0);
+        scan_log(&proxy, "the slow client cut by the proxy", |line| {
+            peak = peak.max(rss(proxy.pid()).unwrap());
+            if !line.contains("client proxy stats") {
+                return false;
+            }
+            slow.heartbeat();
+            cuts = logged(line, "slow_consumers").expect("slow_consumers in the stats");
+            dropped = logged(line, "outcomes_dropped_slow").expect("outcomes_dropped_slow");
+            refused = logged(line, "refused_slow").expect("refused_slow");
+            cuts >= 1 && dropped > 0
+        });
+        // The broker answered everything it was sent to the proxy, which
+        // read it all: it was never cut there.
+        let s = stats(&c.front).unwrap();
+        assert_eq!(u64_of(&s, "slow_consumers"), 0, "{s}");
+        println!(
+            "slow consumer behind a proxy: {REQUESTS} requests of 64 KiB never read: proxy RSS \
+             {:.1} → peak {:.1} MiB (allowed +{:.1}); outcomes dropped {dropped}, refused \
+             {refused}, cut {cuts} time(s)",
+            mib(base),
+            mib(peak),
+            mib(ALLOWED),
+        );
+        assert!(
+            peak <= base + ALLOWED,
+            "the proxy grew by {:.1} MiB for one slow consumer",
+            mib(peak - base)
+        );
+    });
+}
+
 // -------------------------------------------------------------------- soak
 
 /// What one traffic thread of the soak did.
