@@ -766,6 +766,20 @@ impl SlowConsumer {
         self.socket.send_multipart(frames, 0).unwrap();
     }
 
+    /// Sends `n` requests of 64 KiB, heartbeating, and returns the highest
+    /// RSS of process `pid` seen (from `peak`).
+    fn flood(&mut self, n: u64, pid: u32, mut peak: u64) -> u64 {
+        let body = vec![b's'; 64 * 1024];
+        for id in 1..=n {
+            self.request(id, &body);
+            if id % 100 == 0 {
+                self.heartbeat();
+                peak = peak.max(rss(pid).unwrap());
+            }
+        }
+        peak
+    }
+
     fn heartbeat(&mut self) {
         self.send(lhcluster::protocol::Message::Heartbeat { heartbeat_ms: 0 });
     }
@@ -788,30 +802,39 @@ impl SlowConsumer {
 /// (finding 1 of the campaign). The broker holds at most its per-peer
 /// outbox bound for it, refuses its requests `OVERLOADED` while it is over,
 /// and cuts it (`SHUTDOWN`) after `slow_consumer_timeout`: docs/bounds.md.
+const MIB: u64 = 1024 * 1024;
+
+/// What a role may hold for one slow consumer in these scenarios: its
+/// outbox bound (16 MiB) and what it keeps of the requests (the broker's
+/// queued payloads, the proxy's buffer: 8 MiB), owned and counted exactly;
+/// libzmq's share, (peer_sndhwm + 1) × 64 KiB = 16 MiB at the default 256;
+/// and 16 MiB of slack (the allocator, messages being read).
+const SLOW_ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 16 * MIB;
+
+/// A config file with the scenarios' bounds: a 16 MiB outbox per peer,
+/// `held_key` (what the role keeps of requests) at 8 MiB, and a cut after
+/// 2 s over the limit.
+fn slow_consumer_bounds(dir: &TempDir, held_key: &str) -> String {
+    let config = dir.file("bounds.toml");
+    let text = format!(
+        "max_outbox_bytes_per_peer = {}\n{held_key} = {}\nslow_consumer_timeout = \"2s\"\n",
+        16 * MIB,
+        8 * MIB
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 #[test]
 fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
     let _one_at_a_time = one_at_a_time();
     limited_for(Duration::from_secs(300), || {
         const REQUESTS: u64 = 3000;
-        const MIB: u64 = 1024 * 1024;
-        // 192 MiB of responses the consumer never reads. What the broker
-        // may hold for it: its outbox bound (16 MiB) and the queued
-        // payloads (8 MiB), owned and counted exactly; libzmq's share,
-        // (peer_sndhwm + 1) × 64 KiB = 16 MiB at the default 256; and
-        // 16 MiB of slack (the allocator, messages being read).
-        const ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 16 * MIB;
+        // 192 MiB of responses the consumer never reads; what the broker
+        // may hold for it: see `SLOW_ALLOWED`.
+        const ALLOWED: u64 = SLOW_ALLOWED;
         let dir = TempDir::new("slow");
-        let config = dir.file("broker.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "max_outbox_bytes_per_peer = {}\nmax_pending_bytes = {}\n\
-                 slow_consumer_timeout = \"2s\"\n",
-                16 * MIB,
-                8 * MIB
-            ),
-        )
-        .unwrap();
+        let config = slow_consumer_bounds(&dir, "max_pending_bytes");
         let c = broker(&["--config", &config]);
         let _w = worker(
             &c.back,
@@ -822,15 +845,7 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
         let before = stats(&c.front).unwrap();
         let delta = |s: &serde_json::Value, k: &str| u64_of(s, k) - u64_of(&before, k);
         let mut slow = SlowConsumer::connect(&c.front);
-        let body = vec![b's'; 64 * 1024];
-        let mut peak = base;
-        for id in 1..=REQUESTS {
-            slow.request(id, &body);
-            if id % 100 == 0 {
-                slow.heartbeat();
-                peak = peak.max(rss(c.broker.pid()).unwrap());
-            }
-        }
+        let mut peak = slow.flood(REQUESTS, c.broker.pid(), base);
         // Every request ends at the broker exactly once: answered (its
         // response held for the consumer, or dropped and counted), refused,
         // or ended unrun when the consumer was cut.
@@ -914,22 +929,9 @@ fn a_slow_consumer_behind_a_proxy_does_not_grow_the_proxy_beyond_its_byte_bound(
     let _one_at_a_time = one_at_a_time();
     limited_for(Duration::from_secs(300), || {
         const REQUESTS: u64 = 3000;
-        const MIB: u64 = 1024 * 1024;
-        // Outbox (16 MiB) and request buffer (8 MiB), owned; libzmq's
-        // share, (peer_sndhwm + 1) × 64 KiB; 16 MiB of slack.
-        const ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 16 * MIB;
+        const ALLOWED: u64 = SLOW_ALLOWED;
         let dir = TempDir::new("slow-proxy");
-        let config = dir.file("proxy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "max_outbox_bytes_per_peer = {}\nmax_buffered_bytes = {}\n\
-                 slow_consumer_timeout = \"2s\"\n",
-                16 * MIB,
-                8 * MIB
-            ),
-        )
-        .unwrap();
+        let config = slow_consumer_bounds(&dir, "max_buffered_bytes");
         let c = broker(&[]);
         let _w = worker(
             &c.back,
@@ -942,15 +944,7 @@ fn a_slow_consumer_behind_a_proxy_does_not_grow_the_proxy_beyond_its_byte_bound(
         wait_workers(&c.front, 1);
         let base = rss(proxy.pid()).unwrap();
         let mut slow = SlowConsumer::connect(&bind);
-        let body = vec![b's'; 64 * 1024];
-        let mut peak = base;
-        for id in 1..=REQUESTS {
-            slow.request(id, &body);
-            if id % 100 == 0 {
-                slow.heartbeat();
-                peak = peak.max(rss(proxy.pid()).unwrap());
-            }
-        }
+        let mut peak = slow.flood(REQUESTS, proxy.pid(), base);
         let (mut cuts, mut dropped, mut refused) = (0, 0, 0);
         scan_log(&proxy, "the slow client cut by the proxy", |line| {
             peak = peak.max(rss(proxy.pid()).unwrap());

@@ -68,7 +68,12 @@ fn a_slow_consumer_is_bounded_and_cut_while_others_are_served() {
         // The other client is served meanwhile, every request.
         for i in 0..50u64 {
             let reply = fast
-                .send(1, 1_000_000 + i, Flags::empty(), vec![Frame::from(&b"fast"[..])])
+                .send(
+                    1,
+                    1_000_000 + i,
+                    Flags::empty(),
+                    vec![Frame::from(&b"fast"[..])],
+                )
                 .unwrap()
                 .wait()
                 .expect("the fast client is served");
