@@ -147,6 +147,38 @@ mod tests {
     }
 
     #[test]
+    fn outbox_checks_refuse_zeros_and_a_total_below_the_per_peer_bound() {
+        use crate::broker::BrokerConfig;
+        let broker = || BrokerConfig::new("tcp://*:1", "tcp://*:2");
+        let proxy = || ClientProxyConfig::new("tcp://*:3", "tcp://b:1");
+        assert!(broker().validate().is_ok() && proxy().validate().is_ok());
+        let field = |r: Result<(), ConfigError>| r.unwrap_err().field;
+        assert_eq!(
+            field(validate_with!(broker(), peer_sndhwm = 0)),
+            "peer_sndhwm"
+        );
+        assert_eq!(
+            field(validate_with!(broker(), max_pending_bytes = 0)),
+            "max_pending_bytes"
+        );
+        assert_eq!(
+            field(validate_with!(
+                proxy(),
+                slow_consumer_timeout = Duration::ZERO
+            )),
+            "slow_consumer_timeout"
+        );
+        assert_eq!(
+            field(validate_with!(proxy(), max_outbox_bytes_total = 1)),
+            "max_outbox_bytes_total"
+        );
+        assert_eq!(
+            field(validate_with!(broker(), max_outbox_bytes_per_peer = 0)),
+            "max_outbox_bytes_per_peer"
+        );
+    }
+
+    #[test]
     fn shared_checks_name_the_offending_field() {
         let ok = (defaults::HEARTBEAT, defaults::LIVENESS, defaults::HWM, None);
         assert!(check_shared(ok.0, ok.1, ok.2, ok.3).is_ok());

@@ -106,6 +106,15 @@ impl BrokerConfig {
         Self::new("", "")
     }
 
+    /// The bounds of the broker's outboxes.
+    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
+        crate::outbox::Limits {
+            per_peer: self.max_outbox_bytes_per_peer,
+            total: self.max_outbox_bytes_total,
+            slow_timeout: self.slow_consumer_timeout,
+        }
+    }
+
     /// Checks the values that no broker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("frontend", &self.frontend)?;
@@ -124,16 +133,5 @@ impl BrokerConfig {
             self.hwm,
             self.stats_log_interval,
         )
-    }
-}
-
-impl BrokerConfig {
-    /// The bounds of the broker's outboxes.
-    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
-        crate::outbox::Limits {
-            per_peer: self.max_outbox_bytes_per_peer,
-            total: self.max_outbox_bytes_total,
-            slow_timeout: self.slow_consumer_timeout,
-        }
     }
 }

@@ -127,6 +127,15 @@ impl ClientProxyConfig {
         }
     }
 
+    /// The bounds of the outbox towards clients.
+    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
+        crate::outbox::Limits {
+            per_peer: self.max_outbox_bytes_per_peer,
+            total: self.max_outbox_bytes_total,
+            slow_timeout: self.slow_consumer_timeout,
+        }
+    }
+
     /// Checks the values that no proxy can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("bind", &self.bind)?;
@@ -145,16 +154,5 @@ impl ClientProxyConfig {
             self.hwm,
             self.stats_log_interval,
         )
-    }
-}
-
-impl ClientProxyConfig {
-    /// The bounds of the outbox towards clients.
-    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
-        crate::outbox::Limits {
-            per_peer: self.max_outbox_bytes_per_peer,
-            total: self.max_outbox_bytes_total,
-            slow_timeout: self.slow_consumer_timeout,
-        }
     }
 }
