@@ -24,6 +24,7 @@
 //! `remote` (the owner's and the executor's side: remote workers, EXECUTE).
 
 mod backend;
+mod bounds;
 mod cluster;
 mod dispatch;
 mod frontend;
@@ -310,6 +311,8 @@ pub(crate) struct BrokerCore {
     remote_ids: HashMap<(u64, RequestType), Key>,
     /// The entry broker's records of the two-way requests it forwarded.
     relays: relay::Relays,
+    /// Pending bytes and peers that do not read (docs/bounds.md).
+    bounds: bounds::Bounds,
     out: Vec<Outgoing>,
 }
 
@@ -340,6 +343,7 @@ impl BrokerCore {
             cluster: cluster::Cluster::new(config, now),
             remote_ids: HashMap::new(),
             relays: relay::Relays::default(),
+            bounds: bounds::Bounds::new(config.max_pending_bytes),
             out: Vec::new(),
         }
         .greeting_peers(now)
@@ -577,6 +581,7 @@ impl BrokerCore {
             })
             .collect();
         stats.cluster = self.cluster_stats();
+        self.fill_bound_stats(&mut stats);
         stats
     }
 }
