@@ -145,6 +145,13 @@ pub mod metrics {
             ("undeliverable", "Messages that could not be delivered", s.undeliverable),
             ("worker_deaths", "Workers declared dead", s.worker_deaths),
             ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
+            ("outcomes_dropped_slow", "Responses and receipts dropped for a client over its outbox limit", s.outcomes_dropped_slow),
+            ("messages_dropped_slow", "Other messages dropped for a peer over its outbox limit", s.messages_dropped_slow),
+            ("refused_slow", "Requests refused OVERLOADED for a sender over its outbox limit", s.refused_slow),
+            ("requests_dropped_slow", "Queued requests ended unrun when their client was cut", s.requests_dropped_slow),
+            ("slow_consumers", "Clients and proxies cut for not reading", s.slow_consumers),
+            ("slow_workers", "Workers declared dead for not reading", s.slow_workers),
+            ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
         #[rustfmt::skip]
         let gauges = [
@@ -152,6 +159,9 @@ pub mod metrics {
             ("in_flight", "Requests running now", s.in_flight),
             ("workers", "Workers connected now", s.workers),
             ("clients", "Clients connected now", s.clients),
+            ("pending_bytes", "Payload bytes of queued requests and retry copies now", s.pending_bytes),
+            ("outbox_bytes", "Bytes held in the outboxes now", s.outbox_bytes),
+            ("outbox_peers", "Peers with an outbox backlog now", s.outbox_peers),
         ];
         register(r, &counters, &gauges);
         let pending = Family::<Vec<(String, String)>, Gauge>::default();
@@ -241,12 +251,19 @@ pub mod metrics {
             ("broker_losses", "Broker deaths or shutdowns seen", s.broker_losses),
             ("malformed_clients", "Malformed or unexpected messages from clients", s.malformed_clients),
             ("malformed_broker", "Malformed or unexpected messages from the broker", s.malformed_broker),
+            ("outcomes_dropped_slow", "Responses and receipts dropped for a client over its outbox limit", s.outcomes_dropped_slow),
+            ("messages_dropped_slow", "Other messages dropped for a client over its outbox limit", s.messages_dropped_slow),
+            ("refused_slow", "Requests refused OVERLOADED for a client over its outbox limit", s.refused_slow),
+            ("slow_consumers", "Clients cut for not reading", s.slow_consumers),
+            ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
         #[rustfmt::skip]
         let gauges = [
             ("buffered", "Requests buffered now", s.buffered),
             ("buffered_bytes", "Payload bytes buffered now", s.buffered_bytes),
             ("clients", "Clients connected now", s.clients),
+            ("outbox_bytes", "Bytes held in the outbox now", s.outbox_bytes),
+            ("outbox_peers", "Clients with an outbox backlog now", s.outbox_peers),
         ];
         register(r, &counters, &gauges);
     }

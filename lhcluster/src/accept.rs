@@ -1,6 +1,7 @@
 //! The accepting side, shared by the broker and the client proxy (towards
 //! their clients): who is connected, and their liveness (sans-IO,
-//! [`Peers`]); and reading a ROUTER in batches ([`read`]).
+//! [`Peers`]); reading a ROUTER in batches ([`read`]); and sending to its
+//! peers through their byte-bounded outboxes ([`deliver`], [`retry`]).
 //!
 //! A peer is registered by its first message. One that speaks before it
 //! greets (it was forgotten, or we restarted) is registered with our own
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 
 use crate::io;
+use crate::outbox::{Outbox, Pushed, Refused};
 use crate::peer::{Liveness, PeerId, interval_from_ms};
 use crate::protocol::{Message, Payload};
 use crate::slab::{Key, Slab};
@@ -160,21 +162,54 @@ pub(crate) fn read(socket: &zmq::Socket, mut each: impl FnMut(&[u8], &[u8], Payl
     read
 }
 
-/// Sends to a peer by routing id; `false` when the ROUTER refuses it (the
-/// peer is gone, or its queue is full), for the caller to count.
-pub(crate) fn send(
+/// What became of a message [`deliver`] was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Handed to the peer's pipe.
+    Sent,
+    /// Kept in the peer's outbox, to be sent in order.
+    Queued,
+    /// Dropped: the peer's outbox is at its bound (counted there).
+    Dropped,
+    /// The peer is gone, for the caller to count.
+    Gone,
+}
+
+/// The outbox of one bound ROUTER.
+pub(crate) type RouterOutbox = Outbox<io::Parts>;
+
+/// Sends to a peer by routing id, through its outbox: straight to its pipe
+/// when it has no backlog and its pipe has room (the common case, which
+/// costs one branch more than a plain send), else behind its backlog.
+pub(crate) fn deliver(
     socket: &zmq::Socket,
+    outbox: &mut RouterOutbox,
     peer: &[u8],
     msg: Message,
     header_buf: &mut Vec<u8>,
-) -> bool {
-    match io::send(socket, Some(peer), msg, header_buf) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "message undeliverable");
-            false
-        }
+) -> Delivery {
+    if outbox.holds(peer) {
+        let parts = io::encode_parts(msg, header_buf);
+        return pushed(outbox.push(Instant::now(), peer, parts));
     }
+    match io::send_routed(socket, peer, msg, header_buf) {
+        Ok(()) => Delivery::Sent,
+        Err(Refused::Full(parts)) => pushed(outbox.push(Instant::now(), peer, parts)),
+        Err(Refused::Gone) => Delivery::Gone,
+    }
+}
+
+fn pushed(p: Pushed) -> Delivery {
+    match p {
+        Pushed::Queued => Delivery::Queued,
+        Pushed::Dropped => Delivery::Dropped,
+    }
+}
+
+/// Retries the backlogs due at `now` (and cuts the peers over their limit
+/// for too long: see [`Outbox::run`]).
+pub(crate) fn retry(socket: &zmq::Socket, outbox: &mut RouterOutbox, now: Instant) {
+    outbox.run(now, |peer, parts| io::send_parts(socket, peer, parts));
 }
 
 #[cfg(test)]

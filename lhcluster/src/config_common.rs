@@ -32,6 +32,38 @@ pub(crate) mod defaults {
     pub(crate) const HWM: i32 = 100_000;
     /// How long stopping a role may take.
     pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `ZMQ_SNDHWM` of a bound ROUTER, per peer, in messages: small, since
+    /// libzmq counts messages, not bytes, yet above the bursts a fast peer
+    /// gets (a client's window of 64 in flight overflowed 64: docs/bounds.md
+    /// §7).
+    pub(crate) const PEER_SNDHWM: i32 = 256;
+    /// Outbox bytes per peer (NATS's `max_pending` order of magnitude).
+    pub(crate) const MAX_OUTBOX_BYTES_PER_PEER: usize = 32 << 20;
+    /// Outbox bytes across a role's peers.
+    pub(crate) const MAX_OUTBOX_BYTES_TOTAL: usize = 512 << 20;
+    /// Over its outbox limit this long, a peer is cut (NATS's
+    /// `write_deadline` order of magnitude).
+    pub(crate) const SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// Checks the outbox options of a role with a bound ROUTER (the broker and
+/// the proxy): all > 0, and a total that holds at least one peer's bound.
+pub(crate) fn check_outbox(
+    peer_sndhwm: i32,
+    per_peer: usize,
+    total: usize,
+    slow_consumer_timeout: Duration,
+) -> Result<(), ConfigError> {
+    positive("peer_sndhwm", peer_sndhwm)?;
+    positive("max_outbox_bytes_per_peer", per_peer)?;
+    positive("slow_consumer_timeout", slow_consumer_timeout)?;
+    if total < per_peer {
+        return Err(ConfigError::invalid(
+            "max_outbox_bytes_total",
+            "must be >= max_outbox_bytes_per_peer",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the options every role has: a heartbeat, a liveness, a
@@ -123,6 +155,38 @@ mod tests {
         assert_eq!(positive("a", 0usize).unwrap_err().field, "a");
         assert!(positive("a", Duration::ZERO).is_err());
         assert!(positive("a", -1i32).is_err());
+    }
+
+    #[test]
+    fn outbox_checks_refuse_zeros_and_a_total_below_the_per_peer_bound() {
+        use crate::broker::BrokerConfig;
+        let broker = || BrokerConfig::new("tcp://*:1", "tcp://*:2");
+        let proxy = || ClientProxyConfig::new("tcp://*:3", "tcp://b:1");
+        assert!(broker().validate().is_ok() && proxy().validate().is_ok());
+        let field = |r: Result<(), ConfigError>| r.unwrap_err().field;
+        assert_eq!(
+            field(validate_with!(broker(), peer_sndhwm = 0)),
+            "peer_sndhwm"
+        );
+        assert_eq!(
+            field(validate_with!(broker(), max_pending_bytes = 0)),
+            "max_pending_bytes"
+        );
+        assert_eq!(
+            field(validate_with!(
+                proxy(),
+                slow_consumer_timeout = Duration::ZERO
+            )),
+            "slow_consumer_timeout"
+        );
+        assert_eq!(
+            field(validate_with!(proxy(), max_outbox_bytes_total = 1)),
+            "max_outbox_bytes_total"
+        );
+        assert_eq!(
+            field(validate_with!(broker(), max_outbox_bytes_per_peer = 0)),
+            "max_outbox_bytes_per_peer"
+        );
     }
 
     #[test]

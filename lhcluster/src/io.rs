@@ -1,6 +1,7 @@
 //! Moving whole protocol messages between ZeroMQ sockets and the codec.
 
 use crate::error::{Error, zmq_err};
+use crate::outbox::{OVERHEAD, Queued, Refused};
 use crate::protocol::{Encoded, Frame, Message, Payload};
 
 /// One multipart message as received.
@@ -93,18 +94,122 @@ pub(crate) fn send(
     if let Some(identity) = identity {
         socket.send(identity, zmq::SNDMORE | zmq::DONTWAIT)?;
     }
+    send_frames(socket, topic.as_deref(), header_buf, payload)
+}
+
+/// The frames after the routing id (or the whole message on a DEALER).
+fn send_frames(
+    socket: &zmq::Socket,
+    topic: Option<&[u8]>,
+    header: &[u8],
+    payload: Payload,
+) -> zmq::Result<()> {
     if let Some(topic) = topic {
         socket.send(topic, zmq::SNDMORE | zmq::DONTWAIT)?;
     }
     let last = payload.len();
     let flag = |more: bool| if more { zmq::SNDMORE } else { 0 };
-    socket.send(&header_buf[..], flag(last > 0) | zmq::DONTWAIT)?;
+    socket.send(header, flag(last > 0) | zmq::DONTWAIT)?;
     for (i, frame) in payload.into_iter().enumerate() {
         // Only the first frame can fail with EAGAIN: the rest of a started
         // multipart message is always queued.
         socket.send(frame, flag(i + 1 < last))?;
     }
     Ok(())
+}
+
+/// A message encoded for a peer of a ROUTER, kept whole while the peer's
+/// pipe is full (in an [`Outbox`](crate::outbox::Outbox)).
+#[derive(Debug)]
+pub(crate) struct Parts {
+    header: Vec<u8>,
+    topic: Option<Vec<u8>>,
+    payload: Payload,
+    outcome: bool,
+}
+
+impl Queued for Parts {
+    fn bytes(&self) -> usize {
+        let frames: usize = self.payload.iter().map(|f| f.len()).sum();
+        self.header.len() + self.topic.as_ref().map_or(0, Vec::len) + frames + OVERHEAD
+    }
+
+    fn is_outcome(&self) -> bool {
+        self.outcome
+    }
+}
+
+/// Sends one message to a ROUTER's peer without blocking; when its pipe is
+/// full, the message comes back encoded ([`Refused::Full`]), to be kept and
+/// sent later with [`send_parts`]. Any other refusal means the peer is
+/// gone (`EHOSTUNREACH` with `ROUTER_MANDATORY`).
+pub(crate) fn send_routed(
+    socket: &zmq::Socket,
+    peer: &[u8],
+    msg: Message,
+    header_buf: &mut Vec<u8>,
+) -> Result<(), Refused<Parts>> {
+    let outcome = is_outcome(&msg);
+    let Encoded { topic, payload } = msg.encode(header_buf);
+    match socket.send(peer, zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => {
+            // The slow path only: the header leaves the reused buffer.
+            return Err(Refused::Full(Parts {
+                header: header_buf.clone(),
+                topic,
+                payload,
+                outcome,
+            }));
+        }
+        Err(e) => return Err(gone(&e)),
+    }
+    send_frames(socket, topic.as_deref(), header_buf, payload).map_err(|e| gone(&e))
+}
+
+/// A message encoded whole, to go behind a peer's backlog.
+pub(crate) fn encode_parts(msg: Message, header_buf: &mut Vec<u8>) -> Parts {
+    let outcome = is_outcome(&msg);
+    let Encoded { topic, payload } = msg.encode(header_buf);
+    Parts {
+        header: header_buf.clone(),
+        topic,
+        payload,
+        outcome,
+    }
+}
+
+/// A response or a receipt: what a client waits for.
+fn is_outcome(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::Response(_) | Message::ReceiptSent(_) | Message::ReceiptReceived(_)
+    )
+}
+
+/// Sends a message [`send_routed`] gave back.
+pub(crate) fn send_parts(
+    socket: &zmq::Socket,
+    peer: &[u8],
+    parts: Parts,
+) -> Result<(), Refused<Parts>> {
+    match socket.send(peer, zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => return Err(Refused::Full(parts)),
+        Err(e) => return Err(gone(&e)),
+    }
+    let Parts {
+        header,
+        topic,
+        payload,
+        ..
+    } = parts;
+    send_frames(socket, topic.as_deref(), &header, payload).map_err(|e| gone(&e))
+}
+
+fn gone<T>(e: &zmq::Error) -> Refused<T> {
+    tracing::debug!(error = %e, "message undeliverable");
+    Refused::Gone
 }
 
 /// A DEALER with our stable routing id and high-water mark `hwm` (the
@@ -151,9 +256,14 @@ fn new_socket(
 }
 
 /// A bound ROUTER as the broker and the proxy use it, with high-water mark
-/// `hwm` (the role's config).
-pub(crate) fn router(endpoint: &str, hwm: i32) -> Result<zmq::Socket, Error> {
+/// `hwm` inbound and `sndhwm` outbound (the role's config): what does not
+/// fit in a peer's small outbound pipe waits in the role's outbox, which
+/// counts bytes (docs/bounds.md §2).
+pub(crate) fn router(endpoint: &str, hwm: i32, sndhwm: i32) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
+    socket
+        .set_sndhwm(sndhwm)
+        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
     // A peer that reconnects with the same routing id takes its place.
     socket
         .set_router_handover(true)

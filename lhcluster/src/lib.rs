@@ -303,6 +303,7 @@ mod io;
 mod link;
 mod log_limit;
 pub mod notify;
+mod outbox;
 mod payload;
 mod peer;
 #[cfg(feature = "unstable-internals")]

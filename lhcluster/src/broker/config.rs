@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config_common::{check_shared, defaults, positive};
+use crate::config_common::{check_outbox, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
 use crate::error::ConfigError;
@@ -42,10 +42,27 @@ pub struct BrokerConfig {
     /// How many times a `RETRY_ON_DEATH` request is dispatched at most
     /// (first try included). Default: 2.
     pub max_tries: u32,
-    /// High-water mark of each socket, per peer: beyond it the broker queues
-    /// nothing more for that peer (what it could not send is counted as
-    /// undeliverable). Default: 100 000.
+    /// Most payload bytes of queued requests, with the copies kept for
+    /// `RETRY_ON_DEATH`; a request that would be queued beyond it gets
+    /// `OVERLOADED`. Default: 1 GiB.
+    pub max_pending_bytes: usize,
+    /// High-water mark of each socket's inbound queue, per peer (what the
+    /// broker has not read yet). Default: 100 000.
     pub hwm: i32,
+    /// ZeroMQ's outbound queue per peer, in messages; what does not fit
+    /// waits in the broker's outbox, counted in bytes. Default: 256.
+    pub peer_sndhwm: i32,
+    /// Most bytes the outbox holds for one peer (a client, proxy or worker
+    /// that does not read); what does not fit is dropped and counted, and
+    /// the peer is over its limit (docs/bounds.md §3). Default: 32 MiB.
+    pub max_outbox_bytes_per_peer: usize,
+    /// Most bytes the outbox holds across peers. Default: 512 MiB.
+    pub max_outbox_bytes_total: usize,
+    /// A peer over its outbox limit this long is cut: a client or proxy
+    /// gets `SHUTDOWN` and is forgotten, a worker is declared dead.
+    /// Default: 10 s.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
+    pub slow_consumer_timeout: Duration,
     /// Period of the stats log line, at info level; `None` for none.
     /// Default: `None`.
     /// Files may also call it `stats_interval` (the CLI's older name).
@@ -82,7 +99,12 @@ impl BrokerConfig {
             max_pending_per_type: 100_000,
             max_pending_total: 1_000_000,
             max_tries: 2,
+            max_pending_bytes: 1 << 30,
             hwm: defaults::HWM,
+            peer_sndhwm: defaults::PEER_SNDHWM,
+            max_outbox_bytes_per_peer: defaults::MAX_OUTBOX_BYTES_PER_PEER,
+            max_outbox_bytes_total: defaults::MAX_OUTBOX_BYTES_TOTAL,
+            slow_consumer_timeout: defaults::SLOW_CONSUMER_TIMEOUT,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             cluster_bind: None,
@@ -97,6 +119,15 @@ impl BrokerConfig {
         Self::new("", "")
     }
 
+    /// The bounds of the broker's outboxes.
+    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
+        crate::outbox::Limits {
+            per_peer: self.max_outbox_bytes_per_peer,
+            total: self.max_outbox_bytes_total,
+            slow_timeout: self.slow_consumer_timeout,
+        }
+    }
+
     /// Checks the values that no broker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("frontend", &self.frontend)?;
@@ -108,6 +139,13 @@ impl BrokerConfig {
         for peer in &self.cluster_peers {
             crate::endpoint::require("cluster_peers", peer)?;
         }
+        positive("max_pending_bytes", self.max_pending_bytes)?;
+        check_outbox(
+            self.peer_sndhwm,
+            self.max_outbox_bytes_per_peer,
+            self.max_outbox_bytes_total,
+            self.slow_consumer_timeout,
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,

@@ -10,7 +10,7 @@ use tracing::{error, info};
 use super::config::BrokerConfig;
 use super::core::{BrokerCore, ClusterFrom, Side};
 use super::stats::BrokerStats;
-use crate::accept;
+use crate::accept::{self, Delivery, RouterOutbox};
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
@@ -30,8 +30,8 @@ pub(super) struct Bound {
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
-    let frontend = io::router(&config.frontend, config.hwm)?;
-    let backend = io::router(&config.backend, config.hwm)?;
+    let frontend = io::router(&config.frontend, config.hwm, config.peer_sndhwm)?;
+    let backend = io::router(&config.backend, config.hwm, config.peer_sndhwm)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let core = BrokerCore::new(&config, Instant::now());
@@ -56,6 +56,10 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                 backend_ep: backend_bound,
                 inbox,
                 header_buf: Vec::with_capacity(64),
+                outboxes: [
+                    RouterOutbox::new(config.outbox_limits()),
+                    RouterOutbox::new(config.outbox_limits()),
+                ],
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -85,7 +89,7 @@ impl ClusterSockets {
         };
         let (router, router_ep, router_bound) = match &config.cluster_bind {
             Some(bind) => {
-                let router = io::router(bind, config.hwm)?;
+                let router = io::router(bind, config.hwm, config.hwm)?;
                 let (ep, bound) = io::bound_endpoints(&router, bind);
                 (Some(router), Some(ep), Some(bound))
             }
@@ -146,6 +150,8 @@ struct Driver {
     backend_ep: String,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
+    /// What waits for peers whose pipe is full, frontend and backend.
+    outboxes: [RouterOutbox; 2],
     stats_log: StatsLog,
 }
 
@@ -154,7 +160,12 @@ impl Driver {
         // The first greetings of a broker that dials peers.
         self.flush();
         loop {
-            let wake_at = self.stats_log.wake_at(self.core.next_tick());
+            let mut wake_at = self.stats_log.wake_at(self.core.next_tick());
+            for outbox in &self.outboxes {
+                if let Some(due) = outbox.next_due() {
+                    wake_at = wake_at.min(due);
+                }
+            }
             let (front_ready, back_ready, commands_ready, cluster_ready) = match &self.cluster {
                 None => {
                     let sockets = [Some(&self.frontend), Some(&self.backend)];
@@ -235,10 +246,11 @@ impl Driver {
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
-                flush(
+                send_queued(
                     &mut self.core,
                     [&self.frontend, &self.backend],
                     self.cluster.as_ref(),
+                    &mut self.outboxes,
                     &mut self.header_buf,
                 );
             }
@@ -274,12 +286,7 @@ impl Driver {
                     .on_cluster(now, ClusterFrom::Dial(i as u32), header, m.payload);
             }
         }
-        flush(
-            &mut self.core,
-            [&self.frontend, &self.backend],
-            self.cluster.as_ref(),
-            &mut self.header_buf,
-        );
+        self.flush();
     }
 
     /// Handles queued commands (on every pass: an empty channel costs an
@@ -296,22 +303,55 @@ impl Driver {
         false
     }
 
+    /// Sends what the core queued, then what is due in the outboxes, and
+    /// tells the core about peers that do not read (which may queue more).
     fn flush(&mut self) {
-        flush(
-            &mut self.core,
-            [&self.frontend, &self.backend],
-            self.cluster.as_ref(),
-            &mut self.header_buf,
-        );
+        let sockets = [&self.frontend, &self.backend];
+        loop {
+            // The time is read before sending, and only with a backlog: a
+            // backlog this flush makes is first retried on the next pass,
+            // after a poll (see `outbox.rs`).
+            let now = (!self.outboxes.iter().all(RouterOutbox::is_idle)).then(Instant::now);
+            send_queued(
+                &mut self.core,
+                sockets,
+                self.cluster.as_ref(),
+                &mut self.outboxes,
+                &mut self.header_buf,
+            );
+            let mut events = false;
+            for (i, outbox) in self.outboxes.iter_mut().enumerate() {
+                if let Some(now) = now {
+                    accept::retry(sockets[i], outbox, now);
+                }
+                if outbox.has_events() {
+                    events = true;
+                    let now = Instant::now();
+                    for (peer, event) in outbox.take_events() {
+                        self.core.on_peer_event(now, SIDES[i], &peer, event);
+                    }
+                }
+                if outbox.take_changed() {
+                    self.core.set_outbox_stats(SIDES[i], outbox.stats());
+                }
+            }
+            if !events {
+                return;
+            }
+        }
     }
 }
 
-/// Sends what the core queued, on the frontend, backend and cluster
-/// sockets.
-fn flush(
+/// The sides of the outboxes, in order.
+const SIDES: [Side; 2] = [Side::Frontend, Side::Backend];
+
+/// Sends what the core queued, on the frontend and backend sockets (each
+/// through its outbox) and the cluster sockets.
+fn send_queued(
     core: &mut BrokerCore,
     [frontend, backend]: [&zmq::Socket; 2],
     cluster: Option<&ClusterSockets>,
+    outboxes: &mut [RouterOutbox; 2],
     header_buf: &mut Vec<u8>,
 ) {
     let mut out = std::mem::take(core.outbox());
@@ -319,11 +359,18 @@ fn flush(
     for o in out.drain(..) {
         let route =
             matches!(o.side, Side::Cluster | Side::Dial(_)).then(|| (o.side, o.peer.clone()));
+        let [front_box, back_box] = &mut *outboxes;
         let sent = match o.side {
-            Side::Frontend => accept::send(frontend, &o.peer, o.msg, header_buf),
-            Side::Backend => accept::send(backend, &o.peer, o.msg, header_buf),
+            Side::Frontend => {
+                accept::deliver(frontend, front_box, &o.peer, o.msg, header_buf) != Delivery::Gone
+            }
+            Side::Backend => {
+                accept::deliver(backend, back_box, &o.peer, o.msg, header_buf) != Delivery::Gone
+            }
+            // Brokers read what they are sent: no outbox (a full pipe is
+            // counted undeliverable, as before the bounds).
             Side::Cluster => match cluster.and_then(|c| c.router.as_ref()) {
-                Some(router) => accept::send(router, &o.peer, o.msg, header_buf),
+                Some(router) => io::send_routed(router, &o.peer, o.msg, header_buf).is_ok(),
                 None => false,
             },
             Side::Dial(i) => match cluster.and_then(|c| c.dials.get(i as usize)) {
@@ -352,5 +399,5 @@ fn flush(
     for (side, peer) in routes_failed {
         core.cluster_send_failed(side, &peer);
     }
-    flush(core, [frontend, backend], cluster, header_buf);
+    send_queued(core, [frontend, backend], cluster, outboxes, header_buf);
 }

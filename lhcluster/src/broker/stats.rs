@@ -83,6 +83,29 @@ pub struct BrokerStats {
     pub worker_deaths: u64,
     /// Clients declared dead.
     pub client_deaths: u64,
+    /// Responses and receipts dropped because their client's outbox was
+    /// at its byte bound, or freed when it was cut (docs/bounds.md §3).
+    pub outcomes_dropped_slow: u64,
+    /// Other messages (heartbeats, errors, dispatches) dropped the same way.
+    pub messages_dropped_slow: u64,
+    /// Requests answered `OVERLOADED` because their sender was over its
+    /// outbox limit (also counted in `requests_overloaded`).
+    pub refused_slow: u64,
+    /// Queued requests ended without running when the client their
+    /// outcome was for was cut.
+    pub requests_dropped_slow: u64,
+    /// Clients and proxies cut for not reading (`SHUTDOWN` sent).
+    pub slow_consumers: u64,
+    /// Workers declared dead for not reading their dispatches.
+    pub slow_workers: u64,
+    /// Tries to send an outbox backlog.
+    pub outbox_retries: u64,
+    /// Bytes held in the outboxes now.
+    pub outbox_bytes: u64,
+    /// Peers with an outbox backlog now.
+    pub outbox_peers: u64,
+    /// Payload bytes of queued requests and retry copies now.
+    pub pending_bytes: u64,
     /// Requests queued now.
     pub pending: u64,
     /// Requests running on workers now.
@@ -182,7 +205,9 @@ impl fmt::Display for BrokerStats {
             f,
             "received={} dispatched={} completed={} rejected={} overloaded={} no_workers={} \
              worker_death={} retried={} pending={} in_flight={} workers={} clients={} \
-             malformed={} undeliverable={} stale_results={} unknown_results={}",
+             malformed={} undeliverable={} stale_results={} unknown_results={} \
+             pending_bytes={} outbox_bytes={} outbox_peers={} outcomes_dropped_slow={} \
+             slow_consumers={} slow_workers={}",
             self.requests_received,
             self.requests_dispatched,
             self.requests_completed,
@@ -199,6 +224,12 @@ impl fmt::Display for BrokerStats {
             self.undeliverable,
             self.stale_results,
             self.unknown_results,
+            self.pending_bytes,
+            self.outbox_bytes,
+            self.outbox_peers,
+            self.outcomes_dropped_slow,
+            self.slow_consumers,
+            self.slow_workers,
         )
     }
 }
@@ -218,7 +249,7 @@ mod tests {
         };
         let line = stats.to_string();
         assert!(
-            line.ends_with(" stale_results=2 unknown_results=3"),
+            line.contains(" stale_results=2 unknown_results=3 "),
             "{line}"
         );
     }

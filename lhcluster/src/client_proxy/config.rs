@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::config_common::{check_brokers, check_reconnect, check_shared, defaults, positive};
+use crate::config_common::{
+    check_brokers, check_outbox, check_reconnect, check_shared, defaults, positive,
+};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
 use crate::error::ConfigError;
@@ -62,8 +64,22 @@ pub struct ClientProxyConfig {
     pub reconnect_max: Duration,
     /// High-water mark of each socket, per peer: beyond it the proxy queues
     /// nothing more for that peer (a request it cannot pass on stays
-    /// buffered and is re-sent). Default: 100 000.
+    /// buffered and is re-sent). On the clients' ROUTER it bounds the
+    /// inbound queue only (see `peer_sndhwm`). Default: 100 000.
     pub hwm: i32,
+    /// ZeroMQ's outbound queue per client, in messages; what does not fit
+    /// waits in the proxy's outbox, counted in bytes. Default: 256.
+    pub peer_sndhwm: i32,
+    /// Most bytes the outbox holds for one client that does not read;
+    /// what does not fit is dropped and counted, and the client is over
+    /// its limit (docs/bounds.md §3). Default: 32 MiB.
+    pub max_outbox_bytes_per_peer: usize,
+    /// Most bytes the outbox holds across clients. Default: 512 MiB.
+    pub max_outbox_bytes_total: usize,
+    /// A client over its outbox limit this long is cut: it gets
+    /// `SHUTDOWN` and its buffered requests are dropped. Default: 10 s.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
+    pub slow_consumer_timeout: Duration,
     /// Period of the stats log line, at info level; `None` for none.
     /// Default: `None`. Files may also call it `stats_interval` (the CLI's
     /// older name).
@@ -93,6 +109,10 @@ impl ClientProxyConfig {
             reconnect_min: defaults::RECONNECT_MIN,
             reconnect_max: defaults::RECONNECT_MAX,
             hwm: defaults::HWM,
+            peer_sndhwm: defaults::PEER_SNDHWM,
+            max_outbox_bytes_per_peer: defaults::MAX_OUTBOX_BYTES_PER_PEER,
+            max_outbox_bytes_total: defaults::MAX_OUTBOX_BYTES_TOTAL,
+            slow_consumer_timeout: defaults::SLOW_CONSUMER_TIMEOUT,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
@@ -107,12 +127,27 @@ impl ClientProxyConfig {
         }
     }
 
+    /// The bounds of the outbox towards clients.
+    pub(crate) fn outbox_limits(&self) -> crate::outbox::Limits {
+        crate::outbox::Limits {
+            per_peer: self.max_outbox_bytes_per_peer,
+            total: self.max_outbox_bytes_total,
+            slow_timeout: self.slow_consumer_timeout,
+        }
+    }
+
     /// Checks the values that no proxy can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("bind", &self.bind)?;
         check_brokers(&self.brokers)?;
         positive("resend_initial", self.resend_initial)?;
         check_reconnect(self.reconnect_min)?;
+        check_outbox(
+            self.peer_sndhwm,
+            self.max_outbox_bytes_per_peer,
+            self.max_outbox_bytes_total,
+            self.slow_consumer_timeout,
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,

@@ -11,14 +11,16 @@
 
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tracing::{debug, info, warn};
 
 use super::config::ClientProxyConfig;
 use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
 use crate::accept::Peers;
+use crate::broker::core::hex;
 use crate::log_limit::LogLimiter;
+use crate::outbox::{OutboxStats, PeerEvent};
 use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::ReceiptKind;
 use crate::protocol::{
@@ -96,6 +98,13 @@ pub(crate) struct ProxyCore {
     /// Limits the warnings about malformed messages, per client (the
     /// counter stays exact).
     bad_input: LogLimiter,
+    /// Clients over their outbox limit: their requests get `OVERLOADED`
+    /// (docs/bounds.md §3).
+    slow: HashSet<PeerId>,
+    /// Limits the warnings about clients over their limit.
+    slow_log: LogLimiter,
+    /// The driver's outbox towards clients, as last reported.
+    outbox: OutboxStats,
     actions: Vec<Action>,
 }
 
@@ -120,6 +129,9 @@ impl ProxyCore {
             now,
             stats: ClientProxyStats::default(),
             bad_input: LogLimiter::new("malformed messages from clients"),
+            slow: HashSet::new(),
+            slow_log: LogLimiter::new("clients over their outbox limit"),
+            outbox: OutboxStats::default(),
             actions: vec![LinkAction::Connect.into()],
         }
     }
@@ -137,7 +149,50 @@ impl ProxyCore {
         let counts = self.session.counts();
         stats.malformed_broker = counts.malformed;
         stats.broker_losses = counts.deaths + counts.shutdowns;
+        stats.outcomes_dropped_slow = self.outbox.outcomes_dropped;
+        stats.messages_dropped_slow = self.outbox.others_dropped;
+        stats.outbox_retries = self.outbox.retries;
+        stats.outbox_bytes = self.outbox.bytes;
+        stats.outbox_peers = self.outbox.peers;
+        stats.unroutable += self.outbox.gone;
         stats
+    }
+
+    /// The driver's outbox counters, for the stats.
+    pub(crate) fn set_outbox_stats(&mut self, stats: OutboxStats) {
+        self.outbox = stats;
+    }
+
+    /// The driver's outbox reports a client that does not read: over its
+    /// limit, its requests are refused; cut, it is told `SHUTDOWN` and
+    /// forgotten with its buffered requests (as on its death).
+    pub(crate) fn on_peer_event(&mut self, now: Instant, peer: &[u8], event: PeerEvent) {
+        self.now = now;
+        self.slow_log.on_tick(now);
+        match event {
+            PeerEvent::OverLimit => {
+                if self.slow_log.admit(now, peer, &"over its outbox limit") {
+                    warn!(peer = %hex(peer), "client over its outbox limit: dropping outcomes");
+                }
+                self.slow.insert(peer.into());
+            }
+            PeerEvent::CaughtUp => {
+                if self.slow.remove(peer) {
+                    info!(peer = %hex(peer), "client caught up");
+                }
+            }
+            PeerEvent::Cut => {
+                self.slow.remove(peer);
+                self.stats.slow_consumers += 1;
+                warn!(peer = %hex(peer), "slow consumer cut");
+                if let Some(client) = self.clients.key(peer) {
+                    self.remove_client(now, client);
+                }
+                // Known or not any more: it gets the SHUTDOWN.
+                self.actions
+                    .push(Action::ToClient(peer.into(), Message::Shutdown));
+            }
+        }
     }
 
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
@@ -203,6 +258,12 @@ impl ProxyCore {
     fn on_request(&mut self, now: Instant, peer: &[u8], r: Request) {
         self.touch_client(now, peer);
         self.stats.requests_received += 1;
+        if !self.slow.is_empty() && self.slow.contains(peer) {
+            self.stats.requests_overloaded += 1;
+            self.stats.refused_slow += 1;
+            let error = "you are not reading your responses: over your outbox limit";
+            return self.refuse(peer, &r, error.to_owned());
+        }
         let key: EntryKey = (peer.into(), r.request_type, r.request_id);
         let confirm = confirmation(r.flags, r.reply_to.is_some());
         let deadline = crate::deadline::from_wire_ms(now, r.deadline_ms);
@@ -220,15 +281,7 @@ impl ProxyCore {
                 self.buffer.len(),
                 self.buffered_bytes
             );
-            let response = Message::Response(Response {
-                request_type: r.request_type,
-                request_id: r.request_id,
-                status: Status::Overloaded,
-                error: Some(error),
-                route: Vec::new(),
-                payload: Payload::new(),
-            });
-            return self.send_client(peer.into(), response);
+            return self.refuse(peer, &r, error);
         }
         let ready = self.session.is_ready();
         let Some(confirm) = confirm else {
@@ -258,6 +311,19 @@ impl ProxyCore {
         }
         let what = (r.flags, r.reply_to, deadline);
         self.buffer_entry(now, key, what, r.payload, bytes, Some(confirm));
+    }
+
+    /// Answers a request `OVERLOADED` from the proxy itself.
+    fn refuse(&mut self, peer: &[u8], r: &Request, error: String) {
+        let response = Message::Response(Response {
+            request_type: r.request_type,
+            request_id: r.request_id,
+            status: Status::Overloaded,
+            error: Some(error),
+            route: Vec::new(),
+            payload: Payload::new(),
+        });
+        self.send_client(peer.into(), response);
     }
 
     fn buffer_entry(

@@ -9,7 +9,7 @@ use tracing::{error, info};
 use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
-use crate::accept;
+use crate::accept::{self, Delivery, RouterOutbox};
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
@@ -23,7 +23,7 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
-    let clients = io::router(&config.bind, config.hwm)?;
+    let clients = io::router(&config.bind, config.hwm, config.peer_sndhwm)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(bind = %endpoint, brokers = ?config.brokers, "client proxy started");
@@ -35,6 +35,7 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
         bound,
         inbox,
         header_buf: Vec::with_capacity(64),
+        outbox: RouterOutbox::new(config.outbox_limits()),
         stats_log: StatsLog::new(config.stats_log_interval, now),
     };
     let stop = || Command::Stop;
@@ -60,23 +61,50 @@ struct Driver {
     inbox: DriverInbox<Command>,
     /// Reused by every send to a client.
     header_buf: Vec<u8>,
+    /// What waits for clients whose pipe is full.
+    outbox: RouterOutbox,
     stats_log: StatsLog,
 }
 
 impl Driver {
+    /// Carries out the core's actions, then what is due in the outbox,
+    /// and tells the core about clients that do not read (which may queue
+    /// more actions).
     fn apply_actions(&mut self) {
-        apply(
-            &mut self.core,
-            &mut self.link,
-            &self.clients,
-            &mut self.header_buf,
-        );
+        loop {
+            // Read before sending, and only with a backlog: one this pass
+            // makes is first retried on the next, after a poll.
+            let now = (!self.outbox.is_idle()).then(Instant::now);
+            apply(
+                &mut self.core,
+                &mut self.link,
+                &self.clients,
+                &mut self.outbox,
+                &mut self.header_buf,
+            );
+            if let Some(now) = now {
+                accept::retry(&self.clients, &mut self.outbox, now);
+            }
+            if self.outbox.take_changed() {
+                self.core.set_outbox_stats(self.outbox.stats());
+            }
+            if !self.outbox.has_events() {
+                return;
+            }
+            let now = Instant::now();
+            for (peer, event) in self.outbox.take_events() {
+                self.core.on_peer_event(now, &peer, event);
+            }
+        }
     }
 
     fn run(&mut self) {
         loop {
             self.apply_actions();
-            let wake_at = self.stats_log.wake_at(self.core.next_tick(Instant::now()));
+            let mut wake_at = self.stats_log.wake_at(self.core.next_tick(Instant::now()));
+            if let Some(due) = self.outbox.next_due() {
+                wake_at = wake_at.min(due);
+            }
             let sockets = [Some(&self.clients), self.link.socket()];
             let Ok(ready) = io::wait(Some(&self.inbox.listener), sockets, Some(wake_at))
                 .inspect_err(|e| error!(error = %e, "proxy poll failed: stopping"))
@@ -100,6 +128,7 @@ impl Driver {
                             &mut self.core,
                             &mut self.link,
                             &self.clients,
+                            &mut self.outbox,
                             &mut self.header_buf,
                         );
                         let _ = self.clients.unbind(&self.bound);
@@ -122,13 +151,14 @@ impl Driver {
             core,
             link,
             clients,
+            outbox,
             header_buf,
             ..
         } = self;
         // Keep the queue short, so that messages leave while we read.
         let mut flush = |core: &mut ProxyCore, link: &mut Link| {
             if core.actions().len() >= io::READ_BATCH {
-                apply(core, link, clients, header_buf);
+                apply(core, link, clients, outbox, header_buf);
             }
         };
         if from_clients {
@@ -144,11 +174,17 @@ impl Driver {
 
 /// Carries out the core's actions: towards the broker on the link, towards
 /// clients on their ROUTER.
-fn apply(core: &mut ProxyCore, link: &mut Link, clients: &zmq::Socket, header_buf: &mut Vec<u8>) {
+fn apply(
+    core: &mut ProxyCore,
+    link: &mut Link,
+    clients: &zmq::Socket,
+    outbox: &mut RouterOutbox,
+    header_buf: &mut Vec<u8>,
+) {
     link::drain(core, |core, action| match action {
         Action::Link(action) => link.apply(action, core),
         Action::ToClient(peer, msg) => {
-            if !accept::send(clients, &peer, msg, header_buf) {
+            if accept::deliver(clients, outbox, &peer, msg, header_buf) == Delivery::Gone {
                 core.count_unroutable();
             }
         }

@@ -29,6 +29,22 @@ pub struct ClientProxyStats {
     pub client_deaths: u64,
     /// Times the broker was declared dead or said it was shutting down.
     pub broker_losses: u64,
+    /// Requests answered `OVERLOADED` because their client was over its
+    /// outbox limit (also counted in `requests_overloaded`).
+    pub refused_slow: u64,
+    /// Responses and receipts dropped because their client's outbox was
+    /// at its byte bound, or freed when it was cut (docs/bounds.md §3).
+    pub outcomes_dropped_slow: u64,
+    /// Other messages (heartbeats, errors) dropped the same way.
+    pub messages_dropped_slow: u64,
+    /// Clients cut for not reading (`SHUTDOWN` sent).
+    pub slow_consumers: u64,
+    /// Tries to send an outbox backlog.
+    pub outbox_retries: u64,
+    /// Bytes held in the outbox now.
+    pub outbox_bytes: u64,
+    /// Clients with an outbox backlog now.
+    pub outbox_peers: u64,
     /// Requests buffered now.
     pub buffered: u64,
     /// Payload bytes buffered now.

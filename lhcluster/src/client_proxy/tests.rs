@@ -1704,3 +1704,39 @@ fn randomized_requests_losses_and_answers_keep_the_buffer_exact() {
     assert!(losses > 40, "{losses} broker losses");
     assert!(resent > 1000, "{resent} re-sends");
 }
+
+// ----- clients that do not read (docs/bounds.md §3) ---------------------
+
+#[test]
+fn a_client_over_its_outbox_limit_is_refused_and_a_cut_one_is_shut_down() {
+    use crate::outbox::PeerEvent;
+    let mut h = Harness::ready().with_a();
+    h.greet(0, B, None);
+    h.send(1, A, (1, 1), Flags::empty(), &[b"held"]);
+    assert_eq!(h.stats().buffered, 1);
+    let now = h.at(2);
+    h.core.on_peer_event(now, A, PeerEvent::OverLimit);
+    assert!(h.drain().is_empty());
+    // Over its limit: refused by the proxy, nothing forwarded.
+    let actions = h.send(3, A, (1, 2), Flags::empty(), &[b"x"]);
+    let r = only_response(&actions, A);
+    assert_eq!((r.request_id, r.status), (2, Status::Overloaded));
+    // Another client is served meanwhile.
+    let actions = h.send(3, B, (1, 3), Flags::empty(), &[b"y"]);
+    only_request(&actions);
+    let s = h.stats();
+    assert_eq!((s.refused_slow, s.requests_overloaded), (1, 1));
+    // Cut: SHUTDOWN, and its buffered request dropped as on its death.
+    let now = h.at(4);
+    h.core.on_peer_event(now, A, PeerEvent::Cut);
+    let actions = h.drain();
+    assert!(matches!(only_for(&actions, A), Message::Shutdown));
+    let s = h.stats();
+    assert_eq!((s.slow_consumers, s.buffered, s.clients), (1, 1, 1));
+    // Caught up (or come back), it is served again.
+    let now = h.at(5);
+    h.core.on_peer_event(now, A, PeerEvent::CaughtUp);
+    h.greet(6, A, None);
+    let actions = h.send(7, A, (1, 4), Flags::empty(), &[b"z"]);
+    only_request(&actions);
+}

@@ -52,7 +52,7 @@ impl NotifyBroker {
             .set_xpub_verbose(true)
             .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
         frontend
-            .set_sndhwm(config.hwm)
+            .set_sndhwm(config.peer_sndhwm)
             .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
         let backend = ctx
             .socket(zmq::XSUB)

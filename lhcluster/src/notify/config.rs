@@ -31,11 +31,15 @@ pub struct NotifyBrokerConfig {
     pub frontend: String,
     /// Endpoint the backend (XSUB) binds, where publishers connect.
     pub backend: String,
-    /// High-water mark per connection, in notifications: a subscriber that
-    /// falls this far behind loses the notifications beyond it (ZeroMQ
-    /// PUB semantics), and a publisher's connection buffers at most this
-    /// many. Default: 100 000.
+    /// High-water mark of a publisher's connection, in notifications:
+    /// it buffers at most this many not yet forwarded. Default: 100 000.
     pub hwm: i32,
+    /// High-water mark of a subscriber's connection, in notifications: a
+    /// subscriber that falls this far behind loses the notifications
+    /// beyond it (ZeroMQ PUB semantics), which bounds what the broker
+    /// holds for it to this many times the largest notification
+    /// (docs/bounds.md §3). Default: 1 000.
+    pub peer_sndhwm: i32,
     /// Interval of the ZeroMQ (ZMTP) heartbeats on every connection.
     /// Default: 1 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
@@ -70,6 +74,7 @@ impl NotifyBrokerConfig {
             frontend: frontend.into(),
             backend: backend.into(),
             hwm: defaults::HWM,
+            peer_sndhwm: 1_000,
             heartbeat: defaults::HEARTBEAT,
             liveness: defaults::LIVENESS,
             max_tracked_topics: 10_000,
@@ -88,6 +93,7 @@ impl NotifyBrokerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
+        positive("peer_sndhwm", self.peer_sndhwm)?;
         check_shared(
             self.heartbeat,
             self.liveness,

@@ -66,6 +66,11 @@ pub struct WorkerConfig {
     /// broker to read them, a further one is dropped with a warning.
     /// Default: 100 000.
     pub hwm: i32,
+    /// Most payload bytes of results kept while there is no session with a
+    /// broker (disconnected, or re-registering); a result that does not
+    /// fit is kept as a `FAILED` result without payload, counted in
+    /// `results_truncated` (docs/bounds.md §3). Default: 64 MiB.
+    pub max_unsent_bytes: usize,
     /// Period of the stats log line, at info level; `None` for none.
     /// Default: `None`.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
@@ -89,6 +94,7 @@ impl WorkerConfig {
             reconnect_min: defaults::RECONNECT_MIN,
             reconnect_max: defaults::RECONNECT_MAX,
             hwm: defaults::HWM,
+            max_unsent_bytes: 64 << 20,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
@@ -107,6 +113,16 @@ impl WorkerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_brokers(&self.brokers)?;
         positive("capacity", self.capacity)?;
+        positive("max_unsent_bytes", self.max_unsent_bytes)?;
+        // Results, receipts and heartbeats in the DEALER's pipe: with more
+        // room than that, a send with a session never fails (what is
+        // refused would be lost).
+        if i64::from(self.hwm) <= 2 * i64::from(self.capacity) + 16 {
+            return Err(ConfigError::invalid(
+                "hwm",
+                "must be > 2 × capacity + 16 (the results and receipts a worker may owe)",
+            ));
+        }
         check_reconnect(self.reconnect_min)?;
         check_shared(
             self.heartbeat,

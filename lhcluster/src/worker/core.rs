@@ -45,6 +45,9 @@ pub(crate) struct WorkerCore {
     /// Results waiting for a session with the broker, each with the
     /// session generation of the broker it is for.
     unsent: VecDeque<(u64, Message)>,
+    /// Their payload bytes, at most `max_unsent_bytes`.
+    unsent_bytes: usize,
+    max_unsent_bytes: usize,
     stopping: bool,
     stats: WorkerStats,
     actions: Vec<Action>,
@@ -59,6 +62,8 @@ impl WorkerCore {
             session: BrokerSession::new(now, timing!(config), config.brokers.clone(), ready),
             running: HashMap::new(),
             unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            max_unsent_bytes: config.max_unsent_bytes,
             stopping: false,
             stats: WorkerStats::default(),
             actions: vec![LinkAction::Connect.into()],
@@ -69,6 +74,7 @@ impl WorkerCore {
         let mut stats = self.stats.clone();
         report_counts!(stats, self.session);
         stats.running = self.running.len() as u64;
+        stats.unsent_bytes = self.unsent_bytes as u64;
         stats.registered = self.session.is_ready();
         stats
     }
@@ -186,16 +192,34 @@ impl WorkerCore {
         self.session.send(now, msg, &mut self.actions);
     }
 
-    /// Sends now if registered, else keeps it for the next session; drops
-    /// it if it answers a broker (`generation`) the worker has left since.
-    fn send_or_keep(&mut self, now: Instant, generation: u64, msg: Message) {
+    /// Sends now if registered, else keeps it for the next session, within
+    /// `max_unsent_bytes`: a result whose payload does not fit is kept as a
+    /// `FAILED` result without it, so the request still ends once and its
+    /// credit comes back. Drops it if it answers a broker (`generation`)
+    /// the worker has left since.
+    fn send_or_keep(&mut self, now: Instant, generation: u64, mut msg: Message) {
         if generation != self.session.generation() {
-            self.drop_stale(&msg);
-        } else if self.session.is_ready() {
-            self.send(now, msg);
-        } else {
-            self.unsent.push_back((generation, msg));
+            return self.drop_stale(&msg);
         }
+        if self.session.is_ready() {
+            return self.send(now, msg);
+        }
+        if let Message::Result(r) = &mut msg {
+            let bytes: usize = r.payload.iter().map(|f| f.len()).sum();
+            if self.unsent_bytes + bytes > self.max_unsent_bytes {
+                self.stats.results_truncated += 1;
+                r.payload = Payload::new();
+                r.status = Status::Failed;
+                r.error = Some(format!(
+                    "result of {bytes} bytes dropped: more than max_unsent_bytes \
+                     ({}) held while disconnected",
+                    self.max_unsent_bytes
+                ));
+            } else {
+                self.unsent_bytes += bytes;
+            }
+        }
+        self.unsent.push_back((generation, msg));
     }
 
     /// A result or receipt for a broker left for another: that broker's
@@ -219,6 +243,7 @@ impl crate::link::Connecting for WorkerCore {
                 if newly {
                     info!("registered with the broker");
                 }
+                self.unsent_bytes = 0;
                 while let Some((generation, msg)) = self.unsent.pop_front() {
                     if generation == self.session.generation() {
                         self.send(now, msg);

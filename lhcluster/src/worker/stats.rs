@@ -31,6 +31,11 @@ pub struct WorkerStats {
     /// has since left for another of its list: dropped, as they answer a
     /// session that no longer exists (never sent to the new broker).
     pub stale_dropped: u64,
+    /// Results kept while disconnected as `FAILED` without their payload,
+    /// which did not fit in `max_unsent_bytes`.
+    pub results_truncated: u64,
+    /// Payload bytes of results kept for the next session now.
+    pub unsent_bytes: u64,
     /// Requests running now.
     pub running: u64,
     /// Whether the worker is registered with a broker now.

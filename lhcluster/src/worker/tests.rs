@@ -620,6 +620,54 @@ fn results_finished_while_disconnected_are_sent_after_the_next_welcome_in_order(
 }
 
 #[test]
+fn results_beyond_max_unsent_bytes_are_kept_as_failed_without_payload() {
+    let mut cfg = config();
+    cfg.max_unsent_bytes = 10;
+    let mut h = Harness::with(&cfg, vec![10]).welcomed();
+    for id in 1..=3 {
+        h.feed(10, dispatch(10, id, Flags::empty()));
+    }
+    assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
+    // 6 bytes fit, 6 more do not, 4 more do.
+    assert!(h.done(620, (10, 1), Ok(payload(&[b"123456"]))).is_empty());
+    assert!(
+        h.done(621, (10, 2), Ok(payload(&[b"abc", b"def"])))
+            .is_empty()
+    );
+    assert!(h.done(622, (10, 3), Ok(payload(&[b"wxyz"]))).is_empty());
+    let s = h.core.stats();
+    assert_eq!((s.results_truncated, s.unsent_bytes), (1, 10));
+    assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
+    h.connected(711);
+    let actions = h.welcome(760);
+    let got: Vec<_> = results(&actions)
+        .iter()
+        .map(|r| (r.request_id, r.status, bytes(&r.payload).concat()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, Status::Ok, b"123456".to_vec()),
+            (2, Status::Failed, Vec::new()),
+            (3, Status::Ok, b"wxyz".to_vec()),
+        ]
+    );
+    let error = results(&actions)[1].error.clone().unwrap_or_default();
+    assert!(error.contains("max_unsent_bytes"), "{error}");
+    assert_eq!(h.core.stats().unsent_bytes, 0);
+}
+
+#[test]
+fn hwm_must_hold_what_a_worker_may_owe() {
+    let mut cfg = config();
+    cfg.capacity = 100;
+    cfg.hwm = 216;
+    assert_eq!(cfg.validate().unwrap_err().field, "hwm");
+    cfg.hwm = 217;
+    assert!(cfg.validate().is_ok());
+}
+
+#[test]
 fn receipt_for_a_dispatch_while_registering_waits_for_welcome() {
     let mut h = Harness::registered();
     h.feed(10, Message::Reregister);

@@ -207,7 +207,11 @@ impl BrokerCore {
             return Err(Dropped::Stale);
         }
         assigned.remove();
-        Ok(self.reqs.remove(request.remove()))
+        let req = self.reqs.remove(request.remove());
+        if let Some(req) = &req {
+            self.bounds.release(req.payload.len());
+        }
+        Ok(req)
     }
 
     pub(super) fn on_receipt_received(&mut self, wk: Key, r: RequestRef) {

@@ -120,6 +120,7 @@ impl BrokerCore {
         } else {
             Stored::Nothing
         };
+        let retry_copy = req.payload.len();
         // Through a remote worker, RECEIPT_SENT comes from the executor
         // when one of its workers gets the request.
         let receipt =
@@ -146,6 +147,7 @@ impl BrokerCore {
                 payload,
             ),
         };
+        self.bounds.hold(retry_copy);
         let Some(w) = self.workers.get_mut(wk) else {
             return;
         };

@@ -85,6 +85,9 @@ impl BrokerCore {
         let key = (req.request_type, req.request_id);
         self.types.entry(key.0).or_default().received += 1;
         let origin = Dest::local(peer, req.route);
+        if self.refuse_if_slow(&origin, key) {
+            return;
+        }
         let reply_to = match &req.reply_to {
             None => None,
             Some(name) => match self.names.get(name) {
@@ -149,13 +152,19 @@ impl BrokerCore {
         } else {
             None
         };
+        let bytes_full = || {
+            let bytes: usize = payload.iter().map(|f| f.len()).sum();
+            self.bounds.pending_full(bytes)
+        };
         if worker.is_none()
             && (type_pending >= self.max_pending_per_type
-                || self.total_pending >= self.max_pending_total)
+                || self.total_pending >= self.max_pending_total
+                || bytes_full())
         {
             self.stats.requests_overloaded += 1;
             let error = format!(
-                "queue bound reached for request type {} ({} queued, {} in total)",
+                "queue bound reached for request type {} ({} queued, {} in total, \
+                 or the pending bytes bound)",
                 key.0, type_pending, self.total_pending
             );
             self.respond(&origin, key, Status::Overloaded, Some(error));
@@ -185,8 +194,10 @@ impl BrokerCore {
     }
 
     /// Holds a queued payload, compactly once the queue is long.
-    fn store(&self, payload: Payload) -> Stored {
-        Stored::new(payload, self.total_pending >= COMPACT_AFTER)
+    fn store(&mut self, payload: Payload) -> Stored {
+        let stored = Stored::new(payload, self.total_pending >= COMPACT_AFTER);
+        self.bounds.hold(stored.len());
+        stored
     }
 
     pub(super) fn req_mut(&mut self, key: &ReqKey) -> Option<&mut Req> {
@@ -196,14 +207,20 @@ impl BrokerCore {
 
     pub(super) fn remove_req(&mut self, key: &ReqKey) -> Option<Req> {
         let slot = self.requests.remove(key)?;
-        self.reqs.remove(slot)
+        let req = self.reqs.remove(slot)?;
+        self.bounds.release(req.payload.len());
+        Some(req)
     }
 
     /// A queued request's payload, to dispatch it.
     pub(super) fn take_payload(&mut self, key: &ReqKey) -> Payload {
-        self.req_mut(key)
-            .map(|r| r.payload.take())
-            .unwrap_or_default()
+        let Some(req) = self.req_mut(key) else {
+            return Payload::new();
+        };
+        let bytes = req.payload.len();
+        let payload = req.payload.take();
+        self.bounds.release(bytes);
+        payload
     }
 
     fn on_duplicate(
@@ -224,6 +241,8 @@ impl BrokerCore {
         let Some(existing) = slot.and_then(|slot| self.reqs.get_mut(slot)) else {
             return;
         };
+        // A takeover below replaces the held payload.
+        let held_before = existing.payload.len();
         // A request run here for an owner that left the cluster belongs to
         // whoever holds its key now: the entry broker sent it to the new
         // owner (docs/clustering.md §7), which asks for it again.
@@ -298,6 +317,11 @@ impl BrokerCore {
         if previous_flags.is_two_way() || previous_flags.contains(Flags::NOTIFY_ON_REDIRECT) {
             let error = "another requester took over the response".to_owned();
             self.respond(&previous, key, Status::Redirected, Some(error));
+        }
+        if let Some(req) = slot.and_then(|slot| self.reqs.get(slot)) {
+            let held_after = req.payload.len();
+            self.bounds.release(held_before);
+            self.bounds.hold(held_after);
         }
         // The new requester gets the receipts the request already earned.
         if let Some((dest, sent, received)) = receipt_for_new {

@@ -24,6 +24,7 @@
 //! `remote` (the owner's and the executor's side: remote workers, EXECUTE).
 
 mod backend;
+mod bounds;
 mod cluster;
 mod dispatch;
 mod expiry;
@@ -317,6 +318,8 @@ pub(crate) struct BrokerCore {
     expiries: BTreeSet<(Instant, ReqKey)>,
     /// The entry broker's records of the two-way requests it forwarded.
     relays: relay::Relays,
+    /// Pending bytes and peers that do not read (docs/bounds.md).
+    bounds: bounds::Bounds,
     out: Vec<Outgoing>,
 }
 
@@ -348,6 +351,7 @@ impl BrokerCore {
             remote_ids: HashMap::new(),
             expiries: BTreeSet::new(),
             relays: relay::Relays::default(),
+            bounds: bounds::Bounds::new(config.max_pending_bytes),
             out: Vec::new(),
         }
         .greeting_peers(now)
@@ -591,6 +595,7 @@ impl BrokerCore {
             })
             .collect();
         stats.cluster = self.cluster_stats();
+        self.fill_bound_stats(&mut stats);
         stats
     }
 }

@@ -247,7 +247,11 @@ impl BrokerCore {
         };
         req.in_flight = false;
         req.attempts = req.attempts.saturating_sub(1);
+        let held_before = req.payload.len();
         req.payload = Stored::new(payload, false);
+        let held_after = req.payload.len();
+        self.bounds.release(held_before);
+        self.bounds.hold(held_after);
         self.push_pending(key, true);
         self.drain_type(now, key.0);
     }

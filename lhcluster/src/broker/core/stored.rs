@@ -64,6 +64,15 @@ impl Stored {
         }
     }
 
+    /// Payload bytes held (what `max_pending_bytes` counts).
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Stored::Nothing => 0,
+            Stored::Frames(frames) => frames.iter().map(|f| f.len()).sum(),
+            Stored::Bytes(bytes) => bytes.len(),
+        }
+    }
+
     pub(super) fn is_held(&self) -> bool {
         !matches!(self, Stored::Nothing)
     }

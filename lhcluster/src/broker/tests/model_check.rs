@@ -914,6 +914,8 @@ impl Sim {
         }
         let s = self.h.stats();
         assert_eq!((s.pending, s.in_flight), (0, 0));
+        // Every queued payload and retry copy was released exactly once.
+        assert_eq!(s.pending_bytes, 0, "payload bytes still counted");
     }
 }
 
