@@ -103,6 +103,9 @@ impl BrokerCore {
             } else {
                 Stored::Nothing
             };
+            // A retry copy is held for the requester: it counts against
+            // `max_pending_bytes` like a queued payload.
+            self.bounds.hold(kept.len());
             self.relays.by_key.entry(key).or_default().push(Relay {
                 origin,
                 reply_to,
@@ -143,7 +146,8 @@ impl BrokerCore {
                 .iter()
                 .position(|rel| answered(rel.response_dest()) || answered(&rel.origin))
             {
-                list.remove(i);
+                let done = list.remove(i);
+                self.bounds.release(done.payload.len());
             }
             if list.is_empty() {
                 self.relays.by_key.remove(&key);
@@ -177,7 +181,14 @@ impl BrokerCore {
         };
         let (client, route) = (peer_id(client), route.to_vec());
         if let Some(list) = self.relays.by_key.get_mut(&key) {
-            list.retain(|rel| !(rel.origin.peer == client && rel.origin.route == route));
+            let bounds = &mut self.bounds;
+            list.retain(|rel| {
+                let ended = rel.origin.peer == client && rel.origin.route == route;
+                if ended {
+                    bounds.release(rel.payload.len());
+                }
+                !ended
+            });
             if list.is_empty() {
                 self.relays.by_key.remove(&key);
             }
@@ -215,6 +226,7 @@ impl BrokerCore {
             !list.is_empty()
         });
         for (key, mut relay) in lost {
+            self.bounds.release(relay.payload.len());
             if let Some(k) = self.cluster_counters() {
                 k.owner_lost += 1;
             }

@@ -890,3 +890,19 @@ fn a_forwarded_request_expires_at_its_owner() {
     assert_eq!(net.stats(1).requests_expired, 1);
     assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(0));
 }
+
+/// The retry copy an entry broker keeps for a forwarded `RETRY_ON_DEATH`
+/// request counts as held bytes until its answer comes.
+#[test]
+fn a_relay_retry_copy_counts_as_held_bytes() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect_worker(1, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    assert_eq!(net.stats(0).pending_bytes, 4, "the 4-byte body is kept");
+    net.expect_dispatch(1, b"w", T, id);
+    net.result(1, b"w", T, id, b"ok");
+    net.expect_response(0, b"client", T, id, Status::Ok);
+    assert_eq!(net.stats(0).pending_bytes, 0);
+}
