@@ -95,6 +95,14 @@ impl BrokerCore {
         deadline: Option<Instant>,
         payload: Payload,
     ) {
+        let keeps_copy = flags.is_two_way() && flags.contains(Flags::RETRY_ON_DEATH);
+        let bytes: usize = payload.iter().map(|f| f.len()).sum();
+        if keeps_copy && self.bounds.pending_full(bytes) {
+            self.stats.requests_overloaded += 1;
+            let error = "the broker holds max_pending_bytes already".to_owned();
+            self.respond(&origin, key, crate::protocol::Status::Overloaded, Some(error));
+            return self.drop_type_if_idle(key.0);
+        }
         let route = encode_route(&origin.peer, &origin.route);
         let reply_route = reply_to.as_ref().map(|d| encode_route(&d.peer, &d.route));
         if flags.is_two_way() {
