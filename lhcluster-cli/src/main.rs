@@ -17,7 +17,8 @@ mod daemon;
 #[derive(Debug, Parser)]
 #[command(name = "lhcluster", version, about, propagate_version = true)]
 struct Cli {
-    /// Log line format (the level comes from RUST_LOG, default `info`).
+    /// Log line format (the level comes from RUST_LOG; default `info` for
+    /// the daemons, `warn` for request, publish, subscribe and stats).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -46,7 +47,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Daemons say what they do; one-shot tools print their answer, and log
+    // only what went wrong (RUST_LOG overrides both).
+    let default_level = match cli.command {
+        Command::Request(_) | Command::Publish(_) | Command::Stats(_) | Command::Subscribe(_) => {
+            "warn"
+        }
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     let result = match cli.command {
         Command::Broker(args) => commands::broker::run(args),
         Command::Proxy(args) => commands::proxy::run(args),
@@ -72,9 +81,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

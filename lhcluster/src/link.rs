@@ -165,7 +165,7 @@ impl Link {
                         core.on_connected(Instant::now());
                     }
                     Err(e) => {
-                        error!(error = %e, broker = %self.endpoint, "cannot connect to the broker");
+                        error!(error = %e.with_causes(), broker = %self.endpoint, "cannot connect to the broker");
                         core.on_connect_failed(Instant::now());
                     }
                 }

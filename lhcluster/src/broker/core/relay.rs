@@ -100,7 +100,12 @@ impl BrokerCore {
         if keeps_copy && self.bounds.pending_full(bytes) {
             self.stats.requests_overloaded += 1;
             let error = "the broker holds max_pending_bytes already".to_owned();
-            self.respond(&origin, key, crate::protocol::Status::Overloaded, Some(error));
+            self.respond(
+                &origin,
+                key,
+                crate::protocol::Status::Overloaded,
+                Some(error),
+            );
             return self.drop_type_if_idle(key.0);
         }
         let route = encode_route(&origin.peer, &origin.route);
