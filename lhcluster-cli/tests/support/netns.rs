@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 
 use super::cleanup;
 
+/// Several namespaces ("hosts") on one switch, for the cluster tests.
+pub(crate) mod hosts;
+
 const PREFIX: &str = "lhc-chaos-";
 
 #[derive(Debug)]
