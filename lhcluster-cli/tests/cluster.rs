@@ -81,7 +81,7 @@ fn keys_of_each(
 }
 
 #[test]
-fn the_tests_ownership_function_is_protocol_md_s() {
+fn ownership_in_these_tests_matches_protocol_md_s_vectors() {
     assert_eq!(mix(0), 0xE220_A839_7B1D_CDAF);
     assert_eq!(score(1, 7, 42), 0x383D_3086_26EF_A9F0);
     assert_eq!(score(2, 7, 42), 0x3DA8_0056_E267_A8E6);
@@ -287,7 +287,8 @@ fn every_member_s_name_is_known_once_meshed() {
 // ------------------------------------------------- served, deduplicated
 
 #[test]
-fn a_worker_on_one_broker_serves_another_s_clients_and_a_duplicate_through_a_third_is_rejected() {
+fn a_worker_on_one_broker_serves_another_s_clients_and_a_duplicate_through_another_broker_is_rejected()
+ {
     let _one_at_a_time = one_at_a_time();
     limited_for(SCENARIO_LIMIT, || {
         let mesh = Mesh::start(&[]);
@@ -451,23 +452,9 @@ fn a_broker_killed_under_load_through_proxies_loses_no_request() {
         let _workers: Vec<Proc> = (0..3)
             .map(|i| {
                 let (b1, b2) = (mesh.back(i + 1), mesh.back(i + 2));
-                worker(
-                    mesh.back(i),
-                    &[
-                        "--broker",
-                        b1,
-                        "--broker",
-                        b2,
-                        "--type",
-                        &job,
-                        "--exec",
-                        &cmd,
-                        "--capacity",
-                        "4",
-                        "--liveness",
-                        LIVENESS,
-                    ],
-                )
+                let mut args = vec!["--broker", b1, "--broker", b2, "--type", &job];
+                args.extend(["--exec", &cmd, "--capacity", "4", "--liveness", LIVENESS]);
+                worker(mesh.back(i), &args)
             })
             .collect();
         for (i, front) in fronts.iter().enumerate() {
@@ -482,22 +469,12 @@ fn a_broker_killed_under_load_through_proxies_loses_no_request() {
         let proxies: Vec<(Proc, String)> = (0..2)
             .map(|i| {
                 let (f1, f2) = (mesh.front(i + 1), mesh.front(i + 2));
-                proxy(
-                    mesh.front(i),
-                    &[
-                        "--broker",
-                        f1,
-                        "--broker",
-                        f2,
-                        "--resend-initial",
-                        "10min",
-                        "--liveness",
-                        LIVENESS,
-                    ],
-                )
+                let mut args = vec!["--broker", f1, "--broker", f2];
+                args.extend(["--resend-initial", "10min", "--liveness", LIVENESS]);
+                proxy(mesh.front(i), &args)
             })
             .collect();
-        let (progress, halfway) = mpsc::channel();
+        let (progress, under_way) = mpsc::channel();
         let loads: Vec<_> = proxies
             .iter()
             .enumerate()
@@ -513,7 +490,7 @@ fn a_broker_killed_under_load_through_proxies_loses_no_request() {
             })
             .collect();
         for _ in &loads {
-            halfway.recv_timeout(LIMIT).expect("the load under way");
+            under_way.recv_timeout(LIMIT).expect("the load under way");
         }
 
         // What the entry proxy logged so far is about its first session.
@@ -919,8 +896,10 @@ fn up_runs_the_cluster_of_three_example() {
         };
         let (fronts, bind) = (values("frontend"), values("bind").remove(0));
         assert_eq!(fronts.len(), 3, "{text}");
-        let mut up_ = Proc::start(&["up", path.to_str().unwrap()]);
-        up_.expect_line("cluster up");
+        let mut daemon = Proc::start(&["up", path.to_str().unwrap()]);
+        daemon.expect_line("cluster up");
+        // Read at the start: not needed any longer, even if the test fails.
+        let _ = std::fs::remove_file(&path);
         let ids = wait_meshed(&fronts);
         let echo = lhcluster::request_type_id("echo");
         for front in &fronts[..2] {
@@ -943,8 +922,7 @@ fn up_runs_the_cluster_of_three_example() {
         }
         let b3 = typed(&support::stats(&fronts[2]).unwrap());
         assert_eq!(b3.requests_completed, 2, "{b3:?}");
-        up_.signal("TERM");
-        assert_eq!(up_.wait().code(), Some(0));
-        let _ = std::fs::remove_file(&path);
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait().code(), Some(0));
     });
 }

@@ -18,7 +18,7 @@
 
 use std::process::Command;
 
-use super::{ip, is_root};
+use super::{ip, is_root, sweep};
 use crate::support::cleanup;
 
 const PREFIX: &str = "lhc-hosts-";
@@ -57,28 +57,6 @@ fn port(i: usize) -> String {
     format!("p{i}")
 }
 
-/// Removes the namespaces (and the link) of earlier runs whose process is
-/// gone.
-fn sweep_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["link", "del", &own_if(pid)]);
-            let _ = ip(&["netns", "del", name]);
-        }
-    }
-}
-
 impl Hosts {
     /// Makes `count` hosts on a switch, or says why it cannot (not root, no
     /// `ip`): the caller skips its test with that reason. Failing to wire
@@ -90,7 +68,7 @@ impl Hosts {
             return Err("not running as root".into());
         }
         ip(&["-V"]).map_err(|e| format!("no usable `ip` command ({e})"))?;
-        sweep_stale();
+        sweep(PREFIX, own_if);
         let pid = std::process::id();
         // A /28 of 10.214.0.0/16 picked by the process id (the single
         // namespace of `Netns` uses 10.213.0.0/16): .1 is the test's, the
