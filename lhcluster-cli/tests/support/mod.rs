@@ -1,11 +1,12 @@
 //! Process helpers shared by the test targets that drive the `lhcluster`
-//! binary (`cli`, `chaos`): children killed on drop, their output lines on
+//! binary (`cli`, `chaos`, `cluster`): children killed on drop, their output lines on
 //! channels, every wait bounded, and a time limit per test that also cleans
 //! up what a hung test leaves behind.
 
 // Each test target uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub(crate) mod exec_log;
 pub(crate) mod garbage;
 pub(crate) mod load;
 pub(crate) mod netns;
@@ -145,17 +146,26 @@ fn pipe_lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
     let mut p = Proc::start(args);
     let status = p.wait();
-    // The pipes close with the process; collect what they said.
-    std::thread::sleep(Duration::from_millis(20));
-    let out = p.lines.try_iter().collect::<Vec<_>>().join("\n");
-    (status.code().unwrap_or(-1), out, p.stderr_text())
+    // The pipes close with the process: what they said is complete once
+    // their reader threads hang up (a fixed pause was not always enough
+    // on a loaded machine, and a JSON answer came back empty).
+    let all = |lines: &mpsc::Receiver<String>| {
+        let deadline = Instant::now() + LIMIT;
+        let mut text = Vec::new();
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            text.push(line);
+        }
+        text.join("\n")
+    };
+    (status.code().unwrap_or(-1), all(&p.lines), all(&p.stderr))
 }
 
 /// Holds the chaos scenarios to one at a time: each runs several daemons
 /// with 100 ms heartbeats, and on a 2-core machine two of them side by side
 /// can stall a daemon past its peers' liveness bound, which is not what any
 /// scenario is about. Taken before a scenario's time limit starts.
-#[allow(dead_code)] // used by the chaos target only
+#[allow(dead_code)] // used by the chaos and cluster targets
 pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SCENARIOS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SCENARIOS

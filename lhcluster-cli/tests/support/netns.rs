@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 
 use super::cleanup;
 
+/// Several namespaces ("hosts") on one switch, for the cluster tests.
+pub(crate) mod hosts;
+
 const PREFIX: &str = "lhc-chaos-";
 
 #[derive(Debug)]
@@ -57,19 +60,26 @@ fn host_if(pid: u32) -> String {
 
 /// Removes the namespaces (and links) of earlier runs whose process is gone.
 fn sweep_stale() {
+    sweep(PREFIX, host_if);
+}
+
+/// Removes the namespaces named `<prefix><pid>` or `<prefix><pid>-…` of
+/// processes that are gone, and the link `link(pid)` of each.
+fn sweep(prefix: &str, link: fn(u32) -> String) {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
         let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.parse::<u32>().ok())
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["link", "del", &host_if(pid)]);
+            let _ = ip(&["link", "del", &link(pid)]);
             let _ = ip(&["netns", "del", name]);
         }
     }

@@ -359,6 +359,16 @@ impl BrokerCore {
             msg => {
                 let member = self.cluster.as_ref().and_then(|c| c.member_of(from));
                 let Some(member) = member else {
+                    if let ClusterFrom::Dial(_) = from {
+                        // Our DEALER is greeting: the member on the other
+                        // end still sends on this connection from a route
+                        // we have ended. Our PEER_HELLO is on its way, and
+                        // its WELCOME brings the route back: a REREGISTER
+                        // would only make that member end its side and
+                        // greet again too, and the two could flap for ever.
+                        debug!("cluster message on a connection still greeting: dropped");
+                        return;
+                    }
                     if !matches!(msg, Message::Shutdown | Message::Reregister) {
                         // A member that declared us dead, or that we did:
                         // it greets again and gets a fresh route.
