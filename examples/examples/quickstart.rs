@@ -19,7 +19,7 @@ use lhcluster::notify::{
     NotifySubscriberConfig,
 };
 use lhcluster::typed::NotifyRouter;
-use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+use lhcluster::worker::{Worker, WorkerConfig};
 use lhcluster::{Broker, BrokerConfig, Flags, Request, RequestError, Status, TypedRequestError};
 use serde::{Deserialize, Serialize};
 
@@ -78,17 +78,16 @@ fn main() -> anyhow::Result<()> {
             config.name = Some(format!("worker-{n}"));
             config.capacity = 2;
             Worker::builder(config)
-                .handle::<Uppercase>(|req: Uppercase, _: &RequestContext| {
-                    Ok::<_, String>(req.text.to_uppercase())
-                })
-                .handle::<LogLine>(move |req: LogLine, ctx: &RequestContext| {
+                // Cannot fail: the closure returns the response itself.
+                .handle::<Uppercase>(|req, _ctx| req.text.to_uppercase())
+                .handle::<LogLine>(move |req, ctx| {
                     logged.fetch_add(1, Ordering::Relaxed);
                     println!("  worker-{n} logged #{}: {}", ctx.request_id, req.line);
-                    Ok::<_, String>(())
                 })
-                .handle::<SlowJob>(|_: SlowJob, _: &RequestContext| {
+                // Can fail: a `Result`, here always an `Err`.
+                .handle::<SlowJob>(|_req, _ctx| {
                     std::thread::sleep(Duration::from_millis(300));
-                    Err::<(), _>("slow job gave up")
+                    Err("slow job gave up")
                 })
                 .start()
         })

@@ -6,8 +6,7 @@
 //! shows a request the handler refuses, a payload the worker cannot decode,
 //! a one-way request and an `.await`ed one, and exits on its own.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -76,18 +75,13 @@ fn main() -> anyhow::Result<()> {
     );
 
     let (audit_tx, audit_rx) = mpsc::channel();
-    let audit_tx = Arc::new(Mutex::new(audit_tx));
     let mut config = WorkerConfig::new(broker.backend());
     config.name = Some("echo-worker".into());
     config.capacity = 2;
     let worker = Worker::builder(config)
         .handle::<Echo>(echo)
-        .handle::<Audit>(move |req: Audit, _: &RequestContext| {
-            let _ = audit_tx
-                .lock()
-                .map_err(|_| "poisoned")?
-                .send(format!("#{} {}", req.seq, req.line));
-            Ok::<_, &str>(())
+        .handle::<Audit>(move |req, _ctx| {
+            let _ = audit_tx.send(format!("#{} {}", req.seq, req.line));
         })
         .start()?;
 

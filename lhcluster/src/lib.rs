@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use lhcluster::client::{Client, ClientConfig};
-//! use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+//! use lhcluster::worker::{Worker, WorkerConfig};
 //! use lhcluster::{Broker, BrokerConfig, Request};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -53,9 +53,7 @@
 //!
 //! let broker = Broker::start(BrokerConfig::new("inproc://guide-front", "inproc://guide-back"))?;
 //! let worker = Worker::builder(WorkerConfig::new(broker.backend()))
-//!     .handle::<Hello>(|req: Hello, _: &RequestContext| {
-//!         Ok::<_, std::convert::Infallible>(Greeting { text: format!("hello, {}", req.name) })
-//!     })
+//!     .handle::<Hello>(|req, _ctx| Greeting { text: format!("hello, {}", req.name) })
 //!     .start()?;
 //! let client = Client::connect(ClientConfig::new(broker.frontend()))?;
 //! let greeting = client.send_typed(&Hello { name: "world".into() })?.wait()?;
@@ -118,11 +116,30 @@
 //! `#[serde(default)]`) keeps old and new peers compatible both ways.
 //!
 //! **Workers** serve a type with
-//! [`WorkerBuilder::handle`](worker::WorkerBuilder::handle) and a
-//! [`typed::Handler`]: a closure `Fn(R, &RequestContext) -> Result<R::Response, E>`
-//! for any `E: Display` (write its argument types), or a type implementing
-//! the trait. The [`RequestContext`](worker::RequestContext) has the type,
-//! id, flags and attempt number.
+//! [`WorkerBuilder::handle`](worker::WorkerBuilder::handle) and a closure
+//! or function `Fn(R, &RequestContext)` ([`typed::HandlerFn`]; Rust infers
+//! its argument types) returning the response when it cannot fail, or
+//! `Result<R::Response, E>` for any `E: Display`. A value of the response
+//! type is always the response, even when that type is a `Result`. A type
+//! implementing [`typed::Handler`] registers with
+//! [`handle_with`](worker::WorkerBuilder::handle_with); async handlers
+//! with `handle_async` (feature `tokio`, below). The [`RequestContext`](worker::RequestContext) has the
+//! type, id, flags and attempt number.
+//!
+//! ```
+//! # use lhcluster::worker::{HandlerError, Worker, WorkerConfig};
+//! # #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+//! # #[request_type(name = "math.add", response = i64)]
+//! # struct Add { a: i64, b: i64 }
+//! # #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+//! # #[request_type(name = "math.div", response = i64)]
+//! # struct Div { a: i64, b: i64 }
+//! let builder = Worker::builder(WorkerConfig::new("tcp://127.0.0.1:5556"))
+//!     .handle::<Add>(|req, _ctx| req.a + req.b)
+//!     .handle::<Div>(|req, _ctx| {
+//!         req.a.checked_div(req.b).ok_or(HandlerError::bad_request("division by zero"))
+//!     });
+//! ```
 //!
 //! **Clients** send with [`Client::send_typed`], or
 //! [`Client::request_typed`] to set flags, an id, a timeout, `one_way()` or
@@ -156,7 +173,11 @@
 //! ```
 //!
 //! A two-way request ends in exactly one of these outcomes; nothing waits
-//! forever.
+//! forever. A handle that is dropped unread does not cancel its request:
+//! it was sent all the same. On a typed request, `Flags::ONE_WAY` comes
+//! from the type or from `.one_way()` (whose handle resolves to `()`); in
+//! `flags(..)` of a two-way request it is refused at `send`
+//! ([`TypedRequestError::OneWayFlag`]).
 //!
 //! **Raw requests.** The untyped API stays complete, for payloads that are
 //! not serde values and for bindings to other languages:
@@ -235,6 +256,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Async code
+//!
+//! Every response handle is a [`Future`] that needs no
+//! runtime: `client.send_typed(&req)?.await`. With the `tokio` feature,
+//! `WorkerBuilder::handle_async` serves a type with an async closure,
+//! `|req, ctx| async move { .. }` (the context by value), each request a
+//! task of a tokio runtime (the one `start` is called in, or the one given
+//! to `WorkerBuilder::runtime`), at most `capacity` at once; the worker's
+//! own thread never awaits them, so a slow future does not stop its
+//! heartbeats. With the `stream` feature (part of `tokio`),
+//! `NotifySubscriber::stream::<N>()` is a `futures_core::Stream` of typed
+//! notifications, polled without blocking a thread.
+//!
 //! ## Several brokers (failover)
 //!
 //! Every role that connects to a broker takes a list (`brokers` in
@@ -276,6 +310,8 @@
 //! |---|---|---|
 //! | `derive` | on | `#[derive(Request)]` and `#[derive(Notification)]` (the `lhcluster-derive` crate); without it, implement [`trait@Request`] and [`trait@Notification`] by hand |
 //! | `serde` | off | `Deserialize` for every role's config, to read them from files: keys named as the fields, durations as `"100ms"`/`"5s"` (`"off"` for an optional one), missing fields at their `new` defaults, unknown keys refused; `validate()` still checks the values at start |
+//! | `tokio` | off | `WorkerBuilder::handle_async`: async handlers on a tokio runtime; includes `stream` |
+//! | `stream` | off | `NotifySubscriber::stream::<N>()`: typed notifications as a `futures_core::Stream`, on any runtime |
 //! | `unstable-internals` | off | **no semver promise**: makes the wire codec (`protocol`) and the broker's state machine without sockets (`bench_support`) public, for this workspace's CLI, benchmarks, fuzz target and tests; they may change in any release, a patch release included. Applications need neither: what they use of the protocol is re-exported here by name |
 //!
 //! ## Logging

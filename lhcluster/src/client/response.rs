@@ -244,7 +244,7 @@ impl Drop for Slot {
 /// or `.await` it (it implements [`Future`]). Dropping the handle does not
 /// cancel the request.
 #[derive(Debug)]
-#[must_use = "a response handle does nothing unless waited on"]
+#[must_use = "the request was sent all the same: dropping its handle only discards the outcome (the response, or for a one-way send the delivery)"]
 pub struct ResponseHandle {
     shared: Arc<Shared>,
     request_type: RequestType,

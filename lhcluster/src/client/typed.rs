@@ -36,6 +36,15 @@ pub enum TypedRequestError {
     /// worker runs an incompatible version of the response type).
     #[error("cannot decode the response: {0}")]
     Decode(#[source] PayloadError),
+    /// [`Flags::ONE_WAY`] was given to
+    /// [`TypedRequestBuilder::flags`] for a two-way request, whose handle
+    /// resolves to the response; nothing was sent. Send it one-way with
+    /// [`one_way`](TypedRequestBuilder::one_way), which makes the handle
+    /// resolve to `()` on delivery.
+    #[error(
+        "`Flags::ONE_WAY` on a two-way typed request: use `.one_way()`, whose handle resolves to `()` (nothing was sent)"
+    )]
+    OneWayFlag,
 }
 
 impl TypedRequestError {
@@ -44,7 +53,9 @@ impl TypedRequestError {
     pub fn status(&self) -> Option<Status> {
         match self {
             TypedRequestError::Request(e) => e.status(),
-            TypedRequestError::Encode(_) | TypedRequestError::Decode(_) => None,
+            TypedRequestError::Encode(_)
+            | TypedRequestError::Decode(_)
+            | TypedRequestError::OneWayFlag => None,
         }
     }
 }
@@ -61,6 +72,9 @@ impl TypedRequestError {
 pub struct TypedRequestBuilder<'a, R: Request, O = <R as Request>::Response> {
     raw: RequestBuilder<'a>,
     request: &'a R,
+    /// The last `flags(..)` held `ONE_WAY`: refused at `send` unless the
+    /// request is one-way (see `TypedRequestError::OneWayFlag`).
+    one_way_flag: bool,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -83,6 +97,7 @@ impl<'a, R: Request> TypedRequestBuilder<'a, R> {
         TypedRequestBuilder {
             raw,
             request,
+            one_way_flag: false,
             _output: PhantomData,
         }
     }
@@ -97,15 +112,20 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
     }
 
     /// Delivery flags: receipts, death and redirect handling, fail-fast
-    /// (see [`Flags`]). `Flags::ONE_WAY` is not taken from here: a typed
-    /// request is one-way when its type is ([`Request::ONE_WAY`]) or after
-    /// [`one_way`](Self::one_way), which also changes what the handle
-    /// resolves to.
+    /// (see [`Flags`]). A typed request is one-way when its type is
+    /// ([`Request::ONE_WAY`]) or after [`one_way`](Self::one_way), which
+    /// also makes the handle resolve to `()`: `Flags::ONE_WAY` here cannot
+    /// change what the handle resolves to, so on a two-way request
+    /// [`send`](Self::send) refuses it
+    /// ([`TypedRequestError::OneWayFlag`], nothing sent). On a one-way
+    /// request it is what the request already is.
     pub fn flags(self, flags: Flags) -> Self {
-        self.map_raw(|raw| {
+        let mut builder = self.map_raw(|raw| {
             let one_way = raw.flags & Flags::ONE_WAY;
             raw.flags((flags - Flags::ONE_WAY) | one_way)
-        })
+        });
+        builder.one_way_flag = flags.contains(Flags::ONE_WAY);
+        builder
     }
 
     /// Overrides the client's default timeout for this request.
@@ -143,14 +163,19 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
         TypedRequestBuilder {
             raw: f(self.raw),
             request: self.request,
+            one_way_flag: self.one_way_flag,
             _output: PhantomData,
         }
     }
 
     /// Encodes and sends the request. The error is for a request that could
-    /// not be encoded or a stopped client; every other failure arrives
-    /// through the handle.
+    /// not be encoded, `Flags::ONE_WAY` given to a two-way request
+    /// ([`TypedRequestError::OneWayFlag`]) or a stopped client; every other
+    /// failure arrives through the handle.
     pub fn send(self) -> Result<TypedResponse<R, O>, TypedRequestError> {
+        if self.one_way_flag && !self.raw.flags.contains(Flags::ONE_WAY) {
+            return Err(TypedRequestError::OneWayFlag);
+        }
         let payload = payload::encode(self.request).map_err(TypedRequestError::Encode)?;
         let raw = self
             .raw
@@ -169,7 +194,7 @@ impl<'a, R: Request, O: DeserializeOwned> TypedRequestBuilder<'a, R, O> {
 /// [`wait`](Self::wait) / [`wait_timeout`](Self::wait_timeout), or `.await`
 /// it (it implements [`Future`], no runtime needed). Dropping it does not
 /// cancel the request.
-#[must_use = "a response handle does nothing unless waited on"]
+#[must_use = "the request was sent all the same: dropping its handle only discards the outcome (the response, or for a one-way send the delivery)"]
 pub struct TypedResponse<R: Request, O = <R as Request>::Response> {
     raw: ResponseHandle,
     _types: PhantomData<fn() -> (R, O)>,
@@ -313,6 +338,41 @@ mod tests {
         let b = TypedRequestBuilder::new(Target::Local(&mut client), &Signal);
         assert_eq!(b.raw.request_id, None);
         assert_eq!(b.flags(Flags::RECEIPT_ON_SEND).raw.flags, flags);
+    }
+
+    #[test]
+    fn one_way_in_the_flags_of_a_two_way_request_is_refused_not_ignored() {
+        let mut client =
+            LocalClient::connect(ClientConfig::new("inproc://typed-one-way-flag")).unwrap();
+        let order = Order { no: 3 };
+        let e = TypedRequestBuilder::new(Target::Local(&mut client), &order)
+            .flags(Flags::ONE_WAY | Flags::RECEIPT_ON_SEND)
+            .send()
+            .unwrap_err();
+        assert!(matches!(e, TypedRequestError::OneWayFlag), "{e:?}");
+        assert_eq!(e.status(), None);
+        assert!(e.to_string().contains("use `.one_way()`"), "{e}");
+        // Nothing was sent, nor counted as outstanding.
+        let stats = client.stats().unwrap();
+        assert_eq!((stats.requests_sent, stats.outstanding), (0, 0));
+
+        // Honoured where the request is one-way: `.one_way()` before or
+        // after, or a one-way type.
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &order)
+            .flags(Flags::ONE_WAY)
+            .one_way();
+        assert!(b.send().is_ok());
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &order)
+            .one_way()
+            .flags(Flags::ONE_WAY);
+        assert!(b.send().is_ok());
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &Signal).flags(Flags::ONE_WAY);
+        assert!(b.send().is_ok());
+        // The last `flags` call counts, as for every other flag.
+        let b = TypedRequestBuilder::new(Target::Local(&mut client), &order)
+            .flags(Flags::ONE_WAY)
+            .flags(Flags::RECEIPT_ON_SEND);
+        assert!(b.send().is_ok());
     }
 
     #[test]

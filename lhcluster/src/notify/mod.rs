@@ -57,6 +57,8 @@ pub use broker::NotifyBroker;
 pub use config::{NotifyBrokerConfig, NotifyPublisherConfig, NotifySubscriberConfig};
 pub use publisher::{NotifyPublisher, PublishError};
 pub use stats::{NotifyBrokerStats, NotifyPublisherStats, NotifySubscriberStats, TopicStats};
+#[cfg(feature = "stream")]
+pub use subscriber::NotifyStream;
 pub use subscriber::{NotifyHandler, NotifyOutcome, NotifySubscriber};
 pub use typed::{NotifyRouter, TypedPublishError};
 

@@ -5,7 +5,10 @@
 //!   on by default), or by hand.
 //! - Workers serve a request type with
 //!   [`WorkerBuilder::handle`](crate::worker::WorkerBuilder::handle) and a
-//!   [`Handler`] (closures are handlers).
+//!   closure or function ([`HandlerFn`]: its argument types are inferred;
+//!   it returns the response, or a `Result` of it), or with
+//!   [`WorkerBuilder::handle_with`](crate::worker::WorkerBuilder::handle_with)
+//!   and a type implementing [`Handler`].
 //! - Clients send with [`Client::send_typed`](crate::Client::send_typed) or
 //!   [`Client::request_typed`](crate::Client::request_typed) (with options)
 //!   and get a [`TypedResponse`] that resolves to the decoded response or a
@@ -59,4 +62,4 @@ pub use lhcluster_types::{Notification, PayloadError, Request};
 pub use crate::client::{TypedRequestBuilder, TypedRequestError, TypedResponse};
 pub use crate::notify::typed::on;
 pub use crate::notify::{NotifyRouter, TypedPublishError};
-pub use crate::worker::Handler;
+pub use crate::worker::{Handler, HandlerFn, IntoHandlerResult};

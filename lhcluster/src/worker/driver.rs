@@ -1,5 +1,6 @@
 //! The worker's driver thread: owns the DEALER socket, feeds the state
-//! machine, submits requests to the handler pool and sends their results.
+//! machine, submits requests to the handler pool (or, for async handlers,
+//! spawns them on their runtime) and sends their results.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +12,11 @@ use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
 use super::pool::{self, Done, Handlers, Pool};
 use super::stats::WorkerStats;
+#[cfg(feature = "tokio")]
+use super::tasks::{AsyncHandlers, Tasks};
 use crate::error::Error;
 use crate::link::{self, Link};
-use crate::protocol::RequestType;
+use crate::protocol::{Dispatch, RequestType};
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
 
@@ -32,19 +35,40 @@ pub(crate) enum Command {
     Abort,
 }
 
-pub(super) fn spawn(
-    config: WorkerConfig,
-    handlers: Handlers,
-) -> Result<RoleHandle<Command>, Error> {
-    let types: Vec<RequestType> = handlers.keys().copied().collect();
+/// What a worker serves, as `start` hands it over.
+pub(super) struct Served {
+    /// Blocking handlers, run on the pool (or inline).
+    pub(super) handlers: Handlers,
+    /// Async handlers and the runtime they run on.
+    #[cfg(feature = "tokio")]
+    pub(super) tasks: Option<(tokio::runtime::Handle, AsyncHandlers)>,
+}
+
+pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<Command>, Error> {
+    #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
+    let mut types: Vec<RequestType> = served.handlers.keys().copied().collect();
+    #[cfg(feature = "tokio")]
+    if let Some((_, handlers)) = &served.tasks {
+        types.extend(handlers.keys().copied());
+    }
     let (tx, bell, inbox) = crate::role::channel()?;
-    let handlers = Arc::new(handlers);
-    let executor = if config.inline {
-        Executor::Inline(handlers)
+    let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+    let handlers = Arc::new(served.handlers);
+    // No threads for a worker whose handlers are all async.
+    let run = if config.inline || handlers.is_empty() {
+        Run::Inline(handlers)
     } else {
-        let (pool, done) =
-            Pool::start(config.capacity, handlers, bell.clone()).map_err(Error::Spawn)?;
-        Executor::Pool { pool, done }
+        Run::Pool(
+            Pool::start(config.capacity, handlers, &done_tx, bell.clone()).map_err(Error::Spawn)?,
+        )
+    };
+    let executor = Executor {
+        run,
+        #[cfg(feature = "tokio")]
+        tasks: served.tasks.map(|(runtime, handlers)| {
+            Tasks::new(runtime, handlers, config.capacity, done_tx, bell.clone())
+        }),
+        done,
     };
     let shutdown_timeout = config.shutdown_timeout;
     RoleHandle::spawn(
@@ -68,17 +92,27 @@ pub(super) fn spawn(
     )
 }
 
-/// Where handlers run.
-enum Executor {
-    /// On a pool of `capacity` threads; results come back on `done`.
-    Pool { pool: Pool, done: Receiver<Done> },
+/// Where handlers run; what runs elsewhere reports back on `done`.
+struct Executor {
+    run: Run,
+    /// Async handlers' requests, as tasks of a tokio runtime.
+    #[cfg(feature = "tokio")]
+    tasks: Option<Tasks>,
+    /// Results from the pool and the tasks.
+    done: Receiver<Done>,
+}
+
+/// Where blocking handlers run.
+enum Run {
+    /// On a pool of `capacity` threads.
+    Pool(Pool),
     /// On the driver thread, as each request arrives.
     Inline(Arc<Handlers>),
 }
 
 impl Executor {
     fn close(&mut self) {
-        if let Executor::Pool { pool, .. } = self {
+        if let Run::Pool(pool) = &mut self.run {
             pool.close();
         }
     }
@@ -88,16 +122,28 @@ impl Executor {
     fn apply(&self, link: &mut Link, core: &mut WorkerCore) {
         link::drain(core, |core, action| match action {
             Action::Link(action) => link.apply(action, core),
-            Action::Run(dispatch) => match self {
-                Executor::Pool { pool, .. } => pool.submit(dispatch),
-                Executor::Inline(handlers) => {
-                    // The result's actions are handled by the next turn of
-                    // the drain.
-                    let done = pool::run(handlers, dispatch);
-                    core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
-                }
-            },
+            Action::Run(dispatch) => self.run(core, dispatch),
         });
+    }
+
+    fn run(&self, core: &mut WorkerCore, dispatch: Dispatch) {
+        #[cfg(feature = "tokio")]
+        if let Some(tasks) = self
+            .tasks
+            .as_ref()
+            .filter(|t| t.serves(dispatch.request_type))
+        {
+            return tasks.spawn(dispatch);
+        }
+        match &self.run {
+            Run::Pool(pool) => pool.submit(dispatch),
+            Run::Inline(handlers) => {
+                // The result's actions are handled by the next turn of
+                // the drain.
+                let done = pool::run(handlers, dispatch);
+                core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
+            }
+        }
     }
 }
 
@@ -183,12 +229,10 @@ impl Driver {
                         }
                     }
                 }
-                if let Executor::Pool { done, .. } = &self.executor {
-                    while let Ok(done) = done.try_recv() {
-                        work += 1;
-                        self.core
-                            .on_done(Instant::now(), done.key, done.outcome, done.panicked);
-                    }
+                while let Ok(done) = self.executor.done.try_recv() {
+                    work += 1;
+                    self.core
+                        .on_done(Instant::now(), done.key, done.outcome, done.panicked);
                 }
             }
             // Cheap and idempotent: it only acts on what is due.

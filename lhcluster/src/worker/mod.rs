@@ -1,5 +1,6 @@
 //! The worker: registers request types with a broker and runs their
-//! handlers on a pool of `capacity` threads.
+//! handlers on a pool of `capacity` threads (async handlers, with the
+//! `tokio` feature: as tasks of a tokio runtime, `capacity` at once).
 //!
 //! ```no_run
 //! use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
@@ -19,6 +20,8 @@ mod driver;
 mod handler;
 mod pool;
 mod stats;
+#[cfg(feature = "tokio")]
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod typed;
@@ -28,7 +31,9 @@ use std::sync::Arc;
 pub use config::WorkerConfig;
 pub use handler::{HandlerError, RawHandler, RequestContext};
 pub use stats::WorkerStats;
-pub use typed::Handler;
+#[cfg(feature = "tokio")]
+pub use tasks::AsyncHandlerFn;
+pub use typed::{Handler, HandlerFn, IntoHandlerResult};
 
 use lhcluster_types::Request;
 
@@ -48,6 +53,10 @@ pub struct Worker {
 pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: pool::Handlers,
+    #[cfg(feature = "tokio")]
+    async_handlers: tasks::AsyncHandlers,
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
     errors: Vec<ConfigError>,
 }
 
@@ -55,8 +64,8 @@ impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
             .field("config", &self.config)
-            .field("types", &self.handlers.keys().collect::<Vec<_>>())
-            .finish()
+            .field("types", &self.types())
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,15 +78,18 @@ impl WorkerBuilder {
         self
     }
 
-    /// Serves the typed request `R` (at `R::REQUEST_TYPE`) with `handler`:
-    /// the payload is decoded into `R` (`BAD_REQUEST` with the decode error
-    /// if it does not decode), the handler runs, and its response is
-    /// encoded back (its error becomes `FAILED` with the error's text).
-    /// Registering one request type twice, typed or raw, makes
-    /// [`start`](Self::start) fail.
+    /// Serves the typed request `R` (at `R::REQUEST_TYPE`) with a closure
+    /// or function `Fn(R, &RequestContext)` returning the response, or a
+    /// `Result` of it for a handler that can fail (see [`HandlerFn`]). Its
+    /// argument types need no annotation. The payload is decoded into `R`
+    /// (`BAD_REQUEST` with the decode error if it does not decode), the
+    /// handler runs on the worker's pool, and its response is encoded back
+    /// (an error becomes `FAILED` with the error's text, or the status of a
+    /// [`HandlerError`]). Registering one request type twice, typed or raw,
+    /// makes [`start`](Self::start) fail.
     ///
     /// ```no_run
-    /// use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
+    /// use lhcluster::worker::{Worker, WorkerConfig};
     ///
     /// #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
     /// #[request_type(name = "text.upper", response = String)]
@@ -86,13 +98,18 @@ impl WorkerBuilder {
     /// }
     ///
     /// let worker = Worker::builder(WorkerConfig::new("tcp://127.0.0.1:5556"))
-    ///     .handle::<Upper>(|req: Upper, _: &RequestContext| {
-    ///         Ok::<_, std::convert::Infallible>(req.text.to_uppercase())
-    ///     })
+    ///     .handle::<Upper>(|req, _ctx| req.text.to_uppercase())
     ///     .start()?;
     /// # Ok::<(), lhcluster::Error>(())
     /// ```
-    pub fn handle<R: Request + 'static>(mut self, handler: impl Handler<R>) -> Self {
+    pub fn handle<R: Request + 'static>(self, handler: impl HandlerFn<R>) -> Self {
+        self.handle_with::<R>(handler)
+    }
+
+    /// Serves the typed request `R` with a type implementing [`Handler`]
+    /// (one that carries state, or is named), as [`handle`](Self::handle)
+    /// does with a closure.
+    pub fn handle_with<R: Request + 'static>(mut self, handler: impl Handler<R>) -> Self {
         self.add(
             R::REQUEST_TYPE,
             Arc::new(typed::Typed::<R, _>::new(handler)),
@@ -100,34 +117,112 @@ impl WorkerBuilder {
         self
     }
 
-    pub(crate) fn add(&mut self, request_type: RequestType, handler: Arc<dyn RawHandler>) {
-        if request_type == 0 {
-            self.errors.push(ConfigError::invalid(
-                "handlers",
-                "request type 0 is reserved",
-            ));
-        } else if self.handlers.insert(request_type, handler).is_some() {
-            self.errors.push(ConfigError::invalid(
-                "handlers",
-                format!("two handlers for request type {request_type}"),
-            ));
+    /// Serves the typed request `R` with an async closure or function
+    /// (feature `tokio`): `Fn(R, RequestContext) -> impl Future` resolving
+    /// to the response, or a `Result` of it, as for [`handle`](Self::handle)
+    /// (see [`AsyncHandlerFn`]). The context comes by value, for an `async
+    /// move` block to keep.
+    ///
+    /// Each request runs as a task on a tokio runtime: the one given to
+    /// [`runtime`](Self::runtime), else the one [`start`](Self::start) is
+    /// called in (`start` fails with a [`ConfigError`] when there is
+    /// neither). At most [`capacity`](WorkerConfig::capacity) run at once;
+    /// more wait for a permit. The worker's own thread never awaits them,
+    /// so a slow future keeps no heartbeat from being answered; a panic
+    /// becomes `FAILED`, as in a blocking handler. Blocking and async
+    /// handlers can serve different types of one worker.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lhcluster::worker::{Worker, WorkerConfig};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+    /// #[request_type(name = "text.slow-upper", response = String)]
+    /// struct SlowUpper {
+    ///     text: String,
+    /// }
+    ///
+    /// # async fn run() -> Result<(), lhcluster::Error> {
+    /// let worker = Worker::builder(WorkerConfig::new("tcp://127.0.0.1:5556"))
+    ///     .handle_async::<SlowUpper>(|req, ctx| async move {
+    ///         tokio::time::sleep(Duration::from_millis(10 * u64::from(ctx.attempt))).await;
+    ///         req.text.to_uppercase()
+    ///     })
+    ///     .start()?; // in the runtime: its handle is taken
+    /// # worker.stop() }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn handle_async<R: Request + 'static>(mut self, handler: impl AsyncHandlerFn<R>) -> Self {
+        if self.check_new(R::REQUEST_TYPE) {
+            self.async_handlers.insert(
+                R::REQUEST_TYPE,
+                Arc::new(tasks::AsyncTyped::<R, _>::new(handler)),
+            );
         }
+        self
+    }
+
+    /// The tokio runtime that async handlers run on (feature `tokio`). By
+    /// default it is the runtime [`start`](Self::start) is called in.
+    #[cfg(feature = "tokio")]
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    pub(crate) fn add(&mut self, request_type: RequestType, handler: Arc<dyn RawHandler>) {
+        if self.check_new(request_type) {
+            self.handlers.insert(request_type, handler);
+        }
+    }
+
+    /// Whether `request_type` may be registered (else the error is kept
+    /// for `start`).
+    fn check_new(&mut self, request_type: RequestType) -> bool {
+        let error = if request_type == 0 {
+            "request type 0 is reserved".to_owned()
+        } else if self.types().contains(&request_type) {
+            format!("two handlers for request type {request_type}")
+        } else {
+            return true;
+        };
+        self.errors.push(ConfigError::invalid("handlers", error));
+        false
+    }
+
+    /// The request types served so far, blocking and async.
+    fn types(&self) -> Vec<RequestType> {
+        #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
+        let mut types: Vec<RequestType> = self.handlers.keys().copied().collect();
+        #[cfg(feature = "tokio")]
+        types.extend(self.async_handlers.keys().copied());
+        types
     }
 
     /// Validates the configuration and handlers, and starts the worker. It
     /// connects and registers in the background (and again after a broker
-    /// restart).
+    /// restart). With async handlers, it also fails when no tokio runtime
+    /// was given and none is current.
     pub fn start(self) -> Result<Worker, Error> {
         self.config.validate()?;
-        if let Some(e) = self.errors.into_iter().next() {
-            return Err(e.into());
+        if let Some(e) = self.errors.first() {
+            return Err(e.clone().into());
         }
-        if self.handlers.is_empty() {
+        if self.types().is_empty() {
             return Err(
                 ConfigError::invalid("handlers", "a worker needs at least one handler").into(),
             );
         }
-        let role = driver::spawn(self.config, self.handlers)?;
+        let served = driver::Served {
+            #[cfg(feature = "tokio")]
+            tasks: if self.async_handlers.is_empty() {
+                None
+            } else {
+                Some((tasks::runtime(self.runtime)?, self.async_handlers))
+            },
+            handlers: self.handlers,
+        };
+        let role = driver::spawn(self.config, served)?;
         Ok(Worker {
             role: Arc::new(role),
         })
@@ -143,6 +238,10 @@ impl Worker {
         WorkerBuilder {
             config,
             handlers: pool::Handlers::new(),
+            #[cfg(feature = "tokio")]
+            async_handlers: tasks::AsyncHandlers::new(),
+            #[cfg(feature = "tokio")]
+            runtime: None,
             errors: Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::Sender;
 
 use super::handler::{HandlerError, RawHandler, RequestContext};
 use crate::protocol::{Dispatch, Payload, RequestId, RequestType};
@@ -119,13 +119,15 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// Starts `size` threads, each sending a [`Done`] on `done_tx` and
+    /// ringing `bell` per finished job.
     pub(crate) fn start(
         size: u32,
         handlers: Arc<Handlers>,
+        done_tx: &Sender<Done>,
         bell: Arc<Doorbell>,
-    ) -> std::io::Result<(Pool, Receiver<Done>)> {
+    ) -> std::io::Result<Pool> {
         let size = size as usize;
-        let (done_tx, done_rx) = unbounded::<Done>();
         let queue = Arc::new(Queue {
             state: Mutex::new(State {
                 woken: vec![false; size],
@@ -156,7 +158,7 @@ impl Pool {
                 return Err(e);
             }
         }
-        Ok((pool, done_rx))
+        Ok(pool)
     }
 
     pub(crate) fn submit(&self, job: Dispatch) {

@@ -204,19 +204,34 @@ impl Driver {
     }
 
     fn deliver(&mut self, notification: RawNotification) {
+        // A streamed topic's notifications are its streams', each buffered
+        // up to the handler queue's capacity.
+        #[cfg(feature = "stream")]
+        let notification = {
+            let capacity = self.queue.capacity().unwrap_or(usize::MAX);
+            match self.shared.streams.offer(notification, capacity) {
+                Ok(None) => return self.dropping = false,
+                Ok(Some(topic)) => return self.dropped(&topic, "stream buffer"),
+                Err(notification) => notification,
+            }
+        };
         match self.queue.try_send(notification) {
             Ok(()) => self.dropping = false,
-            Err(TrySendError::Full(n)) => {
-                self.shared
-                    .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-                if !self.dropping {
-                    warn!(topic = %n.topic, "handler queue full: dropping notifications");
-                    self.dropping = true;
-                }
-            }
+            Err(TrySendError::Full(n)) => self.dropped(&n.topic, "handler queue"),
             // The handler thread is gone (it asked to stop).
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Counts a notification dropped for want of room, and warns once per
+    /// burst.
+    fn dropped(&mut self, topic: &str, whose: &str) {
+        self.shared
+            .dropped_queue_full
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.dropping {
+            warn!(%topic, "{whose} full: dropping notifications");
+            self.dropping = true;
         }
     }
 }

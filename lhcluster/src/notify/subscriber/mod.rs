@@ -3,6 +3,8 @@
 
 mod driver;
 mod handler;
+#[cfg(feature = "stream")]
+mod stream;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -25,6 +27,8 @@ use crate::stats_log::StatsLog;
 use driver::Driver;
 use handler::run_handler;
 pub use handler::{NotifyHandler, NotifyOutcome};
+#[cfg(feature = "stream")]
+pub use stream::NotifyStream;
 use watch::BrokerWatch;
 
 /// An unanswered probe is replaced by a new one after this long.
@@ -97,6 +101,9 @@ struct Shared {
     handler_panics: AtomicU64,
     probes_sent: AtomicU64,
     failovers: AtomicU64,
+    /// Where the notifications of streamed topics go.
+    #[cfg(feature = "stream")]
+    streams: stream::Streams,
 }
 
 impl Shared {
@@ -112,6 +119,10 @@ struct StoppedOnDrop(Arc<Shared>);
 impl Drop for StoppedOnDrop {
     fn drop(&mut self) {
         self.0.stopped.set(true);
+        // After the flag: a stream made meanwhile is either closed here or
+        // sees the flag (`NotifySubscriber::stream` checks it last).
+        #[cfg(feature = "stream")]
+        self.0.streams.close_all();
     }
 }
 
