@@ -144,6 +144,8 @@ impl Tasks {
         let (permits, done, bell) = (self.permits.clone(), self.done.clone(), self.bell.clone());
         let key = (job.request_type, job.request_id);
         let span = tracing::debug_span!("request", request_type = key.0, request_id = key.1);
+        // Read on arrival: the wait for a permit counts against it.
+        let deadline = crate::deadline::from_wire_ms(std::time::Instant::now(), job.deadline_ms);
         let task = async move {
             // Never closed, so this only waits for a free permit.
             let _permit = permits.acquire_owned().await;
@@ -152,6 +154,7 @@ impl Tasks {
                 request_id: job.request_id,
                 flags: job.flags,
                 attempt: job.attempt,
+                deadline,
             };
             // The closure runs here, the code before its first await
             // included: a panic there is caught as one in the future.
