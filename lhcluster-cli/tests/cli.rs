@@ -474,6 +474,36 @@ fn assert_single_error_line(stderr: &str, needle: &str) {
     );
 }
 
+/// Runs `lhcluster bench` on 300 small requests with `extra` flags and
+/// checks that they all completed without error; the JSON report.
+fn bench_report(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "bench",
+        "--systems",
+        "lhcluster",
+        "--count",
+        "300",
+        "--warmup",
+        "0s",
+        "--window",
+        "8",
+        "--capacity",
+        "8",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{extra:?}: {err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let run = &report["systems"][0]["median"];
+    assert!(
+        run["completed"].as_u64().unwrap() >= 300,
+        "{extra:?}: {run}"
+    );
+    assert_eq!(run["errors"].as_u64(), Some(0), "{extra:?}: {run}");
+    report
+}
+
 #[test]
 fn bench_runs_each_client_and_worker_mode_to_completion() {
     // Smoke test of the load generator itself (figures are not asserted:
@@ -486,27 +516,10 @@ fn bench_runs_each_client_and_worker_mode_to_completion() {
             &["--proxy", "--local-client"][..],
             &["--one-way", "--receipt", "received", "--local-client"][..],
         ] {
-            let mut args = vec![
-                "bench",
-                "--systems",
-                "lhcluster",
-                "--count",
-                "300",
-                "--warmup",
-                "0s",
-                "--window",
-                "8",
-                "--capacity",
-                "8",
-                "--json",
-            ];
-            args.extend_from_slice(mode);
-            let (code, out, err) = run(&args);
-            assert_eq!(code, 0, "{mode:?}: {err}");
-            let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+            let report = bench_report(mode);
+            // One broker is no cluster: no broker-to-broker hops reported.
             let run = &report["systems"][0]["median"];
-            assert!(run["completed"].as_u64().unwrap() >= 300, "{mode:?}: {run}");
-            assert_eq!(run["errors"].as_u64(), Some(0), "{mode:?}: {run}");
+            assert!(run.get("cluster").is_none(), "{mode:?}: {run}");
         }
         // One-way without a receipt gives a local client nothing to poll for.
         let (code, _, err) = run(&["bench", "--one-way", "--local-client", "--count", "10"]);
@@ -522,32 +535,11 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
     // it reports are the ones the placement means.
     limited(|| {
         let hops = |args: &[&str]| -> (serde_json::Value, f64, f64) {
-            let mut all = vec![
-                "bench",
-                "--systems",
-                "lhcluster",
-                "--count",
-                "300",
-                "--warmup",
-                "0s",
-                "--window",
-                "8",
-                "--capacity",
-                "8",
-                "--json",
-            ];
-            all.extend_from_slice(args);
-            let (code, out, err) = run(&all);
-            assert_eq!(code, 0, "{args:?}: {err}");
-            let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
-            let system = &report["systems"][0];
-            let run = &system["median"];
-            assert!(run["completed"].as_u64().unwrap() >= 300, "{args:?}: {run}");
-            assert_eq!(run["errors"].as_u64(), Some(0), "{args:?}: {run}");
-            let h = &run["cluster"];
+            let report = bench_report(args);
+            let h = &report["systems"][0]["median"]["cluster"];
             let f = h["forwarded_per_req"].as_f64().expect("hops reported");
             let e = h["executed_per_req"].as_f64().expect("hops reported");
-            (report.clone(), f, e)
+            (report, f, e)
         };
         // Split: every request crosses once, forwarded to its owner (the
         // workers' broker) or executed there by the clients' broker.
@@ -574,7 +566,7 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
         );
         assert_eq!((f, e), (0.0, 0.0));
         // Spread over three brokers, a client and a worker on each.
-        let args = [
+        let spread = [
             "--brokers",
             "3",
             "--placement",
@@ -584,25 +576,8 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
             "--workers",
             "3",
         ];
-        let (_, f, e) = hops(&args);
+        let (_, f, e) = hops(&spread);
         assert!(f > 0.0, "{f}, {e}");
-        // One broker is no cluster: no hops reported.
-        let (code, out, err) = run(&[
-            "bench",
-            "--systems",
-            "lhcluster",
-            "--count",
-            "50",
-            "--warmup",
-            "0s",
-            "--json",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
-        assert!(
-            report["systems"][0]["median"].get("cluster").is_none(),
-            "{report}"
-        );
         // A cluster is in-process only, and needs at least one broker.
         let (code, _, err) = run(&["bench", "--brokers", "0", "--count", "10"]);
         assert_ne!(code, 0);
