@@ -10,6 +10,7 @@
 //! `--baseline` measures plain ZeroMQ in the same run and prints
 //! lhcluster's ratios to it.
 
+pub mod cluster;
 pub mod lhc;
 pub mod load;
 pub mod report;
@@ -26,6 +27,7 @@ use lhcluster::Flags;
 use serde::Serialize;
 
 use crate::parse_duration;
+use cluster::Placement;
 use load::{LoadSpec, RunResult};
 use report::{Config, Ratios, Report, SystemReport};
 use transport::Transport;
@@ -55,6 +57,7 @@ pub enum Receipt {
   lhcluster bench --baseline --window 1             # round-trip latency
   lhcluster bench --baseline --size 64KiB --window 8
   lhcluster bench --proxy --baseline
+  lhcluster bench --baseline --brokers 2 --placement split   # every request crosses
   lhcluster bench --frontend tcp://10.0.0.5:5555 --backend tcp://10.0.0.5:5556")]
 pub struct Args {
     /// Transport of the in-process broker (and of the baselines).
@@ -70,6 +73,21 @@ pub struct Args {
     /// Put a client proxy between the clients and the broker.
     #[arg(long)]
     pub proxy: bool,
+    /// Start an in-process cluster of this many brokers (a full mesh over
+    /// the --transport) instead of one broker.
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["frontend", "proxy"])]
+    pub brokers: usize,
+    /// Where clients and workers connect in a cluster: `split` (clients on
+    /// the first broker, workers on the last: every request crosses),
+    /// `same` (both on the first broker), `spread` (client i and worker i
+    /// on broker i mod N).
+    #[arg(long, value_enum, default_value_t = Placement::Split)]
+    pub placement: Placement,
+    /// In a cluster, each client sends only request ids its own broker
+    /// owns (docs/clustering.md §4): with `--placement same`, no request
+    /// leaves the broker (the cluster's single-broker path).
+    #[arg(long)]
+    pub owned_keys: bool,
     /// Echo workers.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -203,6 +221,9 @@ impl Args {
             types: self.types.max(1),
             idle_workers: self.idle_workers,
             flags: self.flags(),
+            brokers: self.brokers.max(1),
+            placement: self.placement,
+            owned_keys: self.owned_keys,
         }
     }
 
@@ -227,6 +248,7 @@ pub fn prepare(args: &Args) -> anyhow::Result<()> {
         "--size must be at least 16 bytes (a timestamp and the client index travel in the payload)"
     );
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(args.brokers >= 1, "--brokers must be at least 1");
     anyhow::ensure!(
         !(args.local_client && args.one_way && args.receipt.is_empty()),
         "--local-client needs two-way requests or a --receipt (a local client must be polled \
@@ -292,7 +314,7 @@ pub fn measure(args: &Args, window: usize) -> anyhow::Result<Report> {
             name: match system {
                 System::Direct => Topology::Direct.label().to_owned(),
                 System::ThreeHop => Topology::ThreeHop.label().to_owned(),
-                System::Lhcluster => setup.label().to_owned(),
+                System::Lhcluster => setup.label(),
             },
             median: report::median(&runs),
             runs,

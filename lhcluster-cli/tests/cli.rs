@@ -474,6 +474,36 @@ fn assert_single_error_line(stderr: &str, needle: &str) {
     );
 }
 
+/// Runs `lhcluster bench` on 300 small requests with `extra` flags and
+/// checks that they all completed without error; the JSON report.
+fn bench_report(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "bench",
+        "--systems",
+        "lhcluster",
+        "--count",
+        "300",
+        "--warmup",
+        "0s",
+        "--window",
+        "8",
+        "--capacity",
+        "8",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{extra:?}: {err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let run = &report["systems"][0]["median"];
+    assert!(
+        run["completed"].as_u64().unwrap() >= 300,
+        "{extra:?}: {run}"
+    );
+    assert_eq!(run["errors"].as_u64(), Some(0), "{extra:?}: {run}");
+    report
+}
+
 #[test]
 fn bench_runs_each_client_and_worker_mode_to_completion() {
     // Smoke test of the load generator itself (figures are not asserted:
@@ -486,31 +516,73 @@ fn bench_runs_each_client_and_worker_mode_to_completion() {
             &["--proxy", "--local-client"][..],
             &["--one-way", "--receipt", "received", "--local-client"][..],
         ] {
-            let mut args = vec![
-                "bench",
-                "--systems",
-                "lhcluster",
-                "--count",
-                "300",
-                "--warmup",
-                "0s",
-                "--window",
-                "8",
-                "--capacity",
-                "8",
-                "--json",
-            ];
-            args.extend_from_slice(mode);
-            let (code, out, err) = run(&args);
-            assert_eq!(code, 0, "{mode:?}: {err}");
-            let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+            let report = bench_report(mode);
+            // One broker is no cluster: no broker-to-broker hops reported.
             let run = &report["systems"][0]["median"];
-            assert!(run["completed"].as_u64().unwrap() >= 300, "{mode:?}: {run}");
-            assert_eq!(run["errors"].as_u64(), Some(0), "{mode:?}: {run}");
+            assert!(run.get("cluster").is_none(), "{mode:?}: {run}");
         }
         // One-way without a receipt gives a local client nothing to poll for.
         let (code, _, err) = run(&["bench", "--one-way", "--local-client", "--count", "10"]);
         assert_ne!(code, 0);
         assert!(err.contains("--local-client needs"), "{err}");
+    });
+}
+
+#[test]
+fn bench_runs_a_cluster_of_brokers_in_each_placement() {
+    // Smoke test of `--brokers` (figures are not asserted): each placement
+    // completes its requests without errors, and the broker-to-broker hops
+    // it reports are the ones the placement means.
+    limited(|| {
+        let hops = |args: &[&str]| -> (serde_json::Value, f64, f64) {
+            let report = bench_report(args);
+            let h = &report["systems"][0]["median"]["cluster"];
+            let f = h["forwarded_per_req"].as_f64().expect("hops reported");
+            let e = h["executed_per_req"].as_f64().expect("hops reported");
+            (report, f, e)
+        };
+        // Split: every request crosses once, forwarded to its owner (the
+        // workers' broker) or executed there by the clients' broker.
+        let (report, f, e) = hops(&["--brokers", "2", "--placement", "split"]);
+        assert_eq!(report["config"]["brokers"].as_u64(), Some(2));
+        assert_eq!(report["config"]["placement"].as_str(), Some("split"));
+        assert_eq!(
+            report["systems"][0]["name"].as_str(),
+            Some("lhcluster-2-split")
+        );
+        assert!(
+            f > 0.0 && e > 0.0 && (f + e - 1.0).abs() < 1e-9,
+            "{f} + {e}"
+        );
+        // Same broker, any keys: those the other broker owns go there and
+        // back (one FORWARD and one EXECUTE each), the others stay.
+        let (_, f, e) = hops(&["--brokers", "2", "--placement", "same"]);
+        assert!(f > 0.0 && f < 1.0 && (f - e).abs() < 1e-9, "{f}, {e}");
+        // Same broker, owned keys: nothing leaves it.
+        let (report, f, e) = hops(&["--brokers", "2", "--placement", "same", "--owned-keys"]);
+        assert_eq!(
+            report["systems"][0]["name"].as_str(),
+            Some("lhcluster-2-same-owned")
+        );
+        assert_eq!((f, e), (0.0, 0.0));
+        // Spread over three brokers, a client and a worker on each.
+        let spread = [
+            "--brokers",
+            "3",
+            "--placement",
+            "spread",
+            "--clients",
+            "3",
+            "--workers",
+            "3",
+        ];
+        let (_, f, e) = hops(&spread);
+        assert!(f > 0.0, "{f}, {e}");
+        // A cluster is in-process only, and needs at least one broker.
+        let (code, _, err) = run(&["bench", "--brokers", "0", "--count", "10"]);
+        assert_ne!(code, 0);
+        assert!(err.contains("--brokers must be at least 1"), "{err}");
+        let (code, _, err) = run(&["bench", "--brokers", "2", "--proxy"]);
+        assert_eq!(code, 2, "{err}");
     });
 }

@@ -1,6 +1,7 @@
-//! lhcluster under load: a broker (in-process, or external), optionally a
-//! client proxy, W echo workers of capacity C, optional idle workers, and
-//! K clients, each driven by one thread.
+//! lhcluster under load: a broker (in-process, or external) or an
+//! in-process cluster of brokers, optionally a client proxy, W echo workers
+//! of capacity C, optional idle workers, and K clients, each driven by one
+//! thread.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +15,9 @@ use anyhow::Context as _;
 use lhcluster::client::{Client, ClientConfig, LocalClient, RequestBuilder};
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, BrokerConfig, Flags, Frame, Payload, RequestType, ResponseHandle};
+use lhcluster::{Broker, Flags, Frame, Payload, RequestType, ResponseHandle};
 
+use super::cluster::{self, Hops, Keys, Placement};
 use super::load::{self, Control, DRAIN_TIMEOUT, LoadSpec, RunResult};
 use super::transport::{self, Transport};
 
@@ -38,6 +40,12 @@ pub struct Setup {
     /// Registered workers that serve other types and never get work.
     pub idle_workers: usize,
     pub flags: Flags,
+    /// Brokers of the in-process cluster (1: a single broker, no cluster).
+    pub brokers: usize,
+    /// Where clients and workers connect in a cluster.
+    pub placement: Placement,
+    /// Clients send only keys their own broker owns.
+    pub owned_keys: bool,
 }
 
 impl Setup {
@@ -50,12 +58,18 @@ impl Setup {
                 .intersects(Flags::RECEIPT_ON_SEND | Flags::RECEIPT_ON_RECEIVE)
     }
 
-    pub fn label(&self) -> &'static str {
-        if self.proxy {
-            "lhcluster+proxy"
-        } else {
-            "lhcluster"
+    pub fn label(&self) -> String {
+        let mut label = "lhcluster".to_owned();
+        if self.brokers > 1 {
+            label.push_str(&format!("-{}-{}", self.brokers, self.placement.name()));
+            if self.owned_keys {
+                label.push_str("-owned");
+            }
         }
+        if self.proxy {
+            label.push_str("+proxy");
+        }
+        label
     }
 }
 
@@ -63,37 +77,41 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running roles of one measured interval.
 struct Cluster {
-    broker: Option<Broker>,
+    /// The in-process brokers (none with an external broker).
+    brokers: Vec<Broker>,
     proxy: Option<ClientProxy>,
     workers: Vec<Worker>,
     idle: Option<IdleWorkers>,
     clients: Vec<Client>,
-    /// Where clients connect (the proxy or the broker's frontend).
-    client_endpoint: String,
+    /// Where each client connects (the proxy or a broker's frontend).
+    client_endpoints: Vec<String>,
+    /// The keys each client sends.
+    keys: Vec<Keys>,
     endpoints: Vec<String>,
 }
 
 impl Cluster {
     fn start(setup: &Setup, clients: usize, control: &Arc<Control>) -> anyhow::Result<Self> {
+        let deadline = Instant::now() + READY_TIMEOUT;
         let mut endpoints = Vec::new();
-        let (broker, frontend, backend) = match &setup.external {
-            Some((front, back)) => (None, front.clone(), back.clone()),
+        let (brokers, frontends, backends) = match &setup.external {
+            Some((front, back)) => (Vec::new(), vec![front.clone()], vec![back.clone()]),
             None => {
-                let mut config = BrokerConfig::new(
-                    setup.transport.bind_endpoint("front"),
-                    setup.transport.bind_endpoint("back"),
-                );
-                config.max_pending_per_type = 1_000_000;
-                let broker = Broker::start(config).context("starting the broker")?;
-                let (f, b) = (broker.frontend().to_owned(), broker.backend().to_owned());
-                endpoints.push(f.clone());
-                endpoints.push(b.clone());
-                (Some(broker), f, b)
+                let brokers = cluster::start(setup.transport, setup.brokers, deadline, |c| {
+                    c.max_pending_per_type = 1_000_000;
+                })?;
+                let frontends: Vec<String> =
+                    brokers.iter().map(|b| b.frontend().to_owned()).collect();
+                let backends: Vec<String> =
+                    brokers.iter().map(|b| b.backend().to_owned()).collect();
+                endpoints.extend(frontends.iter().chain(&backends).cloned());
+                (brokers, frontends, backends)
             }
         };
+        let n = frontends.len();
         let proxy = if setup.proxy {
             let bind = setup.transport.bind_endpoint("proxy");
-            let proxy = ClientProxy::start(ClientProxyConfig::new(bind, frontend.clone()))
+            let proxy = ClientProxy::start(ClientProxyConfig::new(bind, frontends[0].clone()))
                 .context("starting the proxy")?;
             endpoints.push(proxy.endpoint().to_owned());
             Some(proxy)
@@ -101,8 +119,11 @@ impl Cluster {
             None
         };
         let mut workers = Vec::new();
+        let mut capacity = vec![0_u32; n];
         for i in 0..setup.workers {
-            let mut config = WorkerConfig::new(backend.clone());
+            let b = setup.placement.worker_broker(i, n);
+            capacity[b] += setup.capacity;
+            let mut config = WorkerConfig::new(backends[b].clone());
             config.capacity = setup.capacity;
             config.inline = setup.inline;
             config.name = Some(format!("bench-{i}"));
@@ -113,10 +134,13 @@ impl Cluster {
             }
             workers.push(builder.start().context("starting a worker")?);
         }
+        // Idle workers go where the first worker is.
+        let idle_broker = setup.placement.worker_broker(0, n);
         let idle = (setup.idle_workers > 0)
-            .then(|| IdleWorkers::start(&backend, setup.idle_workers, setup.transport))
+            .then(|| {
+                IdleWorkers::start(&backends[idle_broker], setup.idle_workers, setup.transport)
+            })
             .transpose()?;
-        let deadline = Instant::now() + READY_TIMEOUT;
         for w in &workers {
             while !w.stats()?.registered {
                 anyhow::ensure!(
@@ -126,8 +150,13 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        if let Some(broker) = &broker {
-            let expected = (setup.workers + setup.idle_workers) as u64;
+        for (b, broker) in brokers.iter().enumerate() {
+            let idle = if b == idle_broker {
+                setup.idle_workers
+            } else {
+                0
+            };
+            let expected = (capacity[b] / setup.capacity) as u64 + idle as u64;
             while broker.stats()?.workers < expected {
                 anyhow::ensure!(
                     Instant::now() < deadline,
@@ -135,14 +164,29 @@ impl Cluster {
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }
-        } else if idle.is_some() {
+        }
+        if brokers.is_empty() && idle.is_some() {
             std::thread::sleep(Duration::from_millis(500));
         }
-        let client_endpoint = proxy.as_ref().map_or(frontend, |p| p.endpoint().to_owned());
+        cluster::wait_served(&brokers, &capacity, setup.types, deadline)?;
+        let client_endpoints: Vec<String> = (0..clients)
+            .map(|i| match &proxy {
+                Some(p) => p.endpoint().to_owned(),
+                None => frontends[setup.placement.client_broker(i, n)].clone(),
+            })
+            .collect();
+        let keys = if setup.owned_keys && brokers.len() > 1 {
+            let ids = cluster::ids(&brokers)?;
+            (0..clients)
+                .map(|i| Keys::owned_by(ids[setup.placement.client_broker(i, n)], ids.clone(), i))
+                .collect()
+        } else {
+            vec![Keys::any(); clients]
+        };
         let mut started = Vec::new();
         // Local clients are made by their own threads, in `run`.
         let shared_clients = if setup.local_client { 0 } else { clients };
-        for _ in 0..shared_clients {
+        for client_endpoint in client_endpoints.iter().take(shared_clients) {
             let client = Client::connect(ClientConfig::new(client_endpoint.clone()))?;
             anyhow::ensure!(
                 client.wait_connected(READY_TIMEOUT),
@@ -151,14 +195,28 @@ impl Cluster {
             started.push(client);
         }
         Ok(Self {
-            broker,
+            brokers,
             proxy,
             workers,
             idle,
             clients: started,
-            client_endpoint,
+            client_endpoints,
+            keys,
             endpoints,
         })
+    }
+
+    /// The broker-to-broker hops of the run so far (a cluster only).
+    fn hops(&self) -> anyhow::Result<Option<Hops>> {
+        if self.brokers.len() < 2 {
+            return Ok(None);
+        }
+        let stats = self
+            .brokers
+            .iter()
+            .map(Broker::stats)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Hops::of(&stats)))
     }
 
     fn stop(self) {
@@ -172,7 +230,7 @@ impl Cluster {
         if let Some(p) = &self.proxy {
             let _ = p.stop();
         }
-        if let Some(b) = &self.broker {
+        for b in &self.brokers {
             let _ = b.stop();
         }
         for ep in &self.endpoints {
@@ -208,9 +266,10 @@ fn handler(
 pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
     let control = Control::new(spec.clients);
     let cluster = Cluster::start(setup, spec.clients, &control)?;
-    let result = load::run(setup.label(), spec, control, |idx, control| {
+    let result = load::run(&setup.label(), spec, control, |idx, control| {
         let shared = cluster.clients.get(idx).cloned();
-        let endpoint = cluster.client_endpoint.clone();
+        let endpoint = cluster.client_endpoints[idx].clone();
+        let mut keys = cluster.keys[idx].clone();
         let (setup, spec) = (setup.clone(), spec.clone());
         std::thread::Builder::new()
             .name("bench-client".to_owned())
@@ -228,14 +287,17 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
                 };
                 match &client {
                     BenchClient::Shared(shared) if setup.gated() => {
-                        one_way_loop(shared, &control, idx, &setup, &spec);
+                        one_way_loop(shared, &control, idx, &setup, &spec, &mut keys);
                     }
-                    _ => handle_loop(&mut client, &control, idx, &setup, &spec),
+                    _ => handle_loop(&mut client, &control, idx, &setup, &spec, &mut keys),
                 }
             })
     });
+    let hops = cluster.hops();
     cluster.stop();
-    result
+    let mut result = result?;
+    result.cluster = hops?;
+    Ok(result)
 }
 
 /// A client thread's client: a shared `Client` (its driver thread does the
@@ -246,11 +308,14 @@ enum BenchClient {
 }
 
 impl BenchClient {
-    fn request(&mut self, request_type: RequestType) -> RequestBuilder<'_> {
-        match self {
+    /// A request of `request_type`, with the next of `keys`' ids if they
+    /// choose them.
+    fn request(&mut self, request_type: RequestType, keys: &mut Keys) -> RequestBuilder<'_> {
+        let builder = match self {
             BenchClient::Shared(c) => c.request(request_type),
             BenchClient::Local(c) => c.request(request_type),
-        }
+        };
+        with_key(builder, request_type, keys)
     }
 
     /// Waits for completions: sleeps until the driver thread wakes this
@@ -264,6 +329,17 @@ impl BenchClient {
                 }
             }
         }
+    }
+}
+
+fn with_key<'a>(
+    builder: RequestBuilder<'a>,
+    request_type: RequestType,
+    keys: &mut Keys,
+) -> RequestBuilder<'a> {
+    match keys.next(request_type) {
+        Some(id) => builder.id(id),
+        None => builder,
     }
 }
 
@@ -319,6 +395,7 @@ fn handle_loop(
     idx: usize,
     setup: &Setup,
     spec: &LoadSpec,
+    keys: &mut Keys,
 ) {
     let window = spec.window.max(1);
     let completions = Arc::new(Completions {
@@ -348,7 +425,7 @@ fn handle_loop(
         seq += 1;
         let sent = Instant::now();
         match client
-            .request(t)
+            .request(t, keys)
             .flags(setup.flags)
             .payload(vec![Frame::from(&buf[..])])
             .send()
@@ -418,15 +495,21 @@ fn handle_loop(
 
 /// One-way without receipts: send while fewer than `window` requests have
 /// not reached a worker yet.
-fn one_way_loop(client: &Client, control: &Control, idx: usize, setup: &Setup, spec: &LoadSpec) {
+fn one_way_loop(
+    client: &Client,
+    control: &Control,
+    idx: usize,
+    setup: &Setup,
+    spec: &LoadSpec,
+    keys: &mut Keys,
+) {
     let mut buf = vec![0xa5_u8; spec.size];
     let mut seq = 0_u64;
     while control.acquire(idx, spec.window.max(1)) {
         control.stamp_payload(&mut buf, idx);
         let t = request_type(seq, setup.types);
         seq += 1;
-        let sent = client
-            .request(t)
+        let sent = with_key(client.request(t), t, keys)
             .flags(setup.flags)
             .payload(vec![Frame::from(&buf[..])])
             .send();

@@ -215,6 +215,9 @@ pub struct RunResult {
     pub context_switches_per_req_by_thread: std::collections::BTreeMap<String, f64>,
     /// Peak resident memory of the process during the interval.
     pub peak_rss_kb: u64,
+    /// Broker-to-broker hops per request, for an in-process cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::Hops>,
 }
 
 /// Runs one measured interval: `spawn(idx, control)` starts client thread
@@ -316,6 +319,7 @@ pub fn run(
             .map(|(name, n)| (name, n as f64 / completed.max(1) as f64))
             .collect(),
         peak_rss_kb,
+        cluster: None,
     })
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Args;
+use super::cluster::{Hops, Placement};
 use super::load::{Latency, RunResult};
 use super::transport::Transport;
 
@@ -30,6 +31,9 @@ pub struct Config {
     pub mode: String,
     pub types: u32,
     pub idle_workers: usize,
+    pub brokers: usize,
+    pub placement: Placement,
+    pub owned_keys: bool,
 }
 
 impl Config {
@@ -53,6 +57,9 @@ impl Config {
             mode: args.mode(),
             types: args.types.max(1),
             idle_workers: args.idle_workers,
+            brokers: args.brokers.max(1),
+            placement: args.placement,
+            owned_keys: args.owned_keys,
         }
     }
 }
@@ -136,6 +143,20 @@ pub fn median(runs: &[RunResult]) -> RunResult {
         context_switches_per_req: m(&|r| r.context_switches_per_req),
         context_switches_per_req_by_thread: by_thread(&|r| &r.context_switches_per_req_by_thread),
         peak_rss_kb: m(&|r| r.peak_rss_kb as f64) as u64,
+        cluster: runs.iter().any(|r| r.cluster.is_some()).then(|| {
+            let hops = |f: &dyn Fn(&Hops) -> f64| {
+                median_of(
+                    runs.iter()
+                        .filter_map(|r| r.cluster.as_ref())
+                        .map(f)
+                        .collect(),
+                )
+            };
+            Hops {
+                forwarded_per_req: hops(&|h| h.forwarded_per_req),
+                executed_per_req: hops(&|h| h.executed_per_req),
+            }
+        }),
     }
 }
 
@@ -153,6 +174,13 @@ pub fn human_bytes(n: usize) -> String {
 fn header_line(args: &Args, window: usize) -> String {
     let broker = match &args.frontend {
         Some(f) => format!("external broker {f}"),
+        None if args.brokers > 1 => format!(
+            "in-process cluster of {} brokers over {}, placement {}{}",
+            args.brokers,
+            args.transport.name(),
+            args.placement.name(),
+            if args.owned_keys { ", owned keys" } else { "" },
+        ),
         None => format!("in-process broker over {}", args.transport.name()),
     };
     let length = match args.count {
@@ -193,7 +221,7 @@ pub fn print(report: &Report, args: &Args) {
     println!("{}", header_line(args, report.config.window));
     println!();
     println!(
-        "{:<16} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "{:<22} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
         "system",
         "req/s",
         "MB/s",
@@ -208,7 +236,7 @@ pub fn print(report: &Report, args: &Args) {
     for s in &report.systems {
         let r = &s.median;
         println!(
-            "{:<16} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>10.2} {:>7} MB",
+            "{:<22} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>10.2} {:>7} MB",
             s.name,
             r.req_per_s,
             r.mb_per_s,
@@ -243,7 +271,17 @@ pub fn print(report: &Report, args: &Args) {
             .filter(|(_, v)| **v >= 0.005)
             .map(|(k, v)| format!("{k} {v:.2}"))
             .collect();
-        println!("  {:<16} {}", s.name, parts.join(", "));
+        println!("  {:<22} {}", s.name, parts.join(", "));
+    }
+    for s in &report.systems {
+        if let Some(h) = &s.median.cluster {
+            println!();
+            println!(
+                "{}: broker-to-broker hops per request: {:.2} forwarded to the owner, \
+                 {:.2} executed elsewhere",
+                s.name, h.forwarded_per_req, h.executed_per_req
+            );
+        }
     }
     let errors: u64 = report.systems.iter().map(|s| s.median.errors).sum();
     if errors > 0 {

@@ -65,7 +65,7 @@ pub(crate) enum Side {
     Dial(u32),
 }
 
-pub(crate) use cluster::{ClusterFrom, dial_routing_id};
+pub(crate) use cluster::{ClusterFrom, dial_routing_id, score};
 
 /// A message for the driver to send.
 #[derive(Debug)]

@@ -1,0 +1,280 @@
+//! `lhcluster bench --brokers N`: an in-process cluster of N brokers
+//! (docs/clustering.md), where its clients and workers connect
+//! (`--placement`), the keys a client sends when it should only send keys
+//! its own broker owns (`--owned-keys`), and how many broker-to-broker hops
+//! the requests of a run took.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use lhcluster::bench_support::cluster_owner;
+use lhcluster::{Broker, BrokerConfig, BrokerStats, RequestId, RequestType};
+use serde::Serialize;
+
+use super::transport::Transport;
+
+/// Where the clients and the workers of a cluster connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Clients on the first broker, workers on the last: every request
+    /// crosses between brokers.
+    Split,
+    /// Clients and workers on the first broker. Requests whose key another
+    /// broker owns still go to it and back (`--owned-keys` avoids them).
+    Same,
+    /// Client i on broker i mod N, worker j on broker j mod N.
+    Spread,
+}
+
+impl Placement {
+    /// The broker (index) client `i` of a cluster of `n` connects to.
+    pub fn client_broker(self, i: usize, n: usize) -> usize {
+        match self {
+            Placement::Split | Placement::Same => 0,
+            Placement::Spread => i % n.max(1),
+        }
+    }
+
+    /// The broker (index) worker `j` of a cluster of `n` connects to.
+    pub fn worker_broker(self, j: usize, n: usize) -> usize {
+        match self {
+            Placement::Split => n.max(1) - 1,
+            Placement::Same => 0,
+            Placement::Spread => j % n.max(1),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Split => "split",
+            Placement::Same => "same",
+            Placement::Spread => "spread",
+        }
+    }
+}
+
+/// Starts `n` brokers, each dialling the cluster endpoints of those before
+/// it (a full mesh: routes work whichever side dials), and waits until
+/// every one has a route up to every other. `n` = 1 is a plain broker,
+/// outside any cluster, as before `--brokers` existed.
+pub fn start(
+    transport: Transport,
+    n: usize,
+    deadline: Instant,
+    configure: impl Fn(&mut BrokerConfig),
+) -> anyhow::Result<Vec<Broker>> {
+    let mut brokers: Vec<Broker> = Vec::with_capacity(n);
+    for i in 0..n.max(1) {
+        let mut config = BrokerConfig::new(
+            transport.bind_endpoint("front"),
+            transport.bind_endpoint("back"),
+        );
+        configure(&mut config);
+        if n > 1 {
+            config.cluster_bind = Some(transport.bind_endpoint("cluster"));
+            config.cluster_peers = brokers
+                .iter()
+                .filter_map(|b| b.cluster_endpoint().map(str::to_owned))
+                .collect();
+            config.name = Some(format!("bench-{i}"));
+        }
+        brokers.push(Broker::start(config).context("starting a broker")?);
+    }
+    if n > 1 {
+        wait_until(deadline, "the brokers to form a full mesh", || {
+            Ok(brokers.iter().try_fold(true, |all, b| {
+                let stats = b.stats()?;
+                let up = stats
+                    .cluster
+                    .map_or(0, |c| c.peers.iter().filter(|p| p.state == "up").count());
+                Ok::<_, lhcluster::Error>(all && up == n - 1)
+            })?)
+        })?;
+    }
+    Ok(brokers)
+}
+
+/// Waits until every broker of the cluster knows, for every other broker
+/// with workers, that it serves each of `types` with its workers' whole
+/// capacity (`capacity[b]` for broker b): before that, the first requests
+/// would queue at their owner or fail over to the wrong broker.
+pub fn wait_served(
+    brokers: &[Broker],
+    capacity: &[u32],
+    types: u32,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    if brokers.len() < 2 {
+        return Ok(());
+    }
+    let ids = ids(brokers)?;
+    wait_until(
+        deadline,
+        "every broker to learn what the others serve",
+        || {
+            for b in brokers {
+                let cluster = b.stats()?.cluster.unwrap_or_default();
+                for (o, &id) in ids.iter().enumerate() {
+                    if capacity[o] == 0 || format!("{id:016x}") == cluster.id {
+                        continue;
+                    }
+                    let Some(peer) = cluster
+                        .peers
+                        .iter()
+                        .find(|p| p.id.as_deref() == Some(&format!("{id:016x}")))
+                    else {
+                        return Ok(false);
+                    };
+                    let all = (1..=types).all(|t| {
+                        peer.serves
+                            .get(&t)
+                            .is_some_and(|s| s.capacity == capacity[o])
+                    });
+                    if !all {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        },
+    )
+}
+
+/// The cluster ids of `brokers` (read from their stats), in order.
+pub fn ids(brokers: &[Broker]) -> anyhow::Result<Vec<u64>> {
+    brokers
+        .iter()
+        .map(|b| {
+            let id = b
+                .stats()?
+                .cluster
+                .context("the broker is not clustered")?
+                .id;
+            u64::from_str_radix(&id, 16).with_context(|| format!("broker id {id:?}"))
+        })
+        .collect()
+}
+
+fn wait_until(
+    deadline: Instant,
+    what: &str,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    while !ready()? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// The request ids one client sends: assigned by its client (`None`), or,
+/// with `--owned-keys`, only ids its own broker owns, from a range of its
+/// own (so that clients never send the same key).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    owned: Option<Owned>,
+}
+
+#[derive(Clone, Debug)]
+struct Owned {
+    members: Vec<u64>,
+    own: u64,
+    next: RequestId,
+}
+
+impl Keys {
+    /// Ids assigned by the client.
+    pub fn any() -> Self {
+        Self { owned: None }
+    }
+
+    /// Ids that broker `own` owns among `members`, for client `idx`.
+    pub fn owned_by(own: u64, members: Vec<u64>, idx: usize) -> Self {
+        Self {
+            owned: Some(Owned {
+                members,
+                own,
+                next: (idx as u64 + 1) << 40,
+            }),
+        }
+    }
+
+    /// The id of the next request of `request_type`.
+    pub fn next(&mut self, request_type: RequestType) -> Option<RequestId> {
+        let o = self.owned.as_mut()?;
+        loop {
+            let id = o.next;
+            o.next += 1;
+            if cluster_owner(&o.members, request_type, id) == Some(o.own) {
+                return Some(id);
+            }
+        }
+    }
+}
+
+/// How many broker-to-broker hops the requests of a run took, over every
+/// request the clients sent (warm-up and drain included).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Hops {
+    /// Requests an entry broker forwarded to their owner, per request.
+    pub forwarded_per_req: f64,
+    /// Requests an owner gave another broker to run, per request.
+    pub executed_per_req: f64,
+}
+
+impl Hops {
+    /// The hops of a run, from the final stats of its brokers (each run
+    /// starts a new cluster, so the counters are the run's).
+    pub fn of(stats: &[BrokerStats]) -> Self {
+        let (mut forwarded, mut executed, mut from_clients) = (0_u64, 0_u64, 0_u64);
+        for s in stats {
+            let c = s.cluster.clone().unwrap_or_default();
+            forwarded += c.forwarded_out;
+            executed += c.executed_out;
+            // A forwarded or executed request is counted as received again
+            // where it arrives.
+            from_clients += s
+                .requests_received
+                .saturating_sub(c.forwarded_in + c.executed_in);
+        }
+        let per = |n: u64| n as f64 / from_clients.max(1) as f64;
+        Self {
+            forwarded_per_req: per(forwarded),
+            executed_per_req: per(executed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_put_clients_and_workers_where_they_say() {
+        assert_eq!(Placement::Split.client_broker(3, 2), 0);
+        assert_eq!(Placement::Split.worker_broker(3, 2), 1);
+        assert_eq!(Placement::Same.worker_broker(1, 3), 0);
+        assert_eq!(Placement::Spread.client_broker(4, 3), 1);
+        assert_eq!(Placement::Spread.worker_broker(2, 3), 2);
+        // One broker: everything on it.
+        for p in [Placement::Split, Placement::Same, Placement::Spread] {
+            assert_eq!((p.client_broker(5, 1), p.worker_broker(5, 1)), (0, 0));
+        }
+    }
+
+    #[test]
+    fn owned_keys_are_owned_by_the_clients_broker_and_distinct_per_client() {
+        let members = vec![0x1111, 0x2222];
+        let mut a = Keys::owned_by(0x1111, members.clone(), 0);
+        let mut b = Keys::owned_by(0x2222, members.clone(), 1);
+        for _ in 0..100 {
+            let (ia, ib) = (a.next(7).unwrap(), b.next(7).unwrap());
+            assert_eq!(cluster_owner(&members, 7, ia), Some(0x1111));
+            assert_eq!(cluster_owner(&members, 7, ib), Some(0x2222));
+            assert_ne!(ia, ib);
+        }
+        assert_eq!(Keys::any().next(7), None);
+    }
+}
