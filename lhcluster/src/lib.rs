@@ -340,6 +340,7 @@ mod link;
 mod log_limit;
 pub mod notify;
 mod outbox;
+mod ownership;
 mod payload;
 mod peer;
 #[cfg(feature = "unstable-internals")]

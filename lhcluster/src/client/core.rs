@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
@@ -13,6 +14,7 @@ use tracing::info;
 
 use super::ClientEvent;
 use super::config::ClientConfig;
+use super::ids::IdSource;
 use super::response::{DisconnectReason, Reply, RequestError, Slot};
 use super::stats::ClientStats;
 use crate::protocol::{
@@ -59,6 +61,9 @@ pub(crate) struct ClientCore {
     stopped: bool,
     stats: ClientStats,
     actions: Vec<Action>,
+    /// Where the client's own request ids come from: told the broker's
+    /// cluster view, so they are ones the broker owns.
+    ids: Option<Arc<IdSource>>,
     /// Panic at the next tick: what callers see when the state machine
     /// fails half way (a bug) is tested with this.
     #[cfg(test)]
@@ -85,9 +90,16 @@ impl ClientCore {
             stopped: false,
             stats: ClientStats::default(),
             actions: vec![Action::Connect],
+            ids: None,
             #[cfg(test)]
             panic_at_tick: false,
         }
+    }
+
+    /// Tells `ids` each VIEW the broker sends.
+    pub(crate) fn with_ids(mut self, ids: Arc<IdSource>) -> Self {
+        self.ids = Some(ids);
+        self
     }
 
     pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
@@ -335,7 +347,18 @@ impl crate::link::Connecting for ClientCore {
                 // client cannot), so nothing outstanding will be answered.
                 self.fail_all(&RequestError::Disconnected(DisconnectReason::SessionLost));
             }
-            Inbound::Lost(lost) => self.lost_broker(lost),
+            Inbound::Lost(lost) => {
+                // The view was that broker's.
+                if let Some(ids) = &self.ids {
+                    ids.set_view(None);
+                }
+                self.lost_broker(lost);
+            }
+            Inbound::Message(Message::View { broker_id, members }) => {
+                if let Some(ids) = &self.ids {
+                    ids.set_view(Some((broker_id, members)));
+                }
+            }
             Inbound::Message(Message::Response(r)) => self.on_response(r),
             Inbound::Message(Message::ReceiptSent(r)) => self.on_receipt(r, ReceiptKind::Sent),
             Inbound::Message(Message::ReceiptReceived(r)) => {

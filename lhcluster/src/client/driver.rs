@@ -28,6 +28,7 @@ pub(super) fn spawn(
     config: ClientConfig,
     events: Sender<ClientEvent>,
     readiness: Arc<Readiness>,
+    ids: Arc<super::ids::IdSource>,
 ) -> Result<RoleHandle<Command>, Error> {
     let (tx, bell, inbox) = crate::role::channel()?;
     let shutdown_timeout = config.shutdown_timeout;
@@ -42,7 +43,7 @@ pub(super) fn spawn(
             // once the driver has ended, by a stop or a panic.
             let _ended = readiness.end_on_drop();
             let mut driver = Driver {
-                core: ClientCore::new(&config, Some(events), Instant::now()),
+                core: ClientCore::new(&config, Some(events), Instant::now()).with_ids(ids),
                 link: Link::new(config.hwm),
                 inbox,
                 readiness,

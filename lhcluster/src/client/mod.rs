@@ -17,6 +17,7 @@
 mod config;
 pub(crate) mod core;
 mod driver;
+mod ids;
 mod local;
 mod response;
 mod stats;
@@ -25,7 +26,7 @@ mod tests;
 mod typed;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Duration;
 
 pub use config::ClientConfig;
@@ -85,7 +86,7 @@ pub struct Client {
     role: Arc<RoleHandle<driver::Command>>,
     readiness: Arc<Readiness>,
     events: crossbeam_channel::Receiver<ClientEvent>,
-    next_id: Arc<AtomicU64>,
+    ids: Arc<ids::IdSource>,
 }
 
 #[cfg(test)]
@@ -98,12 +99,13 @@ impl Client {
         config.validate()?;
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let readiness = Arc::new(Readiness::default());
-        let role = driver::spawn(config, events_tx, readiness.clone())?;
+        let ids = Arc::new(ids::IdSource::new());
+        let role = driver::spawn(config, events_tx, readiness.clone(), ids.clone())?;
         Ok(Client {
             role: Arc::new(role),
             readiness,
             events,
-            next_id: Arc::new(AtomicU64::new(crate::peer::random_u64())),
+            ids,
         })
     }
 
@@ -125,7 +127,7 @@ impl Client {
     /// A fresh request id, unique to this client (random start, then
     /// counting), for requests with no natural id.
     pub fn next_id(&self) -> RequestId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.next()
     }
 
     /// Starts building a request of the given type.
@@ -283,7 +285,8 @@ impl<'a> RequestBuilder<'a> {
     fn submit(mut self) -> Option<ResponseHandle> {
         let request_id = match (self.request_id, &mut self.target) {
             (Some(id), _) => id,
-            (None, Target::Client(client)) => client.next_id(),
+            // In a cluster, an id its broker owns: no hop to another broker.
+            (None, Target::Client(client)) => client.ids.next_for(self.request_type),
             (None, Target::Local(local)) => local.next_id(),
         };
         let (slot, shared) = response::Slot::new();

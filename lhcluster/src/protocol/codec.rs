@@ -191,6 +191,12 @@ impl Message {
                 h.dispatch_tag = e.dispatch_tag;
                 r.payload
             }
+            Message::View { broker_id, members } => {
+                h.kind = pb::Kind::View as i32;
+                h.broker_id = broker_id;
+                h.members = members;
+                Payload::new()
+            }
             Message::Notification(n) => {
                 h.kind = pb::Kind::Notification as i32;
                 h.notify_id = n.notify_id.unwrap_or(0);
@@ -408,6 +414,12 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
 /// The dispatch a (possibly invalid) RESULT header says it answers: its
 /// `attempt` and `dispatch_tag`, each 0 when absent or when the header does
 /// not parse (to tell a stale one, §8.3).
+/// The minor version a (possibly invalid) header says its sender speaks
+/// (0 when absent, or when the header does not parse).
+pub(crate) fn peek_minor(header: &[u8]) -> u32 {
+    pb::Header::decode(header).map_or(0, |h| h.minor)
+}
+
 pub(crate) fn peek_answered(header: &[u8]) -> (u32, u64) {
     pb::Header::decode(header).map_or((0, 0), |h| (h.attempt, h.dispatch_tag))
 }
@@ -694,6 +706,14 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             Message::StatsQuery
         }
         pb::Kind::StatsReply => Message::StatsReply { payload },
+        pb::Kind::View => {
+            no_payload(&payload)?;
+            require(h.broker_id != 0, "broker_id")?;
+            Message::View {
+                broker_id: h.broker_id,
+                members: h.members,
+            }
+        }
         pb::Kind::PeerHello => {
             no_payload(&payload)?;
             require(h.broker_id != 0, "broker_id")?;

@@ -66,6 +66,12 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
             (23, 2) => packed(&mut buf, &mut h.type_free)?,
             (24, 2) => packed(&mut buf, &mut h.type_pending)?,
             (25, 0) => h.deadline_ms = varint(&mut buf)? as u32,
+            (26, 2) => {
+                let mut values = delimited(&mut buf)?;
+                while !values.is_empty() {
+                    h.members.push(varint(&mut values)?);
+                }
+            }
             _ => return None,
         }
     }
@@ -101,6 +107,14 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
     packed_field(buf, 23, &h.type_free);
     packed_field(buf, 24, &h.type_pending);
     uint(buf, 25, h.deadline_ms.into());
+    if !h.members.is_empty() {
+        key(buf, 26, 2);
+        let len: usize = h.members.iter().map(|&v| varint_len(v)).sum();
+        put_varint(buf, len as u64);
+        for &v in &h.members {
+            put_varint(buf, v);
+        }
+    }
 }
 
 /// A packed `repeated uint32` field (absent when empty, as proto3 writes it).
@@ -312,6 +326,7 @@ mod tests {
                     type_free,
                     type_pending,
                     deadline_ms: deadline_ms as u32,
+                    members: Vec::new(),
                 },
             )
     }

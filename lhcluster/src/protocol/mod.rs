@@ -25,10 +25,10 @@ mod types;
 
 pub use codec::MAX_HOPS;
 pub(crate) use codec::check_notification;
-pub(crate) use codec::peek_answered;
 pub use codec::{
     Encoded, decode_notification, decode_parts, peek_kind, peek_request_ref, topic_frame,
 };
+pub(crate) use codec::{peek_answered, peek_minor};
 // Only tests, benchmarks and the fuzz target use these.
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};

@@ -92,6 +92,10 @@ pub struct Header {
     /// so that clocks need not agree: each hop reads it against its own clock.
     #[prost(uint32, tag = "25")]
     pub deadline_ms: u32,
+    /// The ids of the other members of the sender's cluster view (VIEW; since
+    /// minor 3).
+    #[prost(uint64, repeated, tag = "26")]
+    pub members: ::prost::alloc::vec::Vec<u64>,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).
@@ -152,6 +156,10 @@ pub enum Kind {
     /// executor broker -> owner broker: the outcome of an EXECUTE (RESPONSE
     /// fields + attempt, dispatch_tag).
     Executed = 23,
+    /// broker -> client or proxy (since minor 3): the broker's cluster view
+    /// (broker_id, members), after WELCOME and when it changes, so that a
+    /// client picking its own request ids can pick ones its broker owns.
+    View = 24,
 }
 impl Kind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -184,6 +192,7 @@ impl Kind {
             Self::Forward => "FORWARD",
             Self::Execute => "EXECUTE",
             Self::Executed => "EXECUTED",
+            Self::View => "VIEW",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -213,6 +222,7 @@ impl Kind {
             "FORWARD" => Some(Self::Forward),
             "EXECUTE" => Some(Self::Execute),
             "EXECUTED" => Some(Self::Executed),
+            "VIEW" => Some(Self::View),
             _ => None,
         }
     }

@@ -393,6 +393,14 @@ pub enum Message {
     Execute(Execute),
     /// Executor broker → owner broker: the outcome of an EXECUTE (1.2).
     Executed(Executed),
+    /// Broker → client or proxy (1.3): the broker's cluster view, so that a
+    /// client choosing request ids can choose ones its broker owns.
+    View {
+        /// The sending broker's id.
+        broker_id: u64,
+        /// The ids of the other members of its view.
+        members: Vec<u64>,
+    },
 }
 
 impl Message {
@@ -422,6 +430,7 @@ impl Message {
             Message::Forward(_) => "FORWARD",
             Message::Execute(_) => "EXECUTE",
             Message::Executed(_) => "EXECUTED",
+            Message::View { .. } => "VIEW",
         }
     }
 }

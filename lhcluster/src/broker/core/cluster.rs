@@ -107,18 +107,9 @@ pub(crate) fn dial_routing_id(broker_id: u64, index: u32) -> Vec<u8> {
     id
 }
 
-/// SplitMix64's finaliser: the mixing step of the ownership score.
-pub(crate) fn mix(z: u64) -> u64 {
-    let z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A member's rendezvous score for a request key (docs/clustering.md §4).
-pub(crate) fn score(member: u64, request_type: RequestType, request_id: RequestId) -> u64 {
-    mix(member ^ mix(u64::from(request_type) ^ mix(request_id)))
-}
+#[cfg(test)]
+use crate::ownership::mix;
+pub(crate) use crate::ownership::score;
 
 impl Cluster {
     /// The cluster part of a broker configured for one; `None` otherwise.
@@ -542,6 +533,39 @@ impl BrokerCore {
         info!(member = %hex(&member.to_be_bytes()), name = name.unwrap_or(""), "cluster route up");
         let table = self.serves_table();
         self.send_to_member(member, Message::Serves(table));
+        self.broadcast_view();
+    }
+
+    /// This broker's view as a VIEW message (`None` outside a cluster).
+    pub(super) fn view_message(&self) -> Option<Message> {
+        let c = self.cluster.as_ref()?;
+        Some(Message::View {
+            broker_id: c.id,
+            members: c.members.keys().copied().collect(),
+        })
+    }
+
+    /// The view changed: every client that takes VIEW gets the new one.
+    fn broadcast_view(&mut self) {
+        let Some(view) = self.view_message() else {
+            return;
+        };
+        let takers: Vec<PeerId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.data.minor >= super::frontend::VIEW_MINOR)
+            .map(|(_, c)| peer_id(&c.id))
+            .collect();
+        let Message::View { broker_id, members } = view else {
+            return;
+        };
+        for peer in takers {
+            let msg = Message::View {
+                broker_id,
+                members: members.clone(),
+            };
+            self.send(Side::Frontend, peer, msg);
+        }
     }
 
     /// Ends the route to a member: its remote workers die (their requests
@@ -563,6 +587,7 @@ impl BrokerCore {
             }
         }
         warn!(member = %hex(&member.to_be_bytes()), "cluster route down");
+        self.broadcast_view();
         for t in m.serves.iter().map(|t| t.request_type) {
             if let Some(wk) = self.remote_ids.remove(&(member, t)) {
                 self.remove_worker(now, wk);

@@ -10,13 +10,19 @@ use super::stored::{COMPACT_AFTER, Stored};
 use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
 use crate::peer::interval_to_ms;
 use crate::protocol::MAX_HOPS;
+
+/// The protocol minor version from which a client takes VIEW.
+pub(super) const VIEW_MINOR: u32 = 3;
 use crate::protocol::{Flags, Hello, Message, Payload, Request, Route, Status};
 
 impl BrokerCore {
-    pub(super) fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
+    pub(super) fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello, minor: u32) {
         let client = self.touch_client_quiet(now, peer);
         if hello.route.is_empty() {
             self.clients.set_interval(client, hello.heartbeat_ms);
+            if let Some(c) = self.clients.get_mut(client) {
+                c.data.minor = minor;
+            }
             let heartbeat_ms = interval_to_ms(self.heartbeat);
             self.send_tracked(
                 now,
@@ -24,6 +30,11 @@ impl BrokerCore {
                 peer_id(peer),
                 Message::Welcome { heartbeat_ms },
             );
+            if minor >= VIEW_MINOR {
+                if let Some(view) = self.view_message() {
+                    self.send(Side::Frontend, peer_id(peer), view);
+                }
+            }
         }
         if let Some(name) = hello.name {
             debug!(%name, "client registered its name");

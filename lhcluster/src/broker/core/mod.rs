@@ -65,7 +65,9 @@ pub(crate) enum Side {
     Dial(u32),
 }
 
-pub(crate) use cluster::{ClusterFrom, dial_routing_id, score};
+#[cfg(feature = "unstable-internals")]
+pub(crate) use cluster::score;
+pub(crate) use cluster::{ClusterFrom, dial_routing_id};
 
 /// A message for the driver to send.
 #[derive(Debug)]
@@ -243,6 +245,9 @@ const INDEXED_TYPES: usize = 16;
 struct ClientInfo {
     /// The names it registered.
     names: Vec<String>,
+    /// The protocol minor version of its greeting: VIEW goes only to
+    /// clients of minor 3 and up.
+    minor: u32,
 }
 
 #[derive(Debug, Default)]
@@ -398,7 +403,10 @@ impl BrokerCore {
         };
         match msg {
             Message::Request(req) => self.on_request(now, peer, req),
-            Message::Hello(hello) => self.on_hello(now, peer, hello),
+            Message::Hello(hello) => {
+                let minor = protocol::peek_minor(header);
+                self.on_hello(now, peer, hello, minor);
+            }
             Message::Heartbeat { heartbeat_ms } => {
                 self.stats.heartbeats_received += 1;
                 let client = self.touch_client(now, peer);
