@@ -46,6 +46,7 @@ mod field {
     pub(crate) const TYPE_CAPACITY: u32 = 22;
     pub(crate) const TYPE_FREE: u32 = 23;
     pub(crate) const TYPE_PENDING: u32 = 24;
+    pub(crate) const DEADLINE_MS: u32 = 25;
 }
 
 /// `Kind` enum values of `proto/lhcluster.proto`.
@@ -281,10 +282,10 @@ fn hello() {
             route: vec![0x00, 0x01],
         })
     };
-    // major=1 | minor=2 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    // major=1 | minor=3 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
     let frames = check_encoding(
         make,
-        "0801 1002 1801 40e807 5a020001 6a08636c69656e742d61",
+        "0801 1003 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
     let Message::Hello(h) = decode(frames).unwrap() else {
@@ -307,7 +308,7 @@ fn hello() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1002 1801 4001", &[]);
+    let frames = check_encoding(make, "0801 1003 1801 4001", &[]);
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -319,7 +320,7 @@ fn hello() {
 fn welcome() {
     let frames = check_encoding(
         || Message::Welcome { heartbeat_ms: 2500 },
-        "0801 1002 1802 40c413",
+        "0801 1003 1802 40c413",
         &[],
     );
     let Message::Welcome { heartbeat_ms } = decode(frames).unwrap() else {
@@ -341,10 +342,10 @@ fn request() {
             payload: payload(&[b"hello", b""]),
         })
     };
-    // major=1 | minor=2 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    // major=1 | minor=3 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
     let frames = check_encoding(
         make,
-        "0801 1002 1803 208101 2807 30ac02 5a027231 6203626f62",
+        "0801 1003 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
     let Message::Request(r) = decode(frames).unwrap() else {
@@ -370,7 +371,7 @@ fn request() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1002 1803 2801", &[]);
+    let frames = check_encoding(make, "0801 1003 1803 2801", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -403,7 +404,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1002 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+        "0801 1003 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
             .replace(' ', "")
     );
 }
@@ -421,12 +422,12 @@ fn dispatch() {
             payload: payload(&[b"x"]),
         })
     };
-    // major=1 | minor=2 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    // major=1 | minor=3 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
     // | dispatch_tag=1000 (field 18: a two-byte key, 90 01)
     // | inline_payload="x" (a lone small payload frame travels in the header, appended last)
     let frames = check_encoding(
         make,
-        "0801 1002 1804 2010 2807 3001 7802 9001e807 8a010178",
+        "0801 1003 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
     let Message::Dispatch(d) = decode(frames).unwrap() else {
@@ -481,11 +482,11 @@ fn result() {
             payload: payload(&[b"partial"]),
         })
     };
-    // major=1 | minor=2 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
+    // major=1 | minor=3 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
     // | error="boom" | attempt=2 | dispatch_tag=1000 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1002 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
+        "0801 1003 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -529,10 +530,10 @@ fn response() {
             payload: payload(&[b"a", b"b", b"c"]),
         })
     };
-    // major=1 | minor=2 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    // major=1 | minor=3 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
     let frames = check_encoding(
         make,
-        "0801 1002 1806 2807 308080808010 3801 5a027274",
+        "0801 1003 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
     let Message::Response(r) = decode(frames).unwrap() else {
@@ -559,7 +560,7 @@ fn response() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1002 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let frames = check_encoding(make, "0801 1003 1806 2803 3009 3809 72066e6f20626f62", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -608,7 +609,7 @@ fn receipt_sent() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1002 1807 2807 302a", &[]);
+    let frames = check_encoding(make, "0801 1003 1807 2807 302a", &[]);
     let Message::ReceiptSent(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_SENT")
     };
@@ -631,7 +632,7 @@ fn receipt_received() {
             route: vec![0xff],
         })
     };
-    let frames = check_encoding(make, "0801 1002 1808 2807 302a 5a01ff", &[]);
+    let frames = check_encoding(make, "0801 1003 1808 2807 302a 5a01ff", &[]);
     let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_RECEIVED")
     };
@@ -655,10 +656,10 @@ fn ready() {
             name: Some("w1".into()),
         })
     };
-    // major=1 | minor=2 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    // major=1 | minor=3 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
     let frames = check_encoding(
         make,
-        "0801 1002 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        "0801 1003 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
     let Message::Ready(r) = decode(frames).unwrap() else {
@@ -693,7 +694,7 @@ fn ready() {
 fn heartbeat() {
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 1000 },
-        "0801 1002 180a 40e807",
+        "0801 1003 180a 40e807",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -704,7 +705,7 @@ fn heartbeat() {
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 0 },
-        "0801 1002 180a",
+        "0801 1003 180a",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -717,7 +718,7 @@ fn heartbeat() {
 fn disconnect() {
     let frames = check_encoding(
         || Message::Disconnect { route: vec![] },
-        "0801 1002 180b",
+        "0801 1003 180b",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -729,7 +730,7 @@ fn disconnect() {
         || Message::Disconnect {
             route: b"p".to_vec(),
         },
-        "0801 1002 180b 5a0170",
+        "0801 1003 180b 5a0170",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -740,13 +741,13 @@ fn disconnect() {
 
 #[test]
 fn shutdown() {
-    let frames = check_encoding(|| Message::Shutdown, "0801 1002 180c", &[]);
+    let frames = check_encoding(|| Message::Shutdown, "0801 1003 180c", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
 }
 
 #[test]
 fn reregister() {
-    let frames = check_encoding(|| Message::Reregister, "0801 1002 180d", &[]);
+    let frames = check_encoding(|| Message::Reregister, "0801 1003 180d", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Reregister));
 }
 
@@ -762,8 +763,8 @@ fn error() {
             }),
         })
     };
-    // major=1 | minor=2 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
-    let frames = check_encoding(make, "0801 1002 180e 2807 3003 7203626164", &[]);
+    // major=1 | minor=3 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 1003 180e 2807 3003 7203626164", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -786,7 +787,7 @@ fn error() {
             request: None,
         })
     };
-    let frames = check_encoding(make, "0801 1002 180e 720477686f3f", &[]);
+    let frames = check_encoding(make, "0801 1003 180e 720477686f3f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -827,9 +828,9 @@ fn notification() {
 
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
-    // major=1 | minor=2 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    // major=1 | minor=3 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
     // | inline_payload="{}" (field 17: two-byte key)
-    assert_eq!(hex(&buf), "08011002180f800163 8a01027b7d".replace(' ', ""));
+    assert_eq!(hex(&buf), "08011003180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
     assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
@@ -838,7 +839,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1002 180f 800163 8a01027b7d")
+            unhex("0801 1003 180f 800163 8a01027b7d")
         ],
         "[topic | header]"
     );
@@ -860,7 +861,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1002 180f"),
+            unhex("0801 1003 180f"),
             b"{}".to_vec(),
             vec![]
         ]
@@ -881,7 +882,7 @@ fn notification() {
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1002 180f")]
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1003 180f")]
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -923,7 +924,7 @@ fn inline_payload() {
     let frames = request(&[b""]).into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![unhex("0801 1002 1803 2807 3001 8a0100")]
+        vec![unhex("0801 1003 1803 2807 3001 8a0100")]
     );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
@@ -1011,14 +1012,14 @@ fn protocol_md_worked_examples() {
                 name: Some("billing".into()),
                 route: vec![],
             }),
-            "08 01 10 02 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+            "08 01 10 03 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
         ),
         (
             Message::Welcome { heartbeat_ms: 2500 },
-            "08 01 10 02 18 02 40 C4 13",
+            "08 01 10 03 18 02 40 C4 13",
         ),
-        (req(42, 300, 0x14), "08 01 10 02 18 03 20 14 28 2A 30 AC 02"),
-        (req(42, 0, 0), "08 01 10 02 18 03 28 2A"),
+        (req(42, 300, 0x14), "08 01 10 03 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 10 03 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
                 request_type: 42,
@@ -1029,7 +1030,7 @@ fn protocol_md_worked_examples() {
                 deadline_ms: 0,
                 payload: vec![],
             }),
-            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
+            "08 01 10 03 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
@@ -1041,7 +1042,7 @@ fn protocol_md_worked_examples() {
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 10 02 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
+            "08 01 10 03 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Response(Response {
@@ -1052,11 +1053,11 @@ fn protocol_md_worked_examples() {
                 route: vec![],
                 payload: vec![],
             }),
-            "08 01 10 02 18 06 28 2A 30 AC 02 38 01",
+            "08 01 10 03 18 06 28 2A 30 AC 02 38 01",
         ),
         (
             Message::ReceiptSent(rr(42, 300)),
-            "08 01 10 02 18 07 28 2A 30 AC 02",
+            "08 01 10 03 18 07 28 2A 30 AC 02",
         ),
         (
             Message::Ready(Ready {
@@ -1065,14 +1066,14 @@ fn protocol_md_worked_examples() {
                 request_types: vec![42, 300],
                 name: Some("w1".into()),
             }),
-            "08 01 10 02 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+            "08 01 10 03 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
         ),
-        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 02 18 0A"),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 03 18 0A"),
         (
             Message::Heartbeat { heartbeat_ms: 500 },
-            "08 01 10 02 18 0A 40 F4 03",
+            "08 01 10 03 18 0A 40 F4 03",
         ),
-        (Message::Shutdown, "08 01 10 02 18 0C"),
+        (Message::Shutdown, "08 01 10 03 18 0C"),
         (
             Message::Request(Request {
                 request_type: 42,
@@ -1083,7 +1084,7 @@ fn protocol_md_worked_examples() {
                 deadline_ms: 0,
                 payload: vec![],
             }),
-            "08 01 10 02 18 03 20 60 28 2A 30 07
+            "08 01 10 03 18 03 20 60 28 2A 30 07
              5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
              62 05 61 75 64 69 74",
         ),
@@ -1096,7 +1097,7 @@ fn protocol_md_worked_examples() {
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 payload: vec![],
             }),
-            "08 01 10 02 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+            "08 01 10 03 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
         ),
     ];
     for (message, expected) in examples {
@@ -1124,13 +1125,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
         vec![unhex(
-            "08 01 10 02 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+            "08 01 10 03 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
         )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
         bytes_of(&request(payload(&[&big])).into_frames()),
-        vec![unhex("08 01 10 02 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+        vec![unhex("08 01 10 03 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
     let dispatch = Message::Dispatch(Dispatch {
         request_type: 42,
@@ -1144,7 +1145,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
-            "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
+            "08 01 10 03 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
     let result = Message::Result(WorkResult {
@@ -1159,7 +1160,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
-            "08 01 10 02 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
+            "08 01 10 03 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
         )]
     );
 
@@ -1194,7 +1195,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 10 02 18 0F 80 01 05 8A 01 01 70"),
+            unhex("08 01 10 03 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1220,13 +1221,13 @@ fn protocol_md_worked_examples() {
         request: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 02 18 0E 72 37");
+    let mut expected = unhex("08 01 10 03 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 
     // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
     // refused, and answered with an ERROR naming it (never a RESPONSE).
-    let error = decode_err(&unhex("08 01 10 02 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let error = decode_err(&unhex("08 01 10 03 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
     let text = error.to_string();
     assert_eq!(
         text,
@@ -1239,7 +1240,7 @@ fn protocol_md_worked_examples() {
         request: Some(rr(42, 7)),
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 02 18 0E 28 2A 30 07 72 67");
+    let mut expected = unhex("08 01 10 03 18 0E 28 2A 30 07 72 67");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 }
@@ -1407,8 +1408,8 @@ fn result_malformed() {
             value: 0
         }
     );
-    // Broker statuses are not a worker's to report.
-    for value in 4..=9 {
+    // Broker statuses (EXPIRED, 10, included) are not a worker's to report.
+    for value in 4..=10 {
         assert_eq!(
             decode_err(&with_status(value), &[b"p"]),
             DecodeError::InvalidStatus {
@@ -1419,7 +1420,7 @@ fn result_malformed() {
         );
     }
     // Unknown statuses.
-    for value in [10, 99, -1, i32::MAX, i32::MIN] {
+    for value in [11, 99, -1, i32::MAX, i32::MIN] {
         assert_eq!(
             decode_err(&with_status(value), &[]),
             DecodeError::InvalidStatus {
@@ -1735,7 +1736,7 @@ fn integers_wider_than_their_field_keep_their_low_bits() {
 
 #[test]
 fn unknown_kind_numbers() {
-    for k in [24, 1000, i32::MAX, -1, i32::MIN] {
+    for k in [25, 1000, i32::MAX, -1, i32::MIN] {
         let header = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
         assert_eq!(
             decode_err(&header, &[]),
@@ -2085,18 +2086,18 @@ fn peek_kind_names_what_a_header_claims() {
 fn stats_query_and_reply() {
     let frames = Message::StatsQuery.into_frames();
     assert_eq!(frames.len(), 1);
-    // major 1, minor 2, kind 16
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x02, 0x18, 0x10]);
+    // major 1, minor 3, kind 16
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x03, 0x18, 0x10]);
     assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
     let reply = Message::StatsReply {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
     };
     let frames = reply.into_frames();
-    // major 1, minor 2, kind 17, the JSON inline (field 17, 13 bytes)
+    // major 1, minor 3, kind 17, the JSON inline (field 17, 13 bytes)
     assert_eq!(frames.len(), 1);
     assert_eq!(
         &frames[0][..9],
-        &[0x08, 0x01, 0x10, 0x02, 0x18, 0x11, 0x8a, 0x01, 13]
+        &[0x08, 0x01, 0x10, 0x03, 0x18, 0x11, 0x8a, 0x01, 13]
     );
     assert_eq!(&frames[0][9..], b"{\"pending\":1}");
     match decode(frames) {
@@ -2225,9 +2226,9 @@ fn example_executed() -> Message {
 #[test]
 fn peer_hello() {
     let make = example_peer_hello;
-    // major=1 | minor=2 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
+    // major=1 | minor=3 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
     // | broker_id=1 (field 19: a two-byte key, 98 01)
-    let frames = check_encoding(make, "0801 1002 1812 40e807 6a026231 980101", &[]);
+    let frames = check_encoding(make, "0801 1003 1812 40e807 6a026231 980101", &[]);
     let Message::PeerHello(h) = decode(frames).unwrap() else {
         panic!("not a PEER_HELLO")
     };
@@ -2247,7 +2248,7 @@ fn peer_hello() {
             name: None,
         })
     };
-    let frames = check_encoding(make, "0801 1002 1812 4001 9801ffffffffffffffffff01", &[]);
+    let frames = check_encoding(make, "0801 1003 1812 4001 9801ffffffffffffffffff01", &[]);
     let Message::PeerHello(h) = decode(frames).unwrap() else {
         panic!("not a PEER_HELLO")
     };
@@ -2256,8 +2257,8 @@ fn peer_hello() {
 
 #[test]
 fn peer_welcome() {
-    // major=1 | minor=2 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
-    let frames = check_encoding(example_peer_welcome, "0801 1002 1813 40e807 980102", &[]);
+    // major=1 | minor=3 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
+    let frames = check_encoding(example_peer_welcome, "0801 1003 1813 40e807 980102", &[]);
     let Message::PeerWelcome {
         broker_id,
         heartbeat_ms,
@@ -2271,12 +2272,12 @@ fn peer_welcome() {
 #[test]
 fn serves() {
     let table = example_serves_table();
-    // major=1 | minor=2 | kind=SERVES (20) | request_types=[42,300] (packed)
+    // major=1 | minor=3 | kind=SERVES (20) | request_types=[42,300] (packed)
     // | type_capacity=[4,2] (B2 01) | type_free=[1,0] (BA 01)
     // | type_pending=[0,5] (C2 01): four parallel lists
     let frames = check_encoding(
         || Message::Serves(table.clone()),
-        "0801 1002 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
+        "0801 1003 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
         &[],
     );
     let Message::Serves(t) = decode(frames).unwrap() else {
@@ -2285,7 +2286,7 @@ fn serves() {
     assert_eq!(t, table);
 
     // The empty table (the sender serves nothing) is a SERVES of its own.
-    let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1002 1814", &[]);
+    let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1003 1814", &[]);
     assert!(matches!(decode(frames), Ok(Message::Serves(t)) if t.is_empty()));
 
     // The informative lists may be left out: read as 0.
@@ -2328,12 +2329,12 @@ fn serves() {
 #[test]
 fn forward() {
     let make = example_forward;
-    // major=1 | minor=2 | kind=FORWARD (21) | flags=0x14 | request_type=42
+    // major=1 | minor=3 | kind=FORWARD (21) | flags=0x14 | request_type=42
     // | request_id=300 | route=[16][client id] | hops=1 (A0 01)
     // | inline_payload="hi"
     let frames = check_encoding(
         make,
-        &format!("0801 1002 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
+        &format!("0801 1003 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
         &[],
     );
     let Message::Forward(f) = decode(frames).unwrap() else {
@@ -2371,7 +2372,7 @@ fn forward() {
     let frames = Message::Forward(f).into_frames();
     assert_eq!(
         hex(&frames[0]),
-        hex(&unhex("0801 1002 1815 2807 5a0201aa a00101 aa010301bb72"))
+        hex(&unhex("0801 1003 1815 2807 5a0201aa a00101 aa010301bb72"))
     );
     assert_eq!(frames.len(), 3);
 }
@@ -2379,12 +2380,12 @@ fn forward() {
 #[test]
 fn execute() {
     let make = example_execute;
-    // major=1 | minor=2 | kind=EXECUTE (22) | flags=0x14 | request_type=42
+    // major=1 | minor=3 | kind=EXECUTE (22) | flags=0x14 | request_type=42
     // | request_id=300 | attempt=1 | dispatch_tag=1000 | hops=2
     // | inline_payload="hi"
     let frames = check_encoding(
         make,
-        "0801 1002 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
+        "0801 1003 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
         &[],
     );
     let Message::Execute(e) = decode(frames).unwrap() else {
@@ -2402,11 +2403,11 @@ fn execute() {
 #[test]
 fn executed() {
     let make = example_executed;
-    // major=1 | minor=2 | kind=EXECUTED (23) | request_type=42 | request_id=300
+    // major=1 | minor=3 | kind=EXECUTED (23) | request_type=42 | request_id=300
     // | status=OK | attempt=1 | dispatch_tag=1000 | inline_payload="ok"
     let frames = check_encoding(
         make,
-        "0801 1002 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
+        "0801 1003 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
         &[],
     );
     let Message::Executed(e) = decode(frames).unwrap() else {
@@ -2668,26 +2669,26 @@ fn protocol_md_cluster_examples() {
     let examples: Vec<(Message, String)> = vec![
         (
             example_peer_hello(),
-            "08 01 10 02 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
+            "08 01 10 03 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
         ),
         (
             example_peer_welcome(),
-            "08 01 10 02 18 13 40 E8 07 98 01 02".into(),
+            "08 01 10 03 18 13 40 E8 07 98 01 02".into(),
         ),
         (
             Message::Serves(example_serves_table()),
-            "08 01 10 02 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
+            "08 01 10 03 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
         ),
-        (Message::Serves(Vec::new()), "08 01 10 02 18 14".into()),
+        (Message::Serves(Vec::new()), "08 01 10 03 18 14".into()),
         (
             example_forward(),
             format!(
-                "08 01 10 02 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
+                "08 01 10 03 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
             ),
         ),
         (
             example_execute(),
-            "08 01 10 02 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
+            "08 01 10 03 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
                 .into(),
         ),
         (
@@ -2696,7 +2697,7 @@ fn protocol_md_cluster_examples() {
                 request_id: 300,
                 route: Vec::new(),
             }),
-            "08 01 10 02 18 07 28 2A 30 AC 02".into(),
+            "08 01 10 03 18 07 28 2A 30 AC 02".into(),
         ),
         (
             Message::ReceiptSent(RequestRef {
@@ -2704,11 +2705,11 @@ fn protocol_md_cluster_examples() {
                 request_id: 300,
                 route: route.clone(),
             }),
-            format!("08 01 10 02 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
+            format!("08 01 10 03 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
         ),
         (
             example_executed(),
-            "08 01 10 02 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
+            "08 01 10 03 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
         ),
         (
             Message::Response(Response {
@@ -2719,7 +2720,7 @@ fn protocol_md_cluster_examples() {
                 route,
                 payload: payload(&[b"ok"]),
             }),
-            format!("08 01 10 02 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
+            format!("08 01 10 03 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
         ),
     ];
     for (message, expected) in examples {
@@ -2727,6 +2728,335 @@ fn protocol_md_cluster_examples() {
         let expected = unhex(&expected);
         let frames = message.into_frames();
         assert_eq!(frames.len(), 1, "{name}: the payload travels inline");
+        assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
+        assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deadlines (protocol 1.3): field 25 `deadline_ms` and status EXPIRED (10)
+// ---------------------------------------------------------------------------
+
+/// `deadline_ms` (field 25: key `(25 << 3) | 0` = 200, varint `C8 01`) on
+/// each kind that carries it, REQUEST, DISPATCH, FORWARD and EXECUTE: written
+/// after the other fields, before an inline payload, and read back.
+#[test]
+fn deadline_ms_on_every_kind_that_carries_it() {
+    // REQUEST{7/1, deadline 5000 = varint 88 27, payload "x" inline}.
+    let make = || {
+        Message::Request(Request {
+            request_type: 7,
+            request_id: 1,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 5000,
+            payload: payload(&[b"x"]),
+        })
+    };
+    let frames = check_encoding(make, "0801 1003 1803 2807 3001 c8018827 8a010178", &[]);
+    let Message::Request(r) = decode(frames).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.deadline_ms, 5000);
+    assert_eq!(bytes_of(&r.payload), vec![b"x".to_vec()]);
+
+    // DISPATCH{7/1, attempt 1, tag 1000, deadline 3800 = varint D8 1D}.
+    let make = || {
+        Message::Dispatch(Dispatch {
+            request_type: 7,
+            request_id: 1,
+            flags: Flags::empty(),
+            attempt: 1,
+            dispatch_tag: 1000,
+            deadline_ms: 3800,
+            payload: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1003 1804 2807 3001 7801 9001e807 c801d81d", &[]);
+    let Message::Dispatch(d) = decode(frames).unwrap() else {
+        panic!("not a DISPATCH")
+    };
+    assert_eq!((d.attempt, d.dispatch_tag, d.deadline_ms), (1, 1000, 3800));
+
+    // FORWARD and EXECUTE of §18.9, with the time left.
+    let forward = || {
+        let Message::Forward(mut f) = example_forward() else {
+            unreachable!()
+        };
+        f.request.deadline_ms = 5000;
+        Message::Forward(f)
+    };
+    let frames = check_encoding(
+        forward,
+        &format!("0801 1003 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 c8018827 8a01026869"),
+        &[],
+    );
+    let Message::Forward(f) = decode(frames).unwrap() else {
+        panic!("not a FORWARD")
+    };
+    assert_eq!((f.request.deadline_ms, f.hops), (5000, 1));
+    let execute = || {
+        let Message::Execute(mut e) = example_execute() else {
+            unreachable!()
+        };
+        e.dispatch.deadline_ms = 3800;
+        Message::Execute(e)
+    };
+    let frames = check_encoding(
+        execute,
+        "0801 1003 1816 2014 282a 30ac02 7801 9001e807 a00102 c801d81d 8a01026869",
+        &[],
+    );
+    let Message::Execute(e) = decode(frames).unwrap() else {
+        panic!("not an EXECUTE")
+    };
+    assert_eq!((e.dispatch.deadline_ms, e.hops), (3800, 2));
+
+    // The whole uint32 range: u32::MAX ms (about 49.7 days) is 5 bytes.
+    let make = || {
+        Message::Request(Request {
+            request_type: 7,
+            request_id: 0,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: u32::MAX,
+            payload: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1003 1803 2807 c801ffffffff0f", &[]);
+    let Message::Request(r) = decode(frames).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.deadline_ms, u32::MAX);
+}
+
+/// What a 1.2 peer (or older) sends has no field 25: it reads as
+/// `deadline_ms` 0, no deadline, on every kind that may carry one, and the
+/// message is otherwise the same.
+#[test]
+fn a_header_without_deadline_ms_reads_as_no_deadline() {
+    let client_route = format!("5A 11 10 {CLIENT_ID}");
+    let headers = [
+        // A 1.2 client's REQUEST (minor 2), a 1.1 one's (minor 1), a 1.0
+        // one's (no minor).
+        "08 01 10 02 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69".to_owned(),
+        "08 01 10 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69".to_owned(),
+        "08 01 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69".to_owned(),
+        // A 1.2 broker's DISPATCH, FORWARD and EXECUTE.
+        "08 01 10 02 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69".to_owned(),
+        format!("08 01 10 02 18 15 20 14 28 2A 30 AC 02 {client_route} A0 01 01 8A 01 02 68 69"),
+        "08 01 10 02 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
+            .to_owned(),
+    ];
+    for header in headers {
+        let message =
+            decode_bytes(&unhex(&header), &[]).unwrap_or_else(|e| panic!("{header}: {e}"));
+        let deadline_ms = match &message {
+            Message::Request(r) => r.deadline_ms,
+            Message::Dispatch(d) => d.deadline_ms,
+            Message::Forward(f) => f.request.deadline_ms,
+            Message::Execute(e) => e.dispatch.deadline_ms,
+            other => panic!("{header}: unexpected {other:?}"),
+        };
+        assert_eq!(deadline_ms, 0, "{header}");
+        // Re-encoded at 1.3, it still carries no field 25 (0 is omitted):
+        // only the minor byte differs.
+        let mut again = Vec::new();
+        let _ = message.encode(&mut again);
+        assert!(!hex(&again).contains("c801"), "{header}");
+        assert_eq!(&again[..4], &[0x08, 0x01, 0x10, 0x03], "{header}");
+    }
+    // An explicit 0 is the same as absent.
+    let explicit = Pb::header(kind::REQUEST)
+        .uint(field::REQUEST_TYPE, 7)
+        .uint(field::DEADLINE_MS, 0)
+        .build();
+    let Message::Request(r) = decode_bytes(&explicit, &[]).unwrap() else {
+        panic!("not a REQUEST")
+    };
+    assert_eq!(r.deadline_ms, 0);
+}
+
+/// Field 25 follows §3.1's rules: a varint whose low 32 bits count, the last
+/// of repeated values wins, another wire type does not parse, and on a kind
+/// that does not use it it is ignored.
+#[test]
+fn deadline_ms_follows_the_field_rules() {
+    let request = |deadline: Pb| {
+        Pb::header(kind::REQUEST)
+            .uint(field::REQUEST_TYPE, 7)
+            .raw(&deadline.build())
+            .build()
+    };
+    let read = |header: &[u8]| match decode_bytes(header, &[]) {
+        Ok(Message::Request(r)) => r.deadline_ms,
+        other => panic!("not a REQUEST: {other:?}"),
+    };
+    // 2^32 + 5: the low 32 bits, 5.
+    assert_eq!(
+        read(&request(
+            Pb::empty().uint(field::DEADLINE_MS, (1 << 32) + 5)
+        )),
+        5
+    );
+    // Repeated: the last value wins.
+    let twice = Pb::empty()
+        .uint(field::DEADLINE_MS, 9000)
+        .uint(field::DEADLINE_MS, 250);
+    assert_eq!(read(&request(twice)), 250);
+    // Length-delimited: a known field with another wire type.
+    assert_prost_error(decode_bytes(
+        &request(Pb::empty().bytes(field::DEADLINE_MS, b"\x05")),
+        &[],
+    ));
+    // On RESULT, RESPONSE or HEARTBEAT it is not used: ignored, and not
+    // written back.
+    let ignored = [
+        Pb::header(kind::RESULT)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, 1)
+            .uint(field::DEADLINE_MS, 100)
+            .build(),
+        Pb::header(kind::RESPONSE)
+            .uint(field::REQUEST_TYPE, 7)
+            .int32(field::STATUS, 10)
+            .uint(field::DEADLINE_MS, 100)
+            .build(),
+        Pb::header(kind::HEARTBEAT)
+            .uint(field::DEADLINE_MS, 100)
+            .build(),
+    ];
+    for header in ignored {
+        let message = decode_bytes(&header, &[]).unwrap();
+        let mut again = Vec::new();
+        let _ = message.encode(&mut again);
+        assert!(!hex(&again).contains("c801"), "{}", hex(&header));
+    }
+}
+
+/// EXPIRED (10): a broker (or proxy) status, valid in a RESPONSE and an
+/// EXECUTED, never in a worker's RESULT.
+#[test]
+fn expired_is_a_broker_status() {
+    let make = || {
+        Message::Response(Response {
+            request_type: 42,
+            request_id: 300,
+            status: Status::Expired,
+            error: None,
+            route: vec![],
+            payload: vec![],
+        })
+    };
+    let frames = check_encoding(make, "0801 1003 1806 282a 30ac02 380a", &[]);
+    let Message::Response(r) = decode(frames).unwrap() else {
+        panic!("not a RESPONSE")
+    };
+    assert_eq!(r.status, Status::Expired);
+    assert_eq!(Status::Expired.as_str(), "expired");
+
+    let executed = || {
+        let Message::Executed(mut e) = example_executed() else {
+            unreachable!()
+        };
+        e.response.status = Status::Expired;
+        e.response.payload = vec![];
+        Message::Executed(e)
+    };
+    let frames = check_encoding(
+        executed,
+        "0801 1003 1817 282a 30ac02 380a 7801 9001e807",
+        &[],
+    );
+    let Message::Executed(e) = decode(frames).unwrap() else {
+        panic!("not an EXECUTED")
+    };
+    assert_eq!(e.response.status, Status::Expired);
+
+    let result = Pb::header(kind::RESULT)
+        .uint(field::REQUEST_TYPE, 42)
+        .int32(field::STATUS, 10)
+        .build();
+    assert_eq!(
+        decode_err(&result, &[]),
+        DecodeError::InvalidStatus {
+            kind: "RESULT",
+            value: 10
+        }
+    );
+}
+
+/// The deadline examples of `docs/protocol.md` §14, byte for byte.
+#[test]
+fn protocol_md_deadline_examples() {
+    let request = |payload| {
+        Message::Request(Request {
+            request_type: 42,
+            request_id: 300,
+            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 5000,
+            payload,
+        })
+    };
+    let dispatch = Message::Dispatch(Dispatch {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        attempt: 1,
+        dispatch_tag: 1000,
+        deadline_ms: 3800,
+        payload: payload(&[b"hi"]),
+    });
+    let expired = |error: Option<&str>| {
+        Message::Response(Response {
+            request_type: 42,
+            request_id: 300,
+            status: Status::Expired,
+            error: error.map(str::to_owned),
+            route: vec![],
+            payload: vec![],
+        })
+    };
+    let broker_text = "the request's deadline passed before a worker took it";
+    let proxy_text = "the request's deadline passed while the proxy held it";
+    let examples: Vec<(Message, String)> =
+        vec![
+        (
+            request(vec![]),
+            "08 01 10 03 18 03 20 14 28 2A 30 AC 02 C8 01 88 27".to_owned(),
+        ),
+        (
+            request(payload(&[b"hi"])),
+            "08 01 10 03 18 03 20 14 28 2A 30 AC 02 C8 01 88 27 8A 01 02 68 69".to_owned(),
+        ),
+        (
+            dispatch,
+            "08 01 10 03 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 C8 01 D8 1D 8A 01 02 68 69"
+                .to_owned(),
+        ),
+        (
+            expired(None),
+            "08 01 10 03 18 06 28 2A 30 AC 02 38 0A".to_owned(),
+        ),
+        (
+            expired(Some(broker_text)),
+            format!("08 01 10 03 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(broker_text.as_bytes())),
+        ),
+        (
+            expired(Some(proxy_text)),
+            format!("08 01 10 03 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(proxy_text.as_bytes())),
+        ),
+    ];
+    assert_eq!((broker_text.len(), proxy_text.len()), (53, 53));
+    for (message, expected) in examples {
+        let name = message.kind_name();
+        let expected = unhex(&expected);
+        let frames = message.into_frames();
+        assert_eq!(frames.len(), 1, "{name}: one frame, the payload inline");
         assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
         assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
     }
@@ -2759,7 +3089,7 @@ fn fuzz_dictionary_covers_every_field_and_kind() {
         .chain([field::INLINE_PAYLOAD, field::REPLY_ROUTE])
         .chain(repeated);
     let length_delimited: Vec<u32> = length_delimited.collect();
-    for f in field::MAJOR..=field::TYPE_PENDING {
+    for f in field::MAJOR..=field::DEADLINE_MS {
         let wire_type = if length_delimited.contains(&f) { 2 } else { 0 };
         assert!(dict.contains(&key(f, wire_type)), "field {f}");
         if repeated.contains(&f) {

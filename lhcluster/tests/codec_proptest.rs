@@ -738,7 +738,7 @@ fn varint(mut v: u64) -> Vec<u8> {
 /// 2^29 - 1), of any wire type: varint, fixed64, length-delimited, a group
 /// of varint fields, fixed32.
 fn unknown_field() -> impl Strategy<Value = Vec<u8>> {
-    let number = prop_oneof![26u64..40, 26u64..(1 << 29)];
+    let number = prop_oneof![27u64..40, 27u64..(1 << 29)];
     let value = prop_oneof![
         any::<u64>().prop_map(|v| (0u64, varint(v))),
         any::<[u8; 8]>().prop_map(|b| (1, b.to_vec())),

@@ -43,5 +43,6 @@ pub use types::{
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
-/// broker-to-broker kinds of a cluster (docs/protocol.md §17, §18).
-pub const PROTOCOL_MINOR: u32 = 2;
+/// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
+/// and the status EXPIRED (docs/protocol.md §17, §18).
+pub const PROTOCOL_MINOR: u32 = 3;
