@@ -163,8 +163,14 @@ impl ClientCore {
             None
         };
         // The caller's timeout travels as the request's deadline, so the
-        // broker gives up when the caller does (docs/deadlines.md).
-        let timeout = s.timeout.or(self.default_timeout);
+        // broker gives up when the caller does (docs/deadlines.md). A
+        // one-way request's caller waits for nothing: only a timeout set on
+        // the request itself is a deadline for it.
+        let timeout = if one_way {
+            s.timeout
+        } else {
+            s.timeout.or(self.default_timeout)
+        };
         self.send(
             now,
             Message::Request(Request {

@@ -941,3 +941,21 @@ fn a_local_client_dropped_by_a_panic_fails_its_handles() {
     assert!(unwound.is_err());
     assert_eq!(handle.wait(), Err(RequestError::Internal));
 }
+
+/// The timeout travels as the request's deadline (docs/deadlines.md): the
+/// default one for a two-way request; for a one-way request, whose caller
+/// waits for nothing, only one set on the request itself.
+#[test]
+fn the_deadline_sent_is_the_callers_wait() {
+    let mut h = Harness::ready();
+    let deadline_of = |actions: &[Action]| match actions {
+        [Action::Send(Message::Request(r))] => r.deadline_ms,
+        other => panic!("{other:?}"),
+    };
+    let (_two_way, sent) = h.submit(10, (7, 1), Flags::empty());
+    assert_eq!(deadline_of(&sent), DEFAULT_TIMEOUT as u32);
+    let (_one_way, sent) = h.submit(11, (7, 2), Flags::ONE_WAY);
+    assert_eq!(deadline_of(&sent), 0, "no deadline from the default");
+    let (_timed, sent) = h.submit_full(12, (7, 3), Flags::ONE_WAY, Some(ms(500)), None, &[b"x"]);
+    assert_eq!(deadline_of(&sent), 500);
+}

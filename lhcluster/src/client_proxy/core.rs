@@ -553,26 +553,15 @@ impl ProxyCore {
         }
     }
 
-    /// A buffered request whose deadline passed: `EXPIRED` to a two-way
-    /// client (docs/deadlines.md), and the buffer lets it go.
+    /// A buffered request whose deadline passed: it is not sent again, and
+    /// the buffer lets it go. Nothing is answered here: the broker got the
+    /// deadline with the request and ends it (`EXPIRED`, or its outcome if
+    /// a worker took it in time), and the client's own timeout, the same
+    /// deadline, ends a request the broker never got. Answering here could
+    /// give a request two outcomes.
     fn expire_entry(&mut self, key: &EntryKey) {
-        let two_way = self
-            .buffer
-            .get(key)
-            .is_some_and(|e| e.flags.is_two_way() && e.reply_to.is_none());
         self.stats.requests_expired += 1;
         self.remove_entry(key);
-        if two_way {
-            let response = Message::Response(Response {
-                request_type: key.1,
-                request_id: key.2,
-                status: Status::Expired,
-                error: Some("the request's deadline passed while the proxy held it".to_owned()),
-                route: Vec::new(),
-                payload: Payload::new(),
-            });
-            self.send_client(key.0.clone(), response);
-        }
     }
 
     fn forward(

@@ -13,7 +13,7 @@ pub struct ClientProxyStats {
     /// Requests answered `OVERLOADED` by the proxy (buffer bound).
     pub requests_overloaded: u64,
     /// Buffered requests whose deadline passed before they were confirmed:
-    /// not sent again, answered `EXPIRED` (two-way).
+    /// not sent again (the broker, or the client's own timeout, ends them).
     pub requests_expired: u64,
     /// Responses forwarded to clients.
     pub responses_forwarded: u64,

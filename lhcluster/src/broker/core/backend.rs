@@ -111,7 +111,7 @@ impl BrokerCore {
             e.completed += 1;
         }
         if let Some(req) = req {
-            if req.flags.is_two_way() {
+            if req.answered() {
                 let dest = req.response_dest().clone();
                 self.send_response(&dest, key, result.status, result.error, result.payload);
             }

@@ -69,7 +69,7 @@ impl BrokerCore {
             return;
         };
         self.stats.requests_expired += 1;
-        if req.flags.is_two_way() {
+        if req.answered() {
             let error = "the request's deadline passed before a worker took it".to_owned();
             self.respond(req.response_dest(), key, Status::Expired, Some(error));
         }

@@ -181,6 +181,13 @@ impl Req {
     fn response_dest(&self) -> &Dest {
         self.reply_to.as_deref().unwrap_or(&self.origin)
     }
+
+    /// Whether its end is sent to its destination: a two-way request's
+    /// outcome, and any request an owner gave this broker to run (EXECUTED
+    /// is what gives the owner's slot back, one-way requests included).
+    fn answered(&self) -> bool {
+        self.flags.is_two_way() || matches!(self.origin.via, Via::Owner { .. })
+    }
 }
 
 #[derive(Debug)]

@@ -53,7 +53,7 @@ impl BrokerCore {
             let Some(req) = self.remove_req(&key) else {
                 continue;
             };
-            if req.flags.is_two_way() || req.flags.contains(Flags::NOTIFY_ON_DEATH) {
+            if req.answered() || req.flags.contains(Flags::NOTIFY_ON_DEATH) {
                 self.stats.requests_worker_death += 1;
                 let error = "the worker running the request died".to_owned();
                 self.respond(req.response_dest(), key, Status::WorkerDeath, Some(error));

@@ -906,3 +906,34 @@ fn a_relay_retry_copy_counts_as_held_bytes() {
     net.expect_response(0, b"client", T, id, Status::Ok);
     assert_eq!(net.stats(0).pending_bytes, 0);
 }
+
+/// A one-way request run by another broker still gives its owner the
+/// member's slot back: the executor answers every EXECUTE, one-way ones
+/// included (found by a review: the owner's slot was never freed).
+#[test]
+fn a_one_way_execute_gives_the_owners_slot_back() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::ONE_WAY);
+    net.expect_dispatch(2, b"w", T, id);
+    assert_eq!(net.stats(1).in_flight, 1);
+    net.result(2, b"w", T, id, b"done");
+    assert_eq!(net.stats(1).in_flight, 0, "the owner's remote slot is free");
+    net.expect_nothing(0);
+    // And one that expires queued at the executor, too.
+    let busy = net.id_owned_by(2, T);
+    net.request(2, b"client2", T, busy, Flags::empty());
+    net.drain_local(2);
+    let late = (id + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
+        .unwrap_or(0);
+    let mut r = req(T, late, Flags::ONE_WAY, &[b"late"]);
+    r.deadline_ms = 300;
+    net.client_sends(0, b"client", Message::Request(r));
+    assert_eq!(net.stats(2).pending, 1, "queued at the executor");
+    net.run_for(400, 100);
+    assert_eq!(net.stats(2).requests_expired, 1);
+    assert_eq!(net.stats(1).in_flight, 0);
+}
