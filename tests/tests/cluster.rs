@@ -133,3 +133,33 @@ fn a_broker_that_stops_leaves_the_cluster() {
         }
     });
 }
+
+/// A client that lets the library pick its request ids gets ids its own
+/// broker owns (the broker's VIEW): with its worker on the same broker, no
+/// request crosses to another.
+#[test]
+fn library_picked_ids_need_no_hop() {
+    time_limit(LIMIT, || {
+        let brokers = cluster_of_three(Transport::Inproc);
+        let _worker = echo_worker(&brokers[0], &[7]);
+        let client = client(&brokers[0]);
+        // The VIEW follows the WELCOME on the same connection: once a first
+        // request is answered, the client has read it.
+        client.request(7).send().unwrap().wait().unwrap();
+        let before = brokers[0].stats().unwrap().cluster.unwrap();
+        for i in 0..60u64 {
+            let body = format!("r{i}");
+            let reply = client
+                .request(7)
+                .payload_bytes(body.as_bytes())
+                .send()
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(text(&reply.payload), body);
+        }
+        let c = brokers[0].stats().unwrap().cluster.unwrap();
+        assert_eq!(c.forwarded_out, before.forwarded_out, "{c:?}");
+        assert_eq!(c.executed_out, before.executed_out, "{c:?}");
+    });
+}

@@ -637,6 +637,8 @@ impl crate::link::Connecting for ProxyCore {
             Inbound::Message(Message::ReceiptReceived(r)) => {
                 self.on_receipt(r, ReceiptKind::Received);
             }
+            // Its clients pick their own ids: the proxy has no use for it.
+            Inbound::Message(Message::View { .. }) => {}
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
             // A broker that lost us (it restarted) lost what we had sent it,
             // and one that is gone gets it again too: the next WELCOME
