@@ -3105,3 +3105,33 @@ fn fuzz_dictionary_covers_every_field_and_kind() {
         );
     }
 }
+
+/// VIEW (1.3, protocol.md §18.10): the broker's id and the other members'.
+#[test]
+fn view() {
+    let frames = Message::View {
+        broker_id: 1,
+        members: vec![2, 3],
+    }
+    .into_frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        &frames[0][..],
+        &[
+            0x08, 0x01, 0x10, 0x03, 0x18, 0x18, 0x98, 0x01, 0x01, 0xD2, 0x01, 0x02, 0x02, 0x03
+        ]
+    );
+    let Ok(Message::View { broker_id, members }) = decode(frames) else {
+        panic!("a VIEW");
+    };
+    assert_eq!((broker_id, members), (1, vec![2, 3]));
+    // A broker id is required; no payload.
+    let header = [0x08, 0x01, 0x10, 0x03, 0x18, 0x18];
+    assert!(matches!(
+        decode_err(&header, &[]),
+        DecodeError::MissingField {
+            field: "broker_id",
+            ..
+        }
+    ));
+}
