@@ -83,11 +83,11 @@ pub struct Args {
     /// on broker i mod N).
     #[arg(long, value_enum, default_value_t = Placement::Split)]
     pub placement: Placement,
-    /// In a cluster, each client sends only request ids its own broker
-    /// owns (docs/clustering.md §4): with `--placement same`, no request
-    /// leaves the broker (the cluster's single-broker path).
+    /// Each client names its own request ids (a range of its own) instead
+    /// of letting its client pick ids its broker owns (docs/clustering.md
+    /// §9): in a cluster, ids another broker owns cross to it and back.
     #[arg(long)]
-    pub owned_keys: bool,
+    pub own_ids: bool,
     /// Echo workers.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -223,7 +223,7 @@ impl Args {
             flags: self.flags(),
             brokers: self.brokers.max(1),
             placement: self.placement,
-            owned_keys: self.owned_keys,
+            own_ids: self.own_ids,
         }
     }
 

@@ -43,6 +43,7 @@ enum Command {
     Subscribe(commands::subscribe::Args),
     Stats(commands::stats::Args),
     Bench(commands::bench::Args),
+    Keygen(commands::keygen::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::Subscribe(args) => commands::subscribe::run(args),
         Command::Stats(args) => commands::stats::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Keygen(args) => commands::keygen::run(args),
     };
     // Every role is stopped by now: let what they queued (a notification,
     // a goodbye to peers) leave before the process exits.

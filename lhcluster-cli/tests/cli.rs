@@ -464,6 +464,70 @@ fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
     });
 }
 
+#[test]
+fn keygen_keys_and_a_curve_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    limited(|| {
+        let dir = std::env::temp_dir().join(format!("lhcluster-cli-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        for role in ["broker", "client", "worker"] {
+            let (code, out, err) = run(&["keygen", &name(role)]);
+            assert_eq!(code, 0, "{err}");
+            let public = std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
+            assert_eq!(out.trim(), public.trim());
+            let mode = std::fs::metadata(name(&format!("{role}.key")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Never over an existing key.
+        let (code, _, err) = run(&["keygen", &name("broker")]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "broker.key");
+
+        // Only the listed client and worker get in.
+        std::fs::copy(name("client.pub"), name("clients.keys")).unwrap();
+        std::fs::copy(name("worker.pub"), name("workers.keys")).unwrap();
+        let c = broker(&[
+            "--secret-key",
+            &name("broker.key"),
+            "--client-keys",
+            &name("clients.keys"),
+            "--worker-keys",
+            &name("workers.keys"),
+        ]);
+        let server_key = name("broker.pub");
+        let keyed = |own: &str, rest: &[&str]| -> Vec<String> {
+            let mut args = vec!["--server-key".to_owned(), server_key.clone()];
+            args.extend(["--secret-key".to_owned(), name(own)]);
+            args.extend(rest.iter().map(|a| (*a).to_owned()));
+            args
+        };
+        let worker_args = keyed("worker.key", &["--type", "echo", "--echo"]);
+        let _w = worker(&c.back, &strs(&worker_args));
+        let client_args = keyed("client.key", &["--type", "echo", "--payload", "sealed"]);
+        let (code, out, err) = request(&c.front, &strs(&client_args));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("sealed"), "{out}");
+
+        // A secret key others can read is refused, with the fix.
+        std::fs::set_permissions(name("client.key"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let (code, _, err) = request(&c.front, &strs(&client_args));
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "chmod 600");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The `&str`s of `args`.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn assert_single_error_line(stderr: &str, needle: &str) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
@@ -541,8 +605,9 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
             let e = h["executed_per_req"].as_f64().expect("hops reported");
             (report, f, e)
         };
-        // Split: every request crosses once, forwarded to its owner (the
-        // workers' broker) or executed there by the clients' broker.
+        // Split: every request crosses once. The ids the clients' client
+        // picks are owned by the clients' broker, which has them run on the
+        // workers' broker (EXECUTE).
         let (report, f, e) = hops(&["--brokers", "2", "--placement", "split"]);
         assert_eq!(report["config"]["brokers"].as_u64(), Some(2));
         assert_eq!(report["config"]["placement"].as_str(), Some("split"));
@@ -550,21 +615,25 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
             report["systems"][0]["name"].as_str(),
             Some("lhcluster-2-split")
         );
+        assert_eq!((f, e), (0.0, 1.0));
+        // Split with ids the benchmark names: those the workers' broker owns
+        // are forwarded to it, the others executed there.
+        let (_, f, e) = hops(&["--brokers", "2", "--placement", "split", "--own-ids"]);
         assert!(
             f > 0.0 && e > 0.0 && (f + e - 1.0).abs() < 1e-9,
             "{f} + {e}"
         );
-        // Same broker, any keys: those the other broker owns go there and
-        // back (one FORWARD and one EXECUTE each), the others stay.
+        // Same broker, picked ids: nothing leaves it.
         let (_, f, e) = hops(&["--brokers", "2", "--placement", "same"]);
-        assert!(f > 0.0 && f < 1.0 && (f - e).abs() < 1e-9, "{f}, {e}");
-        // Same broker, owned keys: nothing leaves it.
-        let (report, f, e) = hops(&["--brokers", "2", "--placement", "same", "--owned-keys"]);
+        assert_eq!((f, e), (0.0, 0.0));
+        // Same broker, named ids: those the other broker owns go there and
+        // back (one FORWARD and one EXECUTE each), the others stay.
+        let (report, f, e) = hops(&["--brokers", "2", "--placement", "same", "--own-ids"]);
         assert_eq!(
             report["systems"][0]["name"].as_str(),
-            Some("lhcluster-2-same-owned")
+            Some("lhcluster-2-same-own-ids")
         );
-        assert_eq!((f, e), (0.0, 0.0));
+        assert!(f > 0.0 && f < 1.0 && (f - e).abs() < 1e-9, "{f}, {e}");
         // Spread over three brokers, a client and a worker on each.
         let spread = [
             "--brokers",
@@ -576,7 +645,11 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
             "--workers",
             "3",
         ];
-        let (_, f, e) = hops(&spread);
+        // With picked ids each client's requests stay on its broker, which
+        // has a worker of its own; with named ids, most cross.
+        assert_eq!(hops(&spread).1, 0.0);
+        let own_spread: Vec<&str> = spread.iter().copied().chain(["--own-ids"]).collect();
+        let (_, f, e) = hops(&own_spread);
         assert!(f > 0.0, "{f}, {e}");
         // A cluster is in-process only, and needs at least one broker.
         let (code, _, err) = run(&["bench", "--brokers", "0", "--count", "10"]);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::broker::BrokerConfig;
 use crate::broker::core::{BrokerCore, Side};
-use crate::protocol::{Message, Payload, RequestId, RequestType};
+use crate::protocol::{Message, Payload};
 
 /// The broker's state machine without sockets: feed it frames as the
 /// driver would, then drain what it wants sent.
@@ -52,20 +52,4 @@ impl BrokerBench {
     pub fn pending(&self) -> u64 {
         self.core.stats().pending
     }
-}
-
-/// The owner of a request key among the cluster members `members` (their
-/// broker ids, as [`ClusterStats::id`](crate::ClusterStats) shows them in
-/// hex): the rendezvous rule of docs/clustering.md §4, so that a benchmark
-/// can choose keys a given broker owns. `None` without members.
-pub fn cluster_owner(
-    members: &[u64],
-    request_type: RequestType,
-    request_id: RequestId,
-) -> Option<u64> {
-    members
-        .iter()
-        .map(|&m| (crate::broker::core::score(m, request_type, request_id), m))
-        .max()
-        .map(|(_, m)| m)
 }

@@ -1,5 +1,6 @@
 //! Moving whole protocol messages between ZeroMQ sockets and the codec.
 
+use crate::curve::SocketCurve;
 use crate::error::{Error, zmq_err};
 use crate::outbox::{OVERHEAD, Queued, Refused};
 use crate::protocol::{Encoded, Frame, Message, Payload};
@@ -212,9 +213,14 @@ fn gone<T>(e: &zmq::Error) -> Refused<T> {
     Refused::Gone
 }
 
-/// A DEALER with our stable routing id and high-water mark `hwm` (the
-/// role's config), connected to `endpoint`.
-pub(crate) fn dealer(endpoint: &str, routing_id: &[u8], hwm: i32) -> Result<zmq::Socket, Error> {
+/// A DEALER with our stable routing id, high-water mark `hwm` and CURVE
+/// side `curve` (the role's config), connected to `endpoint`.
+pub(crate) fn dealer(
+    endpoint: &str,
+    routing_id: &[u8],
+    hwm: i32,
+    curve: Option<&SocketCurve>,
+) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::DEALER, "creating a DEALER socket", 200, hwm)?;
     socket
         .set_identity(routing_id)
@@ -225,6 +231,7 @@ pub(crate) fn dealer(endpoint: &str, routing_id: &[u8], hwm: i32) -> Result<zmq:
     socket
         .set_reconnect_ivl_max(1000)
         .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    crate::curve::apply(curve, &socket)?;
     socket.connect(endpoint).map_err(|source| Error::Connect {
         endpoint: endpoint.to_owned(),
         source,
@@ -256,10 +263,15 @@ fn new_socket(
 }
 
 /// A bound ROUTER as the broker and the proxy use it, with high-water mark
-/// `hwm` inbound and `sndhwm` outbound (the role's config): what does not
-/// fit in a peer's small outbound pipe waits in the role's outbox, which
-/// counts bytes (docs/bounds.md §2).
-pub(crate) fn router(endpoint: &str, hwm: i32, sndhwm: i32) -> Result<zmq::Socket, Error> {
+/// `hwm` inbound, `sndhwm` outbound and CURVE side `curve` (the role's
+/// config): what does not fit in a peer's small outbound pipe waits in the
+/// role's outbox, which counts bytes (docs/bounds.md §2).
+pub(crate) fn router(
+    endpoint: &str,
+    hwm: i32,
+    sndhwm: i32,
+    curve: Option<&SocketCurve>,
+) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
     socket
         .set_sndhwm(sndhwm)
@@ -272,6 +284,7 @@ pub(crate) fn router(endpoint: &str, hwm: i32, sndhwm: i32) -> Result<zmq::Socke
     socket
         .set_router_mandatory(true)
         .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
+    crate::curve::apply(curve, &socket)?;
     socket.bind(endpoint).map_err(|source| Error::Bind {
         endpoint: endpoint.to_owned(),
         source,

@@ -293,6 +293,39 @@
 //! # Ok::<(), lhcluster::Error>(())
 //! ```
 //!
+//! ## Security (CURVE)
+//!
+//! Without keys every connection is in clear and anyone who reaches a port
+//! can connect. With CURVE keys each connection is encrypted, clients check
+//! the server's key, and a broker can let in only listed client and worker
+//! keys (`docs/security.md` has the threat model):
+//!
+//! ```rust,no_run
+//! use lhcluster::curve::{KeyList, SecretKey};
+//! use lhcluster::{Broker, BrokerConfig, Client, ClientConfig};
+//!
+//! let broker_key = SecretKey::generate()?; // or curve::read_secret_key("broker.key")
+//! let client_key = SecretKey::generate()?;
+//!
+//! let mut config = BrokerConfig::new("tcp://*:5555", "tcp://*:5556");
+//! config.curve_secret_key = Some(broker_key.clone());
+//! config.curve_client_keys = Some(KeyList::from_keys([client_key.public_key()]));
+//! let broker = Broker::start(config)?;
+//!
+//! let mut config = ClientConfig::new("tcp://b1:5555");
+//! config.curve_server_key = Some(broker_key.public_key()); // the broker's NAME.pub
+//! config.curve_secret_key = Some(client_key);
+//! let client = Client::connect(config)?;
+//! # Ok::<(), lhcluster::Error>(())
+//! ```
+//!
+//! Workers, proxies and the notification roles take the same fields. From the
+//! command line: `lhcluster keygen broker` writes `broker.key` (mode 0600) and
+//! `broker.pub`; `lhcluster broker --secret-key broker.key --client-keys
+//! clients.keys`; `lhcluster worker --server-key broker.pub --secret-key
+//! worker.key …` (`docs/operations.md`). A client without the right
+//! keys gets nothing through: its requests end `Disconnected`.
+//!
 //! ## Running the daemon
 //!
 //! The roles run in any process that links this crate. To run them as
@@ -332,6 +365,7 @@ mod config_common;
 #[cfg(feature = "serde")]
 mod config_serde;
 mod context;
+pub mod curve;
 mod deadline;
 mod endpoint;
 mod error;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tracing::{debug, error, warn};
 
+use crate::curve::{PublicKey, SecretKey, SocketCurve};
 use crate::io;
 use crate::protocol::{Message, Payload, RequestId, RequestType};
 use crate::session::{BrokerSession, Inbound, LinkAction};
@@ -89,6 +90,8 @@ pub(crate) struct Link {
     routing_id: [u8; 16],
     /// The socket's high-water mark (the role's `hwm`).
     hwm: i32,
+    /// The CURVE client side, if the role has the broker's key.
+    curve: Option<SocketCurve>,
     socket: Option<zmq::Socket>,
     /// Reused by every send (no allocation per message).
     header_buf: Vec<u8>,
@@ -109,10 +112,23 @@ impl Link {
         Self {
             endpoint: String::new(),
             hwm,
+            curve: None,
             routing_id: crate::peer::random_routing_id(),
             socket: None,
             header_buf: Vec::with_capacity(64),
         }
+    }
+
+    /// With CURVE towards the broker: `server` its public key, `own` the
+    /// role's secret key (a new one when `None`). Without `server`, in
+    /// clear.
+    pub(crate) fn with_curve(
+        mut self,
+        server: Option<&PublicKey>,
+        own: Option<&SecretKey>,
+    ) -> Result<Self, crate::Error> {
+        self.curve = SocketCurve::client(server, own)?;
+        Ok(self)
     }
 
     /// The socket, to poll (none while reconnecting).
@@ -158,7 +174,12 @@ impl Link {
             LinkAction::Connect => {
                 // The same routing id at every broker: each sees one peer.
                 core.parts().0.endpoint().clone_into(&mut self.endpoint);
-                match io::dealer(&self.endpoint, &self.routing_id, self.hwm) {
+                match io::dealer(
+                    &self.endpoint,
+                    &self.routing_id,
+                    self.hwm,
+                    self.curve.as_ref(),
+                ) {
                     Ok(socket) => {
                         debug!(broker = %self.endpoint, "connecting to the broker");
                         self.socket = Some(socket);

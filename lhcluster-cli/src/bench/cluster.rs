@@ -1,15 +1,13 @@
 //! `lhcluster bench --brokers N`: an in-process cluster of N brokers
 //! (docs/clustering.md), where its clients and workers connect
-//! (`--placement`), the keys a client sends when it should only send keys
-//! its own broker owns (`--owned-keys`), and how many broker-to-broker hops
-//! the requests of a run took.
+//! (`--placement`), the ids a client names itself (`--own-ids`), and how
+//! many broker-to-broker hops the requests of a run took.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use lhcluster::bench_support::cluster_owner;
-use lhcluster::{Broker, BrokerConfig, BrokerStats, RequestId, RequestType};
+use lhcluster::{Broker, BrokerConfig, BrokerStats, RequestId};
 use serde::Serialize;
 
 use super::transport::Transport;
@@ -21,8 +19,9 @@ pub enum Placement {
     /// Clients on the first broker, workers on the last: every request
     /// crosses between brokers.
     Split,
-    /// Clients and workers on the first broker. Requests whose key another
-    /// broker owns still go to it and back (`--owned-keys` avoids them).
+    /// Clients and workers on the first broker. Ids the clients pick are
+    /// owned by that broker, so nothing leaves it; with `--own-ids`, those
+    /// another broker owns go to it and back.
     Same,
     /// Client i on broker i mod N, worker j on broker j mod N.
     Spread,
@@ -143,7 +142,7 @@ pub fn wait_served(
 }
 
 /// The cluster ids of `brokers` (read from their stats), in order.
-pub fn ids(brokers: &[Broker]) -> anyhow::Result<Vec<u64>> {
+fn ids(brokers: &[Broker]) -> anyhow::Result<Vec<u64>> {
     brokers
         .iter()
         .map(|b| {
@@ -169,48 +168,33 @@ fn wait_until(
     Ok(())
 }
 
-/// The request ids one client sends: assigned by its client (`None`), or,
-/// with `--owned-keys`, only ids its own broker owns, from a range of its
-/// own (so that clients never send the same key).
+/// The request ids one client sends: picked by its client (`None`: ids
+/// its broker owns, docs/clustering.md §9), or, with `--own-ids`, named by
+/// the benchmark from a range of the client's own (so that clients never
+/// send the same key), whichever broker owns them.
 #[derive(Clone, Debug)]
 pub struct Keys {
-    owned: Option<Owned>,
-}
-
-#[derive(Clone, Debug)]
-struct Owned {
-    members: Vec<u64>,
-    own: u64,
-    next: RequestId,
+    next: Option<RequestId>,
 }
 
 impl Keys {
-    /// Ids assigned by the client.
-    pub fn any() -> Self {
-        Self { owned: None }
+    /// Ids picked by the client.
+    pub fn picked() -> Self {
+        Self { next: None }
     }
 
-    /// Ids that broker `own` owns among `members`, for client `idx`.
-    pub fn owned_by(own: u64, members: Vec<u64>, idx: usize) -> Self {
+    /// Ids counting up from a range of client `idx`'s own.
+    pub fn own_range(idx: usize) -> Self {
         Self {
-            owned: Some(Owned {
-                members,
-                own,
-                next: (idx as u64 + 1) << 40,
-            }),
+            next: Some((idx as u64 + 1) << 40),
         }
     }
 
-    /// The id of the next request of `request_type`.
-    pub fn next(&mut self, request_type: RequestType) -> Option<RequestId> {
-        let o = self.owned.as_mut()?;
-        loop {
-            let id = o.next;
-            o.next += 1;
-            if cluster_owner(&o.members, request_type, id) == Some(o.own) {
-                return Some(id);
-            }
-        }
+    /// The id of the next request, if the benchmark names it.
+    pub fn next(&mut self) -> Option<RequestId> {
+        let id = self.next.as_mut()?;
+        *id += 1;
+        Some(*id)
     }
 }
 
@@ -265,16 +249,13 @@ mod tests {
     }
 
     #[test]
-    fn owned_keys_are_owned_by_the_clients_broker_and_distinct_per_client() {
-        let members = vec![0x1111, 0x2222];
-        let mut a = Keys::owned_by(0x1111, members.clone(), 0);
-        let mut b = Keys::owned_by(0x2222, members.clone(), 1);
+    fn own_ranges_are_distinct_per_client_and_picked_ids_are_left_to_the_client() {
+        let (mut a, mut b) = (Keys::own_range(0), Keys::own_range(1));
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..100 {
-            let (ia, ib) = (a.next(7).unwrap(), b.next(7).unwrap());
-            assert_eq!(cluster_owner(&members, 7, ia), Some(0x1111));
-            assert_eq!(cluster_owner(&members, 7, ib), Some(0x2222));
-            assert_ne!(ia, ib);
+            assert!(seen.insert(a.next().unwrap()));
+            assert!(seen.insert(b.next().unwrap()));
         }
-        assert_eq!(Keys::any().next(7), None);
+        assert_eq!(Keys::picked().next(), None);
     }
 }

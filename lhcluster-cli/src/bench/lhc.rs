@@ -44,8 +44,8 @@ pub struct Setup {
     pub brokers: usize,
     /// Where clients and workers connect in a cluster.
     pub placement: Placement,
-    /// Clients send only keys their own broker owns.
-    pub owned_keys: bool,
+    /// Clients name their own ids instead of letting the client pick them.
+    pub own_ids: bool,
 }
 
 impl Setup {
@@ -62,8 +62,8 @@ impl Setup {
         let mut label = "lhcluster".to_owned();
         if self.brokers > 1 {
             label.push_str(&format!("-{}-{}", self.brokers, self.placement.name()));
-            if self.owned_keys {
-                label.push_str("-owned");
+            if self.own_ids {
+                label.push_str("-own-ids");
             }
         }
         if self.proxy {
@@ -175,14 +175,12 @@ impl Cluster {
                 None => frontends[setup.placement.client_broker(i, n)].clone(),
             })
             .collect();
-        let keys = if setup.owned_keys && brokers.len() > 1 {
-            let ids = cluster::ids(&brokers)?;
-            (0..clients)
-                .map(|i| Keys::owned_by(ids[setup.placement.client_broker(i, n)], ids.clone(), i))
-                .collect()
-        } else {
-            vec![Keys::any(); clients]
-        };
+        let keys = (0..clients)
+            .map(|i| match setup.own_ids {
+                true => Keys::own_range(i),
+                false => Keys::picked(),
+            })
+            .collect();
         let mut started = Vec::new();
         // Local clients are made by their own threads, in `run`.
         let shared_clients = if setup.local_client { 0 } else { clients };
@@ -315,7 +313,7 @@ impl BenchClient {
             BenchClient::Shared(c) => c.request(request_type),
             BenchClient::Local(c) => c.request(request_type),
         };
-        with_key(builder, request_type, keys)
+        with_key(builder, keys)
     }
 
     /// Waits for completions: sleeps until the driver thread wakes this
@@ -332,12 +330,8 @@ impl BenchClient {
     }
 }
 
-fn with_key<'a>(
-    builder: RequestBuilder<'a>,
-    request_type: RequestType,
-    keys: &mut Keys,
-) -> RequestBuilder<'a> {
-    match keys.next(request_type) {
+fn with_key<'a>(builder: RequestBuilder<'a>, keys: &mut Keys) -> RequestBuilder<'a> {
+    match keys.next() {
         Some(id) => builder.id(id),
         None => builder,
     }
@@ -509,7 +503,7 @@ fn one_way_loop(
         control.stamp_payload(&mut buf, idx);
         let t = request_type(seq, setup.types);
         seq += 1;
-        let sent = with_key(client.request(t), t, keys)
+        let sent = with_key(client.request(t), keys)
             .flags(setup.flags)
             .payload(vec![Frame::from(&buf[..])])
             .send();

@@ -33,7 +33,7 @@ pub struct Config {
     pub idle_workers: usize,
     pub brokers: usize,
     pub placement: Placement,
-    pub owned_keys: bool,
+    pub own_ids: bool,
 }
 
 impl Config {
@@ -59,7 +59,7 @@ impl Config {
             idle_workers: args.idle_workers,
             brokers: args.brokers.max(1),
             placement: args.placement,
-            owned_keys: args.owned_keys,
+            own_ids: args.own_ids,
         }
     }
 }
@@ -179,7 +179,7 @@ fn header_line(args: &Args, window: usize) -> String {
             args.brokers,
             args.transport.name(),
             args.placement.name(),
-            if args.owned_keys { ", owned keys" } else { "" },
+            if args.own_ids { ", own ids" } else { "" },
         ),
         None => format!("in-process broker over {}", args.transport.name()),
     };

@@ -1,9 +1,11 @@
 //! `lhcluster broker`: runs a broker until SIGINT / SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lhcluster::{Broker, BrokerConfig};
 
+use crate::commands::keys::{self, SecretKeyFlag};
 use crate::common::set;
 use crate::daemon::{self, ConfigFlags};
 
@@ -44,6 +46,16 @@ pub struct Args {
     /// This broker's name in the cluster (logs and stats).
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
+    /// File of the client public keys the frontend lets in, one per line
+    /// (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    client_keys: Option<PathBuf>,
+    /// File of the worker public keys the backend lets in, one per line
+    /// (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    worker_keys: Option<PathBuf>,
 }
 
 impl Args {
@@ -64,6 +76,9 @@ impl Args {
         if self.name.is_some() {
             config.name = self.name.clone();
         }
+        self.secret_key.apply(&mut config.curve_secret_key)?;
+        keys::apply_list(&self.client_keys, &mut config.curve_client_keys)?;
+        keys::apply_list(&self.worker_keys, &mut config.curve_worker_keys)?;
         Ok(config)
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod broker;
+pub mod keygen;
+pub mod keys;
 pub mod notify_broker;
 pub mod proxy;
 pub mod publish;

@@ -9,6 +9,7 @@ use clap::ValueEnum;
 use lhcluster::client::{Client, ClientConfig, ClientEvent, ReceiptKind};
 use lhcluster::{Flags, RequestError, RequestType, Status};
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{parse_duration, parse_request_type};
 
 /// Exit codes of `lhcluster request`, one per outcome (see --help).
@@ -97,6 +98,10 @@ pub struct Args {
     /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 impl Args {
@@ -143,6 +148,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.brokers.clone_from(&args.to);
     config.name = args.name.clone();
     config.request_timeout = Some(args.timeout);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     let client = Client::connect(config)?;
     // With several, the first may be down: a request sent while greeting
     // it would end with it. Wait for a session (within the timeout, which

@@ -8,6 +8,7 @@ use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Payload, RequestType};
 use serde::Deserialize;
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{parse_request_type, set, shutdown_signal};
 use crate::daemon::{SharedFlags, SharedOptions, until_signal};
 
@@ -43,6 +44,10 @@ pub struct Args {
     /// Name shown in the broker's logs.
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
     #[command(flatten)]
     shared: SharedFlags,
 }
@@ -178,6 +183,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.brokers.clone_from(&args.broker);
     set(&mut config.capacity, &args.capacity);
     config.inline = args.inline;
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     config.name = args.name;
     config.apply(&args.shared);
     let signal = shutdown_signal()?;

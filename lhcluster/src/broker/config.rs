@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config_common::{check_outbox, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
+use crate::curve::{KeyList, SecretKey};
 use crate::error::ConfigError;
 
 /// How a [`Broker`](super::Broker) runs. Every field has a documented default
@@ -85,6 +86,20 @@ pub struct BrokerConfig {
     pub cluster_peers: Vec<String>,
     /// This broker's name in the cluster, for logs and stats. Default: none.
     pub name: Option<String>,
+    /// The CURVE secret key of the sockets it binds (docs/security.md):
+    /// peers must then connect with its public key, and all traffic is
+    /// encrypted. `None` (the default): no CURVE, traffic in clear.
+    /// In a cluster its dials show this key too, and expect the other
+    /// members to hold the same key pair.
+    pub curve_secret_key: Option<SecretKey>,
+    /// The client (and proxy) public keys the frontend lets in; any other
+    /// is refused during the CURVE handshake and counted
+    /// (`auth_failures`). `None` (the default): any client that holds the
+    /// broker's public key. Needs `curve_secret_key`.
+    pub curve_client_keys: Option<KeyList>,
+    /// The worker public keys the backend lets in, likewise. `None` (the
+    /// default): any worker that holds the broker's public key.
+    pub curve_worker_keys: Option<KeyList>,
 }
 
 impl BrokerConfig {
@@ -110,6 +125,9 @@ impl BrokerConfig {
             cluster_bind: None,
             cluster_peers: Vec::new(),
             name: None,
+            curve_secret_key: None,
+            curve_client_keys: None,
+            curve_worker_keys: None,
         }
     }
 
@@ -145,6 +163,12 @@ impl BrokerConfig {
             self.max_outbox_bytes_per_peer,
             self.max_outbox_bytes_total,
             self.slow_consumer_timeout,
+        )?;
+        crate::curve::check_config(
+            self.curve_secret_key.is_some(),
+            (self.curve_secret_key.is_none()
+                && (self.curve_client_keys.is_some() || self.curve_worker_keys.is_some()))
+            .then_some(("curve_client_keys", "curve_secret_key")),
         )?;
         check_shared(
             self.heartbeat,

@@ -2,6 +2,8 @@
 //! cluster, the cluster ROUTER and one DEALER per peer), moves frames
 //! between them and the state machine, and runs its ticks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -11,6 +13,7 @@ use super::config::BrokerConfig;
 use super::core::{BrokerCore, ClusterFrom, Side};
 use super::stats::BrokerStats;
 use crate::accept::{self, Delivery, RouterOutbox};
+use crate::curve::{SocketCurve, ZapDomain};
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
@@ -30,13 +33,20 @@ pub(super) struct Bound {
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
-    let frontend = io::router(&config.frontend, config.hwm, config.peer_sndhwm)?;
-    let backend = io::router(&config.backend, config.hwm, config.peer_sndhwm)?;
+    let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+    let zap = Zap::register(&config)?;
+    let (hwm, sndhwm) = (config.hwm, config.peer_sndhwm);
+    let frontend = io::router(&config.frontend, hwm, sndhwm, zap.side(&curve, 0).as_ref())?;
+    let backend = io::router(&config.backend, hwm, sndhwm, zap.side(&curve, 1).as_ref())?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let core = BrokerCore::new(&config, Instant::now());
     let cluster = ClusterSockets::open(&config, &core)?;
     let cluster_ep = cluster.as_ref().and_then(|c| c.router_ep.clone());
+    // The configured endpoints: a bound wildcard is shown as 127.0.0.1.
+    let mut bound_eps = vec![config.frontend.as_str(), config.backend.as_str()];
+    bound_eps.extend(config.cluster_bind.as_deref());
+    crate::curve::warn_if_clear("broker", curve.is_some(), &bound_eps);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(frontend = %frontend_ep, backend = %backend_ep, cluster = cluster_ep.as_deref().unwrap_or("-"), "broker started");
     let handle = RoleHandle::spawn(
@@ -60,6 +70,7 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                     RouterOutbox::new(config.outbox_limits()),
                     RouterOutbox::new(config.outbox_limits()),
                 ],
+                zap,
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -89,19 +100,25 @@ impl ClusterSockets {
         };
         let (router, router_ep, router_bound) = match &config.cluster_bind {
             Some(bind) => {
-                let router = io::router(bind, config.hwm, config.hwm)?;
+                let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+                // Brokers read what they are sent: the usual per-peer pipe.
+                let router = io::router(bind, config.hwm, config.hwm, curve.as_ref())?;
                 let (ep, bound) = io::bound_endpoints(&router, bind);
                 (Some(router), Some(ep), Some(bound))
             }
             None => (None, None, None),
         };
+        // The members of a CURVE cluster share one key pair: each dials
+        // the others' public key, which is its own.
+        let own = config.curve_secret_key.as_ref();
+        let dial_curve = SocketCurve::client(own.map(|k| k.public_key()).as_ref(), own)?;
         let dials = core
             .dial_endpoints()
             .iter()
             .enumerate()
             .map(|(i, endpoint)| {
                 let rid = super::core::dial_routing_id(id, i as u32);
-                io::dealer(endpoint, &rid, config.hwm)
+                io::dealer(endpoint, &rid, config.hwm, dial_curve.as_ref())
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Some(Self {
@@ -152,6 +169,8 @@ struct Driver {
     header_buf: Vec<u8>,
     /// What waits for peers whose pipe is full, frontend and backend.
     outboxes: [RouterOutbox; 2],
+    /// The allow lists of the frontend and backend, while the broker runs.
+    zap: Zap,
     stats_log: StatsLog,
 }
 
@@ -295,7 +314,9 @@ impl Driver {
         for command in self.inbox.pending(rung) {
             match command {
                 Command::Stats(reply) => {
-                    let _ = reply.send(self.core.stats());
+                    let mut stats = self.core.stats();
+                    stats.auth_failures = self.zap.failures.load(Ordering::Relaxed);
+                    let _ = reply.send(stats);
                 }
                 Command::Stop => return true,
             }
@@ -400,4 +421,42 @@ fn send_queued(
         core.cluster_send_failed(side, &peer);
     }
     send_queued(core, [frontend, backend], cluster, outboxes, header_buf);
+}
+
+/// The broker's ZAP domains (docs/security.md): the allow lists of its
+/// frontend (clients) and backend (workers), and their refusals.
+struct Zap {
+    /// Frontend, backend; `None` for a side without a list.
+    domains: [Option<ZapDomain>; 2],
+    failures: Arc<AtomicU64>,
+}
+
+impl Zap {
+    fn register(config: &BrokerConfig) -> Result<Self, Error> {
+        let failures = Arc::new(AtomicU64::new(0));
+        let mut domains = [None, None];
+        let lists = [
+            ("broker frontend", &config.curve_client_keys),
+            ("broker backend", &config.curve_worker_keys),
+        ];
+        for (slot, (what, list)) in domains.iter_mut().zip(lists) {
+            if let Some(list) = list {
+                *slot = Some(crate::curve::register_zap(
+                    what,
+                    list.clone(),
+                    failures.clone(),
+                )?);
+            }
+        }
+        Ok(Self { domains, failures })
+    }
+
+    /// The CURVE side of socket `i` (0 frontend, 1 backend).
+    fn side(&self, curve: &Option<SocketCurve>, i: usize) -> Option<SocketCurve> {
+        let curve = curve.clone()?;
+        Some(match &self.domains[i] {
+            Some(domain) => curve.with_zap(domain),
+            None => curve,
+        })
+    }
 }

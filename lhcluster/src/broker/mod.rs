@@ -90,7 +90,7 @@ pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<Broke
 
     crate::endpoint::validate(frontend)?;
     // One query out, one answer in: no queue to bound.
-    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id(), 16)?;
+    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id(), 16, None)?;
     socket
         .set_linger(0)
         .map_err(zmq_err("setting ZMQ_LINGER"))?;

@@ -60,6 +60,13 @@ pub struct BrokerStats {
     pub requests_expired: u64,
     /// Messages the broker could not deliver (peer gone or not writable).
     pub undeliverable: u64,
+    /// CURVE handshakes refused because the peer's key is not in the
+    /// frontend's or the backend's list (`curve_client_keys`,
+    /// `curve_worker_keys`; docs/security.md). In [`Broker::stats`]; a
+    /// `STATS_REPLY` does not carry it yet.
+    ///
+    /// [`Broker::stats`]: super::Broker::stats
+    pub auth_failures: u64,
     /// Malformed or unexpected messages on the frontend.
     pub malformed_frontend: u64,
     /// Malformed or unexpected messages on the backend.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config_common::{check_brokers, check_reconnect, check_shared, defaults};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
+use crate::curve::{PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// How a [`Client`](super::Client) runs. Fields default as documented on
@@ -63,6 +64,15 @@ pub struct ClientConfig {
     /// How long [`Client::stop`](super::Client::stop) waits. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE public key of the broker (or proxy) (docs/security.md): with it,
+    /// the connection is encrypted and reaches only the holder of the
+    /// matching secret key. `None` (the default): no CURVE. Every endpoint
+    /// in `brokers` is expected to hold this key.
+    pub curve_server_key: Option<PublicKey>,
+    /// This role's own CURVE secret key, which the broker may check
+    /// against its list of allowed keys. `None` (the default): a new one at
+    /// each start, when `curve_server_key` is set.
+    pub curve_secret_key: Option<SecretKey>,
 }
 
 impl ClientConfig {
@@ -80,6 +90,8 @@ impl ClientConfig {
             hwm: defaults::HWM,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_server_key: None,
+            curve_secret_key: None,
         }
     }
 
@@ -99,6 +111,11 @@ impl ClientConfig {
             return Err(ConfigError::invalid("name", "must not be empty"));
         }
         check_reconnect(self.reconnect_min)?;
+        crate::curve::check_config(
+            self.curve_server_key.is_some(),
+            (self.curve_secret_key.is_some() && self.curve_server_key.is_none())
+                .then_some(("curve_secret_key", "curve_server_key")),
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,

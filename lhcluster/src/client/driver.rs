@@ -32,6 +32,12 @@ pub(super) fn spawn(
 ) -> Result<RoleHandle<Command>, Error> {
     let (tx, bell, inbox) = crate::role::channel()?;
     let shutdown_timeout = config.shutdown_timeout;
+    // Made here, not in the thread: a key that cannot be made is an error
+    // of the start.
+    let link = Link::new(config.hwm).with_curve(
+        config.curve_server_key.as_ref(),
+        config.curve_secret_key.as_ref(),
+    )?;
     RoleHandle::spawn(
         "lhcluster-client",
         tx,
@@ -44,7 +50,7 @@ pub(super) fn spawn(
             let _ended = readiness.end_on_drop();
             let mut driver = Driver {
                 core: ClientCore::new(&config, Some(events), Instant::now()).with_ids(ids),
-                link: Link::new(config.hwm),
+                link,
                 inbox,
                 readiness,
                 stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),

@@ -63,7 +63,10 @@ impl LocalClient {
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let mut client = LocalClient {
             core: ClientCore::new(&config, Some(events_tx), Instant::now()),
-            link: Link::new(config.hwm),
+            link: Link::new(config.hwm).with_curve(
+                config.curve_server_key.as_ref(),
+                config.curve_secret_key.as_ref(),
+            )?,
             events,
             next_id: crate::peer::random_u64(),
             stats_log: crate::stats_log::StatsLog::new(config.stats_log_interval, Instant::now()),

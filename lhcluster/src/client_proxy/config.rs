@@ -7,6 +7,7 @@ use crate::config_common::{
 };
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
+use crate::curve::{PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// How a [`ClientProxy`](super::ClientProxy) runs. Fields default as
@@ -92,6 +93,15 @@ pub struct ClientProxyConfig {
     /// Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE secret key of its client side (docs/security.md): clients
+    /// must then connect with its public key. Also its own key towards the
+    /// broker when `curve_server_key` is set. `None` (the default): its
+    /// client side runs in clear.
+    pub curve_secret_key: Option<SecretKey>,
+    /// The broker's CURVE public key: with it, the connection upstream is
+    /// encrypted and reaches only the holder of the matching secret key.
+    /// `None` (the default): no CURVE upstream.
+    pub curve_server_key: Option<PublicKey>,
 }
 
 impl ClientProxyConfig {
@@ -115,6 +125,8 @@ impl ClientProxyConfig {
             slow_consumer_timeout: defaults::SLOW_CONSUMER_TIMEOUT,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_secret_key: None,
+            curve_server_key: None,
         }
     }
 
@@ -147,6 +159,10 @@ impl ClientProxyConfig {
             self.max_outbox_bytes_per_peer,
             self.max_outbox_bytes_total,
             self.slow_consumer_timeout,
+        )?;
+        crate::curve::check_config(
+            self.curve_server_key.is_some() || self.curve_secret_key.is_some(),
+            None,
         )?;
         check_shared(
             self.heartbeat,

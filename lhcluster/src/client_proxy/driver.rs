@@ -10,6 +10,7 @@ use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
 use crate::accept::{self, Delivery, RouterOutbox};
+use crate::curve::SocketCurve;
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
@@ -23,14 +24,18 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
-    let clients = io::router(&config.bind, config.hwm, config.peer_sndhwm)?;
+    let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+    let clients = io::router(&config.bind, config.hwm, config.peer_sndhwm, curve.as_ref())?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(bind = %endpoint, brokers = ?config.brokers, "client proxy started");
     let now = Instant::now();
     let mut driver = Driver {
         core: ProxyCore::new(&config, now),
-        link: Link::new(config.hwm),
+        link: Link::new(config.hwm).with_curve(
+            config.curve_server_key.as_ref(),
+            config.curve_secret_key.as_ref(),
+        )?,
         clients,
         bound,
         inbox,

@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{Ignored, Probe, READ_BATCH, Upstream};
+use crate::curve::SocketCurve;
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
@@ -60,7 +61,14 @@ impl NotifyBroker {
         backend
             .set_rcvhwm(config.hwm)
             .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+        let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+        crate::curve::warn_if_clear(
+            "notify broker",
+            curve.is_some(),
+            &[&config.frontend, &config.backend],
+        );
         for socket in [&frontend, &backend] {
+            crate::curve::apply(curve.as_ref(), socket)?;
             super::set_heartbeats(socket, config.heartbeat, config.liveness)?;
             socket
                 .set_linger(1000)

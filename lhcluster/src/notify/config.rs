@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config_common::{check_endpoints, check_reconnect, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
+use crate::curve::{PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// The reconnect cap of the publisher and the subscriber (ZeroMQ's
@@ -64,6 +65,10 @@ pub struct NotifyBrokerConfig {
     /// the driver thread. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE secret key of the sockets it binds (docs/security.md):
+    /// peers must then connect with its public key, and all traffic is
+    /// encrypted. `None` (the default): no CURVE, traffic in clear.
+    pub curve_secret_key: Option<SecretKey>,
 }
 
 impl NotifyBrokerConfig {
@@ -80,6 +85,7 @@ impl NotifyBrokerConfig {
             max_tracked_topics: 10_000,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_secret_key: None,
         }
     }
 
@@ -94,6 +100,7 @@ impl NotifyBrokerConfig {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
         positive("peer_sndhwm", self.peer_sndhwm)?;
+        crate::curve::check_config(self.curve_secret_key.is_some(), None)?;
         check_shared(
             self.heartbeat,
             self.liveness,
@@ -166,6 +173,15 @@ pub struct NotifyPublisherConfig {
     /// How long `stop` waits for the driver thread. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE secret key (docs/security.md): of the endpoints it binds
+    /// ([`bind`](super::NotifyPublisher::bind)), or its own key towards the
+    /// notify brokers ([`connect`](super::NotifyPublisher::connect), with
+    /// `curve_server_key`). `None` (the default): no CURVE when binding.
+    pub curve_secret_key: Option<SecretKey>,
+    /// The notify brokers' CURVE public key, when connecting: with it, the
+    /// connection is encrypted and reaches only the holder of the matching
+    /// secret key. `None` (the default): no CURVE when connecting.
+    pub curve_server_key: Option<PublicKey>,
 }
 
 impl NotifyPublisherConfig {
@@ -183,6 +199,8 @@ impl NotifyPublisherConfig {
             linger: Duration::from_secs(1),
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_secret_key: None,
+            curve_server_key: None,
         }
     }
 
@@ -200,6 +218,10 @@ impl NotifyPublisherConfig {
         check_endpoints("endpoints", &self.endpoints)?;
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
+        crate::curve::check_config(
+            self.curve_server_key.is_some() || self.curve_secret_key.is_some(),
+            None,
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,
@@ -271,6 +293,15 @@ pub struct NotifySubscriberConfig {
     /// handler to return. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE public key of the notify broker (or publisher) (docs/security.md): with it,
+    /// the connection is encrypted and reaches only the holder of the
+    /// matching secret key. `None` (the default): no CURVE. Every endpoint
+    /// in `endpoints` is expected to hold this key.
+    pub curve_server_key: Option<PublicKey>,
+    /// This role's own CURVE secret key, which the notify broker may check
+    /// against its list of allowed keys. `None` (the default): a new one at
+    /// each start, when `curve_server_key` is set.
+    pub curve_secret_key: Option<SecretKey>,
 }
 
 impl NotifySubscriberConfig {
@@ -290,6 +321,8 @@ impl NotifySubscriberConfig {
             reconnect_max: NOTIFY_RECONNECT_MAX,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_server_key: None,
+            curve_secret_key: None,
         }
     }
 
@@ -327,6 +360,11 @@ impl NotifySubscriberConfig {
         }
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
+        crate::curve::check_config(
+            self.curve_server_key.is_some(),
+            (self.curve_secret_key.is_some() && self.curve_server_key.is_none())
+                .then_some(("curve_secret_key", "curve_server_key")),
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
 use super::{Ignored, Probe, READ_BATCH, Upstream};
+use crate::curve::SocketCurve;
 use crate::error::{ConfigError, Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{Message, Payload, RawNotification};
@@ -184,6 +185,14 @@ impl NotifyPublisher {
             .set_linger(linger)
             .map_err(zmq_err("setting ZMQ_LINGER"))?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
+        let curve = match mode {
+            Mode::Bind => SocketCurve::server(config.curve_secret_key.as_ref()),
+            Mode::Connect => SocketCurve::client(
+                config.curve_server_key.as_ref(),
+                config.curve_secret_key.as_ref(),
+            )?,
+        };
+        crate::curve::apply(curve.as_ref(), &socket)?;
         let shared = Arc::new(Shared::default());
         let (endpoint, bound) = match mode {
             Mode::Connect => {

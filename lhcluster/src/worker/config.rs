@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config_common::{check_brokers, check_reconnect, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
+use crate::curve::{PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// How a [`Worker`](super::Worker) runs. Fields default as documented on
@@ -79,6 +80,15 @@ pub struct WorkerConfig {
     /// finish. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
     pub shutdown_timeout: Duration,
+    /// The CURVE public key of the broker (docs/security.md): with it,
+    /// the connection is encrypted and reaches only the holder of the
+    /// matching secret key. `None` (the default): no CURVE. Every endpoint
+    /// in `brokers` is expected to hold this key.
+    pub curve_server_key: Option<PublicKey>,
+    /// This role's own CURVE secret key, which the broker may check
+    /// against its list of allowed keys. `None` (the default): a new one at
+    /// each start, when `curve_server_key` is set.
+    pub curve_secret_key: Option<SecretKey>,
 }
 
 impl WorkerConfig {
@@ -97,6 +107,8 @@ impl WorkerConfig {
             max_unsent_bytes: 64 << 20,
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            curve_server_key: None,
+            curve_secret_key: None,
         }
     }
 
@@ -124,6 +136,11 @@ impl WorkerConfig {
             ));
         }
         check_reconnect(self.reconnect_min)?;
+        crate::curve::check_config(
+            self.curve_server_key.is_some(),
+            (self.curve_secret_key.is_some() && self.curve_server_key.is_none())
+                .then_some(("curve_secret_key", "curve_server_key")),
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,

@@ -71,6 +71,12 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
         done,
     };
     let shutdown_timeout = config.shutdown_timeout;
+    // Made here, not in the thread: a key that cannot be made is an error
+    // of the start.
+    let link = Link::new(config.hwm).with_curve(
+        config.curve_server_key.as_ref(),
+        config.curve_secret_key.as_ref(),
+    )?;
     RoleHandle::spawn(
         "lhcluster-worker",
         tx,
@@ -81,7 +87,7 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
         move || {
             let mut driver = Driver {
                 core: WorkerCore::new(&config, types, Instant::now()),
-                link: Link::new(config.hwm),
+                link,
                 inbox,
                 executor,
                 shutdown_timeout,

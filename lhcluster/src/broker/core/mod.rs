@@ -66,7 +66,6 @@ pub(crate) enum Side {
 }
 
 #[cfg(feature = "unstable-internals")]
-pub(crate) use cluster::score;
 pub(crate) use cluster::{ClusterFrom, dial_routing_id};
 
 /// A message for the driver to send.

@@ -19,6 +19,7 @@ use tracing::{error, info};
 use super::config::NotifySubscriberConfig;
 use super::stats::NotifySubscriberStats;
 use super::subscriptions::{Prober, SubscriptionSet};
+use crate::curve::SocketCurve;
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::RawNotification;
@@ -151,6 +152,11 @@ impl NotifySubscriber {
             .set_linger(0)
             .map_err(zmq_err("setting ZMQ_LINGER"))?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
+        let curve = SocketCurve::client(
+            config.curve_server_key.as_ref(),
+            config.curve_secret_key.as_ref(),
+        )?;
+        crate::curve::apply(curve.as_ref(), &socket)?;
         // One at a time: the watch moves the socket to the next (a
         // subscriber connected to several would get each notification
         // from each of them).

@@ -1,0 +1,358 @@
+//! CURVE end to end (docs/security.md): roles with keys talk, and what goes
+//! over the wire is encrypted; a role without the server's key gets nothing
+//! through. Loopback TCP, each test under a time limit.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lhcluster::client::{Client, ClientConfig, LocalClient};
+use lhcluster::curve::{KeyList, PublicKey, SecretKey};
+use lhcluster::notify::{
+    NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
+    NotifySubscriber, NotifySubscriberConfig,
+};
+use lhcluster::worker::{RequestContext, Worker};
+use lhcluster::{Broker, ClientProxy, ClientProxyConfig, Flags, Payload, RequestError};
+use lhcluster_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// Generous: nothing waits this long when things work.
+const WAIT: Duration = Duration::from_secs(10);
+/// A payload that must never be seen in clear on the wire.
+const SECRET: &[u8] = b"the-payload-nobody-may-read-0123456789";
+
+/// A broker on loopback TCP with `secret` as its CURVE key.
+fn curve_broker(secret: &SecretKey) -> Broker {
+    broker_with(Transport::Tcp, |c| {
+        c.curve_secret_key = Some(secret.clone())
+    })
+}
+
+fn curve_client_config(endpoint: &str, server: &SecretKey) -> ClientConfig {
+    let mut config = client_config(endpoint);
+    config.curve_server_key = Some(server.public_key());
+    config.curve_secret_key = Some(SecretKey::generate().unwrap());
+    config
+}
+
+/// An echo worker of type 1 that holds the broker's key (and a key of its
+/// own, generated), counting the requests it runs.
+fn curve_worker(broker: &Broker, server: &SecretKey, runs: Arc<AtomicU64>) -> Worker {
+    keyed_worker(broker, server, None, runs)
+}
+
+/// [`curve_worker`] with its own key `own`.
+fn keyed_worker(
+    broker: &Broker,
+    server: &SecretKey,
+    own: Option<SecretKey>,
+    runs: Arc<AtomicU64>,
+) -> Worker {
+    let mut config = worker_config(broker);
+    config.curve_server_key = Some(server.public_key());
+    config.curve_secret_key = own;
+    Worker::builder(config)
+        .handle_raw(1, move |payload: Payload, ctx: &RequestContext| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            echo(payload, ctx)
+        })
+        .start()
+        .expect("worker starts")
+}
+
+fn secret_payload() -> Payload {
+    vec![SECRET.into()]
+}
+
+/// Sends [`SECRET`] as request `id` of type 1 and checks it comes back.
+fn round_trip(client: &Client, id: u64) {
+    let reply = client
+        .send(1, id, Flags::empty(), secret_payload())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(reply.payload[0].as_ref(), SECRET);
+}
+
+#[test]
+fn keys_on_every_hop_serve_requests_end_to_end() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let runs = Arc::new(AtomicU64::new(0));
+        let _worker = curve_worker(&broker, &server, runs.clone());
+        expect_workers(&broker, 1, WAIT);
+
+        let client = Client::connect(curve_client_config(broker.frontend(), &server)).unwrap();
+        round_trip(&client, 7);
+
+        // The LocalClient takes the same keys.
+        let mut local =
+            LocalClient::connect(curve_client_config(broker.frontend(), &server)).unwrap();
+        let handle = local.send(1, 8, Flags::empty(), secret_payload()).unwrap();
+        let reply = local.wait(handle).unwrap();
+        assert_eq!(reply.payload[0].as_ref(), SECRET);
+
+        // And a proxy with its own key pair between client and broker.
+        let proxy_key = SecretKey::generate().unwrap();
+        let mut proxy_config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+        proxy_config.heartbeat = HEARTBEAT;
+        proxy_config.curve_secret_key = Some(proxy_key.clone());
+        proxy_config.curve_server_key = Some(server.public_key());
+        let proxy = ClientProxy::start(proxy_config).unwrap();
+        let behind = Client::connect(curve_client_config(proxy.endpoint(), &proxy_key)).unwrap();
+        round_trip(&behind, 9);
+        assert_eq!(runs.load(Ordering::Relaxed), 3);
+    });
+}
+
+/// What libzmq does with a client that has no key, or the wrong server
+/// key, at a CURVE server: the handshake fails, the connection is dropped
+/// (and retried), and nothing the client queued leaves it. So the client
+/// never gets its `WELCOME`: to it the broker is unreachable, and its
+/// requests end `Disconnected`, before their timeout: `HeartbeatsMissed`
+/// when its session gives the broker up, `NotConnected` if sent while it
+/// reconnects, `Send(EAGAIN)` when its socket has no connection to queue
+/// on. The worker runs nothing and the broker counts nothing.
+#[test]
+fn a_client_without_the_servers_key_gets_nothing_through() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let runs = Arc::new(AtomicU64::new(0));
+        let _worker = curve_worker(&broker, &server, runs.clone());
+        expect_workers(&broker, 1, WAIT);
+
+        let plaintext = client_config(broker.frontend());
+        let wrong_key = curve_client_config(broker.frontend(), &SecretKey::generate().unwrap());
+        for mut config in [plaintext, wrong_key] {
+            config.request_timeout = Some(WAIT);
+            let client = Client::connect(config).unwrap();
+            assert!(!client.wait_connected(Duration::from_millis(300)));
+            for id in 0..3 {
+                let outcome = client
+                    .send(1, id, Flags::empty(), secret_payload())
+                    .unwrap()
+                    .wait();
+                assert!(
+                    matches!(outcome, Err(RequestError::Disconnected(_))),
+                    "{outcome:?}"
+                );
+            }
+        }
+        assert_eq!(runs.load(Ordering::Relaxed), 0);
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.requests_received, 0);
+        assert_eq!(stats.malformed_frontend, 0);
+    });
+}
+
+/// A TCP relay between a client and a broker that keeps a copy of every
+/// byte, both ways.
+struct Relay {
+    endpoint: String,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn to(target: &str) -> Relay {
+        let target = target.strip_prefix("tcp://").unwrap().to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        // Left running when the test ends: it only ever serves this test's
+        // client, and its process ends with the test binary.
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                let Ok(outbound) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                pump(
+                    inbound.try_clone().unwrap(),
+                    outbound.try_clone().unwrap(),
+                    &record,
+                );
+                pump(outbound, inbound, &record);
+            }
+        });
+        Relay { endpoint, seen }
+    }
+
+    fn saw(&self, needle: &[u8]) -> bool {
+        let seen = self.seen.lock().unwrap();
+        seen.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn bytes(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, record: &Arc<Mutex<Vec<u8>>>) {
+    let record = record.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            record.lock().unwrap().extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+#[test]
+fn the_payload_never_crosses_the_wire_in_clear() {
+    time_limit(LIMIT, || {
+        // First without keys: the relay sees the payload, so it records
+        // what it should.
+        let (broker, _worker, _client) = served(Transport::Tcp, &[1]);
+        let relay = Relay::to(broker.frontend());
+        let client = Client::connect(client_config(&relay.endpoint)).unwrap();
+        round_trip(&client, 1);
+        assert!(relay.saw(SECRET), "the relay records the traffic");
+
+        // With CURVE: the same request and response, never in clear.
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let _worker = curve_worker(&broker, &server, Arc::default());
+        let relay = Relay::to(broker.frontend());
+        let client = Client::connect(curve_client_config(&relay.endpoint, &server)).unwrap();
+        for id in 0..5 {
+            round_trip(&client, id);
+        }
+        assert!(
+            relay.bytes() > 5 * SECRET.len(),
+            "traffic went through the relay"
+        );
+        assert!(!relay.saw(SECRET));
+        assert!(!relay.saw(&SECRET[..12]));
+    });
+}
+
+#[test]
+fn notifications_flow_over_curve() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let mut config = NotifyBrokerConfig::new(TCP_ANY, TCP_ANY);
+        config.curve_secret_key = Some(server.clone());
+        let broker = NotifyBroker::start(config).unwrap();
+
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut sub_config = NotifySubscriberConfig::new(broker.frontend()).topic("t");
+        sub_config.curve_server_key = Some(server.public_key());
+        sub_config.confirm_timeout = Some(WAIT);
+        let _subscriber =
+            NotifySubscriber::connect(sub_config, move |n: lhcluster::notify::RawNotification| {
+                let _ = tx.send(n.payload[0].to_vec());
+                NotifyOutcome::Continue
+            })
+            .expect("the subscriber's subscription is confirmed over CURVE");
+
+        let mut pub_config = NotifyPublisherConfig::new(broker.backend());
+        pub_config.curve_server_key = Some(server.public_key());
+        pub_config.connect_timeout = Some(WAIT);
+        let publisher = NotifyPublisher::connect(pub_config).expect("publisher connects");
+        publisher.publish("t", secret_payload()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT).unwrap(), SECRET);
+
+        // A publisher without the key is never connected.
+        let mut plain = NotifyPublisherConfig::new(broker.backend());
+        plain.connect_timeout = Some(Duration::from_millis(500));
+        assert!(NotifyPublisher::connect(plain).is_err());
+    });
+}
+
+#[test]
+fn keys_are_checked_by_validate() {
+    let own = SecretKey::generate().unwrap();
+    let mut config = ClientConfig::new("tcp://127.0.0.1:1");
+    config.curve_secret_key = Some(own);
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.field, "curve_secret_key");
+    assert!(err.reason.contains("curve_server_key"), "{err}");
+    config.curve_server_key = Some(SecretKey::generate().unwrap().public_key());
+    config.validate().unwrap();
+
+    assert!("not a key".parse::<PublicKey>().is_err());
+}
+
+#[test]
+fn cluster_members_sharing_a_key_pair_mesh_over_curve() {
+    time_limit(LIMIT, || {
+        let shared = SecretKey::generate().unwrap();
+        let first = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(shared.clone());
+            c.cluster_bind = Some(TCP_ANY.to_owned());
+        });
+        let second = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(shared.clone());
+            c.cluster_bind = Some(TCP_ANY.to_owned());
+            c.cluster_peers = vec![first.cluster_endpoint().unwrap().to_owned()];
+        });
+        let runs = Arc::new(AtomicU64::new(0));
+        let _worker = curve_worker(&second, &shared, runs.clone());
+        let served_remotely = eventually(WAIT, || {
+            let c = first.stats().unwrap().cluster.expect("clustered");
+            c.peers
+                .iter()
+                .any(|p| p.state == "up" && p.serves.contains_key(&1))
+        });
+        assert!(served_remotely, "the route is up over CURVE");
+        let client = Client::connect(curve_client_config(first.frontend(), &shared)).unwrap();
+        round_trip(&client, 1);
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// ZAP: a broker with allow lists lets in only the listed client and
+/// worker keys. An unlisted key fails its handshake as a wrong server key
+/// does (the client's requests end `Disconnected`), and is counted.
+#[test]
+fn only_listed_keys_get_in() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let client_key = SecretKey::generate().unwrap();
+        let worker_key = SecretKey::generate().unwrap();
+        let broker = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(server.clone());
+            c.curve_client_keys = Some(KeyList::from_keys([client_key.public_key()]));
+            c.curve_worker_keys =
+                Some(KeyList::parse(&format!("{} echo\n", worker_key.public_key())).unwrap());
+        });
+
+        // An unlisted worker never registers.
+        let stray_runs = Arc::new(AtomicU64::new(0));
+        let _stray = curve_worker(&broker, &server, stray_runs.clone());
+        assert!(eventually(WAIT, || broker.stats().unwrap().auth_failures > 0));
+
+        let runs = Arc::new(AtomicU64::new(0));
+        let _worker = keyed_worker(&broker, &server, Some(worker_key), runs.clone());
+        expect_workers(&broker, 1, WAIT);
+
+        let mut listed = curve_client_config(broker.frontend(), &server);
+        listed.curve_secret_key = Some(client_key);
+        let client = Client::connect(listed).unwrap();
+        round_trip(&client, 1);
+
+        let before = broker.stats().unwrap().auth_failures;
+        let stranger = Client::connect(curve_client_config(broker.frontend(), &server)).unwrap();
+        let outcome = stranger
+            .send(1, 2, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait();
+        assert!(
+            matches!(outcome, Err(RequestError::Disconnected(_))),
+            "{outcome:?}"
+        );
+        assert!(broker.stats().unwrap().auth_failures > before);
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        assert_eq!(stray_runs.load(Ordering::Relaxed), 0);
+        assert_eq!(broker.stats().unwrap().workers, 1);
+    });
+}

@@ -1,0 +1,43 @@
+use std::{env, path::PathBuf};
+
+// lhcluster: the one change to the published zmq-sys 0.12.0 (see README.md).
+// The published script calls `with_libsodium(None)`, which builds libzmq
+// without CURVE. Here libzmq gets the libsodium that the `libsodium-sys-stable`
+// dependency builds from the source tarball it bundles (no system package, no
+// download): that crate declares `links = "sodium"`, so its `include` and
+// `lib` metadata reach this script as `DEP_SODIUM_INCLUDE` / `DEP_SODIUM_LIB`.
+fn sodium_dir(var: &str) -> PathBuf {
+    println!("cargo:rerun-if-env-changed={var}");
+    match env::var_os(var) {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!(
+            "{} is not set: libsodium-sys-stable did not report where it built \
+             libsodium (it reports nothing when SODIUM_LIB_DIR is set; unset it, or \
+             use SODIUM_USE_PKG_CONFIG with a libsodium that has a .pc file)",
+            var
+        ),
+    }
+}
+
+pub fn configure() {
+    println!("cargo:rerun-if-changed=build/main.rs");
+    println!("cargo:rerun-if-env-changed=PROFILE");
+
+    let include_dir = sodium_dir("DEP_SODIUM_INCLUDE");
+    let lib_dir = sodium_dir("DEP_SODIUM_LIB");
+    // zeromq-src prints this search path in Debug form (quoted), which the
+    // linker does not read as a directory: say it again, plainly.
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+
+    // Note that by default `libzmq` builds without `libsodium` by instead
+    // relying on `tweetnacl`. However since this `tweetnacl` [has never been
+    // audited nor is ready for production](https://github.com/zeromq/libzmq/issues/3006),
+    // we link against `libsodium` to enable `ZMQ_CURVE`.
+    zeromq_src::Build::new()
+        .with_libsodium(Some(zeromq_src::LibLocation::new(lib_dir, include_dir)))
+        .build();
+}
+
+fn main() {
+    configure()
+}
