@@ -191,7 +191,7 @@ impl Keys {
     }
 
     /// The id of the next request, if the benchmark names it.
-    pub fn next(&mut self) -> Option<RequestId> {
+    pub fn next_id(&mut self) -> Option<RequestId> {
         let id = self.next.as_mut()?;
         *id += 1;
         Some(*id)
@@ -253,9 +253,9 @@ mod tests {
         let (mut a, mut b) = (Keys::own_range(0), Keys::own_range(1));
         let mut seen = std::collections::HashSet::new();
         for _ in 0..100 {
-            assert!(seen.insert(a.next().unwrap()));
-            assert!(seen.insert(b.next().unwrap()));
+            assert!(seen.insert(a.next_id().unwrap()));
+            assert!(seen.insert(b.next_id().unwrap()));
         }
-        assert_eq!(Keys::picked().next(), None);
+        assert_eq!(Keys::picked().next_id(), None);
     }
 }

@@ -331,7 +331,7 @@ impl BenchClient {
 }
 
 fn with_key<'a>(builder: RequestBuilder<'a>, keys: &mut Keys) -> RequestBuilder<'a> {
-    match keys.next() {
+    match keys.next_id() {
         Some(id) => builder.id(id),
         None => builder,
     }
