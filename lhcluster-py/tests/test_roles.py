@@ -227,8 +227,7 @@ def test_stats_are_dicts(broker, client):
         assert b["requests_completed"] >= 3
         assert lhcluster.request_type_id("count") in b["types"]
         assert client.stats()["responses_received"] >= 3
-        assert worker.stats()["requests_completed"] >= 3 if "requests_completed" in worker.stats() else True
-        assert isinstance(worker.stats(), dict)
+        assert worker.stats()["requests_succeeded"] >= 3
 
 
 def test_stop_is_idempotent_and_final(ep):
