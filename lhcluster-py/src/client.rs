@@ -650,7 +650,12 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
             handle(msg, &mut pending);
         }
         if !ready.is_empty() {
-            Python::attach(|py| deliver(py, ready));
+            // Never let a panic end this thread: every later future would
+            // wait forever. (Taking the GIL panics once the interpreter is
+            // finalizing; nobody awaits anything then.)
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Python::attach(|py| deliver(py, ready));
+            }));
         }
     }
 }
