@@ -63,6 +63,35 @@ pub(crate) fn _interop_type_ids() -> (u32, u32) {
     (Add::REQUEST_TYPE, Join::REQUEST_TYPE)
 }
 
+/// A Rust echo worker for `python -m lhcluster.bench` (`bench.echo`: the
+/// payload back, on the worker's I/O thread when `inline`).
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct BenchEcho {
+    inner: Worker,
+}
+
+#[pymethods]
+impl BenchEcho {
+    #[new]
+    fn new(py: Python<'_>, backend: String, inline: bool) -> PyResult<Self> {
+        let mut config = WorkerConfig::new(backend);
+        config.inline = inline;
+        let builder = Worker::builder(config).handle_raw(
+            lhcluster::request_type_id("bench.echo"),
+            |payload: lhcluster::Payload, _ctx: &lhcluster::worker::RequestContext| Ok(payload),
+        );
+        let inner = py
+            .detach(|| builder.start())
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+}
+
 /// A running Rust worker serving `interop.add` (`a < 0` fails).
 #[pyclass(frozen, module = "lhcluster._native")]
 pub(crate) struct InteropWorker {

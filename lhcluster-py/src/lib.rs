@@ -105,6 +105,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(curve_keypair, m)?)?;
     m.add_class::<interop::InteropWorker>()?;
     m.add_class::<interop::InteropSink>()?;
+    m.add_class::<interop::BenchEcho>()?;
     m.add_function(wrap_pyfunction!(interop::_interop_type_ids, m)?)?;
     m.add_function(wrap_pyfunction!(interop::_interop_join, m)?)?;
     m.add_function(wrap_pyfunction!(interop::_interop_publish, m)?)?;

@@ -14,3 +14,11 @@ def test_example_runs(name):
     done = subprocess.run([sys.executable, os.path.join(EXAMPLES, name)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def test_bench_runs(capsys):
+    from lhcluster import bench
+
+    assert bench.main(["-n", "300", "-w", "8", "--asyncio"]) == 0
+    out = capsys.readouterr().out
+    assert "lhcluster Client.send (handles)" in out and "req/s" in out
