@@ -277,7 +277,7 @@ class Notification(NamedTuple):
 
     def decode(self) -> Any:
         """The payload decoded from MessagePack."""
-        return unpackb(self.payload) if isinstance(self.payload, (bytes, bytearray)) else self.payload
+        return unpackb(bytes(self.payload)) if isinstance(self.payload, (bytes, bytearray)) else self.payload
 
 
 NotifyCallback = Callable[[Notification], Any]

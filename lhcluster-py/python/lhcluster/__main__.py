@@ -147,7 +147,7 @@ def up(path: str, only: Optional[str] = None, stop: Optional[threading.Event] = 
         raise ValueError(f"{path}: unknown table(s) {sorted(unknown)} (expected {', '.join(KINDS)})")
     if "metrics" in cluster:
         print("metrics: not served by the Python runner (use the lhcluster binary)", file=sys.stderr)
-    started = []
+    started: list = []
     try:
         for kind in KINDS:
             for i, table in enumerate(cluster.get(kind, [])):

@@ -56,7 +56,7 @@ def lhcluster_asyncio(n: int, window: int, size: int, inline: bool) -> float:
 
                 async def run() -> float:
                     started = time.perf_counter()
-                    pending = set()
+                    pending: set = set()
                     sent = 0
                     while sent < n or pending:
                         while sent < n and len(pending) < window:
