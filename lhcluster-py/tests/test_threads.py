@@ -119,6 +119,12 @@ def test_dropping_roles_without_stop_ends_their_threads(ep):
         w.start()
         c = lhcluster.Client(b.frontend)
         assert c.request("t", b"x", timeout=10) == b"x"
+        nb = lhcluster.NotifyBroker(ep(), ep())
+        sub = lhcluster.NotifySubscriber(nb.frontend, topics=["x"])
+        sub.on("y", lambda n: None)
+        pub = lhcluster.NotifyPublisher(nb.backend)
+        pub.publish("x", b"1")
+        assert sub.recv(5) is not None
         # No stop(): collected on return.
 
     run()

@@ -17,6 +17,7 @@ import enum
 import inspect
 import logging
 import threading
+import weakref
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from . import _native
@@ -131,6 +132,16 @@ class Flags(enum.IntFlag):
 
 
 HandlerFn = Callable[[Any, RequestContext], Any]
+
+
+def _handler_failed(request_type: str, exc: BaseException) -> None:
+    """Logs a handler's exception (the request ends FAILED or BAD_REQUEST):
+    with its traceback at warning level, or at debug level for an
+    :class:`Error` raised on purpose (``Failed``, ``BadRequest``)."""
+    if isinstance(exc, Error):
+        _log.debug("handler for %s: %s: %s", request_type, type(exc).__name__, exc)
+    else:
+        _log.warning("handler for %s raised", request_type, exc_info=exc)
 
 
 def _with_context(fn: Callable[..., Any]) -> HandlerFn:
@@ -307,7 +318,16 @@ class NotifySubscriber:
         self._cond = threading.Condition()
         self._waiters: collections.deque = collections.deque()
         self._closed = False
-        self._native = _native.NotifySubscriber(endpoint, self._dispatch, topics=list(topics), prefixes=list(prefixes), **options)
+        # A weak reference: the native subscriber must not keep this object
+        # alive (a cycle through Rust that no collector sees), so that one
+        # dropped without stop() is collected, and stopped, like any role.
+        method = weakref.WeakMethod(self._dispatch)
+
+        def dispatch(topic: str, payload: bytes, notify_id: Optional[int]) -> Optional[str]:
+            bound = method()
+            return None if bound is None else bound(topic, payload, notify_id)
+
+        self._native = _native.NotifySubscriber(endpoint, dispatch, topics=list(topics), prefixes=list(prefixes), **options)
 
     # Subscriptions and callbacks.
 
