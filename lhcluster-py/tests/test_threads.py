@@ -132,3 +132,20 @@ def test_dropping_roles_without_stop_ends_their_threads(ep):
 
     gc.collect()
     assert _wait_for(lambda: _os_threads() <= baseline), (_os_threads(), baseline)
+
+
+def test_ctrl_c_interrupts_a_blocked_request(broker, client):
+    import _thread
+
+    release = threading.Event()
+    with serve(broker, {"forever": (lambda p, ctx: release.wait(20) and p, False)}):
+        timer = threading.Timer(0.2, _thread.interrupt_main)
+        timer.start()
+        started = time.monotonic()
+        try:
+            client.request("forever", b"", timeout=30)
+            raise AssertionError("the request should have been interrupted")
+        except KeyboardInterrupt:
+            pass
+        assert time.monotonic() - started < 5
+        release.set()
