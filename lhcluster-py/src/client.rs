@@ -639,10 +639,10 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
                 tx: tx.clone(),
             }));
             let mut cx = Context::from_waker(&waker);
-            if let Some(outcome) = poll_handle(&mut p.handle, &mut cx)
-                && let Some(p) = pending.remove(&key)
-            {
-                ready.push((p, outcome));
+            if let Some(outcome) = poll_handle(&mut p.handle, &mut cx) {
+                if let Some(p) = pending.remove(&key) {
+                    ready.push((p, outcome));
+                }
             }
         };
         handle(first, &mut pending);

@@ -107,6 +107,22 @@ fn is_bad_request(py: Python<'_>, e: &PyErr) -> bool {
         .unwrap_or(false)
 }
 
+/// Logs a handler's exception (`lhcluster._handler_failed`: a traceback at
+/// warning level, unless it is an `lhcluster.Error` raised on purpose).
+fn report(py: Python<'_>, name: Option<&str>, request_type: u32, e: &PyErr) {
+    static REPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if let Ok(report) = REPORT.get_or_try_init(py, || {
+        py.import("lhcluster")?
+            .getattr("_handler_failed")
+            .map(Bound::unbind)
+    }) {
+        let label = name.map_or_else(|| request_type.to_string(), str::to_owned);
+        if let Err(e) = report.call1(py, (label, e.value(py))) {
+            e.write_unraisable(py, None);
+        }
+    }
+}
+
 impl PyHandler {
     fn call(&self, payload: Payload, ctx: &RsContext) -> Result<Payload, HandlerError> {
         Python::attach(|py| {
@@ -135,6 +151,7 @@ impl PyHandler {
                 .func
                 .call1(py, (arg, context))
                 .map_err(|e| {
+                    report(py, self.name.as_deref(), ctx.request_type, &e);
                     let text = exception_text(py, &e);
                     if is_bad_request(py, &e) {
                         HandlerError::bad_request(text)

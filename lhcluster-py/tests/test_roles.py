@@ -251,3 +251,19 @@ def test_worker_context_manager_and_repr(broker):
         assert running is w and w.running
     assert not w.running
     w.stop()  # idempotent
+
+
+def test_a_handler_exception_is_logged_with_its_traceback(broker, client, caplog):
+    def broken(payload, ctx):
+        return {}["missing"]
+
+    with serve(broker, {"broken": (broken, False), "refuse": (lambda p, ctx: (_ for _ in ()).throw(lhcluster.Failed("no")), False)}):
+        with caplog.at_level("DEBUG", logger="lhcluster"):
+            with pytest.raises(lhcluster.Failed):
+                client.request("broken", b"")
+            with pytest.raises(lhcluster.Failed):
+                client.request("refuse", b"")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "handler for broken raised" in warnings[0].getMessage()
+    assert warnings[0].exc_info and warnings[0].exc_info[0] is KeyError
+    assert any(r.levelname == "DEBUG" and "refuse" in r.getMessage() for r in caplog.records)
