@@ -267,3 +267,21 @@ def test_a_handler_exception_is_logged_with_its_traceback(broker, client, caplog
     assert len(warnings) == 1 and "handler for broken raised" in warnings[0].getMessage()
     assert warnings[0].exc_info and warnings[0].exc_info[0] is KeyError
     assert any(r.levelname == "DEBUG" and "refuse" in r.getMessage() for r in caplog.records)
+
+
+def test_proxy_resends_across_a_broker_restart(tmp_path):
+    front, back = f"ipc://{tmp_path}/front", f"ipc://{tmp_path}/back"
+    fast = {"heartbeat": 0.2, "reconnect_min": 0.05, "reconnect_max": 0.3}
+    broker = lhcluster.Broker(front, back, heartbeat=0.2)
+    worker = lhcluster.Worker(back, **fast)
+    worker.handle("t", lambda p, ctx: p)
+    with worker, lhcluster.ClientProxy(f"ipc://{tmp_path}/proxy", front, resend_initial=0.3, **fast) as proxy:
+        with lhcluster.Client(proxy.endpoint) as c:
+            assert c.request("t", b"before", timeout=10) == b"before"
+            broker.stop()
+            handle = c.send("t", b"during", timeout=30)  # buffered by the proxy
+            broker = lhcluster.Broker(front, back, heartbeat=0.2)
+            try:
+                assert handle.result(30) == b"during"
+            finally:
+                broker.stop()
