@@ -1,7 +1,7 @@
 //! Client statistics.
 
 /// A snapshot of a client's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ClientStats {
     /// Requests sent to the broker.

@@ -1,7 +1,7 @@
 //! Client proxy statistics.
 
 /// A snapshot of a client proxy's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ClientProxyStats {
     /// Requests received from clients.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Counters of one topic at a [`NotifyBroker`](super::NotifyBroker).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct TopicStats {
     /// Notifications on this topic forwarded to the frontend.
@@ -12,7 +12,7 @@ pub struct TopicStats {
 }
 
 /// A snapshot of a [`NotifyBroker`](super::NotifyBroker)'s statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct NotifyBrokerStats {
     /// Valid notifications forwarded to the frontend (ZeroMQ then delivers
@@ -59,7 +59,7 @@ impl fmt::Display for NotifyBrokerStats {
 }
 
 /// A snapshot of a [`NotifyPublisher`](super::NotifyPublisher)'s statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct NotifyPublisherStats {
     /// Notifications handed to the socket.
@@ -103,7 +103,7 @@ impl fmt::Display for NotifyPublisherStats {
 
 /// A snapshot of a [`NotifySubscriber`](super::NotifySubscriber)'s
 /// statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct NotifySubscriberStats {
     /// Valid notifications received from the socket.

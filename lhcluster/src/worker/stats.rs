@@ -1,7 +1,7 @@
 //! Worker statistics.
 
 /// A snapshot of a worker's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// Dispatches received.

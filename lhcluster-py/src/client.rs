@@ -1,0 +1,700 @@
+//! The client: blocking requests, response handles, and asyncio futures
+//! completed from one dispatcher thread (no thread per pending request).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use lhcluster::client::{ClientEvent, Outcome, ReceiptKind};
+use lhcluster::{Client as RsClient, Flags, RequestError, ResponseHandle};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::{config, errors, payload, request_type};
+
+/// How long a blocked wait goes without looking at Python's signals (so
+/// that Ctrl-C interrupts a thread waiting on a request).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// An outcome kept by a handle: the payload frames, or the error.
+type Stored = Result<Vec<Vec<u8>>, RequestError>;
+
+fn store(outcome: Outcome) -> Stored {
+    outcome.map(|reply| reply.payload.iter().map(|f| f.to_vec()).collect())
+}
+
+/// The outcome for Python: the response (decoded when typed; `None` for a
+/// delivery-only request), or the exception.
+fn to_python<'py>(
+    py: Python<'py>,
+    stored: &Stored,
+    typed: bool,
+    delivery_only: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    match stored {
+        Ok(_) if delivery_only => Ok(py.None().into_bound(py)),
+        Ok(frames) => payload::decode(py, frames, typed),
+        Err(e) => Err(errors::request(py, e)),
+    }
+}
+
+/// Wakes the thread that polls a handle.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `poll` until it is ready or `until` passes (`None`), without the
+/// GIL and waking every [`SIGNAL_CHECK`] to let Python handle signals
+/// (a `KeyboardInterrupt` ends the wait with that exception).
+fn wait_until<T: Send>(
+    py: Python<'_>,
+    until: Option<Instant>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Option<T> + Send,
+) -> PyResult<Option<T>> {
+    loop {
+        let slice_end = {
+            let next = Instant::now() + SIGNAL_CHECK;
+            until.map_or(next, |u| u.min(next))
+        };
+        let got = py.detach(|| {
+            let waker = Waker::from(Arc::new(Unpark(thread::current())));
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                if let Some(t) = poll(&mut cx) {
+                    return Some(t);
+                }
+                let now = Instant::now();
+                if now >= slice_end {
+                    return None;
+                }
+                thread::park_timeout(slice_end - now);
+            }
+        });
+        if got.is_some() {
+            return Ok(got);
+        }
+        py.check_signals()?;
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Ok(None);
+        }
+    }
+}
+
+fn poll_handle(handle: &mut ResponseHandle, cx: &mut Context<'_>) -> Option<Outcome> {
+    match Pin::new(handle).poll(cx) {
+        Poll::Ready(outcome) => Some(outcome),
+        Poll::Pending => None,
+    }
+}
+
+/// A client: sends requests to a broker (or a client proxy) and gets their
+/// outcomes.
+///
+/// `Client(broker, **options)`: `broker` is an endpoint or a list of them
+/// (failover, one at a time); the options are the Rust `ClientConfig`'s
+/// (`name`, `request_timeout`, `heartbeat`, `curve_server_key`, ...).
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct Client {
+    inner: RsClient,
+}
+
+/// What `submit` made of a request.
+struct Sent {
+    handle: ResponseHandle,
+    typed: bool,
+    delivery_only: bool,
+}
+
+impl Client {
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        rtype: &Bound<'_, PyAny>,
+        payload: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+        id: Option<u64>,
+        flags: u64,
+        typed: Option<bool>,
+        reply_to: Option<String>,
+        one_way: bool,
+    ) -> PyResult<Sent> {
+        let request_type = request_type(rtype)?;
+        let (frames, typed) = payload::encode(py, payload, typed)?;
+        let mut flags = Flags::from_bits_retain(flags);
+        if one_way {
+            flags |= Flags::ONE_WAY;
+        }
+        let delivery_only = flags.contains(Flags::ONE_WAY) || reply_to.is_some();
+        let mut builder = self
+            .inner
+            .request(request_type)
+            .flags(flags)
+            .payload(frames);
+        if let Some(id) = id {
+            builder = builder.id(id);
+        }
+        if let Some(t) = timeout {
+            builder = builder.timeout(crate::duration(t)?);
+        }
+        if let Some(name) = reply_to {
+            builder = builder.reply_to(name);
+        }
+        let handle = builder.send().map_err(|e| errors::lib(py, &e))?;
+        Ok(Sent {
+            handle,
+            typed,
+            delivery_only,
+        })
+    }
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (broker, **options))]
+    fn new(
+        py: Python<'_>,
+        broker: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config: lhcluster::ClientConfig = config::build(
+            "Client",
+            vec![("brokers", config::endpoints("Client", "broker", broker)?)],
+            options,
+        )?;
+        let inner = py
+            .detach(|| RsClient::connect(config))
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// Sends a request and blocks (without the GIL) until its outcome: the
+    /// response, or an exception of `lhcluster.Error` (`Failed`,
+    /// `Rejected`, `Timeout`, ...).
+    ///
+    /// `request_type` is a name (hashed as `#[derive(Request)]` does) or a
+    /// number. `payload`: `bytes` are sent as they are and the response is
+    /// `bytes`; any other value is sent as MessagePack and the response
+    /// decoded (`typed` forces either). `timeout` (seconds) overrides the
+    /// client's `request_timeout` and is the request's deadline; `id` is
+    /// its natural id (the dedupe key); `flags` are `lhcluster.Flags`.
+    #[pyo3(signature = (request_type, payload=None, *, timeout=None, id=None, flags=0, typed=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        request_type: &Bound<'py, PyAny>,
+        payload: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+        id: Option<u64>,
+        flags: u64,
+        typed: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Sent {
+            mut handle,
+            typed,
+            delivery_only,
+        } = self.submit(
+            py,
+            request_type,
+            payload,
+            timeout,
+            id,
+            flags,
+            typed,
+            None,
+            false,
+        )?;
+        // The client ends every request (its timeout, a lost broker, stop),
+        // so this wait has no deadline of its own.
+        let outcome = wait_until(py, None, |cx| poll_handle(&mut handle, cx))?
+            .expect("a wait without deadline ends with an outcome");
+        to_python(py, &store(outcome), typed, delivery_only)
+    }
+
+    /// Sends a request and returns its `Response` handle at once. Besides
+    /// `request`'s arguments: `reply_to` (another client's name receives
+    /// the response) and `one_way` (no response: the handle resolves to
+    /// `None` at delivery).
+    #[pyo3(signature = (request_type, payload=None, *, timeout=None, id=None, flags=0, typed=None, reply_to=None, one_way=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        py: Python<'_>,
+        request_type: &Bound<'_, PyAny>,
+        payload: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+        id: Option<u64>,
+        flags: u64,
+        typed: Option<bool>,
+        reply_to: Option<String>,
+        one_way: bool,
+    ) -> PyResult<Response> {
+        let sent = self.submit(
+            py,
+            request_type,
+            payload,
+            timeout,
+            id,
+            flags,
+            typed,
+            reply_to,
+            one_way,
+        )?;
+        Ok(Response {
+            request_type: sent.handle.request_type(),
+            request_id: sent.handle.request_id(),
+            typed: sent.typed,
+            delivery_only: sent.delivery_only,
+            inner: Mutex::new(ResponseInner {
+                handle: sent.handle,
+                outcome: None,
+            }),
+        })
+    }
+
+    /// Sends a request and returns an `asyncio.Future` of its outcome,
+    /// bound to the running event loop (call it from a coroutine:
+    /// `await client.request_async(...)`). The same arguments as `send`.
+    /// The future is completed with `loop.call_soon_threadsafe` by one
+    /// dispatcher thread shared by every client.
+    #[pyo3(signature = (request_type, payload=None, *, timeout=None, id=None, flags=0, typed=None, reply_to=None, one_way=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn request_async<'py>(
+        &self,
+        py: Python<'py>,
+        request_type: &Bound<'py, PyAny>,
+        payload: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+        id: Option<u64>,
+        flags: u64,
+        typed: Option<bool>,
+        reply_to: Option<String>,
+        one_way: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let get_loop = GET_LOOP.get_or_try_init(py, || {
+            py.import("asyncio")?
+                .getattr("get_running_loop")
+                .map(Bound::unbind)
+        })?;
+        let event_loop = get_loop.call0(py)?.into_bound(py);
+        let future = event_loop.call_method0("create_future")?;
+        let sent = self.submit(
+            py,
+            request_type,
+            payload,
+            timeout,
+            id,
+            flags,
+            typed,
+            reply_to,
+            one_way,
+        )?;
+        dispatcher().send_pending(Pending {
+            handle: sent.handle,
+            future: future.clone().unbind(),
+            event_loop: event_loop.unbind(),
+            typed: sent.typed,
+            delivery_only: sent.delivery_only,
+        });
+        Ok(future)
+    }
+
+    /// Blocks (without the GIL) until the client has a session with a
+    /// broker, up to `timeout` seconds; `False` if it has none by then.
+    fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = crate::duration(timeout)?;
+        Ok(py.detach(|| self.inner.wait_connected(timeout)))
+    }
+
+    /// A fresh request id, unique to this client.
+    fn next_id(&self) -> u64 {
+        self.inner.next_id()
+    }
+
+    /// The next event (responses meant for this client as a `reply_to`
+    /// target, one-way refusals, receipts, connection changes) as a dict,
+    /// waiting up to `timeout` seconds (`None`: forever); `None` if there
+    /// is none by then. A typed response's payload is decoded when `typed`.
+    #[pyo3(signature = (timeout=None, *, typed=false))]
+    fn next_event<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        typed: bool,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let until = match timeout {
+            Some(t) => Some(Instant::now() + crate::duration(t)?),
+            None => None,
+        };
+        let events = self.inner.events().clone();
+        let event = loop {
+            let slice = {
+                let next = Instant::now() + SIGNAL_CHECK;
+                until.map_or(next, |u| u.min(next))
+            };
+            let got = py.detach(|| events.recv_deadline(slice).ok());
+            if let Some(e) = got {
+                break e;
+            }
+            py.check_signals()?;
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(None);
+            }
+        };
+        let d = PyDict::new(py);
+        match event {
+            ClientEvent::Connected => d.set_item("kind", "connected")?,
+            ClientEvent::Disconnected => d.set_item("kind", "disconnected")?,
+            ClientEvent::Receipt {
+                request_type,
+                request_id,
+                kind,
+            } => {
+                d.set_item("kind", "receipt")?;
+                d.set_item("request_type", request_type)?;
+                d.set_item("request_id", request_id)?;
+                d.set_item("receipt", receipt_name(kind))?;
+            }
+            ClientEvent::Response {
+                request_type,
+                request_id,
+                outcome,
+            } => {
+                d.set_item("kind", "response")?;
+                d.set_item("request_type", request_type)?;
+                d.set_item("request_id", request_id)?;
+                match to_python(py, &store(outcome), typed, false) {
+                    Ok(v) => d.set_item("payload", v)?,
+                    Err(e) => d.set_item("error", e.value(py))?,
+                }
+            }
+            _ => d.set_item("kind", "other")?,
+        }
+        Ok(Some(d))
+    }
+
+    /// A snapshot of the client's statistics, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.inner.stats())
+            .map_err(|e| errors::lib(py, &e))?;
+        crate::roles::stats_dict(py, &stats)
+    }
+
+    /// Says goodbye to the broker and stops (idempotent); outstanding
+    /// requests end with `lhcluster.Stopped`.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        crate::roles::stop_detached(|| {
+            let _ = self.inner.stop();
+        });
+    }
+}
+
+fn receipt_name(kind: ReceiptKind) -> &'static str {
+    match kind {
+        ReceiptKind::Sent => "sent",
+        ReceiptKind::Received => "received",
+    }
+}
+
+struct ResponseInner {
+    handle: ResponseHandle,
+    outcome: Option<Stored>,
+}
+
+impl ResponseInner {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Option<Stored> {
+        if self.outcome.is_none() {
+            self.outcome = poll_handle(&mut self.handle, cx).map(store);
+        }
+        self.outcome.clone()
+    }
+}
+
+/// The eventual outcome of one request sent with `Client.send`.
+///
+/// Dropping it does not cancel the request.
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct Response {
+    inner: Mutex<ResponseInner>,
+    request_type: u32,
+    request_id: u64,
+    typed: bool,
+    delivery_only: bool,
+}
+
+impl Response {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ResponseInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl Response {
+    /// The request type id.
+    #[getter]
+    fn request_type(&self) -> u32 {
+        self.request_type
+    }
+
+    /// The request id (assigned by the client when none was given).
+    #[getter]
+    fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// Waits (without the GIL) for the outcome, up to `timeout` seconds
+    /// (`None`: until the client ends the request), and returns the
+    /// response or raises the outcome's exception. Raises
+    /// `lhcluster.Timeout` if the outcome has not come by `timeout`; the
+    /// request goes on and `result` may be called again.
+    #[pyo3(signature = (timeout=None))]
+    fn result<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let until = match timeout {
+            Some(t) => Some(Instant::now() + crate::duration(t)?),
+            None => None,
+        };
+        // The lock is only taken without the GIL (in `wait_until`'s poll).
+        match wait_until(py, until, |cx| self.lock().poll(cx))? {
+            Some(stored) => to_python(py, &stored, self.typed, self.delivery_only),
+            None => Err(errors::new(
+                py,
+                "Timeout",
+                format!(
+                    "no outcome within {:?} (the request goes on)",
+                    timeout.unwrap_or_default()
+                ),
+                None,
+            )),
+        }
+    }
+
+    /// Whether the outcome has arrived.
+    fn done(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            let inner = self.lock();
+            inner.outcome.is_some() || inner.handle.is_done()
+        })
+    }
+
+    /// The receipts received so far: `"sent"` (`RECEIPT_ON_SEND`: a worker
+    /// has it) and `"received"` (`RECEIPT_ON_RECEIVE`: the worker accepted
+    /// it), in arrival order.
+    fn receipts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let kinds = py.detach(|| self.lock().handle.receipts());
+        PyList::new(py, kinds.into_iter().map(receipt_name))
+    }
+
+    /// Waits up to `timeout` seconds for the receipt `kind` (`"sent"` or
+    /// `"received"`): `True` when it came, `False` if the outcome came
+    /// without it or the time ran out.
+    fn wait_receipt(&self, py: Python<'_>, kind: &str, timeout: f64) -> PyResult<bool> {
+        let kind = match kind {
+            "sent" => ReceiptKind::Sent,
+            "received" => ReceiptKind::Received,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "a receipt is \"sent\" or \"received\", not {other:?}"
+                )));
+            }
+        };
+        let until = Instant::now() + crate::duration(timeout)?;
+        loop {
+            let slice = (until - Instant::now().min(until)).min(SIGNAL_CHECK);
+            let (got, done) = py.detach(|| {
+                let inner = self.lock();
+                if inner.handle.receipts().contains(&kind) {
+                    return (true, true);
+                }
+                if inner.outcome.is_some() {
+                    return (false, true);
+                }
+                let got = inner.handle.wait_receipt(kind, slice);
+                (got, got || inner.handle.is_done())
+            });
+            if done {
+                return Ok(got);
+            }
+            py.check_signals()?;
+            if Instant::now() >= until {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Response(request_type={}, request_id={})",
+            self.request_type, self.request_id
+        )
+    }
+}
+
+/// One request awaited by an asyncio future.
+struct Pending {
+    handle: ResponseHandle,
+    future: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    typed: bool,
+    delivery_only: bool,
+}
+
+enum Msg {
+    Add(Pending),
+    Wake(u64),
+}
+
+/// The asyncio dispatcher: one thread that owns every awaited handle,
+/// polls a handle when its waker fires, and completes the finished ones'
+/// futures in batches, one `call_soon_threadsafe` per event loop.
+struct Dispatcher {
+    tx: Sender<Msg>,
+}
+
+impl Dispatcher {
+    fn send_pending(&self, pending: Pending) {
+        // The thread never ends, so the channel never closes.
+        let _ = self.tx.send(Msg::Add(pending));
+    }
+}
+
+fn dispatcher() -> &'static Dispatcher {
+    static DISPATCHER: OnceLock<Dispatcher> = OnceLock::new();
+    DISPATCHER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake_tx = tx.clone();
+        thread::Builder::new()
+            .name("lhcluster-asyncio".to_owned())
+            .spawn(move || run_dispatcher(&rx, &wake_tx))
+            .expect("cannot spawn the lhcluster asyncio dispatcher thread");
+        Dispatcher { tx }
+    })
+}
+
+struct KeyWaker {
+    key: u64,
+    tx: Sender<Msg>,
+}
+
+impl Wake for KeyWaker {
+    fn wake(self: Arc<Self>) {
+        let _ = self.tx.send(Msg::Wake(self.key));
+    }
+}
+
+fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut next_key = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut ready: Vec<(Pending, Outcome)> = Vec::new();
+        let mut handle = |msg: Msg, pending: &mut HashMap<u64, Pending>| {
+            let key = match msg {
+                Msg::Add(p) => {
+                    next_key += 1;
+                    pending.insert(next_key, p);
+                    next_key
+                }
+                Msg::Wake(key) => key,
+            };
+            let Some(p) = pending.get_mut(&key) else {
+                return;
+            };
+            let waker = Waker::from(Arc::new(KeyWaker {
+                key,
+                tx: tx.clone(),
+            }));
+            let mut cx = Context::from_waker(&waker);
+            if let Some(outcome) = poll_handle(&mut p.handle, &mut cx) {
+                if let Some(p) = pending.remove(&key) {
+                    ready.push((p, outcome));
+                }
+            }
+        };
+        handle(first, &mut pending);
+        while let Ok(msg) = rx.try_recv() {
+            handle(msg, &mut pending);
+        }
+        if !ready.is_empty() {
+            // Never let a panic end this thread: every later future would
+            // wait forever. (Taking the GIL panics once the interpreter is
+            // finalizing; nobody awaits anything then.)
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Python::attach(|py| deliver(py, ready));
+            }));
+        }
+    }
+}
+
+/// Completes the futures of `ready`, one `call_soon_threadsafe` per loop.
+fn deliver(py: Python<'_>, ready: Vec<(Pending, Outcome)>) {
+    static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let Ok(resolve) = RESOLVE.get_or_try_init(py, || {
+        py.import("lhcluster._aio")?
+            .getattr("_resolve")
+            .map(Bound::unbind)
+    }) else {
+        return;
+    };
+    let mut by_loop: Vec<(Py<PyAny>, Vec<Bound<'_, PyTuple>>)> = Vec::new();
+    for (p, outcome) in ready {
+        let (ok, value) = match to_python(py, &store(outcome), p.typed, p.delivery_only) {
+            Ok(v) => (true, v),
+            Err(e) => (false, e.into_value(py).into_bound(py).into_any()),
+        };
+        let ok = pyo3::types::PyBool::new(py, ok).to_owned().into_any();
+        let Ok(item) = PyTuple::new(py, [p.future.bind(py).clone(), ok, value]) else {
+            continue;
+        };
+        match by_loop
+            .iter_mut()
+            .find(|(l, _)| l.bind(py).is(p.event_loop.bind(py)))
+        {
+            Some((_, items)) => items.push(item),
+            None => by_loop.push((p.event_loop, vec![item])),
+        }
+    }
+    for (event_loop, items) in by_loop {
+        let Ok(batch) = PyList::new(py, items) else {
+            continue;
+        };
+        // A closed loop refuses: nobody awaits those futures any more.
+        let _ = event_loop
+            .bind(py)
+            .call_method1("call_soon_threadsafe", (resolve.bind(py), batch));
+    }
+}

@@ -1,0 +1,442 @@
+//! The roles without callbacks: Broker, ClientProxy, NotifyBroker and
+//! NotifyPublisher. Each starts in its constructor, as in Rust, and stops
+//! with `stop()`, at the end of a `with` block, or when collected.
+
+use lhcluster::notify::{NotifyBroker as RsNotifyBroker, NotifyPublisher as RsNotifyPublisher};
+use lhcluster::{Broker as RsBroker, ClientProxy as RsClientProxy};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use serde::Serialize;
+
+use crate::{config, errors, payload};
+
+/// A `stats()` snapshot as a `dict` (nested maps as dicts).
+pub(crate) fn stats_dict<'py>(
+    py: Python<'py>,
+    stats: &impl Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = serde_json::to_value(stats)
+        .map_err(|e| errors::new(py, "Error", format!("cannot read the stats: {e}"), None))?;
+    json_to_py(py, &value)
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, item) in map {
+                // Per-type maps are keyed by request type id: ints in Python.
+                match k.parse::<u64>() {
+                    Ok(n) => dict.set_item(n, json_to_py(py, item)?)?,
+                    Err(_) => dict.set_item(k, json_to_py(py, item)?)?,
+                }
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// A broker: binds a frontend (clients, proxies) and a backend (workers),
+/// and routes each request to a free worker of its type.
+///
+/// `Broker(frontend, backend, **options)`: the options are the fields of
+/// the Rust `BrokerConfig` (`heartbeat`, `max_pending_per_type`,
+/// `cluster_bind`, `curve_secret_key`, ...). Starts at once; raises
+/// `lhcluster.EndpointError` when an endpoint cannot be bound.
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct Broker {
+    inner: RsBroker,
+}
+
+#[pymethods]
+impl Broker {
+    #[new]
+    #[pyo3(signature = (frontend, backend, **options))]
+    fn new(
+        py: Python<'_>,
+        frontend: &Bound<'_, PyAny>,
+        backend: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config: lhcluster::BrokerConfig = config::build(
+            "Broker",
+            vec![
+                (
+                    "frontend",
+                    config::endpoint("Broker", "frontend", frontend)?,
+                ),
+                ("backend", config::endpoint("Broker", "backend", backend)?),
+            ],
+            options,
+        )?;
+        let inner = py
+            .detach(|| RsBroker::start(config))
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// The frontend endpoint, where clients and proxies connect (with the
+    /// port chosen, for `tcp://127.0.0.1:*`).
+    #[getter]
+    fn frontend(&self) -> &str {
+        self.inner.frontend()
+    }
+
+    /// The backend endpoint, where workers connect.
+    #[getter]
+    fn backend(&self) -> &str {
+        self.inner.backend()
+    }
+
+    /// The cluster endpoint, when `cluster_bind` was given.
+    #[getter]
+    fn cluster_endpoint(&self) -> Option<&str> {
+        self.inner.cluster_endpoint()
+    }
+
+    /// A snapshot of the broker's statistics, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.inner.stats())
+            .map_err(|e| errors::lib(py, &e))?;
+        stats_dict(py, &stats)
+    }
+
+    /// Stops the broker (idempotent): peers are told it shuts down.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Broker(frontend={:?}, backend={:?})",
+            self.inner.frontend(),
+            self.inner.backend()
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        stop_detached(|| {
+            let _ = self.inner.stop();
+        });
+    }
+}
+
+/// Runs `stop` without the GIL (a role's threads may need it to finish).
+pub(crate) fn stop_detached(stop: impl FnOnce() + Send) {
+    Python::attach(|py| py.detach(stop));
+}
+
+/// A client proxy: clients connect to it as to a broker; it buffers their
+/// requests and re-sends them until the delivery they asked for is
+/// confirmed, across broker restarts.
+///
+/// `ClientProxy(bind, broker, **options)`: `broker` is an endpoint or a
+/// list of them (failover); the options are the Rust `ClientProxyConfig`'s.
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct ClientProxy {
+    inner: RsClientProxy,
+}
+
+#[pymethods]
+impl ClientProxy {
+    #[new]
+    #[pyo3(signature = (bind, broker, **options))]
+    fn new(
+        py: Python<'_>,
+        bind: &Bound<'_, PyAny>,
+        broker: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config: lhcluster::ClientProxyConfig = config::build(
+            "ClientProxy",
+            vec![
+                ("bind", config::endpoint("ClientProxy", "bind", bind)?),
+                (
+                    "brokers",
+                    config::endpoints("ClientProxy", "broker", broker)?,
+                ),
+            ],
+            options,
+        )?;
+        let inner = py
+            .detach(|| RsClientProxy::start(config))
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// The endpoint clients connect to.
+    #[getter]
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+
+    /// A snapshot of the proxy's statistics, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.inner.stats())
+            .map_err(|e| errors::lib(py, &e))?;
+        stats_dict(py, &stats)
+    }
+
+    /// Stops the proxy (idempotent).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ClientProxy(endpoint={:?})", self.inner.endpoint())
+    }
+}
+
+impl Drop for ClientProxy {
+    fn drop(&mut self) {
+        stop_detached(|| {
+            let _ = self.inner.stop();
+        });
+    }
+}
+
+/// A notify broker: publishers connect to its backend, subscribers to its
+/// frontend; it fans notifications out by topic.
+///
+/// `NotifyBroker(frontend, backend, **options)` (the Rust
+/// `NotifyBrokerConfig`'s options).
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct NotifyBroker {
+    inner: RsNotifyBroker,
+}
+
+#[pymethods]
+impl NotifyBroker {
+    #[new]
+    #[pyo3(signature = (frontend, backend, **options))]
+    fn new(
+        py: Python<'_>,
+        frontend: &Bound<'_, PyAny>,
+        backend: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config: lhcluster::NotifyBrokerConfig = config::build(
+            "NotifyBroker",
+            vec![
+                (
+                    "frontend",
+                    config::endpoint("NotifyBroker", "frontend", frontend)?,
+                ),
+                (
+                    "backend",
+                    config::endpoint("NotifyBroker", "backend", backend)?,
+                ),
+            ],
+            options,
+        )?;
+        let inner = py
+            .detach(|| RsNotifyBroker::start(config))
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// Where subscribers connect.
+    #[getter]
+    fn frontend(&self) -> &str {
+        self.inner.frontend()
+    }
+
+    /// Where publishers connect.
+    #[getter]
+    fn backend(&self) -> &str {
+        self.inner.backend()
+    }
+
+    /// A snapshot of the notify broker's statistics, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.inner.stats())
+            .map_err(|e| errors::lib(py, &e))?;
+        stats_dict(py, &stats)
+    }
+
+    /// Stops the notify broker (idempotent).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "NotifyBroker(frontend={:?}, backend={:?})",
+            self.inner.frontend(),
+            self.inner.backend()
+        )
+    }
+}
+
+impl Drop for NotifyBroker {
+    fn drop(&mut self) {
+        stop_detached(|| {
+            let _ = self.inner.stop();
+        });
+    }
+}
+
+/// A notification publisher. `publish` never blocks.
+///
+/// `NotifyPublisher(endpoint, **options)`: `endpoint` is a notify broker's
+/// backend, or a list of them (published to all); the options are the Rust
+/// `NotifyPublisherConfig`'s. Returns once the broker has subscribed to
+/// everything (`connect_timeout`, 5 s by default), so the first
+/// notification published reaches it.
+#[pyclass(frozen, module = "lhcluster._native")]
+pub(crate) struct NotifyPublisher {
+    inner: RsNotifyPublisher,
+}
+
+#[pymethods]
+impl NotifyPublisher {
+    #[new]
+    #[pyo3(signature = (endpoint, **options))]
+    fn new(
+        py: Python<'_>,
+        endpoint: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let config: lhcluster::NotifyPublisherConfig = config::build(
+            "NotifyPublisher",
+            vec![(
+                "endpoints",
+                config::endpoints("NotifyPublisher", "endpoint", endpoint)?,
+            )],
+            options,
+        )?;
+        let inner = py
+            .detach(|| RsNotifyPublisher::connect(config))
+            .map_err(|e| errors::lib(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// Publishes `payload` on `topic`: `bytes` as they are, any other value
+    /// as MessagePack (`typed=True` encodes `bytes` too). `id` is an
+    /// optional publisher-chosen notification id. Never blocks: a full
+    /// queue raises `lhcluster.QueueFull` (the notification is dropped).
+    #[pyo3(signature = (topic, payload=None, *, id=None, typed=None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+        id: Option<u64>,
+        typed: Option<bool>,
+    ) -> PyResult<()> {
+        let (frames, _) = payload::encode(py, payload, typed)?;
+        let result = match id {
+            Some(id) => self.inner.publish_with_id(topic, id, frames),
+            None => self.inner.publish(topic, frames),
+        };
+        result.map_err(|e| errors::publish(py, &e))
+    }
+
+    /// Blocks (without the GIL) until connected to a notify broker, up to
+    /// `timeout` seconds.
+    fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = crate::duration(timeout)?;
+        Ok(py.detach(|| self.inner.wait_connected(timeout)))
+    }
+
+    /// The endpoint (the first, given several).
+    #[getter]
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+
+    /// A snapshot of the publisher's statistics, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.inner.stats())
+            .map_err(|e| errors::lib(py, &e))?;
+        stats_dict(py, &stats)
+    }
+
+    /// Stops the publisher (idempotent), sending what is queued first
+    /// (within `linger`).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop())
+            .map_err(|e| errors::lib(py, &e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("NotifyPublisher(endpoint={:?})", self.inner.endpoint())
+    }
+}
+
+impl Drop for NotifyPublisher {
+    fn drop(&mut self) {
+        stop_detached(|| {
+            let _ = self.inner.stop();
+        });
+    }
+}
