@@ -37,6 +37,74 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
     }
 }
 
+/// What a trial connection to an endpoint found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The ZeroMQ handshake succeeded.
+    Up,
+    /// Something took the TCP connection and dropped it during the
+    /// handshake without a reason libzmq reports: most likely a ZeroMQ
+    /// socket of a type that does not pair with ours (ZMTP exchanges
+    /// socket types and closes a pair that does not match), such as the
+    /// other side of a notify broker.
+    WrongSide,
+    /// The handshake failed for a reason libzmq names (a security
+    /// mismatch…): left to the role, which says more.
+    Refused,
+    /// No handshake within the timeout: nothing listens there, or it is
+    /// unreachable.
+    Unreachable,
+}
+
+/// Connects a throwaway socket of `kind` to `endpoint` and waits, up to
+/// `timeout`, for the ZeroMQ handshake: it tells a peer of the wrong type
+/// and an endpoint where nothing answers, at once and apart, with no
+/// message sent.
+pub fn probe(
+    endpoint: &str,
+    kind: zmq::SocketType,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Probe> {
+    use zmq::SocketEvent as E;
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let context = lhcluster::context();
+    let socket = context.socket(kind)?;
+    socket.set_linger(0)?;
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let monitor_endpoint = format!("inproc://lhcluster-cli-probe-{n}");
+    let events = E::HANDSHAKE_SUCCEEDED as i32
+        | E::HANDSHAKE_FAILED_PROTOCOL as i32
+        | E::HANDSHAKE_FAILED_NO_DETAIL as i32
+        | E::HANDSHAKE_FAILED_AUTH as i32
+        | E::DISCONNECTED as i32;
+    socket.monitor(&monitor_endpoint, events)?;
+    let monitor = context.socket(zmq::PAIR)?;
+    monitor.set_linger(0)?;
+    monitor.connect(&monitor_endpoint)?;
+    socket
+        .connect(endpoint)
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let wait_ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        if left.is_zero() || monitor.poll(zmq::POLLIN, wait_ms)? == 0 {
+            return Ok(Probe::Unreachable);
+        }
+        let frames = monitor.recv_multipart(0)?;
+        let head = frames.first().map(Vec::as_slice).unwrap_or_default();
+        let Some(&[lo, hi]) = head.get(..2) else {
+            continue;
+        };
+        let event = u16::from_le_bytes([lo, hi]);
+        return Ok(match event {
+            e if e == E::HANDSHAKE_SUCCEEDED as u16 => Probe::Up,
+            e if e == E::DISCONNECTED as u16 => Probe::WrongSide,
+            _ => Probe::Refused,
+        });
+    }
+}
+
 /// A channel that yields once on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     let (tx, rx) = crossbeam_channel::bounded(1);

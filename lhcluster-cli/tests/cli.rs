@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, wait_workers, worker,
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, run_with, wait_workers,
+    worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -657,5 +658,236 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
         assert!(err.contains("--brokers must be at least 1"), "{err}");
         let (code, _, err) = run(&["bench", "--brokers", "2", "--proxy"]);
         assert_eq!(code, 2, "{err}");
+    });
+}
+
+/// A typed request, as a Rust service defines it: the CLI reaches it with
+/// `--type math.add --payload-json '{"a":…,"b":…}'`.
+#[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+#[request_type(name = "math.add", response = Sum)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sum {
+    sum: i64,
+    terms: Vec<i64>,
+}
+
+/// A typed worker in this process, serving `math.add` at `back`.
+fn typed_worker(back: &str) -> lhcluster::worker::Worker {
+    let mut config = lhcluster::worker::WorkerConfig::new(back);
+    config.heartbeat = Duration::from_millis(100);
+    lhcluster::worker::Worker::builder(config)
+        .handle(|add: Add, _: &lhcluster::worker::RequestContext| Sum {
+            sum: add.a + add.b,
+            terms: vec![add.a, add.b],
+        })
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn json_in_and_out_through_a_typed_worker() {
+    limited(|| {
+        let c = broker(&[]);
+        let typed = typed_worker(&c.back);
+        let _echo = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 2);
+        let add = |extra: &[&str]| {
+            let mut args = vec!["--type", "math.add", "--payload-json", r#"{"a":1,"b":-3}"#];
+            args.extend_from_slice(extra);
+            request(&c.front, &args)
+        };
+        // JSON in, MessagePack to the typed handler, its reply shown as JSON.
+        let (code, out, err) = add(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(
+            out,
+            r#"status: ok
+{"sum":-2,"terms":[1,-3]}"#
+        );
+        // In a JSON line: the reply as a value, not a lossy string.
+        let (code, out, _) = add(&["--json", "--id", "4"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["payload"],
+            serde_json::json!({"sum": -2, "terms": [1, -3]})
+        );
+        // The bytes as they are with --raw: the MessagePack document.
+        let (code, out, _) = run_with(
+            &request_args(
+                &c.front,
+                &["--type", "math.add", "--payload-json", "-", "--raw"],
+            ),
+            &[],
+            br#"{"a": 2, "b": 2}"#,
+        );
+        assert_eq!(code, 0);
+        let expected = rmp_serde::to_vec_named(&Sum {
+            sum: 4,
+            terms: vec![2, 2],
+        })
+        .unwrap();
+        assert_eq!(out, [&b"status: ok\n"[..], &expected].concat());
+        // Text bytes are not JSON: the handler says what it expected.
+        let (code, out, _) = request(&c.front, &["--type", "math.add", "--payload", "{\"a\":1}"]);
+        assert_eq!(code, 4, "{out}");
+        assert!(out.starts_with("status: bad_request\nerror: "), "{out}");
+        // Plain text stays text, from an argument or from stdin.
+        let (code, out, _) = request(&c.front, &["--type", "echo", "--payload", "hi"]);
+        assert_eq!((code, out.as_str()), (0, "status: ok\nhi"));
+        let (code, out, _) = run_with(
+            &request_args(&c.front, &["--type", "echo", "--payload", "-"]),
+            &[],
+            b"from stdin",
+        );
+        assert_eq!(code, 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "status: ok\nfrom stdin\n");
+        // Invalid JSON is refused before anything is sent.
+        let (code, _, err) = request(&c.front, &["--type", "math.add", "--payload-json", "{a:1}"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "--payload-json is not valid JSON");
+        // Two payload sources: a usage error naming them.
+        let (code, _, err) = request(
+            &c.front,
+            &["--type", "echo", "--payload", "x", "--payload-json", "{}"],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--payload-json"), "{err}");
+        typed.stop().unwrap();
+    });
+}
+
+#[test]
+fn subscribe_shows_messagepack_as_json_and_text_as_text() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        nb.expect_line("notify-broker ");
+        let sub = Proc::start(&["subscribe", "--to", &front, "orders", "--count", "3"]);
+        sub.expect_log("subscribed");
+        let publish = |extra: &[&str]| {
+            let mut args = vec!["publish", "--to", &back, "orders"];
+            args.extend_from_slice(extra);
+            let (code, _, err) = run(&args);
+            assert_eq!(code, 0, "{err}");
+        };
+        publish(&["--payload-json", r#"{"id":7,"items":["tea"]}"#]);
+        publish(&["hi"]);
+        let (code, _, err) = run_with(&["publish", "--to", &back, "orders", "-"], &[], b"piped");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            sub.expect_line("orders"),
+            r#"orders {"id":7,"items":["tea"]}"#
+        );
+        assert_eq!(sub.expect_line("orders"), "orders hi");
+        assert_eq!(sub.expect_line("orders"), "orders piped");
+    });
+}
+
+#[test]
+fn a_broker_that_is_not_there_is_reported_within_the_connect_timeout() {
+    limited(|| {
+        // Nothing listens here.
+        let nowhere = ep(free_port());
+        let started = Instant::now();
+        let (code, out, err) = request(&nowhere, &["--type", "echo", "--connect-timeout", "500ms"]);
+        assert_eq!(code, 12, "{out}\n{err}");
+        assert_eq!(
+            out,
+            format!(
+                "status: connection\nerror: cannot reach the broker at {nowhere} (no answer within 500ms)"
+            )
+        );
+        let (code, _, err) = run(&["stats", "--broker", &nowhere, "--connect-timeout", "500ms"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(
+            &err,
+            &format!("cannot reach the broker at {nowhere} (no answer within 500ms)"),
+        );
+        let (code, _, err) = run(&[
+            "publish",
+            "--to",
+            &nowhere,
+            "orders",
+            "--connect-timeout",
+            "500ms",
+        ]);
+        assert_eq!(code, 1);
+        assert_single_error_line(
+            &err,
+            &format!("cannot reach the notify broker at {nowhere}"),
+        );
+        // Three commands, each bounded by its 500 ms, not by the 30 s
+        // request timeout (loosely: a loaded machine starts them slowly).
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        nb.expect_line("notify-broker ");
+        let (code, _, err) = run(&["publish", "--to", &front, "orders", "x"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "does not take publishers");
+        let (code, _, err) = run(&["subscribe", "--to", &back, "orders"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "does not take subscribers");
+    });
+}
+
+#[test]
+fn endpoints_default_from_the_environment() {
+    limited(|| {
+        let c = broker(&[]);
+        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        let env = [("LHCLUSTER_BROKER", c.front.as_str())];
+        let (code, out, err) = run_with(
+            &["request", "--type", "echo", "--payload", "env"],
+            &env,
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(String::from_utf8(out).unwrap(), "status: ok\nenv\n");
+        let (code, out, err) = run_with(&["stats", "--json"], &env, b"");
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["requests_completed"], 1);
+        // A flag wins over the variable.
+        let nowhere = ep(free_port());
+        let env = [("LHCLUSTER_BROKER", nowhere.as_str())];
+        let (code, out, _) = run_with(
+            &[
+                "request",
+                "--to",
+                &c.front,
+                "--type",
+                "echo",
+                "--payload",
+                "flag",
+            ],
+            &env,
+            b"",
+        );
+        assert_eq!(
+            (code, String::from_utf8(out).unwrap().as_str()),
+            (0, "status: ok\nflag\n")
+        );
+        // Without either, the usage error names both.
+        let (code, _, err) = run_with(&["request", "--type", "echo"], &[], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--to"), "{err}");
     });
 }

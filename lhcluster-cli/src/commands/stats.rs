@@ -10,7 +10,12 @@ use crate::common::parse_duration;
 #[command(after_help = "Example:\n  lhcluster stats --broker tcp://127.0.0.1:5555 --json")]
 pub struct Args {
     /// The broker's frontend endpoint.
-    #[arg(long)]
+    #[arg(
+        long,
+        visible_alias = "to",
+        env = "LHCLUSTER_BROKER",
+        value_name = "ENDPOINT"
+    )]
     broker: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -18,10 +23,15 @@ pub struct Args {
     /// How long to wait for the answer.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    /// How long to wait for a connection to the broker; past it:
+    /// `cannot reach the broker at …`.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    connect_timeout: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stats = lhcluster::broker::query_stats(&args.broker, args.timeout)?;
+    let stats =
+        lhcluster::broker::query_stats_within(&args.broker, args.connect_timeout, args.timeout)?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(ExitCode::SUCCESS);
