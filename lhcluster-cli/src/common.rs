@@ -115,41 +115,90 @@ pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     Ok(rx)
 }
 
-/// Serves Prometheus text exposition on `addr` (`GET /metrics`), on a
-/// background thread: each scrape renders a fresh registry that `fill` adds
-/// the current statistics to.
-pub fn serve_metrics(
-    addr: &str,
-    fill: impl Fn(&mut prometheus_client::registry::Registry) + Send + 'static,
-) -> anyhow::Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .context("metrics listener has no IP address")?;
-    std::thread::Builder::new()
-        .name("lhcluster-metrics".to_owned())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let response = if request.url() == "/metrics" {
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    )
-                    .expect("a valid static header");
-                    let mut registry = prometheus_client::registry::Registry::default();
-                    fill(&mut registry);
-                    tiny_http::Response::from_string(metrics::render(&registry)).with_header(header)
-                } else {
-                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
-                };
-                let _ = request.respond(response);
-            }
-        })
-        .context("spawning the metrics thread")?;
-    tracing::info!(%bound, "serving metrics at /metrics");
-    Ok(bound)
+/// Parses a `--metrics` address: `HOST:PORT`, checked before anything
+/// starts (a bare port is refused with the forms that work).
+pub fn parse_metrics_addr(text: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let hint = "expected HOST:PORT, such as 127.0.0.1:9100 (this host only) or 0.0.0.0:9100 \
+                (every interface)";
+    if text.parse::<u16>().is_ok() {
+        return Err(format!("{text:?} is a bare port: {hint}"));
+    }
+    match text.to_socket_addrs() {
+        Ok(addrs) if !addrs.as_slice().is_empty() => Ok(text.to_owned()),
+        Ok(_) => Err(format!("{text:?} resolves to no address: {hint}")),
+        Err(e) => Err(format!("{text:?}: {e}: {hint}")),
+    }
+}
+
+/// The HTTP listener of `/metrics` and `/healthz`: bound first (a port in
+/// use is an error before any role starts), served once the roles run.
+pub struct MetricsServer {
+    server: tiny_http::Server,
+    bound: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Binds `addr` (`HOST:PORT`).
+    pub fn bind(addr: &str) -> anyhow::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .context("metrics listener has no IP address")?;
+        Ok(MetricsServer { server, bound })
+    }
+
+    /// Serves, on a background thread, Prometheus text exposition at
+    /// `GET /metrics` (each scrape renders a fresh registry that `fill`
+    /// adds the current statistics to) and `GET /healthz`: `200 ok` while
+    /// `healthy` says the roles serve, `503 unavailable` once one has
+    /// stopped.
+    pub fn serve(
+        self,
+        fill: impl Fn(&mut prometheus_client::registry::Registry) + Send + 'static,
+        healthy: impl Fn() -> bool + Send + 'static,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let MetricsServer { server, bound } = self;
+        std::thread::Builder::new()
+            .name("lhcluster-metrics".to_owned())
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    let response = match request.url() {
+                        "/metrics" => {
+                            let header = tiny_http::Header::from_bytes(
+                                &b"Content-Type"[..],
+                                &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                            )
+                            .expect("a valid static header");
+                            let mut registry = prometheus_client::registry::Registry::default();
+                            fill(&mut registry);
+                            tiny_http::Response::from_string(metrics::render(&registry))
+                                .with_header(header)
+                        }
+                        "/healthz" if healthy() => tiny_http::Response::from_string("ok\n"),
+                        "/healthz" => {
+                            tiny_http::Response::from_string("unavailable\n").with_status_code(503)
+                        }
+                        _ => tiny_http::Response::from_string("see /metrics or /healthz\n")
+                            .with_status_code(404),
+                    };
+                    let _ = request.respond(response);
+                }
+            })
+            .context("spawning the metrics thread")?;
+        tracing::info!(%bound, "serving metrics at /metrics, health at /healthz");
+        Ok(bound)
+    }
 }
 
 /// Renders broker and proxy statistics as OpenMetrics text.

@@ -250,8 +250,16 @@ fn a_worker_and_a_request_given_two_brokers_move_past_a_killed_one() {
 fn publish_and_subscribe() {
     limited(|| {
         let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
-        nb.expect_line("notify-broker frontend=");
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
+        nb.expect_line(&format!(
+            "notify-broker subscribers={front} publishers={back}"
+        ));
         let sub = Proc::start(&[
             "subscribe",
             "--to",
@@ -766,7 +774,13 @@ fn json_in_and_out_through_a_typed_worker() {
 fn subscribe_shows_messagepack_as_json_and_text_as_text() {
     limited(|| {
         let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
         nb.expect_line("notify-broker ");
         let sub = Proc::start(&["subscribe", "--to", &front, "orders", "--count", "3"]);
         sub.expect_log("subscribed");
@@ -836,7 +850,13 @@ fn a_broker_that_is_not_there_is_reported_within_the_connect_timeout() {
 fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
     limited(|| {
         let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
         nb.expect_line("notify-broker ");
         let (code, _, err) = run(&["publish", "--to", &front, "orders", "x"]);
         assert_eq!(code, 1);
@@ -889,5 +909,160 @@ fn endpoints_default_from_the_environment() {
         let (code, _, err) = run_with(&["request", "--type", "echo"], &[], b"");
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("--to"), "{err}");
+    });
+}
+
+/// An HTTP GET on the metrics listener: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn healthz_answers_next_to_metrics_and_a_bad_address_is_refused_before_starting() {
+    limited(|| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let c = broker(&["--metrics", &addr]);
+        let (status, body) = http_get(&addr, "/healthz");
+        assert!(status.contains(" 200"), "{status}");
+        assert_eq!(body, "ok\n");
+        let (status, _) = http_get(&addr, "/nothing");
+        assert!(status.contains(" 404"), "{status}");
+        // The proxy and the notify broker too.
+        let proxy_addr = format!("127.0.0.1:{}", free_port());
+        let (_proxy, _) = proxy(&c.front, &["--metrics", &proxy_addr]);
+        assert!(http_get(&proxy_addr, "/healthz").0.contains(" 200"));
+        let nb_addr = format!("127.0.0.1:{}", free_port());
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &ep(free_port()),
+            "--publishers",
+            &ep(free_port()),
+            "--metrics",
+            &nb_addr,
+        ]);
+        nb.expect_line("notify-broker ");
+        assert!(http_get(&nb_addr, "/healthz").0.contains(" 200"));
+        // A bare port is a usage error, before any socket is bound.
+        let front = ep(free_port());
+        let (code, out, err) = run(&[
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &ep(free_port()),
+            "--metrics",
+            "9100",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("bare port") && err.contains("127.0.0.1:9100"),
+            "{err}"
+        );
+        // A port in use: refused before the broker starts (no ready line).
+        let (code, out, err) = run(&[
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &ep(free_port()),
+            "--metrics",
+            &addr,
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert_single_error_line(&err, "cannot serve metrics");
+    });
+}
+
+#[test]
+fn ready_lines_show_endpoints_as_bound_and_usage_errors_name_the_alternatives() {
+    limited(|| {
+        let b = Proc::start(&[
+            "broker",
+            "--frontend",
+            "tcp://*:0",
+            "--backend",
+            "tcp://127.0.0.1:0",
+        ]);
+        let line = b.expect_line("broker ");
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(words[1].starts_with("frontend=tcp://0.0.0.0:"), "{line}");
+        assert!(words[2].starts_with("backend=tcp://127.0.0.1:"), "{line}");
+        assert!(!line.contains(":0 ") && !line.ends_with(":0"), "{line}");
+        // A worker needs a mode: the error names both.
+        let (code, _, err) = run(&["worker", "--broker", "tcp://127.0.0.1:1", "--type", "x"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--echo") && err.contains("--exec"), "{err}");
+        let (code, _, err) = run(&[
+            "worker",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "--type",
+            "x",
+            "--echo",
+            "--exec",
+            "cat",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        // Every flag of every command has a help text.
+        for command in [
+            "broker",
+            "proxy",
+            "notify-broker",
+            "up",
+            "request",
+            "worker",
+            "publish",
+            "subscribe",
+            "stats",
+            "keygen",
+        ] {
+            let (code, out, _) = run(&[command, "--help"]);
+            assert_eq!(code, 0);
+            let lines: Vec<&str> = out.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                let flag = l.trim_start();
+                if !(l.starts_with("  ") && flag.starts_with("--")) {
+                    continue;
+                }
+                // Help follows on the same line or, for a long one, the next.
+                let same = flag.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+                let next = lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.starts_with("          "));
+                assert!(same || next, "{command}: no help for {flag:?}\n{out}");
+            }
+        }
+    });
+}
+
+#[test]
+fn the_old_notify_flag_names_still_work_with_a_warning() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        nb.expect_line(&format!(
+            "notify-broker subscribers={front} publishers={back}"
+        ));
+        nb.expect_log("--frontend is deprecated: use --subscribers");
+    });
+}
+
+#[test]
+fn a_proxy_that_never_reached_its_broker_says_not_connected() {
+    limited(|| {
+        let nowhere = ep(free_port());
+        let (p, _) = proxy(&nowhere, &[]);
+        let line = p.expect_log("not connected to the broker at");
+        assert!(line.contains(&nowhere), "{line}");
+        assert!(!p.stderr_text().contains("missed its heartbeats"));
     });
 }
