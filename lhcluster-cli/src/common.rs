@@ -105,6 +105,23 @@ pub fn probe(
     }
 }
 
+/// Says why a connection to `endpoint` never came up, more precisely than
+/// `unreachable` when a probe of `kind` finds out: a handshake refused (a
+/// security mismatch) or a connection taken but never answered.
+pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: String) -> String {
+    match probe(endpoint, kind, std::time::Duration::from_secs(1)) {
+        Ok(Probe::Refused) => format!(
+            "the {what} at {endpoint} refused the handshake: a security mismatch (CURVE keys \
+             on one side only, or keys that do not match: docs/security.md)"
+        ),
+        Ok(Probe::Up) => format!(
+            "the {what} at {endpoint} took the connection but did not answer: another kind \
+             of endpoint, or CURVE keys it does not accept (docs/security.md)"
+        ),
+        _ => unreachable,
+    }
+}
+
 /// A channel that yields once on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     let (tx, rx) = crossbeam_channel::bounded(1);

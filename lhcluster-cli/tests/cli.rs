@@ -521,6 +521,17 @@ fn keygen_keys_and_a_curve_round_trip() {
         let (code, out, err) = request(&c.front, &strs(&client_args));
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("sealed"), "{out}");
+        // Without the broker's key: the handshake is refused, and said so
+        // (not "cannot reach").
+        let (code, out, _) = request(&c.front, &["--type", "echo", "--connect-timeout", "500ms"]);
+        assert_eq!(code, 12, "{out}");
+        assert!(
+            out.contains("refused the handshake: a security mismatch"),
+            "{out}"
+        );
+        let (code, _, err) = run(&["stats", "--broker", &c.front, "--connect-timeout", "500ms"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "refused the handshake");
 
         // A secret key others can read is refused, with the fix.
         std::fs::set_permissions(name("client.key"), std::fs::Permissions::from_mode(0o644))

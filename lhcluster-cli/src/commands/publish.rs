@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
-use crate::common::{Probe, parse_duration, probe};
+use crate::common::{Probe, diagnose, parse_duration, probe};
 use crate::payload;
 
 /// Publish one notification to a notify broker.
@@ -72,9 +72,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(lhcluster::Error::Connect {
             source: zmq::Error::ENOTCONN,
             ..
-        }) => {
-            anyhow::bail!(unreachable(&args))
-        }
+        }) => match args.to.as_slice() {
+            [endpoint] => anyhow::bail!(diagnose(
+                "notify broker",
+                endpoint,
+                zmq::XPUB,
+                unreachable(&args)
+            )),
+            _ => anyhow::bail!(unreachable(&args)),
+        },
         Err(e) => return Err(e.into()),
     };
     match args.id {

@@ -11,7 +11,7 @@ use lhcluster::client::{Client, ClientConfig, ClientEvent, ReceiptKind};
 use lhcluster::{Flags, RequestError, RequestType, Status};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{parse_duration, parse_request_type};
+use crate::common::{diagnose, parse_duration, parse_request_type};
 use crate::payload;
 
 /// Exit codes of `lhcluster request`, one per outcome (see --help).
@@ -188,8 +188,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(client) => client,
         Err(e @ lhcluster::Error::Unreachable { .. }) => {
             // Nothing was sent: the outcome is the connection's.
-            let id = args.id.unwrap_or(0);
-            print_failure(&args, id, "connection", &e.to_string());
+            let text = match args.to.as_slice() {
+                [endpoint] => diagnose("broker", endpoint, zmq::DEALER, e.to_string()),
+                _ => e.to_string(),
+            };
+            print_failure(&args, args.id.unwrap_or(0), "connection", &text);
             return Ok(ExitCode::from(exit::CONNECTION));
         }
         Err(e) => return Err(e.into()),

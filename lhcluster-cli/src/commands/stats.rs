@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::common::parse_duration;
+use crate::common::{diagnose, parse_duration};
 
 /// Query a running broker's statistics over the protocol.
 #[derive(Debug, clap::Args)]
@@ -30,8 +30,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stats =
-        lhcluster::broker::query_stats_within(&args.broker, args.connect_timeout, args.timeout)?;
+    let stats = match lhcluster::broker::query_stats_within(
+        &args.broker,
+        args.connect_timeout,
+        args.timeout,
+    ) {
+        Ok(stats) => stats,
+        Err(e @ lhcluster::Error::Unreachable { .. }) => {
+            anyhow::bail!(diagnose("broker", &args.broker, zmq::DEALER, e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(ExitCode::SUCCESS);

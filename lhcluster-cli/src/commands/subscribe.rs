@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
-use crate::common::{Probe, parse_duration, probe, shutdown_signal};
+use crate::common::{Probe, diagnose, parse_duration, probe, shutdown_signal};
 use crate::payload;
 
 /// Subscribe to notification types and print each notification on a line.
@@ -118,9 +118,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(lhcluster::Error::Connect {
             source: zmq::Error::ENOTCONN,
             ..
-        }) => {
-            anyhow::bail!(unreachable(&args))
-        }
+        }) => match args.to.as_slice() {
+            [endpoint] => anyhow::bail!(diagnose(
+                "notify broker",
+                endpoint,
+                zmq::SUB,
+                unreachable(&args)
+            )),
+            _ => anyhow::bail!(unreachable(&args)),
+        },
         Err(e) => return Err(e.into()),
     };
     eprintln!("subscribed to {:?}", args.topics);
