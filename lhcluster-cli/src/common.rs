@@ -118,6 +118,10 @@ pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: 
             "the {what} at {endpoint} took the connection but did not answer: another kind \
              of endpoint, or CURVE keys it does not accept (docs/security.md)"
         ),
+        Ok(Probe::WrongSide) => format!(
+            "{endpoint} is not a {what}'s endpoint: it closed the handshake, as a ZeroMQ \
+             socket of another kind does (a notify broker's, say)"
+        ),
         _ => unreachable,
     }
 }

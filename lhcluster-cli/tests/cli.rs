@@ -875,6 +875,13 @@ fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
         let (code, _, err) = run(&["subscribe", "--to", &back, "orders"]);
         assert_eq!(code, 1);
         assert_single_error_line(&err, "does not take subscribers");
+        // A request sent there is told it is not a broker.
+        let (code, out, _) = request(&front, &["--type", "echo", "--connect-timeout", "300ms"]);
+        assert_eq!(code, 12, "{out}");
+        assert!(
+            out.contains(&format!("{front} is not a broker's endpoint")),
+            "{out}"
+        );
     });
 }
 
