@@ -76,7 +76,8 @@ pub fn probe(
         | E::HANDSHAKE_FAILED_PROTOCOL as i32
         | E::HANDSHAKE_FAILED_NO_DETAIL as i32
         | E::HANDSHAKE_FAILED_AUTH as i32
-        | E::DISCONNECTED as i32;
+        | E::DISCONNECTED as i32
+        | E::CONNECT_RETRIED as i32;
     socket.monitor(&monitor_endpoint, events)?;
     let monitor = context.socket(zmq::PAIR)?;
     monitor.set_linger(0)?;
@@ -100,6 +101,9 @@ pub fn probe(
         return Ok(match event {
             e if e == E::HANDSHAKE_SUCCEEDED as u16 => Probe::Up,
             e if e == E::DISCONNECTED as u16 => Probe::WrongSide,
+            // The TCP connect failed (refused: nothing listens there), and
+            // libzmq will retry: no need to wait for it.
+            e if e == E::CONNECT_RETRIED as u16 => Probe::Unreachable,
             _ => Probe::Refused,
         });
     }
