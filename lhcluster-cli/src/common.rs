@@ -42,11 +42,12 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
 pub enum Probe {
     /// The ZeroMQ handshake succeeded.
     Up,
-    /// Something took the TCP connection and dropped it during the
-    /// handshake without a reason libzmq reports: most likely a ZeroMQ
-    /// socket of a type that does not pair with ours (ZMTP exchanges
-    /// socket types and closes a pair that does not match), such as the
-    /// other side of a notify broker.
+    /// Something took the TCP connection and closed it during the
+    /// handshake, again and again: most likely a ZeroMQ socket of a type
+    /// that does not pair with ours (ZMTP exchanges socket types and
+    /// closes a pair that does not match), such as the other side of a
+    /// notify broker; possibly a server that requires CURVE keys and closed
+    /// first.
     WrongSide,
     /// The handshake failed for a reason libzmq names (a security
     /// mismatch…): left to the role, which says more.
@@ -70,6 +71,8 @@ pub fn probe(
     let context = lhcluster::context();
     let socket = context.socket(kind)?;
     socket.set_linger(0)?;
+    // A closed handshake is tried again soon, for its reason.
+    socket.set_reconnect_ivl(20)?;
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let monitor_endpoint = format!("inproc://lhcluster-cli-probe-{n}");
     let events = E::HANDSHAKE_SUCCEEDED as i32
@@ -85,12 +88,18 @@ pub fn probe(
     socket
         .connect(endpoint)
         .with_context(|| format!("cannot connect to {endpoint}"))?;
-    let deadline = std::time::Instant::now() + timeout;
+    let mut deadline = std::time::Instant::now() + timeout;
+    // Connections closed during the handshake with no reason given.
+    let mut closed = 0;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let wait_ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
         if left.is_zero() || monitor.poll(zmq::POLLIN, wait_ms)? == 0 {
-            return Ok(Probe::Unreachable);
+            return Ok(if closed > 0 {
+                Probe::WrongSide
+            } else {
+                Probe::Unreachable
+            });
         }
         let frames = monitor.recv_multipart(0)?;
         let head = frames.first().map(Vec::as_slice).unwrap_or_default();
@@ -98,15 +107,54 @@ pub fn probe(
             continue;
         };
         let event = u16::from_le_bytes([lo, hi]);
-        return Ok(match event {
-            e if e == E::HANDSHAKE_SUCCEEDED as u16 => Probe::Up,
-            e if e == E::DISCONNECTED as u16 => Probe::WrongSide,
+        let value = match head.get(2..6) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        };
+        match event {
+            e if e == E::HANDSHAKE_SUCCEEDED as u16 => return Ok(Probe::Up),
             // The TCP connect failed (refused: nothing listens there), and
             // libzmq will retry: no need to wait for it.
-            e if e == E::CONNECT_RETRIED as u16 => Probe::Unreachable,
-            _ => Probe::Refused,
-        });
+            e if e == E::CONNECT_RETRIED as u16 && closed == 0 => {
+                return Ok(Probe::Unreachable);
+            }
+            // Security: the mechanisms differ (CURVE on one side only),
+            // the keys do not match, or the server's ZAP said no.
+            e if e == E::HANDSHAKE_FAILED_AUTH as u16 => return Ok(Probe::Refused),
+            e if e == E::HANDSHAKE_FAILED_PROTOCOL as u16 => {
+                return Ok(if is_security_error(value) {
+                    Probe::Refused
+                } else {
+                    // Their READY named a socket type that does not pair
+                    // with ours, or another ZMTP violation.
+                    Probe::WrongSide
+                });
+            }
+            // Closed during the handshake with no reason: the peer closed
+            // it first, on our READY (socket types that do not pair) or
+            // on our greeting (a security mismatch it saw before we did).
+            // Give libzmq's reconnections a moment: a reason may come.
+            e if e == E::HANDSHAKE_FAILED_NO_DETAIL as u16 || e == E::DISCONNECTED as u16 => {
+                if closed == 0 {
+                    let settle = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    deadline = deadline.min(settle);
+                }
+                closed += 1;
+            }
+            _ => {}
+        }
     }
+}
+
+/// Whether a ZMTP handshake failure (`ZMQ_PROTOCOL_ERROR_*`, libzmq 4.3
+/// zmq.h) is about security: the key exchange, a cryptographic failure,
+/// mechanisms that differ, or the ZAP handler's answer.
+fn is_security_error(value: u32) -> bool {
+    const KEY_EXCHANGE: u32 = 0x1000_0003;
+    const CRYPTOGRAPHIC: u32 = 0x1100_0001;
+    const MECHANISM_MISMATCH: u32 = 0x1100_0002;
+    const ZAP_FIRST: u32 = 0x2000_0000;
+    matches!(value, KEY_EXCHANGE | CRYPTOGRAPHIC | MECHANISM_MISMATCH) || value >= ZAP_FIRST
 }
 
 /// Says why a connection to `endpoint` never came up, more precisely than
@@ -123,8 +171,9 @@ pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: 
              of endpoint, or CURVE keys it does not accept (docs/security.md)"
         ),
         Ok(Probe::WrongSide) => format!(
-            "{endpoint} is not a {what}'s endpoint: it closed the handshake, as a ZeroMQ \
-             socket of another kind does (a notify broker's, say)"
+            "{endpoint} closed the handshake: it is not a {what}'s endpoint (a ZeroMQ \
+             socket of another kind, such as a notify broker's), or it requires CURVE keys \
+             (docs/security.md)"
         ),
         _ => unreachable,
     }
@@ -229,6 +278,7 @@ impl MetricsServer {
 /// Renders broker and proxy statistics as OpenMetrics text.
 pub mod metrics {
     use lhcluster::client_proxy::{ClientProxy, ClientProxyStats};
+    use lhcluster::notify::{NotifyBroker, NotifyBrokerStats};
     use lhcluster::{Broker, BrokerStats};
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
@@ -382,6 +432,44 @@ pub mod metrics {
         r.register("peer_up", "1 while the route to the peer is up", peer_up);
     }
 
+    /// Adds a notify broker's current statistics to `registry` (none if it
+    /// does not answer: it is stopping).
+    pub fn add_notify_broker(registry: &mut Registry, broker: &NotifyBroker) {
+        if let Ok(stats) = broker.stats() {
+            add_notify_broker_stats(registry, &stats);
+        }
+    }
+
+    pub(super) fn add_notify_broker_stats(registry: &mut Registry, s: &NotifyBrokerStats) {
+        let r = registry.sub_registry_with_prefix("lhcluster_notify_broker");
+        #[rustfmt::skip]
+        let counters = [
+            ("forwarded", "Notifications forwarded to subscribers", s.forwarded),
+            ("malformed", "Malformed notifications from publishers, dropped", s.malformed),
+            ("subscribes", "Subscribe messages from subscribers", s.subscribes),
+            ("unsubscribes", "Subscriptions no subscriber holds any more", s.unsubscribes),
+            ("probes_answered", "Subscription probes answered", s.probes_answered),
+            ("malformed_subscriptions", "Messages from subscribers that are not subscriptions", s.malformed_subscriptions),
+            ("untracked_forwarded", "Notifications forwarded on topics beyond max_tracked_topics", s.untracked_forwarded),
+        ];
+        let gauges = [(
+            "active_subscriptions",
+            "Distinct subscriptions held now",
+            s.active_subscriptions,
+        )];
+        register(r, &counters, &gauges);
+        let forwarded = Family::<Vec<(String, String)>, Counter>::default();
+        for (topic, ts) in &s.topics {
+            let labels = vec![("topic".to_owned(), topic.clone())];
+            forwarded.get_or_create(&labels).inc_by(ts.forwarded);
+        }
+        r.register(
+            "topic_forwarded",
+            "Notifications forwarded, per topic (up to max_tracked_topics)",
+            forwarded,
+        );
+    }
+
     pub(super) fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_proxy");
         #[rustfmt::skip]
@@ -433,6 +521,26 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+    }
+
+    #[test]
+    fn notify_broker_metrics_carry_its_counters_and_topics() {
+        let mut stats = lhcluster::notify::NotifyBrokerStats::default();
+        stats.forwarded = 5;
+        stats.active_subscriptions = 2;
+        let mut topic = lhcluster::notify::TopicStats::default();
+        topic.forwarded = 5;
+        stats.topics.insert("orders".to_owned(), topic);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_notify_broker_stats(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        for line in [
+            "lhcluster_notify_broker_forwarded_total 5",
+            "lhcluster_notify_broker_active_subscriptions 2",
+            "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 
     /// The proxy exports its malformed input as the broker does.

@@ -171,6 +171,9 @@ impl Daemon for NotifyBroker {
     fn configured(config: &NotifyBrokerConfig) -> Vec<String> {
         vec![config.frontend.clone(), config.backend.clone()]
     }
+    fn add_metrics(&self, registry: &mut Registry) {
+        metrics::add_notify_broker(registry, self);
+    }
 }
 
 impl Daemon for ClientProxy {

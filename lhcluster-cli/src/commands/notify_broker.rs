@@ -28,8 +28,8 @@ pub struct Args {
     /// Deprecated name of --publishers.
     #[arg(long, hide = true, conflicts_with = "publishers")]
     backend: Option<String>,
-    /// Serve a health check at http://ADDR/healthz (ADDR: HOST:PORT, e.g.
-    /// 127.0.0.1:9102; /metrics is empty for a notify broker).
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check
+    /// at http://ADDR/healthz (ADDR: HOST:PORT, e.g. 127.0.0.1:9102).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     metrics: Option<String>,
     #[command(flatten)]

@@ -56,9 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let [endpoint] = args.to.as_slice() {
         match probe(endpoint, zmq::XPUB, args.connect_timeout)? {
             Probe::WrongSide => anyhow::bail!(
-                "{endpoint} does not take publishers: it closed a publisher's handshake, \
-                 as a notify broker's subscribers endpoint does (publish to its \
-                 --publishers endpoint)"
+                "{endpoint} does not take publishers: it closed a publisher's handshake, as a notify \
+                 broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
+                 CURVE keys (docs/security.md)"
             ),
             Probe::Unreachable => anyhow::bail!(unreachable(&args)),
             Probe::Up | Probe::Refused => {}

@@ -64,9 +64,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let [endpoint] = args.to.as_slice() {
         match probe(endpoint, zmq::SUB, args.connect_timeout)? {
             Probe::WrongSide => anyhow::bail!(
-                "{endpoint} does not take subscribers: it closed a subscriber's handshake, \
-                 as a notify broker's publishers endpoint does (subscribe to its \
-                 --subscribers endpoint)"
+                "{endpoint} does not take subscribers: it closed a subscriber's handshake, as a notify \
+                 broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
+                 CURVE keys (docs/security.md)"
             ),
             Probe::Unreachable => anyhow::bail!(unreachable(&args)),
             Probe::Up | Probe::Refused => {}

@@ -78,11 +78,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("worker #{i} started");
     }
     if let Some(server) = metrics {
-        let (b, p) = (brokers.clone(), proxies.clone());
+        let (b, n, p) = (brokers.clone(), notify_brokers.clone(), proxies.clone());
         let (hb, hn, hp) = (brokers.clone(), notify_brokers.clone(), proxies.clone());
         server.serve(
             move |registry| {
                 add_numbered(registry, &b);
+                add_numbered(registry, &n);
                 add_numbered(registry, &p);
             },
             move || {
