@@ -37,6 +37,148 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
     }
 }
 
+/// What a trial connection to an endpoint found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The ZeroMQ handshake succeeded.
+    Up,
+    /// Something took the TCP connection and closed it during the
+    /// handshake, again and again: most likely a ZeroMQ socket of a type
+    /// that does not pair with ours (ZMTP exchanges socket types and
+    /// closes a pair that does not match), such as the other side of a
+    /// notify broker; possibly a server that requires CURVE keys and closed
+    /// first.
+    WrongSide,
+    /// The handshake failed for a reason libzmq names (a security
+    /// mismatch…): left to the role, which says more.
+    Refused,
+    /// No handshake within the timeout: nothing listens there, or it is
+    /// unreachable.
+    Unreachable,
+}
+
+/// Connects a throwaway socket of `kind` to `endpoint` and waits, up to
+/// `timeout`, for the ZeroMQ handshake: it tells a peer of the wrong type
+/// and an endpoint where nothing answers, at once and apart, with no
+/// message sent.
+pub fn probe(
+    endpoint: &str,
+    kind: zmq::SocketType,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Probe> {
+    use zmq::SocketEvent as E;
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let context = lhcluster::context();
+    let socket = context.socket(kind)?;
+    socket.set_linger(0)?;
+    // A closed handshake is tried again soon, for its reason.
+    socket.set_reconnect_ivl(20)?;
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let monitor_endpoint = format!("inproc://lhcluster-cli-probe-{n}");
+    let events = E::HANDSHAKE_SUCCEEDED as i32
+        | E::HANDSHAKE_FAILED_PROTOCOL as i32
+        | E::HANDSHAKE_FAILED_NO_DETAIL as i32
+        | E::HANDSHAKE_FAILED_AUTH as i32
+        | E::DISCONNECTED as i32
+        | E::CONNECT_RETRIED as i32;
+    socket.monitor(&monitor_endpoint, events)?;
+    let monitor = context.socket(zmq::PAIR)?;
+    monitor.set_linger(0)?;
+    monitor.connect(&monitor_endpoint)?;
+    socket
+        .connect(endpoint)
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let mut deadline = std::time::Instant::now() + timeout;
+    // Connections closed during the handshake with no reason given.
+    let mut closed = 0;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let wait_ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+        if left.is_zero() || monitor.poll(zmq::POLLIN, wait_ms)? == 0 {
+            return Ok(if closed > 0 {
+                Probe::WrongSide
+            } else {
+                Probe::Unreachable
+            });
+        }
+        let frames = monitor.recv_multipart(0)?;
+        let head = frames.first().map(Vec::as_slice).unwrap_or_default();
+        let Some(&[lo, hi]) = head.get(..2) else {
+            continue;
+        };
+        let event = u16::from_le_bytes([lo, hi]);
+        let value = match head.get(2..6) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        };
+        match event {
+            e if e == E::HANDSHAKE_SUCCEEDED as u16 => return Ok(Probe::Up),
+            // The TCP connect failed (refused: nothing listens there), and
+            // libzmq will retry: no need to wait for it.
+            e if e == E::CONNECT_RETRIED as u16 && closed == 0 => {
+                return Ok(Probe::Unreachable);
+            }
+            // Security: the mechanisms differ (CURVE on one side only),
+            // the keys do not match, or the server's ZAP said no.
+            e if e == E::HANDSHAKE_FAILED_AUTH as u16 => return Ok(Probe::Refused),
+            e if e == E::HANDSHAKE_FAILED_PROTOCOL as u16 => {
+                return Ok(if is_security_error(value) {
+                    Probe::Refused
+                } else {
+                    // Their READY named a socket type that does not pair
+                    // with ours, or another ZMTP violation.
+                    Probe::WrongSide
+                });
+            }
+            // Closed during the handshake with no reason: the peer closed
+            // it first, on our READY (socket types that do not pair) or
+            // on our greeting (a security mismatch it saw before we did).
+            // Give libzmq's reconnections a moment: a reason may come.
+            e if e == E::HANDSHAKE_FAILED_NO_DETAIL as u16 || e == E::DISCONNECTED as u16 => {
+                if closed == 0 {
+                    let settle = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    deadline = deadline.min(settle);
+                }
+                closed += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a ZMTP handshake failure (`ZMQ_PROTOCOL_ERROR_*`, libzmq 4.3
+/// zmq.h) is about security: the key exchange, a cryptographic failure,
+/// mechanisms that differ, or the ZAP handler's answer.
+fn is_security_error(value: u32) -> bool {
+    const KEY_EXCHANGE: u32 = 0x1000_0003;
+    const CRYPTOGRAPHIC: u32 = 0x1100_0001;
+    const MECHANISM_MISMATCH: u32 = 0x1100_0002;
+    const ZAP_FIRST: u32 = 0x2000_0000;
+    matches!(value, KEY_EXCHANGE | CRYPTOGRAPHIC | MECHANISM_MISMATCH) || value >= ZAP_FIRST
+}
+
+/// Says why a connection to `endpoint` never came up, more precisely than
+/// `unreachable` when a probe of `kind` finds out: a handshake refused (a
+/// security mismatch) or a connection taken but never answered.
+pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: String) -> String {
+    match probe(endpoint, kind, std::time::Duration::from_secs(1)) {
+        Ok(Probe::Refused) => format!(
+            "the {what} at {endpoint} refused the handshake: a security mismatch (CURVE keys \
+             on one side only, or keys that do not match: docs/security.md)"
+        ),
+        Ok(Probe::Up) => format!(
+            "the {what} at {endpoint} took the connection but did not answer: another kind \
+             of endpoint, or CURVE keys it does not accept (docs/security.md)"
+        ),
+        Ok(Probe::WrongSide) => format!(
+            "{endpoint} closed the handshake: it is not a {what}'s endpoint (a ZeroMQ \
+             socket of another kind, such as a notify broker's), or it requires CURVE keys \
+             (docs/security.md)"
+        ),
+        _ => unreachable,
+    }
+}
+
 /// A channel that yields once on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -47,46 +189,96 @@ pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     Ok(rx)
 }
 
-/// Serves Prometheus text exposition on `addr` (`GET /metrics`), on a
-/// background thread: each scrape renders a fresh registry that `fill` adds
-/// the current statistics to.
-pub fn serve_metrics(
-    addr: &str,
-    fill: impl Fn(&mut prometheus_client::registry::Registry) + Send + 'static,
-) -> anyhow::Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .context("metrics listener has no IP address")?;
-    std::thread::Builder::new()
-        .name("lhcluster-metrics".to_owned())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let response = if request.url() == "/metrics" {
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    )
-                    .expect("a valid static header");
-                    let mut registry = prometheus_client::registry::Registry::default();
-                    fill(&mut registry);
-                    tiny_http::Response::from_string(metrics::render(&registry)).with_header(header)
-                } else {
-                    tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
-                };
-                let _ = request.respond(response);
-            }
-        })
-        .context("spawning the metrics thread")?;
-    tracing::info!(%bound, "serving metrics at /metrics");
-    Ok(bound)
+/// Parses a `--metrics` address: `HOST:PORT`, checked before anything
+/// starts (a bare port is refused with the forms that work).
+pub fn parse_metrics_addr(text: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let hint = "expected HOST:PORT, such as 127.0.0.1:9100 (this host only) or 0.0.0.0:9100 \
+                (every interface)";
+    if text.parse::<u16>().is_ok() {
+        return Err(format!("{text:?} is a bare port: {hint}"));
+    }
+    match text.to_socket_addrs() {
+        Ok(addrs) if !addrs.as_slice().is_empty() => Ok(text.to_owned()),
+        Ok(_) => Err(format!("{text:?} resolves to no address: {hint}")),
+        Err(e) => Err(format!("{text:?}: {e}: {hint}")),
+    }
+}
+
+/// The HTTP listener of `/metrics` and `/healthz`: bound first (a port in
+/// use is an error before any role starts), served once the roles run.
+pub struct MetricsServer {
+    server: tiny_http::Server,
+    bound: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Binds `addr` (`HOST:PORT`).
+    pub fn bind(addr: &str) -> anyhow::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .context("metrics listener has no IP address")?;
+        Ok(MetricsServer { server, bound })
+    }
+
+    /// Serves, on a background thread, Prometheus text exposition at
+    /// `GET /metrics` (each scrape renders a fresh registry that `fill`
+    /// adds the current statistics to) and `GET /healthz`: `200 ok` while
+    /// `healthy` says the roles serve, `503 unavailable` once one has
+    /// stopped.
+    pub fn serve(
+        self,
+        fill: impl Fn(&mut prometheus_client::registry::Registry) + Send + 'static,
+        healthy: impl Fn() -> bool + Send + 'static,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let MetricsServer { server, bound } = self;
+        std::thread::Builder::new()
+            .name("lhcluster-metrics".to_owned())
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    let response = match request.url() {
+                        "/metrics" => {
+                            let header = tiny_http::Header::from_bytes(
+                                &b"Content-Type"[..],
+                                &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                            )
+                            .expect("a valid static header");
+                            let mut registry = prometheus_client::registry::Registry::default();
+                            fill(&mut registry);
+                            tiny_http::Response::from_string(metrics::render(&registry))
+                                .with_header(header)
+                        }
+                        "/healthz" if healthy() => tiny_http::Response::from_string("ok\n"),
+                        "/healthz" => {
+                            tiny_http::Response::from_string("unavailable\n").with_status_code(503)
+                        }
+                        _ => tiny_http::Response::from_string("see /metrics or /healthz\n")
+                            .with_status_code(404),
+                    };
+                    let _ = request.respond(response);
+                }
+            })
+            .context("spawning the metrics thread")?;
+        tracing::info!(%bound, "serving metrics at /metrics, health at /healthz");
+        Ok(bound)
+    }
 }
 
 /// Renders broker and proxy statistics as OpenMetrics text.
 pub mod metrics {
     use lhcluster::client_proxy::{ClientProxy, ClientProxyStats};
+    use lhcluster::notify::{NotifyBroker, NotifyBrokerStats};
     use lhcluster::{Broker, BrokerStats};
     use prometheus_client::encoding::text::encode;
     use prometheus_client::metrics::counter::Counter;
@@ -240,6 +432,44 @@ pub mod metrics {
         r.register("peer_up", "1 while the route to the peer is up", peer_up);
     }
 
+    /// Adds a notify broker's current statistics to `registry` (none if it
+    /// does not answer: it is stopping).
+    pub fn add_notify_broker(registry: &mut Registry, broker: &NotifyBroker) {
+        if let Ok(stats) = broker.stats() {
+            add_notify_broker_stats(registry, &stats);
+        }
+    }
+
+    pub(super) fn add_notify_broker_stats(registry: &mut Registry, s: &NotifyBrokerStats) {
+        let r = registry.sub_registry_with_prefix("lhcluster_notify_broker");
+        #[rustfmt::skip]
+        let counters = [
+            ("forwarded", "Notifications forwarded to subscribers", s.forwarded),
+            ("malformed", "Malformed notifications from publishers, dropped", s.malformed),
+            ("subscribes", "Subscribe messages from subscribers", s.subscribes),
+            ("unsubscribes", "Subscriptions no subscriber holds any more", s.unsubscribes),
+            ("probes_answered", "Subscription probes answered", s.probes_answered),
+            ("malformed_subscriptions", "Messages from subscribers that are not subscriptions", s.malformed_subscriptions),
+            ("untracked_forwarded", "Notifications forwarded on topics beyond max_tracked_topics", s.untracked_forwarded),
+        ];
+        let gauges = [(
+            "active_subscriptions",
+            "Distinct subscriptions held now",
+            s.active_subscriptions,
+        )];
+        register(r, &counters, &gauges);
+        let forwarded = Family::<Vec<(String, String)>, Counter>::default();
+        for (topic, ts) in &s.topics {
+            let labels = vec![("topic".to_owned(), topic.clone())];
+            forwarded.get_or_create(&labels).inc_by(ts.forwarded);
+        }
+        r.register(
+            "topic_forwarded",
+            "Notifications forwarded, per topic (up to max_tracked_topics)",
+            forwarded,
+        );
+    }
+
     pub(super) fn add_proxy_stats(registry: &mut Registry, s: &ClientProxyStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_proxy");
         #[rustfmt::skip]
@@ -291,6 +521,26 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+    }
+
+    #[test]
+    fn notify_broker_metrics_carry_its_counters_and_topics() {
+        let mut stats = lhcluster::notify::NotifyBrokerStats::default();
+        stats.forwarded = 5;
+        stats.active_subscriptions = 2;
+        let mut topic = lhcluster::notify::TopicStats::default();
+        topic.forwarded = 5;
+        stats.topics.insert("orders".to_owned(), topic);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_notify_broker_stats(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        for line in [
+            "lhcluster_notify_broker_forwarded_total 5",
+            "lhcluster_notify_broker_active_subscriptions 2",
+            "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 
     /// The proxy exports its malformed input as the broker does.

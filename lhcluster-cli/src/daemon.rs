@@ -13,7 +13,7 @@ use lhcluster::worker::WorkerConfig;
 use lhcluster::{Broker, BrokerConfig};
 use prometheus_client::registry::Registry;
 
-use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
+use crate::common::{MetricsServer, metrics, parse_duration, read_toml, set, shutdown_signal};
 
 /// The flags of the options every role has, named as its config's keys
 /// (docs/operations.md, configuration reference). A flag given wins over
@@ -90,25 +90,67 @@ shared_options!(
 
 /// A role the CLI runs as a daemon.
 pub trait Daemon: Clone + Send + 'static {
-    /// What the role's ready line says after its name, once its sockets are
-    /// bound (docs/operations.md: scripts wait for it): the endpoints
-    /// actually bound.
-    fn ready(&self) -> String;
+    /// The role's configuration.
+    type Config;
+    /// The endpoints its ready line names, in order, with their names
+    /// (`frontend`, `backend`…), as the role reports them (a `tcp://…:0`
+    /// port resolved; `*` as `127.0.0.1`, a form peers can connect to).
+    fn endpoints(&self) -> Vec<(&'static str, String)>;
+    /// The same endpoints as configured, in the same order.
+    fn configured(config: &Self::Config) -> Vec<String>;
     /// Adds the role's current statistics to a metrics registry (roles
     /// without metrics add nothing).
     fn add_metrics(&self, _registry: &mut Registry) {}
+    /// Whether the role still serves: its driver thread answers (`/healthz`).
+    fn healthy(&self) -> bool;
+}
+
+/// What a role's ready line says after its name, once its sockets are
+/// bound (docs/operations.md: scripts wait for it): each endpoint as
+/// bound, `tcp://0.0.0.0:PORT` for a `tcp://*:…` bind.
+pub fn ready<D: Daemon>(role: &D, configured: &[String]) -> String {
+    let endpoints = role.endpoints();
+    let words: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (name, endpoint))| {
+            let bound = as_bound(endpoint, configured.get(i).map(String::as_str));
+            format!("{name}={bound}")
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// A reported endpoint as it was bound: the role reports a `tcp://*:…`
+/// bind as `tcp://127.0.0.1:…` (where a peer on this host connects); the
+/// socket listens on every interface, `0.0.0.0`.
+fn as_bound(reported: &str, configured: Option<&str>) -> String {
+    let wildcard = configured.is_some_and(|c| c.starts_with("tcp://*:"));
+    match reported.strip_prefix("tcp://127.0.0.1:") {
+        Some(port) if wildcard => format!("tcp://0.0.0.0:{port}"),
+        _ => reported.to_owned(),
+    }
 }
 
 impl Daemon for Broker {
-    fn ready(&self) -> String {
-        match self.cluster_endpoint() {
-            Some(cluster) => format!(
-                "frontend={} backend={} cluster={cluster}",
-                self.frontend(),
-                self.backend()
-            ),
-            None => format!("frontend={} backend={}", self.frontend(), self.backend()),
+    type Config = BrokerConfig;
+    fn healthy(&self) -> bool {
+        self.stats().is_ok()
+    }
+    fn endpoints(&self) -> Vec<(&'static str, String)> {
+        let mut endpoints = vec![
+            ("frontend", self.frontend().to_owned()),
+            ("backend", self.backend().to_owned()),
+        ];
+        if let Some(cluster) = self.cluster_endpoint() {
+            endpoints.push(("cluster", cluster.to_owned()));
         }
+        endpoints
+    }
+    fn configured(config: &BrokerConfig) -> Vec<String> {
+        let mut endpoints = vec![config.frontend.clone(), config.backend.clone()];
+        endpoints.extend(config.cluster_bind.clone());
+        endpoints
     }
     fn add_metrics(&self, registry: &mut Registry) {
         metrics::add_broker(registry, self);
@@ -116,14 +158,34 @@ impl Daemon for Broker {
 }
 
 impl Daemon for NotifyBroker {
-    fn ready(&self) -> String {
-        format!("frontend={} backend={}", self.frontend(), self.backend())
+    type Config = NotifyBrokerConfig;
+    fn healthy(&self) -> bool {
+        self.stats().is_ok()
+    }
+    fn endpoints(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("subscribers", self.frontend().to_owned()),
+            ("publishers", self.backend().to_owned()),
+        ]
+    }
+    fn configured(config: &NotifyBrokerConfig) -> Vec<String> {
+        vec![config.frontend.clone(), config.backend.clone()]
+    }
+    fn add_metrics(&self, registry: &mut Registry) {
+        metrics::add_notify_broker(registry, self);
     }
 }
 
 impl Daemon for ClientProxy {
-    fn ready(&self) -> String {
-        format!("bind={}", self.endpoint())
+    type Config = ClientProxyConfig;
+    fn healthy(&self) -> bool {
+        self.stats().is_ok()
+    }
+    fn endpoints(&self) -> Vec<(&'static str, String)> {
+        vec![("bind", self.endpoint().to_owned())]
+    }
+    fn configured(config: &ClientProxyConfig) -> Vec<String> {
+        vec![config.bind.clone()]
     }
     fn add_metrics(&self, registry: &mut Registry) {
         metrics::add_proxy(registry, self);
@@ -135,18 +197,22 @@ impl Daemon for ClientProxy {
 /// SIGTERM.
 pub fn run<D: Daemon>(
     name: &str,
-    start: impl FnOnce() -> Result<D, lhcluster::Error>,
+    config: D::Config,
+    start: impl FnOnce(D::Config) -> Result<D, lhcluster::Error>,
     stop: impl FnOnce(&D) -> Result<(), lhcluster::Error>,
     metrics: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     // Before starting: a signal from then on stops the role gracefully.
     let signal = shutdown_signal()?;
-    let role = start()?;
-    println!("{name} {}", role.ready());
-    if let Some(addr) = metrics {
-        let r = role.clone();
-        serve_metrics(addr, move |registry| r.add_metrics(registry))?;
+    // Bound before the role starts: a port in use stops nothing.
+    let metrics = metrics.map(MetricsServer::bind).transpose()?;
+    let configured = D::configured(&config);
+    let role = start(config)?;
+    if let Some(server) = metrics {
+        let (r, h) = (role.clone(), role.clone());
+        server.serve(move |registry| r.add_metrics(registry), move || h.healthy())?;
     }
+    println!("{name} {}", ready(&role, &configured));
     until_signal(&signal, || stop(&role))
 }
 
@@ -177,6 +243,24 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{e}"));
         cli.flags.load().unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_bind_is_shown_as_bound() {
+        assert_eq!(
+            as_bound("tcp://127.0.0.1:6655", Some("tcp://*:6655")),
+            "tcp://0.0.0.0:6655"
+        );
+        assert_eq!(
+            as_bound("tcp://127.0.0.1:41000", Some("tcp://*:0")),
+            "tcp://0.0.0.0:41000"
+        );
+        for configured in [Some("tcp://127.0.0.1:0"), Some("ipc:///tmp/x"), None] {
+            assert_eq!(
+                as_bound("tcp://127.0.0.1:41000", configured),
+                "tcp://127.0.0.1:41000"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod commands;
 mod common;
 mod daemon;
+mod payload;
 
 /// Brokered request queuing and notifications over ZeroMQ.
 #[derive(Debug, Parser)]

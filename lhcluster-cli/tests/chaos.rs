@@ -578,7 +578,7 @@ fn garbage_at_the_notify_broker_is_counted_and_notifications_flow() {
             "--stats-log-interval",
             "100ms",
         ]);
-        nb.expect_line("notify-broker frontend=");
+        nb.expect_line("notify-broker subscribers=");
         let (_subscriber, received) = counting_subscriber(&front, "orders");
         let publisher =
             NotifyPublisher::connect(NotifyPublisherConfig::new(back.as_str())).unwrap();
@@ -1031,7 +1031,7 @@ fn soak() {
         let (proxy, bind) = proxy(&c.front, &[]);
         let (nfront, nback) = (ep(free_port()), ep(free_port()));
         let nb = Proc::start(&["notify-broker", "--frontend", &nfront, "--backend", &nback]);
-        nb.expect_line("notify-broker frontend=");
+        nb.expect_line("notify-broker subscribers=");
         wait_workers(&c.front, 2);
         let (_subscriber, received) = counting_subscriber(&nfront, "soak");
         let publisher =

@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, wait_workers, worker,
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, run_with, wait_workers,
+    worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -249,8 +250,16 @@ fn a_worker_and_a_request_given_two_brokers_move_past_a_killed_one() {
 fn publish_and_subscribe() {
     limited(|| {
         let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
-        nb.expect_line("notify-broker frontend=");
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
+        nb.expect_line(&format!(
+            "notify-broker subscribers={front} publishers={back}"
+        ));
         let sub = Proc::start(&[
             "subscribe",
             "--to",
@@ -512,6 +521,19 @@ fn keygen_keys_and_a_curve_round_trip() {
         let (code, out, err) = request(&c.front, &strs(&client_args));
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("sealed"), "{out}");
+        // Without the broker's key: the keys are named, not "cannot reach".
+        // (Which side notices the mismatch first is a race: "refused the
+        // handshake: a security mismatch", or "closed the handshake … or
+        // it requires CURVE keys"; both name the keys.)
+        let (code, out, _) = request(&c.front, &["--type", "echo", "--connect-timeout", "500ms"]);
+        assert_eq!(code, 12, "{out}");
+        assert!(
+            out.contains("handshake") && out.contains("CURVE keys"),
+            "{out}"
+        );
+        let (code, _, err) = run(&["stats", "--broker", &c.front, "--connect-timeout", "500ms"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "CURVE keys");
 
         // A secret key others can read is refused, with the fix.
         std::fs::set_permissions(name("client.key"), std::fs::Permissions::from_mode(0o644))
@@ -657,5 +679,418 @@ fn bench_runs_a_cluster_of_brokers_in_each_placement() {
         assert!(err.contains("--brokers must be at least 1"), "{err}");
         let (code, _, err) = run(&["bench", "--brokers", "2", "--proxy"]);
         assert_eq!(code, 2, "{err}");
+    });
+}
+
+/// A typed request, as a Rust service defines it: the CLI reaches it with
+/// `--type math.add --payload-json '{"a":…,"b":…}'`.
+#[derive(serde::Serialize, serde::Deserialize, lhcluster::Request)]
+#[request_type(name = "math.add", response = Sum)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sum {
+    sum: i64,
+    terms: Vec<i64>,
+}
+
+/// A typed worker in this process, serving `math.add` at `back`.
+fn typed_worker(back: &str) -> lhcluster::worker::Worker {
+    let mut config = lhcluster::worker::WorkerConfig::new(back);
+    config.heartbeat = Duration::from_millis(100);
+    lhcluster::worker::Worker::builder(config)
+        .handle(|add: Add, _: &lhcluster::worker::RequestContext| Sum {
+            sum: add.a + add.b,
+            terms: vec![add.a, add.b],
+        })
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn json_in_and_out_through_a_typed_worker() {
+    limited(|| {
+        let c = broker(&[]);
+        let typed = typed_worker(&c.back);
+        let _echo = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 2);
+        let add = |extra: &[&str]| {
+            let mut args = vec!["--type", "math.add", "--payload-json", r#"{"a":1,"b":-3}"#];
+            args.extend_from_slice(extra);
+            request(&c.front, &args)
+        };
+        // JSON in, MessagePack to the typed handler, its reply shown as JSON.
+        let (code, out, err) = add(&[]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(
+            out,
+            r#"status: ok
+{"sum":-2,"terms":[1,-3]}"#
+        );
+        // In a JSON line: the reply as a value, not a lossy string.
+        let (code, out, _) = add(&["--json", "--id", "4"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["payload"],
+            serde_json::json!({"sum": -2, "terms": [1, -3]})
+        );
+        // The bytes as they are with --raw: the MessagePack document.
+        let (code, out, _) = run_with(
+            &request_args(
+                &c.front,
+                &["--type", "math.add", "--payload-json", "-", "--raw"],
+            ),
+            &[],
+            br#"{"a": 2, "b": 2}"#,
+        );
+        assert_eq!(code, 0);
+        let expected = rmp_serde::to_vec_named(&Sum {
+            sum: 4,
+            terms: vec![2, 2],
+        })
+        .unwrap();
+        assert_eq!(out, [&b"status: ok\n"[..], &expected].concat());
+        // Text bytes are not JSON: the handler says what it expected.
+        let (code, out, _) = request(&c.front, &["--type", "math.add", "--payload", "{\"a\":1}"]);
+        assert_eq!(code, 4, "{out}");
+        assert!(out.starts_with("status: bad_request\nerror: "), "{out}");
+        // Plain text stays text, from an argument or from stdin.
+        let (code, out, _) = request(&c.front, &["--type", "echo", "--payload", "hi"]);
+        assert_eq!((code, out.as_str()), (0, "status: ok\nhi"));
+        let (code, out, _) = run_with(
+            &request_args(&c.front, &["--type", "echo", "--payload", "-"]),
+            &[],
+            b"from stdin",
+        );
+        assert_eq!(code, 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "status: ok\nfrom stdin\n");
+        // Invalid JSON is refused before anything is sent.
+        let (code, _, err) = request(&c.front, &["--type", "math.add", "--payload-json", "{a:1}"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "--payload-json is not valid JSON");
+        // Two payload sources: a usage error naming them.
+        let (code, _, err) = request(
+            &c.front,
+            &["--type", "echo", "--payload", "x", "--payload-json", "{}"],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--payload-json"), "{err}");
+        typed.stop().unwrap();
+    });
+}
+
+#[test]
+fn subscribe_shows_messagepack_as_json_and_text_as_text() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
+        nb.expect_line("notify-broker ");
+        let sub = Proc::start(&["subscribe", "--to", &front, "orders", "--count", "3"]);
+        sub.expect_log("subscribed");
+        let publish = |extra: &[&str]| {
+            let mut args = vec!["publish", "--to", &back, "orders"];
+            args.extend_from_slice(extra);
+            let (code, _, err) = run(&args);
+            assert_eq!(code, 0, "{err}");
+        };
+        publish(&["--payload-json", r#"{"id":7,"items":["tea"]}"#]);
+        publish(&["hi"]);
+        let (code, _, err) = run_with(&["publish", "--to", &back, "orders", "-"], &[], b"piped");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            sub.expect_line("orders"),
+            r#"orders {"id":7,"items":["tea"]}"#
+        );
+        assert_eq!(sub.expect_line("orders"), "orders hi");
+        assert_eq!(sub.expect_line("orders"), "orders piped");
+    });
+}
+
+#[test]
+fn a_broker_that_is_not_there_is_reported_within_the_connect_timeout() {
+    limited(|| {
+        // Nothing listens here.
+        let nowhere = ep(free_port());
+        let started = Instant::now();
+        let (code, out, err) = request(&nowhere, &["--type", "echo", "--connect-timeout", "500ms"]);
+        assert_eq!(code, 12, "{out}\n{err}");
+        assert_eq!(
+            out,
+            format!(
+                "status: connection\nerror: cannot reach the broker at {nowhere} (no answer within 500ms)"
+            )
+        );
+        let (code, _, err) = run(&["stats", "--broker", &nowhere, "--connect-timeout", "500ms"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(
+            &err,
+            &format!("cannot reach the broker at {nowhere} (no answer within 500ms)"),
+        );
+        let (code, _, err) = run(&[
+            "publish",
+            "--to",
+            &nowhere,
+            "orders",
+            "--connect-timeout",
+            "500ms",
+        ]);
+        assert_eq!(code, 1);
+        assert_single_error_line(
+            &err,
+            &format!("cannot reach the notify broker at {nowhere}"),
+        );
+        // Three commands, each bounded by its 500 ms, not by the 30 s
+        // request timeout (loosely: a loaded machine starts them slowly).
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+        ]);
+        nb.expect_line("notify-broker ");
+        let (code, _, err) = run(&["publish", "--to", &front, "orders", "x"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "does not take publishers");
+        let (code, _, err) = run(&["subscribe", "--to", &back, "orders"]);
+        assert_eq!(code, 1);
+        assert_single_error_line(&err, "does not take subscribers");
+        // A request sent there is told it is not a broker.
+        let (code, out, _) = request(&front, &["--type", "echo", "--connect-timeout", "300ms"]);
+        assert_eq!(code, 12, "{out}");
+        assert!(
+            out.contains(&format!(
+                "{front} closed the handshake: it is not a broker's endpoint"
+            )),
+            "{out}"
+        );
+    });
+}
+
+#[test]
+fn endpoints_default_from_the_environment() {
+    limited(|| {
+        let c = broker(&[]);
+        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        let env = [("LHCLUSTER_BROKER", c.front.as_str())];
+        let (code, out, err) = run_with(
+            &["request", "--type", "echo", "--payload", "env"],
+            &env,
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(String::from_utf8(out).unwrap(), "status: ok\nenv\n");
+        let (code, out, err) = run_with(&["stats", "--json"], &env, b"");
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["requests_completed"], 1);
+        // A flag wins over the variable.
+        let nowhere = ep(free_port());
+        let env = [("LHCLUSTER_BROKER", nowhere.as_str())];
+        let (code, out, _) = run_with(
+            &[
+                "request",
+                "--to",
+                &c.front,
+                "--type",
+                "echo",
+                "--payload",
+                "flag",
+            ],
+            &env,
+            b"",
+        );
+        assert_eq!(
+            (code, String::from_utf8(out).unwrap().as_str()),
+            (0, "status: ok\nflag\n")
+        );
+        // Without either, the usage error names both.
+        let (code, _, err) = run_with(&["request", "--type", "echo"], &[], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--to"), "{err}");
+    });
+}
+
+/// An HTTP GET on the metrics listener: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn healthz_answers_next_to_metrics_and_a_bad_address_is_refused_before_starting() {
+    limited(|| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let c = broker(&["--metrics", &addr]);
+        let (status, body) = http_get(&addr, "/healthz");
+        assert!(status.contains(" 200"), "{status}");
+        assert_eq!(body, "ok\n");
+        let (status, _) = http_get(&addr, "/nothing");
+        assert!(status.contains(" 404"), "{status}");
+        // The proxy and the notify broker too.
+        let proxy_addr = format!("127.0.0.1:{}", free_port());
+        let (_proxy, _) = proxy(&c.front, &["--metrics", &proxy_addr]);
+        assert!(http_get(&proxy_addr, "/healthz").0.contains(" 200"));
+        let nb_addr = format!("127.0.0.1:{}", free_port());
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &ep(free_port()),
+            "--publishers",
+            &ep(free_port()),
+            "--metrics",
+            &nb_addr,
+        ]);
+        nb.expect_line("notify-broker ");
+        assert!(http_get(&nb_addr, "/healthz").0.contains(" 200"));
+        let (status, body) = http_get(&nb_addr, "/metrics");
+        assert!(status.contains(" 200"), "{status}");
+        assert!(
+            body.contains("lhcluster_notify_broker_forwarded_total 0"),
+            "{body}"
+        );
+        // A bare port is a usage error, before any socket is bound.
+        let front = ep(free_port());
+        let (code, out, err) = run(&[
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &ep(free_port()),
+            "--metrics",
+            "9100",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("bare port") && err.contains("127.0.0.1:9100"),
+            "{err}"
+        );
+        // A port in use: refused before the broker starts (no ready line).
+        let (code, out, err) = run(&[
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &ep(free_port()),
+            "--metrics",
+            &addr,
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert_single_error_line(&err, "cannot serve metrics");
+    });
+}
+
+#[test]
+fn ready_lines_show_endpoints_as_bound_and_usage_errors_name_the_alternatives() {
+    limited(|| {
+        let b = Proc::start(&[
+            "broker",
+            "--frontend",
+            "tcp://*:0",
+            "--backend",
+            "tcp://127.0.0.1:0",
+        ]);
+        let line = b.expect_line("broker ");
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(words[1].starts_with("frontend=tcp://0.0.0.0:"), "{line}");
+        assert!(words[2].starts_with("backend=tcp://127.0.0.1:"), "{line}");
+        assert!(!line.contains(":0 ") && !line.ends_with(":0"), "{line}");
+        // A worker needs a mode: the error names both.
+        let (code, _, err) = run(&["worker", "--broker", "tcp://127.0.0.1:1", "--type", "x"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--echo") && err.contains("--exec"), "{err}");
+        let (code, _, err) = run(&[
+            "worker",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "--type",
+            "x",
+            "--echo",
+            "--exec",
+            "cat",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        // Every flag of every command has a help text.
+        for command in [
+            "broker",
+            "proxy",
+            "notify-broker",
+            "up",
+            "request",
+            "worker",
+            "publish",
+            "subscribe",
+            "stats",
+            "keygen",
+        ] {
+            let (code, out, _) = run(&[command, "--help"]);
+            assert_eq!(code, 0);
+            let lines: Vec<&str> = out.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                let flag = l.trim_start();
+                if !(l.starts_with("  ") && flag.starts_with("--")) {
+                    continue;
+                }
+                // Help follows on the same line or, for a long one, the next.
+                let same = flag.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+                let next = lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.starts_with("          "));
+                assert!(same || next, "{command}: no help for {flag:?}\n{out}");
+            }
+        }
+    });
+}
+
+#[test]
+fn the_old_notify_flag_names_still_work_with_a_warning() {
+    limited(|| {
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let nb = Proc::start(&["notify-broker", "--frontend", &front, "--backend", &back]);
+        nb.expect_line(&format!(
+            "notify-broker subscribers={front} publishers={back}"
+        ));
+        nb.expect_log("--frontend is deprecated: use --subscribers");
+    });
+}
+
+#[test]
+fn a_proxy_that_never_reached_its_broker_says_not_connected() {
+    limited(|| {
+        let nowhere = ep(free_port());
+        let (p, _) = proxy(&nowhere, &[]);
+        let line = p.expect_log("not connected to the broker at");
+        assert!(line.contains(&nowhere), "{line}");
+        assert!(!p.stderr_text().contains("missed its heartbeats"));
     });
 }

@@ -49,6 +49,18 @@ pub enum Error {
         /// The ZeroMQ error.
         source: zmq::Error,
     },
+    /// Nothing answered at the endpoint within the connect timeout: no
+    /// broker listens there, or it is unreachable (a firewall, a wrong
+    /// host). With several endpoints, `endpoint` lists them all.
+    #[error("cannot reach the {role} at {endpoint} (no answer within {timeout:?})")]
+    Unreachable {
+        /// What was expected there: `broker`, `notify broker`.
+        role: &'static str,
+        /// The endpoint (or endpoints, `, `-separated).
+        endpoint: String,
+        /// The connect timeout that passed.
+        timeout: std::time::Duration,
+    },
     /// Another ZeroMQ failure (the reason is its source).
     #[error("{context}")]
     Zmq {

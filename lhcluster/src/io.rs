@@ -221,7 +221,25 @@ pub(crate) fn dealer(
     hwm: i32,
     curve: Option<&SocketCurve>,
 ) -> Result<zmq::Socket, Error> {
+    dealer_monitored(endpoint, routing_id, hwm, curve, None)
+}
+
+/// [`dealer`], with the socket's `events` published on the `inproc://`
+/// endpoint `monitor` (a PAIR connected to it reads them) from before its
+/// connect, so that none is missed.
+pub(crate) fn dealer_monitored(
+    endpoint: &str,
+    routing_id: &[u8],
+    hwm: i32,
+    curve: Option<&SocketCurve>,
+    monitor: Option<(&str, i32)>,
+) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::DEALER, "creating a DEALER socket", 200, hwm)?;
+    if let Some((monitor, events)) = monitor {
+        socket
+            .monitor(monitor, events)
+            .map_err(zmq_err("monitoring a socket"))?;
+    }
     socket
         .set_identity(routing_id)
         .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;

@@ -269,6 +269,15 @@
 //! `NotifySubscriber::stream::<N>()` is a `futures_core::Stream` of typed
 //! notifications, polled without blocking a thread.
 //!
+//! ## Connecting
+//!
+//! [`Client::connect`](client::Client::connect) returns at once and
+//! connects in the background. With
+//! [`ClientConfig::connect_timeout`](client::ClientConfig::connect_timeout)
+//! set, it waits for the broker's `WELCOME` and fails with
+//! [`Error::Unreachable`] ("cannot reach the broker at …") when none comes
+//! in time. `docs/guide.md` ("Connecting") has the details.
+//!
 //! ## Several brokers (failover)
 //!
 //! Every role that connects to a broker takes a list (`brokers` in

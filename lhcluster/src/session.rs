@@ -515,7 +515,15 @@ impl BrokerSession {
         if !self.move_on(why) {
             match why {
                 GaveUp::Shutdown => info!("the broker is shutting down: reconnecting later"),
-                _ => warn!(
+                // Never had a session: nothing was lost, and nothing
+                // missed a heartbeat; say what is true.
+                GaveUp::NeverWelcomed | GaveUp::ConnectFailed => warn!(
+                    broker = self.brokers.current(),
+                    reason = why.describe(),
+                    "not connected to the broker at {}: retrying",
+                    self.brokers.current()
+                ),
+                GaveUp::Silent => warn!(
                     reason = why.describe(),
                     "the broker missed its heartbeats: reconnecting"
                 ),

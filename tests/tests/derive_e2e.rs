@@ -630,6 +630,10 @@ fn typed_notifications() {
                 "other audit.login"
             ]
         );
+        // Not only handed to `on_decode_error`: counted, for the stats
+        // line and an operator.
+        let stats = subscriber.stats().unwrap();
+        assert_eq!(stats.decode_errors, 1, "{stats}");
 
         subscriber.stop().unwrap();
         publisher.stop().unwrap();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use lhcluster::{Broker, BrokerConfig};
 
 use crate::commands::keys::{self, SecretKeyFlag};
-use crate::common::set;
+use crate::common::{parse_metrics_addr, set};
 use crate::daemon::{self, ConfigFlags};
 
 /// Run a broker: clients and proxies connect to the frontend, workers to
@@ -33,8 +33,9 @@ pub struct Args {
     /// Most dispatches of a RETRY_ON_DEATH request.
     #[arg(long)]
     max_tries: Option<u32>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long)]
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check
+    /// at http://ADDR/healthz (ADDR: HOST:PORT, e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     metrics: Option<String>,
     /// Endpoint where the other brokers of a cluster connect.
     #[arg(long, value_name = "ENDPOINT")]
@@ -87,7 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     daemon::run(
         "broker",
-        || Broker::start(config),
+        config,
+        Broker::start,
         Broker::stop,
         args.metrics.as_deref(),
     )

@@ -5,22 +5,33 @@ use std::process::ExitCode;
 
 use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
 
-use crate::common::set;
+use crate::common::{parse_metrics_addr, set};
 use crate::daemon::{self, ConfigFlags};
 
-/// Run a notify broker: subscribers connect to the frontend, publishers to
-/// the backend.
+/// Run a notify broker: subscribers connect to one endpoint, publishers
+/// to the other.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lhcluster notify-broker --frontend tcp://*:5560 --backend tcp://*:5561"
+    after_help = "Example:\n  lhcluster notify-broker --subscribers tcp://*:5560 --publishers tcp://*:5561\n\n\
+The older names --frontend (subscribers) and --backend (publishers) still work, with a warning."
 )]
 pub struct Args {
-    /// Endpoint for subscribers.
-    #[arg(long)]
+    /// Endpoint subscribers connect to (`subscribe --to`).
+    #[arg(long, value_name = "ENDPOINT")]
+    subscribers: Option<String>,
+    /// Endpoint publishers connect to (`publish --to`).
+    #[arg(long, value_name = "ENDPOINT")]
+    publishers: Option<String>,
+    /// Deprecated name of --subscribers.
+    #[arg(long, hide = true, conflicts_with = "subscribers")]
     frontend: Option<String>,
-    /// Endpoint for publishers.
-    #[arg(long)]
+    /// Deprecated name of --publishers.
+    #[arg(long, hide = true, conflicts_with = "publishers")]
     backend: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check
+    /// at http://ADDR/healthz (ADDR: HOST:PORT, e.g. 127.0.0.1:9102).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    metrics: Option<String>,
     #[command(flatten)]
     config: ConfigFlags,
 }
@@ -29,7 +40,17 @@ impl Args {
     /// The file's configuration (or the defaults), with the flags applied.
     fn config(&self) -> anyhow::Result<NotifyBrokerConfig> {
         let mut config: NotifyBrokerConfig = self.config.load()?;
+        for (old, new, given) in [
+            ("--frontend", "--subscribers", &self.frontend),
+            ("--backend", "--publishers", &self.backend),
+        ] {
+            if given.is_some() {
+                tracing::warn!("{old} is deprecated: use {new} (same meaning)");
+            }
+        }
+        set(&mut config.frontend, &self.subscribers);
         set(&mut config.frontend, &self.frontend);
+        set(&mut config.backend, &self.publishers);
         set(&mut config.backend, &self.backend);
         Ok(config)
     }
@@ -39,8 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     daemon::run(
         "notify-broker",
-        || NotifyBroker::start(config),
+        config,
+        NotifyBroker::start,
         NotifyBroker::stop,
-        None,
+        args.metrics.as_deref(),
     )
 }

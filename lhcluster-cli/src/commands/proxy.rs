@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 
-use crate::common::{parse_duration, set};
+use crate::common::{parse_duration, parse_metrics_addr, set};
 use crate::daemon::{self, ConfigFlags};
 
 /// Run a client proxy: clients connect to it as to a broker; it buffers
@@ -30,8 +30,9 @@ pub struct Args {
     /// First re-send delay of an unconfirmed request.
     #[arg(long, visible_alias = "resend", value_parser = parse_duration)]
     resend_initial: Option<Duration>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long)]
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check
+    /// at http://ADDR/healthz (ADDR: HOST:PORT, e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     metrics: Option<String>,
 }
 
@@ -53,7 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     daemon::run(
         "proxy",
-        || ClientProxy::start(config),
+        config,
+        ClientProxy::start,
         ClientProxy::stop,
         args.metrics.as_deref(),
     )

@@ -5,46 +5,84 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
-use crate::common::parse_duration;
+use crate::common::{Probe, diagnose, parse_duration, probe};
+use crate::payload;
 
 /// Publish one notification to a notify broker.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lhcluster publish --to tcp://127.0.0.1:5561 orders '{\"id\": 7}'"
+    after_help = "Examples:\n  lhcluster publish --to tcp://127.0.0.1:5561 orders 'order 7 placed'\n  \
+lhcluster publish --to tcp://127.0.0.1:5561 orders --payload-json '{\"id\": 7}'   (as a typed subscriber decodes it)\n  \
+echo hello | lhcluster publish --to tcp://127.0.0.1:5561 greetings -"
 )]
 pub struct Args {
-    /// The notify broker's backend endpoint; repeat it to publish to
-    /// several at once.
-    #[arg(long, required = true)]
+    /// The notify broker's publishers endpoint (`--publishers` of
+    /// notify-broker); repeat it (or give a comma-separated list) to
+    /// publish to several at once.
+    #[arg(
+        long,
+        required = true,
+        env = "LHCLUSTER_NOTIFY_PUBLISHERS",
+        value_delimiter = ',',
+        value_name = "ENDPOINT"
+    )]
     to: Vec<String>,
     /// Notification type (topic).
     topic: String,
-    /// Payload text.
+    /// Payload text (one frame); `-` reads it from stdin.
+    #[arg(conflicts_with = "payload_json")]
     payload: Option<String>,
-    /// Optional notification id.
+    /// Payload as JSON, sent as MessagePack, as a typed subscriber
+    /// (#[derive(Notification)]) decodes it; `-` reads it from stdin.
+    #[arg(long, value_name = "JSON")]
+    payload_json: Option<String>,
+    /// Notification id handed to subscribers (0: none).
     #[arg(long)]
     id: Option<u64>,
-    /// How long to wait for the connection.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    timeout: Duration,
+    /// How long to wait for the notify broker to take notifications from
+    /// us; past it: `cannot reach the notify broker at …`, nothing is
+    /// published.
+    #[arg(long, visible_alias = "timeout", value_parser = parse_duration, default_value = "3s")]
+    connect_timeout: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let payload = match (&args.payload, &args.payload_json) {
+        (Some(text), _) => vec![payload::text_or_stdin(text)?.into()],
+        (None, Some(json)) => vec![payload::json_to_msgpack(json)?.into()],
+        (None, None) => Vec::new(),
+    };
+    // One endpoint: find a wrong one at once, and say what it is.
+    if let [endpoint] = args.to.as_slice() {
+        match probe(endpoint, zmq::XPUB, args.connect_timeout)? {
+            Probe::WrongSide => anyhow::bail!(
+                "{endpoint} does not take publishers: it closed a publisher's handshake, as a notify \
+                 broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
+                 CURVE keys (docs/security.md)"
+            ),
+            Probe::Unreachable => anyhow::bail!(unreachable(&args)),
+            Probe::Up | Probe::Refused => {}
+        }
+    }
     let mut config = NotifyPublisherConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
-    let publisher = NotifyPublisher::connect(config)?;
-    if !publisher.wait_connected(args.timeout) {
-        anyhow::bail!(
-            "could not connect to {} within {:?}",
-            args.to.join(", "),
-            args.timeout
-        );
-    }
-    let payload = args
-        .payload
-        .as_deref()
-        .map(|p| vec![p.as_bytes().into()])
-        .unwrap_or_default();
+    config.connect_timeout = Some(args.connect_timeout);
+    let publisher = match NotifyPublisher::connect(config) {
+        Ok(publisher) => publisher,
+        Err(lhcluster::Error::Connect {
+            source: zmq::Error::ENOTCONN,
+            ..
+        }) => match args.to.as_slice() {
+            [endpoint] => anyhow::bail!(diagnose(
+                "notify broker",
+                endpoint,
+                zmq::XPUB,
+                unreachable(&args)
+            )),
+            _ => anyhow::bail!(unreachable(&args)),
+        },
+        Err(e) => return Err(e.into()),
+    };
     match args.id {
         Some(id) => publisher.publish_with_id(&args.topic, id, payload)?,
         None => publisher.publish(&args.topic, payload)?,
@@ -52,4 +90,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Let the message leave before the socket closes.
     publisher.stop()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn unreachable(args: &Args) -> String {
+    format!(
+        "cannot reach the notify broker at {} (no answer within {:?})",
+        args.to.join(", "),
+        args.connect_timeout
+    )
 }

@@ -1,5 +1,6 @@
 //! `lhcluster request`: sends one request and prints what comes back.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use lhcluster::client::{Client, ClientConfig, ClientEvent, ReceiptKind};
 use lhcluster::{Flags, RequestError, RequestType, Status};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{parse_duration, parse_request_type};
+use crate::common::{diagnose, parse_duration, parse_request_type};
+use crate::payload;
 
 /// Exit codes of `lhcluster request`, one per outcome (see --help).
 pub mod exit {
@@ -53,34 +55,53 @@ enum Receipt {
 12 connection.\n\nExample:\n  lhcluster request --to tcp://127.0.0.1:5555 --type echo --payload hello --receipt received"
 )]
 pub struct Args {
-    /// Broker frontend or proxy endpoint; repeat it to give several (the
-    /// request goes to the first that answers, in order).
-    #[arg(long, required = true)]
+    /// Broker frontend or proxy endpoint; repeat it (or give a
+    /// comma-separated list) for several: the request goes to the first
+    /// that answers, in order.
+    #[arg(
+        long,
+        required = true,
+        env = "LHCLUSTER_BROKER",
+        value_delimiter = ',',
+        value_name = "ENDPOINT"
+    )]
     to: Vec<String>,
     /// Request type: a number, or a name (hashed as #[derive(Request)] does).
-    #[arg(long = "type", value_parser = parse_request_type)]
+    #[arg(long = "type", value_parser = parse_request_type, value_name = "TYPE")]
     request_type: RequestType,
     /// Request id (default: a fresh one).
     #[arg(long)]
     id: Option<u64>,
-    /// Payload text.
-    #[arg(long, conflicts_with = "payload_file")]
+    /// Payload text; `-` reads it from stdin.
+    #[arg(long, group = "input", value_name = "TEXT")]
     payload: Option<String>,
-    /// Payload file.
-    #[arg(long)]
+    /// Payload file, sent as it is.
+    #[arg(long, group = "input", value_name = "PATH")]
     payload_file: Option<PathBuf>,
+    /// Payload as JSON, sent as MessagePack, as a typed handler
+    /// (#[derive(Request)]) decodes it: `{"a":1,"b":2}`; `-` reads it
+    /// from stdin.
+    #[arg(long, group = "input", value_name = "JSON")]
+    payload_json: Option<String>,
     /// One-way: no response is routed back.
     #[arg(long)]
     one_way: bool,
     /// Ask for a receipt (repeatable).
     #[arg(long, value_enum)]
     receipt: Vec<Receipt>,
+    /// If the worker dies, end with WORKER_DEATH rather than waiting for
+    /// the timeout.
     #[arg(long)]
     notify_on_death: bool,
+    /// If the worker dies, run the request again on another (up to the
+    /// broker's max-tries).
     #[arg(long)]
     retry_on_death: bool,
+    /// Let another request with the same type and id take over the
+    /// response (this one then ends REDIRECTED if it asks to be told).
     #[arg(long)]
     allow_redirect: bool,
+    /// End with REDIRECTED when another request takes the response over.
     #[arg(long)]
     notify_on_redirect: bool,
     /// Fail at once with NO_WORKERS when no worker serves the type.
@@ -95,9 +116,17 @@ pub struct Args {
     /// How long to wait for the outcome.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     timeout: Duration,
-    /// Print JSON lines instead of text.
-    #[arg(long)]
+    /// How long to wait for the broker to answer the greeting (per
+    /// endpoint given); past it: `cannot reach the broker at …`, exit 12.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    connect_timeout: Duration,
+    /// Print JSON lines instead of text (the payload as a JSON value when
+    /// it is a MessagePack map or array).
+    #[arg(long, conflicts_with = "raw")]
     json: bool,
+    /// Print the response payload's bytes as they are (no JSON view).
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     server_key: ServerKeyFlag,
     #[command(flatten)]
@@ -137,26 +166,37 @@ fn receipt_name(kind: ReceiptKind) -> &'static str {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let payload = match (&args.payload, &args.payload_file) {
-        (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(path)) => {
+    let payload = match (&args.payload, &args.payload_file, &args.payload_json) {
+        (Some(text), _, _) => payload::text_or_stdin(text)?,
+        (_, Some(path), _) => {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
         }
-        (None, None) => Vec::new(),
+        (_, _, Some(json)) => payload::json_to_msgpack(json)?,
+        (None, None, None) => Vec::new(),
     };
     let mut config = ClientConfig::new(&args.to[0]);
     config.brokers.clone_from(&args.to);
     config.name = args.name.clone();
     config.request_timeout = Some(args.timeout);
+    // With several, the client moves past one that does not answer by
+    // itself: each gets the connect timeout.
+    let endpoints = u32::try_from(args.to.len()).unwrap_or(u32::MAX);
+    config.connect_timeout = Some(args.connect_timeout.saturating_mul(endpoints));
     args.server_key.apply(&mut config.curve_server_key)?;
     args.secret_key.apply(&mut config.curve_secret_key)?;
-    let client = Client::connect(config)?;
-    // With several, the first may be down: a request sent while greeting
-    // it would end with it. Wait for a session (within the timeout, which
-    // the request then shares): the client moves on to the next by itself.
-    if args.to.len() > 1 {
-        client.wait_connected(args.timeout);
-    }
+    let client = match Client::connect(config) {
+        Ok(client) => client,
+        Err(e @ lhcluster::Error::Unreachable { .. }) => {
+            // Nothing was sent: the outcome is the connection's.
+            let text = match args.to.as_slice() {
+                [endpoint] => diagnose("broker", endpoint, zmq::DEALER, e.to_string()),
+                _ => e.to_string(),
+            };
+            print_failure(&args, args.id.unwrap_or(0), "connection", &text);
+            return Ok(ExitCode::from(exit::CONNECTION));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut builder = client
         .request(args.request_type)
         .flags(args.flags())
@@ -212,8 +252,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn report(args: &Args, id: u64, outcome: lhcluster::client::Outcome) -> u8 {
     let (status, code, text) = match outcome {
         Ok(reply) => {
-            let text: Vec<u8> = reply.payload.iter().flat_map(|f| f.to_vec()).collect();
-            ("ok", exit::OK, String::from_utf8_lossy(&text).into_owned())
+            let bytes: Vec<u8> = reply.payload.iter().flat_map(|f| f.to_vec()).collect();
+            print_ok(args, id, &bytes);
+            return exit::OK;
         }
         Err(RequestError::Status { status, message }) => {
             let code = match status {
@@ -239,20 +280,45 @@ fn report(args: &Args, id: u64, outcome: lhcluster::client::Outcome) -> u8 {
         }
         Err(e) => ("error", crate::common::EXIT_ERROR, e.to_string()),
     };
+    print_failure(args, id, status, &text);
+    code
+}
+
+/// `status: ok` and the payload: as JSON when it is a MessagePack map or
+/// array, else as text; its bytes as they are with `--raw`.
+fn print_ok(args: &Args, id: u64, bytes: &[u8]) {
+    if args.json {
+        let (key, value) = payload::to_json_field(bytes);
+        let line = serde_json::json!({
+            "request_type": args.request_type,
+            "request_id": id,
+            "status": "ok",
+            key: value,
+        });
+        println!("{line}");
+    } else if args.raw {
+        println!("status: ok");
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (a pager quit) is not this command's failure.
+        let _ = out.write_all(bytes).and_then(|()| out.flush());
+    } else {
+        println!("status: ok");
+        println!("{}", payload::to_text(bytes));
+    }
+}
+
+/// `status: NAME` and `error: TEXT` (or their JSON line).
+fn print_failure(args: &Args, id: u64, status: &str, text: &str) {
     if args.json {
         let line = serde_json::json!({
             "request_type": args.request_type,
             "request_id": id,
             "status": status,
-            if code == exit::OK { "payload" } else { "error" }: text,
+            "error": text,
         });
         println!("{line}");
-    } else if code == exit::OK {
-        println!("status: ok");
-        println!("{text}");
     } else {
         println!("status: {status}");
         println!("error: {text}");
     }
-    code
 }

@@ -3,14 +3,19 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::common::parse_duration;
+use crate::common::{diagnose, parse_duration};
 
 /// Query a running broker's statistics over the protocol.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  lhcluster stats --broker tcp://127.0.0.1:5555 --json")]
 pub struct Args {
     /// The broker's frontend endpoint.
-    #[arg(long)]
+    #[arg(
+        long,
+        visible_alias = "to",
+        env = "LHCLUSTER_BROKER",
+        value_name = "ENDPOINT"
+    )]
     broker: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -18,10 +23,24 @@ pub struct Args {
     /// How long to wait for the answer.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    /// How long to wait for a connection to the broker; past it:
+    /// `cannot reach the broker at …`.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    connect_timeout: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stats = lhcluster::broker::query_stats(&args.broker, args.timeout)?;
+    let stats = match lhcluster::broker::query_stats_within(
+        &args.broker,
+        args.connect_timeout,
+        args.timeout,
+    ) {
+        Ok(stats) => stats,
+        Err(e @ lhcluster::Error::Unreachable { .. }) => {
+            anyhow::bail!(diagnose("broker", &args.broker, zmq::DEALER, e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,23 +1,34 @@
 //! `lhcluster subscribe`: prints notifications, one per line.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
-use crate::common::shutdown_signal;
+use crate::common::{Probe, diagnose, parse_duration, probe, shutdown_signal};
+use crate::payload;
 
 /// Subscribe to notification types and print each notification on a line.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  lhcluster subscribe --to tcp://127.0.0.1:5560 orders payments --count 10 --json"
+    after_help = "A payload that is one MessagePack map or array (what typed publishers send) \
+prints as JSON; other payloads as text.\n\nExample:\n  lhcluster subscribe --to tcp://127.0.0.1:5560 orders payments --count 10 --json"
 )]
 pub struct Args {
-    /// The notify broker's frontend (or a publisher's bound endpoint);
-    /// repeat it to give several (one is used at a time, the next when it
-    /// goes silent).
-    #[arg(long, required = true)]
+    /// The notify broker's subscribers endpoint (`--subscribers` of
+    /// notify-broker), or a publisher's bound endpoint; repeat it (or give
+    /// a comma-separated list) for several: one is used at a time, the
+    /// next when it goes silent.
+    #[arg(
+        long,
+        required = true,
+        env = "LHCLUSTER_NOTIFY_SUBSCRIBERS",
+        value_delimiter = ',',
+        value_name = "ENDPOINT"
+    )]
     to: Vec<String>,
     /// Notification types (topics).
     #[arg(required = true)]
@@ -28,15 +39,42 @@ pub struct Args {
     /// Exit after this many notifications.
     #[arg(long)]
     count: Option<u64>,
-    /// Print JSON lines.
-    #[arg(long)]
+    /// Print JSON lines (the payload as a JSON value when it is a
+    /// MessagePack map or array).
+    #[arg(long, conflicts_with = "raw")]
     json: bool,
+    /// Print each payload's bytes as they are (no JSON view).
+    #[arg(long)]
+    raw: bool,
+    /// How long to wait for the notify broker to confirm the
+    /// subscriptions; past it: `cannot reach the notify broker at …`.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    connect_timeout: Duration,
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Text,
+    Json,
+    Raw,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = shutdown_signal()?;
+    if let [endpoint] = args.to.as_slice() {
+        match probe(endpoint, zmq::SUB, args.connect_timeout)? {
+            Probe::WrongSide => anyhow::bail!(
+                "{endpoint} does not take subscribers: it closed a subscriber's handshake, as a notify \
+                 broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
+                 CURVE keys (docs/security.md)"
+            ),
+            Probe::Unreachable => anyhow::bail!(unreachable(&args)),
+            Probe::Up | Probe::Refused => {}
+        }
+    }
     let mut config = NotifySubscriberConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
+    config.confirm_timeout = Some(args.connect_timeout);
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)
@@ -44,27 +82,53 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             config.topic(topic)
         };
     }
+    let format = match (args.json, args.raw) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Raw,
+        _ => Format::Text,
+    };
     let seen = Arc::new(AtomicU64::new(0));
     let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
-    let (count, json, counter) = (args.count, args.json, seen.clone());
-    let subscriber =
-        NotifySubscriber::connect(config, move |n: lhcluster::notify::RawNotification| {
-            let text: Vec<u8> = n.payload.iter().flat_map(|f| f.to_vec()).collect();
-            let text = String::from_utf8_lossy(&text);
-            if json {
-                let line =
-                    serde_json::json!({"topic": n.topic, "id": n.notify_id, "payload": text});
-                println!("{line}");
-            } else {
-                println!("{} {}", n.topic, text);
+    let (count, counter) = (args.count, seen.clone());
+    let handler = move |n: lhcluster::notify::RawNotification| {
+        let bytes: Vec<u8> = n.payload.iter().flat_map(|f| f.to_vec()).collect();
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (a pager quit) is not worth a panic.
+        let _ = match format {
+            Format::Json => {
+                let (key, value) = payload::to_json_field(&bytes);
+                let line = serde_json::json!({"topic": n.topic, "id": n.notify_id, key: value});
+                writeln!(out, "{line}")
             }
-            let seen = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            if count.is_some_and(|c| seen >= c) {
-                let _ = done_tx.try_send(());
-                return NotifyOutcome::Stop;
-            }
-            NotifyOutcome::Continue
-        })?;
+            Format::Raw => write!(out, "{} ", n.topic)
+                .and_then(|()| out.write_all(&bytes))
+                .and_then(|()| writeln!(out)),
+            Format::Text => writeln!(out, "{} {}", n.topic, payload::to_text(&bytes)),
+        }
+        .and_then(|()| out.flush());
+        let seen = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if count.is_some_and(|c| seen >= c) {
+            let _ = done_tx.try_send(());
+            return NotifyOutcome::Stop;
+        }
+        NotifyOutcome::Continue
+    };
+    let subscriber = match NotifySubscriber::connect(config, handler) {
+        Ok(subscriber) => subscriber,
+        Err(lhcluster::Error::Connect {
+            source: zmq::Error::ENOTCONN,
+            ..
+        }) => match args.to.as_slice() {
+            [endpoint] => anyhow::bail!(diagnose(
+                "notify broker",
+                endpoint,
+                zmq::SUB,
+                unreachable(&args)
+            )),
+            _ => anyhow::bail!(unreachable(&args)),
+        },
+        Err(e) => return Err(e.into()),
+    };
     eprintln!("subscribed to {:?}", args.topics);
     crossbeam_channel::select! {
         recv(signal) -> _ => tracing::info!("signal received: stopping"),
@@ -72,4 +136,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     subscriber.stop()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn unreachable(args: &Args) -> String {
+    format!(
+        "cannot reach the notify broker at {} (no answer within {:?})",
+        args.to.join(", "),
+        args.connect_timeout
+    )
 }

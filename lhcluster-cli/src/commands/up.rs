@@ -14,8 +14,8 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use super::worker::WorkerTable;
-use crate::common::{read_toml, serve_metrics, shutdown_signal};
-use crate::daemon::Daemon;
+use crate::common::{MetricsServer, parse_metrics_addr, read_toml, shutdown_signal};
+use crate::daemon::{self, Daemon};
 
 /// Run all the roles of a cluster file in one process.
 #[derive(Debug, clap::Args)]
@@ -23,8 +23,9 @@ use crate::daemon::Daemon;
 pub struct Args {
     /// The cluster file (TOML).
     file: PathBuf,
-    /// Serve Prometheus metrics at http://ADDR/metrics (overrides the file).
-    #[arg(long)]
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check
+    /// at http://ADDR/healthz (ADDR: HOST:PORT; overrides the file).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     metrics: Option<String>,
 }
 
@@ -59,26 +60,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} declares no role", args.file.display());
     }
     let signal = shutdown_signal()?;
-    let brokers = start_each("broker", file.broker, Broker::start, Daemon::ready)?;
-    let notify_brokers = start_each(
-        "notify-broker",
-        file.notify_broker,
-        NotifyBroker::start,
-        Daemon::ready,
-    )?;
-    let proxies = start_each("proxy", file.proxy, ClientProxy::start, Daemon::ready)?;
-    let workers = start_each(
-        "worker",
-        file.worker,
-        |table| table.start(),
-        |_| "started".to_owned(),
-    )?;
-    if let Some(addr) = args.metrics.as_deref().or(file.metrics.as_deref()) {
-        let (b, p) = (brokers.clone(), proxies.clone());
-        serve_metrics(addr, move |registry| {
-            add_numbered(registry, &b);
-            add_numbered(registry, &p);
-        })?;
+    // Bound before any role starts: a port in use stops nothing.
+    let metrics = match args.metrics.as_deref().or(file.metrics.as_deref()) {
+        Some(addr) => {
+            parse_metrics_addr(addr)
+                .map_err(|e| anyhow::anyhow!("{}: `metrics`: {e}", args.file.display()))?;
+            Some(MetricsServer::bind(addr)?)
+        }
+        None => None,
+    };
+    let brokers = start_each("broker", file.broker, Broker::start)?;
+    let notify_brokers = start_each("notify-broker", file.notify_broker, NotifyBroker::start)?;
+    let proxies = start_each("proxy", file.proxy, ClientProxy::start)?;
+    let mut workers = Vec::with_capacity(file.worker.len());
+    for (i, table) in file.worker.iter().enumerate() {
+        workers.push(table.start().with_context(|| format!("worker #{i}"))?);
+        println!("worker #{i} started");
+    }
+    if let Some(server) = metrics {
+        let (b, n, p) = (brokers.clone(), notify_brokers.clone(), proxies.clone());
+        let (hb, hn, hp) = (brokers.clone(), notify_brokers.clone(), proxies.clone());
+        server.serve(
+            move |registry| {
+                add_numbered(registry, &b);
+                add_numbered(registry, &n);
+                add_numbered(registry, &p);
+            },
+            move || {
+                hb.iter().all(Daemon::healthy)
+                    && hn.iter().all(Daemon::healthy)
+                    && hp.iter().all(Daemon::healthy)
+            },
+        )?;
     }
     println!("cluster up");
     let _ = signal.recv();
@@ -109,21 +122,16 @@ fn add_numbered(registry: &mut Registry, roles: &[impl Daemon]) {
 
 /// Starts the roles of one kind in the file's order, each with its ready
 /// line, numbered (`broker #0 frontend=… backend=…`).
-fn start_each<C, R, E>(
+fn start_each<R: Daemon>(
     kind: &str,
-    configs: Vec<C>,
-    start: impl Fn(C) -> Result<R, E>,
-    ready: impl Fn(&R) -> String,
-) -> anyhow::Result<Vec<R>>
-where
-    anyhow::Error: From<E>,
-{
+    configs: Vec<R::Config>,
+    start: impl Fn(R::Config) -> Result<R, lhcluster::Error>,
+) -> anyhow::Result<Vec<R>> {
     let mut started = Vec::with_capacity(configs.len());
     for (i, config) in configs.into_iter().enumerate() {
-        let role = start(config)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{kind} #{i}"))?;
-        println!("{kind} #{i} {}", ready(&role));
+        let configured = R::configured(&config);
+        let role = start(config).with_context(|| format!("{kind} #{i}"))?;
+        println!("{kind} #{i} {}", daemon::ready(&role, &configured));
         started.push(role);
     }
     Ok(started)

@@ -14,6 +14,7 @@ use crate::daemon::{SharedFlags, SharedOptions, until_signal};
 
 /// Run a generic worker for one or more request types.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["echo", "exec"])))]
 #[command(
     after_help = "With --exec, each request runs `sh -c CMD` with the payload on stdin and \
 LHCLUSTER_REQUEST_TYPE, LHCLUSTER_REQUEST_ID and LHCLUSTER_ATTEMPT in the environment; stdout is \
@@ -28,10 +29,10 @@ pub struct Args {
     #[arg(long = "type", value_parser = parse_request_type, required = true)]
     types: Vec<RequestType>,
     /// Answer each request with its own payload.
-    #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
+    #[arg(long)]
     echo: bool,
     /// Run this shell command per request.
-    #[arg(long)]
+    #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// Requests run at once (default 1).
     #[arg(long)]

@@ -161,6 +161,62 @@ pub(crate) fn run(args: &[&str]) -> (i32, String, String) {
     (status.code().unwrap_or(-1), all(&p.lines), all(&p.stderr))
 }
 
+/// Runs a short-lived command with `env` added to its environment and
+/// `stdin` as its input, to completion: (exit code, stdout as bytes,
+/// stderr).
+pub(crate) fn run_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        // The test's own environment does not leak in.
+        .env_remove("LHCLUSTER_BROKER")
+        .env_remove("LHCLUSTER_NOTIFY_PUBLISHERS")
+        .env_remove("LHCLUSTER_NOTIFY_SUBSCRIBERS")
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    cleanup::add_pid(child.id());
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A command that does not read its input is not an error here.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let read_all = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} did not exit within {LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    cleanup::remove_pid(child.id());
+    let _ = writer.join();
+    let out = out.join().unwrap();
+    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    (status.code().unwrap_or(-1), out, err)
+}
+
 /// Holds the chaos scenarios to one at a time: each runs several daemons
 /// with 100 ms heartbeats, and on a 2-core machine two of them side by side
 /// can stall a daemon past its peers' liveness bound, which is not what any

@@ -83,28 +83,95 @@ impl Broker {
 }
 
 /// Asks a running broker for its statistics over the protocol
-/// (`STATS_QUERY` on its frontend), as `lhcluster stats` does.
+/// (`STATS_QUERY` on its frontend), as `lhcluster stats` does: waits up to
+/// `timeout` for the answer ([`Error::Timeout`]), and fails sooner, with
+/// [`Error::Unreachable`], if no connection to the endpoint is made within
+/// it. [`query_stats_within`] gives the connection its own, shorter bound.
 pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<BrokerStats, Error> {
+    query_stats_within(frontend, timeout, timeout)
+}
+
+/// [`query_stats`], failing with [`Error::Unreachable`] ("cannot reach the
+/// broker at …") when no connection to `frontend` is made (its ZeroMQ
+/// handshake done) within `connect_timeout`; then waiting up to `timeout`
+/// in all for the answer.
+pub fn query_stats_within(
+    frontend: &str,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Result<BrokerStats, Error> {
+    use std::time::Instant;
+
     use crate::error::zmq_err;
     use crate::protocol::{self, Message};
 
     crate::endpoint::validate(frontend)?;
+    // The socket's handshake events, read on a PAIR: a query to an endpoint
+    // where nothing listens would otherwise look like a slow broker.
+    let monitor_endpoint = format!(
+        "inproc://lhcluster-stats-monitor-{:016x}",
+        crate::peer::random_u64()
+    );
     // One query out, one answer in: no queue to bound.
-    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id(), 16, None)?;
+    let socket = crate::io::dealer_monitored(
+        frontend,
+        &crate::peer::random_routing_id(),
+        16,
+        None,
+        Some((
+            &monitor_endpoint,
+            zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32,
+        )),
+    )?;
     socket
         .set_linger(0)
         .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    let monitor = crate::context()
+        .socket(zmq::PAIR)
+        .map_err(zmq_err("creating a PAIR socket"))?;
+    monitor
+        .set_linger(0)
+        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    monitor
+        .connect(&monitor_endpoint)
+        .map_err(zmq_err("connecting the socket monitor"))?;
     let mut header = Vec::new();
     crate::io::send(&socket, None, Message::StatsQuery, &mut header)
         .map_err(zmq_err("sending STATS_QUERY"))?;
     // `Duration::MAX` and the like: no deadline.
-    let deadline = crate::deadline::deadline(std::time::Instant::now(), timeout);
+    let start = Instant::now();
+    let deadline = crate::deadline::deadline(start, timeout);
+    let connect_deadline = crate::deadline::deadline(start, connect_timeout)
+        .filter(|c| deadline.is_none_or(|d| *c < d));
+    let mut connected = false;
     loop {
-        let ready =
-            crate::io::wait(None, [Some(&socket), None], deadline).map_err(zmq_err("polling"))?;
+        let until = if connected {
+            deadline
+        } else {
+            connect_deadline.or(deadline)
+        };
+        let ready = crate::io::wait(
+            None,
+            [Some(&socket), (!connected).then_some(&monitor)],
+            until,
+        )
+        .map_err(zmq_err("polling"))?;
+        if ready.sockets[1] {
+            // Any event is the one asked for: the handshake succeeded.
+            while monitor.recv_multipart(zmq::DONTWAIT).is_ok() {}
+            connected = true;
+        }
         if !ready.sockets[0] {
+            let now = Instant::now();
+            if !connected && until.is_some_and(|d| now >= d) {
+                return Err(Error::Unreachable {
+                    role: "broker",
+                    endpoint: frontend.to_owned(),
+                    timeout: connect_timeout.min(timeout),
+                });
+            }
             // The deadline passed, or a signal cut the wait short.
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout(timeout));
             }
             continue;

@@ -43,6 +43,14 @@ pub struct ClientConfig {
     /// (still bounded by broker liveness). Default: 30 s.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
     pub request_timeout: Option<Duration>,
+    /// How long [`Client::connect`](super::Client::connect) waits for a
+    /// session with a broker (its `WELCOME`) before failing with
+    /// [`Error::Unreachable`](crate::Error::Unreachable) ("cannot reach the
+    /// broker at …"). `None`: do not wait; `connect` returns at once and the
+    /// client keeps trying in the background (requests sent meanwhile wait
+    /// for the session, within their timeout). Default: `None`.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::optional_duration"))]
+    pub connect_timeout: Option<Duration>,
     /// First delay before reconnecting (> 0); doubles up to `reconnect_max`.
     /// Default: 100 ms.
     #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
@@ -84,6 +92,7 @@ impl ClientConfig {
             heartbeat: defaults::HEARTBEAT,
             liveness: defaults::LIVENESS,
             request_timeout: Some(Duration::from_secs(30)),
+            connect_timeout: None,
             reconnect_min: defaults::RECONNECT_MIN,
             reconnect_max: defaults::RECONNECT_MAX,
             event_capacity: 1024,

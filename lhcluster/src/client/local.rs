@@ -57,8 +57,35 @@ pub struct LocalClient {
 
 impl LocalClient {
     /// Creates the client and starts connecting (the greeting completes
-    /// while it is polled). Fails only on an invalid configuration.
+    /// while it is polled). With a
+    /// [`connect_timeout`](ClientConfig::connect_timeout), polls until the
+    /// session is up and fails with [`Error::Unreachable`] if it is not by
+    /// then; otherwise fails only on an invalid configuration.
     pub fn connect(config: ClientConfig) -> Result<LocalClient, Error> {
+        let connect_timeout = config.connect_timeout;
+        let endpoints = config.brokers.join(", ");
+        let mut client = Self::start(config)?;
+        if let Some(timeout) = connect_timeout {
+            let deadline = crate::deadline::deadline(Instant::now(), timeout);
+            while !client.is_connected() {
+                let left = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => Duration::from_secs(1),
+                };
+                if left.is_zero() {
+                    return Err(Error::Unreachable {
+                        role: "broker",
+                        endpoint: endpoints,
+                        timeout,
+                    });
+                }
+                client.poll(left.min(Duration::from_millis(50)))?;
+            }
+        }
+        Ok(client)
+    }
+
+    fn start(config: ClientConfig) -> Result<LocalClient, Error> {
         config.validate()?;
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let mut client = LocalClient {

@@ -94,19 +94,49 @@ crate::role::inject_panic!(Client, role);
 
 impl Client {
     /// Starts the client; it connects and greets the broker in the
-    /// background. See [`Client::wait_connected`].
+    /// background. With a
+    /// [`connect_timeout`](ClientConfig::connect_timeout), returns only once
+    /// it has a session with a broker (its `WELCOME`), and fails with
+    /// [`Error::Unreachable`] if it has none by then; without one (the
+    /// default), returns at once. See [`Client::wait_connected`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lhcluster::client::{Client, ClientConfig};
+    ///
+    /// let mut config = ClientConfig::new("tcp://127.0.0.1:5555");
+    /// config.connect_timeout = Some(Duration::from_secs(3));
+    /// match Client::connect(config) {
+    ///     Ok(_client) => println!("connected"),
+    ///     // "cannot reach the broker at tcp://127.0.0.1:5555 (no answer within 3s)"
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// ```
     pub fn connect(config: ClientConfig) -> Result<Client, Error> {
         config.validate()?;
+        let connect_timeout = config.connect_timeout;
+        let endpoints = config.brokers.join(", ");
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let readiness = Arc::new(Readiness::default());
         let ids = Arc::new(ids::IdSource::new());
         let role = driver::spawn(config, events_tx, readiness.clone(), ids.clone())?;
-        Ok(Client {
+        let client = Client {
             role: Arc::new(role),
             readiness,
             events,
             ids,
-        })
+        };
+        if let Some(timeout) = connect_timeout {
+            if !client.wait_connected(timeout) {
+                let _ = client.stop();
+                return Err(Error::Unreachable {
+                    role: "broker",
+                    endpoint: endpoints,
+                    timeout,
+                });
+            }
+        }
+        Ok(client)
     }
 
     /// Blocks until the client has a session with the broker, up to

@@ -120,6 +120,11 @@ pub struct NotifySubscriberStats {
     /// Handler calls that panicked (counted in `handled`; the subscriber
     /// carries on).
     pub handler_panics: u64,
+    /// Notifications that did not decode as their topic's type, for a
+    /// typed handler ([`NotifyRouter`](super::NotifyRouter)) or a typed
+    /// stream (counted in `handled`): a publisher sending another type, or
+    /// another version of it, under that topic.
+    pub decode_errors: u64,
     /// Probes sent to confirm subscriptions.
     pub probes_sent: u64,
     /// Moves to the next notify broker of the list (the one used went
@@ -138,13 +143,14 @@ impl fmt::Display for NotifySubscriberStats {
         write!(
             f,
             "received={} handled={} dropped_queue_full={} filtered={} malformed={} \
-             handler_panics={} queued={} topics={} prefixes={}",
+             handler_panics={} decode_errors={} queued={} topics={} prefixes={}",
             self.received,
             self.handled,
             self.dropped_queue_full,
             self.filtered,
             self.malformed,
             self.handler_panics,
+            self.decode_errors,
             self.queued,
             self.topics,
             self.prefixes,

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{debug, warn};
 
@@ -103,9 +105,11 @@ type ErrorHandler = Box<dyn FnMut(&RawNotification, &PayloadError) -> NotifyOutc
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// A notification that does not decode as its topic's type goes to the
-/// [`on_decode_error`](Self::on_decode_error) handler (by default: logged
-/// at warn, skipped). One whose topic has no typed handler (it came through
+/// A notification that does not decode as its topic's type is counted in
+/// the subscriber's stats
+/// ([`decode_errors`](super::NotifySubscriberStats::decode_errors)) and goes
+/// to the [`on_decode_error`](Self::on_decode_error) handler (by default:
+/// logged at warn, skipped). One whose topic has no typed handler (it came through
 /// a prefix subscription, or a raw `subscribe`) goes to the
 /// [`fallback`](Self::fallback) handler (by default: skipped).
 pub struct NotifyRouter {
@@ -203,13 +207,20 @@ impl NotifyRouter {
                 config.topics.push(topic.to_owned());
             }
         }
-        NotifySubscriber::connect(config, Dispatch { router: self })
+        let decode_errors = Arc::new(AtomicU64::new(0));
+        let dispatch = Dispatch {
+            router: self,
+            decode_errors: decode_errors.clone(),
+        };
+        NotifySubscriber::connect_counting(config, dispatch, decode_errors)
     }
 }
 
 /// The router as the subscriber's handler.
 struct Dispatch {
     router: NotifyRouter,
+    /// The subscriber's `decode_errors` counter.
+    decode_errors: Arc<AtomicU64>,
 }
 
 impl NotifyHandler for Dispatch {
@@ -226,7 +237,10 @@ impl NotifyHandler for Dispatch {
         };
         match route(&notification) {
             Ok(outcome) => outcome,
-            Err(e) => (router.on_decode_error)(&notification, &e),
+            Err(e) => {
+                self.decode_errors.fetch_add(1, Ordering::Relaxed);
+                (router.on_decode_error)(&notification, &e)
+            }
         }
     }
 }

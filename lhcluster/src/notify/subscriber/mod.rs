@@ -100,6 +100,9 @@ struct Shared {
     filtered: AtomicU64,
     malformed: AtomicU64,
     handler_panics: AtomicU64,
+    /// Shared with a typed router's dispatch, which counts what it cannot
+    /// decode.
+    decode_errors: Arc<AtomicU64>,
     probes_sent: AtomicU64,
     failovers: AtomicU64,
     /// Where the notifications of streamed topics go.
@@ -141,6 +144,17 @@ impl NotifySubscriber {
         config: NotifySubscriberConfig,
         handler: impl NotifyHandler,
     ) -> Result<NotifySubscriber, Error> {
+        Self::connect_counting(config, handler, Arc::default())
+    }
+
+    /// [`connect`](Self::connect), with `decode_errors` as the counter of
+    /// [`NotifySubscriberStats::decode_errors`] (a typed router holds a
+    /// clone and counts what it cannot decode).
+    pub(crate) fn connect_counting(
+        config: NotifySubscriberConfig,
+        handler: impl NotifyHandler,
+        decode_errors: Arc<AtomicU64>,
+    ) -> Result<NotifySubscriber, Error> {
         config.validate()?;
         let socket = crate::context()
             .socket(zmq::SUB)
@@ -167,7 +181,10 @@ impl NotifySubscriber {
             config.reconnect_max,
         )?;
 
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            decode_errors,
+            ..Shared::default()
+        });
         {
             let mut subscriptions = shared.subscriptions();
             subscriptions.exact.extend(config.topics.iter().cloned());
@@ -343,6 +360,7 @@ impl NotifySubscriber {
             filtered: load(&s.filtered),
             malformed: load(&s.malformed),
             handler_panics: load(&s.handler_panics),
+            decode_errors: load(&s.decode_errors),
             probes_sent: load(&s.probes_sent),
             failovers: load(&s.failovers),
             queued: self.inner.queue.len() as u64,

@@ -190,7 +190,15 @@ impl<N: Notification> Stream for NotifyStream<N> {
                 .shared
                 .handled
                 .fetch_add(1, Ordering::Relaxed);
-            return Poll::Ready(Some(payload::decode(&n.payload)));
+            let decoded = payload::decode(&n.payload);
+            if decoded.is_err() {
+                self.subscriber
+                    .inner
+                    .shared
+                    .decode_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return Poll::Ready(Some(decoded));
         }
         if s.closed {
             return Poll::Ready(None);
