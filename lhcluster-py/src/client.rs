@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::roles::{detached, role_methods};
 use crate::{config, errors, payload, request_type};
 
 /// How long a blocked wait goes without looking at Python's signals (so
@@ -173,14 +174,9 @@ impl Client {
         broker: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: lhcluster::ClientConfig = config::build(
-            "Client",
-            vec![("brokers", config::endpoints("Client", "broker", broker)?)],
-            options,
-        )?;
-        let inner = py
-            .detach(|| RsClient::connect(config))
-            .map_err(|e| errors::lib(py, &e))?;
+        let config: lhcluster::ClientConfig =
+            config::with_endpoints("Client", "brokers", "broker", broker, options)?;
+        let inner = detached(py, || RsClient::connect(config))?;
         Ok(Self { inner })
     }
 
@@ -390,39 +386,15 @@ impl Client {
         }
         Ok(Some(d))
     }
-
-    /// A snapshot of the client's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        crate::roles::stats_dict(py, &stats)
-    }
-
-    /// Says goodbye to the broker and stops (idempotent); outstanding
-    /// requests end with `lhcluster.Stopped`.
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        crate::roles::stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    Client,
+    /// A snapshot of the client's statistics, as a dict.
+    stats,
+    /// Says goodbye to the broker and stops (idempotent); outstanding
+    /// requests end with `lhcluster.Stopped`.
+    stop
 }
 
 fn receipt_name(kind: ReceiptKind) -> &'static str {

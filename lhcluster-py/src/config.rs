@@ -105,6 +105,18 @@ pub(crate) fn endpoints(role: &str, name: &str, value: &Bound<'_, PyAny>) -> PyR
     )))
 }
 
+/// The configuration of a role whose one positional argument, `arg`, is an
+/// endpoint or a list of them: the configuration's field `field`.
+pub(crate) fn with_endpoints<T: DeserializeOwned>(
+    role: &str,
+    field: &str,
+    arg: &str,
+    value: &Bound<'_, PyAny>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<T> {
+    build(role, vec![(field, endpoints(role, arg, value)?)], kwargs)
+}
+
 /// A single endpoint.
 pub(crate) fn endpoint(role: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<Value> {
     match value.cast::<PyString>() {

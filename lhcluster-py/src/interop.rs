@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::errors;
+use crate::roles::detached;
 
 /// Served by a Rust worker, called from Python.
 #[derive(Serialize, Deserialize, lhcluster::Request)]
@@ -80,15 +81,12 @@ impl BenchEcho {
             lhcluster::request_type_id("bench.echo"),
             |payload: lhcluster::Payload, _ctx: &lhcluster::worker::RequestContext| Ok(payload),
         );
-        let inner = py
-            .detach(|| builder.start())
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || builder.start())?;
         Ok(Self { inner })
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.stop())
     }
 }
 
@@ -112,15 +110,12 @@ impl InteropWorker {
                 note: req.note,
             })
         });
-        let inner = py
-            .detach(|| builder.start())
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || builder.start())?;
         Ok(Self { inner })
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.stop())
     }
 }
 
@@ -189,16 +184,14 @@ impl InteropSink {
     #[new]
     fn new(py: Python<'_>, frontend: String) -> PyResult<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let subscriber = py
-            .detach(|| {
-                NotifyRouter::new()
-                    .on::<Event>(move |e| {
-                        let _ = tx.send((e.seq, e.text));
-                        NotifyOutcome::Continue
-                    })
-                    .connect(NotifySubscriberConfig::new(frontend))
-            })
-            .map_err(|e| errors::lib(py, &e))?;
+        let subscriber = detached(py, || {
+            NotifyRouter::new()
+                .on::<Event>(move |e| {
+                    let _ = tx.send((e.seq, e.text));
+                    NotifyOutcome::Continue
+                })
+                .connect(NotifySubscriberConfig::new(frontend))
+        })?;
         Ok(Self {
             subscriber,
             events: Mutex::new(rx),
@@ -222,7 +215,6 @@ impl InteropSink {
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.subscriber.stop())
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.subscriber.stop())
     }
 }

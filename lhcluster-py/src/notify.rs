@@ -7,9 +7,10 @@ use std::time::Duration;
 use lhcluster::NotifySubscriberConfig;
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber as RsSubscriber, RawNotification};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 
-use crate::{config, errors, payload};
+use crate::roles::{detached, role_methods};
+use crate::{config, payload};
 
 /// A running subscriber (made by `lhcluster.NotifySubscriber`).
 #[pyclass(frozen, module = "lhcluster._native")]
@@ -52,43 +53,36 @@ impl NotifySubscriber {
         dispatch: Py<PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: NotifySubscriberConfig = config::build(
+        let config: NotifySubscriberConfig = config::with_endpoints(
             "NotifySubscriber",
-            vec![(
-                "endpoints",
-                config::endpoints("NotifySubscriber", "endpoint", endpoint)?,
-            )],
+            "endpoints",
+            "endpoint",
+            endpoint,
             options,
         )?;
         let handler = move |n: RawNotification| self::dispatch(&dispatch, n);
-        let inner = py
-            .detach(|| RsSubscriber::connect(config, handler))
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || RsSubscriber::connect(config, handler))?;
         Ok(Self { inner })
     }
 
     /// Subscribes to a topic (exact match); returns once in force.
     fn subscribe(&self, py: Python<'_>, topic: &str) -> PyResult<()> {
-        py.detach(|| self.inner.subscribe(topic))
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.subscribe(topic))
     }
 
     /// Subscribes to every topic that starts with `prefix`.
     fn subscribe_prefix(&self, py: Python<'_>, prefix: &str) -> PyResult<()> {
-        py.detach(|| self.inner.subscribe_prefix(prefix))
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.subscribe_prefix(prefix))
     }
 
     /// Removes an exact subscription.
     fn unsubscribe(&self, py: Python<'_>, topic: &str) -> PyResult<()> {
-        py.detach(|| self.inner.unsubscribe(topic))
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.unsubscribe(topic))
     }
 
     /// Removes a prefix subscription.
     fn unsubscribe_prefix(&self, py: Python<'_>, prefix: &str) -> PyResult<()> {
-        py.detach(|| self.inner.unsubscribe_prefix(prefix))
-            .map_err(|e| errors::lib(py, &e))
+        detached(py, || self.inner.unsubscribe_prefix(prefix))
     }
 
     /// The exact topics subscribed to.
@@ -118,36 +112,12 @@ impl NotifySubscriber {
         let timeout: Duration = crate::duration(timeout)?;
         Ok(py.detach(|| self.inner.wait_stopped(timeout)))
     }
-
-    /// A snapshot of the subscriber's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        crate::roles::stats_dict(py, &stats)
-    }
-
-    /// Stops the subscriber (idempotent).
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
 }
 
-impl Drop for NotifySubscriber {
-    fn drop(&mut self) {
-        crate::roles::stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    NotifySubscriber,
+    /// A snapshot of the subscriber's statistics, as a dict.
+    stats,
+    /// Stops the subscriber (idempotent).
+    stop
 }

@@ -5,8 +5,9 @@
 use lhcluster::notify::{NotifyBroker as RsNotifyBroker, NotifyPublisher as RsNotifyPublisher};
 use lhcluster::{Broker as RsBroker, ClientProxy as RsClientProxy};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::{config, errors, payload};
 
@@ -56,6 +57,104 @@ fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py
     })
 }
 
+/// Runs `f` without the GIL (a role's own threads may need it meanwhile);
+/// its error becomes the `lhcluster` exception.
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, lhcluster::Error> + Send,
+) -> PyResult<T> {
+    py.detach(f).map_err(|e| errors::lib(py, &e))
+}
+
+/// `stats()` of a role: the snapshot taken without the GIL, as a dict.
+pub(crate) fn role_stats<'py, S: Serialize + Send>(
+    py: Python<'py>,
+    stats: impl FnOnce() -> Result<S, lhcluster::Error> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
+    stats_dict(py, &detached(py, stats)?)
+}
+
+/// Stops a role being collected, without the GIL (its threads may need it
+/// to finish); an error has nowhere to go.
+pub(crate) fn stop_on_drop(stop: impl FnOnce() -> Result<(), lhcluster::Error> + Send) {
+    Python::attach(|py| {
+        let _ = py.detach(stop);
+    });
+}
+
+/// The methods every role class shares, in a `#[pymethods]` block of their
+/// own (the `multiple-pymethods` feature), and its `Drop`: `stats()` and
+/// `stop()` on the Rust role in its `inner` field, a `with` block that
+/// stops the role at its end, and a stop when collected. The docstrings of
+/// `stats` and `stop` are the role's own:
+///
+/// ```ignore
+/// role_methods! {
+///     Broker,
+///     /// A snapshot of the broker's statistics, as a dict.
+///     stats,
+///     /// Stops the broker (idempotent).
+///     stop
+/// }
+/// ```
+macro_rules! role_methods {
+    ($role:ident, $(#[$stats_doc:meta])* stats, $(#[$stop_doc:meta])* stop $(,)?) => {
+        #[::pyo3::pymethods]
+        impl $role {
+            $(#[$stats_doc])*
+            fn stats<'py>(
+                &self,
+                py: ::pyo3::Python<'py>,
+            ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::PyAny>> {
+                $crate::roles::role_stats(py, || self.inner.stats())
+            }
+
+            $(#[$stop_doc])*
+            fn stop(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<()> {
+                $crate::roles::detached(py, || self.inner.stop())
+            }
+
+            fn __enter__(slf: ::pyo3::Py<Self>) -> ::pyo3::Py<Self> {
+                slf
+            }
+
+            #[pyo3(signature = (*_exc))]
+            fn __exit__(
+                &self,
+                py: ::pyo3::Python<'_>,
+                _exc: &::pyo3::Bound<'_, ::pyo3::types::PyTuple>,
+            ) -> ::pyo3::PyResult<bool> {
+                self.stop(py)?;
+                Ok(false)
+            }
+        }
+
+        impl Drop for $role {
+            fn drop(&mut self) {
+                $crate::roles::stop_on_drop(|| self.inner.stop());
+            }
+        }
+    };
+}
+pub(crate) use role_methods;
+
+/// The configuration of a role bound on a frontend and a backend.
+fn frontend_backend<C: DeserializeOwned>(
+    role: &str,
+    frontend: &Bound<'_, PyAny>,
+    backend: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<C> {
+    config::build(
+        role,
+        vec![
+            ("frontend", config::endpoint(role, "frontend", frontend)?),
+            ("backend", config::endpoint(role, "backend", backend)?),
+        ],
+        options,
+    )
+}
+
 /// A broker: binds a frontend (clients, proxies) and a backend (workers),
 /// and routes each request to a free worker of its type.
 ///
@@ -78,20 +177,9 @@ impl Broker {
         backend: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: lhcluster::BrokerConfig = config::build(
-            "Broker",
-            vec![
-                (
-                    "frontend",
-                    config::endpoint("Broker", "frontend", frontend)?,
-                ),
-                ("backend", config::endpoint("Broker", "backend", backend)?),
-            ],
-            options,
-        )?;
-        let inner = py
-            .detach(|| RsBroker::start(config))
-            .map_err(|e| errors::lib(py, &e))?;
+        let config: lhcluster::BrokerConfig =
+            frontend_backend("Broker", frontend, backend, options)?;
+        let inner = detached(py, || RsBroker::start(config))?;
         Ok(Self { inner })
     }
 
@@ -114,30 +202,6 @@ impl Broker {
         self.inner.cluster_endpoint()
     }
 
-    /// A snapshot of the broker's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        stats_dict(py, &stats)
-    }
-
-    /// Stops the broker (idempotent): peers are told it shuts down.
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "Broker(frontend={:?}, backend={:?})",
@@ -147,17 +211,12 @@ impl Broker {
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
-}
-
-/// Runs `stop` without the GIL (a role's threads may need it to finish).
-pub(crate) fn stop_detached(stop: impl FnOnce() + Send) {
-    Python::attach(|py| py.detach(stop));
+role_methods! {
+    Broker,
+    /// A snapshot of the broker's statistics, as a dict.
+    stats,
+    /// Stops the broker (idempotent): peers are told it shuts down.
+    stop
 }
 
 /// A client proxy: clients connect to it as to a broker; it buffers their
@@ -192,9 +251,7 @@ impl ClientProxy {
             ],
             options,
         )?;
-        let inner = py
-            .detach(|| RsClientProxy::start(config))
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || RsClientProxy::start(config))?;
         Ok(Self { inner })
     }
 
@@ -204,41 +261,17 @@ impl ClientProxy {
         self.inner.endpoint()
     }
 
-    /// A snapshot of the proxy's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        stats_dict(py, &stats)
-    }
-
-    /// Stops the proxy (idempotent).
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         format!("ClientProxy(endpoint={:?})", self.inner.endpoint())
     }
 }
 
-impl Drop for ClientProxy {
-    fn drop(&mut self) {
-        stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    ClientProxy,
+    /// A snapshot of the proxy's statistics, as a dict.
+    stats,
+    /// Stops the proxy (idempotent).
+    stop
 }
 
 /// A notify broker: publishers connect to its backend, subscribers to its
@@ -261,23 +294,9 @@ impl NotifyBroker {
         backend: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: lhcluster::NotifyBrokerConfig = config::build(
-            "NotifyBroker",
-            vec![
-                (
-                    "frontend",
-                    config::endpoint("NotifyBroker", "frontend", frontend)?,
-                ),
-                (
-                    "backend",
-                    config::endpoint("NotifyBroker", "backend", backend)?,
-                ),
-            ],
-            options,
-        )?;
-        let inner = py
-            .detach(|| RsNotifyBroker::start(config))
-            .map_err(|e| errors::lib(py, &e))?;
+        let config: lhcluster::NotifyBrokerConfig =
+            frontend_backend("NotifyBroker", frontend, backend, options)?;
+        let inner = detached(py, || RsNotifyBroker::start(config))?;
         Ok(Self { inner })
     }
 
@@ -293,30 +312,6 @@ impl NotifyBroker {
         self.inner.backend()
     }
 
-    /// A snapshot of the notify broker's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        stats_dict(py, &stats)
-    }
-
-    /// Stops the notify broker (idempotent).
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "NotifyBroker(frontend={:?}, backend={:?})",
@@ -326,12 +321,12 @@ impl NotifyBroker {
     }
 }
 
-impl Drop for NotifyBroker {
-    fn drop(&mut self) {
-        stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    NotifyBroker,
+    /// A snapshot of the notify broker's statistics, as a dict.
+    stats,
+    /// Stops the notify broker (idempotent).
+    stop
 }
 
 /// A notification publisher. `publish` never blocks.
@@ -355,17 +350,14 @@ impl NotifyPublisher {
         endpoint: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: lhcluster::NotifyPublisherConfig = config::build(
+        let config: lhcluster::NotifyPublisherConfig = config::with_endpoints(
             "NotifyPublisher",
-            vec![(
-                "endpoints",
-                config::endpoints("NotifyPublisher", "endpoint", endpoint)?,
-            )],
+            "endpoints",
+            "endpoint",
+            endpoint,
             options,
         )?;
-        let inner = py
-            .detach(|| RsNotifyPublisher::connect(config))
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || RsNotifyPublisher::connect(config))?;
         Ok(Self { inner })
     }
 
@@ -403,40 +395,16 @@ impl NotifyPublisher {
         self.inner.endpoint()
     }
 
-    /// A snapshot of the publisher's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        stats_dict(py, &stats)
-    }
-
-    /// Stops the publisher (idempotent), sending what is queued first
-    /// (within `linger`).
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         format!("NotifyPublisher(endpoint={:?})", self.inner.endpoint())
     }
 }
 
-impl Drop for NotifyPublisher {
-    fn drop(&mut self) {
-        stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    NotifyPublisher,
+    /// A snapshot of the publisher's statistics, as a dict.
+    stats,
+    /// Stops the publisher (idempotent), sending what is queued first
+    /// (within `linger`).
+    stop
 }

@@ -5,8 +5,9 @@ use lhcluster::worker::{HandlerError, RequestContext as RsContext};
 use lhcluster::{Frame, Payload, Worker as RsWorker, WorkerConfig};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 
+use crate::roles::{detached, role_methods};
 use crate::{config, errors, msgpack, payload};
 
 /// What a handler knows about the request it runs.
@@ -196,11 +197,8 @@ impl Worker {
         handlers: Vec<(u32, Option<String>, Py<PyAny>, bool)>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let config: WorkerConfig = config::build(
-            "Worker",
-            vec![("brokers", config::endpoints("Worker", "broker", broker)?)],
-            options,
-        )?;
+        let config: WorkerConfig =
+            config::with_endpoints("Worker", "brokers", "broker", broker, options)?;
         let mut builder = RsWorker::builder(config);
         for (type_id, name, func, typed) in handlers {
             let handler = PyHandler { name, func, typed };
@@ -208,9 +206,7 @@ impl Worker {
                 handler.call(payload, ctx)
             });
         }
-        let inner = py
-            .detach(|| builder.start())
-            .map_err(|e| errors::lib(py, &e))?;
+        let inner = detached(py, || builder.start())?;
         Ok(Self { inner })
     }
 
@@ -223,53 +219,25 @@ impl Worker {
         broker: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let config: WorkerConfig = config::build(
-            "Worker",
-            vec![("brokers", config::endpoints("Worker", "broker", broker)?)],
-            options,
-        )?;
+        let config: WorkerConfig =
+            config::with_endpoints("Worker", "brokers", "broker", broker, options)?;
         config
             .validate()
             .map_err(|e| errors::lib(py, &lhcluster::Error::from(e)))
     }
 
-    /// A snapshot of the worker's statistics, as a dict.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = py
-            .detach(|| self.inner.stats())
-            .map_err(|e| errors::lib(py, &e))?;
-        crate::roles::stats_dict(py, &stats)
-    }
-
-    /// Stops the worker (idempotent): running handlers finish (within
-    /// `shutdown_timeout`), the broker is told.
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.stop())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
     /// Stops at once, without waiting for running handlers: the broker
     /// declares this worker dead (`WORKER_DEATH` or a retry).
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.abort())
-            .map_err(|e| errors::lib(py, &e))
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
+        detached(py, || self.inner.abort())
     }
 }
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        crate::roles::stop_detached(|| {
-            let _ = self.inner.stop();
-        });
-    }
+role_methods! {
+    Worker,
+    /// A snapshot of the worker's statistics, as a dict.
+    stats,
+    /// Stops the worker (idempotent): running handlers finish (within
+    /// `shutdown_timeout`), the broker is told.
+    stop
 }

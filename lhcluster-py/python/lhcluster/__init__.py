@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import Any, Callable, NamedTuple, Optional, Union
 
-from . import _native
+from . import _native, errors
 from ._native import (
     Broker,
     Client,
@@ -35,30 +35,9 @@ from ._native import (
     request_type_id,
     unpackb,
 )
-from .errors import (
-    BadRequest,
-    ConfigError,
-    DecodeError,
-    Disconnected,
-    EndpointError,
-    Error,
-    Expired,
-    Failed,
-    InternalError,
-    NoWorkers,
-    NotConnected,
-    Overloaded,
-    ProtocolError,
-    QueueFull,
-    Redirected,
-    Rejected,
-    StatusError,
-    Stopped,
-    Timeout,
-    UnknownReplyTo,
-    WorkerDeath,
-    ZmqError,
-)
+# The exception classes, defined once in lhcluster.errors (its __all__ names
+# them); re-exported here, as asyncio's package re-exports its submodules'.
+from .errors import *  # noqa: F403
 
 __version__ = _native.__version__
 
@@ -79,29 +58,8 @@ __all__ = [
     "unpackb",
     "curve_available",
     "curve_keypair",
-    "Error",
-    "StatusError",
-    "Failed",
-    "BadRequest",
-    "Rejected",
-    "WorkerDeath",
-    "Redirected",
-    "Overloaded",
-    "NoWorkers",
-    "UnknownReplyTo",
-    "Expired",
-    "Timeout",
-    "Disconnected",
-    "NotConnected",
-    "Stopped",
-    "ProtocolError",
-    "InternalError",
-    "ConfigError",
-    "EndpointError",
-    "ZmqError",
-    "QueueFull",
-    "DecodeError",
 ]
+__all__ += errors.__all__
 
 _log = logging.getLogger("lhcluster")
 

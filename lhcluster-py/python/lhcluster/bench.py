@@ -12,40 +12,18 @@ in docs/benchmarks.md.
 import argparse
 import asyncio
 import collections
+import contextlib
 import multiprocessing
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 from . import Broker, Client, _native
 
 
-def lhcluster_handles(n: int, window: int, size: int, inline: bool) -> float:
-    """Requests/s through a broker to a Rust echo worker, a window of handles."""
-    payload = b"x" * size
-    with Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*") as broker:
-        echo = _native.BenchEcho(broker.backend, inline)
-        try:
-            with Client(broker.frontend, request_timeout=60) as client:
-                client.wait_connected(5)
-                for _ in range(min(n, 500)):  # warm up: sessions, the worker's registration
-                    client.request("bench.echo", payload)
-                inflight: collections.deque = collections.deque()
-                sent = done = 0
-                started = time.perf_counter()
-                while done < n:
-                    while sent < n and len(inflight) < window:
-                        inflight.append(client.send("bench.echo", payload))
-                        sent += 1
-                    inflight.popleft().result()
-                    done += 1
-                return n / (time.perf_counter() - started)
-        finally:
-            echo.stop()
-
-
-def lhcluster_asyncio(n: int, window: int, size: int, inline: bool) -> float:
-    """Requests/s with ``request_async``, at most ``window`` in flight."""
-    payload = b"x" * size
+@contextlib.contextmanager
+def _echo_client(n: int, payload: bytes, inline: bool) -> Iterator[Client]:
+    """A client of a broker with a Rust echo worker in this process, warmed up
+    (sessions, the worker's registration) with ``min(n, 500)`` requests."""
     with Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*") as broker:
         echo = _native.BenchEcho(broker.backend, inline)
         try:
@@ -53,23 +31,46 @@ def lhcluster_asyncio(n: int, window: int, size: int, inline: bool) -> float:
                 client.wait_connected(5)
                 for _ in range(min(n, 500)):
                     client.request("bench.echo", payload)
-
-                async def run() -> float:
-                    started = time.perf_counter()
-                    pending: set = set()
-                    sent = 0
-                    while sent < n or pending:
-                        while sent < n and len(pending) < window:
-                            pending.add(client.request_async("bench.echo", payload))
-                            sent += 1
-                        finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                        for f in finished:
-                            f.result()
-                    return n / (time.perf_counter() - started)
-
-                return asyncio.run(run())
+                yield client
         finally:
             echo.stop()
+
+
+def lhcluster_handles(n: int, window: int, size: int, inline: bool) -> float:
+    """Requests/s through a broker to a Rust echo worker, a window of handles."""
+    payload = b"x" * size
+    with _echo_client(n, payload, inline) as client:
+        inflight: collections.deque = collections.deque()
+        sent = done = 0
+        started = time.perf_counter()
+        while done < n:
+            while sent < n and len(inflight) < window:
+                inflight.append(client.send("bench.echo", payload))
+                sent += 1
+            inflight.popleft().result()
+            done += 1
+        return n / (time.perf_counter() - started)
+
+
+def lhcluster_asyncio(n: int, window: int, size: int, inline: bool) -> float:
+    """Requests/s with ``request_async``, at most ``window`` in flight."""
+    payload = b"x" * size
+    with _echo_client(n, payload, inline) as client:
+
+        async def run() -> float:
+            started = time.perf_counter()
+            pending: set = set()
+            sent = 0
+            while sent < n or pending:
+                while sent < n and len(pending) < window:
+                    pending.add(client.request_async("bench.echo", payload))
+                    sent += 1
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for f in finished:
+                    f.result()
+            return n / (time.perf_counter() - started)
+
+        return asyncio.run(run())
 
 
 def _router_echo(ports: "multiprocessing.Queue") -> None:
