@@ -323,7 +323,7 @@ fn only_listed_keys_get_in() {
             c.curve_secret_key = Some(server.clone());
             c.curve_client_keys = Some(KeyList::from_keys([client_key.public_key()]));
             c.curve_worker_keys =
-                Some(KeyList::parse(&format!("{} echo\n", worker_key.public_key())).unwrap());
+                Some(KeyList::parse(&format!("{} 1\n", worker_key.public_key())).unwrap());
         });
 
         // An unlisted worker never registers.
@@ -354,5 +354,129 @@ fn only_listed_keys_get_in() {
         assert_eq!(runs.load(Ordering::Relaxed), 1);
         assert_eq!(stray_runs.load(Ordering::Relaxed), 0);
         assert_eq!(broker.stats().unwrap().workers, 1);
+    });
+}
+
+/// A worker with `own` as its key, serving `types` with an echo handler,
+/// counting its runs.
+fn typed_worker(
+    broker: &Broker,
+    server: &SecretKey,
+    own: &SecretKey,
+    types: &[u32],
+    runs: Arc<AtomicU64>,
+) -> Worker {
+    let mut config = worker_config(broker);
+    config.curve_server_key = Some(server.public_key());
+    config.curve_secret_key = Some(own.clone());
+    let mut builder = Worker::builder(config);
+    for &t in types {
+        let runs = runs.clone();
+        builder = builder.handle_raw(t, move |payload: Payload, ctx: &RequestContext| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            echo(payload, ctx)
+        });
+    }
+    builder.start().expect("worker starts")
+}
+
+/// Authorization per type (docs/security.md): a stolen `thumbnails` worker
+/// key cannot take `payments`, and a client key limited to `thumbnails`
+/// gets FORBIDDEN for `payments`, which no worker ever sees.
+#[test]
+fn a_stolen_thumbnails_key_cannot_take_payments() {
+    time_limit(LIMIT, || {
+        let thumbnails = lhcluster::request_type_id("thumbnails");
+        let payments = lhcluster::request_type_id("payments");
+        let server = SecretKey::generate().unwrap();
+        let (thumbs_key, payments_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let (limited, trusted) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let workers = format!(
+            "# worker keys\n{} thumbnails\n{} payments\n",
+            thumbs_key.public_key(),
+            payments_key.public_key()
+        );
+        let clients = format!(
+            "{} thumbnails\n{}\n",
+            limited.public_key(),
+            trusted.public_key()
+        );
+        let broker = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(server.clone());
+            c.curve_worker_keys = Some(KeyList::parse(&workers).unwrap());
+            c.curve_client_keys = Some(KeyList::parse(&clients).unwrap());
+        });
+
+        // The stolen key, registering for payments: refused, told why.
+        let stolen_runs = Arc::new(AtomicU64::new(0));
+        let thief = typed_worker(
+            &broker,
+            &server,
+            &thumbs_key,
+            &[payments],
+            stolen_runs.clone(),
+        );
+        assert!(eventually(WAIT, || {
+            thief.stats().unwrap().registrations_forbidden > 0
+        }));
+        assert!(broker.stats().unwrap().workers_forbidden > 0);
+        assert!(!thief.stats().unwrap().registered);
+        assert_eq!(broker.stats().unwrap().workers, 0);
+
+        // The rightful workers register.
+        let runs = Arc::new(AtomicU64::new(0));
+        let _thumbs = typed_worker(&broker, &server, &thumbs_key, &[thumbnails], runs.clone());
+        let _payments = typed_worker(&broker, &server, &payments_key, &[payments], runs.clone());
+        expect_workers(&broker, 2, WAIT);
+
+        let connect = |key: &SecretKey| {
+            let mut config = curve_client_config(broker.frontend(), &server);
+            config.curve_secret_key = Some(key.clone());
+            Client::connect(config).unwrap()
+        };
+        let trusted = connect(&trusted);
+        let reply = trusted
+            .send(payments, 1, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait();
+        assert_eq!(reply.unwrap().payload[0].as_ref(), SECRET);
+
+        let limited = connect(&limited);
+        let reply = limited
+            .send(thumbnails, 2, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait();
+        assert!(reply.is_ok(), "{reply:?}");
+        let refused = limited
+            .send(payments, 3, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(refused.is_forbidden(), "{refused:?}");
+        assert!(
+            refused.to_string().contains("may not send request type"),
+            "{refused}"
+        );
+
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.requests_forbidden, 1);
+        assert_eq!(
+            runs.load(Ordering::Relaxed),
+            2,
+            "payments once, thumbnails once"
+        );
+        assert_eq!(stolen_runs.load(Ordering::Relaxed), 0);
+        // The counters travel in STATS_REPLY too.
+        let queried = lhcluster::broker::query_stats(broker.frontend(), WAIT);
+        assert!(
+            queried.is_err(),
+            "a plaintext query cannot reach a CURVE broker"
+        );
     });
 }

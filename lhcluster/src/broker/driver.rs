@@ -3,7 +3,7 @@
 //! between them and the state machine, and runs its ticks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -13,7 +13,7 @@ use super::config::BrokerConfig;
 use super::core::{BrokerCore, ClusterFrom, Side};
 use super::stats::BrokerStats;
 use crate::accept::{self, Delivery, RouterOutbox};
-use crate::curve::{SocketCurve, ZapDomain};
+use crate::curve::{KeyList, SocketCurve, ZapDomain};
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
@@ -22,6 +22,12 @@ use crate::stats_log::StatsLog;
 #[derive(Debug)]
 pub(crate) enum Command {
     Stats(Sender<BrokerStats>),
+    /// New key lists (`None`: keep that side's), answered when in force.
+    ReloadKeys {
+        clients: Option<KeyList>,
+        workers: Option<KeyList>,
+        done: Sender<Result<(), Error>>,
+    },
     Stop,
 }
 
@@ -40,7 +46,8 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
     let backend = io::router(&config.backend, hwm, sndhwm, zap.side(&curve, 1).as_ref())?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
-    let core = BrokerCore::new(&config, Instant::now());
+    let mut core = BrokerCore::new(&config, Instant::now());
+    core.set_auth_failures(zap.failures.clone());
     let cluster = ClusterSockets::open(&config, &core)?;
     let cluster_ep = cluster.as_ref().and_then(|c| c.router_ep.clone());
     // The configured endpoints: a bound wildcard is shown as 127.0.0.1.
@@ -258,10 +265,11 @@ impl Driver {
             Side::Backend => &self.backend,
             _ => &self.frontend,
         };
-        accept::read(socket, |peer, header, payload| {
+        let keys = self.core.wants_keys(side);
+        accept::read(socket, keys, |peer, header, payload, key| {
             match side {
-                Side::Backend => self.core.on_backend(now, peer, header, payload),
-                _ => self.core.on_frontend(now, peer, header, payload),
+                Side::Backend => self.core.on_backend(now, peer, header, payload, key),
+                _ => self.core.on_frontend(now, peer, header, payload, key),
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
@@ -286,7 +294,7 @@ impl Driver {
         let mut ready = ready.iter().copied();
         if let Some(router) = &c.router {
             if ready.next().unwrap_or(false) {
-                accept::read(router, |peer, header, payload| {
+                accept::read(router, false, |peer, header, payload, _| {
                     self.core
                         .on_cluster(now, ClusterFrom::Router(peer), header, payload);
                 });
@@ -314,9 +322,18 @@ impl Driver {
         for command in self.inbox.pending(rung) {
             match command {
                 Command::Stats(reply) => {
-                    let mut stats = self.core.stats();
-                    stats.auth_failures = self.zap.failures.load(Ordering::Relaxed);
-                    let _ = reply.send(stats);
+                    let _ = reply.send(self.core.stats());
+                }
+                Command::ReloadKeys {
+                    clients,
+                    workers,
+                    done,
+                } => {
+                    let result = self.zap.replace(clients.as_ref(), workers.as_ref());
+                    if result.is_ok() {
+                        self.core.set_key_lists(Instant::now(), clients, workers);
+                    }
+                    let _ = done.send(result);
                 }
                 Command::Stop => return true,
             }
@@ -449,6 +466,30 @@ impl Zap {
             }
         }
         Ok(Self { domains, failures })
+    }
+
+    /// Puts new lists in force for the handshakes to come (`None`: keep
+    /// that side's). A side that started without a list cannot get one:
+    /// its socket has no ZAP domain.
+    fn replace(&self, clients: Option<&KeyList>, workers: Option<&KeyList>) -> Result<(), Error> {
+        let lists = [
+            ("curve_client_keys", clients),
+            ("curve_worker_keys", workers),
+        ];
+        for ((field, list), domain) in lists.iter().zip(&self.domains) {
+            if list.is_some() && domain.is_none() {
+                return Err(Error::Config(crate::ConfigError::invalid(
+                    field,
+                    "cannot be reloaded into a broker started without it (restart it)",
+                )));
+            }
+        }
+        for ((_, list), domain) in lists.into_iter().zip(&self.domains) {
+            if let (Some(list), Some(domain)) = (list, domain) {
+                domain.replace(list.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The CURVE side of socket `i` (0 frontend, 1 backend).

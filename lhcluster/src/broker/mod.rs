@@ -22,6 +22,7 @@ use std::sync::Arc;
 pub use config::BrokerConfig;
 pub use stats::{BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats};
 
+use crate::curve::KeyList;
 use crate::error::Error;
 use crate::role::RoleHandle;
 
@@ -72,6 +73,30 @@ impl Broker {
     /// A snapshot of the broker's statistics.
     pub fn stats(&self) -> Result<BrokerStats, Error> {
         self.role.request(driver::Command::Stats)
+    }
+
+    /// Puts new key lists in force (docs/security.md, "Reloading keys"):
+    /// `clients` replaces `curve_client_keys`, `workers` replaces
+    /// `curve_worker_keys`; `None` keeps that list. What a side had no list
+    /// for at start cannot get one (an error; restart the broker).
+    ///
+    /// New CURVE handshakes are judged by the new lists; connections
+    /// already made are kept, but held to them: from now on every REQUEST
+    /// is checked against the client list (a key no longer listed gets
+    /// `FORBIDDEN`), and a registered worker whose key no longer may
+    /// register all its types is removed (its work in flight retried or
+    /// answered as on its death) and told `FORBIDDEN`. Returns once the
+    /// lists are in force. `lhcluster broker` calls it on SIGHUP.
+    pub fn reload_keys(
+        &self,
+        clients: Option<KeyList>,
+        workers: Option<KeyList>,
+    ) -> Result<(), Error> {
+        self.role.request(|done| driver::Command::ReloadKeys {
+            clients,
+            workers,
+            done,
+        })?
     }
 
     /// Tells every worker and client that the broker is going away, closes

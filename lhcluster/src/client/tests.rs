@@ -738,6 +738,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "bad header".to_owned(),
             request: Some(rref(7, 1)),
+            status: None,
         }),
     );
     assert!(actions.is_empty(), "an ERROR is never answered");
@@ -753,6 +754,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "general".to_owned(),
             request: None,
+            status: None,
         }),
     );
     h.feed(
@@ -760,6 +762,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "other".to_owned(),
             request: Some(rref(9, 9)),
+            status: None,
         }),
     );
     assert!(!b.is_done());

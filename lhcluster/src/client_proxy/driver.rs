@@ -167,7 +167,7 @@ impl Driver {
             }
         };
         if from_clients {
-            accept::read(clients, |peer, header, payload| {
+            accept::read(clients, false, |peer, header, payload, _| {
                 core.on_client(Instant::now(), peer, header, payload);
                 flush(core, link);
             });

@@ -1089,12 +1089,14 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
     let general = Message::Error(ErrorReply {
         error: "general".into(),
         request: None,
+        status: None,
     });
     assert!(h.feed(5, general).is_empty());
     assert_eq!(h.stats().buffered, 2);
     let about = Message::Error(ErrorReply {
         error: "bad".into(),
         request: Some(rref(A, 1, 7)),
+        status: None,
     });
     let actions = h.feed(10, about);
     match only_for(&actions, A) {
@@ -1222,6 +1224,7 @@ fn an_error_is_never_answered_with_an_error() {
         Message::Error(ErrorReply {
             error: "yours".into(),
             request: Some(rref(&[], 1, 1)),
+            status: None,
         })
     };
     // Valid ERRORs: logged only.

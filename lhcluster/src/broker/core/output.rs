@@ -50,6 +50,7 @@ impl BrokerCore {
         let reply = Message::Error(ErrorReply {
             error: error.to_owned(),
             request: protocol::peek_request_ref(header),
+            status: None,
         });
         self.send(side, peer_id(peer), reply);
     }

@@ -48,7 +48,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.3 (this peer speaks 1.x)"
+        "unsupported protocol version 2.4 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -64,7 +64,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.3"));
+    assert!(e.error.starts_with("unsupported protocol version 2.4"));
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -88,7 +88,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.3 (this peer speaks 1.x)"
+        "unsupported protocol version 2.4 (this peer speaks 1.x)"
     );
     assert_eq!(
         e.request,
@@ -280,6 +280,7 @@ fn an_error_from_a_peer_is_never_answered() {
                 request_id: 1,
                 route: Vec::new(),
             }),
+            status: None,
         })
     };
     h.client_sends(CA, err());
@@ -297,6 +298,7 @@ fn a_malformed_error_is_not_answered_either() {
     let (header, _) = encode(Message::Error(ErrorReply {
         error: "bad".into(),
         request: None,
+        status: None,
     }));
     h.frontend_raw(CA, &header, payload(&[b"unexpected"]));
     h.backend_raw(W1, &header, payload(&[b"unexpected"]));
@@ -369,8 +371,8 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 03` (major 1, minor 3).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x03, 0x18, 0x06]);
+    // `08 01 10 04` (major 1, minor 4).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x04, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
