@@ -393,7 +393,7 @@ fn a_stolen_thumbnails_key_cannot_take_payments() {
             SecretKey::generate().unwrap(),
             SecretKey::generate().unwrap(),
         );
-        let (limited, trusted) = (
+        let (limited, trusted_key) = (
             SecretKey::generate().unwrap(),
             SecretKey::generate().unwrap(),
         );
@@ -405,7 +405,7 @@ fn a_stolen_thumbnails_key_cannot_take_payments() {
         let clients = format!(
             "{} thumbnails\n{}\n",
             limited.public_key(),
-            trusted.public_key()
+            trusted_key.public_key()
         );
         let broker = broker_with(Transport::Tcp, |c| {
             c.curve_secret_key = Some(server.clone());
@@ -440,7 +440,7 @@ fn a_stolen_thumbnails_key_cannot_take_payments() {
             config.curve_secret_key = Some(key.clone());
             Client::connect(config).unwrap()
         };
-        let trusted = connect(&trusted);
+        let trusted = connect(&trusted_key);
         let reply = trusted
             .send(payments, 1, Flags::empty(), secret_payload())
             .unwrap()

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::parse_duration;
 
 /// Query a running broker's statistics over the protocol.
@@ -18,10 +19,22 @@ pub struct Args {
     /// How long to wait for the answer.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stats = lhcluster::broker::query_stats(&args.broker, args.timeout)?;
+    let (mut server, mut own) = (None, None);
+    args.server_key.apply(&mut server)?;
+    args.secret_key.apply(&mut own)?;
+    let stats = lhcluster::broker::query_stats_with_keys(
+        &args.broker,
+        args.timeout,
+        server.as_ref(),
+        own.as_ref(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
         return Ok(ExitCode::SUCCESS);

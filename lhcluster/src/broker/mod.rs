@@ -110,12 +110,38 @@ impl Broker {
 /// Asks a running broker for its statistics over the protocol
 /// (`STATS_QUERY` on its frontend), as `lhcluster stats` does.
 pub fn query_stats(frontend: &str, timeout: std::time::Duration) -> Result<BrokerStats, Error> {
+    query_stats_with_keys(frontend, timeout, None, None)
+}
+
+/// [`query_stats`] of a CURVE broker (docs/security.md): `server_key` is
+/// the broker's public key, `secret_key` the tool's own key (needed when
+/// the broker has a client key list: it must be listed; without one, a
+/// new key is made for the query). Without `server_key`, in clear. A
+/// query the broker's CURVE refuses gets no answer: it ends at `timeout`.
+pub fn query_stats_with_keys(
+    frontend: &str,
+    timeout: std::time::Duration,
+    server_key: Option<&crate::curve::PublicKey>,
+    secret_key: Option<&crate::curve::SecretKey>,
+) -> Result<BrokerStats, Error> {
     use crate::error::zmq_err;
     use crate::protocol::{self, Message};
 
     crate::endpoint::validate(frontend)?;
+    if secret_key.is_some() && server_key.is_none() {
+        return Err(Error::Config(crate::ConfigError::invalid(
+            "secret_key",
+            "is set but the broker's public key is not, and it needs it (docs/security.md)",
+        )));
+    }
+    let curve = crate::curve::SocketCurve::client(server_key, secret_key)?;
     // One query out, one answer in: no queue to bound.
-    let socket = crate::io::dealer(frontend, &crate::peer::random_routing_id(), 16, None)?;
+    let socket = crate::io::dealer(
+        frontend,
+        &crate::peer::random_routing_id(),
+        16,
+        curve.as_ref(),
+    )?;
     socket
         .set_linger(0)
         .map_err(zmq_err("setting ZMQ_LINGER"))?;
