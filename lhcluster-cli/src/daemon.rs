@@ -13,7 +13,9 @@ use lhcluster::worker::WorkerConfig;
 use lhcluster::{Broker, BrokerConfig};
 use prometheus_client::registry::Registry;
 
-use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
+use crate::common::{
+    metrics, parse_bytes, parse_duration, read_toml, serve_metrics, set, shutdown_signal,
+};
 
 /// The flags of the options every role has, named as its config's keys
 /// (docs/operations.md, configuration reference). A flag given wins over
@@ -30,6 +32,39 @@ pub struct SharedFlags {
     #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
     stats_log_interval: Option<Duration>,
 }
+
+/// The input limits of a role that binds (docs/security.md, "Limits on
+/// input").
+#[derive(Debug, Default, clap::Args)]
+pub struct InputLimitFlags {
+    /// Largest frame a peer may send (e.g. 16MiB, the default): libzmq
+    /// cuts the connection of a peer that sends a larger one.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    max_message_size: Option<usize>,
+    /// Most frames a message may have (default 1024): one with more is
+    /// dropped and counted.
+    #[arg(long, value_name = "N")]
+    max_message_frames: Option<usize>,
+}
+
+/// A config with input limits.
+pub trait InputLimits {
+    /// Sets the limits whose flag is given.
+    fn apply_limits(&mut self, flags: &InputLimitFlags);
+}
+
+macro_rules! input_limits {
+    ($($config:ty),*) => {$(
+        impl InputLimits for $config {
+            fn apply_limits(&mut self, flags: &InputLimitFlags) {
+                set(&mut self.max_message_size, &flags.max_message_size);
+                set(&mut self.max_message_frames, &flags.max_message_frames);
+            }
+        }
+    )*};
+}
+
+input_limits!(BrokerConfig, ClientProxyConfig, NotifyBrokerConfig);
 
 /// A daemon's configuration: a file, or the defaults, with the flags of the
 /// shared options over it.

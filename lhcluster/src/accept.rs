@@ -150,24 +150,39 @@ impl<T> Peers<T> {
 /// Gives the CURVE key a message came with, when asked (see [`read`]).
 pub(crate) type KeyOf<'a> = &'a mut dyn FnMut() -> Option<PublicKey>;
 
+/// How [`read`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadOpts {
+    /// Whether the core may ask for a message's CURVE key.
+    pub(crate) keys: bool,
+    /// The most frames a message may have (after the routing id).
+    pub(crate) max_frames: usize,
+}
+
 /// Reads a batch of messages from a ROUTER, handing each to `each` as
-/// (routing id, header, payload, its CURVE key on demand); returns how
-/// many were read. Without `keys` the key is always `None`; with it, the
-/// header is first copied (a few dozen bytes), as reading the key needs
-/// the frame itself (libzmq's `zmq_msg_gets`).
+/// (routing id, header, payload, its CURVE key on demand); returns the
+/// messages dropped for having more than `opts.max_frames` frames, each as
+/// (routing id, frame count), for the caller to count. Without
+/// `opts.keys` the key is always `None`; with it, the header is first
+/// copied (a few dozen bytes), as reading the key needs the frame itself
+/// (libzmq's `zmq_msg_gets`).
 pub(crate) fn read(
     socket: &zmq::Socket,
-    keys: bool,
+    opts: ReadOpts,
     mut each: impl FnMut(&[u8], &[u8], Payload, KeyOf<'_>),
-) -> usize {
-    let mut read = 0;
+) -> Vec<(PeerId, usize)> {
+    let mut oversized = Vec::new();
     let mut copy = Vec::new();
-    while read < io::READ_BATCH {
-        let Some(mut m) = io::recv_next(socket, true) else {
+    for _ in 0..io::READ_BATCH {
+        let Some(mut m) = io::recv_next_limited(socket, true, opts.max_frames) else {
             break;
         };
-        read += 1;
         let peer = m.identity.as_deref().unwrap_or(&[]);
+        if let Some(frames) = m.oversized {
+            oversized.push((PeerId::from_slice(peer), frames));
+            continue;
+        }
+        let keys = opts.keys;
         if keys {
             copy.clear();
             copy.extend_from_slice(m.header.as_deref().unwrap_or(&[]));
@@ -178,7 +193,7 @@ pub(crate) fn read(
             each(peer, header, m.payload, &mut || None);
         }
     }
-    read
+    oversized
 }
 
 /// The CURVE public key a message came with: the user id our ZAP handler

@@ -14,6 +14,10 @@ pub(crate) struct Incoming {
     pub(crate) header: Option<Frame>,
     /// The frames after the header.
     pub(crate) payload: Payload,
+    /// How many frames (after the routing id) the message had, when more
+    /// than the reader's limit: the frames past it were dropped, and so
+    /// must the message be ([`try_recv_limited`]).
+    pub(crate) oversized: Option<usize>,
 }
 
 /// Most messages read from one socket in one go, so that a flood on one
@@ -33,6 +37,31 @@ pub(crate) fn recv_next(socket: &zmq::Socket, routed: bool) -> Option<Incoming> 
 /// Receives one whole multipart message without blocking; `Ok(None)` when
 /// nothing is waiting.
 pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {
+    try_recv_limited(socket, routed, usize::MAX)
+}
+
+/// [`recv_next`] with at most `max_frames` frames (after the routing id)
+/// kept: a longer message is still read whole (libzmq delivers it whole),
+/// but only counted (`oversized`), so that a peer cannot make the role hold
+/// or pass on more frames than that.
+pub(crate) fn recv_next_limited(
+    socket: &zmq::Socket,
+    routed: bool,
+    max_frames: usize,
+) -> Option<Incoming> {
+    try_recv_limited(socket, routed, max_frames).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "receive failed");
+        None
+    })
+}
+
+/// [`try_recv`] keeping at most `max_frames` frames (see
+/// [`recv_next_limited`]).
+pub(crate) fn try_recv_limited(
+    socket: &zmq::Socket,
+    routed: bool,
+    max_frames: usize,
+) -> zmq::Result<Option<Incoming>> {
     let Some(first) = recv_first(socket)? else {
         return Ok(None);
     };
@@ -50,11 +79,26 @@ pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option
         (None, Some(first))
     };
     let mut payload = Payload::new();
-    recv_rest(socket, more, &mut payload)?;
+    // The header counts as one frame.
+    let keep = max_frames.saturating_sub(1);
+    let mut count = 1;
+    while more {
+        let frame = socket.recv_msg(0)?;
+        more = frame.get_more();
+        count += 1;
+        if payload.len() < keep {
+            payload.push(frame);
+        }
+    }
+    let oversized = (count > max_frames).then_some(count);
+    if oversized.is_some() {
+        payload.clear();
+    }
     Ok(Some(Incoming {
         identity,
         header,
         payload,
+        oversized,
     }))
 }
 
@@ -262,17 +306,28 @@ fn new_socket(
     Ok(socket)
 }
 
+/// Sets `ZMQ_MAXMSGSIZE` on a socket about to bind: a peer that sends a
+/// frame larger than `bytes` has its connection cut by libzmq
+/// (docs/security.md, "Limits on input").
+pub(crate) fn set_max_message_size(socket: &zmq::Socket, bytes: usize) -> Result<(), Error> {
+    socket
+        .set_maxmsgsize(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .map_err(zmq_err("setting ZMQ_MAXMSGSIZE"))
+}
+
 /// A bound ROUTER as the broker and the proxy use it, with high-water mark
-/// `hwm` inbound, `sndhwm` outbound and CURVE side `curve` (the role's
-/// config): what does not fit in a peer's small outbound pipe waits in the
-/// role's outbox, which counts bytes (docs/bounds.md §2).
+/// `hwm` inbound, `sndhwm` outbound, CURVE side `curve` and largest frame
+/// `max_message_size` (the role's config): what does not fit in a peer's
+/// small outbound pipe waits in the role's outbox, which counts bytes
+/// (docs/bounds.md §2).
 pub(crate) fn router(
     endpoint: &str,
-    hwm: i32,
-    sndhwm: i32,
+    (hwm, sndhwm): (i32, i32),
     curve: Option<&SocketCurve>,
+    max_message_size: usize,
 ) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
+    set_max_message_size(&socket, max_message_size)?;
     socket
         .set_sndhwm(sndhwm)
         .map_err(zmq_err("setting ZMQ_SNDHWM"))?;

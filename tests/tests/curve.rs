@@ -480,3 +480,115 @@ fn a_stolen_thumbnails_key_cannot_take_payments() {
         );
     });
 }
+
+/// The proxy's client side takes an allow list too: a listed client gets
+/// through, another fails its handshake and is counted; the broker sees
+/// only the proxy's key.
+#[test]
+fn a_proxy_lets_in_only_listed_clients() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let _worker = curve_worker(&broker, &server, Arc::default());
+        expect_workers(&broker, 1, WAIT);
+        let proxy_key = SecretKey::generate().unwrap();
+        let listed = SecretKey::generate().unwrap();
+        let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+        config.heartbeat = HEARTBEAT;
+        config.curve_secret_key = Some(proxy_key.clone());
+        config.curve_server_key = Some(server.public_key());
+        config.curve_client_keys = Some(KeyList::from_keys([listed.public_key()]));
+        let proxy = ClientProxy::start(config).unwrap();
+
+        let mut ok = curve_client_config(proxy.endpoint(), &proxy_key);
+        ok.curve_secret_key = Some(listed);
+        round_trip(&Client::connect(ok).unwrap(), 1);
+
+        let stranger = Client::connect(curve_client_config(proxy.endpoint(), &proxy_key)).unwrap();
+        let outcome = stranger
+            .request(1)
+            .id(2)
+            .payload(secret_payload())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .unwrap()
+            .wait();
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(proxy.stats().unwrap().auth_failures > 0);
+    });
+}
+
+/// The notify broker's two sides take allow lists: an unlisted subscriber
+/// never gets its subscription confirmed, an unlisted publisher never
+/// connects; both are counted.
+#[test]
+fn a_notify_broker_lets_in_only_listed_keys() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let (sub_key, pub_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let mut config = NotifyBrokerConfig::new(TCP_ANY, TCP_ANY);
+        config.curve_secret_key = Some(server.clone());
+        config.curve_subscriber_keys = Some(KeyList::from_keys([sub_key.public_key()]));
+        config.curve_publisher_keys = Some(KeyList::from_keys([pub_key.public_key()]));
+        let broker = NotifyBroker::start(config).unwrap();
+
+        let subscribe = |own: Option<SecretKey>, wait: Duration| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let mut c = NotifySubscriberConfig::new(broker.frontend()).topic("t");
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = own;
+            c.confirm_timeout = Some(wait);
+            let sub = NotifySubscriber::connect(c, move |n: lhcluster::notify::RawNotification| {
+                let _ = tx.send(n.payload[0].to_vec());
+                NotifyOutcome::Continue
+            });
+            (sub, rx)
+        };
+        let (stranger, _) = subscribe(None, Duration::from_millis(500));
+        assert!(stranger.is_err(), "an unlisted subscriber is not confirmed");
+        let (listed, rx) = subscribe(Some(sub_key), WAIT);
+        let _listed = listed.expect("a listed subscriber is confirmed");
+
+        let publish = |own: Option<SecretKey>, wait: Duration| {
+            let mut c = NotifyPublisherConfig::new(broker.backend());
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = own;
+            c.connect_timeout = Some(wait);
+            NotifyPublisher::connect(c)
+        };
+        assert!(publish(None, Duration::from_millis(500)).is_err());
+        let publisher = publish(Some(pub_key), WAIT).expect("a listed publisher connects");
+        publisher.publish("t", secret_payload()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT).unwrap(), SECRET);
+        assert!(broker.stats().unwrap().auth_failures >= 2);
+    });
+}
+
+/// A broker's cluster endpoint lets in only the cluster's own key (the
+/// members share the key pair): a stranger holding the public key alone
+/// fails its handshake and is counted.
+#[test]
+fn the_cluster_endpoint_lets_in_only_the_members_key() {
+    time_limit(LIMIT, || {
+        let shared = SecretKey::generate().unwrap();
+        let broker = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(shared.clone());
+            c.cluster_bind = Some(TCP_ANY.to_owned());
+        });
+        let stranger = lhcluster::context().socket(zmq::DEALER).unwrap();
+        stranger.set_linger(0).unwrap();
+        let own = zmq::CurveKeyPair::new().unwrap();
+        stranger
+            .set_curve_serverkey(shared.public_key().as_bytes())
+            .unwrap();
+        stranger.set_curve_publickey(&own.public_key).unwrap();
+        stranger.set_curve_secretkey(&own.secret_key).unwrap();
+        stranger
+            .connect(broker.cluster_endpoint().unwrap())
+            .unwrap();
+        assert!(eventually(WAIT, || broker.stats().unwrap().auth_failures > 0));
+    });
+}

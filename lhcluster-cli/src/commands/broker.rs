@@ -7,7 +7,7 @@ use lhcluster::{Broker, BrokerConfig};
 
 use crate::commands::keys::{self, SecretKeyFlag};
 use crate::common::set;
-use crate::daemon::{self, ConfigFlags};
+use crate::daemon::{self, ConfigFlags, InputLimitFlags, InputLimits};
 
 /// Run a broker: clients and proxies connect to the frontend, workers to
 /// the backend.
@@ -56,6 +56,8 @@ pub struct Args {
     /// (needs --secret-key).
     #[arg(long, value_name = "FILE")]
     worker_keys: Option<PathBuf>,
+    #[command(flatten)]
+    limits: InputLimitFlags,
 }
 
 impl Args {
@@ -79,6 +81,7 @@ impl Args {
         self.secret_key.apply(&mut config.curve_secret_key)?;
         keys::apply_list(&self.client_keys, &mut config.curve_client_keys)?;
         keys::apply_list(&self.worker_keys, &mut config.curve_worker_keys)?;
+        config.apply_limits(&self.limits);
         Ok(config)
     }
 }

@@ -1,12 +1,14 @@
 //! `lhcluster notify-broker`: runs a notification broker until SIGINT /
 //! SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
 
+use crate::commands::keys::{self, SecretKeyFlag};
 use crate::common::set;
-use crate::daemon::{self, ConfigFlags};
+use crate::daemon::{self, ConfigFlags, InputLimitFlags, InputLimits};
 
 /// Run a notify broker: subscribers connect to the frontend, publishers to
 /// the backend.
@@ -23,6 +25,18 @@ pub struct Args {
     backend: Option<String>,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
+    /// File of the subscriber public keys the frontend lets in, one per
+    /// line (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    subscriber_keys: Option<PathBuf>,
+    /// File of the publisher public keys the backend lets in, one per line
+    /// (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    publisher_keys: Option<PathBuf>,
+    #[command(flatten)]
+    limits: InputLimitFlags,
 }
 
 impl Args {
@@ -31,6 +45,10 @@ impl Args {
         let mut config: NotifyBrokerConfig = self.config.load()?;
         set(&mut config.frontend, &self.frontend);
         set(&mut config.backend, &self.backend);
+        self.secret_key.apply(&mut config.curve_secret_key)?;
+        keys::apply_list(&self.subscriber_keys, &mut config.curve_subscriber_keys)?;
+        keys::apply_list(&self.publisher_keys, &mut config.curve_publisher_keys)?;
+        config.apply_limits(&self.limits);
         Ok(config)
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::parse_duration;
 
 /// Publish one notification to a notify broker.
@@ -27,11 +28,17 @@ pub struct Args {
     /// How long to wait for the connection.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = NotifyPublisherConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     let publisher = NotifyPublisher::connect(config)?;
     if !publisher.wait_connected(args.timeout) {
         anyhow::bail!(

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::shutdown_signal;
 
 /// Subscribe to notification types and print each notification on a line.
@@ -31,12 +32,18 @@ pub struct Args {
     /// Print JSON lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = shutdown_signal()?;
     let mut config = NotifySubscriberConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)

@@ -41,14 +41,15 @@ pub(super) struct Bound {
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
     let curve = SocketCurve::server(config.curve_secret_key.as_ref());
     let zap = Zap::register(&config)?;
-    let (hwm, sndhwm) = (config.hwm, config.peer_sndhwm);
-    let frontend = io::router(&config.frontend, hwm, sndhwm, zap.side(&curve, 0).as_ref())?;
-    let backend = io::router(&config.backend, hwm, sndhwm, zap.side(&curve, 1).as_ref())?;
+    let hwms = (config.hwm, config.peer_sndhwm);
+    let size = config.max_message_size;
+    let frontend = io::router(&config.frontend, hwms, zap.side(&curve, 0).as_ref(), size)?;
+    let backend = io::router(&config.backend, hwms, zap.side(&curve, 1).as_ref(), size)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let mut core = BrokerCore::new(&config, Instant::now());
     core.set_auth_failures(zap.failures.clone());
-    let cluster = ClusterSockets::open(&config, &core)?;
+    let cluster = ClusterSockets::open(&config, &core, &zap)?;
     let cluster_ep = cluster.as_ref().and_then(|c| c.router_ep.clone());
     // The configured endpoints: a bound wildcard is shown as 127.0.0.1.
     let mut bound_eps = vec![config.frontend.as_str(), config.backend.as_str()];
@@ -78,6 +79,7 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                     RouterOutbox::new(config.outbox_limits()),
                 ],
                 zap,
+                max_frames: config.max_message_frames,
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -101,15 +103,21 @@ struct ClusterSockets {
 }
 
 impl ClusterSockets {
-    fn open(config: &BrokerConfig, core: &BrokerCore) -> Result<Option<Self>, Error> {
+    fn open(config: &BrokerConfig, core: &BrokerCore, zap: &Zap) -> Result<Option<Self>, Error> {
         let Some(id) = core.cluster_id() else {
             return Ok(None);
         };
         let (router, router_ep, router_bound) = match &config.cluster_bind {
             Some(bind) => {
                 let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+                // Only members dial in: they hold the cluster's key pair.
+                let curve = match (&curve, &zap.members) {
+                    (Some(curve), Some(domain)) => Some(curve.clone().with_zap(domain)),
+                    _ => curve,
+                };
                 // Brokers read what they are sent: the usual per-peer pipe.
-                let router = io::router(bind, config.hwm, config.hwm, curve.as_ref())?;
+                let hwms = (config.hwm, config.hwm);
+                let router = io::router(bind, hwms, curve.as_ref(), config.max_message_size)?;
                 let (ep, bound) = io::bound_endpoints(&router, bind);
                 (Some(router), Some(ep), Some(bound))
             }
@@ -178,6 +186,8 @@ struct Driver {
     outboxes: [RouterOutbox; 2],
     /// The allow lists of the frontend and backend, while the broker runs.
     zap: Zap,
+    /// The most frames a message read may have.
+    max_frames: usize,
     stats_log: StatsLog,
 }
 
@@ -265,8 +275,11 @@ impl Driver {
             Side::Backend => &self.backend,
             _ => &self.frontend,
         };
-        let keys = self.core.wants_keys(side);
-        accept::read(socket, keys, |peer, header, payload, key| {
+        let opts = accept::ReadOpts {
+            keys: self.core.wants_keys(side),
+            max_frames: self.max_frames,
+        };
+        let oversized = accept::read(socket, opts, |peer, header, payload, key| {
             match side {
                 Side::Backend => self.core.on_backend(now, peer, header, payload, key),
                 _ => self.core.on_frontend(now, peer, header, payload, key),
@@ -282,6 +295,9 @@ impl Driver {
                 );
             }
         });
+        for (peer, frames) in oversized {
+            self.core.on_oversized(side, &peer, frames);
+        }
     }
 
     /// Reads a batch from each readable cluster socket: `ready` is the
@@ -294,10 +310,17 @@ impl Driver {
         let mut ready = ready.iter().copied();
         if let Some(router) = &c.router {
             if ready.next().unwrap_or(false) {
-                accept::read(router, false, |peer, header, payload, _| {
+                let opts = accept::ReadOpts {
+                    keys: false,
+                    max_frames: self.max_frames,
+                };
+                let oversized = accept::read(router, opts, |peer, header, payload, _| {
                     self.core
                         .on_cluster(now, ClusterFrom::Router(peer), header, payload);
                 });
+                for (peer, frames) in oversized {
+                    self.core.on_oversized(Side::Cluster, &peer, frames);
+                }
             }
         }
         for (i, dial) in c.dials.iter().enumerate() {
@@ -445,6 +468,9 @@ fn send_queued(
 struct Zap {
     /// Frontend, backend; `None` for a side without a list.
     domains: [Option<ZapDomain>; 2],
+    /// The cluster endpoint's: only the cluster's own public key (members
+    /// share the key pair), when it binds one with CURVE.
+    members: Option<ZapDomain>,
     failures: Arc<AtomicU64>,
 }
 
@@ -465,7 +491,19 @@ impl Zap {
                 )?);
             }
         }
-        Ok(Self { domains, failures })
+        let members = match (&config.curve_secret_key, &config.cluster_bind) {
+            (Some(secret), Some(_)) => Some(crate::curve::register_zap(
+                "broker cluster endpoint",
+                KeyList::from_keys([secret.public_key()]),
+                failures.clone(),
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            domains,
+            members,
+            failures,
+        })
     }
 
     /// Puts new lists in force for the handshakes to come (`None`: keep

@@ -110,6 +110,11 @@ pub struct BrokerStats {
     pub slow_consumers: u64,
     /// Workers declared dead for not reading their dispatches.
     pub slow_workers: u64,
+    /// Messages dropped unread for having more frames than
+    /// `max_message_frames` (docs/security.md, "Limits on input"). A
+    /// frame over `max_message_size` is not counted here: libzmq cuts its
+    /// connection before the broker sees it.
+    pub oversized: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,
     /// Bytes held in the outboxes now.

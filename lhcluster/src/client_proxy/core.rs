@@ -398,6 +398,16 @@ impl ProxyCore {
         client
     }
 
+    /// A client's message with more frames than `max_message_frames`:
+    /// dropped unread, counted and logged through the limiter.
+    pub(crate) fn on_oversized(&mut self, peer: &[u8], frames: usize) {
+        self.stats.oversized += 1;
+        let error = format!("a message of {frames} frames, over max_message_frames: dropped");
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(%error, "oversized message from a client");
+        }
+    }
+
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
         self.stats.malformed_clients += 1;
         if self.bad_input.admit(self.now, peer, &error) {

@@ -26,6 +26,18 @@ impl BrokerCore {
         self.reject(side, peer, header, &error.to_string());
     }
 
+    /// A message with more frames than the broker reads
+    /// (`max_message_frames`): read whole by libzmq, dropped here, counted
+    /// (`oversized`) and logged through the limiter; not answered (its
+    /// header was not even looked at).
+    pub(crate) fn on_oversized(&mut self, side: Side, peer: &[u8], frames: usize) {
+        self.stats.oversized += 1;
+        let error = format!("a message of {frames} frames, over max_message_frames: dropped");
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(?side, peer = %hex(peer), %error, "oversized message");
+        }
+    }
+
     /// A valid message of a kind this socket does not take.
     pub(super) fn unexpected(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
         self.reject(side, peer, header, error);
