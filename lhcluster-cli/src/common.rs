@@ -60,6 +60,36 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A channel that yields on every SIGHUP. Call it before any thread is
+/// started (`shutdown_signal` starts one): SIGHUP is blocked in this thread
+/// and so in every thread started after it, and one thread of its own
+/// waits for it (`sigwait`), so that no other thread is ever interrupted
+/// by it nor killed (its default action).
+#[cfg(unix)]
+pub fn hangup_signal() -> anyhow::Result<Receiver<()>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    set.thread_block().context("blocking SIGHUP")?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("lhcluster-sighup".to_owned())
+        .spawn(move || {
+            while let Ok(Signal::SIGHUP) = set.wait() {
+                // One pending reload is enough: a burst of signals is one.
+                let _ = tx.try_send(());
+            }
+        })
+        .context("starting the SIGHUP thread")?;
+    Ok(rx)
+}
+
+/// Elsewhere: no SIGHUP, a channel that never yields.
+#[cfg(not(unix))]
+pub fn hangup_signal() -> anyhow::Result<Receiver<()>> {
+    Ok(crossbeam_channel::never())
+}
+
 /// A channel that yields once on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -314,7 +344,11 @@ mod tests {
         assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
         assert_eq!(parse_bytes("64K"), Ok(64 << 10));
         assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
-        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_bytes("12 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(parse_bytes("MiB").is_err());
     }
 

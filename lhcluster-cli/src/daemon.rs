@@ -165,15 +165,23 @@ impl Daemon for ClientProxy {
     }
 }
 
+/// What a daemon does on SIGHUP: reload what it can (its key files), or
+/// nothing.
+pub type Reload<'a, D> = Option<&'a dyn Fn(&D) -> anyhow::Result<()>>;
+
 /// Runs a role as a daemon: starts it, prints its ready line (`name …`),
-/// serves its metrics at `metrics` if given, and stops it on SIGINT or
-/// SIGTERM.
+/// serves its metrics at `metrics` if given, calls `reload` on each SIGHUP
+/// (a failed reload is logged and changes nothing), and stops it on SIGINT
+/// or SIGTERM.
 pub fn run<D: Daemon>(
     name: &str,
     start: impl FnOnce() -> Result<D, lhcluster::Error>,
     stop: impl FnOnce(&D) -> Result<(), lhcluster::Error>,
     metrics: Option<&str>,
+    reload: Reload<'_, D>,
 ) -> anyhow::Result<ExitCode> {
+    // First, before any thread starts: SIGHUP is then never a thread's.
+    let hangup = crate::common::hangup_signal()?;
     // Before starting: a signal from then on stops the role gracefully.
     let signal = shutdown_signal()?;
     let role = start()?;
@@ -182,7 +190,24 @@ pub fn run<D: Daemon>(
         let r = role.clone();
         serve_metrics(addr, move |registry| r.add_metrics(registry))?;
     }
-    until_signal(&signal, || stop(&role))
+    loop {
+        crossbeam_channel::select! {
+            recv(signal) -> _ => break,
+            recv(hangup) -> _ => match reload {
+                Some(reload) => match reload(&role) {
+                    Ok(()) => tracing::info!("SIGHUP: key files reloaded"),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: reload failed; the keys in force are unchanged"
+                    ),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload for {name}"),
+            },
+        }
+    }
+    tracing::info!("signal received: stopping");
+    stop(&role)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for SIGINT or SIGTERM on `signal`, then stops the role.

@@ -88,10 +88,18 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    // SIGHUP: the key lists read again (the config file's and the key
+    // files), put in force for the handshakes and messages to come.
+    let reload = |broker: &Broker| -> anyhow::Result<()> {
+        let fresh = args.config()?;
+        broker.reload_keys(fresh.curve_client_keys, fresh.curve_worker_keys)?;
+        Ok(())
+    };
     daemon::run(
         "broker",
         || Broker::start(config),
         Broker::stop,
         args.metrics.as_deref(),
+        Some(&reload),
     )
 }

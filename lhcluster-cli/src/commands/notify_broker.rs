@@ -60,5 +60,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || NotifyBroker::start(config),
         NotifyBroker::stop,
         None,
+        None,
     )
 }

@@ -74,5 +74,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || ClientProxy::start(config),
         ClientProxy::stop,
         args.metrics.as_deref(),
+        None,
     )
 }
