@@ -37,29 +37,6 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
     }
 }
 
-/// Parses a size in bytes: a number, optionally followed by `K`/`KiB`,
-/// `M`/`MiB` or `G`/`GiB` (powers of 1024): `16MiB`, `65536`.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 16MiB, 65536)"))?;
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        other => return Err(format!("unknown size unit {other:?} (B, KiB, MiB, GiB)")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 /// A channel that yields on every SIGHUP. Call it before any thread is
 /// started (`shutdown_signal` starts one): SIGHUP is blocked in this thread
 /// and so in every thread started after it, and one thread of its own
@@ -337,20 +314,6 @@ pub mod metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_binary_units() {
-        assert_eq!(parse_bytes("65536"), Ok(65536));
-        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
-        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
-        assert!(
-            parse_bytes("12 parsecs")
-                .unwrap_err()
-                .contains("unknown size unit")
-        );
-        assert!(parse_bytes("MiB").is_err());
-    }
 
     #[test]
     fn request_types_are_numbers_or_names() {

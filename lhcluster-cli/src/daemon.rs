@@ -13,9 +13,8 @@ use lhcluster::worker::WorkerConfig;
 use lhcluster::{Broker, BrokerConfig};
 use prometheus_client::registry::Registry;
 
-use crate::common::{
-    metrics, parse_bytes, parse_duration, read_toml, serve_metrics, set, shutdown_signal,
-};
+use crate::common::{metrics, parse_duration, read_toml, serve_metrics, set, shutdown_signal};
+use lhcluster_cli::bench::parse_size;
 
 /// The flags of the options every role has, named as its config's keys
 /// (docs/operations.md, configuration reference). A flag given wins over
@@ -37,9 +36,10 @@ pub struct SharedFlags {
 /// input").
 #[derive(Debug, Default, clap::Args)]
 pub struct InputLimitFlags {
-    /// Largest frame a peer may send (e.g. 16MiB, the default): libzmq
-    /// cuts the connection of a peer that sends a larger one.
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    /// Largest frame a peer may send (e.g. 16MiB, the default; suffixes
+    /// k/KiB, M/MiB): libzmq cuts the connection of a peer that sends a
+    /// larger one.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
     /// Most frames a message may have (default 1024): one with more is
     /// dropped and counted.
