@@ -161,6 +161,10 @@ pub struct Args {
     /// run, and print its ratios to plaintext lhcluster (docs/security.md).
     #[arg(long, conflicts_with = "frontend")]
     pub curve: bool,
+    /// libzmq I/O threads of the process's context (all roles of the run
+    /// share it); with CURVE they do the encryption. Default: libzmq's, 1.
+    #[arg(long)]
+    pub io_threads: Option<i32>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -268,6 +272,10 @@ pub fn prepare(args: &Args) -> anyhow::Result<()> {
     // a thread inherits its creator's name: start them from this thread, so
     // that the CPU breakdown counts them as `zmq-io`, not as whichever role
     // happened to open the first socket.
+    if let Some(n) = args.io_threads {
+        anyhow::ensure!(n >= 1, "--io-threads must be at least 1");
+        lhcluster::context().set_io_threads(n)?;
+    }
     drop(lhcluster::context().socket(zmq::PAIR)?);
     Ok(())
 }
