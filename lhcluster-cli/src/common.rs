@@ -176,6 +176,7 @@ pub mod metrics {
             ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
             ("requests_forbidden", "Requests refused FORBIDDEN: the client's key may not send the type", s.requests_forbidden),
             ("workers_forbidden", "Worker registrations refused FORBIDDEN: the worker's key may not register the types", s.workers_forbidden),
+            ("oversized", "Messages dropped for having more than max_message_frames frames", s.oversized),
             ("worker_deaths", "Workers declared dead", s.worker_deaths),
             ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
             ("outcomes_dropped_slow", "Responses and receipts dropped for a client over its outbox limit", s.outcomes_dropped_slow),
@@ -288,6 +289,8 @@ pub mod metrics {
             ("messages_dropped_slow", "Other messages dropped for a client over its outbox limit", s.messages_dropped_slow),
             ("refused_slow", "Requests refused OVERLOADED for a client over its outbox limit", s.refused_slow),
             ("slow_consumers", "Clients cut for not reading", s.slow_consumers),
+            ("auth_failures", "CURVE handshakes refused by the client key list", s.auth_failures),
+            ("oversized", "Messages from clients dropped for having too many frames", s.oversized),
             ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
         #[rustfmt::skip]

@@ -69,7 +69,6 @@ pub(crate) enum Side {
     Dial(u32),
 }
 
-#[cfg(feature = "unstable-internals")]
 pub(crate) use cluster::{ClusterFrom, dial_routing_id};
 
 /// A message for the driver to send.
