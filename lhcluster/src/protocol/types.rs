@@ -257,17 +257,6 @@ pub struct ErrorReply {
     pub status: Option<Status>,
 }
 
-impl ErrorReply {
-    /// An error report without a status.
-    pub fn new(error: impl Into<String>, request: Option<RequestRef>) -> Self {
-        Self {
-            error: error.into(),
-            request,
-            status: None,
-        }
-    }
-}
-
 /// A notification, as published and as delivered: its topic, the
 /// publisher's optional id and the payload frames as they travel ("raw", as
 /// opposed to a typed [`Notification`](crate::Notification) value decoded
