@@ -100,6 +100,10 @@ pub struct Args {
     /// client: the broker forwards at once, as the baselines do.
     #[arg(long, default_value_t = 64)]
     pub capacity: u32,
+    /// Requests each worker may be handed beyond its capacity, held in
+    /// order until a handler is free (`WorkerConfig::prefetch`).
+    #[arg(long, default_value_t = 0)]
+    pub prefetch: u32,
     /// Run the echo handlers inline, on each worker's I/O thread
     /// (`WorkerConfig::inline`), instead of on a pool of `capacity`
     /// handler threads.
@@ -229,6 +233,7 @@ impl Args {
             proxy: self.proxy,
             workers: self.workers.max(1),
             capacity: self.capacity.max(1),
+            prefetch: self.prefetch,
             inline: self.inline,
             local_client: self.local_client,
             types: self.types.max(1),

@@ -767,14 +767,23 @@ impl SlowConsumer {
     }
 
     /// Sends `n` requests of 64 KiB, heartbeating, and returns the highest
-    /// RSS of process `pid` seen (from `peak`).
-    fn flood(&mut self, n: u64, pid: u32, mut peak: u64) -> u64 {
+    /// RSS of process `pid` seen (from `peak`). After every hundred, waits
+    /// (heartbeating) until `room()` says the role has room for more: on a
+    /// loaded machine a slow worker would otherwise leave most requests
+    /// refused at the queue's bound, and too few responses to fill the
+    /// consumer's outbox.
+    fn flood(&mut self, n: u64, pid: u32, mut peak: u64, mut room: impl FnMut() -> bool) -> u64 {
         let body = vec![b's'; 64 * 1024];
         for id in 1..=n {
             self.request(id, &body);
             if id % 100 == 0 {
                 self.heartbeat();
                 peak = peak.max(rss(pid).unwrap());
+                let until = Instant::now() + Duration::from_secs(10);
+                while !room() && Instant::now() < until {
+                    self.heartbeat();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         }
         peak
@@ -846,7 +855,9 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
         let before = stats(&c.front).unwrap();
         let delta = |s: &serde_json::Value, k: &str| u64_of(s, k) - u64_of(&before, k);
         let mut slow = SlowConsumer::connect(&c.front);
-        let mut peak = slow.flood(REQUESTS, c.broker.pid(), base);
+        // Room: less than half the queue's 8 MiB bound taken.
+        let room = || stats(&c.front).is_some_and(|s| u64_of(&s, "pending_bytes") < 4 * MIB);
+        let mut peak = slow.flood(REQUESTS, c.broker.pid(), base, room);
         // Every request ends at the broker exactly once: answered (its
         // response held for the consumer, or dropped and counted), refused,
         // or ended unrun when the consumer was cut.
@@ -945,7 +956,7 @@ fn a_slow_consumer_behind_a_proxy_does_not_grow_the_proxy_beyond_its_byte_bound(
         wait_workers(&c.front, 1);
         let base = rss(proxy.pid()).unwrap();
         let mut slow = SlowConsumer::connect(&bind);
-        let mut peak = slow.flood(REQUESTS, proxy.pid(), base);
+        let mut peak = slow.flood(REQUESTS, proxy.pid(), base, || true);
         let (mut cuts, mut dropped, mut refused) = (0, 0, 0);
         scan_log(&proxy, "the slow client cut by the proxy", |line| {
             peak = peak.max(rss(proxy.pid()).unwrap());

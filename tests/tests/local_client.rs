@@ -84,7 +84,9 @@ fn a_timeout_and_a_receipt_arrive_through_polling() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Inproc);
         let mut client = LocalClient::connect(client_config(broker.frontend())).unwrap();
-        // No worker serves type 9: the request times out here.
+        // No worker serves type 9: the request times out here (also when
+        // the broker's EXPIRED for the same deadline overtakes the client's
+        // own timer).
         let started = Instant::now();
         let handle = client
             .request(9)

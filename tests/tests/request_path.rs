@@ -683,3 +683,60 @@ fn far_timeouts_mean_no_deadline() {
         assert!(handle.wait().is_ok());
     });
 }
+
+/// A worker of capacity 1 with `prefetch` 3 is handed four requests at
+/// once, runs them one at a time, in the order they came, and the rest wait
+/// at the broker.
+#[test]
+fn prefetch_holds_requests_beyond_capacity() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let gate = Arc::new(std::sync::Mutex::new(()));
+        let closed = gate.lock().unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (running, most) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        config.prefetch = 3;
+        let handler = {
+            let (gate, order, running, most) =
+                (gate.clone(), order.clone(), running.clone(), most.clone());
+            move |payload: Payload, ctx: &RequestContext| -> Result<Payload, HandlerError> {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                order.lock().unwrap().push(ctx.request_id);
+                drop(gate.lock().unwrap());
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(payload)
+            }
+        };
+        let _worker = Worker::builder(config)
+            .handle_raw(1, handler)
+            .start()
+            .unwrap();
+        expect_workers(&broker, 1, Duration::from_secs(5));
+        let client = client(&broker);
+        let handles: Vec<_> = (1..=6)
+            .map(|i| client.request(1).id(i).send().unwrap())
+            .collect();
+        // The worker holds four (one running, three prefetched); two queue.
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let s = broker.stats().unwrap();
+                (s.in_flight, s.pending) == (4, 2)
+            }),
+            "{:?}",
+            broker.stats().unwrap()
+        );
+        drop(closed);
+        for h in handles {
+            h.wait().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "capacity 1: one at a time");
+        assert_eq!(
+            *order.lock().unwrap(),
+            [1, 2, 3, 4, 5, 6],
+            "in the order sent"
+        );
+    });
+}

@@ -31,6 +31,8 @@ pub struct Setup {
     pub proxy: bool,
     pub workers: usize,
     pub capacity: u32,
+    /// Requests each worker takes beyond its capacity.
+    pub prefetch: u32,
     /// Handlers on the workers' I/O threads (`WorkerConfig::inline`).
     pub inline: bool,
     /// Each client thread drives a `LocalClient` itself instead of using a
@@ -145,9 +147,11 @@ impl Cluster {
         let mut capacity = vec![0_u32; n];
         for i in 0..setup.workers {
             let b = setup.placement.worker_broker(i, n);
-            capacity[b] += setup.capacity;
             let mut config = WorkerConfig::new(backends[b].clone());
             config.capacity = setup.capacity;
+            config.prefetch = setup.prefetch;
+            // What the brokers see: credits, what runs and what waits.
+            capacity[b] += config.credits();
             config.inline = setup.inline;
             config.name = Some(format!("bench-{i}"));
             config.curve_server_key = server_key;
@@ -185,7 +189,7 @@ impl Cluster {
             } else {
                 0
             };
-            let expected = (capacity[b] / setup.capacity) as u64 + idle as u64;
+            let expected = (capacity[b] / (setup.capacity + setup.prefetch)) as u64 + idle as u64;
             while broker.stats()?.workers < expected {
                 anyhow::ensure!(
                     Instant::now() < deadline,

@@ -19,6 +19,7 @@ pub struct Config {
     pub proxy: bool,
     pub workers: usize,
     pub capacity: u32,
+    pub prefetch: u32,
     pub inline: bool,
     pub local_client: bool,
     pub clients: usize,
@@ -45,6 +46,7 @@ impl Config {
             proxy: args.proxy,
             workers: args.workers.max(1),
             capacity: args.capacity.max(1),
+            prefetch: args.prefetch,
             inline: args.inline,
             local_client: args.local_client,
             clients: args.clients.max(1),
@@ -196,6 +198,9 @@ fn header_line(args: &Args, window: usize) -> String {
     }
     if args.idle_workers > 0 {
         extra.push_str(&format!(", {} idle workers", args.idle_workers));
+    }
+    if args.prefetch > 0 {
+        extra.push_str(&format!(", prefetch {}", args.prefetch));
     }
     if args.inline {
         extra.push_str(", inline handlers");

@@ -36,6 +36,11 @@ pub struct Args {
     /// Requests run at once (default 1).
     #[arg(long)]
     capacity: Option<u32>,
+    /// Requests the broker may hand this worker beyond `--capacity`, held
+    /// here in order until a handler is free (default 0): for fast
+    /// handlers, saves a round trip to the broker per request.
+    #[arg(long)]
+    prefetch: Option<u32>,
     /// Run the handler on the worker's own thread, one request at a time
     /// (for quick handlers: saves two thread hand-offs per request);
     /// `--capacity` then bounds how many requests wait here.
@@ -53,7 +58,7 @@ pub struct Args {
 }
 
 /// A generic worker in a cluster file (`[[worker]]`): what it serves and
-/// how, beside the library's worker settings (`broker`, `capacity`,
+/// how, beside the library's worker settings (`broker`, `capacity`, `prefetch`,
 /// `inline`, `heartbeat`, `name`…, read straight into [`WorkerConfig`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = WorkerConfig::new(&args.broker[0]);
     config.brokers.clone_from(&args.broker);
     set(&mut config.capacity, &args.capacity);
+    set(&mut config.prefetch, &args.prefetch);
     config.inline = args.inline;
     args.server_key.apply(&mut config.curve_server_key)?;
     args.secret_key.apply(&mut config.curve_secret_key)?;

@@ -224,6 +224,21 @@ impl ClientCore {
             }),
         };
         match self.outstanding.remove(&key) {
+            // The broker noticed this request's deadline before our timer
+            // did (it ran late): one cause, one outcome, the caller's
+            // `Timeout`; the EXPIRED itself, saying the request never ran,
+            // goes to the events as when it comes after the timer.
+            Some(entry) if r.status == Status::Expired && entry.deadline.is_some() => {
+                self.stats.requests_timed_out += 1;
+                entry
+                    .shared
+                    .complete(Err(RequestError::Timeout(entry.timeout)));
+                self.emit(ClientEvent::Response {
+                    request_type: key.0,
+                    request_id: key.1,
+                    outcome,
+                });
+            }
             Some(entry) => {
                 self.stats.responses_received += 1;
                 entry.shared.complete(outcome);

@@ -301,13 +301,15 @@ fn every_non_ok_status_fails_the_request_with_its_message() {
         let mut handle = h.send(10, (7, id), Flags::empty());
         let text = format!("because {status}");
         h.feed(20, response(&[], 7, id, status, Some(&text), &[]));
-        assert_eq!(
-            expect_err(&mut handle),
-            RequestError::Status {
+        // EXPIRED answers the request's own deadline: its caller's timeout.
+        let expected = match status {
+            Status::Expired => RequestError::Timeout(ms(DEFAULT_TIMEOUT)),
+            _ => RequestError::Status {
                 status,
-                message: text
-            }
-        );
+                message: text,
+            },
+        };
+        assert_eq!(expect_err(&mut handle), expected);
     }
     // No error text: an empty message.
     let mut handle = h.send(30, (7, 100), Flags::empty());
@@ -321,8 +323,20 @@ fn every_non_ok_status_fails_the_request_with_its_message() {
             message: String::new()
         }
     );
-    assert_eq!(h.core.stats().responses_received, NOT_OK.len() as u64 + 1);
-    assert!(h.events().is_empty(), "tracked refusals are not events");
+    // Every one but EXPIRED (a timeout, also told as an event) is a
+    // response received; tracked refusals are not events.
+    let s = h.core.stats();
+    assert_eq!(
+        (s.responses_received, s.requests_timed_out),
+        (NOT_OK.len() as u64, 1)
+    );
+    assert!(
+        matches!(
+            h.events().as_slice(),
+            [ClientEvent::Response { outcome: Err(e), .. }] if e.status() == Some(Status::Expired)
+        ),
+        "only the EXPIRED is an event"
+    );
 }
 
 #[test]
@@ -980,4 +994,23 @@ fn an_error_with_status_forbidden_ends_the_request_forbidden() {
     );
     let err = expect_err(&mut a);
     assert!(err.is_forbidden(), "{err:?}");
+}
+
+#[test]
+fn an_expired_that_overtakes_the_timer_ends_the_request_as_a_timeout() {
+    let mut h = Harness::ready();
+    let (mut handle, _) = h.submit_full(10, (7, 1), Flags::empty(), Some(ms(300)), None, &[]);
+    // The broker's EXPIRED is read before the client's timer (at 310) runs.
+    h.feed(
+        312,
+        response(&[], 7, 1, Status::Expired, Some("deadline"), &[]),
+    );
+    assert_eq!(expect_err(&mut handle), RequestError::Timeout(ms(300)));
+    let s = h.core.stats();
+    assert_eq!((s.requests_timed_out, s.outstanding), (1, 0));
+    // The EXPIRED itself (the request never ran) is still told.
+    assert_eq!(h.events(), [refusal_event(1, Status::Expired, "deadline")]);
+    // The timer that comes later finds nothing to end.
+    h.tick(400);
+    assert_eq!(h.core.stats().requests_timed_out, 1);
 }

@@ -37,6 +37,20 @@ pub struct WorkerConfig {
     /// With [`inline`](Self::inline), how many the broker may hand this
     /// worker at once: they queue here and run one after the other.
     pub capacity: u32,
+    /// How many requests the broker may hand this worker beyond the
+    /// `capacity` it runs at once. Default: 0.
+    ///
+    /// They wait here, in the order they came, and start as soon as a
+    /// handler is free, instead of after a round trip to the broker (the
+    /// worker's RESULT out, the next DISPATCH back): for fast handlers that
+    /// round trip is most of the time, and `capacity` 1 with `prefetch` 32
+    /// runs many times faster than without. The price: a prefetched
+    /// request waits behind a slow one even when another worker is free,
+    /// and the broker counts it in flight here (a worker that dies ends or
+    /// retries it like the running ones). Raise it for handlers that take
+    /// microseconds; keep 0 for slow or uneven ones. A graceful stop lets
+    /// the prefetched requests run within `shutdown_timeout`.
+    pub prefetch: u32,
     /// Runs handlers on the worker's own I/O thread, one at a time, instead
     /// of on a pool of `capacity` threads. Default: `false`.
     ///
@@ -98,6 +112,7 @@ impl WorkerConfig {
             brokers: vec![broker.into()],
             name: None,
             capacity: 1,
+            prefetch: 0,
             inline: false,
             heartbeat: defaults::HEARTBEAT,
             liveness: defaults::LIVENESS,
@@ -121,6 +136,12 @@ impl WorkerConfig {
         }
     }
 
+    /// How many requests the broker may hand this worker at once: what it
+    /// runs plus what it prefetches.
+    pub fn credits(&self) -> u32 {
+        self.capacity.saturating_add(self.prefetch)
+    }
+
     /// Checks the values that no worker can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_brokers(&self.brokers)?;
@@ -129,10 +150,10 @@ impl WorkerConfig {
         // Results, receipts and heartbeats in the DEALER's pipe: with more
         // room than that, a send with a session never fails (what is
         // refused would be lost).
-        if i64::from(self.hwm) <= 2 * i64::from(self.capacity) + 16 {
+        if i64::from(self.hwm) <= 2 * i64::from(self.credits()) + 16 {
             return Err(ConfigError::invalid(
                 "hwm",
-                "must be > 2 × capacity + 16 (the results and receipts a worker may owe)",
+                "must be > 2 × (capacity + prefetch) + 16 (the results and receipts a worker may owe)",
             ));
         }
         check_reconnect(self.reconnect_min)?;

@@ -56,7 +56,8 @@ pub(crate) struct WorkerCore {
 impl WorkerCore {
     pub(crate) fn new(config: &WorkerConfig, mut types: Vec<RequestType>, now: Instant) -> Self {
         types.sort_unstable();
-        let ready = Greeting::ready(config.capacity, types.clone(), config.name.clone());
+        // The broker may hand out what runs and what waits here.
+        let ready = Greeting::ready(config.credits(), types.clone(), config.name.clone());
         Self {
             types,
             session: BrokerSession::new(now, timing!(config), config.brokers.clone(), ready),

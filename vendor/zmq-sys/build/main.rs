@@ -29,6 +29,15 @@ pub fn configure() {
     // linker does not read as a directory: say it again, plainly.
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
 
+    // libzmq's sources draw a dozen gcc warnings (unused parameters, a
+    // fall-through), which `cc` hands to cargo as build-script warnings;
+    // cargo repeats those of a path dependency like this one on every
+    // build of the workspace. They are upstream's to fix: `-w` silences
+    // them (appended, so flags a user sets still apply).
+    println!("cargo:rerun-if-env-changed=CXXFLAGS");
+    let cxxflags = env::var("CXXFLAGS").unwrap_or_default();
+    env::set_var("CXXFLAGS", format!("{cxxflags} -w"));
+
     // Note that by default `libzmq` builds without `libsodium` by instead
     // relying on `tweetnacl`. However since this `tweetnacl` [has never been
     // audited nor is ready for production](https://github.com/zeromq/libzmq/issues/3006),
