@@ -41,8 +41,9 @@ pub struct InputLimitFlags {
     /// larger one.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
-    /// Most frames a message may have (default 1024): one with more is
-    /// dropped and counted.
+    /// Most frames a message may have (default 1024): one with more, or
+    /// with more bytes in all than --max-message-size, is dropped and
+    /// counted.
     #[arg(long, value_name = "N")]
     max_message_frames: Option<usize>,
 }

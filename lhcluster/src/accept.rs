@@ -155,14 +155,14 @@ pub(crate) type KeyOf<'a> = &'a mut dyn FnMut() -> Option<PublicKey>;
 pub(crate) struct ReadOpts {
     /// Whether the core may ask for a message's CURVE key.
     pub(crate) keys: bool,
-    /// The most frames a message may have (after the routing id).
-    pub(crate) max_frames: usize,
+    /// The most frames and bytes a message may have (after the routing id).
+    pub(crate) limits: io::Limits,
 }
 
 /// Reads a batch of messages from a ROUTER, handing each to `each` as
 /// (routing id, header, payload, its CURVE key on demand); returns the
-/// messages dropped for having more than `opts.max_frames` frames, each as
-/// (routing id, frame count), for the caller to count. Without
+/// messages dropped for being over `opts.limits`, each with its routing id
+/// and size, for the caller to count. Without
 /// `opts.keys` the key is always `None`; with it, the header is first
 /// copied (a few dozen bytes), as reading the key needs the frame itself
 /// (libzmq's `zmq_msg_gets`).
@@ -170,16 +170,16 @@ pub(crate) fn read(
     socket: &zmq::Socket,
     opts: ReadOpts,
     mut each: impl FnMut(&[u8], &[u8], Payload, KeyOf<'_>),
-) -> Vec<(PeerId, usize)> {
+) -> Vec<(PeerId, io::Oversized)> {
     let mut oversized = Vec::new();
     let mut copy = Vec::new();
     for _ in 0..io::READ_BATCH {
-        let Some(mut m) = io::recv_next_limited(socket, true, opts.max_frames) else {
+        let Some(mut m) = io::recv_next_limited(socket, true, opts.limits) else {
             break;
         };
         let peer = m.identity.as_deref().unwrap_or(&[]);
-        if let Some(frames) = m.oversized {
-            oversized.push((PeerId::from_slice(peer), frames));
+        if let Some(size) = m.oversized {
+            oversized.push((PeerId::from_slice(peer), size));
             continue;
         }
         let keys = opts.keys;

@@ -14,10 +14,34 @@ pub(crate) struct Incoming {
     pub(crate) header: Option<Frame>,
     /// The frames after the header.
     pub(crate) payload: Payload,
-    /// How many frames (after the routing id) the message had, when more
-    /// than the reader's limit: the frames past it were dropped, and so
-    /// must the message be ([`try_recv_limited`]).
-    pub(crate) oversized: Option<usize>,
+    /// The message's size, when over the reader's limits: its frames were
+    /// dropped, and so must the message be ([`try_recv_limited`]).
+    pub(crate) oversized: Option<Oversized>,
+}
+
+/// How large a message over a reader's limits was (after the routing id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Oversized {
+    /// Its frames.
+    pub(crate) frames: usize,
+    /// Its bytes, header included.
+    pub(crate) bytes: usize,
+}
+
+/// What a reader keeps of a message: at most this many frames, and this
+/// many bytes in all (header and payload frames).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Limits {
+    /// No limit.
+    pub(crate) const NONE: Limits = Limits {
+        frames: usize::MAX,
+        bytes: usize::MAX,
+    };
 }
 
 /// Most messages read from one socket in one go, so that a flood on one
@@ -37,30 +61,29 @@ pub(crate) fn recv_next(socket: &zmq::Socket, routed: bool) -> Option<Incoming> 
 /// Receives one whole multipart message without blocking; `Ok(None)` when
 /// nothing is waiting.
 pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {
-    try_recv_limited(socket, routed, usize::MAX)
+    try_recv_limited(socket, routed, Limits::NONE)
 }
 
-/// [`recv_next`] with at most `max_frames` frames (after the routing id)
-/// kept: a longer message is still read whole (libzmq delivers it whole),
-/// but only counted (`oversized`), so that a peer cannot make the role hold
-/// or pass on more frames than that.
+/// [`recv_next`] within `limits` (after the routing id): a larger message
+/// is still read whole (libzmq delivers it whole), but only measured
+/// (`oversized`), so that a peer cannot make the role hold or pass on more
+/// frames or bytes than that.
 pub(crate) fn recv_next_limited(
     socket: &zmq::Socket,
     routed: bool,
-    max_frames: usize,
+    limits: Limits,
 ) -> Option<Incoming> {
-    try_recv_limited(socket, routed, max_frames).unwrap_or_else(|e| {
+    try_recv_limited(socket, routed, limits).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "receive failed");
         None
     })
 }
 
-/// [`try_recv`] keeping at most `max_frames` frames (see
-/// [`recv_next_limited`]).
+/// [`try_recv`] within `limits` (see [`recv_next_limited`]).
 pub(crate) fn try_recv_limited(
     socket: &zmq::Socket,
     routed: bool,
-    max_frames: usize,
+    limits: Limits,
 ) -> zmq::Result<Option<Incoming>> {
     let Some(first) = recv_first(socket)? else {
         return Ok(None);
@@ -80,17 +103,20 @@ pub(crate) fn try_recv_limited(
     };
     let mut payload = Payload::new();
     // The header counts as one frame.
-    let keep = max_frames.saturating_sub(1);
-    let mut count = 1;
+    let mut size = Oversized {
+        frames: 1,
+        bytes: header.as_ref().map_or(0, |h| h.len()),
+    };
     while more {
         let frame = socket.recv_msg(0)?;
         more = frame.get_more();
-        count += 1;
-        if payload.len() < keep {
+        size.frames += 1;
+        size.bytes = size.bytes.saturating_add(frame.len());
+        if size.frames <= limits.frames && size.bytes <= limits.bytes {
             payload.push(frame);
         }
     }
-    let oversized = (count > max_frames).then_some(count);
+    let oversized = (size.frames > limits.frames || size.bytes > limits.bytes).then_some(size);
     if oversized.is_some() {
         payload.clear();
     }

@@ -1,7 +1,8 @@
 //! Limits on input (docs/security.md): a frame over `max_message_size`
 //! gets its sender's connection cut by libzmq, a message over
-//! `max_message_frames` is dropped and counted, and in both cases the role
-//! keeps serving everyone else.
+//! `max_message_frames` frames or `max_message_size` bytes in all is
+//! dropped and counted, and in every case the role keeps serving everyone
+//! else.
 
 use std::time::Duration;
 
@@ -111,6 +112,24 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
                 .unwrap();
         }
         assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 1));
+        // Few frames, each under max_message_size, but more bytes than it
+        // in all: dropped and counted the same way.
+        let request = Message::Request(Request {
+            request_type: 1,
+            request_id: 98,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 0,
+            payload: (0..3).map(|_| vec![0x42; 40 << 10].into()).collect(),
+        });
+        let frames = request.into_frames();
+        let last = frames.len() - 1;
+        for (i, frame) in frames.iter().enumerate() {
+            let more = if i < last { zmq::SNDMORE } else { 0 };
+            raw.send(frame.to_vec(), more).unwrap();
+        }
+        assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 2));
         for id in 1..10 {
             echo_ok(&other, id);
         }

@@ -105,8 +105,9 @@ pub struct BrokerConfig {
     /// sends a larger one (docs/security.md, "Limits on input").
     /// Default: 16 MiB.
     pub max_message_size: usize,
-    /// The most frames a message it reads may have; one with more is
-    /// dropped and counted (`oversized`). Default: 1024.
+    /// The most frames a message it reads may have; one with more, or with
+    /// more than `max_message_size` bytes in all, is dropped and counted
+    /// (`oversized`). Default: 1024.
     pub max_message_frames: usize,
 }
 

@@ -79,7 +79,10 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                     RouterOutbox::new(config.outbox_limits()),
                 ],
                 zap,
-                max_frames: config.max_message_frames,
+                limits: io::Limits {
+                    frames: config.max_message_frames,
+                    bytes: config.max_message_size,
+                },
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -186,8 +189,8 @@ struct Driver {
     outboxes: [RouterOutbox; 2],
     /// The allow lists of the frontend and backend, while the broker runs.
     zap: Zap,
-    /// The most frames a message read may have.
-    max_frames: usize,
+    /// The most frames and bytes a message read may have.
+    limits: io::Limits,
     stats_log: StatsLog,
 }
 
@@ -277,7 +280,7 @@ impl Driver {
         };
         let opts = accept::ReadOpts {
             keys: self.core.wants_keys(side),
-            max_frames: self.max_frames,
+            limits: self.limits,
         };
         let oversized = accept::read(socket, opts, |peer, header, payload, key| {
             match side {
@@ -295,8 +298,8 @@ impl Driver {
                 );
             }
         });
-        for (peer, frames) in oversized {
-            self.core.on_oversized(side, &peer, frames);
+        for (peer, size) in oversized {
+            self.core.on_oversized(side, &peer, size);
         }
     }
 
@@ -312,14 +315,14 @@ impl Driver {
             if ready.next().unwrap_or(false) {
                 let opts = accept::ReadOpts {
                     keys: false,
-                    max_frames: self.max_frames,
+                    limits: self.limits,
                 };
                 let oversized = accept::read(router, opts, |peer, header, payload, _| {
                     self.core
                         .on_cluster(now, ClusterFrom::Router(peer), header, payload);
                 });
-                for (peer, frames) in oversized {
-                    self.core.on_oversized(Side::Cluster, &peer, frames);
+                for (peer, size) in oversized {
+                    self.core.on_oversized(Side::Cluster, &peer, size);
                 }
             }
         }

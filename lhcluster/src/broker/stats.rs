@@ -111,9 +111,10 @@ pub struct BrokerStats {
     /// Workers declared dead for not reading their dispatches.
     pub slow_workers: u64,
     /// Messages dropped unread for having more frames than
-    /// `max_message_frames` (docs/security.md, "Limits on input"). A
-    /// frame over `max_message_size` is not counted here: libzmq cuts its
-    /// connection before the broker sees it.
+    /// `max_message_frames`, or more bytes in all than `max_message_size`
+    /// (docs/security.md, "Limits on input"). A single frame over
+    /// `max_message_size` is not counted here: libzmq cuts its connection
+    /// before the broker sees it.
     pub oversized: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,

@@ -398,11 +398,16 @@ impl ProxyCore {
         client
     }
 
-    /// A client's message with more frames than `max_message_frames`:
-    /// dropped unread, counted and logged through the limiter.
-    pub(crate) fn on_oversized(&mut self, peer: &[u8], frames: usize) {
+    /// A client's message over `max_message_frames` frames or
+    /// `max_message_size` bytes in all: dropped unread, counted and logged
+    /// through the limiter.
+    pub(crate) fn on_oversized(&mut self, peer: &[u8], size: crate::io::Oversized) {
         self.stats.oversized += 1;
-        let error = format!("a message of {frames} frames, over max_message_frames: dropped");
+        let error = format!(
+            "a message of {} frames and {} bytes, over max_message_frames or \
+             max_message_size: dropped",
+            size.frames, size.bytes
+        );
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(%error, "oversized message from a client");
         }

@@ -58,7 +58,10 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
         header_buf: Vec::with_capacity(64),
         outbox: RouterOutbox::new(config.outbox_limits()),
         stats_log: StatsLog::new(config.stats_log_interval, now),
-        max_frames: config.max_message_frames,
+        limits: io::Limits {
+            frames: config.max_message_frames,
+            bytes: config.max_message_size,
+        },
         auth_failures,
         _zap: zap,
     };
@@ -88,8 +91,8 @@ struct Driver {
     /// What waits for clients whose pipe is full.
     outbox: RouterOutbox,
     stats_log: StatsLog,
-    /// The most frames a client's message may have.
-    max_frames: usize,
+    /// The most frames and bytes a client's message may have.
+    limits: io::Limits,
     /// Refused CURVE handshakes, counted by the ZAP handler.
     auth_failures: Arc<AtomicU64>,
     /// The client side's allow list, while the proxy runs.
@@ -189,7 +192,7 @@ impl Driver {
             clients,
             outbox,
             header_buf,
-            max_frames,
+            limits,
             ..
         } = self;
         // Keep the queue short, so that messages leave while we read.
@@ -201,14 +204,14 @@ impl Driver {
         if from_clients {
             let opts = accept::ReadOpts {
                 keys: false,
-                max_frames: *max_frames,
+                limits: *limits,
             };
             let oversized = accept::read(clients, opts, |peer, header, payload, _| {
                 core.on_client(Instant::now(), peer, header, payload);
                 flush(core, link);
             });
-            for (peer, frames) in oversized {
-                core.on_oversized(&peer, frames);
+            for (peer, size) in oversized {
+                core.on_oversized(&peer, size);
             }
         } else {
             link.read(core, |link, core| flush(core, link));

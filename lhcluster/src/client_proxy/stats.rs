@@ -43,7 +43,8 @@ pub struct ClientProxyStats {
     /// or a client without CURVE; docs/security.md).
     pub auth_failures: u64,
     /// Messages from clients dropped unread for having more frames than
-    /// `max_message_frames` (docs/security.md, "Limits on input").
+    /// `max_message_frames`, or more bytes in all than `max_message_size`
+    /// (docs/security.md, "Limits on input").
     pub oversized: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,

@@ -143,6 +143,7 @@ impl NotifyBroker {
                     bad_notifications: LogLimiter::new("malformed notifications"),
                     bad_subscriptions: LogLimiter::new("malformed messages from subscribers"),
                     max_frames: config.max_message_frames,
+                    max_bytes: config.max_message_size,
                     auth_failures,
                     _zaps: zaps,
                 };
@@ -206,6 +207,8 @@ struct Driver {
     bad_subscriptions: LogLimiter,
     /// The most frames a notification may have.
     max_frames: usize,
+    /// The most bytes a notification may have in all.
+    max_bytes: usize,
     /// Refused CURVE handshakes, counted by the ZAP handler.
     auth_failures: Arc<AtomicU64>,
     /// The allow lists, while the broker runs.
@@ -309,9 +312,13 @@ impl Driver {
             else {
                 break;
             };
-            if frames.len() > self.max_frames {
+            let bytes: usize = frames.iter().map(|f| f.len()).sum();
+            if frames.len() > self.max_frames || bytes > self.max_bytes {
                 self.stats.malformed += 1;
-                let error = format!("{} frames, over max_message_frames", frames.len());
+                let error = format!(
+                    "{} frames and {bytes} bytes, over max_message_frames or max_message_size",
+                    frames.len()
+                );
                 if self.bad_notifications.admit(Instant::now(), &[], &error) {
                     warn!(%error, "oversized notification dropped");
                 }

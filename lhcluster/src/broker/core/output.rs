@@ -26,13 +26,17 @@ impl BrokerCore {
         self.reject(side, peer, header, &error.to_string());
     }
 
-    /// A message with more frames than the broker reads
-    /// (`max_message_frames`): read whole by libzmq, dropped here, counted
-    /// (`oversized`) and logged through the limiter; not answered (its
-    /// header was not even looked at).
-    pub(crate) fn on_oversized(&mut self, side: Side, peer: &[u8], frames: usize) {
+    /// A message over the broker's limits (more than `max_message_frames`
+    /// frames, or more than `max_message_size` bytes in all): read whole by
+    /// libzmq, dropped here, counted (`oversized`) and logged through the
+    /// limiter; not answered (its header was not even looked at).
+    pub(crate) fn on_oversized(&mut self, side: Side, peer: &[u8], size: crate::io::Oversized) {
         self.stats.oversized += 1;
-        let error = format!("a message of {frames} frames, over max_message_frames: dropped");
+        let error = format!(
+            "a message of {} frames and {} bytes, over max_message_frames or \
+             max_message_size: dropped",
+            size.frames, size.bytes
+        );
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(?side, peer = %hex(peer), %error, "oversized message");
         }
