@@ -161,8 +161,8 @@ pub(crate) struct ReadOpts {
 
 /// Reads a batch of messages from a ROUTER, handing each to `each` as
 /// (routing id, header, payload, its CURVE key on demand); returns the
-/// messages dropped for being over `opts.limits`, each with its routing id
-/// and size, for the caller to count. Without
+/// messages dropped for being over `opts.limits`, each with its routing id,
+/// size and header (a copy), for the caller to count. Without
 /// `opts.keys` the key is always `None`; with it, the header is first
 /// copied (a few dozen bytes), as reading the key needs the frame itself
 /// (libzmq's `zmq_msg_gets`).
@@ -170,7 +170,7 @@ pub(crate) fn read(
     socket: &zmq::Socket,
     opts: ReadOpts,
     mut each: impl FnMut(&[u8], &[u8], Payload, KeyOf<'_>),
-) -> Vec<(PeerId, io::Oversized)> {
+) -> Vec<(PeerId, io::Oversized, Vec<u8>)> {
     let mut oversized = Vec::new();
     let mut copy = Vec::new();
     for _ in 0..io::READ_BATCH {
@@ -179,7 +179,8 @@ pub(crate) fn read(
         };
         let peer = m.identity.as_deref().unwrap_or(&[]);
         if let Some(size) = m.oversized {
-            oversized.push((PeerId::from_slice(peer), size));
+            let header = m.header.as_deref().unwrap_or(&[]).to_vec();
+            oversized.push((PeerId::from_slice(peer), size, header));
             continue;
         }
         let keys = opts.keys;

@@ -298,8 +298,8 @@ impl Driver {
                 );
             }
         });
-        for (peer, size) in oversized {
-            self.core.on_oversized(side, &peer, size);
+        for (peer, size, header) in oversized {
+            self.core.on_oversized(now, side, &peer, size, &header);
         }
     }
 
@@ -313,16 +313,22 @@ impl Driver {
         let mut ready = ready.iter().copied();
         if let Some(router) = &c.router {
             if ready.next().unwrap_or(false) {
+                // Members are trusted with the bytes: what they forward was
+                // a client's message within the limits, plus their header.
                 let opts = accept::ReadOpts {
                     keys: false,
-                    limits: self.limits,
+                    limits: io::Limits {
+                        bytes: usize::MAX,
+                        ..self.limits
+                    },
                 };
                 let oversized = accept::read(router, opts, |peer, header, payload, _| {
                     self.core
                         .on_cluster(now, ClusterFrom::Router(peer), header, payload);
                 });
-                for (peer, size) in oversized {
-                    self.core.on_oversized(Side::Cluster, &peer, size);
+                for (peer, size, header) in oversized {
+                    self.core
+                        .on_oversized(now, Side::Cluster, &peer, size, &header);
                 }
             }
         }

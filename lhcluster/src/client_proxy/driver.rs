@@ -210,7 +210,7 @@ impl Driver {
                 core.on_client(Instant::now(), peer, header, payload);
                 flush(core, link);
             });
-            for (peer, size) in oversized {
+            for (peer, size, _) in oversized {
                 core.on_oversized(&peer, size);
             }
         } else {

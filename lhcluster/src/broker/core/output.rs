@@ -29,8 +29,19 @@ impl BrokerCore {
     /// A message over the broker's limits (more than `max_message_frames`
     /// frames, or more than `max_message_size` bytes in all): read whole by
     /// libzmq, dropped here, counted (`oversized`) and logged through the
-    /// limiter; not answered (its header was not even looked at).
-    pub(crate) fn on_oversized(&mut self, side: Side, peer: &[u8], size: crate::io::Oversized) {
+    /// limiter; not answered. One exception, as for a garbled result: a
+    /// RESULT whose `header` names a request assigned to the sending worker
+    /// ends that request FAILED and gives the credit back (else the request
+    /// would stay in flight on a worker that thinks it answered).
+    pub(crate) fn on_oversized(
+        &mut self,
+        now: Instant,
+        side: Side,
+        peer: &[u8],
+        size: crate::io::Oversized,
+        header: &[u8],
+    ) {
+        self.now = now;
         self.stats.oversized += 1;
         let error = format!(
             "a message of {} frames and {} bytes, over max_message_frames or \
@@ -39,6 +50,9 @@ impl BrokerCore {
         );
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(?side, peer = %hex(peer), %error, "oversized message");
+        }
+        if side == Side::Backend {
+            self.fail_garbled_result(now, peer, header, error);
         }
     }
 

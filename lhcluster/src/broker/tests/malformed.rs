@@ -429,3 +429,38 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
     h.result(W1, 7, 1, Status::Ok, &[b"real"]);
     h.expect_status_alone(CA, 7, 1, Status::Ok);
 }
+
+/// A RESULT over the broker's size limits (docs/security.md, "Limits on
+/// input") is dropped unread, but its request is not left in flight on a
+/// worker that thinks it answered: it ends FAILED and the credit comes back.
+#[test]
+fn an_oversized_result_fails_its_request_and_frees_the_credit() {
+    let mut h = Harness::with_client_and_worker(1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_held(CA, 7, 2, Flags::empty());
+    let (attempt, dispatch_tag) = h.dispatches[&(W1.to_vec(), 7, 1)];
+    let (header, _) = encode(Message::Result(WorkResult {
+        request_type: 7,
+        request_id: 1,
+        attempt,
+        dispatch_tag,
+        status: Status::Ok,
+        error: None,
+        payload: Payload::new(),
+    }));
+    let size = crate::io::Oversized {
+        frames: 2,
+        bytes: 20 << 20,
+    };
+    let now = h.now();
+    h.core.on_oversized(now, Side::Backend, W1, size, &header);
+    let r = h.expect_status(CA, 7, 1, Status::Failed);
+    assert!(r.error.unwrap().contains("max_message_size"));
+    h.expect_dispatch_alone(W1, 7, 2, 1);
+    assert_eq!(h.stats().oversized, 1);
+    // From another worker, or of another kind: counted, nothing else.
+    h.core.on_oversized(now, Side::Backend, W2, size, &header);
+    h.core.on_oversized(now, Side::Frontend, CA, size, &header);
+    h.expect_nothing();
+    assert_eq!(h.stats().oversized, 3);
+}
