@@ -40,6 +40,9 @@ pub enum System {
     #[value(name = "3hop")]
     ThreeHop,
     Lhcluster,
+    /// lhcluster with CURVE on every socket (`--curve`).
+    #[value(name = "lhcluster-curve")]
+    LhclusterCurve,
 }
 
 /// A receipt a request asks for.
@@ -57,6 +60,7 @@ pub enum Receipt {
   lhcluster bench --baseline --window 1             # round-trip latency
   lhcluster bench --baseline --size 64KiB --window 8
   lhcluster bench --proxy --baseline
+  lhcluster bench --curve --size 64KiB              # CURVE on every hop against plaintext
   lhcluster bench --baseline --brokers 2 --placement split   # every request crosses
   lhcluster bench --frontend tcp://10.0.0.5:5555 --backend tcp://10.0.0.5:5556")]
 pub struct Args {
@@ -156,6 +160,15 @@ pub struct Args {
     /// `3hop`, `lhcluster`, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub systems: Vec<System>,
+    /// Also measure lhcluster with CURVE on every socket (broker, proxy,
+    /// workers, clients; members of a cluster share a key pair) in the same
+    /// run, and print its ratios to plaintext lhcluster (docs/security.md).
+    #[arg(long, conflicts_with = "frontend")]
+    pub curve: bool,
+    /// libzmq I/O threads of the process's context (all roles of the run
+    /// share it); with CURVE they do the encryption. Default: libzmq's, 1.
+    #[arg(long)]
+    pub io_threads: Option<i32>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -229,6 +242,7 @@ impl Args {
             brokers: self.brokers.max(1),
             placement: self.placement,
             own_ids: self.own_ids,
+            curve: false,
         }
     }
 
@@ -263,6 +277,10 @@ pub fn prepare(args: &Args) -> anyhow::Result<()> {
     // a thread inherits its creator's name: start them from this thread, so
     // that the CPU breakdown counts them as `zmq-io`, not as whichever role
     // happened to open the first socket.
+    if let Some(n) = args.io_threads {
+        anyhow::ensure!(n >= 1, "--io-threads must be at least 1");
+        lhcluster::context().set_io_threads(n)?;
+    }
     drop(lhcluster::context().socket(zmq::PAIR)?);
     Ok(())
 }
@@ -291,11 +309,25 @@ pub fn measure(args: &Args, window: usize) -> anyhow::Result<Report> {
         }
         chosen.push(System::Lhcluster);
     }
+    if args.curve {
+        // Plaintext lhcluster too: the ratios compare CURVE to it.
+        chosen.extend([System::Lhcluster, System::LhclusterCurve]);
+    }
+    anyhow::ensure!(
+        !(chosen.contains(&System::LhclusterCurve) && setup.external.is_some()),
+        "lhcluster-curve starts its own broker (its keys are made for the run): \
+         not with --frontend"
+    );
+    let curve_setup = lhc::Setup {
+        curve: true,
+        ..setup.clone()
+    };
     // Baselines first, lhcluster last (the ratios compare it to the rest).
     chosen.sort_by_key(|s| match s {
         System::Direct => 0,
         System::ThreeHop => 1,
         System::Lhcluster => 2,
+        System::LhclusterCurve => 3,
     });
     chosen.dedup();
     let mut systems: Vec<(System, Vec<RunResult>)> =
@@ -308,11 +340,14 @@ pub fn measure(args: &Args, window: usize) -> anyhow::Result<Report> {
                     zmq_baseline::run(Topology::ThreeHop, &spec, args.transport, setup.workers)?
                 }
                 System::Lhcluster => lhc::run(&setup, &spec)?,
+                System::LhclusterCurve => lhc::run(&curve_setup, &spec)?,
             };
             runs.push(result);
         }
     }
-    let has_lhcluster = systems.iter().any(|(s, _)| *s == System::Lhcluster);
+    let has_lhcluster = systems
+        .iter()
+        .any(|(s, _)| matches!(s, System::Lhcluster | System::LhclusterCurve));
     let systems: Vec<SystemReport> = systems
         .into_iter()
         .map(|(system, runs)| SystemReport {
@@ -320,6 +355,7 @@ pub fn measure(args: &Args, window: usize) -> anyhow::Result<Report> {
                 System::Direct => Topology::Direct.label().to_owned(),
                 System::ThreeHop => Topology::ThreeHop.label().to_owned(),
                 System::Lhcluster => setup.label(),
+                System::LhclusterCurve => curve_setup.label(),
             },
             median: report::median(&runs),
             runs,

@@ -179,6 +179,36 @@ pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: 
     }
 }
 
+/// A channel that yields on every SIGHUP. Call it before any thread is
+/// started (`shutdown_signal` starts one): SIGHUP is blocked in this thread
+/// and so in every thread started after it, and one thread of its own
+/// waits for it (`sigwait`), so that no other thread is ever interrupted
+/// by it nor killed (its default action).
+#[cfg(unix)]
+pub fn hangup_signal() -> anyhow::Result<Receiver<()>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    set.thread_block().context("blocking SIGHUP")?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("lhcluster-sighup".to_owned())
+        .spawn(move || {
+            while let Ok(Signal::SIGHUP) = set.wait() {
+                // One pending reload is enough: a burst of signals is one.
+                let _ = tx.try_send(());
+            }
+        })
+        .context("starting the SIGHUP thread")?;
+    Ok(rx)
+}
+
+/// Elsewhere: no SIGHUP, a channel that never yields.
+#[cfg(not(unix))]
+pub fn hangup_signal() -> anyhow::Result<Receiver<()>> {
+    Ok(crossbeam_channel::never())
+}
+
 /// A channel that yields once on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> anyhow::Result<Receiver<()>> {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -335,6 +365,10 @@ pub mod metrics {
             ("malformed_frontend", "Malformed messages on the frontend", s.malformed_frontend),
             ("malformed_backend", "Malformed messages on the backend", s.malformed_backend),
             ("undeliverable", "Messages that could not be delivered", s.undeliverable),
+            ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
+            ("requests_forbidden", "Requests refused FORBIDDEN: the client's key may not send the type", s.requests_forbidden),
+            ("workers_forbidden", "Worker registrations refused FORBIDDEN: the worker's key may not register the types", s.workers_forbidden),
+            ("oversized", "Messages dropped for having more than max_message_frames frames", s.oversized),
             ("worker_deaths", "Workers declared dead", s.worker_deaths),
             ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
             ("outcomes_dropped_slow", "Responses and receipts dropped for a client over its outbox limit", s.outcomes_dropped_slow),
@@ -485,6 +519,8 @@ pub mod metrics {
             ("messages_dropped_slow", "Other messages dropped for a client over its outbox limit", s.messages_dropped_slow),
             ("refused_slow", "Requests refused OVERLOADED for a client over its outbox limit", s.refused_slow),
             ("slow_consumers", "Clients cut for not reading", s.slow_consumers),
+            ("auth_failures", "CURVE handshakes refused by the client key list", s.auth_failures),
+            ("oversized", "Messages from clients dropped for having too many frames", s.oversized),
             ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
         #[rustfmt::skip]

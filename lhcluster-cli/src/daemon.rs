@@ -14,6 +14,7 @@ use lhcluster::{Broker, BrokerConfig};
 use prometheus_client::registry::Registry;
 
 use crate::common::{MetricsServer, metrics, parse_duration, read_toml, set, shutdown_signal};
+use lhcluster_cli::bench::parse_size;
 
 /// The flags of the options every role has, named as its config's keys
 /// (docs/operations.md, configuration reference). A flag given wins over
@@ -30,6 +31,41 @@ pub struct SharedFlags {
     #[arg(long, visible_alias = "stats-interval", value_parser = parse_duration)]
     stats_log_interval: Option<Duration>,
 }
+
+/// The input limits of a role that binds (docs/security.md, "Limits on
+/// input").
+#[derive(Debug, Default, clap::Args)]
+pub struct InputLimitFlags {
+    /// Largest frame a peer may send (e.g. 16MiB, the default; suffixes
+    /// k/KiB, M/MiB): libzmq cuts the connection of a peer that sends a
+    /// larger one.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    max_message_size: Option<usize>,
+    /// Most frames a message may have (default 1024): one with more, or
+    /// with more bytes in all than --max-message-size, is dropped and
+    /// counted.
+    #[arg(long, value_name = "N")]
+    max_message_frames: Option<usize>,
+}
+
+/// A config with input limits.
+pub trait InputLimits {
+    /// Sets the limits whose flag is given.
+    fn apply_limits(&mut self, flags: &InputLimitFlags);
+}
+
+macro_rules! input_limits {
+    ($($config:ty),*) => {$(
+        impl InputLimits for $config {
+            fn apply_limits(&mut self, flags: &InputLimitFlags) {
+                set(&mut self.max_message_size, &flags.max_message_size);
+                set(&mut self.max_message_frames, &flags.max_message_frames);
+            }
+        }
+    )*};
+}
+
+input_limits!(BrokerConfig, ClientProxyConfig, NotifyBrokerConfig);
 
 /// A daemon's configuration: a file, or the defaults, with the flags of the
 /// shared options over it.
@@ -192,16 +228,24 @@ impl Daemon for ClientProxy {
     }
 }
 
+/// What a daemon does on SIGHUP: reload what it can (its key files), or
+/// nothing.
+pub type Reload<'a, D> = Option<&'a dyn Fn(&D) -> anyhow::Result<()>>;
+
 /// Runs a role as a daemon: starts it, prints its ready line (`name …`),
-/// serves its metrics at `metrics` if given, and stops it on SIGINT or
-/// SIGTERM.
+/// serves its metrics at `metrics` if given, calls `reload` on each SIGHUP
+/// (a failed reload is logged and changes nothing), and stops it on SIGINT
+/// or SIGTERM.
 pub fn run<D: Daemon>(
     name: &str,
     config: D::Config,
     start: impl FnOnce(D::Config) -> Result<D, lhcluster::Error>,
     stop: impl FnOnce(&D) -> Result<(), lhcluster::Error>,
     metrics: Option<&str>,
+    reload: Reload<'_, D>,
 ) -> anyhow::Result<ExitCode> {
+    // First, before any thread starts: SIGHUP is then never a thread's.
+    let hangup = crate::common::hangup_signal()?;
     // Before starting: a signal from then on stops the role gracefully.
     let signal = shutdown_signal()?;
     // Bound before the role starts: a port in use stops nothing.
@@ -213,7 +257,24 @@ pub fn run<D: Daemon>(
         server.serve(move |registry| r.add_metrics(registry), move || h.healthy())?;
     }
     println!("{name} {}", ready(&role, &configured));
-    until_signal(&signal, || stop(&role))
+    loop {
+        crossbeam_channel::select! {
+            recv(signal) -> _ => break,
+            recv(hangup) -> _ => match reload {
+                Some(reload) => match reload(&role) {
+                    Ok(()) => tracing::info!("SIGHUP: key files reloaded"),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: reload failed; the keys in force are unchanged"
+                    ),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload for {name}"),
+            },
+        }
+    }
+    tracing::info!("signal received: stopping");
+    stop(&role)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for SIGINT or SIGTERM on `signal`, then stops the role.

@@ -1094,3 +1094,115 @@ fn a_proxy_that_never_reached_its_broker_says_not_connected() {
         assert!(!p.stderr_text().contains("missed its heartbeats"));
     });
 }
+
+/// SIGHUP makes `lhcluster broker` read its key files again: a key added
+/// gets in, a connection still allowed is kept (no reconnect), a key
+/// removed is refused from its next request (FORBIDDEN, its connection
+/// being already made), and a file that does not read changes nothing.
+#[test]
+fn sighup_reloads_the_key_files() {
+    use lhcluster::client::{Client, ClientConfig};
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    limited(|| {
+        let dir = std::env::temp_dir().join(format!("lhcluster-cli-hup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        for role in ["broker", "a", "b", "worker"] {
+            let (code, _, err) = run(&["keygen", &name(role)]);
+            assert_eq!(code, 0, "{err}");
+        }
+        let public = |role: &str| std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
+        let clients = name("clients.keys");
+        std::fs::write(&clients, public("a")).unwrap();
+        std::fs::write(
+            name("workers.keys"),
+            format!("{} echo", public("worker").trim()),
+        )
+        .unwrap();
+        let c = broker(&[
+            "--secret-key",
+            &name("broker.key"),
+            "--client-keys",
+            &clients,
+            "--worker-keys",
+            &name("workers.keys"),
+        ]);
+        let server_key = name("broker.pub");
+        let _w = worker(
+            &c.back,
+            &[
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("worker.key"),
+                "--type",
+                "echo",
+                "--echo",
+            ],
+        );
+        let as_b = |payload: &str| {
+            let args = [
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("b.key"),
+                "--type",
+                "echo",
+                "--payload",
+                payload,
+                "--timeout",
+                "2s",
+            ];
+            request(&c.front, &args)
+        };
+        // A, connected for the whole test, through the library.
+        let mut config = ClientConfig::new(&c.front);
+        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
+        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
+        config.request_timeout = Some(Duration::from_secs(5));
+        let a = Client::connect(config).unwrap();
+        let echo = lhcluster::request_type_id("echo");
+        let a_echo = |id| {
+            a.send(
+                echo,
+                id,
+                lhcluster::Flags::empty(),
+                vec![b"a".as_slice().into()],
+            )
+        };
+        a_echo(1).unwrap().wait().unwrap();
+        let (code, _, _) = as_b("first");
+        assert_ne!(code, 0, "B is not listed yet");
+
+        let hup = |expect: &str| {
+            let status = std::process::Command::new("kill")
+                .args(["-HUP", &c.broker.pid().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            c.broker.expect_log(expect);
+        };
+        std::fs::write(&clients, format!("{}{}", public("a"), public("b"))).unwrap();
+        hup("SIGHUP: key files reloaded");
+        let (code, out, err) = as_b("second");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("second"), "{out}");
+        a_echo(2).unwrap().wait().unwrap();
+        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+
+        // A file that does not read: logged, the lists in force stay.
+        std::fs::write(&clients, "not a key\n").unwrap();
+        hup("SIGHUP: reload failed");
+        a_echo(3).unwrap().wait().unwrap();
+
+        // A removed: its connection stays, its requests are refused.
+        std::fs::write(&clients, public("b")).unwrap();
+        hup("SIGHUP: key files reloaded");
+        let refused = a_echo(4).unwrap().wait().unwrap_err();
+        assert!(refused.is_forbidden(), "{refused:?}");
+        let (code, _, err) = as_b("third");
+        assert_eq!(code, 0, "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

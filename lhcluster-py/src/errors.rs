@@ -64,6 +64,7 @@ pub(crate) fn status_class(status: Status) -> &'static str {
         Status::NoWorkers => "NoWorkers",
         Status::UnknownReplyTo => "UnknownReplyTo",
         Status::Expired => "Expired",
+        Status::Forbidden => "Forbidden",
         _ => "StatusError",
     }
 }

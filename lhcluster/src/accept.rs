@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
 
+use crate::curve::PublicKey;
 use crate::io;
 use crate::outbox::{Outbox, Pushed, Refused};
 use crate::peer::{Liveness, PeerId, interval_from_ms};
@@ -146,20 +147,63 @@ impl<T> Peers<T> {
     }
 }
 
+/// Gives the CURVE key a message came with, when asked (see [`read`]).
+pub(crate) type KeyOf<'a> = &'a mut dyn FnMut() -> Option<PublicKey>;
+
+/// How [`read`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadOpts {
+    /// Whether the core may ask for a message's CURVE key.
+    pub(crate) keys: bool,
+    /// The most frames and bytes a message may have (after the routing id).
+    pub(crate) limits: io::Limits,
+}
+
 /// Reads a batch of messages from a ROUTER, handing each to `each` as
-/// (routing id, header, payload); returns how many were read.
-pub(crate) fn read(socket: &zmq::Socket, mut each: impl FnMut(&[u8], &[u8], Payload)) -> usize {
-    let mut read = 0;
-    while read < io::READ_BATCH {
-        let Some(m) = io::recv_next(socket, true) else {
+/// (routing id, header, payload, its CURVE key on demand); returns the
+/// messages dropped for being over `opts.limits`, each with its routing id,
+/// size and header (a copy), for the caller to count. Without
+/// `opts.keys` the key is always `None`; with it, the header is first
+/// copied (a few dozen bytes), as reading the key needs the frame itself
+/// (libzmq's `zmq_msg_gets`).
+pub(crate) fn read(
+    socket: &zmq::Socket,
+    opts: ReadOpts,
+    mut each: impl FnMut(&[u8], &[u8], Payload, KeyOf<'_>),
+) -> Vec<(PeerId, io::Oversized, Vec<u8>)> {
+    let mut oversized = Vec::new();
+    let mut copy = Vec::new();
+    for _ in 0..io::READ_BATCH {
+        let Some(mut m) = io::recv_next_limited(socket, true, opts.limits) else {
             break;
         };
-        read += 1;
         let peer = m.identity.as_deref().unwrap_or(&[]);
-        let header = m.header.as_deref().unwrap_or(&[]);
-        each(peer, header, m.payload);
+        if let Some(size) = m.oversized {
+            let header = m.header.as_deref().unwrap_or(&[]).to_vec();
+            oversized.push((PeerId::from_slice(peer), size, header));
+            continue;
+        }
+        let keys = opts.keys;
+        if keys {
+            copy.clear();
+            copy.extend_from_slice(m.header.as_deref().unwrap_or(&[]));
+            let mut frame = m.header.take();
+            each(peer, &copy, m.payload, &mut || peer_key(frame.as_mut()));
+        } else {
+            let header = m.header.as_deref().unwrap_or(&[]);
+            each(peer, header, m.payload, &mut || None);
+        }
     }
-    read
+    oversized
+}
+
+/// The CURVE public key a message came with: the user id our ZAP handler
+/// gave its connection (the key in Z85), which libzmq attaches to every
+/// message of the connection as its `User-Id` property. `None` on a socket
+/// without a key list, and over `inproc://` (no handshake).
+fn peer_key(frame: Option<&mut zmq::Message>) -> Option<PublicKey> {
+    let user = frame?.gets("User-Id")?;
+    PublicKey::from_z85(user).ok()
 }
 
 /// What became of a message [`deliver`] was given.

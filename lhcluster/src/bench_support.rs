@@ -25,12 +25,12 @@ impl BrokerBench {
 
     /// A message from a client or proxy (routing id, header frame, payload).
     pub fn frontend(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
-        self.core.on_frontend(now, peer, header, payload);
+        self.core.on_frontend(now, peer, header, payload, || None);
     }
 
     /// A message from a worker.
     pub fn backend(&mut self, now: Instant, peer: &[u8], header: &[u8], payload: Payload) {
-        self.core.on_backend(now, peer, header, payload);
+        self.core.on_backend(now, peer, header, payload, || None);
     }
 
     /// Runs the periodic work if it is due.

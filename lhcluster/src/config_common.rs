@@ -44,6 +44,21 @@ pub(crate) mod defaults {
     /// Over its outbox limit this long, a peer is cut (NATS's
     /// `write_deadline` order of magnitude).
     pub(crate) const SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `ZMQ_MAXMSGSIZE` of a bound socket: the largest frame a peer may
+    /// send (docs/security.md, "Limits on input").
+    pub(crate) const MAX_MESSAGE_SIZE: usize = 16 << 20;
+    /// The most frames one message read by a role that decodes may have.
+    pub(crate) const MAX_MESSAGE_FRAMES: usize = 1024;
+}
+
+/// Checks the input limits of a role that binds: > 0, and a size libzmq
+/// takes (an `i64`).
+pub(crate) fn check_input_limits(size: usize, frames: usize) -> Result<(), ConfigError> {
+    positive("max_message_size", size)?;
+    if i64::try_from(size).is_err() {
+        return Err(ConfigError::invalid("max_message_size", "is too large"));
+    }
+    positive("max_message_frames", frames)
 }
 
 /// Checks the outbox options of a role with a bound ROUTER (the broker and

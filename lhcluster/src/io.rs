@@ -14,6 +14,34 @@ pub(crate) struct Incoming {
     pub(crate) header: Option<Frame>,
     /// The frames after the header.
     pub(crate) payload: Payload,
+    /// The message's size, when over the reader's limits: its frames were
+    /// dropped, and so must the message be ([`try_recv_limited`]).
+    pub(crate) oversized: Option<Oversized>,
+}
+
+/// How large a message over a reader's limits was (after the routing id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Oversized {
+    /// Its frames.
+    pub(crate) frames: usize,
+    /// Its bytes, header included.
+    pub(crate) bytes: usize,
+}
+
+/// What a reader keeps of a message: at most this many frames, and this
+/// many bytes in all (header and payload frames).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Limits {
+    /// No limit.
+    pub(crate) const NONE: Limits = Limits {
+        frames: usize::MAX,
+        bytes: usize::MAX,
+    };
 }
 
 /// Most messages read from one socket in one go, so that a flood on one
@@ -33,6 +61,30 @@ pub(crate) fn recv_next(socket: &zmq::Socket, routed: bool) -> Option<Incoming> 
 /// Receives one whole multipart message without blocking; `Ok(None)` when
 /// nothing is waiting.
 pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option<Incoming>> {
+    try_recv_limited(socket, routed, Limits::NONE)
+}
+
+/// [`recv_next`] within `limits` (after the routing id): a larger message
+/// is still read whole (libzmq delivers it whole), but only measured
+/// (`oversized`), so that a peer cannot make the role hold or pass on more
+/// frames or bytes than that.
+pub(crate) fn recv_next_limited(
+    socket: &zmq::Socket,
+    routed: bool,
+    limits: Limits,
+) -> Option<Incoming> {
+    try_recv_limited(socket, routed, limits).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "receive failed");
+        None
+    })
+}
+
+/// [`try_recv`] within `limits` (see [`recv_next_limited`]).
+pub(crate) fn try_recv_limited(
+    socket: &zmq::Socket,
+    routed: bool,
+    limits: Limits,
+) -> zmq::Result<Option<Incoming>> {
     let Some(first) = recv_first(socket)? else {
         return Ok(None);
     };
@@ -50,11 +102,29 @@ pub(crate) fn try_recv(socket: &zmq::Socket, routed: bool) -> zmq::Result<Option
         (None, Some(first))
     };
     let mut payload = Payload::new();
-    recv_rest(socket, more, &mut payload)?;
+    // The header counts as one frame.
+    let mut size = Oversized {
+        frames: 1,
+        bytes: header.as_ref().map_or(0, |h| h.len()),
+    };
+    while more {
+        let frame = socket.recv_msg(0)?;
+        more = frame.get_more();
+        size.frames += 1;
+        size.bytes = size.bytes.saturating_add(frame.len());
+        if size.frames <= limits.frames && size.bytes <= limits.bytes {
+            payload.push(frame);
+        }
+    }
+    let oversized = (size.frames > limits.frames || size.bytes > limits.bytes).then_some(size);
+    if oversized.is_some() {
+        payload.clear();
+    }
     Ok(Some(Incoming {
         identity,
         header,
         payload,
+        oversized,
     }))
 }
 
@@ -280,17 +350,28 @@ fn new_socket(
     Ok(socket)
 }
 
+/// Sets `ZMQ_MAXMSGSIZE` on a socket about to bind: a peer that sends a
+/// frame larger than `bytes` has its connection cut by libzmq
+/// (docs/security.md, "Limits on input").
+pub(crate) fn set_max_message_size(socket: &zmq::Socket, bytes: usize) -> Result<(), Error> {
+    socket
+        .set_maxmsgsize(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .map_err(zmq_err("setting ZMQ_MAXMSGSIZE"))
+}
+
 /// A bound ROUTER as the broker and the proxy use it, with high-water mark
-/// `hwm` inbound, `sndhwm` outbound and CURVE side `curve` (the role's
-/// config): what does not fit in a peer's small outbound pipe waits in the
-/// role's outbox, which counts bytes (docs/bounds.md §2).
+/// `hwm` inbound, `sndhwm` outbound, CURVE side `curve` and largest frame
+/// `max_message_size` (the role's config): what does not fit in a peer's
+/// small outbound pipe waits in the role's outbox, which counts bytes
+/// (docs/bounds.md §2).
 pub(crate) fn router(
     endpoint: &str,
-    hwm: i32,
-    sndhwm: i32,
+    (hwm, sndhwm): (i32, i32),
     curve: Option<&SocketCurve>,
+    max_message_size: usize,
 ) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
+    set_max_message_size(&socket, max_message_size)?;
     socket
         .set_sndhwm(sndhwm)
         .map_err(zmq_err("setting ZMQ_SNDHWM"))?;

@@ -332,8 +332,45 @@
 //! command line: `lhcluster keygen broker` writes `broker.key` (mode 0600) and
 //! `broker.pub`; `lhcluster broker --secret-key broker.key --client-keys
 //! clients.keys`; `lhcluster worker --server-key broker.pub --secret-key
-//! worker.key …` (`docs/operations.md`). A client without the right
-//! keys gets nothing through: its requests end `Disconnected`.
+//! worker.key …` (`docs/operations.md` shows a secured broker, worker and
+//! client end to end). A client without the right keys gets nothing
+//! through: its requests end `Disconnected`.
+//!
+//! A key in a broker's list may name the request types it may use: a worker
+//! key the types it may register, a client key the types it may send (none:
+//! any). A request its key may not send ends `Forbidden`; a worker whose key
+//! may not register its types is refused and keeps trying
+//! (`WorkerStats::registrations_forbidden`):
+//!
+//! ```rust,no_run
+//! # use lhcluster::curve::{KeyList, SecretKey};
+//! # use lhcluster::{Broker, BrokerConfig, Client, ClientConfig};
+//! # let broker_key = SecretKey::generate()?;
+//! # let client_key = SecretKey::generate()?;
+//! # let thumbs_worker = SecretKey::generate()?.public_key();
+//! let mut workers = KeyList::default();
+//! workers.allow(thumbs_worker, ["thumbnails"])?; // may register only `thumbnails`
+//! let mut clients = KeyList::default();
+//! clients.allow(client_key.public_key(), ["thumbnails"])?;
+//! let mut config = BrokerConfig::new("tcp://*:5555", "tcp://*:5556");
+//! config.curve_secret_key = Some(broker_key.clone());
+//! config.curve_worker_keys = Some(workers);
+//! config.curve_client_keys = Some(clients); // or KeyList::parse / curve::read_key_list
+//! let broker = Broker::start(config)?;
+//!
+//! let mut config = ClientConfig::new("tcp://b1:5555");
+//! config.curve_server_key = Some(broker_key.public_key());
+//! config.curve_secret_key = Some(client_key);
+//! let client = Client::connect(config)?;
+//! let err = client.request(lhcluster::request_type_id("payments")).send()?.wait().unwrap_err();
+//! assert!(err.is_forbidden());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `lhcluster broker` reloads its key files on SIGHUP (`Broker::reload_keys`
+//! in code). Every bound socket also limits what a peer may send
+//! (`max_message_size`, default 16 MiB per frame; `max_message_frames`,
+//! default 1024): `docs/security.md`, "Limits on input".
 //!
 //! ## Running the daemon
 //!

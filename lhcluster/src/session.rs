@@ -464,6 +464,7 @@ impl BrokerSession {
         let reply = Message::Error(ErrorReply {
             error,
             request: None,
+            status: None,
         });
         self.send(now, reply, out);
     }

@@ -25,7 +25,7 @@ pub(crate) const RECONNECT_MIN: u64 = 100;
 pub(crate) const RECONNECT_MAX: u64 = 400;
 
 /// Every status but `OK`: each ends a request as refused or failed.
-pub(crate) const NOT_OK: [Status; 9] = [
+pub(crate) const NOT_OK: [Status; 10] = [
     Status::Failed,
     Status::BadRequest,
     Status::Rejected,
@@ -35,6 +35,7 @@ pub(crate) const NOT_OK: [Status; 9] = [
     Status::NoWorkers,
     Status::UnknownReplyTo,
     Status::Expired,
+    Status::Forbidden,
 ];
 
 pub(crate) fn ms(n: u64) -> Duration {

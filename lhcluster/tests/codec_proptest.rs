@@ -376,8 +376,13 @@ fn message() -> impl Strategy<Value = Message> {
         route().prop_map(|route| Message::Disconnect { route }),
         Just(()).prop_map(|()| Message::Shutdown),
         Just(()).prop_map(|()| Message::Reregister),
-        (any::<String>(), option::of(request_ref()))
-            .prop_map(|(error, request)| Message::Error(ErrorReply { error, request })),
+        (any::<String>(), option::of(request_ref())).prop_map(|(error, request)| Message::Error(
+            ErrorReply {
+                error,
+                request,
+                status: None
+            }
+        )),
         notification(),
         cluster_message(),
     ]

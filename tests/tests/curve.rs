@@ -323,7 +323,7 @@ fn only_listed_keys_get_in() {
             c.curve_secret_key = Some(server.clone());
             c.curve_client_keys = Some(KeyList::from_keys([client_key.public_key()]));
             c.curve_worker_keys =
-                Some(KeyList::parse(&format!("{} echo\n", worker_key.public_key())).unwrap());
+                Some(KeyList::parse(&format!("{} 1\n", worker_key.public_key())).unwrap());
         });
 
         // An unlisted worker never registers.
@@ -354,5 +354,241 @@ fn only_listed_keys_get_in() {
         assert_eq!(runs.load(Ordering::Relaxed), 1);
         assert_eq!(stray_runs.load(Ordering::Relaxed), 0);
         assert_eq!(broker.stats().unwrap().workers, 1);
+    });
+}
+
+/// A worker with `own` as its key, serving `types` with an echo handler,
+/// counting its runs.
+fn typed_worker(
+    broker: &Broker,
+    server: &SecretKey,
+    own: &SecretKey,
+    types: &[u32],
+    runs: Arc<AtomicU64>,
+) -> Worker {
+    let mut config = worker_config(broker);
+    config.curve_server_key = Some(server.public_key());
+    config.curve_secret_key = Some(own.clone());
+    let mut builder = Worker::builder(config);
+    for &t in types {
+        let runs = runs.clone();
+        builder = builder.handle_raw(t, move |payload: Payload, ctx: &RequestContext| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            echo(payload, ctx)
+        });
+    }
+    builder.start().expect("worker starts")
+}
+
+/// Authorization per type (docs/security.md): a stolen `thumbnails` worker
+/// key cannot take `payments`, and a client key limited to `thumbnails`
+/// gets FORBIDDEN for `payments`, which no worker ever sees.
+#[test]
+fn a_stolen_thumbnails_key_cannot_take_payments() {
+    time_limit(LIMIT, || {
+        let thumbnails = lhcluster::request_type_id("thumbnails");
+        let payments = lhcluster::request_type_id("payments");
+        let server = SecretKey::generate().unwrap();
+        let (thumbs_key, payments_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let (limited, trusted_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let workers = format!(
+            "# worker keys\n{} thumbnails\n{} payments\n",
+            thumbs_key.public_key(),
+            payments_key.public_key()
+        );
+        let clients = format!(
+            "{} thumbnails\n{}\n",
+            limited.public_key(),
+            trusted_key.public_key()
+        );
+        let broker = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(server.clone());
+            c.curve_worker_keys = Some(KeyList::parse(&workers).unwrap());
+            c.curve_client_keys = Some(KeyList::parse(&clients).unwrap());
+        });
+
+        // The stolen key, registering for payments: refused, told why.
+        let stolen_runs = Arc::new(AtomicU64::new(0));
+        let thief = typed_worker(
+            &broker,
+            &server,
+            &thumbs_key,
+            &[payments],
+            stolen_runs.clone(),
+        );
+        assert!(eventually(WAIT, || {
+            thief.stats().unwrap().registrations_forbidden > 0
+        }));
+        assert!(broker.stats().unwrap().workers_forbidden > 0);
+        assert!(!thief.stats().unwrap().registered);
+        assert_eq!(broker.stats().unwrap().workers, 0);
+
+        // The rightful workers register.
+        let runs = Arc::new(AtomicU64::new(0));
+        let _thumbs = typed_worker(&broker, &server, &thumbs_key, &[thumbnails], runs.clone());
+        let _payments = typed_worker(&broker, &server, &payments_key, &[payments], runs.clone());
+        expect_workers(&broker, 2, WAIT);
+
+        let connect = |key: &SecretKey| {
+            let mut config = curve_client_config(broker.frontend(), &server);
+            config.curve_secret_key = Some(key.clone());
+            Client::connect(config).unwrap()
+        };
+        let trusted = connect(&trusted_key);
+        let reply = trusted
+            .send(payments, 1, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait();
+        assert_eq!(reply.unwrap().payload[0].as_ref(), SECRET);
+
+        let limited = connect(&limited);
+        let reply = limited
+            .send(thumbnails, 2, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait();
+        assert!(reply.is_ok(), "{reply:?}");
+        let refused = limited
+            .send(payments, 3, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(refused.is_forbidden(), "{refused:?}");
+        assert!(
+            refused.to_string().contains("may not send request type"),
+            "{refused}"
+        );
+
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.requests_forbidden, 1);
+        assert_eq!(
+            runs.load(Ordering::Relaxed),
+            2,
+            "payments once, thumbnails once"
+        );
+        assert_eq!(stolen_runs.load(Ordering::Relaxed), 0);
+        // The counters travel in STATS_REPLY too.
+        let queried = lhcluster::broker::query_stats(broker.frontend(), WAIT);
+        assert!(
+            queried.is_err(),
+            "a plaintext query cannot reach a CURVE broker"
+        );
+    });
+}
+
+/// The proxy's client side takes an allow list too: a listed client gets
+/// through, another fails its handshake and is counted; the broker sees
+/// only the proxy's key.
+#[test]
+fn a_proxy_lets_in_only_listed_clients() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let _worker = curve_worker(&broker, &server, Arc::default());
+        expect_workers(&broker, 1, WAIT);
+        let proxy_key = SecretKey::generate().unwrap();
+        let listed = SecretKey::generate().unwrap();
+        let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+        config.heartbeat = HEARTBEAT;
+        config.curve_secret_key = Some(proxy_key.clone());
+        config.curve_server_key = Some(server.public_key());
+        config.curve_client_keys = Some(KeyList::from_keys([listed.public_key()]));
+        let proxy = ClientProxy::start(config).unwrap();
+
+        let mut ok = curve_client_config(proxy.endpoint(), &proxy_key);
+        ok.curve_secret_key = Some(listed);
+        round_trip(&Client::connect(ok).unwrap(), 1);
+
+        let stranger = Client::connect(curve_client_config(proxy.endpoint(), &proxy_key)).unwrap();
+        let outcome = stranger
+            .request(1)
+            .id(2)
+            .payload(secret_payload())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .unwrap()
+            .wait();
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(proxy.stats().unwrap().auth_failures > 0);
+    });
+}
+
+/// The notify broker's two sides take allow lists: an unlisted subscriber
+/// never gets its subscription confirmed, an unlisted publisher never
+/// connects; both are counted.
+#[test]
+fn a_notify_broker_lets_in_only_listed_keys() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let (sub_key, pub_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let mut config = NotifyBrokerConfig::new(TCP_ANY, TCP_ANY);
+        config.curve_secret_key = Some(server.clone());
+        config.curve_subscriber_keys = Some(KeyList::from_keys([sub_key.public_key()]));
+        config.curve_publisher_keys = Some(KeyList::from_keys([pub_key.public_key()]));
+        let broker = NotifyBroker::start(config).unwrap();
+
+        let subscribe = |own: Option<SecretKey>, wait: Duration| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let mut c = NotifySubscriberConfig::new(broker.frontend()).topic("t");
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = own;
+            c.confirm_timeout = Some(wait);
+            let sub = NotifySubscriber::connect(c, move |n: lhcluster::notify::RawNotification| {
+                let _ = tx.send(n.payload[0].to_vec());
+                NotifyOutcome::Continue
+            });
+            (sub, rx)
+        };
+        let (stranger, _) = subscribe(None, Duration::from_millis(500));
+        assert!(stranger.is_err(), "an unlisted subscriber is not confirmed");
+        let (listed, rx) = subscribe(Some(sub_key), WAIT);
+        let _listed = listed.expect("a listed subscriber is confirmed");
+
+        let publish = |own: Option<SecretKey>, wait: Duration| {
+            let mut c = NotifyPublisherConfig::new(broker.backend());
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = own;
+            c.connect_timeout = Some(wait);
+            NotifyPublisher::connect(c)
+        };
+        assert!(publish(None, Duration::from_millis(500)).is_err());
+        let publisher = publish(Some(pub_key), WAIT).expect("a listed publisher connects");
+        publisher.publish("t", secret_payload()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT).unwrap(), SECRET);
+        assert!(broker.stats().unwrap().auth_failures >= 2);
+    });
+}
+
+/// A broker's cluster endpoint lets in only the cluster's own key (the
+/// members share the key pair): a stranger holding the public key alone
+/// fails its handshake and is counted.
+#[test]
+fn the_cluster_endpoint_lets_in_only_the_members_key() {
+    time_limit(LIMIT, || {
+        let shared = SecretKey::generate().unwrap();
+        let broker = broker_with(Transport::Tcp, |c| {
+            c.curve_secret_key = Some(shared.clone());
+            c.cluster_bind = Some(TCP_ANY.to_owned());
+        });
+        let stranger = lhcluster::context().socket(zmq::DEALER).unwrap();
+        stranger.set_linger(0).unwrap();
+        let own = zmq::CurveKeyPair::new().unwrap();
+        stranger
+            .set_curve_serverkey(shared.public_key().as_bytes())
+            .unwrap();
+        stranger.set_curve_publickey(&own.public_key).unwrap();
+        stranger.set_curve_secretkey(&own.secret_key).unwrap();
+        stranger
+            .connect(broker.cluster_endpoint().unwrap())
+            .unwrap();
+        assert!(eventually(WAIT, || broker.stats().unwrap().auth_failures > 0));
     });
 }

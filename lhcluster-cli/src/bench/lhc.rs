@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lhcluster::client::{Client, ClientConfig, LocalClient, RequestBuilder};
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
+use lhcluster::curve::{PublicKey, SecretKey};
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, Flags, Frame, Payload, RequestType, ResponseHandle};
 
@@ -48,6 +49,10 @@ pub struct Setup {
     pub placement: Placement,
     /// Clients name their own ids instead of letting the client pick them.
     pub own_ids: bool,
+    /// CURVE on every socket: a key pair made for the run, shared by the
+    /// brokers (a cluster's members share one) and the proxy; workers and
+    /// clients make their own.
+    pub curve: bool,
 }
 
 impl Setup {
@@ -71,7 +76,18 @@ impl Setup {
         if self.proxy {
             label.push_str("+proxy");
         }
+        if self.curve {
+            label.push_str("+curve");
+        }
         label
+    }
+
+    /// The run's server key pair, with `--curve`.
+    fn server_key(&self) -> anyhow::Result<Option<SecretKey>> {
+        Ok(match self.curve {
+            true => Some(SecretKey::generate()?),
+            false => None,
+        })
     }
 }
 
@@ -90,17 +106,22 @@ struct Cluster {
     /// The keys each client sends.
     keys: Vec<Keys>,
     endpoints: Vec<String>,
+    /// The servers' public key, with `--curve`.
+    server_key: Option<PublicKey>,
 }
 
 impl Cluster {
     fn start(setup: &Setup, clients: usize, control: &Arc<Control>) -> anyhow::Result<Self> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut endpoints = Vec::new();
+        let secret = setup.server_key()?;
+        let server_key = secret.as_ref().map(SecretKey::public_key);
         let (brokers, frontends, backends) = match &setup.external {
             Some((front, back)) => (Vec::new(), vec![front.clone()], vec![back.clone()]),
             None => {
                 let brokers = cluster::start(setup.transport, setup.brokers, deadline, |c| {
                     c.max_pending_per_type = 1_000_000;
+                    c.curve_secret_key.clone_from(&secret);
                 })?;
                 let frontends: Vec<String> =
                     brokers.iter().map(|b| b.frontend().to_owned()).collect();
@@ -113,8 +134,10 @@ impl Cluster {
         let n = frontends.len();
         let proxy = if setup.proxy {
             let bind = setup.transport.bind_endpoint("proxy");
-            let proxy = ClientProxy::start(ClientProxyConfig::new(bind, frontends[0].clone()))
-                .context("starting the proxy")?;
+            let mut config = ClientProxyConfig::new(bind, frontends[0].clone());
+            config.curve_secret_key.clone_from(&secret);
+            config.curve_server_key = server_key;
+            let proxy = ClientProxy::start(config).context("starting the proxy")?;
             endpoints.push(proxy.endpoint().to_owned());
             Some(proxy)
         } else {
@@ -131,6 +154,7 @@ impl Cluster {
             capacity[b] += config.credits();
             config.inline = setup.inline;
             config.name = Some(format!("bench-{i}"));
+            config.curve_server_key = server_key;
             let mut builder = Worker::builder(config);
             let handler = handler(setup.gated(), control.clone());
             for t in 1..=setup.types {
@@ -142,7 +166,12 @@ impl Cluster {
         let idle_broker = setup.placement.worker_broker(0, n);
         let idle = (setup.idle_workers > 0)
             .then(|| {
-                IdleWorkers::start(&backends[idle_broker], setup.idle_workers, setup.transport)
+                IdleWorkers::start(
+                    &backends[idle_broker],
+                    setup.idle_workers,
+                    setup.transport,
+                    server_key.as_ref(),
+                )
             })
             .transpose()?;
         for w in &workers {
@@ -189,7 +218,7 @@ impl Cluster {
         // Local clients are made by their own threads, in `run`.
         let shared_clients = if setup.local_client { 0 } else { clients };
         for client_endpoint in client_endpoints.iter().take(shared_clients) {
-            let client = Client::connect(ClientConfig::new(client_endpoint.clone()))?;
+            let client = Client::connect(client_config(client_endpoint, server_key.as_ref()))?;
             anyhow::ensure!(
                 client.wait_connected(READY_TIMEOUT),
                 "client did not connect to {client_endpoint} within {READY_TIMEOUT:?}"
@@ -205,6 +234,7 @@ impl Cluster {
             client_endpoints,
             keys,
             endpoints,
+            server_key,
         })
     }
 
@@ -271,6 +301,7 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
     let result = load::run(&setup.label(), spec, control, |idx, control| {
         let shared = cluster.clients.get(idx).cloned();
         let endpoint = cluster.client_endpoints[idx].clone();
+        let server_key = cluster.server_key;
         let mut keys = cluster.keys[idx].clone();
         let (setup, spec) = (setup.clone(), spec.clone());
         std::thread::Builder::new()
@@ -278,7 +309,7 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
             .spawn(move || {
                 let mut client = match shared {
                     Some(client) => BenchClient::Shared(client),
-                    None => match connect_local(&endpoint) {
+                    None => match connect_local(&endpoint, server_key.as_ref()) {
                         Ok(local) => BenchClient::Local(Box::new(local)),
                         Err(e) => {
                             tracing::error!(error = %e, "local client");
@@ -341,8 +372,16 @@ fn with_key<'a>(builder: RequestBuilder<'a>, keys: &mut Keys) -> RequestBuilder<
     }
 }
 
-fn connect_local(endpoint: &str) -> anyhow::Result<LocalClient> {
-    let mut client = LocalClient::connect(ClientConfig::new(endpoint))?;
+/// A client's config for `endpoint`, with CURVE towards `server` if given
+/// (its own key pair made by the client).
+fn client_config(endpoint: &str, server: Option<&PublicKey>) -> ClientConfig {
+    let mut config = ClientConfig::new(endpoint);
+    config.curve_server_key = server.copied();
+    config
+}
+
+fn connect_local(endpoint: &str, server: Option<&PublicKey>) -> anyhow::Result<LocalClient> {
+    let mut client = LocalClient::connect(client_config(endpoint, server))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     while !client.is_connected() {
         anyhow::ensure!(
@@ -532,7 +571,12 @@ struct IdleWorkers {
 impl IdleWorkers {
     const FIRST_TYPE: RequestType = 1_000_000;
 
-    fn start(backend: &str, n: usize, transport: Transport) -> anyhow::Result<Self> {
+    fn start(
+        backend: &str,
+        n: usize,
+        transport: Transport,
+        server: Option<&PublicKey>,
+    ) -> anyhow::Result<Self> {
         use lhcluster::protocol::{Message, Ready};
         // inproc only connects within one context; elsewhere use our own
         // (a context holds at most 1023 sockets).
@@ -544,6 +588,12 @@ impl IdleWorkers {
             let s = ctx.socket(zmq::DEALER)?;
             s.set_identity(format!("bench-idle-{i:06}").as_bytes())?;
             s.set_linger(0)?;
+            if let Some(server) = server {
+                let own = zmq::CurveKeyPair::new()?;
+                s.set_curve_serverkey(server.as_bytes())?;
+                s.set_curve_publickey(&own.public_key)?;
+                s.set_curve_secretkey(&own.secret_key)?;
+            }
             s.connect(backend)?;
             let _ = Message::Ready(Ready {
                 heartbeat_ms: 1000,

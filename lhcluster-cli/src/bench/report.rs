@@ -259,9 +259,15 @@ pub fn print(report: &Report, args: &Args) {
         if args.one_way {
             println!("(the baselines are two-way echoes)");
         }
+        // The ratios are of the last system (lhcluster, or with --curve
+        // lhcluster+curve) to each one before it.
+        let measured = report
+            .systems
+            .last()
+            .map_or("lhcluster", |s| s.name.as_str());
         for r in &report.ratios {
             println!(
-                "lhcluster / {:<11} throughput {:.2}×, p50 {:.2}×, p99 {:.2}×, CPU per request {:.2}×",
+                "{measured} / {:<11} throughput {:.2}×, p50 {:.2}×, p99 {:.2}×, CPU per request {:.2}×",
                 r.baseline, r.throughput, r.p50, r.p99, r.cpu_per_request
             );
         }

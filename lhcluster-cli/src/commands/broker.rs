@@ -7,7 +7,7 @@ use lhcluster::{Broker, BrokerConfig};
 
 use crate::commands::keys::{self, SecretKeyFlag};
 use crate::common::{parse_metrics_addr, set};
-use crate::daemon::{self, ConfigFlags};
+use crate::daemon::{self, ConfigFlags, InputLimitFlags, InputLimits};
 
 /// Run a broker: clients and proxies connect to the frontend, workers to
 /// the backend.
@@ -57,6 +57,8 @@ pub struct Args {
     /// (needs --secret-key).
     #[arg(long, value_name = "FILE")]
     worker_keys: Option<PathBuf>,
+    #[command(flatten)]
+    limits: InputLimitFlags,
 }
 
 impl Args {
@@ -80,17 +82,26 @@ impl Args {
         self.secret_key.apply(&mut config.curve_secret_key)?;
         keys::apply_list(&self.client_keys, &mut config.curve_client_keys)?;
         keys::apply_list(&self.worker_keys, &mut config.curve_worker_keys)?;
+        config.apply_limits(&self.limits);
         Ok(config)
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    // SIGHUP: the key lists read again (the config file's and the key
+    // files), put in force for the handshakes and messages to come.
+    let reload = |broker: &Broker| -> anyhow::Result<()> {
+        let fresh = args.config()?;
+        broker.reload_keys(fresh.curve_client_keys, fresh.curve_worker_keys)?;
+        Ok(())
+    };
     daemon::run(
         "broker",
         config,
         Broker::start,
         Broker::stop,
         args.metrics.as_deref(),
+        Some(&reload),
     )
 }

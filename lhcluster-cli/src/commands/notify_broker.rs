@@ -1,12 +1,14 @@
 //! `lhcluster notify-broker`: runs a notification broker until SIGINT /
 //! SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lhcluster::notify::{NotifyBroker, NotifyBrokerConfig};
 
+use crate::commands::keys::{self, SecretKeyFlag};
 use crate::common::{parse_metrics_addr, set};
-use crate::daemon::{self, ConfigFlags};
+use crate::daemon::{self, ConfigFlags, InputLimitFlags, InputLimits};
 
 /// Run a notify broker: subscribers connect to one endpoint, publishers
 /// to the other.
@@ -34,6 +36,18 @@ pub struct Args {
     metrics: Option<String>,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
+    /// File of the subscriber public keys the frontend lets in, one per
+    /// line (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    subscriber_keys: Option<PathBuf>,
+    /// File of the publisher public keys the backend lets in, one per line
+    /// (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    publisher_keys: Option<PathBuf>,
+    #[command(flatten)]
+    limits: InputLimitFlags,
 }
 
 impl Args {
@@ -52,6 +66,10 @@ impl Args {
         set(&mut config.frontend, &self.frontend);
         set(&mut config.backend, &self.publishers);
         set(&mut config.backend, &self.backend);
+        self.secret_key.apply(&mut config.curve_secret_key)?;
+        keys::apply_list(&self.subscriber_keys, &mut config.curve_subscriber_keys)?;
+        keys::apply_list(&self.publisher_keys, &mut config.curve_publisher_keys)?;
+        config.apply_limits(&self.limits);
         Ok(config)
     }
 }
@@ -64,5 +82,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         NotifyBroker::start,
         NotifyBroker::stop,
         args.metrics.as_deref(),
+        None,
     )
 }

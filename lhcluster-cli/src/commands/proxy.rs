@@ -1,12 +1,14 @@
 //! `lhcluster proxy`: runs a client proxy until SIGINT / SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 
+use crate::commands::keys::{self, SecretKeyFlag, ServerKeyFlag};
 use crate::common::{parse_duration, parse_metrics_addr, set};
-use crate::daemon::{self, ConfigFlags};
+use crate::daemon::{self, ConfigFlags, InputLimitFlags, InputLimits};
 
 /// Run a client proxy: clients connect to it as to a broker; it buffers
 /// their requests until confirmed and re-sends them across broker restarts.
@@ -34,6 +36,18 @@ pub struct Args {
     /// at http://ADDR/healthz (ADDR: HOST:PORT, e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     metrics: Option<String>,
+    // The client side's CURVE key (clients then need its public key), also
+    // the proxy's own key towards a CURVE broker.
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    /// File of the client public keys the client side lets in, one per
+    /// line (needs --secret-key).
+    #[arg(long, value_name = "FILE")]
+    client_keys: Option<PathBuf>,
+    #[command(flatten)]
+    limits: InputLimitFlags,
 }
 
 impl Args {
@@ -46,6 +60,10 @@ impl Args {
         }
         set(&mut config.max_buffered, &self.max_buffered);
         set(&mut config.resend_initial, &self.resend_initial);
+        self.secret_key.apply(&mut config.curve_secret_key)?;
+        self.server_key.apply(&mut config.curve_server_key)?;
+        keys::apply_list(&self.client_keys, &mut config.curve_client_keys)?;
+        config.apply_limits(&self.limits);
         Ok(config)
     }
 }
@@ -58,5 +76,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ClientProxy::start,
         ClientProxy::stop,
         args.metrics.as_deref(),
+        None,
     )
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{Probe, diagnose, parse_duration, probe};
 use crate::payload;
 
@@ -44,6 +45,10 @@ pub struct Args {
     /// published.
     #[arg(long, visible_alias = "timeout", value_parser = parse_duration, default_value = "3s")]
     connect_timeout: Duration,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = NotifyPublisherConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
     config.connect_timeout = Some(args.connect_timeout);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     let publisher = match NotifyPublisher::connect(config) {
         Ok(publisher) => publisher,
         Err(lhcluster::Error::Connect {

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{diagnose, parse_duration};
 
 /// Query a running broker's statistics over the protocol.
@@ -27,13 +28,22 @@ pub struct Args {
     /// `cannot reach the broker at …`.
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     connect_timeout: Duration,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let stats = match lhcluster::broker::query_stats_within(
+    let (mut server, mut own) = (None, None);
+    args.server_key.apply(&mut server)?;
+    args.secret_key.apply(&mut own)?;
+    let stats = match lhcluster::broker::query_stats_with_keys(
         &args.broker,
         args.connect_timeout,
         args.timeout,
+        server.as_ref(),
+        own.as_ref(),
     ) {
         Ok(stats) => stats,
         Err(e @ lhcluster::Error::Unreachable { .. }) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
+use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{Probe, diagnose, parse_duration, probe, shutdown_signal};
 use crate::payload;
 
@@ -50,6 +51,10 @@ pub struct Args {
     /// subscriptions; past it: `cannot reach the notify broker at …`.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     connect_timeout: Duration,
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
 }
 
 #[derive(Clone, Copy)]
@@ -75,6 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = NotifySubscriberConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
     config.confirm_timeout = Some(args.connect_timeout);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)

@@ -19,6 +19,7 @@ __all__ = [
     "NoWorkers",
     "UnknownReplyTo",
     "Expired",
+    "Forbidden",
     "Timeout",
     "Disconnected",
     "NotConnected",
@@ -107,6 +108,12 @@ class Expired(StatusError):
     """EXPIRED: the deadline passed before a worker took the request; it did not run."""
 
     status = "expired"
+
+
+class Forbidden(StatusError):
+    """FORBIDDEN: the client's CURVE key may not send this request type; it did not run."""
+
+    status = "forbidden"
 
 
 class Timeout(Error, TimeoutError):

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config_common::{check_outbox, check_shared, defaults, positive};
+use crate::config_common::{check_input_limits, check_outbox, check_shared, defaults, positive};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
 use crate::curve::{KeyList, SecretKey};
@@ -100,6 +100,15 @@ pub struct BrokerConfig {
     /// The worker public keys the backend lets in, likewise. `None` (the
     /// default): any worker that holds the broker's public key.
     pub curve_worker_keys: Option<KeyList>,
+    /// `ZMQ_MAXMSGSIZE` of the sockets it binds: the largest frame, in
+    /// bytes, a peer may send. libzmq cuts the connection of a peer that
+    /// sends a larger one (docs/security.md, "Limits on input").
+    /// Default: 16 MiB.
+    pub max_message_size: usize,
+    /// The most frames a message it reads may have; one with more, or with
+    /// more than `max_message_size` bytes in all, is dropped and counted
+    /// (`oversized`). Default: 1024.
+    pub max_message_frames: usize,
 }
 
 impl BrokerConfig {
@@ -128,6 +137,8 @@ impl BrokerConfig {
             curve_secret_key: None,
             curve_client_keys: None,
             curve_worker_keys: None,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_message_frames: defaults::MAX_MESSAGE_FRAMES,
         }
     }
 
@@ -158,6 +169,7 @@ impl BrokerConfig {
             crate::endpoint::require("cluster_peers", peer)?;
         }
         positive("max_pending_bytes", self.max_pending_bytes)?;
+        check_input_limits(self.max_message_size, self.max_message_frames)?;
         check_outbox(
             self.peer_sndhwm,
             self.max_outbox_bytes_per_peer,

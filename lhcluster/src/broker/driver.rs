@@ -3,7 +3,7 @@
 //! between them and the state machine, and runs its ticks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -13,7 +13,7 @@ use super::config::BrokerConfig;
 use super::core::{BrokerCore, ClusterFrom, Side};
 use super::stats::BrokerStats;
 use crate::accept::{self, Delivery, RouterOutbox};
-use crate::curve::{SocketCurve, ZapDomain};
+use crate::curve::{KeyList, SocketCurve, ZapDomain};
 use crate::error::Error;
 use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
@@ -22,6 +22,12 @@ use crate::stats_log::StatsLog;
 #[derive(Debug)]
 pub(crate) enum Command {
     Stats(Sender<BrokerStats>),
+    /// New key lists (`None`: keep that side's), answered when in force.
+    ReloadKeys {
+        clients: Option<KeyList>,
+        workers: Option<KeyList>,
+        done: Sender<Result<(), Error>>,
+    },
     Stop,
 }
 
@@ -35,13 +41,15 @@ pub(super) struct Bound {
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
     let curve = SocketCurve::server(config.curve_secret_key.as_ref());
     let zap = Zap::register(&config)?;
-    let (hwm, sndhwm) = (config.hwm, config.peer_sndhwm);
-    let frontend = io::router(&config.frontend, hwm, sndhwm, zap.side(&curve, 0).as_ref())?;
-    let backend = io::router(&config.backend, hwm, sndhwm, zap.side(&curve, 1).as_ref())?;
+    let hwms = (config.hwm, config.peer_sndhwm);
+    let size = config.max_message_size;
+    let frontend = io::router(&config.frontend, hwms, zap.side(&curve, 0).as_ref(), size)?;
+    let backend = io::router(&config.backend, hwms, zap.side(&curve, 1).as_ref(), size)?;
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
-    let core = BrokerCore::new(&config, Instant::now());
-    let cluster = ClusterSockets::open(&config, &core)?;
+    let mut core = BrokerCore::new(&config, Instant::now());
+    core.set_auth_failures(zap.failures.clone());
+    let cluster = ClusterSockets::open(&config, &core, &zap)?;
     let cluster_ep = cluster.as_ref().and_then(|c| c.router_ep.clone());
     // The configured endpoints: a bound wildcard is shown as 127.0.0.1.
     let mut bound_eps = vec![config.frontend.as_str(), config.backend.as_str()];
@@ -71,6 +79,10 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                     RouterOutbox::new(config.outbox_limits()),
                 ],
                 zap,
+                limits: io::Limits {
+                    frames: config.max_message_frames,
+                    bytes: config.max_message_size,
+                },
                 stats_log: StatsLog::new(config.stats_log_interval, now),
             };
             driver.run();
@@ -94,15 +106,21 @@ struct ClusterSockets {
 }
 
 impl ClusterSockets {
-    fn open(config: &BrokerConfig, core: &BrokerCore) -> Result<Option<Self>, Error> {
+    fn open(config: &BrokerConfig, core: &BrokerCore, zap: &Zap) -> Result<Option<Self>, Error> {
         let Some(id) = core.cluster_id() else {
             return Ok(None);
         };
         let (router, router_ep, router_bound) = match &config.cluster_bind {
             Some(bind) => {
                 let curve = SocketCurve::server(config.curve_secret_key.as_ref());
+                // Only members dial in: they hold the cluster's key pair.
+                let curve = match (&curve, &zap.members) {
+                    (Some(curve), Some(domain)) => Some(curve.clone().with_zap(domain)),
+                    _ => curve,
+                };
                 // Brokers read what they are sent: the usual per-peer pipe.
-                let router = io::router(bind, config.hwm, config.hwm, curve.as_ref())?;
+                let hwms = (config.hwm, config.hwm);
+                let router = io::router(bind, hwms, curve.as_ref(), config.max_message_size)?;
                 let (ep, bound) = io::bound_endpoints(&router, bind);
                 (Some(router), Some(ep), Some(bound))
             }
@@ -171,6 +189,8 @@ struct Driver {
     outboxes: [RouterOutbox; 2],
     /// The allow lists of the frontend and backend, while the broker runs.
     zap: Zap,
+    /// The most frames and bytes a message read may have.
+    limits: io::Limits,
     stats_log: StatsLog,
 }
 
@@ -258,10 +278,14 @@ impl Driver {
             Side::Backend => &self.backend,
             _ => &self.frontend,
         };
-        accept::read(socket, |peer, header, payload| {
+        let opts = accept::ReadOpts {
+            keys: self.core.wants_keys(side),
+            limits: self.limits,
+        };
+        let oversized = accept::read(socket, opts, |peer, header, payload, key| {
             match side {
-                Side::Backend => self.core.on_backend(now, peer, header, payload),
-                _ => self.core.on_frontend(now, peer, header, payload),
+                Side::Backend => self.core.on_backend(now, peer, header, payload, key),
+                _ => self.core.on_frontend(now, peer, header, payload, key),
             }
             // Keep the outbox short so responses leave while we read.
             if self.core.outbox().len() >= READ_BATCH {
@@ -274,6 +298,9 @@ impl Driver {
                 );
             }
         });
+        for (peer, size, header) in oversized {
+            self.core.on_oversized(now, side, &peer, size, &header);
+        }
     }
 
     /// Reads a batch from each readable cluster socket: `ready` is the
@@ -286,10 +313,23 @@ impl Driver {
         let mut ready = ready.iter().copied();
         if let Some(router) = &c.router {
             if ready.next().unwrap_or(false) {
-                accept::read(router, |peer, header, payload| {
+                // Members are trusted with the bytes: what they forward was
+                // a client's message within the limits, plus their header.
+                let opts = accept::ReadOpts {
+                    keys: false,
+                    limits: io::Limits {
+                        bytes: usize::MAX,
+                        ..self.limits
+                    },
+                };
+                let oversized = accept::read(router, opts, |peer, header, payload, _| {
                     self.core
                         .on_cluster(now, ClusterFrom::Router(peer), header, payload);
                 });
+                for (peer, size, header) in oversized {
+                    self.core
+                        .on_oversized(now, Side::Cluster, &peer, size, &header);
+                }
             }
         }
         for (i, dial) in c.dials.iter().enumerate() {
@@ -314,9 +354,18 @@ impl Driver {
         for command in self.inbox.pending(rung) {
             match command {
                 Command::Stats(reply) => {
-                    let mut stats = self.core.stats();
-                    stats.auth_failures = self.zap.failures.load(Ordering::Relaxed);
-                    let _ = reply.send(stats);
+                    let _ = reply.send(self.core.stats());
+                }
+                Command::ReloadKeys {
+                    clients,
+                    workers,
+                    done,
+                } => {
+                    let result = self.zap.replace(clients.as_ref(), workers.as_ref());
+                    if result.is_ok() {
+                        self.core.set_key_lists(Instant::now(), clients, workers);
+                    }
+                    let _ = done.send(result);
                 }
                 Command::Stop => return true,
             }
@@ -428,6 +477,9 @@ fn send_queued(
 struct Zap {
     /// Frontend, backend; `None` for a side without a list.
     domains: [Option<ZapDomain>; 2],
+    /// The cluster endpoint's: only the cluster's own public key (members
+    /// share the key pair), when it binds one with CURVE.
+    members: Option<ZapDomain>,
     failures: Arc<AtomicU64>,
 }
 
@@ -448,7 +500,43 @@ impl Zap {
                 )?);
             }
         }
-        Ok(Self { domains, failures })
+        let members = match (&config.curve_secret_key, &config.cluster_bind) {
+            (Some(secret), Some(_)) => Some(crate::curve::register_zap(
+                "broker cluster endpoint",
+                KeyList::from_keys([secret.public_key()]),
+                failures.clone(),
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            domains,
+            members,
+            failures,
+        })
+    }
+
+    /// Puts new lists in force for the handshakes to come (`None`: keep
+    /// that side's). A side that started without a list cannot get one:
+    /// its socket has no ZAP domain.
+    fn replace(&self, clients: Option<&KeyList>, workers: Option<&KeyList>) -> Result<(), Error> {
+        let lists = [
+            ("curve_client_keys", clients),
+            ("curve_worker_keys", workers),
+        ];
+        for ((field, list), domain) in lists.iter().zip(&self.domains) {
+            if list.is_some() && domain.is_none() {
+                return Err(Error::Config(crate::ConfigError::invalid(
+                    field,
+                    "cannot be reloaded into a broker started without it (restart it)",
+                )));
+            }
+        }
+        for ((_, list), domain) in lists.into_iter().zip(&self.domains) {
+            if let (Some(list), Some(domain)) = (list, domain) {
+                domain.replace(list.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The CURVE side of socket `i` (0 frontend, 1 backend).

@@ -22,6 +22,7 @@ use std::sync::Arc;
 pub use config::BrokerConfig;
 pub use stats::{BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats};
 
+use crate::curve::KeyList;
 use crate::error::Error;
 use crate::role::RoleHandle;
 
@@ -74,6 +75,30 @@ impl Broker {
         self.role.request(driver::Command::Stats)
     }
 
+    /// Puts new key lists in force (docs/security.md, "Reloading keys"):
+    /// `clients` replaces `curve_client_keys`, `workers` replaces
+    /// `curve_worker_keys`; `None` keeps that list. What a side had no list
+    /// for at start cannot get one (an error; restart the broker).
+    ///
+    /// New CURVE handshakes are judged by the new lists; connections
+    /// already made are kept, but held to them: from now on every REQUEST
+    /// is checked against the client list (a key no longer listed gets
+    /// `FORBIDDEN`), and a registered worker whose key no longer may
+    /// register all its types is removed (its work in flight retried or
+    /// answered as on its death) and told `FORBIDDEN`. Returns once the
+    /// lists are in force. `lhcluster broker` calls it on SIGHUP.
+    pub fn reload_keys(
+        &self,
+        clients: Option<KeyList>,
+        workers: Option<KeyList>,
+    ) -> Result<(), Error> {
+        self.role.request(|done| driver::Command::ReloadKeys {
+            clients,
+            workers,
+            done,
+        })?
+    }
+
     /// Tells every worker and client that the broker is going away, closes
     /// the sockets and waits for the driver thread (up to the configured
     /// shutdown timeout). Idempotent.
@@ -100,12 +125,35 @@ pub fn query_stats_within(
     connect_timeout: std::time::Duration,
     timeout: std::time::Duration,
 ) -> Result<BrokerStats, Error> {
+    query_stats_with_keys(frontend, connect_timeout, timeout, None, None)
+}
+
+/// [`query_stats_within`] of a CURVE broker (docs/security.md):
+/// `server_key` is the broker's public key, `secret_key` the tool's own key
+/// (needed when the broker has a client key list: it must be listed;
+/// without one, a new key is made for the query). Without `server_key`, in
+/// clear. A query the broker's CURVE refuses never completes its handshake:
+/// it ends [`Error::Unreachable`] at `connect_timeout`.
+pub fn query_stats_with_keys(
+    frontend: &str,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+    server_key: Option<&crate::curve::PublicKey>,
+    secret_key: Option<&crate::curve::SecretKey>,
+) -> Result<BrokerStats, Error> {
     use std::time::Instant;
 
     use crate::error::zmq_err;
     use crate::protocol::{self, Message};
 
     crate::endpoint::validate(frontend)?;
+    if secret_key.is_some() && server_key.is_none() {
+        return Err(Error::Config(crate::ConfigError::invalid(
+            "secret_key",
+            "is set but the broker's public key is not, and it needs it (docs/security.md)",
+        )));
+    }
+    let curve = crate::curve::SocketCurve::client(server_key, secret_key)?;
     // The socket's handshake events, read on a PAIR: a query to an endpoint
     // where nothing listens would otherwise look like a slow broker.
     let monitor_endpoint = format!(
@@ -117,7 +165,7 @@ pub fn query_stats_within(
         frontend,
         &crate::peer::random_routing_id(),
         16,
-        None,
+        curve.as_ref(),
         Some((
             &monitor_endpoint,
             zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32,

@@ -62,11 +62,16 @@ pub struct BrokerStats {
     pub undeliverable: u64,
     /// CURVE handshakes refused because the peer's key is not in the
     /// frontend's or the backend's list (`curve_client_keys`,
-    /// `curve_worker_keys`; docs/security.md). In [`Broker::stats`]; a
-    /// `STATS_REPLY` does not carry it yet.
-    ///
-    /// [`Broker::stats`]: super::Broker::stats
+    /// `curve_worker_keys`), or because the peer did not use CURVE
+    /// (docs/security.md).
     pub auth_failures: u64,
+    /// Requests refused `FORBIDDEN`: the client's (or proxy's) key may not
+    /// send their type (`curve_client_keys`; docs/security.md).
+    pub requests_forbidden: u64,
+    /// Worker registrations refused because the worker's key may not
+    /// register (some of) its types (`curve_worker_keys`), and registered
+    /// workers removed when a reload took a type away from their key.
+    pub workers_forbidden: u64,
     /// Malformed or unexpected messages on the frontend.
     pub malformed_frontend: u64,
     /// Malformed or unexpected messages on the backend.
@@ -105,6 +110,12 @@ pub struct BrokerStats {
     pub slow_consumers: u64,
     /// Workers declared dead for not reading their dispatches.
     pub slow_workers: u64,
+    /// Messages dropped unread for having more frames than
+    /// `max_message_frames`, or more bytes in all than `max_message_size`
+    /// (docs/security.md, "Limits on input"). A single frame over
+    /// `max_message_size` is not counted here: libzmq cuts its connection
+    /// before the broker sees it.
+    pub oversized: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,
     /// Bytes held in the outboxes now.
@@ -214,7 +225,7 @@ impl fmt::Display for BrokerStats {
              worker_death={} retried={} pending={} in_flight={} workers={} clients={} \
              malformed={} undeliverable={} stale_results={} unknown_results={} \
              pending_bytes={} outbox_bytes={} outbox_peers={} outcomes_dropped_slow={} \
-             slow_consumers={} slow_workers={}",
+             slow_consumers={} slow_workers={} auth_failures={} forbidden={}",
             self.requests_received,
             self.requests_dispatched,
             self.requests_completed,
@@ -237,6 +248,8 @@ impl fmt::Display for BrokerStats {
             self.outcomes_dropped_slow,
             self.slow_consumers,
             self.slow_workers,
+            self.auth_failures,
+            self.requests_forbidden + self.workers_forbidden,
         )
     }
 }

@@ -283,7 +283,17 @@ impl ClientCore {
         self.session.broker_error(now, &e.error);
         if let Some(r) = e.request {
             if let Some(entry) = self.outstanding.remove(&(r.request_type, r.request_id)) {
-                entry.shared.complete(Err(RequestError::Protocol(e.error)));
+                // FORBIDDEN on an ERROR: what a proxy sends a client that
+                // has not greeted yet (protocol.md §10.2); the same outcome
+                // as the RESPONSE a greeted client gets.
+                let outcome = match e.status {
+                    Some(status @ Status::Forbidden) => RequestError::Status {
+                        status,
+                        message: e.error,
+                    },
+                    _ => RequestError::Protocol(e.error),
+                };
+                entry.shared.complete(Err(outcome));
             }
         }
     }

@@ -44,7 +44,8 @@ pub enum RequestError {
     /// The broker or the worker answered with a status other than `OK`:
     /// `FAILED` (handler error), `BAD_REQUEST`, `REJECTED` (duplicate),
     /// `WORKER_DEATH`, `REDIRECTED`, `OVERLOADED`, `NO_WORKERS`,
-    /// `UNKNOWN_REPLY_TO`.
+    /// `UNKNOWN_REPLY_TO`, `EXPIRED`, `FORBIDDEN` (this client's CURVE key
+    /// may not send the request type: docs/security.md).
     #[error("{status}: {message}")]
     Status {
         /// The status received.
@@ -81,6 +82,13 @@ impl RequestError {
             RequestError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the broker refused the request because this client's CURVE
+    /// key may not send its type ([`Status::Forbidden`]; docs/security.md).
+    /// Sending it again will not help until the broker's key list changes.
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(Status::Forbidden)
     }
 }
 

@@ -752,6 +752,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "bad header".to_owned(),
             request: Some(rref(7, 1)),
+            status: None,
         }),
     );
     assert!(actions.is_empty(), "an ERROR is never answered");
@@ -767,6 +768,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "general".to_owned(),
             request: None,
+            status: None,
         }),
     );
     h.feed(
@@ -774,6 +776,7 @@ fn error_naming_an_outstanding_request_fails_it_with_protocol() {
         Message::Error(ErrorReply {
             error: "other".to_owned(),
             request: Some(rref(9, 9)),
+            status: None,
         }),
     );
     assert!(!b.is_done());
@@ -972,6 +975,25 @@ fn the_deadline_sent_is_the_callers_wait() {
     assert_eq!(deadline_of(&sent), 0, "no deadline from the default");
     let (_timed, sent) = h.submit_full(12, (7, 3), Flags::ONE_WAY, Some(ms(500)), None, &[b"x"]);
     assert_eq!(deadline_of(&sent), 500);
+}
+
+/// An ERROR naming a request with status FORBIDDEN (what a proxy sends a
+/// client that has not greeted it yet) ends it `Forbidden`, as a RESPONSE
+/// FORBIDDEN does.
+#[test]
+fn an_error_with_status_forbidden_ends_the_request_forbidden() {
+    let mut h = Harness::ready();
+    let mut a = h.send(10, (7, 1), Flags::empty());
+    h.feed(
+        20,
+        Message::Error(ErrorReply {
+            error: "forbidden: key K may not send request type 7".to_owned(),
+            request: Some(rref(7, 1)),
+            status: Some(Status::Forbidden),
+        }),
+    );
+    let err = expect_err(&mut a);
+    assert!(err.is_forbidden(), "{err:?}");
 }
 
 #[test]

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use crate::config_common::{
-    check_brokers, check_outbox, check_reconnect, check_shared, defaults, positive,
+    check_brokers, check_input_limits, check_outbox, check_reconnect, check_shared, defaults,
+    positive,
 };
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
-use crate::curve::{PublicKey, SecretKey};
+use crate::curve::{KeyList, PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// How a [`ClientProxy`](super::ClientProxy) runs. Fields default as
@@ -102,6 +103,21 @@ pub struct ClientProxyConfig {
     /// encrypted and reaches only the holder of the matching secret key.
     /// `None` (the default): no CURVE upstream.
     pub curve_server_key: Option<PublicKey>,
+    /// The client public keys its client side lets in (docs/security.md);
+    /// any other is refused during the CURVE handshake and counted
+    /// (`auth_failures`). The types after a key are not checked here: the
+    /// broker checks the proxy's own key. `None` (the default): any client
+    /// that holds the proxy's public key. Needs `curve_secret_key`.
+    pub curve_client_keys: Option<KeyList>,
+    /// `ZMQ_MAXMSGSIZE` of the sockets it binds: the largest frame, in
+    /// bytes, a peer may send. libzmq cuts the connection of a peer that
+    /// sends a larger one (docs/security.md, "Limits on input").
+    /// Default: 16 MiB.
+    pub max_message_size: usize,
+    /// The most frames a message it reads may have; one with more, or with
+    /// more than `max_message_size` bytes in all, is dropped and counted
+    /// (`oversized`). Default: 1024.
+    pub max_message_frames: usize,
 }
 
 impl ClientProxyConfig {
@@ -127,6 +143,9 @@ impl ClientProxyConfig {
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             curve_secret_key: None,
             curve_server_key: None,
+            curve_client_keys: None,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_message_frames: defaults::MAX_MESSAGE_FRAMES,
         }
     }
 
@@ -160,9 +179,11 @@ impl ClientProxyConfig {
             self.max_outbox_bytes_total,
             self.slow_consumer_timeout,
         )?;
+        check_input_limits(self.max_message_size, self.max_message_frames)?;
         crate::curve::check_config(
             self.curve_server_key.is_some() || self.curve_secret_key.is_some(),
-            None,
+            (self.curve_client_keys.is_some() && self.curve_secret_key.is_none())
+                .then_some(("curve_client_keys", "curve_secret_key")),
         )?;
         check_shared(
             self.heartbeat,

@@ -46,6 +46,10 @@ impl From<LinkAction> for Action {
 
 type EntryKey = (PeerId, RequestType, RequestId);
 
+/// The protocol minor version from which a client takes the status
+/// FORBIDDEN in a RESPONSE.
+const FORBIDDEN_MINOR: u32 = 4;
+
 /// The confirmation that ends a buffered request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Confirm {
@@ -78,6 +82,9 @@ type Forwarded = (Flags, Option<String>, Option<Instant>);
 struct ClientInfo {
     /// The name it registered, greeted for it on every broker session.
     name: Option<String>,
+    /// The protocol minor version of its HELLO (0 before one): a client
+    /// older than 1.4 gets FORBIDDEN as an ERROR naming the request.
+    minor: u32,
 }
 
 #[derive(Debug)]
@@ -220,7 +227,10 @@ impl ProxyCore {
             Err(e) => return self.client_malformed(peer, header, e.to_string()),
         };
         match msg {
-            Message::Hello(hello) => self.on_hello(now, peer, hello),
+            Message::Hello(hello) => {
+                let minor = protocol::peek_minor(header);
+                self.on_hello(now, peer, hello, minor);
+            }
             Message::Heartbeat { heartbeat_ms } => {
                 let client = self.touch_client(now, peer);
                 self.clients.set_interval(client, heartbeat_ms);
@@ -240,11 +250,12 @@ impl ProxyCore {
         }
     }
 
-    fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello) {
+    fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello, minor: u32) {
         let (client, _) = self.clients.touch(now, peer, ClientInfo::default);
         self.clients.set_interval(client, hello.heartbeat_ms);
         if let Some(c) = self.clients.get_mut(client) {
             c.data.name = hello.name.clone();
+            c.data.minor = minor;
         }
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         self.send_client(peer.into(), Message::Welcome { heartbeat_ms });
@@ -387,6 +398,21 @@ impl ProxyCore {
         client
     }
 
+    /// A client's message over `max_message_frames` frames or
+    /// `max_message_size` bytes in all: dropped unread, counted and logged
+    /// through the limiter.
+    pub(crate) fn on_oversized(&mut self, peer: &[u8], size: crate::io::Oversized) {
+        self.stats.oversized += 1;
+        let error = format!(
+            "a message of {} frames and {} bytes, over max_message_frames or \
+             max_message_size: dropped",
+            size.frames, size.bytes
+        );
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(%error, "oversized message from a client");
+        }
+    }
+
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
         self.stats.malformed_clients += 1;
         if self.bad_input.admit(self.now, peer, &error) {
@@ -399,7 +425,14 @@ impl ProxyCore {
             r.route.clear();
             r
         });
-        self.send_client(peer.into(), Message::Error(ErrorReply { error, request }));
+        self.send_client(
+            peer.into(),
+            Message::Error(ErrorReply {
+                error,
+                request,
+                status: None,
+            }),
+        );
     }
 
     // ----- broker side --------------------------------------------------
@@ -424,6 +457,27 @@ impl ProxyCore {
         let peer: PeerId = r.route.as_slice().into();
         self.remove_entry(&(peer.clone(), r.request_type, r.request_id));
         self.stats.responses_forwarded += 1;
+        let older = |minor: u32| minor < FORBIDDEN_MINOR;
+        if r.status == Status::Forbidden
+            && self
+                .clients
+                .find_mut(&peer)
+                .is_none_or(|c| older(c.data.minor))
+        {
+            // A client older than 1.4 (or one that has not greeted) would
+            // refuse the status: an ERROR naming the request ends it there
+            // (protocol.md §10.2).
+            let error = ErrorReply {
+                error: r.error.unwrap_or_default(),
+                request: Some(RequestRef {
+                    request_type: r.request_type,
+                    request_id: r.request_id,
+                    route: Vec::new(),
+                }),
+                status: Some(Status::Forbidden),
+            };
+            return self.send_client(peer, Message::Error(error));
+        }
         let response = Message::Response(Response {
             route: Vec::new(),
             ..r
@@ -467,6 +521,7 @@ impl ProxyCore {
                 Message::Error(ErrorReply {
                     error: e.error,
                     request,
+                    status: e.status,
                 }),
             );
         }

@@ -1,6 +1,8 @@
 //! The client proxy's driver thread: owns the client-facing ROUTER and the
 //! broker-facing DEALER.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -10,7 +12,7 @@ use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
 use crate::accept::{self, Delivery, RouterOutbox};
-use crate::curve::SocketCurve;
+use crate::curve::{SocketCurve, ZapDomain};
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
@@ -24,8 +26,22 @@ pub(crate) enum Command {
 }
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
+    let auth_failures = Arc::new(AtomicU64::new(0));
+    let zap = match &config.curve_client_keys {
+        Some(list) => Some(crate::curve::register_zap(
+            "proxy client side",
+            list.clone(),
+            auth_failures.clone(),
+        )?),
+        None => None,
+    };
     let curve = SocketCurve::server(config.curve_secret_key.as_ref());
-    let clients = io::router(&config.bind, config.hwm, config.peer_sndhwm, curve.as_ref())?;
+    let curve = match (curve, &zap) {
+        (Some(curve), Some(zap)) => Some(curve.with_zap(zap)),
+        (curve, _) => curve,
+    };
+    let hwms = (config.hwm, config.peer_sndhwm);
+    let clients = io::router(&config.bind, hwms, curve.as_ref(), config.max_message_size)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);
     let (tx, bell, inbox) = crate::role::channel()?;
     info!(bind = %endpoint, brokers = ?config.brokers, "client proxy started");
@@ -42,6 +58,12 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
         header_buf: Vec::with_capacity(64),
         outbox: RouterOutbox::new(config.outbox_limits()),
         stats_log: StatsLog::new(config.stats_log_interval, now),
+        limits: io::Limits {
+            frames: config.max_message_frames,
+            bytes: config.max_message_size,
+        },
+        auth_failures,
+        _zap: zap,
     };
     let stop = || Command::Stop;
     let run = move || driver.run();
@@ -69,6 +91,12 @@ struct Driver {
     /// What waits for clients whose pipe is full.
     outbox: RouterOutbox,
     stats_log: StatsLog,
+    /// The most frames and bytes a client's message may have.
+    limits: io::Limits,
+    /// Refused CURVE handshakes, counted by the ZAP handler.
+    auth_failures: Arc<AtomicU64>,
+    /// The client side's allow list, while the proxy runs.
+    _zap: Option<ZapDomain>,
 }
 
 impl Driver {
@@ -125,7 +153,7 @@ impl Driver {
             for command in self.inbox.pending(ready.doorbell) {
                 match command {
                     Command::Stats(reply) => {
-                        let _ = reply.send(self.core.stats());
+                        let _ = reply.send(self.stats());
                     }
                     Command::Stop => {
                         self.core.on_stop(Instant::now());
@@ -145,9 +173,15 @@ impl Driver {
             let now = Instant::now();
             self.core.on_tick(now);
             if self.stats_log.due(now) {
-                info!(stats = ?self.core.stats(), "client proxy stats");
+                info!(stats = ?self.stats(), "client proxy stats");
             }
         }
+    }
+
+    fn stats(&self) -> ClientProxyStats {
+        let mut stats = self.core.stats();
+        stats.auth_failures = self.auth_failures.load(Ordering::Relaxed);
+        stats
     }
 
     /// Reads a batch from the clients, or from the broker.
@@ -158,6 +192,7 @@ impl Driver {
             clients,
             outbox,
             header_buf,
+            limits,
             ..
         } = self;
         // Keep the queue short, so that messages leave while we read.
@@ -167,10 +202,17 @@ impl Driver {
             }
         };
         if from_clients {
-            accept::read(clients, |peer, header, payload| {
+            let opts = accept::ReadOpts {
+                keys: false,
+                limits: *limits,
+            };
+            let oversized = accept::read(clients, opts, |peer, header, payload, _| {
                 core.on_client(Instant::now(), peer, header, payload);
                 flush(core, link);
             });
+            for (peer, size, _) in oversized {
+                core.on_oversized(&peer, size);
+            }
         } else {
             link.read(core, |link, core| flush(core, link));
         }

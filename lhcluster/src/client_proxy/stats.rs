@@ -39,6 +39,13 @@ pub struct ClientProxyStats {
     pub messages_dropped_slow: u64,
     /// Clients cut for not reading (`SHUTDOWN` sent).
     pub slow_consumers: u64,
+    /// CURVE handshakes refused by `curve_client_keys` (a key not listed,
+    /// or a client without CURVE; docs/security.md).
+    pub auth_failures: u64,
+    /// Messages from clients dropped unread for having more frames than
+    /// `max_message_frames`, or more bytes in all than `max_message_size`
+    /// (docs/security.md, "Limits on input").
+    pub oversized: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,
     /// Bytes held in the outbox now.

@@ -1089,12 +1089,14 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
     let general = Message::Error(ErrorReply {
         error: "general".into(),
         request: None,
+        status: None,
     });
     assert!(h.feed(5, general).is_empty());
     assert_eq!(h.stats().buffered, 2);
     let about = Message::Error(ErrorReply {
         error: "bad".into(),
         request: Some(rref(A, 1, 7)),
+        status: None,
     });
     let actions = h.feed(10, about);
     match only_for(&actions, A) {
@@ -1222,6 +1224,7 @@ fn an_error_is_never_answered_with_an_error() {
         Message::Error(ErrorReply {
             error: "yours".into(),
             request: Some(rref(&[], 1, 1)),
+            status: None,
         })
     };
     // Valid ERRORs: logged only.
@@ -1739,4 +1742,42 @@ fn a_client_over_its_outbox_limit_is_refused_and_a_cut_one_is_shut_down() {
     h.greet(6, A, None);
     let actions = h.send(7, A, (1, 4), Flags::empty(), &[b"z"]);
     only_request(&actions);
+}
+
+/// FORBIDDEN (1.4) from the broker reaches a client that greeted with
+/// minor 4 as it is, and a client older than 1.4 (or one that has not
+/// greeted) as an ERROR naming the request, which ends it there too.
+#[test]
+fn forbidden_goes_to_older_clients_as_an_error_naming_the_request() {
+    let mut h = Harness::ready().with_a();
+    // B greets as a 1.3 client: `08 01 10 03`.
+    let (mut header, payload) = encode(hello(None, CLIENT_HB));
+    assert_eq!(header[..3], [0x08, 0x01, 0x10]);
+    header[3] = 3;
+    h.client_raw(0, B, &header, payload);
+    h.send(1, A, (1, 7), Flags::empty(), &[b"x"]);
+    h.send(1, B, (1, 8), Flags::empty(), &[b"y"]);
+    let forbidden = |route: &[u8], id| {
+        Message::Response(Response {
+            request_type: 1,
+            request_id: id,
+            status: Status::Forbidden,
+            error: Some("forbidden: key K may not send request type 1".into()),
+            route: route.to_vec(),
+            payload: Payload::new(),
+        })
+    };
+    match only_for(&h.feed(5, forbidden(A, 7)), A) {
+        Message::Response(r) => assert_eq!((r.status, r.request_id), (Status::Forbidden, 7)),
+        other => panic!("expected RESPONSE, got {}", other.kind_name()),
+    }
+    match only_for(&h.feed(6, forbidden(B, 8)), B) {
+        Message::Error(e) => {
+            assert_eq!(e.status, Some(Status::Forbidden));
+            assert_eq!(e.request, Some(rref(&[], 1, 8)));
+            assert!(e.error.starts_with("forbidden: key K"), "{}", e.error);
+        }
+        other => panic!("expected ERROR, got {}", other.kind_name()),
+    }
+    assert_eq!(h.stats().buffered, 0, "both ended");
 }

@@ -45,6 +45,9 @@ pub enum KeyError {
     /// 40 characters, but not Z85.
     #[error("not a Z85 key: {0}")]
     Z85(String),
+    /// A request type after a key in a key list that cannot be allowed.
+    #[error("{0}")]
+    Type(String),
 }
 
 fn decode_key(text: &str) -> Result<[u8; 32], KeyError> {

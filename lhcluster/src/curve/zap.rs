@@ -55,6 +55,16 @@ impl ZapDomain {
     pub(crate) fn name(&self) -> &str {
         &self.domain
     }
+
+    /// Lets only `keys` connect from the next handshake on (a reload).
+    /// Connections already made stay: ZAP is asked only during a
+    /// handshake.
+    pub(crate) fn replace(&self, keys: KeyList) {
+        let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = registry.domains.get_mut(&self.domain) {
+            entry.keys = keys;
+        }
+    }
 }
 
 impl Drop for ZapDomain {

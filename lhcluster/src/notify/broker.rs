@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -11,7 +12,7 @@ use tracing::{error, info, warn};
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{Ignored, Probe, READ_BATCH, Upstream};
-use crate::curve::SocketCurve;
+use crate::curve::{SocketCurve, ZapDomain};
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
@@ -67,8 +68,35 @@ impl NotifyBroker {
             curve.is_some(),
             &[&config.frontend, &config.backend],
         );
+        // The allow lists of each side, while the broker runs.
+        let auth_failures = Arc::new(AtomicU64::new(0));
+        let mut zaps = Vec::new();
+        for (socket, what, list) in [
+            (
+                &frontend,
+                "notify broker frontend",
+                &config.curve_subscriber_keys,
+            ),
+            (
+                &backend,
+                "notify broker backend",
+                &config.curve_publisher_keys,
+            ),
+        ] {
+            let side = match (&curve, list) {
+                (Some(curve), Some(list)) => {
+                    let zap =
+                        crate::curve::register_zap(what, list.clone(), auth_failures.clone())?;
+                    let side = curve.clone().with_zap(&zap);
+                    zaps.push(zap);
+                    Some(side)
+                }
+                (curve, _) => curve.clone(),
+            };
+            crate::curve::apply(side.as_ref(), socket)?;
+            crate::io::set_max_message_size(socket, config.max_message_size)?;
+        }
         for socket in [&frontend, &backend] {
-            crate::curve::apply(curve.as_ref(), socket)?;
             super::set_heartbeats(socket, config.heartbeat, config.liveness)?;
             socket
                 .set_linger(1000)
@@ -114,6 +142,10 @@ impl NotifyBroker {
                     stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
                     bad_notifications: LogLimiter::new("malformed notifications"),
                     bad_subscriptions: LogLimiter::new("malformed messages from subscribers"),
+                    max_frames: config.max_message_frames,
+                    max_bytes: config.max_message_size,
+                    auth_failures,
+                    _zaps: zaps,
                 };
                 driver.run();
             },
@@ -173,6 +205,14 @@ struct Driver {
     /// subscribers (the counters stay exact).
     bad_notifications: LogLimiter,
     bad_subscriptions: LogLimiter,
+    /// The most frames a notification may have.
+    max_frames: usize,
+    /// The most bytes a notification may have in all.
+    max_bytes: usize,
+    /// Refused CURVE handshakes, counted by the ZAP handler.
+    auth_failures: Arc<AtomicU64>,
+    /// The allow lists, while the broker runs.
+    _zaps: Vec<ZapDomain>,
 }
 
 impl Driver {
@@ -272,6 +312,18 @@ impl Driver {
             else {
                 break;
             };
+            let bytes: usize = frames.iter().map(|f| f.len()).sum();
+            if frames.len() > self.max_frames || bytes > self.max_bytes {
+                self.stats.malformed += 1;
+                let error = format!(
+                    "{} frames and {bytes} bytes, over max_message_frames or max_message_size",
+                    frames.len()
+                );
+                if self.bad_notifications.admit(Instant::now(), &[], &error) {
+                    warn!(%error, "oversized notification dropped");
+                }
+                continue;
+            }
             match validate(&frames) {
                 Ok(topic) => {
                     if let Err(e) = super::send_all(&self.frontend, frames) {
@@ -319,6 +371,7 @@ impl Driver {
     fn snapshot(&self) -> NotifyBrokerStats {
         let mut stats = self.stats.clone();
         stats.active_subscriptions = self.active.len() as u64;
+        stats.auth_failures = self.auth_failures.load(Ordering::Relaxed);
         stats.topics = self
             .topics
             .iter()

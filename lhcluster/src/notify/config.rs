@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use crate::config_common::{check_endpoints, check_reconnect, check_shared, defaults, positive};
+use crate::config_common::{
+    check_endpoints, check_input_limits, check_reconnect, check_shared, defaults, positive,
+};
 #[cfg(feature = "serde")]
 use crate::config_serde as de;
-use crate::curve::{PublicKey, SecretKey};
+use crate::curve::{KeyList, PublicKey, SecretKey};
 use crate::error::ConfigError;
 
 /// The reconnect cap of the publisher and the subscriber (ZeroMQ's
@@ -69,6 +71,23 @@ pub struct NotifyBrokerConfig {
     /// peers must then connect with its public key, and all traffic is
     /// encrypted. `None` (the default): no CURVE, traffic in clear.
     pub curve_secret_key: Option<SecretKey>,
+    /// The subscriber public keys the frontend lets in (docs/security.md);
+    /// any other is refused during the CURVE handshake and counted
+    /// (`auth_failures`). `None` (the default): any subscriber that holds
+    /// the broker's public key. Needs `curve_secret_key`.
+    pub curve_subscriber_keys: Option<KeyList>,
+    /// The publisher public keys the backend lets in, likewise. `None`
+    /// (the default): any publisher that holds the broker's public key.
+    pub curve_publisher_keys: Option<KeyList>,
+    /// `ZMQ_MAXMSGSIZE` of the sockets it binds: the largest frame, in
+    /// bytes, a peer may send. libzmq cuts the connection of a peer that
+    /// sends a larger one (docs/security.md, "Limits on input").
+    /// Default: 16 MiB.
+    pub max_message_size: usize,
+    /// The most frames a notification may have; one with more, or with
+    /// more than `max_message_size` bytes in all, is dropped and counted as
+    /// malformed. Default: 1024.
+    pub max_message_frames: usize,
 }
 
 impl NotifyBrokerConfig {
@@ -86,6 +105,10 @@ impl NotifyBrokerConfig {
             stats_log_interval: None,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             curve_secret_key: None,
+            curve_subscriber_keys: None,
+            curve_publisher_keys: None,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_message_frames: defaults::MAX_MESSAGE_FRAMES,
         }
     }
 
@@ -100,7 +123,13 @@ impl NotifyBrokerConfig {
         crate::endpoint::require("frontend", &self.frontend)?;
         crate::endpoint::require("backend", &self.backend)?;
         positive("peer_sndhwm", self.peer_sndhwm)?;
-        crate::curve::check_config(self.curve_secret_key.is_some(), None)?;
+        check_input_limits(self.max_message_size, self.max_message_frames)?;
+        let lists = self.curve_subscriber_keys.is_some() || self.curve_publisher_keys.is_some();
+        crate::curve::check_config(
+            self.curve_secret_key.is_some(),
+            (lists && self.curve_secret_key.is_none())
+                .then_some(("curve_subscriber_keys", "curve_secret_key")),
+        )?;
         check_shared(
             self.heartbeat,
             self.liveness,
@@ -182,6 +211,9 @@ pub struct NotifyPublisherConfig {
     /// connection is encrypted and reaches only the holder of the matching
     /// secret key. `None` (the default): no CURVE when connecting.
     pub curve_server_key: Option<PublicKey>,
+    /// When binding: `ZMQ_MAXMSGSIZE` of its sockets, the largest frame,
+    /// in bytes, a subscriber may send (a subscription). Default: 16 MiB.
+    pub max_message_size: usize,
 }
 
 impl NotifyPublisherConfig {
@@ -201,6 +233,7 @@ impl NotifyPublisherConfig {
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             curve_secret_key: None,
             curve_server_key: None,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
         }
     }
 
@@ -216,6 +249,7 @@ impl NotifyPublisherConfig {
     /// Checks the values that no publisher can run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_endpoints("endpoints", &self.endpoints)?;
+        check_input_limits(self.max_message_size, 1)?;
         positive("queue_capacity", self.queue_capacity)?;
         check_reconnect(self.reconnect_min)?;
         crate::curve::check_config(

@@ -217,6 +217,7 @@ impl NotifyPublisher {
                 (config.endpoints[0].clone(), Vec::new())
             }
             Mode::Bind => {
+                crate::io::set_max_message_size(&socket, config.max_message_size)?;
                 let mut bound = Vec::with_capacity(config.endpoints.len());
                 for endpoint in &config.endpoints {
                     socket.bind(endpoint).map_err(|source| Error::Bind {

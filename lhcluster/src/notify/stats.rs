@@ -36,6 +36,10 @@ pub struct NotifyBrokerStats {
     pub active_subscriptions: u64,
     /// Notifications forwarded on topics beyond `max_tracked_topics`.
     pub untracked_forwarded: u64,
+    /// CURVE handshakes refused by `curve_subscriber_keys` or
+    /// `curve_publisher_keys` (a key not listed, or a peer without CURVE;
+    /// docs/security.md).
+    pub auth_failures: u64,
     /// Per topic, for up to `max_tracked_topics` topics (the first seen).
     pub topics: BTreeMap<String, TopicStats>,
 }

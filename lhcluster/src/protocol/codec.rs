@@ -124,6 +124,9 @@ impl Message {
             Message::Error(e) => {
                 h.kind = pb::Kind::Error as i32;
                 h.error = e.error;
+                if let Some(status) = e.status {
+                    h.status = status_to_pb(status) as i32;
+                }
                 if let Some(r) = e.request {
                     set_ref(&mut h, r);
                 }
@@ -305,6 +308,7 @@ fn status_to_pb(s: Status) -> pb::Status {
         Status::NoWorkers => pb::Status::NoWorkers,
         Status::UnknownReplyTo => pb::Status::UnknownReplyTo,
         Status::Expired => pb::Status::Expired,
+        Status::Forbidden => pb::Status::Forbidden,
     }
 }
 
@@ -320,6 +324,7 @@ fn status_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError>
         Ok(pb::Status::NoWorkers) => Status::NoWorkers,
         Ok(pb::Status::UnknownReplyTo) => Status::UnknownReplyTo,
         Ok(pb::Status::Expired) => Status::Expired,
+        Ok(pb::Status::Forbidden) => Status::Forbidden,
         Ok(pb::Status::Unspecified) | Err(_) => {
             return Err(DecodeError::InvalidStatus { kind, value });
         }
@@ -696,9 +701,14 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 request_id: h.request_id,
                 route: h.route,
             });
+            // Only FORBIDDEN means something on an ERROR (since 1.4); any
+            // other status, known or not, is ignored, as a field the kind
+            // does not use.
+            let status = (h.status == pb::Status::Forbidden as i32).then_some(Status::Forbidden);
             Message::Error(ErrorReply {
                 error: h.error,
                 request,
+                status,
             })
         }
         pb::Kind::StatsQuery => {

@@ -44,5 +44,6 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
-/// and the status EXPIRED (docs/protocol.md §17, §18).
-pub const PROTOCOL_MINOR: u32 = 3;
+/// and the status EXPIRED, minor 4 the status FORBIDDEN (docs/protocol.md
+/// §17, §18).
+pub const PROTOCOL_MINOR: u32 = 4;

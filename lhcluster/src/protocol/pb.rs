@@ -129,7 +129,8 @@ pub enum Kind {
     Shutdown = 12,
     /// broker -> peer: "I do not know you, register (READY / HELLO) again".
     Reregister = 13,
-    /// any -> peer: the message received could not be processed (see `error`).
+    /// any -> peer: the message received could not be processed (see `error`;
+    /// since minor 4 a broker may set `status` FORBIDDEN on it).
     Error = 14,
     /// publisher -> notify broker -> subscriber: a notification.
     Notification = 15,
@@ -227,7 +228,8 @@ impl Kind {
         }
     }
 }
-/// Outcome of a request, carried by RESPONSE (and RESULT for worker statuses).
+/// Outcome of a request, carried by RESPONSE (and RESULT for worker statuses;
+/// ERROR may carry FORBIDDEN, since minor 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Status {
@@ -256,6 +258,8 @@ pub enum Status {
     UnknownReplyTo = 9,
     /// its deadline passed before a worker took it (since minor 3)
     Expired = 10,
+    /// the sender's CURVE key may not use this request type (since minor 4)
+    Forbidden = 11,
 }
 impl Status {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -275,6 +279,7 @@ impl Status {
             Self::NoWorkers => "NO_WORKERS",
             Self::UnknownReplyTo => "UNKNOWN_REPLY_TO",
             Self::Expired => "EXPIRED",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -291,6 +296,7 @@ impl Status {
             "NO_WORKERS" => Some(Self::NoWorkers),
             "UNKNOWN_REPLY_TO" => Some(Self::UnknownReplyTo),
             "EXPIRED" => Some(Self::Expired),
+            "FORBIDDEN" => Some(Self::Forbidden),
             _ => None,
         }
     }

@@ -83,6 +83,11 @@ pub enum Status {
     /// The request's deadline passed before a worker took it: it was not
     /// run (protocol 1.3).
     Expired,
+    /// The sender's CURVE key may not use this request type: a request
+    /// refused by the broker's `curve_client_keys`, or (on an `ERROR`) a
+    /// worker registration refused by its `curve_worker_keys`
+    /// (docs/security.md; protocol 1.4).
+    Forbidden,
 }
 
 impl Status {
@@ -104,6 +109,7 @@ impl Status {
             Status::NoWorkers => "no_workers",
             Status::UnknownReplyTo => "unknown_reply_to",
             Status::Expired => "expired",
+            Status::Forbidden => "forbidden",
         }
     }
 }
@@ -245,6 +251,10 @@ pub struct ErrorReply {
     pub error: String,
     /// The request concerned, when it could be identified.
     pub request: Option<RequestRef>,
+    /// Why, when the sender says (protocol 1.4): only
+    /// [`Status::Forbidden`], a message refused because the sender's key
+    /// may not do it. Receivers read any other value as none.
+    pub status: Option<Status>,
 }
 
 /// A notification, as published and as delivered: its topic, the

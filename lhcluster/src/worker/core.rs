@@ -258,7 +258,18 @@ impl crate::link::Connecting for WorkerCore {
                 }
             }
             Inbound::Message(Message::Dispatch(d)) => self.on_dispatch(now, d),
-            Inbound::Message(Message::Error(e)) => self.session.broker_error(now, &e.error),
+            Inbound::Message(Message::Error(e)) => {
+                if e.status == Some(Status::Forbidden) {
+                    // The broker's worker key list does not let this
+                    // worker's key register (some of) its types: it keeps
+                    // greeting, in case the list is reloaded.
+                    self.stats.registrations_forbidden += 1;
+                    let error = format!("registration refused: {} (docs/security.md)", e.error);
+                    self.session.broker_error(now, &error);
+                } else {
+                    self.session.broker_error(now, &e.error);
+                }
+            }
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
             // Results wait in `unsent` for the next session with the same
             // broker (one left for another drops them: `send_or_keep`);

@@ -40,4 +40,9 @@ pub struct WorkerStats {
     pub running: u64,
     /// Whether the worker is registered with a broker now.
     pub registered: bool,
+    /// Registrations the broker refused because this worker's CURVE key
+    /// may not register (some of) its request types (`ERROR` with status
+    /// `FORBIDDEN`; docs/security.md). The worker keeps greeting, once per
+    /// heartbeat interval, in case the broker's key list changes.
+    pub registrations_forbidden: u64,
 }

@@ -845,6 +845,7 @@ fn an_error_from_the_broker_is_never_answered() {
                 request_id: 1,
                 route: Vec::new(),
             }),
+            status: None,
         }),
     );
     assert!(actions.is_empty());

@@ -8,15 +8,25 @@ use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
+use crate::curve::PublicKey;
 use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
 use crate::slab::Key;
 
 impl BrokerCore {
-    pub(super) fn on_ready(&mut self, now: Instant, peer: &[u8], ready: Ready) {
+    pub(super) fn on_ready(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        ready: Ready,
+        key: Option<PublicKey>,
+    ) {
         let mut types = ready.request_types;
         types.sort_unstable();
         types.dedup();
+        if !self.authorize_ready(now, peer, key, &types) {
+            return;
+        }
         let interval = interval_from_ms(ready.heartbeat_ms);
         let wk = match self.worker_ids.get(peer).copied() {
             Some(wk) => {
@@ -30,6 +40,7 @@ impl BrokerCore {
                 w.capacity = ready.capacity;
                 w.name = ready.name;
                 w.draining = false;
+                w.key = key;
                 w.live.peer_interval = interval;
                 w.live.last_heard = now;
                 for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
@@ -60,6 +71,7 @@ impl BrokerCore {
                     draining: false,
                     live: Liveness::new(now, interval),
                     remote: None,
+                    key,
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;

@@ -8,6 +8,7 @@ use tracing::debug;
 
 use super::stored::{COMPACT_AFTER, Stored};
 use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
+use crate::curve::PublicKey;
 use crate::peer::interval_to_ms;
 use crate::protocol::MAX_HOPS;
 
@@ -90,12 +91,23 @@ impl BrokerCore {
         }
     }
 
-    pub(super) fn on_request(&mut self, now: Instant, peer: &[u8], req: Request) {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        req: Request,
+        header: &[u8],
+        peer_key: impl FnOnce() -> Option<PublicKey>,
+    ) {
         self.touch_client(now, peer);
         self.stats.requests_received += 1;
         let key = (req.request_type, req.request_id);
-        self.types.entry(key.0).or_default().received += 1;
         let origin = Dest::local(peer, req.route);
+        if self.authz.checks_requests() && !self.authorize_request(header, peer_key(), &origin, key)
+        {
+            return;
+        }
+        self.types.entry(key.0).or_default().received += 1;
         if self.refuse_if_slow(&origin, key) {
             return;
         }

@@ -23,6 +23,7 @@
 //! entry broker's side: forwarding to the owner, relaying answers back) and
 //! `remote` (the owner's and the executor's side: remote workers, EXECUTE).
 
+mod authz;
 mod backend;
 mod bounds;
 mod cluster;
@@ -36,6 +37,8 @@ mod remote;
 mod stored;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
@@ -45,6 +48,7 @@ use tracing::{debug, info, warn};
 use super::config::BrokerConfig;
 use super::stats::{BrokerStats, TypeStats};
 use crate::accept::Peers;
+use crate::curve::PublicKey;
 use crate::log_limit::LogLimiter;
 use crate::peer::{Liveness, PeerId, interval_from_ms, interval_to_ms};
 use crate::protocol::{self, Flags, Message, Payload, RequestId, RequestType, Route};
@@ -213,6 +217,9 @@ struct WorkerEntry {
     /// member with this id, as one worker whose capacity is their total
     /// (docs/clustering.md §5). Its liveness is the member's route.
     remote: Option<u64>,
+    /// The CURVE key of its READY, when the backend has a key list (a
+    /// reload checks it again).
+    key: Option<PublicKey>,
 }
 
 impl WorkerEntry {
@@ -330,6 +337,10 @@ pub(crate) struct BrokerCore {
     relays: relay::Relays,
     /// Pending bytes and peers that do not read (docs/bounds.md).
     bounds: bounds::Bounds,
+    /// What each key may register or send (docs/security.md).
+    authz: authz::Authz,
+    /// CURVE handshakes the ZAP handler refused, counted there.
+    auth_failures: Arc<AtomicU64>,
     out: Vec<Outgoing>,
 }
 
@@ -362,6 +373,11 @@ impl BrokerCore {
             expiries: BTreeSet::new(),
             relays: relay::Relays::default(),
             bounds: bounds::Bounds::new(config.max_pending_bytes),
+            authz: authz::Authz::new(
+                config.curve_client_keys.clone(),
+                config.curve_worker_keys.clone(),
+            ),
+            auth_failures: Arc::default(),
             out: Vec::new(),
         }
         .greeting_peers(now)
@@ -386,6 +402,22 @@ impl BrokerCore {
         }
     }
 
+    /// Where the refused CURVE handshakes are counted (the ZAP handler's
+    /// counter), for the stats.
+    pub(crate) fn set_auth_failures(&mut self, counter: Arc<AtomicU64>) {
+        self.auth_failures = counter;
+    }
+
+    /// Whether the messages of `side` need their CURVE key (the driver
+    /// then reads it when the core asks).
+    pub(crate) fn wants_keys(&self, side: Side) -> bool {
+        match side {
+            Side::Frontend => self.authz.checks_requests(),
+            Side::Backend => self.authz.checks_workers(),
+            Side::Cluster | Side::Dial(_) => false,
+        }
+    }
+
     /// The driver could not deliver a message.
     pub(crate) fn count_undeliverable(&mut self) {
         self.stats.undeliverable += 1;
@@ -393,13 +425,15 @@ impl BrokerCore {
 
     // ----- inputs -------------------------------------------------------
 
-    /// A message from a client or proxy.
+    /// A message from a client or proxy; `key` gives the CURVE key it came
+    /// with, read only when the broker checks it (docs/security.md).
     pub(crate) fn on_frontend(
         &mut self,
         now: Instant,
         peer: &[u8],
         header: &[u8],
         payload: Payload,
+        key: impl FnOnce() -> Option<PublicKey>,
     ) {
         self.now = now;
         let msg = match protocol::decode_parts(header, payload) {
@@ -407,7 +441,7 @@ impl BrokerCore {
             Err(e) => return self.malformed(Side::Frontend, peer, header, &e),
         };
         match msg {
-            Message::Request(req) => self.on_request(now, peer, req),
+            Message::Request(req) => self.on_request(now, peer, req, header, key),
             Message::Hello(hello) => {
                 let minor = protocol::peek_minor(header);
                 self.on_hello(now, peer, hello, minor);
@@ -438,13 +472,15 @@ impl BrokerCore {
         }
     }
 
-    /// A message from a worker.
+    /// A message from a worker; `key` gives the CURVE key it came with,
+    /// read only for a READY when the backend has a key list.
     pub(crate) fn on_backend(
         &mut self,
         now: Instant,
         peer: &[u8],
         header: &[u8],
         payload: Payload,
+        key: impl FnOnce() -> Option<PublicKey>,
     ) {
         self.now = now;
         let msg = match protocol::decode_parts(header, payload) {
@@ -455,7 +491,8 @@ impl BrokerCore {
             }
         };
         if let Message::Ready(ready) = msg {
-            return self.on_ready(now, peer, ready);
+            let key = self.authz.checks_workers().then(key).flatten();
+            return self.on_ready(now, peer, ready, key);
         }
         if let Message::Error(e) = &msg {
             debug!(error = %e.error, "worker reported an error");
@@ -588,6 +625,7 @@ impl BrokerCore {
     /// A snapshot of the statistics.
     pub(crate) fn stats(&self) -> BrokerStats {
         let mut stats = self.stats.clone();
+        stats.auth_failures = self.auth_failures.load(Ordering::Relaxed);
         stats.pending = self.total_pending as u64;
         stats.in_flight = self.types.values().map(|t| t.in_flight).sum();
         stats.workers = self.workers.iter().filter(|(_, w)| w.is_local()).count() as u64;
@@ -633,7 +671,7 @@ mod tests {
         let heartbeat_tick = t0 + Duration::from_secs(30);
         assert_eq!(core.next_tick(), heartbeat_tick);
         for _ in 0..10 {
-            core.on_frontend(t0, b"flood", &[0xFF; 4], Payload::new());
+            core.on_frontend(t0, b"flood", &[0xFF; 4], Payload::new(), || None);
         }
         assert_eq!(core.next_tick(), t0 + INTERVAL);
         // The summary written, the heartbeat sets the pace again.

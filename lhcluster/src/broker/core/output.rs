@@ -26,6 +26,36 @@ impl BrokerCore {
         self.reject(side, peer, header, &error.to_string());
     }
 
+    /// A message over the broker's limits (more than `max_message_frames`
+    /// frames, or more than `max_message_size` bytes in all): read whole by
+    /// libzmq, dropped here, counted (`oversized`) and logged through the
+    /// limiter; not answered. One exception, as for a garbled result: a
+    /// RESULT whose `header` names a request assigned to the sending worker
+    /// ends that request FAILED and gives the credit back (else the request
+    /// would stay in flight on a worker that thinks it answered).
+    pub(crate) fn on_oversized(
+        &mut self,
+        now: Instant,
+        side: Side,
+        peer: &[u8],
+        size: crate::io::Oversized,
+        header: &[u8],
+    ) {
+        self.now = now;
+        self.stats.oversized += 1;
+        let error = format!(
+            "a message of {} frames and {} bytes, over max_message_frames or \
+             max_message_size: dropped",
+            size.frames, size.bytes
+        );
+        if self.bad_input.admit(self.now, peer, &error) {
+            warn!(?side, peer = %hex(peer), %error, "oversized message");
+        }
+        if side == Side::Backend {
+            self.fail_garbled_result(now, peer, header, error);
+        }
+    }
+
     /// A valid message of a kind this socket does not take.
     pub(super) fn unexpected(&mut self, side: Side, peer: &[u8], header: &[u8], error: &str) {
         self.reject(side, peer, header, error);
@@ -50,6 +80,7 @@ impl BrokerCore {
         let reply = Message::Error(ErrorReply {
             error: error.to_owned(),
             request: protocol::peek_request_ref(header),
+            status: None,
         });
         self.send(side, peer_id(peer), reply);
     }

@@ -210,6 +210,7 @@ impl BrokerCore {
         let msg = Message::Error(crate::protocol::ErrorReply {
             error,
             request: Some(r),
+            status: None,
         });
         let now = self.now;
         self.send_tracked(now, Side::Frontend, client, msg);

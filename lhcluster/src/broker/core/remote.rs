@@ -101,6 +101,7 @@ impl BrokerCore {
                         draining: false,
                         live: Liveness::new(now, self.heartbeat),
                         remote: Some(member),
+                        key: None,
                     });
                     self.types.entry(t.request_type).or_default().remote_workers += 1;
                     self.remote_ids.insert((member, t.request_type), wk);

@@ -201,8 +201,8 @@ impl Net {
                 continue;
             }
             match side {
-                Side::Backend => self.cores[b].on_backend(now, &peer, &header, Vec::new()),
-                _ => self.cores[b].on_frontend(now, &peer, &header, Vec::new()),
+                Side::Backend => self.cores[b].on_backend(now, &peer, &header, Vec::new(), || None),
+                _ => self.cores[b].on_frontend(now, &peer, &header, Vec::new(), || None),
             }
         }
         for b in 0..self.cores.len() {
@@ -228,7 +228,7 @@ impl Net {
     fn client_sends(&mut self, b: usize, client: &[u8], msg: Message) {
         let (header, payload) = encode(msg);
         let now = self.now();
-        self.cores[b].on_frontend(now, client, &header, payload);
+        self.cores[b].on_frontend(now, client, &header, payload, || None);
         self.collect(b);
         self.settle();
     }
@@ -236,7 +236,7 @@ impl Net {
     fn worker_sends(&mut self, b: usize, worker: &[u8], msg: Message) {
         let (header, payload) = encode(msg);
         let now = self.now();
-        self.cores[b].on_backend(now, worker, &header, payload);
+        self.cores[b].on_backend(now, worker, &header, payload, || None);
         self.collect(b);
         self.settle();
     }
@@ -815,6 +815,7 @@ fn an_error_for_an_execute_ends_it_failed() {
             request_id: id,
             route: Vec::new(),
         }),
+        status: None,
     }));
     let now = net.now();
     net.cores[0].on_cluster(now, ClusterFrom::Dial(dial_to_2), &header, body);

@@ -141,6 +141,7 @@ fn no_sign_of_life(other_kind: Message) -> Vec<(Vec<u8>, Payload)> {
         encode(Message::Error(ErrorReply {
             error: "cannot read that".into(),
             request: None,
+            status: None,
         })),
         encode(other_kind),
     ]

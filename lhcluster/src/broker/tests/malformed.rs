@@ -48,7 +48,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.3 (this peer speaks 1.x)"
+        "unsupported protocol version 2.4 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -64,7 +64,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.3"));
+    assert!(e.error.starts_with("unsupported protocol version 2.4"));
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -88,7 +88,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.3 (this peer speaks 1.x)"
+        "unsupported protocol version 2.4 (this peer speaks 1.x)"
     );
     assert_eq!(
         e.request,
@@ -280,6 +280,7 @@ fn an_error_from_a_peer_is_never_answered() {
                 request_id: 1,
                 route: Vec::new(),
             }),
+            status: None,
         })
     };
     h.client_sends(CA, err());
@@ -297,6 +298,7 @@ fn a_malformed_error_is_not_answered_either() {
     let (header, _) = encode(Message::Error(ErrorReply {
         error: "bad".into(),
         request: None,
+        status: None,
     }));
     h.frontend_raw(CA, &header, payload(&[b"unexpected"]));
     h.backend_raw(W1, &header, payload(&[b"unexpected"]));
@@ -369,8 +371,8 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 03` (major 1, minor 3).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x03, 0x18, 0x06]);
+    // `08 01 10 04` (major 1, minor 4).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x04, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
@@ -426,4 +428,39 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
     h.expect_nothing();
     h.result(W1, 7, 1, Status::Ok, &[b"real"]);
     h.expect_status_alone(CA, 7, 1, Status::Ok);
+}
+
+/// A RESULT over the broker's size limits (docs/security.md, "Limits on
+/// input") is dropped unread, but its request is not left in flight on a
+/// worker that thinks it answered: it ends FAILED and the credit comes back.
+#[test]
+fn an_oversized_result_fails_its_request_and_frees_the_credit() {
+    let mut h = Harness::with_client_and_worker(1);
+    h.request_dispatched(CA, W1, 7, 1);
+    h.request_held(CA, 7, 2, Flags::empty());
+    let (attempt, dispatch_tag) = h.dispatches[&(W1.to_vec(), 7, 1)];
+    let (header, _) = encode(Message::Result(WorkResult {
+        request_type: 7,
+        request_id: 1,
+        attempt,
+        dispatch_tag,
+        status: Status::Ok,
+        error: None,
+        payload: Payload::new(),
+    }));
+    let size = crate::io::Oversized {
+        frames: 2,
+        bytes: 20 << 20,
+    };
+    let now = h.now();
+    h.core.on_oversized(now, Side::Backend, W1, size, &header);
+    let r = h.expect_status(CA, 7, 1, Status::Failed);
+    assert!(r.error.unwrap().contains("max_message_size"));
+    h.expect_dispatch_alone(W1, 7, 2, 1);
+    assert_eq!(h.stats().oversized, 1);
+    // From another worker, or of another kind: counted, nothing else.
+    h.core.on_oversized(now, Side::Backend, W2, size, &header);
+    h.core.on_oversized(now, Side::Frontend, CA, size, &header);
+    h.expect_nothing();
+    assert_eq!(h.stats().oversized, 3);
 }

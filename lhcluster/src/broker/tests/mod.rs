@@ -9,6 +9,7 @@
 //! section of tests is a file beside it, the randomized model check in
 //! `model_check.rs`.
 
+mod authz;
 mod bounds;
 mod cluster;
 mod deadlines;
@@ -195,12 +196,12 @@ impl Harness {
 
     fn frontend_raw(&mut self, peer: &[u8], header: &[u8], payload: Payload) {
         let now = self.now();
-        self.core.on_frontend(now, peer, header, payload);
+        self.core.on_frontend(now, peer, header, payload, || None);
     }
 
     fn backend_raw(&mut self, peer: &[u8], header: &[u8], payload: Payload) {
         let now = self.now();
-        self.core.on_backend(now, peer, header, payload);
+        self.core.on_backend(now, peer, header, payload, || None);
     }
 
     fn client_sends(&mut self, peer: &[u8], msg: Message) {

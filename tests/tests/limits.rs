@@ -1,0 +1,143 @@
+//! Limits on input (docs/security.md): a frame over `max_message_size`
+//! gets its sender's connection cut by libzmq, a message over
+//! `max_message_frames` frames or `max_message_size` bytes in all is
+//! dropped and counted, and in every case the role keeps serving everyone
+//! else.
+
+use std::time::Duration;
+
+use lhcluster::client::Client;
+use lhcluster::protocol::{Flags, Message, Request};
+use lhcluster::{Broker, Payload, RequestError};
+use lhcluster_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(10);
+
+fn limited_broker() -> Broker {
+    broker_with(Transport::Tcp, |c| {
+        c.max_message_size = 64 << 10;
+        c.max_message_frames = 8;
+    })
+}
+
+fn echo_ok(client: &Client, id: u64) {
+    let reply = client
+        .request(1)
+        .id(id)
+        .payload(vec![b"small".as_slice().into()])
+        .send()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(text(&reply.payload), "small");
+}
+
+#[test]
+fn an_oversized_frame_cuts_its_sender_only() {
+    time_limit(LIMIT, || {
+        let broker = limited_broker();
+        let _worker = echo_worker(&broker, &[1]);
+        expect_workers(&broker, 1, WAIT);
+        let other = Client::connect(client_config(broker.frontend())).unwrap();
+        echo_ok(&other, 1);
+
+        let sender = Client::connect(client_config(broker.frontend())).unwrap();
+        echo_ok(&sender, 2);
+        let big: Payload = vec![vec![0x5A; 100 << 10].into()];
+        let outcome = sender
+            .request(1)
+            .id(3)
+            .payload(big)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .unwrap()
+            .wait();
+        // Nothing answers it: it ends at its timeout (or, had the cut
+        // outlasted the broker's liveness, as Disconnected).
+        assert!(
+            matches!(
+                outcome,
+                Err(RequestError::Timeout(_) | RequestError::Disconnected(_))
+            ),
+            "the oversized request never arrives: {outcome:?}"
+        );
+        // Everyone else was served throughout, and the sender reconnects
+        // and is served again.
+        for id in 10..20 {
+            echo_ok(&other, id);
+        }
+        assert!(eventually(WAIT, || {
+            sender
+                .request(1)
+                .id(4)
+                .payload(vec![b"small".as_slice().into()])
+                .timeout(Duration::from_secs(1))
+                .send()
+                .is_ok_and(|h| h.wait().is_ok())
+        }));
+        let stats = broker.stats().unwrap();
+        assert_eq!(stats.types[&1].received, stats.types[&1].completed);
+        assert_eq!(stats.oversized, 0, "libzmq dropped it, not the broker");
+    });
+}
+
+#[test]
+fn a_message_with_too_many_frames_is_dropped_and_counted() {
+    time_limit(LIMIT, || {
+        let broker = limited_broker();
+        let _worker = echo_worker(&broker, &[1]);
+        expect_workers(&broker, 1, WAIT);
+        let other = Client::connect(client_config(broker.frontend())).unwrap();
+
+        let raw = raw_dealer(broker.frontend());
+        let request = Message::Request(Request {
+            request_type: 1,
+            request_id: 99,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 0,
+            // 20 frames after the header: over the limit of 8.
+            payload: (0..20).map(|_| b"f".as_slice().into()).collect(),
+        });
+        for frame in request
+            .into_frames()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, f.to_vec()))
+        {
+            let more = frame.0 < 20;
+            raw.send(frame.1, if more { zmq::SNDMORE } else { 0 })
+                .unwrap();
+        }
+        assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 1));
+        // Few frames, each under max_message_size, but more bytes than it
+        // in all: dropped and counted the same way.
+        let request = Message::Request(Request {
+            request_type: 1,
+            request_id: 98,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 0,
+            payload: (0..3).map(|_| vec![0x42; 40 << 10].into()).collect(),
+        });
+        let frames = request.into_frames();
+        let last = frames.len() - 1;
+        for (i, frame) in frames.iter().enumerate() {
+            let more = if i < last { zmq::SNDMORE } else { 0 };
+            raw.send(frame.to_vec(), more).unwrap();
+        }
+        assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 2));
+        for id in 1..10 {
+            echo_ok(&other, id);
+        }
+        let stats = broker.stats().unwrap();
+        assert_eq!(
+            stats.types[&1].completed, 9,
+            "the oversized request never ran"
+        );
+        assert_eq!(stats.requests_received, 9);
+    });
+}
