@@ -179,7 +179,15 @@ pub(crate) fn read(
         };
         let peer = m.identity.as_deref().unwrap_or(&[]);
         if let Some(size) = m.oversized {
-            let header = m.header.as_deref().unwrap_or(&[]).to_vec();
+            // Kept to name the request in the answer, unless the header is
+            // itself huge: ours are a few hundred bytes, and a batch must
+            // not hold READ_BATCH oversized headers.
+            let header = m
+                .header
+                .as_deref()
+                .filter(|h| h.len() <= OVERSIZED_HEADER_KEPT)
+                .unwrap_or(&[])
+                .to_vec();
             oversized.push((PeerId::from_slice(peer), size, header));
             continue;
         }
@@ -196,6 +204,9 @@ pub(crate) fn read(
     }
     oversized
 }
+
+/// The largest header of an oversized message kept to answer it.
+const OVERSIZED_HEADER_KEPT: usize = 64 * 1024;
 
 /// The CURVE public key a message came with: the user id our ZAP handler
 /// gave its connection (the key in Z85), which libzmq attaches to every

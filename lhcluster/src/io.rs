@@ -28,6 +28,18 @@ pub(crate) struct Oversized {
     pub(crate) bytes: usize,
 }
 
+/// The one text every role logs and counts an oversized message by.
+impl std::fmt::Display for Oversized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a message of {} frames and {} bytes, over max_message_frames or \
+             max_message_size: dropped",
+            self.frames, self.bytes
+        )
+    }
+}
+
 /// What a reader keeps of a message: at most this many frames, and this
 /// many bytes in all (header and payload frames).
 #[derive(Debug, Clone, Copy)]

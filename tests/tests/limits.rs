@@ -112,6 +112,12 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
                 .unwrap();
         }
         assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 1));
+        // Answered, so that the request ends at its client.
+        assert!(
+            error_for(&raw, 99)
+                .error
+                .contains("over max_message_frames")
+        );
         // Few frames, each under max_message_size, but more bytes than it
         // in all: dropped and counted the same way.
         let request = Message::Request(Request {
@@ -130,6 +136,7 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
             raw.send(frame.to_vec(), more).unwrap();
         }
         assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 2));
+        assert!(error_for(&raw, 98).error.contains("max_message_size"));
         for id in 1..10 {
             echo_ok(&other, id);
         }
@@ -140,4 +147,19 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
         );
         assert_eq!(stats.requests_received, 9);
     });
+}
+
+/// The ERROR the broker answers request `id` with, read from `socket`
+/// (anything else skipped), within 10 s.
+fn error_for(socket: &zmq::Socket, id: u64) -> lhcluster::protocol::ErrorReply {
+    socket.set_rcvtimeo(10_000).unwrap();
+    loop {
+        let frames = socket.recv_multipart(0).expect("an answer within 10 s");
+        let frames = frames.into_iter().map(Into::into).collect();
+        if let Ok(Message::Error(e)) = lhcluster::protocol::decode(frames)
+            && e.request.as_ref().is_some_and(|r| r.request_id == id)
+        {
+            return e;
+        }
+    }
 }

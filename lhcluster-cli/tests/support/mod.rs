@@ -23,12 +23,27 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_lhcluster");
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
 
 /// A free TCP port on loopback (bound then released).
+/// A port free now, for a daemon to bind later, from 20000-31999: below
+/// Linux's ephemeral range (32768 and up), where the kernel picks the local
+/// port of every outgoing connection. A port picked there (as binding port
+/// 0 does) could be taken by some test's connection before the daemon binds
+/// it, and the daemon would exit at start. Each process starts at its own
+/// offset and counts up, so that test binaries running side by side rarely
+/// try the same ports; a port that does not bind now is skipped.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 pub(crate) fn ep(port: u16) -> String {

@@ -46,10 +46,6 @@ impl From<LinkAction> for Action {
 
 type EntryKey = (PeerId, RequestType, RequestId);
 
-/// The protocol minor version from which a client takes the status
-/// FORBIDDEN in a RESPONSE.
-const FORBIDDEN_MINOR: u32 = 4;
-
 /// The confirmation that ends a buffered request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Confirm {
@@ -399,18 +395,17 @@ impl ProxyCore {
     }
 
     /// A client's message over `max_message_frames` frames or
-    /// `max_message_size` bytes in all: dropped unread, counted and logged
-    /// through the limiter.
-    pub(crate) fn on_oversized(&mut self, peer: &[u8], size: crate::io::Oversized) {
+    /// `max_message_size` bytes in all: dropped unread, counted, logged
+    /// through the limiter, and answered with an ERROR naming its request
+    /// (when its `header` names one), so that the request ends at its
+    /// client.
+    pub(crate) fn on_oversized(&mut self, peer: &[u8], size: crate::io::Oversized, header: &[u8]) {
         self.stats.oversized += 1;
-        let error = format!(
-            "a message of {} frames and {} bytes, over max_message_frames or \
-             max_message_size: dropped",
-            size.frames, size.bytes
-        );
+        let error = size.to_string();
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(%error, "oversized message from a client");
         }
+        self.answer_client_error(peer, header, error);
     }
 
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
@@ -418,6 +413,12 @@ impl ProxyCore {
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(%error, "malformed message from a client");
         }
+        self.answer_client_error(peer, header, error);
+    }
+
+    /// Answers a client's message the proxy cannot take with an ERROR
+    /// naming its request, if its header names one.
+    fn answer_client_error(&mut self, peer: &[u8], header: &[u8], error: String) {
         if protocol::peek_kind(header) == Some("ERROR") {
             return; // never answer an error with an error
         }
@@ -457,7 +458,7 @@ impl ProxyCore {
         let peer: PeerId = r.route.as_slice().into();
         self.remove_entry(&(peer.clone(), r.request_type, r.request_id));
         self.stats.responses_forwarded += 1;
-        let older = |minor: u32| minor < FORBIDDEN_MINOR;
+        let older = |minor: u32| minor < protocol::FORBIDDEN_MINOR;
         if r.status == Status::Forbidden
             && self
                 .clients

@@ -210,9 +210,10 @@ impl Driver {
                 core.on_client(Instant::now(), peer, header, payload);
                 flush(core, link);
             });
-            for (peer, size, _) in oversized {
-                core.on_oversized(&peer, size);
+            for (peer, size, header) in oversized {
+                core.on_oversized(&peer, size, &header);
             }
+            flush(core, link);
         } else {
             link.read(core, |link, core| flush(core, link));
         }

@@ -1111,6 +1111,27 @@ fn a_broker_error_naming_a_request_is_forwarded_and_ends_the_entry() {
 }
 
 #[test]
+fn an_oversized_client_message_is_counted_and_answered_with_an_error_naming_it() {
+    let mut h = Harness::ready().with_a();
+    let (header, _) = encode(request_msg((5, 9), Flags::empty(), None, &[]));
+    let size = crate::io::Oversized {
+        frames: 2000,
+        bytes: 100,
+    };
+    h.core.on_oversized(A, size, &header);
+    let actions = h.drain();
+    match only_for(&actions, A) {
+        Message::Error(e) => {
+            assert!(e.error.contains("max_message_frames"), "{}", e.error);
+            assert_eq!(e.request, Some(rref(&[], 5, 9)));
+        }
+        other => panic!("expected ERROR, got {}", other.kind_name()),
+    }
+    let s = h.stats();
+    assert_eq!((s.oversized, s.buffered, s.requests_received), (1, 0, 0));
+}
+
+#[test]
 fn malformed_client_input_is_counted_answered_with_error_and_isolated() {
     let mut h = Harness::ready().with_a();
     h.greet(0, B, None);

@@ -315,10 +315,11 @@ impl Driver {
             let bytes: usize = frames.iter().map(|f| f.len()).sum();
             if frames.len() > self.max_frames || bytes > self.max_bytes {
                 self.stats.malformed += 1;
-                let error = format!(
-                    "{} frames and {bytes} bytes, over max_message_frames or max_message_size",
-                    frames.len()
-                );
+                let error = crate::io::Oversized {
+                    frames: frames.len(),
+                    bytes,
+                }
+                .to_string();
                 if self.bad_notifications.admit(Instant::now(), &[], &error) {
                     warn!(%error, "oversized notification dropped");
                 }

@@ -47,3 +47,8 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// and the status EXPIRED, minor 4 the status FORBIDDEN (docs/protocol.md
 /// §17, §18).
 pub const PROTOCOL_MINOR: u32 = 4;
+
+/// The protocol minor version from which a client takes the status
+/// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,
+/// docs/protocol.md §3.2).
+pub(crate) const FORBIDDEN_MINOR: u32 = 4;

@@ -22,10 +22,6 @@ use crate::log_limit::LogLimiter;
 use crate::protocol::{self, ErrorReply, Message, RequestRef, RequestType, Status};
 use crate::slab::Key;
 
-/// The protocol minor version from which a client takes the status
-/// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request).
-pub(super) const FORBIDDEN_MINOR: u32 = 4;
-
 /// The key lists of a broker, as far as types go.
 #[derive(Debug)]
 pub(super) struct Authz {
@@ -173,7 +169,7 @@ impl BrokerCore {
         if self.authz.log.admit(now, log_key, &error) {
             warn!(%error, "refused a request (docs/security.md)");
         }
-        if protocol::peek_minor(header) >= FORBIDDEN_MINOR {
+        if protocol::peek_minor(header) >= protocol::FORBIDDEN_MINOR {
             self.respond(origin, req, Status::Forbidden, Some(error));
         } else {
             // An older client would refuse an unknown status: an ERROR

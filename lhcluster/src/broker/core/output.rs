@@ -29,10 +29,13 @@ impl BrokerCore {
     /// A message over the broker's limits (more than `max_message_frames`
     /// frames, or more than `max_message_size` bytes in all): read whole by
     /// libzmq, dropped here, counted (`oversized`) and logged through the
-    /// limiter; not answered. One exception, as for a garbled result: a
+    /// limiter. A client's is answered with an ERROR naming its request
+    /// (when its header names one), which ends the request at the client:
+    /// every two-way request has an outcome, also one without a timeout. A
     /// RESULT whose `header` names a request assigned to the sending worker
-    /// ends that request FAILED and gives the credit back (else the request
-    /// would stay in flight on a worker that thinks it answered).
+    /// ends that request FAILED and gives the credit back, as for a garbled
+    /// result (else the request would stay in flight on a worker that
+    /// thinks it answered).
     pub(crate) fn on_oversized(
         &mut self,
         now: Instant,
@@ -43,16 +46,14 @@ impl BrokerCore {
     ) {
         self.now = now;
         self.stats.oversized += 1;
-        let error = format!(
-            "a message of {} frames and {} bytes, over max_message_frames or \
-             max_message_size: dropped",
-            size.frames, size.bytes
-        );
+        let error = size.to_string();
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(?side, peer = %hex(peer), %error, "oversized message");
         }
-        if side == Side::Backend {
-            self.fail_garbled_result(now, peer, header, error);
+        match side {
+            Side::Backend => self.fail_garbled_result(now, peer, header, error),
+            Side::Frontend => self.answer_error(side, peer, header, error),
+            Side::Cluster | Side::Dial(_) => {}
         }
     }
 
@@ -74,11 +75,17 @@ impl BrokerCore {
         if self.bad_input.admit(self.now, peer, &error) {
             warn!(?side, peer = %hex(peer), %error, "malformed message");
         }
+        self.answer_error(side, peer, header, error.to_owned());
+    }
+
+    /// Answers a message the broker cannot take with an ERROR naming its
+    /// request, if its header names one (never an ERROR with an ERROR).
+    fn answer_error(&mut self, side: Side, peer: &[u8], header: &[u8], error: String) {
         if protocol::peek_kind(header) == Some("ERROR") {
             return;
         }
         let reply = Message::Error(ErrorReply {
-            error: error.to_owned(),
+            error,
             request: protocol::peek_request_ref(header),
             status: None,
         });

@@ -458,9 +458,16 @@ fn an_oversized_result_fails_its_request_and_frees_the_credit() {
     assert!(r.error.unwrap().contains("max_message_size"));
     h.expect_dispatch_alone(W1, 7, 2, 1);
     assert_eq!(h.stats().oversized, 1);
-    // From another worker, or of another kind: counted, nothing else.
+    // From another worker: counted, nothing else.
     h.core.on_oversized(now, Side::Backend, W2, size, &header);
+    h.expect_nothing();
+    // From a client: counted, and answered with an ERROR naming the
+    // request its header names, so that a request ends at its client.
     h.core.on_oversized(now, Side::Frontend, CA, size, &header);
+    let e = h.expect_error(Side::Frontend, CA);
+    let named = e.request.map(|r| (r.request_type, r.request_id));
+    assert_eq!(named, Some((7, 1)));
+    assert!(e.error.contains("max_message_size"), "{}", e.error);
     h.expect_nothing();
     assert_eq!(h.stats().oversized, 3);
 }
