@@ -138,8 +138,19 @@ def test_ctrl_c_interrupts_a_blocked_request(broker, client):
     import _thread
 
     release = threading.Event()
-    with serve(broker, {"forever": (lambda p, ctx: release.wait(20) and p, False)}):
-        timer = threading.Timer(0.2, _thread.interrupt_main)
+    running = threading.Event()
+
+    def forever(p, ctx):
+        running.set()
+        return release.wait(20) and p
+
+    def interrupt_once_running():
+        # Once the handler runs, the main thread waits on the request.
+        if running.wait(10):
+            _thread.interrupt_main()
+
+    with serve(broker, {"forever": (forever, False)}):
+        timer = threading.Thread(target=interrupt_once_running, daemon=True)
         timer.start()
         started = time.monotonic()
         try:
