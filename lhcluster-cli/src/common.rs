@@ -157,6 +157,29 @@ fn is_security_error(value: u32) -> bool {
     matches!(value, KEY_EXCHANGE | CRYPTOGRAPHIC | MECHANISM_MISMATCH) || value >= ZAP_FIRST
 }
 
+/// What a notify tool says when no connection to the notify broker at
+/// `to` was made within `timeout`.
+pub fn notify_unreachable_text(to: &[String], timeout: std::time::Duration) -> String {
+    format!(
+        "cannot reach the notify broker at {} (no answer within {timeout:?})",
+        to.join(", ")
+    )
+}
+
+/// The error of a notify tool (a socket of `kind`) that could not connect
+/// to `to`: with one endpoint, what a probe of it finds too.
+pub fn notify_unreachable(
+    to: &[String],
+    kind: zmq::SocketType,
+    timeout: std::time::Duration,
+) -> anyhow::Error {
+    let text = notify_unreachable_text(to, timeout);
+    match to {
+        [endpoint] => anyhow::anyhow!(diagnose("notify broker", endpoint, kind, text)),
+        _ => anyhow::anyhow!(text),
+    }
+}
+
 /// Says why a connection to `endpoint` never came up, more precisely than
 /// `unreachable` when a probe of `kind` finds out: a handshake refused (a
 /// security mismatch) or a connection taken but never answered.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{Probe, diagnose, parse_duration, probe};
+use crate::common::{Probe, notify_unreachable, notify_unreachable_text, parse_duration, probe};
 use crate::payload;
 
 /// Publish one notification to a notify broker.
@@ -65,7 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                  broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
                  CURVE keys (docs/security.md)"
             ),
-            Probe::Unreachable => anyhow::bail!(unreachable(&args)),
+            Probe::Unreachable => {
+                anyhow::bail!(notify_unreachable_text(&args.to, args.connect_timeout))
+            }
             Probe::Up | Probe::Refused => {}
         }
     }
@@ -79,15 +81,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(lhcluster::Error::Connect {
             source: zmq::Error::ENOTCONN,
             ..
-        }) => match args.to.as_slice() {
-            [endpoint] => anyhow::bail!(diagnose(
-                "notify broker",
-                endpoint,
+        }) => {
+            return Err(notify_unreachable(
+                &args.to,
                 zmq::XPUB,
-                unreachable(&args)
-            )),
-            _ => anyhow::bail!(unreachable(&args)),
-        },
+                args.connect_timeout,
+            ));
+        }
         Err(e) => return Err(e.into()),
     };
     match args.id {
@@ -97,12 +97,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Let the message leave before the socket closes.
     publisher.stop()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn unreachable(args: &Args) -> String {
-    format!(
-        "cannot reach the notify broker at {} (no answer within {:?})",
-        args.to.join(", "),
-        args.connect_timeout
-    )
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{Probe, diagnose, parse_duration, probe, shutdown_signal};
+use crate::common::{
+    Probe, notify_unreachable, notify_unreachable_text, parse_duration, probe, shutdown_signal,
+};
 use crate::payload;
 
 /// Subscribe to notification types and print each notification on a line.
@@ -73,7 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                  broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
                  CURVE keys (docs/security.md)"
             ),
-            Probe::Unreachable => anyhow::bail!(unreachable(&args)),
+            Probe::Unreachable => {
+                anyhow::bail!(notify_unreachable_text(&args.to, args.connect_timeout))
+            }
             Probe::Up | Probe::Refused => {}
         }
     }
@@ -125,15 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(lhcluster::Error::Connect {
             source: zmq::Error::ENOTCONN,
             ..
-        }) => match args.to.as_slice() {
-            [endpoint] => anyhow::bail!(diagnose(
-                "notify broker",
-                endpoint,
-                zmq::SUB,
-                unreachable(&args)
-            )),
-            _ => anyhow::bail!(unreachable(&args)),
-        },
+        }) => return Err(notify_unreachable(&args.to, zmq::SUB, args.connect_timeout)),
         Err(e) => return Err(e.into()),
     };
     eprintln!("subscribed to {:?}", args.topics);
@@ -143,12 +139,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     subscriber.stop()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn unreachable(args: &Args) -> String {
-    format!(
-        "cannot reach the notify broker at {} (no answer within {:?})",
-        args.to.join(", "),
-        args.connect_timeout
-    )
 }
