@@ -141,6 +141,17 @@ def test_fail_fast_without_workers(client):
         client.request("nobody.serves.this", b"", flags=Flags.FAIL_FAST)
 
 
+def test_a_request_over_the_brokers_limit_is_not_sent(ep):
+    with lhcluster.Broker(ep("front"), ep("back"), max_message_size=4096) as b:
+        with lhcluster.Client(b.frontend) as c:
+            assert c.wait_connected(5)
+            with pytest.raises(lhcluster.TooLarge) as e:
+                c.request("echo", b"x" * 8192, timeout=30)
+            assert isinstance(e.value, ValueError)
+            assert "max_message_size of 4096" in e.value.text
+            assert c.stats()["requests_too_large"] == 1
+
+
 def test_timeout(broker, client):
     release = threading.Event()
     with serve(broker, {"stuck": (lambda p, ctx: release.wait(10) and b"late", False)}):

@@ -287,6 +287,9 @@ pub(crate) struct BrokerSession {
     /// message of ours was refused, and a confused role (or broker) could
     /// cause one per message.
     broker_errors: LogLimiter,
+    /// The largest message the broker accepts, from its WELCOME (protocol
+    /// 1.5; `None` before it, or from an older broker).
+    broker_max_message_size: Option<usize>,
 }
 
 impl BrokerSession {
@@ -309,6 +312,7 @@ impl BrokerSession {
             greeting: greeting.with_interval(timing.heartbeat),
             stopped: false,
             counts: SessionCounts::default(),
+            broker_max_message_size: None,
             bad_input: LogLimiter::new("malformed messages from the broker"),
             broker_errors: LogLimiter::new("errors reported by the broker"),
         }
@@ -338,6 +342,14 @@ impl BrokerSession {
         self.brokers.generation()
     }
 
+    /// The largest message the broker said it accepts (header and payload
+    /// frames together), once its WELCOME has said so: a larger one would
+    /// be dropped by the broker, or cut the connection (docs/security.md,
+    /// "Limits on input"), so the role ends it locally instead.
+    pub(crate) fn broker_max_message_size(&self) -> Option<usize> {
+        self.broker_max_message_size
+    }
+
     /// Sends `msg` to the broker: no heartbeat is due for a while.
     pub(crate) fn send<A: From<LinkAction>>(
         &mut self,
@@ -352,6 +364,8 @@ impl BrokerSession {
     /// A fresh socket is connected: greet.
     pub(crate) fn connected<A: From<LinkAction>>(&mut self, now: Instant, out: &mut Vec<A>) {
         self.broker = Liveness::new(now, self.broker.peer_interval);
+        // Whoever answers on this connection says its own limit.
+        self.broker_max_message_size = None;
         self.state = State::Greeting;
         self.greet(now, out);
     }
@@ -396,8 +410,13 @@ impl BrokerSession {
             }
         };
         match msg {
-            Message::Welcome { heartbeat_ms } => {
+            Message::Welcome {
+                heartbeat_ms,
+                max_message_size,
+            } => {
                 self.broker.peer_interval = interval_from_ms(heartbeat_ms);
+                self.broker_max_message_size = (max_message_size != 0)
+                    .then(|| usize::try_from(max_message_size).unwrap_or(usize::MAX));
                 let newly = self.state != State::Ready;
                 self.state = State::Ready;
                 self.backoff.reset();
@@ -660,11 +679,17 @@ mod tests {
         connected(&mut s, t0);
         assert_eq!(tick(&mut s, t0 + ms(99)), (None, vec![]));
         assert_eq!(tick(&mut s, t0 + ms(100)), (None, vec!["HELLO".to_owned()]));
-        let welcome = Message::Welcome { heartbeat_ms: 500 };
+        let welcome = Message::Welcome {
+            heartbeat_ms: 500,
+            max_message_size: 0,
+        };
         let (inbound, out) = feed(&mut s, t0 + ms(120), welcome);
         assert!(matches!(inbound, Inbound::Welcome { newly: true }));
         assert!(out.is_empty());
-        let welcome = Message::Welcome { heartbeat_ms: 500 };
+        let welcome = Message::Welcome {
+            heartbeat_ms: 500,
+            max_message_size: 0,
+        };
         let (inbound, _) = feed(&mut s, t0 + ms(120), welcome);
         assert!(
             matches!(inbound, Inbound::Welcome { newly: false }),
@@ -689,6 +714,30 @@ mod tests {
         );
         let counts = s.counts();
         assert_eq!((counts.heartbeats_sent, counts.deaths), (2, 1));
+    }
+
+    #[test]
+    fn the_brokers_limit_is_learnt_from_its_welcome_and_forgotten_at_a_new_connection() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        connected(&mut s, t0);
+        assert_eq!(s.broker_max_message_size(), None);
+        let welcome = Message::Welcome {
+            heartbeat_ms: 500,
+            max_message_size: 4096,
+        };
+        feed(&mut s, t0, welcome);
+        assert_eq!(s.broker_max_message_size(), Some(4096));
+        // Whoever answers the next connection says its own (a broker older
+        // than 1.5 says none).
+        connected(&mut s, t0 + ms(10));
+        assert_eq!(s.broker_max_message_size(), None);
+        let welcome = Message::Welcome {
+            heartbeat_ms: 500,
+            max_message_size: 0,
+        };
+        feed(&mut s, t0 + ms(20), welcome);
+        assert_eq!(s.broker_max_message_size(), None);
     }
 
     #[test]
@@ -736,7 +785,14 @@ mod tests {
         s.connect_failed(t0 + ms(10));
         assert_eq!(s.next_tick(t0 + ms(10)), t0 + ms(30));
         connected(&mut s, t0 + ms(30));
-        feed(&mut s, t0 + ms(30), Message::Welcome { heartbeat_ms: 100 });
+        feed(
+            &mut s,
+            t0 + ms(30),
+            Message::Welcome {
+                heartbeat_ms: 100,
+                max_message_size: 0,
+            },
+        );
         feed(&mut s, t0 + ms(40), Message::Shutdown);
         assert_eq!(
             s.next_tick(t0 + ms(40)),
@@ -763,7 +819,14 @@ mod tests {
             "nothing is heard while disconnected"
         );
         connected(&mut s, t0);
-        feed(&mut s, t0, Message::Welcome { heartbeat_ms: 100 });
+        feed(
+            &mut s,
+            t0,
+            Message::Welcome {
+                heartbeat_ms: 100,
+                max_message_size: 0,
+            },
+        );
         let (inbound, out) = feed(&mut s, t0, Message::Reregister);
         assert!(matches!(inbound, Inbound::Reregister));
         assert_eq!(out, ["HELLO"]);
@@ -843,7 +906,14 @@ mod tests {
         assert_eq!((s.endpoint(), s.generation()), ("b3", 2));
         // b3 welcomes, then shuts down: back to b1.
         connected(&mut s, t0 + ms(340));
-        feed(&mut s, t0 + ms(340), Message::Welcome { heartbeat_ms: 100 });
+        feed(
+            &mut s,
+            t0 + ms(340),
+            Message::Welcome {
+                heartbeat_ms: 100,
+                max_message_size: 0,
+            },
+        );
         let (inbound, out) = feed(&mut s, t0 + ms(350), Message::Shutdown);
         assert!(matches!(inbound, Inbound::Lost(Lost::Shutdown)));
         assert_eq!(out, ["CLOSE"]);
@@ -851,7 +921,14 @@ mod tests {
         // b1 is back: welcomed, and silent later: b2 again.
         assert_eq!(tick(&mut s, t0 + ms(360)).1, ["CONNECT"]);
         connected(&mut s, t0 + ms(360));
-        feed(&mut s, t0 + ms(360), Message::Welcome { heartbeat_ms: 100 });
+        feed(
+            &mut s,
+            t0 + ms(360),
+            Message::Welcome {
+                heartbeat_ms: 100,
+                max_message_size: 0,
+            },
+        );
         assert!(s.is_ready());
         assert_eq!(tick(&mut s, t0 + ms(661)).0, Some(Lost::Silent));
         assert_eq!(s.endpoint(), "b2");
@@ -867,7 +944,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = sessions_over(t0, &["b1"]);
         connected(&mut s, t0);
-        feed(&mut s, t0, Message::Welcome { heartbeat_ms: 500 });
+        feed(
+            &mut s,
+            t0,
+            Message::Welcome {
+                heartbeat_ms: 500,
+                max_message_size: 0,
+            },
+        );
         feed(&mut s, t0 + ms(10), Message::Shutdown);
         s.connect_failed(t0 + ms(20));
         assert_eq!((s.endpoint(), s.generation()), ("b1", 0));
@@ -890,6 +974,7 @@ mod tests {
             t0,
             Message::Welcome {
                 heartbeat_ms: 10_000,
+                max_message_size: 0,
             },
         );
         feed(&mut s, t0 + ms(10), Message::Shutdown);

@@ -292,6 +292,7 @@ impl<C: SessionRole, X> Driven<C, X> {
             n,
             Message::Welcome {
                 heartbeat_ms: BROKER_HB,
+                max_message_size: 0,
             },
         )
     }

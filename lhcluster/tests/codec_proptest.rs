@@ -33,6 +33,7 @@ enum Repr {
     Hello(Hello),
     Welcome {
         heartbeat_ms: u32,
+        max_message_size: u64,
     },
     Request {
         request_type: u32,
@@ -157,7 +158,11 @@ fn response_repr(r: &Response) -> Repr {
 fn repr(message: &Message) -> Repr {
     match message {
         Message::Hello(h) => Repr::Hello(h.clone()),
-        Message::Welcome { heartbeat_ms } => Repr::Welcome {
+        Message::Welcome {
+            heartbeat_ms,
+            max_message_size,
+        } => Repr::Welcome {
+            max_message_size: *max_message_size,
             heartbeat_ms: *heartbeat_ms,
         },
         Message::Request(r) => request_repr(r),
@@ -328,7 +333,12 @@ fn message() -> impl Strategy<Value = Message> {
                 route,
             })
         }),
-        heartbeat_ms().prop_map(|heartbeat_ms| Message::Welcome { heartbeat_ms }),
+        (heartbeat_ms(), any::<u64>()).prop_map(|(heartbeat_ms, max_message_size)| {
+            Message::Welcome {
+                heartbeat_ms,
+                max_message_size,
+            }
+        }),
         request(route(), opt_text()).prop_map(Message::Request),
         dispatch(dispatch_tag()).prop_map(Message::Dispatch),
         (
@@ -739,11 +749,11 @@ fn varint(mut v: u64) -> Vec<u8> {
     out
 }
 
-/// A well-formed header field this version does not know (number 19 to
+/// A well-formed header field this version does not know (number 27, or 29 to
 /// 2^29 - 1), of any wire type: varint, fixed64, length-delimited, a group
 /// of varint fields, fixed32.
 fn unknown_field() -> impl Strategy<Value = Vec<u8>> {
-    let number = prop_oneof![27u64..40, 27u64..(1 << 29)];
+    let number = prop_oneof![Just(27u64), 29u64..40, 29u64..(1 << 29)];
     let value = prop_oneof![
         any::<u64>().prop_map(|v| (0u64, varint(v))),
         any::<[u8; 8]>().prop_map(|b| (1, b.to_vec())),
@@ -811,7 +821,13 @@ fn message_from(r: &Repr) -> Message {
     let frames = |p: &[Vec<u8>]| -> Vec<Frame> { to_frames(p) };
     match r.clone() {
         Repr::Hello(h) => Message::Hello(h),
-        Repr::Welcome { heartbeat_ms } => Message::Welcome { heartbeat_ms },
+        Repr::Welcome {
+            heartbeat_ms,
+            max_message_size,
+        } => Message::Welcome {
+            heartbeat_ms,
+            max_message_size,
+        },
         Repr::Request {
             request_type,
             request_id,

@@ -135,7 +135,11 @@ impl SilentBroker {
         let thread = std::thread::spawn(move || {
             let mut welcome = Vec::new();
             let heartbeat_ms = u32::try_from(HEARTBEAT.as_millis()).unwrap();
-            Message::Welcome { heartbeat_ms }.encode(&mut welcome);
+            Message::Welcome {
+                heartbeat_ms,
+                max_message_size: 0,
+            }
+            .encode(&mut welcome);
             while !stopped.load(Ordering::Relaxed) {
                 let Ok(frames) = socket.recv_multipart(0) else {
                     continue;

@@ -42,43 +42,94 @@ fn an_oversized_frame_cuts_its_sender_only() {
         let other = Client::connect(client_config(broker.frontend())).unwrap();
         echo_ok(&other, 1);
 
-        let sender = Client::connect(client_config(broker.frontend())).unwrap();
-        echo_ok(&sender, 2);
-        let big: Payload = vec![vec![0x5A; 100 << 10].into()];
-        let outcome = sender
-            .request(1)
-            .id(3)
-            .payload(big)
-            .timeout(Duration::from_secs(1))
-            .send()
-            .unwrap()
-            .wait();
-        // Nothing answers it: it ends at its timeout (or, had the cut
-        // outlasted the broker's liveness, as Disconnected).
-        assert!(
-            matches!(
-                outcome,
-                Err(RequestError::Timeout(_) | RequestError::Disconnected(_))
-            ),
-            "the oversized request never arrives: {outcome:?}"
-        );
-        // Everyone else was served throughout, and the sender reconnects
-        // and is served again.
+        // A sender that ignores the limit the broker's WELCOME states (our
+        // client does not send such a request: the next test).
+        let sender = raw_dealer(broker.frontend());
+        let big = Message::Request(Request {
+            request_type: 1,
+            request_id: 3,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 0,
+            payload: vec![vec![0x5A; 100 << 10].into()],
+        });
+        let frames = big.into_frames();
+        let last = frames.len() - 1;
+        for (i, frame) in frames.iter().enumerate() {
+            let more = if i < last { zmq::SNDMORE } else { 0 };
+            sender.send(frame.to_vec(), more).unwrap();
+        }
+        // Everyone else is served throughout.
         for id in 10..20 {
             echo_ok(&other, id);
         }
-        assert!(eventually(WAIT, || {
-            sender
-                .request(1)
-                .id(4)
-                .payload(vec![b"small".as_slice().into()])
-                .timeout(Duration::from_secs(1))
-                .send()
-                .is_ok_and(|h| h.wait().is_ok())
-        }));
         let stats = broker.stats().unwrap();
         assert_eq!(stats.types[&1].received, stats.types[&1].completed);
+        assert_eq!(
+            stats.types[&1].received, 11,
+            "the oversized request never arrived"
+        );
         assert_eq!(stats.oversized, 0, "libzmq dropped it, not the broker");
+    });
+}
+
+#[test]
+fn a_client_does_not_send_a_request_over_the_brokers_limit() {
+    time_limit(LIMIT, || {
+        let broker = limited_broker();
+        let _worker = echo_worker(&broker, &[1]);
+        expect_workers(&broker, 1, WAIT);
+        let client = client(&broker);
+        let big: Payload = vec![vec![0x5A; 100 << 10].into()];
+        let outcome = client.request(1).id(3).payload(big).send().unwrap().wait();
+        // At once, from the limit in the broker's WELCOME: not at a timeout.
+        match outcome {
+            Err(RequestError::TooLarge { size, limit }) => {
+                assert_eq!(limit, 64 << 10);
+                assert!(size > 100 << 10, "{size}");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(client.stats().unwrap().requests_too_large, 1);
+        // Its connection was not cut: the next request is served.
+        echo_ok(&client, 4);
+        assert_eq!(broker.stats().unwrap().types[&1].received, 1);
+    });
+}
+
+#[test]
+fn a_result_over_the_brokers_limit_ends_failed_and_frees_the_worker() {
+    time_limit(LIMIT, || {
+        let broker = limited_broker();
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        // Type 2 answers with more than the broker accepts.
+        let worker = lhcluster::Worker::builder(config)
+            .handle_raw(1, echo)
+            .handle_raw(2, too_large)
+            .start()
+            .unwrap();
+        expect_workers(&broker, 1, WAIT);
+        let client = client(&broker);
+        let outcome = client.request(2).id(1).send().unwrap().wait();
+        // The worker sends FAILED instead of a result that would cut its
+        // connection and leave the request (and its only credit) with it.
+        match outcome {
+            Err(RequestError::Status { status, message }) => {
+                assert_eq!(status, lhcluster::Status::Failed);
+                assert!(
+                    message.contains("over the broker's max_message_size"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected FAILED, got {other:?}"),
+        }
+        assert_eq!(worker.stats().unwrap().results_too_large, 1);
+        // Its credit came back: the capacity-1 worker serves the next ones.
+        for id in 2..5 {
+            echo_ok(&client, id);
+        }
     });
 }
 
@@ -147,6 +198,14 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
         );
         assert_eq!(stats.requests_received, 9);
     });
+}
+
+/// A handler whose result is larger than the limited broker accepts.
+fn too_large(
+    _: Payload,
+    _: &lhcluster::worker::RequestContext,
+) -> Result<Payload, lhcluster::worker::HandlerError> {
+    Ok(vec![vec![0x33; 100 << 10].into()])
 }
 
 /// The ERROR the broker answers request `id` with, read from `socket`

@@ -26,6 +26,7 @@ __all__ = [
     "Stopped",
     "ProtocolError",
     "InternalError",
+    "TooLarge",
     "ConfigError",
     "EndpointError",
     "ZmqError",
@@ -138,6 +139,11 @@ class ProtocolError(Error):
 
 class InternalError(Error):
     """A bug in lhcluster (a panic); whether the request ran is unknown."""
+
+
+class TooLarge(Error, ValueError):
+    """The request is larger than the broker accepts (its ``max_message_size``):
+    it was not sent."""
 
 
 class ConfigError(Error, ValueError):

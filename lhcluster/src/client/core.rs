@@ -19,7 +19,7 @@ use super::response::{DisconnectReason, Reply, RequestError, Slot};
 use super::stats::ClientStats;
 use crate::protocol::{
     ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId, RequestRef, RequestType,
-    Response, Status,
+    Response, Status, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, report_counts, timing};
 
@@ -139,6 +139,15 @@ impl ClientCore {
                 DisconnectReason::NotConnected,
             )));
             return;
+        }
+        if let Some(limit) = self.session.broker_max_message_size() {
+            let size = checked_size(&s.payload, s.reply_to.as_ref().map_or(0, String::len));
+            if size > limit {
+                self.stats.requests_too_large += 1;
+                s.shared
+                    .complete(Err(RequestError::TooLarge { size, limit }));
+                return;
+            }
         }
         if self.outstanding.contains_key(&key) {
             self.stats.requests_rejected_locally += 1;

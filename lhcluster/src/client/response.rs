@@ -73,6 +73,18 @@ pub enum RequestError {
     /// has stopped.
     #[error("the client failed (a panic) before the outcome arrived")]
     Internal,
+    /// The request is larger than the broker (or proxy) accepts, as its
+    /// WELCOME said (`max_message_size`): it was not sent, since the broker
+    /// would drop it or cut the connection it came on (docs/security.md,
+    /// "Limits on input").
+    #[error("the request is {size} bytes, over the broker's max_message_size of {limit}: not sent")]
+    TooLarge {
+        /// The request's size as checked: its payload, its `reply_to` and
+        /// room for its header.
+        size: usize,
+        /// The largest message the broker accepts.
+        limit: usize,
+    },
 }
 
 impl RequestError {

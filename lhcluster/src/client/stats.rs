@@ -10,6 +10,9 @@ pub struct ClientStats {
     pub requests_rejected_locally: u64,
     /// Requests failed at once because the broker was unreachable.
     pub requests_failed_disconnected: u64,
+    /// Requests failed at once, unsent, because they were larger than the
+    /// broker's `max_message_size` (`RequestError::TooLarge`).
+    pub requests_too_large: u64,
     /// Requests that timed out.
     pub requests_timed_out: u64,
     /// Responses matched to an outstanding request.

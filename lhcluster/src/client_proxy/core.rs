@@ -25,7 +25,7 @@ use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::ReceiptKind;
 use crate::protocol::{
     self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
-    RequestType, Response, Status,
+    RequestType, Response, Status, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
 use crate::slab::Key;
@@ -83,9 +83,16 @@ struct ClientInfo {
     minor: u32,
 }
 
+/// Room for the route the proxy adds to a request it forwards: a client's
+/// routing id (at most 255 bytes in ZMTP) and its field's tag and length.
+const ROUTE_ROOM: usize = 258;
+
 #[derive(Debug)]
 pub(crate) struct ProxyCore {
     heartbeat: Duration,
+    /// The proxy's own `max_message_size`: its WELCOME tells clients the
+    /// smaller of it and the broker's.
+    max_message_size: usize,
     max_buffered: usize,
     max_buffered_bytes: usize,
     resend_initial: Duration,
@@ -115,6 +122,7 @@ impl ProxyCore {
     pub(crate) fn new(config: &ClientProxyConfig, now: Instant) -> Self {
         Self {
             heartbeat: config.heartbeat,
+            max_message_size: config.max_message_size,
             max_buffered: config.max_buffered,
             max_buffered_bytes: config.max_buffered_bytes,
             resend_initial: config.resend_initial,
@@ -253,8 +261,11 @@ impl ProxyCore {
             c.data.name = hello.name.clone();
             c.data.minor = minor;
         }
-        let heartbeat_ms = interval_to_ms(self.heartbeat);
-        self.send_client(peer.into(), Message::Welcome { heartbeat_ms });
+        let welcome = Message::Welcome {
+            heartbeat_ms: interval_to_ms(self.heartbeat),
+            max_message_size: self.client_limit() as u64,
+        };
+        self.send_client(peer.into(), welcome);
         if let Some(name) = hello.name {
             if self.session.is_ready() {
                 self.forward_hello(now, peer, name);
@@ -270,6 +281,29 @@ impl ProxyCore {
             self.stats.refused_slow += 1;
             let error = "you are not reading your responses: over your outbox limit";
             return self.refuse(peer, &r, error.to_owned());
+        }
+        let limit = self.client_limit();
+        let size = checked_size(&r.payload, r.reply_to.as_ref().map_or(0, String::len));
+        if size > limit {
+            // Within the proxy's own limit (the driver drops larger ones)
+            // but over the broker's, which this client may not know yet:
+            // the broker would drop it. Answered as an oversized message is.
+            self.stats.oversized += 1;
+            let error = format!(
+                "the request is {size} bytes, over the max_message_size of {limit} \
+                 (the broker's, less the proxy's route): dropped"
+            );
+            let request = Some(RequestRef {
+                request_type: r.request_type,
+                request_id: r.request_id,
+                route: Vec::new(),
+            });
+            let reply = ErrorReply {
+                error,
+                request,
+                status: None,
+            };
+            return self.send_client(peer.into(), Message::Error(reply));
         }
         let key: EntryKey = (peer.into(), r.request_type, r.request_id);
         let confirm = confirmation(r.flags, r.reply_to.is_some());
@@ -318,6 +352,16 @@ impl ProxyCore {
         }
         let what = (r.flags, r.reply_to, deadline);
         self.buffer_entry(now, key, what, r.payload, bytes, Some(confirm));
+    }
+
+    /// The largest request a client may send through the proxy: the
+    /// proxy's own limit, and the broker's as its WELCOME said, less the
+    /// room the route takes that the proxy adds.
+    fn client_limit(&self) -> usize {
+        match self.session.broker_max_message_size() {
+            Some(broker) => self.max_message_size.min(broker.saturating_sub(ROUTE_ROOM)),
+            None => self.max_message_size,
+        }
     }
 
     /// Answers a request `OVERLOADED` from the proxy itself.

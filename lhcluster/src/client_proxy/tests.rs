@@ -149,6 +149,7 @@ fn rref(route: &[u8], request_type: RequestType, request_id: RequestId) -> Reque
 fn welcome() -> Message {
     Message::Welcome {
         heartbeat_ms: BROKER_HB,
+        max_message_size: 0,
     }
 }
 
@@ -246,7 +247,7 @@ impl Harness {
     fn greet(&mut self, n: u64, peer: &[u8], name: Option<&str>) -> Vec<Action> {
         let actions = self.client(n, peer, hello(name, CLIENT_HB));
         match actions.first() {
-            Some(Action::ToClient(p, Message::Welcome { heartbeat_ms }))
+            Some(Action::ToClient(p, Message::Welcome { heartbeat_ms, .. }))
                 if p.as_slice() == peer =>
             {
                 assert_eq!(u64::from(*heartbeat_ms), self.extra);
@@ -361,8 +362,14 @@ fn next_tick_is_the_nearest_of_heartbeat_reconnect_and_resend() {
     c.resend_initial = ms(300);
     let mut h = Harness::ready_with(&c);
     assert!(
-        h.feed(0, Message::Welcome { heartbeat_ms: 2000 })
-            .is_empty()
+        h.feed(
+            0,
+            Message::Welcome {
+                heartbeat_ms: 2000,
+                max_message_size: 0
+            }
+        )
+        .is_empty()
     );
     // Half the shorter of the two intervals.
     assert_eq!(h.next_tick(0), h.at(500));
@@ -449,6 +456,50 @@ fn client_hello_is_welcomed_with_the_proxy_interval() {
     // A second HELLO is welcomed again, still one client.
     assert_eq!(kinds(&h.greet(10, A, None)), ["a>WELCOME"]);
     assert_eq!(h.stats().clients, 1);
+}
+
+#[test]
+fn clients_are_told_the_smaller_limit_and_a_request_over_the_brokers_is_answered() {
+    let mut config = config();
+    config.max_message_size = 4096;
+    let mut h = Harness::with(&config);
+    h.drain();
+    h.greeted_broker(0);
+    // The broker accepts 1 000 bytes; the route the proxy adds takes 258.
+    let welcome = Message::Welcome {
+        heartbeat_ms: BROKER_HB,
+        max_message_size: 1000,
+    };
+    assert!(h.feed(0, welcome).is_empty());
+    let actions = h.greet(1, A, None);
+    match actions.first() {
+        Some(Action::ToClient(
+            _,
+            Message::Welcome {
+                max_message_size, ..
+            },
+        )) => assert_eq!(*max_message_size, 1000 - 258),
+        _ => panic!("a WELCOME first"),
+    }
+    // Within the proxy's own 4 096 bytes, over what the broker takes.
+    let big = vec![0u8; 900];
+    let actions = h.client(2, A, request_msg((7, 1), Flags::empty(), None, &[&big]));
+    match only_for(&actions, A) {
+        Message::Error(ErrorReply {
+            error,
+            request: Some(r),
+            ..
+        }) => {
+            assert_eq!((r.request_type, r.request_id), (7, 1));
+            assert!(error.contains("max_message_size of 742"), "{error}");
+        }
+        other => panic!("expected an ERROR, got {}", other.kind_name()),
+    }
+    assert_eq!(h.stats().oversized, 1);
+    assert_eq!(h.stats().requests_forwarded, 0);
+    // A request within it is forwarded as usual.
+    let actions = h.client(3, A, request_msg((7, 2), Flags::empty(), None, &[b"ok"]));
+    assert_eq!(only_request(&actions).request_id, 2);
 }
 
 #[test]

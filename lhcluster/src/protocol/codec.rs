@@ -51,9 +51,13 @@ impl Message {
                 h.route = hello.route;
                 Payload::new()
             }
-            Message::Welcome { heartbeat_ms } => {
+            Message::Welcome {
+                heartbeat_ms,
+                max_message_size,
+            } => {
                 h.kind = pb::Kind::Welcome as i32;
                 h.heartbeat_ms = heartbeat_ms;
+                h.max_message_size = max_message_size;
                 Payload::new()
             }
             Message::Request(r) => {
@@ -587,6 +591,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             require(h.heartbeat_ms != 0, "heartbeat_ms")?;
             Message::Welcome {
                 heartbeat_ms: h.heartbeat_ms,
+                max_message_size: h.max_message_size,
             }
         }
         pb::Kind::Request => {

@@ -72,6 +72,7 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
                     h.members.push(varint(&mut values)?);
                 }
             }
+            (28, 0) => h.max_message_size = varint(&mut buf)?,
             _ => return None,
         }
     }
@@ -115,6 +116,7 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
             put_varint(buf, v);
         }
     }
+    uint(buf, 28, h.max_message_size);
 }
 
 /// A packed `repeated uint32` field (absent when empty, as proto3 writes it).
@@ -270,7 +272,7 @@ mod tests {
             ),
             (
                 small.clone(),
-                (small.clone(), small),
+                (small.clone(), small.clone(), small),
                 prop::collection::vec(any::<u8>(), 0..20),
                 prop::collection::vec(any::<u32>(), 0..4),
                 prop::collection::vec(any::<u32>(), 0..4),
@@ -294,7 +296,7 @@ mod tests {
                     ),
                     (
                         broker_id,
-                        (hops, deadline_ms),
+                        (hops, deadline_ms, max_message_size),
                         reply_route,
                         type_capacity,
                         type_free,
@@ -327,6 +329,7 @@ mod tests {
                     type_pending,
                     deadline_ms: deadline_ms as u32,
                     members: Vec::new(),
+                    max_message_size,
                 },
             )
     }

@@ -44,9 +44,21 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
-/// and the status EXPIRED, minor 4 the status FORBIDDEN (docs/protocol.md
-/// §17, §18).
-pub const PROTOCOL_MINOR: u32 = 4;
+/// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 5 the `max_message_size` of a WELCOME
+/// (docs/protocol.md §17, §18).
+pub const PROTOCOL_MINOR: u32 = 5;
+
+/// Room for the header of a REQUEST or a RESULT besides its strings and
+/// payload (its numeric fields take at most 60 bytes): what a sender adds to
+/// the payload's size to check a message against a peer's
+/// `max_message_size` (WELCOME, since 1.5) before sending it.
+pub(crate) const HEADER_ROOM: usize = 64;
+
+/// The size a REQUEST or RESULT with this payload and strings is checked
+/// at against a peer's `max_message_size`: never less than its encoding.
+pub(crate) fn checked_size(payload: &Payload, strings: usize) -> usize {
+    payload.iter().map(|f| f.len()).sum::<usize>() + strings + HEADER_ROOM
+}
 
 /// The protocol minor version from which a client takes the status
 /// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,

@@ -96,6 +96,12 @@ pub struct Header {
     /// minor 3).
     #[prost(uint64, repeated, tag = "26")]
     pub members: ::prost::alloc::vec::Vec<u64>,
+    /// The largest message, in bytes (header and payload frames together), the
+    /// sender of a WELCOME accepts from its peer; 0 = not said (WELCOME; since
+    /// minor 5). A larger frame cuts the connection (ZMQ_MAXMSGSIZE), a larger
+    /// message is dropped: the peer checks what it sends against it.
+    #[prost(uint64, tag = "28")]
+    pub max_message_size: u64,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).

@@ -344,6 +344,10 @@ pub enum Message {
     Welcome {
         /// The broker's heartbeat interval in ms.
         heartbeat_ms: u32,
+        /// The largest message (header and payload frames, in bytes) the
+        /// sender accepts from this peer; 0 = not said (a peer older than
+        /// 1.5). Since 1.5.
+        max_message_size: u64,
     },
     /// Client/proxy → broker: a request.
     Request(Request),

@@ -13,6 +13,7 @@ use super::config::WorkerConfig;
 use super::stats::WorkerStats;
 use crate::protocol::{
     Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status, WorkResult,
+    checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, report_counts, timing};
 
@@ -151,23 +152,44 @@ impl WorkerCore {
             self.stats.handler_panics += 1;
         }
         let generation = answers.generation;
-        let msg = match outcome {
-            Ok(payload) => {
-                self.stats.requests_succeeded += 1;
-                result_message(key, answers, Status::Ok, None, payload)
-            }
-            Err(e) => {
-                self.stats.requests_failed += 1;
-                result_message(
-                    key,
-                    answers,
-                    e.status(),
-                    Some(e.message().to_owned()),
-                    Payload::new(),
-                )
-            }
+        let (status, error, payload) = match outcome {
+            Ok(payload) => (Status::Ok, None, payload),
+            Err(e) => (e.status(), Some(e.message().to_owned()), Payload::new()),
         };
+        let (status, error, payload) = self.within_limit(status, error, payload);
+        if status == Status::Ok {
+            self.stats.requests_succeeded += 1;
+        } else {
+            self.stats.requests_failed += 1;
+        }
+        let msg = result_message(key, answers, status, error, payload);
         self.send_or_keep(now, generation, msg);
+    }
+
+    /// A result larger than the broker accepts (its WELCOME's
+    /// `max_message_size`) would be dropped by the broker, or cut this
+    /// worker's connection with the request still assigned to it: it is
+    /// sent as `FAILED` without its payload instead, so the request ends
+    /// once and the credit comes back (docs/security.md, "Limits on input").
+    fn within_limit(
+        &mut self,
+        status: Status,
+        error: Option<String>,
+        payload: Payload,
+    ) -> (Status, Option<String>, Payload) {
+        let Some(limit) = self.session.broker_max_message_size() else {
+            return (status, error, payload);
+        };
+        let size = checked_size(&payload, error.as_ref().map_or(0, String::len));
+        if size <= limit {
+            return (status, error, payload);
+        }
+        self.stats.results_too_large += 1;
+        let error = format!(
+            "the result is {size} bytes, over the broker's max_message_size of {limit}: \
+             not sent"
+        );
+        (Status::Failed, Some(error), Payload::new())
     }
 
     /// What a RESULT for `d` must echo, in the current session generation.

@@ -34,6 +34,9 @@ pub struct WorkerStats {
     /// Results kept while disconnected as `FAILED` without their payload,
     /// which did not fit in `max_unsent_bytes`.
     pub results_truncated: u64,
+    /// Results sent as `FAILED` without their payload because they were
+    /// larger than the broker's `max_message_size` (its WELCOME).
+    pub results_too_large: u64,
     /// Payload bytes of results kept for the next session now.
     pub unsent_bytes: u64,
     /// Requests running now.

@@ -223,7 +223,13 @@ fn next_tick_follows_the_session() {
     // Registering: half the worker's own interval (the broker's is unknown
     // and taken as ours).
     assert_eq!(h.next_tick(10), h.at(60));
-    h.feed(10, Message::Welcome { heartbeat_ms: 60 });
+    h.feed(
+        10,
+        Message::Welcome {
+            heartbeat_ms: 60,
+            max_message_size: 0,
+        },
+    );
     // Half the shorter of the two intervals.
     assert_eq!(h.next_tick(10), h.at(40));
     h.feed(20, Message::Shutdown);
@@ -802,7 +808,11 @@ fn malformed_input_is_counted_answered_with_error_and_the_worker_keeps_working()
 
     // A payload frame on a kind that has none.
     let mut header = Vec::new();
-    let _ = Message::Welcome { heartbeat_ms: 50 }.encode(&mut header);
+    let _ = Message::Welcome {
+        heartbeat_ms: 50,
+        max_message_size: 0,
+    }
+    .encode(&mut header);
     let actions = h.feed_raw(40, &header, payload(&[b"x"]));
     assert_eq!(kinds(&actions), ["ERROR"]);
 

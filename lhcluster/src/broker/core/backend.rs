@@ -9,8 +9,8 @@ use tracing::{debug, info};
 
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::curve::PublicKey;
-use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
-use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
+use crate::peer::{Liveness, interval_from_ms};
+use crate::protocol::{self, Flags, Payload, Ready, RequestRef, Status, WorkResult};
 use crate::slab::Key;
 
 impl BrokerCore {
@@ -79,13 +79,8 @@ impl BrokerCore {
                 wk
             }
         };
-        let heartbeat_ms = interval_to_ms(self.heartbeat);
-        self.send_tracked(
-            now,
-            Side::Backend,
-            peer_id(peer),
-            Message::Welcome { heartbeat_ms },
-        );
+        let welcome = self.welcome();
+        self.send_tracked(now, Side::Backend, peer_id(peer), welcome);
         self.serve_worker(now, wk);
         self.send_serves_if_changed(true);
     }

@@ -9,12 +9,11 @@ use tracing::debug;
 use super::stored::{COMPACT_AFTER, Stored};
 use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
 use crate::curve::PublicKey;
-use crate::peer::interval_to_ms;
 use crate::protocol::MAX_HOPS;
 
 /// The protocol minor version from which a client takes VIEW.
 pub(super) const VIEW_MINOR: u32 = 3;
-use crate::protocol::{Flags, Hello, Message, Payload, Request, Route, Status};
+use crate::protocol::{Flags, Hello, Payload, Request, Route, Status};
 
 impl BrokerCore {
     pub(super) fn on_hello(&mut self, now: Instant, peer: &[u8], hello: Hello, minor: u32) {
@@ -24,13 +23,8 @@ impl BrokerCore {
             if let Some(c) = self.clients.get_mut(client) {
                 c.data.minor = minor;
             }
-            let heartbeat_ms = interval_to_ms(self.heartbeat);
-            self.send_tracked(
-                now,
-                Side::Frontend,
-                peer_id(peer),
-                Message::Welcome { heartbeat_ms },
-            );
+            let welcome = self.welcome();
+            self.send_tracked(now, Side::Frontend, peer_id(peer), welcome);
             if minor >= VIEW_MINOR {
                 if let Some(view) = self.view_message() {
                     self.send(Side::Frontend, peer_id(peer), view);

@@ -293,6 +293,9 @@ impl TypeEntry {
 #[derive(Debug)]
 pub(crate) struct BrokerCore {
     heartbeat: Duration,
+    /// Told to every client, proxy and worker in WELCOME, which check what
+    /// they send against it (protocol.md §7.1).
+    max_message_size: u64,
     liveness: u32,
     max_pending_per_type: usize,
     max_pending_total: usize,
@@ -345,9 +348,19 @@ pub(crate) struct BrokerCore {
 }
 
 impl BrokerCore {
+    /// The WELCOME every greeting peer gets: the broker's interval and the
+    /// largest message it accepts.
+    fn welcome(&self) -> Message {
+        Message::Welcome {
+            heartbeat_ms: interval_to_ms(self.heartbeat),
+            max_message_size: self.max_message_size,
+        }
+    }
+
     pub(crate) fn new(config: &BrokerConfig, now: Instant) -> Self {
         Self {
             heartbeat: config.heartbeat,
+            max_message_size: config.max_message_size as u64,
             liveness: config.liveness,
             max_pending_per_type: config.max_pending_per_type,
             max_pending_total: config.max_pending_total,

@@ -155,7 +155,10 @@ fn only_valid_messages_the_backend_takes_keep_a_worker_alive() {
     h.request_dispatched(CA, W1, 7, 1);
     // From 1000 ms on, W1 sends only what is no sign of life: it was last
     // heard at 0 (READY), so it is dead after 3 x 1000 ms all the same.
-    let welcome = Message::Welcome { heartbeat_ms: HB };
+    let welcome = Message::Welcome {
+        heartbeat_ms: HB,
+        max_message_size: 0,
+    };
     for (i, (header, body)) in no_sign_of_life(welcome).into_iter().enumerate() {
         h.at(1000 + 500 * i as u64);
         h.backend_raw(W1, &header, body);

@@ -2,6 +2,7 @@
 //! to an `ERROR`), version mismatches, garbled results.
 
 use super::*;
+use crate::protocol::PROTOCOL_MINOR;
 
 /// A valid request/result pair still goes through.
 fn assert_traffic_flows(h: &mut Harness, client: &[u8], worker: &[u8], t: u32, id: u64) {
@@ -48,7 +49,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.4 (this peer speaks 1.x)"
+        format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -64,7 +65,10 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.4"));
+    assert!(
+        e.error
+            .starts_with(&format!("unsupported protocol version 2.{PROTOCOL_MINOR}"))
+    );
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -88,7 +92,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.4 (this peer speaks 1.x)"
+        format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
     );
     assert_eq!(
         e.request,
@@ -115,7 +119,13 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(e.error, "unexpected READY on the broker frontend");
     assert_eq!(e.request, None);
-    h.client_sends(CA, Message::Welcome { heartbeat_ms: HB });
+    h.client_sends(
+        CA,
+        Message::Welcome {
+            heartbeat_ms: HB,
+            max_message_size: 0,
+        },
+    );
     let e = h.expect_error(Side::Frontend, CA);
     assert!(e.error.contains("WELCOME"), "{}", e.error);
     h.client_sends(CA, Message::Shutdown);
@@ -372,7 +382,7 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
     // `08 01 10 04` (major 1, minor 4).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x04, 0x18, 0x06]);
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x05, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
@@ -470,4 +480,19 @@ fn an_oversized_result_fails_its_request_and_frees_the_credit() {
     assert!(e.error.contains("max_message_size"), "{}", e.error);
     h.expect_nothing();
     assert_eq!(h.stats().oversized, 3);
+}
+
+#[test]
+fn welcome_tells_clients_and_workers_the_largest_message_the_broker_takes() {
+    let mut h = Harness::with_config(|c| c.max_message_size = 64 << 10);
+    h.hello(CA, None);
+    h.ready(W1, &[7], 1);
+    for (side, peer) in [(Side::Frontend, CA), (Side::Backend, W1)] {
+        match h.expect_kind(side, peer, "WELCOME") {
+            Message::Welcome {
+                max_message_size, ..
+            } => assert_eq!(max_message_size, 64 << 10),
+            _ => unreachable!("a WELCOME"),
+        }
+    }
 }

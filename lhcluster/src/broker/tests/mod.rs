@@ -457,7 +457,7 @@ impl Harness {
     /// interval.
     fn expect_interval(&mut self, side: Side, peer: &[u8], kind: &str) {
         match self.expect_kind(side, peer, kind) {
-            Message::Welcome { heartbeat_ms } | Message::Heartbeat { heartbeat_ms } => {
+            Message::Welcome { heartbeat_ms, .. } | Message::Heartbeat { heartbeat_ms } => {
                 assert_eq!(heartbeat_ms, 1000, "the broker announces its own interval");
             }
             _ => unreachable!("a WELCOME or a HEARTBEAT"),
