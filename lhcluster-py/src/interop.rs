@@ -73,10 +73,15 @@ pub(crate) struct BenchEcho {
 
 #[pymethods]
 impl BenchEcho {
+    /// An echo worker of `capacity` (`lhcluster bench`'s default is its
+    /// window, 64, so that the broker forwards at once, as the baselines
+    /// do: a worker of capacity 1 measures its round trip, not the client).
     #[new]
-    fn new(py: Python<'_>, backend: String, inline: bool) -> PyResult<Self> {
+    #[pyo3(signature = (backend, inline, capacity=64))]
+    fn new(py: Python<'_>, backend: String, inline: bool, capacity: u32) -> PyResult<Self> {
         let mut config = WorkerConfig::new(backend);
         config.inline = inline;
+        config.capacity = capacity.max(1);
         let builder = Worker::builder(config).handle_raw(
             lhcluster::request_type_id("bench.echo"),
             |payload: lhcluster::Payload, _ctx: &lhcluster::worker::RequestContext| Ok(payload),

@@ -2,8 +2,9 @@
 worker, beside a plain pyzmq DEALER→ROUTER echo round trip in the same run.
 
 Both keep the same number of requests in flight (``--window``) over loopback
-TCP. lhcluster: a broker and a Rust echo worker in this process (Rust
-threads), the Python client sending through ``Client.send`` handles (and,
+TCP. lhcluster: a broker and a Rust echo worker of capacity ``--window`` in
+this process (Rust threads; as ``lhcluster bench`` does, so that the worker
+is not the bottleneck), the Python client sending through ``Client.send`` handles (and,
 with ``--asyncio``, ``request_async``). pyzmq: a DEALER in this process, a
 ROUTER echoing in a child process. The figures of the project's machine are
 in docs/benchmarks.md.
@@ -14,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import multiprocessing
+import statistics
 import time
 from typing import Iterator, Optional
 
@@ -21,11 +23,12 @@ from . import Broker, Client, _native
 
 
 @contextlib.contextmanager
-def _echo_client(n: int, payload: bytes, inline: bool) -> Iterator[Client]:
-    """A client of a broker with a Rust echo worker in this process, warmed up
-    (sessions, the worker's registration) with ``min(n, 500)`` requests."""
+def _echo_client(n: int, payload: bytes, inline: bool, capacity: int) -> Iterator[Client]:
+    """A client of a broker with a Rust echo worker of ``capacity`` in this
+    process, warmed up (sessions, the worker's registration) with
+    ``min(n, 500)`` requests."""
     with Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*") as broker:
-        echo = _native.BenchEcho(broker.backend, inline)
+        echo = _native.BenchEcho(broker.backend, inline, capacity)
         try:
             with Client(broker.frontend, request_timeout=60) as client:
                 client.wait_connected(5)
@@ -39,7 +42,7 @@ def _echo_client(n: int, payload: bytes, inline: bool) -> Iterator[Client]:
 def lhcluster_handles(n: int, window: int, size: int, inline: bool) -> float:
     """Requests/s through a broker to a Rust echo worker, a window of handles."""
     payload = b"x" * size
-    with _echo_client(n, payload, inline) as client:
+    with _echo_client(n, payload, inline, window) as client:
         inflight: collections.deque = collections.deque()
         sent = done = 0
         started = time.perf_counter()
@@ -55,7 +58,7 @@ def lhcluster_handles(n: int, window: int, size: int, inline: bool) -> float:
 def lhcluster_asyncio(n: int, window: int, size: int, inline: bool) -> float:
     """Requests/s with ``request_async``, at most ``window`` in flight."""
     payload = b"x" * size
-    with _echo_client(n, payload, inline) as client:
+    with _echo_client(n, payload, inline, window) as client:
 
         async def run() -> float:
             started = time.perf_counter()
@@ -135,19 +138,32 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("-s", "--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--inline", action="store_true", help="the echo worker runs on its I/O thread")
     parser.add_argument("--asyncio", action="store_true", help="also measure request_async")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="paired runs (pyzmq, then lhcluster, each run); medians printed"
+    )
     args = parser.parse_args(argv)
-    print(f"requests={args.requests} window={args.window} payload={args.size} B")
-    base = pyzmq_round_trip(args.requests, args.window, args.size)
-    rate = lhcluster_handles(args.requests, args.window, args.size, args.inline)
-    rows = [("pyzmq DEALER->ROUTER echo", base), ("lhcluster Client.send (handles)", rate)]
+    print(f"requests={args.requests} window={args.window} payload={args.size} B runs={args.runs}")
+    names = ["pyzmq DEALER->ROUTER echo", "lhcluster Client.send (handles)"]
     if args.asyncio:
-        rows.append(("lhcluster request_async", lhcluster_asyncio(args.requests, args.window, args.size, args.inline)))
-    for name, value in rows:
-        if value is None:
+        names.append("lhcluster request_async")
+    rates: dict = {name: [] for name in names}
+    ratios: dict = {name: [] for name in names[1:]}
+    for _ in range(max(1, args.runs)):
+        base = pyzmq_round_trip(args.requests, args.window, args.size)
+        run = [base, lhcluster_handles(args.requests, args.window, args.size, args.inline)]
+        if args.asyncio:
+            run.append(lhcluster_asyncio(args.requests, args.window, args.size, args.inline))
+        for name, value in zip(names, run):
+            rates[name].append(value)
+            if base and name in ratios:
+                ratios[name].append(value / base)
+    for name in names:
+        values = [v for v in rates[name] if v is not None]
+        if not values:
             print(f"{name:36} (pyzmq not installed)")
             continue
-        ratio = f"  {value / base:.2f}x pyzmq" if base and value is not base else ""
-        print(f"{name:36} {value:10.0f} req/s{ratio}")
+        ratio = f"  {statistics.median(ratios[name]):.2f}x pyzmq" if ratios.get(name) else ""
+        print(f"{name:36} {statistics.median(values):10.0f} req/s{ratio}")
     return 0
 
 
