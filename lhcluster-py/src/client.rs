@@ -1,7 +1,7 @@
 //! The client: blocking requests, response handles, and asyncio futures
 //! completed from one dispatcher thread (no thread per pending request).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use lhcluster::client::{ClientEvent, Outcome, ReceiptKind};
 use lhcluster::{Client as RsClient, Flags, RequestError, ResponseHandle};
 use pyo3::exceptions::PyValueError;
@@ -284,13 +284,7 @@ impl Client {
         reply_to: Option<String>,
         one_way: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let get_loop = GET_LOOP.get_or_try_init(py, || {
-            py.import("asyncio")?
-                .getattr("get_running_loop")
-                .map(Bound::unbind)
-        })?;
-        let event_loop = get_loop.call0(py)?.into_bound(py);
+        let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
         let sent = self.submit(
             py,
@@ -304,7 +298,7 @@ impl Client {
             one_way,
         )?;
         dispatcher().send_pending(Pending {
-            handle: sent.handle,
+            source: Source::Handle(sent.handle),
             future: future.clone().unbind(),
             event_loop: event_loop.unbind(),
             typed: sent.typed,
@@ -529,6 +523,25 @@ impl Response {
         }
     }
 
+    /// `await response`: the outcome as `result()` gives it, without
+    /// blocking the event loop (the dispatcher thread that completes
+    /// `request_async` futures completes this one too). It may be awaited
+    /// several times, and mixed with `result()`.
+    fn __await__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let me = slf.get();
+        dispatcher().send_pending(Pending {
+            source: Source::Response(slf.clone().unbind()),
+            future: future.clone().unbind(),
+            event_loop: event_loop.unbind(),
+            typed: me.typed,
+            delivery_only: me.delivery_only,
+        });
+        future.call_method0("__await__")
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Response(request_type={}, request_id={})",
@@ -537,9 +550,51 @@ impl Response {
     }
 }
 
+/// The running event loop (`asyncio.get_running_loop()`): an error outside
+/// a coroutine.
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let get_loop = GET_LOOP.get_or_try_init(py, || {
+        py.import("asyncio")?
+            .getattr("get_running_loop")
+            .map(Bound::unbind)
+    })?;
+    Ok(get_loop.call0(py)?.into_bound(py))
+}
+
+/// What an asyncio future waits on.
+enum Source {
+    /// A handle only the future has (`request_async`).
+    Handle(ResponseHandle),
+    /// A `Response` the caller holds too (`await response`), which keeps
+    /// the outcome for its other waiters.
+    Response(Py<Response>),
+}
+
+impl Source {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Option<Stored> {
+        match self {
+            Source::Handle(handle) => poll_handle(handle, cx).map(store),
+            // A frozen, `Sync` class: reachable without the GIL.
+            Source::Response(response) => response.get().lock().poll(cx),
+        }
+    }
+
+    /// A handle keeps one waker, its last poller's: a `Response` also
+    /// waited on by `result()` (or awaited twice) may have lost this
+    /// future's, so those are polled again on a timer.
+    fn shared(&self) -> bool {
+        matches!(self, Source::Response(_))
+    }
+}
+
+/// How often the dispatcher polls the `Response`s it waits on, in case
+/// another waiter took their waker.
+const SHARED_REPOLL: Duration = Duration::from_millis(100);
+
 /// One request awaited by an asyncio future.
 struct Pending {
-    handle: ResponseHandle,
+    source: Source,
     future: Py<PyAny>,
     event_loop: Py<PyAny>,
     typed: bool,
@@ -591,13 +646,30 @@ impl Wake for KeyWaker {
 
 fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
     let mut pending: HashMap<u64, Pending> = HashMap::new();
+    // The keys of the pending `Response`s, polled again on a timer.
+    let mut shared: HashSet<u64> = HashSet::new();
     let mut next_key = 0u64;
-    while let Ok(first) = rx.recv() {
-        let mut ready: Vec<(Pending, Outcome)> = Vec::new();
+    loop {
+        let first = if shared.is_empty() {
+            match rx.recv() {
+                Ok(msg) => vec![msg],
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(SHARED_REPOLL) {
+                Ok(msg) => vec![msg],
+                Err(RecvTimeoutError::Timeout) => shared.iter().map(|&k| Msg::Wake(k)).collect(),
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let mut ready: Vec<(Pending, Stored)> = Vec::new();
         let mut handle = |msg: Msg, pending: &mut HashMap<u64, Pending>| {
             let key = match msg {
                 Msg::Add(p) => {
                     next_key += 1;
+                    if p.source.shared() {
+                        shared.insert(next_key);
+                    }
                     pending.insert(next_key, p);
                     next_key
                 }
@@ -611,13 +683,16 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
                 tx: tx.clone(),
             }));
             let mut cx = Context::from_waker(&waker);
-            if let Some(outcome) = poll_handle(&mut p.handle, &mut cx) {
+            if let Some(outcome) = p.source.poll(&mut cx) {
+                shared.remove(&key);
                 if let Some(p) = pending.remove(&key) {
                     ready.push((p, outcome));
                 }
             }
         };
-        handle(first, &mut pending);
+        for msg in first {
+            handle(msg, &mut pending);
+        }
         while let Ok(msg) = rx.try_recv() {
             handle(msg, &mut pending);
         }
@@ -633,7 +708,7 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
 }
 
 /// Completes the futures of `ready`, one `call_soon_threadsafe` per loop.
-fn deliver(py: Python<'_>, ready: Vec<(Pending, Outcome)>) {
+fn deliver(py: Python<'_>, ready: Vec<(Pending, Stored)>) {
     static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let Ok(resolve) = RESOLVE.get_or_try_init(py, || {
         py.import("lhcluster._aio")?
@@ -644,7 +719,7 @@ fn deliver(py: Python<'_>, ready: Vec<(Pending, Outcome)>) {
     };
     let mut by_loop: Vec<(Py<PyAny>, Vec<Bound<'_, PyTuple>>)> = Vec::new();
     for (p, outcome) in ready {
-        let (ok, value) = match to_python(py, &store(outcome), p.typed, p.delivery_only) {
+        let (ok, value) = match to_python(py, &outcome, p.typed, p.delivery_only) {
             Ok(v) => (true, v),
             Err(e) => (false, e.into_value(py).into_bound(py).into_any()),
         };

@@ -40,6 +40,46 @@ def test_outcomes_raise_in_the_awaiting_coroutine(broker, client):
         asyncio.run(main())
 
 
+def test_a_response_handle_can_be_awaited(broker, client):
+    release = threading.Event()
+
+    def gate(payload, ctx):
+        release.wait(10)
+        if payload == b"boom":
+            raise RuntimeError("boom")
+        return payload
+
+    with serve(broker, {"gate": (gate, False)}, capacity=4):
+
+        async def main():
+            handle = client.send("gate", b"a", timeout=30)
+            failing = client.send("gate", b"boom", timeout=30)
+            # Waiting does not block the loop: a timed-out wait leaves the
+            # request going, and it can be awaited again.
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.ensure_future(_awaited(handle)), 0.05)
+            release.set()
+            assert await handle == b"a"
+            assert await handle == b"a", "awaited twice, the same outcome"
+            assert handle.result() == b"a", "and result() agrees"
+            with pytest.raises(lhcluster.Failed, match="boom"):
+                await failing
+            # Awaited while another thread waits on result(): both get it.
+            slow = client.send("gate", b"b", timeout=30)
+            from_thread = []
+            waiter = threading.Thread(target=lambda: from_thread.append(slow.result()))
+            waiter.start()
+            assert await slow == b"b"
+            waiter.join(10)
+            assert from_thread == [b"b"]
+
+        asyncio.run(main())
+
+
+async def _awaited(handle):
+    return await handle
+
+
 def test_a_cancelled_future_does_not_disturb_the_others(broker, client):
     release = threading.Event()
     with serve(broker, {"gate": (lambda p, ctx: release.wait(10) and p, False)}, capacity=2):

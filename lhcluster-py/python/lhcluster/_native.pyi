@@ -9,7 +9,7 @@ Import these names from :mod:`lhcluster`, not from here. Options given as
 """
 
 import asyncio
-from typing import Any, Callable, Literal, Optional, Sequence, TypeVar, Union, type_check_only
+from typing import Any, Callable, Generator, Literal, Optional, Sequence, TypeVar, Union, type_check_only
 
 Endpoints = Union[str, Sequence[str]]
 RequestType = Union[str, int]
@@ -110,6 +110,8 @@ class Response:
     def receipts(self) -> list[str]:
         """``"sent"`` / ``"received"`` receipts so far."""
     def wait_receipt(self, kind: str, timeout: float) -> bool: ...
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await response``: the outcome, without blocking the event loop."""
 
 class Client(_Role):
     """Sends requests to a broker (or a client proxy)."""
