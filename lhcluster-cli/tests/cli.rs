@@ -830,6 +830,15 @@ fn a_broker_that_is_not_there_is_reported_within_the_connect_timeout() {
                 "status: connection\nerror: cannot reach the broker at {nowhere} (no answer within 500ms)"
             )
         );
+        // As JSON: no request was made, so it has no id (unless given).
+        let (code, out, _) = request(
+            &nowhere,
+            &["--type", "echo", "--connect-timeout", "500ms", "--json"],
+        );
+        assert_eq!(code, 12);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "connection");
+        assert!(v["request_id"].is_null(), "{out}");
         let (code, _, err) = run(&["stats", "--broker", &nowhere, "--connect-timeout", "500ms"]);
         assert_eq!(code, 1);
         assert_single_error_line(

@@ -192,7 +192,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 [endpoint] => diagnose("broker", endpoint, zmq::DEALER, e.to_string()),
                 _ => e.to_string(),
             };
-            print_failure(&args, args.id.unwrap_or(0), "connection", &text);
+            // No id was assigned unless the caller gave one: JSON says null.
+            print_failure(&args, args.id, "connection", &text);
             return Ok(ExitCode::from(exit::CONNECTION));
         }
         Err(e) => return Err(e.into()),
@@ -280,7 +281,7 @@ fn report(args: &Args, id: u64, outcome: lhcluster::client::Outcome) -> u8 {
         }
         Err(e) => ("error", crate::common::EXIT_ERROR, e.to_string()),
     };
-    print_failure(args, id, status, &text);
+    print_failure(args, Some(id), status, &text);
     code
 }
 
@@ -307,8 +308,9 @@ fn print_ok(args: &Args, id: u64, bytes: &[u8]) {
     }
 }
 
-/// `status: NAME` and `error: TEXT` (or their JSON line).
-fn print_failure(args: &Args, id: u64, status: &str, text: &str) {
+/// `status: NAME` and `error: TEXT` (or their JSON line, whose
+/// `request_id` is `null` when the request never got one).
+fn print_failure(args: &Args, id: Option<u64>, status: &str, text: &str) {
     if args.json {
         let line = serde_json::json!({
             "request_type": args.request_type,
