@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, run_with, wait_workers,
-    worker,
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, notify_broker, proxy, run, run_with,
+    wait_workers, worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -249,17 +249,7 @@ fn a_worker_and_a_request_given_two_brokers_move_past_a_killed_one() {
 #[test]
 fn publish_and_subscribe() {
     limited(|| {
-        let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&[
-            "notify-broker",
-            "--subscribers",
-            &front,
-            "--publishers",
-            &back,
-        ]);
-        nb.expect_line(&format!(
-            "notify-broker subscribers={front} publishers={back}"
-        ));
+        let (_nb, front, back) = notify_broker(&[]);
         let sub = Proc::start(&[
             "subscribe",
             "--to",
@@ -786,15 +776,7 @@ fn json_in_and_out_through_a_typed_worker() {
 #[test]
 fn subscribe_shows_messagepack_as_json_and_text_as_text() {
     limited(|| {
-        let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&[
-            "notify-broker",
-            "--subscribers",
-            &front,
-            "--publishers",
-            &back,
-        ]);
-        nb.expect_line("notify-broker ");
+        let (_nb, front, back) = notify_broker(&[]);
         let sub = Proc::start(&["subscribe", "--to", &front, "orders", "--count", "3"]);
         sub.expect_log("subscribed");
         let publish = |extra: &[&str]| {
@@ -871,15 +853,7 @@ fn a_broker_that_is_not_there_is_reported_within_the_connect_timeout() {
 #[test]
 fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
     limited(|| {
-        let (front, back) = (ep(free_port()), ep(free_port()));
-        let nb = Proc::start(&[
-            "notify-broker",
-            "--subscribers",
-            &front,
-            "--publishers",
-            &back,
-        ]);
-        nb.expect_line("notify-broker ");
+        let (_nb, front, back) = notify_broker(&[]);
         let (code, _, err) = run(&["publish", "--to", &front, "orders", "x"]);
         assert_eq!(code, 1);
         assert_single_error_line(&err, "does not take publishers");

@@ -50,6 +50,26 @@ pub(crate) fn ep(port: u16) -> String {
     format!("tcp://127.0.0.1:{port}")
 }
 
+/// A notify broker on two fresh ports, with `extra` flags, once it has
+/// printed its ready line: the process, the subscribers' endpoint and the
+/// publishers'.
+pub(crate) fn notify_broker(extra: &[&str]) -> (Proc, String, String) {
+    let (subscribers, publishers) = (ep(free_port()), ep(free_port()));
+    let mut args = vec![
+        "notify-broker",
+        "--subscribers",
+        &subscribers,
+        "--publishers",
+        &publishers,
+    ];
+    args.extend_from_slice(extra);
+    let nb = Proc::start(&args);
+    nb.expect_line(&format!(
+        "notify-broker subscribers={subscribers} publishers={publishers}"
+    ));
+    (nb, subscribers, publishers)
+}
+
 /// A child process killed when dropped, with its stdout lines on a channel.
 pub(crate) struct Proc {
     pub(crate) child: Child,
