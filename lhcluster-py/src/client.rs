@@ -575,14 +575,22 @@ impl Source {
     fn poll(&mut self, cx: &mut Context<'_>) -> Option<Stored> {
         match self {
             Source::Handle(handle) => poll_handle(handle, cx).map(store),
-            // A frozen, `Sync` class: reachable without the GIL.
-            Source::Response(response) => response.get().lock().poll(cx),
+            // A frozen, `Sync` class: reachable without the GIL. Never
+            // wait for its lock: a thread in `wait_receipt` may hold it
+            // for a while, and this thread serves every future of the
+            // process; a busy one is polled again at the next re-poll.
+            Source::Response(response) => match response.get().inner.try_lock() {
+                Ok(mut inner) => inner.poll(cx),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().poll(cx),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            },
         }
     }
 
     /// A handle keeps one waker, its last poller's: a `Response` also
     /// waited on by `result()` (or awaited twice) may have lost this
-    /// future's, so those are polled again on a timer.
+    /// future's, or been busy when polled, so those are polled again every
+    /// [`SHARED_REPOLL`], however busy the dispatcher is.
     fn shared(&self) -> bool {
         matches!(self, Source::Response(_))
     }
@@ -648,20 +656,28 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     // The keys of the pending `Response`s, polled again on a timer.
     let mut shared: HashSet<u64> = HashSet::new();
+    let mut next_repoll = Instant::now() + SHARED_REPOLL;
     let mut next_key = 0u64;
     loop {
-        let first = if shared.is_empty() {
+        let mut batch = Vec::new();
+        if shared.is_empty() {
             match rx.recv() {
-                Ok(msg) => vec![msg],
+                Ok(msg) => batch.push(msg),
                 Err(_) => return,
             }
         } else {
-            match rx.recv_timeout(SHARED_REPOLL) {
-                Ok(msg) => vec![msg],
-                Err(RecvTimeoutError::Timeout) => shared.iter().map(|&k| Msg::Wake(k)).collect(),
+            match rx.recv_deadline(next_repoll) {
+                Ok(msg) => batch.push(msg),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-        };
+            // Due whether or not other messages kept the thread busy.
+            if Instant::now() >= next_repoll {
+                prune_cancelled(&mut pending, &mut shared);
+                batch.extend(shared.iter().map(|&k| Msg::Wake(k)));
+                next_repoll = Instant::now() + SHARED_REPOLL;
+            }
+        }
         let mut ready: Vec<(Pending, Stored)> = Vec::new();
         let mut handle = |msg: Msg, pending: &mut HashMap<u64, Pending>| {
             let key = match msg {
@@ -690,7 +706,7 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
                 }
             }
         };
-        for msg in first {
+        for msg in batch {
             handle(msg, &mut pending);
         }
         while let Ok(msg) = rx.try_recv() {
@@ -705,6 +721,34 @@ fn run_dispatcher(rx: &Receiver<Msg>, tx: &Sender<Msg>) {
             }));
         }
     }
+}
+
+/// Forgets the awaits of `Response`s whose future is done already (its
+/// awaiting task was cancelled, by `asyncio.wait_for` say): the request
+/// goes on, and the caller still holds its `Response`, but this future
+/// waits for nothing. (A `request_async` future keeps its entry until its
+/// request ends: that entry owns the handle.)
+fn prune_cancelled(pending: &mut HashMap<u64, Pending>, shared: &mut HashSet<u64>) {
+    if shared.is_empty() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Python::attach(|py| {
+            shared.retain(|key| {
+                let done = pending.get(key).is_none_or(|p| {
+                    p.future
+                        .bind(py)
+                        .call_method0("done")
+                        .and_then(|d| d.is_truthy())
+                        .unwrap_or(true)
+                });
+                if done {
+                    pending.remove(key);
+                }
+                !done
+            });
+        });
+    }));
 }
 
 /// Completes the futures of `ready`, one `call_soon_threadsafe` per loop.

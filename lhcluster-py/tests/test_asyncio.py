@@ -80,6 +80,37 @@ async def _awaited(handle):
     return await handle
 
 
+def test_an_awaited_response_resolves_while_other_futures_keep_the_dispatcher_busy(broker, client):
+    # A thread waiting on result() takes the handle's waker from the
+    # dispatcher every 100 ms; the dispatcher must poll it again on its
+    # timer even though request_async traffic never lets it idle.
+    release = threading.Event()
+
+    def gate(payload, ctx):
+        if payload == b"slow":
+            release.wait(10)
+        return payload
+
+    with serve(broker, {"gate": (gate, False)}, capacity=4):
+
+        async def main():
+            slow = client.send("gate", b"slow", timeout=30)
+            waiter = threading.Thread(target=slow.result)
+            waiter.start()
+            awaited = asyncio.ensure_future(_awaited(slow))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            loop.call_later(0.3, release.set)
+            while not awaited.done():
+                busy = [client.request_async("gate", b"busy", timeout=30) for _ in range(16)]
+                assert await asyncio.gather(*busy) == [b"busy"] * 16
+                assert loop.time() - started < 60, "the awaited Response never resolved"
+            assert awaited.result() == b"slow"
+            waiter.join(10)
+
+        asyncio.run(main())
+
+
 def test_a_cancelled_future_does_not_disturb_the_others(broker, client):
     release = threading.Event()
     with serve(broker, {"gate": (lambda p, ctx: release.wait(10) and p, False)}, capacity=2):

@@ -363,13 +363,21 @@ fn new_socket(
 }
 
 /// Sets `ZMQ_MAXMSGSIZE` on a socket about to bind: a peer that sends a
-/// frame larger than `bytes` has its connection cut by libzmq
-/// (docs/security.md, "Limits on input").
+/// frame larger than `bytes` (plus [`FRAMING_ROOM`]) has its connection cut
+/// by libzmq (docs/security.md, "Limits on input").
 pub(crate) fn set_max_message_size(socket: &zmq::Socket, bytes: usize) -> Result<(), Error> {
+    let wire = bytes.saturating_add(FRAMING_ROOM);
     socket
-        .set_maxmsgsize(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .set_maxmsgsize(i64::try_from(wire).unwrap_or(i64::MAX))
         .map_err(zmq_err("setting ZMQ_MAXMSGSIZE"))
 }
+
+/// libzmq checks a frame's size as it comes off the wire, and under CURVE
+/// a frame there is its plaintext plus 33 bytes (`"\x07MESSAGE"`, the
+/// nonce, a flags byte and the MAC). The socket's limit leaves this much
+/// room, so that a message within `max_message_size`, which the role's own
+/// check counts in plaintext, is never cut.
+const FRAMING_ROOM: usize = 64;
 
 /// A bound ROUTER as the broker and the proxy use it, with high-water mark
 /// `hwm` inbound, `sndhwm` outbound, CURVE side `curve` and largest frame

@@ -282,28 +282,10 @@ impl ProxyCore {
             let error = "you are not reading your responses: over your outbox limit";
             return self.refuse(peer, &r, error.to_owned());
         }
-        let limit = self.client_limit();
-        let size = checked_size(&r.payload, r.reply_to.as_ref().map_or(0, String::len));
-        if size > limit {
-            // Within the proxy's own limit (the driver drops larger ones)
-            // but over the broker's, which this client may not know yet:
-            // the broker would drop it. Answered as an oversized message is.
-            self.stats.oversized += 1;
-            let error = format!(
-                "the request is {size} bytes, over the max_message_size of {limit} \
-                 (the broker's, less the proxy's route): dropped"
-            );
-            let request = Some(RequestRef {
-                request_type: r.request_type,
-                request_id: r.request_id,
-                route: Vec::new(),
-            });
-            let reply = ErrorReply {
-                error,
-                request,
-                status: None,
-            };
-            return self.send_client(peer.into(), Message::Error(reply));
+        // Within the proxy's own limit (the driver drops larger ones) but
+        // maybe over the broker's, which this client may not know yet.
+        if let Some((size, limit)) = self.over_broker_limit(&r.payload, r.reply_to.as_deref()) {
+            return self.refuse_too_large(peer, (r.request_type, r.request_id), size, limit);
         }
         let key: EntryKey = (peer.into(), r.request_type, r.request_id);
         let confirm = confirmation(r.flags, r.reply_to.is_some());
@@ -354,14 +336,62 @@ impl ProxyCore {
         self.buffer_entry(now, key, what, r.payload, bytes, Some(confirm));
     }
 
-    /// The largest request a client may send through the proxy: the
-    /// proxy's own limit, and the broker's as its WELCOME said, less the
-    /// room the route takes that the proxy adds.
+    /// The largest request a client may send through the proxy, as its
+    /// WELCOME says: `min(own, broker − ROUTE_ROOM)`, the broker's limit
+    /// as its WELCOME said less the room of the route the proxy adds (at
+    /// least 1: 0 would mean "not said").
     fn client_limit(&self) -> usize {
-        match self.session.broker_max_message_size() {
-            Some(broker) => self.max_message_size.min(broker.saturating_sub(ROUTE_ROOM)),
+        match self.broker_limit() {
+            Some(broker) => self.max_message_size.min(broker),
             None => self.max_message_size,
         }
+    }
+
+    /// The broker's limit for what a client sends through the proxy, once
+    /// the broker's WELCOME said it.
+    fn broker_limit(&self) -> Option<usize> {
+        let broker = self.session.broker_max_message_size()?;
+        Some(broker.saturating_sub(ROUTE_ROOM).max(1))
+    }
+
+    /// `(size, limit)` when a request is larger than the broker takes
+    /// (checked as the client checks it, `checked_size`).
+    fn over_broker_limit(
+        &self,
+        payload: &Payload,
+        reply_to: Option<&str>,
+    ) -> Option<(usize, usize)> {
+        let limit = self.broker_limit()?;
+        let size = checked_size(payload, reply_to.map_or(0, str::len));
+        (size > limit).then_some((size, limit))
+    }
+
+    /// Answers a request the broker would drop for its size with an ERROR
+    /// naming it, as an oversized message is answered: the broker would
+    /// drop it (or cut the proxy's connection), and the client would wait.
+    fn refuse_too_large(
+        &mut self,
+        peer: &[u8],
+        (request_type, request_id): (RequestType, RequestId),
+        size: usize,
+        limit: usize,
+    ) {
+        self.stats.oversized += 1;
+        let error = format!(
+            "the request is {size} bytes, over the broker's max_message_size of {limit} \
+             (less the proxy's route): dropped"
+        );
+        let request = Some(RequestRef {
+            request_type,
+            request_id,
+            route: Vec::new(),
+        });
+        let reply = ErrorReply {
+            error,
+            request,
+            status: None,
+        };
+        self.send_client(peer.into(), Message::Error(reply));
     }
 
     /// Answers a request `OVERLOADED` from the proxy itself.
@@ -621,13 +651,22 @@ impl ProxyCore {
             return;
         }
         let resend_max = self.resend_max;
-        let Some(e) = self.buffer.get_mut(key) else {
+        let Some(e) = self.buffer.get(key) else {
             return;
         };
         if e.deadline.is_some_and(|d| d <= now) {
             // Its requester has stopped waiting: not sent again.
             return self.expire_entry(key);
         }
+        // Taken while the broker's limit was unknown, or under a broker
+        // that took more than this one does.
+        if let Some((size, limit)) = self.over_broker_limit(&e.payload, e.reply_to.as_deref()) {
+            self.refuse_too_large(&key.0, (key.1, key.2), size, limit);
+            return self.remove_entry(key);
+        }
+        let Some(e) = self.buffer.get_mut(key) else {
+            return;
+        };
         let (flags, reply_to, deadline) = (e.flags, e.reply_to.clone(), e.deadline);
         let fire_and_forget = confirmation(flags, reply_to.is_some()).is_none();
         let payload = if fire_and_forget {

@@ -465,12 +465,26 @@ fn clients_are_told_the_smaller_limit_and_a_request_over_the_brokers_is_answered
     let mut h = Harness::with(&config);
     h.drain();
     h.greeted_broker(0);
+    // Taken while the broker's limit is unknown: buffered.
+    h.greet(0, B, None);
+    let early = vec![0u8; 900];
+    let actions = h.client(0, B, request_msg((7, 9), Flags::empty(), None, &[&early]));
+    assert!(actions.is_empty(), "{:?}", kinds(&actions));
     // The broker accepts 1 000 bytes; the route the proxy adds takes 258.
+    // The buffered request is over it: answered, not sent.
     let welcome = Message::Welcome {
         heartbeat_ms: BROKER_HB,
         max_message_size: 1000,
     };
-    assert!(h.feed(0, welcome).is_empty());
+    let actions = h.feed(0, welcome);
+    match only_for(&actions, B) {
+        Message::Error(ErrorReply {
+            request: Some(r), ..
+        }) => assert_eq!((r.request_type, r.request_id), (7, 9)),
+        other => panic!("expected an ERROR, got {}", other.kind_name()),
+    }
+    assert!(requests(&actions).is_empty());
+    assert_eq!(h.stats().oversized, 1);
     let actions = h.greet(1, A, None);
     match actions.first() {
         Some(Action::ToClient(
@@ -495,7 +509,7 @@ fn clients_are_told_the_smaller_limit_and_a_request_over_the_brokers_is_answered
         }
         other => panic!("expected an ERROR, got {}", other.kind_name()),
     }
-    assert_eq!(h.stats().oversized, 1);
+    assert_eq!(h.stats().oversized, 2);
     assert_eq!(h.stats().requests_forwarded, 0);
     // A request within it is forwarded as usual.
     let actions = h.client(3, A, request_msg((7, 2), Flags::empty(), None, &[b"ok"]));

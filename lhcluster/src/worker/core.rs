@@ -267,8 +267,15 @@ impl crate::link::Connecting for WorkerCore {
                     info!("registered with the broker");
                 }
                 self.unsent_bytes = 0;
-                while let Some((generation, msg)) = self.unsent.pop_front() {
+                while let Some((generation, mut msg)) = self.unsent.pop_front() {
                     if generation == self.session.generation() {
+                        // Finished while no WELCOME had said this broker's
+                        // limit: checked now.
+                        if let Message::Result(r) = &mut msg {
+                            let payload = std::mem::take(&mut r.payload);
+                            (r.status, r.error, r.payload) =
+                                self.within_limit(r.status, r.error.take(), payload);
+                        }
                         self.send(now, msg);
                     } else {
                         self.drop_stale(&msg);

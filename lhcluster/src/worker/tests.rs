@@ -15,8 +15,8 @@ use crate::protocol::{
 };
 use crate::session::LinkAction;
 use crate::testing::{
-    ActionKind, Driven, HB, LIVENESS, RECONNECT_MAX, RECONNECT_MIN, bytes, has, kinds, link_kind,
-    ms, only_error, payload, sent, session_role,
+    ActionKind, BROKER_HB, Driven, HB, LIVENESS, RECONNECT_MAX, RECONNECT_MIN, bytes, has, kinds,
+    link_kind, ms, only_error, payload, sent, session_role,
 };
 
 fn config() -> WorkerConfig {
@@ -661,6 +661,37 @@ fn results_beyond_max_unsent_bytes_are_kept_as_failed_without_payload() {
     let error = results(&actions)[1].error.clone().unwrap_or_default();
     assert!(error.contains("max_unsent_bytes"), "{error}");
     assert_eq!(h.core.stats().unsent_bytes, 0);
+}
+
+#[test]
+fn a_result_over_the_brokers_limit_goes_as_failed_also_when_it_waited_for_a_welcome() {
+    let mut h = Harness::registered();
+    h.feed(10, dispatch(10, 1, Flags::empty()));
+    h.feed(10, dispatch(10, 2, Flags::empty()));
+    assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
+    // Finished while no WELCOME says a limit: kept as they are.
+    assert!(h.done(620, (10, 1), Ok(payload(&[&[7u8; 300]]))).is_empty());
+    assert!(h.done(621, (10, 2), Ok(payload(&[b"small"]))).is_empty());
+    assert_eq!(kinds(&h.tick(711)), ["CONNECT"]);
+    h.connected(711);
+    // The next broker takes 200 bytes at most.
+    let welcome = Message::Welcome {
+        heartbeat_ms: BROKER_HB,
+        max_message_size: 200,
+    };
+    let actions = h.feed(760, welcome);
+    let got: Vec<_> = results(&actions)
+        .iter()
+        .map(|r| (r.request_id, r.status, r.payload.len()))
+        .collect();
+    assert_eq!(got, [(1, Status::Failed, 0), (2, Status::Ok, 1)]);
+    let error = results(&actions)[0].error.clone().unwrap_or_default();
+    assert!(error.contains("max_message_size of 200"), "{error}");
+    // Once the limit is known, a result is checked as it finishes.
+    h.feed(770, dispatch(10, 3, Flags::empty()));
+    let actions = h.done(780, (10, 3), Ok(payload(&[&[7u8; 300]])));
+    assert_eq!(only_result(&actions).status, Status::Failed);
+    assert_eq!(h.core.stats().results_too_large, 2);
 }
 
 #[test]

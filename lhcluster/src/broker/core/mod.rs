@@ -252,6 +252,12 @@ impl WorkerEntry {
 /// list that is searched.
 const INDEXED_TYPES: usize = 16;
 
+/// What a FORWARD may add to a request beyond what its sender counted
+/// (protocol.md §7.1): a `route` and a `reply_route` of at most 514 bytes
+/// each (a length byte, two routing ids of up to 255 bytes, the field's
+/// tag and length) and `hops`, rounded up.
+const CLUSTER_ROOM: u64 = 1280;
+
 /// What the broker keeps about a client (besides its liveness).
 #[derive(Debug, Default)]
 struct ClientInfo {
@@ -349,11 +355,18 @@ pub(crate) struct BrokerCore {
 
 impl BrokerCore {
     /// The WELCOME every greeting peer gets: the broker's interval and the
-    /// largest message it accepts.
+    /// largest message it accepts. A broker of a cluster keeps
+    /// [`CLUSTER_ROOM`] for what a FORWARD adds to a request, which the
+    /// owner's cluster endpoint checks against its own `max_message_size`.
     fn welcome(&self) -> Message {
+        let max_message_size = if self.cluster.is_some() {
+            self.max_message_size.saturating_sub(CLUSTER_ROOM).max(1)
+        } else {
+            self.max_message_size
+        };
         Message::Welcome {
             heartbeat_ms: interval_to_ms(self.heartbeat),
-            max_message_size: self.max_message_size,
+            max_message_size,
         }
     }
 

@@ -496,3 +496,18 @@ fn welcome_tells_clients_and_workers_the_largest_message_the_broker_takes() {
         }
     }
 }
+
+#[test]
+fn a_clustered_broker_keeps_room_in_its_welcome_for_what_a_forward_adds() {
+    let mut h = Harness::with_config(|c| {
+        c.max_message_size = 64 << 10;
+        c.cluster_bind = Some("inproc://cluster-room".into());
+    });
+    h.hello(CA, None);
+    match h.expect_kind(Side::Frontend, CA, "WELCOME") {
+        Message::Welcome {
+            max_message_size, ..
+        } => assert_eq!(max_message_size, (64 << 10) - 1280),
+        _ => unreachable!("a WELCOME"),
+    }
+}
