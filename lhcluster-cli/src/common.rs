@@ -508,6 +508,8 @@ pub mod metrics {
             ("probes_answered", "Subscription probes answered", s.probes_answered),
             ("malformed_subscriptions", "Messages from subscribers that are not subscriptions", s.malformed_subscriptions),
             ("untracked_forwarded", "Notifications forwarded on topics beyond max_tracked_topics", s.untracked_forwarded),
+            ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
+            ("notifications_forbidden", "Notifications dropped: their publisher's key was taken off the list by a reload", s.notifications_forbidden),
         ];
         let gauges = [(
             "active_subscriptions",
@@ -543,6 +545,7 @@ pub mod metrics {
             ("refused_slow", "Requests refused OVERLOADED for a client over its outbox limit", s.refused_slow),
             ("slow_consumers", "Clients cut for not reading", s.slow_consumers),
             ("auth_failures", "CURVE handshakes refused by the client key list", s.auth_failures),
+            ("requests_forbidden", "Requests refused FORBIDDEN: their key was taken off the client list by a reload", s.requests_forbidden),
             ("oversized", "Messages from clients dropped for having too many frames", s.oversized),
             ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
