@@ -1419,3 +1419,90 @@ fn sighup_reloads_the_notify_brokers_key_files() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// SIGHUP makes `lhcluster up` read its file again and put each role's key
+/// lists in force (here a proxy's client list): a key added gets in, the
+/// connection still allowed is kept; a file that now declares another
+/// number of roles changes nothing; SIGHUP never stops the cluster.
+#[test]
+fn sighup_reloads_the_key_lists_of_an_up_file() {
+    use lhcluster::client::{Client, ClientConfig};
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    limited(|| {
+        let (dir, name) = key_dir("up-hup", &["proxy", "a", "b"]);
+        // A key file's key: its line that is not a comment.
+        let text = |role: &str| {
+            let text = std::fs::read_to_string(name(role)).unwrap();
+            let key = text
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
+            key.unwrap().trim().to_owned()
+        };
+        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
+        let file = |clients: &[&str], proxies: usize| {
+            let keys: Vec<String> = clients
+                .iter()
+                .map(|c| format!("\"{}\"", text(&format!("{c}.pub"))))
+                .collect();
+            let mut toml = format!("[[broker]]\nfrontend = \"{front}\"\nbackend = \"{back}\"\n");
+            for _ in 0..proxies {
+                toml += &format!(
+                    "[[proxy]]\nbind = \"{bind}\"\nbrokers = [\"{front}\"]\n\
+                     curve_secret_key = \"{}\"\ncurve_client_keys = [{}]\n",
+                    text("proxy.key"),
+                    keys.join(", ")
+                );
+            }
+            std::fs::write(name("cluster.toml"), toml).unwrap();
+        };
+        file(&["a"], 1);
+        let up = Proc::start(&["up", &name("cluster.toml")]);
+        up.expect_line("cluster up");
+        let _w = worker(&back, &["--type", "echo", "--echo"]);
+        wait_workers(&front, 1);
+        let server_key = name("proxy.pub");
+        let as_b = || {
+            let args = [
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("b.key"),
+                "--type",
+                "echo",
+                "--payload",
+                "b",
+                "--timeout",
+                "2s",
+            ];
+            request(&bind, &args)
+        };
+        let mut config = ClientConfig::new(&bind);
+        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
+        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
+        config.request_timeout = Some(Duration::from_secs(5));
+        let a = Client::connect(config).unwrap();
+        let echo = lhcluster::request_type_id("echo");
+        let a_echo = |id| {
+            a.send(
+                echo,
+                id,
+                lhcluster::Flags::empty(),
+                vec![b"a".as_slice().into()],
+            )
+        };
+        a_echo(1).unwrap().wait().unwrap();
+        assert_ne!(as_b().0, 0, "B is not listed yet");
+
+        file(&["a"], 2);
+        up.signal("HUP");
+        up.expect_log("SIGHUP: reload failed");
+        file(&["a", "b"], 1);
+        up.signal("HUP");
+        up.expect_log("SIGHUP: key files reloaded");
+        let (code, _, err) = as_b();
+        assert_eq!(code, 0, "{err}");
+        a_echo(2).unwrap().wait().unwrap();
+        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
