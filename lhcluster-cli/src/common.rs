@@ -590,6 +590,8 @@ mod tests {
         let mut stats = lhcluster::notify::NotifyBrokerStats::default();
         stats.forwarded = 5;
         stats.active_subscriptions = 2;
+        stats.auth_failures = 3;
+        stats.notifications_forbidden = 4;
         let mut topic = lhcluster::notify::TopicStats::default();
         topic.forwarded = 5;
         stats.topics.insert("orders".to_owned(), topic);
@@ -599,6 +601,8 @@ mod tests {
         for line in [
             "lhcluster_notify_broker_forwarded_total 5",
             "lhcluster_notify_broker_active_subscriptions 2",
+            "lhcluster_notify_broker_auth_failures_total 3",
+            "lhcluster_notify_broker_notifications_forbidden_total 4",
             "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
