@@ -508,6 +508,8 @@ pub mod metrics {
             ("probes_answered", "Subscription probes answered", s.probes_answered),
             ("malformed_subscriptions", "Messages from subscribers that are not subscriptions", s.malformed_subscriptions),
             ("untracked_forwarded", "Notifications forwarded on topics beyond max_tracked_topics", s.untracked_forwarded),
+            ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
+            ("notifications_forbidden", "Notifications dropped: their publisher's key was taken off the list by a reload", s.notifications_forbidden),
         ];
         let gauges = [(
             "active_subscriptions",
@@ -543,6 +545,7 @@ pub mod metrics {
             ("refused_slow", "Requests refused OVERLOADED for a client over its outbox limit", s.refused_slow),
             ("slow_consumers", "Clients cut for not reading", s.slow_consumers),
             ("auth_failures", "CURVE handshakes refused by the client key list", s.auth_failures),
+            ("requests_forbidden", "Requests refused FORBIDDEN: their key was taken off the client list by a reload", s.requests_forbidden),
             ("oversized", "Messages from clients dropped for having too many frames", s.oversized),
             ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
         ];
@@ -587,6 +590,8 @@ mod tests {
         let mut stats = lhcluster::notify::NotifyBrokerStats::default();
         stats.forwarded = 5;
         stats.active_subscriptions = 2;
+        stats.auth_failures = 3;
+        stats.notifications_forbidden = 4;
         let mut topic = lhcluster::notify::TopicStats::default();
         topic.forwarded = 5;
         stats.topics.insert("orders".to_owned(), topic);
@@ -596,6 +601,8 @@ mod tests {
         for line in [
             "lhcluster_notify_broker_forwarded_total 5",
             "lhcluster_notify_broker_active_subscriptions 2",
+            "lhcluster_notify_broker_auth_failures_total 3",
+            "lhcluster_notify_broker_notifications_forbidden_total 4",
             "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
         ] {
             assert!(text.contains(line), "{line}\n{text}");

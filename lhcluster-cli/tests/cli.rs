@@ -1189,3 +1189,303 @@ fn sighup_reloads_the_key_files() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// A fresh directory of key pairs made by `lhcluster keygen`, one per
+/// name, and a function giving a path in it.
+fn key_dir(tag: &str, names: &[&str]) -> (std::path::PathBuf, impl Fn(&str) -> String) {
+    let dir = std::env::temp_dir().join(format!("lhcluster-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.clone();
+    let name = move |n: &str| base.join(n).to_string_lossy().into_owned();
+    for role in names {
+        let (code, _, err) = run(&["keygen", &name(role)]);
+        assert_eq!(code, 0, "{err}");
+    }
+    (dir, name)
+}
+
+/// SIGHUP makes `lhcluster proxy` read its client key file again, as the
+/// broker does: a key added gets in, a connection still allowed is kept,
+/// a key removed is refused FORBIDDEN from its next request, and a file
+/// that does not read changes nothing.
+#[test]
+fn sighup_reloads_the_proxys_client_keys() {
+    use lhcluster::client::{Client, ClientConfig};
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    limited(|| {
+        let (dir, name) = key_dir("proxy-hup", &["proxy", "a", "b"]);
+        let public = |role: &str| std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
+        let clients = name("clients.keys");
+        std::fs::write(&clients, public("a")).unwrap();
+        let c = broker(&[]);
+        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
+        let (proxy, bind) = proxy(
+            &c.front,
+            &[
+                "--secret-key",
+                &name("proxy.key"),
+                "--client-keys",
+                &clients,
+            ],
+        );
+        let server_key = name("proxy.pub");
+        let as_b = |payload: &str| {
+            let args = [
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("b.key"),
+                "--type",
+                "echo",
+                "--payload",
+                payload,
+                "--timeout",
+                "2s",
+            ];
+            request(&bind, &args)
+        };
+        let mut config = ClientConfig::new(&bind);
+        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
+        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
+        config.request_timeout = Some(Duration::from_secs(5));
+        let a = Client::connect(config).unwrap();
+        let echo = lhcluster::request_type_id("echo");
+        let a_echo = |id| {
+            a.send(
+                echo,
+                id,
+                lhcluster::Flags::empty(),
+                vec![b"a".as_slice().into()],
+            )
+        };
+        a_echo(1).unwrap().wait().unwrap();
+        let (code, _, _) = as_b("first");
+        assert_ne!(code, 0, "B is not listed yet");
+
+        let hup = |expect: &str| {
+            proxy.signal("HUP");
+            proxy.expect_log(expect);
+        };
+        std::fs::write(&clients, format!("{}{}", public("a"), public("b"))).unwrap();
+        hup("SIGHUP: key files reloaded");
+        let (code, out, err) = as_b("second");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("second"), "{out}");
+        a_echo(2).unwrap().wait().unwrap();
+        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+
+        std::fs::write(&clients, "not a key\n").unwrap();
+        hup("SIGHUP: reload failed");
+        a_echo(3).unwrap().wait().unwrap();
+
+        std::fs::write(&clients, public("b")).unwrap();
+        hup("SIGHUP: key files reloaded");
+        let refused = a_echo(4).unwrap().wait().unwrap_err();
+        assert!(refused.is_forbidden(), "{refused:?}");
+        let (code, _, err) = as_b("third");
+        assert_eq!(code, 0, "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// SIGHUP makes `lhcluster notify-broker` read its key files again: a
+/// publisher key added gets in, the subscriber connected all along keeps
+/// receiving, a publisher whose key is removed has its notifications
+/// dropped and counted (its connection being already made), and a file
+/// that does not read changes nothing.
+#[test]
+fn sighup_reloads_the_notify_brokers_key_files() {
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    use lhcluster::notify::{
+        NotifyOutcome, NotifyPublisher, NotifyPublisherConfig, NotifySubscriber,
+        NotifySubscriberConfig, RawNotification,
+    };
+    limited(|| {
+        let (dir, name) = key_dir("notify-hup", &["nb", "sub", "p1", "p2"]);
+        let public = |role: &str| std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
+        let (subs, pubs) = (name("subs.keys"), name("pubs.keys"));
+        std::fs::write(&subs, public("sub")).unwrap();
+        std::fs::write(&pubs, public("p1")).unwrap();
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let nb = Proc::start(&[
+            "notify-broker",
+            "--subscribers",
+            &front,
+            "--publishers",
+            &back,
+            "--metrics",
+            &metrics,
+            "--secret-key",
+            &name("nb.key"),
+            "--subscriber-keys",
+            &subs,
+            "--publisher-keys",
+            &pubs,
+        ]);
+        nb.expect_line("notify-broker subscribers=");
+        let server_key = name("nb.pub");
+        let server = read_public_key(&server_key).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut config = NotifySubscriberConfig::new(&front).topic("t");
+        config.curve_server_key = Some(server);
+        config.curve_secret_key = Some(read_secret_key(name("sub.key")).unwrap());
+        let tx = std::sync::Mutex::new(tx);
+        let _sub = NotifySubscriber::connect(config, move |n: RawNotification| {
+            let _ = tx
+                .lock()
+                .unwrap()
+                .send(String::from_utf8_lossy(&n.payload[0]).into_owned());
+            NotifyOutcome::Continue
+        })
+        .unwrap();
+        let mut config = NotifyPublisherConfig::new(&back);
+        config.curve_server_key = Some(server);
+        config.curve_secret_key = Some(read_secret_key(name("p1.key")).unwrap());
+        let p1 = NotifyPublisher::connect(config).unwrap();
+        let as_p2 = |payload: &str| {
+            let args = [
+                "publish",
+                "--to",
+                &back,
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("p2.key"),
+                "--connect-timeout",
+                "1s",
+                "t",
+                payload,
+            ];
+            run(&args)
+        };
+        let next = || rx.recv_timeout(LIMIT).unwrap();
+        p1.publish("t", vec![b"one".as_slice().into()]).unwrap();
+        assert_eq!(next(), "one");
+        let (code, _, _) = as_p2("refused");
+        assert_ne!(code, 0, "P2 is not listed yet");
+
+        let hup = |expect: &str| {
+            nb.signal("HUP");
+            nb.expect_log(expect);
+        };
+        std::fs::write(&pubs, format!("{}{}", public("p1"), public("p2"))).unwrap();
+        hup("SIGHUP: key files reloaded");
+        let (code, _, err) = as_p2("two");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(next(), "two");
+
+        std::fs::write(&subs, "not a key\n").unwrap();
+        hup("SIGHUP: reload failed");
+        std::fs::write(&subs, public("sub")).unwrap();
+
+        std::fs::write(&pubs, public("p2")).unwrap();
+        hup("SIGHUP: key files reloaded");
+        p1.publish("t", vec![b"dropped".as_slice().into()]).unwrap();
+        let deadline = Instant::now() + LIMIT;
+        while !http_get(&metrics, "/metrics")
+            .1
+            .contains("lhcluster_notify_broker_notifications_forbidden_total 1")
+        {
+            assert!(Instant::now() < deadline, "P1's notification never refused");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, _, err) = as_p2("three");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(next(), "three", "P1's was dropped, the subscriber kept");
+        assert_eq!(
+            p1.stats().unwrap().connections,
+            1,
+            "P1's connection was kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// SIGHUP makes `lhcluster up` read its file again and put each role's key
+/// lists in force (here a proxy's client list): a key added gets in, the
+/// connection still allowed is kept; a file that now declares another
+/// number of roles changes nothing; SIGHUP never stops the cluster.
+#[test]
+fn sighup_reloads_the_key_lists_of_an_up_file() {
+    use lhcluster::client::{Client, ClientConfig};
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    limited(|| {
+        let (dir, name) = key_dir("up-hup", &["proxy", "a", "b"]);
+        // A key file's key: its line that is not a comment.
+        let text = |role: &str| {
+            let text = std::fs::read_to_string(name(role)).unwrap();
+            let key = text
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
+            key.unwrap().trim().to_owned()
+        };
+        let (front, back, bind) = (ep(free_port()), ep(free_port()), ep(free_port()));
+        let file = |clients: &[&str], proxies: usize| {
+            let keys: Vec<String> = clients
+                .iter()
+                .map(|c| format!("\"{}\"", text(&format!("{c}.pub"))))
+                .collect();
+            let mut toml = format!("[[broker]]\nfrontend = \"{front}\"\nbackend = \"{back}\"\n");
+            for _ in 0..proxies {
+                toml += &format!(
+                    "[[proxy]]\nbind = \"{bind}\"\nbrokers = [\"{front}\"]\n\
+                     curve_secret_key = \"{}\"\ncurve_client_keys = [{}]\n",
+                    text("proxy.key"),
+                    keys.join(", ")
+                );
+            }
+            std::fs::write(name("cluster.toml"), toml).unwrap();
+        };
+        file(&["a"], 1);
+        let up = Proc::start(&["up", &name("cluster.toml")]);
+        up.expect_line("cluster up");
+        let _w = worker(&back, &["--type", "echo", "--echo"]);
+        wait_workers(&front, 1);
+        let server_key = name("proxy.pub");
+        let as_b = || {
+            let args = [
+                "--server-key",
+                &server_key,
+                "--secret-key",
+                &name("b.key"),
+                "--type",
+                "echo",
+                "--payload",
+                "b",
+                "--timeout",
+                "2s",
+            ];
+            request(&bind, &args)
+        };
+        let mut config = ClientConfig::new(&bind);
+        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
+        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
+        config.request_timeout = Some(Duration::from_secs(5));
+        let a = Client::connect(config).unwrap();
+        let echo = lhcluster::request_type_id("echo");
+        let a_echo = |id| {
+            a.send(
+                echo,
+                id,
+                lhcluster::Flags::empty(),
+                vec![b"a".as_slice().into()],
+            )
+        };
+        a_echo(1).unwrap().wait().unwrap();
+        assert_ne!(as_b().0, 0, "B is not listed yet");
+
+        file(&["a"], 2);
+        up.signal("HUP");
+        up.expect_log("SIGHUP: reload failed");
+        file(&["a", "b"], 1);
+        up.signal("HUP");
+        up.expect_log("SIGHUP: key files reloaded");
+        let (code, _, err) = as_b();
+        assert_eq!(code, 0, "{err}");
+        a_echo(2).unwrap().wait().unwrap();
+        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

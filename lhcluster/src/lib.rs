@@ -367,8 +367,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! `lhcluster broker` reloads its key files on SIGHUP (`Broker::reload_keys`
-//! in code). Every bound socket also limits what a peer may send
+//! `lhcluster broker`, `proxy` and `notify-broker` reload their key files on
+//! SIGHUP (`reload_keys` on [`Broker`], [`ClientProxy`] and
+//! [`NotifyBroker`] in code). Every bound socket also limits what a peer may send
 //! (`max_message_size`, default 16 MiB per frame; `max_message_frames`,
 //! default 1024): `docs/security.md`, "Limits on input".
 //!

@@ -592,3 +592,155 @@ fn the_cluster_endpoint_lets_in_only_the_members_key() {
         assert!(eventually(WAIT, || broker.stats().unwrap().auth_failures > 0));
     });
 }
+
+/// A proxy's client list reloaded (`reload_keys`, SIGHUP in the CLI): a
+/// key added gets in, a connection still allowed is kept (no reconnect),
+/// a key removed is refused from its next request (FORBIDDEN, counted),
+/// its connection being already made; a proxy started without a list
+/// cannot get one.
+#[test]
+fn a_proxy_reload_keeps_allowed_connections_and_refuses_removed_keys() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let broker = curve_broker(&server);
+        let _worker = curve_worker(&broker, &server, Arc::default());
+        expect_workers(&broker, 1, WAIT);
+        let proxy_key = SecretKey::generate().unwrap();
+        let (a_key, b_key) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+        config.heartbeat = HEARTBEAT;
+        config.curve_secret_key = Some(proxy_key.clone());
+        config.curve_server_key = Some(server.public_key());
+        config.curve_client_keys = Some(KeyList::from_keys([a_key.public_key()]));
+        let proxy = ClientProxy::start(config).unwrap();
+        let keyed = |own: &SecretKey| {
+            let mut c = curve_client_config(proxy.endpoint(), &proxy_key);
+            c.curve_secret_key = Some(own.clone());
+            c.request_timeout = Some(WAIT);
+            Client::connect(c).unwrap()
+        };
+        let a = keyed(&a_key);
+        round_trip(&a, 1);
+        let b = keyed(&b_key);
+        assert!(
+            !b.wait_connected(Duration::from_millis(300)),
+            "B is not listed yet"
+        );
+
+        proxy
+            .reload_keys(KeyList::from_keys([a_key.public_key(), b_key.public_key()]))
+            .unwrap();
+        assert!(b.wait_connected(WAIT), "B gets in once listed");
+        round_trip(&b, 2);
+        round_trip(&a, 3);
+        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+        // B's first tries, refused, count as reconnects: none more after.
+        let b_reconnects = b.stats().unwrap().reconnects;
+
+        proxy
+            .reload_keys(KeyList::from_keys([b_key.public_key()]))
+            .unwrap();
+        let refused = a
+            .send(1, 4, Flags::empty(), secret_payload())
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert!(refused.is_forbidden(), "{refused:?}");
+        round_trip(&b, 5);
+        let stats = proxy.stats().unwrap();
+        assert_eq!(stats.requests_forbidden, 1);
+        assert_eq!(
+            b.stats().unwrap().reconnects,
+            b_reconnects,
+            "B's connection was kept"
+        );
+
+        let mut plain = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+        plain.curve_secret_key = Some(proxy_key.clone());
+        plain.curve_server_key = Some(server.public_key());
+        let unlisted = ClientProxy::start(plain).unwrap();
+        let err = unlisted
+            .reload_keys(KeyList::from_keys([a_key.public_key()]))
+            .unwrap_err();
+        assert!(err.to_string().contains("curve_client_keys"), "{err}");
+    });
+}
+
+/// A notify broker's lists reloaded: a subscriber and a publisher added
+/// get in, connections still allowed are kept (the publisher does not
+/// reconnect, the subscriber keeps receiving), and a connected publisher
+/// whose key is removed has its notifications dropped and counted.
+#[test]
+fn a_notify_broker_reload_keeps_allowed_connections_and_drops_removed_publishers() {
+    time_limit(LIMIT, || {
+        let server = SecretKey::generate().unwrap();
+        let key = || SecretKey::generate().unwrap();
+        let (s1, s2, p1, p2) = (key(), key(), key(), key());
+        let mut config = NotifyBrokerConfig::new(TCP_ANY, TCP_ANY);
+        config.curve_secret_key = Some(server.clone());
+        config.curve_subscriber_keys = Some(KeyList::from_keys([s1.public_key()]));
+        config.curve_publisher_keys = Some(KeyList::from_keys([p1.public_key()]));
+        let broker = NotifyBroker::start(config).unwrap();
+        let subscribe = |own: &SecretKey| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let mut c = NotifySubscriberConfig::new(broker.frontend()).topic("t");
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = Some(own.clone());
+            c.confirm_timeout = Some(WAIT);
+            let sub = NotifySubscriber::connect(c, move |n: lhcluster::notify::RawNotification| {
+                let _ = tx.send(n.payload[0].to_vec());
+                NotifyOutcome::Continue
+            })
+            .expect("a listed subscriber is confirmed");
+            (sub, rx)
+        };
+        let publish = |own: &SecretKey| {
+            let mut c = NotifyPublisherConfig::new(broker.backend());
+            c.curve_server_key = Some(server.public_key());
+            c.curve_secret_key = Some(own.clone());
+            c.connect_timeout = Some(WAIT);
+            NotifyPublisher::connect(c).expect("a listed publisher connects")
+        };
+        let (_sub1, rx1) = subscribe(&s1);
+        let pub1 = publish(&p1);
+        pub1.publish("t", vec![b"one".as_slice().into()]).unwrap();
+        assert_eq!(rx1.recv_timeout(WAIT).unwrap(), b"one");
+
+        broker
+            .reload_keys(
+                Some(KeyList::from_keys([s1.public_key(), s2.public_key()])),
+                Some(KeyList::from_keys([p1.public_key(), p2.public_key()])),
+            )
+            .unwrap();
+        let (_sub2, rx2) = subscribe(&s2);
+        let pub2 = publish(&p2);
+        pub1.publish("t", vec![b"two".as_slice().into()]).unwrap();
+        assert_eq!(rx1.recv_timeout(WAIT).unwrap(), b"two");
+        assert_eq!(rx2.recv_timeout(WAIT).unwrap(), b"two");
+        assert_eq!(pub1.stats().unwrap().connections, 1, "P1 was kept");
+
+        // P1 removed (the subscriber list kept: `None`).
+        broker
+            .reload_keys(None, Some(KeyList::from_keys([p2.public_key()])))
+            .unwrap();
+        pub1.publish("t", vec![b"refused".as_slice().into()])
+            .unwrap();
+        assert!(eventually(WAIT, || {
+            broker.stats().unwrap().notifications_forbidden == 1
+        }));
+        pub2.publish("t", vec![b"three".as_slice().into()]).unwrap();
+        // Dropped before P2's was forwarded: never delivered after it.
+        assert_eq!(rx1.recv_timeout(WAIT).unwrap(), b"three");
+        assert_eq!(rx2.recv_timeout(WAIT).unwrap(), b"three");
+        assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+
+        let unlisted = NotifyBroker::start(NotifyBrokerConfig::new(TCP_ANY, TCP_ANY)).unwrap();
+        let err = unlisted
+            .reload_keys(Some(KeyList::from_keys([s1.public_key()])), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("curve_subscriber_keys"), "{err}");
+    });
+}

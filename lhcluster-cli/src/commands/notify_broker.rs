@@ -76,12 +76,19 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    // SIGHUP: the key lists read again (the config file's and the key
+    // files), put in force for the handshakes and notifications to come.
+    let reload = |broker: &NotifyBroker| -> anyhow::Result<()> {
+        let fresh = args.config()?;
+        broker.reload_keys(fresh.curve_subscriber_keys, fresh.curve_publisher_keys)?;
+        Ok(())
+    };
     daemon::run(
         "notify-broker",
         config,
         NotifyBroker::start,
         NotifyBroker::stop,
         args.metrics.as_deref(),
-        None,
+        Some(&reload),
     )
 }

@@ -70,12 +70,21 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    // SIGHUP: the client key list read again (the config file's and the
+    // key file), put in force for the handshakes and requests to come.
+    let reload = |proxy: &ClientProxy| -> anyhow::Result<()> {
+        match args.config()?.curve_client_keys {
+            Some(list) => proxy.reload_keys(list)?,
+            None => tracing::info!("SIGHUP: the proxy has no client key list to reload"),
+        }
+        Ok(())
+    };
     daemon::run(
         "proxy",
         config,
         ClientProxy::start,
         ClientProxy::stop,
         args.metrics.as_deref(),
-        None,
+        Some(&reload),
     )
 }

@@ -1,5 +1,5 @@
 //! `lhcluster up FILE`: runs every role a TOML cluster file declares, in
-//! one process, until SIGINT / SIGTERM. Format: docs/operations.md and
+//! one process, until SIGINT / SIGTERM; SIGHUP reloads their key lists. Format: docs/operations.md and
 //! examples/cluster.toml.
 
 use std::borrow::Cow;
@@ -59,6 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("{} declares no role", args.file.display());
     }
+    // First, before any thread starts: SIGHUP is then never a thread's.
+    let hangup = crate::common::hangup_signal()?;
     let signal = shutdown_signal()?;
     // Bound before any role starts: a port in use stops nothing.
     let metrics = match args.metrics.as_deref().or(file.metrics.as_deref()) {
@@ -94,7 +96,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?;
     }
     println!("cluster up");
-    let _ = signal.recv();
+    loop {
+        crossbeam_channel::select! {
+            recv(signal) -> _ => break,
+            recv(hangup) -> _ => match reload(&args.file, &brokers, &proxies, &notify_brokers) {
+                Ok(()) => tracing::info!("SIGHUP: key files reloaded"),
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "SIGHUP: reload failed; the keys in force are unchanged"
+                ),
+            },
+        }
+    }
     tracing::info!("signal received: stopping the cluster");
     // Stop in reverse: workers first, brokers last.
     for w in &workers {
@@ -110,6 +123,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = b.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reads the file again and puts each role's key lists in force
+/// (docs/security.md, "Reloading keys"); the roles themselves stay as
+/// started. A file that no longer reads, or declares another number of
+/// roles, changes nothing.
+fn reload(
+    path: &std::path::Path,
+    brokers: &[Broker],
+    proxies: &[ClientProxy],
+    notify_brokers: &[NotifyBroker],
+) -> anyhow::Result<()> {
+    let file: ClusterFile = read_toml(path)?;
+    let counts = [
+        ("broker", brokers.len(), file.broker.len()),
+        ("proxy", proxies.len(), file.proxy.len()),
+        (
+            "notify_broker",
+            notify_brokers.len(),
+            file.notify_broker.len(),
+        ),
+    ];
+    for (table, running, declared) in counts {
+        anyhow::ensure!(
+            running == declared,
+            "{} now declares {declared} [[{table}]] tables, {running} run: restart to change the roles",
+            path.display()
+        );
+    }
+    for (i, (role, fresh)) in brokers.iter().zip(file.broker).enumerate() {
+        role.reload_keys(fresh.curve_client_keys, fresh.curve_worker_keys)
+            .with_context(|| format!("broker #{i}"))?;
+    }
+    for (i, (role, fresh)) in proxies.iter().zip(file.proxy).enumerate() {
+        if let Some(list) = fresh.curve_client_keys {
+            role.reload_keys(list)
+                .with_context(|| format!("proxy #{i}"))?;
+        }
+    }
+    for (i, (role, fresh)) in notify_brokers.iter().zip(file.notify_broker).enumerate() {
+        role.reload_keys(fresh.curve_subscriber_keys, fresh.curve_publisher_keys)
+            .with_context(|| format!("notify-broker #{i}"))?;
+    }
+    Ok(())
 }
 
 /// Adds the metrics of each role, labelled with its number in the file.

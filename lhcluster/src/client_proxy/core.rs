@@ -19,6 +19,7 @@ use super::stats::ClientProxyStats;
 use super::timers::ResendTimers;
 use crate::accept::Peers;
 use crate::broker::core::hex;
+use crate::curve::PublicKey;
 use crate::log_limit::LogLimiter;
 use crate::outbox::{OutboxStats, PeerEvent};
 use crate::peer::{PeerId, interval_to_ms};
@@ -113,6 +114,9 @@ pub(crate) struct ProxyCore {
     slow: HashSet<PeerId>,
     /// Limits the warnings about clients over their limit.
     slow_log: LogLimiter,
+    /// Limits the warnings about requests refused after a key reload, once
+    /// per key and then a summary.
+    forbidden_log: LogLimiter,
     /// The driver's outbox towards clients, as last reported.
     outbox: OutboxStats,
     actions: Vec<Action>,
@@ -142,6 +146,12 @@ impl ProxyCore {
             bad_input: LogLimiter::new("malformed messages from clients"),
             slow: HashSet::new(),
             slow_log: LogLimiter::new("clients over their outbox limit"),
+            forbidden_log: LogLimiter::with_limits(
+                "requests refused after a key reload",
+                1,
+                crate::log_limit::INTERVAL,
+                crate::log_limit::MAX_PEERS,
+            ),
             outbox: OutboxStats::default(),
             actions: vec![LinkAction::Connect.into()],
         }
@@ -482,6 +492,41 @@ impl ProxyCore {
         self.answer_client_error(peer, header, error);
     }
 
+    /// A REQUEST from a connection whose CURVE key a reload took off the
+    /// client list (docs/security.md, "Reloading keys"): answered
+    /// FORBIDDEN, counted, and not buffered or forwarded. Its connection
+    /// stays (libzmq cannot close one peer of a ROUTER); a new one with
+    /// that key is refused at its handshake.
+    pub(crate) fn on_forbidden_request(
+        &mut self,
+        now: Instant,
+        peer: &[u8],
+        header: &[u8],
+        key: &PublicKey,
+    ) {
+        self.now = now;
+        self.stats.requests_forbidden += 1;
+        let error = format!("forbidden: key {key} is no longer allowed on this proxy");
+        self.forbidden_log.on_tick(now);
+        if self.forbidden_log.admit(now, key.as_bytes(), &error) {
+            warn!(%error, "refused a request (docs/security.md)");
+        }
+        let Some(r) = protocol::peek_request_ref(header) else {
+            return self.answer_client_error(peer, header, error);
+        };
+        // The client is alive: it spoke.
+        self.touch_client(now, peer);
+        let response = Response {
+            request_type: r.request_type,
+            request_id: r.request_id,
+            status: Status::Forbidden,
+            error: Some(error),
+            route: Vec::new(),
+            payload: Vec::new(),
+        };
+        self.send_response(peer.into(), response);
+    }
+
     fn client_malformed(&mut self, peer: &[u8], header: &[u8], error: String) {
         self.stats.malformed_clients += 1;
         if self.bad_input.admit(self.now, peer, &error) {
@@ -532,6 +577,12 @@ impl ProxyCore {
         let peer: PeerId = r.route.as_slice().into();
         self.remove_entry(&(peer.clone(), r.request_type, r.request_id));
         self.stats.responses_forwarded += 1;
+        self.send_response(peer, r);
+    }
+
+    /// Sends a RESPONSE to a client: a FORBIDDEN one as an ERROR to a
+    /// client that would not know the status.
+    fn send_response(&mut self, peer: PeerId, r: Response) {
         let older = |minor: u32| minor < protocol::FORBIDDEN_MINOR;
         if r.status == Status::Forbidden
             && self

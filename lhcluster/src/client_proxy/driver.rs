@@ -12,16 +12,23 @@ use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
 use crate::accept::{self, Delivery, RouterOutbox};
-use crate::curve::{SocketCurve, ZapDomain};
+use crate::curve::{KeyList, SocketCurve, ZapDomain};
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
+use crate::protocol;
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
 
 #[derive(Debug)]
 pub(crate) enum Command {
     Stats(Sender<ClientProxyStats>),
+    /// New client key list (a reload), and where to say whether it is in
+    /// force.
+    ReloadKeys {
+        clients: KeyList,
+        done: Sender<Result<(), Error>>,
+    },
     Stop,
 }
 
@@ -63,7 +70,8 @@ pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, S
             bytes: config.max_message_size,
         },
         auth_failures,
-        _zap: zap,
+        zap,
+        reloaded: None,
     };
     let stop = || Command::Stop;
     let run = move || driver.run();
@@ -96,7 +104,11 @@ struct Driver {
     /// Refused CURVE handshakes, counted by the ZAP handler.
     auth_failures: Arc<AtomicU64>,
     /// The client side's allow list, while the proxy runs.
-    _zap: Option<ZapDomain>,
+    zap: Option<ZapDomain>,
+    /// The list of the last reload: from then on each REQUEST's key is
+    /// checked against it, as connections made under an older list stay
+    /// open. `None` before any reload (the ZAP handler alone decides).
+    reloaded: Option<KeyList>,
 }
 
 impl Driver {
@@ -155,6 +167,9 @@ impl Driver {
                     Command::Stats(reply) => {
                         let _ = reply.send(self.stats());
                     }
+                    Command::ReloadKeys { clients, done } => {
+                        let _ = done.send(reload(self.zap.as_ref(), &mut self.reloaded, clients));
+                    }
                     Command::Stop => {
                         self.core.on_stop(Instant::now());
                         apply(
@@ -193,6 +208,7 @@ impl Driver {
             outbox,
             header_buf,
             limits,
+            reloaded,
             ..
         } = self;
         // Keep the queue short, so that messages leave while we read.
@@ -202,12 +218,26 @@ impl Driver {
             }
         };
         if from_clients {
+            // Keys are read only after a reload: before it, every
+            // connection was let in by the list in force.
             let opts = accept::ReadOpts {
-                keys: false,
+                keys: reloaded.is_some(),
                 limits: *limits,
             };
-            let oversized = accept::read(clients, opts, |peer, header, payload, _| {
-                core.on_client(Instant::now(), peer, header, payload);
+            let oversized = accept::read(clients, opts, |peer, header, payload, key_of| {
+                let now = Instant::now();
+                // A message without a key came over inproc:// (no
+                // handshake): not checked, as at the broker.
+                let refused = reloaded.as_ref().and_then(|list| {
+                    if protocol::peek_kind(header) != Some("REQUEST") {
+                        return None;
+                    }
+                    key_of().filter(|key| !list.contains(key))
+                });
+                match refused {
+                    Some(key) => core.on_forbidden_request(now, peer, header, &key),
+                    None => core.on_client(now, peer, header, payload),
+                }
                 flush(core, link);
             });
             for (peer, size, header) in oversized {
@@ -218,6 +248,25 @@ impl Driver {
             link.read(core, |link, core| flush(core, link));
         }
     }
+}
+
+/// Puts a new client list in force: for the handshakes to come (the ZAP
+/// handler's, under `zap`), and for the requests of connections already
+/// made (`reloaded`).
+fn reload(
+    zap: Option<&ZapDomain>,
+    reloaded: &mut Option<KeyList>,
+    list: KeyList,
+) -> Result<(), Error> {
+    let Some(zap) = zap else {
+        return Err(Error::Config(crate::ConfigError::invalid(
+            "curve_client_keys",
+            "cannot be reloaded into a proxy started without it (restart it)",
+        )));
+    };
+    zap.replace(list.clone());
+    *reloaded = Some(list);
+    Ok(())
 }
 
 /// Carries out the core's actions: towards the broker on the link, towards

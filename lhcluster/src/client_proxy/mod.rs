@@ -33,6 +33,7 @@ use std::sync::Arc;
 pub use config::ClientProxyConfig;
 pub use stats::ClientProxyStats;
 
+use crate::curve::KeyList;
 use crate::error::Error;
 use crate::role::RoleHandle;
 
@@ -67,6 +68,23 @@ impl ClientProxy {
     /// A snapshot of the proxy's statistics.
     pub fn stats(&self) -> Result<ClientProxyStats, Error> {
         self.role.request(driver::Command::Stats)
+    }
+
+    /// Puts a new client key list in force (docs/security.md, "Reloading
+    /// keys"): it replaces `curve_client_keys`. A proxy started without a
+    /// list cannot get one (an error; restart it).
+    ///
+    /// New CURVE handshakes are judged by the new list; connections
+    /// already made are kept, but held to it: from now on every REQUEST's
+    /// key is checked, and one whose key is no longer listed is answered
+    /// `FORBIDDEN` (an ERROR with that status to a client older than
+    /// protocol 1.4) and counted in `requests_forbidden`, never buffered
+    /// or forwarded. A connection that is still allowed sees nothing of
+    /// the reload. Returns once the list is in force. `lhcluster proxy`
+    /// calls it on SIGHUP.
+    pub fn reload_keys(&self, clients: KeyList) -> Result<(), Error> {
+        self.role
+            .request(|done| driver::Command::ReloadKeys { clients, done })?
     }
 
     /// Tells clients the proxy is going away and stops. Buffered requests

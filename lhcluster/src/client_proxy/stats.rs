@@ -42,6 +42,10 @@ pub struct ClientProxyStats {
     /// CURVE handshakes refused by `curve_client_keys` (a key not listed,
     /// or a client without CURVE; docs/security.md).
     pub auth_failures: u64,
+    /// Requests refused `FORBIDDEN` because a key reload
+    /// ([`ClientProxy::reload_keys`](super::ClientProxy::reload_keys))
+    /// took their connection's CURVE key off `curve_client_keys`.
+    pub requests_forbidden: u64,
     /// Messages from clients dropped unread for having more frames than
     /// `max_message_frames`, or more bytes in all than `max_message_size`
     /// (docs/security.md, "Limits on input").

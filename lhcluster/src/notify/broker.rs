@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{Ignored, Probe, READ_BATCH, Upstream};
-use crate::curve::{SocketCurve, ZapDomain};
+use crate::curve::{KeyList, PublicKey, SocketCurve, ZapDomain};
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
@@ -70,8 +70,8 @@ impl NotifyBroker {
         );
         // The allow lists of each side, while the broker runs.
         let auth_failures = Arc::new(AtomicU64::new(0));
-        let mut zaps = Vec::new();
-        for (socket, what, list) in [
+        let mut zaps: [Option<ZapDomain>; 2] = [None, None];
+        for ((socket, what, list), slot) in [
             (
                 &frontend,
                 "notify broker frontend",
@@ -82,13 +82,16 @@ impl NotifyBroker {
                 "notify broker backend",
                 &config.curve_publisher_keys,
             ),
-        ] {
+        ]
+        .into_iter()
+        .zip(&mut zaps)
+        {
             let side = match (&curve, list) {
                 (Some(curve), Some(list)) => {
                     let zap =
                         crate::curve::register_zap(what, list.clone(), auth_failures.clone())?;
                     let side = curve.clone().with_zap(&zap);
-                    zaps.push(zap);
+                    *slot = Some(zap);
                     Some(side)
                 }
                 (curve, _) => curve.clone(),
@@ -145,7 +148,14 @@ impl NotifyBroker {
                     max_frames: config.max_message_frames,
                     max_bytes: config.max_message_size,
                     auth_failures,
-                    _zaps: zaps,
+                    zaps,
+                    publishers_reloaded: None,
+                    forbidden_log: LogLimiter::with_limits(
+                        "notifications refused after a key reload",
+                        1,
+                        crate::log_limit::INTERVAL,
+                        crate::log_limit::MAX_PEERS,
+                    ),
                 };
                 driver.run();
             },
@@ -173,6 +183,33 @@ impl NotifyBroker {
         self.role.request(Command::Stats)
     }
 
+    /// Puts new key lists in force (docs/security.md, "Reloading keys"):
+    /// `subscribers` replaces `curve_subscriber_keys`, `publishers`
+    /// replaces `curve_publisher_keys`; `None` keeps that list. What a side
+    /// had no list for at start cannot get one (an error; restart the
+    /// broker).
+    ///
+    /// New CURVE handshakes are judged by the new lists; connections
+    /// already made are kept. A connected publisher is held to the new
+    /// list: from now on each notification's key is checked, and one whose
+    /// key is no longer listed is dropped and counted in
+    /// `notifications_forbidden`. A connected subscriber whose key is no
+    /// longer listed keeps what it has until it disconnects (libzmq applies
+    /// subscriptions itself and cannot close one connection of the
+    /// frontend); its next connection is refused. Returns once the lists
+    /// are in force. `lhcluster notify-broker` calls it on SIGHUP.
+    pub fn reload_keys(
+        &self,
+        subscribers: Option<KeyList>,
+        publishers: Option<KeyList>,
+    ) -> Result<(), Error> {
+        self.role.request(|done| Command::ReloadKeys {
+            subscribers,
+            publishers,
+            done,
+        })?
+    }
+
     /// Forwards a last batch of the notifications publishers already sent,
     /// unbinds both endpoints (so that a new broker can bind them), closes
     /// the sockets and waits for the driver thread (up to the configured
@@ -185,6 +222,11 @@ impl NotifyBroker {
 #[derive(Debug)]
 enum Command {
     Stats(Sender<NotifyBrokerStats>),
+    ReloadKeys {
+        subscribers: Option<KeyList>,
+        publishers: Option<KeyList>,
+        done: Sender<Result<(), Error>>,
+    },
     Stop,
 }
 
@@ -211,8 +253,16 @@ struct Driver {
     max_bytes: usize,
     /// Refused CURVE handshakes, counted by the ZAP handler.
     auth_failures: Arc<AtomicU64>,
-    /// The allow lists, while the broker runs.
-    _zaps: Vec<ZapDomain>,
+    /// The allow lists of the frontend and the backend, while the broker
+    /// runs.
+    zaps: [Option<ZapDomain>; 2],
+    /// The publisher list of the last reload: from then on each
+    /// notification's key is checked against it, as connections made
+    /// under an older list stay open. `None` before any reload.
+    publishers_reloaded: Option<KeyList>,
+    /// Warnings about notifications refused after a reload, once per key
+    /// and then a summary.
+    forbidden_log: LogLimiter,
 }
 
 impl Driver {
@@ -223,6 +273,7 @@ impl Driver {
                 self.stats_log.next(),
                 self.bad_notifications.next_due(),
                 self.bad_subscriptions.next_due(),
+                self.forbidden_log.next_due(),
             ]
             .into_iter()
             .flatten()
@@ -259,6 +310,7 @@ impl Driver {
             let now = Instant::now();
             self.bad_notifications.on_tick(now);
             self.bad_subscriptions.on_tick(now);
+            self.forbidden_log.on_tick(now);
             if self.stats_log.due(now) {
                 info!(stats = %self.snapshot(), "notify broker stats");
             }
@@ -308,10 +360,14 @@ impl Driver {
     /// Notifications from publishers: validated, then forwarded verbatim.
     fn read_backend(&mut self) {
         for _ in 0..READ_BATCH {
-            let Some(frames) = super::recv_next(&self.backend, "receive from publishers failed")
+            let Some(mut frames) =
+                super::recv_next(&self.backend, "receive from publishers failed")
             else {
                 break;
             };
+            if self.forbidden(&mut frames[0]) {
+                continue;
+            }
             let bytes: usize = frames.iter().map(|f| f.len()).sum();
             if frames.len() > self.max_frames || bytes > self.max_bytes {
                 self.stats.malformed += 1;
@@ -344,6 +400,34 @@ impl Driver {
         }
     }
 
+    /// Whether a notification comes from a publisher whose key a reload
+    /// took off the list (then counted and logged). libzmq attaches the
+    /// key our ZAP handler approved to every message of the connection
+    /// (`User-Id`); a message without one came over inproc:// (no
+    /// handshake) and is not checked.
+    fn forbidden(&mut self, first: &mut Frame) -> bool {
+        let Some(list) = &self.publishers_reloaded else {
+            return false;
+        };
+        let Some(key) = first
+            .gets("User-Id")
+            .and_then(|user| PublicKey::from_z85(user).ok())
+        else {
+            return false;
+        };
+        if list.contains(&key) {
+            return false;
+        }
+        self.stats.notifications_forbidden += 1;
+        let now = Instant::now();
+        self.forbidden_log.on_tick(now);
+        let reason = format!("key {key} is no longer allowed to publish");
+        if self.forbidden_log.admit(now, key.as_bytes(), &reason) {
+            warn!(%key, "refused a notification: its publisher's key was removed (docs/security.md)");
+        }
+        true
+    }
+
     fn count_topic(&mut self, topic: String) {
         if let Some(n) = self.topics.get_mut(&topic) {
             *n += 1;
@@ -363,6 +447,19 @@ impl Driver {
                 Command::Stats(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
+                Command::ReloadKeys {
+                    subscribers,
+                    publishers,
+                    done,
+                } => {
+                    let result = reload(
+                        &self.zaps,
+                        &mut self.publishers_reloaded,
+                        subscribers,
+                        publishers,
+                    );
+                    let _ = done.send(result);
+                }
                 Command::Stop => return true,
             }
         }
@@ -380,6 +477,38 @@ impl Driver {
             .collect();
         stats
     }
+}
+
+/// Puts new lists in force for the handshakes to come (`None`: keep that
+/// side's), and the publisher list for connected publishers
+/// (`publishers_reloaded`).
+fn reload(
+    zaps: &[Option<ZapDomain>; 2],
+    publishers_reloaded: &mut Option<KeyList>,
+    subscribers: Option<KeyList>,
+    publishers: Option<KeyList>,
+) -> Result<(), Error> {
+    let lists = [
+        ("curve_subscriber_keys", subscribers),
+        ("curve_publisher_keys", publishers),
+    ];
+    for ((field, list), zap) in lists.iter().zip(zaps) {
+        if list.is_some() && zap.is_none() {
+            return Err(Error::Config(crate::ConfigError::invalid(
+                field,
+                "cannot be reloaded into a notify broker started without it (restart it)",
+            )));
+        }
+    }
+    let [(_, subscribers), (_, publishers)] = lists;
+    if let (Some(list), Some(zap)) = (subscribers, &zaps[0]) {
+        zap.replace(list);
+    }
+    if let (Some(list), Some(zap)) = (publishers, &zaps[1]) {
+        zap.replace(list.clone());
+        *publishers_reloaded = Some(list);
+    }
+    Ok(())
 }
 
 /// Validates a notification (topic frame, header, version, kind) without

@@ -40,6 +40,10 @@ pub struct NotifyBrokerStats {
     /// `curve_publisher_keys` (a key not listed, or a peer without CURVE;
     /// docs/security.md).
     pub auth_failures: u64,
+    /// Notifications dropped because a key reload
+    /// ([`NotifyBroker::reload_keys`](super::NotifyBroker::reload_keys))
+    /// took their publisher's CURVE key off `curve_publisher_keys`.
+    pub notifications_forbidden: u64,
     /// Per topic, for up to `max_tracked_topics` topics (the first seen).
     pub topics: BTreeMap<String, TopicStats>,
 }
