@@ -37,6 +37,34 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
     }
 }
 
+/// A request type given on the command line or in a file: its id, and its
+/// name when it was given by name (which a worker sends to the broker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeArg {
+    /// The id.
+    pub id: RequestType,
+    /// The name it was given as, if not a number.
+    pub name: Option<String>,
+}
+
+/// Parses a request type as [`parse_request_type`] does, keeping the name.
+pub fn parse_type_arg(text: &str) -> Result<TypeArg, String> {
+    let id = parse_request_type(text)?;
+    let name = text
+        .parse::<RequestType>()
+        .is_err()
+        .then(|| text.to_owned());
+    if let Some(name) = &name {
+        if name.len() > lhcluster::MAX_TYPE_NAME_LEN {
+            return Err(format!(
+                "a request type name is at most {} bytes",
+                lhcluster::MAX_TYPE_NAME_LEN
+            ));
+        }
+    }
+    Ok(TypeArg { id, name })
+}
+
 /// What a trial connection to an endpoint found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
@@ -391,6 +419,7 @@ pub mod metrics {
             ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
             ("requests_forbidden", "Requests refused FORBIDDEN: the client's key may not send the type", s.requests_forbidden),
             ("workers_forbidden", "Worker registrations refused FORBIDDEN: the worker's key may not register the types", s.workers_forbidden),
+            ("type_name_conflicts", "Worker registrations naming a request type differently from the name known for its id", s.type_name_conflicts),
             ("oversized", "Messages dropped for having more than max_message_frames frames", s.oversized),
             ("worker_deaths", "Workers declared dead", s.worker_deaths),
             ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
@@ -417,7 +446,7 @@ pub mod metrics {
         let in_flight = Family::<Vec<(String, String)>, Gauge>::default();
         let workers = Family::<Vec<(String, String)>, Gauge>::default();
         for (t, ts) in &s.types {
-            let labels = vec![("request_type".to_owned(), t.to_string())];
+            let labels = type_labels(*t, ts);
             pending.get_or_create(&labels).set(ts.pending as i64);
             in_flight.get_or_create(&labels).set(ts.in_flight as i64);
             workers.get_or_create(&labels).set(ts.workers as i64);
@@ -432,6 +461,17 @@ pub mod metrics {
         if let Some(c) = &s.cluster {
             add_cluster_stats(r, c);
         }
+    }
+
+    /// The labels of a per-type series: `request_type` (the id), and
+    /// `type_name` when a worker named the type (protocol 1.6; left out
+    /// otherwise, which PromQL reads as the empty name).
+    fn type_labels(t: lhcluster::RequestType, ts: &lhcluster::TypeStats) -> Vec<(String, String)> {
+        let mut labels = vec![("request_type".to_owned(), t.to_string())];
+        if let Some(name) = &ts.name {
+            labels.push(("type_name".to_owned(), name.clone()));
+        }
+        labels
     }
 
     /// A clustered broker's routes: totals, and per peer what was forwarded
@@ -580,6 +620,11 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+        let named = parse_type_arg("orders.create").unwrap();
+        assert_eq!(named.id, lhcluster::request_type_id("orders.create"));
+        assert_eq!(named.name.as_deref(), Some("orders.create"));
+        assert_eq!(parse_type_arg("7").unwrap().name, None);
+        assert!(parse_type_arg(&"n".repeat(129)).is_err());
     }
 
     #[test]

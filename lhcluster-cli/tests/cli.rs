@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, run_with, wait_workers,
-    worker,
+    LIMIT, Proc, broker, broker_on, ep, free_port, limited, proxy, run, run_with, scrape,
+    wait_workers, worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -322,6 +322,80 @@ fn stats_json_and_metrics_scrape() {
         assert!(
             body.contains("lhcluster_broker_type_workers{request_type=\"7\"} 1"),
             "{body}"
+        );
+    });
+}
+
+/// Protocol 1.6: a worker started with `--type NAME` sends the name, and
+/// the broker shows `name (id)` in `lhcluster stats`, `name` in its JSON,
+/// a `type_name` label beside `request_type` in `/metrics`, and the name in
+/// the text of a NO_WORKERS once the worker is gone.
+#[test]
+fn type_names_in_stats_metrics_and_errors() {
+    limited(|| {
+        let metrics_port = free_port();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let c = broker(&["--metrics", &addr]);
+        let id = lhcluster::request_type_id("orders.create");
+        let mut w = worker(
+            &c.back,
+            &["--type", "orders.create", "--type", "7", "--echo"],
+        );
+        wait_workers(&c.front, 1);
+        let (code, out, err) = run(&["request", "--to", &c.front, "--type", "orders.create"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front]);
+        assert_eq!(code, 0);
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("orders.create ({id})")))
+            .unwrap_or_else(|| panic!("no named type line:\n{out}"));
+        // pending, in_flight, workers, received, completed
+        let numbers: Vec<&str> = line.split_whitespace().skip(2).take(5).collect();
+        assert_eq!(numbers, ["0", "0", "1", "1", "1"], "{line}");
+        // The type given as a number has no name: shown by its id.
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some("7")),
+            "{out}"
+        );
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["types"][id.to_string()]["name"], "orders.create");
+        assert!(v["types"]["7"].get("name").is_none(), "{out}");
+
+        let body = scrape(&addr);
+        let labels = format!("{{request_type=\"{id}\",type_name=\"orders.create\"}}");
+        assert!(
+            body.contains(&format!("lhcluster_broker_type_workers{labels} 1")),
+            "{body}"
+        );
+        assert!(
+            body.contains("lhcluster_broker_type_workers{request_type=\"7\"} 1"),
+            "{body}"
+        );
+
+        // The worker gone, the broker still knows the name.
+        w.signal("TERM");
+        assert_eq!(w.wait().code(), Some(0));
+        support::wait_stats(&c.front, "the worker to go", |s| s["workers"] == 0);
+        let (code, out, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "orders.create",
+            "--fail-fast",
+        ]);
+        assert_ne!(code, 0);
+        assert!(
+            out.contains(&format!(
+                "no worker serves request type orders.create ({id})"
+            )),
+            "{out}"
         );
     });
 }

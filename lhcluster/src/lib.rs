@@ -449,7 +449,7 @@ pub use notify::{
     NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
     NotifySubscriber, NotifySubscriberConfig,
 };
-pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+pub use protocol::{Flags, Frame, MAX_TYPE_NAME_LEN, Payload, RequestId, RequestType, Status};
 pub use typed::{Notification, Request, TypedRequestError, TypedResponse};
 pub use worker::{Worker, WorkerConfig};
 

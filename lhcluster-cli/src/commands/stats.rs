@@ -56,13 +56,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{stats}");
+    // A type is shown `name (id)` when a worker named it (protocol 1.6).
+    let labels: Vec<String> = (stats.types.iter())
+        .map(|(t, s)| match &s.name {
+            Some(name) => format!("{name} ({t})"),
+            None => t.to_string(),
+        })
+        .collect();
+    let w = labels.iter().map(String::len).max().unwrap_or(0).max(12);
     println!(
-        "{:>12} {:>10} {:>10} {:>8} {:>12} {:>12}",
+        "{:>w$} {:>10} {:>10} {:>8} {:>12} {:>12}",
         "type", "pending", "in_flight", "workers", "received", "completed"
     );
-    for (t, s) in &stats.types {
+    for (label, s) in labels.iter().zip(stats.types.values()) {
         println!(
-            "{t:>12} {:>10} {:>10} {:>8} {:>12} {:>12}",
+            "{label:>w$} {:>10} {:>10} {:>8} {:>12} {:>12}",
             s.pending, s.in_flight, s.workers, s.received, s.completed
         );
     }

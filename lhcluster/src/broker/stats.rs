@@ -10,6 +10,11 @@ use crate::protocol::RequestType;
 #[serde(default)]
 #[non_exhaustive]
 pub struct TypeStats {
+    /// The type's name, when a worker that registered it gave one
+    /// (protocol 1.6; `None` from an older worker, or in the JSON of an
+    /// older broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Requests received for this type.
     pub received: u64,
     /// Dispatches to workers (retries included).
@@ -68,6 +73,10 @@ pub struct BrokerStats {
     /// Requests refused `FORBIDDEN`: the client's (or proxy's) key may not
     /// send their type (`curve_client_keys`; docs/security.md).
     pub requests_forbidden: u64,
+    /// Worker registrations that named a request type differently from
+    /// the name the broker already knew for its id: the id routes, the
+    /// first name stays (and the mismatch is logged once per type).
+    pub type_name_conflicts: u64,
     /// Worker registrations refused because the worker's key may not
     /// register (some of) its types (`curve_worker_keys`), and registered
     /// workers removed when a reload took a type away from their key.

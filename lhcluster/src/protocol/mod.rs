@@ -44,9 +44,15 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
-/// and the status EXPIRED, minor 4 the status FORBIDDEN (docs/protocol.md
-/// §17, §18).
-pub const PROTOCOL_MINOR: u32 = 4;
+/// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 6 the
+/// `type_names` of a READY (docs/protocol.md §17, §18; minor 5 is
+/// CANCEL's).
+pub const PROTOCOL_MINOR: u32 = 6;
+
+/// The longest request type name a READY may carry, in bytes (protocol
+/// 1.6): a longer one makes the READY malformed. Names are for stats, logs
+/// and error texts, where an unbounded one would cost without telling more.
+pub const MAX_TYPE_NAME_LEN: usize = 128;
 
 /// The protocol minor version from which a client takes the status
 /// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,

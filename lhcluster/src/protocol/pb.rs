@@ -27,7 +27,8 @@ pub struct Header {
     /// Worker concurrency (READY).
     #[prost(uint32, tag = "9")]
     pub capacity: u32,
-    /// Request types a worker serves (READY).
+    /// Request types a worker serves (READY); their names, when it knows
+    /// them, in `type_names`.
     #[prost(uint32, repeated, tag = "10")]
     pub request_types: ::prost::alloc::vec::Vec<u32>,
     /// Opaque return route added by a proxy (the client's identity at the proxy),
@@ -96,6 +97,12 @@ pub struct Header {
     /// minor 3).
     #[prost(uint64, repeated, tag = "26")]
     pub members: ::prost::alloc::vec::Vec<u64>,
+    /// Per entry of request_types: the type's name, "" for a type the sender
+    /// has no name for (READY; since minor 6). Absent altogether from a sender
+    /// that names none (and from a peer older than 1.6); at most 128 bytes of
+    /// UTF-8 each. Names are for stats, logs and error texts: the id routes.
+    #[prost(string, repeated, tag = "27")]
+    pub type_names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// What a message is. The numbering is part of the protocol: never reuse a
 /// number; add new kinds at the end (a minor version bump).

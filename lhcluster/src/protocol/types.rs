@@ -229,6 +229,10 @@ pub struct Ready {
     pub capacity: u32,
     /// Request types served (non-empty, no `0`).
     pub request_types: Vec<RequestType>,
+    /// Their names (protocol 1.6), for stats, logs and error texts: empty,
+    /// or one per entry of `request_types`, `""` for a type without a name;
+    /// each at most [`MAX_TYPE_NAME_LEN`](super::MAX_TYPE_NAME_LEN) bytes.
+    pub type_names: Vec<String>,
     /// Optional stable name, for logs and stats.
     pub name: Option<String>,
 }

@@ -7,10 +7,13 @@ use std::time::Instant;
 use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
+use super::names::Learned;
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::curve::PublicKey;
 use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
-use crate::protocol::{self, Flags, Message, Payload, Ready, RequestRef, Status, WorkResult};
+use crate::protocol::{
+    self, Flags, Message, Payload, Ready, RequestRef, RequestType, Status, WorkResult,
+};
 use crate::slab::Key;
 
 impl BrokerCore {
@@ -18,9 +21,13 @@ impl BrokerCore {
         &mut self,
         now: Instant,
         peer: &[u8],
-        ready: Ready,
+        mut ready: Ready,
         key: Option<PublicKey>,
     ) {
+        // Names (1.6) pair with the types as sent, before sorting.
+        let names: Vec<(RequestType, String)> = (ready.request_types.iter().copied())
+            .zip(std::mem::take(&mut ready.type_names))
+            .collect();
         let mut types = ready.request_types;
         types.sort_unstable();
         types.dedup();
@@ -75,10 +82,22 @@ impl BrokerCore {
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;
-                info!(worker = ?self.worker_label(wk), capacity = ready.capacity, "worker registered");
-                wk
+                self.learn_type_names(wk, names);
+                info!(
+                    worker = ?self.worker_label(wk),
+                    capacity = ready.capacity,
+                    types = %self.type_list(wk),
+                    "worker registered"
+                );
+                return self.welcome_worker(now, peer, wk);
             }
         };
+        self.learn_type_names(wk, names);
+        self.welcome_worker(now, peer, wk);
+    }
+
+    /// Answers a (re-)registration and gives the worker what waits.
+    fn welcome_worker(&mut self, now: Instant, peer: &[u8], wk: Key) {
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         self.send_tracked(
             now,
@@ -90,6 +109,37 @@ impl BrokerCore {
         self.send_serves_if_changed(true);
     }
 
+    /// A worker's types as `name (id), …`, for the registration log.
+    fn type_list(&self, wk: Key) -> String {
+        let Some(w) = self.workers.get(wk) else {
+            return String::new();
+        };
+        let labels: Vec<String> = (w.types.iter())
+            .map(|&t| self.type_names.label(t).to_string())
+            .collect();
+        labels.join(", ")
+    }
+
+    /// Keeps the names a registered worker gave its types (the first
+    /// name known for an id stays: another is counted and logged once).
+    fn learn_type_names(&mut self, wk: Key, names: Vec<(RequestType, String)>) {
+        if names.is_empty() {
+            return;
+        }
+        let who = self.worker_label(wk);
+        for (t, name) in names {
+            let types = &self.types;
+            let learned = self
+                .type_names
+                .learn(t, &name, &who, |t| types.contains_key(&t));
+            match learned {
+                Learned::Kept => {}
+                Learned::Conflict => self.stats.type_name_conflicts += 1,
+                Learned::Full => debug!(request_type = t, "too many type names: not kept"),
+            }
+        }
+    }
+
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
         let key = (result.request_type, result.request_id);
         // Exact credits: only the completion of the dispatch we assigned
@@ -99,7 +149,7 @@ impl BrokerCore {
             Err(Dropped::Unassigned) => {
                 self.stats.unknown_results += 1;
                 debug!(
-                    request_type = key.0,
+                    request_type = %self.type_names.label(key.0),
                     request_id = key.1,
                     "result for a request not assigned to this worker: dropped"
                 );
@@ -108,7 +158,7 @@ impl BrokerCore {
             Err(Dropped::Stale) => {
                 self.stats.stale_results += 1;
                 debug!(
-                    request_type = key.0,
+                    request_type = %self.type_names.label(key.0),
                     request_id = key.1,
                     attempt = result.attempt,
                     dispatch_tag = result.dispatch_tag,

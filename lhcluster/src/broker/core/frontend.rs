@@ -162,7 +162,10 @@ impl BrokerCore {
             (entry.workers + entry.remote_workers, entry.pending.len());
         if flags.contains(Flags::FAIL_FAST) && type_workers == 0 {
             self.stats.requests_no_workers += 1;
-            let error = format!("no worker serves request type {}", key.0);
+            let error = format!(
+                "no worker serves request type {}",
+                self.type_names.label(key.0)
+            );
             self.respond(&origin, key, Status::NoWorkers, Some(error));
             return self.drop_type_if_idle(key.0);
         }
@@ -331,7 +334,7 @@ impl BrokerCore {
             self.expiries.insert((at, key));
         }
         debug!(
-            request_type = key.0,
+            request_type = %self.type_names.label(key.0),
             request_id = key.1,
             "response taken over by a newer requester"
         );

@@ -30,6 +30,7 @@ mod cluster;
 mod dispatch;
 mod expiry;
 mod frontend;
+mod names;
 mod output;
 mod peers;
 mod relay;
@@ -339,6 +340,9 @@ pub(crate) struct BrokerCore {
     bounds: bounds::Bounds,
     /// What each key may register or send (docs/security.md).
     authz: authz::Authz,
+    /// The names workers gave their types (protocol 1.6), for stats, logs
+    /// and error texts only.
+    type_names: names::TypeNames,
     /// CURVE handshakes the ZAP handler refused, counted there.
     auth_failures: Arc<AtomicU64>,
     out: Vec<Outgoing>,
@@ -377,6 +381,7 @@ impl BrokerCore {
                 config.curve_client_keys.clone(),
                 config.curve_worker_keys.clone(),
             ),
+            type_names: names::TypeNames::default(),
             auth_failures: Arc::default(),
             out: Vec::new(),
         }
@@ -635,6 +640,7 @@ impl BrokerCore {
             .iter()
             .map(|(&t, e)| {
                 let ts = TypeStats {
+                    name: self.type_names.get(t).map(str::to_owned),
                     received: e.received,
                     dispatched: e.dispatched,
                     completed: e.completed,

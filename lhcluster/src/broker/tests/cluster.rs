@@ -259,6 +259,7 @@ impl Net {
             heartbeat_ms: HB,
             capacity,
             request_types: types.to_vec(),
+            type_names: Vec::new(),
             name: None,
         };
         self.worker_sends(b, worker, Message::Ready(ready));

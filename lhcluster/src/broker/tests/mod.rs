@@ -17,6 +17,7 @@ mod dedupe;
 mod liveness;
 mod malformed;
 mod model_check;
+mod names;
 mod one_way;
 mod proxies;
 mod queueing;
@@ -114,6 +115,7 @@ fn ts(
         pending,
         in_flight,
         workers,
+        ..TypeStats::default()
     }
 }
 
@@ -247,6 +249,7 @@ impl Harness {
                 heartbeat_ms,
                 capacity,
                 request_types: types.to_vec(),
+                type_names: Vec::new(),
                 name: None,
             }),
         );
