@@ -400,7 +400,7 @@ pub mod metrics {
         }
     }
 
-    fn add_broker_stats(registry: &mut Registry, s: &BrokerStats) {
+    pub(super) fn add_broker_stats(registry: &mut Registry, s: &BrokerStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_broker");
         // One metric a line: a table, as rustfmt would spread it over five.
         #[rustfmt::skip]
@@ -458,8 +458,81 @@ pub mod metrics {
             in_flight,
         );
         r.register("type_workers", "Workers registered now, per type", workers);
+        add_latency(r, s);
         if let Some(c) = &s.cluster {
             add_cluster_stats(r, c);
+        }
+    }
+
+    /// Per type, one histogram series of a latency (a [`TypeStats`]
+    /// field), rendered from the broker's own buckets: Prometheus's
+    /// histogram types count observations themselves, these arrive
+    /// counted.
+    ///
+    /// [`TypeStats`]: lhcluster::TypeStats
+    #[derive(Debug)]
+    struct TypeHistograms(Vec<Series>);
+
+    /// One series: labels, sum (s), count, and per bucket its bound (s)
+    /// and its own count.
+    type Series = (Vec<(String, String)>, f64, u64, Vec<(f64, u64)>);
+
+    impl prometheus_client::encoding::EncodeMetric for TypeHistograms {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            for (labels, sum, count, buckets) in &self.0 {
+                encoder
+                    .encode_family(labels)?
+                    .encode_histogram::<()>(*sum, *count, buckets, None)?;
+            }
+            Ok(())
+        }
+
+        fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+            prometheus_client::metrics::MetricType::Histogram
+        }
+    }
+
+    /// The latency histograms per type, in seconds (`le` the bucket's
+    /// bound, `+Inf` the last).
+    fn add_latency(r: &mut Registry, s: &BrokerStats) {
+        type Pick = fn(&lhcluster::TypeStats) -> &lhcluster::LatencyHistogram;
+        let latencies: [(&str, &str, Pick); 3] = [
+            (
+                "queue_wait",
+                "Time from arrival to first dispatch, per type",
+                |t| &t.queue_wait,
+            ),
+            ("service", "Time from dispatch to result, per type", |t| {
+                &t.service
+            }),
+            (
+                "end_to_end",
+                "Time from arrival to the result's outcome, per type",
+                |t| &t.end_to_end,
+            ),
+        ];
+        for (name, help, pick) in latencies {
+            let series = (s.types.iter())
+                .map(|(t, ts)| {
+                    let h = pick(ts);
+                    // The encoder takes each bucket's own count and
+                    // accumulates; f64::MAX is its +Inf.
+                    let buckets = h
+                        .buckets()
+                        .map(|(bound, n)| (bound.map_or(f64::MAX, |b| b.as_secs_f64()), n))
+                        .collect();
+                    (type_labels(*t, ts), h.sum_us as f64 / 1e6, h.count, buckets)
+                })
+                .collect();
+            r.register_with_unit(
+                name,
+                help,
+                prometheus_client::registry::Unit::Seconds,
+                TypeHistograms(series),
+            );
         }
     }
 
@@ -644,6 +717,37 @@ mod tests {
             "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
+        }
+    }
+
+    /// Per-type latency histograms: `_bucket` cumulative with `le` in
+    /// seconds and `+Inf`, `_sum` in seconds, `_count`, labelled as the
+    /// other per-type series.
+    #[test]
+    fn broker_metrics_carry_latency_histograms() {
+        let mut stats = lhcluster::BrokerStats::default();
+        let mut ts = lhcluster::TypeStats::default();
+        ts.name = Some("orders.create".to_owned());
+        // Two samples of at most 16 µs, one in (32, 64] µs: 80 µs in all.
+        ts.end_to_end.counts = vec![2, 0, 1];
+        ts.end_to_end.count = 3;
+        ts.end_to_end.sum_us = 80;
+        stats.types.insert(7, ts);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_broker_stats(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        let labels = "request_type=\"7\",type_name=\"orders.create\"";
+        for line in [
+            "# TYPE lhcluster_broker_end_to_end_seconds histogram".to_owned(),
+            format!("lhcluster_broker_end_to_end_seconds_count{{{labels}}} 3"),
+            format!("lhcluster_broker_end_to_end_seconds_sum{{{labels}}} 0.00008"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"0.000016\",{labels}}} 2"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"0.000064\",{labels}}} 3"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"+Inf\",{labels}}} 3"),
+            format!("lhcluster_broker_queue_wait_seconds_count{{{labels}}} 0"),
+            format!("lhcluster_broker_service_seconds_count{{{labels}}} 0"),
+        ] {
+            assert!(text.contains(&line), "{line}\n{text}");
         }
     }
 

@@ -400,6 +400,78 @@ fn type_names_in_stats_metrics_and_errors() {
     });
 }
 
+/// Latency histograms per type: `lhcluster stats` shows p50/p99 of the
+/// queue wait, service and end-to-end times, `--json` the buckets, and
+/// `/metrics` Prometheus histograms labelled as the other per-type series.
+#[test]
+fn latency_histograms_in_stats_and_metrics() {
+    limited(|| {
+        let metrics_port = free_port();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let c = broker(&["--metrics", &addr]);
+        let id = lhcluster::request_type_id("lat.echo");
+        let _w = worker(&c.back, &["--type", "lat.echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        for _ in 0..3 {
+            let (code, out, err) = run(&["request", "--to", &c.front, "--type", "lat.echo"]);
+            assert_eq!(code, 0, "{out}\n{err}");
+        }
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front]);
+        assert_eq!(code, 0);
+        let header = (out.lines())
+            .find(|l| l.split_whitespace().next() == Some("type"))
+            .unwrap_or_else(|| panic!("no header:\n{out}"));
+        let columns: Vec<&str> = header.split_whitespace().collect();
+        assert!(
+            columns.ends_with(&["wait", "p50/p99", "service", "p50/p99", "e2e", "p50/p99"]),
+            "{header}"
+        );
+        let row = out
+            .lines()
+            .find(|l| l.contains(&format!("lat.echo ({id})")))
+            .unwrap_or_else(|| panic!("no row for the type:\n{out}"));
+        // Three times, each `p50/p99` with a unit: a duration, never `-`.
+        let times: Vec<&str> = row.split_whitespace().skip(7).collect();
+        assert_eq!(times.len(), 3, "{row}");
+        for t in times {
+            let (p50, p99) = t.split_once('/').unwrap_or_else(|| panic!("{row}"));
+            for p in [p50, p99] {
+                assert!(
+                    p.ends_with("us") || p.ends_with("ms") || p.ends_with('s'),
+                    "{row}"
+                );
+            }
+        }
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let t = &v["types"][id.to_string()];
+        for latency in ["queue_wait", "service", "end_to_end"] {
+            assert_eq!(t[latency]["count"], 3, "{latency}: {t}");
+            let counts: u64 = (t[latency]["counts"].as_array().unwrap().iter())
+                .map(|c| c.as_u64().unwrap())
+                .sum();
+            assert_eq!(counts, 3, "{latency}: {t}");
+        }
+
+        let body = scrape(&addr);
+        let labels = format!("request_type=\"{id}\",type_name=\"lat.echo\"");
+        for latency in ["queue_wait", "service", "end_to_end"] {
+            let metric = format!("lhcluster_broker_{latency}_seconds");
+            for line in [
+                format!("# TYPE {metric} histogram"),
+                format!("{metric}_count{{{labels}}} 3"),
+                format!("{metric}_bucket{{le=\"+Inf\",{labels}}} 3"),
+                format!("{metric}_sum{{{labels}}} "),
+            ] {
+                assert!(body.contains(&line), "{line}\n{body}");
+            }
+        }
+    });
+}
+
 #[test]
 fn up_runs_the_example_cluster_file() {
     limited(|| {

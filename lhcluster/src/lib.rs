@@ -438,7 +438,8 @@ mod wake;
 pub mod worker;
 
 pub use broker::{
-    Broker, BrokerConfig, BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats,
+    Broker, BrokerConfig, BrokerStats, ClusterStats, LatencyHistogram, PeerStats, ServedStats,
+    TypeStats,
 };
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use client_proxy::{ClientProxy, ClientProxyConfig};

@@ -65,19 +65,55 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let w = labels.iter().map(String::len).max().unwrap_or(0).max(12);
     println!(
-        "{:>w$} {:>10} {:>10} {:>8} {:>12} {:>12}",
-        "type", "pending", "in_flight", "workers", "received", "completed"
+        "{:>w$} {:>10} {:>10} {:>8} {:>12} {:>12} {:>17} {:>17} {:>17}",
+        "type",
+        "pending",
+        "in_flight",
+        "workers",
+        "received",
+        "completed",
+        "wait p50/p99",
+        "service p50/p99",
+        "e2e p50/p99"
     );
     for (label, s) in labels.iter().zip(stats.types.values()) {
         println!(
-            "{label:>w$} {:>10} {:>10} {:>8} {:>12} {:>12}",
-            s.pending, s.in_flight, s.workers, s.received, s.completed
+            "{label:>w$} {:>10} {:>10} {:>8} {:>12} {:>12} {:>17} {:>17} {:>17}",
+            s.pending,
+            s.in_flight,
+            s.workers,
+            s.received,
+            s.completed,
+            p50_p99(&s.queue_wait),
+            p50_p99(&s.service),
+            p50_p99(&s.end_to_end)
         );
     }
     if let Some(c) = &stats.cluster {
         print_cluster(c);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A latency's p50 and p99 as `p50/p99`, estimated from the broker's
+/// buckets (within a factor of two); `-` without samples.
+fn p50_p99(h: &lhcluster::LatencyHistogram) -> String {
+    match (h.quantile(0.5), h.quantile(0.99)) {
+        (Some(p50), Some(p99)) => format!("{}/{}", short(p50), short(p99)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// A duration in a few characters: `850us`, `12.3ms`, `4.1s`.
+fn short(d: Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.1}s", us as f64 / 1e6)
+    }
 }
 
 /// A clustered broker's routes: one line per peer, with what it serves.

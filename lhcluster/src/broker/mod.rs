@@ -20,7 +20,10 @@ mod tests;
 use std::sync::Arc;
 
 pub use config::BrokerConfig;
-pub use stats::{BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats};
+pub use stats::{
+    BrokerStats, ClusterStats, LATENCY_BOUNDS_US, LatencyHistogram, PeerStats, ServedStats,
+    TypeStats,
+};
 
 use crate::curve::KeyList;
 use crate::error::Error;

@@ -2,7 +2,7 @@
 //! results (a garbled one included) and `RECEIPT_RECEIVED`.
 
 use std::collections::hash_map::Entry;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
@@ -168,9 +168,16 @@ impl BrokerCore {
             }
         };
         self.stats.requests_completed += 1;
+        let times = req.as_ref().map(|r| {
+            let dispatched = r.arrived + Duration::from_micros(u64::from(r.dispatched_us));
+            (r.arrived, dispatched)
+        });
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight -= 1;
             e.completed += 1;
+            if let Some((arrived, dispatched)) = times {
+                e.latency().completed(now, arrived, dispatched);
+            }
         }
         if let Some(req) = req {
             if req.answered() {

@@ -210,6 +210,8 @@ impl BrokerCore {
             in_flight: false,
             hops,
             deadline,
+            arrived: now,
+            dispatched_us: 0,
             payload: stored,
         });
         self.requests.insert(key, slot);

@@ -30,6 +30,7 @@ mod cluster;
 mod dispatch;
 mod expiry;
 mod frontend;
+mod latency;
 mod names;
 mod output;
 mod peers;
@@ -175,6 +176,11 @@ struct Req {
     /// When it must have left for a worker (docs/deadlines.md); `None`:
     /// no deadline.
     deadline: Option<Instant>,
+    /// When it arrived here, for the latency histograms.
+    arrived: Instant,
+    /// When it was last dispatched, in µs after `arrived` (4 bytes, not
+    /// another 16-byte `Instant`: a queued request should stay small).
+    dispatched_us: u32,
     /// Queued: the payload. In flight: a copy, kept only for
     /// `RETRY_ON_DEATH` requests with tries left.
     payload: Stored,
@@ -279,6 +285,15 @@ struct TypeEntry {
     received: u64,
     dispatched: u64,
     completed: u64,
+    /// Queue wait, service and end-to-end times: allocated on the first
+    /// sample, so that a type that only has workers costs nothing here.
+    latency: Option<Box<latency::TypeLatency>>,
+}
+
+impl TypeEntry {
+    fn latency(&mut self) -> &mut latency::TypeLatency {
+        self.latency.get_or_insert_with(Box::default)
+    }
 }
 
 impl TypeEntry {
@@ -639,7 +654,7 @@ impl BrokerCore {
             .types
             .iter()
             .map(|(&t, e)| {
-                let ts = TypeStats {
+                let mut ts = TypeStats {
                     name: self.type_names.get(t).map(str::to_owned),
                     received: e.received,
                     dispatched: e.dispatched,
@@ -647,7 +662,11 @@ impl BrokerCore {
                     pending: e.pending.len() as u64,
                     in_flight: e.in_flight,
                     workers: u64::from(e.workers),
+                    ..TypeStats::default()
                 };
+                if let Some(latency) = &e.latency {
+                    latency.fill(&mut ts);
+                }
                 (t, ts)
             })
             .collect();

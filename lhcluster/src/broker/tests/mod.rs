@@ -14,6 +14,7 @@ mod bounds;
 mod cluster;
 mod deadlines;
 mod dedupe;
+mod latency;
 mod liveness;
 mod malformed;
 mod model_check;
@@ -579,7 +580,18 @@ impl Harness {
         )
     }
 
+    /// A type's stats without its latency histograms (which the tests
+    /// of `latency.rs` look at), so that counters compare with [`ts`].
     fn type_stats(&self, t: u32) -> TypeStats {
+        TypeStats {
+            queue_wait: Default::default(),
+            service: Default::default(),
+            end_to_end: Default::default(),
+            ..self.type_stats_full(t)
+        }
+    }
+
+    fn type_stats_full(&self, t: u32) -> TypeStats {
         self.stats()
             .types
             .get(&t)
