@@ -65,6 +65,18 @@ pub fn parse_type_arg(text: &str) -> Result<TypeArg, String> {
     Ok(TypeArg { id, name })
 }
 
+/// A duration in a few ASCII characters: `850us`, `12.3ms`, `4.1s`.
+pub fn short_duration(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.1}s", us as f64 / 1e6)
+    }
+}
+
 /// What a trial connection to an endpoint found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{diagnose, parse_duration};
+use crate::common::{diagnose, parse_duration, short_duration};
 
 /// Query a running broker's statistics over the protocol.
 #[derive(Debug, clap::Args)]
@@ -99,20 +99,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// buckets (within a factor of two); `-` without samples.
 fn p50_p99(h: &lhcluster::LatencyHistogram) -> String {
     match (h.quantile(0.5), h.quantile(0.99)) {
-        (Some(p50), Some(p99)) => format!("{}/{}", short(p50), short(p99)),
+        (Some(p50), Some(p99)) => format!("{}/{}", short_duration(p50), short_duration(p99)),
         _ => "-".to_owned(),
-    }
-}
-
-/// A duration in a few characters: `850us`, `12.3ms`, `4.1s`.
-fn short(d: Duration) -> String {
-    let us = d.as_micros();
-    if us < 1000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.1}s", us as f64 / 1e6)
     }
 }
 

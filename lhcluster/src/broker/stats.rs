@@ -211,6 +211,9 @@ pub struct BrokerStats {
     /// `max_message_size` is not counted here: libzmq cuts its connection
     /// before the broker sees it.
     pub oversized: u64,
+    /// Watch tap events dropped because the broker's driver did not
+    /// publish them in time (only with a `watch` endpoint).
+    pub watch_events_dropped: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,
     /// Bytes held in the outboxes now.

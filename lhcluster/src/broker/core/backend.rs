@@ -8,6 +8,7 @@ use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
 use super::names::Learned;
+use super::watch;
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::curve::PublicKey;
 use crate::peer::{Liveness, interval_from_ms, interval_to_ms};
@@ -178,6 +179,18 @@ impl BrokerCore {
             if let Some((arrived, dispatched)) = times {
                 e.latency().completed(now, arrived, dispatched);
             }
+        }
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.push(watch::Event::Outcome {
+                key,
+                status: result.status,
+                bytes: watch::payload_bytes(&result.payload),
+                timings: times.map(|(arrived, dispatched)| watch::Timings {
+                    queue_wait: dispatched.saturating_duration_since(arrived),
+                    service: now.saturating_duration_since(dispatched),
+                    end_to_end: now.saturating_duration_since(arrived),
+                }),
+            });
         }
         if let Some(req) = req {
             if req.answered() {

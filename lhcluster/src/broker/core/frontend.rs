@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::stored::{COMPACT_AFTER, Stored};
-use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
+use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id, watch};
 use crate::curve::PublicKey;
 use crate::peer::interval_to_ms;
 use crate::protocol::MAX_HOPS;
@@ -102,6 +102,13 @@ impl BrokerCore {
         self.touch_client(now, peer);
         self.stats.requests_received += 1;
         let key = (req.request_type, req.request_id);
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.push(watch::Event::Request {
+                key,
+                bytes: watch::payload_bytes(&req.payload),
+                flags: req.flags,
+            });
+        }
         let origin = Dest::local(peer, req.route);
         if self.authz.checks_requests() && !self.authorize_request(header, peer_key(), &origin, key)
         {

@@ -37,6 +37,7 @@ mod peers;
 mod relay;
 mod remote;
 mod stored;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -358,6 +359,9 @@ pub(crate) struct BrokerCore {
     /// The names workers gave their types (protocol 1.6), for stats, logs
     /// and error texts only.
     type_names: names::TypeNames,
+    /// The watch tap's events, when the broker has a `watch` endpoint
+    /// (boxed: off, it is one pointer, and one branch per event).
+    tap: Option<Box<watch::Tap>>,
     /// CURVE handshakes the ZAP handler refused, counted there.
     auth_failures: Arc<AtomicU64>,
     out: Vec<Outgoing>,
@@ -397,6 +401,7 @@ impl BrokerCore {
                 config.curve_worker_keys.clone(),
             ),
             type_names: names::TypeNames::default(),
+            tap: config.watch.is_some().then(Box::default),
             auth_failures: Arc::default(),
             out: Vec::new(),
         }
@@ -435,6 +440,14 @@ impl BrokerCore {
             Side::Frontend => self.authz.checks_requests(),
             Side::Backend => self.authz.checks_workers(),
             Side::Cluster | Side::Dial(_) => false,
+        }
+    }
+
+    /// Hands the watch tap's events to `publish` (topic, JSON text), if
+    /// the tap is on.
+    pub(crate) fn drain_watch(&mut self, publish: impl FnMut(&'static str, &str)) {
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.drain(&self.type_names, publish);
         }
     }
 
@@ -671,6 +684,7 @@ impl BrokerCore {
             })
             .collect();
         stats.cluster = self.cluster_stats();
+        stats.watch_events_dropped = self.tap.as_ref().map_or(0, |t| t.dropped());
         self.fill_bound_stats(&mut stats);
         stats
     }

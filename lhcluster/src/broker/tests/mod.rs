@@ -31,6 +31,7 @@ mod scale;
 mod stale_results;
 mod stop;
 mod unknown_peers;
+mod watch;
 mod worker_death;
 
 use std::collections::{HashMap, VecDeque};
