@@ -169,15 +169,16 @@ impl BrokerCore {
             }
         };
         self.stats.requests_completed += 1;
+        // (end to end, queued): one clock subtraction per result.
         let times = req.as_ref().map(|r| {
-            let dispatched = r.arrived + Duration::from_micros(u64::from(r.dispatched_us));
-            (r.arrived, dispatched)
+            let queued = Duration::from_micros(u64::from(r.dispatched_us));
+            (now.saturating_duration_since(r.arrived), queued)
         });
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight -= 1;
             e.completed += 1;
-            if let Some((arrived, dispatched)) = times {
-                e.latency().completed(now, arrived, dispatched);
+            if let Some((end_to_end, queued)) = times {
+                e.latency().completed(end_to_end, queued);
             }
         }
         if let Some(tap) = self.tap.as_deref_mut() {
@@ -185,10 +186,10 @@ impl BrokerCore {
                 key,
                 status: result.status,
                 bytes: watch::payload_bytes(&result.payload),
-                timings: times.map(|(arrived, dispatched)| watch::Timings {
-                    queue_wait: dispatched.saturating_duration_since(arrived),
-                    service: now.saturating_duration_since(dispatched),
-                    end_to_end: now.saturating_duration_since(arrived),
+                timings: times.map(|(end_to_end, queued)| watch::Timings {
+                    queue_wait: queued,
+                    service: end_to_end.saturating_sub(queued),
+                    end_to_end,
                 }),
             });
         }

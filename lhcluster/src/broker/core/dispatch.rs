@@ -114,8 +114,9 @@ impl BrokerCore {
         };
         // The queue wait is the first dispatch's (a retry waited for a
         // worker's death, not in the queue).
-        let waited = (req.attempts == 0).then(|| now.saturating_duration_since(req.arrived));
-        req.dispatched_us = super::latency::offset_us(req.arrived, now);
+        let since = now.saturating_duration_since(req.arrived);
+        let waited = (req.attempts == 0).then_some(since);
+        req.dispatched_us = super::latency::offset_us(since);
         req.attempts += 1;
         req.received = false;
         req.in_flight = true;
