@@ -2248,12 +2248,14 @@ fn example_serves_table() -> Vec<TypeServed> {
             capacity: 4,
             free: 1,
             pending: 0,
+            name: None,
         },
         TypeServed {
             request_type: 300,
             capacity: 2,
             free: 0,
             pending: 5,
+            name: None,
         },
     ]
 }
@@ -2369,6 +2371,20 @@ fn serves() {
         panic!("not a SERVES")
     };
     assert_eq!(t, table);
+
+    // With names (1.6): `type_names` after the four lists, one per type,
+    // "" for one without a name; read back as `None`.
+    let mut named = example_serves_table();
+    named[0].name = Some("a.b".to_owned());
+    let frames = check_encoding(
+        || Message::Serves(named.clone()),
+        "0801 1006 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05 da0103 612e62 da0100",
+        &[],
+    );
+    let Message::Serves(t) = decode(frames).unwrap() else {
+        panic!("not a SERVES")
+    };
+    assert_eq!(t, named);
 
     // The empty table (the sender serves nothing) is a SERVES of its own.
     let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1006 1814", &[]);

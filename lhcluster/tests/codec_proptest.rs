@@ -494,6 +494,7 @@ fn serves_table() -> impl Strategy<Value = Vec<TypeServed>> {
                     capacity,
                     free,
                     pending,
+                    name: None,
                 });
             }
         }

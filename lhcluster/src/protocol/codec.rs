@@ -159,11 +159,15 @@ impl Message {
             }
             Message::Serves(table) => {
                 h.kind = pb::Kind::Serves as i32;
+                let named = table.iter().any(|t| t.name.is_some());
                 for t in table {
                     h.request_types.push(t.request_type);
                     h.type_capacity.push(t.capacity);
                     h.type_free.push(t.free);
                     h.type_pending.push(t.pending);
+                    if named {
+                        h.type_names.push(t.name.unwrap_or_default());
+                    }
                 }
                 Payload::new()
             }
@@ -527,17 +531,19 @@ fn serves_table(kind: &'static str, h: &pb::Header) -> Result<Vec<TypeServed>, D
     if h.type_capacity.contains(&0) {
         return Err(invalid("type_capacity", "a served type has capacity"));
     }
+    check_type_names(kind, h)?;
     Ok((0..n)
         .map(|i| TypeServed {
             request_type: h.request_types[i],
             capacity: h.type_capacity[i],
             free: h.type_free.get(i).copied().unwrap_or(0),
             pending: h.type_pending.get(i).copied().unwrap_or(0),
+            name: h.type_names.get(i).filter(|n| !n.is_empty()).cloned(),
         })
         .collect())
 }
 
-/// A READY's `type_names` (since 1.6): absent, or one per request type,
+/// A READY's or a SERVES's `type_names` (since 1.6): absent, or one per request type,
 /// each at most [`MAX_TYPE_NAME_LEN`] bytes.
 fn check_type_names(kind: &'static str, h: &pb::Header) -> Result<(), DecodeError> {
     let invalid = |reason| DecodeError::InvalidField {

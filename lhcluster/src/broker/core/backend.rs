@@ -141,6 +141,23 @@ impl BrokerCore {
         }
     }
 
+    /// Keeps the names a cluster member gave the types it serves (protocol
+    /// 1.6), as a worker's (the first name of an id stays).
+    pub(super) fn learn_member_names(&mut self, member: u64, table: &[protocol::TypeServed]) {
+        let who = format!("cluster member {member:016x}");
+        for t in table {
+            let Some(name) = &t.name else {
+                continue;
+            };
+            let types = &self.types;
+            let learned =
+                (self.type_names).learn(t.request_type, name, &who, |t| types.contains_key(&t));
+            if learned == Learned::Conflict {
+                self.stats.type_name_conflicts += 1;
+            }
+        }
+    }
+
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
         let key = (result.request_type, result.request_id);
         // Exact credits: only the completion of the dispatch we assigned

@@ -59,6 +59,7 @@ impl BrokerCore {
     /// A member's table of what it serves: its remote workers follow it.
     pub(super) fn on_serves(&mut self, now: Instant, member: u64, table: Vec<TypeServed>) {
         self.remember_serves(member, &table);
+        self.learn_member_names(member, &table);
         let served: HashMap<_, _> = table.iter().map(|t| (t.request_type, t.capacity)).collect();
         // Types it no longer serves: their remote workers drain (what they
         // run still gets its EXECUTED) and go.
