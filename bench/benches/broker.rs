@@ -83,6 +83,7 @@ impl Scenario {
                 heartbeat_ms: 1000,
                 capacity: 1,
                 request_types: types.clone(),
+                type_names: Vec::new(),
                 name: None,
             }));
             broker.backend(now, &worker_id(i), &ready, Payload::new());

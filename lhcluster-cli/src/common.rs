@@ -37,6 +37,46 @@ pub fn parse_request_type(text: &str) -> Result<RequestType, String> {
     }
 }
 
+/// A request type given on the command line or in a file: its id, and its
+/// name when it was given by name (which a worker sends to the broker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeArg {
+    /// The id.
+    pub id: RequestType,
+    /// The name it was given as, if not a number.
+    pub name: Option<String>,
+}
+
+/// Parses a request type as [`parse_request_type`] does, keeping the name.
+pub fn parse_type_arg(text: &str) -> Result<TypeArg, String> {
+    let id = parse_request_type(text)?;
+    let name = text
+        .parse::<RequestType>()
+        .is_err()
+        .then(|| text.to_owned());
+    if let Some(name) = &name {
+        if name.len() > lhcluster::MAX_TYPE_NAME_LEN {
+            return Err(format!(
+                "a request type name is at most {} bytes",
+                lhcluster::MAX_TYPE_NAME_LEN
+            ));
+        }
+    }
+    Ok(TypeArg { id, name })
+}
+
+/// A duration in a few ASCII characters: `850us`, `12.3ms`, `4.1s`.
+pub fn short_duration(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.1}s", us as f64 / 1e6)
+    }
+}
+
 /// What a trial connection to an endpoint found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
@@ -65,12 +105,25 @@ pub fn probe(
     endpoint: &str,
     kind: zmq::SocketType,
     timeout: std::time::Duration,
+    curve: Option<ProbeKeys<'_>>,
 ) -> anyhow::Result<Probe> {
     use zmq::SocketEvent as E;
     static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let context = lhcluster::context();
     let socket = context.socket(kind)?;
     socket.set_linger(0)?;
+    // With the keys the tool will use, so that a CURVE server answers the
+    // probe as it will answer the tool: a plain probe would only be closed,
+    // sooner or later with a reason, which reads as the wrong side.
+    if let Some(keys) = curve {
+        let own = match keys.secret {
+            Some(secret) => secret.clone(),
+            None => lhcluster::curve::SecretKey::generate()?,
+        };
+        socket.set_curve_serverkey(keys.server.as_bytes())?;
+        socket.set_curve_publickey(own.public_key().as_bytes())?;
+        socket.set_curve_secretkey(own.to_z85().as_bytes())?;
+    }
     // A closed handshake is tried again soon, for its reason.
     socket.set_reconnect_ivl(20)?;
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -146,6 +199,25 @@ pub fn probe(
     }
 }
 
+/// The CURVE keys a tool connects with, for [`probe`].
+#[derive(Clone, Copy)]
+pub struct ProbeKeys<'a> {
+    /// The server's public key.
+    pub server: &'a lhcluster::curve::PublicKey,
+    /// The tool's own key; a new one when `None`.
+    pub secret: Option<&'a lhcluster::curve::SecretKey>,
+}
+
+impl<'a> ProbeKeys<'a> {
+    /// The keys of a role's config: `None` without a server key (no CURVE).
+    pub fn of(
+        server: Option<&'a lhcluster::curve::PublicKey>,
+        secret: Option<&'a lhcluster::curve::SecretKey>,
+    ) -> Option<Self> {
+        server.map(|server| Self { server, secret })
+    }
+}
+
 /// Whether a ZMTP handshake failure (`ZMQ_PROTOCOL_ERROR_*`, libzmq 4.3
 /// zmq.h) is about security: the key exchange, a cryptographic failure,
 /// mechanisms that differ, or the ZAP handler's answer.
@@ -184,7 +256,7 @@ pub fn notify_unreachable(
 /// `unreachable` when a probe of `kind` finds out: a handshake refused (a
 /// security mismatch) or a connection taken but never answered.
 pub fn diagnose(what: &str, endpoint: &str, kind: zmq::SocketType, unreachable: String) -> String {
-    match probe(endpoint, kind, std::time::Duration::from_secs(1)) {
+    match probe(endpoint, kind, std::time::Duration::from_secs(1), None) {
         Ok(Probe::Refused) => format!(
             "the {what} at {endpoint} refused the handshake: a security mismatch (CURVE keys \
              on one side only, or keys that do not match: docs/security.md)"
@@ -372,7 +444,7 @@ pub mod metrics {
         }
     }
 
-    fn add_broker_stats(registry: &mut Registry, s: &BrokerStats) {
+    pub(super) fn add_broker_stats(registry: &mut Registry, s: &BrokerStats) {
         let r = registry.sub_registry_with_prefix("lhcluster_broker");
         // One metric a line: a table, as rustfmt would spread it over five.
         #[rustfmt::skip]
@@ -391,6 +463,7 @@ pub mod metrics {
             ("auth_failures", "CURVE handshakes refused by the key lists", s.auth_failures),
             ("requests_forbidden", "Requests refused FORBIDDEN: the client's key may not send the type", s.requests_forbidden),
             ("workers_forbidden", "Worker registrations refused FORBIDDEN: the worker's key may not register the types", s.workers_forbidden),
+            ("type_name_conflicts", "Worker registrations naming a request type differently from the name known for its id", s.type_name_conflicts),
             ("oversized", "Messages dropped for having more than max_message_frames frames", s.oversized),
             ("worker_deaths", "Workers declared dead", s.worker_deaths),
             ("stale_results", "Results of an attempt no longer current, dropped", s.stale_results),
@@ -417,7 +490,7 @@ pub mod metrics {
         let in_flight = Family::<Vec<(String, String)>, Gauge>::default();
         let workers = Family::<Vec<(String, String)>, Gauge>::default();
         for (t, ts) in &s.types {
-            let labels = vec![("request_type".to_owned(), t.to_string())];
+            let labels = type_labels(*t, ts);
             pending.get_or_create(&labels).set(ts.pending as i64);
             in_flight.get_or_create(&labels).set(ts.in_flight as i64);
             workers.get_or_create(&labels).set(ts.workers as i64);
@@ -429,9 +502,93 @@ pub mod metrics {
             in_flight,
         );
         r.register("type_workers", "Workers registered now, per type", workers);
+        add_latency(r, s);
         if let Some(c) = &s.cluster {
             add_cluster_stats(r, c);
         }
+    }
+
+    /// Per type, one histogram series of a latency (a [`TypeStats`]
+    /// field), rendered from the broker's own buckets: Prometheus's
+    /// histogram types count observations themselves, these arrive
+    /// counted.
+    ///
+    /// [`TypeStats`]: lhcluster::TypeStats
+    #[derive(Debug)]
+    struct TypeHistograms(Vec<Series>);
+
+    /// One series: labels, sum (s), count, and per bucket its bound (s)
+    /// and its own count.
+    type Series = (Vec<(String, String)>, f64, u64, Vec<(f64, u64)>);
+
+    impl prometheus_client::encoding::EncodeMetric for TypeHistograms {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            for (labels, sum, count, buckets) in &self.0 {
+                encoder
+                    .encode_family(labels)?
+                    .encode_histogram::<()>(*sum, *count, buckets, None)?;
+            }
+            Ok(())
+        }
+
+        fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+            prometheus_client::metrics::MetricType::Histogram
+        }
+    }
+
+    /// The latency histograms per type, in seconds (`le` the bucket's
+    /// bound, `+Inf` the last).
+    fn add_latency(r: &mut Registry, s: &BrokerStats) {
+        type Pick = fn(&lhcluster::TypeStats) -> &lhcluster::LatencyHistogram;
+        let latencies: [(&str, &str, Pick); 3] = [
+            (
+                "queue_wait",
+                "Time from arrival to first dispatch, per type",
+                |t| &t.queue_wait,
+            ),
+            ("service", "Time from dispatch to result, per type", |t| {
+                &t.service
+            }),
+            (
+                "end_to_end",
+                "Time from arrival to the result's outcome, per type",
+                |t| &t.end_to_end,
+            ),
+        ];
+        for (name, help, pick) in latencies {
+            let series = (s.types.iter())
+                .map(|(t, ts)| {
+                    let h = pick(ts);
+                    // The encoder takes each bucket's own count and
+                    // accumulates; f64::MAX is its +Inf.
+                    let buckets = h
+                        .buckets()
+                        .map(|(bound, n)| (bound.map_or(f64::MAX, |b| b.as_secs_f64()), n))
+                        .collect();
+                    (type_labels(*t, ts), h.sum_us as f64 / 1e6, h.count, buckets)
+                })
+                .collect();
+            r.register_with_unit(
+                name,
+                help,
+                prometheus_client::registry::Unit::Seconds,
+                TypeHistograms(series),
+            );
+        }
+    }
+
+    /// The labels of a per-type series: `request_type` (the id), and
+    /// `type_name` when a worker named the type (protocol 1.6; left out
+    /// otherwise, which PromQL reads as the empty name).
+    fn type_labels(t: lhcluster::RequestType, ts: &lhcluster::TypeStats) -> Vec<(String, String)> {
+        let mut labels = vec![("request_type".to_owned(), t.to_string())];
+        if let Some(name) = &ts.name {
+            labels.push(("type_name".to_owned(), name.clone()));
+        }
+        labels
     }
 
     /// A clustered broker's routes: totals, and per peer what was forwarded
@@ -583,6 +740,11 @@ mod tests {
         );
         assert!(parse_request_type("0").is_err());
         assert!(parse_request_type("").is_err());
+        let named = parse_type_arg("orders.create").unwrap();
+        assert_eq!(named.id, lhcluster::request_type_id("orders.create"));
+        assert_eq!(named.name.as_deref(), Some("orders.create"));
+        assert_eq!(parse_type_arg("7").unwrap().name, None);
+        assert!(parse_type_arg(&"n".repeat(129)).is_err());
     }
 
     #[test]
@@ -606,6 +768,37 @@ mod tests {
             "lhcluster_notify_broker_topic_forwarded_total{topic=\"orders\"} 5",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
+        }
+    }
+
+    /// Per-type latency histograms: `_bucket` cumulative with `le` in
+    /// seconds and `+Inf`, `_sum` in seconds, `_count`, labelled as the
+    /// other per-type series.
+    #[test]
+    fn broker_metrics_carry_latency_histograms() {
+        let mut stats = lhcluster::BrokerStats::default();
+        let mut ts = lhcluster::TypeStats::default();
+        ts.name = Some("orders.create".to_owned());
+        // Two samples of at most 16 µs, one in (32, 64] µs: 80 µs in all.
+        ts.end_to_end.counts = vec![2, 0, 1];
+        ts.end_to_end.count = 3;
+        ts.end_to_end.sum_us = 80;
+        stats.types.insert(7, ts);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics::add_broker_stats(&mut registry, &stats);
+        let text = metrics::render(&registry);
+        let labels = "request_type=\"7\",type_name=\"orders.create\"";
+        for line in [
+            "# TYPE lhcluster_broker_end_to_end_seconds histogram".to_owned(),
+            format!("lhcluster_broker_end_to_end_seconds_count{{{labels}}} 3"),
+            format!("lhcluster_broker_end_to_end_seconds_sum{{{labels}}} 0.00008"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"0.000016\",{labels}}} 2"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"0.000064\",{labels}}} 3"),
+            format!("lhcluster_broker_end_to_end_seconds_bucket{{le=\"+Inf\",{labels}}} 3"),
+            format!("lhcluster_broker_queue_wait_seconds_count{{{labels}}} 0"),
+            format!("lhcluster_broker_service_seconds_count{{{labels}}} 0"),
+        ] {
+            assert!(text.contains(&line), "{line}\n{text}");
         }
     }
 

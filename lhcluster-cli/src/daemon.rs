@@ -181,11 +181,15 @@ impl Daemon for Broker {
         if let Some(cluster) = self.cluster_endpoint() {
             endpoints.push(("cluster", cluster.to_owned()));
         }
+        if let Some(watch) = self.watch_endpoint() {
+            endpoints.push(("watch", watch.to_owned()));
+        }
         endpoints
     }
     fn configured(config: &BrokerConfig) -> Vec<String> {
         let mut endpoints = vec![config.frontend.clone(), config.backend.clone()];
         endpoints.extend(config.cluster_bind.clone());
+        endpoints.extend(config.watch.clone());
         endpoints
     }
     fn add_metrics(&self, registry: &mut Registry) {

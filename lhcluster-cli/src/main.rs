@@ -43,6 +43,7 @@ enum Command {
     Publish(commands::publish::Args),
     Subscribe(commands::subscribe::Args),
     Stats(commands::stats::Args),
+    Watch(commands::watch::Args),
     Bench(commands::bench::Args),
     Keygen(commands::keygen::Args),
 }
@@ -52,9 +53,11 @@ fn main() -> ExitCode {
     // Daemons say what they do; one-shot tools print their answer, and log
     // only what went wrong (RUST_LOG overrides both).
     let default_level = match cli.command {
-        Command::Request(_) | Command::Publish(_) | Command::Stats(_) | Command::Subscribe(_) => {
-            "warn"
-        }
+        Command::Request(_)
+        | Command::Publish(_)
+        | Command::Stats(_)
+        | Command::Subscribe(_)
+        | Command::Watch(_) => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => commands::publish::run(args),
         Command::Subscribe(args) => commands::subscribe::run(args),
         Command::Stats(args) => commands::stats::run(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Keygen(args) => commands::keygen::run(args),
     };

@@ -24,8 +24,8 @@ use support::load::{assert_no_second_outcome, client, drive, label, late_outcome
 use support::netns::Netns;
 use support::rss::{RssTrack, mib, rss};
 use support::{
-    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, one_at_a_time, proxy, stats,
-    wait_stats, wait_workers, worker,
+    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, one_at_a_time, proxy, scrape,
+    stats, wait_stats, wait_workers, worker,
 };
 
 /// The time limit of one scenario (the soak adds its own duration).
@@ -430,20 +430,6 @@ fn echo_round(client: &Client, count: usize) {
         let outcome = send_job(client, id, Flags::empty(), b"still here").wait_timeout(LIMIT);
         assert_eq!(body_of(&outcome), b"still here", "{outcome:?}");
     }
-}
-
-/// An HTTP scrape of a `--metrics` endpoint answers.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(LIMIT))
-        .and_then(|()| stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"))
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    assert!(body.contains(" 200 "), "{body}");
-    body
 }
 
 /// The number after `key` in a log line (`key: 12` or `key=12`).

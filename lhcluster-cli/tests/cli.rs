@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     LIMIT, Proc, broker, broker_on, ep, free_port, limited, notify_broker, proxy, run, run_with,
-    wait_workers, worker,
+    scrape, wait_workers, worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -313,6 +313,334 @@ fn stats_json_and_metrics_scrape() {
             body.contains("lhcluster_broker_type_workers{request_type=\"7\"} 1"),
             "{body}"
         );
+    });
+}
+
+/// Protocol 1.6: a worker started with `--type NAME` sends the name, and
+/// the broker shows `name (id)` in `lhcluster stats`, `name` in its JSON,
+/// a `type_name` label beside `request_type` in `/metrics`, and the name in
+/// the text of a NO_WORKERS once the worker is gone.
+#[test]
+fn type_names_in_stats_metrics_and_errors() {
+    limited(|| {
+        let metrics_port = free_port();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let c = broker(&["--metrics", &addr]);
+        let id = lhcluster::request_type_id("orders.create");
+        let mut w = worker(
+            &c.back,
+            &["--type", "orders.create", "--type", "7", "--echo"],
+        );
+        wait_workers(&c.front, 1);
+        let (code, out, err) = run(&["request", "--to", &c.front, "--type", "orders.create"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front]);
+        assert_eq!(code, 0);
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("orders.create ({id})")))
+            .unwrap_or_else(|| panic!("no named type line:\n{out}"));
+        // pending, in_flight, workers, received, completed
+        let numbers: Vec<&str> = line.split_whitespace().skip(2).take(5).collect();
+        assert_eq!(numbers, ["0", "0", "1", "1", "1"], "{line}");
+        // The type given as a number has no name: shown by its id.
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some("7")),
+            "{out}"
+        );
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["types"][id.to_string()]["name"], "orders.create");
+        assert!(v["types"]["7"].get("name").is_none(), "{out}");
+
+        let body = scrape(&addr);
+        let labels = format!("{{request_type=\"{id}\",type_name=\"orders.create\"}}");
+        assert!(
+            body.contains(&format!("lhcluster_broker_type_workers{labels} 1")),
+            "{body}"
+        );
+        assert!(
+            body.contains("lhcluster_broker_type_workers{request_type=\"7\"} 1"),
+            "{body}"
+        );
+
+        // The worker gone, the broker still knows the name.
+        w.signal("TERM");
+        assert_eq!(w.wait().code(), Some(0));
+        support::wait_stats(&c.front, "the worker to go", |s| s["workers"] == 0);
+        let (code, out, _) = run(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "orders.create",
+            "--fail-fast",
+        ]);
+        assert_ne!(code, 0);
+        assert!(
+            out.contains(&format!(
+                "no worker serves request type orders.create ({id})"
+            )),
+            "{out}"
+        );
+    });
+}
+
+/// Latency histograms per type: `lhcluster stats` shows p50/p99 of the
+/// queue wait, service and end-to-end times, `--json` the buckets, and
+/// `/metrics` Prometheus histograms labelled as the other per-type series.
+#[test]
+fn latency_histograms_in_stats_and_metrics() {
+    limited(|| {
+        let metrics_port = free_port();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let c = broker(&["--metrics", &addr]);
+        let id = lhcluster::request_type_id("lat.echo");
+        let _w = worker(&c.back, &["--type", "lat.echo", "--echo"]);
+        wait_workers(&c.front, 1);
+        for _ in 0..3 {
+            let (code, out, err) = run(&["request", "--to", &c.front, "--type", "lat.echo"]);
+            assert_eq!(code, 0, "{out}\n{err}");
+        }
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front]);
+        assert_eq!(code, 0);
+        let header = (out.lines())
+            .find(|l| l.split_whitespace().next() == Some("type"))
+            .unwrap_or_else(|| panic!("no header:\n{out}"));
+        let columns: Vec<&str> = header.split_whitespace().collect();
+        assert!(
+            columns.ends_with(&["wait", "p50/p99", "service", "p50/p99", "e2e", "p50/p99"]),
+            "{header}"
+        );
+        let row = out
+            .lines()
+            .find(|l| l.contains(&format!("lat.echo ({id})")))
+            .unwrap_or_else(|| panic!("no row for the type:\n{out}"));
+        // Three times, each `p50/p99` with a unit: a duration, never `-`.
+        let times: Vec<&str> = row.split_whitespace().skip(7).collect();
+        assert_eq!(times.len(), 3, "{row}");
+        for t in times {
+            let (p50, p99) = t.split_once('/').unwrap_or_else(|| panic!("{row}"));
+            for p in [p50, p99] {
+                assert!(
+                    p.ends_with("us") || p.ends_with("ms") || p.ends_with('s'),
+                    "{row}"
+                );
+            }
+        }
+
+        let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let t = &v["types"][id.to_string()];
+        for latency in ["queue_wait", "service", "end_to_end"] {
+            assert_eq!(t[latency]["count"], 3, "{latency}: {t}");
+            let counts: u64 = (t[latency]["counts"].as_array().unwrap().iter())
+                .map(|c| c.as_u64().unwrap())
+                .sum();
+            assert_eq!(counts, 3, "{latency}: {t}");
+        }
+
+        let body = scrape(&addr);
+        let labels = format!("request_type=\"{id}\",type_name=\"lat.echo\"");
+        for latency in ["queue_wait", "service", "end_to_end"] {
+            let metric = format!("lhcluster_broker_{latency}_seconds");
+            for line in [
+                format!("# TYPE {metric} histogram"),
+                format!("{metric}_count{{{labels}}} 3"),
+                format!("{metric}_bucket{{le=\"+Inf\",{labels}}} 3"),
+                format!("{metric}_sum{{{labels}}} "),
+            ] {
+                assert!(body.contains(&line), "{line}\n{body}");
+            }
+        }
+    });
+}
+
+/// `lhcluster watch` prints a request and its outcome as they pass a
+/// broker started with `--watch`: type name and id, status, payload sizes
+/// and, for the worker's result, its times; never the payload.
+#[test]
+fn watch_prints_a_request_and_its_outcome() {
+    limited(|| {
+        let watch_ep = ep(free_port());
+        let c = broker(&["--watch", &watch_ep]);
+        let t = lhcluster::request_type_id("orders.create");
+        let _w = worker(&c.back, &["--type", "orders.create", "--echo"]);
+        wait_workers(&c.front, 1);
+        let watch = Proc::start(&["watch", "--endpoint", &watch_ep]);
+        watch.expect_log("watching");
+        // A subscription reaches a PUB socket some time after the connect,
+        // and nothing says when: requests go until the tap shows one.
+        let deadline = Instant::now() + LIMIT;
+        let mut id = 0;
+        loop {
+            id += 1;
+            let (code, out, err) = request(
+                &c.front,
+                &[
+                    "--type",
+                    "orders.create",
+                    "--id",
+                    &id.to_string(),
+                    "--payload",
+                    "hello",
+                ],
+            );
+            assert_eq!(code, 0, "{out}\n{err}");
+            if watch.lines.recv_timeout(Duration::from_millis(300)).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the tap showed nothing");
+        }
+        // Subscribed now: the next request and its outcome, in order.
+        let id = (id + 1).to_string();
+        let (code, _, _) = request(
+            &c.front,
+            &["--type", "orders.create", "--id", &id, "--payload", "hello"],
+        );
+        assert_eq!(code, 0);
+        let label = format!("orders.create ({t}) id={id} ");
+        let line = watch.expect_line(&label);
+        assert_eq!(line, format!("request  {label}bytes=5"));
+        let line = watch.expect_line(&label);
+        let prefix = format!("outcome  {label}ok bytes=5 wait=");
+        assert!(line.starts_with(&prefix), "{line}");
+        assert!(
+            line.contains(" service=") && line.contains(" e2e="),
+            "{line}"
+        );
+        assert!(!line.contains("hello"), "no payload on the tap: {line}");
+
+        // A broker status is an outcome too, without times; --json gives
+        // the events as published.
+        let json = Proc::start(&["watch", "--endpoint", &watch_ep, "--json", "--count", "1"]);
+        json.expect_log("watching");
+        let deadline = Instant::now() + LIMIT;
+        let event = loop {
+            let (code, _, _) = request(&c.front, &["--type", "nobody", "--fail-fast"]);
+            assert_ne!(code, 0);
+            if let Ok(line) = json.lines.recv_timeout(Duration::from_millis(300)) {
+                break line;
+            }
+            assert!(Instant::now() < deadline, "the tap showed nothing");
+        };
+        let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+        assert_eq!(v["type"], lhcluster::request_type_id("nobody"));
+        assert!(
+            v["event"] == "request" || v["status"] == "no_workers",
+            "{v}"
+        );
+    });
+}
+
+/// With CURVE, the tap takes the frontend's key and client list: a
+/// listed client key watches; one with the broker's key but its own key
+/// not listed is refused at the handshake (counted `auth_failures`) and
+/// sees nothing.
+#[test]
+fn a_curve_broker_taps_only_to_listed_keys() {
+    limited(|| {
+        let dir = std::env::temp_dir().join(format!("lhcluster-cli-watch-{}", free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        for role in ["broker", "client"] {
+            let (code, _, err) = run(&["keygen", &name(role)]);
+            assert_eq!(code, 0, "{err}");
+        }
+        std::fs::copy(name("client.pub"), name("clients.keys")).unwrap();
+        let watch_ep = ep(free_port());
+        let c = broker(&[
+            "--secret-key",
+            &name("broker.key"),
+            "--client-keys",
+            &name("clients.keys"),
+            "--watch",
+            &watch_ep,
+        ]);
+        let keys = [
+            "--server-key",
+            &name("broker.pub"),
+            "--secret-key",
+            &name("client.key"),
+        ];
+        let stats = |front: &str| {
+            let mut args = vec!["stats", "--broker", front, "--json"];
+            args.extend(keys);
+            let (code, out, err) = run(&args);
+            assert_eq!(code, 0, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        // The broker's key, but a fresh own key (not listed): refused
+        // during the handshake, counted.
+        let stranger = Proc::start(&[
+            "watch",
+            "--endpoint",
+            &watch_ep,
+            "--server-key",
+            &name("broker.pub"),
+        ]);
+        stranger.expect_log("watching");
+        let deadline = Instant::now() + LIMIT;
+        while stats(&c.front)["auth_failures"] == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the unlisted watcher was not refused"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The listed key: events (a STATS_QUERY is not one; requests are).
+        let mut args = vec!["watch", "--endpoint", &watch_ep];
+        args.extend(keys);
+        let watcher = Proc::start(&args);
+        watcher.expect_log("watching");
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let mut args = vec!["--type", "sealed", "--fail-fast"];
+            args.extend(keys);
+            let (code, _, _) = request(&c.front, &args);
+            assert_ne!(code, 0);
+            if let Ok(line) = watcher.lines.recv_timeout(Duration::from_millis(300)) {
+                assert!(line.contains("id="), "{line}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the listed watcher saw nothing");
+        }
+        assert!(
+            stranger.lines.try_recv().is_err(),
+            "the stranger saw an event"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The ready line names the tap's endpoint when there is one, and none
+/// without `--watch` (off by default).
+#[test]
+fn the_ready_line_names_the_watch_tap_only_when_on() {
+    limited(|| {
+        let (front, back, watch) = (ep(free_port()), ep(free_port()), ep(free_port()));
+        let on = Proc::start(&[
+            "broker",
+            "--frontend",
+            &front,
+            "--backend",
+            &back,
+            "--watch",
+            &watch,
+        ]);
+        let line = on.expect_line("broker frontend=");
+        assert!(line.ends_with(&format!(" watch={watch}")), "{line}");
+        drop(on);
+        let (front, back) = (ep(free_port()), ep(free_port()));
+        let off = Proc::start(&["broker", "--frontend", &front, "--backend", &back]);
+        let line = off.expect_line("broker frontend=");
+        assert!(!line.contains("watch"), "{line}");
     });
 }
 

@@ -201,10 +201,14 @@ impl Worker {
             config::with_endpoints("Worker", "brokers", "broker", broker, options)?;
         let mut builder = RsWorker::builder(config);
         for (type_id, name, func, typed) in handlers {
+            // The name goes to the broker (its stats and logs show it).
+            let type_name = name.clone().unwrap_or_default();
             let handler = PyHandler { name, func, typed };
-            builder = builder.handle_raw(type_id, move |payload: Payload, ctx: &RsContext| {
-                handler.call(payload, ctx)
-            });
+            builder = builder.handle_raw_named(
+                type_id,
+                type_name,
+                move |payload: Payload, ctx: &RsContext| handler.call(payload, ctx),
+            );
         }
         let inner = detached(py, || builder.start())?;
         Ok(Self { inner })

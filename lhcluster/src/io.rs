@@ -411,6 +411,26 @@ pub(crate) fn router(
     Ok(socket)
 }
 
+/// A bound PUB socket (the broker's watch tap): it only sends, so a
+/// subscriber's frames are held to 8 KiB (a subscription is a topic
+/// prefix; the limit also applies to the CURVE handshake, whose INITIATE
+/// is some 300 bytes), and its queue per subscriber to `hwm` messages,
+/// past which a slow subscriber misses events rather than holding memory.
+pub(crate) fn publisher(
+    endpoint: &str,
+    hwm: i32,
+    curve: Option<&SocketCurve>,
+) -> Result<zmq::Socket, Error> {
+    let socket = new_socket(zmq::PUB, "creating a PUB socket", 0, hwm)?;
+    set_max_message_size(&socket, 8 * 1024)?;
+    crate::curve::apply(curve, &socket)?;
+    socket.bind(endpoint).map_err(|source| Error::Bind {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    Ok(socket)
+}
+
 /// The endpoint a bound socket actually listens on: one to connect to
 /// (`tcp://…:0` resolved, a wildcard address shown as 127.0.0.1), and the
 /// exact string libzmq reports, which `unbind` needs.

@@ -439,7 +439,8 @@ mod wake;
 pub mod worker;
 
 pub use broker::{
-    Broker, BrokerConfig, BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats,
+    Broker, BrokerConfig, BrokerStats, ClusterStats, LatencyHistogram, PeerStats, ServedStats,
+    TypeStats,
 };
 pub use client::{Client, ClientConfig, RequestError, ResponseHandle};
 pub use client_proxy::{ClientProxy, ClientProxyConfig};
@@ -450,7 +451,7 @@ pub use notify::{
     NotifyBroker, NotifyBrokerConfig, NotifyOutcome, NotifyPublisher, NotifyPublisherConfig,
     NotifySubscriber, NotifySubscriberConfig,
 };
-pub use protocol::{Flags, Frame, Payload, RequestId, RequestType, Status};
+pub use protocol::{Flags, Frame, MAX_TYPE_NAME_LEN, Payload, RequestId, RequestType, Status};
 pub use typed::{Notification, Request, TypedRequestError, TypedResponse};
 pub use worker::{Worker, WorkerConfig};
 

@@ -58,16 +58,25 @@ impl Greeting {
         })
     }
 
-    /// A worker's READY.
+    /// A worker's READY: `types` with their names, if any (the list of
+    /// names is left out when none has one, as a 1.5 worker sends it).
     pub(crate) fn ready(
         capacity: u32,
-        request_types: Vec<RequestType>,
+        types: Vec<(RequestType, Option<String>)>,
         name: Option<String>,
     ) -> Self {
+        let named = types.iter().any(|(_, n)| n.is_some());
+        let (request_types, names): (Vec<_>, Vec<_>) = types.into_iter().unzip();
+        let type_names = if named {
+            names.into_iter().map(Option::unwrap_or_default).collect()
+        } else {
+            Vec::new()
+        };
         Greeting::Ready(Ready {
             heartbeat_ms: 0,
             capacity,
             request_types,
+            type_names,
             name,
         })
     }

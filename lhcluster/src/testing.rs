@@ -106,6 +106,7 @@ pub(crate) fn cluster_messages() -> Vec<Message> {
             capacity: 1,
             free: 1,
             pending: 0,
+            name: None,
         }]),
         Message::Forward(Forward {
             request,

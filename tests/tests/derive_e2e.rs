@@ -220,6 +220,14 @@ fn typed_request_response() {
         let reply = block_on(handle).expect("a reply");
         assert_eq!(reply.text, "ABC");
 
+        // The typed handler told the broker its type's name (protocol 1.6).
+        let stats = broker.stats().unwrap();
+        assert_eq!(
+            stats.types[&Echo::REQUEST_TYPE].name.as_deref(),
+            Some(Echo::NAME)
+        );
+        assert_eq!(stats.types[&Echo::REQUEST_TYPE].end_to_end.count, 2);
+
         client.stop().unwrap();
         worker.stop().unwrap();
         broker.stop().unwrap();

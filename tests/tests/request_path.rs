@@ -464,6 +464,7 @@ fn malformed_frames_on_both_sockets_do_not_disturb_the_broker() {
             heartbeat_ms: 100,
             capacity: 1,
             request_types: vec![1],
+            type_names: Vec::new(),
             name: None,
         }));
         assert!(matches!(

@@ -599,6 +599,7 @@ impl IdleWorkers {
                 heartbeat_ms: 1000,
                 capacity: 1,
                 request_types: vec![Self::FIRST_TYPE + i as RequestType],
+                type_names: Vec::new(),
                 name: None,
             })
             .encode(&mut header);

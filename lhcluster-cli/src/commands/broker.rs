@@ -47,6 +47,12 @@ pub struct Args {
     /// This broker's name in the cluster (logs and stats).
     #[arg(long)]
     name: Option<String>,
+    /// Bind a watch tap here (a PUB socket) that publishes each request
+    /// and outcome, without payloads, for `lhcluster watch`; off by
+    /// default. With --secret-key it takes the frontend's key and client
+    /// key list.
+    #[arg(long, value_name = "ENDPOINT")]
+    watch: Option<String>,
     #[command(flatten)]
     secret_key: SecretKeyFlag,
     /// File of the client public keys the frontend lets in, one per line
@@ -78,6 +84,9 @@ impl Args {
         }
         if self.name.is_some() {
             config.name = self.name.clone();
+        }
+        if self.watch.is_some() {
+            config.watch = self.watch.clone();
         }
         self.secret_key.apply(&mut config.curve_secret_key)?;
         keys::apply_list(&self.client_keys, &mut config.curve_client_keys)?;

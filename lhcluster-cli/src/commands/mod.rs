@@ -11,4 +11,5 @@ pub mod request;
 pub mod stats;
 pub mod subscribe;
 pub mod up;
+pub mod watch;
 pub mod worker;

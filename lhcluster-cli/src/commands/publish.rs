@@ -6,7 +6,9 @@ use std::time::Duration;
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{Probe, notify_unreachable, notify_unreachable_text, parse_duration, probe};
+use crate::common::{
+    Probe, ProbeKeys, notify_unreachable, notify_unreachable_text, parse_duration, probe,
+};
 use crate::payload;
 
 /// Publish one notification to a notify broker.
@@ -57,9 +59,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(json)) => vec![payload::json_to_msgpack(json)?.into()],
         (None, None) => Vec::new(),
     };
+    let mut config = NotifyPublisherConfig::new(&args.to[0]);
+    config.endpoints.clone_from(&args.to);
+    config.connect_timeout = Some(args.connect_timeout);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     // One endpoint: find a wrong one at once, and say what it is.
     if let [endpoint] = args.to.as_slice() {
-        match probe(endpoint, zmq::XPUB, args.connect_timeout)? {
+        let keys = ProbeKeys::of(
+            config.curve_server_key.as_ref(),
+            config.curve_secret_key.as_ref(),
+        );
+        match probe(endpoint, zmq::XPUB, args.connect_timeout, keys)? {
             Probe::WrongSide => anyhow::bail!(
                 "{endpoint} does not take publishers: it closed a publisher's handshake, as a notify \
                  broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
@@ -71,11 +82,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Probe::Up | Probe::Refused => {}
         }
     }
-    let mut config = NotifyPublisherConfig::new(&args.to[0]);
-    config.endpoints.clone_from(&args.to);
-    config.connect_timeout = Some(args.connect_timeout);
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
     let publisher = match NotifyPublisher::connect(config) {
         Ok(publisher) => publisher,
         Err(lhcluster::Error::Connect {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{diagnose, parse_duration};
+use crate::common::{diagnose, parse_duration, short_duration};
 
 /// Query a running broker's statistics over the protocol.
 #[derive(Debug, clap::Args)]
@@ -56,20 +56,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{stats}");
+    // A type is shown `name (id)` when a worker named it (protocol 1.6).
+    let labels: Vec<String> = (stats.types.iter())
+        .map(|(t, s)| match &s.name {
+            Some(name) => format!("{name} ({t})"),
+            None => t.to_string(),
+        })
+        .collect();
+    let w = labels.iter().map(String::len).max().unwrap_or(0).max(12);
     println!(
-        "{:>12} {:>10} {:>10} {:>8} {:>12} {:>12}",
-        "type", "pending", "in_flight", "workers", "received", "completed"
+        "{:>w$} {:>10} {:>10} {:>8} {:>12} {:>12} {:>17} {:>17} {:>17}",
+        "type",
+        "pending",
+        "in_flight",
+        "workers",
+        "received",
+        "completed",
+        "wait p50/p99",
+        "service p50/p99",
+        "e2e p50/p99"
     );
-    for (t, s) in &stats.types {
+    for (label, s) in labels.iter().zip(stats.types.values()) {
         println!(
-            "{t:>12} {:>10} {:>10} {:>8} {:>12} {:>12}",
-            s.pending, s.in_flight, s.workers, s.received, s.completed
+            "{label:>w$} {:>10} {:>10} {:>8} {:>12} {:>12} {:>17} {:>17} {:>17}",
+            s.pending,
+            s.in_flight,
+            s.workers,
+            s.received,
+            s.completed,
+            p50_p99(&s.queue_wait),
+            p50_p99(&s.service),
+            p50_p99(&s.end_to_end)
         );
     }
     if let Some(c) = &stats.cluster {
         print_cluster(c);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A latency's p50 and p99 as `p50/p99`, estimated from the broker's
+/// buckets (within a factor of two); `-` without samples.
+fn p50_p99(h: &lhcluster::LatencyHistogram) -> String {
+    match (h.quantile(0.5), h.quantile(0.99)) {
+        (Some(p50), Some(p99)) => format!("{}/{}", short_duration(p50), short_duration(p99)),
+        _ => "-".to_owned(),
+    }
 }
 
 /// A clustered broker's routes: one line per peer, with what it serves.

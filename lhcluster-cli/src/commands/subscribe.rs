@@ -10,7 +10,8 @@ use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig}
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{
-    Probe, notify_unreachable, notify_unreachable_text, parse_duration, probe, shutdown_signal,
+    Probe, ProbeKeys, notify_unreachable, notify_unreachable_text, parse_duration, probe,
+    shutdown_signal,
 };
 use crate::payload;
 
@@ -68,8 +69,17 @@ enum Format {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = shutdown_signal()?;
+    let mut config = NotifySubscriberConfig::new(&args.to[0]);
+    config.endpoints.clone_from(&args.to);
+    config.confirm_timeout = Some(args.connect_timeout);
+    args.server_key.apply(&mut config.curve_server_key)?;
+    args.secret_key.apply(&mut config.curve_secret_key)?;
     if let [endpoint] = args.to.as_slice() {
-        match probe(endpoint, zmq::SUB, args.connect_timeout)? {
+        let keys = ProbeKeys::of(
+            config.curve_server_key.as_ref(),
+            config.curve_secret_key.as_ref(),
+        );
+        match probe(endpoint, zmq::SUB, args.connect_timeout, keys)? {
             Probe::WrongSide => anyhow::bail!(
                 "{endpoint} does not take subscribers: it closed a subscriber's handshake, as a notify \
                  broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
@@ -81,11 +91,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Probe::Up | Probe::Refused => {}
         }
     }
-    let mut config = NotifySubscriberConfig::new(&args.to[0]);
-    config.endpoints.clone_from(&args.to);
-    config.confirm_timeout = Some(args.connect_timeout);
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)

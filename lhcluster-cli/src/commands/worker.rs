@@ -9,7 +9,7 @@ use lhcluster::{Payload, RequestType};
 use serde::Deserialize;
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{parse_request_type, set, shutdown_signal};
+use crate::common::{TypeArg, parse_type_arg, set, shutdown_signal};
 use crate::daemon::{SharedFlags, SharedOptions, until_signal};
 
 /// Run a generic worker for one or more request types.
@@ -25,9 +25,10 @@ pub struct Args {
     /// used at a time, the next when it is gone).
     #[arg(long, required = true)]
     broker: Vec<String>,
-    /// Request type served (repeatable): a number or a name.
-    #[arg(long = "type", value_parser = parse_request_type, required = true)]
-    types: Vec<RequestType>,
+    /// Request type served (repeatable): a number or a name (a name is
+    /// also sent to the broker, which shows it in stats and logs).
+    #[arg(long = "type", value_parser = parse_type_arg, required = true)]
+    types: Vec<TypeArg>,
     /// Answer each request with its own payload.
     #[arg(long)]
     echo: bool,
@@ -87,10 +88,10 @@ pub enum TypeName {
 }
 
 impl TypeName {
-    fn resolve(&self) -> anyhow::Result<RequestType> {
+    fn resolve(&self) -> anyhow::Result<TypeArg> {
         match self {
-            TypeName::Id(id) => parse_request_type(&id.to_string()),
-            TypeName::Name(name) => parse_request_type(name),
+            TypeName::Id(id) => parse_type_arg(&id.to_string()),
+            TypeName::Name(name) => parse_type_arg(name),
         }
         .map_err(anyhow::Error::msg)
     }
@@ -125,22 +126,27 @@ impl WorkerTable {
     }
 }
 
-/// Starts a generic worker.
+/// Starts a generic worker; the types given by name are registered with
+/// their names.
 pub fn start(
     config: WorkerConfig,
-    types: &[RequestType],
+    types: &[TypeArg],
     behaviour: &Behaviour,
 ) -> anyhow::Result<Worker> {
     let mut builder = Worker::builder(config);
-    for &t in types {
+    for t in types {
+        let name = t.name.clone().unwrap_or_default();
         builder = match behaviour.clone() {
             Behaviour::Echo => {
-                builder.handle_raw(t, |payload: Payload, _: &RequestContext| Ok(payload))
+                builder.handle_raw_named(t.id, name, |payload: Payload, _: &RequestContext| {
+                    Ok(payload)
+                })
             }
-            Behaviour::Exec(cmd) => builder
-                .handle_raw(t, move |payload: Payload, ctx: &RequestContext| {
-                    exec(&cmd, &payload, ctx)
-                }),
+            Behaviour::Exec(cmd) => builder.handle_raw_named(
+                t.id,
+                name,
+                move |payload: Payload, ctx: &RequestContext| exec(&cmd, &payload, ctx),
+            ),
         };
     }
     Ok(builder.start()?)
@@ -196,6 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.apply(&args.shared);
     let signal = shutdown_signal()?;
     let worker = start(config, &args.types, &behaviour)?;
-    println!("worker serving types {:?}", args.types);
+    let ids: Vec<RequestType> = args.types.iter().map(|t| t.id).collect();
+    println!("worker serving types {ids:?}");
     until_signal(&signal, || worker.stop())
 }

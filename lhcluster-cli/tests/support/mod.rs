@@ -325,6 +325,22 @@ pub(crate) fn worker(back: &str, extra: &[&str]) -> Proc {
     w
 }
 
+/// An HTTP scrape of a `--metrics` endpoint: the whole answer, status
+/// line included (it must be 200).
+#[allow(dead_code)] // not every test binary scrapes
+pub(crate) fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(LIMIT))
+        .and_then(|()| stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"))
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.contains(" 200 "), "{body}");
+    body
+}
+
 /// The broker's statistics as `lhcluster stats --json` prints them, or
 /// `None` if it did not answer.
 pub(crate) fn stats(front: &str) -> Option<serde_json::Value> {

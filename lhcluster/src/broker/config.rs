@@ -105,6 +105,13 @@ pub struct BrokerConfig {
     /// sends a larger one (docs/security.md, "Limits on input").
     /// Default: 16 MiB.
     pub max_message_size: usize,
+    /// Endpoint of the watch tap: a PUB socket the broker binds and
+    /// publishes each request and outcome on (type, id, status, sizes,
+    /// timings; never payloads), for `lhcluster watch`
+    /// (docs/operations.md, "watch"). With `curve_secret_key`, it takes the
+    /// frontend's CURVE key and client key list. `None` (the default): no
+    /// tap, and nothing is recorded.
+    pub watch: Option<String>,
     /// The most frames a message it reads may have; one with more, or with
     /// more than `max_message_size` bytes in all, is dropped and counted
     /// (`oversized`). Default: 1024.
@@ -139,6 +146,7 @@ impl BrokerConfig {
             curve_worker_keys: None,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             max_message_frames: defaults::MAX_MESSAGE_FRAMES,
+            watch: None,
         }
     }
 
@@ -167,6 +175,9 @@ impl BrokerConfig {
         }
         for peer in &self.cluster_peers {
             crate::endpoint::require("cluster_peers", peer)?;
+        }
+        if let Some(watch) = &self.watch {
+            crate::endpoint::require("watch", watch)?;
         }
         positive("max_pending_bytes", self.max_pending_bytes)?;
         check_input_limits(self.max_message_size, self.max_message_frames)?;

@@ -36,6 +36,7 @@ pub(super) struct Bound {
     pub(super) frontend: String,
     pub(super) backend: String,
     pub(super) cluster: Option<String>,
+    pub(super) watch: Option<String>,
 }
 
 pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound), Error> {
@@ -45,6 +46,16 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
     let size = config.max_message_size;
     let frontend = io::router(&config.frontend, hwms, zap.side(&curve, 0).as_ref(), size)?;
     let backend = io::router(&config.backend, hwms, zap.side(&curve, 1).as_ref(), size)?;
+    // The tap is the frontend's kind of peer: with CURVE, the same key
+    // and the same client key list (docs/security.md).
+    let watch = match &config.watch {
+        Some(ep) => {
+            let socket = io::publisher(ep, WATCH_HWM, zap.side(&curve, 0).as_ref())?;
+            let (connect, bound) = io::bound_endpoints(&socket, ep);
+            Some((socket, connect, bound))
+        }
+        None => None,
+    };
     let (frontend_ep, frontend_bound) = io::bound_endpoints(&frontend, &config.frontend);
     let (backend_ep, backend_bound) = io::bound_endpoints(&backend, &config.backend);
     let mut core = BrokerCore::new(&config, Instant::now());
@@ -56,7 +67,11 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
     bound_eps.extend(config.cluster_bind.as_deref());
     crate::curve::warn_if_clear("broker", curve.is_some(), &bound_eps);
     let (tx, bell, inbox) = crate::role::channel()?;
-    info!(frontend = %frontend_ep, backend = %backend_ep, cluster = cluster_ep.as_deref().unwrap_or("-"), "broker started");
+    let (watch_socket, watch_ep) = match watch {
+        Some((socket, connect, bound)) => (Some((socket, bound)), Some(connect)),
+        None => (None, None),
+    };
+    info!(frontend = %frontend_ep, backend = %backend_ep, cluster = cluster_ep.as_deref().unwrap_or("-"), watch = watch_ep.as_deref().unwrap_or("-"), "broker started");
     let handle = RoleHandle::spawn(
         "lhcluster-broker",
         tx,
@@ -72,6 +87,7 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
                 cluster,
                 frontend_ep: frontend_bound,
                 backend_ep: backend_bound,
+                watch: watch_socket,
                 inbox,
                 header_buf: Vec::with_capacity(64),
                 outboxes: [
@@ -92,6 +108,7 @@ pub(super) fn spawn(config: BrokerConfig) -> Result<(RoleHandle<Command>, Bound)
         frontend: frontend_ep,
         backend: backend_ep,
         cluster: cluster_ep,
+        watch: watch_ep,
     };
     Ok((handle, bound))
 }
@@ -183,6 +200,8 @@ struct Driver {
     cluster: Option<ClusterSockets>,
     frontend_ep: String,
     backend_ep: String,
+    /// The watch tap's PUB socket and the endpoint to unbind, if on.
+    watch: Option<(zmq::Socket, String)>,
     inbox: DriverInbox<Command>,
     header_buf: Vec<u8>,
     /// What waits for peers whose pipe is full, frontend and backend.
@@ -254,6 +273,9 @@ impl Driver {
                     if let (Some(router), Some(bound)) = (&c.router, &c.router_bound) {
                         let _ = router.unbind(bound);
                     }
+                }
+                if let Some((socket, bound)) = &self.watch {
+                    let _ = socket.unbind(bound);
                 }
                 info!("broker stopped");
                 return;
@@ -406,11 +428,28 @@ impl Driver {
                 }
             }
             if !events {
-                return;
+                break;
             }
         }
+        self.publish_watch();
+    }
+
+    /// Publishes the watch tap's events: a topic frame (`request`,
+    /// `outcome`) and a JSON frame each, never blocking (a subscriber that
+    /// does not keep up misses events, as PUB does).
+    fn publish_watch(&mut self) {
+        let Some((socket, _)) = &self.watch else {
+            return;
+        };
+        self.core.drain_watch(|topic, json| {
+            let _ = socket.send(topic, zmq::SNDMORE | zmq::DONTWAIT);
+            let _ = socket.send(json, zmq::DONTWAIT);
+        });
     }
 }
+
+/// Most events queued for one watch subscriber.
+const WATCH_HWM: i32 = 10_000;
 
 /// The sides of the outboxes, in order.
 const SIDES: [Side; 2] = [Side::Frontend, Side::Backend];

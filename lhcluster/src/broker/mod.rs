@@ -20,7 +20,10 @@ mod tests;
 use std::sync::Arc;
 
 pub use config::BrokerConfig;
-pub use stats::{BrokerStats, ClusterStats, PeerStats, ServedStats, TypeStats};
+pub use stats::{
+    BrokerStats, ClusterStats, LATENCY_BOUNDS_US, LatencyHistogram, PeerStats, ServedStats,
+    TypeStats,
+};
 
 use crate::curve::KeyList;
 use crate::error::Error;
@@ -35,6 +38,7 @@ pub struct Broker {
     frontend: String,
     backend: String,
     cluster: Option<String>,
+    watch: Option<String>,
 }
 
 #[cfg(test)]
@@ -51,6 +55,7 @@ impl Broker {
             frontend: bound.frontend,
             backend: bound.backend,
             cluster: bound.cluster,
+            watch: bound.watch,
         })
     }
 
@@ -63,6 +68,12 @@ impl Broker {
     /// [`cluster_bind`](BrokerConfig::cluster_bind) is set.
     pub fn cluster_endpoint(&self) -> Option<&str> {
         self.cluster.as_deref()
+    }
+
+    /// The watch tap's endpoint actually bound, if
+    /// [`watch`](BrokerConfig::watch) is set.
+    pub fn watch_endpoint(&self) -> Option<&str> {
+        self.watch.as_deref()
     }
 
     /// The backend endpoint actually bound.

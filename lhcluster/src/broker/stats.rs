@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use crate::protocol::RequestType;
 
@@ -10,6 +11,11 @@ use crate::protocol::RequestType;
 #[serde(default)]
 #[non_exhaustive]
 pub struct TypeStats {
+    /// The type's name, when a worker that registered it gave one
+    /// (protocol 1.6; `None` from an older worker, or in the JSON of an
+    /// older broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Requests received for this type.
     pub received: u64,
     /// Dispatches to workers (retries included).
@@ -22,6 +28,91 @@ pub struct TypeStats {
     pub in_flight: u64,
     /// Workers registered for the type now.
     pub workers: u64,
+    /// Time from a request's arrival at the broker to its first dispatch
+    /// (to a worker, or to another broker of a cluster).
+    pub queue_wait: LatencyHistogram,
+    /// Time from a dispatch to its result.
+    pub service: LatencyHistogram,
+    /// Time from a request's arrival to its result, when the outcome is
+    /// sent to the client (and for one-way requests, when it is done).
+    /// Requests the broker ends itself (`EXPIRED`, `WORKER_DEATH`…) are
+    /// counted by status, not here.
+    pub end_to_end: LatencyHistogram,
+}
+
+/// The upper bounds of the latency histograms' buckets, in microseconds:
+/// powers of two from 16 µs to 2^25 µs (33.6 s). A last bucket, past
+/// them, holds the longer durations.
+pub const LATENCY_BOUNDS_US: [u64; 22] = {
+    let mut bounds = [0u64; 22];
+    let mut i = 0;
+    while i < bounds.len() {
+        bounds[i] = 1 << (i + 4);
+        i += 1;
+    }
+    bounds
+};
+
+/// A histogram of durations over the fixed buckets of
+/// [`LATENCY_BOUNDS_US`], counted since the broker learned the type (an
+/// idle type is forgotten with its counters, as its other statistics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LatencyHistogram {
+    /// Samples per bucket, not cumulative: `counts[i]` those of at most
+    /// `LATENCY_BOUNDS_US[i]` µs and more than the bound before it,
+    /// `counts[22]` those above the last bound. Trailing empty buckets
+    /// are left out: a missing entry is 0.
+    pub counts: Vec<u64>,
+    /// Samples in all.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Every bucket, in order: its upper bound (`None` for the last one,
+    /// unbounded) and its samples (not cumulative).
+    pub fn buckets(&self) -> impl Iterator<Item = (Option<Duration>, u64)> + '_ {
+        let bounds = LATENCY_BOUNDS_US
+            .iter()
+            .map(|&us| Some(Duration::from_micros(us)))
+            .chain([None]);
+        bounds
+            .enumerate()
+            .map(|(i, bound)| (bound, self.counts.get(i).copied().unwrap_or(0)))
+    }
+
+    /// An estimate of the `q` quantile (0 to 1; 0.99 for p99) from the
+    /// buckets, as Prometheus's `histogram_quantile` makes it: linear
+    /// within the bucket the quantile falls in, so within a factor of two.
+    /// One in the last, unbounded bucket is given as its lower bound
+    /// (33.6 s: "at least"). `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut below = 0u64;
+        let mut lower = 0u64;
+        for (bound, n) in self.buckets() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let Some(upper) = bound else {
+                    return Some(Duration::from_micros(lower));
+                };
+                let upper = upper.as_micros() as f64;
+                let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
+                let us = lower as f64 + (upper - lower as f64) * within;
+                return Some(Duration::from_micros(us.round() as u64));
+            }
+            below += n;
+            if let Some(bound) = bound {
+                lower = bound.as_micros() as u64;
+            }
+        }
+        None
+    }
 }
 
 /// A snapshot of a broker's statistics. Serialized as JSON in the
@@ -68,6 +159,10 @@ pub struct BrokerStats {
     /// Requests refused `FORBIDDEN`: the client's (or proxy's) key may not
     /// send their type (`curve_client_keys`; docs/security.md).
     pub requests_forbidden: u64,
+    /// Worker registrations that named a request type differently from
+    /// the name the broker already knew for its id: the id routes, the
+    /// first name stays (and the mismatch is logged once per type).
+    pub type_name_conflicts: u64,
     /// Worker registrations refused because the worker's key may not
     /// register (some of) its types (`curve_worker_keys`), and registered
     /// workers removed when a reload took a type away from their key.
@@ -116,6 +211,9 @@ pub struct BrokerStats {
     /// `max_message_size` is not counted here: libzmq cuts its connection
     /// before the broker sees it.
     pub oversized: u64,
+    /// Watch tap events dropped because the broker's driver did not
+    /// publish them in time (only with a `watch` endpoint).
+    pub watch_events_dropped: u64,
     /// Tries to send an outbox backlog.
     pub outbox_retries: u64,
     /// Bytes held in the outboxes now.
@@ -257,6 +355,35 @@ impl fmt::Display for BrokerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_are_estimated_within_their_bucket() {
+        // 90 samples in (64, 128] µs, 10 in (1024, 2048] µs.
+        let mut counts = vec![0; 8];
+        counts[3] = 90;
+        counts[7] = 10;
+        let h = LatencyHistogram {
+            counts,
+            count: 100,
+            sum_us: 0,
+        };
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 > Duration::from_micros(64) && p50 <= Duration::from_micros(128));
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(p99 > Duration::from_micros(1024) && p99 <= Duration::from_micros(2048));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_micros(2048)));
+        assert_eq!(LatencyHistogram::default().quantile(0.5), None);
+        // In the unbounded bucket: "at least the last bound".
+        let mut counts = vec![0; 23];
+        counts[22] = 1;
+        let slow = LatencyHistogram {
+            counts,
+            count: 1,
+            sum_us: 0,
+        };
+        assert_eq!(slow.quantile(0.5), Some(Duration::from_micros(1 << 25)));
+        assert_eq!(slow.buckets().count(), 23);
+    }
 
     /// The stats line names the dropped results too: a worker answering
     /// dispatches the broker gave up is worth seeing in the log.

@@ -7,7 +7,7 @@ use prost::Message as _;
 use super::header::{self, DecodedHeader, InlinePayload};
 use super::pb;
 use super::types::*;
-use super::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+use super::{MAX_TYPE_NAME_LEN, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
 /// A lone payload frame of at most this many bytes travels inside the
 /// header frame (`inline_payload`, docs/protocol.md §2) instead of after it.
@@ -104,6 +104,7 @@ impl Message {
                 h.heartbeat_ms = r.heartbeat_ms;
                 h.capacity = r.capacity;
                 h.request_types = r.request_types;
+                h.type_names = r.type_names;
                 h.name = r.name.unwrap_or_default();
                 Payload::new()
             }
@@ -162,11 +163,15 @@ impl Message {
             }
             Message::Serves(table) => {
                 h.kind = pb::Kind::Serves as i32;
+                let named = table.iter().any(|t| t.name.is_some());
                 for t in table {
                     h.request_types.push(t.request_type);
                     h.type_capacity.push(t.capacity);
                     h.type_free.push(t.free);
                     h.type_pending.push(t.pending);
+                    if named {
+                        h.type_names.push(t.name.unwrap_or_default());
+                    }
                 }
                 Payload::new()
             }
@@ -530,14 +535,33 @@ fn serves_table(kind: &'static str, h: &pb::Header) -> Result<Vec<TypeServed>, D
     if h.type_capacity.contains(&0) {
         return Err(invalid("type_capacity", "a served type has capacity"));
     }
+    check_type_names(kind, h)?;
     Ok((0..n)
         .map(|i| TypeServed {
             request_type: h.request_types[i],
             capacity: h.type_capacity[i],
             free: h.type_free.get(i).copied().unwrap_or(0),
             pending: h.type_pending.get(i).copied().unwrap_or(0),
+            name: h.type_names.get(i).filter(|n| !n.is_empty()).cloned(),
         })
         .collect())
+}
+
+/// A READY's or a SERVES's `type_names` (since 1.6): absent, or one per request type,
+/// each at most [`MAX_TYPE_NAME_LEN`] bytes.
+fn check_type_names(kind: &'static str, h: &pb::Header) -> Result<(), DecodeError> {
+    let invalid = |reason| DecodeError::InvalidField {
+        kind,
+        field: "type_names",
+        reason,
+    };
+    if !h.type_names.is_empty() && h.type_names.len() != h.request_types.len() {
+        return Err(invalid("one entry per request type"));
+    }
+    if h.type_names.iter().any(|n| n.len() > MAX_TYPE_NAME_LEN) {
+        return Err(invalid("a name is longer than 128 bytes"));
+    }
+    Ok(())
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -674,10 +698,12 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                     reason: "request type 0 is reserved",
                 });
             }
+            check_type_names(name, &h)?;
             Message::Ready(Ready {
                 heartbeat_ms: h.heartbeat_ms,
                 capacity: h.capacity,
                 request_types: h.request_types,
+                type_names: h.type_names,
                 name: non_empty(h.name),
             })
         }

@@ -8,7 +8,7 @@
 //!
 //! - [`decode`] handles what every lhcluster peer writes: known fields with
 //!   their proto3 wire types, in any order, repeated or not (the last value
-//!   wins, `request_types` accumulate), `request_types` packed. Anything else
+//!   wins, repeated fields accumulate), `request_types` packed. Anything else
 //!   (an unknown field, a group, an unpacked `request_types`, invalid UTF-8,
 //!   a malformed varint, a truncated field) returns `None`: the caller then
 //!   decodes with `prost`, which skips unknown fields and reports errors.
@@ -72,6 +72,7 @@ pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
                     h.members.push(varint(&mut values)?);
                 }
             }
+            (27, 2) => h.type_names.push(text(&mut buf)?),
             (28, 0) => h.max_message_size = varint(&mut buf)?,
             _ => return None,
         }
@@ -115,6 +116,11 @@ pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
         for &v in &h.members {
             put_varint(buf, v);
         }
+    }
+    // A repeated string: every entry written, an empty one too (it keeps
+    // the list parallel to `request_types`).
+    for name in &h.type_names {
+        delimited_field(buf, 27, name.as_bytes());
     }
     uint(buf, 28, h.max_message_size);
 }
@@ -277,6 +283,7 @@ mod tests {
                 prop::collection::vec(any::<u32>(), 0..4),
                 prop::collection::vec(any::<u32>(), 0..4),
                 prop::collection::vec(any::<u32>(), 0..4),
+                prop::collection::vec(".{0,6}", 0..3),
             ),
         )
             .prop_map(
@@ -301,6 +308,7 @@ mod tests {
                         type_capacity,
                         type_free,
                         type_pending,
+                        type_names,
                     ),
                 )| pb::Header {
                     major: major as u32,
@@ -329,6 +337,7 @@ mod tests {
                     type_pending,
                     deadline_ms: deadline_ms as u32,
                     members: Vec::new(),
+                    type_names,
                     max_message_size,
                 },
             )

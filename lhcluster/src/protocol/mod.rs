@@ -44,14 +44,20 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
-/// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 5 the `max_message_size` of a WELCOME
-/// (docs/protocol.md §17, §18).
-pub const PROTOCOL_MINOR: u32 = 5;
+/// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 5 the kind
+/// CANCEL, minor 6 the `type_names` of a READY, minor 7 the
+/// `max_message_size` of a WELCOME (docs/protocol.md §17, §18).
+pub const PROTOCOL_MINOR: u32 = 7;
+
+/// The longest request type name a READY may carry, in bytes (protocol
+/// 1.6): a longer one makes the READY malformed. Names are for stats, logs
+/// and error texts, where an unbounded one would cost without telling more.
+pub const MAX_TYPE_NAME_LEN: usize = 128;
 
 /// Room for the header of a REQUEST or a RESULT besides its strings and
 /// payload (its numeric fields take at most 60 bytes): what a sender adds to
 /// the payload's size to check a message against a peer's
-/// `max_message_size` (WELCOME, since 1.5) before sending it.
+/// `max_message_size` (WELCOME, since 1.7) before sending it.
 pub(crate) const HEADER_ROOM: usize = 64;
 
 /// The size a REQUEST or RESULT with this payload and strings is checked

@@ -27,7 +27,8 @@ pub struct Header {
     /// Worker concurrency (READY).
     #[prost(uint32, tag = "9")]
     pub capacity: u32,
-    /// Request types a worker serves (READY).
+    /// Request types a worker serves (READY); their names, when it knows
+    /// them, in `type_names`.
     #[prost(uint32, repeated, tag = "10")]
     pub request_types: ::prost::alloc::vec::Vec<u32>,
     /// Opaque return route added by a proxy (the client's identity at the proxy),
@@ -96,9 +97,15 @@ pub struct Header {
     /// minor 3).
     #[prost(uint64, repeated, tag = "26")]
     pub members: ::prost::alloc::vec::Vec<u64>,
+    /// Per entry of request_types: the type's name, "" for a type the sender
+    /// has no name for (READY; since minor 6). Absent altogether from a sender
+    /// that names none (and from a peer older than 1.6); at most 128 bytes of
+    /// UTF-8 each. Names are for stats, logs and error texts: the id routes.
+    #[prost(string, repeated, tag = "27")]
+    pub type_names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// The largest message, in bytes (header and payload frames together), the
     /// sender of a WELCOME accepts from its peer; 0 = not said (WELCOME; since
-    /// minor 5). A larger frame cuts the connection (ZMQ_MAXMSGSIZE), a larger
+    /// minor 7). A larger frame cuts the connection (ZMQ_MAXMSGSIZE), a larger
     /// message is dropped: the peer checks what it sends against it.
     #[prost(uint64, tag = "28")]
     pub max_message_size: u64,

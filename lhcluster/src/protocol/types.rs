@@ -229,6 +229,10 @@ pub struct Ready {
     pub capacity: u32,
     /// Request types served (non-empty, no `0`).
     pub request_types: Vec<RequestType>,
+    /// Their names (protocol 1.6), for stats, logs and error texts: empty,
+    /// or one per entry of `request_types`, `""` for a type without a name;
+    /// each at most [`MAX_TYPE_NAME_LEN`](super::MAX_TYPE_NAME_LEN) bytes.
+    pub type_names: Vec<String>,
     /// Optional stable name, for logs and stats.
     pub name: Option<String>,
 }
@@ -285,7 +289,7 @@ pub struct PeerHello {
 
 /// What one request type is served with at a broker (an entry of
 /// [`Message::Serves`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TypeServed {
     /// The request type.
     pub request_type: RequestType,
@@ -295,6 +299,11 @@ pub struct TypeServed {
     pub free: u32,
     /// How many requests of the type the broker has queued (informative).
     pub pending: u32,
+    /// The type's name, when the sender knows it (protocol 1.6; for
+    /// stats, logs and error texts only). A sender may leave names out of
+    /// a SERVES that only updates the informative counts; a receiver keeps
+    /// the names it learned.
+    pub name: Option<String>,
 }
 
 /// A request forwarded by the broker a client sent it to (the entry

@@ -55,10 +55,22 @@ pub(crate) struct WorkerCore {
 }
 
 impl WorkerCore {
-    pub(crate) fn new(config: &WorkerConfig, mut types: Vec<RequestType>, now: Instant) -> Self {
-        types.sort_unstable();
+    #[cfg(test)]
+    pub(crate) fn new(config: &WorkerConfig, types: Vec<RequestType>, now: Instant) -> Self {
+        Self::named(config, types.into_iter().map(|t| (t, None)).collect(), now)
+    }
+
+    /// A worker core serving `types`, each with its name if it has one
+    /// (sent in READY, for the broker's stats and logs).
+    pub(crate) fn named(
+        config: &WorkerConfig,
+        mut named: Vec<(RequestType, Option<String>)>,
+        now: Instant,
+    ) -> Self {
+        named.sort_unstable_by_key(|&(t, _)| t);
+        let types = named.iter().map(|&(t, _)| t).collect();
         // The broker may hand out what runs and what waits here.
-        let ready = Greeting::ready(config.credits(), types.clone(), config.name.clone());
+        let ready = Greeting::ready(config.credits(), named, config.name.clone());
         Self {
             types,
             session: BrokerSession::new(now, timing!(config), config.brokers.clone(), ready),

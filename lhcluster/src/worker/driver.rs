@@ -42,6 +42,8 @@ pub(super) struct Served {
     /// Async handlers and the runtime they run on.
     #[cfg(feature = "tokio")]
     pub(super) tasks: Option<(tokio::runtime::Handle, AsyncHandlers)>,
+    /// The names of the types that have one (sent in READY).
+    pub(super) names: std::collections::HashMap<RequestType, String>,
 }
 
 pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<Command>, Error> {
@@ -51,6 +53,9 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
     if let Some((_, handlers)) = &served.tasks {
         types.extend(handlers.keys().copied());
     }
+    let mut names = served.names;
+    let types: Vec<(RequestType, Option<String>)> =
+        types.into_iter().map(|t| (t, names.remove(&t))).collect();
     let (tx, bell, inbox) = crate::role::channel()?;
     let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
     let handlers = Arc::new(served.handlers);
@@ -86,7 +91,7 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
         shutdown_timeout.saturating_add(Duration::from_secs(1)),
         move || {
             let mut driver = Driver {
-                core: WorkerCore::new(&config, types, Instant::now()),
+                core: WorkerCore::named(&config, types, Instant::now()),
                 link,
                 inbox,
                 executor,

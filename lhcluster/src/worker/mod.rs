@@ -57,6 +57,9 @@ pub struct WorkerBuilder {
     async_handlers: tasks::AsyncHandlers,
     #[cfg(feature = "tokio")]
     runtime: Option<tokio::runtime::Handle>,
+    /// The names of the types that have one: sent to the broker, which
+    /// shows them in its stats, logs and error texts.
+    names: std::collections::HashMap<RequestType, String>,
     errors: Vec<ConfigError>,
 }
 
@@ -76,6 +79,42 @@ impl WorkerBuilder {
     pub fn handle_raw(mut self, request_type: RequestType, handler: impl RawHandler) -> Self {
         self.add(request_type, Arc::new(handler));
         self
+    }
+
+    /// Serves `request_type` with a raw handler, as
+    /// [`handle_raw`](Self::handle_raw) does, and gives the broker its
+    /// `name` (usually the one its id is made from,
+    /// [`request_type_id`](crate::request_type_id)), which the broker's
+    /// stats, metrics, logs and error texts then show beside the id. A name
+    /// longer than [`MAX_TYPE_NAME_LEN`](crate::MAX_TYPE_NAME_LEN) bytes
+    /// makes [`start`](Self::start) fail. Typed handlers send their
+    /// [`Request::NAME`] by themselves.
+    pub fn handle_raw_named(
+        mut self,
+        request_type: RequestType,
+        name: impl Into<String>,
+        handler: impl RawHandler,
+    ) -> Self {
+        if self.check_new(request_type) {
+            self.handlers.insert(request_type, Arc::new(handler));
+            self.add_name(request_type, name.into());
+        }
+        self
+    }
+
+    /// Keeps the name of a type just added (empty: none).
+    fn add_name(&mut self, request_type: RequestType, name: String) {
+        if name.len() > crate::MAX_TYPE_NAME_LEN {
+            self.errors.push(ConfigError::invalid(
+                "handlers",
+                format!(
+                    "the name of request type {request_type} is longer than {} bytes",
+                    crate::MAX_TYPE_NAME_LEN
+                ),
+            ));
+        } else if !name.is_empty() {
+            self.names.insert(request_type, name);
+        }
     }
 
     /// Serves the typed request `R` (at `R::REQUEST_TYPE`) with a closure
@@ -110,10 +149,13 @@ impl WorkerBuilder {
     /// (one that carries state, or is named), as [`handle`](Self::handle)
     /// does with a closure.
     pub fn handle_with<R: Request + 'static>(mut self, handler: impl Handler<R>) -> Self {
-        self.add(
-            R::REQUEST_TYPE,
-            Arc::new(typed::Typed::<R, _>::new(handler)),
-        );
+        if self.check_new(R::REQUEST_TYPE) {
+            self.handlers.insert(
+                R::REQUEST_TYPE,
+                Arc::new(typed::Typed::<R, _>::new(handler)),
+            );
+            self.add_name(R::REQUEST_TYPE, R::NAME.to_owned());
+        }
         self
     }
 
@@ -158,6 +200,7 @@ impl WorkerBuilder {
                 R::REQUEST_TYPE,
                 Arc::new(tasks::AsyncTyped::<R, _>::new(handler)),
             );
+            self.add_name(R::REQUEST_TYPE, R::NAME.to_owned());
         }
         self
     }
@@ -221,6 +264,7 @@ impl WorkerBuilder {
                 Some((tasks::runtime(self.runtime)?, self.async_handlers))
             },
             handlers: self.handlers,
+            names: self.names,
         };
         let role = driver::spawn(self.config, served)?;
         Ok(Worker {
@@ -242,6 +286,7 @@ impl Worker {
             async_handlers: tasks::AsyncHandlers::new(),
             #[cfg(feature = "tokio")]
             runtime: None,
+            names: std::collections::HashMap::new(),
             errors: Vec::new(),
         }
     }

@@ -213,6 +213,34 @@ fn ready_without_a_name_carries_none() {
     assert_eq!(ready.request_types, [5]);
 }
 
+/// Protocol 1.6: the names of the types go with them, sorted together;
+/// a type without a name has `""`, and a worker naming none sends no list
+/// (as above: `type_names` empty).
+#[test]
+fn ready_names_its_types_in_order() {
+    let t0 = Instant::now();
+    let named = vec![
+        (30, Some("c".to_owned())),
+        (10, None),
+        (20, Some("b".to_owned())),
+    ];
+    let mut h = Harness::start(WorkerCore::named(&config(), named, t0), t0, ());
+    h.drain();
+    let actions = h.connect_at(0);
+    let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
+        panic!("expected READY, got {:?}", kinds(&actions));
+    };
+    assert_eq!(ready.request_types, [10, 20, 30]);
+    assert_eq!(ready.type_names, ["", "b", "c"]);
+    let mut plain = Harness::new();
+    plain.drain();
+    let plain = plain.connect_at(0);
+    let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = plain.as_slice() else {
+        panic!("expected READY, got {:?}", kinds(&plain));
+    };
+    assert!(ready.type_names.is_empty());
+}
+
 #[test]
 fn next_tick_follows_the_session() {
     let mut h = Harness::new();

@@ -2,15 +2,17 @@
 //! results (a garbled one included) and `RECEIPT_RECEIVED`.
 
 use std::collections::hash_map::Entry;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
+use super::names::Learned;
+use super::watch;
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::curve::PublicKey;
 use crate::peer::{Liveness, interval_from_ms};
-use crate::protocol::{self, Flags, Payload, Ready, RequestRef, Status, WorkResult};
+use crate::protocol::{self, Flags, Payload, Ready, RequestRef, RequestType, Status, WorkResult};
 use crate::slab::Key;
 
 impl BrokerCore {
@@ -18,9 +20,13 @@ impl BrokerCore {
         &mut self,
         now: Instant,
         peer: &[u8],
-        ready: Ready,
+        mut ready: Ready,
         key: Option<PublicKey>,
     ) {
+        // Names (1.6) pair with the types as sent, before sorting.
+        let names: Vec<(RequestType, String)> = (ready.request_types.iter().copied())
+            .zip(std::mem::take(&mut ready.type_names))
+            .collect();
         let mut types = ready.request_types;
         types.sort_unstable();
         types.dedup();
@@ -75,14 +81,74 @@ impl BrokerCore {
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;
-                info!(worker = ?self.worker_label(wk), capacity = ready.capacity, "worker registered");
-                wk
+                self.learn_type_names(wk, names);
+                info!(
+                    worker = ?self.worker_label(wk),
+                    capacity = ready.capacity,
+                    types = %self.type_list(wk),
+                    "worker registered"
+                );
+                return self.welcome_worker(now, peer, wk);
             }
         };
+        self.learn_type_names(wk, names);
+        self.welcome_worker(now, peer, wk);
+    }
+
+    /// Answers a (re-)registration and gives the worker what waits.
+    fn welcome_worker(&mut self, now: Instant, peer: &[u8], wk: Key) {
         let welcome = self.welcome();
         self.send_tracked(now, Side::Backend, peer_id(peer), welcome);
         self.serve_worker(now, wk);
         self.send_serves_if_changed(true);
+    }
+
+    /// A worker's types as `name (id), …`, for the registration log.
+    fn type_list(&self, wk: Key) -> String {
+        let Some(w) = self.workers.get(wk) else {
+            return String::new();
+        };
+        let labels: Vec<String> = (w.types.iter())
+            .map(|&t| self.type_names.label(t).to_string())
+            .collect();
+        labels.join(", ")
+    }
+
+    /// Keeps the names a registered worker gave its types (the first
+    /// name known for an id stays: another is counted and logged once).
+    fn learn_type_names(&mut self, wk: Key, names: Vec<(RequestType, String)>) {
+        if names.is_empty() {
+            return;
+        }
+        let who = self.worker_label(wk);
+        for (t, name) in names {
+            let types = &self.types;
+            let learned = self
+                .type_names
+                .learn(t, &name, &who, |t| types.contains_key(&t));
+            match learned {
+                Learned::Kept => {}
+                Learned::Conflict => self.stats.type_name_conflicts += 1,
+                Learned::Full => debug!(request_type = t, "too many type names: not kept"),
+            }
+        }
+    }
+
+    /// Keeps the names a cluster member gave the types it serves (protocol
+    /// 1.6), as a worker's (the first name of an id stays).
+    pub(super) fn learn_member_names(&mut self, member: u64, table: &[protocol::TypeServed]) {
+        let who = format!("cluster member {member:016x}");
+        for t in table {
+            let Some(name) = &t.name else {
+                continue;
+            };
+            let types = &self.types;
+            let learned =
+                (self.type_names).learn(t.request_type, name, &who, |t| types.contains_key(&t));
+            if learned == Learned::Conflict {
+                self.stats.type_name_conflicts += 1;
+            }
+        }
     }
 
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
@@ -94,7 +160,7 @@ impl BrokerCore {
             Err(Dropped::Unassigned) => {
                 self.stats.unknown_results += 1;
                 debug!(
-                    request_type = key.0,
+                    request_type = %self.type_names.label(key.0),
                     request_id = key.1,
                     "result for a request not assigned to this worker: dropped"
                 );
@@ -103,7 +169,7 @@ impl BrokerCore {
             Err(Dropped::Stale) => {
                 self.stats.stale_results += 1;
                 debug!(
-                    request_type = key.0,
+                    request_type = %self.type_names.label(key.0),
                     request_id = key.1,
                     attempt = result.attempt,
                     dispatch_tag = result.dispatch_tag,
@@ -113,9 +179,29 @@ impl BrokerCore {
             }
         };
         self.stats.requests_completed += 1;
+        // (end to end, queued): one clock subtraction per result.
+        let times = req.as_ref().map(|r| {
+            let queued = Duration::from_micros(u64::from(r.dispatched_us));
+            (now.saturating_duration_since(r.arrived), queued)
+        });
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight -= 1;
             e.completed += 1;
+            if let Some((end_to_end, queued)) = times {
+                e.latency().completed(end_to_end, queued);
+            }
+        }
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.push(watch::Event::Outcome {
+                key,
+                status: result.status,
+                bytes: watch::payload_bytes(&result.payload),
+                timings: times.map(|(end_to_end, queued)| watch::Timings {
+                    queue_wait: queued,
+                    service: end_to_end.saturating_sub(queued),
+                    end_to_end,
+                }),
+            });
         }
         if let Some(req) = req {
             if req.answered() {

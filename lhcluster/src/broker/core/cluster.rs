@@ -531,7 +531,7 @@ impl BrokerCore {
 
     fn member_up(&mut self, _now: Instant, member: u64, name: Option<&str>) {
         info!(member = %hex(&member.to_be_bytes()), name = name.unwrap_or(""), "cluster route up");
-        let table = self.serves_table();
+        let table = self.named(self.serves_table());
         self.send_to_member(member, Message::Serves(table));
         self.broadcast_view();
     }
@@ -654,11 +654,12 @@ impl BrokerCore {
                 continue;
             }
             for &t in &w.types {
-                let e = table.entry(t).or_insert(TypeServed {
+                let e = table.entry(t).or_insert_with(|| TypeServed {
                     request_type: t,
                     capacity: 0,
                     free: 0,
                     pending: 0,
+                    name: None,
                 });
                 e.capacity = e.capacity.saturating_add(w.capacity);
                 e.free = e.free.saturating_add(w.free());
@@ -669,6 +670,15 @@ impl BrokerCore {
             e.pending = u32::try_from(pending).unwrap_or(u32::MAX);
         }
         table.into_values().collect()
+    }
+
+    /// `table` with the names this broker knows of its types (protocol
+    /// 1.6): read here, for a SERVES, never per request.
+    fn named(&self, mut table: Vec<TypeServed>) -> Vec<TypeServed> {
+        for t in &mut table {
+            t.name = self.type_names.get(t.request_type).map(str::to_owned);
+        }
+        table
     }
 
     /// Sends SERVES to every member when the capacity table changed, or
@@ -693,6 +703,14 @@ impl BrokerCore {
         if let Some(c) = self.cluster.as_mut() {
             c.serves_sent = table.clone();
         }
+        // Names (1.6) go with a new table (types or capacities changed),
+        // not with the informative updates of a tick: a member keeps the
+        // names it learned, and a tick's SERVES stays as short as before.
+        let table = if same_capacities {
+            table
+        } else {
+            self.named(table)
+        };
         for m in members {
             self.send_to_member(m, Message::Serves(table.clone()));
         }

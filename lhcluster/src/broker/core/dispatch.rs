@@ -112,6 +112,11 @@ impl BrokerCore {
         let Some(req) = self.req_mut(&key) else {
             return;
         };
+        // The queue wait is the first dispatch's (a retry waited for a
+        // worker's death, not in the queue).
+        let since = now.saturating_duration_since(req.arrived);
+        let waited = (req.attempts == 0).then_some(since);
+        req.dispatched_us = super::latency::offset_us(since);
         req.attempts += 1;
         req.received = false;
         req.in_flight = true;
@@ -157,6 +162,9 @@ impl BrokerCore {
         if let Some(e) = self.types.get_mut(&key.0) {
             e.in_flight += 1;
             e.dispatched += 1;
+            if let Some(waited) = waited {
+                e.latency().dispatched(waited);
+            }
         }
         self.stats.requests_dispatched += 1;
         match remote {

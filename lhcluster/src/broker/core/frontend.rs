@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::stored::{COMPACT_AFTER, Stored};
-use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id};
+use super::{BrokerCore, Dest, Req, ReqKey, Side, peer_id, watch};
 use crate::curve::PublicKey;
 use crate::protocol::MAX_HOPS;
 
@@ -96,6 +96,13 @@ impl BrokerCore {
         self.touch_client(now, peer);
         self.stats.requests_received += 1;
         let key = (req.request_type, req.request_id);
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.push(watch::Event::Request {
+                key,
+                bytes: watch::payload_bytes(&req.payload),
+                flags: req.flags,
+            });
+        }
         let origin = Dest::local(peer, req.route);
         if self.authz.checks_requests() && !self.authorize_request(header, peer_key(), &origin, key)
         {
@@ -156,7 +163,10 @@ impl BrokerCore {
             (entry.workers + entry.remote_workers, entry.pending.len());
         if flags.contains(Flags::FAIL_FAST) && type_workers == 0 {
             self.stats.requests_no_workers += 1;
-            let error = format!("no worker serves request type {}", key.0);
+            let error = format!(
+                "no worker serves request type {}",
+                self.type_names.label(key.0)
+            );
             self.respond(&origin, key, Status::NoWorkers, Some(error));
             return self.drop_type_if_idle(key.0);
         }
@@ -201,6 +211,8 @@ impl BrokerCore {
             in_flight: false,
             hops,
             deadline,
+            arrived: now,
+            dispatched_us: 0,
             payload: stored,
         });
         self.requests.insert(key, slot);
@@ -325,7 +337,7 @@ impl BrokerCore {
             self.expiries.insert((at, key));
         }
         debug!(
-            request_type = key.0,
+            request_type = %self.type_names.label(key.0),
             request_id = key.1,
             "response taken over by a newer requester"
         );

@@ -30,11 +30,14 @@ mod cluster;
 mod dispatch;
 mod expiry;
 mod frontend;
+mod latency;
+mod names;
 mod output;
 mod peers;
 mod relay;
 mod remote;
 mod stored;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -174,6 +177,11 @@ struct Req {
     /// When it must have left for a worker (docs/deadlines.md); `None`:
     /// no deadline.
     deadline: Option<Instant>,
+    /// When it arrived here, for the latency histograms.
+    arrived: Instant,
+    /// When it was last dispatched, in µs after `arrived` (4 bytes, not
+    /// another 16-byte `Instant`: a queued request should stay small).
+    dispatched_us: u32,
     /// Queued: the payload. In flight: a copy, kept only for
     /// `RETRY_ON_DEATH` requests with tries left.
     payload: Stored,
@@ -284,6 +292,15 @@ struct TypeEntry {
     received: u64,
     dispatched: u64,
     completed: u64,
+    /// Queue wait, service and end-to-end times: allocated on the first
+    /// sample, so that a type that only has workers costs nothing here.
+    latency: Option<Box<latency::TypeLatency>>,
+}
+
+impl TypeEntry {
+    fn latency(&mut self) -> &mut latency::TypeLatency {
+        self.latency.get_or_insert_with(Box::default)
+    }
 }
 
 impl TypeEntry {
@@ -348,6 +365,12 @@ pub(crate) struct BrokerCore {
     bounds: bounds::Bounds,
     /// What each key may register or send (docs/security.md).
     authz: authz::Authz,
+    /// The names workers gave their types (protocol 1.6), for stats, logs
+    /// and error texts only.
+    type_names: names::TypeNames,
+    /// The watch tap's events, when the broker has a `watch` endpoint
+    /// (boxed: off, it is one pointer, and one branch per event).
+    tap: Option<Box<watch::Tap>>,
     /// CURVE handshakes the ZAP handler refused, counted there.
     auth_failures: Arc<AtomicU64>,
     out: Vec<Outgoing>,
@@ -403,6 +426,8 @@ impl BrokerCore {
                 config.curve_client_keys.clone(),
                 config.curve_worker_keys.clone(),
             ),
+            type_names: names::TypeNames::default(),
+            tap: config.watch.is_some().then(Box::default),
             auth_failures: Arc::default(),
             out: Vec::new(),
         }
@@ -441,6 +466,14 @@ impl BrokerCore {
             Side::Frontend => self.authz.checks_requests(),
             Side::Backend => self.authz.checks_workers(),
             Side::Cluster | Side::Dial(_) => false,
+        }
+    }
+
+    /// Hands the watch tap's events to `publish` (topic, JSON text), if
+    /// the tap is on.
+    pub(crate) fn drain_watch(&mut self, publish: impl FnMut(&'static str, &str)) {
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.drain(&self.type_names, publish);
         }
     }
 
@@ -660,18 +693,24 @@ impl BrokerCore {
             .types
             .iter()
             .map(|(&t, e)| {
-                let ts = TypeStats {
+                let mut ts = TypeStats {
+                    name: self.type_names.get(t).map(str::to_owned),
                     received: e.received,
                     dispatched: e.dispatched,
                     completed: e.completed,
                     pending: e.pending.len() as u64,
                     in_flight: e.in_flight,
                     workers: u64::from(e.workers),
+                    ..TypeStats::default()
                 };
+                if let Some(latency) = &e.latency {
+                    latency.fill(&mut ts);
+                }
                 (t, ts)
             })
             .collect();
         stats.cluster = self.cluster_stats();
+        stats.watch_events_dropped = self.tap.as_ref().map_or(0, |t| t.dropped());
         self.fill_bound_stats(&mut stats);
         stats
     }

@@ -111,6 +111,18 @@ impl BrokerCore {
         error: Option<String>,
         payload: Payload,
     ) {
+        // A worker's status is tapped where its RESULT arrives, with the
+        // timings; here, the outcomes the broker gives itself.
+        if !status.is_worker_status() {
+            if let Some(tap) = self.tap.as_deref_mut() {
+                tap.push(super::watch::Event::Outcome {
+                    key,
+                    status,
+                    bytes: super::watch::payload_bytes(&payload),
+                    timings: None,
+                });
+            }
+        }
         let msg = match dest.via {
             Via::Owner { attempt, tag, .. } => {
                 Self::executed_message(key, attempt, tag, status, error, payload)

@@ -59,6 +59,7 @@ impl BrokerCore {
     /// A member's table of what it serves: its remote workers follow it.
     pub(super) fn on_serves(&mut self, now: Instant, member: u64, table: Vec<TypeServed>) {
         self.remember_serves(member, &table);
+        self.learn_member_names(member, &table);
         let served: HashMap<_, _> = table.iter().map(|t| (t.request_type, t.capacity)).collect();
         // Types it no longer serves: their remote workers drain (what they
         // run still gets its EXECUTED) and go.
@@ -132,7 +133,10 @@ impl BrokerCore {
         let serves = self.types.get(&key.0).is_some_and(|e| e.workers > 0);
         if !serves {
             // Not run: the payload goes back, and the owner queues it again.
-            let error = format!("no worker serves request type {} here", key.0);
+            let error = format!(
+                "no worker serves request type {} here",
+                self.type_names.label(key.0)
+            );
             self.send_response(&origin, key, Status::NoWorkers, Some(error), d.payload);
             return self.drop_type_if_idle(key.0);
         }
@@ -177,7 +181,10 @@ impl BrokerCore {
             };
             self.total_pending -= 1;
             let payload = req.payload.take();
-            let error = format!("no worker serves request type {t} here any more");
+            let error = format!(
+                "no worker serves request type {} here any more",
+                self.type_names.label(t)
+            );
             self.send_response(&req.origin, key, Status::NoWorkers, Some(error), payload);
         }
         if let Some(e) = self.types.get_mut(&t) {

@@ -34,6 +34,7 @@ impl Harness {
             heartbeat_ms: HB,
             capacity: 1,
             request_types: types.to_vec(),
+            type_names: Vec::new(),
             name: None,
         });
         self.worker_sends_keyed(worker, Some(key), ready);
@@ -125,6 +126,7 @@ fn without_a_key_nothing_is_checked() {
             heartbeat_ms: HB,
             capacity: 1,
             request_types: vec![PAYMENTS],
+            type_names: Vec::new(),
             name: None,
         }),
     );

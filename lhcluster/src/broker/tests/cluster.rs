@@ -259,6 +259,7 @@ impl Net {
             heartbeat_ms: HB,
             capacity,
             request_types: types.to_vec(),
+            type_names: Vec::new(),
             name: None,
         };
         self.worker_sends(b, worker, Message::Ready(ready));
@@ -937,4 +938,31 @@ fn a_one_way_execute_gives_the_owners_slot_back() {
     net.run_for(400, 100);
     assert_eq!(net.stats(2).requests_expired, 1);
     assert_eq!(net.stats(1).in_flight, 0);
+}
+
+/// Names travel with SERVES (protocol 1.6): a broker names the types of
+/// another member's workers too.
+#[test]
+fn members_learn_the_names_of_the_types_others_serve() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    let ready = Ready {
+        heartbeat_ms: HB,
+        capacity: 1,
+        request_types: vec![T],
+        type_names: vec!["orders.create".to_owned()],
+        name: None,
+    };
+    net.worker_sends(1, b"worker", Message::Ready(ready));
+    net.alive.push((1, Side::Backend, b"worker".to_vec()));
+    net.settle();
+    assert_eq!(
+        net.stats(0).types[&T].name.as_deref(),
+        Some("orders.create"),
+        "learned from the member's SERVES"
+    );
+    assert_eq!(
+        net.stats(1).types[&T].name.as_deref(),
+        Some("orders.create")
+    );
 }

@@ -182,6 +182,7 @@ fn only_valid_messages_the_frontend_takes_keep_a_client_alive() {
         heartbeat_ms: HB,
         capacity: 1,
         request_types: vec![7],
+        type_names: Vec::new(),
         name: None,
     });
     let mut inputs = no_sign_of_life(ready);

@@ -59,6 +59,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
             heartbeat_ms: HB,
             capacity: 1,
             request_types: vec![7],
+            type_names: Vec::new(),
             name: None,
         }),
         2,
@@ -113,6 +114,7 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
             heartbeat_ms: HB,
             capacity: 1,
             request_types: vec![7],
+            type_names: Vec::new(),
             name: None,
         }),
     );
@@ -381,8 +383,11 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 04` (major 1, minor 4).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x05, 0x18, 0x06]);
+    // `08 01 10 0N` (major 1, this minor).
+    assert_eq!(
+        &header[..6],
+        &[0x08, 0x01, 0x10, PROTOCOL_MINOR as u8, 0x18, 0x06]
+    );
     let mut header = header;
     header[5] = 0x05;
     header

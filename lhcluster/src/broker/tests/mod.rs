@@ -14,9 +14,11 @@ mod bounds;
 mod cluster;
 mod deadlines;
 mod dedupe;
+mod latency;
 mod liveness;
 mod malformed;
 mod model_check;
+mod names;
 mod one_way;
 mod proxies;
 mod queueing;
@@ -29,6 +31,7 @@ mod scale;
 mod stale_results;
 mod stop;
 mod unknown_peers;
+mod watch;
 mod worker_death;
 
 use std::collections::{HashMap, VecDeque};
@@ -114,6 +117,7 @@ fn ts(
         pending,
         in_flight,
         workers,
+        ..TypeStats::default()
     }
 }
 
@@ -247,6 +251,7 @@ impl Harness {
                 heartbeat_ms,
                 capacity,
                 request_types: types.to_vec(),
+                type_names: Vec::new(),
                 name: None,
             }),
         );
@@ -576,7 +581,18 @@ impl Harness {
         )
     }
 
+    /// A type's stats without its latency histograms (which the tests
+    /// of `latency.rs` look at), so that counters compare with [`ts`].
     fn type_stats(&self, t: u32) -> TypeStats {
+        TypeStats {
+            queue_wait: Default::default(),
+            service: Default::default(),
+            end_to_end: Default::default(),
+            ..self.type_stats_full(t)
+        }
+    }
+
+    fn type_stats_full(&self, t: u32) -> TypeStats {
         self.stats()
             .types
             .get(&t)
