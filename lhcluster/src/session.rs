@@ -287,6 +287,9 @@ pub(crate) struct BrokerSession {
     /// message of ours was refused, and a confused role (or broker) could
     /// cause one per message.
     broker_errors: LogLimiter,
+    /// The protocol minor version of the broker's last WELCOME (0 before
+    /// one): a role sends a kind only to a broker that knows it.
+    broker_minor: u32,
 }
 
 impl BrokerSession {
@@ -311,6 +314,7 @@ impl BrokerSession {
             counts: SessionCounts::default(),
             bad_input: LogLimiter::new("malformed messages from the broker"),
             broker_errors: LogLimiter::new("errors reported by the broker"),
+            broker_minor: 0,
         }
     }
 
@@ -321,6 +325,11 @@ impl BrokerSession {
     /// Has a socket (greeting or ready).
     pub(crate) fn is_connected(&self) -> bool {
         !matches!(self.state, State::Disconnected { .. })
+    }
+
+    /// The protocol minor version the broker's last WELCOME said it speaks.
+    pub(crate) fn broker_minor(&self) -> u32 {
+        self.broker_minor
     }
 
     pub(crate) fn counts(&self) -> SessionCounts {
@@ -397,6 +406,7 @@ impl BrokerSession {
         };
         match msg {
             Message::Welcome { heartbeat_ms } => {
+                self.broker_minor = protocol::peek_minor(header);
                 self.broker.peer_interval = interval_from_ms(heartbeat_ms);
                 let newly = self.state != State::Ready;
                 self.state = State::Ready;

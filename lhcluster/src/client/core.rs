@@ -15,18 +15,18 @@ use tracing::info;
 use super::ClientEvent;
 use super::config::ClientConfig;
 use super::ids::IdSource;
-use super::response::{DisconnectReason, Reply, RequestError, Slot};
+use super::response::{DisconnectReason, Reply, RequestError, Shared, Slot};
 use super::stats::ClientStats;
 use crate::protocol::{
-    ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId, RequestRef, RequestType,
-    Response, Status,
+    CANCEL_MINOR, Cancel, ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId,
+    RequestRef, RequestType, Response, Status,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, report_counts, timing};
 
 /// What the driver must do: a client's actions are all its link's.
 pub(crate) type Action = LinkAction;
 
-type ReqKey = (RequestType, RequestId);
+pub(crate) type ReqKey = (RequestType, RequestId);
 
 /// A request the caller asked to send.
 #[derive(Debug)]
@@ -208,6 +208,35 @@ impl ClientCore {
                 one_way_until: if one_way { one_way_until } else { None },
             },
         );
+    }
+
+    /// The caller cancelled a request (its handle already says
+    /// [`RequestError::Cancelled`]): it is no longer outstanding, and the
+    /// broker is told, if it speaks 1.5 (an older one would refuse the
+    /// kind; the request then runs for nobody, as before 1.5). `shared` is
+    /// the cancelled handle's: a newer request under the same key is not
+    /// touched.
+    pub(crate) fn on_cancel(&mut self, now: Instant, key: ReqKey, shared: &Arc<Shared>) {
+        let ours = self
+            .outstanding
+            .get(&key)
+            .is_some_and(|e| e.shared.is(shared));
+        if !ours {
+            return;
+        }
+        self.outstanding.remove(&key);
+        self.stats.requests_cancelled += 1;
+        if self.session.is_ready() && self.session.broker_minor() >= CANCEL_MINOR {
+            self.send(
+                now,
+                Message::Cancel(Cancel {
+                    request_type: key.0,
+                    request_id: key.1,
+                    route: Vec::new(),
+                    dispatch_tag: 0,
+                }),
+            );
+        }
     }
 
     fn on_response(&mut self, r: Response) {

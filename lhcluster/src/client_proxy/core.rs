@@ -24,8 +24,8 @@ use crate::outbox::{OutboxStats, PeerEvent};
 use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::ReceiptKind;
 use crate::protocol::{
-    self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
-    RequestType, Response, Status,
+    self, CANCEL_MINOR, Cancel, ErrorReply, Flags, Frame, Hello, Message, Payload, Request,
+    RequestId, RequestRef, RequestType, Response, Status,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
 use crate::slab::Key;
@@ -232,6 +232,7 @@ impl ProxyCore {
                 self.clients.set_interval(client, heartbeat_ms);
             }
             Message::Request(r) => self.on_request(now, peer, r),
+            Message::Cancel(c) => self.on_cancel(now, peer, c),
             Message::Disconnect { .. } => {
                 debug!("client disconnected");
                 if let Some(client) = self.clients.key(peer) {
@@ -318,6 +319,28 @@ impl ProxyCore {
         }
         let what = (r.flags, r.reply_to, deadline);
         self.buffer_entry(now, key, what, r.payload, bytes, Some(confirm));
+    }
+
+    /// A client takes its request back (protocol 1.5): the proxy stops
+    /// re-sending it (one never sent goes no further), and passes the
+    /// CANCEL on with the client's route, so that the broker ends or flags
+    /// what it holds. Also for a request not buffered here (a one-way one
+    /// forwarded once): the broker may still hold it. A broker older than
+    /// 1.5 is not told; the request then runs for nobody, as before.
+    fn on_cancel(&mut self, now: Instant, peer: &[u8], c: Cancel) {
+        self.touch_client(now, peer);
+        self.stats.requests_cancelled += 1;
+        let key: EntryKey = (peer.into(), c.request_type, c.request_id);
+        self.remove_entry(&key);
+        if self.session.is_ready() && self.session.broker_minor() >= CANCEL_MINOR {
+            let cancel = Message::Cancel(Cancel {
+                request_type: c.request_type,
+                request_id: c.request_id,
+                route: peer.to_vec(),
+                dispatch_tag: 0,
+            });
+            self.send_broker(now, cancel);
+        }
     }
 
     /// Answers a request `OVERLOADED` from the proxy itself.

@@ -33,9 +33,9 @@ pub(crate) use codec::{peek_answered, peek_minor};
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
 pub use types::{
-    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, Message,
-    Payload, PeerHello, RawNotification, Ready, ReceiptKind, Request, RequestId, RequestRef,
-    RequestType, Response, Route, Status, TypeServed, WorkResult,
+    Cancel, DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello,
+    Message, Payload, PeerHello, RawNotification, Ready, ReceiptKind, Request, RequestId,
+    RequestRef, RequestType, Response, Route, Status, TypeServed, WorkResult,
 };
 
 /// The protocol major version this crate speaks. A header with any other
@@ -44,9 +44,14 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// The protocol minor version this crate sends (informative only). Minor 1
 /// added the `attempt` and `dispatch_tag` of a RESULT, minor 2 the
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
-/// and the status EXPIRED, minor 4 the status FORBIDDEN (docs/protocol.md
-/// §17, §18).
-pub const PROTOCOL_MINOR: u32 = 4;
+/// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 5 the kind
+/// CANCEL (docs/protocol.md §17, §18).
+pub const PROTOCOL_MINOR: u32 = 5;
+
+/// The protocol minor version from which a peer takes CANCEL: a role sends
+/// it only to a peer whose last header said at least this
+/// (docs/protocol.md §3.2, §8.6).
+pub(crate) const CANCEL_MINOR: u32 = 5;
 
 /// The protocol minor version from which a client takes the status
 /// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,

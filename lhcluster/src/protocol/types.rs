@@ -334,6 +334,23 @@ pub struct Executed {
     pub dispatch_tag: u64,
 }
 
+/// A caller taking its request back (protocol 1.5, docs/deadlines.md):
+/// client or proxy → broker, broker → broker, broker → worker. Never
+/// answered, and no payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cancel {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// From a proxy: the client's route; entry → owner broker: the client
+    /// encoded as for a FORWARD. Empty otherwise.
+    pub route: Route,
+    /// Broker → worker, owner → executor: the tag of the DISPATCH (or
+    /// EXECUTE) it cancels. 0 otherwise.
+    pub dispatch_tag: u64,
+}
+
 /// Every message of protocol v1.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -411,6 +428,9 @@ pub enum Message {
         /// The ids of the other members of its view.
         members: Vec<u64>,
     },
+    /// The caller takes its request back (1.5): client or proxy → broker,
+    /// broker → broker, broker → worker.
+    Cancel(Cancel),
 }
 
 impl Message {
@@ -441,6 +461,7 @@ impl Message {
             Message::Execute(_) => "EXECUTE",
             Message::Executed(_) => "EXECUTED",
             Message::View { .. } => "VIEW",
+            Message::Cancel(_) => "CANCEL",
         }
     }
 }

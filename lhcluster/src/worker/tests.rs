@@ -35,7 +35,7 @@ impl ActionKind for Action {
     fn kind(&self) -> String {
         match self {
             Action::Link(a) => link_kind(a),
-            Action::Run(d) => format!("RUN {}/{}", d.request_type, d.request_id),
+            Action::Run(j) => format!("RUN {}/{}", j.dispatch.request_type, j.dispatch.request_id),
         }
     }
 
@@ -88,7 +88,7 @@ fn only_result_of(
 
 fn only_run(actions: &[Action]) -> &Dispatch {
     match actions {
-        [Action::Run(d)] => d,
+        [Action::Run(j)] => &j.dispatch,
         other => panic!("expected one Run, got {:?}", kinds(other)),
     }
 }

@@ -20,6 +20,7 @@ impl BrokerCore {
         peer: &[u8],
         ready: Ready,
         key: Option<PublicKey>,
+        minor: u32,
     ) {
         let mut types = ready.request_types;
         types.sort_unstable();
@@ -41,6 +42,7 @@ impl BrokerCore {
                 w.name = ready.name;
                 w.draining = false;
                 w.key = key;
+                w.minor = minor;
                 w.live.peer_interval = interval;
                 w.live.last_heard = now;
                 for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
@@ -72,6 +74,7 @@ impl BrokerCore {
                     live: Liveness::new(now, interval),
                     remote: None,
                     key,
+                    minor,
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;

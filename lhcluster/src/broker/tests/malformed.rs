@@ -48,7 +48,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.4 (this peer speaks 1.x)"
+        "unsupported protocol version 2.5 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
     h.expect_nothing();
@@ -64,7 +64,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     );
     h.backend_raw(W2, &header, Payload::new());
     let e = h.expect_error(Side::Backend, W2);
-    assert!(e.error.starts_with("unsupported protocol version 2.4"));
+    assert!(e.error.starts_with("unsupported protocol version 2.5"));
     h.expect_nothing();
     let s = h.stats();
     assert_eq!(
@@ -88,7 +88,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(
         e.error,
-        "unsupported protocol version 2.4 (this peer speaks 1.x)"
+        "unsupported protocol version 2.5 (this peer speaks 1.x)"
     );
     assert_eq!(
         e.request,
@@ -371,8 +371,8 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
         payload: Payload::new(),
     }));
     // RESPONSE (kind 6) -> RESULT (kind 5): `18 06` -> `18 05`, after
-    // `08 01 10 04` (major 1, minor 4).
-    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x04, 0x18, 0x06]);
+    // `08 01 10 05` (major 1, minor 5).
+    assert_eq!(&header[..6], &[0x08, 0x01, 0x10, 0x05, 0x18, 0x06]);
     let mut header = header;
     header[5] = 0x05;
     header
