@@ -938,3 +938,110 @@ fn a_one_way_execute_gives_the_owners_slot_back() {
     assert_eq!(net.stats(2).requests_expired, 1);
     assert_eq!(net.stats(1).in_flight, 0);
 }
+
+/// A client on broker 0 cancels `(t, id)`.
+fn cancel(net: &mut Net, b: usize, client: &[u8], t: u32, id: u64) {
+    let msg = Message::Cancel(protocol::Cancel {
+        request_type: t,
+        request_id: id,
+        route: Vec::new(),
+        dispatch_tag: 0,
+    });
+    net.client_sends(b, client, msg);
+}
+
+/// The next local output of broker `b` must be a CANCEL to `worker` for
+/// `(t, id)`, naming the dispatch that broker gave it.
+fn expect_cancel(net: &mut Net, b: usize, worker: &[u8], t: u32, id: u64) {
+    let out = net.drain_local(b);
+    let tag = net.dispatches[&(b, worker.to_vec(), t, id)].1;
+    assert!(
+        matches!(out.as_slice(), [Local { side: Side::Backend, peer, msg: Message::Cancel(c) }]
+            if peer == worker && (c.request_type, c.request_id, c.dispatch_tag) == (t, id, tag)),
+        "broker {b}: expected a CANCEL to {worker:?}, got {out:?}"
+    );
+}
+
+/// Entry → owner → executor: the client's CANCEL follows its request's
+/// path, and reaches the worker running it with its executor's tag
+/// (docs/deadlines.md §2). Nothing answers the client; the worker's
+/// result gives every slot back and goes nowhere.
+#[test]
+fn a_request_run_on_another_broker_is_cancelled_through_its_owner() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    net.expect_dispatch(2, b"w", T, id);
+    assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(1));
+    cancel(&mut net, 0, b"client", T, id);
+    expect_cancel(&mut net, 2, b"w", T, id);
+    net.expect_nothing(0);
+    assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(0));
+    assert_eq!(net.stats(0).pending_bytes, 0, "the relay's retry copy goes");
+    assert_eq!(net.stats(1).requests_cancelled, 1);
+    assert_eq!(net.stats(2).requests_cancelled, 1);
+    net.result(2, b"w", T, id, b"late");
+    net.expect_nothing(0);
+    assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
+    // Every slot is free: the next request runs.
+    let next = (id + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, next, Flags::empty());
+    net.expect_dispatch(2, b"w", T, next);
+    net.result(2, b"w", T, next, b"ok");
+    net.expect_response(0, b"client", T, next, Status::Ok);
+}
+
+/// A forwarded request still queued at its owner: cancelled there, it
+/// never runs. Another client's CANCEL, through the same entry broker,
+/// cancels nothing.
+#[test]
+fn a_forwarded_request_queued_at_its_owner_is_cancelled_there() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect(0, b"other");
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    assert_eq!(net.stats(1).pending, 1);
+    cancel(&mut net, 0, b"other", T, id);
+    assert_eq!(net.stats(1).pending, 1);
+    assert_eq!(net.stats(1).cancels_ignored, 1);
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(
+        (net.stats(1).pending, net.stats(1).requests_cancelled),
+        (0, 1)
+    );
+    net.connect_worker(1, b"w", &[T], 1);
+    net.expect_nothing(1);
+    net.expect_nothing(0);
+}
+
+/// An EXECUTE queued at its executor (its worker busy) is cancelled out of
+/// that queue; the executor still answers the owner (EXECUTED, which gives
+/// the owner's slot back and is dropped there).
+#[test]
+fn an_execute_queued_at_its_executor_is_cancelled_there() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect(2, b"local");
+    net.connect_worker(2, b"w", &[T], 1);
+    // Broker 2's own client keeps its worker busy.
+    let busy = net.id_owned_by(2, T);
+    net.request(2, b"local", T, busy, Flags::empty());
+    net.expect_dispatch(2, b"w", T, busy);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    assert_eq!(net.stats(2).pending, 1, "queued at the executor");
+    assert_eq!(net.stats(1).in_flight, 1, "in flight at the owner");
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(net.stats(2).pending, 0);
+    assert_eq!(net.stats(1).in_flight, 0, "the owner's slot is back");
+    net.expect_nothing(0);
+    // The busy worker's next job is not the cancelled one.
+    net.result(2, b"w", T, busy, b"ok");
+    net.expect_response(2, b"local", T, busy, Status::Ok);
+    net.expect_nothing(2);
+}
