@@ -303,6 +303,9 @@ pub struct ResponseHandle {
     canceller: Option<Canceller>,
     /// Polled as a future: dropped before its outcome, it cancels.
     polled: bool,
+    /// What dropping it unresolved does, when set: cancel or not,
+    /// whether polled or not.
+    cancel_on_drop: Option<bool>,
 }
 
 impl ResponseHandle {
@@ -317,6 +320,7 @@ impl ResponseHandle {
             request_id,
             canceller: None,
             polled: false,
+            cancel_on_drop: None,
         }
     }
 
@@ -349,6 +353,15 @@ impl ResponseHandle {
             (canceller.0)(self.request_type, self.request_id, self.shared.clone());
         }
         true
+    }
+
+    /// Sets what dropping this handle before its outcome does: `true`,
+    /// cancel the request (as [`cancel`](Self::cancel)), `false`, nothing
+    /// (the request goes on). By default, dropping cancels only a handle
+    /// that has been polled as a future. For code that polls a handle as a
+    /// future but means "drop = let go", such as language bindings.
+    pub fn set_cancel_on_drop(&mut self, cancel: bool) {
+        self.cancel_on_drop = Some(cancel);
     }
 
     /// The request type.
@@ -436,7 +449,7 @@ impl Drop for ResponseHandle {
     /// An awaited handle dropped before its outcome cancels its request
     /// (see [`ResponseHandle`]).
     fn drop(&mut self) {
-        if self.polled && !self.shared.is_done() {
+        if self.cancel_on_drop.unwrap_or(self.polled) && !self.shared.is_done() {
             self.cancel();
         }
     }
