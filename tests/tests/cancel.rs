@@ -14,8 +14,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use lhcluster::client::Client;
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
+use lhcluster::protocol::{self, Dispatch, Hello, Message, Ready, Request, WorkResult};
 use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, Payload, RequestError};
+use lhcluster::{Broker, Flags, Payload, RequestError, Status};
 use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -209,5 +210,115 @@ fn a_request_run_on_another_broker_is_cancelled() {
             .sum();
         assert!(total >= 4, "{total}");
         assert_eq!(first.stats().unwrap().cluster.unwrap().relayed, 0);
+    });
+}
+
+/// A message encoded as a 1.4 peer sends it: the same bytes but `minor` 4.
+fn as_1_4(msg: Message) -> Vec<Vec<u8>> {
+    let mut header = Vec::new();
+    let encoded = msg.encode(&mut header);
+    assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+    header[3] = 4;
+    let mut frames = vec![header];
+    frames.extend(encoded.payload.iter().map(|f| f.to_vec()));
+    frames
+}
+
+/// The next message on `socket` other than a HEARTBEAT.
+fn next_message(socket: &zmq::Socket) -> Message {
+    loop {
+        let frames = socket.recv_multipart(0).expect("a message within 5 s");
+        let frames = frames.into_iter().map(Into::into).collect();
+        match protocol::decode(frames).expect("a valid message") {
+            Message::Heartbeat { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Peers of the previous minor (1.4) are served by a 1.5 broker as
+/// before: a 1.4 client's request runs, and a 1.4 worker is never sent a
+/// CANCEL (kind 25, which it would refuse); a request cancelled on it runs
+/// to its end, and its result gives the slot back and is dropped.
+#[test]
+fn peers_of_minor_4_are_still_served() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Tcp);
+        let worker = raw_dealer(broker.backend());
+        let ready = Message::Ready(Ready {
+            // Long, so that this hand-driven worker needs no heartbeats.
+            heartbeat_ms: 20_000,
+            capacity: 1,
+            request_types: vec![5],
+            name: Some("old".into()),
+        });
+        worker.send_multipart(as_1_4(ready), 0).unwrap();
+        assert!(matches!(next_message(&worker), Message::Welcome { .. }));
+        let answer = |worker: &zmq::Socket, d: &Dispatch, body: &[u8]| {
+            let result = Message::Result(WorkResult {
+                request_type: d.request_type,
+                request_id: d.request_id,
+                attempt: d.attempt,
+                dispatch_tag: d.dispatch_tag,
+                status: Status::Ok,
+                error: None,
+                payload: vec![body.into()],
+            });
+            worker.send_multipart(as_1_4(result), 0).unwrap();
+        };
+
+        // A 1.4 client, by hand: its request runs on the 1.4 worker.
+        let old_client = raw_dealer(broker.frontend());
+        let hello = Message::Hello(Hello {
+            heartbeat_ms: 20_000,
+            name: None,
+            route: vec![],
+        });
+        old_client.send_multipart(as_1_4(hello), 0).unwrap();
+        assert!(matches!(next_message(&old_client), Message::Welcome { .. }));
+        let request = Message::Request(Request {
+            request_type: 5,
+            request_id: 100,
+            flags: Flags::empty(),
+            route: vec![],
+            reply_to: None,
+            deadline_ms: 0,
+            payload: vec![(&b"old"[..]).into()],
+        });
+        old_client.send_multipart(as_1_4(request), 0).unwrap();
+        let Message::Dispatch(d) = next_message(&worker) else {
+            panic!("expected a DISPATCH");
+        };
+        answer(&worker, &d, b"served");
+        match next_message(&old_client) {
+            Message::Response(r) => assert_eq!((r.status, r.request_id), (Status::Ok, 100)),
+            other => panic!("expected the RESPONSE, got {other:?}"),
+        }
+
+        // A 1.5 client cancels a request the 1.4 worker runs.
+        let client = client(&broker);
+        let handle = client.request(5).id(1).send().unwrap();
+        let Message::Dispatch(first) = next_message(&worker) else {
+            panic!("expected a DISPATCH");
+        };
+        assert!(handle.cancel());
+        assert!(eventually(PROMPT, || broker
+            .stats()
+            .unwrap()
+            .requests_cancelled
+            == 1));
+        let second = client.request(5).id(2).send().unwrap();
+        // The worker finishes the first; the next thing it gets is the
+        // second request's DISPATCH, not a CANCEL (which the broker would
+        // have sent before it).
+        answer(&worker, &first, b"for nobody");
+        let Message::Dispatch(d) = next_message(&worker) else {
+            panic!("a 1.4 worker gets no CANCEL: expected the next DISPATCH");
+        };
+        assert_eq!(d.request_id, 2);
+        answer(&worker, &d, b"two");
+        assert_eq!(text(&second.wait().unwrap().payload), "two");
+        assert_eq!(handle.wait(), Err(RequestError::Cancelled));
+        assert_eq!(client.stats().unwrap().responses_unmatched, 0);
     });
 }
