@@ -12,7 +12,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use lhcluster::client::Client;
+use lhcluster::client::{Client, LocalClient};
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::protocol::{self, Dispatch, Hello, Message, Ready, Request, WorkResult};
 use lhcluster::worker::{RequestContext, Worker, WorkerConfig};
@@ -320,5 +320,30 @@ fn peers_of_minor_4_are_still_served() {
         assert_eq!(text(&second.wait().unwrap().payload), "two");
         assert_eq!(handle.wait(), Err(RequestError::Cancelled));
         assert_eq!(client.stats().unwrap().responses_unmatched, 0);
+    });
+}
+
+/// A `LocalClient`'s handle cancels too: the CANCEL goes out at the
+/// client's next poll (it does its I/O only in its own calls).
+#[test]
+fn a_local_clients_request_is_cancelled_at_its_next_poll() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let mut local = LocalClient::connect(client_config(broker.frontend())).unwrap();
+        let handle = local.request(9).id(1).send().unwrap();
+        let queued = eventually(PROMPT, || {
+            local.poll(Duration::ZERO).unwrap();
+            broker.stats().unwrap().pending == 1
+        });
+        assert!(queued);
+        assert!(handle.cancel());
+        assert_eq!(local.wait(handle), Err(RequestError::Cancelled));
+        let gone = eventually(PROMPT, || {
+            local.poll(Duration::ZERO).unwrap();
+            broker.stats().unwrap().pending == 0
+        });
+        assert!(gone, "the broker took it out of its queue");
+        assert_eq!(broker.stats().unwrap().requests_cancelled, 1);
+        assert_eq!(local.stats().unwrap().requests_cancelled, 1);
     });
 }

@@ -1154,3 +1154,16 @@ fn an_awaited_handle_dropped_unresolved_cancels_and_a_blocking_one_does_not() {
     drop(handle);
     assert!(asked.lock().unwrap().is_empty());
 }
+
+/// A request sent while the client greets may reach the broker: its
+/// cancel waits for the WELCOME, which says whether the broker takes it.
+#[test]
+fn a_cancel_while_greeting_goes_at_the_welcome() {
+    let mut h = Harness::new().greeting();
+    let (handle, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(handle.cancel());
+    assert!(deliver_cancels(&mut h, 2, &asked).is_empty());
+    assert_eq!(kinds(&h.welcome(3)), ["CANCEL"]);
+    // Sent once: a later WELCOME (after a REREGISTER, say) sends nothing.
+    assert!(h.welcome(4).is_empty());
+}

@@ -1853,3 +1853,25 @@ fn a_cancel_is_not_passed_to_a_broker_older_than_1_5() {
     assert!(h.client(6, A, cancel_msg((1, 7))).is_empty());
     assert_eq!(h.stats().buffered, 0);
 }
+
+/// Without a session, the CANCEL of a buffered request waits for the
+/// next WELCOME (the broker may hold what an earlier session sent).
+#[test]
+fn a_cancel_without_a_session_goes_at_the_next_welcome() {
+    let mut h = Harness::with(&config());
+    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+    h.greeted_broker(0);
+    let mut h = h.with_a();
+    // Buffered while greeting (not sent yet), then cancelled.
+    h.send(5, A, (1, 7), Flags::empty(), &[b"x"]);
+    assert!(h.client(6, A, cancel_msg((1, 7))).is_empty());
+    assert_eq!(h.stats().buffered, 0);
+    // A CANCEL for something never buffered here waits for nothing.
+    assert!(h.client(7, A, cancel_msg((1, 8))).is_empty());
+    let actions = h.welcome(8);
+    assert_eq!(
+        kinds(&actions),
+        ["B>CANCEL"],
+        "the CANCEL of 1/7 only, and no re-send of it"
+    );
+}
