@@ -144,6 +144,8 @@ impl BrokerCore {
     /// dispatch, if it speaks 1.5: an older one runs the request to its end
     /// and its result is dropped.
     fn tell_runner(&mut self, key: ReqKey) {
+        // A search of the workers' assignments: a cancel is rare, and an
+        // index from request to worker would cost every dispatch.
         let runner = self.workers.iter().find_map(|(_, w)| {
             w.assigned
                 .get(&key)
