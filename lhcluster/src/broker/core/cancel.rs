@@ -37,18 +37,20 @@ impl BrokerCore {
         self.touch_client(now, peer);
         let key = (c.request_type, c.request_id);
         let origin = Dest::local(peer, c.route);
-        let held_by = self.cancel_here(key, &origin, 0);
-        if held_by != Err(Ignored::Unknown) {
-            return self.count_ignored(peer, key, held_by);
+        let here = self.cancel_here(key, &origin, 0);
+        if here.is_ok() {
+            return;
         }
-        // Not held here: forwarded to its owner (the relay record says
-        // which), or, one-way, to the member that owns the key now.
+        // Not this client's here (this broker may hold the key as the
+        // executor of another member's EXECUTE, even of this very
+        // request): forwarded to its owner (the relay record says which),
+        // or, one-way, to the member that owns the key now.
         let owner = self
             .drop_relay(key, &origin)
             .or_else(|| self.remote_owner(key));
         match owner {
             Some(owner) => self.forward_cancel(owner, key, &origin),
-            None => self.count_ignored(peer, key, held_by),
+            None => self.count_ignored(peer, key, here),
         }
     }
 
