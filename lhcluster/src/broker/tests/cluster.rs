@@ -52,6 +52,9 @@ struct Net {
     dispatches: HashMap<DispatchKey, (u32, u64)>,
     /// Clients and workers that heartbeat their broker on every tick.
     alive: Vec<(usize, Side, Vec<u8>)>,
+    /// Brokers whose cluster messages say minor 4 (a member older than
+    /// CANCEL).
+    old: HashSet<usize>,
 }
 
 impl Net {
@@ -61,6 +64,15 @@ impl Net {
     }
 
     fn with(n: usize, f: impl Fn(usize, &mut BrokerConfig)) -> Self {
+        Self::build(n, f, HashSet::new())
+    }
+
+    /// `n` brokers, those in `old` speaking minor 4 to the others.
+    fn with_old(n: usize, old: &[usize]) -> Self {
+        Self::build(n, |_, _| {}, old.iter().copied().collect())
+    }
+
+    fn build(n: usize, f: impl Fn(usize, &mut BrokerConfig), old: HashSet<usize>) -> Self {
         let t0 = Instant::now();
         let mut cores = Vec::new();
         let mut dials = Vec::new();
@@ -101,6 +113,7 @@ impl Net {
             now_ms: 0,
             dispatches: HashMap::new(),
             alive: Vec::new(),
+            old,
         };
         for b in 0..n {
             net.collect(b);
@@ -127,7 +140,7 @@ impl Net {
             match o.side {
                 Side::Dial(i) => {
                     let to = self.dials[b][i as usize];
-                    let (header, payload) = encode(o.msg);
+                    let (header, payload) = self.encode_from(b, o.msg);
                     self.wire.push_back(Wire {
                         to,
                         from_router: Some(dial_routing_id(self.ids[b], i)),
@@ -143,7 +156,7 @@ impl Net {
                     let Some((to, index)) = self.dial_of(&rid) else {
                         continue;
                     };
-                    let (header, payload) = encode(o.msg);
+                    let (header, payload) = self.encode_from(b, o.msg);
                     self.wire.push_back(Wire {
                         to,
                         from_router: None,
@@ -160,6 +173,17 @@ impl Net {
                 }),
             }
         }
+    }
+
+    /// Encodes what broker `b` sends a member, as a 1.4 broker if `b` is
+    /// old.
+    fn encode_from(&self, b: usize, msg: Message) -> (Vec<u8>, protocol::Payload) {
+        let (mut header, payload) = encode(msg);
+        if self.old.contains(&b) {
+            assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+            header[3] = 4;
+        }
+        (header, payload)
     }
 
     fn dial_of(&self, rid: &[u8]) -> Option<(usize, u32)> {
@@ -1127,4 +1151,25 @@ fn a_request_run_by_its_entry_broker_for_another_owner_is_cancelled() {
     net.result(0, b"w", T, id, b"late");
     net.expect_nothing(0);
     assert_eq!((net.stats(0).in_flight, net.stats(1).in_flight), (0, 0));
+}
+
+/// An executor older than 1.5 (its greetings say minor 4) is never sent
+/// CANCEL (it would refuse kind 25): the request runs to its end there, and
+/// the owner drops its EXECUTED; the client got `Cancelled` all the same.
+#[test]
+fn a_member_older_than_1_5_is_not_sent_cancel() {
+    let mut net = Net::with_old(3, &[2]);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_dispatch(2, b"w", T, id);
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(net.stats(1).requests_cancelled, 1);
+    net.expect_nothing(2);
+    assert_eq!(net.stats(2).requests_cancelled, 0);
+    assert_eq!(net.stats(2).cluster.map(|c| c.malformed), Some(0));
+    net.result(2, b"w", T, id, b"late");
+    net.expect_nothing(0);
+    assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
 }
