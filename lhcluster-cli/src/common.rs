@@ -474,6 +474,9 @@ pub mod metrics {
             ("slow_consumers", "Clients and proxies cut for not reading", s.slow_consumers),
             ("slow_workers", "Workers declared dead for not reading", s.slow_workers),
             ("outbox_retries", "Tries to send an outbox backlog", s.outbox_retries),
+            ("requests_expired", "Requests whose deadline passed while queued (never run)", s.requests_expired),
+            ("requests_cancelled", "Requests their requester cancelled (taken out of the queue, or their worker told)", s.requests_cancelled),
+            ("cancels_ignored", "CANCELs that cancelled nothing (request ended, or not the requester's)", s.cancels_ignored),
         ];
         #[rustfmt::skip]
         let gauges = [

@@ -156,7 +156,10 @@ impl Client {
         if let Some(name) = reply_to {
             builder = builder.reply_to(name);
         }
-        let handle = builder.send().map_err(|e| errors::lib(py, &e))?;
+        let mut handle = builder.send().map_err(|e| errors::lib(py, &e))?;
+        // Python waits by polling the handle as a future; dropping it still
+        // lets the request go on (Response.cancel takes it back).
+        handle.set_cancel_on_drop(false);
         Ok(Sent {
             handle,
             typed,
@@ -414,7 +417,7 @@ impl ResponseInner {
 
 /// The eventual outcome of one request sent with `Client.send`.
 ///
-/// Dropping it does not cancel the request.
+/// Dropping it does not cancel the request; `cancel()` does.
 #[pyclass(frozen, module = "lhcluster._native")]
 pub(crate) struct Response {
     inner: Mutex<ResponseInner>,
@@ -468,6 +471,18 @@ impl Response {
                 None,
             )),
         }
+    }
+
+    /// Takes the request back (protocol 1.5): `True` if this ended it (its
+    /// outcome is then `lhcluster.Cancelled`; the broker takes a queued
+    /// request out of its queue, and tells the worker running one, whose
+    /// handler sees `ctx.is_cancelled()`), `False` if the outcome had
+    /// already arrived (take it with `result`).
+    fn cancel(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            let inner = self.lock();
+            inner.outcome.is_none() && inner.handle.cancel()
+        })
     }
 
     /// Whether the outcome has arrived.

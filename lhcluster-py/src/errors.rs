@@ -90,6 +90,7 @@ pub(crate) fn request(py: Python<'_>, e: &RequestError) -> PyErr {
         RequestError::Protocol(_) => new(py, "ProtocolError", e.to_string(), None),
         RequestError::Internal => new(py, "InternalError", e.to_string(), None),
         RequestError::TooLarge { .. } => new(py, "TooLarge", e.to_string(), None),
+        RequestError::Cancelled => new(py, "Cancelled", e.to_string(), None),
         _ => new(py, "Error", e.to_string(), None),
     }
 }

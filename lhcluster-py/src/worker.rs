@@ -32,6 +32,8 @@ pub(crate) struct RequestContext {
     /// `None` without a deadline.
     #[pyo3(get)]
     deadline: Option<f64>,
+    /// The Rust context, for its cancel flag.
+    rs: RsContext,
 }
 
 fn monotonic(py: Python<'_>) -> PyResult<f64> {
@@ -57,6 +59,14 @@ impl RequestContext {
     /// Whether the deadline has passed (never, without one).
     fn is_expired(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(self.remaining(py)?.is_some_and(|left| left <= 0.0))
+    }
+
+    /// Whether the requester has cancelled the request (protocol 1.5):
+    /// nobody waits for the outcome any more. Cooperative: a long handler
+    /// checks it between steps and returns early (what it returns then is
+    /// dropped).
+    fn is_cancelled(&self) -> bool {
+        self.rs.is_cancelled()
     }
 
     fn __repr__(&self) -> String {
@@ -147,6 +157,7 @@ impl PyHandler {
                 flags: ctx.flags.bits(),
                 attempt: ctx.attempt,
                 deadline,
+                rs: ctx.clone(),
             };
             let returned = self
                 .func

@@ -1,7 +1,9 @@
 """Every request role from Python: broker, worker, client, client proxy;
 raw and typed payloads, outcomes, handles, receipts, reply-to, stats."""
 
+import queue
 import threading
+import time
 
 import pytest
 
@@ -296,3 +298,44 @@ def test_proxy_resends_across_a_broker_restart(tmp_path):
                 assert handle.result(30) == b"during"
             finally:
                 broker.stop()
+
+
+def test_cancel_a_queued_request(broker, client):
+    # No worker: the request waits at the broker, and never runs.
+    handle = client.send("nobody.yet", b"")
+    assert handle.cancel()
+    with pytest.raises(lhcluster.Cancelled):
+        handle.result(5)
+    assert not handle.cancel(), "the outcome is in: nothing more to cancel"
+
+
+def test_cancel_a_running_request_tells_its_handler(broker, client):
+    started, seen = threading.Event(), queue.Queue()
+
+    def patient(payload, ctx):
+        started.set()
+        # A long job that checks for a cancel between its steps.
+        for _ in range(1000):
+            if ctx.is_cancelled():
+                seen.put(True)
+                return b"stopped"
+            time.sleep(0.01)
+        seen.put(False)
+        return b"done"
+
+    with serve(broker, {"patient": (patient, False)}) as worker:
+        handle = client.send("patient", b"")
+        assert started.wait(5)
+        assert handle.cancel()
+        with pytest.raises(lhcluster.Cancelled):
+            handle.result(5)
+        assert seen.get(timeout=20) is True
+        assert worker.stats()["requests_cancelled"] == 1
+
+
+def test_a_finished_request_cannot_be_cancelled(broker, client):
+    with serve(broker, {"echo": (lambda p, ctx: p, False)}):
+        handle = client.send("echo", b"v")
+        assert handle.result(5) == b"v"
+        assert not handle.cancel()
+        assert handle.result() == b"v"

@@ -173,8 +173,10 @@
 //! ```
 //!
 //! A two-way request ends in exactly one of these outcomes; nothing waits
-//! forever. A handle that is dropped unread does not cancel its request:
-//! it was sent all the same. On a typed request, `Flags::ONE_WAY` comes
+//! forever. A handle that is dropped unread, never awaited, does not
+//! cancel its request: it was sent all the same. `handle.cancel()` takes it
+//! back (and so does dropping an awaited handle before its outcome): see
+//! [`ResponseHandle::cancel`](client::ResponseHandle::cancel). On a typed request, `Flags::ONE_WAY` comes
 //! from the type or from `.one_way()` (whose handle resolves to `()`); in
 //! `flags(..)` of a two-way request it is refused at `send`
 //! ([`TypedRequestError::OneWayFlag`]).

@@ -297,8 +297,11 @@ pub(crate) struct BrokerSession {
     /// cause one per message.
     broker_errors: LogLimiter,
     /// The largest message the broker accepts, from its WELCOME (protocol
-    /// 1.5; `None` before it, or from an older broker).
+    /// 1.7; `None` before it, or from an older broker).
     broker_max_message_size: Option<usize>,
+    /// The protocol minor version of the broker's last WELCOME (0 before
+    /// one): a role sends a kind only to a broker that knows it.
+    broker_minor: u32,
 }
 
 impl BrokerSession {
@@ -324,6 +327,7 @@ impl BrokerSession {
             broker_max_message_size: None,
             bad_input: LogLimiter::new("malformed messages from the broker"),
             broker_errors: LogLimiter::new("errors reported by the broker"),
+            broker_minor: 0,
         }
     }
 
@@ -334,6 +338,11 @@ impl BrokerSession {
     /// Has a socket (greeting or ready).
     pub(crate) fn is_connected(&self) -> bool {
         !matches!(self.state, State::Disconnected { .. })
+    }
+
+    /// The protocol minor version the broker's last WELCOME said it speaks.
+    pub(crate) fn broker_minor(&self) -> u32 {
+        self.broker_minor
     }
 
     pub(crate) fn counts(&self) -> SessionCounts {
@@ -423,6 +432,7 @@ impl BrokerSession {
                 heartbeat_ms,
                 max_message_size,
             } => {
+                self.broker_minor = protocol::peek_minor(header);
                 self.broker.peer_interval = interval_from_ms(heartbeat_ms);
                 self.broker_max_message_size = (max_message_size != 0)
                     .then(|| usize::try_from(max_message_size).unwrap_or(usize::MAX));
@@ -738,7 +748,7 @@ mod tests {
         feed(&mut s, t0, welcome);
         assert_eq!(s.broker_max_message_size(), Some(4096));
         // Whoever answers the next connection says its own (a broker older
-        // than 1.5 says none).
+        // than 1.7 says none).
         connected(&mut s, t0 + ms(10));
         assert_eq!(s.broker_max_message_size(), None);
         let welcome = Message::Welcome {

@@ -10,8 +10,8 @@
 //! encoding of enums.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, MAX_HOPS,
-    Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, PeerHello, RawNotification, Ready, Request,
+    Cancel, DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello,
+    MAX_HOPS, Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, PeerHello, RawNotification, Ready, Request,
     RequestRef, Response, Status, TypeServed, WorkResult, decode, decode_notification,
     decode_parts, parse_topic, peek_kind, peek_request_ref, topic_frame,
 };
@@ -1845,7 +1845,7 @@ fn integers_wider_than_their_field_keep_their_low_bits() {
 
 #[test]
 fn unknown_kind_numbers() {
-    for k in [25, 1000, i32::MAX, -1, i32::MIN] {
+    for k in [26, 1000, i32::MAX, -1, i32::MIN] {
         let header = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
         assert_eq!(
             decode_err(&header, &[]),
@@ -3340,4 +3340,78 @@ fn view() {
             ..
         }
     ));
+}
+
+/// CANCEL (protocol 1.5), as docs/protocol.md §8.6 and §14 show it: from a
+/// client, from a proxy (with the client's route), from an entry broker to
+/// the owner (the encoded client), and to a worker or executor (the tag of
+/// the dispatch it cancels).
+#[test]
+fn protocol_md_cancel_examples() {
+    let id16 = unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9");
+    let mut encoded = vec![0x10];
+    encoded.extend_from_slice(&id16);
+    let cancel = |route: Vec<u8>, dispatch_tag| {
+        Message::Cancel(Cancel {
+            request_type: 42,
+            request_id: 300,
+            route,
+            dispatch_tag,
+        })
+    };
+    let examples = [
+        (
+            cancel(vec![], 0),
+            "08 01 10 07 18 19 28 2A 30 AC 02".to_owned(),
+        ),
+        (
+            cancel(vec![], 1000),
+            "08 01 10 07 18 19 28 2A 30 AC 02 90 01 E8 07".to_owned(),
+        ),
+        (
+            cancel(id16.clone(), 0),
+            format!("08 01 10 07 18 19 28 2A 30 AC 02 5A 10 {}", spaced(&id16)),
+        ),
+        (
+            cancel(encoded.clone(), 0),
+            format!(
+                "08 01 10 07 18 19 28 2A 30 AC 02 5A 11 {}",
+                spaced(&encoded)
+            ),
+        ),
+    ];
+    for (message, expected) in examples {
+        let expected = unhex(&expected);
+        let frames = message.into_frames();
+        assert_eq!(bytes_of(&frames), vec![expected.clone()]);
+        let Ok(Message::Cancel(c)) = decode_bytes(&expected, &[]) else {
+            panic!("not a CANCEL: {}", hex(&expected));
+        };
+        assert_eq!((c.request_type, c.request_id), (42, 300));
+    }
+    // Refused: no request type; any payload, inline or as a frame.
+    assert!(matches!(
+        decode_err(&unhex("08 01 10 07 18 19 30 AC 02"), &[]),
+        DecodeError::MissingField {
+            field: "request_type",
+            ..
+        }
+    ));
+    assert!(matches!(
+        decode_err(&unhex("08 01 10 07 18 19 28 2A"), &[b"x"]),
+        DecodeError::UnexpectedPayload { frames: 1, .. }
+    ));
+    assert!(matches!(
+        decode_err(&unhex("08 01 10 07 18 19 28 2A 8A 01 00"), &[]),
+        DecodeError::UnexpectedPayload { frames: 1, .. }
+    ));
+}
+
+/// Bytes as the documents write them: upper-case hex, space-separated.
+fn spaced(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

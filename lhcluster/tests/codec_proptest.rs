@@ -12,9 +12,9 @@
 //!    `prost` fallback alike.
 
 use lhcluster::protocol::{
-    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, MAX_HOPS,
-    Message, PeerHello, RawNotification, Ready, Request, RequestRef, Response, Status, TypeServed,
-    WorkResult, decode, decode_notification, decode_parts, parse_topic, peek_kind,
+    Cancel, DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello,
+    MAX_HOPS, Message, PeerHello, RawNotification, Ready, Request, RequestRef, Response, Status,
+    TypeServed, WorkResult, decode, decode_notification, decode_parts, parse_topic, peek_kind,
     peek_request_ref,
 };
 use proptest::collection::vec;
@@ -114,6 +114,7 @@ enum Repr {
         attempt: u32,
         dispatch_tag: u64,
     },
+    Cancel(Cancel),
 }
 
 fn bytes_of(frames: &[Frame]) -> Vec<Vec<u8>> {
@@ -221,6 +222,7 @@ fn repr(message: &Message) -> Repr {
             attempt: e.attempt,
             dispatch_tag: e.dispatch_tag,
         },
+        Message::Cancel(c) => Repr::Cancel(c.clone()),
         other => panic!("Message variant unknown to this test: {other:?}"),
     }
 }
@@ -402,6 +404,16 @@ fn message() -> impl Strategy<Value = Message> {
         route().prop_map(|route| Message::Disconnect { route }),
         Just(()).prop_map(|()| Message::Shutdown),
         Just(()).prop_map(|()| Message::Reregister),
+        (request_type(), request_id(), route(), dispatch_tag()).prop_map(
+            |(request_type, request_id, route, dispatch_tag)| {
+                Message::Cancel(Cancel {
+                    request_type,
+                    request_id,
+                    route,
+                    dispatch_tag,
+                })
+            }
+        ),
         (any::<String>(), option::of(request_ref())).prop_map(|(error, request)| Message::Error(
             ErrorReply {
                 error,
@@ -918,6 +930,7 @@ fn message_from(r: &Repr) -> Message {
         Repr::Disconnect { route } => Message::Disconnect { route },
         Repr::Shutdown => Message::Shutdown,
         Repr::Reregister => Message::Reregister,
+        Repr::Cancel(c) => Message::Cancel(c),
         Repr::Error(e) => Message::Error(e),
         Repr::Notification {
             topic,

@@ -350,3 +350,57 @@ fn a_stream_wakes_its_task_and_reports_undecodable_notifications() {
         broker.stop().unwrap();
     });
 }
+
+#[derive(Debug, Serialize, Deserialize, Request)]
+#[request_type(name = "async.hold", response = u32)]
+struct Hold;
+
+/// Cancel from async code: a `select!` that takes another branch drops the
+/// awaited handle, which cancels the request; the async handler racing its
+/// work against `ctx.cancelled()` sees it (docs/guide.md, "Cancel").
+#[test]
+fn a_dropped_awaited_handle_cancels_and_an_async_handler_sees_it() {
+    time_limit(LIMIT, || {
+        let rt = runtime();
+        let broker = broker(Transport::Inproc);
+        let client = client(&broker);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let worker = Worker::builder(worker_config(&broker))
+            .handle_async::<Hold>(move |_, ctx| {
+                let (started, seen) = (started_tx.clone(), seen_tx.clone());
+                async move {
+                    let _ = started.send(());
+                    tokio::select! {
+                        () = ctx.cancelled() => {
+                            let _ = seen.send(true);
+                            Err(HandlerError::failed("cancelled"))
+                        }
+                        () = tokio::time::sleep(Duration::from_secs(60)) => {
+                            let _ = seen.send(false);
+                            Ok(0)
+                        }
+                    }
+                }
+            })
+            .runtime(rt.handle().clone())
+            .start()
+            .expect("worker starts");
+        let handle = client.send_typed(&Hold).unwrap();
+        rt.block_on(async move {
+            let started = tokio::task::spawn_blocking(move || {
+                started_rx.recv_timeout(Duration::from_secs(10))
+            });
+            tokio::select! {
+                outcome = handle => panic!("the handler holds it: {outcome:?}"),
+                started = started => assert!(started.unwrap().is_ok(), "the handler runs"),
+            }
+            // The handle, dropped unfinished by the `select!`, cancelled it.
+        });
+        assert_eq!(seen_rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+        let cancelled = worker.stats().unwrap().requests_cancelled;
+        assert_eq!(cancelled, 1);
+        assert_eq!(broker.stats().unwrap().requests_cancelled, 1);
+        worker.stop().unwrap();
+    });
+}

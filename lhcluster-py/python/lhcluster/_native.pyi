@@ -106,6 +106,9 @@ class Response:
     def result(self, timeout: Optional[float] = None) -> Any:
         """The response, or raises the outcome's exception; ``Timeout`` if
         none within ``timeout`` (the request goes on)."""
+    def cancel(self) -> bool:
+        """Takes the request back: True if this ended it (Cancelled), False
+        if the outcome had arrived."""
     def done(self) -> bool: ...
     def receipts(self) -> list[str]:
         """``"sent"`` / ``"received"`` receipts so far."""
@@ -179,6 +182,8 @@ class RequestContext:
     def remaining(self) -> Optional[float]:
         """Seconds left until the deadline (0 once passed), or ``None``."""
     def is_expired(self) -> bool: ...
+    def is_cancelled(self) -> bool:
+        """Whether the requester cancelled the request (cooperative)."""
 
 class Worker(_Role):
     """A running worker (use ``lhcluster.Worker``)."""

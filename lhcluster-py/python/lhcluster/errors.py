@@ -24,6 +24,7 @@ __all__ = [
     "Disconnected",
     "NotConnected",
     "Stopped",
+    "Cancelled",
     "ProtocolError",
     "InternalError",
     "TooLarge",
@@ -131,6 +132,10 @@ class NotConnected(Disconnected):
 
 class Stopped(Error):
     """The role has stopped."""
+
+
+class Cancelled(Error):
+    """The request was cancelled by its caller (``Response.cancel()``)."""
 
 
 class ProtocolError(Error):

@@ -149,6 +149,15 @@ pub struct BrokerStats {
     /// Requests whose deadline passed while they were queued: answered
     /// `EXPIRED` (two-way) or dropped (one-way), never run.
     pub requests_expired: u64,
+    /// Requests their requester cancelled (protocol 1.5): taken out of the
+    /// queue unrun, or, running, their worker told and their result
+    /// dropped.
+    pub requests_cancelled: u64,
+    /// CANCELs that cancelled nothing: for a request that had ended (its
+    /// outcome and the CANCEL crossed), or sent by another than the
+    /// request's requester (ignored: a client cannot cancel another's
+    /// request).
+    pub cancels_ignored: u64,
     /// Messages the broker could not deliver (peer gone or not writable).
     pub undeliverable: u64,
     /// CURVE handshakes refused because the peer's key is not in the
@@ -323,7 +332,8 @@ impl fmt::Display for BrokerStats {
              worker_death={} retried={} pending={} in_flight={} workers={} clients={} \
              malformed={} undeliverable={} stale_results={} unknown_results={} \
              pending_bytes={} outbox_bytes={} outbox_peers={} outcomes_dropped_slow={} \
-             slow_consumers={} slow_workers={} auth_failures={} forbidden={}",
+             slow_consumers={} slow_workers={} auth_failures={} forbidden={} expired={} \
+             cancelled={}",
             self.requests_received,
             self.requests_dispatched,
             self.requests_completed,
@@ -348,6 +358,8 @@ impl fmt::Display for BrokerStats {
             self.slow_workers,
             self.auth_failures,
             self.requests_forbidden + self.workers_forbidden,
+            self.requests_expired,
+            self.requests_cancelled,
         )
     }
 }

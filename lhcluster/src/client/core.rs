@@ -15,18 +15,18 @@ use tracing::info;
 use super::ClientEvent;
 use super::config::ClientConfig;
 use super::ids::IdSource;
-use super::response::{DisconnectReason, Reply, RequestError, Slot};
+use super::response::{DisconnectReason, Reply, RequestError, Shared, Slot};
 use super::stats::ClientStats;
 use crate::protocol::{
-    ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId, RequestRef, RequestType,
-    Response, Status, checked_size,
+    CANCEL_MINOR, Cancel, ErrorReply, Flags, Message, Payload, ReceiptKind, Request, RequestId,
+    RequestRef, RequestType, Response, Status, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, Lost, report_counts, timing};
 
 /// What the driver must do: a client's actions are all its link's.
 pub(crate) type Action = LinkAction;
 
-type ReqKey = (RequestType, RequestId);
+pub(crate) type ReqKey = (RequestType, RequestId);
 
 /// A request the caller asked to send.
 #[derive(Debug)]
@@ -64,6 +64,10 @@ pub(crate) struct ClientCore {
     /// Where the client's own request ids come from: told the broker's
     /// cluster view, so they are ones the broker owns.
     ids: Option<Arc<IdSource>>,
+    /// Requests cancelled while the client greeted: their CANCEL goes at
+    /// the WELCOME (to a broker that takes it). At most one per request
+    /// sent in that session.
+    cancels_waiting: Vec<ReqKey>,
     /// Panic at the next tick: what callers see when the state machine
     /// fails half way (a bug) is tested with this.
     #[cfg(test)]
@@ -91,6 +95,7 @@ impl ClientCore {
             stats: ClientStats::default(),
             actions: vec![Action::Connect],
             ids: None,
+            cancels_waiting: Vec::new(),
             #[cfg(test)]
             panic_at_tick: false,
         }
@@ -217,6 +222,44 @@ impl ClientCore {
                 one_way_until: if one_way { one_way_until } else { None },
             },
         );
+    }
+
+    /// The caller cancelled a request (its handle already says
+    /// [`RequestError::Cancelled`]): it is no longer outstanding, and the
+    /// broker is told, if it speaks 1.5 (an older one would refuse the
+    /// kind; the request then runs for nobody, as before 1.5). While the
+    /// client greets (its REQUEST may already be on its way), the CANCEL
+    /// waits for the WELCOME, which says what the broker speaks. `shared`
+    /// is the cancelled handle's: a newer request under the same key is
+    /// not touched.
+    pub(crate) fn on_cancel(&mut self, now: Instant, key: ReqKey, shared: &Arc<Shared>) {
+        let ours = self
+            .outstanding
+            .get(&key)
+            .is_some_and(|e| e.shared.is(shared));
+        if !ours {
+            return;
+        }
+        self.outstanding.remove(&key);
+        self.stats.requests_cancelled += 1;
+        if self.session.is_ready() {
+            self.send_cancel(now, key);
+        } else if self.session.is_connected() {
+            self.cancels_waiting.push(key);
+        }
+    }
+
+    /// Sends CANCEL for `key` to a broker that takes it.
+    fn send_cancel(&mut self, now: Instant, key: ReqKey) {
+        if self.session.broker_minor() >= CANCEL_MINOR {
+            let cancel = Message::Cancel(Cancel {
+                request_type: key.0,
+                request_id: key.1,
+                route: Vec::new(),
+                dispatch_tag: 0,
+            });
+            self.send(now, cancel);
+        }
     }
 
     fn on_response(&mut self, r: Response) {
@@ -377,9 +420,14 @@ impl crate::link::Connecting for ClientCore {
 
     fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
         match inbound {
-            Inbound::Welcome { newly: true } => {
-                info!("connected to the broker");
-                self.emit(ClientEvent::Connected);
+            Inbound::Welcome { newly } => {
+                if newly {
+                    info!("connected to the broker");
+                    self.emit(ClientEvent::Connected);
+                }
+                for key in std::mem::take(&mut self.cancels_waiting) {
+                    self.send_cancel(now, key);
+                }
             }
             Inbound::Reregister => {
                 // The broker lost our session: most likely it restarted and
@@ -388,6 +436,8 @@ impl crate::link::Connecting for ClientCore {
                 self.fail_all(&RequestError::Disconnected(DisconnectReason::SessionLost));
             }
             Inbound::Lost(lost) => {
+                // The requests they were for were that broker's.
+                self.cancels_waiting.clear();
                 // The view was that broker's.
                 if let Some(ids) = &self.ids {
                     ids.set_view(None);
@@ -406,7 +456,7 @@ impl crate::link::Connecting for ClientCore {
             }
             Inbound::Message(Message::Error(e)) => self.on_error(now, e),
             Inbound::Message(other) => self.session.unexpected(now, &other, &mut self.actions),
-            Inbound::Welcome { newly: false } | Inbound::Handled => {}
+            Inbound::Handled => {}
         }
     }
 

@@ -20,6 +20,8 @@ use crate::stats_log::StatsLog;
 #[derive(Debug)]
 pub(crate) enum Command {
     Submit(Submit),
+    /// A handle cancelled its request.
+    Cancel(super::core::ReqKey, Arc<super::response::Shared>),
     Stats(Sender<ClientStats>),
     Stop,
 }
@@ -92,6 +94,9 @@ impl Driver {
                         if self.core.actions().len() >= io::READ_BATCH {
                             self.link.flush(&mut self.core);
                         }
+                    }
+                    Command::Cancel(key, shared) => {
+                        self.core.on_cancel(Instant::now(), key, &shared);
                     }
                     Command::Stats(reply) => {
                         let _ = reply.send(self.core.stats());

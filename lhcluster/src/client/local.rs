@@ -1,11 +1,13 @@
 //! A client without a background thread: the caller's thread does its I/O.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lhcluster_types::Request;
 use serde::de::DeserializeOwned;
 
 use super::core::{ClientCore, Submit};
+use super::response::{Canceller, Shared};
 use super::{
     ClientConfig, ClientEvent, ClientStats, Outcome, RequestBuilder, ResponseHandle,
     TypedRequestBuilder, TypedRequestError, TypedResponse,
@@ -53,7 +55,13 @@ pub struct LocalClient {
     events: crossbeam_channel::Receiver<ClientEvent>,
     next_id: RequestId,
     stats_log: crate::stats_log::StatsLog,
+    /// Requests its handles cancelled since the last poll (a handle may be
+    /// on another thread: it cannot reach the state machine itself).
+    cancels: Arc<Mutex<Vec<Cancelled>>>,
 }
+
+/// A cancelled request's key and its handle's state.
+type Cancelled = ((RequestType, RequestId), Arc<Shared>);
 
 impl LocalClient {
     /// Creates the client and starts connecting (the greeting completes
@@ -97,6 +105,7 @@ impl LocalClient {
             events,
             next_id: crate::peer::random_u64(),
             stats_log: crate::stats_log::StatsLog::new(config.stats_log_interval, Instant::now()),
+            cancels: Arc::default(),
         };
         // Open the socket and queue the greeting now, so that requests sent
         // at once are accepted (ZeroMQ queues them until it connects).
@@ -170,6 +179,7 @@ impl LocalClient {
         let deadline = crate::deadline::deadline(Instant::now(), timeout);
         let passed = |now: Instant| deadline.is_some_and(|d| now >= d);
         loop {
+            self.take_cancels();
             self.link.flush(&mut self.core);
             let mut handled = self.link.read(&mut self.core, |_, _| {});
             let now = Instant::now();
@@ -249,7 +259,29 @@ impl LocalClient {
         self.core.panic_at_tick = true;
     }
 
+    /// What a handle of this client calls on `cancel`: a note for the
+    /// next poll.
+    pub(super) fn canceller(&self) -> Canceller {
+        let cancels = self.cancels.clone();
+        Canceller::new(move |t, id, shared| {
+            cancels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(((t, id), shared));
+        })
+    }
+
+    /// Hands the cancels noted since the last poll to the state machine.
+    fn take_cancels(&mut self) {
+        let cancels = std::mem::take(&mut *self.cancels.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = Instant::now();
+        for (key, shared) in cancels {
+            self.core.on_cancel(now, key, &shared);
+        }
+    }
+
     pub(super) fn submit(&mut self, submit: Submit) {
+        self.take_cancels();
         self.core.on_submit(Instant::now(), submit);
         self.link.flush(&mut self.core);
     }

@@ -87,6 +87,8 @@ pub struct Client {
     readiness: Arc<Readiness>,
     events: crossbeam_channel::Receiver<ClientEvent>,
     ids: Arc<ids::IdSource>,
+    /// Given to every handle: sends its cancel to the driver.
+    canceller: response::Canceller,
 }
 
 #[cfg(test)]
@@ -119,12 +121,27 @@ impl Client {
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let readiness = Arc::new(Readiness::default());
         let ids = Arc::new(ids::IdSource::new());
-        let role = driver::spawn(config, events_tx, readiness.clone(), ids.clone())?;
+        let role = Arc::new(driver::spawn(
+            config,
+            events_tx,
+            readiness.clone(),
+            ids.clone(),
+        )?);
+        // Weak: a handle outliving its client must not keep the driver
+        // running (the client stops when its last clone goes); cancelling
+        // then has nothing left to do.
+        let weak = Arc::downgrade(&role);
+        let canceller = response::Canceller::new(move |t, id, shared| {
+            if let Some(role) = weak.upgrade() {
+                let _ = role.send(driver::Command::Cancel((t, id), shared));
+            }
+        });
         let client = Client {
-            role: Arc::new(role),
+            role,
             readiness,
             events,
             ids,
+            canceller,
         };
         if let Some(timeout) = connect_timeout {
             if !client.wait_connected(timeout) {
@@ -329,10 +346,17 @@ impl<'a> RequestBuilder<'a> {
             timeout: self.timeout,
             shared: slot,
         };
-        match self.target {
-            Target::Client(client) => client.role.send(driver::Command::Submit(submit)).ok()?,
-            Target::Local(local) => local.submit(submit),
-        }
-        Some(ResponseHandle::new(shared, self.request_type, request_id))
+        let handle = ResponseHandle::new(shared, self.request_type, request_id);
+        let canceller = match self.target {
+            Target::Client(client) => {
+                client.role.send(driver::Command::Submit(submit)).ok()?;
+                client.canceller.clone()
+            }
+            Target::Local(local) => {
+                local.submit(submit);
+                local.canceller()
+            }
+        };
+        Some(handle.with_canceller(canceller))
     }
 }

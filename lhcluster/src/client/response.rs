@@ -66,6 +66,13 @@ pub enum RequestError {
     /// The broker reported a protocol error about this request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The caller cancelled the request: [`ResponseHandle::cancel`], or an
+    /// awaited handle dropped before its outcome (protocol 1.5). The broker
+    /// was told to take it back: a queued request never runs, a running one
+    /// is flagged to its handler (cooperative), and its outcome, if any
+    /// comes, goes to [`ClientEvent`](super::ClientEvent)s.
+    #[error("the request was cancelled")]
+    Cancelled,
     /// The client failed before the outcome arrived: its driver thread
     /// panicked (a bug, logged at error level with the panic's message), or
     /// a [`LocalClient`](super::LocalClient) was dropped while a panic
@@ -241,6 +248,12 @@ impl Slot {
         self.0.complete(outcome)
     }
 
+    /// Whether this slot is the one `shared` belongs to (a new request
+    /// under the same key has another).
+    pub(crate) fn is(&self, shared: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.0, shared)
+    }
+
     pub(crate) fn add_receipt(&self, kind: ReceiptKind) {
         self.0.add_receipt(kind);
     }
@@ -258,17 +271,53 @@ impl Drop for Slot {
     }
 }
 
+/// How a handle asks its client to take its request back: a
+/// [`Client`](super::Client)'s sends a command to its driver, a
+/// [`LocalClient`](super::LocalClient)'s leaves a note for its next poll.
+/// Given the request's key and its handle's state, so that the client
+/// cancels that request and not a newer one under the same key.
+#[derive(Clone)]
+pub(crate) struct Canceller(Arc<dyn Fn(RequestType, RequestId, Arc<Shared>) + Send + Sync>);
+
+impl Canceller {
+    pub(crate) fn new(
+        f: impl Fn(RequestType, RequestId, Arc<Shared>) + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceller")
+    }
+}
+
 /// The eventual outcome of one request.
 ///
 /// Block with [`wait`](Self::wait) / [`wait_timeout`](Self::wait_timeout),
-/// or `.await` it (it implements [`Future`]). Dropping the handle does not
-/// cancel the request.
+/// or `.await` it (it implements [`Future`]). [`cancel`](Self::cancel)
+/// takes the request back.
+///
+/// Dropping a handle that has been polled as a future (awaited) before its
+/// outcome arrived cancels the request, as async code expects of a future
+/// dropped unfinished (a `select!` that took another branch, a `timeout`
+/// that fired): nobody can see the outcome any more. Dropping a handle
+/// that was never polled (a blocking caller that lets a request go, a
+/// `wait_timeout` that gave up) does not: the request goes on.
 #[derive(Debug)]
 #[must_use = "the request was sent all the same: dropping its handle only discards the outcome (the response, or for a one-way send the delivery)"]
 pub struct ResponseHandle {
     shared: Arc<Shared>,
     request_type: RequestType,
     request_id: RequestId,
+    /// `None` for a handle whose client cannot cancel (tests).
+    canceller: Option<Canceller>,
+    /// Polled as a future: dropped before its outcome, it cancels.
+    polled: bool,
+    /// What dropping it unresolved does, when set: cancel or not,
+    /// whether polled or not.
+    cancel_on_drop: Option<bool>,
 }
 
 impl ResponseHandle {
@@ -281,7 +330,50 @@ impl ResponseHandle {
             shared,
             request_type,
             request_id,
+            canceller: None,
+            polled: false,
+            cancel_on_drop: None,
         }
+    }
+
+    /// The same handle, which `canceller` cancels.
+    pub(crate) fn with_canceller(mut self, canceller: Canceller) -> Self {
+        self.canceller = Some(canceller);
+        self
+    }
+
+    /// Takes the request back (protocol 1.5). Returns `true` if this ended
+    /// it: the handle's outcome is then [`RequestError::Cancelled`], and the
+    /// client tells the broker, which takes a queued request out of its
+    /// queue (it never runs) and tells the worker running one
+    /// ([`RequestContext::is_cancelled`](crate::worker::RequestContext::is_cancelled);
+    /// cooperative: a handler that does not look runs to its end, and its
+    /// result is dropped). Returns `false` if the outcome had arrived
+    /// already (take it as usual): nothing is cancelled.
+    ///
+    /// Through a [`ClientProxy`](crate::ClientProxy), and in a cluster
+    /// whatever broker holds the request, the same happens. A broker older
+    /// than 1.5 is not told (the request runs for nobody, as before), but
+    /// the handle ends all the same. An outcome that arrives after the
+    /// cancel goes to [`ClientEvent`](super::ClientEvent)s, as a late one
+    /// does after a timeout.
+    pub fn cancel(&self) -> bool {
+        if !self.shared.complete(Err(RequestError::Cancelled)) {
+            return false;
+        }
+        if let Some(canceller) = &self.canceller {
+            (canceller.0)(self.request_type, self.request_id, self.shared.clone());
+        }
+        true
+    }
+
+    /// Sets what dropping this handle before its outcome does: `true`,
+    /// cancel the request (as [`cancel`](Self::cancel)), `false`, nothing
+    /// (the request goes on). By default, dropping cancels only a handle
+    /// that has been polled as a future. For code that polls a handle as a
+    /// future but means "drop = let go", such as language bindings.
+    pub fn set_cancel_on_drop(&mut self, cancel: bool) {
+        self.cancel_on_drop = Some(cancel);
     }
 
     /// The request type.
@@ -354,12 +446,23 @@ fn take(s: &mut SlotState) -> Outcome {
 impl Future for ResponseHandle {
     type Output = Outcome;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.polled = true;
         let mut s = self.shared.lock();
         if s.done {
             return Poll::Ready(take(&mut s));
         }
         s.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for ResponseHandle {
+    /// An awaited handle dropped before its outcome cancels its request
+    /// (see [`ResponseHandle`]).
+    fn drop(&mut self) {
+        if self.cancel_on_drop.unwrap_or(self.polled) && !self.shared.is_done() {
+            self.cancel();
+        }
     }
 }

@@ -15,6 +15,10 @@ pub struct ClientStats {
     pub requests_too_large: u64,
     /// Requests that timed out.
     pub requests_timed_out: u64,
+    /// Requests the caller cancelled before their outcome
+    /// ([`ResponseHandle::cancel`](super::ResponseHandle::cancel), or an
+    /// awaited handle dropped).
+    pub requests_cancelled: u64,
     /// Responses matched to an outstanding request.
     pub responses_received: u64,
     /// Responses for no outstanding request (late after a timeout, or a

@@ -1014,3 +1014,157 @@ fn an_expired_that_overtakes_the_timer_ends_the_request_as_a_timeout() {
     h.tick(400);
     assert_eq!(h.core.stats().requests_timed_out, 1);
 }
+
+// ------------------------------------------------------------ cancel
+
+/// A handle whose canceller records what it was asked, as the driver's
+/// command would carry it.
+type Asked = std::sync::Arc<std::sync::Mutex<Vec<CancelAsk>>>;
+type CancelAsk = (
+    (RequestType, RequestId),
+    std::sync::Arc<super::response::Shared>,
+);
+
+fn cancellable(h: &mut Harness, n: u64, key: (RequestType, RequestId)) -> (ResponseHandle, Asked) {
+    let (slot, shared) = Slot::new();
+    let now = h.at(n);
+    h.core.on_submit(
+        now,
+        Submit {
+            request_type: key.0,
+            request_id: key.1,
+            flags: Flags::empty(),
+            payload: payload(&[b"req"]),
+            reply_to: None,
+            timeout: None,
+            shared: slot,
+        },
+    );
+    assert_eq!(kinds(&h.drain()), ["REQUEST"]);
+    let asked = Asked::default();
+    let log = asked.clone();
+    let canceller = super::response::Canceller::new(move |t, id, shared| {
+        log.lock().unwrap().push(((t, id), shared));
+    });
+    let handle = ResponseHandle::new(shared, key.0, key.1).with_canceller(canceller);
+    (handle, asked)
+}
+
+/// What the driver does with a cancel the handle asked for.
+fn deliver_cancels(h: &mut Harness, n: u64, asked: &Asked) -> Vec<Action> {
+    let now = h.at(n);
+    for (key, shared) in asked.lock().unwrap().drain(..) {
+        h.core.on_cancel(now, key, &shared);
+    }
+    h.drain()
+}
+
+#[test]
+fn cancel_ends_the_handle_and_sends_cancel_to_a_1_5_broker() {
+    let mut h = Harness::ready();
+    let (mut handle, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(handle.cancel());
+    assert_eq!(expect_err(&mut handle), RequestError::Cancelled);
+    let actions = deliver_cancels(&mut h, 2, &asked);
+    let [Action::Send(Message::Cancel(c))] = actions.as_slice() else {
+        panic!("expected CANCEL, got {:?}", kinds(&actions));
+    };
+    assert_eq!((c.request_type, c.request_id, c.dispatch_tag), (7, 1, 0));
+    assert!(c.route.is_empty());
+    let stats = h.core.stats();
+    assert_eq!((stats.requests_cancelled, stats.outstanding), (1, 0));
+    // An outcome that crossed the CANCEL goes to the events.
+    assert!(h.feed(3, ok(7, 1)).is_empty());
+    assert!(matches!(
+        h.events().as_slice(),
+        [ClientEvent::Response { request_id: 1, .. }]
+    ));
+    // A second cancel finds the outcome taken: nothing more.
+    assert!(!handle.cancel());
+    assert!(asked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn cancel_after_the_outcome_cancels_nothing() {
+    let mut h = Harness::ready();
+    let (handle, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(h.feed(2, ok(7, 1)).is_empty());
+    assert!(!handle.cancel());
+    assert!(asked.lock().unwrap().is_empty());
+    assert_eq!(handle.wait().map(|r| r.request_id), Ok(1));
+}
+
+#[test]
+fn a_broker_older_than_1_5_is_not_sent_cancel() {
+    let mut h = Harness::new().greeting();
+    // The broker's WELCOME says minor 4.
+    let (mut header, _) = crate::testing::encode(Message::Welcome {
+        heartbeat_ms: crate::testing::BROKER_HB,
+        max_message_size: 0,
+    });
+    assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+    header[3] = 4;
+    assert!(h.feed_raw(0, &header, Payload::new()).is_empty());
+    h.events();
+    let (handle, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(handle.cancel());
+    // Kind 25 would be refused there: nothing is sent, the request is
+    // no longer outstanding all the same.
+    assert!(deliver_cancels(&mut h, 2, &asked).is_empty());
+    assert_eq!(h.core.stats().outstanding, 0);
+    assert_eq!(handle.wait(), Err(RequestError::Cancelled));
+}
+
+#[test]
+fn a_cancel_for_an_earlier_request_under_the_key_leaves_a_newer_one_alone() {
+    let mut h = Harness::ready();
+    let (old, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(h.feed(2, ok(7, 1)).is_empty());
+    let (_new, _) = cancellable(&mut h, 3, (7, 1));
+    // The old handle's state, as a cancel command still in the channel
+    // would carry it: it names the old request only.
+    let (_, shared) = Slot::new();
+    h.core.on_cancel(h.at(4), (7, 1), &shared);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.core.stats().outstanding, 1);
+    drop(old);
+    assert!(asked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_awaited_handle_dropped_unresolved_cancels_and_a_blocking_one_does_not() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let mut h = Harness::ready();
+    // Never polled: dropping lets the request go on.
+    let (handle, asked) = cancellable(&mut h, 1, (7, 1));
+    drop(handle);
+    assert!(asked.lock().unwrap().is_empty());
+    assert_eq!(h.core.stats().outstanding, 1);
+    // Polled once, pending, then dropped: cancelled.
+    let (mut handle, asked) = cancellable(&mut h, 2, (7, 2));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_pending());
+    drop(handle);
+    assert_eq!(kinds(&deliver_cancels(&mut h, 3, &asked)), ["CANCEL"]);
+    // Polled to its end, then dropped: nothing to cancel.
+    let (mut handle, asked) = cancellable(&mut h, 4, (7, 3));
+    assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_pending());
+    assert!(h.feed(5, ok(7, 3)).is_empty());
+    assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_ready());
+    drop(handle);
+    assert!(asked.lock().unwrap().is_empty());
+}
+
+/// A request sent while the client greets may reach the broker: its
+/// cancel waits for the WELCOME, which says whether the broker takes it.
+#[test]
+fn a_cancel_while_greeting_goes_at_the_welcome() {
+    let mut h = Harness::new().greeting();
+    let (handle, asked) = cancellable(&mut h, 1, (7, 1));
+    assert!(handle.cancel());
+    assert!(deliver_cancels(&mut h, 2, &asked).is_empty());
+    assert_eq!(kinds(&h.welcome(3)), ["CANCEL"]);
+    // Sent once: a later WELCOME (after a REREGISTER, say) sends nothing.
+    assert!(h.welcome(4).is_empty());
+}

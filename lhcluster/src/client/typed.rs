@@ -266,6 +266,15 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
         self.raw.wait_receipt(kind, timeout)
     }
 
+    /// Takes the request back, as [`ResponseHandle::cancel`] does: `true`
+    /// if this ended it (its outcome is then
+    /// [`RequestError::Cancelled`](super::RequestError::Cancelled)), `false` if
+    /// the outcome had arrived already. Dropping an awaited typed handle
+    /// before its outcome cancels too.
+    pub fn cancel(&self) -> bool {
+        self.raw.cancel()
+    }
+
     /// The raw handle, whose reply holds the undecoded payload frames.
     pub fn into_raw(self) -> ResponseHandle {
         self.raw

@@ -25,8 +25,8 @@ use crate::outbox::{OutboxStats, PeerEvent};
 use crate::peer::{PeerId, interval_to_ms};
 use crate::protocol::ReceiptKind;
 use crate::protocol::{
-    self, ErrorReply, Flags, Frame, Hello, Message, Payload, Request, RequestId, RequestRef,
-    RequestType, Response, Status, checked_size,
+    self, CANCEL_MINOR, Cancel, ErrorReply, Flags, Frame, Hello, Message, Payload, Request,
+    RequestId, RequestRef, RequestType, Response, Status, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, timing};
 use crate::slab::Key;
@@ -119,6 +119,9 @@ pub(crate) struct ProxyCore {
     forbidden_log: LogLimiter,
     /// The driver's outbox towards clients, as last reported.
     outbox: OutboxStats,
+    /// CANCELs of buffered requests that came without a session: sent at
+    /// the next WELCOME (at most `max_buffered`).
+    cancels_waiting: Vec<Cancel>,
     actions: Vec<Action>,
 }
 
@@ -153,6 +156,7 @@ impl ProxyCore {
                 crate::log_limit::MAX_PEERS,
             ),
             outbox: OutboxStats::default(),
+            cancels_waiting: Vec::new(),
             actions: vec![LinkAction::Connect.into()],
         }
     }
@@ -250,6 +254,7 @@ impl ProxyCore {
                 self.clients.set_interval(client, heartbeat_ms);
             }
             Message::Request(r) => self.on_request(now, peer, r),
+            Message::Cancel(c) => self.on_cancel(now, peer, c),
             Message::Disconnect { .. } => {
                 debug!("client disconnected");
                 if let Some(client) = self.clients.key(peer) {
@@ -402,6 +407,41 @@ impl ProxyCore {
             status: None,
         };
         self.send_client(peer.into(), Message::Error(reply));
+    }
+
+    /// A client takes its request back (protocol 1.5): the proxy stops
+    /// re-sending it (one never sent goes no further), and passes the
+    /// CANCEL on with the client's route, so that the broker ends or flags
+    /// what it holds. Also for a request not buffered here (a one-way one
+    /// forwarded once): the broker may still hold it. Without a session,
+    /// the CANCEL of a request it had buffered waits for the next WELCOME
+    /// (the broker may still hold what an earlier session sent), within
+    /// the buffer's count bound. A broker older than 1.5 is not told; the
+    /// request then runs for nobody, as before.
+    fn on_cancel(&mut self, now: Instant, peer: &[u8], c: Cancel) {
+        self.touch_client(now, peer);
+        self.stats.requests_cancelled += 1;
+        let key: EntryKey = (peer.into(), c.request_type, c.request_id);
+        let buffered = self.buffer.contains_key(&key);
+        self.remove_entry(&key);
+        let cancel = Cancel {
+            request_type: c.request_type,
+            request_id: c.request_id,
+            route: peer.to_vec(),
+            dispatch_tag: 0,
+        };
+        if self.session.is_ready() {
+            self.send_cancel(now, cancel);
+        } else if buffered && self.cancels_waiting.len() < self.max_buffered {
+            self.cancels_waiting.push(cancel);
+        }
+    }
+
+    /// Sends a CANCEL to a broker that takes it.
+    fn send_cancel(&mut self, now: Instant, cancel: Cancel) {
+        if self.session.broker_minor() >= CANCEL_MINOR {
+            self.send_broker(now, Message::Cancel(cancel));
+        }
     }
 
     /// Answers a request `OVERLOADED` from the proxy itself.
@@ -814,12 +854,17 @@ impl crate::link::Connecting for ProxyCore {
     fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
         self.now = now;
         match inbound {
-            Inbound::Welcome { newly: true } => {
-                info!(
-                    buffered = self.buffer.len(),
-                    "connected to the broker: re-sending the buffer"
-                );
-                self.on_new_session(now);
+            Inbound::Welcome { newly } => {
+                for cancel in std::mem::take(&mut self.cancels_waiting) {
+                    self.send_cancel(now, cancel);
+                }
+                if newly {
+                    info!(
+                        buffered = self.buffer.len(),
+                        "connected to the broker: re-sending the buffer"
+                    );
+                    self.on_new_session(now);
+                }
             }
             Inbound::Message(Message::Error(e)) => self.on_broker_error(e),
             Inbound::Message(Message::Response(r)) => self.on_response(r),
@@ -834,7 +879,7 @@ impl crate::link::Connecting for ProxyCore {
             // and one that is gone gets it again too: the next WELCOME
             // re-sends the buffer, which is kept.
             Inbound::Reregister | Inbound::Lost(_) => {}
-            Inbound::Welcome { newly: false } | Inbound::Handled => {}
+            Inbound::Handled => {}
         }
     }
 

@@ -15,6 +15,9 @@ pub struct ClientProxyStats {
     /// Buffered requests whose deadline passed before they were confirmed:
     /// not sent again (the broker, or the client's own timeout, ends them).
     pub requests_expired: u64,
+    /// CANCELs from clients (protocol 1.5): the request's buffering ended,
+    /// and the CANCEL went on to the broker (if it speaks 1.5).
+    pub requests_cancelled: u64,
     /// Responses forwarded to clients.
     pub responses_forwarded: u64,
     /// Receipts forwarded to clients.

@@ -1867,3 +1867,77 @@ fn forbidden_goes_to_older_clients_as_an_error_naming_the_request() {
     }
     assert_eq!(h.stats().buffered, 0, "both ended");
 }
+
+// ---------------------------------------------------------------- cancel
+
+fn cancel_msg(key: (RequestType, RequestId)) -> Message {
+    Message::Cancel(crate::protocol::Cancel {
+        request_type: key.0,
+        request_id: key.1,
+        route: Vec::new(),
+        dispatch_tag: 0,
+    })
+}
+
+/// A client's CANCEL ends the buffering of its request (never re-sent) and
+/// goes to the broker with the client's route.
+#[test]
+fn a_cancel_ends_the_buffering_and_goes_on_with_the_clients_route() {
+    let mut h = Harness::ready().with_a();
+    h.send(5, A, (1, 7), Flags::empty(), &[b"x"]);
+    assert_eq!(h.stats().buffered, 1);
+    let actions = h.client(6, A, cancel_msg((1, 7)));
+    let [Action::Link(LinkAction::Send(Message::Cancel(c)))] = actions.as_slice() else {
+        panic!("expected CANCEL to the broker, got {:?}", kinds(&actions));
+    };
+    assert_eq!((c.request_type, c.request_id), (1, 7));
+    assert_eq!(c.route, A, "route = the client's id at the proxy");
+    let s = h.stats();
+    assert_eq!(
+        (s.buffered, s.buffered_bytes, s.requests_cancelled),
+        (0, 0, 1)
+    );
+    // Never re-sent.
+    assert!(h.resend_times(7, 40_000).is_empty());
+}
+
+/// Through a broker older than 1.5 (its WELCOME says minor 4) the CANCEL
+/// is not passed on (it would be refused), but the buffering ends.
+#[test]
+fn a_cancel_is_not_passed_to_a_broker_older_than_1_5() {
+    let mut h = Harness::with(&config());
+    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+    h.greeted_broker(0);
+    let (mut header, _) = encode(Message::Welcome {
+        heartbeat_ms: crate::testing::BROKER_HB,
+        max_message_size: 0,
+    });
+    header[3] = 4;
+    assert!(h.feed_raw(0, &header, Payload::new()).is_empty());
+    let mut h = h.with_a();
+    h.send(5, A, (1, 7), Flags::empty(), &[b"x"]);
+    assert!(h.client(6, A, cancel_msg((1, 7))).is_empty());
+    assert_eq!(h.stats().buffered, 0);
+}
+
+/// Without a session, the CANCEL of a buffered request waits for the
+/// next WELCOME (the broker may hold what an earlier session sent).
+#[test]
+fn a_cancel_without_a_session_goes_at_the_next_welcome() {
+    let mut h = Harness::with(&config());
+    assert_eq!(kinds(&h.drain()), ["CONNECT"]);
+    h.greeted_broker(0);
+    let mut h = h.with_a();
+    // Buffered while greeting (not sent yet), then cancelled.
+    h.send(5, A, (1, 7), Flags::empty(), &[b"x"]);
+    assert!(h.client(6, A, cancel_msg((1, 7))).is_empty());
+    assert_eq!(h.stats().buffered, 0);
+    // A CANCEL for something never buffered here waits for nothing.
+    assert!(h.client(7, A, cancel_msg((1, 8))).is_empty());
+    let actions = h.welcome(8);
+    assert_eq!(
+        kinds(&actions),
+        ["B>CANCEL"],
+        "the CANCEL of 1/7 only, and no re-send of it"
+    );
+}

@@ -209,6 +209,12 @@ impl Message {
                 h.members = members;
                 Payload::new()
             }
+            Message::Cancel(c) => {
+                set_key(&mut h, pb::Kind::Cancel, c.request_type, c.request_id);
+                h.route = c.route;
+                h.dispatch_tag = c.dispatch_tag;
+                Payload::new()
+            }
             Message::Notification(n) => {
                 h.kind = pb::Kind::Notification as i32;
                 h.notify_id = n.notify_id.unwrap_or(0);
@@ -831,6 +837,17 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                     payload,
                 },
                 attempt: h.attempt,
+                dispatch_tag: h.dispatch_tag,
+            })
+        }
+        pb::Kind::Cancel => {
+            no_payload(&payload)?;
+            require(h.request_type != 0, "request_type")?;
+            Message::Cancel(Cancel {
+                request_type: h.request_type,
+                request_id: h.request_id,
+                route: h.route,
+                // Optional: set towards a worker or an executor only.
                 dispatch_tag: h.dispatch_tag,
             })
         }

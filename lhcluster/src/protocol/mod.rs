@@ -33,9 +33,9 @@ pub(crate) use codec::{peek_answered, peek_minor};
 #[cfg(any(test, feature = "unstable-internals"))]
 pub use codec::{INLINE_PAYLOAD_MAX, decode, parse_topic};
 pub use types::{
-    DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello, Message,
-    Payload, PeerHello, RawNotification, Ready, ReceiptKind, Request, RequestId, RequestRef,
-    RequestType, Response, Route, Status, TypeServed, WorkResult,
+    Cancel, DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello,
+    Message, Payload, PeerHello, RawNotification, Ready, ReceiptKind, Request, RequestId,
+    RequestRef, RequestType, Response, Route, Status, TypeServed, WorkResult,
 };
 
 /// The protocol major version this crate speaks. A header with any other
@@ -65,6 +65,11 @@ pub(crate) const HEADER_ROOM: usize = 64;
 pub(crate) fn checked_size(payload: &Payload, strings: usize) -> usize {
     payload.iter().map(|f| f.len()).sum::<usize>() + strings + HEADER_ROOM
 }
+
+/// The protocol minor version from which a peer takes CANCEL: a role sends
+/// it only to a peer whose last header said at least this
+/// (docs/protocol.md §3.2, §8.6).
+pub(crate) const CANCEL_MINOR: u32 = 5;
 
 /// The protocol minor version from which a client takes the status
 /// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,

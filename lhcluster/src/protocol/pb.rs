@@ -61,7 +61,8 @@ pub struct Header {
     /// of a broker's lifetime, echoed by the worker in the RESULT that answers
     /// it (since minor 1; absent from a broker or worker that predates it), so
     /// that the broker can tell which dispatch a result answers even when the
-    /// (type, id) and the attempt are the same.
+    /// (type, id) and the attempt are the same. Since minor 5 a CANCEL to a
+    /// worker or to an executor broker names with it the dispatch it cancels.
     #[prost(uint64, tag = "18")]
     pub dispatch_tag: u64,
     /// The sending broker's id: random, non-zero, drawn at start (PEER_HELLO,
@@ -174,6 +175,12 @@ pub enum Kind {
     /// (broker_id, members), after WELCOME and when it changes, so that a
     /// client picking its own request ids can pick ones its broker owns.
     View = 24,
+    /// The caller takes its request back (since minor 5): client or proxy ->
+    /// broker (request_type, request_id, route from a proxy), broker -> broker
+    /// (entry -> owner with the client's route; owner -> executor with an
+    /// empty route and the EXECUTE's dispatch_tag), broker -> worker
+    /// (dispatch_tag of the DISPATCH it cancels). No payload; never answered.
+    Cancel = 25,
 }
 impl Kind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -207,6 +214,7 @@ impl Kind {
             Self::Execute => "EXECUTE",
             Self::Executed => "EXECUTED",
             Self::View => "VIEW",
+            Self::Cancel => "CANCEL",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -237,6 +245,7 @@ impl Kind {
             "EXECUTE" => Some(Self::Execute),
             "EXECUTED" => Some(Self::Executed),
             "VIEW" => Some(Self::View),
+            "CANCEL" => Some(Self::Cancel),
             _ => None,
         }
     }

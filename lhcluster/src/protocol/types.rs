@@ -343,6 +343,23 @@ pub struct Executed {
     pub dispatch_tag: u64,
 }
 
+/// A caller taking its request back (protocol 1.5, docs/deadlines.md):
+/// client or proxy → broker, broker → broker, broker → worker. Never
+/// answered, and no payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cancel {
+    /// Kind of work.
+    pub request_type: RequestType,
+    /// Dedupe key within the type.
+    pub request_id: RequestId,
+    /// From a proxy: the client's route; entry → owner broker: the client
+    /// encoded as for a FORWARD. Empty otherwise.
+    pub route: Route,
+    /// Broker → worker, owner → executor: the tag of the DISPATCH (or
+    /// EXECUTE) it cancels. 0 otherwise.
+    pub dispatch_tag: u64,
+}
+
 /// Every message of protocol v1.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -355,7 +372,7 @@ pub enum Message {
         heartbeat_ms: u32,
         /// The largest message (header and payload frames, in bytes) the
         /// sender accepts from this peer; 0 = not said (a peer older than
-        /// 1.5). Since 1.5.
+        /// 1.7). Since 1.7.
         max_message_size: u64,
     },
     /// Client/proxy → broker: a request.
@@ -424,6 +441,9 @@ pub enum Message {
         /// The ids of the other members of its view.
         members: Vec<u64>,
     },
+    /// The caller takes its request back (1.5): client or proxy → broker,
+    /// broker → broker, broker → worker.
+    Cancel(Cancel),
 }
 
 impl Message {
@@ -454,6 +474,7 @@ impl Message {
             Message::Execute(_) => "EXECUTE",
             Message::Executed(_) => "EXECUTED",
             Message::View { .. } => "VIEW",
+            Message::Cancel(_) => "CANCEL",
         }
     }
 }

@@ -10,10 +10,11 @@ use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
 use super::config::WorkerConfig;
+use super::handler::{Cancellation, Job};
 use super::stats::WorkerStats;
 use crate::protocol::{
-    Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status, WorkResult,
-    checked_size,
+    Cancel, Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status,
+    WorkResult, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, report_counts, timing};
 
@@ -23,7 +24,7 @@ pub(crate) enum Action {
     /// What the session asks of the link.
     Link(LinkAction),
     /// Run a request on the handler pool.
-    Run(Dispatch),
+    Run(Job),
 }
 
 impl From<LinkAction> for Action {
@@ -41,8 +42,9 @@ pub(crate) struct WorkerCore {
     /// Registered = the session is ready (WELCOME after READY).
     session: BrokerSession,
     /// Requests running on the pool, with the dispatch their RESULT
-    /// answers: the latest DISPATCH of the key (see [`Self::on_dispatch`]).
-    running: HashMap<ReqKey, Answers>,
+    /// answers: the latest DISPATCH of the key (see [`Self::on_dispatch`]),
+    /// and the flag a CANCEL sets.
+    running: HashMap<ReqKey, (Answers, Cancellation)>,
     /// Results waiting for a session with the broker, each with the
     /// session generation of the broker it is for.
     unsent: VecDeque<(u64, Message)>,
@@ -121,7 +123,7 @@ impl WorkerCore {
             );
             return self.send_or_keep(now, answers.generation, msg);
         }
-        if let Some(answers) = self.running.get_mut(&key) {
+        if let Some((answers, _)) = self.running.get_mut(&key) {
             // Dispatched again while it runs here: the broker forgot the
             // earlier dispatch (it declared this worker dead and retried the
             // request, or ended it and took a new one with the same key),
@@ -137,7 +139,8 @@ impl WorkerCore {
             return;
         }
         let answers = self.answers(&d);
-        self.running.insert(key, answers);
+        let cancel = Cancellation::default();
+        self.running.insert(key, (answers, cancel.clone()));
         if d.flags.contains(Flags::RECEIPT_ON_RECEIVE) {
             let receipt = Message::ReceiptReceived(RequestRef {
                 request_type: key.0,
@@ -146,7 +149,38 @@ impl WorkerCore {
             });
             self.send_or_keep(now, answers.generation, receipt);
         }
-        self.actions.push(Action::Run(d));
+        self.actions.push(Action::Run(Job {
+            dispatch: d,
+            cancel,
+        }));
+    }
+
+    /// The broker cancels a dispatch (protocol 1.5): the handler running it
+    /// sees [`RequestContext::is_cancelled`](super::RequestContext::is_cancelled)
+    /// turn true, and still answers it (its RESULT gives the credit back).
+    /// A CANCEL for another dispatch of the key (a tag that is not the one
+    /// the running handler answers), or for a request no longer running,
+    /// cancels nothing.
+    fn on_cancel(&mut self, c: Cancel) {
+        let key = (c.request_type, c.request_id);
+        match self.running.get(&key) {
+            Some((answers, cancel))
+                if c.dispatch_tag == 0 || c.dispatch_tag == answers.dispatch_tag =>
+            {
+                if !cancel.is_cancelled() {
+                    self.stats.requests_cancelled += 1;
+                    cancel.cancel();
+                }
+            }
+            _ => {
+                self.stats.cancels_ignored += 1;
+                debug!(
+                    request_type = key.0,
+                    request_id = key.1,
+                    "CANCEL for a request not running here: ignored"
+                );
+            }
+        }
     }
 
     /// A handler finished.
@@ -157,7 +191,7 @@ impl WorkerCore {
         outcome: Result<Payload, super::HandlerError>,
         panicked: bool,
     ) {
-        let Some(answers) = self.running.remove(&key) else {
+        let Some((answers, _)) = self.running.remove(&key) else {
             return;
         };
         if panicked {
@@ -299,6 +333,7 @@ impl crate::link::Connecting for WorkerCore {
                 }
             }
             Inbound::Message(Message::Dispatch(d)) => self.on_dispatch(now, d),
+            Inbound::Message(Message::Cancel(c)) => self.on_cancel(c),
             Inbound::Message(Message::Error(e)) => {
                 if e.status == Some(Status::Forbidden) {
                     // The broker's worker key list does not let this

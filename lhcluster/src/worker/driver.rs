@@ -10,13 +10,14 @@ use tracing::{info, warn};
 
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
+use super::handler::Job;
 use super::pool::{self, Done, Handlers, Pool};
 use super::stats::WorkerStats;
 #[cfg(feature = "tokio")]
 use super::tasks::{AsyncHandlers, Tasks};
 use crate::error::Error;
 use crate::link::{self, Link};
-use crate::protocol::{Dispatch, RequestType};
+use crate::protocol::RequestType;
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
 
@@ -133,25 +134,25 @@ impl Executor {
     fn apply(&self, link: &mut Link, core: &mut WorkerCore) {
         link::drain(core, |core, action| match action {
             Action::Link(action) => link.apply(action, core),
-            Action::Run(dispatch) => self.run(core, dispatch),
+            Action::Run(job) => self.run(core, job),
         });
     }
 
-    fn run(&self, core: &mut WorkerCore, dispatch: Dispatch) {
+    fn run(&self, core: &mut WorkerCore, job: Job) {
         #[cfg(feature = "tokio")]
         if let Some(tasks) = self
             .tasks
             .as_ref()
-            .filter(|t| t.serves(dispatch.request_type))
+            .filter(|t| t.serves(job.dispatch.request_type))
         {
-            return tasks.spawn(dispatch);
+            return tasks.spawn(job);
         }
         match &self.run {
-            Run::Pool(pool) => pool.submit(dispatch),
+            Run::Pool(pool) => pool.submit(job),
             Run::Inline(handlers) => {
                 // The result's actions are handled by the next turn of
                 // the drain.
-                let done = pool::run(handlers, dispatch);
+                let done = pool::run(handlers, job);
                 core.on_done(Instant::now(), done.key, done.outcome, done.panicked);
             }
         }

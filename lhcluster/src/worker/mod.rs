@@ -29,7 +29,7 @@ mod typed;
 use std::sync::Arc;
 
 pub use config::WorkerConfig;
-pub use handler::{HandlerError, RawHandler, RequestContext};
+pub use handler::{HandlerError, RawHandler, RequestContext, WhenCancelled};
 pub use stats::WorkerStats;
 #[cfg(feature = "tokio")]
 pub use tasks::AsyncHandlerFn;

@@ -17,8 +17,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::Sender;
 
-use super::handler::{HandlerError, RawHandler, RequestContext};
-use crate::protocol::{Dispatch, Payload, RequestId, RequestType};
+use super::handler::{HandlerError, Job, RawHandler, RequestContext};
+use crate::protocol::{Payload, RequestId, RequestType};
 use crate::wake::Doorbell;
 
 /// A finished request, for the driver.
@@ -33,7 +33,7 @@ pub(crate) type Handlers = HashMap<RequestType, Arc<dyn RawHandler>>;
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: VecDeque<Dispatch>,
+    jobs: VecDeque<Job>,
     /// Sleeping threads, the most recently idle last.
     idle: Vec<usize>,
     /// Per thread: woken on purpose (and already counted as searching).
@@ -76,7 +76,7 @@ impl Queue {
     /// The next job for thread `i`, sleeping while there is none; `None`
     /// when the pool is closed and drained. `finished`: the thread comes
     /// back from a job (else it was already counted as searching).
-    fn next(&self, i: usize, finished: bool) -> Option<Dispatch> {
+    fn next(&self, i: usize, finished: bool) -> Option<Job> {
         let mut s = self.lock();
         if finished {
             s.searching += 1;
@@ -161,7 +161,7 @@ impl Pool {
         Ok(pool)
     }
 
-    pub(crate) fn submit(&self, job: Dispatch) {
+    pub(crate) fn submit(&self, job: Job) {
         let mut s = self.queue.lock();
         if s.closed {
             return;
@@ -204,7 +204,13 @@ fn serve(queue: &Queue, i: usize, handlers: &Handlers, done: &Sender<Done>, bell
 }
 
 /// Runs `job`'s handler on this thread, a panic becoming `FAILED`.
-pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
+pub(crate) fn run(
+    handlers: &Handlers,
+    Job {
+        dispatch: job,
+        cancel,
+    }: Job,
+) -> Done {
     let key = (job.request_type, job.request_id);
     let context = RequestContext {
         request_type: job.request_type,
@@ -212,6 +218,7 @@ pub(crate) fn run(handlers: &Handlers, job: Dispatch) -> Done {
         flags: job.flags,
         attempt: job.attempt,
         deadline: crate::deadline::from_wire_ms(std::time::Instant::now(), job.deadline_ms),
+        cancel,
     };
     let Some(handler) = handlers.get(&job.request_type) else {
         let error =

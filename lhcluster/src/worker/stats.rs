@@ -14,6 +14,12 @@ pub struct WorkerStats {
     pub handler_panics: u64,
     /// Dispatches of a request already running here (not run twice).
     pub duplicates_ignored: u64,
+    /// Running requests their requester cancelled (a CANCEL from the
+    /// broker, protocol 1.5): their handler's context said so from then on.
+    pub requests_cancelled: u64,
+    /// CANCELs for a request no longer running here (it had finished), or
+    /// for another dispatch of it: nothing to cancel.
+    pub cancels_ignored: u64,
     /// Malformed or unexpected messages from the broker.
     pub malformed: u64,
     /// Heartbeats received.

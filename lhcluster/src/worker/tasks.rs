@@ -21,10 +21,10 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::handler::{HandlerError, RequestContext};
+use super::handler::{HandlerError, Job, RequestContext};
 use super::pool::Done;
 use super::typed::IntoHandlerResult;
-use crate::protocol::{Dispatch, Payload, RequestType};
+use crate::protocol::{Payload, RequestType};
 use crate::wake::Doorbell;
 
 /// An async closure or function serving requests of type `R`:
@@ -137,7 +137,13 @@ impl Tasks {
     }
 
     /// Runs `job` as a task; its [`Done`] reaches the driver when it ends.
-    pub(crate) fn spawn(&self, job: Dispatch) {
+    pub(crate) fn spawn(
+        &self,
+        Job {
+            dispatch: job,
+            cancel,
+        }: Job,
+    ) {
         let Some(handler) = self.handlers.get(&job.request_type).cloned() else {
             return;
         };
@@ -155,6 +161,7 @@ impl Tasks {
                 flags: job.flags,
                 attempt: job.attempt,
                 deadline,
+                cancel,
             };
             // The closure runs here, the code before its first await
             // included: a panic there is caught as one in the future.

@@ -35,7 +35,7 @@ impl ActionKind for Action {
     fn kind(&self) -> String {
         match self {
             Action::Link(a) => link_kind(a),
-            Action::Run(d) => format!("RUN {}/{}", d.request_type, d.request_id),
+            Action::Run(j) => format!("RUN {}/{}", j.dispatch.request_type, j.dispatch.request_id),
         }
     }
 
@@ -88,7 +88,7 @@ fn only_result_of(
 
 fn only_run(actions: &[Action]) -> &Dispatch {
     match actions {
-        [Action::Run(d)] => d,
+        [Action::Run(j)] => &j.dispatch,
         other => panic!("expected one Run, got {:?}", kinds(other)),
     }
 }
@@ -985,4 +985,79 @@ fn a_request_still_running_for_the_old_broker_answers_the_new_one_if_it_dispatch
     let r = only_result_of(&actions, (10, 1), Status::Ok);
     assert_eq!(r.dispatch_tag, 99, "b2's dispatch is the one answered");
     assert_eq!(h.core.stats().stale_dropped, 0);
+}
+
+// ---------------------------------------------------------------- cancel
+
+fn cancel_of(request_type: RequestType, request_id: RequestId, dispatch_tag: u64) -> Message {
+    Message::Cancel(crate::protocol::Cancel {
+        request_type,
+        request_id,
+        route: Vec::new(),
+        dispatch_tag,
+    })
+}
+
+/// A CANCEL for the running dispatch flags the handler's context; the
+/// handler's result still goes to the broker (it gives the credit back).
+#[test]
+fn cancel_flags_the_running_dispatch_and_its_result_still_goes() {
+    let mut h = Harness::registered();
+    let actions = h.feed(10, dispatch(20, 7, Flags::empty()));
+    let [Action::Run(job)] = actions.as_slice() else {
+        panic!("expected one Run, got {:?}", kinds(&actions));
+    };
+    let cancel = job.cancel.clone();
+    assert!(!cancel.is_cancelled());
+    // A CANCEL naming another dispatch of the key (a stale one), or
+    // another key: nothing.
+    assert!(h.feed(11, cancel_of(20, 7, 999)).is_empty());
+    assert!(h.feed(12, cancel_of(20, 8, 101)).is_empty());
+    assert!(!cancel.is_cancelled());
+    assert_eq!(h.core.stats().cancels_ignored, 2);
+    assert!(h.feed(13, cancel_of(20, 7, 101)).is_empty());
+    assert!(cancel.is_cancelled());
+    assert_eq!(h.core.stats().requests_cancelled, 1);
+    let actions = h.done(20, (20, 7), Err(HandlerError::failed("stopped early")));
+    only_result_of(&actions, (20, 7), Status::Failed);
+    // After the result, a late CANCEL finds nothing running.
+    assert!(h.feed(21, cancel_of(20, 7, 101)).is_empty());
+    assert_eq!(h.core.stats().cancels_ignored, 3);
+}
+
+/// What a handler sees: `is_cancelled` and the `cancelled()` future.
+#[test]
+fn a_context_sees_the_cancel_and_its_future_wakes() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let cancel = super::handler::Cancellation::default();
+    let ctx = crate::worker::RequestContext {
+        request_type: 1,
+        request_id: 2,
+        flags: Flags::empty(),
+        attempt: 1,
+        deadline: None,
+        cancel: cancel.clone(),
+    };
+    let woken = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut when = std::pin::pin!(ctx.cancelled());
+    assert_eq!(when.as_mut().poll(&mut cx), Poll::Pending);
+    assert!(!ctx.is_cancelled());
+    cancel.cancel();
+    assert!(woken.0.load(Ordering::SeqCst), "the waiting task is woken");
+    assert!(ctx.is_cancelled());
+    assert_eq!(when.as_mut().poll(&mut cx), Poll::Ready(()));
+    // A clone of the context shares the flag.
+    assert!(ctx.clone().is_cancelled());
 }

@@ -257,6 +257,7 @@ mod tests {
             flags: Flags::empty(),
             attempt: 1,
             deadline: None,
+            cancel: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@ impl BrokerCore {
         peer: &[u8],
         mut ready: Ready,
         key: Option<PublicKey>,
+        minor: u32,
     ) {
         // Names (1.6) pair with the types as sent, before sorting.
         let names: Vec<(RequestType, String)> = (ready.request_types.iter().copied())
@@ -47,6 +48,7 @@ impl BrokerCore {
                 w.name = ready.name;
                 w.draining = false;
                 w.key = key;
+                w.minor = minor;
                 w.live.peer_interval = interval;
                 w.live.last_heard = now;
                 for t in old_types.iter().filter(|t| types.binary_search(t).is_err()) {
@@ -78,6 +80,7 @@ impl BrokerCore {
                     live: Liveness::new(now, interval),
                     remote: None,
                     key,
+                    minor,
                 });
                 self.worker_ids.insert(peer_id(peer), wk);
                 self.stats.workers_registered += 1;

@@ -58,6 +58,9 @@ enum Path {
 #[derive(Debug)]
 pub(super) struct Member {
     name: Option<String>,
+    /// The protocol minor version of its last greeting: CANCEL goes only
+    /// to members of minor 5 and up.
+    pub(super) minor: u32,
     path: Path,
     live: Liveness,
     /// The member's last SERVES.
@@ -313,7 +316,10 @@ impl BrokerCore {
         };
         match msg {
             Message::PeerHello(hello) => match from {
-                ClusterFrom::Router(rid) => return self.on_peer_hello(now, rid, hello),
+                ClusterFrom::Router(rid) => {
+                    let minor = protocol::peek_minor(header);
+                    return self.on_peer_hello(now, rid, hello, minor);
+                }
                 ClusterFrom::Dial(_) => {}
             },
             Message::PeerWelcome {
@@ -321,7 +327,8 @@ impl BrokerCore {
                 heartbeat_ms,
             } => match from {
                 ClusterFrom::Dial(i) => {
-                    return self.on_peer_welcome(now, i, broker_id, heartbeat_ms);
+                    let minor = protocol::peek_minor(header);
+                    return self.on_peer_welcome(now, i, broker_id, (heartbeat_ms, minor));
                 }
                 ClusterFrom::Router(_) => {}
             },
@@ -416,6 +423,7 @@ impl BrokerCore {
             Message::Forward(f) => self.on_forward(now, member, f),
             Message::Execute(e) => self.on_execute(now, member, e),
             Message::Executed(e) => self.on_executed(now, member, e),
+            Message::Cancel(c) => self.on_member_cancel(member, c),
             Message::Response(r) if !r.route.is_empty() => self.relay_response(r),
             Message::ReceiptSent(r) if r.route.is_empty() => {
                 self.on_remote_receipt_sent(member, r);
@@ -433,7 +441,7 @@ impl BrokerCore {
         }
     }
 
-    fn on_peer_hello(&mut self, now: Instant, rid: &[u8], hello: PeerHello) {
+    fn on_peer_hello(&mut self, now: Instant, rid: &[u8], hello: PeerHello, minor: u32) {
         let heartbeat_ms = interval_to_ms(self.heartbeat);
         let Some(c) = self.cluster.as_mut() else {
             return;
@@ -462,6 +470,7 @@ impl BrokerCore {
             Some(m) => {
                 m.live.peer_interval = interval;
                 m.live.last_heard = now;
+                m.minor = minor;
                 // A route that came up on our DEALER learns the name here
                 // (PEER_WELCOME carries none).
                 if hello.name.is_some() {
@@ -476,7 +485,7 @@ impl BrokerCore {
                         hello.name.clone(),
                         Path::Router(peer_id(rid)),
                         now,
-                        interval,
+                        (interval, minor),
                     ),
                 );
                 true
@@ -494,7 +503,13 @@ impl BrokerCore {
         }
     }
 
-    fn on_peer_welcome(&mut self, now: Instant, dial: u32, broker_id: u64, heartbeat_ms: u32) {
+    fn on_peer_welcome(
+        &mut self,
+        now: Instant,
+        dial: u32,
+        broker_id: u64,
+        (heartbeat_ms, minor): (u32, u32),
+    ) {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
@@ -517,6 +532,7 @@ impl BrokerCore {
         if let Some(m) = c.members.get_mut(&broker_id) {
             m.live.peer_interval = interval;
             m.live.last_heard = now;
+            m.minor = minor;
             if !matches!(m.path, Path::Dial(i) if i == dial) {
                 debug!(%endpoint, "second connection to a cluster member: kept idle");
             }
@@ -524,7 +540,7 @@ impl BrokerCore {
         }
         c.members.insert(
             broker_id,
-            Member::new(None, Path::Dial(dial), now, interval),
+            Member::new(None, Path::Dial(dial), now, (interval, minor)),
         );
         self.member_up(now, broker_id, None);
     }
@@ -838,9 +854,15 @@ impl BrokerCore {
 }
 
 impl Member {
-    fn new(name: Option<String>, path: Path, now: Instant, interval: Duration) -> Self {
+    fn new(
+        name: Option<String>,
+        path: Path,
+        now: Instant,
+        (interval, minor): (Duration, u32),
+    ) -> Self {
         Self {
             name,
+            minor,
             path,
             live: Liveness::new(now, interval),
             serves: Vec::new(),

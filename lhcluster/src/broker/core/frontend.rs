@@ -209,6 +209,7 @@ impl BrokerCore {
             receipt_sent: false,
             received: false,
             in_flight: false,
+            cancelled: false,
             hops,
             deadline,
             arrived: now,
@@ -270,6 +271,19 @@ impl BrokerCore {
         let Some(existing) = slot.and_then(|slot| self.reqs.get_mut(slot)) else {
             return;
         };
+        if existing.cancelled {
+            // Its requester took it back, but its worker still runs it
+            // (the CANCEL is cooperative): the key is held until the
+            // worker's RESULT frees it, so that one worker never runs two
+            // requests under one key. Whoever asks meanwhile, the same
+            // requester included, is refused, and may ask again.
+            self.stats.requests_rejected += 1;
+            let error = format!(
+                "request {}/{} was cancelled and its worker has not finished it yet",
+                key.0, key.1
+            );
+            return self.respond(&origin, key, Status::Rejected, Some(error));
+        }
         // A takeover below replaces the held payload.
         let held_before = existing.payload.len();
         // A request run here for an owner that left the cluster belongs to

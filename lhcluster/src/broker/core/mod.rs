@@ -26,6 +26,7 @@
 mod authz;
 mod backend;
 mod bounds;
+mod cancel;
 mod cluster;
 mod dispatch;
 mod expiry;
@@ -170,6 +171,11 @@ struct Req {
     received: bool,
     /// Dispatched to a worker (else queued).
     in_flight: bool,
+    /// Its requester took it back while a worker ran it (protocol.md
+    /// §8.6): the worker was told, and its RESULT only gives the credit
+    /// back. A cancelled request is never queued (cancelling a queued one
+    /// ends it at once).
+    cancelled: bool,
     /// Broker-to-broker hops it took to get here: 0 from a client, 1
     /// forwarded by an entry broker, up to 2 given to run by an owner. A
     /// request that cannot take another hop is only served by local workers.
@@ -193,10 +199,12 @@ impl Req {
     }
 
     /// Whether its end is sent to its destination: a two-way request's
-    /// outcome, and any request an owner gave this broker to run (EXECUTED
-    /// is what gives the owner's slot back, one-way requests included).
+    /// outcome, unless its requester cancelled it (it has ended it
+    /// already), and any request an owner gave this broker to run (EXECUTED
+    /// is what gives the owner's slot back, one-way and cancelled requests
+    /// included).
     fn answered(&self) -> bool {
-        self.flags.is_two_way() || matches!(self.origin.via, Via::Owner { .. })
+        (self.flags.is_two_way() && !self.cancelled) || matches!(self.origin.via, Via::Owner { .. })
     }
 }
 
@@ -228,6 +236,9 @@ struct WorkerEntry {
     /// The CURVE key of its READY, when the backend has a key list (a
     /// reload checks it again).
     key: Option<PublicKey>,
+    /// The protocol minor version of its READY: CANCEL goes only to
+    /// workers of minor 5 and up (a remote worker: its member's).
+    minor: u32,
 }
 
 impl WorkerEntry {
@@ -511,6 +522,7 @@ impl BrokerCore {
                 self.clients.set_interval(client, heartbeat_ms);
             }
             Message::Disconnect { route } => self.on_client_disconnect(peer, route),
+            Message::Cancel(cancel) => self.on_client_cancel(now, peer, cancel),
             Message::StatsQuery => {
                 let json = serde_json::to_vec(&self.stats()).unwrap_or_default();
                 let payload = vec![protocol::Frame::from(json)];
@@ -551,7 +563,8 @@ impl BrokerCore {
         };
         if let Message::Ready(ready) = msg {
             let key = self.authz.checks_workers().then(key).flatten();
-            return self.on_ready(now, peer, ready, key);
+            let minor = protocol::peek_minor(header);
+            return self.on_ready(now, peer, ready, key, minor);
         }
         if let Message::Error(e) = &msg {
             debug!(error = %e.error, "worker reported an error");

@@ -53,11 +53,14 @@ impl BrokerCore {
             let Some(req) = self.remove_req(&key) else {
                 continue;
             };
-            if req.answered() || req.flags.contains(Flags::NOTIFY_ON_DEATH) {
+            // A cancelled request's requester has ended it: only an owner
+            // still needs its EXECUTED (`answered`).
+            let notify = !req.cancelled && req.flags.contains(Flags::NOTIFY_ON_DEATH);
+            if req.answered() || notify {
                 self.stats.requests_worker_death += 1;
                 let error = "the worker running the request died".to_owned();
                 self.respond(req.response_dest(), key, Status::WorkerDeath, Some(error));
-            } else {
+            } else if !req.cancelled {
                 self.stats.requests_dropped_on_death += 1;
             }
         }

@@ -216,6 +216,20 @@ impl BrokerCore {
         self.send_tracked(now, Side::Frontend, client, msg);
     }
 
+    /// The requester `origin` cancelled a request this broker forwarded:
+    /// its relay record goes (nothing more will be relayed to it), and the
+    /// owner it went to is returned, for the CANCEL.
+    pub(super) fn drop_relay(&mut self, key: ReqKey, origin: &Dest) -> Option<u64> {
+        let list = self.relays.by_key.get_mut(&key)?;
+        let i = list.iter().position(|rel| rel.origin == *origin)?;
+        let relay = list.remove(i);
+        if list.is_empty() {
+            self.relays.by_key.remove(&key);
+        }
+        self.bounds.release(relay.payload.len());
+        Some(relay.owner)
+    }
+
     fn count_unroutable(&mut self) {
         debug!("answer from a cluster peer with a route this broker cannot read: dropped");
         if let Some(k) = self.cluster_counters() {

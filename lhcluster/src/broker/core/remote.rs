@@ -103,6 +103,8 @@ impl BrokerCore {
                         live: Liveness::new(now, self.heartbeat),
                         remote: Some(member),
                         key: None,
+                        // Its member's, read when a CANCEL is due.
+                        minor: 0,
                     });
                     self.types.entry(t.request_type).or_default().remote_workers += 1;
                     self.remote_ids.insert((member, t.request_type), wk);
@@ -253,6 +255,11 @@ impl BrokerCore {
         let Some(req) = self.req_mut(&key) else {
             return;
         };
+        if req.cancelled {
+            // Not run, and nobody waits for it any more: it ends here.
+            self.remove_req(&key);
+            return self.drop_type_if_idle(key.0);
+        }
         req.in_flight = false;
         req.attempts = req.attempts.saturating_sub(1);
         let held_before = req.payload.len();

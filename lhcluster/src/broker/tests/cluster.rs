@@ -52,6 +52,9 @@ struct Net {
     dispatches: HashMap<DispatchKey, (u32, u64)>,
     /// Clients and workers that heartbeat their broker on every tick.
     alive: Vec<(usize, Side, Vec<u8>)>,
+    /// Brokers whose cluster messages say minor 4 (a member older than
+    /// CANCEL).
+    old: HashSet<usize>,
 }
 
 impl Net {
@@ -61,6 +64,15 @@ impl Net {
     }
 
     fn with(n: usize, f: impl Fn(usize, &mut BrokerConfig)) -> Self {
+        Self::build(n, f, HashSet::new())
+    }
+
+    /// `n` brokers, those in `old` speaking minor 4 to the others.
+    fn with_old(n: usize, old: &[usize]) -> Self {
+        Self::build(n, |_, _| {}, old.iter().copied().collect())
+    }
+
+    fn build(n: usize, f: impl Fn(usize, &mut BrokerConfig), old: HashSet<usize>) -> Self {
         let t0 = Instant::now();
         let mut cores = Vec::new();
         let mut dials = Vec::new();
@@ -101,6 +113,7 @@ impl Net {
             now_ms: 0,
             dispatches: HashMap::new(),
             alive: Vec::new(),
+            old,
         };
         for b in 0..n {
             net.collect(b);
@@ -127,7 +140,7 @@ impl Net {
             match o.side {
                 Side::Dial(i) => {
                     let to = self.dials[b][i as usize];
-                    let (header, payload) = encode(o.msg);
+                    let (header, payload) = self.encode_from(b, o.msg);
                     self.wire.push_back(Wire {
                         to,
                         from_router: Some(dial_routing_id(self.ids[b], i)),
@@ -143,7 +156,7 @@ impl Net {
                     let Some((to, index)) = self.dial_of(&rid) else {
                         continue;
                     };
-                    let (header, payload) = encode(o.msg);
+                    let (header, payload) = self.encode_from(b, o.msg);
                     self.wire.push_back(Wire {
                         to,
                         from_router: None,
@@ -160,6 +173,17 @@ impl Net {
                 }),
             }
         }
+    }
+
+    /// Encodes what broker `b` sends a member, as a 1.4 broker if `b` is
+    /// old.
+    fn encode_from(&self, b: usize, msg: Message) -> (Vec<u8>, protocol::Payload) {
+        let (mut header, payload) = encode(msg);
+        if self.old.contains(&b) {
+            assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+            header[3] = 4;
+        }
+        (header, payload)
     }
 
     fn dial_of(&self, rid: &[u8]) -> Option<(usize, u32)> {
@@ -695,13 +719,29 @@ fn run_model(seed: u64) {
     let mut running: HashMap<(usize, Vec<u8>), Vec<u64>> = HashMap::new();
     let mut responses: HashMap<(Vec<u8>, u64), Vec<Status>> = HashMap::new();
     let mut executed: HashMap<u64, u32> = HashMap::new();
+    // Requests their client cancelled (owed no RESPONSE), and the runs a
+    // CANCEL reached (their result answers nobody).
+    let mut cancelled: Vec<(usize, u64)> = Vec::new();
+    let mut told: HashSet<(usize, Vec<u8>, u64)> = HashSet::new();
+    let mut cancelled_runs = 0u32;
     let collect = |net: &mut Net,
                    running: &mut HashMap<(usize, Vec<u8>), Vec<u64>>,
                    responses: &mut HashMap<(Vec<u8>, u64), Vec<Status>>,
-                   executed: &mut HashMap<u64, u32>| {
+                   executed: &mut HashMap<u64, u32>,
+                   told: &mut HashSet<(usize, Vec<u8>, u64)>| {
         for b in 0..3 {
             for l in net.drain_local(b) {
                 match l.msg {
+                    Message::Cancel(c) => {
+                        let runs = running
+                            .get(&(b, l.peer.clone()))
+                            .is_some_and(|list| list.contains(&c.request_id));
+                        assert!(runs, "seed {seed}: CANCEL for a request not running there");
+                        assert!(
+                            told.insert((b, l.peer, c.request_id)),
+                            "seed {seed}: told twice"
+                        );
+                    }
                     Message::Dispatch(d) => {
                         *executed.entry(d.request_id).or_default() += 1;
                         let list = running.entry((b, l.peer.clone())).or_default();
@@ -722,30 +762,67 @@ fn run_model(seed: u64) {
             }
         }
     };
+    // How many of `c`'s requests with `id` still wait for an outcome.
+    let waiting = |sent: &[(usize, u64)],
+                   cancelled: &[(usize, u64)],
+                   responses: &HashMap<(Vec<u8>, u64), Vec<Status>>,
+                   c: usize,
+                   id: u64| {
+        let client = clients[c].1.clone();
+        let sent = sent.iter().filter(|&&s| s == (c, id)).count();
+        let ended = cancelled.iter().filter(|&&s| s == (c, id)).count()
+            + responses.get(&(client, id)).map_or(0, Vec::len);
+        sent - ended
+    };
     for _ in 0..300 {
-        if next(100) < 55 {
+        let dice = next(100);
+        if dice < 55 {
             let c = next(clients.len() as u64) as usize;
             let id = 1 + next(40);
             let (b, client) = clients[c].clone();
             // A client does not reuse a key it still waits on (that would
             // be an idempotent re-send, answered once).
-            let waiting = sent.iter().filter(|&&s| s == (c, id)).count();
-            let answered = responses.get(&(client.clone(), id)).map_or(0, Vec::len);
-            if waiting > answered {
+            if waiting(&sent, &cancelled, &responses, c, id) > 0 {
                 continue;
             }
             net.request(b, &client, T, id, Flags::empty());
             sent.push((c, id));
+        } else if dice < 63 {
+            // A client cancels one of the requests it waits on.
+            let c = next(clients.len() as u64) as usize;
+            let mut ids: Vec<u64> = sent
+                .iter()
+                .filter(|s| s.0 == c)
+                .map(|s| s.1)
+                .filter(|&id| waiting(&sent, &cancelled, &responses, c, id) > 0)
+                .collect();
+            ids.dedup();
+            if ids.is_empty() {
+                continue;
+            }
+            let id = ids[next(ids.len() as u64) as usize];
+            let (b, client) = clients[c].clone();
+            cancel(&mut net, b, &client, T, id);
+            cancelled.push((c, id));
         } else {
             let w = next(workers.len() as u64) as usize;
             let (b, worker, _) = workers[w].clone();
             let list = running.entry((b, worker.clone())).or_default();
             if !list.is_empty() {
                 let id = list.remove(next(list.len() as u64) as usize);
+                if told.remove(&(b, worker.clone(), id)) {
+                    cancelled_runs += 1;
+                }
                 net.result(b, &worker, T, id, b"r");
             }
         }
-        collect(&mut net, &mut running, &mut responses, &mut executed);
+        collect(
+            &mut net,
+            &mut running,
+            &mut responses,
+            &mut executed,
+            &mut told,
+        );
         for (b, w, cap) in &workers {
             let n = running.get(&(*b, w.clone())).map_or(0, Vec::len);
             assert!(n <= *cap as usize, "seed {seed}: worker over capacity");
@@ -765,23 +842,30 @@ fn run_model(seed: u64) {
             .get_mut(&(b, worker.clone()))
             .map(|l| l.remove(0))
             .unwrap_or(0);
+        if told.remove(&(b, worker.clone(), id)) {
+            cancelled_runs += 1;
+        }
         net.result(b, &worker, T, id, b"r");
-        collect(&mut net, &mut running, &mut responses, &mut executed);
+        collect(
+            &mut net,
+            &mut running,
+            &mut responses,
+            &mut executed,
+            &mut told,
+        );
     }
-    for (c, id) in &sent {
-        let client = &clients[*c].1;
-        assert!(
-            responses
-                .get(&(client.clone(), *id))
-                .is_some_and(|s| !s.is_empty()),
-            "seed {seed}: request {id} of {client:?} has no outcome"
+    for &(c, id) in &sent {
+        assert_eq!(
+            waiting(&sent, &cancelled, &responses, c, id),
+            0,
+            "seed {seed}: request {id} of client {c} has no outcome"
         );
     }
     let total: usize = responses.values().map(Vec::len).sum();
     assert_eq!(
         total,
-        sent.len(),
-        "seed {seed}: one RESPONSE per request sent"
+        sent.len() - cancelled.len(),
+        "seed {seed}: one RESPONSE per request sent and not cancelled"
     );
     let ok: usize = responses
         .values()
@@ -790,8 +874,9 @@ fn run_model(seed: u64) {
         .count();
     let runs: u32 = executed.values().sum();
     assert_eq!(
-        ok as u32, runs,
-        "seed {seed}: each run answers exactly one request"
+        ok as u32 + cancelled_runs,
+        runs,
+        "seed {seed}: each run answers exactly one request, but a cancelled one"
     );
     for b in 0..3 {
         assert_eq!(net.stats(b).cluster.map(|c| c.relayed), Some(0));
@@ -965,4 +1050,153 @@ fn members_learn_the_names_of_the_types_others_serve() {
         net.stats(1).types[&T].name.as_deref(),
         Some("orders.create")
     );
+}
+/// A client on broker 0 cancels `(t, id)`.
+fn cancel(net: &mut Net, b: usize, client: &[u8], t: u32, id: u64) {
+    let msg = Message::Cancel(protocol::Cancel {
+        request_type: t,
+        request_id: id,
+        route: Vec::new(),
+        dispatch_tag: 0,
+    });
+    net.client_sends(b, client, msg);
+}
+
+/// The next local output of broker `b` must be a CANCEL to `worker` for
+/// `(t, id)`, naming the dispatch that broker gave it.
+fn expect_cancel(net: &mut Net, b: usize, worker: &[u8], t: u32, id: u64) {
+    let out = net.drain_local(b);
+    let tag = net.dispatches[&(b, worker.to_vec(), t, id)].1;
+    assert!(
+        matches!(out.as_slice(), [Local { side: Side::Backend, peer, msg: Message::Cancel(c) }]
+            if peer == worker && (c.request_type, c.request_id, c.dispatch_tag) == (t, id, tag)),
+        "broker {b}: expected a CANCEL to {worker:?}, got {out:?}"
+    );
+}
+
+/// Entry → owner → executor: the client's CANCEL follows its request's
+/// path, and reaches the worker running it with its executor's tag
+/// (docs/deadlines.md §2). Nothing answers the client; the worker's
+/// result gives every slot back and goes nowhere.
+#[test]
+fn a_request_run_on_another_broker_is_cancelled_through_its_owner() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    net.expect_dispatch(2, b"w", T, id);
+    assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(1));
+    cancel(&mut net, 0, b"client", T, id);
+    expect_cancel(&mut net, 2, b"w", T, id);
+    net.expect_nothing(0);
+    assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(0));
+    assert_eq!(net.stats(0).pending_bytes, 0, "the relay's retry copy goes");
+    assert_eq!(net.stats(1).requests_cancelled, 1);
+    assert_eq!(net.stats(2).requests_cancelled, 1);
+    net.result(2, b"w", T, id, b"late");
+    net.expect_nothing(0);
+    assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
+    // Every slot is free: the next request runs.
+    let next = (id + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, next, Flags::empty());
+    net.expect_dispatch(2, b"w", T, next);
+    net.result(2, b"w", T, next, b"ok");
+    net.expect_response(0, b"client", T, next, Status::Ok);
+}
+
+/// A forwarded request still queued at its owner: cancelled there, it
+/// never runs. Another client's CANCEL, through the same entry broker,
+/// cancels nothing.
+#[test]
+fn a_forwarded_request_queued_at_its_owner_is_cancelled_there() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect(0, b"other");
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    assert_eq!(net.stats(1).pending, 1);
+    cancel(&mut net, 0, b"other", T, id);
+    assert_eq!(net.stats(1).pending, 1);
+    assert_eq!(net.stats(1).cancels_ignored, 1);
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(
+        (net.stats(1).pending, net.stats(1).requests_cancelled),
+        (0, 1)
+    );
+    net.connect_worker(1, b"w", &[T], 1);
+    net.expect_nothing(1);
+    net.expect_nothing(0);
+}
+
+/// An EXECUTE queued at its executor (its worker busy) is cancelled out of
+/// that queue; the executor still answers the owner (EXECUTED, which gives
+/// the owner's slot back and is dropped there).
+#[test]
+fn an_execute_queued_at_its_executor_is_cancelled_there() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect(2, b"local");
+    net.connect_worker(2, b"w", &[T], 1);
+    // Broker 2's own client keeps its worker busy.
+    let busy = net.id_owned_by(2, T);
+    net.request(2, b"local", T, busy, Flags::empty());
+    net.expect_dispatch(2, b"w", T, busy);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    assert_eq!(net.stats(2).pending, 1, "queued at the executor");
+    assert_eq!(net.stats(1).in_flight, 1, "in flight at the owner");
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(net.stats(2).pending, 0);
+    assert_eq!(net.stats(1).in_flight, 0, "the owner's slot is back");
+    net.expect_nothing(0);
+    // The busy worker's next job is not the cancelled one.
+    net.result(2, b"w", T, busy, b"ok");
+    net.expect_response(2, b"local", T, busy, Status::Ok);
+    net.expect_nothing(2);
+}
+
+/// The entry broker may also be the executor: its client's request goes to
+/// the owner and comes back as an EXECUTE for the entry's own worker. The
+/// client's CANCEL, meeting the key held there for the owner, still goes to
+/// the owner, which cancels it back at the entry's worker (found by the
+/// cluster model check: the entry took the CANCEL as a stranger's).
+#[test]
+fn a_request_run_by_its_entry_broker_for_another_owner_is_cancelled() {
+    let mut net = Net::new(2);
+    net.connect(0, b"client");
+    net.connect_worker(0, b"w", &[T], 1);
+    // Broker 1 learns that broker 0 serves the type.
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_dispatch(0, b"w", T, id);
+    cancel(&mut net, 0, b"client", T, id);
+    expect_cancel(&mut net, 0, b"w", T, id);
+    assert_eq!(net.stats(0).cancels_ignored, 0);
+    net.result(0, b"w", T, id, b"late");
+    net.expect_nothing(0);
+    assert_eq!((net.stats(0).in_flight, net.stats(1).in_flight), (0, 0));
+}
+
+/// An executor older than 1.5 (its greetings say minor 4) is never sent
+/// CANCEL (it would refuse kind 25): the request runs to its end there, and
+/// the owner drops its EXECUTED; the client got `Cancelled` all the same.
+#[test]
+fn a_member_older_than_1_5_is_not_sent_cancel() {
+    let mut net = Net::with_old(3, &[2]);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    net.expect_dispatch(2, b"w", T, id);
+    cancel(&mut net, 0, b"client", T, id);
+    assert_eq!(net.stats(1).requests_cancelled, 1);
+    net.expect_nothing(2);
+    assert_eq!(net.stats(2).requests_cancelled, 0);
+    assert_eq!(net.stats(2).cluster.map(|c| c.malformed), Some(0));
+    net.result(2, b"w", T, id, b"late");
+    net.expect_nothing(0);
+    assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
 }

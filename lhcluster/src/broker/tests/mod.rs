@@ -11,6 +11,7 @@
 
 mod authz;
 mod bounds;
+mod cancel;
 mod cluster;
 mod deadlines;
 mod dedupe;

@@ -54,6 +54,9 @@ struct MReq {
     /// Which admission of its key this is (a takeover keeps it): a worker's
     /// ghost of an earlier one is another request.
     serial: u64,
+    /// Its requester cancelled it while a worker ran it: its end goes to
+    /// nobody, and its key is refused until then.
+    cancelled: bool,
 }
 
 /// A dispatch a worker was running when it was declared dead: the worker
@@ -96,6 +99,9 @@ struct Instance {
     origin: usize,
     two_way: bool,
     responses: u32,
+    /// Its requester cancelled it: it ended at the client, and the broker
+    /// owes it nothing.
+    cancelled: bool,
 }
 
 /// An expected RESPONSE: client, key, status, payload frames when known.
@@ -110,6 +116,8 @@ struct Expect {
     /// RECEIPT_RECEIVED (client, key).
     received: Vec<(usize, Key)>,
     welcomes: Vec<usize>,
+    /// CANCEL (worker, key, tag of the dispatch it names).
+    cancels: Vec<(usize, Key, u64)>,
 }
 
 struct Sim {
@@ -125,6 +133,7 @@ struct Sim {
     requests_sent: u64,
     unknown_results: u64,
     stale_results: u64,
+    cancels_ignored: u64,
     /// Ghost results of an ended request whose key a new request on the
     /// same worker has, at the same attempt: only the tag tells them apart.
     reused_key_ghosts: u64,
@@ -175,6 +184,7 @@ impl Sim {
             requests_sent: 0,
             unknown_results: 0,
             stale_results: 0,
+            cancels_ignored: 0,
             reused_key_ghosts: 0,
             tags: HashSet::new(),
             serials: 0,
@@ -335,6 +345,18 @@ impl Sim {
                     };
                     expect.welcomes.remove(i);
                 }
+                (Side::Backend, peer, Message::Cancel(c)) => {
+                    let w = self.worker_index(&peer);
+                    let key = (c.request_type, c.request_id);
+                    let Some(i) = expect
+                        .cancels
+                        .iter()
+                        .position(|e| *e == (w, key, c.dispatch_tag))
+                    else {
+                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
+                    };
+                    expect.cancels.remove(i);
+                }
                 (_, _, Message::Heartbeat { .. }) => {}
                 _ => self.fail(format!("{desc}: unexpected output")),
             }
@@ -343,6 +365,7 @@ impl Sim {
             || !expect.receipts.is_empty()
             || !expect.received.is_empty()
             || !expect.welcomes.is_empty()
+            || !expect.cancels.is_empty()
         {
             self.fail(format!("missing outputs: {expect:?}"));
         }
@@ -357,6 +380,12 @@ impl Sim {
             self.fail(format!(
                 "stats pending/in_flight {}/{} vs model {pending}/{in_flight}",
                 s.pending, s.in_flight
+            ));
+        }
+        if s.cancels_ignored != self.cancels_ignored {
+            self.fail(format!(
+                "stats cancels_ignored {} vs model {}",
+                s.cancels_ignored, self.cancels_ignored
             ));
         }
         let registered = self.workers.iter().filter(|w| w.registered).count() as u64;
@@ -472,12 +501,16 @@ impl Sim {
                 origin: c,
                 two_way: flags.is_two_way(),
                 responses: 0,
+                cancelled: false,
             });
             sim.instances.len() - 1
         };
         if let Some(r) = self.reqs.get(&key) {
             let in_flight = matches!(r.state, MState::InFlight(_));
-            if r.origin == c {
+            if r.cancelled {
+                // Its worker still runs it: the key is held, from anyone.
+                expect.responses.push((c, key, Status::Rejected, None));
+            } else if r.origin == c {
                 // Idempotent re-send: earned receipts again, nothing else.
                 if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
                     expect.receipts.push((c, key));
@@ -542,6 +575,7 @@ impl Sim {
                         received: false,
                         state: MState::Pending,
                         instance,
+                        cancelled: false,
                     },
                 );
             }
@@ -616,7 +650,7 @@ impl Sim {
             self.send_result(w, key, status, &body);
             self.workers[w].outstanding.remove(&key);
             let r = self.close(key);
-            if r.flags.is_two_way() {
+            if r.flags.is_two_way() && !r.cancelled {
                 expect
                     .responses
                     .push((r.origin, key, status, Some(body.clone())));
@@ -676,11 +710,14 @@ impl Sim {
         for key in keys {
             let max_tries = self.max_tries;
             let r = self.reqs.get_mut(&key).expect("outstanding is open");
-            if r.flags.contains(Flags::RETRY_ON_DEATH) && r.attempts < max_tries {
+            if !r.cancelled && r.flags.contains(Flags::RETRY_ON_DEATH) && r.attempts < max_tries {
                 r.state = MState::Pending;
                 continue;
             }
             let r = self.close(key);
+            if r.cancelled {
+                continue;
+            }
             if r.flags.is_two_way() || r.flags.contains(Flags::NOTIFY_ON_DEATH) {
                 expect
                     .responses
@@ -833,6 +870,50 @@ impl Sim {
         expect
     }
 
+    /// A client cancels a request: its own (ended at once if queued, its
+    /// worker told if running), or another's, or one no longer held
+    /// (ignored, counted).
+    fn op_cancel(&mut self) -> Expect {
+        let mut expect = Expect::default();
+        let c = self.rng.below(self.clients.len() as u64) as usize;
+        let mut open: Vec<Key> = self.reqs.keys().copied().collect();
+        open.sort_unstable();
+        let key = if !open.is_empty() && self.rng.chance(80) {
+            open[self.rng.below(open.len() as u64) as usize]
+        } else {
+            (TYPES[self.rng.below(3) as usize], self.rng.below(8))
+        };
+        self.log.push(format!("cancel client-{c} {key:?}"));
+        match self.reqs.get_mut(&key) {
+            Some(r) if r.origin == c => {
+                if !r.cancelled {
+                    self.instances[r.instance].cancelled = true;
+                    match r.state {
+                        MState::Pending => {
+                            self.close(key);
+                        }
+                        MState::InFlight(w) => {
+                            r.cancelled = true;
+                            let tag = self.workers[w].outstanding[&key];
+                            expect.cancels.push((w, key, tag));
+                        }
+                    }
+                }
+            }
+            _ => self.cancels_ignored += 1,
+        }
+        let peer = self.clients[c].0.clone();
+        let cancel = Message::Cancel(crate::protocol::Cancel {
+            request_type: key.0,
+            request_id: key.1,
+            route: Vec::new(),
+            dispatch_tag: 0,
+        });
+        self.h.client_sends(&peer, cancel);
+        self.clients[c].1 = self.h.now_ms;
+        expect
+    }
+
     fn op_tick(&mut self) -> Expect {
         let ms = 1 + self.rng.below(400);
         self.log.push(format!("tick +{ms}"));
@@ -851,6 +932,7 @@ impl Sim {
             75..=79 => self.op_disconnect(),
             80..=87 => self.op_ready(),
             88..=92 => self.op_ghost_result(),
+            93..=95 => self.op_cancel(),
             _ => self.op_tick(),
         };
         self.check_outputs(expect);
@@ -888,7 +970,7 @@ impl Sim {
             self.send_result(w, key, Status::Ok, &[b"final".to_vec()]);
             self.workers[w].outstanding.remove(&key);
             let r = self.close(key);
-            if r.flags.is_two_way() {
+            if r.flags.is_two_way() && !r.cancelled {
                 expect
                     .responses
                     .push((r.origin, key, Status::Ok, Some(vec![b"final".to_vec()])));
@@ -902,7 +984,13 @@ impl Sim {
         }
         assert!(self.reqs.is_empty());
         for i in &self.instances {
-            if i.two_way && i.responses != 1 {
+            if i.cancelled && i.responses != 0 {
+                self.fail(format!(
+                    "cancelled {:?} from client-{} got {} responses",
+                    i.key, i.origin, i.responses
+                ));
+            }
+            if i.two_way && !i.cancelled && i.responses != 1 {
                 self.fail(format!(
                     "two-way {:?} from client-{} got {} responses",
                     i.key, i.origin, i.responses
@@ -944,6 +1032,8 @@ fn randomized_interleavings_keep_the_invariants() {
         total.unknown_results += s.unknown_results;
         total.stale_results += s.stale_results;
         total.worker_deaths += s.worker_deaths;
+        total.requests_cancelled += s.requests_cancelled;
+        total.cancels_ignored += s.cancels_ignored;
     }
     // The walk reaches every path it is meant to check.
     let reached = [
@@ -961,6 +1051,8 @@ fn randomized_interleavings_keep_the_invariants() {
         ("stale_results", total.stale_results),
         ("worker_deaths", total.worker_deaths),
         ("reused-key ghost results", reused_key_ghosts),
+        ("cancelled", total.requests_cancelled),
+        ("cancels_ignored", total.cancels_ignored),
     ];
     for (what, n) in reached {
         assert!(n >= 20, "the random walk reached {what} only {n} times");
