@@ -1533,14 +1533,60 @@ fn key_dir(tag: &str, names: &[&str]) -> (std::path::PathBuf, impl Fn(&str) -> S
     (dir, name)
 }
 
+/// A client of `endpoint` with the server's public key file and its own
+/// secret key file.
+fn keyed_client(endpoint: &str, server_key: &str, secret_key: &str) -> lhcluster::client::Client {
+    use lhcluster::curve::{read_public_key, read_secret_key};
+    let mut config = lhcluster::client::ClientConfig::new(endpoint);
+    config.curve_server_key = Some(read_public_key(server_key).unwrap());
+    config.curve_secret_key = Some(read_secret_key(secret_key).unwrap());
+    config.request_timeout = Some(Duration::from_secs(5));
+    lhcluster::client::Client::connect(config).unwrap()
+}
+
+/// An `echo` request with payload "a" and id `id`, sent by `client`.
+fn echo_from(
+    client: &lhcluster::client::Client,
+    id: u64,
+) -> Result<lhcluster::client::ResponseHandle, lhcluster::Error> {
+    let echo = lhcluster::request_type_id("echo");
+    client.send(
+        echo,
+        id,
+        lhcluster::Flags::empty(),
+        vec![b"a".as_slice().into()],
+    )
+}
+
+/// `lhcluster request` of `echo` with `payload` and the given key files:
+/// (exit code, stdout, stderr).
+fn request_with_keys(
+    endpoint: &str,
+    server_key: &str,
+    secret_key: &str,
+    payload: &str,
+) -> (i32, String, String) {
+    let args = [
+        "--server-key",
+        server_key,
+        "--secret-key",
+        secret_key,
+        "--type",
+        "echo",
+        "--payload",
+        payload,
+        "--timeout",
+        "2s",
+    ];
+    request(endpoint, &args)
+}
+
 /// SIGHUP makes `lhcluster proxy` read its client key file again, as the
 /// broker does: a key added gets in, a connection still allowed is kept,
 /// a key removed is refused FORBIDDEN from its next request, and a file
 /// that does not read changes nothing.
 #[test]
 fn sighup_reloads_the_proxys_client_keys() {
-    use lhcluster::client::{Client, ClientConfig};
-    use lhcluster::curve::{read_public_key, read_secret_key};
     limited(|| {
         let (dir, name) = key_dir("proxy-hup", &["proxy", "a", "b"]);
         let public = |role: &str| std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
@@ -1558,35 +1604,9 @@ fn sighup_reloads_the_proxys_client_keys() {
             ],
         );
         let server_key = name("proxy.pub");
-        let as_b = |payload: &str| {
-            let args = [
-                "--server-key",
-                &server_key,
-                "--secret-key",
-                &name("b.key"),
-                "--type",
-                "echo",
-                "--payload",
-                payload,
-                "--timeout",
-                "2s",
-            ];
-            request(&bind, &args)
-        };
-        let mut config = ClientConfig::new(&bind);
-        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
-        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
-        config.request_timeout = Some(Duration::from_secs(5));
-        let a = Client::connect(config).unwrap();
-        let echo = lhcluster::request_type_id("echo");
-        let a_echo = |id| {
-            a.send(
-                echo,
-                id,
-                lhcluster::Flags::empty(),
-                vec![b"a".as_slice().into()],
-            )
-        };
+        let as_b = |payload: &str| request_with_keys(&bind, &server_key, &name("b.key"), payload);
+        let a = keyed_client(&bind, &server_key, &name("a.key"));
+        let a_echo = |id| echo_from(&a, id);
         a_echo(1).unwrap().wait().unwrap();
         let (code, _, _) = as_b("first");
         assert_ne!(code, 0, "B is not listed yet");
@@ -1737,8 +1757,6 @@ fn sighup_reloads_the_notify_brokers_key_files() {
 /// number of roles changes nothing; SIGHUP never stops the cluster.
 #[test]
 fn sighup_reloads_the_key_lists_of_an_up_file() {
-    use lhcluster::client::{Client, ClientConfig};
-    use lhcluster::curve::{read_public_key, read_secret_key};
     limited(|| {
         let (dir, name) = key_dir("up-hup", &["proxy", "a", "b"]);
         // A key file's key: its line that is not a comment.
@@ -1772,35 +1790,9 @@ fn sighup_reloads_the_key_lists_of_an_up_file() {
         let _w = worker(&back, &["--type", "echo", "--echo"]);
         wait_workers(&front, 1);
         let server_key = name("proxy.pub");
-        let as_b = || {
-            let args = [
-                "--server-key",
-                &server_key,
-                "--secret-key",
-                &name("b.key"),
-                "--type",
-                "echo",
-                "--payload",
-                "b",
-                "--timeout",
-                "2s",
-            ];
-            request(&bind, &args)
-        };
-        let mut config = ClientConfig::new(&bind);
-        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
-        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
-        config.request_timeout = Some(Duration::from_secs(5));
-        let a = Client::connect(config).unwrap();
-        let echo = lhcluster::request_type_id("echo");
-        let a_echo = |id| {
-            a.send(
-                echo,
-                id,
-                lhcluster::Flags::empty(),
-                vec![b"a".as_slice().into()],
-            )
-        };
+        let as_b = || request_with_keys(&bind, &server_key, &name("b.key"), "b");
+        let a = keyed_client(&bind, &server_key, &name("a.key"));
+        let a_echo = |id| echo_from(&a, id);
         a_echo(1).unwrap().wait().unwrap();
         assert_ne!(as_b().0, 0, "B is not listed yet");
 

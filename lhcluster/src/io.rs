@@ -404,10 +404,7 @@ pub(crate) fn router(
         .set_router_mandatory(true)
         .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
     crate::curve::apply(curve, &socket)?;
-    socket.bind(endpoint).map_err(|source| Error::Bind {
-        endpoint: endpoint.to_owned(),
-        source,
-    })?;
+    bind(&socket, endpoint)?;
     Ok(socket)
 }
 
@@ -424,11 +421,16 @@ pub(crate) fn publisher(
     let socket = new_socket(zmq::PUB, "creating a PUB socket", 0, hwm)?;
     set_max_message_size(&socket, 8 * 1024)?;
     crate::curve::apply(curve, &socket)?;
+    bind(&socket, endpoint)?;
+    Ok(socket)
+}
+
+/// Binds `socket` to `endpoint`, the error naming the endpoint.
+pub(crate) fn bind(socket: &zmq::Socket, endpoint: &str) -> Result<(), Error> {
     socket.bind(endpoint).map_err(|source| Error::Bind {
         endpoint: endpoint.to_owned(),
         source,
-    })?;
-    Ok(socket)
+    })
 }
 
 /// The endpoint a bound socket actually listens on: one to connect to

@@ -112,10 +112,7 @@ impl NotifyBroker {
             .send(&[1u8][..], 0)
             .map_err(zmq_err("subscribing the backend to everything"))?;
         for (socket, endpoint) in [(&frontend, &config.frontend), (&backend, &config.backend)] {
-            socket.bind(endpoint).map_err(|source| Error::Bind {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+            crate::io::bind(socket, endpoint)?;
         }
         let frontend_bound = super::bound_endpoint(&frontend, &config.frontend);
         let backend_bound = super::bound_endpoint(&backend, &config.backend);

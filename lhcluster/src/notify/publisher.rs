@@ -220,10 +220,7 @@ impl NotifyPublisher {
                 crate::io::set_max_message_size(&socket, config.max_message_size)?;
                 let mut bound = Vec::with_capacity(config.endpoints.len());
                 for endpoint in &config.endpoints {
-                    socket.bind(endpoint).map_err(|source| Error::Bind {
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
+                    crate::io::bind(&socket, endpoint)?;
                     bound.push(super::bound_endpoint(&socket, endpoint));
                 }
                 // Direct subscribers filter here; nothing to wait for.
