@@ -382,8 +382,10 @@ impl BrokerSession {
     /// A fresh socket is connected: greet.
     pub(crate) fn connected<A: From<LinkAction>>(&mut self, now: Instant, out: &mut Vec<A>) {
         self.broker = Liveness::new(now, self.broker.peer_interval);
-        // Whoever answers on this connection says its own limit.
+        // Whoever answers on this connection says its own limit and
+        // version.
         self.broker_max_message_size = None;
+        self.broker_minor = 0;
         self.state = State::Greeting;
         self.greet(now, out);
     }
@@ -749,8 +751,10 @@ mod tests {
         assert_eq!(s.broker_max_message_size(), Some(4096));
         // Whoever answers the next connection says its own (a broker older
         // than 1.7 says none).
+        assert_eq!(s.broker_minor(), crate::protocol::PROTOCOL_MINOR);
         connected(&mut s, t0 + ms(10));
         assert_eq!(s.broker_max_message_size(), None);
+        assert_eq!(s.broker_minor(), 0, "nor its version");
         let welcome = Message::Welcome {
             heartbeat_ms: 500,
             max_message_size: 0,

@@ -340,11 +340,12 @@ fn welcome() {
 }
 
 #[test]
-fn welcome_from_a_broker_older_than_1_5_says_no_limit() {
-    // A 1.4 broker's WELCOME: no field 28, read as 0, "not said".
+fn welcome_from_a_broker_older_than_1_7_says_no_limit() {
+    // A 1.6 broker's WELCOME (protocol.md §14): no field 28, read as 0,
+    // "not said".
     let Message::Welcome {
         max_message_size, ..
-    } = decode_bytes(&unhex("0801 1004 1802 40c413"), &[]).unwrap()
+    } = decode_bytes(&unhex("0801 1006 1802 40c413"), &[]).unwrap()
     else {
         panic!("not a WELCOME")
     };
@@ -1109,9 +1110,9 @@ fn protocol_md_worked_examples() {
         (
             Message::Welcome {
                 heartbeat_ms: 2500,
-                max_message_size: 0,
+                max_message_size: 16 << 20,
             },
-            "08 01 10 07 18 02 40 C4 13",
+            "08 01 10 07 18 02 40 C4 13 E0 01 80 80 80 08",
         ),
         (req(42, 300, 0x14), "08 01 10 07 18 03 20 14 28 2A 30 AC 02"),
         (req(42, 0, 0), "08 01 10 07 18 03 28 2A"),
@@ -3342,7 +3343,7 @@ fn view() {
     ));
 }
 
-/// CANCEL (protocol 1.5), as docs/protocol.md §8.6 and §14 show it: from a
+/// CANCEL (protocol 1.5), as docs/protocol.md §8.6, §14 and §18.9 show it: from a
 /// client, from a proxy (with the client's route), from an entry broker to
 /// the owner (the encoded client), and to a worker or executor (the tag of
 /// the dispatch it cancels).

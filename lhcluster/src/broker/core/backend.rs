@@ -182,8 +182,11 @@ impl BrokerCore {
             }
         };
         self.stats.requests_completed += 1;
+        // A cancelled request's result goes to nobody: it is no outcome
+        // (the cancel was tapped as its outcome), and no latency sample.
+        let cancelled = req.as_ref().is_some_and(|r| r.cancelled);
         // (end to end, queued): one clock subtraction per result.
-        let times = req.as_ref().map(|r| {
+        let times = req.as_ref().filter(|_| !cancelled).map(|r| {
             let queued = Duration::from_micros(u64::from(r.dispatched_us));
             (now.saturating_duration_since(r.arrived), queued)
         });
@@ -194,7 +197,7 @@ impl BrokerCore {
                 e.latency().completed(end_to_end, queued);
             }
         }
-        if let Some(tap) = self.tap.as_deref_mut() {
+        if let Some(tap) = self.tap.as_deref_mut().filter(|_| !cancelled) {
             tap.push(watch::Event::Outcome {
                 key,
                 status: result.status,

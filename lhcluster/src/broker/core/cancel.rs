@@ -106,6 +106,12 @@ impl BrokerCore {
             in_flight = req.in_flight,
             "request cancelled by its requester"
         );
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.push(super::watch::Event::Cancelled {
+                key,
+                running: req.in_flight,
+            });
+        }
         if req.in_flight {
             req.cancelled = true;
             // No retry for a request nobody waits for.

@@ -36,6 +36,12 @@ pub(crate) enum Event {
         bytes: u64,
         timings: Option<Timings>,
     },
+    /// Its requester took a request back (CANCEL): its outcome, whether it
+    /// was queued (it never runs) or running (its result goes to nobody).
+    Cancelled {
+        key: (RequestType, RequestId),
+        running: bool,
+    },
 }
 
 /// What a worker's result took, in µs.
@@ -87,7 +93,7 @@ impl Tap {
 fn encode(event: &Event, names: &TypeNames, out: &mut String) -> &'static str {
     let (topic, key) = match event {
         Event::Request { key, .. } => ("request", key),
-        Event::Outcome { key, .. } => ("outcome", key),
+        Event::Outcome { key, .. } | Event::Cancelled { key, .. } => ("outcome", key),
     };
     let name = names
         .get(key.0)
@@ -123,6 +129,12 @@ fn encode(event: &Event, names: &TypeNames, out: &mut String) -> &'static str {
                     us(t.end_to_end)
                 );
             }
+        }
+        Event::Cancelled { running, .. } => {
+            let _ = write!(
+                out,
+                r#","status":"cancelled","bytes":0,"running":{running}"#
+            );
         }
     }
     out.push('}');

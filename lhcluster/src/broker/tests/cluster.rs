@@ -1051,7 +1051,8 @@ fn members_learn_the_names_of_the_types_others_serve() {
         Some("orders.create")
     );
 }
-/// A client on broker 0 cancels `(t, id)`.
+
+/// A client on broker `b` cancels `(t, id)`.
 fn cancel(net: &mut Net, b: usize, client: &[u8], t: u32, id: u64) {
     let msg = Message::Cancel(protocol::Cancel {
         request_type: t,

@@ -67,3 +67,41 @@ fn without_a_watch_endpoint_nothing_is_recorded() {
     h.result_answered_alone(W1, CA, 7, 1);
     assert!(tapped(&mut h).is_empty());
 }
+
+#[test]
+fn a_cancel_is_the_outcome_tapped_and_its_late_result_is_neither_tapped_nor_timed() {
+    let mut h = with_tap();
+    h.connect_worker(W1, &[7], 1);
+    h.request(CA, 7, 1, Flags::empty(), &[b"run"]);
+    h.expect_dispatch_alone(W1, 7, 1, 1);
+    h.request(CA, 7, 2, Flags::empty(), &[b"wait"]);
+    let cancel = |id| {
+        Message::Cancel(crate::protocol::Cancel {
+            request_type: 7,
+            request_id: id,
+            route: Vec::new(),
+            dispatch_tag: 0,
+        })
+    };
+    h.client_sends(CA, cancel(2));
+    h.client_sends(CA, cancel(1));
+    h.expect_kind(Side::Backend, W1, "CANCEL");
+    h.at(3);
+    h.result(W1, 7, 1, Status::Ok, &[b"late"]);
+    let events = tapped(&mut h);
+    let outcomes: Vec<_> = events
+        .iter()
+        .filter(|(topic, _)| topic == "outcome")
+        .map(|(_, e)| (e["id"].as_u64(), e["status"].clone(), e["running"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Some(2), "cancelled".into(), false.into()),
+            (Some(1), "cancelled".into(), true.into())
+        ],
+        "{events:?}"
+    );
+    let s = h.type_stats_full(7);
+    assert_eq!(s.end_to_end.count, 0, "no outcome was sent: no sample");
+}
