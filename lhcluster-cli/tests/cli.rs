@@ -1809,3 +1809,39 @@ fn sighup_reloads_the_key_lists_of_an_up_file() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// Ctrl-C while `request` waits takes the request back at the broker
+/// (CANCEL): a queued one is taken out of the queue and never runs; the
+/// tool says `cancelled` and exits 130.
+#[test]
+fn interrupting_request_cancels_it_at_the_broker() {
+    limited(|| {
+        let c = broker(&[]);
+        let mut req = Proc::start(&[
+            "request",
+            "--to",
+            &c.front,
+            "--type",
+            "nobody.serves.this",
+            "--timeout",
+            "30s",
+        ]);
+        let counts = || {
+            let (_, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            (v["pending"].as_u64(), v["requests_cancelled"].as_u64())
+        };
+        let until = |want: (Option<u64>, Option<u64>), what: &str| {
+            let deadline = Instant::now() + LIMIT;
+            while counts() != want {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        until((Some(1), Some(0)), "the request was never queued");
+        req.signal("INT");
+        assert_eq!(req.wait().code(), Some(130));
+        assert_eq!(req.expect_line("status:"), "status: cancelled");
+        until((Some(0), Some(1)), "the broker never took the request back");
+    });
+}

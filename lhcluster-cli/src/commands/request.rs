@@ -11,7 +11,7 @@ use lhcluster::client::{Client, ClientConfig, ClientEvent, ReceiptKind};
 use lhcluster::{Flags, RequestError, RequestType, Status};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{diagnose, parse_duration, parse_request_type};
+use crate::common::{diagnose, parse_duration, parse_request_type, shutdown_signal};
 use crate::payload;
 
 /// Exit codes of `lhcluster request`, one per outcome (see --help).
@@ -38,6 +38,9 @@ pub mod exit {
     pub const TIMEOUT: u8 = 11;
     /// The broker (or proxy) could not be reached or went away.
     pub const CONNECTION: u8 = 12;
+    /// Interrupted (SIGINT or SIGTERM): the request was cancelled, as a
+    /// shell reports a process that SIGINT ended.
+    pub const CANCELLED: u8 = 130;
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -209,6 +212,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.reply_to {
         builder = builder.reply_to(name);
     }
+    // Ctrl-C takes the request back at the broker (CANCEL), rather than
+    // leaving it to run for nobody.
+    let interrupted = shutdown_signal()?;
     let mut handle = builder.send()?;
     let id = handle.request_id();
     let print_receipt = |kind: ReceiptKind| {
@@ -232,6 +238,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if let Some(outcome) = handle.try_take() {
             break outcome;
+        }
+        if interrupted.try_recv().is_ok() {
+            // Ends the handle with `Cancelled` (unless the outcome came
+            // first: then that outcome is what is reported).
+            handle.cancel();
         }
     };
     // Receipts are emitted before the outcome that follows them.
@@ -279,6 +290,11 @@ fn report(args: &Args, id: u64, outcome: lhcluster::client::Outcome) -> u8 {
         Err(e @ (RequestError::Disconnected(_) | RequestError::Stopped)) => {
             ("connection", exit::CONNECTION, e.to_string())
         }
+        Err(RequestError::Cancelled) => (
+            "cancelled",
+            exit::CANCELLED,
+            "interrupted: the request was cancelled".to_owned(),
+        ),
         Err(e) => ("error", crate::common::EXIT_ERROR, e.to_string()),
     };
     print_failure(args, Some(id), status, &text);
