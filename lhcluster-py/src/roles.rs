@@ -139,6 +139,24 @@ macro_rules! role_methods {
 pub(crate) use role_methods;
 
 /// The configuration of a role bound on a frontend and a backend.
+/// A key list from a key file's text or a list of its lines; a malformed
+/// one is a `ConfigError` naming the line.
+fn key_list(value: &Bound<'_, PyAny>) -> PyResult<lhcluster::curve::KeyList> {
+    let text = match value.extract::<String>() {
+        Ok(text) => text,
+        Err(_) => value
+            .extract::<Vec<String>>()
+            .map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(
+                    "a key list is a key file's text or a list of its lines",
+                )
+            })?
+            .join("\n"),
+    };
+    lhcluster::curve::KeyList::parse(&text)
+        .map_err(|e| errors::new(value.py(), "ConfigError", e.to_string(), None))
+}
+
 fn frontend_backend<C: DeserializeOwned>(
     role: &str,
     frontend: &Bound<'_, PyAny>,
@@ -202,6 +220,22 @@ impl Broker {
         self.inner.cluster_endpoint()
     }
 
+    /// Replaces the allow lists from the next handshake on (as SIGHUP does
+    /// for `lhcluster broker`): `client_keys`, `worker_keys` as a key file's
+    /// text or a list of its lines (`KEY [types…]`); `None` keeps a list.
+    /// A side started without a list cannot get one.
+    #[pyo3(signature = (client_keys=None, worker_keys=None))]
+    fn reload_keys(
+        &self,
+        py: Python<'_>,
+        client_keys: Option<&Bound<'_, PyAny>>,
+        worker_keys: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let clients = client_keys.map(key_list).transpose()?;
+        let workers = worker_keys.map(key_list).transpose()?;
+        detached(py, || self.inner.reload_keys(clients, workers))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Broker(frontend={:?}, backend={:?})",
@@ -253,6 +287,14 @@ impl ClientProxy {
         )?;
         let inner = detached(py, || RsClientProxy::start(config))?;
         Ok(Self { inner })
+    }
+
+    /// Replaces the client allow list from the next handshake on (as
+    /// SIGHUP does for `lhcluster proxy`): a key file's text or a list of
+    /// its lines.
+    fn reload_keys(&self, py: Python<'_>, client_keys: &Bound<'_, PyAny>) -> PyResult<()> {
+        let clients = key_list(client_keys)?;
+        detached(py, || self.inner.reload_keys(clients))
     }
 
     /// The endpoint clients connect to.
@@ -310,6 +352,20 @@ impl NotifyBroker {
     #[getter]
     fn backend(&self) -> &str {
         self.inner.backend()
+    }
+
+    /// Replaces the allow lists from the next handshake on (as SIGHUP does
+    /// for `lhcluster notify-broker`); `None` keeps a list.
+    #[pyo3(signature = (subscriber_keys=None, publisher_keys=None))]
+    fn reload_keys(
+        &self,
+        py: Python<'_>,
+        subscriber_keys: Option<&Bound<'_, PyAny>>,
+        publisher_keys: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let subscribers = subscriber_keys.map(key_list).transpose()?;
+        let publishers = publisher_keys.map(key_list).transpose()?;
+        detached(py, || self.inner.reload_keys(subscribers, publishers))
     }
 
     fn __repr__(&self) -> String {

@@ -339,3 +339,32 @@ def test_a_finished_request_cannot_be_cancelled(broker, client):
         assert handle.result(5) == b"v"
         assert not handle.cancel()
         assert handle.result() == b"v"
+
+
+def test_reload_keys_lets_a_new_client_key_in():
+    server_pub, server_sec = lhcluster.curve_keypair()
+    a_pub, a_sec = lhcluster.curve_keypair()
+    b_pub, b_sec = lhcluster.curve_keypair()
+    with lhcluster.Broker(
+        "tcp://127.0.0.1:*",
+        "tcp://127.0.0.1:*",
+        curve_secret_key=server_sec,
+        curve_client_keys=[a_pub],
+    ) as b:
+
+        def client(secret):
+            return lhcluster.Client(
+                b.frontend, curve_server_key=server_pub, curve_secret_key=secret
+            )
+
+        with client(a_sec) as a:
+            assert a.wait_connected(5)
+        with client(b_sec) as c:
+            assert not c.wait_connected(0.5), "B is not listed yet"
+        b.reload_keys(client_keys=f"{a_pub}\n{b_pub}\n")
+        with client(b_sec) as c:
+            assert c.wait_connected(5)
+        with pytest.raises(lhcluster.ConfigError):
+            b.reload_keys(client_keys=["not a key"])
+        with pytest.raises(TypeError):
+            b.reload_keys(client_keys=42)

@@ -60,6 +60,13 @@ class Broker(_Role):
     @property
     def cluster_endpoint(self) -> Optional[str]:
         """The cluster endpoint, with ``cluster_bind``."""
+    def reload_keys(
+        self,
+        client_keys: Optional[Union[str, Sequence[str]]] = None,
+        worker_keys: Optional[Union[str, Sequence[str]]] = None,
+    ) -> None:
+        """New allow lists (a key file's text or its lines) from the next
+        handshake on, as SIGHUP for ``lhcluster broker``; ``None`` keeps one."""
 
 class ClientProxy(_Role):
     """Buffers clients' requests and re-sends them until confirmed, across broker restarts."""
@@ -68,6 +75,8 @@ class ClientProxy(_Role):
     @property
     def endpoint(self) -> str:
         """Where clients connect."""
+    def reload_keys(self, client_keys: Union[str, Sequence[str]]) -> None:
+        """A new client allow list from the next handshake on."""
 
 class NotifyBroker(_Role):
     """Fans notifications out by topic: publishers on the backend, subscribers on the frontend."""
@@ -77,6 +86,12 @@ class NotifyBroker(_Role):
     def frontend(self) -> str: ...
     @property
     def backend(self) -> str: ...
+    def reload_keys(
+        self,
+        subscriber_keys: Optional[Union[str, Sequence[str]]] = None,
+        publisher_keys: Optional[Union[str, Sequence[str]]] = None,
+    ) -> None:
+        """New allow lists from the next handshake on; ``None`` keeps one."""
 
 class NotifyPublisher(_Role):
     """Publishes notifications; ``publish`` never blocks."""
