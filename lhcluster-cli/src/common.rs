@@ -199,6 +199,27 @@ pub fn probe(
     }
 }
 
+/// With one endpoint in `to`, probes it as a `kind` socket (with the tool's
+/// keys) and fails at once, with `wrong_side`'s text, when it is the other
+/// side of a notify broker, or when nothing answers within `timeout`.
+/// Several endpoints are tried by the role itself, one after the other.
+pub fn check_notify_side(
+    to: &[String],
+    kind: zmq::SocketType,
+    timeout: std::time::Duration,
+    keys: Option<ProbeKeys<'_>>,
+    wrong_side: impl FnOnce(&str) -> String,
+) -> anyhow::Result<()> {
+    let [endpoint] = to else {
+        return Ok(());
+    };
+    match probe(endpoint, kind, timeout, keys)? {
+        Probe::WrongSide => anyhow::bail!(wrong_side(endpoint)),
+        Probe::Unreachable => anyhow::bail!(notify_unreachable_text(to, timeout)),
+        Probe::Up | Probe::Refused => Ok(()),
+    }
+}
+
 /// The CURVE keys a tool connects with, for [`probe`].
 #[derive(Clone, Copy)]
 pub struct ProbeKeys<'a> {

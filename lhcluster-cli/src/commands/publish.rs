@@ -6,9 +6,7 @@ use std::time::Duration;
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
-use crate::common::{
-    Probe, ProbeKeys, notify_unreachable, notify_unreachable_text, parse_duration, probe,
-};
+use crate::common::{ProbeKeys, check_notify_side, notify_unreachable, parse_duration};
 use crate::payload;
 
 /// Publish one notification to a notify broker.
@@ -64,24 +62,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.connect_timeout = Some(args.connect_timeout);
     args.server_key.apply(&mut config.curve_server_key)?;
     args.secret_key.apply(&mut config.curve_secret_key)?;
-    // One endpoint: find a wrong one at once, and say what it is.
-    if let [endpoint] = args.to.as_slice() {
-        let keys = ProbeKeys::of(
-            config.curve_server_key.as_ref(),
-            config.curve_secret_key.as_ref(),
-        );
-        match probe(endpoint, zmq::XPUB, args.connect_timeout, keys)? {
-            Probe::WrongSide => anyhow::bail!(
+    let keys = ProbeKeys::of(
+        config.curve_server_key.as_ref(),
+        config.curve_secret_key.as_ref(),
+    );
+    check_notify_side(
+        &args.to,
+        zmq::XPUB,
+        args.connect_timeout,
+        keys,
+        |endpoint| {
+            format!(
                 "{endpoint} does not take publishers: it closed a publisher's handshake, as a notify \
-                 broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
-                 CURVE keys (docs/security.md)"
-            ),
-            Probe::Unreachable => {
-                anyhow::bail!(notify_unreachable_text(&args.to, args.connect_timeout))
-            }
-            Probe::Up | Probe::Refused => {}
-        }
-    }
+             broker's subscribers endpoint does (publish to its --publishers endpoint), or it requires \
+             CURVE keys (docs/security.md)"
+            )
+        },
+    )?;
     let publisher = match NotifyPublisher::connect(config) {
         Ok(publisher) => publisher,
         Err(lhcluster::Error::Connect {

@@ -10,8 +10,7 @@ use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig}
 
 use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
 use crate::common::{
-    Probe, ProbeKeys, notify_unreachable, notify_unreachable_text, parse_duration, probe,
-    shutdown_signal,
+    ProbeKeys, check_notify_side, notify_unreachable, parse_duration, shutdown_signal,
 };
 use crate::payload;
 
@@ -74,23 +73,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.confirm_timeout = Some(args.connect_timeout);
     args.server_key.apply(&mut config.curve_server_key)?;
     args.secret_key.apply(&mut config.curve_secret_key)?;
-    if let [endpoint] = args.to.as_slice() {
-        let keys = ProbeKeys::of(
-            config.curve_server_key.as_ref(),
-            config.curve_secret_key.as_ref(),
-        );
-        match probe(endpoint, zmq::SUB, args.connect_timeout, keys)? {
-            Probe::WrongSide => anyhow::bail!(
-                "{endpoint} does not take subscribers: it closed a subscriber's handshake, as a notify \
-                 broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
-                 CURVE keys (docs/security.md)"
-            ),
-            Probe::Unreachable => {
-                anyhow::bail!(notify_unreachable_text(&args.to, args.connect_timeout))
-            }
-            Probe::Up | Probe::Refused => {}
-        }
-    }
+    let keys = ProbeKeys::of(
+        config.curve_server_key.as_ref(),
+        config.curve_secret_key.as_ref(),
+    );
+    check_notify_side(&args.to, zmq::SUB, args.connect_timeout, keys, |endpoint| {
+        format!(
+            "{endpoint} does not take subscribers: it closed a subscriber's handshake, as a notify \
+             broker's publishers endpoint does (subscribe to its --subscribers endpoint), or it requires \
+             CURVE keys (docs/security.md)"
+        )
+    })?;
     for topic in &args.topics {
         config = if args.prefix {
             config.prefix(topic)
