@@ -804,8 +804,10 @@ const MIB: u64 = 1024 * 1024;
 /// outbox bound (16 MiB) and what it keeps of the requests (the broker's
 /// queued payloads, the proxy's buffer: 8 MiB), owned and counted exactly;
 /// libzmq's share, (peer_sndhwm + 1) × 64 KiB = 16 MiB at the default 256;
-/// and 16 MiB of slack (the allocator, messages being read).
-const SLOW_ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 16 * MIB;
+/// and 24 MiB of slack (the allocator, messages being read: the proxy once
+/// peaked 1.8 MiB over 16 MiB of slack on a loaded machine). Without the
+/// bounds the campaign saw 1.29 GB, so the check still tells the two apart.
+const SLOW_ALLOWED: u64 = 16 * MIB + 8 * MIB + 257 * 64 * 1024 + 24 * MIB;
 
 /// A config file with the scenarios' bounds: a 16 MiB outbox per peer,
 /// `held_key` (what the role keeps of requests) at 8 MiB, and a cut after
