@@ -12,7 +12,7 @@ use super::config::ClientProxyConfig;
 use super::core::{Action, ProxyCore};
 use super::stats::ClientProxyStats;
 use crate::accept::{self, Delivery, RouterOutbox};
-use crate::curve::{KeyList, SocketCurve, ZapDomain};
+use crate::curve::{KeyList, ZapDomain};
 use crate::error::Error;
 use crate::io;
 use crate::link::{self, Link};
@@ -34,19 +34,12 @@ pub(crate) enum Command {
 
 pub(super) fn spawn(config: ClientProxyConfig) -> Result<(RoleHandle<Command>, String), Error> {
     let auth_failures = Arc::new(AtomicU64::new(0));
-    let zap = match &config.curve_client_keys {
-        Some(list) => Some(crate::curve::register_zap(
-            "proxy client side",
-            list.clone(),
-            auth_failures.clone(),
-        )?),
-        None => None,
-    };
-    let curve = SocketCurve::server(config.curve_secret_key.as_ref());
-    let curve = match (curve, &zap) {
-        (Some(curve), Some(zap)) => Some(curve.with_zap(zap)),
-        (curve, _) => curve,
-    };
+    let (curve, zap) = crate::curve::server_side(
+        config.curve_secret_key.as_ref(),
+        "proxy client side",
+        config.curve_client_keys.as_ref(),
+        &auth_failures,
+    )?;
     let hwms = (config.hwm, config.peer_sndhwm);
     let clients = io::router(&config.bind, hwms, curve.as_ref(), config.max_message_size)?;
     let (endpoint, bound) = io::bound_endpoints(&clients, &config.bind);

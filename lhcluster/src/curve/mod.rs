@@ -27,7 +27,7 @@ use std::str::FromStr;
 pub use files::{KeyFileError, read_key_list, read_public_key, read_secret_key, write_key_pair};
 pub use keys::{KeyList, KeyListError};
 pub(crate) use socket::{SocketCurve, apply, warn_if_clear};
-pub(crate) use zap::{ZapDomain, register as register_zap};
+pub(crate) use zap::{ZapDomain, register as register_zap, server_side};
 
 /// Whether the libzmq this crate links has CURVE (it does when built by
 /// this workspace: see vendor/zmq-sys/README.md).

@@ -97,6 +97,26 @@ pub(crate) fn register(
     Ok(ZapDomain { domain })
 }
 
+/// The CURVE side of a bound socket: the role's server key (`None`
+/// without one: in clear) and, when the socket has an allow list, the ZAP
+/// domain that enforces it (`what` names the socket in the log; refusals
+/// add to `failures`). The list holds while the returned domain lives.
+pub(crate) fn server_side(
+    secret: Option<&super::SecretKey>,
+    what: &'static str,
+    list: Option<&KeyList>,
+    failures: &Arc<AtomicU64>,
+) -> Result<(Option<super::SocketCurve>, Option<ZapDomain>), Error> {
+    let zap = list
+        .map(|list| register(what, list.clone(), failures.clone()))
+        .transpose()?;
+    let curve = super::SocketCurve::server(secret).map(|curve| match &zap {
+        Some(domain) => curve.with_zap(domain),
+        None => curve,
+    });
+    Ok((curve, zap))
+}
+
 /// Binds the handler's socket here (so a failure is the caller's error),
 /// then serves it on its own thread. Once per process.
 fn start_handler() -> Result<(), Error> {

@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{Ignored, Probe, READ_BATCH, Upstream};
-use crate::curve::{KeyList, PublicKey, SocketCurve, ZapDomain};
+use crate::curve::{KeyList, PublicKey, ZapDomain};
 use crate::error::{Error, zmq_err};
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
@@ -62,10 +62,9 @@ impl NotifyBroker {
         backend
             .set_rcvhwm(config.hwm)
             .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-        let curve = SocketCurve::server(config.curve_secret_key.as_ref());
         crate::curve::warn_if_clear(
             "notify broker",
-            curve.is_some(),
+            config.curve_secret_key.is_some(),
             &[&config.frontend, &config.backend],
         );
         // The allow lists of each side, while the broker runs.
@@ -86,16 +85,13 @@ impl NotifyBroker {
         .into_iter()
         .zip(&mut zaps)
         {
-            let side = match (&curve, list) {
-                (Some(curve), Some(list)) => {
-                    let zap =
-                        crate::curve::register_zap(what, list.clone(), auth_failures.clone())?;
-                    let side = curve.clone().with_zap(&zap);
-                    *slot = Some(zap);
-                    Some(side)
-                }
-                (curve, _) => curve.clone(),
-            };
+            let (side, zap) = crate::curve::server_side(
+                config.curve_secret_key.as_ref(),
+                what,
+                list.as_ref(),
+                &auth_failures,
+            )?;
+            *slot = zap;
             crate::curve::apply(side.as_ref(), socket)?;
             crate::io::set_max_message_size(socket, config.max_message_size)?;
         }
