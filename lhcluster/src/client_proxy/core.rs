@@ -633,15 +633,8 @@ impl ProxyCore {
             // A client older than 1.4 (or one that has not greeted) would
             // refuse the status: an ERROR naming the request ends it there
             // (protocol.md §10.2).
-            let error = ErrorReply {
-                error: r.error.unwrap_or_default(),
-                request: Some(RequestRef {
-                    request_type: r.request_type,
-                    request_id: r.request_id,
-                    route: Vec::new(),
-                }),
-                status: Some(Status::Forbidden),
-            };
+            let key = (r.request_type, r.request_id);
+            let error = ErrorReply::forbidden_request(key, Vec::new(), r.error.unwrap_or_default());
             return self.send_client(peer, Message::Error(error));
         }
         let response = Message::Response(Response {

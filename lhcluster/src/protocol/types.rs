@@ -261,6 +261,28 @@ pub struct ErrorReply {
     pub status: Option<Status>,
 }
 
+impl ErrorReply {
+    /// The ERROR that ends a request refused FORBIDDEN at a requester older
+    /// than 1.4, which would refuse the status in a RESPONSE (protocol.md
+    /// §3.2): it names the request (with the route it came by), and
+    /// carries the status for those that read it.
+    pub(crate) fn forbidden_request(
+        (request_type, request_id): (RequestType, RequestId),
+        route: Vec<u8>,
+        error: String,
+    ) -> Self {
+        Self {
+            error,
+            request: Some(RequestRef {
+                request_type,
+                request_id,
+                route,
+            }),
+            status: Some(Status::Forbidden),
+        }
+    }
+}
+
 /// A notification, as published and as delivered: its topic, the
 /// publisher's optional id and the payload frames as they travel ("raw", as
 /// opposed to a typed [`Notification`](crate::Notification) value decoded

@@ -19,7 +19,7 @@ use tracing::warn;
 use super::{BrokerCore, Dest, ReqKey, Side, peer_id};
 use crate::curve::{KeyList, PublicKey};
 use crate::log_limit::LogLimiter;
-use crate::protocol::{self, ErrorReply, Message, RequestRef, RequestType, Status};
+use crate::protocol::{self, ErrorReply, Message, RequestType, Status};
 use crate::slab::Key;
 
 /// The key lists of a broker, as far as types go.
@@ -174,15 +174,11 @@ impl BrokerCore {
         } else {
             // An older client would refuse an unknown status: an ERROR
             // naming the request ends it there too (protocol.md §3.2).
-            let reply = Message::Error(ErrorReply {
+            let reply = Message::Error(ErrorReply::forbidden_request(
+                req,
+                origin.route.clone(),
                 error,
-                request: Some(RequestRef {
-                    request_type: req.0,
-                    request_id: req.1,
-                    route: origin.route.clone(),
-                }),
-                status: Some(Status::Forbidden),
-            });
+            ));
             self.send_tracked(now, Side::Frontend, peer_id(&origin.peer), reply);
         }
         false
