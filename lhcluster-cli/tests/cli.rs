@@ -1412,8 +1412,6 @@ fn a_proxy_that_never_reached_its_broker_says_not_connected() {
 /// being already made), and a file that does not read changes nothing.
 #[test]
 fn sighup_reloads_the_key_files() {
-    use lhcluster::client::{Client, ClientConfig};
-    use lhcluster::curve::{read_public_key, read_secret_key};
     limited(|| {
         let dir = std::env::temp_dir().join(format!("lhcluster-cli-hup-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1468,21 +1466,8 @@ fn sighup_reloads_the_key_files() {
             request(&c.front, &args)
         };
         // A, connected for the whole test, through the library.
-        let mut config = ClientConfig::new(&c.front);
-        config.curve_server_key = Some(read_public_key(&server_key).unwrap());
-        config.curve_secret_key = Some(read_secret_key(name("a.key")).unwrap());
-        config.request_timeout = Some(Duration::from_secs(5));
-        let a = Client::connect(config).unwrap();
-        let echo = lhcluster::request_type_id("echo");
-        let a_echo = |id| {
-            a.send(
-                echo,
-                id,
-                lhcluster::Flags::empty(),
-                vec![b"a".as_slice().into()],
-            )
-        };
-        a_echo(1).unwrap().wait().unwrap();
+        let a = keyed_client(&c.front, &server_key, &name("a.key"));
+        echo_from(&a, 1).unwrap().wait().unwrap();
         let (code, _, _) = as_b("first");
         assert_ne!(code, 0, "B is not listed yet");
 
@@ -1494,26 +1479,7 @@ fn sighup_reloads_the_key_files() {
             assert!(status.success());
             c.broker.expect_log(expect);
         };
-        std::fs::write(&clients, format!("{}{}", public("a"), public("b"))).unwrap();
-        hup("SIGHUP: key files reloaded");
-        let (code, out, err) = as_b("second");
-        assert_eq!(code, 0, "{err}");
-        assert!(out.contains("second"), "{out}");
-        a_echo(2).unwrap().wait().unwrap();
-        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
-
-        // A file that does not read: logged, the lists in force stay.
-        std::fs::write(&clients, "not a key\n").unwrap();
-        hup("SIGHUP: reload failed");
-        a_echo(3).unwrap().wait().unwrap();
-
-        // A removed: its connection stays, its requests are refused.
-        std::fs::write(&clients, public("b")).unwrap();
-        hup("SIGHUP: key files reloaded");
-        let refused = a_echo(4).unwrap().wait().unwrap_err();
-        assert!(refused.is_forbidden(), "{refused:?}");
-        let (code, _, err) = as_b("third");
-        assert_eq!(code, 0, "{err}");
+        reload_client_keys(&clients, (&public("a"), &public("b")), &a, as_b, hup);
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
@@ -1531,6 +1497,40 @@ fn key_dir(tag: &str, names: &[&str]) -> (std::path::PathBuf, impl Fn(&str) -> S
         assert_eq!(code, 0, "{err}");
     }
     (dir, name)
+}
+
+/// What a reload of a client key file must do, once A (listed, connected
+/// as `a`) and B (not listed; `as_b` sends through the CLI) exist and
+/// `hup` signals the daemon and waits for its log line: B added gets in
+/// while A's connection is kept; a file that does not read changes
+/// nothing; A removed keeps its connection but is refused FORBIDDEN.
+fn reload_client_keys(
+    clients: &str,
+    (a_pub, b_pub): (&str, &str),
+    a: &lhcluster::client::Client,
+    as_b: impl Fn(&str) -> (i32, String, String),
+    hup: impl Fn(&str),
+) {
+    std::fs::write(clients, format!("{a_pub}{b_pub}")).unwrap();
+    hup("SIGHUP: key files reloaded");
+    let (code, out, err) = as_b("second");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("second"), "{out}");
+    echo_from(a, 2).unwrap().wait().unwrap();
+    assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
+
+    // A file that does not read: logged, the lists in force stay.
+    std::fs::write(clients, "not a key\n").unwrap();
+    hup("SIGHUP: reload failed");
+    echo_from(a, 3).unwrap().wait().unwrap();
+
+    // A removed: its connection stays, its requests are refused.
+    std::fs::write(clients, b_pub).unwrap();
+    hup("SIGHUP: key files reloaded");
+    let refused = echo_from(a, 4).unwrap().wait().unwrap_err();
+    assert!(refused.is_forbidden(), "{refused:?}");
+    let (code, _, err) = as_b("third");
+    assert_eq!(code, 0, "{err}");
 }
 
 /// A client of `endpoint` with the server's public key file and its own
@@ -1606,8 +1606,7 @@ fn sighup_reloads_the_proxys_client_keys() {
         let server_key = name("proxy.pub");
         let as_b = |payload: &str| request_with_keys(&bind, &server_key, &name("b.key"), payload);
         let a = keyed_client(&bind, &server_key, &name("a.key"));
-        let a_echo = |id| echo_from(&a, id);
-        a_echo(1).unwrap().wait().unwrap();
+        echo_from(&a, 1).unwrap().wait().unwrap();
         let (code, _, _) = as_b("first");
         assert_ne!(code, 0, "B is not listed yet");
 
@@ -1615,24 +1614,7 @@ fn sighup_reloads_the_proxys_client_keys() {
             proxy.signal("HUP");
             proxy.expect_log(expect);
         };
-        std::fs::write(&clients, format!("{}{}", public("a"), public("b"))).unwrap();
-        hup("SIGHUP: key files reloaded");
-        let (code, out, err) = as_b("second");
-        assert_eq!(code, 0, "{err}");
-        assert!(out.contains("second"), "{out}");
-        a_echo(2).unwrap().wait().unwrap();
-        assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
-
-        std::fs::write(&clients, "not a key\n").unwrap();
-        hup("SIGHUP: reload failed");
-        a_echo(3).unwrap().wait().unwrap();
-
-        std::fs::write(&clients, public("b")).unwrap();
-        hup("SIGHUP: key files reloaded");
-        let refused = a_echo(4).unwrap().wait().unwrap_err();
-        assert!(refused.is_forbidden(), "{refused:?}");
-        let (code, _, err) = as_b("third");
-        assert_eq!(code, 0, "{err}");
+        reload_client_keys(&clients, (&public("a"), &public("b")), &a, as_b, hup);
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
@@ -1792,8 +1774,7 @@ fn sighup_reloads_the_key_lists_of_an_up_file() {
         let server_key = name("proxy.pub");
         let as_b = || request_with_keys(&bind, &server_key, &name("b.key"), "b");
         let a = keyed_client(&bind, &server_key, &name("a.key"));
-        let a_echo = |id| echo_from(&a, id);
-        a_echo(1).unwrap().wait().unwrap();
+        echo_from(&a, 1).unwrap().wait().unwrap();
         assert_ne!(as_b().0, 0, "B is not listed yet");
 
         file(&["a"], 2);
@@ -1804,7 +1785,7 @@ fn sighup_reloads_the_key_lists_of_an_up_file() {
         up.expect_log("SIGHUP: key files reloaded");
         let (code, _, err) = as_b();
         assert_eq!(code, 0, "{err}");
-        a_echo(2).unwrap().wait().unwrap();
+        echo_from(&a, 2).unwrap().wait().unwrap();
         assert_eq!(a.stats().unwrap().reconnects, 0, "A's connection was kept");
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -1,7 +1,8 @@
 //! Support for the integration tests: unique endpoints, time limits, fast
 //! heartbeat settings and a scripted raw peer.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lhcluster::client::{
@@ -99,6 +100,21 @@ pub fn echo_worker(broker: &Broker, types: &[u32]) -> Worker {
         builder = builder.handle_raw(t, echo);
     }
     builder.start().expect("worker starts")
+}
+
+/// A worker of `broker` that echoes type `t` and counts the requests it
+/// ran: the worker, and the count.
+pub fn counting_echo_worker(broker: &Broker, t: u32) -> (Worker, Arc<AtomicU64>) {
+    let runs = Arc::new(AtomicU64::new(0));
+    let counter = runs.clone();
+    let worker = Worker::builder(worker_config(broker))
+        .handle_raw(t, move |p: Payload, _: &RequestContext| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(p)
+        })
+        .start()
+        .expect("worker starts");
+    (worker, runs)
 }
 
 /// A broker over `transport`, an echo worker of `types` and a connected

@@ -6,8 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -80,15 +79,7 @@ fn a_queued_request_cancelled_never_runs() {
             s.requests_cancelled == 1 && s.pending == 0
         });
         assert!(gone, "the broker takes it out of its queue");
-        let runs = Arc::new(AtomicU64::new(0));
-        let counter = runs.clone();
-        let _worker = Worker::builder(worker_config(&broker))
-            .handle_raw(9, move |p: Payload, _: &RequestContext| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(p)
-            })
-            .start()
-            .unwrap();
+        let (_worker, runs) = counting_echo_worker(&broker, 9);
         let reply = client.request(9).id(2).send().unwrap().wait().unwrap();
         assert_eq!((reply.request_id, runs.load(Ordering::SeqCst)), (2, 1));
         assert_eq!(client.stats().unwrap().requests_cancelled, 1);

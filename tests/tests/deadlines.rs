@@ -2,8 +2,7 @@
 //! with its request, the broker drops a request whose caller gave up, and a
 //! handler sees the time left.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lhcluster::worker::{RequestContext, Worker};
@@ -34,15 +33,7 @@ fn a_request_whose_caller_gave_up_never_runs() {
             broker.stats().unwrap().requests_expired == 1
         });
         assert!(expired, "the broker drops it at its deadline");
-        let runs = Arc::new(AtomicU64::new(0));
-        let counter = runs.clone();
-        let _worker = Worker::builder(worker_config(&broker))
-            .handle_raw(9, move |p: Payload, _: &RequestContext| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(p)
-            })
-            .start()
-            .unwrap();
+        let (_worker, runs) = counting_echo_worker(&broker, 9);
         // A second request is served: the first was never dispatched.
         let reply = client.request(9).id(2).send().unwrap().wait().unwrap();
         assert_eq!((reply.request_id, runs.load(Ordering::SeqCst)), (2, 1));
