@@ -391,7 +391,12 @@ fn a_dropped_awaited_handle_cancels_and_an_async_handler_sees_it() {
             let started = tokio::task::spawn_blocking(move || {
                 started_rx.recv_timeout(Duration::from_secs(10))
             });
+            // `biased`: the handle is polled first, so it is an awaited one
+            // (dropping a handle never polled does not cancel; with random
+            // order, a `started` already ready could win before the handle
+            // was ever polled).
             tokio::select! {
+                biased;
                 outcome = handle => panic!("the handler holds it: {outcome:?}"),
                 started = started => assert!(started.unwrap().is_ok(), "the handler runs"),
             }
