@@ -34,8 +34,12 @@ pub struct WorkerConfig {
     /// Optional name, shown in the broker's logs and stats.
     pub name: Option<String>,
     /// How many requests run at once, on as many handler threads. Default: 1.
-    /// With [`inline`](Self::inline), how many the broker may hand this
-    /// worker at once: they queue here and run one after the other.
+    /// A fast type's requests (its handler has lately taken at most 20 µs
+    /// on average) run on the thread that reads the socket instead, in one
+    /// of these places; should one run long, another thread takes the
+    /// socket over (docs/guide.md, "Worker"). With [`inline`](Self::inline),
+    /// how many the broker may hand this worker at once: they queue here
+    /// and run one after the other.
     pub capacity: u32,
     /// How many requests the broker may hand this worker beyond the
     /// `capacity` it runs at once. Default: 0.
@@ -51,12 +55,15 @@ pub struct WorkerConfig {
     /// microseconds; keep 0 for slow or uneven ones. A graceful stop lets
     /// the prefetched requests run within `shutdown_timeout`.
     pub prefetch: u32,
-    /// Runs handlers on the worker's own I/O thread, one at a time, instead
-    /// of on a pool of `capacity` threads. Default: `false`.
+    /// Runs every handler on the worker's own I/O thread, one at a time,
+    /// instead of on a pool of `capacity` threads. Default: `false`.
     ///
     /// This saves two thread hand-offs per request (to a handler thread and
     /// back), which is most of a request's cost when handlers take
-    /// microseconds. Only for handlers that are quick and never block: while
+    /// microseconds; without it the worker does so too, for the types it
+    /// has timed as fast, with a second thread ready to take its socket
+    /// over, which costs a little more. Only for handlers that are quick
+    /// and never block: while
     /// one runs, the worker reads nothing, so it answers no heartbeat, and a
     /// handler running longer than the broker's `liveness` × heartbeat gets
     /// the worker declared dead (its requests then fail or are retried

@@ -99,6 +99,12 @@ impl WorkerCore {
         self.running.len()
     }
 
+    /// Another thread took the socket over from a handler running long on
+    /// it (see `relay.rs`).
+    pub(crate) fn count_takeover(&mut self) {
+        self.stats.socket_takeovers += 1;
+    }
+
     /// When [`WorkerCore::on_tick`] should run next.
     pub(crate) fn next_tick(&self, now: Instant) -> Instant {
         self.session.next_tick(now)

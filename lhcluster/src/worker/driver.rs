@@ -2,6 +2,7 @@
 //! machine, submits requests to the handler pool (or, for async handlers,
 //! spawns them on their runtime) and sends their results.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use tracing::{info, warn};
 use super::config::WorkerConfig;
 use super::core::{Action, WorkerCore};
 use super::handler::Job;
-use super::pool::{self, Done, Handlers, Pool};
+use super::pool::{self, Costs, Done, Handlers, Pool};
+use super::relay::{self, InlineRuns, Relay, Watch};
 use super::stats::WorkerStats;
 #[cfg(feature = "tokio")]
 use super::tasks::{AsyncHandlers, Tasks};
@@ -60,13 +62,28 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
     let (tx, bell, inbox) = crate::role::channel()?;
     let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
     let handlers = Arc::new(served.handlers);
+    let watch = Arc::new(Watch::default());
     // No threads for a worker whose handlers are all async.
-    let run = if config.inline || handlers.is_empty() {
-        Run::Inline(handlers)
+    let (run, inline_runs) = if config.inline || handlers.is_empty() {
+        (Run::Inline(handlers), None)
     } else {
-        Run::Pool(
-            Pool::start(config.capacity, handlers, &done_tx, bell.clone()).map_err(Error::Spawn)?,
+        let costs = Arc::new(Costs::new(handlers.keys()));
+        let pool = Pool::start(
+            config.capacity,
+            handlers.clone(),
+            costs.clone(),
+            &done_tx,
+            bell.clone(),
         )
+        .map_err(Error::Spawn)?;
+        let runs = InlineRuns {
+            slot: pool.inline_slot(),
+            handlers,
+            costs: costs.clone(),
+            done: done_tx.clone(),
+            bell: bell.clone(),
+        };
+        (Run::Pool { pool, costs }, Some(runs))
     };
     let executor = Executor {
         run,
@@ -75,6 +92,8 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
             Tasks::new(runtime, handlers, config.capacity, done_tx, bell.clone())
         }),
         done,
+        inline_jobs: VecDeque::new(),
+        watch: watch.clone(),
     };
     let shutdown_timeout = config.shutdown_timeout;
     // Made here, not in the thread: a key that cannot be made is an error
@@ -83,6 +102,18 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
         config.curve_server_key.as_ref(),
         config.curve_secret_key.as_ref(),
     )?;
+    let driver = Driver {
+        core: WorkerCore::named(&config, types, Instant::now()),
+        link,
+        inbox,
+        executor,
+        shutdown_timeout,
+        stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
+        stop_deadline: None,
+        busy: false,
+        last_read: Instant::now(),
+    };
+    let relay = Arc::new(Relay::new(driver, inline_runs, watch));
     RoleHandle::spawn(
         "lhcluster-worker",
         tx,
@@ -90,55 +121,63 @@ pub(super) fn spawn(config: WorkerConfig, served: Served) -> Result<RoleHandle<C
         || Command::Stop,
         // The driver itself bounds the drain by `shutdown_timeout`.
         shutdown_timeout.saturating_add(Duration::from_secs(1)),
-        move || {
-            let mut driver = Driver {
-                core: WorkerCore::named(&config, types, Instant::now()),
-                link,
-                inbox,
-                executor,
-                shutdown_timeout,
-                stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
-            };
-            driver.run();
-        },
+        move || relay::start(&relay),
     )
 }
 
 /// Where handlers run; what runs elsewhere reports back on `done`.
-struct Executor {
+pub(super) struct Executor {
     run: Run,
     /// Async handlers' requests, as tasks of a tokio runtime.
     #[cfg(feature = "tokio")]
     tasks: Option<Tasks>,
     /// Results from the pool and the tasks.
     done: Receiver<Done>,
+    /// Requests of fast types, in order, for the socket's thread to run
+    /// itself (see `relay.rs`).
+    inline_jobs: VecDeque<Job>,
+    /// Whether a thread watches over those runs.
+    watch: Arc<Watch>,
 }
 
 /// Where blocking handlers run.
 enum Run {
-    /// On a pool of `capacity` threads.
-    Pool(Pool),
+    /// On a pool of `capacity` threads, except those of fast types, which
+    /// the socket's thread runs while a pool thread watches over it.
+    Pool { pool: Pool, costs: Arc<Costs> },
     /// On the driver thread, as each request arrives.
     Inline(Arc<Handlers>),
 }
 
 impl Executor {
     fn close(&mut self) {
-        if let Run::Pool(pool) = &mut self.run {
+        if let Run::Pool { pool, .. } = &mut self.run {
             pool.close();
         }
     }
 
     /// Carries out the core's actions: the session's on the link, the runs
     /// here.
-    fn apply(&self, link: &mut Link, core: &mut WorkerCore) {
+    fn apply(&mut self, link: &mut Link, core: &mut WorkerCore) {
         link::drain(core, |core, action| match action {
             Action::Link(action) => link.apply(action, core),
             Action::Run(job) => self.run(core, job),
         });
     }
 
-    fn run(&self, core: &mut WorkerCore, job: Job) {
+    /// The next request the socket's thread is to run itself.
+    pub(super) fn next_inline(&mut self) -> Option<Job> {
+        self.inline_jobs.pop_front()
+    }
+
+    /// Hands a request to the pool after all.
+    pub(super) fn submit(&self, job: Job) {
+        if let Run::Pool { pool, .. } = &self.run {
+            pool.submit(job);
+        }
+    }
+
+    fn run(&mut self, core: &mut WorkerCore, job: Job) {
         #[cfg(feature = "tokio")]
         if let Some(tasks) = self
             .tasks
@@ -148,7 +187,15 @@ impl Executor {
             return tasks.spawn(job);
         }
         match &self.run {
-            Run::Pool(pool) => pool.submit(job),
+            Run::Pool { pool, costs } => {
+                // Run on the socket's thread only with a watcher ready to
+                // take the socket over should the handler run long.
+                if costs.is_fast(job.dispatch.request_type) && self.watch.present() {
+                    self.inline_jobs.push_back(job);
+                } else {
+                    pool.submit(job);
+                }
+            }
             Run::Inline(handlers) => {
                 // The result's actions are handled by the next turn of
                 // the drain.
@@ -159,102 +206,131 @@ impl Executor {
     }
 }
 
-struct Driver {
+pub(super) struct Driver {
     core: WorkerCore,
     link: Link,
     inbox: DriverInbox<Command>,
-    executor: Executor,
+    pub(super) executor: Executor,
     shutdown_timeout: Duration,
     stats_log: StatsLog,
+    /// Set by a graceful stop: the drain ends by then.
+    stop_deadline: Option<Instant>,
+    /// Whether the last pass found work (see `Link::wait`).
+    busy: bool,
+    /// When a message last arrived (or the stop began): see STOP_QUIET.
+    last_read: Instant,
+}
+
+/// Whether the worker goes on after a pass of its driver.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pass {
+    Continue,
+    Ended,
 }
 
 impl Driver {
-    fn run(&mut self) {
-        let mut stop_deadline: Option<Instant> = None;
-        // Whether the last pass found work (see `Link::wait`).
-        let mut busy = false;
-        // When a message last arrived (or the stop began): see STOP_QUIET.
-        let mut last_read = Instant::now();
-        loop {
-            self.apply_actions();
-            let now = Instant::now();
-            let quiet_at = last_read + STOP_QUIET;
-            if let Some(deadline) = stop_deadline {
-                if (self.core.running() == 0 && now >= quiet_at) || now >= deadline {
-                    if self.core.running() > 0 {
-                        warn!(
-                            running = self.core.running(),
-                            "stopping with handlers still running"
-                        );
-                    }
-                    break;
+    /// One pass: waits for the socket, the commands or a timer, and handles
+    /// what it finds. Requests to run on this thread are left in the
+    /// executor's `inline_jobs` for the caller.
+    pub(super) fn pass(&mut self) -> Pass {
+        self.apply_actions();
+        let now = Instant::now();
+        let quiet_at = self.last_read + STOP_QUIET;
+        if let Some(deadline) = self.stop_deadline {
+            if (self.core.running() == 0 && now >= quiet_at) || now >= deadline {
+                if self.core.running() > 0 {
+                    warn!(
+                        running = self.core.running(),
+                        "stopping with handlers still running"
+                    );
                 }
+                self.finish();
+                return Pass::Ended;
             }
-            let mut wake_at = self.stats_log.wake_at(self.core.next_tick(now));
-            if let Some(deadline) = stop_deadline {
-                wake_at = wake_at.min(deadline);
-                if quiet_at > now {
-                    wake_at = wake_at.min(quiet_at);
-                }
-            }
-            let Some(ready) = self
-                .link
-                .wait(&self.inbox.listener, busy, wake_at, "worker")
-            else {
-                return;
-            };
-            let mut work = 0;
-            if ready.sockets[0] {
-                // Each message's actions at once: a dispatch starts
-                // running while the rest of the batch is read.
-                let executor = &self.executor;
-                let read = self
-                    .link
-                    .read(&mut self.core, |link, core| executor.apply(link, core));
-                if read > 0 {
-                    last_read = Instant::now();
-                }
-                work += read;
-            }
-            {
-                for command in self.inbox.pending(ready.doorbell) {
-                    work += 1;
-                    match command {
-                        Command::Stats(reply) => {
-                            let _ = reply.send(self.core.stats());
-                        }
-                        Command::Stop => {
-                            if stop_deadline.is_none() {
-                                info!("worker stopping");
-                                self.core.on_stop(Instant::now());
-                                last_read = Instant::now();
-                                stop_deadline = Some(crate::deadline::later(
-                                    Instant::now(),
-                                    self.shutdown_timeout,
-                                ));
-                            }
-                        }
-                        Command::Abort => {
-                            self.link.close();
-                            self.executor.close();
-                            return;
-                        }
-                    }
-                }
-                while let Ok(done) = self.executor.done.try_recv() {
-                    work += 1;
-                    self.core
-                        .on_done(Instant::now(), done.key, done.outcome, done.panicked);
-                }
-            }
-            // Cheap and idempotent: it only acts on what is due.
-            let now = Instant::now();
-            self.core.on_tick(now);
-            if self.stats_log.due(now) {
-                info!(stats = ?self.core.stats(), "worker stats");
-            }
-            busy = work > 0;
         }
+        let mut wake_at = self.stats_log.wake_at(self.core.next_tick(now));
+        if let Some(deadline) = self.stop_deadline {
+            wake_at = wake_at.min(deadline);
+            if quiet_at > now {
+                wake_at = wake_at.min(quiet_at);
+            }
+        }
+        let Some(ready) = self
+            .link
+            .wait(&self.inbox.listener, self.busy, wake_at, "worker")
+        else {
+            return Pass::Ended;
+        };
+        let mut work = 0;
+        if ready.sockets[0] {
+            // Each message's actions at once: a dispatch starts running
+            // while the rest of the batch is read.
+            let executor = &mut self.executor;
+            let read = self
+                .link
+                .read(&mut self.core, |link, core| executor.apply(link, core));
+            if read > 0 {
+                self.last_read = Instant::now();
+            }
+            work += read;
+        }
+        for command in self.inbox.pending(ready.doorbell) {
+            work += 1;
+            match command {
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.core.stats());
+                }
+                Command::Stop => {
+                    if self.stop_deadline.is_none() {
+                        info!("worker stopping");
+                        self.core.on_stop(Instant::now());
+                        self.last_read = Instant::now();
+                        self.stop_deadline = Some(crate::deadline::later(
+                            Instant::now(),
+                            self.shutdown_timeout,
+                        ));
+                    }
+                }
+                Command::Abort => {
+                    self.link.close();
+                    self.executor.close();
+                    return Pass::Ended;
+                }
+            }
+        }
+        while let Ok(done) = self.executor.done.try_recv() {
+            work += 1;
+            self.on_done(done);
+        }
+        // Cheap and idempotent: it only acts on what is due.
+        let now = Instant::now();
+        self.core.on_tick(now);
+        if self.stats_log.due(now) {
+            info!(stats = ?self.core.stats(), "worker stats");
+        }
+        self.busy = work > 0;
+        Pass::Continue
+    }
+
+    /// A handler's result, from wherever it ran.
+    pub(super) fn on_done(&mut self, done: Done) {
+        self.core
+            .on_done(Instant::now(), done.key, done.outcome, done.panicked);
+    }
+
+    /// Sends what the last handlers produced (and heartbeats that fell
+    /// due) between two runs on this thread.
+    pub(super) fn after_inline_run(&mut self) {
+        self.core.on_tick(Instant::now());
+        self.apply_actions();
+        self.busy = true;
+    }
+
+    pub(super) fn count_takeover(&mut self) {
+        self.core.count_takeover();
+    }
+
+    fn finish(&mut self) {
         self.apply_actions();
         self.executor.close();
         info!("worker stopped");

@@ -19,6 +19,7 @@ pub(crate) mod core;
 mod driver;
 mod handler;
 mod pool;
+mod relay;
 mod stats;
 #[cfg(feature = "tokio")]
 mod tasks;

@@ -10,10 +10,18 @@
 //! still run `capacity` at a time (each new job finds a searcher, or wakes
 //! one), while a burst of fast ones is served by the threads already awake.
 //! Sleeping threads are woken last-in first-out, so the warmest runs.
+//!
+//! The thread that reads the socket may also run a fast handler itself (see
+//! `relay.rs`): it then holds one of the pool's `capacity` places
+//! ([`InlineSlot`]), so that handlers never run more than `capacity` at once.
+//! Every run, here or there, is timed into [`Costs`], which tells which
+//! types are fast enough for that.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -40,7 +48,20 @@ struct State {
     woken: Vec<bool>,
     /// Threads awake and not running a handler.
     searching: usize,
+    /// Threads running a handler.
+    running: usize,
+    /// The socket's thread runs a handler in one of the pool's places.
+    inline: bool,
+    /// Handlers that may run at once, the inline one included.
+    capacity: usize,
     closed: bool,
+}
+
+impl State {
+    /// A pool thread may start a job: the pool's places are not all taken.
+    fn has_room(&self) -> bool {
+        self.running + usize::from(self.inline) < self.capacity
+    }
 }
 
 #[derive(Debug)]
@@ -80,11 +101,18 @@ impl Queue {
         let mut s = self.lock();
         if finished {
             s.searching += 1;
+            s.running -= 1;
         }
         loop {
-            if let Some(job) = s.jobs.pop_front() {
+            let job = if s.has_room() {
+                s.jobs.pop_front()
+            } else {
+                None
+            };
+            if let Some(job) = job {
                 s.searching -= 1;
-                let wake = if s.jobs.is_empty() {
+                s.running += 1;
+                let wake = if s.jobs.is_empty() || !s.has_room() {
                     None
                 } else {
                     Self::want_searcher(&mut s)
@@ -124,6 +152,7 @@ impl Pool {
     pub(crate) fn start(
         size: u32,
         handlers: Arc<Handlers>,
+        costs: Arc<Costs>,
         done_tx: &Sender<Done>,
         bell: Arc<Doorbell>,
     ) -> std::io::Result<Pool> {
@@ -133,6 +162,7 @@ impl Pool {
                 woken: vec![false; size],
                 // Every thread starts awake, searching.
                 searching: size,
+                capacity: size,
                 ..State::default()
             }),
             conds: (0..size).map(|_| Condvar::new()).collect(),
@@ -145,9 +175,10 @@ impl Pool {
             let done = done_tx.clone();
             let handlers = handlers.clone();
             let bell = bell.clone();
+            let costs = costs.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("lhcluster-handler-{i}"))
-                .spawn(move || serve(&thread_queue, i, &handlers, &done, &bell));
+                .spawn(move || serve(&thread_queue, i, &handlers, &costs, &done, &bell));
             if let Err(e) = spawned {
                 // Threads already started exit once they see the pool closed;
                 // account for the ones that never will.
@@ -172,6 +203,13 @@ impl Pool {
         self.queue.notify(wake);
     }
 
+    /// The place the socket's thread takes to run a handler itself.
+    pub(crate) fn inline_slot(&self) -> InlineSlot {
+        InlineSlot {
+            queue: self.queue.clone(),
+        }
+    }
+
     /// Lets the threads finish the queued jobs and exit, without waiting.
     pub(crate) fn close(&mut self) {
         self.close_queue();
@@ -191,10 +229,111 @@ impl Drop for Pool {
     }
 }
 
-fn serve(queue: &Queue, i: usize, handlers: &Handlers, done: &Sender<Done>, bell: &Doorbell) {
+/// One of the pool's places, for a handler run on the socket's thread.
+#[derive(Debug, Clone)]
+pub(crate) struct InlineSlot {
+    queue: Arc<Queue>,
+}
+
+impl InlineSlot {
+    /// Takes the place if a pool thread could start a job now and none is
+    /// queued (queued jobs came first): `false` means the job goes to the
+    /// pool.
+    pub(crate) fn take(&self) -> bool {
+        let mut s = self.queue.lock();
+        if s.closed || s.inline || !s.jobs.is_empty() || !s.has_room() {
+            return false;
+        }
+        s.inline = true;
+        true
+    }
+
+    /// Gives the place back, waking a thread for a job that waited for it.
+    pub(crate) fn give_back(&self) {
+        let mut s = self.queue.lock();
+        s.inline = false;
+        let wake = if s.jobs.is_empty() {
+            None
+        } else {
+            Queue::want_searcher(&mut s)
+        };
+        drop(s);
+        self.queue.notify(wake);
+    }
+}
+
+/// A handler at most this long on average runs on the socket's thread
+/// (when one of the pool's places is free): waking a pool thread and
+/// waking the socket's thread back with the result costs about as much
+/// CPU on a busy machine, and serialising handlers that short costs little.
+pub(crate) const FAST_HANDLER: Duration = Duration::from_micros(20);
+
+/// Not timed yet: the type's first runs are on the pool.
+const UNKNOWN: u64 = u64::MAX;
+
+/// What each blocking handler has lately taken (a moving average of its
+/// runs, in nanoseconds), read and written without a lock: a lost update
+/// only delays the average by a run.
+#[derive(Debug)]
+pub(crate) struct Costs(HashMap<RequestType, AtomicU64>);
+
+impl Costs {
+    pub(crate) fn new<'a>(types: impl IntoIterator<Item = &'a RequestType>) -> Self {
+        Self(
+            types
+                .into_iter()
+                .map(|&t| (t, AtomicU64::new(UNKNOWN)))
+                .collect(),
+        )
+    }
+
+    /// Adds a run that took `took` to the type's average (weight 1/8).
+    pub(crate) fn record(&self, request_type: RequestType, took: Duration) {
+        let Some(cost) = self.0.get(&request_type) else {
+            return;
+        };
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(UNKNOWN - 1);
+        let old = cost.load(Ordering::Relaxed);
+        let new = if old == UNKNOWN {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        cost.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether the type's handler is fast enough to run on the socket's
+    /// thread.
+    pub(crate) fn is_fast(&self, request_type: RequestType) -> bool {
+        self.0
+            .get(&request_type)
+            .is_some_and(|c| c.load(Ordering::Relaxed) <= FAST_HANDLER.as_nanos() as u64)
+    }
+
+    /// A run is taking `so_far` and still going: the type counts as slow
+    /// from now on, until its runs on the pool bring the average down.
+    pub(crate) fn mark_slow(&self, request_type: RequestType, so_far: Duration) {
+        if let Some(cost) = self.0.get(&request_type) {
+            let so_far = u64::try_from(so_far.as_nanos()).unwrap_or(UNKNOWN - 1);
+            cost.fetch_max(so_far, Ordering::Relaxed);
+        }
+    }
+}
+
+fn serve(
+    queue: &Queue,
+    i: usize,
+    handlers: &Handlers,
+    costs: &Costs,
+    done: &Sender<Done>,
+    bell: &Doorbell,
+) {
     let mut finished = false;
     while let Some(job) = queue.next(i, finished) {
+        let request_type = job.dispatch.request_type;
+        let started = Instant::now();
         let result = run(handlers, job);
+        costs.record(request_type, started.elapsed());
         if done.send(result).is_err() {
             return;
         }

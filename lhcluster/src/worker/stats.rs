@@ -45,6 +45,11 @@ pub struct WorkerStats {
     pub results_too_large: u64,
     /// Payload bytes of results kept for the next session now.
     pub unsent_bytes: u64,
+    /// Times a handler running on the worker's socket thread (a fast type's,
+    /// docs/guide.md, "Worker") ran long enough for another thread to take
+    /// the socket over; its type then runs on the pool until it is fast
+    /// again.
+    pub socket_takeovers: u64,
     /// Requests running now.
     pub running: u64,
     /// Whether the worker is registered with a broker now.

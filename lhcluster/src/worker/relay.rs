@@ -1,0 +1,342 @@
+//! Fast handlers on the socket's thread, and a second thread that takes the
+//! socket over when one runs long.
+//!
+//! Handing a request to a pool thread and its result back costs two
+//! wake-ups, which on a busy machine cost more CPU than a handler of a few
+//! microseconds. So the thread that reads the socket (the *leader*) runs
+//! the requests of fast types itself (the types whose handlers have lately
+//! taken at most [`FAST_HANDLER`](super::pool::FAST_HANDLER) on average,
+//! as timed in [`Costs`](super::pool::Costs)), in one of the pool's
+//! `capacity` places. The others still go to the pool.
+//!
+//! A fast handler may still block: a lock, a slow call, a bug. While it
+//! runs, nobody reads the socket or sends heartbeats, so a second thread,
+//! the *watcher*, looks every [`WATCH_TICK`]: if the same run is still going,
+//! it takes the driver (its lock is free while the leader runs a handler)
+//! and leads from then on; the type is marked slow, so its requests go to
+//! the pool until its runs there are fast again. The old leader finishes
+//! its handler, finds the driver taken, sends its result the pool's way
+//! (the channel and the doorbell) and becomes the watcher. The two threads
+//! only ever swap: one leads, the other watches or finishes a handler, and
+//! requests run on the leader only while a watcher is ready.
+//!
+//! The watcher's look costs a wake-up every [`WATCH_TICK`] while requests
+//! flow; when no handler has run on the leader since its last look it
+//! sleeps twice as long each time, up to [`MAX_NAP`], and the next run
+//! wakes it.
+//!
+//! A worker without a pool (inline handlers, or only async ones) has no
+//! watcher: its one thread leads throughout.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use tracing::{error, warn};
+
+use super::driver::{Driver, Pass};
+use super::pool::{self, Costs, Done, Handlers, InlineSlot};
+use crate::protocol::RequestType;
+use crate::wake::Doorbell;
+
+/// How long a run on the leader may go on before the watcher takes the
+/// socket over: between one and two ticks. Far below any heartbeat
+/// interval, and long against a fast handler (20 µs).
+pub(crate) const WATCH_TICK: Duration = Duration::from_millis(2);
+
+/// The longest the watcher sleeps while no handler runs on the leader.
+const MAX_NAP: Duration = Duration::from_millis(128);
+
+/// What the leader needs to run requests itself, outside the driver's
+/// lock.
+pub(super) struct InlineRuns {
+    pub(super) slot: InlineSlot,
+    pub(super) handlers: Arc<Handlers>,
+    pub(super) costs: Arc<Costs>,
+    /// The pool's way back to the driver, for a result whose thread lost
+    /// the socket meanwhile.
+    pub(super) done: Sender<Done>,
+    pub(super) bell: Arc<Doorbell>,
+}
+
+/// What the watcher sees of the leader's runs, without a lock.
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    /// Bumped when a run on the leader starts and when it ends: odd while
+    /// one runs.
+    seq: AtomicU64,
+    /// The type of the run going on.
+    request_type: AtomicU32,
+    /// A watcher is ready (else the leader sends every request to the pool).
+    present: AtomicBool,
+    /// The watcher sleeps longer than a tick: the next run wakes it.
+    napping: AtomicBool,
+    /// The watcher's thread, to wake it.
+    thread: Mutex<Option<Thread>>,
+}
+
+impl Watch {
+    pub(super) fn present(&self) -> bool {
+        self.present.load(Ordering::Acquire)
+    }
+
+    fn begin(&self, request_type: RequestType) {
+        self.request_type.store(request_type, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        if self.napping.swap(false, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
+    fn end(&self) {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            thread.unpark();
+        }
+    }
+}
+
+/// The worker's driver and the two threads that take turns with it.
+pub(super) struct Relay {
+    driver: Mutex<Option<Driver>>,
+    /// `None`: no pool, so no runs on the leader and no watcher.
+    runs: Option<InlineRuns>,
+    watch: Arc<Watch>,
+    /// The driver has ended (stopped, aborted or panicked).
+    ended: AtomicBool,
+    /// Dropped at the end, for the role's thread waiting on it.
+    end_signal: Mutex<Option<Sender<()>>>,
+}
+
+type Guard<'a> = MutexGuard<'a, Option<Driver>>;
+
+/// How a turn as leader ended.
+enum Led {
+    /// The worker has ended.
+    Ended,
+    /// The watcher took the socket over during a run on this thread.
+    TakenOver,
+}
+
+impl Relay {
+    pub(super) fn new(driver: Driver, runs: Option<InlineRuns>, watch: Arc<Watch>) -> Self {
+        Self {
+            driver: Mutex::new(Some(driver)),
+            runs,
+            watch,
+            ended: AtomicBool::new(false),
+            end_signal: Mutex::new(None),
+        }
+    }
+
+    /// The driver, unless the worker has ended (or its leader panicked
+    /// holding it).
+    fn lock(&self) -> Option<Guard<'_>> {
+        self.driver.lock().ok().filter(|g| g.is_some())
+    }
+
+    /// Marks the worker ended, drops the driver (its socket, its inbox,
+    /// and with them what callers wait on) and wakes the watcher.
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        let mut guard = self.driver.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = None;
+        drop(guard);
+        self.watch.wake();
+        self.end_signal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+/// Runs the worker; returns when it has ended. Without a pool, on this
+/// thread. With one, on two threads started here that take turns (see the
+/// module's doc): this thread, the role's, only waits for the end, so
+/// that a stop never waits for a handler that outlives the shutdown
+/// timeout on one of them (nor does it for the pool's).
+pub(super) fn start(relay: &Arc<Relay>) {
+    if relay.runs.is_none() {
+        return take_turns(relay, true);
+    }
+    let (end_tx, ended) = crossbeam_channel::bounded::<()>(0);
+    *relay.end_signal.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_tx);
+    let spawn = |lead_first: bool| {
+        let relay = relay.clone();
+        std::thread::Builder::new()
+            .name("lhcluster-worker".to_owned())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| take_turns(&relay, lead_first));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    error!(
+                        panic = crate::role::panic_message(&*panic),
+                        "the worker's driver panicked (a bug): the worker has stopped"
+                    );
+                }
+            })
+    };
+    if let Err(e) = spawn(false) {
+        // Without a watcher every request goes to the pool.
+        warn!(error = %e, "cannot start the worker's watcher thread");
+    }
+    if let Err(e) = spawn(true) {
+        warn!(error = %e, "cannot start the worker's socket thread: it runs on the role's");
+        return take_turns(relay, true);
+    }
+    // Disconnected by `Relay::end`.
+    let _ = ended.recv();
+}
+
+/// Ends the worker if this thread unwinds from a panic while leading.
+struct EndOnUnwind<'a>(&'a Relay);
+
+impl Drop for EndOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.end();
+        }
+    }
+}
+
+/// Leads while this thread holds the driver, watches otherwise.
+fn take_turns(relay: &Relay, lead_first: bool) {
+    let _end_on_unwind = EndOnUnwind(relay);
+    let mut guard = if lead_first { relay.lock() } else { None };
+    loop {
+        if let Some(held) = guard.take() {
+            match lead(relay, held) {
+                Led::Ended => {
+                    relay.end();
+                    return;
+                }
+                Led::TakenOver => {}
+            }
+        }
+        if relay.runs.is_none() {
+            return;
+        }
+        match watch(relay) {
+            Some(held) => guard = Some(held),
+            None => return,
+        }
+    }
+}
+
+/// The leader's loop: passes of the driver, and between them the requests
+/// to run here, each outside the lock.
+fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
+    loop {
+        let Some(driver) = guard.as_mut() else {
+            return Led::Ended;
+        };
+        let Some(job) = driver.executor.next_inline() else {
+            if driver.pass() == Pass::Ended {
+                return Led::Ended;
+            }
+            continue;
+        };
+        let Some(runs) = relay.runs.as_ref() else {
+            driver.executor.submit(job);
+            continue;
+        };
+        // The watcher may have gone to lead elsewhere, and the pool's
+        // places may all be taken meanwhile (by a type that is slow).
+        if !(relay.watch.present() && runs.slot.take()) {
+            driver.executor.submit(job);
+            continue;
+        }
+        let request_type = job.dispatch.request_type;
+        relay.watch.begin(request_type);
+        drop(guard);
+        let started = Instant::now();
+        let done = pool::run(&runs.handlers, job);
+        runs.costs.record(request_type, started.elapsed());
+        runs.slot.give_back();
+        relay.watch.end();
+        guard = match relay.driver.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                // The watcher leads now: the result goes its way.
+                if runs.done.send(done).is_ok() {
+                    runs.bell.ring();
+                }
+                return Led::TakenOver;
+            }
+            Err(TryLockError::Poisoned(_)) => return Led::Ended,
+        };
+        if let Some(driver) = guard.as_mut() {
+            driver.on_done(done);
+            driver.after_inline_run();
+        }
+    }
+}
+
+/// The watcher's loop: returns the driver when it takes the socket over,
+/// `None` when the worker has ended.
+fn watch(relay: &Relay) -> Option<Guard<'_>> {
+    let watch = &*relay.watch;
+    *watch.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current());
+    watch.present.store(true, Ordering::Release);
+    let mut nap = WATCH_TICK;
+    let mut last = watch.seq.load(Ordering::Acquire);
+    let taken = loop {
+        if relay.ended.load(Ordering::Acquire) {
+            break None;
+        }
+        if nap > WATCH_TICK {
+            watch.napping.store(true, Ordering::Release);
+            // A run that began before the flag was set did not wake us.
+            if watch.seq.load(Ordering::Acquire) != last {
+                nap = WATCH_TICK;
+            }
+        }
+        std::thread::park_timeout(nap);
+        watch.napping.store(false, Ordering::Release);
+        let seq = watch.seq.load(Ordering::Acquire);
+        if seq % 2 == 1 && seq == last {
+            // The same run as a tick ago: take the socket over.
+            match relay.driver.try_lock() {
+                Ok(mut guard) => {
+                    let Some(driver) = guard.as_mut() else {
+                        break None;
+                    };
+                    if watch.seq.load(Ordering::Acquire) == seq {
+                        let request_type = watch.request_type.load(Ordering::Relaxed);
+                        if let Some(runs) = &relay.runs {
+                            runs.costs.mark_slow(request_type, WATCH_TICK);
+                        }
+                        driver.count_takeover();
+                        warn!(
+                            request_type,
+                            "a handler that was fast runs long on the worker's socket thread: \
+                             another thread takes the socket over, and the type's requests go \
+                             to the pool"
+                        );
+                    }
+                    break Some(guard);
+                }
+                // The run has just ended and its thread leads again.
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Poisoned(_)) => break None,
+            }
+        }
+        nap = if seq == last && seq % 2 == 0 {
+            (nap * 2).min(MAX_NAP)
+        } else {
+            WATCH_TICK
+        };
+        last = seq;
+    };
+    watch.present.store(false, Ordering::Release);
+    taken
+}

@@ -1,0 +1,196 @@
+//! Where a worker's blocking handlers run: fast types on the socket's
+//! thread, the rest on the pool, and a fast handler that runs long taken
+//! over without stopping the worker (docs/guide.md, "Worker").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lhcluster::worker::{HandlerError, RequestContext, Worker};
+use lhcluster::{Client, Payload};
+use lhcluster_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The name of the socket's threads (the pool's are `lhcluster-handler-N`).
+const SOCKET_THREAD: &str = "lhcluster-worker";
+
+/// What the handler of type 1 saw: the thread of each run, how many run at
+/// once (now and at most), and a gate that `block` requests wait on.
+#[derive(Default)]
+struct Probe {
+    threads: Mutex<Vec<String>>,
+    running: AtomicU64,
+    most: AtomicU64,
+    gate: Mutex<()>,
+}
+
+impl Probe {
+    /// A handler that echoes, and waits for the gate first when the payload
+    /// is `block`.
+    fn handler(
+        self: &Arc<Self>,
+    ) -> impl Fn(Payload, &RequestContext) -> Result<Payload, HandlerError> + Send + Sync + 'static
+    {
+        let probe = self.clone();
+        move |payload: Payload, _: &RequestContext| {
+            let now = probe.running.fetch_add(1, Ordering::SeqCst) + 1;
+            probe.most.fetch_max(now, Ordering::SeqCst);
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            probe.threads.lock().unwrap().push(name);
+            if text(&payload) == "block" {
+                drop(probe.gate.lock().unwrap());
+            }
+            probe.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(payload)
+        }
+    }
+
+    fn last_thread(&self) -> String {
+        self.threads
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Sends fast requests one at a time until one runs on the socket's thread;
+/// panics if none does within 500.
+fn warm_up(client: &Client, probe: &Probe) {
+    for i in 0..500 {
+        let response = client
+            .request(1)
+            .id(10_000 + i)
+            .payload_bytes(b"fast")
+            .send();
+        response.unwrap().wait().unwrap();
+        if probe.last_thread() == SOCKET_THREAD {
+            return;
+        }
+    }
+    panic!(
+        "no fast request ran on the socket's thread: {:?}",
+        probe.threads.lock().unwrap()
+    );
+}
+
+#[test]
+fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let probe = Arc::new(Probe::default());
+        let mut config = worker_config(&broker);
+        config.capacity = 4;
+        let worker = Worker::builder(config)
+            .handle_raw(1, probe.handler())
+            .start()
+            .unwrap();
+        expect_workers(&broker, 1, Duration::from_secs(5));
+        let client = client(&broker);
+        warm_up(&client, &probe);
+        // The first runs of a type are timed on the pool.
+        assert!(
+            probe.threads.lock().unwrap()[0].starts_with("lhcluster-handler-"),
+            "{:?}",
+            probe.threads.lock().unwrap()
+        );
+
+        let closed = probe.gate.lock().unwrap();
+        let blocked = client
+            .request(1)
+            .id(1)
+            .payload_bytes(b"block")
+            .send()
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), || probe
+            .running
+            .load(Ordering::SeqCst)
+            == 1));
+        assert_eq!(
+            probe.last_thread(),
+            SOCKET_THREAD,
+            "the fast type ran inline"
+        );
+        // The socket's thread is stuck in the handler, yet requests are
+        // served: another thread took the socket over.
+        for i in 0..20 {
+            let response = client.request(1).id(100 + i).payload_bytes(b"fast").send();
+            let outcome = response.unwrap().wait().unwrap();
+            assert_eq!(text(&outcome.payload), "fast");
+        }
+        let stats = worker.stats().unwrap();
+        assert_eq!(stats.socket_takeovers, 1, "{stats:?}");
+        assert!(stats.registered, "heartbeats went on: {stats:?}");
+        assert_eq!(probe.running.load(Ordering::SeqCst), 1, "still blocked");
+        drop(closed);
+        assert_eq!(text(&blocked.wait().unwrap().payload), "block");
+        assert_eq!(worker.stats().unwrap().socket_takeovers, 1);
+    });
+}
+
+/// A run on the socket's thread holds one of the pool's `capacity` places,
+/// also after the socket is taken over from it: with capacity 2 and five
+/// requests at the worker (prefetch 3), two run at once, never three.
+#[test]
+fn a_run_on_the_socket_thread_counts_against_capacity() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let probe = Arc::new(Probe::default());
+        let mut config = worker_config(&broker);
+        config.capacity = 2;
+        config.prefetch = 3;
+        let worker = Worker::builder(config)
+            .handle_raw(1, probe.handler())
+            .start()
+            .unwrap();
+        expect_workers(&broker, 1, Duration::from_secs(5));
+        let client = client(&broker);
+        warm_up(&client, &probe);
+        probe.most.store(0, Ordering::SeqCst);
+
+        let closed = probe.gate.lock().unwrap();
+        let first = client
+            .request(1)
+            .id(1)
+            .payload_bytes(b"block")
+            .send()
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), || probe
+            .running
+            .load(Ordering::SeqCst)
+            == 1));
+        assert_eq!(probe.last_thread(), SOCKET_THREAD);
+        let rest: Vec<_> = (2..=5)
+            .map(|i| {
+                client
+                    .request(1)
+                    .id(i)
+                    .payload_bytes(b"block")
+                    .send()
+                    .unwrap()
+            })
+            .collect();
+        // All five at the worker (credits: capacity + prefetch), the first
+        // taken over, and a second running on the pool.
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                broker.stats().unwrap().in_flight == 5
+                    && probe.running.load(Ordering::SeqCst) == 2
+                    && worker.stats().unwrap().socket_takeovers == 1
+            }),
+            "{:?} {:?}",
+            broker.stats().unwrap(),
+            worker.stats().unwrap()
+        );
+        // Time for a pool thread to start a third, were it allowed to.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(probe.most.load(Ordering::SeqCst), 2);
+        drop(closed);
+        for h in std::iter::once(first).chain(rest) {
+            assert_eq!(text(&h.wait().unwrap().payload), "block");
+        }
+        assert_eq!(probe.most.load(Ordering::SeqCst), 2, "capacity 2");
+    });
+}
