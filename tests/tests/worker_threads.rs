@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lhcluster::client::ResponseHandle;
 use lhcluster::worker::{HandlerError, RequestContext, Worker};
-use lhcluster::{Client, Payload};
+use lhcluster::{Broker, Client, Payload};
 use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -56,6 +57,46 @@ impl Probe {
     }
 }
 
+/// A broker, a worker of `capacity` and `prefetch` with the probe's
+/// handler for type 1, and a client, after fast requests have moved type 1
+/// to the socket's thread.
+fn warmed_up(capacity: u32, prefetch: u32) -> (Broker, Worker, Client, Arc<Probe>) {
+    let broker = broker(Transport::Inproc);
+    let probe = Arc::new(Probe::default());
+    let mut config = worker_config(&broker);
+    config.capacity = capacity;
+    config.prefetch = prefetch;
+    let worker = Worker::builder(config)
+        .handle_raw(1, probe.handler())
+        .start()
+        .unwrap();
+    expect_workers(&broker, 1, Duration::from_secs(5));
+    let client = client(&broker);
+    warm_up(&client, &probe);
+    (broker, worker, client, probe)
+}
+
+/// Sends a `block` request and waits until its handler runs, on the
+/// socket's thread.
+fn block_socket_thread(client: &Client, probe: &Probe, id: u64) -> ResponseHandle {
+    let handle = client
+        .request(1)
+        .id(id)
+        .payload_bytes(b"block")
+        .send()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || probe
+        .running
+        .load(Ordering::SeqCst)
+        == 1));
+    assert_eq!(
+        probe.last_thread(),
+        SOCKET_THREAD,
+        "the fast type ran inline"
+    );
+    handle
+}
+
 /// Sends fast requests one at a time until one runs on the socket's thread;
 /// panics if none does within 500.
 fn warm_up(client: &Client, probe: &Probe) {
@@ -79,17 +120,7 @@ fn warm_up(client: &Client, probe: &Probe) {
 #[test]
 fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let probe = Arc::new(Probe::default());
-        let mut config = worker_config(&broker);
-        config.capacity = 4;
-        let worker = Worker::builder(config)
-            .handle_raw(1, probe.handler())
-            .start()
-            .unwrap();
-        expect_workers(&broker, 1, Duration::from_secs(5));
-        let client = client(&broker);
-        warm_up(&client, &probe);
+        let (_broker, worker, client, probe) = warmed_up(4, 0);
         // The first runs of a type are timed on the pool.
         assert!(
             probe.threads.lock().unwrap()[0].starts_with("lhcluster-handler-"),
@@ -98,21 +129,7 @@ fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() 
         );
 
         let closed = probe.gate.lock().unwrap();
-        let blocked = client
-            .request(1)
-            .id(1)
-            .payload_bytes(b"block")
-            .send()
-            .unwrap();
-        assert!(eventually(Duration::from_secs(10), || probe
-            .running
-            .load(Ordering::SeqCst)
-            == 1));
-        assert_eq!(
-            probe.last_thread(),
-            SOCKET_THREAD,
-            "the fast type ran inline"
-        );
+        let blocked = block_socket_thread(&client, &probe, 1);
         // The socket's thread is stuck in the handler, yet requests are
         // served: another thread took the socket over.
         for i in 0..20 {
@@ -136,32 +153,11 @@ fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() 
 #[test]
 fn a_run_on_the_socket_thread_counts_against_capacity() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let probe = Arc::new(Probe::default());
-        let mut config = worker_config(&broker);
-        config.capacity = 2;
-        config.prefetch = 3;
-        let worker = Worker::builder(config)
-            .handle_raw(1, probe.handler())
-            .start()
-            .unwrap();
-        expect_workers(&broker, 1, Duration::from_secs(5));
-        let client = client(&broker);
-        warm_up(&client, &probe);
+        let (broker, worker, client, probe) = warmed_up(2, 3);
         probe.most.store(0, Ordering::SeqCst);
 
         let closed = probe.gate.lock().unwrap();
-        let first = client
-            .request(1)
-            .id(1)
-            .payload_bytes(b"block")
-            .send()
-            .unwrap();
-        assert!(eventually(Duration::from_secs(10), || probe
-            .running
-            .load(Ordering::SeqCst)
-            == 1));
-        assert_eq!(probe.last_thread(), SOCKET_THREAD);
+        let first = block_socket_thread(&client, &probe, 1);
         let rest: Vec<_> = (2..=5)
             .map(|i| {
                 client
