@@ -271,52 +271,76 @@ pub(crate) const FAST_HANDLER: Duration = Duration::from_micros(20);
 /// Not timed yet: the type's first runs are on the pool.
 const UNKNOWN: u64 = u64::MAX;
 
-/// What each blocking handler has lately taken (a moving average of its
-/// runs, in nanoseconds), read and written without a lock: a lost update
-/// only delays the average by a run.
+/// Runs a type spends on the pool after its first takeover; doubled at
+/// each further one (up to 2^10 times), so that a handler that blocks now
+/// and then stalls the socket's thread ever more rarely.
+const PENALTY_RUNS: u64 = 64;
+
+/// What each blocking handler has lately taken, read and written without a
+/// lock (a lost update only delays the figures by a run).
 #[derive(Debug)]
-pub(crate) struct Costs(HashMap<RequestType, AtomicU64>);
+pub(crate) struct Costs(HashMap<RequestType, Cost>);
+
+#[derive(Debug)]
+struct Cost {
+    /// A moving average of its runs, in nanoseconds (weight 1/8).
+    average: AtomicU64,
+    /// Takeovers so far.
+    strikes: AtomicU64,
+    /// Runs still to go on the pool after the last takeover.
+    penalty: AtomicU64,
+}
 
 impl Costs {
     pub(crate) fn new<'a>(types: impl IntoIterator<Item = &'a RequestType>) -> Self {
-        Self(
-            types
-                .into_iter()
-                .map(|&t| (t, AtomicU64::new(UNKNOWN)))
-                .collect(),
-        )
+        let cost = || Cost {
+            average: AtomicU64::new(UNKNOWN),
+            strikes: AtomicU64::new(0),
+            penalty: AtomicU64::new(0),
+        };
+        Self(types.into_iter().map(|&t| (t, cost())).collect())
     }
 
-    /// Adds a run that took `took` to the type's average (weight 1/8).
+    /// Adds a run that took `took`.
     pub(crate) fn record(&self, request_type: RequestType, took: Duration) {
         let Some(cost) = self.0.get(&request_type) else {
             return;
         };
         let sample = u64::try_from(took.as_nanos()).unwrap_or(UNKNOWN - 1);
-        let old = cost.load(Ordering::Relaxed);
+        let old = cost.average.load(Ordering::Relaxed);
         let new = if old == UNKNOWN {
             sample
         } else {
             old - old / 8 + sample / 8
         };
-        cost.store(new, Ordering::Relaxed);
+        cost.average.store(new, Ordering::Relaxed);
+        let penalty = cost.penalty.load(Ordering::Relaxed);
+        if penalty > 0 {
+            cost.penalty.store(penalty - 1, Ordering::Relaxed);
+        }
     }
 
     /// Whether the type's handler is fast enough to run on the socket's
     /// thread.
     pub(crate) fn is_fast(&self, request_type: RequestType) -> bool {
-        self.0
-            .get(&request_type)
-            .is_some_and(|c| c.load(Ordering::Relaxed) <= FAST_HANDLER.as_nanos() as u64)
+        self.0.get(&request_type).is_some_and(|c| {
+            c.penalty.load(Ordering::Relaxed) == 0
+                && c.average.load(Ordering::Relaxed) <= FAST_HANDLER.as_nanos() as u64
+        })
     }
 
-    /// A run is taking `so_far` and still going: the type counts as slow
-    /// from now on, until its runs on the pool bring the average down.
-    pub(crate) fn mark_slow(&self, request_type: RequestType, so_far: Duration) {
-        if let Some(cost) = self.0.get(&request_type) {
-            let so_far = u64::try_from(so_far.as_nanos()).unwrap_or(UNKNOWN - 1);
-            cost.fetch_max(so_far, Ordering::Relaxed);
-        }
+    /// A run of the type was taken over after `so_far`: the type goes to
+    /// the pool for a while. Returns how many takeovers it has had.
+    pub(crate) fn taken_over(&self, request_type: RequestType, so_far: Duration) -> u64 {
+        let Some(cost) = self.0.get(&request_type) else {
+            return 0;
+        };
+        let so_far = u64::try_from(so_far.as_nanos()).unwrap_or(UNKNOWN - 1);
+        cost.average.fetch_max(so_far, Ordering::Relaxed);
+        let strikes = cost.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        let penalty = PENALTY_RUNS << (strikes - 1).min(10);
+        cost.penalty.store(penalty, Ordering::Relaxed);
+        strikes
     }
 }
 
@@ -385,5 +409,37 @@ pub(crate) fn run(
                 panicked: true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_is_fast_once_timed_fast_and_sits_out_a_growing_penalty_after_each_takeover() {
+        let costs = Costs::new(&[7]);
+        assert!(!costs.is_fast(7), "not timed yet: the pool first");
+        costs.record(7, Duration::from_micros(3));
+        assert!(costs.is_fast(7));
+        costs.record(7, Duration::from_millis(1));
+        assert!(!costs.is_fast(7), "an average pulled over 20 µs");
+        for _ in 0..40 {
+            costs.record(7, Duration::from_micros(3));
+        }
+        assert!(costs.is_fast(7), "fast again");
+
+        for (strike, runs) in [(1, PENALTY_RUNS), (2, 2 * PENALTY_RUNS)] {
+            assert_eq!(costs.taken_over(7, Duration::from_millis(2)), strike);
+            // The average, at least the run's 2 ms, takes about 35 fast
+            // runs to fall under 20 µs: the penalty is what decides here.
+            for _ in 0..runs - 1 {
+                costs.record(7, Duration::from_micros(3));
+                assert!(!costs.is_fast(7));
+            }
+            costs.record(7, Duration::from_micros(3));
+            assert!(costs.is_fast(7), "after {runs} runs on the pool");
+        }
+        assert!(!costs.is_fast(8), "a type it does not serve");
     }
 }

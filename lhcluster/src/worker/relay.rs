@@ -13,8 +13,9 @@
 //! runs, nobody reads the socket or sends heartbeats, so a second thread,
 //! the *watcher*, looks every [`WATCH_TICK`]: if the same run is still going,
 //! it takes the driver (its lock is free while the leader runs a handler)
-//! and leads from then on; the type is marked slow, so its requests go to
-//! the pool until its runs there are fast again. The old leader finishes
+//! and leads from then on; the type's requests then go to the pool for
+//! its next 64 runs (doubled at each further takeover of the type, up to
+//! 65 536), and until its runs there are fast again. The old leader finishes
 //! its handler, finds the driver taken, sends its result the pool's way
 //! (the channel and the doorbell) and becomes the watcher. The two threads
 //! only ever swap: one leads, the other watches or finishes a handler, and
@@ -34,7 +35,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::driver::{Driver, Pass};
 use super::pool::{self, Costs, Done, Handlers, InlineSlot};
@@ -312,16 +313,23 @@ fn watch(relay: &Relay) -> Option<Guard<'_>> {
                     };
                     if watch.seq.load(Ordering::Acquire) == seq {
                         let request_type = watch.request_type.load(Ordering::Relaxed);
-                        if let Some(runs) = &relay.runs {
-                            runs.costs.mark_slow(request_type, WATCH_TICK);
-                        }
+                        let strikes = relay
+                            .runs
+                            .as_ref()
+                            .map_or(0, |runs| runs.costs.taken_over(request_type, WATCH_TICK));
                         driver.count_takeover();
-                        warn!(
-                            request_type,
-                            "a handler that was fast runs long on the worker's socket thread: \
-                             another thread takes the socket over, and the type's requests go \
-                             to the pool"
-                        );
+                        // Once per type at warn: the counter tells the rest.
+                        if strikes == 1 {
+                            warn!(
+                                request_type,
+                                "a handler that was fast runs long on the worker's socket \
+                                 thread: another thread takes the socket over, and the type's \
+                                 requests go to the pool for a while (counted in \
+                                 socket_takeovers)"
+                            );
+                        } else {
+                            debug!(request_type, strikes, "socket taken over again");
+                        }
                     }
                     break Some(guard);
                 }

@@ -47,8 +47,9 @@ pub struct WorkerStats {
     pub unsent_bytes: u64,
     /// Times a handler running on the worker's socket thread (a fast type's,
     /// docs/guide.md, "Worker") ran long enough for another thread to take
-    /// the socket over; its type then runs on the pool until it is fast
-    /// again.
+    /// the socket over; its type then runs on the pool for its next 64
+    /// runs (doubled at each further takeover of the type) and until it is
+    /// fast again.
     pub socket_takeovers: u64,
     /// Requests running now.
     pub running: u64,
