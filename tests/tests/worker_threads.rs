@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lhcluster::client::ResponseHandle;
-use lhcluster::worker::{HandlerError, RequestContext, Worker};
+use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, Client, Payload};
 use lhcluster_tests::*;
 
@@ -61,11 +61,18 @@ impl Probe {
 /// handler for type 1, and a client, after fast requests have moved type 1
 /// to the socket's thread.
 fn warmed_up(capacity: u32, prefetch: u32) -> (Broker, Worker, Client, Arc<Probe>) {
+    warmed_up_with(|config| {
+        config.capacity = capacity;
+        config.prefetch = prefetch;
+    })
+}
+
+/// [`warmed_up`] with a chance to adjust the worker's configuration.
+fn warmed_up_with(adjust: impl FnOnce(&mut WorkerConfig)) -> (Broker, Worker, Client, Arc<Probe>) {
     let broker = broker(Transport::Inproc);
     let probe = Arc::new(Probe::default());
     let mut config = worker_config(&broker);
-    config.capacity = capacity;
-    config.prefetch = prefetch;
+    adjust(&mut config);
     let worker = Worker::builder(config)
         .handle_raw(1, probe.handler())
         .start()
@@ -188,5 +195,38 @@ fn a_run_on_the_socket_thread_counts_against_capacity() {
             assert_eq!(text(&h.wait().unwrap().payload), "block");
         }
         assert_eq!(probe.most.load(Ordering::SeqCst), 2, "capacity 2");
+    });
+}
+
+/// A stop during a takeover ends the worker after its shutdown timeout,
+/// with the thread that ran a fast handler still stuck in it, and the
+/// request it ran ends for its client as any request of a worker that left
+/// without answering.
+#[test]
+fn a_stop_does_not_wait_for_a_handler_stuck_on_a_socket_thread() {
+    time_limit(LIMIT, || {
+        let (broker, worker, client, probe) = warmed_up_with(|config| {
+            config.capacity = 2;
+            config.shutdown_timeout = Duration::from_millis(300);
+        });
+        let closed = probe.gate.lock().unwrap();
+        let blocked = block_socket_thread(&client, &probe, 1);
+        assert!(eventually(Duration::from_secs(10), || worker
+            .stats()
+            .unwrap()
+            .socket_takeovers
+            == 1));
+        // The gate opens only after the stop has returned.
+        worker.stop().unwrap();
+        assert!(worker.stats().is_err(), "the worker has stopped");
+        assert!(eventually(Duration::from_secs(10), || broker
+            .stats()
+            .unwrap()
+            .workers
+            == 0));
+        drop(closed);
+        // The broker declared the worker dead with the request in flight
+        // (no retry asked): the client learns of it.
+        assert!(blocked.wait().is_err());
     });
 }
