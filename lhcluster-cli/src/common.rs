@@ -477,6 +477,7 @@ pub mod metrics {
             ("requests_overloaded", "Requests answered OVERLOADED", s.requests_overloaded),
             ("requests_no_workers", "Requests answered NO_WORKERS", s.requests_no_workers),
             ("requests_retried", "Re-dispatches after a worker death", s.requests_retried),
+            ("requests_returned", "Requests a draining worker gave back unstarted, queued again", s.requests_returned),
             ("requests_worker_death", "Requests answered WORKER_DEATH", s.requests_worker_death),
             ("malformed_frontend", "Malformed messages on the frontend", s.malformed_frontend),
             ("malformed_backend", "Malformed messages on the backend", s.malformed_backend),

@@ -142,6 +142,10 @@ pub struct BrokerStats {
     pub requests_redirected: u64,
     /// Re-dispatches after a worker death (`RETRY_ON_DEATH`).
     pub requests_retried: u64,
+    /// Requests a draining worker gave back unstarted (a `RESULT`
+    /// `RETURNED`, protocol 1.8: prefetched ones, on a graceful stop):
+    /// queued again at the head of their type's queue, no attempt used.
+    pub requests_returned: u64,
     /// Requests answered `WORKER_DEATH`.
     pub requests_worker_death: u64,
     /// One-way requests lost with a dead worker (no `NOTIFY_ON_DEATH`).
@@ -333,7 +337,7 @@ impl fmt::Display for BrokerStats {
              malformed={} undeliverable={} stale_results={} unknown_results={} \
              pending_bytes={} outbox_bytes={} outbox_peers={} outcomes_dropped_slow={} \
              slow_consumers={} slow_workers={} auth_failures={} forbidden={} expired={} \
-             cancelled={}",
+             cancelled={} returned={}",
             self.requests_received,
             self.requests_dispatched,
             self.requests_completed,
@@ -360,6 +364,7 @@ impl fmt::Display for BrokerStats {
             self.requests_forbidden + self.workers_forbidden,
             self.requests_expired,
             self.requests_cancelled,
+            self.requests_returned,
         )
     }
 }

@@ -324,6 +324,7 @@ fn status_to_pb(s: Status) -> pb::Status {
         Status::UnknownReplyTo => pb::Status::UnknownReplyTo,
         Status::Expired => pb::Status::Expired,
         Status::Forbidden => pb::Status::Forbidden,
+        Status::Returned => pb::Status::Returned,
     }
 }
 
@@ -340,11 +341,22 @@ fn status_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError>
         Ok(pb::Status::UnknownReplyTo) => Status::UnknownReplyTo,
         Ok(pb::Status::Expired) => Status::Expired,
         Ok(pb::Status::Forbidden) => Status::Forbidden,
+        Ok(pb::Status::Returned) => Status::Returned,
         Ok(pb::Status::Unspecified) | Err(_) => {
             return Err(DecodeError::InvalidStatus { kind, value });
         }
     };
     Ok(status)
+}
+
+/// The status of a RESPONSE or an EXECUTED: an outcome. RETURNED, a
+/// worker's RESULT only (protocol 1.8), is refused there as unknown: a
+/// requester must never take it for the end of its request.
+fn outcome_from_pb(kind: &'static str, value: i32) -> Result<Status, DecodeError> {
+    match status_from_pb(kind, value)? {
+        Status::Returned => Err(DecodeError::InvalidStatus { kind, value }),
+        status => Ok(status),
+    }
 }
 
 /// Decodes a message from its complete list of frames (no routing identity).
@@ -674,7 +686,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
         }
         pb::Kind::Response => {
             require(h.request_type != 0, "request_type")?;
-            let status = status_from_pb(name, h.status)?;
+            let status = outcome_from_pb(name, h.status)?;
             Message::Response(Response {
                 request_type: h.request_type,
                 request_id: h.request_id,
@@ -826,7 +838,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
         pb::Kind::Executed => {
             require(h.request_type != 0, "request_type")?;
             require(h.dispatch_tag != 0, "dispatch_tag")?;
-            let status = status_from_pb(name, h.status)?;
+            let status = outcome_from_pb(name, h.status)?;
             Message::Executed(Executed {
                 response: Response {
                     request_type: h.request_type,

@@ -46,8 +46,9 @@ pub const PROTOCOL_MAJOR: u32 = 1;
 /// broker-to-broker kinds of a cluster, minor 3 a request's `deadline_ms`
 /// and the status EXPIRED, minor 4 the status FORBIDDEN, minor 5 the kind
 /// CANCEL, minor 6 the `type_names` of a READY, minor 7 the
-/// `max_message_size` of a WELCOME (docs/protocol.md §17, §18).
-pub const PROTOCOL_MINOR: u32 = 7;
+/// `max_message_size` of a WELCOME, minor 8 the RESULT status RETURNED
+/// (docs/protocol.md §17, §18).
+pub const PROTOCOL_MINOR: u32 = 8;
 
 /// The longest request type name a READY may carry, in bytes (protocol
 /// 1.6): a longer one makes the READY malformed. Names are for stats, logs
@@ -70,6 +71,12 @@ pub(crate) fn checked_size(payload: &Payload, strings: usize) -> usize {
 /// it only to a peer whose last header said at least this
 /// (docs/protocol.md §3.2, §8.6).
 pub(crate) const CANCEL_MINOR: u32 = 5;
+
+/// The protocol minor version from which a broker takes the RESULT status
+/// RETURNED: a draining worker gives its prefetched, unstarted dispatches
+/// back only to a broker whose WELCOME said at least this
+/// (docs/protocol.md §3.2, §9).
+pub(crate) const RETURNED_MINOR: u32 = 8;
 
 /// The protocol minor version from which a client takes the status
 /// FORBIDDEN in a RESPONSE (older ones get an ERROR naming the request,

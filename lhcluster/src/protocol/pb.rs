@@ -251,7 +251,8 @@ impl Kind {
     }
 }
 /// Outcome of a request, carried by RESPONSE (and RESULT for worker statuses;
-/// ERROR may carry FORBIDDEN, since minor 4).
+/// ERROR may carry FORBIDDEN, since minor 4). RETURNED is a RESULT's only:
+/// never an outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum Status {
@@ -282,6 +283,9 @@ pub enum Status {
     Expired = 10,
     /// the sender's CURVE key may not use this request type (since minor 4)
     Forbidden = 11,
+    /// Worker status, RESULT only (since minor 8): a draining worker gives back a
+    /// DISPATCH it has not started and never will; payload = the DISPATCH's.
+    Returned = 12,
 }
 impl Status {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -302,6 +306,7 @@ impl Status {
             Self::UnknownReplyTo => "UNKNOWN_REPLY_TO",
             Self::Expired => "EXPIRED",
             Self::Forbidden => "FORBIDDEN",
+            Self::Returned => "RETURNED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -319,6 +324,7 @@ impl Status {
             "UNKNOWN_REPLY_TO" => Some(Self::UnknownReplyTo),
             "EXPIRED" => Some(Self::Expired),
             "FORBIDDEN" => Some(Self::Forbidden),
+            "RETURNED" => Some(Self::Returned),
             _ => None,
         }
     }

@@ -88,12 +88,22 @@ pub enum Status {
     /// worker registration refused by its `curve_worker_keys`
     /// (docs/security.md; protocol 1.4).
     Forbidden,
+    /// Not an outcome: a draining worker gives back, in a `RESULT`, a
+    /// request it was dispatched and has not started (a prefetched one),
+    /// and never will; the broker dispatches it again, to another worker
+    /// (protocol 1.8). Never in a `RESPONSE`.
+    Returned,
 }
 
 impl Status {
-    /// Statuses a worker may report in `RESULT`.
+    /// Statuses a worker may report in `RESULT`: the outcomes `Ok`,
+    /// `Failed` and `BadRequest`, and (protocol 1.8) `Returned`, which is
+    /// none.
     pub fn is_worker_status(self) -> bool {
-        matches!(self, Status::Ok | Status::Failed | Status::BadRequest)
+        matches!(
+            self,
+            Status::Ok | Status::Failed | Status::BadRequest | Status::Returned
+        )
     }
 
     /// Stable lower-case name, as used in logs and the CLI.
@@ -110,6 +120,7 @@ impl Status {
             Status::UnknownReplyTo => "unknown_reply_to",
             Status::Expired => "expired",
             Status::Forbidden => "forbidden",
+            Status::Returned => "returned",
         }
     }
 }
@@ -184,7 +195,8 @@ pub struct WorkResult {
     /// (absent) when the dispatch had none, or from a worker that does not
     /// send it; the broker then judges by `attempt`.
     pub dispatch_tag: u64,
-    /// `Ok`, `Failed` or `BadRequest`.
+    /// `Ok`, `Failed` or `BadRequest`; or (protocol 1.8) `Returned`: the
+    /// dispatch given back unstarted, with its payload.
     pub status: Status,
     /// Error text for `Failed` / `BadRequest`.
     pub error: Option<String>,

@@ -52,8 +52,13 @@ pub struct WorkerConfig {
     /// request waits behind a slow one even when another worker is free,
     /// and the broker counts it in flight here (a worker that dies ends or
     /// retries it like the running ones). Raise it for handlers that take
-    /// microseconds; keep 0 for slow or uneven ones. A graceful stop lets
-    /// the prefetched requests run within `shutdown_timeout`.
+    /// microseconds; keep 0 for slow or uneven ones. A graceful stop hands
+    /// the requests that have not started back to the broker (protocol
+    /// 1.8), which dispatches them to another worker at once: never failed,
+    /// no attempt used (counted `requests_returned`); only the running ones
+    /// finish within `shutdown_timeout`. At a broker older than 1.8 (or
+    /// with no session at the stop), they run within `shutdown_timeout`,
+    /// as before.
     pub prefetch: u32,
     /// Runs every handler on the worker's own I/O thread, one at a time,
     /// instead of on a pool of `capacity` threads. Default: `false`.

@@ -13,8 +13,8 @@ use super::config::WorkerConfig;
 use super::handler::{Cancellation, Job};
 use super::stats::WorkerStats;
 use crate::protocol::{
-    Cancel, Dispatch, Flags, Message, Payload, RequestId, RequestRef, RequestType, Status,
-    WorkResult, checked_size,
+    Cancel, Dispatch, Flags, Message, Payload, RETURNED_MINOR, RequestId, RequestRef, RequestType,
+    Status, WorkResult, checked_size,
 };
 use crate::session::{BrokerSession, Greeting, Inbound, LinkAction, report_counts, timing};
 
@@ -144,6 +144,13 @@ impl WorkerCore {
             self.stats.duplicates_ignored += 1;
             return;
         }
+        if self.hands_back() {
+            // Sent before the broker read our DISCONNECT: given back
+            // unstarted, as the prefetched ones were (no RECEIPT_RECEIVED:
+            // this worker does not take it).
+            let answers = self.answers(&d);
+            return self.give_back(now, key, answers, d.payload);
+        }
         let answers = self.answers(&d);
         let cancel = Cancellation::default();
         self.running.insert(key, (answers, cancel.clone()));
@@ -263,6 +270,41 @@ impl WorkerCore {
         self.session.stop(now, &mut self.actions);
     }
 
+    /// Whether a stopping worker gives its unstarted dispatches back
+    /// (protocol 1.8): it has said DISCONNECT to a broker whose WELCOME
+    /// said it takes RETURNED. Otherwise (an older broker, or no session)
+    /// they run within `shutdown_timeout`, as before 1.8.
+    pub(crate) fn hands_back(&self) -> bool {
+        self.stopping && self.session.is_ready() && self.session.broker_minor() >= RETURNED_MINOR
+    }
+
+    /// A dispatch queued here, not started, taken out of the queue for
+    /// good by the driver on a graceful stop: given back to the broker
+    /// (RESULT RETURNED, with its payload: the broker needs it to dispatch
+    /// the request again). The driver takes only while
+    /// [`Self::hands_back`].
+    pub(crate) fn hand_back(&mut self, now: Instant, job: Job) {
+        let d = job.dispatch;
+        let key = (d.request_type, d.request_id);
+        // The dispatch it answers is the latest of the key (a duplicate
+        // DISPATCH updates it, `on_dispatch`).
+        let Some((answers, _)) = self.running.remove(&key) else {
+            return;
+        };
+        self.give_back(now, key, answers, d.payload);
+    }
+
+    fn give_back(&mut self, now: Instant, key: ReqKey, answers: Answers, payload: Payload) {
+        if answers.generation != self.session.generation() {
+            // From a broker left since, which has given the request up:
+            // its result would be dropped as well, so it is not run.
+            return self.drop_stale("RESULT");
+        }
+        self.stats.requests_returned += 1;
+        let msg = result_message(key, answers, Status::Returned, None, payload);
+        self.send(now, msg);
+    }
+
     fn send(&mut self, now: Instant, msg: Message) {
         self.session.send(now, msg, &mut self.actions);
     }
@@ -274,7 +316,7 @@ impl WorkerCore {
     /// the worker has left since.
     fn send_or_keep(&mut self, now: Instant, generation: u64, mut msg: Message) {
         if generation != self.session.generation() {
-            return self.drop_stale(&msg);
+            return self.drop_stale(msg.kind_name());
         }
         if self.session.is_ready() {
             return self.send(now, msg);
@@ -300,12 +342,9 @@ impl WorkerCore {
     /// A result or receipt for a broker left for another: that broker's
     /// session is gone (it has declared us dead, or is dead itself), and
     /// the new broker never dispatched the request (protocol.md §9).
-    fn drop_stale(&mut self, msg: &Message) {
+    fn drop_stale(&mut self, kind: &'static str) {
         self.stats.stale_dropped += 1;
-        debug!(
-            kind = msg.kind_name(),
-            "dropping the answer to a broker left since"
-        );
+        debug!(kind, "dropping the answer to a broker left since");
     }
 }
 
@@ -330,7 +369,7 @@ impl crate::link::Connecting for WorkerCore {
                         }
                         self.send(now, msg);
                     } else {
-                        self.drop_stale(&msg);
+                        self.drop_stale(msg.kind_name());
                     }
                 }
                 if self.stopping {

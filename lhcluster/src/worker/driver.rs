@@ -150,6 +150,25 @@ enum Run {
 }
 
 impl Executor {
+    /// The jobs not started yet: queued on the pool, waiting for the
+    /// socket's thread (fast types), or async ones waiting for a permit;
+    /// each queue in the order its jobs came (the pool's first: the socket's
+    /// thread runs its queue before it reads again, so the pool's jobs are
+    /// the older). Taken for good: none of them will run. Inline, nothing
+    /// waits here (a dispatch runs when it is read).
+    fn take_queued(&mut self) -> Vec<Job> {
+        let mut jobs = match &self.run {
+            Run::Pool { pool, .. } => pool.take_queued(),
+            Run::Inline(_) => Vec::new(),
+        };
+        jobs.extend(self.inline_jobs.drain(..));
+        #[cfg(feature = "tokio")]
+        if let Some(tasks) = &self.tasks {
+            jobs.extend(tasks.take_queued());
+        }
+        jobs
+    }
+
     fn close(&mut self) {
         if let Run::Pool { pool, .. } = &mut self.run {
             pool.close();
@@ -284,6 +303,14 @@ impl Driver {
                     if self.stop_deadline.is_none() {
                         info!("worker stopping");
                         self.core.on_stop(Instant::now());
+                        // After the DISCONNECT (queued first): the requests
+                        // that have not started go back to the broker, to
+                        // run elsewhere at once.
+                        if self.core.hands_back() {
+                            for job in self.executor.take_queued() {
+                                self.core.hand_back(Instant::now(), job);
+                            }
+                        }
                         self.last_read = Instant::now();
                         self.stop_deadline = Some(crate::deadline::later(
                             Instant::now(),

@@ -210,6 +210,13 @@ impl Pool {
         }
     }
 
+    /// Takes the jobs no thread has started, in the order they came (a
+    /// graceful stop gives them back to the broker). Under the queue's
+    /// lock: a thread either took a job before (it runs) or never will.
+    pub(crate) fn take_queued(&self) -> Vec<Job> {
+        self.queue.lock().jobs.drain(..).collect()
+    }
+
     /// Lets the threads finish the queued jobs and exit, without waiting.
     pub(crate) fn close(&mut self) {
         self.close_queue();

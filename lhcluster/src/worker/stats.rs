@@ -20,6 +20,11 @@ pub struct WorkerStats {
     /// CANCELs for a request no longer running here (it had finished), or
     /// for another dispatch of it: nothing to cancel.
     pub cancels_ignored: u64,
+    /// Dispatches given back to the broker unstarted on a graceful stop
+    /// (a `RESULT` `RETURNED`, protocol 1.8): prefetched requests, and any
+    /// arriving after the stop, which the broker dispatches to another
+    /// worker. Not counted in `requests_failed` or `requests_succeeded`.
+    pub requests_returned: u64,
     /// Malformed or unexpected messages from the broker.
     pub malformed: u64,
     /// Heartbeats received.

@@ -7,12 +7,12 @@
 //! The driver thread stays a plain thread that never awaits anything: a
 //! slow or stuck future delays only its own result, never a heartbeat.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use crossbeam_channel::Sender;
@@ -113,6 +113,29 @@ pub(crate) struct Tasks {
     permits: Arc<Semaphore>,
     done: Sender<Done>,
     bell: Arc<Doorbell>,
+    /// The jobs of spawned tasks, in the order they came, each taken by
+    /// its task once it has a permit, or by a graceful stop before that
+    /// ([`Tasks::take_queued`]): whoever takes it first has it.
+    queued: Mutex<Queued>,
+}
+
+/// The slots of tasks that may not have started, and the length at which
+/// the started ones are looked for behind the first.
+#[derive(Default)]
+struct Queued {
+    slots: VecDeque<Slot>,
+    prune_at: usize,
+}
+
+/// A spawned task's job, until it starts.
+type Slot = Arc<Mutex<Option<Job>>>;
+
+fn take(slot: &Slot) -> Option<Job> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+fn is_taken(slot: &Slot) -> bool {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).is_none()
 }
 
 impl Tasks {
@@ -129,7 +152,18 @@ impl Tasks {
             permits: Arc::new(Semaphore::new(capacity as usize)),
             done,
             bell,
+            queued: Mutex::new(Queued::default()),
         }
+    }
+
+    /// Takes the jobs whose task has not started (waiting for a permit), in
+    /// the order they came: a graceful stop gives them back to the broker,
+    /// and their tasks, finding nothing, end without running a handler.
+    pub(crate) fn take_queued(&self) -> Vec<Job> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = std::mem::take(&mut queued.slots);
+        drop(queued);
+        slots.iter().filter_map(take).collect()
     }
 
     pub(crate) fn serves(&self, request_type: RequestType) -> bool {
@@ -137,24 +171,29 @@ impl Tasks {
     }
 
     /// Runs `job` as a task; its [`Done`] reaches the driver when it ends.
-    pub(crate) fn spawn(
-        &self,
-        Job {
-            dispatch: job,
-            cancel,
-        }: Job,
-    ) {
-        let Some(handler) = self.handlers.get(&job.request_type).cloned() else {
+    pub(crate) fn spawn(&self, job: Job) {
+        let Some(handler) = self.handlers.get(&job.dispatch.request_type).cloned() else {
             return;
         };
         let (permits, done, bell) = (self.permits.clone(), self.done.clone(), self.bell.clone());
-        let key = (job.request_type, job.request_id);
+        let key = (job.dispatch.request_type, job.dispatch.request_id);
         let span = tracing::debug_span!("request", request_type = key.0, request_id = key.1);
         // Read on arrival: the wait for a permit counts against it.
-        let deadline = crate::deadline::from_wire_ms(std::time::Instant::now(), job.deadline_ms);
+        let deadline =
+            crate::deadline::from_wire_ms(std::time::Instant::now(), job.dispatch.deadline_ms);
+        let slot: Slot = Arc::new(Mutex::new(Some(job)));
+        self.keep(slot.clone());
         let task = async move {
             // Never closed, so this only waits for a free permit.
             let _permit = permits.acquire_owned().await;
+            // Taken by a graceful stop meanwhile: given back, not run.
+            let Some(Job {
+                dispatch: job,
+                cancel,
+            }) = take(&slot)
+            else {
+                return;
+            };
             let context = RequestContext {
                 request_type: job.request_type,
                 request_id: job.request_id,
@@ -192,6 +231,23 @@ impl Tasks {
             }
         };
         drop(self.runtime.spawn(task.instrument(span)));
+    }
+
+    /// Keeps a new task's slot, forgetting those of tasks that started: at
+    /// the front (tasks mostly start in order), and behind it whenever the
+    /// list has doubled since, so that it stays about as long as what
+    /// waits, at a constant cost per task.
+    fn keep(&self, slot: Slot) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let q = &mut *queued;
+        while q.slots.front().is_some_and(is_taken) {
+            q.slots.pop_front();
+        }
+        if q.slots.len() >= q.prune_at {
+            q.slots.retain(|s| !is_taken(s));
+            q.prune_at = (2 * q.slots.len()).max(64);
+        }
+        q.slots.push_back(slot);
     }
 }
 

@@ -8,6 +8,7 @@ use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info};
 
 use super::names::Learned;
+use super::stored::Stored;
 use super::watch;
 use super::{BrokerCore, Req, ReqKey, Side, WorkerEntry, peer_id};
 use crate::curve::PublicKey;
@@ -155,31 +156,15 @@ impl BrokerCore {
     }
 
     pub(super) fn on_result(&mut self, now: Instant, wk: Key, result: WorkResult) {
+        if result.status == Status::Returned {
+            return self.on_returned(now, wk, result);
+        }
         let key = (result.request_type, result.request_id);
         // Exact credits: only the completion of the dispatch we assigned
         // gives one back.
         let req = match self.take_current(wk, key, result.attempt, result.dispatch_tag) {
             Ok(req) => req,
-            Err(Dropped::Unassigned) => {
-                self.stats.unknown_results += 1;
-                debug!(
-                    request_type = %self.type_names.label(key.0),
-                    request_id = key.1,
-                    "result for a request not assigned to this worker: dropped"
-                );
-                return;
-            }
-            Err(Dropped::Stale) => {
-                self.stats.stale_results += 1;
-                debug!(
-                    request_type = %self.type_names.label(key.0),
-                    request_id = key.1,
-                    attempt = result.attempt,
-                    dispatch_tag = result.dispatch_tag,
-                    "result of a dispatch that is no longer current: dropped"
-                );
-                return;
-            }
+            Err(dropped) => return self.count_dropped(dropped, &result),
         };
         self.stats.requests_completed += 1;
         // A cancelled request's result goes to nobody: it is no outcome
@@ -227,6 +212,112 @@ impl BrokerCore {
         }
     }
 
+    /// Counts and logs a RESULT that does not answer the current dispatch
+    /// of its request: it changes nothing else (protocol.md §8.3).
+    fn count_dropped(&mut self, dropped: Dropped, result: &WorkResult) {
+        let label = self.type_names.label(result.request_type);
+        match dropped {
+            Dropped::Unassigned => {
+                self.stats.unknown_results += 1;
+                debug!(
+                    request_type = %label,
+                    request_id = result.request_id,
+                    status = %result.status,
+                    "result for a request not assigned to this worker: dropped"
+                );
+            }
+            Dropped::Stale => {
+                self.stats.stale_results += 1;
+                debug!(
+                    request_type = %label,
+                    request_id = result.request_id,
+                    attempt = result.attempt,
+                    dispatch_tag = result.dispatch_tag,
+                    status = %result.status,
+                    "result of a dispatch that is no longer current: dropped"
+                );
+            }
+        }
+    }
+
+    /// A RESULT `RETURNED` (protocol 1.8): the worker, draining, gives back
+    /// a dispatch it has not started and never will (a prefetched one).
+    /// Judged as any RESULT (§8.3); the current one gives the credit back
+    /// and puts the request back at the head of its type's queue, with the
+    /// payload it carries (the broker keeps no copy of what it dispatched,
+    /// but a retry copy) and its attempt not used up: it was not run, so
+    /// it is no retry, needs no `RETRY_ON_DEATH`, and the requester is told
+    /// nothing. A cancelled one ends there, as cancelling a queued request
+    /// does. At an executor the request goes back to its own queue, as any
+    /// (it came from an owner as an EXECUTE): nothing crosses brokers.
+    fn on_returned(&mut self, now: Instant, wk: Key, result: WorkResult) {
+        let key = (result.request_type, result.request_id);
+        if let Err(dropped) = self.judge(wk, key, result.attempt, result.dispatch_tag) {
+            return self.count_dropped(dropped, &result);
+        }
+        if let Some(w) = self.workers.get_mut(wk) {
+            w.assigned.remove(&key);
+        }
+        if let Some(e) = self.types.get_mut(&key.0) {
+            e.in_flight -= 1;
+        }
+        self.stats.requests_returned += 1;
+        debug!(
+            request_type = %self.type_names.label(key.0),
+            request_id = key.1,
+            worker = ?self.worker_label(wk),
+            "request returned unrun by its worker: queued again at the head"
+        );
+        let requeued = match self.req_mut(&key) {
+            None => false,
+            Some(req) if req.cancelled => {
+                if let Some(req) = self.remove_req(&key) {
+                    // An owner still needs the EXECUTED that gives its slot
+                    // back (it drops the outcome: it cancelled), as for a
+                    // queued request cancelled (cancel.rs).
+                    if matches!(req.origin.via, super::Via::Owner { .. }) {
+                        let error = Some("cancelled by its requester before it ran".to_owned());
+                        self.respond(&req.origin, key, Status::Failed, error);
+                    }
+                }
+                false
+            }
+            Some(req) => {
+                req.in_flight = false;
+                req.received = false;
+                // Not run: the next DISPATCH carries the same attempt (its
+                // new tag tells the two apart), so RETRY_ON_DEATH keeps
+                // every try it had.
+                req.attempts = req.attempts.saturating_sub(1);
+                let held_before = req.payload.len();
+                req.payload = Stored::new(result.payload, false);
+                let held_after = req.payload.len();
+                self.bounds.release(held_before);
+                self.bounds.hold(held_after);
+                self.push_pending(key, true);
+                true
+            }
+        };
+        let drained = self
+            .workers
+            .get(wk)
+            .is_some_and(|w| w.draining && w.assigned.is_empty());
+        if drained {
+            self.remove_worker(now, wk);
+        }
+        if requeued {
+            // Another free worker first: the one that gave it back is
+            // leaving (a worker that returns without a DISCONNECT is
+            // served as any, and may get it again).
+            self.drain_type(now, key.0);
+        } else {
+            self.drop_type_if_idle(key.0);
+        }
+        if !drained {
+            self.serve_worker(now, wk);
+        }
+    }
+
     /// A malformed message from a worker that names a request assigned to
     /// it (say a RESULT with an invalid status) ends that request as
     /// `FAILED`, instead of leaving it in flight until the worker dies.
@@ -265,6 +356,33 @@ impl BrokerCore {
                 payload: Payload::new(),
             };
             self.on_result(now, wk, result);
+        }
+    }
+
+    /// Whether a RESULT from worker `wk` about `key`, naming `attempt` and
+    /// `dispatch_tag`, answers the request's current dispatch (protocol.md
+    /// §8.3), as [`Self::take_current`] judges, without taking anything.
+    fn judge(&self, wk: Key, key: ReqKey, attempt: u32, dispatch_tag: u64) -> Result<(), Dropped> {
+        let Some(&tag) = self.workers.get(wk).and_then(|w| w.assigned.get(&key)) else {
+            return Err(Dropped::Unassigned);
+        };
+        if dispatch_tag != 0 {
+            return if dispatch_tag == tag {
+                Ok(())
+            } else {
+                Err(Dropped::Stale)
+            };
+        }
+        if attempt == 0 {
+            return Ok(());
+        }
+        let attempts = (self.requests.get(&key))
+            .and_then(|&slot| self.reqs.get(slot))
+            .map(|r| r.attempts);
+        if attempts == Some(attempt) {
+            Ok(())
+        } else {
+            Err(Dropped::Stale)
         }
     }
 
