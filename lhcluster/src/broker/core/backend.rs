@@ -294,7 +294,7 @@ impl BrokerCore {
                 let held_after = req.payload.len();
                 self.bounds.release(held_before);
                 self.bounds.hold(held_after);
-                self.push_pending(key, true);
+                self.push_returned(key);
                 true
             }
         };

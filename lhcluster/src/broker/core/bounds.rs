@@ -149,6 +149,7 @@ impl BrokerCore {
         for key in &ended {
             if let Some(e) = self.types.get_mut(&key.0) {
                 e.pending.retain(|id| *id != key.1);
+                e.last_returned = None;
                 if e.pending.is_empty() {
                     self.nonempty_types.remove(&key.0);
                 }

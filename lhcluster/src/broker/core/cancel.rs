@@ -141,6 +141,7 @@ impl BrokerCore {
         // A linear search: cancels are rare, and the queue keeps its order.
         if let Some(i) = e.pending.iter().position(|&id| id == key.1) {
             e.pending.remove(i);
+            e.last_returned = None;
             self.total_pending -= 1;
         }
         if e.pending.is_empty() {

@@ -281,9 +281,37 @@ impl BrokerCore {
         self.nonempty_types.insert(key.0);
     }
 
+    /// Queues a request a worker gave back unstarted (RETURNED) at the
+    /// head of its type's queue (it was ahead of everything queued),
+    /// behind the one given back last if that still waits there: a
+    /// worker gives back its prefetched requests in the order they came,
+    /// and they keep it.
+    pub(super) fn push_returned(&mut self, key: ReqKey) {
+        self.push_pending(key, true);
+        let Some(e) = self.types.get_mut(&key.0) else {
+            return;
+        };
+        // The scan ends at the run of requests given back, at the head
+        // (only retries on death may have gone in front of it).
+        let behind = e
+            .last_returned
+            .and_then(|last| e.pending.iter().position(|&id| id == last))
+            .filter(|&i| i > 0);
+        if let Some(i) = behind {
+            // `last` is at `i` with this one in front: move this one
+            // behind it.
+            e.pending.pop_front();
+            e.pending.insert(i, key.1);
+        }
+        e.last_returned = Some(key.1);
+    }
+
     pub(super) fn pop_pending(&mut self, t: RequestType) -> Option<RequestId> {
         let e = self.types.get_mut(&t)?;
         let id = e.pending.pop_front()?;
+        if e.last_returned == Some(id) {
+            e.last_returned = None;
+        }
         self.total_pending -= 1;
         if e.pending.is_empty() {
             self.nonempty_types.remove(&t);

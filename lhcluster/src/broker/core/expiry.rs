@@ -36,6 +36,7 @@ impl BrokerCore {
             };
             let before = e.pending.len();
             e.pending.retain(|id| !ids.contains(id));
+            e.last_returned = None;
             self.total_pending -= before - e.pending.len();
             if e.pending.is_empty() {
                 self.nonempty_types.remove(&t);

@@ -290,6 +290,12 @@ struct ClientInfo {
 #[derive(Debug, Default)]
 struct TypeEntry {
     pending: VecDeque<RequestId>,
+    /// The request a worker gave back last (RETURNED), while it waits at
+    /// the head of `pending`: the next one given back goes behind it, so
+    /// that those a worker gives back in a row keep their order. Forgotten
+    /// when it leaves the queue (or when the queue is pruned: the next one
+    /// given back then goes to the very head).
+    last_returned: Option<RequestId>,
     /// Free workers serving the type and few others, by LRU position.
     free: BTreeMap<u64, Key>,
     /// Remote workers of the type with room, by LRU position: used only

@@ -191,6 +191,7 @@ impl BrokerCore {
         }
         if let Some(e) = self.types.get_mut(&t) {
             e.pending = kept;
+            e.last_returned = None;
             if e.pending.is_empty() {
                 self.nonempty_types.remove(&t);
             }

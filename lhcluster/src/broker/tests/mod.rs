@@ -28,6 +28,7 @@ mod redirect;
 mod registration;
 mod reply_to;
 mod request_response;
+mod returned;
 mod scale;
 mod stale_results;
 mod stop;
