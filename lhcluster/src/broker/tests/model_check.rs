@@ -134,6 +134,8 @@ struct Sim {
     unknown_results: u64,
     stale_results: u64,
     cancels_ignored: u64,
+    /// RETURNED results that answered the current dispatch.
+    returned: u64,
     /// Ghost results of an ended request whose key a new request on the
     /// same worker has, at the same attempt: only the tag tells them apart.
     reused_key_ghosts: u64,
@@ -185,6 +187,7 @@ impl Sim {
             unknown_results: 0,
             stale_results: 0,
             cancels_ignored: 0,
+            returned: 0,
             reused_key_ghosts: 0,
             tags: HashSet::new(),
             serials: 0,
@@ -380,6 +383,12 @@ impl Sim {
             self.fail(format!(
                 "stats pending/in_flight {}/{} vs model {pending}/{in_flight}",
                 s.pending, s.in_flight
+            ));
+        }
+        if s.requests_returned != self.returned {
+            self.fail(format!(
+                "stats requests_returned {} vs model {}",
+                s.requests_returned, self.returned
             ));
         }
         if s.cancels_ignored != self.cancels_ignored {
@@ -645,6 +654,14 @@ impl Sim {
             self.h.result(&peer, key.0, key.1, status, &[]);
         } else {
             let key = keys[self.rng.below(keys.len() as u64) as usize];
+            // A draining worker gives back what it has not started
+            // (protocol 1.8); now and then one that is not draining.
+            let give_back = if self.workers[w].draining { 50 } else { 5 };
+            if self.rng.chance(give_back) {
+                self.returned(w, key);
+                self.workers[w].last_heard = self.h.now_ms;
+                return expect;
+            }
             self.log
                 .push(format!("result {} {key:?} {status:?}", name(&peer)));
             self.send_result(w, key, status, &body);
@@ -663,6 +680,30 @@ impl Sim {
         }
         self.workers[w].last_heard = self.h.now_ms;
         expect
+    }
+
+    /// Worker `w` gives back `key` unstarted (RETURNED, with the payload
+    /// it was dispatched with): queued again, the attempt not used, nothing
+    /// to the requester; a cancelled one ends there.
+    fn returned(&mut self, w: usize, key: Key) {
+        let peer = self.workers[w].peer.clone();
+        self.log.push(format!("returned {} {key:?}", name(&peer)));
+        let body = self.reqs[&key].payload.clone();
+        self.send_result(w, key, Status::Returned, &body);
+        self.returned += 1;
+        self.workers[w].outstanding.remove(&key);
+        let r = self.reqs.get_mut(&key).expect("outstanding is open");
+        if r.cancelled {
+            self.close(key);
+        } else {
+            r.state = MState::Pending;
+            r.attempts -= 1;
+            r.received = false;
+        }
+        if self.workers[w].draining && self.workers[w].outstanding.is_empty() {
+            self.workers[w].registered = false;
+            self.workers[w].draining = false;
+        }
     }
 
     /// A worker says it received one of its requests (or a bogus one).
@@ -1034,6 +1075,7 @@ fn randomized_interleavings_keep_the_invariants() {
         total.worker_deaths += s.worker_deaths;
         total.requests_cancelled += s.requests_cancelled;
         total.cancels_ignored += s.cancels_ignored;
+        total.requests_returned += s.requests_returned;
     }
     // The walk reaches every path it is meant to check.
     let reached = [
@@ -1053,6 +1095,7 @@ fn randomized_interleavings_keep_the_invariants() {
         ("reused-key ghost results", reused_key_ghosts),
         ("cancelled", total.requests_cancelled),
         ("cancels_ignored", total.cancels_ignored),
+        ("returned", total.requests_returned),
     ];
     for (what, n) in reached {
         assert!(n >= 20, "the random walk reached {what} only {n} times");
