@@ -1201,3 +1201,56 @@ fn a_member_older_than_1_5_is_not_sent_cancel() {
     net.expect_nothing(0);
     assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
 }
+
+/// A worker of an executor gives back (RETURNED, protocol 1.8) a request
+/// an owner gave that executor: the executor queues it again itself and
+/// another of its workers runs it; nothing about it crosses brokers but
+/// the one EXECUTED. Once the executor has no worker of the type left,
+/// what it still holds goes back to the owner as any queued execution
+/// does.
+#[test]
+fn an_executor_requeues_a_request_its_worker_gives_back() {
+    let mut net = Net::new(3);
+    net.connect(0, b"client");
+    net.connect_worker(2, b"w2", &[T], 1);
+    let id = net.id_owned_by(1, T);
+    net.request(0, b"client", T, id, Flags::empty());
+    let d = net.expect_dispatch(2, b"w2", T, id);
+    net.worker_sends(2, b"w2", Message::Disconnect { route: Vec::new() });
+    net.connect_worker(2, b"w2b", &[T], 1);
+    let returned = |d: &Dispatch| {
+        Message::Result(WorkResult {
+            request_type: d.request_type,
+            request_id: d.request_id,
+            attempt: d.attempt,
+            dispatch_tag: d.dispatch_tag,
+            status: Status::Returned,
+            error: None,
+            payload: payload(&[b"body"]),
+        })
+    };
+    net.worker_sends(2, b"w2", returned(&d));
+    // Broker 2's other worker gets it, same attempt, same payload.
+    let again = net.expect_dispatch(2, b"w2b", T, id);
+    assert_eq!(again.attempt, d.attempt);
+    assert_eq!(again.payload.len(), 1);
+    assert_eq!(&again.payload[0][..], b"body");
+    assert_eq!(net.stats(2).requests_returned, 1);
+    assert_eq!(net.stats(1).cluster.map(|c| c.executions_returned), Some(0));
+    net.result(2, b"w2b", T, id, b"done");
+    net.expect_response(0, b"client", T, id, Status::Ok);
+    // w2b leaves too, giving back a new one: broker 2 has no worker of
+    // the type left, so the request goes back to its owner, unrun.
+    let next = (id + 1..)
+        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
+        .unwrap_or(0);
+    net.request(0, b"client", T, next, Flags::empty());
+    let d = net.expect_dispatch(2, b"w2b", T, next);
+    net.worker_sends(2, b"w2b", Message::Disconnect { route: Vec::new() });
+    net.worker_sends(2, b"w2b", returned(&d));
+    assert_eq!(net.stats(2).pending, 0);
+    assert_eq!(net.stats(1).cluster.map(|c| c.executions_returned), Some(1));
+    net.connect_worker(1, b"w1", &[T], 1);
+    let d = net.expect_dispatch(1, b"w1", T, next);
+    assert_eq!(d.attempt, 1);
+}
