@@ -1061,3 +1061,128 @@ fn a_context_sees_the_cancel_and_its_future_wakes() {
     // A clone of the context shares the flag.
     assert!(ctx.clone().is_cancelled());
 }
+
+// ---------------------------------------------------------------- hand-back (1.8)
+
+/// Registered at a broker whose WELCOME says minor `minor`.
+fn registered_at_minor(minor: u8) -> Harness {
+    let mut h = Harness::new().greeting();
+    let (mut header, _) = crate::testing::encode(Message::Welcome {
+        heartbeat_ms: BROKER_HB,
+        max_message_size: 0,
+    });
+    assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+    header[3] = minor;
+    h.feed_raw(0, &header, Payload::new());
+    h.drain();
+    h
+}
+
+/// The jobs the core asked to run, as the pool would hold them.
+fn jobs(actions: Vec<Action>) -> Vec<super::handler::Job> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Run(job) => Some(job),
+            Action::Link(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopping_worker_gives_back_what_has_not_started_in_order() {
+    let mut h = Harness::registered();
+    h.expect_run(10, dispatch_tagged(10, 1, Flags::empty(), 1, 501));
+    let mut queued = jobs(h.feed(11, dispatch_tagged(10, 2, Flags::empty(), 1, 502)));
+    queued.extend(jobs(
+        h.feed(12, dispatch_tagged(20, 3, Flags::empty(), 2, 503)),
+    ));
+    assert_eq!(queued.len(), 2);
+    assert!(!h.core.hands_back(), "only once stopping");
+    let stop = h.stop(20);
+    assert_eq!(kinds(&stop), ["DISCONNECT"]);
+    assert!(h.core.hands_back());
+    // 10/2 and 20/3 never started: the driver takes them off the pool.
+    let now = h.at(21);
+    for job in queued {
+        h.core.hand_back(now, job);
+    }
+    let actions = h.drain();
+    let r = results(&actions);
+    let got: Vec<_> = r
+        .iter()
+        .map(|r| {
+            (
+                r.request_type,
+                r.request_id,
+                r.status,
+                r.attempt,
+                r.dispatch_tag,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (10, 2, Status::Returned, 1, 502),
+            (20, 3, Status::Returned, 2, 503)
+        ]
+    );
+    // With the request's payload (the broker dispatches it again), and no
+    // error.
+    assert!(
+        r.iter()
+            .all(|r| bytes(&r.payload) == [b"req"] && r.error.is_none())
+    );
+    let s = h.core.stats();
+    assert_eq!((s.requests_returned, s.running), (2, 1));
+    assert_eq!((s.requests_failed, s.requests_succeeded), (0, 0));
+    // The running one still answers as usual.
+    only_result_of(
+        &h.done(30, (10, 1), Ok(Payload::new())),
+        (10, 1),
+        Status::Ok,
+    );
+}
+
+#[test]
+fn a_dispatch_arriving_after_the_stop_is_given_back_unrun() {
+    let mut h = Harness::registered();
+    h.stop(20);
+    // Sent before the broker read our DISCONNECT: not run, not receipted.
+    let actions = h.feed(25, dispatch(10, 4, Flags::RECEIPT_ON_RECEIVE));
+    let r = only_result_of(&actions, (10, 4), Status::Returned);
+    assert_eq!((r.attempt, r.dispatch_tag), (1, 101));
+    assert_eq!(bytes(&r.payload), [b"req"]);
+    let s = h.core.stats();
+    assert_eq!(
+        (s.requests_returned, s.running, s.requests_received),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn a_worker_at_a_broker_older_than_1_8_runs_what_it_holds() {
+    let mut h = registered_at_minor(7);
+    h.expect_run(10, dispatch(10, 1, Flags::empty()));
+    h.stop(20);
+    assert!(!h.core.hands_back(), "a 1.7 broker would refuse RETURNED");
+    // What comes after the stop runs too, as before 1.8.
+    h.expect_run(25, dispatch(10, 2, Flags::empty()));
+    assert_eq!(h.core.stats().requests_returned, 0);
+}
+
+#[test]
+fn a_job_that_finished_is_not_given_back() {
+    let mut h = Harness::registered();
+    let queued = jobs(h.feed(10, dispatch(10, 1, Flags::empty())));
+    h.done(15, (10, 1), Ok(Payload::new()));
+    h.stop(20);
+    // A job the core no longer holds (it ran): nothing to give back.
+    let now = h.at(21);
+    for job in queued {
+        h.core.hand_back(now, job);
+    }
+    assert!(h.drain().is_empty());
+    assert_eq!(h.core.stats().requests_returned, 0);
+}
