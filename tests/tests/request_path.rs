@@ -741,3 +741,268 @@ fn prefetch_holds_requests_beyond_capacity() {
         );
     });
 }
+
+/// Issue 17 (protocol 1.8): a worker of capacity 1 with `prefetch` 3 holds
+/// four requests, one running until released; stopped gracefully, it gives
+/// the three it has not started back to the broker, which hands them at
+/// once to an idle worker: each answered once, by that worker, in order,
+/// none failed or retried, while the running one finishes where it runs.
+#[test]
+fn a_graceful_stop_hands_prefetched_requests_to_another_worker() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (started_tx, started) = std::sync::mpsc::channel::<u64>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let started_tx = std::sync::Mutex::new(started_tx);
+        let released = std::sync::Mutex::new(released);
+        let ran_by = |who: &'static str, log: &Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>| {
+            let log = log.clone();
+            move |ctx: &RequestContext| log.lock().unwrap().push((who, ctx.request_id))
+        };
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        config.prefetch = 3;
+        // Room for the other worker to serve what comes back first.
+        config.shutdown_timeout = Duration::from_secs(25);
+        let record = ran_by("a", &log);
+        let a = Arc::new(
+            Worker::builder(config)
+                .handle_raw(1, move |p: Payload, ctx: &RequestContext| {
+                    record(ctx);
+                    let _ = started_tx.lock().unwrap().send(ctx.request_id);
+                    let _ = released.lock().unwrap().recv_timeout(LIMIT);
+                    Ok(p)
+                })
+                .start()
+                .unwrap(),
+        );
+        expect_workers(&broker, 1, Duration::from_secs(5));
+        let client = client(&broker);
+        let mut handles: Vec<_> = (1..=4u64)
+            .map(|i| {
+                let body = format!("job{i}");
+                client
+                    .request(1)
+                    .id(i)
+                    .payload_bytes(body.as_bytes())
+                    .send()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(started.recv_timeout(Duration::from_secs(10)), Ok(1));
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let s = a.stats().unwrap();
+                s.requests_received == 4
+            }),
+            "{:?}",
+            a.stats().unwrap()
+        );
+        // An idle worker of the type.
+        let record = ran_by("b", &log);
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        let _b = Worker::builder(config)
+            .handle_raw(1, move |p: Payload, ctx: &RequestContext| {
+                record(ctx);
+                Ok(p)
+            })
+            .start()
+            .unwrap();
+        expect_workers(&broker, 2, Duration::from_secs(5));
+        assert_eq!(broker.stats().unwrap().requests_dispatched, 4, "b is idle");
+        let stopping = {
+            let a = a.clone();
+            std::thread::spawn(move || a.stop())
+        };
+        let first = handles.remove(0);
+        for (i, handle) in (2..=4u64).zip(handles) {
+            let reply = handle
+                .wait()
+                .unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+            assert_eq!(text(&reply.payload), format!("job{i}"), "its own payload");
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            [("a", 1), ("b", 2), ("b", 3), ("b", 4)],
+            "each run once, the given-back ones by b, in order"
+        );
+        let s = a.stats().unwrap();
+        assert_eq!((s.requests_returned, s.requests_failed), (3, 0));
+        // The running one finishes where it runs, within shutdown_timeout.
+        release.send(()).unwrap();
+        assert_eq!(text(&first.wait().unwrap().payload), "job1");
+        stopping.join().unwrap().unwrap();
+        assert!(eventually(Duration::from_secs(10), || {
+            broker.stats().unwrap().workers == 1
+        }));
+        let s = broker.stats().unwrap();
+        assert_eq!(s.requests_returned, 3);
+        assert_eq!(
+            (s.requests_retried, s.requests_worker_death, s.worker_deaths),
+            (0, 0, 0)
+        );
+        assert_eq!((s.requests_completed, s.requests_dispatched), (4, 7));
+        assert_eq!(log.lock().unwrap().len(), 4, "nothing ran twice");
+    });
+}
+
+/// `msg` encoded as a peer of minor `minor` sends it.
+fn encoded_as(msg: Message, minor: u8) -> Vec<Vec<u8>> {
+    let mut header = Vec::new();
+    let encoded = msg.encode(&mut header);
+    assert_eq!(&header[..3], &[0x08, 0x01, 0x10]);
+    header[3] = minor;
+    let mut frames = vec![header];
+    frames.extend(encoded.payload.iter().map(|f| f.to_vec()));
+    frames
+}
+
+/// The next message a worker sends `router`, other than a HEARTBEAT, with
+/// the worker's routing id.
+fn from_worker(router: &zmq::Socket) -> (Vec<u8>, Message) {
+    loop {
+        let mut frames = router.recv_multipart(0).expect("a message within 5 s");
+        let peer = frames.remove(0);
+        let rest = frames.into_iter().map(Into::into).collect();
+        match protocol::decode(rest).expect("a valid message") {
+            Message::Heartbeat { .. } => continue,
+            other => return (peer, other),
+        }
+    }
+}
+
+/// A worker (capacity 1, `prefetch` 2) at a hand-driven broker whose
+/// WELCOME says minor `minor` is dispatched requests 1–3, the first
+/// running until released, and stopped gracefully. Returns the RESULTs
+/// it sent after its DISCONNECT before the release, those after, and its
+/// `requests_returned` before the release.
+fn stop_with_prefetched_at_minor(
+    minor: u8,
+) -> (Vec<protocol::WorkResult>, Vec<protocol::WorkResult>, u64) {
+    let endpoint = inproc("hand-broker");
+    let router = lhcluster::context().socket(zmq::ROUTER).unwrap();
+    router.set_linger(0).unwrap();
+    router.set_rcvtimeo(5000).unwrap();
+    router.bind(&endpoint).unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    let mut config = lhcluster::worker::WorkerConfig::new(endpoint);
+    config.heartbeat = HEARTBEAT;
+    config.capacity = 1;
+    config.prefetch = 2;
+    config.shutdown_timeout = Duration::from_secs(20);
+    let worker = Arc::new(
+        Worker::builder(config)
+            .handle_raw(5, move |p: Payload, ctx: &RequestContext| {
+                if ctx.request_id == 1 {
+                    let _ = started_tx.lock().unwrap().send(());
+                    let _ = released.lock().unwrap().recv_timeout(LIMIT);
+                }
+                Ok(p)
+            })
+            .start()
+            .unwrap(),
+    );
+    let (peer, ready) = from_worker(&router);
+    assert!(matches!(ready, Message::Ready(_)), "{ready:?}");
+    let send = |msg: Message| {
+        let mut frames = vec![peer.clone()];
+        frames.extend(encoded_as(msg, minor));
+        router.send_multipart(frames, 0).unwrap();
+    };
+    send(Message::Welcome {
+        // Long: this hand-driven broker sends no heartbeats.
+        heartbeat_ms: 20_000,
+        max_message_size: 0,
+    });
+    for id in 1..=3u64 {
+        send(Message::Dispatch(protocol::Dispatch {
+            request_type: 5,
+            request_id: id,
+            flags: Flags::empty(),
+            attempt: 1,
+            dispatch_tag: 10 + id,
+            deadline_ms: 0,
+            payload: vec![format!("p{id}").as_bytes().into()],
+        }));
+    }
+    assert_eq!(started.recv_timeout(Duration::from_secs(10)), Ok(()));
+    assert!(eventually(Duration::from_secs(10), || {
+        worker.stats().unwrap().requests_received == 3
+    }));
+    let stopping = {
+        let worker = worker.clone();
+        std::thread::spawn(move || worker.stop())
+    };
+    let (_, goodbye) = from_worker(&router);
+    assert!(matches!(goodbye, Message::Disconnect { .. }), "{goodbye:?}");
+    let mut before = Vec::new();
+    if minor >= 8 {
+        for _ in 0..2 {
+            match from_worker(&router) {
+                (_, Message::Result(r)) => before.push(r),
+                (_, other) => panic!("expected a RESULT, got {other:?}"),
+            }
+        }
+    }
+    let returned = worker.stats().unwrap().requests_returned;
+    release.send(()).unwrap();
+    let mut after = Vec::new();
+    while before.len() + after.len() < 3 {
+        match from_worker(&router) {
+            (_, Message::Result(r)) => after.push(r),
+            (_, other) => panic!("expected a RESULT, got {other:?}"),
+        }
+    }
+    stopping.join().unwrap().unwrap();
+    (before, after, returned)
+}
+
+fn summary(results: &[protocol::WorkResult]) -> Vec<(u64, Status, u64, String)> {
+    results
+        .iter()
+        .map(|r| (r.request_id, r.status, r.dispatch_tag, text(&r.payload)))
+        .collect()
+}
+
+/// At a 1.8 broker, what has not started goes back at the stop, after the
+/// DISCONNECT, in order, with its attempt, tag and payload.
+#[test]
+fn a_worker_at_a_1_8_broker_gives_back_what_it_has_not_started() {
+    time_limit(LIMIT, || {
+        let (before, after, returned) = stop_with_prefetched_at_minor(8);
+        assert_eq!(
+            summary(&before),
+            [
+                (2, Status::Returned, 12, "p2".to_owned()),
+                (3, Status::Returned, 13, "p3".to_owned())
+            ]
+        );
+        assert!(before.iter().all(|r| r.attempt == 1));
+        assert_eq!(summary(&after), [(1, Status::Ok, 11, "p1".to_owned())]);
+        assert_eq!(returned, 2);
+    });
+}
+
+/// A broker that speaks minor 7 would refuse status 12: the worker runs
+/// what it holds within `shutdown_timeout`, as before 1.8.
+#[test]
+fn a_worker_at_a_1_7_broker_runs_what_it_holds() {
+    time_limit(LIMIT, || {
+        let (before, after, returned) = stop_with_prefetched_at_minor(7);
+        assert!(before.is_empty());
+        assert_eq!(
+            summary(&after),
+            [
+                (1, Status::Ok, 11, "p1".to_owned()),
+                (2, Status::Ok, 12, "p2".to_owned()),
+                (3, Status::Ok, 13, "p3".to_owned())
+            ]
+        );
+        assert_eq!(returned, 0);
+    });
+}

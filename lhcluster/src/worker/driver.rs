@@ -25,8 +25,9 @@ use crate::stats_log::StatsLog;
 
 /// After a graceful stop, the worker goes on reading until nothing has
 /// arrived for this long (and nothing runs): dispatches the broker sent
-/// before it read our DISCONNECT are still on their way, and are run rather
-/// than left for the broker to give up on when it declares us dead.
+/// before it read our DISCONNECT are still on their way, and are given
+/// back (a broker of 1.8 or later) or run, rather than left for the broker
+/// to give up on when it declares us dead.
 const STOP_QUIET: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]

@@ -298,9 +298,13 @@ impl Worker {
     }
 
     /// Graceful stop: asks the broker for no more work, lets running
-    /// handlers finish and runs what the broker had already sent (up to the
-    /// shutdown timeout; it waits until nothing has arrived for 100 ms),
-    /// sends their results, and closes. Idempotent.
+    /// handlers finish (up to the shutdown timeout; it waits until nothing
+    /// has arrived for 100 ms), sends their results, and closes.
+    /// Idempotent. What the broker had sent that has not started here
+    /// (prefetched requests, and dispatches still on their way) goes back
+    /// to a broker of protocol 1.8 or later, which gives it to another
+    /// worker at once (`requests_returned`); an older broker's runs here,
+    /// within the same timeout.
     pub fn stop(&self) -> Result<(), Error> {
         self.role.stop(driver::Command::Stop)
     }
