@@ -409,3 +409,77 @@ fn a_dropped_awaited_handle_cancels_and_an_async_handler_sees_it() {
         worker.stop().unwrap();
     });
 }
+
+/// A graceful stop gives back the async requests waiting for a permit
+/// (protocol 1.8, issue 17): their tasks end without running, and another
+/// worker answers them.
+#[test]
+fn a_graceful_stop_gives_back_async_requests_not_started() {
+    time_limit(LIMIT, || {
+        let rt = runtime();
+        let broker = broker(Transport::Inproc);
+        let client = client(&broker);
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The first request runs until this lets it go.
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        config.prefetch = 2;
+        config.shutdown_timeout = Duration::from_secs(20);
+        let (a_log, a_gate) = (log.clone(), gate.clone());
+        let a = Arc::new(
+            Worker::builder(config)
+                .handle_async::<Nap>(move |req, ctx| {
+                    a_log.lock().unwrap().push(("a", ctx.request_id));
+                    let gate = a_gate.clone();
+                    async move {
+                        if req.millis == 1 {
+                            gate.notified().await;
+                        }
+                        ctx.attempt
+                    }
+                })
+                .runtime(rt.handle().clone())
+                .start()
+                .expect("worker starts"),
+        );
+        lhcluster_tests::expect_workers(&broker, 1, Duration::from_secs(5));
+        let first = client.send_typed(&Nap { millis: 1 }).unwrap();
+        let rest: Vec<_> = (0..2)
+            .map(|_| client.send_typed(&Nap { millis: 0 }).unwrap())
+            .collect();
+        assert!(lhcluster_tests::eventually(Duration::from_secs(10), || {
+            a.stats().unwrap().requests_received == 3 && log.lock().unwrap().len() == 1
+        }));
+        let b_log = log.clone();
+        let mut config = worker_config(&broker);
+        config.capacity = 1;
+        let _b = Worker::builder(config)
+            .handle_async::<Nap>(move |_, ctx| {
+                b_log.lock().unwrap().push(("b", ctx.request_id));
+                async move { ctx.attempt }
+            })
+            .runtime(rt.handle().clone())
+            .start()
+            .expect("worker starts");
+        lhcluster_tests::expect_workers(&broker, 2, Duration::from_secs(5));
+        let stopping = {
+            let a = a.clone();
+            std::thread::spawn(move || a.stop())
+        };
+        let ids: Vec<u64> = rest.iter().map(|h| h.request_id()).collect();
+        for handle in rest {
+            assert_eq!(handle.wait().unwrap(), 1, "first attempt, not a retry");
+        }
+        assert_eq!(a.stats().unwrap().requests_returned, 2);
+        gate.notify_one();
+        assert_eq!(first.wait().unwrap(), 1);
+        stopping.join().unwrap().unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 3, "each ran once: {log:?}");
+        for id in ids {
+            assert!(log.contains(&("b", id)), "{id} ran on b: {log:?}");
+        }
+        assert_eq!(broker.stats().unwrap().requests_returned, 2);
+    });
+}
