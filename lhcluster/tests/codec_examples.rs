@@ -283,10 +283,10 @@ fn hello() {
             route: vec![0x00, 0x01],
         })
     };
-    // major=1 | minor=7 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
+    // major=1 | minor=8 | kind=HELLO | heartbeat_ms=1000 | route=00 01 | name="client-a"
     let frames = check_encoding(
         make,
-        "0801 1007 1801 40e807 5a020001 6a08636c69656e742d61",
+        "0801 1008 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
     let Message::Hello(h) = decode(frames).unwrap() else {
@@ -309,7 +309,7 @@ fn hello() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1801 4001", &[]);
+    let frames = check_encoding(make, "0801 1008 1801 4001", &[]);
     let Message::Hello(h) = decode(frames).unwrap() else {
         panic!("not a HELLO")
     };
@@ -326,7 +326,7 @@ fn welcome() {
         },
         // field 28, max_message_size: tag (28 << 3) | 0 = 224 = `e0 01`,
         // 16 MiB = 2^24 = varint `80 80 80 08`.
-        "0801 1007 1802 40c413 e001 80808008",
+        "0801 1008 1802 40c413 e001 80808008",
         &[],
     );
     let Message::Welcome {
@@ -365,10 +365,10 @@ fn request() {
             payload: payload(&[b"hello", b""]),
         })
     };
-    // major=1 | minor=7 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
+    // major=1 | minor=8 | kind=REQUEST | flags=0x81 | request_type=7 | request_id=300 | route="r1" | reply_to="bob"
     let frames = check_encoding(
         make,
-        "0801 1007 1803 208101 2807 30ac02 5a027231 6203626f62",
+        "0801 1008 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
     let Message::Request(r) = decode(frames).unwrap() else {
@@ -394,7 +394,7 @@ fn request() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1803 2801", &[]);
+    let frames = check_encoding(make, "0801 1008 1803 2801", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -427,7 +427,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
     let _ = Message::Request(r).encode(&mut again);
     assert_eq!(
         hex(&again),
-        "0801 1007 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
+        "0801 1008 1803 208180808080a080808001 28ffffffff0f 30ffffffffffffffffff01 8a010170"
             .replace(' ', "")
     );
 }
@@ -445,12 +445,12 @@ fn dispatch() {
             payload: payload(&[b"x"]),
         })
     };
-    // major=1 | minor=7 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
+    // major=1 | minor=8 | kind=DISPATCH | flags=0x10 | request_type=7 | request_id=1 | attempt=2
     // | dispatch_tag=1000 (field 18: a two-byte key, 90 01)
     // | inline_payload="x" (a lone small payload frame travels in the header, appended last)
     let frames = check_encoding(
         make,
-        "0801 1007 1804 2010 2807 3001 7802 9001e807 8a010178",
+        "0801 1008 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
     let Message::Dispatch(d) = decode(frames).unwrap() else {
@@ -505,11 +505,11 @@ fn result() {
             payload: payload(&[b"partial"]),
         })
     };
-    // major=1 | minor=7 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
+    // major=1 | minor=8 | kind=RESULT | request_type=7 | request_id=1 | status=FAILED
     // | error="boom" | attempt=2 | dispatch_tag=1000 | inline_payload="partial"
     let frames = check_encoding(
         make,
-        "0801 1007 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
+        "0801 1008 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
     let Message::Result(r) = decode(frames).unwrap() else {
@@ -522,11 +522,12 @@ fn result() {
     assert_eq!((r.attempt, r.dispatch_tag), (2, 1000));
     assert_eq!(bytes_of(&r.payload), vec![b"partial".to_vec()]);
 
-    // Every worker status is accepted.
+    // Every worker status is accepted (RETURNED since 1.8).
     for (value, status) in [
         (1, Status::Ok),
         (2, Status::Failed),
         (3, Status::BadRequest),
+        (12, Status::Returned),
     ] {
         let header = Pb::header(kind::RESULT)
             .uint(field::REQUEST_TYPE, 7)
@@ -553,10 +554,10 @@ fn response() {
             payload: payload(&[b"a", b"b", b"c"]),
         })
     };
-    // major=1 | minor=7 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
+    // major=1 | minor=8 | kind=RESPONSE | request_type=7 | request_id=2^32 | status=OK | route="rt"
     let frames = check_encoding(
         make,
-        "0801 1007 1806 2807 308080808010 3801 5a027274",
+        "0801 1008 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
     let Message::Response(r) = decode(frames).unwrap() else {
@@ -583,7 +584,7 @@ fn response() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1806 2803 3009 3809 72066e6f20626f62", &[]);
+    let frames = check_encoding(make, "0801 1008 1806 2803 3009 3809 72066e6f20626f62", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -632,7 +633,7 @@ fn receipt_sent() {
             route: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1807 2807 302a", &[]);
+    let frames = check_encoding(make, "0801 1008 1807 2807 302a", &[]);
     let Message::ReceiptSent(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_SENT")
     };
@@ -655,7 +656,7 @@ fn receipt_received() {
             route: vec![0xff],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1808 2807 302a 5a01ff", &[]);
+    let frames = check_encoding(make, "0801 1008 1808 2807 302a 5a01ff", &[]);
     let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
         panic!("not a RECEIPT_RECEIVED")
     };
@@ -680,10 +681,10 @@ fn ready() {
             name: Some("w1".into()),
         })
     };
-    // major=1 | minor=7 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
+    // major=1 | minor=8 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7,300] (packed) | name="w1"
     let frames = check_encoding(
         make,
-        "0801 1007 1809 40f403 4804 5204 01 07 ac02 6a027731",
+        "0801 1008 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
     let Message::Ready(r) = decode(frames).unwrap() else {
@@ -729,10 +730,10 @@ fn ready_with_type_names() {
             name: None,
         })
     };
-    // major=1 | minor=7 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7] | type_names=["a.b", ""]
+    // major=1 | minor=8 | kind=READY | heartbeat_ms=500 | capacity=4 | request_types=[1,7] | type_names=["a.b", ""]
     let frames = check_encoding(
         make,
-        "0801 1007 1809 40f403 4804 5202 01 07 da0103 612e62 da0100",
+        "0801 1008 1809 40f403 4804 5202 01 07 da0103 612e62 da0100",
         &[],
     );
     let Message::Ready(r) = decode(frames).unwrap() else {
@@ -784,7 +785,7 @@ fn ready_with_type_names() {
 fn heartbeat() {
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 1000 },
-        "0801 1007 180a 40e807",
+        "0801 1008 180a 40e807",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -795,7 +796,7 @@ fn heartbeat() {
     // 0 means "unchanged" and is valid here (unlike HELLO / WELCOME / READY).
     let frames = check_encoding(
         || Message::Heartbeat { heartbeat_ms: 0 },
-        "0801 1007 180a",
+        "0801 1008 180a",
         &[],
     );
     let Message::Heartbeat { heartbeat_ms } = decode(frames).unwrap() else {
@@ -808,7 +809,7 @@ fn heartbeat() {
 fn disconnect() {
     let frames = check_encoding(
         || Message::Disconnect { route: vec![] },
-        "0801 1007 180b",
+        "0801 1008 180b",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -820,7 +821,7 @@ fn disconnect() {
         || Message::Disconnect {
             route: b"p".to_vec(),
         },
-        "0801 1007 180b 5a0170",
+        "0801 1008 180b 5a0170",
         &[],
     );
     let Message::Disconnect { route } = decode(frames).unwrap() else {
@@ -831,13 +832,13 @@ fn disconnect() {
 
 #[test]
 fn shutdown() {
-    let frames = check_encoding(|| Message::Shutdown, "0801 1007 180c", &[]);
+    let frames = check_encoding(|| Message::Shutdown, "0801 1008 180c", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Shutdown));
 }
 
 #[test]
 fn reregister() {
-    let frames = check_encoding(|| Message::Reregister, "0801 1007 180d", &[]);
+    let frames = check_encoding(|| Message::Reregister, "0801 1008 180d", &[]);
     assert!(matches!(decode(frames).unwrap(), Message::Reregister));
 }
 
@@ -854,8 +855,8 @@ fn error() {
             status: None,
         })
     };
-    // major=1 | minor=7 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
-    let frames = check_encoding(make, "0801 1007 180e 2807 3003 7203626164", &[]);
+    // major=1 | minor=8 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
+    let frames = check_encoding(make, "0801 1008 180e 2807 3003 7203626164", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -880,7 +881,7 @@ fn error() {
             status: None,
         })
     };
-    let frames = check_encoding(make, "0801 1007 180e 720477686f3f", &[]);
+    let frames = check_encoding(make, "0801 1008 180e 720477686f3f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -921,9 +922,9 @@ fn notification() {
 
     let mut buf = vec![1, 2, 3];
     let encoded = make().encode(&mut buf);
-    // major=1 | minor=7 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
+    // major=1 | minor=8 | kind=NOTIFICATION | notify_id=99 (field 16: two-byte key)
     // | inline_payload="{}" (field 17: two-byte key)
-    assert_eq!(hex(&buf), "08011007180f800163 8a01027b7d".replace(' ', ""));
+    assert_eq!(hex(&buf), "08011008180f800163 8a01027b7d".replace(' ', ""));
     assert_eq!(encoded.topic.as_deref(), Some(&b"orders.new\0"[..]));
     assert!(encoded.payload.is_empty(), "the lone frame went inline");
 
@@ -932,7 +933,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1007 180f 800163 8a01027b7d")
+            unhex("0801 1008 180f 800163 8a01027b7d")
         ],
         "[topic | header]"
     );
@@ -954,7 +955,7 @@ fn notification() {
         bytes_of(&frames),
         vec![
             b"orders.new\0".to_vec(),
-            unhex("0801 1007 180f"),
+            unhex("0801 1008 180f"),
             b"{}".to_vec(),
             vec![]
         ]
@@ -975,7 +976,7 @@ fn notification() {
     let frames = make().into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1007 180f")]
+        vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1008 180f")]
     );
     let Message::Notification(n) = decode_notification(frames).unwrap() else {
         panic!("not a NOTIFICATION")
@@ -1017,7 +1018,7 @@ fn inline_payload() {
     let frames = request(&[b""]).into_frames();
     assert_eq!(
         bytes_of(&frames),
-        vec![unhex("0801 1007 1803 2807 3001 8a0100")]
+        vec![unhex("0801 1008 1803 2807 3001 8a0100")]
     );
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
@@ -1105,17 +1106,17 @@ fn protocol_md_worked_examples() {
                 name: Some("billing".into()),
                 route: vec![],
             }),
-            "08 01 10 07 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
+            "08 01 10 08 18 01 40 E8 07 6A 07 62 69 6C 6C 69 6E 67",
         ),
         (
             Message::Welcome {
                 heartbeat_ms: 2500,
                 max_message_size: 16 << 20,
             },
-            "08 01 10 07 18 02 40 C4 13 E0 01 80 80 80 08",
+            "08 01 10 08 18 02 40 C4 13 E0 01 80 80 80 08",
         ),
-        (req(42, 300, 0x14), "08 01 10 07 18 03 20 14 28 2A 30 AC 02"),
-        (req(42, 0, 0), "08 01 10 07 18 03 28 2A"),
+        (req(42, 300, 0x14), "08 01 10 08 18 03 20 14 28 2A 30 AC 02"),
+        (req(42, 0, 0), "08 01 10 08 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
                 request_type: 42,
@@ -1126,7 +1127,7 @@ fn protocol_md_worked_examples() {
                 deadline_ms: 0,
                 payload: vec![],
             }),
-            "08 01 10 07 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
+            "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
@@ -1138,7 +1139,19 @@ fn protocol_md_worked_examples() {
                 error: Some("boom".into()),
                 payload: vec![],
             }),
-            "08 01 10 07 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
+            "08 01 10 08 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
+        ),
+        (
+            Message::Result(WorkResult {
+                request_type: 42,
+                request_id: 300,
+                attempt: 1,
+                dispatch_tag: 1000,
+                status: Status::Returned,
+                error: None,
+                payload: vec![(&b"hi"[..]).into()],
+            }),
+            "08 01 10 08 18 05 28 2A 30 AC 02 38 0C 78 01 90 01 E8 07 8A 01 02 68 69",
         ),
         (
             Message::Response(Response {
@@ -1149,11 +1162,11 @@ fn protocol_md_worked_examples() {
                 route: vec![],
                 payload: vec![],
             }),
-            "08 01 10 07 18 06 28 2A 30 AC 02 38 01",
+            "08 01 10 08 18 06 28 2A 30 AC 02 38 01",
         ),
         (
             Message::ReceiptSent(rr(42, 300)),
-            "08 01 10 07 18 07 28 2A 30 AC 02",
+            "08 01 10 08 18 07 28 2A 30 AC 02",
         ),
         (
             Message::Ready(Ready {
@@ -1163,7 +1176,7 @@ fn protocol_md_worked_examples() {
                 type_names: Vec::new(),
                 name: Some("w1".into()),
             }),
-            "08 01 10 07 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
+            "08 01 10 08 18 09 40 E8 07 48 04 52 03 2A AC 02 6A 02 77 31",
         ),
         (
             Message::Ready(Ready {
@@ -1173,15 +1186,15 @@ fn protocol_md_worked_examples() {
                 type_names: vec!["orders.create".into(), String::new()],
                 name: None,
             }),
-            "08 01 10 07 18 09 40 E8 07 48 04 52 03 2A AC 02 \
+            "08 01 10 08 18 09 40 E8 07 48 04 52 03 2A AC 02 \
              DA 01 0D 6F 72 64 65 72 73 2E 63 72 65 61 74 65 DA 01 00",
         ),
-        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 07 18 0A"),
+        (Message::Heartbeat { heartbeat_ms: 0 }, "08 01 10 08 18 0A"),
         (
             Message::Heartbeat { heartbeat_ms: 500 },
-            "08 01 10 07 18 0A 40 F4 03",
+            "08 01 10 08 18 0A 40 F4 03",
         ),
-        (Message::Shutdown, "08 01 10 07 18 0C"),
+        (Message::Shutdown, "08 01 10 08 18 0C"),
         (
             Message::Request(Request {
                 request_type: 42,
@@ -1192,7 +1205,7 @@ fn protocol_md_worked_examples() {
                 deadline_ms: 0,
                 payload: vec![],
             }),
-            "08 01 10 07 18 03 20 60 28 2A 30 07
+            "08 01 10 08 18 03 20 60 28 2A 30 07
              5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9
              62 05 61 75 64 69 74",
         ),
@@ -1205,7 +1218,7 @@ fn protocol_md_worked_examples() {
                 route: unhex("8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9"),
                 payload: vec![],
             }),
-            "08 01 10 07 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
+            "08 01 10 08 18 06 28 2A 30 07 38 04 5A 10 8F 3A 11 C0 5E 7D 2B 94 6A 01 F4 C3 D2 E1 B0 A9",
         ),
     ];
     for (message, expected) in examples {
@@ -1233,13 +1246,13 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&request(payload(&[b"hi"])).into_frames()),
         vec![unhex(
-            "08 01 10 07 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
+            "08 01 10 08 18 03 20 14 28 2A 30 AC 02 8A 01 02 68 69"
         )]
     );
     let big = vec![0x5a; 2048];
     assert_eq!(
         bytes_of(&request(payload(&[&big])).into_frames()),
-        vec![unhex("08 01 10 07 18 03 20 14 28 2A 30 AC 02"), big.clone()]
+        vec![unhex("08 01 10 08 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
     let dispatch = Message::Dispatch(Dispatch {
         request_type: 42,
@@ -1253,7 +1266,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
-            "08 01 10 07 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
+            "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
     let result = Message::Result(WorkResult {
@@ -1268,7 +1281,7 @@ fn protocol_md_worked_examples() {
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
-            "08 01 10 07 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
+            "08 01 10 08 18 05 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B"
         )]
     );
 
@@ -1303,7 +1316,7 @@ fn protocol_md_worked_examples() {
         bytes_of(&frames),
         vec![
             unhex("6F 72 64 65 72 73 00"),
-            unhex("08 01 10 07 18 0F 80 01 05 8A 01 01 70"),
+            unhex("08 01 10 08 18 0F 80 01 05 8A 01 01 70"),
         ]
     );
 
@@ -1330,13 +1343,13 @@ fn protocol_md_worked_examples() {
         status: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 07 18 0E 72 37");
+    let mut expected = unhex("08 01 10 08 18 0E 72 37");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 
     // A REQUEST{type 42, id 7} carrying "a" inline, followed by a frame "b":
     // refused, and answered with an ERROR naming it (never a RESPONSE).
-    let error = decode_err(&unhex("08 01 10 07 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
+    let error = decode_err(&unhex("08 01 10 08 18 03 28 2A 30 07 8A 01 01 61"), &[b"b"]);
     let text = error.to_string();
     assert_eq!(
         text,
@@ -1350,7 +1363,7 @@ fn protocol_md_worked_examples() {
         status: None,
     })
     .encode(&mut header);
-    let mut expected = unhex("08 01 10 07 18 0E 28 2A 30 07 72 67");
+    let mut expected = unhex("08 01 10 08 18 0E 28 2A 30 07 72 67");
     expected.extend_from_slice(text.as_bytes());
     assert_eq!(hex(&header), hex(&expected));
 }
@@ -2197,7 +2210,7 @@ fn stats_query_and_reply() {
     let frames = Message::StatsQuery.into_frames();
     assert_eq!(frames.len(), 1);
     // major 1, minor 3, kind 16
-    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x07, 0x18, 0x10]);
+    assert_eq!(&frames[0][..], &[0x08, 0x01, 0x10, 0x08, 0x18, 0x10]);
     assert!(matches!(decode(frames), Ok(Message::StatsQuery)));
     let reply = Message::StatsReply {
         payload: vec![(&b"{\"pending\":1}"[..]).into()],
@@ -2207,7 +2220,7 @@ fn stats_query_and_reply() {
     assert_eq!(frames.len(), 1);
     assert_eq!(
         &frames[0][..9],
-        &[0x08, 0x01, 0x10, 0x07, 0x18, 0x11, 0x8a, 0x01, 13]
+        &[0x08, 0x01, 0x10, 0x08, 0x18, 0x11, 0x8a, 0x01, 13]
     );
     assert_eq!(&frames[0][9..], b"{\"pending\":1}");
     match decode(frames) {
@@ -2338,9 +2351,9 @@ fn example_executed() -> Message {
 #[test]
 fn peer_hello() {
     let make = example_peer_hello;
-    // major=1 | minor=7 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
+    // major=1 | minor=8 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
     // | broker_id=1 (field 19: a two-byte key, 98 01)
-    let frames = check_encoding(make, "0801 1007 1812 40e807 6a026231 980101", &[]);
+    let frames = check_encoding(make, "0801 1008 1812 40e807 6a026231 980101", &[]);
     let Message::PeerHello(h) = decode(frames).unwrap() else {
         panic!("not a PEER_HELLO")
     };
@@ -2360,7 +2373,7 @@ fn peer_hello() {
             name: None,
         })
     };
-    let frames = check_encoding(make, "0801 1007 1812 4001 9801ffffffffffffffffff01", &[]);
+    let frames = check_encoding(make, "0801 1008 1812 4001 9801ffffffffffffffffff01", &[]);
     let Message::PeerHello(h) = decode(frames).unwrap() else {
         panic!("not a PEER_HELLO")
     };
@@ -2369,8 +2382,8 @@ fn peer_hello() {
 
 #[test]
 fn peer_welcome() {
-    // major=1 | minor=7 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
-    let frames = check_encoding(example_peer_welcome, "0801 1007 1813 40e807 980102", &[]);
+    // major=1 | minor=8 | kind=PEER_WELCOME (19) | heartbeat_ms=1000 | broker_id=2
+    let frames = check_encoding(example_peer_welcome, "0801 1008 1813 40e807 980102", &[]);
     let Message::PeerWelcome {
         broker_id,
         heartbeat_ms,
@@ -2384,12 +2397,12 @@ fn peer_welcome() {
 #[test]
 fn serves() {
     let table = example_serves_table();
-    // major=1 | minor=7 | kind=SERVES (20) | request_types=[42,300] (packed)
+    // major=1 | minor=8 | kind=SERVES (20) | request_types=[42,300] (packed)
     // | type_capacity=[4,2] (B2 01) | type_free=[1,0] (BA 01)
     // | type_pending=[0,5] (C2 01): four parallel lists
     let frames = check_encoding(
         || Message::Serves(table.clone()),
-        "0801 1007 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
+        "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
         &[],
     );
     let Message::Serves(t) = decode(frames).unwrap() else {
@@ -2403,7 +2416,7 @@ fn serves() {
     named[0].name = Some("a.b".to_owned());
     let frames = check_encoding(
         || Message::Serves(named.clone()),
-        "0801 1007 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05 da0103 612e62 da0100",
+        "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05 da0103 612e62 da0100",
         &[],
     );
     let Message::Serves(t) = decode(frames).unwrap() else {
@@ -2412,7 +2425,7 @@ fn serves() {
     assert_eq!(t, named);
 
     // The empty table (the sender serves nothing) is a SERVES of its own.
-    let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1007 1814", &[]);
+    let frames = check_encoding(|| Message::Serves(Vec::new()), "0801 1008 1814", &[]);
     assert!(matches!(decode(frames), Ok(Message::Serves(t)) if t.is_empty()));
 
     // The informative lists may be left out: read as 0.
@@ -2455,12 +2468,12 @@ fn serves() {
 #[test]
 fn forward() {
     let make = example_forward;
-    // major=1 | minor=7 | kind=FORWARD (21) | flags=0x14 | request_type=42
+    // major=1 | minor=8 | kind=FORWARD (21) | flags=0x14 | request_type=42
     // | request_id=300 | route=[16][client id] | hops=1 (A0 01)
     // | inline_payload="hi"
     let frames = check_encoding(
         make,
-        &format!("0801 1007 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
+        &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
         &[],
     );
     let Message::Forward(f) = decode(frames).unwrap() else {
@@ -2498,7 +2511,7 @@ fn forward() {
     let frames = Message::Forward(f).into_frames();
     assert_eq!(
         hex(&frames[0]),
-        hex(&unhex("0801 1007 1815 2807 5a0201aa a00101 aa010301bb72"))
+        hex(&unhex("0801 1008 1815 2807 5a0201aa a00101 aa010301bb72"))
     );
     assert_eq!(frames.len(), 3);
 }
@@ -2506,12 +2519,12 @@ fn forward() {
 #[test]
 fn execute() {
     let make = example_execute;
-    // major=1 | minor=7 | kind=EXECUTE (22) | flags=0x14 | request_type=42
+    // major=1 | minor=8 | kind=EXECUTE (22) | flags=0x14 | request_type=42
     // | request_id=300 | attempt=1 | dispatch_tag=1000 | hops=2
     // | inline_payload="hi"
     let frames = check_encoding(
         make,
-        "0801 1007 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
+        "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
         &[],
     );
     let Message::Execute(e) = decode(frames).unwrap() else {
@@ -2529,11 +2542,11 @@ fn execute() {
 #[test]
 fn executed() {
     let make = example_executed;
-    // major=1 | minor=7 | kind=EXECUTED (23) | request_type=42 | request_id=300
+    // major=1 | minor=8 | kind=EXECUTED (23) | request_type=42 | request_id=300
     // | status=OK | attempt=1 | dispatch_tag=1000 | inline_payload="ok"
     let frames = check_encoding(
         make,
-        "0801 1007 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
+        "0801 1008 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
         &[],
     );
     let Message::Executed(e) = decode(frames).unwrap() else {
@@ -2795,26 +2808,26 @@ fn protocol_md_cluster_examples() {
     let examples: Vec<(Message, String)> = vec![
         (
             example_peer_hello(),
-            "08 01 10 07 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
+            "08 01 10 08 18 12 40 E8 07 6A 02 62 31 98 01 01".into(),
         ),
         (
             example_peer_welcome(),
-            "08 01 10 07 18 13 40 E8 07 98 01 02".into(),
+            "08 01 10 08 18 13 40 E8 07 98 01 02".into(),
         ),
         (
             Message::Serves(example_serves_table()),
-            "08 01 10 07 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
+            "08 01 10 08 18 14 52 03 2A AC 02 B2 01 02 04 02 BA 01 02 01 00 C2 01 02 00 05".into(),
         ),
-        (Message::Serves(Vec::new()), "08 01 10 07 18 14".into()),
+        (Message::Serves(Vec::new()), "08 01 10 08 18 14".into()),
         (
             example_forward(),
             format!(
-                "08 01 10 07 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
+                "08 01 10 08 18 15 20 14 28 2A 30 AC 02 5A 11 10 {CLIENT_ID} A0 01 01 8A 01 02 68 69"
             ),
         ),
         (
             example_execute(),
-            "08 01 10 07 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
+            "08 01 10 08 18 16 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 A0 01 02 8A 01 02 68 69"
                 .into(),
         ),
         (
@@ -2823,7 +2836,7 @@ fn protocol_md_cluster_examples() {
                 request_id: 300,
                 route: Vec::new(),
             }),
-            "08 01 10 07 18 07 28 2A 30 AC 02".into(),
+            "08 01 10 08 18 07 28 2A 30 AC 02".into(),
         ),
         (
             Message::ReceiptSent(RequestRef {
@@ -2831,11 +2844,11 @@ fn protocol_md_cluster_examples() {
                 request_id: 300,
                 route: route.clone(),
             }),
-            format!("08 01 10 07 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
+            format!("08 01 10 08 18 07 28 2A 30 AC 02 5A 11 10 {CLIENT_ID}"),
         ),
         (
             example_executed(),
-            "08 01 10 07 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
+            "08 01 10 08 18 17 28 2A 30 AC 02 38 01 78 01 90 01 E8 07 8A 01 02 6F 6B".into(),
         ),
         (
             Message::Response(Response {
@@ -2846,7 +2859,7 @@ fn protocol_md_cluster_examples() {
                 route,
                 payload: payload(&[b"ok"]),
             }),
-            format!("08 01 10 07 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
+            format!("08 01 10 08 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
         ),
     ];
     for (message, expected) in examples {
@@ -2880,7 +2893,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
             payload: payload(&[b"x"]),
         })
     };
-    let frames = check_encoding(make, "0801 1007 1803 2807 3001 c8018827 8a010178", &[]);
+    let frames = check_encoding(make, "0801 1008 1803 2807 3001 c8018827 8a010178", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -2899,7 +2912,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1804 2807 3001 7801 9001e807 c801d81d", &[]);
+    let frames = check_encoding(make, "0801 1008 1804 2807 3001 7801 9001e807 c801d81d", &[]);
     let Message::Dispatch(d) = decode(frames).unwrap() else {
         panic!("not a DISPATCH")
     };
@@ -2915,7 +2928,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
     };
     let frames = check_encoding(
         forward,
-        &format!("0801 1007 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 c8018827 8a01026869"),
+        &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 c8018827 8a01026869"),
         &[],
     );
     let Message::Forward(f) = decode(frames).unwrap() else {
@@ -2931,7 +2944,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
     };
     let frames = check_encoding(
         execute,
-        "0801 1007 1816 2014 282a 30ac02 7801 9001e807 a00102 c801d81d 8a01026869",
+        "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 c801d81d 8a01026869",
         &[],
     );
     let Message::Execute(e) = decode(frames).unwrap() else {
@@ -2951,7 +2964,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1803 2807 c801ffffffff0f", &[]);
+    let frames = check_encoding(make, "0801 1008 1803 2807 c801ffffffff0f", &[]);
     let Message::Request(r) = decode(frames).unwrap() else {
         panic!("not a REQUEST")
     };
@@ -2992,7 +3005,7 @@ fn a_header_without_deadline_ms_reads_as_no_deadline() {
         let mut again = Vec::new();
         let _ = message.encode(&mut again);
         assert!(!hex(&again).contains("c801"), "{header}");
-        assert_eq!(&again[..4], &[0x08, 0x01, 0x10, 0x07], "{header}");
+        assert_eq!(&again[..4], &[0x08, 0x01, 0x10, 0x08], "{header}");
     }
     // An explicit 0 is the same as absent.
     let explicit = Pb::header(kind::REQUEST)
@@ -3076,7 +3089,7 @@ fn expired_is_a_broker_status() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1806 282a 30ac02 380a", &[]);
+    let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380a", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -3093,7 +3106,7 @@ fn expired_is_a_broker_status() {
     };
     let frames = check_encoding(
         executed,
-        "0801 1007 1817 282a 30ac02 380a 7801 9001e807",
+        "0801 1008 1817 282a 30ac02 380a 7801 9001e807",
         &[],
     );
     let Message::Executed(e) = decode(frames).unwrap() else {
@@ -3130,7 +3143,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
             payload: vec![],
         })
     };
-    let frames = check_encoding(make, "0801 1007 1806 282a 30ac02 380b", &[]);
+    let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380b", &[]);
     let Message::Response(r) = decode(frames).unwrap() else {
         panic!("not a RESPONSE")
     };
@@ -3147,7 +3160,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
         })
     };
     // kind ERROR (14 = 0E) · status FORBIDDEN `38 0B` · error "no" `72 02 6E 6F`.
-    let frames = check_encoding(refusal, "0801 1007 180e 380b 72026e6f", &[]);
+    let frames = check_encoding(refusal, "0801 1008 180e 380b 72026e6f", &[]);
     let Message::Error(e) = decode(frames).unwrap() else {
         panic!("not an ERROR")
     };
@@ -3169,7 +3182,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
             status: Some(Status::Forbidden),
         })
     };
-    check_encoding(named, "0801 1007 180e 282a 30ac02 380b 72026e6f", &[]);
+    check_encoding(named, "0801 1008 180e 282a 30ac02 380b 72026e6f", &[]);
 
     for other in [1, 5, 12, -1] {
         let header = Pb::header(kind::ERROR)
@@ -3234,28 +3247,28 @@ fn protocol_md_deadline_examples() {
         vec![
         (
             request(vec![]),
-            "08 01 10 07 18 03 20 14 28 2A 30 AC 02 C8 01 88 27".to_owned(),
+            "08 01 10 08 18 03 20 14 28 2A 30 AC 02 C8 01 88 27".to_owned(),
         ),
         (
             request(payload(&[b"hi"])),
-            "08 01 10 07 18 03 20 14 28 2A 30 AC 02 C8 01 88 27 8A 01 02 68 69".to_owned(),
+            "08 01 10 08 18 03 20 14 28 2A 30 AC 02 C8 01 88 27 8A 01 02 68 69".to_owned(),
         ),
         (
             dispatch,
-            "08 01 10 07 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 C8 01 D8 1D 8A 01 02 68 69"
+            "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 C8 01 D8 1D 8A 01 02 68 69"
                 .to_owned(),
         ),
         (
             expired(None),
-            "08 01 10 07 18 06 28 2A 30 AC 02 38 0A".to_owned(),
+            "08 01 10 08 18 06 28 2A 30 AC 02 38 0A".to_owned(),
         ),
         (
             expired(Some(broker_text)),
-            format!("08 01 10 07 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(broker_text.as_bytes())),
+            format!("08 01 10 08 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(broker_text.as_bytes())),
         ),
         (
             expired(Some(proxy_text)),
-            format!("08 01 10 07 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(proxy_text.as_bytes())),
+            format!("08 01 10 08 18 06 28 2A 30 AC 02 38 0A 72 35 {}", hex(proxy_text.as_bytes())),
         ),
     ];
     assert_eq!((broker_text.len(), proxy_text.len()), (53, 53));
@@ -3325,7 +3338,7 @@ fn view() {
     assert_eq!(
         &frames[0][..],
         &[
-            0x08, 0x01, 0x10, 0x07, 0x18, 0x18, 0x98, 0x01, 0x01, 0xD2, 0x01, 0x02, 0x02, 0x03
+            0x08, 0x01, 0x10, 0x08, 0x18, 0x18, 0x98, 0x01, 0x01, 0xD2, 0x01, 0x02, 0x02, 0x03
         ]
     );
     let Ok(Message::View { broker_id, members }) = decode(frames) else {
@@ -3333,7 +3346,7 @@ fn view() {
     };
     assert_eq!((broker_id, members), (1, vec![2, 3]));
     // A broker id is required; no payload.
-    let header = [0x08, 0x01, 0x10, 0x07, 0x18, 0x18];
+    let header = [0x08, 0x01, 0x10, 0x08, 0x18, 0x18];
     assert!(matches!(
         decode_err(&header, &[]),
         DecodeError::MissingField {
@@ -3363,20 +3376,20 @@ fn protocol_md_cancel_examples() {
     let examples = [
         (
             cancel(vec![], 0),
-            "08 01 10 07 18 19 28 2A 30 AC 02".to_owned(),
+            "08 01 10 08 18 19 28 2A 30 AC 02".to_owned(),
         ),
         (
             cancel(vec![], 1000),
-            "08 01 10 07 18 19 28 2A 30 AC 02 90 01 E8 07".to_owned(),
+            "08 01 10 08 18 19 28 2A 30 AC 02 90 01 E8 07".to_owned(),
         ),
         (
             cancel(id16.clone(), 0),
-            format!("08 01 10 07 18 19 28 2A 30 AC 02 5A 10 {}", spaced(&id16)),
+            format!("08 01 10 08 18 19 28 2A 30 AC 02 5A 10 {}", spaced(&id16)),
         ),
         (
             cancel(encoded.clone(), 0),
             format!(
-                "08 01 10 07 18 19 28 2A 30 AC 02 5A 11 {}",
+                "08 01 10 08 18 19 28 2A 30 AC 02 5A 11 {}",
                 spaced(&encoded)
             ),
         ),
@@ -3392,18 +3405,18 @@ fn protocol_md_cancel_examples() {
     }
     // Refused: no request type; any payload, inline or as a frame.
     assert!(matches!(
-        decode_err(&unhex("08 01 10 07 18 19 30 AC 02"), &[]),
+        decode_err(&unhex("08 01 10 08 18 19 30 AC 02"), &[]),
         DecodeError::MissingField {
             field: "request_type",
             ..
         }
     ));
     assert!(matches!(
-        decode_err(&unhex("08 01 10 07 18 19 28 2A"), &[b"x"]),
+        decode_err(&unhex("08 01 10 08 18 19 28 2A"), &[b"x"]),
         DecodeError::UnexpectedPayload { frames: 1, .. }
     ));
     assert!(matches!(
-        decode_err(&unhex("08 01 10 07 18 19 28 2A 8A 01 00"), &[]),
+        decode_err(&unhex("08 01 10 08 18 19 28 2A 8A 01 00"), &[]),
         DecodeError::UnexpectedPayload { frames: 1, .. }
     ));
 }
@@ -3415,4 +3428,69 @@ fn spaced(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// RETURNED (status 12, protocol 1.8) is a worker's, in a RESULT only:
+/// never an outcome, so a RESPONSE or an EXECUTED carrying it is refused as
+/// an invalid status, as an unknown one is. The bytes are protocol.md §14's.
+#[test]
+fn returned_is_a_result_status_only() {
+    let make = || {
+        Message::Result(WorkResult {
+            request_type: 42,
+            request_id: 300,
+            attempt: 1,
+            dispatch_tag: 1000,
+            status: Status::Returned,
+            error: None,
+            payload: payload(&[b"req", b"frames"]),
+        })
+    };
+    // kind RESULT · status RETURNED `38 0C` · attempt 1 · tag 1000, and the
+    // dispatch's payload frames after the header.
+    let frames = check_encoding(
+        make,
+        "0801 1008 1805 282a 30ac02 380c 7801 9001e807",
+        &[b"req", b"frames"],
+    );
+    let Message::Result(r) = decode(frames).unwrap() else {
+        panic!("not a RESULT")
+    };
+    assert_eq!(
+        (r.status, r.status.as_str()),
+        (Status::Returned, "returned")
+    );
+    assert_eq!((r.attempt, r.dispatch_tag), (1, 1000));
+    assert_eq!(
+        bytes_of(&r.payload),
+        vec![b"req".to_vec(), b"frames".to_vec()]
+    );
+
+    for (k, name) in [(kind::RESPONSE, "RESPONSE"), (kind::EXECUTED, "EXECUTED")] {
+        let header = Pb::header(k)
+            .uint(field::REQUEST_TYPE, 42)
+            .uint(field::DISPATCH_TAG, 1000)
+            .int32(field::STATUS, 12)
+            .build();
+        assert_eq!(
+            decode_err(&header, &[]),
+            DecodeError::InvalidStatus {
+                kind: name,
+                value: 12
+            },
+            "{name}"
+        );
+    }
+    // The next number is unknown everywhere.
+    let header = Pb::header(kind::RESULT)
+        .uint(field::REQUEST_TYPE, 42)
+        .int32(field::STATUS, 13)
+        .build();
+    assert_eq!(
+        decode_err(&header, &[]),
+        DecodeError::InvalidStatus {
+            kind: "RESULT",
+            value: 13
+        }
+    );
 }
