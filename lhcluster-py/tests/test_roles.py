@@ -368,3 +368,47 @@ def test_reload_keys_lets_a_new_client_key_in():
             b.reload_keys(client_keys=["not a key"])
         with pytest.raises(TypeError):
             b.reload_keys(client_keys=42)
+
+
+def test_stop_hands_prefetched_requests_to_another_worker(broker, client):
+    # One thread and two prefetched requests: the first blocks until let go.
+    started, go = threading.Event(), threading.Event()
+    ran = queue.Queue()
+
+    def slow(payload, ctx):
+        ran.put(("a", payload))
+        if payload == b"first":
+            started.set()
+            assert go.wait(20)
+        return payload
+
+    def fast(payload, ctx):
+        ran.put(("b", payload))
+        return payload
+
+    a = serve(broker, {"job": (slow, False)}, capacity=1, prefetch=2)
+    try:
+        first = client.send("job", b"first")
+        assert started.wait(5)
+        rest = [client.send("job", p) for p in (b"second", b"third")]
+        deadline = time.monotonic() + 5
+        while a.stats()["requests_received"] < 3:
+            assert time.monotonic() < deadline, a.stats()
+            time.sleep(0.01)
+        with serve(broker, {"job": (fast, False)}):
+            stopping = threading.Thread(target=a.stop)
+            stopping.start()
+            # Given back unstarted, and run by the other worker.
+            assert [h.result(10) for h in rest] == [b"second", b"third"]
+            assert broker.stats()["requests_returned"] == 2
+            go.set()
+            assert first.result(10) == b"first"
+            stopping.join(20)
+            assert not stopping.is_alive()
+    finally:
+        go.set()
+        a.stop()
+    seen = []
+    while not ran.empty():
+        seen.append(ran.get())
+    assert sorted(seen) == [("a", b"first"), ("b", b"second"), ("b", b"third")]

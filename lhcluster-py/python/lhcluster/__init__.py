@@ -135,7 +135,9 @@ class Worker:
     ``Worker(broker, **options)``: ``broker`` is a broker's backend endpoint
     (or a list of them, for failover); the options are the Rust
     ``WorkerConfig``'s: ``capacity`` (how many requests run at once, each on
-    its own thread; default 1), ``name``, ``heartbeat``, ``inline``,
+    its own thread; default 1), ``prefetch`` (how many more the broker may
+    hand it, waiting here in order for a free thread; default 0: see
+    docs/guide.md), ``name``, ``heartbeat``, ``inline``,
     ``curve_server_key``... An unknown option raises ``TypeError`` here.
 
     Register handlers, then :meth:`start` (or use ``with``)::
@@ -212,7 +214,8 @@ class Worker:
         return self._native.stats()
 
     def stop(self) -> None:
-        """Stops (idempotent): running handlers finish first."""
+        """Stops (idempotent): running handlers finish first; prefetched
+        requests not started go back to the broker, for another worker."""
         with self._lock:
             native, self._native = self._native, None
         if native is not None:
