@@ -420,7 +420,8 @@ fn a_graceful_stop_gives_back_async_requests_not_started() {
         let broker = broker(Transport::Inproc);
         let client = client(&broker);
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        // The first request runs until this lets it go.
+        // Whichever request gets the one permit first runs until this lets
+        // it go (tasks of a multi-thread runtime start in no set order).
         let gate = Arc::new(tokio::sync::Notify::new());
         let mut config = worker_config(&broker);
         config.capacity = 1;
@@ -429,11 +430,15 @@ fn a_graceful_stop_gives_back_async_requests_not_started() {
         let (a_log, a_gate) = (log.clone(), gate.clone());
         let a = Arc::new(
             Worker::builder(config)
-                .handle_async::<Nap>(move |req, ctx| {
-                    a_log.lock().unwrap().push(("a", ctx.request_id));
+                .handle_async::<Nap>(move |_, ctx| {
                     let gate = a_gate.clone();
+                    let first = {
+                        let mut log = a_log.lock().unwrap();
+                        log.push(("a", ctx.request_id));
+                        log.len() == 1
+                    };
                     async move {
-                        if req.millis == 1 {
+                        if first {
                             gate.notified().await;
                         }
                         ctx.attempt
@@ -444,12 +449,12 @@ fn a_graceful_stop_gives_back_async_requests_not_started() {
                 .expect("worker starts"),
         );
         lhcluster_tests::expect_workers(&broker, 1, Duration::from_secs(5));
-        let first = client.send_typed(&Nap { millis: 1 }).unwrap();
-        let rest: Vec<_> = (0..2)
+        let handles: Vec<_> = (0..3)
             .map(|_| client.send_typed(&Nap { millis: 0 }).unwrap())
             .collect();
+        let started = |who: &str| log.lock().unwrap().iter().filter(|e| e.0 == who).count();
         assert!(lhcluster_tests::eventually(Duration::from_secs(10), || {
-            a.stats().unwrap().requests_received == 3 && log.lock().unwrap().len() == 1
+            a.stats().unwrap().requests_received == 3 && started("a") == 1
         }));
         let b_log = log.clone();
         let mut config = worker_config(&broker);
@@ -467,19 +472,23 @@ fn a_graceful_stop_gives_back_async_requests_not_started() {
             let a = a.clone();
             std::thread::spawn(move || a.stop())
         };
-        let ids: Vec<u64> = rest.iter().map(|h| h.request_id()).collect();
-        for handle in rest {
+        // The two waiting for the permit go back, and run on b.
+        assert!(
+            lhcluster_tests::eventually(Duration::from_secs(10), || started("b") == 2),
+            "{:?}",
+            log.lock().unwrap()
+        );
+        assert_eq!(a.stats().unwrap().requests_returned, 2);
+        assert_eq!(started("a"), 1, "nothing else started on a");
+        gate.notify_one();
+        for handle in handles {
             assert_eq!(handle.wait().unwrap(), 1, "first attempt, not a retry");
         }
-        assert_eq!(a.stats().unwrap().requests_returned, 2);
-        gate.notify_one();
-        assert_eq!(first.wait().unwrap(), 1);
         stopping.join().unwrap().unwrap();
-        let log = log.lock().unwrap().clone();
-        assert_eq!(log.len(), 3, "each ran once: {log:?}");
-        for id in ids {
-            assert!(log.contains(&("b", id)), "{id} ran on b: {log:?}");
-        }
+        let mut ids: Vec<u64> = log.lock().unwrap().iter().map(|e| e.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "each ran once: {:?}", log.lock().unwrap());
         assert_eq!(broker.stats().unwrap().requests_returned, 2);
     });
 }
