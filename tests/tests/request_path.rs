@@ -136,16 +136,26 @@ fn two_workers_share_the_load() {
 }
 
 /// A worker whose handler for type 9 blocks until released.
-fn blocking_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Sender<()>) {
+/// A worker of type 9 whose handler says on `started` that it runs, then
+/// waits for `release`.
+fn blocking_worker(
+    broker: &lhcluster::Broker,
+) -> (
+    Worker,
+    crossbeam_channel::Sender<()>,
+    crossbeam_channel::Receiver<()>,
+) {
     let (release, gate) = crossbeam_channel::unbounded::<()>();
+    let (started_tx, started) = crossbeam_channel::unbounded::<()>();
     let worker = Worker::builder(worker_config(broker))
         .handle_raw(9, move |p: Payload, _: &RequestContext| {
+            let _ = started_tx.send(());
             let _ = gate.recv_timeout(Duration::from_secs(20));
             Ok(p)
         })
         .start()
         .unwrap();
-    (worker, release)
+    (worker, release, started)
 }
 
 /// A request of type 9 with the payload `x` that a blocking worker runs,
@@ -161,9 +171,12 @@ struct Running {
 
 fn running_request(transport: Transport) -> Running {
     let broker = broker(transport);
-    let (worker, release) = blocking_worker(&broker);
+    let (worker, release, started) = blocking_worker(&broker);
     let client = client(&broker);
     let handle = send_until_dispatched(client.request(9).payload_bytes(b"x"), Flags::empty());
+    // Running, not only dispatched: a graceful stop gives back a dispatch
+    // that has not started (protocol 1.8).
+    assert_eq!(started.recv_timeout(Duration::from_secs(10)), Ok(()));
     Running {
         broker,
         worker,
@@ -177,7 +190,7 @@ fn running_request(transport: Transport) -> Running {
 fn duplicate_while_in_progress_is_rejected_and_runs_once() {
     time_limit(LIMIT, || {
         let broker = broker(Transport::Inproc);
-        let (_worker, release) = blocking_worker(&broker);
+        let (_worker, release, _) = blocking_worker(&broker);
         let first_client = client(&broker);
         let second_client = client(&broker);
         let first = send_until_dispatched(first_client.request(9).id(77), Flags::empty());
@@ -633,8 +646,13 @@ fn graceful_stop_of_an_inline_worker_finishes_what_was_dispatched() {
             .map(|i| client.request(1).id(i).send().unwrap())
             .collect();
         // The broker handed all 8 over at once (capacity 8); stop while
-        // they run one after the other.
+        // they run one after the other, once the worker has read them all
+        // (one still on its way at the stop would be given back, protocol
+        // 1.8, and wait at the broker for another worker).
         assert!(eventually(Duration::from_secs(10), || handles[0].is_done()));
+        assert!(eventually(Duration::from_secs(10), || {
+            worker.stats().unwrap().requests_received == 8
+        }));
         worker.stop().unwrap();
         for (i, handle) in handles.drain(..).enumerate() {
             assert!(handle.wait().is_ok(), "request {i} ran to completion");
