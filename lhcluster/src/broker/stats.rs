@@ -126,7 +126,8 @@ pub struct BrokerStats {
     pub requests_received: u64,
     /// Dispatches to workers (retries included).
     pub requests_dispatched: u64,
-    /// Results received for requests the broker assigned.
+    /// Results received for requests the broker assigned (not those that
+    /// gave a request back unstarted: `requests_returned`).
     pub requests_completed: u64,
     /// Duplicates answered `REJECTED`.
     pub requests_rejected: u64,
