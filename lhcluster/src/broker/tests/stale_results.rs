@@ -88,13 +88,7 @@ fn a_garbled_result_with_an_old_tag_fails_nothing() {
     }));
     // A repeated field's last value wins: status 0, which is invalid.
     header.extend([0x38, 0x00]);
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
-    assert!(e.error.contains("invalid status"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
-    assert_eq!((s.stale_results, s.in_flight), (1, 1));
-    h.result_answered(W1, CA, 7, 1);
+    stale_garbled_result_fails_nothing(&mut h, &header);
 }
 
 /// The same late result after attempt 2 went to another worker is not
@@ -154,13 +148,7 @@ fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
     let mut h = retried_back_on_its_worker();
     // RESULT{type 7, id 1, attempt 1} with status 0 (invalid).
     let header = [0x08, 0x01, 0x18, 0x05, 0x28, 0x07, 0x30, 0x01, 0x78, 0x01];
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
-    assert!(e.error.contains("invalid status"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
-    assert_eq!((s.stale_results, s.in_flight), (1, 1));
-    h.result_answered(W1, CA, 7, 1);
+    stale_garbled_result_fails_nothing(&mut h, &header);
 }
 
 /// The sequence of the first test up to attempt 2's DISPATCH: `W1`
@@ -197,6 +185,20 @@ fn ended_and_its_key_back_on_its_worker() -> (Harness, u64, Dispatch) {
     let new = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(frames(&new.payload), owned(&[b"new"]));
     (h, old, new)
+}
+
+/// `W1` (capacity 1, running request 7/1 from `CA`) sends `header`, a
+/// RESULT with an invalid status that names an attempt or dispatch no
+/// longer current: it gets an ERROR and is counted stale, and fails
+/// nothing: 7/1 stays in flight, and its current result answers it.
+fn stale_garbled_result_fails_nothing(h: &mut Harness, header: &[u8]) {
+    h.backend_raw(W1, header, Payload::new());
+    let e = h.expect_error(Side::Backend, W1);
+    assert!(e.error.contains("invalid status"), "{}", e.error);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.in_flight), (1, 1));
+    h.result_answered(W1, CA, 7, 1);
 }
 
 /// `W1` (capacity 1, running request 7/1 from `CA`) sends a RESULT naming
