@@ -13,11 +13,7 @@ use super::*;
 /// attempt 2 holds.
 #[test]
 fn a_result_of_an_earlier_attempt_neither_answers_nor_frees_a_credit() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[b"job"]);
     kill_by_silence(&mut h, W1, &[], &[CA]);
     h.expect_nothing();
     assert_eq!((h.stats().pending, h.stats().requests_retried), (1, 1));
@@ -95,11 +91,7 @@ fn a_garbled_result_with_an_old_tag_fails_nothing() {
 /// assigned to its sender at all: `unknown_results`, as before.
 #[test]
 fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_dispatch(W2, 7, 1, 2);
@@ -155,11 +147,7 @@ fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
 /// (capacity 1) declared dead while running attempt 1 of request 7/1 from
 /// `CA`, registered again, and given attempt 2.
 fn retried_back_on_its_worker() -> Harness {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[]);
     kill_by_silence(&mut h, W1, &[], &[CA]);
     h.connect_worker(W1, &[7], 1);
     h.expect_dispatch(W1, 7, 1, 2);
