@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    LIMIT, Proc, broker, broker_on, ep, free_port, limited, notify_broker, proxy, run, run_with,
-    scrape, wait_workers, worker,
+    Cluster, LIMIT, Proc, broker, broker_on, ep, free_port, limited, notify_broker, proxy, run,
+    run_with, scrape, wait_workers, worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -28,6 +28,13 @@ fn request(front: &str, args: &[&str]) -> (i32, String, String) {
 /// A request left running in the background.
 fn start_request(front: &str, args: &[&str]) -> Proc {
     Proc::start(&request_args(front, args))
+}
+
+/// A broker serving `/metrics` on a free port, and that port's address.
+fn metrics_broker() -> (Cluster, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let c = broker(&["--metrics", &addr]);
+    (c, addr)
 }
 
 #[test]
@@ -283,12 +290,10 @@ fn publish_and_subscribe() {
 #[test]
 fn stats_json_and_metrics_scrape() {
     limited(|| {
-        let metrics_port = free_port();
-        let addr = format!("127.0.0.1:{metrics_port}");
-        let c = broker(&["--metrics", &addr]);
+        let (c, addr) = metrics_broker();
         let _w = worker(&c.back, &["--type", "7", "--echo"]);
         wait_workers(&c.front, 1);
-        let (code, _, _) = run(&["request", "--to", &c.front, "--type", "7"]);
+        let (code, _, _) = request(&c.front, &["--type", "7"]);
         assert_eq!(code, 0);
         let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
         assert_eq!(code, 0);
@@ -323,16 +328,14 @@ fn stats_json_and_metrics_scrape() {
 #[test]
 fn type_names_in_stats_metrics_and_errors() {
     limited(|| {
-        let metrics_port = free_port();
-        let addr = format!("127.0.0.1:{metrics_port}");
-        let c = broker(&["--metrics", &addr]);
+        let (c, addr) = metrics_broker();
         let id = lhcluster::request_type_id("orders.create");
         let mut w = worker(
             &c.back,
             &["--type", "orders.create", "--type", "7", "--echo"],
         );
         wait_workers(&c.front, 1);
-        let (code, out, err) = run(&["request", "--to", &c.front, "--type", "orders.create"]);
+        let (code, out, err) = request(&c.front, &["--type", "orders.create"]);
         assert_eq!(code, 0, "{out}\n{err}");
 
         let (code, out, _) = run(&["stats", "--broker", &c.front]);
@@ -372,14 +375,7 @@ fn type_names_in_stats_metrics_and_errors() {
         w.signal("TERM");
         assert_eq!(w.wait().code(), Some(0));
         support::wait_stats(&c.front, "the worker to go", |s| s["workers"] == 0);
-        let (code, out, _) = run(&[
-            "request",
-            "--to",
-            &c.front,
-            "--type",
-            "orders.create",
-            "--fail-fast",
-        ]);
+        let (code, out, _) = request(&c.front, &["--type", "orders.create", "--fail-fast"]);
         assert_ne!(code, 0);
         assert!(
             out.contains(&format!(
@@ -396,14 +392,12 @@ fn type_names_in_stats_metrics_and_errors() {
 #[test]
 fn latency_histograms_in_stats_and_metrics() {
     limited(|| {
-        let metrics_port = free_port();
-        let addr = format!("127.0.0.1:{metrics_port}");
-        let c = broker(&["--metrics", &addr]);
+        let (c, addr) = metrics_broker();
         let id = lhcluster::request_type_id("lat.echo");
         let _w = worker(&c.back, &["--type", "lat.echo", "--echo"]);
         wait_workers(&c.front, 1);
         for _ in 0..3 {
-            let (code, out, err) = run(&["request", "--to", &c.front, "--type", "lat.echo"]);
+            let (code, out, err) = request(&c.front, &["--type", "lat.echo"]);
             assert_eq!(code, 0, "{out}\n{err}");
         }
 
@@ -669,15 +663,7 @@ fn up_runs_the_example_cluster_file() {
         up.expect_line("cluster up");
         wait_workers(&front, 2);
         for to in [&front, &proxy_bind] {
-            let (code, out, _) = run(&[
-                "request",
-                "--to",
-                to,
-                "--type",
-                "echo",
-                "--payload",
-                "via up",
-            ]);
+            let (code, out, _) = request(to, &["--type", "echo", "--payload", "via up"]);
             assert_eq!(code, 0, "{out}");
             assert!(out.ends_with("via up"));
         }
@@ -1259,8 +1245,7 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 #[test]
 fn healthz_answers_next_to_metrics_and_a_bad_address_is_refused_before_starting() {
     limited(|| {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let c = broker(&["--metrics", &addr]);
+        let (c, addr) = metrics_broker();
         let (status, body) = http_get(&addr, "/healthz");
         assert!(status.contains(" 200"), "{status}");
         assert_eq!(body, "ok\n");

@@ -88,6 +88,15 @@ pub fn client(broker: &Broker) -> Client {
     client
 }
 
+/// Sends a typed request and waits for its response, which must be a
+/// success.
+pub fn call_typed<R: lhcluster::Request>(client: &Client, request: &R) -> R::Response {
+    (client.send_typed(request))
+        .expect("the request is sent")
+        .wait()
+        .expect("the request succeeds")
+}
+
 /// A handler that answers with the request's payload.
 pub fn echo(payload: Payload, _: &RequestContext) -> Result<Payload, HandlerError> {
     Ok(payload)

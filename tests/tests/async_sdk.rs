@@ -13,7 +13,7 @@ use lhcluster::notify::{
 };
 use lhcluster::worker::{HandlerError, Worker};
 use lhcluster::{Error, Notification, Request, Status, TypedRequestError};
-use lhcluster_tests::{Transport, broker, client, inproc, time_limit, worker_config};
+use lhcluster_tests::{Transport, broker, call_typed, client, inproc, time_limit, worker_config};
 use serde::{Deserialize, Serialize};
 
 /// Each test's hang fails it in seconds.
@@ -173,14 +173,7 @@ fn async_failures_are_answered_like_blocking_ones() {
             .runtime(rt.handle().clone())
             .start()
             .expect("worker starts");
-        assert_eq!(
-            client
-                .send_typed(&Div { a: 9, b: 3 })
-                .unwrap()
-                .wait()
-                .unwrap(),
-            3
-        );
+        assert_eq!(call_typed(&client, &Div { a: 9, b: 3 }), 3);
         assert_eq!(
             refusal(client.send_typed(&Div { a: 1, b: 0 }).unwrap().wait()),
             (Status::BadRequest, "division by zero".to_owned())
@@ -188,14 +181,7 @@ fn async_failures_are_answered_like_blocking_ones() {
         let (status, message) = refusal(client.send_typed(&Panic).unwrap().wait());
         assert_eq!(status, Status::Failed);
         assert!(message.contains("deliberately"), "{message}");
-        assert_eq!(
-            client
-                .send_typed(&Add { a: 1, b: 2 })
-                .unwrap()
-                .wait()
-                .unwrap(),
-            3
-        );
+        assert_eq!(call_typed(&client, &Add { a: 1, b: 2 }), 3);
         assert_eq!(worker.stats().unwrap().handler_panics, 1);
         worker.stop().unwrap();
         client.stop().unwrap();

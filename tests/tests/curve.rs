@@ -63,6 +63,27 @@ fn keyed_worker(
         .expect("worker starts")
 }
 
+/// A broker with a fresh CURVE key and a [`curve_worker`] registered at
+/// it: the key, the broker, the worker and the worker's run count.
+fn curve_broker_and_worker() -> (SecretKey, Broker, Worker, Arc<AtomicU64>) {
+    let server = SecretKey::generate().unwrap();
+    let broker = curve_broker(&server);
+    let runs = Arc::new(AtomicU64::new(0));
+    let worker = curve_worker(&broker, &server, runs.clone());
+    expect_workers(&broker, 1, WAIT);
+    (server, broker, worker, runs)
+}
+
+/// A client proxy on loopback TCP with fast heartbeats, its own CURVE key
+/// `own`, and the key of `broker`, whose secret is `server`.
+fn curve_proxy_config(broker: &Broker, server: &SecretKey, own: &SecretKey) -> ClientProxyConfig {
+    let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
+    config.heartbeat = HEARTBEAT;
+    config.curve_secret_key = Some(own.clone());
+    config.curve_server_key = Some(server.public_key());
+    config
+}
+
 fn secret_payload() -> Payload {
     vec![SECRET.into()]
 }
@@ -80,11 +101,7 @@ fn round_trip(client: &Client, id: u64) {
 #[test]
 fn keys_on_every_hop_serve_requests_end_to_end() {
     time_limit(LIMIT, || {
-        let server = SecretKey::generate().unwrap();
-        let broker = curve_broker(&server);
-        let runs = Arc::new(AtomicU64::new(0));
-        let _worker = curve_worker(&broker, &server, runs.clone());
-        expect_workers(&broker, 1, WAIT);
+        let (server, broker, _worker, runs) = curve_broker_and_worker();
 
         let client = Client::connect(curve_client_config(broker.frontend(), &server)).unwrap();
         round_trip(&client, 7);
@@ -98,11 +115,7 @@ fn keys_on_every_hop_serve_requests_end_to_end() {
 
         // And a proxy with its own key pair between client and broker.
         let proxy_key = SecretKey::generate().unwrap();
-        let mut proxy_config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
-        proxy_config.heartbeat = HEARTBEAT;
-        proxy_config.curve_secret_key = Some(proxy_key.clone());
-        proxy_config.curve_server_key = Some(server.public_key());
-        let proxy = ClientProxy::start(proxy_config).unwrap();
+        let proxy = ClientProxy::start(curve_proxy_config(&broker, &server, &proxy_key)).unwrap();
         let behind = Client::connect(curve_client_config(proxy.endpoint(), &proxy_key)).unwrap();
         round_trip(&behind, 9);
         assert_eq!(runs.load(Ordering::Relaxed), 3);
@@ -120,11 +133,7 @@ fn keys_on_every_hop_serve_requests_end_to_end() {
 #[test]
 fn a_client_without_the_servers_key_gets_nothing_through() {
     time_limit(LIMIT, || {
-        let server = SecretKey::generate().unwrap();
-        let broker = curve_broker(&server);
-        let runs = Arc::new(AtomicU64::new(0));
-        let _worker = curve_worker(&broker, &server, runs.clone());
-        expect_workers(&broker, 1, WAIT);
+        let (_, broker, _worker, runs) = curve_broker_and_worker();
 
         let plaintext = client_config(broker.frontend());
         let wrong_key = curve_client_config(broker.frontend(), &SecretKey::generate().unwrap());
@@ -487,16 +496,10 @@ fn a_stolen_thumbnails_key_cannot_take_payments() {
 #[test]
 fn a_proxy_lets_in_only_listed_clients() {
     time_limit(LIMIT, || {
-        let server = SecretKey::generate().unwrap();
-        let broker = curve_broker(&server);
-        let _worker = curve_worker(&broker, &server, Arc::default());
-        expect_workers(&broker, 1, WAIT);
+        let (server, broker, _worker, _) = curve_broker_and_worker();
         let proxy_key = SecretKey::generate().unwrap();
         let listed = SecretKey::generate().unwrap();
-        let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
-        config.heartbeat = HEARTBEAT;
-        config.curve_secret_key = Some(proxy_key.clone());
-        config.curve_server_key = Some(server.public_key());
+        let mut config = curve_proxy_config(&broker, &server, &proxy_key);
         config.curve_client_keys = Some(KeyList::from_keys([listed.public_key()]));
         let proxy = ClientProxy::start(config).unwrap();
 
@@ -601,19 +604,13 @@ fn the_cluster_endpoint_lets_in_only_the_members_key() {
 #[test]
 fn a_proxy_reload_keeps_allowed_connections_and_refuses_removed_keys() {
     time_limit(LIMIT, || {
-        let server = SecretKey::generate().unwrap();
-        let broker = curve_broker(&server);
-        let _worker = curve_worker(&broker, &server, Arc::default());
-        expect_workers(&broker, 1, WAIT);
+        let (server, broker, _worker, _) = curve_broker_and_worker();
         let proxy_key = SecretKey::generate().unwrap();
         let (a_key, b_key) = (
             SecretKey::generate().unwrap(),
             SecretKey::generate().unwrap(),
         );
-        let mut config = ClientProxyConfig::new(TCP_ANY, broker.frontend());
-        config.heartbeat = HEARTBEAT;
-        config.curve_secret_key = Some(proxy_key.clone());
-        config.curve_server_key = Some(server.public_key());
+        let mut config = curve_proxy_config(&broker, &server, &proxy_key);
         config.curve_client_keys = Some(KeyList::from_keys([a_key.public_key()]));
         let proxy = ClientProxy::start(config).unwrap();
         let keyed = |own: &SecretKey| {

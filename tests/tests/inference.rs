@@ -9,7 +9,7 @@ use std::time::Duration;
 use lhcluster::typed::Handler;
 use lhcluster::worker::{HandlerError, RequestContext, Worker};
 use lhcluster::{Request, Status, TypedRequestError};
-use lhcluster_tests::{Transport, broker, client, time_limit, worker_config};
+use lhcluster_tests::{Transport, broker, call_typed, client, time_limit, worker_config};
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -106,22 +106,8 @@ fn unannotated_handlers_compile_and_serve() {
             .start()
             .expect("worker starts");
 
-        assert_eq!(
-            client
-                .send_typed(&Add { a: 2, b: 3 })
-                .unwrap()
-                .wait()
-                .unwrap(),
-            5
-        );
-        assert_eq!(
-            client
-                .send_typed(&Div { a: 9, b: 3 })
-                .unwrap()
-                .wait()
-                .unwrap(),
-            3
-        );
+        assert_eq!(call_typed(&client, &Add { a: 2, b: 3 }), 5);
+        assert_eq!(call_typed(&client, &Div { a: 9, b: 3 }), 3);
         let e = client
             .send_typed(&Div { a: 1, b: 0 })
             .unwrap()
@@ -141,28 +127,18 @@ fn unannotated_handlers_compile_and_serve() {
             .wait()
             .unwrap_err();
         assert_eq!(e.status(), Some(Status::Failed));
-        assert_eq!(client.send_typed(&Attempt).unwrap().wait().unwrap(), 1);
-        assert_eq!(
-            client.send_typed(&Neg { a: 4 }).unwrap().wait().unwrap(),
-            -4
-        );
+        assert_eq!(call_typed(&client, &Attempt), 1);
+        assert_eq!(call_typed(&client, &Neg { a: 4 }), -4);
         let e = client
             .send_typed(&Neg { a: i64::MIN })
             .unwrap()
             .wait()
             .unwrap_err();
         assert!(matches!(e, TypedRequestError::Request(_)), "{e:?}");
-        client
-            .send_typed(&Log { line: "x".into() })
-            .unwrap()
-            .wait()
-            .unwrap();
+        call_typed(&client, &Log { line: "x".into() });
+        assert_eq!(call_typed(&client, &Check { n: 4 }), Ok(2));
         assert_eq!(
-            client.send_typed(&Check { n: 4 }).unwrap().wait().unwrap(),
-            Ok(2)
-        );
-        assert_eq!(
-            client.send_typed(&Check { n: 3 }).unwrap().wait().unwrap(),
+            call_typed(&client, &Check { n: 3 }),
             Err("3 is odd".to_owned())
         );
         worker.stop().unwrap();

@@ -43,6 +43,38 @@ impl ServerKeyFlag {
     }
 }
 
+/// `--server-key FILE` and `--secret-key FILE`, the two keys of a role that
+/// connects to a CURVE server: the server's public key and our own secret
+/// key.
+#[derive(Debug, Default, clap::Args)]
+pub struct ConnectKeyFlags {
+    #[command(flatten)]
+    server_key: ServerKeyFlag,
+    #[command(flatten)]
+    secret_key: SecretKeyFlag,
+}
+
+impl ConnectKeyFlags {
+    /// Sets `server` and `own` from their files, each when its flag is
+    /// given.
+    pub fn apply(
+        &self,
+        server: &mut Option<PublicKey>,
+        own: &mut Option<SecretKey>,
+    ) -> anyhow::Result<()> {
+        self.server_key.apply(server)?;
+        self.secret_key.apply(own)
+    }
+
+    /// The server's key and our own, each `None` when its flag is not
+    /// given.
+    pub fn read(&self) -> anyhow::Result<(Option<PublicKey>, Option<SecretKey>)> {
+        let (mut server, mut own) = (None, None);
+        self.apply(&mut server, &mut own)?;
+        Ok((server, own))
+    }
+}
+
 /// Reads a key list file into `field`, when its flag is given.
 pub fn apply_list(path: &Option<PathBuf>, field: &mut Option<KeyList>) -> anyhow::Result<()> {
     if let Some(path) = path {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyPublisher, NotifyPublisherConfig};
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{ProbeKeys, check_notify_side, notify_unreachable, parse_duration};
 use crate::payload;
 
@@ -46,9 +46,7 @@ pub struct Args {
     #[arg(long, visible_alias = "timeout", value_parser = parse_duration, default_value = "3s")]
     connect_timeout: Duration,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -60,8 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = NotifyPublisherConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
     config.connect_timeout = Some(args.connect_timeout);
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
+    args.keys
+        .apply(&mut config.curve_server_key, &mut config.curve_secret_key)?;
     let keys = ProbeKeys::of(
         config.curve_server_key.as_ref(),
         config.curve_secret_key.as_ref(),

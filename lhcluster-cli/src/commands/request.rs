@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use lhcluster::client::{Client, ClientConfig, ClientEvent, ReceiptKind};
 use lhcluster::{Flags, RequestError, RequestType, Status};
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{diagnose, parse_duration, parse_request_type, shutdown_signal};
 use crate::payload;
 
@@ -131,9 +131,7 @@ pub struct Args {
     #[arg(long)]
     raw: bool,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
 }
 
 impl Args {
@@ -185,8 +183,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // itself: each gets the connect timeout.
     let endpoints = u32::try_from(args.to.len()).unwrap_or(u32::MAX);
     config.connect_timeout = Some(args.connect_timeout.saturating_mul(endpoints));
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
+    args.keys
+        .apply(&mut config.curve_server_key, &mut config.curve_secret_key)?;
     let client = match Client::connect(config) {
         Ok(client) => client,
         Err(e @ lhcluster::Error::Unreachable { .. }) => {

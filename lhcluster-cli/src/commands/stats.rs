@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{diagnose, parse_duration, short_duration};
 
 /// Query a running broker's statistics over the protocol.
@@ -29,15 +29,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     connect_timeout: Duration,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (mut server, mut own) = (None, None);
-    args.server_key.apply(&mut server)?;
-    args.secret_key.apply(&mut own)?;
+    let (server, own) = args.keys.read()?;
     let stats = match lhcluster::broker::query_stats_with_keys(
         &args.broker,
         args.connect_timeout,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lhcluster::notify::{NotifyOutcome, NotifySubscriber, NotifySubscriberConfig};
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{
     ProbeKeys, check_notify_side, notify_unreachable, parse_duration, shutdown_signal,
 };
@@ -54,9 +54,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     connect_timeout: Duration,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
 }
 
 #[derive(Clone, Copy)]
@@ -71,8 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = NotifySubscriberConfig::new(&args.to[0]);
     config.endpoints.clone_from(&args.to);
     config.confirm_timeout = Some(args.connect_timeout);
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
+    args.keys
+        .apply(&mut config.curve_server_key, &mut config.curve_secret_key)?;
     let keys = ProbeKeys::of(
         config.curve_server_key.as_ref(),
         config.curve_secret_key.as_ref(),

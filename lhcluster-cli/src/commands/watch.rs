@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{short_duration, shutdown_signal};
 
 /// Watch requests and outcomes go by a broker, one per line (the broker
@@ -34,15 +34,11 @@ pub struct Args {
     #[arg(long)]
     count: Option<u64>,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (mut server, mut own) = (None, None);
-    args.server_key.apply(&mut server)?;
-    args.secret_key.apply(&mut own)?;
+    let (server, own) = args.keys.read()?;
     let socket = lhcluster::context().socket(zmq::SUB)?;
     socket.set_linger(0)?;
     if let Some(server) = &server {

@@ -8,7 +8,7 @@ use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Payload, RequestType};
 use serde::Deserialize;
 
-use crate::commands::keys::{SecretKeyFlag, ServerKeyFlag};
+use crate::commands::keys::ConnectKeyFlags;
 use crate::common::{TypeArg, parse_type_arg, set, shutdown_signal};
 use crate::daemon::{SharedFlags, SharedOptions, until_signal};
 
@@ -52,9 +52,7 @@ pub struct Args {
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
-    server_key: ServerKeyFlag,
-    #[command(flatten)]
-    secret_key: SecretKeyFlag,
+    keys: ConnectKeyFlags,
     #[command(flatten)]
     shared: SharedFlags,
 }
@@ -196,8 +194,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     set(&mut config.capacity, &args.capacity);
     set(&mut config.prefetch, &args.prefetch);
     config.inline = args.inline;
-    args.server_key.apply(&mut config.curve_server_key)?;
-    args.secret_key.apply(&mut config.curve_secret_key)?;
+    args.keys
+        .apply(&mut config.curve_server_key, &mut config.curve_secret_key)?;
     config.name = args.name;
     config.apply(&args.shared);
     let signal = shutdown_signal()?;

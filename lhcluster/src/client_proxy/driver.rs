@@ -113,13 +113,7 @@ impl Driver {
             // Read before sending, and only with a backlog: one this pass
             // makes is first retried on the next, after a poll.
             let now = (!self.outbox.is_idle()).then(Instant::now);
-            apply(
-                &mut self.core,
-                &mut self.link,
-                &self.clients,
-                &mut self.outbox,
-                &mut self.header_buf,
-            );
+            self.apply_queued();
             if let Some(now) = now {
                 accept::retry(&self.clients, &mut self.outbox, now);
             }
@@ -134,6 +128,19 @@ impl Driver {
                 self.core.on_peer_event(now, &peer, event);
             }
         }
+    }
+
+    /// [`apply`] on this driver's own parts: the actions the core has
+    /// queued, once (the outbox's retries and events are
+    /// [`Self::apply_actions`]'s).
+    fn apply_queued(&mut self) {
+        apply(
+            &mut self.core,
+            &mut self.link,
+            &self.clients,
+            &mut self.outbox,
+            &mut self.header_buf,
+        );
     }
 
     fn run(&mut self) {
@@ -165,13 +172,7 @@ impl Driver {
                     }
                     Command::Stop => {
                         self.core.on_stop(Instant::now());
-                        apply(
-                            &mut self.core,
-                            &mut self.link,
-                            &self.clients,
-                            &mut self.outbox,
-                            &mut self.header_buf,
-                        );
+                        self.apply_queued();
                         let _ = self.clients.unbind(&self.bound);
                         info!("client proxy stopped");
                         return;

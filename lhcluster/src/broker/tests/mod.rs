@@ -157,6 +157,16 @@ impl Harness {
         Self::with_client().and_worker(capacity)
     }
 
+    /// `CA` connected, and `W1` (type 7, capacity 1) running attempt 1 of
+    /// request 7/1, sent `RETRY_ON_DEATH` with `body`: the start of the
+    /// tests of what a worker's death does to a retried request.
+    fn with_a_retry_running(body: &[&[u8]]) -> Self {
+        let mut h = Self::with_client_and_worker(1);
+        h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, body);
+        h.expect_dispatch(W1, 7, 1, 1);
+        h
+    }
+
     /// `W1` connected too, serving type 7 with `capacity` credits.
     fn and_worker(mut self, capacity: u32) -> Self {
         self.connect_worker(W1, &[7], capacity);

@@ -13,11 +13,7 @@ use super::*;
 /// attempt 2 holds.
 #[test]
 fn a_result_of_an_earlier_attempt_neither_answers_nor_frees_a_credit() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[b"job"]);
     kill_by_silence(&mut h, W1, &[], &[CA]);
     h.expect_nothing();
     assert_eq!((h.stats().pending, h.stats().requests_retried), (1, 1));
@@ -88,24 +84,14 @@ fn a_garbled_result_with_an_old_tag_fails_nothing() {
     }));
     // A repeated field's last value wins: status 0, which is invalid.
     header.extend([0x38, 0x00]);
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
-    assert!(e.error.contains("invalid status"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
-    assert_eq!((s.stale_results, s.in_flight), (1, 1));
-    h.result_answered(W1, CA, 7, 1);
+    stale_garbled_result_fails_nothing(&mut h, &header);
 }
 
 /// The same late result after attempt 2 went to another worker is not
 /// assigned to its sender at all: `unknown_results`, as before.
 #[test]
 fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_dispatch(W2, 7, 1, 2);
@@ -154,24 +140,14 @@ fn a_garbled_result_of_an_earlier_attempt_fails_nothing() {
     let mut h = retried_back_on_its_worker();
     // RESULT{type 7, id 1, attempt 1} with status 0 (invalid).
     let header = [0x08, 0x01, 0x18, 0x05, 0x28, 0x07, 0x30, 0x01, 0x78, 0x01];
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
-    assert!(e.error.contains("invalid status"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
-    assert_eq!((s.stale_results, s.in_flight), (1, 1));
-    h.result_answered(W1, CA, 7, 1);
+    stale_garbled_result_fails_nothing(&mut h, &header);
 }
 
 /// The sequence of the first test up to attempt 2's DISPATCH: `W1`
 /// (capacity 1) declared dead while running attempt 1 of request 7/1 from
 /// `CA`, registered again, and given attempt 2.
 fn retried_back_on_its_worker() -> Harness {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[]);
     kill_by_silence(&mut h, W1, &[], &[CA]);
     h.connect_worker(W1, &[7], 1);
     h.expect_dispatch(W1, 7, 1, 2);
@@ -197,6 +173,20 @@ fn ended_and_its_key_back_on_its_worker() -> (Harness, u64, Dispatch) {
     let new = h.expect_dispatch(W1, 7, 1, 1);
     assert_eq!(frames(&new.payload), owned(&[b"new"]));
     (h, old, new)
+}
+
+/// `W1` (capacity 1, running request 7/1 from `CA`) sends `header`, a
+/// RESULT with an invalid status that names an attempt or dispatch no
+/// longer current: it gets an ERROR and is counted stale, and fails
+/// nothing: 7/1 stays in flight, and its current result answers it.
+fn stale_garbled_result_fails_nothing(h: &mut Harness, header: &[u8]) {
+    h.backend_raw(W1, header, Payload::new());
+    let e = h.expect_error(Side::Backend, W1);
+    assert!(e.error.contains("invalid status"), "{}", e.error);
+    h.expect_nothing();
+    let s = h.stats();
+    assert_eq!((s.stale_results, s.in_flight), (1, 1));
+    h.result_answered(W1, CA, 7, 1);
 }
 
 /// `W1` (capacity 1, running request 7/1 from `CA`) sends a RESULT naming

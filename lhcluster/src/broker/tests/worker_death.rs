@@ -84,11 +84,7 @@ fn worker_death_with_retry_redispatches_to_another_worker() {
 
 #[test]
 fn a_second_death_exhausts_max_tries() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"p"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running(&[b"p"]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_dispatch(W2, 7, 1, 2);
