@@ -201,15 +201,22 @@ impl BrokerCore {
             }
         }
         self.drop_type_if_idle(key.0);
+        if !self.remove_if_drained(now, wk) {
+            self.serve_worker(now, wk);
+        }
+    }
+
+    /// Removes a draining worker whose last request has just been
+    /// answered (§7.4); `true` if it was.
+    fn remove_if_drained(&mut self, now: Instant, wk: Key) -> bool {
         let drained = self
             .workers
             .get(wk)
             .is_some_and(|w| w.draining && w.assigned.is_empty());
         if drained {
             self.remove_worker(now, wk);
-        } else {
-            self.serve_worker(now, wk);
         }
+        drained
     }
 
     /// Counts and logs a RESULT that does not answer the current dispatch
@@ -298,13 +305,7 @@ impl BrokerCore {
                 true
             }
         };
-        let drained = self
-            .workers
-            .get(wk)
-            .is_some_and(|w| w.draining && w.assigned.is_empty());
-        if drained {
-            self.remove_worker(now, wk);
-        }
+        let drained = self.remove_if_drained(now, wk);
         if requeued {
             // Another free worker first: the one that gave it back is
             // leaving (a worker that returns without a DISCONNECT is
