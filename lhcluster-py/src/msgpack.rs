@@ -49,7 +49,102 @@ pub(crate) fn unpack<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, 
             None,
         ));
     }
+    if let Some(at) = reserved_marker_at(bytes) {
+        return Err(errors::new(
+            py,
+            "DecodeError",
+            format!("payload is not MessagePack: the reserved marker 0xc1 at byte {at}"),
+            None,
+        ));
+    }
     from_value(py, &value)
+}
+
+/// Where the document has the marker MessagePack reserves (0xc1, "never
+/// used"), if it does: rmpv reads it as nil, where the Rust typed layer
+/// (rmp-serde) refuses the payload, and so must we. Called once rmpv has
+/// read `bytes` as one whole document, so every length is within it (a
+/// length that is not ends the walk, found nothing).
+fn reserved_marker_at(bytes: &[u8]) -> Option<usize> {
+    use rmp::Marker;
+    // A big-endian length of `n` bytes at `at`.
+    let length = |at: usize, n: usize| -> Option<usize> {
+        let field = bytes.get(at..at.checked_add(n)?)?;
+        usize::try_from(field.iter().fold(0u64, |v, &b| v << 8 | u64::from(b))).ok()
+    };
+    let mut pos = 0;
+    // Values still to read: the document, then each array item, each map
+    // key and value.
+    let mut values: usize = 1;
+    while values > 0 {
+        values -= 1;
+        let at = pos;
+        let marker = Marker::from_u8(*bytes.get(pos)?);
+        pos += 1;
+        // Bytes to skip after the marker (after the length, for those with
+        // one), and values that follow.
+        let (skip, follow) = match marker {
+            Marker::Reserved => return Some(at),
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                (0, 0)
+            }
+            Marker::U8 | Marker::I8 => (1, 0),
+            Marker::U16 | Marker::I16 => (2, 0),
+            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+            Marker::FixExt1 => (2, 0),
+            Marker::FixExt2 => (3, 0),
+            Marker::FixExt4 => (5, 0),
+            Marker::FixExt8 => (9, 0),
+            Marker::FixExt16 => (17, 0),
+            Marker::FixStr(n) => (usize::from(n), 0),
+            Marker::FixArray(n) => (0, usize::from(n)),
+            Marker::FixMap(n) => (0, 2 * usize::from(n)),
+            Marker::Str8
+            | Marker::Bin8
+            | Marker::Str16
+            | Marker::Bin16
+            | Marker::Str32
+            | Marker::Bin32 => {
+                let n = length_size(marker);
+                let len = length(pos, n)?;
+                pos += n;
+                (len, 0)
+            }
+            // The length, then the type byte, then the data.
+            Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
+                let n = length_size(marker);
+                let len = length(pos, n)?;
+                pos += n;
+                (len.checked_add(1)?, 0)
+            }
+            Marker::Array16 | Marker::Array32 => {
+                let n = length_size(marker);
+                let len = length(pos, n)?;
+                pos += n;
+                (0, len)
+            }
+            Marker::Map16 | Marker::Map32 => {
+                let n = length_size(marker);
+                let len = length(pos, n)?;
+                pos += n;
+                (0, len.checked_mul(2)?)
+            }
+        };
+        pos = pos.checked_add(skip)?;
+        values = values.checked_add(follow)?;
+    }
+    None
+}
+
+/// How many bytes the length after a marker takes.
+fn length_size(marker: rmp::Marker) -> usize {
+    use rmp::Marker;
+    match marker {
+        Marker::Str8 | Marker::Bin8 | Marker::Ext8 => 1,
+        Marker::Str16 | Marker::Bin16 | Marker::Ext16 | Marker::Array16 | Marker::Map16 => 2,
+        _ => 4,
+    }
 }
 
 fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {

@@ -98,6 +98,22 @@ def test_bad_payloads(client):
         lhcluster.packb(2**70)
 
 
+def test_unpackb_refuses_what_is_not_messagepack_as_the_rust_typed_layer_does():
+    # 0xc1 is the marker MessagePack reserves: never nil, wherever it is.
+    for bad in [b"\xc1", b"\x92\x01\xc1", b"\x81\xa1k\xc1", b"\x81\xc1\x01"]:
+        with pytest.raises(lhcluster.DecodeError, match="reserved marker 0xc1"):
+            lhcluster.unpackb(bad)
+    with pytest.raises(lhcluster.DecodeError, match="bytes left over"):
+        lhcluster.unpackb(b"\x01\x02")
+    # The same bytes inside a string, a binary or an extension are data.
+    value = {"s": "\u00c1", "b": b"\xc1\xc1", "n": None, "l": [1, -2, 3.5, 2**40]}
+    assert lhcluster.unpackb(lhcluster.packb(value)) == value
+    # Extensions have no Python value, but their data is not read as markers.
+    for ext in [b"\xd4\x01\xc1", b"\xc7\x02\x05\xc1\xc1"]:  # fixext 1, ext 8
+        with pytest.raises(lhcluster.DecodeError, match="extension type"):
+            lhcluster.unpackb(ext)
+
+
 def test_bad_timeouts(client):
     with pytest.raises(ValueError, match="finite number of seconds"):
         client.request("t", b"", timeout=-1)
