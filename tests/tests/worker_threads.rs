@@ -28,7 +28,8 @@ struct Probe {
 
 impl Probe {
     /// A handler that echoes, and waits for the gate first when the payload
-    /// is `block`.
+    /// is `block`, or `block-inline` and it runs on the socket's thread
+    /// (elsewhere, `block-inline` answers `not-inline` at once).
     fn handler(
         self: &Arc<Self>,
     ) -> impl Fn(Payload, &RequestContext) -> Result<Payload, HandlerError> + Send + Sync + 'static
@@ -38,9 +39,14 @@ impl Probe {
             let now = probe.running.fetch_add(1, Ordering::SeqCst) + 1;
             probe.most.fetch_max(now, Ordering::SeqCst);
             let name = std::thread::current().name().unwrap_or("").to_owned();
+            let inline = name == SOCKET_THREAD;
             probe.threads.lock().unwrap().push(name);
-            if text(&payload) == "block" {
-                drop(probe.gate.lock().unwrap());
+            let mut payload = payload;
+            match text(&payload).as_str() {
+                "block" => drop(probe.gate.lock().unwrap()),
+                "block-inline" if inline => drop(probe.gate.lock().unwrap()),
+                "block-inline" => payload = vec!["not-inline".into()],
+                _ => {}
             }
             probe.running.fetch_sub(1, Ordering::SeqCst);
             Ok(payload)
@@ -83,25 +89,31 @@ fn warmed_up_with(adjust: impl FnOnce(&mut WorkerConfig)) -> (Broker, Worker, Cl
     (broker, worker, client, probe)
 }
 
-/// Sends a `block` request and waits until its handler runs, on the
-/// socket's thread.
+/// Sends a request that blocks on the gate on the socket's thread, and
+/// waits until it does. On a loaded machine a fast run may be preempted
+/// long enough to be taken over, which sends the type to the pool for a
+/// while: then the request answers at once, and the type is warmed up
+/// again.
 fn block_socket_thread(client: &Client, probe: &Probe, id: u64) -> ResponseHandle {
-    let handle = client
-        .request(1)
-        .id(id)
-        .payload_bytes(b"block")
-        .send()
-        .unwrap();
-    assert!(eventually(Duration::from_secs(10), || probe
-        .running
-        .load(Ordering::SeqCst)
-        == 1));
-    assert_eq!(
-        probe.last_thread(),
-        SOCKET_THREAD,
-        "the fast type ran inline"
-    );
-    handle
+    for attempt in 0..5 {
+        let mut handle = client
+            .request(1)
+            .id(id + attempt * 100_000)
+            .payload_bytes(b"block-inline")
+            .send()
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), || {
+            probe.running.load(Ordering::SeqCst) == 1 || handle.is_done()
+        }));
+        if !handle.is_done() {
+            assert_eq!(probe.last_thread(), SOCKET_THREAD);
+            return handle;
+        }
+        let outcome = handle.try_take().unwrap().unwrap();
+        assert_eq!(text(&outcome.payload), "not-inline");
+        warm_up(client, probe);
+    }
+    panic!("the type never ran on the socket's thread for long");
 }
 
 /// Sends fast requests one at a time until one runs on the socket's thread;
@@ -135,6 +147,7 @@ fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() 
             probe.threads.lock().unwrap()
         );
 
+        let before = worker.stats().unwrap().socket_takeovers;
         let closed = probe.gate.lock().unwrap();
         let blocked = block_socket_thread(&client, &probe, 1);
         // The socket's thread is stuck in the handler, yet requests are
@@ -145,12 +158,13 @@ fn a_fast_handler_runs_on_the_socket_thread_and_one_that_blocks_is_taken_over() 
             assert_eq!(text(&outcome.payload), "fast");
         }
         let stats = worker.stats().unwrap();
-        assert_eq!(stats.socket_takeovers, 1, "{stats:?}");
+        // (A fast run preempted for long on a loaded machine may be taken
+        // over too: hence at least one.)
+        assert!(stats.socket_takeovers > before, "{stats:?}");
         assert!(stats.registered, "heartbeats went on: {stats:?}");
         assert_eq!(probe.running.load(Ordering::SeqCst), 1, "still blocked");
         drop(closed);
-        assert_eq!(text(&blocked.wait().unwrap().payload), "block");
-        assert_eq!(worker.stats().unwrap().socket_takeovers, 1);
+        assert_eq!(text(&blocked.wait().unwrap().payload), "block-inline");
     });
 }
 
@@ -163,6 +177,7 @@ fn a_run_on_the_socket_thread_counts_against_capacity() {
         let (broker, worker, client, probe) = warmed_up(2, 3);
         probe.most.store(0, Ordering::SeqCst);
 
+        let before = worker.stats().unwrap().socket_takeovers;
         let closed = probe.gate.lock().unwrap();
         let first = block_socket_thread(&client, &probe, 1);
         let rest: Vec<_> = (2..=5)
@@ -181,7 +196,7 @@ fn a_run_on_the_socket_thread_counts_against_capacity() {
             eventually(Duration::from_secs(10), || {
                 broker.stats().unwrap().in_flight == 5
                     && probe.running.load(Ordering::SeqCst) == 2
-                    && worker.stats().unwrap().socket_takeovers == 1
+                    && worker.stats().unwrap().socket_takeovers > before
             }),
             "{:?} {:?}",
             broker.stats().unwrap(),
@@ -191,7 +206,8 @@ fn a_run_on_the_socket_thread_counts_against_capacity() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(probe.most.load(Ordering::SeqCst), 2);
         drop(closed);
-        for h in std::iter::once(first).chain(rest) {
+        assert_eq!(text(&first.wait().unwrap().payload), "block-inline");
+        for h in rest {
             assert_eq!(text(&h.wait().unwrap().payload), "block");
         }
         assert_eq!(probe.most.load(Ordering::SeqCst), 2, "capacity 2");
@@ -209,13 +225,14 @@ fn a_stop_does_not_wait_for_a_handler_stuck_on_a_socket_thread() {
             config.capacity = 2;
             config.shutdown_timeout = Duration::from_millis(300);
         });
+        let before = worker.stats().unwrap().socket_takeovers;
         let closed = probe.gate.lock().unwrap();
         let blocked = block_socket_thread(&client, &probe, 1);
         assert!(eventually(Duration::from_secs(10), || worker
             .stats()
             .unwrap()
             .socket_takeovers
-            == 1));
+            > before));
         // The gate opens only after the stop has returned.
         worker.stop().unwrap();
         assert!(worker.stats().is_err(), "the worker has stopped");

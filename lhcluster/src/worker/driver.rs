@@ -153,9 +153,10 @@ enum Run {
 impl Executor {
     /// The jobs not started yet: queued on the pool, waiting for the
     /// socket's thread (fast types), or async ones waiting for a permit;
-    /// each queue in the order its jobs came (the pool's first: the socket's
-    /// thread runs its queue before it reads again, so the pool's jobs are
-    /// the older). Taken for good: none of them will run. Inline, nothing
+    /// each queue in the order its jobs came (the pool's first: a job
+    /// for the pool sends those waiting for the socket's thread ahead of
+    /// it, so these are always the newest). Taken for good: none of them
+    /// will run. Inline, nothing
     /// waits here (a dispatch runs when it is read).
     fn take_queued(&mut self) -> Vec<Job> {
         let mut jobs = match &self.run {
@@ -213,6 +214,12 @@ impl Executor {
                 if costs.is_fast(job.dispatch.request_type) && self.watch.present() {
                     self.inline_jobs.push_back(job);
                 } else {
+                    // Those waiting for this thread came first: they go
+                    // ahead, so that requests start in the order they came
+                    // (what waits for this thread is always the newest).
+                    for earlier in self.inline_jobs.drain(..) {
+                        pool.submit(earlier);
+                    }
                     pool.submit(job);
                 }
             }
@@ -366,5 +373,93 @@ impl Driver {
 
     fn apply_actions(&mut self) {
         self.executor.apply(&mut self.link, &mut self.core);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::protocol::{Dispatch, Flags, Payload, RequestId};
+    use crate::worker::handler::{Cancellation, HandlerError, RawHandler, RequestContext};
+
+    fn job(request_type: RequestType, request_id: RequestId) -> Job {
+        Job {
+            dispatch: Dispatch {
+                request_type,
+                request_id,
+                flags: Flags::default(),
+                attempt: 1,
+                dispatch_tag: request_id + 1,
+                deadline_ms: 0,
+                payload: Payload::new(),
+            },
+            cancel: Cancellation::default(),
+        }
+    }
+
+    /// At capacity 1 (and prefetch), a request of a type that goes to the
+    /// pool sends those waiting for the socket's thread ahead of it, so
+    /// that they all start in the order they came, whatever type each is.
+    #[test]
+    fn fast_and_pool_types_start_in_the_order_they_came() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Mutex::new(()));
+        let handler: Arc<dyn RawHandler> = {
+            let (order, gate) = (order.clone(), gate.clone());
+            Arc::new(
+                move |payload: Payload, ctx: &RequestContext| -> Result<Payload, HandlerError> {
+                    order.lock().unwrap().push(ctx.request_id);
+                    if ctx.request_id == 0 {
+                        drop(gate.lock().unwrap());
+                    }
+                    Ok(payload)
+                },
+            )
+        };
+        // Type 1 timed fast; type 2 not timed yet (the pool's).
+        let handlers: Arc<Handlers> = Arc::new([(1, handler.clone()), (2, handler)].into());
+        let costs = Arc::new(Costs::new(handlers.keys()));
+        costs.record(1, Duration::from_micros(1), true);
+        let watch = Arc::new(Watch::default());
+        watch.set_present(true);
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let (bell, _listener) = crate::wake::pair().unwrap();
+        let pool = Pool::start(1, handlers, costs.clone(), &done_tx, bell.clone()).unwrap();
+        let mut executor = Executor {
+            run: Run::Pool { pool, costs },
+            #[cfg(feature = "tokio")]
+            tasks: None,
+            done,
+            inline_jobs: VecDeque::new(),
+            watch,
+        };
+        let config = WorkerConfig::new("tcp://127.0.0.1:1");
+        let mut core = WorkerCore::new(&config, vec![1, 2], Instant::now());
+
+        let closed = gate.lock().unwrap();
+        executor.run(&mut core, job(2, 0));
+        let started = |n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while order.lock().unwrap().len() < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            order.lock().unwrap().clone()
+        };
+        assert_eq!(started(1), [0], "the pool's one thread runs request 0");
+        executor.run(&mut core, job(1, 1));
+        assert_eq!(
+            executor.inline_jobs.len(),
+            1,
+            "request 1 waits for the socket's thread"
+        );
+        executor.run(&mut core, job(2, 2));
+        assert!(
+            executor.inline_jobs.is_empty(),
+            "request 1 went to the pool first"
+        );
+        drop(closed);
+        assert_eq!(started(3), [0, 1, 2]);
     }
 }

@@ -308,8 +308,10 @@ impl Costs {
         Self(types.into_iter().map(|&t| (t, cost())).collect())
     }
 
-    /// Adds a run that took `took`.
-    pub(crate) fn record(&self, request_type: RequestType, took: Duration) {
+    /// Adds a run that took `took`; one `on_pool` also counts down the
+    /// penalty of a type that was taken over (a run on the socket's thread,
+    /// the one taken over included, does not).
+    pub(crate) fn record(&self, request_type: RequestType, took: Duration, on_pool: bool) {
         let Some(cost) = self.0.get(&request_type) else {
             return;
         };
@@ -322,7 +324,7 @@ impl Costs {
         };
         cost.average.store(new, Ordering::Relaxed);
         let penalty = cost.penalty.load(Ordering::Relaxed);
-        if penalty > 0 {
+        if on_pool && penalty > 0 {
             cost.penalty.store(penalty - 1, Ordering::Relaxed);
         }
     }
@@ -364,7 +366,7 @@ fn serve(
         let request_type = job.dispatch.request_type;
         let started = Instant::now();
         let result = run(handlers, job);
-        costs.record(request_type, started.elapsed());
+        costs.record(request_type, started.elapsed(), true);
         if done.send(result).is_err() {
             return;
         }
@@ -427,24 +429,27 @@ mod tests {
     fn a_type_is_fast_once_timed_fast_and_sits_out_a_growing_penalty_after_each_takeover() {
         let costs = Costs::new(&[7]);
         assert!(!costs.is_fast(7), "not timed yet: the pool first");
-        costs.record(7, Duration::from_micros(3));
+        costs.record(7, Duration::from_micros(3), true);
         assert!(costs.is_fast(7));
-        costs.record(7, Duration::from_millis(1));
+        costs.record(7, Duration::from_millis(1), true);
         assert!(!costs.is_fast(7), "an average pulled over 20 µs");
         for _ in 0..40 {
-            costs.record(7, Duration::from_micros(3));
+            costs.record(7, Duration::from_micros(3), true);
         }
         assert!(costs.is_fast(7), "fast again");
 
         for (strike, runs) in [(1, PENALTY_RUNS), (2, 2 * PENALTY_RUNS)] {
             assert_eq!(costs.taken_over(7, Duration::from_millis(2)), strike);
+            // The run taken over ends on the socket's thread: not one of
+            // the penalty's runs.
+            costs.record(7, Duration::from_millis(2), false);
             // The average, at least the run's 2 ms, takes about 35 fast
             // runs to fall under 20 µs: the penalty is what decides here.
             for _ in 0..runs - 1 {
-                costs.record(7, Duration::from_micros(3));
+                costs.record(7, Duration::from_micros(3), true);
                 assert!(!costs.is_fast(7));
             }
-            costs.record(7, Duration::from_micros(3));
+            costs.record(7, Duration::from_micros(3), true);
             assert!(costs.is_fast(7), "after {runs} runs on the pool");
         }
         assert!(!costs.is_fast(8), "a type it does not serve");

@@ -63,13 +63,16 @@ pub(super) struct InlineRuns {
 }
 
 /// What the watcher sees of the leader's runs, without a lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Watch {
     /// Bumped when a run on the leader starts and when it ends: odd while
     /// one runs.
     seq: AtomicU64,
     /// The type of the run going on.
     request_type: AtomicU32,
+    /// When it began, in nanoseconds since `epoch`.
+    began: AtomicU64,
+    epoch: Instant,
     /// A watcher is ready (else the leader sends every request to the pool).
     present: AtomicBool,
     /// The watcher sleeps longer than a tick: the next run wakes it.
@@ -78,21 +81,57 @@ pub(super) struct Watch {
     thread: Mutex<Option<Thread>>,
 }
 
+impl Default for Watch {
+    fn default() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            request_type: AtomicU32::new(0),
+            began: AtomicU64::new(0),
+            epoch: Instant::now(),
+            present: AtomicBool::new(false),
+            napping: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        }
+    }
+}
+
 impl Watch {
     pub(super) fn present(&self) -> bool {
-        self.present.load(Ordering::Acquire)
+        self.present.load(Ordering::SeqCst)
+    }
+
+    /// As if a watcher were there (or not), for the executor's tests.
+    #[cfg(test)]
+    pub(super) fn set_present(&self, present: bool) {
+        self.present.store(present, Ordering::SeqCst);
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// How long the run going on has run.
+    fn running_for(&self) -> Duration {
+        Duration::from_nanos(
+            self.nanos()
+                .saturating_sub(self.began.load(Ordering::Relaxed)),
+        )
     }
 
     fn begin(&self, request_type: RequestType) {
         self.request_type.store(request_type, Ordering::Relaxed);
-        self.seq.fetch_add(1, Ordering::AcqRel);
-        if self.napping.swap(false, Ordering::AcqRel) {
+        self.began.store(self.nanos(), Ordering::Relaxed);
+        // SeqCst here and in the watcher's nap (a store of `napping`, then
+        // a load of `seq`): with weaker orderings each side may miss the
+        // other's write, and the watcher would sleep a whole nap.
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.napping.swap(false, Ordering::SeqCst) {
             self.wake();
         }
     }
 
     fn end(&self) {
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.seq.fetch_add(1, Ordering::SeqCst);
     }
 
     fn wake(&self) {
@@ -242,6 +281,9 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
         };
         let Some(job) = driver.executor.next_inline() else {
             if driver.pass() == Pass::Ended {
+                // Dropped under the lock, so that a thread coming back from
+                // a handler finds no driver to lead (see `Relay::end`).
+                *guard = None;
                 return Led::Ended;
             }
             continue;
@@ -261,7 +303,7 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
         drop(guard);
         let started = Instant::now();
         let done = pool::run(&runs.handlers, job);
-        runs.costs.record(request_type, started.elapsed());
+        runs.costs.record(request_type, started.elapsed(), false);
         runs.slot.give_back();
         relay.watch.end();
         guard = match relay.driver.try_lock() {
@@ -287,36 +329,44 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
 fn watch(relay: &Relay) -> Option<Guard<'_>> {
     let watch = &*relay.watch;
     *watch.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current());
-    watch.present.store(true, Ordering::Release);
     let mut nap = WATCH_TICK;
-    let mut last = watch.seq.load(Ordering::Acquire);
+    let mut last = watch.seq.load(Ordering::SeqCst);
     let taken = loop {
+        // Every turn, not only on the way in: the thread this one took
+        // over from may have stored `false` after us (see below), and the
+        // leader must not be left without runs on its thread for good.
+        watch.present.store(true, Ordering::SeqCst);
         if relay.ended.load(Ordering::Acquire) {
             break None;
         }
         if nap > WATCH_TICK {
-            watch.napping.store(true, Ordering::Release);
+            watch.napping.store(true, Ordering::SeqCst);
             // A run that began before the flag was set did not wake us.
-            if watch.seq.load(Ordering::Acquire) != last {
+            if watch.seq.load(Ordering::SeqCst) != last {
                 nap = WATCH_TICK;
             }
         }
         std::thread::park_timeout(nap);
-        watch.napping.store(false, Ordering::Release);
-        let seq = watch.seq.load(Ordering::Acquire);
-        if seq % 2 == 1 && seq == last {
-            // The same run as a tick ago: take the socket over.
+        watch.napping.store(false, Ordering::SeqCst);
+        let seq = watch.seq.load(Ordering::SeqCst);
+        // The same run as a tick ago, and on for a tick at least (a wake-up
+        // may come early): take the socket over.
+        if seq % 2 == 1 && seq == last && watch.running_for() >= WATCH_TICK {
+            // No longer watching once the lock is ours: the leader must not
+            // start a run on its thread meanwhile.
+            watch.present.store(false, Ordering::SeqCst);
             match relay.driver.try_lock() {
                 Ok(mut guard) => {
                     let Some(driver) = guard.as_mut() else {
                         break None;
                     };
-                    if watch.seq.load(Ordering::Acquire) == seq {
+                    if watch.seq.load(Ordering::SeqCst) == seq {
                         let request_type = watch.request_type.load(Ordering::Relaxed);
+                        let so_far = watch.running_for();
                         let strikes = relay
                             .runs
                             .as_ref()
-                            .map_or(0, |runs| runs.costs.taken_over(request_type, WATCH_TICK));
+                            .map_or(0, |runs| runs.costs.taken_over(request_type, so_far));
                         driver.count_takeover();
                         // Once per type at warn: the counter tells the rest.
                         if strikes == 1 {
@@ -334,7 +384,7 @@ fn watch(relay: &Relay) -> Option<Guard<'_>> {
                     break Some(guard);
                 }
                 // The run has just ended and its thread leads again.
-                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::WouldBlock) => watch.present.store(true, Ordering::SeqCst),
                 Err(TryLockError::Poisoned(_)) => break None,
             }
         }
@@ -345,6 +395,6 @@ fn watch(relay: &Relay) -> Option<Guard<'_>> {
         };
         last = seq;
     };
-    watch.present.store(false, Ordering::Release);
+    watch.present.store(false, Ordering::SeqCst);
     taken
 }
