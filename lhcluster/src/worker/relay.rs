@@ -118,9 +118,13 @@ impl Watch {
         )
     }
 
-    fn begin(&self, request_type: RequestType) {
+    /// A run of `request_type` begins, at `started` (the run's own clock
+    /// read, which also times it).
+    fn begin(&self, request_type: RequestType, started: Instant) {
         self.request_type.store(request_type, Ordering::Relaxed);
-        self.began.store(self.nanos(), Ordering::Relaxed);
+        let began = started.saturating_duration_since(self.epoch).as_nanos();
+        self.began
+            .store(u64::try_from(began).unwrap_or(u64::MAX), Ordering::Relaxed);
         // SeqCst here and in the watcher's nap (a store of `napping`, then
         // a load of `seq`): with weaker orderings each side may miss the
         // other's write, and the watcher would sleep a whole nap.
@@ -299,9 +303,9 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
             continue;
         }
         let request_type = job.dispatch.request_type;
-        relay.watch.begin(request_type);
-        drop(guard);
         let started = Instant::now();
+        relay.watch.begin(request_type, started);
+        drop(guard);
         let done = pool::run(&runs.handlers, job);
         runs.costs.record(request_type, started.elapsed(), false);
         runs.slot.give_back();
