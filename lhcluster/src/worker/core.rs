@@ -144,14 +144,13 @@ impl WorkerCore {
             self.stats.duplicates_ignored += 1;
             return;
         }
+        let answers = self.answers(&d);
         if self.hands_back() {
             // Sent before the broker read our DISCONNECT: given back
             // unstarted, as the prefetched ones were (no RECEIPT_RECEIVED:
             // this worker does not take it).
-            let answers = self.answers(&d);
             return self.give_back(now, key, answers, d.payload);
         }
-        let answers = self.answers(&d);
         let cancel = Cancellation::default();
         self.running.insert(key, (answers, cancel.clone()));
         if d.flags.contains(Flags::RECEIPT_ON_RECEIVE) {

@@ -333,9 +333,11 @@ impl Driver {
                 }
             }
         }
+        let now = Instant::now();
         while let Ok(done) = self.executor.done.try_recv() {
             work += 1;
-            self.on_done(done);
+            self.core
+                .on_done(now, done.key, done.outcome, done.panicked);
         }
         // Cheap and idempotent: it only acts on what is due.
         let now = Instant::now();
@@ -347,16 +349,12 @@ impl Driver {
         Pass::Continue
     }
 
-    /// A handler's result, from wherever it ran.
-    pub(super) fn on_done(&mut self, done: Done) {
+    /// A run on this thread ended at `now` with `done`: sends its result
+    /// (and heartbeats that fell due) before the next run.
+    pub(super) fn after_inline_run(&mut self, now: Instant, done: Done) {
         self.core
-            .on_done(Instant::now(), done.key, done.outcome, done.panicked);
-    }
-
-    /// Sends what the last handlers produced (and heartbeats that fell
-    /// due) between two runs on this thread.
-    pub(super) fn after_inline_run(&mut self) {
-        self.core.on_tick(Instant::now());
+            .on_done(now, done.key, done.outcome, done.panicked);
+        self.core.on_tick(now);
         self.apply_actions();
         self.busy = true;
     }

@@ -307,7 +307,13 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
         relay.watch.begin(request_type, started);
         drop(guard);
         let done = pool::run(&runs.handlers, job);
-        runs.costs.record(request_type, started.elapsed(), false);
+        // One clock read for the run's time and its result's.
+        let finished = Instant::now();
+        runs.costs.record(
+            request_type,
+            finished.saturating_duration_since(started),
+            false,
+        );
         runs.slot.give_back();
         relay.watch.end();
         guard = match relay.driver.try_lock() {
@@ -322,8 +328,7 @@ fn lead<'a>(relay: &'a Relay, mut guard: Guard<'a>) -> Led {
             Err(TryLockError::Poisoned(_)) => return Led::Ended,
         };
         if let Some(driver) = guard.as_mut() {
-            driver.on_done(done);
-            driver.after_inline_run();
+            driver.after_inline_run(finished, done);
         }
     }
 }
