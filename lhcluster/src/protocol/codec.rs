@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use prost::Message as _;
 
-use super::header::{self, DecodedHeader, InlinePayload};
+use super::header::{self, InlinePayload};
 use super::pb;
 use super::types::*;
 use super::{MAX_TYPE_NAME_LEN, PROTOCOL_MAJOR, PROTOCOL_MINOR};
@@ -17,9 +17,6 @@ use super::{MAX_TYPE_NAME_LEN, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 /// thread), worth about a kilobyte of copying; larger payloads are moved as
 /// frames, never copied.
 pub const INLINE_PAYLOAD_MAX: usize = 1024;
-
-/// Field number of `Header.inline_payload` in proto/lhcluster.proto.
-const INLINE_PAYLOAD_TAG: u32 = 17;
 
 /// The frames of an encoded message besides its header.
 #[derive(Debug)]
@@ -37,193 +34,191 @@ impl Message {
     /// the other frames, moved out of `self`. A lone payload frame of at most
     /// [`INLINE_PAYLOAD_MAX`] bytes is copied into the header instead.
     pub fn encode(self, header: &mut Vec<u8>) -> Encoded {
-        let mut h = pb::Header {
-            major: PROTOCOL_MAJOR,
-            minor: PROTOCOL_MINOR,
-            ..Default::default()
+        let start = |header, kind: pb::Kind| {
+            header::Writer::start(header, PROTOCOL_MAJOR, PROTOCOL_MINOR, kind as i32)
         };
         let mut topic = None;
         let payload = match self {
             Message::Hello(hello) => {
-                h.kind = pb::Kind::Hello as i32;
-                h.heartbeat_ms = hello.heartbeat_ms;
-                h.name = hello.name.unwrap_or_default();
-                h.route = hello.route;
+                let mut w = start(header, pb::Kind::Hello);
+                w.heartbeat_ms(hello.heartbeat_ms);
+                w.route(&hello.route);
+                w.name(hello.name.as_deref().unwrap_or_default());
                 Payload::new()
             }
             Message::Welcome {
                 heartbeat_ms,
                 max_message_size,
             } => {
-                h.kind = pb::Kind::Welcome as i32;
-                h.heartbeat_ms = heartbeat_ms;
-                h.max_message_size = max_message_size;
+                let mut w = start(header, pb::Kind::Welcome);
+                w.heartbeat_ms(heartbeat_ms);
+                w.max_message_size(max_message_size);
                 Payload::new()
             }
             Message::Request(r) => {
-                set_key(&mut h, pb::Kind::Request, r.request_type, r.request_id);
-                h.flags = r.flags.bits();
-                h.route = r.route;
-                h.reply_to = r.reply_to.unwrap_or_default();
-                h.deadline_ms = r.deadline_ms;
+                let mut w = start(header, pb::Kind::Request);
+                w.flags(r.flags.bits());
+                w.request_type(r.request_type);
+                w.request_id(r.request_id);
+                w.route(&r.route);
+                w.reply_to(r.reply_to.as_deref().unwrap_or_default());
+                w.deadline_ms(r.deadline_ms);
                 r.payload
             }
             Message::Dispatch(d) => {
-                set_key(&mut h, pb::Kind::Dispatch, d.request_type, d.request_id);
-                h.flags = d.flags.bits();
-                h.attempt = d.attempt;
-                h.dispatch_tag = d.dispatch_tag;
-                h.deadline_ms = d.deadline_ms;
+                write_dispatch(start(header, pb::Kind::Dispatch), &d, 0);
                 d.payload
             }
             Message::Result(r) => {
-                set_key(&mut h, pb::Kind::Result, r.request_type, r.request_id);
-                h.attempt = r.attempt;
-                h.dispatch_tag = r.dispatch_tag;
-                set_outcome(&mut h, r.status, r.error);
+                let mut w = start(header, pb::Kind::Result);
+                w.request_type(r.request_type);
+                w.request_id(r.request_id);
+                w.status(status_to_pb(r.status) as i32);
+                w.error(r.error.as_deref().unwrap_or_default());
+                w.attempt(r.attempt);
+                w.dispatch_tag(r.dispatch_tag);
                 r.payload
             }
             Message::Response(r) => {
-                set_key(&mut h, pb::Kind::Response, r.request_type, r.request_id);
-                set_outcome(&mut h, r.status, r.error);
-                h.route = r.route;
+                let mut w = start(header, pb::Kind::Response);
+                w.request_type(r.request_type);
+                w.request_id(r.request_id);
+                w.status(status_to_pb(r.status) as i32);
+                w.route(&r.route);
+                w.error(r.error.as_deref().unwrap_or_default());
                 r.payload
             }
             Message::ReceiptSent(r) => {
-                h.kind = pb::Kind::ReceiptSent as i32;
-                set_ref(&mut h, r);
+                write_ref(start(header, pb::Kind::ReceiptSent), &r);
                 Payload::new()
             }
             Message::ReceiptReceived(r) => {
-                h.kind = pb::Kind::ReceiptReceived as i32;
-                set_ref(&mut h, r);
+                write_ref(start(header, pb::Kind::ReceiptReceived), &r);
                 Payload::new()
             }
             Message::Ready(r) => {
-                h.kind = pb::Kind::Ready as i32;
-                h.heartbeat_ms = r.heartbeat_ms;
-                h.capacity = r.capacity;
-                h.request_types = r.request_types;
-                h.type_names = r.type_names;
-                h.name = r.name.unwrap_or_default();
+                let mut w = start(header, pb::Kind::Ready);
+                w.heartbeat_ms(r.heartbeat_ms);
+                w.capacity(r.capacity);
+                w.request_types(r.request_types.iter().copied());
+                w.name(r.name.as_deref().unwrap_or_default());
+                w.type_names(r.type_names.iter().map(String::as_str));
                 Payload::new()
             }
             Message::Heartbeat { heartbeat_ms } => {
-                h.kind = pb::Kind::Heartbeat as i32;
-                h.heartbeat_ms = heartbeat_ms;
+                start(header, pb::Kind::Heartbeat).heartbeat_ms(heartbeat_ms);
                 Payload::new()
             }
             Message::Disconnect { route } => {
-                h.kind = pb::Kind::Disconnect as i32;
-                h.route = route;
+                start(header, pb::Kind::Disconnect).route(&route);
                 Payload::new()
             }
             Message::Shutdown => {
-                h.kind = pb::Kind::Shutdown as i32;
+                start(header, pb::Kind::Shutdown);
                 Payload::new()
             }
             Message::Reregister => {
-                h.kind = pb::Kind::Reregister as i32;
+                start(header, pb::Kind::Reregister);
                 Payload::new()
             }
             Message::Error(e) => {
-                h.kind = pb::Kind::Error as i32;
-                h.error = e.error;
+                let mut w = start(header, pb::Kind::Error);
+                if let Some(r) = &e.request {
+                    w.request_type(r.request_type);
+                    w.request_id(r.request_id);
+                }
                 if let Some(status) = e.status {
-                    h.status = status_to_pb(status) as i32;
+                    w.status(status_to_pb(status) as i32);
                 }
-                if let Some(r) = e.request {
-                    set_ref(&mut h, r);
+                if let Some(r) = &e.request {
+                    w.route(&r.route);
                 }
+                w.error(&e.error);
                 Payload::new()
             }
             Message::StatsQuery => {
-                h.kind = pb::Kind::StatsQuery as i32;
+                start(header, pb::Kind::StatsQuery);
                 Payload::new()
             }
             Message::StatsReply { payload } => {
-                h.kind = pb::Kind::StatsReply as i32;
+                start(header, pb::Kind::StatsReply);
                 payload
             }
             Message::PeerHello(hello) => {
-                h.kind = pb::Kind::PeerHello as i32;
-                h.broker_id = hello.broker_id;
-                h.heartbeat_ms = hello.heartbeat_ms;
-                h.name = hello.name.unwrap_or_default();
+                let mut w = start(header, pb::Kind::PeerHello);
+                w.heartbeat_ms(hello.heartbeat_ms);
+                w.name(hello.name.as_deref().unwrap_or_default());
+                w.broker_id(hello.broker_id);
                 Payload::new()
             }
             Message::PeerWelcome {
                 broker_id,
                 heartbeat_ms,
             } => {
-                h.kind = pb::Kind::PeerWelcome as i32;
-                h.broker_id = broker_id;
-                h.heartbeat_ms = heartbeat_ms;
+                let mut w = start(header, pb::Kind::PeerWelcome);
+                w.heartbeat_ms(heartbeat_ms);
+                w.broker_id(broker_id);
                 Payload::new()
             }
             Message::Serves(table) => {
-                h.kind = pb::Kind::Serves as i32;
-                let named = table.iter().any(|t| t.name.is_some());
-                for t in table {
-                    h.request_types.push(t.request_type);
-                    h.type_capacity.push(t.capacity);
-                    h.type_free.push(t.free);
-                    h.type_pending.push(t.pending);
-                    if named {
-                        h.type_names.push(t.name.unwrap_or_default());
-                    }
+                let mut w = start(header, pb::Kind::Serves);
+                w.request_types(table.iter().map(|t| t.request_type));
+                w.type_capacity(table.iter().map(|t| t.capacity));
+                w.type_free(table.iter().map(|t| t.free));
+                w.type_pending(table.iter().map(|t| t.pending));
+                // Names for every type or for none: the list stays parallel.
+                if table.iter().any(|t| t.name.is_some()) {
+                    w.type_names(table.iter().map(|t| t.name.as_deref().unwrap_or_default()));
                 }
                 Payload::new()
             }
             Message::Forward(f) => {
                 let r = f.request;
-                set_key(&mut h, pb::Kind::Forward, r.request_type, r.request_id);
-                h.flags = r.flags.bits();
-                h.route = r.route;
-                h.deadline_ms = r.deadline_ms;
-                h.hops = f.hops;
-                h.reply_route = f.reply_route.unwrap_or_default();
+                let mut w = start(header, pb::Kind::Forward);
+                w.flags(r.flags.bits());
+                w.request_type(r.request_type);
+                w.request_id(r.request_id);
+                w.route(&r.route);
+                w.hops(f.hops);
+                w.reply_route(f.reply_route.as_deref().unwrap_or_default());
+                w.deadline_ms(r.deadline_ms);
                 r.payload
             }
             Message::Execute(e) => {
-                let d = e.dispatch;
-                set_key(&mut h, pb::Kind::Execute, d.request_type, d.request_id);
-                h.flags = d.flags.bits();
-                h.attempt = d.attempt;
-                h.dispatch_tag = d.dispatch_tag;
-                h.deadline_ms = d.deadline_ms;
-                h.hops = e.hops;
-                d.payload
+                write_dispatch(start(header, pb::Kind::Execute), &e.dispatch, e.hops);
+                e.dispatch.payload
             }
             Message::Executed(e) => {
                 let r = e.response;
-                set_key(&mut h, pb::Kind::Executed, r.request_type, r.request_id);
-                set_outcome(&mut h, r.status, r.error);
-                h.attempt = e.attempt;
-                h.dispatch_tag = e.dispatch_tag;
+                let mut w = start(header, pb::Kind::Executed);
+                w.request_type(r.request_type);
+                w.request_id(r.request_id);
+                w.status(status_to_pb(r.status) as i32);
+                w.error(r.error.as_deref().unwrap_or_default());
+                w.attempt(e.attempt);
+                w.dispatch_tag(e.dispatch_tag);
                 r.payload
             }
             Message::View { broker_id, members } => {
-                h.kind = pb::Kind::View as i32;
-                h.broker_id = broker_id;
-                h.members = members;
+                let mut w = start(header, pb::Kind::View);
+                w.broker_id(broker_id);
+                w.members(&members);
                 Payload::new()
             }
             Message::Cancel(c) => {
-                set_key(&mut h, pb::Kind::Cancel, c.request_type, c.request_id);
-                h.route = c.route;
-                h.dispatch_tag = c.dispatch_tag;
+                let mut w = start(header, pb::Kind::Cancel);
+                w.request_type(c.request_type);
+                w.request_id(c.request_id);
+                w.route(&c.route);
+                w.dispatch_tag(c.dispatch_tag);
                 Payload::new()
             }
             Message::Notification(n) => {
-                h.kind = pb::Kind::Notification as i32;
-                h.notify_id = n.notify_id.unwrap_or(0);
+                start(header, pb::Kind::Notification).notify_id(n.notify_id.unwrap_or(0));
                 topic = Some(topic_frame(&n.topic));
                 n.payload
             }
         };
-        header.clear();
-        header::encode(&h, header);
         let payload = inline_lone_frame(payload, header);
         Encoded { topic, payload }
     }
@@ -246,17 +241,17 @@ impl Message {
 }
 
 /// Appends a lone small payload frame to the encoded header as its
-/// `inline_payload` field (protobuf fields may come in any order, so this is
-/// the encoding of the header with the field set, without copying the frame
-/// into the `Header` first); returns what still goes as frames.
+/// `inline_payload` field; returns what still goes as frames.
 fn inline_lone_frame(payload: Payload, header: &mut Vec<u8>) -> Payload {
-    match payload.as_slice() {
-        [frame] if frame.len() <= INLINE_PAYLOAD_MAX => {
-            header::delimited_field(header, INLINE_PAYLOAD_TAG, frame);
-            Payload::new()
+    if let [frame] = payload.as_slice() {
+        // One look at the frame: each goes through libzmq.
+        let bytes: &[u8] = frame;
+        if bytes.len() <= INLINE_PAYLOAD_MAX {
+            header::append_inline_payload(header, bytes);
+            return Payload::new();
         }
-        _ => payload,
     }
+    payload
 }
 
 /// The payload of a decoded header and the frames that followed it: the
@@ -292,23 +287,23 @@ pub fn topic_frame(topic: &str) -> Vec<u8> {
     frame
 }
 
-/// The kind and key of a message about one request.
-fn set_key(h: &mut pb::Header, kind: pb::Kind, request_type: RequestType, request_id: RequestId) {
-    h.kind = kind as i32;
-    h.request_type = request_type;
-    h.request_id = request_id;
+/// The fields of a DISPATCH, or of the EXECUTE that carries one (with its
+/// `hops`; 0 for a DISPATCH, which has none).
+fn write_dispatch(mut w: header::Writer<'_>, d: &Dispatch, hops: u32) {
+    w.flags(d.flags.bits());
+    w.request_type(d.request_type);
+    w.request_id(d.request_id);
+    w.attempt(d.attempt);
+    w.dispatch_tag(d.dispatch_tag);
+    w.hops(hops);
+    w.deadline_ms(d.deadline_ms);
 }
 
-/// An outcome's status and error text (none: empty, as on the wire).
-fn set_outcome(h: &mut pb::Header, status: Status, error: Option<String>) {
-    h.status = status_to_pb(status) as i32;
-    h.error = error.unwrap_or_default();
-}
-
-fn set_ref(h: &mut pb::Header, r: RequestRef) {
-    h.request_type = r.request_type;
-    h.request_id = r.request_id;
-    h.route = r.route;
+/// The fields of a message that names a request and nothing else.
+fn write_ref(mut w: header::Writer<'_>, r: &RequestRef) {
+    w.request_type(r.request_type);
+    w.request_id(r.request_id);
+    w.route(&r.route);
 }
 
 fn status_to_pb(s: Status) -> pb::Status {
@@ -408,7 +403,8 @@ fn notification_head(
         .ok_or(DecodeError::InvalidTopic("no topic frame"))?;
     let topic = parse_topic(topic)?;
     let header = frames.get(1).ok_or(DecodeError::NoHeader)?;
-    let (h, inline) = decode_header(header)?;
+    let mut h = pb::Header::default();
+    let inline = decode_header(header, &mut h)?;
     match kind_of(&h)? {
         pb::Kind::Notification => Ok((topic, h, inline)),
         _ => Err(DecodeError::UnexpectedKind(kind_name(h.kind))),
@@ -464,13 +460,16 @@ pub fn peek_kind(header: &[u8]) -> Option<&'static str> {
 
 /// Decodes a header frame: the fast path for the usual encodings, `prost`
 /// for anything else (and for the error of a malformed one).
-fn decode_header(bytes: &[u8]) -> Result<DecodedHeader<'_>, DecodeError> {
-    let (h, inline) = match header::decode(bytes) {
-        Some(decoded) => decoded,
+/// Into `h`, a default `Header` (see [`header::decode_into`]).
+fn decode_header<'a>(
+    bytes: &'a [u8],
+    h: &mut pb::Header,
+) -> Result<InlinePayload<'a>, DecodeError> {
+    let inline = match header::decode_into(bytes, h) {
+        Some(inline) => inline,
         None => {
-            let mut h = pb::Header::decode(bytes)?;
-            let inline = h.inline_payload.take().map(Cow::Owned);
-            (h, inline)
+            *h = pb::Header::decode(bytes)?;
+            h.inline_payload.take().map(Cow::Owned)
         }
     };
     if h.major != PROTOCOL_MAJOR {
@@ -479,7 +478,7 @@ fn decode_header(bytes: &[u8]) -> Result<DecodedHeader<'_>, DecodeError> {
             minor: h.minor,
         });
     }
-    Ok((h, inline))
+    Ok(inline)
 }
 
 fn kind_of(h: &pb::Header) -> Result<pb::Kind, DecodeError> {
@@ -588,7 +587,8 @@ fn non_empty(s: String) -> Option<String> {
 
 /// Decodes a message from its header frame and the frames after it.
 pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeError> {
-    let (h, inline) = decode_header(header)?;
+    let mut h = pb::Header::default();
+    let inline = decode_header(header, &mut h)?;
     let kind = kind_of(&h)?;
     let name = kind.as_str_name();
     let payload = take_payload(inline, payload, name)?;

@@ -6,17 +6,22 @@
 //! about as many, four of each per request and more through a proxy. The
 //! functions here do the same work in one straight pass over the bytes:
 //!
-//! - [`decode`] handles what every lhcluster peer writes: known fields with
+//! - [`decode_into`] handles what every lhcluster peer writes: known fields with
 //!   their proto3 wire types, in any order, repeated or not (the last value
 //!   wins, repeated fields accumulate), `request_types` packed. Anything else
 //!   (an unknown field, a group, an unpacked `request_types`, invalid UTF-8,
 //!   a malformed varint, a truncated field) returns `None`: the caller then
 //!   decodes with `prost`, which skips unknown fields and reports errors.
-//!   It lends the inline payload instead of copying it into a `Vec`.
-//! - [`encode`] writes exactly the bytes `prost` writes (fields in number
-//!   order, proto3 defaults omitted).
+//!   It lends the inline payload instead of copying it into a `Vec`, and
+//!   fills the caller's `Header` rather than returning one.
+//! - [`Writer`] writes a message's fields without a `Header` in between,
+//!   exactly the bytes `prost` writes for that header (fields in number
+//!   order, proto3 defaults omitted); [`append_inline_payload`] then adds
+//!   the payload last.
 //!
-//! The tests below hold both to `prost`: same bytes out, same header in.
+//! The tests below hold both to `prost` (the writer through `encode`, which
+//! writes every field of a `Header` with it): same bytes out, same header
+//! in; codec.rs's tests hold each message kind's fields to their order.
 //! What the two accept together is the protobuf behaviour docs/protocol.md
 //! §3.1 specifies (every wire type, groups, wrong wire types, varint limits,
 //! values wider than their field), pinned byte by byte in
@@ -31,117 +36,297 @@ use super::pb;
 pub(super) type InlinePayload<'a> = Option<Cow<'a, [u8]>>;
 
 /// A decoded header and its inline payload.
+#[cfg(test)]
 pub(super) type DecodedHeader<'a> = (pb::Header, InlinePayload<'a>);
 
 /// Decodes a header the fast way; `None` when the fast path does not apply
 /// (decode with `prost` instead).
-pub(super) fn decode(mut buf: &[u8]) -> Option<DecodedHeader<'_>> {
+#[cfg(test)]
+pub(super) fn decode(buf: &[u8]) -> Option<DecodedHeader<'_>> {
     let mut h = pb::Header::default();
-    let mut inline = None;
-    while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        match (key >> 3, key & 7) {
-            (1, 0) => h.major = varint(&mut buf)? as u32,
-            (2, 0) => h.minor = varint(&mut buf)? as u32,
-            (3, 0) => h.kind = varint(&mut buf)? as i32,
-            (4, 0) => h.flags = varint(&mut buf)?,
-            (5, 0) => h.request_type = varint(&mut buf)? as u32,
-            (6, 0) => h.request_id = varint(&mut buf)?,
-            (7, 0) => h.status = varint(&mut buf)? as i32,
-            (8, 0) => h.heartbeat_ms = varint(&mut buf)? as u32,
-            (9, 0) => h.capacity = varint(&mut buf)? as u32,
-            (10, 2) => packed(&mut buf, &mut h.request_types)?,
-            (11, 2) => h.route = delimited(&mut buf)?.to_vec(),
-            (12, 2) => h.reply_to = text(&mut buf)?,
-            (13, 2) => h.name = text(&mut buf)?,
-            (14, 2) => h.error = text(&mut buf)?,
-            (15, 0) => h.attempt = varint(&mut buf)? as u32,
-            (16, 0) => h.notify_id = varint(&mut buf)?,
-            (17, 2) => inline = Some(Cow::Borrowed(delimited(&mut buf)?)),
-            (18, 0) => h.dispatch_tag = varint(&mut buf)?,
-            (19, 0) => h.broker_id = varint(&mut buf)?,
-            (20, 0) => h.hops = varint(&mut buf)? as u32,
-            (21, 2) => h.reply_route = delimited(&mut buf)?.to_vec(),
-            (22, 2) => packed(&mut buf, &mut h.type_capacity)?,
-            (23, 2) => packed(&mut buf, &mut h.type_free)?,
-            (24, 2) => packed(&mut buf, &mut h.type_pending)?,
-            (25, 0) => h.deadline_ms = varint(&mut buf)? as u32,
-            (26, 2) => {
-                let mut values = delimited(&mut buf)?;
-                while !values.is_empty() {
-                    h.members.push(varint(&mut values)?);
-                }
-            }
-            (27, 2) => h.type_names.push(text(&mut buf)?),
-            (28, 0) => h.max_message_size = varint(&mut buf)?,
-            _ => return None,
-        }
-    }
+    let inline = decode_into(buf, &mut h)?;
     Some((h, inline))
 }
 
-/// Encodes `h` into `buf` (appending), byte for byte as `prost` would.
-pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
-    uint(buf, 1, h.major.into());
-    uint(buf, 2, h.minor.into());
-    int32(buf, 3, h.kind);
-    uint(buf, 4, h.flags);
-    uint(buf, 5, h.request_type.into());
-    uint(buf, 6, h.request_id);
-    int32(buf, 7, h.status);
-    uint(buf, 8, h.heartbeat_ms.into());
-    uint(buf, 9, h.capacity.into());
-    packed_field(buf, 10, &h.request_types);
-    bytes(buf, 11, &h.route);
-    bytes(buf, 12, h.reply_to.as_bytes());
-    bytes(buf, 13, h.name.as_bytes());
-    bytes(buf, 14, h.error.as_bytes());
-    uint(buf, 15, h.attempt.into());
-    uint(buf, 16, h.notify_id);
-    if let Some(payload) = &h.inline_payload {
-        delimited_field(buf, 17, payload);
-    }
-    uint(buf, 18, h.dispatch_tag);
-    uint(buf, 19, h.broker_id);
-    uint(buf, 20, h.hops.into());
-    bytes(buf, 21, &h.reply_route);
-    packed_field(buf, 22, &h.type_capacity);
-    packed_field(buf, 23, &h.type_free);
-    packed_field(buf, 24, &h.type_pending);
-    uint(buf, 25, h.deadline_ms.into());
-    if !h.members.is_empty() {
-        key(buf, 26, 2);
-        let len: usize = h.members.iter().map(|&v| varint_len(v)).sum();
-        put_varint(buf, len as u64);
-        for &v in &h.members {
-            put_varint(buf, v);
+/// Decodes a header the fast way into `h` (a default one: fields absent
+/// from `buf` are left as they are), returning its inline payload; `None`
+/// when the fast path does not apply (decode with `prost` instead; `h` is
+/// then partly written). Into the caller's `Header` rather than returning
+/// one: the struct is some 400 bytes, and each move of it a copy.
+pub(super) fn decode_into<'a>(mut buf: &'a [u8], h: &mut pb::Header) -> Option<InlinePayload<'a>> {
+    let mut inline = None;
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let field = key >> 3;
+        // By wire type first, then by field: one read of the value each, and
+        // a dense switch on the field number.
+        match key & 7 {
+            0 => {
+                let v = varint(&mut buf)?;
+                match field {
+                    1 => h.major = v as u32,
+                    2 => h.minor = v as u32,
+                    3 => h.kind = v as i32,
+                    4 => h.flags = v,
+                    5 => h.request_type = v as u32,
+                    6 => h.request_id = v,
+                    7 => h.status = v as i32,
+                    8 => h.heartbeat_ms = v as u32,
+                    9 => h.capacity = v as u32,
+                    15 => h.attempt = v as u32,
+                    16 => h.notify_id = v,
+                    18 => h.dispatch_tag = v,
+                    19 => h.broker_id = v,
+                    20 => h.hops = v as u32,
+                    25 => h.deadline_ms = v as u32,
+                    28 => h.max_message_size = v,
+                    _ => return None,
+                }
+            }
+            2 => {
+                let bytes = delimited(&mut buf)?;
+                match field {
+                    10 => packed(bytes, &mut h.request_types)?,
+                    11 => h.route = bytes.to_vec(),
+                    12 => h.reply_to = text(bytes)?,
+                    13 => h.name = text(bytes)?,
+                    14 => h.error = text(bytes)?,
+                    17 => inline = Some(Cow::Borrowed(bytes)),
+                    21 => h.reply_route = bytes.to_vec(),
+                    22 => packed(bytes, &mut h.type_capacity)?,
+                    23 => packed(bytes, &mut h.type_free)?,
+                    24 => packed(bytes, &mut h.type_pending)?,
+                    26 => {
+                        let mut values = bytes;
+                        while !values.is_empty() {
+                            h.members.push(varint(&mut values)?);
+                        }
+                    }
+                    27 => h.type_names.push(text(bytes)?),
+                    _ => return None,
+                }
+            }
+            _ => return None,
         }
     }
-    // A repeated string: every entry written, an empty one too (it keeps
-    // the list parallel to `request_types`).
-    for name in &h.type_names {
-        delimited_field(buf, 27, name.as_bytes());
-    }
-    uint(buf, 28, h.max_message_size);
+    Some(inline)
 }
 
-/// A packed `repeated uint32` field (absent when empty, as proto3 writes it).
-fn packed_field(buf: &mut Vec<u8>, field: u32, values: &[u32]) {
-    if values.is_empty() {
-        return;
+/// Writes a header's fields straight from a message, without building a
+/// [`pb::Header`] first, byte for byte as `prost` writes that header: each
+/// field in number order (checked in debug builds), proto3 defaults (0,
+/// empty) omitted. One method per field, named after it: the field numbers
+/// of proto/lhcluster.proto are written here only.
+pub(super) struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
+    /// The last field written, to check the order.
+    #[cfg(debug_assertions)]
+    last: u32,
+}
+
+impl<'a> Writer<'a> {
+    /// Clears `buf` and writes the fields every header starts with:
+    /// `major`, `minor` and `kind`.
+    pub(super) fn start(buf: &'a mut Vec<u8>, major: u32, minor: u32, kind: i32) -> Self {
+        buf.clear();
+        let mut w = Self {
+            buf,
+            #[cfg(debug_assertions)]
+            last: 0,
+        };
+        w.uint(1, major.into());
+        w.uint(2, minor.into());
+        w.int32(3, kind);
+        w
     }
-    key(buf, field, 2);
-    let len: usize = values.iter().map(|&v| varint_len(v.into())).sum();
-    put_varint(buf, len as u64);
-    for &v in values {
-        put_varint(buf, v.into());
+
+    pub(super) fn flags(&mut self, v: u64) {
+        self.uint(4, v);
     }
+    pub(super) fn request_type(&mut self, v: u32) {
+        self.uint(5, v.into());
+    }
+    pub(super) fn request_id(&mut self, v: u64) {
+        self.uint(6, v);
+    }
+    pub(super) fn status(&mut self, v: i32) {
+        self.int32(7, v);
+    }
+    pub(super) fn heartbeat_ms(&mut self, v: u32) {
+        self.uint(8, v.into());
+    }
+    pub(super) fn capacity(&mut self, v: u32) {
+        self.uint(9, v.into());
+    }
+    pub(super) fn request_types(&mut self, v: impl Iterator<Item = u32> + Clone) {
+        self.packed(10, v.map(u64::from));
+    }
+    pub(super) fn route(&mut self, v: &[u8]) {
+        self.bytes(11, v);
+    }
+    pub(super) fn reply_to(&mut self, v: &str) {
+        self.bytes(12, v.as_bytes());
+    }
+    pub(super) fn name(&mut self, v: &str) {
+        self.bytes(13, v.as_bytes());
+    }
+    pub(super) fn error(&mut self, v: &str) {
+        self.bytes(14, v.as_bytes());
+    }
+    pub(super) fn attempt(&mut self, v: u32) {
+        self.uint(15, v.into());
+    }
+    pub(super) fn notify_id(&mut self, v: u64) {
+        self.uint(16, v);
+    }
+    /// `inline_payload`, present even when empty (an `optional bytes`).
+    /// (A message's encoder appends it last instead: [`append_inline_payload`].)
+    #[cfg(test)]
+    pub(super) fn inline_payload(&mut self, v: &[u8]) {
+        self.order(17);
+        delimited_field(self.buf, INLINE_PAYLOAD, v);
+    }
+    pub(super) fn dispatch_tag(&mut self, v: u64) {
+        self.uint(18, v);
+    }
+    pub(super) fn broker_id(&mut self, v: u64) {
+        self.uint(19, v);
+    }
+    pub(super) fn hops(&mut self, v: u32) {
+        self.uint(20, v.into());
+    }
+    pub(super) fn reply_route(&mut self, v: &[u8]) {
+        self.bytes(21, v);
+    }
+    pub(super) fn type_capacity(&mut self, v: impl Iterator<Item = u32> + Clone) {
+        self.packed(22, v.map(u64::from));
+    }
+    pub(super) fn type_free(&mut self, v: impl Iterator<Item = u32> + Clone) {
+        self.packed(23, v.map(u64::from));
+    }
+    pub(super) fn type_pending(&mut self, v: impl Iterator<Item = u32> + Clone) {
+        self.packed(24, v.map(u64::from));
+    }
+    pub(super) fn deadline_ms(&mut self, v: u32) {
+        self.uint(25, v.into());
+    }
+    pub(super) fn members(&mut self, v: &[u64]) {
+        self.packed(26, v.iter().copied());
+    }
+    /// A repeated string: every entry written, an empty one too (it keeps
+    /// the list parallel to `request_types`).
+    pub(super) fn type_names<'s>(&mut self, v: impl Iterator<Item = &'s str>) {
+        self.order(27);
+        for name in v {
+            delimited_field(self.buf, 27, name.as_bytes());
+        }
+    }
+    pub(super) fn max_message_size(&mut self, v: u64) {
+        self.uint(28, v);
+    }
+
+    /// Fields come in number order, as `prost` writes them (a debug
+    /// build's check of the callers).
+    #[cfg(debug_assertions)]
+    fn order(&mut self, field: u32) {
+        debug_assert!(
+            field > self.last,
+            "header field {field} after {}",
+            self.last
+        );
+        self.last = field;
+    }
+    #[cfg(not(debug_assertions))]
+    #[allow(clippy::unused_self)]
+    fn order(&mut self, _field: u32) {}
+
+    /// An unsigned scalar field, omitted when 0 (proto3).
+    fn uint(&mut self, field: u32, value: u64) {
+        self.order(field);
+        if value != 0 {
+            key(self.buf, field, 0);
+            put_varint(self.buf, value);
+        }
+    }
+
+    /// An `int32`/enum field: a negative value is sign-extended to 10 bytes.
+    fn int32(&mut self, field: u32, value: i32) {
+        self.uint(field, i64::from(value) as u64);
+    }
+
+    /// A `bytes`/`string` field, omitted when empty (proto3).
+    fn bytes(&mut self, field: u32, value: &[u8]) {
+        self.order(field);
+        if !value.is_empty() {
+            delimited_field(self.buf, field, value);
+        }
+    }
+
+    /// A packed repeated varint field (absent when empty, as proto3 writes
+    /// it).
+    fn packed(&mut self, field: u32, values: impl Iterator<Item = u64> + Clone) {
+        self.order(field);
+        let mut values = values.peekable();
+        if values.peek().is_none() {
+            return;
+        }
+        let len: usize = values.clone().map(varint_len).sum();
+        key(self.buf, field, 2);
+        put_varint(self.buf, len as u64);
+        for v in values {
+            put_varint(self.buf, v);
+        }
+    }
+}
+
+/// Field number of `Header.inline_payload`.
+const INLINE_PAYLOAD: u32 = 17;
+
+/// Appends `payload` to an encoded header as its `inline_payload` field.
+/// After the fields of higher numbers, which `prost` would write after it:
+/// protobuf fields may come in any order, and this way the payload is copied
+/// once, from its frame into the header, once the rest is written.
+pub(super) fn append_inline_payload(buf: &mut Vec<u8>, payload: &[u8]) {
+    delimited_field(buf, INLINE_PAYLOAD, payload);
+}
+
+/// Encodes `h` into `buf` (which is cleared first), byte for byte as
+/// `prost` would: the reference the tests hold [`Writer`] to.
+#[cfg(test)]
+pub(super) fn encode(h: &pb::Header, buf: &mut Vec<u8>) {
+    let mut w = Writer::start(buf, h.major, h.minor, h.kind);
+    w.flags(h.flags);
+    w.request_type(h.request_type);
+    w.request_id(h.request_id);
+    w.status(h.status);
+    w.heartbeat_ms(h.heartbeat_ms);
+    w.capacity(h.capacity);
+    w.request_types(h.request_types.iter().copied());
+    w.route(&h.route);
+    w.reply_to(&h.reply_to);
+    w.name(&h.name);
+    w.error(&h.error);
+    w.attempt(h.attempt);
+    w.notify_id(h.notify_id);
+    if let Some(payload) = &h.inline_payload {
+        w.inline_payload(payload);
+    }
+    w.dispatch_tag(h.dispatch_tag);
+    w.broker_id(h.broker_id);
+    w.hops(h.hops);
+    w.reply_route(&h.reply_route);
+    w.type_capacity(h.type_capacity.iter().copied());
+    w.type_free(h.type_free.iter().copied());
+    w.type_pending(h.type_pending.iter().copied());
+    w.deadline_ms(h.deadline_ms);
+    w.members(&h.members);
+    w.type_names(h.type_names.iter().map(String::as_str));
+    w.max_message_size(h.max_message_size);
 }
 
 /// Appends the values of a packed `repeated uint32` field (each varint's low
 /// 32 bits, as for any `uint32`).
-fn packed(buf: &mut &[u8], into: &mut Vec<u32>) -> Option<()> {
-    let mut values = delimited(buf)?;
+fn packed(mut values: &[u8], into: &mut Vec<u32>) -> Option<()> {
     while !values.is_empty() {
         into.push(varint(&mut values)? as u32);
     }
@@ -150,7 +335,7 @@ fn packed(buf: &mut &[u8], into: &mut Vec<u32>) -> Option<()> {
 
 /// Appends field `field` as a length-delimited value (present even when
 /// empty, as an `optional bytes` field is).
-pub(super) fn delimited_field(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
+fn delimited_field(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
     key(buf, field, 2);
     put_varint(buf, value.len() as u64);
     buf.extend_from_slice(value);
@@ -160,7 +345,29 @@ pub(super) fn delimited_field(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
 
 /// A base-128 varint, as `prost` reads it: at most 10 bytes, the tenth at
 /// most 1 (anything else is `prost`'s "invalid varint").
+///
+/// Inlined for the one- and two-byte values that make up most of a header
+/// (every key, kinds, flags, small types and ids): a header is read as
+/// about twenty varints, and the loop below costs several times these two
+/// tests.
+#[inline]
 fn varint(buf: &mut &[u8]) -> Option<u64> {
+    match **buf {
+        [b0, ref rest @ ..] if b0 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0))
+        }
+        [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+            *buf = rest;
+            Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+        }
+        _ => varint_long(buf),
+    }
+}
+
+/// [`varint`] of three bytes or more, or malformed.
+#[inline(never)]
+fn varint_long(buf: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for (i, &byte) in buf.iter().enumerate().take(10) {
         if i == 9 && byte > 1 {
@@ -185,8 +392,8 @@ fn delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(value)
 }
 
-fn text(buf: &mut &[u8]) -> Option<String> {
-    std::str::from_utf8(delimited(buf)?).ok().map(str::to_owned)
+fn text(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
 // ----- encoding helpers ----------------------------------------------------
@@ -206,26 +413,6 @@ fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
 fn varint_len(value: u64) -> usize {
     // 1 byte per started group of 7 bits, at least 1.
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// An unsigned scalar field, omitted when 0 (proto3).
-fn uint(buf: &mut Vec<u8>, field: u32, value: u64) {
-    if value != 0 {
-        key(buf, field, 0);
-        put_varint(buf, value);
-    }
-}
-
-/// An `int32`/enum field: a negative value is sign-extended to 10 bytes.
-fn int32(buf: &mut Vec<u8>, field: u32, value: i32) {
-    uint(buf, field, i64::from(value) as u64);
-}
-
-/// A `bytes`/`string` field, omitted when empty (proto3).
-fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
-    if !value.is_empty() {
-        delimited_field(buf, field, value);
-    }
 }
 
 #[cfg(test)]
@@ -346,9 +533,10 @@ mod tests {
     proptest! {
         #[test]
         fn encodes_the_bytes_prost_encodes(h in any_header()) {
+            // A reused buffer: what it held before is cleared.
             let mut buf = vec![0xee];
             encode(&h, &mut buf);
-            prop_assert_eq!(&buf[1..], &prost_bytes(&h)[..]);
+            prop_assert_eq!(&buf[..], &prost_bytes(&h)[..]);
         }
 
         #[test]
