@@ -63,14 +63,17 @@ pub(crate) struct NotificationAttrs {
 /// key given twice is an error).
 pub(crate) fn request_type(attrs: &[Attribute], errors: &mut Errors) -> RequestTypeAttrs {
     let mut out = RequestTypeAttrs::default();
-    for attr in attrs.iter().filter(|a| a.path().is_ident(REQUEST_TYPE)) {
-        parse_list(attr, REQUEST_TYPE, errors, |meta, errors| {
+    read_items(
+        attrs,
+        REQUEST_TYPE,
+        REQUEST_TYPE_KEYS,
+        errors,
+        |meta, errors| {
+            if name_or_crate(meta, REQUEST_TYPE, &mut out.name, &mut out.krate, errors) {
+                return true;
+            }
             let key = meta.path.clone();
-            if key.is_ident(NAME) {
-                if let Some(v) = string_value(meta, REQUEST_TYPE, NAME, errors) {
-                    set(&mut out.name, key, v, REQUEST_TYPE, errors);
-                }
-            } else if key.is_ident(ID) {
+            if key.is_ident(ID) {
                 if let Some(v) = int_value(meta, errors) {
                     set(&mut out.id, key, v, REQUEST_TYPE, errors);
                 }
@@ -82,38 +85,69 @@ pub(crate) fn request_type(attrs: &[Attribute], errors: &mut Errors) -> RequestT
                 if flag(meta, REQUEST_TYPE, ONE_WAY, errors) {
                     set(&mut out.one_way, key, (), REQUEST_TYPE, errors);
                 }
-            } else if key.is_ident(CRATE) {
-                if let Some(v) = crate_value(meta, REQUEST_TYPE, errors) {
-                    set(&mut out.krate, key, v, REQUEST_TYPE, errors);
-                }
             } else {
-                unknown_key(meta, REQUEST_TYPE, REQUEST_TYPE_KEYS, errors);
+                return false;
             }
-        });
-    }
+            true
+        },
+    );
     out
 }
 
 /// Reads every `#[notification(...)]` among `attrs`.
 pub(crate) fn notification(attrs: &[Attribute], errors: &mut Errors) -> NotificationAttrs {
     let mut out = NotificationAttrs::default();
-    for attr in attrs.iter().filter(|a| a.path().is_ident(NOTIFICATION)) {
-        parse_list(attr, NOTIFICATION, errors, |meta, errors| {
-            let key = meta.path.clone();
-            if key.is_ident(NAME) {
-                if let Some(v) = string_value(meta, NOTIFICATION, NAME, errors) {
-                    set(&mut out.name, key, v, NOTIFICATION, errors);
-                }
-            } else if key.is_ident(CRATE) {
-                if let Some(v) = crate_value(meta, NOTIFICATION, errors) {
-                    set(&mut out.krate, key, v, NOTIFICATION, errors);
-                }
-            } else {
-                unknown_key(meta, NOTIFICATION, NOTIFICATION_KEYS, errors);
+    read_items(
+        attrs,
+        NOTIFICATION,
+        NOTIFICATION_KEYS,
+        errors,
+        |meta, errors| name_or_crate(meta, NOTIFICATION, &mut out.name, &mut out.krate, errors),
+    );
+    out
+}
+
+/// Runs `each` on the items of every `#[attr_name(...)]` among `attrs`; an
+/// item whose key `each` does not take (`false`) is reported as unknown,
+/// with the accepted `keys`.
+fn read_items(
+    attrs: &[Attribute],
+    attr_name: &str,
+    keys: &[&str],
+    errors: &mut Errors,
+    mut each: impl FnMut(&ParseNestedMeta<'_>, &mut Errors) -> bool,
+) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(attr_name)) {
+        parse_list(attr, attr_name, errors, |meta, errors| {
+            if !each(meta, errors) {
+                unknown_key(meta, attr_name, keys, errors);
             }
         });
     }
-    out
+}
+
+/// The keys every attribute takes: `name` (stored in `name`) and `crate`
+/// (in `krate`); `false` for another key.
+fn name_or_crate(
+    meta: &ParseNestedMeta<'_>,
+    attr_name: &str,
+    name: &mut Option<Attr<LitStr>>,
+    krate: &mut Option<Attr<Path>>,
+    errors: &mut Errors,
+) -> bool {
+    let key = meta.path.clone();
+    if key.is_ident(NAME) {
+        if let Some(v) = string_value(meta, attr_name, NAME, errors) {
+            set(name, key, v, attr_name, errors);
+        }
+    } else if key.is_ident(CRATE) {
+        if let Some(v) = crate_value(meta, attr_name, errors) {
+            set(krate, key, v, attr_name, errors);
+        }
+    } else {
+        return false;
+    }
+    true
 }
 
 /// The `#[request_id]` marker among a field's attributes, if any. It takes
@@ -235,35 +269,40 @@ fn string_value(
     errors: &mut Errors,
 ) -> Option<LitStr> {
     let example = format!("{key} = \"...\"");
-    match expr_value(meta, &example, errors)? {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Some(s),
-        other => {
-            errors.spanned(
-                other,
-                format!("`{key}` in `#[{attr_name}(...)]` must be a string literal: `{example}`"),
-            );
-            None
-        }
-    }
+    let must_be = format!("`{key}` in `#[{attr_name}(...)]` must be a string literal");
+    literal_value(meta, &example, &must_be, errors, |lit| match lit {
+        Lit::Str(s) => Some(s.clone()),
+        _ => None,
+    })
 }
 
 /// `id = 123`.
 fn int_value(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> Option<LitInt> {
     let example = format!("{ID} = 1234");
-    match expr_value(meta, &example, errors)? {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => Some(i),
-        other => {
-            errors.spanned(
-                other,
-                format!("`{ID}` must be an integer literal: `{example}`"),
-            );
-            None
+    let must_be = format!("`{ID}` must be an integer literal");
+    literal_value(meta, &example, &must_be, errors, |lit| match lit {
+        Lit::Int(i) => Some(i.clone()),
+        _ => None,
+    })
+}
+
+/// `key = <literal>`, the literal `pick` takes; any other value is an error
+/// (`must_be`, then the `example`).
+fn literal_value<T>(
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+    must_be: &str,
+    errors: &mut Errors,
+    pick: impl FnOnce(&Lit) -> Option<T>,
+) -> Option<T> {
+    let value = expr_value(meta, example, errors)?;
+    if let Expr::Lit(ExprLit { lit, .. }) = &value {
+        if let Some(picked) = pick(lit) {
+            return Some(picked);
         }
     }
+    errors.spanned(value, format!("{must_be}: `{example}`"));
+    None
 }
 
 /// `response = SomeType`.

@@ -86,10 +86,7 @@ use crate::errors::Errors;
 #[proc_macro_derive(Request, attributes(request_type, request_id))]
 pub fn derive_request(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    let mut errors = Errors::default();
-    let model = model::request(&input, &mut errors);
-    let plan = validate::request(model, &mut errors);
-    finish(plan.as_ref().map(expand::request), errors)
+    derive(&input, model::request, validate::request, expand::request)
 }
 
 /// Implements `lhcluster::Notification` for a serde struct or enum, making
@@ -120,16 +117,28 @@ pub fn derive_request(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Notification, attributes(notification))]
 pub fn derive_notification(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    let mut errors = Errors::default();
-    let model = model::notification(&input, &mut errors);
-    let plan = validate::notification(model, &mut errors);
-    finish(plan.as_ref().map(expand::notification), errors)
+    derive(
+        &input,
+        model::notification,
+        validate::notification,
+        expand::notification,
+    )
 }
 
-/// The implementation (a placeholder if there were errors) followed by the
-/// errors.
-fn finish(code: Option<proc_macro2::TokenStream>, errors: Errors) -> TokenStream {
-    let mut out = code.unwrap_or_default();
+/// Runs the pipeline on `input`: `model` reads it, `validate` checks the
+/// model and makes a plan, `expand` writes the plan's code. Returns the
+/// implementation (a placeholder if there were errors) followed by the
+/// errors of every stage.
+fn derive<M, P>(
+    input: &DeriveInput,
+    model: fn(&DeriveInput, &mut Errors) -> M,
+    validate: fn(M, &mut Errors) -> Option<P>,
+    expand: fn(&P) -> proc_macro2::TokenStream,
+) -> TokenStream {
+    let mut errors = Errors::default();
+    let model = model(input, &mut errors);
+    let plan = validate(model, &mut errors);
+    let mut out = plan.as_ref().map(expand).unwrap_or_default();
     if !errors.is_empty() {
         out.extend(errors.into_compile_errors());
     }

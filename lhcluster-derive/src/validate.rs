@@ -10,7 +10,7 @@
 use proc_macro2::Span;
 use syn::{Ident, LitStr, Path, Type};
 
-use crate::attr::{ID, NAME, NOTIFICATION, ONE_WAY, REQUEST_ID, REQUEST_TYPE, RESPONSE};
+use crate::attr::{Attr, ID, NAME, NOTIFICATION, ONE_WAY, REQUEST_ID, REQUEST_TYPE, RESPONSE};
 use crate::errors::Errors;
 use crate::model::{IdField, NotificationModel, RequestModel, Shape};
 
@@ -39,10 +39,7 @@ pub(crate) fn request(model: RequestModel, errors: &mut Errors) -> Option<Reques
     let shape_ok = shape(&model.shape, &model.generics, "Request", errors);
     let attrs = model.attrs;
 
-    let name = attrs
-        .name
-        .map(|a| a.value)
-        .unwrap_or_else(|| LitStr::new(&model.ident.to_string(), model.ident.span()));
+    let name = name_or_ident(attrs.name, &model.ident);
     if name.value().is_empty() {
         errors.spanned(&name, format!("`{NAME}` must not be empty"));
     }
@@ -127,10 +124,7 @@ pub(crate) fn notification(
 ) -> Option<NotificationPlan> {
     let shape_ok = shape(&model.shape, &model.generics, "Notification", errors);
     let attrs = model.attrs;
-    let name = attrs
-        .name
-        .map(|a| a.value)
-        .unwrap_or_else(|| LitStr::new(&model.ident.to_string(), model.ident.span()));
+    let name = name_or_ident(attrs.name, &model.ident);
     let text = name.value();
     if text.is_empty() {
         errors.spanned(
@@ -199,6 +193,13 @@ fn shape(shape: &Shape, generics: &syn::Generics, derive: &str, errors: &mut Err
         }
     }
     ok
+}
+
+/// The name: `name = "..."`, else the type's name.
+fn name_or_ident(given: Option<Attr<LitStr>>, ident: &Ident) -> LitStr {
+    given
+        .map(|a| a.value)
+        .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()))
 }
 
 /// The crate path: `crate = "..."`, else `::lhcluster`.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString};
+use pyo3::types::{PyBytes, PyInt, PyList, PyString};
 
 mod client;
 mod config;
@@ -32,6 +32,20 @@ pub(crate) fn duration(secs: f64) -> PyResult<Duration> {
             "a duration is a finite number of seconds, 0 or more, not {secs}"
         ))
     })
+}
+
+/// A Python list of `items`, each converted by `convert` (the first error
+/// ends it).
+pub(crate) fn list_of<'py, T>(
+    py: Python<'py>,
+    items: impl IntoIterator<Item = T>,
+    mut convert: impl FnMut(T) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let list = PyList::empty(py);
+    for item in items {
+        list.append(convert(item)?)?;
+    }
+    Ok(list.into_any())
 }
 
 /// A request type given by name (hashed like `#[derive(Request)]`) or by

@@ -194,18 +194,10 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Map(map));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        let items = l
-            .iter()
-            .map(|item| to_value(&item, depth + 1))
-            .collect::<PyResult<Vec<_>>>()?;
-        return Ok(Value::Array(items));
+        return array(l.iter(), depth);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        let items = t
-            .iter()
-            .map(|item| to_value(&item, depth + 1))
-            .collect::<PyResult<Vec<_>>>()?;
-        return Ok(Value::Array(items));
+        return array(t.iter(), depth);
     }
     // A dataclass instance: a map of its fields, as a Rust struct is.
     if obj.hasattr("__dataclass_fields__")? && !obj.is_instance_of::<pyo3::types::PyType>() {
@@ -228,6 +220,14 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
+/// A list's or a tuple's items (at `depth`) as a MessagePack array.
+fn array<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>, depth: usize) -> PyResult<Value> {
+    let items = items
+        .map(|item| to_value(&item, depth + 1))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Value::Array(items))
+}
+
 fn from_value<'py>(py: Python<'py>, value: &ValueRef<'_>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         ValueRef::Nil => py.None().into_bound(py),
@@ -245,13 +245,7 @@ fn from_value<'py>(py: Python<'py>, value: &ValueRef<'_>) -> PyResult<Bound<'py,
             None => PyBytes::new(py, s.as_bytes()).into_any(),
         },
         ValueRef::Binary(b) => PyBytes::new(py, b).into_any(),
-        ValueRef::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(from_value(py, item)?)?;
-            }
-            list.into_any()
-        }
+        ValueRef::Array(items) => crate::list_of(py, items, |item| from_value(py, item))?,
         ValueRef::Map(pairs) => {
             let dict = PyDict::new(py);
             for (k, v) in pairs {

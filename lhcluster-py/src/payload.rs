@@ -92,12 +92,6 @@ pub(crate) fn decode<'py, F: Deref<Target = [u8]>>(
     match frames {
         [] => Ok(PyBytes::new(py, b"").into_any()),
         [one] => Ok(PyBytes::new(py, one).into_any()),
-        more => {
-            let list = PyList::empty(py);
-            for f in more {
-                list.append(PyBytes::new(py, f))?;
-            }
-            Ok(list.into_any())
-        }
+        more => crate::list_of(py, more, |f| Ok(PyBytes::new(py, f).into_any())),
     }
 }

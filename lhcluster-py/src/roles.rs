@@ -5,7 +5,7 @@
 use lhcluster::notify::{NotifyBroker as RsNotifyBroker, NotifyPublisher as RsNotifyPublisher};
 use lhcluster::{Broker as RsBroker, ClientProxy as RsClientProxy};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -36,13 +36,7 @@ fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py
             }
         }
         Value::String(s) => s.into_pyobject(py)?.into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
+        Value::Array(items) => crate::list_of(py, items, |item| json_to_py(py, item))?,
         Value::Object(map) => {
             let dict = PyDict::new(py);
             for (k, item) in map {
