@@ -24,8 +24,8 @@ use support::load::{assert_no_second_outcome, client, drive, label, late_outcome
 use support::netns::Netns;
 use support::rss::{RssTrack, mib, rss};
 use support::{
-    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, limited_for, one_at_a_time, proxy, scrape,
-    stats, wait_stats, wait_workers, worker,
+    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, proxy, scenario, scrape, stats, wait_stats,
+    wait_workers, worker,
 };
 
 /// The time limit of one scenario (the soak adds its own duration).
@@ -130,8 +130,7 @@ impl Gate {
 
 #[test]
 fn overload_at_ten_times_capacity_is_answered_overloaded_with_memory_flat() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         const CAPACITY: u64 = 4;
         const QUEUE: u64 = 20;
         const ROUNDS: usize = 12;
@@ -212,8 +211,7 @@ fn overload_at_ten_times_capacity_is_answered_overloaded_with_memory_flat() {
 
 #[test]
 fn broker_killed_under_load_behind_a_proxy_answers_every_request() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         const REQUESTS: usize = 5000;
         const WINDOW: usize = 32;
         const KILLS: usize = 3;
@@ -336,8 +334,7 @@ impl Exposure {
 
 #[test]
 fn workers_killed_with_retry_on_death_lose_nothing() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         const REQUESTS: usize = 420;
         const WINDOW: usize = 8;
         const KILLS: u64 = 20;
@@ -458,8 +455,7 @@ fn scan_log(p: &Proc, what: &str, mut done: impl FnMut(&str) -> bool) {
 
 #[test]
 fn garbage_at_the_broker_is_counted_and_serving_goes_on() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
         let metrics = format!("127.0.0.1:{}", free_port());
@@ -506,8 +502,7 @@ fn garbage_at_the_broker_is_counted_and_serving_goes_on() {
 
 #[test]
 fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
         let c = broker(&[]);
@@ -550,8 +545,7 @@ fn garbage_at_the_proxy_is_counted_and_serving_goes_on() {
 
 #[test]
 fn garbage_at_the_notify_broker_is_counted_and_notifications_flow() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let seed = seed();
         println!("garbage seed {seed}");
         let (front, back) = (ep(free_port()), ep(free_port()));
@@ -639,8 +633,7 @@ fn counting_subscriber(endpoint: &str, topic: &str) -> (NotifySubscriber, Arc<At
 
 #[test]
 fn a_partitioned_worker_is_declared_dead_its_work_rerun_and_it_comes_back() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         // Declared first, so dropped last: after the processes in it.
         let ns = match Netns::create() {
             Ok(ns) => ns,
@@ -825,8 +818,7 @@ fn slow_consumer_bounds(dir: &TempDir, held_key: &str) -> String {
 
 #[test]
 fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(Duration::from_secs(300), || {
+    scenario(Duration::from_secs(300), || {
         const REQUESTS: u64 = 3000;
         // 192 MiB of responses the consumer never reads; what the broker
         // may hold for it: see `SLOW_ALLOWED`.
@@ -926,8 +918,7 @@ fn a_slow_consumer_does_not_grow_the_broker_beyond_its_byte_bound() {
 /// and cuts it; the broker never cuts the proxy, which keeps reading.
 #[test]
 fn a_slow_consumer_behind_a_proxy_does_not_grow_the_proxy_beyond_its_byte_bound() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(Duration::from_secs(300), || {
+    scenario(Duration::from_secs(300), || {
         const REQUESTS: u64 = 3000;
         const ALLOWED: u64 = SLOW_ALLOWED;
         let dir = TempDir::new("slow-proxy");
@@ -997,7 +988,6 @@ fn paced(until: Instant, period: Duration, mut one: impl FnMut() -> String) -> T
 
 #[test]
 fn soak() {
-    let _one_at_a_time = one_at_a_time();
     let Some(secs) = std::env::var("LHCLUSTER_SOAK")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -1006,7 +996,7 @@ fn soak() {
         return;
     };
     let length = Duration::from_secs(secs);
-    limited_for(length + SCENARIO_LIMIT, move || {
+    scenario(length + SCENARIO_LIMIT, move || {
         let c = broker(&["--max-tries", "5"]);
         let job = JOB.to_string();
         let workers = [

@@ -30,6 +30,14 @@ fn start_request(front: &str, args: &[&str]) -> Proc {
     Proc::start(&request_args(front, args))
 }
 
+/// A worker of `c` started with `args`, once the broker counts it (as
+/// its first worker).
+fn first_worker(c: &Cluster, args: &[&str]) -> Proc {
+    let w = worker(&c.back, args);
+    wait_workers(&c.front, 1);
+    w
+}
+
 /// A broker serving `/metrics` on a free port, and that port's address.
 fn metrics_broker() -> (Cluster, String) {
     let addr = format!("127.0.0.1:{}", free_port());
@@ -41,8 +49,7 @@ fn metrics_broker() -> (Cluster, String) {
 fn echo_round_trip_with_receipts() {
     limited(|| {
         let c = broker(&[]);
-        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "echo", "--echo"]);
         let (code, out, err) = request(
             &c.front,
             &[
@@ -111,8 +118,7 @@ fn one_way_request_runs() {
         std::fs::create_dir_all(&dir).unwrap();
         let marker = dir.join("ran");
         let cmd = format!("cat > {}", marker.display());
-        let _w = worker(&c.back, &["--type", "log", "--exec", &cmd]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "log", "--exec", &cmd]);
         let (code, out, _) = request(
             &c.front,
             &["--type", "log", "--one-way", "--payload", "line"],
@@ -130,8 +136,7 @@ fn one_way_request_runs() {
 fn duplicate_is_rejected_and_overload_and_no_workers_have_their_codes() {
     limited(|| {
         let c = broker(&["--max-pending-per-type", "1"]);
-        let _w = worker(&c.back, &["--type", "slow", "--exec", "sleep 5; cat"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "slow", "--exec", "sleep 5; cat"]);
         let first = start_request(
             &c.front,
             &["--type", "slow", "--id", "1", "--receipt", "sent"],
@@ -172,8 +177,7 @@ fn duplicate_is_rejected_and_overload_and_no_workers_have_their_codes() {
 fn worker_killed_mid_request_is_retried_on_another() {
     limited(|| {
         let c = broker(&[]);
-        let doomed = worker(&c.back, &["--type", "job", "--exec", "sleep 20; cat"]);
-        wait_workers(&c.front, 1);
+        let doomed = first_worker(&c, &["--type", "job", "--exec", "sleep 20; cat"]);
         let request = start_request(
             &c.front,
             &[
@@ -291,8 +295,7 @@ fn publish_and_subscribe() {
 fn stats_json_and_metrics_scrape() {
     limited(|| {
         let (c, addr) = metrics_broker();
-        let _w = worker(&c.back, &["--type", "7", "--echo"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "7", "--echo"]);
         let (code, _, _) = request(&c.front, &["--type", "7"]);
         assert_eq!(code, 0);
         let (code, out, _) = run(&["stats", "--broker", &c.front, "--json"]);
@@ -300,12 +303,7 @@ fn stats_json_and_metrics_scrape() {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["requests_completed"], 1);
         assert_eq!(v["types"]["7"]["completed"], 1);
-        let mut stream = TcpStream::connect(&addr).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).unwrap();
+        let body = scrape(&addr);
         assert!(
             body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
             "{body}"
@@ -330,11 +328,7 @@ fn type_names_in_stats_metrics_and_errors() {
     limited(|| {
         let (c, addr) = metrics_broker();
         let id = lhcluster::request_type_id("orders.create");
-        let mut w = worker(
-            &c.back,
-            &["--type", "orders.create", "--type", "7", "--echo"],
-        );
-        wait_workers(&c.front, 1);
+        let mut w = first_worker(&c, &["--type", "orders.create", "--type", "7", "--echo"]);
         let (code, out, err) = request(&c.front, &["--type", "orders.create"]);
         assert_eq!(code, 0, "{out}\n{err}");
 
@@ -394,8 +388,7 @@ fn latency_histograms_in_stats_and_metrics() {
     limited(|| {
         let (c, addr) = metrics_broker();
         let id = lhcluster::request_type_id("lat.echo");
-        let _w = worker(&c.back, &["--type", "lat.echo", "--echo"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "lat.echo", "--echo"]);
         for _ in 0..3 {
             let (code, out, err) = request(&c.front, &["--type", "lat.echo"]);
             assert_eq!(code, 0, "{out}\n{err}");
@@ -465,8 +458,7 @@ fn watch_prints_a_request_and_its_outcome() {
         let watch_ep = ep(free_port());
         let c = broker(&["--watch", &watch_ep]);
         let t = lhcluster::request_type_id("orders.create");
-        let _w = worker(&c.back, &["--type", "orders.create", "--echo"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "orders.create", "--echo"]);
         let watch = Proc::start(&["watch", "--endpoint", &watch_ep]);
         watch.expect_log("watching");
         // A subscription reaches a PUB socket some time after the connect,
@@ -540,13 +532,7 @@ fn watch_prints_a_request_and_its_outcome() {
 #[test]
 fn a_curve_broker_taps_only_to_listed_keys() {
     limited(|| {
-        let dir = std::env::temp_dir().join(format!("lhcluster-cli-watch-{}", free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
-        for role in ["broker", "client"] {
-            let (code, _, err) = run(&["keygen", &name(role)]);
-            assert_eq!(code, 0, "{err}");
-        }
+        let (dir, name) = key_dir("watch", &["broker", "client"]);
         std::fs::copy(name("client.pub"), name("clients.keys")).unwrap();
         let watch_ep = ep(free_port());
         let c = broker(&[
@@ -727,8 +713,7 @@ fn a_config_file_takes_the_library_keys_and_flags_win_over_it() {
 fn sigterm_stops_the_broker_gracefully() {
     limited(|| {
         let mut c = broker(&[]);
-        let w = worker(&c.back, &["--type", "echo", "--echo"]);
-        wait_workers(&c.front, 1);
+        let w = first_worker(&c, &["--type", "echo", "--echo"]);
         c.broker.signal("TERM");
         assert_eq!(c.broker.wait().code(), Some(0));
         // The worker was told and lives on, waiting to reconnect.
@@ -781,10 +766,8 @@ fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
 fn keygen_keys_and_a_curve_round_trip() {
     use std::os::unix::fs::PermissionsExt;
     limited(|| {
-        let dir = std::env::temp_dir().join(format!("lhcluster-cli-keys-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        // The keys made here, checked as they are made.
+        let (dir, name) = key_dir("keys", &[]);
         for role in ["broker", "client", "worker"] {
             let (code, out, err) = run(&["keygen", &name(role)]);
             assert_eq!(code, 0, "{err}");
@@ -1190,8 +1173,7 @@ fn the_wrong_side_of_a_notify_broker_is_named_at_once() {
 fn endpoints_default_from_the_environment() {
     limited(|| {
         let c = broker(&[]);
-        let _w = worker(&c.back, &["--type", "echo", "--echo"]);
-        wait_workers(&c.front, 1);
+        let _w = first_worker(&c, &["--type", "echo", "--echo"]);
         let env = [("LHCLUSTER_BROKER", c.front.as_str())];
         let (code, out, err) = run_with(
             &["request", "--type", "echo", "--payload", "env"],
@@ -1273,17 +1255,22 @@ fn healthz_answers_next_to_metrics_and_a_bad_address_is_refused_before_starting(
             body.contains("lhcluster_notify_broker_forwarded_total 0"),
             "{body}"
         );
-        // A bare port is a usage error, before any socket is bound.
+        // `lhcluster broker` on free ports, with `--metrics` at `metrics`.
         let front = ep(free_port());
-        let (code, out, err) = run(&[
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &ep(free_port()),
-            "--metrics",
-            "9100",
-        ]);
+        let broker_with_metrics = |metrics: &str| {
+            let back = ep(free_port());
+            run(&[
+                "broker",
+                "--frontend",
+                &front,
+                "--backend",
+                &back,
+                "--metrics",
+                metrics,
+            ])
+        };
+        // A bare port is a usage error, before any socket is bound.
+        let (code, out, err) = broker_with_metrics("9100");
         assert_eq!(code, 2, "{err}");
         assert!(out.is_empty(), "{out}");
         assert!(
@@ -1291,15 +1278,7 @@ fn healthz_answers_next_to_metrics_and_a_bad_address_is_refused_before_starting(
             "{err}"
         );
         // A port in use: refused before the broker starts (no ready line).
-        let (code, out, err) = run(&[
-            "broker",
-            "--frontend",
-            &front,
-            "--backend",
-            &ep(free_port()),
-            "--metrics",
-            &addr,
-        ]);
+        let (code, out, err) = broker_with_metrics(&addr);
         assert_eq!(code, 1, "{err}");
         assert!(out.is_empty(), "{out}");
         assert_single_error_line(&err, "cannot serve metrics");
@@ -1398,14 +1377,7 @@ fn a_proxy_that_never_reached_its_broker_says_not_connected() {
 #[test]
 fn sighup_reloads_the_key_files() {
     limited(|| {
-        let dir = std::env::temp_dir().join(format!("lhcluster-cli-hup-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let name = |n: &str| dir.join(n).to_string_lossy().into_owned();
-        for role in ["broker", "a", "b", "worker"] {
-            let (code, _, err) = run(&["keygen", &name(role)]);
-            assert_eq!(code, 0, "{err}");
-        }
+        let (dir, name) = key_dir("hup", &["broker", "a", "b", "worker"]);
         let public = |role: &str| std::fs::read_to_string(name(&format!("{role}.pub"))).unwrap();
         let clients = name("clients.keys");
         std::fs::write(&clients, public("a")).unwrap();
@@ -1435,21 +1407,8 @@ fn sighup_reloads_the_key_files() {
                 "--echo",
             ],
         );
-        let as_b = |payload: &str| {
-            let args = [
-                "--server-key",
-                &server_key,
-                "--secret-key",
-                &name("b.key"),
-                "--type",
-                "echo",
-                "--payload",
-                payload,
-                "--timeout",
-                "2s",
-            ];
-            request(&c.front, &args)
-        };
+        let as_b =
+            |payload: &str| request_with_keys(&c.front, &server_key, &name("b.key"), payload);
         // A, connected for the whole test, through the library.
         let a = keyed_client(&c.front, &server_key, &name("a.key"));
         echo_from(&a, 1).unwrap().wait().unwrap();

@@ -12,15 +12,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lhcluster::client::{Client, ClientConfig, ClientEvent, Outcome};
+use lhcluster::client::{Client, ClientEvent, Outcome};
 use lhcluster::{BrokerStats, ClusterStats, Flags, RequestId, RequestType, ResponseHandle};
 
 use support::exec_log::ExecLog;
-use support::load::{client, drive, label, late_outcomes};
+use support::load::{client, client_of, drive, label, late_outcomes};
 use support::netns::hosts::Hosts;
 use support::{
-    BIN, LIMIT, Proc, broker_on, ep, free_port, limited_for, one_at_a_time, proxy, run, wait_stats,
-    wait_workers, worker,
+    BIN, LIMIT, Proc, broker_on, ep, free_port, proxy, run, scenario, wait_stats, wait_workers,
+    worker,
 };
 
 /// The time limit of one scenario.
@@ -265,8 +265,7 @@ impl Mesh {
 /// first decides, so most runs of three brokers miss one name or more.
 #[test]
 fn every_member_s_name_is_known_once_meshed() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let mesh = Mesh::start(&[]);
         let fronts = mesh.fronts();
         let ids = wait_meshed(&fronts);
@@ -288,8 +287,7 @@ fn every_member_s_name_is_known_once_meshed() {
 #[test]
 fn a_worker_on_one_broker_serves_another_s_clients_and_a_duplicate_through_another_broker_is_rejected()
  {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let mesh = Mesh::start(&[]);
         let fronts = mesh.fronts();
         let ids = wait_meshed(&fronts);
@@ -431,8 +429,7 @@ fn load(
 
 #[test]
 fn a_broker_killed_under_load_through_proxies_loses_no_request() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         const PER_CLIENT: usize = 1500;
         const WINDOW: usize = 16;
         const VICTIM: usize = 0;
@@ -619,18 +616,7 @@ fn a_broker_killed_under_load_through_proxies_loses_no_request() {
 /// A library client of the brokers at `fronts`, in that order, with fast
 /// heartbeats: it gives its broker up after 0.5 s of silence.
 fn failover_client(fronts: &[String]) -> Client {
-    let mut config = ClientConfig::new(fronts[0].as_str());
-    config.brokers = fronts.to_vec();
-    config.heartbeat = Duration::from_millis(100);
-    config.liveness = 5;
-    config.request_timeout = Some(REQUEST_TIMEOUT);
-    let client = Client::connect(config).unwrap();
-    assert!(
-        client.wait_connected(LIMIT),
-        "no session with {}",
-        fronts[0]
-    );
-    client
+    client_of(fronts, 5, REQUEST_TIMEOUT)
 }
 
 /// Waits for `event` on `client`'s event channel.
@@ -843,8 +829,7 @@ fn cut_and_heal(after_heal: AfterHeal) {
 
 #[test]
 fn a_host_cut_off_is_left_its_client_fails_over_and_it_rejoins_after_the_heal() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || cut_and_heal(AfterHeal::Rejoined));
+    scenario(SCENARIO_LIMIT, || cut_and_heal(AfterHeal::Rejoined));
 }
 
 /// The same, held to clustering.md §8 after the heal ("views converge
@@ -863,16 +848,14 @@ fn a_host_cut_off_is_left_its_client_fails_over_and_it_rejoins_after_the_heal() 
 /// broker that held the request left the cluster").
 #[test]
 fn after_a_heal_the_routes_stay_up_and_serve_at_once() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || cut_and_heal(AfterHeal::StaysUpAndServes));
+    scenario(SCENARIO_LIMIT, || cut_and_heal(AfterHeal::StaysUpAndServes));
 }
 
 // ----------------------------------------------------- the example file
 
 #[test]
 fn up_runs_the_cluster_of_three_example() {
-    let _one_at_a_time = one_at_a_time();
-    limited_for(SCENARIO_LIMIT, || {
+    scenario(SCENARIO_LIMIT, || {
         let file = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../examples/cluster-of-three.toml"

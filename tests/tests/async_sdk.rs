@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use lhcluster::client::Client;
 use lhcluster::notify::{
     NotifyBroker, NotifyBrokerConfig, NotifyPublisher, NotifyPublisherConfig, NotifySubscriber,
     NotifySubscriberConfig,
 };
-use lhcluster::worker::{HandlerError, Worker};
-use lhcluster::{Error, Notification, Request, Status, TypedRequestError};
+use lhcluster::worker::{HandlerError, Worker, WorkerBuilder, WorkerConfig};
+use lhcluster::{Broker, Error, Notification, Request, Status, TypedRequestError};
 use lhcluster_tests::{Transport, broker, call_typed, client, inproc, time_limit, worker_config};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,46 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .expect("a runtime")
+}
+
+/// What a test of async handlers runs against: a broker, a connected
+/// client, and a worker whose async handlers run on `rt`.
+struct Served {
+    rt: tokio::runtime::Runtime,
+    broker: Broker,
+    client: Client,
+    worker: Worker,
+}
+
+/// Runs `test` under the time limit against a [`Served`] whose worker has
+/// the config `configure` adjusts and the handlers `handlers` adds; then
+/// stops the worker, the client and the broker.
+fn served(
+    configure: impl FnOnce(&mut WorkerConfig) + Send + 'static,
+    handlers: impl FnOnce(WorkerBuilder) -> WorkerBuilder + Send + 'static,
+    test: impl FnOnce(&Served) + Send + 'static,
+) {
+    time_limit(LIMIT, || {
+        let rt = runtime();
+        let broker = broker(Transport::Inproc);
+        let client = client(&broker);
+        let mut config = worker_config(&broker);
+        configure(&mut config);
+        let worker = handlers(Worker::builder(config))
+            .runtime(rt.handle().clone())
+            .start()
+            .expect("worker starts");
+        let served = Served {
+            rt,
+            broker,
+            client,
+            worker,
+        };
+        test(&served);
+        served.worker.stop().unwrap();
+        served.client.stop().unwrap();
+        served.broker.stop().unwrap();
+    });
 }
 
 fn refusal<T: std::fmt::Debug>(outcome: Result<T, TypedRequestError>) -> (Status, String) {
@@ -108,53 +149,45 @@ fn ten_thousand_awaited_requests_on_a_current_thread_runtime() {
 /// ends in `WORKER_DEATH`; and no more than `capacity` run at once.
 #[test]
 fn sleeping_async_handlers_keep_the_heartbeats_and_the_capacity() {
-    time_limit(LIMIT, || {
-        let rt = runtime();
-        let broker = broker(Transport::Inproc);
-        let client = client(&broker);
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let mut config = worker_config(&broker);
-        config.capacity = 3;
-        let (r, m) = (running.clone(), most.clone());
-        let worker = Worker::builder(config)
-            .handle_async::<Nap>(move |req, ctx| {
-                let (running, most) = (r.clone(), m.clone());
-                async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(req.millis)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    ctx.attempt
-                }
-            })
-            .runtime(rt.handle().clone())
-            .start()
-            .expect("worker starts");
-        let handles: Vec<_> = (0..6)
-            .map(|_| client.send_typed(&Nap { millis: 700 }).unwrap())
-            .collect();
-        for handle in handles {
-            // First attempt each: no retry, no death.
-            assert_eq!(handle.wait().unwrap(), 1);
-        }
-        assert!(most.load(Ordering::SeqCst) <= 3, "at most capacity at once");
-        let stats = broker.stats().unwrap();
-        assert_eq!(stats.worker_deaths, 0, "{stats:?}");
-        assert_eq!(stats.requests_worker_death, 0, "{stats:?}");
-        worker.stop().unwrap();
-        client.stop().unwrap();
-        broker.stop().unwrap();
-    });
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let handlers = move |worker: WorkerBuilder| {
+        worker.handle_async::<Nap>(move |req, ctx| {
+            let (running, most) = (r.clone(), m.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(req.millis)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                ctx.attempt
+            }
+        })
+    };
+    served(
+        |config| config.capacity = 3,
+        handlers,
+        move |s| {
+            let (broker, client) = (&s.broker, &s.client);
+            let handles: Vec<_> = (0..6)
+                .map(|_| client.send_typed(&Nap { millis: 700 }).unwrap())
+                .collect();
+            for handle in handles {
+                // First attempt each: no retry, no death.
+                assert_eq!(handle.wait().unwrap(), 1);
+            }
+            assert!(most.load(Ordering::SeqCst) <= 3, "at most capacity at once");
+            let stats = broker.stats().unwrap();
+            assert_eq!(stats.worker_deaths, 0, "{stats:?}");
+            assert_eq!(stats.requests_worker_death, 0, "{stats:?}");
+        },
+    );
 }
 
 #[test]
 fn async_failures_are_answered_like_blocking_ones() {
-    time_limit(LIMIT, || {
-        let rt = runtime();
-        let broker = broker(Transport::Inproc);
-        let client = client(&broker);
-        let worker = Worker::builder(worker_config(&broker))
+    let handlers = |worker: WorkerBuilder| {
+        worker
             .handle_async::<Div>(|req, _| async move {
                 match req.a.checked_div(req.b) {
                     Some(q) => Ok(q),
@@ -170,23 +203,24 @@ fn async_failures_are_answered_like_blocking_ones() {
             })
             // A blocking handler beside the async ones.
             .handle::<Add>(|req, _| req.a + req.b)
-            .runtime(rt.handle().clone())
-            .start()
-            .expect("worker starts");
-        assert_eq!(call_typed(&client, &Div { a: 9, b: 3 }), 3);
-        assert_eq!(
-            refusal(client.send_typed(&Div { a: 1, b: 0 }).unwrap().wait()),
-            (Status::BadRequest, "division by zero".to_owned())
-        );
-        let (status, message) = refusal(client.send_typed(&Panic).unwrap().wait());
-        assert_eq!(status, Status::Failed);
-        assert!(message.contains("deliberately"), "{message}");
-        assert_eq!(call_typed(&client, &Add { a: 1, b: 2 }), 3);
-        assert_eq!(worker.stats().unwrap().handler_panics, 1);
-        worker.stop().unwrap();
-        client.stop().unwrap();
-        broker.stop().unwrap();
-    });
+    };
+    served(
+        |_| {},
+        handlers,
+        |s| {
+            let client = &s.client;
+            assert_eq!(call_typed(client, &Div { a: 9, b: 3 }), 3);
+            assert_eq!(
+                refusal(client.send_typed(&Div { a: 1, b: 0 }).unwrap().wait()),
+                (Status::BadRequest, "division by zero".to_owned())
+            );
+            let (status, message) = refusal(client.send_typed(&Panic).unwrap().wait());
+            assert_eq!(status, Status::Failed);
+            assert!(message.contains("deliberately"), "{message}");
+            assert_eq!(call_typed(client, &Add { a: 1, b: 2 }), 3);
+            assert_eq!(s.worker.stats().unwrap().handler_panics, 1);
+        },
+    );
 }
 
 #[test]
@@ -346,54 +380,52 @@ struct Hold;
 /// work against `ctx.cancelled()` sees it (docs/guide.md, "Cancel").
 #[test]
 fn a_dropped_awaited_handle_cancels_and_an_async_handler_sees_it() {
-    time_limit(LIMIT, || {
-        let rt = runtime();
-        let broker = broker(Transport::Inproc);
-        let client = client(&broker);
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-        let worker = Worker::builder(worker_config(&broker))
-            .handle_async::<Hold>(move |_, ctx| {
-                let (started, seen) = (started_tx.clone(), seen_tx.clone());
-                async move {
-                    let _ = started.send(());
-                    tokio::select! {
-                        () = ctx.cancelled() => {
-                            let _ = seen.send(true);
-                            Err(HandlerError::failed("cancelled"))
-                        }
-                        () = tokio::time::sleep(Duration::from_secs(60)) => {
-                            let _ = seen.send(false);
-                            Ok(0)
-                        }
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let handlers = move |worker: WorkerBuilder| {
+        worker.handle_async::<Hold>(move |_, ctx| {
+            let (started, seen) = (started_tx.clone(), seen_tx.clone());
+            async move {
+                let _ = started.send(());
+                tokio::select! {
+                    () = ctx.cancelled() => {
+                        let _ = seen.send(true);
+                        Err(HandlerError::failed("cancelled"))
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {
+                        let _ = seen.send(false);
+                        Ok(0)
                     }
                 }
-            })
-            .runtime(rt.handle().clone())
-            .start()
-            .expect("worker starts");
-        let handle = client.send_typed(&Hold).unwrap();
-        rt.block_on(async move {
-            let started = tokio::task::spawn_blocking(move || {
-                started_rx.recv_timeout(Duration::from_secs(10))
-            });
-            // `biased`: the handle is polled first, so it is an awaited one
-            // (dropping a handle never polled does not cancel; with random
-            // order, a `started` already ready could win before the handle
-            // was ever polled).
-            tokio::select! {
-                biased;
-                outcome = handle => panic!("the handler holds it: {outcome:?}"),
-                started = started => assert!(started.unwrap().is_ok(), "the handler runs"),
             }
-            // The handle, dropped unfinished by the `select!`, cancelled it.
-        });
-        assert_eq!(seen_rx.recv_timeout(Duration::from_secs(10)), Ok(true));
-        let cancelled = worker.stats().unwrap().requests_cancelled;
-        assert_eq!(cancelled, 1);
-        assert_eq!(broker.stats().unwrap().requests_cancelled, 1);
-        worker.stop().unwrap();
-    });
+        })
+    };
+    served(
+        |_| {},
+        handlers,
+        move |s| {
+            let handle = s.client.send_typed(&Hold).unwrap();
+            s.rt.block_on(async move {
+                let started = tokio::task::spawn_blocking(move || {
+                    started_rx.recv_timeout(Duration::from_secs(10))
+                });
+                // `biased`: the handle is polled first, so it is an awaited one
+                // (dropping a handle never polled does not cancel; with random
+                // order, a `started` already ready could win before the handle
+                // was ever polled).
+                tokio::select! {
+                    biased;
+                    outcome = handle => panic!("the handler holds it: {outcome:?}"),
+                    started = started => assert!(started.unwrap().is_ok(), "the handler runs"),
+                }
+                // The handle, dropped unfinished by the `select!`, cancelled it.
+            });
+            assert_eq!(seen_rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+            let cancelled = s.worker.stats().unwrap().requests_cancelled;
+            assert_eq!(cancelled, 1);
+            assert_eq!(s.broker.stats().unwrap().requests_cancelled, 1);
+        },
+    );
 }
 
 /// A graceful stop gives back the async requests waiting for a permit

@@ -63,6 +63,16 @@ fn keyed_worker(
         .expect("worker starts")
 }
 
+/// A broker of a CURVE cluster whose members share the key pair `shared`,
+/// its cluster endpoint bound, `peers` its members to connect to.
+fn curve_cluster_member(shared: &SecretKey, peers: Vec<String>) -> Broker {
+    broker_with(Transport::Tcp, |c| {
+        c.curve_secret_key = Some(shared.clone());
+        c.cluster_bind = Some(TCP_ANY.to_owned());
+        c.cluster_peers = peers;
+    })
+}
+
 /// A broker with a fresh CURVE key and a [`curve_worker`] registered at
 /// it: the key, the broker, the worker and the worker's run count.
 fn curve_broker_and_worker() -> (SecretKey, Broker, Worker, Arc<AtomicU64>) {
@@ -295,15 +305,9 @@ fn keys_are_checked_by_validate() {
 fn cluster_members_sharing_a_key_pair_mesh_over_curve() {
     time_limit(LIMIT, || {
         let shared = SecretKey::generate().unwrap();
-        let first = broker_with(Transport::Tcp, |c| {
-            c.curve_secret_key = Some(shared.clone());
-            c.cluster_bind = Some(TCP_ANY.to_owned());
-        });
-        let second = broker_with(Transport::Tcp, |c| {
-            c.curve_secret_key = Some(shared.clone());
-            c.cluster_bind = Some(TCP_ANY.to_owned());
-            c.cluster_peers = vec![first.cluster_endpoint().unwrap().to_owned()];
-        });
+        let first = curve_cluster_member(&shared, vec![]);
+        let second =
+            curve_cluster_member(&shared, vec![first.cluster_endpoint().unwrap().to_owned()]);
         let runs = Arc::new(AtomicU64::new(0));
         let _worker = curve_worker(&second, &shared, runs.clone());
         let served_remotely = eventually(WAIT, || {
@@ -577,10 +581,7 @@ fn a_notify_broker_lets_in_only_listed_keys() {
 fn the_cluster_endpoint_lets_in_only_the_members_key() {
     time_limit(LIMIT, || {
         let shared = SecretKey::generate().unwrap();
-        let broker = broker_with(Transport::Tcp, |c| {
-            c.curve_secret_key = Some(shared.clone());
-            c.cluster_bind = Some(TCP_ANY.to_owned());
-        });
+        let broker = curve_cluster_member(&shared, vec![]);
         let stranger = lhcluster::context().socket(zmq::DEALER).unwrap();
         stranger.set_linger(0).unwrap();
         let own = zmq::CurveKeyPair::new().unwrap();

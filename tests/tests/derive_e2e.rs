@@ -12,7 +12,7 @@ use lhcluster::notify::{
     NotifySubscriberConfig,
 };
 use lhcluster::typed::NotifyRouter;
-use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
+use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerBuilder, WorkerConfig};
 use lhcluster::{
     Broker, BrokerConfig, Flags, Notification, Request, RequestError, Status, TypedRequestError,
     request_type_id,
@@ -52,6 +52,26 @@ fn worker_config(broker: &Broker) -> WorkerConfig {
     let mut config = WorkerConfig::new(broker.backend());
     config.capacity = 4;
     config
+}
+
+/// Runs `test` under the time limit against a broker, a connected client
+/// and a worker with the handlers `handlers` adds; then stops the client,
+/// the worker and the broker.
+fn served(
+    name: &'static str,
+    handlers: impl FnOnce(WorkerBuilder) -> WorkerBuilder + Send + 'static,
+    test: impl FnOnce(&Broker, &Client) + Send + 'static,
+) {
+    time_limit(LIMIT, move || {
+        let (broker, client) = cluster(name);
+        let worker = handlers(Worker::builder(worker_config(&broker)))
+            .start()
+            .expect("worker starts");
+        test(&broker, &client);
+        client.stop().unwrap();
+        worker.stop().unwrap();
+        broker.stop().unwrap();
+    });
 }
 
 // ---------------------------------------------------------------- types
@@ -178,19 +198,16 @@ fn two_handlers_for_one_type_fail_at_start() {
 
 #[test]
 fn typed_request_response() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("echo");
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<Echo>(|req: Echo, ctx: &RequestContext| {
-                Ok::<_, std::convert::Infallible>(EchoReply {
-                    text: req.text.to_uppercase(),
-                    request_type: ctx.request_type,
-                    attempt: ctx.attempt,
-                })
+    let handlers = |worker: WorkerBuilder| {
+        worker.handle::<Echo>(|req: Echo, ctx: &RequestContext| {
+            Ok::<_, std::convert::Infallible>(EchoReply {
+                text: req.text.to_uppercase(),
+                request_type: ctx.request_type,
+                attempt: ctx.attempt,
             })
-            .start()
-            .expect("worker starts");
-
+        })
+    };
+    served("echo", handlers, |broker, client| {
         let reply = client
             .send_typed(&Echo {
                 text: "hello".into(),
@@ -227,30 +244,20 @@ fn typed_request_response() {
             Some(Echo::NAME)
         );
         assert_eq!(stats.types[&Echo::REQUEST_TYPE].end_to_end.count, 2);
-
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
 #[test]
 fn one_way_requests_are_delivered() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("oneway");
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<LogLine>(move |req: LogLine, ctx: &RequestContext| {
-                let _ = tx
-                    .lock()
-                    .unwrap()
-                    .send((ctx.request_id, ctx.flags, req.line));
-                Ok::<_, String>(())
-            })
-            .start()
-            .expect("worker starts");
-
+    // (A crossbeam sender is `Sync`, as a handler must be.)
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handlers = move |worker: WorkerBuilder| {
+        worker.handle::<LogLine>(move |req: LogLine, ctx: &RequestContext| {
+            let _ = tx.send((ctx.request_id, ctx.flags, req.line));
+            Ok::<_, String>(())
+        })
+    };
+    served("oneway", handlers, move |_, client| {
         let handle = client
             .request_typed(&LogLine {
                 seq: 41,
@@ -264,26 +271,20 @@ fn one_way_requests_are_delivered() {
         let (id, flags, line) = rx.recv_timeout(WAIT).expect("the worker ran it");
         assert_eq!((id, line.as_str()), (41, "started"));
         assert!(flags.contains(Flags::ONE_WAY));
-
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
 #[test]
 fn a_two_way_type_can_be_sent_one_way() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("oneway2");
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<Divide>(move |req: Divide, _: &RequestContext| {
-                let _ = tx.lock().unwrap().send(req.a);
-                Ok::<_, String>(req.a)
-            })
-            .start()
-            .expect("worker starts");
+    // (A crossbeam sender is `Sync`, as a handler must be.)
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let handlers = move |worker: WorkerBuilder| {
+        worker.handle::<Divide>(move |req: Divide, _: &RequestContext| {
+            let _ = tx.send(req.a);
+            Ok::<_, String>(req.a)
+        })
+    };
+    served("oneway2", handlers, move |_, client| {
         let handle = client
             .request_typed(&Divide { a: 5, b: 1 })
             // Ignored: one-way-ness is chosen by `one_way()`.
@@ -293,17 +294,13 @@ fn a_two_way_type_can_be_sent_one_way() {
             .expect("sent");
         let () = handle.wait().expect("delivered");
         assert_eq!(rx.recv_timeout(WAIT).unwrap(), 5);
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
 #[test]
 fn handler_errors_reach_the_client() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("errors");
-        let worker = Worker::builder(worker_config(&broker))
+    let handlers = |worker: WorkerBuilder| {
+        worker
             .handle::<Divide>(|req: Divide, _: &RequestContext| {
                 if req.b == 0 {
                     return Err(HandlerError::bad_request("division by zero"));
@@ -319,9 +316,8 @@ fn handler_errors_reach_the_client() {
                 }
                 Err::<u32, _>(format!("job {} failed", req.job))
             })
-            .start()
-            .expect("worker starts");
-
+    };
+    served("errors", handlers, |_, client| {
         let divide = |a, b| client.send_typed(&Divide { a, b }).unwrap().wait();
         assert_eq!(divide(9, 3).unwrap(), 3);
         assert_eq!(
@@ -336,10 +332,6 @@ fn handler_errors_reach_the_client() {
         assert_eq!(refusal(job(5)), (Status::Failed, "job 5 failed".into()));
         let panicked = job(13).unwrap_err();
         assert_eq!(panicked.status(), Some(Status::Failed), "{panicked}");
-
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
@@ -362,18 +354,16 @@ mod incompatible {
 
 #[test]
 fn undecodable_requests_and_responses() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("decode");
-        let worker = Worker::builder(worker_config(&broker))
+    let handlers = |worker: WorkerBuilder| {
+        worker
             .handle::<incompatible::Divide>(|req: incompatible::Divide, _: &RequestContext| {
                 Ok::<_, String>(req.a)
             })
             .handle::<incompatible::Job>(|req: incompatible::Job, _: &RequestContext| {
                 Ok::<_, String>(format!("job {}", req.job))
             })
-            .start()
-            .expect("worker starts");
-
+    };
+    served("decode", handlers, |_, client| {
         // `a` is a number here, a string there: BAD_REQUEST, with why.
         let (status, message) = refusal(client.send_typed(&Divide { a: 1, b: 2 }).unwrap().wait());
         assert_eq!(status, Status::BadRequest);
@@ -399,27 +389,20 @@ fn undecodable_requests_and_responses() {
             .wait()
             .unwrap_err();
         assert_eq!(raw.status(), Some(Status::BadRequest));
-
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
 #[test]
 fn natural_ids_dedupe_and_timeouts() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("dedupe");
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let release_rx = std::sync::Mutex::new(release_rx);
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<Job>(move |req: Job, _: &RequestContext| {
-                let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
-                Ok::<_, String>(req.job * 2)
-            })
-            .start()
-            .expect("worker starts");
-
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let handlers = move |worker: WorkerBuilder| {
+        worker.handle::<Job>(move |req: Job, _: &RequestContext| {
+            let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+            Ok::<_, String>(req.job * 2)
+        })
+    };
+    served("dedupe", handlers, move |broker, client| {
         let first = client
             .request_typed(&Job { job: 21 })
             .flags(Flags::RECEIPT_ON_SEND)
@@ -460,8 +443,6 @@ fn natural_ids_dedupe_and_timeouts() {
             client.send_typed(&Job { job: 1 }),
             Err(TypedRequestError::Request(RequestError::Stopped))
         ));
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
@@ -506,14 +487,12 @@ mod v2 {
 
 #[test]
 fn an_old_worker_serves_a_new_client() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("evolve-old");
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<v1::Create>(|req: v1::Create, _: &RequestContext| {
-                Ok::<_, String>(v1::Reply { item: req.item })
-            })
-            .start()
-            .unwrap();
+    let handlers = |worker: WorkerBuilder| {
+        worker.handle::<v1::Create>(|req: v1::Create, _: &RequestContext| {
+            Ok::<_, String>(v1::Reply { item: req.item })
+        })
+    };
+    served("evolve-old", handlers, |_, client| {
         let reply = client
             .send_typed(&v2::Create {
                 item: "tea".into(),
@@ -525,27 +504,22 @@ fn an_old_worker_serves_a_new_client() {
             .expect("the extra fields are ignored");
         assert_eq!(reply.item, "tea");
         assert_eq!(reply.warehouse, None, "missing in the reply: defaulted");
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 
 #[test]
 fn a_new_worker_serves_an_old_client() {
-    time_limit(LIMIT, || {
-        let (broker, client) = cluster("evolve-new");
-        let worker = Worker::builder(worker_config(&broker))
-            .handle::<v2::Create>(|req: v2::Create, _: &RequestContext| {
-                assert_eq!(req.note, None);
-                assert_eq!(req.quantity, 0);
-                Ok::<_, String>(v2::Reply {
-                    item: req.item,
-                    warehouse: Some("north".into()),
-                })
+    let handlers = |worker: WorkerBuilder| {
+        worker.handle::<v2::Create>(|req: v2::Create, _: &RequestContext| {
+            assert_eq!(req.note, None);
+            assert_eq!(req.quantity, 0);
+            Ok::<_, String>(v2::Reply {
+                item: req.item,
+                warehouse: Some("north".into()),
             })
-            .start()
-            .unwrap();
+        })
+    };
+    served("evolve-new", handlers, |_, client| {
         let reply = client
             .send_typed(&v1::Create {
                 item: "coffee".into(),
@@ -554,9 +528,6 @@ fn a_new_worker_serves_an_old_client() {
             .wait()
             .expect("the missing fields are defaulted");
         assert_eq!(reply.item, "coffee");
-        client.stop().unwrap();
-        worker.stop().unwrap();
-        broker.stop().unwrap();
     });
 }
 

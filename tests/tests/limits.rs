@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lhcluster::client::Client;
 use lhcluster::protocol::{Flags, Message, Request};
-use lhcluster::{Broker, Payload, RequestError};
+use lhcluster::{Broker, Payload, RequestError, Worker};
 use lhcluster_tests::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -19,6 +19,38 @@ fn limited_broker() -> Broker {
         c.max_message_size = 64 << 10;
         c.max_message_frames = 8;
     })
+}
+
+/// The limited broker, with an echo worker of type 1 registered.
+fn limited_broker_with_echo() -> (Broker, Worker) {
+    let broker = limited_broker();
+    let worker = echo_worker(&broker, &[1]);
+    expect_workers(&broker, 1, WAIT);
+    (broker, worker)
+}
+
+/// A request of type 1 as a raw peer sends it: the id `id`, the payload
+/// `payload`, nothing else.
+fn raw_request(id: u64, payload: Payload) -> Message {
+    Message::Request(Request {
+        request_type: 1,
+        request_id: id,
+        flags: Flags::empty(),
+        route: vec![],
+        reply_to: None,
+        deadline_ms: 0,
+        payload,
+    })
+}
+
+/// Sends `message`'s frames on a raw socket, as one multipart message.
+fn send_raw(socket: &zmq::Socket, message: Message) {
+    let frames = message.into_frames();
+    let last = frames.len() - 1;
+    for (i, frame) in frames.iter().enumerate() {
+        let more = if i < last { zmq::SNDMORE } else { 0 };
+        socket.send(frame.to_vec(), more).unwrap();
+    }
 }
 
 fn echo_ok(client: &Client, id: u64) {
@@ -36,30 +68,14 @@ fn echo_ok(client: &Client, id: u64) {
 #[test]
 fn an_oversized_frame_cuts_its_sender_only() {
     time_limit(LIMIT, || {
-        let broker = limited_broker();
-        let _worker = echo_worker(&broker, &[1]);
-        expect_workers(&broker, 1, WAIT);
+        let (broker, _worker) = limited_broker_with_echo();
         let other = Client::connect(client_config(broker.frontend())).unwrap();
         echo_ok(&other, 1);
 
         // A sender that ignores the limit the broker's WELCOME states (our
         // client does not send such a request: the next test).
         let sender = raw_dealer(broker.frontend());
-        let big = Message::Request(Request {
-            request_type: 1,
-            request_id: 3,
-            flags: Flags::empty(),
-            route: vec![],
-            reply_to: None,
-            deadline_ms: 0,
-            payload: vec![vec![0x5A; 100 << 10].into()],
-        });
-        let frames = big.into_frames();
-        let last = frames.len() - 1;
-        for (i, frame) in frames.iter().enumerate() {
-            let more = if i < last { zmq::SNDMORE } else { 0 };
-            sender.send(frame.to_vec(), more).unwrap();
-        }
+        send_raw(&sender, raw_request(3, vec![vec![0x5A; 100 << 10].into()]));
         // Everyone else is served throughout.
         for id in 10..20 {
             echo_ok(&other, id);
@@ -77,9 +93,7 @@ fn an_oversized_frame_cuts_its_sender_only() {
 #[test]
 fn a_client_does_not_send_a_request_over_the_brokers_limit() {
     time_limit(LIMIT, || {
-        let broker = limited_broker();
-        let _worker = echo_worker(&broker, &[1]);
-        expect_workers(&broker, 1, WAIT);
+        let (broker, _worker) = limited_broker_with_echo();
         let client = client(&broker);
         let big: Payload = vec![vec![0x5A; 100 << 10].into()];
         let outcome = client.request(1).id(3).payload(big).send().unwrap().wait();
@@ -136,32 +150,13 @@ fn a_result_over_the_brokers_limit_ends_failed_and_frees_the_worker() {
 #[test]
 fn a_message_with_too_many_frames_is_dropped_and_counted() {
     time_limit(LIMIT, || {
-        let broker = limited_broker();
-        let _worker = echo_worker(&broker, &[1]);
-        expect_workers(&broker, 1, WAIT);
+        let (broker, _worker) = limited_broker_with_echo();
         let other = Client::connect(client_config(broker.frontend())).unwrap();
 
         let raw = raw_dealer(broker.frontend());
-        let request = Message::Request(Request {
-            request_type: 1,
-            request_id: 99,
-            flags: Flags::empty(),
-            route: vec![],
-            reply_to: None,
-            deadline_ms: 0,
-            // 20 frames after the header: over the limit of 8.
-            payload: (0..20).map(|_| b"f".as_slice().into()).collect(),
-        });
-        for frame in request
-            .into_frames()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (i, f.to_vec()))
-        {
-            let more = frame.0 < 20;
-            raw.send(frame.1, if more { zmq::SNDMORE } else { 0 })
-                .unwrap();
-        }
+        // 20 frames after the header: over the limit of 8.
+        let payload = (0..20).map(|_| b"f".as_slice().into()).collect();
+        send_raw(&raw, raw_request(99, payload));
         assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 1));
         // Answered, so that the request ends at its client.
         assert!(
@@ -171,21 +166,8 @@ fn a_message_with_too_many_frames_is_dropped_and_counted() {
         );
         // Few frames, each under max_message_size, but more bytes than it
         // in all: dropped and counted the same way.
-        let request = Message::Request(Request {
-            request_type: 1,
-            request_id: 98,
-            flags: Flags::empty(),
-            route: vec![],
-            reply_to: None,
-            deadline_ms: 0,
-            payload: (0..3).map(|_| vec![0x42; 40 << 10].into()).collect(),
-        });
-        let frames = request.into_frames();
-        let last = frames.len() - 1;
-        for (i, frame) in frames.iter().enumerate() {
-            let more = if i < last { zmq::SNDMORE } else { 0 };
-            raw.send(frame.to_vec(), more).unwrap();
-        }
+        let payload = (0..3).map(|_| vec![0x42; 40 << 10].into()).collect();
+        send_raw(&raw, raw_request(98, payload));
         assert!(eventually(WAIT, || broker.stats().unwrap().oversized == 2));
         assert!(error_for(&raw, 98).error.contains("max_message_size"));
         for id in 1..10 {

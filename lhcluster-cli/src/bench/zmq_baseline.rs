@@ -167,20 +167,10 @@ fn echo_router(router: &zmq::Socket, stop: &AtomicBool) {
 fn echo_dealer(socket: &zmq::Socket, stop: &AtomicBool) {
     let _ = socket.set_rcvtimeo(100);
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut msg) = socket.recv_msg(0) else {
+        let Ok(msg) = socket.recv_msg(0) else {
             continue;
         };
-        loop {
-            let more = msg.get_more();
-            let _ = socket.send(msg, if more { zmq::SNDMORE } else { 0 });
-            if !more {
-                break;
-            }
-            match socket.recv_msg(0) {
-                Ok(m) => msg = m,
-                Err(_) => break,
-            }
-        }
+        relay(msg, socket, socket);
     }
 }
 
@@ -209,19 +199,28 @@ fn forwarder(front: &zmq::Socket, back: &zmq::Socket, stop: &AtomicBool) {
 
 fn forward_batch(from: &zmq::Socket, to: &zmq::Socket) {
     for _ in 0..256 {
-        let Ok(mut msg) = from.recv_msg(zmq::DONTWAIT) else {
+        let Ok(msg) = from.recv_msg(zmq::DONTWAIT) else {
             return;
         };
-        loop {
-            let more = msg.get_more();
-            let _ = to.send(msg, if more { zmq::SNDMORE } else { 0 });
-            if !more {
-                break;
-            }
-            match from.recv_msg(0) {
-                Ok(m) => msg = m,
-                Err(_) => return,
-            }
+        if !relay(msg, from, to) {
+            return;
+        }
+    }
+}
+
+/// Sends `msg`, the first part of a multipart message, and the parts of
+/// it still to come from `from`, to `to`; false if a part could not be
+/// read.
+fn relay(mut msg: zmq::Message, from: &zmq::Socket, to: &zmq::Socket) -> bool {
+    loop {
+        let more = msg.get_more();
+        let _ = to.send(msg, if more { zmq::SNDMORE } else { 0 });
+        if !more {
+            return true;
+        }
+        match from.recv_msg(0) {
+            Ok(m) => msg = m,
+            Err(_) => return false,
         }
     }
 }

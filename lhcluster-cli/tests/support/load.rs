@@ -12,18 +12,28 @@ use super::LIMIT;
 /// A client with fast heartbeats and the given request timeout, connected
 /// (its session established) to `endpoint`.
 pub(crate) fn client(endpoint: &str, request_timeout: Duration) -> Client {
-    let mut config = ClientConfig::new(endpoint);
-    config.heartbeat = Duration::from_millis(100);
     // 2 s of silence before the client gives its broker up: on a loaded
     // 2-core machine a daemon can stall for longer than the default three
     // intervals (300 ms), and a client that gives up fails every request it
     // has outstanding. No scenario relies on the client noticing a death.
-    config.liveness = 20;
+    client_of(&[endpoint.to_owned()], 20, request_timeout)
+}
+
+/// A client of the brokers at `brokers`, in that order, with heartbeats
+/// every 100 ms (it gives a broker up after `liveness` of them in silence)
+/// and the given request timeout, connected (its session established) to
+/// the first.
+pub(crate) fn client_of(brokers: &[String], liveness: u32, request_timeout: Duration) -> Client {
+    let mut config = ClientConfig::new(brokers[0].as_str());
+    config.brokers = brokers.to_vec();
+    config.heartbeat = Duration::from_millis(100);
+    config.liveness = liveness;
     config.request_timeout = Some(request_timeout);
     let client = Client::connect(config).unwrap();
     assert!(
         client.wait_connected(LIMIT),
-        "no session with {endpoint} within {LIMIT:?}"
+        "no session with {} within {LIMIT:?}",
+        brokers[0]
     );
     client
 }

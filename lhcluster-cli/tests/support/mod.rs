@@ -77,6 +77,20 @@ pub(crate) struct Proc {
     pub(crate) stderr: mpsc::Receiver<String>,
 }
 
+/// Spawns `command` with `RUST_LOG=info`, `stdin` as its input and its
+/// output piped, and records it to be killed when the tests end.
+fn spawn_piped(command: &mut Command, stdin: Stdio) -> Child {
+    let child = command
+        .env("RUST_LOG", "info")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    cleanup::add_pid(child.id());
+    child
+}
+
 impl Proc {
     pub(crate) fn start(args: &[&str]) -> Proc {
         Proc::spawn(Command::new(BIN).args(args))
@@ -85,14 +99,7 @@ impl Proc {
     /// Starts `command` (any program) with the same plumbing as
     /// [`Proc::start`]: piped output, `RUST_LOG=info`, killed on drop.
     pub(crate) fn spawn(command: &mut Command) -> Proc {
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the process starts");
-        cleanup::add_pid(child.id());
+        let mut child = spawn_piped(command, Stdio::null());
         let lines = pipe_lines(child.stdout.take().unwrap());
         let stderr = pipe_lines(child.stderr.take().unwrap());
         Proc {
@@ -205,20 +212,16 @@ pub(crate) fn run_with(
     stdin: &[u8],
 ) -> (i32, Vec<u8>, String) {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(args)
-        // The test's own environment does not leak in.
-        .env_remove("LHCLUSTER_BROKER")
-        .env_remove("LHCLUSTER_NOTIFY_PUBLISHERS")
-        .env_remove("LHCLUSTER_NOTIFY_SUBSCRIBERS")
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the process starts");
-    cleanup::add_pid(child.id());
+    let mut child = spawn_piped(
+        Command::new(BIN)
+            .args(args)
+            // The test's own environment does not leak in.
+            .env_remove("LHCLUSTER_BROKER")
+            .env_remove("LHCLUSTER_NOTIFY_PUBLISHERS")
+            .env_remove("LHCLUSTER_NOTIFY_SUBSCRIBERS")
+            .envs(env.iter().copied()),
+        Stdio::piped(),
+    );
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     // A command that does not read its input is not an error here.
@@ -262,6 +265,13 @@ pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     SCENARIOS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the scenario `f` alone ([`one_at_a_time`]) under the time limit
+/// `limit` ([`limited_for`]).
+pub(crate) fn scenario(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let _one_at_a_time = one_at_a_time();
+    limited_for(limit, f)
 }
 
 /// A broker with fast heartbeats on fresh ports.
