@@ -6,8 +6,7 @@ use crate::protocol::PROTOCOL_MINOR;
 
 /// A valid request/result pair still goes through.
 fn assert_traffic_flows(h: &mut Harness, client: &[u8], worker: &[u8], t: u32, id: u64) {
-    h.request(client, t, id, Flags::empty(), &[b"ok?"]);
-    h.expect_dispatch(worker, t, id, 1);
+    h.request_dispatched_with(client, worker, (t, id), Flags::empty(), &[b"ok?"]);
     h.result(worker, t, id, Status::Ok, &[b"ok!"]);
     h.expect_status_alone(client, t, id, Status::Ok);
 }
@@ -31,9 +30,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
         "unsupported protocol version 0.0 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
-    h.expect_nothing();
-
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(s.malformed_frontend, 2);
     assert_eq!(s.requests_received, 1);
     // CA's request is unaffected, and CB's traffic works.
@@ -70,8 +67,7 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
         e.error
             .starts_with(&format!("unsupported protocol version 2.{PROTOCOL_MINOR}"))
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.malformed_frontend, s.malformed_backend, s.workers),
         (1, 1, 1)
@@ -132,8 +128,7 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
     assert!(e.error.contains("WELCOME"), "{}", e.error);
     h.client_sends(CA, Message::Shutdown);
     h.expect_error(Side::Frontend, CA);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.workers), (3, 1));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
 }
@@ -171,8 +166,7 @@ fn cluster_kinds_on_the_frontend_and_backend_get_an_error() {
             );
         }
     }
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.malformed_backend), (6, 12));
     assert_eq!((s.requests_received, s.workers, s.clients), (0, 1, 1));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
@@ -229,17 +223,14 @@ fn frontend_refusals_of_request_shaped_headers() {
     }));
     h.frontend_raw(CA, &header, Payload::new());
     h.expect_error(Side::Frontend, CA);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (3, 0));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
 }
 
 #[test]
 fn a_request_with_its_payload_both_inline_and_in_frames_gets_an_error_naming_it() {
-    let mut h = Harness::new();
-    h.connect(PROXY);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::new().and_client(PROXY).and_worker(1);
     // The header carries "a" inline (field 17); a frame "b" follows it.
     let (header, rest) = encode(Message::Request(Request {
         route: b"route-1".to_vec(),
@@ -259,8 +250,7 @@ fn a_request_with_its_payload_both_inline_and_in_frames_gets_an_error_naming_it(
             route: b"route-1".to_vec()
         })
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (1, 0));
     // Nothing was admitted: (7, 1) is free.
     assert_traffic_flows(&mut h, PROXY, W1, 7, 1);
@@ -362,9 +352,7 @@ fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
     h.ready(W3, &[7, 0], 1);
     let e = h.expect_error(Side::Backend, W3);
     assert!(e.error.contains("request_types"), "{}", e.error);
-    h.expect_nothing();
-
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_backend, s.malformed_frontend), (7, 0));
     assert_eq!((s.workers, s.in_flight), (1, 1));
     // The in-flight request completes normally.
@@ -420,8 +408,7 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_raw(W2, &header, Payload::new());
     h.expect_error(Side::Backend, W2);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
     h.result_answered_alone(W1, CA, 7, 1);
 }
@@ -431,8 +418,7 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
 #[test]
 fn a_malformed_receipt_received_does_not_fail_the_request() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_RECEIVE, &[]);
     let (header, _) = encode(Message::ReceiptReceived(RequestRef {
         request_type: 7,
         request_id: 1,

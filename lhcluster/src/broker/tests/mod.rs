@@ -140,9 +140,7 @@ impl Harness {
 
     /// `CA` connected.
     fn with_client() -> Self {
-        let mut h = Self::new();
-        h.connect(CA);
-        h
+        Self::new().and_client(CA)
     }
 
     /// `CA` and `CB` connected.
@@ -162,9 +160,14 @@ impl Harness {
     /// tests of what a worker's death does to a retried request.
     fn with_a_retry_running(body: &[&[u8]]) -> Self {
         let mut h = Self::with_client_and_worker(1);
-        h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, body);
-        h.expect_dispatch(W1, 7, 1, 1);
+        h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, body);
         h
+    }
+
+    /// `client` connected too.
+    fn and_client(mut self, client: &[u8]) -> Self {
+        self.connect(client);
+        self
     }
 
     /// `W1` connected too, serving type 7 with `capacity` credits.
@@ -505,8 +508,22 @@ impl Harness {
     /// `client` sends a plain request (no flags, no payload) that goes
     /// straight to `worker` as attempt 1.
     fn request_dispatched(&mut self, client: &[u8], worker: &[u8], t: u32, id: u64) {
-        self.request(client, t, id, Flags::empty(), &[]);
-        self.expect_dispatch(worker, t, id, 1);
+        self.request_dispatched_with(client, worker, (t, id), Flags::empty(), &[]);
+    }
+
+    /// `client` sends a request with `flags` and `body` that goes straight
+    /// to `worker` as attempt 1 (other outputs, such as receipts, may
+    /// follow).
+    fn request_dispatched_with(
+        &mut self,
+        client: &[u8],
+        worker: &[u8],
+        (t, id): (u32, u64),
+        flags: Flags,
+        body: &[&[u8]],
+    ) -> Dispatch {
+        self.request(client, t, id, flags, body);
+        self.expect_dispatch(worker, t, id, 1)
     }
 
     /// `worker` sends an `OK` result (no payload) that is answered `OK` to
@@ -581,6 +598,12 @@ impl Harness {
 
     fn stats(&self) -> BrokerStats {
         self.core.stats()
+    }
+
+    /// [`Harness::expect_nothing`], then the stats.
+    fn quiet_stats(&mut self) -> BrokerStats {
+        self.expect_nothing();
+        self.stats()
     }
 
     /// The requests received, dispatched and completed.

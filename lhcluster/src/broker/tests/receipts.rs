@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn receipt_sent_follows_the_dispatch() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_SEND, &[]);
     let r = h.expect_receipt_sent(CA, 7, 1);
     assert!(r.route.is_empty());
     h.expect_nothing();
@@ -23,8 +22,7 @@ fn receipt_sent_follows_the_dispatch() {
 fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() {
     let mut h = Harness::with_client_and_worker(2);
     h.connect_worker(W2, &[7], 1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_RECEIVE, &[]);
     h.request_dispatched(CA, W2, 7, 2);
     h.expect_nothing();
     // From another worker: dropped.
@@ -49,9 +47,7 @@ fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() 
 
 #[test]
 fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
-    let mut h = Harness::new();
-    h.connect(PROXY);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::new().and_client(PROXY).and_worker(1);
     let routed = |flags| {
         Message::Request(Request {
             route: b"r1".to_vec(),
@@ -84,8 +80,7 @@ fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
 fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
     let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::RECEIPT_ON_RECEIVE | Flags::RETRY_ON_DEATH;
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
     h.connect_worker(W2, &[7], 1);

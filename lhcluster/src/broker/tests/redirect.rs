@@ -9,8 +9,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     h.connect(CC);
     h.connect_worker(W1, &[7], 1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RECEIPT_ON_RECEIVE | Flags::ONE_WAY;
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     // Not received yet: B gets only what it asked and was earned.
     h.request(CB, 7, 1, flags | Flags::RECEIPT_ON_SEND, &[]);
     h.expect_receipt_sent(CB, 7, 1);
@@ -27,8 +26,7 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
     let mut h = Harness::with_two_clients().and_worker(1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
-    h.request(CA, 7, 1, flags, &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"a"]);
     h.expect_receipt_sent(CA, 7, 1);
     kill_by_silence(&mut h, W1, &[], &[CA, CB]);
     h.expect_nothing();
@@ -44,8 +42,7 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
 #[test]
 fn takeover_then_retry_sends_receipt_sent_once() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::ALLOW_REDIRECT, &[]);
     h.request(
         CB,
         7,
@@ -72,8 +69,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
     h.request(CB, 7, 1, flags_b, &[b"from-b"]);
     let r = h.expect_status(CA, 7, 1, Status::Redirected);
     assert!(r.payload.is_empty());
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_redirected, s.requests_rejected, s.pending),
         (1, 0, 3)
@@ -97,8 +93,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
 fn takeover_of_an_in_flight_request_moves_the_response() {
     let mut h = Harness::with_two_clients().and_worker(1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
-    h.request(CA, 7, 1, flags_a, &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags_a, &[b"a"]);
     h.expect_receipt_sent(CA, 7, 1);
     h.request(CB, 7, 1, Flags::RECEIPT_ON_SEND, &[b"b"]);
     // Nothing goes to the worker; A is told, B gets its receipt at once.
@@ -136,8 +131,7 @@ fn takeover_by_a_one_way_request_sends_no_outcome() {
 #[test]
 fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
     h.request_held(CB, 7, 1, Flags::empty());
     assert_eq!(h.stats().requests_redirected, 1);
     h.result_answered_alone(W1, CB, 7, 1);
@@ -164,8 +158,13 @@ fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
 #[test]
 fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[b"old"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(
+        CA,
+        W1,
+        (7, 1),
+        Flags::ALLOW_REDIRECT | Flags::ONE_WAY,
+        &[b"old"],
+    );
     h.request(CB, 7, 1, Flags::RETRY_ON_DEATH, &[b"new"]);
     h.expect_nothing();
     h.connect_worker(W2, &[7], 1);
