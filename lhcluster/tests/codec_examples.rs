@@ -20,6 +20,16 @@ use lhcluster::protocol::{
 // Helpers
 // ---------------------------------------------------------------------------
 
+/// The content of `$message` if it is a `$variant`; a panic otherwise.
+macro_rules! variant {
+    ($message:expr, $variant:path) => {
+        match $message {
+            $variant(inner) => inner,
+            other => panic!("not a {}: {other:?}", stringify!($variant)),
+        }
+    };
+}
+
 /// Header field numbers of `proto/lhcluster.proto`.
 mod field {
     pub(crate) const MAJOR: u32 = 1;
@@ -289,9 +299,7 @@ fn hello() {
         "0801 1008 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
-    let Message::Hello(h) = decode(frames).unwrap() else {
-        panic!("not a HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::Hello);
     assert_eq!(
         h,
         Hello {
@@ -310,9 +318,7 @@ fn hello() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1801 4001", &[]);
-    let Message::Hello(h) = decode(frames).unwrap() else {
-        panic!("not a HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::Hello);
     assert_eq!(h.name, None, "an empty name decodes as None");
     assert!(h.route.is_empty());
 }
@@ -371,9 +377,7 @@ fn request() {
         "0801 1008 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 300);
     assert_eq!(r.flags, Flags::ONE_WAY | Flags::FAIL_FAST);
@@ -395,9 +399,7 @@ fn request() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2801", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!((r.request_type, r.request_id), (1, 0));
     assert!(r.flags.is_empty() && r.flags.is_two_way());
     assert_eq!(r.reply_to, None);
@@ -415,9 +417,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
         .uint(99, 12345)
         .bytes(100, b"future")
         .build();
-    let Message::Request(r) = decode_bytes(&header, &[b"p"]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[b"p"]).unwrap(), Message::Request);
     assert_eq!(r.flags.bits(), 1 << 40 | 1 << 63 | 0b1);
     assert!(r.flags.contains(Flags::ONE_WAY));
     assert_eq!(r.request_type, u32::MAX);
@@ -453,9 +453,7 @@ fn dispatch() {
         "0801 1008 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
-    let Message::Dispatch(d) = decode(frames).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode(frames).unwrap(), Message::Dispatch);
     assert_eq!(d.request_type, 7);
     assert_eq!(d.request_id, 1);
     assert_eq!(d.flags, Flags::RETRY_ON_DEATH);
@@ -468,9 +466,7 @@ fn dispatch() {
         .uint(field::REQUEST_TYPE, 7)
         .uint(field::ATTEMPT, 1)
         .build();
-    let Message::Dispatch(d) = decode_bytes(&untagged, &[]).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode_bytes(&untagged, &[]).unwrap(), Message::Dispatch);
     assert_eq!((d.attempt, d.dispatch_tag), (1, 0));
     // The whole uint64 range, as a 10-byte varint at the top.
     let top = Pb::header(kind::DISPATCH)
@@ -479,9 +475,7 @@ fn dispatch() {
         .uint(field::DISPATCH_TAG, u64::MAX)
         .build();
     assert_eq!(hex(&top[top.len() - 12..]), "9001ffffffffffffffffff01");
-    let Message::Dispatch(d) = decode_bytes(&top, &[]).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode_bytes(&top, &[]).unwrap(), Message::Dispatch);
     assert_eq!(d.dispatch_tag, u64::MAX);
     // A known field: with another wire type the header does not parse.
     let wrong_wire_type = Pb::header(kind::DISPATCH)
@@ -512,9 +506,7 @@ fn result() {
         "0801 1008 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
-    let Message::Result(r) = decode(frames).unwrap() else {
-        panic!("not a RESULT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Result);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 1);
     assert_eq!(r.status, Status::Failed);
@@ -533,9 +525,7 @@ fn result() {
             .uint(field::REQUEST_TYPE, 7)
             .int32(field::STATUS, value)
             .build();
-        let Message::Result(r) = decode_bytes(&header, &[]).unwrap() else {
-            panic!("not a RESULT")
-        };
+        let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Result);
         assert_eq!(r.status, status);
         assert!(r.status.is_worker_status());
         assert_eq!(r.error, None);
@@ -560,9 +550,7 @@ fn response() {
         "0801 1008 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 1 << 32);
     assert_eq!(r.status, Status::Ok);
@@ -585,9 +573,7 @@ fn response() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 2803 3009 3809 72066e6f20626f62", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.status, Status::UnknownReplyTo);
     assert_eq!(r.error.as_deref(), Some("no bob"));
 
@@ -609,9 +595,7 @@ fn response() {
             .uint(field::REQUEST_TYPE, 7)
             .int32(field::STATUS, value)
             .build();
-        let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-            panic!("not a RESPONSE")
-        };
+        let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
         assert_eq!(r.status, status, "status value {value}");
         // Encoding gives the same status number back (with the minor
         // version the encoder writes, which `Pb::header` leaves out).
@@ -634,9 +618,7 @@ fn receipt_sent() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1807 2807 302a", &[]);
-    let Message::ReceiptSent(r) = decode(frames).unwrap() else {
-        panic!("not a RECEIPT_SENT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::ReceiptSent);
     assert_eq!(
         r,
         RequestRef {
@@ -657,9 +639,7 @@ fn receipt_received() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1808 2807 302a 5a01ff", &[]);
-    let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
-        panic!("not a RECEIPT_RECEIVED")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::ReceiptReceived);
     assert_eq!(
         r,
         RequestRef {
@@ -687,9 +667,7 @@ fn ready() {
         "0801 1008 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
-    let Message::Ready(r) = decode(frames).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Ready);
     assert_eq!(
         r,
         Ready {
@@ -709,9 +687,7 @@ fn ready() {
         .uint(field::REQUEST_TYPES, 7)
         .uint(field::REQUEST_TYPES, 300)
         .build();
-    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&unpacked, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![1, 7, 300]);
     assert_eq!(r.name, None);
 }
@@ -736,9 +712,7 @@ fn ready_with_type_names() {
         "0801 1008 1809 40f403 4804 5202 01 07 da0103 612e62 da0100",
         &[],
     );
-    let Message::Ready(r) = decode(frames).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Ready);
     assert_eq!(r.type_names, ["a.b", ""]);
 
     // A READY of an older minor (no names) is understood: no names.
@@ -748,9 +722,7 @@ fn ready_with_type_names() {
         .uint(field::CAPACITY, 4)
         .uint(field::REQUEST_TYPES, 7)
         .build();
-    let Message::Ready(r) = decode_bytes(&older, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&older, &[]).unwrap(), Message::Ready);
     assert!(r.type_names.is_empty());
 
     // Names that do not pair with the types, or are too long, make the
@@ -857,9 +829,7 @@ fn error() {
     };
     // major=1 | minor=8 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
     let frames = check_encoding(make, "0801 1008 180e 2807 3003 7203626164", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(
         e,
         ErrorReply {
@@ -882,16 +852,15 @@ fn error() {
         })
     };
     let frames = check_encoding(make, "0801 1008 180e 720477686f3f", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(e.error, "who?");
     assert_eq!(e.request, None);
 
     // Empty error text: still an ERROR (the text is not required).
-    let Message::Error(e) = decode_bytes(&unhex("0801 180e"), &[]).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(
+        decode_bytes(&unhex("0801 180e"), &[]).unwrap(),
+        Message::Error
+    );
     assert_eq!(e.error, "");
     assert_eq!(e.request, None);
 
@@ -902,9 +871,7 @@ fn error() {
         .bytes(field::ROUTE, b"r")
         .bytes(field::ERROR, b"x")
         .build();
-    let Message::Error(e) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode_bytes(&header, &[]).unwrap(), Message::Error);
     assert_eq!(e.request, None);
 }
 
@@ -937,9 +904,7 @@ fn notification() {
         ],
         "[topic | header]"
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(n.topic, "orders.new");
     assert_eq!(n.notify_id, Some(99));
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec()]);
@@ -960,9 +925,7 @@ fn notification() {
             vec![]
         ]
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec(), vec![]]);
 
     // No id, no payload, a non-ASCII topic.
@@ -978,9 +941,7 @@ fn notification() {
         bytes_of(&frames),
         vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1008 180f")]
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(n.topic, "prix/é");
     assert_eq!(n.notify_id, None);
     assert!(n.payload.is_empty());
@@ -1020,15 +981,14 @@ fn inline_payload() {
         bytes_of(&frames),
         vec![unhex("0801 1008 1803 2807 3001 8a0100")]
     );
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(bytes_of(&r.payload), vec![Vec::<u8>::new()]);
     // Round trips, both forms.
     for frames in [&[&at_limit[..]][..], &[&over[..]], &[b"a", b"b"], &[]] {
-        let Message::Request(r) = decode(request(frames).into_frames()).unwrap() else {
-            panic!("not a REQUEST")
-        };
+        let r = variant!(
+            decode(request(frames).into_frames()).unwrap(),
+            Message::Request
+        );
         let expected: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
         assert_eq!(bytes_of(&r.payload), expected);
     }
@@ -1039,9 +999,7 @@ fn inline_payload() {
         .int32(field::STATUS, 1)
         .bytes(field::INLINE_PAYLOAD, b"in")
         .build();
-    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
     assert_eq!(bytes_of(&r.payload), vec![b"in".to_vec()]);
     assert_eq!(
         decode_err(&header, &[b"out"]),
@@ -1073,9 +1031,10 @@ fn inline_payload() {
 #[test]
 fn decode_parts_takes_the_header_apart_from_the_payload() {
     let header = unhex("0801 1803 2807 3001");
-    let Message::Request(r) = decode_parts(&header, payload(&[b"a", b"bc"])).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(
+        decode_parts(&header, payload(&[b"a", b"bc"])).unwrap(),
+        Message::Request
+    );
     assert_eq!((r.request_type, r.request_id), (7, 1));
     assert_eq!(bytes_of(&r.payload), vec![b"a".to_vec(), b"bc".to_vec()]);
 }
@@ -1381,9 +1340,7 @@ fn field_order_and_repeated_scalars() {
         .uint(field::MAJOR, 1)
         .uint(field::REQUEST_ID, 300)
         .build();
-    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Request);
     assert_eq!((r.request_type, r.request_id), (42, 300));
     assert_eq!(r.reply_to.as_deref(), Some("bob"));
     // A later major field overrides an earlier one, both ways.
@@ -1405,9 +1362,7 @@ fn field_order_and_repeated_scalars() {
         .packed(field::REQUEST_TYPES, &[1, 2])
         .uint(field::REQUEST_TYPES, 3)
         .build();
-    let Message::Ready(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![1, 2, 3]);
 }
 
@@ -1809,9 +1764,7 @@ fn a_known_field_with_another_wire_type_is_refused() {
     }
     // The one field with two wire types: request_types, packed (2) or not (0).
     let unpacked = unhex("08 01 18 09 40 e8 07 48 04 50 2a 50 ac 02");
-    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&unpacked, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![42, 300]);
 }
 
@@ -1838,15 +1791,11 @@ fn integers_wider_than_their_field_keep_their_low_bits() {
     assert_eq!(decode_err(&header, &[]), DecodeError::UnknownKind(-1));
     // A RESPONSE with status 2^32 + 1 is OK.
     let header = unhex("08 01 18 06 28 2a 38 81 80 80 80 10");
-    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
     assert_eq!(r.status, Status::Ok);
     // uint64 fields keep all 64 bits (10 bytes, the last one 01).
     let header = unhex("08 01 18 03 28 2a 30 ff ff ff ff ff ff ff ff ff 01");
-    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Request);
     assert_eq!(r.request_id, u64::MAX);
     // Redundant continuation bytes are accepted: 81 80 00 is 1.
     let header = unhex("08 81 80 00 18 0c");
@@ -2354,9 +2303,7 @@ fn peer_hello() {
     // major=1 | minor=8 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
     // | broker_id=1 (field 19: a two-byte key, 98 01)
     let frames = check_encoding(make, "0801 1008 1812 40e807 6a026231 980101", &[]);
-    let Message::PeerHello(h) = decode(frames).unwrap() else {
-        panic!("not a PEER_HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::PeerHello);
     assert_eq!(
         h,
         PeerHello {
@@ -2374,9 +2321,7 @@ fn peer_hello() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1812 4001 9801ffffffffffffffffff01", &[]);
-    let Message::PeerHello(h) = decode(frames).unwrap() else {
-        panic!("not a PEER_HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::PeerHello);
     assert_eq!((h.broker_id, h.name), (u64::MAX, None));
 }
 
@@ -2405,9 +2350,7 @@ fn serves() {
         "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
         &[],
     );
-    let Message::Serves(t) = decode(frames).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode(frames).unwrap(), Message::Serves);
     assert_eq!(t, table);
 
     // With names (1.6): `type_names` after the four lists, one per type,
@@ -2419,9 +2362,7 @@ fn serves() {
         "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05 da0103 612e62 da0100",
         &[],
     );
-    let Message::Serves(t) = decode(frames).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode(frames).unwrap(), Message::Serves);
     assert_eq!(t, named);
 
     // The empty table (the sender serves nothing) is a SERVES of its own.
@@ -2433,9 +2374,7 @@ fn serves() {
         .packed(field::REQUEST_TYPES, &[42, 300])
         .packed(field::TYPE_CAPACITY, &[4, 2])
         .build();
-    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode_bytes(&header, &[]).unwrap(), Message::Serves);
     assert_eq!(
         t.iter()
             .map(|e| (e.request_type, e.capacity, e.free, e.pending))
@@ -2454,9 +2393,7 @@ fn serves() {
         .uint(field::TYPE_PENDING, 7)
         .uint(field::TYPE_PENDING, 8)
         .build();
-    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode_bytes(&header, &[]).unwrap(), Message::Serves);
     assert_eq!(
         t.iter()
             .map(|e| (e.request_type, e.capacity, e.free, e.pending))
@@ -2476,9 +2413,7 @@ fn forward() {
         &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
         &[],
     );
-    let Message::Forward(f) = decode(frames).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(decode(frames).unwrap(), Message::Forward);
     let r = &f.request;
     assert_eq!(
         (r.request_type, r.request_id, r.flags),
@@ -2499,9 +2434,10 @@ fn forward() {
         .uint(field::HOPS, 1)
         .bytes(field::REPLY_ROUTE, &[1, 0xBB, b'r'])
         .build();
-    let Message::Forward(f) = decode_bytes(&header, &[b"a", b""]).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(
+        decode_bytes(&header, &[b"a", b""]).unwrap(),
+        Message::Forward
+    );
     assert_eq!(f.request.reply_to, None);
     assert_eq!(f.reply_route, Some(vec![1, 0xBB, b'r']));
     assert_eq!(
@@ -2527,9 +2463,7 @@ fn execute() {
         "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
         &[],
     );
-    let Message::Execute(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTE")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Execute);
     let d = &e.dispatch;
     assert_eq!(
         (d.request_type, d.request_id, d.flags.bits()),
@@ -2549,9 +2483,7 @@ fn executed() {
         "0801 1008 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
         &[],
     );
-    let Message::Executed(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Executed);
     let r = &e.response;
     assert_eq!(
         (r.request_type, r.request_id, r.status),
@@ -2569,9 +2501,7 @@ fn executed() {
         .bytes(field::ROUTE, b"ignored")
         .uint(field::DISPATCH_TAG, 5)
         .build();
-    let Message::Executed(e) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode_bytes(&header, &[]).unwrap(), Message::Executed);
     assert_eq!(e.response.status, Status::NoWorkers);
     assert_eq!(e.response.error.as_deref(), Some("no workers"));
     assert!(e.response.route.is_empty());
@@ -2894,9 +2824,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2807 3001 c8018827 8a010178", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, 5000);
     assert_eq!(bytes_of(&r.payload), vec![b"x".to_vec()]);
 
@@ -2913,9 +2841,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1804 2807 3001 7801 9001e807 c801d81d", &[]);
-    let Message::Dispatch(d) = decode(frames).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode(frames).unwrap(), Message::Dispatch);
     assert_eq!((d.attempt, d.dispatch_tag, d.deadline_ms), (1, 1000, 3800));
 
     // FORWARD and EXECUTE of §18.9, with the time left.
@@ -2931,9 +2857,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 c8018827 8a01026869"),
         &[],
     );
-    let Message::Forward(f) = decode(frames).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(decode(frames).unwrap(), Message::Forward);
     assert_eq!((f.request.deadline_ms, f.hops), (5000, 1));
     let execute = || {
         let Message::Execute(mut e) = example_execute() else {
@@ -2947,9 +2871,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 c801d81d 8a01026869",
         &[],
     );
-    let Message::Execute(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTE")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Execute);
     assert_eq!((e.dispatch.deadline_ms, e.hops), (3800, 2));
 
     // The whole uint32 range: u32::MAX ms (about 49.7 days) is 5 bytes.
@@ -2965,9 +2887,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2807 c801ffffffff0f", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, u32::MAX);
 }
 
@@ -3012,9 +2932,7 @@ fn a_header_without_deadline_ms_reads_as_no_deadline() {
         .uint(field::REQUEST_TYPE, 7)
         .uint(field::DEADLINE_MS, 0)
         .build();
-    let Message::Request(r) = decode_bytes(&explicit, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&explicit, &[]).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, 0);
 }
 
@@ -3090,9 +3008,7 @@ fn expired_is_a_broker_status() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380a", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.status, Status::Expired);
     assert_eq!(Status::Expired.as_str(), "expired");
 
@@ -3109,9 +3025,7 @@ fn expired_is_a_broker_status() {
         "0801 1008 1817 282a 30ac02 380a 7801 9001e807",
         &[],
     );
-    let Message::Executed(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Executed);
     assert_eq!(e.response.status, Status::Expired);
 
     let result = Pb::header(kind::RESULT)
@@ -3144,9 +3058,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380b", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(
         (r.status, r.status.as_str()),
         (Status::Forbidden, "forbidden")
@@ -3161,9 +3073,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
     };
     // kind ERROR (14 = 0E) · status FORBIDDEN `38 0B` · error "no" `72 02 6E 6F`.
     let frames = check_encoding(refusal, "0801 1008 180e 380b 72026e6f", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(
         (e.status, e.error.as_str()),
         (Some(Status::Forbidden), "no")
@@ -3453,9 +3363,7 @@ fn returned_is_a_result_status_only() {
         "0801 1008 1805 282a 30ac02 380c 7801 9001e807",
         &[b"req", b"frames"],
     );
-    let Message::Result(r) = decode(frames).unwrap() else {
-        panic!("not a RESULT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Result);
     assert_eq!(
         (r.status, r.status.as_str()),
         (Status::Returned, "returned")
