@@ -164,6 +164,16 @@ impl Harness {
         h
     }
 
+    /// `CA` connected, then each `(client, name)` registering `name`, in
+    /// order.
+    fn with_named_clients(named: &[(&[u8], &str)]) -> Self {
+        let mut h = Self::with_client();
+        for (client, name) in named {
+            h.connect_named(client, name);
+        }
+        h
+    }
+
     /// `client` connected too.
     fn and_client(mut self, client: &[u8]) -> Self {
         self.connect(client);

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// `CA` and `CB` connected, and `W1` (capacity 1) running request 7/1,
+/// which `CA` sent with `flags` (`RECEIPT_ON_SEND` among them) and the body
+/// "a", and got its RECEIPT_SENT.
+fn with_a_running(flags: Flags) -> Harness {
+    let mut h = Harness::with_two_clients().and_worker(1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"a"]);
+    h.expect_receipt_sent(CA, 7, 1);
+    h
+}
+
 #[test]
 fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     let mut h = Harness::with_two_clients();
@@ -24,10 +34,8 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 
 #[test]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
-    let mut h = Harness::with_two_clients().and_worker(1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
-    h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"a"]);
-    h.expect_receipt_sent(CA, 7, 1);
+    let mut h = with_a_running(flags);
     kill_by_silence(&mut h, W1, &[], &[CA, CB]);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
@@ -91,10 +99,8 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
 
 #[test]
 fn takeover_of_an_in_flight_request_moves_the_response() {
-    let mut h = Harness::with_two_clients().and_worker(1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
-    h.request_dispatched_with(CA, W1, (7, 1), flags_a, &[b"a"]);
-    h.expect_receipt_sent(CA, 7, 1);
+    let mut h = with_a_running(flags_a);
     h.request(CB, 7, 1, Flags::RECEIPT_ON_SEND, &[b"b"]);
     // Nothing goes to the worker; A is told, B gets its receipt at once.
     h.expect_status(CA, 7, 1, Status::Redirected);
@@ -176,10 +182,7 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
 
 #[test]
 fn redirected_goes_to_the_previous_origin_and_the_outcome_to_the_new_destination() {
-    let mut h = Harness::with_client();
-    h.connect_named(CB, "bob");
-    h.connect_named(CC, "carol");
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_named_clients(&[(CB, "bob"), (CC, "carol")]).and_worker(1);
     h.request_reply_to(
         CA,
         (7, 1),
