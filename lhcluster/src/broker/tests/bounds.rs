@@ -81,8 +81,7 @@ fn fail_fast_without_worker_answers_no_workers() {
 
 #[test]
 fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::FAIL_FAST);
     assert_eq!(h.stats().pending, 1);
     h.result_answered(W1, CA, 7, 1);

@@ -96,8 +96,7 @@ fn a_running_request_cancelled_tells_its_worker_and_drops_the_result() {
 
 #[test]
 fn a_cancel_sent_twice_cancels_once() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     cancel(&mut h, CA, 7, 1);
     expect_cancel(&mut h, W1, 7, 1);
     cancel(&mut h, CA, 7, 1);
@@ -123,8 +122,7 @@ fn another_clients_cancel_is_ignored_and_counted() {
 
 #[test]
 fn a_cancel_for_a_request_that_ended_is_counted_and_changes_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_answered(W1, CA, 7, 1);
     // The outcome and the CANCEL crossed.
     cancel(&mut h, CA, 7, 1);
@@ -235,8 +233,7 @@ fn a_proxys_cancel_names_its_client_by_route() {
 
 #[test]
 fn a_malformed_or_misplaced_cancel_is_refused_and_disturbs_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     // A CANCEL with a payload frame: ERROR naming the request.
     let (header, _) = encode(cancel_msg(7, 1, &[]));
     h.frontend_raw(CA, &header, payload(&[b"x"]));

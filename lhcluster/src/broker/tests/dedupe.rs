@@ -62,8 +62,7 @@ fn same_client_resend_while_pending_is_idempotent() {
 
 #[test]
 fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.request_held(CA, 7, 1, Flags::empty());
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
     h.expect_receipt_sent(CA, 7, 1);

@@ -309,8 +309,7 @@ fn a_malformed_error_is_not_answered_either() {
 
 #[test]
 fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
 
     h.backend_raw(W2, &[0xFF, 0x01], Payload::new());
     let e = h.expect_error(Side::Backend, W2);
@@ -387,8 +386,7 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
 /// "never changes any state": reported as a mismatch; this pins the code.
 #[test]
 fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::empty());
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_raw(W1, &header, Payload::new());
@@ -436,8 +434,7 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
 /// worker that thinks it answered: it ends FAILED and the credit comes back.
 #[test]
 fn an_oversized_result_fails_its_request_and_frees_the_credit() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::empty());
     let (attempt, dispatch_tag) = h.dispatches[&(W1.to_vec(), 7, 1)];
     let (header, _) = encode(Message::Result(WorkResult {

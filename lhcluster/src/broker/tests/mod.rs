@@ -155,12 +155,30 @@ impl Harness {
         Self::with_client().and_worker(capacity)
     }
 
+    /// `CA` connected, and `W1` (type 7, `capacity` credits) running the
+    /// plain request 7/1 (no flags, no payload) as attempt 1.
+    fn with_request_running(capacity: u32) -> Self {
+        let mut h = Self::with_client_and_worker(capacity);
+        h.request_dispatched(CA, W1, 7, 1);
+        h
+    }
+
     /// `CA` connected, and `W1` (type 7, capacity 1) running attempt 1 of
     /// request 7/1, sent `RETRY_ON_DEATH` with `body`: the start of the
     /// tests of what a worker's death does to a retried request.
     fn with_a_retry_running(body: &[&[u8]]) -> Self {
-        let mut h = Self::with_client_and_worker(1);
-        h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, body);
+        Self::with_a_retry_running_on(|_| {}, Flags::empty(), body)
+    }
+
+    /// [`Harness::with_a_retry_running`] on a broker configured by
+    /// `config`, the request sent with `flags` too.
+    fn with_a_retry_running_on(
+        config: impl FnOnce(&mut BrokerConfig),
+        flags: Flags,
+        body: &[&[u8]],
+    ) -> Self {
+        let mut h = Self::with_config(config).and_client(CA).and_worker(1);
+        h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH | flags, body);
         h
     }
 

@@ -163,8 +163,7 @@ fn round_robin_continues_after_the_type_taken_last() {
 
 #[test]
 fn a_worker_never_has_more_than_its_capacity_in_flight() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[b"third"]);
     let s = h.quiet_stats();

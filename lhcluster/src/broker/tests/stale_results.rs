@@ -106,8 +106,7 @@ fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
 /// answer either.
 #[test]
 fn a_result_of_a_future_attempt_is_stale() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_attempt(W1, 7, 1, 2, Status::Ok, &[]);
     h.expect_nothing();
     assert_eq!(h.stats().stale_results, 1);

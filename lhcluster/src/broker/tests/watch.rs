@@ -66,8 +66,7 @@ fn a_status_the_broker_gives_is_an_outcome_without_times() {
 
 #[test]
 fn without_a_watch_endpoint_nothing_is_recorded() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_answered_alone(W1, CA, 7, 1);
     assert!(tapped(&mut h).is_empty());
 }

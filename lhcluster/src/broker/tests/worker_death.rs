@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn worker_death_answers_two_way_requests_with_worker_death() {
-    let mut h = Harness::with_client_and_worker(3);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(3);
     h.request_dispatched_with(CA, W1, (7, 2), Flags::ONE_WAY, &[]);
     h.request_dispatched_with(CA, W1, (7, 3), Flags::ONE_WAY | Flags::NOTIFY_ON_DEATH, &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]); // queued, unaffected
@@ -95,16 +94,7 @@ fn a_second_death_exhausts_max_tries() {
 
 #[test]
 fn max_tries_is_configurable() {
-    let mut h = Harness::with_config(|c| c.max_tries = 3)
-        .and_client(CA)
-        .and_worker(1);
-    h.request_dispatched_with(
-        CA,
-        W1,
-        (7, 1),
-        Flags::RETRY_ON_DEATH | Flags::ONE_WAY,
-        &[b"p"],
-    );
+    let mut h = Harness::with_a_retry_running_on(|c| c.max_tries = 3, Flags::ONE_WAY, &[b"p"]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_dispatch(W2, 7, 1, 2);
@@ -121,10 +111,7 @@ fn max_tries_is_configurable() {
 
 #[test]
 fn retry_with_max_tries_one_is_a_plain_death() {
-    let mut h = Harness::with_config(|c| c.max_tries = 1)
-        .and_client(CA)
-        .and_worker(1);
-    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[]);
+    let mut h = Harness::with_a_retry_running_on(|c| c.max_tries = 1, Flags::empty(), &[]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_status(CA, 7, 1, Status::WorkerDeath);
@@ -134,10 +121,8 @@ fn retry_with_max_tries_one_is_a_plain_death() {
 
 #[test]
 fn a_retried_request_goes_to_the_head_of_its_queue() {
-    let mut h = Harness::with_config(|c| c.max_pending_per_type = 2)
-        .and_client(CA)
-        .and_worker(1);
-    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[]);
+    let mut h =
+        Harness::with_a_retry_running_on(|c| c.max_pending_per_type = 2, Flags::empty(), &[]);
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.expect_nothing();
