@@ -133,9 +133,8 @@ fn a_cancel_for_a_request_that_ended_is_counted_and_changes_nothing() {
 
 #[test]
 fn a_request_queued_again_by_a_retry_is_cancelled_out_of_the_queue() {
-    let mut h = Harness::with_client_and_worker(1);
+    let mut h = Harness::with_a_retry_running(&[b"job"]);
     h.connect_worker(W2, &[8], 1);
-    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[b"job"]);
     // W1 dies: the request waits at the head of the queue for a retry.
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_nothing();
@@ -236,16 +235,14 @@ fn a_malformed_or_misplaced_cancel_is_refused_and_disturbs_nothing() {
     let mut h = Harness::with_request_running(1);
     // A CANCEL with a payload frame: ERROR naming the request.
     let (header, _) = encode(cancel_msg(7, 1, &[]));
-    h.frontend_raw(CA, &header, payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"x"]));
     assert_eq!(
         e.request.map(|r| (r.request_type, r.request_id)),
         Some((7, 1))
     );
     // Without a request type: ERROR.
     let header = unhex_header("08 01 10 05 18 19 30 01");
-    h.frontend_raw(CA, &header, Payload::new());
-    h.expect_error(Side::Frontend, CA);
+    h.frontend_refused(CA, &header, Payload::new());
     // From a worker, on the backend: a kind the backend does not take.
     h.worker_sends(W1, cancel_msg(7, 1, &[]));
     h.expect_error(Side::Backend, W1);

@@ -16,15 +16,13 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
     let mut h = Harness::with_two_clients().and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
 
-    h.frontend_raw(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CB);
+    let e = h.frontend_refused(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
     assert!(e.error.contains("protobuf"), "{}", e.error);
     assert_eq!(e.request, None);
     h.expect_nothing();
 
     // No header frame at all: the driver passes an empty slice.
-    h.frontend_raw(CB, &[], Payload::new());
-    let e = h.expect_error(Side::Frontend, CB);
+    let e = h.frontend_refused(CB, &[], Payload::new());
     assert_eq!(
         e.error,
         "unsupported protocol version 0.0 (this peer speaks 1.x)"
@@ -42,8 +40,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
 fn wrong_major_version_gets_an_unsupported_version_error() {
     let mut h = Harness::with_client_and_worker(1);
     let header = with_major(Message::Heartbeat { heartbeat_ms: 0 }, 2);
-    h.frontend_raw(CA, &header, Payload::new());
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, Payload::new());
     assert_eq!(
         e.error,
         format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
@@ -51,18 +48,8 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     assert_eq!(e.request, None);
     h.expect_nothing();
 
-    let header = with_major(
-        Message::Ready(Ready {
-            heartbeat_ms: HB,
-            capacity: 1,
-            request_types: vec![7],
-            type_names: Vec::new(),
-            name: None,
-        }),
-        2,
-    );
-    h.backend_raw(W2, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let header = with_major(ready_message(&[7], 1, HB), 2);
+    let e = h.backend_refused(W2, &header, Payload::new());
     assert!(
         e.error
             .starts_with(&format!("unsupported protocol version 2.{PROTOCOL_MINOR}"))
@@ -85,8 +72,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
         }),
         2,
     );
-    h.frontend_raw(CA, &header, payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"x"]));
     assert_eq!(
         e.error,
         format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
@@ -104,16 +90,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
 #[test]
 fn unexpected_kinds_on_the_frontend_get_an_error() {
     let mut h = Harness::with_client_and_worker(1);
-    h.client_sends(
-        CA,
-        Message::Ready(Ready {
-            heartbeat_ms: HB,
-            capacity: 1,
-            request_types: vec![7],
-            type_names: Vec::new(),
-            name: None,
-        }),
-    );
+    h.client_sends(CA, ready_message(&[7], 1, HB));
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(e.error, "unexpected READY on the broker frontend");
     assert_eq!(e.request, None);
@@ -185,8 +162,7 @@ fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
         error: None,
         payload: payload(&[b"x"]),
     }));
-    h.frontend_raw(CA, &header, body);
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, body);
     assert_eq!(
         e.request,
         Some(RequestRef {
@@ -202,8 +178,7 @@ fn frontend_refusals_of_request_shaped_headers() {
     let mut h = Harness::with_client_and_worker(1);
     // A REQUEST with type 0 is missing its request_type: ERROR, no request.
     let (header, _) = encode(Message::Request(req(0, 5, Flags::empty(), &[])));
-    h.frontend_raw(CA, &header, Payload::new());
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, Payload::new());
     assert!(e.error.contains("request_type"), "{}", e.error);
     assert_eq!(e.request, None);
     // A HELLO with a payload frame is refused.
@@ -212,8 +187,7 @@ fn frontend_refusals_of_request_shaped_headers() {
         name: None,
         route: Vec::new(),
     }));
-    h.frontend_raw(CA, &header, payload(&[b"extra"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"extra"]));
     assert!(e.error.contains("payload"), "{}", e.error);
     // A HELLO with interval 0 is refused.
     let (header, _) = encode(Message::Hello(Hello {
@@ -221,8 +195,7 @@ fn frontend_refusals_of_request_shaped_headers() {
         name: None,
         route: Vec::new(),
     }));
-    h.frontend_raw(CA, &header, Payload::new());
-    h.expect_error(Side::Frontend, CA);
+    h.frontend_refused(CA, &header, Payload::new());
     let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (3, 0));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
@@ -311,11 +284,9 @@ fn a_malformed_error_is_not_answered_either() {
 fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
     let mut h = Harness::with_request_running(1);
 
-    h.backend_raw(W2, &[0xFF, 0x01], Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let e = h.backend_refused(W2, &[0xFF, 0x01], Payload::new());
     assert_eq!(e.request, None);
-    h.backend_raw(W2, &[], Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let e = h.backend_refused(W2, &[], Payload::new());
     assert!(e.error.starts_with("unsupported protocol version 0.0"));
     // A registered worker sends a REQUEST: ERROR with the request fields,
     // never a RESPONSE on the backend.
@@ -389,8 +360,7 @@ fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
     let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::empty());
     let header = result_header_with_status(7, 1, Status::Rejected);
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
+    let e = h.backend_refused(W1, &header, Payload::new());
     assert!(e.error.contains("status"), "{}", e.error);
     let r = h.expect_status(CA, 7, 1, Status::Failed);
     assert!(r.error.is_some());
@@ -404,8 +374,7 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
     h.connect_worker(W2, &[7], 1);
     h.request_dispatched(CA, W1, 7, 1);
     let header = result_header_with_status(7, 1, Status::Rejected);
-    h.backend_raw(W2, &header, Payload::new());
-    h.expect_error(Side::Backend, W2);
+    h.backend_refused(W2, &header, Payload::new());
     let s = h.quiet_stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
     h.result_answered_alone(W1, CA, 7, 1);
@@ -422,8 +391,7 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
         request_id: 1,
         route: Vec::new(),
     }));
-    h.backend_raw(W1, &header, payload(&[b"stray"]));
-    h.expect_error(Side::Backend, W1);
+    h.backend_refused(W1, &header, payload(&[b"stray"]));
     h.expect_nothing();
     h.result(W1, 7, 1, Status::Ok, &[b"real"]);
     h.expect_status_alone(CA, 7, 1, Status::Ok);

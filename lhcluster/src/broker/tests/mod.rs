@@ -251,6 +251,19 @@ impl Harness {
         self.core.on_backend(now, peer, header, payload, || None);
     }
 
+    /// `peer` sends `header` and `payload` to the frontend, and gets an
+    /// ERROR: that ERROR.
+    fn frontend_refused(&mut self, peer: &[u8], header: &[u8], payload: Payload) -> ErrorReply {
+        self.frontend_raw(peer, header, payload);
+        self.expect_error(Side::Frontend, peer)
+    }
+
+    /// [`Harness::frontend_refused`], on the backend.
+    fn backend_refused(&mut self, peer: &[u8], header: &[u8], payload: Payload) -> ErrorReply {
+        self.backend_raw(peer, header, payload);
+        self.expect_error(Side::Backend, peer)
+    }
+
     fn client_sends(&mut self, peer: &[u8], msg: Message) {
         let (header, payload) = encode(msg);
         self.frontend_raw(peer, &header, payload);
@@ -288,16 +301,7 @@ impl Harness {
     }
 
     fn ready_hb(&mut self, worker: &[u8], types: &[u32], capacity: u32, heartbeat_ms: u32) {
-        self.worker_sends(
-            worker,
-            Message::Ready(Ready {
-                heartbeat_ms,
-                capacity,
-                request_types: types.to_vec(),
-                type_names: Vec::new(),
-                name: None,
-            }),
-        );
+        self.worker_sends(worker, ready_message(types, capacity, heartbeat_ms));
     }
 
     fn ready(&mut self, worker: &[u8], types: &[u32], capacity: u32) {
@@ -662,6 +666,18 @@ impl Harness {
             .cloned()
             .unwrap_or_else(|| panic!("type {t} is not in the stats"))
     }
+}
+
+/// A READY for `types` with `capacity` credits and the interval
+/// `heartbeat_ms`, without names.
+fn ready_message(types: &[u32], capacity: u32, heartbeat_ms: u32) -> Message {
+    Message::Ready(Ready {
+        heartbeat_ms,
+        capacity,
+        request_types: types.to_vec(),
+        type_names: Vec::new(),
+        name: None,
+    })
 }
 
 /// Header bytes of `msg` with `major` rewritten (the first field is `08 01`).

@@ -172,8 +172,7 @@ fn ended_and_its_key_back_on_its_worker() -> (Harness, u64, Dispatch) {
 /// longer current: it gets an ERROR and is counted stale, and fails
 /// nothing: 7/1 stays in flight, and its current result answers it.
 fn stale_garbled_result_fails_nothing(h: &mut Harness, header: &[u8]) {
-    h.backend_raw(W1, header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
+    let e = h.backend_refused(W1, header, Payload::new());
     assert!(e.error.contains("invalid status"), "{}", e.error);
     let s = h.quiet_stats();
     assert_eq!((s.stale_results, s.in_flight), (1, 1));
