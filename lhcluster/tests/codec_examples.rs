@@ -237,6 +237,10 @@ fn missing(kind: &'static str, field: &'static str) -> DecodeError {
     DecodeError::MissingField { kind, field }
 }
 
+fn invalid_status(kind: &'static str, value: i32) -> DecodeError {
+    DecodeError::InvalidStatus { kind, value }
+}
+
 fn unexpected_payload(kind: &'static str, frames: usize) -> DecodeError {
     DecodeError::UnexpectedPayload { kind, frames }
 }
@@ -1471,29 +1475,17 @@ fn result_malformed() {
     // STATUS_UNSPECIFIED (explicit, or absent).
     assert_eq!(
         decode_err(&with_status(0), &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 0
-        }
+        invalid_status("RESULT", 0)
     );
     let absent = Pb::header(kind::RESULT)
         .uint(field::REQUEST_TYPE, 7)
         .build();
-    assert_eq!(
-        decode_err(&absent, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 0
-        }
-    );
+    assert_eq!(decode_err(&absent, &[]), invalid_status("RESULT", 0));
     // Broker statuses (EXPIRED, 10, included) are not a worker's to report.
     for value in 4..=10 {
         assert_eq!(
             decode_err(&with_status(value), &[b"p"]),
-            DecodeError::InvalidStatus {
-                kind: "RESULT",
-                value
-            },
+            invalid_status("RESULT", value),
             "status {value}"
         );
     }
@@ -1501,10 +1493,7 @@ fn result_malformed() {
     for value in [11, 99, -1, i32::MAX, i32::MIN] {
         assert_eq!(
             decode_err(&with_status(value), &[]),
-            DecodeError::InvalidStatus {
-                kind: "RESULT",
-                value
-            },
+            invalid_status("RESULT", value),
             "status {value}"
         );
     }
@@ -1524,10 +1513,7 @@ fn response_malformed() {
             .build();
         assert_eq!(
             decode_err(&header, &[]),
-            DecodeError::InvalidStatus {
-                kind: "RESPONSE",
-                value
-            },
+            invalid_status("RESPONSE", value),
             "status {value}"
         );
     }
@@ -2700,10 +2686,7 @@ fn executed_malformed() {
     for status in [0, 12, -1] {
         assert_eq!(
             decode_err(&executed(42, status, 9), &[]),
-            DecodeError::InvalidStatus {
-                kind: "EXECUTED",
-                value: status
-            }
+            invalid_status("EXECUTED", status)
         );
     }
 }
@@ -2792,11 +2775,17 @@ fn protocol_md_cluster_examples() {
             format!("08 01 10 08 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
         ),
     ];
+    check_one_frame_examples(examples);
+}
+
+/// Each message of `examples` encodes to one frame (its payload inline),
+/// the bytes given in hex, which decode.
+fn check_one_frame_examples(examples: Vec<(Message, String)>) {
     for (message, expected) in examples {
         let name = message.kind_name();
         let expected = unhex(&expected);
         let frames = message.into_frames();
-        assert_eq!(frames.len(), 1, "{name}: the payload travels inline");
+        assert_eq!(frames.len(), 1, "{name}: one frame, the payload inline");
         assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
         assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
     }
@@ -3032,13 +3021,7 @@ fn expired_is_a_broker_status() {
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 10)
         .build();
-    assert_eq!(
-        decode_err(&result, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 10
-        }
-    );
+    assert_eq!(decode_err(&result, &[]), invalid_status("RESULT", 10));
 }
 
 /// FORBIDDEN (11, since 1.4): a broker status in a RESPONSE, never a
@@ -3109,13 +3092,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 11)
         .build();
-    assert_eq!(
-        decode_err(&result, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 11
-        }
-    );
+    assert_eq!(decode_err(&result, &[]), invalid_status("RESULT", 11));
 }
 
 /// The deadline examples of `docs/protocol.md` §14, byte for byte.
@@ -3182,14 +3159,7 @@ fn protocol_md_deadline_examples() {
         ),
     ];
     assert_eq!((broker_text.len(), proxy_text.len()), (53, 53));
-    for (message, expected) in examples {
-        let name = message.kind_name();
-        let expected = unhex(&expected);
-        let frames = message.into_frames();
-        assert_eq!(frames.len(), 1, "{name}: one frame, the payload inline");
-        assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
-        assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
-    }
+    check_one_frame_examples(examples);
 }
 
 /// The fuzz target's dictionary (fuzz/decode.dict) names the key of every
@@ -3380,25 +3350,12 @@ fn returned_is_a_result_status_only() {
             .uint(field::DISPATCH_TAG, 1000)
             .int32(field::STATUS, 12)
             .build();
-        assert_eq!(
-            decode_err(&header, &[]),
-            DecodeError::InvalidStatus {
-                kind: name,
-                value: 12
-            },
-            "{name}"
-        );
+        assert_eq!(decode_err(&header, &[]), invalid_status(name, 12), "{name}");
     }
     // The next number is unknown everywhere.
     let header = Pb::header(kind::RESULT)
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 13)
         .build();
-    assert_eq!(
-        decode_err(&header, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 13
-        }
-    );
+    assert_eq!(decode_err(&header, &[]), invalid_status("RESULT", 13));
 }
