@@ -149,8 +149,7 @@ fn a_request_queued_again_by_a_retry_is_cancelled_out_of_the_queue() {
 
 #[test]
 fn a_running_request_cancelled_is_not_retried_nor_answered_when_its_worker_dies() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     let flags = Flags::RETRY_ON_DEATH | Flags::NOTIFY_ON_DEATH;
     h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"job"]);
     cancel(&mut h, CA, 7, 1);

@@ -370,8 +370,7 @@ fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
 
 #[test]
 fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.request_dispatched(CA, W1, 7, 1);
     let header = result_header_with_status(7, 1, Status::Rejected);
     h.backend_refused(W2, &header, Payload::new());

@@ -204,6 +204,12 @@ impl Harness {
         self
     }
 
+    /// `W2` connected too, serving type 7 with `capacity` credits.
+    fn and_worker_2(mut self, capacity: u32) -> Self {
+        self.connect_worker(W2, &[7], capacity);
+        self
+    }
+
     fn with_config(f: impl FnOnce(&mut BrokerConfig)) -> Self {
         let mut config = BrokerConfig::new("inproc://test-frontend", "inproc://test-backend");
         f(&mut config);

@@ -66,8 +66,7 @@ fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
 
 #[test]
 fn least_recently_used_worker_gets_the_next_request() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.connect_worker(W3, &[7], 1);
     // Registration order first.
     h.request_dispatched(CA, W1, 7, 1);
@@ -77,9 +76,9 @@ fn least_recently_used_worker_gets_the_next_request() {
     h.result_answered(W2, CA, 7, 2);
     h.result_answered(W3, CA, 7, 3);
     h.result_answered_alone(W1, CA, 7, 1);
-    h.request_dispatched(CA, W2, 7, 4);
-    h.request_dispatched(CA, W3, 7, 5);
-    h.request_dispatched(CA, W1, 7, 6);
+    for (id, w) in [(4, W2), (5, W3), (6, W1)] {
+        h.request_dispatched(CA, w, 7, id);
+    }
     h.expect_nothing();
 }
 
@@ -99,8 +98,7 @@ fn lru_skips_workers_that_do_not_serve_the_type() {
 fn capacity_two_worker_spreads_between_lru_workers() {
     // A worker with free credits goes to the back of the LRU order after
     // each dispatch, so two capacity-2 workers alternate.
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(2);
     for (id, w) in [(1, W1), (2, W2), (3, W1), (4, W2)] {
         h.request_dispatched(CA, w, 7, id);
     }
@@ -178,8 +176,7 @@ fn a_worker_never_has_more_than_its_capacity_in_flight() {
 
 #[test]
 fn results_not_assigned_to_the_worker_give_no_credit() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W2, 7, 2);
     h.request_dispatched(CA, W1, 7, 3);

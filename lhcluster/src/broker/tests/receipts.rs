@@ -20,8 +20,7 @@ fn receipt_sent_follows_the_dispatch() {
 
 #[test]
 fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
     h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_RECEIVE, &[]);
     h.request_dispatched(CA, W2, 7, 2);
     h.expect_nothing();

@@ -112,8 +112,7 @@ fn ready_after_disconnect_cancels_draining() {
 
 #[test]
 fn disconnect_from_an_idle_worker_removes_it_at_once() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     let s = h.quiet_stats();
     assert_eq!((s.workers, s.worker_deaths), (1, 0));

@@ -64,8 +64,7 @@ fn returned_requests_go_back_to_the_head_of_the_queue_in_their_order() {
 
 #[test]
 fn a_returned_request_goes_at_once_to_a_free_worker() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
     // Least recently used first: W1, W2, then W1 again.
     h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"a"]);
     h.request_dispatched_with(CA, W2, (7, 2), Flags::empty(), &[b"b"]);
@@ -219,8 +218,7 @@ fn a_returned_request_past_its_deadline_expires_instead() {
 fn a_returned_from_a_worker_that_is_not_draining_is_taken() {
     // Only a draining worker sends it, but a broker takes one all the
     // same (the worker keeps serving): another free worker first.
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"a"]);
     returned(&mut h, W1, 7, 1, &[b"a"]);
     h.expect_dispatch_of(W2, (7, 1), 1, &[b"a"]);
