@@ -632,6 +632,15 @@ impl Harness {
         self.expect_nothing();
     }
 
+    /// `W2` (type 7, capacity 1) connects and `W1` dies by silence
+    /// ([`kill_by_silence`], `CA` speaking): the retried request 7/1 goes
+    /// to `W2` as attempt 2.
+    fn retried_on_w2(&mut self) -> Dispatch {
+        self.connect_worker(W2, &[7], 1);
+        kill_by_silence(self, W1, &[W2], &[CA]);
+        self.expect_dispatch(W2, 7, 1, 2)
+    }
+
     // --- state ---
 
     fn stats(&self) -> BrokerStats {

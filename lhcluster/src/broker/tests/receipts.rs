@@ -82,9 +82,8 @@ fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
     h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch_alone(W2, 7, 1, 2);
+    h.retried_on_w2();
+    h.expect_nothing();
     h.request_held(CA, 7, 1, flags);
     h.receipt_received(W2, 7, 1);
     h.expect_receipt_received(CA, 7, 1);

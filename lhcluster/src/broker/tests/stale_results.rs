@@ -92,9 +92,7 @@ fn a_garbled_result_with_an_old_tag_fails_nothing() {
 #[test]
 fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
     let mut h = Harness::with_a_retry_running(&[]);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    h.retried_on_w2();
     h.connect_worker(W1, &[7], 1);
     h.result_attempt(W1, 7, 1, 1, Status::Ok, &[]);
     let s = h.quiet_stats();

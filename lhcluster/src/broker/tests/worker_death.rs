@@ -76,9 +76,7 @@ fn worker_death_with_retry_redispatches_to_another_worker() {
 #[test]
 fn a_second_death_exhausts_max_tries() {
     let mut h = Harness::with_a_retry_running(&[b"p"]);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    h.retried_on_w2();
     h.expect_nothing();
     h.connect_worker(W3, &[7], 1);
     kill_by_silence(&mut h, W2, &[W3], &[CA]);
@@ -95,9 +93,7 @@ fn a_second_death_exhausts_max_tries() {
 #[test]
 fn max_tries_is_configurable() {
     let mut h = Harness::with_a_retry_running_on(|c| c.max_tries = 3, Flags::ONE_WAY, &[b"p"]);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    h.retried_on_w2();
     h.connect_worker(W3, &[7], 1);
     kill_by_silence(&mut h, W2, &[W3], &[CA]);
     let d = h.expect_dispatch(W3, 7, 1, 3);
