@@ -60,30 +60,48 @@ mod field {
     pub(crate) const TYPE_NAMES: u32 = 27;
 }
 
-/// `Kind` enum values of `proto/lhcluster.proto`.
-mod kind {
-    pub(crate) const UNSPECIFIED: i32 = 0;
-    pub(crate) const HELLO: i32 = 1;
-    pub(crate) const WELCOME: i32 = 2;
-    pub(crate) const REQUEST: i32 = 3;
-    pub(crate) const DISPATCH: i32 = 4;
-    pub(crate) const RESULT: i32 = 5;
-    pub(crate) const RESPONSE: i32 = 6;
-    pub(crate) const RECEIPT_SENT: i32 = 7;
-    pub(crate) const RECEIPT_RECEIVED: i32 = 8;
-    pub(crate) const READY: i32 = 9;
-    pub(crate) const HEARTBEAT: i32 = 10;
-    pub(crate) const DISCONNECT: i32 = 11;
-    pub(crate) const SHUTDOWN: i32 = 12;
-    pub(crate) const REREGISTER: i32 = 13;
-    pub(crate) const ERROR: i32 = 14;
-    pub(crate) const NOTIFICATION: i32 = 15;
-    pub(crate) const PEER_HELLO: i32 = 18;
-    pub(crate) const PEER_WELCOME: i32 = 19;
-    pub(crate) const SERVES: i32 = 20;
-    pub(crate) const FORWARD: i32 = 21;
-    pub(crate) const EXECUTE: i32 = 22;
-    pub(crate) const EXECUTED: i32 = 23;
+/// Declares the `Kind` values: a `kind::NAME` constant for each, and
+/// [`kind_name`], the name the schema gives each.
+macro_rules! kinds {
+    ($($name:ident = $value:literal,)+) => {
+        mod kind {
+            $(pub(crate) const $name: i32 = $value;)+
+        }
+
+        /// The schema's name of kind `k`, as the decoder gives it.
+        fn kind_name(k: i32) -> &'static str {
+            match k {
+                $($value => stringify!($name),)+
+                _ => panic!("kind {k} is not in the schema"),
+            }
+        }
+    };
+}
+
+// `Kind` enum values of `proto/lhcluster.proto`.
+kinds! {
+    UNSPECIFIED = 0,
+    HELLO = 1,
+    WELCOME = 2,
+    REQUEST = 3,
+    DISPATCH = 4,
+    RESULT = 5,
+    RESPONSE = 6,
+    RECEIPT_SENT = 7,
+    RECEIPT_RECEIVED = 8,
+    READY = 9,
+    HEARTBEAT = 10,
+    DISCONNECT = 11,
+    SHUTDOWN = 12,
+    REREGISTER = 13,
+    ERROR = 14,
+    NOTIFICATION = 15,
+    PEER_HELLO = 18,
+    PEER_WELCOME = 19,
+    SERVES = 20,
+    FORWARD = 21,
+    EXECUTE = 22,
+    EXECUTED = 23,
 }
 
 /// A minimal Protobuf writer for hand-made (possibly invalid) headers.
@@ -1521,10 +1539,8 @@ fn response_malformed() {
 
 #[test]
 fn receipts_malformed() {
-    for (k, name) in [
-        (kind::RECEIPT_SENT, "RECEIPT_SENT"),
-        (kind::RECEIPT_RECEIVED, "RECEIPT_RECEIVED"),
-    ] {
+    for k in [kind::RECEIPT_SENT, kind::RECEIPT_RECEIVED] {
+        let name = kind_name(k);
         let no_type = Pb::header(k).uint(field::REQUEST_ID, 42).build();
         assert_eq!(decode_err(&no_type, &[]), missing(name, "request_type"));
         let ok = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
@@ -1597,12 +1613,13 @@ fn heartbeat_malformed() {
 
 #[test]
 fn payload_free_kinds_refuse_payload() {
-    for (k, name) in [
-        (kind::DISCONNECT, "DISCONNECT"),
-        (kind::SHUTDOWN, "SHUTDOWN"),
-        (kind::REREGISTER, "REREGISTER"),
-        (kind::ERROR, "ERROR"),
+    for k in [
+        kind::DISCONNECT,
+        kind::SHUTDOWN,
+        kind::REREGISTER,
+        kind::ERROR,
     ] {
+        let name = kind_name(k);
         let header = Pb::header(k).build();
         assert!(decode_bytes(&header, &[]).is_ok(), "{name} without payload");
         assert_eq!(
@@ -2496,10 +2513,8 @@ fn executed() {
 
 #[test]
 fn peer_greetings_malformed() {
-    for (k, name) in [
-        (kind::PEER_HELLO, "PEER_HELLO"),
-        (kind::PEER_WELCOME, "PEER_WELCOME"),
-    ] {
+    for k in [kind::PEER_HELLO, kind::PEER_WELCOME] {
+        let name = kind_name(k);
         let no_id = Pb::header(k).uint(field::HEARTBEAT_MS, 10).build();
         assert_eq!(decode_err(&no_id, &[]), missing(name, "broker_id"));
         let zero_id = Pb::header(k)
@@ -2697,14 +2712,15 @@ fn executed_malformed() {
 /// refused like any other kind.
 #[test]
 fn cluster_kinds_are_known_and_named() {
-    for (k, name) in [
-        (kind::PEER_HELLO, "PEER_HELLO"),
-        (kind::PEER_WELCOME, "PEER_WELCOME"),
-        (kind::SERVES, "SERVES"),
-        (kind::FORWARD, "FORWARD"),
-        (kind::EXECUTE, "EXECUTE"),
-        (kind::EXECUTED, "EXECUTED"),
+    for k in [
+        kind::PEER_HELLO,
+        kind::PEER_WELCOME,
+        kind::SERVES,
+        kind::FORWARD,
+        kind::EXECUTE,
+        kind::EXECUTED,
     ] {
+        let name = kind_name(k);
         let header = Pb::header(k).build();
         assert_eq!(peek_kind(&header), Some(name));
         assert_eq!(
@@ -3344,7 +3360,8 @@ fn returned_is_a_result_status_only() {
         vec![b"req".to_vec(), b"frames".to_vec()]
     );
 
-    for (k, name) in [(kind::RESPONSE, "RESPONSE"), (kind::EXECUTED, "EXECUTED")] {
+    for k in [kind::RESPONSE, kind::EXECUTED] {
+        let name = kind_name(k);
         let header = Pb::header(k)
             .uint(field::REQUEST_TYPE, 42)
             .uint(field::DISPATCH_TAG, 1000)
