@@ -1100,37 +1100,27 @@ fn protocol_md_worked_examples() {
         (req(42, 0, 0), "08 01 10 08 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
-                request_type: 42,
-                request_id: 300,
-                flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
                 attempt: 2,
-                dispatch_tag: 1000,
-                deadline_ms: 0,
                 payload: vec![],
+                ..example_dispatch()
             }),
             "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
-                request_type: 42,
-                request_id: 300,
                 attempt: 2,
-                dispatch_tag: 1000,
                 status: Status::Failed,
                 error: Some("boom".into()),
                 payload: vec![],
+                ..example_result()
             }),
             "08 01 10 08 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
-                request_type: 42,
-                request_id: 300,
-                attempt: 1,
-                dispatch_tag: 1000,
                 status: Status::Returned,
-                error: None,
                 payload: vec![(&b"hi"[..]).into()],
+                ..example_result()
             }),
             "08 01 10 08 18 05 28 2A 30 AC 02 38 0C 78 01 90 01 E8 07 8A 01 02 68 69",
         ),
@@ -1215,13 +1205,8 @@ fn protocol_md_worked_examples() {
     // a frame after the header.
     let request = |payload| {
         Message::Request(Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            route: vec![],
-            reply_to: None,
-            deadline_ms: 0,
             payload,
+            ..example_request()
         })
     };
     assert_eq!(
@@ -1235,30 +1220,14 @@ fn protocol_md_worked_examples() {
         bytes_of(&request(payload(&[&big])).into_frames()),
         vec![unhex("08 01 10 08 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
-    let dispatch = Message::Dispatch(Dispatch {
-        request_type: 42,
-        request_id: 300,
-        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-        attempt: 1,
-        dispatch_tag: 1000,
-        deadline_ms: 0,
-        payload: payload(&[b"hi"]),
-    });
+    let dispatch = Message::Dispatch(example_dispatch());
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
             "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
-    let result = Message::Result(WorkResult {
-        request_type: 42,
-        request_id: 300,
-        attempt: 1,
-        dispatch_tag: 1000,
-        status: Status::Ok,
-        error: None,
-        payload: payload(&[b"ok"]),
-    });
+    let result = Message::Result(example_result());
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
@@ -2250,18 +2219,52 @@ fn example_serves_table() -> Vec<TypeServed> {
     ]
 }
 
-/// The REQUEST of §14's exchange (42/300, flags 0x14, payload "hi"),
-/// forwarded by its entry broker.
+/// The REQUEST of §14's exchange: 42/300, flags 0x14 (`RECEIPT_ON_SEND |
+/// RETRY_ON_DEATH`), payload "hi".
+fn example_request() -> Request {
+    Request {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        route: vec![],
+        reply_to: None,
+        deadline_ms: 0,
+        payload: payload(&[b"hi"]),
+    }
+}
+
+/// Its DISPATCH: attempt 1, tag 1000.
+fn example_dispatch() -> Dispatch {
+    Dispatch {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        attempt: 1,
+        dispatch_tag: 1000,
+        deadline_ms: 0,
+        payload: payload(&[b"hi"]),
+    }
+}
+
+/// The worker's RESULT for that dispatch: OK, payload "ok".
+fn example_result() -> WorkResult {
+    WorkResult {
+        request_type: 42,
+        request_id: 300,
+        attempt: 1,
+        dispatch_tag: 1000,
+        status: Status::Ok,
+        error: None,
+        payload: payload(&[b"ok"]),
+    }
+}
+
+/// §14's REQUEST, forwarded by its entry broker.
 fn example_forward() -> Message {
     Message::Forward(Forward {
         request: Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
             route: client_route(),
-            reply_to: None,
-            deadline_ms: 0,
-            payload: payload(&[b"hi"]),
+            ..example_request()
         },
         hops: 1,
         reply_route: None,
@@ -2271,15 +2274,7 @@ fn example_forward() -> Message {
 /// The same request, given by its owner to an executor (second hop).
 fn example_execute() -> Message {
     Message::Execute(Execute {
-        dispatch: Dispatch {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            attempt: 1,
-            dispatch_tag: 1000,
-            deadline_ms: 0,
-            payload: payload(&[b"hi"]),
-        },
+        dispatch: example_dispatch(),
         hops: 2,
     })
 }
@@ -3116,23 +3111,14 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
 fn protocol_md_deadline_examples() {
     let request = |payload| {
         Message::Request(Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            route: vec![],
-            reply_to: None,
             deadline_ms: 5000,
             payload,
+            ..example_request()
         })
     };
     let dispatch = Message::Dispatch(Dispatch {
-        request_type: 42,
-        request_id: 300,
-        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-        attempt: 1,
-        dispatch_tag: 1000,
         deadline_ms: 3800,
-        payload: payload(&[b"hi"]),
+        ..example_dispatch()
     });
     let expired = |error: Option<&str>| {
         Message::Response(Response {
@@ -3333,13 +3319,9 @@ fn spaced(bytes: &[u8]) -> String {
 fn returned_is_a_result_status_only() {
     let make = || {
         Message::Result(WorkResult {
-            request_type: 42,
-            request_id: 300,
-            attempt: 1,
-            dispatch_tag: 1000,
             status: Status::Returned,
-            error: None,
             payload: payload(&[b"req", b"frames"]),
+            ..example_result()
         })
     };
     // kind RESULT · status RETURNED `38 0C` · attempt 1 · tag 1000, and the
