@@ -2846,9 +2846,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
 
     // FORWARD and EXECUTE of §18.9, with the time left.
     let forward = || {
-        let Message::Forward(mut f) = example_forward() else {
-            unreachable!()
-        };
+        let mut f = variant!(example_forward(), Message::Forward);
         f.request.deadline_ms = 5000;
         Message::Forward(f)
     };
@@ -2860,9 +2858,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
     let f = variant!(decode(frames).unwrap(), Message::Forward);
     assert_eq!((f.request.deadline_ms, f.hops), (5000, 1));
     let execute = || {
-        let Message::Execute(mut e) = example_execute() else {
-            unreachable!()
-        };
+        let mut e = variant!(example_execute(), Message::Execute);
         e.dispatch.deadline_ms = 3800;
         Message::Execute(e)
     };
@@ -3013,9 +3009,7 @@ fn expired_is_a_broker_status() {
     assert_eq!(Status::Expired.as_str(), "expired");
 
     let executed = || {
-        let Message::Executed(mut e) = example_executed() else {
-            unreachable!()
-        };
+        let mut e = variant!(example_executed(), Message::Executed);
         e.response.status = Status::Expired;
         e.response.payload = vec![];
         Message::Executed(e)
