@@ -9,10 +9,13 @@
 
 #![no_main]
 
-use lhcluster::protocol::{
-    Frame, decode, decode_notification, decode_parts, parse_topic, peek_kind, peek_request_ref,
-};
+use lhcluster::protocol::{Frame, decode, decode_notification};
 use libfuzzer_sys::fuzz_target;
+
+// The decoders that take the frames apart one by one, as the codec's
+// property tests feed them too.
+#[path = "../../lhcluster/tests/common/decoders.rs"]
+mod decoders;
 
 fn split_frames(data: &[u8]) -> Vec<&[u8]> {
     let Some((&count, mut rest)) = data.split_first() else {
@@ -55,12 +58,5 @@ fuzz_target!(|data: &[u8]| {
         let again = decode_notification(message.into_frames());
         assert!(again.is_ok(), "NOTIFICATION: re-decode failed: {again:?}");
     }
-    if let Some((header, rest)) = parts.split_first() {
-        let _ = decode_parts(header, to_frames(rest));
-    }
-    for part in &parts {
-        let _ = peek_request_ref(part);
-        let _ = peek_kind(part);
-        let _ = parse_topic(part);
-    }
+    decoders::decode_parts_and_peek(&parts);
 });

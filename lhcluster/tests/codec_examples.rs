@@ -20,6 +20,16 @@ use lhcluster::protocol::{
 // Helpers
 // ---------------------------------------------------------------------------
 
+/// The content of `$message` if it is a `$variant`; a panic otherwise.
+macro_rules! variant {
+    ($message:expr, $variant:path) => {
+        match $message {
+            $variant(inner) => inner,
+            other => panic!("not a {}: {other:?}", stringify!($variant)),
+        }
+    };
+}
+
 /// Header field numbers of `proto/lhcluster.proto`.
 mod field {
     pub(crate) const MAJOR: u32 = 1;
@@ -50,30 +60,48 @@ mod field {
     pub(crate) const TYPE_NAMES: u32 = 27;
 }
 
-/// `Kind` enum values of `proto/lhcluster.proto`.
-mod kind {
-    pub(crate) const UNSPECIFIED: i32 = 0;
-    pub(crate) const HELLO: i32 = 1;
-    pub(crate) const WELCOME: i32 = 2;
-    pub(crate) const REQUEST: i32 = 3;
-    pub(crate) const DISPATCH: i32 = 4;
-    pub(crate) const RESULT: i32 = 5;
-    pub(crate) const RESPONSE: i32 = 6;
-    pub(crate) const RECEIPT_SENT: i32 = 7;
-    pub(crate) const RECEIPT_RECEIVED: i32 = 8;
-    pub(crate) const READY: i32 = 9;
-    pub(crate) const HEARTBEAT: i32 = 10;
-    pub(crate) const DISCONNECT: i32 = 11;
-    pub(crate) const SHUTDOWN: i32 = 12;
-    pub(crate) const REREGISTER: i32 = 13;
-    pub(crate) const ERROR: i32 = 14;
-    pub(crate) const NOTIFICATION: i32 = 15;
-    pub(crate) const PEER_HELLO: i32 = 18;
-    pub(crate) const PEER_WELCOME: i32 = 19;
-    pub(crate) const SERVES: i32 = 20;
-    pub(crate) const FORWARD: i32 = 21;
-    pub(crate) const EXECUTE: i32 = 22;
-    pub(crate) const EXECUTED: i32 = 23;
+/// Declares the `Kind` values: a `kind::NAME` constant for each, and
+/// [`kind_name`], the name the schema gives each.
+macro_rules! kinds {
+    ($($name:ident = $value:literal,)+) => {
+        mod kind {
+            $(pub(crate) const $name: i32 = $value;)+
+        }
+
+        /// The schema's name of kind `k`, as the decoder gives it.
+        fn kind_name(k: i32) -> &'static str {
+            match k {
+                $($value => stringify!($name),)+
+                _ => panic!("kind {k} is not in the schema"),
+            }
+        }
+    };
+}
+
+// `Kind` enum values of `proto/lhcluster.proto`.
+kinds! {
+    UNSPECIFIED = 0,
+    HELLO = 1,
+    WELCOME = 2,
+    REQUEST = 3,
+    DISPATCH = 4,
+    RESULT = 5,
+    RESPONSE = 6,
+    RECEIPT_SENT = 7,
+    RECEIPT_RECEIVED = 8,
+    READY = 9,
+    HEARTBEAT = 10,
+    DISCONNECT = 11,
+    SHUTDOWN = 12,
+    REREGISTER = 13,
+    ERROR = 14,
+    NOTIFICATION = 15,
+    PEER_HELLO = 18,
+    PEER_WELCOME = 19,
+    SERVES = 20,
+    FORWARD = 21,
+    EXECUTE = 22,
+    EXECUTED = 23,
 }
 
 /// A minimal Protobuf writer for hand-made (possibly invalid) headers.
@@ -227,6 +255,10 @@ fn missing(kind: &'static str, field: &'static str) -> DecodeError {
     DecodeError::MissingField { kind, field }
 }
 
+fn invalid_status(kind: &'static str, value: i32) -> DecodeError {
+    DecodeError::InvalidStatus { kind, value }
+}
+
 fn unexpected_payload(kind: &'static str, frames: usize) -> DecodeError {
     DecodeError::UnexpectedPayload { kind, frames }
 }
@@ -289,9 +321,7 @@ fn hello() {
         "0801 1008 1801 40e807 5a020001 6a08636c69656e742d61",
         &[],
     );
-    let Message::Hello(h) = decode(frames).unwrap() else {
-        panic!("not a HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::Hello);
     assert_eq!(
         h,
         Hello {
@@ -310,9 +340,7 @@ fn hello() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1801 4001", &[]);
-    let Message::Hello(h) = decode(frames).unwrap() else {
-        panic!("not a HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::Hello);
     assert_eq!(h.name, None, "an empty name decodes as None");
     assert!(h.route.is_empty());
 }
@@ -371,9 +399,7 @@ fn request() {
         "0801 1008 1803 208101 2807 30ac02 5a027231 6203626f62",
         &[b"hello", b""],
     );
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 300);
     assert_eq!(r.flags, Flags::ONE_WAY | Flags::FAIL_FAST);
@@ -395,9 +421,7 @@ fn request() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2801", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!((r.request_type, r.request_id), (1, 0));
     assert!(r.flags.is_empty() && r.flags.is_two_way());
     assert_eq!(r.reply_to, None);
@@ -415,9 +439,7 @@ fn request_keeps_unknown_flag_bits_and_ignores_unknown_fields() {
         .uint(99, 12345)
         .bytes(100, b"future")
         .build();
-    let Message::Request(r) = decode_bytes(&header, &[b"p"]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[b"p"]).unwrap(), Message::Request);
     assert_eq!(r.flags.bits(), 1 << 40 | 1 << 63 | 0b1);
     assert!(r.flags.contains(Flags::ONE_WAY));
     assert_eq!(r.request_type, u32::MAX);
@@ -453,9 +475,7 @@ fn dispatch() {
         "0801 1008 1804 2010 2807 3001 7802 9001e807 8a010178",
         &[],
     );
-    let Message::Dispatch(d) = decode(frames).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode(frames).unwrap(), Message::Dispatch);
     assert_eq!(d.request_type, 7);
     assert_eq!(d.request_id, 1);
     assert_eq!(d.flags, Flags::RETRY_ON_DEATH);
@@ -468,9 +488,7 @@ fn dispatch() {
         .uint(field::REQUEST_TYPE, 7)
         .uint(field::ATTEMPT, 1)
         .build();
-    let Message::Dispatch(d) = decode_bytes(&untagged, &[]).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode_bytes(&untagged, &[]).unwrap(), Message::Dispatch);
     assert_eq!((d.attempt, d.dispatch_tag), (1, 0));
     // The whole uint64 range, as a 10-byte varint at the top.
     let top = Pb::header(kind::DISPATCH)
@@ -479,9 +497,7 @@ fn dispatch() {
         .uint(field::DISPATCH_TAG, u64::MAX)
         .build();
     assert_eq!(hex(&top[top.len() - 12..]), "9001ffffffffffffffffff01");
-    let Message::Dispatch(d) = decode_bytes(&top, &[]).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode_bytes(&top, &[]).unwrap(), Message::Dispatch);
     assert_eq!(d.dispatch_tag, u64::MAX);
     // A known field: with another wire type the header does not parse.
     let wrong_wire_type = Pb::header(kind::DISPATCH)
@@ -512,9 +528,7 @@ fn result() {
         "0801 1008 1805 2807 3001 3802 7204626f6f6d 7802 9001e807 8a0107 7061727469616c",
         &[],
     );
-    let Message::Result(r) = decode(frames).unwrap() else {
-        panic!("not a RESULT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Result);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 1);
     assert_eq!(r.status, Status::Failed);
@@ -533,9 +547,7 @@ fn result() {
             .uint(field::REQUEST_TYPE, 7)
             .int32(field::STATUS, value)
             .build();
-        let Message::Result(r) = decode_bytes(&header, &[]).unwrap() else {
-            panic!("not a RESULT")
-        };
+        let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Result);
         assert_eq!(r.status, status);
         assert!(r.status.is_worker_status());
         assert_eq!(r.error, None);
@@ -560,9 +572,7 @@ fn response() {
         "0801 1008 1806 2807 308080808010 3801 5a027274",
         &[b"a", b"b", b"c"],
     );
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.request_type, 7);
     assert_eq!(r.request_id, 1 << 32);
     assert_eq!(r.status, Status::Ok);
@@ -585,9 +595,7 @@ fn response() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 2803 3009 3809 72066e6f20626f62", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.status, Status::UnknownReplyTo);
     assert_eq!(r.error.as_deref(), Some("no bob"));
 
@@ -609,9 +617,7 @@ fn response() {
             .uint(field::REQUEST_TYPE, 7)
             .int32(field::STATUS, value)
             .build();
-        let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-            panic!("not a RESPONSE")
-        };
+        let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
         assert_eq!(r.status, status, "status value {value}");
         // Encoding gives the same status number back (with the minor
         // version the encoder writes, which `Pb::header` leaves out).
@@ -634,9 +640,7 @@ fn receipt_sent() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1807 2807 302a", &[]);
-    let Message::ReceiptSent(r) = decode(frames).unwrap() else {
-        panic!("not a RECEIPT_SENT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::ReceiptSent);
     assert_eq!(
         r,
         RequestRef {
@@ -657,9 +661,7 @@ fn receipt_received() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1808 2807 302a 5a01ff", &[]);
-    let Message::ReceiptReceived(r) = decode(frames).unwrap() else {
-        panic!("not a RECEIPT_RECEIVED")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::ReceiptReceived);
     assert_eq!(
         r,
         RequestRef {
@@ -687,9 +689,7 @@ fn ready() {
         "0801 1008 1809 40f403 4804 5204 01 07 ac02 6a027731",
         &[],
     );
-    let Message::Ready(r) = decode(frames).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Ready);
     assert_eq!(
         r,
         Ready {
@@ -709,9 +709,7 @@ fn ready() {
         .uint(field::REQUEST_TYPES, 7)
         .uint(field::REQUEST_TYPES, 300)
         .build();
-    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&unpacked, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![1, 7, 300]);
     assert_eq!(r.name, None);
 }
@@ -736,9 +734,7 @@ fn ready_with_type_names() {
         "0801 1008 1809 40f403 4804 5202 01 07 da0103 612e62 da0100",
         &[],
     );
-    let Message::Ready(r) = decode(frames).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Ready);
     assert_eq!(r.type_names, ["a.b", ""]);
 
     // A READY of an older minor (no names) is understood: no names.
@@ -748,9 +744,7 @@ fn ready_with_type_names() {
         .uint(field::CAPACITY, 4)
         .uint(field::REQUEST_TYPES, 7)
         .build();
-    let Message::Ready(r) = decode_bytes(&older, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&older, &[]).unwrap(), Message::Ready);
     assert!(r.type_names.is_empty());
 
     // Names that do not pair with the types, or are too long, make the
@@ -857,9 +851,7 @@ fn error() {
     };
     // major=1 | minor=8 | kind=ERROR | request_type=7 | request_id=3 | error="bad"
     let frames = check_encoding(make, "0801 1008 180e 2807 3003 7203626164", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(
         e,
         ErrorReply {
@@ -882,16 +874,15 @@ fn error() {
         })
     };
     let frames = check_encoding(make, "0801 1008 180e 720477686f3f", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(e.error, "who?");
     assert_eq!(e.request, None);
 
     // Empty error text: still an ERROR (the text is not required).
-    let Message::Error(e) = decode_bytes(&unhex("0801 180e"), &[]).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(
+        decode_bytes(&unhex("0801 180e"), &[]).unwrap(),
+        Message::Error
+    );
     assert_eq!(e.error, "");
     assert_eq!(e.request, None);
 
@@ -902,9 +893,7 @@ fn error() {
         .bytes(field::ROUTE, b"r")
         .bytes(field::ERROR, b"x")
         .build();
-    let Message::Error(e) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode_bytes(&header, &[]).unwrap(), Message::Error);
     assert_eq!(e.request, None);
 }
 
@@ -937,9 +926,7 @@ fn notification() {
         ],
         "[topic | header]"
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(n.topic, "orders.new");
     assert_eq!(n.notify_id, Some(99));
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec()]);
@@ -960,9 +947,7 @@ fn notification() {
             vec![]
         ]
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(bytes_of(&n.payload), vec![b"{}".to_vec(), vec![]]);
 
     // No id, no payload, a non-ASCII topic.
@@ -978,9 +963,7 @@ fn notification() {
         bytes_of(&frames),
         vec![b"prix/\xc3\xa9\0".to_vec(), unhex("0801 1008 180f")]
     );
-    let Message::Notification(n) = decode_notification(frames).unwrap() else {
-        panic!("not a NOTIFICATION")
-    };
+    let n = variant!(decode_notification(frames).unwrap(), Message::Notification);
     assert_eq!(n.topic, "prix/é");
     assert_eq!(n.notify_id, None);
     assert!(n.payload.is_empty());
@@ -1020,15 +1003,14 @@ fn inline_payload() {
         bytes_of(&frames),
         vec![unhex("0801 1008 1803 2807 3001 8a0100")]
     );
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(bytes_of(&r.payload), vec![Vec::<u8>::new()]);
     // Round trips, both forms.
     for frames in [&[&at_limit[..]][..], &[&over[..]], &[b"a", b"b"], &[]] {
-        let Message::Request(r) = decode(request(frames).into_frames()).unwrap() else {
-            panic!("not a REQUEST")
-        };
+        let r = variant!(
+            decode(request(frames).into_frames()).unwrap(),
+            Message::Request
+        );
         let expected: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
         assert_eq!(bytes_of(&r.payload), expected);
     }
@@ -1039,9 +1021,7 @@ fn inline_payload() {
         .int32(field::STATUS, 1)
         .bytes(field::INLINE_PAYLOAD, b"in")
         .build();
-    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
     assert_eq!(bytes_of(&r.payload), vec![b"in".to_vec()]);
     assert_eq!(
         decode_err(&header, &[b"out"]),
@@ -1073,9 +1053,10 @@ fn inline_payload() {
 #[test]
 fn decode_parts_takes_the_header_apart_from_the_payload() {
     let header = unhex("0801 1803 2807 3001");
-    let Message::Request(r) = decode_parts(&header, payload(&[b"a", b"bc"])).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(
+        decode_parts(&header, payload(&[b"a", b"bc"])).unwrap(),
+        Message::Request
+    );
     assert_eq!((r.request_type, r.request_id), (7, 1));
     assert_eq!(bytes_of(&r.payload), vec![b"a".to_vec(), b"bc".to_vec()]);
 }
@@ -1119,37 +1100,27 @@ fn protocol_md_worked_examples() {
         (req(42, 0, 0), "08 01 10 08 18 03 28 2A"),
         (
             Message::Dispatch(Dispatch {
-                request_type: 42,
-                request_id: 300,
-                flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
                 attempt: 2,
-                dispatch_tag: 1000,
-                deadline_ms: 0,
                 payload: vec![],
+                ..example_dispatch()
             }),
             "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
-                request_type: 42,
-                request_id: 300,
                 attempt: 2,
-                dispatch_tag: 1000,
                 status: Status::Failed,
                 error: Some("boom".into()),
                 payload: vec![],
+                ..example_result()
             }),
             "08 01 10 08 18 05 28 2A 30 AC 02 38 02 72 04 62 6F 6F 6D 78 02 90 01 E8 07",
         ),
         (
             Message::Result(WorkResult {
-                request_type: 42,
-                request_id: 300,
-                attempt: 1,
-                dispatch_tag: 1000,
                 status: Status::Returned,
-                error: None,
                 payload: vec![(&b"hi"[..]).into()],
+                ..example_result()
             }),
             "08 01 10 08 18 05 28 2A 30 AC 02 38 0C 78 01 90 01 E8 07 8A 01 02 68 69",
         ),
@@ -1234,13 +1205,8 @@ fn protocol_md_worked_examples() {
     // a frame after the header.
     let request = |payload| {
         Message::Request(Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            route: vec![],
-            reply_to: None,
-            deadline_ms: 0,
             payload,
+            ..example_request()
         })
     };
     assert_eq!(
@@ -1254,30 +1220,14 @@ fn protocol_md_worked_examples() {
         bytes_of(&request(payload(&[&big])).into_frames()),
         vec![unhex("08 01 10 08 18 03 20 14 28 2A 30 AC 02"), big.clone()]
     );
-    let dispatch = Message::Dispatch(Dispatch {
-        request_type: 42,
-        request_id: 300,
-        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-        attempt: 1,
-        dispatch_tag: 1000,
-        deadline_ms: 0,
-        payload: payload(&[b"hi"]),
-    });
+    let dispatch = Message::Dispatch(example_dispatch());
     assert_eq!(
         bytes_of(&dispatch.into_frames()),
         vec![unhex(
             "08 01 10 08 18 04 20 14 28 2A 30 AC 02 78 01 90 01 E8 07 8A 01 02 68 69"
         )]
     );
-    let result = Message::Result(WorkResult {
-        request_type: 42,
-        request_id: 300,
-        attempt: 1,
-        dispatch_tag: 1000,
-        status: Status::Ok,
-        error: None,
-        payload: payload(&[b"ok"]),
-    });
+    let result = Message::Result(example_result());
     assert_eq!(
         bytes_of(&result.into_frames()),
         vec![unhex(
@@ -1381,9 +1331,7 @@ fn field_order_and_repeated_scalars() {
         .uint(field::MAJOR, 1)
         .uint(field::REQUEST_ID, 300)
         .build();
-    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Request);
     assert_eq!((r.request_type, r.request_id), (42, 300));
     assert_eq!(r.reply_to.as_deref(), Some("bob"));
     // A later major field overrides an earlier one, both ways.
@@ -1405,9 +1353,7 @@ fn field_order_and_repeated_scalars() {
         .packed(field::REQUEST_TYPES, &[1, 2])
         .uint(field::REQUEST_TYPES, 3)
         .build();
-    let Message::Ready(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![1, 2, 3]);
 }
 
@@ -1516,29 +1462,17 @@ fn result_malformed() {
     // STATUS_UNSPECIFIED (explicit, or absent).
     assert_eq!(
         decode_err(&with_status(0), &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 0
-        }
+        invalid_status("RESULT", 0)
     );
     let absent = Pb::header(kind::RESULT)
         .uint(field::REQUEST_TYPE, 7)
         .build();
-    assert_eq!(
-        decode_err(&absent, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 0
-        }
-    );
+    assert_eq!(decode_err(&absent, &[]), invalid_status("RESULT", 0));
     // Broker statuses (EXPIRED, 10, included) are not a worker's to report.
     for value in 4..=10 {
         assert_eq!(
             decode_err(&with_status(value), &[b"p"]),
-            DecodeError::InvalidStatus {
-                kind: "RESULT",
-                value
-            },
+            invalid_status("RESULT", value),
             "status {value}"
         );
     }
@@ -1546,10 +1480,7 @@ fn result_malformed() {
     for value in [11, 99, -1, i32::MAX, i32::MIN] {
         assert_eq!(
             decode_err(&with_status(value), &[]),
-            DecodeError::InvalidStatus {
-                kind: "RESULT",
-                value
-            },
+            invalid_status("RESULT", value),
             "status {value}"
         );
     }
@@ -1569,10 +1500,7 @@ fn response_malformed() {
             .build();
         assert_eq!(
             decode_err(&header, &[]),
-            DecodeError::InvalidStatus {
-                kind: "RESPONSE",
-                value
-            },
+            invalid_status("RESPONSE", value),
             "status {value}"
         );
     }
@@ -1580,10 +1508,8 @@ fn response_malformed() {
 
 #[test]
 fn receipts_malformed() {
-    for (k, name) in [
-        (kind::RECEIPT_SENT, "RECEIPT_SENT"),
-        (kind::RECEIPT_RECEIVED, "RECEIPT_RECEIVED"),
-    ] {
+    for k in [kind::RECEIPT_SENT, kind::RECEIPT_RECEIVED] {
+        let name = kind_name(k);
         let no_type = Pb::header(k).uint(field::REQUEST_ID, 42).build();
         assert_eq!(decode_err(&no_type, &[]), missing(name, "request_type"));
         let ok = Pb::header(k).uint(field::REQUEST_TYPE, 7).build();
@@ -1656,12 +1582,13 @@ fn heartbeat_malformed() {
 
 #[test]
 fn payload_free_kinds_refuse_payload() {
-    for (k, name) in [
-        (kind::DISCONNECT, "DISCONNECT"),
-        (kind::SHUTDOWN, "SHUTDOWN"),
-        (kind::REREGISTER, "REREGISTER"),
-        (kind::ERROR, "ERROR"),
+    for k in [
+        kind::DISCONNECT,
+        kind::SHUTDOWN,
+        kind::REREGISTER,
+        kind::ERROR,
     ] {
+        let name = kind_name(k);
         let header = Pb::header(k).build();
         assert!(decode_bytes(&header, &[]).is_ok(), "{name} without payload");
         assert_eq!(
@@ -1809,9 +1736,7 @@ fn a_known_field_with_another_wire_type_is_refused() {
     }
     // The one field with two wire types: request_types, packed (2) or not (0).
     let unpacked = unhex("08 01 18 09 40 e8 07 48 04 50 2a 50 ac 02");
-    let Message::Ready(r) = decode_bytes(&unpacked, &[]).unwrap() else {
-        panic!("not a READY")
-    };
+    let r = variant!(decode_bytes(&unpacked, &[]).unwrap(), Message::Ready);
     assert_eq!(r.request_types, vec![42, 300]);
 }
 
@@ -1838,15 +1763,11 @@ fn integers_wider_than_their_field_keep_their_low_bits() {
     assert_eq!(decode_err(&header, &[]), DecodeError::UnknownKind(-1));
     // A RESPONSE with status 2^32 + 1 is OK.
     let header = unhex("08 01 18 06 28 2a 38 81 80 80 80 10");
-    let Message::Response(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Response);
     assert_eq!(r.status, Status::Ok);
     // uint64 fields keep all 64 bits (10 bytes, the last one 01).
     let header = unhex("08 01 18 03 28 2a 30 ff ff ff ff ff ff ff ff ff 01");
-    let Message::Request(r) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&header, &[]).unwrap(), Message::Request);
     assert_eq!(r.request_id, u64::MAX);
     // Redundant continuation bytes are accepted: 81 80 00 is 1.
     let header = unhex("08 81 80 00 18 0c");
@@ -2298,18 +2219,52 @@ fn example_serves_table() -> Vec<TypeServed> {
     ]
 }
 
-/// The REQUEST of §14's exchange (42/300, flags 0x14, payload "hi"),
-/// forwarded by its entry broker.
+/// The REQUEST of §14's exchange: 42/300, flags 0x14 (`RECEIPT_ON_SEND |
+/// RETRY_ON_DEATH`), payload "hi".
+fn example_request() -> Request {
+    Request {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        route: vec![],
+        reply_to: None,
+        deadline_ms: 0,
+        payload: payload(&[b"hi"]),
+    }
+}
+
+/// Its DISPATCH: attempt 1, tag 1000.
+fn example_dispatch() -> Dispatch {
+    Dispatch {
+        request_type: 42,
+        request_id: 300,
+        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
+        attempt: 1,
+        dispatch_tag: 1000,
+        deadline_ms: 0,
+        payload: payload(&[b"hi"]),
+    }
+}
+
+/// The worker's RESULT for that dispatch: OK, payload "ok".
+fn example_result() -> WorkResult {
+    WorkResult {
+        request_type: 42,
+        request_id: 300,
+        attempt: 1,
+        dispatch_tag: 1000,
+        status: Status::Ok,
+        error: None,
+        payload: payload(&[b"ok"]),
+    }
+}
+
+/// §14's REQUEST, forwarded by its entry broker.
 fn example_forward() -> Message {
     Message::Forward(Forward {
         request: Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
             route: client_route(),
-            reply_to: None,
-            deadline_ms: 0,
-            payload: payload(&[b"hi"]),
+            ..example_request()
         },
         hops: 1,
         reply_route: None,
@@ -2319,15 +2274,7 @@ fn example_forward() -> Message {
 /// The same request, given by its owner to an executor (second hop).
 fn example_execute() -> Message {
     Message::Execute(Execute {
-        dispatch: Dispatch {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            attempt: 1,
-            dispatch_tag: 1000,
-            deadline_ms: 0,
-            payload: payload(&[b"hi"]),
-        },
+        dispatch: example_dispatch(),
         hops: 2,
     })
 }
@@ -2354,9 +2301,7 @@ fn peer_hello() {
     // major=1 | minor=8 | kind=PEER_HELLO (18) | heartbeat_ms=1000 | name="b1"
     // | broker_id=1 (field 19: a two-byte key, 98 01)
     let frames = check_encoding(make, "0801 1008 1812 40e807 6a026231 980101", &[]);
-    let Message::PeerHello(h) = decode(frames).unwrap() else {
-        panic!("not a PEER_HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::PeerHello);
     assert_eq!(
         h,
         PeerHello {
@@ -2374,9 +2319,7 @@ fn peer_hello() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1812 4001 9801ffffffffffffffffff01", &[]);
-    let Message::PeerHello(h) = decode(frames).unwrap() else {
-        panic!("not a PEER_HELLO")
-    };
+    let h = variant!(decode(frames).unwrap(), Message::PeerHello);
     assert_eq!((h.broker_id, h.name), (u64::MAX, None));
 }
 
@@ -2405,9 +2348,7 @@ fn serves() {
         "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05",
         &[],
     );
-    let Message::Serves(t) = decode(frames).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode(frames).unwrap(), Message::Serves);
     assert_eq!(t, table);
 
     // With names (1.6): `type_names` after the four lists, one per type,
@@ -2419,9 +2360,7 @@ fn serves() {
         "0801 1008 1814 5203 2a ac02 b2010204 02 ba010201 00 c2010200 05 da0103 612e62 da0100",
         &[],
     );
-    let Message::Serves(t) = decode(frames).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode(frames).unwrap(), Message::Serves);
     assert_eq!(t, named);
 
     // The empty table (the sender serves nothing) is a SERVES of its own.
@@ -2433,9 +2372,7 @@ fn serves() {
         .packed(field::REQUEST_TYPES, &[42, 300])
         .packed(field::TYPE_CAPACITY, &[4, 2])
         .build();
-    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode_bytes(&header, &[]).unwrap(), Message::Serves);
     assert_eq!(
         t.iter()
             .map(|e| (e.request_type, e.capacity, e.free, e.pending))
@@ -2454,9 +2391,7 @@ fn serves() {
         .uint(field::TYPE_PENDING, 7)
         .uint(field::TYPE_PENDING, 8)
         .build();
-    let Message::Serves(t) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not a SERVES")
-    };
+    let t = variant!(decode_bytes(&header, &[]).unwrap(), Message::Serves);
     assert_eq!(
         t.iter()
             .map(|e| (e.request_type, e.capacity, e.free, e.pending))
@@ -2476,9 +2411,7 @@ fn forward() {
         &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 8a01026869"),
         &[],
     );
-    let Message::Forward(f) = decode(frames).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(decode(frames).unwrap(), Message::Forward);
     let r = &f.request;
     assert_eq!(
         (r.request_type, r.request_id, r.flags),
@@ -2499,9 +2432,10 @@ fn forward() {
         .uint(field::HOPS, 1)
         .bytes(field::REPLY_ROUTE, &[1, 0xBB, b'r'])
         .build();
-    let Message::Forward(f) = decode_bytes(&header, &[b"a", b""]).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(
+        decode_bytes(&header, &[b"a", b""]).unwrap(),
+        Message::Forward
+    );
     assert_eq!(f.request.reply_to, None);
     assert_eq!(f.reply_route, Some(vec![1, 0xBB, b'r']));
     assert_eq!(
@@ -2527,9 +2461,7 @@ fn execute() {
         "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 8a01026869",
         &[],
     );
-    let Message::Execute(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTE")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Execute);
     let d = &e.dispatch;
     assert_eq!(
         (d.request_type, d.request_id, d.flags.bits()),
@@ -2549,9 +2481,7 @@ fn executed() {
         "0801 1008 1817 282a 30ac02 3801 7801 9001e807 8a01026f6b",
         &[],
     );
-    let Message::Executed(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Executed);
     let r = &e.response;
     assert_eq!(
         (r.request_type, r.request_id, r.status),
@@ -2569,9 +2499,7 @@ fn executed() {
         .bytes(field::ROUTE, b"ignored")
         .uint(field::DISPATCH_TAG, 5)
         .build();
-    let Message::Executed(e) = decode_bytes(&header, &[]).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode_bytes(&header, &[]).unwrap(), Message::Executed);
     assert_eq!(e.response.status, Status::NoWorkers);
     assert_eq!(e.response.error.as_deref(), Some("no workers"));
     assert!(e.response.route.is_empty());
@@ -2580,10 +2508,8 @@ fn executed() {
 
 #[test]
 fn peer_greetings_malformed() {
-    for (k, name) in [
-        (kind::PEER_HELLO, "PEER_HELLO"),
-        (kind::PEER_WELCOME, "PEER_WELCOME"),
-    ] {
+    for k in [kind::PEER_HELLO, kind::PEER_WELCOME] {
+        let name = kind_name(k);
         let no_id = Pb::header(k).uint(field::HEARTBEAT_MS, 10).build();
         assert_eq!(decode_err(&no_id, &[]), missing(name, "broker_id"));
         let zero_id = Pb::header(k)
@@ -2770,10 +2696,7 @@ fn executed_malformed() {
     for status in [0, 12, -1] {
         assert_eq!(
             decode_err(&executed(42, status, 9), &[]),
-            DecodeError::InvalidStatus {
-                kind: "EXECUTED",
-                value: status
-            }
+            invalid_status("EXECUTED", status)
         );
     }
 }
@@ -2784,14 +2707,15 @@ fn executed_malformed() {
 /// refused like any other kind.
 #[test]
 fn cluster_kinds_are_known_and_named() {
-    for (k, name) in [
-        (kind::PEER_HELLO, "PEER_HELLO"),
-        (kind::PEER_WELCOME, "PEER_WELCOME"),
-        (kind::SERVES, "SERVES"),
-        (kind::FORWARD, "FORWARD"),
-        (kind::EXECUTE, "EXECUTE"),
-        (kind::EXECUTED, "EXECUTED"),
+    for k in [
+        kind::PEER_HELLO,
+        kind::PEER_WELCOME,
+        kind::SERVES,
+        kind::FORWARD,
+        kind::EXECUTE,
+        kind::EXECUTED,
     ] {
+        let name = kind_name(k);
         let header = Pb::header(k).build();
         assert_eq!(peek_kind(&header), Some(name));
         assert_eq!(
@@ -2862,11 +2786,17 @@ fn protocol_md_cluster_examples() {
             format!("08 01 10 08 18 06 28 2A 30 AC 02 38 01 5A 11 10 {CLIENT_ID} 8A 01 02 6F 6B"),
         ),
     ];
+    check_one_frame_examples(examples);
+}
+
+/// Each message of `examples` encodes to one frame (its payload inline),
+/// the bytes given in hex, which decode.
+fn check_one_frame_examples(examples: Vec<(Message, String)>) {
     for (message, expected) in examples {
         let name = message.kind_name();
         let expected = unhex(&expected);
         let frames = message.into_frames();
-        assert_eq!(frames.len(), 1, "{name}: the payload travels inline");
+        assert_eq!(frames.len(), 1, "{name}: one frame, the payload inline");
         assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
         assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
     }
@@ -2894,9 +2824,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2807 3001 c8018827 8a010178", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, 5000);
     assert_eq!(bytes_of(&r.payload), vec![b"x".to_vec()]);
 
@@ -2913,16 +2841,12 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1804 2807 3001 7801 9001e807 c801d81d", &[]);
-    let Message::Dispatch(d) = decode(frames).unwrap() else {
-        panic!("not a DISPATCH")
-    };
+    let d = variant!(decode(frames).unwrap(), Message::Dispatch);
     assert_eq!((d.attempt, d.dispatch_tag, d.deadline_ms), (1, 1000, 3800));
 
     // FORWARD and EXECUTE of §18.9, with the time left.
     let forward = || {
-        let Message::Forward(mut f) = example_forward() else {
-            unreachable!()
-        };
+        let mut f = variant!(example_forward(), Message::Forward);
         f.request.deadline_ms = 5000;
         Message::Forward(f)
     };
@@ -2931,14 +2855,10 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         &format!("0801 1008 1815 2014 282a 30ac02 5a11 10 {CLIENT_ID} a00101 c8018827 8a01026869"),
         &[],
     );
-    let Message::Forward(f) = decode(frames).unwrap() else {
-        panic!("not a FORWARD")
-    };
+    let f = variant!(decode(frames).unwrap(), Message::Forward);
     assert_eq!((f.request.deadline_ms, f.hops), (5000, 1));
     let execute = || {
-        let Message::Execute(mut e) = example_execute() else {
-            unreachable!()
-        };
+        let mut e = variant!(example_execute(), Message::Execute);
         e.dispatch.deadline_ms = 3800;
         Message::Execute(e)
     };
@@ -2947,9 +2867,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         "0801 1008 1816 2014 282a 30ac02 7801 9001e807 a00102 c801d81d 8a01026869",
         &[],
     );
-    let Message::Execute(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTE")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Execute);
     assert_eq!((e.dispatch.deadline_ms, e.hops), (3800, 2));
 
     // The whole uint32 range: u32::MAX ms (about 49.7 days) is 5 bytes.
@@ -2965,9 +2883,7 @@ fn deadline_ms_on_every_kind_that_carries_it() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1803 2807 c801ffffffff0f", &[]);
-    let Message::Request(r) = decode(frames).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, u32::MAX);
 }
 
@@ -3012,9 +2928,7 @@ fn a_header_without_deadline_ms_reads_as_no_deadline() {
         .uint(field::REQUEST_TYPE, 7)
         .uint(field::DEADLINE_MS, 0)
         .build();
-    let Message::Request(r) = decode_bytes(&explicit, &[]).unwrap() else {
-        panic!("not a REQUEST")
-    };
+    let r = variant!(decode_bytes(&explicit, &[]).unwrap(), Message::Request);
     assert_eq!(r.deadline_ms, 0);
 }
 
@@ -3090,16 +3004,12 @@ fn expired_is_a_broker_status() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380a", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(r.status, Status::Expired);
     assert_eq!(Status::Expired.as_str(), "expired");
 
     let executed = || {
-        let Message::Executed(mut e) = example_executed() else {
-            unreachable!()
-        };
+        let mut e = variant!(example_executed(), Message::Executed);
         e.response.status = Status::Expired;
         e.response.payload = vec![];
         Message::Executed(e)
@@ -3109,22 +3019,14 @@ fn expired_is_a_broker_status() {
         "0801 1008 1817 282a 30ac02 380a 7801 9001e807",
         &[],
     );
-    let Message::Executed(e) = decode(frames).unwrap() else {
-        panic!("not an EXECUTED")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Executed);
     assert_eq!(e.response.status, Status::Expired);
 
     let result = Pb::header(kind::RESULT)
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 10)
         .build();
-    assert_eq!(
-        decode_err(&result, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 10
-        }
-    );
+    assert_eq!(decode_err(&result, &[]), invalid_status("RESULT", 10));
 }
 
 /// FORBIDDEN (11, since 1.4): a broker status in a RESPONSE, never a
@@ -3144,9 +3046,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
         })
     };
     let frames = check_encoding(make, "0801 1008 1806 282a 30ac02 380b", &[]);
-    let Message::Response(r) = decode(frames).unwrap() else {
-        panic!("not a RESPONSE")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Response);
     assert_eq!(
         (r.status, r.status.as_str()),
         (Status::Forbidden, "forbidden")
@@ -3161,9 +3061,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
     };
     // kind ERROR (14 = 0E) · status FORBIDDEN `38 0B` · error "no" `72 02 6E 6F`.
     let frames = check_encoding(refusal, "0801 1008 180e 380b 72026e6f", &[]);
-    let Message::Error(e) = decode(frames).unwrap() else {
-        panic!("not an ERROR")
-    };
+    let e = variant!(decode(frames).unwrap(), Message::Error);
     assert_eq!(
         (e.status, e.error.as_str()),
         (Some(Status::Forbidden), "no")
@@ -3199,13 +3097,7 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 11)
         .build();
-    assert_eq!(
-        decode_err(&result, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 11
-        }
-    );
+    assert_eq!(decode_err(&result, &[]), invalid_status("RESULT", 11));
 }
 
 /// The deadline examples of `docs/protocol.md` §14, byte for byte.
@@ -3213,23 +3105,14 @@ fn forbidden_is_a_broker_status_and_an_error_status() {
 fn protocol_md_deadline_examples() {
     let request = |payload| {
         Message::Request(Request {
-            request_type: 42,
-            request_id: 300,
-            flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-            route: vec![],
-            reply_to: None,
             deadline_ms: 5000,
             payload,
+            ..example_request()
         })
     };
     let dispatch = Message::Dispatch(Dispatch {
-        request_type: 42,
-        request_id: 300,
-        flags: Flags::RECEIPT_ON_SEND | Flags::RETRY_ON_DEATH,
-        attempt: 1,
-        dispatch_tag: 1000,
         deadline_ms: 3800,
-        payload: payload(&[b"hi"]),
+        ..example_dispatch()
     });
     let expired = |error: Option<&str>| {
         Message::Response(Response {
@@ -3272,14 +3155,7 @@ fn protocol_md_deadline_examples() {
         ),
     ];
     assert_eq!((broker_text.len(), proxy_text.len()), (53, 53));
-    for (message, expected) in examples {
-        let name = message.kind_name();
-        let expected = unhex(&expected);
-        let frames = message.into_frames();
-        assert_eq!(frames.len(), 1, "{name}: one frame, the payload inline");
-        assert_eq!(hex(&frames[0]), hex(&expected), "{name}");
-        assert!(decode_bytes(&expected, &[]).is_ok(), "{name}");
-    }
+    check_one_frame_examples(examples);
 }
 
 /// The fuzz target's dictionary (fuzz/decode.dict) names the key of every
@@ -3437,13 +3313,9 @@ fn spaced(bytes: &[u8]) -> String {
 fn returned_is_a_result_status_only() {
     let make = || {
         Message::Result(WorkResult {
-            request_type: 42,
-            request_id: 300,
-            attempt: 1,
-            dispatch_tag: 1000,
             status: Status::Returned,
-            error: None,
             payload: payload(&[b"req", b"frames"]),
+            ..example_result()
         })
     };
     // kind RESULT · status RETURNED `38 0C` · attempt 1 · tag 1000, and the
@@ -3453,9 +3325,7 @@ fn returned_is_a_result_status_only() {
         "0801 1008 1805 282a 30ac02 380c 7801 9001e807",
         &[b"req", b"frames"],
     );
-    let Message::Result(r) = decode(frames).unwrap() else {
-        panic!("not a RESULT")
-    };
+    let r = variant!(decode(frames).unwrap(), Message::Result);
     assert_eq!(
         (r.status, r.status.as_str()),
         (Status::Returned, "returned")
@@ -3466,31 +3336,19 @@ fn returned_is_a_result_status_only() {
         vec![b"req".to_vec(), b"frames".to_vec()]
     );
 
-    for (k, name) in [(kind::RESPONSE, "RESPONSE"), (kind::EXECUTED, "EXECUTED")] {
+    for k in [kind::RESPONSE, kind::EXECUTED] {
+        let name = kind_name(k);
         let header = Pb::header(k)
             .uint(field::REQUEST_TYPE, 42)
             .uint(field::DISPATCH_TAG, 1000)
             .int32(field::STATUS, 12)
             .build();
-        assert_eq!(
-            decode_err(&header, &[]),
-            DecodeError::InvalidStatus {
-                kind: name,
-                value: 12
-            },
-            "{name}"
-        );
+        assert_eq!(decode_err(&header, &[]), invalid_status(name, 12), "{name}");
     }
     // The next number is unknown everywhere.
     let header = Pb::header(kind::RESULT)
         .uint(field::REQUEST_TYPE, 42)
         .int32(field::STATUS, 13)
         .build();
-    assert_eq!(
-        decode_err(&header, &[]),
-        DecodeError::InvalidStatus {
-            kind: "RESULT",
-            value: 13
-        }
-    );
+    assert_eq!(decode_err(&header, &[]), invalid_status("RESULT", 13));
 }

@@ -14,13 +14,15 @@
 use lhcluster::protocol::{
     Cancel, DecodeError, Dispatch, ErrorReply, Execute, Executed, Flags, Forward, Frame, Hello,
     MAX_HOPS, Message, PeerHello, RawNotification, Ready, Request, RequestRef, Response, Status,
-    TypeServed, WorkResult, decode, decode_notification, decode_parts, parse_topic, peek_kind,
-    peek_request_ref,
+    TypeServed, WorkResult, decode, decode_notification, decode_parts, parse_topic,
 };
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
+
+#[path = "common/decoders.rs"]
+mod decoders;
 
 // ---------------------------------------------------------------------------
 // Comparable representation of a message
@@ -738,14 +740,7 @@ proptest! {
     fn decoders_never_panic(frames in any_frames()) {
         let _ = decode(to_frames(&frames));
         let _ = decode_notification(to_frames(&frames));
-        if let Some((header, rest)) = frames.split_first() {
-            let _ = decode_parts(header, to_frames(rest));
-        }
-        for frame in &frames {
-            let _ = peek_request_ref(frame);
-            let _ = peek_kind(frame);
-            let _ = parse_topic(frame);
-        }
+        decoders::decode_parts_and_peek(&frames);
     }
 
     /// Whatever decodes re-encodes to something that decodes to the same

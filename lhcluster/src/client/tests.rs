@@ -1026,28 +1026,13 @@ type CancelAsk = (
 );
 
 fn cancellable(h: &mut Harness, n: u64, key: (RequestType, RequestId)) -> (ResponseHandle, Asked) {
-    let (slot, shared) = Slot::new();
-    let now = h.at(n);
-    h.core.on_submit(
-        now,
-        Submit {
-            request_type: key.0,
-            request_id: key.1,
-            flags: Flags::empty(),
-            payload: payload(&[b"req"]),
-            reply_to: None,
-            timeout: None,
-            shared: slot,
-        },
-    );
-    assert_eq!(kinds(&h.drain()), ["REQUEST"]);
+    let handle = h.send(n, key, Flags::empty());
     let asked = Asked::default();
     let log = asked.clone();
     let canceller = super::response::Canceller::new(move |t, id, shared| {
         log.lock().unwrap().push(((t, id), shared));
     });
-    let handle = ResponseHandle::new(shared, key.0, key.1).with_canceller(canceller);
-    (handle, asked)
+    (handle.with_canceller(canceller), asked)
 }
 
 /// What the driver does with a cancel the handle asked for.

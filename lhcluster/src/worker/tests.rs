@@ -155,6 +155,24 @@ impl Harness {
         Self::new().welcomed()
     }
 
+    /// [`Harness::registered`], and `dispatch` fed at 10 ms, which runs
+    /// ([`Harness::expect_run`]).
+    fn with_run(dispatch: Message) -> Self {
+        let mut h = Self::registered();
+        h.expect_run(10, dispatch);
+        h
+    }
+
+    /// [`Harness::registered`], and plain DISPATCHes of type 10 with
+    /// `ids` fed at 10 ms (their actions dropped).
+    fn running(ids: &[RequestId]) -> Self {
+        let mut h = Self::registered();
+        for &id in ids {
+            h.feed(10, dispatch(10, id, Flags::empty()));
+        }
+        h
+    }
+
     /// Feeds a DISPATCH at `n` ms: it must run, and do nothing else.
     fn expect_run(&mut self, n: u64, dispatch: Message) {
         let Message::Dispatch(d) = &dispatch else {
@@ -369,9 +387,7 @@ fn receipt_on_receive_is_sent_before_the_run() {
 
 #[test]
 fn handler_error_gives_failed_or_bad_request_with_its_text() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
-    h.feed(10, dispatch(10, 2, Flags::empty()));
+    let mut h = Harness::running(&[1, 2]);
 
     let actions = h.done(20, (10, 1), Err(HandlerError::failed("disk full")));
     let r = only_result_of(&actions, (10, 1), Status::Failed);
@@ -392,8 +408,7 @@ fn handler_error_gives_failed_or_bad_request_with_its_text() {
 
 #[test]
 fn panicked_handler_is_failed_and_counted() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::running(&[1]);
     h.core.on_done(
         h.at(20),
         (10, 1),
@@ -410,8 +425,7 @@ fn panicked_handler_is_failed_and_counted() {
 
 #[test]
 fn one_way_requests_get_a_result_too() {
-    let mut h = Harness::registered();
-    h.expect_run(10, dispatch(10, 1, Flags::ONE_WAY));
+    let mut h = Harness::with_run(dispatch(10, 1, Flags::ONE_WAY));
     let actions = h.done(20, (10, 1), Ok(Payload::new()));
     assert_eq!(only_result(&actions).status, Status::Ok);
 }
@@ -436,8 +450,7 @@ fn unserved_type_is_answered_bad_request_and_not_run() {
 
 #[test]
 fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
-    let mut h = Harness::registered();
-    h.expect_run(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::with_run(dispatch(10, 1, Flags::empty()));
     // Same (type, id) again, e.g. re-sent after a reconnect, with a receipt
     // flag: nothing at all happens.
     assert!(
@@ -470,8 +483,7 @@ fn duplicate_dispatch_of_a_running_request_is_not_run_twice() {
 /// latest attempt, which is the only one the broker still waits for.
 #[test]
 fn a_request_dispatched_again_while_running_answers_the_latest_attempt() {
-    let mut h = Harness::registered();
-    h.expect_run(10, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
+    let mut h = Harness::with_run(dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 1));
     assert!(
         h.feed(20, dispatch_attempt(10, 1, Flags::RETRY_ON_DEATH, 2))
             .is_empty()
@@ -615,9 +627,7 @@ fn a_broker_that_never_welcomes_is_given_up_and_retried_with_backoff() {
 
 #[test]
 fn results_finished_while_disconnected_are_sent_after_the_next_welcome_in_order() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
-    h.feed(10, dispatch(10, 2, Flags::empty()));
+    let mut h = Harness::running(&[1, 2]);
     h.feed(10, dispatch(20, 3, Flags::empty()));
     assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
     assert_eq!(h.core.stats().running, 3, "handlers keep running");
@@ -693,9 +703,7 @@ fn results_beyond_max_unsent_bytes_are_kept_as_failed_without_payload() {
 
 #[test]
 fn a_result_over_the_brokers_limit_goes_as_failed_also_when_it_waited_for_a_welcome() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
-    h.feed(10, dispatch(10, 2, Flags::empty()));
+    let mut h = Harness::running(&[1, 2]);
     assert_eq!(kinds(&h.tick(611)), ["CLOSE"]);
     // Finished while no WELCOME says a limit: kept as they are.
     assert!(h.done(620, (10, 1), Ok(payload(&[&[7u8; 300]]))).is_empty());
@@ -747,8 +755,7 @@ fn receipt_for_a_dispatch_while_registering_waits_for_welcome() {
 
 #[test]
 fn reregister_sends_ready_again_and_keeps_running_handlers() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::running(&[1]);
     let actions = h.feed(50, Message::Reregister);
     let [Action::Link(LinkAction::Send(Message::Ready(ready)))] = actions.as_slice() else {
         panic!("expected READY, got {:?}", kinds(&actions));
@@ -769,8 +776,7 @@ fn reregister_sends_ready_again_and_keeps_running_handlers() {
 
 #[test]
 fn shutdown_closes_and_reconnects_after_backoff() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::running(&[1]);
     assert_eq!(kinds(&h.feed(50, Message::Shutdown)), ["CLOSE"]);
     let s = h.core.stats();
     assert!(!s.registered);
@@ -787,8 +793,7 @@ fn shutdown_closes_and_reconnects_after_backoff() {
 
 #[test]
 fn stop_when_registered_sends_disconnect_and_never_reconnects() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::running(&[1]);
     let actions = h.stop(50);
     assert!(
         matches!(actions.as_slice(), [Action::Link(LinkAction::Send(Message::Disconnect { route }))] if route.is_empty()),
@@ -813,8 +818,7 @@ fn stop_when_disconnected_sends_nothing_and_cancels_the_reconnect() {
 
 #[test]
 fn stop_while_registering_says_goodbye_once_welcomed() {
-    let mut h = Harness::registered();
-    h.feed(10, dispatch(10, 1, Flags::empty()));
+    let mut h = Harness::running(&[1]);
     h.feed(20, Message::Reregister);
     h.drain();
     h.stop(30);
@@ -1091,8 +1095,7 @@ fn jobs(actions: Vec<Action>) -> Vec<super::handler::Job> {
 
 #[test]
 fn a_stopping_worker_gives_back_what_has_not_started_in_order() {
-    let mut h = Harness::registered();
-    h.expect_run(10, dispatch_tagged(10, 1, Flags::empty(), 1, 501));
+    let mut h = Harness::with_run(dispatch_tagged(10, 1, Flags::empty(), 1, 501));
     let mut queued = jobs(h.feed(11, dispatch_tagged(10, 2, Flags::empty(), 1, 502)));
     queued.extend(jobs(
         h.feed(12, dispatch_tagged(20, 3, Flags::empty(), 2, 503)),

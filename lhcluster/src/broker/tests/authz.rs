@@ -90,8 +90,7 @@ fn a_worker_key_registers_only_its_types() {
     assert_eq!(stats.types[&PAYMENTS].workers, 1, "W3 only");
     // A payments request goes to W3, never to the thumbnails worker.
     h.connect(CA);
-    h.request(CA, PAYMENTS, 1, Flags::empty(), &[b"card"]);
-    h.expect_dispatch(W3, PAYMENTS, 1, 1);
+    h.request_dispatched_with(CA, W3, (PAYMENTS, 1), Flags::empty(), &[b"card"]);
 }
 
 /// A registered worker that sends a READY its key may not make loses its

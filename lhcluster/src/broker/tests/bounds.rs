@@ -81,8 +81,7 @@ fn fail_fast_without_worker_answers_no_workers() {
 
 #[test]
 fn fail_fast_queues_when_a_busy_worker_serves_the_type() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::FAIL_FAST);
     assert_eq!(h.stats().pending, 1);
     h.result_answered(W1, CA, 7, 1);
@@ -98,8 +97,7 @@ fn idle_types_are_dropped_from_stats() {
     // Still listed while a worker serves it.
     assert_eq!(h.type_stats(5), ts(1, 1, 1, 0, 0, 1));
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert!(s.types.is_empty(), "{:?}", s.types);
     assert_eq!(s.workers, 0);
 
@@ -193,8 +191,7 @@ fn a_client_over_its_outbox_limit_is_refused_until_it_catches_up() {
     assert_eq!((s.refused_slow, s.requests_overloaded), (1, 1));
     // The refusal kept no dedupe entry: caught up, the same key runs.
     h.peer_event(Side::Frontend, CA, PeerEvent::CaughtUp);
-    h.request(CA, 7, 1, Flags::empty(), &[b"x"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"x"]);
 }
 
 #[test]
@@ -208,8 +205,7 @@ fn a_cut_client_is_sent_shutdown_forgotten_and_its_queued_requests_end() {
     h.peer_event(Side::Frontend, CA, PeerEvent::OverLimit);
     h.peer_event(Side::Frontend, CA, PeerEvent::Cut);
     h.expect_kind(Side::Frontend, CA, "SHUTDOWN");
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (
             s.slow_consumers,
@@ -235,8 +231,7 @@ fn a_cut_client_is_sent_shutdown_forgotten_and_its_queued_requests_end() {
 fn a_worker_cut_for_not_reading_is_declared_dead_and_its_work_retried() {
     use crate::outbox::PeerEvent;
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[b"job"]);
     h.connect_worker(W2, &[7], 1);
     h.expect_nothing();
     h.peer_event(Side::Backend, W1, PeerEvent::OverLimit);

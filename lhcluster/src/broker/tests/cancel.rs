@@ -55,8 +55,7 @@ fn a_queued_request_cancelled_never_runs_and_frees_its_key() {
     h.request_held(CA, 7, 2, Flags::empty());
     cancel(&mut h, CA, 7, 1);
     // Nothing is sent: the caller ended the request when it cancelled.
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_cancelled, s.pending, s.cancels_ignored),
         (1, 1, 0)
@@ -72,8 +71,7 @@ fn a_queued_request_cancelled_never_runs_and_frees_its_key() {
 #[test]
 fn a_running_request_cancelled_tells_its_worker_and_drops_the_result() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[b"job"]);
-    let d = h.expect_dispatch(W1, 7, 1, 1);
+    let d = h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_SEND, &[b"job"]);
     h.expect_receipt_sent(CA, 7, 1);
     h.request_held(CA, 7, 2, Flags::empty());
     cancel(&mut h, CA, 7, 1);
@@ -98,13 +96,11 @@ fn a_running_request_cancelled_tells_its_worker_and_drops_the_result() {
 
 #[test]
 fn a_cancel_sent_twice_cancels_once() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     cancel(&mut h, CA, 7, 1);
     expect_cancel(&mut h, W1, 7, 1);
     cancel(&mut h, CA, 7, 1);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_cancelled, s.cancels_ignored), (1, 0));
 }
 
@@ -116,8 +112,7 @@ fn another_clients_cancel_is_ignored_and_counted() {
     cancel(&mut h, CB, 7, 1);
     cancel(&mut h, CB, 7, 2);
     // No CANCEL to the worker, nothing to anyone.
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_cancelled, s.cancels_ignored), (0, 2));
     // Both still end for their requester.
     h.result(W1, 7, 1, Status::Ok, &[]);
@@ -127,23 +122,19 @@ fn another_clients_cancel_is_ignored_and_counted() {
 
 #[test]
 fn a_cancel_for_a_request_that_ended_is_counted_and_changes_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_answered(W1, CA, 7, 1);
     // The outcome and the CANCEL crossed.
     cancel(&mut h, CA, 7, 1);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_cancelled, s.cancels_ignored), (0, 1));
     h.request_dispatched(CA, W1, 7, 2);
 }
 
 #[test]
 fn a_request_queued_again_by_a_retry_is_cancelled_out_of_the_queue() {
-    let mut h = Harness::with_client_and_worker(1);
+    let mut h = Harness::with_a_retry_running(&[b"job"]);
     h.connect_worker(W2, &[8], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
     // W1 dies: the request waits at the head of the queue for a retry.
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_nothing();
@@ -158,18 +149,15 @@ fn a_request_queued_again_by_a_retry_is_cancelled_out_of_the_queue() {
 
 #[test]
 fn a_running_request_cancelled_is_not_retried_nor_answered_when_its_worker_dies() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     let flags = Flags::RETRY_ON_DEATH | Flags::NOTIFY_ON_DEATH;
-    h.request(CA, 7, 1, flags, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"job"]);
     cancel(&mut h, CA, 7, 1);
     expect_cancel(&mut h, W1, 7, 1);
     assert_eq!(h.stats().pending_bytes, 0, "the retry copy is let go");
     // W1 dies before its result: no retry on W2, no WORKER_DEATH to CA.
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_retried, s.requests_worker_death), (0, 0));
     assert_eq!(s.in_flight, 0);
     // The key is free.
@@ -197,8 +185,7 @@ fn after_a_takeover_only_the_new_requester_may_cancel() {
 #[test]
 fn a_request_taken_over_in_flight_is_cancelled_by_its_new_requester() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::ALLOW_REDIRECT, &[]);
     h.request(CB, 7, 1, Flags::empty(), &[]);
     h.expect_status(CA, 7, 1, Status::Redirected);
     cancel(&mut h, CA, 7, 1);
@@ -226,9 +213,7 @@ fn a_worker_older_than_1_5_is_not_sent_cancel_and_its_result_is_dropped() {
 
 #[test]
 fn a_proxys_cancel_names_its_client_by_route() {
-    let mut h = Harness::new();
-    h.connect(PROXY);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::new().and_client(PROXY).and_worker(1);
     let proxied = |route: &[u8]| Request {
         route: route.to_vec(),
         ..req(7, 1, Flags::empty(), &[])
@@ -246,20 +231,17 @@ fn a_proxys_cancel_names_its_client_by_route() {
 
 #[test]
 fn a_malformed_or_misplaced_cancel_is_refused_and_disturbs_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     // A CANCEL with a payload frame: ERROR naming the request.
     let (header, _) = encode(cancel_msg(7, 1, &[]));
-    h.frontend_raw(CA, &header, payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"x"]));
     assert_eq!(
         e.request.map(|r| (r.request_type, r.request_id)),
         Some((7, 1))
     );
     // Without a request type: ERROR.
     let header = unhex_header("08 01 10 05 18 19 30 01");
-    h.frontend_raw(CA, &header, Payload::new());
-    h.expect_error(Side::Frontend, CA);
+    h.frontend_refused(CA, &header, Payload::new());
     // From a worker, on the backend: a kind the backend does not take.
     h.worker_sends(W1, cancel_msg(7, 1, &[]));
     h.expect_error(Side::Backend, W1);
@@ -274,8 +256,7 @@ fn a_malformed_or_misplaced_cancel_is_refused_and_disturbs_nothing() {
 fn a_one_way_request_is_cancelled_too() {
     let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::ONE_WAY | Flags::NOTIFY_ON_DEATH;
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     cancel(&mut h, CA, 7, 1);
     expect_cancel(&mut h, W1, 7, 1);
     h.result(W1, 7, 1, Status::Ok, &[]);

@@ -224,10 +224,7 @@ impl Net {
             if self.down.contains(&b) {
                 continue;
             }
-            match side {
-                Side::Backend => self.cores[b].on_backend(now, &peer, &header, Vec::new(), || None),
-                _ => self.cores[b].on_frontend(now, &peer, &header, Vec::new(), || None),
-            }
+            self.deliver(b, side, &peer, &header, Vec::new());
         }
         for b in 0..self.cores.len() {
             if !self.down.contains(&b) {
@@ -249,20 +246,50 @@ impl Net {
 
     // --- clients and workers ---
 
-    fn client_sends(&mut self, b: usize, client: &[u8], msg: Message) {
-        let (header, payload) = encode(msg);
+    /// Broker `b` takes a message from `peer`, a worker on the backend
+    /// (`side` `Backend`) or else a client on the frontend, now.
+    fn deliver(
+        &mut self,
+        b: usize,
+        side: Side,
+        peer: &[u8],
+        header: &[u8],
+        payload: protocol::Payload,
+    ) {
         let now = self.now();
-        self.cores[b].on_frontend(now, client, &header, payload, || None);
+        match side {
+            Side::Backend => self.cores[b].on_backend(now, peer, header, payload, || None),
+            _ => self.cores[b].on_frontend(now, peer, header, payload, || None),
+        }
+    }
+
+    /// `peer` on `side` of broker `b` sends `msg`, and the cluster settles.
+    fn peer_sends(&mut self, b: usize, side: Side, peer: &[u8], msg: Message) {
+        let (header, payload) = encode(msg);
+        self.deliver(b, side, peer, &header, payload);
         self.collect(b);
         self.settle();
     }
 
+    fn client_sends(&mut self, b: usize, client: &[u8], msg: Message) {
+        self.peer_sends(b, Side::Frontend, client, msg);
+    }
+
     fn worker_sends(&mut self, b: usize, worker: &[u8], msg: Message) {
-        let (header, payload) = encode(msg);
-        let now = self.now();
-        self.cores[b].on_backend(now, worker, &header, payload, || None);
-        self.collect(b);
-        self.settle();
+        self.peer_sends(b, Side::Backend, worker, msg);
+    }
+
+    /// `client` connected to broker `b` too.
+    fn and_client(mut self, b: usize, client: &[u8]) -> Self {
+        self.connect(b, client);
+        self
+    }
+
+    /// `worker` connected to broker `b` too, serving `T` with `capacity`
+    /// credits.
+    fn and_worker(mut self, b: usize, worker: &[u8], capacity: u32) -> Self {
+        self.connect_worker(b, worker, &[T], capacity);
+        self
     }
 
     fn connect(&mut self, b: usize, client: &[u8]) {
@@ -389,6 +416,42 @@ impl Net {
         r
     }
 
+    /// `worker` on broker `b` sends an `OK` result carrying `body` for
+    /// `(T, id)`, which `b"client"` on broker 0 gets as an `OK` response.
+    fn result_answered(&mut self, b: usize, worker: &[u8], id: u64, body: &[u8]) -> Response {
+        self.result_answered_at(b, worker, (0, b"client"), id, body)
+    }
+
+    /// [`Net::result_answered`], to `client` on broker `cb`.
+    fn result_answered_at(
+        &mut self,
+        b: usize,
+        worker: &[u8],
+        (cb, client): (usize, &[u8]),
+        id: u64,
+        body: &[u8],
+    ) -> Response {
+        self.result(b, worker, T, id, body);
+        self.expect_response(cb, client, T, id, Status::Ok)
+    }
+
+    /// `b"client"` on broker 0 sends two requests whose ids broker `owner`
+    /// owns, the first `RETRY_ON_DEATH`, the second plain: their ids.
+    fn request_retried_and_plain(&mut self, owner: usize) -> (u64, u64) {
+        let retried = self.id_owned_by(owner, T);
+        let plain = self.id_owned_by_after(owner, T, retried);
+        self.request(0, b"client", T, retried, Flags::RETRY_ON_DEATH);
+        self.request(0, b"client", T, plain, Flags::empty());
+        (retried, plain)
+    }
+
+    /// `(T, id)` goes to `worker` on broker `b`, and its result to
+    /// `b"client"` on broker 0 ([`Net::result_answered`]).
+    fn dispatch_answered(&mut self, b: usize, worker: &[u8], id: u64, body: &[u8]) {
+        self.expect_dispatch(b, worker, T, id);
+        self.result_answered(b, worker, id, body);
+    }
+
     fn expect_nothing(&mut self, b: usize) {
         let out = self.drain_local(b);
         assert!(out.is_empty(), "broker {b} sent {out:?}");
@@ -396,9 +459,23 @@ impl Net {
 
     /// A request id of type `t` that broker `owner` owns.
     fn id_owned_by(&self, owner: usize, t: u32) -> u64 {
-        (1..)
+        self.id_owned_by_after(owner, t, 0)
+    }
+
+    /// The next request id after `after` of type `t` that broker `owner`
+    /// owns.
+    fn id_owned_by_after(&self, owner: usize, t: u32, after: u64) -> u64 {
+        (after + 1..)
             .find(|&id| self.cores[0].owner_of(t, id) == Some(self.ids[owner]))
             .expect("some id is owned by every member")
+    }
+
+    /// `b"client"` on broker 0 sends a request of type `T` with `flags`,
+    /// whose id broker `owner` owns: that id.
+    fn request_owned_by(&mut self, owner: usize, flags: Flags) -> u64 {
+        let id = self.id_owned_by(owner, T);
+        self.request(0, b"client", T, id, flags);
+        id
     }
 
     fn stats(&self, b: usize) -> crate::broker::BrokerStats {
@@ -427,9 +504,9 @@ fn three_brokers_form_a_full_mesh_and_agree_on_owners() {
 /// key, receipts included.
 #[test]
 fn a_request_reaches_a_worker_on_another_broker_whoever_owns_it() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"worker", &[T], 4);
+    let mut net = Net::new(3)
+        .and_client(0, b"client")
+        .and_worker(2, b"worker", 4);
     net.expect_nothing(2);
     for owner in 0..3 {
         let id = net.id_owned_by(owner, T);
@@ -448,8 +525,7 @@ fn a_request_reaches_a_worker_on_another_broker_whoever_owns_it() {
             matches!(received.as_slice(), [Local { msg: Message::ReceiptReceived(r), .. }] if r.request_id == id),
             "owner {owner}: {received:?}"
         );
-        net.result(2, b"worker", T, id, b"done");
-        let r = net.expect_response(0, b"client", T, id, Status::Ok);
+        let r = net.result_answered(2, b"worker", id, b"done");
         assert_eq!(r.payload.len(), 1);
         assert_eq!(&r.payload[0][..], b"done");
         assert!(r.route.is_empty());
@@ -487,16 +563,14 @@ fn a_resend_through_another_entry_broker_is_idempotent() {
     let mut net = Net::new(3);
     net.connect_worker(2, b"w", &[T], 1);
     net.connect(0, b"client");
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let id = net.request_owned_by(1, Flags::empty());
     net.expect_dispatch(2, b"w", T, id);
     // The client moves to broker 2 (same routing id) and re-sends.
     net.connect(2, b"client");
     net.request(2, b"client", T, id, Flags::empty());
     net.expect_nothing(2);
     assert_eq!(net.stats(1).requests_resent, 1);
-    net.result(2, b"w", T, id, b"once");
-    net.expect_response(2, b"client", T, id, Status::Ok);
+    net.result_answered_at(2, b"w", (2, b"client"), id, b"once");
     net.expect_nothing(0);
 }
 
@@ -504,18 +578,13 @@ fn a_resend_through_another_entry_broker_is_idempotent() {
 /// its own never crosses to another.
 #[test]
 fn an_owner_serves_with_its_own_workers_first() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
-    net.connect_worker(0, b"w0", &[T], 1);
+    let mut net = Net::new(2).and_client(0, b"client").and_worker(0, b"w0", 1);
     net.connect_worker(1, b"w1", &[T], 1);
-    let id = net.id_owned_by(0, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let id = net.request_owned_by(0, Flags::empty());
     net.expect_dispatch(0, b"w0", T, id);
     net.expect_nothing(1);
     // Its worker busy, the next goes to the other broker's.
-    let id2 = (id + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[0]))
-        .unwrap_or(0);
+    let id2 = net.id_owned_by_after(0, T, id);
     net.request(0, b"client", T, id2, Flags::empty());
     net.expect_dispatch(1, b"w1", T, id2);
 }
@@ -523,15 +592,8 @@ fn an_owner_serves_with_its_own_workers_first() {
 /// The worker's broker dies: its owners treat it as a worker death.
 #[test]
 fn an_executor_that_dies_is_a_worker_death_to_the_owner() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w2", &[T], 4);
-    let retried = net.id_owned_by(0, T);
-    let plain = (retried + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[0]))
-        .unwrap_or(0);
-    net.request(0, b"client", T, retried, Flags::RETRY_ON_DEATH);
-    net.request(0, b"client", T, plain, Flags::empty());
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w2", 4);
+    let (retried, plain) = net.request_retried_and_plain(0);
     net.drain_local(2);
     net.down.insert(2);
     // Missed heartbeats: 3 intervals of 1 s.
@@ -539,23 +601,15 @@ fn an_executor_that_dies_is_a_worker_death_to_the_owner() {
     net.expect_response(0, b"client", T, plain, Status::WorkerDeath);
     // The retried one waits at its owner; a worker on broker 1 gets it.
     net.connect_worker(1, b"w1", &[T], 4);
-    net.expect_dispatch(1, b"w1", T, retried);
-    net.result(1, b"w1", T, retried, b"second");
-    net.expect_response(0, b"client", T, retried, Status::Ok);
+    net.dispatch_answered(1, b"w1", retried, b"second");
 }
 
 /// The owner dies: the entry broker sends `RETRY_ON_DEATH` requests to the
 /// new owner and answers the others.
 #[test]
 fn an_owner_that_dies_leaves_no_request_without_an_outcome() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    let retried = net.id_owned_by(1, T);
-    let plain = (retried + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
-        .unwrap_or(0);
-    net.request(0, b"client", T, retried, Flags::RETRY_ON_DEATH);
-    net.request(0, b"client", T, plain, Flags::empty());
+    let mut net = Net::new(3).and_client(0, b"client");
+    let (retried, plain) = net.request_retried_and_plain(1);
     net.expect_nothing(0);
     net.down.insert(1);
     net.run_for(3500, 250);
@@ -563,18 +617,14 @@ fn an_owner_that_dies_leaves_no_request_without_an_outcome() {
     assert_eq!(net.stats(0).cluster.map(|c| c.owner_lost), Some(2));
     // The retried one is held by a live owner now, and served.
     net.connect_worker(2, b"w", &[T], 1);
-    net.expect_dispatch(2, b"w", T, retried);
-    net.result(2, b"w", T, retried, b"ok");
-    net.expect_response(0, b"client", T, retried, Status::Ok);
+    net.dispatch_answered(2, b"w", retried, b"ok");
 }
 
 /// Requests an executor queued for an owner go back when its last worker
 /// of the type leaves, and are served elsewhere.
 #[test]
 fn an_executor_returns_what_it_queued_when_its_workers_leave() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w2", &[T], 1);
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w2", 1);
     // Two owners each fill broker 2's capacity of 1: the second request
     // waits in broker 2's queue.
     let first = net.id_owned_by(0, T);
@@ -586,8 +636,7 @@ fn an_executor_returns_what_it_queued_when_its_workers_leave() {
     assert_eq!(net.stats(2).pending, 1);
     // Its worker leaves: the queued one goes back to its owner unrun.
     net.worker_sends(2, b"w2", Message::Disconnect { route: Vec::new() });
-    net.result(2, b"w2", T, first, b"first");
-    net.expect_response(0, b"client", T, first, Status::Ok);
+    net.result_answered(2, b"w2", first, b"first");
     assert_eq!(net.stats(2).pending, 0);
     assert_eq!(net.stats(1).cluster.map(|c| c.executions_returned), Some(1));
     assert_eq!(net.stats(1).pending, 1, "back in its owner's queue");
@@ -595,8 +644,7 @@ fn an_executor_returns_what_it_queued_when_its_workers_leave() {
     net.connect_worker(0, b"w0", &[T], 1);
     let d = net.expect_dispatch(0, b"w0", T, second);
     assert_eq!(d.attempt, 1);
-    net.result(0, b"w0", T, second, b"second");
-    net.expect_response(0, b"client", T, second, Status::Ok);
+    net.result_answered(0, b"w0", second, b"second");
 }
 
 #[test]
@@ -645,9 +693,7 @@ fn a_peer_speaking_another_major_version_is_refused_and_counted() {
 /// back and requests cross again.
 #[test]
 fn a_partition_heals() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
-    net.connect_worker(1, b"w", &[T], 1);
+    let mut net = Net::new(2).and_client(0, b"client").and_worker(1, b"w", 1);
     net.cut.insert((0, 1));
     net.run_for(4000, 250);
     assert_eq!(net.stats(0).cluster.map(|c| c.peer_losses), Some(1));
@@ -668,9 +714,7 @@ fn a_partition_heals() {
     );
     // The worker was silent too, and registers again.
     net.connect_worker(1, b"w", &[T], 1);
-    net.expect_dispatch(1, b"w", T, id);
-    net.result(1, b"w", T, id, b"healed");
-    net.expect_response(0, b"client", T, id, Status::Ok);
+    net.dispatch_answered(1, b"w", id, b"healed");
 }
 
 // ----- the randomized model check --------------------------------------
@@ -684,6 +728,73 @@ fn a_partition_heals() {
 fn model_check_no_request_is_lost_or_run_twice_while_membership_is_stable() {
     for seed in 1..=40u64 {
         run_model(seed);
+    }
+}
+
+/// What the cluster model check has seen of the brokers' outputs.
+#[derive(Default)]
+struct Seen {
+    seed: u64,
+    /// The requests running on each (broker, worker).
+    running: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    /// The statuses each (client, id) was answered.
+    responses: HashMap<(Vec<u8>, u64), Vec<Status>>,
+    /// How many times each id was dispatched.
+    executed: HashMap<u64, u32>,
+    /// The runs a CANCEL reached (their result answers nobody).
+    told: HashSet<(usize, Vec<u8>, u64)>,
+    /// How many of those runs have answered.
+    cancelled_runs: u32,
+}
+
+impl Seen {
+    /// Reads what every broker sent its clients and workers, checking
+    /// that no request runs twice at once and that a CANCEL reaches only a
+    /// run, once.
+    fn collect(&mut self, net: &mut Net) {
+        let seed = self.seed;
+        for b in 0..3 {
+            for l in net.drain_local(b) {
+                match l.msg {
+                    Message::Cancel(c) => {
+                        let runs = self
+                            .running
+                            .get(&(b, l.peer.clone()))
+                            .is_some_and(|list| list.contains(&c.request_id));
+                        assert!(runs, "seed {seed}: CANCEL for a request not running there");
+                        assert!(
+                            self.told.insert((b, l.peer, c.request_id)),
+                            "seed {seed}: told twice"
+                        );
+                    }
+                    Message::Dispatch(d) => {
+                        *self.executed.entry(d.request_id).or_default() += 1;
+                        let list = self.running.entry((b, l.peer.clone())).or_default();
+                        assert!(
+                            !list.contains(&d.request_id),
+                            "seed {seed}: run twice at once"
+                        );
+                        list.push(d.request_id);
+                    }
+                    Message::Response(r) => {
+                        self.responses
+                            .entry((l.peer, r.request_id))
+                            .or_default()
+                            .push(r.status);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `worker` on broker `b` sends the result of its run of `id` (taken
+    /// out of `running` already).
+    fn answer(&mut self, net: &mut Net, b: usize, worker: &[u8], id: u64) {
+        if self.told.remove(&(b, worker.to_vec(), id)) {
+            self.cancelled_runs += 1;
+        }
+        net.result(b, worker, T, id, b"r");
     }
 }
 
@@ -716,51 +827,11 @@ fn run_model(seed: u64) {
     }
     // key -> the client that got it admitted (None: rejected).
     let mut sent: Vec<(usize, u64)> = Vec::new();
-    let mut running: HashMap<(usize, Vec<u8>), Vec<u64>> = HashMap::new();
-    let mut responses: HashMap<(Vec<u8>, u64), Vec<Status>> = HashMap::new();
-    let mut executed: HashMap<u64, u32> = HashMap::new();
-    // Requests their client cancelled (owed no RESPONSE), and the runs a
-    // CANCEL reached (their result answers nobody).
+    // Requests their client cancelled (owed no RESPONSE).
     let mut cancelled: Vec<(usize, u64)> = Vec::new();
-    let mut told: HashSet<(usize, Vec<u8>, u64)> = HashSet::new();
-    let mut cancelled_runs = 0u32;
-    let collect = |net: &mut Net,
-                   running: &mut HashMap<(usize, Vec<u8>), Vec<u64>>,
-                   responses: &mut HashMap<(Vec<u8>, u64), Vec<Status>>,
-                   executed: &mut HashMap<u64, u32>,
-                   told: &mut HashSet<(usize, Vec<u8>, u64)>| {
-        for b in 0..3 {
-            for l in net.drain_local(b) {
-                match l.msg {
-                    Message::Cancel(c) => {
-                        let runs = running
-                            .get(&(b, l.peer.clone()))
-                            .is_some_and(|list| list.contains(&c.request_id));
-                        assert!(runs, "seed {seed}: CANCEL for a request not running there");
-                        assert!(
-                            told.insert((b, l.peer, c.request_id)),
-                            "seed {seed}: told twice"
-                        );
-                    }
-                    Message::Dispatch(d) => {
-                        *executed.entry(d.request_id).or_default() += 1;
-                        let list = running.entry((b, l.peer.clone())).or_default();
-                        assert!(
-                            !list.contains(&d.request_id),
-                            "seed {seed}: run twice at once"
-                        );
-                        list.push(d.request_id);
-                    }
-                    Message::Response(r) => {
-                        responses
-                            .entry((l.peer, r.request_id))
-                            .or_default()
-                            .push(r.status);
-                    }
-                    _ => {}
-                }
-            }
-        }
+    let mut seen = Seen {
+        seed,
+        ..Seen::default()
     };
     // How many of `c`'s requests with `id` still wait for an outcome.
     let waiting = |sent: &[(usize, u64)],
@@ -782,7 +853,7 @@ fn run_model(seed: u64) {
             let (b, client) = clients[c].clone();
             // A client does not reuse a key it still waits on (that would
             // be an idempotent re-send, answered once).
-            if waiting(&sent, &cancelled, &responses, c, id) > 0 {
+            if waiting(&sent, &cancelled, &seen.responses, c, id) > 0 {
                 continue;
             }
             net.request(b, &client, T, id, Flags::empty());
@@ -794,7 +865,7 @@ fn run_model(seed: u64) {
                 .iter()
                 .filter(|s| s.0 == c)
                 .map(|s| s.1)
-                .filter(|&id| waiting(&sent, &cancelled, &responses, c, id) > 0)
+                .filter(|&id| waiting(&sent, &cancelled, &seen.responses, c, id) > 0)
                 .collect();
             ids.dedup();
             if ids.is_empty() {
@@ -807,30 +878,22 @@ fn run_model(seed: u64) {
         } else {
             let w = next(workers.len() as u64) as usize;
             let (b, worker, _) = workers[w].clone();
-            let list = running.entry((b, worker.clone())).or_default();
+            let list = seen.running.entry((b, worker.clone())).or_default();
             if !list.is_empty() {
                 let id = list.remove(next(list.len() as u64) as usize);
-                if told.remove(&(b, worker.clone(), id)) {
-                    cancelled_runs += 1;
-                }
-                net.result(b, &worker, T, id, b"r");
+                seen.answer(&mut net, b, &worker, id);
             }
         }
-        collect(
-            &mut net,
-            &mut running,
-            &mut responses,
-            &mut executed,
-            &mut told,
-        );
+        seen.collect(&mut net);
         for (b, w, cap) in &workers {
-            let n = running.get(&(*b, w.clone())).map_or(0, Vec::len);
+            let n = seen.running.get(&(*b, w.clone())).map_or(0, Vec::len);
             assert!(n <= *cap as usize, "seed {seed}: worker over capacity");
         }
     }
     // Finish everything.
     for _ in 0..10_000 {
-        let busy: Vec<_> = running
+        let busy: Vec<_> = seen
+            .running
             .iter()
             .filter(|(_, l)| !l.is_empty())
             .map(|(k, _)| k.clone())
@@ -838,43 +901,36 @@ fn run_model(seed: u64) {
         let Some((b, worker)) = busy.first().cloned() else {
             break;
         };
-        let id = running
+        let id = seen
+            .running
             .get_mut(&(b, worker.clone()))
             .map(|l| l.remove(0))
             .unwrap_or(0);
-        if told.remove(&(b, worker.clone(), id)) {
-            cancelled_runs += 1;
-        }
-        net.result(b, &worker, T, id, b"r");
-        collect(
-            &mut net,
-            &mut running,
-            &mut responses,
-            &mut executed,
-            &mut told,
-        );
+        seen.answer(&mut net, b, &worker, id);
+        seen.collect(&mut net);
     }
     for &(c, id) in &sent {
         assert_eq!(
-            waiting(&sent, &cancelled, &responses, c, id),
+            waiting(&sent, &cancelled, &seen.responses, c, id),
             0,
             "seed {seed}: request {id} of client {c} has no outcome"
         );
     }
-    let total: usize = responses.values().map(Vec::len).sum();
+    let total: usize = seen.responses.values().map(Vec::len).sum();
     assert_eq!(
         total,
         sent.len() - cancelled.len(),
         "seed {seed}: one RESPONSE per request sent and not cancelled"
     );
-    let ok: usize = responses
+    let ok: usize = seen
+        .responses
         .values()
         .flatten()
         .filter(|s| **s == Status::Ok)
         .count();
-    let runs: u32 = executed.values().sum();
+    let runs: u32 = seen.executed.values().sum();
     assert_eq!(
-        ok as u32 + cancelled_runs,
+        ok as u32 + seen.cancelled_runs,
         runs,
         "seed {seed}: each run answers exactly one request, but a cancelled one"
     );
@@ -887,11 +943,8 @@ fn run_model(seed: u64) {
 /// ends that execution FAILED instead of waiting for an answer.
 #[test]
 fn an_error_for_an_execute_ends_it_failed() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(0, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w", 1);
+    let id = net.request_owned_by(0, Flags::empty());
     net.drain_local(2);
     let dial_to_2 = net.dials[0].iter().position(|&b| b == 2).unwrap_or(0) as u32;
     let (header, body) = encode(Message::Error(protocol::ErrorReply {
@@ -917,19 +970,15 @@ fn an_error_for_an_execute_ends_it_failed() {
 /// client.
 #[test]
 fn a_new_owner_takes_over_a_request_running_for_a_dead_one() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w", 1);
+    let id = net.request_owned_by(1, Flags::RETRY_ON_DEATH);
     net.expect_dispatch(2, b"w", T, id);
     net.down.insert(1);
     net.run_for(3500, 250);
     // Re-sent to the new owner; the executor keeps the one run it has.
     net.expect_nothing(2);
     assert_eq!(net.stats(2).requests_resent, 1);
-    net.result(2, b"w", T, id, b"once");
-    net.expect_response(0, b"client", T, id, Status::Ok);
+    net.result_answered(2, b"w", id, b"once");
 }
 
 /// A message the driver could not send on a route is lost: the route goes
@@ -937,11 +986,8 @@ fn a_new_owner_takes_over_a_request_running_for_a_dead_one() {
 /// with the next greeting.
 #[test]
 fn a_route_that_refuses_a_message_goes_down_and_comes_back() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w", 1);
+    net.request_owned_by(1, Flags::RETRY_ON_DEATH);
     net.drain_local(2);
     // Say that FORWARD to broker 1 was refused by the socket.
     // (On whichever connection the route sends: broker 0's DEALER to 1,
@@ -965,8 +1011,7 @@ fn a_route_that_refuses_a_message_goes_down_and_comes_back() {
 /// `EXPIRED` when it passes, and the client hears it through its broker.
 #[test]
 fn a_forwarded_request_expires_at_its_owner() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
+    let mut net = Net::new(2).and_client(0, b"client");
     let id = net.id_owned_by(1, T);
     let mut r = req(T, id, Flags::empty(), &[b"late"]);
     r.deadline_ms = 400;
@@ -982,15 +1027,10 @@ fn a_forwarded_request_expires_at_its_owner() {
 /// request counts as held bytes until its answer comes.
 #[test]
 fn a_relay_retry_copy_counts_as_held_bytes() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
-    net.connect_worker(1, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    let mut net = Net::new(2).and_client(0, b"client").and_worker(1, b"w", 1);
+    let id = net.request_owned_by(1, Flags::RETRY_ON_DEATH);
     assert_eq!(net.stats(0).pending_bytes, 4, "the 4-byte body is kept");
-    net.expect_dispatch(1, b"w", T, id);
-    net.result(1, b"w", T, id, b"ok");
-    net.expect_response(0, b"client", T, id, Status::Ok);
+    net.dispatch_answered(1, b"w", id, b"ok");
     assert_eq!(net.stats(0).pending_bytes, 0);
 }
 
@@ -999,11 +1039,8 @@ fn a_relay_retry_copy_counts_as_held_bytes() {
 /// included (found by a review: the owner's slot was never freed).
 #[test]
 fn a_one_way_execute_gives_the_owners_slot_back() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::ONE_WAY);
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w", 1);
+    let id = net.request_owned_by(1, Flags::ONE_WAY);
     net.expect_dispatch(2, b"w", T, id);
     assert_eq!(net.stats(1).in_flight, 1);
     net.result(2, b"w", T, id, b"done");
@@ -1013,9 +1050,7 @@ fn a_one_way_execute_gives_the_owners_slot_back() {
     let busy = net.id_owned_by(2, T);
     net.request(2, b"client2", T, busy, Flags::empty());
     net.drain_local(2);
-    let late = (id + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
-        .unwrap_or(0);
+    let late = net.id_owned_by_after(1, T, id);
     let mut r = req(T, late, Flags::ONE_WAY, &[b"late"]);
     r.deadline_ms = 300;
     net.client_sends(0, b"client", Message::Request(r));
@@ -1029,8 +1064,7 @@ fn a_one_way_execute_gives_the_owners_slot_back() {
 /// another member's workers too.
 #[test]
 fn members_learn_the_names_of_the_types_others_serve() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
+    let mut net = Net::new(2).and_client(0, b"client");
     let ready = Ready {
         heartbeat_ms: HB,
         capacity: 1,
@@ -1081,11 +1115,8 @@ fn expect_cancel(net: &mut Net, b: usize, worker: &[u8], t: u32, id: u64) {
 /// result gives every slot back and goes nowhere.
 #[test]
 fn a_request_run_on_another_broker_is_cancelled_through_its_owner() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::RETRY_ON_DEATH);
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w", 1);
+    let id = net.request_owned_by(1, Flags::RETRY_ON_DEATH);
     net.expect_dispatch(2, b"w", T, id);
     assert_eq!(net.stats(0).cluster.map(|c| c.relayed), Some(1));
     cancel(&mut net, 0, b"client", T, id);
@@ -1099,13 +1130,9 @@ fn a_request_run_on_another_broker_is_cancelled_through_its_owner() {
     net.expect_nothing(0);
     assert_eq!((net.stats(1).in_flight, net.stats(2).in_flight), (0, 0));
     // Every slot is free: the next request runs.
-    let next = (id + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
-        .unwrap_or(0);
+    let next = net.id_owned_by_after(1, T, id);
     net.request(0, b"client", T, next, Flags::empty());
-    net.expect_dispatch(2, b"w", T, next);
-    net.result(2, b"w", T, next, b"ok");
-    net.expect_response(0, b"client", T, next, Status::Ok);
+    net.dispatch_answered(2, b"w", next, b"ok");
 }
 
 /// A forwarded request still queued at its owner: cancelled there, it
@@ -1113,11 +1140,9 @@ fn a_request_run_on_another_broker_is_cancelled_through_its_owner() {
 /// cancels nothing.
 #[test]
 fn a_forwarded_request_queued_at_its_owner_is_cancelled_there() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
+    let mut net = Net::new(2).and_client(0, b"client");
     net.connect(0, b"other");
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let id = net.request_owned_by(1, Flags::empty());
     assert_eq!(net.stats(1).pending, 1);
     cancel(&mut net, 0, b"other", T, id);
     assert_eq!(net.stats(1).pending, 1);
@@ -1137,16 +1162,14 @@ fn a_forwarded_request_queued_at_its_owner_is_cancelled_there() {
 /// the owner's slot back and is dropped there).
 #[test]
 fn an_execute_queued_at_its_executor_is_cancelled_there() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
+    let mut net = Net::new(3).and_client(0, b"client");
     net.connect(2, b"local");
     net.connect_worker(2, b"w", &[T], 1);
     // Broker 2's own client keeps its worker busy.
     let busy = net.id_owned_by(2, T);
     net.request(2, b"local", T, busy, Flags::empty());
     net.expect_dispatch(2, b"w", T, busy);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let id = net.request_owned_by(1, Flags::empty());
     assert_eq!(net.stats(2).pending, 1, "queued at the executor");
     assert_eq!(net.stats(1).in_flight, 1, "in flight at the owner");
     cancel(&mut net, 0, b"client", T, id);
@@ -1154,8 +1177,7 @@ fn an_execute_queued_at_its_executor_is_cancelled_there() {
     assert_eq!(net.stats(1).in_flight, 0, "the owner's slot is back");
     net.expect_nothing(0);
     // The busy worker's next job is not the cancelled one.
-    net.result(2, b"w", T, busy, b"ok");
-    net.expect_response(2, b"local", T, busy, Status::Ok);
+    net.result_answered_at(2, b"w", (2, b"local"), busy, b"ok");
     net.expect_nothing(2);
 }
 
@@ -1166,12 +1188,9 @@ fn an_execute_queued_at_its_executor_is_cancelled_there() {
 /// cluster model check: the entry took the CANCEL as a stranger's).
 #[test]
 fn a_request_run_by_its_entry_broker_for_another_owner_is_cancelled() {
-    let mut net = Net::new(2);
-    net.connect(0, b"client");
-    net.connect_worker(0, b"w", &[T], 1);
+    let mut net = Net::new(2).and_client(0, b"client").and_worker(0, b"w", 1);
     // Broker 1 learns that broker 0 serves the type.
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let id = net.request_owned_by(1, Flags::empty());
     net.expect_dispatch(0, b"w", T, id);
     cancel(&mut net, 0, b"client", T, id);
     expect_cancel(&mut net, 0, b"w", T, id);
@@ -1186,11 +1205,10 @@ fn a_request_run_by_its_entry_broker_for_another_owner_is_cancelled() {
 /// the owner drops its EXECUTED; the client got `Cancelled` all the same.
 #[test]
 fn a_member_older_than_1_5_is_not_sent_cancel() {
-    let mut net = Net::with_old(3, &[2]);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let mut net = Net::with_old(3, &[2])
+        .and_client(0, b"client")
+        .and_worker(2, b"w", 1);
+    let id = net.request_owned_by(1, Flags::empty());
     net.expect_dispatch(2, b"w", T, id);
     cancel(&mut net, 0, b"client", T, id);
     assert_eq!(net.stats(1).requests_cancelled, 1);
@@ -1210,11 +1228,8 @@ fn a_member_older_than_1_5_is_not_sent_cancel() {
 /// does.
 #[test]
 fn an_executor_requeues_a_request_its_worker_gives_back() {
-    let mut net = Net::new(3);
-    net.connect(0, b"client");
-    net.connect_worker(2, b"w2", &[T], 1);
-    let id = net.id_owned_by(1, T);
-    net.request(0, b"client", T, id, Flags::empty());
+    let mut net = Net::new(3).and_client(0, b"client").and_worker(2, b"w2", 1);
+    let id = net.request_owned_by(1, Flags::empty());
     let d = net.expect_dispatch(2, b"w2", T, id);
     net.worker_sends(2, b"w2", Message::Disconnect { route: Vec::new() });
     net.connect_worker(2, b"w2b", &[T], 1);
@@ -1237,13 +1252,10 @@ fn an_executor_requeues_a_request_its_worker_gives_back() {
     assert_eq!(&again.payload[0][..], b"body");
     assert_eq!(net.stats(2).requests_returned, 1);
     assert_eq!(net.stats(1).cluster.map(|c| c.executions_returned), Some(0));
-    net.result(2, b"w2b", T, id, b"done");
-    net.expect_response(0, b"client", T, id, Status::Ok);
+    net.result_answered(2, b"w2b", id, b"done");
     // w2b leaves too, giving back a new one: broker 2 has no worker of
     // the type left, so the request goes back to its owner, unrun.
-    let next = (id + 1..)
-        .find(|&i| net.cores[0].owner_of(T, i) == Some(net.ids[1]))
-        .unwrap_or(0);
+    let next = net.id_owned_by_after(1, T, id);
     net.request(0, b"client", T, next, Flags::empty());
     let d = net.expect_dispatch(2, b"w2b", T, next);
     net.worker_sends(2, b"w2b", Message::Disconnect { route: Vec::new() });

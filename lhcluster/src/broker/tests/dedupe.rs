@@ -10,8 +10,7 @@ fn duplicate_from_another_client_while_pending_is_rejected() {
     h.request(CB, 7, 1, Flags::empty(), &[b"from-b"]);
     let r = h.expect_status(CB, 7, 1, Status::Rejected);
     assert!(r.payload.is_empty());
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_rejected, s.pending), (1, 1));
 
     h.connect_worker(W1, &[7], 2);
@@ -43,8 +42,7 @@ fn same_client_resend_while_pending_is_idempotent() {
         Flags::RECEIPT_ON_SEND | Flags::ONE_WAY,
         &[b"changed"],
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_resent, s.requests_rejected, s.pending),
         (1, 0, 1)
@@ -64,13 +62,11 @@ fn same_client_resend_while_pending_is_idempotent() {
 
 #[test]
 fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.request_held(CA, 7, 1, Flags::empty());
     h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
     h.expect_receipt_sent(CA, 7, 1);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (
             s.requests_resent,
@@ -85,8 +81,7 @@ fn same_client_resend_while_in_flight_repeats_receipt_sent_only_when_asked() {
 #[test]
 fn a_completed_key_is_released_and_runs_again() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::empty(), &[b"one"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"one"]);
     h.result_answered(W1, CA, 7, 1);
     h.request(CA, 7, 1, Flags::empty(), &[b"two"]);
     h.expect_dispatch_of(W1, (7, 1), 1, &[b"two"]);

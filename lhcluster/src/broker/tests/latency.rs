@@ -68,8 +68,7 @@ fn a_retry_counts_its_first_wait_and_its_last_dispatch() {
 
 #[test]
 fn a_type_without_traffic_has_empty_histograms() {
-    let mut h = Harness::with_client();
-    h.connect_worker(W1, &[7], 1);
+    let h = Harness::with_client_and_worker(1);
     let s = h.type_stats_full(7);
     assert_eq!(s.queue_wait, Default::default());
     assert_eq!(s.end_to_end, Default::default());

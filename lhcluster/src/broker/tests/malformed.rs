@@ -6,8 +6,7 @@ use crate::protocol::PROTOCOL_MINOR;
 
 /// A valid request/result pair still goes through.
 fn assert_traffic_flows(h: &mut Harness, client: &[u8], worker: &[u8], t: u32, id: u64) {
-    h.request(client, t, id, Flags::empty(), &[b"ok?"]);
-    h.expect_dispatch(worker, t, id, 1);
+    h.request_dispatched_with(client, worker, (t, id), Flags::empty(), &[b"ok?"]);
     h.result(worker, t, id, Status::Ok, &[b"ok!"]);
     h.expect_status_alone(client, t, id, Status::Ok);
 }
@@ -17,23 +16,19 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
     let mut h = Harness::with_two_clients().and_worker(1);
     h.request_dispatched(CA, W1, 7, 1);
 
-    h.frontend_raw(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CB);
+    let e = h.frontend_refused(CB, &[0xFF, 0xFF, 0xFF, 0xFF], payload(&[b"x"]));
     assert!(e.error.contains("protobuf"), "{}", e.error);
     assert_eq!(e.request, None);
     h.expect_nothing();
 
     // No header frame at all: the driver passes an empty slice.
-    h.frontend_raw(CB, &[], Payload::new());
-    let e = h.expect_error(Side::Frontend, CB);
+    let e = h.frontend_refused(CB, &[], Payload::new());
     assert_eq!(
         e.error,
         "unsupported protocol version 0.0 (this peer speaks 1.x)"
     );
     assert_eq!(e.request, None);
-    h.expect_nothing();
-
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(s.malformed_frontend, 2);
     assert_eq!(s.requests_received, 1);
     // CA's request is unaffected, and CB's traffic works.
@@ -45,8 +40,7 @@ fn garbage_and_empty_headers_on_the_frontend_get_an_error() {
 fn wrong_major_version_gets_an_unsupported_version_error() {
     let mut h = Harness::with_client_and_worker(1);
     let header = with_major(Message::Heartbeat { heartbeat_ms: 0 }, 2);
-    h.frontend_raw(CA, &header, Payload::new());
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, Payload::new());
     assert_eq!(
         e.error,
         format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
@@ -54,24 +48,13 @@ fn wrong_major_version_gets_an_unsupported_version_error() {
     assert_eq!(e.request, None);
     h.expect_nothing();
 
-    let header = with_major(
-        Message::Ready(Ready {
-            heartbeat_ms: HB,
-            capacity: 1,
-            request_types: vec![7],
-            type_names: Vec::new(),
-            name: None,
-        }),
-        2,
-    );
-    h.backend_raw(W2, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let header = with_major(ready_message(&[7], 1, HB), 2);
+    let e = h.backend_refused(W2, &header, Payload::new());
     assert!(
         e.error
             .starts_with(&format!("unsupported protocol version 2.{PROTOCOL_MINOR}"))
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.malformed_frontend, s.malformed_backend, s.workers),
         (1, 1, 1)
@@ -89,8 +72,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
         }),
         2,
     );
-    h.frontend_raw(CA, &header, payload(&[b"x"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"x"]));
     assert_eq!(
         e.error,
         format!("unsupported protocol version 2.{PROTOCOL_MINOR} (this peer speaks 1.x)")
@@ -108,16 +90,7 @@ fn wrong_major_request_gets_an_error_with_the_request_fields() {
 #[test]
 fn unexpected_kinds_on_the_frontend_get_an_error() {
     let mut h = Harness::with_client_and_worker(1);
-    h.client_sends(
-        CA,
-        Message::Ready(Ready {
-            heartbeat_ms: HB,
-            capacity: 1,
-            request_types: vec![7],
-            type_names: Vec::new(),
-            name: None,
-        }),
-    );
+    h.client_sends(CA, ready_message(&[7], 1, HB));
     let e = h.expect_error(Side::Frontend, CA);
     assert_eq!(e.error, "unexpected READY on the broker frontend");
     assert_eq!(e.request, None);
@@ -132,8 +105,7 @@ fn unexpected_kinds_on_the_frontend_get_an_error() {
     assert!(e.error.contains("WELCOME"), "{}", e.error);
     h.client_sends(CA, Message::Shutdown);
     h.expect_error(Side::Frontend, CA);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.workers), (3, 1));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
 }
@@ -171,8 +143,7 @@ fn cluster_kinds_on_the_frontend_and_backend_get_an_error() {
             );
         }
     }
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.malformed_backend), (6, 12));
     assert_eq!((s.requests_received, s.workers, s.clients), (0, 1, 1));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
@@ -191,8 +162,7 @@ fn unexpected_kind_naming_a_request_on_the_frontend_gets_an_error() {
         error: None,
         payload: payload(&[b"x"]),
     }));
-    h.frontend_raw(CA, &header, body);
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, body);
     assert_eq!(
         e.request,
         Some(RequestRef {
@@ -208,8 +178,7 @@ fn frontend_refusals_of_request_shaped_headers() {
     let mut h = Harness::with_client_and_worker(1);
     // A REQUEST with type 0 is missing its request_type: ERROR, no request.
     let (header, _) = encode(Message::Request(req(0, 5, Flags::empty(), &[])));
-    h.frontend_raw(CA, &header, Payload::new());
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, Payload::new());
     assert!(e.error.contains("request_type"), "{}", e.error);
     assert_eq!(e.request, None);
     // A HELLO with a payload frame is refused.
@@ -218,8 +187,7 @@ fn frontend_refusals_of_request_shaped_headers() {
         name: None,
         route: Vec::new(),
     }));
-    h.frontend_raw(CA, &header, payload(&[b"extra"]));
-    let e = h.expect_error(Side::Frontend, CA);
+    let e = h.frontend_refused(CA, &header, payload(&[b"extra"]));
     assert!(e.error.contains("payload"), "{}", e.error);
     // A HELLO with interval 0 is refused.
     let (header, _) = encode(Message::Hello(Hello {
@@ -227,19 +195,15 @@ fn frontend_refusals_of_request_shaped_headers() {
         name: None,
         route: Vec::new(),
     }));
-    h.frontend_raw(CA, &header, Payload::new());
-    h.expect_error(Side::Frontend, CA);
-    h.expect_nothing();
-    let s = h.stats();
+    h.frontend_refused(CA, &header, Payload::new());
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (3, 0));
     assert_traffic_flows(&mut h, CA, W1, 7, 1);
 }
 
 #[test]
 fn a_request_with_its_payload_both_inline_and_in_frames_gets_an_error_naming_it() {
-    let mut h = Harness::new();
-    h.connect(PROXY);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::new().and_client(PROXY).and_worker(1);
     // The header carries "a" inline (field 17); a frame "b" follows it.
     let (header, rest) = encode(Message::Request(Request {
         route: b"route-1".to_vec(),
@@ -259,8 +223,7 @@ fn a_request_with_its_payload_both_inline_and_in_frames_gets_an_error_naming_it(
             route: b"route-1".to_vec()
         })
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_frontend, s.requests_received), (1, 0));
     // Nothing was admitted: (7, 1) is free.
     assert_traffic_flows(&mut h, PROXY, W1, 7, 1);
@@ -319,14 +282,11 @@ fn a_malformed_error_is_not_answered_either() {
 
 #[test]
 fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
 
-    h.backend_raw(W2, &[0xFF, 0x01], Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let e = h.backend_refused(W2, &[0xFF, 0x01], Payload::new());
     assert_eq!(e.request, None);
-    h.backend_raw(W2, &[], Payload::new());
-    let e = h.expect_error(Side::Backend, W2);
+    let e = h.backend_refused(W2, &[], Payload::new());
     assert!(e.error.starts_with("unsupported protocol version 0.0"));
     // A registered worker sends a REQUEST: ERROR with the request fields,
     // never a RESPONSE on the backend.
@@ -362,9 +322,7 @@ fn garbage_and_unexpected_kinds_on_the_backend_get_an_error() {
     h.ready(W3, &[7, 0], 1);
     let e = h.expect_error(Side::Backend, W3);
     assert!(e.error.contains("request_types"), "{}", e.error);
-    h.expect_nothing();
-
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.malformed_backend, s.malformed_frontend), (7, 0));
     assert_eq!((s.workers, s.in_flight), (1, 1));
     // The in-flight request completes normally.
@@ -399,12 +357,10 @@ fn result_header_with_status(t: u32, id: u64, status: Status) -> Vec<u8> {
 /// "never changes any state": reported as a mismatch; this pins the code.
 #[test]
 fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::empty());
     let header = result_header_with_status(7, 1, Status::Rejected);
-    h.backend_raw(W1, &header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
+    let e = h.backend_refused(W1, &header, Payload::new());
     assert!(e.error.contains("status"), "{}", e.error);
     let r = h.expect_status(CA, 7, 1, Status::Failed);
     assert!(r.error.is_some());
@@ -414,14 +370,11 @@ fn a_malformed_result_from_the_assigned_worker_fails_the_request() {
 
 #[test]
 fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.request_dispatched(CA, W1, 7, 1);
     let header = result_header_with_status(7, 1, Status::Rejected);
-    h.backend_raw(W2, &header, Payload::new());
-    h.expect_error(Side::Backend, W2);
-    h.expect_nothing();
-    let s = h.stats();
+    h.backend_refused(W2, &header, Payload::new());
+    let s = h.quiet_stats();
     assert_eq!((s.in_flight, s.requests_completed), (1, 0));
     h.result_answered_alone(W1, CA, 7, 1);
 }
@@ -431,15 +384,13 @@ fn a_malformed_result_for_a_request_not_assigned_to_the_worker_changes_nothing()
 #[test]
 fn a_malformed_receipt_received_does_not_fail_the_request() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_RECEIVE, &[]);
     let (header, _) = encode(Message::ReceiptReceived(RequestRef {
         request_type: 7,
         request_id: 1,
         route: Vec::new(),
     }));
-    h.backend_raw(W1, &header, payload(&[b"stray"]));
-    h.expect_error(Side::Backend, W1);
+    h.backend_refused(W1, &header, payload(&[b"stray"]));
     h.expect_nothing();
     h.result(W1, 7, 1, Status::Ok, &[b"real"]);
     h.expect_status_alone(CA, 7, 1, Status::Ok);
@@ -450,8 +401,7 @@ fn a_malformed_receipt_received_does_not_fail_the_request() {
 /// worker that thinks it answered: it ends FAILED and the credit comes back.
 #[test]
 fn an_oversized_result_fails_its_request_and_frees_the_credit() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.request_held(CA, 7, 2, Flags::empty());
     let (attempt, dispatch_tag) = h.dispatches[&(W1.to_vec(), 7, 1)];
     let (header, _) = encode(Message::Result(WorkResult {

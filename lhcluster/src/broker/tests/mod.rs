@@ -140,9 +140,7 @@ impl Harness {
 
     /// `CA` connected.
     fn with_client() -> Self {
-        let mut h = Self::new();
-        h.connect(CA);
-        h
+        Self::new().and_client(CA)
     }
 
     /// `CA` and `CB` connected.
@@ -157,19 +155,58 @@ impl Harness {
         Self::with_client().and_worker(capacity)
     }
 
+    /// `CA` connected, and `W1` (type 7, `capacity` credits) running the
+    /// plain request 7/1 (no flags, no payload) as attempt 1.
+    fn with_request_running(capacity: u32) -> Self {
+        let mut h = Self::with_client_and_worker(capacity);
+        h.request_dispatched(CA, W1, 7, 1);
+        h
+    }
+
     /// `CA` connected, and `W1` (type 7, capacity 1) running attempt 1 of
     /// request 7/1, sent `RETRY_ON_DEATH` with `body`: the start of the
     /// tests of what a worker's death does to a retried request.
     fn with_a_retry_running(body: &[&[u8]]) -> Self {
-        let mut h = Self::with_client_and_worker(1);
-        h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, body);
-        h.expect_dispatch(W1, 7, 1, 1);
+        Self::with_a_retry_running_on(|_| {}, Flags::empty(), body)
+    }
+
+    /// [`Harness::with_a_retry_running`] on a broker configured by
+    /// `config`, the request sent with `flags` too.
+    fn with_a_retry_running_on(
+        config: impl FnOnce(&mut BrokerConfig),
+        flags: Flags,
+        body: &[&[u8]],
+    ) -> Self {
+        let mut h = Self::with_config(config).and_client(CA).and_worker(1);
+        h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH | flags, body);
         h
+    }
+
+    /// `CA` connected, then each `(client, name)` registering `name`, in
+    /// order.
+    fn with_named_clients(named: &[(&[u8], &str)]) -> Self {
+        let mut h = Self::with_client();
+        for (client, name) in named {
+            h.connect_named(client, name);
+        }
+        h
+    }
+
+    /// `client` connected too.
+    fn and_client(mut self, client: &[u8]) -> Self {
+        self.connect(client);
+        self
     }
 
     /// `W1` connected too, serving type 7 with `capacity` credits.
     fn and_worker(mut self, capacity: u32) -> Self {
         self.connect_worker(W1, &[7], capacity);
+        self
+    }
+
+    /// `W2` connected too, serving type 7 with `capacity` credits.
+    fn and_worker_2(mut self, capacity: u32) -> Self {
+        self.connect_worker(W2, &[7], capacity);
         self
     }
 
@@ -220,6 +257,19 @@ impl Harness {
         self.core.on_backend(now, peer, header, payload, || None);
     }
 
+    /// `peer` sends `header` and `payload` to the frontend, and gets an
+    /// ERROR: that ERROR.
+    fn frontend_refused(&mut self, peer: &[u8], header: &[u8], payload: Payload) -> ErrorReply {
+        self.frontend_raw(peer, header, payload);
+        self.expect_error(Side::Frontend, peer)
+    }
+
+    /// [`Harness::frontend_refused`], on the backend.
+    fn backend_refused(&mut self, peer: &[u8], header: &[u8], payload: Payload) -> ErrorReply {
+        self.backend_raw(peer, header, payload);
+        self.expect_error(Side::Backend, peer)
+    }
+
     fn client_sends(&mut self, peer: &[u8], msg: Message) {
         let (header, payload) = encode(msg);
         self.frontend_raw(peer, &header, payload);
@@ -257,16 +307,7 @@ impl Harness {
     }
 
     fn ready_hb(&mut self, worker: &[u8], types: &[u32], capacity: u32, heartbeat_ms: u32) {
-        self.worker_sends(
-            worker,
-            Message::Ready(Ready {
-                heartbeat_ms,
-                capacity,
-                request_types: types.to_vec(),
-                type_names: Vec::new(),
-                name: None,
-            }),
-        );
+        self.worker_sends(worker, ready_message(types, capacity, heartbeat_ms));
     }
 
     fn ready(&mut self, worker: &[u8], types: &[u32], capacity: u32) {
@@ -505,8 +546,22 @@ impl Harness {
     /// `client` sends a plain request (no flags, no payload) that goes
     /// straight to `worker` as attempt 1.
     fn request_dispatched(&mut self, client: &[u8], worker: &[u8], t: u32, id: u64) {
-        self.request(client, t, id, Flags::empty(), &[]);
-        self.expect_dispatch(worker, t, id, 1);
+        self.request_dispatched_with(client, worker, (t, id), Flags::empty(), &[]);
+    }
+
+    /// `client` sends a request with `flags` and `body` that goes straight
+    /// to `worker` as attempt 1 (other outputs, such as receipts, may
+    /// follow).
+    fn request_dispatched_with(
+        &mut self,
+        client: &[u8],
+        worker: &[u8],
+        (t, id): (u32, u64),
+        flags: Flags,
+        body: &[&[u8]],
+    ) -> Dispatch {
+        self.request(client, t, id, flags, body);
+        self.expect_dispatch(worker, t, id, 1)
     }
 
     /// `worker` sends an `OK` result (no payload) that is answered `OK` to
@@ -577,10 +632,25 @@ impl Harness {
         self.expect_nothing();
     }
 
+    /// `W2` (type 7, capacity 1) connects and `W1` dies by silence
+    /// ([`kill_by_silence`], `CA` speaking): the retried request 7/1 goes
+    /// to `W2` as attempt 2.
+    fn retried_on_w2(&mut self) -> Dispatch {
+        self.connect_worker(W2, &[7], 1);
+        kill_by_silence(self, W1, &[W2], &[CA]);
+        self.expect_dispatch(W2, 7, 1, 2)
+    }
+
     // --- state ---
 
     fn stats(&self) -> BrokerStats {
         self.core.stats()
+    }
+
+    /// [`Harness::expect_nothing`], then the stats.
+    fn quiet_stats(&mut self) -> BrokerStats {
+        self.expect_nothing();
+        self.stats()
     }
 
     /// The requests received, dispatched and completed.
@@ -611,6 +681,18 @@ impl Harness {
             .cloned()
             .unwrap_or_else(|| panic!("type {t} is not in the stats"))
     }
+}
+
+/// A READY for `types` with `capacity` credits and the interval
+/// `heartbeat_ms`, without names.
+fn ready_message(types: &[u32], capacity: u32, heartbeat_ms: u32) -> Message {
+    Message::Ready(Ready {
+        heartbeat_ms,
+        capacity,
+        request_types: types.to_vec(),
+        type_names: Vec::new(),
+        name: None,
+    })
 }
 
 /// Header bytes of `msg` with `major` rewritten (the first field is `08 01`).

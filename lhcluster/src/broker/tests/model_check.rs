@@ -120,6 +120,19 @@ struct Expect {
     cancels: Vec<(usize, Key, u64)>,
 }
 
+impl Expect {
+    /// The receipts `c`'s request for `key`, sent with `flags`, earns at
+    /// once when it joins one in flight (`received`: its worker said so).
+    fn earned_receipts(&mut self, c: usize, key: Key, flags: Flags, received: bool) {
+        if flags.contains(Flags::RECEIPT_ON_SEND) {
+            self.receipts.push((c, key));
+        }
+        if received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
+            self.received.push((c, key));
+        }
+    }
+}
+
 struct Sim {
     h: Harness,
     rng: Rng,
@@ -221,6 +234,43 @@ impl Sim {
             .unwrap_or_else(|| self.fail(format!("output to unknown client {}", name(peer))))
     }
 
+    /// A receipt `r` (`desc`) went to `peer`: it must be in the list of
+    /// `expect` that `list` picks, and is taken off it.
+    fn take_receipt(
+        &self,
+        expect: &mut Expect,
+        list: fn(&mut Expect) -> &mut Vec<(usize, Key)>,
+        peer: &[u8],
+        r: &RequestRef,
+        desc: &str,
+    ) {
+        let c = self.client_index(peer);
+        let key = (r.request_type, r.request_id);
+        self.take_expected(expect, list, |e| *e == (c, key), desc);
+    }
+
+    /// An output (`desc`) must be one of the list of `expect` that `list`
+    /// picks (the first that `is_it`): that entry, taken off.
+    fn take_expected<T>(
+        &self,
+        expect: &mut Expect,
+        list: fn(&mut Expect) -> &mut Vec<T>,
+        is_it: impl Fn(&T) -> bool,
+        desc: &str,
+    ) -> T {
+        let Some(i) = list(expect).iter().position(is_it) else {
+            self.fail(format!("{desc}: unexpected; expected {expect:?}"));
+        };
+        list(expect).remove(i)
+    }
+
+    /// A random key that worker `w` does not hold, to answer as if it did;
+    /// `None` if the draw gave one it holds.
+    fn bogus_key(&mut self, w: usize) -> Option<Key> {
+        let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
+        (!self.workers[w].outstanding.contains_key(&key)).then_some(key)
+    }
+
     fn worker_index(&self, peer: &[u8]) -> usize {
         self.workers
             .iter()
@@ -308,14 +358,12 @@ impl Sim {
                 (Side::Frontend, peer, Message::Response(r)) => {
                     let c = self.client_index(&peer);
                     let key = (r.request_type, r.request_id);
-                    let Some(i) = expect
-                        .responses
-                        .iter()
-                        .position(|e| e.0 == c && e.1 == key && e.2 == r.status)
-                    else {
-                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
-                    };
-                    let e = expect.responses.remove(i);
+                    let e = self.take_expected(
+                        &mut expect,
+                        |e| &mut e.responses,
+                        |e| e.0 == c && e.1 == key && e.2 == r.status,
+                        &desc,
+                    );
                     if let Some(body) = e.3 {
                         if frames(&r.payload) != body {
                             self.fail(format!("{desc}: payload, want {body:?}"));
@@ -326,20 +374,10 @@ impl Sim {
                     }
                 }
                 (Side::Frontend, peer, Message::ReceiptSent(r)) => {
-                    let c = self.client_index(&peer);
-                    let key = (r.request_type, r.request_id);
-                    let Some(i) = expect.receipts.iter().position(|e| *e == (c, key)) else {
-                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
-                    };
-                    expect.receipts.remove(i);
+                    self.take_receipt(&mut expect, |e| &mut e.receipts, &peer, &r, &desc);
                 }
                 (Side::Frontend, peer, Message::ReceiptReceived(r)) => {
-                    let c = self.client_index(&peer);
-                    let key = (r.request_type, r.request_id);
-                    let Some(i) = expect.received.iter().position(|e| *e == (c, key)) else {
-                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
-                    };
-                    expect.received.remove(i);
+                    self.take_receipt(&mut expect, |e| &mut e.received, &peer, &r, &desc);
                 }
                 (Side::Backend, peer, Message::Welcome { .. }) => {
                     let w = self.worker_index(&peer);
@@ -351,14 +389,13 @@ impl Sim {
                 (Side::Backend, peer, Message::Cancel(c)) => {
                     let w = self.worker_index(&peer);
                     let key = (c.request_type, c.request_id);
-                    let Some(i) = expect
-                        .cancels
-                        .iter()
-                        .position(|e| *e == (w, key, c.dispatch_tag))
-                    else {
-                        self.fail(format!("{desc}: unexpected; expected {expect:?}"));
-                    };
-                    expect.cancels.remove(i);
+                    let tag = c.dispatch_tag;
+                    self.take_expected(
+                        &mut expect,
+                        |e| &mut e.cancels,
+                        |e| *e == (w, key, tag),
+                        &desc,
+                    );
                 }
                 (_, _, Message::Heartbeat { .. }) => {}
                 _ => self.fail(format!("{desc}: unexpected output")),
@@ -521,11 +558,8 @@ impl Sim {
                 expect.responses.push((c, key, Status::Rejected, None));
             } else if r.origin == c {
                 // Idempotent re-send: earned receipts again, nothing else.
-                if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
-                    expect.receipts.push((c, key));
-                }
-                if in_flight && r.received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
-                    expect.received.push((c, key));
+                if in_flight {
+                    expect.earned_receipts(c, key, flags, r.received);
                 }
             } else if r.flags.contains(Flags::ALLOW_REDIRECT) {
                 // Takeover.
@@ -539,11 +573,8 @@ impl Sim {
                 }
                 let instance = new_instance(self);
                 let r = self.reqs.get_mut(&key).expect("open");
-                if in_flight && flags.contains(Flags::RECEIPT_ON_SEND) {
-                    expect.receipts.push((c, key));
-                }
-                if in_flight && r.received && flags.contains(Flags::RECEIPT_ON_RECEIVE) {
-                    expect.received.push((c, key));
+                if in_flight {
+                    expect.earned_receipts(c, key, flags, r.received);
                 }
                 r.origin = c;
                 r.flags = flags;
@@ -644,10 +675,9 @@ impl Sim {
         let peer = self.workers[w].peer.clone();
         if keys.is_empty() || self.rng.chance(10) {
             // Bogus: a key this worker does not hold.
-            let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
-            if self.workers[w].outstanding.contains_key(&key) {
+            let Some(key) = self.bogus_key(w) else {
                 return expect;
-            }
+            };
             self.log
                 .push(format!("bogus result {} {key:?}", name(&peer)));
             self.unknown_results += 1;
@@ -715,10 +745,9 @@ impl Sim {
         let keys = self.outstanding_sorted(w);
         let peer = self.workers[w].peer.clone();
         let key = if keys.is_empty() || self.rng.chance(10) {
-            let key = (TYPES[self.rng.below(3) as usize], self.rng.below(8));
-            if self.workers[w].outstanding.contains_key(&key) {
+            let Some(key) = self.bogus_key(w) else {
                 return expect;
-            }
+            };
             self.log
                 .push(format!("bogus receipt {} {key:?}", name(&peer)));
             self.unknown_results += 1;
@@ -1048,9 +1077,32 @@ impl Sim {
     }
 }
 
+/// A counter of the broker's stats.
+type Counter = fn(&BrokerStats) -> u64;
+
 #[test]
 fn randomized_interleavings_keep_the_invariants() {
-    let mut total = BrokerStats::default();
+    // The paths the walk is meant to check, each by the counter that
+    // counts it.
+    let paths: [(&str, Counter); 16] = [
+        ("dispatched", |s| s.requests_dispatched),
+        ("completed", |s| s.requests_completed),
+        ("rejected", |s| s.requests_rejected),
+        ("overloaded", |s| s.requests_overloaded),
+        ("no_workers", |s| s.requests_no_workers),
+        ("resent", |s| s.requests_resent),
+        ("redirected", |s| s.requests_redirected),
+        ("retried", |s| s.requests_retried),
+        ("worker_death", |s| s.requests_worker_death),
+        ("dropped_on_death", |s| s.requests_dropped_on_death),
+        ("unknown_results", |s| s.unknown_results),
+        ("stale_results", |s| s.stale_results),
+        ("worker_deaths", |s| s.worker_deaths),
+        ("cancelled", |s| s.requests_cancelled),
+        ("cancels_ignored", |s| s.cancels_ignored),
+        ("returned", |s| s.requests_returned),
+    ];
+    let mut totals = [0u64; 16];
     let mut reused_key_ghosts = 0;
     for seed in 1..=300 {
         let mut sim = Sim::new(seed);
@@ -1060,43 +1112,13 @@ fn randomized_interleavings_keep_the_invariants() {
         sim.drain();
         reused_key_ghosts += sim.reused_key_ghosts;
         let s = sim.h.stats();
-        total.requests_dispatched += s.requests_dispatched;
-        total.requests_completed += s.requests_completed;
-        total.requests_rejected += s.requests_rejected;
-        total.requests_overloaded += s.requests_overloaded;
-        total.requests_no_workers += s.requests_no_workers;
-        total.requests_resent += s.requests_resent;
-        total.requests_redirected += s.requests_redirected;
-        total.requests_retried += s.requests_retried;
-        total.requests_worker_death += s.requests_worker_death;
-        total.requests_dropped_on_death += s.requests_dropped_on_death;
-        total.unknown_results += s.unknown_results;
-        total.stale_results += s.stale_results;
-        total.worker_deaths += s.worker_deaths;
-        total.requests_cancelled += s.requests_cancelled;
-        total.cancels_ignored += s.cancels_ignored;
-        total.requests_returned += s.requests_returned;
+        for (total, (_, count)) in totals.iter_mut().zip(paths) {
+            *total += count(&s);
+        }
     }
     // The walk reaches every path it is meant to check.
-    let reached = [
-        ("dispatched", total.requests_dispatched),
-        ("completed", total.requests_completed),
-        ("rejected", total.requests_rejected),
-        ("overloaded", total.requests_overloaded),
-        ("no_workers", total.requests_no_workers),
-        ("resent", total.requests_resent),
-        ("redirected", total.requests_redirected),
-        ("retried", total.requests_retried),
-        ("worker_death", total.requests_worker_death),
-        ("dropped_on_death", total.requests_dropped_on_death),
-        ("unknown_results", total.unknown_results),
-        ("stale_results", total.stale_results),
-        ("worker_deaths", total.worker_deaths),
-        ("reused-key ghost results", reused_key_ghosts),
-        ("cancelled", total.requests_cancelled),
-        ("cancels_ignored", total.cancels_ignored),
-        ("returned", total.requests_returned),
-    ];
+    let reached = (paths.iter().map(|(what, _)| *what).zip(totals))
+        .chain([("reused-key ghost results", reused_key_ghosts)]);
     for (what, n) in reached {
         assert!(n >= 20, "the random walk reached {what} only {n} times");
     }

@@ -39,9 +39,7 @@ fn names_from_ready_show_in_the_stats_beside_the_ids() {
 #[test]
 fn a_worker_without_names_is_served_as_before() {
     // A READY of minor 4 (no `type_names`): registered, dispatched to.
-    let mut h = Harness::with_client();
-    h.connect_worker(W1, &[7], 1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_answered_alone(W1, CA, 7, 1);
     assert_eq!(h.type_stats(7).name, None);
     // A named worker then names the type for both.
@@ -101,7 +99,6 @@ fn malformed_names_refuse_the_ready() {
     h.worker_sends(W1, named_ready(&[7], &[&long]));
     let e = h.expect_error(Side::Backend, W1);
     assert!(e.error.contains("128 bytes"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.workers, s.malformed_backend), (0, 2));
 }

@@ -5,8 +5,7 @@ use super::*;
 #[test]
 fn one_way_result_frees_capacity_and_sends_nothing_to_the_client() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::ONE_WAY, &[b"fire"]);
-    let d = h.expect_dispatch(W1, 7, 1, 1);
+    let d = h.request_dispatched_with(CA, W1, (7, 1), Flags::ONE_WAY, &[b"fire"]);
     assert_eq!(d.flags, Flags::ONE_WAY);
     h.request_held(CA, 7, 2, Flags::empty());
     h.result(W1, 7, 1, Status::Failed, &[b"ignored"]);

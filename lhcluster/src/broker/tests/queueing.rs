@@ -10,8 +10,7 @@ fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
     h.request(CA, 7, 30, Flags::empty(), &[b"first"]);
     h.request(CB, 7, 10, Flags::empty(), &[b"second"]);
     h.request(CA, 7, 20, Flags::empty(), &[b"third"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.pending, s.in_flight, s.requests_dispatched), (3, 0, 0));
     assert_eq!(h.type_stats(7), ts(3, 0, 0, 3, 0, 0));
 
@@ -29,8 +28,7 @@ fn requests_queue_without_worker_and_are_dispatched_fifo_on_ready() {
         frames(&h.expect_dispatch(W1, 7, 20, 1).payload),
         owned(&[b"third"])
     );
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.pending, s.in_flight), (0, 3));
     assert_eq!(h.type_stats(7), ts(3, 3, 0, 0, 3, 1));
 
@@ -68,8 +66,7 @@ fn capacity_one_worker_gets_queued_work_one_result_at_a_time() {
 
 #[test]
 fn least_recently_used_worker_gets_the_next_request() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.connect_worker(W3, &[7], 1);
     // Registration order first.
     h.request_dispatched(CA, W1, 7, 1);
@@ -79,9 +76,9 @@ fn least_recently_used_worker_gets_the_next_request() {
     h.result_answered(W2, CA, 7, 2);
     h.result_answered(W3, CA, 7, 3);
     h.result_answered_alone(W1, CA, 7, 1);
-    h.request_dispatched(CA, W2, 7, 4);
-    h.request_dispatched(CA, W3, 7, 5);
-    h.request_dispatched(CA, W1, 7, 6);
+    for (id, w) in [(4, W2), (5, W3), (6, W1)] {
+        h.request_dispatched(CA, w, 7, id);
+    }
     h.expect_nothing();
 }
 
@@ -101,8 +98,7 @@ fn lru_skips_workers_that_do_not_serve_the_type() {
 fn capacity_two_worker_spreads_between_lru_workers() {
     // A worker with free credits goes to the back of the LRU order after
     // each dispatch, so two capacity-2 workers alternate.
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 2);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(2);
     for (id, w) in [(1, W1), (2, W2), (3, W1), (4, W2)] {
         h.request_dispatched(CA, w, 7, id);
     }
@@ -165,26 +161,22 @@ fn round_robin_continues_after_the_type_taken_last() {
 
 #[test]
 fn a_worker_never_has_more_than_its_capacity_in_flight() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[b"third"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.pending, s.in_flight), (1, 2));
     assert_eq!(h.type_stats(7), ts(3, 2, 0, 1, 2, 1));
 
     h.result_answered(W1, CA, 7, 2);
     h.expect_dispatch_of(W1, (7, 3), 1, &[b"third"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.pending, s.in_flight), (0, 2));
 }
 
 #[test]
 fn results_not_assigned_to_the_worker_give_no_credit() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
     h.request_dispatched(CA, W1, 7, 1);
     h.request_dispatched(CA, W2, 7, 2);
     h.request_dispatched(CA, W1, 7, 3);
@@ -200,8 +192,7 @@ fn results_not_assigned_to_the_worker_give_no_credit() {
     h.expect_nothing();
     // A type the worker does not even serve.
     h.result(W1, 9, 1, Status::Ok, &[]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(s.unknown_results, 3);
     assert_eq!(s.requests_completed, 0);
     assert_eq!((s.pending, s.in_flight), (2, 3));

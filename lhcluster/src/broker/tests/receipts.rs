@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn receipt_sent_follows_the_dispatch() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_SEND, &[]);
     let r = h.expect_receipt_sent(CA, 7, 1);
     assert!(r.route.is_empty());
     h.expect_nothing();
@@ -21,10 +20,8 @@ fn receipt_sent_follows_the_dispatch() {
 
 #[test]
 fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_RECEIVE, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_RECEIVE, &[]);
     h.request_dispatched(CA, W2, 7, 2);
     h.expect_nothing();
     // From another worker: dropped.
@@ -49,9 +46,7 @@ fn receipt_received_is_forwarded_only_when_asked_and_from_the_assigned_worker() 
 
 #[test]
 fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
-    let mut h = Harness::new();
-    h.connect(PROXY);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::new().and_client(PROXY).and_worker(1);
     let routed = |flags| {
         Message::Request(Request {
             route: b"r1".to_vec(),
@@ -84,13 +79,11 @@ fn resend_repeats_receipt_received_only_once_the_worker_sent_it() {
 fn a_retry_must_be_received_again_before_receipt_received_is_repeated() {
     let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::RECEIPT_ON_RECEIVE | Flags::RETRY_ON_DEATH;
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     h.receipt_received(W1, 7, 1);
     h.expect_receipt_received(CA, 7, 1);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch_alone(W2, 7, 1, 2);
+    h.retried_on_w2();
+    h.expect_nothing();
     h.request_held(CA, 7, 1, flags);
     h.receipt_received(W2, 7, 1);
     h.expect_receipt_received(CA, 7, 1);

@@ -3,14 +3,23 @@
 
 use super::*;
 
+/// `CA` and `CB` connected, and `W1` (capacity 1) running request 7/1,
+/// which `CA` sent with `flags` (`RECEIPT_ON_SEND` among them) and the body
+/// "a", and got its RECEIPT_SENT.
+fn with_a_running(flags: Flags) -> Harness {
+    let mut h = Harness::with_two_clients().and_worker(1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"a"]);
+    h.expect_receipt_sent(CA, 7, 1);
+    h
+}
+
 #[test]
 fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
     let mut h = Harness::with_two_clients();
     h.connect(CC);
     h.connect_worker(W1, &[7], 1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RECEIPT_ON_RECEIVE | Flags::ONE_WAY;
-    h.request(CA, 7, 1, flags, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), flags, &[]);
     // Not received yet: B gets only what it asked and was earned.
     h.request(CB, 7, 1, flags | Flags::RECEIPT_ON_SEND, &[]);
     h.expect_receipt_sent(CB, 7, 1);
@@ -25,11 +34,8 @@ fn takeover_of_an_in_flight_request_hands_over_the_earned_receipts() {
 
 #[test]
 fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
-    let mut h = Harness::with_two_clients().and_worker(1);
     let flags = Flags::ALLOW_REDIRECT | Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
-    h.request(CA, 7, 1, flags, &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_receipt_sent(CA, 7, 1);
+    let mut h = with_a_running(flags);
     kill_by_silence(&mut h, W1, &[], &[CA, CB]);
     h.expect_nothing();
     assert_eq!(h.stats().pending, 1);
@@ -44,8 +50,7 @@ fn takeover_of_a_retried_pending_request_gets_receipt_sent_on_dispatch() {
 #[test]
 fn takeover_then_retry_sends_receipt_sent_once() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::ALLOW_REDIRECT, &[]);
     h.request(
         CB,
         7,
@@ -72,8 +77,7 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
     h.request(CB, 7, 1, flags_b, &[b"from-b"]);
     let r = h.expect_status(CA, 7, 1, Status::Redirected);
     assert!(r.payload.is_empty());
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_redirected, s.requests_rejected, s.pending),
         (1, 0, 3)
@@ -95,11 +99,8 @@ fn takeover_of_a_pending_request_replaces_origin_flags_and_payload() {
 
 #[test]
 fn takeover_of_an_in_flight_request_moves_the_response() {
-    let mut h = Harness::with_two_clients().and_worker(1);
     let flags_a = Flags::ALLOW_REDIRECT | Flags::NOTIFY_ON_REDIRECT | Flags::RECEIPT_ON_SEND;
-    h.request(CA, 7, 1, flags_a, &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.expect_receipt_sent(CA, 7, 1);
+    let mut h = with_a_running(flags_a);
     h.request(CB, 7, 1, Flags::RECEIPT_ON_SEND, &[b"b"]);
     // Nothing goes to the worker; A is told, B gets its receipt at once.
     h.expect_status(CA, 7, 1, Status::Redirected);
@@ -136,8 +137,7 @@ fn takeover_by_a_one_way_request_sends_no_outcome() {
 #[test]
 fn one_way_first_requester_without_notify_on_redirect_hears_nothing() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[]);
     h.request_held(CB, 7, 1, Flags::empty());
     assert_eq!(h.stats().requests_redirected, 1);
     h.result_answered_alone(W1, CB, 7, 1);
@@ -164,8 +164,13 @@ fn two_way_first_requester_without_notify_on_redirect_is_told_redirected() {
 #[test]
 fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
     let mut h = Harness::with_two_clients().and_worker(1);
-    h.request(CA, 7, 1, Flags::ALLOW_REDIRECT | Flags::ONE_WAY, &[b"old"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(
+        CA,
+        W1,
+        (7, 1),
+        Flags::ALLOW_REDIRECT | Flags::ONE_WAY,
+        &[b"old"],
+    );
     h.request(CB, 7, 1, Flags::RETRY_ON_DEATH, &[b"new"]);
     h.expect_nothing();
     h.connect_worker(W2, &[7], 1);
@@ -177,10 +182,7 @@ fn takeover_with_retry_on_death_uses_the_new_payload_for_a_retry() {
 
 #[test]
 fn redirected_goes_to_the_previous_origin_and_the_outcome_to_the_new_destination() {
-    let mut h = Harness::with_client();
-    h.connect_named(CB, "bob");
-    h.connect_named(CC, "carol");
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_named_clients(&[(CB, "bob"), (CC, "carol")]).and_worker(1);
     h.request_reply_to(
         CA,
         (7, 1),

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.request_dispatched(CA, W1, 7, 2);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]);
@@ -17,8 +16,7 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
     h.expect_welcome(Side::Backend, W1);
     let d = h.expect_dispatch_to(W1);
     assert_eq!((d.request_type, d.request_id, d.attempt), (8, 1, 1));
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.workers, s.workers_registered, s.in_flight, s.pending),
         (1, 1, 3, 2)
@@ -45,10 +43,8 @@ fn ready_again_keeps_in_flight_requests_and_updates_the_registration() {
 
 #[test]
 fn disconnect_with_work_in_flight_drains_the_worker() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 2, 1);
+    let mut h = Harness::with_request_running(2);
+    h.request_dispatched_with(CA, W1, (7, 2), Flags::RETRY_ON_DEATH, &[]);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     assert_eq!(h.stats().workers, 1);
@@ -75,8 +71,7 @@ fn disconnect_with_work_in_flight_drains_the_worker() {
 
 #[test]
 fn a_draining_worker_with_free_credit_gets_no_new_work() {
-    let mut h = Harness::with_client_and_worker(3);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(3);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request_held(CA, 7, 2, Flags::empty());
     assert_eq!(h.stats().pending, 1);
@@ -95,8 +90,7 @@ fn a_draining_worker_with_free_credit_gets_no_new_work() {
 
 #[test]
 fn a_draining_worker_that_goes_silent_dies() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.expect_nothing();
     kill_by_silence(&mut h, W1, &[], &[CA]);
@@ -106,8 +100,7 @@ fn a_draining_worker_that_goes_silent_dies() {
 
 #[test]
 fn ready_after_disconnect_cancels_draining() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(2);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
     h.request_held(CA, 7, 2, Flags::empty());
     h.ready(W1, &[7], 2);
@@ -119,11 +112,9 @@ fn ready_after_disconnect_cancels_draining() {
 
 #[test]
 fn disconnect_from_an_idle_worker_removes_it_at_once() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
     h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.workers, s.worker_deaths), (1, 0));
     assert_eq!(h.type_stats(7).workers, 1);
     h.request_dispatched(CA, W2, 7, 1);

@@ -55,17 +55,13 @@ fn unknown_reply_to_is_refused() {
     h.request_reply_to(CA, (7, 1), Flags::ONE_WAY, "nobody");
     let r = h.expect_status(CA, 7, 1, Status::UnknownReplyTo);
     assert!(r.error.is_some());
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_unknown_reply_to, s.requests_dispatched), (1, 0));
 }
 
 #[test]
 fn a_later_hello_with_the_same_name_rebinds_it() {
-    let mut h = Harness::with_client();
-    h.connect_named(CB, "bob");
-    h.connect_named(CC, "bob");
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_named_clients(&[(CB, "bob"), (CC, "bob")]).and_worker(1);
     h.request_reply_to(CA, (7, 1), Flags::empty(), "bob");
     h.expect_dispatch(W1, 7, 1, 1);
     h.result_answered_alone(W1, CC, 7, 1);

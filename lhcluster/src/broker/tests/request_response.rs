@@ -8,8 +8,7 @@ fn request_to_a_free_worker_is_dispatched_and_its_result_answered() {
     let mut h = Harness::with_client_and_worker(1);
     // Unknown flag bits are preserved into DISPATCH.
     let flags = Flags::from_bits_retain(1 << 40);
-    h.request(CA, 7, 1, flags, &[b"hello", b"", b"world"]);
-    let d = h.expect_dispatch(W1, 7, 1, 1);
+    let d = h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"hello", b"", b"world"]);
     assert_eq!(d.flags, flags);
     assert_eq!(frames(&d.payload), owned(&[b"hello", b"", b"world"]));
     h.expect_nothing();
@@ -106,7 +105,6 @@ fn payload_frames_are_moved_not_copied() {
 #[test]
 fn request_id_zero_is_a_valid_id() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 0, Flags::empty(), &[b"zero"]);
-    h.expect_dispatch(W1, 7, 0, 1);
+    h.request_dispatched_with(CA, W1, (7, 0), Flags::empty(), &[b"zero"]);
     h.result_answered_alone(W1, CA, 7, 0);
 }

@@ -21,8 +21,13 @@ fn returned(h: &mut Harness, worker: &[u8], t: u32, id: u64, body: &[&[u8]]) {
 fn draining_with_three() -> Harness {
     let mut h = Harness::with_client_and_worker(3);
     for id in 1..=3 {
-        h.request(CA, 7, id, Flags::empty(), &[format!("job{id}").as_bytes()]);
-        h.expect_dispatch(W1, 7, id, 1);
+        h.request_dispatched_with(
+            CA,
+            W1,
+            (7, id),
+            Flags::empty(),
+            &[format!("job{id}").as_bytes()],
+        );
     }
     h.request_held(CA, 7, 4, Flags::empty());
     disconnect(&mut h, W1);
@@ -36,8 +41,7 @@ fn returned_requests_go_back_to_the_head_of_the_queue_in_their_order() {
     // 7/1 runs; 7/2 and 7/3 come back, in order: ahead of 7/4.
     returned(&mut h, W1, 7, 2, &[b"job2"]);
     returned(&mut h, W1, 7, 3, &[b"job3"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(s.requests_returned, 2);
     assert_eq!((s.pending, s.in_flight, s.workers), (3, 1, 1));
     assert_eq!(s.requests_completed, 0, "a returned request is no outcome");
@@ -60,15 +64,11 @@ fn returned_requests_go_back_to_the_head_of_the_queue_in_their_order() {
 
 #[test]
 fn a_returned_request_goes_at_once_to_a_free_worker() {
-    let mut h = Harness::with_client_and_worker(2);
-    h.connect_worker(W2, &[7], 1);
+    let mut h = Harness::with_client_and_worker(2).and_worker_2(1);
     // Least recently used first: W1, W2, then W1 again.
-    h.request(CA, 7, 1, Flags::empty(), &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.request(CA, 7, 2, Flags::empty(), &[b"b"]);
-    h.expect_dispatch(W2, 7, 2, 1);
-    h.request(CA, 7, 3, Flags::empty(), &[b"c"]);
-    h.expect_dispatch(W1, 7, 3, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"a"]);
+    h.request_dispatched_with(CA, W2, (7, 2), Flags::empty(), &[b"b"]);
+    h.request_dispatched_with(CA, W1, (7, 3), Flags::empty(), &[b"c"]);
     // W2 finishes: free, nothing queued.
     h.result_relayed(W2, CA, (7, 2), &[]);
     disconnect(&mut h, W1);
@@ -86,8 +86,7 @@ fn credits_stay_exact_and_the_draining_worker_goes_after_its_last_returned() {
     assert_eq!(h.stats().workers, 1, "7/3 is still W1's");
     assert_eq!(h.stats().in_flight, 1);
     returned(&mut h, W1, 7, 3, &[b"job3"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.workers, s.worker_deaths, s.in_flight), (0, 0, 0));
     assert_eq!(s.pending, 3);
     assert_eq!(h.type_stats(7), ts(4, 3, 1, 3, 0, 0));
@@ -109,8 +108,7 @@ fn credits_stay_exact_and_the_draining_worker_goes_after_its_last_returned() {
 #[test]
 fn a_returned_retry_keeps_its_attempt_and_its_tries() {
     let mut h = Harness::with_client_and_worker(2);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[b"job"]);
     disconnect(&mut h, W1);
     returned(&mut h, W1, 7, 1, &[b"job"]);
     assert_eq!(h.stats().workers, 0);
@@ -132,8 +130,7 @@ fn a_returned_request_without_retry_on_death_is_dispatched_again() {
     // Without RETRY_ON_DEATH the broker kept no copy: the payload is the
     // one RETURNED carries.
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RECEIPT_ON_SEND, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RECEIPT_ON_SEND, &[b"job"]);
     h.expect_receipt_sent(CA, 7, 1);
     assert_eq!(h.stats().pending_bytes, 0);
     disconnect(&mut h, W1);
@@ -149,8 +146,7 @@ fn a_returned_request_without_retry_on_death_is_dispatched_again() {
 #[test]
 fn a_stale_or_unknown_returned_is_dropped_and_counted() {
     let mut h = Harness::with_client_and_worker(2);
-    h.request(CA, 7, 1, Flags::empty(), &[b"job"]);
-    let d = h.expect_dispatch(W1, 7, 1, 1);
+    let d = h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"job"]);
     disconnect(&mut h, W1);
     // Another tag: stale; nothing changes.
     h.result_tagged(
@@ -163,8 +159,7 @@ fn a_stale_or_unknown_returned_is_dropped_and_counted() {
     );
     // A request W1 was never given: unknown.
     h.result_tagged(W1, 7, 9, (1, 1), Status::Returned, &[]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.stale_results, s.unknown_results), (1, 1));
     assert_eq!((s.requests_returned, s.pending, s.in_flight), (0, 0, 1));
     assert_eq!(s.workers, 1);
@@ -179,8 +174,7 @@ fn a_stale_or_unknown_returned_is_dropped_and_counted() {
 #[test]
 fn a_cancelled_request_that_comes_back_ends_there() {
     let mut h = Harness::with_client_and_worker(1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[b"job"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::RETRY_ON_DEATH, &[b"job"]);
     h.client_sends(
         CA,
         Message::Cancel(Cancel {
@@ -193,8 +187,7 @@ fn a_cancelled_request_that_comes_back_ends_there() {
     let _ = h.expect_kind(Side::Backend, W1, "CANCEL");
     disconnect(&mut h, W1);
     returned(&mut h, W1, 7, 1, &[b"job"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_returned, s.pending, s.in_flight), (1, 0, 0));
     assert_eq!(s.workers, 0);
     // Never run again, and the key is free.
@@ -225,10 +218,8 @@ fn a_returned_request_past_its_deadline_expires_instead() {
 fn a_returned_from_a_worker_that_is_not_draining_is_taken() {
     // Only a draining worker sends it, but a broker takes one all the
     // same (the worker keeps serving): another free worker first.
-    let mut h = Harness::with_client_and_worker(1);
-    h.connect_worker(W2, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[b"a"]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_client_and_worker(1).and_worker_2(1);
+    h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"a"]);
     returned(&mut h, W1, 7, 1, &[b"a"]);
     h.expect_dispatch_of(W2, (7, 1), 1, &[b"a"]);
     h.expect_nothing();

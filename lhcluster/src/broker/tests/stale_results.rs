@@ -92,13 +92,10 @@ fn a_garbled_result_with_an_old_tag_fails_nothing() {
 #[test]
 fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
     let mut h = Harness::with_a_retry_running(&[]);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    h.retried_on_w2();
     h.connect_worker(W1, &[7], 1);
     h.result_attempt(W1, 7, 1, 1, Status::Ok, &[]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.stale_results, s.unknown_results), (0, 1));
     h.result_answered(W2, CA, 7, 1);
 }
@@ -107,10 +104,7 @@ fn a_result_of_an_earlier_attempt_on_another_worker_is_unknown() {
 /// answer either.
 #[test]
 fn a_result_of_a_future_attempt_is_stale() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_attempt(W1, 7, 1, 2, Status::Ok, &[]);
     h.expect_nothing();
     assert_eq!(h.stats().stale_results, 1);
@@ -125,8 +119,7 @@ fn a_result_without_attempt_answers_the_current_one() {
     h.result_attempt(W1, 7, 1, 0, Status::Ok, &[b"v1.0"]);
     let r = h.expect_status(CA, 7, 1, Status::Ok);
     assert_eq!(frames(&r.payload), owned(&[b"v1.0"]));
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.stale_results, s.requests_completed, s.in_flight),
         (0, 1, 0)
@@ -160,17 +153,14 @@ fn retried_back_on_its_worker() -> Harness {
 /// 7/1 ("new"), attempt 1 again. Returns the old dispatch's tag and the new
 /// DISPATCH.
 fn ended_and_its_key_back_on_its_worker() -> (Harness, u64, Dispatch) {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     h.request(CA, 7, 1, Flags::empty(), &[b"old"]);
     let old = h.expect_dispatch(W1, 7, 1, 1).dispatch_tag;
     kill_by_silence(&mut h, W1, &[], &[CA]);
     h.expect_status(CA, 7, 1, Status::WorkerDeath);
     h.expect_nothing();
     h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[b"new"]);
-    let new = h.expect_dispatch(W1, 7, 1, 1);
+    let new = h.request_dispatched_with(CA, W1, (7, 1), Flags::empty(), &[b"new"]);
     assert_eq!(frames(&new.payload), owned(&[b"new"]));
     (h, old, new)
 }
@@ -180,11 +170,9 @@ fn ended_and_its_key_back_on_its_worker() -> (Harness, u64, Dispatch) {
 /// longer current: it gets an ERROR and is counted stale, and fails
 /// nothing: 7/1 stays in flight, and its current result answers it.
 fn stale_garbled_result_fails_nothing(h: &mut Harness, header: &[u8]) {
-    h.backend_raw(W1, header, Payload::new());
-    let e = h.expect_error(Side::Backend, W1);
+    let e = h.backend_refused(W1, header, Payload::new());
     assert!(e.error.contains("invalid status"), "{}", e.error);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.stale_results, s.in_flight), (1, 1));
     h.result_answered(W1, CA, 7, 1);
 }
@@ -196,8 +184,7 @@ fn stale_garbled_result_fails_nothing(h: &mut Harness, header: &[u8]) {
 fn stale_then_current(h: &mut Harness, stale: (u32, u64), current: (u32, u64)) {
     let before = h.type_stats(7);
     h.result_tagged(W1, 7, 1, stale, Status::Ok, &[b"stale"]);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.stale_results, s.unknown_results), (1, 0));
     assert_eq!((s.requests_completed, s.in_flight), (0, 1));
 

@@ -13,17 +13,21 @@ fn tapped(h: &mut Harness) -> Vec<(String, serde_json::Value)> {
 }
 
 fn with_tap() -> Harness {
-    let mut h = Harness::with_config(|c| c.watch = Some("tcp://127.0.0.1:1".into()));
-    h.connect(CA);
+    Harness::with_config(|c| c.watch = Some("tcp://127.0.0.1:1".into())).and_client(CA)
+}
+
+/// [`with_tap`], and `W1` (type 7, capacity 1) running request 7/1, sent
+/// with `body`.
+fn with_tap_running(body: &[&[u8]]) -> Harness {
+    let mut h = with_tap().and_worker(1);
+    h.request(CA, 7, 1, Flags::empty(), body);
+    h.expect_dispatch_alone(W1, 7, 1, 1);
     h
 }
 
 #[test]
 fn a_request_and_its_result_are_tapped_with_sizes_and_times() {
-    let mut h = with_tap();
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[b"hello"]);
-    h.expect_dispatch_alone(W1, 7, 1, 1);
+    let mut h = with_tap_running(&[b"hello"]);
     h.at(3);
     h.result(W1, 7, 1, Status::Ok, &[b"ok"]);
     h.expect_status(CA, 7, 1, Status::Ok);
@@ -62,18 +66,14 @@ fn a_status_the_broker_gives_is_an_outcome_without_times() {
 
 #[test]
 fn without_a_watch_endpoint_nothing_is_recorded() {
-    let mut h = Harness::with_client_and_worker(1);
-    h.request_dispatched(CA, W1, 7, 1);
+    let mut h = Harness::with_request_running(1);
     h.result_answered_alone(W1, CA, 7, 1);
     assert!(tapped(&mut h).is_empty());
 }
 
 #[test]
 fn a_cancel_is_the_outcome_tapped_and_its_late_result_is_neither_tapped_nor_timed() {
-    let mut h = with_tap();
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::empty(), &[b"run"]);
-    h.expect_dispatch_alone(W1, 7, 1, 1);
+    let mut h = with_tap_running(&[b"run"]);
     h.request(CA, 7, 2, Flags::empty(), &[b"wait"]);
     let cancel = |id| {
         Message::Cancel(crate::protocol::Cancel {

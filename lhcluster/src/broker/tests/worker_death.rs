@@ -5,14 +5,9 @@ use super::*;
 
 #[test]
 fn worker_death_answers_two_way_requests_with_worker_death() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 3);
-    h.request_dispatched(CA, W1, 7, 1);
-    h.request(CA, 7, 2, Flags::ONE_WAY, &[]);
-    h.expect_dispatch(W1, 7, 2, 1);
-    h.request(CA, 7, 3, Flags::ONE_WAY | Flags::NOTIFY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 3, 1);
+    let mut h = Harness::with_request_running(3);
+    h.request_dispatched_with(CA, W1, (7, 2), Flags::ONE_WAY, &[]);
+    h.request_dispatched_with(CA, W1, (7, 3), Flags::ONE_WAY | Flags::NOTIFY_ON_DEATH, &[]);
     h.request(CA, 8, 1, Flags::empty(), &[]); // queued, unaffected
     h.expect_nothing();
     kill_by_silence(&mut h, W1, &[], &[CA]);
@@ -47,12 +42,9 @@ fn worker_death_answers_two_way_requests_with_worker_death() {
 
 #[test]
 fn worker_death_with_retry_redispatches_to_another_worker() {
-    let mut h = Harness::new();
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
+    let mut h = Harness::with_client_and_worker(1);
     let flags = Flags::RETRY_ON_DEATH | Flags::RECEIPT_ON_SEND;
-    h.request(CA, 7, 1, flags, &[b"frame-1", b"", b"frame-3"]);
-    let d = h.expect_dispatch(W1, 7, 1, 1);
+    let d = h.request_dispatched_with(CA, W1, (7, 1), flags, &[b"frame-1", b"", b"frame-3"]);
     assert_eq!(d.flags, flags);
     h.expect_receipt_sent(CA, 7, 1);
     h.connect_worker(W2, &[7], 1);
@@ -62,8 +54,7 @@ fn worker_death_with_retry_redispatches_to_another_worker() {
     assert_eq!(d.flags, flags);
     assert_eq!(frames(&d.payload), owned(&[b"frame-1", b"", b"frame-3"]));
     // No second RECEIPT_SENT, no response.
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_retried, s.requests_dispatched, s.worker_deaths),
         (1, 2, 1)
@@ -85,16 +76,13 @@ fn worker_death_with_retry_redispatches_to_another_worker() {
 #[test]
 fn a_second_death_exhausts_max_tries() {
     let mut h = Harness::with_a_retry_running(&[b"p"]);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    h.retried_on_w2();
     h.expect_nothing();
     h.connect_worker(W3, &[7], 1);
     kill_by_silence(&mut h, W2, &[W3], &[CA]);
     // max_tries = 2: no third dispatch.
     h.expect_status(CA, 7, 1, Status::WorkerDeath);
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!(
         (s.requests_retried, s.requests_worker_death, s.worker_deaths),
         (1, 1, 2)
@@ -104,14 +92,8 @@ fn a_second_death_exhausts_max_tries() {
 
 #[test]
 fn max_tries_is_configurable() {
-    let mut h = Harness::with_config(|c| c.max_tries = 3);
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH | Flags::ONE_WAY, &[b"p"]);
-    h.expect_dispatch(W1, 7, 1, 1);
-    h.connect_worker(W2, &[7], 1);
-    kill_by_silence(&mut h, W1, &[W2], &[CA]);
-    h.expect_dispatch(W2, 7, 1, 2);
+    let mut h = Harness::with_a_retry_running_on(|c| c.max_tries = 3, Flags::ONE_WAY, &[b"p"]);
+    h.retried_on_w2();
     h.connect_worker(W3, &[7], 1);
     kill_by_silence(&mut h, W2, &[W3], &[CA]);
     let d = h.expect_dispatch(W3, 7, 1, 3);
@@ -119,18 +101,13 @@ fn max_tries_is_configurable() {
     h.connect_worker(W1, &[7], 1);
     kill_by_silence(&mut h, W3, &[W1], &[CA]);
     // One-way without NOTIFY_ON_DEATH: dropped silently.
-    h.expect_nothing();
-    let s = h.stats();
+    let s = h.quiet_stats();
     assert_eq!((s.requests_retried, s.requests_dropped_on_death), (2, 1));
 }
 
 #[test]
 fn retry_with_max_tries_one_is_a_plain_death() {
-    let mut h = Harness::with_config(|c| c.max_tries = 1);
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h = Harness::with_a_retry_running_on(|c| c.max_tries = 1, Flags::empty(), &[]);
     h.connect_worker(W2, &[7], 1);
     kill_by_silence(&mut h, W1, &[W2], &[CA]);
     h.expect_status(CA, 7, 1, Status::WorkerDeath);
@@ -140,11 +117,8 @@ fn retry_with_max_tries_one_is_a_plain_death() {
 
 #[test]
 fn a_retried_request_goes_to_the_head_of_its_queue() {
-    let mut h = Harness::with_config(|c| c.max_pending_per_type = 2);
-    h.connect(CA);
-    h.connect_worker(W1, &[7], 1);
-    h.request(CA, 7, 1, Flags::RETRY_ON_DEATH, &[]);
-    h.expect_dispatch(W1, 7, 1, 1);
+    let mut h =
+        Harness::with_a_retry_running_on(|c| c.max_pending_per_type = 2, Flags::empty(), &[]);
     h.request(CA, 7, 2, Flags::empty(), &[]);
     h.request(CA, 7, 3, Flags::empty(), &[]);
     h.expect_nothing();
