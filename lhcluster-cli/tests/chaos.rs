@@ -24,8 +24,8 @@ use support::load::{assert_no_second_outcome, client, drive, label, late_outcome
 use support::netns::Netns;
 use support::rss::{RssTrack, mib, rss};
 use support::{
-    BIN, LIMIT, Proc, broker, broker_on, ep, free_port, proxy, scenario, scrape, stats, wait_stats,
-    wait_workers, worker,
+    BIN, LIMIT, Proc, TempDir, broker, broker_on, ep, free_port, proxy, scenario, scrape, stats,
+    wait_stats, wait_workers, worker,
 };
 
 /// The time limit of one scenario (the soak adds its own duration).
@@ -37,31 +37,6 @@ const JOB: RequestType = 7;
 
 fn u64_of(v: &serde_json::Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "lhc-chaos-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `"<id> ..."` lines an exec worker appends to `path`, counted per id.

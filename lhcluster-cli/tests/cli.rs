@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{
-    Cluster, LIMIT, Proc, broker, broker_on, ep, free_port, limited, notify_broker, proxy, run,
-    run_with, scrape, wait_workers, worker,
+    Cluster, LIMIT, Proc, TempDir, broker, broker_on, ep, free_port, limited, notify_broker, proxy,
+    run, run_with, scrape, wait_workers, worker,
 };
 
 /// `lhcluster request --to <front> <args…>`.
@@ -114,10 +114,9 @@ fn exec_worker_success_and_failure() {
 fn one_way_request_runs() {
     limited(|| {
         let c = broker(&[]);
-        let dir = std::env::temp_dir().join(format!("lhc-cli-oneway-{}", free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let marker = dir.join("ran");
-        let cmd = format!("cat > {}", marker.display());
+        let dir = TempDir::new("oneway");
+        let marker = dir.file("ran");
+        let cmd = format!("cat > {marker}");
         let _w = first_worker(&c, &["--type", "log", "--exec", &cmd]);
         let (code, out, _) = request(
             &c.front,
@@ -634,7 +633,8 @@ fn up_runs_the_example_cluster_file() {
         for port in ["5555", "5556", "5550", "5560", "5561", "9100"] {
             text = text.replace(&format!(":{port}"), &format!(":{}", free_port()));
         }
-        let path = std::env::temp_dir().join(format!("lhc-cluster-{}.toml", free_port()));
+        let dir = TempDir::new("up");
+        let path = dir.file("cluster.toml");
         std::fs::write(&path, &text).unwrap();
         // The first `key = "value"` line of the file.
         let value = |key: &str| {
@@ -645,7 +645,7 @@ fn up_runs_the_example_cluster_file() {
                 .replace('*', "127.0.0.1")
         };
         let (front, proxy_bind) = (value("frontend"), value("bind"));
-        let mut up = Proc::start(&["up", path.to_str().unwrap()]);
+        let mut up = Proc::start(&["up", &path]);
         up.expect_line("cluster up");
         wait_workers(&front, 2);
         for to in [&front, &proxy_bind] {
