@@ -113,9 +113,11 @@ impl BrokerCore {
             return;
         };
         // The queue wait is the first dispatch's (a retry waited for a
-        // worker's death, not in the queue).
+        // worker's death, not in the queue; a request given back unstarted
+        // keeps its attempt, so the count of attempts cannot tell).
         let since = now.saturating_duration_since(req.arrived);
-        let waited = (req.attempts == 0).then_some(since);
+        let waited = (!req.wait_counted).then_some(since);
+        req.wait_counted = true;
         req.dispatched_us = super::latency::offset_us(since);
         req.attempts += 1;
         req.received = false;

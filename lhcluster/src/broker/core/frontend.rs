@@ -206,6 +206,7 @@ impl BrokerCore {
             reply_to: reply_to.map(Box::new),
             flags,
             attempts: 0,
+            wait_counted: false,
             receipt_sent: false,
             received: false,
             in_flight: false,

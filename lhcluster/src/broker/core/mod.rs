@@ -164,8 +164,11 @@ struct Req {
     /// Boxed: rarely set, and a queued request should stay small.
     reply_to: Option<Box<Dest>>,
     flags: Flags,
-    /// Dispatches so far.
+    /// Dispatches so far (one given back unstarted does not count).
     attempts: u32,
+    /// Its queue wait is in its type's histogram: once, at its first
+    /// dispatch (a dispatch after a return or a retry is not its first).
+    wait_counted: bool,
     receipt_sent: bool,
     /// The worker's RECEIPT_RECEIVED came for the current dispatch.
     received: bool,

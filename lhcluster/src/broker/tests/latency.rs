@@ -67,6 +67,30 @@ fn a_retry_counts_its_first_wait_and_its_last_dispatch() {
 }
 
 #[test]
+fn a_returned_request_counts_its_first_wait_once() {
+    let mut h = Harness::with_client_and_worker(1);
+    h.at(10);
+    h.request(CA, 7, 1, Flags::empty(), &[b"job"]);
+    h.expect_dispatch_alone(W1, 7, 1, 1);
+    // W1 stops before running it and gives it back (protocol 1.8); W2,
+    // there at 30 ms, gets it with the same attempt and answers at 32 ms.
+    h.worker_sends(W1, Message::Disconnect { route: Vec::new() });
+    h.result(W1, 7, 1, Status::Returned, &[b"job"]);
+    h.at(30);
+    h.connect_worker(W2, &[7], 1);
+    h.expect_dispatch_alone(W2, 7, 1, 1);
+    h.at(32);
+    h.result_answered_alone(W2, CA, 7, 1);
+    let s = h.type_stats_full(7);
+    // One queue wait, the first dispatch's (0: W1 was free), not a second
+    // for the dispatch after the return; one service time, the last
+    // dispatch's (2 ms).
+    assert_eq!((s.queue_wait.count, s.queue_wait.sum_us), (1, 0));
+    assert_eq!((s.service.count, s.service.sum_us), (1, 2000));
+    assert_eq!((s.end_to_end.count, s.end_to_end.sum_us), (1, 22_000));
+}
+
+#[test]
 fn a_type_without_traffic_has_empty_histograms() {
     let h = Harness::with_client_and_worker(1);
     let s = h.type_stats_full(7);
