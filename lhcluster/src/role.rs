@@ -418,6 +418,16 @@ mod tests {
         assert!(stop.is_ok(), "stop returns: {stop:?}");
     }
 
+    /// Makes the driver of `role` (a started role's handle) panic, then
+    /// checks that the role is as good as [`stopped`].
+    macro_rules! panics_into_stopped {
+        ($role:expr) => {{
+            let role = &$role;
+            role.inject_panic();
+            stopped(role.stats(), role.stop());
+        }};
+    }
+
     #[test]
     fn client_handles_resolve_with_internal() {
         let broker = broker();
@@ -480,11 +490,11 @@ mod tests {
         assert!(role.send(Command::Stop).is_err());
     }
 
+    /// Both brokers, the request one and the notify one.
     #[test]
-    fn broker_answers_stopped() {
-        let broker = broker();
-        broker.inject_panic();
-        stopped(broker.stats(), broker.stop());
+    fn brokers_answer_stopped() {
+        panics_into_stopped!(broker());
+        panics_into_stopped!(notify_broker());
     }
 
     #[test]
@@ -494,8 +504,7 @@ mod tests {
             .handle_raw(1, |payload, _: &crate::worker::RequestContext| Ok(payload))
             .start()
             .unwrap();
-        worker.inject_panic();
-        stopped(worker.stats(), worker.stop());
+        panics_into_stopped!(worker);
         assert!(worker.abort().is_ok());
     }
 
@@ -504,8 +513,7 @@ mod tests {
         let broker = broker();
         let proxy =
             ClientProxy::start(ClientProxyConfig::new(inproc("proxy"), broker.frontend())).unwrap();
-        proxy.inject_panic();
-        stopped(proxy.stats(), proxy.stop());
+        panics_into_stopped!(proxy);
     }
 
     /// `wait` (a `wait_connected(Duration::MAX)`) answers `false`, within
@@ -603,13 +611,6 @@ mod tests {
                 waits_end_false(move || waiter.wait_connected(Duration::MAX));
             }
         }
-    }
-
-    #[test]
-    fn notify_broker_answers_stopped() {
-        let broker = notify_broker();
-        broker.inject_panic();
-        stopped(broker.stats(), broker.stop());
     }
 
     #[test]
