@@ -14,6 +14,7 @@ use super::stats::{NotifyBrokerStats, TopicStats};
 use super::{Ignored, Probe, READ_BATCH, Upstream};
 use crate::curve::{KeyList, PublicKey, ZapDomain};
 use crate::error::{Error, zmq_err};
+use crate::io::set_option;
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
 use crate::role::{DriverInbox, RoleHandle};
@@ -50,18 +51,12 @@ impl NotifyBroker {
             .map_err(zmq_err("creating an XPUB socket"))?;
         // Every subscribe message reaches us, not only the first per
         // subscription: counted, and each probe is answered.
-        frontend
-            .set_xpub_verbose(true)
-            .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
-        frontend
-            .set_sndhwm(config.peer_sndhwm)
-            .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+        set_option!(frontend, set_xpub_verbose(true), "ZMQ_XPUB_VERBOSE")?;
+        set_option!(frontend, set_sndhwm(config.peer_sndhwm), "ZMQ_SNDHWM")?;
         let backend = ctx
             .socket(zmq::XSUB)
             .map_err(zmq_err("creating an XSUB socket"))?;
-        backend
-            .set_rcvhwm(config.hwm)
-            .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+        set_option!(backend, set_rcvhwm(config.hwm), "ZMQ_RCVHWM")?;
         crate::curve::warn_if_clear(
             "notify broker",
             config.curve_secret_key.is_some(),
@@ -97,9 +92,7 @@ impl NotifyBroker {
         }
         for socket in [&frontend, &backend] {
             super::set_heartbeats(socket, config.heartbeat, config.liveness)?;
-            socket
-                .set_linger(1000)
-                .map_err(zmq_err("setting ZMQ_LINGER"))?;
+            set_option!(socket, set_linger(1000), "ZMQ_LINGER")?;
         }
         // Subscribe to everything at every publisher, present and future
         // (XSUB replays its subscriptions to each new connection), so that

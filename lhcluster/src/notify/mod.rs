@@ -64,11 +64,12 @@ pub use typed::{NotifyRouter, TypedPublishError};
 
 pub use crate::protocol::RawNotification;
 
-use crate::error::{ConfigError, Error, zmq_err};
+use crate::error::{ConfigError, Error};
 use crate::log_limit::LogLimiter;
 use crate::protocol::Frame;
 
 use crate::io::READ_BATCH;
+use crate::io::set_option;
 
 /// Longest probe subscription a broker or publisher answers (the reference
 /// subscriber uses 18 bytes).
@@ -228,16 +229,18 @@ pub(crate) fn set_heartbeats(
 ) -> Result<(), Error> {
     let ivl = i32::try_from(crate::peer::interval_to_ms(heartbeat)).unwrap_or(i32::MAX);
     let timeout = ivl.saturating_mul(i32::try_from(liveness).unwrap_or(i32::MAX));
-    socket
-        .set_heartbeat_ivl(ivl)
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_IVL"))?;
-    socket
-        .set_heartbeat_timeout(timeout)
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TIMEOUT"))?;
+    set_option!(socket, set_heartbeat_ivl(ivl), "ZMQ_HEARTBEAT_IVL")?;
+    set_option!(
+        socket,
+        set_heartbeat_timeout(timeout),
+        "ZMQ_HEARTBEAT_TIMEOUT"
+    )?;
     // The TTL travels in deciseconds in a 16-bit field.
-    socket
-        .set_heartbeat_ttl(timeout.min(6_553_500))
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TTL"))?;
+    set_option!(
+        socket,
+        set_heartbeat_ttl(timeout.min(6_553_500)),
+        "ZMQ_HEARTBEAT_TTL"
+    )?;
     Ok(())
 }
 
@@ -251,12 +254,12 @@ pub(crate) fn connect(
     max: Duration,
 ) -> Result<(), Error> {
     let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    socket
-        .set_reconnect_ivl(ms(min))
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-    socket
-        .set_reconnect_ivl_max(ms(max.max(min)))
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    set_option!(socket, set_reconnect_ivl(ms(min)), "ZMQ_RECONNECT_IVL")?;
+    set_option!(
+        socket,
+        set_reconnect_ivl_max(ms(max.max(min))),
+        "ZMQ_RECONNECT_IVL_MAX"
+    )?;
     socket.connect(endpoint).map_err(|source| Error::Connect {
         endpoint: endpoint.to_owned(),
         source,

@@ -20,6 +20,7 @@ use super::stats::NotifyPublisherStats;
 use super::{Ignored, Probe, READ_BATCH, Upstream};
 use crate::curve::SocketCurve;
 use crate::error::{ConfigError, Error, zmq_err};
+use crate::io::set_option;
 use crate::log_limit::LogLimiter;
 use crate::protocol::{Message, Payload, RawNotification};
 use crate::role::{DriverInbox, RoleHandle, WaitFlag};
@@ -174,16 +175,10 @@ impl NotifyPublisher {
         let socket = crate::context()
             .socket(zmq::XPUB)
             .map_err(zmq_err("creating an XPUB socket"))?;
-        socket
-            .set_xpub_verbose(true)
-            .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
-        socket
-            .set_sndhwm(config.hwm)
-            .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+        set_option!(socket, set_xpub_verbose(true), "ZMQ_XPUB_VERBOSE")?;
+        set_option!(socket, set_sndhwm(config.hwm), "ZMQ_SNDHWM")?;
         let linger = i32::try_from(config.linger.as_millis()).unwrap_or(i32::MAX);
-        socket
-            .set_linger(linger)
-            .map_err(zmq_err("setting ZMQ_LINGER"))?;
+        set_option!(socket, set_linger(linger), "ZMQ_LINGER")?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
         let curve = match mode {
             Mode::Bind => SocketCurve::server(config.curve_secret_key.as_ref()),
@@ -200,9 +195,7 @@ impl NotifyPublisher {
                 // connection (and the broker's subscribe-all with it) is
                 // dropped when the broker goes, so we know we are
                 // disconnected, and a reconnection is a fresh start.
-                socket
-                    .set_immediate(true)
-                    .map_err(zmq_err("setting ZMQ_IMMEDIATE"))?;
+                set_option!(socket, set_immediate(true), "ZMQ_IMMEDIATE")?;
                 // Every broker at once: each gets every notification (the
                 // XPUB sends to each connection that subscribed to all),
                 // so a subscriber of any one of them misses none.
