@@ -446,6 +446,14 @@ pub(crate) fn poll_timeout_ms(left: std::time::Duration) -> i64 {
     i64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// The earliest of a driver's wake-up times (`None`: nothing to wake up
+/// for), the `until` of [`wait`].
+pub(crate) fn earliest(
+    wake_ups: impl IntoIterator<Item = Option<std::time::Instant>>,
+) -> Option<std::time::Instant> {
+    wake_ups.into_iter().flatten().min()
+}
+
 /// What [`wait`] found readable.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Ready {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
@@ -255,23 +255,18 @@ impl Driver {
     fn run(&mut self) {
         loop {
             let sockets = [Some(&self.frontend), Some(&self.backend)];
-            let wake_at = [
+            let wake_at = crate::io::earliest([
                 self.stats_log.next(),
                 self.bad_notifications.next_due(),
                 self.bad_subscriptions.next_due(),
                 self.forbidden_log.next_due(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let (front_ready, back_ready, commands_ready) =
-                match crate::io::wait(Some(&self.inbox.listener), sockets, wake_at) {
-                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
-                    Err(e) => {
-                        error!(error = %e, "notify broker poll failed: stopping");
-                        return;
-                    }
-                };
+            ]);
+            let Some(ready) =
+                super::driver_wait!(&self.inbox.listener, sockets, wake_at, "notify broker")
+            else {
+                return;
+            };
+            let [front_ready, back_ready] = ready.sockets;
             // Subscriptions first: a subscription and a notification that
             // arrive together are applied in that order.
             if front_ready {
@@ -280,7 +275,7 @@ impl Driver {
             if back_ready {
                 self.read_backend();
             }
-            if self.handle_commands(commands_ready) {
+            if self.handle_commands(ready.doorbell) {
                 // Forward what publishers already sent us, then release the
                 // endpoints so a new broker can bind them.
                 self.read_backend();

@@ -186,6 +186,19 @@ impl Ignored {
     }
 }
 
+/// One wait of a notify role's driver ([`io::wait`](crate::io::wait)) on
+/// its doorbell (commands) and its sockets, until `until`: what is ready, or
+/// `None` when the poll failed, logged as the end of `role`'s driver (which
+/// then stops). A macro, so that the log line keeps its driver's target.
+macro_rules! driver_wait {
+    ($doorbell:expr, $sockets:expr, $until:expr, $role:literal) => {
+        $crate::io::wait(Some($doorbell), $sockets, $until)
+            .inspect_err(|e| tracing::error!(error = %e, "{} poll failed: stopping", $role))
+            .ok()
+    };
+}
+pub(crate) use driver_wait;
+
 /// The next message of a read batch: one whole multipart message, received
 /// without blocking. `None` ends the batch: nothing is waiting, or the
 /// receive failed (logged at warn as `failed`; the next poll tries again).

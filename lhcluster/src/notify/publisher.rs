@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
@@ -368,30 +368,22 @@ impl Driver {
         loop {
             // More queued than one batch: look at the socket, then go on.
             let until = if self.queue.is_empty() {
-                [self.stats_log.next(), self.bad_subscriptions.next_due()]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                crate::io::earliest([self.stats_log.next(), self.bad_subscriptions.next_due()])
             } else {
                 Some(Instant::now())
             };
-            let (socket_ready, commands_ready) = match crate::io::wait(
-                Some(&self.inbox.listener),
-                [Some(&self.socket), None],
-                until,
-            ) {
-                Ok(ready) => (ready.sockets[0], ready.doorbell),
-                Err(e) => {
-                    error!(error = %e, "notify publisher poll failed: stopping");
-                    return;
-                }
+            let sockets = [Some(&self.socket), None];
+            let Some(ready) =
+                super::driver_wait!(&self.inbox.listener, sockets, until, "notify publisher")
+            else {
+                return;
             };
-            if socket_ready {
+            if ready.sockets[0] {
                 self.read_subscriptions();
             }
             // The doorbell only cuts the wait short: the command channel and
             // the queue are looked at on every pass.
-            if self.stop_requested(commands_ready) {
+            if self.stop_requested(ready.doorbell) {
                 while self.publish_batch() {}
                 for bound in &self.bound {
                     let _ = self.socket.unbind(bound);
