@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
-use super::{Ignored, Probe, READ_BATCH, Upstream};
+use super::{FromSubscriber, READ_BATCH};
 use crate::curve::{KeyList, PublicKey, ZapDomain};
 use crate::error::{Error, zmq_err};
 use crate::io::set_option;
@@ -300,42 +300,23 @@ impl Driver {
 
     /// Subscriptions, unsubscriptions and probes from subscribers.
     fn read_frontend(&mut self) {
-        for _ in 0..READ_BATCH {
-            let Some(frames) = super::recv_next(&self.frontend, "receive from subscribers failed")
-            else {
-                break;
-            };
-            match super::upstream(&frames[0]) {
-                Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    match super::answer_probe(&self.frontend, filter) {
-                        Probe::Answered => self.stats.probes_answered += 1,
-                        Probe::Unsent => {}
-                        Probe::TooLong => {
-                            self.stats.malformed_subscriptions += 1;
-                            let len = filter.len();
-                            Ignored::LongProbe { len }
-                                .warn(&mut self.bad_subscriptions, Instant::now());
-                        }
-                    }
-                }
-                Upstream::Subscribe(filter) => {
+        super::read_subscribers(
+            &self.frontend,
+            "receive from subscribers failed",
+            &mut self.bad_subscriptions,
+            |m| match m {
+                FromSubscriber::Subscribe(filter) => {
                     self.stats.subscribes += 1;
                     self.active.insert(filter.to_vec());
                 }
-                // A probe's unsubscription needs nothing.
-                Upstream::Unsubscribe(filter) if super::is_probe(filter) => {}
-                Upstream::Unsubscribe(filter) => {
+                FromSubscriber::Unsubscribe(filter) => {
                     self.stats.unsubscribes += 1;
                     self.active.remove(filter);
                 }
-                Upstream::Invalid => {
-                    self.stats.malformed_subscriptions += 1;
-                    let frames = frames.len();
-                    Ignored::NotASubscription { frames }
-                        .warn(&mut self.bad_subscriptions, Instant::now());
-                }
-            }
-        }
+                FromSubscriber::ProbeAnswered => self.stats.probes_answered += 1,
+                FromSubscriber::Malformed => self.stats.malformed_subscriptions += 1,
+            },
+        );
     }
 
     /// Notifications from publishers: validated, then forwarded verbatim.

@@ -186,6 +186,58 @@ impl Ignored {
     }
 }
 
+/// What [`read_subscribers`] hands on to its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromSubscriber<'a> {
+    /// A subscription (not a probe).
+    Subscribe(&'a [u8]),
+    /// An unsubscription (not of a probe).
+    Unsubscribe(&'a [u8]),
+    /// A probe, answered.
+    ProbeAnswered,
+    /// Bad input (a probe too long to answer, a message that is no
+    /// subscription), warned about through the limiter; counting it is the
+    /// role's.
+    Malformed,
+}
+
+/// Reads a batch of what subscribers sent up an XPUB `socket` (the notify
+/// broker's frontend, a bound publisher's socket): answers their probes,
+/// warns about bad input through `bad_input`, and hands each message to
+/// `handle`. `failed` is the warning when a receive fails.
+pub(crate) fn read_subscribers(
+    socket: &zmq::Socket,
+    failed: &'static str,
+    bad_input: &mut LogLimiter,
+    mut handle: impl FnMut(FromSubscriber<'_>),
+) {
+    for _ in 0..READ_BATCH {
+        let Some(frames) = recv_next(socket, failed) else {
+            break;
+        };
+        match upstream(&frames[0]) {
+            Upstream::Subscribe(filter) if is_probe(filter) => match answer_probe(socket, filter) {
+                Probe::Answered => handle(FromSubscriber::ProbeAnswered),
+                Probe::Unsent => {}
+                Probe::TooLong => {
+                    handle(FromSubscriber::Malformed);
+                    let len = filter.len();
+                    Ignored::LongProbe { len }.warn(bad_input, Instant::now());
+                }
+            },
+            // A probe's unsubscription needs nothing.
+            Upstream::Unsubscribe(filter) if is_probe(filter) => {}
+            Upstream::Subscribe(filter) => handle(FromSubscriber::Subscribe(filter)),
+            Upstream::Unsubscribe(filter) => handle(FromSubscriber::Unsubscribe(filter)),
+            Upstream::Invalid => {
+                handle(FromSubscriber::Malformed);
+                let frames = frames.len();
+                Ignored::NotASubscription { frames }.warn(bad_input, Instant::now());
+            }
+        }
+    }
+}
+
 /// One wait of a notify role's driver ([`io::wait`](crate::io::wait)) on
 /// its doorbell (commands) and its sockets, until `until`: what is ready, or
 /// `None` when the poll failed, logged as the end of `role`'s driver (which

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
-use super::{Ignored, Probe, READ_BATCH, Upstream};
+use super::{FromSubscriber, READ_BATCH};
 use crate::curve::SocketCurve;
 use crate::error::{ConfigError, Error, zmq_err};
 use crate::io::set_option;
@@ -446,42 +446,28 @@ impl Driver {
     /// Subscription messages: the broker's subscribe-all (connect mode) and
     /// direct subscribers' probes (bind mode).
     fn read_subscriptions(&mut self) {
-        for _ in 0..READ_BATCH {
-            let Some(frames) = super::recv_next(&self.socket, "receive of subscriptions failed")
-            else {
-                break;
-            };
-            match super::upstream(&frames[0]) {
-                Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    match super::answer_probe(&self.socket, filter) {
-                        Probe::Answered => {
-                            self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Probe::Unsent => {}
-                        Probe::TooLong => {
-                            let len = filter.len();
-                            Ignored::LongProbe { len }
-                                .warn(&mut self.bad_subscriptions, Instant::now());
-                        }
-                    }
+        super::read_subscribers(
+            &self.socket,
+            "receive of subscriptions failed",
+            &mut self.bad_subscriptions,
+            |m| match m {
+                FromSubscriber::ProbeAnswered => {
+                    self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
                 }
-                Upstream::Subscribe([]) if self.mode == Mode::Connect => {
+                FromSubscriber::Subscribe([]) if self.mode == Mode::Connect => {
                     if !self.shared.is_connected() {
                         info!("notify broker ready");
                     }
                     self.shared.set_connected(true);
                 }
-                Upstream::Unsubscribe([]) if self.mode == Mode::Connect => {
+                FromSubscriber::Unsubscribe([]) if self.mode == Mode::Connect => {
                     warn!("notify broker gone: dropping notifications until it is back");
                     self.shared.set_connected(false);
                 }
-                Upstream::Subscribe(_) | Upstream::Unsubscribe(_) => {}
-                Upstream::Invalid => {
-                    let frames = frames.len();
-                    Ignored::NotASubscription { frames }
-                        .warn(&mut self.bad_subscriptions, Instant::now());
-                }
-            }
-        }
+                FromSubscriber::Subscribe(_)
+                | FromSubscriber::Unsubscribe(_)
+                | FromSubscriber::Malformed => {}
+            },
+        );
     }
 }
