@@ -379,6 +379,21 @@ impl<C: Send + 'static> Drop for RoleHandle<C> {
     }
 }
 
+/// The commands of a broker's driver, the request broker's and the notify
+/// broker's: its stats; new CURVE key lists for the sockets it binds, the
+/// frontend and the backend (`None`: keep that side's), answered when in
+/// force; stop.
+#[derive(Debug)]
+pub(crate) enum BrokerCommand<Stats> {
+    Stats(Sender<Stats>),
+    ReloadKeys {
+        frontend: Option<crate::curve::KeyList>,
+        backend: Option<crate::curve::KeyList>,
+        done: Sender<Result<(), Error>>,
+    },
+    Stop,
+}
+
 /// What callers see when a driver panics, for every role: handles and
 /// waiters resolve, commands answer `Stopped`, `stop` returns. Each test
 /// makes its role's driver panic with [`RoleHandle::inject_panic`].

@@ -105,8 +105,8 @@ impl Broker {
         workers: Option<KeyList>,
     ) -> Result<(), Error> {
         self.role.request(|done| driver::Command::ReloadKeys {
-            clients,
-            workers,
+            frontend: clients,
+            backend: workers,
             done,
         })?
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
 use tracing::{info, warn};
 
 use super::config::NotifyBrokerConfig;
@@ -190,8 +189,8 @@ impl NotifyBroker {
         publishers: Option<KeyList>,
     ) -> Result<(), Error> {
         self.role.request(|done| Command::ReloadKeys {
-            subscribers,
-            publishers,
+            frontend: subscribers,
+            backend: publishers,
             done,
         })?
     }
@@ -205,16 +204,9 @@ impl NotifyBroker {
     }
 }
 
-#[derive(Debug)]
-enum Command {
-    Stats(Sender<NotifyBrokerStats>),
-    ReloadKeys {
-        subscribers: Option<KeyList>,
-        publishers: Option<KeyList>,
-        done: Sender<Result<(), Error>>,
-    },
-    Stop,
-}
+/// The driver's commands: the frontend's keys are the subscribers', the
+/// backend's the publishers'.
+type Command = crate::role::BrokerCommand<NotifyBrokerStats>;
 
 struct Driver {
     frontend: zmq::Socket,
@@ -410,8 +402,8 @@ impl Driver {
                     let _ = reply.send(self.snapshot());
                 }
                 Command::ReloadKeys {
-                    subscribers,
-                    publishers,
+                    frontend: subscribers,
+                    backend: publishers,
                     done,
                 } => {
                     let result = reload(
