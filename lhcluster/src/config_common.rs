@@ -4,12 +4,13 @@
 //! Every config names the same thing alike (`heartbeat`, `liveness`,
 //! `reconnect_min`, `reconnect_max`, `hwm`, `stats_log_interval`,
 //! `shutdown_timeout`) and gives it the same default; this module says each
-//! default and each check once. The fields themselves stay on each config,
-//! not in a shared struct: users read and set a flat struct of documented
-//! fields, and files are read with `deny_unknown_fields`, which serde does
-//! not combine with `#[serde(flatten)]`. What the shared options mean is
-//! explained once, in docs/operations.md ("Configuration reference"); each
-//! field's doc says what its role does with it, and its default.
+//! default and each check once, and [`role_config!`] declares the configs.
+//! The fields themselves stay on each config, not in a shared struct: users
+//! read and set a flat struct of documented fields, and files are read with
+//! `deny_unknown_fields`, which serde does not combine with
+//! `#[serde(flatten)]`. What the shared options mean is explained once, in
+//! docs/operations.md ("Configuration reference"); each field's doc says
+//! what its role does with it, and its default.
 
 use std::time::Duration;
 
@@ -49,6 +50,258 @@ pub(crate) mod defaults {
     pub(crate) const MAX_MESSAGE_SIZE: usize = 16 << 20;
     /// The most frames one message read by a role that decodes may have.
     pub(crate) const MAX_MESSAGE_FRAMES: usize = 1024;
+}
+
+/// Declares a role's config: a flat struct of documented pub fields, with
+/// what every config has (`Clone`, `Debug`, `#[non_exhaustive]`, and with
+/// the `serde` feature `Deserialize` with `deny_unknown_fields` and the
+/// missing fields at their defaults), and its [`Unset`] (every field at its
+/// default, no endpoint yet: what a file starts from and `new` fills in).
+///
+/// A field is written `pub name: Type = default,`, or, for one of the
+/// options several roles share, `pub name,`: then [`shared_option!`] gives
+/// its type, its default and its file format. Every field keeps its own doc,
+/// and may have more attributes (a serde `alias`). A field written with the
+/// type `Duration` reads from a file as "100ms", "5s"… (`config_serde`), one
+/// written `Option<Duration>` likewise or "off".
+///
+/// Each config also gets `check_shared(&self)`, [`check_shared`] of its
+/// heartbeat, liveness, hwm and stats log interval, which every role has.
+///
+/// ```ignore
+/// role_config! {
+///     /// How a Thing runs.
+///     pub struct ThingConfig {
+///         /// Endpoints, used one at a time. Default: none.
+///         pub brokers,
+///         /// How many at once. Default: 1.
+///         pub capacity: u32 = 1,
+///         /// Thing's heartbeat interval. Default: 1 s.
+///         pub heartbeat,
+///         …
+///     }
+/// }
+/// ```
+macro_rules! role_config {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident { $($fields:tt)* }
+    ) => {
+        $crate::config_common::role_config!(@field [$(#[$attr])* $name] [] [] $($fields)*);
+    };
+    // `@field` reads the fields one at a time, with the struct's attributes
+    // and name (`$head`), its fields so far and `unset`'s defaults so far.
+    //
+    // One of the options several roles share: `shared_option!` writes it
+    // out, and hands it back (`@shared`) with the field's own attributes.
+    (@field $head:tt $fields:tt $defaults:tt $(#[$a:meta])* pub $f:ident, $($rest:tt)*) => {
+        $crate::config_common::shared_option!($f [$head $fields $defaults [$(#[$a])*] [$($rest)*]]);
+    };
+    (@shared [$head:tt $fields:tt $defaults:tt [$($a:tt)*] [$($rest:tt)*]] $($option:tt)*) => {
+        $crate::config_common::role_config!(@field $head $fields $defaults $($a)* $($option)* $($rest)*);
+    };
+    // A duration, read from a file as "100ms", "5s"…
+    (
+        @field $head:tt [$($fields:tt)*] [$($defaults:tt)*]
+        $(#[$a:meta])* pub $f:ident: Duration = $d:expr, $($rest:tt)*
+    ) => {
+        $crate::config_common::role_config!(
+            @field $head
+            [
+                $($fields)* $(#[$a])*
+                #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::config_serde::duration"))]
+                pub $f: ::std::time::Duration,
+            ]
+            [$($defaults)* $f: $d,]
+            $($rest)*
+        );
+    };
+    // An optional duration: likewise, or "off" for `None`.
+    (
+        @field $head:tt [$($fields:tt)*] [$($defaults:tt)*]
+        $(#[$a:meta])* pub $f:ident: Option<Duration> = $d:expr, $($rest:tt)*
+    ) => {
+        $crate::config_common::role_config!(
+            @field $head
+            [
+                $($fields)* $(#[$a])*
+                #[cfg_attr(
+                    feature = "serde",
+                    serde(deserialize_with = "crate::config_serde::optional_duration")
+                )]
+                pub $f: Option<::std::time::Duration>,
+            ]
+            [$($defaults)* $f: $d,]
+            $($rest)*
+        );
+    };
+    // Any other field, read from a file as its type reads.
+    (
+        @field $head:tt [$($fields:tt)*] [$($defaults:tt)*]
+        $(#[$a:meta])* pub $f:ident: $t:ty = $d:expr, $($rest:tt)*
+    ) => {
+        $crate::config_common::role_config!(
+            @field $head [$($fields)* $(#[$a])* pub $f: $t,] [$($defaults)* $f: $d,] $($rest)*
+        );
+    };
+    // No field left: the struct, its `Unset` and its `check_shared`.
+    (@field [$(#[$attr:meta])* $name:ident] [$($fields:tt)*] [$($defaults:tt)*]) => {
+        $(#[$attr])*
+        #[derive(Clone, Debug)]
+        #[cfg_attr(
+            feature = "serde",
+            derive(serde::Deserialize),
+            serde(default = "crate::config_common::unset", deny_unknown_fields)
+        )]
+        #[non_exhaustive]
+        pub struct $name {
+            $($fields)*
+        }
+
+        impl $crate::config_common::Unset for $name {
+            fn unset() -> Self {
+                use $crate::config_common::defaults;
+                Self { $($defaults)* }
+            }
+        }
+
+        impl $name {
+            /// Checks the options every role has.
+            fn check_shared(&self) -> Result<(), $crate::error::ConfigError> {
+                $crate::config_common::check_shared(
+                    self.heartbeat,
+                    self.liveness,
+                    self.hwm,
+                    self.stats_log_interval,
+                )
+            }
+        }
+    };
+}
+pub(crate) use role_config;
+
+/// The options several roles share, as a [`role_config!`] field `pub name,`
+/// stands for them: `pub name: Type = default,` with the format a file
+/// writes it in.
+macro_rules! shared_option {
+    (brokers $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            #[cfg_attr(
+                feature = "serde",
+                serde(alias = "broker", deserialize_with = "crate::config_serde::endpoints")
+            )]
+            pub brokers: Vec<String> = Vec::new(),
+        );
+    };
+    (endpoints $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            #[cfg_attr(
+                feature = "serde",
+                serde(alias = "endpoint", deserialize_with = "crate::config_serde::endpoints")
+            )]
+            pub endpoints: Vec<String> = Vec::new(),
+        );
+    };
+    (heartbeat $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub heartbeat: Duration = defaults::HEARTBEAT,
+        );
+    };
+    (liveness $k:tt) => {
+        $crate::config_common::role_config!(@shared $k pub liveness: u32 = defaults::LIVENESS,);
+    };
+    (reconnect_min $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub reconnect_min: Duration = defaults::RECONNECT_MIN,
+        );
+    };
+    (reconnect_max $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub reconnect_max: Duration = defaults::RECONNECT_MAX,
+        );
+    };
+    (hwm $k:tt) => {
+        $crate::config_common::role_config!(@shared $k pub hwm: i32 = defaults::HWM,);
+    };
+    (stats_log_interval $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub stats_log_interval: Option<Duration> = None,
+        );
+    };
+    (shutdown_timeout $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub shutdown_timeout: Duration = defaults::SHUTDOWN_TIMEOUT,
+        );
+    };
+    (peer_sndhwm $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub peer_sndhwm: i32 = defaults::PEER_SNDHWM,
+        );
+    };
+    (max_outbox_bytes_per_peer $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub max_outbox_bytes_per_peer: usize = defaults::MAX_OUTBOX_BYTES_PER_PEER,
+        );
+    };
+    (max_outbox_bytes_total $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub max_outbox_bytes_total: usize = defaults::MAX_OUTBOX_BYTES_TOTAL,
+        );
+    };
+    (slow_consumer_timeout $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub slow_consumer_timeout: Duration = defaults::SLOW_CONSUMER_TIMEOUT,
+        );
+    };
+    (max_message_size $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub max_message_size: usize = defaults::MAX_MESSAGE_SIZE,
+        );
+    };
+    (max_message_frames $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub max_message_frames: usize = defaults::MAX_MESSAGE_FRAMES,
+        );
+    };
+    (curve_server_key $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub curve_server_key: Option<$crate::curve::PublicKey> = None,
+        );
+    };
+    (curve_secret_key $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub curve_secret_key: Option<$crate::curve::SecretKey> = None,
+        );
+    };
+    (curve_client_keys $k:tt) => {
+        $crate::config_common::role_config!(@shared $k
+            pub curve_client_keys: Option<$crate::curve::KeyList> = None,
+        );
+    };
+    ($other:ident $k:tt) => {
+        compile_error!(concat!(
+            "`",
+            stringify!($other),
+            "` is no option several roles share: write `pub ",
+            stringify!($other),
+            ": Type = default,`"
+        ));
+    };
+}
+pub(crate) use shared_option;
+
+/// A config with every field at its default and no endpoint yet: what a
+/// file starts from, and what `new` fills in. [`role_config!`] implements
+/// it.
+pub(crate) trait Unset {
+    /// The config with every field at its default, no endpoint yet.
+    fn unset() -> Self;
+}
+
+/// [`Unset::unset`] of any config (serde's `default`, and `new`'s
+/// `..unset()`).
+pub(crate) fn unset<T: Unset>() -> T {
+    T::unset()
 }
 
 /// Checks the input limits of a role that binds: > 0, and a size libzmq

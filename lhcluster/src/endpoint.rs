@@ -33,11 +33,15 @@ mod tests {
 
     #[test]
     fn accepts_the_three_transports_only() {
-        assert!(validate("tcp://127.0.0.1:5555").is_ok());
-        assert!(validate("ipc:///tmp/x.sock").is_ok());
-        assert!(validate("inproc://broker").is_ok());
-        assert!(validate("inproc://").is_err());
-        assert!(validate("udp://1.2.3.4:5").is_err());
-        assert!(validate("broker").is_err());
+        for (endpoint, valid) in [
+            ("tcp://127.0.0.1:5555", true),
+            ("ipc:///tmp/x.sock", true),
+            ("inproc://broker", true),
+            ("inproc://", false),
+            ("udp://1.2.3.4:5", false),
+            ("broker", false),
+        ] {
+            assert_eq!(validate(endpoint).is_ok(), valid, "{endpoint}");
+        }
     }
 }

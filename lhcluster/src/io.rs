@@ -5,6 +5,18 @@ use crate::error::{Error, zmq_err};
 use crate::outbox::{OVERHEAD, Queued, Refused};
 use crate::protocol::{Encoded, Frame, Message, Payload};
 
+/// Sets one option of a ZeroMQ socket, `socket.setter(value)`, naming the
+/// option (`"ZMQ_…"`) in the error: `set_option!(socket, set_linger(0),
+/// "ZMQ_LINGER")?`.
+macro_rules! set_option {
+    ($socket:expr, $setter:ident($value:expr), $option:literal) => {
+        $socket
+            .$setter($value)
+            .map_err($crate::error::zmq_err(concat!("setting ", $option)))
+    };
+}
+pub(crate) use set_option;
+
 /// One multipart message as received.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -322,15 +334,9 @@ pub(crate) fn dealer_monitored(
             .monitor(monitor, events)
             .map_err(zmq_err("monitoring a socket"))?;
     }
-    socket
-        .set_identity(routing_id)
-        .map_err(zmq_err("setting ZMQ_ROUTING_ID"))?;
-    socket
-        .set_reconnect_ivl(50)
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-    socket
-        .set_reconnect_ivl_max(1000)
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    set_option!(socket, set_identity(routing_id), "ZMQ_ROUTING_ID")?;
+    set_option!(socket, set_reconnect_ivl(50), "ZMQ_RECONNECT_IVL")?;
+    set_option!(socket, set_reconnect_ivl_max(1000), "ZMQ_RECONNECT_IVL_MAX")?;
     crate::curve::apply(curve, &socket)?;
     socket.connect(endpoint).map_err(|source| Error::Connect {
         endpoint: endpoint.to_owned(),
@@ -350,15 +356,9 @@ fn new_socket(
     hwm: i32,
 ) -> Result<zmq::Socket, Error> {
     let socket = crate::context().socket(kind).map_err(zmq_err(creating))?;
-    socket
-        .set_sndhwm(hwm)
-        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
-    socket
-        .set_rcvhwm(hwm)
-        .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-    socket
-        .set_linger(linger_ms)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    set_option!(socket, set_sndhwm(hwm), "ZMQ_SNDHWM")?;
+    set_option!(socket, set_rcvhwm(hwm), "ZMQ_RCVHWM")?;
+    set_option!(socket, set_linger(linger_ms), "ZMQ_LINGER")?;
     Ok(socket)
 }
 
@@ -367,9 +367,11 @@ fn new_socket(
 /// by libzmq (docs/security.md, "Limits on input").
 pub(crate) fn set_max_message_size(socket: &zmq::Socket, bytes: usize) -> Result<(), Error> {
     let wire = bytes.saturating_add(FRAMING_ROOM);
-    socket
-        .set_maxmsgsize(i64::try_from(wire).unwrap_or(i64::MAX))
-        .map_err(zmq_err("setting ZMQ_MAXMSGSIZE"))
+    set_option!(
+        socket,
+        set_maxmsgsize(i64::try_from(wire).unwrap_or(i64::MAX)),
+        "ZMQ_MAXMSGSIZE"
+    )
 }
 
 /// libzmq checks a frame's size as it comes off the wire, and under CURVE
@@ -392,17 +394,11 @@ pub(crate) fn router(
 ) -> Result<zmq::Socket, Error> {
     let socket = new_socket(zmq::ROUTER, "creating a ROUTER socket", 1000, hwm)?;
     set_max_message_size(&socket, max_message_size)?;
-    socket
-        .set_sndhwm(sndhwm)
-        .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+    set_option!(socket, set_sndhwm(sndhwm), "ZMQ_SNDHWM")?;
     // A peer that reconnects with the same routing id takes its place.
-    socket
-        .set_router_handover(true)
-        .map_err(zmq_err("setting ZMQ_ROUTER_HANDOVER"))?;
+    set_option!(socket, set_router_handover(true), "ZMQ_ROUTER_HANDOVER")?;
     // Report unroutable messages instead of dropping them silently.
-    socket
-        .set_router_mandatory(true)
-        .map_err(zmq_err("setting ZMQ_ROUTER_MANDATORY"))?;
+    set_option!(socket, set_router_mandatory(true), "ZMQ_ROUTER_MANDATORY")?;
     crate::curve::apply(curve, &socket)?;
     bind(&socket, endpoint)?;
     Ok(socket)
@@ -448,6 +444,14 @@ pub(crate) fn bound_endpoints(socket: &zmq::Socket, configured: &str) -> (String
 /// zero-timeout polls (a busy loop).
 pub(crate) fn poll_timeout_ms(left: std::time::Duration) -> i64 {
     i64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The earliest of a driver's wake-up times (`None`: nothing to wake up
+/// for), the `until` of [`wait`].
+pub(crate) fn earliest(
+    wake_ups: impl IntoIterator<Item = Option<std::time::Instant>>,
+) -> Option<std::time::Instant> {
+    wake_ups.into_iter().flatten().min()
 }
 
 /// What [`wait`] found readable.

@@ -379,6 +379,21 @@ impl<C: Send + 'static> Drop for RoleHandle<C> {
     }
 }
 
+/// The commands of a broker's driver, the request broker's and the notify
+/// broker's: its stats; new CURVE key lists for the sockets it binds, the
+/// frontend and the backend (`None`: keep that side's), answered when in
+/// force; stop.
+#[derive(Debug)]
+pub(crate) enum BrokerCommand<Stats> {
+    Stats(Sender<Stats>),
+    ReloadKeys {
+        frontend: Option<crate::curve::KeyList>,
+        backend: Option<crate::curve::KeyList>,
+        done: Sender<Result<(), Error>>,
+    },
+    Stop,
+}
+
 /// What callers see when a driver panics, for every role: handles and
 /// waiters resolve, commands answer `Stopped`, `stop` returns. Each test
 /// makes its role's driver panic with [`RoleHandle::inject_panic`].
@@ -416,6 +431,16 @@ mod tests {
     fn stopped<T: std::fmt::Debug>(stats: Result<T, Error>, stop: Result<(), Error>) {
         assert!(matches!(stats, Err(Error::Stopped)), "{stats:?}");
         assert!(stop.is_ok(), "stop returns: {stop:?}");
+    }
+
+    /// Makes the driver of `role` (a started role's handle) panic, then
+    /// checks that the role is as good as [`stopped`].
+    macro_rules! panics_into_stopped {
+        ($role:expr) => {{
+            let role = &$role;
+            role.inject_panic();
+            stopped(role.stats(), role.stop());
+        }};
     }
 
     #[test]
@@ -480,11 +505,11 @@ mod tests {
         assert!(role.send(Command::Stop).is_err());
     }
 
+    /// Both brokers, the request one and the notify one.
     #[test]
-    fn broker_answers_stopped() {
-        let broker = broker();
-        broker.inject_panic();
-        stopped(broker.stats(), broker.stop());
+    fn brokers_answer_stopped() {
+        panics_into_stopped!(broker());
+        panics_into_stopped!(notify_broker());
     }
 
     #[test]
@@ -494,8 +519,7 @@ mod tests {
             .handle_raw(1, |payload, _: &crate::worker::RequestContext| Ok(payload))
             .start()
             .unwrap();
-        worker.inject_panic();
-        stopped(worker.stats(), worker.stop());
+        panics_into_stopped!(worker);
         assert!(worker.abort().is_ok());
     }
 
@@ -504,8 +528,7 @@ mod tests {
         let broker = broker();
         let proxy =
             ClientProxy::start(ClientProxyConfig::new(inproc("proxy"), broker.frontend())).unwrap();
-        proxy.inject_panic();
-        stopped(proxy.stats(), proxy.stop());
+        panics_into_stopped!(proxy);
     }
 
     /// `wait` (a `wait_connected(Duration::MAX)`) answers `false`, within
@@ -603,13 +626,6 @@ mod tests {
                 waits_end_false(move || waiter.wait_connected(Duration::MAX));
             }
         }
-    }
-
-    #[test]
-    fn notify_broker_answers_stopped() {
-        let broker = notify_broker();
-        broker.inject_panic();
-        stopped(broker.stats(), broker.stop());
     }
 
     #[test]

@@ -1,121 +1,106 @@
 //! Broker configuration.
 
-use std::time::Duration;
-
-use crate::config_common::{check_input_limits, check_outbox, check_shared, defaults, positive};
-#[cfg(feature = "serde")]
-use crate::config_serde as de;
-use crate::curve::{KeyList, SecretKey};
+use crate::config_common::{check_input_limits, check_outbox, positive, role_config, unset};
+use crate::curve::KeyList;
 use crate::error::ConfigError;
 
-/// How a [`Broker`](super::Broker) runs. Every field has a documented default
-/// ([`BrokerConfig::new`]); change fields directly, then start the broker.
-///
-/// With the [`serde` feature](crate#feature-flags) it reads from a file. The
-/// options every role has mean the same on each: docs/operations.md's
-/// configuration reference explains them.
-#[derive(Clone, Debug)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(default = "BrokerConfig::unset", deny_unknown_fields)
-)]
-#[non_exhaustive]
-pub struct BrokerConfig {
-    /// Endpoint the frontend ROUTER binds, where clients and proxies connect
-    /// (`tcp://`, `ipc://` or `inproc://`).
-    pub frontend: String,
-    /// Endpoint the backend ROUTER binds, where workers connect.
-    pub backend: String,
-    /// The broker's heartbeat interval, announced to every peer. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
-    pub heartbeat: Duration,
-    /// A peer is dead after this many of its own announced intervals without
-    /// a message. Default: 3.
-    pub liveness: u32,
-    /// Most requests queued for one request type; more get `OVERLOADED`.
-    /// Default: 100 000.
-    pub max_pending_per_type: usize,
-    /// Most requests queued in total; more get `OVERLOADED`. Default: 1 000 000.
-    /// Files may also call it `max_pending` (the CLI's older name).
-    #[cfg_attr(feature = "serde", serde(alias = "max_pending"))]
-    pub max_pending_total: usize,
-    /// How many times a `RETRY_ON_DEATH` request is dispatched at most
-    /// (first try included). Default: 2.
-    pub max_tries: u32,
-    /// Most payload bytes of queued requests, with the copies kept for
-    /// `RETRY_ON_DEATH`; a request that would be queued beyond it gets
-    /// `OVERLOADED`. Default: 1 GiB.
-    pub max_pending_bytes: usize,
-    /// High-water mark of each socket's inbound queue, per peer (what the
-    /// broker has not read yet). Default: 100 000.
-    pub hwm: i32,
-    /// ZeroMQ's outbound queue per peer, in messages; what does not fit
-    /// waits in the broker's outbox, counted in bytes. Default: 256.
-    pub peer_sndhwm: i32,
-    /// Most bytes the outbox holds for one peer (a client, proxy or worker
-    /// that does not read); what does not fit is dropped and counted, and
-    /// the peer is over its limit (docs/bounds.md §3). Default: 32 MiB.
-    pub max_outbox_bytes_per_peer: usize,
-    /// Most bytes the outbox holds across peers. Default: 512 MiB.
-    pub max_outbox_bytes_total: usize,
-    /// A peer over its outbox limit this long is cut: a client or proxy
-    /// gets `SHUTDOWN` and is forgotten, a worker is declared dead.
-    /// Default: 10 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
-    pub slow_consumer_timeout: Duration,
-    /// Period of the stats log line, at info level; `None` for none.
-    /// Default: `None`.
-    /// Files may also call it `stats_interval` (the CLI's older name).
-    #[cfg_attr(
-        feature = "serde",
-        serde(alias = "stats_interval", deserialize_with = "de::optional_duration")
-    )]
-    pub stats_log_interval: Option<Duration>,
-    /// How long [`Broker::stop`](super::Broker::stop) waits for the driver
-    /// thread. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "de::duration"))]
-    pub shutdown_timeout: Duration,
-    /// Endpoint the cluster ROUTER binds, where the other brokers of a
-    /// cluster connect (docs/clustering.md). `None` (the default): not
-    /// reachable by other brokers.
-    pub cluster_bind: Option<String>,
-    /// Cluster endpoints of the other brokers, which this broker dials.
-    /// Every broker of a cluster should list every other (a full mesh); an
-    /// endpoint listed twice is dialled once. Default: none.
-    pub cluster_peers: Vec<String>,
-    /// This broker's name in the cluster, for logs and stats. Default: none.
-    pub name: Option<String>,
-    /// The CURVE secret key of the sockets it binds (docs/security.md):
-    /// peers must then connect with its public key, and all traffic is
-    /// encrypted. `None` (the default): no CURVE, traffic in clear.
-    /// In a cluster its dials show this key too, and expect the other
-    /// members to hold the same key pair.
-    pub curve_secret_key: Option<SecretKey>,
-    /// The client (and proxy) public keys the frontend lets in; any other
-    /// is refused during the CURVE handshake and counted
-    /// (`auth_failures`). `None` (the default): any client that holds the
-    /// broker's public key. Needs `curve_secret_key`.
-    pub curve_client_keys: Option<KeyList>,
-    /// The worker public keys the backend lets in, likewise. `None` (the
-    /// default): any worker that holds the broker's public key.
-    pub curve_worker_keys: Option<KeyList>,
-    /// `ZMQ_MAXMSGSIZE` of the sockets it binds: the largest frame, in
-    /// bytes, a peer may send. libzmq cuts the connection of a peer that
-    /// sends a larger one (docs/security.md, "Limits on input").
-    /// Default: 16 MiB.
-    pub max_message_size: usize,
-    /// Endpoint of the watch tap: a PUB socket the broker binds and
-    /// publishes each request and outcome on (type, id, status, sizes,
-    /// timings; never payloads), for `lhcluster watch`
-    /// (docs/operations.md, "watch"). With `curve_secret_key`, it takes the
-    /// frontend's CURVE key and client key list. `None` (the default): no
-    /// tap, and nothing is recorded.
-    pub watch: Option<String>,
-    /// The most frames a message it reads may have; one with more, or with
-    /// more than `max_message_size` bytes in all, is dropped and counted
-    /// (`oversized`). Default: 1024.
-    pub max_message_frames: usize,
+role_config! {
+    /// How a [`Broker`](super::Broker) runs. Every field has a documented default
+    /// ([`BrokerConfig::new`]); change fields directly, then start the broker.
+    ///
+    /// With the [`serde` feature](crate#feature-flags) it reads from a file. The
+    /// options every role has mean the same on each: docs/operations.md's
+    /// configuration reference explains them.
+    pub struct BrokerConfig {
+        /// Endpoint the frontend ROUTER binds, where clients and proxies connect
+        /// (`tcp://`, `ipc://` or `inproc://`).
+        pub frontend: String = String::new(),
+        /// Endpoint the backend ROUTER binds, where workers connect.
+        pub backend: String = String::new(),
+        /// The broker's heartbeat interval, announced to every peer. Default: 1 s.
+        pub heartbeat,
+        /// A peer is dead after this many of its own announced intervals without
+        /// a message. Default: 3.
+        pub liveness,
+        /// Most requests queued for one request type; more get `OVERLOADED`.
+        /// Default: 100 000.
+        pub max_pending_per_type: usize = 100_000,
+        /// Most requests queued in total; more get `OVERLOADED`. Default: 1 000 000.
+        /// Files may also call it `max_pending` (the CLI's older name).
+        #[cfg_attr(feature = "serde", serde(alias = "max_pending"))]
+        pub max_pending_total: usize = 1_000_000,
+        /// How many times a `RETRY_ON_DEATH` request is dispatched at most
+        /// (first try included). Default: 2.
+        pub max_tries: u32 = 2,
+        /// Most payload bytes of queued requests, with the copies kept for
+        /// `RETRY_ON_DEATH`; a request that would be queued beyond it gets
+        /// `OVERLOADED`. Default: 1 GiB.
+        pub max_pending_bytes: usize = 1 << 30,
+        /// High-water mark of each socket's inbound queue, per peer (what the
+        /// broker has not read yet). Default: 100 000.
+        pub hwm,
+        /// ZeroMQ's outbound queue per peer, in messages; what does not fit
+        /// waits in the broker's outbox, counted in bytes. Default: 256.
+        pub peer_sndhwm,
+        /// Most bytes the outbox holds for one peer (a client, proxy or worker
+        /// that does not read); what does not fit is dropped and counted, and
+        /// the peer is over its limit (docs/bounds.md §3). Default: 32 MiB.
+        pub max_outbox_bytes_per_peer,
+        /// Most bytes the outbox holds across peers. Default: 512 MiB.
+        pub max_outbox_bytes_total,
+        /// A peer over its outbox limit this long is cut: a client or proxy
+        /// gets `SHUTDOWN` and is forgotten, a worker is declared dead.
+        /// Default: 10 s.
+        pub slow_consumer_timeout,
+        /// Period of the stats log line, at info level; `None` for none.
+        /// Default: `None`.
+        /// Files may also call it `stats_interval` (the CLI's older name).
+        #[cfg_attr(feature = "serde", serde(alias = "stats_interval"))]
+        pub stats_log_interval,
+        /// How long [`Broker::stop`](super::Broker::stop) waits for the driver
+        /// thread. Default: 5 s.
+        pub shutdown_timeout,
+        /// Endpoint the cluster ROUTER binds, where the other brokers of a
+        /// cluster connect (docs/clustering.md). `None` (the default): not
+        /// reachable by other brokers.
+        pub cluster_bind: Option<String> = None,
+        /// Cluster endpoints of the other brokers, which this broker dials.
+        /// Every broker of a cluster should list every other (a full mesh); an
+        /// endpoint listed twice is dialled once. Default: none.
+        pub cluster_peers: Vec<String> = Vec::new(),
+        /// This broker's name in the cluster, for logs and stats. Default: none.
+        pub name: Option<String> = None,
+        /// The CURVE secret key of the sockets it binds (docs/security.md):
+        /// peers must then connect with its public key, and all traffic is
+        /// encrypted. `None` (the default): no CURVE, traffic in clear.
+        /// In a cluster its dials show this key too, and expect the other
+        /// members to hold the same key pair.
+        pub curve_secret_key,
+        /// The client (and proxy) public keys the frontend lets in; any other
+        /// is refused during the CURVE handshake and counted
+        /// (`auth_failures`). `None` (the default): any client that holds the
+        /// broker's public key. Needs `curve_secret_key`.
+        pub curve_client_keys,
+        /// The worker public keys the backend lets in, likewise. `None` (the
+        /// default): any worker that holds the broker's public key.
+        pub curve_worker_keys: Option<KeyList> = None,
+        /// `ZMQ_MAXMSGSIZE` of the sockets it binds: the largest frame, in
+        /// bytes, a peer may send. libzmq cuts the connection of a peer that
+        /// sends a larger one (docs/security.md, "Limits on input").
+        /// Default: 16 MiB.
+        pub max_message_size,
+        /// Endpoint of the watch tap: a PUB socket the broker binds and
+        /// publishes each request and outcome on (type, id, status, sizes,
+        /// timings; never payloads), for `lhcluster watch`
+        /// (docs/operations.md, "watch"). With `curve_secret_key`, it takes the
+        /// frontend's CURVE key and client key list. `None` (the default): no
+        /// tap, and nothing is recorded.
+        pub watch: Option<String> = None,
+        /// The most frames a message it reads may have; one with more, or with
+        /// more than `max_message_size` bytes in all, is dropped and counted
+        /// (`oversized`). Default: 1024.
+        pub max_message_frames,
+    }
 }
 
 impl BrokerConfig {
@@ -125,35 +110,8 @@ impl BrokerConfig {
         Self {
             frontend: frontend.into(),
             backend: backend.into(),
-            heartbeat: defaults::HEARTBEAT,
-            liveness: defaults::LIVENESS,
-            max_pending_per_type: 100_000,
-            max_pending_total: 1_000_000,
-            max_tries: 2,
-            max_pending_bytes: 1 << 30,
-            hwm: defaults::HWM,
-            peer_sndhwm: defaults::PEER_SNDHWM,
-            max_outbox_bytes_per_peer: defaults::MAX_OUTBOX_BYTES_PER_PEER,
-            max_outbox_bytes_total: defaults::MAX_OUTBOX_BYTES_TOTAL,
-            slow_consumer_timeout: defaults::SLOW_CONSUMER_TIMEOUT,
-            stats_log_interval: None,
-            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
-            cluster_bind: None,
-            cluster_peers: Vec::new(),
-            name: None,
-            curve_secret_key: None,
-            curve_client_keys: None,
-            curve_worker_keys: None,
-            max_message_size: defaults::MAX_MESSAGE_SIZE,
-            max_message_frames: defaults::MAX_MESSAGE_FRAMES,
-            watch: None,
+            ..unset()
         }
-    }
-
-    /// What a file starts from: the defaults, no endpoint yet.
-    #[cfg(feature = "serde")]
-    fn unset() -> Self {
-        Self::new("", "")
     }
 
     /// The bounds of the broker's outboxes.
@@ -193,11 +151,6 @@ impl BrokerConfig {
                 && (self.curve_client_keys.is_some() || self.curve_worker_keys.is_some()))
             .then_some(("curve_client_keys", "curve_secret_key")),
         )?;
-        check_shared(
-            self.heartbeat,
-            self.liveness,
-            self.hwm,
-            self.stats_log_interval,
-        )
+        self.check_shared()
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
 use tracing::{error, info};
 
 use super::config::BrokerConfig;
@@ -19,17 +18,9 @@ use crate::io::{self, READ_BATCH};
 use crate::role::{DriverInbox, RoleHandle};
 use crate::stats_log::StatsLog;
 
-#[derive(Debug)]
-pub(crate) enum Command {
-    Stats(Sender<BrokerStats>),
-    /// New key lists (`None`: keep that side's), answered when in force.
-    ReloadKeys {
-        clients: Option<KeyList>,
-        workers: Option<KeyList>,
-        done: Sender<Result<(), Error>>,
-    },
-    Stop,
-}
+/// The driver's commands: the frontend's keys are the clients', the
+/// backend's the workers'.
+pub(crate) type Command = crate::role::BrokerCommand<BrokerStats>;
 
 /// The endpoints a started broker bound: frontend, backend and cluster.
 pub(super) struct Bound {
@@ -379,8 +370,8 @@ impl Driver {
                     let _ = reply.send(self.core.stats());
                 }
                 Command::ReloadKeys {
-                    clients,
-                    workers,
+                    frontend: clients,
+                    backend: workers,
                     done,
                 } => {
                     let result = self.zap.replace(clients.as_ref(), workers.as_ref());

@@ -27,6 +27,7 @@ pub use stats::{
 
 use crate::curve::KeyList;
 use crate::error::Error;
+use crate::io::set_option;
 use crate::role::RoleHandle;
 
 /// A running broker. Cheap to clone; every clone controls the same broker.
@@ -104,8 +105,8 @@ impl Broker {
         workers: Option<KeyList>,
     ) -> Result<(), Error> {
         self.role.request(|done| driver::Command::ReloadKeys {
-            clients,
-            workers,
+            frontend: clients,
+            backend: workers,
             done,
         })?
     }
@@ -182,15 +183,11 @@ pub fn query_stats_with_keys(
             zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32,
         )),
     )?;
-    socket
-        .set_linger(0)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    set_option!(socket, set_linger(0), "ZMQ_LINGER")?;
     let monitor = crate::context()
         .socket(zmq::PAIR)
         .map_err(zmq_err("creating a PAIR socket"))?;
-    monitor
-        .set_linger(0)
-        .map_err(zmq_err("setting ZMQ_LINGER"))?;
+    set_option!(monitor, set_linger(0), "ZMQ_LINGER")?;
     monitor
         .connect(&monitor_endpoint)
         .map_err(zmq_err("connecting the socket monitor"))?;

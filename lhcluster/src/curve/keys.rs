@@ -198,25 +198,26 @@ mod tests {
         assert!(list.allows(&a, crate::request_type_id("resize")) && list.allows(&a, 7));
     }
 
-    #[test]
-    fn type_zero_is_refused_with_its_line() {
-        let a = SecretKey::generate().unwrap().public_key();
-        let err = KeyList::parse(&format!("{a}\n{a} payments 0\n")).unwrap_err();
-        assert_eq!(err.line, 2);
-        assert_eq!(
-            err.to_string(),
-            "line 2: request type 0 is reserved: it cannot be allowed"
-        );
-    }
-
+    /// A line the list refuses is named by its number, with what is wrong
+    /// with it (type 0 included, which no key may be allowed).
     #[test]
     fn a_bad_line_is_named() {
         let a = SecretKey::generate().unwrap().public_key();
-        let err = KeyList::parse(&format!("{a}\n# ok\nnot-a-key\n")).unwrap_err();
-        assert_eq!(err.line, 3);
-        assert_eq!(
-            err.to_string(),
-            "line 3: a CURVE key is 40 Z85 characters, this one has 9"
-        );
+        for (text, line, message) in [
+            (
+                format!("{a}\n{a} payments 0\n"),
+                2,
+                "line 2: request type 0 is reserved: it cannot be allowed",
+            ),
+            (
+                format!("{a}\n# ok\nnot-a-key\n"),
+                3,
+                "line 3: a CURVE key is 40 Z85 characters, this one has 9",
+            ),
+        ] {
+            let err = KeyList::parse(&text).unwrap_err();
+            assert_eq!(err.line, line, "{text}");
+            assert_eq!(err.to_string(), message);
+        }
     }
 }

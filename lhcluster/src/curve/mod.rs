@@ -197,6 +197,19 @@ pub(crate) fn check_config(
     Ok(())
 }
 
+/// [`check_config`] of a role that connects to a CURVE server (a client, a
+/// worker, a subscriber): its own secret key needs the server's public key.
+pub(crate) fn check_client_keys(
+    server_key: &Option<PublicKey>,
+    secret_key: &Option<SecretKey>,
+) -> Result<(), crate::ConfigError> {
+    check_config(
+        server_key.is_some(),
+        (secret_key.is_some() && server_key.is_none())
+            .then_some(("curve_secret_key", "curve_server_key")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

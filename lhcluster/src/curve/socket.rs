@@ -3,7 +3,8 @@
 
 use super::zap::ZapDomain;
 use super::{PublicKey, SecretKey};
-use crate::error::{Error, zmq_err};
+use crate::error::Error;
+use crate::io::set_option;
 
 /// The CURVE side of one socket, decided when its role starts.
 #[derive(Clone, Debug)]
@@ -70,27 +71,31 @@ impl SocketCurve {
         match self {
             SocketCurve::Server { secret, zap_domain } => {
                 if let Some(domain) = zap_domain {
-                    socket
-                        .set_zap_domain(domain)
-                        .map_err(zmq_err("setting ZMQ_ZAP_DOMAIN"))?;
+                    set_option!(socket, set_zap_domain(domain), "ZMQ_ZAP_DOMAIN")?;
                 }
-                socket
-                    .set_curve_server(true)
-                    .map_err(zmq_err("setting ZMQ_CURVE_SERVER"))?;
-                socket
-                    .set_curve_secretkey(secret.as_bytes())
-                    .map_err(zmq_err("setting ZMQ_CURVE_SECRETKEY"))
+                set_option!(socket, set_curve_server(true), "ZMQ_CURVE_SERVER")?;
+                set_option!(
+                    socket,
+                    set_curve_secretkey(secret.as_bytes()),
+                    "ZMQ_CURVE_SECRETKEY"
+                )
             }
             SocketCurve::Client { server, secret } => {
-                socket
-                    .set_curve_serverkey(server.as_bytes())
-                    .map_err(zmq_err("setting ZMQ_CURVE_SERVERKEY"))?;
-                socket
-                    .set_curve_publickey(secret.public_key().as_bytes())
-                    .map_err(zmq_err("setting ZMQ_CURVE_PUBLICKEY"))?;
-                socket
-                    .set_curve_secretkey(secret.as_bytes())
-                    .map_err(zmq_err("setting ZMQ_CURVE_SECRETKEY"))
+                set_option!(
+                    socket,
+                    set_curve_serverkey(server.as_bytes()),
+                    "ZMQ_CURVE_SERVERKEY"
+                )?;
+                set_option!(
+                    socket,
+                    set_curve_publickey(secret.public_key().as_bytes()),
+                    "ZMQ_CURVE_PUBLICKEY"
+                )?;
+                set_option!(
+                    socket,
+                    set_curve_secretkey(secret.as_bytes()),
+                    "ZMQ_CURVE_SECRETKEY"
+                )
             }
         }
     }

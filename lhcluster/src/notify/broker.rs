@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::config::NotifyBrokerConfig;
 use super::stats::{NotifyBrokerStats, TopicStats};
-use super::{Ignored, Probe, READ_BATCH, Upstream};
+use super::{FromSubscriber, READ_BATCH};
 use crate::curve::{KeyList, PublicKey, ZapDomain};
 use crate::error::{Error, zmq_err};
+use crate::io::set_option;
 use crate::log_limit::LogLimiter;
 use crate::protocol::{DecodeError, Frame};
 use crate::role::{DriverInbox, RoleHandle};
@@ -50,18 +50,12 @@ impl NotifyBroker {
             .map_err(zmq_err("creating an XPUB socket"))?;
         // Every subscribe message reaches us, not only the first per
         // subscription: counted, and each probe is answered.
-        frontend
-            .set_xpub_verbose(true)
-            .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
-        frontend
-            .set_sndhwm(config.peer_sndhwm)
-            .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+        set_option!(frontend, set_xpub_verbose(true), "ZMQ_XPUB_VERBOSE")?;
+        set_option!(frontend, set_sndhwm(config.peer_sndhwm), "ZMQ_SNDHWM")?;
         let backend = ctx
             .socket(zmq::XSUB)
             .map_err(zmq_err("creating an XSUB socket"))?;
-        backend
-            .set_rcvhwm(config.hwm)
-            .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
+        set_option!(backend, set_rcvhwm(config.hwm), "ZMQ_RCVHWM")?;
         crate::curve::warn_if_clear(
             "notify broker",
             config.curve_secret_key.is_some(),
@@ -97,9 +91,7 @@ impl NotifyBroker {
         }
         for socket in [&frontend, &backend] {
             super::set_heartbeats(socket, config.heartbeat, config.liveness)?;
-            socket
-                .set_linger(1000)
-                .map_err(zmq_err("setting ZMQ_LINGER"))?;
+            set_option!(socket, set_linger(1000), "ZMQ_LINGER")?;
         }
         // Subscribe to everything at every publisher, present and future
         // (XSUB replays its subscriptions to each new connection), so that
@@ -197,8 +189,8 @@ impl NotifyBroker {
         publishers: Option<KeyList>,
     ) -> Result<(), Error> {
         self.role.request(|done| Command::ReloadKeys {
-            subscribers,
-            publishers,
+            frontend: subscribers,
+            backend: publishers,
             done,
         })?
     }
@@ -212,16 +204,9 @@ impl NotifyBroker {
     }
 }
 
-#[derive(Debug)]
-enum Command {
-    Stats(Sender<NotifyBrokerStats>),
-    ReloadKeys {
-        subscribers: Option<KeyList>,
-        publishers: Option<KeyList>,
-        done: Sender<Result<(), Error>>,
-    },
-    Stop,
-}
+/// The driver's commands: the frontend's keys are the subscribers', the
+/// backend's the publishers'.
+type Command = crate::role::BrokerCommand<NotifyBrokerStats>;
 
 struct Driver {
     frontend: zmq::Socket,
@@ -262,23 +247,18 @@ impl Driver {
     fn run(&mut self) {
         loop {
             let sockets = [Some(&self.frontend), Some(&self.backend)];
-            let wake_at = [
+            let wake_at = crate::io::earliest([
                 self.stats_log.next(),
                 self.bad_notifications.next_due(),
                 self.bad_subscriptions.next_due(),
                 self.forbidden_log.next_due(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let (front_ready, back_ready, commands_ready) =
-                match crate::io::wait(Some(&self.inbox.listener), sockets, wake_at) {
-                    Ok(ready) => (ready.sockets[0], ready.sockets[1], ready.doorbell),
-                    Err(e) => {
-                        error!(error = %e, "notify broker poll failed: stopping");
-                        return;
-                    }
-                };
+            ]);
+            let Some(ready) =
+                super::driver_wait!(&self.inbox.listener, sockets, wake_at, "notify broker")
+            else {
+                return;
+            };
+            let [front_ready, back_ready] = ready.sockets;
             // Subscriptions first: a subscription and a notification that
             // arrive together are applied in that order.
             if front_ready {
@@ -287,7 +267,7 @@ impl Driver {
             if back_ready {
                 self.read_backend();
             }
-            if self.handle_commands(commands_ready) {
+            if self.handle_commands(ready.doorbell) {
                 // Forward what publishers already sent us, then release the
                 // endpoints so a new broker can bind them.
                 self.read_backend();
@@ -312,42 +292,23 @@ impl Driver {
 
     /// Subscriptions, unsubscriptions and probes from subscribers.
     fn read_frontend(&mut self) {
-        for _ in 0..READ_BATCH {
-            let Some(frames) = super::recv_next(&self.frontend, "receive from subscribers failed")
-            else {
-                break;
-            };
-            match super::upstream(&frames[0]) {
-                Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    match super::answer_probe(&self.frontend, filter) {
-                        Probe::Answered => self.stats.probes_answered += 1,
-                        Probe::Unsent => {}
-                        Probe::TooLong => {
-                            self.stats.malformed_subscriptions += 1;
-                            let len = filter.len();
-                            Ignored::LongProbe { len }
-                                .warn(&mut self.bad_subscriptions, Instant::now());
-                        }
-                    }
-                }
-                Upstream::Subscribe(filter) => {
+        super::read_subscribers(
+            &self.frontend,
+            "receive from subscribers failed",
+            &mut self.bad_subscriptions,
+            |m| match m {
+                FromSubscriber::Subscribe(filter) => {
                     self.stats.subscribes += 1;
                     self.active.insert(filter.to_vec());
                 }
-                // A probe's unsubscription needs nothing.
-                Upstream::Unsubscribe(filter) if super::is_probe(filter) => {}
-                Upstream::Unsubscribe(filter) => {
+                FromSubscriber::Unsubscribe(filter) => {
                     self.stats.unsubscribes += 1;
                     self.active.remove(filter);
                 }
-                Upstream::Invalid => {
-                    self.stats.malformed_subscriptions += 1;
-                    let frames = frames.len();
-                    Ignored::NotASubscription { frames }
-                        .warn(&mut self.bad_subscriptions, Instant::now());
-                }
-            }
-        }
+                FromSubscriber::ProbeAnswered => self.stats.probes_answered += 1,
+                FromSubscriber::Malformed => self.stats.malformed_subscriptions += 1,
+            },
+        );
     }
 
     /// Notifications from publishers: validated, then forwarded verbatim.
@@ -441,8 +402,8 @@ impl Driver {
                     let _ = reply.send(self.snapshot());
                 }
                 Command::ReloadKeys {
-                    subscribers,
-                    publishers,
+                    frontend: subscribers,
+                    backend: publishers,
                     done,
                 } => {
                     let result = reload(

@@ -64,11 +64,12 @@ pub use typed::{NotifyRouter, TypedPublishError};
 
 pub use crate::protocol::RawNotification;
 
-use crate::error::{ConfigError, Error, zmq_err};
+use crate::error::{ConfigError, Error};
 use crate::log_limit::LogLimiter;
 use crate::protocol::Frame;
 
 use crate::io::READ_BATCH;
+use crate::io::set_option;
 
 /// Longest probe subscription a broker or publisher answers (the reference
 /// subscriber uses 18 bytes).
@@ -185,6 +186,71 @@ impl Ignored {
     }
 }
 
+/// What [`read_subscribers`] hands on to its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromSubscriber<'a> {
+    /// A subscription (not a probe).
+    Subscribe(&'a [u8]),
+    /// An unsubscription (not of a probe).
+    Unsubscribe(&'a [u8]),
+    /// A probe, answered.
+    ProbeAnswered,
+    /// Bad input (a probe too long to answer, a message that is no
+    /// subscription), warned about through the limiter; counting it is the
+    /// role's.
+    Malformed,
+}
+
+/// Reads a batch of what subscribers sent up an XPUB `socket` (the notify
+/// broker's frontend, a bound publisher's socket): answers their probes,
+/// warns about bad input through `bad_input`, and hands each message to
+/// `handle`. `failed` is the warning when a receive fails.
+pub(crate) fn read_subscribers(
+    socket: &zmq::Socket,
+    failed: &'static str,
+    bad_input: &mut LogLimiter,
+    mut handle: impl FnMut(FromSubscriber<'_>),
+) {
+    for _ in 0..READ_BATCH {
+        let Some(frames) = recv_next(socket, failed) else {
+            break;
+        };
+        match upstream(&frames[0]) {
+            Upstream::Subscribe(filter) if is_probe(filter) => match answer_probe(socket, filter) {
+                Probe::Answered => handle(FromSubscriber::ProbeAnswered),
+                Probe::Unsent => {}
+                Probe::TooLong => {
+                    handle(FromSubscriber::Malformed);
+                    let len = filter.len();
+                    Ignored::LongProbe { len }.warn(bad_input, Instant::now());
+                }
+            },
+            // A probe's unsubscription needs nothing.
+            Upstream::Unsubscribe(filter) if is_probe(filter) => {}
+            Upstream::Subscribe(filter) => handle(FromSubscriber::Subscribe(filter)),
+            Upstream::Unsubscribe(filter) => handle(FromSubscriber::Unsubscribe(filter)),
+            Upstream::Invalid => {
+                handle(FromSubscriber::Malformed);
+                let frames = frames.len();
+                Ignored::NotASubscription { frames }.warn(bad_input, Instant::now());
+            }
+        }
+    }
+}
+
+/// One wait of a notify role's driver ([`io::wait`](crate::io::wait)) on
+/// its doorbell (commands) and its sockets, until `until`: what is ready, or
+/// `None` when the poll failed, logged as the end of `role`'s driver (which
+/// then stops). A macro, so that the log line keeps its driver's target.
+macro_rules! driver_wait {
+    ($doorbell:expr, $sockets:expr, $until:expr, $role:literal) => {
+        $crate::io::wait(Some($doorbell), $sockets, $until)
+            .inspect_err(|e| tracing::error!(error = %e, "{} poll failed: stopping", $role))
+            .ok()
+    };
+}
+pub(crate) use driver_wait;
+
 /// The next message of a read batch: one whole multipart message, received
 /// without blocking. `None` ends the batch: nothing is waiting, or the
 /// receive failed (logged at warn as `failed`; the next poll tries again).
@@ -228,16 +294,18 @@ pub(crate) fn set_heartbeats(
 ) -> Result<(), Error> {
     let ivl = i32::try_from(crate::peer::interval_to_ms(heartbeat)).unwrap_or(i32::MAX);
     let timeout = ivl.saturating_mul(i32::try_from(liveness).unwrap_or(i32::MAX));
-    socket
-        .set_heartbeat_ivl(ivl)
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_IVL"))?;
-    socket
-        .set_heartbeat_timeout(timeout)
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TIMEOUT"))?;
+    set_option!(socket, set_heartbeat_ivl(ivl), "ZMQ_HEARTBEAT_IVL")?;
+    set_option!(
+        socket,
+        set_heartbeat_timeout(timeout),
+        "ZMQ_HEARTBEAT_TIMEOUT"
+    )?;
     // The TTL travels in deciseconds in a 16-bit field.
-    socket
-        .set_heartbeat_ttl(timeout.min(6_553_500))
-        .map_err(zmq_err("setting ZMQ_HEARTBEAT_TTL"))?;
+    set_option!(
+        socket,
+        set_heartbeat_ttl(timeout.min(6_553_500)),
+        "ZMQ_HEARTBEAT_TTL"
+    )?;
     Ok(())
 }
 
@@ -251,12 +319,12 @@ pub(crate) fn connect(
     max: Duration,
 ) -> Result<(), Error> {
     let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    socket
-        .set_reconnect_ivl(ms(min))
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL"))?;
-    socket
-        .set_reconnect_ivl_max(ms(max.max(min)))
-        .map_err(zmq_err("setting ZMQ_RECONNECT_IVL_MAX"))?;
+    set_option!(socket, set_reconnect_ivl(ms(min)), "ZMQ_RECONNECT_IVL")?;
+    set_option!(
+        socket,
+        set_reconnect_ivl_max(ms(max.max(min))),
+        "ZMQ_RECONNECT_IVL_MAX"
+    )?;
     socket.connect(endpoint).map_err(|source| Error::Connect {
         endpoint: endpoint.to_owned(),
         source,

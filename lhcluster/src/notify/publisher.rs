@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::config::NotifyPublisherConfig;
 use super::stats::NotifyPublisherStats;
-use super::{Ignored, Probe, READ_BATCH, Upstream};
+use super::{FromSubscriber, READ_BATCH};
 use crate::curve::SocketCurve;
 use crate::error::{ConfigError, Error, zmq_err};
+use crate::io::set_option;
 use crate::log_limit::LogLimiter;
 use crate::protocol::{Message, Payload, RawNotification};
 use crate::role::{DriverInbox, RoleHandle, WaitFlag};
@@ -174,16 +175,10 @@ impl NotifyPublisher {
         let socket = crate::context()
             .socket(zmq::XPUB)
             .map_err(zmq_err("creating an XPUB socket"))?;
-        socket
-            .set_xpub_verbose(true)
-            .map_err(zmq_err("setting ZMQ_XPUB_VERBOSE"))?;
-        socket
-            .set_sndhwm(config.hwm)
-            .map_err(zmq_err("setting ZMQ_SNDHWM"))?;
+        set_option!(socket, set_xpub_verbose(true), "ZMQ_XPUB_VERBOSE")?;
+        set_option!(socket, set_sndhwm(config.hwm), "ZMQ_SNDHWM")?;
         let linger = i32::try_from(config.linger.as_millis()).unwrap_or(i32::MAX);
-        socket
-            .set_linger(linger)
-            .map_err(zmq_err("setting ZMQ_LINGER"))?;
+        set_option!(socket, set_linger(linger), "ZMQ_LINGER")?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
         let curve = match mode {
             Mode::Bind => SocketCurve::server(config.curve_secret_key.as_ref()),
@@ -200,9 +195,7 @@ impl NotifyPublisher {
                 // connection (and the broker's subscribe-all with it) is
                 // dropped when the broker goes, so we know we are
                 // disconnected, and a reconnection is a fresh start.
-                socket
-                    .set_immediate(true)
-                    .map_err(zmq_err("setting ZMQ_IMMEDIATE"))?;
+                set_option!(socket, set_immediate(true), "ZMQ_IMMEDIATE")?;
                 // Every broker at once: each gets every notification (the
                 // XPUB sends to each connection that subscribed to all),
                 // so a subscriber of any one of them misses none.
@@ -375,30 +368,22 @@ impl Driver {
         loop {
             // More queued than one batch: look at the socket, then go on.
             let until = if self.queue.is_empty() {
-                [self.stats_log.next(), self.bad_subscriptions.next_due()]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                crate::io::earliest([self.stats_log.next(), self.bad_subscriptions.next_due()])
             } else {
                 Some(Instant::now())
             };
-            let (socket_ready, commands_ready) = match crate::io::wait(
-                Some(&self.inbox.listener),
-                [Some(&self.socket), None],
-                until,
-            ) {
-                Ok(ready) => (ready.sockets[0], ready.doorbell),
-                Err(e) => {
-                    error!(error = %e, "notify publisher poll failed: stopping");
-                    return;
-                }
+            let sockets = [Some(&self.socket), None];
+            let Some(ready) =
+                super::driver_wait!(&self.inbox.listener, sockets, until, "notify publisher")
+            else {
+                return;
             };
-            if socket_ready {
+            if ready.sockets[0] {
                 self.read_subscriptions();
             }
             // The doorbell only cuts the wait short: the command channel and
             // the queue are looked at on every pass.
-            if self.stop_requested(commands_ready) {
+            if self.stop_requested(ready.doorbell) {
                 while self.publish_batch() {}
                 for bound in &self.bound {
                     let _ = self.socket.unbind(bound);
@@ -461,42 +446,28 @@ impl Driver {
     /// Subscription messages: the broker's subscribe-all (connect mode) and
     /// direct subscribers' probes (bind mode).
     fn read_subscriptions(&mut self) {
-        for _ in 0..READ_BATCH {
-            let Some(frames) = super::recv_next(&self.socket, "receive of subscriptions failed")
-            else {
-                break;
-            };
-            match super::upstream(&frames[0]) {
-                Upstream::Subscribe(filter) if super::is_probe(filter) => {
-                    match super::answer_probe(&self.socket, filter) {
-                        Probe::Answered => {
-                            self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Probe::Unsent => {}
-                        Probe::TooLong => {
-                            let len = filter.len();
-                            Ignored::LongProbe { len }
-                                .warn(&mut self.bad_subscriptions, Instant::now());
-                        }
-                    }
+        super::read_subscribers(
+            &self.socket,
+            "receive of subscriptions failed",
+            &mut self.bad_subscriptions,
+            |m| match m {
+                FromSubscriber::ProbeAnswered => {
+                    self.shared.probes_answered.fetch_add(1, Ordering::Relaxed);
                 }
-                Upstream::Subscribe([]) if self.mode == Mode::Connect => {
+                FromSubscriber::Subscribe([]) if self.mode == Mode::Connect => {
                     if !self.shared.is_connected() {
                         info!("notify broker ready");
                     }
                     self.shared.set_connected(true);
                 }
-                Upstream::Unsubscribe([]) if self.mode == Mode::Connect => {
+                FromSubscriber::Unsubscribe([]) if self.mode == Mode::Connect => {
                     warn!("notify broker gone: dropping notifications until it is back");
                     self.shared.set_connected(false);
                 }
-                Upstream::Subscribe(_) | Upstream::Unsubscribe(_) => {}
-                Upstream::Invalid => {
-                    let frames = frames.len();
-                    Ignored::NotASubscription { frames }
-                        .warn(&mut self.bad_subscriptions, Instant::now());
-                }
-            }
-        }
+                FromSubscriber::Subscribe(_)
+                | FromSubscriber::Unsubscribe(_)
+                | FromSubscriber::Malformed => {}
+            },
+        );
     }
 }

@@ -149,15 +149,8 @@ impl WorkerBuilder {
     /// Serves the typed request `R` with a type implementing [`Handler`]
     /// (one that carries state, or is named), as [`handle`](Self::handle)
     /// does with a closure.
-    pub fn handle_with<R: Request + 'static>(mut self, handler: impl Handler<R>) -> Self {
-        if self.check_new(R::REQUEST_TYPE) {
-            self.handlers.insert(
-                R::REQUEST_TYPE,
-                Arc::new(typed::Typed::<R, _>::new(handler)),
-            );
-            self.add_name(R::REQUEST_TYPE, R::NAME.to_owned());
-        }
-        self
+    pub fn handle_with<R: Request + 'static>(self, handler: impl Handler<R>) -> Self {
+        self.handle_raw_named(R::REQUEST_TYPE, R::NAME, typed::Typed::<R, _>::new(handler))
     }
 
     /// Serves the typed request `R` with an async closure or function

@@ -13,8 +13,8 @@ use tracing::{error, info, warn};
 use super::watch::{BrokerWatch, Move};
 use super::{Command, Shared};
 use crate::log_limit::LogLimiter;
-use crate::notify::READ_BATCH;
 use crate::notify::subscriptions::{FilterChange, Prober, reconcile};
+use crate::notify::{READ_BATCH, driver_wait};
 use crate::protocol::{Message, RawNotification, decode_notification};
 use crate::role::DriverInbox;
 use crate::stats_log::StatsLog;
@@ -41,30 +41,22 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn run(&mut self) {
         loop {
-            let wake_at = [
+            let wake_at = crate::io::earliest([
                 self.prober.next_tick(),
                 self.watch.next_tick(),
                 self.stats_log.next(),
                 self.bad_input.next_due(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let (socket_ready, commands_ready) = match crate::io::wait(
-                Some(&self.inbox.listener),
-                [Some(&self.socket), None],
-                wake_at,
-            ) {
-                Ok(ready) => (ready.sockets[0], ready.doorbell),
-                Err(e) => {
-                    error!(error = %e, "notify subscriber poll failed: stopping");
-                    return;
-                }
+            ]);
+            let sockets = [Some(&self.socket), None];
+            let Some(ready) =
+                driver_wait!(&self.inbox.listener, sockets, wake_at, "notify subscriber")
+            else {
+                return;
             };
-            if socket_ready {
+            if ready.sockets[0] {
                 self.read();
             }
-            if self.handle_commands(commands_ready) {
+            if self.handle_commands(ready.doorbell) {
                 info!("notify subscriber stopped");
                 return;
             }

@@ -21,6 +21,7 @@ use super::stats::NotifySubscriberStats;
 use super::subscriptions::{Prober, SubscriptionSet};
 use crate::curve::SocketCurve;
 use crate::error::{Error, zmq_err};
+use crate::io::set_option;
 use crate::log_limit::LogLimiter;
 use crate::protocol::RawNotification;
 use crate::role::{RoleHandle, WaitFlag};
@@ -159,12 +160,8 @@ impl NotifySubscriber {
         let socket = crate::context()
             .socket(zmq::SUB)
             .map_err(zmq_err("creating a SUB socket"))?;
-        socket
-            .set_rcvhwm(config.hwm)
-            .map_err(zmq_err("setting ZMQ_RCVHWM"))?;
-        socket
-            .set_linger(0)
-            .map_err(zmq_err("setting ZMQ_LINGER"))?;
+        set_option!(socket, set_rcvhwm(config.hwm), "ZMQ_RCVHWM")?;
+        set_option!(socket, set_linger(0), "ZMQ_LINGER")?;
         super::set_heartbeats(&socket, config.heartbeat, config.liveness)?;
         let curve = SocketCurve::client(
             config.curve_server_key.as_ref(),
