@@ -70,13 +70,15 @@ impl Message {
                 d.payload
             }
             Message::Result(r) => {
-                let mut w = start(header, pb::Kind::Result);
-                w.request_type(r.request_type);
-                w.request_id(r.request_id);
-                w.status(status_to_pb(r.status) as i32);
-                w.error(r.error.as_deref().unwrap_or_default());
-                w.attempt(r.attempt);
-                w.dispatch_tag(r.dispatch_tag);
+                let w = start(header, pb::Kind::Result);
+                let key = (r.request_type, r.request_id);
+                write_answer(
+                    w,
+                    key,
+                    r.status,
+                    r.error.as_deref(),
+                    (r.attempt, r.dispatch_tag),
+                );
                 r.payload
             }
             Message::Response(r) => {
@@ -190,13 +192,15 @@ impl Message {
             }
             Message::Executed(e) => {
                 let r = e.response;
-                let mut w = start(header, pb::Kind::Executed);
-                w.request_type(r.request_type);
-                w.request_id(r.request_id);
-                w.status(status_to_pb(r.status) as i32);
-                w.error(r.error.as_deref().unwrap_or_default());
-                w.attempt(e.attempt);
-                w.dispatch_tag(e.dispatch_tag);
+                let w = start(header, pb::Kind::Executed);
+                let key = (r.request_type, r.request_id);
+                write_answer(
+                    w,
+                    key,
+                    r.status,
+                    r.error.as_deref(),
+                    (e.attempt, e.dispatch_tag),
+                );
                 r.payload
             }
             Message::View { broker_id, members } => {
@@ -297,6 +301,23 @@ fn write_dispatch(mut w: header::Writer<'_>, d: &Dispatch, hops: u32) {
     w.dispatch_tag(d.dispatch_tag);
     w.hops(hops);
     w.deadline_ms(d.deadline_ms);
+}
+
+/// The fields of a RESULT, or of the EXECUTED that carries one back: the
+/// outcome of the dispatch `(attempt, dispatch_tag)` answers.
+fn write_answer(
+    mut w: header::Writer<'_>,
+    (request_type, request_id): (RequestType, RequestId),
+    status: Status,
+    error: Option<&str>,
+    (attempt, dispatch_tag): (u32, u64),
+) {
+    w.request_type(request_type);
+    w.request_id(request_id);
+    w.status(status_to_pb(status) as i32);
+    w.error(error.unwrap_or_default());
+    w.attempt(attempt);
+    w.dispatch_tag(dispatch_tag);
 }
 
 /// The fields of a message that names a request and nothing else.

@@ -38,6 +38,20 @@ fn a_queued_request_has_its_wait_service_and_end_to_end_times() {
     assert!(p50 > Duration::from_millis(16) && p50 <= Duration::from_micros(32_768));
 }
 
+/// Type 7's histograms hold one sample each, of these sums (µs).
+fn one_sample_each(h: &Harness, queue_wait: u64, service: u64, end_to_end: u64) {
+    let s = h.type_stats_full(7);
+    let sample = |hist: &crate::broker::LatencyHistogram| (hist.count, hist.sum_us);
+    assert_eq!(
+        [
+            sample(&s.queue_wait),
+            sample(&s.service),
+            sample(&s.end_to_end)
+        ],
+        [(1, queue_wait), (1, service), (1, end_to_end)]
+    );
+}
+
 #[test]
 fn a_retry_counts_its_first_wait_and_its_last_dispatch() {
     let mut h = Harness::with_client_and_worker(1);
@@ -59,11 +73,8 @@ fn a_retry_counts_its_first_wait_and_its_last_dispatch() {
     h.at(4103);
     h.result(W2, 7, 1, Status::Ok, &[]);
     h.expect_status(CA, 7, 1, Status::Ok);
-    let s = h.type_stats_full(7);
     // One queue wait (0: a free worker), one service time: the retry's.
-    assert_eq!((s.queue_wait.count, s.queue_wait.sum_us), (1, 0));
-    assert_eq!((s.service.count, s.service.sum_us), (1, 3000));
-    assert_eq!((s.end_to_end.count, s.end_to_end.sum_us), (1, 4_093_000));
+    one_sample_each(&h, 0, 3_000, 4_093_000);
 }
 
 #[test]
@@ -81,13 +92,10 @@ fn a_returned_request_counts_its_first_wait_once() {
     h.expect_dispatch_alone(W2, 7, 1, 1);
     h.at(32);
     h.result_answered_alone(W2, CA, 7, 1);
-    let s = h.type_stats_full(7);
     // One queue wait, the first dispatch's (0: W1 was free), not a second
     // for the dispatch after the return; one service time, the last
     // dispatch's (2 ms).
-    assert_eq!((s.queue_wait.count, s.queue_wait.sum_us), (1, 0));
-    assert_eq!((s.service.count, s.service.sum_us), (1, 2000));
-    assert_eq!((s.end_to_end.count, s.end_to_end.sum_us), (1, 22_000));
+    one_sample_each(&h, 0, 2_000, 22_000);
 }
 
 #[test]
