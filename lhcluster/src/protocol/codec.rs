@@ -460,15 +460,15 @@ pub fn peek_request_ref(header: &[u8]) -> Option<RequestRef> {
     })
 }
 
-/// The dispatch a (possibly invalid) RESULT header says it answers: its
-/// `attempt` and `dispatch_tag`, each 0 when absent or when the header does
-/// not parse (to tell a stale one, §8.3).
 /// The minor version a (possibly invalid) header says its sender speaks
 /// (0 when absent, or when the header does not parse).
 pub(crate) fn peek_minor(header: &[u8]) -> u32 {
     pb::Header::decode(header).map_or(0, |h| h.minor)
 }
 
+/// The dispatch a (possibly invalid) RESULT header says it answers: its
+/// `attempt` and `dispatch_tag`, each 0 when absent or when the header does
+/// not parse (to tell a stale one, §8.3).
 pub(crate) fn peek_answered(header: &[u8]) -> (u32, u64) {
     pb::Header::decode(header).map_or((0, 0), |h| (h.attempt, h.dispatch_tag))
 }
