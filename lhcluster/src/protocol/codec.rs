@@ -638,6 +638,22 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             route: h.route,
         })
     };
+    // The fields of a DISPATCH, which an EXECUTE carries too.
+    let dispatch = |h: &pb::Header, payload: Payload| -> Result<Dispatch, DecodeError> {
+        require(h.request_type != 0, "request_type")?;
+        require(h.attempt != 0, "attempt")?;
+        Ok(Dispatch {
+            request_type: h.request_type,
+            request_id: h.request_id,
+            flags: Flags::from_bits_retain(h.flags),
+            attempt: h.attempt,
+            // Optional in a DISPATCH: absent (0) from a broker that does
+            // not tag (an EXECUTE requires it).
+            dispatch_tag: h.dispatch_tag,
+            deadline_ms: h.deadline_ms,
+            payload,
+        })
+    };
     let message = match kind {
         pb::Kind::Unspecified => return Err(DecodeError::UnexpectedKind(name)),
         pb::Kind::Hello => {
@@ -669,20 +685,7 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
                 payload,
             })
         }
-        pb::Kind::Dispatch => {
-            require(h.request_type != 0, "request_type")?;
-            require(h.attempt != 0, "attempt")?;
-            Message::Dispatch(Dispatch {
-                request_type: h.request_type,
-                request_id: h.request_id,
-                flags: Flags::from_bits_retain(h.flags),
-                attempt: h.attempt,
-                // Optional: absent (0) from a broker that does not tag.
-                dispatch_tag: h.dispatch_tag,
-                deadline_ms: h.deadline_ms,
-                payload,
-            })
-        }
+        pb::Kind::Dispatch => Message::Dispatch(dispatch(&h, payload)?),
         pb::Kind::Result => {
             require(h.request_type != 0, "request_type")?;
             let status = status_from_pb(name, h.status)?;
@@ -839,20 +842,11 @@ pub fn decode_parts(header: &[u8], payload: Payload) -> Result<Message, DecodeEr
             })
         }
         pb::Kind::Execute => {
-            require(h.request_type != 0, "request_type")?;
-            require(h.attempt != 0, "attempt")?;
+            let dispatch = dispatch(&h, payload)?;
             require(h.dispatch_tag != 0, "dispatch_tag")?;
             check_hops(name, h.hops, MAX_HOPS)?;
             Message::Execute(Execute {
-                dispatch: Dispatch {
-                    request_type: h.request_type,
-                    request_id: h.request_id,
-                    flags: Flags::from_bits_retain(h.flags),
-                    attempt: h.attempt,
-                    dispatch_tag: h.dispatch_tag,
-                    deadline_ms: h.deadline_ms,
-                    payload,
-                },
+                dispatch,
                 hops: h.hops,
             })
         }
