@@ -21,7 +21,8 @@
 //!
 //! The tests below hold both to `prost` (the writer through `encode`, which
 //! writes every field of a `Header` with it): same bytes out, same header
-//! in; codec.rs's tests hold each message kind's fields to their order.
+//! in; each message kind's fields are held to their order by the writer's
+//! debug check, which every encode of the codec tests runs through.
 //! What the two accept together is the protobuf behaviour docs/protocol.md
 //! §3.1 specifies (every wire type, groups, wrong wire types, varint limits,
 //! values wider than their field), pinned byte by byte in
