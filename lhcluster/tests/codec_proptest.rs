@@ -99,6 +99,10 @@ enum Repr {
         heartbeat_ms: u32,
     },
     Serves(Vec<TypeServed>),
+    View {
+        broker_id: u64,
+        members: Vec<u64>,
+    },
     /// `request` is a [`Repr::Request`].
     Forward {
         request: Box<Repr>,
@@ -210,6 +214,10 @@ fn repr(message: &Message) -> Repr {
             heartbeat_ms: *heartbeat_ms,
         },
         Message::Serves(table) => Repr::Serves(table.clone()),
+        Message::View { broker_id, members } => Repr::View {
+            broker_id: *broker_id,
+            members: members.clone(),
+        },
         Message::Forward(f) => Repr::Forward {
             request: Box::new(request_repr(&f.request)),
             hops: f.hops,
@@ -416,13 +424,17 @@ fn message() -> impl Strategy<Value = Message> {
                 })
             }
         ),
-        (any::<String>(), option::of(request_ref())).prop_map(|(error, request)| Message::Error(
-            ErrorReply {
+        (
+            any::<String>(),
+            option::of(request_ref()),
+            // The one status an ERROR carries (1.4).
+            option::of(Just(Status::Forbidden)),
+        )
+            .prop_map(|(error, request, status)| Message::Error(ErrorReply {
                 error,
                 request,
-                status: None
-            }
-        )),
+                status
+            })),
         notification(),
         cluster_message(),
     ]
@@ -506,19 +518,26 @@ fn broker_id() -> impl Strategy<Value = u64> {
 /// A SERVES table: each type once, with a non-zero capacity.
 fn serves_table() -> impl Strategy<Value = Vec<TypeServed>> {
     vec(
-        (request_type(), 1..=u32::MAX, any::<u32>(), any::<u32>()),
+        (
+            request_type(),
+            1..=u32::MAX,
+            any::<u32>(),
+            any::<u32>(),
+            // Named, unnamed, or some of each (written as "" on the wire).
+            option::of("[a-z][a-z.]{0,19}"),
+        ),
         0..=6,
     )
     .prop_map(|entries| {
         let mut table: Vec<TypeServed> = Vec::new();
-        for (request_type, capacity, free, pending) in entries {
+        for (request_type, capacity, free, pending, name) in entries {
             if table.iter().all(|t| t.request_type != request_type) {
                 table.push(TypeServed {
                     request_type,
                     capacity,
                     free,
                     pending,
-                    name: None,
+                    name,
                 });
             }
         }
@@ -544,6 +563,8 @@ fn cluster_message() -> impl Strategy<Value = Message> {
             }
         }),
         serves_table().prop_map(Message::Serves),
+        (broker_id(), vec(any::<u64>(), 0..=5))
+            .prop_map(|(broker_id, members)| Message::View { broker_id, members }),
         (
             // Always routed; its reply_to is resolved into reply_route.
             request(client_route.clone(), Just(None)),
@@ -949,6 +970,7 @@ fn message_from(r: &Repr) -> Message {
             heartbeat_ms,
         },
         Repr::Serves(table) => Message::Serves(table),
+        Repr::View { broker_id, members } => Message::View { broker_id, members },
         Repr::Forward {
             request,
             hops,
