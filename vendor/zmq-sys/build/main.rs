@@ -36,7 +36,7 @@ pub fn configure() {
     // them (appended, so flags a user sets still apply).
     println!("cargo:rerun-if-env-changed=CXXFLAGS");
     let cxxflags = env::var("CXXFLAGS").unwrap_or_default();
-    env::set_var("CXXFLAGS", format!("{cxxflags} -w"));
+    env::set_var("CXXFLAGS", format!("{cxxflags} -w {}", linux_features()));
 
     // Note that by default `libzmq` builds without `libsodium` by instead
     // relying on `tweetnacl`. However since this `tweetnacl` [has never been
@@ -45,6 +45,25 @@ pub fn configure() {
     zeromq_src::Build::new()
         .with_libsodium(Some(zeromq_src::LibLocation::new(lib_dir, include_dir)))
         .build();
+}
+
+// lhcluster: zeromq-src leaves libzmq's `platform.hpp` empty and defines only
+// a few of the features libzmq's own CMake build finds on Linux. Without
+// these, libzmq falls back to what works everywhere: every mailbox signal (a
+// socket waking its I/O thread, or the other way round) is a write to a Unix
+// socket pair instead of an eventfd, and its timers (heartbeats, reconnect
+// intervals) read the wall clock instead of the monotonic one. These are the
+// settings a distribution's libzmq has (docs/benchmarks.md, "libzmq built as
+// CMake builds it").
+fn linux_features() -> &'static str {
+    println!("cargo:rerun-if-env-changed=CARGO_CFG_TARGET_OS");
+    match env::var("CARGO_CFG_TARGET_OS").as_deref() {
+        Ok("linux") | Ok("android") => {
+            "-DZMQ_HAVE_EVENTFD -DZMQ_HAVE_EVENTFD_CLOEXEC -DHAVE_CLOCK_GETTIME \
+             -DZMQ_HAVE_PTHREAD_SETNAME_2"
+        }
+        _ => "",
+    }
 }
 
 fn main() {
