@@ -463,6 +463,25 @@ pub(crate) struct Ready {
     pub(crate) sockets: [bool; 2],
 }
 
+/// Sleeps until the doorbell or `fd` (a socket's signalling descriptor,
+/// see [`crate::link::Link::input_fd`]) is readable, or `until`, without
+/// touching any socket; returns whether the doorbell rang.
+pub(crate) fn wait_fds(
+    doorbell: &crate::wake::Listener,
+    fd: Option<std::os::fd::RawFd>,
+    until: std::time::Instant,
+) -> zmq::Result<bool> {
+    let timeout = poll_timeout_ms(until.saturating_duration_since(std::time::Instant::now()));
+    let mut items: smallvec::SmallVec<[zmq::PollItem<'_>; 2]> = smallvec::SmallVec::new();
+    items.push(zmq::PollItem::from_fd(doorbell.fd(), zmq::POLLIN));
+    items.extend(fd.map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN)));
+    match zmq::poll(&mut items, timeout) {
+        Ok(_) => Ok(items[0].is_readable()),
+        Err(zmq::Error::EINTR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Sleeps in `zmq::poll` until the doorbell (if any) or one of (up to two)
 /// sockets is readable, or `until` passes (`None`: no deadline). An
 /// interrupted poll (EINTR) is a plain wake-up; any other error is

@@ -136,6 +136,24 @@ impl Link {
         self.socket.as_ref()
     }
 
+    /// The file descriptor that signals the socket's input, for a thread
+    /// that sleeps in `poll` without touching the socket (which another
+    /// thread may be using). It signals edge-wise: only once the socket has
+    /// been seen without input ([`Self::input_waiting`]) after its last use.
+    pub(crate) fn input_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket.as_ref().and_then(|s| s.get_fd().ok())
+    }
+
+    /// Whether a message is waiting to be read. Asking also makes
+    /// [`Self::input_fd`] signal the next one: call it after the last use
+    /// of the socket before sleeping on the descriptor.
+    pub(crate) fn input_waiting(&self) -> bool {
+        self.socket.as_ref().is_some_and(|s| {
+            s.get_events()
+                .is_ok_and(|events| events.contains(zmq::POLLIN))
+        })
+    }
+
     /// Sleeps until the socket or the doorbell is readable, or `until`. A
     /// `busy` driver (its last pass found work) does not sleep: it reads
     /// again at once, as a poll costs several syscalls in libzmq and a read

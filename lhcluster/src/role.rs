@@ -244,6 +244,16 @@ impl<C: Send + 'static> RoleHandle<C> {
         Ok(())
     }
 
+    /// Whether commands wait in the channel for the driver.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    /// Wakes the driver (to look at its commands, or anything else).
+    pub(crate) fn ring(&self) {
+        self.bell.ring();
+    }
+
     /// Sends a command carrying a reply channel and waits for the answer.
     pub(crate) fn request<R>(&self, make: impl FnOnce(Sender<R>) -> C) -> Result<R, Error> {
         let (tx, rx) = bounded(1);

@@ -115,7 +115,8 @@ fn a_local_client_moves_past_a_dead_broker_while_polled() {
 }
 
 /// A broker that greets, then says nothing more: what a killed (`kill
-/// -9`) or cut-off broker looks like to its peers.
+/// -9`) or cut-off broker looks like to its peers. Its WELCOME says it
+/// sends a heartbeat every `heartbeat`.
 struct SilentBroker {
     endpoint: String,
     stop: Arc<AtomicBool>,
@@ -123,7 +124,7 @@ struct SilentBroker {
 }
 
 impl SilentBroker {
-    fn start() -> Self {
+    fn start(heartbeat: Duration) -> Self {
         let endpoint = inproc("silent");
         let socket = lhcluster::context().socket(zmq::ROUTER).unwrap();
         socket.bind(&endpoint).unwrap();
@@ -134,7 +135,7 @@ impl SilentBroker {
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut welcome = Vec::new();
-            let heartbeat_ms = u32::try_from(HEARTBEAT.as_millis()).unwrap();
+            let heartbeat_ms = u32::try_from(heartbeat.as_millis()).unwrap();
             Message::Welcome {
                 heartbeat_ms,
                 max_message_size: 0,
@@ -173,7 +174,7 @@ impl Drop for SilentBroker {
 #[test]
 fn a_silent_broker_ends_the_requests_sent_to_it_and_the_client_moves_on() {
     time_limit(LIMIT, || {
-        let silent = SilentBroker::start();
+        let silent = SilentBroker::start(HEARTBEAT);
         let alive = broker(Transport::Inproc);
         let _worker = echo_worker_of(backends(&[&alive]), 1);
         let client = client_of(vec![silent.endpoint.clone(), alive.frontend().to_owned()]);
@@ -394,4 +395,39 @@ mod notify {
             assert_eq!(on_nb2.stats().unwrap().failovers, 0);
         });
     }
+}
+
+/// A `Client` sends on the caller's thread while its driver sleeps until
+/// its next timer (client/driver.rs): a request whose timeout comes sooner
+/// must wake it.
+#[test]
+fn a_timeout_sooner_than_the_drivers_next_timer_fires_in_time() {
+    time_limit(LIMIT, || {
+        // Nothing comes from the broker, which promises a heartbeat every
+        // 20 s; the client's own heartbeats are as far apart (its driver,
+        // not woken, would sleep for 10 s).
+        let silent = SilentBroker::start(Duration::from_secs(20));
+        let mut config = client_config(&silent.endpoint);
+        config.heartbeat = Duration::from_secs(20);
+        let client = Client::connect(config).unwrap();
+        assert!(client.wait_connected(WAIT), "the silent broker welcomes");
+        // Let the driver fall asleep after the greeting.
+        std::thread::sleep(Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let outcome = client
+            .request(1)
+            .timeout(Duration::from_millis(100))
+            .send()
+            .unwrap()
+            .wait();
+        assert!(
+            matches!(outcome, Err(RequestError::Timeout(_))),
+            "{outcome:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "the 100 ms timeout fired after {waited:?}: the driver slept through it"
+        );
+    });
 }

@@ -209,9 +209,21 @@ pub struct Hops {
 }
 
 impl Hops {
-    /// The hops of a run, from the final stats of its brokers (each run
-    /// starts a new cluster, so the counters are the run's).
-    pub fn of(stats: &[BrokerStats]) -> Self {
+    /// The hops of a run: the difference between its brokers' stats at its
+    /// start (after the clients' warm-up requests) and at its end.
+    pub fn between(start: &[BrokerStats], end: &[BrokerStats]) -> Self {
+        let (f0, e0, c0) = Self::counts(start);
+        let (f1, e1, c1) = Self::counts(end);
+        let from_clients = c1.saturating_sub(c0).max(1) as f64;
+        Self {
+            forwarded_per_req: f1.saturating_sub(f0) as f64 / from_clients,
+            executed_per_req: e1.saturating_sub(e0) as f64 / from_clients,
+        }
+    }
+
+    /// Requests forwarded, executed elsewhere, and received from clients,
+    /// over all the brokers.
+    fn counts(stats: &[BrokerStats]) -> (u64, u64, u64) {
         let (mut forwarded, mut executed, mut from_clients) = (0_u64, 0_u64, 0_u64);
         for s in stats {
             let c = s.cluster.clone().unwrap_or_default();
@@ -223,11 +235,7 @@ impl Hops {
                 .requests_received
                 .saturating_sub(c.forwarded_in + c.executed_in);
         }
-        let per = |n: u64| n as f64 / from_clients.max(1) as f64;
-        Self {
-            forwarded_per_req: per(forwarded),
-            executed_per_req: per(executed),
-        }
+        (forwarded, executed, from_clients)
     }
 }
 

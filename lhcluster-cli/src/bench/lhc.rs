@@ -16,7 +16,7 @@ use lhcluster::client::{Client, ClientConfig, LocalClient, RequestBuilder};
 use lhcluster::client_proxy::{ClientProxy, ClientProxyConfig};
 use lhcluster::curve::{PublicKey, SecretKey};
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
-use lhcluster::{Broker, Flags, Frame, Payload, RequestType, ResponseHandle};
+use lhcluster::{Broker, BrokerStats, Flags, Frame, Payload, RequestType, ResponseHandle};
 
 use super::cluster::{self, Hops, Keys, Placement};
 use super::load::{self, Control, DRAIN_TIMEOUT, LoadSpec, RunResult};
@@ -108,6 +108,8 @@ struct Cluster {
     endpoints: Vec<String>,
     /// The servers' public key, with `--curve`.
     server_key: Option<PublicKey>,
+    /// The brokers' stats before the measured load (after the warm-ups).
+    warmed_up: Vec<BrokerStats>,
 }
 
 impl Cluster {
@@ -223,9 +225,18 @@ impl Cluster {
                 client.wait_connected(READY_TIMEOUT),
                 "client did not connect to {client_endpoint} within {READY_TIMEOUT:?}"
             );
+            if brokers.len() > 1 {
+                // A broker sends its VIEW right after its WELCOME; a request
+                // sent between the two picks an id the broker may not own.
+                // Any answer comes after the VIEW on the same connection.
+                let warm_up = client.request(1).timeout(READY_TIMEOUT).send()?.wait();
+                warm_up.context("the client's warm-up request")?;
+            }
             started.push(client);
         }
+        let warmed_up = stats_of(&brokers)?;
         Ok(Self {
+            warmed_up,
             brokers,
             proxy,
             workers,
@@ -238,17 +249,16 @@ impl Cluster {
         })
     }
 
-    /// The broker-to-broker hops of the run so far (a cluster only).
+    /// The broker-to-broker hops of the run since the warm-up (a cluster
+    /// only).
     fn hops(&self) -> anyhow::Result<Option<Hops>> {
         if self.brokers.len() < 2 {
             return Ok(None);
         }
-        let stats = self
-            .brokers
-            .iter()
-            .map(Broker::stats)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Hops::of(&stats)))
+        Ok(Some(Hops::between(
+            &self.warmed_up,
+            &stats_of(&self.brokers)?,
+        )))
     }
 
     fn stop(self) {
@@ -269,6 +279,14 @@ impl Cluster {
             transport::cleanup(ep);
         }
     }
+}
+
+/// The stats of each broker now.
+fn stats_of(brokers: &[Broker]) -> anyhow::Result<Vec<BrokerStats>> {
+    Ok(brokers
+        .iter()
+        .map(Broker::stats)
+        .collect::<Result<_, _>>()?)
 }
 
 type Handler = Arc<dyn Fn(Payload) -> Payload + Send + Sync>;
@@ -333,8 +351,9 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
     Ok(result)
 }
 
-/// A client thread's client: a shared `Client` (its driver thread does the
-/// I/O and wakes this thread) or a `LocalClient` (this thread does it).
+/// A client thread's client: a shared `Client` (this thread sends, its
+/// driver thread reads and wakes this one) or a `LocalClient` (this thread
+/// does it all).
 enum BenchClient {
     Shared(Client),
     Local(Box<LocalClient>),

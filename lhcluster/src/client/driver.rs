@@ -1,7 +1,30 @@
-//! The client's driver thread: owns the DEALER socket and feeds the state
-//! machine with broker messages, caller requests and ticks.
+//! The client's driver thread, and the state machine and socket it shares
+//! with the callers that send.
+//!
+//! A request is sent by the thread that makes it: it takes the engine's
+//! lock, hands the request to the state machine and the socket, and goes.
+//! The driver thread is woken only by what the broker sends, by its timers
+//! and by commands (cancels, stats, stop), not by every request: a wake-up
+//! per request cost more than the send itself. To sleep without holding the
+//! lock, the driver waits in `poll` on the socket's signalling descriptor
+//! rather than on the socket, which callers may be using meanwhile. That
+//! descriptor only signals input that comes after the socket was last seen
+//! without input ([`Link::input_waiting`]), and a send may take its signal:
+//! so a caller, after sending, rings the sleeping driver if input is
+//! waiting, or if its request's deadline comes before the driver's wake-up.
+//!
+//! A caller only sends: it never reads, so it never runs the wakers of
+//! other requests, and the driver alone opens and closes the socket (the
+//! descriptor the driver sleeps on stays the socket's).
+//!
+//! A request goes through the command channel instead when the channel is
+//! not empty (so that it does not overtake one sent before it), when the
+//! lock is taken (the driver is at work and sends it with its batch; a
+//! waker, which the driver runs under the lock, sends this way too, so it
+//! never waits for itself), when the client has no socket (it is
+//! reconnecting), or when the driver has ended.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -26,11 +49,76 @@ pub(crate) enum Command {
     Stop,
 }
 
+/// The state machine and the socket: the driver's while it runs, and taken
+/// out (dropped, which ends every request still outstanding) when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Engine(Mutex<Option<Parts>>);
+
+#[derive(Debug)]
+struct Parts {
+    core: ClientCore,
+    link: Link,
+    /// Set while the driver sleeps: until when.
+    asleep_until: Option<Instant>,
+}
+
+/// What became of a request a caller tried to send itself.
+pub(crate) enum Direct {
+    Sent,
+    /// The client has stopped.
+    Stopped,
+    /// For the driver, through the command channel.
+    Queue(Submit),
+}
+
+impl Engine {
+    fn lock(&self) -> MutexGuard<'_, Option<Parts>> {
+        // A panic under the lock ends the driver, which takes the parts out.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `submit` on the caller's thread. `queued`: the command channel
+    /// holds commands, which this request must not overtake.
+    pub(crate) fn submit(&self, submit: Submit, queued: bool, ring: impl FnOnce()) -> Direct {
+        if queued {
+            return Direct::Queue(submit);
+        }
+        // A driver at work (reading a burst of responses, say) sends what
+        // is queued meanwhile in its next batch: no caller waits for it.
+        let mut guard = match self.0.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Direct::Queue(submit),
+        };
+        let Some(parts) = guard.as_mut() else {
+            return Direct::Stopped;
+        };
+        if parts.link.socket().is_none() {
+            return Direct::Queue(submit);
+        }
+        let now = Instant::now();
+        parts.core.on_submit(now, submit);
+        parts.link.flush(&mut parts.core);
+        // (A driver not asleep makes another pass anyway.) The send may
+        // have taken the descriptor's signal for waiting input; a deadline
+        // before the driver's wake-up is this request's timeout.
+        let wake_driver = parts
+            .asleep_until
+            .is_some_and(|until| parts.link.input_waiting() || parts.core.next_tick(now) < until);
+        drop(guard);
+        if wake_driver {
+            ring();
+        }
+        Direct::Sent
+    }
+}
+
 pub(super) fn spawn(
     config: ClientConfig,
     events: Sender<ClientEvent>,
     readiness: Arc<Readiness>,
     ids: Arc<super::ids::IdSource>,
+    engine: Arc<Engine>,
 ) -> Result<RoleHandle<Command>, Error> {
     let (tx, bell, inbox) = crate::role::channel()?;
     let shutdown_timeout = config.shutdown_timeout;
@@ -40,6 +128,11 @@ pub(super) fn spawn(
         config.curve_server_key.as_ref(),
         config.curve_secret_key.as_ref(),
     )?;
+    *engine.lock() = Some(Parts {
+        core: ClientCore::new(&config, Some(events), Instant::now()).with_ids(ids),
+        link,
+        asleep_until: None,
+    });
     RoleHandle::spawn(
         "lhcluster-client",
         tx,
@@ -50,9 +143,9 @@ pub(super) fn spawn(
             // Declared first, dropped last: `wait_connected` answers `false`
             // once the driver has ended, by a stop or a panic.
             let _ended = readiness.end_on_drop();
+            let _taken = TakeOnDrop(engine.clone());
             let mut driver = Driver {
-                core: ClientCore::new(&config, Some(events), Instant::now()).with_ids(ids),
-                link,
+                engine,
                 inbox,
                 readiness,
                 stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
@@ -62,60 +155,107 @@ pub(super) fn spawn(
     )
 }
 
+/// Takes the parts out of the engine as the driver ends, however it ends:
+/// the requests still outstanding end (with `Internal` while unwinding),
+/// and callers find the client stopped.
+struct TakeOnDrop(Arc<Engine>);
+
+impl Drop for TakeOnDrop {
+    fn drop(&mut self) {
+        let parts = self.0.lock().take();
+        drop(parts);
+    }
+}
+
 struct Driver {
-    core: ClientCore,
-    link: Link,
+    engine: Arc<Engine>,
     inbox: DriverInbox<Command>,
     readiness: Arc<Readiness>,
     stats_log: StatsLog,
 }
 
+/// What the driver does after a pass.
+enum Next {
+    /// Another pass at once: input is waiting.
+    Again,
+    /// Sleep until the socket's descriptor or the doorbell signals, or
+    /// `until`.
+    Sleep(Option<std::os::fd::RawFd>, Instant),
+    Stop,
+}
+
 impl Driver {
     fn run(&mut self) {
-        // Whether the last pass found work (see `Link::wait`).
-        let mut busy = false;
+        let mut rung = false;
         loop {
-            self.link.flush(&mut self.core);
-            self.readiness.set(self.core.is_ready());
-            let until = self.stats_log.wake_at(self.core.next_tick(Instant::now()));
-            let Some(ready) = self.link.wait(&self.inbox.listener, busy, until, "client") else {
-                return;
+            let next = {
+                let engine = self.engine.clone();
+                let mut guard = engine.lock();
+                let parts = guard
+                    .as_mut()
+                    .expect("the driver's parts are taken only as it ends");
+                self.pass(parts, rung)
             };
-            let mut work = 0;
-            if ready.sockets[0] {
-                work += self.link.read(&mut self.core, |_, _| {});
-            }
-            for command in self.inbox.pending(ready.doorbell) {
-                work += 1;
-                match command {
-                    Command::Submit(submit) => {
-                        self.core.on_submit(Instant::now(), submit);
-                        // Send in batches while the caller keeps submitting.
-                        if self.core.actions().len() >= io::READ_BATCH {
-                            self.link.flush(&mut self.core);
-                        }
-                    }
-                    Command::Cancel(key, shared) => {
-                        self.core.on_cancel(Instant::now(), key, &shared);
-                    }
-                    Command::Stats(reply) => {
-                        let _ = reply.send(self.core.stats());
-                    }
-                    Command::Stop => {
-                        self.core.on_stop(Instant::now());
-                        self.link.flush(&mut self.core);
-                        self.readiness.set(false);
-                        info!("client stopped");
+            rung = match next {
+                Next::Again => false,
+                Next::Stop => return,
+                Next::Sleep(fd, until) => match io::wait_fds(&self.inbox.listener, fd, until) {
+                    Ok(doorbell) => doorbell,
+                    Err(e) => {
+                        tracing::error!(error = %e, "client poll failed: stopping");
                         return;
                     }
+                },
+            };
+        }
+    }
+
+    /// Reads what came, carries out the commands and the timers, and says
+    /// whether to sleep.
+    fn pass(&mut self, parts: &mut Parts, rung: bool) -> Next {
+        parts.asleep_until = None;
+        // The first pass opens the socket (the new state machine's first
+        // action) before it takes the requests queued meanwhile.
+        parts.link.flush(&mut parts.core);
+        let read = parts.link.read(&mut parts.core, |_, _| {});
+        for command in self.inbox.pending(rung) {
+            match command {
+                Command::Submit(submit) => {
+                    parts.core.on_submit(Instant::now(), submit);
+                    // Send in batches while callers keep queueing.
+                    if parts.core.actions().len() >= io::READ_BATCH {
+                        parts.link.flush(&mut parts.core);
+                    }
+                }
+                Command::Cancel(key, shared) => {
+                    parts.core.on_cancel(Instant::now(), key, &shared);
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(parts.core.stats());
+                }
+                Command::Stop => {
+                    parts.core.on_stop(Instant::now());
+                    parts.link.flush(&mut parts.core);
+                    self.readiness.set(false);
+                    info!("client stopped");
+                    return Next::Stop;
                 }
             }
-            let now = Instant::now();
-            self.core.on_tick(now);
-            if self.stats_log.due(now) {
-                info!(stats = ?self.core.stats(), "client stats");
-            }
-            busy = work > 0;
         }
+        let now = Instant::now();
+        parts.core.on_tick(now);
+        if self.stats_log.due(now) {
+            info!(stats = ?parts.core.stats(), "client stats");
+        }
+        parts.link.flush(&mut parts.core);
+        self.readiness.set(parts.core.is_ready());
+        // Last: the descriptor signals only input that comes after this.
+        // (A command sent meanwhile rings the doorbell, re-armed above.)
+        if read >= io::READ_BATCH || parts.link.input_waiting() {
+            return Next::Again;
+        }
+        let until = self.stats_log.wake_at(parts.core.next_tick(Instant::now()));
+        parts.asleep_until = Some(until);
+        Next::Sleep(parts.link.input_fd(), until)
     }
 }

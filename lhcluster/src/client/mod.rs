@@ -81,9 +81,18 @@ pub(crate) type Readiness = crate::role::WaitFlag;
 
 /// A running client. Cheap to clone and usable from any thread; it stops
 /// when [`Client::stop`] is called or the last clone is dropped.
+///
+/// A background thread (the driver) reads what the broker sends, resolves
+/// the handles, keeps the session alive and reconnects. A request is sent
+/// by the thread that calls [`send`](RequestBuilder::send), on the spot,
+/// unless the driver is busy at that moment: then it goes out with the
+/// driver's next batch. Either way requests from one thread leave in the
+/// order they were sent.
 #[derive(Clone, Debug)]
 pub struct Client {
     role: Arc<RoleHandle<driver::Command>>,
+    /// The state machine and socket, which a caller sends a request on.
+    engine: Arc<driver::Engine>,
     readiness: Arc<Readiness>,
     events: crossbeam_channel::Receiver<ClientEvent>,
     ids: Arc<ids::IdSource>,
@@ -121,11 +130,13 @@ impl Client {
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let readiness = Arc::new(Readiness::default());
         let ids = Arc::new(ids::IdSource::new());
+        let engine = Arc::new(driver::Engine::default());
         let role = Arc::new(driver::spawn(
             config,
             events_tx,
             readiness.clone(),
             ids.clone(),
+            engine.clone(),
         )?);
         // Weak: a handle outliving its client must not keep the driver
         // running (the client stops when its last clone goes); cancelling
@@ -138,6 +149,7 @@ impl Client {
         });
         let client = Client {
             role,
+            engine,
             readiness,
             events,
             ids,
@@ -243,8 +255,8 @@ pub struct RequestBuilder<'a> {
     timeout: Option<Duration>,
 }
 
-/// Where a request goes: through a client's driver thread, or straight to
-/// a local client's socket.
+/// Where a request goes: to a client's socket (on the caller's thread, or
+/// through its driver thread), or to a local client's.
 #[derive(Debug)]
 pub(crate) enum Target<'a> {
     Client(&'a Client),
@@ -349,7 +361,15 @@ impl<'a> RequestBuilder<'a> {
         let handle = ResponseHandle::new(shared, self.request_type, request_id);
         let canceller = match self.target {
             Target::Client(client) => {
-                client.role.send(driver::Command::Submit(submit)).ok()?;
+                let queued = client.role.has_queued();
+                let direct = client.engine.submit(submit, queued, || client.role.ring());
+                match direct {
+                    driver::Direct::Sent => {}
+                    driver::Direct::Stopped => return None,
+                    driver::Direct::Queue(submit) => {
+                        client.role.send(driver::Command::Submit(submit)).ok()?;
+                    }
+                }
                 client.canceller.clone()
             }
             Target::Local(local) => {
