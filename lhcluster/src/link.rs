@@ -1,7 +1,8 @@
 //! The connecting side's socket half, one for every role that connects to a
-//! broker: the worker, the client (in its driver thread or, as a
-//! [`LocalClient`](crate::client::LocalClient), on the caller's thread) and
-//! the client proxy's upstream. It owns the DEALER, carries out the
+//! broker: the worker, the client (a `Client`'s, shared by its driver thread
+//! and the callers that send, under one lock, see `client/driver.rs`; a
+//! [`LocalClient`](crate::client::LocalClient)'s, on the caller's thread)
+//! and the client proxy's upstream. It owns the DEALER, carries out the
 //! session's [`LinkAction`]s and feeds what the broker sends to the role's
 //! state machine, through [`Connecting`] (generic: no dynamic dispatch on
 //! the hot path).
@@ -140,8 +141,8 @@ impl Link {
     /// that sleeps in `poll` without touching the socket (which another
     /// thread may be using). It signals edge-wise: only once the socket has
     /// been seen without input ([`Self::input_waiting`]) after its last use.
-    pub(crate) fn input_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.socket.as_ref().and_then(|s| s.get_fd().ok())
+    pub(crate) fn input_fd(&self) -> zmq::Result<Option<std::os::fd::RawFd>> {
+        self.socket.as_ref().map(zmq::Socket::get_fd).transpose()
     }
 
     /// Whether a message is waiting to be read. Asking also makes

@@ -476,6 +476,35 @@ mod tests {
         stopped(client.stats(), client.stop());
     }
 
+    /// A caller sends on the client's socket itself (client/driver.rs): a
+    /// panic there (a bug) leaves the state machine half changed, and the
+    /// client stops as if its driver had panicked.
+    #[test]
+    fn a_panic_while_a_caller_sends_stops_the_client() {
+        let broker = broker();
+        let client = client(broker.frontend());
+        let handles: Vec<_> = (0..3u64)
+            .map(|i| client.request(9).id(i).send().unwrap())
+            .collect();
+        client.inject_submit_panic();
+        let sender = client.clone();
+        let sent = std::thread::spawn(move || sender.request(9).id(3).send().map(drop));
+        // The injected panic, on this sender's thread (or the driver's, if
+        // the request went through the channel: the same end).
+        let _ = sent.join();
+        for handle in handles {
+            let outcome = handle.wait_timeout(Duration::from_secs(10));
+            assert_eq!(outcome, Err(RequestError::Internal));
+        }
+        let ended = || matches!(client.request(9).send(), Err(Error::Stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ended() {
+            assert!(std::time::Instant::now() < deadline, "the client goes on");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopped(client.stats(), client.stop());
+    }
+
     /// A command sent after the driver dropped its inbox, while its thread
     /// is still ending, is dropped (resolving its waiter) though the handle
     /// lives on; once the driver has ended, a command is given back.

@@ -72,6 +72,9 @@ pub(crate) struct ClientCore {
     /// fails half way (a bug) is tested with this.
     #[cfg(test)]
     pub(crate) panic_at_tick: bool,
+    /// Panic at the next submit (see `panic_at_tick`).
+    #[cfg(test)]
+    pub(crate) panic_at_submit: bool,
 }
 
 impl ClientCore {
@@ -98,6 +101,8 @@ impl ClientCore {
             cancels_waiting: Vec::new(),
             #[cfg(test)]
             panic_at_tick: false,
+            #[cfg(test)]
+            panic_at_submit: false,
         }
     }
 
@@ -133,6 +138,11 @@ impl ClientCore {
 
     /// The caller sends a request.
     pub(crate) fn on_submit(&mut self, now: Instant, s: Submit) {
+        #[cfg(test)]
+        assert!(
+            !std::mem::take(&mut self.panic_at_submit),
+            "a panic injected by a test"
+        );
         let key = (s.request_type, s.request_id);
         if self.stopped {
             s.shared.complete(Err(RequestError::Stopped));
@@ -395,7 +405,7 @@ impl ClientCore {
         self.emit(ClientEvent::Disconnected);
     }
 
-    fn fail_all(&mut self, error: &RequestError) {
+    pub(crate) fn fail_all(&mut self, error: &RequestError) {
         for (_, entry) in self.outstanding.drain() {
             entry.shared.complete(Err(error.clone()));
         }

@@ -3,9 +3,11 @@
 //!
 //! A request is sent by the thread that makes it: it takes the engine's
 //! lock, hands the request to the state machine and the socket, and goes.
-//! The driver thread is woken only by what the broker sends, by its timers
-//! and by commands (cancels, stats, stop), not by every request: a wake-up
-//! per request cost more than the send itself. To sleep without holding the
+//! The driver thread is woken by what the broker sends, by its timers, by
+//! commands (cancels, stats, stop, and requests that go through the channel,
+//! below) and by a caller's ring (below), but not by every request: a
+//! wake-up per request cost more than the send itself. To sleep without
+//! holding the
 //! lock, the driver waits in `poll` on the socket's signalling descriptor
 //! rather than on the socket, which callers may be using meanwhile. That
 //! descriptor only signals input that comes after the socket was last seen
@@ -19,12 +21,15 @@
 //!
 //! A request goes through the command channel instead when the channel is
 //! not empty (so that it does not overtake one sent before it), when the
-//! lock is taken (the driver is at work and sends it with its batch; a
-//! waker, which the driver runs under the lock, sends this way too, so it
-//! never waits for itself), when the client has no socket (it is
-//! reconnecting), or when the driver has ended.
+//! lock is taken or the driver is waiting for it (the driver sends it with
+//! its batch, and is never kept waiting by callers; a waker, which the
+//! driver runs under the lock, sends this way too, so it never waits for
+//! itself), when the client has no socket (it is reconnecting), or when a
+//! thread panicked under the lock (a bug: the driver then ends, and the
+//! request with it, `Stopped`).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -52,7 +57,13 @@ pub(crate) enum Command {
 /// The state machine and the socket: the driver's while it runs, and taken
 /// out (dropped, which ends every request still outstanding) when it ends.
 #[derive(Debug, Default)]
-pub(crate) struct Engine(Mutex<Option<Parts>>);
+pub(crate) struct Engine {
+    parts: Mutex<Option<Parts>>,
+    /// The driver is waiting for the lock: callers queue their requests
+    /// rather than take it first (a caller sending in a tight loop could
+    /// otherwise win it again and again, with responses left unread).
+    driver_waiting: AtomicBool,
+}
 
 #[derive(Debug)]
 struct Parts {
@@ -72,23 +83,40 @@ pub(crate) enum Direct {
 }
 
 impl Engine {
+    /// The parts, for the driver's start and end (whatever a panic left).
     fn lock(&self) -> MutexGuard<'_, Option<Parts>> {
-        // A panic under the lock ends the driver, which takes the parts out.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the next request's submit panic, as a bug in the state
+    /// machine would, on whichever thread sends it.
+    #[cfg(test)]
+    pub(crate) fn panic_at_submit(&self) {
+        if let Some(parts) = self.lock().as_mut() {
+            parts.core.panic_at_submit = true;
+        }
+    }
+
+    /// Takes the parts out and drops them: the driver has ended.
+    fn end(&self) {
+        let parts = self.lock().take();
+        drop(parts);
     }
 
     /// Sends `submit` on the caller's thread. `queued`: the command channel
     /// holds commands, which this request must not overtake.
     pub(crate) fn submit(&self, submit: Submit, queued: bool, ring: impl FnOnce()) -> Direct {
-        if queued {
+        if queued || self.driver_waiting.load(Ordering::Acquire) {
             return Direct::Queue(submit);
         }
         // A driver at work (reading a burst of responses, say) sends what
         // is queued meanwhile in its next batch: no caller waits for it.
-        let mut guard = match self.0.try_lock() {
+        // Poisoned, the state may be half changed: the driver ends.
+        let mut guard = match self.parts.try_lock() {
             Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Direct::Queue(submit),
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => {
+                return Direct::Queue(submit);
+            }
         };
         let Some(parts) = guard.as_mut() else {
             return Direct::Stopped;
@@ -143,13 +171,15 @@ pub(super) fn spawn(
             // Declared first, dropped last: `wait_connected` answers `false`
             // once the driver has ended, by a stop or a panic.
             let _ended = readiness.end_on_drop();
-            let _taken = TakeOnDrop(engine.clone());
             let mut driver = Driver {
-                engine,
+                engine: engine.clone(),
                 inbox,
                 readiness,
                 stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
+            // Dropped first when unwinding: no caller sends on the parts of
+            // a driver that is gone.
+            let _taken = TakeOnDrop(engine);
             driver.run();
         },
     )
@@ -162,8 +192,7 @@ struct TakeOnDrop(Arc<Engine>);
 
 impl Drop for TakeOnDrop {
     fn drop(&mut self) {
-        let parts = self.0.lock().take();
-        drop(parts);
+        self.0.end();
     }
 }
 
@@ -178,9 +207,9 @@ struct Driver {
 enum Next {
     /// Another pass at once: input is waiting.
     Again,
-    /// Sleep until the socket's descriptor or the doorbell signals, or
-    /// `until`.
-    Sleep(Option<std::os::fd::RawFd>, Instant),
+    /// Sleep until the socket's descriptor (if there is a socket) or the
+    /// doorbell signals, or `until`.
+    Sleep(zmq::Result<Option<std::os::fd::RawFd>>, Instant),
     Stop,
 }
 
@@ -190,7 +219,24 @@ impl Driver {
         loop {
             let next = {
                 let engine = self.engine.clone();
-                let mut guard = engine.lock();
+                engine.driver_waiting.store(true, Ordering::Release);
+                let locked = engine.parts.lock();
+                engine.driver_waiting.store(false, Ordering::Release);
+                let mut guard = match locked {
+                    Ok(guard) => guard,
+                    Err(poisoned) => {
+                        tracing::error!(
+                            "a thread panicked while sending on the client's socket (a bug): \
+                             the client has stopped"
+                        );
+                        // As when the driver itself panics: whether the
+                        // requests ran is unknown.
+                        if let Some(parts) = poisoned.into_inner().as_mut() {
+                            parts.core.fail_all(&super::RequestError::Internal);
+                        }
+                        break;
+                    }
+                };
                 let parts = guard
                     .as_mut()
                     .expect("the driver's parts are taken only as it ends");
@@ -198,16 +244,20 @@ impl Driver {
             };
             rung = match next {
                 Next::Again => false,
-                Next::Stop => return,
-                Next::Sleep(fd, until) => match io::wait_fds(&self.inbox.listener, fd, until) {
-                    Ok(doorbell) => doorbell,
-                    Err(e) => {
-                        tracing::error!(error = %e, "client poll failed: stopping");
-                        return;
+                Next::Stop => break,
+                Next::Sleep(fd, until) => {
+                    match fd.and_then(|fd| io::wait_fds(&self.inbox.listener, fd, until)) {
+                        Ok(doorbell) => doorbell,
+                        Err(e) => {
+                            tracing::error!(error = %e, "client poll failed: stopping");
+                            break;
+                        }
                     }
-                },
+                }
             };
         }
+        // Before any caller can send on a socket nobody reads.
+        self.engine.end();
     }
 
     /// Reads what came, carries out the commands and the timers, and says

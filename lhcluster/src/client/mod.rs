@@ -85,9 +85,10 @@ pub(crate) type Readiness = crate::role::WaitFlag;
 /// A background thread (the driver) reads what the broker sends, resolves
 /// the handles, keeps the session alive and reconnects. A request is sent
 /// by the thread that calls [`send`](RequestBuilder::send), on the spot,
-/// unless the driver is busy at that moment: then it goes out with the
-/// driver's next batch. Either way requests from one thread leave in the
-/// order they were sent.
+/// unless the socket is in use at that moment (by the driver or another
+/// caller), other commands wait for the driver, or the client is
+/// reconnecting: then the driver sends it, with its next batch. Either way
+/// requests from one thread leave in the order they were sent.
 #[derive(Clone, Debug)]
 pub struct Client {
     role: Arc<RoleHandle<driver::Command>>,
@@ -102,6 +103,14 @@ pub struct Client {
 
 #[cfg(test)]
 crate::role::inject_panic!(Client, role);
+
+#[cfg(test)]
+impl Client {
+    /// Makes the next request's submit panic (see `Engine::panic_at_submit`).
+    pub(crate) fn inject_submit_panic(&self) {
+        self.engine.panic_at_submit();
+    }
+}
 
 impl Client {
     /// Starts the client; it connects and greets the broker in the
