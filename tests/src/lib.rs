@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lhcluster::client::{
-    Client, ClientConfig, ClientEvent, Outcome, ReceiptKind, RequestBuilder, ResponseHandle,
+    Client, ClientConfig, ClientEvent, Outcome, ReceiptKind, RequestBuilder, RequestError,
+    ResponseHandle,
 };
 use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, BrokerConfig, Flags, Payload};
@@ -239,6 +240,16 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Sends `request` with `timeout` (a `Client`'s: its handle waits) and
+/// checks that it ends in its timeout.
+pub fn times_out(request: RequestBuilder<'_>, timeout: Duration) {
+    let outcome = request.timeout(timeout).send().unwrap().wait();
+    assert!(
+        matches!(outcome, Err(RequestError::Timeout(_))),
+        "{outcome:?}"
+    );
 }
 
 /// A minimal executor for `.await` in tests: the SDK needs no runtime.

@@ -17,7 +17,7 @@ use lhcluster::worker::{HandlerError, RequestContext, Worker, WorkerConfig};
 use lhcluster::{Broker, Flags, Payload};
 use lhcluster_tests::{
     HEARTBEAT, TCP_ANY, Transport, broker, client_config, eventually, expect_workers, inproc,
-    time_limit,
+    time_limit, times_out,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -414,16 +414,7 @@ fn a_timeout_sooner_than_the_drivers_next_timer_fires_in_time() {
         // Let the driver fall asleep after the greeting.
         std::thread::sleep(Duration::from_millis(50));
         let started = std::time::Instant::now();
-        let outcome = client
-            .request(1)
-            .timeout(Duration::from_millis(100))
-            .send()
-            .unwrap()
-            .wait();
-        assert!(
-            matches!(outcome, Err(RequestError::Timeout(_))),
-            "{outcome:?}"
-        );
+        times_out(client.request(1), Duration::from_millis(100));
         let waited = started.elapsed();
         assert!(
             waited < Duration::from_secs(5),
