@@ -7,13 +7,13 @@
 //! commands (cancels, stats, stop, and requests that go through the channel,
 //! below) and by a caller's ring (below), but not by every request: a
 //! wake-up per request cost more than the send itself. To sleep without
-//! holding the
-//! lock, the driver waits in `poll` on the socket's signalling descriptor
-//! rather than on the socket, which callers may be using meanwhile. That
-//! descriptor only signals input that comes after the socket was last seen
-//! without input ([`Link::input_waiting`]), and a send may take its signal:
-//! so a caller, after sending, rings the sleeping driver if input is
-//! waiting, or if its request's deadline comes before the driver's wake-up.
+//! holding the lock, the driver waits in `poll` on the socket's signalling
+//! descriptor rather than on the socket, which callers may be using
+//! meanwhile. That descriptor only signals input that comes after the
+//! socket was last seen without input ([`Link::input_waiting`]), and a send
+//! may take its signal: so a caller, after sending, rings the sleeping
+//! driver if input is waiting, or if its request's deadline comes before
+//! the driver's wake-up.
 //!
 //! A caller only sends: it never reads, so it never runs the wakers of
 //! other requests, and the driver alone opens and closes the socket (the
