@@ -172,15 +172,14 @@ pub(super) fn spawn(
             // once the driver has ended, by a stop or a panic.
             let _ended = readiness.end_on_drop();
             let mut driver = Driver {
-                engine: engine.clone(),
                 inbox,
                 readiness,
                 stats_log: StatsLog::new(config.stats_log_interval, Instant::now()),
             };
             // Dropped first when unwinding: no caller sends on the parts of
             // a driver that is gone.
-            let _taken = TakeOnDrop(engine);
-            driver.run();
+            let _taken = TakeOnDrop(engine.clone());
+            driver.run(&engine);
         },
     )
 }
@@ -197,7 +196,6 @@ impl Drop for TakeOnDrop {
 }
 
 struct Driver {
-    engine: Arc<Engine>,
     inbox: DriverInbox<Command>,
     readiness: Arc<Readiness>,
     stats_log: StatsLog,
@@ -214,11 +212,10 @@ enum Next {
 }
 
 impl Driver {
-    fn run(&mut self) {
+    fn run(&mut self, engine: &Engine) {
         let mut rung = false;
         loop {
             let next = {
-                let engine = self.engine.clone();
                 engine.driver_waiting.store(true, Ordering::Release);
                 let locked = engine.parts.lock();
                 engine.driver_waiting.store(false, Ordering::Release);
@@ -257,7 +254,7 @@ impl Driver {
             };
         }
         // Before any caller can send on a socket nobody reads.
-        self.engine.end();
+        engine.end();
     }
 
     /// Reads what came, carries out the commands and the timers, and says
