@@ -1,5 +1,6 @@
 //! A `Client` sends each request on the caller's thread, under the lock it
-//! shares with its driver thread (client/driver.rs): what that must not
+//! shares with its driver thread, and a caller blocked on its handle reads
+//! the socket while it waits (client/driver.rs): what that must not
 //! change, each test under a time limit.
 
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use lhcluster::Payload;
-use lhcluster::client::{Client, ResponseHandle};
+use lhcluster::client::{Client, RequestError, ResponseHandle};
 use lhcluster::worker::{RequestContext, Worker};
 use lhcluster_tests::*;
 
@@ -124,5 +125,163 @@ fn one_threads_requests_keep_their_order_while_another_uses_the_driver() {
         busy.join().unwrap();
         let order = order.lock().unwrap();
         assert_eq!(*order, (0..2000).collect::<Vec<_>>());
+    });
+}
+
+/// A worker whose type-1 handler blocks until the gate opens (and says
+/// when it has started); type 2 echoes.
+fn gated_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Receiver<()>, Gate) {
+    let (started_tx, started) = crossbeam_channel::unbounded();
+    let gate = Gate::default();
+    let held = gate.clone();
+    let mut config = worker_config(broker);
+    config.capacity = 4;
+    let worker = Worker::builder(config)
+        .handle_raw(1, move |p: Payload, _: &RequestContext| {
+            let _ = started_tx.send(());
+            held.wait();
+            Ok(p)
+        })
+        .handle_raw(2, echo)
+        .start()
+        .unwrap();
+    (worker, started, gate)
+}
+
+/// Opens once; everyone waiting goes on.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let open = self.0.0.lock().unwrap();
+        drop(self.0.1.wait_while(open, |open| !*open).unwrap());
+    }
+}
+
+#[test]
+fn while_one_caller_waits_on_the_socket_every_other_request_is_answered() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (_worker, started, gate) = gated_worker(&broker);
+        let client = client(&broker);
+        // This caller blocks on its handle, reading the client's socket.
+        let leader = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                client
+                    .request(1)
+                    .payload_bytes(b"slow")
+                    .send()
+                    .unwrap()
+                    .wait()
+            })
+        };
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the slow request runs");
+        // Blocked callers on other threads, and an awaited handle: the
+        // responses come through whichever thread reads.
+        let waiters: Vec<_> = (0..4)
+            .map(|t| {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let sent = format!("{t}-{i}");
+                        let reply = client
+                            .request(2)
+                            .payload_bytes(sent.as_bytes())
+                            .send()
+                            .unwrap()
+                            .wait()
+                            .unwrap();
+                        assert_eq!(text(&reply.payload), sent);
+                    }
+                })
+            })
+            .collect();
+        let awaited = block_on(client.request(2).payload_bytes(b"async").send().unwrap()).unwrap();
+        assert_eq!(text(&awaited.payload), "async");
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert!(!leader.is_finished(), "the slow request is still running");
+        gate.open();
+        let slow = leader.join().unwrap().unwrap();
+        assert_eq!(text(&slow.payload), "slow");
+        assert_eq!(client.stats().unwrap().outstanding, 0);
+    });
+}
+
+#[test]
+fn a_blocked_caller_returns_at_its_wait_timeout_and_the_request_goes_on() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (_worker, started, gate) = gated_worker(&broker);
+        let client = client(&broker);
+        let handle = client
+            .request(1)
+            .id(7)
+            .payload_bytes(b"slow")
+            .send()
+            .unwrap();
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the request runs");
+        let waited = std::time::Instant::now();
+        let outcome = handle.wait_timeout(Duration::from_millis(200));
+        let waited = waited.elapsed();
+        assert_eq!(
+            outcome,
+            Err(RequestError::Timeout(Duration::from_millis(200)))
+        );
+        assert!(
+            waited >= Duration::from_millis(200),
+            "returned after {waited:?}"
+        );
+        // The request went on: its response arrives (for nobody).
+        assert_eq!(client.stats().unwrap().outstanding, 1);
+        gate.open();
+        assert!(
+            eventually(Duration::from_secs(10), || client
+                .stats()
+                .unwrap()
+                .outstanding
+                == 0),
+            "the response arrives"
+        );
+        // The socket is read as before: a new request is answered.
+        let reply = client
+            .request(2)
+            .payload_bytes(b"after")
+            .send()
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(text(&reply.payload), "after");
+    });
+}
+
+#[test]
+fn a_stop_ends_a_caller_blocked_on_the_socket() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (_worker, started, gate) = gated_worker(&broker);
+        let client = client(&broker);
+        let waiter = {
+            let client = client.clone();
+            std::thread::spawn(move || client.request(1).send().unwrap().wait())
+        };
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the request runs");
+        client.stop().unwrap();
+        assert_eq!(waiter.join().unwrap(), Err(RequestError::Stopped));
+        gate.open();
     });
 }

@@ -340,6 +340,9 @@ pub fn run(setup: &Setup, spec: &LoadSpec) -> anyhow::Result<RunResult> {
                     BenchClient::Shared(shared) if setup.gated() => {
                         one_way_loop(shared, &control, idx, &setup, &spec, &mut keys);
                     }
+                    BenchClient::Shared(shared) if spec.window <= 1 => {
+                        blocking_loop(shared, &control, idx, &setup, &spec, &mut keys);
+                    }
                     _ => handle_loop(&mut client, &control, idx, &setup, &spec, &mut keys),
                 }
             })
@@ -545,6 +548,45 @@ fn handle_loop(
         }
         if control.sending() {
             start(client, slot, &mut slots, &mut ready, &mut in_flight);
+        }
+    }
+}
+
+/// One request in flight, as a blocking caller keeps it: send, then wait
+/// on the handle (which reads the client's socket meanwhile).
+fn blocking_loop(
+    client: &Client,
+    control: &Control,
+    idx: usize,
+    setup: &Setup,
+    spec: &LoadSpec,
+    keys: &mut Keys,
+) {
+    let mut buf = vec![0xa5_u8; spec.size];
+    let mut seq = 0_u64;
+    while control.sending() {
+        control.stamp_payload(&mut buf, idx);
+        let t = request_type(seq, setup.types);
+        seq += 1;
+        let sent = Instant::now();
+        let outcome = with_key(client.request(t), keys)
+            .flags(setup.flags)
+            .payload(vec![Frame::from(&buf[..])])
+            .send()
+            .map(|handle| handle.wait_timeout(DRAIN_TIMEOUT));
+        match outcome {
+            Ok(Ok(_)) => {
+                let latency = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                control.record(idx, latency);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "request failed");
+                control.error(idx);
+            }
+            Err(_) => {
+                control.error(idx);
+                return;
+            }
         }
     }
 }

@@ -120,6 +120,11 @@ impl ClientCore {
         self.session.is_ready()
     }
 
+    /// Whether any request awaits something from the broker.
+    pub(crate) fn has_outstanding(&self) -> bool {
+        !self.outstanding.is_empty()
+    }
+
     pub(crate) fn stats(&self) -> ClientStats {
         let mut stats = self.stats.clone();
         report_counts!(stats, self.session);

@@ -15,9 +15,22 @@
 //! driver if input is waiting, or if its request's deadline comes before
 //! the driver's wake-up.
 //!
-//! A caller only sends: it never reads, so it never runs the wakers of
-//! other requests, and the driver alone opens and closes the socket (the
-//! descriptor the driver sleeps on stays the socket's).
+//! A caller that blocks on its handle ([`Engine::lead`]) reads the socket
+//! itself while it waits, as the one *leader*: it sleeps in `poll` on the
+//! socket's descriptor, and reads what comes, its own response and anyone
+//! else's (it completes their handles and runs their wakers, as the driver
+//! would). Its response then wakes it directly, not the driver first and
+//! the driver it. Meanwhile the driver sleeps without the descriptor (both
+//! would wake on it), looking again every [`LEADER_GRACE`]: when it finds
+//! no leader, it watches the socket again. A leader that leaves with
+//! responses still owed to others rings the driver at once; with none
+//! owed, what the broker may send unasked (a heartbeat, a goodbye) waits
+//! at most that grace, or until the next caller leads or sends. The driver
+//! alone opens and closes the socket (the descriptor stays the socket's):
+//! a read that calls for it (the broker went away) is left to the driver,
+//! rung. The driver rings the leader's own doorbell when a pass of its
+//! (a timeout, a stop) completed the leader's request, and a caller that
+//! sends rings it when its send may have taken the descriptor's signal.
 //!
 //! A request goes through the command channel instead when the channel is
 //! not empty (so that it does not overtake one sent before it), when the
@@ -30,20 +43,28 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tracing::info;
 
 use super::config::ClientConfig;
 use super::core::{ClientCore, Submit};
+use super::response::Shared;
 use super::stats::ClientStats;
 use super::{ClientEvent, Readiness};
 use crate::error::Error;
 use crate::io;
 use crate::link::Link;
 use crate::role::{DriverInbox, RoleHandle};
+use crate::session::LinkAction;
 use crate::stats_log::StatsLog;
+use crate::wake::{Doorbell, Listener};
+
+/// How long the driver sleeps without the socket's descriptor while a
+/// caller leads, before it looks whether one still does. Bounds how late a
+/// message the broker sends unasked is read when the leader has gone.
+const LEADER_GRACE: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -56,13 +77,18 @@ pub(crate) enum Command {
 
 /// The state machine and the socket: the driver's while it runs, and taken
 /// out (dropped, which ends every request still outstanding) when it ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Engine {
     parts: Mutex<Option<Parts>>,
     /// The driver is waiting for the lock: callers queue their requests
     /// rather than take it first (a caller sending in a tight loop could
     /// otherwise win it again and again, with responses left unread).
     driver_waiting: AtomicBool,
+    /// Wakes the leader: its request may be done, or input may be waiting
+    /// that the descriptor no longer signals.
+    leader_bell: Arc<Doorbell>,
+    /// The leader's end (only the leader polls and resets it).
+    leader_listener: Listener,
 }
 
 #[derive(Debug)]
@@ -71,6 +97,17 @@ struct Parts {
     link: Link,
     /// Set while the driver sleeps: until when.
     asleep_until: Option<Instant>,
+    /// The driver sleeps with the socket's descriptor in its poll.
+    driver_watches: bool,
+    /// The caller that reads the socket while it waits: its request's state.
+    leader: Option<Arc<Shared>>,
+}
+
+impl Parts {
+    /// Whether the driver sleeps without watching the socket.
+    fn driver_blind(&self) -> bool {
+        self.asleep_until.is_some() && !self.driver_watches
+    }
 }
 
 /// What became of a request a caller tried to send itself.
@@ -83,6 +120,16 @@ pub(crate) enum Direct {
 }
 
 impl Engine {
+    pub(crate) fn new() -> Result<Self, Error> {
+        let (leader_bell, leader_listener) = crate::wake::pair().map_err(Error::Spawn)?;
+        Ok(Self {
+            parts: Mutex::new(None),
+            driver_waiting: AtomicBool::new(false),
+            leader_bell,
+            leader_listener,
+        })
+    }
+
     /// The parts, for the driver's start and end (whatever a panic left).
     fn lock(&self) -> MutexGuard<'_, Option<Parts>> {
         self.parts.lock().unwrap_or_else(|p| p.into_inner())
@@ -97,10 +144,13 @@ impl Engine {
         }
     }
 
-    /// Takes the parts out and drops them: the driver has ended.
+    /// Takes the parts out and drops them: the driver has ended. (Dropping
+    /// them completes every request still outstanding; the leader is rung
+    /// to find that out.)
     fn end(&self) {
         let parts = self.lock().take();
         drop(parts);
+        self.leader_bell.ring();
     }
 
     /// Sends `submit` on the caller's thread. `queued`: the command channel
@@ -130,14 +180,104 @@ impl Engine {
         // (A driver not asleep makes another pass anyway.) The send may
         // have taken the descriptor's signal for waiting input; a deadline
         // before the driver's wake-up is this request's timeout.
-        let wake_driver = parts
-            .asleep_until
-            .is_some_and(|until| parts.link.input_waiting() || parts.core.next_tick(now) < until);
+        // Input waiting is the leader's to read, if a caller leads.
+        let input = parts.link.input_waiting();
+        let wake_leader = input && parts.leader.is_some();
+        let wake_driver = parts.asleep_until.is_some_and(|until| {
+            (input && parts.leader.is_none()) || parts.core.next_tick(now) < until
+        });
         drop(guard);
+        if wake_leader {
+            self.leader_bell.ring();
+        }
         if wake_driver {
             ring();
         }
         Direct::Sent
+    }
+
+    /// Reads the socket on the caller's thread while it waits for the
+    /// request whose state is `shared`, until that request is done or
+    /// `until` passes, as the leader (see the module's doc). Returns at
+    /// once, having read nothing, when it cannot lead: another caller
+    /// leads, the socket is in use or reconnecting, the client has
+    /// stopped. Either way the caller then waits on the handle as usual,
+    /// for whatever time is left: the outcome comes all the same. `ring`
+    /// wakes the driver.
+    pub(crate) fn lead(&self, shared: &Arc<Shared>, until: Option<Instant>, ring: impl Fn()) {
+        {
+            if self.driver_waiting.load(Ordering::Acquire) {
+                return;
+            }
+            let Ok(mut guard) = self.parts.try_lock() else {
+                return;
+            };
+            let Some(parts) = guard.as_mut() else { return };
+            if parts.leader.is_some() || parts.link.socket().is_none() {
+                return;
+            }
+            parts.leader = Some(shared.clone());
+            if parts.asleep_until.is_some() && parts.driver_watches {
+                // Asleep on the descriptor, it would wake with the leader:
+                // it sleeps again without it (while the request travels).
+                ring();
+            }
+        }
+        loop {
+            let mut guard = self.lock();
+            let Some(parts) = guard.as_mut() else { return };
+            // Before the look at the request: a ring after it wakes the poll.
+            self.leader_listener.reset();
+            let was_ready = parts.core.is_ready();
+            let read = parts.link.read(&mut parts.core, |_, _| {});
+            // Answers (a greeting again, say) go now; closing or opening
+            // the socket, and telling the client's readiness, are the
+            // driver's.
+            let for_driver = parts.core.is_ready() != was_ready
+                || parts
+                    .core
+                    .actions()
+                    .iter()
+                    .any(|action| !matches!(action, LinkAction::Send(_)));
+            if for_driver {
+                if parts.asleep_until.is_some() {
+                    ring();
+                }
+            } else {
+                parts.link.flush(&mut parts.core);
+            }
+            let fd = match parts.link.input_fd() {
+                Ok(Some(fd)) if !for_driver => fd,
+                _ => return self.resign(parts, ring),
+            };
+            if shared.is_done() || until.is_some_and(|until| Instant::now() >= until) {
+                return self.resign(parts, ring);
+            }
+            // Last use of the socket before the poll: it re-arms the
+            // descriptor.
+            if read >= io::READ_BATCH || parts.link.input_waiting() {
+                continue;
+            }
+            drop(guard);
+            let far = Instant::now() + Duration::from_secs(3600);
+            if io::wait_fds(&self.leader_listener, Some(fd), until.unwrap_or(far)).is_err() {
+                // The outcome comes through the driver.
+                if let Some(parts) = self.lock().as_mut() {
+                    self.resign(parts, ring);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The leader leaves. The driver, if it sleeps blind to the socket,
+    /// watches it again at once if responses are owed to others, else
+    /// within [`LEADER_GRACE`].
+    fn resign(&self, parts: &mut Parts, ring: impl Fn()) {
+        parts.leader = None;
+        if parts.driver_blind() && parts.core.has_outstanding() {
+            ring();
+        }
     }
 }
 
@@ -160,6 +300,8 @@ pub(super) fn spawn(
         core: ClientCore::new(&config, Some(events), Instant::now()).with_ids(ids),
         link,
         asleep_until: None,
+        driver_watches: false,
+        leader: None,
     });
     RoleHandle::spawn(
         "lhcluster-client",
@@ -237,7 +379,16 @@ impl Driver {
                 let parts = guard
                     .as_mut()
                     .expect("the driver's parts are taken only as it ends");
-                self.pass(parts, rung)
+                let leader_fd = parts.leader.is_some().then(|| parts.link.input_fd().ok());
+                let next = self.pass(parts, rung);
+                // The leader, in its poll, is woken if this pass ended its
+                // request (a timeout, a stop) or replaced the socket.
+                if let Some(leader) = &parts.leader
+                    && (leader.is_done() || leader_fd != Some(parts.link.input_fd().ok()))
+                {
+                    engine.leader_bell.ring();
+                }
+                next
             };
             rung = match next {
                 Next::Again => false,
@@ -261,6 +412,7 @@ impl Driver {
     /// whether to sleep.
     fn pass(&mut self, parts: &mut Parts, rung: bool) -> Next {
         parts.asleep_until = None;
+        parts.driver_watches = false;
         // The first pass opens the socket (the new state machine's first
         // action) before it takes the requests queued meanwhile.
         parts.link.flush(&mut parts.core);
@@ -301,8 +453,16 @@ impl Driver {
         if read >= io::READ_BATCH || parts.link.input_waiting() {
             return Next::Again;
         }
-        let until = self.stats_log.wake_at(parts.core.next_tick(Instant::now()));
+        let now = Instant::now();
+        let until = self.stats_log.wake_at(parts.core.next_tick(now));
+        if parts.leader.is_some() {
+            // The leader watches the socket.
+            let until = until.min(now + LEADER_GRACE);
+            parts.asleep_until = Some(until);
+            return Next::Sleep(Ok(None), until);
+        }
         parts.asleep_until = Some(until);
+        parts.driver_watches = true;
         Next::Sleep(parts.link.input_fd(), until)
     }
 }

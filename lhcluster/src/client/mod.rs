@@ -88,7 +88,11 @@ pub(crate) type Readiness = crate::role::WaitFlag;
 /// unless the socket is in use at that moment (by the driver or another
 /// caller), other commands wait for the driver, or the client is
 /// reconnecting: then the driver sends it, with its next batch. Either way
-/// requests from one thread leave in the order they were sent.
+/// requests from one thread leave in the order they were sent. A thread
+/// blocked on a handle ([`ResponseHandle::wait`]) reads the broker's
+/// messages itself while it waits (one such thread at a time; others wait
+/// for it or the driver to complete their handles), so that its response
+/// wakes it directly.
 #[derive(Clone, Debug)]
 pub struct Client {
     role: Arc<RoleHandle<driver::Command>>,
@@ -99,6 +103,8 @@ pub struct Client {
     ids: Arc<ids::IdSource>,
     /// Given to every handle: sends its cancel to the driver.
     canceller: response::Canceller,
+    /// Given to every handle: reads the socket while the handle blocks.
+    reader: response::Reader,
 }
 
 #[cfg(test)]
@@ -139,7 +145,7 @@ impl Client {
         let (events_tx, events) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let readiness = Arc::new(Readiness::default());
         let ids = Arc::new(ids::IdSource::new());
-        let engine = Arc::new(driver::Engine::default());
+        let engine = Arc::new(driver::Engine::new()?);
         let role = Arc::new(driver::spawn(
             config,
             events_tx,
@@ -156,6 +162,16 @@ impl Client {
                 let _ = role.send(driver::Command::Cancel((t, id), shared));
             }
         });
+        let reader = {
+            let (engine, weak) = (engine.clone(), Arc::downgrade(&role));
+            response::Reader::new(move |shared, until| {
+                engine.lead(shared, until, || {
+                    if let Some(role) = weak.upgrade() {
+                        role.ring();
+                    }
+                });
+            })
+        };
         let client = Client {
             role,
             engine,
@@ -163,6 +179,7 @@ impl Client {
             events,
             ids,
             canceller,
+            reader,
         };
         if let Some(timeout) = connect_timeout {
             if !client.wait_connected(timeout) {
@@ -379,7 +396,11 @@ impl<'a> RequestBuilder<'a> {
                         client.role.send(driver::Command::Submit(submit)).ok()?;
                     }
                 }
-                client.canceller.clone()
+                return Some(
+                    handle
+                        .with_canceller(client.canceller.clone())
+                        .with_reader(client.reader.clone()),
+                );
             }
             Target::Local(local) => {
                 local.submit(submit);

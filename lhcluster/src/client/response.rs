@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::{Payload, ReceiptKind, RequestId, RequestType, Status};
 
@@ -293,6 +293,29 @@ impl std::fmt::Debug for Canceller {
     }
 }
 
+/// How a blocked handle reads its client's socket while it waits: a
+/// [`Client`](super::Client)'s leads its engine (see `driver.rs`), until
+/// the request is done or the instant given; then the handle waits as
+/// usual for what is left. Given the handle's state.
+#[derive(Clone)]
+pub(crate) struct Reader(Arc<ReadWhileWaiting>);
+
+/// Reads the socket for the request of the given state, until it is done or
+/// the instant passes.
+type ReadWhileWaiting = dyn Fn(&Arc<Shared>, Option<Instant>) + Send + Sync;
+
+impl Reader {
+    pub(crate) fn new(f: impl Fn(&Arc<Shared>, Option<Instant>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
 /// The eventual outcome of one request.
 ///
 /// Block with [`wait`](Self::wait) / [`wait_timeout`](Self::wait_timeout),
@@ -313,6 +336,8 @@ pub struct ResponseHandle {
     request_id: RequestId,
     /// `None` for a handle whose client cannot cancel (tests).
     canceller: Option<Canceller>,
+    /// Reads the client's socket while `wait` blocks (a `Client`'s).
+    reader: Option<Reader>,
     /// Polled as a future: dropped before its outcome, it cancels.
     polled: bool,
     /// What dropping it unresolved does, when set: cancel or not,
@@ -331,6 +356,7 @@ impl ResponseHandle {
             request_type,
             request_id,
             canceller: None,
+            reader: None,
             polled: false,
             cancel_on_drop: None,
         }
@@ -339,6 +365,12 @@ impl ResponseHandle {
     /// The same handle, which `canceller` cancels.
     pub(crate) fn with_canceller(mut self, canceller: Canceller) -> Self {
         self.canceller = Some(canceller);
+        self
+    }
+
+    /// The same handle, which reads its client's socket while it blocks.
+    pub(crate) fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = Some(reader);
         self
     }
 
@@ -394,6 +426,9 @@ impl ResponseHandle {
     /// [`LocalClient::wait`](super::LocalClient::wait) instead (this, or
     /// `.await`, on the thread that owns the client would block forever).
     pub fn wait(self) -> Outcome {
+        if let Some(reader) = &self.reader {
+            (reader.0)(&self.shared, None);
+        }
         let s = self.shared.lock();
         let mut s = self.shared.wait_while(s, None, |s| !s.done);
         take(&mut s)
@@ -402,8 +437,13 @@ impl ResponseHandle {
     /// Blocks until the outcome arrives or `timeout` passes
     /// ([`RequestError::Timeout`]; the request itself goes on).
     pub fn wait_timeout(self, timeout: Duration) -> Outcome {
+        let start = Instant::now();
+        if let Some(reader) = &self.reader {
+            (reader.0)(&self.shared, start.checked_add(timeout));
+        }
+        let left = timeout.saturating_sub(start.elapsed());
         let s = self.shared.lock();
-        let mut s = self.shared.wait_while(s, Some(timeout), |s| !s.done);
+        let mut s = self.shared.wait_while(s, Some(left), |s| !s.done);
         if !s.done {
             return Err(RequestError::Timeout(timeout));
         }
