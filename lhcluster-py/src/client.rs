@@ -221,9 +221,15 @@ impl Client {
             false,
         )?;
         // The client ends every request (its timeout, a lost broker, stop),
-        // so this wait has no deadline of its own.
-        let outcome = wait_until(py, None, |cx| poll_handle(&mut handle, cx))?
-            .expect("a wait without deadline ends with an outcome");
+        // so this wait has no deadline of its own. Blocking on the handle
+        // (not polling it as a future) lets this thread read the client's
+        // socket meanwhile: its response wakes it directly.
+        let outcome = loop {
+            if let Some(outcome) = py.detach(|| handle.wait_for(SIGNAL_CHECK)) {
+                break outcome;
+            }
+            py.check_signals()?;
+        };
         to_python(py, &store(outcome), typed, delivery_only)
     }
 

@@ -285,3 +285,29 @@ fn a_stop_ends_a_caller_blocked_on_the_socket() {
         gate.open();
     });
 }
+
+#[test]
+fn a_handle_waited_on_in_slices_gets_its_outcome_once() {
+    time_limit(LIMIT, || {
+        let broker = broker(Transport::Inproc);
+        let (_worker, started, gate) = gated_worker(&broker);
+        let client = client(&broker);
+        let mut handle = client.request(1).payload_bytes(b"slow").send().unwrap();
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the request runs");
+        assert!(handle.wait_for(Duration::from_millis(100)).is_none());
+        assert!(handle.wait_for(Duration::ZERO).is_none());
+        gate.open();
+        let reply = handle
+            .wait_for(Duration::from_secs(10))
+            .expect("the outcome arrives")
+            .unwrap();
+        assert_eq!(text(&reply.payload), "slow");
+        // Taken: a further wait says so at once.
+        assert!(matches!(
+            handle.wait_for(Duration::from_secs(10)),
+            Some(Err(RequestError::Protocol(_)))
+        ));
+    });
+}

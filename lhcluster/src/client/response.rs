@@ -436,7 +436,19 @@ impl ResponseHandle {
 
     /// Blocks until the outcome arrives or `timeout` passes
     /// ([`RequestError::Timeout`]; the request itself goes on).
-    pub fn wait_timeout(self, timeout: Duration) -> Outcome {
+    pub fn wait_timeout(mut self, timeout: Duration) -> Outcome {
+        self.wait_for(timeout)
+            .unwrap_or(Err(RequestError::Timeout(timeout)))
+    }
+
+    /// Blocks until the outcome arrives (`Some`) or `timeout` passes
+    /// (`None`: the request goes on, and the handle can be waited on
+    /// again), as for a caller that waits in slices (to look at something
+    /// else in between). Like [`wait`](Self::wait), it reads the client's
+    /// socket while it blocks. Once the outcome has been taken, further
+    /// calls return a `Protocol` error at once, as
+    /// [`try_take`](Self::try_take) does.
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<Outcome> {
         let start = Instant::now();
         if let Some(reader) = &self.reader {
             (reader.0)(&self.shared, start.checked_add(timeout));
@@ -444,10 +456,7 @@ impl ResponseHandle {
         let left = timeout.saturating_sub(start.elapsed());
         let s = self.shared.lock();
         let mut s = self.shared.wait_while(s, Some(left), |s| !s.done);
-        if !s.done {
-            return Err(RequestError::Timeout(timeout));
-        }
-        take(&mut s)
+        s.done.then(|| take(&mut s))
     }
 
     /// The outcome if it has arrived, without blocking.
