@@ -237,13 +237,23 @@ fn typed_request_response() {
         let reply = block_on(handle).expect("a reply");
         assert_eq!(reply.text, "ABC");
 
+        // Waited on in slices, typed.
+        let mut handle = client
+            .send_typed(&Echo { text: "xyz".into() })
+            .expect("sent");
+        let reply = handle
+            .wait_for(WAIT)
+            .expect("the reply within the wait")
+            .expect("a reply");
+        assert_eq!(reply.text, "XYZ");
+
         // The typed handler told the broker its type's name (protocol 1.6).
         let stats = broker.stats().unwrap();
         assert_eq!(
             stats.types[&Echo::REQUEST_TYPE].name.as_deref(),
             Some(Echo::NAME)
         );
-        assert_eq!(stats.types[&Echo::REQUEST_TYPE].end_to_end.count, 2);
+        assert_eq!(stats.types[&Echo::REQUEST_TYPE].end_to_end.count, 3);
     });
 }
 

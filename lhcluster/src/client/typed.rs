@@ -245,6 +245,13 @@ impl<R: Request, O: DeserializeOwned> TypedResponse<R, O> {
         typed(self.raw.wait_timeout(timeout))
     }
 
+    /// Blocks until the outcome arrives (`Some`) or `timeout` passes
+    /// (`None`: the handle can be waited on again), as
+    /// [`ResponseHandle::wait_for`].
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<Result<O, TypedRequestError>> {
+        self.raw.wait_for(timeout).map(typed)
+    }
+
     /// The outcome if it has arrived, without blocking.
     pub fn try_take(&mut self) -> Option<Result<O, TypedRequestError>> {
         self.raw.try_take().map(typed)
