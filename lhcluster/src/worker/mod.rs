@@ -275,9 +275,9 @@ impl Worker {
     pub fn builder(config: WorkerConfig) -> WorkerBuilder {
         WorkerBuilder {
             config,
-            handlers: pool::Handlers::new(),
+            handlers: pool::Handlers::default(),
             #[cfg(feature = "tokio")]
-            async_handlers: tasks::AsyncHandlers::new(),
+            async_handlers: tasks::AsyncHandlers::default(),
             #[cfg(feature = "tokio")]
             runtime: None,
             names: std::collections::HashMap::new(),

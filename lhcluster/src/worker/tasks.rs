@@ -7,7 +7,9 @@
 //! The driver thread stays a plain thread that never awaits anything: a
 //! slow or stuck future delays only its own result, never a heartbeat.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
