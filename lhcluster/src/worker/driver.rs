@@ -417,7 +417,8 @@ mod tests {
             )
         };
         // Type 1 timed fast; type 2 not timed yet (the pool's).
-        let handlers: Arc<Handlers> = Arc::new([(1, handler.clone()), (2, handler)].into());
+        let handlers: Arc<Handlers> =
+            Arc::new([(1, handler.clone()), (2, handler)].into_iter().collect());
         let costs = Arc::new(Costs::new(handlers.keys()));
         costs.record(1, Duration::from_micros(1), true);
         let watch = Arc::new(Watch::default());
