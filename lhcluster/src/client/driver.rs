@@ -15,23 +15,36 @@
 //! driver if input is waiting, or if its request's deadline comes before
 //! the driver's wake-up.
 //!
-//! A caller that blocks on its handle ([`Engine::lead`]) reads the socket
-//! itself while it waits, as the one *leader*: it sleeps in `poll` on the
-//! socket's descriptor, and reads what comes, its own response and anyone
-//! else's (it completes their handles and runs their wakers, as the driver
+//! A caller that blocks on its handle ([`Engine::lead`]: `wait`,
+//! `wait_timeout`, `wait_for`) reads the socket itself while it waits, as
+//! the one *leader*: it sleeps in `poll` on the socket's descriptor and its
+//! own doorbell, and reads what comes, its own response and anyone else's
+//! (it completes their handles and runs their wakers, as the driver
 //! would). Its response then wakes it directly, not the driver first and
 //! the driver it. Meanwhile the driver sleeps without the descriptor (both
-//! would wake on it), looking again every [`LEADER_GRACE`]: when it finds
-//! no leader, it watches the socket again. A leader that leaves with
-//! responses still owed to others rings the driver at once; with none
-//! owed, what the broker may send unasked (a heartbeat, a goodbye) waits
-//! at most that grace, or until the next caller leads or sends. The driver
-//! alone opens and closes the socket (the descriptor stays the socket's):
-//! a read that calls for it (the broker went away) is left to the driver,
-//! rung. The driver rings the leader's own doorbell when a pass of its
-//! (a timeout, a stop) completed the leader's request, and a caller that
-//! sends rings it when its send may have taken the descriptor's signal.
+//! would wake on it), and makes a pass (reads, timers) every
+//! [`LEADER_GRACE`]; when it finds no leader, it watches the socket again.
 //!
+//! So that nothing waits for that grace but what the broker sends unasked
+//! (a heartbeat, a goodbye, while no request is outstanding):
+//! - a leader that leaves with any request outstanding rings the driver;
+//! - a request sent while nobody watches the socket (no leader, the driver
+//!   blind) marks its handle: unless the caller then leads, the handle's
+//!   first other use (a poll as a future, `is_done`, `try_take`, its drop)
+//!   kicks the driver ([`Engine::kick`]);
+//! - the driver rings the leader's doorbell after a pass that completed the
+//!   leader's request (a timeout, a stop) or replaced the socket, and as it
+//!   ends; a caller whose send may have taken the descriptor's signal rings
+//!   it too.
+//!
+//! The driver alone opens and closes the socket (the descriptor stays the
+//! socket's): a read that calls for it (the broker went away) is left to
+//! the driver, rung, and callers send through the channel until it has. A
+//! leader that finds more to read while the driver waits for the lock
+//! leaves it to the driver. A panic on a leader's thread (a bug, or a waker
+//! that panicked) unwinds out of its `wait`, and the client stops as for a
+//! panic while sending (below).
+
 //! A request goes through the command channel instead when the channel is
 //! not empty (so that it does not overtake one sent before it), when the
 //! lock is taken or the driver is waiting for it (the driver sends it with
@@ -42,7 +55,7 @@
 //! request with it, `Stopped`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -64,7 +77,12 @@ use crate::wake::{Doorbell, Listener};
 /// How long the driver sleeps without the socket's descriptor while a
 /// caller leads, before it looks whether one still does. Bounds how late a
 /// message the broker sends unasked is read when the leader has gone.
+#[cfg(not(test))]
 const LEADER_GRACE: Duration = Duration::from_millis(10);
+/// Long in unit tests: nothing but messages the broker sends unasked may
+/// wait for it (`lead_tests.rs`).
+#[cfg(test)]
+const LEADER_GRACE: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -89,6 +107,8 @@ pub(crate) struct Engine {
     leader_bell: Arc<Doorbell>,
     /// The leader's end (only the leader polls and resets it).
     leader_listener: Listener,
+    /// The driver's doorbell (set as it starts).
+    driver_bell: OnceLock<Arc<Doorbell>>,
 }
 
 #[derive(Debug)]
@@ -112,7 +132,10 @@ impl Parts {
 
 /// What became of a request a caller tried to send itself.
 pub(crate) enum Direct {
-    Sent,
+    /// `unwatched`: nobody watches the socket for its response (the driver
+    /// sleeps without the descriptor, no caller leads): unless the caller
+    /// leads (blocks on the handle), the handle kicks the driver.
+    Sent { unwatched: bool },
     /// The client has stopped.
     Stopped,
     /// For the driver, through the command channel.
@@ -127,7 +150,14 @@ impl Engine {
             driver_waiting: AtomicBool::new(false),
             leader_bell,
             leader_listener,
+            driver_bell: OnceLock::new(),
         })
+    }
+
+    fn ring_driver(&self) {
+        if let Some(bell) = self.driver_bell.get() {
+            bell.ring();
+        }
     }
 
     /// The parts, for the driver's start and end (whatever a panic left).
@@ -171,7 +201,8 @@ impl Engine {
         let Some(parts) = guard.as_mut() else {
             return Direct::Stopped;
         };
-        if parts.link.socket().is_none() {
+        // A reconnect queued by a leader's read is the driver's to carry out.
+        if parts.link.socket().is_none() || parts.core.actions().iter().any(is_for_driver) {
             return Direct::Queue(submit);
         }
         let now = Instant::now();
@@ -186,6 +217,7 @@ impl Engine {
         let wake_driver = parts.asleep_until.is_some_and(|until| {
             (input && parts.leader.is_none()) || parts.core.next_tick(now) < until
         });
+        let unwatched = !wake_driver && parts.leader.is_none() && parts.driver_blind();
         drop(guard);
         if wake_leader {
             self.leader_bell.ring();
@@ -193,39 +225,61 @@ impl Engine {
         if wake_driver {
             ring();
         }
-        Direct::Sent
+        Direct::Sent { unwatched }
+    }
+
+    /// Makes sure someone reads the socket: rings the driver if it sleeps
+    /// without the descriptor and no caller leads (or if that cannot be
+    /// told at once: a spare pass costs little).
+    pub(crate) fn kick(&self) {
+        let unwatched = match self.parts.try_lock() {
+            Ok(guard) => guard
+                .as_ref()
+                .is_some_and(|parts| parts.leader.is_none() && parts.driver_blind()),
+            Err(_) => true,
+        };
+        if unwatched {
+            self.ring_driver();
+        }
     }
 
     /// Reads the socket on the caller's thread while it waits for the
     /// request whose state is `shared`, until that request is done or
-    /// `until` passes, as the leader (see the module's doc). Returns at
-    /// once, having read nothing, when it cannot lead: another caller
-    /// leads, the socket is in use or reconnecting, the client has
-    /// stopped. Either way the caller then waits on the handle as usual,
-    /// for whatever time is left: the outcome comes all the same. `ring`
-    /// wakes the driver.
-    pub(crate) fn lead(&self, shared: &Arc<Shared>, until: Option<Instant>, ring: impl Fn()) {
+    /// `until` passes, as the leader (see the module's doc). Returns
+    /// `false` at once, having read nothing, when it cannot lead: another
+    /// caller leads, the lock is taken or the driver waits for it, the
+    /// socket is reconnecting, the client has stopped or a thread panicked
+    /// under the lock. Either way the caller then waits on the handle as
+    /// usual, for whatever time is left: the outcome comes all the same.
+    pub(crate) fn lead(&self, shared: &Arc<Shared>, until: Option<Instant>) -> bool {
         {
             if self.driver_waiting.load(Ordering::Acquire) {
-                return;
+                return false;
             }
             let Ok(mut guard) = self.parts.try_lock() else {
-                return;
+                return false;
             };
-            let Some(parts) = guard.as_mut() else { return };
+            let Some(parts) = guard.as_mut() else {
+                return false;
+            };
             if parts.leader.is_some() || parts.link.socket().is_none() {
-                return;
+                return false;
             }
             parts.leader = Some(shared.clone());
             if parts.asleep_until.is_some() && parts.driver_watches {
                 // Asleep on the descriptor, it would wake with the leader:
                 // it sleeps again without it (while the request travels).
-                ring();
+                self.ring_driver();
             }
         }
         loop {
-            let mut guard = self.lock();
-            let Some(parts) = guard.as_mut() else { return };
+            // Poisoned: the driver ends the client (and this request).
+            let Ok(mut guard) = self.parts.lock() else {
+                return true;
+            };
+            let Some(parts) = guard.as_mut() else {
+                return true;
+            };
             // Before the look at the request: a ring after it wakes the poll.
             self.leader_listener.reset();
             let was_ready = parts.core.is_ready();
@@ -234,28 +288,31 @@ impl Engine {
             // the socket, and telling the client's readiness, are the
             // driver's.
             let for_driver = parts.core.is_ready() != was_ready
-                || parts
-                    .core
-                    .actions()
-                    .iter()
-                    .any(|action| !matches!(action, LinkAction::Send(_)));
+                || parts.core.actions().iter().any(is_for_driver);
             if for_driver {
                 if parts.asleep_until.is_some() {
-                    ring();
+                    self.ring_driver();
                 }
             } else {
                 parts.link.flush(&mut parts.core);
             }
             let fd = match parts.link.input_fd() {
                 Ok(Some(fd)) if !for_driver => fd,
-                _ => return self.resign(parts, ring),
+                _ => {
+                    self.resign(parts);
+                    return true;
+                }
             };
             if shared.is_done() || until.is_some_and(|until| Instant::now() >= until) {
-                return self.resign(parts, ring);
+                self.resign(parts);
+                return true;
             }
             // Last use of the socket before the poll: it re-arms the
-            // descriptor.
-            if read >= io::READ_BATCH || parts.link.input_waiting() {
+            // descriptor. More to read goes on at once, unless the driver
+            // waits for the lock: it reads it then (and rings if that ends
+            // this request).
+            let more = read >= io::READ_BATCH || parts.link.input_waiting();
+            if more && !self.driver_waiting.load(Ordering::Acquire) {
                 continue;
             }
             drop(guard);
@@ -263,20 +320,20 @@ impl Engine {
             if io::wait_fds(&self.leader_listener, Some(fd), until.unwrap_or(far)).is_err() {
                 // The outcome comes through the driver.
                 if let Some(parts) = self.lock().as_mut() {
-                    self.resign(parts, ring);
+                    self.resign(parts);
                 }
-                return;
+                return true;
             }
         }
     }
 
     /// The leader leaves. The driver, if it sleeps blind to the socket,
-    /// watches it again at once if responses are owed to others, else
-    /// within [`LEADER_GRACE`].
-    fn resign(&self, parts: &mut Parts, ring: impl Fn()) {
+    /// watches it again at once if any request is outstanding (the
+    /// leader's own, after a timed wait), else within [`LEADER_GRACE`].
+    fn resign(&self, parts: &mut Parts) {
         parts.leader = None;
         if parts.driver_blind() && parts.core.has_outstanding() {
-            ring();
+            self.ring_driver();
         }
     }
 }
@@ -289,6 +346,7 @@ pub(super) fn spawn(
     engine: Arc<Engine>,
 ) -> Result<RoleHandle<Command>, Error> {
     let (tx, bell, inbox) = crate::role::channel()?;
+    let _ = engine.driver_bell.set(bell.clone());
     let shutdown_timeout = config.shutdown_timeout;
     // Made here, not in the thread: a key that cannot be made is an error
     // of the start.
@@ -324,6 +382,22 @@ pub(super) fn spawn(
             driver.run(&engine);
         },
     )
+}
+
+impl super::response::SocketReader for Engine {
+    fn lead(&self, shared: &Arc<Shared>, until: Option<Instant>) -> bool {
+        Engine::lead(self, shared, until)
+    }
+
+    fn kick(&self) {
+        Engine::kick(self);
+    }
+}
+
+/// An action of the state machine that only the driver carries out:
+/// closing or opening the socket.
+fn is_for_driver(action: &LinkAction) -> bool {
+    !matches!(action, LinkAction::Send(_))
 }
 
 /// Takes the parts out of the engine as the driver ends, however it ends:
@@ -365,8 +439,8 @@ impl Driver {
                     Ok(guard) => guard,
                     Err(poisoned) => {
                         tracing::error!(
-                            "a thread panicked while sending on the client's socket (a bug): \
-                             the client has stopped"
+                            "a thread panicked while using the client's socket (a bug, or \
+                             a waker that panicked): the client has stopped"
                         );
                         // As when the driver itself panics: whether the
                         // requests ran is unknown.

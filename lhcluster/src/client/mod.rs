@@ -18,6 +18,8 @@ mod config;
 pub(crate) mod core;
 mod driver;
 mod ids;
+#[cfg(test)]
+mod lead_tests;
 mod local;
 mod response;
 mod stats;
@@ -162,16 +164,7 @@ impl Client {
                 let _ = role.send(driver::Command::Cancel((t, id), shared));
             }
         });
-        let reader = {
-            let (engine, weak) = (engine.clone(), Arc::downgrade(&role));
-            response::Reader::new(move |shared, until| {
-                engine.lead(shared, until, || {
-                    if let Some(role) = weak.upgrade() {
-                        role.ring();
-                    }
-                });
-            })
-        };
+        let reader = response::Reader::new(engine.clone());
         let client = Client {
             role,
             engine,
@@ -389,17 +382,18 @@ impl<'a> RequestBuilder<'a> {
             Target::Client(client) => {
                 let queued = client.role.has_queued();
                 let direct = client.engine.submit(submit, queued, || client.role.ring());
-                match direct {
-                    driver::Direct::Sent => {}
+                let unwatched = match direct {
+                    driver::Direct::Sent { unwatched } => unwatched,
                     driver::Direct::Stopped => return None,
                     driver::Direct::Queue(submit) => {
                         client.role.send(driver::Command::Submit(submit)).ok()?;
+                        false
                     }
-                }
+                };
                 return Some(
                     handle
                         .with_canceller(client.canceller.clone())
-                        .with_reader(client.reader.clone()),
+                        .with_reader(client.reader.clone(), unwatched),
                 );
             }
             Target::Local(local) => {

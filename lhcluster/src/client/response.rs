@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -293,20 +294,26 @@ impl std::fmt::Debug for Canceller {
     }
 }
 
-/// How a blocked handle reads its client's socket while it waits: a
-/// [`Client`](super::Client)'s leads its engine (see `driver.rs`), until
-/// the request is done or the instant given; then the handle waits as
-/// usual for what is left. Given the handle's state.
-#[derive(Clone)]
-pub(crate) struct Reader(Arc<ReadWhileWaiting>);
+/// A client whose socket a blocked handle reads while it waits (a
+/// [`Client`](super::Client)'s engine, see `driver.rs`).
+pub(crate) trait SocketReader: Send + Sync {
+    /// Reads the socket until the request whose state is `shared` is done
+    /// or `until` passes; `false` if it could not (the handle then waits
+    /// as usual for what is left).
+    fn lead(&self, shared: &Arc<Shared>, until: Option<Instant>) -> bool;
 
-/// Reads the socket for the request of the given state, until it is done or
-/// the instant passes.
-type ReadWhileWaiting = dyn Fn(&Arc<Shared>, Option<Instant>) + Send + Sync;
+    /// Makes sure someone reads the socket (for a request sent while
+    /// nobody did, whose handle is not waited on by blocking).
+    fn kick(&self);
+}
+
+/// How a handle reaches its client's [`SocketReader`].
+#[derive(Clone)]
+pub(crate) struct Reader(Arc<dyn SocketReader>);
 
 impl Reader {
-    pub(crate) fn new(f: impl Fn(&Arc<Shared>, Option<Instant>) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
+    pub(crate) fn new(reader: Arc<dyn SocketReader>) -> Self {
+        Self(reader)
     }
 }
 
@@ -338,6 +345,9 @@ pub struct ResponseHandle {
     canceller: Option<Canceller>,
     /// Reads the client's socket while `wait` blocks (a `Client`'s).
     reader: Option<Reader>,
+    /// Sent while nobody read the socket: unless a wait leads, the first
+    /// other use of the handle kicks the reader (see `driver.rs`).
+    kick: AtomicBool,
     /// Polled as a future: dropped before its outcome, it cancels.
     polled: bool,
     /// What dropping it unresolved does, when set: cancel or not,
@@ -357,6 +367,7 @@ impl ResponseHandle {
             request_id,
             canceller: None,
             reader: None,
+            kick: AtomicBool::new(false),
             polled: false,
             cancel_on_drop: None,
         }
@@ -368,10 +379,33 @@ impl ResponseHandle {
         self
     }
 
-    /// The same handle, which reads its client's socket while it blocks.
-    pub(crate) fn with_reader(mut self, reader: Reader) -> Self {
+    /// The same handle, which reads its client's socket while it blocks;
+    /// `unwatched`: its request was sent while nobody read the socket.
+    pub(crate) fn with_reader(mut self, reader: Reader, unwatched: bool) -> Self {
         self.reader = Some(reader);
+        self.kick = AtomicBool::new(unwatched);
         self
+    }
+
+    /// Reads the client's socket while this blocks, until the outcome or
+    /// `until`; kicks the reader if it cannot.
+    fn lead(&self, until: Option<Instant>) {
+        if let Some(reader) = &self.reader
+            && !reader.0.lead(&self.shared, until)
+        {
+            self.kick_reader();
+        }
+        self.kick.store(false, Ordering::Relaxed);
+    }
+
+    /// The first use of a handle sent while nobody read the socket, other
+    /// than a blocking wait (which reads it): someone must read it.
+    fn kick_reader(&self) {
+        if self.kick.swap(false, Ordering::Relaxed)
+            && let Some(reader) = &self.reader
+        {
+            reader.0.kick();
+        }
     }
 
     /// Takes the request back (protocol 1.5). Returns `true` if this ended
@@ -426,9 +460,7 @@ impl ResponseHandle {
     /// [`LocalClient::wait`](super::LocalClient::wait) instead (this, or
     /// `.await`, on the thread that owns the client would block forever).
     pub fn wait(self) -> Outcome {
-        if let Some(reader) = &self.reader {
-            (reader.0)(&self.shared, None);
-        }
+        self.lead(None);
         let s = self.shared.lock();
         let mut s = self.shared.wait_while(s, None, |s| !s.done);
         take(&mut s)
@@ -450,9 +482,7 @@ impl ResponseHandle {
     /// [`try_take`](Self::try_take) does.
     pub fn wait_for(&mut self, timeout: Duration) -> Option<Outcome> {
         let start = Instant::now();
-        if let Some(reader) = &self.reader {
-            (reader.0)(&self.shared, start.checked_add(timeout));
-        }
+        self.lead(start.checked_add(timeout));
         let left = timeout.saturating_sub(start.elapsed());
         let s = self.shared.lock();
         let mut s = self.shared.wait_while(s, Some(left), |s| !s.done);
@@ -461,23 +491,27 @@ impl ResponseHandle {
 
     /// The outcome if it has arrived, without blocking.
     pub fn try_take(&mut self) -> Option<Outcome> {
+        self.kick_reader();
         let mut s = self.shared.lock();
         s.done.then(|| take(&mut s))
     }
 
     /// Whether the outcome has arrived.
     pub fn is_done(&self) -> bool {
+        self.kick_reader();
         self.shared.is_done()
     }
 
     /// The receipts received so far, in arrival order.
     pub fn receipts(&self) -> Vec<ReceiptKind> {
+        self.kick_reader();
         self.shared.lock().receipts.clone()
     }
 
     /// Blocks until the receipt `kind` arrives (`true`), or the outcome
     /// arrives without it or `timeout` passes (`false`).
     pub fn wait_receipt(&self, kind: ReceiptKind, timeout: Duration) -> bool {
+        self.kick_reader();
         let s = self.shared.lock();
         let s = self
             .shared
@@ -496,6 +530,7 @@ impl Future for ResponseHandle {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.kick_reader();
         self.polled = true;
         let mut s = self.shared.lock();
         if s.done {
@@ -513,5 +548,6 @@ impl Drop for ResponseHandle {
         if self.cancel_on_drop.unwrap_or(self.polled) && !self.shared.is_done() {
             self.cancel();
         }
+        self.kick_reader();
     }
 }
