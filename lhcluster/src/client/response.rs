@@ -390,7 +390,10 @@ impl ResponseHandle {
     /// Reads the client's socket while this blocks, until the outcome or
     /// `until`; kicks the reader if it cannot.
     fn lead(&self, until: Option<Instant>) {
+        // Done already (a handle waited on after others, say): nothing to
+        // read for it, and leading would wake the driver twice.
         if let Some(reader) = &self.reader
+            && !self.shared.is_done()
             && !reader.0.lead(&self.shared, until)
         {
             self.kick_reader();
