@@ -44,7 +44,7 @@
 //! leaves it to the driver. A panic on a leader's thread (a bug, or a waker
 //! that panicked) unwinds out of its `wait`, and the client stops as for a
 //! panic while sending (below).
-
+//!
 //! A request goes through the command channel instead when the channel is
 //! not empty (so that it does not overtake one sent before it), when the
 //! lock is taken or the driver is waiting for it (the driver sends it with

@@ -462,6 +462,10 @@ impl ResponseHandle {
     /// resolves while that client is polled: wait for it with
     /// [`LocalClient::wait`](super::LocalClient::wait) instead (this, or
     /// `.await`, on the thread that owns the client would block forever).
+    ///
+    /// With a `Client`, the blocked thread reads the client's socket
+    /// meanwhile (one such thread at a time), completing other handles too
+    /// and running their wakers: its own response then wakes it directly.
     pub fn wait(self) -> Outcome {
         self.lead(None);
         let s = self.shared.lock();
