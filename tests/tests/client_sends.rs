@@ -128,24 +128,49 @@ fn one_threads_requests_keep_their_order_while_another_uses_the_driver() {
     });
 }
 
-/// A worker whose type-1 handler blocks until the gate opens (and says
-/// when it has started); type 2 echoes.
-fn gated_worker(broker: &lhcluster::Broker) -> (Worker, crossbeam_channel::Receiver<()>, Gate) {
-    let (started_tx, started) = crossbeam_channel::unbounded();
-    let gate = Gate::default();
-    let held = gate.clone();
-    let mut config = worker_config(broker);
-    config.capacity = 4;
-    let worker = Worker::builder(config)
-        .handle_raw(1, move |p: Payload, _: &RequestContext| {
-            let _ = started_tx.send(());
-            held.wait();
-            Ok(p)
-        })
-        .handle_raw(2, echo)
-        .start()
-        .unwrap();
-    (worker, started, gate)
+/// A broker, a worker whose type-1 handler blocks until the gate opens (and
+/// says when it has started; type 2 echoes), and a client.
+struct Gated {
+    _broker: lhcluster::Broker,
+    _worker: Worker,
+    started: crossbeam_channel::Receiver<()>,
+    gate: Gate,
+    client: Client,
+}
+
+impl Gated {
+    fn start() -> Self {
+        let broker = broker(Transport::Inproc);
+        let (started_tx, started) = crossbeam_channel::unbounded();
+        let gate = Gate::default();
+        let held = gate.clone();
+        let mut config = worker_config(&broker);
+        config.capacity = 4;
+        let worker = Worker::builder(config)
+            .handle_raw(1, move |p: Payload, _: &RequestContext| {
+                let _ = started_tx.send(());
+                held.wait();
+                Ok(p)
+            })
+            .handle_raw(2, echo)
+            .start()
+            .unwrap();
+        let client = client(&broker);
+        Self {
+            _broker: broker,
+            _worker: worker,
+            started,
+            gate,
+            client,
+        }
+    }
+
+    /// Waits until a type-1 request runs.
+    fn running(&self) {
+        self.started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the slow request runs");
+    }
 }
 
 /// Opens once; everyone waiting goes on.
@@ -167,9 +192,8 @@ impl Gate {
 #[test]
 fn while_one_caller_waits_on_the_socket_every_other_request_is_answered() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let (_worker, started, gate) = gated_worker(&broker);
-        let client = client(&broker);
+        let g = Gated::start();
+        let (client, gate) = (&g.client, &g.gate);
         // This caller blocks on its handle, reading the client's socket.
         let leader = {
             let client = client.clone();
@@ -182,9 +206,7 @@ fn while_one_caller_waits_on_the_socket_every_other_request_is_answered() {
                     .wait()
             })
         };
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the slow request runs");
+        g.running();
         // Blocked callers on other threads, and an awaited handle: the
         // responses come through whichever thread reads.
         let waiters: Vec<_> = (0..4)
@@ -221,18 +243,15 @@ fn while_one_caller_waits_on_the_socket_every_other_request_is_answered() {
 #[test]
 fn a_blocked_caller_returns_at_its_wait_timeout_and_the_request_goes_on() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let (_worker, started, gate) = gated_worker(&broker);
-        let client = client(&broker);
+        let g = Gated::start();
+        let (client, gate) = (&g.client, &g.gate);
         let handle = client
             .request(1)
             .id(7)
             .payload_bytes(b"slow")
             .send()
             .unwrap();
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the request runs");
+        g.running();
         let waited = std::time::Instant::now();
         let outcome = handle.wait_timeout(Duration::from_millis(200));
         let waited = waited.elapsed();
@@ -270,16 +289,13 @@ fn a_blocked_caller_returns_at_its_wait_timeout_and_the_request_goes_on() {
 #[test]
 fn a_stop_ends_a_caller_blocked_on_the_socket() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let (_worker, started, gate) = gated_worker(&broker);
-        let client = client(&broker);
+        let g = Gated::start();
+        let (client, gate) = (&g.client, &g.gate);
         let waiter = {
             let client = client.clone();
             std::thread::spawn(move || client.request(1).send().unwrap().wait())
         };
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the request runs");
+        g.running();
         client.stop().unwrap();
         assert_eq!(waiter.join().unwrap(), Err(RequestError::Stopped));
         gate.open();
@@ -289,13 +305,10 @@ fn a_stop_ends_a_caller_blocked_on_the_socket() {
 #[test]
 fn a_handle_waited_on_in_slices_gets_its_outcome_once() {
     time_limit(LIMIT, || {
-        let broker = broker(Transport::Inproc);
-        let (_worker, started, gate) = gated_worker(&broker);
-        let client = client(&broker);
+        let g = Gated::start();
+        let (client, gate) = (&g.client, &g.gate);
         let mut handle = client.request(1).payload_bytes(b"slow").send().unwrap();
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the request runs");
+        g.running();
         assert!(handle.wait_for(Duration::from_millis(100)).is_none());
         assert!(handle.wait_for(Duration::ZERO).is_none());
         gate.open();

@@ -536,16 +536,9 @@ fn handle_loop(
         let Poll::Ready(outcome) = Pin::new(handle).poll(&mut cx) else {
             continue;
         };
-        let latency = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
         slots[slot] = None;
         in_flight -= 1;
-        match outcome {
-            Ok(_) => control.record(idx, latency),
-            Err(e) => {
-                tracing::debug!(error = %e, "request failed");
-                control.error(idx);
-            }
-        }
+        record(control, idx, sent, &outcome);
         if control.sending() {
             start(client, slot, &mut slots, &mut ready, &mut in_flight);
         }
@@ -575,18 +568,26 @@ fn blocking_loop(
             .send()
             .map(|handle| handle.wait_timeout(DRAIN_TIMEOUT));
         match outcome {
-            Ok(Ok(_)) => {
-                let latency = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                control.record(idx, latency);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "request failed");
-                control.error(idx);
-            }
+            Ok(outcome) => record(control, idx, sent, &outcome),
             Err(_) => {
                 control.error(idx);
                 return;
             }
+        }
+    }
+}
+
+/// Counts a two-way request's outcome: its latency since `sent`, or an
+/// error.
+fn record(control: &Control, idx: usize, sent: Instant, outcome: &lhcluster::client::Outcome) {
+    match outcome {
+        Ok(_) => {
+            let latency = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            control.record(idx, latency);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "request failed");
+            control.error(idx);
         }
     }
 }
