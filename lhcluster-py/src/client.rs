@@ -6,11 +6,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use lhcluster::client::{ClientEvent, Outcome, ReceiptKind};
+use lhcluster::client::{ClientEvent, Outcome, ReceiptKind, Waiter};
 use lhcluster::{Client as RsClient, Flags, RequestError, ResponseHandle};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -46,48 +46,22 @@ fn to_python<'py>(
     }
 }
 
-/// Wakes the thread that polls a handle.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Polls `poll` until it is ready or `until` passes (`None`), without the
-/// GIL and waking every [`SIGNAL_CHECK`] to let Python handle signals
-/// (a `KeyboardInterrupt` ends the wait with that exception).
-fn wait_until<T: Send>(
+/// Runs `wait_slice` (given the end of its slice) without the GIL until it
+/// gives `Some`, or `until` passes (`None`: no deadline), coming back every
+/// [`SIGNAL_CHECK`] to let Python handle signals (a `KeyboardInterrupt`
+/// ends the wait with that exception).
+fn wait_in_slices<T: Send>(
     py: Python<'_>,
     until: Option<Instant>,
-    mut poll: impl FnMut(&mut Context<'_>) -> Option<T> + Send,
+    mut wait_slice: impl FnMut(Instant) -> Option<T> + Send,
 ) -> PyResult<Option<T>> {
     loop {
         let slice_end = {
             let next = Instant::now() + SIGNAL_CHECK;
             until.map_or(next, |u| u.min(next))
         };
-        let got = py.detach(|| {
-            let waker = Waker::from(Arc::new(Unpark(thread::current())));
-            let mut cx = Context::from_waker(&waker);
-            loop {
-                if let Some(t) = poll(&mut cx) {
-                    return Some(t);
-                }
-                let now = Instant::now();
-                if now >= slice_end {
-                    return None;
-                }
-                thread::park_timeout(slice_end - now);
-            }
-        });
-        if got.is_some() {
-            return Ok(got);
+        if let Some(t) = py.detach(|| wait_slice(slice_end)) {
+            return Ok(Some(t));
         }
         py.check_signals()?;
         if until.is_some_and(|u| Instant::now() >= u) {
@@ -224,12 +198,10 @@ impl Client {
         // so this wait has no deadline of its own. Blocking on the handle
         // (not polling it as a future) lets this thread read the client's
         // socket meanwhile: its response wakes it directly.
-        let outcome = loop {
-            if let Some(outcome) = py.detach(|| handle.wait_for(SIGNAL_CHECK)) {
-                break outcome;
-            }
-            py.check_signals()?;
-        };
+        let outcome = wait_in_slices(py, None, |end| {
+            handle.wait_for(end.saturating_duration_since(Instant::now()))
+        })?
+        .expect("a wait without deadline ends with an outcome");
         to_python(py, &store(outcome), typed, delivery_only)
     }
 
@@ -267,6 +239,7 @@ impl Client {
             request_id: sent.handle.request_id(),
             typed: sent.typed,
             delivery_only: sent.delivery_only,
+            waiter: sent.handle.waiter(),
             inner: Mutex::new(ResponseInner {
                 handle: sent.handle,
                 outcome: None,
@@ -419,6 +392,14 @@ impl ResponseInner {
         }
         self.outcome.clone()
     }
+
+    /// The outcome if it has arrived, kept for the other waiters.
+    fn take_done(&mut self) -> Option<Stored> {
+        if self.outcome.is_none() {
+            self.outcome = self.handle.try_take().map(store);
+        }
+        self.outcome.clone()
+    }
 }
 
 /// The eventual outcome of one request sent with `Client.send`.
@@ -427,6 +408,8 @@ impl ResponseInner {
 #[pyclass(frozen, module = "lhcluster._native")]
 pub(crate) struct Response {
     inner: Mutex<ResponseInner>,
+    /// Blocks `result` without the lock (other threads may cancel, or look).
+    waiter: Waiter,
     request_type: u32,
     request_id: u64,
     typed: bool,
@@ -464,8 +447,19 @@ impl Response {
             Some(t) => Some(Instant::now() + crate::duration(t)?),
             None => None,
         };
-        // The lock is only taken without the GIL (in `wait_until`'s poll).
-        match wait_until(py, until, |cx| self.lock().poll(cx))? {
+        // Blocking on the waiter (not polling the handle as a future) lets
+        // this thread read the client's socket meanwhile: the response
+        // wakes it directly. The lock is only taken without the GIL, and
+        // not while blocking.
+        let got = wait_in_slices(py, until, |end| {
+            if let Some(stored) = self.lock().take_done() {
+                return Some(stored);
+            }
+            self.waiter
+                .wait(end.saturating_duration_since(Instant::now()));
+            self.lock().take_done()
+        })?;
+        match got {
             Some(stored) => to_python(py, &stored, self.typed, self.delivery_only),
             None => Err(errors::new(
                 py,

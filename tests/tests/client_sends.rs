@@ -324,3 +324,29 @@ fn a_handle_waited_on_in_slices_gets_its_outcome_once() {
         ));
     });
 }
+
+#[test]
+fn a_waiter_blocks_another_thread_until_the_outcome_and_leaves_it_to_the_handle() {
+    time_limit(LIMIT, || {
+        let g = Gated::start();
+        let mut handle = g.client.request(1).payload_bytes(b"slow").send().unwrap();
+        g.running();
+        let waiter = handle.waiter();
+        assert!(
+            !waiter.wait(Duration::from_millis(50)),
+            "not before the outcome"
+        );
+        let waiting = {
+            let waiter = waiter.clone();
+            std::thread::spawn(move || waiter.wait(Duration::from_secs(20)))
+        };
+        g.gate.open();
+        assert!(waiting.join().unwrap(), "the outcome arrived");
+        let reply = handle
+            .try_take()
+            .expect("the outcome is the handle's")
+            .unwrap();
+        assert_eq!(text(&reply.payload), "slow");
+        assert!(waiter.wait(Duration::ZERO), "done stays done");
+    });
+}

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use config::ClientConfig;
 pub use local::LocalClient;
-pub use response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle};
+pub use response::{DisconnectReason, Outcome, Reply, RequestError, ResponseHandle, Waiter};
 pub use stats::ClientStats;
 pub use typed::{TypedRequestBuilder, TypedRequestError, TypedResponse};
 

@@ -411,6 +411,15 @@ impl ResponseHandle {
         }
     }
 
+    /// A [`Waiter`]: blocks any thread until this handle's outcome arrives,
+    /// without the handle (which takes the outcome).
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            shared: self.shared.clone(),
+            reader: self.reader.clone(),
+        }
+    }
+
     /// Takes the request back (protocol 1.5). Returns `true` if this ended
     /// it: the handle's outcome is then [`RequestError::Cancelled`], and the
     /// client tells the broker, which takes a queued request out of its
@@ -524,6 +533,36 @@ impl ResponseHandle {
             .shared
             .wait_while(s, Some(timeout), |s| !s.receipts.contains(&kind) && !s.done);
         s.receipts.contains(&kind)
+    }
+}
+
+/// Blocks until a handle's outcome has arrived, from any thread, without
+/// the handle ([`ResponseHandle::waiter`]): for code that keeps the handle
+/// where it cannot block on it (behind a lock other threads use, say).
+/// Like [`ResponseHandle::wait`], a thread blocked here reads a `Client`'s
+/// socket meanwhile. The outcome stays for the handle to take.
+#[derive(Clone, Debug)]
+pub struct Waiter {
+    shared: Arc<Shared>,
+    reader: Option<Reader>,
+}
+
+impl Waiter {
+    /// Blocks until the outcome has arrived (`true`) or `timeout` passes
+    /// (`false`).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        if let Some(reader) = &self.reader
+            && !self.shared.is_done()
+            && !reader.0.lead(&self.shared, start.checked_add(timeout))
+        {
+            // Someone else reads, unless a sender held the lock while the
+            // driver slept without the socket's descriptor.
+            reader.0.kick();
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        let s = self.shared.lock();
+        self.shared.wait_while(s, Some(left), |s| !s.done).done
     }
 }
 
