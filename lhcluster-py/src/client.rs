@@ -452,7 +452,9 @@ impl Response {
         // wakes it directly. The lock is only taken without the GIL, and
         // not while blocking.
         let got = wait_in_slices(py, until, |end| {
-            if let Some(stored) = self.lock().take_done() {
+            // Only what is kept: a look at the handle itself would wake
+            // the client's driver, which this wait makes needless.
+            if let Some(stored) = self.lock().outcome.clone() {
                 return Some(stored);
             }
             self.waiter

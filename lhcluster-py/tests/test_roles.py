@@ -333,6 +333,27 @@ def test_cancel_a_running_request_tells_its_handler(broker, client):
         assert worker.stats()["requests_cancelled"] == 1
 
 
+def test_a_cancel_from_another_thread_ends_a_waiting_result(broker, client):
+    # No worker: the request waits at the broker while a thread waits on
+    # its result (reading the client's socket meanwhile).
+    handle = client.send("nobody.yet", b"")
+    outcome = queue.Queue()
+
+    def wait():
+        try:
+            outcome.put(handle.result(30))
+        except lhcluster.Cancelled as e:
+            outcome.put(e)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert not handle.done()
+    assert handle.cancel()
+    assert isinstance(outcome.get(timeout=20), lhcluster.Cancelled)
+    waiter.join(20)
+    assert handle.done()
+
+
 def test_a_finished_request_cannot_be_cancelled(broker, client):
     with serve(broker, {"echo": (lambda p, ctx: p, False)}):
         handle = client.send("echo", b"v")

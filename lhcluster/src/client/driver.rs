@@ -16,7 +16,7 @@
 //! the driver's wake-up.
 //!
 //! A caller that blocks on its handle ([`Engine::lead`]: `wait`,
-//! `wait_timeout`, `wait_for`) reads the socket itself while it waits, as
+//! `wait_timeout`, `wait_for`, a `Waiter`) reads the socket itself while it waits, as
 //! the one *leader*: it sleeps in `poll` on the socket's descriptor and its
 //! own doorbell, and reads what comes, its own response and anyone else's
 //! (it completes their handles and runs their wakers, as the driver

@@ -154,6 +154,9 @@ struct SlotState {
 pub(crate) struct Shared {
     state: Mutex<SlotState>,
     cond: Condvar,
+    /// Sent while nobody read the socket: unless a wait leads, the first
+    /// other use of the handle kicks the reader (see `driver.rs`).
+    kick: AtomicBool,
 }
 
 impl Shared {
@@ -345,9 +348,6 @@ pub struct ResponseHandle {
     canceller: Option<Canceller>,
     /// Reads the client's socket while `wait` blocks (a `Client`'s).
     reader: Option<Reader>,
-    /// Sent while nobody read the socket: unless a wait leads, the first
-    /// other use of the handle kicks the reader (see `driver.rs`).
-    kick: AtomicBool,
     /// Polled as a future: dropped before its outcome, it cancels.
     polled: bool,
     /// What dropping it unresolved does, when set: cancel or not,
@@ -367,7 +367,6 @@ impl ResponseHandle {
             request_id,
             canceller: None,
             reader: None,
-            kick: AtomicBool::new(false),
             polled: false,
             cancel_on_drop: None,
         }
@@ -383,31 +382,23 @@ impl ResponseHandle {
     /// `unwatched`: its request was sent while nobody read the socket.
     pub(crate) fn with_reader(mut self, reader: Reader, unwatched: bool) -> Self {
         self.reader = Some(reader);
-        self.kick = AtomicBool::new(unwatched);
+        self.shared.kick.store(unwatched, Ordering::Relaxed);
         self
     }
 
     /// Reads the client's socket while this blocks, until the outcome or
     /// `until`; kicks the reader if it cannot.
     fn lead(&self, until: Option<Instant>) {
-        // Done already (a handle waited on after others, say): nothing to
-        // read for it, and leading would wake the driver twice.
-        if let Some(reader) = &self.reader
-            && !self.shared.is_done()
-            && !reader.0.lead(&self.shared, until)
-        {
-            self.kick_reader();
+        if let Some(reader) = &self.reader {
+            lead(reader, &self.shared, until);
         }
-        self.kick.store(false, Ordering::Relaxed);
     }
 
     /// The first use of a handle sent while nobody read the socket, other
     /// than a blocking wait (which reads it): someone must read it.
     fn kick_reader(&self) {
-        if self.kick.swap(false, Ordering::Relaxed)
-            && let Some(reader) = &self.reader
-        {
-            reader.0.kick();
+        if let Some(reader) = &self.reader {
+            kick(reader, &self.shared);
         }
     }
 
@@ -552,17 +543,32 @@ impl Waiter {
     /// (`false`).
     pub fn wait(&self, timeout: Duration) -> bool {
         let start = Instant::now();
-        if let Some(reader) = &self.reader
-            && !self.shared.is_done()
-            && !reader.0.lead(&self.shared, start.checked_add(timeout))
-        {
-            // Someone else reads, unless a sender held the lock while the
-            // driver slept without the socket's descriptor.
-            reader.0.kick();
+        if let Some(reader) = &self.reader {
+            lead(reader, &self.shared, start.checked_add(timeout));
         }
         let left = timeout.saturating_sub(start.elapsed());
         let s = self.shared.lock();
         self.shared.wait_while(s, Some(left), |s| !s.done).done
+    }
+}
+
+/// Reads the client's socket while a thread blocks on `shared`, until the
+/// outcome or `until`; kicks the reader if it cannot (and the request was
+/// sent while nobody read the socket).
+fn lead(reader: &Reader, shared: &Arc<Shared>, until: Option<Instant>) {
+    // Done already (a handle waited on after others, say): nothing to read
+    // for it, and leading would wake the driver twice.
+    if !shared.is_done() && !reader.0.lead(shared, until) {
+        kick(reader, shared);
+    }
+    shared.kick.store(false, Ordering::Relaxed);
+}
+
+/// Kicks the reader once if the request was sent while nobody read the
+/// socket.
+fn kick(reader: &Reader, shared: &Shared) {
+    if shared.kick.swap(false, Ordering::Relaxed) {
+        reader.0.kick();
     }
 }
 
