@@ -604,10 +604,11 @@ impl Source {
         }
     }
 
-    /// A handle keeps one waker, its last poller's: a `Response` also
-    /// waited on by `result()` (or awaited twice) may have lost this
-    /// future's, or been busy when polled, so those are polled again every
-    /// [`SHARED_REPOLL`], however busy the dispatcher is.
+    /// A handle keeps one waker, its last poller's: a `Response` awaited
+    /// twice may have lost this future's, and one busy when polled (another
+    /// thread in `result`, `cancel` or `wait_receipt` holding its lock) is
+    /// not polled then, so those are polled again every [`SHARED_REPOLL`],
+    /// however busy the dispatcher is.
     fn shared(&self) -> bool {
         matches!(self, Source::Response(_))
     }

@@ -25,13 +25,15 @@
 //! would wake on it), and makes a pass (reads, timers) every
 //! [`LEADER_GRACE`]; when it finds no leader, it watches the socket again.
 //!
-//! So that nothing waits for that grace but what the broker sends unasked
-//! (a heartbeat, a goodbye, while no request is outstanding):
+//! So that no response a request waits for waits for that grace (only
+//! what comes while no request is outstanding may: a heartbeat, a goodbye,
+//! a response sent here as another client's `reply_to`, a late outcome):
 //! - a leader that leaves with any request outstanding rings the driver;
 //! - a request sent while nobody watches the socket (no leader, the driver
-//!   blind) marks its handle: unless the caller then leads, the handle's
-//!   first other use (a poll as a future, `is_done`, `try_take`, its drop)
-//!   kicks the driver ([`Engine::kick`]);
+//!   blind) marks its handle: unless a blocking wait then leads, the
+//!   handle's first other use (a poll as a future, `is_done`, `try_take`,
+//!   `receipts`, `wait_receipt`, a wait that cannot lead, its drop) kicks
+//!   the driver ([`Engine::kick`]), which is rung if nobody watches yet;
 //! - the driver rings the leader's doorbell after a pass that completed the
 //!   leader's request (a timeout, a stop) or replaced the socket, and as it
 //!   ends; a caller whose send may have taken the descriptor's signal rings
@@ -262,7 +264,11 @@ impl Engine {
             let Some(parts) = guard.as_mut() else {
                 return false;
             };
-            if parts.leader.is_some() || parts.link.socket().is_none() {
+            // (A reconnect queued for the driver: the socket is going.)
+            if parts.leader.is_some()
+                || parts.link.socket().is_none()
+                || parts.core.actions().iter().any(is_for_driver)
+            {
                 return false;
             }
             parts.leader = Some(shared.clone());

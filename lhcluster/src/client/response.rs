@@ -531,7 +531,9 @@ impl ResponseHandle {
 /// the handle ([`ResponseHandle::waiter`]): for code that keeps the handle
 /// where it cannot block on it (behind a lock other threads use, say).
 /// Like [`ResponseHandle::wait`], a thread blocked here reads a `Client`'s
-/// socket meanwhile. The outcome stays for the handle to take.
+/// socket meanwhile. The outcome stays for the handle to take. As with
+/// `wait`, a [`LocalClient`](super::LocalClient)'s requests resolve only
+/// while that client is polled.
 #[derive(Clone, Debug)]
 pub struct Waiter {
     shared: Arc<Shared>,
@@ -565,9 +567,9 @@ fn lead(reader: &Reader, shared: &Arc<Shared>, until: Option<Instant>) {
 }
 
 /// Kicks the reader once if the request was sent while nobody read the
-/// socket.
+/// socket and is not done yet.
 fn kick(reader: &Reader, shared: &Shared) {
-    if shared.kick.swap(false, Ordering::Relaxed) {
+    if shared.kick.swap(false, Ordering::Relaxed) && !shared.is_done() {
         reader.0.kick();
     }
 }
