@@ -249,11 +249,6 @@ impl<C: Send + 'static> RoleHandle<C> {
         !self.commands.is_empty()
     }
 
-    /// Wakes the driver (to look at its commands, or anything else).
-    pub(crate) fn ring(&self) {
-        self.bell.ring();
-    }
-
     /// Sends a command carrying a reply channel and waits for the answer.
     pub(crate) fn request<R>(&self, make: impl FnOnce(Sender<R>) -> C) -> Result<R, Error> {
         let (tx, rx) = bounded(1);

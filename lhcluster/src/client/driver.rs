@@ -187,7 +187,7 @@ impl Engine {
 
     /// Sends `submit` on the caller's thread. `queued`: the command channel
     /// holds commands, which this request must not overtake.
-    pub(crate) fn submit(&self, submit: Submit, queued: bool, ring: impl FnOnce()) -> Direct {
+    pub(crate) fn submit(&self, submit: Submit, queued: bool) -> Direct {
         if queued || self.driver_waiting.load(Ordering::Acquire) {
             return Direct::Queue(submit);
         }
@@ -225,7 +225,7 @@ impl Engine {
             self.leader_bell.ring();
         }
         if wake_driver {
-            ring();
+            self.ring_driver();
         }
         Direct::Sent { unwatched }
     }

@@ -381,7 +381,7 @@ impl<'a> RequestBuilder<'a> {
         let canceller = match self.target {
             Target::Client(client) => {
                 let queued = client.role.has_queued();
-                let direct = client.engine.submit(submit, queued, || client.role.ring());
+                let direct = client.engine.submit(submit, queued);
                 let unwatched = match direct {
                     driver::Direct::Sent { unwatched } => unwatched,
                     driver::Direct::Stopped => return None,
