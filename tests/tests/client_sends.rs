@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use lhcluster::Payload;
-use lhcluster::client::{Client, RequestError, ResponseHandle};
+use lhcluster::client::{Client, Outcome, RequestError, ResponseHandle};
 use lhcluster::worker::{RequestContext, Worker};
 use lhcluster_tests::*;
 
@@ -165,6 +165,20 @@ impl Gated {
         }
     }
 
+    /// A thread that sends a type-1 request (held at the gate) and blocks on
+    /// its handle, reading the client's socket.
+    fn blocked_caller(&self, payload: &'static [u8]) -> std::thread::JoinHandle<Outcome> {
+        let client = self.client.clone();
+        std::thread::spawn(move || {
+            client
+                .request(1)
+                .payload_bytes(payload)
+                .send()
+                .unwrap()
+                .wait()
+        })
+    }
+
     /// Waits until a type-1 request runs.
     fn running(&self) {
         self.started
@@ -194,18 +208,7 @@ fn while_one_caller_waits_on_the_socket_every_other_request_is_answered() {
     time_limit(LIMIT, || {
         let g = Gated::start();
         let (client, gate) = (&g.client, &g.gate);
-        // This caller blocks on its handle, reading the client's socket.
-        let leader = {
-            let client = client.clone();
-            std::thread::spawn(move || {
-                client
-                    .request(1)
-                    .payload_bytes(b"slow")
-                    .send()
-                    .unwrap()
-                    .wait()
-            })
-        };
+        let leader = g.blocked_caller(b"slow");
         g.running();
         // Blocked callers on other threads, and an awaited handle: the
         // responses come through whichever thread reads.
@@ -291,10 +294,7 @@ fn a_stop_ends_a_caller_blocked_on_the_socket() {
     time_limit(LIMIT, || {
         let g = Gated::start();
         let (client, gate) = (&g.client, &g.gate);
-        let waiter = {
-            let client = client.clone();
-            std::thread::spawn(move || client.request(1).send().unwrap().wait())
-        };
+        let waiter = g.blocked_caller(b"");
         g.running();
         client.stop().unwrap();
         assert_eq!(waiter.join().unwrap(), Err(RequestError::Stopped));

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use crate::client::{Client, ClientConfig};
+use crate::client::{Client, ClientConfig, ResponseHandle};
 use crate::protocol::Payload;
 use crate::worker::RequestContext;
 use crate::{Broker, BrokerConfig, Worker, WorkerConfig};
@@ -84,24 +84,32 @@ fn blocked_round_trips_are_answered_while_the_driver_sleeps() {
     });
 }
 
-#[test]
-fn an_awaited_request_sent_after_a_leader_left_is_read() {
-    within_wait(|| {
+/// 20 times: a blocked round trip (the leader leaves, nobody reads the
+/// socket now), then a request whose handle `observe` waits on without
+/// blocking in a wait.
+fn after_a_leader_left(observe: fn(ResponseHandle)) {
+    within_wait(move || {
         let (_broker, _worker, client) = served();
         for _ in 0..20 {
             round_trip(&client);
-            // Nobody reads the socket now: the first poll wakes the driver.
-            let mut handle = client.request(1).payload_bytes(b"async").send().unwrap();
-            let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-            let mut cx = Context::from_waker(&waker);
-            loop {
-                match Pin::new(&mut handle).poll(&mut cx) {
-                    Poll::Ready(outcome) => {
-                        assert!(outcome.is_ok(), "{outcome:?}");
-                        break;
-                    }
-                    Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+            observe(client.request(1).payload_bytes(b"next").send().unwrap());
+        }
+    });
+}
+
+#[test]
+fn an_awaited_request_sent_after_a_leader_left_is_read() {
+    after_a_leader_left(|mut handle| {
+        // The first poll wakes the driver.
+        let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            match Pin::new(&mut handle).poll(&mut cx) {
+                Poll::Ready(outcome) => {
+                    assert!(outcome.is_ok(), "{outcome:?}");
+                    break;
                 }
+                Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
             }
         }
     });
@@ -109,14 +117,9 @@ fn an_awaited_request_sent_after_a_leader_left_is_read() {
 
 #[test]
 fn a_request_polled_with_is_done_after_a_leader_left_is_read() {
-    within_wait(|| {
-        let (_broker, _worker, client) = served();
-        for _ in 0..20 {
-            round_trip(&client);
-            let handle = client.request(1).payload_bytes(b"poll").send().unwrap();
-            while !handle.is_done() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+    after_a_leader_left(|handle| {
+        while !handle.is_done() {
+            std::thread::sleep(Duration::from_millis(1));
         }
     });
 }
